@@ -1,0 +1,102 @@
+import type { CpuSize, GpuSize } from "./catalogue/droplets";
+import type { ModelEntry } from "./catalogue/models";
+import type { CostEstimate } from "./cost";
+import type { GpuFit } from "./fit";
+import type { ResolvedSettings } from "./presets";
+import type { Warning } from "./problems";
+import type { GgufWeights, VllmWeights } from "./quantization";
+import type { OcrEngine, Tier } from "./settings";
+
+/** The name clients send as `model`; vLLM and the llama.cpp fallback both answer to it. */
+export const CODER_SERVED_NAME = "coder";
+export const OCR_SERVED_NAME = "deepseek-ocr";
+/** Context of the CPU fallback coder: enough for a chat turn, small enough for the CPU node's RAM. */
+export const FALLBACK_CONTEXT = 8192;
+/** vLLM's torch.compile and CUDA-graph cache sits beside the weights on the model-cache volume. */
+export const COMPILE_CACHE_GIB = 10;
+/** Whisper, TTS and docling model files on the CPU cache volume, beyond any GGUF files. */
+export const CPU_MODEL_FILES_GIB = 6;
+
+export type Program = "traefik" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve";
+export type ServiceRole = "gateway" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts";
+
+/** One service instance on one node. */
+export interface Workload {
+  readonly role: ServiceRole;
+  readonly node: string;
+  readonly program: Program;
+  readonly model?: string;
+  /** Host RAM it needs on a CPU node, GiB. */
+  readonly ramGiB?: number;
+  /** --gpu-memory-utilization on a GPU node. */
+  readonly gpuShare?: number;
+}
+
+export interface NodePlan {
+  readonly name: string;
+  readonly kind: "cpu" | "gpu";
+  readonly size: string;
+  /** False for the hybrid GPU node while the GPU is off: planned, not created. */
+  readonly active: boolean;
+  readonly workloads: readonly Workload[];
+  /** CPU nodes: RAM budget of what runs there. */
+  readonly ramNeededGiB?: number;
+  readonly ramGiB?: number;
+}
+
+export interface VllmCoder {
+  readonly backend: "vllm";
+  readonly model: ModelEntry;
+  readonly weights: VllmWeights;
+  readonly maxContext: number;
+  readonly share: number;
+  readonly tensorParallel: number;
+  readonly fit: GpuFit;
+}
+
+export interface LlamaCppCoder {
+  readonly backend: "llama.cpp";
+  readonly model: ModelEntry;
+  readonly gguf: GgufWeights;
+  readonly context: number;
+  readonly ramGiB: number;
+}
+
+export interface DeepSeekOcr {
+  readonly engine: "deepseek-ocr";
+  readonly model: ModelEntry;
+  readonly weights: VllmWeights;
+  readonly share: number;
+  readonly maxContext: number;
+  readonly fit: GpuFit;
+}
+
+export interface HubConfig {
+  readonly tier: Tier;
+  readonly region: string;
+  readonly settings: ResolvedSettings;
+  readonly cpuNode: { readonly size: CpuSize; readonly cacheGiB: number };
+  /** Absent in the cpu tier. */
+  readonly gpu?: {
+    readonly size: GpuSize;
+    readonly count: number;
+    /** Whether GPU droplets exist now (always in gpu/multigpu; gpuEnabled in hybrid). */
+    readonly on: boolean;
+    readonly hoursPerMonth: number;
+  };
+  readonly modelCache: { readonly sizeGiB: number; readonly volumes: number; readonly neededGiB: number };
+  readonly coder: VllmCoder | LlamaCppCoder;
+  readonly fallbackCoder?: LlamaCppCoder;
+  readonly ocr: DeepSeekOcr | { readonly engine: Exclude<OcrEngine, "deepseek-ocr"> };
+  readonly ocrCpuFallback: boolean;
+  readonly stt: { readonly model: string; readonly repo: string; readonly ramGiB: number };
+  readonly tts: { readonly model: string; readonly ramGiB: number };
+  readonly gateway: { readonly domain?: string; readonly acmeEmail?: string; readonly adminCidrs: readonly string[] };
+  readonly budgetUsd: number;
+  readonly nodes: readonly NodePlan[];
+  readonly cost: CostEstimate;
+  readonly warnings: readonly Warning[];
+}
+
+export const gpuNodeName = (index: number): string => `gpu-${index}`;
+export const CPU_NODE_NAME = "cpu";

@@ -1,0 +1,349 @@
+import { CPU_SIZES, CpuSize, findCpuSize, findGpuSize, GPU_SIZES, GpuSize, HOURS_PER_MONTH, REGIONS } from "./catalogue/droplets";
+import { CPU_SERVICE_RAM, findModel, MODELS, ModelEntry, TTS_MODELS, WHISPER_MODELS } from "./catalogue/models";
+import { gbToGiB, GB_PER_GIB, VOLUME_MAX_GIB } from "./catalogue/storage";
+import { estimateCost } from "./cost";
+import { fitOnGpu, GpuFit, llamaCppRamGiB, MAX_COMBINED_GPU_SHARE, maxContextThatFits } from "./fit";
+import {
+  COMPILE_CACHE_GIB,
+  CPU_MODEL_FILES_GIB,
+  CPU_NODE_NAME,
+  DeepSeekOcr,
+  FALLBACK_CONTEXT,
+  gpuNodeName,
+  HubConfig,
+  LlamaCppCoder,
+  NodePlan,
+  VllmCoder,
+  Workload,
+} from "./hub-config";
+import { didYouMean } from "./load";
+import { PRESETS, ResolvedSettings } from "./presets";
+import { problem, Problem, Warning } from "./problems";
+import { mapGgufQuantization, mapVllmQuantization, VllmWeights } from "./quantization";
+import type { Quantization, StackOverrides, Tier } from "./settings";
+
+export type Resolved = { ok: true; config: HubConfig } | { ok: false; problems: Problem[]; warnings: Warning[] };
+
+const GPU_TIERS: readonly Tier[] = ["gpu", "hybrid", "multigpu"];
+const usd = (n: number) => `$${n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+const gb = (n: number) => `${n.toFixed(1)} GB`;
+
+/** Applies the tier preset under the stack's overrides. An unknown tier falls back to hybrid so the other checks still run. */
+export function applyPreset(overrides: StackOverrides): ResolvedSettings {
+  const tier = overrides.tier ?? "hybrid";
+  const merged: Record<string, unknown> = { ...PRESETS[tier] };
+  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) merged[k] = v;
+  return merged as ResolvedSettings;
+}
+
+/** GPU sizes, cheapest first, on which `test` passes. */
+function sizesWhere(test: (s: GpuSize) => boolean, region?: string): GpuSize[] {
+  return GPU_SIZES.filter((s) => (region === undefined || s.regions.includes(region)) && test(s)).sort((a, b) => a.pricePerHour * a.gpuCount - b.pricePerHour * b.gpuCount || a.pricePerHour - b.pricePerHour);
+}
+
+interface Ctx {
+  readonly s: ResolvedSettings;
+  readonly problems: Problem[];
+  readonly warnings: Warning[];
+}
+
+function checkTierShape({ s, problems }: Ctx, gpu: GpuSize | undefined): void {
+  if (s.tier === "cpu") {
+    if (s.gpuCount > 0) problems.push(problem(["gpuCount", "tier"], s.gpuCount, "the cpu tier runs no GPU droplet.", "Set gpuCount to 0, or use tier gpu, hybrid or multigpu."));
+    if (s.gpuEnabled) problems.push(problem(["gpuEnabled", "tier"], true, "the cpu tier has no GPU to turn on.", "Use tier hybrid for an on-demand GPU."));
+    return;
+  }
+  if (s.gpuCount < 1) problems.push(problem(["gpuCount", "tier"], s.gpuCount, `the ${s.tier} tier serves the coder from GPU droplets and needs at least one.`, "Set gpuCount to 1 or more, or use tier cpu."));
+  if (s.tier !== "hybrid") {
+    if (!s.gpuEnabled) problems.push(problem(["gpuEnabled", "tier"], false, `the ${s.tier} tier keeps its GPU always on.`, "Use tier hybrid to turn the GPU on and off."));
+    if (s.gpuHoursPerMonth !== HOURS_PER_MONTH) problems.push(problem(["gpuHoursPerMonth", "tier"], s.gpuHoursPerMonth, `the ${s.tier} tier is always on, so it is billed ${HOURS_PER_MONTH} h a month.`, "Remove gpuHoursPerMonth, or use tier hybrid for fewer hours."));
+  } else if (s.gpuHoursPerMonth < 1) {
+    problems.push(problem("gpuHoursPerMonth", s.gpuHoursPerMonth, "the hybrid tier's cost estimate needs the GPU hours you expect to use a month.", "Set it to your expected hours, e.g. 40 for five 8-hour days."));
+  }
+  if (!gpu) return;
+  if (s.tier === "multigpu" && gpu.gpuCount < 8) {
+    problems.push(problem(["gpuSize", "tier"], s.gpuSize, `the multigpu tier is one 8-GPU droplet; ${s.gpuSize} has ${gpu.gpuCount} GPU.`, `Use ${GPU_SIZES.filter((g) => g.gpuCount === 8).map((g) => g.slug).join(", ")}, or tier gpu/hybrid.`));
+  }
+  if (s.tier !== "multigpu" && gpu.gpuCount > 1) {
+    problems.push(problem(["gpuSize", "tier"], s.gpuSize, `the ${s.tier} tier runs single-GPU droplets; ${s.gpuSize} has ${gpu.gpuCount} GPUs.`, "Use tier multigpu for 8-GPU droplets, or a single-GPU size."));
+  }
+}
+
+function lookupSizes({ s, problems }: Ctx): { cpu?: CpuSize; gpu?: GpuSize } {
+  if (!REGIONS.includes(s.region)) problems.push(problem("region", s.region, "is not a DigitalOcean region slug.", `${didYouMean(s.region, REGIONS)} Regions: ${REGIONS.join(", ")}.`.trim()));
+  let cpu = findCpuSize(s.cpuSize);
+  if (!cpu) {
+    const isGpu = findGpuSize(s.cpuSize) !== undefined;
+    problems.push(problem("cpuSize", s.cpuSize, isGpu ? "is a GPU size; the CPU node takes a CPU size." : "is not a CPU size in the catalogue.", `${isGpu ? "Put it in gpuSize." : didYouMean(s.cpuSize, CPU_SIZES.map((c) => c.slug))} CPU sizes: ${CPU_SIZES.map((c) => c.slug).join(", ")}.`.trim()));
+  } else if (REGIONS.includes(s.region) && !cpu.regions.includes(s.region)) {
+    problems.push(problem(["cpuSize", "region"], s.cpuSize, `is not offered in ${s.region}.`, `Regions with it: ${cpu.regions.join(", ")}.`));
+    cpu = undefined;
+  }
+  if (s.tier === "cpu") return { cpu };
+  const gpu = findGpuSize(s.gpuSize);
+  if (!gpu) {
+    const isCpu = findCpuSize(s.gpuSize) !== undefined;
+    problems.push(problem("gpuSize", s.gpuSize, isCpu ? "is a CPU size; GPU nodes take a GPU size." : "is not a GPU size in the catalogue.", `${didYouMean(s.gpuSize, GPU_SIZES.map((g) => g.slug))} GPU sizes: ${GPU_SIZES.map((g) => g.slug).join(", ")}.`.trim()));
+    return { cpu };
+  }
+  if (REGIONS.includes(s.region) && !gpu.regions.includes(s.region)) {
+    const here = GPU_SIZES.filter((g) => g.regions.includes(s.region)).map((g) => g.slug);
+    problems.push(problem(["gpuSize", "region"], s.gpuSize, `is not offered in ${s.region} (DigitalOcean answers 422 "Size is not available in this region").`, `${s.gpuSize} is offered in ${gpu.regions.join(", ")}; ${here.length ? `${s.region} offers ${here.join(", ")}` : `${s.region} offers no GPU sizes`}. All nodes and volumes share one region (one VPC).`));
+  }
+  return { cpu, gpu };
+}
+
+function lookupModel(ctx: Ctx, key: "llmModel" | "fallbackModel", id: string): ModelEntry | undefined {
+  const model = findModel(id);
+  const coders = MODELS.filter((m) => m.role === "coder").map((m) => m.id);
+  if (!model || model.role !== "coder") {
+    ctx.problems.push(problem(key, id, model ? "is an OCR model, not a coding model." : "is not a model in the catalogue.", `${didYouMean(id, coders)} Coding models: ${coders.join(", ")}.`.trim()));
+    return undefined;
+  }
+  return model;
+}
+
+/** Alternatives that would make a GPU model fit, nearest first: less context, fewer bits, a bigger size. */
+function fitAdvice(model: ModelEntry, quantization: Quantization, gpu: GpuSize, share: number, context: number, region: string, shareKey: string): string {
+  const advice: string[] = [];
+  const weights = mapVllmQuantization(model, quantization, gpu);
+  if (weights.ok) {
+    const longest = maxContextThatFits({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision });
+    if (longest >= 2048) advice.push(`set llmMaxContext to ${Math.floor(longest / 1024) * 1024} or less`);
+    const needShare = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision }).minimumShare;
+    if (needShare !== undefined && needShare > share) advice.push(`raise ${shareKey} to ${Math.ceil(needShare * 100)}`);
+  }
+  for (const q of ["8bit", "4bit"] as const) {
+    if (q === quantization || (quantization === "4bit" && q === "8bit")) continue;
+    const w = mapVllmQuantization(model, q, gpu);
+    if (w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision }).fits) {
+      advice.push(`use llmQuantization ${q}`);
+      break;
+    }
+  }
+  const fitsOn = (s: GpuSize) => {
+    const w = mapVllmQuantization(model, quantization, s);
+    return w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: s.gpuCount, gpuMemoryGBPerGpu: s.gpuMemoryGBPerGpu, share, vision: model.vision }).fits;
+  };
+  const inRegion = sizesWhere(fitsOn, region).filter((s) => s.slug !== gpu.slug);
+  const anywhere = sizesWhere(fitsOn).filter((s) => s.slug !== gpu.slug);
+  if (inRegion.length) advice.push(`use gpuSize ${inRegion.slice(0, 2).map((s) => s.slug).join(" or ")}`);
+  else if (anywhere.length) advice.push(`use gpuSize ${anywhere.slice(0, 2).map((s) => `${s.slug} (${s.regions.join("/")})`).join(" or ")}`);
+  return advice.length ? `Fixes: ${advice.join("; or ")}.` : "No catalogue size holds it; choose a smaller model.";
+}
+
+function describeFit(what: string, fit: GpuFit, gpu: GpuSize, share: number): string {
+  const tp = gpu.gpuCount > 1 ? ` per GPU (of ${gpu.gpuCount})` : "";
+  return `${what} needs ${gb(fit.neededPerGpuGB)}${tp} (weights ${gb(fit.weightsPerGpuGB)} + KV cache for one full-context sequence ${gb(fit.kvPerGpuGB)} + overhead ${gb(fit.overheadGB)}); ${gpu.slug} gives it ${gb(fit.availablePerGpuGB)} (${gb(gpu.gpuMemoryGBPerGpu)} x ${share.toFixed(2)}).`;
+}
+
+function resolveVllmCoder(ctx: Ctx, model: ModelEntry, gpu: GpuSize): VllmCoder | undefined {
+  const { s, problems } = ctx;
+  const share = s.llmGpuMemoryPercent / 100;
+  let ok = true;
+  if (s.llmTensorParallelSize !== gpu.gpuCount) {
+    problems.push(problem(["llmTensorParallelSize", "gpuSize"], s.llmTensorParallelSize, `must equal the GPU count of ${gpu.slug} (${gpu.gpuCount}); vLLM shards the model over every GPU of the droplet.`, `Set llmTensorParallelSize to ${gpu.gpuCount}.`));
+    ok = false;
+  } else if (model.attention.attentionHeads % gpu.gpuCount !== 0) {
+    problems.push(problem(["llmModel", "llmTensorParallelSize"], model.id, `has ${model.attention.attentionHeads} attention heads, which vLLM cannot split evenly over ${gpu.gpuCount} GPUs.`, `Use a single-GPU size, or a model whose head count divides by ${gpu.gpuCount}.`));
+    ok = false;
+  }
+  if (s.llmMaxContext > model.maxContext) {
+    problems.push(problem("llmMaxContext", s.llmMaxContext, `exceeds ${model.displayName}'s maximum context of ${model.maxContext} tokens.`, `Set llmMaxContext to ${model.maxContext} or less.`));
+    ok = false;
+  }
+  const weights = mapVllmQuantization(model, s.llmQuantization, gpu);
+  if (!weights.ok) {
+    problems.push(weights.problem);
+    return undefined;
+  }
+  const ramGB = gpu.ramGiB * GB_PER_GIB;
+  if (weights.value.loadRamGB > ramGB) {
+    problems.push(problem(["llmQuantization", "gpuSize"], s.llmQuantization, `online FP8 loads the full ${gb(weights.value.loadRamGB)} BF16 checkpoint into host RAM first; ${gpu.slug} has ${gpu.ramGiB} GiB (${gb(ramGB)}).`, `Use 4bit (pre-quantized, no BF16 load), or a size with more RAM: ${sizesWhere((g) => g.ramGiB * GB_PER_GIB >= weights.value.loadRamGB && g.fp8, s.region).map((g) => g.slug).slice(0, 2).join(", ") || "none in this region"}.`));
+    ok = false;
+  }
+  if (!ok) return undefined;
+  const context = Math.min(s.llmMaxContext, model.maxContext);
+  const fit = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision });
+  if (!fit.fits) {
+    problems.push(problem(["llmModel", "llmQuantization", "gpuSize"], `${model.id} @ ${s.llmQuantization}`, describeFit(`${model.displayName} as ${weights.value.format}`, fit, gpu, share), fitAdvice(model, s.llmQuantization, gpu, share, context, s.region, "llmGpuMemoryPercent")));
+    return undefined;
+  }
+  return { backend: "vllm", model, weights: weights.value, maxContext: context, share, tensorParallel: gpu.gpuCount, fit };
+}
+
+function resolveLlamaCpp(ctx: Ctx, key: "llmModel" | "fallbackModel", model: ModelEntry, quantization: Quantization, context: number): LlamaCppCoder | undefined {
+  if (context > model.maxContext) {
+    ctx.problems.push(problem("llmMaxContext", context, `exceeds ${model.displayName}'s maximum context of ${model.maxContext} tokens.`, `Set llmMaxContext to ${model.maxContext} or less.`));
+    return undefined;
+  }
+  const gguf = mapGgufQuantization(model, quantization, key);
+  if (!gguf.ok) {
+    ctx.problems.push(gguf.problem);
+    return undefined;
+  }
+  const ram = llamaCppRamGiB(gguf.value.sizeGB, model.attention, context, CPU_SERVICE_RAM.llamaCppRuntime.ramGiB);
+  return { backend: "llama.cpp", model, gguf: gguf.value, context, ramGiB: ram.totalGiB };
+}
+
+function resolveOcr(ctx: Ctx, gpu: GpuSize | undefined, coderShare: number | undefined): DeepSeekOcr | undefined {
+  const { s, problems } = ctx;
+  const model = findModel("deepseek-ocr");
+  if (!model) throw new Error("catalogue lost deepseek-ocr");
+  if (s.tier === "cpu" || !gpu) {
+    if (s.tier === "cpu") problems.push(problem(["ocrEngine", "tier"], s.ocrEngine, "DeepSeek-OCR needs an NVIDIA GPU (its official code is CUDA-only); the cpu tier has none.", "Set ocrEngine to docling."));
+    return undefined;
+  }
+  const weights = mapVllmQuantization(model, "none", gpu);
+  if (!weights.ok) {
+    problems.push({ ...weights.problem, keys: ["ocrEngine", "gpuSize"] });
+    return undefined;
+  }
+  const share = s.ocrGpuMemoryPercent / 100;
+  const fit = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: model.maxContext, tensorParallel: 1, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision });
+  if (!fit.fits) {
+    problems.push(problem("ocrGpuMemoryPercent", s.ocrGpuMemoryPercent, describeFit("DeepSeek-OCR", fit, gpu, share), fit.minimumShare ? `Raise ocrGpuMemoryPercent to ${Math.ceil(fit.minimumShare * 100)} (and lower llmGpuMemoryPercent to match).` : "Use a GPU with more memory."));
+    return undefined;
+  }
+  if (coderShare !== undefined && coderShare + share > MAX_COMBINED_GPU_SHARE) {
+    problems.push(problem(["llmGpuMemoryPercent", "ocrGpuMemoryPercent"], `${s.llmGpuMemoryPercent} + ${s.ocrGpuMemoryPercent}`, `the coder and DeepSeek-OCR share each GPU; their shares add up to ${Math.round((coderShare + share) * 100)}%, above the ${MAX_COMBINED_GPU_SHARE * 100}% two vLLM processes can take (each pre-allocates its share).`, `Lower one so they add up to ${MAX_COMBINED_GPU_SHARE * 100} or less, e.g. llmGpuMemoryPercent ${Math.round((MAX_COMBINED_GPU_SHARE - share) * 100)}.`));
+    return undefined;
+  }
+  return { engine: "deepseek-ocr", model, weights: weights.value, share, maxContext: model.maxContext, fit };
+}
+
+function cpuWorkloads(ctx: Ctx, coder: VllmCoder | LlamaCppCoder | undefined, fallback: LlamaCppCoder | undefined, stt: { ramGiB: number } | undefined, tts: { ramGiB: number } | undefined): Workload[] {
+  const { s } = ctx;
+  const w: Workload[] = [{ role: "gateway", node: CPU_NODE_NAME, program: "traefik", ramGiB: CPU_SERVICE_RAM.gateway.ramGiB }];
+  if (stt) w.push({ role: "stt", node: CPU_NODE_NAME, program: "speaches", model: s.sttModel, ramGiB: stt.ramGiB });
+  if (tts) w.push({ role: "tts", node: CPU_NODE_NAME, program: "coqui-tts", model: s.ttsModel, ramGiB: tts.ramGiB });
+  if (coder?.backend === "llama.cpp") w.push({ role: "coder", node: CPU_NODE_NAME, program: "llama.cpp", model: coder.gguf.hfArg, ramGiB: coder.ramGiB });
+  if (fallback) w.push({ role: "coder-fallback", node: CPU_NODE_NAME, program: "llama.cpp", model: fallback.gguf.hfArg, ramGiB: fallback.ramGiB });
+  if (s.ocrEngine === "docling") w.push({ role: "ocr", node: CPU_NODE_NAME, program: "docling-serve", ramGiB: CPU_SERVICE_RAM.docling.ramGiB });
+  else if (s.ocrCpuFallback) w.push({ role: "ocr-fallback", node: CPU_NODE_NAME, program: "docling-serve", ramGiB: CPU_SERVICE_RAM.docling.ramGiB });
+  return w;
+}
+
+function checkCpuRam(ctx: Ctx, cpu: CpuSize, workloads: readonly Workload[]): number {
+  const needed = CPU_SERVICE_RAM.system.ramGiB + workloads.reduce((sum, w) => sum + (w.ramGiB ?? 0), 0);
+  if (needed > cpu.ramGiB) {
+    const bigger = CPU_SIZES.filter((c) => c.ramGiB >= needed).sort((a, b) => a.pricePerMonth - b.pricePerMonth);
+    const parts = [`system ${CPU_SERVICE_RAM.system.ramGiB}`, ...workloads.map((w) => `${w.role} (${w.program}) ${(w.ramGiB ?? 0).toFixed(2)}`)].join(" + ");
+    const drop = [ctx.s.fallbackModel !== "none" ? "set fallbackModel to none" : "", ctx.s.ocrCpuFallback ? "set ocrCpuFallback to false" : ""].filter(Boolean);
+    ctx.problems.push(problem("cpuSize", cpu.slug, `the services placed on the CPU node need ${needed.toFixed(2)} GiB of RAM (${parts}); ${cpu.slug} has ${cpu.ramGiB} GiB.`, `Use ${bigger.length ? `cpuSize ${bigger[0].slug} (${bigger[0].ramGiB} GiB, $${bigger[0].pricePerMonth}/month)` : "a larger CPU size"}${drop.length ? `, or ${drop.join(", or ")}` : ""}.`));
+  }
+  return needed;
+}
+
+function diskGiB(w: VllmWeights | undefined): number {
+  return w ? gbToGiB(w.diskGB) : 0;
+}
+
+/**
+ * Preset + overrides → one validated HubConfig, or every problem found. No cloud calls: all of
+ * this runs at plan time, before any money is spent.
+ */
+export function resolveHubConfig(overrides: StackOverrides): Resolved {
+  const s = applyPreset(overrides);
+  const ctx: Ctx = { s, problems: [], warnings: [] };
+  const { problems, warnings } = ctx;
+  const { cpu, gpu } = lookupSizes(ctx);
+  checkTierShape(ctx, gpu);
+
+  const hasGpu = GPU_TIERS.includes(s.tier);
+  const coderModel = lookupModel(ctx, "llmModel", s.llmModel);
+  let coder: VllmCoder | LlamaCppCoder | undefined;
+  if (coderModel && !hasGpu) coder = resolveLlamaCpp(ctx, "llmModel", coderModel, s.llmQuantization, s.llmMaxContext);
+  else if (coderModel && gpu) coder = resolveVllmCoder(ctx, coderModel, gpu);
+
+  let fallback: LlamaCppCoder | undefined;
+  if (s.fallbackModel !== "none") {
+    if (!hasGpu) {
+      problems.push(problem(["fallbackModel", "tier"], s.fallbackModel, "the cpu tier's coder already runs on the CPU node; a fallback would duplicate it.", "Set fallbackModel to none."));
+    } else {
+      const fbModel = lookupModel(ctx, "fallbackModel", s.fallbackModel);
+      if (fbModel) fallback = resolveLlamaCpp(ctx, "fallbackModel", fbModel, "4bit", Math.min(FALLBACK_CONTEXT, fbModel.maxContext));
+    }
+  }
+
+  const ocr = s.ocrEngine === "deepseek-ocr" ? resolveOcr(ctx, gpu, coder?.backend === "vllm" ? coder.share : undefined) : undefined;
+  if (s.ocrCpuFallback && s.ocrEngine !== "deepseek-ocr") {
+    problems.push(problem(["ocrCpuFallback", "ocrEngine"], true, `a CPU OCR fallback only makes sense behind DeepSeek-OCR on the GPU; ocrEngine is ${s.ocrEngine}.`, "Set ocrCpuFallback to false."));
+  }
+
+  const whisper = WHISPER_MODELS[s.sttModel];
+  if (!whisper) problems.push(problem("sttModel", s.sttModel, "is not a Whisper model in the catalogue.", `${didYouMean(s.sttModel, Object.keys(WHISPER_MODELS))} Use one of ${Object.keys(WHISPER_MODELS).join(", ")}.`.trim()));
+  const ttsModel = TTS_MODELS[s.ttsModel];
+  if (!ttsModel) problems.push(problem("ttsModel", s.ttsModel, "is not a Coqui TTS model in the catalogue.", `Use one of ${Object.keys(TTS_MODELS).join(", ")}.`));
+
+  if ((s.domain === undefined) !== (s.acmeEmail === undefined)) {
+    problems.push(problem(["domain", "acmeEmail"], s.domain ?? s.acmeEmail, "HTTPS with Let's Encrypt needs both a domain and a contact e-mail.", s.domain ? "Set acmeEmail." : "Set domain, or remove acmeEmail."));
+  }
+
+  // Placement: the CPU node always; GPU nodes carry the coder (and DeepSeek-OCR) replicas.
+  const cpuLoads = cpuWorkloads(ctx, coder, fallback, whisper, ttsModel);
+  const cpuRamNeeded = cpu ? checkCpuRam(ctx, cpu, cpuLoads) : 0;
+  const gpuOn = hasGpu && s.gpuEnabled;
+  const nodes: NodePlan[] = [{ name: CPU_NODE_NAME, kind: "cpu", size: s.cpuSize, active: true, workloads: cpuLoads, ramNeededGiB: cpuRamNeeded, ramGiB: cpu?.ramGiB }];
+  if (hasGpu) {
+    for (let i = 0; i < s.gpuCount; i++) {
+      const node = gpuNodeName(i);
+      const workloads: Workload[] = [];
+      if (coder?.backend === "vllm") workloads.push({ role: "coder", node, program: "vllm", model: coder.weights.modelId, gpuShare: coder.share });
+      if (ocr) workloads.push({ role: "ocr", node, program: "vllm", model: ocr.weights.modelId, gpuShare: ocr.share });
+      nodes.push({ name: node, kind: "gpu", size: s.gpuSize, active: gpuOn, workloads });
+    }
+  }
+
+  // Model cache: what each GPU node downloads must fit its volume, with room for the compile cache.
+  const modelCacheVolumes = Math.max(1, hasGpu ? s.gpuCount : 0);
+  const cacheNeeded = Math.ceil(diskGiB(coder?.backend === "vllm" ? coder.weights : undefined) + diskGiB(ocr?.weights) + (hasGpu ? COMPILE_CACHE_GIB : 0));
+  if (hasGpu && cacheNeeded > s.modelCacheGiB) {
+    problems.push(problem("modelCacheGiB", s.modelCacheGiB, `the GPU node's weights (${coder?.backend === "vllm" ? coder.weights.modelId : s.llmModel}${ocr ? " + DeepSeek-OCR" : ""}) and compile cache need ${cacheNeeded} GiB on the model-cache volume.`, `Set modelCacheGiB to ${Math.min(VOLUME_MAX_GIB, Math.ceil(cacheNeeded / 10) * 10)} or more (volumes grow in place; they never shrink).`));
+  }
+  const cpuFiles = (coder?.backend === "llama.cpp" ? gbToGiB(coder.gguf.sizeGB) : 0) + (fallback ? gbToGiB(fallback.gguf.sizeGB) : 0) + CPU_MODEL_FILES_GIB;
+  if (cpuFiles > s.cpuCacheGiB) {
+    problems.push(problem("cpuCacheGiB", s.cpuCacheGiB, `the CPU node's model files need ${Math.ceil(cpuFiles)} GiB.`, `Set cpuCacheGiB to ${Math.ceil(cpuFiles / 5) * 5} or more.`));
+  }
+
+  if (s.adminCidrs.length === 0) warnings.push({ keys: ["adminCidrs"], message: "no admin CIDRs: SSH (port 22) on every node is open to the whole internet (key login only). Set adminCidrs to your office/VPN ranges." });
+  if (!s.domain) warnings.push({ keys: ["domain"], message: "no domain: the gateway serves plain HTTP, so API keys cross the network unencrypted. Set domain and acmeEmail for HTTPS." });
+  if (s.tier === "hybrid" && !s.gpuEnabled && !fallback) warnings.push({ keys: ["gpuEnabled", "fallbackModel"], message: "the GPU is off and there is no CPU fallback coder: /v1/chat/completions answers 503 until the GPU is turned on." });
+
+  if (!cpu || (hasGpu && !gpu)) return { ok: false, problems, warnings };
+  const cost = estimateCost({
+    cpuSize: cpu,
+    cpuCacheGiB: s.cpuCacheGiB,
+    gpu: hasGpu && gpu ? { size: gpu, count: s.gpuCount, hoursPerMonth: s.tier === "hybrid" ? s.gpuHoursPerMonth : HOURS_PER_MONTH, on: gpuOn } : undefined,
+    modelCacheGiB: s.modelCacheGiB,
+    modelCacheVolumes,
+  });
+  if (cost.monthlyUsd > s.budgetUsd) {
+    const breakdown = cost.lines.map((l) => `${l.item} ${usd(l.monthlyUsd)}`).join(" + ");
+    problems.push(problem("budgetUsd", s.budgetUsd, `the projected month is ${usd(cost.monthlyUsd)} (${breakdown}), above the budget of ${usd(s.budgetUsd)}.`, `Raise budgetUsd to ${Math.ceil(cost.monthlyUsd)}${s.tier === "hybrid" ? ", lower gpuHoursPerMonth" : ""}, or choose a cheaper tier or size.`));
+  }
+  if (problems.length > 0 || !coder || !whisper || !ttsModel || (s.ocrEngine === "deepseek-ocr" && !ocr)) return { ok: false, problems, warnings };
+
+  return {
+    ok: true,
+    config: {
+      tier: s.tier,
+      region: s.region,
+      settings: s,
+      cpuNode: { size: cpu, cacheGiB: s.cpuCacheGiB },
+      gpu: hasGpu && gpu ? { size: gpu, count: s.gpuCount, on: gpuOn, hoursPerMonth: s.tier === "hybrid" ? s.gpuHoursPerMonth : HOURS_PER_MONTH } : undefined,
+      modelCache: { sizeGiB: s.modelCacheGiB, volumes: modelCacheVolumes, neededGiB: cacheNeeded },
+      coder,
+      fallbackCoder: fallback,
+      ocr: ocr ?? { engine: s.ocrEngine === "docling" ? "docling" : "none" },
+      ocrCpuFallback: s.ocrCpuFallback,
+      stt: { model: s.sttModel, repo: whisper.repo, ramGiB: whisper.ramGiB },
+      tts: { model: s.ttsModel, ramGiB: ttsModel.ramGiB },
+      gateway: { domain: s.domain, acmeEmail: s.acmeEmail, adminCidrs: s.adminCidrs },
+      budgetUsd: s.budgetUsd,
+      nodes,
+      cost,
+      warnings,
+    },
+  };
+}

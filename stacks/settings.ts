@@ -1,0 +1,72 @@
+import { z } from "zod";
+
+/**
+ * Every stack setting is a top-level Pulumi config key of a scalar or array type, because
+ * Pulumi.yaml can only declare string, integer, boolean and array keys. A stack file names its
+ * tier and only the keys it overrides; the tier preset fills in the rest.
+ */
+export const PROJECT = "inference-hub";
+
+export const TIERS = ["cpu", "gpu", "hybrid", "multigpu"] as const;
+export type Tier = (typeof TIERS)[number];
+
+export const QUANTIZATIONS = ["none", "8bit", "4bit"] as const;
+export type Quantization = (typeof QUANTIZATIONS)[number];
+
+export const OCR_ENGINES = ["deepseek-ocr", "docling", "none"] as const;
+export type OcrEngine = (typeof OCR_ENGINES)[number];
+
+export type PulumiConfigType = "string" | "integer" | "boolean" | "array";
+
+interface KeySpec<T extends z.ZodType> {
+  readonly type: PulumiConfigType;
+  readonly description: string;
+  readonly schema: T;
+  readonly secret?: boolean;
+}
+
+const key = <T extends z.ZodType>(type: PulumiConfigType, schema: T, description: string): KeySpec<T> => ({ type, schema, description });
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+const slug = z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "must be a lower-case slug such as c-4 or tor1");
+const cidr = z
+  .string()
+  .regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$|^[0-9a-fA-F:]+\/\d{1,3}$/, "must be a CIDR such as 203.0.113.7/32")
+  .refine((v) => !v.includes(".") || v.split("/")[0].split(".").every((o) => Number(o) <= 255), "has an octet above 255");
+
+export const SETTINGS = {
+  tier: key("string", z.enum(TIERS), "Strategy tier: cpu (CPU node only), gpu (one GPU droplet always on), hybrid (GPU droplet on demand), multigpu (one 8-GPU droplet)."),
+  region: key("string", slug, "DigitalOcean region slug for every droplet and volume (one VPC). GPU sizes exist only in some regions."),
+  cpuSize: key("string", slug, "Droplet size of the always-on CPU node (gateway, speech, OCR on CPU, CPU coder)."),
+  cpuCacheGiB: key("integer", int(10, 16384), "Block-storage volume on the CPU node for CPU model files and gateway state (TLS certificates), GiB."),
+  gpuSize: key("string", slug, "Droplet size of each GPU node, e.g. gpu-h100x1-80gb."),
+  gpuCount: key("integer", int(0, 64), "Number of GPU droplets serving the coder (replicas behind the gateway)."),
+  gpuEnabled: key("boolean", z.boolean(), "hybrid only: whether the on-demand GPU droplet exists right now. Off destroys the droplet and keeps its model cache."),
+  gpuHoursPerMonth: key("integer", int(0, 744), "hybrid only: expected GPU hours per month, for the cost estimate and the budget check."),
+  modelCacheGiB: key("integer", int(10, 16384), "Model-cache volume per GPU node (weights + vLLM compile cache), GiB. Grows in place; never shrinks."),
+  llmModel: key("string", z.string().min(1), "Coding model, by catalogue id (see README): e.g. qwen2.5-coder-32b, codellama-34b, deepseek-v3."),
+  llmQuantization: key("string", z.enum(QUANTIZATIONS), "none (native dtype), 8bit (FP8 on FP8-capable GPUs; Q8_0 on CPU), 4bit (AWQ checkpoint, else bitsandbytes; Q4_K_M on CPU)."),
+  llmMaxContext: key("integer", int(512, 1_048_576), "Maximum context length in tokens (vLLM --max-model-len, llama.cpp --ctx-size)."),
+  llmGpuMemoryPercent: key("integer", int(5, 95), "Share of each GPU's memory given to the coder's vLLM (--gpu-memory-utilization x 100)."),
+  llmTensorParallelSize: key("integer", int(1, 8), "Tensor-parallel size of the coder; must equal the GPU count of gpuSize."),
+  ocrEngine: key("string", z.enum(OCR_ENGINES), "deepseek-ocr (vLLM on the GPU node), docling (docling-serve on the CPU node) or none."),
+  ocrGpuMemoryPercent: key("integer", int(5, 95), "Share of GPU memory for DeepSeek-OCR when it shares the GPU with the coder."),
+  ocrCpuFallback: key("boolean", z.boolean(), "Also run docling-serve on the CPU node, so OCR answers while the GPU is off."),
+  sttModel: key("string", z.string().min(1), "Whisper model for speech to text (faster-whisper, int8): tiny, base, small, medium or large-v3."),
+  ttsModel: key("string", z.string().min(1), "Coqui TTS model name, e.g. tts_models/en/ljspeech/tacotron2-DDC."),
+  fallbackModel: key("string", z.string().min(1), "CPU fallback coder (llama.cpp, 4-bit GGUF) served under the coder's name while the GPU is off, or none."),
+  domain: key("string", z.string().regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a DNS name such as hub.example.com"), "Public DNS name of the gateway; enables HTTPS with Let's Encrypt. Unset: HTTP only."),
+  acmeEmail: key("string", z.email("must be an e-mail address"), "Contact e-mail for Let's Encrypt; required with domain."),
+  adminCidrs: key("array", z.array(cidr), "Source CIDRs allowed to SSH to the nodes. Empty: SSH open to the internet (the plan warns)."),
+  budgetUsd: key("integer", int(0, 1_000_000), "Monthly budget in USD; a plan whose projected month exceeds it is refused."),
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[];
+
+export type Settings = { -readonly [K in SettingName]: z.infer<(typeof SETTINGS)[K]["schema"]> };
+/** What a stack file may hold: the tier and any overrides. */
+export type StackOverrides = Partial<Settings>;
+
+/** Settings that may be left unset after the preset is applied. */
+export const OPTIONAL_SETTINGS: readonly SettingName[] = ["domain", "acmeEmail"];
