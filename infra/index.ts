@@ -1,0 +1,4 @@
+import { hubProgram } from "./program";
+
+// Stack outputs: see README "Stack outputs".
+export = hubProgram();

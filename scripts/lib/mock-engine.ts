@@ -1,0 +1,176 @@
+import * as pulumi from "@pulumi/pulumi";
+import { PROJECT } from "../../stacks/settings";
+
+/**
+ * Runs the real Pulumi program under Pulumi's mock engine (a preview: nothing is created) and
+ * records what it would register. Values only the cloud knows come back as RFC 5737
+ * documentation addresses and `mock-` ids, so nobody mistakes them for real ones.
+ */
+
+export const STAND_IN_NOTE = "addresses are RFC 5737 documentation stand-ins (192.0.2.0/24 public, 198.51.100.0/24 private, 203.0.113.0/24 reserved); ids start with mock-; the cloud assigns the real ones at deploy";
+export const SECRET_MARK = "[secret]";
+export const UNKNOWN_MARK = "(known after deploy)";
+
+export interface RecordedResource {
+  /** Pulumi type token, e.g. digitalocean:index/droplet:Droplet. */
+  readonly type: string;
+  readonly name: string;
+  readonly urn: string;
+  readonly parent: string | undefined;
+  readonly custom: boolean;
+  /** Inputs with secrets replaced by "[secret]" and unknowns by "(known after deploy)". */
+  readonly inputs: Record<string, unknown>;
+  /** Inputs with secrets left in place, for tests that check where secrets flow. */
+  readonly rawInputs: Record<string, unknown>;
+  readonly options: {
+    readonly protect: boolean;
+    readonly retainOnDelete: boolean;
+    readonly ignoreChanges: readonly string[];
+    readonly replaceOnChanges: readonly string[];
+    readonly deleteBeforeReplace: boolean;
+    readonly dependsOn: readonly string[];
+  };
+}
+
+export interface MockRun {
+  readonly resources: readonly RecordedResource[];
+  readonly outputs: Record<string, unknown>;
+  /** What the program logged (pulumi.log): the engine would show these; the plan shows its own view. */
+  readonly engineLog: readonly string[];
+}
+
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+const SIG_KEY = "4dabf18193072939515e22adb298388d";
+const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+/** Replaces secret envelopes and unknowns; `keepSecrets` returns the plaintext instead. */
+export function presentValue(value: unknown, keepSecrets: boolean): unknown {
+  if (value === UNKNOWN) return UNKNOWN_MARK;
+  if (Array.isArray(value)) return value.map((v) => presentValue(v, keepSecrets));
+  if (value && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    if (obj[SIG_KEY] === SECRET_SIG) return keepSecrets ? presentValue(obj.value, true) : SECRET_MARK;
+    if ("__pulumiUnknown" in obj) return UNKNOWN_MARK;
+    if (obj[SIG_KEY] !== undefined && "urn" in obj) return { resourceUrn: obj.urn };
+    return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, presentValue(v, keepSecrets)]));
+  }
+  return value;
+}
+
+let addressCounter = 0;
+const standIn = (prefix: string) => `${prefix}.${10 + (addressCounter++ % 240)}`;
+
+/** Outputs the cloud would compute, per resource type. */
+function cloudState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+  switch (type) {
+    case "digitalocean:index/droplet:Droplet":
+      return { ipv4Address: standIn("192.0.2"), ipv4AddressPrivate: standIn("198.51.100"), urn: `do:droplet:${name}`, status: "active" };
+    case "digitalocean:index/reservedIp:ReservedIp":
+      return { ipAddress: standIn("203.0.113"), urn: `do:floatingip:${name}` };
+    case "digitalocean:index/vpc:Vpc":
+      return { ipRange: inputs.ipRange ?? "10.110.0.0/20", urn: `do:vpc:${name}` };
+    case "digitalocean:index/volume:Volume":
+      return { urn: `do:volume:${name}` };
+    case "digitalocean:index/sshKey:SshKey":
+      return { fingerprint: "mock:fingerprint" };
+    default:
+      return {};
+  }
+}
+
+interface Registration {
+  readonly type: string;
+  readonly name: string;
+  readonly parent: pulumi.Resource | undefined;
+  readonly opts: pulumi.ResourceOptions & pulumi.CustomResourceOptions;
+}
+
+/** One program run under mocks. Runs are sequential: the mock engine is process-global. */
+export async function runUnderMocks(program: () => Record<string, unknown>, stack: string, config: Record<string, string>, secretKeys: readonly string[] = []): Promise<MockRun> {
+  const inputsByKey = new Map<string, { inputs: Record<string, unknown>; custom: boolean }>();
+  const registrations = new Map<pulumi.Resource, Registration>();
+
+  await pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        inputsByKey.set(`${args.type}::${args.name}`, { inputs: args.inputs, custom: args.custom ?? true });
+        return { id: `mock-${args.name}`, state: { ...args.inputs, ...cloudState(args.type, args.name, args.inputs) } };
+      },
+      call: (args) => args.inputs,
+    },
+    PROJECT,
+    stack,
+    true,
+  );
+  pulumi.runtime.setAllConfig(config, [...secretKeys]);
+
+  let outputs: Record<string, unknown> = {};
+  // Without an engine, pulumi.log writes to console.warn/error; keep it with the run instead.
+  const engineLog: string[] = [];
+  const { warn, error } = console;
+  console.warn = (...args: unknown[]) => void engineLog.push(args.map(String).join(" "));
+  console.error = console.warn;
+  let stackOutputs: Record<string, unknown> | undefined;
+  try {
+    stackOutputs = await pulumi.runtime.runInPulumiStack(async () => {
+      pulumi.runtime.registerStackTransformation((args) => {
+        registrations.set(args.resource, { type: args.type, name: args.name, parent: args.opts.parent, opts: args.opts });
+        return undefined;
+      });
+      outputs = program();
+      return outputs;
+    });
+    await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  } finally {
+    Object.assign(console, { warn, error });
+  }
+
+  const urnOf = (res: pulumi.Resource | undefined): string | undefined => {
+    const reg = res ? registrations.get(res) : undefined;
+    if (!reg) return undefined;
+    const chain: string[] = [reg.type];
+    for (let p = reg.parent; p; p = registrations.get(p)?.parent) {
+      const parentReg = registrations.get(p);
+      if (parentReg) chain.unshift(parentReg.type);
+    }
+    return `urn:pulumi:${stack}::${PROJECT}::${chain.join("$")}::${reg.name}`;
+  };
+  const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
+  const resources: RecordedResource[] = [];
+  for (const [res, reg] of registrations) {
+    const recorded = inputsByKey.get(`${reg.type}::${reg.name}`);
+    const raw = (recorded?.inputs ?? {}) as Record<string, unknown>;
+    const dependsOn = Array.isArray(reg.opts.dependsOn) ? reg.opts.dependsOn : reg.opts.dependsOn ? [reg.opts.dependsOn] : [];
+    resources.push({
+      type: reg.type,
+      name: reg.name,
+      urn: urnOf(res) ?? "",
+      parent: urnOf(reg.parent),
+      custom: recorded?.custom ?? false,
+      inputs: presentValue(raw, false) as Record<string, unknown>,
+      rawInputs: presentValue(raw, true) as Record<string, unknown>,
+      options: {
+        protect: reg.opts.protect === true,
+        retainOnDelete: reg.opts.retainOnDelete === true,
+        ignoreChanges: list(reg.opts.ignoreChanges),
+        replaceOnChanges: list(reg.opts.replaceOnChanges),
+        deleteBeforeReplace: reg.opts.deleteBeforeReplace === true,
+        dependsOn: (dependsOn as pulumi.Resource[]).map((d) => urnOf(d) ?? "?"),
+      },
+    });
+  }
+  const resolved: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(stackOutputs ?? outputs)) {
+    resolved[k] = pulumi.Output.isInstance(v) ? presentValue(await unwrap(v), false) : v;
+  }
+  return { resources, outputs: resolved, engineLog };
+}
+
+/** An Output's value under mocks, with its secret envelope kept so presentValue can mask it. */
+async function unwrap(output: pulumi.Output<unknown>): Promise<unknown> {
+  const isSecret = await (output as unknown as { isSecret: Promise<boolean> }).isSecret;
+  const isKnown = await (output as unknown as { isKnown: Promise<boolean> }).isKnown;
+  if (!isKnown) return UNKNOWN;
+  const value = await (output as unknown as { promise(): Promise<unknown> }).promise();
+  return isSecret ? { [SIG_KEY]: SECRET_SIG, value } : value;
+}

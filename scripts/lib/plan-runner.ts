@@ -1,0 +1,57 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import * as path from "node:path";
+import { hubProgram } from "../../infra/program";
+import { loadHubConfig, Problem, readStackFile, Warning } from "../../stacks";
+import { decodeOverrides } from "../../stacks/load";
+import { runUnderMocks, RecordedResource } from "./mock-engine";
+import { buildPlanDocument, FailedPlanDocument, PLAN_SCHEMA_VERSION, PlanArtifact, PlanDocument } from "./plan-document";
+
+export const PROJECT_ROOT = path.resolve(__dirname, "../..");
+
+export function stackFilePath(stack: string): string {
+  return path.join(PROJECT_ROOT, `Pulumi.${stack}.yaml`);
+}
+
+export function availableStacks(): string[] {
+  return readdirSync(PROJECT_ROOT)
+    .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+    .filter((s): s is string => s !== undefined)
+    .sort();
+}
+
+export type PlanResult =
+  | { ok: true; document: PlanDocument; artifacts: readonly PlanArtifact[]; resources: readonly RecordedResource[] }
+  | { ok: false; document: FailedPlanDocument };
+
+const failed = (stack: string, configFile: string, problems: Problem[], warnings: Warning[] = []): PlanResult => ({
+  ok: false,
+  document: { schemaVersion: PLAN_SCHEMA_VERSION, ok: false, stack, configFile, problems, warnings },
+});
+
+/** Reads a stack file's text, validates it, and runs the program under mocks. */
+export async function planFromText(stack: string, configFile: string, text: string): Promise<PlanResult> {
+  const file = readStackFile(text, configFile);
+  if (!file.ok) return failed(stack, configFile, file.problems);
+  const loaded = loadHubConfig(file.file.config, file.file.secretKeys);
+  if (!loaded.ok) return failed(stack, configFile, loaded.problems, loaded.warnings);
+  const run = await runUnderMocks(hubProgram, stack, { ...file.file.config }, file.file.secretKeys);
+  const artifacts: PlanArtifact[] = [];
+  const document = buildPlanDocument({
+    stack,
+    configFile,
+    hub: loaded.config,
+    overrides: decodeOverrides(file.file.config).overrides,
+    resources: run.resources,
+    artifacts,
+    outputs: run.outputs,
+  });
+  return { ok: true, document, artifacts, resources: run.resources };
+}
+
+export async function planFromFile(stack: string, configFile: string): Promise<PlanResult> {
+  if (!existsSync(configFile)) {
+    const known = availableStacks();
+    return failed(stack, configFile, [{ keys: ["--stack"], value: stack, message: `has no stack file (${path.relative(process.cwd(), configFile) || configFile} does not exist).`, fix: `Stacks here: ${known.join(", ")}; or pass --config-file PATH.` }]);
+  }
+  return planFromText(stack, configFile, readFileSync(configFile, "utf8"));
+}

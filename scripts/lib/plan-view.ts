@@ -1,0 +1,73 @@
+import { formatProblem } from "../../stacks/problems";
+import type { FailedPlanDocument, PlanDocument } from "./plan-document";
+
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => (c ?? "").padEnd(widths[i])).join("  ").trimEnd();
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+const money = (n: number) => `$${n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+const num = (n: number, digits = 1) => n.toFixed(digits);
+
+export function renderFailure(doc: FailedPlanDocument): string {
+  const lines = [`Stack ${doc.stack} (${doc.configFile}) is refused: ${doc.problems.length} problem${doc.problems.length === 1 ? "" : "s"}. Nothing was planned or spent.`, ""];
+  for (const p of doc.problems) lines.push(`  ✗ ${formatProblem(p)}`);
+  if (doc.warnings.length) {
+    lines.push("");
+    for (const w of doc.warnings) lines.push(`  ! ${w.keys.join(", ")}: ${w.message}`);
+  }
+  return lines.join("\n");
+}
+
+function section(title: string, body: string): string {
+  return `\n== ${title} ==\n${body}`;
+}
+
+export function renderPlan(doc: PlanDocument): string {
+  const out: string[] = [];
+  out.push(`Inference hub plan: stack ${doc.stack}, tier ${doc.tier}, region ${doc.region} (${doc.configFile})`);
+  out.push(`Offline: Pulumi's mock engine ran the program as a preview; nothing was created. ${doc.notes.join(" ")}.`);
+  if (doc.warnings.length) out.push(section("Warnings", doc.warnings.map((w) => `  ! ${w.keys.join(", ")}: ${w.message}`).join("\n")));
+
+  out.push(section("Configuration", table(["setting", "value", "from"], Object.entries(doc.settings).map(([k, v]) => [k, JSON.stringify(v.value), v.source]))));
+
+  const placement: string[][] = [];
+  for (const node of doc.nodes) {
+    const state = node.active ? "" : " (planned; GPU off)";
+    for (const w of node.workloads) {
+      const resources = w.gpuShare !== undefined ? `GPU share ${w.gpuShare.toFixed(2)}` : w.ramGiB !== undefined ? `${num(w.ramGiB, 2)} GiB RAM` : "";
+      placement.push([`${node.name}${state}`, node.size, w.role, w.program, w.model ?? "", resources]);
+    }
+  }
+  out.push(section("Placement", table(["node", "size", "service", "program", "model", "needs"], placement)));
+
+  const fit: string[] = [];
+  if (doc.fit.gpu.length) {
+    fit.push(
+      table(
+        ["service", "model", "format", "TP", "share", "weights", "KV (1 seq)", "overhead", "needed", "available", "full-context seqs"],
+        doc.fit.gpu.map((r) => [r.service, r.model, r.format, String(r.tensorParallel), r.share.toFixed(2), `${num(r.weightsPerGpuGB)} GB`, `${num(r.kvPerGpuGB, 2)} GB`, `${num(r.overheadGB)} GB`, `${num(r.neededPerGpuGB)} GB`, `${num(r.availablePerGpuGB)} GB`, String(r.fullContextSequences)]),
+      ),
+    );
+    fit.push("(per GPU; needed = weights + KV cache for one full-context sequence + overhead; available = GPU memory x share)");
+  }
+  for (const c of doc.fit.cpu) fit.push(`CPU node ${c.node} (${c.size}): services need ${num(c.ramNeededGiB, 2)} GiB of ${c.ramGiB} GiB RAM.`);
+  const mc = doc.fit.modelCache;
+  fit.push(`Model cache: ${mc.volumes} volume(s) of ${mc.sizeGiB} GiB; GPU weights + compile cache need ${mc.neededGiB} GiB each.`);
+  out.push(section("Fit", fit.join("\n")));
+
+  const cost = doc.cost;
+  const costLines = [table(["item", "detail", "per month"], [...cost.lines.map((l) => [l.item, l.detail, money(l.monthlyUsd)]), ["Total", "", money(cost.monthlyUsd)]])];
+  costLines.push(`Burn now: ${money(cost.hourlyNowUsd)}/h; with the GPU on: ${money(cost.hourlyGpuOnUsd)}/h.`);
+  for (const s of cost.seedComparison) costLines.push(`Seed design said ${s.item} ${s.seed}; we use ${s.ours}: ${s.why}`);
+  out.push(section("Cost", costLines.join("\n")));
+
+  if (doc.vllmArgs.length) out.push(section("vLLM command lines", doc.vllmArgs.map((v) => `${v.node} ${v.service}: vllm serve ${v.args.join(" ")}`).join("\n")));
+
+  if (doc.resources.length) {
+    out.push(section(`Resources (${doc.resources.length})`, table(["type", "name", "parent"], doc.resources.map((r) => [r.type, r.name, r.parent?.split("::").pop() ?? ""]))));
+  }
+  if (doc.artifacts.length) out.push(section("Rendered artifacts", doc.artifacts.map((a) => `${a.kind.padEnd(16)} ${a.node.padEnd(8)} ${a.path}`).join("\n")));
+  return out.join("\n");
+}

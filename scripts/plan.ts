@@ -1,0 +1,71 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { planFromFile, stackFilePath } from "./lib/plan-runner";
+import { renderFailure, renderPlan } from "./lib/plan-view";
+
+const USAGE = `usage: npm run plan -- [--stack NAME | --config-file PATH] [--json] [--out DIR]
+  --stack NAME        plan Pulumi.NAME.yaml (default: cpu)
+  --config-file PATH  plan any stack file; the stack name is taken from Pulumi.<name>.yaml
+  --json              print one machine-readable document instead of the human view
+  --out DIR           write the rendered artifacts (cloud-init, Traefik, vLLM args) to DIR`;
+
+function fail(message: string): never {
+  process.stderr.write(`plan: ${message}\n${USAGE}\n`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let values: { stack?: string; "config-file"?: string; json?: boolean; out?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      options: {
+        stack: { type: "string" },
+        "config-file": { type: "string" },
+        json: { type: "boolean", default: false },
+        out: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (values.stack && values["config-file"]) fail("give --stack or --config-file, not both");
+  const configFile = values["config-file"] ? path.resolve(values["config-file"]) : stackFilePath(values.stack ?? "cpu");
+  const stack = values.stack ?? /^Pulumi\.(.+)\.ya?ml$/.exec(path.basename(configFile))?.[1] ?? path.basename(configFile).replace(/\.ya?ml$/, "");
+
+  const result = await planFromFile(stack, configFile);
+  if (!result.ok) {
+    process.stdout.write(values.json ? `${JSON.stringify(result.document, null, 2)}\n` : `${renderFailure(result.document)}\n`);
+    process.exit(1);
+  }
+  if (values.out) {
+    for (const artifact of result.artifacts) {
+      const file = path.join(values.out, artifact.path);
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, artifact.content);
+    }
+    writeFileSync(path.join(mkdirOut(values.out), "plan.json"), `${JSON.stringify(result.document, null, 2)}\n`);
+  }
+  process.stdout.write(values.json ? `${JSON.stringify(result.document, null, 2)}\n` : `${renderPlan(result.document)}\n`);
+  // The mock engine keeps handles open; the plan is complete.
+  process.exit(0);
+}
+
+function mkdirOut(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+main().catch((err: unknown) => {
+  // A bug, not bad input: say so plainly, without a stack trace unless asked for.
+  process.stderr.write(`plan: internal error: ${(err as Error).message ?? String(err)}\n`);
+  if (process.env.PLAN_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+  process.exit(2);
+});
