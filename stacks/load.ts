@@ -81,8 +81,7 @@ function decodeValue(name: SettingName, text: string): { ok: true; value: unknow
   }
 }
 
-const zodWhy = (issues: readonly z.core.$ZodIssue[]): string =>
-  issues.map((i) => (i.path.length ? `item ${i.path.join(".")} ` : "") + i.message.replace(/^Invalid option: expected one of /, "must be one of ")).join("; ");
+const zodWhy = (issues: readonly z.core.$ZodIssue[]): string => issues.map((i) => (i.path.length ? `item ${i.path.join(".")} ` : "") + i.message).join("; ");
 
 /**
  * Engine config → typed overrides of this project's keys. Other namespaces (digitalocean:token,
@@ -110,7 +109,7 @@ export function decodeOverrides(config: EngineConfig, secretKeys: readonly strin
     }
     const checked = SETTINGS[settingName].schema.safeParse(decoded.value);
     if (!checked.success) {
-      problems.push(problem(name, decoded.value, `${zodWhy(checked.error.issues)}.`, `See README.md, "${name}".`));
+      problems.push(problem(name, decoded.value, `${zodWhy(checked.error.issues)}.`, `${SETTINGS[settingName].description}`));
       continue;
     }
     overrides[settingName] = checked.data;

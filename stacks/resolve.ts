@@ -104,14 +104,14 @@ function lookupModel(ctx: Ctx, key: "llmModel" | "fallbackModel", id: string): M
 }
 
 /** Alternatives that would make a GPU model fit, nearest first: less context, fewer bits, a bigger size. */
-function fitAdvice(model: ModelEntry, quantization: Quantization, gpu: GpuSize, share: number, context: number, region: string, shareKey: string): string {
+function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gpu: GpuSize, share: number, maxShare: number, context: number, region: string): string {
   const advice: string[] = [];
   const weights = mapVllmQuantization(model, quantization, gpu);
   if (weights.ok) {
     const longest = maxContextThatFits({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision });
     if (longest >= 2048) advice.push(`set llmMaxContext to ${Math.floor(longest / 1024) * 1024} or less`);
     const needShare = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision }).minimumShare;
-    if (needShare !== undefined && needShare > share) advice.push(`raise ${shareKey} to ${Math.ceil(needShare * 100)}`);
+    if (needShare !== undefined && needShare > share && needShare <= maxShare) advice.push(`raise llmGpuMemoryPercent to ${Math.ceil(needShare * 100)}`);
   }
   for (const q of ["8bit", "4bit"] as const) {
     if (q === quantization || (quantization === "4bit" && q === "8bit")) continue;
@@ -121,7 +121,9 @@ function fitAdvice(model: ModelEntry, quantization: Quantization, gpu: GpuSize, 
       break;
     }
   }
+  // Only sizes this tier accepts: 8-GPU droplets for multigpu, single-GPU ones otherwise.
   const fitsOn = (s: GpuSize) => {
+    if ((tier === "multigpu") !== s.gpuCount > 1) return false;
     const w = mapVllmQuantization(model, quantization, s);
     return w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: s.gpuCount, gpuMemoryGBPerGpu: s.gpuMemoryGBPerGpu, share, vision: model.vision }).fits;
   };
@@ -166,7 +168,7 @@ function resolveVllmCoder(ctx: Ctx, model: ModelEntry, gpu: GpuSize): VllmCoder 
   const context = Math.min(s.llmMaxContext, model.maxContext);
   const fit = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision });
   if (!fit.fits) {
-    problems.push(problem(["llmModel", "llmQuantization", "gpuSize"], `${model.id} @ ${s.llmQuantization}`, describeFit(`${model.displayName} as ${weights.value.format}`, fit, gpu, share), fitAdvice(model, s.llmQuantization, gpu, share, context, s.region, "llmGpuMemoryPercent")));
+    problems.push(problem(["llmModel", "llmQuantization", "gpuSize"], `${model.id} @ ${s.llmQuantization}`, describeFit(`${model.displayName} as ${weights.value.format}`, fit, gpu, share), fitAdvice(s.tier, model, s.llmQuantization, gpu, share, s.ocrEngine === "deepseek-ocr" ? MAX_COMBINED_GPU_SHARE - s.ocrGpuMemoryPercent / 100 : MAX_COMBINED_GPU_SHARE, context, s.region)));
     return undefined;
   }
   return { backend: "vllm", model, weights: weights.value, maxContext: context, share, tensorParallel: gpu.gpuCount, fit };

@@ -27,7 +27,13 @@ interface KeySpec<T extends z.ZodType> {
 
 const key = <T extends z.ZodType>(type: PulumiConfigType, schema: T, description: string): KeySpec<T> => ({ type, schema, description });
 
-const int = (min: number, max: number) => z.number().int().min(min).max(max);
+const int = (min: number, max: number) =>
+  z
+    .number()
+    .int({ error: `must be a whole number from ${min} to ${max}` })
+    .min(min, { error: `must be a whole number from ${min} to ${max}` })
+    .max(max, { error: `must be a whole number from ${min} to ${max}` });
+const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `must be one of ${values.join(", ")}` });
 const slug = z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "must be a lower-case slug such as c-4 or tor1");
 const cidr = z
   .string()
@@ -35,7 +41,7 @@ const cidr = z
   .refine((v) => !v.includes(".") || v.split("/")[0].split(".").every((o) => Number(o) <= 255), "has an octet above 255");
 
 export const SETTINGS = {
-  tier: key("string", z.enum(TIERS), "Strategy tier: cpu (CPU node only), gpu (one GPU droplet always on), hybrid (GPU droplet on demand), multigpu (one 8-GPU droplet)."),
+  tier: key("string", oneOf(TIERS), "Strategy tier: cpu (CPU node only), gpu (one GPU droplet always on), hybrid (GPU droplet on demand), multigpu (one 8-GPU droplet)."),
   region: key("string", slug, "DigitalOcean region slug for every droplet and volume (one VPC). GPU sizes exist only in some regions."),
   cpuSize: key("string", slug, "Droplet size of the always-on CPU node (gateway, speech, OCR on CPU, CPU coder)."),
   cpuCacheGiB: key("integer", int(10, 16384), "Block-storage volume on the CPU node for CPU model files and gateway state (TLS certificates), GiB."),
@@ -45,11 +51,11 @@ export const SETTINGS = {
   gpuHoursPerMonth: key("integer", int(0, 744), "hybrid only: expected GPU hours per month, for the cost estimate and the budget check."),
   modelCacheGiB: key("integer", int(10, 16384), "Model-cache volume per GPU node (weights + vLLM compile cache), GiB. Grows in place; never shrinks."),
   llmModel: key("string", z.string().min(1), "Coding model, by catalogue id (see README): e.g. qwen2.5-coder-32b, codellama-34b, deepseek-v3."),
-  llmQuantization: key("string", z.enum(QUANTIZATIONS), "none (native dtype), 8bit (FP8 on FP8-capable GPUs; Q8_0 on CPU), 4bit (AWQ checkpoint, else bitsandbytes; Q4_K_M on CPU)."),
+  llmQuantization: key("string", oneOf(QUANTIZATIONS), "none (native dtype), 8bit (FP8 on FP8-capable GPUs; Q8_0 on CPU), 4bit (AWQ checkpoint, else bitsandbytes; Q4_K_M on CPU)."),
   llmMaxContext: key("integer", int(512, 1_048_576), "Maximum context length in tokens (vLLM --max-model-len, llama.cpp --ctx-size)."),
   llmGpuMemoryPercent: key("integer", int(5, 95), "Share of each GPU's memory given to the coder's vLLM (--gpu-memory-utilization x 100)."),
   llmTensorParallelSize: key("integer", int(1, 8), "Tensor-parallel size of the coder; must equal the GPU count of gpuSize."),
-  ocrEngine: key("string", z.enum(OCR_ENGINES), "deepseek-ocr (vLLM on the GPU node), docling (docling-serve on the CPU node) or none."),
+  ocrEngine: key("string", oneOf(OCR_ENGINES), "deepseek-ocr (vLLM on the GPU node), docling (docling-serve on the CPU node) or none."),
   ocrGpuMemoryPercent: key("integer", int(5, 95), "Share of GPU memory for DeepSeek-OCR when it shares the GPU with the coder."),
   ocrCpuFallback: key("boolean", z.boolean(), "Also run docling-serve on the CPU node, so OCR answers while the GPU is off."),
   sttModel: key("string", z.string().min(1), "Whisper model for speech to text (faster-whisper, int8): tiny, base, small, medium or large-v3."),

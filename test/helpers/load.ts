@@ -1,0 +1,28 @@
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { loadHubConfig, LoadResult, PROJECT, readStackFile } from "../../stacks";
+
+export const ROOT = path.resolve(__dirname, "../..");
+export const SHARED = path.resolve(ROOT, "../shared");
+
+/** Loads stack-file text the way the plan and `pulumi up` do. */
+export function loadText(text: string): LoadResult {
+  const file = readStackFile(text, "test.yaml");
+  if (!file.ok) return { ok: false, problems: file.problems, warnings: [] };
+  return loadHubConfig(file.file.config, file.file.secretKeys);
+}
+
+/** Loads a tier preset with overrides given as plain values. */
+export function loadSettings(settings: Record<string, unknown>): LoadResult {
+  const config: Record<string, string> = {};
+  for (const [k, v] of Object.entries(settings)) config[`${PROJECT}:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
+  return loadHubConfig(config);
+}
+
+export function mustLoad(settings: Record<string, unknown>) {
+  const r = loadSettings(settings);
+  if (!r.ok) throw new Error(r.problems.map((p) => `${p.keys.join(",")}: ${p.message}`).join("\n"));
+  return r.config;
+}
+
+export const readJson = <T = unknown>(file: string): T => JSON.parse(readFileSync(file, "utf8")) as T;

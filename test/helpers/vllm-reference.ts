@@ -1,0 +1,58 @@
+import * as path from "node:path";
+import { readJson, SHARED } from "./load";
+
+interface VllmReference {
+  version: string;
+  flags: string[];
+  boolean_flags: string[];
+  store_true_flags: string[];
+  optional_value_flags?: string[];
+  short_aliases: Record<string, string>;
+  choices: Record<string, string[]>;
+  other_choices: Record<string, { values: string[] }>;
+  deprecated_flags: string[];
+  server: { default_port: number; health_endpoint: string; metrics_endpoint: string };
+}
+
+export const VLLM_REFERENCE = readJson<VllmReference>(path.join(SHARED, "reference/vllm/args-0.24.0.json"));
+
+/**
+ * Problems with an argument list for `vllm serve`, checked against vLLM's own parser data:
+ * the model comes first and is positional, every option is known by its exact name, every
+ * value of a choice option is allowed, and boolean flags take no value.
+ */
+export function vllmArgProblems(args: readonly string[]): string[] {
+  const ref = VLLM_REFERENCE;
+  const problems: string[] = [];
+  const flags = new Set(ref.flags);
+  // boolean_flags lists the --X form; its --no-X twin is a boolean too.
+  const booleans = new Set([...ref.boolean_flags, ...ref.boolean_flags.map((f) => f.replace(/^--/, "--no-")), ...ref.store_true_flags]);
+  if (args.length === 0 || args[0].startsWith("-")) problems.push(`the model must be the first, positional argument (got ${args[0]})`);
+  if (args.includes("--model")) problems.push("--model is deprecated in 0.24.0 and an error in 0.11.0: pass the model positionally");
+  for (let i = 1; i < args.length; i++) {
+    const arg = args[i];
+    if (!arg.startsWith("-")) {
+      problems.push(`stray value ${JSON.stringify(arg)} at position ${i}`);
+      continue;
+    }
+    const name = ref.short_aliases[arg] ?? arg;
+    if (!flags.has(name) || arg.includes("_") || arg.includes("=")) {
+      problems.push(`${arg} is not an option of vllm serve ${ref.version}`);
+      continue;
+    }
+    if (ref.deprecated_flags.includes(name)) problems.push(`${arg} is deprecated`);
+    if (booleans.has(name)) {
+      if (i + 1 < args.length && !args[i + 1].startsWith("-")) problems.push(`${arg} is a boolean flag but is followed by ${JSON.stringify(args[i + 1])}`);
+      continue;
+    }
+    const value = args[i + 1];
+    if (value === undefined || value.startsWith("--")) {
+      if (!ref.optional_value_flags?.includes(name)) problems.push(`${arg} needs a value`);
+      continue;
+    }
+    const allowed = ref.choices[name] ?? ref.other_choices[name]?.values;
+    if (allowed && !allowed.includes(value)) problems.push(`${arg} ${value} is not one of ${allowed.join(", ")}`);
+    i++;
+  }
+  return problems;
+}

@@ -1,0 +1,63 @@
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import Ajv2020 from "ajv/dist/2020";
+import { parse } from "yaml";
+import { describe, expect, it } from "vitest";
+import { renderPulumiYaml, renderReadme } from "../scripts/lib/docs";
+import { SETTING_NAMES, SETTINGS } from "../stacks/settings";
+import { readJson, ROOT } from "./helpers/load";
+
+const pulumiYaml = readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8");
+const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+
+describe("Pulumi.yaml", () => {
+  it("validates against Pulumi's project-file schema", () => {
+    const schema = readJson<object>(path.join(ROOT, "test/fixtures/pulumi/project.schema.json"));
+    const validate = new Ajv2020({ strict: false }).compile(schema);
+    const ok = validate(parse(pulumiYaml));
+    expect(validate.errors ?? [], JSON.stringify(validate.errors)).toEqual([]);
+    expect(ok).toBe(true);
+  });
+
+  it("declares every setting with its type and description, and nothing else", () => {
+    const project = parse(pulumiYaml) as { name: string; main: string; runtime: { name: string }; config: Record<string, { type: string; description: string }> };
+    expect(project.name).toBe("inference-hub");
+    expect(project.runtime.name).toBe("nodejs");
+    expect(project.main).toBe("infra/");
+    expect(Object.keys(project.config).sort()).toEqual([...SETTING_NAMES].sort());
+    for (const name of SETTING_NAMES) {
+      expect(project.config[name].type, name).toBe(SETTINGS[name].type);
+      expect(project.config[name].description, name).toBe(SETTINGS[name].description);
+    }
+  });
+
+  it("is what `npm run docs` generates", () => {
+    expect(pulumiYaml).toBe(renderPulumiYaml());
+  });
+});
+
+describe("README", () => {
+  it("has tier, setting, model and size tables that match the code (run `npm run docs` to refresh)", () => {
+    expect(readme).toBe(renderReadme(readme));
+  });
+
+  it("documents every setting", () => {
+    for (const name of SETTING_NAMES) expect(readme).toContain(`| \`${name}\` |`);
+  });
+
+  it("gives the two set-up commands", () => {
+    expect(readme).toContain("npm ci && npm run plan");
+    expect(readme).toMatch(/^npm test\b/m);
+  });
+});
+
+describe("package.json", () => {
+  const pkg = readJson<{ name: string; dependencies: Record<string, string>; devDependencies: Record<string, string> }>(path.join(ROOT, "package.json"));
+  it("pins every dependency exactly", () => {
+    for (const [name, version] of Object.entries({ ...pkg.dependencies, ...pkg.devDependencies })) expect(version, name).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+  it("holds one copy of @pulumi/pulumi", () => {
+    const lock = readJson<{ packages: Record<string, unknown> }>(path.join(ROOT, "package-lock.json"));
+    expect(Object.keys(lock.packages).filter((p) => p.endsWith("node_modules/@pulumi/pulumi"))).toHaveLength(1);
+  });
+});
