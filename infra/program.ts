@@ -1,21 +1,139 @@
+import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError, loadHubConfig } from "../stacks";
+import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT, readinessScript, renderCloudInit, NodeSetupInput } from "../services/node-setup";
+import { ConfigError, HubConfig, loadHubConfig } from "../stacks";
+import { findGpuSize } from "../stacks/catalogue/droplets";
+import { GatewayAddress } from "./address";
+import { recordArtifact } from "./artifacts";
+import { cloudSlug, hubTags } from "./naming";
+import { HubNetwork } from "./network";
+import { HubNode, SshAccess } from "./node";
+import { HubStorage } from "./storage";
+
+/** Reads and validates the stack's config; refuses (without a stack trace) before anything is created. */
+function hubConfigFromEngine(): HubConfig {
+  const loaded = loadHubConfig(pulumi.runtime.allConfig());
+  if (!loaded.ok) throw new pulumi.RunError(new ConfigError(loaded.problems, `stack ${pulumi.getStack()}`).message);
+  const hub = loaded.config;
+  const hasSshKey = hub.settings.sshPublicKey !== undefined || hub.settings.sshKeyFingerprints.length > 0;
+  if (!hasSshKey && !pulumi.runtime.isDryRun()) {
+    // Droplets without a key cannot be checked or deployed to: refuse before creating them.
+    throw new pulumi.RunError("sshPublicKey, sshKeyFingerprints: no SSH key is configured; the deploy would create droplets it cannot log in to. Set one: pulumi config set sshPublicKey \"$(cat ~/.ssh/id_ed25519.pub)\".");
+  }
+  for (const w of hub.warnings) void pulumi.log.warn(`${w.keys.join(", ")}: ${w.message}`);
+  return hub;
+}
+
+function sshAccess(): SshAccess {
+  const privateKey = new pulumi.Config().getSecret("sshPrivateKey");
+  return privateKey ? { privateKey } : { agentSocketPath: process.env.SSH_AUTH_SOCK };
+}
 
 /**
  * The Pulumi program: engine config → validated HubConfig → resources. `pulumi up` runs it from
  * infra/index.ts; the offline plan runs the same function under Pulumi's mock engine.
  */
 export function hubProgram(): Record<string, unknown> {
-  const loaded = loadHubConfig(pulumi.runtime.allConfig());
-  if (!loaded.ok) {
-    // RunError prints its message without a stack trace.
-    throw new pulumi.RunError(new ConfigError(loaded.problems, `stack ${pulumi.getStack()}`).message);
+  const hub = hubConfigFromEngine();
+  const stack = pulumi.getStack();
+  const cloudName = `ih-${cloudSlug(stack)}`;
+  const tags = hubTags(stack, hub.tier);
+  const ssh = sshAccess();
+
+  const network = new HubNetwork("network", {
+    region: hub.region,
+    cloudName,
+    stackTag: tags.stack,
+    tierTag: tags.tier,
+    gatewayTag: tags.gateway,
+    gpuTag: tags.gpu,
+    adminCidrs: hub.gateway.adminCidrs,
+  });
+  const tag = (name: string) => network.tags.get(name)!.name;
+
+  const storage = new HubStorage("storage", {
+    region: hub.region,
+    cloudName,
+    stackTag: tag(tags.stack),
+    modelCacheVolumes: hub.modelCache.volumes,
+    modelCacheGiB: hub.modelCache.sizeGiB,
+    cpuCacheGiB: hub.cpuNode.cacheGiB,
+  });
+
+  const sshKeys: pulumi.Input<string>[] = [...hub.settings.sshKeyFingerprints];
+  if (hub.settings.sshPublicKey) {
+    sshKeys.push(new digitalocean.SshKey("deployer-key", { name: `${cloudName}-deployer`, publicKey: hub.settings.sshPublicKey }).fingerprint);
   }
-  const hub = loaded.config;
-  for (const w of hub.warnings) void pulumi.log.warn(`${w.keys.join(", ")}: ${w.message}`);
+
+  const nodeSetup = (input: NodeSetupInput) => {
+    const userData = renderCloudInit(input);
+    recordArtifact({ kind: "cloud-init", node: input.nodeName, path: `${input.nodeName}/cloud-init.yaml`, content: userData });
+    return { userData, readinessScript: readinessScript(input) };
+  };
+
+  const cpu = new HubNode("cpu", {
+    cloudName: `${cloudName}-cpu`,
+    region: hub.region,
+    size: hub.cpuNode.size.slug,
+    image: hub.cpuNode.size.image,
+    vpcId: network.vpc.id,
+    sshKeys,
+    tags: [tag(tags.stack), tag(tags.tier), tag(tags.gateway)],
+    ...nodeSetup({ nodeName: "cpu", role: "cpu", volume: { name: storage.cpuCache.cloudName, mountPath: CPU_CACHE_MOUNT }, dataDirs: ["huggingface", "models", "traefik", "audit"] }),
+    volumeId: storage.cpuCache.volume.id,
+    ssh,
+    longLived: true,
+  });
+
+  const gpuNodes: HubNode[] = [];
+  const gpuSize = hub.gpu ? findGpuSize(hub.gpu.size.slug) : undefined;
+  if (hub.gpu?.on && gpuSize) {
+    for (const plan of hub.nodes.filter((n) => n.kind === "gpu")) {
+      const index = gpuNodes.length;
+      gpuNodes.push(
+        new HubNode(plan.name, {
+          cloudName: `${cloudName}-${plan.name}`,
+          region: hub.region,
+          size: gpuSize.slug,
+          image: gpuSize.image,
+          vpcId: network.vpc.id,
+          sshKeys,
+          tags: [tag(tags.stack), tag(tags.tier), tag(tags.gpu)],
+          ...nodeSetup({ nodeName: plan.name, role: "gpu", gpuVendor: gpuSize.vendor, gpuCount: gpuSize.gpuCount, volume: { name: storage.modelCaches[index].cloudName, mountPath: MODEL_CACHE_MOUNT }, dataDirs: ["huggingface", "vllm"] }),
+          volumeId: storage.modelCaches[index].volume.id,
+          ssh,
+        }),
+      );
+    }
+  }
+
+  const gateway = new GatewayAddress("gateway-address", { region: hub.region, dropletId: cpu.dropletId });
+
+  new digitalocean.Project("project", {
+    name: `inference-hub-${cloudSlug(stack)}`,
+    description: `Inference hub, stack ${stack} (${hub.tier} tier)`,
+    purpose: "Machine learning / AI / Data processing",
+    resources: [
+      cpu.droplet.dropletUrn,
+      ...gpuNodes.map((n) => n.droplet.dropletUrn),
+      storage.cpuCache.volume.volumeUrn,
+      ...storage.modelCaches.map((c) => c.volume.volumeUrn),
+      gateway.reservedIp.reservedIpUrn,
+    ],
+  });
+
+  const nodeAddresses: Record<string, { public: pulumi.Output<string>; private: pulumi.Output<string> }> = {};
+  for (const [name, node] of [["cpu", cpu] as const, ...gpuNodes.map((n, i) => [`gpu-${i}`, n] as const)]) nodeAddresses[name] = { public: node.publicIp, private: node.privateIp };
+  const volumeIds: Record<string, pulumi.Output<string>> = { "cpu-cache": storage.cpuCache.volume.id };
+  storage.modelCaches.forEach((c, i) => (volumeIds[`model-cache-${i}`] = c.volume.id));
+
   return {
     tier: hub.tier,
     region: hub.region,
+    gatewayAddress: gateway.address,
+    baseUrl: hub.gateway.domain ? `https://${hub.gateway.domain}/v1` : pulumi.interpolate`http://${gateway.address}/v1`,
+    nodeAddresses,
+    volumeIds,
     monthlyCostUsd: hub.cost.monthlyUsd,
     hourlyBurnUsd: hub.cost.hourlyNowUsd,
   };

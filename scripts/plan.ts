@@ -54,6 +54,8 @@ async function main(): Promise<void> {
     writeFileSync(path.join(mkdirOut(values.out), "plan.json"), `${JSON.stringify(result.document, null, 2)}\n`);
   }
   process.stdout.write(values.json ? `${JSON.stringify(result.document, null, 2)}\n` : `${renderPlan(result.document)}\n`);
+  // For `npm run bench`: peak memory is only knowable from inside the process.
+  if (process.env.PLAN_BENCH_REPORT) process.stderr.write(`bench: maxrss_kb=${process.resourceUsage().maxRSS} resources=${result.document.resources.length}\n`);
   // The mock engine keeps handles open; the plan is complete.
   process.exit(0);
 }

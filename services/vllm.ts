@@ -1,10 +1,11 @@
 import type { DeepSeekOcr, VllmCoder } from "../stacks/hub-config";
 import { CODER_SERVED_NAME, OCR_SERVED_NAME } from "../stacks/hub-config";
+import { GPU_SERVICE_PORTS } from "./ports";
 
 /** vLLM release whose argument list is in ../shared/reference/vllm/ (args-0.24.0.json). */
 export const VLLM_VERSION = "0.24.0";
-export const VLLM_PORT = 8000;
-export const OCR_VLLM_PORT = 8001;
+export const VLLM_PORT = GPU_SERVICE_PORTS.coder;
+export const OCR_VLLM_PORT = GPU_SERVICE_PORTS.ocr;
 
 /** The recipe's per-request n-gram logits processor that stops DeepSeek-OCR repeating itself. */
 export const DEEPSEEK_OCR_LOGITS_PROCESSOR = "vllm.model_executor.models.deepseek_ocr:NGramPerReqLogitsProcessor";

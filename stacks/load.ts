@@ -1,7 +1,7 @@
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { problem, Problem } from "./problems";
-import { PROJECT, SETTING_NAMES, SETTINGS, SettingName, StackOverrides } from "./settings";
+import { PROJECT, SECRET_SETTINGS, SETTING_NAMES, SETTINGS, SettingName, StackOverrides } from "./settings";
 
 /** Config as the Pulumi engine hands it to a program: `project:key` → string (arrays as JSON). */
 export type EngineConfig = Readonly<Record<string, string>>;
@@ -30,12 +30,20 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
   }
   const config: Record<string, string> = {};
   const secretKeys: string[] = [];
+  const problems: Problem[] = [];
   for (const [fullKey, value] of Object.entries(configSection as Record<string, unknown>)) {
     const isSecure = typeof value === "object" && value !== null && !Array.isArray(value) && "secure" in value;
     if (isSecure) secretKeys.push(fullKey);
+    const name = fullKey.startsWith(`${PROJECT}:`) ? fullKey.slice(PROJECT.length + 1) : undefined;
+    if (name && name in SECRET_SETTINGS && !isSecure) {
+      // The value stays out of the message: it is a secret that was committed in the clear.
+      problems.push(problem(name, "(not shown)", "is a secret setting stored in the clear in the stack file.", `Remove it and store it encrypted: pulumi config set --secret ${name} <value>.`));
+      continue;
+    }
     // The CLI passes scalars as strings and structured values as JSON; do the same.
     config[fullKey] = isSecure ? "[secret]" : typeof value === "string" ? value : JSON.stringify(value);
   }
+  if (problems.length) return { ok: false, problems };
   return { ok: true, file: { config, secretKeys } };
 }
 
@@ -93,8 +101,11 @@ export function decodeOverrides(config: EngineConfig, secretKeys: readonly strin
   for (const [fullKey, text] of Object.entries(config)) {
     const [namespace, name] = fullKey.includes(":") ? [fullKey.slice(0, fullKey.indexOf(":")), fullKey.slice(fullKey.indexOf(":") + 1)] : [PROJECT, fullKey];
     if (namespace !== PROJECT) continue;
+    // Secret settings are read by the program with config.getSecret, not decoded here.
+    if (name in SECRET_SETTINGS) continue;
     if (!(SETTING_NAMES as string[]).includes(name)) {
-      problems.push(problem(name, text, "is not a setting of this project.", `${didYouMean(name, SETTING_NAMES)} Settings are listed in README.md and Pulumi.yaml.`.trim()));
+      const known = [...SETTING_NAMES, ...Object.keys(SECRET_SETTINGS)];
+      problems.push(problem(name, text, "is not a setting of this project.", `${didYouMean(name, known)} Settings are listed in README.md and Pulumi.yaml.`.trim()));
       continue;
     }
     const settingName = name as SettingName;

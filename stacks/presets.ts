@@ -1,6 +1,8 @@
-import type { Settings, Tier } from "./settings";
+import type { OPTIONAL_SETTINGS, Settings, Tier } from "./settings";
 
-export type ResolvedSettings = Omit<Settings, "domain" | "acmeEmail"> & Partial<Pick<Settings, "domain" | "acmeEmail">>;
+type OptionalSetting = (typeof OPTIONAL_SETTINGS)[number];
+
+export type ResolvedSettings = Omit<Settings, OptionalSetting> & Partial<Pick<Settings, OptionalSetting>>;
 
 const TTS_SEED_MODEL = "tts_models/en/ljspeech/tacotron2-DDC";
 
@@ -36,6 +38,7 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     ttsModel: TTS_SEED_MODEL,
     fallbackModel: "none",
     adminCidrs: [],
+    sshKeyFingerprints: [],
     budgetUsd: 250,
   },
   gpu: {
@@ -61,6 +64,7 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     ttsModel: TTS_SEED_MODEL,
     fallbackModel: "none",
     adminCidrs: [],
+    sshKeyFingerprints: [],
     budgetUsd: 2800,
   },
   hybrid: {
@@ -87,6 +91,7 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     // Keeps /v1/chat/completions answering (slowly) while the GPU is off.
     fallbackModel: "qwen2.5-coder-1.5b",
     adminCidrs: [],
+    sshKeyFingerprints: [],
     budgetUsd: 400,
   },
   multigpu: {
@@ -115,6 +120,7 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     ttsModel: TTS_SEED_MODEL,
     fallbackModel: "none",
     adminCidrs: [],
+    sshKeyFingerprints: [],
     budgetUsd: 21000,
   },
 };

@@ -310,6 +310,7 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
 
   if (s.adminCidrs.length === 0) warnings.push({ keys: ["adminCidrs"], message: "no admin CIDRs: SSH (port 22) on every node is open to the whole internet (key login only). Set adminCidrs to your office/VPN ranges." });
   if (!s.domain) warnings.push({ keys: ["domain"], message: "no domain: the gateway serves plain HTTP, so API keys cross the network unencrypted. Set domain and acmeEmail for HTTPS." });
+  if (!s.sshPublicKey && s.sshKeyFingerprints.length === 0) warnings.push({ keys: ["sshPublicKey", "sshKeyFingerprints"], message: "no SSH key: `pulumi up` refuses to create droplets without one (readiness checks and container deploys log in over SSH). Set sshPublicKey or sshKeyFingerprints." });
   if (s.tier === "hybrid" && !s.gpuEnabled && !fallback) warnings.push({ keys: ["gpuEnabled", "fallbackModel"], message: "the GPU is off and there is no CPU fallback coder: /v1/chat/completions answers 503 until the GPU is turned on." });
 
   if (!cpu || (hasGpu && !gpu)) return { ok: false, problems, warnings };

@@ -65,7 +65,21 @@ export const SETTINGS = {
   acmeEmail: key("string", z.email("must be an e-mail address"), "Contact e-mail for Let's Encrypt; required with domain."),
   adminCidrs: key("array", z.array(cidr), "Source CIDRs allowed to SSH to the nodes. Empty: SSH open to the internet (the plan warns)."),
   budgetUsd: key("integer", int(0, 1_000_000), "Monthly budget in USD; a plan whose projected month exceeds it is refused."),
+  sshPublicKey: key("string", z.string().regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$/, "must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)"), "OpenSSH public key registered with DigitalOcean and installed for root on every node."),
+  sshKeyFingerprints: key("array", z.array(z.string().regex(/^([0-9a-f]{2}:){15}[0-9a-f]{2}$|^\d+$/, "must be an MD5 fingerprint (aa:bb:...) or a numeric key id")), "Existing DigitalOcean SSH keys (fingerprints or ids) to install for root, besides sshPublicKey."),
 } as const;
+
+/**
+ * Secret settings: read by the program with config.getSecret, never decoded into HubConfig,
+ * never printed. Set them with `pulumi config set --secret <key> <value>`.
+ */
+export const SECRET_SETTINGS = {
+  sshPrivateKey: {
+    type: "string",
+    description: "Private key for the deployer's SSH connections (readiness checks, Docker over SSH). Unset: the SSH agent (SSH_AUTH_SOCK) is used.",
+  },
+} as const;
+export type SecretSettingName = keyof typeof SECRET_SETTINGS;
 
 export type SettingName = keyof typeof SETTINGS;
 export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[];
@@ -75,4 +89,4 @@ export type Settings = { -readonly [K in SettingName]: z.infer<(typeof SETTINGS)
 export type StackOverrides = Partial<Settings>;
 
 /** Settings that may be left unset after the preset is applied. */
-export const OPTIONAL_SETTINGS: readonly SettingName[] = ["domain", "acmeEmail"];
+export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey"] as const;

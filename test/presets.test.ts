@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
 import { PRESETS } from "../stacks/presets";
-import { PROJECT, SETTING_NAMES, TIERS } from "../stacks/settings";
+import { OPTIONAL_SETTINGS, PROJECT, SETTING_NAMES, TIERS } from "../stacks/settings";
 import { loadText, mustLoad, ROOT } from "./helpers/load";
 
 describe("tier presets", () => {
@@ -16,7 +16,7 @@ describe("tier presets", () => {
   }
 
   it("covers every setting except the optional ones", () => {
-    for (const tier of TIERS) for (const name of SETTING_NAMES.filter((n) => n !== "domain" && n !== "acmeEmail")) expect(PRESETS[tier][name], `${tier}.${name}`).toBeDefined();
+    for (const tier of TIERS) for (const name of SETTING_NAMES.filter((n) => !(OPTIONAL_SETTINGS as readonly string[]).includes(n))) expect(PRESETS[tier][name], `${tier}.${name}`).toBeDefined();
   });
 
   it("cpu runs no GPU and serves the coder with llama.cpp on the CPU node", () => {

@@ -4,7 +4,7 @@ import Ajv2020 from "ajv/dist/2020";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
 import { renderPulumiYaml, renderReadme } from "../scripts/lib/docs";
-import { SETTING_NAMES, SETTINGS } from "../stacks/settings";
+import { SECRET_SETTINGS, SETTING_NAMES, SETTINGS } from "../stacks/settings";
 import { readJson, ROOT } from "./helpers/load";
 
 const pulumiYaml = readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8");
@@ -20,11 +20,12 @@ describe("Pulumi.yaml", () => {
   });
 
   it("declares every setting with its type and description, and nothing else", () => {
-    const project = parse(pulumiYaml) as { name: string; main: string; runtime: { name: string }; config: Record<string, { type: string; description: string }> };
+    const project = parse(pulumiYaml) as { name: string; main: string; runtime: { name: string }; config: Record<string, { type: string; description: string; secret?: boolean }> };
     expect(project.name).toBe("inference-hub");
     expect(project.runtime.name).toBe("nodejs");
     expect(project.main).toBe("infra/");
-    expect(Object.keys(project.config).sort()).toEqual([...SETTING_NAMES].sort());
+    expect(Object.keys(project.config).sort()).toEqual([...SETTING_NAMES, ...Object.keys(SECRET_SETTINGS)].sort());
+    for (const name of Object.keys(SECRET_SETTINGS)) expect(project.config[name].secret, name).toBe(true);
     for (const name of SETTING_NAMES) {
       expect(project.config[name].type, name).toBe(SETTINGS[name].type);
       expect(project.config[name].description, name).toBe(SETTINGS[name].description);

@@ -3,7 +3,7 @@ import { CPU_SIZES, GPU_SIZES } from "../../stacks/catalogue/droplets";
 import { MODELS } from "../../stacks/catalogue/models";
 import { loadHubConfig } from "../../stacks";
 import { PRESETS } from "../../stacks/presets";
-import { PROJECT, SETTING_NAMES, SETTINGS, TIERS } from "../../stacks/settings";
+import { PROJECT, SECRET_SETTINGS, SETTING_NAMES, SETTINGS, TIERS } from "../../stacks/settings";
 
 /**
  * Generated documentation: the README's tables and Pulumi.yaml's config declarations come from
@@ -33,6 +33,7 @@ export function settingsTable(): string {
     const shown = same ? (defaults[0] === undefined ? "unset" : `\`${JSON.stringify(defaults[0])}\``) : TIERS.map((t, i) => `${t}: \`${JSON.stringify(defaults[i])}\``).join(", ");
     return [`\`${name}\``, SETTINGS[name].type, SETTINGS[name].description, shown];
   });
+  for (const [name, spec] of Object.entries(SECRET_SETTINGS)) rows.push([`\`${name}\``, `${spec.type} (secret)`, spec.description, "unset"]);
   return mdTable(["key", "type", "meaning", "preset default"], rows);
 }
 
@@ -68,11 +69,12 @@ export function renderReadme(current: string): string {
 }
 
 export function renderPulumiYaml(): string {
-  const config: Record<string, { type: string; description: string; items?: { type: string } }> = {};
+  const config: Record<string, { type: string; description: string; items?: { type: string }; secret?: boolean }> = {};
   for (const name of SETTING_NAMES) {
     const spec = SETTINGS[name];
     config[name] = spec.type === "array" ? { type: "array", items: { type: "string" }, description: spec.description } : { type: spec.type, description: spec.description };
   }
+  for (const [name, spec] of Object.entries(SECRET_SETTINGS)) config[name] = { type: spec.type, description: spec.description, secret: true };
   const project = {
     name: PROJECT,
     description: "Self-hosted AI inference hub on DigitalOcean: CPU gateway and speech/OCR node, on-demand vLLM GPU node, persistent model cache.",

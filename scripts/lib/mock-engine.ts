@@ -7,7 +7,7 @@ import { PROJECT } from "../../stacks/settings";
  * documentation addresses and `mock-` ids, so nobody mistakes them for real ones.
  */
 
-export const STAND_IN_NOTE = "addresses are RFC 5737 documentation stand-ins (192.0.2.0/24 public, 198.51.100.0/24 private, 203.0.113.0/24 reserved); ids start with mock-; the cloud assigns the real ones at deploy";
+export const STAND_IN_NOTE = "addresses are RFC 5737 documentation stand-ins (192.0.2.0/24 public, 198.51.100.0/24 private, 203.0.113.0/24 reserved); ids start with mock- (droplet ids, which are numbers, with 999); the cloud assigns the real ones at deploy";
 export const SECRET_MARK = "[secret]";
 export const UNKNOWN_MARK = "(known after deploy)";
 
@@ -64,13 +64,14 @@ const standIn = (prefix: string) => `${prefix}.${10 + (addressCounter++ % 240)}`
 function cloudState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
   switch (type) {
     case "digitalocean:index/droplet:Droplet":
-      return { ipv4Address: standIn("192.0.2"), ipv4AddressPrivate: standIn("198.51.100"), urn: `do:droplet:${name}`, status: "active" };
+      return { ipv4Address: standIn("192.0.2"), ipv4AddressPrivate: standIn("198.51.100"), dropletUrn: `do:droplet:mock-${name}`, status: "active" };
     case "digitalocean:index/reservedIp:ReservedIp":
-      return { ipAddress: standIn("203.0.113"), urn: `do:floatingip:${name}` };
+      return { ipAddress: standIn("203.0.113"), reservedIpUrn: `do:reservedip:mock-${name}` };
     case "digitalocean:index/vpc:Vpc":
-      return { ipRange: inputs.ipRange ?? "10.110.0.0/20", urn: `do:vpc:${name}` };
+      // DigitalOcean picks a free private range when none is given; 10.x here is a stand-in too.
+      return { ipRange: inputs.ipRange ?? "10.110.0.0/20" };
     case "digitalocean:index/volume:Volume":
-      return { urn: `do:volume:${name}` };
+      return { volumeUrn: `do:volume:mock-${name}` };
     case "digitalocean:index/sshKey:SshKey":
       return { fingerprint: "mock:fingerprint" };
     default:
@@ -87,6 +88,8 @@ interface Registration {
 
 /** One program run under mocks. Runs are sequential: the mock engine is process-global. */
 export async function runUnderMocks(program: () => Record<string, unknown>, stack: string, config: Record<string, string>, secretKeys: readonly string[] = []): Promise<MockRun> {
+  let dropletCounter = 0;
+  addressCounter = 0;
   const inputsByKey = new Map<string, { inputs: Record<string, unknown>; custom: boolean }>();
   const registrations = new Map<pulumi.Resource, Registration>();
 
@@ -94,7 +97,9 @@ export async function runUnderMocks(program: () => Record<string, unknown>, stac
     {
       newResource: (args) => {
         inputsByKey.set(`${args.type}::${args.name}`, { inputs: args.inputs, custom: args.custom ?? true });
-        return { id: `mock-${args.name}`, state: { ...args.inputs, ...cloudState(args.type, args.name, args.inputs) } };
+        // Droplet ids are numbers (VolumeAttachment.dropletId takes one).
+        const id = args.type === "digitalocean:index/droplet:Droplet" ? `999${String(++dropletCounter).padStart(5, "0")}` : `mock-${args.name}`;
+        return { id, state: { ...args.inputs, ...cloudState(args.type, args.name, args.inputs) } };
       },
       call: (args) => args.inputs,
     },
@@ -173,4 +178,10 @@ async function unwrap(output: pulumi.Output<unknown>): Promise<unknown> {
   if (!isKnown) return UNKNOWN;
   const value = await (output as unknown as { promise(): Promise<unknown> }).promise();
   return isSecret ? { [SIG_KEY]: SECRET_SIG, value } : value;
+}
+
+/** An Input's value as the plan shows it: secrets masked, unknowns marked. */
+export async function presentInput(input: pulumi.Input<unknown>, keepSecrets = false): Promise<unknown> {
+  if (pulumi.Output.isInstance(input)) return presentValue(await unwrap(input), keepSecrets);
+  return presentValue(await input, keepSecrets);
 }

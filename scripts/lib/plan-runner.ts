@@ -1,9 +1,10 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
+import { takeArtifacts } from "../../infra/artifacts";
 import { hubProgram } from "../../infra/program";
 import { loadHubConfig, Problem, readStackFile, Warning } from "../../stacks";
 import { decodeOverrides } from "../../stacks/load";
-import { runUnderMocks, RecordedResource } from "./mock-engine";
+import { presentInput, runUnderMocks, RecordedResource } from "./mock-engine";
 import { buildPlanDocument, FailedPlanDocument, PLAN_SCHEMA_VERSION, PlanArtifact, PlanDocument } from "./plan-document";
 
 export const PROJECT_ROOT = path.resolve(__dirname, "../..");
@@ -34,8 +35,13 @@ export async function planFromText(stack: string, configFile: string, text: stri
   if (!file.ok) return failed(stack, configFile, file.problems);
   const loaded = loadHubConfig(file.file.config, file.file.secretKeys);
   if (!loaded.ok) return failed(stack, configFile, loaded.problems, loaded.warnings);
+  takeArtifacts();
   const run = await runUnderMocks(hubProgram, stack, { ...file.file.config }, file.file.secretKeys);
   const artifacts: PlanArtifact[] = [];
+  for (const a of takeArtifacts()) {
+    const content = await presentInput(a.content);
+    artifacts.push({ kind: a.kind, node: a.node, path: a.path, content: typeof content === "string" ? content : JSON.stringify(content, null, 2) });
+  }
   const document = buildPlanDocument({
     stack,
     configFile,

@@ -65,9 +65,52 @@ export function renderPlan(doc: PlanDocument): string {
 
   if (doc.vllmArgs.length) out.push(section("vLLM command lines", doc.vllmArgs.map((v) => `${v.node} ${v.service}: vllm serve ${v.args.join(" ")}`).join("\n")));
 
-  if (doc.resources.length) {
-    out.push(section(`Resources (${doc.resources.length})`, table(["type", "name", "parent"], doc.resources.map((r) => [r.type, r.name, r.parent?.split("::").pop() ?? ""]))));
-  }
+  if (doc.resources.length) out.push(section(`Resources (${doc.resources.length}, as a preview would create them)`, resourceTree(doc.resources)));
   if (doc.artifacts.length) out.push(section("Rendered artifacts", doc.artifacts.map((a) => `${a.kind.padEnd(16)} ${a.node.padEnd(8)} ${a.path}`).join("\n")));
   return out.join("\n");
+}
+
+type PlannedResource = PlanDocument["resources"][number];
+
+/** The inputs worth a glance, per resource type. */
+function keyInputs(r: PlannedResource): string {
+  const i = r.inputs as Record<string, unknown>;
+  const pick = (...keys: string[]) => keys.filter((k) => i[k] !== undefined && i[k] !== "").map((k) => `${k}=${typeof i[k] === "string" ? i[k] : JSON.stringify(i[k])}`);
+  const parts: string[] = [];
+  switch (r.type) {
+    case "digitalocean:index/droplet:Droplet":
+      parts.push(...pick("name", "size", "region", "image"));
+      break;
+    case "digitalocean:index/volume:Volume":
+      parts.push(...pick("name", "size", "region", "initialFilesystemType"));
+      break;
+    case "digitalocean:index/firewall:Firewall": {
+      const rules = (i.inboundRules as { protocol: string; portRange?: string; sourceAddresses?: unknown }[] | undefined) ?? [];
+      parts.push(...pick("name"), `in: ${rules.map((x) => `${x.protocol}/${x.portRange ?? "all"}<-${JSON.stringify(x.sourceAddresses)}`).join(", ")}`);
+      break;
+    }
+    case "command:remote:Command":
+      parts.push("readiness check over SSH");
+      break;
+    default:
+      parts.push(...pick("name", "region", "ipRange"));
+  }
+  const o = r.options;
+  const flags = [o.protect ? "protect" : "", o.retainOnDelete ? "retainOnDelete" : "", o.ignoreChanges.length ? `ignoreChanges=${o.ignoreChanges.join("/")}` : "", o.deleteBeforeReplace ? "deleteBeforeReplace" : ""].filter(Boolean);
+  return [...parts, ...(flags.length ? [`[${flags.join(", ")}]`] : [])].join("  ");
+}
+
+export function resourceTree(resources: readonly PlannedResource[]): string {
+  const children = new Map<string | undefined, PlannedResource[]>();
+  for (const r of resources) children.set(r.parent, [...(children.get(r.parent) ?? []), r]);
+  const lines: string[] = [];
+  const walk = (parent: string | undefined, depth: number) => {
+    for (const r of children.get(parent) ?? []) {
+      const shortType = r.type.replace(/^digitalocean:index\/[a-zA-Z]+:/, "digitalocean:").replace(/^inference-hub:/, "");
+      lines.push(`${"  ".repeat(depth)}${depth ? "└ " : ""}${shortType} ${r.name}  ${keyInputs(r)}`.trimEnd());
+      walk(r.urn, depth + 1);
+    }
+  };
+  walk(undefined, 0);
+  return lines.join("\n");
 }

@@ -1,0 +1,84 @@
+import * as digitalocean from "@pulumi/digitalocean";
+import * as pulumi from "@pulumi/pulumi";
+import { GATEWAY_METRICS_PORT, GPU_SERVICE_PORTS, PUBLIC_PORTS, SSH_PORT } from "../services/ports";
+
+const ANYWHERE = ["0.0.0.0/0", "::/0"];
+
+export interface HubNetworkArgs {
+  readonly region: string;
+  /** Prefix of cloud names, e.g. ih-hybrid. */
+  readonly cloudName: string;
+  readonly stackTag: string;
+  readonly tierTag: string;
+  /** Droplets carrying this tag get the gateway's firewall. */
+  readonly gatewayTag: string;
+  /** Droplets carrying this tag get the GPU node's firewall. */
+  readonly gpuTag: string;
+  /**
+   * Source CIDRs allowed to SSH in.
+   * @default - SSH open to the internet (the plan warns)
+   */
+  readonly adminCidrs?: readonly string[];
+}
+
+export interface FirewallRule {
+  readonly protocol: "tcp" | "udp" | "icmp";
+  readonly portRange?: string;
+  readonly sources: "anywhere" | "vpc" | "admin";
+  readonly why: string;
+}
+
+/** Inbound rules by role, as data: tests read them without a cloud. */
+export function inboundRules(role: "gateway" | "gpu"): FirewallRule[] {
+  const ssh: FirewallRule = { protocol: "tcp", portRange: String(SSH_PORT), sources: "admin", why: "deployer SSH (readiness, Docker)" };
+  const icmp: FirewallRule = { protocol: "icmp", sources: "vpc", why: "ping inside the VPC" };
+  if (role === "gateway") {
+    return [
+      ...Object.values(PUBLIC_PORTS).map((port): FirewallRule => ({ protocol: "tcp", portRange: String(port), sources: "anywhere", why: "the OpenAI-compatible endpoint" })),
+      { protocol: "tcp", portRange: String(GATEWAY_METRICS_PORT), sources: "vpc", why: "Prometheus scrapes the gateway from inside the VPC" },
+      ssh,
+      icmp,
+    ];
+  }
+  // The GPU node has no public inference port: only the gateway reaches vLLM, over the VPC.
+  return [...Object.values(GPU_SERVICE_PORTS).map((port): FirewallRule => ({ protocol: "tcp", portRange: String(port), sources: "vpc", why: "vLLM, from the gateway over the VPC" })), ssh, icmp];
+}
+
+/** The stack's VPC, its tags, and one cloud firewall per node role (applied by tag). */
+export class HubNetwork extends pulumi.ComponentResource {
+  public readonly vpc: digitalocean.Vpc;
+  public readonly vpcCidr: pulumi.Output<string>;
+  /** Tag name → its resource; droplets reference `.name` so they wait for the tag. */
+  public readonly tags: ReadonlyMap<string, digitalocean.Tag>;
+
+  constructor(name: string, args: HubNetworkArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    super("inference-hub:network:HubNetwork", name, {}, opts);
+    this.vpc = new digitalocean.Vpc(`${name}-vpc`, { name: `${args.cloudName}-vpc`, region: args.region, description: `inference hub ${args.cloudName}` }, { parent: this });
+    this.vpcCidr = this.vpc.ipRange;
+    // Explicit tags, so firewalls never reference a tag DigitalOcean has not created yet.
+    const tagNames = [args.stackTag, args.tierTag, args.gatewayTag, args.gpuTag];
+    this.tags = new Map(tagNames.map((tag) => [tag, new digitalocean.Tag(`${name}-tag-${tag}`, { name: tag }, { parent: this })]));
+    const tagName = (tag: string) => this.tags.get(tag)!.name;
+
+    const admin = args.adminCidrs && args.adminCidrs.length > 0 ? [...args.adminCidrs] : ANYWHERE;
+    const toRule = (rule: FirewallRule): digitalocean.types.input.FirewallInboundRule => ({
+      protocol: rule.protocol,
+      portRange: rule.protocol === "icmp" ? undefined : rule.portRange,
+      sourceAddresses: rule.sources === "anywhere" ? ANYWHERE : rule.sources === "admin" ? admin : this.vpcCidr.apply((cidr) => [cidr]),
+    });
+    const outbound: digitalocean.types.input.FirewallOutboundRule[] = [
+      // Image pulls, model downloads, package updates, ACME.
+      { protocol: "tcp", portRange: "1-65535", destinationAddresses: ANYWHERE },
+      { protocol: "udp", portRange: "1-65535", destinationAddresses: ANYWHERE },
+      { protocol: "icmp", destinationAddresses: ANYWHERE },
+    ];
+    for (const role of ["gateway", "gpu"] as const) {
+      new digitalocean.Firewall(
+        `${name}-firewall-${role}`,
+        { name: `${args.cloudName}-${role}`, tags: [tagName(role === "gateway" ? args.gatewayTag : args.gpuTag)], inboundRules: inboundRules(role).map(toRule), outboundRules: outbound },
+        { parent: this },
+      );
+    }
+    this.registerOutputs({ vpcId: this.vpc.id, vpcCidr: this.vpcCidr });
+  }
+}

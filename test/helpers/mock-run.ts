@@ -1,0 +1,42 @@
+import { takeArtifacts } from "../../infra/artifacts";
+import { hubProgram } from "../../infra/program";
+import { presentInput, RecordedResource, runUnderMocks } from "../../scripts/lib/mock-engine";
+import { PROJECT } from "../../stacks/settings";
+
+export interface ProgramRun {
+  readonly resources: readonly RecordedResource[];
+  readonly outputs: Record<string, unknown>;
+  readonly artifacts: readonly { kind: string; node: string; path: string; content: string }[];
+  readonly byType: (type: string) => RecordedResource[];
+  readonly one: (type: string, name: string) => RecordedResource;
+}
+
+export const T = {
+  droplet: "digitalocean:index/droplet:Droplet",
+  volume: "digitalocean:index/volume:Volume",
+  attachment: "digitalocean:index/volumeAttachment:VolumeAttachment",
+  firewall: "digitalocean:index/firewall:Firewall",
+  vpc: "digitalocean:index/vpc:Vpc",
+  reservedIp: "digitalocean:index/reservedIp:ReservedIp",
+  project: "digitalocean:index/project:Project",
+  command: "command:remote:Command",
+  sshKey: "digitalocean:index/sshKey:SshKey",
+} as const;
+
+/** Runs the real program under Pulumi's mocks with plain settings (and secret ones). */
+export async function runProgram(settings: Record<string, unknown>, opts: { stack?: string; secrets?: Record<string, string> } = {}): Promise<ProgramRun> {
+  const config: Record<string, string> = {};
+  for (const [k, v] of Object.entries(settings)) config[`${PROJECT}:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
+  for (const [k, v] of Object.entries(opts.secrets ?? {})) config[`${PROJECT}:${k}`] = v;
+  takeArtifacts();
+  const run = await runUnderMocks(hubProgram, opts.stack ?? String(settings.tier ?? "test"), config, Object.keys(opts.secrets ?? {}).map((k) => `${PROJECT}:${k}`));
+  const artifacts = [];
+  for (const a of takeArtifacts()) artifacts.push({ kind: a.kind, node: a.node, path: a.path, content: String(await presentInput(a.content)) });
+  const byType = (type: string) => run.resources.filter((r) => r.type === type);
+  const one = (type: string, name: string) => {
+    const found = run.resources.find((r) => r.type === type && r.name === name);
+    if (!found) throw new Error(`no ${type} named ${name}; have ${byType(type).map((r) => r.name).join(", ")}`);
+    return found;
+  };
+  return { resources: run.resources, outputs: run.outputs, artifacts, byType, one };
+}
