@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpus, tmpdir } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { table } from "./lib/plan-view";
@@ -46,7 +46,7 @@ for (const gpuCount of [1, 8, 32, 64]) {
   perNode.push({ nodes: gpuCount, wallMs: s.wallMs });
   rows.push([`synthetic, ${gpuCount} GPU nodes`, String(s.resources), s.wallMs.toFixed(0), s.maxRssMb.toFixed(0), ""]);
 }
-process.stdout.write(`Offline plan, median of ${runs} fresh processes each (Node ${process.version}, ${require("node:os").cpus().length} cores)\n\n`);
+process.stdout.write(`Offline plan, median of ${runs} fresh processes each (Node ${process.version}, ${cpus().length} cores)\n\n`);
 process.stdout.write(`${table(["stack", "resources", "wall ms", "peak RSS MB", "< 1.5 s"], rows)}\n\n`);
 // Linear growth: the marginal cost per node between 8 and 64 nodes should not exceed that of 1 → 8 by much.
 const slope = (a: { nodes: number; wallMs: number }, b: { nodes: number; wallMs: number }) => (b.wallMs - a.wallMs) / (b.nodes - a.nodes);
