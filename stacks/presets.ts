@@ -39,6 +39,8 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     fallbackModel: "none",
     adminCidrs: [],
     sshKeyFingerprints: [],
+    rateLimitPerMinute: 120,
+    rateLimitBurst: 30,
     budgetUsd: 250,
   },
   gpu: {
@@ -65,6 +67,8 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     fallbackModel: "none",
     adminCidrs: [],
     sshKeyFingerprints: [],
+    rateLimitPerMinute: 120,
+    rateLimitBurst: 30,
     budgetUsd: 2800,
   },
   hybrid: {
@@ -92,6 +96,8 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     fallbackModel: "qwen2.5-coder-1.5b",
     adminCidrs: [],
     sshKeyFingerprints: [],
+    rateLimitPerMinute: 120,
+    rateLimitBurst: 30,
     budgetUsd: 400,
   },
   multigpu: {
@@ -121,6 +127,8 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     fallbackModel: "none",
     adminCidrs: [],
     sshKeyFingerprints: [],
+    rateLimitPerMinute: 120,
+    rateLimitBurst: 30,
     budgetUsd: 21000,
   },
 };

@@ -64,6 +64,8 @@ export const SETTINGS = {
   domain: key("string", z.string().regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a DNS name such as hub.example.com"), "Public DNS name of the gateway; enables HTTPS with Let's Encrypt. Unset: HTTP only."),
   acmeEmail: key("string", z.email("must be an e-mail address"), "Contact e-mail for Let's Encrypt; required with domain."),
   adminCidrs: key("array", z.array(cidr), "Source CIDRs allowed to SSH to the nodes. Empty: SSH open to the internet (the plan warns)."),
+  rateLimitPerMinute: key("integer", int(1, 100_000), "Requests per minute allowed per API key (Authorization header) at the gateway."),
+  rateLimitBurst: key("integer", int(1, 100_000), "Requests a key may send at once above its per-minute rate."),
   budgetUsd: key("integer", int(0, 1_000_000), "Monthly budget in USD; a plan whose projected month exceeds it is refused."),
   sshPublicKey: key("string", z.string().regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$/, "must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)"), "OpenSSH public key registered with DigitalOcean and installed for root on every node."),
   sshKeyFingerprints: key("array", z.array(z.string().regex(/^([0-9a-f]{2}:){15}[0-9a-f]{2}$|^\d+$/, "must be an MD5 fingerprint (aa:bb:...) or a numeric key id")), "Existing DigitalOcean SSH keys (fingerprints or ids) to install for root, besides sshPublicKey."),

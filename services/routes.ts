@@ -1,0 +1,87 @@
+import type { HubConfig } from "../stacks/hub-config";
+import { CPU_NODE_NAME } from "../stacks/hub-config";
+import { GPU_SERVICE_PORTS } from "./ports";
+
+/**
+ * The hub's one API surface: which public path goes to which program on which node, and what
+ * answers when that program is away. Traefik's dynamic configuration is rendered from this table
+ * (services/gateway.ts), and the README's route table documents it.
+ */
+
+/** Where a backend lives: a container on the gateway node's Docker network, or a GPU node over the VPC. */
+export type BackendAddress = { readonly kind: "container"; readonly container: string } | { readonly kind: "vpc"; readonly node: string };
+
+export interface Backend {
+  readonly service: string;
+  readonly node: string;
+  readonly address: BackendAddress;
+  readonly port: number;
+  readonly healthPath: string;
+}
+
+export interface Route {
+  /** Router and service name in Traefik. */
+  readonly name: string;
+  /** Public paths (exact), or prefixes when `prefix` is set. */
+  readonly paths: readonly string[];
+  readonly prefix?: boolean;
+  /** Replace this public prefix with `/v1/` before forwarding (the OCR paths). */
+  readonly rewritePrefix?: string;
+  /** Replicas, load-balanced; empty while the GPU is off. */
+  readonly primary: readonly Backend[];
+  /** Answers when no primary is healthy: a CPU stand-in, or the "GPU tier is off" 503. */
+  readonly fallback?: Backend | "gpu-off";
+  /** Streaming responses (server-sent events): never buffered by the proxy. */
+  readonly streaming: boolean;
+  /** Largest request body accepted, bytes (only enforced on non-streaming routes; see gateway). */
+  readonly maxBodyBytes: number;
+  readonly description: string;
+}
+
+const MB = 1024 * 1024;
+/** OpenAI's own limit for audio uploads. */
+export const AUDIO_BODY_BYTES = 25 * MB;
+export const DOCUMENT_BODY_BYTES = 50 * MB;
+export const CHAT_BODY_BYTES = 10 * MB;
+
+export const SERVICE_PORTS = {
+  stt: 8000,
+  tts: 5002,
+  docling: 5001,
+  llamaCpp: 8080,
+  errors: 8080,
+} as const;
+
+export const GPU_OFF_SERVICE = "gpu-off";
+
+const container = (service: string, port: number, healthPath: string): Backend => ({ service, node: CPU_NODE_NAME, address: { kind: "container", container: service }, port, healthPath });
+const gpuBackends = (hub: HubConfig, service: "coder" | "ocr"): Backend[] =>
+  hub.gpu?.on ? hub.nodes.filter((n) => n.kind === "gpu").map((n) => ({ service, node: n.name, address: { kind: "vpc", node: n.name }, port: GPU_SERVICE_PORTS[service], healthPath: "/health" })) : [];
+
+export function routeTable(hub: HubConfig): Route[] {
+  const routes: Route[] = [];
+  const coderPaths = ["/v1/chat/completions", "/v1/completions", "/v1/models"];
+  if (hub.coder.backend === "llama.cpp") {
+    routes.push({ name: "coder", paths: coderPaths, primary: [container("coder", SERVICE_PORTS.llamaCpp, "/health")], streaming: true, maxBodyBytes: CHAT_BODY_BYTES, description: "coding model (llama.cpp on the CPU node)" });
+  } else {
+    routes.push({
+      name: "coder",
+      paths: coderPaths,
+      primary: gpuBackends(hub, "coder"),
+      fallback: hub.fallbackCoder ? container("coder-fallback", SERVICE_PORTS.llamaCpp, "/health") : GPU_OFF_SERVICE,
+      streaming: true,
+      maxBodyBytes: CHAT_BODY_BYTES,
+      description: "coding model (vLLM on the GPU node)",
+    });
+  }
+  routes.push({ name: "stt", paths: ["/v1/audio/transcriptions", "/v1/audio/translations"], primary: [container("stt", SERVICE_PORTS.stt, "/health")], streaming: false, maxBodyBytes: AUDIO_BODY_BYTES, description: "speech to text (speaches, faster-whisper)" });
+  routes.push({ name: "tts", paths: ["/v1/audio/speech"], primary: [container("tts", SERVICE_PORTS.tts, "/")], streaming: false, maxBodyBytes: CHAT_BODY_BYTES, description: "text to speech (Coqui TTS)" });
+  if (hub.ocr.engine === "deepseek-ocr") {
+    routes.push({ name: "ocr", paths: ["/v1/ocr/chat/completions"], rewritePrefix: "/v1/ocr/", primary: gpuBackends(hub, "ocr"), fallback: GPU_OFF_SERVICE, streaming: true, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "DeepSeek-OCR, OpenAI chat format with an image (vLLM on the GPU node)" });
+  }
+  const docling = hub.ocr.engine === "docling" ? "ocr" : hub.ocrCpuFallback ? "ocr-fallback" : undefined;
+  if (docling) {
+    routes.push({ name: "documents", paths: ["/v1/ocr/convert/"], prefix: true, rewritePrefix: "/v1/ocr/", primary: [container(docling, SERVICE_PORTS.docling, "/health")], streaming: false, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "document conversion and OCR (docling-serve on the CPU node)" });
+  }
+  return routes;
+}
