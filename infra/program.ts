@@ -1,5 +1,6 @@
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT, readinessScript, renderCloudInit, NodeSetupInput } from "../services/node-setup";
 import { ConfigError, HubConfig, loadHubConfig } from "../stacks";
 import { findGpuSize } from "../stacks/catalogue/droplets";
@@ -8,6 +9,7 @@ import { recordArtifact } from "./artifacts";
 import { cloudSlug, hubTags } from "./naming";
 import { HubNetwork } from "./network";
 import { HubNode, SshAccess } from "./node";
+import { deployServices } from "./services";
 import { HubStorage } from "./storage";
 
 /** Reads and validates the stack's config; refuses (without a stack trace) before anything is created. */
@@ -22,6 +24,15 @@ function hubConfigFromEngine(): HubConfig {
   }
   for (const w of hub.warnings) void pulumi.log.warn(`${w.keys.join(", ")}: ${w.message}`);
   return hub;
+}
+
+/** The clients' API key: from secret config, else generated once and kept in the stack's state. */
+function hubApiKey(): pulumi.Output<string> {
+  const configured = new pulumi.Config().getSecret("hubApiKey");
+  if (configured) return configured;
+  const generated = new random.RandomPassword("hub-api-key", { length: 48, special: false });
+  // The engine marks `result` secret; say so here too, so every consumer inherits it.
+  return pulumi.secret(generated.result);
 }
 
 function sshAccess(): SshAccess {
@@ -86,12 +97,12 @@ export function hubProgram(): Record<string, unknown> {
   });
 
   const gpuNodes: HubNode[] = [];
+  const gpuNodesByName = new Map<string, HubNode>();
   const gpuSize = hub.gpu ? findGpuSize(hub.gpu.size.slug) : undefined;
   if (hub.gpu?.on && gpuSize) {
     for (const plan of hub.nodes.filter((n) => n.kind === "gpu")) {
       const index = gpuNodes.length;
-      gpuNodes.push(
-        new HubNode(plan.name, {
+      const node = new HubNode(plan.name, {
           cloudName: `${cloudName}-${plan.name}`,
           region: hub.region,
           size: gpuSize.slug,
@@ -102,10 +113,14 @@ export function hubProgram(): Record<string, unknown> {
           ...nodeSetup({ nodeName: plan.name, role: "gpu", gpuVendor: gpuSize.vendor, gpuCount: gpuSize.gpuCount, volume: { name: storage.modelCaches[index].cloudName, mountPath: MODEL_CACHE_MOUNT }, dataDirs: ["huggingface", "vllm"] }),
           volumeId: storage.modelCaches[index].volume.id,
           ssh,
-        }),
-      );
+      });
+      gpuNodes.push(node);
+      gpuNodesByName.set(plan.name, node);
     }
   }
+
+  const apiKey = hubApiKey();
+  deployServices(hub, cpu, gpuNodesByName, ssh, { hubApiKey: apiKey });
 
   const gateway = new GatewayAddress("gateway-address", { region: hub.region, dropletId: cpu.dropletId });
 
@@ -134,6 +149,7 @@ export function hubProgram(): Record<string, unknown> {
     baseUrl: hub.gateway.domain ? `https://${hub.gateway.domain}/v1` : pulumi.interpolate`http://${gateway.address}/v1`,
     nodeAddresses,
     volumeIds,
+    hubApiKey: apiKey,
     monthlyCostUsd: hub.cost.monthlyUsd,
     hourlyBurnUsd: hub.cost.hourlyNowUsd,
   };

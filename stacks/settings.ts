@@ -76,6 +76,10 @@ export const SETTINGS = {
  * never printed. Set them with `pulumi config set --secret <key> <value>`.
  */
 export const SECRET_SETTINGS = {
+  hubApiKey: {
+    type: "string",
+    description: "API key clients send as `Authorization: Bearer <key>`; also guards each backend. Unset: a random 48-character key (stack output hubApiKey).",
+  },
   sshPrivateKey: {
     type: "string",
     description: "Private key for the deployer's SSH connections (readiness checks, Docker over SSH). Unset: the SSH agent (SSH_AUTH_SOCK) is used.",

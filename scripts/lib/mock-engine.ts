@@ -18,6 +18,8 @@ export interface RecordedResource {
   readonly urn: string;
   readonly parent: string | undefined;
   readonly custom: boolean;
+  /** The explicit provider's URN, when the resource has one (Docker providers per node). */
+  readonly provider?: string;
   /** Inputs with secrets replaced by "[secret]" and unknowns by "(known after deploy)". */
   readonly inputs: Record<string, unknown>;
   /** Inputs with secrets left in place, for tests that check where secrets flow. */
@@ -90,13 +92,13 @@ interface Registration {
 export async function runUnderMocks(program: () => Record<string, unknown>, stack: string, config: Record<string, string>, secretKeys: readonly string[] = []): Promise<MockRun> {
   let dropletCounter = 0;
   addressCounter = 0;
-  const inputsByKey = new Map<string, { inputs: Record<string, unknown>; custom: boolean }>();
+  const inputsByKey = new Map<string, { inputs: Record<string, unknown>; custom: boolean; provider?: string }>();
   const registrations = new Map<pulumi.Resource, Registration>();
 
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
-        inputsByKey.set(`${args.type}::${args.name}`, { inputs: args.inputs, custom: args.custom ?? true });
+        inputsByKey.set(`${args.type}::${args.name}`, { inputs: args.inputs, custom: args.custom ?? true, provider: args.provider });
         // Droplet ids are numbers (VolumeAttachment.dropletId takes one).
         const id = args.type === "digitalocean:index/droplet:Droplet" ? `999${String(++dropletCounter).padStart(5, "0")}` : `mock-${args.name}`;
         return { id, state: { ...args.inputs, ...cloudState(args.type, args.name, args.inputs) } };
@@ -152,6 +154,8 @@ export async function runUnderMocks(program: () => Record<string, unknown>, stac
       urn: urnOf(res) ?? "",
       parent: urnOf(reg.parent),
       custom: recorded?.custom ?? false,
+      // Provider references are "<urn>::<id>"; keep the URN.
+      provider: recorded?.provider ? recorded.provider.split("::").slice(0, -1).join("::") : undefined,
       inputs: presentValue(raw, false) as Record<string, unknown>,
       rawInputs: presentValue(raw, true) as Record<string, unknown>,
       options: {
@@ -164,10 +168,9 @@ export async function runUnderMocks(program: () => Record<string, unknown>, stac
       },
     });
   }
-  const resolved: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(stackOutputs ?? outputs)) {
-    resolved[k] = pulumi.Output.isInstance(v) ? presentValue(await unwrap(v), false) : v;
-  }
+  // The program's own return value, not the engine's copy: that one has lost secretness.
+  void stackOutputs;
+  const resolved = (await deepPresent(outputs)) as Record<string, unknown>;
   return { resources, outputs: resolved, engineLog };
 }
 
@@ -184,4 +187,14 @@ async function unwrap(output: pulumi.Output<unknown>): Promise<unknown> {
 export async function presentInput(input: pulumi.Input<unknown>, keepSecrets = false): Promise<unknown> {
   if (pulumi.Output.isInstance(input)) return presentValue(await unwrap(input), keepSecrets);
   return presentValue(await input, keepSecrets);
+}
+
+async function deepPresent(value: unknown): Promise<unknown> {
+  if (pulumi.Output.isInstance(value)) return presentValue(await unwrap(value), false);
+  if (Array.isArray(value)) return Promise.all(value.map(deepPresent));
+  if (value && typeof value === "object") {
+    const entries = await Promise.all(Object.entries(value).map(async ([k, v]) => [k, await deepPresent(v)] as const));
+    return Object.fromEntries(entries);
+  }
+  return value;
 }

@@ -1,3 +1,7 @@
+import { GATEWAY_CONTAINER } from "../../services/gateway";
+import { hubServiceSpecs } from "../../services/index";
+import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../../services/ports";
+import { imageName } from "../../services/spec";
 import { coderServeArgs, ocrServeArgs } from "../../services/vllm";
 import type { HubConfig, Problem, StackOverrides, Warning } from "../../stacks";
 import { SETTING_NAMES } from "../../stacks";
@@ -27,6 +31,15 @@ export interface GpuFitRow {
   readonly fullContextSequences: number;
 }
 
+export interface PlannedContainer {
+  readonly node: string;
+  readonly name: string;
+  readonly image: string;
+  readonly gpu?: string;
+  readonly memoryLimitMiB?: number;
+  readonly published: readonly string[];
+}
+
 export interface PlanArtifact {
   readonly kind: string;
   readonly node: string;
@@ -52,6 +65,8 @@ export interface PlanDocument {
   };
   readonly cost: CostEstimate;
   readonly vllmArgs: readonly { readonly node: string; readonly service: string; readonly args: readonly string[] }[];
+  /** The containers on the nodes that exist now. */
+  readonly containers: readonly PlannedContainer[];
   readonly resources: readonly Omit<RecordedResource, "rawInputs">[];
   readonly artifacts: readonly Omit<PlanArtifact, "content">[];
   readonly outputs: Record<string, unknown>;
@@ -125,6 +140,14 @@ export function buildPlanDocument(input: {
     },
     cost: hub.cost,
     vllmArgs: vllmArgLists(hub),
+    containers: hubServiceSpecs(hub).map((spec) => ({
+      node: spec.node,
+      name: spec.name,
+      image: imageName(spec.image),
+      gpu: spec.gpu ? `${spec.gpu.vendor}, all GPUs` : undefined,
+      memoryLimitMiB: spec.memoryLimitMiB,
+      published: spec.publishOnPrivateIp ? [`private:${spec.port}`] : spec.name === GATEWAY_CONTAINER ? [...Object.values(PUBLIC_PORTS).map(String), `private:${GATEWAY_METRICS_PORT}`] : [],
+    })),
     resources: input.resources.map(({ rawInputs: _raw, ...rest }) => rest),
     artifacts: input.artifacts.map(({ content: _content, ...rest }) => rest),
     outputs: input.outputs,

@@ -63,6 +63,9 @@ export function renderPlan(doc: PlanDocument): string {
   for (const s of cost.seedComparison) costLines.push(`Seed design said ${s.item} ${s.seed}; we use ${s.ours}: ${s.why}`);
   out.push(section("Cost", costLines.join("\n")));
 
+  if (doc.containers.length) {
+    out.push(section("Containers", table(["node", "container", "image", "GPU", "memory limit", "published"], doc.containers.map((c) => [c.node, c.name, c.image, c.gpu ?? "", c.memoryLimitMiB ? `${c.memoryLimitMiB} MiB` : "", c.published.join(" ")]))));
+  }
   if (doc.vllmArgs.length) out.push(section("vLLM command lines", doc.vllmArgs.map((v) => `${v.node} ${v.service}: vllm serve ${v.args.join(" ")}`).join("\n")));
 
   if (doc.resources.length) out.push(section(`Resources (${doc.resources.length}, as a preview would create them)`, resourceTree(doc.resources)));
@@ -90,7 +93,10 @@ function keyInputs(r: PlannedResource): string {
       break;
     }
     case "command:remote:Command":
-      parts.push("readiness check over SSH");
+      parts.push(r.name.endsWith("-ready") ? "readiness check over SSH" : `writes a file over SSH (${r.name.replace(/^.*-file-/, "")})`);
+      break;
+    case "docker:index/container:Container":
+      parts.push(...pick("name"), `image=${String((i.image as string) ?? "").replace(/^mock-.*/, "(pulled image id)")}`);
       break;
     default:
       parts.push(...pick("name", "region", "ipRange"));

@@ -1,0 +1,160 @@
+import { createHash } from "node:crypto";
+import * as command from "@pulumi/command";
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import { IMAGE_UIDS } from "../services/images";
+import { imageName, SecretName, ServiceSpec } from "../services/spec";
+import type { SshAccess } from "./node";
+
+/** A file written onto the node before its containers start (gateway config, nginx conf). */
+export interface NodeFile {
+  readonly path: string;
+  readonly content: pulumi.Input<string>;
+  /**
+   * Containers that must restart when this file changes (they read it only at start).
+   * @default - none: the program watches the file (Traefik's dynamic config)
+   */
+  readonly restarts?: readonly string[];
+}
+
+/** A port a service publishes on the node. */
+export interface PublishedPort {
+  readonly container: string;
+  readonly port: number;
+  /** @default - the node's private (VPC) address only */
+  readonly onAllInterfaces?: boolean;
+}
+
+export interface ContainerHostArgs {
+  readonly host: pulumi.Input<string>;
+  readonly privateIp: pulumi.Input<string>;
+  /** The node's readiness check: nothing connects to Docker before it passes. */
+  readonly ready: pulumi.Resource;
+  readonly ssh: SshAccess;
+  readonly services: readonly ServiceSpec[];
+  readonly files?: readonly NodeFile[];
+  /** Extra published ports beyond `publishOnPrivateIp` (the gateway's public ports). */
+  readonly ports?: readonly PublishedPort[];
+  readonly secrets: Readonly<Record<SecretName, pulumi.Output<string>>>;
+}
+
+const LOG_OPTS = { "max-size": "50m", "max-file": "5" };
+const hash = (text: string) => createHash("sha256").update(text).digest("hex").slice(0, 16);
+const seconds = (n: number) => `${n}s`;
+
+/** The Docker container arguments for a spec: plain data, so tests read them without a cloud. */
+export function containerArgs(spec: ServiceSpec, network: pulumi.Input<string>, image: pulumi.Input<string>, privateIp: pulumi.Input<string>, extraPorts: readonly PublishedPort[], secrets: Readonly<Record<SecretName, pulumi.Output<string>>>, labels: Record<string, pulumi.Input<string>>): docker.ContainerArgs {
+  const plainEnv = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
+  const secretEnv = Object.entries(spec.secretEnv).map(([k, name]) => pulumi.secret(pulumi.interpolate`${k}=${secrets[name]}`));
+  const ports: docker.types.input.ContainerPort[] = [
+    ...(spec.publishOnPrivateIp ? [{ internal: spec.port, external: spec.port, ip: privateIp }] : []),
+    ...extraPorts.filter((p) => p.container === spec.name).map((p) => ({ internal: p.port, external: p.port, ip: p.onAllInterfaces ? "0.0.0.0" : privateIp })),
+  ];
+  return {
+    name: spec.name,
+    image,
+    entrypoints: spec.entrypoint ? [...spec.entrypoint] : undefined,
+    command: [...spec.command],
+    envs: [...plainEnv, ...secretEnv],
+    ports,
+    volumes: spec.mounts.map((m) => ({ hostPath: m.hostPath, containerPath: m.containerPath, readOnly: m.readOnly ?? false })),
+    networksAdvanced: [{ name: network, aliases: [spec.name] }],
+    gpus: spec.gpu?.vendor === "nvidia" ? "all" : undefined,
+    // ROCm containers reach the GPUs through these devices, as AMD's docs run them.
+    devices: spec.gpu?.vendor === "amd" ? [{ hostPath: "/dev/kfd" }, { hostPath: "/dev/dri" }] : undefined,
+    groupAdds: spec.gpu?.vendor === "amd" ? ["video"] : undefined,
+    ipcMode: spec.ipcHost ? "host" : undefined,
+    memory: spec.memoryLimitMiB,
+    restart: "unless-stopped",
+    healthcheck: {
+      tests: [...spec.health.test],
+      interval: seconds(spec.health.intervalSeconds),
+      timeout: seconds(spec.health.timeoutSeconds),
+      startPeriod: seconds(spec.health.startPeriodSeconds),
+      retries: spec.health.retries,
+    },
+    logDriver: "json-file",
+    logOpts: LOG_OPTS,
+    labels: Object.entries(labels).map(([label, value]) => ({ label, value })),
+    // Health is awaited through the gateway: a first vLLM start downloads tens of GB.
+    wait: false,
+  };
+}
+
+/** Shell that creates every writable mount source with the owner its image runs as. */
+export function mountDirectoriesScript(services: readonly ServiceSpec[]): string | undefined {
+  const lines: string[] = [];
+  for (const spec of services) {
+    const uid = IMAGE_UIDS[spec.image.repo] ?? 0;
+    for (const m of spec.mounts.filter((m) => !m.readOnly)) lines.push(`install -d -m 0755 -o ${uid} -g ${uid} '${m.hostPath}' && chown ${uid}:${uid} '${m.hostPath}'`);
+  }
+  return lines.length ? ["set -e", ...lines].join("\n") : undefined;
+}
+
+/** Docker on one node, over SSH: the node's network, images and containers. */
+export class ContainerHost extends pulumi.ComponentResource {
+  public readonly containers: ReadonlyMap<string, docker.Container>;
+
+  constructor(name: string, args: ContainerHostArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    super("inference-hub:containers:ContainerHost", name, {}, opts);
+    const provider = new docker.Provider(
+      `${name}-docker`,
+      {
+        host: pulumi.interpolate`ssh://root@${args.host}`,
+        // Droplets are new hosts: trust a key on first sight, refuse a changed one.
+        sshOpts: ["-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=30"],
+      },
+      // Docker is installed by cloud-init; connecting before the readiness check would race it.
+      { parent: this, dependsOn: [args.ready] },
+    );
+    const network = new docker.Network(`${name}-network`, { name: "hub", driver: "bridge" }, { parent: this, provider });
+
+    const connection = { host: args.host, user: "root", privateKey: args.ssh.privateKey, agentSocketPath: args.ssh.agentSocketPath, dialErrorLimit: 10, perDialTimeout: 15 };
+    const restartLabels = new Map<string, pulumi.Input<string>[]>();
+    const fileCommands: pulumi.Resource[] = [];
+    for (const file of args.files ?? []) {
+      const dir = file.path.slice(0, file.path.lastIndexOf("/"));
+      // Write then rename, so a watching program never reads half a file.
+      const write = `install -d -m 0755 '${dir}' && cat > '${file.path}.tmp' && mv '${file.path}.tmp' '${file.path}'`;
+      fileCommands.push(
+        new command.remote.Command(
+          `${name}-file-${file.path.split("/").slice(-2).join("-")}`,
+          { connection, create: write, update: write, stdin: file.content, delete: `rm -f '${file.path}'` },
+          { parent: this, dependsOn: [args.ready] },
+        ),
+      );
+      for (const container of file.restarts ?? []) restartLabels.set(container, [...(restartLabels.get(container) ?? []), pulumi.output(file.content).apply(hash)]);
+    }
+
+    // Docker creates missing bind-mount sources owned by root; images that run as another user
+    // (speaches 1000, docling-serve 1001) could not write their caches. Create them with the right owner.
+    const prepare = mountDirectoriesScript(args.services);
+    if (prepare) fileCommands.push(new command.remote.Command(`${name}-directories`, { connection, create: prepare, update: prepare }, { parent: this, dependsOn: [args.ready] }));
+
+    const containers = new Map<string, docker.Container>();
+    for (const spec of args.services) {
+      const image = new docker.RemoteImage(
+        `${name}-image-${spec.name}`,
+        // Keep the image on the node when the container goes: re-pulling vLLM's ~10 GB image is slow.
+        { name: imageName(spec.image), keepLocally: true },
+        { parent: this, provider },
+      );
+      const labels: Record<string, pulumi.Input<string>> = { "inference-hub.role": spec.role };
+      const fileHashes = restartLabels.get(spec.name);
+      // A changed start-time config file changes this label, which replaces (restarts) the container.
+      if (fileHashes) labels["inference-hub.config-hash"] = pulumi.all(fileHashes).apply((h) => h.join("."));
+      containers.set(
+        spec.name,
+        new docker.Container(`${name}-${spec.name}`, containerArgs(spec, network.name, image.imageId, args.privateIp, args.ports ?? [], args.secrets, labels), {
+          parent: this,
+          provider,
+          dependsOn: fileCommands,
+          // Container names and published ports are unique per host: the old one must go first.
+          deleteBeforeReplace: true,
+        }),
+      );
+    }
+    this.containers = containers;
+    this.registerOutputs({});
+  }
+}

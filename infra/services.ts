@@ -1,0 +1,64 @@
+import * as pulumi from "@pulumi/pulumi";
+import { GATEWAY_DIRS, errorsNginxConf, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
+import { hubServiceSpecs } from "../services/index";
+import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
+import { routeTable } from "../services/routes";
+import type { SecretName, ServiceSpec } from "../services/spec";
+import type { HubConfig } from "../stacks/hub-config";
+import { recordArtifact } from "./artifacts";
+import { ContainerHost } from "./containers";
+import type { HubNode, SshAccess } from "./node";
+
+export const GATEWAY_FILES = {
+  static: `${GATEWAY_DIRS.static}/traefik.yml`,
+  dynamic: `${GATEWAY_DIRS.dynamic}/routes.yml`,
+  errors: `${GATEWAY_DIRS.errors}/default.conf`,
+};
+
+/** Containers a spec list runs on each node, with the rendered files each one needs. */
+export function deployServices(hub: HubConfig, cpu: HubNode, gpuNodes: ReadonlyMap<string, HubNode>, ssh: SshAccess, secrets: Readonly<Record<SecretName, pulumi.Output<string>>>): Map<string, ContainerHost> {
+  const specs = hubServiceSpecs(hub);
+  const onNode = (node: string) => specs.filter((s) => s.node === node);
+  for (const spec of specs) recordContainerArtifacts(spec);
+
+  const routes = routeTable(hub);
+  const privateIps = pulumi.all(Object.fromEntries([...gpuNodes].map(([name, node]) => [name, node.privateIp])) as Record<string, pulumi.Output<string>>);
+  const staticConfig = renderYaml(traefikStaticConfig(hub));
+  const dynamicConfig = privateIps.apply((ips) => renderYaml(traefikDynamicConfig(hub, routes, ips)));
+  const nginxConf = errorsNginxConf();
+  recordArtifact({ kind: "traefik-static", node: "cpu", path: "cpu/traefik/traefik.yml", content: staticConfig });
+  recordArtifact({ kind: "traefik-dynamic", node: "cpu", path: "cpu/traefik/dynamic/routes.yml", content: dynamicConfig });
+  recordArtifact({ kind: "errors-nginx", node: "cpu", path: "cpu/errors/default.conf", content: nginxConf });
+
+  const hosts = new Map<string, ContainerHost>();
+  hosts.set(
+    "cpu",
+    new ContainerHost("cpu-containers", {
+      host: cpu.publicIp,
+      privateIp: cpu.privateIp,
+      ready: cpu.ready,
+      ssh,
+      services: onNode("cpu"),
+      files: [
+        // Traefik reads its static config only at start; the dynamic file is watched and reloads live.
+        { path: GATEWAY_FILES.static, content: staticConfig, restarts: ["gateway"] },
+        { path: GATEWAY_FILES.dynamic, content: dynamicConfig },
+        { path: GATEWAY_FILES.errors, content: nginxConf, restarts: ["errors"] },
+      ],
+      ports: [...Object.values(PUBLIC_PORTS).map((port) => ({ container: "gateway", port, onAllInterfaces: true })), { container: "gateway", port: GATEWAY_METRICS_PORT }],
+      secrets,
+    }),
+  );
+  for (const [name, node] of gpuNodes) {
+    hosts.set(name, new ContainerHost(`${name}-containers`, { host: node.publicIp, privateIp: node.privateIp, ready: node.ready, ssh, services: onNode(name), secrets }));
+  }
+  return hosts;
+}
+
+function recordContainerArtifacts(spec: ServiceSpec): void {
+  // The spec as shipped, with secret names (never values).
+  recordArtifact({ kind: "container-spec", node: spec.node, path: `${spec.node}/containers/${spec.name}.json`, content: JSON.stringify(spec, null, 2) });
+  if (spec.image.repo.includes("vllm")) {
+    recordArtifact({ kind: "vllm-args", node: spec.node, path: `${spec.node}/containers/${spec.name}.vllm-args.json`, content: JSON.stringify(spec.command) });
+  }
+}

@@ -1,0 +1,91 @@
+import type { ImageRef } from "./spec";
+import { VLLM_VERSION } from "./vllm";
+
+/**
+ * Every container image the hub runs, pinned by tag (never `latest`). No digest is pinned: the
+ * digests seen in public files could not be checked against the registries from here (index or
+ * single-platform manifest?), and a wrong digest fails every pull. Check one with
+ * `docker buildx imagetools inspect <repo>:<tag>` before adding it.
+ */
+const READ = "2026-11-26";
+
+/** CUDA build for NVIDIA sizes; its argument list is ../shared/reference/vllm/args-0.24.0.json. */
+export const VLLM_CUDA_IMAGE: ImageRef = {
+  repo: "vllm/vllm-openai",
+  tag: `v${VLLM_VERSION}`,
+  source: `Docker Hub tag seen pinned in several public deployments (Jul-Oct 2026); FACTS.md prefers it; read ${READ}. Verified in use, not against the registry.`,
+};
+
+/**
+ * vLLM's own ROCm build of the same release, for AMD sizes (MI300X). AMD's `rocm/vllm` tags
+ * (e.g. rocm7.14.0_..._vllm_0.23.0) carry other vLLM versions, so they would not match the
+ * 0.24.0 argument list.
+ */
+export const VLLM_ROCM_IMAGE: ImageRef = {
+  repo: "vllm/vllm-openai-rocm",
+  tag: `v${VLLM_VERSION}`,
+  source: `Docker Hub tag seen used on MI300X/MI355X in public benchmark and build files (2026; the series runs v0.20.0..v0.29.0); read ${READ}. Verified in use, not against the registry.`,
+};
+
+/** llama.cpp's CPU server image: ENTRYPOINT /app/llama-server, ships curl (.devops/cpu.Dockerfile). */
+export const LLAMA_CPP_SERVER_IMAGE: ImageRef = {
+  repo: "ghcr.io/ggml-org/llama.cpp",
+  tag: "server-b11176",
+  source: `public deployment notes of 2026-09-29 (amd64 + arm64 index, checked there against the ghcr.io API; GCC 14, GGML_CPU_ALL_VARIANTS=ON); read ${READ}. Verified in use, not against the registry.`,
+};
+
+/** speaches (faster-whisper) CPU image: CMD uvicorn, USER ubuntu (uid 1000), ships curl and the venv's python3. */
+export const SPEACHES_CPU_IMAGE: ImageRef = {
+  repo: "ghcr.io/speaches-ai/speaches",
+  tag: "0.8.3-cpu",
+  source: `FACTS.md; tag seen pinned (with digest sha256:21e3df06d842fb7802ab470dd77c25f0e8c0d22950e8d8c6ae886e851af53ef8, unverified) in a public deployment spec; read ${READ}. 0.9.0 is still rc-only.`,
+};
+
+/**
+ * The maintained Coqui fork's CPU image: ENTRYPOINT `tts`, runs as root, python3 from /opt/venv.
+ * v0.27.3 (2025-12-12) still installs PyTorch; images of the following releases shipped without
+ * it until fixed (idiap/coqui-ai-TTS issues #546, #570), so do not bump blindly.
+ */
+export const COQUI_TTS_CPU_IMAGE: ImageRef = {
+  repo: "ghcr.io/idiap/coqui-tts-cpu",
+  tag: "v0.27.3",
+  source: `release v0.27.3 (idiap/coqui-ai-TTS PR #526, merged 2025-12-12); tag name follows the repo's docker workflow (v<version>); read ${READ}. Unverified: the tag itself was not seen in a registry listing.`,
+};
+
+/** docling-serve CPU image: CMD `docling-serve run`, USER 1001, models baked into /opt/app-root/src/.cache/docling/models. */
+export const DOCLING_SERVE_CPU_IMAGE: ImageRef = {
+  repo: "quay.io/docling-project/docling-serve-cpu",
+  tag: "v1.36.0",
+  source: `tag seen pinned in a public design spec dated 2026-10-05 (v1.35.0 also seen, with digest sha256:79e5fcd19ab227ed36323fa5fa31820d14d53efc4f073417ba37be7931c7af0a, unverified); read ${READ}. Verified in use, not against the registry.`,
+};
+
+export const IMAGES: readonly ImageRef[] = [VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE];
+
+/** MI300X runs vLLM only from the ROCm build (FACTS.md). */
+export const vllmImage = (vendor: "nvidia" | "amd"): ImageRef => (vendor === "amd" ? VLLM_ROCM_IMAGE : VLLM_CUDA_IMAGE);
+
+/**
+ * User each image runs as. Bind-mounted cache directories are created root-owned, so the
+ * non-root ones (speaches, docling-serve) need their host directory chowned to this uid before
+ * the container starts, or their first model download fails with "Permission denied".
+ */
+export const IMAGE_UIDS: Readonly<Record<string, number>> = {
+  [VLLM_CUDA_IMAGE.repo]: 0,
+  [VLLM_ROCM_IMAGE.repo]: 0,
+  [LLAMA_CPP_SERVER_IMAGE.repo]: 0,
+  [SPEACHES_CPU_IMAGE.repo]: 1000,
+  [COQUI_TTS_CPU_IMAGE.repo]: 0,
+  [DOCLING_SERVE_CPU_IMAGE.repo]: 1001,
+};
+
+/**
+ * A Docker health test that GETs `url` with Python's standard library: every Python image here
+ * has python3 on its PATH, and none needs curl for it. A 4xx/5xx raises, so the check fails.
+ * `header` sends a secret read from the container's own environment (never from the spec).
+ */
+export function pythonHttpCheck(url: string, header?: { readonly name: string; readonly prefix?: string; readonly fromEnv: string }): string[] {
+  const secret = header ? `os.environ[${JSON.stringify(header.fromEnv)}]` : "";
+  const headers = header ? `, headers={${JSON.stringify(header.name)}: ${header.prefix ? `${JSON.stringify(header.prefix)} + ${secret}` : secret}}` : "";
+  const code = `import os, urllib.request; urllib.request.urlopen(urllib.request.Request(${JSON.stringify(url)}${headers}), timeout=5)`;
+  return ["CMD", "python3", "-c", code];
+}

@@ -1,0 +1,395 @@
+import * as path from "node:path";
+import Ajv, { type ValidateFunction } from "ajv";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import {
+  AUTH_HEADER,
+  CERT_RESOLVER,
+  ERRORS_IMAGE,
+  errorsNginxConf,
+  errorsSpec,
+  GATEWAY_DIRS,
+  gatewaySpec,
+  GPU_OFF_ERROR,
+  RATE_LIMIT_MIDDLEWARE,
+  renderNginxConf,
+  renderYaml,
+  TRAEFIK_IMAGE,
+  traefikDynamicConfig,
+  traefikStaticConfig,
+} from "../services/gateway";
+import { CPU_CACHE_MOUNT } from "../services/node-setup";
+import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
+import { GPU_OFF_SERVICE, routeTable } from "../services/routes";
+import type { HubConfig } from "../stacks/hub-config";
+import { mustLoad, readJson, SHARED } from "./helpers/load";
+
+// ---- validators -----------------------------------------------------------------------------
+
+interface JsonSchema {
+  readonly properties: Record<string, unknown>;
+}
+const STATIC_SCHEMA = readJson<JsonSchema>(path.join(SHARED, "reference/traefik/traefik-v3.json"));
+const DYNAMIC_SCHEMA = readJson<JsonSchema>(path.join(SHARED, "reference/traefik/traefik-v3-file-provider.json"));
+
+// The reference README: ajv v8's default class (draft-07) compiles both with strict: true.
+const ajv = new Ajv({ strict: true, allErrors: true });
+const validateStatic: ValidateFunction = ajv.compile(STATIC_SCHEMA);
+const validateDynamic: ValidateFunction = ajv.compile(DYNAMIC_SCHEMA);
+
+function schemaErrors(validate: ValidateFunction, doc: unknown): string[] {
+  return validate(doc) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message} ${JSON.stringify(e.params)}`);
+}
+
+/** The static schema's root accepts unknown keys (README caveat): check them against its properties. */
+function staticProblems(doc: Record<string, unknown>): string[] {
+  const known = new Set(Object.keys(STATIC_SCHEMA.properties));
+  return [...schemaErrors(validateStatic, doc), ...Object.keys(doc).filter((k) => !known.has(k)).map((k) => `unknown top-level key ${k}`)];
+}
+
+type Obj = Record<string, any>;
+
+/** What the schemas cannot see: every name a router or failover uses exists, and every URL is http://host:port. */
+function referenceProblems(staticDoc: Obj, dynamicDoc: Obj): string[] {
+  const problems: string[] = [];
+  const entryPoints = new Set(Object.keys(staticDoc.entryPoints ?? {}));
+  const http = dynamicDoc.http ?? {};
+  const services: Obj = http.services ?? {};
+  const middlewares: Obj = http.middlewares ?? {};
+  const resolvers = new Set(Object.keys(staticDoc.certificatesResolvers ?? {}));
+  for (const [name, router] of Object.entries<Obj>(http.routers ?? {})) {
+    if (!(router.service in services)) problems.push(`router ${name}: service ${router.service} does not exist`);
+    for (const m of router.middlewares ?? []) if (!(m in middlewares)) problems.push(`router ${name}: middleware ${m} does not exist`);
+    for (const ep of router.entryPoints ?? []) if (!entryPoints.has(ep)) problems.push(`router ${name}: entry point ${ep} is not in the static config`);
+    if (!router.entryPoints?.length) problems.push(`router ${name}: no entry points (it would listen on every one, metrics included)`);
+    if (router.tls?.certResolver && !resolvers.has(router.tls.certResolver)) problems.push(`router ${name}: certResolver ${router.tls.certResolver} is not in the static config`);
+  }
+  for (const [name, service] of Object.entries<Obj>(services)) {
+    if (service.failover) {
+      for (const ref of [service.failover.service, service.failover.fallback]) if (!(ref in services)) problems.push(`failover ${name}: ${ref} does not exist`);
+      // Failover only notices the main service going down through its health check.
+      if (!services[service.failover.service]?.loadBalancer?.healthCheck) problems.push(`failover ${name}: main service ${service.failover.service} has no health check`);
+    }
+    for (const server of service.loadBalancer?.servers ?? []) {
+      if (!/^http:\/\/[a-z0-9.-]+:\d{1,5}$/.test(server.url)) problems.push(`service ${name}: url ${server.url} is not http://host:port`);
+    }
+  }
+  for (const [name, mw] of Object.entries<Obj>(middlewares)) if (mw.chain) problems.push(`middleware ${name}: chains are not expected here`);
+  return problems;
+}
+
+// ---- the configurations under test ----------------------------------------------------------
+
+const DOMAIN = { domain: "hub.example.com", acmeEmail: "ops@example.com" };
+const PRESETS: readonly Record<string, unknown>[] = [{ tier: "cpu" }, { tier: "gpu" }, { tier: "hybrid", gpuEnabled: false }, { tier: "hybrid", gpuEnabled: true }, { tier: "multigpu" }];
+const CASES = PRESETS.flatMap((p) => [p, { ...p, ...DOMAIN }]);
+
+/** A 10.x VPC address per GPU node, distinct per node so the test sees which one is used. */
+const privateIpsFor = (hub: HubConfig): Record<string, string> => Object.fromEntries(hub.nodes.filter((n) => n.kind === "gpu").map((n, i) => [n.name, `10.118.0.${10 + i}`]));
+
+/** Rendered and parsed back, as Traefik will read them. */
+function render(settings: Record<string, unknown>) {
+  const hub = mustLoad(settings);
+  const routes = routeTable(hub);
+  const ips = privateIpsFor(hub);
+  const staticDoc = parse(renderYaml(traefikStaticConfig(hub))) as Obj;
+  const dynamicDoc = parse(renderYaml(traefikDynamicConfig(hub, routes, ips))) as Obj;
+  return { hub, routes, ips, staticDoc, dynamicDoc };
+}
+
+const label = (s: Record<string, unknown>) => Object.entries(s).map(([k, v]) => `${k}=${v}`).join(" ");
+
+// ---- tests ----------------------------------------------------------------------------------
+
+describe("the validators bite", () => {
+  const good = render({ tier: "hybrid", gpuEnabled: true });
+
+  it("accept the rendered documents", () => {
+    expect(staticProblems(good.staticDoc)).toEqual([]);
+    expect(schemaErrors(validateDynamic, good.dynamicDoc)).toEqual([]);
+    expect(referenceProblems(good.staticDoc, good.dynamicDoc)).toEqual([]);
+  });
+
+  it("reject a router with `entrypoints` (lower case)", () => {
+    const doc = structuredClone(good.dynamicDoc);
+    const router = doc.http.routers.coder;
+    router.entrypoints = router.entryPoints;
+    delete router.entryPoints;
+    expect(schemaErrors(validateDynamic, doc)).not.toEqual([]);
+  });
+
+  it("reject a server with `address` instead of `url`", () => {
+    const doc = structuredClone(good.dynamicDoc);
+    doc.http.services.stt.loadBalancer.servers = [{ address: "stt:8000" }];
+    expect(schemaErrors(validateDynamic, doc)).not.toEqual([]);
+  });
+
+  it("reject a misspelled top-level static key the schema alone lets through", () => {
+    const doc = { ...good.staticDoc, entrypoints: good.staticDoc.entryPoints };
+    expect(schemaErrors(validateStatic, doc)).toEqual([]);
+    expect(staticProblems(doc)).toContain("unknown top-level key entrypoints");
+  });
+
+  it("reject dangling references and bad URLs", () => {
+    const doc = structuredClone(good.dynamicDoc);
+    doc.http.routers.stt.service = "nope";
+    doc.http.routers.tts.middlewares = ["missing"];
+    doc.http.routers.tts.entryPoints = ["web", "https"];
+    doc.http.services.coder.failover.fallback = "gone";
+    doc.http.services["coder-primary"].loadBalancer.servers = [{ url: "http://10.118.0.10:8000/v1" }];
+    const problems = referenceProblems(good.staticDoc, doc).join("\n");
+    for (const expected of ["service nope", "middleware missing", "entry point https", "gone does not exist", "is not http://host:port"]) expect(problems).toContain(expected);
+  });
+});
+
+describe.each(CASES)("Traefik configuration for %o", (settings) => {
+  const { staticDoc, dynamicDoc, routes } = render(settings);
+  const withDomain = "domain" in settings;
+
+  it("validates against the Traefik v3 schemas", () => {
+    expect(staticProblems(staticDoc), label(settings)).toEqual([]);
+    expect(schemaErrors(validateDynamic, dynamicDoc), label(settings)).toEqual([]);
+  });
+
+  it("references only things that exist", () => {
+    expect(referenceProblems(staticDoc, dynamicDoc)).toEqual([]);
+  });
+
+  it("listens on 80, 443 and 8100, with metrics and ping on 8082", () => {
+    const address = (ep: string) => staticDoc.entryPoints[ep]?.address;
+    expect([address("web"), address("websecure"), address("legacy")]).toEqual([`:${PUBLIC_PORTS.http}`, `:${PUBLIC_PORTS.https}`, `:${PUBLIC_PORTS.legacy}`]);
+    expect(address("metrics")).toBe(`:${GATEWAY_METRICS_PORT}`);
+    expect(staticDoc.metrics.prometheus.entryPoint).toBe("metrics");
+    expect(staticDoc.ping.entryPoint).toBe("metrics");
+    // No router may listen on the metrics entry point.
+    for (const router of Object.values<Obj>(dynamicDoc.http.routers)) expect(router.entryPoints).not.toContain("metrics");
+  });
+
+  it("reads routes from a watched directory, not from Docker", () => {
+    expect(staticDoc.providers.file).toEqual({ directory: expect.stringMatching(/^\//), watch: true });
+    expect(staticDoc.providers.docker).toBeUndefined();
+  });
+
+  it("keeps long generations and big uploads alive", () => {
+    for (const ep of ["web", "websecure", "legacy"]) {
+      const t = staticDoc.entryPoints[ep].transport.respondingTimeouts;
+      expect(seconds(t.readTimeout)).toBeGreaterThanOrEqual(400); // 50 MB at 1 Mbit/s
+      expect(seconds(t.writeTimeout)).toBe(0);
+    }
+    expect(seconds(staticDoc.serversTransport.forwardingTimeouts.responseHeaderTimeout)).toBeGreaterThanOrEqual(600);
+    expect(seconds(staticDoc.serversTransport.forwardingTimeouts.dialTimeout)).toBeLessThanOrEqual(10);
+  });
+
+  it("logs JSON access logs with the API key redacted", () => {
+    expect(staticDoc.accessLog.format).toBe("json");
+    expect(staticDoc.accessLog.fields.headers.defaultMode).toBe("drop");
+    expect(staticDoc.accessLog.fields.headers.names[AUTH_HEADER]).toBe("redact");
+    expect(staticDoc.log.level).toBe("INFO");
+  });
+
+  it("uses ACME and TLS only with a domain", () => {
+    const routers = Object.values<Obj>(dynamicDoc.http.routers);
+    if (withDomain) {
+      const acme = staticDoc.certificatesResolvers[CERT_RESOLVER].acme;
+      expect(acme).toMatchObject({ email: DOMAIN.acmeEmail, httpChallenge: { entryPoint: "web" } });
+      expect(acme.storage).toMatch(/acme\.json$/);
+      expect(staticDoc.entryPoints.web.http.redirections.entryPoint).toMatchObject({ to: "websecure", scheme: "https" });
+      for (const ep of ["websecure", "legacy"]) expect(staticDoc.entryPoints[ep].http.tls.certResolver).toBe(CERT_RESOLVER);
+      for (const router of routers) {
+        expect(router.entryPoints).toEqual(["websecure", "legacy"]);
+        expect(router.tls).toEqual({ certResolver: CERT_RESOLVER, domains: [{ main: DOMAIN.domain }] });
+      }
+    } else {
+      expect(staticDoc.certificatesResolvers).toBeUndefined();
+      expect(JSON.stringify(staticDoc)).not.toContain("acme");
+      for (const router of routers) {
+        expect(router.entryPoints).toEqual(["web", "legacy"]);
+        expect(router.tls).toBeUndefined();
+      }
+    }
+  });
+
+  it("rate-limits every route per API key", () => {
+    const rl = dynamicDoc.http.middlewares[RATE_LIMIT_MIDDLEWARE].rateLimit;
+    expect(rl).toEqual({ average: 120, period: "1m", burst: 30, sourceCriterion: { requestHeaderName: "Authorization" } });
+    for (const router of Object.values<Obj>(dynamicDoc.http.routers)) expect(router.middlewares[0]).toBe(RATE_LIMIT_MIDDLEWARE);
+  });
+
+  it("never buffers a streaming route, and caps upload bodies", () => {
+    const middlewares = dynamicDoc.http.middlewares;
+    for (const route of routes) {
+      const used = (dynamicDoc.http.routers[route.name].middlewares as string[]).map((m) => middlewares[m]);
+      const buffering = used.filter((m) => m.buffering);
+      if (route.streaming) expect(buffering, route.name).toEqual([]);
+      else expect(buffering.map((m) => m.buffering), route.name).toEqual([{ maxRequestBodyBytes: route.maxBodyBytes }]);
+    }
+    const upload = routes.filter((r) => r.name === "stt" || r.name === "documents");
+    expect(upload.length).toBeGreaterThan(0);
+    for (const route of upload) {
+      const limit = (dynamicDoc.http.routers[route.name].middlewares as string[]).map((m) => middlewares[m].buffering?.maxRequestBodyBytes).find((v) => v !== undefined);
+      expect(limit, route.name).toBeGreaterThanOrEqual(25 * 1024 * 1024);
+    }
+  });
+
+  it("rewrites /v1/ocr/... to /v1/... before forwarding", () => {
+    for (const route of routes.filter((r) => r.rewritePrefix)) {
+      const rewrite = (dynamicDoc.http.routers[route.name].middlewares as string[]).map((m) => dynamicDoc.http.middlewares[m].replacePathRegex).find(Boolean);
+      expect(rewrite, route.name).toBeDefined();
+      // Go's regexp and JavaScript's agree on this pattern; $1 is Go's Expand syntax.
+      const target = route.paths[0].replace(new RegExp(rewrite.regex), rewrite.replacement);
+      expect(target).toBe(route.paths[0].replace("/v1/ocr/", "/v1/"));
+    }
+  });
+
+  it("matches exactly the route table's paths", () => {
+    for (const route of routes) {
+      const fn = route.prefix ? "PathPrefix" : "Path";
+      expect(dynamicDoc.http.routers[route.name].rule).toBe(route.paths.map((p) => `${fn}(\`${p}\`)`).join(" || "));
+    }
+  });
+});
+
+describe("failover and the GPU-off answer", () => {
+  it("hybrid with the GPU on: coder fails over from the GPU node to coder-fallback", () => {
+    const { dynamicDoc, ips } = render({ tier: "hybrid", gpuEnabled: true });
+    const { routers, services } = dynamicDoc.http;
+    expect(routers.coder.service).toBe("coder");
+    expect(services.coder.failover).toEqual({ service: "coder-primary", fallback: "coder-fallback" });
+    expect(services["coder-primary"].loadBalancer.servers).toEqual([{ url: `http://${ips["gpu-0"]}:8000` }]);
+    expect(services["coder-primary"].loadBalancer.healthCheck).toMatchObject({ path: "/health" });
+    expect(services["coder-fallback"].loadBalancer.servers).toEqual([{ url: "http://coder-fallback:8080" }]);
+    // OCR has no CPU stand-in in this preset: it fails over to the 503 responder.
+    expect(services.ocr.failover).toEqual({ service: "ocr-primary", fallback: GPU_OFF_SERVICE });
+    expect(services["ocr-primary"].loadBalancer.servers).toEqual([{ url: `http://${ips["gpu-0"]}:8001` }]);
+  });
+
+  it("hybrid with the GPU off: coder goes straight to coder-fallback, OCR to gpu-off", () => {
+    const { dynamicDoc } = render({ tier: "hybrid", gpuEnabled: false });
+    const { routers, services } = dynamicDoc.http;
+    expect(routers.coder.service).toBe("coder-fallback");
+    expect(routers.ocr.service).toBe(GPU_OFF_SERVICE);
+    expect(Object.values<Obj>(services).filter((s) => s.failover)).toEqual([]);
+    expect(JSON.stringify(services)).not.toMatch(/10\.118\./);
+  });
+
+  it("hybrid without a fallback model: coder answers with the gpu-off 503", () => {
+    const off = render({ tier: "hybrid", fallbackModel: "none" }).dynamicDoc.http;
+    expect(off.routers.coder.service).toBe(GPU_OFF_SERVICE);
+    expect(off.services[GPU_OFF_SERVICE].loadBalancer.servers).toEqual([{ url: "http://errors:8080" }]);
+    const on = render({ tier: "hybrid", fallbackModel: "none", gpuEnabled: true }).dynamicDoc.http;
+    expect(on.services.coder.failover).toEqual({ service: "coder-primary", fallback: GPU_OFF_SERVICE });
+  });
+
+  it("GPU backends use the private IPs given, and a missing one is an error naming the node", () => {
+    const hub = mustLoad({ tier: "gpu" });
+    const doc = traefikDynamicConfig(hub, routeTable(hub), { "gpu-0": "10.9.8.7" }) as Obj;
+    expect(doc.http.services["coder-primary"].loadBalancer.servers).toEqual([{ url: "http://10.9.8.7:8000" }]);
+    expect(() => traefikDynamicConfig(hub, routeTable(hub), {})).toThrow(/gpu-0/);
+  });
+
+  it("a route with neither replicas nor fallback is refused", () => {
+    const hub = mustLoad({ tier: "cpu" });
+    const [coder] = routeTable(hub);
+    expect(() => traefikDynamicConfig(hub, [{ ...coder, primary: [], fallback: undefined }], {})).toThrow(/no backend/);
+  });
+});
+
+describe("the gpu-off nginx responder", () => {
+  const conf = errorsNginxConf();
+
+  it("answers every path with 503 and the OpenAI error body, /health with 200", () => {
+    expect(conf).toContain("listen 8080;");
+    expect(conf).toContain("default_type application/json;");
+    expect(conf).toMatch(/location = \/health \{\s+return 200 /);
+    expect(conf).toMatch(/location \/ \{\s+return 503 /);
+    // Outside quoted strings the braces balance: the serializer closed every block.
+    const bare = conf.replace(QUOTED, "''");
+    expect(bare.split("{").length).toBe(bare.split("}").length);
+    expect(bare.split("{").length - 1).toBe(3);
+  });
+
+  it("quotes the JSON so nginx reads back exactly GPU_OFF_ERROR", () => {
+    const body = conf.match(/return 503 ('(?:[^'\\]|\\.)*');/)?.[1];
+    expect(body).toBeDefined();
+    expect(JSON.parse(nginxUnquote(body!))).toEqual(GPU_OFF_ERROR);
+    expect(body).toBe(`'${JSON.stringify(GPU_OFF_ERROR)}'`);
+    expect(JSON.parse(nginxUnquote(conf.match(/return 200 ('(?:[^'\\]|\\.)*');/)![1]))).toEqual({ status: "ok" });
+  });
+
+  it("escapes quotes and backslashes the way nginx unescapes them, and refuses $", () => {
+    const tricky = { error: { message: `it's a "test" \\ with a\nnewline` } };
+    const text = renderNginxConf([{ block: "location", args: ["/"], body: [["return", 503, JSON.stringify(tricky)]] }]);
+    const token = text.match(/return 503 ('(?:[^'\\]|\\.)*');/)?.[1];
+    expect(token).toBeDefined();
+    expect(JSON.parse(nginxUnquote(token!))).toEqual(tricky);
+    expect(renderNginxConf([["listen", 8080]])).toBe("listen 8080;\n");
+    expect(() => renderNginxConf([["return", 200, "costs $5"]])).toThrow(/\$/);
+  });
+});
+
+describe("container specs", () => {
+  const hub = mustLoad({ tier: "hybrid" });
+  const hubWithDomain = mustLoad({ tier: "hybrid", ...DOMAIN });
+
+  it("pins images by tag, never latest", () => {
+    for (const image of [TRAEFIK_IMAGE, ERRORS_IMAGE]) {
+      expect(image.tag).not.toMatch(/latest/);
+      expect(image.source.length).toBeGreaterThan(10);
+    }
+    expect(TRAEFIK_IMAGE.tag).toMatch(/^v3\.\d+\.\d+$/);
+    expect(ERRORS_IMAGE.tag).toMatch(/^1\.\d+\.\d+-alpine$/);
+  });
+
+  it("Traefik: health via its own binary, 256 MiB, config from the cache volume, no secrets", () => {
+    const spec = gatewaySpec(hub);
+    expect(spec.name).toBe("gateway");
+    expect(spec.health.test).toEqual(["CMD", "traefik", "healthcheck", "--ping"]);
+    expect(spec.memoryLimitMiB).toBe(256);
+    expect(spec.secretEnv).toEqual({});
+    expect(spec.env).toEqual({});
+    for (const m of spec.mounts) expect(m.hostPath.startsWith(`${CPU_CACHE_MOUNT}/traefik/`)).toBe(true);
+    expect(spec.mounts.find((m) => m.hostPath === GATEWAY_DIRS.static)).toMatchObject({ containerPath: "/etc/traefik", readOnly: true });
+    // The file provider reads the directory the dynamic config is mounted at.
+    const dynamicMount = spec.mounts.find((m) => m.hostPath === GATEWAY_DIRS.dynamic)!;
+    expect(dynamicMount.readOnly).toBe(true);
+    expect((traefikStaticConfig(hub) as Obj).providers.file.directory).toBe(dynamicMount.containerPath);
+    expect(spec.command.join(" ")).toContain("/etc/traefik/traefik.yml");
+    // ACME storage is writable and mounted only when a certificate is requested.
+    expect(spec.mounts.some((m) => m.hostPath === GATEWAY_DIRS.acme)).toBe(false);
+    const acme = gatewaySpec(hubWithDomain).mounts.find((m) => m.hostPath === GATEWAY_DIRS.acme)!;
+    expect(acme.readOnly).toBeFalsy();
+    expect((traefikStaticConfig(hubWithDomain) as Obj).certificatesResolvers[CERT_RESOLVER].acme.storage.startsWith(`${acme.containerPath}/`)).toBe(true);
+  });
+
+  it("nginx: wget health check on /health, 64 MiB, conf mounted read-only", () => {
+    const spec = errorsSpec(hub);
+    expect(spec.name).toBe("errors");
+    expect(spec.port).toBe(8080);
+    expect(spec.health.test).toEqual(["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]);
+    expect(spec.memoryLimitMiB).toBe(64);
+    expect(spec.secretEnv).toEqual({});
+    expect(spec.mounts).toEqual([{ hostPath: GATEWAY_DIRS.errors, containerPath: "/etc/nginx/conf.d", readOnly: true }]);
+  });
+
+  it("keeps secrets out of the rendered files", () => {
+    const text = [renderYaml(traefikStaticConfig(hubWithDomain)), renderYaml(traefikDynamicConfig(hubWithDomain, routeTable(hubWithDomain), {})), errorsNginxConf()].join("\n");
+    expect(text).not.toMatch(/api[_-]?key|password|secret|Bearer/i);
+  });
+});
+
+// ---- helpers --------------------------------------------------------------------------------
+
+/** Traefik duration strings used here: "<n>s". */
+function seconds(duration: string): number {
+  const m = /^(\d+)s$/.exec(duration);
+  if (!m) throw new Error(`unexpected duration ${duration}`);
+  return Number(m[1]);
+}
+
+/** nginx's reading of a quoted token (ngx_conf_read_token): \" \' \\ lose the backslash; \t \r \n become control characters. */
+function nginxUnquote(token: string): string {
+  const inner = token.slice(1, -1);
+  return inner.replace(/\\(.)/g, (all, c: string) => (c === '"' || c === "'" || c === "\\" ? c : c === "t" ? "\t" : c === "r" ? "\r" : c === "n" ? "\n" : all));
+}
+
+const QUOTED = /'(?:[^'\\]|\\.)*'/g;
