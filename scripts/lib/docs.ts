@@ -1,4 +1,8 @@
 import { stringify } from "yaml";
+import { ERRORS_IMAGE, TRAEFIK_IMAGE } from "../../services/gateway";
+import { IMAGES } from "../../services/images";
+import { routeTable } from "../../services/routes";
+import { imageName } from "../../services/spec";
 import { CPU_SIZES, GPU_SIZES } from "../../stacks/catalogue/droplets";
 import { MODELS } from "../../stacks/catalogue/models";
 import { loadHubConfig } from "../../stacks";
@@ -50,8 +54,38 @@ export function sizeTable(): string {
   return mdTable(["size", "compute", "RAM", "price", "regions", "FP8", "image"], [...gpuRows, ...cpuRows]);
 }
 
+/** The API surface per situation: which program answers each path, where, and what stands in. */
+export function routesTable(): string {
+  const situations: [string, Record<string, unknown>][] = [
+    ["gpu, or hybrid with the GPU on", { tier: "hybrid", gpuEnabled: true }],
+    ["hybrid, GPU off", { tier: "hybrid", gpuEnabled: false }],
+    ["cpu", { tier: "cpu" }],
+  ];
+  const rows: string[][] = [];
+  for (const [label, settings] of situations) {
+    const config: Record<string, string> = {};
+    for (const [k, v] of Object.entries(settings)) config[`${PROJECT}:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
+    const loaded = loadHubConfig(config);
+    if (!loaded.ok) throw new Error(`${label} does not validate`);
+    for (const route of routeTable(loaded.config)) {
+      const where = (b: { service: string; node: string; address: { kind: string } }) => `${b.service} on ${b.node}${b.address.kind === "vpc" ? " (VPC)" : ""}`;
+      const primary = route.primary.length ? route.primary.map(where).join(", ") : "—";
+      const fallback = route.fallback === undefined ? "—" : route.fallback === "gpu-off" ? "503 `gpu_off` JSON error" : where(route.fallback);
+      rows.push([label, route.paths.map((p) => `\`${p}${route.prefix ? "*" : ""}\``).join(" "), route.description, primary, fallback]);
+    }
+  }
+  return mdTable(["situation", "paths", "service", "answered by", "when that is down"], rows);
+}
+
+export function imagesTable(): string {
+  const images = [TRAEFIK_IMAGE, ERRORS_IMAGE, ...IMAGES];
+  return mdTable(["image", "source of the pin"], images.map((i) => [`\`${imageName(i)}\``, i.source.replace(/\|/g, "/")]));
+}
+
 export const README_SECTIONS: Record<string, () => string> = {
   tiers: tierTable,
+  routes: routesTable,
+  images: imagesTable,
   settings: settingsTable,
   models: modelTable,
   sizes: sizeTable,
