@@ -41,6 +41,7 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     sshKeyFingerprints: [],
     rateLimitPerMinute: 120,
     rateLimitBurst: 30,
+    gpuWindows: [],
     budgetUsd: 250,
   },
   gpu: {
@@ -69,6 +70,7 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     sshKeyFingerprints: [],
     rateLimitPerMinute: 120,
     rateLimitBurst: 30,
+    gpuWindows: [],
     budgetUsd: 2800,
   },
   hybrid: {
@@ -98,6 +100,7 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     sshKeyFingerprints: [],
     rateLimitPerMinute: 120,
     rateLimitBurst: 30,
+    gpuWindows: [],
     budgetUsd: 400,
   },
   multigpu: {
@@ -129,6 +132,7 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     sshKeyFingerprints: [],
     rateLimitPerMinute: 120,
     rateLimitBurst: 30,
+    gpuWindows: [],
     budgetUsd: 21000,
   },
 };

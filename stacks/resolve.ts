@@ -21,6 +21,7 @@ import { PRESETS, ResolvedSettings } from "./presets";
 import { problem, Problem, Warning } from "./problems";
 import { mapGgufQuantization, mapVllmQuantization, VllmWeights } from "./quantization";
 import type { Quantization, StackOverrides, Tier } from "./settings";
+import { hoursPerMonth, parseWindows } from "./windows";
 
 export type Resolved = { ok: true; config: HubConfig } | { ok: false; problems: Problem[]; warnings: Warning[] };
 
@@ -246,8 +247,15 @@ function diskGiB(w: VllmWeights | undefined): number {
  * this runs at plan time, before any money is spent.
  */
 export function resolveHubConfig(overrides: StackOverrides): Resolved {
-  const s = applyPreset(overrides);
-  const ctx: Ctx = { s, problems: [], warnings: [] };
+  const preset = applyPreset(overrides);
+  // GPU windows decide the expected hours; hours given as well would be a second, conflicting answer.
+  const windows = parseWindows(preset.gpuWindows);
+  const s: ResolvedSettings = windows.windows.length > 0 && preset.tier === "hybrid" ? { ...preset, gpuHoursPerMonth: hoursPerMonth(windows.windows) } : preset;
+  const ctx: Ctx = { s, problems: [...windows.problems], warnings: [] };
+  if (preset.gpuWindows.length > 0) {
+    if (preset.tier !== "hybrid") ctx.problems.push(problem(["gpuWindows", "tier"], preset.gpuWindows, `GPU windows turn an on-demand GPU on and off; the ${preset.tier} tier has none.`, "Use tier hybrid, or remove gpuWindows."));
+    if (overrides.gpuHoursPerMonth !== undefined) ctx.problems.push(problem(["gpuHoursPerMonth", "gpuWindows"], overrides.gpuHoursPerMonth, "is set as well as gpuWindows, which already imply the hours.", "Remove gpuHoursPerMonth; the plan derives it from the windows."));
+  }
   const { problems, warnings } = ctx;
   const { cpu, gpu } = lookupSizes(ctx);
   checkTierShape(ctx, gpu);
@@ -323,7 +331,7 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
   });
   if (cost.monthlyUsd > s.budgetUsd) {
     const breakdown = cost.lines.map((l) => `${l.item} ${usd(l.monthlyUsd)}`).join(" + ");
-    problems.push(problem("budgetUsd", s.budgetUsd, `the projected month is ${usd(cost.monthlyUsd)} (${breakdown}), above the budget of ${usd(s.budgetUsd)}.`, `Raise budgetUsd to ${Math.ceil(cost.monthlyUsd)}${s.tier === "hybrid" ? ", lower gpuHoursPerMonth" : ""}, or choose a cheaper tier or size.`));
+    problems.push(problem("budgetUsd", s.budgetUsd, `the projected month is ${usd(cost.monthlyUsd)} (${breakdown}), above the budget of ${usd(s.budgetUsd)}.`, `Raise budgetUsd to ${Math.ceil(cost.monthlyUsd)}${s.tier === "hybrid" ? (s.gpuWindows.length ? `, narrow gpuWindows (${s.gpuHoursPerMonth} h/month)` : ", lower gpuHoursPerMonth") : ""}, or choose a cheaper tier or size.`));
   }
   if (problems.length > 0 || !coder || !whisper || !ttsModel || (s.ocrEngine === "deepseek-ocr" && !ocr)) return { ok: false, problems, warnings };
 

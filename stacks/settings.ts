@@ -49,6 +49,7 @@ export const SETTINGS = {
   gpuCount: key("integer", int(0, 64), "Number of GPU droplets serving the coder (replicas behind the gateway)."),
   gpuEnabled: key("boolean", z.boolean(), "hybrid only: whether the on-demand GPU droplet exists right now. Off destroys the droplet and keeps its model cache."),
   gpuHoursPerMonth: key("integer", int(0, 744), "hybrid only: expected GPU hours per month, for the cost estimate and the budget check."),
+  gpuWindows: key("array", z.array(z.string()), "hybrid only: working-hours windows when the scheduled pipeline keeps the GPU on, e.g. [\"mon-fri 08:00-18:00 Europe/Berlin\"]. Sets the expected hours."),
   modelCacheGiB: key("integer", int(10, 16384), "Model-cache volume per GPU node (weights + vLLM compile cache), GiB. Grows in place; never shrinks."),
   llmModel: key("string", z.string().min(1), "Coding model, by catalogue id (see README): e.g. qwen2.5-coder-32b, codellama-34b, deepseek-v3."),
   llmQuantization: key("string", oneOf(QUANTIZATIONS), "none (native dtype), 8bit (FP8 on FP8-capable GPUs; Q8_0 on CPU), 4bit (AWQ checkpoint, else bitsandbytes; Q4_K_M on CPU)."),
@@ -79,6 +80,14 @@ export const SECRET_SETTINGS = {
   hubApiKey: {
     type: "string",
     description: "API key clients send as `Authorization: Bearer <key>`; also guards each backend. Unset: a random 48-character key (stack output hubApiKey).",
+  },
+  apiKeys: {
+    type: "string",
+    description: "Client API keys, as JSON written by `npm run hub -- keys`: ids, SHA-256 hashes, scopes, rate limits (never the keys).",
+  },
+  auditDatabaseUrl: {
+    type: "string",
+    description: "PostgreSQL connection string (a Supabase one works) for the audit log. Unset: the audit log is the spool file on the CPU node.",
   },
   sshPrivateKey: {
     type: "string",
