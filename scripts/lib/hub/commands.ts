@@ -1,0 +1,102 @@
+import type { HubConfig } from "../../../stacks/hub-config";
+import { checkPreview, Decision, decideGpu, decideGpuSync, decideTier, describeOutcome, PreviewStep, resolveConfig, StackConfig } from "./decisions";
+import { HubCommandError, StackOps } from "./ops";
+
+export interface Io {
+  readonly out: (line: string) => void;
+  readonly now: () => number;
+}
+
+/** Phases of turning the GPU on, marked by the first resource of each kind to finish. */
+const PHASES: readonly { readonly name: string; readonly done: (s: PreviewStep) => boolean }[] = [
+  { name: "droplet", done: (s) => s.type === "digitalocean:index/droplet:Droplet" && /gpu-\d+-droplet$/.test(s.urn) },
+  { name: "readiness", done: (s) => s.type === "command:remote:Command" && /gpu-\d+-ready$/.test(s.urn) },
+  { name: "image pull", done: (s) => s.type === "docker:index/remoteImage:RemoteImage" && /gpu-\d+-containers-image-coder$/.test(s.urn) },
+  { name: "containers started", done: (s) => s.type === "docker:index/container:Container" && /gpu-\d+-containers-coder$/.test(s.urn) },
+];
+
+/** Waits for the model behind the gateway; injectable so tests need no network. */
+export type CoderProbe = () => Promise<"gpu" | "fallback" | "down">;
+
+async function restore(ops: StackOps, config: StackConfig, changed: readonly string[]): Promise<void> {
+  for (const key of changed) {
+    const old = config[key];
+    if (old) await ops.setConfig(key, old.value, old.secret);
+    else await ops.removeConfig(key);
+  }
+}
+
+/**
+ * Applies a decision the safe way: set the config, preview, check the preview, then apply. A
+ * refused preview restores the config, so a refusal changes nothing.
+ */
+export async function applyDecision(ops: StackOps, config: StackConfig, decision: Decision, io: Io, onStep: (s: PreviewStep) => void = () => undefined): Promise<{ before: HubConfig; after: HubConfig; steps: readonly PreviewStep[] }> {
+  if (!decision.ok) throw new HubCommandError(decision.reason);
+  const keys = Object.keys(decision.changes);
+  if (keys.length === 0) {
+    io.out(`${ops.stackName}: ${decision.summary}; nothing to do.`);
+    return { before: decision.before, after: decision.after, steps: [] };
+  }
+  io.out(`${ops.stackName}: ${decision.summary}`);
+  for (const [key, value] of Object.entries(decision.changes)) {
+    if (value === null) await ops.removeConfig(key);
+    else await ops.setConfig(key, value, false);
+    io.out(`  config ${key.split(":").pop()} ${value === null ? "removed (preset decides)" : `= ${value}`}`);
+  }
+  let previewSteps: readonly PreviewStep[];
+  try {
+    previewSteps = await ops.preview((line) => io.out(`  | ${line.trimEnd()}`));
+  } catch (err) {
+    await restore(ops, config, keys);
+    throw new HubCommandError(`the preview failed, config restored: ${(err as Error).message.split("\n")[0]}`);
+  }
+  const verdict = checkPreview(previewSteps);
+  if (!verdict.ok) {
+    await restore(ops, config, keys);
+    throw new HubCommandError(verdict.reason);
+  }
+  const steps = await ops.up((line) => io.out(`  | ${line.trimEnd()}`), onStep);
+  for (const line of describeOutcome(decision.before, decision.after, previewSteps)) io.out(line);
+  return { before: decision.before, after: decision.after, steps };
+}
+
+export async function gpuCommand(ops: StackOps, action: "on" | "off" | "status" | "sync", io: Io, probe?: CoderProbe, now: Date = new Date(io.now())): Promise<void> {
+  const config = await ops.getConfig();
+  if (action === "status") {
+    const current = resolveConfig(config);
+    if (!current.ok) throw new HubCommandError(`the stack's config is refused:\n  ${current.reason}`);
+    const hub = current.hub;
+    io.out(`${ops.stackName}: tier ${hub.tier}, GPU ${hub.gpu ? (hub.gpu.on ? `on (${hub.gpu.count} x ${hub.gpu.size.slug})` : "off") : "none"}`);
+    io.out(`burn: $${hub.cost.hourlyNowUsd.toFixed(2)}/h; projected month: $${hub.cost.monthlyUsd.toFixed(2)} (budget $${hub.budgetUsd})`);
+    return;
+  }
+  const decision = action === "sync" ? decideGpuSync(config, now) : decideGpu(config, action === "on");
+  const started = io.now();
+  const marks = new Map<string, number>();
+  const { after, steps } = await applyDecision(ops, config, decision, io, (s) => {
+    for (const phase of PHASES) if (!marks.has(phase.name) && phase.done(s)) marks.set(phase.name, io.now());
+  });
+  if (!after.gpu?.on || steps.length === 0) return;
+  let last = started;
+  for (const phase of PHASES) {
+    const at = marks.get(phase.name);
+    if (at === undefined) continue;
+    io.out(`  ${phase.name}: ${((at - last) / 1000).toFixed(0)} s`);
+    last = at;
+  }
+  if (probe) {
+    // The first start downloads the weights: poll until the gateway serves the model from the GPU.
+    for (;;) {
+      const state = await probe();
+      if (state === "gpu") break;
+      if (io.now() - last > 3 * 60 * 60 * 1000) throw new HubCommandError("the coder did not come up on the GPU within 3 hours; check `docker logs coder` on the GPU node.");
+      await new Promise((r) => setTimeout(r, 10_000));
+    }
+    io.out(`  model load: ${((io.now() - last) / 1000).toFixed(0)} s (the gateway now serves the coder from the GPU)`);
+  }
+}
+
+export async function tierCommand(ops: StackOps, tier: string, io: Io): Promise<void> {
+  const config = await ops.getConfig();
+  await applyDecision(ops, config, decideTier(config, tier), io);
+}

@@ -1,0 +1,148 @@
+import { describe, expect, it } from "vitest";
+import { gpuCommand, tierCommand } from "../scripts/lib/hub/commands";
+import { checkPreview, decideGpu, decideGpuSync, decideTier, StackConfig } from "../scripts/lib/hub/decisions";
+import { checkPrerequisites, HubCommandError, StackOps } from "../scripts/lib/hub/ops";
+import type { PreviewStep } from "../scripts/lib/hub/decisions";
+
+const cfg = (values: Record<string, string>): StackConfig => Object.fromEntries(Object.entries(values).map(([k, v]) => [`inference-hub:${k}`, { value: v, secret: false }]));
+
+/** Records what the command asks Pulumi to do; previews answer with scripted steps. */
+class RecordingOps implements StackOps {
+  readonly calls: string[] = [];
+  constructor(public config: Record<string, { value: string; secret: boolean }>, private readonly previewSteps: PreviewStep[] = [], readonly stackName = "hybrid") {}
+  async getConfig() {
+    this.calls.push("getConfig");
+    return { ...this.config };
+  }
+  async setConfig(key: string, value: string, secret: boolean) {
+    this.calls.push(`set ${key}=${value}`);
+    this.config[key] = { value, secret };
+  }
+  async removeConfig(key: string) {
+    this.calls.push(`remove ${key}`);
+    delete this.config[key];
+  }
+  async preview() {
+    this.calls.push("preview");
+    return this.previewSteps;
+  }
+  async up(_out: (l: string) => void, onStep: (s: PreviewStep) => void) {
+    this.calls.push("up");
+    for (const s of this.previewSteps) onStep(s);
+    return this.previewSteps;
+  }
+  async outputs() {
+    return { baseUrl: { value: "http://203.0.113.10/v1", secret: false } };
+  }
+}
+
+const io = () => {
+  const lines: string[] = [];
+  let t = 0;
+  return { lines, io: { out: (l: string) => void lines.push(l), now: () => (t += 1000) } };
+};
+const step = (op: string, type: string, name: string): PreviewStep => ({ op, type, urn: `urn:pulumi:hybrid::inference-hub::x$${type}::${name}` });
+
+describe("decisions", () => {
+  it("gpu on sets gpuEnabled on a hybrid stack", () => {
+    const d = decideGpu(cfg({ tier: "hybrid" }), true);
+    expect(d.ok && d.changes).toEqual({ "inference-hub:gpuEnabled": "true" });
+  });
+  it("gpu on is refused on the always-on and CPU tiers, naming the fix", () => {
+    const gpu = decideGpu(cfg({ tier: "gpu" }), false);
+    expect(!gpu.ok && gpu.reason).toContain("always on");
+    const cpu = decideGpu(cfg({ tier: "cpu" }), true);
+    expect(!cpu.ok && cpu.reason).toContain("tier hybrid");
+  });
+  it("a toggle that is already in place changes nothing", () => {
+    const d = decideGpu(cfg({ tier: "hybrid", gpuEnabled: "false" }), false);
+    expect(d.ok && d.changes).toEqual({});
+  });
+  it("a tier switch pins the region and drops the old tier's on-demand settings", () => {
+    const d = decideTier(cfg({ tier: "hybrid", gpuEnabled: "true", gpuHoursPerMonth: "60" }), "gpu");
+    expect(d.ok && d.changes).toEqual({ "inference-hub:tier": "gpu", "inference-hub:region": "tor1", "inference-hub:gpuEnabled": null, "inference-hub:gpuHoursPerMonth": null });
+  });
+  it("a tier switch never shrinks the model cache", () => {
+    const d = decideTier(cfg({ tier: "hybrid", modelCacheGiB: "300" }), "cpu");
+    expect(d.ok && d.after.modelCache.sizeGiB).toBe(300);
+  });
+  it("a tier switch the target cannot satisfy is refused with the checks' reasons", () => {
+    // multigpu needs 8xH200, which tor1 does not offer; the region stays.
+    const d = decideTier(cfg({ tier: "hybrid" }), "multigpu");
+    expect(d.ok).toBe(false);
+    if (!d.ok) expect(d.reason).toContain("not offered in tor1");
+    expect(decideTier(cfg({ tier: "hybrid" }), "turbo")).toMatchObject({ ok: false });
+  });
+  it("over budget is refused before anything is set", () => {
+    const d = decideTier(cfg({ tier: "hybrid", budgetUsd: "400" }), "gpu");
+    expect(!d.ok && d.reason).toContain("budgetUsd");
+  });
+  it("gpu sync follows the windows in their time zone", () => {
+    const config = cfg({ tier: "hybrid", gpuWindows: JSON.stringify(["mon-fri 09:00-17:00 UTC"]), budgetUsd: "1000" });
+    // Wednesday 2026-11-25 10:00 UTC is inside; 20:00 is outside.
+    const inside = decideGpuSync(config, new Date("2026-11-25T10:00:00Z"));
+    expect(inside.ok && inside.changes).toEqual({ "inference-hub:gpuEnabled": "true" });
+    const outside = decideGpuSync({ ...config, "inference-hub:gpuEnabled": { value: "true", secret: false } }, new Date("2026-11-25T20:00:00Z"));
+    expect(outside.ok && outside.changes).toEqual({ "inference-hub:gpuEnabled": "false" });
+    expect(decideGpuSync(cfg({ tier: "hybrid" }), new Date())).toMatchObject({ ok: false });
+  });
+  it("a preview that deletes or replaces a volume is refused", () => {
+    expect(checkPreview([step("replace", "digitalocean:index/volume:Volume", "storage-model-cache-0")]).ok).toBe(false);
+    expect(checkPreview([step("delete", "digitalocean:index/volume:Volume", "storage-cpu-cache")]).ok).toBe(false);
+    expect(checkPreview([step("update", "digitalocean:index/volume:Volume", "storage-model-cache-0"), step("delete", "digitalocean:index/droplet:Droplet", "gpu-0-droplet")]).ok).toBe(true);
+  });
+});
+
+describe("the hub command against a recording Pulumi", () => {
+  it("gpu on: sets the config, previews, applies, reports burn and phases", async () => {
+    const ops = new RecordingOps(cfg({ tier: "hybrid" }), [
+      step("create", "digitalocean:index/droplet:Droplet", "gpu-0-droplet"),
+      step("create", "command:remote:Command", "gpu-0-ready"),
+      step("create", "docker:index/remoteImage:RemoteImage", "gpu-0-containers-image-coder"),
+      step("create", "docker:index/container:Container", "gpu-0-containers-coder"),
+    ]);
+    const { lines, io: out } = io();
+    let probes = 0;
+    await gpuCommand(ops, "on", out, async () => (++probes < 2 ? "fallback" : "gpu"));
+    expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "preview", "up"]);
+    expect(lines.join("\n")).toMatch(/burn: \$0\.14\/h → \$3\.53\/h/);
+    for (const phase of ["droplet", "readiness", "image pull", "model load"]) expect(lines.some((l) => l.trim().startsWith(`${phase}:`)), phase).toBe(true);
+  }, 30_000);
+
+  it("a volume-replacing preview stops the command and restores the config", async () => {
+    const ops = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "false" }), [step("replace", "digitalocean:index/volume:Volume", "storage-model-cache-0")]);
+    await expect(gpuCommand(ops, "on", io().io)).rejects.toThrow(/volume/);
+    expect(ops.calls).not.toContain("up");
+    expect(ops.config["inference-hub:gpuEnabled"].value).toBe("false");
+  });
+
+  it("a refused tier switch touches nothing", async () => {
+    const ops = new RecordingOps(cfg({ tier: "hybrid" }));
+    await expect(tierCommand(ops, "multigpu", io().io)).rejects.toBeInstanceOf(HubCommandError);
+    expect(ops.calls).toEqual(["getConfig"]);
+  });
+
+  it("gpu off on a hybrid stack whose GPU is on", async () => {
+    const ops = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "true" }), [step("delete", "digitalocean:index/droplet:Droplet", "gpu-0-droplet")]);
+    const { lines, io: out } = io();
+    await gpuCommand(ops, "off", out);
+    expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=false", "preview", "up"]);
+    expect(lines.join("\n")).toContain("1 delete");
+  });
+
+  it("status reports without changing anything", async () => {
+    const ops = new RecordingOps(cfg({ tier: "hybrid" }));
+    const { lines, io: out } = io();
+    await gpuCommand(ops, "status", out);
+    expect(ops.calls).toEqual(["getConfig"]);
+    expect(lines[0]).toContain("GPU off");
+  });
+});
+
+describe("prerequisites", () => {
+  it("says how to fix a missing Pulumi CLI or token", () => {
+    expect(() => checkPrerequisites({ DIGITALOCEAN_TOKEN: "x" }, () => false)).toThrow(/Pulumi CLI is not installed/);
+    expect(() => checkPrerequisites({}, () => true)).toThrow(/DIGITALOCEAN_TOKEN/);
+    expect(() => checkPrerequisites({ DIGITALOCEAN_TOKEN: "x" }, () => true)).not.toThrow();
+  });
+});
