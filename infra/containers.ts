@@ -25,12 +25,27 @@ export interface PublishedPort {
   readonly onAllInterfaces?: boolean;
 }
 
-export interface ContainerHostArgs {
+/** A droplet reached over SSH. */
+export interface DropletTarget {
+  readonly kind: "droplet";
   readonly host: pulumi.Input<string>;
   readonly privateIp: pulumi.Input<string>;
   /** The node's readiness check: nothing connects to Docker before it passes. */
   readonly ready: pulumi.Resource;
   readonly ssh: SshAccess;
+}
+
+/** The deployer's own Docker engine (the local tier). */
+export interface LocalTarget {
+  readonly kind: "local";
+  /** Host directory that stands in for the node's volume mount. */
+  readonly dataDir: string;
+  /** The mount path the specs use (CPU_CACHE_MOUNT), rewritten to dataDir. */
+  readonly mountRoot: string;
+}
+
+export interface ContainerHostArgs {
+  readonly target: DropletTarget | LocalTarget;
   readonly services: readonly ServiceSpec[];
   readonly files?: readonly NodeFile[];
   /** Extra published ports beyond `publishOnPrivateIp` (the gateway's public ports). */
@@ -91,48 +106,65 @@ export function mountDirectoriesScript(services: readonly ServiceSpec[]): string
   return lines.length ? ["set -e", ...lines].join("\n") : undefined;
 }
 
-/** Docker on one node, over SSH: the node's network, images and containers. */
+/** On a laptop every "private" port binds to loopback: nothing of the hub is reachable from the LAN. */
+const LOOPBACK = "127.0.0.1";
+
+/** The user's own machine: plain directories, writable by whatever uid the image runs as. */
+export function localDirectoriesScript(services: readonly ServiceSpec[]): string | undefined {
+  const dirs = services.flatMap((s) => s.mounts.filter((m) => !m.readOnly).map((m) => m.hostPath));
+  return dirs.length ? ["set -e", ...dirs.map((d) => `mkdir -p '${d}' && chmod 0777 '${d}'`)].join("\n") : undefined;
+}
+
+/** Docker on one node: a droplet over SSH, or the local engine: the node's network, images and containers. */
 export class ContainerHost extends pulumi.ComponentResource {
   public readonly containers: ReadonlyMap<string, docker.Container>;
 
   constructor(name: string, args: ContainerHostArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("inference-hub:containers:ContainerHost", name, {}, opts);
-    const provider = new docker.Provider(
-      `${name}-docker`,
-      {
-        host: pulumi.interpolate`ssh://root@${args.host}`,
-        // Droplets are new hosts: trust a key on first sight, refuse a changed one.
-        sshOpts: ["-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=30"],
-      },
-      // Docker is installed by cloud-init; connecting before the readiness check would race it.
-      { parent: this, dependsOn: [args.ready] },
-    );
+    const target = args.target;
+    const provider =
+      target.kind === "droplet"
+        ? new docker.Provider(
+            `${name}-docker`,
+            {
+              host: pulumi.interpolate`ssh://root@${target.host}`,
+              // Droplets are new hosts: trust a key on first sight, refuse a changed one.
+              sshOpts: ["-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=30"],
+            },
+            // Docker is installed by cloud-init; connecting before the readiness check would race it.
+            { parent: this, dependsOn: [target.ready] },
+          )
+        : // DOCKER_HOST, or the engine's default socket.
+          new docker.Provider(`${name}-docker`, {}, { parent: this });
     const network = new docker.Network(`${name}-network`, { name: "hub", driver: "bridge" }, { parent: this, provider });
 
-    const connection = { host: args.host, user: "root", privateKey: args.ssh.privateKey, agentSocketPath: args.ssh.agentSocketPath, dialErrorLimit: 10, perDialTimeout: 15 };
+    // On a laptop the node's volume is a directory of the user's; paths move there.
+    const onHost = (path: string) => (target.kind === "local" && path.startsWith(target.mountRoot) ? `${target.dataDir}${path.slice(target.mountRoot.length)}` : path);
+    const services = args.services.map((spec) => ({ ...spec, mounts: spec.mounts.map((m) => ({ ...m, hostPath: onHost(m.hostPath) })) }));
+    const shell = (resourceName: string, script: string, stdin?: pulumi.Input<string>, remove?: string): pulumi.Resource =>
+      target.kind === "droplet"
+        ? new command.remote.Command(resourceName, { connection: { host: target.host, user: "root", privateKey: target.ssh.privateKey, agentSocketPath: target.ssh.agentSocketPath, dialErrorLimit: 10, perDialTimeout: 15 }, create: script, update: script, stdin, delete: remove }, { parent: this, dependsOn: [target.ready] })
+        : new command.local.Command(resourceName, { create: script, update: script, stdin, delete: remove }, { parent: this });
+
     const restartLabels = new Map<string, pulumi.Input<string>[]>();
     const fileCommands: pulumi.Resource[] = [];
     for (const file of args.files ?? []) {
-      const dir = file.path.slice(0, file.path.lastIndexOf("/"));
+      const path = onHost(file.path);
+      const dir = path.slice(0, path.lastIndexOf("/"));
       // Write then rename, so a watching program never reads half a file.
-      const write = `install -d -m 0755 '${dir}' && cat > '${file.path}.tmp' && mv '${file.path}.tmp' '${file.path}'`;
-      fileCommands.push(
-        new command.remote.Command(
-          `${name}-file-${file.path.split("/").slice(-2).join("-")}`,
-          { connection, create: write, update: write, stdin: file.content, delete: `rm -f '${file.path}'` },
-          { parent: this, dependsOn: [args.ready] },
-        ),
-      );
+      const write = `install -d -m 0755 '${dir}' && cat > '${path}.tmp' && mv '${path}.tmp' '${path}'`;
+      fileCommands.push(shell(`${name}-file-${file.path.split("/").slice(-2).join("-")}`, write, file.content, `rm -f '${path}'`));
       for (const container of file.restarts ?? []) restartLabels.set(container, [...(restartLabels.get(container) ?? []), pulumi.output(file.content).apply(hash)]);
     }
 
     // Docker creates missing bind-mount sources owned by root; images that run as another user
     // (speaches 1000, docling-serve 1001) could not write their caches. Create them with the right owner.
-    const prepare = mountDirectoriesScript(args.services);
-    if (prepare) fileCommands.push(new command.remote.Command(`${name}-directories`, { connection, create: prepare, update: prepare }, { parent: this, dependsOn: [args.ready] }));
+    const prepare = target.kind === "droplet" ? mountDirectoriesScript(services) : localDirectoriesScript(services);
+    if (prepare) fileCommands.push(shell(`${name}-directories`, prepare));
+    const privateIp = target.kind === "droplet" ? target.privateIp : LOOPBACK;
 
     const containers = new Map<string, docker.Container>();
-    for (const spec of args.services) {
+    for (const spec of services) {
       const image = new docker.RemoteImage(
         `${name}-image-${spec.name}`,
         // Keep the image on the node when the container goes: re-pulling vLLM's ~10 GB image is slow.
@@ -145,7 +177,7 @@ export class ContainerHost extends pulumi.ComponentResource {
       if (fileHashes) labels["inference-hub.config-hash"] = pulumi.all(fileHashes).apply((h) => h.join("."));
       containers.set(
         spec.name,
-        new docker.Container(`${name}-${spec.name}`, containerArgs(spec, network.name, image.imageId, args.privateIp, args.ports ?? [], args.secrets, labels), {
+        new docker.Container(`${name}-${spec.name}`, containerArgs(spec, network.name, image.imageId, privateIp, target.kind === "local" ? (args.ports ?? []).map((p) => ({ ...p, onAllInterfaces: false })) : args.ports ?? [], args.secrets, labels), {
           parent: this,
           provider,
           dependsOn: fileCommands,

@@ -1,6 +1,9 @@
 import * as digitalocean from "@pulumi/digitalocean";
+import * as os from "node:os";
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { PUBLIC_PORTS } from "../services/ports";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT, readinessScript, renderCloudInit, NodeSetupInput } from "../services/node-setup";
 import { ConfigError, HubConfig, loadHubConfig } from "../stacks";
 import { findGpuSize } from "../stacks/catalogue/droplets";
@@ -9,6 +12,7 @@ import { recordArtifact } from "./artifacts";
 import { cloudSlug, hubTags } from "./naming";
 import { HubNetwork } from "./network";
 import { HubNode, SshAccess } from "./node";
+import type { DropletTarget } from "./containers";
 import { deployServices } from "./services";
 import { HubStorage } from "./storage";
 
@@ -47,6 +51,7 @@ function sshAccess(): SshAccess {
 export function hubProgram(): Record<string, unknown> {
   const hub = hubConfigFromEngine();
   const stack = pulumi.getStack();
+  if (hub.tier === "local") return localProgram(hub, stack);
   const cloudName = `ih-${cloudSlug(stack)}`;
   const tags = hubTags(stack, hub.tier);
   const ssh = sshAccess();
@@ -120,7 +125,8 @@ export function hubProgram(): Record<string, unknown> {
   }
 
   const apiKey = hubApiKey();
-  deployServices(hub, cpu, gpuNodesByName, ssh, { hubApiKey: apiKey });
+  const droplet = (node: HubNode): DropletTarget => ({ kind: "droplet", host: node.publicIp, privateIp: node.privateIp, ready: node.ready, ssh });
+  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), { hubApiKey: apiKey });
 
   const gateway = new GatewayAddress("gateway-address", { region: hub.region, dropletId: cpu.dropletId });
 
@@ -153,4 +159,15 @@ export function hubProgram(): Record<string, unknown> {
     monthlyCostUsd: hub.cost.monthlyUsd,
     hourlyBurnUsd: hub.cost.hourlyNowUsd,
   };
+}
+
+/**
+ * The local tier: the same CPU services on this machine's Docker engine, no cloud resources.
+ * Files live under ~/.inference-hub/<stack>; the gateway listens on 127.0.0.1:8100.
+ */
+function localProgram(hub: HubConfig, stack: string): Record<string, unknown> {
+  const apiKey = hubApiKey();
+  const dataDir = path.join(os.homedir(), ".inference-hub", cloudSlug(stack));
+  deployServices(hub, { kind: "local", dataDir, mountRoot: CPU_CACHE_MOUNT }, new Map(), { hubApiKey: apiKey });
+  return { tier: hub.tier, baseUrl: `http://127.0.0.1:${PUBLIC_PORTS.legacy}/v1`, dataDir, hubApiKey: apiKey, monthlyCostUsd: 0 };
 }

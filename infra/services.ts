@@ -6,8 +6,7 @@ import { routeTable } from "../services/routes";
 import type { SecretName, ServiceSpec } from "../services/spec";
 import type { HubConfig } from "../stacks/hub-config";
 import { recordArtifact } from "./artifacts";
-import { ContainerHost } from "./containers";
-import type { HubNode, SshAccess } from "./node";
+import { ContainerHost, DropletTarget, LocalTarget, PublishedPort } from "./containers";
 
 export const GATEWAY_FILES = {
   static: `${GATEWAY_DIRS.static}/traefik.yml`,
@@ -16,13 +15,13 @@ export const GATEWAY_FILES = {
 };
 
 /** Containers a spec list runs on each node, with the rendered files each one needs. */
-export function deployServices(hub: HubConfig, cpu: HubNode, gpuNodes: ReadonlyMap<string, HubNode>, ssh: SshAccess, secrets: Readonly<Record<SecretName, pulumi.Output<string>>>): Map<string, ContainerHost> {
+export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget, gpuNodes: ReadonlyMap<string, DropletTarget>, secrets: Readonly<Record<SecretName, pulumi.Output<string>>>): Map<string, ContainerHost> {
   const specs = hubServiceSpecs(hub);
   const onNode = (node: string) => specs.filter((s) => s.node === node);
   for (const spec of specs) recordContainerArtifacts(spec);
 
   const routes = routeTable(hub);
-  const privateIps = pulumi.all(Object.fromEntries([...gpuNodes].map(([name, node]) => [name, node.privateIp])) as Record<string, pulumi.Output<string>>);
+  const privateIps = pulumi.all(Object.fromEntries([...gpuNodes].map(([name, node]) => [name, pulumi.output(node.privateIp)])) as Record<string, pulumi.Output<string>>);
   const staticConfig = renderYaml(traefikStaticConfig(hub));
   const dynamicConfig = privateIps.apply((ips) => renderYaml(traefikDynamicConfig(hub, routes, ips)));
   const nginxConf = errorsNginxConf();
@@ -34,10 +33,7 @@ export function deployServices(hub: HubConfig, cpu: HubNode, gpuNodes: ReadonlyM
   hosts.set(
     "cpu",
     new ContainerHost("cpu-containers", {
-      host: cpu.publicIp,
-      privateIp: cpu.privateIp,
-      ready: cpu.ready,
-      ssh,
+      target: cpu,
       services: onNode("cpu"),
       files: [
         // Traefik reads its static config only at start; the dynamic file is watched and reloads live.
@@ -45,14 +41,20 @@ export function deployServices(hub: HubConfig, cpu: HubNode, gpuNodes: ReadonlyM
         { path: GATEWAY_FILES.dynamic, content: dynamicConfig },
         { path: GATEWAY_FILES.errors, content: nginxConf, restarts: ["errors"] },
       ],
-      ports: [...Object.values(PUBLIC_PORTS).map((port) => ({ container: "gateway", port, onAllInterfaces: true })), { container: "gateway", port: GATEWAY_METRICS_PORT }],
+      ports: gatewayPorts(cpu.kind),
       secrets,
     }),
   );
   for (const [name, node] of gpuNodes) {
-    hosts.set(name, new ContainerHost(`${name}-containers`, { host: node.publicIp, privateIp: node.privateIp, ready: node.ready, ssh, services: onNode(name), secrets }));
+    hosts.set(name, new ContainerHost(`${name}-containers`, { target: node, services: onNode(name), secrets }));
   }
   return hosts;
+}
+
+/** The gateway's published ports: 80/443/8100 to the world on a droplet; only 8100 on a laptop. */
+export function gatewayPorts(kind: "droplet" | "local"): PublishedPort[] {
+  if (kind === "local") return [{ container: "gateway", port: PUBLIC_PORTS.legacy }];
+  return [...Object.values(PUBLIC_PORTS).map((port) => ({ container: "gateway", port, onAllInterfaces: true })), { container: "gateway", port: GATEWAY_METRICS_PORT }];
 }
 
 function recordContainerArtifacts(spec: ServiceSpec): void {

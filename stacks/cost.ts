@@ -39,7 +39,7 @@ export const SEED_FIGURES = {
 
 export function estimateCost(input: CostInput): CostEstimate {
   const lines: CostLine[] = [];
-  lines.push({
+  if (input.cpuSize.pricePerMonth > 0) lines.push({
     item: "CPU node",
     detail: `${input.cpuSize.slug} (${input.cpuSize.vcpu} vCPU, ${input.cpuSize.ramGiB} GiB), always on`,
     monthlyUsd: input.cpuSize.pricePerMonth,
@@ -54,8 +54,8 @@ export function estimateCost(input: CostInput): CostEstimate {
       hourlyUsd: count * size.pricePerHour,
     });
   }
-  const volumeGiB = input.modelCacheGiB * input.modelCacheVolumes + input.cpuCacheGiB;
-  lines.push({
+  const volumeGiB = input.modelCacheGiB * input.modelCacheVolumes + (input.cpuSize.pricePerMonth > 0 ? input.cpuCacheGiB : 0);
+  if (volumeGiB > 0) lines.push({
     item: "Block storage",
     detail: `${input.modelCacheVolumes} x ${input.modelCacheGiB} GiB model cache + ${input.cpuCacheGiB} GiB CPU cache at $${VOLUME_PRICE_PER_GIB_MONTH}/GiB-month (billed while detached)`,
     monthlyUsd: round2(volumeGiB * VOLUME_PRICE_PER_GIB_MONTH),

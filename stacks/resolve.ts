@@ -1,4 +1,4 @@
-import { CPU_SIZES, CpuSize, findCpuSize, findGpuSize, GPU_SIZES, GpuSize, HOURS_PER_MONTH, REGIONS } from "./catalogue/droplets";
+import { CPU_SIZES, CpuSize, findCpuSize, findGpuSize, GPU_SIZES, GpuSize, HOURS_PER_MONTH, LOCAL_MACHINE, REGIONS } from "./catalogue/droplets";
 import { CPU_SERVICE_RAM, findModel, MODELS, ModelEntry, TTS_MODELS, WHISPER_MODELS } from "./catalogue/models";
 import { gbToGiB, GB_PER_GIB, VOLUME_MAX_GIB } from "./catalogue/storage";
 import { estimateCost } from "./cost";
@@ -49,9 +49,9 @@ interface Ctx {
 }
 
 function checkTierShape({ s, problems }: Ctx, gpu: GpuSize | undefined): void {
-  if (s.tier === "cpu") {
-    if (s.gpuCount > 0) problems.push(problem(["gpuCount", "tier"], s.gpuCount, "the cpu tier runs no GPU droplet.", "Set gpuCount to 0, or use tier gpu, hybrid or multigpu."));
-    if (s.gpuEnabled) problems.push(problem(["gpuEnabled", "tier"], true, "the cpu tier has no GPU to turn on.", "Use tier hybrid for an on-demand GPU."));
+  if (s.tier === "cpu" || s.tier === "local") {
+    if (s.gpuCount > 0) problems.push(problem(["gpuCount", "tier"], s.gpuCount, `the ${s.tier} tier runs no GPU.`, "Set gpuCount to 0, or use tier gpu, hybrid or multigpu."));
+    if (s.gpuEnabled) problems.push(problem(["gpuEnabled", "tier"], true, `the ${s.tier} tier has no GPU to turn on.`, "Use tier hybrid for an on-demand GPU."));
     return;
   }
   if (s.gpuCount < 1) problems.push(problem(["gpuCount", "tier"], s.gpuCount, `the ${s.tier} tier serves the coder from GPU droplets and needs at least one.`, "Set gpuCount to 1 or more, or use tier cpu."));
@@ -71,6 +71,10 @@ function checkTierShape({ s, problems }: Ctx, gpu: GpuSize | undefined): void {
 }
 
 function lookupSizes({ s, problems }: Ctx): { cpu?: CpuSize; gpu?: GpuSize } {
+  if (s.tier === "local") {
+    if (s.cpuSize !== LOCAL_MACHINE.slug || s.region !== "local") problems.push(problem(["cpuSize", "region", "tier"], `${s.cpuSize} @ ${s.region}`, "the local tier runs on this machine's Docker; it has no droplet size or region.", "Remove cpuSize and region from the local stack file."));
+    return { cpu: LOCAL_MACHINE };
+  }
   if (!REGIONS.includes(s.region)) problems.push(problem("region", s.region, "is not a DigitalOcean region slug.", `${didYouMean(s.region, REGIONS)} Regions: ${REGIONS.join(", ")}.`.trim()));
   let cpu = findCpuSize(s.cpuSize);
   if (!cpu) {
@@ -233,6 +237,10 @@ function checkCpuRam(ctx: Ctx, cpu: CpuSize, workloads: readonly Workload[]): nu
     const bigger = CPU_SIZES.filter((c) => c.ramGiB >= needed).sort((a, b) => a.pricePerMonth - b.pricePerMonth);
     const parts = [`system ${CPU_SERVICE_RAM.system.ramGiB}`, ...workloads.map((w) => `${w.role} (${w.program}) ${(w.ramGiB ?? 0).toFixed(2)}`)].join(" + ");
     const drop = [ctx.s.fallbackModel !== "none" ? "set fallbackModel to none" : "", ctx.s.ocrCpuFallback ? "set ocrCpuFallback to false" : ""].filter(Boolean);
+    if (ctx.s.tier === "local") {
+      ctx.problems.push(problem(["llmModel", "ocrEngine"], ctx.s.llmModel, `the local services need ${needed.toFixed(2)} GiB of RAM (${parts}); the local tier plans for ${cpu.ramGiB} GiB given to Docker.`, "Use a smaller llmModel, or set ocrEngine to none."));
+      return needed;
+    }
     ctx.problems.push(problem("cpuSize", cpu.slug, `the services placed on the CPU node need ${needed.toFixed(2)} GiB of RAM (${parts}); ${cpu.slug} has ${cpu.ramGiB} GiB.`, `Use ${bigger.length ? `cpuSize ${bigger[0].slug} (${bigger[0].ramGiB} GiB, $${bigger[0].pricePerMonth}/month)` : "a larger CPU size"}${drop.length ? `, or ${drop.join(", or ")}` : ""}.`));
   }
   return needed;
@@ -306,7 +314,8 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
   }
 
   // Model cache: what each GPU node downloads must fit its volume, with room for the compile cache.
-  const modelCacheVolumes = Math.max(1, hasGpu ? s.gpuCount : 0);
+  // The local tier keeps its files in a directory of yours: no volumes.
+  const modelCacheVolumes = s.tier === "local" ? 0 : Math.max(1, hasGpu ? s.gpuCount : 0);
   const cacheNeeded = Math.ceil(diskGiB(coder?.backend === "vllm" ? coder.weights : undefined) + diskGiB(ocr?.weights) + (hasGpu ? COMPILE_CACHE_GIB : 0));
   if (hasGpu && cacheNeeded > s.modelCacheGiB) {
     problems.push(problem("modelCacheGiB", s.modelCacheGiB, `the GPU node's weights (${coder?.backend === "vllm" ? coder.weights.modelId : s.llmModel}${ocr ? " + DeepSeek-OCR" : ""}) and compile cache need ${cacheNeeded} GiB on the model-cache volume.`, `Set modelCacheGiB to ${Math.min(VOLUME_MAX_GIB, Math.ceil(cacheNeeded / 10) * 10)} or more (volumes grow in place; they never shrink).`));
@@ -316,9 +325,10 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
     problems.push(problem("cpuCacheGiB", s.cpuCacheGiB, `the CPU node's model files need ${Math.ceil(cpuFiles)} GiB.`, `Set cpuCacheGiB to ${Math.ceil(cpuFiles / 5) * 5} or more.`));
   }
 
-  if (s.adminCidrs.length === 0) warnings.push({ keys: ["adminCidrs"], message: "no admin CIDRs: SSH (port 22) on every node is open to the whole internet (key login only). Set adminCidrs to your office/VPN ranges." });
-  if (!s.domain) warnings.push({ keys: ["domain"], message: "no domain: the gateway serves plain HTTP, so API keys cross the network unencrypted. Set domain and acmeEmail for HTTPS." });
-  if (!s.sshPublicKey && s.sshKeyFingerprints.length === 0) warnings.push({ keys: ["sshPublicKey", "sshKeyFingerprints"], message: "no SSH key: `pulumi up` refuses to create droplets without one (readiness checks and container deploys log in over SSH). Set sshPublicKey or sshKeyFingerprints." });
+  const cloud = s.tier !== "local";
+  if (cloud && s.adminCidrs.length === 0) warnings.push({ keys: ["adminCidrs"], message: "no admin CIDRs: SSH (port 22) on every node is open to the whole internet (key login only). Set adminCidrs to your office/VPN ranges." });
+  if (cloud && !s.domain) warnings.push({ keys: ["domain"], message: "no domain: the gateway serves plain HTTP, so API keys cross the network unencrypted. Set domain and acmeEmail for HTTPS." });
+  if (cloud && !s.sshPublicKey && s.sshKeyFingerprints.length === 0) warnings.push({ keys: ["sshPublicKey", "sshKeyFingerprints"], message: "no SSH key: `pulumi up` refuses to create droplets without one (readiness checks and container deploys log in over SSH). Set sshPublicKey or sshKeyFingerprints." });
   if (s.tier === "hybrid" && !s.gpuEnabled && !fallback) warnings.push({ keys: ["gpuEnabled", "fallbackModel"], message: "the GPU is off and there is no CPU fallback coder: /v1/chat/completions answers 503 until the GPU is turned on." });
 
   if (!cpu || (hasGpu && !gpu)) return { ok: false, problems, warnings };

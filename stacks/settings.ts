@@ -7,7 +7,7 @@ import { z } from "zod";
  */
 export const PROJECT = "inference-hub";
 
-export const TIERS = ["cpu", "gpu", "hybrid", "multigpu"] as const;
+export const TIERS = ["cpu", "gpu", "hybrid", "multigpu", "local"] as const;
 export type Tier = (typeof TIERS)[number];
 
 export const QUANTIZATIONS = ["none", "8bit", "4bit"] as const;
@@ -41,7 +41,7 @@ const cidr = z
   .refine((v) => !v.includes(".") || v.split("/")[0].split(".").every((o) => Number(o) <= 255), "has an octet above 255");
 
 export const SETTINGS = {
-  tier: key("string", oneOf(TIERS), "Strategy tier: cpu (CPU node only), gpu (one GPU droplet always on), hybrid (GPU droplet on demand), multigpu (one 8-GPU droplet)."),
+  tier: key("string", oneOf(TIERS), "Strategy tier: cpu (CPU node only), gpu (one GPU droplet always on), hybrid (GPU droplet on demand), multigpu (one 8-GPU droplet), local (the CPU services on this machine's Docker)."),
   region: key("string", slug, "DigitalOcean region slug for every droplet and volume (one VPC). GPU sizes exist only in some regions."),
   cpuSize: key("string", slug, "Droplet size of the always-on CPU node (gateway, speech, OCR on CPU, CPU coder)."),
   cpuCacheGiB: key("integer", int(10, 16384), "Block-storage volume on the CPU node for CPU model files and gateway state (TLS certificates), GiB."),

@@ -2,12 +2,15 @@ import { describe, expect, it } from "vitest";
 import { inboundRules } from "../infra/network";
 import { GPU_SIZES } from "../stacks/catalogue/droplets";
 import { TIERS } from "../stacks/settings";
+
+/** Tiers that create DigitalOcean resources (local runs on the deployer's Docker). */
+const CLOUD_TIERS = TIERS.filter((t) => t !== "local");
 import { runProgram, T } from "./helpers/mock-run";
 
 const ANYWHERE = ["0.0.0.0/0", "::/0"];
 
 describe("resources per tier", () => {
-  for (const tier of TIERS) {
+  for (const tier of CLOUD_TIERS) {
     it(`${tier}: one region, tags naming stack and tier, protected volumes`, async () => {
       const run = await runProgram({ tier, gpuEnabled: tier !== "cpu" });
       const droplets = run.byType(T.droplet);
@@ -90,7 +93,7 @@ describe("resources per tier", () => {
 });
 
 describe("network posture", () => {
-  for (const tier of TIERS) {
+  for (const tier of CLOUD_TIERS) {
     it(`${tier}: only 80/443/8100 public on the gateway; SSH only from admin CIDRs; nothing public on GPU nodes`, async () => {
       const run = await runProgram({ tier, gpuEnabled: tier !== "cpu", adminCidrs: ["203.0.113.7/32"] });
       const firewalls = run.byType(T.firewall);

@@ -54,7 +54,7 @@ describe("npm run plan", () => {
   it("refuses an unknown stack and an unknown option with exit 1", () => {
     const unknownStack = plan("--stack", "nope");
     expect(unknownStack.status).toBe(1);
-    expect(unknownStack.stdout).toContain("Stacks here: cpu, gpu, hybrid, multigpu");
+    expect(unknownStack.stdout).toContain("Stacks here: cpu, gpu, hybrid, local, multigpu");
     const unknownOption = plan("--stak", "gpu");
     expect(unknownOption.status).toBe(1);
     expect(unknownOption.stderr).toContain("--stak");

@@ -1,6 +1,5 @@
-import { GATEWAY_CONTAINER } from "../../services/gateway";
+import { gatewayPorts } from "../../infra/services";
 import { hubServiceSpecs } from "../../services/index";
-import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../../services/ports";
 import { imageName } from "../../services/spec";
 import { coderServeArgs, ocrServeArgs } from "../../services/vllm";
 import type { HubConfig, Problem, StackOverrides, Warning } from "../../stacks";
@@ -146,7 +145,7 @@ export function buildPlanDocument(input: {
       image: imageName(spec.image),
       gpu: spec.gpu ? `${spec.gpu.vendor}, all GPUs` : undefined,
       memoryLimitMiB: spec.memoryLimitMiB,
-      published: spec.publishOnPrivateIp ? [`private:${spec.port}`] : spec.name === GATEWAY_CONTAINER ? [...Object.values(PUBLIC_PORTS).map(String), `private:${GATEWAY_METRICS_PORT}`] : [],
+      published: spec.publishOnPrivateIp ? [`private:${spec.port}`] : gatewayPorts(hub.tier === "local" ? "local" : "droplet").filter((p) => p.container === spec.name).map((p) => (hub.tier === "local" ? `127.0.0.1:${p.port}` : p.onAllInterfaces ? String(p.port) : `private:${p.port}`)),
     })),
     resources: input.resources.map(({ rawInputs: _raw, ...rest }) => rest),
     artifacts: input.artifacts.map(({ content: _content, ...rest }) => rest),

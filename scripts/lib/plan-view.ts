@@ -54,7 +54,7 @@ export function renderPlan(doc: PlanDocument): string {
   }
   for (const c of doc.fit.cpu) fit.push(`CPU node ${c.node} (${c.size}): services need ${num(c.ramNeededGiB, 2)} GiB of ${c.ramGiB} GiB RAM.`);
   const mc = doc.fit.modelCache;
-  fit.push(`Model cache: ${mc.volumes} volume(s) of ${mc.sizeGiB} GiB; GPU weights + compile cache need ${mc.neededGiB} GiB each.`);
+  if (mc.volumes > 0) fit.push(`Model cache: ${mc.volumes} volume(s) of ${mc.sizeGiB} GiB; GPU weights + compile cache need ${mc.neededGiB} GiB each.`);
   out.push(section("Fit", fit.join("\n")));
 
   const cost = doc.cost;
