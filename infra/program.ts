@@ -22,7 +22,7 @@ function hubConfigFromEngine(): HubConfig {
   if (!loaded.ok) throw new pulumi.RunError(new ConfigError(loaded.problems, `stack ${pulumi.getStack()}`).message);
   const hub = loaded.config;
   const hasSshKey = hub.settings.sshPublicKey !== undefined || hub.settings.sshKeyFingerprints.length > 0;
-  if (!hasSshKey && !pulumi.runtime.isDryRun()) {
+  if (!hasSshKey && hub.tier !== "local" && !pulumi.runtime.isDryRun()) {
     // Droplets without a key cannot be checked or deployed to: refuse before creating them.
     throw new pulumi.RunError("sshPublicKey, sshKeyFingerprints: no SSH key is configured; the deploy would create droplets it cannot log in to. Set one: pulumi config set sshPublicKey \"$(cat ~/.ssh/id_ed25519.pub)\".");
   }
