@@ -12,6 +12,7 @@ import { recordArtifact } from "./artifacts";
 import { cloudSlug, hubTags } from "./naming";
 import { HubNetwork } from "./network";
 import { HubNode, SshAccess } from "./node";
+import type { SecretName } from "../services/spec";
 import type { DropletTarget } from "./containers";
 import { deployServices } from "./services";
 import { HubStorage } from "./storage";
@@ -30,7 +31,14 @@ function hubConfigFromEngine(): HubConfig {
   return hub;
 }
 
-/** The clients' API key: from secret config, else generated once and kept in the stack's state. */
+/** Secrets the containers get as environment variables, never as files or arguments. */
+function hubSecrets(): Record<SecretName, pulumi.Output<string>> {
+  // An empty URL means no database: the gatekeeper's spool is then the audit log.
+  const auditDatabaseUrl = new pulumi.Config().getSecret("auditDatabaseUrl") ?? pulumi.secret("");
+  return { hubApiKey: hubApiKey(), auditDatabaseUrl };
+}
+
+/** The backends' API key: from secret config, else generated once and kept in the stack's state. */
 function hubApiKey(): pulumi.Output<string> {
   const configured = new pulumi.Config().getSecret("hubApiKey");
   if (configured) return configured;
@@ -124,9 +132,10 @@ export function hubProgram(): Record<string, unknown> {
     }
   }
 
-  const apiKey = hubApiKey();
+  const secrets = hubSecrets();
+  const apiKey = secrets.hubApiKey;
   const droplet = (node: HubNode): DropletTarget => ({ kind: "droplet", host: node.publicIp, privateIp: node.privateIp, ready: node.ready, ssh });
-  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), { hubApiKey: apiKey });
+  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), secrets);
 
   const gateway = new GatewayAddress("gateway-address", { region: hub.region, dropletId: cpu.dropletId });
 
@@ -166,8 +175,9 @@ export function hubProgram(): Record<string, unknown> {
  * Files live under ~/.inference-hub/<stack>; the gateway listens on 127.0.0.1:8100.
  */
 function localProgram(hub: HubConfig, stack: string): Record<string, unknown> {
-  const apiKey = hubApiKey();
+  const secrets = hubSecrets();
+  const apiKey = secrets.hubApiKey;
   const dataDir = path.join(os.homedir(), ".inference-hub", cloudSlug(stack));
-  deployServices(hub, { kind: "local", dataDir, mountRoot: CPU_CACHE_MOUNT }, new Map(), { hubApiKey: apiKey });
+  deployServices(hub, { kind: "local", dataDir, mountRoot: CPU_CACHE_MOUNT }, new Map(), secrets);
   return { tier: hub.tier, baseUrl: `http://127.0.0.1:${PUBLIC_PORTS.legacy}/v1`, dataDir, hubApiKey: apiKey, monthlyCostUsd: 0 };
 }

@@ -1,9 +1,10 @@
 import { stringify } from "yaml";
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
+import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";
-import type { Backend, Route } from "./routes";
+import type { Backend, Route, Scope } from "./routes";
 import { GPU_OFF_SERVICE, SERVICE_PORTS } from "./routes";
 import type { ImageRef, ServiceSpec } from "./spec";
 
@@ -200,8 +201,9 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
   };
 
   for (const route of routes) {
-    // Rate limit first, so a client over its budget is refused before its upload is buffered.
-    const chain = [RATE_LIMIT_MIDDLEWARE];
+    // Rate limit first, so a client over its budget is refused before its upload is buffered;
+    // then the gatekeeper, which fails closed: no answer from it, no request through.
+    const chain = [RATE_LIMIT_MIDDLEWARE, authMiddleware(route.scope, middlewares)];
     if (!route.streaming) {
       const name = `${route.name}-body-limit`;
       // Buffering holds the whole response too, so only non-streaming routes may have it.
@@ -222,6 +224,25 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     };
   }
   return { http: { routers, services: services.entries, middlewares } };
+}
+
+/** Headers the gatekeeper sets on an allowed request: the backends' key replaces the client's. */
+export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id"] as const;
+/** Only what the gatekeeper needs to decide: no cookies, no bodies. */
+export const AUTH_REQUEST_HEADERS = ["Authorization", "X-Api-Key", "X-Request-Id", "User-Agent"] as const;
+
+function authMiddleware(scope: Scope, middlewares: Record<string, unknown>): string {
+  const name = `auth-${scope}`;
+  middlewares[name] = {
+    forwardAuth: {
+      address: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}/auth?scope=${scope}`,
+      authResponseHeaders: [...AUTH_RESPONSE_HEADERS],
+      authRequestHeaders: [...AUTH_REQUEST_HEADERS],
+      // Traefik sets X-Forwarded-For from the connection; a client cannot forge its address.
+      trustForwardHeader: false,
+    },
+  };
+  return name;
 }
 
 /** Service names are shared between routes (two routes may fall back to gpu-off); a name means one definition. */

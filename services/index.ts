@@ -1,4 +1,5 @@
 import type { HubConfig } from "../stacks/hub-config";
+import { gatekeeperSpec } from "./auth";
 import { coderSpecs } from "./coder";
 import { doclingSpec } from "./documents";
 import { errorsSpec, gatewaySpec } from "./gateway";
@@ -7,7 +8,7 @@ import { sttSpec, ttsSpec } from "./speech";
 
 /** Every container of the hub, on every node that exists now. */
 export function hubServiceSpecs(hub: HubConfig): ServiceSpec[] {
-  const specs: ServiceSpec[] = [gatewaySpec(hub), errorsSpec(hub), sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub)];
+  const specs: ServiceSpec[] = [gatewaySpec(hub), gatekeeperSpec(hub), errorsSpec(hub), sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub)];
   if (hub.ocr.engine === "docling") specs.push(doclingSpec(hub, "ocr"));
   else if (hub.ocrCpuFallback) specs.push(doclingSpec(hub, "ocr-fallback"));
   return specs;

@@ -19,9 +19,14 @@ export interface Backend {
   readonly healthPath: string;
 }
 
+/** What an API key must be allowed to do for a route (the gatekeeper checks it). */
+export type Scope = "llm" | "ocr" | "stt" | "tts" | "admin";
+export const SCOPES: readonly Scope[] = ["llm", "ocr", "stt", "tts", "admin"];
+
 export interface Route {
   /** Router and service name in Traefik. */
   readonly name: string;
+  readonly scope: Scope;
   /** Public paths (exact), or prefixes when `prefix` is set. */
   readonly paths: readonly string[];
   readonly prefix?: boolean;
@@ -62,10 +67,11 @@ export function routeTable(hub: HubConfig): Route[] {
   const routes: Route[] = [];
   const coderPaths = ["/v1/chat/completions", "/v1/completions", "/v1/models"];
   if (hub.coder.backend === "llama.cpp") {
-    routes.push({ name: "coder", paths: coderPaths, primary: [container("coder", SERVICE_PORTS.llamaCpp, "/health")], streaming: true, maxBodyBytes: CHAT_BODY_BYTES, description: "coding model (llama.cpp on the CPU node)" });
+    routes.push({ name: "coder", scope: "llm", paths: coderPaths, primary: [container("coder", SERVICE_PORTS.llamaCpp, "/health")], streaming: true, maxBodyBytes: CHAT_BODY_BYTES, description: "coding model (llama.cpp on the CPU node)" });
   } else {
     routes.push({
       name: "coder",
+      scope: "llm",
       paths: coderPaths,
       primary: gpuBackends(hub, "coder"),
       fallback: hub.fallbackCoder ? container("coder-fallback", SERVICE_PORTS.llamaCpp, "/health") : GPU_OFF_SERVICE,
@@ -74,14 +80,14 @@ export function routeTable(hub: HubConfig): Route[] {
       description: "coding model (vLLM on the GPU node)",
     });
   }
-  routes.push({ name: "stt", paths: ["/v1/audio/transcriptions", "/v1/audio/translations"], primary: [container("stt", SERVICE_PORTS.stt, "/health")], streaming: false, maxBodyBytes: AUDIO_BODY_BYTES, description: "speech to text (speaches, faster-whisper)" });
-  routes.push({ name: "tts", paths: ["/v1/audio/speech"], primary: [container("tts", SERVICE_PORTS.tts, "/")], streaming: false, maxBodyBytes: CHAT_BODY_BYTES, description: "text to speech (Coqui TTS)" });
+  routes.push({ name: "stt", scope: "stt", paths: ["/v1/audio/transcriptions", "/v1/audio/translations"], primary: [container("stt", SERVICE_PORTS.stt, "/health")], streaming: false, maxBodyBytes: AUDIO_BODY_BYTES, description: "speech to text (speaches, faster-whisper)" });
+  routes.push({ name: "tts", scope: "tts", paths: ["/v1/audio/speech"], primary: [container("tts", SERVICE_PORTS.tts, "/")], streaming: false, maxBodyBytes: CHAT_BODY_BYTES, description: "text to speech (Coqui TTS)" });
   if (hub.ocr.engine === "deepseek-ocr") {
-    routes.push({ name: "ocr", paths: ["/v1/ocr/chat/completions"], rewritePrefix: "/v1/ocr/", primary: gpuBackends(hub, "ocr"), fallback: GPU_OFF_SERVICE, streaming: true, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "DeepSeek-OCR, OpenAI chat format with an image (vLLM on the GPU node)" });
+    routes.push({ name: "ocr", scope: "ocr", paths: ["/v1/ocr/chat/completions"], rewritePrefix: "/v1/ocr/", primary: gpuBackends(hub, "ocr"), fallback: GPU_OFF_SERVICE, streaming: true, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "DeepSeek-OCR, OpenAI chat format with an image (vLLM on the GPU node)" });
   }
   const docling = hub.ocr.engine === "docling" ? "ocr" : hub.ocrCpuFallback ? "ocr-fallback" : undefined;
   if (docling) {
-    routes.push({ name: "documents", paths: ["/v1/ocr/convert/"], prefix: true, rewritePrefix: "/v1/ocr/", primary: [container(docling, SERVICE_PORTS.docling, "/health")], streaming: false, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "document conversion and OCR (docling-serve on the CPU node)" });
+    routes.push({ name: "documents", scope: "ocr", paths: ["/v1/ocr/convert/"], prefix: true, rewritePrefix: "/v1/ocr/", primary: [container(docling, SERVICE_PORTS.docling, "/health")], streaming: false, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "document conversion and OCR (docling-serve on the CPU node)" });
   }
   return routes;
 }

@@ -59,4 +59,4 @@ export interface ServiceSpec {
 }
 
 /** Secrets the deployment creates (random) or reads from config; never rendered into files. */
-export type SecretName = "hubApiKey";
+export type SecretName = "hubApiKey" | "auditDatabaseUrl";

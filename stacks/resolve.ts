@@ -221,7 +221,10 @@ function resolveOcr(ctx: Ctx, gpu: GpuSize | undefined, coderShare: number | und
 
 function cpuWorkloads(ctx: Ctx, coder: VllmCoder | LlamaCppCoder | undefined, fallback: LlamaCppCoder | undefined, stt: { ramGiB: number } | undefined, tts: { ramGiB: number } | undefined): Workload[] {
   const { s } = ctx;
-  const w: Workload[] = [{ role: "gateway", node: CPU_NODE_NAME, program: "traefik", ramGiB: CPU_SERVICE_RAM.gateway.ramGiB }];
+  const w: Workload[] = [
+    { role: "gateway", node: CPU_NODE_NAME, program: "traefik", ramGiB: CPU_SERVICE_RAM.gateway.ramGiB },
+    { role: "gatekeeper", node: CPU_NODE_NAME, program: "gatekeeper", ramGiB: CPU_SERVICE_RAM.gatekeeper.ramGiB },
+  ];
   if (stt) w.push({ role: "stt", node: CPU_NODE_NAME, program: "speaches", model: s.sttModel, ramGiB: stt.ramGiB });
   if (tts) w.push({ role: "tts", node: CPU_NODE_NAME, program: "coqui-tts", model: s.ttsModel, ramGiB: tts.ramGiB });
   if (coder?.backend === "llama.cpp") w.push({ role: "coder", node: CPU_NODE_NAME, program: "llama.cpp", model: coder.gguf.hfArg, ramGiB: coder.ramGiB });

@@ -9,7 +9,7 @@ const cases = [
   { tier: "gpu" },
   { tier: "hybrid", gpuEnabled: true },
   { tier: "multigpu" },
-  { tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling" },
+  { tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" },
 ];
 
 describe("every cloud-init the program renders passes cloud-init's own validator and schema", () => {

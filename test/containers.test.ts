@@ -80,7 +80,7 @@ describe("GPU containers", () => {
   });
 
   it("AMD nodes pass /dev/kfd and /dev/dri instead of --gpus", async () => {
-    const run = await runProgram({ tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling" });
+    const run = await runProgram({ tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" });
     const coder = run.byType(D.container).find((c) => c.name === "gpu-0-containers-coder")!;
     expect(coder.inputs.gpus).toBeUndefined();
     expect((coder.inputs.devices as { hostPath: string }[]).map((d) => d.hostPath)).toEqual(["/dev/kfd", "/dev/dri"]);

@@ -57,7 +57,7 @@ describe("resources per tier", () => {
 
   it("AMD sizes boot the AMD image", async () => {
     const mi300 = GPU_SIZES.find((s) => s.slug === "gpu-mi300x1-192gb")!;
-    const run = await runProgram({ tier: "gpu", region: "atl1", gpuSize: mi300.slug, ocrEngine: "docling", llmQuantization: "8bit" });
+    const run = await runProgram({ tier: "gpu", region: "atl1", gpuSize: mi300.slug, ocrEngine: "docling", llmQuantization: "8bit", cpuSize: "c-8" });
     expect(run.one(T.droplet, "gpu-0-droplet").inputs.image).toBe("gpu-amd-base");
   });
 

@@ -24,7 +24,7 @@ const CASES: readonly { readonly label: string; readonly settings: Record<string
   { label: "hybrid, GPU off", settings: { tier: "hybrid", gpuEnabled: false } },
   { label: "gpu with a CPU OCR fallback", settings: { tier: "gpu", ocrCpuFallback: true } },
   { label: "gpu, two replicas", settings: { tier: "gpu", gpuCount: 2, budgetUsd: 6000 } },
-  { label: "AMD MI300X", settings: { tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling" } },
+  { label: "AMD MI300X", settings: { tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" } },
 ];
 const HUBS = CASES.map((c) => ({ ...c, hub: mustLoad(c.settings) }));
 
@@ -42,7 +42,8 @@ function expectedImage(hub: HubConfig, program: Program): ImageRef {
     case "docling-serve":
       return DOCLING_SERVE_CPU_IMAGE;
     case "traefik":
-      throw new Error("the gateway is not produced by these files");
+    case "gatekeeper":
+      throw new Error("the gateway and the gatekeeper are not produced by these files");
   }
 }
 
@@ -66,7 +67,7 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
   it("run exactly the placement's workloads, on its nodes, from the right images", () => {
     const expected = hub.nodes
       .filter((n) => n.active)
-      .flatMap((n) => n.workloads.filter((w) => w.role !== "gateway").map((w) => key(n.name, w.role, expectedImage(hub, w.program))));
+      .flatMap((n) => n.workloads.filter((w) => w.role !== "gateway" && w.role !== "gatekeeper").map((w) => key(n.name, w.role, expectedImage(hub, w.program))));
     expect(specs.map((s) => key(s.node, s.name, s.image)).sort()).toEqual(expected.sort());
     // Names are unique per node: Docker would refuse a second container of the same name.
     expect(new Set(specs.map((s) => `${s.node}/${s.name}`)).size).toBe(specs.length);
@@ -158,7 +159,7 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
       expect(s.memoryLimitMiB, s.name).toBeGreaterThanOrEqual(Math.floor(placed.ramGiB! * MIB_PER_GIB));
     }
     // The kernel, Docker and the gateway keep their share too.
-    const reserved = (CPU_SERVICE_RAM.system.ramGiB + CPU_SERVICE_RAM.gateway.ramGiB) * MIB_PER_GIB;
+    const reserved = (CPU_SERVICE_RAM.system.ramGiB + CPU_SERVICE_RAM.gateway.ramGiB + CPU_SERVICE_RAM.gatekeeper.ramGiB) * MIB_PER_GIB;
     const sum = cpuSpecs.reduce((total, s) => total + s.memoryLimitMiB!, 0);
     expect(sum + reserved).toBeLessThanOrEqual(hub.cpuNode.size.ramGiB * MIB_PER_GIB);
   });
@@ -200,7 +201,7 @@ describe("cross-service properties", () => {
   });
 
   it("the AMD size runs the ROCm build of the same vLLM release", () => {
-    const hub = mustLoad({ tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling" });
+    const hub = mustLoad({ tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" });
     const gpuSpecs = coderSpecs(hub).filter((s) => s.gpu);
     expect(gpuSpecs.length).toBe(1);
     expect(gpuSpecs[0].image).toBe(VLLM_ROCM_IMAGE);

@@ -1,0 +1,62 @@
+import type { HubConfig } from "../stacks/hub-config";
+import { CPU_NODE_NAME } from "../stacks/hub-config";
+import { CPU_CACHE_MOUNT } from "./node-setup";
+import type { ImageRef, ServiceSpec } from "./spec";
+
+/** The API-key gatekeeper (services/gatekeeper/): Traefik's forwardAuth asks it about every request. */
+export const GATEKEEPER_CONTAINER = "gatekeeper";
+export const GATEKEEPER_PORT = 8080;
+
+export const NODE_IMAGE: ImageRef = {
+  repo: "node",
+  tag: "22.17.1-alpine3.22",
+  source: "Docker Hub official image; tag seen in public Dockerfiles (FROM node:22.17.1-alpine3.22); read 2026-11-26",
+};
+
+const ROOT = `${CPU_CACHE_MOUNT}/gatekeeper`;
+/** Host paths: the bundled program, the keys file (watched), and the audit spool on the volume. */
+export const GATEKEEPER_DIRS = {
+  app: `${ROOT}/app`,
+  keys: `${ROOT}/keys`,
+  spool: `${CPU_CACHE_MOUNT}/audit`,
+} as const;
+export const GATEKEEPER_FILES = {
+  bundle: `${GATEKEEPER_DIRS.app}/gatekeeper.js`,
+  keys: `${GATEKEEPER_DIRS.keys}/keys.json`,
+} as const;
+
+export function gatekeeperSpec(hub: HubConfig): ServiceSpec {
+  return {
+    name: GATEKEEPER_CONTAINER,
+    role: "gatekeeper",
+    node: CPU_NODE_NAME,
+    image: NODE_IMAGE,
+    command: ["node", "/app/gatekeeper.js"],
+    env: {
+      NODE_ENV: "production",
+      GATEKEEPER_PORT: String(GATEKEEPER_PORT),
+      GATEKEEPER_KEYS_FILE: "/keys/keys.json",
+      GATEKEEPER_SPOOL_DIR: "/spool",
+      GATEKEEPER_DEFAULT_RATE_PER_MINUTE: String(hub.settings.rateLimitPerMinute),
+      GATEKEEPER_DEFAULT_BURST: String(hub.settings.rateLimitBurst),
+    },
+    // The backends' key goes out on allowed requests only; the database URL holds a password.
+    secretEnv: { GATEKEEPER_BACKEND_KEY: "hubApiKey", DATABASE_URL: "auditDatabaseUrl" },
+    port: GATEKEEPER_PORT,
+    mounts: [
+      { hostPath: GATEKEEPER_DIRS.app, containerPath: "/app", readOnly: true },
+      { hostPath: GATEKEEPER_DIRS.keys, containerPath: "/keys", readOnly: true },
+      { hostPath: GATEKEEPER_DIRS.spool, containerPath: "/spool" },
+    ],
+    memoryLimitMiB: 256,
+    health: {
+      path: "/healthz",
+      // node:alpine has no curl; Node 22's fetch does the probe.
+      test: ["CMD", "node", "-e", `fetch('http://127.0.0.1:${GATEKEEPER_PORT}/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`],
+      intervalSeconds: 15,
+      timeoutSeconds: 5,
+      startPeriodSeconds: 20,
+      retries: 3,
+    },
+  };
+}
