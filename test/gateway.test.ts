@@ -22,15 +22,15 @@ import { CPU_CACHE_MOUNT } from "../services/node-setup";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
 import { GPU_OFF_SERVICE, routeTable } from "../services/routes";
 import type { HubConfig } from "../stacks/hub-config";
-import { mustLoad, readJson, SHARED } from "./helpers/load";
+import { mustLoad, readJson, REFERENCE } from "./helpers/load";
 
 // ---- validators -----------------------------------------------------------------------------
 
 interface JsonSchema {
   readonly properties: Record<string, unknown>;
 }
-const STATIC_SCHEMA = readJson<JsonSchema>(path.join(SHARED, "reference/traefik/traefik-v3.json"));
-const DYNAMIC_SCHEMA = readJson<JsonSchema>(path.join(SHARED, "reference/traefik/traefik-v3-file-provider.json"));
+const STATIC_SCHEMA = readJson<JsonSchema>(path.join(REFERENCE, "traefik/traefik-v3.json"));
+const DYNAMIC_SCHEMA = readJson<JsonSchema>(path.join(REFERENCE, "traefik/traefik-v3-file-provider.json"));
 
 // The reference README: ajv v8's default class (draft-07) compiles both with strict: true.
 const ajv = new Ajv({ strict: true, allErrors: true });

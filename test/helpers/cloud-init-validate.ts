@@ -1,13 +1,14 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import Ajv, { type ValidateFunction } from "ajv-draft-04";
 import { parse } from "yaml";
 
-// Own path constant rather than ./load, which pulls in the whole stacks module.
-const SHARED = path.resolve(__dirname, "../../../shared");
-const SCHEMA_FILE = path.join(SHARED, "reference/cloud-init/schema-cloud-config-v1.json");
+// Own path constants rather than ./load, which pulls in the whole stacks module; same rule as there.
+const SHARED_REFERENCE = path.resolve(__dirname, "../../../shared/reference");
+const REFERENCE = existsSync(SHARED_REFERENCE) ? SHARED_REFERENCE : path.resolve(__dirname, "../fixtures/reference");
+const SCHEMA_FILE = path.join(REFERENCE, "cloud-init/schema-cloud-config-v1.json");
 
 const HEADER = "#cloud-config";
 

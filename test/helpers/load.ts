@@ -1,9 +1,14 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { loadHubConfig, LoadResult, PROJECT, readStackFile } from "../../stacks";
 
 export const ROOT = path.resolve(__dirname, "../..");
 export const SHARED = path.resolve(ROOT, "../shared");
+/**
+ * The real programs' schemas and argument lists: ../shared/reference where the workplace lays it
+ * out, else the byte-identical copy in test/fixtures/reference (a plain clone, e.g. on GitHub).
+ */
+export const REFERENCE = existsSync(path.join(SHARED, "reference")) ? path.join(SHARED, "reference") : path.join(ROOT, "test/fixtures/reference");
 
 /** Loads stack-file text the way the plan and `pulumi up` do. */
 export function loadText(text: string): LoadResult {

@@ -1,5 +1,5 @@
 import * as path from "node:path";
-import { readJson, SHARED } from "./load";
+import { readJson, REFERENCE } from "./load";
 
 interface VllmReference {
   version: string;
@@ -14,7 +14,7 @@ interface VllmReference {
   server: { default_port: number; health_endpoint: string; metrics_endpoint: string };
 }
 
-export const VLLM_REFERENCE = readJson<VllmReference>(path.join(SHARED, "reference/vllm/args-0.24.0.json"));
+export const VLLM_REFERENCE = readJson<VllmReference>(path.join(REFERENCE, "vllm/args-0.24.0.json"));
 
 /**
  * Problems with an argument list for `vllm serve`, checked against vLLM's own parser data:
