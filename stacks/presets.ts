@@ -4,145 +4,73 @@ type OptionalSetting = (typeof OPTIONAL_SETTINGS)[number];
 
 export type ResolvedSettings = Omit<Settings, OptionalSetting> & Partial<Pick<Settings, OptionalSetting>>;
 
-const TTS_SEED_MODEL = "tts_models/en/ljspeech/tacotron2-DDC";
+/** What every tier shares unless it says otherwise: the seed design's speech models, one GPU, tor1. */
+const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
+  // The seed design used nyc3, which has no GPU sizes. tor1 offers H100, L40S and RTX Ada, so the
+  // cpu, gpu and hybrid tiers share it and one stack can move between them without moving its
+  // volumes (a volume cannot leave its region).
+  region: "tor1",
+  cpuSize: "c-4",
+  cpuCacheGiB: 25,
+  gpuSize: "gpu-h100x1-80gb",
+  gpuCount: 1,
+  gpuEnabled: true,
+  gpuHoursPerMonth: 730,
+  modelCacheGiB: 100,
+  // FP8 halves the 65.5 GB of BF16 weights so DeepSeek-OCR fits beside the coder on one H100.
+  llmModel: "qwen2.5-coder-32b",
+  llmQuantization: "8bit",
+  llmMaxContext: 32768,
+  llmGpuMemoryPercent: 70,
+  llmTensorParallelSize: 1,
+  ocrEngine: "deepseek-ocr",
+  ocrGpuMemoryPercent: 20,
+  ocrCpuFallback: false,
+  sttModel: "base",
+  ttsModel: "tts_models/en/ljspeech/tacotron2-DDC",
+  fallbackModel: "none",
+  adminCidrs: [],
+  sshKeyFingerprints: [],
+  rateLimitPerMinute: 120,
+  rateLimitBurst: 30,
+  gpuWindows: [],
+};
 
-/**
- * Tier presets. Each one passes every plan-time check on its own (a test proves it).
- *
- * Region: the seed design used nyc3, which has no GPU sizes. tor1 offers H100, L40S and RTX Ada,
- * so the cpu, gpu and hybrid tiers share it and one stack can move between them without moving
- * its volumes (a volume cannot leave its region). DeepSeek-V3 needs 8xH200, offered in nyc2 and
- * atl1 only, so multigpu lives in atl1.
- */
+/** A CPU-only tier serves the coder with llama.cpp and OCR with docling. */
+const NO_GPU = { gpuCount: 0, gpuEnabled: false, gpuHoursPerMonth: 0, llmQuantization: "4bit", llmGpuMemoryPercent: 90, ocrEngine: "docling" } as const;
+
+/** Tier presets. Each one passes every plan-time check on its own (a test proves it). */
 export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
   cpu: {
+    ...SHARED,
+    ...NO_GPU,
     tier: "cpu",
-    region: "tor1",
-    // c-8: the CPU coder (7B, 4-bit), docling, Whisper and TTS need ~14 GiB together; c-4 has 8.
+    // The CPU coder (7B, 4-bit), docling, Whisper and TTS need ~14 GiB together; a c-4 has 8.
     cpuSize: "c-8",
-    cpuCacheGiB: 25,
-    gpuSize: "gpu-h100x1-80gb",
-    gpuCount: 0,
-    gpuEnabled: false,
-    gpuHoursPerMonth: 0,
-    modelCacheGiB: 100,
     llmModel: "qwen2.5-coder-7b",
-    llmQuantization: "4bit",
     llmMaxContext: 16384,
-    llmGpuMemoryPercent: 90,
-    llmTensorParallelSize: 1,
-    ocrEngine: "docling",
-    ocrGpuMemoryPercent: 20,
-    ocrCpuFallback: false,
-    sttModel: "base",
-    ttsModel: TTS_SEED_MODEL,
-    fallbackModel: "none",
-    adminCidrs: [],
-    sshKeyFingerprints: [],
-    rateLimitPerMinute: 120,
-    rateLimitBurst: 30,
-    gpuWindows: [],
     budgetUsd: 250,
   },
-  gpu: {
-    tier: "gpu",
-    region: "tor1",
-    cpuSize: "c-4",
-    cpuCacheGiB: 25,
-    gpuSize: "gpu-h100x1-80gb",
-    gpuCount: 1,
-    gpuEnabled: true,
-    gpuHoursPerMonth: 730,
-    modelCacheGiB: 100,
-    // FP8 halves the 65.5 GB of BF16 weights so DeepSeek-OCR fits beside the coder on one H100.
-    llmModel: "qwen2.5-coder-32b",
-    llmQuantization: "8bit",
-    llmMaxContext: 32768,
-    llmGpuMemoryPercent: 70,
-    llmTensorParallelSize: 1,
-    ocrEngine: "deepseek-ocr",
-    ocrGpuMemoryPercent: 20,
-    ocrCpuFallback: false,
-    sttModel: "base",
-    ttsModel: TTS_SEED_MODEL,
-    fallbackModel: "none",
-    adminCidrs: [],
-    sshKeyFingerprints: [],
-    rateLimitPerMinute: 120,
-    rateLimitBurst: 30,
-    gpuWindows: [],
-    budgetUsd: 2800,
-  },
+  gpu: { ...SHARED, tier: "gpu", budgetUsd: 2800 },
   hybrid: {
+    ...SHARED,
     tier: "hybrid",
-    region: "tor1",
-    cpuSize: "c-4",
-    cpuCacheGiB: 25,
-    gpuSize: "gpu-h100x1-80gb",
-    gpuCount: 1,
-    // On demand: the operator turns it on for a working day (`pulumi config set gpuEnabled true`).
+    // On demand: the operator turns it on for a working day (`npm run hub -- gpu on`).
     gpuEnabled: false,
     gpuHoursPerMonth: 40,
-    modelCacheGiB: 100,
-    llmModel: "qwen2.5-coder-32b",
-    llmQuantization: "8bit",
-    llmMaxContext: 32768,
-    llmGpuMemoryPercent: 70,
-    llmTensorParallelSize: 1,
-    ocrEngine: "deepseek-ocr",
-    ocrGpuMemoryPercent: 20,
-    ocrCpuFallback: false,
-    sttModel: "base",
-    ttsModel: TTS_SEED_MODEL,
     // Keeps /v1/chat/completions answering (slowly) while the GPU is off.
     fallbackModel: "qwen2.5-coder-1.5b",
-    adminCidrs: [],
-    sshKeyFingerprints: [],
-    rateLimitPerMinute: 120,
-    rateLimitBurst: 30,
-    gpuWindows: [],
     budgetUsd: 400,
   },
-  local: {
-    tier: "local",
-    region: "local",
-    cpuSize: "local",
-    cpuCacheGiB: 10,
-    gpuSize: "gpu-h100x1-80gb",
-    gpuCount: 0,
-    gpuEnabled: false,
-    gpuHoursPerMonth: 0,
-    modelCacheGiB: 10,
-    // Small enough for a laptop: the 1.5B coder in 4 bits answers in a couple of GiB.
-    llmModel: "qwen2.5-coder-1.5b",
-    llmQuantization: "4bit",
-    llmMaxContext: 8192,
-    llmGpuMemoryPercent: 90,
-    llmTensorParallelSize: 1,
-    ocrEngine: "docling",
-    ocrGpuMemoryPercent: 20,
-    ocrCpuFallback: false,
-    sttModel: "base",
-    ttsModel: TTS_SEED_MODEL,
-    fallbackModel: "none",
-    adminCidrs: [],
-    sshKeyFingerprints: [],
-    rateLimitPerMinute: 120,
-    rateLimitBurst: 30,
-    gpuWindows: [],
-    budgetUsd: 0,
-  },
   multigpu: {
+    ...SHARED,
     tier: "multigpu",
+    // DeepSeek-V3 needs 8xH200, offered in nyc2 and atl1 only.
     region: "atl1",
     // docling, Whisper and TTS fill a c-4's 8 GiB exactly; c-8 leaves headroom.
     cpuSize: "c-8",
-    cpuCacheGiB: 25,
     // DeepSeek-V3 ships ~690 GB of FP8 weights: 8xH100 (640 GB) cannot hold them; 8xH200 can.
     gpuSize: "gpu-h200x8-1128gb",
-    gpuCount: 1,
-    gpuEnabled: true,
-    gpuHoursPerMonth: 730,
     // 690 GB of weights (~643 GiB) plus the compile cache.
     modelCacheGiB: 800,
     llmModel: "deepseek-v3",
@@ -153,15 +81,19 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     // DeepSeek-OCR would take GPU memory from an 8-way tensor-parallel group; OCR runs on CPU.
     ocrEngine: "docling",
     ocrGpuMemoryPercent: 5,
-    ocrCpuFallback: false,
-    sttModel: "base",
-    ttsModel: TTS_SEED_MODEL,
-    fallbackModel: "none",
-    adminCidrs: [],
-    sshKeyFingerprints: [],
-    rateLimitPerMinute: 120,
-    rateLimitBurst: 30,
-    gpuWindows: [],
     budgetUsd: 21000,
+  },
+  local: {
+    ...SHARED,
+    ...NO_GPU,
+    tier: "local",
+    region: "local",
+    cpuSize: "local",
+    cpuCacheGiB: 10,
+    modelCacheGiB: 10,
+    // Small enough for a laptop: the 1.5B coder in 4 bits answers in a couple of GiB.
+    llmModel: "qwen2.5-coder-1.5b",
+    llmMaxContext: 8192,
+    budgetUsd: 0,
   },
 };

@@ -42,10 +42,13 @@ export async function planFromText(stack: string, configFile: string, text: stri
     const content = await presentInput(a.content);
     artifacts.push({ kind: a.kind, node: a.node, path: a.path, content: typeof content === "string" ? content : JSON.stringify(content, null, 2) });
   }
+  // Keys are a secret the plan cannot read; it can still see whether any are configured.
+  const noKeys: Warning[] = file.file.secretKeys.includes("inference-hub:apiKeys") ? [] : [{ keys: ["apiKeys"], message: "no API keys: the gatekeeper refuses every request. Create one: npm run hub -- keys create --name <who> --scopes llm,ocr,stt,tts --stack <name>" }];
+  const hub = { ...loaded.config, warnings: [...loaded.config.warnings, ...noKeys] };
   const document = buildPlanDocument({
     stack,
     configFile,
-    hub: loaded.config,
+    hub,
     overrides: decodeOverrides(file.file.config).overrides,
     resources: run.resources,
     artifacts,
