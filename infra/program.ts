@@ -12,6 +12,7 @@ import { recordArtifact } from "./artifacts";
 import { cloudSlug, hubTags } from "./naming";
 import { HubNetwork } from "./network";
 import { HubNode, SshAccess } from "./node";
+import { parseKeysFile } from "../services/gatekeeper/keys";
 import type { SecretName } from "../services/spec";
 import type { DropletTarget } from "./containers";
 import { deployServices } from "./services";
@@ -36,6 +37,20 @@ function hubSecrets(): Record<SecretName, pulumi.Output<string>> {
   // An empty URL means no database: the gatekeeper's spool is then the audit log.
   const auditDatabaseUrl = new pulumi.Config().getSecret("auditDatabaseUrl") ?? pulumi.secret("");
   return { hubApiKey: hubApiKey(), auditDatabaseUrl };
+}
+
+/** Client API keys (hashes), checked here so a malformed document fails the preview, not the gateway. */
+function apiKeysDocument(): pulumi.Output<string> {
+  const configured = new pulumi.Config().getSecret("apiKeys");
+  if (!configured) return pulumi.secret(JSON.stringify({ version: 1, keys: [] }));
+  return configured.apply((text) => {
+    try {
+      parseKeysFile(text);
+    } catch (err) {
+      throw new pulumi.RunError(`apiKeys: ${(err as Error).message} Manage keys with: npm run hub -- keys create|list|revoke --stack ${pulumi.getStack()}`);
+    }
+    return text;
+  });
 }
 
 /** The backends' API key: from secret config, else generated once and kept in the stack's state. */
@@ -135,7 +150,7 @@ export function hubProgram(): Record<string, unknown> {
   const secrets = hubSecrets();
   const apiKey = secrets.hubApiKey;
   const droplet = (node: HubNode): DropletTarget => ({ kind: "droplet", host: node.publicIp, privateIp: node.privateIp, ready: node.ready, ssh });
-  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), secrets);
+  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), secrets, apiKeysDocument());
 
   const gateway = new GatewayAddress("gateway-address", { region: hub.region, dropletId: cpu.dropletId });
 
@@ -178,6 +193,6 @@ function localProgram(hub: HubConfig, stack: string): Record<string, unknown> {
   const secrets = hubSecrets();
   const apiKey = secrets.hubApiKey;
   const dataDir = path.join(os.homedir(), ".inference-hub", cloudSlug(stack));
-  deployServices(hub, { kind: "local", dataDir, mountRoot: CPU_CACHE_MOUNT }, new Map(), secrets);
+  deployServices(hub, { kind: "local", dataDir, mountRoot: CPU_CACHE_MOUNT }, new Map(), secrets, apiKeysDocument());
   return { tier: hub.tier, baseUrl: `http://127.0.0.1:${PUBLIC_PORTS.legacy}/v1`, dataDir, hubApiKey: apiKey, monthlyCostUsd: 0 };
 }

@@ -1,4 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
+import { GATEKEEPER_CONTAINER, GATEKEEPER_FILES } from "../services/auth";
+import { bundleGatekeeper } from "../services/gatekeeper/bundle";
 import { GATEWAY_DIRS, errorsNginxConf, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
 import { hubServiceSpecs } from "../services/index";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
@@ -15,7 +17,7 @@ export const GATEWAY_FILES = {
 };
 
 /** Containers a spec list runs on each node, with the rendered files each one needs. */
-export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget, gpuNodes: ReadonlyMap<string, DropletTarget>, secrets: Readonly<Record<SecretName, pulumi.Output<string>>>): Map<string, ContainerHost> {
+export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget, gpuNodes: ReadonlyMap<string, DropletTarget>, secrets: Readonly<Record<SecretName, pulumi.Output<string>>>, apiKeys: pulumi.Output<string>): Map<string, ContainerHost> {
   const specs = hubServiceSpecs(hub);
   const onNode = (node: string) => specs.filter((s) => s.node === node);
   for (const spec of specs) recordContainerArtifacts(spec);
@@ -40,6 +42,9 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
         { path: GATEWAY_FILES.static, content: staticConfig, restarts: ["gateway"] },
         { path: GATEWAY_FILES.dynamic, content: dynamicConfig },
         { path: GATEWAY_FILES.errors, content: nginxConf, restarts: ["errors"] },
+        // The gatekeeper runs from one bundled file; the keys file is watched and reloads live.
+        { path: GATEKEEPER_FILES.bundle, content: gatekeeperBundle(), restarts: [GATEKEEPER_CONTAINER] },
+        { path: GATEKEEPER_FILES.keys, content: apiKeys },
       ],
       ports: gatewayPorts(cpu.kind),
       secrets,
@@ -49,6 +54,13 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
     hosts.set(name, new ContainerHost(`${name}-containers`, { target: node, services: onNode(name), secrets }));
   }
   return hosts;
+}
+
+let bundled: string | undefined;
+/** Bundled once per process: every stack ships the same gatekeeper. */
+function gatekeeperBundle(): string {
+  bundled ??= bundleGatekeeper();
+  return bundled;
 }
 
 /** The gateway's published ports: 80/443/8100 to the world on a droplet; only 8100 on a laptop. */

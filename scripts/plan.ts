@@ -10,6 +10,11 @@ const USAGE = `usage: npm run plan -- [--stack NAME | --config-file PATH] [--jso
   --json              print one machine-readable document instead of the human view
   --out DIR           write the rendered artifacts (cloud-init, Traefik, vLLM args) to DIR`;
 
+/** Writes everything before exiting: process.exit would cut a large document on a pipe. */
+function writeAndExit(text: string, code: number): Promise<never> {
+  return new Promise(() => process.stdout.write(text, () => process.exit(code)));
+}
+
 function fail(message: string): never {
   process.stderr.write(`plan: ${message}\n${USAGE}\n`);
   process.exit(1);
@@ -42,8 +47,7 @@ async function main(): Promise<void> {
 
   const result = await planFromFile(stack, configFile);
   if (!result.ok) {
-    process.stdout.write(values.json ? `${JSON.stringify(result.document, null, 2)}\n` : `${renderFailure(result.document)}\n`);
-    process.exit(1);
+    return writeAndExit(values.json ? `${JSON.stringify(result.document, null, 2)}\n` : `${renderFailure(result.document)}\n`, 1);
   }
   if (values.out) {
     for (const artifact of result.artifacts) {
@@ -53,11 +57,10 @@ async function main(): Promise<void> {
     }
     writeFileSync(path.join(mkdirOut(values.out), "plan.json"), `${JSON.stringify(result.document, null, 2)}\n`);
   }
-  process.stdout.write(values.json ? `${JSON.stringify(result.document, null, 2)}\n` : `${renderPlan(result.document)}\n`);
   // For `npm run bench`: peak memory is only knowable from inside the process.
   if (process.env.PLAN_BENCH_REPORT) process.stderr.write(`bench: maxrss_kb=${process.resourceUsage().maxRSS} resources=${result.document.resources.length}\n`);
-  // The mock engine keeps handles open; the plan is complete.
-  process.exit(0);
+  // The mock engine keeps handles open, so exit explicitly once the output is flushed.
+  await writeAndExit(values.json ? `${JSON.stringify(result.document, null, 2)}\n` : `${renderPlan(result.document)}\n`, 0);
 }
 
 function mkdirOut(dir: string): string {

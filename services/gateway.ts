@@ -189,6 +189,11 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
   const routers: Record<string, unknown> = {};
   const services = new ServiceTable();
   const middlewares: Record<string, unknown> = {
+    // Per client address, before any key is checked: a flood of made-up keys never reaches the
+    // gatekeeper (and its audit log) faster than this.
+    [IP_RATE_LIMIT_MIDDLEWARE]: {
+      rateLimit: { average: hub.settings.rateLimitPerMinute * IP_RATE_FACTOR, period: "1m", burst: hub.settings.rateLimitBurst * IP_RATE_FACTOR, sourceCriterion: { ipStrategy: { depth: 0 } } },
+    },
     [RATE_LIMIT_MIDDLEWARE]: {
       rateLimit: {
         // rateLimitPerMinute per API key; requests without a key share one bucket (the backends refuse them anyway).
@@ -203,7 +208,7 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
   for (const route of routes) {
     // Rate limit first, so a client over its budget is refused before its upload is buffered;
     // then the gatekeeper, which fails closed: no answer from it, no request through.
-    const chain = [RATE_LIMIT_MIDDLEWARE, authMiddleware(route.scope, middlewares)];
+    const chain = [IP_RATE_LIMIT_MIDDLEWARE, RATE_LIMIT_MIDDLEWARE, authMiddleware(route.scope, middlewares)];
     if (!route.streaming) {
       const name = `${route.name}-body-limit`;
       // Buffering holds the whole response too, so only non-streaming routes may have it.
@@ -225,6 +230,10 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
   }
   return { http: { routers, services: services.entries, middlewares } };
 }
+
+export const IP_RATE_LIMIT_MIDDLEWARE = "rate-limit-ip";
+/** One address may carry several keys (an office behind NAT): ten keys' worth. */
+export const IP_RATE_FACTOR = 10;
 
 /** Headers the gatekeeper sets on an allowed request: the backends' key replaces the client's. */
 export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id"] as const;

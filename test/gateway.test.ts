@@ -12,6 +12,7 @@ import {
   gatewaySpec,
   GPU_OFF_ERROR,
   RATE_LIMIT_MIDDLEWARE,
+  IP_RATE_LIMIT_MIDDLEWARE,
   renderNginxConf,
   renderYaml,
   TRAEFIK_IMAGE,
@@ -209,10 +210,28 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     }
   });
 
-  it("rate-limits every route per API key", () => {
+  it("rate-limits every route per client address, then per API key, then asks the gatekeeper", () => {
     const rl = dynamicDoc.http.middlewares[RATE_LIMIT_MIDDLEWARE].rateLimit;
     expect(rl).toEqual({ average: 120, period: "1m", burst: 30, sourceCriterion: { requestHeaderName: "Authorization" } });
-    for (const router of Object.values<Obj>(dynamicDoc.http.routers)) expect(router.middlewares[0]).toBe(RATE_LIMIT_MIDDLEWARE);
+    const ip = dynamicDoc.http.middlewares[IP_RATE_LIMIT_MIDDLEWARE].rateLimit;
+    expect(ip).toEqual({ average: 1200, period: "1m", burst: 300, sourceCriterion: { ipStrategy: { depth: 0 } } });
+    for (const [name, router] of Object.entries<Obj>(dynamicDoc.http.routers)) {
+      expect(router.middlewares.slice(0, 3), name).toEqual([IP_RATE_LIMIT_MIDDLEWARE, RATE_LIMIT_MIDDLEWARE, `auth-${routes.find((r) => r.name === name)!.scope}`]);
+    }
+  });
+
+  it("sends every route through the gatekeeper, fail closed, with the route's scope", () => {
+    for (const route of routes) {
+      const auth = dynamicDoc.http.middlewares[`auth-${route.scope}`].forwardAuth;
+      expect(auth.address).toBe(`http://gatekeeper:8080/auth?scope=${route.scope}`);
+      // The backends' key replaces the client's on the forwarded request; the client never sees it.
+      expect(auth.authResponseHeaders).toEqual(expect.arrayContaining(["Authorization", "X-Api-Key", "X-Hub-Key-Id"]));
+      expect(auth.trustForwardHeader).toBe(false);
+    }
+    const scopes = Object.fromEntries(routes.map((r) => [r.name, r.scope]));
+    expect(scopes.coder).toBe("llm");
+    if (scopes.stt) expect(scopes.stt).toBe("stt");
+    if (scopes.tts) expect(scopes.tts).toBe("tts");
   });
 
   it("never buffers a streaming route, and caps upload bodies", () => {

@@ -146,3 +146,39 @@ describe("prerequisites", () => {
     expect(() => checkPrerequisites({ DIGITALOCEAN_TOKEN: "x" }, () => true)).not.toThrow();
   });
 });
+
+describe("keys", () => {
+  it("create stores only the hash, as a secret, deploys, and shows the key once", async () => {
+    const { keysCommand } = await import("../scripts/lib/hub/keys");
+    const { sha256Hex, parseKeysFile } = await import("../services/gatekeeper/keys");
+    const ops = new RecordingOps(cfg({ tier: "hybrid" }));
+    const { lines, io: out } = io();
+    await keysCommand(ops, "create", [], { name: "alice laptop", scopes: "llm,stt", rate: "30" }, out);
+    const stored = ops.config["inference-hub:apiKeys"];
+    expect(stored.secret).toBe(true);
+    const keyLine = lines.find((l) => l.startsWith("API key"))!;
+    const key = keyLine.split(": ").pop()!;
+    expect(key).toMatch(/^ihk_/);
+    expect(lines.filter((l) => l.includes(key))).toHaveLength(1);
+    expect(stored.value).not.toContain(key);
+    const file = parseKeysFile(stored.value);
+    expect(file.keys[0]).toMatchObject({ name: "alice laptop", scopes: ["llm", "stt"], ratePerMinute: 30, sha256: sha256Hex(key) });
+    expect(ops.calls.slice(-2)).toEqual(["preview", "up"]);
+  });
+
+  it("revoke marks the key revoked; list shows it; bad input is refused before anything is set", async () => {
+    const { keysCommand } = await import("../scripts/lib/hub/keys");
+    const ops = new RecordingOps(cfg({ tier: "hybrid" }));
+    await keysCommand(ops, "create", [], { name: "ci", scopes: "ocr" }, io().io);
+    const id = JSON.parse(ops.config["inference-hub:apiKeys"].value).keys[0].id;
+    await keysCommand(ops, "revoke", [id], {}, io().io);
+    expect(JSON.parse(ops.config["inference-hub:apiKeys"].value).keys[0].revoked).toBe(true);
+    const listed = io();
+    await keysCommand(ops, "list", [], {}, listed.io);
+    expect(listed.lines[0]).toContain("REVOKED");
+    const before = ops.calls.length;
+    await expect(keysCommand(ops, "create", [], { name: "x", scopes: "llm,root" }, io().io)).rejects.toThrow(/unknown scope/);
+    await expect(keysCommand(ops, "revoke", ["k_nothere"], {}, io().io)).rejects.toThrow(/no key with id/);
+    expect(ops.calls.slice(before).filter((c) => c.startsWith("set"))).toEqual([]);
+  });
+});

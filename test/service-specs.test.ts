@@ -22,7 +22,7 @@ const CASES: readonly { readonly label: string; readonly settings: Record<string
   ...TIERS.map((tier) => ({ label: `${tier} preset`, settings: { tier } })),
   { label: "hybrid, GPU on", settings: { tier: "hybrid", gpuEnabled: true } },
   { label: "hybrid, GPU off", settings: { tier: "hybrid", gpuEnabled: false } },
-  { label: "gpu with a CPU OCR fallback", settings: { tier: "gpu", ocrCpuFallback: true } },
+  { label: "gpu with a CPU OCR fallback", settings: { tier: "gpu", ocrCpuFallback: true, cpuSize: "c-8" } },
   { label: "gpu, two replicas", settings: { tier: "gpu", gpuCount: 2, budgetUsd: 6000 } },
   { label: "AMD MI300X", settings: { tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" } },
 ];

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { gatewayPorts } from "../../infra/services";
 import { hubServiceSpecs } from "../../services/index";
 import { imageName } from "../../services/spec";
@@ -147,9 +148,19 @@ export function buildPlanDocument(input: {
       memoryLimitMiB: spec.memoryLimitMiB,
       published: spec.publishOnPrivateIp ? [`private:${spec.port}`] : gatewayPorts(hub.tier === "local" ? "local" : "droplet").filter((p) => p.container === spec.name).map((p) => (hub.tier === "local" ? `127.0.0.1:${p.port}` : p.onAllInterfaces ? String(p.port) : `private:${p.port}`)),
     })),
-    resources: input.resources.map(({ rawInputs: _raw, ...rest }) => rest),
+    resources: input.resources.map(({ rawInputs: _raw, ...rest }) => ({ ...rest, inputs: abbreviateLongStrings(rest.inputs) as Record<string, unknown> })),
     artifacts: input.artifacts.map(({ content: _content, ...rest }) => rest),
     outputs: input.outputs,
     notes: [STAND_IN_NOTE],
   };
+}
+
+/** Above this, a string input (a bundled program, a long script) is shown by size and hash. */
+export const LONG_INPUT_CHARS = 8192;
+
+function abbreviateLongStrings(value: unknown): unknown {
+  if (typeof value === "string") return value.length > LONG_INPUT_CHARS ? `(${value.length} characters, sha256:${createHash("sha256").update(value).digest("hex").slice(0, 16)})` : value;
+  if (Array.isArray(value)) return value.map(abbreviateLongStrings);
+  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, abbreviateLongStrings(v)]));
+  return value;
 }

@@ -43,21 +43,30 @@ export async function applyDecision(ops: StackOps, config: StackConfig, decision
     else await ops.setConfig(key, value, false);
     io.out(`  config ${key.split(":").pop()} ${value === null ? "removed (preset decides)" : `= ${value}`}`);
   }
+  const { previewSteps, steps } = await previewAndApply(ops, config, keys, io, onStep);
+  for (const line of describeOutcome(decision.before, decision.after, previewSteps)) io.out(line);
+  return { before: decision.before, after: decision.after, steps };
+}
+
+/**
+ * Preview the config already set, refuse (and restore `changedKeys`) if the preview would touch a
+ * volume or fails, else apply. Shared by every command that changes a stack.
+ */
+export async function previewAndApply(ops: StackOps, config: StackConfig, changedKeys: readonly string[], io: Io, onStep: (s: PreviewStep) => void = () => undefined): Promise<{ previewSteps: readonly PreviewStep[]; steps: readonly PreviewStep[] }> {
   let previewSteps: readonly PreviewStep[];
   try {
     previewSteps = await ops.preview((line) => io.out(`  | ${line.trimEnd()}`));
   } catch (err) {
-    await restore(ops, config, keys);
+    await restore(ops, config, changedKeys);
     throw new HubCommandError(`the preview failed, config restored: ${(err as Error).message.split("\n")[0]}`);
   }
   const verdict = checkPreview(previewSteps);
   if (!verdict.ok) {
-    await restore(ops, config, keys);
+    await restore(ops, config, changedKeys);
     throw new HubCommandError(verdict.reason);
   }
   const steps = await ops.up((line) => io.out(`  | ${line.trimEnd()}`), onStep);
-  for (const line of describeOutcome(decision.before, decision.after, previewSteps)) io.out(line);
-  return { before: decision.before, after: decision.after, steps };
+  return { previewSteps, steps };
 }
 
 export async function gpuCommand(ops: StackOps, action: "on" | "off" | "status" | "sync", io: Io, probe?: CoderProbe, now: Date = new Date(io.now())): Promise<void> {

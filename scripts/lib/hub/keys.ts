@@ -1,8 +1,68 @@
-import type { Io } from "./commands";
-import type { StackOps } from "./ops";
-import { HubCommandError } from "./ops";
+import { KeysFile, newApiKey, parseKeysFile, SCOPES, Scope } from "../../../services/gatekeeper/keys";
+import { PROJECT } from "../../../stacks/settings";
+import { Io, previewAndApply } from "./commands";
+import { HubCommandError, StackOps } from "./ops";
 
-/** Placeholder until the gatekeeper's key format lands. */
-export async function keysCommand(_ops: StackOps, _action: string | undefined, _rest: readonly string[], _opts: Record<string, string | undefined>, _io: Io): Promise<void> {
-  throw new HubCommandError("keys: not available yet");
+const API_KEYS = `${PROJECT}:apiKeys`;
+
+export interface KeyOptions {
+  readonly name?: string;
+  readonly scopes?: string;
+  readonly rate?: string;
+}
+
+/** The change a keys command makes to the keys document, as a pure function. */
+export function planKeysChange(current: KeysFile, action: string | undefined, args: readonly string[], opts: KeyOptions, now: Date): { file: KeysFile; newKey?: string; summary: string } {
+  if (action === "create") {
+    const problems: string[] = [];
+    const name = opts.name?.trim();
+    if (!name) problems.push("--name is required (who or what uses the key)");
+    const scopes = (opts.scopes ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    if (scopes.length === 0) problems.push(`--scopes is required: a comma-separated list of ${SCOPES.join(", ")}`);
+    const unknown = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
+    if (unknown.length) problems.push(`unknown scope(s) ${unknown.join(", ")}; scopes: ${SCOPES.join(", ")}`);
+    const rate = opts.rate === undefined ? undefined : Number(opts.rate);
+    if (rate !== undefined && !(Number.isInteger(rate) && rate > 0)) problems.push(`--rate ${opts.rate} is not a positive whole number of requests per minute`);
+    if (problems.length) throw new HubCommandError(problems.join("; "));
+    const key = newApiKey();
+    const entry = { id: key.id, name: name!, sha256: key.sha256, scopes: scopes as Scope[], ...(rate ? { ratePerMinute: rate } : {}), created: now.toISOString() };
+    return { file: { ...current, keys: [...current.keys, entry] }, newKey: key.key, summary: `created key ${key.id} (${name}) with scopes ${scopes.join(", ")}` };
+  }
+  if (action === "revoke") {
+    const id = args[0];
+    if (!id) throw new HubCommandError("revoke needs a key id (see keys list)");
+    const found = current.keys.find((k) => k.id === id);
+    if (!found) throw new HubCommandError(`no key with id ${id}; ids: ${current.keys.map((k) => k.id).join(", ") || "none"}`);
+    if (found.revoked) return { file: current, summary: `key ${id} is already revoked` };
+    return { file: { ...current, keys: current.keys.map((k) => (k.id === id ? { ...k, revoked: true } : k)) }, summary: `revoked key ${id} (${found.name})` };
+  }
+  throw new HubCommandError(`keys takes create, list or revoke, not "${action ?? ""}"`);
+}
+
+export function listKeys(file: KeysFile): string[] {
+  if (file.keys.length === 0) return ["no API keys: every request is refused. Create one: npm run hub -- keys create --name <who> --scopes llm --stack <name>"];
+  return file.keys.map((k) => `${k.id}  ${k.revoked ? "REVOKED " : ""}${k.name}  scopes=${k.scopes.join(",")}${k.ratePerMinute ? `  rate=${k.ratePerMinute}/min` : ""}  created=${k.created}`);
+}
+
+/** `keys create|list|revoke`: edits the stack's secret `apiKeys` (hashes only), then deploys it. */
+export async function keysCommand(ops: StackOps, action: string | undefined, args: readonly string[], opts: KeyOptions, io: Io): Promise<void> {
+  const config = await ops.getConfig();
+  const text = config[API_KEYS]?.value;
+  const current: KeysFile = text ? parseKeysFile(text) : { version: 1, keys: [] };
+  if (action === "list") {
+    for (const line of listKeys(current)) io.out(line);
+    return;
+  }
+  const change = planKeysChange(current, action, args, opts, new Date(io.now()));
+  if (change.file === current) {
+    io.out(`${ops.stackName}: ${change.summary}; nothing to do.`);
+    return;
+  }
+  await ops.setConfig(API_KEYS, JSON.stringify(change.file), true);
+  io.out(`${ops.stackName}: ${change.summary}`);
+  await previewAndApply(ops, config, [API_KEYS], io);
+  if (change.newKey) {
+    // Shown once: only its hash is kept anywhere.
+    io.out(`API key (shown once, store it now): ${change.newKey}`);
+  }
 }

@@ -1,0 +1,89 @@
+/**
+ * The gatekeeper's settings, all from the environment (the deployment sets them). Every problem
+ * is reported at once, naming the variable and what would be valid.
+ */
+
+export interface GatekeeperConfig {
+  /** GATEKEEPER_PORT. @default 8080 */
+  readonly port: number;
+  /** GATEKEEPER_HOST. @default "0.0.0.0" (the container's network; the port is not published) */
+  readonly host: string;
+  /** GATEKEEPER_KEYS_FILE: the keys JSON, watched and reloaded on change. */
+  readonly keysFile: string;
+  /** GATEKEEPER_SPOOL_DIR: the audit spool, on the node's persistent volume. */
+  readonly spoolDir: string;
+  /** DATABASE_URL: PostgreSQL for the audit table. @default - none: the spool alone is the log */
+  readonly databaseUrl?: string;
+  /** GATEKEEPER_BACKEND_KEY: the internal key the backends expect, sent to Traefik on allowed requests. */
+  readonly backendKey: string;
+  /** GATEKEEPER_DEFAULT_RATE_PER_MINUTE, for keys without their own. @default 120 (the hub's rateLimitPerMinute preset) */
+  readonly defaultRatePerMinute: number;
+  /** GATEKEEPER_DEFAULT_BURST. @default 30 (the hub's rateLimitBurst preset) */
+  readonly defaultBurst: number;
+  /** GATEKEEPER_SPOOL_SEGMENT_BYTES: a spool segment is closed at this size. @default 64 MiB */
+  readonly spoolSegmentBytes: number;
+  /** GATEKEEPER_SPOOL_KEEP_SEGMENTS: segments kept (unshipped ones are always kept when a database is set). @default 16 */
+  readonly spoolKeepSegments: number;
+  /** GATEKEEPER_AUDIT_BATCH_ROWS. @default 500 */
+  readonly auditBatchRows: number;
+  /** GATEKEEPER_AUDIT_BATCH_DELAY_MS. @default 200 */
+  readonly auditBatchDelayMs: number;
+}
+
+export class GatekeeperConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`The gatekeeper's environment is incomplete:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "GatekeeperConfigError";
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
+  const problems: string[] = [];
+  const text = (name: string): string | undefined => {
+    const value = env[name]?.trim();
+    return value ? value : undefined;
+  };
+  const required = (name: string, what: string): string => {
+    const value = text(name);
+    if (value === undefined) problems.push(`${name} is not set: ${what}`);
+    return value ?? "";
+  };
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = text(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) problems.push(`${name}=${raw} is not valid; use a whole number from ${min} to ${max}`);
+    return value;
+  };
+  const rate = (name: string, fallback: number): number => {
+    const raw = text(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value <= 0 || value > 1_000_000) problems.push(`${name}=${raw} is not valid; use a positive number of requests per minute, at most 1000000`);
+    return value;
+  };
+
+  const databaseUrl = text("DATABASE_URL");
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) problems.push("DATABASE_URL must be a postgres:// or postgresql:// URL (or unset, to keep the audit log in the spool only)");
+  const backendKey = required("GATEKEEPER_BACKEND_KEY", "the internal API key the backends expect (the hub's hubApiKey secret)");
+  if (/[\r\n]/.test(backendKey)) problems.push("GATEKEEPER_BACKEND_KEY contains a line break, which cannot go into a header");
+
+  const config: GatekeeperConfig = {
+    port: integer("GATEKEEPER_PORT", 8080, 1, 65535),
+    host: text("GATEKEEPER_HOST") ?? "0.0.0.0",
+    keysFile: required("GATEKEEPER_KEYS_FILE", "the path of the keys JSON file (see services/gatekeeper/README.md)"),
+    spoolDir: required("GATEKEEPER_SPOOL_DIR", "a directory on the node's persistent volume for the audit spool"),
+    databaseUrl,
+    backendKey,
+    defaultRatePerMinute: rate("GATEKEEPER_DEFAULT_RATE_PER_MINUTE", 120),
+    defaultBurst: integer("GATEKEEPER_DEFAULT_BURST", 30, 1, 1_000_000),
+    spoolSegmentBytes: integer("GATEKEEPER_SPOOL_SEGMENT_BYTES", 64 * 1024 * 1024, 4096, 2 ** 40),
+    spoolKeepSegments: integer("GATEKEEPER_SPOOL_KEEP_SEGMENTS", 16, 1, 1_000_000),
+    auditBatchRows: integer("GATEKEEPER_AUDIT_BATCH_ROWS", 500, 1, 5000),
+    auditBatchDelayMs: integer("GATEKEEPER_AUDIT_BATCH_DELAY_MS", 200, 0, 60_000),
+  };
+  if (problems.length) throw new GatekeeperConfigError(problems);
+  return config;
+}

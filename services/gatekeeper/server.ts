@@ -1,0 +1,301 @@
+import { randomUUID } from "node:crypto";
+import { constants as fsConstants } from "node:fs";
+import { access } from "node:fs/promises";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { isIP } from "node:net";
+import { Pool } from "pg";
+import type { GatekeeperConfig } from "./config";
+import type { CredentialProblem, DistinctHeaders } from "./credentials";
+import { presentedCredential } from "./credentials";
+import type { DecisionRecord, DenyReason } from "./decision";
+import type { KeySourceStatus } from "./key-source";
+import { KeyFileSource } from "./key-source";
+import type { ApiKey, KeyStore } from "./keys";
+import { isScope } from "./keys";
+import type { Logger } from "./log";
+import { errorText, jsonLogger } from "./log";
+import type { RateLimit } from "./rate-limit";
+import { RateLimiter } from "./rate-limit";
+import type { ShipperStatus } from "./shipper";
+import { AuditShipper } from "./shipper";
+import { Spool } from "./spool";
+
+/**
+ * The gatekeeper's HTTP side: `GET /auth?scope=<scope>` for Traefik's forwardAuth, `GET /healthz`
+ * for Docker. Every /auth decision is appended to the audit spool before it is answered; when the
+ * spool cannot take it the request is refused (503): the audit log is the point of this program.
+ */
+
+export const AUTH_PATH = "/auth";
+export const HEALTH_PATH = "/healthz";
+
+/** Headers Traefik must copy from an allowed answer into the forwarded request (forwardAuth.authResponseHeaders). */
+export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id"] as const;
+
+// ---- the decision, as a pure function ---------------------------------------------------------
+
+export interface DecisionInput {
+  /** The `scope` query parameter, null when absent. */
+  readonly scope: string | null;
+  readonly headers: DistinctHeaders;
+  /** Undefined when no valid keys file has been read yet. */
+  readonly keys: KeyStore | undefined;
+  readonly limiter: RateLimiter;
+  readonly defaultLimit: RateLimit;
+  readonly nowMs: number;
+}
+
+export interface OpenAiError {
+  readonly error: { readonly message: string; readonly type: string; readonly code: string };
+}
+
+export type Decision =
+  | { readonly allowed: true; readonly status: 200; readonly reason: "allowed"; readonly key: ApiKey }
+  | {
+      readonly allowed: false;
+      readonly status: 401 | 403 | 429 | 500 | 503;
+      readonly reason: DenyReason;
+      readonly keyId: string | null;
+      readonly body: OpenAiError;
+      readonly retryAfterSeconds?: number;
+    };
+
+const errorBody = (message: string, type: string, code: string): OpenAiError => ({ error: { message, type, code } });
+
+const CREDENTIAL_MESSAGES: Readonly<Record<CredentialProblem, string>> = {
+  missing_key: "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `X-Api-Key: <key>`.",
+  malformed_key: "The API key is not in the expected format: send `Authorization: Bearer ihk_...` or `X-Api-Key: ihk_...`.",
+  oversized_credential: "The credential header is too long to be an API key.",
+  conflicting_keys: "The request carries more than one different API key; send exactly one.",
+};
+
+export function decide(input: DecisionInput): Decision {
+  const deny = (status: 401 | 403 | 429 | 500 | 503, reason: DenyReason, keyId: string | null, body: OpenAiError, retryAfterSeconds?: number): Decision => ({ allowed: false, status, reason, keyId, body, retryAfterSeconds });
+  const { scope, keys } = input;
+  // A route configured with a scope this program does not know is a deployment bug: fail closed.
+  if (scope === null || !isScope(scope)) {
+    return deny(500, "bad_scope", null, errorBody("The gateway's authorisation settings name an unknown service scope, so the request was refused. Please tell the hub's operator.", "server_error", "gatekeeper_misconfigured"));
+  }
+  if (!keys) return deny(503, "keys_unavailable", null, errorBody("The gateway has no API keys loaded, so no request can be authorised. Please tell the hub's operator.", "server_error", "keys_unavailable"));
+  const credential = presentedCredential(input.headers);
+  if (credential.kind === "problem") {
+    return deny(401, credential.problem, null, errorBody(CREDENTIAL_MESSAGES[credential.problem], "invalid_request_error", credential.problem === "missing_key" ? "missing_api_key" : "invalid_api_key"));
+  }
+  const key = keys.find(credential.key);
+  if (!key) return deny(401, "unknown_key", null, errorBody("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"));
+  if (key.revoked) return deny(401, "revoked_key", key.id, errorBody("This API key has been revoked.", "invalid_request_error", "invalid_api_key"));
+  if (!key.scopes.has(scope)) return deny(403, "scope_denied", key.id, errorBody(`This API key may not use the ${scope} service.`, "invalid_request_error", "insufficient_scope"));
+  const limit: RateLimit = { ratePerMinute: key.ratePerMinute ?? input.defaultLimit.ratePerMinute, burst: key.burst ?? input.defaultLimit.burst };
+  const rate = input.limiter.take(key.id, limit, input.nowMs);
+  if (!rate.allowed) {
+    return deny(429, "rate_limited", key.id, errorBody(`Rate limit reached for this API key: ${limit.ratePerMinute} requests per minute. Try again in ${rate.retryAfterSeconds} s.`, "requests", "rate_limit_exceeded"), rate.retryAfterSeconds);
+  }
+  return { allowed: true, status: 200, reason: "allowed", key };
+}
+
+// ---- what goes into the audit record ----------------------------------------------------------
+
+const first = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/g;
+
+/** A client's X-Request-Id is kept only if it is a plain token; it is never the primary key. */
+export function requestIdFrom(header: string | undefined, fallback: string): string {
+  return header !== undefined && /^[A-Za-z0-9._:-]{1,128}$/.test(header) ? header : fallback;
+}
+
+/** First X-Forwarded-For hop: the client as Traefik saw it (Traefik rewrites the header for untrusted sources). */
+export function clientAddressFrom(forwardedFor: string | undefined): string | null {
+  const hop = forwardedFor?.split(",")[0]?.trim();
+  return hop && isIP(hop) ? hop : null;
+}
+
+/** X-Forwarded-Uri without query string or fragment (an `api_key=` there must not be logged). */
+export function pathFrom(forwardedUri: string | undefined): string | null {
+  if (!forwardedUri) return null;
+  const end = forwardedUri.search(/[?#]/);
+  const path = (end < 0 ? forwardedUri : forwardedUri.slice(0, end)).replace(CONTROL_CHARACTERS, "");
+  return path ? path.slice(0, 512) : null;
+}
+
+const methodFrom = (header: string | undefined): string | null => (header && /^[A-Z]{1,16}$/.test(header) ? header : null);
+const scopeForRecord = (scope: string | null): string => (scope ?? "").replace(CONTROL_CHARACTERS, "").slice(0, 32);
+
+// ---- the server -------------------------------------------------------------------------------
+
+export interface HealthReport {
+  readonly status: "ok" | "unhealthy";
+  readonly keys: KeySourceStatus;
+  readonly spool: { readonly writable: boolean; readonly dir: string; readonly segment: number; readonly unshippedBytes: number | null };
+  readonly database: ({ readonly configured: true } & ShipperStatus) | { readonly configured: false };
+}
+
+export interface Gatekeeper {
+  readonly server: http.Server;
+  readonly keys: KeyFileSource;
+  readonly spool: Spool;
+  readonly shipper: AuditShipper | undefined;
+  /** Listens on the configured host and port (0 picks a free one); resolves with the port. */
+  listen(): Promise<number>;
+  health(): Promise<HealthReport>;
+  /** Stops accepting, answers what is in flight, flushes the spool, ships what it can, closes. */
+  close(): Promise<void>;
+}
+
+export interface GatekeeperOptions {
+  readonly config: GatekeeperConfig;
+  /** @default - JSON lines on stdout and stderr */
+  readonly log?: Logger;
+  /** Poll interval of the keys file. @default 1000 */
+  readonly keysPollMs?: number;
+  /** @default Date.now */
+  readonly now?: () => number;
+}
+
+const JSON_HEADERS = { "Content-Type": "application/json", "Cache-Control": "no-store" } as const;
+
+export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatekeeper> {
+  const { config } = options;
+  const log = options.log ?? jsonLogger;
+  const now = options.now ?? Date.now;
+  const limiter = new RateLimiter();
+  const defaultLimit: RateLimit = { ratePerMinute: config.defaultRatePerMinute, burst: config.defaultBurst };
+  const keys = new KeyFileSource(config.keysFile, log, (store) => limiter.retainOnly(store.ids()));
+  await keys.reload();
+  keys.watch(options.keysPollMs);
+
+  const spool = await Spool.open({ dir: config.spoolDir, segmentBytes: config.spoolSegmentBytes, keepSegments: config.spoolKeepSegments, retainUnshipped: config.databaseUrl !== undefined, log });
+  let pool: Pool | undefined;
+  let shipper: AuditShipper | undefined;
+  if (config.databaseUrl) {
+    pool = new Pool({ connectionString: config.databaseUrl, max: 2, connectionTimeoutMillis: 3000, query_timeout: 15_000, idleTimeoutMillis: 30_000, keepAlive: true, application_name: "inference-hub-gatekeeper" });
+    // Without a listener an idle connection dropped by the server would crash the process.
+    pool.on("error", (error) => log.warn("audit database connection lost", { error: errorText(error) }));
+    shipper = new AuditShipper({ spool, pool, log, batchRows: config.auditBatchRows, maxDelayMs: config.auditBatchDelayMs });
+    shipper.start();
+  }
+
+  const backendAuthorization = `Bearer ${config.backendKey}`;
+
+  async function authorise(req: http.IncomingMessage, res: http.ServerResponse, scope: string | null): Promise<void> {
+    const nowMs = now();
+    const decisionId = randomUUID();
+    const requestId = requestIdFrom(first(req.headers["x-request-id"]), decisionId);
+    const decision = decide({ scope, headers: req.headersDistinct, keys: keys.current, limiter, defaultLimit, nowMs });
+    const record: DecisionRecord = {
+      decision_id: decisionId,
+      decided_at: new Date(nowMs).toISOString(),
+      request_id: requestId,
+      key_id: decision.allowed ? decision.key.id : decision.keyId,
+      scope: scopeForRecord(scope),
+      method: methodFrom(first(req.headers["x-forwarded-method"])),
+      path: pathFrom(first(req.headers["x-forwarded-uri"])),
+      client_addr: clientAddressFrom(first(req.headers["x-forwarded-for"])),
+      allowed: decision.allowed,
+      reason: decision.reason,
+      status: decision.status,
+    };
+    try {
+      await spool.append(record);
+    } catch {
+      // Logged by the spool. Not auditable means not allowed.
+      sendJson(res, 503, errorBody("The gateway cannot record this request in its audit log right now, so it was refused. Please try again shortly.", "server_error", "audit_unavailable"), { "X-Request-Id": requestId });
+      return;
+    }
+    if (decision.allowed) {
+      res.writeHead(200, {
+        Authorization: backendAuthorization,
+        "X-Api-Key": config.backendKey,
+        "X-Hub-Key-Id": decision.key.id,
+        "X-Request-Id": requestId,
+        "Cache-Control": "no-store",
+        "Content-Length": "0",
+      });
+      res.end();
+      return;
+    }
+    const extra: Record<string, string> = { "X-Request-Id": requestId };
+    if (decision.status === 401) extra["WWW-Authenticate"] = 'Bearer realm="inference-hub"';
+    if (decision.retryAfterSeconds !== undefined) extra["Retry-After"] = String(decision.retryAfterSeconds);
+    sendJson(res, decision.status, decision.body, extra);
+  }
+
+  async function health(): Promise<HealthReport> {
+    const keyStatus = keys.status();
+    const dirWritable = await access(config.spoolDir, fsConstants.W_OK).then(
+      () => true,
+      () => false,
+    );
+    const writable = dirWritable && spool.writable;
+    const unshippedBytes = shipper ? await spool.bytesAfter(shipper.shippedUpTo ?? (await spool.shippingStart())).catch(() => null) : null;
+    return {
+      status: keyStatus.loaded && writable ? "ok" : "unhealthy",
+      keys: keyStatus,
+      spool: { writable, dir: config.spoolDir, segment: spool.currentSegment, unshippedBytes },
+      // Reported, never a reason to be unhealthy: the spool holds the rows through an outage.
+      database: shipper ? { configured: true, ...shipper.status() } : { configured: false },
+    };
+  }
+
+  const server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
+    const url = req.url ?? "/";
+    const queryStart = url.indexOf("?");
+    const pathname = queryStart < 0 ? url : url.slice(0, queryStart);
+    if (pathname === AUTH_PATH) {
+      const scope = queryStart < 0 ? null : new URLSearchParams(url.slice(queryStart + 1)).get("scope");
+      authorise(req, res, scope).catch((error: unknown) => {
+        log.error("auth request failed", { error: errorText(error) });
+        if (!res.headersSent) sendJson(res, 500, errorBody("The gateway failed to authorise this request.", "server_error", "gatekeeper_error"));
+      });
+      return;
+    }
+    if (pathname === HEALTH_PATH) {
+      health().then(
+        (report) => sendJson(res, report.status === "ok" ? 200 : 503, report),
+        (error: unknown) => sendJson(res, 503, { status: "unhealthy", error: errorText(error) }),
+      );
+      return;
+    }
+    sendJson(res, 404, errorBody(`No such gatekeeper endpoint: ${pathname.slice(0, 100)}. Use ${AUTH_PATH}?scope=<scope> or ${HEALTH_PATH}.`, "invalid_request_error", "not_found"));
+  });
+  // Longer than the idle timeout of Traefik's forwardAuth client, so Traefik closes idle
+  // connections first and never reuses one this side is closing.
+  server.keepAliveTimeout = 120_000;
+  server.headersTimeout = 125_000;
+  server.requestTimeout = 30_000;
+
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    keys,
+    spool,
+    shipper,
+    listen: () =>
+      new Promise<number>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(config.port, config.host, () => {
+          server.off("error", reject);
+          resolve((server.address() as AddressInfo).port);
+        });
+      }),
+    health,
+    close: () =>
+      (closing ??= (async () => {
+        keys.close();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+        await spool.close();
+        await shipper?.stop();
+        await pool?.end().catch(() => undefined);
+      })()),
+  };
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...JSON_HEADERS, ...headers, "Content-Length": Buffer.byteLength(text) });
+  res.end(text);
+}
