@@ -228,10 +228,21 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
       ...(tls ? { tls: { certResolver: tls.certResolver, domains: tls.domains.map((d) => ({ ...d })) } } : {}),
     };
   }
+  // The gatekeeper's health, checked by Traefik itself (traefik_service_server_up in its metrics)
+  // and readable inside the VPC at :8082/gatekeeper/healthz. forwardAuth does not use this service.
+  routers[GATEKEEPER_HEALTH_ROUTER] = {
+    entryPoints: [ENTRY_POINTS.metrics],
+    rule: "Path(`/gatekeeper/healthz`)",
+    service: services.add(GATEKEEPER_CONTAINER, { loadBalancer: { servers: [{ url: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}` }], healthCheck: { path: "/healthz", ...HEALTH_CHECK } } }),
+    middlewares: [GATEKEEPER_HEALTH_REWRITE],
+  };
+  middlewares[GATEKEEPER_HEALTH_REWRITE] = { replacePath: { path: "/healthz" } };
   return { http: { routers, services: services.entries, middlewares } };
 }
 
 export const IP_RATE_LIMIT_MIDDLEWARE = "rate-limit-ip";
+export const GATEKEEPER_HEALTH_ROUTER = "gatekeeper-health";
+const GATEKEEPER_HEALTH_REWRITE = "gatekeeper-health-path";
 /** One address may carry several keys (an office behind NAT): ten keys' worth. */
 export const IP_RATE_FACTOR = 10;
 

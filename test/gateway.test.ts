@@ -13,6 +13,7 @@ import {
   GPU_OFF_ERROR,
   RATE_LIMIT_MIDDLEWARE,
   IP_RATE_LIMIT_MIDDLEWARE,
+  GATEKEEPER_HEALTH_ROUTER,
   renderNginxConf,
   renderYaml,
   TRAEFIK_IMAGE,
@@ -95,7 +96,9 @@ function render(settings: Record<string, unknown>) {
   const ips = privateIpsFor(hub);
   const staticDoc = parse(renderYaml(traefikStaticConfig(hub))) as Obj;
   const dynamicDoc = parse(renderYaml(traefikDynamicConfig(hub, routes, ips))) as Obj;
-  return { hub, routes, ips, staticDoc, dynamicDoc };
+  // The public API's routers; the gatekeeper's health router lives on the VPC-only metrics port.
+  const publicRouters: Record<string, Obj> = Object.fromEntries(Object.entries<Obj>(dynamicDoc.http.routers).filter(([name]) => name !== GATEKEEPER_HEALTH_ROUTER));
+  return { hub, routes, ips, staticDoc, dynamicDoc, publicRouters };
 }
 
 const label = (s: Record<string, unknown>) => Object.entries(s).map(([k, v]) => `${k}=${v}`).join(" ");
@@ -144,7 +147,7 @@ describe("the validators bite", () => {
 });
 
 describe.each(CASES)("Traefik configuration for %o", (settings) => {
-  const { staticDoc, dynamicDoc, routes } = render(settings);
+  const { staticDoc, dynamicDoc, routes, publicRouters } = render(settings);
   const withDomain = "domain" in settings;
 
   it("validates against the Traefik v3 schemas", () => {
@@ -162,8 +165,9 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     expect(address("metrics")).toBe(`:${GATEWAY_METRICS_PORT}`);
     expect(staticDoc.metrics.prometheus.entryPoint).toBe("metrics");
     expect(staticDoc.ping.entryPoint).toBe("metrics");
-    // No router may listen on the metrics entry point.
-    for (const router of Object.values<Obj>(dynamicDoc.http.routers)) expect(router.entryPoints).not.toContain("metrics");
+    // No API router may listen on the metrics entry point.
+    for (const router of Object.values<Obj>(publicRouters)) expect(router.entryPoints).not.toContain("metrics");
+    expect(dynamicDoc.http.routers[GATEKEEPER_HEALTH_ROUTER].entryPoints).toEqual(["metrics"]);
   });
 
   it("reads routes from a watched directory, not from Docker", () => {
@@ -189,7 +193,7 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
   });
 
   it("uses ACME and TLS only with a domain", () => {
-    const routers = Object.values<Obj>(dynamicDoc.http.routers);
+    const routers = Object.values<Obj>(publicRouters);
     if (withDomain) {
       const acme = staticDoc.certificatesResolvers[CERT_RESOLVER].acme;
       expect(acme).toMatchObject({ email: DOMAIN.acmeEmail, httpChallenge: { entryPoint: "web" } });
@@ -215,9 +219,14 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     expect(rl).toEqual({ average: 120, period: "1m", burst: 30, sourceCriterion: { requestHeaderName: "Authorization" } });
     const ip = dynamicDoc.http.middlewares[IP_RATE_LIMIT_MIDDLEWARE].rateLimit;
     expect(ip).toEqual({ average: 1200, period: "1m", burst: 300, sourceCriterion: { ipStrategy: { depth: 0 } } });
-    for (const [name, router] of Object.entries<Obj>(dynamicDoc.http.routers)) {
+    for (const [name, router] of Object.entries<Obj>(publicRouters)) {
       expect(router.middlewares.slice(0, 3), name).toEqual([IP_RATE_LIMIT_MIDDLEWARE, RATE_LIMIT_MIDDLEWARE, `auth-${routes.find((r) => r.name === name)!.scope}`]);
     }
+  });
+
+  it("has Traefik health-check the gatekeeper, visible only inside the VPC", () => {
+    const health = dynamicDoc.http.routers[GATEKEEPER_HEALTH_ROUTER];
+    expect(dynamicDoc.http.services[health.service].loadBalancer).toMatchObject({ servers: [{ url: "http://gatekeeper:8080" }], healthCheck: { path: "/healthz" } });
   });
 
   it("sends every route through the gatekeeper, fail closed, with the route's scope", () => {
