@@ -79,7 +79,7 @@ export const SETTINGS = {
 export const SECRET_SETTINGS = {
   hubApiKey: {
     type: "string",
-    description: "API key clients send as `Authorization: Bearer <key>`; also guards each backend. Unset: a random 48-character key (stack output hubApiKey).",
+    description: "The backends' internal API key: the gatekeeper swaps it in for the client's key on allowed requests. Unset: a random 48-character key (stack output hubApiKey).",
   },
   apiKeys: {
     type: "string",
