@@ -117,9 +117,8 @@ export async function runUnderMocks(program: () => Record<string, unknown>, stac
   const { warn, error } = console;
   console.warn = (...args: unknown[]) => void engineLog.push(args.map(String).join(" "));
   console.error = console.warn;
-  let stackOutputs: Record<string, unknown> | undefined;
   try {
-    stackOutputs = await pulumi.runtime.runInPulumiStack(async () => {
+    await pulumi.runtime.runInPulumiStack(async () => {
       pulumi.runtime.registerStackTransformation((args) => {
         registrations.set(args.resource, { type: args.type, name: args.name, parent: args.opts.parent, opts: args.opts });
         return undefined;
@@ -168,8 +167,7 @@ export async function runUnderMocks(program: () => Record<string, unknown>, stac
       },
     });
   }
-  // The program's own return value, not the engine's copy: that one has lost secretness.
-  void stackOutputs;
+  // The program's own return value, not the engine's copy of it: that one has lost secretness.
   const resolved = (await deepPresent(outputs)) as Record<string, unknown>;
   return { resources, outputs: resolved, engineLog };
 }
