@@ -31,8 +31,9 @@ class RecordingOps implements StackOps {
     for (const s of this.previewSteps) onStep(s);
     return this.previewSteps;
   }
+  deployedNodes: Record<string, unknown> = { cpu: {} };
   async outputs() {
-    return { baseUrl: { value: "http://203.0.113.10/v1", secret: false } };
+    return { baseUrl: { value: "http://203.0.113.10/v1", secret: false }, nodeAddresses: { value: this.deployedNodes, secret: false } };
   }
 }
 
@@ -128,6 +129,19 @@ describe("the hub command against a recording Pulumi", () => {
     await gpuCommand(ops, "off", out);
     expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=false", "preview", "up"]);
     expect(lines.join("\n")).toContain("1 delete");
+  });
+
+  it("gpu sync does nothing when the deployed stack already matches the window", async () => {
+    const windows = { tier: "hybrid", gpuWindows: JSON.stringify(["mon-fri 09:00-17:00 UTC"]), budgetUsd: "1000" };
+    const inside = new Date("2026-11-25T10:00:00Z");
+    const already = new RecordingOps(cfg(windows));
+    already.deployedNodes = { cpu: {}, "gpu-0": {} };
+    await gpuCommand(already, "sync", io().io, undefined, inside);
+    // The config records the state for a later `pulumi up`; nothing is previewed or applied.
+    expect(already.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true"]);
+    const off = new RecordingOps(cfg(windows));
+    await gpuCommand(off, "sync", io().io, undefined, inside);
+    expect(off.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "preview", "up"]);
   });
 
   it("status reports without changing anything", async () => {

@@ -80,6 +80,14 @@ export async function gpuCommand(ops: StackOps, action: "on" | "off" | "status" 
     return;
   }
   const decision = action === "sync" ? decideGpuSync(config, now) : decideGpu(config, action === "on");
+  if (action === "sync" && decision.ok && (await gpuDeployed(ops)) === decision.after.gpu?.on) {
+    // The schedule runs every few minutes from a fresh checkout: when the deployed stack already
+    // matches the window there is nothing to preview or apply. The local config still records the
+    // wanted state, so a `pulumi up` that follows (the deploy job) keeps the GPU as it is.
+    for (const [key, value] of Object.entries(decision.changes)) if (value !== null) await ops.setConfig(key, value, false);
+    io.out(`${ops.stackName}: the GPU is already ${decision.after.gpu?.on ? "on" : "off"} as the windows want; nothing to deploy.`);
+    return;
+  }
   const started = io.now();
   const marks = new Map<string, number>();
   const { after, steps } = await applyDecision(ops, config, decision, io, (s) => {
@@ -103,6 +111,13 @@ export async function gpuCommand(ops: StackOps, action: "on" | "off" | "status" 
     }
     io.out(`  model load: ${((io.now() - last) / 1000).toFixed(0)} s (the gateway now serves the coder from the GPU)`);
   }
+}
+
+/** Whether the deployed stack has a GPU node, from its outputs (nodeAddresses names every node). */
+async function gpuDeployed(ops: StackOps): Promise<boolean> {
+  const outputs = await ops.outputs();
+  const nodes = outputs.nodeAddresses?.value;
+  return typeof nodes === "object" && nodes !== null && Object.keys(nodes).some((n) => n.startsWith("gpu-"));
 }
 
 export async function tierCommand(ops: StackOps, tier: string, io: Io): Promise<void> {
