@@ -155,7 +155,8 @@ export function traefikStaticConfig(hub: HubConfig): Record<string, unknown> {
     },
     providers: { file: { directory: IN_CONTAINER.dynamic, watch: true } },
     ping: { entryPoint: ENTRY_POINTS.metrics },
-    metrics: { prometheus: { entryPoint: ENTRY_POINTS.metrics, addEntryPointsLabels: true, addRoutersLabels: true, addServicesLabels: true } },
+    // manualRouting: the routes file decides who reads the metrics (the VPC freely, admins with a key).
+    metrics: { prometheus: { entryPoint: ENTRY_POINTS.metrics, manualRouting: true, addEntryPointsLabels: true, addRoutersLabels: true, addServicesLabels: true } },
     serversTransport: { forwardingTimeouts: { ...FORWARDING_TIMEOUTS } },
     ...(domain
       ? {
@@ -228,6 +229,18 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
       ...(tls ? { tls: { certResolver: tls.certResolver, domains: tls.domains.map((d) => ({ ...d })) } } : {}),
     };
   }
+  // Prometheus metrics: freely inside the VPC on :8082/metrics, and through the public entry
+  // points at /admin/metrics for keys with the admin scope.
+  routers[METRICS_VPC_ROUTER] = { entryPoints: [ENTRY_POINTS.metrics], rule: "Path(`/metrics`)", service: PROMETHEUS_SERVICE };
+  middlewares[METRICS_ADMIN_REWRITE] = { replacePath: { path: "/metrics" } };
+  routers[METRICS_ADMIN_ROUTER] = {
+    entryPoints: [...entryPoints],
+    rule: `Path(\`${ADMIN_METRICS_PATH}\`)`,
+    service: PROMETHEUS_SERVICE,
+    middlewares: [IP_RATE_LIMIT_MIDDLEWARE, RATE_LIMIT_MIDDLEWARE, authMiddleware("admin", middlewares), METRICS_ADMIN_REWRITE],
+    ...(tls ? { tls: { certResolver: tls.certResolver, domains: tls.domains.map((d) => ({ ...d })) } } : {}),
+  };
+
   // The gatekeeper's health, checked by Traefik itself (traefik_service_server_up in its metrics)
   // and readable inside the VPC at :8082/gatekeeper/healthz. forwardAuth does not use this service.
   routers[GATEKEEPER_HEALTH_ROUTER] = {
@@ -242,6 +255,12 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
 
 export const IP_RATE_LIMIT_MIDDLEWARE = "rate-limit-ip";
 export const GATEKEEPER_HEALTH_ROUTER = "gatekeeper-health";
+export const METRICS_VPC_ROUTER = "metrics-vpc";
+export const METRICS_ADMIN_ROUTER = "metrics-admin";
+export const ADMIN_METRICS_PATH = "/admin/metrics";
+const METRICS_ADMIN_REWRITE = "metrics-admin-path";
+/** Traefik's built-in Prometheus handler, routable because of manualRouting. */
+export const PROMETHEUS_SERVICE = "prometheus@internal";
 const GATEKEEPER_HEALTH_REWRITE = "gatekeeper-health-path";
 /** One address may carry several keys (an office behind NAT): ten keys' worth. */
 export const IP_RATE_FACTOR = 10;

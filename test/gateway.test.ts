@@ -14,6 +14,8 @@ import {
   RATE_LIMIT_MIDDLEWARE,
   IP_RATE_LIMIT_MIDDLEWARE,
   GATEKEEPER_HEALTH_ROUTER,
+  METRICS_ADMIN_ROUTER,
+  METRICS_VPC_ROUTER,
   renderNginxConf,
   renderYaml,
   TRAEFIK_IMAGE,
@@ -60,7 +62,8 @@ function referenceProblems(staticDoc: Obj, dynamicDoc: Obj): string[] {
   const middlewares: Obj = http.middlewares ?? {};
   const resolvers = new Set(Object.keys(staticDoc.certificatesResolvers ?? {}));
   for (const [name, router] of Object.entries<Obj>(http.routers ?? {})) {
-    if (!(router.service in services)) problems.push(`router ${name}: service ${router.service} does not exist`);
+    // Traefik's built-in handlers (prometheus@internal, ...) are not defined in the file.
+    if (!(router.service in services) && !String(router.service).endsWith("@internal")) problems.push(`router ${name}: service ${router.service} does not exist`);
     for (const m of router.middlewares ?? []) if (!(m in middlewares)) problems.push(`router ${name}: middleware ${m} does not exist`);
     for (const ep of router.entryPoints ?? []) if (!entryPoints.has(ep)) problems.push(`router ${name}: entry point ${ep} is not in the static config`);
     if (!router.entryPoints?.length) problems.push(`router ${name}: no entry points (it would listen on every one, metrics included)`);
@@ -97,7 +100,7 @@ function render(settings: Record<string, unknown>) {
   const staticDoc = parse(renderYaml(traefikStaticConfig(hub))) as Obj;
   const dynamicDoc = parse(renderYaml(traefikDynamicConfig(hub, routes, ips))) as Obj;
   // The public API's routers; the gatekeeper's health router lives on the VPC-only metrics port.
-  const publicRouters: Record<string, Obj> = Object.fromEntries(Object.entries<Obj>(dynamicDoc.http.routers).filter(([name]) => name !== GATEKEEPER_HEALTH_ROUTER));
+  const publicRouters: Record<string, Obj> = Object.fromEntries(Object.entries<Obj>(dynamicDoc.http.routers).filter(([name]) => name !== GATEKEEPER_HEALTH_ROUTER && name !== METRICS_VPC_ROUTER));
   return { hub, routes, ips, staticDoc, dynamicDoc, publicRouters };
 }
 
@@ -168,6 +171,7 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     // No API router may listen on the metrics entry point.
     for (const router of Object.values<Obj>(publicRouters)) expect(router.entryPoints).not.toContain("metrics");
     expect(dynamicDoc.http.routers[GATEKEEPER_HEALTH_ROUTER].entryPoints).toEqual(["metrics"]);
+    expect(dynamicDoc.http.routers[METRICS_VPC_ROUTER].entryPoints).toEqual(["metrics"]);
   });
 
   it("reads routes from a watched directory, not from Docker", () => {
@@ -220,8 +224,19 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     const ip = dynamicDoc.http.middlewares[IP_RATE_LIMIT_MIDDLEWARE].rateLimit;
     expect(ip).toEqual({ average: 1200, period: "1m", burst: 300, sourceCriterion: { ipStrategy: { depth: 0 } } });
     for (const [name, router] of Object.entries<Obj>(publicRouters)) {
-      expect(router.middlewares.slice(0, 3), name).toEqual([IP_RATE_LIMIT_MIDDLEWARE, RATE_LIMIT_MIDDLEWARE, `auth-${routes.find((r) => r.name === name)!.scope}`]);
+      const scope = name === METRICS_ADMIN_ROUTER ? "admin" : routes.find((r) => r.name === name)!.scope;
+      expect(router.middlewares.slice(0, 3), name).toEqual([IP_RATE_LIMIT_MIDDLEWARE, RATE_LIMIT_MIDDLEWARE, `auth-${scope}`]);
     }
+  });
+
+  it("serves metrics freely inside the VPC and publicly only to keys with the admin scope", () => {
+    expect(staticDoc.metrics.prometheus.manualRouting).toBe(true);
+    expect(dynamicDoc.http.routers[METRICS_VPC_ROUTER]).toMatchObject({ entryPoints: ["metrics"], service: "prometheus@internal" });
+    const admin = dynamicDoc.http.routers[METRICS_ADMIN_ROUTER];
+    expect(admin.service).toBe("prometheus@internal");
+    expect(admin.entryPoints).not.toContain("metrics");
+    expect(admin.middlewares).toContain("auth-admin");
+    expect(dynamicDoc.http.middlewares["auth-admin"].forwardAuth.address).toBe("http://gatekeeper:8080/auth?scope=admin");
   });
 
   it("has Traefik health-check the gatekeeper, visible only inside the VPC", () => {
