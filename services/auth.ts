@@ -1,17 +1,13 @@
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { CPU_CACHE_MOUNT } from "./node-setup";
-import type { ImageRef, ServiceSpec } from "./spec";
+import { NODE_IMAGE } from "./images";
+import type { ServiceSpec } from "./spec";
 
 /** The API-key gatekeeper (services/gatekeeper/): Traefik's forwardAuth asks it about every request. */
 export const GATEKEEPER_CONTAINER = "gatekeeper";
 export const GATEKEEPER_PORT = 8080;
 
-export const NODE_IMAGE: ImageRef = {
-  repo: "node",
-  tag: "22.17.1-alpine3.22",
-  source: "Docker Hub official image; tag seen in public Dockerfiles (FROM node:22.17.1-alpine3.22); read 2026-11-26",
-};
 
 const ROOT = `${CPU_CACHE_MOUNT}/gatekeeper`;
 /** Host paths: the bundled program, the keys file (watched), and the audit spool on the volume. */

@@ -6,7 +6,10 @@ import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";
 import type { Backend, Route, Scope } from "./routes";
 import { GPU_OFF_SERVICE, SERVICE_PORTS } from "./routes";
-import type { ImageRef, ServiceSpec } from "./spec";
+import { ERRORS_IMAGE, TRAEFIK_IMAGE } from "./images";
+import type { ServiceSpec } from "./spec";
+
+export { ERRORS_IMAGE, TRAEFIK_IMAGE };
 
 /**
  * The hub's one front door: Traefik v3 on the CPU node, configured by two rendered files, and a
@@ -28,23 +31,7 @@ import type { ImageRef, ServiceSpec } from "./spec";
  *   each route gets its own per-key budget.
  */
 
-/** FACTS.md "Traefik v3": v3.7.13 seen 2026-09; the v3.7.13 security release is also what renovate proposed on 2026-09-11 (dfds/infrastructure-modules#2475). */
-export const TRAEFIK_IMAGE: ImageRef = {
-  repo: "traefik",
-  tag: "v3.7.13",
-  source: "FACTS.md Traefik v3 (v3.7.13 seen 2026-09); renovate PR dfds/infrastructure-modules#2475 (2026-09-11)",
-};
 
-/**
- * nginx stable line (1.30) on Alpine 3.24; busybox wget is in the image for the health check.
- * No digest pinned, as in services/images.ts: the tag is rebuilt for Alpine fixes and an old index
- * digest is not guaranteed to stay pullable. The one recorded was sha256:0985e772fb9f...d94.
- */
-export const ERRORS_IMAGE: ImageRef = {
-  repo: "nginx",
-  tag: "1.30.5-alpine",
-  source: "docker-library/repo-info repos/nginx/remote/1.30.5-alpine.md (index sha256:0985e772fb9f729e6fa0980da05fca5d9c468e870eed43071545afa9d2e27d94, built 2026-09-22); read 2026-11-26",
-};
 
 const GATEWAY_ROOT = `${CPU_CACHE_MOUNT}/traefik`;
 

@@ -89,3 +89,28 @@ export function pythonHttpCheck(url: string, header?: { readonly name: string; r
   const code = `import os, urllib.request; urllib.request.urlopen(urllib.request.Request(${JSON.stringify(url)}${headers}), timeout=5)`;
   return ["CMD", "python3", "-c", code];
 }
+
+/** FACTS.md "Traefik v3": v3.7.13 seen 2026-09; the v3.7.13 security release is also what renovate proposed on 2026-09-11 (dfds/infrastructure-modules#2475). */
+export const TRAEFIK_IMAGE: ImageRef = {
+  repo: "traefik",
+  tag: "v3.7.13",
+  source: "FACTS.md Traefik v3 (v3.7.13 seen 2026-09); renovate PR dfds/infrastructure-modules#2475 (2026-09-11)",
+};
+
+/**
+ * nginx stable line (1.30) on Alpine 3.24; busybox wget is in the image for the health check.
+ * No digest pinned, as for the images above: the tag is rebuilt for Alpine fixes and an old index
+ * digest is not guaranteed to stay pullable. The one recorded was sha256:0985e772fb9f...d94.
+ */
+export const ERRORS_IMAGE: ImageRef = {
+  repo: "nginx",
+  tag: "1.30.5-alpine",
+  source: "docker-library/repo-info repos/nginx/remote/1.30.5-alpine.md (index sha256:0985e772fb9f729e6fa0980da05fca5d9c468e870eed43071545afa9d2e27d94, built 2026-09-22); read 2026-11-26",
+};
+
+/** The gatekeeper's runtime: the bundled program needs Node 22 (global fetch for its health check). */
+export const NODE_IMAGE: ImageRef = {
+  repo: "node",
+  tag: "22.17.1-alpine3.22",
+  source: "Docker Hub official image; tag seen in public Dockerfiles (FROM node:22.17.1-alpine3.22); read 2026-11-26",
+};
