@@ -172,3 +172,18 @@ describe("mount directories", () => {
     expect(sttContainer.options.dependsOn).toContain(prepare.urn);
   });
 });
+
+describe("images", () => {
+  it("every image the program pulls is pinned to a version tag, never latest", async () => {
+    for (const settings of cases) {
+      const run = await runProgram(settings);
+      for (const image of run.byType(D.image)) {
+        const name = String(image.inputs.name);
+        const tag = name.slice(name.lastIndexOf(":") + 1);
+        expect(name, name).toMatch(/^[a-z0-9./_-]+:[\w.-]+$/);
+        expect(tag, name).not.toMatch(/^(latest|main|master|stable|server)$/);
+        expect(tag, name).toMatch(/\d/);
+      }
+    }
+  });
+});
