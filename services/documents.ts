@@ -22,7 +22,8 @@ export function doclingSpec(hub: HubConfig, name: "ocr" | "ocr-fallback"): Servi
     node: node.name,
     image: DOCLING_SERVE_CPU_IMAGE,
     // The image's CMD (`docling-serve run`) serves on 5001.
-    command: ["docling-serve", "run"],
+    // Explicit: the gateway reaches it from another container on the node's network.
+    command: ["docling-serve", "run", "--host", "0.0.0.0", "--port", String(port)],
     env: {
       HF_HOME: DOCLING_HF_HOME,
       DOCLING_SERVE_ENABLE_UI: "false",

@@ -35,6 +35,8 @@ export function sttSpec(hub: HubConfig): ServiceSpec {
     entrypoint: ["/bin/sh", "-c"],
     command: [speachesStartScript(hub.stt.repo)],
     env: {
+      // uvicorn binds 127.0.0.1 unless told otherwise; the gateway is another container.
+      UVICORN_HOST: "0.0.0.0",
       UVICORN_PORT: String(port),
       WHISPER__INFERENCE_DEVICE: "cpu",
       WHISPER__COMPUTE_TYPE: "int8",
