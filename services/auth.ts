@@ -1,6 +1,7 @@
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { CPU_CACHE_MOUNT } from "./node-setup";
+import { HEALTH_PATH } from "./gatekeeper/protocol";
 import { NODE_IMAGE } from "./images";
 import type { ServiceSpec } from "./spec";
 
@@ -46,9 +47,9 @@ export function gatekeeperSpec(hub: HubConfig): ServiceSpec {
     ],
     memoryLimitMiB: 256,
     health: {
-      path: "/healthz",
+      path: HEALTH_PATH,
       // node:alpine has no curl; Node 22's fetch does the probe.
-      test: ["CMD", "node", "-e", `fetch('http://127.0.0.1:${GATEKEEPER_PORT}/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`],
+      test: ["CMD", "node", "-e", `fetch('http://127.0.0.1:${GATEKEEPER_PORT}${HEALTH_PATH}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`],
       intervalSeconds: 15,
       timeoutSeconds: 5,
       startPeriodSeconds: 20,

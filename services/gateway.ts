@@ -2,6 +2,7 @@ import { stringify } from "yaml";
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
+import { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "./gatekeeper/protocol";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";
 import type { Backend, Route, Scope } from "./routes";
@@ -233,10 +234,10 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
   routers[GATEKEEPER_HEALTH_ROUTER] = {
     entryPoints: [ENTRY_POINTS.metrics],
     rule: "Path(`/gatekeeper/healthz`)",
-    service: services.add(GATEKEEPER_CONTAINER, { loadBalancer: { servers: [{ url: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}` }], healthCheck: { path: "/healthz", ...HEALTH_CHECK } } }),
+    service: services.add(GATEKEEPER_CONTAINER, { loadBalancer: { servers: [{ url: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}` }], healthCheck: { path: HEALTH_PATH, ...HEALTH_CHECK } } }),
     middlewares: [GATEKEEPER_HEALTH_REWRITE],
   };
-  middlewares[GATEKEEPER_HEALTH_REWRITE] = { replacePath: { path: "/healthz" } };
+  middlewares[GATEKEEPER_HEALTH_REWRITE] = { replacePath: { path: HEALTH_PATH } };
   return { http: { routers, services: services.entries, middlewares } };
 }
 
@@ -252,8 +253,7 @@ const GATEKEEPER_HEALTH_REWRITE = "gatekeeper-health-path";
 /** One address may carry several keys (an office behind NAT): ten keys' worth. */
 export const IP_RATE_FACTOR = 10;
 
-/** Headers the gatekeeper sets on an allowed request: the backends' key replaces the client's. */
-export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id"] as const;
+export { AUTH_RESPONSE_HEADERS };
 /** Only what the gatekeeper needs to decide: no cookies, no bodies. */
 export const AUTH_REQUEST_HEADERS = ["Authorization", "X-Api-Key", "X-Request-Id", "User-Agent"] as const;
 
@@ -261,7 +261,7 @@ function authMiddleware(scope: Scope, middlewares: Record<string, unknown>): str
   const name = `auth-${scope}`;
   middlewares[name] = {
     forwardAuth: {
-      address: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}/auth?scope=${scope}`,
+      address: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}${AUTH_PATH}?scope=${scope}`,
       authResponseHeaders: [...AUTH_RESPONSE_HEADERS],
       authRequestHeaders: [...AUTH_REQUEST_HEADERS],
       // Traefik sets X-Forwarded-For from the connection; a client cannot forge its address.

@@ -27,11 +27,8 @@ import { Spool } from "./spool";
  * spool cannot take it the request is refused (503): the audit log is the point of this program.
  */
 
-export const AUTH_PATH = "/auth";
-export const HEALTH_PATH = "/healthz";
-
-/** Headers Traefik must copy from an allowed answer into the forwarded request (forwardAuth.authResponseHeaders). */
-export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id"] as const;
+export { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "./protocol";
+import { AUTH_PATH, HEALTH_PATH } from "./protocol";
 
 // ---- the decision, as a pure function ---------------------------------------------------------
 

@@ -1,0 +1,9 @@
+/**
+ * The contract between Traefik's forwardAuth (services/gateway.ts) and the gatekeeper
+ * (server.ts): one definition, so the two sides cannot drift apart.
+ */
+export const AUTH_PATH = "/auth";
+export const HEALTH_PATH = "/healthz";
+
+/** Headers Traefik must copy from an allowed answer into the forwarded request (forwardAuth.authResponseHeaders). */
+export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id"] as const;
