@@ -54,12 +54,13 @@ export function renderPlan(doc: PlanDocument): string {
   }
   for (const c of doc.fit.cpu) fit.push(`CPU node ${c.node} (${c.size}): services need ${num(c.ramNeededGiB, 2)} GiB of ${c.ramGiB} GiB RAM.`);
   const mc = doc.fit.modelCache;
-  if (mc.volumes > 0) fit.push(`Model cache: ${mc.volumes} volume(s) of ${mc.sizeGiB} GiB; GPU weights + compile cache need ${mc.neededGiB} GiB each.`);
+  if (mc.volumes > 0 && mc.neededGiB > 0) fit.push(`Model cache: ${mc.volumes} volume(s) of ${mc.sizeGiB} GiB; GPU weights + compile cache need ${mc.neededGiB} GiB each.`);
+  else if (mc.volumes > 0) fit.push(`Model cache: ${mc.volumes} volume of ${mc.sizeGiB} GiB, kept (detached) so a move to a GPU tier finds it; this tier stores nothing on it.`);
   out.push(section("Fit", fit.join("\n")));
 
   const cost = doc.cost;
   const costLines = [table(["item", "detail", "per month"], [...cost.lines.map((l) => [l.item, l.detail, money(l.monthlyUsd)]), ["Total", "", money(cost.monthlyUsd)]])];
-  costLines.push(`Burn now: ${money(cost.hourlyNowUsd)}/h; with the GPU on: ${money(cost.hourlyGpuOnUsd)}/h.`);
+  costLines.push(cost.hourlyGpuOnUsd > cost.hourlyNowUsd ? `Burn now: ${money(cost.hourlyNowUsd)}/h; with the GPU on: ${money(cost.hourlyGpuOnUsd)}/h.` : `Burn: ${money(cost.hourlyNowUsd)}/h.`);
   for (const s of cost.seedComparison) costLines.push(`Seed design said ${s.item} ${s.seed}; we use ${s.ours}: ${s.why}`);
   out.push(section("Cost", costLines.join("\n")));
 
