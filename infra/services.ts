@@ -72,7 +72,7 @@ export function gatewayPorts(kind: "droplet" | "local"): PublishedPort[] {
 function recordContainerArtifacts(spec: ServiceSpec): void {
   // The spec as shipped, with secret names (never values).
   recordArtifact({ kind: "container-spec", node: spec.node, path: `${spec.node}/containers/${spec.name}.json`, content: JSON.stringify(spec, null, 2) });
-  if (spec.image.repo.includes("vllm")) {
+  if (spec.program === "vllm") {
     recordArtifact({ kind: "vllm-args", node: spec.node, path: `${spec.node}/containers/${spec.name}.vllm-args.json`, content: JSON.stringify(spec.command) });
   }
 }

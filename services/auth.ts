@@ -26,6 +26,7 @@ export function gatekeeperSpec(hub: HubConfig): ServiceSpec {
   return {
     name: GATEKEEPER_CONTAINER,
     role: "gatekeeper",
+    program: "gatekeeper",
     node: CPU_NODE_NAME,
     image: NODE_IMAGE,
     command: ["node", "/app/gatekeeper.js"],

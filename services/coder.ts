@@ -61,6 +61,7 @@ function vllmSpec(hub: HubConfig, node: NodePlan, role: "coder" | "ocr", args: r
   return {
     name: role,
     role,
+    program: "vllm",
     node: node.name,
     image: vllmImage(vendor),
     // Both images end in ENTRYPOINT ["vllm", "serve"]; set anyway so the ROCm build, whose
@@ -132,6 +133,7 @@ function llamaCppSpec(hub: HubConfig, role: "coder" | "coder-fallback", coder: L
   return {
     name: role,
     role,
+    program: "llama.cpp",
     node: node.name,
     image: LLAMA_CPP_SERVER_IMAGE,
     command: llamaServerArgs(coder, hub.cpuNode.size.vcpu),

@@ -19,6 +19,7 @@ export function doclingSpec(hub: HubConfig, name: "ocr" | "ocr-fallback"): Servi
   return {
     name,
     role: name,
+    program: "docling-serve",
     node: node.name,
     image: DOCLING_SERVE_CPU_IMAGE,
     // The image's CMD (`docling-serve run`) serves on 5001.

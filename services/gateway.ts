@@ -5,7 +5,8 @@ import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
 import { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "./gatekeeper/protocol";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";
-import type { Backend, Route, Scope } from "./routes";
+import type { Scope } from "./gatekeeper/protocol";
+import type { Backend, Route } from "./routes";
 import { GPU_OFF_SERVICE, SERVICE_PORTS } from "./routes";
 import { ERRORS_IMAGE, TRAEFIK_IMAGE } from "./images";
 import type { ServiceSpec } from "./spec";
@@ -355,6 +356,7 @@ export function gatewaySpec(hub: HubConfig): ServiceSpec {
   return {
     name: GATEWAY_CONTAINER,
     role: "gateway",
+    program: "traefik",
     node: CPU_NODE_NAME,
     image: TRAEFIK_IMAGE,
     // The image's entrypoint prepends `traefik` to arguments that start with "-".
@@ -386,6 +388,7 @@ export function errorsSpec(_hub: HubConfig): ServiceSpec {
   return {
     name: ERRORS_CONTAINER,
     role: "errors",
+    program: "nginx",
     node: CPU_NODE_NAME,
     image: ERRORS_IMAGE,
     // The image's own CMD, stated so the spec does not depend on Docker's empty-command handling.

@@ -19,9 +19,7 @@ export interface Backend {
   readonly healthPath: string;
 }
 
-/** What an API key must be allowed to do for a route (the gatekeeper checks it). */
-export type Scope = "llm" | "ocr" | "stt" | "tts" | "admin";
-export const SCOPES: readonly Scope[] = ["llm", "ocr", "stt", "tts", "admin"];
+import type { Scope } from "./gatekeeper/protocol";
 
 export interface Route {
   /** Router and service name in Traefik. */

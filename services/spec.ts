@@ -1,4 +1,4 @@
-import type { ServiceRole } from "../stacks/hub-config";
+import type { Program, ServiceRole } from "../stacks/hub-config";
 
 /** A pinned container image: a tag (never `latest`), and a digest where one was recorded. */
 export interface ImageRef {
@@ -36,6 +36,8 @@ export interface ServiceSpec {
   /** Container name, unique per node, e.g. "coder", "stt". */
   readonly name: string;
   readonly role: ServiceRole | "errors";
+  /** Which program it runs: what tests and artifacts key on, rather than the image name. */
+  readonly program: Program;
   readonly node: string;
   readonly image: ImageRef;
   /** Overrides the image's entrypoint when set. */

@@ -30,6 +30,7 @@ export function sttSpec(hub: HubConfig): ServiceSpec {
   return {
     name: "stt",
     role: "stt",
+    program: "speaches",
     node: node.name,
     image: SPEACHES_CPU_IMAGE,
     entrypoint: ["/bin/sh", "-c"],
@@ -72,6 +73,7 @@ export function ttsSpec(hub: HubConfig): ServiceSpec {
   return {
     name: "tts",
     role: "tts",
+    program: "coqui-tts",
     node: node.name,
     image: COQUI_TTS_CPU_IMAGE,
     // The image's ENTRYPOINT is the `tts` CLI; the server is the `tts-server` script beside it.

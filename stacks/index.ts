@@ -22,7 +22,7 @@ export function loadHubConfig(config: EngineConfig, secretKeys: readonly string[
 export * from "./hub-config";
 export * from "./problems";
 export * from "./settings";
-export { readStackFile } from "./load";
+export { engineConfig, readStackFile } from "./load";
 export type { EngineConfig, StackFile } from "./load";
 export { PRESETS } from "./presets";
 export type { ResolvedSettings } from "./presets";

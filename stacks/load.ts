@@ -12,6 +12,11 @@ export interface StackFile {
   readonly secretKeys: readonly string[];
 }
 
+/** Plain setting values → engine config, the way the Pulumi CLI passes them (scalars as text, the rest as JSON). */
+export function engineConfig(settings: Readonly<Record<string, unknown>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(settings).map(([k, v]) => [`${PROJECT}:${k}`, typeof v === "string" ? v : JSON.stringify(v)]));
+}
+
 /** Reads a Pulumi.<stack>.yaml the way the Pulumi CLI hands it to the program. */
 export function readStackFile(text: string, origin: string): { ok: true; file: StackFile } | { ok: false; problems: Problem[] } {
   let doc: unknown;

@@ -42,6 +42,7 @@ function expectedImage(hub: HubConfig, program: Program): ImageRef {
     case "docling-serve":
       return DOCLING_SERVE_CPU_IMAGE;
     case "traefik":
+    case "nginx":
     case "gatekeeper":
       throw new Error("the gateway and the gatekeeper are not produced by these files");
   }
@@ -71,6 +72,8 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
     expect(specs.map((s) => key(s.node, s.name, s.image)).sort()).toEqual(expected.sort());
     // Names are unique per node: Docker would refuse a second container of the same name.
     expect(new Set(specs.map((s) => `${s.node}/${s.name}`)).size).toBe(specs.length);
+    // Each spec says it runs the program the placement chose for its role.
+    for (const spec of specs) expect(spec.program, `${spec.node}/${spec.name}`).toBe(hub.nodes.find((n) => n.name === spec.node)!.workloads.find((w) => w.role === spec.role)!.program);
   });
 
   it("answer every backend the gateway routes to, on its port and health path", () => {

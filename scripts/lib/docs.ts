@@ -4,7 +4,7 @@ import { routeTable } from "../../services/routes";
 import { imageName } from "../../services/spec";
 import { CPU_SIZES, GPU_SIZES } from "../../stacks/catalogue/droplets";
 import { MODELS } from "../../stacks/catalogue/models";
-import { loadHubConfig } from "../../stacks";
+import { engineConfig, loadHubConfig } from "../../stacks";
 import { PRESETS } from "../../stacks/presets";
 import { PROJECT, SECRET_SETTINGS, SETTING_NAMES, SETTINGS, TIERS } from "../../stacks/settings";
 
@@ -62,9 +62,7 @@ export function routesTable(): string {
   ];
   const rows: string[][] = [];
   for (const [label, settings] of situations) {
-    const config: Record<string, string> = {};
-    for (const [k, v] of Object.entries(settings)) config[`${PROJECT}:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
-    const loaded = loadHubConfig(config);
+    const loaded = loadHubConfig(engineConfig(settings));
     if (!loaded.ok) throw new Error(`${label} does not validate`);
     for (const route of routeTable(loaded.config)) {
       const where = (b: { service: string; node: string; address: { kind: string } }) => `${b.service} on ${b.node}${b.address.kind === "vpc" ? " (VPC)" : ""}`;

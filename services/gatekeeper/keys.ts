@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
+import { SCOPES, type Scope } from "./protocol";
 
 /**
  * The hub's API keys: the keys file format, key generation, and the in-memory store the
@@ -7,8 +8,8 @@ import { z } from "zod";
  */
 
 /** The routes' scopes; `admin` is a scope of its own and implies no other. */
-export const SCOPES = ["llm", "ocr", "stt", "tts", "admin"] as const;
-export type Scope = (typeof SCOPES)[number];
+export { SCOPES };
+export type { Scope };
 export const isScope = (value: string): value is Scope => (SCOPES as readonly string[]).includes(value);
 
 /** Recognisable in logs, shells and secret scanners. */

@@ -2,6 +2,10 @@
  * The contract between Traefik's forwardAuth (services/gateway.ts) and the gatekeeper
  * (server.ts): one definition, so the two sides cannot drift apart.
  */
+/** What an API key may be allowed to do; every route needs exactly one. */
+export const SCOPES = ["llm", "ocr", "stt", "tts", "admin"] as const;
+export type Scope = (typeof SCOPES)[number];
+
 export const AUTH_PATH = "/auth";
 export const HEALTH_PATH = "/healthz";
 

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import { loadHubConfig, LoadResult, PROJECT, readStackFile } from "../../stacks";
+import { engineConfig, loadHubConfig, LoadResult, readStackFile } from "../../stacks";
 
 export const ROOT = path.resolve(__dirname, "../..");
 export const SHARED = path.resolve(ROOT, "../shared");
@@ -19,9 +19,7 @@ export function loadText(text: string): LoadResult {
 
 /** Loads a tier preset with overrides given as plain values. */
 export function loadSettings(settings: Record<string, unknown>): LoadResult {
-  const config: Record<string, string> = {};
-  for (const [k, v] of Object.entries(settings)) config[`${PROJECT}:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
-  return loadHubConfig(config);
+  return loadHubConfig(engineConfig(settings));
 }
 
 export function mustLoad(settings: Record<string, unknown>) {

@@ -1,6 +1,7 @@
 import { takeArtifacts } from "../../infra/artifacts";
 import { hubProgram } from "../../infra/program";
 import { presentInput, RecordedResource, runUnderMocks } from "../../scripts/lib/mock-engine";
+import { engineConfig } from "../../stacks/load";
 import { PROJECT } from "../../stacks/settings";
 
 export interface ProgramRun {
@@ -25,8 +26,7 @@ export const T = {
 
 /** Runs the real program under Pulumi's mocks with plain settings (and secret ones). */
 export async function runProgram(settings: Record<string, unknown>, opts: { stack?: string; secrets?: Record<string, string> } = {}): Promise<ProgramRun> {
-  const config: Record<string, string> = {};
-  for (const [k, v] of Object.entries(settings)) config[`${PROJECT}:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
+  const config = engineConfig(settings);
   for (const [k, v] of Object.entries(opts.secrets ?? {})) config[`${PROJECT}:${k}`] = v;
   takeArtifacts();
   const run = await runUnderMocks(hubProgram, opts.stack ?? String(settings.tier ?? "test"), config, Object.keys(opts.secrets ?? {}).map((k) => `${PROJECT}:${k}`));
