@@ -177,7 +177,7 @@ export class ContainerHost extends pulumi.ComponentResource {
       if (fileHashes) labels["inference-hub.config-hash"] = pulumi.all(fileHashes).apply((h) => h.join("."));
       containers.set(
         spec.name,
-        new docker.Container(`${name}-${spec.name}`, containerArgs(spec, network.name, image.imageId, privateIp, target.kind === "local" ? (args.ports ?? []).map((p) => ({ ...p, onAllInterfaces: false })) : args.ports ?? [], args.secrets, labels), {
+        new docker.Container(`${name}-${spec.name}`, containerArgs(spec, network.name, image.imageId, privateIp, args.ports ?? [], args.secrets, labels), {
           parent: this,
           provider,
           dependsOn: fileCommands,

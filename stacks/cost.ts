@@ -54,7 +54,7 @@ export function estimateCost(input: CostInput): CostEstimate {
       hourlyUsd: count * size.pricePerHour,
     });
   }
-  const volumeGiB = input.modelCacheGiB * input.modelCacheVolumes + (input.cpuSize.pricePerMonth > 0 ? input.cpuCacheGiB : 0);
+  const volumeGiB = input.modelCacheGiB * input.modelCacheVolumes + input.cpuCacheGiB;
   if (volumeGiB > 0) lines.push({
     item: "Block storage",
     detail: `${input.modelCacheVolumes} x ${input.modelCacheGiB} GiB model cache + ${input.cpuCacheGiB} GiB CPU cache at $${VOLUME_PRICE_PER_GIB_MONTH}/GiB-month (billed while detached)`,

@@ -2,8 +2,10 @@ import { decodeOverrides, EngineConfig } from "./load";
 import type { Problem, Warning } from "./problems";
 import { resolveHubConfig } from "./resolve";
 import type { HubConfig } from "./hub-config";
+import type { StackOverrides } from "./settings";
 
-export type LoadResult = { ok: true; config: HubConfig } | { ok: false; problems: Problem[]; warnings: Warning[] };
+/** `overrides`: what the stack file set, as opposed to what its tier preset filled in. */
+export type LoadResult = { ok: true; config: HubConfig; overrides: StackOverrides } | { ok: false; problems: Problem[]; warnings: Warning[] };
 
 /**
  * Engine config (what `pulumi up` or the offline plan hands the program) → validated HubConfig.
@@ -13,7 +15,7 @@ export type LoadResult = { ok: true; config: HubConfig } | { ok: false; problems
 export function loadHubConfig(config: EngineConfig, secretKeys: readonly string[] = []): LoadResult {
   const decoded = decodeOverrides(config, secretKeys);
   const resolved = resolveHubConfig(decoded.overrides);
-  if (decoded.problems.length === 0) return resolved;
+  if (decoded.problems.length === 0) return resolved.ok ? { ...resolved, overrides: decoded.overrides } : resolved;
   const badKeys = new Set(decoded.problems.flatMap((p) => p.keys));
   const semantic = resolved.ok ? [] : resolved.problems.filter((p) => !p.keys.some((k) => badKeys.has(k)));
   return { ok: false, problems: [...decoded.problems, ...semantic], warnings: resolved.ok ? [...resolved.config.warnings] : resolved.warnings };

@@ -337,7 +337,8 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
   if (!cpu || (hasGpu && !gpu)) return { ok: false, problems, warnings };
   const cost = estimateCost({
     cpuSize: cpu,
-    cpuCacheGiB: s.cpuCacheGiB,
+    // The local tier keeps its files in a directory of yours: no volumes to bill.
+    cpuCacheGiB: s.tier === "local" ? 0 : s.cpuCacheGiB,
     gpu: hasGpu && gpu ? { size: gpu, count: s.gpuCount, hoursPerMonth: s.tier === "hybrid" ? s.gpuHoursPerMonth : HOURS_PER_MONTH, on: gpuOn } : undefined,
     modelCacheGiB: s.modelCacheGiB,
     modelCacheVolumes,

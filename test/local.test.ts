@@ -20,7 +20,7 @@ describe("the local tier", () => {
     const containers = run.resources.filter((r) => r.type === "docker:index/container:Container");
     expect(containers.map((c) => c.inputs.name).sort()).toEqual(["coder", "errors", "gatekeeper", "gateway", "ocr", "stt", "tts"]);
     const gateway = containers.find((c) => c.inputs.name === "gateway")!;
-    expect(gateway.inputs.ports).toEqual([{ internal: 8100, external: 8100, ip: "127.0.0.1", protocol: "tcp" }].map(({ protocol: _p, ...rest }) => rest));
+    expect(gateway.inputs.ports).toEqual([{ internal: 8100, external: 8100, ip: "127.0.0.1" }]);
     for (const c of containers) for (const p of (c.inputs.ports as { ip: string }[] | undefined) ?? []) expect(p.ip).toBe("127.0.0.1");
     // Files live in the user's directory, not under /mnt.
     for (const c of containers) for (const v of c.inputs.volumes as { hostPath: string }[]) expect(v.hostPath).toContain("/.inference-hub/");

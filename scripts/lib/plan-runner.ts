@@ -3,7 +3,6 @@ import * as path from "node:path";
 import { takeArtifacts } from "../../infra/artifacts";
 import { hubProgram } from "../../infra/program";
 import { loadHubConfig, Problem, readStackFile, Warning } from "../../stacks";
-import { decodeOverrides } from "../../stacks/load";
 import { presentInput, runUnderMocks, RecordedResource } from "./mock-engine";
 import { buildPlanDocument, FailedPlanDocument, PLAN_SCHEMA_VERSION, PlanArtifact, PlanDocument } from "./plan-document";
 
@@ -49,7 +48,7 @@ export async function planFromText(stack: string, configFile: string, text: stri
     stack,
     configFile,
     hub,
-    overrides: decodeOverrides(file.file.config).overrides,
+    overrides: loaded.overrides,
     resources: run.resources,
     artifacts,
     outputs: run.outputs,
