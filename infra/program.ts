@@ -12,7 +12,7 @@ import { recordArtifact } from "./artifacts";
 import { cloudSlug, hubTags } from "./naming";
 import { HubNetwork } from "./network";
 import { HubNode, SshAccess } from "./node";
-import { parseKeysFile } from "../services/gatekeeper/keys";
+import { parseKeysFile } from "../programs/gatekeeper/keys";
 import type { SecretName } from "../services/spec";
 import type { DropletTarget } from "./containers";
 import { deployServices } from "./services";

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_FILES } from "../services/auth";
-import { bundleGatekeeper } from "../services/gatekeeper/bundle";
+import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
 import { GATEWAY_DIRS, errorsNginxConf, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
 import { hubServiceSpecs } from "../services/index";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";

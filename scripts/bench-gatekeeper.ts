@@ -6,8 +6,8 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { Client } from "pg";
-import { bundleGatekeeper } from "../services/gatekeeper/bundle";
-import { newApiKey } from "../services/gatekeeper/keys";
+import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
+import { newApiKey } from "../programs/gatekeeper/keys";
 import { freeLoopbackPort, PostgresCluster } from "../test/helpers/postgres";
 import { table } from "./lib/plan-view";
 

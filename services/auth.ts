@@ -1,11 +1,11 @@
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { CPU_CACHE_MOUNT } from "./node-setup";
-import { HEALTH_PATH } from "./gatekeeper/protocol";
+import { HEALTH_PATH } from "../programs/gatekeeper/protocol";
 import { NODE_IMAGE } from "./images";
 import type { ServiceSpec } from "./spec";
 
-/** The API-key gatekeeper (services/gatekeeper/): Traefik's forwardAuth asks it about every request. */
+/** The API-key gatekeeper (programs/gatekeeper/): Traefik's forwardAuth asks it about every request. */
 export const GATEKEEPER_CONTAINER = "gatekeeper";
 export const GATEKEEPER_PORT = 8080;
 

@@ -19,7 +19,7 @@ export interface Backend {
   readonly healthPath: string;
 }
 
-import type { Scope } from "./gatekeeper/protocol";
+import type { Scope } from "../programs/gatekeeper/protocol";
 
 export interface Route {
   /** Router and service name in Traefik. */

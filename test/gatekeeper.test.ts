@@ -7,17 +7,17 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bundleGatekeeper } from "../services/gatekeeper/bundle";
-import { GatekeeperConfigError, readGatekeeperConfig, type GatekeeperConfig } from "../services/gatekeeper/config";
-import { MAX_CREDENTIAL_HEADER_CHARS, presentedCredential } from "../services/gatekeeper/credentials";
-import type { DecisionRecord } from "../services/gatekeeper/decision";
-import { KeysFileError, KeyStore, newApiKey, parseKeysFile, sha256Hex, type KeyEntry } from "../services/gatekeeper/keys";
-import type { Logger } from "../services/gatekeeper/log";
-import { jsonLogger, silentLogger } from "../services/gatekeeper/log";
-import { applyMigrations, MIGRATIONS } from "../services/gatekeeper/migrations";
-import { RateLimiter } from "../services/gatekeeper/rate-limit";
-import { type Gatekeeper, startGatekeeper } from "../services/gatekeeper/server";
-import { parseDecisionLine, segmentFileName, Spool } from "../services/gatekeeper/spool";
+import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
+import { GatekeeperConfigError, readGatekeeperConfig, type GatekeeperConfig } from "../programs/gatekeeper/config";
+import { MAX_CREDENTIAL_HEADER_CHARS, presentedCredential } from "../programs/gatekeeper/credentials";
+import type { DecisionRecord } from "../programs/gatekeeper/decision";
+import { KeysFileError, KeyStore, newApiKey, parseKeysFile, sha256Hex, type KeyEntry } from "../programs/gatekeeper/keys";
+import type { Logger } from "../programs/gatekeeper/log";
+import { jsonLogger, silentLogger } from "../programs/gatekeeper/log";
+import { applyMigrations, MIGRATIONS } from "../programs/gatekeeper/migrations";
+import { RateLimiter } from "../programs/gatekeeper/rate-limit";
+import { type Gatekeeper, startGatekeeper } from "../programs/gatekeeper/server";
+import { parseDecisionLine, segmentFileName, Spool } from "../programs/gatekeeper/spool";
 import { findPostgres, freeLoopbackPort, POSTGRES_MISSING_REASON, PostgresCluster } from "./helpers/postgres";
 
 // ---- fixtures -----------------------------------------------------------------------------------

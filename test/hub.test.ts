@@ -164,7 +164,7 @@ describe("prerequisites", () => {
 describe("keys", () => {
   it("create stores only the hash, as a secret, deploys, and shows the key once", async () => {
     const { keysCommand } = await import("../scripts/lib/hub/keys");
-    const { sha256Hex, parseKeysFile } = await import("../services/gatekeeper/keys");
+    const { sha256Hex, parseKeysFile } = await import("../programs/gatekeeper/keys");
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
     const { lines, io: out } = io();
     await keysCommand(ops, "create", [], { name: "alice laptop", scopes: "llm,stt", rate: "30" }, out);

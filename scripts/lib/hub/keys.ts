@@ -1,4 +1,4 @@
-import { KeysFile, newApiKey, parseKeysFile, SCOPES, Scope } from "../../../services/gatekeeper/keys";
+import { KeysFile, newApiKey, parseKeysFile, SCOPES, Scope } from "../../../programs/gatekeeper/keys";
 import { PROJECT } from "../../../stacks/settings";
 import { Io, previewAndApply } from "./commands";
 import { HubCommandError, StackOps } from "./ops";

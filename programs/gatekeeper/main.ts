@@ -53,7 +53,7 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   if (error instanceof GatekeeperConfigError) {
-    log.error("the gatekeeper's environment is incomplete; see services/gatekeeper/README.md", { problems: error.problems });
+    log.error("the gatekeeper's environment is incomplete; see programs/gatekeeper/README.md", { problems: error.problems });
     process.exit(2);
   }
   log.error("gatekeeper failed to start", { error: errorText(error) });

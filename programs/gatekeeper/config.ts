@@ -73,7 +73,7 @@ export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
   const config: GatekeeperConfig = {
     port: integer("GATEKEEPER_PORT", 8080, 1, 65535),
     host: text("GATEKEEPER_HOST") ?? "0.0.0.0",
-    keysFile: required("GATEKEEPER_KEYS_FILE", "the path of the keys JSON file (see services/gatekeeper/README.md)"),
+    keysFile: required("GATEKEEPER_KEYS_FILE", "the path of the keys JSON file (see programs/gatekeeper/README.md)"),
     spoolDir: required("GATEKEEPER_SPOOL_DIR", "a directory on the node's persistent volume for the audit spool"),
     databaseUrl,
     backendKey,
