@@ -96,6 +96,9 @@ export function vllmCoderSpecs(hub: HubConfig): ServiceSpec[] {
   return activeGpuNodes(hub).map((node) => vllmSpec(hub, node, "coder", coderServeArgs(coder, GPU_SERVICE_PORTS.coder), GPU_SERVICE_PORTS.coder, coder.weights.diskGB));
 }
 
+/** All GPU memory of one GPU node, GB. */
+const gpuMemoryGB = (hub: HubConfig): number => (hub.gpu ? hub.gpu.size.gpuCount * hub.gpu.size.gpuMemoryGBPerGpu : 0);
+
 /** Seconds between two looks at the coder's /health while DeepSeek-OCR waits to start. */
 export const GPU_START_POLL_SECONDS = 5;
 
@@ -121,7 +124,7 @@ export const WAIT_FOR_HEALTH_SCRIPT = [
 export function deepSeekOcrSpecs(hub: HubConfig): ServiceSpec[] {
   const ocr = hub.ocr;
   if (ocr.engine !== "deepseek-ocr") return [];
-  const coderOnGpu = hub.coder.backend === "vllm" ? hub.coder : undefined;
+  const coderOnGpu = hub.coder.backend === "vllm";
   return activeGpuNodes(hub).map((node) => {
     const spec = vllmSpec(hub, node, "ocr", ocrServeArgs(ocr, GPU_SERVICE_PORTS.ocr), GPU_SERVICE_PORTS.ocr, ocr.weights.diskGB);
     if (!coderOnGpu) return spec;
@@ -132,8 +135,10 @@ export function deepSeekOcrSpecs(hub: HubConfig): ServiceSpec[] {
       // `sh -c <script> vllm-serve <args>`: "$@" in the script are the vLLM arguments (command).
       entrypoint: ["/bin/sh", "-c", WAIT_FOR_HEALTH_SCRIPT, "vllm-serve"],
       env: { ...spec.env, HUB_WAIT_FOR_HEALTH_URL: coderHealth, HUB_WAIT_POLL_SECONDS: String(GPU_START_POLL_SECONDS) },
-      // Its grace period covers waiting out the coder's first start too.
-      health: { ...spec.health, startPeriodSeconds: spec.health.startPeriodSeconds + vllmStartPeriodSeconds(coderOnGpu.weights.diskGB) },
+      // Its grace period covers waiting out the coder's first start too, bounded by the GPU rather
+      // than the coder's model so that a new coder model does not recreate this container: the
+      // download is at most twice the GPU memory (online FP8 fetches the BF16 checkpoint).
+      health: { ...spec.health, startPeriodSeconds: spec.health.startPeriodSeconds + vllmStartPeriodSeconds(2 * gpuMemoryGB(hub)) },
     };
   });
 }
