@@ -1,9 +1,9 @@
 import { parseSmokeArgs, renderTable, runSmoke, UsageError, USAGE } from "./lib/smoke";
 
 /**
- * `npm run smoke -- --url https://hub.example.com/v1 --key <key>`: checks a running hub service by
- * service (models, chat, streamed chat, text to speech, speech to text, OCR) and stops at the
- * first broken one. See docs/smoke.md.
+ * `npm run smoke -- --url https://hub.example.com/v1 --key <key>`: checks a running hub route by
+ * route, and every refusal that can be seen from outside (missing key, wrong scope, unserved
+ * model, rate limit), and names each broken one. See docs/smoke.md.
  */
 
 const EXIT_OK = 0;
@@ -32,9 +32,10 @@ async function main(): Promise<number> {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
     process.stdout.write(`Inference hub smoke test: ${report.baseUrl} (OCR mode ${report.ocrMode})\n\n${renderTable(report)}\n\n`);
-    if (report.ok) process.stdout.write(`All ${report.checks.length} checks passed.\n`);
+    const count = (status: string) => report.checks.filter((c) => c.status === status).length;
+    process.stdout.write(`${count("ok")} checks passed, ${count("failed")} failed, ${count("skipped")} skipped.\n`);
   }
-  if (report.failure) process.stderr.write(`smoke: ${report.failure}\n`);
+  for (const failure of report.failures) process.stderr.write(`smoke: ${failure}\n`);
   return report.ok ? EXIT_OK : EXIT_BROKEN;
 }
 

@@ -96,11 +96,51 @@ export function vllmCoderSpecs(hub: HubConfig): ServiceSpec[] {
   return activeGpuNodes(hub).map((node) => vllmSpec(hub, node, "coder", coderServeArgs(coder, GPU_SERVICE_PORTS.coder), GPU_SERVICE_PORTS.coder, coder.weights.diskGB));
 }
 
-/** DeepSeek-OCR beside the coder on every GPU node, when it is the OCR engine. */
+/** All GPU memory of one GPU node, GB. */
+const gpuMemoryGB = (hub: HubConfig): number => (hub.gpu ? hub.gpu.size.gpuCount * hub.gpu.size.gpuMemoryGBPerGpu : 0);
+
+/** Seconds between two looks at the coder's /health while DeepSeek-OCR waits to start. */
+export const GPU_START_POLL_SECONDS = 5;
+
+/**
+ * Start command of the second vLLM process on a GPU: wait until the first one answers /health,
+ * then run `vllm serve "$@"`. vLLM sizes its KV cache from a memory profile that counts every
+ * process's GPU memory device-wide (vllm/v1/worker/gpu_worker.py, "Error in memory profiling"),
+ * so two vLLM processes profiling at once on one GPU fail or mis-size each other. Pulumi's create
+ * order alone would not help: after a reboot or a crash Docker's restart policy starts both at
+ * once, so the wait lives in the container. The coder goes first and never waits: the main service
+ * must not depend on OCR being healthy. The URL and interval come from the environment (set in the
+ * spec) so the same script can be run against a stand-in.
+ */
+export const WAIT_FOR_HEALTH_SCRIPT = [
+  'echo "waiting for $HUB_WAIT_FOR_HEALTH_URL before starting vLLM (one vLLM profiles GPU memory at a time)"',
+  // python3 ships in both vLLM images (the health checks use it too); a non-2xx answer raises.
+  `until python3 -c 'import os, urllib.request; urllib.request.urlopen(os.environ["HUB_WAIT_FOR_HEALTH_URL"], timeout=5)' 2>/dev/null; do sleep "$HUB_WAIT_POLL_SECONDS"; done`,
+  'echo "$HUB_WAIT_FOR_HEALTH_URL is healthy; starting vLLM"',
+  'exec vllm serve "$@"',
+].join("\n");
+
+/** DeepSeek-OCR beside the coder on every GPU node, when it is the OCR engine; it starts after the coder is healthy. */
 export function deepSeekOcrSpecs(hub: HubConfig): ServiceSpec[] {
   const ocr = hub.ocr;
   if (ocr.engine !== "deepseek-ocr") return [];
-  return activeGpuNodes(hub).map((node) => vllmSpec(hub, node, "ocr", ocrServeArgs(ocr, GPU_SERVICE_PORTS.ocr), GPU_SERVICE_PORTS.ocr, ocr.weights.diskGB));
+  const coderOnGpu = hub.coder.backend === "vllm";
+  return activeGpuNodes(hub).map((node) => {
+    const spec = vllmSpec(hub, node, "ocr", ocrServeArgs(ocr, GPU_SERVICE_PORTS.ocr), GPU_SERVICE_PORTS.ocr, ocr.weights.diskGB);
+    if (!coderOnGpu) return spec;
+    // The coder is on the same node's Docker network under its container name.
+    const coderHealth = `http://coder:${GPU_SERVICE_PORTS.coder}/health`;
+    return {
+      ...spec,
+      // `sh -c <script> vllm-serve <args>`: "$@" in the script are the vLLM arguments (command).
+      entrypoint: ["/bin/sh", "-c", WAIT_FOR_HEALTH_SCRIPT, "vllm-serve"],
+      env: { ...spec.env, HUB_WAIT_FOR_HEALTH_URL: coderHealth, HUB_WAIT_POLL_SECONDS: String(GPU_START_POLL_SECONDS) },
+      // Its grace period covers waiting out the coder's first start too, bounded by the GPU rather
+      // than the coder's model so that a new coder model does not recreate this container: the
+      // download is at most twice the GPU memory (online FP8 fetches the BF16 checkpoint).
+      health: { ...spec.health, startPeriodSeconds: spec.health.startPeriodSeconds + vllmStartPeriodSeconds(2 * gpuMemoryGB(hub)) },
+    };
+  });
 }
 
 // ---- llama.cpp on the CPU node ----

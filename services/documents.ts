@@ -1,5 +1,6 @@
 import type { HubConfig } from "../stacks/hub-config";
 import { cpuPlacement, memoryLimitMiB } from "./coder";
+import { FORWARDING_TIMEOUTS } from "./gateway";
 import { DOCLING_SERVE_CPU_IMAGE, pythonHttpCheck } from "./images";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { SERVICE_PORTS } from "./routes";
@@ -11,6 +12,23 @@ import type { ServiceSpec } from "./spec";
  * alone: a volume over it would hide them.
  */
 const DOCLING_HF_HOME = "/opt/app-root/src/.cache/huggingface";
+
+/** A Go duration in whole seconds ("900s", "15m"), as the gateway's timeouts are written. */
+export function durationSeconds(duration: string): number {
+  const match = /^(\d+)(s|m|h)$/.exec(duration);
+  if (!match) throw new Error(`unsupported duration ${JSON.stringify(duration)}: write it as <n>s, <n>m or <n>h`);
+  return Number(match[1]) * { s: 1, m: 60, h: 3600 }[match[2] as "s" | "m" | "h"];
+}
+
+/**
+ * docling-serve polls a synchronous conversion every DOCLING_SERVE_SYNC_POLL_INTERVAL (2 s) and
+ * gives up with its own 504 after DOCLING_SERVE_MAX_SYNC_WAIT (default 120 s; docling_serve/
+ * settings.py and app.py _wait_task_complete, v1.31.0). Waiting as long as the gateway lets a
+ * backend take, less this margin, lets a long document finish; past it, docling's own 504 (which
+ * names the setting, so points at the async API) reaches the client before Traefik cuts the request.
+ */
+export const SYNC_WAIT_MARGIN_SECONDS = 30;
+export const doclingMaxSyncWaitSeconds = (): number => durationSeconds(FORWARDING_TIMEOUTS.responseHeaderTimeout) - SYNC_WAIT_MARGIN_SECONDS;
 
 /** docling-serve: document conversion and OCR on the CPU node (`ocr`, or `ocr-fallback` behind DeepSeek-OCR). */
 export function doclingSpec(hub: HubConfig, name: "ocr" | "ocr-fallback"): ServiceSpec {
@@ -28,6 +46,7 @@ export function doclingSpec(hub: HubConfig, name: "ocr" | "ocr-fallback"): Servi
     env: {
       HF_HOME: DOCLING_HF_HOME,
       DOCLING_SERVE_ENABLE_UI: "false",
+      DOCLING_SERVE_MAX_SYNC_WAIT: String(doclingMaxSyncWaitSeconds()),
     },
     // docling-serve checks it against the X-Api-Key header (docling_serve/auth.py), not Authorization.
     secretEnv: { DOCLING_SERVE_API_KEY: "hubApiKey" },

@@ -45,3 +45,18 @@ export function ocrServeArgs(ocr: DeepSeekOcr, port = OCR_VLLM_PORT): string[] {
     "--mm-processor-cache-gb", "0",
   ];
 }
+
+/**
+ * What every DeepSeek-OCR request must carry, from the vLLM recipe's online example
+ * (vllm-project/recipes DeepSeek/DeepSeek-OCR.md, read 2026-12-01). NGramPerReqLogitsProcessor
+ * acts only on requests whose `vllm_xargs` name `ngram_size`; without them the model may repeat
+ * itself to max_tokens. 128821/128822 are `<td>` and `</td>`, which tables legitimately repeat.
+ * The gateway cannot add them (it never rewrites bodies): clients send them (README, docs/smoke.md).
+ */
+export const DEEPSEEK_OCR_REQUEST_EXTRAS = {
+  skip_special_tokens: false,
+  vllm_xargs: { ngram_size: 30, window_size: 90, whitelist_token_ids: [128821, 128822] },
+} as const;
+
+/** The recipe's plain prompt: DeepSeek-OCR reads better with it than with instructions. */
+export const DEEPSEEK_OCR_PROMPT = "Free OCR.";

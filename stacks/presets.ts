@@ -28,6 +28,8 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   ocrCpuFallback: false,
   sttModel: "base",
   ttsModel: "tts_models/en/ljspeech/tacotron2-DDC",
+  // Licences are the user's to accept: a model that asks (XTTS, CPML) is refused until they do.
+  ttsAcceptModelLicense: false,
   fallbackModel: "none",
   adminCidrs: [],
   sshKeyFingerprints: [],

@@ -296,6 +296,17 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
   if (!whisper) problems.push(problem("sttModel", s.sttModel, "is not a Whisper model in the catalogue.", `${didYouMean(s.sttModel, Object.keys(WHISPER_MODELS))} Use one of ${Object.keys(WHISPER_MODELS).join(", ")}.`.trim()));
   const ttsModel = TTS_MODELS[s.ttsModel];
   if (!ttsModel) problems.push(problem("ttsModel", s.ttsModel, "is not a Coqui TTS model in the catalogue.", `Use one of ${Object.keys(TTS_MODELS).join(", ")}.`));
+  if (ttsModel?.license.requiresAgreement && !s.ttsAcceptModelLicense) {
+    const open = Object.entries(TTS_MODELS).filter(([, m]) => !m.license.requiresAgreement).map(([id]) => id);
+    problems.push(
+      problem(
+        ["ttsModel", "ttsAcceptModelLicense"],
+        s.ttsModel,
+        `ships under the ${ttsModel.license.name} (${ttsModel.license.url}), and Coqui asks for agreement before downloading it; a container cannot answer, so the TTS server would never start.`,
+        `If your use fits that licence, set ttsAcceptModelLicense to true (pulumi config set ttsAcceptModelLicense true); otherwise use ${open.join(" or ")}.`,
+      ),
+    );
+  }
 
   if ((s.domain === undefined) !== (s.acmeEmail === undefined)) {
     problems.push(problem(["domain", "acmeEmail"], s.domain ?? s.acmeEmail, "HTTPS with Let's Encrypt needs both a domain and a contact e-mail.", s.domain ? "Set acmeEmail." : "Set domain, or remove acmeEmail."));

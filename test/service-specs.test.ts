@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { coderSpecs } from "../services/coder";
 import { documentSpecs, doclingSpec } from "../services/documents";
+import { FORWARDING_TIMEOUTS } from "../services/gateway";
 import { COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, IMAGES, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE } from "../services/images";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT } from "../services/node-setup";
 import { routeTable } from "../services/routes";
@@ -105,7 +106,14 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
     for (const s of specs.filter((x) => x.image === VLLM_CUDA_IMAGE || x.image === VLLM_ROCM_IMAGE)) {
       expect(vllmArgProblems(s.command), s.command.join(" ")).toEqual([]);
       expect(s.command[0]).toBe(placed.get(`${s.node}/${s.name}`));
-      expect(s.entrypoint).toEqual(["vllm", "serve"]);
+      // vllm serve directly, or a shell whose last act is `exec vllm serve "$@"` with the command as "$@".
+      if (s.entrypoint?.[0] === "/bin/sh") {
+        expect(s.entrypoint.slice(0, 2)).toEqual(["/bin/sh", "-c"]);
+        expect(s.entrypoint[2].trimEnd().split("\n").at(-1)).toBe('exec vllm serve "$@"');
+        expect(s.entrypoint).toHaveLength(4);
+      } else {
+        expect(s.entrypoint).toEqual(["vllm", "serve"]);
+      }
       expect(Number(argAfter(s.command, "--port"))).toBe(s.port);
     }
   });
@@ -226,20 +234,63 @@ describe("cross-service properties", () => {
     expect(huge.health.startPeriodSeconds).toBeGreaterThan(2 * 3600);
   });
 
-  it("speaches fetches the configured Whisper model before serving", () => {
+  it("speaches fetches the configured Whisper model, maps whisper-1 to it, then serves offline", () => {
     const hub = mustLoad({ tier: "gpu", sttModel: "small" });
     const stt = sttSpec(hub);
-    expect(stt.command.join(" ")).toContain(`snapshot_download("${hub.stt.repo}")`);
-    expect(stt.command.join(" ")).toContain("exec uvicorn --factory speaches.main:create_app");
-    expect(stt.env).toMatchObject({ WHISPER__INFERENCE_DEVICE: "cpu", WHISPER__COMPUTE_TYPE: "int8" });
+    // Catalogue: sttModel small is faster-whisper's Systran/faster-whisper-small.
+    expect(hub.stt.repo).toBe("Systran/faster-whisper-small");
+    const lines = stt.command[0].split("\n");
+    const at = (pattern: RegExp) => lines.findIndex((l) => pattern.test(l));
+    const preload = at(/snapshot_download\("Systran\/faster-whisper-small"\)/);
+    const aliases = at(/> model_aliases\.json$/);
+    const offline = at(/^export HF_HUB_OFFLINE=1$/);
+    const serve = at(/^exec uvicorn .*--factory hub_speaches:create_app$/);
+    // In this order: fetch while online, then no download is possible for the server.
+    expect([preload, aliases, offline, serve].every((i) => i >= 0)).toBe(true);
+    expect(preload).toBeLessThan(offline);
+    expect(offline).toBeLessThan(serve);
+    expect(lines[aliases]).toContain('\'{"whisper-1":"Systran/faster-whisper-small"}\'');
+    expect(stt.env).toMatchObject({ WHISPER__INFERENCE_DEVICE: "cpu", WHISPER__COMPUTE_TYPE: "int8", HUB_STT_MODEL: "Systran/faster-whisper-small" });
     expect(stt.mounts.map((m) => m.containerPath)).toEqual(["/home/ubuntu/.cache/huggingface/hub"]);
   });
 
-  it("Coqui serves the configured model with tts-server", () => {
+  it("speaches keeps the model loaded with the TTL name 0.8.3 reads", () => {
+    // speaches v0.8.3 src/speaches/config.py: WhisperConfig.ttl (env WHISPER__TTL, default 300 s,
+    // -1 never unloads). STT_MODEL_TTL exists only from 0.9.0-rc.1 (FACTS.md), so 0.8.3 ignores it.
+    expect(SPEACHES_CPU_IMAGE.tag).toBe("0.8.3-cpu");
+    const env = sttSpec(mustLoad({ tier: "cpu" })).env;
+    expect(env.WHISPER__TTL).toBe("-1");
+    expect(env).not.toHaveProperty("STT_MODEL_TTL");
+  });
+
+  it("Coqui serves the configured model with tts-server through the format guard", () => {
     const hub = mustLoad({ tier: "gpu", ttsModel: "tts_models/en/ljspeech/vits" });
     const tts = ttsSpec(hub);
-    expect(tts.entrypoint).toEqual(["tts-server"]);
+    expect(tts.entrypoint?.slice(0, 2)).toEqual(["/bin/sh", "-c"]);
+    expect(tts.entrypoint?.at(-1)).toBe("tts-server");
+    expect(tts.entrypoint?.[2].trimEnd().split("\n").at(-1)).toBe('exec python3 "${TMPDIR:-/tmp}/hub_coqui.py" "$@"');
     expect(argAfter(tts.command, "--model_name")).toBe("tts_models/en/ljspeech/vits");
+    // An Apache-2.0 model needs no agreement, so none is given on the user's behalf.
+    expect(tts.env).not.toHaveProperty("COQUI_TOS_AGREED");
+  });
+
+  it("docling waits for a synchronous conversion almost as long as the gateway lets a backend take", () => {
+    const wait = Number(doclingSpec(mustLoad({ tier: "cpu" }), "ocr").env.DOCLING_SERVE_MAX_SYNC_WAIT);
+    const gateway = Number(/^(\d+)s$/.exec(FORWARDING_TIMEOUTS.responseHeaderTimeout)?.[1]);
+    // docling-serve v1.31.0 settings.py: max_sync_wait default 120, sync_poll_interval 2 s; its
+    // 504 comes after the first poll past the wait, which must still be before Traefik gives up.
+    expect(wait).toBeGreaterThan(120);
+    expect(wait + 2).toBeLessThan(gateway);
+    expect(gateway - wait).toBeLessThanOrEqual(60);
+  });
+
+  it("DeepSeek-OCR's grace period covers waiting for the coder's first start", () => {
+    const specs = coderSpecs(mustLoad({ tier: "gpu" }));
+    const coder = specs.find((s) => s.name === "coder")!;
+    const ocr = specs.find((s) => s.name === "ocr")!;
+    expect(ocr.health.startPeriodSeconds).toBeGreaterThan(coder.health.startPeriodSeconds);
+    // The coder itself never waits on OCR.
+    expect(coder.entrypoint).toEqual(["vllm", "serve"]);
   });
 
   it("refuses a docling spec the placement does not have", () => {

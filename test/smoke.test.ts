@@ -6,45 +6,82 @@ import { inflateSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   CHECKS,
+  CheckId,
   errorMessageFromBody,
   FONT,
   GLYPH_GAP,
   GLYPH_HEIGHT,
   GLYPH_WIDTH,
+  mp3Problem,
   OCR_TEXT,
+  rateCheckRequests,
   renderTextPng,
   runSmoke,
   SmokeOptions,
   SmokeReport,
   SPOKEN_SENTENCE,
   TEXT_MARGIN,
+  UNSERVED_STT_MODEL,
   wordMatch,
 } from "../scripts/lib/smoke";
 import { ROOT } from "./helpers/load";
 
-const KEY = "test-hub-key";
+const KEY = "ihk_test-full-key";
+const LLM_KEY = "ihk_test-llm-only-key";
 const TSX = path.join(ROOT, "node_modules/.bin/tsx");
+/** The Whisper model the stand-in hub "serves" (what sttModel base resolves to). */
+const SERVED_STT = "Systran/faster-whisper-base";
+/** Small, so the rate-limit check sends few requests; the CLI tests pass it as --rate-burst. */
+const BURST = 4;
 
 // =============================================================================================
-// Stand-ins for the API shapes of the programs behind the hub's gateway (vLLM / llama.cpp for
-// `coder`, Coqui TTS, speaches, DeepSeek-OCR on vLLM, docling-serve). They are NOT
-// implementations: each answers just enough of the documented request/response shape, and checks
-// just enough of the request, for the smoke check to tell a healthy service from a broken one.
+// A STAND-IN for a whole hub: a "gateway" layer in front of stand-ins for the API shapes of the
+// programs behind it (vLLM / llama.cpp for `coder`, Coqui TTS, speaches, DeepSeek-OCR on vLLM,
+// docling-serve). NOT implementations: each answers just enough of the documented shape, and
+// checks just enough of the request, for the smoke check to tell a working hub from a broken one.
+// The gateway layer does what the real one promises (rate limit per key before the key check,
+// 401 / 403 / 429 as OpenAI-format errors, Retry-After) unless a test breaks it on purpose.
 // The speech pair cheats on purpose: the "TTS" writes the text into a RIFF INFO chunk of its WAV
 // and the "STT" reads it back, so the round trip is testable without a voice model.
+// Every request a backend receives is recorded.
 // =============================================================================================
 
-type Route = "models" | "chat" | "speech" | "transcriptions" | "ocr-chat" | "ocr-convert";
-const ROUTES: Readonly<Record<string, Route>> = {
-  "GET /v1/models": "models",
-  "POST /v1/chat/completions": "chat",
-  "POST /v1/audio/speech": "speech",
-  "POST /v1/audio/transcriptions": "transcriptions",
-  "POST /v1/ocr/chat/completions": "ocr-chat",
-  "POST /v1/ocr/convert/file": "ocr-convert",
+type Route = "models" | "chat" | "completions" | "speech" | "transcriptions" | "translations" | "ocr-chat" | "ocr-convert" | "ocr-async" | "ocr-poll" | "ocr-result";
+const SCOPES: Readonly<Record<Route, string>> = {
+  models: "llm",
+  chat: "llm",
+  completions: "llm",
+  speech: "tts",
+  transcriptions: "stt",
+  translations: "stt",
+  "ocr-chat": "ocr",
+  "ocr-convert": "ocr",
+  "ocr-async": "ocr",
+  "ocr-poll": "ocr",
+  "ocr-result": "ocr",
 };
 
+function routeOf(method: string, url: string): Route | undefined {
+  const pathname = url.split("?")[0];
+  const exact: Record<string, Route> = {
+    "GET /v1/models": "models",
+    "POST /v1/chat/completions": "chat",
+    "POST /v1/completions": "completions",
+    "POST /v1/audio/speech": "speech",
+    "POST /v1/audio/transcriptions": "transcriptions",
+    "POST /v1/audio/translations": "translations",
+    "POST /v1/ocr/chat/completions": "ocr-chat",
+    "POST /v1/ocr/convert/file": "ocr-convert",
+    "POST /v1/ocr/convert/file/async": "ocr-async",
+  };
+  if (exact[`${method} ${pathname}`]) return exact[`${method} ${pathname}`];
+  if (method === "GET" && pathname.startsWith("/v1/ocr/status/poll/")) return "ocr-poll";
+  if (method === "GET" && pathname.startsWith("/v1/ocr/result/")) return "ocr-result";
+  return undefined;
+}
+
 interface StandInRequest {
+  readonly url: string;
   readonly headers: IncomingHttpHeaders;
   readonly body: Buffer;
 }
@@ -52,31 +89,37 @@ type Handler = (request: StandInRequest, response: ServerResponse) => void | Pro
 /** null: the route does not exist on this hub (the gateway's 404, as on the cpu tier for OCR chat). */
 type Overrides = Partial<Record<Route, Handler | null>>;
 
+interface GatewayBehaviour {
+  /** Keys and their scopes. */
+  readonly keys: ReadonlyMap<string, readonly string[]>;
+  /** Per key (Authorization header) per route, as Traefik's rateLimit; 0 turns it off. */
+  readonly burst: number;
+  /** false: Traefik's own plain-text 429. */
+  readonly jsonRateLimit: boolean;
+  readonly retryAfter: boolean;
+  /** Broken on purpose: lets unknown keys through, or ignores scopes. */
+  readonly acceptUnknownKeys: boolean;
+  readonly ignoreScopes: boolean;
+}
+
 const openAiError = (message: string, type: string, code: string | null) => ({ error: { message, type, code } });
 /** The gateway's body while the GPU is off (same shape as services/gateway.ts GPU_OFF_ERROR). */
 const GPU_OFF = openAiError("The GPU tier of this inference hub is switched off, so this model is not being served right now.", "server_error", "gpu_off");
 
-function sendJson(response: ServerResponse, status: number, body: unknown): void {
-  response.writeHead(status, { "content-type": "application/json" });
+function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  response.writeHead(status, { "content-type": "application/json", ...headers });
   response.end(JSON.stringify(body));
-}
-
-/** What vLLM, llama.cpp and speaches do with a wrong key: 401 before anything else. */
-function keyRejected(request: StandInRequest, response: ServerResponse): boolean {
-  if (request.headers.authorization === `Bearer ${KEY}`) return false;
-  sendJson(response, 401, openAiError("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"));
-  return true;
 }
 
 function badRequest(response: ServerResponse, message: string): void {
   sendJson(response, 400, openAiError(`stand-in: ${message}`, "invalid_request_error", null));
 }
 
-const chatCompletion = (model: string, content: string) => ({
+const chatCompletion = (model: string, content: string, finishReason = "stop") => ({
   id: "chatcmpl-standin",
   object: "chat.completion",
   model,
-  choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
+  choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: finishReason }],
 });
 const chatChunk = (delta: Record<string, unknown>) => `data: ${JSON.stringify({ id: "chatcmpl-standin", object: "chat.completion.chunk", model: "coder", choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;
 
@@ -89,15 +132,39 @@ function formDataOf(request: StandInRequest): Promise<FormData> {
   return new Request("http://stand-in/", { method: "POST", headers: { "content-type": String(request.headers["content-type"]) }, body: request.body }).formData();
 }
 
+/**
+ * MPEG-1 Layer III frames, 128 kbit/s, 44.1 kHz, no padding: header FF FB 90 00; each frame is
+ * 144 × 128000 / 44100 = 417 bytes (ISO/IEC 11172-3), after a 10-byte ID3v2.4 tag of size 0.
+ */
+function mp3Frames(frames: number): Buffer {
+  const frame = Buffer.alloc(417);
+  frame.set([0xff, 0xfb, 0x90, 0x00]);
+  return Buffer.concat([Buffer.from("ID3\x04\x00\x00\x00\x00\x00\x00", "latin1"), ...Array(frames).fill(frame)]);
+}
+
+/** The n-gram processor's arguments as the vLLM recipe's online example sends them (DeepSeek/DeepSeek-OCR.md). */
+const RECIPE_XARGS = { ngram_size: 30, window_size: 90, whitelist_token_ids: [128821, 128822] };
+
+/** docling's async tasks: submitted → one "started" poll → success. */
+const doclingTasks = new Map<string, { text: string; polls: number }>();
+
+/** speaches with the hub's launcher: whisper-1 and the served repo work, any other model is a 400. */
+async function sttHandler(request: StandInRequest, response: ServerResponse): Promise<void> {
+  const form = await formDataOf(request);
+  const file = form.get("file");
+  const model = form.get("model");
+  if (model !== "whisper-1" && model !== SERVED_STT) return sendJson(response, 400, openAiError(`The model '${String(model)}' is not served by this hub: send model 'whisper-1' or '${SERVED_STT}'.`, "invalid_request_error", "model_not_found"));
+  if (!(file instanceof Blob)) return badRequest(response, "file is required");
+  const text = textInWav(Buffer.from(await file.arrayBuffer()));
+  if (text === undefined) return sendJson(response, 400, { detail: "stand-in: no speech found in the audio" });
+  sendJson(response, 200, { text: ` ${text}` });
+}
+
 const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
-  // vLLM / llama.cpp model list.
-  models(request, response) {
-    if (keyRejected(request, response)) return;
+  models(_request, response) {
     sendJson(response, 200, { object: "list", data: [{ id: "coder", object: "model", owned_by: "vllm" }] });
   },
-  // vLLM / llama.cpp chat completions, plain and streamed.
   chat(request, response) {
-    if (keyRejected(request, response)) return;
     const body = JSON.parse(request.body.toString("utf8"));
     if (body.model !== "coder" || !Array.isArray(body.messages)) return badRequest(response, "expected model coder and messages");
     if (!body.stream) return sendJson(response, 200, chatCompletion("coder", "ready"));
@@ -107,28 +174,30 @@ const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
     response.write(chatChunk({ content: "dy" }));
     response.end("data: [DONE]\n\n");
   },
-  // Coqui tts-server's OpenAI route (no key of its own: the gateway fronts it).
+  completions(request, response) {
+    const body = JSON.parse(request.body.toString("utf8"));
+    if (body.model !== "coder" || typeof body.prompt !== "string") return badRequest(response, "expected model coder and a prompt");
+    sendJson(response, 200, { id: "cmpl-standin", object: "text_completion", model: "coder", choices: [{ index: 0, text: " a + b", finish_reason: "stop" }] });
+  },
+  // Coqui tts-server behind the format guard: wav and mp3 work.
   speech(request, response) {
     const body = JSON.parse(request.body.toString("utf8"));
     if (typeof body.input !== "string" || !body.input) return badRequest(response, "input is required");
-    if (body.response_format !== "wav") return badRequest(response, "the stand-in only speaks wav");
-    response.writeHead(200, { "content-type": "audio/wav" });
-    response.end(wavCarrying(body.input));
+    const format = body.response_format ?? "mp3";
+    if (format === "wav") {
+      response.writeHead(200, { "content-type": "audio/wav" });
+      return void response.end(wavCarrying(body.input));
+    }
+    if (format === "mp3") {
+      response.writeHead(200, { "content-type": "audio/mpeg" });
+      return void response.end(mp3Frames(5));
+    }
+    sendJson(response, 400, openAiError(`response_format '${format}' is not available; use one of: mp3, wav.`, "invalid_request_error", "unsupported_response_format"));
   },
-  // speaches: OpenAI transcriptions, multipart `file` + `model`.
-  async transcriptions(request, response) {
-    if (keyRejected(request, response)) return;
-    const form = await formDataOf(request);
-    const file = form.get("file");
-    if (!form.get("model")) return badRequest(response, "model is required");
-    if (!(file instanceof Blob)) return badRequest(response, "file is required");
-    const text = textInWav(Buffer.from(await file.arrayBuffer()));
-    if (text === undefined) return sendJson(response, 400, { detail: "stand-in: no speech found in the audio" });
-    sendJson(response, 200, { text: ` ${text}` });
-  },
-  // DeepSeek-OCR behind vLLM's chat API: one image_url data URL plus the prompt.
+  transcriptions: sttHandler,
+  translations: sttHandler,
+  // DeepSeek-OCR behind vLLM's chat API: without the n-gram arguments it repeats itself to max_tokens.
   "ocr-chat"(request, response) {
-    if (keyRejected(request, response)) return;
     const body = JSON.parse(request.body.toString("utf8"));
     const parts = body.messages?.[0]?.content;
     const image = Array.isArray(parts) ? parts.find((p: { type?: string }) => p.type === "image_url")?.image_url?.url : undefined;
@@ -136,21 +205,43 @@ const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
     if (body.model !== "deepseek-ocr" || body.temperature !== 0) return badRequest(response, "expected model deepseek-ocr at temperature 0");
     if (typeof image !== "string" || !image.startsWith("data:image/png;base64,") || prompt !== "Free OCR.") return badRequest(response, "expected a PNG data URL and the prompt");
     const text = readTextFromPng(Buffer.from(image.slice("data:image/png;base64,".length), "base64"));
-    sendJson(response, 200, chatCompletion("deepseek-ocr", `${text}\n`));
+    const filtered = typeof body.vllm_xargs?.ngram_size === "number";
+    sendJson(response, 200, filtered ? chatCompletion("deepseek-ocr", `${text}\n`) : chatCompletion("deepseek-ocr", `${text}\n`.repeat(40), "length"));
   },
-  // docling-serve /v1/convert/file: multipart `files`, its key in X-Api-Key.
+  // docling-serve /v1/convert/file: multipart `files`.
   async "ocr-convert"(request, response) {
-    if (request.headers["x-api-key"] !== KEY) return sendJson(response, 401, { detail: "Api key is required as header X-Api-Key." });
     const form = await formDataOf(request);
     const file = form.get("files");
     if (!(file instanceof Blob)) return sendJson(response, 422, { detail: [{ loc: ["body", "files"], msg: "Field required" }] });
     const text = readTextFromPng(Buffer.from(await file.arrayBuffer()));
     sendJson(response, 200, { document: { filename: "smoke-ocr.png", md_content: `${text}\n`, text_content: text }, status: "success", errors: [], processing_time: 0.01 });
   },
+  async "ocr-async"(request, response) {
+    const form = await formDataOf(request);
+    const file = form.get("files");
+    if (!(file instanceof Blob)) return sendJson(response, 422, { detail: [{ loc: ["body", "files"], msg: "Field required" }] });
+    const id = `task-${doclingTasks.size + 1}`;
+    doclingTasks.set(id, { text: readTextFromPng(Buffer.from(await file.arrayBuffer())), polls: 0 });
+    sendJson(response, 200, { task_id: id, task_status: "pending" });
+  },
+  "ocr-poll"(request, response) {
+    const id = decodeURIComponent(request.url.split("?")[0].split("/").at(-1) ?? "");
+    const task = doclingTasks.get(id);
+    if (!task) return sendJson(response, 404, { detail: "Task not found." });
+    task.polls += 1;
+    sendJson(response, 200, { task_id: id, task_status: task.polls > 1 ? "success" : "started" });
+  },
+  "ocr-result"(request, response) {
+    const task = doclingTasks.get(decodeURIComponent(request.url.split("/").at(-1) ?? ""));
+    if (!task || task.polls < 2) return sendJson(response, 404, { detail: "Task result not found. Please wait for a completion status." });
+    sendJson(response, 200, { document: { md_content: `${task.text}\n` }, status: "success" });
+  },
 };
 
 interface StandInHub {
   readonly baseUrl: string;
+  /** Every request that reached a backend, by route. */
+  readonly received: Map<Route, StandInRequest[]>;
   readonly close: () => Promise<void>;
 }
 
@@ -159,26 +250,60 @@ afterEach(async () => {
   await Promise.all(openHubs.splice(0).map((hub) => hub.close()));
 });
 
-async function startStandInHub(overrides: Overrides = {}): Promise<StandInHub> {
+const DEFAULT_GATEWAY: GatewayBehaviour = {
+  keys: new Map([
+    [KEY, ["llm", "stt", "tts", "ocr"]],
+    [LLM_KEY, ["llm"]],
+  ]),
+  burst: BURST,
+  jsonRateLimit: true,
+  retryAfter: true,
+  acceptUnknownKeys: false,
+  ignoreScopes: false,
+};
+
+async function startStandInHub(overrides: Overrides = {}, gatewayChanges: Partial<GatewayBehaviour> = {}): Promise<StandInHub> {
+  const gateway = { ...DEFAULT_GATEWAY, ...gatewayChanges };
+  const buckets = new Map<string, number>();
+  const received = new Map<Route, StandInRequest[]>();
   const server = createServer((incoming, response) => {
     const chunks: Buffer[] = [];
     incoming.on("data", (chunk: Buffer) => chunks.push(chunk));
     incoming.on("end", () => {
-      const route = ROUTES[`${incoming.method} ${incoming.url}`];
+      const route = routeOf(incoming.method ?? "", incoming.url ?? "");
       const handler = route === undefined ? null : route in overrides ? overrides[route] : DEFAULT_HANDLERS[route];
-      if (!handler) {
+      if (!route || !handler) {
         // Traefik's answer for a path no router matches.
         response.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
-        response.end("404 page not found\n");
-        return;
+        return void response.end("404 page not found\n");
       }
-      Promise.resolve(handler({ headers: incoming.headers, body: Buffer.concat(chunks) }, response)).catch((error: Error) => badRequest(response, error.message));
+      // Rate limit per Authorization header per route, before the key check (services/gateway.ts).
+      const authorization = String(incoming.headers.authorization ?? "");
+      const bucket = `${route} ${authorization}`;
+      const used = (buckets.get(bucket) ?? 0) + 1;
+      buckets.set(bucket, used);
+      if (gateway.burst > 0 && used > gateway.burst) {
+        const headers: Record<string, string> = gateway.retryAfter ? { "retry-after": "1" } : {};
+        if (!gateway.jsonRateLimit) {
+          response.writeHead(429, { "content-type": "text/plain; charset=utf-8", ...headers });
+          return void response.end("Too Many Requests");
+        }
+        return sendJson(response, 429, openAiError("Rate limit reached for this API key; retry after 1 s.", "rate_limit_error", "rate_limit_exceeded"), headers);
+      }
+      const key = authorization.startsWith("Bearer ") ? authorization.slice("Bearer ".length) : String(incoming.headers["x-api-key"] ?? "");
+      const scopes = gateway.keys.get(key) ?? (gateway.acceptUnknownKeys ? Object.values(SCOPES) : undefined);
+      if (!scopes) return sendJson(response, 401, openAiError("Missing or unknown API key.", "invalid_request_error", "invalid_api_key"));
+      if (!gateway.ignoreScopes && !scopes.includes(SCOPES[route])) return sendJson(response, 403, openAiError(`This key lacks the ${SCOPES[route]} scope.`, "invalid_request_error", "insufficient_scope"));
+      const request: StandInRequest = { url: incoming.url ?? "", headers: incoming.headers, body: Buffer.concat(chunks) };
+      received.set(route, [...(received.get(route) ?? []), request]);
+      Promise.resolve(handler(request, response)).catch((error: Error) => badRequest(response, error.message));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   const hub: StandInHub = {
     baseUrl: `http://127.0.0.1:${port}/v1`,
+    received,
     close: () =>
       new Promise<void>((resolve) => {
         // Handlers that never answer keep sockets open; cut them so close() returns.
@@ -298,20 +423,23 @@ function readTextFromPng(png: Buffer): string {
 // =============================================================================================
 
 function optionsFor(hub: StandInHub, overrides: Partial<SmokeOptions> = {}): SmokeOptions {
-  return { baseUrl: hub.baseUrl, apiKey: KEY, ocrMode: "auto", timeoutMs: 5_000, sttModel: "Systran/faster-whisper-base", ttsModel: "tts-1", ...overrides };
+  return { baseUrl: hub.baseUrl, apiKey: KEY, llmOnlyKey: LLM_KEY, ocrMode: "auto", timeoutMs: 5_000, sttModel: "whisper-1", ttsModel: "tts-1", rateBurst: BURST, ratePerMinute: 6, ...overrides };
 }
 
-/** Asserts the run stopped at `failedAt`: it failed, everything before passed, everything after was skipped. */
-function expectStoppedAt(report: SmokeReport, failedAt: string): string {
+const statuses = (report: SmokeReport) => Object.fromEntries(report.checks.map((c) => [c.id, c.status]));
+
+/**
+ * Asserts exactly `failed` failed (each with one failure line), `skipped` were skipped, the rest
+ * passed. ocr-async is skipped unless named: DeepSeek-OCR answers OCR on a default stand-in hub.
+ */
+function expectFailed(report: SmokeReport, failed: readonly CheckId[], skipped: readonly CheckId[] = []): string[] {
   expect(report.ok).toBe(false);
-  const index = report.checks.findIndex((c) => c.id === failedAt);
-  expect(index, `no check ${failedAt}`).toBeGreaterThanOrEqual(0);
-  expect(report.checks.slice(0, index).map((c) => c.status)).toEqual(Array(index).fill("ok"));
-  expect(report.checks[index].status).toBe("failed");
-  expect(report.checks.slice(index + 1).map((c) => c.status)).toEqual(Array(report.checks.length - index - 1).fill("skipped"));
-  expect(report.failure).toBeDefined();
-  expect(report.failure).not.toContain("\n");
-  return report.failure as string;
+  const baseline = (id: CheckId) => (id === "ocr-async" && report.ocrMode !== "convert" ? "skipped" : "ok");
+  const expected = Object.fromEntries(CHECKS.map((c) => [c.id, failed.includes(c.id) ? "failed" : skipped.includes(c.id) ? "skipped" : baseline(c.id)]));
+  expect(statuses(report)).toEqual(expected);
+  expect(report.failures).toHaveLength(failed.length);
+  for (const line of report.failures) expect(line).not.toContain("\n");
+  return [...report.failures];
 }
 
 interface CliRun {
@@ -322,7 +450,7 @@ interface CliRun {
 
 /** Asynchronous on purpose: the stand-in hub answers from this same process. */
 function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
-  const { HUB_API_KEY: _ignored, ...inherited } = process.env;
+  const { HUB_API_KEY: _ignored, HUB_LLM_ONLY_KEY: _ignoredToo, ...inherited } = process.env;
   return new Promise((resolve, reject) => {
     const child = spawn(TSX, [path.join(ROOT, "scripts/smoke.ts"), ...args], { cwd: ROOT, env: { ...inherited, ...env } });
     let stdout = "";
@@ -369,47 +497,79 @@ describe("helpers", () => {
     expect(errorMessageFromBody("<html><body><h1>502 Bad Gateway</h1></body></html>")).toBe("502 Bad Gateway");
     expect(errorMessageFromBody("")).toBe("(empty body)");
   });
+
+  it("tells MP3 frames from bytes that only start like them", () => {
+    expect(mp3Problem(mp3Frames(3))).toBeUndefined();
+    expect(mp3Problem(mp3Frames(3).subarray(10))).toBeUndefined(); // no ID3 tag
+    expect(mp3Problem(wavCarrying("x"))).toMatch(/no MPEG audio Layer III frame header at byte 0/);
+    // A frame sync, then garbage where the second frame should start.
+    const one = Buffer.concat([mp3Frames(1), Buffer.alloc(900, 0x41)]);
+    expect(mp3Problem(one)).toMatch(/frame 2 at byte 427/);
+    // Layer II header (FF FD): the sync matches, the layer does not.
+    expect(mp3Problem(Buffer.from([0xff, 0xfd, 0x90, 0x00, ...Array(2000).fill(0)]))).toMatch(/no MPEG audio Layer III frame/);
+  });
+
+  it("sends the burst, one more, and the refill that can happen meanwhile", () => {
+    // 120/min refills 2 per second; 5 s of spread is 10 more.
+    expect(rateCheckRequests(30, 120)).toBe(30 + 1 + 10);
+    expect(rateCheckRequests(4, 6)).toBe(4 + 1 + 1);
+  });
 });
 
 describe("npm run smoke (the CLI, as a child process)", () => {
-  it("passes a healthy hub: exit 0, every service listed with a latency", async () => {
+  it("passes a healthy hub: exit 0, every check listed with a latency", async () => {
     const hub = await startStandInHub();
-    const run = await runCli(["--url", hub.baseUrl, "--key", KEY]);
+    const run = await runCli(["--url", hub.baseUrl, "--key", KEY, "--llm-only-key", LLM_KEY, "--rate-burst", String(BURST)]);
     expect(run.status, run.stderr).toBe(0);
-    for (const { id } of CHECKS) expect(run.stdout).toMatch(new RegExp(`^${id}\\s+.+?\\s+ok\\s+\\d+\\s+`, "m"));
-    expect(run.stdout).toContain("OCR (DeepSeek-OCR chat)");
-    expect(run.stdout).toContain("All 6 checks passed.");
+    for (const { id } of CHECKS.filter((c) => c.id !== "ocr-async")) expect(run.stdout).toMatch(new RegExp(`^${id}\\s+.+?\\s+ok\\s+\\d+\\s+`, "m"));
+    // DeepSeek-OCR answered, so docling's async API is not this run's to check.
+    expect(run.stdout).toMatch(/^ocr-async\s+.+?\s+skipped\s+/m);
+    expect(run.stdout).toContain("OCR (DeepSeek-OCR chat, n-gram filter on)");
+    expect(run.stdout).toContain(`${CHECKS.length - 1} checks passed, 0 failed, 1 skipped.`);
   });
 
-  it("--json prints one document with status, latency and detail per check; the key from HUB_API_KEY", async () => {
+  it("--json prints one document with status, latency and detail per check; keys from the environment", async () => {
     const hub = await startStandInHub();
-    const run = await runCli(["--url", `${hub.baseUrl}/`, "--json", "--ocr", "convert"], { HUB_API_KEY: KEY });
+    const run = await runCli(["--url", `${hub.baseUrl}/`, "--json", "--ocr", "convert", "--rate-burst", String(BURST)], { HUB_API_KEY: KEY, HUB_LLM_ONLY_KEY: LLM_KEY });
     expect(run.status, run.stderr).toBe(0);
     const report = JSON.parse(run.stdout) as SmokeReport;
-    expect(report).toMatchObject({ ok: true, baseUrl: hub.baseUrl, ocrMode: "convert" });
+    expect(report).toMatchObject({ ok: true, baseUrl: hub.baseUrl, ocrMode: "convert", failures: [] });
     expect(report.checks.map((c) => c.id)).toEqual(CHECKS.map((c) => c.id));
     for (const check of report.checks) {
       expect(check.status).toBe("ok");
       expect(check.latencyMs).toBeGreaterThanOrEqual(0);
       expect(check.detail).not.toBe("");
     }
-    expect(report.checks.at(-1)?.service).toBe("OCR (docling convert)");
+    expect(report.checks.find((c) => c.id === "ocr")?.service).toBe("OCR (docling convert)");
+    expect(report.checks.find((c) => c.id === "ocr-async")?.detail).toMatch(/^task task-\d+: success after 2 polls; read "HUB 42"/);
     expect(run.stdout).not.toContain(KEY);
+    expect(run.stdout).not.toContain(LLM_KEY);
   });
 
-  it("stops at the first service on a 401: exit 2, one line with service, URL, status and the error message", async () => {
+  it("stops at the models list on a 401: exit 2, one line with service, URL, status and the error message", async () => {
     const hub = await startStandInHub();
     const run = await runCli(["--url", hub.baseUrl, "--key", "wrong-key"]);
     expect(run.status).toBe(2);
-    expect(run.stderr.trim().split("\n")).toEqual([`smoke: models list failed: GET ${hub.baseUrl}/models answered HTTP 401: Incorrect API key provided. (invalid_api_key)`]);
+    expect(run.stderr.trim().split("\n")).toEqual([`smoke: models list failed: GET ${hub.baseUrl}/models answered HTTP 401: Missing or unknown API key. (invalid_api_key)`]);
     expect(run.stdout).toMatch(/^chat\s+chat \(coder\)\s+skipped/m);
+  });
+
+  it("names every broken check, one line each, and runs the rest", async () => {
+    const hub = await startStandInHub({ completions: null }, { jsonRateLimit: false });
+    const run = await runCli(["--url", hub.baseUrl, "--key", KEY, "--rate-burst", String(BURST)]);
+    expect(run.status).toBe(2);
+    const lines = run.stderr.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toBe(`smoke: completions (coder) failed: POST ${hub.baseUrl}/completions answered HTTP 404: 404 page not found`);
+    expect(lines[1]).toMatch(/^smoke: rate limit failed: GET .*\/models answered HTTP 429: the 429 is not an OpenAI-format error: the body is not JSON: "Too Many Requests"$/);
+    expect(run.stdout).toMatch(/^scope-refused\s+.+?\s+skipped\s+not run: give --llm-only-key/m);
   });
 
   it("gives up on a service that never answers within --timeout-ms", async () => {
     const hub = await startStandInHub({ speech: () => undefined });
-    const run = await runCli(["--url", hub.baseUrl, "--key", KEY, "--timeout-ms", "400"]);
+    const run = await runCli(["--url", hub.baseUrl, "--key", KEY, "--timeout-ms", "400", "--rate-burst", String(BURST)]);
     expect(run.status).toBe(2);
-    expect(run.stderr).toBe(`smoke: text to speech failed: POST ${hub.baseUrl}/audio/speech: no complete answer within 400 ms (--timeout-ms)\n`);
+    expect(run.stderr).toContain(`smoke: text to speech, wav failed: POST ${hub.baseUrl}/audio/speech: no complete answer within 400 ms (--timeout-ms)\n`);
   });
 
   it.each([
@@ -418,6 +578,8 @@ describe("npm run smoke (the CLI, as a child process)", () => {
     { args: ["--url", "http://127.0.0.1:1/v1"], message: "missing --key (or HUB_API_KEY)" },
     { args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--ocr", "vision"], message: "--ocr \"vision\" is not one of chat, convert, auto" },
     { args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--timeout-ms", "soon"], message: "--timeout-ms \"soon\"" },
+    { args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--rate-burst", "0"], message: "--rate-burst \"0\" is not a positive whole number" },
+    { args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--llm-only-key", KEY], message: "--llm-only-key is the same key as --key" },
   ])("refuses bad input ($message): exit 1, one line, no stack trace", async ({ args, message }) => {
     const run = await runCli(args);
     expect(run.status).toBe(1);
@@ -428,32 +590,86 @@ describe("npm run smoke (the CLI, as a child process)", () => {
   });
 });
 
-describe("runSmoke (the library) on broken services", () => {
+describe("runSmoke (the library) against a healthy stand-in hub", () => {
+  it("sends what each claim needs: whisper-1, mp3 and wav, the recipe's n-gram arguments, throwaway keys for the refusals", async () => {
+    const hub = await startStandInHub();
+    const report = await runSmoke(optionsFor(hub));
+    expect(report.failures).toEqual([]);
+    const forms = await Promise.all((hub.received.get("transcriptions") ?? []).map(formDataOf));
+    expect(forms.map((f) => f.get("model"))).toEqual(["whisper-1"]);
+    const translations = await Promise.all((hub.received.get("translations") ?? []).map(formDataOf));
+    expect(translations.map((f) => f.get("model"))).toEqual(["whisper-1", UNSERVED_STT_MODEL]);
+    // Both formats, one request each; the llm-only key never reached the TTS server.
+    const speech = (hub.received.get("speech") ?? []).map((r) => JSON.parse(r.body.toString()));
+    expect(speech.map((s) => s.response_format)).toEqual(["wav", "mp3"]);
+    expect((hub.received.get("speech") ?? []).map((r) => r.headers.authorization)).toEqual([`Bearer ${KEY}`, `Bearer ${KEY}`]);
+    const [ocr] = (hub.received.get("ocr-chat") ?? []).map((r) => JSON.parse(r.body.toString()));
+    expect(ocr.vllm_xargs).toEqual(RECIPE_XARGS);
+    expect(ocr.skip_special_tokens).toBe(false);
+    // No model request with the real key beyond the two checks that mean to use it.
+    expect((hub.received.get("models") ?? []).map((r) => r.headers.authorization)).toEqual([`Bearer ${KEY}`, `Bearer ${LLM_KEY}`]);
+  });
+
+  it("skips the scope check without an llm-only key, and passes", async () => {
+    const hub = await startStandInHub();
+    const report = await runSmoke(optionsFor(hub, { llmOnlyKey: undefined }));
+    expect(report.ok, report.failures.join("\n")).toBe(true);
+    expect(statuses(report)["scope-refused"]).toBe("skipped");
+  });
+});
+
+describe("runSmoke (the library) on broken hubs", () => {
   it("reports the GPU-off 503 of the coder with the gateway's message", async () => {
     const hub = await startStandInHub({ chat: (_request, response) => sendJson(response, 503, GPU_OFF) });
-    const failure = expectStoppedAt(await runSmoke(optionsFor(hub)), "chat");
+    const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream"]);
     expect(failure).toMatch(new RegExp(`^chat \\(coder\\) failed: POST ${hub.baseUrl}/chat/completions answered HTTP 503: The GPU tier .* \\(gpu_off\\)$`));
   });
 
-  it("reports a body that is not JSON", async () => {
+  it("reports a body that is not JSON, and runs nothing else", async () => {
     const hub = await startStandInHub({
       models(_request, response) {
         response.writeHead(200, { "content-type": "application/json" });
         response.end('{"object": "list", "data": [');
       },
     });
-    const failure = expectStoppedAt(await runSmoke(optionsFor(hub)), "models");
-    expect(failure).toContain("answered HTTP 200: response is not JSON: {\"object\": \"list\", \"data\": [");
+    const report = await runSmoke(optionsFor(hub));
+    expect(report.failures).toEqual([`models list failed: GET ${hub.baseUrl}/models answered HTTP 200: response is not JSON: {"object": "list", "data": [`]);
+    expect(report.checks.slice(1).every((c) => c.status === "skipped")).toBe(true);
   });
 
   it("refuses a model list without the coder", async () => {
     const hub = await startStandInHub({ models: (_request, response) => sendJson(response, 200, { object: "list", data: [{ id: "other" }] }) });
-    expect(expectStoppedAt(await runSmoke(optionsFor(hub)), "models")).toContain('model "coder" is not listed (listed: other)');
+    const report = await runSmoke(optionsFor(hub));
+    expect(report.failures).toEqual([`models list failed: GET ${hub.baseUrl}/models answered HTTP 200: model "coder" is not listed (listed: other)`]);
+  });
+
+  it("catches a gateway that accepts an unknown key", async () => {
+    const hub = await startStandInHub({}, { acceptUnknownKeys: true });
+    // The rate-limit check's throwaway key is let through too: 200s where only 401/429 belong.
+    const [keys, rate] = expectFailed(await runSmoke(optionsFor(hub)), ["key-refused", "rate-limit"]);
+    expect(keys).toBe(`missing or unknown key failed: GET ${hub.baseUrl}/models answered HTTP 200: expected HTTP 401`);
+    expect(rate).toMatch(/expected only 401 and 429/);
+  });
+
+  it("catches a gateway that lets a key past its scope", async () => {
+    const hub = await startStandInHub({}, { ignoreScopes: true });
+    const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["scope-refused"]);
+    expect(failure).toBe(`key without the scope failed: POST ${hub.baseUrl}/audio/speech answered HTTP 200: expected HTTP 403`);
+  });
+
+  it("catches refusals that are not OpenAI-format errors", async () => {
+    const hub = await startStandInHub({}, { keys: new Map([[KEY, ["llm", "stt", "tts", "ocr"]]]) });
+    // LLM_KEY now unknown: a 401 where the scope check wants 200 on /models.
+    const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["scope-refused"]);
+    expect(failure).toMatch(/^key without the scope failed: GET .*\/models answered HTTP 401: Missing or unknown API key/);
   });
 
   it("refuses a chat completion with empty content", async () => {
     const hub = await startStandInHub({ chat: (_request, response) => sendJson(response, 200, chatCompletion("coder", "  ")) });
-    expect(expectStoppedAt(await runSmoke(optionsFor(hub)), "chat")).toContain("the reply is empty");
+    // The stand-in answers the streamed request with the same JSON, which the stream check refuses too.
+    const [plain, stream] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream"]);
+    expect(plain).toContain("the reply is empty");
+    expect(stream).toContain("the answer is application/json, not an event stream");
   });
 
   it("refuses a stream that ends without [DONE]", async () => {
@@ -464,7 +680,7 @@ describe("runSmoke (the library) on broken services", () => {
         response.end(chatChunk({ content: "ready" }));
       },
     });
-    expect(expectStoppedAt(await runSmoke(optionsFor(hub)), "chat-stream")).toContain('the stream ended without "data: [DONE]" (after 1 content deltas)');
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["chat-stream"])[0]).toContain('the stream ended without "data: [DONE]" (after 1 content deltas)');
   });
 
   it("refuses a stream that stalls before [DONE] once the timeout passes", async () => {
@@ -475,7 +691,7 @@ describe("runSmoke (the library) on broken services", () => {
         response.write(chatChunk({ content: "rea" }));
       },
     });
-    expect(expectStoppedAt(await runSmoke(optionsFor(hub, { timeoutMs: 300 })), "chat-stream")).toContain("no complete answer within 300 ms");
+    expect(expectFailed(await runSmoke(optionsFor(hub, { timeoutMs: 300 })), ["chat-stream"])[0]).toContain("no complete answer within 300 ms");
   });
 
   it("refuses a stream with only empty deltas", async () => {
@@ -486,46 +702,119 @@ describe("runSmoke (the library) on broken services", () => {
         response.end(`${chatChunk({ role: "assistant", content: "" })}data: [DONE]\n\n`);
       },
     });
-    expect(expectStoppedAt(await runSmoke(optionsFor(hub)), "chat-stream")).toContain("without any delta carrying content");
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["chat-stream"])[0]).toContain("without any delta carrying content");
   });
 
-  it("refuses text to speech that answers JSON instead of audio", async () => {
+  it("refuses text to speech that answers JSON instead of audio; the speech checks that need it are skipped", async () => {
     const hub = await startStandInHub({ speech: (_request, response) => sendJson(response, 200, { error: "no vocoder loaded" }) });
-    expect(expectStoppedAt(await runSmoke(optionsFor(hub)), "tts")).toContain("answered HTTP 200: the answer is application/json, not audio: no vocoder loaded");
+    const [wav, mp3] = expectFailed(await runSmoke(optionsFor(hub)), ["tts", "tts-mp3"], ["stt", "stt-translate", "stt-model-refused"]);
+    expect(wav).toContain("answered HTTP 200: the answer is application/json, not audio: no vocoder loaded");
+    expect(mp3).toContain("not audio");
+  });
+
+  it("refuses an mp3 that is not mp3 (WAV bytes labelled audio/mpeg)", async () => {
+    const hub = await startStandInHub({
+      speech(request, response) {
+        const body = JSON.parse(request.body.toString());
+        response.writeHead(200, { "content-type": body.response_format === "mp3" ? "audio/mpeg" : "audio/wav" });
+        response.end(wavCarrying(body.input));
+      },
+    });
+    const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["tts-mp3"]);
+    expect(failure).toMatch(/asked for mp3, got \d+ bytes of audio\/mpeg that are not MP3: no MPEG audio Layer III frame header at byte 0$/);
+  });
+
+  it("refuses the format guard's 400 for mp3 with its message", async () => {
+    const hub = await startStandInHub({
+      speech(request, response) {
+        const body = JSON.parse(request.body.toString());
+        if (body.response_format === "wav") return DEFAULT_HANDLERS.speech(request, response);
+        sendJson(response, 400, openAiError("response_format 'mp3' is not available from this hub's text to speech; use one of: wav, pcm.", "invalid_request_error", "unsupported_response_format"));
+      },
+    });
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["tts-mp3"])[0]).toContain("answered HTTP 400: response_format 'mp3' is not available from this hub's text to speech; use one of: wav, pcm. (unsupported_response_format)");
+  });
+
+  it("refuses a transcription service that ignores whisper-1 (upstream speaches: large-v3, not installed)", async () => {
+    const upstream = (request: StandInRequest, response: ServerResponse) =>
+      formDataOf(request).then((form) => (form.get("model") === SERVED_STT ? sttHandler(request, response) : sendJson(response, 404, { detail: "Model 'Systran/faster-whisper-large-v3' is not installed locally. You can download the model using `POST /v1/models`" })));
+    const hub = await startStandInHub({ transcriptions: upstream, translations: upstream });
+    const failures = expectFailed(await runSmoke(optionsFor(hub)), ["stt", "stt-translate", "stt-model-refused"]);
+    expect(failures[0]).toBe(`speech to text failed: POST ${hub.baseUrl}/audio/transcriptions answered HTTP 404: Model 'Systran/faster-whisper-large-v3' is not installed locally. You can download the model using \`POST /v1/models\``);
+    // The unserved model gets the same 404, not the 400 the hub promises.
+    expect(failures[2]).toContain("answered HTTP 404: expected HTTP 400");
+  });
+
+  it("refuses a speech-to-text service that accepts (and would download) any model", async () => {
+    const anyModel = async (request: StandInRequest, response: ServerResponse) => {
+      const form = await formDataOf(request);
+      sendJson(response, 200, { text: ` ${textInWav(Buffer.from(await (form.get("file") as Blob).arrayBuffer()))}` });
+    };
+    const hub = await startStandInHub({ transcriptions: anyModel, translations: anyModel });
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["stt-model-refused"])[0]).toBe(`speech to text, unserved model failed: POST ${hub.baseUrl}/audio/translations answered HTTP 200: expected HTTP 400`);
   });
 
   it("refuses a transcript with the wrong words", async () => {
     const hub = await startStandInHub({ transcriptions: (_request, response) => sendJson(response, 200, { text: "Hello world, this is a test." }) });
-    const failure = expectStoppedAt(await runSmoke(optionsFor(hub)), "stt");
+    const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["stt"]);
     expect(failure).toContain(`POST ${hub.baseUrl}/audio/transcriptions answered HTTP 200: the transcript "Hello world, this is a test." has 0 of the 9 words spoken (need 7)`);
   });
 
   it("refuses OCR that reads other text", async () => {
     const hub = await startStandInHub({ "ocr-chat": (_request, response) => sendJson(response, 200, chatCompletion("deepseek-ocr", "HUB 24")) });
-    expect(expectStoppedAt(await runSmoke(optionsFor(hub)), "ocr")).toContain('read "HUB 24", not "HUB 42"');
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["ocr"])[0]).toContain('read "HUB 24", not "HUB 42"');
   });
 
-  it("falls back from OCR chat to docling convert when the route is missing (404) or the GPU is off (503)", async () => {
+  it("catches OCR whose n-gram arguments never reached the model (a proxy that drops vllm_xargs)", async () => {
+    const hub = await startStandInHub({
+      "ocr-chat"(request, response) {
+        const { vllm_xargs: _dropped, ...rest } = JSON.parse(request.body.toString());
+        return DEFAULT_HANDLERS["ocr-chat"]({ ...request, body: Buffer.from(JSON.stringify(rest)) }, response);
+      },
+    });
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["ocr"])[0]).toContain('ran to max_tokens (finish_reason "length"), repeating itself: the n-gram filter did not act');
+  });
+
+  it("falls back from OCR chat to docling convert when the route is missing (404) or the GPU is off (503), and then checks the async API", async () => {
     for (const chatRoute of [null, (_request: StandInRequest, response: ServerResponse) => sendJson(response, 503, GPU_OFF)]) {
       const hub = await startStandInHub({ "ocr-chat": chatRoute });
       const report = await runSmoke(optionsFor(hub));
-      expect(report.ok, report.failure).toBe(true);
-      expect(report.checks.at(-1)).toMatchObject({ service: "OCR (docling convert)", status: "ok" });
-      expect(report.checks.at(-1)?.detail).toMatch(/chat answered HTTP (404|503), so tried convert/);
+      expect(report.ok, report.failures.join("\n")).toBe(true);
+      const ocr = report.checks.find((c) => c.id === "ocr");
+      expect(ocr).toMatchObject({ service: "OCR (docling convert)", status: "ok" });
+      expect(ocr?.detail).toMatch(/chat answered HTTP (404|503), so tried convert/);
+      expect(statuses(report)["ocr-async"]).toBe("ok");
     }
+  });
+
+  it("fails the async check where docling's async API is not routed", async () => {
+    const hub = await startStandInHub({ "ocr-async": null });
+    expect(expectFailed(await runSmoke(optionsFor(hub, { ocrMode: "convert" })), ["ocr-async"])[0]).toBe(`OCR, docling async API failed: POST ${hub.baseUrl}/ocr/convert/file/async answered HTTP 404: 404 page not found`);
   });
 
   it("names both OCR answers when the fallback fails too, and does not fall back in --ocr chat", async () => {
     const hub = await startStandInHub({ "ocr-chat": (_request, response) => sendJson(response, 503, GPU_OFF), "ocr-convert": null });
-    const failure = expectStoppedAt(await runSmoke(optionsFor(hub)), "ocr");
+    const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["ocr"], ["ocr-async"]);
     expect(failure).toContain(`POST ${hub.baseUrl}/ocr/convert/file answered HTTP 404: 404 page not found (tried after POST ${hub.baseUrl}/ocr/chat/completions answered HTTP 503:`);
-    const chatOnly = expectStoppedAt(await runSmoke(optionsFor(hub, { ocrMode: "chat" })), "ocr");
+    const [chatOnly] = expectFailed(await runSmoke(optionsFor(hub, { ocrMode: "chat" })), ["ocr"], ["ocr-async"]);
     expect(chatOnly).toContain("/ocr/chat/completions answered HTTP 503: The GPU tier");
+  });
+
+  it("catches a gateway without a rate limit", async () => {
+    const hub = await startStandInHub({}, { burst: 0 });
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["rate-limit"])[0]).toMatch(/none answered 429 \(6×401\): is the stack's rateLimitBurst above --rate-burst 4\?$/);
+  });
+
+  it("catches a 429 without Retry-After", async () => {
+    const hub = await startStandInHub({}, { retryAfter: false });
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["rate-limit"])[0]).toContain('the 429 has no usable Retry-After header (null)');
   });
 
   it("reports a hub it cannot connect to", async () => {
     const hub = await startStandInHub();
     await hub.close();
-    expect(expectStoppedAt(await runSmoke(optionsFor(hub)), "models")).toMatch(/the connection failed \(ECONNREFUSED\)/);
+    const report = await runSmoke(optionsFor(hub));
+    expect(report.failures).toHaveLength(1);
+    expect(report.failures[0]).toMatch(/models list failed: .*the connection failed \(ECONNREFUSED\)/);
   });
 });

@@ -1,11 +1,17 @@
+import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import { deflateSync } from "node:zlib";
+import { OPENAI_STT_MODEL } from "../../services/speech";
+import { DEEPSEEK_OCR_PROMPT, DEEPSEEK_OCR_REQUEST_EXTRAS } from "../../services/vllm";
+import { PRESETS } from "../../stacks/presets";
 
 /**
- * Smoke test of a running hub over its public API: one small real request per service, in the
- * order a client leans on them, stopping at the first broken one. Every check needs a correct
- * answer, not just a 200: the coder must say something, the speech services must round-trip a
- * sentence (text → audio → the same words), and OCR must read back text we drew ourselves.
+ * Smoke test of a running hub over its public API: every route and every refusal that can be seen
+ * from outside, with small real requests. Every check needs a correct answer, not just a status:
+ * the coder must say something, the speech services must round-trip a sentence (text → audio →
+ * the same words), OCR must read back text we drew ourselves, and each refusal must be the right
+ * status with an OpenAI-format error. Checks run in order; one whose prerequisite failed is
+ * skipped, and nothing runs when the hub cannot be reached with the key at all.
  */
 
 export type OcrMode = "chat" | "convert" | "auto";
@@ -18,20 +24,28 @@ export interface SmokeOptions {
   readonly ocrMode: OcrMode;
   /** Per request, body included: a stream that stops mid-way fails instead of hanging. */
   readonly timeoutMs: number;
-  /** speaches needs a model id it has downloaded; the hub's default is Whisper base. */
+  /** What the client names; the hub maps whisper-1 (every OpenAI client's default) to its Whisper model. */
   readonly sttModel: string;
   /** Coqui's tts-server ignores it (the model is fixed at start) but OpenAI clients send one. */
   readonly ttsModel: string;
   /** Only sent when set: Coqui treats it as a speaker id, which a single-speaker model has none of. */
   readonly voice?: string;
+  /** A key with the llm scope only, for the scope check; skipped without one. */
+  readonly llmOnlyKey?: string;
+  /** The stack's rateLimitBurst and rateLimitPerMinute: how many requests it takes to see a 429. */
+  readonly rateBurst: number;
+  readonly ratePerMinute: number;
 }
 
 export const DEFAULTS = {
   ocrMode: "auto",
   // CPU-only tiers answer chat and document OCR in tens of seconds; two minutes leaves headroom.
   timeoutMs: 120_000,
-  sttModel: "Systran/faster-whisper-base",
+  sttModel: OPENAI_STT_MODEL,
   ttsModel: "tts-1",
+  // The presets' gateway limits (stacks/presets.ts); pass the stack's own if it overrides them.
+  rateBurst: PRESETS.cpu.rateLimitBurst,
+  ratePerMinute: PRESETS.cpu.rateLimitPerMinute,
 } as const satisfies Partial<SmokeOptions>;
 
 export const CODER_MODEL = "coder";
@@ -44,18 +58,56 @@ export const OCR_TEXT = "HUB 42";
 export const MIN_WORD_SHARE = 0.7;
 /** A spoken sentence is tens of kilobytes in any format; less is an error page or an empty file. */
 export const MIN_AUDIO_BYTES = 1024;
+/**
+ * A model no hub serves and no Hugging Face repo has: a hub that should refuse it but does not
+ * answers 404 or 500 for it, and downloads nothing either way.
+ */
+export const UNSERVED_STT_MODEL = "inference-hub-smoke/not-a-served-model";
+/** Throwaway keys start like real ones (`ihk_`), so a gatekeeper cannot tell them apart by shape. */
+export const THROWAWAY_KEY_PREFIX = "ihk_smoke_";
+/** Seconds of refill the rate-limit check allows for while its requests are in flight. */
+export const RATE_CHECK_SPREAD_SECONDS = 5;
 
-export type CheckId = "models" | "chat" | "chat-stream" | "tts" | "stt" | "ocr";
+export type CheckId =
+  | "models"
+  | "key-refused"
+  | "scope-refused"
+  | "chat"
+  | "chat-stream"
+  | "completions"
+  | "tts"
+  | "tts-mp3"
+  | "stt"
+  | "stt-translate"
+  | "stt-model-refused"
+  | "ocr"
+  | "ocr-async"
+  | "rate-limit";
 export type CheckStatus = "ok" | "failed" | "skipped";
 
-/** In run order: each later check relies on what the earlier ones proved (the key, the gateway, the audio). */
-export const CHECKS: readonly { readonly id: CheckId; readonly service: string }[] = [
+export interface CheckSpec {
+  readonly id: CheckId;
+  readonly service: string;
+  /** Checks that must have passed first (this one uses what they produced or proved). */
+  readonly needs?: readonly CheckId[];
+}
+
+/** In run order. The rate-limit check goes last: it leaves a throwaway key's bucket empty. */
+export const CHECKS: readonly CheckSpec[] = [
   { id: "models", service: "models list" },
+  { id: "key-refused", service: "missing or unknown key" },
+  { id: "scope-refused", service: "key without the scope" },
   { id: "chat", service: "chat (coder)" },
   { id: "chat-stream", service: "chat stream (coder)" },
-  { id: "tts", service: "text to speech" },
-  { id: "stt", service: "speech to text" },
+  { id: "completions", service: "completions (coder)" },
+  { id: "tts", service: "text to speech, wav" },
+  { id: "tts-mp3", service: "text to speech, mp3" },
+  { id: "stt", service: "speech to text", needs: ["tts"] },
+  { id: "stt-translate", service: "speech translation", needs: ["tts"] },
+  { id: "stt-model-refused", service: "speech to text, unserved model", needs: ["tts"] },
   { id: "ocr", service: "OCR" },
+  { id: "ocr-async", service: "OCR, docling async API" },
+  { id: "rate-limit", service: "rate limit" },
 ];
 
 export interface CheckResult {
@@ -75,8 +127,8 @@ export interface SmokeReport {
   readonly baseUrl: string;
   readonly ocrMode: OcrMode;
   readonly checks: readonly CheckResult[];
-  /** One line: the service, the request, the status and what the hub said. */
-  readonly failure?: string;
+  /** One line per failed check: the service, the request, the status and what the hub said. */
+  readonly failures: readonly string[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -88,11 +140,18 @@ export type SmokeCommand = { readonly help: true } | { readonly help: false; rea
 
 export const USAGE = [
   "Usage: npm run smoke -- --url <hub base URL, e.g. https://hub.example.com/v1> --key <api key>",
+  "         [--llm-only-key KEY] [--rate-burst N] [--rate-per-minute N]",
   "         [--ocr chat|convert|auto] [--timeout-ms N] [--json]",
   "         [--stt-model ID] [--tts-model NAME] [--voice NAME]",
-  "The key may come from HUB_API_KEY instead of --key (keeps it out of the process list).",
-  "Exit status: 0 every check passed, 1 bad invocation, 2 a service is broken.",
+  "Keys may come from HUB_API_KEY and HUB_LLM_ONLY_KEY instead (keeps them out of the process list).",
+  "Exit status: 0 every check passed or was skipped, 1 bad invocation, 2 a check failed.",
 ].join("\n");
+
+const positiveInteger = (option: string, text: string): number => {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value <= 0) throw new UsageError(`--${option} ${JSON.stringify(text)} is not a positive whole number`);
+  return value;
+};
 
 /** Throws UsageError with a one-line message for anything a user could have typed wrong. */
 export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv = {}): SmokeCommand {
@@ -105,6 +164,9 @@ export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
       options: {
         url: { type: "string" },
         key: { type: "string" },
+        "llm-only-key": { type: "string" },
+        "rate-burst": { type: "string", default: String(DEFAULTS.rateBurst) },
+        "rate-per-minute": { type: "string", default: String(DEFAULTS.ratePerMinute) },
         ocr: { type: "string", default: DEFAULTS.ocrMode },
         "timeout-ms": { type: "string", default: String(DEFAULTS.timeoutMs) },
         "stt-model": { type: "string", default: DEFAULTS.sttModel },
@@ -122,8 +184,10 @@ export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
 
   if (!values.url) throw new UsageError("missing --url (the hub's base URL, e.g. https://hub.example.com/v1)");
   const baseUrl = normalizeBaseUrl(values.url);
-  const apiKey = values.key ?? env.HUB_API_KEY ?? "";
-  if (!apiKey.trim()) throw new UsageError("missing --key (or HUB_API_KEY): the hub's API key, from `pulumi stack output hubApiKey --show-secrets`");
+  const apiKey = (values.key ?? env.HUB_API_KEY ?? "").trim();
+  if (!apiKey) throw new UsageError("missing --key (or HUB_API_KEY): a client key with the llm, stt, tts and ocr scopes, from `npm run hub -- keys create`");
+  const llmOnlyKey = (values["llm-only-key"] ?? env.HUB_LLM_ONLY_KEY ?? "").trim() || undefined;
+  if (llmOnlyKey === apiKey) throw new UsageError("--llm-only-key is the same key as --key: create one with `npm run hub -- keys create --name smoke-llm --scopes llm`");
   const ocrMode = values.ocr as OcrMode;
   if (!OCR_MODES.includes(ocrMode)) throw new UsageError(`--ocr ${JSON.stringify(values.ocr)} is not one of ${OCR_MODES.join(", ")}`);
   const timeoutText = values["timeout-ms"];
@@ -132,7 +196,18 @@ export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   for (const name of ["stt-model", "tts-model"] as const) if (!values[name].trim()) throw new UsageError(`--${name} is empty`);
 
   return {
-    options: { baseUrl, apiKey: apiKey.trim(), ocrMode, timeoutMs, sttModel: values["stt-model"], ttsModel: values["tts-model"], ...(values.voice ? { voice: values.voice } : {}) },
+    options: {
+      baseUrl,
+      apiKey,
+      ocrMode,
+      timeoutMs,
+      sttModel: values["stt-model"],
+      ttsModel: values["tts-model"],
+      ...(values.voice ? { voice: values.voice } : {}),
+      ...(llmOnlyKey ? { llmOnlyKey } : {}),
+      rateBurst: positiveInteger("rate-burst", values["rate-burst"]),
+      ratePerMinute: positiveInteger("rate-per-minute", values["rate-per-minute"]),
+    },
     json: values.json,
     help: false,
   };
@@ -166,6 +241,9 @@ class CheckFailure extends Error {
   }
 }
 
+/** A check that does not apply to this run (an option not given, another OCR engine answered). */
+class NotApplicable extends Error {}
+
 interface Outcome {
   readonly detail: string;
   /** Which backend answered, when the check can reach more than one (OCR). */
@@ -174,31 +252,56 @@ interface Outcome {
 
 export interface SmokeHooks {
   /** Called as each check starts, for progress output on slow hubs. */
-  readonly onStart?: (check: { readonly id: CheckId; readonly service: string }) => void;
+  readonly onStart?: (check: CheckSpec) => void;
+}
+
+/** What earlier checks handed to later ones. */
+interface RunState {
+  audio?: SynthesizedAudio;
+  /** Which OCR API answered the `ocr` check. */
+  ocrBy?: "chat" | "convert";
 }
 
 export async function runSmoke(options: SmokeOptions, hooks: SmokeHooks = {}): Promise<SmokeReport> {
   const hub = new HubClient(options);
-  let audio: SynthesizedAudio | undefined;
+  const state: RunState = {};
   const runners: Readonly<Record<CheckId, () => Promise<Outcome>>> = {
     models: () => checkModels(hub),
+    "key-refused": () => checkKeyRefused(hub),
+    "scope-refused": () => checkScopeRefused(hub),
     chat: () => checkChat(hub),
     "chat-stream": () => checkChatStream(hub),
+    completions: () => checkCompletions(hub),
     tts: async () => {
-      const result = await checkSpeech(hub, options);
-      audio = result.audio;
+      const result = await checkSpeech(hub, "wav");
+      state.audio = result.audio;
       return result;
     },
-    // Runs only after tts passed, so the audio is there.
-    stt: () => checkTranscription(hub, options, audio as SynthesizedAudio),
-    ocr: () => checkOcr(hub, options.ocrMode),
+    "tts-mp3": () => checkSpeech(hub, "mp3"),
+    stt: () => checkTranscription(hub, "transcriptions", state.audio as SynthesizedAudio),
+    "stt-translate": () => checkTranscription(hub, "translations", state.audio as SynthesizedAudio),
+    "stt-model-refused": () => checkUnservedSttModel(hub, state.audio as SynthesizedAudio),
+    ocr: async () => {
+      const result = await checkOcr(hub, options.ocrMode);
+      state.ocrBy = result.by;
+      return result;
+    },
+    "ocr-async": () => checkOcrAsync(hub, state.ocrBy),
+    "rate-limit": () => checkRateLimit(hub),
   };
 
   const results: CheckResult[] = [];
-  let failure: string | undefined;
+  const failures: string[] = [];
+  const statusOf = (id: CheckId) => results.find((r) => r.id === id)?.status;
   for (const check of CHECKS) {
-    if (failure) {
-      results.push({ ...check, status: "skipped", detail: "not run: an earlier check failed" });
+    // Without the model list nothing else can be told apart from "the hub is not there".
+    if (check.id !== "models" && statusOf("models") === "failed") {
+      results.push({ id: check.id, service: check.service, status: "skipped", detail: "not run: the models list failed, so the hub or the key is unusable" });
+      continue;
+    }
+    const unmet = (check.needs ?? []).filter((id) => statusOf(id) !== "ok");
+    if (unmet.length > 0) {
+      results.push({ id: check.id, service: check.service, status: "skipped", detail: `not run: needs ${unmet.join(", ")}` });
       continue;
     }
     hooks.onStart?.(check);
@@ -208,18 +311,20 @@ export async function runSmoke(options: SmokeOptions, hooks: SmokeHooks = {}): P
       results.push({ id: check.id, service: outcome.service ?? check.service, status: "ok", latencyMs: elapsedSince(started), detail: outcome.detail });
     } catch (error) {
       const latencyMs = elapsedSince(started);
-      if (error instanceof CheckFailure) {
-        results.push({ ...check, status: "failed", latencyMs, detail: error.message, method: error.method, url: error.url, httpStatus: error.httpStatus });
-        failure = failureLine(check.service, error);
+      if (error instanceof NotApplicable) {
+        results.push({ id: check.id, service: check.service, status: "skipped", detail: error.message });
+      } else if (error instanceof CheckFailure) {
+        results.push({ id: check.id, service: check.service, status: "failed", latencyMs, detail: error.message, method: error.method, url: error.url, httpStatus: error.httpStatus });
+        failures.push(failureLine(check.service, error));
       } else {
         // A bug or an answer shaped so oddly the check tripped over it: still one line, still this service.
         const message = `unexpected error: ${errorText(error)}`;
-        results.push({ ...check, status: "failed", latencyMs, detail: message });
-        failure = `${check.service} failed: ${message}`;
+        results.push({ id: check.id, service: check.service, status: "failed", latencyMs, detail: message });
+        failures.push(`${check.service} failed: ${message}`);
       }
     }
   }
-  return { ok: !failure, baseUrl: options.baseUrl, ocrMode: options.ocrMode, checks: results, ...(failure ? { failure } : {}) };
+  return { ok: failures.length === 0, baseUrl: options.baseUrl, ocrMode: options.ocrMode, checks: results, failures };
 }
 
 function failureLine(service: string, failure: CheckFailure): string {
@@ -245,16 +350,26 @@ interface Exchange {
   json(): Promise<unknown>;
 }
 
+interface SendOptions {
+  readonly body?: string | FormData;
+  readonly headers?: Readonly<Record<string, string>>;
+  /** The key to send instead of --key; null sends none. */
+  readonly key?: string | null;
+  /** The status the check wants (a refusal); otherwise any 2xx. */
+  readonly expectStatus?: number;
+}
+
 class HubClient {
   constructor(readonly options: SmokeOptions) {}
 
-  /** Sends one request; a non-2xx answer fails the check with the error body's message. */
-  async send(method: string, path: string, init: { readonly body?: string | FormData; readonly headers?: Readonly<Record<string, string>> } = {}): Promise<Exchange> {
+  /** Sends one request; an answer other than the expected one fails the check with the error body's message. */
+  async send(method: string, path: string, init: SendOptions = {}): Promise<Exchange> {
     const url = `${this.options.baseUrl}${path}`;
     const timeoutMs = this.options.timeoutMs;
     // One deadline for headers and body alike.
     const signal = AbortSignal.timeout(timeoutMs);
-    const headers: Record<string, string> = { Authorization: `Bearer ${this.options.apiKey}`, ...init.headers };
+    const key = init.key === undefined ? this.options.apiKey : init.key;
+    const headers: Record<string, string> = { ...(key === null ? {} : { Authorization: `Bearer ${key}` }), ...init.headers };
     if (typeof init.body === "string") headers["Content-Type"] = "application/json";
 
     let response: Response | undefined;
@@ -300,6 +415,13 @@ class HubClient {
         }
       },
     };
+    if (init.expectStatus !== undefined) {
+      if (answered.status !== init.expectStatus) {
+        const body = await text();
+        fail(`expected HTTP ${init.expectStatus}${answered.ok ? "" : `: ${errorMessageFromBody(body)}`}`);
+      }
+      return exchange;
+    }
     if (!answered.ok) {
       const message = errorMessageFromBody(await text());
       // A 404 on the very first path usually means the base URL lacks /v1.
@@ -346,6 +468,36 @@ function messageOf(value: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * An OpenAI-format error body, `{"error": {"message", "type", "code"}}` (OpenAI's API reference,
+ * "Error codes"), as the hub promises for every refusal; returns what is wrong with it, if anything.
+ */
+export function openAiErrorProblem(body: string): string | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return `the body is not JSON: ${JSON.stringify(snippet(body, 80))}`;
+  }
+  const error = isRecord(parsed) ? parsed.error : undefined;
+  if (!isRecord(error)) return `the body has no "error" object: ${snippet(body, 80)}`;
+  if (typeof error.message !== "string" || !error.message) return `error.message is missing: ${snippet(body, 80)}`;
+  if (typeof error.type !== "string") return `error.type is missing: ${snippet(body, 80)}`;
+  if (!("code" in error)) return `error.code is missing: ${snippet(body, 80)}`;
+  return undefined;
+}
+
+/** Fails the exchange unless its body is an OpenAI-format error that does not repeat `secret`. */
+async function expectOpenAiError(exchange: Exchange, secret?: string): Promise<string> {
+  const body = await exchange.text();
+  const problem = openAiErrorProblem(body);
+  if (problem) exchange.fail(`not an OpenAI-format error: ${problem}`);
+  if (secret && body.includes(secret)) exchange.fail("the error body repeats the key that was sent");
+  return errorMessageFromBody(body);
+}
+
+const throwawayKey = (): string => `${THROWAWAY_KEY_PREFIX}${randomBytes(16).toString("hex")}`;
+
 // ---------------------------------------------------------------------------------------------
 // The checks
 
@@ -356,6 +508,26 @@ async function checkModels(hub: HubClient): Promise<Outcome> {
   const ids = body.data.flatMap((model) => (isRecord(model) && typeof model.id === "string" ? [model.id] : []));
   if (!ids.includes(CODER_MODEL)) exchange.fail(`model "${CODER_MODEL}" is not listed (listed: ${ids.join(", ") || "none"})`);
   return { detail: `${ids.length} model${ids.length === 1 ? "" : "s"}: ${ids.join(", ")}` };
+}
+
+async function checkKeyRefused(hub: HubClient): Promise<Outcome> {
+  const none = await hub.send("GET", "/models", { key: null, expectStatus: 401 });
+  await expectOpenAiError(none);
+  const unknown = throwawayKey();
+  const wrong = await hub.send("GET", "/models", { key: unknown, expectStatus: 401 });
+  const message = await expectOpenAiError(wrong, unknown);
+  return { detail: `no key and an unknown key: 401 (${snippet(message, 60)})` };
+}
+
+async function checkScopeRefused(hub: HubClient): Promise<Outcome> {
+  const key = hub.options.llmOnlyKey;
+  if (!key) throw new NotApplicable("not run: give --llm-only-key (a key created with --scopes llm) to check scopes");
+  // The key works where its scope allows...
+  await hub.send("GET", "/models", { key });
+  // ...and is refused where it does not, before the request reaches the TTS server.
+  const refused = await hub.send("POST", "/audio/speech", { key, body: JSON.stringify({ model: hub.options.ttsModel, input: "scope check", response_format: "wav" }), expectStatus: 403 });
+  const message = await expectOpenAiError(refused, key);
+  return { detail: `llm-only key: /models 200, /audio/speech 403 (${snippet(message, 60)})` };
 }
 
 const CHAT_REQUEST = {
@@ -383,6 +555,16 @@ async function checkChatStream(hub: HubClient): Promise<Outcome> {
   if (!stream.sawDone) exchange.fail(`the stream ended without "data: [DONE]" (after ${stream.contentDeltas} content deltas)`);
   if (stream.contentDeltas === 0) exchange.fail("the stream finished without any delta carrying content");
   return { detail: `${stream.contentDeltas} content deltas, then [DONE]: ${JSON.stringify(snippet(stream.text.trim(), 60))}` };
+}
+
+async function checkCompletions(hub: HubClient): Promise<Outcome> {
+  const request = { model: CODER_MODEL, prompt: "def add(a, b):\n    return", max_tokens: 16, temperature: 0 };
+  const exchange = await hub.send("POST", "/completions", { body: JSON.stringify(request) });
+  const body = await exchange.json();
+  const text = firstChoice(body)?.text;
+  if (typeof text !== "string") return exchange.fail(`no choices[0].text in ${snippet(JSON.stringify(body))}`);
+  if (!text.trim()) exchange.fail("the completion is empty (choices[0].text has no text)");
+  return { detail: `completed ${JSON.stringify(snippet(text.trim(), 60))}` };
 }
 
 interface ChatStream {
@@ -469,17 +651,26 @@ interface SynthesizedAudio {
   readonly contentType: string;
 }
 
-async function checkSpeech(hub: HubClient, options: SmokeOptions): Promise<Outcome & { readonly audio: SynthesizedAudio }> {
-  // WAV: every speech-to-text server decodes it, and its header is easy to recognise.
-  const request = { model: options.ttsModel, input: SPOKEN_SENTENCE, response_format: "wav", ...(options.voice ? { voice: options.voice } : {}) };
+/**
+ * Text to speech in `format`: wav (every speech-to-text server decodes it; the speech checks
+ * reuse it) and mp3 (OpenAI's default, so what most clients get). The answer must be that
+ * format by its own bytes, not just by its content type.
+ */
+async function checkSpeech(hub: HubClient, format: "wav" | "mp3"): Promise<Outcome & { readonly audio: SynthesizedAudio }> {
+  const options = hub.options;
+  const request = { model: options.ttsModel, input: SPOKEN_SENTENCE, response_format: format, ...(options.voice ? { voice: options.voice } : {}) };
   const exchange = await hub.send("POST", "/audio/speech", { body: JSON.stringify(request) });
   const contentType = exchange.response.headers.get("content-type") ?? "";
   const bytes = await exchange.bytes();
   if (/json|^text\//.test(contentType)) exchange.fail(`the answer is ${contentType}, not audio: ${errorMessageFromBody(new TextDecoder().decode(bytes))}`);
-  const format = detectAudioFormat(bytes);
-  if (!format && !contentType.startsWith("audio/")) exchange.fail(`the answer is ${bytes.length} bytes of ${contentType || "no content type"} that are not WAV, MP3, Ogg or FLAC`);
   if (bytes.length < MIN_AUDIO_BYTES) exchange.fail(`the audio is only ${bytes.length} bytes (expected at least ${MIN_AUDIO_BYTES} for a spoken sentence)`);
-  return { detail: `${(format ?? contentType).toUpperCase()}, ${(bytes.length / 1024).toFixed(1)} KiB for ${JSON.stringify(SPOKEN_SENTENCE)}`, audio: { bytes, format, contentType } };
+  if (format === "mp3") {
+    const mp3 = mp3Problem(bytes);
+    if (mp3) exchange.fail(`asked for mp3, got ${bytes.length} bytes of ${contentType || "no content type"} that are not MP3: ${mp3}`);
+  } else if (detectAudioFormat(bytes) !== "wav") {
+    exchange.fail(`asked for wav, got ${bytes.length} bytes of ${contentType || "no content type"} that are not WAV (RIFF/WAVE)`);
+  }
+  return { detail: `${format.toUpperCase()}, ${(bytes.length / 1024).toFixed(1)} KiB for ${JSON.stringify(SPOKEN_SENTENCE)}`, audio: { bytes, format, contentType } };
 }
 
 /** Recognises the containers a TTS server answers with, by their first bytes. */
@@ -492,20 +683,74 @@ export function detectAudioFormat(bytes: Uint8Array): AudioFormat | undefined {
   return undefined;
 }
 
-async function checkTranscription(hub: HubClient, options: SmokeOptions, audio: SynthesizedAudio): Promise<Outcome> {
+// MPEG audio Layer III frame header fields (ISO/IEC 11172-3, 13818-3): kbit/s by bitrate index,
+// Hz by sample-rate index, for MPEG-1 and for MPEG-2/2.5.
+const MP3_BITRATES = { mpeg1: [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320], mpeg2: [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160] } as const;
+const MP3_SAMPLE_RATES: Readonly<Record<number, readonly number[]>> = { 3: [44100, 48000, 32000], 2: [22050, 24000, 16000], 0: [11025, 12000, 8000] };
+/** Consecutive well-formed frames that make a stream MP3 rather than bytes that happen to start like one. */
+export const MP3_FRAMES_REQUIRED = 3;
+
+/** The length of the Layer III frame whose header starts at `at`, or undefined if there is none. */
+function mp3FrameLength(bytes: Uint8Array, at: number): number | undefined {
+  if (at + 4 > bytes.length) return undefined;
+  const [b0, b1, b2] = [bytes[at], bytes[at + 1], bytes[at + 2]];
+  if (b0 !== 0xff || (b1 & 0xe0) !== 0xe0) return undefined;
+  const version = (b1 >> 3) & 0x03; // 3 MPEG-1, 2 MPEG-2, 0 MPEG-2.5, 1 reserved
+  const layer = (b1 >> 1) & 0x03; // 1 Layer III
+  const bitrateIndex = b2 >> 4;
+  const rateIndex = (b2 >> 2) & 0x03;
+  if (version === 1 || layer !== 1 || bitrateIndex === 0 || bitrateIndex === 15 || rateIndex === 3) return undefined;
+  const kbps = (version === 3 ? MP3_BITRATES.mpeg1 : MP3_BITRATES.mpeg2)[bitrateIndex];
+  const sampleRate = MP3_SAMPLE_RATES[version][rateIndex];
+  const padding = (b2 >> 1) & 0x01;
+  return Math.floor(((version === 3 ? 144 : 72) * kbps * 1000) / sampleRate) + padding;
+}
+
+/** What keeps `bytes` from being an MP3 stream (an optional ID3v2 tag, then Layer III frames), if anything. */
+export function mp3Problem(bytes: Uint8Array): string | undefined {
+  let at = 0;
+  if (String.fromCharCode(...bytes.subarray(0, 3)) === "ID3") {
+    if (bytes.length < 10) return "an ID3 tag header cut short";
+    // ID3v2 size: four 7-bit bytes, after the 10-byte header.
+    at = 10 + ((bytes[6] << 21) | (bytes[7] << 14) | (bytes[8] << 7) | bytes[9]);
+  }
+  for (let frame = 0; frame < MP3_FRAMES_REQUIRED; frame++) {
+    const length = mp3FrameLength(bytes, at);
+    if (length === undefined) return frame === 0 ? `no MPEG audio Layer III frame header at byte ${at}` : `frame ${frame + 1} at byte ${at} is not an MPEG audio Layer III frame`;
+    at += length;
+  }
+  return undefined;
+}
+
+const STT_PATHS = { transcriptions: "/audio/transcriptions", translations: "/audio/translations" } as const;
+
+function sttForm(audio: SynthesizedAudio, model: string, endpoint: keyof typeof STT_PATHS): FormData {
   const extension = audio.format ?? "wav";
   const form = new FormData();
   form.append("file", new Blob([audio.bytes], { type: audio.contentType || `audio/${extension}` }), `smoke.${extension}`);
-  form.append("model", options.sttModel);
+  form.append("model", model);
   // The sentence is English; saying so spares Whisper a language guess on a short clip.
-  form.append("language", "en");
+  if (endpoint === "transcriptions") form.append("language", "en");
   form.append("response_format", "json");
-  const exchange = await hub.send("POST", "/audio/transcriptions", { body: form });
+  return form;
+}
+
+/** Speech to text of the wav from `tts` with --stt-model (whisper-1 by default): the words must come back. */
+async function checkTranscription(hub: HubClient, endpoint: keyof typeof STT_PATHS, audio: SynthesizedAudio): Promise<Outcome> {
+  const model = hub.options.sttModel;
+  const exchange = await hub.send("POST", STT_PATHS[endpoint], { body: sttForm(audio, model, endpoint) });
   const body = await exchange.json();
   if (!isRecord(body) || typeof body.text !== "string") return exchange.fail(`expected {"text": ...}, got ${snippet(JSON.stringify(body))}`);
   const match = wordMatch(SPOKEN_SENTENCE, body.text);
   if (match.found < match.needed) exchange.fail(`the transcript ${JSON.stringify(snippet(body.text, 100))} has ${match.found} of the ${match.total} words spoken (need ${match.needed})`);
-  return { detail: `heard ${match.found}/${match.total} words: ${JSON.stringify(snippet(body.text.trim(), 60))}` };
+  return { detail: `model ${model}: heard ${match.found}/${match.total} words: ${JSON.stringify(snippet(body.text.trim(), 60))}` };
+}
+
+/** A model the hub does not serve is refused with a 400, on the endpoint that would otherwise download it. */
+async function checkUnservedSttModel(hub: HubClient, audio: SynthesizedAudio): Promise<Outcome> {
+  const exchange = await hub.send("POST", STT_PATHS.translations, { body: sttForm(audio, UNSERVED_STT_MODEL, "translations"), expectStatus: 400 });
+  const message = await expectOpenAiError(exchange);
+  return { detail: `model ${UNSERVED_STT_MODEL}: 400 (${snippet(message, 80)})` };
 }
 
 /** Lower case, letters and digits only: "Dog." and "dog" are the same word. */
@@ -530,19 +775,19 @@ export function compactText(text: string): string {
   return text.toUpperCase().replace(/[^A-Z0-9]+/g, "");
 }
 
-async function checkOcr(hub: HubClient, mode: OcrMode): Promise<Outcome> {
+async function checkOcr(hub: HubClient, mode: OcrMode): Promise<Outcome & { readonly by: "chat" | "convert" }> {
   const png = renderTextPng(OCR_TEXT);
-  if (mode === "chat") return ocrByChat(hub, png);
-  if (mode === "convert") return ocrByConvert(hub, png);
+  if (mode === "chat") return { ...(await ocrByChat(hub, png)), by: "chat" };
+  if (mode === "convert") return { ...(await ocrByConvert(hub, png)), by: "convert" };
   try {
-    return await ocrByChat(hub, png);
+    return { ...(await ocrByChat(hub, png)), by: "chat" };
   } catch (error) {
     // 404: no DeepSeek-OCR route (cpu tier); 503: the GPU is off. docling is the other way in.
     if (!(error instanceof CheckFailure) || (error.httpStatus !== 404 && error.httpStatus !== 503)) throw error;
     const chatAnswer = `${error.method} ${error.url} answered HTTP ${error.httpStatus}: ${error.message}`;
     try {
       const outcome = await ocrByConvert(hub, png);
-      return { ...outcome, detail: `${outcome.detail} (chat answered HTTP ${error.httpStatus}, so tried convert)` };
+      return { ...outcome, by: "convert", detail: `${outcome.detail} (chat answered HTTP ${error.httpStatus}, so tried convert)` };
     } catch (fallbackError) {
       if (!(fallbackError instanceof CheckFailure)) throw fallbackError;
       throw new CheckFailure(`${fallbackError.message} (tried after ${chatAnswer})`, fallbackError.method, fallbackError.url, fallbackError.httpStatus);
@@ -550,29 +795,38 @@ async function checkOcr(hub: HubClient, mode: OcrMode): Promise<Outcome> {
   }
 }
 
-async function ocrByChat(hub: HubClient, png: Buffer): Promise<Outcome> {
-  const request = {
+/** DeepSeek-OCR in OpenAI chat format, with what the vLLM recipe sends: the n-gram filter's arguments. */
+export function ocrChatRequest(png: Buffer): Record<string, unknown> {
+  return {
     model: OCR_CHAT_MODEL,
     messages: [
       {
         role: "user",
         content: [
           { type: "image_url", image_url: { url: `data:image/png;base64,${png.toString("base64")}` } },
-          { type: "text", text: "Free OCR." },
+          { type: "text", text: DEEPSEEK_OCR_PROMPT },
         ],
       },
     ],
     temperature: 0,
     max_tokens: 256,
+    ...DEEPSEEK_OCR_REQUEST_EXTRAS,
   };
-  const exchange = await hub.send("POST", "/ocr/chat/completions", { body: JSON.stringify(request) });
+}
+
+async function ocrByChat(hub: HubClient, png: Buffer): Promise<Outcome> {
+  const exchange = await hub.send("POST", "/ocr/chat/completions", { body: JSON.stringify(ocrChatRequest(png)) });
   const body = await exchange.json();
   const content = messageContent(body);
   if (content === undefined) return exchange.fail(`no choices[0].message.content in ${snippet(JSON.stringify(body))}`);
-  return { service: "OCR (DeepSeek-OCR chat)", detail: readBack(exchange, content) };
+  const detail = readBack(exchange, content);
+  // Two words of text never fill max_tokens unless the model repeats itself, which the n-gram filter stops.
+  if (firstChoice(body)?.finish_reason === "length") exchange.fail(`the answer ran to max_tokens (finish_reason "length"), repeating itself: the n-gram filter did not act on the request's vllm_xargs`);
+  return { service: "OCR (DeepSeek-OCR chat, n-gram filter on)", detail };
 }
 
-async function ocrByConvert(hub: HubClient, png: Buffer): Promise<Outcome> {
+/** docling-serve's multipart upload, shared by the synchronous and the async API. */
+function doclingForm(png: Buffer): FormData {
   const form = new FormData();
   form.append("files", new Blob([png], { type: "image/png" }), "smoke-ocr.png");
   for (const format of ["md", "text"]) form.append("to_formats", format);
@@ -581,18 +835,102 @@ async function ocrByConvert(hub: HubClient, png: Buffer): Promise<Outcome> {
   form.append("force_ocr", "true");
   // Keeps a base64 copy of the image out of the markdown.
   form.append("image_export_mode", "placeholder");
-  // docling checks its own header, not Authorization; the key is the same.
-  const exchange = await hub.send("POST", "/ocr/convert/file", { body: form, headers: { "X-Api-Key": hub.options.apiKey } });
-  const body = await exchange.json();
+  return form;
+}
+
+// docling checks its own header, not Authorization; the key is the same.
+const doclingHeaders = (hub: HubClient) => ({ "X-Api-Key": hub.options.apiKey });
+
+function doclingText(exchange: Exchange, body: unknown): string {
   const document = isRecord(body) ? body.document : undefined;
   const texts = isRecord(document) ? [document.md_content, document.text_content].filter((t): t is string => typeof t === "string") : [];
   if (texts.length === 0) return exchange.fail(`no document.md_content or document.text_content in ${snippet(JSON.stringify(body))}`);
-  return { service: "OCR (docling convert)", detail: readBack(exchange, texts.join("\n")) };
+  return texts.join("\n");
+}
+
+async function ocrByConvert(hub: HubClient, png: Buffer): Promise<Outcome> {
+  const exchange = await hub.send("POST", "/ocr/convert/file", { body: doclingForm(png), headers: doclingHeaders(hub) });
+  return { service: "OCR (docling convert)", detail: readBack(exchange, doclingText(exchange, await exchange.json())) };
+}
+
+/**
+ * docling-serve's async API (v1.31.0 app.py: /v1/convert/file/async, /v1/status/poll/{task_id},
+ * /v1/result/{task_id}), under the gateway's /v1/ocr/ prefix as the synchronous paths are. It is
+ * how a document that takes longer than the synchronous wait converts.
+ */
+export const DOCLING_ASYNC_PATHS = {
+  submit: "/ocr/convert/file/async",
+  poll: (taskId: string) => `/ocr/status/poll/${encodeURIComponent(taskId)}`,
+  result: (taskId: string) => `/ocr/result/${encodeURIComponent(taskId)}`,
+} as const;
+/** Seconds each status poll asks docling to hold the answer until the task completes (its `wait` query). */
+export const DOCLING_POLL_WAIT_SECONDS = 5;
+const DOCLING_DONE = new Set(["success", "partial_success"]);
+
+async function checkOcrAsync(hub: HubClient, ocrBy: "chat" | "convert" | undefined): Promise<Outcome> {
+  if (ocrBy !== "convert" && hub.options.ocrMode !== "convert") throw new NotApplicable("not run: DeepSeek-OCR answered OCR; check docling's async API with --ocr convert");
+  const submit = await hub.send("POST", DOCLING_ASYNC_PATHS.submit, { body: doclingForm(renderTextPng(OCR_TEXT)), headers: doclingHeaders(hub) });
+  const task = await submit.json();
+  const taskId = isRecord(task) && typeof task.task_id === "string" ? task.task_id : undefined;
+  if (!taskId) return submit.fail(`no task_id in ${snippet(JSON.stringify(task))}`);
+  const deadline = Date.now() + hub.options.timeoutMs;
+  for (let polls = 1; ; polls++) {
+    const poll = await hub.send("GET", `${DOCLING_ASYNC_PATHS.poll(taskId)}?wait=${DOCLING_POLL_WAIT_SECONDS}`, { headers: doclingHeaders(hub) });
+    const status = await poll.json();
+    const state = isRecord(status) ? status.task_status : undefined;
+    if (typeof state === "string" && DOCLING_DONE.has(state)) {
+      const result = await hub.send("GET", DOCLING_ASYNC_PATHS.result(taskId), { headers: doclingHeaders(hub) });
+      return { detail: `task ${taskId}: ${state} after ${polls} poll${polls === 1 ? "" : "s"}; ${readBack(result, doclingText(result, await result.json()))}` };
+    }
+    if (state === "failure") return poll.fail(`the task failed: ${snippet(JSON.stringify(status))}`);
+    if (Date.now() > deadline) return poll.fail(`task ${taskId} still ${JSON.stringify(state)} after ${hub.options.timeoutMs} ms (--timeout-ms)`);
+  }
 }
 
 function readBack(exchange: Exchange, recognised: string): string {
   if (!compactText(recognised).includes(compactText(OCR_TEXT))) exchange.fail(`read ${JSON.stringify(snippet(recognised.trim(), 100))}, not ${JSON.stringify(OCR_TEXT)}`);
   return `read ${JSON.stringify(OCR_TEXT)} from a generated PNG`;
+}
+
+/** Requests the rate-limit check sends: the burst, one more, and the refill while they are in flight. */
+export const rateCheckRequests = (burst: number, perMinute: number): number => burst + 1 + Math.ceil((perMinute / 60) * RATE_CHECK_SPREAD_SECONDS);
+
+/**
+ * The per-key rate limit sits in front of the key check, so a throwaway key (its own bucket, no
+ * cost to the real key or its clients) sent burst + 1 times at once must see a 429: an
+ * OpenAI-format error with Retry-After. Everything else must be the key check's 401.
+ */
+async function checkRateLimit(hub: HubClient): Promise<Outcome> {
+  const key = throwawayKey();
+  const count = rateCheckRequests(hub.options.rateBurst, hub.options.ratePerMinute);
+  const url = `${hub.options.baseUrl}/models`;
+  const answers = await Promise.all(
+    Array.from({ length: count }, async () => {
+      try {
+        const response = await fetch(url, { headers: { Authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(hub.options.timeoutMs) });
+        return { status: response.status, retryAfter: response.headers.get("retry-after"), body: await response.text() };
+      } catch (error) {
+        return { status: 0, retryAfter: null, body: errorText(error) };
+      }
+    }),
+  );
+  const fail = (message: string, status?: number): never => {
+    throw new CheckFailure(message, "GET", url, status);
+  };
+  const tally = new Map<number, number>();
+  for (const a of answers) tally.set(a.status, (tally.get(a.status) ?? 0) + 1);
+  const summary = [...tally].sort(([a], [b]) => a - b).map(([status, n]) => `${n}×${status || "no answer"}`).join(", ");
+  const odd = answers.find((a) => a.status !== 401 && a.status !== 429);
+  if (odd) fail(`${count} requests with one unknown key: ${summary}; expected only 401 and 429 (${odd.status ? errorMessageFromBody(odd.body) : odd.body})`, odd.status || undefined);
+  const limited = answers.filter((a) => a.status === 429);
+  if (limited.length === 0) fail(`${count} requests with one unknown key at once, none answered 429 (${summary}): is the stack's rateLimitBurst above --rate-burst ${hub.options.rateBurst}?`, 401);
+  for (const answer of limited) {
+    const problem = openAiErrorProblem(answer.body);
+    if (problem) fail(`the 429 is not an OpenAI-format error: ${problem}`, 429);
+    if (answer.body.includes(key)) fail("the 429 repeats the key that was sent", 429);
+    if (!answer.retryAfter || !/^\d+$|^[A-Z][a-z]{2}, /.test(answer.retryAfter.trim())) fail(`the 429 has no usable Retry-After header (${JSON.stringify(answer.retryAfter)})`, 429);
+  }
+  return { detail: `${count} requests with one unknown key: ${summary}; Retry-After ${limited[0].retryAfter} (${snippet(errorMessageFromBody(limited[0].body), 60)})` };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -172,10 +172,43 @@ export const WHISPER_MODELS: Readonly<Record<string, CpuServiceRam & { readonly 
   "large-v3": { repo: "Systran/faster-whisper-large-v3", ramGiB: 5, source: ESTIMATE("int8, 1550M parameters") },
 };
 
-export const TTS_MODELS: Readonly<Record<string, CpuServiceRam>> = {
-  "tts_models/en/ljspeech/tacotron2-DDC": { ramGiB: 2, source: ESTIMATE("Tacotron2 + HiFi-GAN vocoder in PyTorch") },
-  "tts_models/en/ljspeech/vits": { ramGiB: 1.5, source: ESTIMATE("VITS, single model") },
-  "tts_models/multilingual/multi-dataset/xtts_v2": { ramGiB: 6, source: ESTIMATE("XTTS v2, 1.8 GB checkpoint; slow on CPU") },
+/** The licence a Coqui model ships under, as its own model list states it. */
+export interface TtsLicense {
+  readonly name: string;
+  readonly url: string;
+  /**
+   * Coqui asks for agreement with `input()` before downloading it (TTS/utils/manage.py
+   * ModelManager.tos_agreed / ask_tos) unless COQUI_TOS_AGREED=1: in a container, with no TTY,
+   * the server would die at start. The stack needs the user's explicit agreement instead.
+   */
+  readonly requiresAgreement: boolean;
+  readonly source: Source;
+}
+
+export interface TtsModelEntry extends CpuServiceRam {
+  readonly license: TtsLicense;
+}
+
+// idiap/coqui-ai-TTS v0.27.2 (the pinned v0.27.3 was not stored; its release changed PyTorch 2.9
+// support only, PR #525): TTS/.models.json "license" and "tos_required" per model.
+const COQUI_MODELS_JSON = "github.com/idiap/coqui-ai-TTS/blob/v0.27.2/TTS/.models.json";
+const TTS_READ = "2026-12-01";
+const APACHE_2 = { name: "Apache 2.0", url: "https://choosealicense.com/licenses/apache-2.0/", requiresAgreement: false, source: src(COQUI_MODELS_JSON, TTS_READ) } as const;
+
+export const TTS_MODELS: Readonly<Record<string, TtsModelEntry>> = {
+  "tts_models/en/ljspeech/tacotron2-DDC": { ramGiB: 2, source: ESTIMATE("Tacotron2 + HiFi-GAN vocoder in PyTorch"), license: APACHE_2 },
+  "tts_models/en/ljspeech/vits": { ramGiB: 1.5, source: ESTIMATE("VITS, single model"), license: APACHE_2 },
+  "tts_models/multilingual/multi-dataset/xtts_v2": {
+    ramGiB: 6,
+    source: ESTIMATE("XTTS v2, 1.8 GB checkpoint; slow on CPU"),
+    license: {
+      name: "Coqui Public Model License (CPML): non-commercial use only",
+      // coqui.ai no longer exists; the fork moved its links here (idiap/coqui-ai-TTS PR #548, 2026-01-23).
+      url: "https://tts-hub.github.io/cpml/",
+      requiresAgreement: true,
+      source: src(`${COQUI_MODELS_JSON} ("license": "CPML", "tos_required": true); TTS/utils/manage.py ask_tos`, TTS_READ),
+    },
+  },
 };
 
 export const CPU_SERVICE_RAM = {
