@@ -1,8 +1,10 @@
 import { takeArtifacts } from "../../infra/artifacts";
+import type { DeployEnvironment } from "../../infra/environment";
 import { hubProgram } from "../../infra/program";
 import { presentInput, RecordedResource, runUnderMocks } from "../../scripts/lib/mock-engine";
 import { engineConfig } from "../../stacks/load";
 import { PROJECT } from "../../stacks/settings";
+import { testEnvironment } from "./deploy-env";
 
 export interface ProgramRun {
   readonly resources: readonly RecordedResource[];
@@ -25,11 +27,11 @@ export const T = {
 } as const;
 
 /** Runs the real program under Pulumi's mocks with plain settings (and secret ones). */
-export async function runProgram(settings: Record<string, unknown>, opts: { stack?: string; secrets?: Record<string, string> } = {}): Promise<ProgramRun> {
+export async function runProgram(settings: Record<string, unknown>, opts: { stack?: string; secrets?: Record<string, string>; env?: DeployEnvironment } = {}): Promise<ProgramRun> {
   const config = engineConfig(settings);
   for (const [k, v] of Object.entries(opts.secrets ?? {})) config[`${PROJECT}:${k}`] = v;
   takeArtifacts();
-  const run = await runUnderMocks(hubProgram, opts.stack ?? String(settings.tier ?? "test"), config, Object.keys(opts.secrets ?? {}).map((k) => `${PROJECT}:${k}`));
+  const run = await runUnderMocks(() => hubProgram(opts.env ?? testEnvironment()), opts.stack ?? String(settings.tier ?? "test"), config, Object.keys(opts.secrets ?? {}).map((k) => `${PROJECT}:${k}`));
   const artifacts = [];
   for (const a of takeArtifacts()) artifacts.push({ kind: a.kind, node: a.node, path: a.path, content: String(await presentInput(a.content)) });
   const byType = (type: string) => run.resources.filter((r) => r.type === type);
