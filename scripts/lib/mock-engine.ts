@@ -139,24 +139,32 @@ export async function runUnderMocks(program: () => Record<string, unknown> | Pro
   pulumi.runtime.setAllConfig(config, [...secretKeys]);
 
   let outputs: Record<string, unknown> = {};
-  // Without an engine, pulumi.log writes to console.warn/error; keep it with the run instead.
+  let failure: { err: unknown } | undefined;
+  // Without an engine, pulumi.log writes to console.log/warn/error; keep it with the run instead.
   const engineLog: string[] = [];
-  const { warn, error } = console;
+  const { log, warn, error } = console;
   console.warn = (...args: unknown[]) => void engineLog.push(args.map(String).join(" "));
   console.error = console.warn;
+  console.log = console.warn;
   try {
     await pulumi.runtime.runInPulumiStack(async () => {
       pulumi.runtime.registerStackTransformation((args) => {
         registrations.set(args.resource, { type: args.type, name: args.name, parent: args.opts.parent, opts: args.opts });
         return undefined;
       });
-      outputs = await program();
+      // A refusal is handed back to the caller, not left to reject the stack resource's promises.
+      try {
+        outputs = await program();
+      } catch (err) {
+        failure = { err };
+      }
       return outputs;
     });
     await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
   } finally {
-    Object.assign(console, { warn, error });
+    Object.assign(console, { log, warn, error });
   }
+  if (failure) throw failure.err;
 
   const urnOf = (res: pulumi.Resource | undefined): string | undefined => {
     const reg = res ? registrations.get(res) : undefined;

@@ -10,6 +10,8 @@ export interface ProgramRun {
   readonly resources: readonly RecordedResource[];
   readonly outputs: Record<string, unknown>;
   readonly artifacts: readonly { kind: string; node: string; path: string; content: string }[];
+  /** What the program logged through pulumi.log (info, warnings). */
+  readonly engineLog: readonly string[];
   readonly byType: (type: string) => RecordedResource[];
   readonly one: (type: string, name: string) => RecordedResource;
 }
@@ -40,5 +42,5 @@ export async function runProgram(settings: Record<string, unknown>, opts: { stac
     if (!found) throw new Error(`no ${type} named ${name}; have ${byType(type).map((r) => r.name).join(", ")}`);
     return found;
   };
-  return { resources: run.resources, outputs: run.outputs, artifacts, byType, one };
+  return { resources: run.resources, outputs: run.outputs, artifacts, byType, one, engineLog: run.engineLog };
 }
