@@ -90,15 +90,12 @@ const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
  * systemd's name for a path (`systemd-escape --path`): "/" becomes "-", anything but
- * [A-Za-z0-9:_.] (and a leading ".") becomes \xNN. Unit names for devices and mounts use it.
+ * [A-Za-z0-9:_.] (and a "." that starts the name) becomes \xNN. Device and mount unit names use it.
  */
 export function systemdEscapePath(p: string): string {
   const trimmed = p.replace(/\/+/g, "/").replace(/^\/|\/$/g, "");
   if (trimmed === "") return "-";
-  return trimmed
-    .split("/")
-    .map((segment) => [...segment].map((ch, i) => (/[A-Za-z0-9:_]/.test(ch) || (ch === "." && i > 0) ? ch : `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`)).join(""))
-    .join("-");
+  return trimmed.replace(/./g, (ch, i: number) => (ch === "/" ? "-" : /[A-Za-z0-9:_]/.test(ch) || (ch === "." && i > 0) ? ch : `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`));
 }
 
 export const deviceUnit = (devicePath: string) => `${systemdEscapePath(devicePath)}.device`;
