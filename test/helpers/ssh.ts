@@ -1,6 +1,7 @@
 import { ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
+import { userInfo } from "node:os";
 import * as path from "node:path";
 
 /** Debian's openssh-server: the real sshd the SSH tests log in to. */
@@ -106,6 +107,7 @@ export class LoopbackSshd {
 export function systemSsh(options: readonly string[], port: number, env: { agentSocket?: string } = {}) {
   const childEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, LANG: "C" };
   if (env.agentSocket) childEnv.SSH_AUTH_SOCK = env.agentSocket;
-  const r = spawnSync("ssh", [...options, "-p", String(port), "root@127.0.0.1", "echo", "logged-in"], { encoding: "utf8", env: childEnv, timeout: 30_000 });
+  // The droplets take root; a test sshd run by another user can only let that user in.
+  const r = spawnSync("ssh", [...options, "-p", String(port), `${userInfo().username}@127.0.0.1`, "echo", "logged-in"], { encoding: "utf8", env: childEnv, timeout: 30_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
