@@ -15,7 +15,7 @@ import { addressInside, sshExposure } from "../stacks/ssh-exposure";
 import { DeployEnvironment, liveEnvironment } from "./environment";
 import { HubNode, HubNodeArgs } from "./node";
 import { deployerSshAccess, inspectDeployerKey, stackSshDirectory } from "./ssh";
-import { AccountSshKey, decideSshKeyRegistration, dropletSshKeys, md5Fingerprint } from "./ssh-keys";
+import { AccountSshKey, decideSshKeyRegistration, dropletSshKeys, md5Fingerprint, SshKeyRegistration } from "./ssh-keys";
 import { parseKeysFile } from "../programs/gatekeeper/keys";
 import type { SecretName } from "../services/spec";
 import type { DropletTarget } from "./containers";
@@ -114,19 +114,16 @@ async function sshSources(hub: HubConfig, env: DeployEnvironment, problems: stri
   }
 }
 
-/**
- * Registers sshPublicKey unless the account already holds it (decideSshKeyRegistration). Returns
- * the fingerprint the droplets name, and the resource they must wait for, if any.
- */
-async function registerDeployerKey(hub: HubConfig, cloudName: string, env: DeployEnvironment, problems: string[]): Promise<{ fingerprint?: string; resource?: digitalocean.SshKey }> {
+/** Whether and how to register sshPublicKey: decided from the account's keys before anything is created. */
+async function deployerKeyRegistration(hub: HubConfig, cloudName: string, env: DeployEnvironment, problems: string[]): Promise<SshKeyRegistration | undefined> {
   const publicKey = hub.settings.sshPublicKey;
-  if (!publicKey) return {};
+  if (!publicKey) return undefined;
   let fingerprint: string;
   try {
     fingerprint = md5Fingerprint(publicKey);
   } catch {
     problems.push(`sshPublicKey: ${JSON.stringify(publicKey.slice(0, 40))}... is not a readable OpenSSH public key. Use the one line of your .pub file: pulumi config set sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"`);
-    return {};
+    return undefined;
   }
   let accountKeys: readonly AccountSshKey[] = [];
   if (env.accountSshKeys) {
@@ -134,10 +131,15 @@ async function registerDeployerKey(hub: HubConfig, cloudName: string, env: Deplo
       accountKeys = await env.accountSshKeys.withFingerprint(fingerprint);
     } catch (err) {
       problems.push(`sshPublicKey: could not list the DigitalOcean account's SSH keys to see whether ${fingerprint} is registered already (${(err as Error).message.split("\n")[0]}). Check DIGITALOCEAN_TOKEN.`);
-      return {};
+      return undefined;
     }
   }
-  const decision = decideSshKeyRegistration({ ownName: `${cloudName}-deployer`, publicKey, fingerprint, accountKeys });
+  return decideSshKeyRegistration({ ownName: `${cloudName}-deployer`, publicKey, fingerprint, accountKeys });
+}
+
+/** Carries out the registration decision: the fingerprint the droplets name, and the resource they wait for, if any. */
+function registerDeployerKey(decision: SshKeyRegistration | undefined): { fingerprint?: string; resource?: digitalocean.SshKey } {
+  if (!decision) return {};
   if (decision.action === "reuse") {
     void pulumi.log.info(`sshPublicKey: already registered in the DigitalOcean account as "${decision.registeredAs}"; the droplets name it by fingerprint ${decision.fingerprint}.`);
     return { fingerprint: decision.fingerprint };
@@ -172,8 +174,9 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   const privateKey = configuredPrivateKey();
   if (privateKey !== undefined && env.secretsReadable) problems.push(...deployerKeyProblems(hub, privateKey));
   const sources = await sshSources(hub, env, problems);
-  const deployerKey = await registerDeployerKey(hub, cloudName, env, problems);
-  if (problems.length > 0) throw new pulumi.RunError(`stack ${stack}: ${problems.length} problem${problems.length === 1 ? "" : "s"} before anything was created:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  const registration = await deployerKeyRegistration(hub, cloudName, env, problems);
+  if (problems.length > 0) throw new pulumi.RunError(`stack ${stack}: ${problems.length} problem${problems.length === 1 ? "" : "s"}; nothing was created or changed:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  const deployerKey = registerDeployerKey(registration);
   const ssh = deployerSshAccess(env.sshFiles, stackSshDirectory(pulumi.getOrganization(), pulumi.getProject(), stack), privateKey);
 
   const network = new HubNetwork("network", {
