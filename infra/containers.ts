@@ -3,6 +3,7 @@ import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { IMAGE_UIDS } from "../services/images";
+import { HUB_CONTAINER_LABEL } from "../services/node-setup";
 import { imageName, SecretName, ServiceSpec } from "../services/spec";
 import type { NodeSsh } from "./ssh";
 
@@ -173,7 +174,8 @@ export class ContainerHost extends pulumi.ComponentResource {
         { name: imageName(spec.image), keepLocally: true },
         { parent: this, provider },
       );
-      const labels: Record<string, pulumi.Input<string>> = { "inference-hub.role": spec.role };
+      // The node's volume unit finds the hub's containers by this label (services/node-setup.ts).
+      const labels: Record<string, pulumi.Input<string>> = { [HUB_CONTAINER_LABEL]: spec.role };
       const fileHashes = restartLabels.get(spec.name);
       // A changed start-time config file changes this label, which replaces (restarts) the container.
       if (fileHashes) labels["inference-hub.config-hash"] = pulumi.all(fileHashes).apply((h) => h.join("."));

@@ -83,7 +83,7 @@ export class HubNetwork extends pulumi.ComponentResource {
     this.firewalls = (["gateway", "gpu"] as const).map(
       (role) =>
         new digitalocean.Firewall(
-        `${name}-firewall-${role}`,
+          `${name}-firewall-${role}`,
           { name: `${args.cloudName}-${role}`, tags: [tagName(role === "gateway" ? args.gatewayTag : args.gpuTag)], inboundRules: inboundRules(role).map(toRule), outboundRules: outbound },
           { parent: this },
         ),

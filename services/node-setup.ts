@@ -153,7 +153,7 @@ export function volumeUnit(input: NodeSetupInput): string {
   return [
     "[Unit]",
     `Description=Mount inference-hub volume ${input.volume.name} at ${input.volume.mountPath} when it is attached`,
-    // Stops (and forgets the mount) when the volume is detached; starts again when it returns.
+    // Stops when the volume is detached, so that its return starts it again.
     `BindsTo=${device}`,
     `After=${device} ${mountUnit(input.volume.mountPath)}`,
     "",
