@@ -1,5 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 
+/** Stands in for a secret in a rendered artifact (the offline plan marks secrets the same way). */
+export const SECRET_PLACEHOLDER = "[secret]";
+
 /** A file the program renders for a node (cloud-init, Traefik config, vLLM args, ...). */
 export interface RenderedArtifact {
   readonly kind: string;

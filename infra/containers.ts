@@ -3,8 +3,9 @@ import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { IMAGE_UIDS } from "../services/images";
+import { HUB_CONTAINER_LABEL } from "../services/node-setup";
 import { imageName, SecretName, ServiceSpec } from "../services/spec";
-import type { SshAccess } from "./node";
+import type { NodeSsh } from "./ssh";
 
 /** A file written onto the node before its containers start (gateway config, nginx conf). */
 export interface NodeFile {
@@ -32,7 +33,8 @@ export interface DropletTarget {
   readonly privateIp: pulumi.Input<string>;
   /** The node's readiness check: nothing connects to Docker before it passes. */
   readonly ready: pulumi.Resource;
-  readonly ssh: SshAccess;
+  /** The deployer's SSH settings for this node: its pinned host key, the configured key or the agent. */
+  readonly ssh: NodeSsh;
 }
 
 /** The deployer's own Docker engine (the local tier). */
@@ -128,10 +130,10 @@ export class ContainerHost extends pulumi.ComponentResource {
             `${name}-docker`,
             {
               host: pulumi.interpolate`ssh://root@${target.host}`,
-              // Droplets are new hosts: trust a key on first sight, refuse a changed one.
-              sshOpts: ["-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=30"],
+              // Exactly the node's own host key, from its known_hosts file; the configured key when there is one.
+              sshOpts: target.ssh.dockerSshOpts,
             },
-            // Docker is installed by cloud-init; connecting before the readiness check would race it.
+            // Docker is installed by cloud-init, and the SSH rule may just have moved to this machine: the readiness check waits for both.
             { parent: this, dependsOn: [target.ready] },
           )
         : // DOCKER_HOST, or the engine's default socket.
@@ -141,9 +143,10 @@ export class ContainerHost extends pulumi.ComponentResource {
     // On a laptop the node's volume is a directory of the user's; paths move there.
     const onHost = (path: string) => (target.kind === "local" && path.startsWith(target.mountRoot) ? `${target.dataDir}${path.slice(target.mountRoot.length)}` : path);
     const services = args.services.map((spec) => ({ ...spec, mounts: spec.mounts.map((m) => ({ ...m, hostPath: onHost(m.hostPath) })) }));
+    // Over SSH only after the readiness check (which waited for the node and its SSH rule).
     const shell = (resourceName: string, script: string, stdin?: pulumi.Input<string>, remove?: string): pulumi.Resource =>
       target.kind === "droplet"
-        ? new command.remote.Command(resourceName, { connection: { host: target.host, user: "root", privateKey: target.ssh.privateKey, agentSocketPath: target.ssh.agentSocketPath, dialErrorLimit: 10, perDialTimeout: 15 }, create: script, update: script, stdin, delete: remove }, { parent: this, dependsOn: [target.ready] })
+        ? new command.remote.Command(resourceName, { connection: { ...target.ssh.connection, dialErrorLimit: 10 }, create: script, update: script, stdin, delete: remove }, { parent: this, dependsOn: [target.ready] })
         : new command.local.Command(resourceName, { create: script, update: script, stdin, delete: remove }, { parent: this });
 
     const restartLabels = new Map<string, pulumi.Input<string>[]>();
@@ -171,7 +174,8 @@ export class ContainerHost extends pulumi.ComponentResource {
         { name: imageName(spec.image), keepLocally: true },
         { parent: this, provider },
       );
-      const labels: Record<string, pulumi.Input<string>> = { "inference-hub.role": spec.role };
+      // The node's volume unit finds the hub's containers by this label (services/node-setup.ts).
+      const labels: Record<string, pulumi.Input<string>> = { [HUB_CONTAINER_LABEL]: spec.role };
       const fileHashes = restartLabels.get(spec.name);
       // A changed start-time config file changes this label, which replaces (restarts) the container.
       if (fileHashes) labels["inference-hub.config-hash"] = pulumi.all(fileHashes).apply((h) => h.join("."));

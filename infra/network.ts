@@ -15,10 +15,17 @@ export interface HubNetworkArgs {
   /** Droplets carrying this tag get the GPU node's firewall. */
   readonly gpuTag: string;
   /**
-   * Source CIDRs allowed to SSH in.
-   * @default - SSH open to the internet (the plan warns)
+   * Source CIDRs allowed to SSH in: adminCidrs as configured, or the deploying machine's own
+   * address (/32) when none are (see stacks/ssh-exposure.ts and sshSourceCidrs).
    */
-  readonly adminCidrs?: readonly string[];
+  readonly sshSources: pulumi.Input<string[]>;
+}
+
+/** The firewall's SSH sources: the configured adminCidrs, else each deployer address as a /32. */
+export function sshSourceCidrs(adminCidrs: readonly string[], deployerAddresses: readonly string[]): string[] {
+  if (adminCidrs.length > 0) return [...adminCidrs];
+  if (deployerAddresses.length === 0) throw new Error("no adminCidrs and no deployer address: refusing to open SSH to nothing or to everyone");
+  return deployerAddresses.map((a) => `${a}/32`);
 }
 
 export interface FirewallRule {
@@ -30,7 +37,7 @@ export interface FirewallRule {
 
 /** Inbound rules by role, as data: tests read them without a cloud. */
 export function inboundRules(role: "gateway" | "gpu"): FirewallRule[] {
-  const ssh: FirewallRule = { protocol: "tcp", portRange: String(SSH_PORT), sources: "admin", why: "deployer SSH (readiness, Docker)" };
+  const ssh: FirewallRule = { protocol: "tcp", portRange: String(SSH_PORT), sources: "admin", why: "deployer SSH (readiness, files, Docker): adminCidrs, else only the deploying machine" };
   const icmp: FirewallRule = { protocol: "icmp", sources: "vpc", why: "ping inside the VPC" };
   if (role === "gateway") {
     return [
@@ -50,6 +57,8 @@ export class HubNetwork extends pulumi.ComponentResource {
   public readonly vpcCidr: pulumi.Output<string>;
   /** Tag name → its resource; droplets reference `.name` so they wait for the tag. */
   public readonly tags: ReadonlyMap<string, digitalocean.Tag>;
+  /** Anything that logs in over SSH waits for these: their SSH rule may have just moved to this machine. */
+  public readonly firewalls: readonly digitalocean.Firewall[];
 
   constructor(name: string, args: HubNetworkArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("inference-hub:network:HubNetwork", name, {}, opts);
@@ -60,11 +69,10 @@ export class HubNetwork extends pulumi.ComponentResource {
     this.tags = new Map(tagNames.map((tag) => [tag, new digitalocean.Tag(`${name}-tag-${tag}`, { name: tag }, { parent: this })]));
     const tagName = (tag: string) => this.tags.get(tag)!.name;
 
-    const admin = args.adminCidrs && args.adminCidrs.length > 0 ? [...args.adminCidrs] : ANYWHERE;
     const toRule = (rule: FirewallRule): digitalocean.types.input.FirewallInboundRule => ({
       protocol: rule.protocol,
       portRange: rule.protocol === "icmp" ? undefined : rule.portRange,
-      sourceAddresses: rule.sources === "anywhere" ? ANYWHERE : rule.sources === "admin" ? admin : this.vpcCidr.apply((cidr) => [cidr]),
+      sourceAddresses: rule.sources === "anywhere" ? ANYWHERE : rule.sources === "admin" ? args.sshSources : this.vpcCidr.apply((cidr) => [cidr]),
     });
     const outbound: digitalocean.types.input.FirewallOutboundRule[] = [
       // Image pulls, model downloads, package updates, ACME.
@@ -72,13 +80,14 @@ export class HubNetwork extends pulumi.ComponentResource {
       { protocol: "udp", portRange: "1-65535", destinationAddresses: ANYWHERE },
       { protocol: "icmp", destinationAddresses: ANYWHERE },
     ];
-    for (const role of ["gateway", "gpu"] as const) {
-      new digitalocean.Firewall(
-        `${name}-firewall-${role}`,
-        { name: `${args.cloudName}-${role}`, tags: [tagName(role === "gateway" ? args.gatewayTag : args.gpuTag)], inboundRules: inboundRules(role).map(toRule), outboundRules: outbound },
-        { parent: this },
-      );
-    }
+    this.firewalls = (["gateway", "gpu"] as const).map(
+      (role) =>
+        new digitalocean.Firewall(
+          `${name}-firewall-${role}`,
+          { name: `${args.cloudName}-${role}`, tags: [tagName(role === "gateway" ? args.gatewayTag : args.gpuTag)], inboundRules: inboundRules(role).map(toRule), outboundRules: outbound },
+          { parent: this },
+        ),
+    );
     this.registerOutputs({ vpcId: this.vpc.id, vpcCidr: this.vpcCidr });
   }
 }

@@ -5,13 +5,17 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { PUBLIC_PORTS } from "../services/ports";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT, readinessScript, renderCloudInit, NodeSetupInput } from "../services/node-setup";
-import { ConfigError, HubConfig, loadHubConfig } from "../stacks";
+import { ConfigError, HubConfig, loadHubConfig, PROJECT } from "../stacks";
 import { findGpuSize } from "../stacks/catalogue/droplets";
 import { GatewayAddress } from "./address";
-import { recordArtifact } from "./artifacts";
+import { recordArtifact, SECRET_PLACEHOLDER } from "./artifacts";
 import { cloudSlug, hubTags } from "./naming";
-import { HubNetwork } from "./network";
-import { HubNode, SshAccess } from "./node";
+import { HubNetwork, sshSourceCidrs } from "./network";
+import { addressInside, sshExposure } from "../stacks/ssh-exposure";
+import { DeployEnvironment, liveEnvironment } from "./environment";
+import { HubNode, HubNodeArgs } from "./node";
+import { deployerSshAccess, inspectDeployerKey, stackSshDirectory } from "./ssh";
+import { AccountSshKey, decideSshKeyRegistration, dropletSshKeys, md5Fingerprint, SshKeyRegistration } from "./ssh-keys";
 import { parseKeysFile } from "../programs/gatekeeper/keys";
 import type { SecretName } from "../services/spec";
 import type { DropletTarget } from "./containers";
@@ -62,22 +66,118 @@ function hubApiKey(): pulumi.Output<string> {
   return pulumi.secret(generated.result);
 }
 
-function sshAccess(): SshAccess {
-  const privateKey = new pulumi.Config().getSecret("sshPrivateKey");
-  return privateKey ? { privateKey } : { agentSocketPath: process.env.SSH_AUTH_SOCK };
+/** The configured deployer key, read where the engine keeps config (decrypted); never printed. */
+function configuredPrivateKey(): string | undefined {
+  return pulumi.runtime.allConfig()[`${PROJECT}:sshPrivateKey`];
+}
+
+/** Problems with the deployer key that would make every SSH step fail, found before anything is created. */
+function deployerKeyProblems(hub: HubConfig, privateKey: string): string[] {
+  const inspected = inspectDeployerKey(privateKey);
+  if (!inspected.ok) return [`sshPrivateKey (secret, not shown): ${inspected.reason}. Set the unencrypted private key: pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`];
+  let publicKeyFingerprint: string[] = [];
+  try {
+    publicKeyFingerprint = hub.settings.sshPublicKey ? [md5Fingerprint(hub.settings.sshPublicKey)] : [];
+  } catch {
+    // An unreadable sshPublicKey is reported by the key registration.
+    return [];
+  }
+  const installed = [...publicKeyFingerprint, ...hub.settings.sshKeyFingerprints];
+  // A numeric key id cannot be matched offline; then DigitalOcean's own answer will tell.
+  if (installed.length === 0 || hub.settings.sshKeyFingerprints.some((k) => /^\d+$/.test(k)) || installed.includes(inspected.fingerprint)) return [];
+  return [`sshPrivateKey, sshPublicKey, sshKeyFingerprints: the private key's public half (MD5 ${inspected.fingerprint}) is not installed on the droplets (they get ${installed.join(", ")}), so every SSH step would be refused. Set sshPublicKey to its public half (ssh-keygen -y -f <key file>), or add ${inspected.fingerprint} to sshKeyFingerprints.`];
+}
+
+/**
+ * The SSH rule's sources: adminCidrs, or else this machine's own address, looked up now. A failed
+ * lookup refuses the deploy: SSH is never opened wider than asked because an address was unknown.
+ */
+async function sshSources(hub: HubConfig, env: DeployEnvironment, problems: string[]): Promise<pulumi.Input<string[]>> {
+  const exposure = sshExposure(hub.gateway.adminCidrs);
+  if (exposure.kind !== "deployer") {
+    if (exposure.kind === "cidrs" && env.deployerAddress) {
+      // Best effort: a deploy from outside adminCidrs would otherwise only time out at its first SSH step.
+      const found = await env.deployerAddress.find().catch(() => undefined);
+      const outside = found?.filter((a) => !addressInside(a, exposure.cidrs)) ?? [];
+      if (outside.length > 0) void pulumi.log.warn(`adminCidrs: this machine reaches the internet from ${outside.join(", ")}, outside ${exposure.cidrs.join(", ")}: the SSH steps of this deploy will time out. Deploy from inside adminCidrs, or add ${outside.map((a) => `${a}/32`).join(", ")}.`);
+    }
+    return [...exposure.cidrs];
+  }
+  if (!env.deployerAddress) return pulumi.output(pulumi.unknown as unknown as string[]);
+  try {
+    const sources = sshSourceCidrs([], await env.deployerAddress.find());
+    void pulumi.log.info(`adminCidrs is empty: SSH (port 22) on the nodes opens only to this machine, ${sources.join(", ")}.`);
+    return sources;
+  } catch (err) {
+    problems.push(`adminCidrs: is empty, so SSH (port 22) opens only to the public IPv4 address this deploy runs from, and that address could not be found (${(err as Error).message}). Nothing was opened. Set adminCidrs to the ranges you deploy from, e.g. pulumi config set --path 'adminCidrs[0]' 203.0.113.7/32 (or "0.0.0.0/0" to open SSH to the whole internet, key login only).`);
+    return [];
+  }
+}
+
+/** Whether and how to register sshPublicKey: decided from the account's keys before anything is created. */
+async function deployerKeyRegistration(hub: HubConfig, cloudName: string, env: DeployEnvironment, problems: string[]): Promise<SshKeyRegistration | undefined> {
+  const publicKey = hub.settings.sshPublicKey;
+  if (!publicKey) return undefined;
+  let fingerprint: string;
+  try {
+    fingerprint = md5Fingerprint(publicKey);
+  } catch {
+    problems.push(`sshPublicKey: ${JSON.stringify(publicKey.slice(0, 40))}... is not a readable OpenSSH public key. Use the one line of your .pub file: pulumi config set sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"`);
+    return undefined;
+  }
+  let accountKeys: readonly AccountSshKey[] = [];
+  if (env.accountSshKeys) {
+    try {
+      accountKeys = await env.accountSshKeys.withFingerprint(fingerprint);
+    } catch (err) {
+      problems.push(`sshPublicKey: could not list the DigitalOcean account's SSH keys to see whether ${fingerprint} is registered already (${(err as Error).message.split("\n")[0]}). Check DIGITALOCEAN_TOKEN.`);
+      return undefined;
+    }
+  }
+  return decideSshKeyRegistration({ ownName: `${cloudName}-deployer`, publicKey, fingerprint, accountKeys });
+}
+
+/** Carries out the registration decision: the fingerprint the droplets name, and the resource they wait for, if any. */
+function registerDeployerKey(decision: SshKeyRegistration | undefined): { fingerprint?: string; resource?: digitalocean.SshKey } {
+  if (!decision) return {};
+  if (decision.action === "reuse") {
+    void pulumi.log.info(`sshPublicKey: already registered in the DigitalOcean account as "${decision.registeredAs}"; the droplets name it by fingerprint ${decision.fingerprint}.`);
+    return { fingerprint: decision.fingerprint };
+  }
+  const resource = new digitalocean.SshKey(
+    "deployer-key",
+    { name: decision.name, publicKey: decision.publicKey },
+    {
+      // `pulumi destroy` leaves the public key registered: another stack may name it by fingerprint.
+      retainOnDelete: true,
+      // Registered under this stack's name before (maybe left by a destroy): take it over instead of failing with 422.
+      ...(decision.action === "adopt" ? { import: decision.id } : {}),
+    },
+  );
+  return { fingerprint: decision.fingerprint, resource };
 }
 
 /**
  * The Pulumi program: engine config → validated HubConfig → resources. `pulumi up` runs it from
- * infra/index.ts; the offline plan runs the same function under Pulumi's mock engine.
+ * infra/index.ts; the offline plan runs the same function under Pulumi's mock engine, with an
+ * environment that reaches neither the internet nor the account.
  */
-export function hubProgram(): Record<string, unknown> {
+export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Promise<Record<string, unknown>> {
   const hub = hubConfigFromEngine();
   const stack = pulumi.getStack();
   if (hub.tier === "local") return localProgram(hub, stack);
   const cloudName = `ih-${cloudSlug(stack)}`;
   const tags = hubTags(stack, hub.tier);
-  const ssh = sshAccess();
+
+  // Everything that would make the deploy fail at its first SSH step, reported at once, before anything is created.
+  const problems: string[] = [];
+  const privateKey = configuredPrivateKey();
+  if (privateKey !== undefined && env.secretsReadable) problems.push(...deployerKeyProblems(hub, privateKey));
+  const sources = await sshSources(hub, env, problems);
+  const registration = await deployerKeyRegistration(hub, cloudName, env, problems);
+  if (problems.length > 0) throw new pulumi.RunError(`stack ${stack}: ${problems.length} problem${problems.length === 1 ? "" : "s"}; nothing was created or changed:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  const deployerKey = registerDeployerKey(registration);
+  const ssh = deployerSshAccess(env.sshFiles, stackSshDirectory(pulumi.getOrganization(), pulumi.getProject(), stack), privateKey);
 
   const network = new HubNetwork("network", {
     region: hub.region,
@@ -86,7 +186,7 @@ export function hubProgram(): Record<string, unknown> {
     tierTag: tags.tier,
     gatewayTag: tags.gateway,
     gpuTag: tags.gpu,
-    adminCidrs: hub.gateway.adminCidrs,
+    sshSources: sources,
   });
   const tag = (name: string) => network.tags.get(name)!.name;
 
@@ -99,30 +199,30 @@ export function hubProgram(): Record<string, unknown> {
     cpuCacheGiB: hub.cpuNode.cacheGiB,
   });
 
-  const sshKeys: pulumi.Input<string>[] = [...hub.settings.sshKeyFingerprints];
-  if (hub.settings.sshPublicKey) {
-    sshKeys.push(new digitalocean.SshKey("deployer-key", { name: `${cloudName}-deployer`, publicKey: hub.settings.sshPublicKey }).fingerprint);
-  }
-
-  const nodeSetup = (input: NodeSetupInput) => {
-    const userData = renderCloudInit(input);
-    recordArtifact({ kind: "cloud-init", node: input.nodeName, path: `${input.nodeName}/cloud-init.yaml`, content: userData });
-    return { userData, readinessScript: readinessScript(input) };
+  const sshKeys = dropletSshKeys(hub.settings.sshKeyFingerprints, deployerKey.fingerprint);
+  const node = (name: string, setup: NodeSetupInput, args: Pick<HubNodeArgs, "cloudName" | "size" | "image" | "tags" | "volumeId" | "longLived">): HubNode => {
+    const created = new HubNode(name, {
+      ...args,
+      region: hub.region,
+      vpcId: network.vpc.id,
+      sshKeys,
+      sshKeyResources: deployerKey.resource ? [deployerKey.resource] : [],
+      cloudInit: (hostKey) => renderCloudInit({ ...setup, hostKey }),
+      readinessScript: readinessScript(setup),
+      ssh,
+      sshFirewalls: network.firewalls,
+    });
+    // The file as the droplet gets it, with its private host key replaced by a marker.
+    const shown = created.hostPublicKey.apply((publicKey) => renderCloudInit({ ...setup, hostKey: { privateKey: SECRET_PLACEHOLDER, publicKey } }));
+    recordArtifact({ kind: "cloud-init", node: setup.nodeName, path: `${setup.nodeName}/cloud-init.yaml`, content: shown });
+    return created;
   };
 
-  const cpu = new HubNode("cpu", {
-    cloudName: `${cloudName}-cpu`,
-    region: hub.region,
-    size: hub.cpuNode.size.slug,
-    image: hub.cpuNode.size.image,
-    vpcId: network.vpc.id,
-    sshKeys,
-    tags: [tag(tags.stack), tag(tags.tier), tag(tags.gateway)],
-    ...nodeSetup({ nodeName: "cpu", role: "cpu", volume: { name: storage.cpuCache.cloudName, mountPath: CPU_CACHE_MOUNT }, dataDirs: ["huggingface", "models", "traefik", "audit"] }),
-    volumeId: storage.cpuCache.volume.id,
-    ssh,
-    longLived: true,
-  });
+  const cpu = node(
+    "cpu",
+    { nodeName: "cpu", role: "cpu", volume: { name: storage.cpuCache.cloudName, mountPath: CPU_CACHE_MOUNT }, dataDirs: ["huggingface", "models", "traefik", "audit"] },
+    { cloudName: `${cloudName}-cpu`, size: hub.cpuNode.size.slug, image: hub.cpuNode.size.image, tags: [tag(tags.stack), tag(tags.tier), tag(tags.gateway)], volumeId: storage.cpuCache.volume.id, longLived: true },
+  );
 
   const gpuNodes: HubNode[] = [];
   const gpuNodesByName = new Map<string, HubNode>();
@@ -130,26 +230,19 @@ export function hubProgram(): Record<string, unknown> {
   if (hub.gpu?.on && gpuSize) {
     for (const plan of hub.nodes.filter((n) => n.kind === "gpu")) {
       const index = gpuNodes.length;
-      const node = new HubNode(plan.name, {
-          cloudName: `${cloudName}-${plan.name}`,
-          region: hub.region,
-          size: gpuSize.slug,
-          image: gpuSize.image,
-          vpcId: network.vpc.id,
-          sshKeys,
-          tags: [tag(tags.stack), tag(tags.tier), tag(tags.gpu)],
-          ...nodeSetup({ nodeName: plan.name, role: "gpu", gpuVendor: gpuSize.vendor, gpuCount: gpuSize.gpuCount, volume: { name: storage.modelCaches[index].cloudName, mountPath: MODEL_CACHE_MOUNT }, dataDirs: ["huggingface", "vllm"] }),
-          volumeId: storage.modelCaches[index].volume.id,
-          ssh,
-      });
-      gpuNodes.push(node);
-      gpuNodesByName.set(plan.name, node);
+      const gpuNode = node(
+        plan.name,
+        { nodeName: plan.name, role: "gpu", gpuVendor: gpuSize.vendor, gpuCount: gpuSize.gpuCount, volume: { name: storage.modelCaches[index].cloudName, mountPath: MODEL_CACHE_MOUNT }, dataDirs: ["huggingface", "vllm"] },
+        { cloudName: `${cloudName}-${plan.name}`, size: gpuSize.slug, image: gpuSize.image, tags: [tag(tags.stack), tag(tags.tier), tag(tags.gpu)], volumeId: storage.modelCaches[index].volume.id },
+      );
+      gpuNodes.push(gpuNode);
+      gpuNodesByName.set(plan.name, gpuNode);
     }
   }
 
   const secrets = hubSecrets();
   const apiKey = secrets.hubApiKey;
-  const droplet = (node: HubNode): DropletTarget => ({ kind: "droplet", host: node.publicIp, privateIp: node.privateIp, ready: node.ready, ssh });
+  const droplet = (n: HubNode): DropletTarget => ({ kind: "droplet", host: n.publicIp, privateIp: n.privateIp, ready: n.ready, ssh: n.ssh });
   deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), secrets, apiKeysDocument());
 
   const gateway = new GatewayAddress("gateway-address", { region: hub.region, dropletId: cpu.dropletId });
@@ -168,7 +261,7 @@ export function hubProgram(): Record<string, unknown> {
   });
 
   const nodeAddresses: Record<string, { public: pulumi.Output<string>; private: pulumi.Output<string> }> = {};
-  for (const [name, node] of [["cpu", cpu] as const, ...gpuNodes.map((n, i) => [`gpu-${i}`, n] as const)]) nodeAddresses[name] = { public: node.publicIp, private: node.privateIp };
+  for (const [name, n] of [["cpu", cpu] as const, ...gpuNodes.map((g, i) => [`gpu-${i}`, g] as const)]) nodeAddresses[name] = { public: n.publicIp, private: n.privateIp };
   const volumeIds: Record<string, pulumi.Output<string>> = { "cpu-cache": storage.cpuCache.volume.id };
   storage.modelCaches.forEach((c, i) => (volumeIds[`model-cache-${i}`] = c.volume.id));
 

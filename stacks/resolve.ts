@@ -21,6 +21,7 @@ import { PRESETS, ResolvedSettings } from "./presets";
 import { problem, Problem, Warning } from "./problems";
 import { mapGgufQuantization, mapVllmQuantization, VllmWeights } from "./quantization";
 import type { Quantization, StackOverrides, Tier } from "./settings";
+import { isWholeInternet, sshExposure } from "./ssh-exposure";
 import { hoursPerMonth, parseWindows } from "./windows";
 
 export type Resolved = { ok: true; config: HubConfig } | { ok: false; problems: Problem[]; warnings: Warning[] };
@@ -340,7 +341,8 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
   }
 
   const cloud = s.tier !== "local";
-  if (cloud && s.adminCidrs.length === 0) warnings.push({ keys: ["adminCidrs"], message: "no admin CIDRs: SSH (port 22) on every node is open to the whole internet (key login only). Set adminCidrs to your office/VPN ranges." });
+  const ssh = sshExposure(s.adminCidrs);
+  if (cloud && ssh.kind === "anywhere") warnings.push({ keys: ["adminCidrs"], message: `SSH (port 22) on every node is open to the whole internet, as adminCidrs asks (${ssh.cidrs.filter(isWholeInternet).join(", ")}; key login only). Narrow it to your ranges, or remove adminCidrs to admit only the machine each deploy runs from.` });
   if (cloud && !s.domain) warnings.push({ keys: ["domain"], message: "no domain: the gateway serves plain HTTP, so API keys cross the network unencrypted. Set domain and acmeEmail for HTTPS." });
   if (cloud && !s.sshPublicKey && s.sshKeyFingerprints.length === 0) warnings.push({ keys: ["sshPublicKey", "sshKeyFingerprints"], message: "no SSH key: `pulumi up` refuses to create droplets without one (readiness checks and container deploys log in over SSH). Set sshPublicKey or sshKeyFingerprints." });
   if (s.tier === "hybrid" && !s.gpuEnabled && !fallback) warnings.push({ keys: ["gpuEnabled", "fallbackModel"], message: "the GPU is off and there is no CPU fallback coder: /v1/chat/completions answers 503 until the GPU is turned on." });

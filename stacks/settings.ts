@@ -65,7 +65,7 @@ export const SETTINGS = {
   fallbackModel: key("string", z.string().min(1), "CPU fallback coder (llama.cpp, 4-bit GGUF) served under the coder's name while the GPU is off, or none."),
   domain: key("string", z.string().regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a DNS name such as hub.example.com"), "Public DNS name of the gateway; enables HTTPS with Let's Encrypt. Unset: HTTP only."),
   acmeEmail: key("string", z.email("must be an e-mail address"), "Contact e-mail for Let's Encrypt; required with domain."),
-  adminCidrs: key("array", z.array(cidr), "Source CIDRs allowed to SSH to the nodes. Empty: SSH open to the internet (the plan warns)."),
+  adminCidrs: key("array", z.array(cidr), "Source CIDRs allowed to SSH (port 22) to the nodes. Empty: only the public IPv4 address each deploy runs from, looked up at deploy time. \"0.0.0.0/0\" (and \"::/0\") opens SSH to the whole internet (the plan warns)."),
   rateLimitPerMinute: key("integer", int(1, 100_000), "Requests per minute allowed per API key (Authorization header) at the gateway."),
   rateLimitBurst: key("integer", int(1, 100_000), "Requests a key may send at once above its per-minute rate."),
   budgetUsd: key("integer", int(0, 1_000_000), "Monthly budget in USD; a plan whose projected month exceeds it is refused."),

@@ -1,11 +1,16 @@
 import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { DeployerAddressError } from "../infra/deployer-address";
 import { inboundRules } from "../infra/network";
 import { GPU_SIZES } from "../stacks/catalogue/droplets";
 import { TIERS } from "../stacks/settings";
 
 /** Tiers that create DigitalOcean resources (local runs on the deployer's Docker). */
 const CLOUD_TIERS = TIERS.filter((t) => t !== "local");
+import { RecordingAddressSource, testEnvironment } from "./helpers/deploy-env";
 import { runProgram, T } from "./helpers/mock-run";
+import { sshKeygenMd5 } from "./helpers/ssh";
+import { testKeyPair } from "./helpers/keys";
 
 const ANYWHERE = ["0.0.0.0/0", "::/0"];
 
@@ -79,10 +84,21 @@ describe("resources per tier", () => {
     expect(run.outputs.baseUrl).toBe("https://hub.example.com/v1");
   });
 
-  it("registers the SSH public key and installs it on every droplet", async () => {
-    const run = await runProgram({ tier: "gpu", sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample deployer", sshKeyFingerprints: ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"] });
+  it("registers the SSH public key, keeps it on destroy, and installs it on every droplet by fingerprint", async () => {
+    const deployer = testKeyPair("deployer");
+    const run = await runProgram({ tier: "gpu", sshPublicKey: deployer.publicKey, sshKeyFingerprints: ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"] });
+    const [key] = run.byType(T.sshKey);
     expect(run.byType(T.sshKey).length).toBe(1);
-    for (const d of run.byType(T.droplet)) expect(d.inputs.sshKeys).toEqual(["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa", "mock:fingerprint"]);
+    expect(key.inputs).toMatchObject({ name: "ih-gpu-deployer", publicKey: deployer.publicKey });
+    expect(key.options.retainOnDelete).toBe(true);
+    expect(key.options.import).toBeUndefined();
+    // ssh-keygen's MD5 of the same key, the format DigitalOcean answers with.
+    const md5 = sshKeygenMd5(deployer.publicKey);
+    for (const d of run.byType(T.droplet)) {
+      expect(d.inputs.sshKeys).toEqual(["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa", md5]);
+      // The droplet names the key by fingerprint, so DigitalOcean must hold it first.
+      expect(d.options.dependsOn).toContain(key.urn);
+    }
   });
 
   it("groups droplets, volumes and the reserved IP in a DigitalOcean project", async () => {
@@ -110,13 +126,111 @@ describe("network posture", () => {
     });
   }
 
-  it("opens SSH to the internet only when no admin CIDRs are set, and the plan warns", async () => {
-    const run = await runProgram({ tier: "cpu" });
-    const gateway = run.byType(T.firewall).find((f) => String(f.inputs.name).endsWith("-gateway"))!;
-    expect((gateway.inputs.inboundRules as { portRange?: string; sourceAddresses: string[] }[]).find((r) => r.portRange === "22")?.sourceAddresses).toEqual(ANYWHERE);
+  const sshRule = (run: Awaited<ReturnType<typeof runProgram>>, role: "gateway" | "gpu") => {
+    const fw = run.byType(T.firewall).find((f) => String(f.inputs.name).endsWith(`-${role}`))!;
+    return (fw.inputs.inboundRules as { portRange?: string; sourceAddresses: string[] }[]).find((r) => r.portRange === "22")?.sourceAddresses;
+  };
+
+  it("no adminCidrs: SSH opens only to the address this deploy runs from, looked up at deploy time", async () => {
+    const address = new RecordingAddressSource(["198.51.100.77"]);
+    const run = await runProgram({ tier: "gpu" }, { env: testEnvironment({ address }) });
+    expect(address.calls).toBe(1);
+    expect(sshRule(run, "gateway")).toEqual(["198.51.100.77/32"]);
+    expect(sshRule(run, "gpu")).toEqual(["198.51.100.77/32"]);
+  });
+
+  it("no adminCidrs behind a NAT with two exits: both addresses, each a /32", async () => {
+    const run = await runProgram({ tier: "cpu" }, { env: testEnvironment({ address: new RecordingAddressSource(["198.51.100.77", "203.0.113.9"]) }) });
+    expect(sshRule(run, "gateway")).toEqual(["198.51.100.77/32", "203.0.113.9/32"]);
+  });
+
+  it("adminCidrs: exactly those ranges, and the explicit 0.0.0.0/0 is the only way to open SSH to everyone", async () => {
+    const ranges = await runProgram({ tier: "cpu", adminCidrs: ["203.0.113.0/24", "2001:db8::/32"] });
+    expect(sshRule(ranges, "gateway")).toEqual(["203.0.113.0/24", "2001:db8::/32"]);
+    const open = await runProgram({ tier: "cpu", adminCidrs: ["0.0.0.0/0"] });
+    expect(sshRule(open, "gateway")).toEqual(["0.0.0.0/0"]);
+    const both = await runProgram({ tier: "cpu", adminCidrs: ["0.0.0.0/0", "::/0"] });
+    expect(sshRule(both, "gateway")).toEqual(["0.0.0.0/0", "::/0"]);
+  });
+
+  it("no adminCidrs and the address cannot be found: the deploy is refused before anything exists, naming adminCidrs", async () => {
+    const failing = new RecordingAddressSource(new DeployerAddressError([{ service: "api.ipify.org", reason: "no answer within 10 s" }, { service: "checkip.amazonaws.com", reason: "HTTP 503" }]));
+    const refused = runProgram({ tier: "hybrid" }, { env: testEnvironment({ address: failing }) });
+    await expect(refused).rejects.toThrow(/adminCidrs: is empty, so SSH \(port 22\) opens only to the public IPv4 address this deploy runs from, and that address could not be found \(api\.ipify\.org: no answer within 10 s; checkip\.amazonaws\.com: HTTP 503\)\. Nothing was opened\. Set adminCidrs/);
+  });
+
+  it("every SSH step waits for both firewalls (their SSH rule may just have moved to this machine)", async () => {
+    const run = await runProgram({ tier: "gpu" });
+    const firewalls = run.byType(T.firewall).map((f) => f.urn);
+    const byUrn = new Map(run.resources.map((r) => [r.urn, r]));
+    const closure = (urn: string, seen = new Set<string>()): Set<string> => {
+      for (const d of byUrn.get(urn)?.options.dependsOn ?? []) if (!seen.has(d)) closure(d, seen.add(d));
+      return seen;
+    };
+    const sshUsers = [...run.byType(T.command), ...run.byType("pulumi:providers:docker")];
+    expect(sshUsers.length).toBeGreaterThan(4);
+    for (const r of sshUsers) expect([...closure(r.urn)], r.name).toEqual(expect.arrayContaining(firewalls));
   });
 
   it("lists every rule's reason", () => {
     for (const role of ["gateway", "gpu"] as const) for (const rule of inboundRules(role)) expect(rule.why.length).toBeGreaterThan(5);
+  });
+});
+
+describe("the deployer's SSH settings under the mock engine", () => {
+  const deployer = testKeyPair("infra-deployer");
+  const opts = (p: { rawInputs: Record<string, unknown> }) => {
+    const v = p.rawInputs.sshOpts;
+    return (typeof v === "string" ? JSON.parse(v) : v) as string[];
+  };
+  const hostKeyOf = (run: Awaited<ReturnType<typeof runProgram>>, node: string) => (parse(String(run.one(T.droplet, `${node}-droplet`).rawInputs.userData)) as { ssh_keys: { ed25519_public: string } }).ssh_keys.ed25519_public;
+
+  it("every remote Command pins the host key of the node it connects to", async () => {
+    const run = await runProgram({ tier: "gpu" });
+    const commands = run.byType(T.command);
+    expect(commands.length).toBeGreaterThan(5);
+    for (const c of commands) {
+      const node = c.name.startsWith("gpu-0") ? "gpu-0" : "cpu";
+      const connection = c.rawInputs.connection as { hostKey?: string; host?: string; agentSocketPath?: string };
+      expect(connection.hostKey, c.name).toBe(hostKeyOf(run, node));
+      expect(connection.hostKey).toMatch(/^ssh-ed25519 AAAA[0-9A-Za-z+/=]+$/);
+      // The provider finds the agent itself; a per-session socket path here would change every run.
+      expect(connection.agentSocketPath).toBeUndefined();
+    }
+    expect(hostKeyOf(run, "cpu")).not.toBe(hostKeyOf(run, "gpu-0"));
+  });
+
+  it("Docker over SSH: the configured key file, the node's own known_hosts, strict checking; the agent when no key is set", async () => {
+    const withKey = await runProgram({ tier: "gpu", sshPublicKey: deployer.publicKey }, { secrets: { sshPrivateKey: deployer.privateKey } });
+    for (const node of ["cpu", "gpu-0"]) {
+      const o = opts(withKey.one("pulumi:providers:docker", `${node}-containers-docker`));
+      const value = (name: string) => o.filter((x, i) => o[i - 1] === "-o" && x.startsWith(`${name}=`)).map((x) => x.slice(name.length + 1));
+      expect(value("IdentityFile")).toEqual([expect.stringMatching(/^~\/\.inference-hub\/ssh\/gpu-[0-9a-f]{10}\/deployer_key$/)]);
+      expect(value("IdentitiesOnly")).toEqual(["yes"]);
+      expect(value("UserKnownHostsFile")).toEqual([expect.stringMatching(new RegExp(`^~/\\.inference-hub/ssh/gpu-[0-9a-f]{10}/${node}\\.known_hosts$`))]);
+      expect(value("HostKeyAlias")).toEqual([`ih-gpu-${node}`]);
+      expect(value("StrictHostKeyChecking")).toEqual(["yes"]);
+      expect(value("GlobalKnownHostsFile")).toEqual(["/dev/null"]);
+      expect(value("BatchMode")).toEqual(["yes"]);
+      expect(o.join(" ")).not.toMatch(/accept-new|StrictHostKeyChecking=no/);
+    }
+    const agent = await runProgram({ tier: "gpu", sshPublicKey: deployer.publicKey });
+    for (const p of agent.byType("pulumi:providers:docker")) {
+      expect(opts(p).some((x) => x.startsWith("IdentityFile="))).toBe(false);
+      expect(opts(p)).toContain("StrictHostKeyChecking=yes");
+    }
+  });
+
+  it("the same stack gets the same Docker provider options on every run (no provider diff)", async () => {
+    const a = await runProgram({ tier: "hybrid", gpuEnabled: true }, { stack: "prod" });
+    const b = await runProgram({ tier: "hybrid", gpuEnabled: true }, { stack: "prod" });
+    for (const p of a.byType("pulumi:providers:docker")) expect(b.one("pulumi:providers:docker", p.name).rawInputs).toEqual(p.rawInputs);
+  });
+
+  it("warns when this machine is outside adminCidrs, whose SSH steps would otherwise only time out", async () => {
+    const run = await runProgram({ tier: "cpu", adminCidrs: ["203.0.113.0/24"] }, { env: testEnvironment({ address: new RecordingAddressSource(["198.51.100.77"]) }) });
+    expect(run.engineLog.join("\n")).toContain("adminCidrs: this machine reaches the internet from 198.51.100.77, outside 203.0.113.0/24: the SSH steps of this deploy will time out. Deploy from inside adminCidrs, or add 198.51.100.77/32.");
+    const inside = await runProgram({ tier: "cpu", adminCidrs: ["198.51.100.0/24"] }, { env: testEnvironment({ address: new RecordingAddressSource(["198.51.100.77"]) }) });
+    expect(inside.engineLog.join("\n")).not.toContain("outside");
   });
 });

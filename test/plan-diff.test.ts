@@ -94,9 +94,13 @@ describe("resources", () => {
   });
 
   it("a secret input is named as changed, never shown", () => {
-    // A secret is masked on both sides, so setting one changes nothing the plan can see.
-    const real = renderComment([diffPlans("gpu", gpu, gpuWithKey)]);
-    expect(real).toContain("No changes");
+    // A secret is masked on both sides; setting the deployer key shows only where Docker's ssh finds it.
+    const withKey = diffPlans("gpu", gpu, gpuWithKey);
+    expect(withKey.resources!.changed.map((c) => [c.name, c.inputs.map((i) => i.key)])).toEqual([
+      ["cpu-containers-docker", ["sshOpts"]],
+      ["gpu-0-containers-docker", ["sshOpts"]],
+    ]);
+    const real = renderComment([withKey]);
     expect(real).not.toContain("[secret]");
     expect(real).not.toContain("v1:AAAA");
 

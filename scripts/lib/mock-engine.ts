@@ -1,4 +1,7 @@
+import { createHash, createPrivateKey } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+import * as sshpk from "sshpk";
+import { SECRET_PLACEHOLDER } from "../../infra/artifacts";
 import { PROJECT } from "../../stacks/settings";
 
 /**
@@ -7,8 +10,8 @@ import { PROJECT } from "../../stacks/settings";
  * documentation addresses and `mock-` ids, so nobody mistakes them for real ones.
  */
 
-export const STAND_IN_NOTE = "addresses are RFC 5737 documentation stand-ins (192.0.2.0/24 public, 198.51.100.0/24 private, 203.0.113.0/24 reserved); ids start with mock- (droplet ids, which are numbers, with 999); the cloud assigns the real ones at deploy";
-export const SECRET_MARK = "[secret]";
+export const STAND_IN_NOTE = "addresses are RFC 5737 documentation stand-ins (192.0.2.0/24 public, 198.51.100.0/24 private, 203.0.113.0/24 reserved); ids start with mock- (droplet ids, which are numbers, with 999); SSH host keys are throwaway stand-ins; the cloud and the deploy create the real ones";
+export const SECRET_MARK = SECRET_PLACEHOLDER;
 export const UNKNOWN_MARK = "(known after deploy)";
 
 export interface RecordedResource {
@@ -31,6 +34,8 @@ export interface RecordedResource {
     readonly replaceOnChanges: readonly string[];
     readonly deleteBeforeReplace: boolean;
     readonly dependsOn: readonly string[];
+    /** The cloud id the resource is adopted by (`import`), if any. */
+    readonly import?: string;
   };
 }
 
@@ -59,7 +64,22 @@ export function presentValue(value: unknown, keepSecrets: boolean): unknown {
   return value;
 }
 
+/**
+ * A stand-in for tls.PrivateKey (ED25519): a real key pair, derived from the stack and resource
+ * name so a plan renders the same files every time. Never deployed; only the offline plan and
+ * tests see it (the SSH tests run a real sshd with it).
+ */
+export function standInEd25519(seedText: string): { privateKeyOpenssh: string; publicKeyOpenssh: string; privateKeyPem: string; publicKeyPem: string } {
+  const seed = createHash("sha256").update(`inference-hub mock host key: ${seedText}`).digest();
+  // PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410): fixed 16-byte prefix, then the 32 bytes.
+  const der = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]);
+  const pem = createPrivateKey({ key: der, format: "der", type: "pkcs8" }).export({ format: "pem", type: "pkcs8" }).toString();
+  const key = sshpk.parsePrivateKey(pem, "pem");
+  return { privateKeyOpenssh: key.toString("openssh"), publicKeyOpenssh: `${key.toPublic().toString("ssh").split(" ").slice(0, 2).join(" ")}\n`, privateKeyPem: pem, publicKeyPem: key.toPublic().toString("pem") };
+}
+
 let addressCounter = 0;
+let mockStack = "";
 const standIn = (prefix: string) => `${prefix}.${10 + (addressCounter++ % 240)}`;
 
 /** Outputs the cloud would compute, per resource type. */
@@ -75,7 +95,10 @@ function cloudState(type: string, name: string, inputs: Record<string, unknown>)
     case "digitalocean:index/volume:Volume":
       return { volumeUrn: `do:volume:mock-${name}` };
     case "digitalocean:index/sshKey:SshKey":
-      return { fingerprint: "mock:fingerprint" };
+      // DigitalOcean's fingerprint: the key's MD5.
+      return { fingerprint: typeof inputs.publicKey === "string" ? sshpk.parseKey(inputs.publicKey, "ssh").fingerprint("md5").toString("hex") : "mock:fingerprint" };
+    case "tls:index/privateKey:PrivateKey":
+      return standInEd25519(`${mockStack}/${name}`);
     default:
       return {};
   }
@@ -89,9 +112,10 @@ interface Registration {
 }
 
 /** One program run under mocks. Runs are sequential: the mock engine is process-global. */
-export async function runUnderMocks(program: () => Record<string, unknown>, stack: string, config: Record<string, string>, secretKeys: readonly string[] = []): Promise<MockRun> {
+export async function runUnderMocks(program: () => Record<string, unknown> | Promise<Record<string, unknown>>, stack: string, config: Record<string, string>, secretKeys: readonly string[] = []): Promise<MockRun> {
   let dropletCounter = 0;
   addressCounter = 0;
+  mockStack = stack;
   const inputsByKey = new Map<string, { inputs: Record<string, unknown>; custom: boolean; provider?: string }>();
   const registrations = new Map<pulumi.Resource, Registration>();
 
@@ -100,7 +124,8 @@ export async function runUnderMocks(program: () => Record<string, unknown>, stac
       newResource: (args) => {
         inputsByKey.set(`${args.type}::${args.name}`, { inputs: args.inputs, custom: args.custom ?? true, provider: args.provider });
         // Droplet ids are numbers (VolumeAttachment.dropletId takes one).
-        const id = args.type === "digitalocean:index/droplet:Droplet" ? `999${String(++dropletCounter).padStart(5, "0")}` : `mock-${args.name}`;
+        // An imported resource keeps the id it was imported by.
+        const id = args.id ? args.id : args.type === "digitalocean:index/droplet:Droplet" ? `999${String(++dropletCounter).padStart(5, "0")}` : `mock-${args.name}`;
         return { id, state: { ...args.inputs, ...cloudState(args.type, args.name, args.inputs) } };
       },
       call: (args) => args.inputs,
@@ -108,28 +133,38 @@ export async function runUnderMocks(program: () => Record<string, unknown>, stac
     PROJECT,
     stack,
     true,
+    // The organization of a local backend (Pulumi's own default name); the SSH file directory keys on it.
+    "organization",
   );
   pulumi.runtime.setAllConfig(config, [...secretKeys]);
 
   let outputs: Record<string, unknown> = {};
-  // Without an engine, pulumi.log writes to console.warn/error; keep it with the run instead.
+  let failure: { err: unknown } | undefined;
+  // Without an engine, pulumi.log writes to console.log/warn/error; keep it with the run instead.
   const engineLog: string[] = [];
-  const { warn, error } = console;
+  const { log, warn, error } = console;
   console.warn = (...args: unknown[]) => void engineLog.push(args.map(String).join(" "));
   console.error = console.warn;
+  console.log = console.warn;
   try {
     await pulumi.runtime.runInPulumiStack(async () => {
       pulumi.runtime.registerStackTransformation((args) => {
         registrations.set(args.resource, { type: args.type, name: args.name, parent: args.opts.parent, opts: args.opts });
         return undefined;
       });
-      outputs = program();
+      // A refusal is handed back to the caller, not left to reject the stack resource's promises.
+      try {
+        outputs = await program();
+      } catch (err) {
+        failure = { err };
+      }
       return outputs;
     });
     await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
   } finally {
-    Object.assign(console, { warn, error });
+    Object.assign(console, { log, warn, error });
   }
+  if (failure) throw failure.err;
 
   const urnOf = (res: pulumi.Resource | undefined): string | undefined => {
     const reg = res ? registrations.get(res) : undefined;
@@ -164,6 +199,7 @@ export async function runUnderMocks(program: () => Record<string, unknown>, stac
         replaceOnChanges: list(reg.opts.replaceOnChanges),
         deleteBeforeReplace: reg.opts.deleteBeforeReplace === true,
         dependsOn: (dependsOn as pulumi.Resource[]).map((d) => urnOf(d) ?? "?"),
+        ...(reg.opts.import ? { import: reg.opts.import } : {}),
       },
     });
   }

@@ -6,6 +6,7 @@ import { coderServeArgs, ocrServeArgs } from "../../services/vllm";
 import type { HubConfig, Problem, StackOverrides, Warning } from "../../stacks";
 import { SETTING_NAMES } from "../../stacks";
 import type { CostEstimate } from "../../stacks/cost";
+import { describeSshExposure, sshExposure, SshExposure } from "../../stacks/ssh-exposure";
 import type { RecordedResource } from "./mock-engine";
 import { STAND_IN_NOTE } from "./mock-engine";
 
@@ -71,6 +72,13 @@ export interface PlanDocument {
   readonly artifacts: readonly Omit<PlanArtifact, "content">[];
   readonly outputs: Record<string, unknown>;
   readonly notes: readonly string[];
+  /** Who may reach port 22 on the nodes (absent for the local tier, which has none). */
+  readonly ssh?: {
+    readonly exposure: SshExposure["kind"];
+    /** adminCidrs; empty for `deployer`, whose address is found at deploy time. */
+    readonly sources: readonly string[];
+    readonly description: string;
+  };
 }
 
 export interface FailedPlanDocument {
@@ -152,7 +160,13 @@ export function buildPlanDocument(input: {
     artifacts: input.artifacts.map(({ content: _content, ...rest }) => rest),
     outputs: input.outputs,
     notes: [STAND_IN_NOTE],
+    ...(hub.tier === "local" ? {} : { ssh: sshSummary(hub.gateway.adminCidrs) }),
   };
+}
+
+function sshSummary(adminCidrs: readonly string[]): NonNullable<PlanDocument["ssh"]> {
+  const exposure = sshExposure(adminCidrs);
+  return { exposure: exposure.kind, sources: exposure.kind === "deployer" ? [] : exposure.cidrs, description: describeSshExposure(exposure) };
 }
 
 /** Above this, a string input (a bundled program, a long script) is shown by size and hash. */

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { takeArtifacts } from "../../infra/artifacts";
+import { offlineEnvironment } from "../../infra/environment";
 import { hubProgram } from "../../infra/program";
 import { loadHubConfig, Problem, readStackFile, Warning } from "../../stacks";
 import { presentInput, runUnderMocks, RecordedResource } from "./mock-engine";
@@ -35,7 +36,8 @@ export async function planFromText(stack: string, configFile: string, text: stri
   const loaded = loadHubConfig(file.file.config, file.file.secretKeys);
   if (!loaded.ok) return failed(stack, configFile, loaded.problems, loaded.warnings);
   takeArtifacts();
-  const run = await runUnderMocks(hubProgram, stack, { ...file.file.config }, file.file.secretKeys);
+  // Offline: no address lookup, no account listing, nothing written to the user's home.
+  const run = await runUnderMocks(() => hubProgram(offlineEnvironment()), stack, { ...file.file.config }, file.file.secretKeys);
   const artifacts: PlanArtifact[] = [];
   for (const a of takeArtifacts()) {
     const content = await presentInput(a.content);

@@ -69,6 +69,17 @@ export function renderPlan(doc: PlanDocument): string {
   }
   if (doc.vllmArgs.length) out.push(section("vLLM command lines", doc.vllmArgs.map((v) => `${v.node} ${v.service}: vllm serve ${v.args.join(" ")}`).join("\n")));
 
+  if (doc.ssh) {
+    out.push(
+      section(
+        "SSH",
+        [
+          `  ${doc.ssh.exposure === "anywhere" ? "!" : "-"} Exposure (${doc.ssh.exposure}): ${doc.ssh.description}`,
+          "  - Host keys: each node gets its own ED25519 host key from the program (cloud-init ssh_keys); every deploy connection trusts exactly that key, never an address's history.",
+        ].join("\n"),
+      ),
+    );
+  }
   if (doc.resources.length) out.push(section(`Resources (${doc.resources.length}, as a preview would create them)`, resourceTree(doc.resources)));
   if (doc.artifacts.length) out.push(section("Rendered artifacts", doc.artifacts.map((a) => `${a.kind.padEnd(16)} ${a.node.padEnd(8)} ${a.path}`).join("\n")));
   return out.join("\n");
@@ -93,6 +104,9 @@ function keyInputs(r: PlannedResource): string {
       parts.push(...pick("name"), `in: ${rules.map((x) => `${x.protocol}/${x.portRange ?? "all"}<-${JSON.stringify(x.sourceAddresses)}`).join(", ")}`);
       break;
     }
+    case "tls:index/privateKey:PrivateKey":
+      parts.push("the node's SSH host key (ED25519), installed by cloud-init, pinned by the deployer");
+      break;
     case "command:remote:Command":
       parts.push(r.name.endsWith("-ready") ? "readiness check over SSH" : `writes a file over SSH (${r.name.replace(/^.*-file-/, "")})`);
       break;
