@@ -45,19 +45,30 @@ const failed = (stack: string, configFile: string, problems: Problems, warnings:
   },
 });
 
+/** Turns of the event loop after the run, for a rejection that surfaces only once the run looks done. */
+const SETTLE_TURNS = 5;
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /**
  * Runs `body` until it settles, a promise inside it is rejected without a handler (a program that
- * throws inside `apply` under the mock engine does exactly that, and the run never finishes), or
- * the timeout passes. Whichever comes first decides.
+ * throws inside `apply` under the mock engine does exactly that: the run then never finishes, or
+ * finishes without the resource), or the timeout passes. Any of the last two is a failure.
  */
 async function settled<T>(body: () => Promise<T>, timeoutMs: number): Promise<T> {
   let stop!: (reason: unknown) => void;
   const broken = new Promise<never>((_, reject) => (stop = reject));
-  const onRejection = (reason: unknown) => stop(reason);
+  let rejection: { reason: unknown } | undefined;
+  const onRejection = (reason: unknown) => {
+    rejection ??= { reason };
+    stop(reason);
+  };
   process.on("unhandledRejection", onRejection);
   const timer = setTimeout(() => stop(new PlanInternalError(`the program did not finish within ${Math.round(timeoutMs / 1000)} s under Pulumi's mock engine`)), timeoutMs);
   try {
-    return await Promise.race([body(), broken]);
+    const value = await Promise.race([body(), broken]);
+    for (let i = 0; i < SETTLE_TURNS && !rejection; i++) await nextTurn();
+    if (rejection) throw rejection.reason;
+    return value;
   } finally {
     clearTimeout(timer);
     process.off("unhandledRejection", onRejection);
