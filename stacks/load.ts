@@ -94,6 +94,27 @@ function nonStringKey(v: Yaml): unknown {
   return undefined;
 }
 
+/** Deeper than any stack file needs; the walks below recurse. */
+const MAX_DEPTH = 64;
+
+/** A value Pulumi could not read either: an alias that contains itself (yaml.v3 refuses it), or absurd nesting. */
+function shapeProblem(root: Yaml): string | undefined {
+  const ancestors = new Set<unknown>();
+  const walk = (v: Yaml, depth: number): string | undefined => {
+    if (!Array.isArray(v) && !isYamlMap(v)) return undefined;
+    if (ancestors.has(v)) return "has an alias that contains itself.";
+    if (depth > MAX_DEPTH) return `is nested deeper than ${MAX_DEPTH} levels.`;
+    ancestors.add(v);
+    for (const item of Array.isArray(v) ? v : v.values()) {
+      const why = walk(item, depth + 1);
+      if (why) return why;
+    }
+    ancestors.delete(v);
+    return undefined;
+  };
+  return walk(root, 0);
+}
+
 /** JSON-ready value; Object.fromEntries defines own properties, so a `__proto__` key stays data. */
 function plain(v: Yaml): unknown {
   if (Array.isArray(v)) return v.map(plain);
@@ -131,6 +152,13 @@ function declaredTypeProblem(type: PulumiConfigType, v: Yaml): { why: string; fi
   return undefined;
 }
 
+/** Scalars and lists of scalars as they are; a mapping (perhaps a mangled `secure:` one) only by its shape. */
+function shownValue(v: Yaml): unknown {
+  if (isYamlMap(v)) return "(a mapping)";
+  if (Array.isArray(v)) return v.some((item) => isYamlMap(item) || Array.isArray(item)) ? "(a list of lists or mappings)" : plain(v);
+  return v;
+}
+
 const typeName = (type: PulumiConfigType) => (type === "array" ? "array<string>" : type);
 
 /** Reads a Pulumi.<stack>.yaml the way the Pulumi CLI hands it to the program. */
@@ -139,7 +167,12 @@ const unreadable = (p: Problem): { ok: false; problems: Problems } => ({ ok: fal
 
 export function readStackFile(text: string, origin: string): { ok: true; file: StackFile } | { ok: false; problems: Problems } {
   // loaders.go readFileStripUTF8BOM; yaml.v3 applies `<<` merge keys.
-  const doc = parseDocument(text.replace(/^\uFEFF/, ""), { merge: true, uniqueKeys: true, prettyErrors: false });
+  let doc: ReturnType<typeof parseDocument>;
+  try {
+    doc = parseDocument(text.replace(/^\uFEFF/, ""), { merge: true, uniqueKeys: true, prettyErrors: false });
+  } catch (err) {
+    return unreadable(problem("(file)", origin, `cannot be parsed: ${(err as Error).message.split("\n")[0]}`, "Fix the YAML syntax."));
+  }
   if (doc.errors.length) {
     return unreadable(problem("(file)", origin, `is not valid YAML: ${doc.errors[0].message.split("\n")[0]}`, "Fix the YAML syntax."));
   }
@@ -149,6 +182,8 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
   } catch (err) {
     return unreadable(problem("(file)", origin, `cannot be read: ${(err as Error).message.split("\n")[0]}`, "Fix the YAML (aliases, anchors)."));
   }
+  const shape = shapeProblem(root);
+  if (shape) return unreadable(problem("(file)", origin, shape, "Fix the YAML (aliases, anchors, nesting)."));
   if (root === null || root === undefined) return { ok: true, file: { config: {}, secretKeys: [], problems: [], warnings: [] } };
   if (!isYamlMap(root)) {
     return unreadable(problem("(file)", origin, "is not a Pulumi stack file (expected a mapping with a `config:` key).", "See Pulumi.hybrid.yaml for the shape."));
@@ -234,7 +269,7 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
       const type = SETTINGS[name].type;
       const wrong = declaredTypeProblem(type, value);
       if (wrong) {
-        problems.push(problem(name, plain(value) ?? undefined, `${wrong.why}; Pulumi.yaml declares it ${typeName(type)}, so pulumi up refuses the stack before the program runs.`, wrong.fix));
+        problems.push(problem(name, shownValue(value), `${wrong.why}; Pulumi.yaml declares it ${typeName(type)}, so pulumi up refuses the stack before the program runs.`, wrong.fix));
         continue;
       }
     }
