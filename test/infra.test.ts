@@ -80,7 +80,7 @@ describe("resources per tier", () => {
   });
 
   it("registers the SSH public key and installs it on every droplet", async () => {
-    const run = await runProgram({ tier: "gpu", sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample deployer", sshKeyFingerprints: ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"] });
+    const run = await runProgram({ tier: "gpu", sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOuyQ81UZv1fAG2JQpBPA7H1YrqCLHPTl3RuwgPR2Dhb deployer", sshKeyFingerprints: ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"] });
     expect(run.byType(T.sshKey).length).toBe(1);
     for (const d of run.byType(T.droplet)) expect(d.inputs.sshKeys).toEqual(["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa", "mock:fingerprint"]);
   });
