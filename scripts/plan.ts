@@ -68,9 +68,16 @@ function mkdirOut(dir: string): string {
   return dir;
 }
 
-main().catch((err: unknown) => {
-  // A bug, not bad input: say so plainly, without a stack trace unless asked for.
-  process.stderr.write(`plan: internal error: ${(err as Error).message ?? String(err)}\n`);
+/** A bug, not bad input: say so plainly, without a stack trace unless asked for, and exit 2. */
+function internalError(err: unknown): void {
+  process.stderr.write(`plan: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
   if (process.env.PLAN_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
   process.exit(2);
+}
+
+// Whatever the program leaves behind after the run (a late rejection) ends the same way; during a
+// run, the plan runner's own listener turns it into a refusal or an internal error.
+process.on("unhandledRejection", (reason) => {
+  if (process.listenerCount("unhandledRejection") === 1) internalError(reason);
 });
+main().catch(internalError);

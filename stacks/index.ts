@@ -1,30 +1,39 @@
-import { decodeOverrides, EngineConfig } from "./load";
-import type { Problem, Warning } from "./problems";
+import { decodeOverrides, EngineConfig, StackFile } from "./load";
+import { isNonEmpty, Problem, Problems, Warning } from "./problems";
 import { resolveHubConfig } from "./resolve";
 import type { HubConfig } from "./hub-config";
 import type { StackOverrides } from "./settings";
 
 /** `overrides`: what the stack file set, as opposed to what its tier preset filled in. */
-export type LoadResult = { ok: true; config: HubConfig; overrides: StackOverrides } | { ok: false; problems: Problem[]; warnings: Warning[] };
+export type LoadResult = { ok: true; config: HubConfig; overrides: StackOverrides } | { ok: false; problems: Problems; warnings: Warning[] };
 
 /**
  * Engine config (what `pulumi up` or the offline plan hands the program) → validated HubConfig.
  * A key with a malformed value falls back to its preset so the remaining checks still run, and
  * findings that hinge on such a key are left out: they would describe the preset, not the file.
+ * `earlier`: problems found before the program would run (the CLI's own checks of the stack file).
  */
-export function loadHubConfig(config: EngineConfig, secretKeys: readonly string[] = []): LoadResult {
+export function loadHubConfig(config: EngineConfig, secretKeys: readonly string[] = [], earlier: readonly Problem[] = []): LoadResult {
   const decoded = decodeOverrides(config, secretKeys);
   const resolved = resolveHubConfig(decoded.overrides);
-  if (decoded.problems.length === 0) return resolved.ok ? { ...resolved, overrides: decoded.overrides } : resolved;
-  const badKeys = new Set(decoded.problems.flatMap((p) => p.keys));
+  const found = [...earlier, ...decoded.problems];
+  if (!isNonEmpty(found)) return resolved.ok ? { ...resolved, overrides: decoded.overrides } : resolved;
+  const badKeys = new Set(found.flatMap((p) => p.keys));
   const semantic = resolved.ok ? [] : resolved.problems.filter((p) => !p.keys.some((k) => badKeys.has(k)));
-  return { ok: false, problems: [...decoded.problems, ...semantic], warnings: resolved.ok ? [...resolved.config.warnings] : resolved.warnings };
+  return { ok: false, problems: [found[0], ...found.slice(1), ...semantic], warnings: resolved.ok ? [...resolved.config.warnings] : resolved.warnings };
+}
+
+/** A stack file read with readStackFile → validated HubConfig, with the file's own problems and warnings. */
+export function loadStackFile(file: StackFile): LoadResult {
+  const loaded = loadHubConfig(file.config, file.secretKeys, file.problems);
+  if (!loaded.ok) return { ...loaded, warnings: [...file.warnings, ...loaded.warnings] };
+  return { ...loaded, config: { ...loaded.config, warnings: [...file.warnings, ...loaded.config.warnings] } };
 }
 
 export * from "./hub-config";
 export * from "./problems";
 export * from "./settings";
-export { engineConfig, readStackFile } from "./load";
+export { engineConfig, OFFLINE_SECRET_STAND_IN, readStackFile } from "./load";
 export type { EngineConfig, StackFile } from "./load";
 export { PRESETS } from "./presets";
 export type { ResolvedSettings } from "./presets";

@@ -18,13 +18,13 @@ import {
 } from "./hub-config";
 import { didYouMean } from "./load";
 import { PRESETS, ResolvedSettings } from "./presets";
-import { problem, Problem, Warning } from "./problems";
+import { cap, isNonEmpty, problem, Problem, Problems, Warning } from "./problems";
 import { mapGgufQuantization, mapVllmQuantization, VllmWeights } from "./quantization";
-import type { Quantization, StackOverrides, Tier } from "./settings";
+import { cidrKey, cidrProblem, Quantization, SETTINGS, StackOverrides, Tier } from "./settings";
 import { isWholeInternet, sshExposure } from "./ssh-exposure";
 import { hoursPerMonth, parseWindows } from "./windows";
 
-export type Resolved = { ok: true; config: HubConfig } | { ok: false; problems: Problem[]; warnings: Warning[] };
+export type Resolved = { ok: true; config: HubConfig } | { ok: false; problems: Problems; warnings: Warning[] };
 
 const GPU_TIERS: readonly Tier[] = ["gpu", "hybrid", "multigpu"];
 const usd = (n: number) => `$${n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
@@ -198,10 +198,12 @@ function resolveOcr(ctx: Ctx, gpu: GpuSize | undefined, coderShare: number | und
   const { s, problems } = ctx;
   const model = findModel("deepseek-ocr");
   if (!model) throw new Error("catalogue lost deepseek-ocr");
-  if (s.tier === "cpu" || !gpu) {
-    if (s.tier === "cpu") problems.push(problem(["ocrEngine", "tier"], s.ocrEngine, "DeepSeek-OCR needs an NVIDIA GPU (its official code is CUDA-only); the cpu tier has none.", "Set ocrEngine to docling."));
+  if (!GPU_TIERS.includes(s.tier)) {
+    problems.push(problem(["ocrEngine", "tier"], s.ocrEngine, `DeepSeek-OCR needs an NVIDIA GPU (its official code is CUDA-only); the ${s.tier} tier has none.`, "Set ocrEngine to docling (or none)."));
     return undefined;
   }
+  // A GPU tier without a usable gpuSize: lookupSizes has already said why.
+  if (!gpu) return undefined;
   const weights = mapVllmQuantization(model, "none", gpu);
   if (!weights.ok) {
     problems.push({ ...weights.problem, keys: ["ocrEngine", "gpuSize"] });
@@ -255,6 +257,54 @@ function diskGiB(w: VllmWeights | undefined): number {
 }
 
 /**
+ * A refusal always says why. Should a check ever fail without a problem (a bug, as when the local
+ * tier's DeepSeek-OCR was dropped silently), name the settings whose part is missing rather than
+ * print "0 problems".
+ */
+function refuse(ctx: Ctx, missing: Readonly<Record<string, boolean>>): { ok: false; problems: Problems; warnings: Warning[] } {
+  if (isNonEmpty(ctx.problems)) return { ok: false, problems: ctx.problems, warnings: ctx.warnings };
+  const keys = Object.keys(missing).filter((k) => missing[k]);
+  const named = keys.length ? keys : ["tier"];
+  return {
+    ok: false,
+    problems: [problem(named, undefined, "could not be resolved, yet no check said why: this is a bug in inference-hub's checks.", "Please report it with this stack file; meanwhile try the tier's preset value.")],
+    warnings: ctx.warnings,
+  };
+}
+
+/** adminCidrs and sshKeyFingerprints: no network or key listed twice, and no "open to all" in disguise. */
+function checkAccessLists({ s, problems }: Ctx): void {
+  const seen = new Map<string, string>();
+  for (const text of s.adminCidrs) {
+    if (cidrProblem(text)) continue;
+    const key = cidrKey(text);
+    const first = seen.get(key);
+    if (first !== undefined) problems.push(problem("adminCidrs", text, first === text ? "lists this network twice." : `is the same network as ${first}, listed already.`, "Remove the duplicate."));
+    else seen.set(key, text);
+  }
+  const fingerprints = new Set<string>();
+  for (const f of s.sshKeyFingerprints) {
+    if (fingerprints.has(f.toLowerCase())) problems.push(problem("sshKeyFingerprints", f, "lists this key twice.", "Remove the duplicate."));
+    fingerprints.add(f.toLowerCase());
+  }
+}
+
+/**
+ * Settings this tier does not use but the stack file sets to something a tier that uses them
+ * would refuse: not fatal here, but the next tier switch would fail on them.
+ */
+function warnIgnoredNonsense({ s, warnings }: Ctx, overrides: StackOverrides): void {
+  if (GPU_TIERS.includes(s.tier) || overrides.gpuSize === undefined) return;
+  const size = overrides.gpuSize;
+  const slugs = GPU_SIZES.map((g) => g.slug);
+  const gpu = findGpuSize(size);
+  let why: string | undefined;
+  if (!gpu) why = `is not a GPU size in the catalogue (${didYouMean(size, slugs) || `GPU sizes: ${slugs.join(", ")}`})`;
+  else if (s.tier === "cpu" && REGIONS.includes(s.region) && !gpu.regions.includes(s.region)) why = `is not offered in ${s.region} (it is in ${gpu.regions.join(", ")})`;
+  if (why) warnings.push({ keys: ["gpuSize", "tier"], message: `${JSON.stringify(cap(size, 40))} ${why}. The ${s.tier} tier ignores gpuSize, but a switch to a GPU tier would be refused.` });
+}
+
+/**
  * Preset + overrides → one validated HubConfig, or every problem found. No cloud calls: all of
  * this runs at plan time, before any money is spent.
  */
@@ -262,8 +312,13 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
   const preset = applyPreset(overrides);
   // GPU windows decide the expected hours; hours given as well would be a second, conflicting answer.
   const windows = parseWindows(preset.gpuWindows);
-  const s: ResolvedSettings = windows.windows.length > 0 && preset.tier === "hybrid" ? { ...preset, gpuHoursPerMonth: hoursPerMonth(windows.windows) } : preset;
+  const derivedHours = windows.windows.length > 0 && preset.tier === "hybrid" ? hoursPerMonth(windows.windows) : undefined;
+  const s: ResolvedSettings = derivedHours !== undefined ? { ...preset, gpuHoursPerMonth: derivedHours } : preset;
   const ctx: Ctx = { s, problems: [...windows.problems], warnings: [] };
+  // A derived value passes the same check as one set by hand.
+  if (derivedHours !== undefined && !SETTINGS.gpuHoursPerMonth.schema.safeParse(derivedHours).success) {
+    ctx.problems.push(problem("gpuWindows", preset.gpuWindows, `come to ${derivedHours} GPU hours a month, outside what gpuHoursPerMonth allows (0 to 744).`, "Narrow the windows."));
+  }
   if (preset.gpuWindows.length > 0) {
     if (preset.tier !== "hybrid") ctx.problems.push(problem(["gpuWindows", "tier"], preset.gpuWindows, `GPU windows turn an on-demand GPU on and off; the ${preset.tier} tier has none.`, "Use tier hybrid, or remove gpuWindows."));
     if (overrides.gpuHoursPerMonth !== undefined) ctx.problems.push(problem(["gpuHoursPerMonth", "gpuWindows"], overrides.gpuHoursPerMonth, "is set as well as gpuWindows, which already imply the hours.", "Remove gpuHoursPerMonth; the plan derives it from the windows."));
@@ -293,9 +348,10 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
     problems.push(problem(["ocrCpuFallback", "ocrEngine"], true, `a CPU OCR fallback only makes sense behind DeepSeek-OCR on the GPU; ocrEngine is ${s.ocrEngine}.`, "Set ocrCpuFallback to false."));
   }
 
-  const whisper = WHISPER_MODELS[s.sttModel];
+  // By own name only: WHISPER_MODELS["constructor"] is Object, not a model.
+  const whisper = Object.hasOwn(WHISPER_MODELS, s.sttModel) ? WHISPER_MODELS[s.sttModel] : undefined;
   if (!whisper) problems.push(problem("sttModel", s.sttModel, "is not a Whisper model in the catalogue.", `${didYouMean(s.sttModel, Object.keys(WHISPER_MODELS))} Use one of ${Object.keys(WHISPER_MODELS).join(", ")}.`.trim()));
-  const ttsModel = TTS_MODELS[s.ttsModel];
+  const ttsModel = Object.hasOwn(TTS_MODELS, s.ttsModel) ? TTS_MODELS[s.ttsModel] : undefined;
   if (!ttsModel) problems.push(problem("ttsModel", s.ttsModel, "is not a Coqui TTS model in the catalogue.", `Use one of ${Object.keys(TTS_MODELS).join(", ")}.`));
   if (ttsModel?.license.requiresAgreement && !s.ttsAcceptModelLicense) {
     const open = Object.entries(TTS_MODELS).filter(([, m]) => !m.license.requiresAgreement).map(([id]) => id);
@@ -343,11 +399,13 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
   const cloud = s.tier !== "local";
   const ssh = sshExposure(s.adminCidrs);
   if (cloud && ssh.kind === "anywhere") warnings.push({ keys: ["adminCidrs"], message: `SSH (port 22) on every node is open to the whole internet, as adminCidrs asks (${ssh.cidrs.filter(isWholeInternet).join(", ")}; key login only). Narrow it to your ranges, or remove adminCidrs to admit only the machine each deploy runs from.` });
+  checkAccessLists(ctx);
+  warnIgnoredNonsense(ctx, overrides);
   if (cloud && !s.domain) warnings.push({ keys: ["domain"], message: "no domain: the gateway serves plain HTTP, so API keys cross the network unencrypted. Set domain and acmeEmail for HTTPS." });
   if (cloud && !s.sshPublicKey && s.sshKeyFingerprints.length === 0) warnings.push({ keys: ["sshPublicKey", "sshKeyFingerprints"], message: "no SSH key: `pulumi up` refuses to create droplets without one (readiness checks and container deploys log in over SSH). Set sshPublicKey or sshKeyFingerprints." });
   if (s.tier === "hybrid" && !s.gpuEnabled && !fallback) warnings.push({ keys: ["gpuEnabled", "fallbackModel"], message: "the GPU is off and there is no CPU fallback coder: /v1/chat/completions answers 503 until the GPU is turned on." });
 
-  if (!cpu || (hasGpu && !gpu)) return { ok: false, problems, warnings };
+  if (!cpu || (hasGpu && !gpu)) return refuse(ctx, { cpuSize: !cpu, gpuSize: hasGpu && !gpu });
   const cost = estimateCost({
     cpuSize: cpu,
     // The local tier keeps its files in a directory of yours: no volumes to bill.
@@ -360,7 +418,9 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
     const breakdown = cost.lines.map((l) => `${l.item} ${usd(l.monthlyUsd)}`).join(" + ");
     problems.push(problem("budgetUsd", s.budgetUsd, `the projected month is ${usd(cost.monthlyUsd)} (${breakdown}), above the budget of ${usd(s.budgetUsd)}.`, `Raise budgetUsd to ${Math.ceil(cost.monthlyUsd)}${s.tier === "hybrid" ? (s.gpuWindows.length ? `, narrow gpuWindows (${s.gpuHoursPerMonth} h/month)` : ", lower gpuHoursPerMonth") : ""}, or choose a cheaper tier or size.`));
   }
-  if (problems.length > 0 || !coder || !whisper || !ttsModel || (s.ocrEngine === "deepseek-ocr" && !ocr)) return { ok: false, problems, warnings };
+  if (problems.length > 0 || !coder || !whisper || !ttsModel || (s.ocrEngine === "deepseek-ocr" && !ocr)) {
+    return refuse(ctx, { llmModel: !coder, sttModel: !whisper, ttsModel: !ttsModel, ocrEngine: s.ocrEngine === "deepseek-ocr" && !ocr });
+  }
 
   return {
     ok: true,

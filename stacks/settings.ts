@@ -1,3 +1,5 @@
+import * as ipaddr from "ipaddr.js";
+import * as sshpk from "sshpk";
 import { z } from "zod";
 
 /**
@@ -35,10 +37,63 @@ const int = (min: number, max: number) =>
     .max(max, { error: `must be a whole number from ${min} to ${max}` });
 const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `must be one of ${values.join(", ")}` });
 const slug = z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "must be a lower-case slug such as c-4 or tor1");
-const cidr = z
-  .string()
-  .regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$|^[0-9a-fA-F:]+\/\d{1,3}$/, "must be a CIDR such as 203.0.113.7/32")
-  .refine((v) => !v.includes(".") || v.split("/")[0].split(".").every((o) => Number(o) <= 255), "has an octet above 255");
+/** Any control character (C0, DEL, C1): they have no place in a firewall rule or an authorized_keys line. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/**
+ * An IPv4 or IPv6 CIDR, parsed with ipaddr.js. IPv4 must be four decimal octets: ipaddr.js alone
+ * would read 010.0.0.0 as octal (8.0.0.0) and 1.2.3 as 1.2.0.3. IPv6 zone ids (%eth0) mean
+ * nothing to a cloud firewall.
+ */
+export function cidrProblem(text: string): string | undefined {
+  const parts = text.split("/");
+  if (parts.length !== 2 || !/^(0|[1-9]\d{0,2})$/.test(parts[1])) return "must be an address and a prefix length, such as 203.0.113.7/32 or 2001:db8::/48";
+  const [address, prefixText] = parts;
+  const prefix = Number(prefixText);
+  if (address.includes(":")) {
+    if (address.includes("%") || !ipaddr.IPv6.isValid(address)) return "is not an IPv6 address";
+    return prefix <= 128 ? undefined : "has an IPv6 prefix length above 128";
+  }
+  if (!ipaddr.IPv4.isValidFourPartDecimal(address)) return "is not an IPv4 address of four decimal octets (0-255)";
+  return prefix <= 32 ? undefined : "has an IPv4 prefix length above 32";
+}
+
+/** The same network however it is spelled (2001:DB8::/32 and 2001:db8:0::/32), for duplicate checks. */
+export function cidrKey(text: string): string {
+  const [address, prefix] = ipaddr.parseCIDR(text);
+  return `${address.toNormalizedString()}/${prefix}`;
+}
+
+const cidr = z.string().superRefine((v, ctx) => {
+  const why = cidrProblem(v);
+  if (why) ctx.addIssue({ code: "custom", message: why });
+});
+
+/** Key types DigitalOcean and Ubuntu 24.04's OpenSSH both take (DSA is gone from OpenSSH). */
+const SSH_KEY_TYPES: Readonly<Record<string, string>> = { "ssh-ed25519": "ed25519", "ssh-rsa": "rsa", "ecdsa-sha2-nistp256": "ecdsa", "ecdsa-sha2-nistp384": "ecdsa", "ecdsa-sha2-nistp521": "ecdsa" };
+
+/** An OpenSSH public key line, decoded with sshpk: a garbage body or a type that disagrees with it is refused. */
+export function sshPublicKeyProblem(text: string): string | undefined {
+  if (/PRIVATE KEY/.test(text)) return "is a private key; this setting takes the public half (the .pub file)";
+  if (CONTROL.test(text)) return "contains a control character (a line break or similar); it must be a single OpenSSH public key line";
+  const type = text.split(" ")[0];
+  if (!Object.hasOwn(SSH_KEY_TYPES, type)) return `must start with one of ${Object.keys(SSH_KEY_TYPES).join(", ")}`;
+  let key: sshpk.Key;
+  try {
+    key = sshpk.parseKey(text, "ssh");
+  } catch {
+    return `has a key body that does not decode as an ${type} public key`;
+  }
+  if (key.type !== SSH_KEY_TYPES[type]) return `says ${type} but holds a ${key.type} key`;
+  // OpenSSH 9.1+ (Ubuntu 24.04 ships 9.6) refuses RSA keys below RequiredRSASize, default 1024 bits.
+  if (key.type === "rsa" && key.size < 1024) return `is a ${key.size}-bit RSA key, which OpenSSH refuses (RequiredRSASize 1024); use ed25519 or RSA of 3072 bits`;
+  return undefined;
+}
+
+const sshPublicKey = z.string().superRefine((v, ctx) => {
+  const why = sshPublicKeyProblem(v);
+  if (why) ctx.addIssue({ code: "custom", message: why });
+});
 
 export const SETTINGS = {
   tier: key("string", oneOf(TIERS), "Strategy tier: cpu (CPU node only), gpu (one GPU droplet always on), hybrid (GPU droplet on demand), multigpu (one 8-GPU droplet), local (the CPU services on this machine's Docker)."),
@@ -69,7 +124,7 @@ export const SETTINGS = {
   rateLimitPerMinute: key("integer", int(1, 100_000), "Requests per minute allowed per API key (Authorization header) at the gateway."),
   rateLimitBurst: key("integer", int(1, 100_000), "Requests a key may send at once above its per-minute rate."),
   budgetUsd: key("integer", int(0, 1_000_000), "Monthly budget in USD; a plan whose projected month exceeds it is refused."),
-  sshPublicKey: key("string", z.string().regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$/, "must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)"), "OpenSSH public key registered with DigitalOcean and installed for root on every node."),
+  sshPublicKey: key("string", sshPublicKey, "OpenSSH public key registered with DigitalOcean and installed for root on every node."),
   sshKeyFingerprints: key("array", z.array(z.string().regex(/^([0-9a-f]{2}:){15}[0-9a-f]{2}$|^\d+$/, "must be an MD5 fingerprint (aa:bb:...) or a numeric key id")), "Existing DigitalOcean SSH keys (fingerprints or ids) to install for root, besides sshPublicKey."),
 } as const;
 
@@ -99,6 +154,10 @@ export type SecretSettingName = keyof typeof SECRET_SETTINGS;
 
 export type SettingName = keyof typeof SETTINGS;
 export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[];
+
+/** By own name only: `toString`, `constructor` or `__proto__` are not settings, whatever `in` says. */
+export const isSettingName = (name: string): name is SettingName => Object.hasOwn(SETTINGS, name);
+export const isSecretSettingName = (name: string): name is SecretSettingName => Object.hasOwn(SECRET_SETTINGS, name);
 
 export type Settings = { -readonly [K in SettingName]: z.infer<(typeof SETTINGS)[K]["schema"]> };
 /** What a stack file may hold: the tier and any overrides. */

@@ -18,11 +18,15 @@ export interface GpuWindow {
 const DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 /** 365.25 / 7 / 12 weeks in a month. */
 export const WEEKS_PER_MONTH = 365.25 / 7 / 12;
+/** More windows than a week has hours of would only be a way to make the plan slow. */
+export const MAX_WINDOWS = 64;
 
 function parseDays(text: string): Set<number> | undefined {
   const days = new Set<number>();
   for (const part of text.toLowerCase().split(",")) {
-    const [from, to] = part.split("-");
+    const ends = part.split("-");
+    if (ends.length > 2) return undefined;
+    const [from, to] = ends;
     const a = DAYS.indexOf(from);
     const b = to === undefined ? a : DAYS.indexOf(to);
     if (a < 0 || b < 0) return undefined;
@@ -41,19 +45,28 @@ function parseTime(text: string): number | undefined {
   return Number(m[1]) <= 24 && Number(m[2]) < 60 && minutes <= 24 * 60 ? minutes : undefined;
 }
 
-function validTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: zone });
-    return true;
-  } catch {
-    return false;
+/** One formatter per zone: building an Intl.DateTimeFormat costs far more than using one. */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+function formatter(timeZone: string): Intl.DateTimeFormat | undefined {
+  let f = formatters.get(timeZone);
+  if (!f) {
+    try {
+      f = new Intl.DateTimeFormat("en-US", { timeZone, hourCycle: "h23", weekday: "short", year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric" });
+    } catch {
+      return undefined;
+    }
+    if (formatters.size < 1024) formatters.set(timeZone, f);
   }
+  return f;
 }
 
 export function parseWindows(texts: readonly string[]): { windows: GpuWindow[]; problems: Problem[] } {
   const windows: GpuWindow[] = [];
   const problems: Problem[] = [];
   const example = "Write windows like \"mon-fri 08:00-18:00 Europe/Berlin\" (days, local start-end, IANA time zone).";
+  if (texts.length > MAX_WINDOWS) {
+    return { windows, problems: [problem("gpuWindows", `${texts.length} windows`, `holds ${texts.length} windows; at most ${MAX_WINDOWS} are read.`, "Merge windows that share days, e.g. \"mon-fri 08:00-18:00 UTC\".")] };
+  }
   for (const text of texts) {
     const parts = text.trim().split(/\s+/);
     if (parts.length !== 3) {
@@ -62,14 +75,14 @@ export function parseWindows(texts: readonly string[]): { windows: GpuWindow[]; 
     }
     const [dayText, range, timeZone] = parts;
     const days = parseDays(dayText);
-    const [startText, endText] = range.split("-");
-    const start = parseTime(startText ?? "");
-    const end = parseTime(endText ?? "");
+    const [startText, endText, extra] = range.split("-");
+    const start = extra === undefined ? parseTime(startText ?? "") : undefined;
+    const end = extra === undefined ? parseTime(endText ?? "") : undefined;
     const why: string[] = [];
-    if (!days) why.push(`days "${dayText}" are not like mon-fri or sat,sun`);
-    if (start === undefined || end === undefined) why.push(`"${range}" is not HH:MM-HH:MM`);
+    if (!days) why.push("the days are not like mon-fri or sat,sun");
+    if (start === undefined || end === undefined) why.push("the times are not HH:MM-HH:MM");
     else if (end <= start) why.push(`the window ends (${endText}) before it starts (${startText}); split a window that crosses midnight in two`);
-    if (!validTimeZone(timeZone)) why.push(`"${timeZone}" is not an IANA time zone`);
+    if (!formatter(timeZone)) why.push("the time zone is not an IANA time zone such as Europe/Berlin or UTC");
     if (why.length || !days || start === undefined || end === undefined) {
       problems.push(problem("gpuWindows", text, `${why.join("; ")}.`, example));
       continue;
@@ -79,16 +92,87 @@ export function parseWindows(texts: readonly string[]): { windows: GpuWindow[]; 
   return { windows, problems };
 }
 
-/** Expected GPU hours a month: the weekly hours of all windows (overlaps counted once per zone). */
-export function hoursPerMonth(windows: readonly GpuWindow[]): number {
-  const weekly = new Map<string, Set<number>>();
-  for (const w of windows) {
-    const minutes = weekly.get(w.timeZone) ?? new Set<number>();
-    for (const day of w.days) for (let m = w.start; m < w.end; m++) minutes.add(day * 1440 + m);
-    weekly.set(w.timeZone, minutes);
+const MINUTE_MS = 60_000;
+const DAY_MS = 86_400_000;
+/**
+ * The year the windows are laid out on: 2026 has 365 days, so a window that never closes comes to
+ * exactly HOURS_PER_MONTH (8,760 h / 12 = 730 h), the figure the always-on tiers are billed at.
+ */
+const YEAR = 2026;
+const YEAR_START = Date.UTC(YEAR, 0, 1);
+const YEAR_END = Date.UTC(YEAR + 1, 0, 1);
+
+/** The wall clock of `instant` in a zone, read back as if it were UTC: their difference is the zone's offset. */
+function wallClockAsUtc(f: Intl.DateTimeFormat, instant: number): number {
+  const parts: Record<string, number> = {};
+  for (const p of f.formatToParts(instant)) if (p.type !== "literal" && p.type !== "weekday") parts[p.type] = Number(p.value);
+  return Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute);
+}
+
+/** The instant at which a zone's clock shows `minutes` after midnight of the given local date. */
+function localToInstant(f: Intl.DateTimeFormat, utcMidnightOfDate: number, minutes: number): number {
+  const wall = utcMidnightOfDate + minutes * MINUTE_MS;
+  // Two rounds settle the offset, DST changes included (a time inside a spring-forward gap lands just after it).
+  let instant = wall - (wallClockAsUtc(f, wall) - wall);
+  instant = wall - (wallClockAsUtc(f, instant) - instant);
+  return instant;
+}
+
+/** First local date laid out: one day before the year, so zones up to 14 h from UTC are covered. */
+const FIRST_DATE = YEAR_START - DAY_MS;
+const DATES = (YEAR_END - FIRST_DATE) / DAY_MS + 1;
+
+/** Each zone's UTC offset at noon of every date laid out, computed once per zone and process. */
+const noonOffsets = new Map<string, Float64Array>();
+function offsetsAtNoon(timeZone: string, f: Intl.DateTimeFormat): Float64Array {
+  let table = noonOffsets.get(timeZone);
+  if (!table) {
+    table = new Float64Array(DATES);
+    for (let i = 0; i < DATES; i++) {
+      const noon = FIRST_DATE + i * DAY_MS + DAY_MS / 2;
+      table[i] = wallClockAsUtc(f, noon) - noon;
+    }
+    if (noonOffsets.size < 1024) noonOffsets.set(timeZone, table);
   }
-  const weeklyMinutes = [...weekly.values()].reduce((sum, set) => sum + set.size, 0);
-  return Math.round((weeklyMinutes / 60) * WEEKS_PER_MONTH);
+  return table;
+}
+
+/**
+ * Expected GPU hours a month: every window laid out on the calendar of one year in its own time
+ * zone, DST included, then merged as time intervals, so windows that overlap (in one zone, or in
+ * several, or in one zone spelled `UTC`, `utc` and `Etc/UTC`) count once. Clipped to the year, so
+ * never above 730.
+ */
+export function hoursPerMonth(windows: readonly GpuWindow[]): number {
+  const intervals: [number, number][] = [];
+  for (const w of windows) {
+    const f = formatter(w.timeZone);
+    if (!f) continue;
+    const offsets = offsetsAtNoon(w.timeZone, f);
+    for (let i = 0; i < DATES; i++) {
+      const date = FIRST_DATE + i * DAY_MS;
+      if (!w.days.has(new Date(date).getUTCDay())) continue;
+      // Away from a DST change the noon offset holds all day; around one, ask the zone itself.
+      const steady = offsets[i] === offsets[Math.max(0, i - 1)] && offsets[i] === offsets[Math.min(DATES - 1, i + 1)];
+      const at = (minutes: number) => (steady ? date + minutes * MINUTE_MS - offsets[i] : localToInstant(f, date, minutes));
+      const start = Math.max(YEAR_START, at(w.start));
+      const end = Math.min(YEAR_END, at(w.end));
+      if (end > start) intervals.push([start, end]);
+    }
+  }
+  intervals.sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let [openStart, openEnd] = [0, 0];
+  for (const [start, end] of intervals) {
+    if (start > openEnd) {
+      total += openEnd - openStart;
+      [openStart, openEnd] = [start, end];
+    } else if (end > openEnd) {
+      openEnd = end;
+    }
+  }
+  total += openEnd - openStart;
+  return Math.round(total / 3_600_000 / 12);
 }
 
 /** Weekday (0 = Sunday) and minutes after midnight of `instant` in `timeZone`. */

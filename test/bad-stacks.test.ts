@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
+import { formatProblem, MAX_KEY_CHARS, MAX_TEXT_CHARS, MAX_VALUE_CHARS, presentableProblem } from "../stacks/problems";
 import { loadText, ROOT } from "./helpers/load";
 
 const DIR = path.join(ROOT, "test/fixtures/bad-stacks");
@@ -54,5 +55,98 @@ describe("every problem in a stack is reported at once", () => {
 
   it("ignores other namespaces such as the provider's", () => {
     expect(loadText("config:\n  inference-hub:tier: cpu\n  digitalocean:token:\n    secure: AAABAxyz\n").ok).toBe(true);
+  });
+});
+
+const ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOuyQ81UZv1fAG2JQpBPA7H1YrqCLHPTl3RuwgPR2Dhb me@laptop";
+
+describe("keys are read the way the Pulumi CLI reads them", () => {
+  const accepted = (text: string) => {
+    const r = loadText(text);
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    return r;
+  };
+
+  it("takes a key without the namespace as the project's (loaders.go stackConfigNamespacedWithProject)", () => {
+    expect(accepted("config:\n  tier: hybrid\n  gpuEnabled: true\n").config.gpu?.on).toBe(true);
+  });
+
+  it("takes the older <project>:config:<key> form (key.go ParseKey)", () => {
+    const r = accepted("config:\n  inference-hub:config:tier: hybrid\n  inference-hub:config:gpuEnabled: true\n");
+    expect(r.config.tier).toBe("hybrid");
+    expect(r.overrides.gpuEnabled).toBe(true);
+  });
+
+  it("takes integers the way strconv.Atoi does: quoted, or with a sign", () => {
+    expect(accepted('config:\n  inference-hub:tier: gpu\n  inference-hub:gpuCount: "2"\n  inference-hub:budgetUsd: +6000\n').config.gpu?.count).toBe(2);
+  });
+
+  it("warns about, but accepts, one key written twice with the same value", () => {
+    const r = accepted("config:\n  tier: cpu\n  inference-hub:tier: cpu\n");
+    expect(r.config.warnings.map((w) => w.keys)).toContainEqual(["tier"]);
+  });
+
+  it("warns about a namespace nothing reads (pulumi up ignores it), with the key it probably meant", () => {
+    const r = accepted("config:\n  inference-hub:tier: cpu\n  inference-hb:gpuSize: gpu-l40sx1-48gb\n");
+    const w = r.config.warnings.find((x) => x.keys[0] === "inference-hb:gpuSize");
+    expect(w?.message).toContain("Did you mean inference-hub:gpuSize?");
+  });
+
+  it("reads a stack file with a byte-order mark (loaders.go readFileStripUTF8BOM)", () => {
+    expect(accepted("\uFEFFconfig:\n  inference-hub:tier: cpu\n").config.tier).toBe("cpu");
+  });
+
+  it("accepts real SSH keys and IPv6 networks", () => {
+    const r = accepted(`config:\n  inference-hub:tier: cpu\n  inference-hub:sshPublicKey: ${ED25519}\n  inference-hub:adminCidrs: ["2001:db8::/48", "203.0.113.7/32"]\n`);
+    expect(r.config.gateway.adminCidrs).toHaveLength(2);
+  });
+});
+
+describe("refusals never print what may be a secret, and stay short", () => {
+  const refusalText = (text: string) => {
+    const r = loadText(text);
+    expect(r.ok).toBe(false);
+    return r.ok ? "" : r.problems.map(formatProblem).join("\n") + JSON.stringify(r.problems.map(presentableProblem));
+  };
+
+  it("hides values of near-misses of secret settings and of every unknown key", () => {
+    const text = refusalText("config:\n  inference-hub:hubApiKye: MARK-1\n  inference-hub:sshprivatekey: MARK-2\n  inference-hub:config:auditDatabaseUrl: MARK-3\n  inference-hub:dbPassword: MARK-4\n");
+    expect(text).not.toContain("MARK-");
+    expect(text).toContain("Did you mean hubApiKey?");
+    expect(text).toContain("Did you mean sshPrivateKey?");
+  });
+
+  it("hides credentials pasted into an ordinary setting, wherever they sit", () => {
+    const pem = "-----BEGIN OPENSSH PRIVATE KEY-----\\nMARK-5\\n-----END OPENSSH PRIVATE KEY-----";
+    const text = refusalText(`config:\n  inference-hub:sshPublicKey: "${pem}"\n  inference-hub:llmModel: ihk_MARK6abcdefghijklmnop\n  inference-hub:gpuWindows: ["postgres://u:MARK-7@db/x"]\n`);
+    expect(text).not.toContain("MARK");
+    expect(text).toContain("is a private key");
+  });
+
+  it("repeats at most a short prefix of a 1 MiB value, and bounds the did-you-mean work on a 1 MiB key", { timeout: 10_000 }, () => {
+    const huge = "x".repeat(1 << 20);
+    const r = loadText(`config:\n  inference-hub:llmModel: ${huge}\n  ? inference-hub:${huge}\n  : y\n`);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    for (const p of r.problems) expect(formatProblem(p).length).toBeLessThan(MAX_TEXT_CHARS * 2 + MAX_VALUE_CHARS + MAX_KEY_CHARS * 2);
+    expect(JSON.stringify(r.problems.map(presentableProblem)).length).toBeLessThan(5000);
+  });
+
+  it("names the key as written when the setting name is empty", () => {
+    const r = loadText('config:\n  "inference-hub:": x\n');
+    expect(!r.ok && r.problems.map((p) => p.keys)).toEqual([["inference-hub:"]]);
+  });
+});
+
+describe("settings a tier ignores", () => {
+  it("warns about a gpuSize no tier could use on the cpu tier, and refuses it on a GPU tier", () => {
+    const cpu = loadText("config:\n  inference-hub:tier: cpu\n  inference-hub:gpuSize: banana\n");
+    expect(cpu.ok && cpu.config.warnings.find((w) => w.keys.includes("gpuSize"))?.message).toContain("is not a GPU size");
+    expect(loadText("config:\n  inference-hub:tier: gpu\n  inference-hub:gpuSize: banana\n").ok).toBe(false);
+  });
+
+  it("warns when adminCidrs admits every address", () => {
+    const r = loadText('config:\n  inference-hub:tier: cpu\n  inference-hub:adminCidrs: ["0.0.0.0/0"]\n');
+    expect(r.ok && r.config.warnings.find((w) => w.keys.includes("adminCidrs"))?.message).toContain("admits every address");
   });
 });

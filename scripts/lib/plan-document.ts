@@ -3,7 +3,7 @@ import { gatewayPorts } from "../../infra/services";
 import { hubServiceSpecs } from "../../services/index";
 import { imageName } from "../../services/spec";
 import { coderServeArgs, ocrServeArgs } from "../../services/vllm";
-import type { HubConfig, Problem, StackOverrides, Warning } from "../../stacks";
+import type { HubConfig, Problems, StackOverrides, Warning } from "../../stacks";
 import { SETTING_NAMES } from "../../stacks";
 import type { CostEstimate } from "../../stacks/cost";
 import { describeSshExposure, sshExposure, SshExposure } from "../../stacks/ssh-exposure";
@@ -86,7 +86,8 @@ export interface FailedPlanDocument {
   readonly ok: false;
   readonly stack: string;
   readonly configFile: string;
-  readonly problems: readonly Problem[];
+  /** Never empty: a refusal always names what to fix. */
+  readonly problems: Problems;
   readonly warnings: readonly Warning[];
 }
 

@@ -11,6 +11,8 @@ const money = (n: number) => `$${n.toLocaleString("en-US", { minimumFractionDigi
 const num = (n: number, digits = 1) => n.toFixed(digits);
 
 export function renderFailure(doc: FailedPlanDocument): string {
+  // The type already forbids it; a document read back from JSON could still try.
+  if (doc.problems.length === 0) throw new Error(`stack ${doc.stack} was refused without a problem; that is a bug in the plan, not in the stack file`);
   const lines = [`Stack ${doc.stack} (${doc.configFile}) is refused: ${doc.problems.length} problem${doc.problems.length === 1 ? "" : "s"}. Nothing was planned or spent.`, ""];
   for (const p of doc.problems) lines.push(`  ✗ ${formatProblem(p)}`);
   if (doc.warnings.length) {

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import { engineConfig, loadHubConfig, LoadResult, readStackFile } from "../../stacks";
+import { engineConfig, loadHubConfig, LoadResult, loadStackFile, readStackFile } from "../../stacks";
 
 export const ROOT = path.resolve(__dirname, "../..");
 export const SHARED = path.resolve(ROOT, "../shared");
@@ -14,7 +14,7 @@ export const REFERENCE = existsSync(path.join(SHARED, "reference")) ? path.join(
 export function loadText(text: string): LoadResult {
   const file = readStackFile(text, "test.yaml");
   if (!file.ok) return { ok: false, problems: file.problems, warnings: [] };
-  return loadHubConfig(file.file.config, file.file.secretKeys);
+  return loadStackFile(file.file);
 }
 
 /** Loads a tier preset with overrides given as plain values. */
