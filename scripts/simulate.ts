@@ -12,6 +12,7 @@ const USAGE = `usage: npm run simulate -- --trace FILE [--format azure|mooncake|
   --seed N                  seed for a rate series' arrivals (default 1)
   --start ISO               wall-clock time of the trace's t = 0 (default 2026-01-05T00:00:00Z, a Monday)
   --rate-scale X            multiply a rate series' rps by X (keeps its shape)
+  --days A-B                replay only days A..B (from t = 0 of a rate series, else from the first request)
   --cold-start-s S          wake request to traffic, seconds (default: the catalogue's stages)
   --pipeline-s S            the unbilled pipeline part of it, seconds
   --replica-tokens-per-s T  one replica's throughput (default: the catalogue's measured figure)
@@ -47,6 +48,7 @@ function main(): void {
         seed: { type: "string" },
         start: { type: "string" },
         "rate-scale": { type: "string" },
+        days: { type: "string" },
         "cold-start-s": { type: "string" },
         "pipeline-s": { type: "string" },
         "replica-tokens-per-s": { type: "string" },
@@ -89,6 +91,12 @@ function main(): void {
   const replicaTokensPerSecond = positive("replica-tokens-per-s", str("replica-tokens-per-s"), problems);
   const typicalInputTokens = positive("input-tokens", str("input-tokens"), problems, true);
   const typicalOutputTokens = positive("output-tokens", str("output-tokens"), problems, true);
+  let days: { from: number; to: number } | undefined;
+  if (str("days") !== undefined) {
+    const m = /^(\d+)-(\d+)$/.exec(str("days")!);
+    if (!m || Number(m[1]) > Number(m[2])) problems.push(`--days ${JSON.stringify(str("days"))} is not FROM-TO in whole days, e.g. 7-13`);
+    else days = { from: Number(m[1]), to: Number(m[2]) };
+  }
   if (str("stack") && str("config-file")) problems.push("give --stack or --config-file, not both");
   if (problems.length) fail(problems);
 
@@ -102,6 +110,7 @@ function main(): void {
     seed,
     startMs,
     rateScale,
+    days,
     serving: { coldStartSeconds, pipelineSeconds, replicaTokensPerSecond, typicalInputTokens, typicalOutputTokens },
     sweep: !values["no-sweep"],
   };

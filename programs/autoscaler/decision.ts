@@ -1,6 +1,7 @@
-import { isInsideWindows, GpuWindow } from "../../stacks/windows";
-import { emptyLearned, gapEndsWithin, LEARNING_DEFAULTS, LearningTuning, observe, slotOf, startLikelihood } from "./learning";
-import type { AutoscalerState, Decision, DecisionReason, PolicyConfig, TickInput } from "./types";
+import type { GpuWindow } from "../../stacks/windows";
+import { activeLikelihood, emptyLearned, gapEndsWithin, LEARNING_DEFAULTS, LearningTuning, observe, scorePrediction, slotOf, startLikelihood } from "./learning";
+import { SLOT_SECONDS } from "./types";
+import type { AutoscalerState, Decision, DecisionReason, LearnedTraffic, PolicyConfig, TickInput } from "./types";
 
 /**
  * The scaling rule (README.md in this directory has it in prose, with its defaults and the peers
@@ -25,80 +26,121 @@ export function initialState(wantedNodes = 0): AutoscalerState {
     speculativeUntilMs: null,
     predictedInGapOfMs: null,
     predictedSlot: null,
+    extending: false,
     learned: emptyLearned(),
   };
 }
 
-// Windows change on minute boundaries and Intl is slow: remember the last answer per window list.
-const windowCache = new WeakMap<readonly GpuWindow[], { minute: number; inside: boolean }>();
-export function insideWindowsAt(windows: readonly GpuWindow[], nowMs: number): boolean {
-  if (windows.length === 0) return false;
-  const minute = Math.floor(nowMs / 60_000);
-  const cached = windowCache.get(windows);
-  if (cached && cached.minute === minute) return cached.inside;
-  const inside = isInsideWindows(windows, new Date(minute * 60_000));
-  windowCache.set(windows, { minute, inside });
-  return inside;
+// isInsideWindows builds an Intl formatter per call, too slow for a replay's every tick. A zone's
+// UTC offset changes only at quarter-hour boundaries, so it is read once per quarter hour and
+// the rest is arithmetic; test/autoscaler-decision.test.ts checks it against isInsideWindows.
+const formatters = new Map<string, Intl.DateTimeFormat>();
+const offsets = new Map<string, { quarter: number; offsetMs: number }>();
+function zoneOffsetMs(timeZone: string, nowMs: number): number {
+  const quarter = Math.floor(nowMs / 900_000);
+  const cached = offsets.get(timeZone);
+  if (cached && cached.quarter === quarter) return cached.offsetMs;
+  let f = formatters.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-US", { timeZone, year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", hourCycle: "h23" });
+    formatters.set(timeZone, f);
+  }
+  const at = quarter * 900_000;
+  const part: Record<string, number> = {};
+  for (const p of f.formatToParts(new Date(at))) if (p.type !== "literal") part[p.type] = Number(p.value);
+  const offsetMs = Date.UTC(part.year, part.month - 1, part.day, part.hour, part.minute) - at;
+  offsets.set(timeZone, { quarter, offsetMs });
+  return offsetMs;
 }
 
+/** Whether `nowMs` falls inside any window, as stacks/windows.ts isInsideWindows decides it. */
+export function insideWindowsAt(windows: readonly GpuWindow[], nowMs: number): boolean {
+  for (const w of windows) {
+    const local = new Date(Math.floor(nowMs / 60_000) * 60_000 + zoneOffsetMs(w.timeZone, nowMs));
+    const minutes = local.getUTCHours() * 60 + local.getUTCMinutes();
+    if (w.days.has(local.getUTCDay()) && minutes >= w.start && minutes < w.end) return true;
+  }
+  return false;
+}
+
+const pct = (n: number) => `${Math.round(n * 100)}%`;
 const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits;
 
-/** Whether a quiet spell of `idleSeconds` should keep the last node, and the idle limit that implies. */
-export function keepThroughQuiet(config: PolicyConfig, state: AutoscalerState, idleSeconds: number, tuning: LearningTuning): { keep: boolean; gapEndChance: number | undefined } {
-  if (!config.predictive) return { keep: idleSeconds < config.idleSeconds, gapEndChance: undefined };
-  const floor = Math.max(60, config.idleSeconds / tuning.idleFloorDivisor);
-  const ceiling = config.idleSeconds * tuning.idleCeilingFactor;
-  if (idleSeconds < floor) return { keep: true, gapEndChance: undefined };
-  if (idleSeconds >= ceiling) return { keep: false, gapEndChance: undefined };
-  // Staying on until the gap ends is cheaper than a restart when it ends within the restart's cost.
-  const chance = gapEndsWithin(state.learned.gapsSeconds, idleSeconds, config.restartCostSeconds, tuning.minGapSamples);
-  if (chance === undefined) return { keep: idleSeconds < config.idleSeconds, gapEndChance: undefined };
-  return { keep: chance >= tuning.keepOnProbability, gapEndChance: chance };
+/** What catching a burst's start is worth, node-seconds: the requests a wake on demand sends to the fallback, priced. */
+export const burstValueSeconds = (learned: LearnedTraffic, tuning: LearningTuning): number => learned.burstRequests * tuning.requestValueNodeSeconds;
+
+/**
+ * Whether a quiet spell of `idleSeconds` should keep the last node. Reactive: until
+ * gpuIdleMinutes. Predictive: at least that long, then while the chance p that traffic resumes
+ * within one restart's cost R (from the gaps seen, the time of day, or the slot usually being
+ * busy) makes staying on pay: p x (R + burst value) >= R. Never past gpuIdleMinutes x the ceiling.
+ */
+export function keepThroughQuiet(config: PolicyConfig, learned: LearnedTraffic, nowMs: number, idleSeconds: number, tuning: LearningTuning): { keep: boolean; chance: number | undefined } {
+  if (idleSeconds < config.idleSeconds) return { keep: true, chance: undefined };
+  if (!config.predictive || idleSeconds >= config.idleSeconds * tuning.idleCeilingFactor) return { keep: false, chance: undefined };
+  const horizon = config.restartCostSeconds;
+  const chance = Math.max(
+    gapEndsWithin(learned.gapsSeconds, idleSeconds, horizon, tuning.minGapSamples) ?? 0,
+    startLikelihood(learned, nowMs + config.coldStartSeconds * 1000),
+    activeLikelihood(learned, nowMs),
+    activeLikelihood(learned, nowMs + SLOT_SECONDS * 1000),
+  );
+  const trusted = Math.min(chance, learned.keepHitRate);
+  return { keep: trusted * (horizon + burstValueSeconds(learned, tuning)) >= horizon, chance: trusted };
 }
 
-interface Ctx {
-  readonly config: PolicyConfig;
-  readonly input: TickInput;
-  readonly tuning: LearningTuning;
-  state: AutoscalerState;
-  readonly numbers: Record<string, number>;
+/** What the tick changes in the state, gathered before one state object is built. */
+interface Draft {
+  learned: AutoscalerState["learned"];
+  lastRequestMs: number | null;
+  overloadSinceMs: number | null;
+  underloadSinceMs: number | null;
+  speculativeUntilMs: number | null;
+  predictedInGapOfMs: number | null;
+  predictedSlot: number | null;
+  extending: boolean;
 }
 
-function result(ctx: Ctx, wantedNodes: number, reason: DecisionReason, message: string): Decision {
-  const current = ctx.input.nodes.ready + ctx.input.nodes.starting;
+function finish(previous: AutoscalerState, draft: Draft, input: TickInput, numbers: Record<string, number>, wantedNodes: number, reason: DecisionReason, message: string): Decision {
+  const current = input.nodes.ready + input.nodes.starting;
   const changed = wantedNodes !== current;
+  numbers.wantedNodes = wantedNodes;
+  numbers.currentNodes = current;
   const state: AutoscalerState = {
-    ...ctx.state,
+    version: 1,
     wantedNodes,
-    lastChangeMs: changed ? ctx.input.nowMs : ctx.state.lastChangeMs,
+    lastRequestMs: draft.lastRequestMs,
     // A change restarts the sustained-load clocks: the new node count has to prove itself.
-    overloadSinceMs: changed ? null : ctx.state.overloadSinceMs,
-    underloadSinceMs: changed ? null : ctx.state.underloadSinceMs,
+    overloadSinceMs: changed ? null : draft.overloadSinceMs,
+    underloadSinceMs: changed ? null : draft.underloadSinceMs,
+    lastChangeMs: changed ? input.nowMs : previous.lastChangeMs,
+    speculativeUntilMs: draft.speculativeUntilMs,
+    predictedInGapOfMs: draft.predictedInGapOfMs,
+    predictedSlot: draft.predictedSlot,
+    extending: draft.extending,
+    learned: draft.learned,
   };
-  return { wantedNodes, reason, message, numbers: { ...ctx.numbers, wantedNodes, currentNodes: current }, state };
+  return { wantedNodes, reason, message, numbers, state };
 }
 
-function budgetAllows(ctx: Ctx, nodesAfter: number): boolean {
-  const nextHour = nodesAfter * ctx.config.nodeHourlyUsd * BUDGET_LOOKAHEAD_HOURS;
-  return ctx.input.monthToDateUsd + nextHour <= ctx.config.gpuBudgetUsd;
-}
+const budgetAllows = (config: PolicyConfig, input: TickInput, nodesAfter: number): boolean => input.monthToDateUsd + nodesAfter * config.nodeHourlyUsd * BUDGET_LOOKAHEAD_HOURS <= config.gpuBudgetUsd;
 
-function predictWake(ctx: Ctx, idleSeconds: number): { wake: boolean; why: string; gapChance?: number; slotChance: number } {
-  const { config, input, state, tuning } = ctx;
-  const lead = config.coldStartSeconds;
-  // Time of day: traffic usually starts in the slot a cold start from now; be ready for it.
-  const targetMs = input.nowMs + lead * 1000;
+/**
+ * While off: wake ahead when the chance p that a burst starts within a cold start (time of day, or
+ * the gaps seen) pays for a wake that may be wasted: p x burst value >= restart cost + the hold.
+ * One such wake per quiet gap and per time-of-day slot.
+ */
+function predictWake(config: PolicyConfig, nowMs: number, draft: Draft, idleSeconds: number, tuning: LearningTuning): { wake: boolean; why: string; chance: number } {
+  const value = burstValueSeconds(draft.learned, tuning);
+  const price = config.restartCostSeconds + tuning.speculativeHoldSeconds;
+  const targetMs = nowMs + config.coldStartSeconds * 1000;
   const slot = slotOf(targetMs);
-  const slotChance = startLikelihood(state.learned, targetMs);
-  const slotFresh = state.predictedSlot === null || slot > state.predictedSlot + 1;
-  if (slotChance >= tuning.wakeOnSlotProbability && slotFresh) return { wake: true, why: `traffic started around this time of day on ${Math.round(slotChance * 100)}% of recent days`, slotChance };
-  // Recent gaps: quiet spells this old usually end within one cold start.
-  if (state.lastRequestMs !== null && state.predictedInGapOfMs !== state.lastRequestMs) {
-    const gapChance = gapEndsWithin(state.learned.gapsSeconds, idleSeconds, lead, tuning.minGapSamples);
-    if (gapChance !== undefined && gapChance >= tuning.wakeOnGapProbability) return { wake: true, why: `${Math.round(gapChance * 100)}% of recent quiet spells this long ended within a cold start`, gapChance, slotChance };
-    return { wake: false, why: "", gapChance, slotChance };
-  }
-  return { wake: false, why: "", slotChance };
+  const slotChance = draft.predictedSlot === null || slot > draft.predictedSlot + 1 ? startLikelihood(draft.learned, targetMs) : 0;
+  const gapChance = draft.lastRequestMs !== null && draft.predictedInGapOfMs !== draft.lastRequestMs ? gapEndsWithin(draft.learned.gapsSeconds, idleSeconds, config.coldStartSeconds + tuning.speculativeHoldSeconds, tuning.minGapSamples) ?? 0 : 0;
+  const chance = Math.min(Math.max(slotChance, gapChance), draft.learned.wakeHitRate);
+  if (chance * value < price || chance === 0) return { wake: false, why: "", chance };
+  const why = slotChance >= gapChance ? `traffic started around this time of day on ${pct(slotChance)} of recent days` : `${pct(gapChance)} of recent quiet spells this long ended within a cold start`;
+  return { wake: true, why: `${why}; a burst's first cold start held ${draft.learned.burstRequests.toFixed(0)} requests lately`, chance };
 }
 
 /**
@@ -110,94 +152,116 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
   const { nodes, nowMs } = input;
   const current = nodes.ready + nodes.starting;
   const numbers: Record<string, number> = { readyNodes: nodes.ready, startingNodes: nodes.starting, drainingNodes: nodes.draining, monthToDateUsd: round(input.monthToDateUsd, 2), gpuBudgetUsd: round(config.gpuBudgetUsd, 2) };
-  const ctx: Ctx = { config, input, tuning, state: previous, numbers };
 
   // Metrics missing: keep what was wanted, learn nothing, move no clock: never flap on a blind tick.
-  const loadBlind = nodes.ready > 0 && input.replicas === undefined;
-  if (input.coderRequests === undefined || loadBlind) {
+  if (input.coderRequests === undefined || (nodes.ready > 0 && input.replicas === undefined)) {
     const what = input.coderRequests === undefined ? "the gateway's request counts" : "vLLM's /metrics";
-    return { wantedNodes: previous.wantedNodes, reason: "hold-metrics-missing", message: `holding ${previous.wantedNodes} GPU node(s): ${what} could not be read this tick`, numbers: { ...numbers, wantedNodes: previous.wantedNodes, currentNodes: current }, state: previous };
+    numbers.wantedNodes = previous.wantedNodes;
+    numbers.currentNodes = current;
+    return { wantedNodes: previous.wantedNodes, reason: "hold-metrics-missing", message: `holding ${previous.wantedNodes} GPU node(s): ${what} could not be read this tick`, numbers, state: previous };
   }
 
   const requests = input.coderRequests;
-  const learned = config.predictive ? observe(previous.learned, nowMs, requests, previous.lastRequestMs, tuning) : previous.learned;
-  const lastRequestMs = requests > 0 ? nowMs : previous.lastRequestMs;
-  ctx.state = { ...previous, learned, lastRequestMs };
-  const idleSeconds = lastRequestMs === null ? Infinity : (nowMs - lastRequestMs) / 1000;
-  numbers.coderRequests = requests;
-  numbers.idleSeconds = Number.isFinite(idleSeconds) ? round(idleSeconds, 0) : -1;
-
-  if (input.pin && nowMs < input.pin.untilMs) {
-    return result(ctx, input.pin.nodes, "pinned", `pinned at ${input.pin.nodes} GPU node(s) until ${new Date(input.pin.untilMs).toISOString()}; the autoscaler leaves it alone`);
+  let learned = config.predictive ? observe(previous.learned, nowMs, requests, previous.lastRequestMs, config.coldStartSeconds, tuning) : previous.learned;
+  // Score the last prediction once its outcome is known.
+  let speculativeUntilMs = previous.speculativeUntilMs;
+  if (speculativeUntilMs !== null && (requests > 0 || nowMs >= speculativeUntilMs)) {
+    learned = scorePrediction(learned, "wake", requests > 0 && nowMs <= speculativeUntilMs, tuning);
+    speculativeUntilMs = null;
   }
+  let extending = previous.extending;
+  if (extending && requests > 0) {
+    learned = scorePrediction(learned, "keep", true, tuning);
+    extending = false;
+  }
+  const draft: Draft = {
+    learned,
+    lastRequestMs: requests > 0 ? nowMs : previous.lastRequestMs,
+    overloadSinceMs: previous.overloadSinceMs,
+    underloadSinceMs: previous.underloadSinceMs,
+    // A request ends a predicted wake's grace: from here the ordinary rules apply.
+    speculativeUntilMs,
+    predictedInGapOfMs: previous.predictedInGapOfMs,
+    predictedSlot: previous.predictedSlot,
+    extending,
+  };
+  const done = (wanted: number, reason: DecisionReason, message: string) => finish(previous, draft, input, numbers, wanted, reason, message);
+  const idleSeconds = draft.lastRequestMs === null ? Infinity : (nowMs - draft.lastRequestMs) / 1000;
+  numbers.coderRequests = requests;
+  numbers.idleSeconds = Number.isFinite(idleSeconds) ? Math.round(idleSeconds) : -1;
+
+  if (input.pin && nowMs < input.pin.untilMs) return done(input.pin.nodes, "pinned", `pinned at ${input.pin.nodes} GPU node(s) until ${new Date(input.pin.untilMs).toISOString()}; the autoscaler leaves it alone`);
 
   const inWindow = insideWindowsAt(config.windows, nowMs);
   const floor = Math.min(config.maxNodes, Math.max(config.minNodes, inWindow ? 1 : 0));
   numbers.floorNodes = floor;
-  if (input.monthToDateUsd >= config.gpuBudgetUsd) {
-    return result(ctx, config.minNodes, "budget-spent", `the month's GPU budget is spent ($${input.monthToDateUsd.toFixed(2)} of $${config.gpuBudgetUsd.toFixed(2)}): down to gpuMinNodes ${config.minNodes}; coder requests go to the fallback until the month ends or budgetUsd is raised`);
-  }
+  const floorReason: DecisionReason = inWindow && floor > config.minNodes ? "window-floor" : "floor";
+  const floorMessage = floorReason === "window-floor" ? "inside gpuWindows: keeping one GPU node" : `keeping gpuMinNodes ${floor}`;
+  const spend = `$${input.monthToDateUsd.toFixed(2)} of $${config.gpuBudgetUsd.toFixed(2)}`;
+  if (input.monthToDateUsd >= config.gpuBudgetUsd) return done(config.minNodes, "budget-spent", `the month's GPU budget is spent (${spend}): down to gpuMinNodes ${config.minNodes}; coder requests go to the fallback until the month ends or budgetUsd is raised`);
 
   if (current === 0) {
     if (requests > 0 || floor > 0) {
       const want = Math.max(1, floor);
-      if (!budgetAllows(ctx, want)) return result(ctx, floor, "budget-refuses-wake", `not waking the GPU: another hour at $${(want * config.nodeHourlyUsd).toFixed(2)}/h would pass the month's GPU budget ($${input.monthToDateUsd.toFixed(2)} of $${config.gpuBudgetUsd.toFixed(2)} spent)`);
-      if (requests > 0) return result(ctx, want, "wake-on-demand", `waking ${want} GPU node(s): ${requests} coder request(s) while off`);
-      return result(ctx, want, inWindow ? "window-floor" : "floor", inWindow ? "inside gpuWindows: keeping one GPU node" : `keeping gpuMinNodes ${floor}`);
+      if (!budgetAllows(config, input, want)) return done(floor, "budget-refuses-wake", `not waking the GPU: another hour at $${(want * config.nodeHourlyUsd).toFixed(2)}/h would pass the month's GPU budget (${spend} spent)`);
+      if (requests > 0) return done(want, "wake-on-demand", `waking ${want} GPU node(s): ${requests} coder request(s) while off`);
+      return done(want, floorReason, floorMessage);
     }
     if (config.predictive) {
-      const p = predictWake(ctx, idleSeconds);
-      numbers.slotStartChance = round(p.slotChance);
-      if (p.gapChance !== undefined) numbers.gapEndChance = round(p.gapChance);
-      if (p.wake && budgetAllows(ctx, 1)) {
-        ctx.state = {
-          ...ctx.state,
-          speculativeUntilMs: nowMs + (config.coldStartSeconds + tuning.speculativeHoldSeconds) * 1000,
-          predictedSlot: slotOf(nowMs + config.coldStartSeconds * 1000),
-          predictedInGapOfMs: ctx.state.lastRequestMs,
-        };
-        return result(ctx, 1, "wake-predicted", `waking one GPU node ahead of expected traffic: ${p.why}`);
+      const p = predictWake(config, nowMs, draft, idleSeconds, tuning);
+      numbers.trafficChance = round(p.chance);
+      numbers.burstRequests = round(draft.learned.burstRequests, 1);
+      if (p.wake && budgetAllows(config, input, 1)) {
+        // Held through the slot traffic is expected in, and a grace after it.
+        draft.predictedSlot = slotOf(nowMs + config.coldStartSeconds * 1000);
+        draft.speculativeUntilMs = ((draft.predictedSlot + 1) * SLOT_SECONDS + tuning.speculativeHoldSeconds) * 1000;
+        draft.predictedInGapOfMs = draft.lastRequestMs;
+        return done(1, "wake-predicted", `waking one GPU node ahead of expected traffic: ${p.why}`);
       }
     }
-    return result(ctx, 0, "hold", "no coder traffic: the GPU stays off");
+    return done(0, "hold", "no coder traffic: the GPU stays off");
   }
 
   // Load: (running + waiting) per ready replica against what one replica holds.
-  const inFlight = (input.replicas ?? []).reduce((sum, r) => sum + r.running + r.waiting, 0);
+  let inFlight = 0;
+  for (const r of input.replicas ?? []) inFlight += r.running + r.waiting;
   const load = nodes.ready > 0 ? inFlight / (nodes.ready * config.replicaCapacity) : 0;
-  numbers.load = round(load);
-  numbers.targetLoad = config.targetLoad;
-  numbers.requestsInFlight = inFlight;
   const over = nodes.ready > 0 && load > config.targetLoad;
   // One node fewer would still run below the target: the hysteresis band that stops flapping.
   const under = nodes.ready > 1 && load * nodes.ready < config.targetLoad * (nodes.ready - 1);
-  const state = ctx.state;
-  ctx.state = { ...state, overloadSinceMs: over ? state.overloadSinceMs ?? nowMs : null, underloadSinceMs: under ? state.underloadSinceMs ?? nowMs : null };
-  const overFor = ctx.state.overloadSinceMs === null ? 0 : (nowMs - ctx.state.overloadSinceMs) / 1000;
-  const underFor = ctx.state.underloadSinceMs === null ? 0 : (nowMs - ctx.state.underloadSinceMs) / 1000;
+  draft.overloadSinceMs = over ? previous.overloadSinceMs ?? nowMs : null;
+  draft.underloadSinceMs = under ? previous.underloadSinceMs ?? nowMs : null;
+  const overFor = draft.overloadSinceMs === null ? 0 : (nowMs - draft.overloadSinceMs) / 1000;
+  const underFor = draft.underloadSinceMs === null ? 0 : (nowMs - draft.underloadSinceMs) / 1000;
+  numbers.load = round(load);
+  numbers.targetLoad = config.targetLoad;
+  numbers.requestsInFlight = inFlight;
   numbers.overloadSeconds = overFor;
   numbers.underloadSeconds = underFor;
 
-  if (current > config.maxNodes) return result(ctx, config.maxNodes, "above-maximum", `${current} GPU nodes run, above gpuMaxNodes ${config.maxNodes}`);
+  if (current > config.maxNodes) return done(config.maxNodes, "above-maximum", `${current} GPU nodes run, above gpuMaxNodes ${config.maxNodes}`);
 
-  const quiet = keepThroughQuiet(config, ctx.state, idleSeconds, tuning);
-  const speculative = ctx.state.speculativeUntilMs !== null && nowMs < ctx.state.speculativeUntilMs;
-  numbers.idleLimitReached = quiet.keep ? 0 : 1;
-  if (quiet.gapEndChance !== undefined) numbers.gapEndChance = round(quiet.gapEndChance);
-  if (requests > 0) ctx.state = { ...ctx.state, speculativeUntilMs: null };
+  const quiet = keepThroughQuiet(config, draft.learned, nowMs, idleSeconds, tuning);
+  const speculative = draft.speculativeUntilMs !== null && nowMs < draft.speculativeUntilMs;
+  if (quiet.chance !== undefined) numbers.trafficChance = round(quiet.chance);
+  if (quiet.keep && idleSeconds >= config.idleSeconds && config.predictive) draft.extending = true;
   if (!quiet.keep && !speculative && inFlight === 0 && floor < current) {
-    const limit = config.predictive ? "the gaps seen lately say this quiet spell will last" : `gpuIdleMinutes ${config.idleSeconds / 60}`;
-    return result(ctx, floor, "idle", `no coder request for ${Math.round(idleSeconds / 60)} min (${limit}): down to ${floor} GPU node(s)`);
+    if (draft.extending) {
+      draft.learned = scorePrediction(draft.learned, "keep", false, tuning);
+      draft.extending = false;
+    }
+    const limit = config.predictive ? "the gaps seen lately say this quiet spell will outlast a restart" : `gpuIdleMinutes ${config.idleSeconds / 60}`;
+    return done(floor, "idle", `no coder request for ${Math.round(idleSeconds / 60)} min (${limit}): down to ${floor} GPU node(s)`);
   }
 
   if (overFor >= SCALE_UP_WINDOW_SECONDS && current < config.maxNodes && nodes.starting === 0) {
-    if (!budgetAllows(ctx, current + 1)) return result(ctx, current, "budget-refuses-scale-up", `load ${Math.round(load * 100)}% above ${Math.round(config.targetLoad * 100)}% for ${overFor} s, but another node's hour would pass the month's GPU budget`);
-    return result(ctx, current + 1, "scale-up", `load ${Math.round(load * 100)}% of ${nodes.ready} replica(s) above ${Math.round(config.targetLoad * 100)}% for ${overFor} s: adding a GPU node`);
+    if (!budgetAllows(config, input, current + 1)) return done(current, "budget-refuses-scale-up", `load ${pct(load)} above ${pct(config.targetLoad)} for ${overFor} s, but another node's hour would pass the month's GPU budget (${spend} spent)`);
+    return done(current + 1, "scale-up", `load ${pct(load)} of ${nodes.ready} replica(s) above ${pct(config.targetLoad)} for ${overFor} s: adding a GPU node`);
   }
   const settled = previous.lastChangeMs === null || (nowMs - previous.lastChangeMs) / 1000 >= SCALE_DOWN_DELAY_SECONDS;
   if (underFor >= SCALE_DOWN_DELAY_SECONDS && settled && current > Math.max(1, floor)) {
-    return result(ctx, current - 1, "scale-down", `load ${Math.round(load * 100)}% of ${nodes.ready} replicas fits ${nodes.ready - 1} below ${Math.round(config.targetLoad * 100)}% for ${underFor} s: removing a GPU node (it drains first)`);
+    return done(current - 1, "scale-down", `load ${pct(load)} of ${nodes.ready} replicas fits ${nodes.ready - 1} below ${pct(config.targetLoad)} for ${underFor} s: removing a GPU node (it drains first)`);
   }
-  if (current < floor) return result(ctx, floor, inWindow ? "window-floor" : "floor", inWindow ? "inside gpuWindows: keeping one GPU node" : `keeping gpuMinNodes ${floor}`);
-  return result(ctx, current, "hold", `${current} GPU node(s), load ${Math.round(load * 100)}%`);
+  if (current < floor) return done(floor, floorReason, floorMessage);
+  return done(current, "hold", `${current} GPU node(s), load ${pct(load)}`);
 }

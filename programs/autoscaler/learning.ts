@@ -20,16 +20,16 @@ export interface LearningTuning {
   readonly gapHistory: number;
   /** Fewer recorded gaps than this longer than the current quiet spell: fall back to gpuIdleMinutes. */
   readonly minGapSamples: number;
-  /** Stay on while the gaps seen say the quiet spell ends within a restart's cost with at least this probability. */
-  readonly keepOnProbability: number;
-  /** Wake while off when the gaps seen say traffic returns within a cold start with at least this probability. */
-  readonly wakeOnGapProbability: number;
-  /** Wake ahead of a time-of-day slot where traffic started on at least this share of days (smoothed over the neighbours). */
-  readonly wakeOnSlotProbability: number;
+  /**
+   * What serving one request on the GPU instead of the fallback is worth, in node-seconds of GPU
+   * time. It prices the requests a cold start would miss (those seen in the first cold start of
+   * recent bursts) against the GPU time a keep-on or an early wake costs; the only knob of the
+   * predictive rule.
+   */
+  readonly requestValueNodeSeconds: number;
   /** A predicted wake holds the node this long past its expected start without a request. */
   readonly speculativeHoldSeconds: number;
-  /** The learned idle time stays within [idle / idleFloorDivisor, idle x idleCeilingFactor] of gpuIdleMinutes. */
-  readonly idleFloorDivisor: number;
+  /** The learned idle time runs from gpuIdleMinutes up to gpuIdleMinutes x idleCeilingFactor: learning only ever keeps the node longer. */
   readonly idleCeilingFactor: number;
 }
 
@@ -39,11 +39,8 @@ export const LEARNING_DEFAULTS: LearningTuning = {
   minGapSeconds: 60,
   gapHistory: 64,
   minGapSamples: 4,
-  keepOnProbability: 0.4,
-  wakeOnGapProbability: 0.5,
-  wakeOnSlotProbability: 0.4,
+  requestValueNodeSeconds: 45,
   speculativeHoldSeconds: 900,
-  idleFloorDivisor: 4,
   idleCeilingFactor: 6,
 };
 
@@ -56,7 +53,19 @@ export function emptyLearned(): LearnedTraffic {
     slotActive: false,
     slotStarted: false,
     gapsSeconds: [],
+    burstRequests: 0,
+    burstsSeen: 0,
+    countingUntilMs: null,
+    countingRequests: 0,
+    wakeHitRate: 0.5,
+    keepHitRate: 0.5,
   };
+}
+
+/** Records whether a prediction came true. */
+export function scorePrediction(l: LearnedTraffic, kind: "wake" | "keep", hit: boolean, tuning: LearningTuning = LEARNING_DEFAULTS): LearnedTraffic {
+  const w = tuning.dayWeight;
+  return kind === "wake" ? { ...l, wakeHitRate: l.wakeHitRate + w * ((hit ? 1 : 0) - l.wakeHitRate) } : { ...l, keepHitRate: l.keepHitRate + w * ((hit ? 1 : 0) - l.keepHitRate) };
 }
 
 export const slotOf = (ms: number): number => Math.floor(ms / 1000 / SLOT_SECONDS);
@@ -77,18 +86,26 @@ function closeSlot(l: LearnedTraffic, weight: number): LearnedTraffic {
  * A slot the controller did not watch (it was down) is left as it was: absence of data is not
  * absence of traffic.
  */
-export function observe(l: LearnedTraffic, nowMs: number, requests: number, lastRequestMs: number | null, tuning: LearningTuning = LEARNING_DEFAULTS): LearnedTraffic {
+export function observe(l: LearnedTraffic, nowMs: number, requests: number, lastRequestMs: number | null, coldStartSeconds: number, tuning: LearningTuning = LEARNING_DEFAULTS): LearnedTraffic {
   const slot = slotOf(nowMs);
   let next = l;
   if (l.slot !== slot) {
     next = l.slot !== null && slot === l.slot + 1 ? closeSlot(l, tuning.dayWeight) : l;
     next = { ...next, slot, slotActive: false, slotStarted: false };
   }
+  // A burst's first cold start: how many requests a wake on demand would have sent to the fallback.
+  if (next.countingUntilMs !== null && nowMs > next.countingUntilMs) {
+    const burstsSeen = next.burstsSeen + 1;
+    const weight = Math.max(tuning.dayWeight, 1 / burstsSeen);
+    next = { ...next, burstRequests: next.burstRequests + weight * (next.countingRequests - next.burstRequests), burstsSeen, countingUntilMs: null, countingRequests: 0 };
+  }
   if (requests <= 0) return next;
   const gapSeconds = lastRequestMs === null ? Infinity : (nowMs - lastRequestMs) / 1000;
   const started = gapSeconds >= tuning.startGapSeconds;
   const keepGap = Number.isFinite(gapSeconds) && gapSeconds >= tuning.minGapSeconds;
-  // Continuous traffic in a slot already marked: nothing to record, and no new object.
+  if (started) next = { ...next, countingUntilMs: nowMs + coldStartSeconds * 1000, countingRequests: requests };
+  else if (next.countingUntilMs !== null) next = { ...next, countingRequests: next.countingRequests + requests };
+  // Continuous traffic in a slot already marked: nothing more to record.
   if (next.slotActive && !keepGap && (!started || next.slotStarted)) return next;
   const gapsSeconds = keepGap ? [...next.gapsSeconds.slice(-(tuning.gapHistory - 1)), gapSeconds] : next.gapsSeconds;
   return { ...next, slotActive: true, slotStarted: next.slotStarted || started, gapsSeconds };
@@ -107,6 +124,11 @@ export function gapEndsWithin(gaps: readonly number[], elapsedSeconds: number, h
     if (g <= elapsedSeconds + horizonSeconds) endedSoon++;
   }
   return longer >= minSamples ? endedSoon / longer : undefined;
+}
+
+/** How often the slot holding `atMs` had coder traffic. */
+export function activeLikelihood(l: LearnedTraffic, atMs: number): number {
+  return l.daysSeen < 1 ? 0 : l.activeBySlot[slotOfDay(slotOf(atMs))];
 }
 
 /** How often traffic started around the slot holding `atMs` (that slot, half of each neighbour), capped at 1. */

@@ -90,6 +90,19 @@ export interface LearnedTraffic {
   readonly slotStarted: boolean;
   /** The latest quiet gaps between coder requests, seconds (the newest last). */
   readonly gapsSeconds: readonly number[];
+  /** Requests in a burst's first cold start (exponentially weighted over bursts): what a late wake loses. */
+  readonly burstRequests: number;
+  readonly burstsSeen: number;
+  /** Counting the current burst's first cold start until then. */
+  readonly countingUntilMs: number | null;
+  readonly countingRequests: number;
+  /**
+   * How often the predictive rule was right lately (exponentially weighted, 0..1): a wake ahead
+   * that met traffic before its hold ran out, a keep-on past gpuIdleMinutes that traffic ended.
+   * The rule never trusts its own estimate more than its record.
+   */
+  readonly wakeHitRate: number;
+  readonly keepHitRate: number;
 }
 
 export interface AutoscalerState {
@@ -106,5 +119,7 @@ export interface AutoscalerState {
   readonly predictedInGapOfMs: number | null;
   /** The absolute slot a time-of-day predicted wake was made for: one per slot. */
   readonly predictedSlot: number | null;
+  /** The node is being kept past gpuIdleMinutes on the predictive rule's word. */
+  readonly extending: boolean;
   readonly learned: LearnedTraffic;
 }

@@ -5,7 +5,8 @@ import type { Trace } from "./traces";
  *
  * Model (README "Autoscaling economics" states it for users):
  * - A wanted node count differing from the actual one starts one change through the deploy
- *   pipeline; while a change is in flight no other starts (the stack lock). Adding nodes: the
+ *   pipeline; while a change is in flight no other starts (the stack lock). The pipeline acts on
+ *   the latest wanted count, so a removal is called off while its node is still in the routes. Adding nodes: the
  *   droplet exists (and bills) `pipelineSeconds` after the request and takes traffic
  *   `coldStartSeconds` after it; the change holds the lock for `changeSeconds`. Removing a node:
  *   it leaves the routes `pipelineSeconds` later, finishes what it holds, then is destroyed
@@ -219,7 +220,19 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
     const view: TickView = { t, nowMs: trace.startMs + t * 1000, ready, starting, draining, changeInFlight, coderRequests: requests, replicas, monthToDateUsd: monthSpend };
     const wanted = Math.max(0, Math.min(model.maxNodes, Math.round(controller(view))));
     const active = alive.filter((node) => node.routedOutAt === Infinity);
-    if (changeInFlight || wanted === active.length) continue;
+    // The pipeline acts on the latest wanted count: a removal whose node is still in the routes is called off.
+    if (wanted > active.length) {
+      for (const node of alive) {
+        if (active.length >= wanted) break;
+        if (node.routedOutAt !== Infinity && node.routedOutAt > t) {
+          node.routedOutAt = Infinity;
+          active.push(node);
+          scaleEvents--;
+        }
+      }
+    }
+    const lockHeld = t < createUntil || alive.some((node) => node.routedOutAt !== Infinity);
+    if (lockHeld || wanted === active.length) continue;
     if (wanted > active.length) {
       for (let k = active.length; k < wanted; k++) {
         alive.push({ requestedAt: t, createdAt: t + model.pipelineSeconds, readyAt: t + model.coldStartSeconds, routedOutAt: Infinity, destroyAt: Infinity, freeAt: 0, done: new Float64Array(64), head: 0, tail: 0 });

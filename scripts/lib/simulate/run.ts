@@ -8,7 +8,7 @@ import { formatProblem, HubConfig, loadHubConfig, PROJECT, readStackFile } from 
 import { oracle } from "./oracle";
 import { alwaysOn, decisionController, reactiveConfig, scheduled, SEED_MONTHLY_SCHEDULE, seedMonthly } from "./policies";
 import { PolicyRun, replay, ReplayModel } from "./replay";
-import { readTrace, Trace, TraceFormat } from "./traces";
+import { readTrace, sliceDays, Trace, TraceFormat } from "./traces";
 
 export const PROJECT_ROOT = path.resolve(__dirname, "../../..");
 export const TICK_SECONDS = 15;
@@ -34,6 +34,8 @@ export interface SimulateOptions {
   readonly seed?: number;
   readonly startMs?: number;
   readonly rateScale?: number;
+  /** Replay only days from..to (inclusive). */
+  readonly days?: { readonly from: number; readonly to: number };
   readonly serving?: ServingOverrides;
   readonly sweep?: boolean;
   readonly tuning?: LearningTuning;
@@ -118,13 +120,15 @@ export function simulate(options: SimulateOptions): Simulation {
   const policy = policyConfig(hub, model);
   if (!existsSync(options.tracePath)) throw new SimulateInputError([`--trace ${options.tracePath}: no such file`]);
   const text = readFileSync(options.tracePath, "utf8");
-  const trace = readTrace(text, options.tracePath, options.format, {
+  const whole = readTrace(text, options.tracePath, options.format, {
     seed: options.seed ?? 1,
     startMs: options.startMs,
     typicalInputTokens: model.replica.typicalInputTokens,
     typicalOutputTokens: model.replica.typicalOutputTokens,
     rateScale: options.rateScale,
   });
+  const trace = options.days ? sliceDays(whole, options.days.from, options.days.to) : whole;
+  if (!trace) throw new SimulateInputError([`--days ${options.days!.from}-${options.days!.to}: the trace has no request on those days`]);
   const replayModel = replayModelFor(hub, model, policy);
   const began = process.hrtime.bigint();
   const policies = runPolicies(trace, policy, replayModel, options.tuning);

@@ -255,6 +255,30 @@ export function readServegen(text: string, file: string, options: ReadOptions): 
   };
 }
 
+/**
+ * Days `from`..`to` (inclusive, counted from t = 0 for a rate series, from the first request
+ * otherwise): for replaying part of a trace, e.g. a held-out week.
+ */
+export function sliceDays(trace: Trace, from: number, to: number): Trace | undefined {
+  const origin = trace.format === "servegen" ? 0 : trace.arrivals[0];
+  const lo = origin + from * 86400;
+  const hi = origin + (to + 1) * 86400;
+  let a = 0;
+  while (a < trace.arrivals.length && trace.arrivals[a] < lo) a++;
+  let b = a;
+  while (b < trace.arrivals.length && trace.arrivals[b] < hi) b++;
+  if (b === a) return undefined;
+  return {
+    ...trace,
+    beginSeconds: trace.format === "servegen" ? lo : trace.arrivals[a],
+    endSeconds: Math.min(trace.endSeconds, hi),
+    arrivals: trace.arrivals.slice(a, b),
+    inputTokens: trace.inputTokens.slice(a, b),
+    outputTokens: trace.outputTokens.slice(a, b),
+    notes: [...trace.notes, `days ${from}-${to} only`],
+  };
+}
+
 export function readTrace(text: string, file: string, format: TraceFormat | undefined, options: ReadOptions): Trace {
   const chosen = format ?? detectFormat(file, text.slice(0, text.indexOf("\n") >= 0 ? text.indexOf("\n") : undefined));
   if (chosen === "azure") return readAzure(text, file, options);
