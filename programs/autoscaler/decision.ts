@@ -14,6 +14,14 @@ export const SCALE_UP_WINDOW_SECONDS = 60;
 export const SCALE_DOWN_DELAY_SECONDS = 600;
 /** The spend guard refuses a wake or a scale-up whose next hour would pass the GPU budget. */
 export const BUDGET_LOOKAHEAD_HOURS = 1;
+/** The predictive rule's spending is measured over the last few days (3-day half-life). */
+const SPEND_MEMORY_SECONDS = (3 * 86400) / Math.LN2;
+/** A gap in ticks longer than this (a restart) counts as this much. */
+const MAX_TICK_SECONDS = 300;
+
+/** Whether the predictive rule may spend more GPU time now: within its share of the GPU time lately. */
+export const mayPredict = (config: PolicyConfig, nodeSeconds: number, speculativeNodeSeconds: number, tuning: LearningTuning): boolean =>
+  config.predictive && speculativeNodeSeconds <= tuning.speculativeShare * nodeSeconds;
 
 export function initialState(wantedNodes = 0): AutoscalerState {
   return {
@@ -27,6 +35,9 @@ export function initialState(wantedNodes = 0): AutoscalerState {
     predictedInGapOfMs: null,
     predictedSlot: null,
     extending: false,
+    nodeSeconds: 0,
+    speculativeNodeSeconds: 0,
+    lastTickMs: null,
     learned: emptyLearned(),
   };
 }
@@ -99,6 +110,8 @@ interface Draft {
   predictedInGapOfMs: number | null;
   predictedSlot: number | null;
   extending: boolean;
+  nodeSeconds: number;
+  speculativeNodeSeconds: number;
 }
 
 function finish(previous: AutoscalerState, draft: Draft, input: TickInput, numbers: Record<string, number>, wantedNodes: number, reason: DecisionReason, message: string): Decision {
@@ -118,6 +131,9 @@ function finish(previous: AutoscalerState, draft: Draft, input: TickInput, numbe
     predictedInGapOfMs: draft.predictedInGapOfMs,
     predictedSlot: draft.predictedSlot,
     extending: draft.extending,
+    nodeSeconds: draft.nodeSeconds,
+    speculativeNodeSeconds: draft.speculativeNodeSeconds,
+    lastTickMs: input.nowMs,
     learned: draft.learned,
   };
   return { wantedNodes, reason, message, numbers, state };
@@ -165,16 +181,26 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
   let learned = config.predictive ? observe(previous.learned, nowMs, requests, previous.lastRequestMs, config.coldStartSeconds, tuning) : previous.learned;
   // Score the last prediction once its outcome is known.
   let speculativeUntilMs = previous.speculativeUntilMs;
+  // A wake ahead was right if traffic came while its node was ready (traffic during its cold start came too soon to help).
   if (speculativeUntilMs !== null && (requests > 0 || nowMs >= speculativeUntilMs)) {
-    learned = scorePrediction(learned, "wake", requests > 0 && nowMs <= speculativeUntilMs, tuning);
+    learned = scorePrediction(learned, "wake", requests > 0 && nowMs <= speculativeUntilMs && nodes.ready > 0, tuning);
     speculativeUntilMs = null;
   }
+  // A keep-on was right if traffic came back before the extension cost more than a restart.
   let extending = previous.extending;
   if (extending && requests > 0) {
-    learned = scorePrediction(learned, "keep", true, tuning);
+    const extendedSeconds = previous.lastRequestMs === null ? Infinity : (nowMs - previous.lastRequestMs) / 1000 - config.idleSeconds;
+    learned = scorePrediction(learned, "keep", extendedSeconds <= config.restartCostSeconds, tuning);
     extending = false;
   }
+  // The GPU time since the last tick, and how much of it the predictive rule is responsible for.
+  const tickSeconds = previous.lastTickMs === null ? 0 : Math.min(MAX_TICK_SECONDS, Math.max(0, (nowMs - previous.lastTickMs) / 1000));
+  const decay = Math.exp(-tickSeconds / SPEND_MEMORY_SECONDS);
+  const nodeTime = tickSeconds * current;
+  const speculativeNow = previous.extending || (previous.speculativeUntilMs !== null && nowMs <= previous.speculativeUntilMs);
   const draft: Draft = {
+    nodeSeconds: previous.nodeSeconds * decay + nodeTime,
+    speculativeNodeSeconds: previous.speculativeNodeSeconds * decay + (speculativeNow ? nodeTime : 0),
     learned,
     lastRequestMs: requests > 0 ? nowMs : previous.lastRequestMs,
     overloadSinceMs: previous.overloadSinceMs,
@@ -207,7 +233,7 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
       if (requests > 0) return done(want, "wake-on-demand", `waking ${want} GPU node(s): ${requests} coder request(s) while off`);
       return done(want, floorReason, floorMessage);
     }
-    if (config.predictive) {
+    if (mayPredict(config, draft.nodeSeconds, draft.speculativeNodeSeconds, tuning)) {
       const p = predictWake(config, nowMs, draft, idleSeconds, tuning);
       numbers.trafficChance = round(p.chance);
       numbers.burstRequests = round(draft.learned.burstRequests, 1);
@@ -241,7 +267,7 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
 
   if (current > config.maxNodes) return done(config.maxNodes, "above-maximum", `${current} GPU nodes run, above gpuMaxNodes ${config.maxNodes}`);
 
-  const quiet = keepThroughQuiet(config, draft.learned, nowMs, idleSeconds, tuning);
+  const quiet = mayPredict(config, draft.nodeSeconds, draft.speculativeNodeSeconds, tuning) ? keepThroughQuiet(config, draft.learned, nowMs, idleSeconds, tuning) : keepThroughQuiet({ ...config, predictive: false }, draft.learned, nowMs, idleSeconds, tuning);
   const speculative = draft.speculativeUntilMs !== null && nowMs < draft.speculativeUntilMs;
   if (quiet.chance !== undefined) numbers.trafficChance = round(quiet.chance);
   if (quiet.keep && idleSeconds >= config.idleSeconds && config.predictive) draft.extending = true;

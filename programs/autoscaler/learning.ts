@@ -27,6 +27,8 @@ export interface LearningTuning {
    * predictive rule.
    */
   readonly requestValueNodeSeconds: number;
+  /** The most of the GPU time lately the predictive rule may add, as a share of all of it. */
+  readonly speculativeShare: number;
   /** A predicted wake holds the node this long past its expected start without a request. */
   readonly speculativeHoldSeconds: number;
   /** The learned idle time runs from gpuIdleMinutes up to gpuIdleMinutes x idleCeilingFactor: learning only ever keeps the node longer. */
@@ -39,7 +41,8 @@ export const LEARNING_DEFAULTS: LearningTuning = {
   minGapSeconds: 60,
   gapHistory: 64,
   minGapSamples: 4,
-  requestValueNodeSeconds: 45,
+  requestValueNodeSeconds: 90,
+  speculativeShare: 0.2,
   speculativeHoldSeconds: 900,
   idleCeilingFactor: 6,
 };

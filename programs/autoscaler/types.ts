@@ -121,5 +121,13 @@ export interface AutoscalerState {
   readonly predictedSlot: number | null;
   /** The node is being kept past gpuIdleMinutes on the predictive rule's word. */
   readonly extending: boolean;
+  /**
+   * GPU node-seconds lately (exponentially decayed, half-life 3 days): all of them, and those the
+   * predictive rule added (kept past gpuIdleMinutes, or woken ahead and not yet used). The rule
+   * may add at most `speculativeShare` of the total: its spending has a ceiling whatever it believes.
+   */
+  readonly nodeSeconds: number;
+  readonly speculativeNodeSeconds: number;
+  readonly lastTickMs: number | null;
   readonly learned: LearnedTraffic;
 }
