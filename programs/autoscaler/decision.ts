@@ -19,9 +19,9 @@ const SPEND_MEMORY_SECONDS = (3 * 86400) / Math.LN2;
 /** A gap in ticks longer than this (a restart) counts as this much. */
 const MAX_TICK_SECONDS = 300;
 
-/** Whether the predictive rule may spend more GPU time now: within its share of the GPU time lately. */
-export const mayPredict = (config: PolicyConfig, nodeSeconds: number, speculativeNodeSeconds: number, tuning: LearningTuning): boolean =>
-  config.predictive && speculativeNodeSeconds <= tuning.speculativeShare * nodeSeconds;
+/** Whether the predictive rule may spend more GPU time now: what it wasted lately is within its share of the GPU time. */
+export const mayPredict = (config: PolicyConfig, nodeSeconds: number, wastedNodeSeconds: number, tuning: LearningTuning): boolean =>
+  config.predictive && wastedNodeSeconds <= tuning.speculativeShare * nodeSeconds;
 
 export function initialState(wantedNodes = 0): AutoscalerState {
   return {
@@ -37,6 +37,7 @@ export function initialState(wantedNodes = 0): AutoscalerState {
     extending: false,
     nodeSeconds: 0,
     speculativeNodeSeconds: 0,
+    pendingNodeSeconds: 0,
     lastTickMs: null,
     learned: emptyLearned(),
   };
@@ -112,6 +113,7 @@ interface Draft {
   extending: boolean;
   nodeSeconds: number;
   speculativeNodeSeconds: number;
+  pendingNodeSeconds: number;
 }
 
 function finish(previous: AutoscalerState, draft: Draft, input: TickInput, numbers: Record<string, number>, wantedNodes: number, reason: DecisionReason, message: string): Decision {
@@ -133,6 +135,7 @@ function finish(previous: AutoscalerState, draft: Draft, input: TickInput, numbe
     extending: draft.extending,
     nodeSeconds: draft.nodeSeconds,
     speculativeNodeSeconds: draft.speculativeNodeSeconds,
+    pendingNodeSeconds: draft.pendingNodeSeconds,
     lastTickMs: input.nowMs,
     learned: draft.learned,
   };
@@ -179,28 +182,36 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
 
   const requests = input.coderRequests;
   let learned = config.predictive ? observe(previous.learned, nowMs, requests, previous.lastRequestMs, config.coldStartSeconds, tuning) : previous.learned;
-  // Score the last prediction once its outcome is known.
-  let speculativeUntilMs = previous.speculativeUntilMs;
+  // The GPU time since the last tick; while a prediction is out, its time is pending.
+  const tickSeconds = previous.lastTickMs === null ? 0 : Math.min(MAX_TICK_SECONDS, Math.max(0, (nowMs - previous.lastTickMs) / 1000));
+  const decay = Math.exp(-tickSeconds / SPEND_MEMORY_SECONDS);
+  const nodeTime = tickSeconds * current;
+  const predicting = previous.extending || (previous.speculativeUntilMs !== null && nowMs <= previous.speculativeUntilMs);
+  let pending = previous.pendingNodeSeconds + (predicting ? nodeTime : 0);
+  let wasted = previous.speculativeNodeSeconds * decay;
+  // Score the last prediction once its outcome is known; a miss charges its time as wasted.
+  const settle = (kind: "wake" | "keep", hit: boolean) => {
+    learned = scorePrediction(learned, kind, hit, tuning);
+    if (!hit) wasted += pending;
+    pending = 0;
+  };
   // A wake ahead was right if traffic came while its node was ready (traffic during its cold start came too soon to help).
+  let speculativeUntilMs = previous.speculativeUntilMs;
   if (speculativeUntilMs !== null && (requests > 0 || nowMs >= speculativeUntilMs)) {
-    learned = scorePrediction(learned, "wake", requests > 0 && nowMs <= speculativeUntilMs && nodes.ready > 0, tuning);
+    settle("wake", requests > 0 && nowMs <= speculativeUntilMs && nodes.ready > 0);
     speculativeUntilMs = null;
   }
   // A keep-on was right if traffic came back before the extension cost more than a restart.
   let extending = previous.extending;
   if (extending && requests > 0) {
     const extendedSeconds = previous.lastRequestMs === null ? Infinity : (nowMs - previous.lastRequestMs) / 1000 - config.idleSeconds;
-    learned = scorePrediction(learned, "keep", extendedSeconds <= config.restartCostSeconds, tuning);
+    settle("keep", extendedSeconds <= config.restartCostSeconds);
     extending = false;
   }
-  // The GPU time since the last tick, and how much of it the predictive rule is responsible for.
-  const tickSeconds = previous.lastTickMs === null ? 0 : Math.min(MAX_TICK_SECONDS, Math.max(0, (nowMs - previous.lastTickMs) / 1000));
-  const decay = Math.exp(-tickSeconds / SPEND_MEMORY_SECONDS);
-  const nodeTime = tickSeconds * current;
-  const speculativeNow = previous.extending || (previous.speculativeUntilMs !== null && nowMs <= previous.speculativeUntilMs);
   const draft: Draft = {
     nodeSeconds: previous.nodeSeconds * decay + nodeTime,
-    speculativeNodeSeconds: previous.speculativeNodeSeconds * decay + (speculativeNow ? nodeTime : 0),
+    speculativeNodeSeconds: wasted,
+    pendingNodeSeconds: pending,
     learned,
     lastRequestMs: requests > 0 ? nowMs : previous.lastRequestMs,
     overloadSinceMs: previous.overloadSinceMs,
@@ -270,10 +281,12 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
   const quiet = mayPredict(config, draft.nodeSeconds, draft.speculativeNodeSeconds, tuning) ? keepThroughQuiet(config, draft.learned, nowMs, idleSeconds, tuning) : keepThroughQuiet({ ...config, predictive: false }, draft.learned, nowMs, idleSeconds, tuning);
   const speculative = draft.speculativeUntilMs !== null && nowMs < draft.speculativeUntilMs;
   if (quiet.chance !== undefined) numbers.trafficChance = round(quiet.chance);
-  if (quiet.keep && idleSeconds >= config.idleSeconds && config.predictive) draft.extending = true;
+  if (quiet.keep && idleSeconds >= config.idleSeconds && config.predictive && floor < current) draft.extending = true;
   if (!quiet.keep && !speculative && inFlight === 0 && floor < current) {
     if (draft.extending) {
       draft.learned = scorePrediction(draft.learned, "keep", false, tuning);
+      draft.speculativeNodeSeconds += draft.pendingNodeSeconds;
+      draft.pendingNodeSeconds = 0;
       draft.extending = false;
     }
     const limit = config.predictive ? "the gaps seen lately say this quiet spell will outlast a restart" : `gpuIdleMinutes ${config.idleSeconds / 60}`;

@@ -42,7 +42,7 @@ export const LEARNING_DEFAULTS: LearningTuning = {
   gapHistory: 64,
   minGapSamples: 4,
   requestValueNodeSeconds: 90,
-  speculativeShare: 0.2,
+  speculativeShare: 0.1,
   speculativeHoldSeconds: 900,
   idleCeilingFactor: 6,
 };

@@ -123,11 +123,13 @@ export interface AutoscalerState {
   readonly extending: boolean;
   /**
    * GPU node-seconds lately (exponentially decayed, half-life 3 days): all of them, and those the
-   * predictive rule added (kept past gpuIdleMinutes, or woken ahead and not yet used). The rule
-   * may add at most `speculativeShare` of the total: its spending has a ceiling whatever it believes.
+   * predictive rule wasted (kept past gpuIdleMinutes or woken ahead, and no traffic came in time).
+   * Wasted time may be at most `speculativeShare` of the total: the rule's spending has a ceiling
+   * whatever it believes. `pendingNodeSeconds` is the current prediction's time, charged if it misses.
    */
   readonly nodeSeconds: number;
   readonly speculativeNodeSeconds: number;
+  readonly pendingNodeSeconds: number;
   readonly lastTickMs: number | null;
   readonly learned: LearnedTraffic;
 }
