@@ -29,6 +29,11 @@ export function bestIdle(sim: Simulation): { idleMinutes: number; costUsd: numbe
   return sim.sweep.reduce<Simulation["sweep"][number] | undefined>((best, s) => (best === undefined || s.costUsd < best.costUsd ? s : best), undefined);
 }
 
+/** The cheapest reactive idle time that still serves the target share on the GPU, if any does. */
+export function cheapestIdleAtTarget(sim: Simulation): { idleMinutes: number; costUsd: number; gpuShare: number } | undefined {
+  return sim.sweep.filter((s) => s.gpuShare >= TARGET.gpuShare).reduce<Simulation["sweep"][number] | undefined>((best, s) => (best === undefined || s.costUsd < best.costUsd ? s : best), undefined);
+}
+
 export function targetCheck(sim: Simulation): { costRatio: number; gpuShare: number; met: boolean } | undefined {
   const auto = sim.policies.find((p) => p.name === "autoscaler");
   const best = sim.policies.find((p) => p.name === "oracle");
@@ -63,8 +68,10 @@ export function jsonDocument(sim: Simulation): unknown {
     policies: sim.policies.map(policyEntry),
     idleSweep: sim.sweep.map((s) => ({ idleMinutes: s.idleMinutes, costUsd: r(s.costUsd, 2), gpuShare: r(s.gpuShare, 4) })),
     cheapestIdleMinutes: bestIdle(sim)?.idleMinutes ?? null,
+    cheapestIdleMinutesAtTargetShare: cheapestIdleAtTarget(sim)?.idleMinutes ?? null,
     target: targetCheck(sim) ?? null,
     replaySeconds: r(sim.replaySeconds, 3),
+    sweepSeconds: r(sim.sweepSeconds, 3),
   };
 }
 
@@ -97,9 +104,11 @@ export function humanReport(sim: Simulation): string {
     out.push("");
     out.push(`Reactive idle-time sweep (cost / share on GPU): ${sim.sweep.map((s) => `${s.idleMinutes} min ${usd(s.costUsd)} ${pct(s.gpuShare)}`).join(", ")}`);
     out.push(`Cheapest idle time for this trace: ${best.idleMinutes} min (${usd(best.costUsd)}, ${pct(best.gpuShare)} on the GPU)`);
+    const atTarget = cheapestIdleAtTarget(sim);
+    out.push(atTarget ? `Cheapest idle time keeping ${pct(TARGET.gpuShare)} on the GPU: ${atTarget.idleMinutes} min (${usd(atTarget.costUsd)}, ${pct(atTarget.gpuShare)})` : `No idle time in the sweep keeps ${pct(TARGET.gpuShare)} of requests on the GPU: what arrives during cold starts binds, not the idle time`);
   }
   const target = targetCheck(sim);
   if (target) out.push(`Target (cost <= ${TARGET.costRatio} x oracle, >= ${pct(TARGET.gpuShare)} on GPU): autoscaler ${target.costRatio.toFixed(3)} x oracle, ${pct(target.gpuShare)} on GPU: ${target.met ? "met" : "not met"}`);
-  out.push(`(costs are GPU droplets only; the CPU node and volumes bill the same under every policy. Replayed in ${sim.replaySeconds.toFixed(2)} s.)`);
+  out.push(`(costs are GPU droplets only; the CPU node and volumes bill the same under every policy. Replayed ${sim.policies.length} policies in ${sim.replaySeconds.toFixed(2)} s${sim.sweep.length ? `, the ${sim.sweep.length}-point sweep in ${sim.sweepSeconds.toFixed(2)} s` : ""}.)`);
   return out.join("\n");
 }

@@ -51,7 +51,9 @@ export interface Simulation {
   readonly policy: PolicyConfig;
   readonly policies: readonly PolicyRun[];
   readonly sweep: readonly { readonly idleMinutes: number; readonly costUsd: number; readonly gpuShare: number }[];
+  /** Wall time of the policies' replay, and of the idle sweep: the simulator's own speed. */
   readonly replaySeconds: number;
+  readonly sweepSeconds: number;
 }
 
 /** "900s" → 900. */
@@ -132,9 +134,11 @@ export function simulate(options: SimulateOptions): Simulation {
   const replayModel = replayModelFor(hub, model, policy);
   const began = process.hrtime.bigint();
   const policies = runPolicies(trace, policy, replayModel, options.tuning);
+  const replayed = process.hrtime.bigint();
   const sweep = options.sweep === false ? [] : idleSweep(trace, policy, replayModel);
-  const replaySeconds = Number(process.hrtime.bigint() - began) / 1e9;
-  return { stack: options.stack, hub, trace, tracePath: options.tracePath, model, replayModel, policy, policies, sweep, replaySeconds };
+  const replaySeconds = Number(replayed - began) / 1e9;
+  const sweepSeconds = Number(process.hrtime.bigint() - replayed) / 1e9;
+  return { stack: options.stack, hub, trace, tracePath: options.tracePath, model, replayModel, policy, policies, sweep, replaySeconds, sweepSeconds };
 }
 
 export { SEED_MONTHLY_SCHEDULE };
