@@ -232,7 +232,7 @@ describe("autoscaler learning", () => {
     expect(predicted.length).toBeGreaterThanOrEqual(3);
     // Woken at least a cold start (15 min) before 07:00, on the days after it learned.
     for (const p of predicted) expect(p.at <= "06:45:00", JSON.stringify(p)).toBe(true);
-    expect(log.filter((l) => l.day >= 3 && l.reason === "wake-on-demand")).toEqual([]);
+    expect(log.filter((l) => l.day >= 2 && l.reason === "wake-on-demand")).toEqual([]);
   });
 
   it("the learned state is plain data: a JSON round trip decides the same", () => {

@@ -6,9 +6,9 @@ import { LearnedTraffic, SLOT_SECONDS, SLOTS_PER_DAY } from "./types";
  * the latest quiet gaps between requests. Pure functions over plain data; the state is returned,
  * never mutated.
  *
- * The constants were chosen on two of the shared traces' first week only (ServeGen clients 36
- * and 139, days 0-6; README "Autoscaling economics" gives the procedure) and are reported on
- * the rest. They are a tuning, not a fit to the figures.
+ * The constants were chosen on 20 ServeGen m-large clients drawn at random from the upstream
+ * data set (none of the four shared ones) and are reported on 20 other clients and on the
+ * shared traces (README "Autoscaling economics" gives the procedure and the figures).
  */
 export interface LearningTuning {
   /** Weight of the newest day in the per-slot averages (0.3: a pattern fades after ~3 quiet days). */
@@ -18,7 +18,7 @@ export interface LearningTuning {
   /** Gaps shorter than this are not kept (they say nothing about turning off). */
   readonly minGapSeconds: number;
   readonly gapHistory: number;
-  /** Fewer recorded gaps than this longer than the current quiet spell: fall back to gpuIdleMinutes. */
+  /** Fewer recorded gaps than this longer than the current quiet spell: the gaps give no estimate. */
   readonly minGapSamples: number;
   /**
    * What serving one request on the GPU instead of the fallback is worth, in node-seconds of GPU
@@ -27,7 +27,7 @@ export interface LearningTuning {
    * predictive rule.
    */
   readonly requestValueNodeSeconds: number;
-  /** The most of the GPU time lately the predictive rule may add, as a share of all of it. */
+  /** The most of the GPU time lately that missed predictions may have cost, as a share of all of it. */
   readonly speculativeShare: number;
   /** A predicted wake holds the node this long past its expected start without a request. */
   readonly speculativeHoldSeconds: number;
