@@ -70,10 +70,7 @@ function checkTierShape({ s, problems }: Ctx, gpu: GpuSize | undefined): void {
   }
 }
 
-/** DigitalOcean applies a cloud firewall to at most 10 droplets (shared/FACTS.md); the GPU nodes share one. */
-const MAX_GPU_NODES = 10;
-
-/** The autoscaler's range: a floor the tier can honour, a ceiling the firewall and the node slots allow. */
+/** The autoscaler's range: a floor the tier can honour, a ceiling at or above the nodes running now. */
 function checkAutoscaling({ s, problems }: Ctx): void {
   if (s.tier === "cpu" || s.tier === "local") {
     if (s.gpuMinNodes > 0 || s.gpuMaxNodes > 0) problems.push(problem(["gpuMinNodes", "gpuMaxNodes", "tier"], `${s.gpuMinNodes}..${s.gpuMaxNodes}`, `the ${s.tier} tier runs no GPU, so there is nothing to scale.`, "Remove gpuMinNodes and gpuMaxNodes, or use tier hybrid for an on-demand GPU."));
@@ -81,7 +78,6 @@ function checkAutoscaling({ s, problems }: Ctx): void {
   }
   if (s.gpuMinNodes > s.gpuMaxNodes) problems.push(problem(["gpuMinNodes", "gpuMaxNodes"], `${s.gpuMinNodes} > ${s.gpuMaxNodes}`, "the floor is above the ceiling.", `Set gpuMaxNodes to ${s.gpuMinNodes} or more, or gpuMinNodes to ${s.gpuMaxNodes} or less.`));
   if (s.gpuMaxNodes < 1) problems.push(problem("gpuMaxNodes", s.gpuMaxNodes, `the ${s.tier} tier serves the coder from GPU nodes; with no node allowed it could never serve.`, "Set gpuMaxNodes to 1 or more, or use tier cpu."));
-  if (s.gpuMaxNodes > MAX_GPU_NODES) problems.push(problem("gpuMaxNodes", s.gpuMaxNodes, `a DigitalOcean cloud firewall covers at most ${MAX_GPU_NODES} droplets, and the GPU nodes share one.`, `Set gpuMaxNodes to ${MAX_GPU_NODES} or less.`));
   if (s.tier === "hybrid" && s.gpuMinNodes > 0) problems.push(problem(["gpuMinNodes", "tier"], s.gpuMinNodes, "a floor of always-on GPU nodes is the gpu tier; hybrid scales to zero.", "Use tier gpu (always on, scales above its floor), or keep gpuMinNodes 0 and set gpuWindows for working hours."));
   if (s.tier !== "hybrid" && s.gpuMinNodes < 1) problems.push(problem(["gpuMinNodes", "tier"], s.gpuMinNodes, `the ${s.tier} tier keeps its GPU always on, so its floor is 1.`, "Set gpuMinNodes to 1 or more, or use tier hybrid to scale to zero."));
   if (s.gpuCount > s.gpuMaxNodes && s.gpuMaxNodes >= 1) problems.push(problem(["gpuCount", "gpuMaxNodes"], `${s.gpuCount} > ${s.gpuMaxNodes}`, "runs more GPU nodes than the autoscaler may keep; it would remove them at once.", `Set gpuMaxNodes to ${s.gpuCount}, or gpuCount to ${s.gpuMaxNodes}.`));
@@ -276,7 +272,9 @@ function diskGiB(w: VllmWeights | undefined): number {
  * this runs at plan time, before any money is spent.
  */
 export function resolveHubConfig(overrides: StackOverrides): Resolved {
-  const preset = applyPreset(overrides);
+  const merged = applyPreset(overrides);
+  // Unless set, the autoscaler's ceiling is at least the replicas asked for with gpuCount.
+  const preset: ResolvedSettings = overrides.gpuMaxNodes === undefined && GPU_TIERS.includes(merged.tier) ? { ...merged, gpuMaxNodes: Math.max(merged.gpuMaxNodes, merged.gpuCount) } : merged;
   // GPU windows decide the expected hours; hours given as well would be a second, conflicting answer.
   const windows = parseWindows(preset.gpuWindows);
   const s: ResolvedSettings = windows.windows.length > 0 && preset.tier === "hybrid" ? { ...preset, gpuHoursPerMonth: hoursPerMonth(windows.windows) } : preset;

@@ -51,7 +51,7 @@ export const SETTINGS = {
   gpuHoursPerMonth: key("integer", int(0, 744), "hybrid only: expected GPU hours per month, for the cost estimate and the budget check."),
   gpuWindows: key("array", z.array(z.string()), "hybrid only: working-hours windows when the scheduled pipeline keeps the GPU on, e.g. [\"mon-fri 08:00-18:00 Europe/Berlin\"]. Sets the expected hours."),
   gpuMinNodes: key("integer", int(0, 64), "Fewest GPU nodes the autoscaler keeps: 0 in hybrid (scale to zero; the volume stays), at least 1 in gpu and multigpu."),
-  gpuMaxNodes: key("integer", int(0, 64), "Most GPU nodes the autoscaler may run (replicas of the coder). One model-cache volume exists per node slot, so raising it adds volumes."),
+  gpuMaxNodes: key("integer", int(0, 64), "Most GPU nodes the autoscaler may run (replicas of the coder); unset, at least gpuCount. One model-cache volume exists per node slot, so raising it adds volumes."),
   gpuIdleMinutes: key("integer", int(1, 1440), "Minutes without a coder request before the autoscaler lets the last GPU node go. With gpuPredictiveWake it is the starting point the learned idle time adapts from."),
   gpuTargetLoadPercent: key("integer", int(10, 100), "Load that adds a GPU node: running + waiting coder requests as a share of what one replica holds at once, sustained for 60 s (the seed design's \"80% utilized\")."),
   gpuPredictiveWake: key("boolean", z.boolean(), "Learn when coder traffic comes (time of day, recent gaps), wake the GPU ahead of it and adapt the idle time to the gaps. false: wake on the first request, off after gpuIdleMinutes."),
