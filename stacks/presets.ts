@@ -36,10 +36,16 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   rateLimitPerMinute: 120,
   rateLimitBurst: 30,
   gpuWindows: [],
+  // The autoscaler (programs/autoscaler/README.md): always-on tiers keep a floor of one node.
+  gpuMinNodes: 1,
+  gpuMaxNodes: 1,
+  gpuIdleMinutes: 10,
+  gpuTargetLoadPercent: 80,
+  gpuPredictiveWake: true,
 };
 
 /** A CPU-only tier serves the coder with llama.cpp and OCR with docling. */
-const NO_GPU = { gpuCount: 0, gpuEnabled: false, gpuHoursPerMonth: 0, llmQuantization: "4bit", llmGpuMemoryPercent: 90, ocrEngine: "docling" } as const;
+const NO_GPU = { gpuCount: 0, gpuEnabled: false, gpuHoursPerMonth: 0, gpuMinNodes: 0, gpuMaxNodes: 0, llmQuantization: "4bit", llmGpuMemoryPercent: 90, ocrEngine: "docling" } as const;
 
 /** Tier presets. Each one passes every plan-time check on its own (a test proves it). */
 export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
@@ -60,6 +66,8 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     // On demand: the operator turns it on for a working day (`npm run hub -- gpu on`).
     gpuEnabled: false,
     gpuHoursPerMonth: 40,
+    // Scale to zero when idle; the model cache stays.
+    gpuMinNodes: 0,
     // Keeps /v1/chat/completions answering (slowly) while the GPU is off.
     fallbackModel: "qwen2.5-coder-1.5b",
     budgetUsd: 400,

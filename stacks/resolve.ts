@@ -71,6 +71,20 @@ function checkTierShape({ s, problems }: Ctx, gpu: GpuSize | undefined): void {
   }
 }
 
+/** The autoscaler's range: a floor the tier can honour, a ceiling at or above the nodes running now. */
+function checkAutoscaling({ s, problems }: Ctx): void {
+  if (s.tier === "cpu" || s.tier === "local") {
+    if (s.gpuMinNodes > 0 || s.gpuMaxNodes > 0) problems.push(problem(["gpuMinNodes", "gpuMaxNodes", "tier"], `${s.gpuMinNodes}..${s.gpuMaxNodes}`, `the ${s.tier} tier runs no GPU, so there is nothing to scale.`, "Remove gpuMinNodes and gpuMaxNodes, or use tier hybrid for an on-demand GPU."));
+    return;
+  }
+  if (s.gpuMinNodes > s.gpuMaxNodes) problems.push(problem(["gpuMinNodes", "gpuMaxNodes"], `${s.gpuMinNodes} > ${s.gpuMaxNodes}`, "the floor is above the ceiling.", `Set gpuMaxNodes to ${s.gpuMinNodes} or more, or gpuMinNodes to ${s.gpuMaxNodes} or less.`));
+  if (s.gpuMaxNodes < 1) problems.push(problem("gpuMaxNodes", s.gpuMaxNodes, `the ${s.tier} tier serves the coder from GPU nodes; with no node allowed it could never serve.`, "Set gpuMaxNodes to 1 or more, or use tier cpu."));
+  if (s.tier === "hybrid" && s.gpuMinNodes > 0) problems.push(problem(["gpuMinNodes", "tier"], s.gpuMinNodes, "a floor of always-on GPU nodes is the gpu tier; hybrid scales to zero.", "Use tier gpu (always on, scales above its floor), or keep gpuMinNodes 0 and set gpuWindows for working hours."));
+  if (s.tier !== "hybrid" && s.gpuMinNodes < 1) problems.push(problem(["gpuMinNodes", "tier"], s.gpuMinNodes, `the ${s.tier} tier keeps its GPU always on, so its floor is 1.`, "Set gpuMinNodes to 1 or more, or use tier hybrid to scale to zero."));
+  if (s.gpuCount > s.gpuMaxNodes && s.gpuMaxNodes >= 1) problems.push(problem(["gpuCount", "gpuMaxNodes"], `${s.gpuCount} > ${s.gpuMaxNodes}`, "runs more GPU nodes than the autoscaler may keep; it would remove them at once.", `Set gpuMaxNodes to ${s.gpuCount}, or gpuCount to ${s.gpuMaxNodes}.`));
+  if (s.tier !== "hybrid" && s.gpuCount >= 1 && s.gpuCount < s.gpuMinNodes) problems.push(problem(["gpuCount", "gpuMinNodes"], `${s.gpuCount} < ${s.gpuMinNodes}`, "runs fewer GPU nodes than the floor.", `Set gpuCount to ${s.gpuMinNodes}, or gpuMinNodes to ${s.gpuCount}.`));
+}
+
 function lookupSizes({ s, problems }: Ctx): { cpu?: CpuSize; gpu?: GpuSize } {
   if (s.tier === "local") {
     if (s.cpuSize !== LOCAL_MACHINE.slug || s.region !== "local") problems.push(problem(["cpuSize", "region", "tier"], `${s.cpuSize} @ ${s.region}`, "the local tier runs on this machine's Docker; it has no droplet size or region.", "Remove cpuSize and region from the local stack file."));
@@ -309,7 +323,9 @@ function warnIgnoredNonsense({ s, warnings }: Ctx, overrides: StackOverrides): v
  * this runs at plan time, before any money is spent.
  */
 export function resolveHubConfig(overrides: StackOverrides): Resolved {
-  const preset = applyPreset(overrides);
+  const merged = applyPreset(overrides);
+  // Unless set, the autoscaler's ceiling is at least the replicas asked for with gpuCount.
+  const preset: ResolvedSettings = overrides.gpuMaxNodes === undefined && GPU_TIERS.includes(merged.tier) ? { ...merged, gpuMaxNodes: Math.max(merged.gpuMaxNodes, merged.gpuCount) } : merged;
   // GPU windows decide the expected hours; hours given as well would be a second, conflicting answer.
   const windows = parseWindows(preset.gpuWindows);
   const derivedHours = windows.windows.length > 0 && preset.tier === "hybrid" ? hoursPerMonth(windows.windows) : undefined;
@@ -326,6 +342,7 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
   const { problems, warnings } = ctx;
   const { cpu, gpu } = lookupSizes(ctx);
   checkTierShape(ctx, gpu);
+  checkAutoscaling(ctx);
 
   const hasGpu = GPU_TIERS.includes(s.tier);
   const coderModel = lookupModel(ctx, "llmModel", s.llmModel);
@@ -386,7 +403,8 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
 
   // Model cache: what each GPU node downloads must fit its volume, with room for the compile cache.
   // The local tier keeps its files in a directory of yours: no volumes.
-  const modelCacheVolumes = s.tier === "local" ? 0 : Math.max(1, hasGpu ? s.gpuCount : 0);
+  // One per node slot the autoscaler may fill: scaling down never drops a volume from the program.
+  const modelCacheVolumes = s.tier === "local" ? 0 : Math.max(1, hasGpu ? Math.max(s.gpuCount, s.gpuMaxNodes) : 0);
   const cacheNeeded = Math.ceil(diskGiB(coder?.backend === "vllm" ? coder.weights : undefined) + diskGiB(ocr?.weights) + (hasGpu ? COMPILE_CACHE_GIB : 0));
   if (hasGpu && cacheNeeded > s.modelCacheGiB) {
     problems.push(problem("modelCacheGiB", s.modelCacheGiB, `the GPU node's weights (${coder?.backend === "vllm" ? coder.weights.modelId : s.llmModel}${ocr ? " + DeepSeek-OCR" : ""}) and compile cache need ${cacheNeeded} GiB on the model-cache volume.`, `Set modelCacheGiB to ${Math.min(VOLUME_MAX_GIB, Math.ceil(cacheNeeded / 10) * 10)} or more (volumes grow in place; they never shrink).`));

@@ -1,0 +1,114 @@
+import type { PolicyRun } from "./replay";
+import type { Simulation } from "./run";
+
+/** The issue's target: the autoscaler at most 1.2x the oracle's cost, at least 90% of all coder requests on the GPU. */
+export const TARGET = { costRatio: 1.2, gpuShare: 0.9 } as const;
+
+/** The fields of each `policies` entry in `--json`, exactly. */
+export const POLICY_FIELDS = ["name", "gpuHours", "costUsd", "requests", "servedByGpu", "servedByFallback", "refused", "gpuShareOutsideColdStarts", "waitP50s", "waitP95s", "scaleEvents"] as const;
+
+const r = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+function policyEntry(p: PolicyRun): Record<(typeof POLICY_FIELDS)[number], string | number> {
+  return {
+    name: p.name,
+    gpuHours: r(p.gpuHours, 3),
+    costUsd: r(p.costUsd, 2),
+    requests: p.requests,
+    servedByGpu: p.servedByGpu,
+    servedByFallback: p.servedByFallback,
+    refused: p.refused,
+    gpuShareOutsideColdStarts: r(p.gpuShareOutsideColdStarts, 4),
+    waitP50s: r(p.waitP50s, 2),
+    waitP95s: r(p.waitP95s, 2),
+    scaleEvents: p.scaleEvents,
+  };
+}
+
+export function bestIdle(sim: Simulation): { idleMinutes: number; costUsd: number; gpuShare: number } | undefined {
+  return sim.sweep.reduce<Simulation["sweep"][number] | undefined>((best, s) => (best === undefined || s.costUsd < best.costUsd ? s : best), undefined);
+}
+
+/** The cheapest reactive idle time that still serves the target share on the GPU, if any does. */
+export function cheapestIdleAtTarget(sim: Simulation): { idleMinutes: number; costUsd: number; gpuShare: number } | undefined {
+  return sim.sweep.filter((s) => s.gpuShare >= TARGET.gpuShare).reduce<Simulation["sweep"][number] | undefined>((best, s) => (best === undefined || s.costUsd < best.costUsd ? s : best), undefined);
+}
+
+export function targetCheck(sim: Simulation): { costRatio: number; gpuShare: number; met: boolean } | undefined {
+  const auto = sim.policies.find((p) => p.name === "autoscaler");
+  const best = sim.policies.find((p) => p.name === "oracle");
+  if (!auto || !best) return undefined;
+  const costRatio = best.costUsd > 0 ? auto.costUsd / best.costUsd : Infinity;
+  const gpuShare = auto.servedByGpu / auto.requests;
+  return { costRatio: r(costRatio, 3), gpuShare: r(gpuShare, 4), met: costRatio <= TARGET.costRatio && gpuShare >= TARGET.gpuShare };
+}
+
+export function jsonDocument(sim: Simulation): unknown {
+  const t = sim.trace;
+  return {
+    trace: {
+      file: sim.tracePath,
+      format: t.format,
+      requests: t.arrivals.length,
+      spanDays: r((t.endSeconds - t.beginSeconds) / 86400, 3),
+      startsAt: new Date(t.startMs + t.beginSeconds * 1000).toISOString(),
+      lengthsGiven: t.lengthsGiven,
+      notes: t.notes,
+    },
+    stack: sim.stack,
+    gpuSize: sim.model.gpuSize,
+    nodeHourlyUsd: sim.model.nodeHourlyUsd,
+    coldStart: {
+      totalSeconds: r(sim.model.coldStart.totalSeconds, 1),
+      billedSeconds: r(sim.model.coldStart.billedSeconds, 1),
+      stages: sim.model.coldStart.stages.map((s) => ({ name: s.name, seconds: r(s.seconds, 1), how: s.how, unverified: s.unverified })),
+    },
+    replica: sim.model.replica,
+    settings: { gpuMinNodes: sim.policy.minNodes, gpuMaxNodes: sim.policy.maxNodes, gpuIdleMinutes: sim.policy.idleSeconds / 60, gpuTargetLoadPercent: Math.round(sim.policy.targetLoad * 100), gpuPredictiveWake: sim.policy.predictive, fallback: sim.replayModel.fallback },
+    policies: sim.policies.map(policyEntry),
+    idleSweep: sim.sweep.map((s) => ({ idleMinutes: s.idleMinutes, costUsd: r(s.costUsd, 2), gpuShare: r(s.gpuShare, 4) })),
+    cheapestIdleMinutes: bestIdle(sim)?.idleMinutes ?? null,
+    cheapestIdleMinutesAtTargetShare: cheapestIdleAtTarget(sim)?.idleMinutes ?? null,
+    target: targetCheck(sim) ?? null,
+    replaySeconds: r(sim.replaySeconds, 3),
+    sweepSeconds: r(sim.sweepSeconds, 3),
+  };
+}
+
+const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
+const usd = (n: number) => `$${n.toFixed(2)}`;
+const secs = (n: number) => (n >= 100 ? `${n.toFixed(0)} s` : `${n.toFixed(1)} s`);
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+export function humanReport(sim: Simulation): string {
+  const t = sim.trace;
+  const m = sim.model;
+  const out: string[] = [];
+  out.push(`Trace ${sim.tracePath} (${t.format}): ${t.arrivals.length.toLocaleString("en-US")} coder requests over ${((t.endSeconds - t.beginSeconds) / 86400).toFixed(2)} days from ${new Date(t.startMs + t.beginSeconds * 1000).toISOString()}`);
+  for (const note of t.notes) out.push(`  - ${note}`);
+  out.push(`Stack ${sim.stack}: ${m.gpuSize} at $${m.nodeHourlyUsd}/h, gpuMinNodes ${sim.policy.minNodes}, gpuMaxNodes ${sim.policy.maxNodes}, gpuIdleMinutes ${sim.policy.idleSeconds / 60}, target load ${Math.round(sim.policy.targetLoad * 100)}%, predictive wake ${sim.policy.predictive ? "on" : "off"}, ${sim.replayModel.fallback ? "CPU fallback coder" : "no fallback (503 while the GPU is off)"}`);
+  out.push("");
+  out.push(`Cold start: ${secs(m.coldStart.totalSeconds)} from the wake request to traffic, ${secs(m.coldStart.billedSeconds)} of it billed (⚠ = no source gave the figure for this setup; override with --cold-start-s / --pipeline-s)`);
+  for (const s of m.coldStart.stages) out.push(`  ${s.name.padEnd(20)} ${secs(s.seconds).padStart(7)}${s.unverified ? " ⚠" : "  "}  ${s.how}`);
+  out.push(`Replica: ${m.replica.concurrentSequences} sequences at once (${m.replica.kvTokens.toLocaleString("en-US")} KV tokens / ${m.replica.typicalInputTokens + m.replica.typicalOutputTokens}-token requests, max-num-seqs ${m.replica.maxNumSeqs}); ${m.replica.tokensPerSecond.toFixed(0)} tokens/s${m.replica.tokensPerSecondUnverified ? " ⚠" : ""} (${m.replica.tokensPerSecondHow}); a wait over ${sim.replayModel.waitLimitSeconds} s is the gateway's 504`);
+  out.push("");
+  const rows = sim.policies.map((p) => [p.name, p.gpuHours.toFixed(2), usd(p.costUsd), String(p.requests), pct(p.servedByGpu / p.requests), String(p.servedByFallback), String(p.refused), pct(p.gpuShareOutsideColdStarts), secs(p.waitP50s), secs(p.waitP95s), String(p.scaleEvents)]);
+  out.push(table(["policy", "GPU h", "cost", "requests", "on GPU", "fallback", "refused", "GPU outside cold starts", "wait p50", "wait p95", "scale events"], rows));
+  const best = bestIdle(sim);
+  if (best) {
+    out.push("");
+    out.push(`Reactive idle-time sweep (cost / share on GPU): ${sim.sweep.map((s) => `${s.idleMinutes} min ${usd(s.costUsd)} ${pct(s.gpuShare)}`).join(", ")}`);
+    out.push(`Cheapest idle time for this trace: ${best.idleMinutes} min (${usd(best.costUsd)}, ${pct(best.gpuShare)} on the GPU)`);
+    const atTarget = cheapestIdleAtTarget(sim);
+    out.push(atTarget ? `Cheapest idle time keeping ${pct(TARGET.gpuShare)} on the GPU: ${atTarget.idleMinutes} min (${usd(atTarget.costUsd)}, ${pct(atTarget.gpuShare)})` : `No idle time in the sweep keeps ${pct(TARGET.gpuShare)} of requests on the GPU: what arrives during cold starts binds, not the idle time`);
+  }
+  const target = targetCheck(sim);
+  if (target) out.push(`Target (cost <= ${TARGET.costRatio} x oracle, >= ${pct(TARGET.gpuShare)} on GPU): autoscaler ${target.costRatio.toFixed(3)} x oracle, ${pct(target.gpuShare)} on GPU: ${target.met ? "met" : "not met"}`);
+  out.push(`(costs are GPU droplets only; the CPU node and volumes bill the same under every policy. Replayed ${sim.policies.length} policies in ${sim.replaySeconds.toFixed(2)} s${sim.sweep.length ? `, the ${sim.sweep.length}-point sweep in ${sim.sweepSeconds.toFixed(2)} s` : ""}.)`);
+  return out.join("\n");
+}

@@ -1,0 +1,83 @@
+import { Source, src, unverified } from "./sources";
+
+/**
+ * What a GPU replica costs in time before it serves (the cold start) and what it serves once up
+ * (its capacity). The autoscaler's decision and the trace simulator read these figures; every one
+ * carries its source, and ⚠ (`verified: false`) marks those no source gave for this exact setup.
+ * They are defaults: the simulator takes each as a parameter (`npm run simulate -- --help`).
+ */
+export interface Figure {
+  readonly value: number;
+  readonly unit: string;
+  readonly source: Source;
+}
+
+const READ = "2026-12-01";
+const fig = (value: number, unit: string, source: Source): Figure => ({ value, unit, source });
+
+/**
+ * One GPU wake-up, in the order it happens. Billing starts when DigitalOcean creates the droplet
+ * (after `pipeline`), so the pipeline's own time costs waiting but no money.
+ */
+export const COLD_START = {
+  /** The controller's dispatch until `pulumi up` asks DigitalOcean for the droplet: runner start, npm ci, preview. */
+  pipeline: fig(120, "s", unverified("not measured: GitHub-hosted runner pickup + `npm ci` + `pulumi preview` of this stack", READ, "depends on the runner queue; no source gives a figure")),
+  /** POST /v2/droplets until the droplet is active and answers SSH. */
+  dropletCreate: fig(120, "s", unverified("shared/FACTS.md: no GPU-droplet provisioning time is documented", READ, "assumption to measure on the first real wake-up")),
+  /** cloud-init on the GPU base image: install Docker, register the NVIDIA runtime, mount the volume. */
+  cloudInit: fig(120, "s", unverified("shared/FACTS.md: GPU base images ship no Docker, so user data installs it (services/node-setup.ts)", READ, "apt install time not measured")),
+  /** Compressed size of the vLLM image, pulled onto the boot disk of every new droplet. */
+  imageCompressedGB: fig(12.64, "GB", unverified("vllm-project/vllm issue #27154 (2025-10): vllm/vllm-openai:latest is about 12 GB; discuss.vllm.ai thread cited there says 12.64 GB", READ, "size of the pinned v0.24.0 tag not read")),
+  /** Unpacked size: extraction writes this much to the boot disk. */
+  imageUnpackedGB: fig(28.6, "GB", unverified("vllm-project/vllm PR #22377 (2025-12): official vllm-openai:latest is 28.6 GB", READ, "size of the pinned v0.24.0 tag not read")),
+  /** Network throughput of a droplet: caps the image download. */
+  networkGbps: fig(2, "Gbit/s", unverified("docs.digitalocean.com/products/droplets/details/limits: Premium-CPU droplets 10 Gbps, all others 2 Gbps", READ, "GPU droplets are not named on that page")),
+  /** How fast Docker unpacks layers onto the boot disk. */
+  imageExtractMBps: fig(200, "MB/s", unverified("no source: single-stream gzip/zstd layer extraction, assumed", READ)),
+  /** Sequential read from the model-cache volume (weights load from it on every wake-up). */
+  volumeReadMBps: fig(300, "MB/s", unverified("DigitalOcean blog 'Block Storage Volumes Gets a Performance Burst' (2018-05-15): 300 MB/s baseline (350 MB/s burst for 60 s) on Optimized droplets, 200 MB/s on Standard", READ, "GPU droplets are not in that table")),
+  /** vLLM after the weights are read: FP8 conversion, torch.compile from the cached artifacts, CUDA-graph capture, KV allocation. */
+  engineStart: fig(90, "s", unverified("no source measured this for the pinned vLLM 0.24.0 with a warm compile cache on /root/.cache/vllm", READ)),
+  /** The gateway's health check interval: a ready replica takes traffic at the next probe. */
+  routeHealthCheck: fig(10, "s", src("services/gateway.ts GPU backend health check interval (README: every 10 s)", READ)),
+  /** After the drain, the second `pulumi up` that deletes the droplet. */
+  destroy: fig(60, "s", unverified("not measured: a `pulumi up` whose only change is a droplet delete", READ)),
+} as const;
+
+/**
+ * Serving throughput of one replica at saturation (prompt + generated tokens per second). The
+ * only public measurement found for a ~32B dense model on one H100 with stock vLLM is for
+ * Qwen3-32B in BF16; our coder is Qwen2.5-Coder-32B (same 64-layer, 8-KV-head shape) in FP8,
+ * which vLLM serves faster, so the figure is a floor.
+ */
+export const REPLICA_THROUGHPUT: readonly { readonly gpuModel: string; readonly paramsB: number; readonly tokensPerSecond: Figure; readonly interTokenMs: Figure }[] = [
+  {
+    gpuModel: "H100",
+    paramsB: 32.8,
+    tokensPerSecond: fig(2352.82, "tokens/s", unverified("docs.gpustack.ai/2.0/performance-lab/qwen3-32b/h100: vLLM baseline, ShareGPT, Total TPS 2352.82", READ, "Qwen3-32B BF16, not Qwen2.5-Coder-32B FP8; FP8 'up to 1.6x' (shared/FACTS.md) not applied")),
+    interTokenMs: fig(88.09, "ms", unverified("docs.gpustack.ai/2.0/performance-lab/qwen3-32b/h100: vLLM baseline, ShareGPT, mean TPOT 88.09 ms", READ, "at the benchmark's full load")),
+  },
+];
+
+/**
+ * vLLM's default `--max-num-seqs` for the OpenAI server: 1024 on GPUs with at least 70 GiB that
+ * are not an A100 (H100, H200, MI300X), 256 otherwise. The stack does not set the flag.
+ */
+export const VLLM_MAX_NUM_SEQS = {
+  large: 1024,
+  small: 256,
+  largeGpuMinGiB: 70,
+  source: unverified("vllm/engine/arg_utils.py EngineArgs.get_batch_defaults (read in public copies of the file, not at the v0.24.0 tag)", READ),
+} as const;
+
+/**
+ * Typical request lengths when a trace gives none (the ServeGen rate series): the request-weighted
+ * mean of the four shared clients' own length distributions (alibaba/ServeGen
+ * data/language/m-large/chunk-{36,139,153,103}-dataset.json): 1107–2584 prompt tokens and 49–206
+ * generated tokens per client, 1966 and 131 over all of them.
+ */
+export const TYPICAL_REQUEST = {
+  inputTokens: 1966,
+  outputTokens: 131,
+  source: src("alibaba/ServeGen m-large chunk-{36,139,153,103}-dataset.json, request-weighted means", READ),
+} as const;
