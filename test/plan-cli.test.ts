@@ -1,12 +1,11 @@
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
+import { runScript } from "./helpers/cli";
 import { ROOT } from "./helpers/load";
 
-const TSX = path.join(ROOT, "node_modules/.bin/tsx");
-const plan = (...args: string[]) => spawnSync(TSX, [path.join(ROOT, "scripts/plan.ts"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+const plan = (...args: string[]) => runScript("plan", args);
 
 describe("npm run plan", () => {
   it("plans the default stack (cpu) in the human view", () => {

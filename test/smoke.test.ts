@@ -1,7 +1,5 @@
-import { spawn } from "node:child_process";
 import { createServer, IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import * as path from "node:path";
 import { inflateSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -20,10 +18,9 @@ import {
   TEXT_MARGIN,
   wordMatch,
 } from "../scripts/lib/smoke";
-import { ROOT } from "./helpers/load";
+import { spawnScript } from "./helpers/cli";
 
 const KEY = "test-hub-key";
-const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 
 // =============================================================================================
 // Stand-ins for the API shapes of the programs behind the hub's gateway (vLLM / llama.cpp for
@@ -324,7 +321,7 @@ interface CliRun {
 function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
   const { HUB_API_KEY: _ignored, ...inherited } = process.env;
   return new Promise((resolve, reject) => {
-    const child = spawn(TSX, [path.join(ROOT, "scripts/smoke.ts"), ...args], { cwd: ROOT, env: { ...inherited, ...env } });
+    const child = spawnScript("smoke", args, { env: { ...inherited, ...env } });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk) => (stdout += chunk));
