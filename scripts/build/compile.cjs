@@ -21,7 +21,7 @@
  */
 const fs = require("node:fs");
 const path = require("node:path");
-const { ROOT, MANIFEST_FILE, FORMAT, currentInputs, recordInputs, checkFreshness, withBuildLock } = require("./freshness.cjs");
+const { ROOT, MANIFEST_FILE, FORMAT, currentInputs, recordInputs, readManifest, checkFreshness, withBuildLock } = require("./freshness.cjs");
 
 /** The module that bundles the gatekeeper at plan time; compiled scripts get its output prebuilt. */
 const GATEKEEPER_BUNDLER = "programs/gatekeeper/bundle.ts";
@@ -107,7 +107,11 @@ async function compile(options = {}) {
   const started = process.hrtime.bigint();
   /** @type {typeof import("esbuild")} */
   const esbuild = require("esbuild");
-  const inputs = recordInputs(currentInputs(root), root);
+  const walked = currentInputs(root);
+  // Files imported from outside the source directories (a test helper in a benchmark) are known
+  // from the last build's manifest, recorded before this build reads them, and from this build.
+  const previousExtras = Object.keys(readManifest(outDir)?.inputs ?? {}).filter((rel) => !walked.includes(rel) && fs.existsSync(path.join(root, rel)));
+  const inputs = recordInputs([...walked, ...previousExtras], root);
   const entries = discoverEntries(root);
   // A sibling of outDir, so every relative path (source maps, __dirname) is the same in both.
   for (const stale of fs.readdirSync(root).filter((f) => f.startsWith(".build.tmp-"))) fs.rmSync(path.join(root, stale), { recursive: true, force: true });
@@ -137,8 +141,12 @@ async function compile(options = {}) {
     } catch (err) {
       throw new BuildError(`compiling scripts/*.ts failed:\n${esbuildMessages(err)}`);
     }
-    const bundledPackages = Object.keys(result.metafile?.inputs ?? {}).filter((p) => p.includes("node_modules/"));
+    const bundled = Object.keys(result.metafile?.inputs ?? {});
+    const bundledPackages = bundled.filter((p) => p.includes("node_modules/"));
     if (bundledPackages.length > 0) throw new BuildError(`packages must stay external (one copy of @pulumi/pulumi, loaded from node_modules), but these were bundled: ${bundledPackages.slice(0, 5).join(", ")}`);
+    // Virtual modules ("namespace:path") are not files.
+    const newExtras = bundled.filter((rel) => !/^[\w-]+:/.test(rel) && !(rel in inputs));
+    Object.assign(inputs, recordInputs(newExtras, root));
 
     const outputs = fs.readdirSync(tmp).sort();
     fs.mkdirSync(outDir, { recursive: true });
