@@ -136,6 +136,13 @@ describe("scripts/run.cjs: a stale build never runs", () => {
     expect(both.filter((r) => /compiling scripts/.test(r.stderr))).toHaveLength(1);
   });
 
+  it("compiles import() of a package to require(), as tsconfig's module: commonjs does (hub loads @pulumi/pulumi/automation so)", () => {
+    // Node's ESM resolver refuses this directory import; require() resolves it.
+    write("scripts/automation-probe.ts", `void import("@pulumi/pulumi/automation").then((m) => process.stdout.write(\`\${typeof m.LocalWorkspace}\\n\`));\n`);
+    const r = run("automation-probe");
+    expect(r, r.stderr).toMatchObject({ status: 0, stdout: "function\n" });
+  });
+
   it("refuses a build that would bundle a package (a second copy of a module from node_modules)", () => {
     write("scripts/lib/probe.ts", `export { stringify as value } from "../../node_modules/yaml/dist/index.js";\n`);
     const r = run();

@@ -6,6 +6,7 @@
  *
  * - Every npm package stays external, loaded from node_modules at run time: Pulumi's mock engine
  *   is process-global, and a second, bundled copy of @pulumi/pulumi would silently miss the mocks.
+ *   A script requires only the packages whose code it uses.
  * - `__dirname`/`__filename` keep meaning the source file's directory and path (the code finds the
  *   project root and the gatekeeper's entry point through them), wherever .build/ sits.
  * - The gatekeeper is bundled once here, by programs/gatekeeper/bundle.ts's own bundleGatekeeper(),
@@ -89,6 +90,22 @@ function prebuiltGatekeeperPlugin(root, outDir, text) {
   };
 }
 
+/**
+ * Every package stays external, and a script loads only the packages it uses: an import whose
+ * bindings are all unused (plan-diff reaches a module that imports @pulumi/pulumi for code it never
+ * calls) is dropped instead of costing its require(). No source imports a package for its side
+ * effects alone (`import "x"`); such an import would be dropped too.
+ * @returns {import("esbuild").Plugin}
+ */
+function externalPackagesPlugin() {
+  return {
+    name: "external-packages",
+    setup(build) {
+      build.onResolve({ filter: /^[^./]/ }, (args) => ({ path: args.path, external: true, sideEffects: false }));
+    },
+  };
+}
+
 /** @param {unknown} err */
 function esbuildMessages(err) {
   const errors = /** @type {{ errors?: import("esbuild").Message[] }} */ (err).errors;
@@ -117,7 +134,10 @@ async function compile(options = {}) {
   for (const stale of fs.readdirSync(root).filter((f) => f.startsWith(".build.tmp-"))) fs.rmSync(path.join(root, stale), { recursive: true, force: true });
   const tmp = fs.mkdtempSync(path.join(root, ".build.tmp-"));
   /** @type {import("esbuild").BuildOptions} */
-  const common = { bundle: true, platform: "node", target: "node20", format: "cjs", packages: "external", absWorkingDir: root, banner: { js: BANNER }, define: DEFINE, logLevel: "silent", metafile: true };
+  const common = { bundle: true, platform: "node", target: "node20", format: "cjs", packages: "external", absWorkingDir: root, banner: { js: BANNER }, define: DEFINE, logLevel: "silent", metafile: true,
+    // import() becomes require(), as tsconfig's module: commonjs (and Pulumi's ts-node) compile it: Node's
+    // ESM resolver refuses directory imports such as @pulumi/pulumi/automation.
+    supported: { "dynamic-import": false } };
   try {
     let gatekeeperText;
     if (fs.existsSync(path.join(root, GATEKEEPER_BUNDLER))) {
@@ -136,7 +156,7 @@ async function compile(options = {}) {
         entryPoints: Object.fromEntries(entries.map((name) => [name, path.join(root, "scripts", `${name}.ts`)])),
         outdir: tmp,
         sourcemap: "linked",
-        plugins: [...(gatekeeperText === undefined ? [] : [prebuiltGatekeeperPlugin(root, outDir, gatekeeperText)]), sourcePathsPlugin(outDir)],
+        plugins: [...(gatekeeperText === undefined ? [] : [prebuiltGatekeeperPlugin(root, outDir, gatekeeperText)]), externalPackagesPlugin(), sourcePathsPlugin(outDir)],
       });
     } catch (err) {
       throw new BuildError(`compiling scripts/*.ts failed:\n${esbuildMessages(err)}`);
