@@ -6,7 +6,7 @@
  * not, builds it (under a lock, so parallel invocations build once) before running anything: a
  * stale build never runs. `npm run plan` and the other package.json scripts go through here.
  *
- * HUB_SOURCE_MAPS=1 maps stack traces back to the TypeScript sources.
+ * HUB_SOURCE_MAPS=1 (or PLAN_DEBUG=1) maps stack traces back to the TypeScript sources.
  */
 const path = require("node:path");
 const { checkFreshness, OUT_DIR, ROOT } = require("./build/freshness.cjs");
@@ -50,7 +50,7 @@ async function main() {
   const compiled = path.join(OUT_DIR, `${script}.js`);
   // The script sees the argv it would see as `node .build/<script>.js args...`.
   process.argv = [process.argv[0], compiled, ...args];
-  if (process.env.HUB_SOURCE_MAPS) process.setSourceMapsEnabled(true);
+  if (process.env.HUB_SOURCE_MAPS || process.env.PLAN_DEBUG) process.setSourceMapsEnabled(true);
   else if (WITHOUT_STACK_TRACES.has(script) && !process.env.PLAN_DEBUG && !process.env.PULUMI_DEBUG_PROMISE_LEAKS) Error.stackTraceLimit = 0;
   if (process.env.PLAN_BENCH_REPORT) {
     // For `npm run bench`: CPU time is only knowable from inside the process.
