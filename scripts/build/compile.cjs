@@ -134,10 +134,21 @@ async function compile(options = {}) {
   for (const stale of fs.readdirSync(root).filter((f) => f.startsWith(".build.tmp-"))) fs.rmSync(path.join(root, stale), { recursive: true, force: true });
   const tmp = fs.mkdtempSync(path.join(root, ".build.tmp-"));
   /** @type {import("esbuild").BuildOptions} */
-  const common = { bundle: true, platform: "node", target: "node20", format: "cjs", packages: "external", absWorkingDir: root, banner: { js: BANNER }, define: DEFINE, logLevel: "silent", metafile: true,
-    // import() becomes require(), as tsconfig's module: commonjs (and Pulumi's ts-node) compile it: Node's
-    // ESM resolver refuses directory imports such as @pulumi/pulumi/automation.
-    supported: { "dynamic-import": false } };
+  const common = {
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "cjs",
+    packages: "external",
+    absWorkingDir: root,
+    banner: { js: BANNER },
+    define: DEFINE,
+    // import() becomes require(), as tsconfig's module: commonjs (and Pulumi's ts-node) compile it:
+    // Node's ESM resolver refuses directory imports such as @pulumi/pulumi/automation.
+    supported: { "dynamic-import": false },
+    logLevel: "silent",
+    metafile: true,
+  };
   try {
     let gatekeeperText;
     if (fs.existsSync(path.join(root, GATEKEEPER_BUNDLER))) {
@@ -172,8 +183,8 @@ async function compile(options = {}) {
     fs.mkdirSync(outDir, { recursive: true });
     fs.rmSync(path.join(outDir, MANIFEST_FILE), { force: true });
     for (const file of outputs) fs.renameSync(path.join(tmp, file), path.join(outDir, file));
-    // Outputs of scripts that no longer exist.
-    for (const file of fs.readdirSync(outDir)) if (/\.js(?:\.map)?$/.test(file) && !outputs.includes(file)) fs.rmSync(path.join(outDir, file), { force: true });
+    // Outputs of scripts that no longer exist, and a crashed build's unfinished manifest.
+    for (const file of fs.readdirSync(outDir)) if ((/\.js(?:\.map)?$/.test(file) && !outputs.includes(file)) || file.startsWith(`${MANIFEST_FILE}.tmp-`)) fs.rmSync(path.join(outDir, file), { force: true });
     /** @type {import("./freshness.cjs").Manifest} */
     const manifest = { format: FORMAT, builtAt: new Date().toISOString(), entries, inputs, outputs: Object.fromEntries(outputs.map((f) => [f, fs.statSync(path.join(outDir, f)).size])) };
     const manifestTmp = path.join(outDir, `${MANIFEST_FILE}.tmp-${process.pid}`);
