@@ -110,13 +110,15 @@ async function main(): Promise<void> {
   }
   const dir = mkdtempSync(path.join(tmpdir(), "hub-bench-"));
   const perNode: { nodes: number; wallMs: number }[] = [];
+  let synthetic64: Measured | undefined;
   try {
     for (const gpuCount of nodeCounts) {
       const file = path.join(dir, `Pulumi.synthetic-${gpuCount}.yaml`);
       writeFileSync(file, `config:\n  inference-hub:tier: gpu\n  inference-hub:gpuCount: ${gpuCount}\n  inference-hub:budgetUsd: 1000000\n`);
       const m = measure(planArgs(file), `the ${gpuCount}-node plan`);
       perNode.push({ nodes: gpuCount, wallMs: m.plan.wallMs });
-      rows.push(row(`synthetic, ${gpuCount} GPU nodes`, m, gpuCount === 64));
+      rows.push(row(`synthetic, ${gpuCount} GPU nodes`, m, false));
+      if (gpuCount === 64) synthetic64 = m;
     }
     if (values["compare-tsx"]) {
       // Before issue 11: the same plan through tsx.
@@ -139,6 +141,7 @@ async function main(): Promise<void> {
     const [a, b] = [perNode[i - 1], perNode[i]];
     out.write(`marginal ms per GPU node ${a.nodes}→${b.nodes}: ${((b.wallMs - a.wallMs) / (b.nodes - a.nodes)).toFixed(1)}\n`);
   }
+  if (synthetic64) out.write(`synthetic 64-node stack: ${synthetic64.ratio.toFixed(2)} x its floor (${synthetic64.plan.resources} resources; reported, the target covers the shipped stacks)\n`);
   out.write(missed.length === 0 ? `every shipped stack meets the target (plan <= ${TARGET_RATIO} x floor)\n` : `target (<= ${TARGET_RATIO} x floor) met by ${shipped.join(", ") || "none"}; NOT met by ${missed.join(", ")}\n`);
 }
 
