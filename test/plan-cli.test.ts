@@ -3,10 +3,12 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
+import { runScript } from "./helpers/cli";
 import { ROOT } from "./helpers/load";
 
+const plan = (...args: string[]) => runScript("plan", args);
+// The failure driver is a test fixture, run from its TypeScript source.
 const TSX = path.join(ROOT, "node_modules/.bin/tsx");
-const plan = (...args: string[]) => spawnSync(TSX, [path.join(ROOT, "scripts/plan.ts"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
 
 describe("npm run plan", () => {
   it("plans the default stack (cpu) in the human view", () => {

@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -6,7 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { AnyPlan, COMMENT_MARKER, diffInputs, diffPlans, hasVolumeRisk, renderComment, StackDiff } from "../scripts/lib/plan-diff";
 import type { FailedPlanDocument, PlanDocument } from "../scripts/lib/plan-document";
 import { planFromText } from "../scripts/lib/plan-runner";
-import { ROOT } from "./helpers/load";
+import { runScript } from "./helpers/cli";
 
 /** The real plan of a stack file's text, as `npm run plan -- --json` prints it. */
 async function plan(stack: string, settings: Record<string, string | number | boolean | { secure: string }>): Promise<AnyPlan> {
@@ -261,8 +260,7 @@ describe("failed and missing plans", () => {
 });
 
 describe("npm run plan-diff", () => {
-  const TSX = path.join(ROOT, "node_modules/.bin/tsx");
-  const run = (...args: string[]) => spawnSync(TSX, [path.join(ROOT, "scripts/plan-diff.ts"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+  const run = (...args: string[]) => runScript("plan-diff", args);
   let dir: string;
 
   beforeAll(() => {

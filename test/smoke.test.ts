@@ -1,7 +1,5 @@
-import { spawn } from "node:child_process";
 import { createServer, IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import * as path from "node:path";
 import { inflateSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -24,11 +22,10 @@ import {
   UNSERVED_STT_MODEL,
   wordMatch,
 } from "../scripts/lib/smoke";
-import { ROOT } from "./helpers/load";
+import { spawnScript } from "./helpers/cli";
 
 const KEY = "ihk_test-full-key";
 const LLM_KEY = "ihk_test-llm-only-key";
-const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 /** The Whisper model the stand-in hub "serves" (what sttModel base resolves to). */
 const SERVED_STT = "Systran/faster-whisper-base";
 /** Small, so the rate-limit check sends few requests; the CLI tests pass it as --rate-burst. */
@@ -452,7 +449,7 @@ interface CliRun {
 function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
   const { HUB_API_KEY: _ignored, HUB_LLM_ONLY_KEY: _ignoredToo, ...inherited } = process.env;
   return new Promise((resolve, reject) => {
-    const child = spawn(TSX, [path.join(ROOT, "scripts/smoke.ts"), ...args], { cwd: ROOT, env: { ...inherited, ...env } });
+    const child = spawnScript("smoke", args, { env: { ...inherited, ...env } });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk) => (stdout += chunk));
