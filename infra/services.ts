@@ -34,11 +34,9 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
   for (const [name, node] of gpuNodes) {
     hosts.set(name, new ContainerHost(`${name}-containers`, { target: node, services: onNode(name), secrets }));
   }
-  // The routes file names a GPU replica only once it answers (see services/gateway.ts). Its
-  // content depends on each replica's wait through the wait's URN: known in a preview, and it
-  // makes Pulumi write the file after the wait (and, on the way out, drain before the delete).
+  // The routes file names a GPU replica only once it answers (see services/gateway.ts).
   const waits = cpu.kind === "droplet" ? [...gpuNodes.keys()].map((name) => gpuServingWait(name, cpu, routes, privateIps, hosts.get(name)!)) : [];
-  const dynamicConfig = pulumi.all([privateIps, pulumi.all(waits.map((w) => w.urn))]).apply(([ips]) => renderYaml(traefikDynamicConfig(hub, routes, ips)));
+  const dynamicConfig = privateIps.apply((ips) => renderYaml(traefikDynamicConfig(hub, routes, ips)));
   recordArtifact({ kind: "traefik-dynamic", node: "cpu", path: "cpu/traefik/dynamic/routes.yml", content: dynamicConfig });
 
   hosts.set(
@@ -49,7 +47,8 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
       files: [
         // Traefik reads its static config only at start; the dynamic file is watched and reloads live.
         { path: GATEWAY_FILES.static, content: staticConfig, restarts: ["gateway"] },
-        { path: GATEWAY_FILES.dynamic, content: dynamicConfig },
+        // Written after every GPU replica it names answers; on the way out, rewritten before they are drained and deleted.
+        { path: GATEWAY_FILES.dynamic, content: dynamicConfig, after: waits },
         { path: GATEWAY_FILES.errors, content: nginxConf, restarts: ["errors"] },
         // The gatekeeper runs from one bundled file; the keys file is watched and reloads live.
         { path: GATEKEEPER_FILES.bundle, content: gatekeeperBundle(), restarts: [GATEKEEPER_CONTAINER] },
@@ -76,7 +75,7 @@ function gpuServingWait(node: string, gateway: DropletTarget, routes: readonly R
       // The same login as the gateway node's other commands (infra/containers.ts).
       connection: { host: gateway.host, user: "root", privateKey: gateway.ssh.privateKey, agentSocketPath: gateway.ssh.agentSocketPath, dialErrorLimit: 10, perDialTimeout: 15 },
       create: backends.apply((b) => backendsReadyScript(b)),
-      delete: backends.apply((b) => backendsDrainScript(b)),
+      delete: pulumi.all([backends, gateway.privateIp]).apply(([b, ip]) => backendsDrainScript(b, { routesFile: GATEWAY_FILES.dynamic, metricsUrl: `http://${ip}:${GATEWAY_METRICS_PORT}/metrics` })),
       triggers: [backends.apply((b) => b.map((x) => x.url).join(" "))],
     },
     {

@@ -668,8 +668,6 @@ export function gpuBackendAddresses(routes: readonly Route[], privateIps: Readon
 export const GPU_READY_TIMEOUT_SECONDS = 90 * 60;
 /** In-flight requests get this long to finish after the replica left the routes file. */
 export const GPU_DRAIN_TIMEOUT_SECONDS = 15 * 60;
-/** Traefik applies a changed routes file within providersThrottleDuration (default 2 s). */
-const ROUTES_RELOAD_SECONDS = 5;
 
 const shellQuote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 
@@ -689,17 +687,35 @@ export function backendsReadyScript(backends: readonly GpuBackendAddress[], time
   ].join("\n");
 }
 
+/** Where the drain reads that Traefik applied the new routes file. */
+export interface RoutesReload {
+  /** The routes file on the gateway node. */
+  readonly routesFile: string;
+  /** Traefik's Prometheus endpoint as the gateway node reaches it (the VPC-only metrics entry point). */
+  readonly metricsUrl: string;
+}
+
+/** How long the drain waits for Traefik to apply the routes file before it drains regardless. */
+const ROUTES_RELOAD_TIMEOUT_SECONDS = 60;
+
 /**
  * Runs once the routes file without these backends is written (Pulumi deletes after it updates):
- * waits for Traefik's reload, then until vLLM reports no running or waiting request
- * (vllm:num_requests_running / vllm:num_requests_waiting, FACTS.md). A backend that no longer
- * answers has nothing to drain. Never fails: a stuck request must not block turning the GPU off.
+ * waits until Traefik has applied that file (its traefik_config_last_reload_success timestamp,
+ * pkg/observability/metrics/prometheus.go, is newer than the file), then until vLLM reports no
+ * running or waiting request (vllm:num_requests_running / vllm:num_requests_waiting, FACTS.md).
+ * A backend that no longer answers has nothing to drain. Never fails: a stuck request must not
+ * block turning the GPU off.
  */
-export function backendsDrainScript(backends: readonly GpuBackendAddress[], timeoutSeconds = GPU_DRAIN_TIMEOUT_SECONDS, reloadSeconds = ROUTES_RELOAD_SECONDS): string {
+export function backendsDrainScript(backends: readonly GpuBackendAddress[], reload: RoutesReload, timeoutSeconds = GPU_DRAIN_TIMEOUT_SECONDS): string {
   const urls = backends.map((b) => shellQuote(`${b.url}/metrics`)).join(" ");
   return [
     "set -u",
-    `sleep ${reloadSeconds}`,
+    `changed=$(stat -c %.9Y ${shellQuote(reload.routesFile)} 2>/dev/null || echo 0)`,
+    `deadline=$(( $(date +%s) + ${ROUTES_RELOAD_TIMEOUT_SECONDS} ))`,
+    `until curl -fsS --max-time 5 ${shellQuote(reload.metricsUrl)} 2>/dev/null | awk -v t="$changed" '/^traefik_config_last_reload_success / { if ($2 + 0 >= t + 0) ok = 1 } END { exit !ok }'; do`,
+    `  if [ "$(date +%s)" -ge "$deadline" ]; then echo "Traefik did not report applying the routes file within ${ROUTES_RELOAD_TIMEOUT_SECONDS} s; draining anyway" >&2; break; fi`,
+    "  sleep 1",
+    "done",
     `deadline=$(( $(date +%s) + ${timeoutSeconds} ))`,
     `for url in ${urls}; do`,
     "  while :; do",

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync }
 import * as http from "node:http";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { Client } from "pg";
 import { parse } from "yaml";
 import { bundleGatekeeper } from "../../programs/gatekeeper/bundle";
 import { newApiKey, type Scope } from "../../programs/gatekeeper/keys";
@@ -115,6 +116,7 @@ export class GatewayRig {
   private loopback!: LoopbackMap;
   private variants!: Record<RoutesVariant, Rendered>;
   private settings!: Readonly<Record<string, string | number | boolean>>;
+  private startGatekeeperProcess!: () => ManagedProcess;
 
   private constructor() {}
 
@@ -212,18 +214,18 @@ export class GatewayRig {
     writeFileSync(env.GATEKEEPER_KEYS_FILE, JSON.stringify({ version: 1, keys: entries }, null, 2));
     const bundle = path.join(dirs.app, "gatekeeper.js");
     writeFileSync(bundle, bundleGatekeeper());
-    this.gatekeeper = ManagedProcess.start("gatekeeper", process.execPath, [bundle], {
-      env: {
-        PATH: process.env.PATH ?? "",
-        ...env,
+    const gatekeeperEnv: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH ?? "",
+      ...env,
         // The container's network namespace, on loopback: the port Traefik's service URL names.
         GATEKEEPER_HOST: "127.0.0.1",
         GATEKEEPER_PORT: String(gatekeeperPort),
         // Secrets, as the container gets them from Pulumi.
         GATEKEEPER_BACKEND_KEY: RIG_BACKEND_KEY,
         DATABASE_URL: this.databaseUrl,
-      },
-    });
+    };
+    this.startGatekeeperProcess = () => ManagedProcess.start("gatekeeper", process.execPath, [bundle], { env: gatekeeperEnv });
+    this.gatekeeper = this.startGatekeeperProcess();
 
     // Traefik: the rendered static file and the gateway container's own command.
     const staticOff = this.variants["gpu-off"].staticDoc;
@@ -243,12 +245,55 @@ export class GatewayRig {
     await waitFor("the routes file to load", async () => (await this.request({ path: "/v1/models" })).status === 401, 15_000, { context });
   }
 
+  /** Stops the gatekeeper (SIGTERM: it flushes its spool first). */
+  async stopGatekeeper(): Promise<void> {
+    await this.gatekeeper.stop();
+  }
+
+  /** Starts the gatekeeper again with the same environment, and waits until it is healthy. */
+  async startGatekeeper(): Promise<void> {
+    this.gatekeeper = this.startGatekeeperProcess();
+    await waitFor("the gatekeeper to be healthy again", async () => (await rawGet(this.gatekeeperPort, "/healthz")) === 200, 15_000, { context: () => this.gatekeeper.tail() });
+  }
+
+  /** Stops a CPU stand-in, runs `during`, and starts it again on the same port. */
+  async withStandInDown<T>(name: "fallback" | "stt" | "tts" | "docling", during: () => Promise<T>): Promise<T> {
+    const current = this.standIns[name]!;
+    await current.close();
+    try {
+      return await during();
+    } finally {
+      this.standIns[name] = await startStandIn({ program: current.program, port: current.port });
+    }
+  }
+
+  /** Rows the gatekeeper shipped to PostgreSQL, after waiting until its spool is fully shipped. */
+  async auditRows(): Promise<Record<string, unknown>[]> {
+    await waitFor("the audit spool to be shipped", async () => {
+      const health = await rigRequest(this.gatekeeperPort, { path: "/healthz" });
+      return health.json?.spool?.unshippedBytes === 0;
+    }, 20_000, { context: () => this.gatekeeper.tail() });
+    const client = new Client({ connectionString: this.databaseUrl });
+    client.on("error", () => undefined);
+    await client.connect();
+    try {
+      return (await client.query("SELECT * FROM gatekeeper.decisions ORDER BY decided_at")).rows as Record<string, unknown>[];
+    } finally {
+      await client.end();
+    }
+  }
+
   /** Writes the routes file of a variant the way infra/containers.ts does: a temp file, then a rename. */
   writeRoutes(variant: RoutesVariant): void {
     const dir = this.loopback.paths!.get("/var/lib/traefik/dynamic")!;
     const file = path.join(dir, "routes.yml");
     writeFileSync(`${file}.tmp`, renderYaml(remapForLoopback(this.variants[variant].dynamicDoc, this.loopback)));
     renameSync(`${file}.tmp`, file);
+  }
+
+  /** Where the drain script reads that Traefik applied the routes file, on this machine. */
+  get reload(): { routesFile: string; metricsUrl: string } {
+    return { routesFile: path.join(this.loopback.paths!.get("/var/lib/traefik/dynamic")!, "routes.yml"), metricsUrl: `http://127.0.0.1:${this.entry.metrics}/metrics` };
   }
 
   /** The parsed routes file a variant renders (before remapping). */
