@@ -11,13 +11,23 @@ import { availableStacks, PROJECT_ROOT, stackFilePath } from "./lib/plan-runner"
  * stack and for synthetic stacks with 1, 8, 32 and 64 GPU nodes. Prints wall time (median of
  * --runs) and peak memory. Targets: every shipped stack under 1.5 s; time linear in node count.
  */
-const { values, positionals } = parseArgs({ options: { runs: { type: "string", default: "3" } }, strict: true, allowPositionals: true });
-if (positionals[0] === "gatekeeper") {
-  // `npm run bench -- gatekeeper`: the gatekeeper's own load test (decisions/s, p50/p99, no audit row lost).
-  const child = spawnSync(path.join(PROJECT_ROOT, "node_modules/.bin/tsx"), [path.join(PROJECT_ROOT, "scripts/bench-gatekeeper.ts"), ...process.argv.slice(3)], { stdio: "inherit" });
+/** Sub-benchmarks, each its own script: `npm run bench -- <name> [options]`. */
+const SUB_BENCHMARKS: Readonly<Record<string, string>> = {
+  // The gatekeeper's own load test (decisions/s, p50/p99, no audit row lost).
+  gatekeeper: "scripts/bench-gatekeeper.ts",
+  // What the real Traefik + gatekeeper + audit add to a request (req/s, p50/p99 added latency).
+  gateway: "scripts/bench-gateway.ts",
+};
+// Dispatched before this script's own options are parsed: a sub-benchmark has options of its own.
+const first = process.argv[2];
+const sub = first !== undefined && !first.startsWith("-") ? SUB_BENCHMARKS[first] : undefined;
+if (sub) {
+  const child = spawnSync(path.join(PROJECT_ROOT, "node_modules/.bin/tsx"), [path.join(PROJECT_ROOT, sub), ...process.argv.slice(3)], { stdio: "inherit" });
   process.exit(child.status ?? 1);
-} else if (positionals.length > 0) {
-  process.stderr.write(`bench: unknown benchmark "${positionals[0]}"; use no argument (the plan) or "gatekeeper"\n`);
+}
+const { values, positionals } = parseArgs({ options: { runs: { type: "string", default: "3" } }, strict: true, allowPositionals: true });
+if (positionals.length > 0) {
+  process.stderr.write(`bench: unknown benchmark "${positionals[0]}"; use no argument (the plan) or one of: ${Object.keys(SUB_BENCHMARKS).join(", ")}\n`);
   process.exit(1);
 }
 const runs = Math.max(1, Number(values.runs));

@@ -269,10 +269,7 @@ export class GatewayRig {
 
   /** Rows the gatekeeper shipped to PostgreSQL, after waiting until its spool is fully shipped. */
   async auditRows(): Promise<Record<string, unknown>[]> {
-    await waitFor("the audit spool to be shipped", async () => {
-      const health = await rigRequest(this.gatekeeperPort, { path: "/healthz" });
-      return health.json?.spool?.unshippedBytes === 0;
-    }, 20_000, { context: () => this.gatekeeper.tail() });
+    await this.auditShipped();
     const client = new Client({ connectionString: this.databaseUrl });
     client.on("error", () => undefined);
     await client.connect();
@@ -281,6 +278,14 @@ export class GatewayRig {
     } finally {
       await client.end();
     }
+  }
+
+  /** Waits until the gatekeeper's spool is fully shipped to PostgreSQL. */
+  async auditShipped(timeoutMs = 20_000): Promise<void> {
+    await waitFor("the audit spool to be shipped", async () => {
+      const health = await rigRequest(this.gatekeeperPort, { path: "/healthz" });
+      return health.json?.spool?.unshippedBytes === 0;
+    }, timeoutMs, { context: () => this.gatekeeper.tail() });
   }
 
   /** Writes the routes file of a variant the way infra/containers.ts does: a temp file, then a rename. */

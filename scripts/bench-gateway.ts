@@ -1,0 +1,212 @@
+import * as http from "node:http";
+import { cpus, loadavg } from "node:os";
+import { performance } from "node:perf_hooks";
+import { parseArgs } from "node:util";
+import autocannon from "autocannon";
+import { Client } from "pg";
+import { TRAEFIK_VERSION } from "./tools/traefik";
+import { GatewayRig, RIG_BACKEND_KEY, rigMissing } from "../test/helpers/gateway-rig";
+import { table } from "./lib/plan-view";
+
+/**
+ * What the gateway adds to a request: the real Traefik (built at the image's version, the plan's
+ * files), its two forwardAuth hops, the bundled gatekeeper fsync'ing every decision to its spool
+ * and shipping it to a real PostgreSQL, against calling the same stand-in backend directly, in
+ * one run on one machine (test/helpers/gateway-rig.ts). The request is a non-streaming chat
+ * completion answered at once by the llama.cpp stand-in, so the backend's own time is nearly nil.
+ *
+ *   npm run bench -- gateway [--rounds 3] [--seconds 8] [--rate 1000] [--connections 16]
+ *
+ * - paced: an open-loop client sends `rate` requests a second, evenly spaced (1 ms timer ticks),
+ *   latency from send to last byte; rounds alternate direct and gateway so drift in the shared
+ *   machine's load hits both. Added latency = gateway percentile − direct percentile, per round;
+ *   the median round is reported.
+ * - saturation: autocannon, `connections` closed-loop clients, requests/s of each target and
+ *   their ratio (the machine's speed cancels in the ratio).
+ * Target: p99 added latency < 5 ms at 1,000 req/s. The last line is that figure.
+ */
+
+const { values } = parseArgs({
+  options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "8" }, rate: { type: "string", default: "1000" }, connections: { type: "string", default: "16" }, warmup: { type: "string", default: "2" } },
+  strict: true,
+});
+const ROUNDS = Number(values.rounds);
+const SECONDS = Number(values.seconds);
+const RATE = Number(values.rate);
+const CONNECTIONS = Number(values.connections);
+const WARMUP_S = Number(values.warmup);
+const TARGET_P99_MS = 5;
+
+interface Target {
+  readonly name: "direct" | "gateway";
+  readonly port: number;
+  readonly headers: Record<string, string>;
+}
+
+const BODY = JSON.stringify({ model: "coder", messages: [{ role: "user", content: "benchmark" }] });
+const PATH = "/v1/chat/completions";
+
+const percentile = (sorted: Float64Array, p: number): number => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN);
+
+interface Run {
+  readonly latencies: Float64Array;
+  readonly ok: number;
+  readonly failed: number;
+  readonly seconds: number;
+}
+
+/** Open loop: requests go out on schedule whether or not earlier ones have answered. */
+function paced(target: Target, rate: number, seconds: number): Promise<Run> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+  const total = Math.round(rate * seconds);
+  const interval = 1000 / rate;
+  const latencies: number[] = [];
+  let sent = 0;
+  let done = 0;
+  let failed = 0;
+  const headers = { ...target.headers, "content-type": "application/json", "content-length": String(Buffer.byteLength(BODY)) };
+  return new Promise((resolve) => {
+    const start = performance.now();
+    const finish = () => {
+      agent.destroy();
+      resolve({ latencies: Float64Array.from(latencies).sort(), ok: latencies.length, failed, seconds: (performance.now() - start) / 1000 });
+    };
+    const fire = () => {
+      const t0 = performance.now();
+      const req = http.request({ host: "127.0.0.1", port: target.port, method: "POST", path: PATH, headers, agent }, (res) => {
+        res.resume();
+        res.on("end", () => {
+          if (res.statusCode === 200) latencies.push(performance.now() - t0);
+          else failed++;
+          if (++done === total) finish();
+        });
+      });
+      req.on("error", () => {
+        failed++;
+        if (++done === total) finish();
+      });
+      req.end(BODY);
+    };
+    const tick = () => {
+      const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);
+      while (sent < due) {
+        fire();
+        sent++;
+      }
+      if (sent < total) setTimeout(tick, 1);
+    };
+    tick();
+  });
+}
+
+function saturate(target: Target, seconds: number): Promise<Run> {
+  const latencies: number[] = [];
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(
+      { url: `http://127.0.0.1:${target.port}${PATH}`, method: "POST", body: BODY, headers: { ...target.headers, "content-type": "application/json" }, connections: CONNECTIONS, pipelining: 1, duration: seconds },
+      (error: unknown, result) => {
+        if (error) return reject(error);
+        const elapsed = (result.finish.getTime() - result.start.getTime()) / 1000;
+        resolve({ latencies: Float64Array.from(latencies).sort(), ok: latencies.length, failed: result.non2xx + result.errors + result.timeouts, seconds: elapsed });
+      },
+    );
+    instance.on("response", (_client, status, _bytes, responseTime) => {
+      if (status === 200) latencies.push(responseTime);
+    });
+  });
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const ms = (n: number) => n.toFixed(2);
+
+async function main(): Promise<void> {
+  const missing = rigMissing();
+  if (missing) {
+    process.stderr.write(`bench gateway: cannot run here: ${missing}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const load = loadavg()[0];
+  // The preset limits would stop a benchmark at once: the highest the settings allow (the
+  // per-address limit is ten times rateLimitPerMinute) and a key without a practical limit.
+  const rig = await GatewayRig.start({ settings: { rateLimitPerMinute: 100_000, rateLimitBurst: 100_000 }, keys: { bench: { scopes: ["llm"], ratePerMinute: 1_000_000, burst: 1_000_000 } } });
+  try {
+    const direct: Target = { name: "direct", port: rig.standIns.fallback!.port, headers: { authorization: `Bearer ${RIG_BACKEND_KEY}` } };
+    const gateway: Target = { name: "gateway", port: rig.entry.web, headers: { authorization: `Bearer ${rig.keys.bench.key}` } };
+    const rowsBefore = await auditCount(rig);
+
+    if (WARMUP_S > 0) for (const t of [direct, gateway]) await saturate(t, WARMUP_S);
+    const pacedRows: string[][] = [];
+    const added50: number[] = [];
+    const added99: number[] = [];
+    let gatewayAnswered = 0;
+    let gatewaySent = 0;
+    let failures = 0;
+    for (let round = 1; round <= ROUNDS; round++) {
+      const order = round % 2 ? [direct, gateway] : [gateway, direct];
+      const runs: Record<string, Run> = {};
+      for (const t of order) runs[t.name] = await paced(t, RATE, SECONDS);
+      for (const t of [direct, gateway]) {
+        const r = runs[t.name];
+        failures += r.failed;
+        pacedRows.push([String(round), t.name, (r.ok / r.seconds).toFixed(0), ms(percentile(r.latencies, 50)), ms(percentile(r.latencies, 99)), ms(percentile(r.latencies, 99.9)), String(r.failed)]);
+      }
+      gatewayAnswered += runs.gateway.ok;
+      gatewaySent += runs.gateway.ok + runs.gateway.failed;
+      added50.push(percentile(runs.gateway.latencies, 50) - percentile(runs.direct.latencies, 50));
+      added99.push(percentile(runs.gateway.latencies, 99) - percentile(runs.direct.latencies, 99));
+    }
+    const satRows: string[][] = [];
+    const sat: Record<string, Run> = {};
+    for (const t of [direct, gateway]) {
+      sat[t.name] = await saturate(t, SECONDS);
+      const r = sat[t.name];
+      failures += r.failed;
+      satRows.push([t.name, (r.ok / r.seconds).toFixed(0), ms(percentile(r.latencies, 50)), ms(percentile(r.latencies, 99)), String(r.failed)]);
+    }
+    gatewayAnswered += sat.gateway.ok;
+    gatewaySent += sat.gateway.ok + sat.gateway.failed;
+    const rows = (await auditCount(rig)) - rowsBefore;
+
+    const satRatio = sat.gateway.ok / sat.gateway.seconds / (sat.direct.ok / sat.direct.seconds);
+    const p99 = median(added99);
+    process.stdout.write(`Gateway overhead: Traefik ${TRAEFIK_VERSION} (built from the module proxy) + its forwardAuth hops + the bundled gatekeeper (spool fsync, audit rows to PostgreSQL) vs the llama.cpp stand-in directly; POST ${PATH}.\n`);
+    process.stdout.write(`Node ${process.version}, ${cpus().length} cores shared by the client, Traefik, the gatekeeper, PostgreSQL, nginx and the stand-in; 1-min load average ${load.toFixed(2)} at start.\n\n`);
+    process.stdout.write(`Paced at ${RATE} req/s, ${SECONDS} s per run, open loop:\n${table(["round", "target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "failed"], pacedRows)}\n\n`);
+    process.stdout.write(`Saturation, ${CONNECTIONS} autocannon connections, ${SECONDS} s:\n${table(["target", "req/s", "p50 ms", "p99 ms", "failed"], satRows)}\n\n`);
+    process.stdout.write(
+      `${table(
+        ["figure", "value", "target", "met"],
+        [
+          [`added latency at ${RATE} req/s, p50 (median of ${ROUNDS} rounds)`, `${ms(median(added50))} ms`, "", ""],
+          [`added latency at ${RATE} req/s, p99 (median of ${ROUNDS} rounds; per round ${added99.map(ms).join(", ")})`, `${ms(p99)} ms`, `< ${TARGET_P99_MS} ms`, p99 < TARGET_P99_MS ? "yes" : "NO"],
+          ["gateway throughput at saturation / direct", `${(satRatio * 100).toFixed(1)} %`, "", ""],
+          ["failed requests", String(failures), "0", failures === 0 ? "yes" : "NO"],
+          ["audit rows for the gateway's requests", `${rows} for ${gatewaySent} sent (${gatewayAnswered} answered)`, "≥ answered", rows >= gatewayAnswered ? "yes" : "NO"],
+        ],
+      )}\n\n`,
+    );
+    process.stdout.write(`p99 added latency at ${RATE} req/s: ${ms(p99)} ms\n`);
+    if (failures > 0 || rows < gatewayAnswered) process.exitCode = 1;
+  } finally {
+    await rig.stop();
+  }
+}
+
+async function auditCount(rig: GatewayRig): Promise<number> {
+  await rig.auditShipped(120_000);
+  const client = new Client({ connectionString: rig.databaseUrl });
+  client.on("error", () => undefined);
+  await client.connect();
+  try {
+    const r = await client.query<{ n: string }>("SELECT count(*)::text AS n FROM gatekeeper.decisions WHERE key_id = $1", [rig.keys.bench.id]);
+    return Number(r.rows[0].n);
+  } finally {
+    await client.end();
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench gateway failed: ${(error as Error).stack ?? String(error)}\n`);
+  process.exitCode = 1;
+});
