@@ -38,6 +38,7 @@ import { CPU_CACHE_MOUNT } from "../services/node-setup";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
 import { GPU_OFF_SERVICE, routeTable } from "../services/routes";
 import type { HubConfig } from "../stacks/hub-config";
+import { planFromText } from "../scripts/lib/plan-runner";
 import { mustLoad, readJson, REFERENCE } from "./helpers/load";
 
 // ---- validators -----------------------------------------------------------------------------
@@ -569,3 +570,33 @@ function nginxUnquote(token: string): string {
 }
 
 const QUOTED = /'(?:[^'\\]|\\.)*'/g;
+
+describe("the deploy orders route changes against GPU readiness (the plan under Pulumi's mocks)", () => {
+  const plan = async (text: string) => {
+    const result = await planFromText("order", "Pulumi.order.yaml", text);
+    if (!result.ok) throw new Error(JSON.stringify(result.document.problems));
+    return result.resources;
+  };
+
+  it("writes the routes file only after each GPU replica's wait, which follows that node's containers and drains on delete", async () => {
+    const resources = await plan("config:\n  inference-hub:tier: gpu\n");
+    const routes = resources.find((r) => r.name === "cpu-containers-file-dynamic-routes.yml")!;
+    const wait = resources.find((r) => r.name === "gpu-0-serving")!;
+    expect(routes.options.dependsOn).toContain(wait.urn);
+    expect(wait.options.dependsOn).toEqual(expect.arrayContaining([expect.stringMatching(/ContainerHost::gpu-0-containers$/)]));
+    const create = String(wait.inputs.create);
+    const remove = String(wait.inputs.delete);
+    // The wait and the drain name the replica's private address, the one the routes file names.
+    const url = /'(http:\/\/[\d.]+:8000)\/health'/.exec(create)?.[1];
+    expect(url).toBeDefined();
+    expect(remove).toContain(`'${url}/metrics'`);
+    expect(remove).toContain("traefik_config_last_reload_success");
+    expect(remove).toContain("/mnt/cpu-cache/traefik/dynamic/routes.yml");
+  });
+
+  it("has no wait when no GPU node exists", async () => {
+    const resources = await plan("config:\n  inference-hub:tier: hybrid\n");
+    expect(resources.filter((r) => r.name.endsWith("-serving"))).toEqual([]);
+    expect(resources.find((r) => r.name === "cpu-containers-file-dynamic-routes.yml")!.options.dependsOn.filter((d) => d.includes("serving"))).toEqual([]);
+  });
+});
