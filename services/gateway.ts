@@ -191,7 +191,7 @@ function domainTls(hub: HubConfig): { readonly certResolver: string; readonly do
 // behind a forwardAuth hop through Traefik's own loopback entry point, where a catcher wraps
 // nothing else: forwardAuth hands a non-2xx answer of its auth server to the client as it is
 // (status, headers, body; pkg/middlewares/auth/forward.go).
-//   client ─► router: auth-ip ─► strip-client-ids ─► auth-<scope> ─► <route>-errors ─► [body limit] ─► [rewrite] ─► backend
+//   client ─► router: strip-client-ids ─► auth-ip ─► auth-<scope> ─► <route>-errors ─► [body limit] ─► [rewrite] ─► backend
 //   auth-ip      ─► internal /ip-limit: ip-limit-errors ─► rate-limit-ip ─► ping@internal (200)
 //   auth-<scope> ─► internal /auth:     auth-errors ─► gatekeeper (its answers pass; only 502/504 are Traefik's)
 
@@ -251,9 +251,10 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
   };
 
   for (const route of routes) {
-    // Address limit first, so a flood is refused before its upload is buffered; then the
+    // Client-set ids go first (the access log records the request's headers as they end up);
+    // then the address limit, so a flood is refused before its upload is buffered; then the
     // gatekeeper, which fails closed: no answer from it, no request through.
-    const chain = [IP_LIMIT_AUTH, STRIP_CLIENT_IDS, authMiddleware(route.scope, middlewares)];
+    const chain = [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, authMiddleware(route.scope, middlewares)];
     const errorsName = `${route.name}-errors`;
     middlewares[errorsName] = { errors: { status: routeErrorStatuses(route).map(String), service: ERRORS_SERVICE, query: `${ERROR_PAGES}/${route.name}/{status}` } };
     chain.push(errorsName);
@@ -284,12 +285,12 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     entryPoints: [...entryPoints],
     rule: `Path(\`${ADMIN_METRICS_PATH}\`)`,
     service: PROMETHEUS_SERVICE,
-    middlewares: [IP_LIMIT_AUTH, STRIP_CLIENT_IDS, authMiddleware("admin", middlewares), METRICS_ADMIN_REWRITE],
+    middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, authMiddleware("admin", middlewares), METRICS_ADMIN_REWRITE],
     ...routerTls(),
   };
   // Any other path: a JSON 404 (Traefik's own is plain text), still behind the address limit.
   middlewares[NOT_FOUND_PAGE] = { replacePath: { path: `${ERROR_PAGES}/${GATEWAY_SOURCE}/404` } };
-  routers[NOT_FOUND_ROUTER] = { entryPoints: [...entryPoints], rule: "PathPrefix(`/`)", priority: 1, service: ERRORS_SERVICE, middlewares: [IP_LIMIT_AUTH, NOT_FOUND_PAGE], ...routerTls() };
+  routers[NOT_FOUND_ROUTER] = { entryPoints: [...entryPoints], rule: "PathPrefix(`/`)", priority: 1, service: ERRORS_SERVICE, middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, NOT_FOUND_PAGE], ...routerTls() };
 
   // The gatekeeper's health, checked by Traefik itself (traefik_service_server_up in its metrics)
   // and readable inside the VPC at :8082/gatekeeper/healthz. forwardAuth does not use this service.
@@ -663,7 +664,7 @@ export function gpuBackendAddresses(routes: readonly Route[], privateIps: Readon
 
 /**
  * A first start pulls a ~10 GB image and downloads the weights (65 GB for the 32B coder) before
- * vLLM answers /health: 90 min bounds it. Polled every 5 s.
+ * vLLM answers /health: 90 min bounds it.
  */
 export const GPU_READY_TIMEOUT_SECONDS = 90 * 60;
 /** In-flight requests get this long to finish after the replica left the routes file. */
@@ -672,7 +673,7 @@ export const GPU_DRAIN_TIMEOUT_SECONDS = 15 * 60;
 const shellQuote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 
 /** Waits until every given backend answers its health check (exit 0), or fails naming the ones that did not. */
-export function backendsReadyScript(backends: readonly GpuBackendAddress[], timeoutSeconds = GPU_READY_TIMEOUT_SECONDS): string {
+export function backendsReadyScript(backends: readonly GpuBackendAddress[], timeoutSeconds = GPU_READY_TIMEOUT_SECONDS, pollSeconds = 5): string {
   const urls = backends.map((b) => shellQuote(`${b.url}${b.healthPath}`)).join(" ");
   return [
     "set -u",
@@ -680,7 +681,7 @@ export function backendsReadyScript(backends: readonly GpuBackendAddress[], time
     `for url in ${urls}; do`,
     `  until curl -fsS -o /dev/null --max-time 5 "$url"; do`,
     `    if [ "$(date +%s)" -ge "$deadline" ]; then echo "GPU backend $url did not answer within ${timeoutSeconds} s; the gateway keeps routing around it. Check the GPU node's containers (docker logs)." >&2; exit 1; fi`,
-    "    sleep 5",
+    `    sleep ${pollSeconds}`,
     "  done",
     `  echo "answering: $url"`,
     "done",
@@ -701,7 +702,7 @@ const ROUTES_RELOAD_TIMEOUT_SECONDS = 60;
 /**
  * Runs once the routes file without these backends is written (Pulumi deletes after it updates):
  * waits until Traefik has applied that file (its traefik_config_last_reload_success timestamp,
- * pkg/observability/metrics/prometheus.go, is newer than the file), then until vLLM reports no
+ * pkg/observability/metrics/prometheus.go, is not older than the file), then until vLLM reports no
  * running or waiting request (vllm:num_requests_running / vllm:num_requests_waiting, FACTS.md).
  * A backend that no longer answers has nothing to drain. Never fails: a stuck request must not
  * block turning the GPU off.
@@ -710,12 +711,15 @@ export function backendsDrainScript(backends: readonly GpuBackendAddress[], relo
   const urls = backends.map((b) => shellQuote(`${b.url}/metrics`)).join(" ");
   return [
     "set -u",
-    `changed=$(stat -c %.9Y ${shellQuote(reload.routesFile)} 2>/dev/null || echo 0)`,
+    // Whole seconds on both sides: Traefik reports the reload time as whole Unix seconds.
+    `changed=$(stat -c %Y ${shellQuote(reload.routesFile)} 2>/dev/null || echo 0)`,
     `deadline=$(( $(date +%s) + ${ROUTES_RELOAD_TIMEOUT_SECONDS} ))`,
     `until curl -fsS --max-time 5 ${shellQuote(reload.metricsUrl)} 2>/dev/null | awk -v t="$changed" '/^traefik_config_last_reload_success / { if ($2 + 0 >= t + 0) ok = 1 } END { exit !ok }'; do`,
     `  if [ "$(date +%s)" -ge "$deadline" ]; then echo "Traefik did not report applying the routes file within ${ROUTES_RELOAD_TIMEOUT_SECONDS} s; draining anyway" >&2; break; fi`,
     "  sleep 1",
     "done",
+    // A reload earlier in the same second would also pass: give Traefik its 2 s throttle (providersThrottleDuration) more.
+    "sleep 2",
     `deadline=$(( $(date +%s) + ${timeoutSeconds} ))`,
     `for url in ${urls}; do`,
     "  while :; do",

@@ -256,11 +256,12 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     expect(Object.values<Obj>(dynamicDoc.http.middlewares).filter((m) => m.rateLimit)).toHaveLength(1);
     for (const [name, router] of Object.entries<Obj>(publicRouters)) {
       if (name === NOT_FOUND_ROUTER) {
-        expect(router.middlewares[0]).toBe(IP_LIMIT_AUTH);
+        expect(router.middlewares.slice(0, 2)).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH]);
         continue;
       }
       const scope = name === METRICS_ADMIN_ROUTER ? "admin" : routes.find((r) => r.name === name)!.scope;
-      expect(router.middlewares.slice(0, 3), name).toEqual([IP_LIMIT_AUTH, STRIP_CLIENT_IDS, `auth-${scope}`]);
+      // Client-set ids go before anything can answer (the access log keeps the final headers).
+      expect(router.middlewares.slice(0, 3), name).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH, `auth-${scope}`]);
     }
     // The hops listen only on the loopback entry point, which the auth addresses name.
     const internal = staticDoc.entryPoints.internal;
