@@ -81,6 +81,7 @@ function gpuServingWait(node: string, gateway: DropletTarget, routes: readonly R
     {
       // The replicas must exist before they can answer; on delete, drain before they go.
       dependsOn: [containers, gateway.ready],
+      // A little beyond the scripts' own deadlines, so their message, not a Pulumi timeout, explains a failure.
       customTimeouts: { create: `${GPU_READY_TIMEOUT_SECONDS / 60 + 5}m`, delete: `${GPU_DRAIN_TIMEOUT_SECONDS / 60 + 5}m` },
     },
   );

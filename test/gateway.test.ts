@@ -39,6 +39,7 @@ import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
 import { GPU_OFF_SERVICE, routeTable } from "../services/routes";
 import type { HubConfig } from "../stacks/hub-config";
 import { planFromText } from "../scripts/lib/plan-runner";
+import { gatewayPorts } from "../infra/services";
 import { mustLoad, readJson, REFERENCE } from "./helpers/load";
 
 // ---- validators -----------------------------------------------------------------------------
@@ -270,6 +271,8 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     const hop = `http://${internal.address}`;
     expect(dynamicDoc.http.middlewares[IP_LIMIT_AUTH].forwardAuth).toEqual({ address: `${hop}/ip-limit`, authRequestHeaders: ["X-Forwarded-For"], trustForwardHeader: false });
     for (const ep of [IP_LIMIT_ROUTER, AUTH_ROUTER]) expect(dynamicDoc.http.routers[ep].entryPoints).toEqual(["internal"]);
+    // Never published from the container: only forwardAuth inside it reaches the hops.
+    for (const kind of ["droplet", "local"] as const) expect(gatewayPorts(kind).map((p) => p.port)).not.toContain(Number(internal.address.split(":")[1]));
     for (const route of routes) expect(dynamicDoc.http.middlewares[`auth-${route.scope}`].forwardAuth.address).toBe(`${hop}/auth?scope=${route.scope}`);
     // The per-address bucket's own errors are caught inside its hop, where nothing else answers.
     expect(dynamicDoc.http.routers[IP_LIMIT_ROUTER]).toMatchObject({ service: "ping@internal", middlewares: ["ip-limit-errors", IP_RATE_LIMIT_MIDDLEWARE] });
