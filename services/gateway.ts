@@ -30,7 +30,8 @@ export { ERRORS_IMAGE, TRAEFIK_IMAGE };
  * - failover relies on the main service's health check; the failover service itself needs none
  *   (docs reference/routing-configuration/http/load-balancing/service.md "Failover").
  * - In-memory rateLimit buckets are per router, not per middleware (traefik/traefik#13706, open):
- *   each route gets its own per-key budget.
+ *   the per-address limit lives on one router (the ip-limit hop), so an address has one budget
+ *   across all routes. Per-key limits are the gatekeeper's.
  */
 
 
