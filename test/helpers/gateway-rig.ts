@@ -117,6 +117,7 @@ export class GatewayRig {
   private variants!: Record<RoutesVariant, Rendered>;
   private settings!: Readonly<Record<string, string | number | boolean>>;
   private startGatekeeperProcess!: () => ManagedProcess;
+  private readonly accessLines: Record<string, unknown>[] = [];
 
   private constructor() {}
 
@@ -234,6 +235,10 @@ export class GatewayRig {
     this.writeRoutes("gpu-off");
     const args = remapForLoopback([...this.variants["gpu-off"].gatewayCommand], this.loopback);
     this.traefik = ManagedProcess.start("traefik", traefikBinaryPath(), args);
+    // Parsed as they arrive: re-parsing the whole log on every poll would block the test's event loop.
+    this.traefik.onLine((line) => {
+      if (line.startsWith("{") && line.includes('"DownstreamStatus"')) this.accessLines.push(JSON.parse(line) as Record<string, unknown>);
+    });
 
     const context = () => `--- traefik\n${this.traefik.tail()}\n--- gatekeeper\n${this.gatekeeper.tail()}\n--- nginx\n${this.nginx.tail()}`;
     await waitFor("nginx, the gatekeeper and Traefik to answer", async () => {
@@ -329,12 +334,8 @@ export class GatewayRig {
   }
 
   /** Traefik's JSON access-log lines so far. */
-  accessLog(): Record<string, unknown>[] {
-    return this.traefik
-      .text()
-      .split("\n")
-      .filter((l) => l.startsWith("{") && l.includes('"DownstreamStatus"'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  accessLog(): readonly Record<string, unknown>[] {
+    return this.accessLines;
   }
 
   /** A request through the gateway's public entry point (or `port`). */
