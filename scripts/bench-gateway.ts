@@ -1,3 +1,5 @@
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import * as http from "node:http";
 import { cpus, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
@@ -22,7 +24,8 @@ import { table } from "./lib/plan-view";
  *   machine's load hits both. Added latency = gateway percentile − direct percentile, per round;
  *   the median round is reported.
  * - saturation: autocannon, `connections` closed-loop clients, requests/s of each target and
- *   their ratio (the machine's speed cancels in the ratio).
+ *   their ratio (the machine's speed cancels in the ratio), and the CPU time each process spends
+ *   per request (from /proc), which says what a core count buys.
  * Target: p99 added latency < 5 ms at 1,000 req/s. The last line is that figure.
  */
 
@@ -117,6 +120,43 @@ function saturate(target: Target, seconds: number): Promise<Run> {
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** CPU time (user + system, ms) a process has used, from /proc (Linux). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * (1000 / CLOCK_TICKS);
+  } catch {
+    return 0;
+  }
+}
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+/** Every PostgreSQL server process (the throwaway cluster is the only one the rig runs). */
+function postgresCpuMs(): number {
+  let total = 0;
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "postgres") total += cpuMs(Number(pid));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+interface CpuSample {
+  readonly traefik: number;
+  readonly gatekeeper: number;
+  readonly postgres: number;
+  /** This process: the load client and the in-process stand-in backend. */
+  readonly client: number;
+}
+function cpuSample(rig: GatewayRig): CpuSample {
+  const self = process.cpuUsage();
+  return { traefik: cpuMs(rig.traefik.pid), gatekeeper: cpuMs(rig.gatekeeper.pid), postgres: postgresCpuMs(), client: (self.user + self.system) / 1000 };
+}
+const cpuPerRequest = (a: CpuSample, b: CpuSample, n: number): CpuSample => ({ traefik: (b.traefik - a.traefik) / n, gatekeeper: (b.gatekeeper - a.gatekeeper) / n, postgres: (b.postgres - a.postgres) / n, client: (b.client - a.client) / n });
 const ms = (n: number) => n.toFixed(2);
 
 async function main(): Promise<void> {
@@ -129,7 +169,7 @@ async function main(): Promise<void> {
   const load = loadavg()[0];
   // The preset limits would stop a benchmark at once: the highest the settings allow (the
   // per-address limit is ten times rateLimitPerMinute) and a key without a practical limit.
-  const rig = await GatewayRig.start({ settings: { rateLimitPerMinute: 100_000, rateLimitBurst: 100_000 }, keys: { bench: { scopes: ["llm"], ratePerMinute: 1_000_000, burst: 1_000_000 } } });
+  const rig = await GatewayRig.start({ logToFile: true, settings: { rateLimitPerMinute: 100_000, rateLimitBurst: 100_000 }, keys: { bench: { scopes: ["llm"], ratePerMinute: 1_000_000, burst: 1_000_000 } } });
   try {
     const direct: Target = { name: "direct", port: rig.standIns.fallback!.port, headers: { authorization: `Bearer ${RIG_BACKEND_KEY}` } };
     const gateway: Target = { name: "gateway", port: rig.entry.web, headers: { authorization: `Bearer ${rig.keys.bench.key}` } };
@@ -158,8 +198,11 @@ async function main(): Promise<void> {
     }
     const satRows: string[][] = [];
     const sat: Record<string, Run> = {};
+    const cpu: Record<string, CpuSample> = {};
     for (const t of [direct, gateway]) {
+      const before = cpuSample(rig);
       sat[t.name] = await saturate(t, SECONDS);
+      cpu[t.name] = cpuPerRequest(before, cpuSample(rig), sat[t.name].ok + sat[t.name].failed);
       const r = sat[t.name];
       failures += r.failed;
       satRows.push([t.name, (r.ok / r.seconds).toFixed(0), ms(percentile(r.latencies, 50)), ms(percentile(r.latencies, 99)), String(r.failed)]);
@@ -174,6 +217,16 @@ async function main(): Promise<void> {
     process.stdout.write(`Node ${process.version}, ${cpus().length} cores shared by the client, Traefik, the gatekeeper, PostgreSQL, nginx and the stand-in; 1-min load average ${load.toFixed(2)} at start.\n\n`);
     process.stdout.write(`Paced at ${RATE} req/s, ${SECONDS} s per run, open loop:\n${table(["round", "target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "failed"], pacedRows)}\n\n`);
     process.stdout.write(`Saturation, ${CONNECTIONS} autocannon connections, ${SECONDS} s:\n${table(["target", "req/s", "p50 ms", "p99 ms", "failed"], satRows)}\n\n`);
+    const total = (c: CpuSample) => c.traefik + c.gatekeeper + c.postgres + c.client;
+    process.stdout.write(
+      `CPU per request at saturation, ms (the machine's speed mostly cancels between the rows):\n${table(
+        ["target", "Traefik", "gatekeeper", "PostgreSQL", "client + stand-in", "total", `capacity of ${cpus().length} cores`],
+        [direct, gateway].map((t) => {
+          const c = cpu[t.name];
+          return [t.name, ms(c.traefik), ms(c.gatekeeper), ms(c.postgres), ms(c.client), ms(total(c)), `${((cpus().length * 1000) / total(c)).toFixed(0)} req/s`];
+        }),
+      )}\n\n`,
+    );
     process.stdout.write(
       `${table(
         ["figure", "value", "target", "met"],
@@ -181,6 +234,7 @@ async function main(): Promise<void> {
           [`added latency at ${RATE} req/s, p50 (median of ${ROUNDS} rounds)`, `${ms(median(added50))} ms`, "", ""],
           [`added latency at ${RATE} req/s, p99 (median of ${ROUNDS} rounds; per round ${added99.map(ms).join(", ")})`, `${ms(p99)} ms`, `< ${TARGET_P99_MS} ms`, p99 < TARGET_P99_MS ? "yes" : "NO"],
           ["gateway throughput at saturation / direct", `${(satRatio * 100).toFixed(1)} %`, "", ""],
+          ["CPU the gateway adds per request", `${ms(total(cpu.gateway) - total(cpu.direct))} ms`, "", ""],
           ["failed requests", String(failures), "0", failures === 0 ? "yes" : "NO"],
           ["audit rows for the gateway's requests", `${rows} for ${gatewaySent} sent (${gatewayAnswered} answered)`, "≥ answered", rows >= gatewayAnswered ? "yes" : "NO"],
         ],

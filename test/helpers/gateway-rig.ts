@@ -94,8 +94,12 @@ export interface RigOptions {
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
   /** Keys to create: name → scopes (and optional limits). */
   readonly keys?: Readonly<Record<string, { readonly scopes: readonly Scope[]; readonly revoked?: boolean; readonly ratePerMinute?: number; readonly burst?: number }>>;
-  /** Options for the GPU vLLM stand-in. */
-  readonly gpu?: Partial<StandInOptions>;
+  /**
+   * Traefik's stdout (its log and access log) goes to a file in the rig's directory instead of
+   * being parsed here: for benchmarks, whose client shares the CPU. accessLog() is then empty.
+   * @default false
+   */
+  readonly logToFile?: boolean;
 }
 
 export const RIG_BACKEND_KEY = "rig-internal-backend-key-0123456789abcdef";
@@ -234,7 +238,7 @@ export class GatewayRig {
     writeFileSync(path.join(dirs.static, "traefik.yml"), renderYaml(remapForLoopback(staticOff, this.loopback)));
     this.writeRoutes("gpu-off");
     const args = remapForLoopback([...this.variants["gpu-off"].gatewayCommand], this.loopback);
-    this.traefik = ManagedProcess.start("traefik", traefikBinaryPath(), args);
+    this.traefik = ManagedProcess.start("traefik", traefikBinaryPath(), args, options.logToFile ? { stdoutFile: path.join(this.dir, "traefik.log") } : {});
     // Parsed as they arrive: re-parsing the whole log on every poll would block the test's event loop.
     this.traefik.onLine((line) => {
       if (line.startsWith("{") && line.includes('"DownstreamStatus"')) this.accessLines.push(JSON.parse(line) as Record<string, unknown>);

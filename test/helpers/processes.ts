@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 
 /**
  * Long-running programs started by tests (Traefik, nginx, the gatekeeper): output kept for
@@ -36,8 +37,14 @@ export class ManagedProcess {
     void this.exited.then(() => live.delete(this));
   }
 
-  static start(name: string, file: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ManagedProcess {
-    const child = spawn(file, [...args], { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
+  /**
+   * @param options.stdoutFile write stdout to this file instead of keeping it (a benchmark must not
+   *   spend the client's CPU reading an access log); stderr is still kept.
+   */
+  static start(name: string, file: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; stdoutFile?: string } = {}): ManagedProcess {
+    const stdout = options.stdoutFile ? openSync(options.stdoutFile, "a") : "pipe";
+    const child = spawn(file, [...args], { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", stdout, "pipe"] });
+    if (typeof stdout === "number") closeSync(stdout);
     const managed = new ManagedProcess(name, child);
     live.add(managed);
     child.once("error", (error) => {
