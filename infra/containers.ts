@@ -16,6 +16,11 @@ export interface NodeFile {
    * @default - none: the program watches the file (Traefik's dynamic config)
    */
   readonly restarts?: readonly string[];
+  /**
+   * Resources that must finish before the file is written (and, on delete, that are deleted after it).
+   * @default - none beyond the node's readiness check
+   */
+  readonly after?: readonly pulumi.Resource[];
 }
 
 /** A port a service publishes on the node. */
@@ -144,10 +149,10 @@ export class ContainerHost extends pulumi.ComponentResource {
     const onHost = (path: string) => (target.kind === "local" && path.startsWith(target.mountRoot) ? `${target.dataDir}${path.slice(target.mountRoot.length)}` : path);
     const services = args.services.map((spec) => ({ ...spec, mounts: spec.mounts.map((m) => ({ ...m, hostPath: onHost(m.hostPath) })) }));
     // Over SSH only after the readiness check (which waited for the node and its SSH rule).
-    const shell = (resourceName: string, script: string, stdin?: pulumi.Input<string>, remove?: string): pulumi.Resource =>
+    const shell = (resourceName: string, script: string, stdin?: pulumi.Input<string>, remove?: string, after: readonly pulumi.Resource[] = []): pulumi.Resource =>
       target.kind === "droplet"
-        ? new command.remote.Command(resourceName, { connection: { ...target.ssh.connection, dialErrorLimit: 10 }, create: script, update: script, stdin, delete: remove }, { parent: this, dependsOn: [target.ready] })
-        : new command.local.Command(resourceName, { create: script, update: script, stdin, delete: remove }, { parent: this });
+        ? new command.remote.Command(resourceName, { connection: { ...target.ssh.connection, dialErrorLimit: 10 }, create: script, update: script, stdin, delete: remove }, { parent: this, dependsOn: [target.ready, ...after] })
+        : new command.local.Command(resourceName, { create: script, update: script, stdin, delete: remove }, { parent: this, dependsOn: [...after] });
 
     const restartLabels = new Map<string, pulumi.Input<string>[]>();
     const fileCommands: pulumi.Resource[] = [];
@@ -156,7 +161,7 @@ export class ContainerHost extends pulumi.ComponentResource {
       const dir = path.slice(0, path.lastIndexOf("/"));
       // Write then rename, so a watching program never reads half a file.
       const write = `install -d -m 0755 '${dir}' && cat > '${path}.tmp' && mv '${path}.tmp' '${path}'`;
-      fileCommands.push(shell(`${name}-file-${file.path.split("/").slice(-2).join("-")}`, write, file.content, `rm -f '${path}'`));
+      fileCommands.push(shell(`${name}-file-${file.path.split("/").slice(-2).join("-")}`, write, file.content, `rm -f '${path}'`, file.after));
       for (const container of file.restarts ?? []) restartLabels.set(container, [...(restartLabels.get(container) ?? []), pulumi.output(file.content).apply(hash)]);
     }
 

@@ -1,14 +1,15 @@
+import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_FILES } from "../services/auth";
 import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
-import { GATEWAY_DIRS, errorsNginxConf, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
+import { backendsDrainScript, backendsReadyScript, GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS, GPU_READY_TIMEOUT_SECONDS, errorsNginxConf, gpuBackendAddresses, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
 import { hubServiceSpecs } from "../services/index";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
-import { routeTable } from "../services/routes";
+import { routeTable, type Route } from "../services/routes";
 import type { SecretName, ServiceSpec } from "../services/spec";
 import type { HubConfig } from "../stacks/hub-config";
 import { recordArtifact } from "./artifacts";
-import { ContainerHost, DropletTarget, LocalTarget, PublishedPort } from "./containers";
+import { ContainerHost, type DropletTarget, LocalTarget, PublishedPort } from "./containers";
 
 export const GATEWAY_FILES = {
   static: `${GATEWAY_DIRS.static}/traefik.yml`,
@@ -25,13 +26,19 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
   const routes = routeTable(hub);
   const privateIps = pulumi.all(Object.fromEntries([...gpuNodes].map(([name, node]) => [name, pulumi.output(node.privateIp)])) as Record<string, pulumi.Output<string>>);
   const staticConfig = renderYaml(traefikStaticConfig(hub));
-  const dynamicConfig = privateIps.apply((ips) => renderYaml(traefikDynamicConfig(hub, routes, ips)));
-  const nginxConf = errorsNginxConf();
+  const nginxConf = errorsNginxConf(hub, routes);
   recordArtifact({ kind: "traefik-static", node: "cpu", path: "cpu/traefik/traefik.yml", content: staticConfig });
-  recordArtifact({ kind: "traefik-dynamic", node: "cpu", path: "cpu/traefik/dynamic/routes.yml", content: dynamicConfig });
   recordArtifact({ kind: "errors-nginx", node: "cpu", path: "cpu/errors/default.conf", content: nginxConf });
 
   const hosts = new Map<string, ContainerHost>();
+  for (const [name, node] of gpuNodes) {
+    hosts.set(name, new ContainerHost(`${name}-containers`, { target: node, services: onNode(name), secrets }));
+  }
+  // The routes file names a GPU replica only once it answers (see services/gateway.ts).
+  const waits = cpu.kind === "droplet" ? [...gpuNodes.keys()].map((name) => gpuServingWait(name, cpu, routes, privateIps, hosts.get(name)!)) : [];
+  const dynamicConfig = privateIps.apply((ips) => renderYaml(traefikDynamicConfig(hub, routes, ips)));
+  recordArtifact({ kind: "traefik-dynamic", node: "cpu", path: "cpu/traefik/dynamic/routes.yml", content: dynamicConfig });
+
   hosts.set(
     "cpu",
     new ContainerHost("cpu-containers", {
@@ -40,7 +47,8 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
       files: [
         // Traefik reads its static config only at start; the dynamic file is watched and reloads live.
         { path: GATEWAY_FILES.static, content: staticConfig, restarts: ["gateway"] },
-        { path: GATEWAY_FILES.dynamic, content: dynamicConfig },
+        // Written after every GPU replica it names answers; on the way out, rewritten before they are drained and deleted.
+        { path: GATEWAY_FILES.dynamic, content: dynamicConfig, after: waits },
         { path: GATEWAY_FILES.errors, content: nginxConf, restarts: ["errors"] },
         // The gatekeeper runs from one bundled file; the keys file is watched and reloads live.
         { path: GATEKEEPER_FILES.bundle, content: gatekeeperBundle(), restarts: [GATEKEEPER_CONTAINER] },
@@ -50,10 +58,33 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
       secrets,
     }),
   );
-  for (const [name, node] of gpuNodes) {
-    hosts.set(name, new ContainerHost(`${name}-containers`, { target: node, services: onNode(name), secrets }));
-  }
   return hosts;
+}
+
+/**
+ * On the gateway node: waits until the GPU node's replicas answer their health checks over the
+ * VPC (create), and drains them once the routes file no longer names them (delete). A new
+ * private IP (a replaced droplet) replaces the wait: the new replica is awaited before the file
+ * moves to it, the old one drained before its droplet goes.
+ */
+function gpuServingWait(node: string, gateway: DropletTarget, routes: readonly Route[], privateIps: pulumi.Output<Record<string, string>>, containers: ContainerHost): command.remote.Command {
+  const backends = privateIps.apply((ips) => gpuBackendAddresses(routes, ips).filter((b) => b.node === node));
+  return new command.remote.Command(
+    `${node}-serving`,
+    {
+      // The same login as the gateway node's other commands (infra/containers.ts).
+      connection: { ...gateway.ssh.connection, dialErrorLimit: 10 },
+      create: backends.apply((b) => backendsReadyScript(b)),
+      delete: pulumi.all([backends, gateway.privateIp]).apply(([b, ip]) => backendsDrainScript(b, { routesFile: GATEWAY_FILES.dynamic, metricsUrl: `http://${ip}:${GATEWAY_METRICS_PORT}/metrics` })),
+      triggers: [backends.apply((b) => b.map((x) => x.url).join(" "))],
+    },
+    {
+      // The replicas must exist before they can answer; on delete, drain before they go.
+      dependsOn: [containers, gateway.ready],
+      // A little beyond the scripts' own deadlines, so their message, not a Pulumi timeout, explains a failure.
+      customTimeouts: { create: `${GPU_READY_TIMEOUT_SECONDS / 60 + 5}m`, delete: `${GPU_DRAIN_TIMEOUT_SECONDS / 60 + 5}m` },
+    },
+  );
 }
 
 let bundled: string | undefined;

@@ -15,10 +15,18 @@ import { availableStacks, PROJECT_ROOT, stackFilePath } from "./lib/plan-runner"
  * floor. Also the synthetic 64-node stack (--nodes 1,8,32,64 for the slope per node).
  */
 const RUNNER = path.join(PROJECT_ROOT, "scripts/run.cjs");
-// Sub-benchmarks first: their options are their own.
-if (process.argv[2] === "gatekeeper") {
-  // `npm run bench -- gatekeeper`: the gatekeeper's own load test (decisions/s, p50/p99, no audit row lost).
-  const child = spawnSync(process.execPath, [RUNNER, "bench-gatekeeper", ...process.argv.slice(3)], { stdio: "inherit" });
+/** Sub-benchmarks, each its own script (compiled like the others): `npm run bench -- <name> [options]`. */
+const SUB_BENCHMARKS: Readonly<Record<string, string>> = {
+  // The gatekeeper's own load test (decisions/s, p50/p99, no audit row lost).
+  gatekeeper: "bench-gatekeeper",
+  // What the real Traefik + gatekeeper + audit add to a request (req/s, p50/p99 added latency).
+  gateway: "bench-gateway",
+};
+// Dispatched before this script's own options are parsed: a sub-benchmark has options of its own.
+const first = process.argv[2];
+const sub = first !== undefined && !first.startsWith("-") ? SUB_BENCHMARKS[first] : undefined;
+if (sub) {
+  const child = spawnSync(process.execPath, [RUNNER, sub, ...process.argv.slice(3)], { stdio: "inherit" });
   process.exit(child.status ?? 1);
 }
 let parsed;
@@ -29,12 +37,12 @@ try {
     allowPositionals: true,
   });
 } catch (err) {
-  process.stderr.write(`bench: ${(err as Error).message}\nusage: npm run bench -- [--runs 5] [--nodes 64|1,8,32,64] [--compare-tsx] | gatekeeper [its options]\n`);
+  process.stderr.write(`bench: ${(err as Error).message}\nusage: npm run bench -- [--runs 5] [--nodes 64|1,8,32,64] [--compare-tsx] | gatekeeper | gateway [their options]\n`);
   process.exit(1);
 }
 const { values, positionals } = parsed;
 if (positionals.length > 0) {
-  process.stderr.write(`bench: unknown benchmark "${positionals[0]}"; use no argument (the plan) or "gatekeeper"\n`);
+  process.stderr.write(`bench: unknown benchmark "${positionals[0]}"; use no argument (the plan) or one of: ${Object.keys(SUB_BENCHMARKS).join(", ")}\n`);
   process.exit(1);
 }
 

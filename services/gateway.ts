@@ -4,10 +4,10 @@ import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
 import { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "../programs/gatekeeper/protocol";
 import { CPU_CACHE_MOUNT } from "./node-setup";
-import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";
+import { GATEWAY_INTERNAL_PORT, GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";
 import type { Scope } from "../programs/gatekeeper/protocol";
 import type { Backend, Route } from "./routes";
-import { GPU_OFF_SERVICE, SERVICE_PORTS } from "./routes";
+import { DOCUMENTS_ASYNC_HINT, DOCUMENTS_ROUTE, GPU_OFF_SERVICE, SERVICE_PORTS } from "./routes";
 import { ERRORS_IMAGE, TRAEFIK_IMAGE } from "./images";
 import type { ServiceSpec } from "./spec";
 
@@ -30,7 +30,8 @@ export { ERRORS_IMAGE, TRAEFIK_IMAGE };
  * - failover relies on the main service's health check; the failover service itself needs none
  *   (docs reference/routing-configuration/http/load-balancing/service.md "Failover").
  * - In-memory rateLimit buckets are per router, not per middleware (traefik/traefik#13706, open):
- *   each route gets its own per-key budget.
+ *   the per-address limit lives on one router (the ip-limit hop), so an address has one budget
+ *   across all routes. Per-key limits are the gatekeeper's.
  */
 
 
@@ -66,20 +67,23 @@ export const GATEWAY_CONTAINER = "gateway";
 export const ERRORS_CONTAINER = "errors";
 const STATIC_FILE = "traefik.yml";
 
-export const ENTRY_POINTS = { web: "web", websecure: "websecure", legacy: "legacy", metrics: "metrics" } as const;
+export const ENTRY_POINTS = { web: "web", websecure: "websecure", legacy: "legacy", metrics: "metrics", internal: "internal" } as const;
 export const CERT_RESOLVER = "letsencrypt";
-export const RATE_LIMIT_MIDDLEWARE = "rate-limit";
 export const AUTH_HEADER = "Authorization";
 
 /**
  * Client-side timeouts on the public entry points.
  * - readTimeout covers reading the whole request, body included (default 60s since v2.11.2).
  *   50 MB (DOCUMENT_BODY_BYTES) over a 1 Mbit/s uplink takes ~7 min: 10 min leaves margin.
- *   Go's server clears the read deadline once the body is read, so it does not cut long responses.
- * - writeTimeout 0 (the default, stated explicitly): a streamed generation may run for many minutes.
+ *   Once the body is read it does not cut a long response (checked against the built binary: an
+ *   11 s stream passed a 5 s readTimeout).
+ * - writeTimeout bounds each response from the end of its request headers (Go's net/http sets it
+ *   per request): a 5 s writeTimeout cut an 11 s stream. 30 min = the 15 min a non-streaming
+ *   completion may take to start (FORWARDING_TIMEOUTS) plus as long again, so a stream outlives
+ *   any real generation yet a stuck one cannot hold a connection forever.
  * - idleTimeout: keep-alive between requests, Traefik's default.
  */
-export const RESPONDING_TIMEOUTS = { readTimeout: "600s", writeTimeout: "0s", idleTimeout: "180s" } as const;
+export const RESPONDING_TIMEOUTS = { readTimeout: "600s", writeTimeout: "1800s", idleTimeout: "180s" } as const;
 
 /**
  * Backend-side timeouts, for every service (static serversTransport: the file-provider schema we
@@ -125,10 +129,13 @@ export function traefikStaticConfig(hub: HubConfig): Record<string, unknown> {
       fields: {
         defaultMode: "keep",
         headers: {
-          // Drop every header unless listed; the API key is kept as a redacted marker so a log
-          // still shows whether a key was sent.
+          // Drop every header unless listed. Request headers are logged as they are when the
+          // request ends (accesslog/logger.go keeps the live header map): Authorization then holds
+          // the backends' key and stays a redacted marker; X-Request-Id and X-Hub-Key-Id are the
+          // gatekeeper's (clients' own are stripped), so a line joins its audit row and carries the
+          // key id, status and duration the gatekeeper cannot see.
           defaultMode: "drop",
-          names: { [AUTH_HEADER]: "redact", "User-Agent": "keep", "X-Request-Id": "keep", "Content-Type": "keep", "Content-Length": "keep" },
+          names: { [AUTH_HEADER]: "redact", "User-Agent": "keep", "X-Request-Id": "keep", "X-Hub-Key-Id": "keep", "Content-Type": "keep", "Content-Length": "keep" },
         },
       },
     },
@@ -141,6 +148,14 @@ export function traefikStaticConfig(hub: HubConfig): Record<string, unknown> {
       [ENTRY_POINTS.legacy]: publicEntryPoint(PUBLIC_PORTS.legacy, tls ? { tls } : undefined),
       // Prometheus and /ping; the firewall keeps it inside the VPC.
       [ENTRY_POINTS.metrics]: { address: `:${GATEWAY_METRICS_PORT}` },
+      // The forwardAuth hops (see traefikDynamicConfig): loopback inside the container, never
+      // published. It trusts X-Forwarded-* from loopback only: that is Traefik's own forwardAuth.
+      // Each hop is part of a public request already in the access log, so it is not logged twice.
+      [ENTRY_POINTS.internal]: {
+        address: `127.0.0.1:${GATEWAY_INTERNAL_PORT}`,
+        forwardedHeaders: { trustedIPs: ["127.0.0.1/32"] },
+        observability: { accessLogs: false, tracing: false },
+      },
     },
     providers: { file: { directory: IN_CONTAINER.dynamic, watch: true } },
     ping: { entryPoint: ENTRY_POINTS.metrics },
@@ -168,37 +183,82 @@ function domainTls(hub: HubConfig): { readonly certResolver: string; readonly do
 
 // ---------------------------------------------------------------------------------------------
 // Traefik dynamic configuration (the watched routes file)
+//
+// Every error the gateway itself makes is OpenAI-style JSON, while a backend's own error bodies
+// (vLLM, llama.cpp, the gatekeeper's 401/403/429) pass untouched. Traefik's `errors` middleware
+// (pkg/middlewares/customerrors) replaces every response of a caught status from everything
+// after it in the chain, and drops that response's headers. So a producer of gateway errors is
+// either wrapped by a catcher for statuses only it makes (the route's 413, 502, 504), or it runs
+// behind a forwardAuth hop through Traefik's own loopback entry point, where a catcher wraps
+// nothing else: forwardAuth hands a non-2xx answer of its auth server to the client as it is
+// (status, headers, body; pkg/middlewares/auth/forward.go).
+//   client ─► router: strip-client-ids ─► auth-ip ─► auth-<scope> ─► <route>-errors ─► [body limit] ─► [rewrite] ─► backend
+//   auth-ip      ─► internal /ip-limit: ip-limit-errors ─► rate-limit-ip ─► ping@internal (200)
+//   auth-<scope> ─► internal /auth:     auth-errors ─► gatekeeper (its answers pass; only 502/504 are Traefik's)
 
 const ERRORS_URL = `http://${ERRORS_CONTAINER}:${SERVICE_PORTS.errors}`;
 const ERRORS_HEALTH_PATH = "/health";
+/** Traefik's loopback entry point, as forwardAuth (in the same container) reaches it. */
+const INTERNAL_URL = `http://127.0.0.1:${GATEWAY_INTERNAL_PORT}`;
+/** The path prefix of the error pages nginx serves: /errors/<source>/<status>. */
+const ERROR_PAGES = "/errors";
 
 export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], privateIps: Readonly<Record<string, string>>): Record<string, unknown> {
   const tls = domainTls(hub);
   // With a domain, plain HTTP only redirects; without one, 443 has no certificate to offer.
   const entryPoints = tls ? [ENTRY_POINTS.websecure, ENTRY_POINTS.legacy] : [ENTRY_POINTS.web, ENTRY_POINTS.legacy];
+  const routerTls = () => (tls ? { tls: { certResolver: tls.certResolver, domains: tls.domains.map((d) => ({ ...d })) } } : {});
   const routers: Record<string, unknown> = {};
   const services = new ServiceTable();
+  services.add(ERRORS_SERVICE, { loadBalancer: { servers: [{ url: ERRORS_URL }] } });
+  const ipLimit = ipRateLimit(hub);
   const middlewares: Record<string, unknown> = {
     // Per client address, before any key is checked: a flood of made-up keys never reaches the
-    // gatekeeper (and its audit log) faster than this.
+    // gatekeeper (and its audit log) faster than this. Per-key limits are the gatekeeper's.
     [IP_RATE_LIMIT_MIDDLEWARE]: {
-      rateLimit: { average: hub.settings.rateLimitPerMinute * IP_RATE_FACTOR, period: "1m", burst: hub.settings.rateLimitBurst * IP_RATE_FACTOR, sourceCriterion: { ipStrategy: { depth: 0 } } },
-    },
-    [RATE_LIMIT_MIDDLEWARE]: {
       rateLimit: {
-        // rateLimitPerMinute per API key; requests without a key share one bucket (the backends refuse them anyway).
-        average: hub.settings.rateLimitPerMinute,
+        average: ipLimit.perMinute,
         period: "1m",
-        burst: hub.settings.rateLimitBurst,
-        sourceCriterion: { requestHeaderName: AUTH_HEADER },
+        burst: ipLimit.burst,
+        // Depth 1: the rightmost X-Forwarded-For entry, which forwardAuth sets from the client's
+        // connection (trustForwardHeader false); the internal entry point trusts only loopback.
+        sourceCriterion: { ipStrategy: { depth: 1 } },
       },
     },
+    [IP_LIMIT_ERRORS]: { errors: { status: ["429", "500-599"], service: ERRORS_SERVICE, query: `${ERROR_PAGES}/${IP_LIMIT_SOURCE}/{status}` } },
+    [IP_LIMIT_AUTH]: {
+      forwardAuth: {
+        address: `${INTERNAL_URL}${IP_LIMIT_PATH}`,
+        // Only the client address (set by Traefik itself) goes to the hop.
+        authRequestHeaders: ["X-Forwarded-For"],
+        trustForwardHeader: false,
+      },
+    },
+    // A client's own X-Request-Id or X-Hub-Key-Id never reaches a backend, the gatekeeper or the
+    // access log (it could carry anything, a key included); the gatekeeper sets both.
+    [STRIP_CLIENT_IDS]: { headers: { customRequestHeaders: Object.fromEntries(AUTH_ASSIGNED_HEADERS.map((h) => [h, ""])) } },
+    // Traefik's own 502/504 on the way to the gatekeeper; the gatekeeper itself never answers them.
+    [AUTH_ERRORS]: { errors: { status: ["502", "504"], service: ERRORS_SERVICE, query: `${ERROR_PAGES}/${AUTH_SOURCE}/{status}` } },
+  };
+  // The hops, on the loopback entry point only.
+  routers[IP_LIMIT_ROUTER] = { entryPoints: [ENTRY_POINTS.internal], rule: `Path(\`${IP_LIMIT_PATH}\`)`, service: PING_SERVICE, middlewares: [IP_LIMIT_ERRORS, IP_RATE_LIMIT_MIDDLEWARE] };
+  routers[AUTH_ROUTER] = {
+    entryPoints: [ENTRY_POINTS.internal],
+    rule: `Path(\`${AUTH_PATH}\`)`,
+    // No health check on this service: a gatekeeper that is down is a 502 (caught above), never
+    // Traefik's plain 503, which would be indistinguishable from the gatekeeper's own 503s.
+    service: services.add(GATEKEEPER_AUTH_SERVICE, { loadBalancer: { servers: [{ url: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}` }] } }),
+    middlewares: [AUTH_ERRORS],
   };
 
   for (const route of routes) {
-    // Rate limit first, so a client over its budget is refused before its upload is buffered;
-    // then the gatekeeper, which fails closed: no answer from it, no request through.
-    const chain = [IP_RATE_LIMIT_MIDDLEWARE, RATE_LIMIT_MIDDLEWARE, authMiddleware(route.scope, middlewares)];
+    // Client-set ids go first (the access log records the request's headers as they end up);
+    // then the address limit, so a flood is refused before its upload is buffered; then the
+    // gatekeeper, which fails closed: no answer from it, no request through.
+    const chain = [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, authMiddleware(route.scope, middlewares)];
+    const errorsName = `${route.name}-errors`;
+    middlewares[errorsName] = { errors: { status: routeErrorStatuses(route).map(String), service: ERRORS_SERVICE, query: `${ERROR_PAGES}/${route.name}/{status}` } };
+    chain.push(errorsName);
     if (!route.streaming) {
       const name = `${route.name}-body-limit`;
       // Buffering holds the whole response too, so only non-streaming routes may have it.
@@ -215,7 +275,7 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
       rule: routeRule(route),
       service: routeService(route, services, privateIps),
       middlewares: chain,
-      ...(tls ? { tls: { certResolver: tls.certResolver, domains: tls.domains.map((d) => ({ ...d })) } } : {}),
+      ...routerTls(),
     };
   }
   // Prometheus metrics: freely inside the VPC on :8082/metrics, and through the public entry
@@ -226,9 +286,12 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     entryPoints: [...entryPoints],
     rule: `Path(\`${ADMIN_METRICS_PATH}\`)`,
     service: PROMETHEUS_SERVICE,
-    middlewares: [IP_RATE_LIMIT_MIDDLEWARE, RATE_LIMIT_MIDDLEWARE, authMiddleware("admin", middlewares), METRICS_ADMIN_REWRITE],
-    ...(tls ? { tls: { certResolver: tls.certResolver, domains: tls.domains.map((d) => ({ ...d })) } } : {}),
+    middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, authMiddleware("admin", middlewares), METRICS_ADMIN_REWRITE],
+    ...routerTls(),
   };
+  // Any other path: a JSON 404 (Traefik's own is plain text), still behind the address limit.
+  middlewares[NOT_FOUND_PAGE] = { replacePath: { path: `${ERROR_PAGES}/${GATEWAY_SOURCE}/404` } };
+  routers[NOT_FOUND_ROUTER] = { entryPoints: [...entryPoints], rule: "PathPrefix(`/`)", priority: 1, service: ERRORS_SERVICE, middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, NOT_FOUND_PAGE], ...routerTls() };
 
   // The gatekeeper's health, checked by Traefik itself (traefik_service_server_up in its metrics)
   // and readable inside the VPC at :8082/gatekeeper/healthz. forwardAuth does not use this service.
@@ -242,7 +305,44 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
   return { http: { routers, services: services.entries, middlewares } };
 }
 
+/**
+ * Statuses only Traefik makes on a route: 413 from its body limit, 502 (backend unreachable) and
+ * 504 (no answer in time) from its proxy. A backend's 4xx/500/503 bodies (vLLM, llama.cpp's
+ * "Loading model") pass untouched; a backend's own 413/502/504 would be rewritten too, to the
+ * same meaning.
+ */
+export function routeErrorStatuses(route: Route): number[] {
+  return [...(route.streaming ? [] : [413]), 502, 504];
+}
+
+/** The per-address limit: ten keys' worth of the per-key default. */
+export function ipRateLimit(hub: HubConfig): { readonly perMinute: number; readonly burst: number; readonly retryAfterSeconds: number } {
+  const perMinute = hub.settings.rateLimitPerMinute * IP_RATE_FACTOR;
+  // Traefik answers Retry-After = ceil(time to the next token) (ratelimiter/rate_limiter.go):
+  // at most one token's interval.
+  return { perMinute, burst: hub.settings.rateLimitBurst * IP_RATE_FACTOR, retryAfterSeconds: Math.max(1, Math.ceil(60 / perMinute)) };
+}
+
 export const IP_RATE_LIMIT_MIDDLEWARE = "rate-limit-ip";
+export const IP_LIMIT_AUTH = "auth-ip";
+export const STRIP_CLIENT_IDS = "strip-client-ids";
+export const IP_LIMIT_ROUTER = "ip-limit";
+export const AUTH_ROUTER = "auth";
+export const IP_LIMIT_PATH = "/ip-limit";
+const IP_LIMIT_ERRORS = "ip-limit-errors";
+const AUTH_ERRORS = "auth-errors";
+export const ERRORS_SERVICE = "gateway-errors";
+export const GATEKEEPER_AUTH_SERVICE = "gatekeeper-auth";
+/** Traefik's /ping handler: 200 while running, 503 while shutting down (pkg/ping/ping.go). */
+const PING_SERVICE = "ping@internal";
+export const NOT_FOUND_ROUTER = "not-found";
+const NOT_FOUND_PAGE = "not-found-page";
+/** Error-page sources besides the routes' names. */
+const IP_LIMIT_SOURCE = "ip-limit";
+const AUTH_SOURCE = "auth";
+const GATEWAY_SOURCE = "gateway";
+/** Headers only the gatekeeper may set on a forwarded request. */
+export const AUTH_ASSIGNED_HEADERS = ["X-Request-Id", "X-Hub-Key-Id"] as const;
 export const GATEKEEPER_HEALTH_ROUTER = "gatekeeper-health";
 export const METRICS_VPC_ROUTER = "metrics-vpc";
 export const METRICS_ADMIN_ROUTER = "metrics-admin";
@@ -256,13 +356,14 @@ export const IP_RATE_FACTOR = 10;
 
 export { AUTH_RESPONSE_HEADERS };
 /** Only what the gatekeeper needs to decide: no cookies, no bodies. */
-export const AUTH_REQUEST_HEADERS = ["Authorization", "X-Api-Key", "X-Request-Id", "User-Agent"] as const;
+export const AUTH_REQUEST_HEADERS = ["Authorization", "X-Api-Key", "User-Agent"] as const;
 
 function authMiddleware(scope: Scope, middlewares: Record<string, unknown>): string {
   const name = `auth-${scope}`;
   middlewares[name] = {
     forwardAuth: {
-      address: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}${AUTH_PATH}?scope=${scope}`,
+      // Through the loopback hop, so Traefik's own errors on the way become JSON (see above).
+      address: `${INTERNAL_URL}${AUTH_PATH}?scope=${scope}`,
       authResponseHeaders: [...AUTH_RESPONSE_HEADERS],
       authRequestHeaders: [...AUTH_REQUEST_HEADERS],
       // Traefik sets X-Forwarded-For from the connection; a client cannot forge its address.
@@ -424,23 +525,86 @@ export interface NginxBlock {
 }
 export type NginxNode = NginxDirective | NginxBlock;
 
-/** The gpu-off responder: one server, every path a 503 in OpenAI's error format, plus a health path. */
-export const ERRORS_NGINX: readonly NginxNode[] = [
-  {
-    block: "server",
-    body: [
-      ["listen", SERVICE_PORTS.errors],
-      ["server_tokens", "off"],
-      // `return` with a text body uses default_type as the Content-Type.
-      ["default_type", "application/json"],
-      { block: "location", args: ["=", ERRORS_HEALTH_PATH], body: [["return", 200, JSON.stringify({ status: "ok" })]] },
-      { block: "location", args: ["/"], body: [["return", 503, JSON.stringify(GPU_OFF_ERROR)]] },
-    ],
-  },
-];
+type OpenAiErrorBody = { readonly error: { readonly message: string; readonly type: string; readonly code: string } };
+const openAiError = (message: string, type: string, code: string): OpenAiErrorBody => ({ error: { message, type, code } });
 
-export function errorsNginxConf(): string {
-  return renderNginxConf(ERRORS_NGINX);
+/** One error page: the status nginx answers with, its body, and Retry-After where waiting helps. */
+interface ErrorPage {
+  readonly path: string;
+  readonly status: number;
+  readonly body: OpenAiErrorBody;
+  readonly retryAfterSeconds?: number;
+}
+
+/** How long a client should wait before retrying a backend that did not answer (a container restart). */
+const BACKEND_RETRY_AFTER_SECONDS = 10;
+/** The gatekeeper restarts in a few seconds (Docker's restart policy). */
+const AUTH_RETRY_AFTER_SECONDS = 5;
+const MB = 1024 * 1024;
+
+/**
+ * Every error page the gateway serves, at /errors/<source>/<status> (the errors middlewares'
+ * queries). Messages name the service and what would work; none repeats anything from the request.
+ */
+export function errorPages(hub: HubConfig, routes: readonly Route[]): ErrorPage[] {
+  const ip = ipRateLimit(hub);
+  const page = (source: string, status: number, body: OpenAiErrorBody, retryAfterSeconds?: number): ErrorPage => ({ path: `${ERROR_PAGES}/${source}/${status}`, status, body, retryAfterSeconds });
+  const pages: ErrorPage[] = [
+    page(IP_LIMIT_SOURCE, 429, openAiError(`Too many requests from this client address: the gateway allows ${ip.perMinute} per minute per address (bursts of ${ip.burst}), across all keys. Slow down and retry after the Retry-After interval.`, "requests", "rate_limit_exceeded"), ip.retryAfterSeconds),
+    page(IP_LIMIT_SOURCE, 503, openAiError("The gateway is restarting. Retry in a few seconds.", "server_error", "gateway_restarting"), AUTH_RETRY_AFTER_SECONDS),
+    page(IP_LIMIT_SOURCE, 500, openAiError("The gateway could not check this request's client address. Please tell the hub's operator if this persists.", "server_error", "gateway_error"), AUTH_RETRY_AFTER_SECONDS),
+    ...[502, 504].map((status) => page(AUTH_SOURCE, status, openAiError("The gateway could not reach its API-key service, so the request was refused before reaching any model. Retry shortly; tell the hub's operator if this persists.", "server_error", "auth_unavailable"), AUTH_RETRY_AFTER_SECONDS)),
+  ];
+  const paths = routes.flatMap((r) => r.paths.map((p) => (r.prefix ? `${p}...` : p)));
+  pages.push(page(GATEWAY_SOURCE, 404, openAiError(`This path is not part of the hub's API. Endpoints: ${[...paths, ADMIN_METRICS_PATH].join(", ")}.`, "invalid_request_error", "not_found")));
+  for (const route of routes) {
+    for (const status of routeErrorStatuses(route)) {
+      if (status === 413) {
+        pages.push(page(route.name, 413, openAiError(`The request body is larger than the ${+(route.maxBodyBytes / MB).toFixed(1)} MiB (${route.maxBodyBytes} bytes) that ${route.paths.join(", ")} accepts.`, "invalid_request_error", "request_too_large")));
+      } else if (status === 502) {
+        pages.push(page(route.name, 502, openAiError(`The ${route.description} did not answer; it may be restarting. Retry after the Retry-After interval.`, "server_error", "backend_unavailable"), BACKEND_RETRY_AFTER_SECONDS));
+      } else {
+        const wait = `${seconds(FORWARDING_TIMEOUTS.responseHeaderTimeout)} s`;
+        const hint = route.name === DOCUMENTS_ROUTE ? ` Convert long documents asynchronously: POST ${DOCUMENTS_ASYNC_HINT}.` : " Ask for less (max_tokens), or stream the response.";
+        pages.push(page(route.name, 504, openAiError(`The ${route.description} did not start answering within ${wait}.${hint}`, "server_error", "backend_timeout")));
+      }
+    }
+  }
+  return pages;
+}
+
+const seconds = (duration: string): number => Number(/^(\d+)s$/.exec(duration)?.[1] ?? NaN);
+
+/**
+ * The errors responder: the gpu-off answer on every path, the gateway's error pages, a health path.
+ * No access log: error-page requests carry the original request's headers (customerrors copies
+ * them), the backends' key among them.
+ */
+export function errorsNginx(hub: HubConfig, routes: readonly Route[]): NginxNode[] {
+  const locations: NginxNode[] = errorPages(hub, routes).map((p) => ({
+    block: "location",
+    args: ["=", p.path],
+    body: [...(p.retryAfterSeconds !== undefined ? [["add_header", "Retry-After", p.retryAfterSeconds, "always"] as NginxDirective] : []), ["return", p.status, JSON.stringify(p.body)] as NginxDirective],
+  }));
+  return [
+    {
+      block: "server",
+      body: [
+        ["listen", SERVICE_PORTS.errors],
+        ["server_tokens", "off"],
+        ["access_log", "off"],
+        // `return` with a text body uses default_type as the Content-Type.
+        ["default_type", "application/json"],
+        { block: "location", args: ["=", ERRORS_HEALTH_PATH], body: [["return", 200, JSON.stringify({ status: "ok" })]] },
+        ...locations,
+        { block: "location", args: ["/"], body: [["return", 503, JSON.stringify(GPU_OFF_ERROR)]] },
+      ],
+    },
+  ];
+}
+
+export function errorsNginxConf(hub: HubConfig, routes: readonly Route[]): string {
+  return renderNginxConf(errorsNginx(hub, routes));
 }
 
 /** nginx configuration text for a list of directives and blocks. */
@@ -471,4 +635,100 @@ function nginxToken(value: string | number): string {
   if (text.includes("$")) throw new Error(`nginx value ${JSON.stringify(text)} contains "$", which nginx would expand as a variable.`);
   if (/^[A-Za-z0-9_./:=@*+-]+$/.test(text)) return text;
   return `'${text.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Route changes against GPU readiness
+//
+// After a reload Traefik counts a health-checked server as up until its first probe, one
+// interval later: a routes file naming a vLLM that is still loading sends it requests that fail.
+// So a GPU replica enters the routes file only once it answers, and leaves it (and is drained)
+// before its droplet goes. infra/services.ts runs these scripts on the gateway node.
+
+/** A GPU backend the routes file names, as the gateway node reaches it over the VPC. */
+export interface GpuBackendAddress {
+  readonly node: string;
+  readonly url: string;
+  readonly healthPath: string;
+}
+
+/** Every GPU replica the routes name, once per node and port. */
+export function gpuBackendAddresses(routes: readonly Route[], privateIps: Readonly<Record<string, string>>): GpuBackendAddress[] {
+  const seen = new Map<string, GpuBackendAddress>();
+  for (const backend of routes.flatMap((r) => r.primary)) {
+    if (backend.address.kind !== "vpc") continue;
+    const url = backendUrl(backend, privateIps);
+    seen.set(url, { node: backend.node, url, healthPath: backend.healthPath });
+  }
+  return [...seen.values()];
+}
+
+/**
+ * A first start pulls a ~10 GB image and downloads the weights (65 GB for the 32B coder) before
+ * vLLM answers /health: 90 min bounds it.
+ */
+export const GPU_READY_TIMEOUT_SECONDS = 90 * 60;
+/** In-flight requests get this long to finish after the replica left the routes file. */
+export const GPU_DRAIN_TIMEOUT_SECONDS = 15 * 60;
+
+const shellQuote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
+
+/** Waits until every given backend answers its health check (exit 0), or fails naming the ones that did not. */
+export function backendsReadyScript(backends: readonly GpuBackendAddress[], timeoutSeconds = GPU_READY_TIMEOUT_SECONDS, pollSeconds = 5): string {
+  const urls = backends.map((b) => shellQuote(`${b.url}${b.healthPath}`)).join(" ");
+  return [
+    "set -u",
+    `deadline=$(( $(date +%s) + ${timeoutSeconds} ))`,
+    `for url in ${urls}; do`,
+    `  until curl -fsS -o /dev/null --max-time 5 "$url"; do`,
+    `    if [ "$(date +%s)" -ge "$deadline" ]; then echo "GPU backend $url did not answer within ${timeoutSeconds} s; the gateway keeps routing around it. Check the GPU node's containers (docker logs)." >&2; exit 1; fi`,
+    `    sleep ${pollSeconds}`,
+    "  done",
+    `  echo "answering: $url"`,
+    "done",
+  ].join("\n");
+}
+
+/** Where the drain reads that Traefik applied the new routes file. */
+export interface RoutesReload {
+  /** The routes file on the gateway node. */
+  readonly routesFile: string;
+  /** Traefik's Prometheus endpoint as the gateway node reaches it (the VPC-only metrics entry point). */
+  readonly metricsUrl: string;
+}
+
+/** How long the drain waits for Traefik to apply the routes file before it drains regardless. */
+const ROUTES_RELOAD_TIMEOUT_SECONDS = 60;
+
+/**
+ * Runs once the routes file without these backends is written (Pulumi deletes after it updates):
+ * waits until Traefik has applied that file (its traefik_config_last_reload_success timestamp,
+ * pkg/observability/metrics/prometheus.go, is not older than the file), then until vLLM reports no
+ * running or waiting request (vllm:num_requests_running / vllm:num_requests_waiting, FACTS.md).
+ * A backend that no longer answers has nothing to drain. Never fails: a stuck request must not
+ * block turning the GPU off.
+ */
+export function backendsDrainScript(backends: readonly GpuBackendAddress[], reload: RoutesReload, timeoutSeconds = GPU_DRAIN_TIMEOUT_SECONDS): string {
+  const urls = backends.map((b) => shellQuote(`${b.url}/metrics`)).join(" ");
+  return [
+    "set -u",
+    // Whole seconds on both sides: Traefik reports the reload time as whole Unix seconds.
+    `changed=$(stat -c %Y ${shellQuote(reload.routesFile)} 2>/dev/null || echo 0)`,
+    `deadline=$(( $(date +%s) + ${ROUTES_RELOAD_TIMEOUT_SECONDS} ))`,
+    `until curl -fsS --max-time 5 ${shellQuote(reload.metricsUrl)} 2>/dev/null | awk -v t="$changed" '/^traefik_config_last_reload_success / { if ($2 + 0 >= t + 0) ok = 1 } END { exit !ok }'; do`,
+    `  if [ "$(date +%s)" -ge "$deadline" ]; then echo "Traefik did not report applying the routes file within ${ROUTES_RELOAD_TIMEOUT_SECONDS} s; draining anyway" >&2; break; fi`,
+    "  sleep 1",
+    "done",
+    // A reload earlier in the same second would also pass: give Traefik its 2 s throttle (providersThrottleDuration) more.
+    "sleep 2",
+    `deadline=$(( $(date +%s) + ${timeoutSeconds} ))`,
+    `for url in ${urls}; do`,
+    "  while :; do",
+    `    busy=$(curl -fsS --max-time 5 "$url" 2>/dev/null | awk '/^vllm:num_requests_(running|waiting)[{ ]/ { n += $NF } END { if (NR == 0) print "gone"; else print n + 0 }')`,
+    '    if [ "$busy" = "gone" ] || [ "$busy" = "0" ]; then echo "drained: $url"; break; fi',
+    `    if [ "$(date +%s)" -ge "$deadline" ]; then echo "still $busy requests in flight at $url after ${timeoutSeconds} s; stopping it anyway" >&2; break; fi`,
+    "    sleep 2",
+    "  done",
+    "done",
+  ].join("\n");
 }

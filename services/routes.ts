@@ -57,6 +57,16 @@ export const SERVICE_PORTS = {
 
 export const GPU_OFF_SERVICE = "gpu-off";
 
+export const DOCUMENTS_ROUTE = "documents";
+/**
+ * docling-serve's API under the hub's /v1/ocr/ prefix: the synchronous conversions, which end
+ * with 504 after DOCLING_SERVE_MAX_SYNC_WAIT, and the asynchronous ones, which do not
+ * (docling-serve v1.31.0 read: /v1/convert/{source,file}/async, /v1/status/poll/{task_id},
+ * /v1/result/{task_id}; FACTS.md).
+ */
+export const DOCUMENTS_PATH_PREFIXES = ["/v1/ocr/convert/", "/v1/ocr/status/poll/", "/v1/ocr/result/"] as const;
+export const DOCUMENTS_ASYNC_HINT = "/v1/ocr/convert/file/async (or /v1/ocr/convert/source/async), then poll GET /v1/ocr/status/poll/{task_id} and fetch GET /v1/ocr/result/{task_id}";
+
 const container = (service: string, port: number, healthPath: string): Backend => ({ service, node: CPU_NODE_NAME, address: { kind: "container", container: service }, port, healthPath });
 const gpuBackends = (hub: HubConfig, service: "coder" | "ocr"): Backend[] =>
   hub.gpu?.on ? hub.nodes.filter((n) => n.kind === "gpu").map((n) => ({ service, node: n.name, address: { kind: "vpc", node: n.name }, port: GPU_SERVICE_PORTS[service], healthPath: "/health" })) : [];
@@ -85,7 +95,7 @@ export function routeTable(hub: HubConfig): Route[] {
   }
   const docling = hub.ocr.engine === "docling" ? "ocr" : hub.ocrCpuFallback ? "ocr-fallback" : undefined;
   if (docling) {
-    routes.push({ name: "documents", scope: "ocr", paths: ["/v1/ocr/convert/"], prefix: true, rewritePrefix: "/v1/ocr/", primary: [container(docling, SERVICE_PORTS.docling, "/health")], streaming: false, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "document conversion and OCR (docling-serve on the CPU node)" });
+    routes.push({ name: DOCUMENTS_ROUTE, scope: "ocr", paths: [...DOCUMENTS_PATH_PREFIXES], prefix: true, rewritePrefix: "/v1/ocr/", primary: [container(docling, SERVICE_PORTS.docling, "/health")], streaming: false, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "document conversion and OCR (docling-serve on the CPU node)" });
   }
   return routes;
 }

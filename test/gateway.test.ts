@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import Ajv, { type ValidateFunction } from "ajv";
 import { describe, expect, it } from "vitest";
@@ -11,8 +12,19 @@ import {
   GATEWAY_DIRS,
   gatewaySpec,
   GPU_OFF_ERROR,
-  RATE_LIMIT_MIDDLEWARE,
   IP_RATE_LIMIT_MIDDLEWARE,
+  IP_LIMIT_AUTH,
+  IP_LIMIT_ROUTER,
+  AUTH_ROUTER,
+  STRIP_CLIENT_IDS,
+  NOT_FOUND_ROUTER,
+  ERRORS_SERVICE,
+  RESPONDING_TIMEOUTS,
+  FORWARDING_TIMEOUTS,
+  errorPages,
+  gpuBackendAddresses,
+  backendsReadyScript,
+  backendsDrainScript,
   GATEKEEPER_HEALTH_ROUTER,
   METRICS_ADMIN_ROUTER,
   METRICS_VPC_ROUTER,
@@ -26,6 +38,8 @@ import { CPU_CACHE_MOUNT } from "../services/node-setup";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
 import { GPU_OFF_SERVICE, routeTable } from "../services/routes";
 import type { HubConfig } from "../stacks/hub-config";
+import { planFromText } from "../scripts/lib/plan-runner";
+import { gatewayPorts } from "../infra/services";
 import { mustLoad, readJson, REFERENCE } from "./helpers/load";
 
 // ---- validators -----------------------------------------------------------------------------
@@ -79,7 +93,10 @@ function referenceProblems(staticDoc: Obj, dynamicDoc: Obj): string[] {
       if (!/^http:\/\/[a-z0-9.-]+:\d{1,5}$/.test(server.url)) problems.push(`service ${name}: url ${server.url} is not http://host:port`);
     }
   }
-  for (const [name, mw] of Object.entries<Obj>(middlewares)) if (mw.chain) problems.push(`middleware ${name}: chains are not expected here`);
+  for (const [name, mw] of Object.entries<Obj>(middlewares)) {
+    if (mw.chain) problems.push(`middleware ${name}: chains are not expected here`);
+    if (mw.errors && !(mw.errors.service in services)) problems.push(`errors middleware ${name}: service ${mw.errors.service} does not exist`);
+  }
   return problems;
 }
 
@@ -99,8 +116,9 @@ function render(settings: Record<string, unknown>) {
   const ips = privateIpsFor(hub);
   const staticDoc = parse(renderYaml(traefikStaticConfig(hub))) as Obj;
   const dynamicDoc = parse(renderYaml(traefikDynamicConfig(hub, routes, ips))) as Obj;
-  // The public API's routers; the gatekeeper's health router lives on the VPC-only metrics port.
-  const publicRouters: Record<string, Obj> = Object.fromEntries(Object.entries<Obj>(dynamicDoc.http.routers).filter(([name]) => name !== GATEKEEPER_HEALTH_ROUTER && name !== METRICS_VPC_ROUTER));
+  // The public API's routers; the gatekeeper's health router lives on the VPC-only metrics port,
+  // the forwardAuth hops on the loopback entry point.
+  const publicRouters: Record<string, Obj> = Object.fromEntries(Object.entries<Obj>(dynamicDoc.http.routers).filter(([name]) => ![GATEKEEPER_HEALTH_ROUTER, METRICS_VPC_ROUTER, IP_LIMIT_ROUTER, AUTH_ROUTER].includes(name)));
   return { hub, routes, ips, staticDoc, dynamicDoc, publicRouters };
 }
 
@@ -183,10 +201,22 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     for (const ep of ["web", "websecure", "legacy"]) {
       const t = staticDoc.entryPoints[ep].transport.respondingTimeouts;
       expect(seconds(t.readTimeout)).toBeGreaterThanOrEqual(400); // 50 MB at 1 Mbit/s
-      expect(seconds(t.writeTimeout)).toBe(0);
     }
     expect(seconds(staticDoc.serversTransport.forwardingTimeouts.responseHeaderTimeout)).toBeGreaterThanOrEqual(600);
     expect(seconds(staticDoc.serversTransport.forwardingTimeouts.dialTimeout)).toBeLessThanOrEqual(10);
+  });
+
+  it("bounds every response, after the slowest backend may take to start it", () => {
+    // writeTimeout is a per-response deadline in Go's net/http (a 5 s one cut an 11 s stream
+    // through the built Traefik): it must leave a full non-streaming completion time to be written.
+    for (const ep of ["web", "websecure", "legacy"]) {
+      const write = seconds(staticDoc.entryPoints[ep].transport.respondingTimeouts.writeTimeout);
+      expect(write).toBeGreaterThan(seconds(staticDoc.serversTransport.forwardingTimeouts.responseHeaderTimeout));
+      // traefik#13820: streams were reported cut at 60 s.
+      expect(write).toBeGreaterThan(60);
+    }
+    expect(RESPONDING_TIMEOUTS.writeTimeout).not.toBe("0s");
+    expect(seconds(FORWARDING_TIMEOUTS.responseHeaderTimeout)).toBeLessThan(seconds(RESPONDING_TIMEOUTS.writeTimeout));
   });
 
   it("logs JSON access logs with the API key redacted", () => {
@@ -218,15 +248,70 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     }
   });
 
-  it("rate-limits every route per client address, then per API key, then asks the gatekeeper", () => {
-    const rl = dynamicDoc.http.middlewares[RATE_LIMIT_MIDDLEWARE].rateLimit;
-    expect(rl).toEqual({ average: 120, period: "1m", burst: 30, sourceCriterion: { requestHeaderName: "Authorization" } });
+  it("limits every client address in a loopback hop, then asks the gatekeeper through another; Traefik keeps no per-key limit", () => {
     const ip = dynamicDoc.http.middlewares[IP_RATE_LIMIT_MIDDLEWARE].rateLimit;
-    expect(ip).toEqual({ average: 1200, period: "1m", burst: 300, sourceCriterion: { ipStrategy: { depth: 0 } } });
+    // Ten keys' worth of the per-key preset (120/min, burst 30); the rightmost X-Forwarded-For hop is the one forwardAuth set.
+    expect(ip).toEqual({ average: 1200, period: "1m", burst: 300, sourceCriterion: { ipStrategy: { depth: 1 } } });
+    // traefik#10307: a limiter keyed on a header lumps every request without it into one bucket.
+    for (const mw of Object.values<Obj>(dynamicDoc.http.middlewares)) expect(mw.rateLimit?.sourceCriterion?.requestHeaderName).toBeUndefined();
+    expect(Object.values<Obj>(dynamicDoc.http.middlewares).filter((m) => m.rateLimit)).toHaveLength(1);
     for (const [name, router] of Object.entries<Obj>(publicRouters)) {
+      if (name === NOT_FOUND_ROUTER) {
+        expect(router.middlewares.slice(0, 2)).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH]);
+        continue;
+      }
       const scope = name === METRICS_ADMIN_ROUTER ? "admin" : routes.find((r) => r.name === name)!.scope;
-      expect(router.middlewares.slice(0, 3), name).toEqual([IP_RATE_LIMIT_MIDDLEWARE, RATE_LIMIT_MIDDLEWARE, `auth-${scope}`]);
+      // Client-set ids go before anything can answer (the access log keeps the final headers).
+      expect(router.middlewares.slice(0, 3), name).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH, `auth-${scope}`]);
     }
+    // The hops listen only on the loopback entry point, which the auth addresses name.
+    const internal = staticDoc.entryPoints.internal;
+    expect(internal.address).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(internal.forwardedHeaders).toEqual({ trustedIPs: ["127.0.0.1/32"] });
+    const hop = `http://${internal.address}`;
+    expect(dynamicDoc.http.middlewares[IP_LIMIT_AUTH].forwardAuth).toEqual({ address: `${hop}/ip-limit`, authRequestHeaders: ["X-Forwarded-For"], trustForwardHeader: false });
+    for (const ep of [IP_LIMIT_ROUTER, AUTH_ROUTER]) expect(dynamicDoc.http.routers[ep].entryPoints).toEqual(["internal"]);
+    // Never published from the container: only forwardAuth inside it reaches the hops.
+    for (const kind of ["droplet", "local"] as const) expect(gatewayPorts(kind).map((p) => p.port)).not.toContain(Number(internal.address.split(":")[1]));
+    for (const route of routes) expect(dynamicDoc.http.middlewares[`auth-${route.scope}`].forwardAuth.address).toBe(`${hop}/auth?scope=${route.scope}`);
+    // The per-address bucket's own errors are caught inside its hop, where nothing else answers.
+    expect(dynamicDoc.http.routers[IP_LIMIT_ROUTER]).toMatchObject({ service: "ping@internal", middlewares: ["ip-limit-errors", IP_RATE_LIMIT_MIDDLEWARE] });
+    // The gatekeeper's own 401/403/429/500/503 pass; only Traefik's 502/504 on the way to it are rewritten.
+    expect(dynamicDoc.http.middlewares["auth-errors"].errors.status).toEqual(["502", "504"]);
+    expect(dynamicDoc.http.services[dynamicDoc.http.routers[AUTH_ROUTER].service].loadBalancer).toEqual({ servers: [{ url: "http://gatekeeper:8080" }] });
+  });
+
+  it("strips client-sent X-Request-Id and X-Hub-Key-Id before anything reads them", () => {
+    expect(dynamicDoc.http.middlewares[STRIP_CLIENT_IDS].headers.customRequestHeaders).toEqual({ "X-Request-Id": "", "X-Hub-Key-Id": "" });
+    for (const route of routes) expect(dynamicDoc.http.middlewares[`auth-${route.scope}`].forwardAuth.authRequestHeaders).not.toContain("X-Request-Id");
+  });
+
+  it("rewrites only the statuses Traefik itself makes on a route, each to an error page nginx serves", () => {
+    const conf = errorsNginxConf(mustLoad(settings), routes);
+    for (const route of routes) {
+      const chain: string[] = dynamicDoc.http.routers[route.name].middlewares;
+      const errors = dynamicDoc.http.middlewares[`${route.name}-errors`].errors;
+      expect(chain.indexOf(`${route.name}-errors`)).toBe(3);
+      // A backend's own 4xx, 500 and 503 bodies (vLLM, llama.cpp's "Loading model") pass untouched.
+      expect(errors.status, route.name).toEqual(route.streaming ? ["502", "504"] : ["413", "502", "504"]);
+      // Before the body limit, so its 413 is caught.
+      if (!route.streaming) expect(chain.indexOf(`${route.name}-errors`)).toBeLessThan(chain.indexOf(`${route.name}-body-limit`));
+      expect(errors.service).toBe(ERRORS_SERVICE);
+      for (const status of errors.status) expect(conf).toContain(`location = ${errors.query.replace("{status}", status)} {`);
+    }
+    for (const mw of ["ip-limit-errors", "auth-errors"]) {
+      const errors = dynamicDoc.http.middlewares[mw].errors;
+      for (const status of errors.status.filter((s: string) => !s.includes("-"))) expect(conf).toContain(`location = ${errors.query.replace("{status}", status)} {`);
+    }
+    expect(dynamicDoc.http.routers[NOT_FOUND_ROUTER]).toMatchObject({ rule: "PathPrefix(`/`)", priority: 1, service: ERRORS_SERVICE });
+  });
+
+  it("uses no middleware or challenge the Traefik build left out (basic/digest auth, ACME DNS providers)", () => {
+    for (const mw of Object.values<Obj>(dynamicDoc.http.middlewares)) {
+      expect(mw.basicAuth).toBeUndefined();
+      expect(mw.digestAuth).toBeUndefined();
+    }
+    for (const resolver of Object.values<Obj>(staticDoc.certificatesResolvers ?? {})) expect(resolver.acme.dnsChallenge).toBeUndefined();
   });
 
   it("serves metrics freely inside the VPC and publicly only to keys with the admin scope", () => {
@@ -236,7 +321,7 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     expect(admin.service).toBe("prometheus@internal");
     expect(admin.entryPoints).not.toContain("metrics");
     expect(admin.middlewares).toContain("auth-admin");
-    expect(dynamicDoc.http.middlewares["auth-admin"].forwardAuth.address).toBe("http://gatekeeper:8080/auth?scope=admin");
+    expect(dynamicDoc.http.middlewares["auth-admin"].forwardAuth.address).toBe(`http://${staticDoc.entryPoints.internal.address}/auth?scope=admin`);
   });
 
   it("has Traefik health-check the gatekeeper, visible only inside the VPC", () => {
@@ -247,7 +332,8 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
   it("sends every route through the gatekeeper, fail closed, with the route's scope", () => {
     for (const route of routes) {
       const auth = dynamicDoc.http.middlewares[`auth-${route.scope}`].forwardAuth;
-      expect(auth.address).toBe(`http://gatekeeper:8080/auth?scope=${route.scope}`);
+      // Through the loopback hop, whose router forwards to the gatekeeper container.
+      expect(auth.address).toBe(`http://${staticDoc.entryPoints.internal.address}/auth?scope=${route.scope}`);
       // The backends' key replaces the client's on the forwarded request; the client never sees it.
       expect(auth.authResponseHeaders).toEqual(expect.arrayContaining(["Authorization", "X-Api-Key", "X-Hub-Key-Id"]));
       expect(auth.trustForwardHeader).toBe(false);
@@ -337,26 +423,52 @@ describe("failover and the GPU-off answer", () => {
   });
 });
 
-describe("the gpu-off nginx responder", () => {
-  const conf = errorsNginxConf();
+describe("the errors nginx responder", () => {
+  const hub = mustLoad({ tier: "hybrid", fallbackModel: "none", ocrCpuFallback: true, cpuSize: "s-8vcpu-16gb" });
+  const routes = routeTable(hub);
+  const conf = errorsNginxConf(hub, routes);
+  const pages = errorPages(hub, routes);
 
-  it("answers every path with 503 and the OpenAI error body, /health with 200", () => {
+  it("answers gpu-off on every other path with 503 and the OpenAI error body, /health with 200, and logs nothing", () => {
     expect(conf).toContain("listen 8080;");
     expect(conf).toContain("default_type application/json;");
+    expect(conf).toContain("access_log off;");
     expect(conf).toMatch(/location = \/health \{\s+return 200 /);
     expect(conf).toMatch(/location \/ \{\s+return 503 /);
     // Outside quoted strings the braces balance: the serializer closed every block.
     const bare = conf.replace(QUOTED, "''");
     expect(bare.split("{").length).toBe(bare.split("}").length);
-    expect(bare.split("{").length - 1).toBe(3);
+    expect(bare.split("{").length - 1).toBe(3 + pages.length);
   });
 
   it("quotes the JSON so nginx reads back exactly GPU_OFF_ERROR", () => {
-    const body = conf.match(/return 503 ('(?:[^'\\]|\\.)*');/)?.[1];
+    const body = conf.match(/location \/ \{\s+return 503 ('(?:[^'\\]|\\.)*');/)?.[1];
     expect(body).toBeDefined();
     expect(JSON.parse(nginxUnquote(body!))).toEqual(GPU_OFF_ERROR);
-    expect(body).toBe(`'${JSON.stringify(GPU_OFF_ERROR)}'`);
     expect(JSON.parse(nginxUnquote(conf.match(/return 200 ('(?:[^'\\]|\\.)*');/)![1]))).toEqual({ status: "ok" });
+  });
+
+  it("serves one OpenAI-format page per gateway error, with Retry-After where waiting helps", () => {
+    for (const page of pages) {
+      const start = conf.indexOf(`location = ${page.path} {`);
+      expect(start, page.path).toBeGreaterThan(0);
+      const block = conf.slice(start, conf.indexOf("\n    }", start));
+      const body = JSON.parse(nginxUnquote(/return (\d{3}) ('(?:[^'\\]|\\.)*');/.exec(block)![2]));
+      expect(Object.keys(body.error).sort(), page.path).toEqual(["code", "message", "type"]);
+      expect(block).toContain(`return ${page.status} `);
+      const retry = /add_header Retry-After (\d+) always;/.exec(block)?.[1];
+      // Waiting helps for a limit, a restart, an unreachable backend or gatekeeper; not for a body
+      // too large, an unknown path or a generation that took too long.
+      const waitHelps = page.status === 429 || page.status === 502 || page.status === 503 || page.path.includes("/ip-limit/") || page.path.includes("/auth/");
+      expect(retry !== undefined, page.path).toBe(waitHelps);
+    }
+    const ip = pages.find((p) => p.path === "/errors/ip-limit/429")!;
+    // 1200/min is 20 tokens/s: Traefik's own Retry-After would be ceil(0.05 s) = 1.
+    expect(ip.retryAfterSeconds).toBe(1);
+    const docs504 = pages.find((p) => p.path === "/errors/documents/504")!;
+    expect(docs504.body.error.message).toContain("/v1/ocr/convert/file/async");
+    const stt413 = pages.find((p) => p.path === "/errors/stt/413")!;
+    expect(stt413.body.error.message).toContain(String(25 * 1024 * 1024));
   });
 
   it("escapes quotes and backslashes the way nginx unescapes them, and refuses $", () => {
@@ -367,6 +479,31 @@ describe("the gpu-off nginx responder", () => {
     expect(JSON.parse(nginxUnquote(token!))).toEqual(tricky);
     expect(renderNginxConf([["listen", 8080]])).toBe("listen 8080;\n");
     expect(() => renderNginxConf([["return", 200, "costs $5"]])).toThrow(/\$/);
+  });
+});
+
+describe("GPU replicas and the routes file", () => {
+  const hub = mustLoad({ tier: "gpu" });
+  const routes = routeTable(hub);
+
+  it("names every GPU replica the routes use, once per port", () => {
+    expect(gpuBackendAddresses(routes, { "gpu-0": "10.1.2.3" })).toEqual([
+      { node: "gpu-0", url: "http://10.1.2.3:8000", healthPath: "/health" },
+      { node: "gpu-0", url: "http://10.1.2.3:8001", healthPath: "/health" },
+    ]);
+    expect(gpuBackendAddresses(routeTable(mustLoad({ tier: "cpu" })), {})).toEqual([]);
+  });
+
+  it("renders wait and drain scripts that bash accepts", () => {
+    const backends = gpuBackendAddresses(routes, { "gpu-0": "10.1.2.3" });
+    const reload = { routesFile: "/mnt/cpu-cache/traefik/dynamic/routes.yml", metricsUrl: "http://10.1.2.2:8082/metrics" };
+    for (const script of [backendsReadyScript(backends), backendsDrainScript(backends, reload)]) {
+      const check = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
+      expect(check.stderr).toBe("");
+      expect(check.status).toBe(0);
+    }
+    expect(backendsReadyScript(backends)).toContain("'http://10.1.2.3:8001/health'");
+    expect(backendsDrainScript(backends, reload)).toContain("'http://10.1.2.3:8000/metrics'");
   });
 });
 
@@ -415,7 +552,7 @@ describe("container specs", () => {
   });
 
   it("keeps secrets out of the rendered files", () => {
-    const text = [renderYaml(traefikStaticConfig(hubWithDomain)), renderYaml(traefikDynamicConfig(hubWithDomain, routeTable(hubWithDomain), {})), errorsNginxConf()].join("\n");
+    const text = [renderYaml(traefikStaticConfig(hubWithDomain)), renderYaml(traefikDynamicConfig(hubWithDomain, routeTable(hubWithDomain), {})), errorsNginxConf(hubWithDomain, routeTable(hubWithDomain))].join("\n");
     // Header names (Authorization, X-Api-Key) may appear; credential values may not.
     expect(text).not.toMatch(/Bearer\s+\S|ihk_[A-Za-z0-9]|password\s*[:=]|secret\s*[:=]/i);
   });
@@ -437,3 +574,33 @@ function nginxUnquote(token: string): string {
 }
 
 const QUOTED = /'(?:[^'\\]|\\.)*'/g;
+
+describe("the deploy orders route changes against GPU readiness (the plan under Pulumi's mocks)", () => {
+  const plan = async (text: string) => {
+    const result = await planFromText("order", "Pulumi.order.yaml", text);
+    if (!result.ok) throw new Error(JSON.stringify(result.document.problems));
+    return result.resources;
+  };
+
+  it("writes the routes file only after each GPU replica's wait, which follows that node's containers and drains on delete", async () => {
+    const resources = await plan("config:\n  inference-hub:tier: gpu\n");
+    const routes = resources.find((r) => r.name === "cpu-containers-file-dynamic-routes.yml")!;
+    const wait = resources.find((r) => r.name === "gpu-0-serving")!;
+    expect(routes.options.dependsOn).toContain(wait.urn);
+    expect(wait.options.dependsOn).toEqual(expect.arrayContaining([expect.stringMatching(/ContainerHost::gpu-0-containers$/)]));
+    const create = String(wait.inputs.create);
+    const remove = String(wait.inputs.delete);
+    // The wait and the drain name the replica's private address, the one the routes file names.
+    const url = /'(http:\/\/[\d.]+:8000)\/health'/.exec(create)?.[1];
+    expect(url).toBeDefined();
+    expect(remove).toContain(`'${url}/metrics'`);
+    expect(remove).toContain("traefik_config_last_reload_success");
+    expect(remove).toContain("/mnt/cpu-cache/traefik/dynamic/routes.yml");
+  });
+
+  it("has no wait when no GPU node exists", async () => {
+    const resources = await plan("config:\n  inference-hub:tier: hybrid\n");
+    expect(resources.filter((r) => r.name.endsWith("-serving"))).toEqual([]);
+    expect(resources.find((r) => r.name === "cpu-containers-file-dynamic-routes.yml")!.options.dependsOn.filter((d) => d.includes("serving"))).toEqual([]);
+  });
+});

@@ -1,0 +1,404 @@
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { Client } from "pg";
+import { parse } from "yaml";
+import { bundleGatekeeper } from "../../programs/gatekeeper/bundle";
+import { newApiKey, type Scope } from "../../programs/gatekeeper/keys";
+import { errorsNginx, renderNginxConf, renderYaml } from "../../services/gateway";
+import { GPU_SERVICE_PORTS } from "../../services/ports";
+import { routeTable, SERVICE_PORTS } from "../../services/routes";
+import { TRAEFIK_MISSING_REASON, traefikBinaryPath, builtTraefikVersion, TRAEFIK_VERSION } from "../../scripts/tools/traefik";
+import { planFromText } from "../../scripts/lib/plan-runner";
+import type { PlanArtifact } from "../../scripts/lib/plan-document";
+import { loadText } from "./load";
+import { remapForLoopback, type LoopbackMap } from "./loopback";
+import { freeLoopbackPort, PostgresCluster, findPostgres, POSTGRES_MISSING_REASON } from "./postgres";
+import { ManagedProcess, waitFor } from "./processes";
+import { startStandIn, type StandIn, type StandInOptions } from "./stand-ins";
+
+/**
+ * The gateway as deployed, on loopback: the real Traefik (built at the image's version) with the
+ * exact files the offline plan renders, the real gatekeeper (its esbuild bundle, as shipped),
+ * Debian's nginx with the rendered errors server, a throwaway PostgreSQL for the audit log, and
+ * labelled stand-ins (./stand-ins.ts) where vLLM, llama.cpp, speaches, Coqui and docling-serve
+ * would run. Only addresses, ports and directories differ from production, changed by
+ * remapForLoopback (./loopback.ts) on the parsed configuration.
+ *
+ * nginx here is Debian 12's 1.22; production runs nginx:1.30.5-alpine. The errors server uses
+ * only `listen`, `server_tokens`, `access_log`, `default_type`, `location`, `add_header ... always`
+ * and `return`, unchanged between the two.
+ */
+
+/** The stack the rig plans: hybrid with the CPU fallback coder and docling, so every kind of route exists. */
+export const RIG_STACK_SETTINGS: Readonly<Record<string, string | number | boolean>> = { tier: "hybrid", fallbackModel: "qwen2.5-coder-1.5b", ocrCpuFallback: true, cpuSize: "s-8vcpu-16gb" };
+
+export const NGINX_BINARY = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => existsSync(p));
+
+/** Why the rig cannot run here, or undefined. */
+export function rigMissing(): string | undefined {
+  const missing: string[] = [];
+  if (builtTraefikVersion() !== TRAEFIK_VERSION) missing.push(TRAEFIK_MISSING_REASON);
+  if (!NGINX_BINARY) missing.push('no nginx (Debian package "nginx"; .ci/run installs it)');
+  if (!findPostgres()) missing.push(POSTGRES_MISSING_REASON);
+  return missing.length ? missing.join("; ") : undefined;
+}
+
+export interface RigKey {
+  readonly id: string;
+  readonly key: string;
+}
+
+export type RoutesVariant = "gpu-off" | "gpu-on";
+
+interface Rendered {
+  readonly staticDoc: Record<string, unknown>;
+  readonly dynamicDoc: Record<string, unknown>;
+  readonly nginxText: string;
+  readonly gatekeeperEnv: Record<string, string>;
+  readonly gatewayCommand: readonly string[];
+  readonly gpuPrivateIp?: string;
+}
+
+function stackText(settings: Readonly<Record<string, string | number | boolean>>): string {
+  return `config:\n${Object.entries(settings).map(([k, v]) => `  inference-hub:${k}: ${JSON.stringify(v)}`).join("\n")}\n`;
+}
+
+const artifact = (artifacts: readonly PlanArtifact[], kind: string, p?: string): string => {
+  const found = artifacts.find((a) => a.kind === kind && (p === undefined || a.path === p));
+  if (!found) throw new Error(`the plan rendered no ${kind} artifact${p ? ` at ${p}` : ""}`);
+  return found.content;
+};
+
+/** The files the offline plan renders for these settings, parsed. */
+export async function renderPlan(settings: Readonly<Record<string, string | number | boolean>>): Promise<Rendered> {
+  const text = stackText(settings);
+  const result = await planFromText("rig", "Pulumi.rig.yaml", text);
+  if (!result.ok) throw new Error(`the rig's stack was refused: ${JSON.stringify(result.document.problems)}`);
+  const { artifacts, document } = result;
+  const nodeAddresses = (document.outputs.nodeAddresses ?? {}) as Record<string, { private: string }>;
+  const spec = (name: string) => JSON.parse(artifact(artifacts, "container-spec", `cpu/containers/${name}.json`)) as { env: Record<string, string>; command: string[] };
+  return {
+    staticDoc: parse(artifact(artifacts, "traefik-static")) as Record<string, unknown>,
+    dynamicDoc: parse(artifact(artifacts, "traefik-dynamic")) as Record<string, unknown>,
+    nginxText: artifact(artifacts, "errors-nginx"),
+    gatekeeperEnv: spec("gatekeeper").env,
+    gatewayCommand: spec("gateway").command,
+    gpuPrivateIp: nodeAddresses["gpu-0"]?.private,
+  };
+}
+
+export interface RigOptions {
+  /** Extra stack settings (e.g. higher rate limits for the benchmark). */
+  readonly settings?: Readonly<Record<string, string | number | boolean>>;
+  /** Keys to create: name → scopes (and optional limits). */
+  readonly keys?: Readonly<Record<string, { readonly scopes: readonly Scope[]; readonly revoked?: boolean; readonly ratePerMinute?: number; readonly burst?: number }>>;
+  /**
+   * Traefik's stdout (its log and access log) goes to a file in the rig's directory instead of
+   * being parsed here: for benchmarks, whose client shares the CPU. accessLog() is then empty.
+   * @default false
+   */
+  readonly logToFile?: boolean;
+}
+
+export const RIG_BACKEND_KEY = "rig-internal-backend-key-0123456789abcdef";
+
+export class GatewayRig {
+  readonly keys: Record<string, RigKey> = {};
+  readonly standIns: Record<"fallback" | "stt" | "tts" | "docling" | "gpuCoder" | "gpuOcr", StandIn | undefined> = { fallback: undefined, stt: undefined, tts: undefined, docling: undefined, gpuCoder: undefined, gpuOcr: undefined };
+  traefik!: ManagedProcess;
+  nginx!: ManagedProcess;
+  gatekeeper!: ManagedProcess;
+  postgres!: PostgresCluster;
+  databaseUrl!: string;
+  /** Loopback ports of Traefik's entry points. */
+  readonly entry: Record<"web" | "websecure" | "legacy" | "metrics" | "internal", number> = { web: 0, websecure: 0, legacy: 0, metrics: 0, internal: 0 };
+  gatekeeperPort = 0;
+  gpuPorts = { coder: 0, ocr: 0 };
+  readonly dir = mkdtempSync(path.join(tmpdir(), "hub-rig-"));
+  private loopback!: LoopbackMap;
+  private variants!: Record<RoutesVariant, Rendered>;
+  private settings!: Readonly<Record<string, string | number | boolean>>;
+  private startGatekeeperProcess!: () => ManagedProcess;
+  private readonly accessLines: Record<string, unknown>[] = [];
+
+  private constructor() {}
+
+  static async start(options: RigOptions = {}): Promise<GatewayRig> {
+    const rig = new GatewayRig();
+    try {
+      await rig.boot(options);
+    } catch (error) {
+      await rig.stop();
+      throw error;
+    }
+    return rig;
+  }
+
+  private async boot(options: RigOptions): Promise<void> {
+    const missing = rigMissing();
+    if (missing) throw new Error(missing);
+    this.settings = { ...RIG_STACK_SETTINGS, ...options.settings };
+    // The same stack with the GPU off and on: what `pulumi up` would write before and after `gpu on`.
+    this.variants = { "gpu-off": await renderPlan({ ...this.settings, gpuEnabled: false }), "gpu-on": await renderPlan({ ...this.settings, gpuEnabled: true }) };
+    const dirs = { static: path.join(this.dir, "static"), dynamic: path.join(this.dir, "dynamic"), errors: path.join(this.dir, "nginx"), keys: path.join(this.dir, "keys"), spool: path.join(this.dir, "spool"), app: path.join(this.dir, "app") };
+    for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
+
+    const [web, websecure, legacy, metrics, internal, nginxPort, gatekeeperPort, gpuCoder, gpuOcr] = await Promise.all(Array.from({ length: 9 }, () => freeLoopbackPort()));
+    Object.assign(this.entry, { web, websecure, legacy, metrics, internal });
+    this.gatekeeperPort = gatekeeperPort;
+    this.gpuPorts = { coder: gpuCoder, ocr: gpuOcr };
+
+    this.standIns.fallback = await startStandIn({ program: "llama.cpp" });
+    this.standIns.stt = await startStandIn({ program: "speaches" });
+    this.standIns.tts = await startStandIn({ program: "coqui-tts" });
+    this.standIns.docling = await startStandIn({ program: "docling-serve" });
+
+    const gpuIp = this.variants["gpu-on"].gpuPrivateIp;
+    if (!gpuIp) throw new Error("the GPU-on plan has no gpu-0 private address");
+    const ports = new Map<string, number>([
+      [":80", web],
+      [":443", websecure],
+      [":8100", legacy],
+      [":8082", metrics],
+      [`127.0.0.1:${8083}`, internal],
+      [`errors:${SERVICE_PORTS.errors}`, nginxPort],
+      // nginx's own `listen` in the errors server (no other config here listens on :8080).
+      [`:${SERVICE_PORTS.errors}`, nginxPort],
+      [`gatekeeper:8080`, gatekeeperPort],
+      [`coder-fallback:${SERVICE_PORTS.llamaCpp}`, this.standIns.fallback.port],
+      [`stt:${SERVICE_PORTS.stt}`, this.standIns.stt.port],
+      [`tts:${SERVICE_PORTS.tts}`, this.standIns.tts.port],
+      [`ocr-fallback:${SERVICE_PORTS.docling}`, this.standIns.docling.port],
+      [`${gpuIp}:${GPU_SERVICE_PORTS.coder}`, gpuCoder],
+      [`${gpuIp}:${GPU_SERVICE_PORTS.ocr}`, gpuOcr],
+    ]);
+    const paths = new Map<string, string>([
+      ["/etc/traefik", dirs.static],
+      ["/var/lib/traefik/dynamic", dirs.dynamic],
+      ["/keys", dirs.keys],
+      ["/spool", dirs.spool],
+    ]);
+    this.loopback = { ports, paths };
+
+    // nginx: the rendered server block, from the same structure the plan rendered (checked equal).
+    const hub = loadText(stackText({ ...this.settings, gpuEnabled: false }));
+    if (!hub.ok) throw new Error("rig stack refused");
+    const tree = errorsNginx(hub.config, routeTable(hub.config));
+    if (renderNginxConf(tree) !== this.variants["gpu-off"].nginxText) throw new Error("the errors config rendered here differs from the plan's artifact");
+    writeFileSync(path.join(dirs.errors, "default.conf"), renderNginxConf(remapForLoopback(tree, this.loopback)));
+    const nginxMain = path.join(this.dir, "nginx.conf");
+    const temp = (name: string) => `${name} ${path.join(this.dir, `nginx-${name}`)};`;
+    writeFileSync(
+      nginxMain,
+      [
+        "daemon off;",
+        "worker_processes 1;",
+        `pid ${path.join(this.dir, "nginx.pid")};`,
+        "error_log stderr warn;",
+        "events { worker_connections 1024; }",
+        "http {",
+        ...["client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path"].map(temp),
+        `  include ${dirs.errors}/*.conf;`,
+        "}",
+        "",
+      ].join("\n"),
+    );
+    this.nginx = ManagedProcess.start("nginx", NGINX_BINARY!, ["-e", "stderr", "-p", this.dir, "-c", nginxMain]);
+
+    // PostgreSQL and the gatekeeper, configured from its container spec's environment.
+    this.postgres = await PostgresCluster.create();
+    this.databaseUrl = await this.postgres.createDatabase("audit");
+    const entries = Object.entries(options.keys ?? {}).map(([name, k]) => {
+      const fresh = newApiKey();
+      this.keys[name] = { id: fresh.id, key: fresh.key };
+      return { id: fresh.id, name, sha256: fresh.sha256, scopes: [...k.scopes], created: new Date().toISOString(), ...(k.revoked ? { revoked: true } : {}), ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}), ...(k.burst ? { burst: k.burst } : {}) };
+    });
+    const env = remapForLoopback(this.variants["gpu-off"].gatekeeperEnv, this.loopback);
+    writeFileSync(env.GATEKEEPER_KEYS_FILE, JSON.stringify({ version: 1, keys: entries }, null, 2));
+    const bundle = path.join(dirs.app, "gatekeeper.js");
+    writeFileSync(bundle, bundleGatekeeper());
+    const gatekeeperEnv: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH ?? "",
+      ...env,
+        // The container's network namespace, on loopback: the port Traefik's service URL names.
+        GATEKEEPER_HOST: "127.0.0.1",
+        GATEKEEPER_PORT: String(gatekeeperPort),
+        // Secrets, as the container gets them from Pulumi.
+        GATEKEEPER_BACKEND_KEY: RIG_BACKEND_KEY,
+        DATABASE_URL: this.databaseUrl,
+    };
+    this.startGatekeeperProcess = () => ManagedProcess.start("gatekeeper", process.execPath, [bundle], { env: gatekeeperEnv });
+    this.gatekeeper = this.startGatekeeperProcess();
+
+    // Traefik: the rendered static file and the gateway container's own command.
+    const staticOff = this.variants["gpu-off"].staticDoc;
+    if (JSON.stringify(staticOff) !== JSON.stringify(this.variants["gpu-on"].staticDoc)) throw new Error("the static config differs between GPU off and on; a GPU switch would restart Traefik");
+    writeFileSync(path.join(dirs.static, "traefik.yml"), renderYaml(remapForLoopback(staticOff, this.loopback)));
+    this.writeRoutes("gpu-off");
+    const args = remapForLoopback([...this.variants["gpu-off"].gatewayCommand], this.loopback);
+    this.traefik = ManagedProcess.start("traefik", traefikBinaryPath(), args, options.logToFile ? { stdoutFile: path.join(this.dir, "traefik.log") } : {});
+    // Parsed as they arrive: re-parsing the whole log on every poll would block the test's event loop.
+    this.traefik.onLine((line) => {
+      if (line.startsWith("{") && line.includes('"DownstreamStatus"')) this.accessLines.push(JSON.parse(line) as Record<string, unknown>);
+    });
+
+    const context = () => `--- traefik\n${this.traefik.tail()}\n--- gatekeeper\n${this.gatekeeper.tail()}\n--- nginx\n${this.nginx.tail()}`;
+    await waitFor("nginx, the gatekeeper and Traefik to answer", async () => {
+      for (const p of [this.nginx, this.gatekeeper, this.traefik]) if (!p.running) throw new Error(`${p.name} exited`);
+      const [ping, health, gk] = await Promise.all([rawGet(metrics, "/ping"), rawGet(nginxPort, "/health"), rawGet(gatekeeperPort, "/healthz")]);
+      return ping === 200 && health === 200 && gk === 200;
+    }, 30_000, { context });
+    // The routes file loaded: a keyless request is refused by the gatekeeper through both hops.
+    await waitFor("the routes file to load", async () => (await this.request({ path: "/v1/models" })).status === 401, 15_000, { context });
+  }
+
+  /** Stops the gatekeeper (SIGTERM: it flushes its spool first). */
+  async stopGatekeeper(): Promise<void> {
+    await this.gatekeeper.stop();
+  }
+
+  /** Starts the gatekeeper again with the same environment, and waits until it is healthy. */
+  async startGatekeeper(): Promise<void> {
+    this.gatekeeper = this.startGatekeeperProcess();
+    await waitFor("the gatekeeper to be healthy again", async () => (await rawGet(this.gatekeeperPort, "/healthz")) === 200, 15_000, { context: () => this.gatekeeper.tail() });
+  }
+
+  /** Stops a CPU stand-in, runs `during`, and starts it again on the same port. */
+  async withStandInDown<T>(name: "fallback" | "stt" | "tts" | "docling", during: () => Promise<T>): Promise<T> {
+    const current = this.standIns[name]!;
+    await current.close();
+    try {
+      return await during();
+    } finally {
+      this.standIns[name] = await startStandIn({ program: current.program, port: current.port });
+    }
+  }
+
+  /** Rows the gatekeeper shipped to PostgreSQL, after waiting until its spool is fully shipped. */
+  async auditRows(): Promise<Record<string, unknown>[]> {
+    await this.auditShipped();
+    const client = new Client({ connectionString: this.databaseUrl });
+    client.on("error", () => undefined);
+    await client.connect();
+    try {
+      return (await client.query("SELECT * FROM gatekeeper.decisions ORDER BY decided_at")).rows as Record<string, unknown>[];
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** Waits until the gatekeeper's spool is fully shipped to PostgreSQL. */
+  async auditShipped(timeoutMs = 20_000): Promise<void> {
+    await waitFor("the audit spool to be shipped", async () => {
+      const health = await rigRequest(this.gatekeeperPort, { path: "/healthz" });
+      return health.json?.spool?.unshippedBytes === 0;
+    }, timeoutMs, { context: () => this.gatekeeper.tail() });
+  }
+
+  /** Writes the routes file of a variant the way infra/containers.ts does: a temp file, then a rename. */
+  writeRoutes(variant: RoutesVariant): void {
+    const dir = this.loopback.paths!.get("/var/lib/traefik/dynamic")!;
+    const file = path.join(dir, "routes.yml");
+    writeFileSync(`${file}.tmp`, renderYaml(remapForLoopback(this.variants[variant].dynamicDoc, this.loopback)));
+    renameSync(`${file}.tmp`, file);
+  }
+
+  /** Where the drain script reads that Traefik applied the routes file, on this machine. */
+  get reload(): { routesFile: string; metricsUrl: string } {
+    return { routesFile: path.join(this.loopback.paths!.get("/var/lib/traefik/dynamic")!, "routes.yml"), metricsUrl: `http://127.0.0.1:${this.entry.metrics}/metrics` };
+  }
+
+  /** The parsed routes file a variant renders (before remapping). */
+  routes(variant: RoutesVariant): Record<string, unknown> {
+    return this.variants[variant].dynamicDoc;
+  }
+
+  /** The loopback URL of a GPU replica's port, as the gateway node's scripts would reach it. */
+  gpuUrl(service: "coder" | "ocr"): string {
+    return `http://127.0.0.1:${this.gpuPorts[service]}`;
+  }
+
+  /** Starts (or restarts) the GPU vLLM stand-ins on their fixed ports. */
+  async startGpu(options: Partial<StandInOptions> = {}): Promise<void> {
+    this.standIns.gpuCoder = await startStandIn({ program: "vllm", ...options, port: this.gpuPorts.coder });
+    this.standIns.gpuOcr = await startStandIn({ program: "vllm", model: "deepseek-ocr", ...options, port: this.gpuPorts.ocr });
+  }
+
+  async stopGpu(): Promise<void> {
+    await this.standIns.gpuCoder?.close();
+    await this.standIns.gpuOcr?.close();
+    this.standIns.gpuCoder = undefined;
+    this.standIns.gpuOcr = undefined;
+  }
+
+  get baseUrl(): string {
+    return `http://127.0.0.1:${this.entry.web}`;
+  }
+
+  /** Traefik's JSON access-log lines so far. */
+  accessLog(): readonly Record<string, unknown>[] {
+    return this.accessLines;
+  }
+
+  /** A request through the gateway's public entry point (or `port`). */
+  request(options: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer; localAddress?: string; port?: number }): Promise<RigResponse> {
+    return rigRequest(options.port ?? this.entry.web, options);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop()]);
+    await Promise.all(Object.values(this.standIns).map((s) => s?.close()));
+    await this.postgres?.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface RigResponse {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly text: string;
+  /** The body parsed as JSON, or undefined. */
+  readonly json: any;
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+export function rigRequest(port: number, options: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer; localAddress?: string }): Promise<RigResponse> {
+  return new Promise((resolve, reject) => {
+    const body = options.body === undefined ? undefined : Buffer.isBuffer(options.body) ? options.body : Buffer.from(options.body);
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port,
+        method: options.method ?? (body ? "POST" : "GET"),
+        path: options.path,
+        headers: { ...(body ? { "Content-Length": String(body.length) } : {}), ...options.headers },
+        // A distinct source address per test keeps the per-address limit of one test off another's.
+        ...(options.localAddress ? { localAddress: options.localAddress, agent: false } : { agent }),
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on("data", (c: Buffer) => parts.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(parts).toString("utf8");
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        });
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+function rawGet(port: number, p: string): Promise<number> {
+  return rigRequest(port, { path: p }).then((r) => r.status);
+}
