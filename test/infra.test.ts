@@ -190,7 +190,8 @@ describe("the deployer's SSH settings under the mock engine", () => {
     const commands = run.byType(T.command);
     expect(commands.length).toBeGreaterThan(5);
     for (const c of commands) {
-      const node = c.name.startsWith("gpu-0") ? "gpu-0" : "cpu";
+      // A GPU node's serving wait runs on the gateway node, which probes the replica over the VPC.
+      const node = c.name.startsWith("gpu-0") && !c.name.endsWith("-serving") ? "gpu-0" : "cpu";
       const connection = c.rawInputs.connection as { hostKey?: string; host?: string; agentSocketPath?: string };
       expect(connection.hostKey, c.name).toBe(hostKeyOf(run, node));
       expect(connection.hostKey).toMatch(/^ssh-ed25519 AAAA[0-9A-Za-z+/=]+$/);
