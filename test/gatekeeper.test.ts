@@ -291,18 +291,29 @@ describe("presented credentials", () => {
 });
 
 describe("token bucket", () => {
-  it("allows the burst, then refills at the per-minute rate, per key", () => {
+  it("allows the burst, then refills at the per-minute rate, per key and per scope", () => {
     const limiter = new RateLimiter();
     const limit = { ratePerMinute: 60, burst: 3 };
     const t0 = 1_000_000;
-    expect([0, 1, 2].map(() => limiter.take("k_a", limit, t0).allowed)).toEqual([true, true, true]);
-    expect(limiter.take("k_a", limit, t0)).toEqual({ allowed: false, retryAfterSeconds: 1 });
-    expect(limiter.take("k_b", limit, t0).allowed).toBe(true);
-    expect(limiter.take("k_a", limit, t0 + 999).allowed).toBe(false);
-    expect(limiter.take("k_a", limit, t0 + 2000).allowed).toBe(true);
+    expect([0, 1, 2].map(() => limiter.take("k_a", "llm", limit, t0).allowed)).toEqual([true, true, true]);
+    expect(limiter.take("k_a", "llm", limit, t0)).toEqual({ allowed: false, retryAfterSeconds: 1 });
+    // Another key, and the same key on another service, each have their own full bucket.
+    expect(limiter.take("k_b", "llm", limit, t0).allowed).toBe(true);
+    expect([0, 1, 2].map(() => limiter.take("k_a", "stt", limit, t0).allowed)).toEqual([true, true, true]);
+    expect(limiter.take("k_a", "stt", limit, t0).allowed).toBe(false);
+    expect(limiter.take("k_a", "llm", limit, t0 + 999).allowed).toBe(false);
+    expect(limiter.take("k_a", "llm", limit, t0 + 2000).allowed).toBe(true);
     // A lowered burst takes effect at once.
-    expect(limiter.take("k_b", { ratePerMinute: 60, burst: 1 }, t0 + 600_000).allowed).toBe(true);
-    expect(limiter.take("k_b", { ratePerMinute: 60, burst: 1 }, t0 + 600_000).allowed).toBe(false);
+    expect(limiter.take("k_b", "llm", { ratePerMinute: 60, burst: 1 }, t0 + 600_000).allowed).toBe(true);
+    expect(limiter.take("k_b", "llm", { ratePerMinute: 60, burst: 1 }, t0 + 600_000).allowed).toBe(false);
+    // A refunded token can be taken again; a refund never lifts the bucket above its burst.
+    limiter.refund("k_b", "llm", { ratePerMinute: 60, burst: 1 });
+    limiter.refund("k_b", "llm", { ratePerMinute: 60, burst: 1 });
+    expect(limiter.take("k_b", "llm", { ratePerMinute: 60, burst: 1 }, t0 + 600_000).allowed).toBe(true);
+    expect(limiter.take("k_b", "llm", { ratePerMinute: 60, burst: 1 }, t0 + 600_000).allowed).toBe(false);
+    // Buckets of keys dropped from the file are forgotten: the key starts full if it comes back.
+    limiter.retainOnly(["k_b"]);
+    expect([0, 1, 2].map(() => limiter.take("k_a", "llm", limit, t0 + 2000).allowed)).toEqual([true, true, true]);
   });
 });
 

@@ -14,6 +14,11 @@ import { errorText } from "./log";
  * Durability: `append` resolves only once the line is written and fdatasync'ed. Appends that
  * arrive while one write+fsync is in flight are grouped into the next one (group commit), so
  * the fsync cost is shared and a decision is answered only after it is on disk.
+ *
+ * A failed write (disk full, I/O error) is cut off the segment, and the spool goes into an outage:
+ * every append is refused at once, without touching the disk, while a probe retries in the
+ * background (50 ms, doubling to 1 s). One log line when it starts, one a minute while it lasts,
+ * one when it ends; no new file per failure, so recovery costs nothing extra.
  */
 
 export interface SpoolOptions {
@@ -43,7 +48,14 @@ export interface SpoolBatch {
 }
 
 const SEGMENT_PATTERN = /^decisions-(\d{12})\.ndjson$/;
-const CHECKPOINT_FILE = "shipped.json";
+export const CHECKPOINT_FILE = "shipped.json";
+/** Written, fsync'ed and deleted by the outage probe; big enough to stand for a group commit. */
+const PROBE_FILE = "write-probe.tmp";
+const PROBE_BYTES = 64 * 1024;
+const OUTAGE_RETRY_MIN_MS = 50;
+const OUTAGE_RETRY_MAX_MS = 1000;
+const OUTAGE_REPORT_EVERY_MS = 60_000;
+const ROTATE_RETRY_MS = 1000;
 const READ_CHUNK_BYTES = 256 * 1024;
 const NEWLINE = 0x0a;
 const CLOSING_BRACE = 0x7d;
@@ -72,6 +84,43 @@ interface Waiter {
   readonly reject: (error: unknown) => void;
 }
 
+/** The spool cannot write: appends are refused until the probe succeeds. */
+interface Outage {
+  readonly sinceMs: number;
+  readonly error: Error;
+  refused: number;
+  retryMs: number;
+  reportedAtMs: number;
+  timer?: NodeJS.Timeout;
+}
+
+/** What append rejects with during an outage: says why, without a stack per refused request. */
+export class SpoolUnavailableError extends Error {
+  constructor(cause: unknown) {
+    super(`the audit spool cannot be written: ${errorText(cause)}`, { cause });
+    this.name = "SpoolUnavailableError";
+  }
+}
+
+/** Why a checkpoint file cannot be used, or undefined when it can. */
+export function checkpointProblem(text: string): string | undefined {
+  if (text.trim() === "") return "it is empty";
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    return `it is not JSON (${errorText(error)})`;
+  }
+  const position = parsed as Partial<Record<keyof SpoolPosition, unknown>> | null;
+  if (typeof position !== "object" || position === null || Array.isArray(position)) return "it is not a {segment, offset} object";
+  if (!Number.isSafeInteger(position.segment) || (position.segment as number) < 1) return `segment ${JSON.stringify(position.segment)} is not a segment number (1 or more)`;
+  if (!Number.isSafeInteger(position.offset) || (position.offset as number) < 0) return `offset ${JSON.stringify(position.offset)} is not a byte offset (0 or more)`;
+  return undefined;
+}
+
+/** A short, printable sample of a file that may hold anything. */
+const preview = (text: string): string => JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text);
+
 async function fsyncDirectory(dir: string): Promise<void> {
   // Makes a created or renamed file's directory entry survive a power loss.
   const handle = await fsp.open(dir, "r");
@@ -91,22 +140,37 @@ export class Spool {
   private pendingLines: string[] = [];
   private pendingWaiters: Waiter[] = [];
   private flushing: Promise<void> | undefined;
-  private lastWriteFailed = false;
+  private outage: Outage | undefined;
+  /** When an outage ended: one starting soon after keeps the longer retry delay (a flapping disk). */
+  private outageEndedAtMs = 0;
+  private lastRetryMs = OUTAGE_RETRY_MIN_MS;
+  private rotateRetryAtMs = 0;
+  private rotateFailing = false;
+  /** Closed segments whose failed tail could not be cut off: readers stop at their last commit. */
+  private readonly abandonedEnds = new Map<number, number>();
   private closed = false;
   private checkpoint: SpoolPosition | undefined;
   private readonly commitListeners: (() => void)[] = [];
 
   private constructor(private readonly options: SpoolOptions) {}
 
-  /** Opens the spool: always in a fresh segment, so a torn tail from a crash is never appended to. */
+  /**
+   * Opens the spool: always in a fresh segment, so a torn tail from a crash is never appended to.
+   * A full or failing disk does not stop the start: the spool opens in an outage (every decision
+   * refused, the probe retrying), so the gatekeeper answers, reports unhealthy and recovers alone.
+   */
   static async open(options: SpoolOptions): Promise<Spool> {
     await fsp.mkdir(options.dir, { recursive: true, mode: 0o700 });
     const spool = new Spool(options);
     const segments = await spool.listSegments();
     spool.currentSegmentNumber = segments.length ? segments[segments.length - 1] : 0;
     spool.checkpoint = await spool.readCheckpointFile();
-    await spool.openNextSegment();
-    await spool.applyRetention();
+    try {
+      await spool.openNextSegment();
+    } catch (error) {
+      spool.startOutage(error);
+    }
+    await spool.applyRetention().catch((error: unknown) => options.log.warn("audit spool retention failed; will retry at the next rotation", { error: errorText(error) }));
     return spool;
   }
 
@@ -128,9 +192,14 @@ export class Spool {
     return this.committedCount;
   }
 
-  /** False after a failed write, until a write succeeds again. */
+  /** False from a failed write until the probe can write again. */
   get writable(): boolean {
-    return !this.closed && !this.lastWriteFailed;
+    return !this.closed && this.outage === undefined;
+  }
+
+  /** Decisions refused since the current outage began; undefined when there is none. */
+  get outageRefused(): number | undefined {
+    return this.outage?.refused;
   }
 
   onCommit(listener: () => void): void {
@@ -140,6 +209,11 @@ export class Spool {
   /** Resolves once the decision is on disk (written and fdatasync'ed); rejects if it could not be. */
   append(record: DecisionRecord): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the audit spool is closed"));
+    if (this.outage) {
+      // Refused without touching the disk; the probe finds out when writing works again.
+      this.outage.refused += 1;
+      return Promise.reject(this.outage.error);
+    }
     return new Promise<void>((resolve, reject) => {
       this.pendingLines.push(`${JSON.stringify(record)}\n`);
       this.pendingWaiters.push({ resolve, reject });
@@ -157,19 +231,21 @@ export class Spool {
         try {
           await this.writeDurably(Buffer.from(lines.join(""), "utf8"));
         } catch (error) {
-          this.lastWriteFailed = true;
-          this.options.log.error("audit spool write failed; decisions are refused until it works again", { error: errorText(error), segment: this.currentSegmentNumber });
-          for (const waiter of waiters) waiter.reject(error);
-          await this.abandonSegment();
-          continue;
+          await this.cutFailedTail();
+          // Everything queued behind the failed write is refused with it.
+          const refused = [...waiters, ...this.pendingWaiters];
+          this.pendingLines = [];
+          this.pendingWaiters = [];
+          const outage = this.startOutage(error);
+          outage.refused += refused.length;
+          for (const waiter of refused) waiter.reject(outage.error);
+          break;
         }
-        this.lastWriteFailed = false;
+        this.lastRetryMs = OUTAGE_RETRY_MIN_MS;
         this.committedCount += lines.length;
         for (const waiter of waiters) waiter.resolve();
         for (const listener of this.commitListeners) listener();
-        if (this.committedOffset >= this.options.segmentBytes) {
-          await this.rotate().catch((error: unknown) => this.options.log.error("audit spool rotation failed; will retry", { error: errorText(error) }));
-        }
+        if (this.committedOffset >= this.options.segmentBytes && Date.now() >= this.rotateRetryAtMs) await this.rotate();
       }
     } finally {
       this.flushing = undefined;
@@ -189,25 +265,94 @@ export class Spool {
   }
 
   /**
-   * After a failed write or fsync the segment's tail is unknown (and Linux may have dropped the
-   * dirty pages): cut it back to the last commit and continue in a new segment.
+   * After a failed write or fsync the bytes past the last commit are unknown (and Linux may have
+   * dropped the dirty pages): cut them off, make the cut durable and check it. The committed part
+   * was fsync'ed before, so the segment then continues at its last commit. If the cut cannot be
+   * made, the segment is closed, readers stop at its last commit, and the next write opens a new one.
    */
-  private async abandonSegment(): Promise<void> {
+  private async cutFailedTail(): Promise<void> {
     const handle = this.handle;
-    this.handle = undefined;
     if (!handle) return;
-    await handle.truncate(this.committedOffset).catch(() => undefined);
+    try {
+      await handle.truncate(this.committedOffset);
+      await handle.datasync();
+      const { size } = await handle.stat();
+      if (size !== this.committedOffset) throw new Error(`the segment is ${size} bytes after truncating to ${this.committedOffset}`);
+      return;
+    } catch (error) {
+      this.options.log.error("audit spool: the failed write could not be cut off its segment; that segment ends at its last commit and writing continues in a new one", { segment: this.currentSegmentNumber, committedBytes: this.committedOffset, error: errorText(error) });
+    }
+    this.handle = undefined;
+    this.abandonedEnds.set(this.currentSegmentNumber, this.committedOffset);
     await handle.close().catch(() => undefined);
+    // Nothing was committed to it: do not leave an empty file behind.
+    if (this.committedOffset === 0) await fsp.rm(this.segmentPath(this.currentSegmentNumber), { force: true }).catch(() => undefined);
+  }
+
+  private startOutage(error: unknown): Outage {
+    if (this.outage) return this.outage;
+    const nowMs = Date.now();
+    // A disk that fails again soon after recovering keeps the longer delay instead of being hammered.
+    const retryMs = nowMs - this.outageEndedAtMs < 5000 ? this.lastRetryMs : OUTAGE_RETRY_MIN_MS;
+    const outage: Outage = { sinceMs: nowMs, error: new SpoolUnavailableError(error), refused: 0, retryMs, reportedAtMs: nowMs };
+    this.outage = outage;
+    this.options.log.error("audit spool cannot write; every decision is refused (503) until it can, retrying in the background", { error: errorText(error), segment: this.currentSegmentNumber, dir: this.options.dir });
+    this.scheduleProbe(outage);
+    return outage;
+  }
+
+  private scheduleProbe(outage: Outage): void {
+    if (this.closed) return;
+    outage.timer = setTimeout(() => void this.probe(outage), outage.retryMs);
+    // The probe alone must not keep a stopping process alive.
+    outage.timer.unref();
+  }
+
+  /** Writes and fsyncs a scratch file (and opens a segment if there is none); success ends the outage. */
+  private async probe(outage: Outage): Promise<void> {
+    if (this.closed || this.outage !== outage) return;
+    const file = path.join(this.options.dir, PROBE_FILE);
+    try {
+      const handle = await fsp.open(file, "w", 0o600);
+      try {
+        await handle.write(Buffer.alloc(PROBE_BYTES, 0x20));
+        await handle.datasync();
+      } finally {
+        await handle.close();
+        await fsp.rm(file, { force: true });
+      }
+      if (!this.handle) await this.openNextSegment();
+    } catch (error) {
+      const nowMs = Date.now();
+      if (nowMs - outage.reportedAtMs >= OUTAGE_REPORT_EVERY_MS) {
+        outage.reportedAtMs = nowMs;
+        this.options.log.warn("audit spool still cannot write; decisions are still refused", { error: errorText(error), sinceMs: nowMs - outage.sinceMs, refused: outage.refused });
+      }
+      outage.retryMs = Math.min(OUTAGE_RETRY_MAX_MS, outage.retryMs * 2);
+      this.scheduleProbe(outage);
+      return;
+    }
+    this.outage = undefined;
+    this.outageEndedAtMs = Date.now();
+    this.lastRetryMs = outage.retryMs;
+    this.options.log.info("audit spool writable again; decisions are recorded and answered", { downMs: this.outageEndedAtMs - outage.sinceMs, refused: outage.refused, segment: this.currentSegmentNumber });
+  }
+
+  private segmentPath(segment: number): string {
+    return path.join(this.options.dir, segmentFileName(segment));
   }
 
   private async openNextSegment(): Promise<void> {
     const segment = this.currentSegmentNumber + 1;
+    const file = this.segmentPath(segment);
     // "ax": never reuse a file that exists; O_APPEND keeps every write at the end.
-    const handle = await fsp.open(path.join(this.options.dir, segmentFileName(segment)), "ax", 0o600);
+    const handle = await fsp.open(file, "ax", 0o600);
     try {
       await fsyncDirectory(this.options.dir);
     } catch (error) {
-      await handle.close();
+      // Not left behind: the next attempt creates the same name again.
+      await handle.close().catch(() => undefined);
+      await fsp.rm(file, { force: true }).catch(() => undefined);
       throw error;
     }
     this.handle = handle;
@@ -215,11 +360,21 @@ export class Spool {
     this.committedOffset = 0;
   }
 
+  /** Starts the next segment; on failure keeps writing to the current one and tries again a second later. */
   private async rotate(): Promise<void> {
     const previous = this.handle;
-    await this.openNextSegment();
-    await previous?.close();
-    await this.applyRetention();
+    try {
+      await this.openNextSegment();
+    } catch (error) {
+      this.rotateRetryAtMs = Date.now() + ROTATE_RETRY_MS;
+      if (!this.rotateFailing) this.options.log.error("audit spool rotation failed; writing on in the current segment and retrying every second", { error: errorText(error), segment: this.currentSegmentNumber });
+      this.rotateFailing = true;
+      return;
+    }
+    if (this.rotateFailing) this.options.log.info("audit spool rotation works again", { segment: this.currentSegmentNumber });
+    this.rotateFailing = false;
+    await previous?.close().catch(() => undefined);
+    await this.applyRetention().catch((error: unknown) => this.options.log.warn("audit spool retention failed; will retry at the next rotation", { error: errorText(error) }));
   }
 
   /** Segment numbers on disk, oldest first. */
@@ -240,7 +395,7 @@ export class Spool {
     for (const segment of segments) {
       if (remaining <= this.options.keepSegments) break;
       if (segment === this.currentSegmentNumber || segment >= shippedBefore) break;
-      await fsp.rm(path.join(this.options.dir, segmentFileName(segment)), { force: true });
+      await fsp.rm(this.segmentPath(segment), { force: true });
       remaining -= 1;
       this.options.log.info("audit spool segment deleted by retention", { segment });
     }
@@ -248,17 +403,35 @@ export class Spool {
 
   // ---- reading and the shipping checkpoint ----------------------------------------------------
 
+  /**
+   * The saved checkpoint, or undefined when there is none or it cannot be trusted. Losing it only
+   * costs a replay from the oldest segment, which the database's primary key absorbs; refusing
+   * to start would refuse every request. So a bad one is logged and ignored, never fatal.
+   */
   private async readCheckpointFile(): Promise<SpoolPosition | undefined> {
+    const file = path.join(this.options.dir, CHECKPOINT_FILE);
     let text: string;
     try {
-      text = await fsp.readFile(path.join(this.options.dir, CHECKPOINT_FILE), "utf8");
+      text = await fsp.readFile(file, "utf8");
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw error;
+      this.checkpointUnusable(`it cannot be read (${errorText(error)})`);
+      return undefined;
     }
-    const parsed = JSON.parse(text) as Partial<SpoolPosition>;
-    if (!Number.isSafeInteger(parsed.segment) || !Number.isSafeInteger(parsed.offset)) throw new Error(`${CHECKPOINT_FILE} in ${this.options.dir} is not {segment, offset}: ${text.slice(0, 200)}`);
-    return { segment: parsed.segment as number, offset: parsed.offset as number };
+    const problem = checkpointProblem(text);
+    if (problem !== undefined) {
+      this.checkpointUnusable(problem, text);
+      return undefined;
+    }
+    const { segment, offset } = JSON.parse(text) as SpoolPosition;
+    return { segment, offset };
+  }
+
+  private checkpointUnusable(problem: string, text?: string): void {
+    this.options.log.error(`audit spool checkpoint ${CHECKPOINT_FILE} is unusable: ${problem}; shipping replays from the oldest segment (rows already in the database are skipped by their primary key)`, {
+      file: path.join(this.options.dir, CHECKPOINT_FILE),
+      ...(text === undefined ? {} : { bytes: Buffer.byteLength(text), sample: preview(text) }),
+    });
   }
 
   /** Where shipping resumes: the saved checkpoint, else the start of the oldest segment. */
@@ -266,9 +439,37 @@ export class Spool {
     const segments = await this.listSegments();
     const oldest = { segment: segments[0] ?? this.currentSegmentNumber, offset: 0 };
     const saved = this.checkpoint;
+    if (!saved) return oldest;
     // A checkpoint ahead of the spool means the directory was replaced: ship what is there.
-    if (!saved || saved.segment > this.currentSegmentNumber) return oldest;
-    return saved.segment < oldest.segment ? oldest : saved;
+    if (saved.segment > this.currentSegmentNumber) {
+      this.checkpointUnusable(`it points at segment ${saved.segment}, after the newest one (${this.currentSegmentNumber})`);
+      return oldest;
+    }
+    if (saved.segment < oldest.segment) return oldest;
+    // Resuming anywhere but at the start of a line would skip a decision.
+    const boundaryProblem = await this.lineBoundaryProblem(saved);
+    if (boundaryProblem !== undefined) {
+      this.checkpointUnusable(boundaryProblem);
+      return oldest;
+    }
+    return saved;
+  }
+
+  /** Why `position` is not the start of a line in its segment, or undefined when it is. */
+  private async lineBoundaryProblem(position: SpoolPosition): Promise<string | undefined> {
+    if (position.offset === 0) return undefined;
+    const end = await this.readableEnd(position.segment);
+    // A deleted segment (retention) is simply behind us: reading moves on to the next one.
+    if (end === undefined) return undefined;
+    if (position.offset > end) return `offset ${position.offset} is past the end of segment ${position.segment} (${end} bytes)`;
+    const byte = Buffer.alloc(1);
+    const handle = await fsp.open(this.segmentPath(position.segment), "r");
+    try {
+      await handle.read(byte, 0, 1, position.offset - 1);
+    } finally {
+      await handle.close();
+    }
+    return byte[0] === NEWLINE ? undefined : `offset ${position.offset} in segment ${position.segment} is inside a line`;
   }
 
   /** Records that everything before `position` is in the database (atomic replace, fsync'ed). */
@@ -303,8 +504,10 @@ export class Spool {
   /** How far a reader may read in a segment: the commit point of the current one, the size of a closed one. */
   private async readableEnd(segment: number): Promise<number | undefined> {
     if (segment === this.currentSegmentNumber) return this.committedOffset;
+    const abandonedEnd = this.abandonedEnds.get(segment);
+    if (abandonedEnd !== undefined) return abandonedEnd;
     try {
-      return (await fsp.stat(path.join(this.options.dir, segmentFileName(segment)))).size;
+      return (await fsp.stat(this.segmentPath(segment))).size;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw error;
@@ -316,19 +519,24 @@ export class Spool {
     const lines: string[] = [];
     let skippedLines = 0;
     let position = from;
+    // Listed once per batch, not once per finished segment: many small or empty segments stay cheap.
+    let later: number[] | undefined;
     while (lines.length < maxLines) {
       const end = await this.readableEnd(position.segment);
       if (end === undefined || position.offset >= end) {
         // A closed segment is finished; the current one may still grow.
         if (position.segment >= this.currentSegmentNumber) break;
-        const later = (await this.listSegments()).find((s) => s > position.segment);
-        if (later === undefined) break;
-        position = { segment: later, offset: 0 };
+        const after = position.segment;
+        later ??= (await this.listSegments()).filter((s) => s > after);
+        while (later.length > 0 && later[0] <= after) later.shift();
+        const next = later.shift();
+        if (next === undefined) break;
+        position = { segment: next, offset: 0 };
         continue;
       }
       const length = Math.min(READ_CHUNK_BYTES, end - position.offset);
       const chunk = Buffer.alloc(length);
-      const handle = await fsp.open(path.join(this.options.dir, segmentFileName(position.segment)), "r");
+      const handle = await fsp.open(this.segmentPath(position.segment), "r");
       let bytesRead: number;
       try {
         ({ bytesRead } = await handle.read(chunk, 0, length, position.offset));
@@ -362,6 +570,7 @@ export class Spool {
   async close(): Promise<void> {
     while (this.flushing) await this.flushing;
     this.closed = true;
+    clearTimeout(this.outage?.timer);
     const handle = this.handle;
     this.handle = undefined;
     await handle?.close();
