@@ -198,6 +198,39 @@ describe("spool", () => {
     }
   });
 
+  it.each([1, 4])("with %i group commit(s) in flight, answers every append once it is on disk and keeps the file whole across rotations", async (commitsInFlight) => {
+    const dir = scratch("commits");
+    const record = (n: number): DecisionRecord => ({ decision_id: `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`, decided_at: new Date().toISOString(), request_id: `c${n}`, key_id: null, scope: "llm", method: null, path: null, client_addr: null, allowed: false, reason: "missing_key", status: 401 });
+    const spool = await Spool.open({ dir, segmentBytes: 16 * 1024, keepSegments: 1000, retainUnshipped: true, commitsInFlight, log: silentLogger });
+    try {
+      const order: number[] = [];
+      // Bursts of concurrent appends, as requests arrive: each resolves only once committed.
+      for (let burst = 0; burst < 20; burst++) {
+        await Promise.all(
+          Array.from({ length: 50 }, (_, i) => burst * 50 + i).map((n) =>
+            spool.append(record(n)).then(() => order.push(n)),
+          ),
+        );
+      }
+      expect(order.sort((a, b) => a - b)).toEqual(Array.from({ length: 1000 }, (_, n) => n));
+      expect(spool.committedRecords).toBe(1000);
+      expect(spool.currentSegment).toBeGreaterThanOrEqual(8);
+      const batch = await spool.readBatch(await spool.shippingStart(), 5000);
+      expect(batch.skippedLines).toBe(0);
+      expect(batch.lines.map((l) => parseDecisionLine(l)?.request_id).sort()).toEqual(Array.from({ length: 1000 }, (_, n) => `c${n}`).sort());
+      expect(batch.next).toEqual(spool.committed);
+    } finally {
+      await spool.close();
+    }
+    // No holes, no torn lines: every segment is whole NDJSON.
+    for (const file of readdirSync(dir)) {
+      const text = readFileSync(path.join(dir, file), "utf8");
+      expect(text.includes("\u0000"), file).toBe(false);
+      expect(text === "" || text.endsWith("\n"), file).toBe(true);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it("skips a torn last line left by a crash and resumes in a fresh segment", async () => {
     const dir = scratch("torn");
     const record = (n: number): DecisionRecord => ({ decision_id: `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`, decided_at: new Date().toISOString(), request_id: `r${n}`, key_id: null, scope: "llm", method: null, path: null, client_addr: null, allowed: false, reason: "missing_key", status: 401 });

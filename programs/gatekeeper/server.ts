@@ -175,7 +175,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
   await keys.reload();
   keys.watch(options.keysPollMs);
 
-  const spool = await Spool.open({ dir: config.spoolDir, segmentBytes: config.spoolSegmentBytes, keepSegments: config.spoolKeepSegments, retainUnshipped: config.databaseUrl !== undefined, log });
+  const spool = await Spool.open({ dir: config.spoolDir, segmentBytes: config.spoolSegmentBytes, keepSegments: config.spoolKeepSegments, retainUnshipped: config.databaseUrl !== undefined, commitsInFlight: config.spoolCommitsInFlight, log });
   let pool: Pool | undefined;
   let shipper: AuditShipper | undefined;
   if (config.databaseUrl) {

@@ -12,8 +12,8 @@ import { errorText } from "./log";
  * "shipped up to segment S, byte offset N" checkpoint of the database shipper.
  *
  * Durability: `append` resolves only once the line is written and fdatasync'ed. Appends that
- * arrive while one write+fsync is in flight are grouped into the next one (group commit), so
- * the fsync cost is shared and a decision is answered only after it is on disk.
+ * arrive while the commits in flight run are grouped into the next one (group commit), so the
+ * fsync cost is shared and a decision is answered only after it is on disk.
  *
  * A failed write (disk full, I/O error) is cut off the segment, and the spool goes into an outage:
  * every append is refused at once, without touching the disk, while a probe retries in the
@@ -29,6 +29,8 @@ export interface SpoolOptions {
   readonly keepSegments: number;
   /** With a database, a segment is deleted only once it has been shipped, whatever keepSegments says. */
   readonly retainUnshipped: boolean;
+  /** Group commits (write + fdatasync) running at once. @default DEFAULT_COMMITS_IN_FLIGHT */
+  readonly commitsInFlight?: number;
   readonly log: Logger;
 }
 
@@ -56,6 +58,8 @@ const OUTAGE_RETRY_MIN_MS = 50;
 const OUTAGE_RETRY_MAX_MS = 1000;
 const OUTAGE_REPORT_EVERY_MS = 60_000;
 const ROTATE_RETRY_MS = 1000;
+/** Group commits in flight at once (measured in scripts/bench-gatekeeper.ts against 1). */
+export const DEFAULT_COMMITS_IN_FLIGHT = 4;
 const READ_CHUNK_BYTES = 256 * 1024;
 const NEWLINE = 0x0a;
 const CLOSING_BRACE = 0x7d;
@@ -82,6 +86,16 @@ export const segmentFileName = (segment: number): string => `decisions-${String(
 interface Waiter {
   readonly resolve: () => void;
   readonly reject: (error: unknown) => void;
+}
+
+/** One group commit: decisions written together at [start, end) of the current segment. */
+interface Batch {
+  readonly index: number;
+  readonly start: number;
+  readonly end: number;
+  readonly lines: number;
+  readonly waiters: Waiter[];
+  written: boolean;
 }
 
 /** The spool cannot write: appends are refused until the probe succeeds. */
@@ -132,14 +146,29 @@ async function fsyncDirectory(dir: string): Promise<void> {
 }
 
 export class Spool {
-  private handle: FileHandle | undefined;
+  /** Handles on the current segment, one per commit in flight (each its own open file: see commitBatch). */
+  private lanes: FileHandle[] = [];
+  private idleLanes: FileHandle[] = [];
   private currentSegmentNumber = 0;
-  /** Bytes of the current segment that are written and fsync'ed. */
+  /** Bytes of the current segment that are written and fsync'ed: the end of the last resolved batch. */
   private committedOffset = 0;
+  /** Where the next batch is written: committedOffset plus the batches in flight. */
+  private nextOffset = 0;
   private committedCount = 0;
   private pendingLines: string[] = [];
   private pendingWaiters: Waiter[] = [];
-  private flushing: Promise<void> | undefined;
+  /** Batches dispatched and not yet resolved, in file order. */
+  private inFlight: Batch[] = [];
+  /** Write or fsync operations still running (a failed batch's siblings finish before the tail is cut). */
+  private running = 0;
+  private nextBatchIndex = 0;
+  /** Highest batch index up to which every batch's write has completed. */
+  private writtenThrough = -1;
+  /** Set from a failed write until the failed tail is cut off and the lanes reopened. */
+  private failure: unknown;
+  private recovery: Promise<void> | undefined;
+  private rotation: Promise<void> | undefined;
+  private readonly idleListeners: (() => void)[] = [];
   private outage: Outage | undefined;
   /** When an outage ended: one starting soon after keeps the longer retry delay (a flapping disk). */
   private outageEndedAtMs = 0;
@@ -148,11 +177,15 @@ export class Spool {
   private rotateFailing = false;
   /** Closed segments whose failed tail could not be cut off: readers stop at their last commit. */
   private readonly abandonedEnds = new Map<number, number>();
+  private closing = false;
   private closed = false;
   private checkpoint: SpoolPosition | undefined;
   private readonly commitListeners: (() => void)[] = [];
+  private readonly commitsInFlight: number;
 
-  private constructor(private readonly options: SpoolOptions) {}
+  private constructor(private readonly options: SpoolOptions) {
+    this.commitsInFlight = Math.max(1, options.commitsInFlight ?? DEFAULT_COMMITS_IN_FLIGHT);
+  }
 
   /**
    * Opens the spool: always in a fresh segment, so a torn tail from a crash is never appended to.
@@ -208,7 +241,7 @@ export class Spool {
 
   /** Resolves once the decision is on disk (written and fdatasync'ed); rejects if it could not be. */
   append(record: DecisionRecord): Promise<void> {
-    if (this.closed) return Promise.reject(new Error("the audit spool is closed"));
+    if (this.closing) return Promise.reject(new Error("the audit spool is closed"));
     if (this.outage) {
       // Refused without touching the disk; the probe finds out when writing works again.
       this.outage.refused += 1;
@@ -217,76 +250,173 @@ export class Spool {
     return new Promise<void>((resolve, reject) => {
       this.pendingLines.push(`${JSON.stringify(record)}\n`);
       this.pendingWaiters.push({ resolve, reject });
-      this.flushing ??= this.flushLoop();
+      this.pump();
     });
   }
 
-  private async flushLoop(): Promise<void> {
-    try {
-      while (this.pendingLines.length > 0) {
-        const lines = this.pendingLines;
-        const waiters = this.pendingWaiters;
-        this.pendingLines = [];
-        this.pendingWaiters = [];
-        try {
-          await this.writeDurably(Buffer.from(lines.join(""), "utf8"));
-        } catch (error) {
-          await this.cutFailedTail();
-          // Everything queued behind the failed write is refused with it.
-          const refused = [...waiters, ...this.pendingWaiters];
-          this.pendingLines = [];
-          this.pendingWaiters = [];
-          const outage = this.startOutage(error);
-          outage.refused += refused.length;
-          for (const waiter of refused) waiter.reject(outage.error);
-          break;
-        }
-        this.lastRetryMs = OUTAGE_RETRY_MIN_MS;
-        this.committedCount += lines.length;
-        for (const waiter of waiters) waiter.resolve();
-        for (const listener of this.commitListeners) listener();
-        if (this.committedOffset >= this.options.segmentBytes && Date.now() >= this.rotateRetryAtMs) await this.rotate();
+  /** Starts a commit for what is pending if a lane is free; rotates once a full segment is quiet. */
+  private pump(): void {
+    if (this.failure !== undefined || this.rotation) return;
+    const segmentFull = this.nextOffset >= this.options.segmentBytes;
+    if (segmentFull && Date.now() >= this.rotateRetryAtMs) {
+      // A segment is closed only when nothing is in flight on it; meanwhile appends wait here.
+      if (this.running === 0 && this.lanes.length > 0) {
+        this.rotation = this.rotate().finally(() => {
+          this.rotation = undefined;
+          this.notifyIdle();
+          this.pump();
+        });
       }
-    } finally {
-      this.flushing = undefined;
+      return;
+    }
+    while (this.pendingLines.length > 0 && this.idleLanes.length > 0) {
+      const lane = this.idleLanes.pop() as FileHandle;
+      const data = Buffer.from(this.pendingLines.join(""), "utf8");
+      const batch: Batch = { index: this.nextBatchIndex++, start: this.nextOffset, end: this.nextOffset + data.length, lines: this.pendingLines.length, waiters: this.pendingWaiters, written: false };
+      this.pendingLines = [];
+      this.pendingWaiters = [];
+      this.nextOffset = batch.end;
+      this.inFlight.push(batch);
+      void this.commitBatch(batch, data, lane);
+    }
+    if (this.pendingLines.length > 0 && this.lanes.length === 0 && !this.outage) {
+      // No segment open (a failed tail could not be cut): the next write needs one.
+      this.fail(new Error("no spool segment is open"));
     }
   }
 
-  private async writeDurably(data: Buffer): Promise<void> {
-    if (!this.handle) await this.openNextSegment();
-    const handle = this.handle as FileHandle;
-    let written = 0;
-    while (written < data.length) {
-      const { bytesWritten } = await handle.write(data, written, data.length - written, null);
-      written += bytesWritten;
+  /**
+   * Group commit, several at a time: while `commitsInFlight` write+fdatasync pairs are running,
+   * new decisions wait and go together in the next one. Concurrent fsyncs share the disk's flushes
+   * (on ext4 one journal commit serves them all), so a decision seldom waits for a whole fsync
+   * before its own starts. Each batch has its own offset (positional writes, file order fixed when
+   * dispatched) and its own open file: Linux reports a writeback error to every open file once, so
+   * one commit's fsync cannot swallow the error another's needs to see.
+   * A fdatasync covers every write completed before it began, so a batch is durable as soon as any
+   * fsync that started after it (and after all earlier batches) was written returns; batches are
+   * answered in file order.
+   */
+  private async commitBatch(batch: Batch, data: Buffer, lane: FileHandle): Promise<void> {
+    this.running += 1;
+    try {
+      let written = 0;
+      while (written < data.length) {
+        const { bytesWritten } = await lane.write(data, written, data.length - written, batch.start + written);
+        written += bytesWritten;
+      }
+      batch.written = true;
+      this.advanceWritten();
+      const covers = this.writtenThrough;
+      await lane.datasync();
+      if (this.failure === undefined) this.resolveThrough(covers);
+    } catch (error) {
+      this.fail(error);
+    } finally {
+      this.running -= 1;
+      if (this.lanes.includes(lane)) this.idleLanes.push(lane);
+      if (this.running === 0) this.becameIdle();
+      this.pump();
     }
-    await handle.datasync();
-    this.committedOffset += data.length;
+  }
+
+  private advanceWritten(): void {
+    for (const batch of this.inFlight) {
+      if (batch.index <= this.writtenThrough) continue;
+      if (!batch.written) break;
+      this.writtenThrough = batch.index;
+    }
+  }
+
+  /** Answers every batch up to `index`, in file order. */
+  private resolveThrough(index: number): void {
+    let resolved = false;
+    while (this.inFlight.length > 0 && this.inFlight[0].index <= index) {
+      const batch = this.inFlight.shift() as Batch;
+      this.committedOffset = batch.end;
+      this.committedCount += batch.lines;
+      for (const waiter of batch.waiters) waiter.resolve();
+      resolved = true;
+    }
+    if (resolved) {
+      this.lastRetryMs = OUTAGE_RETRY_MIN_MS;
+      for (const listener of this.commitListeners) listener();
+    }
+  }
+
+  /**
+   * A write or fsync failed: nothing past the last resolved batch can be trusted. Everything in
+   * flight or waiting is refused, the outage starts, and once the other commits have finished the
+   * failed tail is cut off (recover()).
+   */
+  private fail(error: unknown): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    const refused = [...this.inFlight.flatMap((b) => b.waiters), ...this.pendingWaiters];
+    this.inFlight = [];
+    this.pendingLines = [];
+    this.pendingWaiters = [];
+    const outage = this.startOutage(error);
+    outage.refused += refused.length;
+    for (const waiter of refused) waiter.reject(outage.error);
+    if (this.running === 0) this.becameIdle();
+  }
+
+  private becameIdle(): void {
+    if (this.failure !== undefined && !this.recovery) {
+      this.recovery = this.recover().finally(() => {
+        this.recovery = undefined;
+        this.notifyIdle();
+      });
+    }
+    this.notifyIdle();
+  }
+
+  private notifyIdle(): void {
+    for (const listener of this.idleListeners.splice(0)) listener();
+  }
+
+  /** Resolves when no write, fsync, recovery or rotation is running. */
+  private whenIdle(): Promise<void> {
+    if (this.running === 0 && !this.recovery && !this.rotation) return Promise.resolve();
+    return new Promise<void>((resolve) => this.idleListeners.push(resolve)).then(() => this.whenIdle());
   }
 
   /**
    * After a failed write or fsync the bytes past the last commit are unknown (and Linux may have
    * dropped the dirty pages): cut them off, make the cut durable and check it. The committed part
-   * was fsync'ed before, so the segment then continues at its last commit. If the cut cannot be
-   * made, the segment is closed, readers stop at its last commit, and the next write opens a new one.
+   * was fsync'ed before, so the segment then continues at its last commit, on freshly opened files
+   * (an error already reported to one must not surface again later). If the cut cannot be made, the
+   * segment is closed, readers stop at its last commit, and the next write opens a new one.
    */
-  private async cutFailedTail(): Promise<void> {
-    const handle = this.handle;
-    if (!handle) return;
+  private async recover(): Promise<void> {
+    const lanes = this.lanes;
+    this.lanes = [];
+    this.idleLanes = [];
+    const file = this.segmentPath(this.currentSegmentNumber);
     try {
-      await handle.truncate(this.committedOffset);
-      await handle.datasync();
-      const { size } = await handle.stat();
+      if (lanes.length === 0) throw new Error("no segment was open");
+      const cut = lanes[0];
+      await cut.truncate(this.committedOffset);
+      await cut.datasync();
+      const { size } = await cut.stat();
       if (size !== this.committedOffset) throw new Error(`the segment is ${size} bytes after truncating to ${this.committedOffset}`);
-      return;
+      const reopened = await this.openLanes(file, "r+");
+      this.lanes = reopened;
+      this.idleLanes = [...reopened];
     } catch (error) {
-      this.options.log.error("audit spool: the failed write could not be cut off its segment; that segment ends at its last commit and writing continues in a new one", { segment: this.currentSegmentNumber, committedBytes: this.committedOffset, error: errorText(error) });
+      // Without lanes there was no segment of this process's to cut (the start found the disk full).
+      if (lanes.length > 0) {
+        this.options.log.error("audit spool: the failed write could not be cut off its segment; that segment ends at its last commit and writing continues in a new one", { segment: this.currentSegmentNumber, committedBytes: this.committedOffset, error: errorText(error) });
+        this.abandonedEnds.set(this.currentSegmentNumber, this.committedOffset);
+        // Nothing was committed to it: do not leave an empty file behind.
+        if (this.committedOffset === 0) await fsp.rm(file, { force: true }).catch(() => undefined);
+      }
+    } finally {
+      await Promise.all(lanes.map((lane) => lane.close().catch(() => undefined)));
+      this.nextOffset = this.committedOffset;
+      this.writtenThrough = this.nextBatchIndex - 1;
+      this.failure = undefined;
     }
-    this.handle = undefined;
-    this.abandonedEnds.set(this.currentSegmentNumber, this.committedOffset);
-    await handle.close().catch(() => undefined);
-    // Nothing was committed to it: do not leave an empty file behind.
-    if (this.committedOffset === 0) await fsp.rm(this.segmentPath(this.currentSegmentNumber), { force: true }).catch(() => undefined);
   }
 
   private startOutage(error: unknown): Outage {
@@ -302,7 +432,7 @@ export class Spool {
   }
 
   private scheduleProbe(outage: Outage): void {
-    if (this.closed) return;
+    if (this.closing) return;
     outage.timer = setTimeout(() => void this.probe(outage), outage.retryMs);
     // The probe alone must not keep a stopping process alive.
     outage.timer.unref();
@@ -310,9 +440,10 @@ export class Spool {
 
   /** Writes and fsyncs a scratch file (and opens a segment if there is none); success ends the outage. */
   private async probe(outage: Outage): Promise<void> {
-    if (this.closed || this.outage !== outage) return;
+    if (this.closing || this.outage !== outage) return;
     const file = path.join(this.options.dir, PROBE_FILE);
     try {
+      await this.whenIdle();
       const handle = await fsp.open(file, "w", 0o600);
       try {
         await handle.write(Buffer.alloc(PROBE_BYTES, 0x20));
@@ -321,7 +452,7 @@ export class Spool {
         await handle.close();
         await fsp.rm(file, { force: true });
       }
-      if (!this.handle) await this.openNextSegment();
+      if (this.lanes.length === 0) await this.openNextSegment();
     } catch (error) {
       const nowMs = Date.now();
       if (nowMs - outage.reportedAtMs >= OUTAGE_REPORT_EVERY_MS) {
@@ -342,27 +473,43 @@ export class Spool {
     return path.join(this.options.dir, segmentFileName(segment));
   }
 
+  /** The first lane with `flags`, the others on the same file with "r+". */
+  private async openLanes(file: string, flags: string): Promise<FileHandle[]> {
+    const lanes: FileHandle[] = [];
+    try {
+      lanes.push(await fsp.open(file, flags, 0o600));
+      while (lanes.length < this.commitsInFlight) lanes.push(await fsp.open(file, "r+"));
+      return lanes;
+    } catch (error) {
+      await Promise.all(lanes.map((lane) => lane.close().catch(() => undefined)));
+      throw error;
+    }
+  }
+
   private async openNextSegment(): Promise<void> {
     const segment = this.currentSegmentNumber + 1;
     const file = this.segmentPath(segment);
-    // "ax": never reuse a file that exists; O_APPEND keeps every write at the end.
-    const handle = await fsp.open(file, "ax", 0o600);
+    // "wx": never reuse a file that exists. Writes are positional: each batch knows its offset.
+    const lanes = await this.openLanes(file, "wx");
     try {
       await fsyncDirectory(this.options.dir);
     } catch (error) {
       // Not left behind: the next attempt creates the same name again.
-      await handle.close().catch(() => undefined);
+      await Promise.all(lanes.map((lane) => lane.close().catch(() => undefined)));
       await fsp.rm(file, { force: true }).catch(() => undefined);
       throw error;
     }
-    this.handle = handle;
+    const previous = this.lanes;
+    this.lanes = lanes;
+    this.idleLanes = [...lanes];
     this.currentSegmentNumber = segment;
     this.committedOffset = 0;
+    this.nextOffset = 0;
+    await Promise.all(previous.map((lane) => lane.close().catch(() => undefined)));
   }
 
   /** Starts the next segment; on failure keeps writing to the current one and tries again a second later. */
   private async rotate(): Promise<void> {
-    const previous = this.handle;
     try {
       await this.openNextSegment();
     } catch (error) {
@@ -373,7 +520,6 @@ export class Spool {
     }
     if (this.rotateFailing) this.options.log.info("audit spool rotation works again", { segment: this.currentSegmentNumber });
     this.rotateFailing = false;
-    await previous?.close().catch(() => undefined);
     await this.applyRetention().catch((error: unknown) => this.options.log.warn("audit spool retention failed; will retry at the next rotation", { error: errorText(error) }));
   }
 
@@ -568,11 +714,23 @@ export class Spool {
 
   /** Waits for pending appends, then closes the current segment. */
   async close(): Promise<void> {
-    while (this.flushing) await this.flushing;
-    this.closed = true;
+    this.closing = true;
     clearTimeout(this.outage?.timer);
-    const handle = this.handle;
-    this.handle = undefined;
-    await handle?.close();
+    while (this.pendingLines.length > 0 || this.inFlight.length > 0 || this.running > 0 || this.recovery || this.rotation) {
+      this.pump();
+      await this.whenIdle();
+      if (this.pendingLines.length > 0 && this.idleLanes.length === 0 && this.running === 0 && !this.recovery && !this.rotation) {
+        // Nowhere to write them (the segment could not be reopened): refuse rather than wait forever.
+        const refused = this.pendingWaiters;
+        this.pendingLines = [];
+        this.pendingWaiters = [];
+        for (const waiter of refused) waiter.reject(new Error("the audit spool is closed"));
+      }
+    }
+    this.closed = true;
+    const lanes = this.lanes;
+    this.lanes = [];
+    this.idleLanes = [];
+    await Promise.all(lanes.map((lane) => lane.close()));
   }
 }

@@ -54,6 +54,7 @@ export function testConfig(dir: string, overrides: Partial<GatekeeperConfig> = {
     defaultBurst: 1_000_000,
     spoolSegmentBytes: 64 * 1024 * 1024,
     spoolKeepSegments: 16,
+    spoolCommitsInFlight: 4,
     auditBatchRows: 500,
     auditBatchDelayMs: 50,
     ...overrides,
