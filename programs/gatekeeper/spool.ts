@@ -1,4 +1,4 @@
-import { promises as fsp } from "node:fs";
+import { constants as fsConstants, promises as fsp } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import * as path from "node:path";
 import type { DecisionRecord } from "./decision";
@@ -11,9 +11,10 @@ import { errorText } from "./log";
  * (decisions-000000000001.ndjson, ...), one decision per line, plus `shipped.json`, the durable
  * "shipped up to segment S, byte offset N" checkpoint of the database shipper.
  *
- * Durability: `append` resolves only once the line is written and fdatasync'ed. Appends that
- * arrive while the commits in flight run are grouped into the next one (group commit), so the
- * fsync cost is shared and a decision is answered only after it is on disk.
+ * Durability: `append` resolves only once the line is on disk (an O_DSYNC write, as durable as
+ * write + fdatasync). Appends that arrive while the commits in flight run are grouped into the
+ * next one (group commit), so the cost of a sync is shared and a decision is answered only after
+ * it is on disk.
  *
  * A failed write (disk full, I/O error) is cut off the segment, and the spool goes into an outage:
  * every append is refused at once, without touching the disk, while a probe retries in the
@@ -29,7 +30,7 @@ export interface SpoolOptions {
   readonly keepSegments: number;
   /** With a database, a segment is deleted only once it has been shipped, whatever keepSegments says. */
   readonly retainUnshipped: boolean;
-  /** Group commits (write + fdatasync) running at once. @default DEFAULT_COMMITS_IN_FLIGHT */
+  /** Group commits (synchronous writes) running at once. @default DEFAULT_COMMITS_IN_FLIGHT */
   readonly commitsInFlight?: number;
   readonly log: Logger;
 }
@@ -95,8 +96,12 @@ interface Batch {
   readonly end: number;
   readonly lines: number;
   readonly waiters: Waiter[];
-  written: boolean;
+  /** Its write returned: on disk (O_DSYNC). */
+  durable: boolean;
 }
+
+/** Every write returns once its data is on disk (synchronized I/O data integrity, as fdatasync). */
+const LANE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_DSYNC;
 
 /** The spool cannot write: appends are refused until the probe succeeds. */
 interface Outage {
@@ -162,8 +167,6 @@ export class Spool {
   /** Write or fsync operations still running (a failed batch's siblings finish before the tail is cut). */
   private running = 0;
   private nextBatchIndex = 0;
-  /** Highest batch index up to which every batch's write has completed. */
-  private writtenThrough = -1;
   /** Set from a failed write until the failed tail is cut off and the lanes reopened. */
   private failure: unknown;
   private recovery: Promise<void> | undefined;
@@ -239,7 +242,7 @@ export class Spool {
     this.commitListeners.push(listener);
   }
 
-  /** Resolves once the decision is on disk (written and fdatasync'ed); rejects if it could not be. */
+  /** Resolves once the decision is on disk; rejects if it could not be. */
   append(record: DecisionRecord): Promise<void> {
     if (this.closing) return Promise.reject(new Error("the audit spool is closed"));
     if (this.outage) {
@@ -272,7 +275,7 @@ export class Spool {
     while (this.pendingLines.length > 0 && this.idleLanes.length > 0) {
       const lane = this.idleLanes.pop() as FileHandle;
       const data = Buffer.from(this.pendingLines.join(""), "utf8");
-      const batch: Batch = { index: this.nextBatchIndex++, start: this.nextOffset, end: this.nextOffset + data.length, lines: this.pendingLines.length, waiters: this.pendingWaiters, written: false };
+      const batch: Batch = { index: this.nextBatchIndex++, start: this.nextOffset, end: this.nextOffset + data.length, lines: this.pendingLines.length, waiters: this.pendingWaiters, durable: false };
       this.pendingLines = [];
       this.pendingWaiters = [];
       this.nextOffset = batch.end;
@@ -286,15 +289,14 @@ export class Spool {
   }
 
   /**
-   * Group commit, several at a time: while `commitsInFlight` write+fdatasync pairs are running,
-   * new decisions wait and go together in the next one. Concurrent fsyncs share the disk's flushes
-   * (on ext4 one journal commit serves them all), so a decision seldom waits for a whole fsync
-   * before its own starts. Each batch has its own offset (positional writes, file order fixed when
-   * dispatched) and its own open file: Linux reports a writeback error to every open file once, so
-   * one commit's fsync cannot swallow the error another's needs to see.
-   * A fdatasync covers every write completed before it began, so a batch is durable as soon as any
-   * fsync that started after it (and after all earlier batches) was written returns; batches are
-   * answered in file order.
+   * Group commit, several at a time: while `commitsInFlight` commits are running, new decisions
+   * wait and go together in the next one. Each commit is one positional write on a file opened
+   * with O_DSYNC, which returns once the data (and the size, when it grew) is on disk: one trip to
+   * libuv's thread pool instead of a write and an fdatasync, and concurrent commits share the
+   * disk's flushes (on ext4 one journal commit serves them all). Each batch has its own offset,
+   * fixed when it is dispatched, and each commit its own open file: Linux reports a writeback error
+   * to every open file once, so one commit cannot swallow the error another needs to see.
+   * Batches are answered in file order, so what is answered is always a whole prefix of the file.
    */
   private async commitBatch(batch: Batch, data: Buffer, lane: FileHandle): Promise<void> {
     this.running += 1;
@@ -304,11 +306,8 @@ export class Spool {
         const { bytesWritten } = await lane.write(data, written, data.length - written, batch.start + written);
         written += bytesWritten;
       }
-      batch.written = true;
-      this.advanceWritten();
-      const covers = this.writtenThrough;
-      await lane.datasync();
-      if (this.failure === undefined) this.resolveThrough(covers);
+      batch.durable = true;
+      if (this.failure === undefined) this.resolveDurablePrefix();
     } catch (error) {
       this.fail(error);
     } finally {
@@ -319,18 +318,10 @@ export class Spool {
     }
   }
 
-  private advanceWritten(): void {
-    for (const batch of this.inFlight) {
-      if (batch.index <= this.writtenThrough) continue;
-      if (!batch.written) break;
-      this.writtenThrough = batch.index;
-    }
-  }
-
-  /** Answers every batch up to `index`, in file order. */
-  private resolveThrough(index: number): void {
+  /** Answers the batches that are durable and have only durable batches before them, in file order. */
+  private resolveDurablePrefix(): void {
     let resolved = false;
-    while (this.inFlight.length > 0 && this.inFlight[0].index <= index) {
+    while (this.inFlight.length > 0 && this.inFlight[0].durable) {
       const batch = this.inFlight.shift() as Batch;
       this.committedOffset = batch.end;
       this.committedCount += batch.lines;
@@ -400,7 +391,7 @@ export class Spool {
       await cut.datasync();
       const { size } = await cut.stat();
       if (size !== this.committedOffset) throw new Error(`the segment is ${size} bytes after truncating to ${this.committedOffset}`);
-      const reopened = await this.openLanes(file, "r+");
+      const reopened = await this.openLanes(file, LANE_FLAGS);
       this.lanes = reopened;
       this.idleLanes = [...reopened];
     } catch (error) {
@@ -414,7 +405,6 @@ export class Spool {
     } finally {
       await Promise.all(lanes.map((lane) => lane.close().catch(() => undefined)));
       this.nextOffset = this.committedOffset;
-      this.writtenThrough = this.nextBatchIndex - 1;
       this.failure = undefined;
     }
   }
@@ -473,12 +463,12 @@ export class Spool {
     return path.join(this.options.dir, segmentFileName(segment));
   }
 
-  /** The first lane with `flags`, the others on the same file with "r+". */
-  private async openLanes(file: string, flags: string): Promise<FileHandle[]> {
+  /** The first lane with `firstFlags` (creating the file), the others on the same file. */
+  private async openLanes(file: string, firstFlags: number): Promise<FileHandle[]> {
     const lanes: FileHandle[] = [];
     try {
-      lanes.push(await fsp.open(file, flags, 0o600));
-      while (lanes.length < this.commitsInFlight) lanes.push(await fsp.open(file, "r+"));
+      lanes.push(await fsp.open(file, firstFlags, 0o600));
+      while (lanes.length < this.commitsInFlight) lanes.push(await fsp.open(file, LANE_FLAGS));
       return lanes;
     } catch (error) {
       await Promise.all(lanes.map((lane) => lane.close().catch(() => undefined)));
@@ -489,8 +479,8 @@ export class Spool {
   private async openNextSegment(): Promise<void> {
     const segment = this.currentSegmentNumber + 1;
     const file = this.segmentPath(segment);
-    // "wx": never reuse a file that exists. Writes are positional: each batch knows its offset.
-    const lanes = await this.openLanes(file, "wx");
+    // O_EXCL: never reuse a file that exists. Writes are positional: each batch knows its offset.
+    const lanes = await this.openLanes(file, LANE_FLAGS | fsConstants.O_CREAT | fsConstants.O_EXCL);
     try {
       await fsyncDirectory(this.options.dir);
     } catch (error) {
