@@ -91,6 +91,10 @@ interface SmallFilesystem {
 }
 
 const run = (command: string, args: readonly string[]) => spawnSync(command, args, { encoding: "utf8" });
+const uid = process.getuid?.() ?? 0;
+const gid = process.getgid?.() ?? 0;
+/** mount(2) needs root: as root directly, else through passwordless sudo (as on CI runners), else not at all. */
+const privileged = (command: string, args: readonly string[]) => (uid === 0 ? run(command, args) : run("sudo", ["-n", command, ...args]));
 
 function mountSmallFilesystem(kind: "tmpfs" | "ext4", megabytes: number): SmallFilesystem {
   const base = scratch(`fs-${kind}`);
@@ -99,12 +103,15 @@ function mountSmallFilesystem(kind: "tmpfs" | "ext4", megabytes: number): SmallF
   const image = path.join(base, "disk.img");
   const mounted =
     kind === "tmpfs"
-      ? run("mount", ["-t", "tmpfs", "-o", `size=${megabytes}m,mode=0700`, "tmpfs", dir])
+      ? privileged("mount", ["-t", "tmpfs", "-o", `size=${megabytes}m,mode=0700,uid=${uid},gid=${gid}`, "tmpfs", dir])
       : (() => {
           const made = run("mkfs.ext4", ["-q", "-F", "-m", "0", image, `${megabytes}M`]);
-          return made.status === 0 ? run("mount", ["-o", "loop", image, dir]) : made;
+          if (made.status !== 0) return made;
+          const loop = privileged("mount", ["-o", "loop", image, dir]);
+          return loop.status === 0 && uid !== 0 ? privileged("chown", [`${uid}:${gid}`, dir]) : loop;
         })();
   if (mounted.status !== 0) {
+    privileged("umount", ["-l", dir]);
     rmSync(base, { recursive: true, force: true });
     throw new Error(`cannot mount a ${kind} file system: ${(mounted.stderr || mounted.error?.message || "").trim()}`);
   }
@@ -113,7 +120,7 @@ function mountSmallFilesystem(kind: "tmpfs" | "ext4", megabytes: number): SmallF
     dir,
     unmount: () => {
       // Lazy: a file the gatekeeper still holds open must not leave the mount behind.
-      run("umount", ["-l", dir]);
+      privileged("umount", ["-l", dir]);
       rmSync(base, { recursive: true, force: true });
     },
   };
