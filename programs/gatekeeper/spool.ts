@@ -91,7 +91,6 @@ interface Waiter {
 
 /** One group commit: decisions written together at [start, end) of the current segment. */
 interface Batch {
-  readonly index: number;
   readonly start: number;
   readonly end: number;
   readonly lines: number;
@@ -155,7 +154,7 @@ export class Spool {
   private lanes: FileHandle[] = [];
   private idleLanes: FileHandle[] = [];
   private currentSegmentNumber = 0;
-  /** Bytes of the current segment that are written and fsync'ed: the end of the last resolved batch. */
+  /** Bytes of the current segment that are on disk and answered: the end of the last resolved batch. */
   private committedOffset = 0;
   /** Where the next batch is written: committedOffset plus the batches in flight. */
   private nextOffset = 0;
@@ -164,9 +163,8 @@ export class Spool {
   private pendingWaiters: Waiter[] = [];
   /** Batches dispatched and not yet resolved, in file order. */
   private inFlight: Batch[] = [];
-  /** Write or fsync operations still running (a failed batch's siblings finish before the tail is cut). */
+  /** Commits still running (a failed batch's siblings finish before the tail is cut). */
   private running = 0;
-  private nextBatchIndex = 0;
   /** Set from a failed write until the failed tail is cut off and the lanes reopened. */
   private failure: unknown;
   private recovery: Promise<void> | undefined;
@@ -275,7 +273,7 @@ export class Spool {
     while (this.pendingLines.length > 0 && this.idleLanes.length > 0) {
       const lane = this.idleLanes.pop() as FileHandle;
       const data = Buffer.from(this.pendingLines.join(""), "utf8");
-      const batch: Batch = { index: this.nextBatchIndex++, start: this.nextOffset, end: this.nextOffset + data.length, lines: this.pendingLines.length, waiters: this.pendingWaiters, durable: false };
+      const batch: Batch = { start: this.nextOffset, end: this.nextOffset + data.length, lines: this.pendingLines.length, waiters: this.pendingWaiters, durable: false };
       this.pendingLines = [];
       this.pendingWaiters = [];
       this.nextOffset = batch.end;
@@ -335,7 +333,7 @@ export class Spool {
   }
 
   /**
-   * A write or fsync failed: nothing past the last resolved batch can be trusted. Everything in
+   * A commit failed: nothing past the last resolved batch can be trusted. Everything in
    * flight or waiting is refused, the outage starts, and once the other commits have finished the
    * failed tail is cut off (recover()).
    */
@@ -366,16 +364,16 @@ export class Spool {
     for (const listener of this.idleListeners.splice(0)) listener();
   }
 
-  /** Resolves when no write, fsync, recovery or rotation is running. */
+  /** Resolves when no commit, recovery or rotation is running. */
   private whenIdle(): Promise<void> {
     if (this.running === 0 && !this.recovery && !this.rotation) return Promise.resolve();
     return new Promise<void>((resolve) => this.idleListeners.push(resolve)).then(() => this.whenIdle());
   }
 
   /**
-   * After a failed write or fsync the bytes past the last commit are unknown (and Linux may have
+   * After a failed synchronous write the bytes past the last commit are unknown (and Linux may have
    * dropped the dirty pages): cut them off, make the cut durable and check it. The committed part
-   * was fsync'ed before, so the segment then continues at its last commit, on freshly opened files
+   * was on disk before, so the segment then continues at its last commit, on freshly opened files
    * (an error already reported to one must not surface again later). If the cut cannot be made, the
    * segment is closed, readers stop at its last commit, and the next write opens a new one.
    */
