@@ -61,6 +61,14 @@ const OUTAGE_REPORT_EVERY_MS = 60_000;
 const ROTATE_RETRY_MS = 1000;
 /** Group commits in flight at once (measured in scripts/bench-gatekeeper.ts against 1). */
 export const DEFAULT_COMMITS_IN_FLIGHT = 4;
+/**
+ * Another commit starts beside a running one only once that one has taken this long (or twice
+ * the usual time, if longer, up to STALLED_COMMIT_MAX_MS): a quick sync gathers everything that
+ * arrives meanwhile into the next commit, one sync for many decisions; a slow one (the disk's
+ * tail) does not hold back the decisions behind it.
+ */
+const STALLED_COMMIT_MIN_MS = 1;
+const STALLED_COMMIT_MAX_MS = 5;
 const READ_CHUNK_BYTES = 256 * 1024;
 const NEWLINE = 0x0a;
 const CLOSING_BRACE = 0x7d;
@@ -183,6 +191,11 @@ export class Spool {
   private checkpoint: SpoolPosition | undefined;
   private readonly commitListeners: (() => void)[] = [];
   private readonly commitsInFlight: number;
+  /** When the most recently started commit began (performance.now()). */
+  private lastDispatchMs = 0;
+  /** Moving average of how long a commit takes, ms. */
+  private typicalCommitMs = STALLED_COMMIT_MIN_MS / 2;
+  private stallTimer: NodeJS.Timeout | undefined;
 
   private constructor(private readonly options: SpoolOptions) {
     this.commitsInFlight = Math.max(1, options.commitsInFlight ?? DEFAULT_COMMITS_IN_FLIGHT);
@@ -271,6 +284,18 @@ export class Spool {
       return;
     }
     while (this.pendingLines.length > 0 && this.idleLanes.length > 0) {
+      if (this.running > 0) {
+        // Beside a running commit only once it looks stalled; until then the decisions gather.
+        const stalledAfterMs = Math.min(STALLED_COMMIT_MAX_MS, Math.max(STALLED_COMMIT_MIN_MS, 2 * this.typicalCommitMs));
+        const waitMs = this.lastDispatchMs + stalledAfterMs - performance.now();
+        if (waitMs > 0) {
+          this.stallTimer ??= setTimeout(() => {
+            this.stallTimer = undefined;
+            this.pump();
+          }, Math.ceil(waitMs));
+          break;
+        }
+      }
       const lane = this.idleLanes.pop() as FileHandle;
       const data = Buffer.from(this.pendingLines.join(""), "utf8");
       const batch: Batch = { start: this.nextOffset, end: this.nextOffset + data.length, lines: this.pendingLines.length, waiters: this.pendingWaiters, durable: false };
@@ -278,6 +303,7 @@ export class Spool {
       this.pendingWaiters = [];
       this.nextOffset = batch.end;
       this.inFlight.push(batch);
+      this.lastDispatchMs = performance.now();
       void this.commitBatch(batch, data, lane);
     }
     if (this.pendingLines.length > 0 && this.lanes.length === 0 && !this.outage) {
@@ -287,8 +313,9 @@ export class Spool {
   }
 
   /**
-   * Group commit, several at a time: while `commitsInFlight` commits are running, new decisions
-   * wait and go together in the next one. Each commit is one positional write on a file opened
+   * Group commit, several at a time: while commits are running, new decisions wait and go
+   * together in the next one, which starts when a commit ends, or beside the running ones once
+   * they look stalled (up to `commitsInFlight` at once). Each commit is one positional write on a file opened
    * with O_DSYNC, which returns once the data (and the size, when it grew) is on disk: one trip to
    * libuv's thread pool instead of a write and an fdatasync, and concurrent commits share the
    * disk's flushes (on ext4 one journal commit serves them all). Each batch has its own offset,
@@ -298,6 +325,7 @@ export class Spool {
    */
   private async commitBatch(batch: Batch, data: Buffer, lane: FileHandle): Promise<void> {
     this.running += 1;
+    const startedMs = performance.now();
     try {
       let written = 0;
       while (written < data.length) {
@@ -305,6 +333,7 @@ export class Spool {
         written += bytesWritten;
       }
       batch.durable = true;
+      this.typicalCommitMs += (performance.now() - startedMs - this.typicalCommitMs) / 16;
       if (this.failure === undefined) this.resolveDurablePrefix();
     } catch (error) {
       this.fail(error);
@@ -704,6 +733,8 @@ export class Spool {
   async close(): Promise<void> {
     this.closing = true;
     clearTimeout(this.outage?.timer);
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
     while (this.pendingLines.length > 0 || this.inFlight.length > 0 || this.running > 0 || this.recovery || this.rotation) {
       this.pump();
       await this.whenIdle();
