@@ -438,7 +438,7 @@ async function main(): Promise<void> {
     const row = (run: Run) => [run.label, run.rate.toFixed(0), ms(percentile(run.latenciesMs, 50)), ms(percentile(run.latenciesMs, 99)), ms(percentile(run.latenciesMs, 99.9)), ms(run.latenciesMs[run.latenciesMs.length - 1] ?? NaN), run.cpuUsPerAnswer.toFixed(0), String(run.failures)];
     const loadAtEnd = loadavg();
     const out = (text: string) => process.stdout.write(`${text}\n`);
-    out(`Gatekeeper GET /auth on loopback: the bundle in its own process, every decision written and fdatasync'ed to the spool (group commit) and shipped to PostgreSQL ${cluster.port}.`);
+    out(`Gatekeeper GET /auth on loopback: the bundle in its own process, every decision on disk in the spool before its answer (group commit) and shipped to PostgreSQL ${cluster.port}.`);
     out(`Machine: ${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores shared by the load generator, the gatekeeper and PostgreSQL; Node ${process.version}.`);
     out(`Load average (1/5/15 min): ${loadAtStart.map((l) => l.toFixed(2)).join(" / ")} at the start, ${loadAtEnd.map((l) => l.toFixed(2)).join(" / ")} at the end. Figures are only comparable when it is low.`);
     out(`Saturation: ${CONNECTIONS} autocannon connections. Paced: ${RATE}/s on a fixed schedule, latency from when each request was due. ${DURATION_S} s per run, ${REPEAT} round(s), ${WARMUP_S} s warm-up.`);

@@ -196,6 +196,7 @@ export class Spool {
   /** Moving average of how long a commit takes, ms. */
   private typicalCommitMs = STALLED_COMMIT_MIN_MS / 2;
   private stallTimer: NodeJS.Timeout | undefined;
+  private reader: { readonly segment: number; readonly handle: FileHandle } | undefined;
 
   private constructor(private readonly options: SpoolOptions) {
     this.commitsInFlight = Math.max(1, options.commitsInFlight ?? DEFAULT_COMMITS_IN_FLIGHT);
@@ -698,14 +699,8 @@ export class Spool {
         continue;
       }
       const length = Math.min(READ_CHUNK_BYTES, end - position.offset);
-      const chunk = Buffer.alloc(length);
-      const handle = await fsp.open(this.segmentPath(position.segment), "r");
-      let bytesRead: number;
-      try {
-        ({ bytesRead } = await handle.read(chunk, 0, length, position.offset));
-      } finally {
-        await handle.close();
-      }
+      const chunk = Buffer.allocUnsafe(length);
+      const { bytesRead } = await (await this.readerFor(position.segment)).read(chunk, 0, length, position.offset);
       let lineStart = 0;
       while (lines.length < maxLines) {
         const newline = chunk.indexOf(NEWLINE, lineStart);
@@ -729,6 +724,20 @@ export class Spool {
     return { lines, next: position, skippedLines };
   }
 
+  /**
+   * The reader's handle on `segment`, kept open between batches (the shipper reads the current
+   * segment many times a second); the previous segment's is closed when reading moves on.
+   */
+  private async readerFor(segment: number): Promise<FileHandle> {
+    if (this.reader?.segment === segment) return this.reader.handle;
+    const previous = this.reader;
+    this.reader = undefined;
+    await previous?.handle.close().catch(() => undefined);
+    const handle = await fsp.open(this.segmentPath(segment), "r");
+    this.reader = { segment, handle };
+    return handle;
+  }
+
   /** Waits for pending appends, then closes the current segment. */
   async close(): Promise<void> {
     this.closing = true;
@@ -747,6 +756,8 @@ export class Spool {
       }
     }
     this.closed = true;
+    await this.reader?.handle.close().catch(() => undefined);
+    this.reader = undefined;
     const lanes = this.lanes;
     this.lanes = [];
     this.idleLanes = [];
