@@ -82,6 +82,8 @@ interface Run {
   readonly label: string;
   /** CPU time (user + system) of the server's process per answered request, µs; NaN where /proc is missing. */
   cpuUsPerAnswer: number;
+  /** Gatekeeper runs: decisions per spool commit (group commit's batching). */
+  decisionsPerCommit?: number;
   /** Answered 200 per second of the run. */
   readonly rate: number;
   /** Every 200's latency in ms, sorted (sub-millisecond precision). */
@@ -310,10 +312,14 @@ function processCpuUs(pid: number | undefined): number {
 }
 
 /** Runs `load` and records the server process's CPU time per answered request. */
-async function measured(pid: number | undefined, load: () => Promise<Run>): Promise<Run> {
+async function measured(pid: number | undefined, load: () => Promise<Run>, gatekeeperPort?: number): Promise<Run> {
+  const spool = async () => (gatekeeperPort === undefined ? undefined : (((await getJson(gatekeeperPort, "/healthz")).body as { spool: { decisions: number; commits: number } }).spool));
+  const spoolBefore = await spool();
   const before = processCpuUs(pid);
   const run = await load();
   run.cpuUsPerAnswer = (processCpuUs(pid) - before) / Math.max(1, run.answered.length);
+  const spoolAfter = await spool();
+  if (spoolBefore && spoolAfter) run.decisionsPerCommit = (spoolAfter.decisions - spoolBefore.decisions) / Math.max(1, spoolAfter.commits - spoolBefore.commits);
   return run;
 }
 
@@ -402,11 +408,11 @@ async function main(): Promise<void> {
     for (let round = 0; round < REPEAT; round++) {
       // Interleaved, so drift in the machine's load hits every side alike.
       const trivialMax = await measured(trivial.child.pid, () => saturate("trivial server, saturation", trivialPort, fresh.key, `trivial-max-${round}`, DURATION_S));
-      const gatekeeperMax = await measured(main.child.pid, () => saturate(`${main.label}, saturation`, main.port, fresh.key, `${main.prefix}-max-${round}`, DURATION_S));
-      const serialMax = await measured(serial.child.pid, () => saturate(`${serial.label}, saturation`, serial.port, fresh.key, `${serial.prefix}-max-${round}`, DURATION_S));
+      const gatekeeperMax = await measured(main.child.pid, () => saturate(`${main.label}, saturation`, main.port, fresh.key, `${main.prefix}-max-${round}`, DURATION_S), main.port);
+      const serialMax = await measured(serial.child.pid, () => saturate(`${serial.label}, saturation`, serial.port, fresh.key, `${serial.prefix}-max-${round}`, DURATION_S), serial.port);
       const trivialPaced = await measured(trivial.child.pid, () => pace(`trivial server, paced ${RATE}/s`, trivialPort, fresh.key, `trivial-paced-${round}`, DURATION_S, RATE));
-      const gatekeeperPaced = await measured(main.child.pid, () => pace(`${main.label}, paced ${RATE}/s`, main.port, fresh.key, `${main.prefix}-paced-${round}`, DURATION_S, RATE));
-      const serialPaced = await measured(serial.child.pid, () => pace(`${serial.label}, paced ${RATE}/s`, serial.port, fresh.key, `${serial.prefix}-paced-${round}`, DURATION_S, RATE));
+      const gatekeeperPaced = await measured(main.child.pid, () => pace(`${main.label}, paced ${RATE}/s`, main.port, fresh.key, `${main.prefix}-paced-${round}`, DURATION_S, RATE), main.port);
+      const serialPaced = await measured(serial.child.pid, () => pace(`${serial.label}, paced ${RATE}/s`, serial.port, fresh.key, `${serial.prefix}-paced-${round}`, DURATION_S, RATE), serial.port);
       runs.push({ trivialMax, gatekeeperMax, serialMax, trivialPaced, gatekeeperPaced, serialPaced });
     }
     const gatekeeperRuns = runs.flatMap((r) => [r.gatekeeperMax, r.gatekeeperPaced, r.serialMax, r.serialPaced]);
@@ -435,7 +441,7 @@ async function main(): Promise<void> {
     const missing = answered.filter((id) => !present.has(id)).length;
 
     const ms = (n: number) => n.toFixed(2);
-    const row = (run: Run) => [run.label, run.rate.toFixed(0), ms(percentile(run.latenciesMs, 50)), ms(percentile(run.latenciesMs, 99)), ms(percentile(run.latenciesMs, 99.9)), ms(run.latenciesMs[run.latenciesMs.length - 1] ?? NaN), run.cpuUsPerAnswer.toFixed(0), String(run.failures)];
+    const row = (run: Run) => [run.label, run.rate.toFixed(0), ms(percentile(run.latenciesMs, 50)), ms(percentile(run.latenciesMs, 99)), ms(percentile(run.latenciesMs, 99.9)), ms(run.latenciesMs[run.latenciesMs.length - 1] ?? NaN), run.cpuUsPerAnswer.toFixed(0), run.decisionsPerCommit?.toFixed(1) ?? "", String(run.failures)];
     const loadAtEnd = loadavg();
     const out = (text: string) => process.stdout.write(`${text}\n`);
     out(`Gatekeeper GET /auth on loopback: the bundle in its own process, every decision on disk in the spool before its answer (group commit) and shipped to PostgreSQL ${cluster.port}.`);
@@ -444,7 +450,7 @@ async function main(): Promise<void> {
     out(`Saturation: ${CONNECTIONS} autocannon connections. Paced: ${RATE}/s on a fixed schedule, latency from when each request was due. ${DURATION_S} s per run, ${REPEAT} round(s), ${WARMUP_S} s warm-up.`);
     const diskLine = (name: string, d: DiskSample) => `${name}: p50 ${ms(percentile(d.ms, 50))} ms, p99 ${ms(percentile(d.ms, 99))} ms, ${d.cpuUs.toFixed(0)} µs CPU each`;
     out(`Spool disk, 4.8 kB commits (${disk.dsync.ms.length} each): ${diskLine("write + fdatasync", disk.fdatasync)}; ${diskLine("O_DSYNC write (the spool's)", disk.dsync)}.\n`);
-    out(table(["run", "answered/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "server CPU µs/answer", "non-200/errors"], runs.flatMap((r) => [row(r.trivialMax), row(r.gatekeeperMax), row(r.serialMax), row(r.trivialPaced), row(r.gatekeeperPaced), row(r.serialPaced)])));
+    out(table(["run", "answered/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "server CPU µs/answer", "decisions/commit", "non-200/errors"], runs.flatMap((r) => [row(r.trivialMax), row(r.gatekeeperMax), row(r.serialMax), row(r.trivialPaced), row(r.gatekeeperPaced), row(r.serialPaced)])));
     out("");
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const maxRate = median(runs.map((r) => r.gatekeeperMax.rate));

@@ -137,7 +137,7 @@ const scopeForRecord = (scope: string | null): string => (scope ?? "").replace(C
 export interface HealthReport {
   readonly status: "ok" | "unhealthy";
   readonly keys: KeySourceStatus;
-  readonly spool: { readonly writable: boolean; readonly dir: string; readonly segment: number; readonly unshippedBytes: number | null };
+  readonly spool: { readonly writable: boolean; readonly dir: string; readonly segment: number; readonly unshippedBytes: number | null; readonly decisions: number; readonly commits: number };
   readonly database: ({ readonly configured: true } & ShipperStatus) | { readonly configured: false };
 }
 
@@ -247,7 +247,8 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     return {
       status: keyStatus.loaded && writable ? "ok" : "unhealthy",
       keys: keyStatus,
-      spool: { writable, dir: config.spoolDir, segment: spool.currentSegment, unshippedBytes },
+      // Since the start: decisions ÷ commits is how well group commit batches.
+      spool: { writable, dir: config.spoolDir, segment: spool.currentSegment, unshippedBytes, decisions: spool.committedRecords, commits: spool.commits },
       // Reported, never a reason to be unhealthy: the spool holds the rows through an outage.
       database: shipper ? { configured: true, ...shipper.status() } : { configured: false },
     };

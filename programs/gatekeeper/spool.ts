@@ -167,6 +167,7 @@ export class Spool {
   /** Where the next batch is written: committedOffset plus the batches in flight. */
   private nextOffset = 0;
   private committedCount = 0;
+  private commitCount = 0;
   private pendingLines: string[] = [];
   private pendingWaiters: Waiter[] = [];
   /** Batches dispatched and not yet resolved, in file order. */
@@ -196,6 +197,7 @@ export class Spool {
   /** Moving average of how long a commit takes, ms. */
   private typicalCommitMs = STALLED_COMMIT_MIN_MS / 2;
   private stallTimer: NodeJS.Timeout | undefined;
+  private pumpScheduled = false;
   private reader: { readonly segment: number; readonly handle: FileHandle } | undefined;
 
   private constructor(private readonly options: SpoolOptions) {
@@ -240,6 +242,11 @@ export class Spool {
     return this.committedCount;
   }
 
+  /** Commits (synchronous writes) made since this process opened the spool: decisions ÷ commits is the batching. */
+  get commits(): number {
+    return this.commitCount;
+  }
+
   /** False from a failed write until the probe can write again. */
   get writable(): boolean {
     return !this.closed && this.outage === undefined;
@@ -265,6 +272,19 @@ export class Spool {
     return new Promise<void>((resolve, reject) => {
       this.pendingLines.push(`${JSON.stringify(record)}\n`);
       this.pendingWaiters.push({ resolve, reject });
+      this.schedulePump();
+    });
+  }
+
+  /**
+   * Pumps once the event loop has handled the I/O of this turn: every request parsed in the same
+   * turn then goes into one commit, instead of the first going alone and the rest waiting a sync.
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
       this.pump();
     });
   }
@@ -334,6 +354,7 @@ export class Spool {
         written += bytesWritten;
       }
       batch.durable = true;
+      this.commitCount += 1;
       this.typicalCommitMs += (performance.now() - startedMs - this.typicalCommitMs) / 16;
       if (this.failure === undefined) this.resolveDurablePrefix();
     } catch (error) {
@@ -342,7 +363,7 @@ export class Spool {
       this.running -= 1;
       if (this.lanes.includes(lane)) this.idleLanes.push(lane);
       if (this.running === 0) this.becameIdle();
-      this.pump();
+      this.schedulePump();
     }
   }
 
