@@ -333,12 +333,13 @@ describe.skipIf(!postgres)("FAULT: shipped.json is corrupt at start", () => {
       expect(ids).toEqual([...Array.from({ length: 30 }, (_, i) => `${prefix}-a${String(i).padStart(2, "0")}`), ...Array.from({ length: 20 }, (_, i) => `${prefix}-b${String(i).padStart(2, "0")}`)]);
       // The shipper sent the whole spool again; the primary key absorbed the rows already there.
       expect(second.shipper?.status().shippedRows).toBeGreaterThanOrEqual(50);
+      await second.close();
+      // The next save replaced the bad file with a good one.
+      expect(checkpointProblem(readFileSync(checkpointFile, "utf8"))).toBeUndefined();
     } finally {
       await second?.close();
+      rmSync(first.dir, { recursive: true, force: true });
     }
-    // The next save replaced the bad file with a good one.
-    expect(checkpointProblem(readFileSync(checkpointFile, "utf8"))).toBeUndefined();
-    rmSync(first.dir, { recursive: true, force: true });
   });
 
   it("the bundled program starts on a garbage checkpoint (it used to exit at start and refuse every request)", async () => {

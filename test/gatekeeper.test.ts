@@ -219,16 +219,17 @@ describe("spool", () => {
       expect(batch.skippedLines).toBe(0);
       expect(batch.lines.map((l) => parseDecisionLine(l)?.request_id).sort()).toEqual(Array.from({ length: 1000 }, (_, n) => `c${n}`).sort());
       expect(batch.next).toEqual(spool.committed);
+      await spool.close();
+      // No holes, no torn lines: every segment is whole NDJSON.
+      for (const file of readdirSync(dir)) {
+        const text = readFileSync(path.join(dir, file), "utf8");
+        expect(text.includes("\u0000"), file).toBe(false);
+        expect(text === "" || text.endsWith("\n"), file).toBe(true);
+      }
     } finally {
       await spool.close();
+      rmSync(dir, { recursive: true, force: true });
     }
-    // No holes, no torn lines: every segment is whole NDJSON.
-    for (const file of readdirSync(dir)) {
-      const text = readFileSync(path.join(dir, file), "utf8");
-      expect(text.includes("\u0000"), file).toBe(false);
-      expect(text === "" || text.endsWith("\n"), file).toBe(true);
-    }
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("skips a torn last line left by a crash and resumes in a fresh segment", async () => {
