@@ -1,3 +1,8 @@
+import { DEFAULT_COMMITS_IN_FLIGHT } from "./spool";
+
+/** Each commit in flight holds one of libuv's threads for its fdatasync (main.ts sizes the pool). */
+export const MAX_COMMITS_IN_FLIGHT = 16;
+
 /**
  * The gatekeeper's settings, all from the environment (the deployment sets them). Every problem
  * is reported at once, naming the variable and what would be valid.
@@ -24,6 +29,8 @@ export interface GatekeeperConfig {
   readonly spoolSegmentBytes: number;
   /** GATEKEEPER_SPOOL_KEEP_SEGMENTS: segments kept (unshipped ones are always kept when a database is set). @default 16 */
   readonly spoolKeepSegments: number;
+  /** GATEKEEPER_SPOOL_COMMITS_IN_FLIGHT: group commits (write + fdatasync) running at once. @default 4 */
+  readonly spoolCommitsInFlight: number;
   /** GATEKEEPER_AUDIT_BATCH_ROWS. @default 500 */
   readonly auditBatchRows: number;
   /** GATEKEEPER_AUDIT_BATCH_DELAY_MS. @default 200 */
@@ -81,6 +88,7 @@ export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
     defaultBurst: integer("GATEKEEPER_DEFAULT_BURST", 30, 1, 1_000_000),
     spoolSegmentBytes: integer("GATEKEEPER_SPOOL_SEGMENT_BYTES", 64 * 1024 * 1024, 4096, 2 ** 40),
     spoolKeepSegments: integer("GATEKEEPER_SPOOL_KEEP_SEGMENTS", 16, 1, 1_000_000),
+    spoolCommitsInFlight: integer("GATEKEEPER_SPOOL_COMMITS_IN_FLIGHT", DEFAULT_COMMITS_IN_FLIGHT, 1, MAX_COMMITS_IN_FLIGHT),
     auditBatchRows: integer("GATEKEEPER_AUDIT_BATCH_ROWS", 500, 1, 5000),
     auditBatchDelayMs: integer("GATEKEEPER_AUDIT_BATCH_DELAY_MS", 200, 0, 60_000),
   };

@@ -47,3 +47,13 @@ export function presentedCredential(headers: DistinctHeaders): PresentedCredenti
   if (!KEY_PATTERN.test(key)) return problem("malformed_key", "the key is not a hub key (ihk_...)");
   return { kind: "key", key };
 }
+
+/**
+ * Every token the request presented as a credential, valid or not (the value after `Bearer`, or
+ * the whole header): text the gatekeeper echoes or stores must not share with any of them.
+ */
+export function presentedTokens(headers: DistinctHeaders): string[] {
+  const tokens = values(headers, "x-api-key");
+  for (const value of values(headers, "authorization")) tokens.push(value.replace(/^bearer[ \t]+/i, ""));
+  return tokens;
+}

@@ -124,6 +124,7 @@ export interface ApiKey {
 /** Immutable snapshot of one keys file: a reload builds a new store and swaps the reference. */
 export class KeyStore {
   private readonly byDigestHex: ReadonlyMap<string, ApiKey>;
+  private readonly keyIds: ReadonlySet<string>;
 
   constructor(file: KeysFile) {
     const map = new Map<string, ApiKey>();
@@ -140,6 +141,12 @@ export class KeyStore {
       });
     }
     this.byDigestHex = map;
+    this.keyIds = new Set(file.keys.map((entry) => entry.id));
+  }
+
+  /** Whether `id` is the public id of a key in this file (revoked ones included). */
+  hasId(id: string): boolean {
+    return this.keyIds.has(id);
   }
 
   get size(): number {
@@ -147,7 +154,7 @@ export class KeyStore {
   }
 
   ids(): string[] {
-    return [...this.byDigestHex.values()].map((k) => k.id);
+    return [...this.keyIds];
   }
 
   /** The key whose digest matches the presented key's, or undefined. */

@@ -31,6 +31,9 @@ async function main(): Promise<void> {
   if (command !== undefined) throw new Error(`unknown command ${command}; run without arguments to serve, or "new-key"`);
 
   const config = readGatekeeperConfig();
+  // libuv reads this when its thread pool first starts, which is after this line: every commit in
+  // flight holds a thread for its fdatasync, and the shipper's reads must not queue behind them.
+  process.env.UV_THREADPOOL_SIZE ??= String(config.spoolCommitsInFlight + 4);
   const gatekeeper = await startGatekeeper({ config, log });
   const port = await gatekeeper.listen();
   log.info("gatekeeper listening", { port, keys: gatekeeper.keys.status().count, spool: config.spoolDir, database: config.databaseUrl !== undefined });

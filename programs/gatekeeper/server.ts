@@ -7,16 +7,18 @@ import { isIP } from "node:net";
 import { Pool } from "pg";
 import type { GatekeeperConfig } from "./config";
 import type { CredentialProblem, DistinctHeaders } from "./credentials";
-import { presentedCredential } from "./credentials";
+import { presentedCredential, presentedTokens } from "./credentials";
 import type { DecisionRecord, DenyReason } from "./decision";
 import type { KeySourceStatus } from "./key-source";
 import { KeyFileSource } from "./key-source";
-import type { ApiKey, KeyStore } from "./keys";
+import type { ApiKey, KeyStore, Scope } from "./keys";
 import { isScope } from "./keys";
 import type { Logger } from "./log";
 import { errorText, jsonLogger } from "./log";
 import type { RateLimit } from "./rate-limit";
 import { RateLimiter } from "./rate-limit";
+import type { SecretContext } from "./request-id";
+import { mayCarrySecret, requestIdFrom } from "./request-id";
 import type { ShipperStatus } from "./shipper";
 import { AuditShipper } from "./shipper";
 import { Spool } from "./spool";
@@ -48,7 +50,7 @@ export interface OpenAiError {
 }
 
 export type Decision =
-  | { readonly allowed: true; readonly status: 200; readonly reason: "allowed"; readonly key: ApiKey }
+  | { readonly allowed: true; readonly status: 200; readonly reason: "allowed"; readonly key: ApiKey; readonly scope: Scope }
   | {
       readonly allowed: false;
       readonly status: 401 | 403 | 429 | 500 | 503;
@@ -67,6 +69,9 @@ const CREDENTIAL_MESSAGES: Readonly<Record<CredentialProblem, string>> = {
   conflicting_keys: "The request carries more than one different API key; send exactly one.",
 };
 
+/** The key's own limit where it sets one, else the gatekeeper's default; the same on every service. */
+export const limitFor = (key: ApiKey, defaultLimit: RateLimit): RateLimit => ({ ratePerMinute: key.ratePerMinute ?? defaultLimit.ratePerMinute, burst: key.burst ?? defaultLimit.burst });
+
 export function decide(input: DecisionInput): Decision {
   const deny = (status: 401 | 403 | 429 | 500 | 503, reason: DenyReason, keyId: string | null, body: OpenAiError, retryAfterSeconds?: number): Decision => ({ allowed: false, status, reason, keyId, body, retryAfterSeconds });
   const { scope, keys } = input;
@@ -83,12 +88,13 @@ export function decide(input: DecisionInput): Decision {
   if (!key) return deny(401, "unknown_key", null, errorBody("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"));
   if (key.revoked) return deny(401, "revoked_key", key.id, errorBody("This API key has been revoked.", "invalid_request_error", "invalid_api_key"));
   if (!key.scopes.has(scope)) return deny(403, "scope_denied", key.id, errorBody(`This API key may not use the ${scope} service.`, "invalid_request_error", "insufficient_scope"));
-  const limit: RateLimit = { ratePerMinute: key.ratePerMinute ?? input.defaultLimit.ratePerMinute, burst: key.burst ?? input.defaultLimit.burst };
-  const rate = input.limiter.take(key.id, limit, input.nowMs);
+  const limit = limitFor(key, input.defaultLimit);
+  // Only here, with a known, live key that may use this service, is a token taken.
+  const rate = input.limiter.take(key.id, scope, limit, input.nowMs);
   if (!rate.allowed) {
-    return deny(429, "rate_limited", key.id, errorBody(`Rate limit reached for this API key: ${limit.ratePerMinute} requests per minute. Try again in ${rate.retryAfterSeconds} s.`, "requests", "rate_limit_exceeded"), rate.retryAfterSeconds);
+    return deny(429, "rate_limited", key.id, errorBody(`Rate limit reached for this API key on the ${scope} service: ${limit.ratePerMinute} requests per minute, bursts of ${limit.burst}. Try again in ${rate.retryAfterSeconds} s.`, "requests", "rate_limit_exceeded"), rate.retryAfterSeconds);
   }
-  return { allowed: true, status: 200, reason: "allowed", key };
+  return { allowed: true, status: 200, reason: "allowed", key, scope };
 }
 
 // ---- what goes into the audit record ----------------------------------------------------------
@@ -97,10 +103,7 @@ const first = (value: string | string[] | undefined): string | undefined => (Arr
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/g;
 
-/** A client's X-Request-Id is kept only if it is a plain token; it is never the primary key. */
-export function requestIdFrom(header: string | undefined, fallback: string): string {
-  return header !== undefined && /^[A-Za-z0-9._:-]{1,128}$/.test(header) ? header : fallback;
-}
+export { requestIdFrom };
 
 /** First X-Forwarded-For hop: the client as Traefik saw it (Traefik rewrites the header for untrusted sources). */
 export function clientAddressFrom(forwardedFor: string | undefined): string | null {
@@ -108,12 +111,22 @@ export function clientAddressFrom(forwardedFor: string | undefined): string | nu
   return hop && isIP(hop) ? hop : null;
 }
 
-/** X-Forwarded-Uri without query string or fragment (an `api_key=` there must not be logged). */
-export function pathFrom(forwardedUri: string | undefined): string | null {
+/** Stands in for a path segment that looked like a secret. */
+export const REDACTED_SEGMENT = "[redacted]";
+
+/**
+ * X-Forwarded-Uri without query string or fragment (an `api_key=` there must not be logged), and
+ * without any segment that could be a secret (a key pasted into a URL: request-id.ts).
+ */
+export function pathFrom(forwardedUri: string | undefined, context: SecretContext = { secrets: [] }): string | null {
   if (!forwardedUri) return null;
   const end = forwardedUri.search(/[?#]/);
-  const path = (end < 0 ? forwardedUri : forwardedUri.slice(0, end)).replace(CONTROL_CHARACTERS, "");
-  return path ? path.slice(0, 512) : null;
+  const path = (end < 0 ? forwardedUri : forwardedUri.slice(0, end)).replace(CONTROL_CHARACTERS, "").slice(0, 512);
+  if (!path) return null;
+  return path
+    .split("/")
+    .map((segment) => (segment && mayCarrySecret(segment, context) ? REDACTED_SEGMENT : segment))
+    .join("/");
 }
 
 const methodFrom = (header: string | undefined): string | null => (header && /^[A-Z]{1,16}$/.test(header) ? header : null);
@@ -124,7 +137,7 @@ const scopeForRecord = (scope: string | null): string => (scope ?? "").replace(C
 export interface HealthReport {
   readonly status: "ok" | "unhealthy";
   readonly keys: KeySourceStatus;
-  readonly spool: { readonly writable: boolean; readonly dir: string; readonly segment: number; readonly unshippedBytes: number | null };
+  readonly spool: { readonly writable: boolean; readonly dir: string; readonly segment: number; readonly unshippedBytes: number | null; readonly decisions: number; readonly commits: number };
   readonly database: ({ readonly configured: true } & ShipperStatus) | { readonly configured: false };
 }
 
@@ -162,7 +175,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
   await keys.reload();
   keys.watch(options.keysPollMs);
 
-  const spool = await Spool.open({ dir: config.spoolDir, segmentBytes: config.spoolSegmentBytes, keepSegments: config.spoolKeepSegments, retainUnshipped: config.databaseUrl !== undefined, log });
+  const spool = await Spool.open({ dir: config.spoolDir, segmentBytes: config.spoolSegmentBytes, keepSegments: config.spoolKeepSegments, retainUnshipped: config.databaseUrl !== undefined, commitsInFlight: config.spoolCommitsInFlight, log });
   let pool: Pool | undefined;
   let shipper: AuditShipper | undefined;
   if (config.databaseUrl) {
@@ -178,8 +191,12 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
   async function authorise(req: http.IncomingMessage, res: http.ServerResponse, scope: string | null): Promise<void> {
     const nowMs = now();
     const decisionId = randomUUID();
-    const requestId = requestIdFrom(first(req.headers["x-request-id"]), decisionId);
-    const decision = decide({ scope, headers: req.headersDistinct, keys: keys.current, limiter, defaultLimit, nowMs });
+    const headers = req.headersDistinct;
+    const store = keys.current;
+    const decision = decide({ scope, headers, keys: store, limiter, defaultLimit, nowMs });
+    // What a client controls and the gatekeeper echoes or stores must not carry a secret.
+    const secretContext: SecretContext = { secrets: [...presentedTokens(headers), config.backendKey], isKeyId: store ? (id) => store.hasId(id) : undefined };
+    const requestId = requestIdFrom(first(req.headers["x-request-id"]), decisionId, secretContext);
     const record: DecisionRecord = {
       decision_id: decisionId,
       decided_at: new Date(nowMs).toISOString(),
@@ -187,7 +204,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       key_id: decision.allowed ? decision.key.id : decision.keyId,
       scope: scopeForRecord(scope),
       method: methodFrom(first(req.headers["x-forwarded-method"])),
-      path: pathFrom(first(req.headers["x-forwarded-uri"])),
+      path: pathFrom(first(req.headers["x-forwarded-uri"]), secretContext),
       client_addr: clientAddressFrom(first(req.headers["x-forwarded-for"])),
       allowed: decision.allowed,
       reason: decision.reason,
@@ -196,7 +213,8 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     try {
       await spool.append(record);
     } catch {
-      // Logged by the spool. Not auditable means not allowed.
+      // Logged by the spool. Not auditable means not allowed, and a request not let through keeps its token.
+      if (decision.allowed) limiter.refund(decision.key.id, decision.scope, limitFor(decision.key, defaultLimit));
       sendJson(res, 503, errorBody("The gateway cannot record this request in its audit log right now, so it was refused. Please try again shortly.", "server_error", "audit_unavailable"), { "X-Request-Id": requestId });
       return;
     }
@@ -229,7 +247,8 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     return {
       status: keyStatus.loaded && writable ? "ok" : "unhealthy",
       keys: keyStatus,
-      spool: { writable, dir: config.spoolDir, segment: spool.currentSegment, unshippedBytes },
+      // Since the start: decisions ÷ commits is how well group commit batches.
+      spool: { writable, dir: config.spoolDir, segment: spool.currentSegment, unshippedBytes, decisions: spool.committedRecords, commits: spool.commits },
       // Reported, never a reason to be unhealthy: the spool holds the rows through an outage.
       database: shipper ? { configured: true, ...shipper.status() } : { configured: false },
     };

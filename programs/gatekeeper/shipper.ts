@@ -84,6 +84,7 @@ export class AuditShipper {
   private position: SpoolPosition | undefined;
   private saved: SpoolPosition | undefined;
   private savedAtMs = 0;
+  private checkpointFailing = false;
   private connected: boolean | null = null;
   private migrated = false;
   private shippedRows = 0;
@@ -212,8 +213,13 @@ export class AuditShipper {
       await this.options.spool.saveCheckpoint(position);
       this.saved = position;
       this.savedAtMs = Date.now();
+      if (this.checkpointFailing) this.options.log.info("audit spool checkpoint saved again", { segment: position.segment });
+      this.checkpointFailing = false;
     } catch (error) {
-      this.options.log.error("audit spool checkpoint could not be saved; the rows since the last one will be re-sent after a restart, which the primary key absorbs", { error: errorText(error) });
+      // Tried again no sooner than checkpointEveryMs; logged once per failing spell (a full disk).
+      this.savedAtMs = Date.now();
+      if (!this.checkpointFailing) this.options.log.error("audit spool checkpoint could not be saved; the rows since the last one will be re-sent after a restart, which the primary key absorbs", { error: errorText(error) });
+      this.checkpointFailing = true;
     }
   }
 
