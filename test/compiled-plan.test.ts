@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { planFromFile, stackFilePath } from "../scripts/lib/plan-runner";
-import { runScript } from "./helpers/cli";
+import { runScriptToEnd } from "./helpers/cli";
 
 /**
  * `npm run plan` runs .build/plan.js, compiled by esbuild; the rest of the suite runs the TypeScript.
@@ -20,7 +20,7 @@ describe("the compiled plan", () => {
   for (const stack of ["gpu", "local"]) {
     it(`plans ${stack} exactly as the TypeScript program does (document and rendered files)`, async () => {
       const out = path.join(scratch, stack);
-      const compiled = runScript("plan", ["--stack", stack, "--json", "--out", out]);
+      const compiled = await runScriptToEnd("plan", ["--stack", stack, "--json", "--out", out]);
       expect(compiled.status, compiled.stderr).toBe(0);
 
       const typescript = await planFromFile(stack, stackFilePath(stack));
