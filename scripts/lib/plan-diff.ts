@@ -196,10 +196,12 @@ export function diffResources(base: readonly PlanResource[], head: readonly Plan
       .sort();
     if (inputs.length > 0 || options.length > 0) changed.push({ ...ref(h), inputs, options });
   }
+  // By URN: the comment reads the same whatever order the program registered resources in.
+  const byUrn = <T extends ResourceRef>(list: T[]): T[] => list.sort((x, y) => (x.urn < y.urn ? -1 : x.urn > y.urn ? 1 : 0));
   return {
-    added: head.filter((r) => !before.has(r.urn)).map(ref),
-    removed: base.filter((r) => !after.has(r.urn)).map(ref),
-    changed,
+    added: byUrn(head.filter((r) => !before.has(r.urn)).map(ref)),
+    removed: byUrn(base.filter((r) => !after.has(r.urn)).map(ref)),
+    changed: byUrn(changed),
   };
 }
 
