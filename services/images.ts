@@ -114,3 +114,21 @@ export const NODE_IMAGE: ImageRef = {
   tag: "22.17.1-alpine3.22",
   source: "Docker Hub official image; tag seen in public Dockerfiles (FROM node:22.17.1-alpine3.22); read 2026-11-26",
 };
+
+/**
+ * Monitoring (services/monitoring.ts). Prometheus 3.15.0 and Alertmanager 0.34.1 are the newest
+ * tags seen pinned by many public projects on 2026-12-02 (3.16.0 seen once as a -distroless quay
+ * tag, Alertmanager 0.35.0 not at all). scripts/tools/prometheus-tools.ts builds promtool and
+ * amtool from the Go module proxy at these versions (prometheus v0.315.0, alertmanager v0.34.1).
+ */
+export const PROMETHEUS_IMAGE: ImageRef = {
+  repo: "prom/prometheus",
+  tag: "v3.15.0",
+  source: "Docker Hub tag pinned in many public compose files, Makefiles and promtool CI steps (docker run --entrypoint promtool prom/prometheus:v3.15.0); Go module github.com/prometheus/prometheus v0.315.0 (VERSION 3.15.0, tagged 2026-09-25); read 2026-12-02. Verified in use, not against the registry.",
+};
+
+export const ALERTMANAGER_IMAGE: ImageRef = {
+  repo: "prom/alertmanager",
+  tag: "v0.34.1",
+  source: "Docker Hub tag pinned in many public Makefiles and compose files; one records docker.io/prom/alertmanager:v0.34.1 = quay.io/prometheus/alertmanager:v0.34.1, index sha256:e9733bafb1bd... (unverified here); Go module v0.34.1 tagged 2026-09-17; read 2026-12-02. Verified in use, not against the registry.",
+};
