@@ -131,7 +131,7 @@ export const SETTINGS = {
   budgetUsd: key("integer", int(0, 1_000_000), "Monthly budget in USD; a plan whose projected month exceeds it is refused."),
   sshPublicKey: key("string", sshPublicKey, "OpenSSH public key registered with DigitalOcean and installed for root on every node."),
   monitoring: key("boolean", z.boolean(), "Run Prometheus and Alertmanager on the CPU node, and node_exporter (plus the GPU exporter: DCGM on NVIDIA, AMD's device-metrics-exporter on AMD) on every droplet. The local tier runs Prometheus and Alertmanager only."),
-  prometheusRetentionDays: key("integer", int(1, 365), "Days of metrics Prometheus keeps on the CPU cache volume (--storage.tsdb.retention.time); it also stops at a quarter of cpuCacheGiB (--storage.tsdb.retention.size), whichever comes first."),
+  prometheusRetentionDays: key("integer", int(1, 365), "Days of metrics Prometheus keeps on the CPU cache volume (storage.tsdb.retention.time); it also stops at a quarter of cpuCacheGiB (retention.size), whichever comes first."),
   alertEmail: key("string", z.email("must be an e-mail address"), "Where Alertmanager e-mails alerts; needs alertSmtpSmarthost and alertSmtpFrom (and alertSmtpUser with the secret alertSmtpPassword if the server asks for a login). Unset (and no alertWebhookUrl): alerts are only shown in Prometheus and Alertmanager."),
   alertSmtpSmarthost: key("string", z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "must be host:port, such as smtp.example.com:587"), "SMTP server for alert e-mail, host:port (Alertmanager smtp_smarthost; STARTTLS required)."),
   alertSmtpFrom: key("string", z.email("must be an e-mail address"), "Sender address of alert e-mail (Alertmanager smtp_from)."),
