@@ -538,7 +538,8 @@ export function alertRules(hub: HubConfig, at: Date = new Date()): { groups: { n
         expr: `count(up{job="${JOBS.vllm}",model="${CODER_SERVED_NAME}"} == 1) > 0 unless on() (${insideWindowsExpr(windows, at)})`,
         for: minutes(t.outsideWindowMinutes),
         labels: { severity: "warning" },
-        annotations: { summary: "A GPU node is up outside its gpuWindows", description: `{{ $value }} GPU replica(s) answering outside ${hub.settings.gpuWindows.join(", ")} (UTC offsets as of ${at.toISOString().slice(0, 10)}). A pin (gpu on --for) explains it; otherwise check the autoscaler.` },
+        // The offsets, not the date: the file (and Prometheus) changes only when an offset does.
+        annotations: { summary: "A GPU node is up outside its gpuWindows", description: `{{ $value }} GPU replica(s) answering outside ${hub.settings.gpuWindows.join(", ")} (read with UTC offsets ${[...new Set(windows.map((w) => `${w.timeZone} ${utcOffsetMinutes(w.timeZone, at)} min`))].join(", ")}). A pin (gpu on --for) explains it; otherwise check the autoscaler.` },
       });
     }
   }

@@ -239,3 +239,12 @@ describe("alert rules", () => {
     expect(result.output).toContain("HubAuditDiskFull");
   });
 });
+
+describe("alert rules over time", () => {
+  it("render the same file on every day with the same UTC offsets (a new file restarts Prometheus)", () => {
+    const render = (at: string) => stringify(alertRules(hub, new Date(at)));
+    expect(render("2026-12-02T12:00:00Z")).toBe(render("2026-12-03T08:00:00Z"));
+    // Summer time moves the window by an hour, so the file changes then, and only then.
+    expect(render("2026-12-02T12:00:00Z")).not.toBe(render("2026-07-01T12:00:00Z"));
+  });
+});
