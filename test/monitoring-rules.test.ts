@@ -6,7 +6,7 @@ import { stringify } from "yaml";
 import { alertRules, insideWindowsExpr, utcOffsetMinutes } from "../services/monitoring";
 import { parseWindows } from "../stacks/windows";
 import { mustLoad } from "./helpers/load";
-import { PROMTOOL_BINARY, runTool } from "./helpers/prometheus-tools";
+import { PROMTOOL_BINARY, runToolAsync } from "./helpers/prometheus-tools";
 
 /**
  * The alert rules under `promtool test rules` (the real promtool at the pinned Prometheus
@@ -193,14 +193,14 @@ function testFile(): string {
 }
 
 describe("alert rules", () => {
-  it("cover every alert the issue asks for (hybrid with windows)", () => {
+  it("cover every alert the issue asks for (hybrid with windows)", async () => {
     const names = alertRules(hub, WINTER).groups.flatMap((g) => g.rules.map((r) => r.alert));
     for (const name of ["HubGpuOutsideWindows", "HubGpuIdle", "HubBudgetNearlySpent", "HubHighErrorRate", "HubAuditSpoolGrowing", "HubCertificateExpiresSoon", "HubNodeDown"]) expect(names).toContain(name);
     // Every scenario's alert exists, so no case passes by naming an alert that is not there.
     for (const s of SCENARIOS) for (const c of s.cases) expect(names, s.name).toContain(c.alert);
   });
 
-  it("leave out what a tier cannot have: no GPU alerts in the cpu tier, no node alert in the local tier", () => {
+  it("leave out what a tier cannot have: no GPU alerts in the cpu tier, no node alert in the local tier", async () => {
     const cpu = alertRules(mustLoad({ tier: "cpu" })).groups.flatMap((g) => g.rules.map((r) => r.alert));
     expect(cpu).not.toContain("HubGpuIdle");
     expect(cpu).not.toContain("HubBudgetNearlySpent");
@@ -211,7 +211,7 @@ describe("alert rules", () => {
     expect(alertRules(mustLoad({ tier: "hybrid" })).groups.flatMap((g) => g.rules.map((r) => r.alert))).not.toContain("HubGpuOutsideWindows");
   });
 
-  it("shift windows by the zone's offset on the plan's date (Berlin: +60 in winter, +120 in summer)", () => {
+  it("shift windows by the zone's offset on the plan's date (Berlin: +60 in winter, +120 in summer)", async () => {
     expect(utcOffsetMinutes("Europe/Berlin", WINTER)).toBe(60);
     expect(utcOffsetMinutes("Europe/Berlin", new Date("2026-07-01T12:00:00Z"))).toBe(120);
     expect(utcOffsetMinutes("America/Toronto", WINTER)).toBe(-300);
@@ -220,28 +220,28 @@ describe("alert rules", () => {
     expect(insideWindowsExpr(parseWindows(WINDOWS).windows, WINTER)).toContain(`>= ${4 * 1440 + 540} < ${4 * 1440 + 1020}`);
   });
 
-  it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")("fire and stay quiet as they should under promtool test rules", () => {
+  it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")("fire and stay quiet as they should under promtool test rules", async () => {
     writeFileSync(path.join(work, "rules.yml"), rulesWithoutAnnotations());
     writeFileSync(path.join(work, "rules.test.yml"), testFile());
-    const result = runTool(PROMTOOL_BINARY!, ["test", "rules", "rules.test.yml"], work);
+    const result = await runToolAsync(PROMTOOL_BINARY!, ["test", "rules", "rules.test.yml"], work);
     expect(result.output).toContain("SUCCESS");
     expect(result.status, result.output).toBe(0);
   });
 
-  it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")("the unit tests can fail: a wrong expectation is reported", () => {
+  it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")("the unit tests can fail: a wrong expectation is reported", async () => {
     // Guards against a harness that passes whatever the rules do.
     writeFileSync(path.join(work, "rules.yml"), rulesWithoutAnnotations());
     const wrong = testFile().replace("alertname: HubAuditDiskFull\n        exp_alerts: []", "alertname: HubAuditDiskFull\n        exp_alerts:\n          - exp_labels: { severity: critical }");
     expect(wrong).not.toBe(testFile());
     writeFileSync(path.join(work, "wrong.test.yml"), wrong);
-    const result = runTool(PROMTOOL_BINARY!, ["test", "rules", "wrong.test.yml"], work);
+    const result = await runToolAsync(PROMTOOL_BINARY!, ["test", "rules", "wrong.test.yml"], work);
     expect(result.status).not.toBe(0);
     expect(result.output).toContain("HubAuditDiskFull");
   });
 });
 
 describe("alert rules over time", () => {
-  it("render the same file on every day with the same UTC offsets (a new file restarts Prometheus)", () => {
+  it("render the same file on every day with the same UTC offsets (a new file restarts Prometheus)", async () => {
     const render = (at: string) => stringify(alertRules(hub, new Date(at)));
     expect(render("2026-12-02T12:00:00Z")).toBe(render("2026-12-03T08:00:00Z"));
     // Summer time moves the window by an hour, so the file changes then, and only then.

@@ -1,13 +1,13 @@
 import { expect, it } from "vitest";
 import { ALERTMANAGER_IMAGE, PROMETHEUS_IMAGE } from "../services/images";
 import { AMTOOL, builtToolVersion, PROMTOOL, prometheusModuleVersion } from "../scripts/tools/prometheus-tools";
-import { AMTOOL_BINARY, PROMTOOL_BINARY, runTool, toolsMissing } from "./helpers/prometheus-tools";
+import { AMTOOL_BINARY, PROMTOOL_BINARY, runToolAsync, toolsMissing } from "./helpers/prometheus-tools";
 
 const missing = toolsMissing();
 if (missing) console.warn(`promtool/amtool tests skipped: ${missing}`);
 
 // In CI a missing tool is a failure: the monitoring checks would otherwise vanish silently.
-it.runIf(Boolean(missing) && process.env.CI === "true")("promtool and amtool are built (required in CI)", () => {
+it.runIf(Boolean(missing) && process.env.CI === "true")("promtool and amtool are built (required in CI)", async () => {
   expect.fail(missing);
 });
 
@@ -19,12 +19,12 @@ it("maps Prometheus 3.x image tags to the Go module's v0.3xx.y tags", () => {
   expect(() => prometheusModuleVersion("latest")).toThrow(/not v3/);
 });
 
-it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")("promtool --version is the pinned Prometheus image's version", () => {
+it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")("promtool --version is the pinned Prometheus image's version", async () => {
   expect(builtToolVersion(PROMTOOL)).toBe(PROMETHEUS_IMAGE.tag.replace(/^v/, ""));
-  expect(runTool(PROMTOOL_BINARY!, ["--version"]).output).toMatch(new RegExp(`^promtool, version ${PROMETHEUS_IMAGE.tag.slice(1).replace(/\./g, "\\.")} `));
+  expect((await runToolAsync(PROMTOOL_BINARY!, ["--version"])).output).toMatch(new RegExp(`^promtool, version ${PROMETHEUS_IMAGE.tag.slice(1).replace(/\./g, "\\.")} `));
 });
 
-it.runIf(Boolean(AMTOOL_BINARY) || process.env.CI === "true")("amtool --version is the pinned Alertmanager image's version", () => {
+it.runIf(Boolean(AMTOOL_BINARY) || process.env.CI === "true")("amtool --version is the pinned Alertmanager image's version", async () => {
   expect(builtToolVersion(AMTOOL)).toBe(ALERTMANAGER_IMAGE.tag.replace(/^v/, ""));
-  expect(runTool(AMTOOL_BINARY!, ["--version"]).output).toMatch(new RegExp(`^amtool, version ${ALERTMANAGER_IMAGE.tag.slice(1).replace(/\./g, "\\.")} `));
+  expect((await runToolAsync(AMTOOL_BINARY!, ["--version"])).output).toMatch(new RegExp(`^amtool, version ${ALERTMANAGER_IMAGE.tag.slice(1).replace(/\./g, "\\.")} `));
 });

@@ -7,7 +7,7 @@ import { ALERTMANAGER_IMAGE, PROMETHEUS_IMAGE } from "../services/images";
 import { monitoringSpecs } from "../services/monitoring";
 import { mustLoad, loadSettings } from "./helpers/load";
 import { runProgram, type ProgramRun } from "./helpers/mock-run";
-import { AMTOOL_BINARY, PROMTOOL_BINARY, runTool } from "./helpers/prometheus-tools";
+import { AMTOOL_BINARY, PROMTOOL_BINARY, runToolAsync } from "./helpers/prometheus-tools";
 
 /**
  * Every shipped tier's rendered monitoring files, from the real program under Pulumi's mocks:
@@ -83,24 +83,24 @@ function layOut(run: ProgramRun, label: string): { prometheus: string; alertmana
 describe.each(CASES)("monitoring: $label", ({ label, settings }) => {
   const run = () => runs.get(label)!;
 
-  it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")("prometheus.yml and its rules pass promtool check config (rules, file_sd files and credentials files included)", () => {
+  it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")("prometheus.yml and its rules pass promtool check config (rules, file_sd files and credentials files included)", async () => {
     const files = layOut(run(), label);
-    const result = runTool(PROMTOOL_BINARY!, ["check", "config", files.prometheus]);
+    const result = await runToolAsync(PROMTOOL_BINARY!, ["check", "config", files.prometheus]);
     expect(result.status, result.output).toBe(0);
     // check config also checks the rule files it names: the rules were read, not skipped.
     expect(result.output).toMatch(/SUCCESS: \d+ rules found/);
-    const rules = runTool(PROMTOOL_BINARY!, ["check", "rules", path.join(path.dirname(files.prometheus), "hub-rules.yml")]);
+    const rules = await runToolAsync(PROMTOOL_BINARY!, ["check", "rules", path.join(path.dirname(files.prometheus), "hub-rules.yml")]);
     expect(rules.status, rules.output).toBe(0);
   });
 
-  it.runIf(Boolean(AMTOOL_BINARY) || process.env.CI === "true")("alertmanager.yml passes amtool check-config", () => {
+  it.runIf(Boolean(AMTOOL_BINARY) || process.env.CI === "true")("alertmanager.yml passes amtool check-config", async () => {
     const files = layOut(run(), label);
-    const result = runTool(AMTOOL_BINARY!, ["check-config", files.alertmanager]);
+    const result = await runToolAsync(AMTOOL_BINARY!, ["check-config", files.alertmanager]);
     expect(result.status, result.output).toBe(0);
     expect(result.output).toContain("SUCCESS");
   });
 
-  it("scrapes only what exists: GPU jobs only in GPU tiers, vLLM targets only for replicas the route table names", () => {
+  it("scrapes only what exists: GPU jobs only in GPU tiers, vLLM targets only for replicas the route table names", async () => {
     const r = run();
     const hub = mustLoad(settings);
     const jobs = jobsOf(r);
@@ -138,7 +138,7 @@ describe.each(CASES)("monitoring: $label", ({ label, settings }) => {
     for (const a of r.artifacts.filter((x) => x.kind === "container-spec" && /coder(-fallback)?\.json$/.test(x.path) && x.node === "cpu")) expect((JSON.parse(a.content) as { command: string[] }).command).toContain("--metrics");
   });
 
-  it("Prometheus listens under /prometheus on the CPU node's private address, its data on the CPU cache volume", () => {
+  it("Prometheus listens under /prometheus on the CPU node's private address, its data on the CPU cache volume", async () => {
     const spec = JSON.parse(artifact(run(), "container-spec", "cpu/containers/prometheus.json")) as { command: string[]; publishOnPrivateIp?: boolean; mounts: { hostPath: string; containerPath: string; readOnly?: boolean }[]; image: { repo: string; tag: string } };
     expect(spec.command).toContain("--web.route-prefix=/prometheus");
     expect(spec.command).toContain("--web.listen-address=:9090");
@@ -153,7 +153,7 @@ describe.each(CASES)("monitoring: $label", ({ label, settings }) => {
 });
 
 describe("monitoring: secrets and receivers", () => {
-  it("the webhook URL and SMTP password never reach a rendered file or a plain resource input; they reach their files as secrets", () => {
+  it("the webhook URL and SMTP password never reach a rendered file or a plain resource input; they reach their files as secrets", async () => {
     const r = runs.get("gpu, e-mail and webhook")!;
     for (const a of r.artifacts) {
       expect(a.content, a.path).not.toContain("T0K3N");
@@ -174,7 +174,7 @@ describe("monitoring: secrets and receivers", () => {
     expect(receiver.webhook_configs?.[0].url_file).toBe("/etc/alertmanager/secrets/webhook-url");
   });
 
-  it("no receiver: alerts stay in the UIs, the program says so, and nothing is sent", () => {
+  it("no receiver: alerts stay in the UIs, the program says so, and nothing is sent", async () => {
     const r = runs.get("gpu")!;
     const am = parse(artifact(r, "alertmanager")) as { route: { receiver: string }; receivers: Record<string, unknown>[] };
     const receiver = am.receivers.find((x) => x.name === am.route.receiver)!;
@@ -183,7 +183,7 @@ describe("monitoring: secrets and receivers", () => {
     expect(runs.get("gpu, e-mail and webhook")!.engineLog.join("\n")).not.toMatch(/alertEmail and alertWebhookUrl are unset/);
   });
 
-  it("alert e-mail without an SMTP server, SMTP settings without alertEmail, or alerts with monitoring off are refused, naming the settings", () => {
+  it("alert e-mail without an SMTP server, SMTP settings without alertEmail, or alerts with monitoring off are refused, naming the settings", async () => {
     const noServer = loadSettings({ tier: "gpu", alertEmail: "ops@example.com" });
     expect(noServer.ok).toBe(false);
     if (!noServer.ok) expect(noServer.problems.map((p) => p.keys.join(","))).toContain("alertEmail,alertSmtpSmarthost,alertSmtpFrom");
@@ -207,7 +207,7 @@ describe("monitoring: secrets and receivers", () => {
     expect(r.byType("docker:index/container:Container").map((c) => c.name).filter((n) => /prometheus|alertmanager|exporter/.test(n))).toEqual([]);
   });
 
-  it("every droplet tier's CPU node still fits with monitoring on (the plan would refuse it otherwise)", () => {
+  it("every droplet tier's CPU node still fits with monitoring on (the plan would refuse it otherwise)", async () => {
     for (const tier of ["cpu", "gpu", "hybrid", "multigpu"]) {
       const hub = mustLoad({ tier });
       const cpu = hub.nodes.find((n) => n.name === "cpu")!;
@@ -231,7 +231,7 @@ describe("monitoring: secrets and receivers", () => {
     expect(dcgm.inputs.capabilities).toEqual({ adds: ["SYS_ADMIN"] });
   });
 
-  it("the pinned images' flags exist in their programs' sources at those versions", () => {
+  it("the pinned images' flags exist in their programs' sources at those versions", async () => {
     // cmd/prometheus/main.go and cmd/alertmanager/main.go from the Go module cache the tools were built from.
     const gopath = process.env.GOPATH || path.join(process.env.HOME ?? "/root", "go");
     const promMain = path.join(gopath, "pkg/mod/github.com/prometheus/prometheus@v0.315.0/cmd/prometheus/main.go");

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { AMTOOL, builtToolVersion, missingReason, PROMTOOL, toolBinaryPath, type PrometheusTool } from "../../scripts/tools/prometheus-tools";
 
 /**
@@ -23,7 +23,20 @@ export interface ToolRun {
   readonly output: string;
 }
 
-/** Runs a tool synchronously (promtool/amtool checks take well under a second). */
+/**
+ * Runs a tool without blocking the vitest worker (a long spawnSync starves its RPC); resolves
+ * with the exit status and the combined output, whatever the status.
+ */
+export function runToolAsync(binary: string, args: readonly string[], cwd?: string): Promise<ToolRun> {
+  return new Promise((resolve) => {
+    execFile(binary, [...args], { cwd, encoding: "utf8", timeout: 120_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const status = error ? (typeof error.code === "number" ? error.code : null) : 0;
+      resolve({ status, output: `${stdout ?? ""}${stderr ?? ""}` });
+    });
+  });
+}
+
+/** Runs a tool synchronously: for checks that take well under a second (test/dashboards.test.ts uses it). */
 export function runTool(binary: string, args: readonly string[], cwd?: string): ToolRun {
   const result = spawnSync(binary, args, { cwd, encoding: "utf8", timeout: 60_000 });
   return { status: result.status, output: `${result.stdout ?? ""}${result.stderr ?? ""}` };
