@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { diagramFileContent, diagramFileProblem, pictureOf, renderMermaid } from "./lib/diagram";
+import { findChromium, renderSvg } from "./lib/diagram-svg";
 import { planFromFile, stackFilePath } from "./lib/plan-runner";
 import { renderFailure, renderPlan } from "./lib/plan-view";
 
@@ -11,7 +12,7 @@ const USAGE = `usage: npm run plan -- [--stack NAME | --config-file PATH] [--jso
   --json              print one machine-readable document instead of the human view
   --out DIR           write the rendered artifacts (cloud-init, Traefik, vLLM args) to DIR
   --diagram FILE      write a diagram of the planned nodes, volumes, containers, routes and firewalls:
-                      FILE.mmd (Mermaid) or FILE.md (a fenced mermaid block)`;
+                      FILE.mmd (Mermaid), FILE.md (a fenced mermaid block) or FILE.svg (needs Chromium)`;
 
 /** Writes everything before exiting: process.exit would cut a large document on a pipe. */
 function writeAndExit(text: string, code: number): Promise<never> {
@@ -49,6 +50,8 @@ async function main(): Promise<void> {
   // Refused before planning, so a typo costs no plan run.
   const diagramProblem = values.diagram === undefined ? undefined : diagramFileProblem(values.diagram);
   if (diagramProblem) fail(diagramProblem);
+  const svg = values.diagram?.toLowerCase().endsWith(".svg") ?? false;
+  if (svg && !findChromium()) fail(`--diagram ${values.diagram}: SVG is drawn by Mermaid in a headless Chromium, and none was found (/usr/bin/chromium, or set HUB_CHROMIUM). Install Debian's (apt-get install chromium), or write a .mmd or .md file instead.`);
   const configFile = values["config-file"] ? path.resolve(values["config-file"]) : stackFilePath(values.stack ?? "cpu");
   const stack = values.stack ?? /^Pulumi\.(.+)\.ya?ml$/.exec(path.basename(configFile))?.[1] ?? path.basename(configFile).replace(/\.ya?ml$/, "");
 
@@ -67,7 +70,8 @@ async function main(): Promise<void> {
   if (values.diagram) {
     const picture = pictureOf(result.document, result.artifacts);
     mkdirSync(path.dirname(path.resolve(values.diagram)), { recursive: true });
-    writeFileSync(values.diagram, diagramFileContent(values.diagram, picture, renderMermaid(picture)));
+    const mermaid = renderMermaid(picture);
+    writeFileSync(values.diagram, svg ? await renderSvg(mermaid) : diagramFileContent(values.diagram, picture, mermaid));
     if (!values.json) process.stderr.write(`plan: diagram written to ${values.diagram}\n`);
   }
   // For `npm run bench`: peak memory is only knowable from inside the process.

@@ -407,17 +407,14 @@ export function renderMermaid(p: Picture, options: MermaidOptions = {}): string 
   return `${out.join("\n")}\n`;
 }
 
-/** File formats `--diagram FILE` writes, by extension. */
-export const DIAGRAM_EXTENSIONS = [".mmd", ".md"] as const;
+/** File formats `--diagram FILE` writes, by extension (.svg through scripts/lib/diagram-svg.ts). */
+export const DIAGRAM_EXTENSIONS = [".mmd", ".md", ".svg"] as const;
 
 /** Why a FILE cannot be written, naming what would work; undefined when it can. */
 export function diagramFileProblem(file: string): string | undefined {
   const lower = file.toLowerCase();
   if (DIAGRAM_EXTENSIONS.some((ext) => lower.endsWith(ext))) return undefined;
-  const svg = lower.endsWith(".svg")
-    ? " SVG is not rendered here: Mermaid lays a diagram out by measuring text in a browser (jsdom has no layout), and its CLI downloads a Chrome build, which does not work offline; render the .mmd with any Mermaid renderer, or let GitHub render the .md."
-    : "";
-  return `--diagram ${JSON.stringify(file)}: unknown file type.${svg} Use a .mmd file (Mermaid text) or a .md file (a fenced mermaid block).`;
+  return `--diagram ${JSON.stringify(file)}: unknown file type. Use a .mmd file (Mermaid text), a .md file (a fenced mermaid block, which GitHub renders) or a .svg file (drawn by Mermaid in a headless Chromium).`;
 }
 
 /** The file's content for its extension (see diagramFileProblem). */
