@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { createRequire } from "node:module";
 import { beforeAll, describe, expect, it } from "vitest";
 import { pictureOf, renderMermaid, type Picture } from "../scripts/lib/diagram";
+import { findChromium } from "../scripts/lib/diagram-svg";
 import { diagramsSection, renderReadmeWithDiagrams, seedSettingsTable } from "../scripts/lib/docs";
 import type { PlanArtifact, PlanDocument } from "../scripts/lib/plan-document";
 import { planFromFile, planFromText, stackFilePath, type PlanResult } from "../scripts/lib/plan-runner";
@@ -13,7 +14,7 @@ import { ROOT } from "./helpers/load";
 
 // Mermaid's flowchart parser sanitizes labels with DOMPurify, which needs a DOM: jsdom gives it one.
 // Typed by hand: @types/jsdom brings undici-types 7, whose Blob clashes with Node 20's; only the constructor is used.
-const { JSDOM } = createRequire(__filename)("jsdom") as { JSDOM: new (html: string) => { window: { document: unknown } } };
+const { JSDOM } = createRequire(__filename)("jsdom") as { JSDOM: new (html: string, options?: object) => { window: { document: unknown } } };
 const dom = new JSDOM("<!doctype html><html><body></body></html>");
 Object.assign(globalThis, { window: dom.window, document: dom.window.document });
 type Mermaid = typeof import("mermaid").default;
@@ -270,4 +271,33 @@ describe("npm run plan -- --diagram FILE", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+const chromium = findChromium();
+if (!chromium) console.warn("diagram SVG test skipped: no Chromium (apt-get install chromium; .ci/install-system does)");
+// In CI a missing Chromium is a failure, as for the other real programs the suite runs.
+it.runIf(!chromium && process.env.CI === "true")("Chromium is installed (required in CI)", () => {
+  expect(chromium).toBeDefined();
+});
+
+describe.skipIf(!chromium)("npm run plan -- --diagram FILE.svg (Mermaid's renderer in headless Chromium)", () => {
+  it("draws every container and volume of the plan into a well-formed SVG", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "hub-diagram-"));
+    try {
+      const file = path.join(dir, "gpu.svg");
+      const run = await runScriptToEnd("plan", ["--stack", "gpu", "--diagram", file], { env: { ...process.env } });
+      expect(run.status, run.stderr).toBe(0);
+      const svg = readFileSync(file, "utf8");
+      // An XML parse, as an SVG viewer does it: render()'s HTML-ish <br> would fail here.
+      const xml = new JSDOM(svg, { contentType: "image/svg+xml" }) as unknown as { window: { document: { documentElement: { localName: string; textContent: string } } } };
+      expect(xml.window.document.documentElement.localName).toBe("svg");
+      const text = xml.window.document.documentElement.textContent;
+      const { document } = tiers.get("gpu")!;
+      for (const c of document.containers) expect(text, c.name).toContain(c.name);
+      for (const v of resourcesOf(document, "digitalocean:index/volume:Volume")) expect(text, v.name).toContain(String(v.inputs.name));
+      expect(text).toContain("tcp 80, 443, 8100");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
