@@ -23,7 +23,11 @@ const TYPES = {
   container: "docker:index/container:Container",
 } as const;
 
-/** Where a firewall rule lets traffic in from. */
+/**
+ * Where a firewall rule lets traffic in from: anywhere, the stack's VPC range, or the admin
+ * sources (adminCidrs, or the deploying machine's address). On the local tier, which has no
+ * firewall, "admin" is this machine itself (ports published on loopback).
+ */
 export type SourceClass = "internet" | "vpc" | "admin";
 
 export interface PictureHost {
