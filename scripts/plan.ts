@@ -1,6 +1,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { diagramFileContent, diagramFileProblem, pictureOf, renderMermaid } from "./lib/diagram";
+import { findChromium, renderSvg } from "./lib/diagram-svg";
 import { planFromFile, stackFilePath } from "./lib/plan-runner";
 import { renderFailure, renderPlan } from "./lib/plan-view";
 
@@ -8,7 +10,9 @@ const USAGE = `usage: npm run plan -- [--stack NAME | --config-file PATH] [--jso
   --stack NAME        plan Pulumi.NAME.yaml (default: cpu)
   --config-file PATH  plan any stack file; the stack name is taken from Pulumi.<name>.yaml
   --json              print one machine-readable document instead of the human view
-  --out DIR           write the rendered artifacts (cloud-init, Traefik, vLLM args) to DIR`;
+  --out DIR           write the rendered artifacts (cloud-init, Traefik, vLLM args) to DIR
+  --diagram FILE      write a diagram of the planned nodes, volumes, containers, routes and firewalls:
+                      FILE.mmd (Mermaid), FILE.md (a fenced mermaid block) or FILE.svg (needs Chromium)`;
 
 /** Writes everything before exiting: process.exit would cut a large document on a pipe. */
 function writeAndExit(text: string, code: number): Promise<never> {
@@ -21,7 +25,7 @@ function fail(message: string): never {
 }
 
 async function main(): Promise<void> {
-  let values: { stack?: string; "config-file"?: string; json?: boolean; out?: string; help?: boolean };
+  let values: { stack?: string; "config-file"?: string; json?: boolean; out?: string; diagram?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       options: {
@@ -29,6 +33,7 @@ async function main(): Promise<void> {
         "config-file": { type: "string" },
         json: { type: "boolean", default: false },
         out: { type: "string" },
+        diagram: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -42,6 +47,11 @@ async function main(): Promise<void> {
     return;
   }
   if (values.stack && values["config-file"]) fail("give --stack or --config-file, not both");
+  // Refused before planning, so a typo costs no plan run.
+  const diagramProblem = values.diagram === undefined ? undefined : diagramFileProblem(values.diagram);
+  if (diagramProblem) fail(diagramProblem);
+  const svg = values.diagram?.toLowerCase().endsWith(".svg") ?? false;
+  if (svg && !findChromium()) fail(`--diagram ${values.diagram}: SVG is drawn by Mermaid in a headless Chromium, and none was found (/usr/bin/chromium, or set HUB_CHROMIUM). Install Debian's (apt-get install chromium), or write a .mmd or .md file instead.`);
   const configFile = values["config-file"] ? path.resolve(values["config-file"]) : stackFilePath(values.stack ?? "cpu");
   const stack = values.stack ?? /^Pulumi\.(.+)\.ya?ml$/.exec(path.basename(configFile))?.[1] ?? path.basename(configFile).replace(/\.ya?ml$/, "");
 
@@ -56,6 +66,13 @@ async function main(): Promise<void> {
       writeFileSync(file, artifact.content);
     }
     writeFileSync(path.join(mkdirOut(values.out), "plan.json"), `${JSON.stringify(result.document, null, 2)}\n`);
+  }
+  if (values.diagram) {
+    const picture = pictureOf(result.document, result.artifacts);
+    mkdirSync(path.dirname(path.resolve(values.diagram)), { recursive: true });
+    const mermaid = renderMermaid(picture);
+    writeFileSync(values.diagram, svg ? await renderSvg(mermaid) : diagramFileContent(values.diagram, picture, mermaid));
+    if (!values.json) process.stderr.write(`plan: diagram written to ${values.diagram}\n`);
   }
   // For `npm run bench`: peak memory is only knowable from inside the process.
   if (process.env.PLAN_BENCH_REPORT) process.stderr.write(`bench: maxrss_kb=${process.resourceUsage().maxRSS} resources=${result.document.resources.length}\n`);

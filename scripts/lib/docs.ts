@@ -1,4 +1,9 @@
 import { stringify } from "yaml";
+import { hubServiceSpecs } from "../../services/index";
+import type { ServiceSpec } from "../../services/spec";
+import type { HubConfig } from "../../stacks/hub-config";
+import { pictureOf, renderMermaid } from "./diagram";
+import { planFromFile, stackFilePath } from "./plan-runner";
 import { ERRORS_IMAGE, IMAGES, MONITORING_IMAGES, NODE_IMAGE, TRAEFIK_IMAGE } from "../../services/images";
 import { routeTable } from "../../services/routes";
 import { imageName } from "../../services/spec";
@@ -79,7 +84,86 @@ export function imagesTable(): string {
   return mdTable(["image", "source of the pin"], images.map((i) => [`\`${imageName(i)}\``, i.source.replace(/\|/g, "/")]));
 }
 
+/** Tiers the seed table shows: hybrid is the gpu tier's GPU on demand, local the cpu tier's services at home. */
+const SEED_TIERS = ["cpu", "gpu", "multigpu"] as const;
+
+/** The argument after `flag` in a spec's command line; a missing flag is a docs bug, not a blank cell. */
+function flagValue(spec: ServiceSpec, flag: string): string {
+  const i = spec.command.indexOf(flag);
+  if (i < 0 || i + 1 >= spec.command.length) throw new Error(`${spec.name} on ${spec.node} has no ${flag} argument: the seed table would say something the spec does not`);
+  return spec.command[i + 1];
+}
+
+interface SeedRow {
+  readonly seed: string;
+  /** The setting (code-quoted), or what replaced the variable. */
+  readonly setting: string;
+  readonly cell: (hub: HubConfig, coder: ServiceSpec, specs: readonly ServiceSpec[]) => string;
+}
+
+const code = (text: string | number | boolean) => `\`${text}\``;
+const settingValue = (hub: HubConfig, name: keyof HubConfig["settings"]) => code(JSON.stringify(hub.settings[name]).replace(/^"|"$/g, ""));
+const isVllm = (spec: ServiceSpec) => spec.program === "vllm";
+const specNamed = (specs: readonly ServiceSpec[], name: string) => {
+  const found = specs.find((s) => s.name === name);
+  if (!found) throw new Error(`no ${name} container in the specs`);
+  return found;
+};
+
+const SEED_ROWS: readonly SeedRow[] = [
+  { seed: "LLM_MODEL", setting: code("llmModel"), cell: (hub, coder) => `${settingValue(hub, "llmModel")} → ${isVllm(coder) ? code(`vllm serve ${coder.command[0]}`) : code(`-hf ${flagValue(coder, "-hf")}`)}` },
+  {
+    seed: "QUANTIZATION",
+    setting: code("llmQuantization"),
+    cell: (hub, coder) => {
+      if (!isVllm(coder)) return `${settingValue(hub, "llmQuantization")} → GGUF ${code(flagValue(coder, "-hf").split(":").pop()!)} (llama.cpp)`;
+      return `${settingValue(hub, "llmQuantization")} → ${coder.command.includes("--quantization") ? code(`--quantization ${flagValue(coder, "--quantization")}`) : "no `--quantization` (the native checkpoint)"}${coder.command[0] !== hub.coder.model.repo ? `, checkpoint ${code(coder.command[0])}` : ""}`;
+    },
+  },
+  { seed: "MAX_MODEL_LEN", setting: code("llmMaxContext"), cell: (hub, coder) => `${settingValue(hub, "llmMaxContext")} → ${isVllm(coder) ? code(`--max-model-len ${flagValue(coder, "--max-model-len")}`) : code(`--ctx-size ${flagValue(coder, "--ctx-size")}`)}` },
+  { seed: "GPU_MEMORY_UTILIZATION", setting: `${code("llmGpuMemoryPercent")} (percent)`, cell: (hub, coder) => (isVllm(coder) ? `${settingValue(hub, "llmGpuMemoryPercent")} → ${code(`--gpu-memory-utilization ${flagValue(coder, "--gpu-memory-utilization")}`)}` : "not used (no GPU)") },
+  {
+    seed: "VLLM_ENGINE",
+    setting: `no setting: the ${code("tier")} picks the program (vLLM on a GPU, llama.cpp on the CPU), ${code("gpuSize")}'s vendor the vLLM build (CUDA or ROCm)`,
+    cell: (_hub, coder) => `${code(coder.image.repo.replace(/^.*\//, "") + ":" + coder.image.tag)}${coder.entrypoint ? `, ${code(coder.entrypoint.join(" "))}` : ""}`,
+  },
+  {
+    seed: "TENSOR_PARALLEL_SIZE",
+    setting: code("llmTensorParallelSize"),
+    cell: (hub, coder) => (isVllm(coder) ? `${settingValue(hub, "llmTensorParallelSize")} → ${code(`--tensor-parallel-size ${flagValue(coder, "--tensor-parallel-size")}`)}${coder.command.includes("--enable-expert-parallel") ? ` ${code("--enable-expert-parallel")}` : ""}` : "not used (one CPU process)"),
+  },
+  {
+    seed: "MODEL_NAME",
+    setting: `no setting for the name clients send: always ${code("coder")}, so it survives the GPU going off; the OCR model is ${code("ocrEngine")}`,
+    cell: (hub, coder, specs) => {
+      const served = isVllm(coder) ? code(`--served-model-name ${flagValue(coder, "--served-model-name")}`) : code(`--alias ${flagValue(coder, "--alias")}`);
+      const ocr = specs.find((s) => s.name === "ocr");
+      const ocrCell = !ocr ? `${settingValue(hub, "ocrEngine")}` : isVllm(ocr) ? `${settingValue(hub, "ocrEngine")} → ${code(`vllm serve ${ocr.command[0]}`)}, ${code(`--served-model-name ${flagValue(ocr, "--served-model-name")}`)}` : `${settingValue(hub, "ocrEngine")} → ${code(ocr.image.repo.replace(/^.*\//, ""))}`;
+      return `${served}; OCR ${ocrCell}`;
+    },
+  },
+  { seed: "WHISPER_MODEL", setting: code("sttModel"), cell: (hub, _c, specs) => `${settingValue(hub, "sttModel")} → ${code(specNamed(specs, "stt").env.HUB_STT_MODEL)} (fetched at start, then served offline)` },
+  { seed: "TTS_MODEL", setting: code("ttsModel"), cell: (hub, _c, specs) => `${settingValue(hub, "ttsModel")} → ${code(`--model_name ${flagValue(specNamed(specs, "tts"), "--model_name")}`)}` },
+];
+
+/**
+ * The seed design's environment variables, one to one onto the settings, with what each tier's
+ * preset value ends up as in the container specs the deploy runs.
+ */
+export function seedSettingsTable(): string {
+  const columns = SEED_TIERS.map((tier) => {
+    const loaded = loadHubConfig({ [`${PROJECT}:tier`]: tier });
+    if (!loaded.ok) throw new Error(`preset ${tier} does not validate`);
+    const specs = hubServiceSpecs(loaded.config);
+    const coder = specNamed(specs, "coder");
+    return { tier, hub: loaded.config, coder, specs };
+  });
+  const header = ["seed variable", "setting", ...columns.map((c) => `${c.tier} tier (${c.hub.gpu ? c.hub.gpu.size.slug : c.hub.cpuNode.size.slug})`)];
+  return mdTable(header, SEED_ROWS.map((row) => [code(row.seed), row.setting, ...columns.map((c) => row.cell(c.hub, c.coder, c.specs).replace(/\|/g, "\\|"))]));
+}
+
 export const README_SECTIONS: Record<string, () => string> = {
+  seed: seedSettingsTable,
   tiers: tierTable,
   routes: routesTable,
   images: imagesTable,
@@ -91,12 +175,38 @@ export const README_SECTIONS: Record<string, () => string> = {
 /** Replaces every `<!-- generated:NAME -->` ... `<!-- /generated:NAME -->` block. */
 export function renderReadme(current: string): string {
   let text = current;
-  for (const [name, render] of Object.entries(README_SECTIONS)) {
-    const pattern = new RegExp(`(<!-- generated:${name} -->)[\\s\\S]*?(<!-- /generated:${name} -->)`);
-    if (!pattern.test(text)) throw new Error(`README.md has no generated:${name} block`);
-    text = text.replace(pattern, (_m, open: string, close: string) => `${open}\n${render()}\n${close}`);
-  }
+  for (const [name, render] of Object.entries(README_SECTIONS)) text = replaceSection(text, name, render());
   return text;
+}
+
+function replaceSection(text: string, name: string, content: string): string {
+  const pattern = new RegExp(`(<!-- generated:${name} -->)[\\s\\S]*?(<!-- /generated:${name} -->)`);
+  if (!pattern.test(text)) throw new Error(`README.md has no generated:${name} block`);
+  return text.replace(pattern, (_m, open: string, close: string) => `${open}\n${content}\n${close}`);
+}
+
+/**
+ * One picture per tier, each from the offline plan of the tier's shipped stack file
+ * (Pulumi.<tier>.yaml), so it shows exactly what `npm run plan -- --stack <tier>` plans.
+ * The plans run one after another: Pulumi's mock engine is process-global.
+ */
+export async function tierDiagrams(): Promise<Record<string, string>> {
+  const diagrams: Record<string, string> = {};
+  for (const tier of TIERS) {
+    const result = await planFromFile(tier, stackFilePath(tier));
+    if (!result.ok) throw new Error(`stack ${tier} is refused: ${result.document.problems.map((p) => p.message).join("; ")}`);
+    diagrams[tier] = renderMermaid(pictureOf(result.document, result.artifacts), { compact: true });
+  }
+  return diagrams;
+}
+
+export function diagramsSection(diagrams: Record<string, string>): string {
+  return TIERS.map((tier) => `**${tier}** (\`npm run plan -- --stack ${tier} --diagram ${tier}.md\`):\n\n\`\`\`mermaid\n${diagrams[tier]}\`\`\``).join("\n\n");
+}
+
+/** renderReadme plus the diagrams, which need the plan (asynchronous). */
+export async function renderReadmeWithDiagrams(current: string, diagrams?: Record<string, string>): Promise<string> {
+  return replaceSection(renderReadme(current), "diagrams", diagramsSection(diagrams ?? (await tierDiagrams())));
 }
 
 export function renderPulumiYaml(): string {

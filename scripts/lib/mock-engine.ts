@@ -23,6 +23,10 @@ export interface RecordedResource {
   readonly custom: boolean;
   /** The explicit provider's URN, when the resource has one (Docker providers per node). */
   readonly provider?: string;
+  /** The stand-in id the mock cloud gave it (custom resources), which other resources' inputs name (a volume attachment's dropletId). */
+  readonly id?: string;
+  /** What the mock cloud computed beyond the inputs (stand-in addresses, a VPC's range), for linking resources as the cloud would. */
+  readonly cloudOutputs?: Record<string, unknown>;
   /** Inputs with secrets replaced by "[secret]" and unknowns by "(known after deploy)". */
   readonly inputs: Record<string, unknown>;
   /** Inputs with secrets left in place, for tests that check where secrets flow. */
@@ -116,17 +120,18 @@ export async function runUnderMocks(program: () => Record<string, unknown> | Pro
   let dropletCounter = 0;
   addressCounter = 0;
   mockStack = stack;
-  const inputsByKey = new Map<string, { inputs: Record<string, unknown>; custom: boolean; provider?: string }>();
+  const inputsByKey = new Map<string, { inputs: Record<string, unknown>; custom: boolean; provider?: string; id: string; cloudOutputs: Record<string, unknown> }>();
   const registrations = new Map<pulumi.Resource, Registration>();
 
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
-        inputsByKey.set(`${args.type}::${args.name}`, { inputs: args.inputs, custom: args.custom ?? true, provider: args.provider });
         // Droplet ids are numbers (VolumeAttachment.dropletId takes one).
         // An imported resource keeps the id it was imported by.
         const id = args.id ? args.id : args.type === "digitalocean:index/droplet:Droplet" ? `999${String(++dropletCounter).padStart(5, "0")}` : `mock-${args.name}`;
-        return { id, state: { ...args.inputs, ...cloudState(args.type, args.name, args.inputs) } };
+        const cloudOutputs = cloudState(args.type, args.name, args.inputs);
+        inputsByKey.set(`${args.type}::${args.name}`, { inputs: args.inputs, custom: args.custom ?? true, provider: args.provider, id, cloudOutputs });
+        return { id, state: { ...args.inputs, ...cloudOutputs } };
       },
       call: (args) => args.inputs,
     },
@@ -190,6 +195,9 @@ export async function runUnderMocks(program: () => Record<string, unknown> | Pro
       custom: recorded?.custom ?? false,
       // Provider references are "<urn>::<id>"; keep the URN.
       provider: recorded?.provider ? recorded.provider.split("::").slice(0, -1).join("::") : undefined,
+      ...(recorded ? { id: recorded.id } : {}),
+      // Host keys are stand-ins, but still key material: only addresses and ranges are kept.
+      ...(recorded && reg.type !== "tls:index/privateKey:PrivateKey" && Object.keys(recorded.cloudOutputs).length > 0 ? { cloudOutputs: presentValue(recorded.cloudOutputs, false) as Record<string, unknown> } : {}),
       inputs: presentValue(raw, false) as Record<string, unknown>,
       rawInputs: presentValue(raw, true) as Record<string, unknown>,
       options: {
