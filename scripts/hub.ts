@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { gpuCommand, scaleCommand, tierCommand } from "./lib/hub/commands";
+import { gpuCommand, keepDeployed, scaleCommand, tierCommand } from "./lib/hub/commands";
 import { parsePinDuration, requestProblem, ScaleRequest } from "./lib/hub/scale";
 import { automationOps, checkPrerequisites, HubCommandError, StackOps } from "./lib/hub/ops";
 import { keysCommand } from "./lib/hub/keys";
@@ -9,6 +9,7 @@ const USAGE = `usage: npm run hub -- <command> --stack NAME
   gpu on|off|status|sync   turn the hybrid tier's GPU droplet on or off (sync: follow gpuWindows)
   gpu on|off --for 8h      ... and pin it there: the autoscaler and the windows leave it until then
   gpu unpin                remove the pin; the autoscaler decides again
+  gpu keep                 set this checkout's GPU count and pin to what the stack runs (pipelines)
   gpu scale <N> [--reason R] [--decision-id ID] [--force]
                            set the GPU node count (gpuMinNodes..gpuMaxNodes; refused while pinned
                            unless --force); what the autoscale workflow runs
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
   const [command, action, ...rest] = positionals;
   if (!values.stack) fail(`--stack is required (stacks here: ${availableStacks().join(", ")})`);
   const io = { out: (line: string) => process.stdout.write(`${line}\n`), now: () => Date.now() };
-  if (command === "gpu" && !["on", "off", "status", "sync", "unpin", "scale"].includes(action ?? "")) fail(`gpu takes on, off, status, sync, unpin or scale, not "${action ?? ""}"`);
+  if (command === "gpu" && !["on", "off", "status", "sync", "unpin", "scale", "keep"].includes(action ?? "")) fail(`gpu takes on, off, status, sync, unpin, scale or keep, not "${action ?? ""}"`);
   let pinMs: number | undefined;
   if (values.for !== undefined) {
     if (command !== "gpu" || (action !== "on" && action !== "off")) fail("--for goes with gpu on or gpu off (e.g. gpu on --for 8h)");
@@ -98,6 +99,7 @@ async function main(): Promise<void> {
   checkPrerequisites();
   const ops = await automationOps(values.stack, PROJECT_ROOT);
   if (scale) await scaleCommand(ops, scale, io);
+  else if (command === "gpu" && action === "keep") await keepDeployed(ops, io);
   else if (command === "gpu") await gpuCommand(ops, action as "on" | "off" | "status" | "sync" | "unpin", io, action === "on" ? coderProbe(ops, values.key ?? process.env.HUB_API_KEY) : undefined, undefined, { pinMs });
   else if (command === "tier") await tierCommand(ops, action, io);
   else await keysCommand(ops, action, rest, { name: values.name, scopes: values.scopes, rate: values.rate }, io);

@@ -132,7 +132,7 @@ describe("pins", () => {
 
 describe("gpu scale against a recording Pulumi", () => {
   it("sets the config, previews, applies with the decision in the update message, and prints the reason", async () => {
-    const ops = new RecordingOps(cfg({ tier: "hybrid", gpuMaxNodes: "1" }), [step("create", T.droplet, "gpu-0-droplet")]);
+    const ops = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "false", gpuMaxNodes: "1" }), [step("create", T.droplet, "gpu-0-droplet")]);
     const { lines, io: out } = io();
     await scaleCommand(ops, { nodes: 1, reason: "wake-on-demand", decisionId: "d-42" }, out, new Date(NOW));
     expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "preview", "up"]);
@@ -143,16 +143,48 @@ describe("gpu scale against a recording Pulumi", () => {
 
   it("a no-op touches nothing; a pinned stack refuses before anything is set", async () => {
     const same = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "true" }));
+    same.deployedNodes = { cpu: {}, "gpu-0": {} };
     await scaleCommand(same, { nodes: 1 }, io().io, new Date(NOW));
     expect(same.calls).toEqual(["getConfig"]);
     const pin = new RecordingOps(pinned(1, "2026-12-02T18:00:00Z"));
+    pin.deployedNodes = { cpu: {}, "gpu-0": {} };
+    pin.deployedPin = { nodes: 1, until: "2026-12-02T18:00:00Z" };
     await expect(scaleCommand(pin, { nodes: 0, reason: "idle" }, io().io, new Date(NOW))).rejects.toThrow(/pinned/);
     expect(pin.calls).toEqual(["getConfig"]);
+  });
+
+  it("a fresh checkout (the runner's) starts from what the stack runs: the count and the pin come from the outputs", async () => {
+    // Committed: GPU off, no pin. Deployed: the autoscaler woke gpu-0 and an operator pinned it.
+    const runner = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "false" }));
+    runner.deployedNodes = { cpu: {}, "gpu-0": {} };
+    runner.deployedPin = { nodes: 1, until: "2026-12-02T18:00:00Z" };
+    const { lines, io: out } = io();
+    await expect(scaleCommand(runner, { nodes: 0, reason: "idle", decisionId: "d-9" }, out, new Date(NOW))).rejects.toThrow(/pinned at 1 GPU node\(s\) until 2026-12-02T18:00:00Z/);
+    expect(runner.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "set inference-hub:gpuPinNodes=1", "set inference-hub:gpuPinUntil=2026-12-02T18:00:00Z"]);
+    expect(lines.join("\n")).toContain("the stack runs 1 GPU node(s), pinned at 1 until 2026-12-02T18:00:00Z");
+    // Without the pin the same request turns the GPU off, where the committed file alone would say "already 0".
+    const unpinned = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "false", gpuMaxNodes: "1" }));
+    unpinned.deployedNodes = { cpu: {}, "gpu-0": {} };
+    await scaleCommand(unpinned, { nodes: 0, reason: "idle" }, io().io, new Date(NOW));
+    expect(unpinned.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "set inference-hub:gpuEnabled=false", "preview", "up"]);
+  });
+
+  it("gpu keep: config only, and nothing before a first deploy", async () => {
+    const { keepDeployed } = await import("../scripts/lib/hub/commands");
+    const ops = new RecordingOps(cfg({ tier: "gpu", gpuMaxNodes: "3", budgetUsd: "9000" }), [], "gpu");
+    ops.deployedNodes = { cpu: {}, "gpu-0": {}, "gpu-1": {} };
+    await keepDeployed(ops, io().io, new Date(NOW));
+    expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuCount=2"]);
+    const fresh = new RecordingOps(cfg({ tier: "gpu" }), [], "gpu");
+    fresh.outputs = async () => ({}) as never;
+    await keepDeployed(fresh, io().io, new Date(NOW));
+    expect(fresh.calls).toEqual(["getConfig"]);
   });
 
   it("a scale-down whose preview would delete a model-cache volume is refused and the config restored", async () => {
     const before = cfg({ tier: "gpu", gpuCount: "2", gpuMaxNodes: "2", budgetUsd: "6000" });
     const ops = new RecordingOps({ ...before }, [step("delete", T.droplet, "gpu-1-droplet", "gpu"), step("delete", T.volume, "storage-model-cache-1", "gpu")], "gpu");
+    ops.deployedNodes = { cpu: {}, "gpu-0": {}, "gpu-1": {} };
     await expect(scaleCommand(ops, { nodes: 1 }, io().io, new Date(NOW))).rejects.toThrow(/volume.*storage-model-cache-1/);
     expect(ops.calls).not.toContain("up");
     expect(ops.config).toEqual(before);

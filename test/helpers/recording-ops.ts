@@ -32,8 +32,10 @@ export class RecordingOps implements StackOps {
     return this.previewSteps;
   }
   deployedNodes: Record<string, unknown> = { cpu: {} };
+  /** The gpuPin stack output, when the deployed stack has one. */
+  deployedPin: { nodes: number; until: string } | undefined;
   async outputs() {
-    return { baseUrl: { value: "http://203.0.113.10/v1", secret: false }, nodeAddresses: { value: this.deployedNodes, secret: false } };
+    return { baseUrl: { value: "http://203.0.113.10/v1", secret: false }, nodeAddresses: { value: this.deployedNodes, secret: false }, ...(this.deployedPin ? { gpuPin: { value: this.deployedPin, secret: false } } : {}) };
   }
 }
 

@@ -1,7 +1,7 @@
 import type { HubConfig } from "../../../stacks/hub-config";
 import { checkPreview, Decision, decideGpu, decideGpuSync, decideTier, describeOutcome, PreviewStep, resolveConfig, StackConfig } from "./decisions";
 import { HubCommandError, StackOps } from "./ops";
-import { decidePin, decideScale, decideUnpin, isoSeconds, requestLabel, ScaleRequest } from "./scale";
+import { adoptDeployed, decidePin, decideScale, decideUnpin, deployedGpu, isoSeconds, requestLabel, ScaleRequest } from "./scale";
 
 export interface Io {
   readonly out: (line: string) => void;
@@ -145,7 +145,30 @@ export async function tierCommand(ops: StackOps, tier: string, io: Io): Promise<
  */
 export async function scaleCommand(ops: StackOps, request: ScaleRequest, io: Io, now: Date = new Date(io.now())): Promise<void> {
   io.out(`${ops.stackName}: gpu scale ${request.nodes} asked (${requestLabel(request)}${request.force ? ", forced past any pin" : ""})`);
-  const config = await ops.getConfig();
+  // From the count the stack runs, not the committed one a fresh checkout holds.
+  const config = await keepDeployed(ops, io, now);
   const decision = decideScale(config, request, now.getTime());
   await applyDecision(ops, config, decision, io, undefined, `hub gpu scale ${request.nodes} (${requestLabel(request)})`);
+}
+
+/**
+ * `gpu keep`: sets this checkout's GPU count and pin to what the stack runs (from its outputs),
+ * so an up from a fresh checkout (the deploy and autoscale pipelines) neither undoes the
+ * autoscaler's last change nor drops a pin. Config only: nothing is previewed or applied.
+ */
+export async function keepDeployed(ops: StackOps, io: Io, now: Date = new Date(io.now())): Promise<StackConfig> {
+  const config = await ops.getConfig();
+  const deployed = deployedGpu(await ops.outputs());
+  if (!deployed) {
+    io.out(`${ops.stackName}: not deployed yet; the checkout's GPU settings stand.`);
+    return config;
+  }
+  const changes = adoptDeployed(config, deployed, now.getTime());
+  if (Object.keys(changes).length === 0) return config;
+  for (const [k, value] of Object.entries(changes)) {
+    if (value === null) await ops.removeConfig(k);
+    else await ops.setConfig(k, value, false);
+  }
+  io.out(`${ops.stackName}: the stack runs ${deployed.nodes} GPU node(s)${deployed.pin ? `, pinned at ${deployed.pin.nodes} until ${deployed.pin.until}` : ""}; this checkout now says so (${Object.entries(changes).map(([k, v]) => `${k.split(":").pop()} ${v === null ? "removed" : `= ${v}`}`).join(", ")}).`);
+  return Object.fromEntries(Object.entries({ ...config, ...Object.fromEntries(Object.entries(changes).map(([k, v]) => [k, v === null ? undefined : { value: v, secret: false }])) }).filter(([, v]) => v !== undefined)) as StackConfig;
 }

@@ -127,3 +127,41 @@ export function decideUnpin(config: StackConfig, nowMs: number): Decision {
   const before = resolveConfig(config, {}, nowMs);
   return { ok: true, changes, before: before.ok ? before.hub : after.hub, after: after.hub, summary: "removing the GPU pin; the autoscaler decides again" };
 }
+
+/** Stack outputs as the Automation API returns them. */
+export type StackOutputs = Readonly<Record<string, { readonly value: unknown; readonly secret: boolean }>>;
+
+/** What the stack runs, from its outputs: the GPU nodes (nodeAddresses names each) and the pin. Undefined before a first deploy. */
+export function deployedGpu(outputs: StackOutputs): { nodes: number; pin?: { nodes: number; until: string } } | undefined {
+  const nodes = outputs.nodeAddresses?.value;
+  if (typeof nodes !== "object" || nodes === null) return undefined;
+  const count = Object.keys(nodes).filter((n) => /^gpu-\d+$/.test(n)).length;
+  const pin = outputs.gpuPin?.value as { nodes?: unknown; until?: unknown } | undefined;
+  const validPin = pin && typeof pin.nodes === "number" && typeof pin.until === "string" ? { nodes: pin.nodes, until: pin.until } : undefined;
+  return { nodes: count, ...(validPin ? { pin: validPin } : {}) };
+}
+
+/**
+ * Config changes that make a checkout say what the stack runs (the state is the truth): a runner's
+ * fresh checkout has the committed gpuEnabled/gpuCount and no pin, while the autoscaler or an
+ * operator may have moved the GPU since. Only the GPU count and the pin are taken over.
+ */
+export function adoptDeployed(config: StackConfig, deployed: { nodes: number; pin?: { nodes: number; until: string } }, nowMs: number): ConfigChanges {
+  const current = resolveConfig(config, {}, nowMs);
+  const tier = current.ok ? current.hub.tier : config[key("tier")]?.value;
+  if (!tier || !GPU_TIERS.includes(tier)) return {};
+  const changes: Record<string, string | null> = {};
+  const set = (name: string, value: string | null) => {
+    const have = config[key(name)]?.value;
+    if (value === null ? have !== undefined : have !== value) changes[key(name)] = value;
+  };
+  if (tier === "hybrid") {
+    set("gpuEnabled", String(deployed.nodes > 0));
+    if (deployed.nodes > 0 && (!current.ok || current.hub.gpu?.count !== deployed.nodes)) set("gpuCount", String(deployed.nodes));
+  } else if (deployed.nodes > 0 && (!current.ok || current.hub.gpu?.count !== deployed.nodes)) {
+    set("gpuCount", String(deployed.nodes));
+  }
+  set("gpuPinNodes", deployed.pin ? String(deployed.pin.nodes) : null);
+  set("gpuPinUntil", deployed.pin ? deployed.pin.until : null);
+  return changes;
+}
