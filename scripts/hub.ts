@@ -4,6 +4,7 @@ import { parsePinDuration, requestProblem, ScaleRequest } from "./lib/hub/scale"
 import { automationOps, checkPrerequisites, HubCommandError, StackOps } from "./lib/hub/ops";
 import { keysCommand } from "./lib/hub/keys";
 import { availableStacks, PROJECT_ROOT } from "./lib/plan-runner";
+import { BACKEND_HEADER } from "../services/backend-header";
 
 const USAGE = `usage: npm run hub -- <command> --stack NAME
   gpu on|off|status|sync   turn the hybrid tier's GPU droplet on or off (sync: follow gpuWindows)
@@ -35,6 +36,10 @@ function coderProbe(ops: StackOps, key: string | undefined) {
     try {
       const res = await fetch(`${base}/models`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(10_000) });
       if (!res.ok) return "down";
+      // Every coder answer names its backend (gpu-<i>, cpu-fallback, gpu-off); a gateway deployed
+      // before that header existed is read from the model list's owner instead.
+      const backend = res.headers.get(BACKEND_HEADER);
+      if (backend) return /^gpu-\d+$/.test(backend) ? "gpu" : "fallback";
       const body = (await res.json()) as { data?: { id: string; owned_by?: string }[] };
       const coder = body.data?.find((m) => m.id === "coder");
       return coder?.owned_by === "vllm" ? "gpu" : coder ? "fallback" : "down";
