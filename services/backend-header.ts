@@ -44,5 +44,13 @@ export function vllmStartScript(source: string = middlewareSource()): string {
   ].join("\n");
 }
 
-/** The headers middleware the fallback's loopback router applies. */
-export const fallbackHeaderMiddleware = (): Record<string, unknown> => ({ headers: { customResponseHeaders: { [BACKEND_HEADER]: FALLBACK_BACKEND_NAME } } });
+/**
+ * The name each CPU-node fallback answers under, by its Traefik service name: the llama.cpp
+ * stand-in, and the autoscaling controller's own off-state answer (service `coder-off` on the
+ * controller branch), which is the 503 of a GPU that is off. A fallback not listed passes unnamed.
+ */
+const FALLBACK_NAMES: Readonly<Record<string, string>> = { "coder-fallback": FALLBACK_BACKEND_NAME, "coder-off": GPU_OFF_BACKEND_NAME };
+export const fallbackBackendName = (service: string): string | undefined => (Object.hasOwn(FALLBACK_NAMES, service) ? FALLBACK_NAMES[service] : undefined);
+
+/** The headers middleware a fallback's loopback router applies. */
+export const fallbackHeaderMiddleware = (name: string): Record<string, unknown> => ({ headers: { customResponseHeaders: { [BACKEND_HEADER]: name } } });

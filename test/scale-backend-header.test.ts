@@ -3,10 +3,10 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BACKEND_HEADER } from "../services/backend-header";
+import { BACKEND_HEADER, fallbackBackendName, VLLM_BACKEND_MIDDLEWARE } from "../services/backend-header";
 import { vllmCoderSpecs } from "../services/coder";
 import { GatewayRig, rigMissing, type RigResponse } from "./helpers/gateway-rig";
-import { mustLoad } from "./helpers/load";
+import { mustLoad, readJson, REFERENCE } from "./helpers/load";
 import { ManagedProcess, waitFor } from "./helpers/processes";
 
 /**
@@ -26,6 +26,23 @@ const missing = rigMissing() ?? (pythonReady() ? undefined : "no Debian python3-
 if (missing) console.warn(`backend-header tests skipped: ${missing}`);
 it.runIf(Boolean(missing) && process.env.CI === "true")("Traefik, nginx, PostgreSQL and Debian's FastAPI are installed (required in CI)", () => {
   expect.fail(missing);
+});
+
+describe("the backend names, offline", () => {
+  it("each replica's coder container names its own node and passes vLLM 0.24.0's --middleware", () => {
+    const specs = vllmCoderSpecs(mustLoad({ tier: "gpu", gpuCount: 2, gpuMaxNodes: 2, budgetUsd: 6000 }));
+    expect(specs.map((s) => [s.node, s.env.HUB_BACKEND_NAME])).toEqual([["gpu-0", "gpu-0"], ["gpu-1", "gpu-1"]]);
+    const flags = readJson<{ flags: string[] }>(path.join(REFERENCE, "vllm/args-0.24.0.json")).flags;
+    expect(flags).toContain("--middleware");
+    for (const s of specs) expect(s.command.slice(-2)).toEqual(["--middleware", VLLM_BACKEND_MIDDLEWARE]);
+  });
+
+  it("the fallbacks on the CPU node answer under their names; one not listed passes unnamed", () => {
+    expect(fallbackBackendName("coder-fallback")).toBe("cpu-fallback");
+    expect(fallbackBackendName("coder-off")).toBe("gpu-off");
+    expect(fallbackBackendName("ocr-fallback")).toBeUndefined();
+    expect(fallbackBackendName("constructor")).toBeUndefined();
+  });
 });
 
 /** STAND-IN for the `vllm` command (not vLLM): `vllm serve <args>` with vLLM's middleware loading. */
