@@ -292,6 +292,8 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
     hubApiKey: apiKey,
     monthlyCostUsd: hub.cost.monthlyUsd,
     hourlyBurnUsd: hub.cost.hourlyNowUsd,
+    // The pin as deployed: a fresh checkout (the autoscale and deploy pipelines) takes it from here.
+    ...(hub.gpuPin ? { gpuPin: { nodes: hub.gpuPin.nodes, until: new Date(hub.gpuPin.untilMs).toISOString().replace(/\.\d{3}Z$/, "Z") } } : {}),
   };
 }
 

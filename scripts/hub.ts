@@ -1,18 +1,26 @@
 import { parseArgs } from "node:util";
-import { gpuCommand, tierCommand } from "./lib/hub/commands";
+import { gpuCommand, keepDeployed, scaleCommand, tierCommand } from "./lib/hub/commands";
+import { parsePinDuration, requestProblem, ScaleRequest } from "./lib/hub/scale";
 import { automationOps, checkPrerequisites, HubCommandError, StackOps } from "./lib/hub/ops";
 import { keysCommand } from "./lib/hub/keys";
 import { availableStacks, PROJECT_ROOT } from "./lib/plan-runner";
+import { BACKEND_HEADER } from "../services/backend-header";
 
 const USAGE = `usage: npm run hub -- <command> --stack NAME
   gpu on|off|status|sync   turn the hybrid tier's GPU droplet on or off (sync: follow gpuWindows)
+  gpu on|off --for 8h      ... and pin it there: the autoscaler and the windows leave it until then
+  gpu unpin                remove the pin; the autoscaler decides again
+  gpu keep                 set this checkout's GPU count and pin to what the stack runs (pipelines)
+  gpu scale <N> [--reason R] [--decision-id ID] [--force]
+                           set the GPU node count (gpuMinNodes..gpuMaxNodes; refused while pinned
+                           unless --force); what the autoscale workflow runs
   tier <cpu|gpu|hybrid|multigpu>
                            move the stack to another tier (region and model cache stay)
   keys create --name N --scopes llm,ocr,stt,tts[,admin] [--rate N]
   keys list | keys revoke <id>
                            manage client API keys (stored hashed in the stack's secret config)
 options: --stack NAME (required), --key KEY (API key used to wait for the coder after gpu on;
-         default $HUB_API_KEY), --name, --scopes, --rate`;
+         default $HUB_API_KEY), --for DURATION (8h, 90m, 1d, 2h30m), --name, --scopes, --rate`;
 
 function fail(message: string): never {
   process.stderr.write(`hub: ${message}\n`);
@@ -28,6 +36,10 @@ function coderProbe(ops: StackOps, key: string | undefined) {
     try {
       const res = await fetch(`${base}/models`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(10_000) });
       if (!res.ok) return "down";
+      // Every coder answer names its backend (gpu-<i>, cpu-fallback, gpu-off); a gateway deployed
+      // before that header existed is read from the model list's owner instead.
+      const backend = res.headers.get(BACKEND_HEADER);
+      if (backend) return /^gpu-\d+$/.test(backend) ? "gpu" : "fallback";
       const body = (await res.json()) as { data?: { id: string; owned_by?: string }[] };
       const coder = body.data?.find((m) => m.id === "coder");
       return coder?.owned_by === "vllm" ? "gpu" : coder ? "fallback" : "down";
@@ -43,7 +55,18 @@ async function main(): Promise<void> {
     parsed = parseArgs({
       allowPositionals: true,
       strict: true,
-      options: { stack: { type: "string" }, key: { type: "string" }, name: { type: "string" }, scopes: { type: "string" }, rate: { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: {
+        stack: { type: "string" },
+        key: { type: "string" },
+        name: { type: "string" },
+        scopes: { type: "string" },
+        rate: { type: "string" },
+        for: { type: "string" },
+        reason: { type: "string" },
+        "decision-id": { type: "string" },
+        force: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
     });
   } catch (err) {
     fail(`${(err as Error).message}\n${USAGE}`);
@@ -56,13 +79,33 @@ async function main(): Promise<void> {
   const [command, action, ...rest] = positionals;
   if (!values.stack) fail(`--stack is required (stacks here: ${availableStacks().join(", ")})`);
   const io = { out: (line: string) => process.stdout.write(`${line}\n`), now: () => Date.now() };
-  if (command === "gpu" && !["on", "off", "status", "sync"].includes(action ?? "")) fail(`gpu takes on, off, status or sync, not "${action ?? ""}"`);
+  if (command === "gpu" && !["on", "off", "status", "sync", "unpin", "scale", "keep"].includes(action ?? "")) fail(`gpu takes on, off, status, sync, unpin, scale or keep, not "${action ?? ""}"`);
+  let pinMs: number | undefined;
+  if (values.for !== undefined) {
+    if (command !== "gpu" || (action !== "on" && action !== "off")) fail("--for goes with gpu on or gpu off (e.g. gpu on --for 8h)");
+    const parsed = parsePinDuration(values.for);
+    if (!parsed.ok) fail(parsed.reason);
+    pinMs = parsed.ms;
+  }
+  let scale: ScaleRequest | undefined;
+  if (command === "gpu" && action === "scale") {
+    // Digits only: parseInt would take "2x" for 2, Number would take "" or "1e1".
+    const text = rest[0] ?? "";
+    if (!/^\d{1,3}$/.test(text) || rest.length > 1) fail(`gpu scale takes one node count (a whole number such as 0, 1 or 2), not "${rest.join(" ")}"`);
+    scale = { nodes: Number(text), reason: values.reason, decisionId: values["decision-id"], force: values.force === true };
+    const bad = requestProblem(scale);
+    if (bad) fail(bad);
+  } else if (values.reason !== undefined || values["decision-id"] !== undefined || values.force) {
+    fail("--reason, --decision-id and --force go with gpu scale");
+  }
   if (command === "tier" && !action) fail("tier needs a tier name: cpu, gpu, hybrid or multigpu");
   if (!["gpu", "tier", "keys"].includes(command)) fail(`unknown command "${command}"\n${USAGE}`);
 
   checkPrerequisites();
   const ops = await automationOps(values.stack, PROJECT_ROOT);
-  if (command === "gpu") await gpuCommand(ops, action as "on" | "off" | "status" | "sync", io, action === "on" ? coderProbe(ops, values.key ?? process.env.HUB_API_KEY) : undefined);
+  if (scale) await scaleCommand(ops, scale, io);
+  else if (command === "gpu" && action === "keep") await keepDeployed(ops, io);
+  else if (command === "gpu") await gpuCommand(ops, action as "on" | "off" | "status" | "sync" | "unpin", io, action === "on" ? coderProbe(ops, values.key ?? process.env.HUB_API_KEY) : undefined, undefined, { pinMs });
   else if (command === "tier") await tierCommand(ops, action, io);
   else await keysCommand(ops, action, rest, { name: values.name, scopes: values.scopes, rate: values.rate }, io);
 }

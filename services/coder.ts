@@ -6,6 +6,7 @@ import { GPU_SERVICE_PORTS } from "./ports";
 import { SERVICE_PORTS } from "./routes";
 import type { HealthCheck, ServiceSpec } from "./spec";
 import { coderServeArgs, ocrServeArgs } from "./vllm";
+import { VLLM_BACKEND_MIDDLEWARE, vllmStartScript } from "./backend-header";
 
 // ---- placement and memory, shared by the CPU service files ----
 
@@ -93,7 +94,17 @@ function vllmSpec(hub: HubConfig, node: NodePlan, role: "coder" | "ocr", args: r
 export function vllmCoderSpecs(hub: HubConfig): ServiceSpec[] {
   const coder = hub.coder;
   if (coder.backend !== "vllm") return [];
-  return activeGpuNodes(hub).map((node) => vllmSpec(hub, node, "coder", coderServeArgs(coder, GPU_SERVICE_PORTS.coder), GPU_SERVICE_PORTS.coder, coder.weights.diskGB));
+  return activeGpuNodes(hub).map((node) => {
+    const spec = vllmSpec(hub, node, "coder", coderServeArgs(coder, GPU_SERVICE_PORTS.coder), GPU_SERVICE_PORTS.coder, coder.weights.diskGB);
+    // Every answer names its replica (X-Hub-Backend: gpu-<i>; services/backend-header.ts):
+    // `sh -c <script> vllm-serve <args>` writes the middleware module, then runs `vllm serve "$@"`.
+    return {
+      ...spec,
+      entrypoint: ["/bin/sh", "-c", vllmStartScript(), "vllm-serve"],
+      command: [...spec.command, "--middleware", VLLM_BACKEND_MIDDLEWARE],
+      env: { ...spec.env, HUB_BACKEND_NAME: node.name },
+    };
+  });
 }
 
 /** All GPU memory of one GPU node, GB. */

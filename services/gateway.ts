@@ -10,6 +10,7 @@ import type { Backend, Route } from "./routes";
 import { DOCUMENTS_ASYNC_HINT, DOCUMENTS_ROUTE, GPU_OFF_SERVICE, SERVICE_PORTS } from "./routes";
 import { ERRORS_IMAGE, TRAEFIK_IMAGE } from "./images";
 import type { ServiceSpec } from "./spec";
+import { BACKEND_HEADER, fallbackBackendName, fallbackHeaderMiddleware, GPU_OFF_BACKEND_NAME } from "./backend-header";
 
 export { ERRORS_IMAGE, TRAEFIK_IMAGE };
 
@@ -273,7 +274,7 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     routers[route.name] = {
       entryPoints: [...entryPoints],
       rule: routeRule(route),
-      service: routeService(route, services, privateIps),
+      service: routeService(route, services, privateIps, routers, middlewares),
       middlewares: chain,
       ...routerTls(),
     };
@@ -387,8 +388,9 @@ class ServiceTable {
 }
 
 /** The service a route's router points at: the primaries, a failover to the fallback, or the fallback alone. */
-function routeService(route: Route, services: ServiceTable, privateIps: Readonly<Record<string, string>>): string {
-  const fallback = route.fallback === undefined ? undefined : route.fallback === GPU_OFF_SERVICE ? gpuOffService(services) : backendService(route.fallback.service, [route.fallback], services, privateIps);
+function routeService(route: Route, services: ServiceTable, privateIps: Readonly<Record<string, string>>, routers: Record<string, unknown>, middlewares: Record<string, unknown>): string {
+  const fallback =
+    route.fallback === undefined ? undefined : route.fallback === GPU_OFF_SERVICE ? gpuOffService(services) : namedFallback(route, route.fallback.service, backendService(route.fallback.service, [route.fallback], services, privateIps), services, routers, middlewares);
   if (route.primary.length === 0) {
     if (!fallback) throw new Error(`Route ${route.name} has no backend: no primary replica and no fallback. Give it a fallback (a CPU stand-in or "${GPU_OFF_SERVICE}").`);
     // GPU off: no failover to health-check, the fallback answers directly.
@@ -414,6 +416,23 @@ function backendService(name: string, backends: readonly Backend[], services: Se
       healthCheck: { path: backends[0].healthPath, ...HEALTH_CHECK },
     },
   });
+}
+
+/**
+ * The CPU stand-in behind one hop over the loopback entry point, whose router names it in
+ * X-Hub-Backend (services/backend-header.ts): router middlewares apply to whatever service
+ * answers, so only a router of its own can tell the fallback apart. Only requests the fallback
+ * answers take the hop; the GPU replicas name themselves.
+ */
+function namedFallback(route: Route, fallback: string, backend: string, services: ServiceTable, routers: Record<string, unknown>, middlewares: Record<string, unknown>): string {
+  const named = fallbackBackendName(fallback);
+  if (!named) return backend;
+  // The hop sees the path after the route's rewrite, which the public rule would not match.
+  if (route.rewritePrefix) throw new Error(`Route ${route.name}: a CPU fallback behind a path rewrite is not supported by the backend header's loopback hop.`);
+  const name = `${route.name}-fallback-named`;
+  middlewares[`${name}-header`] = fallbackHeaderMiddleware(named);
+  routers[name] = { entryPoints: [ENTRY_POINTS.internal], rule: routeRule(route), service: backend, middlewares: [`${name}-header`] };
+  return services.add(name, { loadBalancer: { servers: [{ url: INTERNAL_URL }] } });
 }
 
 function gpuOffService(services: ServiceTable): string {
@@ -536,6 +555,12 @@ interface ErrorPage {
   readonly retryAfterSeconds?: number;
 }
 
+/**
+ * While no GPU serves and there is no stand-in: a wake-up (the autoscaler's, on the first request)
+ * takes minutes, so a client that polls once a minute sees the GPU soon after it is ready without
+ * hammering the gateway meanwhile.
+ */
+export const GPU_OFF_RETRY_AFTER_SECONDS = 60;
 /** How long a client should wait before retrying a backend that did not answer (a container restart). */
 const BACKEND_RETRY_AFTER_SECONDS = 10;
 /** The gatekeeper restarts in a few seconds (Docker's restart policy). */
@@ -597,7 +622,11 @@ export function errorsNginx(hub: HubConfig, routes: readonly Route[]): NginxNode
         ["default_type", "application/json"],
         { block: "location", args: ["=", ERRORS_HEALTH_PATH], body: [["return", 200, JSON.stringify({ status: "ok" })]] },
         ...locations,
-        { block: "location", args: ["/"], body: [["return", 503, JSON.stringify(GPU_OFF_ERROR)]] },
+        {
+          block: "location",
+          args: ["/"],
+          body: [["add_header", BACKEND_HEADER, GPU_OFF_BACKEND_NAME, "always"], ["add_header", "Retry-After", GPU_OFF_RETRY_AFTER_SECONDS, "always"], ["return", 503, JSON.stringify(GPU_OFF_ERROR)]],
+        },
       ],
     },
   ];

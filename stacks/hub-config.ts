@@ -87,6 +87,12 @@ export interface HubConfig {
     readonly on: boolean;
     readonly hoursPerMonth: number;
   };
+  /**
+   * A manual pin (`npm run hub -- gpu on|off --for 8h`): the node count the controller keeps until
+   * `untilMs` (Unix ms). Present whenever gpuPinNodes and gpuPinUntil are set, expired or not: the
+   * controller compares it with its own clock.
+   */
+  readonly gpuPin?: { readonly nodes: number; readonly untilMs: number };
   readonly modelCache: { readonly sizeGiB: number; readonly volumes: number; readonly neededGiB: number };
   readonly coder: VllmCoder | LlamaCppCoder;
   readonly fallbackCoder?: LlamaCppCoder;

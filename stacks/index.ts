@@ -13,9 +13,10 @@ export type LoadResult = { ok: true; config: HubConfig; overrides: StackOverride
  * findings that hinge on such a key are left out: they would describe the preset, not the file.
  * `earlier`: problems found before the program would run (the CLI's own checks of the stack file).
  */
-export function loadHubConfig(config: EngineConfig, secretKeys: readonly string[] = [], earlier: readonly Problem[] = []): LoadResult {
+export function loadHubConfig(config: EngineConfig, secretKeys: readonly string[] = [], earlier: readonly Problem[] = [], nowMs: number = Date.now()): LoadResult {
   const decoded = decodeOverrides(config, secretKeys);
-  const resolved = resolveHubConfig(decoded.overrides);
+  // nowMs: whether a GPU pin (gpuPinUntil) has expired; the hub command passes its own clock.
+  const resolved = resolveHubConfig(decoded.overrides, nowMs);
   const found = [...earlier, ...decoded.problems];
   if (!isNonEmpty(found)) return resolved.ok ? { ...resolved, overrides: decoded.overrides } : resolved;
   const badKeys = new Set(found.flatMap((p) => p.keys));

@@ -86,6 +86,39 @@ function checkAutoscaling({ s, problems }: Ctx): void {
   if (s.tier !== "hybrid" && s.gpuCount >= 1 && s.gpuCount < s.gpuMinNodes) problems.push(problem(["gpuCount", "gpuMinNodes"], `${s.gpuCount} < ${s.gpuMinNodes}`, "runs fewer GPU nodes than the floor.", `Set gpuCount to ${s.gpuMinNodes}, or gpuMinNodes to ${s.gpuCount}.`));
 }
 
+/** GPU nodes the stack runs as configured: gpuCount while the GPU exists, 0 while the hybrid GPU is off. */
+export const configuredGpuNodes = (s: ResolvedSettings): number => (GPU_TIERS.includes(s.tier) && s.gpuEnabled ? s.gpuCount : 0);
+
+/**
+ * A pin is both settings or neither, on a GPU tier, at the node count the stack runs (the hub
+ * command sets all three together; a hand edit that disagrees would have the controller move the
+ * GPU against the stack file). An expired pin is ignored, and the plan says so.
+ */
+function checkPin({ s, problems, warnings }: Ctx, nowMs: number): { nodes: number; untilMs: number } | undefined {
+  const { gpuPinNodes: nodes, gpuPinUntil: until } = s;
+  if (nodes === undefined && until === undefined) return undefined;
+  if (nodes === undefined || until === undefined) {
+    problems.push(problem(["gpuPinNodes", "gpuPinUntil"], nodes ?? until, "a pin needs both its node count and its end.", "Pin with `npm run hub -- gpu on --for 8h` (or `gpu off --for 2h`), or remove both with `npm run hub -- gpu unpin`."));
+    return undefined;
+  }
+  if (!GPU_TIERS.includes(s.tier)) {
+    problems.push(problem(["gpuPinNodes", "tier"], nodes, `the ${s.tier} tier runs no GPU, so there is nothing to pin.`, "Remove gpuPinNodes and gpuPinUntil, or use tier hybrid."));
+    return undefined;
+  }
+  const untilMs = Date.parse(until);
+  // gpuPinUntil's own check has already said why an unreadable instant is refused.
+  if (Number.isNaN(untilMs)) return undefined;
+  if (untilMs <= nowMs) {
+    warnings.push({ keys: ["gpuPinNodes", "gpuPinUntil"], message: `the pin at ${nodes} GPU node(s) expired at ${until}; it is ignored and the autoscaler decides again. Remove it with \`npm run hub -- gpu unpin\`.` });
+    return { nodes, untilMs };
+  }
+  const running = configuredGpuNodes(s);
+  if (nodes !== running) {
+    problems.push(problem(["gpuPinNodes", "gpuCount", "gpuEnabled"], nodes, `pins ${nodes} GPU node(s) until ${until}, but the stack runs ${running}${s.tier === "hybrid" && !s.gpuEnabled ? " (gpuEnabled is false)" : ""}; the controller would move the GPU against the stack file.`, `Set gpuPinNodes to ${running}, or pin again with \`npm run hub -- gpu on --for <duration>\` (or \`gpu off\`), or remove the pin with \`npm run hub -- gpu unpin\`.`));
+  }
+  return { nodes, untilMs };
+}
+
 function lookupSizes({ s, problems }: Ctx): { cpu?: CpuSize; gpu?: GpuSize } {
   if (s.tier === "local") {
     if (s.cpuSize !== LOCAL_MACHINE.slug || s.region !== "local") problems.push(problem(["cpuSize", "region", "tier"], `${s.cpuSize} @ ${s.region}`, "the local tier runs on this machine's Docker; it has no droplet size or region.", "Remove cpuSize and region from the local stack file."));
@@ -349,7 +382,7 @@ function warnIgnoredNonsense({ s, warnings }: Ctx, overrides: StackOverrides): v
  * Preset + overrides → one validated HubConfig, or every problem found. No cloud calls: all of
  * this runs at plan time, before any money is spent.
  */
-export function resolveHubConfig(overrides: StackOverrides): Resolved {
+export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date.now()): Resolved {
   const merged = applyPreset(overrides);
   // Unless set, the autoscaler's ceiling is at least the replicas asked for with gpuCount.
   const preset: ResolvedSettings = overrides.gpuMaxNodes === undefined && GPU_TIERS.includes(merged.tier) ? { ...merged, gpuMaxNodes: Math.max(merged.gpuMaxNodes, merged.gpuCount) } : merged;
@@ -370,6 +403,7 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
   const { cpu, gpu } = lookupSizes(ctx);
   checkTierShape(ctx, gpu);
   checkAutoscaling(ctx);
+  const gpuPin = checkPin(ctx, nowMs);
 
   const hasGpu = GPU_TIERS.includes(s.tier);
   const coderModel = lookupModel(ctx, "llmModel", s.llmModel);
@@ -479,6 +513,7 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
       settings: s,
       cpuNode: { size: cpu, cacheGiB: s.cpuCacheGiB },
       gpu: hasGpu && gpu ? { size: gpu, count: s.gpuCount, on: gpuOn, hoursPerMonth: s.tier === "hybrid" ? s.gpuHoursPerMonth : HOURS_PER_MONTH } : undefined,
+      ...(gpuPin ? { gpuPin } : {}),
       modelCache: { sizeGiB: s.modelCacheGiB, volumes: modelCacheVolumes, neededGiB: cacheNeeded },
       coder,
       fallbackCoder: fallback,

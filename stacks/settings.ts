@@ -95,6 +95,23 @@ const sshPublicKey = z.string().superRefine((v, ctx) => {
   if (why) ctx.addIssue({ code: "custom", message: why });
 });
 
+/**
+ * An ISO-8601 UTC instant (`2026-12-02T18:00:00Z`): the pin's end is compared with clocks on
+ * other machines (the controller, a CI runner), so it carries its zone, and only UTC is written.
+ */
+export function pinInstantProblem(text: string): string | undefined {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?Z$/.test(text)) return "must be an ISO-8601 UTC instant such as 2026-12-02T18:00:00Z (date, T, time, Z)";
+  const ms = Date.parse(text);
+  // Date.parse rolls 2026-02-30 over to March: the text must name a real day and time.
+  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 16) !== text.slice(0, 16)) return "is not a real date and time";
+  return undefined;
+}
+
+const pinInstant = z.string().superRefine((v, ctx) => {
+  const why = pinInstantProblem(v);
+  if (why) ctx.addIssue({ code: "custom", message: why });
+});
+
 export const SETTINGS = {
   tier: key("string", oneOf(TIERS), "Strategy tier: cpu (CPU node only), gpu (one GPU droplet always on), hybrid (GPU droplet on demand), multigpu (one 8-GPU droplet), local (the CPU services on this machine's Docker)."),
   region: key("string", slug, "DigitalOcean region slug for every droplet and volume (one VPC). GPU sizes exist only in some regions."),
@@ -110,6 +127,8 @@ export const SETTINGS = {
   gpuIdleMinutes: key("integer", int(1, 1440), "Minutes without a coder request before the autoscaler lets the last GPU node go. With gpuPredictiveWake it is the starting point the learned idle time adapts from."),
   gpuTargetLoadPercent: key("integer", int(10, 100), "Load that adds a GPU node: running + waiting coder requests as a share of what one replica holds at once, sustained for 60 s (the seed design's \"80% utilized\")."),
   gpuPredictiveWake: key("boolean", z.boolean(), "Learn when coder traffic comes (time of day, recent gaps), wake the GPU ahead of it and adapt the idle time to the gaps. false: wake on the first request, off after gpuIdleMinutes."),
+  gpuPinNodes: key("integer", int(0, 64), "GPU nodes pinned by `npm run hub -- gpu on|off --for <duration>` until gpuPinUntil: the autoscaler and the windows leave the count alone until then. Unset: no pin."),
+  gpuPinUntil: key("string", pinInstant, "When the pin (gpuPinNodes) ends, as an ISO-8601 UTC instant such as 2026-12-02T18:00:00Z. An expired pin is ignored (the plan says so); `npm run hub -- gpu unpin` removes it."),
   modelCacheGiB: key("integer", int(10, 16384), "Model-cache volume per GPU node (weights + vLLM compile cache), GiB. Grows in place; never shrinks."),
   llmModel: key("string", z.string().min(1), "Coding model, by catalogue id (see README): e.g. qwen2.5-coder-32b, codellama-34b, deepseek-v3."),
   llmQuantization: key("string", oneOf(QUANTIZATIONS), "none (native dtype), 8bit (FP8 on FP8-capable GPUs; Q8_0 on CPU), 4bit (AWQ checkpoint, else bitsandbytes; Q4_K_M on CPU)."),
@@ -183,4 +202,4 @@ export type Settings = { -readonly [K in SettingName]: z.infer<(typeof SETTINGS)
 export type StackOverrides = Partial<Settings>;
 
 /** Settings that may be left unset after the preset is applied. */
-export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser"] as const;
+export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser", "gpuPinNodes", "gpuPinUntil"] as const;

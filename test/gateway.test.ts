@@ -118,7 +118,7 @@ function render(settings: Record<string, unknown>) {
   const dynamicDoc = parse(renderYaml(traefikDynamicConfig(hub, routes, ips))) as Obj;
   // The public API's routers; the gatekeeper's health router lives on the VPC-only metrics port,
   // the forwardAuth hops on the loopback entry point.
-  const publicRouters: Record<string, Obj> = Object.fromEntries(Object.entries<Obj>(dynamicDoc.http.routers).filter(([name]) => ![GATEKEEPER_HEALTH_ROUTER, METRICS_VPC_ROUTER, IP_LIMIT_ROUTER, AUTH_ROUTER].includes(name)));
+  const publicRouters: Record<string, Obj> = Object.fromEntries(Object.entries<Obj>(dynamicDoc.http.routers).filter(([name, router]) => ![GATEKEEPER_HEALTH_ROUTER, METRICS_VPC_ROUTER, IP_LIMIT_ROUTER, AUTH_ROUTER].includes(name) && !(router.entryPoints as string[]).includes("internal")));
   return { hub, routes, ips, staticDoc, dynamicDoc, publicRouters };
 }
 
@@ -383,9 +383,12 @@ describe("failover and the GPU-off answer", () => {
     const { dynamicDoc, ips } = render({ tier: "hybrid", gpuEnabled: true });
     const { routers, services } = dynamicDoc.http;
     expect(routers.coder.service).toBe("coder");
-    expect(services.coder.failover).toEqual({ service: "coder-primary", fallback: "coder-fallback" });
+    // The fallback is reached through the loopback hop that names it (X-Hub-Backend), then the container.
+    expect(services.coder.failover).toEqual({ service: "coder-primary", fallback: "coder-fallback-named" });
     expect(services["coder-primary"].loadBalancer.servers).toEqual([{ url: `http://${ips["gpu-0"]}:8000` }]);
     expect(services["coder-primary"].loadBalancer.healthCheck).toMatchObject({ path: "/health" });
+    expect(services["coder-fallback-named"].loadBalancer.servers).toEqual([{ url: "http://127.0.0.1:8083" }]);
+    expect(routers["coder-fallback-named"]).toMatchObject({ entryPoints: ["internal"], service: "coder-fallback", middlewares: ["coder-fallback-named-header"] });
     expect(services["coder-fallback"].loadBalancer.servers).toEqual([{ url: "http://coder-fallback:8080" }]);
     // OCR has no CPU stand-in in this preset: it fails over to the 503 responder.
     expect(services.ocr.failover).toEqual({ service: "ocr-primary", fallback: GPU_OFF_SERVICE });
@@ -395,7 +398,7 @@ describe("failover and the GPU-off answer", () => {
   it("hybrid with the GPU off: coder goes straight to coder-fallback, OCR to gpu-off", () => {
     const { dynamicDoc } = render({ tier: "hybrid", gpuEnabled: false });
     const { routers, services } = dynamicDoc.http;
-    expect(routers.coder.service).toBe("coder-fallback");
+    expect(routers.coder.service).toBe("coder-fallback-named");
     expect(routers.ocr.service).toBe(GPU_OFF_SERVICE);
     expect(Object.values<Obj>(services).filter((s) => s.failover)).toEqual([]);
     expect(JSON.stringify(services)).not.toMatch(/10\.118\./);
@@ -434,7 +437,7 @@ describe("the errors nginx responder", () => {
     expect(conf).toContain("default_type application/json;");
     expect(conf).toContain("access_log off;");
     expect(conf).toMatch(/location = \/health \{\s+return 200 /);
-    expect(conf).toMatch(/location \/ \{\s+return 503 /);
+    expect(conf).toMatch(/location \/ \{\s+add_header X-Hub-Backend gpu-off always;\s+add_header Retry-After 60 always;\s+return 503 /);
     // Outside quoted strings the braces balance: the serializer closed every block.
     const bare = conf.replace(QUOTED, "''");
     expect(bare.split("{").length).toBe(bare.split("}").length);
@@ -442,7 +445,7 @@ describe("the errors nginx responder", () => {
   });
 
   it("quotes the JSON so nginx reads back exactly GPU_OFF_ERROR", () => {
-    const body = conf.match(/location \/ \{\s+return 503 ('(?:[^'\\]|\\.)*');/)?.[1];
+    const body = conf.match(/location \/ \{[^{}]*?return 503 ('(?:[^'\\]|\\.)*');/)?.[1];
     expect(body).toBeDefined();
     expect(JSON.parse(nginxUnquote(body!))).toEqual(GPU_OFF_ERROR);
     expect(JSON.parse(nginxUnquote(conf.match(/return 200 ('(?:[^'\\]|\\.)*');/)![1]))).toEqual({ status: "ok" });

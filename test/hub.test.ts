@@ -1,48 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { gpuCommand, tierCommand } from "../scripts/lib/hub/commands";
-import { checkPreview, decideGpu, decideGpuSync, decideTier, StackConfig } from "../scripts/lib/hub/decisions";
-import { checkPrerequisites, HubCommandError, StackOps } from "../scripts/lib/hub/ops";
-import type { PreviewStep } from "../scripts/lib/hub/decisions";
+import { checkPreview, decideGpu, decideGpuSync, decideTier } from "../scripts/lib/hub/decisions";
+import { checkPrerequisites, HubCommandError } from "../scripts/lib/hub/ops";
 
-const cfg = (values: Record<string, string>): StackConfig => Object.fromEntries(Object.entries(values).map(([k, v]) => [`inference-hub:${k}`, { value: v, secret: false }]));
-
-/** Records what the command asks Pulumi to do; previews answer with scripted steps. */
-class RecordingOps implements StackOps {
-  readonly calls: string[] = [];
-  constructor(public config: Record<string, { value: string; secret: boolean }>, private readonly previewSteps: PreviewStep[] = [], readonly stackName = "hybrid") {}
-  async getConfig() {
-    this.calls.push("getConfig");
-    return { ...this.config };
-  }
-  async setConfig(key: string, value: string, secret: boolean) {
-    this.calls.push(`set ${key}=${value}`);
-    this.config[key] = { value, secret };
-  }
-  async removeConfig(key: string) {
-    this.calls.push(`remove ${key}`);
-    delete this.config[key];
-  }
-  async preview() {
-    this.calls.push("preview");
-    return this.previewSteps;
-  }
-  async up(_out: (l: string) => void, onStep: (s: PreviewStep) => void) {
-    this.calls.push("up");
-    for (const s of this.previewSteps) onStep(s);
-    return this.previewSteps;
-  }
-  deployedNodes: Record<string, unknown> = { cpu: {} };
-  async outputs() {
-    return { baseUrl: { value: "http://203.0.113.10/v1", secret: false }, nodeAddresses: { value: this.deployedNodes, secret: false } };
-  }
-}
-
-const io = () => {
-  const lines: string[] = [];
-  let t = 0;
-  return { lines, io: { out: (l: string) => void lines.push(l), now: () => (t += 1000) } };
-};
-const step = (op: string, type: string, name: string): PreviewStep => ({ op, type, urn: `urn:pulumi:hybrid::inference-hub::x$${type}::${name}` });
+import { cfg, io, RecordingOps, step } from "./helpers/recording-ops";
 
 describe("decisions", () => {
   it("gpu on sets gpuEnabled on a hybrid stack", () => {

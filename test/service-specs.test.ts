@@ -297,7 +297,8 @@ describe("cross-service properties", () => {
     const ocr = specs.find((s) => s.name === "ocr")!;
     expect(ocr.health.startPeriodSeconds).toBeGreaterThan(coder.health.startPeriodSeconds);
     // The coder itself never waits on OCR.
-    expect(coder.entrypoint).toEqual(["vllm", "serve"]);
+    expect(coder.entrypoint?.[2]).not.toContain("HUB_WAIT_FOR_HEALTH_URL");
+    expect(coder.env.HUB_WAIT_FOR_HEALTH_URL).toBeUndefined();
   });
 
   it("refuses a docling spec the placement does not have", () => {

@@ -1,6 +1,7 @@
 import type { HubConfig } from "../../../stacks/hub-config";
 import { checkPreview, Decision, decideGpu, decideGpuSync, decideTier, describeOutcome, PreviewStep, resolveConfig, StackConfig } from "./decisions";
 import { HubCommandError, StackOps } from "./ops";
+import { adoptDeployed, decidePin, decideScale, decideUnpin, deployedGpu, isoSeconds, requestLabel, ScaleRequest } from "./scale";
 
 export interface Io {
   readonly out: (line: string) => void;
@@ -30,7 +31,7 @@ async function restore(ops: StackOps, config: StackConfig, changed: readonly str
  * Applies a decision the safe way: set the config, preview, check the preview, then apply. A
  * refused preview restores the config, so a refusal changes nothing.
  */
-export async function applyDecision(ops: StackOps, config: StackConfig, decision: Decision, io: Io, onStep: (s: PreviewStep) => void = () => undefined): Promise<{ before: HubConfig; after: HubConfig; steps: readonly PreviewStep[] }> {
+export async function applyDecision(ops: StackOps, config: StackConfig, decision: Decision, io: Io, onStep: (s: PreviewStep) => void = () => undefined, message?: string): Promise<{ before: HubConfig; after: HubConfig; steps: readonly PreviewStep[] }> {
   if (!decision.ok) throw new HubCommandError(decision.reason);
   const keys = Object.keys(decision.changes);
   if (keys.length === 0) {
@@ -43,7 +44,7 @@ export async function applyDecision(ops: StackOps, config: StackConfig, decision
     else await ops.setConfig(key, value, false);
     io.out(`  config ${key.split(":").pop()} ${value === null ? "removed (preset decides)" : `= ${value}`}`);
   }
-  const { previewSteps, steps } = await previewAndApply(ops, config, keys, io, onStep);
+  const { previewSteps, steps } = await previewAndApply(ops, config, keys, io, onStep, message);
   for (const line of describeOutcome(decision.before, decision.after, previewSteps)) io.out(line);
   return { before: decision.before, after: decision.after, steps };
 }
@@ -52,7 +53,7 @@ export async function applyDecision(ops: StackOps, config: StackConfig, decision
  * Preview the config already set, refuse (and restore `changedKeys`) if the preview would touch a
  * volume or fails, else apply. Shared by every command that changes a stack.
  */
-export async function previewAndApply(ops: StackOps, config: StackConfig, changedKeys: readonly string[], io: Io, onStep: (s: PreviewStep) => void = () => undefined): Promise<{ previewSteps: readonly PreviewStep[]; steps: readonly PreviewStep[] }> {
+export async function previewAndApply(ops: StackOps, config: StackConfig, changedKeys: readonly string[], io: Io, onStep: (s: PreviewStep) => void = () => undefined, message?: string): Promise<{ previewSteps: readonly PreviewStep[]; steps: readonly PreviewStep[] }> {
   let previewSteps: readonly PreviewStep[];
   try {
     previewSteps = await ops.preview((line) => io.out(`  | ${line.trimEnd()}`));
@@ -65,22 +66,34 @@ export async function previewAndApply(ops: StackOps, config: StackConfig, change
     await restore(ops, config, changedKeys);
     throw new HubCommandError(verdict.reason);
   }
-  const steps = await ops.up((line) => io.out(`  | ${line.trimEnd()}`), onStep);
+  const steps = await ops.up((line) => io.out(`  | ${line.trimEnd()}`), onStep, message);
   return { previewSteps, steps };
 }
 
-export async function gpuCommand(ops: StackOps, action: "on" | "off" | "status" | "sync", io: Io, probe?: CoderProbe, now: Date = new Date(io.now())): Promise<void> {
+export interface GpuOptions {
+  /** `--for 8h`: pin the GPU on (or off) for this long (ms); see scale.ts. */
+  readonly pinMs?: number;
+}
+
+export async function gpuCommand(ops: StackOps, action: "on" | "off" | "status" | "sync" | "unpin", io: Io, probe?: CoderProbe, now: Date = new Date(io.now()), options: GpuOptions = {}): Promise<void> {
   const config = await ops.getConfig();
   if (action === "status") {
-    const current = resolveConfig(config);
+    const current = resolveConfig(config, {}, now.getTime());
     if (!current.ok) throw new HubCommandError(`the stack's config is refused:\n  ${current.reason}`);
     const hub = current.hub;
     io.out(`${ops.stackName}: tier ${hub.tier}, GPU ${hub.gpu ? (hub.gpu.on ? `on (${hub.gpu.count} x ${hub.gpu.size.slug})` : "off") : "none"}`);
+    const pin = hub.gpuPin;
+    if (pin) io.out(now.getTime() < pin.untilMs ? `pinned at ${pin.nodes} GPU node(s) until ${isoSeconds(pin.untilMs)}: the autoscaler leaves it alone` : `the pin at ${pin.nodes} GPU node(s) expired at ${isoSeconds(pin.untilMs)} and is ignored (gpu unpin removes it)`);
     io.out(`burn: $${hub.cost.hourlyNowUsd.toFixed(2)}/h; projected month: $${hub.cost.monthlyUsd.toFixed(2)} (budget $${hub.budgetUsd})`);
     return;
   }
-  const decision = action === "sync" ? decideGpuSync(config, now) : decideGpu(config, action === "on");
-  if (action === "sync" && decision.ok && (await gpuDeployed(ops)) === decision.after.gpu?.on) {
+  if (action === "unpin") {
+    await applyDecision(ops, config, decideUnpin(config, now.getTime()), io);
+    return;
+  }
+  const decision =
+    action === "sync" ? decideGpuSync(config, now) : options.pinMs !== undefined ? decidePin(config, action === "on", options.pinMs, now.getTime()) : decideGpu(config, action === "on", now.getTime());
+  if (action === "sync" && decision.ok && Object.keys(decision.changes).length > 0 && (await gpuDeployed(ops)) === decision.after.gpu?.on) {
     // The schedule runs every few minutes from a fresh checkout: when the deployed stack already
     // matches the window there is nothing to preview or apply. The local config still records the
     // wanted state, so a `pulumi up` that follows (the deploy job) keeps the GPU as it is.
@@ -123,4 +136,39 @@ async function gpuDeployed(ops: StackOps): Promise<boolean> {
 export async function tierCommand(ops: StackOps, tier: string, io: Io): Promise<void> {
   const config = await ops.getConfig();
   await applyDecision(ops, config, decideTier(config, tier), io);
+}
+
+/**
+ * `gpu scale N`: what the autoscale workflow runs when the controller asks. The reason and
+ * decision id are printed first (the workflow's log) and go into Pulumi's update message (the
+ * stack's history), so each change can be traced to the decision that asked for it.
+ */
+export async function scaleCommand(ops: StackOps, request: ScaleRequest, io: Io, now: Date = new Date(io.now())): Promise<void> {
+  io.out(`${ops.stackName}: gpu scale ${request.nodes} asked (${requestLabel(request)}${request.force ? ", forced past any pin" : ""})`);
+  // From the count the stack runs, not the committed one a fresh checkout holds.
+  const config = await keepDeployed(ops, io, now);
+  const decision = decideScale(config, request, now.getTime());
+  await applyDecision(ops, config, decision, io, undefined, `hub gpu scale ${request.nodes} (${requestLabel(request)})`);
+}
+
+/**
+ * `gpu keep`: sets this checkout's GPU count and pin to what the stack runs (from its outputs),
+ * so an up from a fresh checkout (the deploy and autoscale pipelines) neither undoes the
+ * autoscaler's last change nor drops a pin. Config only: nothing is previewed or applied.
+ */
+export async function keepDeployed(ops: StackOps, io: Io, now: Date = new Date(io.now())): Promise<StackConfig> {
+  const config = await ops.getConfig();
+  const deployed = deployedGpu(await ops.outputs());
+  if (!deployed) {
+    io.out(`${ops.stackName}: not deployed yet; the checkout's GPU settings stand.`);
+    return config;
+  }
+  const changes = adoptDeployed(config, deployed, now.getTime());
+  if (Object.keys(changes).length === 0) return config;
+  for (const [k, value] of Object.entries(changes)) {
+    if (value === null) await ops.removeConfig(k);
+    else await ops.setConfig(k, value, false);
+  }
+  io.out(`${ops.stackName}: the stack runs ${deployed.nodes} GPU node(s)${deployed.pin ? `, pinned at ${deployed.pin.nodes} until ${deployed.pin.until}` : ""}; this checkout now says so (${Object.entries(changes).map(([k, v]) => `${k.split(":").pop()} ${v === null ? "removed" : `= ${v}`}`).join(", ")}).`);
+  return Object.fromEntries(Object.entries({ ...config, ...Object.fromEntries(Object.entries(changes).map(([k, v]) => [k, v === null ? undefined : { value: v, secret: false }])) }).filter(([, v]) => v !== undefined)) as StackConfig;
 }

@@ -31,28 +31,37 @@ export function applyChanges(config: StackConfig, changes: ConfigChanges): Recor
   return out;
 }
 
-export function resolveConfig(config: StackConfig, changes: ConfigChanges = {}): { ok: true; hub: HubConfig } | { ok: false; reason: string } {
-  const loaded = loadHubConfig(applyChanges(config, changes));
+export function resolveConfig(config: StackConfig, changes: ConfigChanges = {}, nowMs: number = Date.now()): { ok: true; hub: HubConfig } | { ok: false; reason: string } {
+  const loaded = loadHubConfig(applyChanges(config, changes), [], [], nowMs);
   if (loaded.ok) return { ok: true, hub: loaded.config };
   return { ok: false, reason: loaded.problems.map(formatProblem).join("\n  ") };
 }
 
-function decide(config: StackConfig, changes: ConfigChanges, what: string): Decision {
-  const before = resolveConfig(config);
+export function decide(config: StackConfig, changes: ConfigChanges, what: string, nowMs: number = Date.now()): Decision {
+  const before = resolveConfig(config, {}, nowMs);
   if (!before.ok) return { ok: false, reason: `the stack's current config is refused; fix it first:\n  ${before.reason}` };
-  const after = resolveConfig(config, changes);
+  const after = resolveConfig(config, changes, nowMs);
   if (!after.ok) return { ok: false, reason: `${what} would be refused:\n  ${after.reason}` };
   return { ok: true, changes, before: before.hub, after: after.hub, summary: what };
 }
 
-/** `gpu on|off`: only the hybrid tier has an on-demand GPU. */
-export function decideGpu(config: StackConfig, on: boolean): Decision {
-  const current = resolveConfig(config);
+/** The config keys of a GPU pin (`gpu on|off --for`). */
+export const PIN_KEYS = [key("gpuPinNodes"), key("gpuPinUntil")] as const;
+/** Changes that remove a pin, when the stack has one (either key). */
+export const unpinChanges = (config: StackConfig): ConfigChanges => (PIN_KEYS.some((k) => config[k]) ? Object.fromEntries(PIN_KEYS.map((k) => [k, null])) : {});
+
+/**
+ * `gpu on|off`: only the hybrid tier has an on-demand GPU. A plain on or off replaces any pin:
+ * the operator has just said what the GPU should do (`--for` pins it again; see scale.ts).
+ */
+export function decideGpu(config: StackConfig, on: boolean, nowMs: number = Date.now()): Decision {
+  const current = resolveConfig(config, {}, nowMs);
   if (current.ok && current.hub.tier !== "hybrid") {
     return { ok: false, reason: `the ${current.hub.tier} tier has no on-demand GPU (${current.hub.tier === "cpu" ? "it runs no GPU" : "its GPU is always on"}). Switch tiers with: npm run hub -- tier hybrid --stack <name>` };
   }
-  if (current.ok && current.hub.gpu?.on === on) return { ok: true, changes: {}, before: current.hub, after: current.hub, summary: `the GPU is already ${on ? "on" : "off"}` };
-  return decide(config, { [key("gpuEnabled")]: String(on) }, `turning the GPU ${on ? "on" : "off"}`);
+  const unpin = unpinChanges(config);
+  if (current.ok && current.hub.gpu?.on === on && Object.keys(unpin).length === 0) return { ok: true, changes: {}, before: current.hub, after: current.hub, summary: `the GPU is already ${on ? "on" : "off"}` };
+  return decide(config, { [key("gpuEnabled")]: String(on), ...unpin }, `turning the GPU ${on ? "on" : "off"}${Object.keys(unpin).length ? " (and removing the pin)" : ""}`, nowMs);
 }
 
 /**
@@ -77,11 +86,14 @@ export function decideTier(config: StackConfig, tierText: string): Decision {
 
 /** `gpu sync`: what the scheduled pipeline does — on inside a window, off outside it. */
 export function decideGpuSync(config: StackConfig, now: Date): Decision {
-  const current = resolveConfig(config);
+  const current = resolveConfig(config, {}, now.getTime());
   if (!current.ok) return { ok: false, reason: `the stack's current config is refused; fix it first:\n  ${current.reason}` };
   const windows = parseWindows(current.hub.settings.gpuWindows).windows;
   if (windows.length === 0) return { ok: false, reason: "the stack has no gpuWindows; set them, e.g. pulumi config set --path 'gpuWindows[0]' 'mon-fri 08:00-18:00 Europe/Berlin'" };
-  return decideGpu(config, isInsideWindows(windows, now));
+  // A pin (gpu on|off --for) outranks the windows until it expires; an expired one is removed below.
+  const pin = current.hub.gpuPin;
+  if (pin && now.getTime() < pin.untilMs) return { ok: true, changes: {}, before: current.hub, after: current.hub, summary: `the GPU is pinned at ${pin.nodes} node(s) until ${new Date(pin.untilMs).toISOString()}; the windows wait` };
+  return decideGpu(config, isInsideWindows(windows, now), now.getTime());
 }
 
 /** A step of a preview, as the engine reports it. */

@@ -11,8 +11,11 @@ export interface StackOps {
   setConfig(key: string, value: string, secret: boolean): Promise<void>;
   removeConfig(key: string): Promise<void>;
   preview(onOutput: (line: string) => void): Promise<readonly PreviewStep[]>;
-  /** Applies; `onStep` is told when each resource finishes, for the phase timings. */
-  up(onOutput: (line: string) => void, onStep: (step: PreviewStep) => void): Promise<readonly PreviewStep[]>;
+  /**
+   * Applies; `onStep` is told when each resource finishes, for the phase timings. `message` goes
+   * into the stack's update history (who asked and why, e.g. the autoscaler's decision id).
+   */
+  up(onOutput: (line: string) => void, onStep: (step: PreviewStep) => void, message?: string): Promise<readonly PreviewStep[]>;
   outputs(): Promise<Record<string, { readonly value: unknown; readonly secret: boolean }>>;
 }
 
@@ -55,10 +58,11 @@ export async function automationOps(stackName: string, workDir: string): Promise
       await stack.preview({ onOutput, onEvent: (e) => e.resourcePreEvent && steps.push(step(e.resourcePreEvent.metadata)) });
       return steps;
     },
-    up: async (onOutput, onStep) => {
+    up: async (onOutput, onStep, message) => {
       const steps: PreviewStep[] = [];
       await stack.up({
         onOutput,
+        ...(message ? { message } : {}),
         onEvent: (e) => {
           if (e.resOutputsEvent) {
             const s = step(e.resOutputsEvent.metadata);
