@@ -17,8 +17,8 @@ export const COMPILE_CACHE_GIB = 10;
 /** Whisper, TTS and docling model files on the CPU cache volume, beyond any GGUF files. */
 export const CPU_MODEL_FILES_GIB = 6;
 
-export type Program = "traefik" | "nginx" | "gatekeeper" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve";
-export type ServiceRole = "gateway" | "gatekeeper" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts";
+export type Program = "traefik" | "nginx" | "gatekeeper" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | "grafana";
+export type ServiceRole = "gateway" | "gatekeeper" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | "grafana";
 
 /** One service instance on one node. */
 export interface Workload {
@@ -93,6 +93,8 @@ export interface HubConfig {
   readonly tts: { readonly model: string; readonly ramGiB: number };
   readonly gateway: { readonly domain?: string; readonly acmeEmail?: string; readonly adminCidrs: readonly string[] };
   readonly budgetUsd: number;
+  /** Grafana on the CPU node behind the gateway's /grafana/ (services/grafana.ts). */
+  readonly grafana: boolean;
   readonly nodes: readonly NodePlan[];
   readonly cost: CostEstimate;
   readonly warnings: readonly Warning[];

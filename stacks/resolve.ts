@@ -71,6 +71,21 @@ function checkTierShape({ s, problems }: Ctx, gpu: GpuSize | undefined): void {
   }
 }
 
+/**
+ * Grafana follows Prometheus unless set: it has nothing to show without it. `monitoring` is the
+ * monitoring branch's setting (on by default there); read through this one narrowing until both meet.
+ */
+function monitoringEnabled(s: ResolvedSettings): boolean {
+  return (s as { monitoring?: boolean }).monitoring ?? true;
+}
+export function grafanaEnabled(s: ResolvedSettings): boolean {
+  return s.grafana ?? monitoringEnabled(s);
+}
+
+function checkGrafana({ s, problems }: Ctx): void {
+  if (s.grafana === true && !monitoringEnabled(s)) problems.push(problem(["grafana", "monitoring"], true, "Grafana shows what Prometheus collects, and monitoring is off, so every dashboard would be empty.", "Turn monitoring on, or remove grafana (it then follows monitoring)."));
+}
+
 /** The autoscaler's range: a floor the tier can honour, a ceiling at or above the nodes running now. */
 function checkAutoscaling({ s, problems }: Ctx): void {
   if (s.tier === "cpu" || s.tier === "local") {
@@ -242,6 +257,7 @@ function cpuWorkloads(ctx: Ctx, coder: VllmCoder | LlamaCppCoder | undefined, fa
     { role: "gateway", node: CPU_NODE_NAME, program: "traefik", ramGiB: CPU_SERVICE_RAM.gateway.ramGiB },
     { role: "gatekeeper", node: CPU_NODE_NAME, program: "gatekeeper", ramGiB: CPU_SERVICE_RAM.gatekeeper.ramGiB },
   ];
+  if (grafanaEnabled(s)) w.push({ role: "grafana", node: CPU_NODE_NAME, program: "grafana", ramGiB: CPU_SERVICE_RAM.grafana.ramGiB });
   if (stt) w.push({ role: "stt", node: CPU_NODE_NAME, program: "speaches", model: s.sttModel, ramGiB: stt.ramGiB });
   if (tts) w.push({ role: "tts", node: CPU_NODE_NAME, program: "coqui-tts", model: s.ttsModel, ramGiB: tts.ramGiB });
   if (coder?.backend === "llama.cpp") w.push({ role: "coder", node: CPU_NODE_NAME, program: "llama.cpp", model: coder.gguf.hfArg, ramGiB: coder.ramGiB });
@@ -343,6 +359,7 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
   const { cpu, gpu } = lookupSizes(ctx);
   checkTierShape(ctx, gpu);
   checkAutoscaling(ctx);
+  checkGrafana(ctx);
 
   const hasGpu = GPU_TIERS.includes(s.tier);
   const coderModel = lookupModel(ctx, "llmModel", s.llmModel);
@@ -457,6 +474,7 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
       tts: { model: s.ttsModel, ramGiB: ttsModel.ramGiB },
       gateway: { domain: s.domain, acmeEmail: s.acmeEmail, adminCidrs: s.adminCidrs },
       budgetUsd: s.budgetUsd,
+      grafana: grafanaEnabled(s),
       nodes,
       cost,
       warnings,

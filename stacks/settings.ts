@@ -129,6 +129,7 @@ export const SETTINGS = {
   rateLimitPerMinute: key("integer", int(1, 100_000), "Requests per minute each API key may make on each service, whichever header carries the key (the gatekeeper's default; a key may set its own)."),
   rateLimitBurst: key("integer", int(1, 100_000), "Requests a key may send at once on each service above its per-minute rate."),
   budgetUsd: key("integer", int(0, 1_000_000), "Monthly budget in USD; a plan whose projected month exceeds it is refused."),
+  grafana: key("boolean", z.boolean(), "Run Grafana on the CPU node with the hub's dashboards, at /grafana/ for API keys with the admin scope. Unset: on whenever Prometheus runs (the monitoring setting)."),
   sshPublicKey: key("string", sshPublicKey, "OpenSSH public key registered with DigitalOcean and installed for root on every node."),
   sshKeyFingerprints: key("array", z.array(z.string().regex(/^([0-9a-f]{2}:){15}[0-9a-f]{2}$|^\d+$/, "must be an MD5 fingerprint (aa:bb:...) or a numeric key id")), "Existing DigitalOcean SSH keys (fingerprints or ids) to install for root, besides sshPublicKey."),
 } as const;
@@ -169,4 +170,4 @@ export type Settings = { -readonly [K in SettingName]: z.infer<(typeof SETTINGS)
 export type StackOverrides = Partial<Settings>;
 
 /** Settings that may be left unset after the preset is applied. */
-export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey"] as const;
+export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "grafana"] as const;

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { coderSpecs } from "../services/coder";
 import { documentSpecs, doclingSpec } from "../services/documents";
 import { FORWARDING_TIMEOUTS } from "../services/gateway";
-import { COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, IMAGES, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE } from "../services/images";
+import { COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, GRAFANA_IMAGE, IMAGES, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE } from "../services/images";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT } from "../services/node-setup";
 import { routeTable } from "../services/routes";
 import type { ImageRef, ServiceSpec } from "../services/spec";
@@ -42,6 +42,8 @@ function expectedImage(hub: HubConfig, program: Program): ImageRef {
       return COQUI_TTS_CPU_IMAGE;
     case "docling-serve":
       return DOCLING_SERVE_CPU_IMAGE;
+    case "grafana":
+      return GRAFANA_IMAGE;
     case "traefik":
     case "nginx":
     case "gatekeeper":
