@@ -256,11 +256,6 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     // then the address limit, so a flood is refused before its upload is buffered; then the
     // gatekeeper, which fails closed: no answer from it, no request through.
     const chain = [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, authMiddleware(route.scope, middlewares)];
-    if (route.dropCredentials) {
-      const name = `${route.name}-drop-credentials`;
-      middlewares[name] = { headers: { customRequestHeaders: { Authorization: "", "X-Api-Key": "" } } };
-      chain.push(name);
-    }
     const errorsName = `${route.name}-errors`;
     middlewares[errorsName] = { errors: { status: routeErrorStatuses(route).map(String), service: ERRORS_SERVICE, query: `${ERROR_PAGES}/${route.name}/{status}` } };
     chain.push(errorsName);
@@ -273,6 +268,12 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     if (route.rewritePrefix) {
       const name = `${route.name}-rewrite`;
       middlewares[name] = { replacePathRegex: { regex: `^${escapeRegex(route.rewritePrefix)}(.*)`, replacement: "/v1/$1" } };
+      chain.push(name);
+    }
+    if (route.dropCredentials) {
+      // After the gatekeeper swapped in the backends' key: this backend gets neither that nor the client's.
+      const name = `${route.name}-drop-credentials`;
+      middlewares[name] = { headers: { customRequestHeaders: { Authorization: "", "X-Api-Key": "" } } };
       chain.push(name);
     }
     routers[route.name] = {

@@ -43,8 +43,12 @@ export const GRAFANA_DIRS = {
   provisioning: `${ROOT}/provisioning`,
   dashboards: `${ROOT}/dashboards`,
 } as const;
-/** Grafana's default paths in its image (GF_PATHS_DATA, GF_PATHS_PROVISIONING) and our dashboards' own. */
-const IN_CONTAINER = { data: "/var/lib/grafana", provisioning: "/etc/grafana/provisioning", dashboards: "/etc/grafana/dashboards" } as const;
+/**
+ * Paths in Grafana's image (its Dockerfile: GF_PATHS_DATA=/var/lib/grafana,
+ * GF_PATHS_PROVISIONING=/etc/grafana/provisioning, whose subdirectories it creates). Only the two
+ * subdirectories we fill are mounted, so the image's others (plugins, alerting, ...) stay.
+ */
+const IN_CONTAINER = { data: "/var/lib/grafana", datasources: "/etc/grafana/provisioning/datasources", providers: "/etc/grafana/provisioning/dashboards", dashboards: "/etc/grafana/dashboards" } as const;
 
 /** The JSON dashboards in the repository (monitoring/grafana/dashboards). */
 export const DASHBOARDS_DIR = path.join(__dirname, "..", "monitoring", "grafana", "dashboards");
@@ -93,20 +97,20 @@ export function grafanaSpec(hub: HubConfig): ServiceSpec {
       GF_ANALYTICS_CHECK_FOR_UPDATES: "false",
       GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES: "false",
       GF_SNAPSHOTS_EXTERNAL_ENABLED: "false",
-      GF_PATHS_PROVISIONING: IN_CONTAINER.provisioning,
     },
     secretEnv: {},
     port: GRAFANA_PORT,
     mounts: [
       { hostPath: GRAFANA_DIRS.data, containerPath: IN_CONTAINER.data },
-      { hostPath: GRAFANA_DIRS.provisioning, containerPath: IN_CONTAINER.provisioning, readOnly: true },
+      { hostPath: `${GRAFANA_DIRS.provisioning}/datasources`, containerPath: IN_CONTAINER.datasources, readOnly: true },
+      { hostPath: `${GRAFANA_DIRS.provisioning}/dashboards`, containerPath: IN_CONTAINER.providers, readOnly: true },
       { hostPath: GRAFANA_DIRS.dashboards, containerPath: IN_CONTAINER.dashboards, readOnly: true },
     ],
     memoryLimitMiB: GRAFANA_MEMORY_MIB,
     health: {
       path: `${GRAFANA_PATH_PREFIX}api/health`,
-      // The Alpine-based image has busybox wget.
-      test: ["CMD", "wget", "-q", "-O", "/dev/null", `http://127.0.0.1:${GRAFANA_PORT}${GRAFANA_PATH_PREFIX}api/health`],
+      // Grafana's Dockerfile installs curl in both its Alpine and Ubuntu variants.
+      test: ["CMD", "curl", "-fsS", "-o", "/dev/null", `http://127.0.0.1:${GRAFANA_PORT}${GRAFANA_PATH_PREFIX}api/health`],
       intervalSeconds: 15,
       timeoutSeconds: 5,
       startPeriodSeconds: 60,
