@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GatewayRig, RIG_BACKEND_KEY, rigMissing } from "./helpers/gateway-rig";
+import { startGrafanaProxy, upstreamOrigin } from "../scripts/lib/grafana-proxy";
+import { GatewayRig, RIG_BACKEND_KEY, rigMissing, rigRequest } from "./helpers/gateway-rig";
 
 /**
  * Grafana behind the real gateway: Traefik built at the pinned version with the plan's routes
@@ -82,5 +83,29 @@ describe.skipIf(Boolean(missing))("Grafana at /grafana/ through the real Traefik
     const vpc = await rig.request({ path: "/grafana/api/search", port: rig.entry.metrics, headers: { authorization: `Bearer ${rig.keys.admin.key}` } });
     expect(vpc.status).toBe(404);
     expect(received().length).toBe(before);
+  });
+
+  it("npm run grafana's loopback proxy lets a browser in with the admin key it adds, and forwards nothing but /grafana/", async () => {
+    const proxy = await startGrafanaProxy({ upstream: `${rig.baseUrl}/v1`, key: rig.keys.admin.key, port: 0 });
+    try {
+      const port = Number(new URL(proxy.url).port);
+      // A browser sends no key (or a stale one of its own): the proxy's admin key is what counts.
+      for (const headers of [{}, { authorization: "Bearer ihk_not-a-real-key" }] as Record<string, string>[]) {
+        const r = await rigRequest(port, { path: "/grafana/api/search?query=hub", headers });
+        expect(r.status).toBe(200);
+        expect(r.json).toEqual({ login: rig.keys.admin.id, path: "/grafana/api/search?query=hub" });
+      }
+      expect((await rigRequest(port, { path: "/" })).headers.location).toBe("/grafana/");
+      const before = rig.accessLog().length;
+      expect((await rigRequest(port, { path: "/v1/models" })).status).toBe(404);
+      expect(rig.accessLog().length).toBe(before);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("the proxy takes only http(s) gateway URLs", () => {
+    expect(upstreamOrigin("https://hub.example.com/v1").href).toBe("https://hub.example.com/");
+    expect(() => upstreamOrigin("ftp://hub.example.com")).toThrow(/http:\/\/ or https:\/\//);
   });
 });
