@@ -27,9 +27,9 @@ import { gatewayPorts } from "../infra/services";
 import { jobExporting, PROGRAM_METRICS, SCRAPE_SERIES, seriesNames } from "../stacks/catalogue/metrics";
 import { VOLUME_PRICE_PER_GIB_MONTH } from "../stacks/catalogue/storage";
 import type { HubConfig } from "../stacks/hub-config";
-import { TIERS } from "../stacks/settings";
+import { SETTINGS, TIERS } from "../stacks/settings";
 import { planFromText } from "../scripts/lib/plan-runner";
-import { mustLoad, ROOT } from "./helpers/load";
+import { loadSettings, mustLoad, ROOT } from "./helpers/load";
 import { PROMTOOL_BINARY, runTool } from "./helpers/prometheus-tools";
 
 /**
@@ -288,6 +288,14 @@ describe("Grafana's container and route", () => {
     const route = routeTable(hub).find((r) => r.primary.some((b) => b.service === "grafana"));
     expect(route).toMatchObject({ scope: "admin", paths: ["/grafana/"], prefix: true, dropCredentials: true });
     expect(route?.rewritePrefix).toBeUndefined();
+  });
+
+  // Active once the monitoring branch's `monitoring` setting exists (Grafana follows it unless set).
+  it.runIf(Object.hasOwn(SETTINGS, "monitoring"))("follows monitoring when unset, and is refused on when monitoring is off", () => {
+    expect(mustLoad({ tier: "hybrid", monitoring: false }).grafana).toBe(false);
+    const refused = loadSettings({ tier: "hybrid", monitoring: false, grafana: true });
+    expect(refused.ok).toBe(false);
+    if (!refused.ok) expect(refused.problems.map((p) => p.keys)).toContainEqual(["grafana", "monitoring"]);
   });
 
   it("counts its RAM in the CPU node's fit, and goes away with grafana: false", () => {
