@@ -20,7 +20,9 @@ import {
   type GrafanaDashboard,
   type GrafanaPanel,
 } from "../services/grafana";
-import { GRAFANA_IMAGE } from "../services/images";
+import { GRAFANA_IMAGE, LLAMA_CPP_SERVER_IMAGE, TRAEFIK_IMAGE } from "../services/images";
+import type { ImageRef } from "../services/spec";
+import { VLLM_VERSION } from "../services/vllm";
 import { hubServiceSpecs } from "../services/index";
 import { routeTable } from "../services/routes";
 import { gatewayPorts } from "../infra/services";
@@ -144,6 +146,18 @@ describe("metric names", () => {
     expect(jobExporting("vllm:gpu_cache_usage_perc")).toBeUndefined(); // removed in vLLM 0.12 (FACTS.md)
     expect(jobExporting("DCGM_FI_DEV_GPU_UTIL")).toBe("dcgm");
     expect(jobExporting("traefik_router_request_duration_seconds_bucket")).toBe("traefik");
+  });
+
+  it("the catalogue was read at the versions the images pin", async () => {
+    const images = (await import("../services/images")) as unknown as Record<string, ImageRef | undefined>;
+    const version = (job: string) => PROGRAM_METRICS.find((p) => p.job === job)!.version;
+    expect(version("traefik")).toBe(TRAEFIK_IMAGE.tag);
+    expect(version("vllm")).toBe(VLLM_VERSION);
+    expect(`server-${version("llamacpp")}`).toBe(LLAMA_CPP_SERVER_IMAGE.tag);
+    expect(version("prometheus")).toBe(images.PROMETHEUS_IMAGE!.tag);
+    // The exporters' images come with the monitoring branch; checked once they are there.
+    if (images.NODE_EXPORTER_IMAGE) expect(version("node")).toBe(images.NODE_EXPORTER_IMAGE.tag);
+    if (images.DCGM_EXPORTER_IMAGE) expect(images.DCGM_EXPORTER_IMAGE.tag.startsWith(`${version("dcgm")}-`)).toBe(true);
   });
 
   it.each(TIER_HUBS.map((t) => [t.tier, t.hub] as const))("%s: every metric a provisioned dashboard queries comes from a job this tier scrapes", (_tier, hub) => {

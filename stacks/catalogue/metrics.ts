@@ -132,17 +132,16 @@ export const LLAMACPP_METRICS: ProgramMetrics = {
 };
 
 /**
- * NVIDIA dcgm-exporter 4.5.3-4.8.2: the counters its default CSV enables (commented lines are
+ * NVIDIA dcgm-exporter 4.4.2-4.7.0 (the monitoring branch's image tag, minus its -ubuntu22.04 base): the counters its default CSV enables (commented lines are
  * off). Every series carries the labels render_metrics.go writes.
  */
 const DCGM = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION"];
 export const DCGM_METRICS: ProgramMetrics = {
   job: "dcgm",
   program: "dcgm-exporter",
-  version: "4.5.3-4.8.2",
-  source: "NVIDIA/dcgm-exporter tag 4.5.3-4.8.2 (commit 691c92762eb551313c825f6efe4ceeee20982801) etc/default-counters.csv; labels from internal/pkg/rendermetrics/render_metrics.go (DCGM_FI_DRIVER_VERSION is a `label` row of the CSV)",
+  version: "4.4.2-4.7.0",
+  source: "NVIDIA/dcgm-exporter tag 4.4.2-4.7.0 (commit 54267f29ee8037d15fdd55e9c0c65f99577d9990) etc/default-counters.csv; labels from internal/pkg/rendermetrics/render_metrics.go (DCGM_FI_DRIVER_VERSION is a `label` row of the CSV). The enabled rows and the label template are the same at 4.5.3-4.8.2.",
   read: METRICS_READ,
-  caveat: "the monitoring branch pins the exporter image; these names are the default CSV of this tag.",
   families: [
     f("DCGM_FI_DEV_SM_CLOCK", "gauge", DCGM),
     f("DCGM_FI_DEV_MEM_CLOCK", "gauge", DCGM),
@@ -179,7 +178,6 @@ export const NODE_METRICS: ProgramMetrics = {
   version: "v1.12.1",
   source: "github.com/prometheus/node_exporter@v1.12.1 (Go module proxy) collector/cpu_common.go (nodeCPUSecondsDesc), collector/meminfo.go + meminfo_linux.go (node_memory_<field>), collector/filesystem_common.go (filesystemLabelNames)",
   read: METRICS_READ,
-  caveat: "the monitoring branch pins the image; v1.12.1 is the newest module version the proxy listed on the date read.",
   families: [
     f("node_cpu_seconds_total", "counter", ["cpu", "mode"]),
     f("node_memory_MemAvailable_bytes", "gauge"),
