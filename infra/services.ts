@@ -3,13 +3,15 @@ import * as pulumi from "@pulumi/pulumi";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_FILES } from "../services/auth";
 import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
 import { backendsDrainScript, backendsReadyScript, GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS, GPU_READY_TIMEOUT_SECONDS, errorsNginxConf, gpuBackendAddresses, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
-import { GRAFANA_CONTAINER, grafanaFiles } from "../services/grafana";
+import { GRAFANA_CONTAINER } from "../services/grafana";
+import { grafanaFiles } from "../services/grafana-provisioning";
 import { hubServiceSpecs } from "../services/index";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
 import { routeTable, type Route } from "../services/routes";
 import type { SecretName, ServiceSpec } from "../services/spec";
 import type { HubConfig } from "../stacks/hub-config";
 import { recordArtifact } from "./artifacts";
+import { monitoringFiles, type MonitoringSecrets } from "./monitoring";
 import { ContainerHost, type DropletTarget, LocalTarget, PublishedPort } from "./containers";
 
 export const GATEWAY_FILES = {
@@ -19,7 +21,7 @@ export const GATEWAY_FILES = {
 };
 
 /** Containers a spec list runs on each node, with the rendered files each one needs. */
-export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget, gpuNodes: ReadonlyMap<string, DropletTarget>, secrets: Readonly<Record<SecretName, pulumi.Output<string>>>, apiKeys: pulumi.Output<string>): Map<string, ContainerHost> {
+export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget, gpuNodes: ReadonlyMap<string, DropletTarget>, secrets: Readonly<Record<SecretName, pulumi.Output<string>>>, apiKeys: pulumi.Output<string>, alertSecrets: Omit<MonitoringSecrets, "hubApiKey"> = {}): Map<string, ContainerHost> {
   const specs = hubServiceSpecs(hub);
   const onNode = (node: string) => specs.filter((s) => s.node === node);
   for (const spec of specs) recordContainerArtifacts(spec);
@@ -56,6 +58,7 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
         // The gatekeeper runs from one bundled file; the keys file is watched and reloads live.
         { path: GATEKEEPER_FILES.bundle, content: gatekeeperBundle(), restarts: [GATEKEEPER_CONTAINER] },
         { path: GATEKEEPER_FILES.keys, content: apiKeys },
+        ...monitoringFiles(hub, specs, routes, privateIps, cpu.kind === "droplet" ? cpu.privateIp : undefined, { ...alertSecrets, hubApiKey: secrets.hubApiKey }, waits),
         // Provisioning is read at start; dashboards are polled by Grafana, so only those restart it.
         ...grafana.map((f) => ({ path: f.path, content: f.content, ...(f.restartsGrafana ? { restarts: [GRAFANA_CONTAINER] } : {}) })),
       ],

@@ -42,6 +42,9 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   gpuIdleMinutes: 10,
   gpuTargetLoadPercent: 80,
   gpuPredictiveWake: true,
+  // Collection and alerts on by default (services/monitoring.ts); Prometheus' own default retention.
+  monitoring: true,
+  prometheusRetentionDays: 15,
 };
 
 /** A CPU-only tier serves the coder with llama.cpp and OCR with docling. */

@@ -6,20 +6,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { AUTH_RESPONSE_HEADERS } from "../programs/gatekeeper/protocol";
 import { AUTH_ASSIGNED_HEADERS } from "../services/gateway";
-import {
-  dashboardQueries,
-  DATASOURCE_UID,
-  fixedMonthlyUsd,
-  grafanaSpec,
-  GRAFANA_PORT,
-  GRAFANA_USER_HEADER,
-  metricNamesIn,
-  provisionedDashboards,
-  repositoryDashboards,
-  scrapedJobs,
-  type GrafanaDashboard,
-  type GrafanaPanel,
-} from "../services/grafana";
+import { DATASOURCE_UID, grafanaSpec, GRAFANA_PORT, GRAFANA_USER_HEADER } from "../services/grafana";
+import { dashboardQueries, fixedMonthlyUsd, metricNamesIn, provisionedDashboards, repositoryDashboards, scrapedJobs, stackConstants, withConstants, type GrafanaDashboard, type GrafanaPanel } from "../services/grafana-provisioning";
 import { GRAFANA_IMAGE, LLAMA_CPP_SERVER_IMAGE, TRAEFIK_IMAGE } from "../services/images";
 import type { ImageRef } from "../services/spec";
 import { VLLM_VERSION } from "../services/vllm";
@@ -174,12 +162,20 @@ describe("metric names", () => {
 
   it("each tier gets the dashboards its programs can fill", () => {
     const files = (hub: HubConfig) => provisionedDashboards(hub).map((d) => d.file);
-    // No GPU, no vLLM, no controller on the CPU-only tiers; everything on the GPU tiers (NVIDIA).
+    // The spend dashboard needs the controller's metrics: there once prometheus.yml scrapes it.
+    const spend = (hub: HubConfig) => (scrapedJobs(hub).has("autoscaler") ? ["hub-spend.json"] : []);
+    // No GPU, no vLLM, no controller on the CPU-only tiers; GPU and vLLM on the NVIDIA GPU tiers.
     expect(files(mustLoad({ tier: "cpu" }))).toEqual(["hub-gateway.json"]);
     expect(files(mustLoad({ tier: "local" }))).toEqual(["hub-gateway.json"]);
-    for (const tier of ["gpu", "hybrid", "multigpu"]) expect(files(mustLoad({ tier }))).toEqual(["hub-gateway.json", "hub-gpu.json", "hub-spend.json", "hub-vllm.json"]);
+    for (const tier of ["gpu", "hybrid", "multigpu"]) {
+      const hub = mustLoad({ tier });
+      expect(files(hub)).toEqual(["hub-gateway.json", "hub-gpu.json", ...spend(hub), "hub-vllm.json"]);
+    }
     // AMD GPUs have no DCGM exporter: the GPU dashboard goes, the vLLM one stays.
-    expect(files(mustLoad({ tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" }))).toEqual(["hub-gateway.json", "hub-spend.json", "hub-vllm.json"]);
+    const amd = mustLoad({ tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" });
+    expect(files(amd)).toEqual(["hub-gateway.json", ...spend(amd), "hub-vllm.json"]);
+    // Without Prometheus there is nothing to show, and no Grafana either.
+    expect(files(mustLoad({ tier: "hybrid", monitoring: false }))).toEqual([]);
   });
 });
 
@@ -218,6 +214,17 @@ describe.skipIf(!PROMTOOL_BINARY && process.env.CI !== "true")("every panel quer
     });
     expect(rules.length).toBeGreaterThan(5);
     const result = check(`tier-${tier}`, rules);
+    expect(result.output).toContain(`SUCCESS: ${rules.length} rules found`);
+    expect(result.status).toBe(0);
+  });
+
+  it("promtool check rules accepts every query of every dashboard in the repository (provisioned on some tier or not yet)", () => {
+    const hub = mustLoad({ tier: "hybrid" });
+    const rules = DASHBOARDS.flatMap(({ file, dashboard }) => {
+      const { numbers, regex } = constantsOf(withConstants(dashboard, stackConstants(hub)));
+      return dashboardQueries(dashboard).map((q, i) => ({ record: `hub:dashboard_${file.replace(/\W/g, "_")}_${i}`, expr: substituteVariables(q.expr, numbers, regex) }));
+    });
+    const result = check("repository", rules);
     expect(result.output).toContain(`SUCCESS: ${rules.length} rules found`);
     expect(result.status).toBe(0);
   });
@@ -261,7 +268,7 @@ describe("Grafana's provisioning, per tier", () => {
     const volumesGiB = hub.modelCache.sizeGiB * hub.modelCache.volumes + hub.cpuNode.cacheGiB;
     const expected = hub.cpuNode.size.pricePerMonth + volumesGiB * VOLUME_PRICE_PER_GIB_MONTH;
     expect(fixedMonthlyUsd(hub)).toBeCloseTo(expected, 2);
-    const spend = provisionedDashboards(hub).find((d) => d.file === "hub-spend.json")!.dashboard;
+    const spend = withConstants(DASHBOARDS.find((d) => d.file === "hub-spend.json")!.dashboard, stackConstants(hub));
     const constants = Object.fromEntries((spend.templating?.list ?? []).filter((v) => v.type === "constant").map((v) => [v.name, v.query]));
     expect(Number(constants.fixed_monthly_usd)).toBeCloseTo(expected, 2);
     expect(Number(constants.budget_usd)).toBe(hub.budgetUsd);
