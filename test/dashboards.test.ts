@@ -60,8 +60,8 @@ function schemaErrors(dashboards: readonly { readonly name: string; readonly jso
 }
 
 describe("dashboard JSON", () => {
-  it("the repository has the four dashboards the issue asks for", () => {
-    expect(DASHBOARDS.map((d) => d.file)).toEqual(["hub-gateway.json", "hub-gpu.json", "hub-spend.json", "hub-vllm.json"]);
+  it("the repository has the dashboards the issue asks for, and one for the nodes", () => {
+    expect(DASHBOARDS.map((d) => d.file)).toEqual(["hub-gateway.json", "hub-gpu.json", "hub-nodes.json", "hub-spend.json", "hub-vllm.json"]);
   });
 
   it("every dashboard type-checks against Grafana 13.2.3's Dashboard schema (@grafana/schema)", () => {
@@ -164,16 +164,17 @@ describe("metric names", () => {
     const files = (hub: HubConfig) => provisionedDashboards(hub).map((d) => d.file);
     // The spend dashboard needs the controller's metrics: there once prometheus.yml scrapes it.
     const spend = (hub: HubConfig) => (scrapedJobs(hub).has("autoscaler") ? ["hub-spend.json"] : []);
-    // No GPU, no vLLM, no controller on the CPU-only tiers; GPU and vLLM on the NVIDIA GPU tiers.
-    expect(files(mustLoad({ tier: "cpu" }))).toEqual(["hub-gateway.json"]);
+    // No GPU, no vLLM, no controller on the CPU-only tiers; GPU and vLLM on the NVIDIA GPU tiers;
+    // node_exporter on droplets only (not on a laptop's Docker).
+    expect(files(mustLoad({ tier: "cpu" }))).toEqual(["hub-gateway.json", "hub-nodes.json"]);
     expect(files(mustLoad({ tier: "local" }))).toEqual(["hub-gateway.json"]);
     for (const tier of ["gpu", "hybrid", "multigpu"]) {
       const hub = mustLoad({ tier });
-      expect(files(hub)).toEqual(["hub-gateway.json", "hub-gpu.json", ...spend(hub), "hub-vllm.json"]);
+      expect(files(hub)).toEqual(["hub-gateway.json", "hub-gpu.json", "hub-nodes.json", ...spend(hub), "hub-vllm.json"]);
     }
     // AMD GPUs have no DCGM exporter: the GPU dashboard goes, the vLLM one stays.
     const amd = mustLoad({ tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" });
-    expect(files(amd)).toEqual(["hub-gateway.json", ...spend(amd), "hub-vllm.json"]);
+    expect(files(amd)).toEqual(["hub-gateway.json", "hub-nodes.json", ...spend(amd), "hub-vllm.json"]);
     // Without Prometheus there is nothing to show, and no Grafana either.
     expect(files(mustLoad({ tier: "hybrid", monitoring: false }))).toEqual([]);
   });
