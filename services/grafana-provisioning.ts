@@ -33,8 +33,9 @@ export function dashboardsProvisioning(): Record<string, unknown> {
         orgId: 1,
         folder: "Inference hub",
         type: "file",
-        // The files in the repository are the truth: no edits or deletions from the UI survive.
-        disableDeletion: true,
+        // The files are the truth: the UI cannot save over a provisioned dashboard (allowUiUpdates),
+        // and a dashboard whose file a tier switch removes is removed from Grafana too (disableDeletion false).
+        disableDeletion: false,
         allowUiUpdates: false,
         updateIntervalSeconds: 30,
         options: { path: IN_CONTAINER.dashboards, foldersFromFilesStructure: false },

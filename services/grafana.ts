@@ -15,8 +15,12 @@ import type { ServiceSpec } from "./spec";
  * visit is in the gatekeeper's audit log, and there is no second password to keep. Grafana's own
  * login form, basic auth, anonymous access and its initial admin account are all off. Grafana
  * publishes no port: only containers on the CPU node's Docker network can reach it (see the README
- * for what that leaves open). Option names: conf/defaults.ini ([auth.proxy], [auth.anonymous],
- * [security] disable_initial_admin_creation, [server] serve_from_sub_path), read 2026-12-02.
+ * for what that leaves open). Option names (GF_<SECTION>_<KEY>): grafana/grafana conf/defaults.ini
+ * ([server], [security], [users], [auth], [auth.anonymous], [auth.basic], [auth.proxy],
+ * [analytics], [snapshots]) in the search corpus's stored copy (commit 002060fdada8, older than
+ * 13.2.3: these keys are long-standing), read 2026-12-02. A Bearer token in Authorization makes
+ * Grafana answer "Invalid API key" before auth.proxy is tried (grafana/grafana#27617), hence the
+ * route's dropCredentials.
  */
 export const GRAFANA_CONTAINER = "grafana";
 /** Grafana's default http_port (conf/defaults.ini [server]). */
