@@ -3,6 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_FILES } from "../services/auth";
 import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
 import { backendsDrainScript, backendsReadyScript, GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS, GPU_READY_TIMEOUT_SECONDS, errorsNginxConf, gpuBackendAddresses, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
+import { GRAFANA_CONTAINER } from "../services/grafana";
+import { grafanaFiles } from "../services/grafana-provisioning";
 import { hubServiceSpecs } from "../services/index";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
 import { routeTable, type Route } from "../services/routes";
@@ -30,6 +32,8 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
   const nginxConf = errorsNginxConf(hub, routes);
   recordArtifact({ kind: "traefik-static", node: "cpu", path: "cpu/traefik/traefik.yml", content: staticConfig });
   recordArtifact({ kind: "errors-nginx", node: "cpu", path: "cpu/errors/default.conf", content: nginxConf });
+  const grafana = hub.grafana ? grafanaFiles(hub) : [];
+  for (const file of grafana) recordArtifact({ kind: "grafana", node: "cpu", path: `cpu/grafana/${file.path.split("/grafana/")[1]}`, content: file.content });
 
   const hosts = new Map<string, ContainerHost>();
   for (const [name, node] of gpuNodes) {
@@ -55,6 +59,8 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
         { path: GATEKEEPER_FILES.bundle, content: gatekeeperBundle(), restarts: [GATEKEEPER_CONTAINER] },
         { path: GATEKEEPER_FILES.keys, content: apiKeys },
         ...monitoringFiles(hub, specs, routes, privateIps, cpu.kind === "droplet" ? cpu.privateIp : undefined, { ...alertSecrets, hubApiKey: secrets.hubApiKey }, waits),
+        // Provisioning is read at start; dashboards are polled by Grafana, so only those restart it.
+        ...grafana.map((f) => ({ path: f.path, content: f.content, ...(f.restartsGrafana ? { restarts: [GRAFANA_CONTAINER] } : {}) })),
       ],
       ports: gatewayPorts(cpu.kind),
       secrets,

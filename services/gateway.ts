@@ -271,6 +271,12 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
       middlewares[name] = { replacePathRegex: { regex: `^${escapeRegex(route.rewritePrefix)}(.*)`, replacement: "/v1/$1" } };
       chain.push(name);
     }
+    if (route.dropCredentials) {
+      // After the gatekeeper swapped in the backends' key: this backend gets neither that nor the client's.
+      const name = `${route.name}-drop-credentials`;
+      middlewares[name] = { headers: { customRequestHeaders: { Authorization: "", "X-Api-Key": "" } } };
+      chain.push(name);
+    }
     routers[route.name] = {
       entryPoints: [...entryPoints],
       rule: routeRule(route),

@@ -59,7 +59,17 @@ export const DOCLING_SERVE_CPU_IMAGE: ImageRef = {
   source: `tag seen pinned in a public design spec dated 2026-10-05 (v1.35.0 also seen, with digest sha256:79e5fcd19ab227ed36323fa5fa31820d14d53efc4f073417ba37be7931c7af0a, unverified); read ${READ}. Verified in use, not against the registry.`,
 };
 
-export const IMAGES: readonly ImageRef[] = [VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE];
+/**
+ * Grafana OSS (AGPL: only the image runs; nothing of it is built or vendored). 13.2.3 is the
+ * release @grafana/schema 13.2.3 (npm, the dashboard schema the tests check against) belongs to.
+ */
+export const GRAFANA_IMAGE: ImageRef = {
+  repo: "grafana/grafana",
+  tag: "13.2.3",
+  source: "Docker Hub tag seen pinned in public deployment docs (grafana/grafana:13.2.3, 13.2.0, 13.1.3 in compose files and READMEs, 2026); npm @grafana/schema 13.2.3 is the same release; read 2026-12-02. Verified in use, not against the registry.",
+};
+
+export const IMAGES: readonly ImageRef[] = [VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, GRAFANA_IMAGE];
 
 /** MI300X runs vLLM only from the ROCm build (FACTS.md). */
 export const vllmImage = (vendor: "nvidia" | "amd"): ImageRef => (vendor === "amd" ? VLLM_ROCM_IMAGE : VLLM_CUDA_IMAGE);
@@ -76,6 +86,8 @@ export const IMAGE_UIDS: Readonly<Record<string, number>> = {
   [SPEACHES_CPU_IMAGE.repo]: 1000,
   [COQUI_TTS_CPU_IMAGE.repo]: 0,
   [DOCLING_SERVE_CPU_IMAGE.repo]: 1001,
+  // The grafana user of Grafana's image (its Dockerfile's GF_UID, 472; docs "Configure a Grafana Docker image").
+  [GRAFANA_IMAGE.repo]: 472,
   // The prom/* images run as nobody (their Dockerfiles: USER nobody).
   "prom/prometheus": 65534,
   "prom/alertmanager": 65534,

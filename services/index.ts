@@ -5,9 +5,10 @@ import { documentSpecs } from "./documents";
 import { errorsSpec, gatewaySpec } from "./gateway";
 import { monitoringSpecs } from "./monitoring";
 import type { ServiceSpec } from "./spec";
+import { grafanaSpec } from "./grafana";
 import { sttSpec, ttsSpec } from "./speech";
 
 /** Every container of the hub, on every node that exists now. */
 export function hubServiceSpecs(hub: HubConfig): ServiceSpec[] {
-  return [gatewaySpec(hub), gatekeeperSpec(hub), errorsSpec(hub), sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub), ...monitoringSpecs(hub)];
+  return [gatewaySpec(hub), gatekeeperSpec(hub), errorsSpec(hub), sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub), ...monitoringSpecs(hub), ...(hub.grafana ? [grafanaSpec(hub)] : [])];
 }

@@ -1,5 +1,6 @@
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
+import { GRAFANA_CONTAINER, GRAFANA_PATH_PREFIX, GRAFANA_PORT } from "./grafana";
 import { GPU_SERVICE_PORTS } from "./ports";
 
 /**
@@ -36,6 +37,13 @@ export interface Route {
   readonly fallback?: Backend | "gpu-off";
   /** Streaming responses (server-sent events): never buffered by the proxy. */
   readonly streaming: boolean;
+  /**
+   * Delete the credentials (Authorization, X-Api-Key) before the backend: for a backend that
+   * trusts the gatekeeper's X-Hub-Key-Id alone (Grafana's auth.proxy), which would otherwise
+   * read the backends' key as one of its own API keys and refuse it.
+   * @default - false: the backend gets the backends' key the gatekeeper swapped in
+   */
+  readonly dropCredentials?: boolean;
   /** Largest request body accepted, bytes (only enforced on non-streaming routes; see gateway). */
   readonly maxBodyBytes: number;
   readonly description: string;
@@ -96,6 +104,11 @@ export function routeTable(hub: HubConfig): Route[] {
   const docling = hub.ocr.engine === "docling" ? "ocr" : hub.ocrCpuFallback ? "ocr-fallback" : undefined;
   if (docling) {
     routes.push({ name: DOCUMENTS_ROUTE, scope: "ocr", paths: [...DOCUMENTS_PATH_PREFIXES], prefix: true, rewritePrefix: "/v1/ocr/", primary: [container(docling, SERVICE_PORTS.docling, "/health")], streaming: false, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "document conversion and OCR (docling-serve on the CPU node)" });
+  }
+  if (hub.grafana) {
+    // Grafana serves under /grafana/ itself (serve_from_sub_path); "streaming" keeps its live
+    // updates (a websocket) out of the buffering middleware.
+    routes.push({ name: GRAFANA_CONTAINER, scope: "admin", paths: [GRAFANA_PATH_PREFIX], prefix: true, primary: [container(GRAFANA_CONTAINER, GRAFANA_PORT, `${GRAFANA_PATH_PREFIX}api/health`)], streaming: true, dropCredentials: true, maxBodyBytes: CHAT_BODY_BYTES, description: "Grafana dashboards (keys with the admin scope)" });
   }
   return routes;
 }

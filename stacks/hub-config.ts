@@ -20,8 +20,8 @@ export const CPU_MODEL_FILES_GIB = 6;
 /** Collection and alerting (services/monitoring.ts). */
 export type MonitoringProgram = "prometheus" | "alertmanager" | "node-exporter" | "dcgm-exporter" | "amd-device-metrics-exporter";
 export type MonitoringRole = "prometheus" | "alertmanager" | "node-exporter" | "gpu-exporter";
-export type Program = "traefik" | "nginx" | "gatekeeper" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram;
-export type ServiceRole = "gateway" | "gatekeeper" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole;
+export type Program = "traefik" | "nginx" | "gatekeeper" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram | "grafana";
+export type ServiceRole = "gateway" | "gatekeeper" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole | "grafana";
 
 /** One service instance on one node. */
 export interface Workload {
@@ -104,6 +104,8 @@ export interface HubConfig {
   readonly budgetUsd: number;
   /** Absent when the `monitoring` setting is off. */
   readonly monitoring?: MonitoringPlan;
+  /** Grafana on the CPU node behind the gateway's /grafana/ (services/grafana.ts). */
+  readonly grafana: boolean;
   readonly nodes: readonly NodePlan[];
   readonly cost: CostEstimate;
   readonly warnings: readonly Warning[];

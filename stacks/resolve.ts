@@ -72,6 +72,15 @@ function checkTierShape({ s, problems }: Ctx, gpu: GpuSize | undefined): void {
   }
 }
 
+/** Grafana follows Prometheus unless set: it has nothing to show without it. */
+export function grafanaEnabled(s: ResolvedSettings): boolean {
+  return s.grafana ?? s.monitoring;
+}
+
+function checkGrafana({ s, problems }: Ctx): void {
+  if (s.grafana === true && !s.monitoring) problems.push(problem(["grafana", "monitoring"], true, "Grafana shows what Prometheus collects, and monitoring is off, so every dashboard would be empty.", "Turn monitoring on, or remove grafana (it then follows monitoring)."));
+}
+
 /** The autoscaler's range: a floor the tier can honour, a ceiling at or above the nodes running now. */
 function checkAutoscaling({ s, problems }: Ctx): void {
   if (s.tier === "cpu" || s.tier === "local") {
@@ -276,6 +285,7 @@ function cpuWorkloads(ctx: Ctx, coder: VllmCoder | LlamaCppCoder | undefined, fa
     { role: "gateway", node: CPU_NODE_NAME, program: "traefik", ramGiB: CPU_SERVICE_RAM.gateway.ramGiB },
     { role: "gatekeeper", node: CPU_NODE_NAME, program: "gatekeeper", ramGiB: CPU_SERVICE_RAM.gatekeeper.ramGiB },
   ];
+  if (grafanaEnabled(s)) w.push({ role: "grafana", node: CPU_NODE_NAME, program: "grafana", ramGiB: CPU_SERVICE_RAM.grafana.ramGiB });
   if (stt) w.push({ role: "stt", node: CPU_NODE_NAME, program: "speaches", model: s.sttModel, ramGiB: stt.ramGiB });
   if (tts) w.push({ role: "tts", node: CPU_NODE_NAME, program: "coqui-tts", model: s.ttsModel, ramGiB: tts.ramGiB });
   if (coder?.backend === "llama.cpp") w.push({ role: "coder", node: CPU_NODE_NAME, program: "llama.cpp", model: coder.gguf.hfArg, ramGiB: coder.ramGiB });
@@ -404,6 +414,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   checkTierShape(ctx, gpu);
   checkAutoscaling(ctx);
   const gpuPin = checkPin(ctx, nowMs);
+  checkGrafana(ctx);
 
   const hasGpu = GPU_TIERS.includes(s.tier);
   const coderModel = lookupModel(ctx, "llmModel", s.llmModel);
@@ -524,6 +535,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       gateway: { domain: s.domain, acmeEmail: s.acmeEmail, adminCidrs: s.adminCidrs },
       budgetUsd: s.budgetUsd,
       monitoring,
+      grafana: grafanaEnabled(s),
       nodes,
       cost,
       warnings,

@@ -148,6 +148,7 @@ export const SETTINGS = {
   rateLimitPerMinute: key("integer", int(1, 100_000), "Requests per minute each API key may make on each service, whichever header carries the key (the gatekeeper's default; a key may set its own)."),
   rateLimitBurst: key("integer", int(1, 100_000), "Requests a key may send at once on each service above its per-minute rate."),
   budgetUsd: key("integer", int(0, 1_000_000), "Monthly budget in USD; a plan whose projected month exceeds it is refused."),
+  grafana: key("boolean", z.boolean(), "Run Grafana on the CPU node with the hub's dashboards, at /grafana/ for API keys with the admin scope. Unset: on whenever Prometheus runs (the monitoring setting)."),
   sshPublicKey: key("string", sshPublicKey, "OpenSSH public key registered with DigitalOcean and installed for root on every node."),
   monitoring: key("boolean", z.boolean(), "Run Prometheus and Alertmanager on the CPU node, and node_exporter (plus the GPU exporter: DCGM on NVIDIA, AMD's device-metrics-exporter on AMD) on every droplet. The local tier runs Prometheus and Alertmanager only."),
   prometheusRetentionDays: key("integer", int(1, 365), "Days of metrics Prometheus keeps on the CPU cache volume (storage.tsdb.retention.time); it also stops at a quarter of cpuCacheGiB (retention.size), whichever comes first."),
@@ -202,4 +203,4 @@ export type Settings = { -readonly [K in SettingName]: z.infer<(typeof SETTINGS)
 export type StackOverrides = Partial<Settings>;
 
 /** Settings that may be left unset after the preset is applied. */
-export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser", "gpuPinNodes", "gpuPinUntil"] as const;
+export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser", "gpuPinNodes", "gpuPinUntil", "grafana"] as const;

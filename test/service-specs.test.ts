@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { coderSpecs } from "../services/coder";
 import { documentSpecs, doclingSpec } from "../services/documents";
 import { FORWARDING_TIMEOUTS } from "../services/gateway";
-import { COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, IMAGES, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE } from "../services/images";
+import { COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, GRAFANA_IMAGE, IMAGES, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE } from "../services/images";
+import { grafanaSpec } from "../services/grafana";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT } from "../services/node-setup";
 import { routeTable } from "../services/routes";
 import type { ImageRef, ServiceSpec } from "../services/spec";
@@ -18,6 +19,8 @@ import { vllmArgProblems } from "./helpers/vllm-reference";
 
 /** What this suite's files produce; the gateway and its error page come from services/gateway.ts. */
 const specsOf = (hub: HubConfig): ServiceSpec[] => [sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub)];
+/** With Grafana (test/dashboards.test.ts checks its spec): what the gateway can route to. */
+const routableSpecsOf = (hub: HubConfig): ServiceSpec[] => [...specsOf(hub), ...(hub.grafana ? [grafanaSpec(hub)] : [])];
 
 const CASES: readonly { readonly label: string; readonly settings: Record<string, unknown> }[] = [
   ...TIERS.map((tier) => ({ label: `${tier} preset`, settings: { tier } })),
@@ -42,6 +45,8 @@ function expectedImage(hub: HubConfig, program: Program): ImageRef {
       return COQUI_TTS_CPU_IMAGE;
     case "docling-serve":
       return DOCLING_SERVE_CPU_IMAGE;
+    case "grafana":
+      return GRAFANA_IMAGE;
     case "traefik":
     case "nginx":
     case "gatekeeper":
@@ -76,7 +81,7 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
   it("run exactly the placement's workloads, on its nodes, from the right images", () => {
     const expected = hub.nodes
       .filter((n) => n.active)
-      .flatMap((n) => n.workloads.filter((w) => w.role !== "gateway" && w.role !== "gatekeeper" && !MONITORING_ROLES.includes(w.role)).map((w) => key(n.name, w.role, expectedImage(hub, w.program))));
+      .flatMap((n) => n.workloads.filter((w) => w.role !== "gateway" && w.role !== "gatekeeper" && !MONITORING_ROLES.includes(w.role) && w.role !== "grafana").map((w) => key(n.name, w.role, expectedImage(hub, w.program))));
     expect(specs.map((s) => key(s.node, s.name, s.image)).sort()).toEqual(expected.sort());
     // Names are unique per node: Docker would refuse a second container of the same name.
     expect(new Set(specs.map((s) => `${s.node}/${s.name}`)).size).toBe(specs.length);
@@ -89,7 +94,7 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
       const backends = [...route.primary, ...(route.fallback && route.fallback !== "gpu-off" ? [route.fallback] : [])];
       for (const b of backends) {
         const name = b.address.kind === "container" ? b.address.container : b.service;
-        const spec = specs.find((s) => s.node === b.node && s.name === name);
+        const spec = routableSpecsOf(hub).find((s) => s.node === b.node && s.name === name);
         expect(spec, `${route.name} → ${b.node}/${name}`).toBeDefined();
         expect(spec!.port).toBe(b.port);
         expect(spec!.health.path).toBe(b.healthPath);

@@ -214,6 +214,8 @@ export const TTS_MODELS: Readonly<Record<string, TtsModelEntry>> = {
 export const CPU_SERVICE_RAM = {
   gateway: { ramGiB: 0.25, source: ESTIMATE("Traefik") },
   gatekeeper: { ramGiB: 0.25, source: ESTIMATE("Node.js API-key gatekeeper with its audit writer") },
+  /** The container's memory limit (services/grafana.ts) is the same 512 MiB. */
+  grafana: { ramGiB: 0.5, source: src("grafana.com/docs/grafana/latest/setup-grafana/installation/ (hardware recommendations: minimum 512 MB memory, 1 CPU)", "2026-12-02") },
   docling: { ramGiB: 4, source: ESTIMATE("docling-serve CPU: layout, table and OCR models; image ~4.4 GB") },
   /** Kernel, Docker daemon, sshd, journald. */
   system: { ramGiB: 1, source: ESTIMATE("Ubuntu 24.04 + Docker engine") },

@@ -17,6 +17,8 @@ import { remapForLoopback, type LoopbackMap } from "./loopback";
 import { freeLoopbackPort, PostgresCluster, findPostgres, POSTGRES_MISSING_REASON } from "./postgres";
 import { ManagedProcess, waitFor } from "./processes";
 import { startStandIn, type StandIn, type StandInOptions } from "./stand-ins";
+import { startGrafanaStandIn, type GrafanaStandIn } from "./grafana-stand-in";
+import { GRAFANA_CONTAINER, GRAFANA_PORT } from "../../services/grafana";
 
 /**
  * The gateway as deployed, on loopback: the real Traefik (built at the image's version) with the
@@ -107,6 +109,8 @@ export const RIG_BACKEND_KEY = "rig-internal-backend-key-0123456789abcdef";
 export class GatewayRig {
   readonly keys: Record<string, RigKey> = {};
   readonly standIns: Record<"fallback" | "stt" | "tts" | "docling" | "gpuCoder" | "gpuOcr", StandIn | undefined> = { fallback: undefined, stt: undefined, tts: undefined, docling: undefined, gpuCoder: undefined, gpuOcr: undefined };
+  /** Where the grafana container would be (the stack runs Grafana unless `grafana: false`). */
+  grafana?: GrafanaStandIn;
   traefik!: ManagedProcess;
   nginx!: ManagedProcess;
   gatekeeper!: ManagedProcess;
@@ -154,6 +158,7 @@ export class GatewayRig {
     this.standIns.stt = await startStandIn({ program: "speaches" });
     this.standIns.tts = await startStandIn({ program: "coqui-tts" });
     this.standIns.docling = await startStandIn({ program: "docling-serve" });
+    this.grafana = await startGrafanaStandIn();
 
     const gpuIp = this.variants["gpu-on"].gpuPrivateIp;
     if (!gpuIp) throw new Error("the GPU-on plan has no gpu-0 private address");
@@ -171,6 +176,7 @@ export class GatewayRig {
       [`stt:${SERVICE_PORTS.stt}`, this.standIns.stt.port],
       [`tts:${SERVICE_PORTS.tts}`, this.standIns.tts.port],
       [`ocr-fallback:${SERVICE_PORTS.docling}`, this.standIns.docling.port],
+      [`${GRAFANA_CONTAINER}:${GRAFANA_PORT}`, this.grafana.port],
       [`${gpuIp}:${GPU_SERVICE_PORTS.coder}`, gpuCoder],
       [`${gpuIp}:${GPU_SERVICE_PORTS.ocr}`, gpuOcr],
     ]);
@@ -349,7 +355,7 @@ export class GatewayRig {
 
   async stop(): Promise<void> {
     await Promise.all([this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop()]);
-    await Promise.all(Object.values(this.standIns).map((s) => s?.close()));
+    await Promise.all([...Object.values(this.standIns), this.grafana].map((s) => s?.close()));
     await this.postgres?.destroy();
     rmSync(this.dir, { recursive: true, force: true });
   }
