@@ -10,6 +10,17 @@ export const GATEKEEPER_CONTAINER = "gatekeeper";
 export const GATEKEEPER_PORT = 8080;
 
 
+/** One address may carry several keys (an office behind NAT): ten keys' worth. */
+export const IP_RATE_FACTOR = 10;
+
+/** The per-address limit: ten keys' worth of the per-key default. */
+export function ipRateLimit(hub: HubConfig): { readonly perMinute: number; readonly burst: number; readonly retryAfterSeconds: number } {
+  const perMinute = hub.settings.rateLimitPerMinute * IP_RATE_FACTOR;
+  // Traefik answers Retry-After = ceil(time to the next token) (ratelimiter/rate_limiter.go):
+  // at most one token's interval.
+  return { perMinute, burst: hub.settings.rateLimitBurst * IP_RATE_FACTOR, retryAfterSeconds: Math.max(1, Math.ceil(60 / perMinute)) };
+}
+
 const ROOT = `${CPU_CACHE_MOUNT}/gatekeeper`;
 /** Host paths: the bundled program, the keys file (watched), and the audit spool on the volume. */
 export const GATEKEEPER_DIRS = {
@@ -37,6 +48,11 @@ export function gatekeeperSpec(hub: HubConfig): ServiceSpec {
       GATEKEEPER_SPOOL_DIR: "/spool",
       GATEKEEPER_DEFAULT_RATE_PER_MINUTE: String(hub.settings.rateLimitPerMinute),
       GATEKEEPER_DEFAULT_BURST: String(hub.settings.rateLimitBurst),
+      // Traefik's loopback hop limits per address first (its 429 is JSON from nginx); the same
+      // numbers here only back it up. That hop appends 127.0.0.1 after the client's entry.
+      GATEKEEPER_ADDRESS_RATE_PER_MINUTE: String(ipRateLimit(hub).perMinute),
+      GATEKEEPER_ADDRESS_BURST: String(ipRateLimit(hub).burst),
+      GATEKEEPER_FORWARDED_HOPS: "1",
     },
     // The backends' key goes out on allowed requests only; the database URL holds a password.
     secretEnv: { GATEKEEPER_BACKEND_KEY: "hubApiKey", DATABASE_URL: "auditDatabaseUrl" },

@@ -1,7 +1,8 @@
 import { stringify } from "yaml";
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
-import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
+import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT, ipRateLimit } from "./auth";
+export { IP_RATE_FACTOR, ipRateLimit } from "./auth";
 import { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "../programs/gatekeeper/protocol";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_INTERNAL_PORT, GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";
@@ -322,14 +323,6 @@ export function routeErrorStatuses(route: Route): number[] {
   return [...(route.streaming ? [] : [413]), 502, 504];
 }
 
-/** The per-address limit: ten keys' worth of the per-key default. */
-export function ipRateLimit(hub: HubConfig): { readonly perMinute: number; readonly burst: number; readonly retryAfterSeconds: number } {
-  const perMinute = hub.settings.rateLimitPerMinute * IP_RATE_FACTOR;
-  // Traefik answers Retry-After = ceil(time to the next token) (ratelimiter/rate_limiter.go):
-  // at most one token's interval.
-  return { perMinute, burst: hub.settings.rateLimitBurst * IP_RATE_FACTOR, retryAfterSeconds: Math.max(1, Math.ceil(60 / perMinute)) };
-}
-
 export const IP_RATE_LIMIT_MIDDLEWARE = "rate-limit-ip";
 export const IP_LIMIT_AUTH = "auth-ip";
 export const STRIP_CLIENT_IDS = "strip-client-ids";
@@ -358,8 +351,6 @@ const METRICS_ADMIN_REWRITE = "metrics-admin-path";
 /** Traefik's built-in Prometheus handler, routable because of manualRouting. */
 export const PROMETHEUS_SERVICE = "prometheus@internal";
 const GATEKEEPER_HEALTH_REWRITE = "gatekeeper-health-path";
-/** One address may carry several keys (an office behind NAT): ten keys' worth. */
-export const IP_RATE_FACTOR = 10;
 
 export { AUTH_RESPONSE_HEADERS };
 /** Only what the gatekeeper needs to decide: no cookies, no bodies. */

@@ -273,7 +273,8 @@ describe("gatekeeper HTTP API (spool only)", () => {
     expect(JSON.stringify(reply.headers)).not.toContain(alice.key);
 
     const record = spoolRecords(gk.config.spoolDir).find((r) => r.request_id === "req-valid-1");
-    expect(record).toMatchObject({ key_id: alice.entry.id, scope: "llm", method: "POST", path: "/v1/chat/completions", client_addr: "203.0.113.5", allowed: true, reason: "allowed", status: 200 });
+    // The rightmost X-Forwarded-For entry: the one Traefik's forwardAuth appends from the connection (address-limit.ts).
+    expect(record).toMatchObject({ key_id: alice.entry.id, scope: "llm", method: "POST", path: "/v1/chat/completions", client_addr: "10.0.0.1", allowed: true, reason: "allowed", status: 200 });
     expect(record?.decision_id).toMatch(/^[0-9a-f-]{36}$/);
   });
 

@@ -12,6 +12,7 @@ import {
   GLYPH_WIDTH,
   mp3Problem,
   OCR_TEXT,
+  parseSmokeArgs,
   rateCheckRequests,
   renderTextPng,
   runSmoke,
@@ -26,6 +27,8 @@ import { spawnScript } from "./helpers/cli";
 
 const KEY = "ihk_test-full-key";
 const LLM_KEY = "ihk_test-llm-only-key";
+/** The key the rate-limit check may empty. */
+const RATE_KEY = "ihk_test-rate-limit-key";
 /** The Whisper model the stand-in hub "serves" (what sttModel base resolves to). */
 const SERVED_STT = "Systran/faster-whisper-base";
 /** Small, so the rate-limit check sends few requests; the CLI tests pass it as --rate-burst. */
@@ -36,8 +39,9 @@ const BURST = 4;
 // programs behind it (vLLM / llama.cpp for `coder`, Coqui TTS, speaches, DeepSeek-OCR on vLLM,
 // docling-serve). NOT implementations: each answers just enough of the documented shape, and
 // checks just enough of the request, for the smoke check to tell a working hub from a broken one.
-// The gateway layer does what the real one promises (rate limit per key before the key check,
-// 401 / 403 / 429 as OpenAI-format errors, Retry-After) unless a test breaks it on purpose.
+// The gateway layer does what the real one promises (the gatekeeper's rate limit per known key,
+// after the key and scope checks; 401 / 403 / 429 as OpenAI-format errors, Retry-After) unless a
+// test breaks it on purpose.
 // The speech pair cheats on purpose: the "TTS" writes the text into a RIFF INFO chunk of its WAV
 // and the "STT" reads it back, so the round trip is testable without a voice model.
 // Every request a backend receives is recorded.
@@ -89,8 +93,10 @@ type Overrides = Partial<Record<Route, Handler | null>>;
 interface GatewayBehaviour {
   /** Keys and their scopes. */
   readonly keys: ReadonlyMap<string, readonly string[]>;
-  /** Per key (Authorization header) per route, as Traefik's rateLimit; 0 turns it off. */
+  /** Per known key per route, as the gatekeeper's; 0 turns it off. */
   readonly burst: number;
+  /** Broken on purpose: counts every Authorization header before the key check, so unknown keys get 429s. */
+  readonly limitUnknownKeys: boolean;
   /** false: Traefik's own plain-text 429. */
   readonly jsonRateLimit: boolean;
   readonly retryAfter: boolean;
@@ -251,8 +257,10 @@ const DEFAULT_GATEWAY: GatewayBehaviour = {
   keys: new Map([
     [KEY, ["llm", "stt", "tts", "ocr"]],
     [LLM_KEY, ["llm"]],
+    [RATE_KEY, ["llm"]],
   ]),
   burst: BURST,
+  limitUnknownKeys: false,
   jsonRateLimit: true,
   retryAfter: true,
   acceptUnknownKeys: false,
@@ -274,23 +282,26 @@ async function startStandInHub(overrides: Overrides = {}, gatewayChanges: Partia
         response.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
         return void response.end("404 page not found\n");
       }
-      // Rate limit per Authorization header per route, before the key check (services/gateway.ts).
       const authorization = String(incoming.headers.authorization ?? "");
-      const bucket = `${route} ${authorization}`;
-      const used = (buckets.get(bucket) ?? 0) + 1;
-      buckets.set(bucket, used);
-      if (gateway.burst > 0 && used > gateway.burst) {
+      const limited = () => {
+        const bucket = `${route} ${authorization}`;
+        const used = (buckets.get(bucket) ?? 0) + 1;
+        buckets.set(bucket, used);
+        if (gateway.burst === 0 || used <= gateway.burst) return false;
         const headers: Record<string, string> = gateway.retryAfter ? { "retry-after": "1" } : {};
         if (!gateway.jsonRateLimit) {
           response.writeHead(429, { "content-type": "text/plain; charset=utf-8", ...headers });
-          return void response.end("Too Many Requests");
-        }
-        return sendJson(response, 429, openAiError("Rate limit reached for this API key; retry after 1 s.", "rate_limit_error", "rate_limit_exceeded"), headers);
-      }
+          response.end("Too Many Requests");
+        } else sendJson(response, 429, openAiError("Rate limit reached for this API key; retry after 1 s.", "rate_limit_error", "rate_limit_exceeded"), headers);
+        return true;
+      };
+      if (gateway.limitUnknownKeys && limited()) return;
       const key = authorization.startsWith("Bearer ") ? authorization.slice("Bearer ".length) : String(incoming.headers["x-api-key"] ?? "");
       const scopes = gateway.keys.get(key) ?? (gateway.acceptUnknownKeys ? Object.values(SCOPES) : undefined);
       if (!scopes) return sendJson(response, 401, openAiError("Missing or unknown API key.", "invalid_request_error", "invalid_api_key"));
       if (!gateway.ignoreScopes && !scopes.includes(SCOPES[route])) return sendJson(response, 403, openAiError(`This key lacks the ${SCOPES[route]} scope.`, "invalid_request_error", "insufficient_scope"));
+      // Per key and route, only for a key that may use the route (programs/gatekeeper/server.ts decide).
+      if (!gateway.limitUnknownKeys && limited()) return;
       const request: StandInRequest = { url: incoming.url ?? "", headers: incoming.headers, body: Buffer.concat(chunks) };
       received.set(route, [...(received.get(route) ?? []), request]);
       Promise.resolve(handler(request, response)).catch((error: Error) => badRequest(response, error.message));
@@ -420,7 +431,7 @@ function readTextFromPng(png: Buffer): string {
 // =============================================================================================
 
 function optionsFor(hub: StandInHub, overrides: Partial<SmokeOptions> = {}): SmokeOptions {
-  return { baseUrl: hub.baseUrl, apiKey: KEY, llmOnlyKey: LLM_KEY, ocrMode: "auto", timeoutMs: 5_000, sttModel: "whisper-1", ttsModel: "tts-1", rateBurst: BURST, ratePerMinute: 6, ...overrides };
+  return { baseUrl: hub.baseUrl, apiKey: KEY, llmOnlyKey: LLM_KEY, ocrMode: "auto", timeoutMs: 5_000, sttModel: "whisper-1", ttsModel: "tts-1", rateLimitKey: RATE_KEY, rateBurst: BURST, ratePerMinute: 6, ...overrides };
 }
 
 const statuses = (report: SmokeReport) => Object.fromEntries(report.checks.map((c) => [c.id, c.status]));
@@ -553,7 +564,7 @@ describe("npm run smoke (the CLI, as a child process)", () => {
 
   it("names every broken check, one line each, and runs the rest", async () => {
     const hub = await startStandInHub({ completions: null }, { jsonRateLimit: false });
-    const run = await runCli(["--url", hub.baseUrl, "--key", KEY, "--rate-burst", String(BURST)]);
+    const run = await runCli(["--url", hub.baseUrl, "--key", KEY, "--rate-limit-key", RATE_KEY, "--rate-burst", String(BURST)]);
     expect(run.status).toBe(2);
     const lines = run.stderr.trim().split("\n");
     expect(lines).toHaveLength(2);
@@ -603,8 +614,8 @@ describe("runSmoke (the library) against a healthy stand-in hub", () => {
     const [ocr] = (hub.received.get("ocr-chat") ?? []).map((r) => JSON.parse(r.body.toString()));
     expect(ocr.vllm_xargs).toEqual(RECIPE_XARGS);
     expect(ocr.skip_special_tokens).toBe(false);
-    // No model request with the real key beyond the two checks that mean to use it.
-    expect((hub.received.get("models") ?? []).map((r) => r.headers.authorization)).toEqual([`Bearer ${KEY}`, `Bearer ${LLM_KEY}`]);
+    // No model request with the real key beyond the two checks that mean to use it; the rate-limit key's burst got through, the rest were 429s.
+    expect((hub.received.get("models") ?? []).map((r) => r.headers.authorization)).toEqual([`Bearer ${KEY}`, `Bearer ${LLM_KEY}`, ...Array(BURST).fill(`Bearer ${RATE_KEY}`)]);
   });
 
   it("skips the scope check without an llm-only key, and passes", async () => {
@@ -642,10 +653,10 @@ describe("runSmoke (the library) on broken hubs", () => {
 
   it("catches a gateway that accepts an unknown key", async () => {
     const hub = await startStandInHub({}, { acceptUnknownKeys: true });
-    // The rate-limit check's throwaway key is let through too: 200s where only 401/429 belong.
-    const [keys, rate] = expectFailed(await runSmoke(optionsFor(hub)), ["key-refused", "rate-limit"]);
+    // Without a rate-limit key, the check's throwaway key is let through too: 200s where only 401 belongs.
+    const [keys, rate] = expectFailed(await runSmoke(optionsFor(hub, { rateLimitKey: undefined })), ["key-refused", "rate-limit"]);
     expect(keys).toBe(`missing or unknown key failed: GET ${hub.baseUrl}/models answered HTTP 200: expected HTTP 401`);
-    expect(rate).toMatch(/expected only 401 and 429/);
+    expect(rate).toMatch(/expected only 401: an unknown key must be refused and spend no budget/);
   });
 
   it("catches a gateway that lets a key past its scope", async () => {
@@ -655,7 +666,7 @@ describe("runSmoke (the library) on broken hubs", () => {
   });
 
   it("catches refusals that are not OpenAI-format errors", async () => {
-    const hub = await startStandInHub({}, { keys: new Map([[KEY, ["llm", "stt", "tts", "ocr"]]]) });
+    const hub = await startStandInHub({}, { keys: new Map([[KEY, ["llm", "stt", "tts", "ocr"]], [RATE_KEY, ["llm"]]]) });
     // LLM_KEY now unknown: a 401 where the scope check wants 200 on /models.
     const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["scope-refused"]);
     expect(failure).toMatch(/^key without the scope failed: GET .*\/models answered HTTP 401: Missing or unknown API key/);
@@ -799,7 +810,21 @@ describe("runSmoke (the library) on broken hubs", () => {
 
   it("catches a gateway without a rate limit", async () => {
     const hub = await startStandInHub({}, { burst: 0 });
-    expect(expectFailed(await runSmoke(optionsFor(hub)), ["rate-limit"])[0]).toMatch(/none answered 429 \(6×401\): is the stack's rateLimitBurst above --rate-burst 4\?$/);
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["rate-limit"])[0]).toMatch(/none answered 429 \(6×200\): is its burst above --rate-burst 4\?$/);
+  });
+
+  it("without a rate-limit key: unknown keys must get only 401s, and a gateway that rate-limits them fails", async () => {
+    const healthy = await startStandInHub();
+    const report = await runSmoke(optionsFor(healthy, { rateLimitKey: undefined }));
+    expect(report.failures).toEqual([]);
+    expect(report.checks.find((c) => c.id === "rate-limit")?.detail).toMatch(/^6 requests with one unknown key: 6×401, no 429 .*pass --rate-limit-key/);
+    const old = await startStandInHub({}, { limitUnknownKeys: true });
+    expect(expectFailed(await runSmoke(optionsFor(old, { rateLimitKey: undefined })), ["rate-limit"])[0]).toMatch(/4×401, 2×429; expected only 401/);
+  });
+
+  it("refuses a rate-limit key that is also --key or --llm-only-key (the check empties its budget)", () => {
+    expect(() => parseSmokeArgs(["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--rate-limit-key", KEY])).toThrow(/must be a key of its own/);
+    expect(parseSmokeArgs(["--url", "http://127.0.0.1:1/v1", "--key", KEY], { HUB_RATE_LIMIT_KEY: RATE_KEY })).toMatchObject({ options: { rateLimitKey: RATE_KEY } });
   });
 
   it("catches a 429 without Retry-After", async () => {

@@ -25,6 +25,14 @@ export interface GatekeeperConfig {
   readonly defaultRatePerMinute: number;
   /** GATEKEEPER_DEFAULT_BURST. @default 30 (the hub's rateLimitBurst preset) */
   readonly defaultBurst: number;
+  /** GATEKEEPER_ADDRESS_RATE_PER_MINUTE: per client address, across all keys (address-limit.ts). @default 1200 (ten keys' worth of the preset) */
+  readonly addressRatePerMinute: number;
+  /** GATEKEEPER_ADDRESS_BURST. @default 300 */
+  readonly addressBurst: number;
+  /** GATEKEEPER_FORWARDED_HOPS: loopback proxies between Traefik's forwardAuth and the gatekeeper, each appending its peer to X-Forwarded-For. @default 0 */
+  readonly forwardedHops: number;
+  /** GATEKEEPER_ADDRESS_TABLE_SIZE: most client addresses tracked at once; the least recently seen is evicted beyond it. @default 65536 */
+  readonly addressTableSize: number;
   /** GATEKEEPER_SPOOL_SEGMENT_BYTES: a spool segment is closed at this size. @default 64 MiB */
   readonly spoolSegmentBytes: number;
   /** GATEKEEPER_SPOOL_KEEP_SEGMENTS: segments kept (unshipped ones are always kept when a database is set). @default 16 */
@@ -86,6 +94,11 @@ export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
     backendKey,
     defaultRatePerMinute: rate("GATEKEEPER_DEFAULT_RATE_PER_MINUTE", 120),
     defaultBurst: integer("GATEKEEPER_DEFAULT_BURST", 30, 1, 1_000_000),
+    addressRatePerMinute: rate("GATEKEEPER_ADDRESS_RATE_PER_MINUTE", 1200),
+    addressBurst: integer("GATEKEEPER_ADDRESS_BURST", 300, 1, 1_000_000),
+    forwardedHops: integer("GATEKEEPER_FORWARDED_HOPS", 0, 0, 8),
+    // About 150 bytes a bucket: 64 Ki addresses are about 10 MB of the container's 256 MiB.
+    addressTableSize: integer("GATEKEEPER_ADDRESS_TABLE_SIZE", 65_536, 1, 1_048_576),
     spoolSegmentBytes: integer("GATEKEEPER_SPOOL_SEGMENT_BYTES", 64 * 1024 * 1024, 4096, 2 ** 40),
     spoolKeepSegments: integer("GATEKEEPER_SPOOL_KEEP_SEGMENTS", 16, 1, 1_000_000),
     spoolCommitsInFlight: integer("GATEKEEPER_SPOOL_COMMITS_IN_FLIGHT", DEFAULT_COMMITS_IN_FLIGHT, 1, MAX_COMMITS_IN_FLIGHT),

@@ -12,6 +12,7 @@ export const DENY_REASONS = [
   "revoked_key",
   "scope_denied",
   "rate_limited",
+  "address_rate_limited",
   "bad_scope",
   "keys_unavailable",
 ] as const;
@@ -30,7 +31,7 @@ export interface DecisionRecord {
   readonly method: string | null;
   /** X-Forwarded-Uri without its query string, which may carry secrets. */
   readonly path: string | null;
-  /** First X-Forwarded-For hop, when it is an IP address. */
+  /** The client's address: the rightmost X-Forwarded-For entry (Traefik's own), else the socket's peer (address-limit.ts). */
   readonly client_addr: string | null;
   readonly allowed: boolean;
   readonly reason: DecisionReason;

@@ -3,9 +3,9 @@ import { constants as fsConstants } from "node:fs";
 import { access } from "node:fs/promises";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { isIP } from "node:net";
 import { Pool } from "pg";
 import type { GatekeeperConfig } from "./config";
+import { AddressLimiter, addressKey, clientAddress } from "./address-limit";
 import type { CredentialProblem, DistinctHeaders } from "./credentials";
 import { presentedCredential, presentedTokens } from "./credentials";
 import type { DecisionRecord, DenyReason } from "./decision";
@@ -15,6 +15,8 @@ import type { ApiKey, KeyStore, Scope } from "./keys";
 import { isScope } from "./keys";
 import type { Logger } from "./log";
 import { errorText, jsonLogger } from "./log";
+import type { Outcome } from "./metrics";
+import { GatekeeperMetrics, METRICS_PATH, metricsCallerAllowed, scopeLabel } from "./metrics";
 import type { RateLimit } from "./rate-limit";
 import { RateLimiter } from "./rate-limit";
 import type { SecretContext } from "./request-id";
@@ -25,8 +27,11 @@ import { Spool } from "./spool";
 
 /**
  * The gatekeeper's HTTP side: `GET /auth?scope=<scope>` for Traefik's forwardAuth, `GET /healthz`
- * for Docker. Every /auth decision is appended to the audit spool before it is answered; when the
- * spool cannot take it the request is refused (503): the audit log is the point of this program.
+ * for Docker, `GET /metrics` for Prometheus (VPC and loopback only). Every /auth decision about a
+ * key is appended to the audit spool before it is answered; when the spool cannot take it the
+ * request is refused (503): the audit log is the point of this program. The per-address limit
+ * comes first and is not spooled: it exists so that a flood costs neither a key's budget nor an
+ * audit write per request (it is counted in the metrics and logged once per address and spell).
  */
 
 export { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "./protocol";
@@ -105,12 +110,6 @@ const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/g;
 
 export { requestIdFrom };
 
-/** First X-Forwarded-For hop: the client as Traefik saw it (Traefik rewrites the header for untrusted sources). */
-export function clientAddressFrom(forwardedFor: string | undefined): string | null {
-  const hop = forwardedFor?.split(",")[0]?.trim();
-  return hop && isIP(hop) ? hop : null;
-}
-
 /** Stands in for a path segment that looked like a secret. */
 export const REDACTED_SEGMENT = "[redacted]";
 
@@ -146,6 +145,8 @@ export interface Gatekeeper {
   readonly keys: KeyFileSource;
   readonly spool: Spool;
   readonly shipper: AuditShipper | undefined;
+  readonly metrics: GatekeeperMetrics;
+  readonly addresses: AddressLimiter;
   /** Listens on the configured host and port (0 picks a free one); resolves with the port. */
   listen(): Promise<number>;
   health(): Promise<HealthReport>;
@@ -182,16 +183,54 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     pool = new Pool({ connectionString: config.databaseUrl, max: 2, connectionTimeoutMillis: 3000, query_timeout: 15_000, idleTimeoutMillis: 30_000, keepAlive: true, application_name: "inference-hub-gatekeeper" });
     // Without a listener an idle connection dropped by the server would crash the process.
     pool.on("error", (error) => log.warn("audit database connection lost", { error: errorText(error) }));
-    shipper = new AuditShipper({ spool, pool, log, batchRows: config.auditBatchRows, maxDelayMs: config.auditBatchDelayMs });
-    shipper.start();
+    shipper = new AuditShipper({ spool, pool, log, batchRows: config.auditBatchRows, maxDelayMs: config.auditBatchDelayMs, onFailure: () => metrics.shipFailures.inc() });
   }
+  const metrics = new GatekeeperMetrics(
+    {
+      // Without a database nothing is waiting to be shipped: the rotated spool is the log.
+      pendingRecords: () => shipper?.pendingRecords() ?? 0,
+      oldestPendingAgeSeconds: (nowMs) => shipper?.oldestPendingAgeSeconds(nowMs) ?? 0,
+      diskFull: () => !spool.writable,
+    },
+    now,
+  );
+  shipper?.start();
+  const addresses = new AddressLimiter({ ratePerMinute: config.addressRatePerMinute, burst: config.addressBurst, maxAddresses: config.addressTableSize });
+  const addressLimitBody = errorBody(`Too many requests from this client address: the gateway allows ${config.addressRatePerMinute} per minute per address (bursts of ${config.addressBurst}), across all keys. Slow down and retry after the Retry-After interval.`, "requests", "rate_limit_exceeded");
 
   const backendAuthorization = `Bearer ${config.backendKey}`;
 
+  const outcomeOf = (decision: Decision): Outcome => {
+    if (decision.allowed) return "allowed";
+    switch (decision.status) {
+      case 401:
+        return "unauthorized";
+      case 403:
+        return "forbidden";
+      case 429:
+        return "rate_limited";
+      default:
+        // 500 (a route with an unknown scope) and 503 (no keys loaded): nothing could be authorised.
+        return "unavailable";
+    }
+  };
+
   async function authorise(req: http.IncomingMessage, res: http.ServerResponse, scope: string | null): Promise<void> {
+    const startedAt = performance.now();
     const nowMs = now();
-    const decisionId = randomUUID();
     const headers = req.headersDistinct;
+    const clientAddr = clientAddress(headers["x-forwarded-for"], req.socket.remoteAddress, config.forwardedHops);
+    const observe = (keyId: string | null, outcome: Outcome) => metrics.observe(scopeLabel(scope), keyId, outcome, (performance.now() - startedAt) / 1000);
+    if (clientAddr !== null) {
+      const byAddress = addresses.take(addressKey(clientAddr), nowMs);
+      if (!byAddress.allowed) {
+        if (byAddress.startedLimiting) log.warn("client address over its limit; refusing its requests until it slows down (not written to the audit spool one by one)", { client_addr: clientAddr, ratePerMinute: config.addressRatePerMinute, burst: config.addressBurst });
+        sendJson(res, 429, addressLimitBody, { "Retry-After": String(byAddress.retryAfterSeconds) });
+        observe(null, "address_rate_limited");
+        return;
+      }
+    }
+    const decisionId = randomUUID();
     const store = keys.current;
     const decision = decide({ scope, headers, keys: store, limiter, defaultLimit, nowMs });
     // What a client controls and the gatekeeper echoes or stores must not carry a secret.
@@ -205,7 +244,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       scope: scopeForRecord(scope),
       method: methodFrom(first(req.headers["x-forwarded-method"])),
       path: pathFrom(first(req.headers["x-forwarded-uri"]), secretContext),
-      client_addr: clientAddressFrom(first(req.headers["x-forwarded-for"])),
+      client_addr: clientAddr,
       allowed: decision.allowed,
       reason: decision.reason,
       status: decision.status,
@@ -216,8 +255,10 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       // Logged by the spool. Not auditable means not allowed, and a request not let through keeps its token.
       if (decision.allowed) limiter.refund(decision.key.id, decision.scope, limitFor(decision.key, defaultLimit));
       sendJson(res, 503, errorBody("The gateway cannot record this request in its audit log right now, so it was refused. Please try again shortly.", "server_error", "audit_unavailable"), { "X-Request-Id": requestId });
+      observe(record.key_id, "unavailable");
       return;
     }
+    observe(record.key_id, outcomeOf(decision));
     if (decision.allowed) {
       res.writeHead(200, {
         Authorization: backendAuthorization,
@@ -266,6 +307,20 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       });
       return;
     }
+    if (pathname === METRICS_PATH) {
+      if (!metricsCallerAllowed(req.socket.remoteAddress, req.headers)) {
+        sendJson(res, 403, errorBody("The gatekeeper's metrics are readable only from inside the VPC or the node itself, not through the gateway.", "invalid_request_error", "forbidden"));
+        return;
+      }
+      metrics.text().then(
+        (text) => {
+          res.writeHead(200, { "Content-Type": metrics.contentType, "Cache-Control": "no-store", "Content-Length": Buffer.byteLength(text) });
+          res.end(text);
+        },
+        (error: unknown) => sendJson(res, 500, errorBody(`metrics failed: ${errorText(error)}`, "server_error", "metrics_error")),
+      );
+      return;
+    }
     if (pathname === HEALTH_PATH) {
       health().then(
         (report) => sendJson(res, report.status === "ok" ? 200 : 503, report),
@@ -273,7 +328,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       );
       return;
     }
-    sendJson(res, 404, errorBody(`No such gatekeeper endpoint: ${pathname.slice(0, 100)}. Use ${AUTH_PATH}?scope=<scope> or ${HEALTH_PATH}.`, "invalid_request_error", "not_found"));
+    sendJson(res, 404, errorBody(`No such gatekeeper endpoint: ${pathname.slice(0, 100)}. Use ${AUTH_PATH}?scope=<scope>, ${HEALTH_PATH} or ${METRICS_PATH}.`, "invalid_request_error", "not_found"));
   });
   // Longer than the idle timeout of Traefik's forwardAuth client, so Traefik closes idle
   // connections first and never reuses one this side is closing.
@@ -287,6 +342,8 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     keys,
     spool,
     shipper,
+    metrics,
+    addresses,
     listen: () =>
       new Promise<number>((resolve, reject) => {
         server.once("error", reject);

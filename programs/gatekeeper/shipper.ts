@@ -37,6 +37,8 @@ export interface ShipperOptions {
   readonly heartbeatMs?: number;
   /** Least time between two checkpoint saves while shipping. @default 1000 */
   readonly checkpointEveryMs?: number;
+  /** Called on every failed database attempt (hub_gatekeeper_ship_failures_total). @default - nothing */
+  readonly onFailure?: () => void;
 }
 
 export interface ShipperStatus {
@@ -70,6 +72,16 @@ const isRowError = (error: unknown): boolean => /^2[23]/.test(String((error as {
 /** undefined_table, invalid_schema_name. */
 const isMissingSchema = (error: unknown): boolean => ["42P01", "3F000"].includes(String((error as { code?: unknown }).code ?? ""));
 
+/** decided_at of a spool line, ms (the line is the spool's own JSON). */
+function decidedAtMs(line: string): number | undefined {
+  try {
+    const at = Date.parse((JSON.parse(line) as { decided_at?: string }).decided_at ?? "");
+    return Number.isNaN(at) ? undefined : at;
+  } catch {
+    return undefined;
+  }
+}
+
 const samePosition = (a: SpoolPosition, b: SpoolPosition): boolean => a.segment === b.segment && a.offset === b.offset;
 
 export class AuditShipper {
@@ -92,6 +104,14 @@ export class AuditShipper {
   private lastSuccessAt: string | null = null;
   private lastError: string | null = null;
   private lastErrorAt: string | null = null;
+  /** Decisions found in the spool past the checkpoint at start (an earlier process's backlog). */
+  private backlogAtStart = 0;
+  /** spool.committedRecords when that count was taken. */
+  private committedAtStart = 0;
+  /** decided_at of the oldest decision known not to be in the database, ms; undefined when none. */
+  private oldestPendingMs: number | undefined;
+  /** When the first decision committed after the last spool read was committed, ms. */
+  private firstCommitAfterReadMs: number | undefined;
   private running: Promise<void> | undefined;
   private stopRequested = false;
   private drainUntilMs = 0;
@@ -139,7 +159,19 @@ export class AuditShipper {
     await this.running;
   }
 
+  /** Decisions in the spool not yet in the database (exact, but for a commit racing the count at start). */
+  pendingRecords(): number {
+    return Math.max(0, this.backlogAtStart + (this.options.spool.committedRecords - this.committedAtStart) - (this.shippedRows + this.quarantinedRows));
+  }
+
+  /** Seconds since the oldest decision not yet in the database was decided; 0 when there is none. */
+  oldestPendingAgeSeconds(nowMs: number): number {
+    const oldest = this.oldestPendingMs ?? this.firstCommitAfterReadMs;
+    return oldest === undefined || this.pendingRecords() === 0 ? 0 : Math.max(0, (nowMs - oldest) / 1000);
+  }
+
   private onCommit(): void {
+    this.firstCommitAfterReadMs ??= Date.now();
     if (this.waitingSince === undefined) return;
     if (this.options.spool.committedRecords - this.waitingSince >= this.wakeRows) this.wakeUp();
     // The first commit after a quiet spell starts the batching delay.
@@ -199,6 +231,7 @@ export class AuditShipper {
     this.connected = false;
     this.lastError = text;
     this.lastErrorAt = new Date().toISOString();
+    this.options.onFailure?.();
   }
 
   /**
@@ -227,6 +260,7 @@ export class AuditShipper {
     const { spool, pool, log } = this.options;
     this.position = await spool.shippingStart();
     this.saved = this.position;
+    await this.countBacklog(this.position);
     let retryMs = this.retryMinMs;
     const retry = async (): Promise<boolean> => {
       if (this.stopRequested) return false;
@@ -249,7 +283,9 @@ export class AuditShipper {
         const seenCommits = spool.committedRecords;
         let batch: SpoolBatch;
         try {
+          this.firstCommitAfterReadMs = undefined;
           batch = await spool.readBatch(this.position, this.batchRows);
+          this.oldestPendingMs = batch.lines.length ? decidedAtMs(batch.lines[0]) : undefined;
         } catch (error) {
           log.error("audit spool could not be read; retrying", { error: errorText(error) });
           if (await retry()) continue;
@@ -267,6 +303,8 @@ export class AuditShipper {
           }
         }
         retryMs = this.retryMinMs;
+        // A full batch leaves older lines unread: the last shipped one bounds their age until the next read.
+        this.oldestPendingMs = batch.lines.length === this.batchRows ? decidedAtMs(batch.lines[batch.lines.length - 1]) : undefined;
         this.position = batch.next;
         await this.checkpoint(false);
         if (batch.lines.length === this.batchRows) continue;
@@ -282,6 +320,25 @@ export class AuditShipper {
     } finally {
       await this.checkpoint(true);
     }
+  }
+
+  /** Counts the decisions past the checkpoint once at start, so pendingRecords() includes a backlog. */
+  private async countBacklog(from: SpoolPosition): Promise<void> {
+    let position = from;
+    let count = 0;
+    try {
+      for (;;) {
+        const batch = await this.options.spool.readBatch(position, 5000);
+        if (batch.lines.length === 0) break;
+        if (count === 0) this.oldestPendingMs = decidedAtMs(batch.lines[0]);
+        count += batch.lines.length;
+        position = batch.next;
+      }
+    } catch (error) {
+      this.options.log.warn("audit spool backlog could not be counted; the pending-records metric leaves it out", { error: errorText(error) });
+    }
+    this.backlogAtStart = count;
+    this.committedAtStart = this.options.spool.committedRecords;
   }
 
   private async migrate(): Promise<void> {

@@ -32,7 +32,13 @@ export interface SmokeOptions {
   readonly voice?: string;
   /** A key with the llm scope only, for the scope check; skipped without one. */
   readonly llmOnlyKey?: string;
-  /** The stack's rateLimitBurst and rateLimitPerMinute: how many requests it takes to see a 429. */
+  /**
+   * A key spent on purpose by the rate-limit check (its llm budget is empty for a while after):
+   * create one for it, e.g. `keys create --name smoke-rate --scopes llm`. Without one the check
+   * proves only that unknown keys are refused (401) and spend no budget.
+   */
+  readonly rateLimitKey?: string;
+  /** That key's burst and per-minute rate (the stack's rateLimitBurst / rateLimitPerMinute unless it has its own): how many requests it takes to see a 429. */
   readonly rateBurst: number;
   readonly ratePerMinute: number;
 }
@@ -140,10 +146,10 @@ export type SmokeCommand = { readonly help: true } | { readonly help: false; rea
 
 export const USAGE = [
   "Usage: npm run smoke -- --url <hub base URL, e.g. https://hub.example.com/v1> --key <api key>",
-  "         [--llm-only-key KEY] [--rate-burst N] [--rate-per-minute N]",
+  "         [--llm-only-key KEY] [--rate-limit-key KEY] [--rate-burst N] [--rate-per-minute N]",
   "         [--ocr chat|convert|auto] [--timeout-ms N] [--json]",
   "         [--stt-model ID] [--tts-model NAME] [--voice NAME]",
-  "Keys may come from HUB_API_KEY and HUB_LLM_ONLY_KEY instead (keeps them out of the process list).",
+  "Keys may come from HUB_API_KEY, HUB_LLM_ONLY_KEY and HUB_RATE_LIMIT_KEY instead (keeps them out of the process list).",
   "Exit status: 0 every check passed or was skipped, 1 bad invocation, 2 a check failed.",
 ].join("\n");
 
@@ -165,6 +171,7 @@ export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
         url: { type: "string" },
         key: { type: "string" },
         "llm-only-key": { type: "string" },
+        "rate-limit-key": { type: "string" },
         "rate-burst": { type: "string", default: String(DEFAULTS.rateBurst) },
         "rate-per-minute": { type: "string", default: String(DEFAULTS.ratePerMinute) },
         ocr: { type: "string", default: DEFAULTS.ocrMode },
@@ -188,6 +195,8 @@ export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   if (!apiKey) throw new UsageError("missing --key (or HUB_API_KEY): a client key with the llm, stt, tts and ocr scopes, from `npm run hub -- keys create`");
   const llmOnlyKey = (values["llm-only-key"] ?? env.HUB_LLM_ONLY_KEY ?? "").trim() || undefined;
   if (llmOnlyKey === apiKey) throw new UsageError("--llm-only-key is the same key as --key: create one with `npm run hub -- keys create --name smoke-llm --scopes llm`");
+  const rateLimitKey = (values["rate-limit-key"] ?? env.HUB_RATE_LIMIT_KEY ?? "").trim() || undefined;
+  if (rateLimitKey !== undefined && (rateLimitKey === apiKey || rateLimitKey === llmOnlyKey)) throw new UsageError("--rate-limit-key must be a key of its own (the check empties its budget): create one with `npm run hub -- keys create --name smoke-rate --scopes llm`");
   const ocrMode = values.ocr as OcrMode;
   if (!OCR_MODES.includes(ocrMode)) throw new UsageError(`--ocr ${JSON.stringify(values.ocr)} is not one of ${OCR_MODES.join(", ")}`);
   const timeoutText = values["timeout-ms"];
@@ -205,6 +214,7 @@ export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
       ttsModel: values["tts-model"],
       ...(values.voice ? { voice: values.voice } : {}),
       ...(llmOnlyKey ? { llmOnlyKey } : {}),
+      ...(rateLimitKey ? { rateLimitKey } : {}),
       rateBurst: positiveInteger("rate-burst", values["rate-burst"]),
       ratePerMinute: positiveInteger("rate-per-minute", values["rate-per-minute"]),
     },
@@ -896,12 +906,17 @@ function readBack(exchange: Exchange, recognised: string): string {
 export const rateCheckRequests = (burst: number, perMinute: number): number => burst + 1 + Math.ceil((perMinute / 60) * RATE_CHECK_SPREAD_SECONDS);
 
 /**
- * The per-key rate limit sits in front of the key check, so a throwaway key (its own bucket, no
- * cost to the real key or its clients) sent burst + 1 times at once must see a 429: an
- * OpenAI-format error with Retry-After. Everything else must be the key check's 401.
+ * The gatekeeper takes a token only from a known key that may use the route (an unknown key
+ * spends nothing, so it cannot exhaust anyone's budget). So:
+ * - with --rate-limit-key: that key sent burst + 1 (+ refill) times at once must see 200s, then
+ *   429s in OpenAI's format with Retry-After, naming the key's limit: the per-key limit works;
+ * - without: a throwaway key sent as many times must see only the key check's 401, never a 429:
+ *   unknown keys are refused and reach no budget. The per-address limit (ten keys' worth, 300 at
+ *   once by default) is not probed: it would refuse this machine's own requests for a while.
  */
 async function checkRateLimit(hub: HubClient): Promise<Outcome> {
-  const key = throwawayKey();
+  const spent = hub.options.rateLimitKey;
+  const key = spent ?? throwawayKey();
   const count = rateCheckRequests(hub.options.rateBurst, hub.options.ratePerMinute);
   const url = `${hub.options.baseUrl}/models`;
   const answers = await Promise.all(
@@ -920,17 +935,22 @@ async function checkRateLimit(hub: HubClient): Promise<Outcome> {
   const tally = new Map<number, number>();
   for (const a of answers) tally.set(a.status, (tally.get(a.status) ?? 0) + 1);
   const summary = [...tally].sort(([a], [b]) => a - b).map(([status, n]) => `${n}×${status || "no answer"}`).join(", ");
-  const odd = answers.find((a) => a.status !== 401 && a.status !== 429);
-  if (odd) fail(`${count} requests with one unknown key: ${summary}; expected only 401 and 429 (${odd.status ? errorMessageFromBody(odd.body) : odd.body})`, odd.status || undefined);
+  for (const answer of answers) if (answer.body.includes(key)) fail("an answer repeats the key that was sent", answer.status);
+  if (!spent) {
+    const odd = answers.find((a) => a.status !== 401);
+    if (odd) fail(`${count} requests with one unknown key: ${summary}; expected only 401: an unknown key must be refused and spend no budget (${odd.status ? errorMessageFromBody(odd.body) : odd.body})`, odd.status || undefined);
+    return { detail: `${count} requests with one unknown key: ${summary}, no 429 (unknown keys spend no budget); pass --rate-limit-key to check the per-key limit` };
+  }
+  const odd = answers.find((a) => a.status !== 200 && a.status !== 429);
+  if (odd) fail(`${count} requests with the rate-limit key: ${summary}; expected only 200 and 429 (${odd.status ? errorMessageFromBody(odd.body) : odd.body})`, odd.status || undefined);
   const limited = answers.filter((a) => a.status === 429);
-  if (limited.length === 0) fail(`${count} requests with one unknown key at once, none answered 429 (${summary}): is the stack's rateLimitBurst above --rate-burst ${hub.options.rateBurst}?`, 401);
+  if (limited.length === 0) fail(`${count} requests with the rate-limit key at once, none answered 429 (${summary}): is its burst above --rate-burst ${hub.options.rateBurst}?`, 200);
   for (const answer of limited) {
     const problem = openAiErrorProblem(answer.body);
     if (problem) fail(`the 429 is not an OpenAI-format error: ${problem}`, 429);
-    if (answer.body.includes(key)) fail("the 429 repeats the key that was sent", 429);
     if (!answer.retryAfter || !/^\d+$|^[A-Z][a-z]{2}, /.test(answer.retryAfter.trim())) fail(`the 429 has no usable Retry-After header (${JSON.stringify(answer.retryAfter)})`, 429);
   }
-  return { detail: `${count} requests with one unknown key: ${summary}; Retry-After ${limited[0].retryAfter} (${snippet(errorMessageFromBody(limited[0].body), 60)})` };
+  return { detail: `${count} requests with the rate-limit key: ${summary}; Retry-After ${limited[0].retryAfter} (${snippet(errorMessageFromBody(limited[0].body), 60)})` };
 }
 
 // ---------------------------------------------------------------------------------------------

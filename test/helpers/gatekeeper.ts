@@ -52,6 +52,11 @@ export function testConfig(dir: string, overrides: Partial<GatekeeperConfig> = {
     backendKey: BACKEND_KEY,
     defaultRatePerMinute: 1_000_000,
     defaultBurst: 1_000_000,
+    // Out of the way unless a test sets them: every test client is 127.0.0.1.
+    addressRatePerMinute: 1_000_000,
+    addressBurst: 1_000_000,
+    addressTableSize: 65_536,
+    forwardedHops: 0,
     spoolSegmentBytes: 64 * 1024 * 1024,
     spoolKeepSegments: 16,
     spoolCommitsInFlight: 4,
@@ -243,6 +248,9 @@ export function childEnv(config: GatekeeperConfig, port: number, databaseUrl?: s
     GATEKEEPER_BACKEND_KEY: BACKEND_KEY,
     GATEKEEPER_DEFAULT_RATE_PER_MINUTE: "1000000",
     GATEKEEPER_DEFAULT_BURST: "1000000",
+    // Every test client is 127.0.0.1: the per-address limit stays out of the way.
+    GATEKEEPER_ADDRESS_RATE_PER_MINUTE: "1000000",
+    GATEKEEPER_ADDRESS_BURST: "1000000",
     GATEKEEPER_AUDIT_BATCH_DELAY_MS: "50",
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
   };
