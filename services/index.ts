@@ -5,8 +5,10 @@ import { documentSpecs } from "./documents";
 import { errorsSpec, gatewaySpec } from "./gateway";
 import type { ServiceSpec } from "./spec";
 import { sttSpec, ttsSpec } from "./speech";
+import { autoscalerSpec } from "./autoscaler";
 
 /** Every container of the hub, on every node that exists now. */
 export function hubServiceSpecs(hub: HubConfig): ServiceSpec[] {
-  return [gatewaySpec(hub), gatekeeperSpec(hub), errorsSpec(hub), sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub)];
+  const autoscaler = autoscalerSpec(hub);
+  return [gatewaySpec(hub), gatekeeperSpec(hub), errorsSpec(hub), ...(autoscaler ? [autoscaler] : []), sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub)];
 }

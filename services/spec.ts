@@ -61,4 +61,4 @@ export interface ServiceSpec {
 }
 
 /** Secrets the deployment creates (random) or reads from config; never rendered into files. */
-export type SecretName = "hubApiKey" | "auditDatabaseUrl";
+export type SecretName = "hubApiKey" | "auditDatabaseUrl" | "autoscalerDispatchToken" | "autoscalerBillingToken";

@@ -17,8 +17,8 @@ export const COMPILE_CACHE_GIB = 10;
 /** Whisper, TTS and docling model files on the CPU cache volume, beyond any GGUF files. */
 export const CPU_MODEL_FILES_GIB = 6;
 
-export type Program = "traefik" | "nginx" | "gatekeeper" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve";
-export type ServiceRole = "gateway" | "gatekeeper" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts";
+export type Program = "traefik" | "nginx" | "gatekeeper" | "autoscaler" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve";
+export type ServiceRole = "gateway" | "gatekeeper" | "autoscaler" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts";
 
 /** One service instance on one node. */
 export interface Workload {
