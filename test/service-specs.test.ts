@@ -4,7 +4,8 @@ import { documentSpecs, doclingSpec } from "../services/documents";
 import { FORWARDING_TIMEOUTS } from "../services/gateway";
 import { COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, IMAGES, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE } from "../services/images";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT } from "../services/node-setup";
-import { routeTable } from "../services/routes";
+import { CODER_OFF_SERVICE, routeTable } from "../services/routes";
+import { autoscalerSpec } from "../services/autoscaler";
 import type { ImageRef, ServiceSpec } from "../services/spec";
 import { imageName } from "../services/spec";
 import { sttSpec, ttsSpec } from "../services/speech";
@@ -83,6 +84,13 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
       const backends = [...route.primary, ...(route.fallback && route.fallback !== "gpu-off" ? [route.fallback] : [])];
       for (const b of backends) {
         const name = b.address.kind === "container" ? b.address.container : b.service;
+        // The controller's off-state answer is its second port, with no health check of its own.
+        if (b.service === CODER_OFF_SERVICE) {
+          const controller = autoscalerSpec(hub);
+          expect(controller?.name).toBe(name);
+          expect(controller!.env.AUTOSCALER_OFF_PORT).toBe(String(b.port));
+          continue;
+        }
         const spec = specs.find((s) => s.node === b.node && s.name === name);
         expect(spec, `${route.name} → ${b.node}/${name}`).toBeDefined();
         expect(spec!.port).toBe(b.port);
