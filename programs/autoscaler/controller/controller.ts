@@ -108,7 +108,8 @@ export class Controller {
     ledger: LedgerState,
   ) {
     this.file = file;
-    this.state = persisted?.decision ?? initialState(file.replicas.length);
+    // A fresh start has no request history: its idle clock starts now, or a running GPU would look idle forever and be let go on the first tick.
+    this.state = persisted?.decision ?? { ...initialState(file.replicas.length), lastRequestMs: deps.clock() };
     this.wakeSinceMs = persisted?.wakeSinceMs ?? null;
     this.ledger = ledger;
     this.actuator = new Actuator(deps.pipeline, {
