@@ -95,11 +95,11 @@ describe("the controller loop", () => {
     // The deploy names the node (loading), then it answers.
     vllm.healthy = false;
     writeFile({ replicaUrls: [vllm.url] });
-    expect((await tick(c, 600)).nodes).toEqual({ ready: 0, starting: 1, draining: 0 });
+    expect((await tick(c, 300)).nodes).toEqual({ ready: 0, starting: 1, draining: 0 });
     vllm.healthy = true;
     expect((await tick(c)).nodes).toEqual({ ready: 1, starting: 0, draining: 0 });
-    // Dispatched at the third tick (T0 + 30 s); ready at the ninth: 7 ticks of 15 s and the 600 s wait after T0.
-    expect(await wakeHistogram(c)).toEqual({ count: 1, sum: 7 * 15 + 600 - 30 });
+    // Dispatched at the third tick (T0 + 30 s); ready at the ninth: 7 ticks of 15 s and the 300 s wait after T0.
+    expect(await wakeHistogram(c)).toEqual({ count: 1, sum: 7 * 15 + 300 - 30 });
     expect(await metric(c, "hub_autoscaler_nodes", { state: "ready" })).toBe(1);
     expect(await metric(c, "hub_autoscaler_decisions_total", { reason: "wake-on-demand" })).toBe(1);
     expect(dispatchedNodes()).toEqual(["1"]);
