@@ -2,6 +2,8 @@ import { parseArgs } from "node:util";
 import { gpuCommand, tierCommand } from "./lib/hub/commands";
 import { automationOps, checkPrerequisites, HubCommandError, StackOps } from "./lib/hub/ops";
 import { keysCommand } from "./lib/hub/keys";
+import { autoscaleOnce, autoscaleWatch, fileMemory, gatewaySignals } from "./lib/hub/autoscale";
+import { httpFetcher } from "../programs/autoscaler/controller/signals";
 import { availableStacks, PROJECT_ROOT } from "./lib/plan-runner";
 
 const USAGE = `usage: npm run hub -- <command> --stack NAME
@@ -11,6 +13,10 @@ const USAGE = `usage: npm run hub -- <command> --stack NAME
   keys create --name N --scopes llm,ocr,stt,tts[,admin] [--rate N]
   keys list | keys revoke <id>
                            manage client API keys (stored hashed in the stack's secret config)
+  autoscale [--watch] [--force]
+                           run the autoscaler's decision here (where the credentials are) and apply it
+                           through preview + up; signals from the gateway's admin routes (--key: an
+                           admin-scope key, default $HUB_ADMIN_KEY)
 options: --stack NAME (required), --key KEY (API key used to wait for the coder after gpu on;
          default $HUB_API_KEY), --name, --scopes, --rate`;
 
@@ -43,7 +49,7 @@ async function main(): Promise<void> {
     parsed = parseArgs({
       allowPositionals: true,
       strict: true,
-      options: { stack: { type: "string" }, key: { type: "string" }, name: { type: "string" }, scopes: { type: "string" }, rate: { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: { stack: { type: "string" }, key: { type: "string" }, watch: { type: "boolean" }, force: { type: "boolean" }, name: { type: "string" }, scopes: { type: "string" }, rate: { type: "string" }, help: { type: "boolean", short: "h" } },
     });
   } catch (err) {
     fail(`${(err as Error).message}\n${USAGE}`);
@@ -58,12 +64,20 @@ async function main(): Promise<void> {
   const io = { out: (line: string) => process.stdout.write(`${line}\n`), now: () => Date.now() };
   if (command === "gpu" && !["on", "off", "status", "sync"].includes(action ?? "")) fail(`gpu takes on, off, status or sync, not "${action ?? ""}"`);
   if (command === "tier" && !action) fail("tier needs a tier name: cpu, gpu, hybrid or multigpu");
-  if (!["gpu", "tier", "keys"].includes(command)) fail(`unknown command "${command}"\n${USAGE}`);
+  if (!["gpu", "tier", "keys", "autoscale"].includes(command)) fail(`unknown command "${command}"\n${USAGE}`);
 
   checkPrerequisites();
   const ops = await automationOps(values.stack, PROJECT_ROOT);
   if (command === "gpu") await gpuCommand(ops, action as "on" | "off" | "status" | "sync", io, action === "on" ? coderProbe(ops, values.key ?? process.env.HUB_API_KEY) : undefined);
   else if (command === "tier") await tierCommand(ops, action, io);
+  else if (command === "autoscale") {
+    const adminKey = values.key ?? process.env.HUB_ADMIN_KEY;
+    if (!adminKey) fail("autoscale reads the gateway's admin routes: pass --key <an admin-scope key> or set HUB_ADMIN_KEY");
+    const baseUrl = String((await ops.outputs()).baseUrl?.value ?? "");
+    const deps = { ops, signals: gatewaySignals(baseUrl, adminKey, httpFetcher), memory: fileMemory(values.stack), io, force: values.force ?? false };
+    if (values.watch) await autoscaleWatch(deps, 15);
+    else await autoscaleOnce(deps);
+  }
   else await keysCommand(ops, action, rest, { name: values.name, scopes: values.scopes, rate: values.rate }, io);
 }
 
