@@ -66,8 +66,7 @@ export function coderDemandCounters(families: ReadonlyMap<string, readonly Serie
  * Turns successive counter readings into increases. A series that went down was reset (Traefik
  * restarted): its whole new value is the increase. A series first seen after the first reading
  * is new since then (Traefik creates a series at its first request). The first reading only sets
- * the baseline: what happened before it is unknown, not zero requests... but the tick reports 0,
- * which the decision treats as a quiet tick (the off-answer's own count covers that gap).
+ * the baseline and reports 0; the controller's own count of its 503 answers covers that tick.
  */
 export class CounterDeltas {
   private previous: Map<string, number> | undefined;
