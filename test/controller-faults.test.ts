@@ -97,7 +97,10 @@ describe("the controller loop", () => {
     writeFile({ replicaUrls: [vllm.url] });
     expect((await tick(c, 300)).nodes).toEqual({ ready: 0, starting: 1, draining: 0 });
     vllm.healthy = true;
-    expect((await tick(c)).nodes).toEqual({ ready: 1, starting: 0, draining: 0 });
+    const ready = await tick(c);
+    expect(ready.nodes).toEqual({ ready: 1, starting: 0, draining: 0 });
+    // The droplet is billed from the accepted wake (T0 + 30 s), before the deploy could name it.
+    expect(ready.ledger.nodeSeconds).toBe(7 * 15 + 300 - 30);
     // Dispatched at the third tick (T0 + 30 s); ready at the ninth: 7 ticks of 15 s and the 300 s wait after T0.
     expect(await wakeHistogram(c)).toEqual({ count: 1, sum: 7 * 15 + 300 - 30 });
     expect(await metric(c, "hub_autoscaler_nodes", { state: "ready" })).toBe(1);

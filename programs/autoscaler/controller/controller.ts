@@ -172,7 +172,7 @@ export class Controller {
   /** A request met the off state: answer it, count it as demand, and tick now so it wakes the GPU. */
   answerOff(): OffAnswer {
     this.offAnswered++;
-    void this.requestTick();
+    this.requestTick().catch((err: unknown) => this.deps.log.error("tick failed", { error: errorText(err) }));
     const now = this.deps.clock();
     return offAnswer({
       nowMs: now,
@@ -252,11 +252,13 @@ export class Controller {
 
     const deployed = file.replicas.length;
     const outstanding = this.actuator.outstanding(now, deployed);
+    // The accepted request that brought the stack to its count, even once the deploy caught up (this tick is when new nodes appear).
+    const accepted = this.actuator.snapshot().accepted;
     this.ledger = observeDroplets(this.ledger, {
       nowMs: now,
       deployed: file.replicas.map((r) => ({ node: r.node, healthUrl: r.healthUrl })),
       stillAnswering,
-      wakeAcceptedMs: outstanding?.accepted && outstanding.nodes > 0 ? outstanding.sinceMs : undefined,
+      wakeAcceptedMs: accepted && accepted.request.nodes > 0 && accepted.request.nodes >= deployed ? accepted.acceptedMs : undefined,
       createSeconds: file.timing.createSeconds,
       destroySeconds: file.timing.destroySeconds,
     });
