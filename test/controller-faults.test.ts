@@ -2,7 +2,10 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import { GitHubPipeline } from "../programs/autoscaler/controller/actuator";
+import { DigitalOceanBilling } from "../programs/autoscaler/controller/billing";
 import type { ControllerFile } from "../programs/autoscaler/controller/contract";
 import { Controller, LEDGER_FILE, STATE_FILE } from "../programs/autoscaler/controller/controller";
 import { MemoryLogger } from "../programs/autoscaler/controller/log";
@@ -217,6 +220,31 @@ describe("the controller loop", () => {
     expect(off.state).toBe("budget-spent");
     expect(off.body.error.message).toMatch(/budget/);
     expect(existsSync(path.join(dir, "state", LEDGER_FILE))).toBe(true);
+  });
+
+  it("with the read-only billing token, a lost ledger restarts from DigitalOcean's month-to-date usage instead of the worst case", async () => {
+    // A STAND-IN of DigitalOcean's GET /v2/customers/my/balance (the fields the controller reads).
+    const seen: string[] = [];
+    const billing = http.createServer((req, res) => {
+      seen.push(`${req.url} ${req.headers.authorization}`);
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ month_to_date_balance: "41.20", account_balance: "0.00", month_to_date_usage: "41.20", generated_at: "2026-12-10T09:59:00Z" }));
+    });
+    await new Promise<void>((r) => billing.listen(0, "127.0.0.1", () => r()));
+    try {
+      writeFile();
+      const store = new JsonStore(path.join(dir, "state"));
+      store.write(LEDGER_FILE, "not a ledger");
+      const c = await Controller.start({ configFile: configPath(), store, fetcher: httpFetcher, clock: () => now, log, billing: new DigitalOceanBilling(`http://127.0.0.1:${(billing.address() as AddressInfo).port}`, "dop_v1_readonly_standin", httpFetcher) });
+      const s = await tick(c);
+      expect(s.ledger.monthToDateUsd).toBe(41.2);
+      expect(s.ledger.accountMonthToDateUsd).toBe(41.2);
+      expect(seen[0]).toBe("/v2/customers/my/balance Bearer dop_v1_readonly_standin");
+      expect(JSON.stringify(log.lines)).not.toContain("dop_v1_readonly_standin");
+    } finally {
+      billing.closeAllConnections();
+      await new Promise<void>((r) => billing.close(() => r()));
+    }
   });
 
   it("counts its own 503 answers as demand: the tick right after a restart wakes the GPU although Traefik's counter gives no delta yet", async () => {
