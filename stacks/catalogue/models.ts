@@ -214,7 +214,7 @@ export const TTS_MODELS: Readonly<Record<string, TtsModelEntry>> = {
 export const CPU_SERVICE_RAM = {
   gateway: { ramGiB: 0.25, source: ESTIMATE("Traefik") },
   gatekeeper: { ramGiB: 0.25, source: ESTIMATE("Node.js API-key gatekeeper with its audit writer") },
-  autoscaler: { ramGiB: 0.125, source: ESTIMATE("Node.js autoscaling controller: 65 MiB RSS measured after start and a few ticks (bundle run by Node 22 on the dev machine, 2026-12-02); its container limit is 128 MiB") },
+  autoscaler: { ramGiB: 0.125, source: ESTIMATE("Node.js autoscaling controller: 65 MiB RSS measured after start and a few ticks (bundle run by Node 20.20 on the dev machine, 2026-12-02); its container limit is 128 MiB") },
   docling: { ramGiB: 4, source: ESTIMATE("docling-serve CPU: layout, table and OCR models; image ~4.4 GB") },
   /** Kernel, Docker daemon, sshd, journald. */
   system: { ramGiB: 1, source: ESTIMATE("Ubuntu 24.04 + Docker engine") },
