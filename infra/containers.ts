@@ -21,6 +21,12 @@ export interface NodeFile {
    * @default - none beyond the node's readiness check
    */
   readonly after?: readonly pulumi.Resource[];
+  /**
+   * Owner uid and mode 0600 for a file holding a secret (Alertmanager's SMTP password), so only
+   * the container user that reads it can.
+   * @default - root, mode 0644
+   */
+  readonly privateTo?: number;
 }
 
 /** A port a service publishes on the node. */
@@ -79,8 +85,14 @@ export function containerArgs(spec: ServiceSpec, network: pulumi.Input<string>, 
     command: [...spec.command],
     envs: [...plainEnv, ...secretEnv],
     ports,
-    volumes: spec.mounts.map((m) => ({ hostPath: m.hostPath, containerPath: m.containerPath, readOnly: m.readOnly ?? false })),
-    networksAdvanced: [{ name: network, aliases: [spec.name] }],
+    volumes: spec.mounts.filter((m) => !m.propagation).map((m) => ({ hostPath: m.hostPath, containerPath: m.containerPath, readOnly: m.readOnly ?? false })),
+    // Only `mounts` can carry a bind propagation mode.
+    mounts: spec.mounts.some((m) => m.propagation) ? spec.mounts.filter((m) => m.propagation).map((m) => ({ type: "bind", source: m.hostPath, target: m.containerPath, readOnly: m.readOnly ?? false, bindOptions: { propagation: m.propagation } })) : undefined,
+    // A container on the host's network joins no Docker network (Docker refuses both).
+    networksAdvanced: spec.hostNamespaces ? undefined : [{ name: network, aliases: [spec.name] }],
+    networkMode: spec.hostNamespaces ? "host" : undefined,
+    pidMode: spec.hostNamespaces ? "host" : undefined,
+    capabilities: spec.capAdd?.length ? { adds: [...spec.capAdd] } : undefined,
     gpus: spec.gpu?.vendor === "nvidia" ? "all" : undefined,
     // ROCm containers reach the GPUs through these devices, as AMD's docs run them.
     devices: spec.gpu?.vendor === "amd" ? [{ hostPath: "/dev/kfd" }, { hostPath: "/dev/dri" }] : undefined,
@@ -160,7 +172,11 @@ export class ContainerHost extends pulumi.ComponentResource {
       const path = onHost(file.path);
       const dir = path.slice(0, path.lastIndexOf("/"));
       // Write then rename, so a watching program never reads half a file.
-      const write = `install -d -m 0755 '${dir}' && cat > '${path}.tmp' && mv '${path}.tmp' '${path}'`;
+      const write =
+        // On a laptop the files are the user's own (and chown would need root): plain mode there.
+        file.privateTo === undefined || target.kind === "local"
+          ? `install -d -m 0755 '${dir}' && cat > '${path}.tmp' && mv '${path}.tmp' '${path}'`
+          : `install -d -m 0755 '${dir}' && (umask 077 && cat > '${path}.tmp') && chown ${file.privateTo} '${path}.tmp' && mv '${path}.tmp' '${path}'`;
       fileCommands.push(shell(`${name}-file-${file.path.split("/").slice(-2).join("-")}`, write, file.content, `rm -f '${path}'`, file.after));
       for (const container of file.restarts ?? []) restartLabels.set(container, [...(restartLabels.get(container) ?? []), pulumi.output(file.content).apply(hash)]);
     }

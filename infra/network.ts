@@ -1,5 +1,6 @@
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
+import { MONITORING_PORTS } from "../services/monitoring";
 import { GATEWAY_METRICS_PORT, GPU_SERVICE_PORTS, PUBLIC_PORTS, SSH_PORT } from "../services/ports";
 
 const ANYWHERE = ["0.0.0.0/0", "::/0"];
@@ -43,12 +44,15 @@ export function inboundRules(role: "gateway" | "gpu"): FirewallRule[] {
     return [
       ...Object.values(PUBLIC_PORTS).map((port): FirewallRule => ({ protocol: "tcp", portRange: String(port), sources: "anywhere", why: "the OpenAI-compatible endpoint" })),
       { protocol: "tcp", portRange: String(GATEWAY_METRICS_PORT), sources: "vpc", why: "Prometheus scrapes the gateway from inside the VPC" },
+      { protocol: "tcp", portRange: String(MONITORING_PORTS.prometheus), sources: "vpc", why: "Prometheus (under /prometheus), from inside the VPC only" },
+      { protocol: "tcp", portRange: String(MONITORING_PORTS.nodeExporter), sources: "vpc", why: "node_exporter (host network), for Prometheus over the VPC" },
       ssh,
       icmp,
     ];
   }
   // The GPU node has no public inference port: only the gateway reaches vLLM, over the VPC.
-  return [...Object.values(GPU_SERVICE_PORTS).map((port): FirewallRule => ({ protocol: "tcp", portRange: String(port), sources: "vpc", why: "vLLM, from the gateway over the VPC" })), ssh, icmp];
+  const exporters = [MONITORING_PORTS.nodeExporter, MONITORING_PORTS.dcgmExporter, MONITORING_PORTS.amdExporter].map((port): FirewallRule => ({ protocol: "tcp", portRange: String(port), sources: "vpc", why: "node and GPU exporters, for Prometheus on the CPU node over the VPC" }));
+  return [...Object.values(GPU_SERVICE_PORTS).map((port): FirewallRule => ({ protocol: "tcp", portRange: String(port), sources: "vpc", why: "vLLM, from the gateway over the VPC" })), ...exporters, ssh, icmp];
 }
 
 /** The stack's VPC, its tags, and one cloud firewall per node role (applied by tag). */

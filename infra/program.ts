@@ -21,6 +21,7 @@ import { isOfflineStandIn, SettingsRefused } from "./offline-secrets";
 import type { SecretName } from "../services/spec";
 import type { DropletTarget } from "./containers";
 import { deployServices } from "./services";
+import { NO_ALERT_RECEIVER_WARNING } from "../services/monitoring";
 import { HubStorage } from "./storage";
 
 /** Reads and validates the stack's config; refuses (without a stack trace) before anything is created. */
@@ -46,6 +47,16 @@ function hubSecrets(): Record<SecretName, pulumi.Output<string>> {
   const autoscalerDispatchToken = config.getSecret("autoscalerDispatchToken") ?? pulumi.secret("");
   const autoscalerBillingToken = config.getSecret("autoscalerBillingToken") ?? pulumi.secret("");
   return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerBillingToken };
+}
+
+/** Alertmanager's secrets (SMTP password, webhook URL); without a receiver, alerts are only shown in the UIs. */
+function alertSecrets(hub: HubConfig): { smtpPassword?: pulumi.Output<string>; webhookUrl?: pulumi.Output<string> } {
+  const config = new pulumi.Config();
+  const smtpPassword = config.getSecret("alertSmtpPassword");
+  const webhookUrl = config.getSecret("alertWebhookUrl");
+  if (hub.monitoring && !hub.monitoring.email && !webhookUrl) void pulumi.log.warn(NO_ALERT_RECEIVER_WARNING);
+  if (hub.monitoring?.email && !hub.monitoring.email.user && smtpPassword) void pulumi.log.warn("alertSmtpPassword is set but alertSmtpUser is not: Alertmanager sends alert e-mail without logging in.");
+  return { smtpPassword, webhookUrl };
 }
 
 /** Client API keys (hashes), checked here so a malformed document fails the preview, not the gateway. */
@@ -253,7 +264,7 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   const secrets = hubSecrets();
   const apiKey = secrets.hubApiKey;
   const droplet = (n: HubNode): DropletTarget => ({ kind: "droplet", host: n.publicIp, privateIp: n.privateIp, ready: n.ready, ssh: n.ssh });
-  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), secrets, apiKeysDocument());
+  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), secrets, apiKeysDocument(), alertSecrets(hub));
 
   const gateway = new GatewayAddress("gateway-address", { region: hub.region, dropletId: cpu.dropletId });
 
@@ -296,6 +307,6 @@ function localProgram(hub: HubConfig, stack: string): Record<string, unknown> {
   const secrets = hubSecrets();
   const apiKey = secrets.hubApiKey;
   const dataDir = path.join(os.homedir(), ".inference-hub", cloudSlug(stack));
-  deployServices(hub, { kind: "local", dataDir, mountRoot: CPU_CACHE_MOUNT }, new Map(), secrets, apiKeysDocument());
+  deployServices(hub, { kind: "local", dataDir, mountRoot: CPU_CACHE_MOUNT }, new Map(), secrets, apiKeysDocument(), alertSecrets(hub));
   return { tier: hub.tier, baseUrl: `http://127.0.0.1:${PUBLIC_PORTS.legacy}/v1`, dataDir, hubApiKey: apiKey, monthlyCostUsd: 0 };
 }

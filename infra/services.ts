@@ -11,6 +11,7 @@ import { routeTable, type Route } from "../services/routes";
 import type { SecretName, ServiceSpec } from "../services/spec";
 import type { HubConfig } from "../stacks/hub-config";
 import { recordArtifact } from "./artifacts";
+import { monitoringFiles, type MonitoringSecrets } from "./monitoring";
 import { ContainerHost, type DropletTarget, LocalTarget, PublishedPort } from "./containers";
 
 export const GATEWAY_FILES = {
@@ -20,7 +21,7 @@ export const GATEWAY_FILES = {
 };
 
 /** Containers a spec list runs on each node, with the rendered files each one needs. */
-export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget, gpuNodes: ReadonlyMap<string, DropletTarget>, secrets: Readonly<Record<SecretName, pulumi.Output<string>>>, apiKeys: pulumi.Output<string>): Map<string, ContainerHost> {
+export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget, gpuNodes: ReadonlyMap<string, DropletTarget>, secrets: Readonly<Record<SecretName, pulumi.Output<string>>>, apiKeys: pulumi.Output<string>, alertSecrets: Omit<MonitoringSecrets, "hubApiKey"> = {}): Map<string, ContainerHost> {
   const specs = hubServiceSpecs(hub);
   const onNode = (node: string) => specs.filter((s) => s.node === node);
   for (const spec of specs) recordContainerArtifacts(spec);
@@ -65,6 +66,7 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
               { path: AUTOSCALER_FILES.config, content: autoscalerFile },
             ]
           : []),
+        ...monitoringFiles(hub, specs, routes, privateIps, cpu.kind === "droplet" ? cpu.privateIp : undefined, { ...alertSecrets, hubApiKey: secrets.hubApiKey }, waits),
       ],
       ports: gatewayPorts(cpu.kind),
       secrets,

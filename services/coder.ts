@@ -164,6 +164,8 @@ export function llamaServerArgs(coder: LlamaCppCoder, vcpu: number): string[] {
     // One slot: the whole context is one request's, as the RAM estimate assumes.
     "--parallel", "1",
     "--threads", String(llamaCppThreads(vcpu)),
+    // Prometheus' llamacpp job scrapes /metrics, which llama-server serves only with this flag (common/arg.cpp, env LLAMA_ARG_ENDPOINT_METRICS).
+    "--metrics",
   ];
 }
 

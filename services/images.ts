@@ -76,6 +76,9 @@ export const IMAGE_UIDS: Readonly<Record<string, number>> = {
   [SPEACHES_CPU_IMAGE.repo]: 1000,
   [COQUI_TTS_CPU_IMAGE.repo]: 0,
   [DOCLING_SERVE_CPU_IMAGE.repo]: 1001,
+  // The prom/* images run as nobody (their Dockerfiles: USER nobody).
+  "prom/prometheus": 65534,
+  "prom/alertmanager": 65534,
 };
 
 /**
@@ -114,3 +117,47 @@ export const NODE_IMAGE: ImageRef = {
   tag: "22.17.1-alpine3.22",
   source: "Docker Hub official image; tag seen in public Dockerfiles (FROM node:22.17.1-alpine3.22); read 2026-11-26",
 };
+
+/**
+ * Monitoring (services/monitoring.ts). Prometheus 3.15.0 and Alertmanager 0.34.1 are the newest
+ * tags seen pinned by many public projects on 2026-12-02 (3.16.0 seen once as a -distroless quay
+ * tag, Alertmanager 0.35.0 not at all). scripts/tools/prometheus-tools.ts builds promtool and
+ * amtool from the Go module proxy at these versions (prometheus v0.315.0, alertmanager v0.34.1).
+ */
+export const PROMETHEUS_IMAGE: ImageRef = {
+  repo: "prom/prometheus",
+  tag: "v3.15.0",
+  source: "Docker Hub tag pinned in many public compose files, Makefiles and promtool CI steps (docker run --entrypoint promtool prom/prometheus:v3.15.0); Go module github.com/prometheus/prometheus v0.315.0 (VERSION 3.15.0, tagged 2026-09-25); read 2026-12-02. Verified in use, not against the registry.",
+};
+
+export const ALERTMANAGER_IMAGE: ImageRef = {
+  repo: "prom/alertmanager",
+  tag: "v0.34.1",
+  source: "Docker Hub tag pinned in many public Makefiles and compose files; one records docker.io/prom/alertmanager:v0.34.1 = quay.io/prometheus/alertmanager:v0.34.1, index sha256:e9733bafb1bd... (unverified here); Go module v0.34.1 tagged 2026-09-17; read 2026-12-02. Verified in use, not against the registry.",
+};
+
+/** node_exporter: busybox base (wget for the health check), USER nobody. */
+export const NODE_EXPORTER_IMAGE: ImageRef = {
+  repo: "prom/node-exporter",
+  tag: "v1.12.1",
+  source: "Docker Hub tag pinned in several public deployment files (one with digest sha256:1b4e4438faca4dd7e001dd445d161a4a2091b0fededa84093b3a8dfeae1f1be0, unverified here); read 2026-12-02. Verified in use, not against the registry.",
+};
+
+/**
+ * NVIDIA's DCGM exporter (<DCGM version>-<exporter version>-<base>). The ubuntu22.04 variant is
+ * used, not distroless, because its health check needs bash.
+ */
+export const DCGM_EXPORTER_IMAGE: ImageRef = {
+  repo: "nvcr.io/nvidia/k8s/dcgm-exporter",
+  tag: "4.4.2-4.7.0-ubuntu22.04",
+  source: "NGC tag recorded in a public GPU incident report (with nv-hostengine v4.4.2); 4.5.x-4.8.x distroless tags also seen; read 2026-12-02. Verified in use, not against the registry.",
+};
+
+/** AMD's device-metrics-exporter, standalone mode (/dev/kfd + /dev/dri, port 5000). */
+export const AMD_DEVICE_METRICS_EXPORTER_IMAGE: ImageRef = {
+  repo: "rocm/device-metrics-exporter",
+  tag: "v1.5.0",
+  source: "Docker Hub tag run beside vllm-openai-rocm in public MI300X scripts, and found preinstalled on a DigitalOcean MI300X droplet in a public run log; read 2026-12-02. Verified in use, not against the registry.",
+};
+
+export const MONITORING_IMAGES: readonly ImageRef[] = [PROMETHEUS_IMAGE, ALERTMANAGER_IMAGE, NODE_EXPORTER_IMAGE, DCGM_EXPORTER_IMAGE, AMD_DEVICE_METRICS_EXPORTER_IMAGE];

@@ -3,6 +3,7 @@ import { gatekeeperSpec } from "./auth";
 import { coderSpecs } from "./coder";
 import { documentSpecs } from "./documents";
 import { errorsSpec, gatewaySpec } from "./gateway";
+import { monitoringSpecs } from "./monitoring";
 import type { ServiceSpec } from "./spec";
 import { sttSpec, ttsSpec } from "./speech";
 import { autoscalerSpec } from "./autoscaler";
@@ -10,5 +11,5 @@ import { autoscalerSpec } from "./autoscaler";
 /** Every container of the hub, on every node that exists now. */
 export function hubServiceSpecs(hub: HubConfig): ServiceSpec[] {
   const autoscaler = autoscalerSpec(hub);
-  return [gatewaySpec(hub), gatekeeperSpec(hub), errorsSpec(hub), ...(autoscaler ? [autoscaler] : []), sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub)];
+  return [gatewaySpec(hub), gatekeeperSpec(hub), errorsSpec(hub), ...(autoscaler ? [autoscaler] : []), sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub), ...monitoringSpecs(hub)];
 }

@@ -16,6 +16,8 @@ export interface Mount {
   readonly hostPath: string;
   readonly containerPath: string;
   readonly readOnly?: boolean;
+  /** Bind propagation, e.g. "rslave" so node_exporter sees filesystems mounted after it started. @default - Docker's rprivate */
+  readonly propagation?: "rslave";
 }
 
 /** Container health check, run inside the container by Docker. */
@@ -57,6 +59,10 @@ export interface ServiceSpec {
   readonly memoryLimitMiB?: number;
   /** Share the host's IPC namespace (vLLM tensor parallelism uses shared memory). */
   readonly ipcHost?: boolean;
+  /** The host's network and PID namespaces (node_exporter reads the host's, not a container's). @default - the node's private Docker network */
+  readonly hostNamespaces?: boolean;
+  /** Linux capabilities added (DCGM's profiling metrics need SYS_ADMIN). @default - Docker's default set */
+  readonly capAdd?: readonly string[];
   readonly health: HealthCheck;
 }
 

@@ -17,8 +17,11 @@ export const COMPILE_CACHE_GIB = 10;
 /** Whisper, TTS and docling model files on the CPU cache volume, beyond any GGUF files. */
 export const CPU_MODEL_FILES_GIB = 6;
 
-export type Program = "traefik" | "nginx" | "gatekeeper" | "autoscaler" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve";
-export type ServiceRole = "gateway" | "gatekeeper" | "autoscaler" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts";
+/** Collection and alerting (services/monitoring.ts). */
+export type MonitoringProgram = "prometheus" | "alertmanager" | "node-exporter" | "dcgm-exporter" | "amd-device-metrics-exporter";
+export type MonitoringRole = "prometheus" | "alertmanager" | "node-exporter" | "gpu-exporter";
+export type Program = "traefik" | "nginx" | "gatekeeper" | "autoscaler" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram;
+export type ServiceRole = "gateway" | "gatekeeper" | "autoscaler" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole;
 
 /** One service instance on one node. */
 export interface Workload {
@@ -93,6 +96,8 @@ export interface HubConfig {
   readonly tts: { readonly model: string; readonly ramGiB: number };
   readonly gateway: { readonly domain?: string; readonly acmeEmail?: string; readonly adminCidrs: readonly string[] };
   readonly budgetUsd: number;
+  /** Absent when the `monitoring` setting is off. */
+  readonly monitoring?: MonitoringPlan;
   readonly nodes: readonly NodePlan[];
   readonly cost: CostEstimate;
   readonly warnings: readonly Warning[];
@@ -100,3 +105,13 @@ export interface HubConfig {
 
 export const gpuNodeName = (index: number): string => `gpu-${index}`;
 export const CPU_NODE_NAME = "cpu";
+
+/** Prometheus, Alertmanager and the exporters, as the settings ask for them. */
+export interface MonitoringPlan {
+  readonly retentionDays: number;
+  /** --storage.tsdb.retention.size: a quarter of the CPU cache volume, so metrics never fill it. */
+  readonly retentionSizeGiB: number;
+  /** node_exporter and the GPU exporters run on droplets only (not on a laptop's Docker). */
+  readonly exporters: boolean;
+  readonly email?: { readonly to: string; readonly smarthost: string; readonly from: string; readonly user?: string };
+}

@@ -45,6 +45,9 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   // The controller runs wherever there is a GPU to scale; it only advises until given a dispatch token.
   autoscaler: true,
   autoscalerDispatchRef: "main",
+  // Collection and alerts on by default (services/monitoring.ts); Prometheus' own default retention.
+  monitoring: true,
+  prometheusRetentionDays: 15,
 };
 
 /** A CPU-only tier serves the coder with llama.cpp and OCR with docling. */

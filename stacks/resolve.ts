@@ -12,6 +12,7 @@ import {
   gpuNodeName,
   HubConfig,
   LlamaCppCoder,
+  MonitoringPlan,
   NodePlan,
   VllmCoder,
   Workload,
@@ -250,7 +251,33 @@ function cpuWorkloads(ctx: Ctx, coder: VllmCoder | LlamaCppCoder | undefined, fa
   if (fallback) w.push({ role: "coder-fallback", node: CPU_NODE_NAME, program: "llama.cpp", model: fallback.gguf.hfArg, ramGiB: fallback.ramGiB });
   if (s.ocrEngine === "docling") w.push({ role: "ocr", node: CPU_NODE_NAME, program: "docling-serve", ramGiB: CPU_SERVICE_RAM.docling.ramGiB });
   else if (s.ocrCpuFallback) w.push({ role: "ocr-fallback", node: CPU_NODE_NAME, program: "docling-serve", ramGiB: CPU_SERVICE_RAM.docling.ramGiB });
+  if (s.monitoring) {
+    w.push({ role: "prometheus", node: CPU_NODE_NAME, program: "prometheus", ramGiB: CPU_SERVICE_RAM.prometheus.ramGiB });
+    w.push({ role: "alertmanager", node: CPU_NODE_NAME, program: "alertmanager", ramGiB: CPU_SERVICE_RAM.alertmanager.ramGiB });
+    if (s.tier !== "local") w.push({ role: "node-exporter", node: CPU_NODE_NAME, program: "node-exporter", ramGiB: CPU_SERVICE_RAM.nodeExporter.ramGiB });
+  }
   return w;
+}
+
+/** Where alerts go, or the problems with the alert settings. Secrets (password, webhook) are the program's to read. */
+function resolveMonitoring({ s, problems }: Ctx): MonitoringPlan | undefined {
+  const emailKeys = ["alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser"] as const;
+  const setEmailKeys = emailKeys.filter((k) => s[k] !== undefined);
+  if (!s.monitoring) {
+    if (setEmailKeys.length) problems.push(problem([...setEmailKeys, "monitoring"], s[setEmailKeys[0]], "configures alert e-mail, but monitoring is off, so nothing would send it.", "Set monitoring to true, or remove the alert settings."));
+    return undefined;
+  }
+  let email: MonitoringPlan["email"];
+  if (s.alertEmail !== undefined) {
+    const missing = (["alertSmtpSmarthost", "alertSmtpFrom"] as const).filter((k) => s[k] === undefined);
+    if (missing.length) problems.push(problem(["alertEmail", ...missing], s.alertEmail, `Alertmanager needs an SMTP server to send alert e-mail: ${missing.join(" and ")} ${missing.length > 1 ? "are" : "is"} unset.`, "Set alertSmtpSmarthost (host:port, e.g. smtp.example.com:587) and alertSmtpFrom (the sender address); add alertSmtpUser and the secret alertSmtpPassword if the server asks for a login."));
+    else email = { to: s.alertEmail, smarthost: s.alertSmtpSmarthost!, from: s.alertSmtpFrom!, user: s.alertSmtpUser };
+  } else if (setEmailKeys.length) {
+    problems.push(problem([...setEmailKeys, "alertEmail"], s[setEmailKeys[0]], "configures how to send alert e-mail, but alertEmail (where to send it) is unset.", "Set alertEmail to the address that should receive alerts, or remove the SMTP settings."));
+  }
+  // A quarter of the volume: the CPU node's model files and TLS state share it.
+  const retentionSizeGiB = Math.max(1, Math.floor(s.cpuCacheGiB / 4));
+  return { retentionDays: s.prometheusRetentionDays, retentionSizeGiB, exporters: s.tier !== "local", email };
 }
 
 function checkCpuRam(ctx: Ctx, cpu: CpuSize, workloads: readonly Workload[]): number {
@@ -388,6 +415,8 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
     problems.push(problem(["domain", "acmeEmail"], s.domain ?? s.acmeEmail, "HTTPS with Let's Encrypt needs both a domain and a contact e-mail.", s.domain ? "Set acmeEmail." : "Set domain, or remove acmeEmail."));
   }
 
+  const monitoring = resolveMonitoring(ctx);
+
   // Placement: the CPU node always; GPU nodes carry the coder (and DeepSeek-OCR) replicas.
   const cpuLoads = cpuWorkloads(ctx, coder, fallback, whisper, ttsModel);
   const cpuRamNeeded = cpu ? checkCpuRam(ctx, cpu, cpuLoads) : 0;
@@ -399,6 +428,8 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
       const workloads: Workload[] = [];
       if (coder?.backend === "vllm") workloads.push({ role: "coder", node, program: "vllm", model: coder.weights.modelId, gpuShare: coder.share });
       if (ocr) workloads.push({ role: "ocr", node, program: "vllm", model: ocr.weights.modelId, gpuShare: ocr.share });
+      // Exporters on GPU nodes: their RAM comes out of the droplet's hundreds of GiB, not a budget.
+      if (s.monitoring) workloads.push({ role: "node-exporter", node, program: "node-exporter" }, { role: "gpu-exporter", node, program: gpu?.vendor === "amd" ? "amd-device-metrics-exporter" : "dcgm-exporter" });
       nodes.push({ name: node, kind: "gpu", size: s.gpuSize, active: gpuOn, workloads });
     }
   }
@@ -459,6 +490,7 @@ export function resolveHubConfig(overrides: StackOverrides): Resolved {
       tts: { model: s.ttsModel, ramGiB: ttsModel.ramGiB },
       gateway: { domain: s.domain, acmeEmail: s.acmeEmail, adminCidrs: s.adminCidrs },
       budgetUsd: s.budgetUsd,
+      monitoring,
       nodes,
       cost,
       warnings,

@@ -133,6 +133,12 @@ export const SETTINGS = {
   rateLimitBurst: key("integer", int(1, 100_000), "Requests a key may send at once on each service above its per-minute rate."),
   budgetUsd: key("integer", int(0, 1_000_000), "Monthly budget in USD; a plan whose projected month exceeds it is refused."),
   sshPublicKey: key("string", sshPublicKey, "OpenSSH public key registered with DigitalOcean and installed for root on every node."),
+  monitoring: key("boolean", z.boolean(), "Run Prometheus and Alertmanager on the CPU node, and node_exporter (plus the GPU exporter: DCGM on NVIDIA, AMD's device-metrics-exporter on AMD) on every droplet. The local tier runs Prometheus and Alertmanager only."),
+  prometheusRetentionDays: key("integer", int(1, 365), "Days of metrics Prometheus keeps on the CPU cache volume (storage.tsdb.retention.time); it also stops at a quarter of cpuCacheGiB (retention.size), whichever comes first."),
+  alertEmail: key("string", z.email("must be an e-mail address"), "Where Alertmanager e-mails alerts; needs alertSmtpSmarthost and alertSmtpFrom (and alertSmtpUser with the secret alertSmtpPassword if the server asks for a login). Unset (and no alertWebhookUrl): alerts are only shown in Prometheus and Alertmanager."),
+  alertSmtpSmarthost: key("string", z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "must be host:port, such as smtp.example.com:587"), "SMTP server for alert e-mail, host:port (Alertmanager smtp_smarthost; STARTTLS required)."),
+  alertSmtpFrom: key("string", z.email("must be an e-mail address"), "Sender address of alert e-mail (Alertmanager smtp_from)."),
+  alertSmtpUser: key("string", z.string().min(1).regex(/^[^\s]+$/, "must not contain spaces"), "SMTP login for alert e-mail (Alertmanager smtp_auth_username); its password is the secret alertSmtpPassword."),
   sshKeyFingerprints: key("array", z.array(z.string().regex(/^([0-9a-f]{2}:){15}[0-9a-f]{2}$|^\d+$/, "must be an MD5 fingerprint (aa:bb:...) or a numeric key id")), "Existing DigitalOcean SSH keys (fingerprints or ids) to install for root, besides sshPublicKey."),
 } as const;
 
@@ -161,6 +167,14 @@ export const SECRET_SETTINGS = {
     type: "string",
     description: "Optional DigitalOcean token with read-only scope for the autoscaler's billing cross-check (GET /v2/customers/my/balance). Never the write token the deploy uses.",
   },
+  alertSmtpPassword: {
+    type: "string",
+    description: "Password for alertSmtpUser. Written to a file only Alertmanager reads (smtp_auth_password_file), never into alertmanager.yml.",
+  },
+  alertWebhookUrl: {
+    type: "string",
+    description: "Webhook Alertmanager posts alerts to (its JSON webhook format; Slack-style URLs carry a token, hence secret). Written to a file only Alertmanager reads (url_file).",
+  },
   sshPrivateKey: {
     type: "string",
     description: "Private key for the deployer's SSH connections (readiness checks, Docker over SSH). Unset: the SSH agent (SSH_AUTH_SOCK) is used.",
@@ -180,4 +194,4 @@ export type Settings = { -readonly [K in SettingName]: z.infer<(typeof SETTINGS)
 export type StackOverrides = Partial<Settings>;
 
 /** Settings that may be left unset after the preset is applied. */
-export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "autoscalerDispatchRepo"] as const;
+export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "autoscalerDispatchRepo", "alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser"] as const;

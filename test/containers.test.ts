@@ -58,7 +58,9 @@ describe("containers per node", () => {
         expect(c.inputs.restart).toBe("unless-stopped");
         expect(c.inputs.logOpts).toEqual({ "max-size": "50m", "max-file": "5" });
         expect((c.inputs.healthcheck as { tests: string[] }).tests.length).toBeGreaterThan(1);
-        expect((c.inputs.networksAdvanced as { aliases: string[] }[])[0].aliases).toEqual([c.inputs.name]);
+        // node_exporter shares the host's network (services/monitoring.ts) and joins no Docker network.
+        if (c.inputs.networkMode === "host") expect(c.inputs.name).toBe("node-exporter");
+        else expect((c.inputs.networksAdvanced as { aliases: string[] }[])[0].aliases).toEqual([c.inputs.name]);
       }
     });
   }
@@ -68,7 +70,8 @@ describe("GPU containers", () => {
   it("request the GPU, share the host IPC namespace, publish only on the private address, keep caches on the volume", async () => {
     const run = await runProgram({ tier: "gpu" });
     const gpuNode = run.one(T.droplet, "gpu-0-droplet");
-    const gpuContainers = run.byType(D.container).filter((c) => c.name.startsWith("gpu-0-containers-"));
+    // The vLLM containers; the exporters beside them are checked in test/monitoring.test.ts.
+    const gpuContainers = run.byType(D.container).filter((c) => c.name.startsWith("gpu-0-containers-") && !/exporter$/.test(c.name));
     expect(gpuContainers.map((c) => c.inputs.name).sort()).toEqual(["coder", "ocr"]);
     for (const c of gpuContainers) {
       expect(c.inputs.gpus).toBe("all");
@@ -140,7 +143,8 @@ describe("changes replace only what they touch", () => {
   it("turning the GPU off removes the GPU containers and keeps the fallback", async () => {
     const on = byName(await runProgram({ tier: "hybrid", gpuEnabled: true }, { stack: "s" }));
     const off = byName(await runProgram({ tier: "hybrid", gpuEnabled: false }, { stack: "s" }));
-    expect([...on.keys()].filter((k) => !off.has(k)).sort()).toEqual(["gpu-0-containers-coder", "gpu-0-containers-ocr"]);
+    // Every container of the GPU node goes, its exporters too.
+    expect([...on.keys()].filter((k) => !off.has(k)).sort()).toEqual(["gpu-0-containers-coder", "gpu-0-containers-gpu-exporter", "gpu-0-containers-node-exporter", "gpu-0-containers-ocr"]);
     expect(off.has("cpu-containers-coder-fallback")).toBe(true);
   });
 });

@@ -158,10 +158,10 @@ describe("containers", () => {
 
   it("containers added and removed with the GPU node", () => {
     const on = diffPlans("hybrid", hybridOff, hybridOn);
-    expect(on.containers!.added.map((c) => `${c.node}/${c.name}`).sort()).toEqual(["gpu-0/coder", "gpu-0/ocr"]);
+    expect(on.containers!.added.map((c) => `${c.node}/${c.name}`).sort()).toEqual(["gpu-0/coder", "gpu-0/gpu-exporter", "gpu-0/node-exporter", "gpu-0/ocr"]);
     expect(renderComment([on])).toContain("- ➕ `gpu-0/coder` `vllm/vllm-openai:v0.24.0`");
     const off = diffPlans("hybrid", hybridOn, hybridOff);
-    expect(off.containers!.removed.map((c) => `${c.node}/${c.name}`).sort()).toEqual(["gpu-0/coder", "gpu-0/ocr"]);
+    expect(off.containers!.removed.map((c) => `${c.node}/${c.name}`).sort()).toEqual(["gpu-0/coder", "gpu-0/gpu-exporter", "gpu-0/node-exporter", "gpu-0/ocr"]);
   });
 
   it("an image change (hand-edited: a new Traefik pin)", () => {

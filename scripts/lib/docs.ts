@@ -1,5 +1,5 @@
 import { stringify } from "yaml";
-import { ERRORS_IMAGE, IMAGES, NODE_IMAGE, TRAEFIK_IMAGE } from "../../services/images";
+import { ERRORS_IMAGE, IMAGES, MONITORING_IMAGES, NODE_IMAGE, TRAEFIK_IMAGE } from "../../services/images";
 import { routeTable } from "../../services/routes";
 import { imageName } from "../../services/spec";
 import { CPU_SIZES, GPU_SIZES } from "../../stacks/catalogue/droplets";
@@ -75,7 +75,7 @@ export function routesTable(): string {
 }
 
 export function imagesTable(): string {
-  const images = [TRAEFIK_IMAGE, ERRORS_IMAGE, NODE_IMAGE, ...IMAGES];
+  const images = [TRAEFIK_IMAGE, ERRORS_IMAGE, NODE_IMAGE, ...IMAGES, ...MONITORING_IMAGES];
   return mdTable(["image", "source of the pin"], images.map((i) => [`\`${imageName(i)}\``, i.source.replace(/\|/g, "/")]));
 }
 

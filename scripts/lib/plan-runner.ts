@@ -4,6 +4,7 @@ import { takeArtifacts } from "../../infra/artifacts";
 import { offlineEnvironment } from "../../infra/environment";
 import { withOfflineStandIns } from "../../infra/offline-secrets";
 import { hubProgram } from "../../infra/program";
+import { NO_ALERT_RECEIVER_WARNING } from "../../services/monitoring";
 import { isNonEmpty, isSecretSettingName, loadStackFile, PROJECT, Problem, Problems, presentableProblem, presentableWarning, readStackFile, Warning } from "../../stacks";
 import { presentInput, runUnderMocks, RecordedResource } from "./mock-engine";
 import { buildPlanDocument, FailedPlanDocument, PLAN_SCHEMA_VERSION, PlanArtifact, PlanDocument } from "./plan-document";
@@ -119,7 +120,8 @@ export async function planFromText(stack: string, configFile: string, text: stri
   }
   // Keys are a secret the plan cannot read; it can still see whether any are configured.
   const noKeys: Warning[] = secretKeys.includes(`${PROJECT}:apiKeys`) ? [] : [{ keys: ["apiKeys"], message: "no API keys: the gatekeeper refuses every request. Create one: npm run hub -- keys create --name <who> --scopes llm,ocr,stt,tts --stack <name>" }];
-  const hub = { ...loaded.config, warnings: [...loaded.config.warnings, ...noKeys].map(presentableWarning) };
+  const noReceiver: Warning[] = loaded.config.monitoring && !loaded.config.monitoring.email && !secretKeys.includes(`${PROJECT}:alertWebhookUrl`) ? [{ keys: ["alertEmail", "alertWebhookUrl"], message: NO_ALERT_RECEIVER_WARNING }] : [];
+  const hub = { ...loaded.config, warnings: [...loaded.config.warnings, ...noKeys, ...noReceiver].map(presentableWarning) };
   const document = buildPlanDocument({
     stack,
     configFile,

@@ -220,4 +220,8 @@ export const CPU_SERVICE_RAM = {
   system: { ramGiB: 1, source: ESTIMATE("Ubuntu 24.04 + Docker engine") },
   /** llama.cpp compute buffers on top of weights and KV cache. */
   llamaCppRuntime: { ramGiB: 0.5, source: ESTIMATE("llama.cpp compute buffers") },
+  /** The hub's few thousand series (Traefik per router, vLLM histograms) in the head block, plus queries. */
+  prometheus: { ramGiB: 0.75, source: ESTIMATE("Prometheus 3.15 with ~10k active series at a 15 s interval; ~100 MiB idle, head block ~3 KiB a series, headroom for dashboard queries") },
+  alertmanager: { ramGiB: 0.125, source: ESTIMATE("Alertmanager 0.34, a handful of alerts; ~30 MiB resident") },
+  nodeExporter: { ramGiB: 0.0625, source: ESTIMATE("node_exporter 1.12 with the default collectors; ~20 MiB resident") },
 } as const;

@@ -1,0 +1,198 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import * as path from "node:path";
+import { ALERTMANAGER_IMAGE, PROMETHEUS_IMAGE } from "../../services/images";
+
+/**
+ * Builds `promtool` and `amtool` from the Go module proxy at exactly the versions of the pinned
+ * Prometheus and Alertmanager images (services/images.ts), so the tests check every rendered
+ * prometheus.yml, rule file and alertmanager.yml with the programs that will read them:
+ *
+ *   npx tsx scripts/tools/prometheus-tools.ts build    # builds what is missing; prints both paths
+ *   npx tsx scripts/tools/prometheus-tools.ts path     # prints where they are (or would be)
+ *
+ * Cached as ~/.cache/inference-hub/tools/<tool>-<version>/<tool>, so a machine builds each once
+ * (a cold promtool build is ~10 min on 2 busy cores; amtool ~3 min).
+ *
+ * Recipe, from each module's .promu.yml (the release build): CGO_ENABLED=0, `-tags netgo`, and
+ * `-X github.com/prometheus/common/version.{Version,Revision,Branch,BuildUser,BuildDate}`.
+ * Deviations: Prometheus' `builtinassets` tag is left out (it embeds the compiled web UI, which the
+ * module zip lacks; promtool does not serve it); Revision is the module version (the proxy does not
+ * name the commit); BuildDate is the tag's time from the proxy. `go build` runs inside the
+ * module's own directory, so its go.mod (with its `replace` lines, which `go install pkg@version`
+ * refuses) and go.sum decide every dependency, as in the release.
+ */
+
+const COMMON_VERSION_PACKAGE = "github.com/prometheus/common/version";
+
+export interface PrometheusTool {
+  readonly name: "promtool" | "amtool";
+  readonly module: string;
+  readonly packagePath: string;
+  /** The image tag without its "v": what `<tool> --version` prints. */
+  readonly version: string;
+  /** The module's tag on the proxy. */
+  readonly moduleVersion: string;
+}
+
+/** Prometheus 3.x's Go module is tagged v0.3MM.P for 3.MM.P (the 0.x module path predates 3.0). */
+export function prometheusModuleVersion(imageTag: string): string {
+  const m = /^v3\.(\d+)\.(\d+)$/.exec(imageTag);
+  if (!m) throw new Error(`PROMETHEUS_IMAGE tag ${imageTag} is not v3.<minor>.<patch>; scripts/tools/prometheus-tools.ts maps only Prometheus 3.x to its Go module tag`);
+  return `v0.3${m[1].padStart(2, "0")}.${m[2]}`;
+}
+
+export const PROMTOOL: PrometheusTool = {
+  name: "promtool",
+  module: "github.com/prometheus/prometheus",
+  packagePath: "./cmd/promtool",
+  version: PROMETHEUS_IMAGE.tag.replace(/^v/, ""),
+  moduleVersion: prometheusModuleVersion(PROMETHEUS_IMAGE.tag),
+};
+
+export const AMTOOL: PrometheusTool = {
+  name: "amtool",
+  module: "github.com/prometheus/alertmanager",
+  packagePath: "./cmd/amtool",
+  version: ALERTMANAGER_IMAGE.tag.replace(/^v/, ""),
+  moduleVersion: ALERTMANAGER_IMAGE.tag,
+};
+
+const ENV = { CGO_ENABLED: "0", GOWORK: "off", GOFLAGS: "-mod=readonly -buildvcs=false", GOTOOLCHAIN: "local" } as const;
+const TAGS = "netgo";
+
+const cacheRoot = () => path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "inference-hub", "tools");
+
+/** ~/.cache/inference-hub/tools/<tool>-<version>/<tool>; INFERENCE_HUB_PROMTOOL / INFERENCE_HUB_AMTOOL override. */
+export function toolBinaryPath(tool: PrometheusTool): string {
+  const override = process.env[`INFERENCE_HUB_${tool.name.toUpperCase()}`];
+  return override || path.join(cacheRoot(), `${tool.name}-${tool.version}`, tool.name);
+}
+
+/** The version `<tool> --version` prints ("promtool, version 3.15.0 (branch: ...)"), or undefined. */
+export function builtToolVersion(tool: PrometheusTool, binary: string = toolBinaryPath(tool)): string | undefined {
+  if (!existsSync(binary)) return undefined;
+  const out = spawnSync(binary, ["--version"], { encoding: "utf8", timeout: 20_000 });
+  return new RegExp(`^${tool.name}, version (\\S+)`, "m").exec(`${out.stdout ?? ""}${out.stderr ?? ""}`)?.[1];
+}
+
+/** The cached binary when its version matches the image tag, else undefined. */
+export async function promtoolPath(): Promise<string | undefined> {
+  return builtToolVersion(PROMTOOL) === PROMTOOL.version ? toolBinaryPath(PROMTOOL) : undefined;
+}
+
+export async function amtoolPath(): Promise<string | undefined> {
+  return builtToolVersion(AMTOOL) === AMTOOL.version ? toolBinaryPath(AMTOOL) : undefined;
+}
+
+export const missingReason = (tool: PrometheusTool): string =>
+  `no ${tool.name} ${tool.version} at ${toolBinaryPath(tool)} (build it once: npx tsx scripts/tools/prometheus-tools.ts build; .ci/run does)`;
+
+class BuildError extends Error {}
+
+function goBinary(): string {
+  if (process.env.GO) return process.env.GO;
+  const onPath = spawnSync("sh", ["-c", "command -v go"], { encoding: "utf8" }).stdout.trim();
+  if (onPath) return onPath;
+  if (existsSync("/usr/local/go/bin/go")) return "/usr/local/go/bin/go";
+  throw new BuildError("Go is not installed (no `go` on PATH, no /usr/local/go/bin/go); Prometheus 3.15 needs Go 1.26 or newer.");
+}
+
+function run(go: string, args: readonly string[], cwd: string): string {
+  const result = spawnSync(go, args, { cwd, encoding: "utf8", env: { ...process.env, ...ENV }, maxBuffer: 64 * 1024 * 1024 });
+  if (result.status !== 0) throw new BuildError(`go ${args.join(" ")} failed (exit ${result.status}) in ${cwd}:\n${(result.stderr || result.stdout).slice(-6000)}`);
+  return result.stdout;
+}
+
+/** One build per tool at a time, across processes (CI steps and test workers may race). */
+function lock(dir: string, binary: string): () => void {
+  const lockDir = `${dir}.lock`;
+  mkdirSync(path.dirname(lockDir), { recursive: true });
+  for (;;) {
+    try {
+      mkdirSync(lockDir);
+      writeFileSync(path.join(lockDir, "pid"), String(process.pid));
+      return () => rmSync(lockDir, { recursive: true, force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      let pid = 0;
+      try {
+        pid = Number(readFileSync(path.join(lockDir, "pid"), "utf8").trim() || "0");
+      } catch {
+        // the holder has not written its pid yet
+      }
+      let alive = pid > 0;
+      try {
+        if (alive) process.kill(pid, 0);
+      } catch {
+        alive = false;
+      }
+      if (!alive && pid > 0) {
+        rmSync(lockDir, { recursive: true, force: true });
+        continue;
+      }
+      process.stderr.write(`another build (pid ${pid}) holds ${lockDir}; waiting\n`);
+      spawnSync("sleep", ["10"]);
+      if (existsSync(binary)) return () => undefined;
+    }
+  }
+}
+
+/** Builds one tool unless the cache has it at the right version; returns its path. */
+export function buildTool(tool: PrometheusTool, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
+  const binary = toolBinaryPath(tool);
+  if (builtToolVersion(tool, binary) === tool.version) return binary;
+  const outDir = path.dirname(binary);
+  const unlock = lock(outDir, binary);
+  let work: string | undefined;
+  try {
+    if (builtToolVersion(tool, binary) === tool.version) return binary;
+    const go = goBinary();
+    const goVersion = run(go, ["version"], process.cwd()).trim();
+    log(`building ${tool.name} ${tool.version} (${tool.module}@${tool.moduleVersion}) with ${goVersion}; a cold build takes minutes`);
+    mkdirSync(outDir, { recursive: true });
+    work = mkdtempSync(path.join(outDir, "..", `build-${tool.name}-`));
+    const downloaded = JSON.parse(run(go, ["mod", "download", "-json", `${tool.module}@${tool.moduleVersion}`], work)) as { Dir: string; Info: string };
+    const tagTime = (JSON.parse(readFileSync(downloaded.Info, "utf8")) as { Time: string }).Time;
+    const versionFile = readFileSync(path.join(downloaded.Dir, "VERSION"), "utf8").trim();
+    if (versionFile !== tool.version) throw new BuildError(`${tool.module}@${tool.moduleVersion} has VERSION ${versionFile}, the image tag says ${tool.version}`);
+    // promu's date format is 20060102-15:04:05.
+    const buildDate = tagTime.replace(/[-]/g, "").replace("T", "-").replace(/Z$/, "").slice(0, 17);
+    const ldflags = [
+      `-X ${COMMON_VERSION_PACKAGE}.Version=${tool.version}`,
+      `-X ${COMMON_VERSION_PACKAGE}.Revision=${tool.moduleVersion}`,
+      `-X ${COMMON_VERSION_PACKAGE}.Branch=HEAD`,
+      `-X ${COMMON_VERSION_PACKAGE}.BuildUser=inference-hub@module-proxy`,
+      `-X ${COMMON_VERSION_PACKAGE}.BuildDate=${buildDate}`,
+    ].join(" ");
+    const staged = path.join(work, `${tool.name}.bin`);
+    const started = Date.now();
+    run(go, ["build", "-trimpath", "-tags", TAGS, "-ldflags", ldflags, "-o", staged, tool.packagePath], downloaded.Dir);
+    const version = builtToolVersion(tool, staged);
+    if (version !== tool.version) throw new BuildError(`the built ${tool.name} reports version ${version}, the image tag says ${tool.version}`);
+    const seconds = Math.round((Date.now() - started) / 1000);
+    writeFileSync(path.join(outDir, "build.json"), `${JSON.stringify({ tool: tool.name, version, module: `${tool.module}@${tool.moduleVersion}`, go: goVersion, tags: TAGS, buildDate, builtAt: new Date().toISOString(), seconds }, null, 2)}\n`);
+    renameSync(staged, binary);
+    log(`built ${binary} in ${seconds} s`);
+    return binary;
+  } finally {
+    if (work) rmSync(work, { recursive: true, force: true });
+    unlock();
+  }
+}
+
+if (require.main === module) {
+  const command = process.argv[2];
+  try {
+    if (command === "build") for (const tool of [AMTOOL, PROMTOOL]) process.stdout.write(`${buildTool(tool)}\n`);
+    else if (command === "path") for (const tool of [PROMTOOL, AMTOOL]) process.stdout.write(`${toolBinaryPath(tool)}\n`);
+    else {
+      process.stderr.write("usage: tsx scripts/tools/prometheus-tools.ts build|path\n");
+      process.exitCode = 1;
+    }
+  } catch (error) {
+    process.stderr.write(`${error instanceof BuildError ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  }
+}
