@@ -41,8 +41,12 @@ function hubConfigFromEngine(): HubConfig {
 /** Secrets the containers get as environment variables, never as files or arguments. */
 function hubSecrets(): Record<SecretName, pulumi.Output<string>> {
   // An empty URL means no database: the gatekeeper's spool is then the audit log.
-  const auditDatabaseUrl = new pulumi.Config().getSecret("auditDatabaseUrl") ?? pulumi.secret("");
-  return { hubApiKey: hubApiKey(), auditDatabaseUrl };
+  const config = new pulumi.Config();
+  const auditDatabaseUrl = config.getSecret("auditDatabaseUrl") ?? pulumi.secret("");
+  // Empty: the autoscaler advises only / skips the billing cross-check. Only its container gets them.
+  const autoscalerDispatchToken = config.getSecret("autoscalerDispatchToken") ?? pulumi.secret("");
+  const autoscalerBillingToken = config.getSecret("autoscalerBillingToken") ?? pulumi.secret("");
+  return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerBillingToken };
 }
 
 /** Alertmanager's secrets (SMTP password, webhook URL); without a receiver, alerts are only shown in the UIs. */

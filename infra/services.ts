@@ -2,6 +2,8 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_FILES } from "../services/auth";
 import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
+import { bundleController } from "../programs/autoscaler/controller/bundle";
+import { AUTOSCALER_CONTAINER, AUTOSCALER_FILES, autoscalerConfig, autoscalerRuns } from "../services/autoscaler";
 import { backendsDrainScript, backendsReadyScript, GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS, GPU_READY_TIMEOUT_SECONDS, errorsNginxConf, gpuBackendAddresses, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
 import { GRAFANA_CONTAINER } from "../services/grafana";
 import { grafanaFiles } from "../services/grafana-provisioning";
@@ -43,6 +45,10 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
   const waits = cpu.kind === "droplet" ? [...gpuNodes.keys()].map((name) => gpuServingWait(name, cpu, routes, privateIps, hosts.get(name)!)) : [];
   const dynamicConfig = privateIps.apply((ips) => renderYaml(traefikDynamicConfig(hub, routes, ips)));
   recordArtifact({ kind: "traefik-dynamic", node: "cpu", path: "cpu/traefik/dynamic/routes.yml", content: dynamicConfig });
+  // The controller re-reads its file every tick: written as soon as the nodes' addresses are known (not after the serving wait), so a loading replica counts as starting.
+  const billingCrossCheck = new pulumi.Config().getSecret("autoscalerBillingToken") !== undefined;
+  const autoscalerFile = autoscalerRuns(hub) ? privateIps.apply((ips) => `${JSON.stringify(autoscalerConfig(hub, routes, { stack: pulumi.getStack(), privateIps: ips, billingCrossCheck }), null, 2)}\n`) : undefined;
+  if (autoscalerFile) recordArtifact({ kind: "autoscaler-config", node: "cpu", path: "cpu/autoscaler/autoscaler.json", content: autoscalerFile });
 
   hosts.set(
     "cpu",
@@ -58,6 +64,12 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
         // The gatekeeper runs from one bundled file; the keys file is watched and reloads live.
         { path: GATEKEEPER_FILES.bundle, content: gatekeeperBundle(), restarts: [GATEKEEPER_CONTAINER] },
         { path: GATEKEEPER_FILES.keys, content: apiKeys },
+        ...(autoscalerFile
+          ? [
+              { path: AUTOSCALER_FILES.bundle, content: controllerBundle(), restarts: [AUTOSCALER_CONTAINER] },
+              { path: AUTOSCALER_FILES.config, content: autoscalerFile },
+            ]
+          : []),
         ...monitoringFiles(hub, specs, routes, privateIps, cpu.kind === "droplet" ? cpu.privateIp : undefined, { ...alertSecrets, hubApiKey: secrets.hubApiKey }, waits),
         // Provisioning is read at start; dashboards are polled by Grafana, so only those restart it.
         ...grafana.map((f) => ({ path: f.path, content: f.content, ...(f.restartsGrafana ? { restarts: [GRAFANA_CONTAINER] } : {}) })),
@@ -100,6 +112,12 @@ let bundled: string | undefined;
 function gatekeeperBundle(): string {
   bundled ??= bundleGatekeeper();
   return bundled;
+}
+
+let controllerBundled: string | undefined;
+function controllerBundle(): string {
+  controllerBundled ??= bundleController();
+  return controllerBundled;
 }
 
 /** The gateway's published ports: 80/443/8100 to the world on a droplet; only 8100 on a laptop. */

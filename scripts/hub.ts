@@ -3,6 +3,8 @@ import { gpuCommand, keepDeployed, scaleCommand, tierCommand } from "./lib/hub/c
 import { parsePinDuration, requestProblem, ScaleRequest } from "./lib/hub/scale";
 import { automationOps, checkPrerequisites, HubCommandError, StackOps } from "./lib/hub/ops";
 import { keysCommand } from "./lib/hub/keys";
+import { autoscaleOnce, autoscaleWatch, fileMemory, gatewaySignals } from "./lib/hub/autoscale";
+import { httpFetcher } from "../programs/autoscaler/controller/signals";
 import { availableStacks, PROJECT_ROOT } from "./lib/plan-runner";
 import { BACKEND_HEADER } from "../services/backend-header";
 
@@ -19,6 +21,10 @@ const USAGE = `usage: npm run hub -- <command> --stack NAME
   keys create --name N --scopes llm,ocr,stt,tts[,admin] [--rate N]
   keys list | keys revoke <id>
                            manage client API keys (stored hashed in the stack's secret config)
+  autoscale [--watch] [--force]
+                           run the autoscaler's decision here (where the credentials are) and apply it
+                           through preview + up; signals from the gateway's admin routes (--key: an
+                           admin-scope key, default $HUB_ADMIN_KEY)
 options: --stack NAME (required), --key KEY (API key used to wait for the coder after gpu on;
          default $HUB_API_KEY), --for DURATION (8h, 90m, 1d, 2h30m), --name, --scopes, --rate`;
 
@@ -65,6 +71,7 @@ async function main(): Promise<void> {
         reason: { type: "string" },
         "decision-id": { type: "string" },
         force: { type: "boolean" },
+        watch: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -99,7 +106,7 @@ async function main(): Promise<void> {
     fail("--reason, --decision-id and --force go with gpu scale");
   }
   if (command === "tier" && !action) fail("tier needs a tier name: cpu, gpu, hybrid or multigpu");
-  if (!["gpu", "tier", "keys"].includes(command)) fail(`unknown command "${command}"\n${USAGE}`);
+  if (!["gpu", "tier", "keys", "autoscale"].includes(command)) fail(`unknown command "${command}"\n${USAGE}`);
 
   checkPrerequisites();
   const ops = await automationOps(values.stack, PROJECT_ROOT);
@@ -107,6 +114,14 @@ async function main(): Promise<void> {
   else if (command === "gpu" && action === "keep") await keepDeployed(ops, io);
   else if (command === "gpu") await gpuCommand(ops, action as "on" | "off" | "status" | "sync" | "unpin", io, action === "on" ? coderProbe(ops, values.key ?? process.env.HUB_API_KEY) : undefined, undefined, { pinMs });
   else if (command === "tier") await tierCommand(ops, action, io);
+  else if (command === "autoscale") {
+    const adminKey = values.key ?? process.env.HUB_ADMIN_KEY;
+    if (!adminKey) fail("autoscale reads the gateway's admin routes: pass --key <an admin-scope key> or set HUB_ADMIN_KEY");
+    const baseUrl = String((await ops.outputs()).baseUrl?.value ?? "");
+    const deps = { ops, signals: gatewaySignals(baseUrl, adminKey, httpFetcher), memory: fileMemory(values.stack), io, force: values.force ?? false };
+    if (values.watch) await autoscaleWatch(deps, 15);
+    else await autoscaleOnce(deps);
+  }
   else await keysCommand(ops, action, rest, { name: values.name, scopes: values.scopes, rate: values.rate }, io);
 }
 

@@ -8,7 +8,8 @@ import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_INTERNAL_PORT, GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";
 import type { Scope } from "../programs/gatekeeper/protocol";
 import type { Backend, Route } from "./routes";
-import { DOCUMENTS_ASYNC_HINT, DOCUMENTS_ROUTE, GPU_OFF_SERVICE, SERVICE_PORTS } from "./routes";
+import { AUTOSCALER_CONTAINER, autoscalerRuns, DOCUMENTS_ASYNC_HINT, DOCUMENTS_ROUTE, GPU_OFF_SERVICE, SERVICE_PORTS } from "./routes";
+import { CONTROLLER_PORT, STATUS_PATH } from "../programs/autoscaler/controller/contract";
 import { ERRORS_IMAGE, TRAEFIK_IMAGE } from "./images";
 import type { ServiceSpec } from "./spec";
 import { BACKEND_HEADER, fallbackBackendName, fallbackHeaderMiddleware, GPU_OFF_BACKEND_NAME } from "./backend-header";
@@ -297,6 +298,17 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, authMiddleware("admin", middlewares), METRICS_ADMIN_REWRITE],
     ...routerTls(),
   };
+  // The autoscaler's view (decision, vLLM readings, ledger) for keys with the admin scope: what `npm run hub -- autoscale` reads.
+  if (autoscalerRuns(hub)) {
+    middlewares[AUTOSCALER_STATUS_REWRITE] = { replacePath: { path: STATUS_PATH } };
+    routers[AUTOSCALER_STATUS_ROUTER] = {
+      entryPoints: [...entryPoints],
+      rule: `Path(\`${ADMIN_AUTOSCALER_PATH}\`)`,
+      service: services.add(AUTOSCALER_CONTAINER, { loadBalancer: { servers: [{ url: `http://${AUTOSCALER_CONTAINER}:${CONTROLLER_PORT}` }] } }),
+      middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, authMiddleware("admin", middlewares), AUTOSCALER_STATUS_REWRITE],
+      ...routerTls(),
+    };
+  }
   // Any other path: a JSON 404 (Traefik's own is plain text), still behind the address limit.
   middlewares[NOT_FOUND_PAGE] = { replacePath: { path: `${ERROR_PAGES}/${GATEWAY_SOURCE}/404` } };
   routers[NOT_FOUND_ROUTER] = { entryPoints: [...entryPoints], rule: "PathPrefix(`/`)", priority: 1, service: ERRORS_SERVICE, middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, NOT_FOUND_PAGE], ...routerTls() };
@@ -347,6 +359,9 @@ export const GATEKEEPER_HEALTH_ROUTER = "gatekeeper-health";
 export const METRICS_VPC_ROUTER = "metrics-vpc";
 export const METRICS_ADMIN_ROUTER = "metrics-admin";
 export const ADMIN_METRICS_PATH = "/admin/metrics";
+export const ADMIN_AUTOSCALER_PATH = "/admin/autoscaler";
+export const AUTOSCALER_STATUS_ROUTER = "autoscaler-status";
+const AUTOSCALER_STATUS_REWRITE = "autoscaler-status-path";
 const METRICS_ADMIN_REWRITE = "metrics-admin-path";
 /** Traefik's built-in Prometheus handler, routable because of manualRouting. */
 export const PROMETHEUS_SERVICE = "prometheus@internal";

@@ -7,8 +7,10 @@ import { monitoringSpecs } from "./monitoring";
 import type { ServiceSpec } from "./spec";
 import { grafanaSpec } from "./grafana";
 import { sttSpec, ttsSpec } from "./speech";
+import { autoscalerSpec } from "./autoscaler";
 
 /** Every container of the hub, on every node that exists now. */
 export function hubServiceSpecs(hub: HubConfig): ServiceSpec[] {
-  return [gatewaySpec(hub), gatekeeperSpec(hub), errorsSpec(hub), sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub), ...monitoringSpecs(hub), ...(hub.grafana ? [grafanaSpec(hub)] : [])];
+  const autoscaler = autoscalerSpec(hub);
+  return [gatewaySpec(hub), gatekeeperSpec(hub), errorsSpec(hub), ...(autoscaler ? [autoscaler] : []), sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub), ...monitoringSpecs(hub), ...(hub.grafana ? [grafanaSpec(hub)] : [])];
 }

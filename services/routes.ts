@@ -2,6 +2,7 @@ import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { GRAFANA_CONTAINER, GRAFANA_PATH_PREFIX, GRAFANA_PORT } from "./grafana";
 import { GPU_SERVICE_PORTS } from "./ports";
+import { OFF_ANSWER_PORT } from "../programs/autoscaler/controller/contract";
 
 /**
  * The hub's one API surface: which public path goes to which program on which node, and what
@@ -65,6 +66,15 @@ export const SERVICE_PORTS = {
 
 export const GPU_OFF_SERVICE = "gpu-off";
 
+/** The autoscaling controller's container (services/autoscaler.ts). */
+export const AUTOSCALER_CONTAINER = "autoscaler";
+/** Whether this stack runs the autoscaling controller: a GPU coder to scale, and the setting on. */
+export const autoscalerRuns = (hub: HubConfig): boolean => hub.settings.autoscaler && hub.gpu !== undefined && hub.coder.backend === "vllm";
+/** Whether the controller answers the coder route while no replica is ready: it runs, and no CPU stand-in does it. */
+export const autoscalerAnswersOff = (hub: HubConfig): boolean => autoscalerRuns(hub) && !hub.fallbackCoder;
+/** The controller's off-state answer as the coder route's fallback (its 503 names the state and counts as demand). */
+export const CODER_OFF_SERVICE = "coder-off";
+
 export const DOCUMENTS_ROUTE = "documents";
 /**
  * docling-serve's API under the hub's /v1/ocr/ prefix: the synchronous conversions, which end
@@ -90,7 +100,7 @@ export function routeTable(hub: HubConfig): Route[] {
       scope: "llm",
       paths: coderPaths,
       primary: gpuBackends(hub, "coder"),
-      fallback: hub.fallbackCoder ? container("coder-fallback", SERVICE_PORTS.llamaCpp, "/health") : GPU_OFF_SERVICE,
+      fallback: hub.fallbackCoder ? container("coder-fallback", SERVICE_PORTS.llamaCpp, "/health") : autoscalerAnswersOff(hub) ? { service: CODER_OFF_SERVICE, node: CPU_NODE_NAME, address: { kind: "container", container: AUTOSCALER_CONTAINER }, port: OFF_ANSWER_PORT, healthPath: "/" } : GPU_OFF_SERVICE,
       streaming: true,
       maxBodyBytes: CHAT_BODY_BYTES,
       description: "coding model (vLLM on the GPU node)",

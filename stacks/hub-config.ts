@@ -20,8 +20,8 @@ export const CPU_MODEL_FILES_GIB = 6;
 /** Collection and alerting (services/monitoring.ts). */
 export type MonitoringProgram = "prometheus" | "alertmanager" | "node-exporter" | "dcgm-exporter" | "amd-device-metrics-exporter";
 export type MonitoringRole = "prometheus" | "alertmanager" | "node-exporter" | "gpu-exporter";
-export type Program = "traefik" | "nginx" | "gatekeeper" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram | "grafana";
-export type ServiceRole = "gateway" | "gatekeeper" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole | "grafana";
+export type Program = "traefik" | "nginx" | "gatekeeper" | "autoscaler" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram | "grafana";
+export type ServiceRole = "gateway" | "gatekeeper" | "autoscaler" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole | "grafana";
 
 /** One service instance on one node. */
 export interface Workload {

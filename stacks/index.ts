@@ -2,7 +2,7 @@ import { decodeOverrides, EngineConfig, StackFile } from "./load";
 import { isNonEmpty, Problem, Problems, Warning } from "./problems";
 import { resolveHubConfig } from "./resolve";
 import type { HubConfig } from "./hub-config";
-import type { StackOverrides } from "./settings";
+import { PROJECT, StackOverrides } from "./settings";
 
 /** `overrides`: what the stack file set, as opposed to what its tier preset filled in. */
 export type LoadResult = { ok: true; config: HubConfig; overrides: StackOverrides } | { ok: false; problems: Problems; warnings: Warning[] };
@@ -18,10 +18,23 @@ export function loadHubConfig(config: EngineConfig, secretKeys: readonly string[
   // nowMs: whether a GPU pin (gpuPinUntil) has expired; the hub command passes its own clock.
   const resolved = resolveHubConfig(decoded.overrides, nowMs);
   const found = [...earlier, ...decoded.problems];
-  if (!isNonEmpty(found)) return resolved.ok ? { ...resolved, overrides: decoded.overrides } : resolved;
+  if (!isNonEmpty(found)) return resolved.ok ? { ok: true, config: withAdviceModeWarning(resolved.config, config), overrides: decoded.overrides } : resolved;
   const badKeys = new Set(found.flatMap((p) => p.keys));
   const semantic = resolved.ok ? [] : resolved.problems.filter((p) => !p.keys.some((k) => badKeys.has(k)));
   return { ok: false, problems: [found[0], ...found.slice(1), ...semantic], warnings: resolved.ok ? [...resolved.config.warnings] : resolved.warnings };
+}
+
+/**
+ * The autoscaling controller acts only with a dispatch repository and token; without either it
+ * advises (decides, logs, exports) and the plan says so. The token is a secret setting: only
+ * whether it is set is looked at, never its value.
+ */
+function withAdviceModeWarning(hub: HubConfig, config: EngineConfig): HubConfig {
+  if (!hub.settings.autoscaler || !hub.gpu) return hub;
+  const missing = [hub.settings.autoscalerDispatchRepo ? "" : "autoscalerDispatchRepo", config[`${PROJECT}:autoscalerDispatchToken`] ? "" : "autoscalerDispatchToken"].filter(Boolean);
+  if (missing.length === 0) return hub;
+  const message = `the autoscaling controller runs in advice mode: it decides, logs and exports metrics, but does not change the GPU node count, because ${missing.join(" and ")} ${missing.length === 1 ? "is" : "are"} not set. Set autoscalerDispatchRepo (owner/name) and pulumi config set --secret autoscalerDispatchToken <fine-grained token, Actions: write on that repository> to let it act, or autoscaler false to run none.`;
+  return { ...hub, warnings: [...hub.warnings, { keys: missing, message }] };
 }
 
 /** A stack file read with readStackFile → validated HubConfig, with the file's own problems and warnings. */

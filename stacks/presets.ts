@@ -42,13 +42,16 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   gpuIdleMinutes: 10,
   gpuTargetLoadPercent: 80,
   gpuPredictiveWake: true,
+  // The controller runs wherever there is a GPU to scale; it only advises until given a dispatch token.
+  autoscaler: true,
+  autoscalerDispatchRef: "main",
   // Collection and alerts on by default (services/monitoring.ts); Prometheus' own default retention.
   monitoring: true,
   prometheusRetentionDays: 15,
 };
 
 /** A CPU-only tier serves the coder with llama.cpp and OCR with docling. */
-const NO_GPU = { gpuCount: 0, gpuEnabled: false, gpuHoursPerMonth: 0, gpuMinNodes: 0, gpuMaxNodes: 0, llmQuantization: "4bit", llmGpuMemoryPercent: 90, ocrEngine: "docling" } as const;
+const NO_GPU = { gpuCount: 0, gpuEnabled: false, gpuHoursPerMonth: 0, gpuMinNodes: 0, gpuMaxNodes: 0, autoscaler: false, llmQuantization: "4bit", llmGpuMemoryPercent: 90, ocrEngine: "docling" } as const;
 
 /** Tier presets. Each one passes every plan-time check on its own (a test proves it). */
 export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {

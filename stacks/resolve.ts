@@ -85,6 +85,7 @@ function checkGrafana({ s, problems }: Ctx): void {
 function checkAutoscaling({ s, problems }: Ctx): void {
   if (s.tier === "cpu" || s.tier === "local") {
     if (s.gpuMinNodes > 0 || s.gpuMaxNodes > 0) problems.push(problem(["gpuMinNodes", "gpuMaxNodes", "tier"], `${s.gpuMinNodes}..${s.gpuMaxNodes}`, `the ${s.tier} tier runs no GPU, so there is nothing to scale.`, "Remove gpuMinNodes and gpuMaxNodes, or use tier hybrid for an on-demand GPU."));
+    if (s.autoscaler) problems.push(problem(["autoscaler", "tier"], true, `the ${s.tier} tier runs no GPU, so the autoscaling controller would have nothing to scale.`, "Remove autoscaler (or set it to false), or use tier hybrid."));
     return;
   }
   if (s.gpuMinNodes > s.gpuMaxNodes) problems.push(problem(["gpuMinNodes", "gpuMaxNodes"], `${s.gpuMinNodes} > ${s.gpuMaxNodes}`, "the floor is above the ceiling.", `Set gpuMaxNodes to ${s.gpuMinNodes} or more, or gpuMinNodes to ${s.gpuMaxNodes} or less.`));
@@ -286,6 +287,7 @@ function cpuWorkloads(ctx: Ctx, coder: VllmCoder | LlamaCppCoder | undefined, fa
     { role: "gatekeeper", node: CPU_NODE_NAME, program: "gatekeeper", ramGiB: CPU_SERVICE_RAM.gatekeeper.ramGiB },
   ];
   if (grafanaEnabled(s)) w.push({ role: "grafana", node: CPU_NODE_NAME, program: "grafana", ramGiB: CPU_SERVICE_RAM.grafana.ramGiB });
+  if (s.autoscaler && GPU_TIERS.includes(s.tier)) w.push({ role: "autoscaler", node: CPU_NODE_NAME, program: "autoscaler", ramGiB: CPU_SERVICE_RAM.autoscaler.ramGiB });
   if (stt) w.push({ role: "stt", node: CPU_NODE_NAME, program: "speaches", model: s.sttModel, ramGiB: stt.ramGiB });
   if (tts) w.push({ role: "tts", node: CPU_NODE_NAME, program: "coqui-tts", model: s.ttsModel, ramGiB: tts.ramGiB });
   if (coder?.backend === "llama.cpp") w.push({ role: "coder", node: CPU_NODE_NAME, program: "llama.cpp", model: coder.gguf.hfArg, ramGiB: coder.ramGiB });

@@ -129,6 +129,9 @@ export const SETTINGS = {
   gpuPredictiveWake: key("boolean", z.boolean(), "Learn when coder traffic comes (time of day, recent gaps), wake the GPU ahead of it and adapt the idle time to the gaps. false: wake on the first request, off after gpuIdleMinutes."),
   gpuPinNodes: key("integer", int(0, 64), "GPU nodes pinned by `npm run hub -- gpu on|off --for <duration>` until gpuPinUntil: the autoscaler and the windows leave the count alone until then. Unset: no pin."),
   gpuPinUntil: key("string", pinInstant, "When the pin (gpuPinNodes) ends, as an ISO-8601 UTC instant such as 2026-12-02T18:00:00Z. An expired pin is ignored (the plan says so); `npm run hub -- gpu unpin` removes it."),
+  autoscaler: key("boolean", z.boolean(), "GPU tiers: run the autoscaling controller on the CPU node (programs/autoscaler/controller/). It decides the GPU node count every 15 s and asks the deploy pipeline to apply it; without autoscalerDispatchToken it only advises (logs and metrics)."),
+  autoscalerDispatchRepo: key("string", z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "must be a GitHub repository as owner/name"), "GitHub repository (owner/name) whose .github/workflows/autoscale.yml the controller dispatches. Unset: advice mode."),
+  autoscalerDispatchRef: key("string", z.string().regex(/^[A-Za-z0-9_./-]+$/, "must be a branch or tag name"), "Branch (or tag) the dispatched autoscale workflow runs from."),
   modelCacheGiB: key("integer", int(10, 16384), "Model-cache volume per GPU node (weights + vLLM compile cache), GiB. Grows in place; never shrinks."),
   llmModel: key("string", z.string().min(1), "Coding model, by catalogue id (see README): e.g. qwen2.5-coder-32b, codellama-34b, deepseek-v3."),
   llmQuantization: key("string", oneOf(QUANTIZATIONS), "none (native dtype), 8bit (FP8 on FP8-capable GPUs; Q8_0 on CPU), 4bit (AWQ checkpoint, else bitsandbytes; Q4_K_M on CPU)."),
@@ -176,6 +179,14 @@ export const SECRET_SETTINGS = {
     type: "string",
     description: "PostgreSQL connection string (a Supabase one works) for the audit log. Unset: the audit log is the spool file on the CPU node.",
   },
+  autoscalerDispatchToken: {
+    type: "string",
+    description: "Fine-grained GitHub token for the autoscaler: repository access to autoscalerDispatchRepo only, permission Actions: write (it can start workflows, nothing else). Unset: the controller runs in advice mode.",
+  },
+  autoscalerBillingToken: {
+    type: "string",
+    description: "Optional DigitalOcean token with read-only scope for the autoscaler's billing cross-check (GET /v2/customers/my/balance). Never the write token the deploy uses.",
+  },
   alertSmtpPassword: {
     type: "string",
     description: "Password for alertSmtpUser. Written to a file only Alertmanager reads (smtp_auth_password_file), never into alertmanager.yml.",
@@ -203,4 +214,4 @@ export type Settings = { -readonly [K in SettingName]: z.infer<(typeof SETTINGS)
 export type StackOverrides = Partial<Settings>;
 
 /** Settings that may be left unset after the preset is applied. */
-export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser", "gpuPinNodes", "gpuPinUntil", "grafana"] as const;
+export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "autoscalerDispatchRepo", "alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser", "gpuPinNodes", "gpuPinUntil", "grafana"] as const;

@@ -27,6 +27,7 @@ import {
   backendsDrainScript,
   GATEKEEPER_HEALTH_ROUTER,
   METRICS_ADMIN_ROUTER,
+  AUTOSCALER_STATUS_ROUTER,
   METRICS_VPC_ROUTER,
   renderNginxConf,
   renderYaml,
@@ -36,7 +37,7 @@ import {
 } from "../services/gateway";
 import { CPU_CACHE_MOUNT } from "../services/node-setup";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
-import { GPU_OFF_SERVICE, routeTable } from "../services/routes";
+import { CODER_OFF_SERVICE, GPU_OFF_SERVICE, routeTable } from "../services/routes";
 import type { HubConfig } from "../stacks/hub-config";
 import { planFromText } from "../scripts/lib/plan-runner";
 import { gatewayPorts } from "../infra/services";
@@ -260,7 +261,7 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
         expect(router.middlewares.slice(0, 2)).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH]);
         continue;
       }
-      const scope = name === METRICS_ADMIN_ROUTER ? "admin" : routes.find((r) => r.name === name)!.scope;
+      const scope = name === METRICS_ADMIN_ROUTER || name === AUTOSCALER_STATUS_ROUTER ? "admin" : routes.find((r) => r.name === name)!.scope;
       // Client-set ids go before anything can answer (the access log keeps the final headers).
       expect(router.middlewares.slice(0, 3), name).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH, `auth-${scope}`]);
     }
@@ -404,12 +405,18 @@ describe("failover and the GPU-off answer", () => {
     expect(JSON.stringify(services)).not.toMatch(/10\.118\./);
   });
 
-  it("hybrid without a fallback model: coder answers with the gpu-off 503", () => {
+  it("hybrid without a fallback model: coder answers with the controller's 503 (nginx's gpu-off without the controller)", () => {
     const off = render({ tier: "hybrid", fallbackModel: "none" }).dynamicDoc.http;
-    expect(off.routers.coder.service).toBe(GPU_OFF_SERVICE);
-    expect(off.services[GPU_OFF_SERVICE].loadBalancer.servers).toEqual([{ url: "http://errors:8080" }]);
+    expect(off.routers.coder.service).toBe(CODER_OFF_SERVICE);
+    // The controller's off port, no health check: a controller that is down is Traefik's 502, rewritten to JSON.
+    expect(off.services[CODER_OFF_SERVICE]).toEqual({ loadBalancer: { servers: [{ url: "http://autoscaler:9101" }] } });
     const on = render({ tier: "hybrid", fallbackModel: "none", gpuEnabled: true }).dynamicDoc.http;
-    expect(on.services.coder.failover).toEqual({ service: "coder-primary", fallback: GPU_OFF_SERVICE });
+    expect(on.services.coder.failover).toEqual({ service: "coder-primary", fallback: CODER_OFF_SERVICE });
+    const plain = render({ tier: "hybrid", fallbackModel: "none", autoscaler: false }).dynamicDoc.http;
+    expect(plain.routers.coder.service).toBe(GPU_OFF_SERVICE);
+    expect(plain.services[GPU_OFF_SERVICE].loadBalancer.servers).toEqual([{ url: "http://errors:8080" }]);
+    // OCR keeps nginx's gpu-off page either way: the controller scales the coder.
+    expect(off.routers.ocr.service).toBe(GPU_OFF_SERVICE);
   });
 
   it("GPU backends use the private IPs given, and a missing one is an error naming the node", () => {

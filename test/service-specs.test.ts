@@ -5,7 +5,8 @@ import { FORWARDING_TIMEOUTS } from "../services/gateway";
 import { COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, GRAFANA_IMAGE, IMAGES, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE } from "../services/images";
 import { grafanaSpec } from "../services/grafana";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT } from "../services/node-setup";
-import { routeTable } from "../services/routes";
+import { CODER_OFF_SERVICE, routeTable } from "../services/routes";
+import { autoscalerSpec } from "../services/autoscaler";
 import type { ImageRef, ServiceSpec } from "../services/spec";
 import { imageName } from "../services/spec";
 import { sttSpec, ttsSpec } from "../services/speech";
@@ -50,7 +51,8 @@ function expectedImage(hub: HubConfig, program: Program): ImageRef {
     case "traefik":
     case "nginx":
     case "gatekeeper":
-      throw new Error("the gateway and the gatekeeper are not produced by these files");
+    case "autoscaler":
+      throw new Error("the gateway, the gatekeeper and the autoscaler are not produced by these files");
     case "prometheus":
     case "alertmanager":
     case "node-exporter":
@@ -81,7 +83,7 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
   it("run exactly the placement's workloads, on its nodes, from the right images", () => {
     const expected = hub.nodes
       .filter((n) => n.active)
-      .flatMap((n) => n.workloads.filter((w) => w.role !== "gateway" && w.role !== "gatekeeper" && !MONITORING_ROLES.includes(w.role) && w.role !== "grafana").map((w) => key(n.name, w.role, expectedImage(hub, w.program))));
+      .flatMap((n) => n.workloads.filter((w) => w.role !== "gateway" && w.role !== "gatekeeper" && w.role !== "autoscaler" && !MONITORING_ROLES.includes(w.role) && w.role !== "grafana").map((w) => key(n.name, w.role, expectedImage(hub, w.program))));
     expect(specs.map((s) => key(s.node, s.name, s.image)).sort()).toEqual(expected.sort());
     // Names are unique per node: Docker would refuse a second container of the same name.
     expect(new Set(specs.map((s) => `${s.node}/${s.name}`)).size).toBe(specs.length);
@@ -94,6 +96,13 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
       const backends = [...route.primary, ...(route.fallback && route.fallback !== "gpu-off" ? [route.fallback] : [])];
       for (const b of backends) {
         const name = b.address.kind === "container" ? b.address.container : b.service;
+        // The controller's off-state answer is its second port, with no health check of its own.
+        if (b.service === CODER_OFF_SERVICE) {
+          const controller = autoscalerSpec(hub);
+          expect(controller?.name).toBe(name);
+          expect(controller!.env.AUTOSCALER_OFF_PORT).toBe(String(b.port));
+          continue;
+        }
         const spec = routableSpecsOf(hub).find((s) => s.node === b.node && s.name === name);
         expect(spec, `${route.name} → ${b.node}/${name}`).toBeDefined();
         expect(spec!.port).toBe(b.port);

@@ -216,6 +216,7 @@ export const CPU_SERVICE_RAM = {
   gatekeeper: { ramGiB: 0.25, source: ESTIMATE("Node.js API-key gatekeeper with its audit writer") },
   /** The container's memory limit (services/grafana.ts) is the same 512 MiB. */
   grafana: { ramGiB: 0.5, source: src("grafana.com/docs/grafana/latest/setup-grafana/installation/ (hardware recommendations: minimum 512 MB memory, 1 CPU)", "2026-12-02") },
+  autoscaler: { ramGiB: 0.125, source: ESTIMATE("Node.js autoscaling controller: 65 MiB RSS measured after start and a few ticks (bundle run by Node 20.20 on the dev machine, 2026-12-02); its container limit is 128 MiB") },
   docling: { ramGiB: 4, source: ESTIMATE("docling-serve CPU: layout, table and OCR models; image ~4.4 GB") },
   /** Kernel, Docker daemon, sshd, journald. */
   system: { ramGiB: 1, source: ESTIMATE("Ubuntu 24.04 + Docker engine") },

@@ -5,6 +5,8 @@ import * as path from "node:path";
 import { Client } from "pg";
 import { parse } from "yaml";
 import { bundleGatekeeper } from "../../programs/gatekeeper/bundle";
+import { bundleController } from "../../programs/autoscaler/controller/bundle";
+import { CONTROLLER_PORT, OFF_ANSWER_PORT } from "../../programs/autoscaler/controller/contract";
 import { newApiKey, type Scope } from "../../programs/gatekeeper/keys";
 import { errorsNginx, renderNginxConf, renderYaml } from "../../services/gateway";
 import { GPU_SERVICE_PORTS } from "../../services/ports";
@@ -61,6 +63,9 @@ interface Rendered {
   readonly gatekeeperEnv: Record<string, string>;
   readonly gatewayCommand: readonly string[];
   readonly gpuPrivateIp?: string;
+  /** The autoscaling controller's rendered config file and environment, when the stack runs it. */
+  readonly autoscalerConfig?: Record<string, unknown>;
+  readonly autoscalerEnv?: Record<string, string>;
 }
 
 function stackText(settings: Readonly<Record<string, string | number | boolean>>): string {
@@ -88,6 +93,8 @@ export async function renderPlan(settings: Readonly<Record<string, string | numb
     gatekeeperEnv: spec("gatekeeper").env,
     gatewayCommand: spec("gateway").command,
     gpuPrivateIp: nodeAddresses["gpu-0"]?.private,
+    autoscalerConfig: artifacts.some((a) => a.kind === "autoscaler-config") ? (JSON.parse(artifact(artifacts, "autoscaler-config")) as Record<string, unknown>) : undefined,
+    autoscalerEnv: artifacts.some((a) => a.path === "cpu/containers/autoscaler.json") ? spec("autoscaler").env : undefined,
   };
 }
 
@@ -102,6 +109,12 @@ export interface RigOptions {
    * @default false
    */
   readonly logToFile?: boolean;
+  /**
+   * Run the bundled autoscaling controller with its rendered config (the stack must run it).
+   * `githubApi`: the recording stand-in of GitHub's API it dispatches to; no token: advice mode.
+   * @default - not started: its routes answer 502, as with a controller that is down
+   */
+  readonly autoscaler?: { readonly githubApi: string; readonly dispatchToken?: string };
 }
 
 export const RIG_BACKEND_KEY = "rig-internal-backend-key-0123456789abcdef";
@@ -119,6 +132,8 @@ export class GatewayRig {
   /** Loopback ports of Traefik's entry points. */
   readonly entry: Record<"web" | "websecure" | "legacy" | "metrics" | "internal", number> = { web: 0, websecure: 0, legacy: 0, metrics: 0, internal: 0 };
   gatekeeperPort = 0;
+  autoscaler?: ManagedProcess;
+  readonly autoscalerPorts = { control: 0, off: 0 };
   gpuPorts = { coder: 0, ocr: 0 };
   readonly dir = mkdtempSync(path.join(tmpdir(), "hub-rig-"));
   private loopback!: LoopbackMap;
@@ -149,7 +164,8 @@ export class GatewayRig {
     const dirs = { static: path.join(this.dir, "static"), dynamic: path.join(this.dir, "dynamic"), errors: path.join(this.dir, "nginx"), keys: path.join(this.dir, "keys"), spool: path.join(this.dir, "spool"), app: path.join(this.dir, "app") };
     for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
 
-    const [web, websecure, legacy, metrics, internal, nginxPort, gatekeeperPort, gpuCoder, gpuOcr] = await Promise.all(Array.from({ length: 9 }, () => freeLoopbackPort()));
+    const [web, websecure, legacy, metrics, internal, nginxPort, gatekeeperPort, gpuCoder, gpuOcr, autoscalerControl, autoscalerOff] = await Promise.all(Array.from({ length: 11 }, () => freeLoopbackPort()));
+    Object.assign(this.autoscalerPorts, { control: autoscalerControl, off: autoscalerOff });
     Object.assign(this.entry, { web, websecure, legacy, metrics, internal });
     this.gatekeeperPort = gatekeeperPort;
     this.gpuPorts = { coder: gpuCoder, ocr: gpuOcr };
@@ -179,12 +195,18 @@ export class GatewayRig {
       [`${GRAFANA_CONTAINER}:${GRAFANA_PORT}`, this.grafana.port],
       [`${gpuIp}:${GPU_SERVICE_PORTS.coder}`, gpuCoder],
       [`${gpuIp}:${GPU_SERVICE_PORTS.ocr}`, gpuOcr],
+      [`autoscaler:${CONTROLLER_PORT}`, autoscalerControl],
+      [`autoscaler:${OFF_ANSWER_PORT}`, autoscalerOff],
+      // The controller reads Traefik's metrics entry point by container name.
+      [`gateway:8082`, metrics],
     ]);
     const paths = new Map<string, string>([
       ["/etc/traefik", dirs.static],
       ["/var/lib/traefik/dynamic", dirs.dynamic],
       ["/keys", dirs.keys],
       ["/spool", dirs.spool],
+      ["/config", path.join(this.dir, "autoscaler-config")],
+      ["/state", path.join(this.dir, "autoscaler-state")],
     ]);
     this.loopback = { ports, paths };
 
@@ -250,6 +272,8 @@ export class GatewayRig {
       if (line.startsWith("{") && line.includes('"DownstreamStatus"')) this.accessLines.push(JSON.parse(line) as Record<string, unknown>);
     });
 
+    if (options.autoscaler) this.startAutoscaler(options.autoscaler);
+
     const context = () => `--- traefik\n${this.traefik.tail()}\n--- gatekeeper\n${this.gatekeeper.tail()}\n--- nginx\n${this.nginx.tail()}`;
     await waitFor("nginx, the gatekeeper and Traefik to answer", async () => {
       for (const p of [this.nginx, this.gatekeeper, this.traefik]) if (!p.running) throw new Error(`${p.name} exited`);
@@ -258,6 +282,35 @@ export class GatewayRig {
     }, 30_000, { context });
     // The routes file loaded: a keyless request is refused by the gatekeeper through both hops.
     await waitFor("the routes file to load", async () => (await this.request({ path: "/v1/models" })).status === 401, 15_000, { context });
+  }
+
+  /** The bundled controller with the gpu-off variant's config and its container's environment, on loopback. */
+  private startAutoscaler(options: NonNullable<RigOptions["autoscaler"]>): void {
+    const rendered = this.variants["gpu-off"];
+    if (!rendered.autoscalerConfig || !rendered.autoscalerEnv) throw new Error("the rig's stack runs no autoscaler (set autoscaler true on a GPU tier)");
+    for (const dir of ["autoscaler-config", "autoscaler-state", "autoscaler-app"]) mkdirSync(path.join(this.dir, dir), { recursive: true });
+    this.writeAutoscalerConfig("gpu-off");
+    const bundle = path.join(this.dir, "autoscaler-app", "autoscaler.js");
+    writeFileSync(bundle, bundleController());
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH ?? "",
+      ...remapForLoopback(rendered.autoscalerEnv, this.loopback),
+      AUTOSCALER_HOST: "127.0.0.1",
+      AUTOSCALER_PORT: String(this.autoscalerPorts.control),
+      AUTOSCALER_OFF_PORT: String(this.autoscalerPorts.off),
+      AUTOSCALER_GITHUB_API: options.githubApi,
+      ...(options.dispatchToken ? { AUTOSCALER_DISPATCH_TOKEN: options.dispatchToken } : {}),
+    };
+    this.autoscaler = ManagedProcess.start("autoscaler", process.execPath, [bundle], { env });
+  }
+
+  /** Writes the controller's config file of a variant (as the deploy rewrites it), temp file then rename. */
+  writeAutoscalerConfig(variant: RoutesVariant): void {
+    const doc = this.variants[variant].autoscalerConfig;
+    if (!doc) return;
+    const file = path.join(this.dir, "autoscaler-config", "autoscaler.json");
+    writeFileSync(`${file}.tmp`, JSON.stringify(remapForLoopback(doc, this.loopback), null, 2));
+    renameSync(`${file}.tmp`, file);
   }
 
   /** Stops the gatekeeper (SIGTERM: it flushes its spool first). */
@@ -354,7 +407,7 @@ export class GatewayRig {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop()]);
+    await Promise.all([this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop()]);
     await Promise.all([...Object.values(this.standIns), this.grafana].map((s) => s?.close()));
     await this.postgres?.destroy();
     rmSync(this.dir, { recursive: true, force: true });

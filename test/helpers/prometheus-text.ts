@@ -1,4 +1,3 @@
-// @ts-expect-error: the package ships no type declarations; PrometheusFamily below states its output.
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 
 /**

@@ -1,0 +1,131 @@
+import { z } from "zod";
+import type { HubConfig } from "../../../stacks/hub-config";
+import type { PolicyConfig } from "../types";
+
+/**
+ * What the deployment and the controller agree on: ports, paths inside the container, the
+ * environment variables, and the config file rendered at deploy time (its shape and its parser).
+ * services/ and infra/ import only this file and bundle.ts, never the controller's server code.
+ */
+
+/** The controller's own port: /metrics, /healthz, /status. On the CPU node's Docker network only (Prometheus and Traefik's admin route reach it there). */
+export const CONTROLLER_PORT = 9100;
+/** The coder route's off-state answer (503 + Retry-After), reached by Traefik only: nothing else is served here. */
+export const OFF_ANSWER_PORT = 9101;
+export const HEALTH_PATH = "/healthz";
+export const STATUS_PATH = "/status";
+export const METRICS_PATH = "/metrics";
+
+/** Paths inside the container. */
+export const CONTAINER_PATHS = {
+  app: "/app",
+  bundle: "/app/autoscaler.js",
+  configDir: "/config",
+  configFile: "/config/autoscaler.json",
+  /** Learned state and the ledger, on the CPU node's cache volume. */
+  stateDir: "/state",
+} as const;
+
+export const ENV = {
+  configFile: "AUTOSCALER_CONFIG_FILE",
+  stateDir: "AUTOSCALER_STATE_DIR",
+  port: "AUTOSCALER_PORT",
+  offPort: "AUTOSCALER_OFF_PORT",
+  /** Fine-grained GitHub token, Actions: write on the one repository. Unset or empty: advice mode. */
+  dispatchToken: "AUTOSCALER_DISPATCH_TOKEN",
+  /** DigitalOcean token with read scope on billing, optional: cross-checks the ledger. */
+  billingToken: "AUTOSCALER_BILLING_TOKEN",
+  /** For tests (the recording stand-ins); production uses the defaults. */
+  githubApi: "AUTOSCALER_GITHUB_API",
+  digitaloceanApi: "AUTOSCALER_DIGITALOCEAN_API",
+} as const;
+
+export const GITHUB_API = "https://api.github.com";
+export const DIGITALOCEAN_API = "https://api.digitalocean.com";
+/** The workflow the dispatch names (scaleops owns .github/workflows/autoscale.yml). */
+export const DISPATCH_WORKFLOW = "autoscale.yml";
+
+/** Traefik names file-provider routers `<name>@file` in its metrics labels. */
+export const fileProviderName = (name: string): string => `${name}@file`;
+
+/** DigitalOcean bills droplets per second with a 60 s minimum since 2026-01-01 (FACTS.md "Billing"). */
+export const BILLING_MINIMUM_SECONDS = 60;
+
+const positive = z.number().finite().nonnegative();
+
+const replicaSchema = z.object({
+  node: z.string().regex(/^gpu-\d+$/),
+  /** vLLM's /metrics and /health over the VPC. */
+  metricsUrl: z.string().url(),
+  healthUrl: z.string().url(),
+});
+
+export const controllerFileSchema = z.object({
+  version: z.literal(1),
+  stack: z.string().min(1),
+  tier: z.enum(["gpu", "hybrid", "multigpu"]),
+  /** Seconds between ticks. */
+  tickSeconds: z.number().int().min(1).max(300),
+  policy: z.object({
+    minNodes: z.number().int().min(0),
+    maxNodes: z.number().int().min(0),
+    idleSeconds: positive,
+    targetLoad: z.number().positive().max(1),
+    predictive: z.boolean(),
+    /** The stack's gpuWindows text, parsed by the controller with stacks/windows.ts. */
+    gpuWindows: z.array(z.string()),
+    replicaCapacity: z.number().int().positive(),
+    coldStartSeconds: positive,
+    restartCostSeconds: positive,
+    nodeHourlyUsd: positive,
+    gpuBudgetUsd: positive,
+  }),
+  /**
+   * From the serving model: the unbilled head of a wake (the pipeline until the droplet exists),
+   * droplet creation (billed, before the deploy can name the node) and the teardown.
+   */
+  timing: z.object({ pipelineSeconds: positive, createSeconds: positive, destroySeconds: positive }),
+  gateway: z.object({ metricsUrl: z.string().url(), coderRouter: z.string().min(1) }),
+  /** The GPU replicas this deploy created, as the route table names them. */
+  replicas: z.array(replicaSchema),
+  /** Whether a CPU stand-in answers the coder route while no replica is ready (else this controller's 503 does). */
+  fallback: z.boolean(),
+  pin: z.object({ nodes: z.number().int().min(0), untilMs: z.number().int() }).nullable(),
+  dispatch: z.object({ repo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/), ref: z.string().min(1), workflow: z.string().min(1) }).nullable(),
+  /** Whether the deploy gave a billing token (the controller still checks the environment). */
+  billingCrossCheck: z.boolean(),
+});
+
+export type ControllerFile = z.infer<typeof controllerFileSchema>;
+
+export class ControllerFileError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`the controller's config file is not valid:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ControllerFileError";
+  }
+}
+
+export function parseControllerFile(text: string): ControllerFile {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ControllerFileError([`not JSON: ${(err as Error).message}`]);
+  }
+  const parsed = controllerFileSchema.safeParse(json);
+  if (!parsed.success) throw new ControllerFileError(parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`));
+  const file = parsed.data;
+  if (file.policy.minNodes > file.policy.maxNodes) throw new ControllerFileError([`policy: minNodes ${file.policy.minNodes} is above maxNodes ${file.policy.maxNodes}`]);
+  return file;
+}
+
+/** The pin (`gpu on --for 8h`). scaleops adds HubConfig.gpuPin; until then it is read through this one cast. */
+export function pinFromHub(hub: HubConfig): HubConfig["gpuPin"] {
+  return hub.gpuPin;
+}
+
+/** PolicyConfig as the file carries it: windows as their text. */
+export function filePolicy(policy: PolicyConfig, gpuWindows: readonly string[]): ControllerFile["policy"] {
+  const { windows: _parsed, ...rest } = policy;
+  return { ...rest, gpuWindows: [...gpuWindows] };
+}

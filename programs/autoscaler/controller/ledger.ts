@@ -1,0 +1,149 @@
+import { BILLING_MINIMUM_SECONDS } from "./contract";
+
+/**
+ * The spend guard's ledger: GPU node-seconds this calendar month (UTC), billed the way
+ * DigitalOcean bills droplets since 2026-01-01: per second, at least 60 s per droplet, and a
+ * droplet bills from creation to destruction whether it serves or not (FACTS.md "Billing").
+ * Pure functions over plain JSON; the controller persists the result every tick.
+ *
+ * Where the controller cannot see a droplet's exact life, the ledger errs on the side of
+ * counting more, never less:
+ * - a droplet is counted from the moment its wake was accepted by the pipeline (before DigitalOcean
+ *   created it), or, when no wake of ours explains it (a manual `gpu on`), from
+ *   `createSeconds` before the deploy first named it;
+ * - a droplet the deploy no longer names is counted while its replica still answers (draining),
+ *   then `destroySeconds` more (the teardown);
+ * - a controller restart counts every droplet that was open as alive throughout the downtime.
+ */
+
+export interface OpenDroplet {
+  /** Whence this month's share is counted (the month's start for a droplet older than the month). */
+  readonly sinceMs: number;
+  /** Whence its whole life is counted, for the 60 s minimum. */
+  readonly lifeStartMs: number;
+  readonly healthUrl: string;
+  /** The deploy no longer names it; it is counted until its replica stops answering. */
+  readonly leaving: boolean;
+}
+
+export interface LedgerState {
+  readonly version: 1;
+  /** "YYYY-MM", UTC. */
+  readonly month: string;
+  /** Node-seconds of droplets already gone this month, each with its 60 s minimum applied. */
+  readonly closedNodeSeconds: number;
+  readonly open: Readonly<Record<string, OpenDroplet>>;
+  /**
+   * A lower bound on this month's GPU spend from outside the ledger: the worst case assumed when
+   * the ledger was lost, or DigitalOcean's own month-to-date usage then. 0 normally.
+   */
+  readonly floorUsd: number;
+  /** Why the floor is set, for the log and /status. */
+  readonly floorReason?: string;
+  readonly updatedMs: number;
+}
+
+export const monthOf = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
+export const monthStartMs = (ms: number): number => {
+  const d = new Date(ms);
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+};
+
+export function emptyLedger(nowMs: number): LedgerState {
+  return { version: 1, month: monthOf(nowMs), closedNodeSeconds: 0, open: {}, floorUsd: 0, updatedMs: nowMs };
+}
+
+/** Billed seconds of one droplet within the month: its time since `sinceMs`, topped up to the 60 s minimum of its whole life. */
+export function billedSeconds(d: Pick<OpenDroplet, "sinceMs" | "lifeStartMs">, untilMs: number): number {
+  const inMonth = Math.max(0, (untilMs - d.sinceMs) / 1000);
+  const life = Math.max(0, (untilMs - d.lifeStartMs) / 1000);
+  return inMonth + Math.max(0, BILLING_MINIMUM_SECONDS - life);
+}
+
+/** A new month: what the old one billed is history; droplets still alive carry on from the month's first instant. */
+export function rollMonth(ledger: LedgerState, nowMs: number): LedgerState {
+  if (ledger.month === monthOf(nowMs)) return ledger;
+  const start = monthStartMs(nowMs);
+  // A droplet older than the 60 s minimum has paid it; a younger one pays the rest in the new month.
+  const open = Object.fromEntries(Object.entries(ledger.open).map(([node, d]) => [node, { ...d, sinceMs: Math.max(start, d.sinceMs) }]));
+  return { version: 1, month: monthOf(nowMs), closedNodeSeconds: 0, open, floorUsd: 0, updatedMs: nowMs };
+}
+
+export interface LedgerObservation {
+  readonly nowMs: number;
+  /** Nodes the deploy names now (the controller's config file), with their health URLs. */
+  readonly deployed: readonly { readonly node: string; readonly healthUrl: string }[];
+  /** Leaving nodes whose replica still answered this tick. */
+  readonly stillAnswering: ReadonlySet<string>;
+  /** When the pipeline accepted the wake that created the nodes now appearing, if one did. */
+  readonly wakeAcceptedMs?: number;
+  readonly createSeconds: number;
+  readonly destroySeconds: number;
+}
+
+/** One tick: open what appeared, mark what the deploy dropped as leaving, close what stopped answering. */
+export function observeDroplets(previous: LedgerState, o: LedgerObservation): LedgerState {
+  const ledger = rollMonth(previous, o.nowMs);
+  const start = monthStartMs(o.nowMs);
+  const open: Record<string, OpenDroplet> = {};
+  let closed = ledger.closedNodeSeconds;
+  const named = new Map(o.deployed.map((d) => [d.node, d.healthUrl]));
+  for (const [node, d] of Object.entries(ledger.open)) {
+    const url = named.get(node);
+    if (url !== undefined) {
+      // Named again (a leaving node the deploy brought back is the same droplet only if it never stopped answering).
+      open[node] = { ...d, healthUrl: url, leaving: false };
+    } else if (!d.leaving || o.stillAnswering.has(node)) {
+      open[node] = { ...d, leaving: true };
+    } else {
+      // Gone: it stopped answering since the last tick; the teardown bills a little longer.
+      closed += billedSeconds(d, o.nowMs + o.destroySeconds * 1000);
+    }
+  }
+  for (const [node, healthUrl] of named) {
+    if (open[node]) continue;
+    const born = o.wakeAcceptedMs !== undefined && o.wakeAcceptedMs <= o.nowMs ? o.wakeAcceptedMs : o.nowMs - o.createSeconds * 1000;
+    open[node] = { sinceMs: Math.max(start, born), lifeStartMs: born, healthUrl, leaving: false };
+  }
+  return { ...ledger, closedNodeSeconds: closed, open, updatedMs: o.nowMs };
+}
+
+/** The month's GPU spend so far: closed droplets, open ones to now (each at least its 60 s), never below the floor. */
+export function monthToDateUsd(ledger: LedgerState, nowMs: number, nodeHourlyUsd: number): number {
+  const current = rollMonth(ledger, nowMs);
+  let seconds = current.closedNodeSeconds;
+  for (const d of Object.values(current.open)) seconds += billedSeconds(d, nowMs);
+  return Math.max(current.floorUsd, (seconds * nodeHourlyUsd) / 3600);
+}
+
+/** Node-seconds behind the spend (for /status and the log). */
+export function monthNodeSeconds(ledger: LedgerState, nowMs: number): number {
+  const current = rollMonth(ledger, nowMs);
+  return current.closedNodeSeconds + Object.values(current.open).reduce((s, d) => s + billedSeconds(d, nowMs), 0);
+}
+
+/**
+ * A ledger that could not be read: start again, but never below what may have been spent. With
+ * DigitalOcean's month-to-date usage (the whole account: at least the GPU's share), that; without
+ * it, the worst case: every node slot the stack may run, since the month began.
+ */
+export function recoveredLedger(nowMs: number, why: string, bound: { readonly accountMonthToDateUsd?: number; readonly maxNodes: number; readonly nodeHourlyUsd: number }): LedgerState {
+  const hours = (nowMs - monthStartMs(nowMs)) / 3_600_000;
+  const worst = bound.maxNodes * hours * bound.nodeHourlyUsd;
+  const floorUsd = bound.accountMonthToDateUsd !== undefined ? bound.accountMonthToDateUsd : worst;
+  const source = bound.accountMonthToDateUsd !== undefined ? "DigitalOcean's month-to-date usage for the whole account" : `the worst case (${bound.maxNodes} node(s) since the month began)`;
+  return { ...emptyLedger(nowMs), floorUsd, floorReason: `the ledger was lost (${why}); this month's GPU spend is taken as at least $${floorUsd.toFixed(2)}, ${source}` };
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const num = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+
+/** Checks a persisted ledger's shape; undefined when it is not one. */
+export function asLedger(v: unknown): LedgerState | undefined {
+  if (!isRecord(v) || v.version !== 1 || typeof v.month !== "string" || !/^\d{4}-\d{2}$/.test(v.month)) return undefined;
+  if (!num(v.closedNodeSeconds) || v.closedNodeSeconds < 0 || !num(v.floorUsd) || v.floorUsd < 0 || !num(v.updatedMs) || !isRecord(v.open)) return undefined;
+  for (const d of Object.values(v.open)) {
+    if (!isRecord(d) || !num(d.sinceMs) || !num(d.lifeStartMs) || typeof d.healthUrl !== "string" || typeof d.leaving !== "boolean") return undefined;
+  }
+  return v as unknown as LedgerState;
+}

@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { coderDemandCounters, parseSeries } from "../programs/autoscaler/controller/signals";
+import { GitHubStandIn } from "./helpers/autoscaler";
+import { GatewayRig, rigMissing, rigRequest } from "./helpers/gateway-rig";
+import { waitFor } from "./helpers/processes";
+
+/**
+ * The off-state answer through the real gateway: Traefik built at the pinned version with the
+ * files the plan renders, the bundled gatekeeper, and the bundled controller with its rendered
+ * config and container environment (only addresses and directories moved to loopback), for a
+ * hybrid stack without a CPU stand-in. The pipeline is the recording GitHub stand-in; the GPU
+ * replica, when on, is the rig's vLLM stand-in. Skips without the rig's programs (fails under CI).
+ */
+
+const missing = rigMissing();
+if (missing && process.env.CI === "true") throw new Error(`the real-gateway controller test cannot run: ${missing}`);
+const TOKEN = "github_pat_rig_standin_token";
+
+describe.skipIf(missing !== undefined)("the controller behind the real Traefik", () => {
+  let rig: GatewayRig;
+  let github: GitHubStandIn;
+  const chat = (key: string) => rig.request({ path: "/v1/chat/completions", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ model: "coder", messages: [{ role: "user", content: "hi" }] }) });
+
+  beforeAll(async () => {
+    github = await GitHubStandIn.start();
+    rig = await GatewayRig.start({
+      settings: { fallbackModel: "none", autoscalerDispatchRepo: "acme/inference-hub" },
+      keys: { dev: { scopes: ["llm"] }, ops: { scopes: ["admin"] } },
+      autoscaler: { githubApi: github.url, dispatchToken: TOKEN },
+    });
+    await waitFor("the controller's first tick", async () => (await rigRequest(rig.autoscalerPorts.control, { path: "/status" })).status === 200, 20_000, { context: () => rig.autoscaler!.tail() });
+  }, 120_000);
+  afterAll(async () => {
+    await rig?.stop();
+    await github?.close();
+  });
+
+  it("answers a coder request while the GPU is off with an OpenAI-shaped 503, the state and Retry-After, and wakes the GPU", async () => {
+    const res = await chat(rig.keys.dev.key);
+    expect(res.status).toBe(503);
+    expect(res.json).toMatchObject({ error: { code: "gpu_off", type: "server_error" } });
+    expect(res.json.error.message).toMatch(/waking up/);
+    expect(res.headers["x-hub-gpu-state"]).toBe("waking");
+    // The stack's cold start from the catalogue, in whole seconds, as Retry-After.
+    expect(Number(res.headers["retry-after"])).toBeGreaterThan(600);
+    await waitFor("the wake dispatch", () => github.calls.length > 0, 10_000, { context: () => rig.autoscaler!.tail() });
+    expect(github.calls[0].path).toBe("/repos/acme/inference-hub/actions/workflows/autoscale.yml/dispatches");
+    expect(github.calls[0].headers.authorization).toBe(`Bearer ${TOKEN}`);
+    expect(github.calls[0].body).toMatchObject({ ref: "main", inputs: { stack: "rig", nodes: "1", reason: "wake-on-demand" } });
+    // A second request while waking sends no second dispatch.
+    expect((await chat(rig.keys.dev.key)).status).toBe(503);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(github.calls).toHaveLength(1);
+    // The controller's token never reaches its log.
+    expect(rig.autoscaler!.tail()).not.toContain(TOKEN);
+  });
+
+  it("counts the coder route from the real Traefik's metrics under the router name it reads, refusals at the door excluded", async () => {
+    await rig.request({ path: "/v1/chat/completions", headers: { authorization: "Bearer ihk_not_a_real_key" }, body: "{}" });
+    const text = (await rigRequest(rig.entry.metrics, { path: "/metrics" })).text;
+    const families = parseSeries(text);
+    const demand = [...coderDemandCounters(families, "coder@file").values()].reduce((a, b) => a + b, 0);
+    expect(demand).toBeGreaterThanOrEqual(2);
+    const all = (families.get("traefik_router_requests_total") ?? []).filter((s) => s.labels.router === "coder@file");
+    expect(all.some((s) => s.labels.code === "401")).toBe(true);
+    expect(all.filter((s) => s.labels.code === "503").reduce((a, s) => a + s.value, 0)).toBe(demand);
+  });
+
+  it("reports its view at /admin/autoscaler to admin keys only", async () => {
+    const denied = await rig.request({ path: "/admin/autoscaler", headers: { authorization: `Bearer ${rig.keys.dev.key}` } });
+    expect(denied.status).toBe(403);
+    const res = await rig.request({ path: "/admin/autoscaler", headers: { authorization: `Bearer ${rig.keys.ops.key}` } });
+    expect(res.status).toBe(200);
+    expect(res.json).toMatchObject({ stack: "rig", mode: "act", signalsUp: true, dispatch: { accepted: { request: { nodes: 1 } } } });
+    expect(res.json.nodes.starting).toBe(1);
+    expect(res.text).not.toContain(TOKEN);
+  });
+
+  it("sees the replica ready once the deploy names it and vLLM answers, with vLLM's queue", async () => {
+    await rig.startGpu();
+    rig.writeAutoscalerConfig("gpu-on");
+    rig.writeRoutes("gpu-on");
+    await waitFor(
+      "the controller to see the replica ready",
+      async () => (await rigRequest(rig.autoscalerPorts.control, { path: "/status" })).json?.nodes?.ready === 1,
+      40_000,
+      { context: () => rig.autoscaler!.tail() },
+    );
+    const status = (await rigRequest(rig.autoscalerPorts.control, { path: "/status" })).json;
+    expect(status.replicas).toEqual([{ node: "gpu-0", healthy: true, reading: { running: expect.any(Number), waiting: 0, kvCacheUsage: 0 } }]);
+    const metrics = parseSeries((await rigRequest(rig.autoscalerPorts.control, { path: "/metrics" })).text);
+    expect(metrics.get("hub_autoscaler_nodes")?.find((s) => s.labels.state === "ready")?.value).toBe(1);
+    expect(metrics.get("hub_autoscaler_signals_up")?.[0].value).toBe(1);
+  }, 60_000);
+});

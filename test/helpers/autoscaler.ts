@@ -1,0 +1,150 @@
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { ControllerFile } from "../../programs/autoscaler/controller/contract";
+
+/**
+ * Stand-ins for the controller's tests, each a real HTTP server on loopback:
+ * - GitHubStandIn: a RECORDING STAND-IN of GitHub's REST API (only the workflow-dispatch route);
+ *   it answers from a script of statuses and records what it was sent and when;
+ * - MetricsStandIn: a STAND-IN serving Prometheus text the way Traefik and vLLM do (only the
+ *   series the controller reads), with a switch to stop answering.
+ */
+
+export interface RecordedCall {
+  readonly atMs: number;
+  readonly method: string;
+  readonly path: string;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: unknown;
+}
+
+const listen = (server: http.Server) => new Promise<number>((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port)));
+
+export class GitHubStandIn {
+  readonly calls: RecordedCall[] = [];
+  /** Statuses to answer with, in order; 204 once the script runs out. */
+  script: { status: number; retryAfter?: number; message?: string }[] = [];
+  private server!: http.Server;
+  port = 0;
+
+  static async start(): Promise<GitHubStandIn> {
+    const s = new GitHubStandIn();
+    s.server = http.createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on("data", (c: Buffer) => parts.push(c));
+      req.on("end", () => {
+        let body: unknown;
+        try {
+          body = JSON.parse(Buffer.concat(parts).toString("utf8"));
+        } catch {
+          body = undefined;
+        }
+        s.calls.push({ atMs: Date.now(), method: req.method ?? "", path: req.url ?? "", headers: req.headers, body });
+        const next = s.script.shift() ?? { status: 204 };
+        const headers: Record<string, string> = next.retryAfter !== undefined ? { "retry-after": String(next.retryAfter) } : {};
+        if (next.status === 204) {
+          res.writeHead(204, headers);
+          res.end();
+          return;
+        }
+        res.writeHead(next.status, { ...headers, "content-type": "application/json" });
+        res.end(JSON.stringify({ message: next.message ?? `stand-in status ${next.status}`, documentation_url: "https://docs.github.com/rest" }));
+      });
+    });
+    s.port = await listen(s.server);
+    return s;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+export class MetricsStandIn {
+  /** Prometheus text served at /metrics; /health answers 200 while `healthy`. */
+  text = "";
+  healthy = true;
+  down = false;
+  requests = 0;
+  private server!: http.Server;
+  port = 0;
+
+  static async start(text = ""): Promise<MetricsStandIn> {
+    const s = new MetricsStandIn();
+    s.text = text;
+    s.server = http.createServer((req, res) => {
+      s.requests++;
+      if (s.down) {
+        req.socket.destroy();
+        return;
+      }
+      if (req.url === "/health") {
+        res.writeHead(s.healthy ? 200 : 503);
+        res.end();
+        return;
+      }
+      if (req.url === "/metrics") {
+        res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+        res.end(s.text);
+        return;
+      }
+      res.writeHead(404);
+      res.end();
+    });
+    s.port = await listen(s.server);
+    return s;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** Traefik's router counter as its Prometheus exporter writes it (label set as in pkg/observability/metrics/prometheus.go). */
+export function traefikText(counts: Readonly<Record<string, number>>, router = "coder@file"): string {
+  const lines = ["# HELP traefik_router_requests_total How many HTTP requests are processed on a router, partitioned by service, status code, protocol, and method.", "# TYPE traefik_router_requests_total counter"];
+  for (const [code, n] of Object.entries(counts)) lines.push(`traefik_router_requests_total{code="${code}",method="POST",protocol="http",router="${router}",service="coder@file"} ${n}`);
+  // Another router's traffic, which must not count.
+  lines.push(`traefik_router_requests_total{code="200",method="POST",protocol="http",router="stt@file",service="stt@file"} 999`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** vLLM's scheduler gauges, one series per engine (labels model_name, engine: vllm/v1/metrics/loggers.py). */
+export function vllmText(engines: readonly { running: number; waiting: number; kv?: number }[]): string {
+  const lines: string[] = [];
+  for (const [name, pick] of [["vllm:num_requests_running", (e: { running: number }) => e.running], ["vllm:num_requests_waiting", (e: { waiting: number }) => e.waiting], ["vllm:kv_cache_usage_perc", (e: { kv?: number }) => e.kv ?? 0]] as const) {
+    lines.push(`# TYPE ${name} gauge`);
+    engines.forEach((e, i) => lines.push(`${name}{engine="${i}",model_name="coder"} ${(pick as (x: typeof e) => number)(e)}`));
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** A controller file for a hybrid-like stack; tests override what they exercise. */
+export function controllerFile(overrides: Partial<ControllerFile> & { gatewayUrl: string; replicaUrls?: readonly string[] }): ControllerFile {
+  const { gatewayUrl, replicaUrls = [], ...rest } = overrides;
+  return {
+    version: 1,
+    stack: "hybrid",
+    tier: "hybrid",
+    tickSeconds: 15,
+    policy: { minNodes: 0, maxNodes: 1, idleSeconds: 600, targetLoad: 0.8, predictive: false, gpuWindows: [], replicaCapacity: 37, coldStartSeconds: 870, restartCostSeconds: 810, nodeHourlyUsd: 3.6, gpuBudgetUsd: 300 },
+    timing: { pipelineSeconds: 120, createSeconds: 120, destroySeconds: 60 },
+    gateway: { metricsUrl: `${gatewayUrl}/metrics`, coderRouter: "coder@file" },
+    replicas: replicaUrls.map((u, i) => ({ node: `gpu-${i}`, metricsUrl: `${u}/metrics`, healthUrl: `${u}/health` })),
+    fallback: false,
+    pin: null,
+    dispatch: { repo: "acme/inference-hub", ref: "main", workflow: "autoscale.yml" },
+    billingCrossCheck: false,
+    ...rest,
+  };
+}
