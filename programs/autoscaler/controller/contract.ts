@@ -119,7 +119,7 @@ export function parseControllerFile(text: string): ControllerFile {
   return file;
 }
 
-/** The pin (`gpu on --for 8h`). scaleops adds HubConfig.gpuPin; until then it is read through this one cast. */
+/** The pin (`gpu on --for 8h`, settings gpuPinNodes/gpuPinUntil), as the stack holds it. */
 export function pinFromHub(hub: HubConfig): HubConfig["gpuPin"] {
   return hub.gpuPin;
 }
