@@ -8,10 +8,9 @@ import { coderDemandCounters, CounterDeltas, type Fetcher, parseSeries } from ".
 import { policyConfig, servingModel } from "../../../programs/autoscaler/serving-model";
 import type { AutoscalerState, Decision as ScalingDecision } from "../../../programs/autoscaler/types";
 import { fileProviderName } from "../../../programs/autoscaler/controller/contract";
-import { PROJECT } from "../../../stacks";
 import type { Io } from "./commands";
-import { previewAndApply } from "./commands";
-import { type ConfigChanges, resolveConfig, type StackConfig } from "./decisions";
+import { scaleCommand } from "./commands";
+import { resolveConfig } from "./decisions";
 import { HubCommandError, type StackOps } from "./ops";
 
 /**
@@ -83,26 +82,6 @@ export function fileMemory(stack: string, dir = path.join(os.homedir(), ".infere
   };
 }
 
-const key = (name: string) => `${PROJECT}:${name}`;
-
-/**
- * The config that gives the stack `nodes` GPU nodes: hybrid turns the GPU off at 0 and sets
- * gpuCount otherwise; gpu and multigpu set gpuCount. (scaleops' `hub gpu scale N` is the same
- * operation for the pipeline; at merge one of the two should call the other.)
- */
-export function gpuNodeChanges(config: StackConfig, nodes: number): { ok: true; changes: ConfigChanges } | { ok: false; reason: string } {
-  const current = resolveConfig(config);
-  if (!current.ok) return { ok: false, reason: `the stack's current config is refused; fix it first:\n  ${current.reason}` };
-  const hub = current.hub;
-  if (!hub.gpu) return { ok: false, reason: `the ${hub.tier} tier runs no GPU; there is nothing to scale` };
-  const changes: Record<string, string> = {};
-  if (hub.tier === "hybrid") changes[key("gpuEnabled")] = String(nodes > 0);
-  if (nodes > 0) changes[key("gpuCount")] = String(nodes);
-  const after = resolveConfig(config, changes);
-  if (!after.ok) return { ok: false, reason: `${nodes} GPU node(s) would be refused:\n  ${after.reason}` };
-  return { ok: true, changes };
-}
-
 export interface AutoscaleDeps {
   readonly ops: StackOps;
   readonly signals: OperatorSignals;
@@ -161,12 +140,9 @@ export async function autoscaleOnce(deps: AutoscaleDeps): Promise<AutoscaleOutco
     io.out(`  the controller on the node acts itself (dispatch to the pipeline); not applying ${decision.wantedNodes} here. --force to act anyway.`);
     return { decision, deployedNodes: deployed, applied: false };
   }
-  const changes = gpuNodeChanges(config, decision.wantedNodes);
-  if (!changes.ok) throw new HubCommandError(changes.reason);
   io.out(`  scaling ${deployed} → ${decision.wantedNodes} GPU node(s)`);
-  const keys = Object.keys(changes.changes);
-  for (const [k, v] of Object.entries(changes.changes)) if (v !== null) await ops.setConfig(k, v, false);
-  await previewAndApply(ops, config, keys, io);
+  // The same path the autoscale workflow runs (gpu scale): range, pin and volume checks included.
+  await scaleCommand(ops, { nodes: decision.wantedNodes, reason: decision.reason }, io, new Date(now));
   return { decision, deployedNodes: deployed, applied: true };
 }
 
