@@ -135,7 +135,8 @@ describe("npm run hub -- autoscale", () => {
     gateway.metrics = traefikText({ "200": 1 });
     await expect(autoscaleOnce(deps(ops))).rejects.toThrow(/volume/);
     expect(ops.calls).toEqual(["set gpuEnabled=false", "set gpuEnabled=true", "set gpuMaxNodes=1", "preview", "set gpuEnabled=false", "remove gpuMaxNodes"]);
-    expect(ops.config).toEqual(cfg({ tier: "hybrid" }));
+    // Back to what the stack runs (the checkout adopted "off" first), nothing of the refused change.
+    expect(ops.config).toEqual(cfg({ tier: "hybrid", gpuEnabled: "false" }));
   });
 
   it("lets the GPU go after gpuIdleMinutes of quiet (the reactive rule), through the same safe path", async () => {
