@@ -407,11 +407,13 @@ describe("failover and the GPU-off answer", () => {
 
   it("hybrid without a fallback model: coder answers with the controller's 503 (nginx's gpu-off without the controller)", () => {
     const off = render({ tier: "hybrid", fallbackModel: "none" }).dynamicDoc.http;
-    expect(off.routers.coder.service).toBe(CODER_OFF_SERVICE);
+    // Through the loopback hop that names the answer in X-Hub-Backend (gpu-off), then the controller.
+    expect(off.routers.coder.service).toBe("coder-fallback-named");
+    expect(off.routers["coder-fallback-named"].service).toBe(CODER_OFF_SERVICE);
     // The controller's off port, no health check: a controller that is down is Traefik's 502, rewritten to JSON.
     expect(off.services[CODER_OFF_SERVICE]).toEqual({ loadBalancer: { servers: [{ url: "http://autoscaler:9101" }] } });
     const on = render({ tier: "hybrid", fallbackModel: "none", gpuEnabled: true }).dynamicDoc.http;
-    expect(on.services.coder.failover).toEqual({ service: "coder-primary", fallback: CODER_OFF_SERVICE });
+    expect(on.services.coder.failover).toEqual({ service: "coder-primary", fallback: "coder-fallback-named" });
     const plain = render({ tier: "hybrid", fallbackModel: "none", autoscaler: false }).dynamicDoc.http;
     expect(plain.routers.coder.service).toBe(GPU_OFF_SERVICE);
     expect(plain.services[GPU_OFF_SERVICE].loadBalancer.servers).toEqual([{ url: "http://errors:8080" }]);
