@@ -42,8 +42,8 @@ function coderProbe(ops: StackOps, key: string | undefined) {
     try {
       const res = await fetch(`${base}/models`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(10_000) });
       if (!res.ok) return "down";
-      // Every coder answer names its backend (gpu-<i>, cpu-fallback, gpu-off); a gateway deployed
-      // before that header existed is read from the model list's owner instead.
+      // A GPU replica names itself (gpu-<i>) and the off answer says gpu-off; the CPU stand-in sets
+      // no header, so without one the model list's owner tells (as on gateways deployed before it).
       const backend = res.headers.get(BACKEND_HEADER);
       if (backend) return /^gpu-\d+$/.test(backend) ? "gpu" : "fallback";
       const body = (await res.json()) as { data?: { id: string; owned_by?: string }[] };

@@ -12,6 +12,7 @@ export const GATEKEEPER_PORT = 8080;
 
 /** One address may carry several keys (an office behind NAT): ten keys' worth. */
 export const IP_RATE_FACTOR = 10;
+const ADDRESS_BACKSTOP_FACTOR = 2;
 
 /** The per-address limit: ten keys' worth of the per-key default. */
 export function ipRateLimit(hub: HubConfig): { readonly perMinute: number; readonly burst: number; readonly retryAfterSeconds: number } {
@@ -48,10 +49,11 @@ export function gatekeeperSpec(hub: HubConfig): ServiceSpec {
       GATEKEEPER_SPOOL_DIR: "/spool",
       GATEKEEPER_DEFAULT_RATE_PER_MINUTE: String(hub.settings.rateLimitPerMinute),
       GATEKEEPER_DEFAULT_BURST: String(hub.settings.rateLimitBurst),
-      // Traefik's loopback hop limits per address first (its 429 is JSON from nginx); the same
-      // numbers here only back it up. That hop appends 127.0.0.1 after the client's entry.
-      GATEKEEPER_ADDRESS_RATE_PER_MINUTE: String(ipRateLimit(hub).perMinute),
-      GATEKEEPER_ADDRESS_BURST: String(ipRateLimit(hub).burst),
+      // Traefik's loopback hop limits per address (its 429 is JSON from nginx); the gatekeeper's
+      // table is a backstop at twice that, so it never refuses what Traefik let through (their
+      // buckets refill differently). That hop appends 127.0.0.1 after the client's entry.
+      GATEKEEPER_ADDRESS_RATE_PER_MINUTE: String(ipRateLimit(hub).perMinute * ADDRESS_BACKSTOP_FACTOR),
+      GATEKEEPER_ADDRESS_BURST: String(ipRateLimit(hub).burst * ADDRESS_BACKSTOP_FACTOR),
       GATEKEEPER_FORWARDED_HOPS: "1",
     },
     // The backends' key goes out on allowed requests only; the database URL holds a password.

@@ -1,22 +1,24 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
+import { OFF_BACKEND_NAME } from "../programs/autoscaler/controller/contract";
 
 /**
- * Which backend answered a coder request, in a response header every answer carries:
- * `X-Hub-Backend: gpu-0` (the vLLM replica on that node), `cpu-fallback` (the llama.cpp stand-in)
- * or `gpu-off` (the 503 while no GPU serves and there is no stand-in).
+ * Which backend answered a coder request, in a response header: `X-Hub-Backend: gpu-0` (the
+ * vLLM replica on that node) or `gpu-off` (the 503 while no GPU serves and there is no stand-in);
+ * none from the llama.cpp stand-in (below).
  *
  * Traefik's router middlewares apply to whichever service answers, so one header there could not
  * tell the replicas from the fallback. Each backend names itself instead, on its own path:
  * - each vLLM replica, through vLLM's own `--middleware` option (hub_backend_header.py): no extra
  *   hop on the GPU path;
- * - the fallback, through one Traefik hop over the loopback entry point whose router adds the
- *   header (services/gateway.ts): only requests the fallback answers take it;
- * - the gpu-off answer, from the errors nginx itself.
+ * - the gpu-off answer, from the errors nginx itself, or from the autoscaling controller.
+ * The llama.cpp fallback cannot add a header of its own, and a loopback hop that named it
+ * (a router with a headers middleware) aborted requests in flight when the routes file changed
+ * on a GPU switch (test/gateway-real.test.ts caught it): so its answers carry no X-Hub-Backend,
+ * and a coder answer without one came from the CPU fallback.
  */
 export const BACKEND_HEADER = "X-Hub-Backend";
-export const FALLBACK_BACKEND_NAME = "cpu-fallback";
-export const GPU_OFF_BACKEND_NAME = "gpu-off";
+export const GPU_OFF_BACKEND_NAME = OFF_BACKEND_NAME;
 
 /** The module and class vLLM loads (`--middleware <module>.<class>`). */
 const MODULE = "hub_backend_header";
@@ -43,14 +45,3 @@ export function vllmStartScript(source: string = middlewareSource()): string {
     'exec vllm serve "$@"',
   ].join("\n");
 }
-
-/**
- * The name each CPU-node fallback answers under, by its Traefik service name: the llama.cpp
- * stand-in, and the autoscaling controller's own off-state answer (service `coder-off` on the
- * controller branch), which is the 503 of a GPU that is off. A fallback not listed passes unnamed.
- */
-const FALLBACK_NAMES: Readonly<Record<string, string>> = { "coder-fallback": FALLBACK_BACKEND_NAME, "coder-off": GPU_OFF_BACKEND_NAME };
-export const fallbackBackendName = (service: string): string | undefined => (Object.hasOwn(FALLBACK_NAMES, service) ? FALLBACK_NAMES[service] : undefined);
-
-/** The headers middleware a fallback's loopback router applies. */
-export const fallbackHeaderMiddleware = (name: string): Record<string, unknown> => ({ headers: { customResponseHeaders: { [BACKEND_HEADER]: name } } });

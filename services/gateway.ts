@@ -12,7 +12,7 @@ import { AUTOSCALER_CONTAINER, autoscalerRuns, DOCUMENTS_ASYNC_HINT, DOCUMENTS_R
 import { CONTROLLER_PORT, STATUS_PATH } from "../programs/autoscaler/controller/contract";
 import { ERRORS_IMAGE, TRAEFIK_IMAGE } from "./images";
 import type { ServiceSpec } from "./spec";
-import { BACKEND_HEADER, fallbackBackendName, fallbackHeaderMiddleware, GPU_OFF_BACKEND_NAME } from "./backend-header";
+import { BACKEND_HEADER, GPU_OFF_BACKEND_NAME } from "./backend-header";
 
 export { ERRORS_IMAGE, TRAEFIK_IMAGE };
 
@@ -282,7 +282,7 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     routers[route.name] = {
       entryPoints: [...entryPoints],
       rule: routeRule(route),
-      service: routeService(route, services, privateIps, routers, middlewares),
+      service: routeService(route, services, privateIps),
       middlewares: chain,
       ...routerTls(),
     };
@@ -400,9 +400,9 @@ class ServiceTable {
 }
 
 /** The service a route's router points at: the primaries, a failover to the fallback, or the fallback alone. */
-function routeService(route: Route, services: ServiceTable, privateIps: Readonly<Record<string, string>>, routers: Record<string, unknown>, middlewares: Record<string, unknown>): string {
+function routeService(route: Route, services: ServiceTable, privateIps: Readonly<Record<string, string>>): string {
   const fallback =
-    route.fallback === undefined ? undefined : route.fallback === GPU_OFF_SERVICE ? gpuOffService(services) : namedFallback(route, route.fallback.service, backendService(route.fallback.service, [route.fallback], services, privateIps), services, routers, middlewares);
+    route.fallback === undefined ? undefined : route.fallback === GPU_OFF_SERVICE ? gpuOffService(services) : backendService(route.fallback.service, [route.fallback], services, privateIps);
   if (route.primary.length === 0) {
     if (!fallback) throw new Error(`Route ${route.name} has no backend: no primary replica and no fallback. Give it a fallback (a CPU stand-in or "${GPU_OFF_SERVICE}").`);
     // GPU off: no failover to health-check, the fallback answers directly.
@@ -428,23 +428,6 @@ function backendService(name: string, backends: readonly Backend[], services: Se
       healthCheck: { path: backends[0].healthPath, ...HEALTH_CHECK },
     },
   });
-}
-
-/**
- * The CPU stand-in behind one hop over the loopback entry point, whose router names it in
- * X-Hub-Backend (services/backend-header.ts): router middlewares apply to whatever service
- * answers, so only a router of its own can tell the fallback apart. Only requests the fallback
- * answers take the hop; the GPU replicas name themselves.
- */
-function namedFallback(route: Route, fallback: string, backend: string, services: ServiceTable, routers: Record<string, unknown>, middlewares: Record<string, unknown>): string {
-  const named = fallbackBackendName(fallback);
-  if (!named) return backend;
-  // The hop sees the path after the route's rewrite, which the public rule would not match.
-  if (route.rewritePrefix) throw new Error(`Route ${route.name}: a CPU fallback behind a path rewrite is not supported by the backend header's loopback hop.`);
-  const name = `${route.name}-fallback-named`;
-  middlewares[`${name}-header`] = fallbackHeaderMiddleware(named);
-  routers[name] = { entryPoints: [ENTRY_POINTS.internal], rule: routeRule(route), service: backend, middlewares: [`${name}-header`] };
-  return services.add(name, { loadBalancer: { servers: [{ url: INTERNAL_URL }] } });
 }
 
 function gpuOffService(services: ServiceTable): string {

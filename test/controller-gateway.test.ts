@@ -41,6 +41,7 @@ describe.skipIf(missing !== undefined)("the controller behind the real Traefik",
     expect(res.json).toMatchObject({ error: { code: "gpu_off", type: "server_error" } });
     expect(res.json.error.message).toMatch(/waking up/);
     expect(res.headers["x-hub-gpu-state"]).toBe("waking");
+    expect(res.headers["x-hub-backend"]).toBe("gpu-off");
     // The stack's cold start from the catalogue, in whole seconds, as Retry-After.
     expect(Number(res.headers["retry-after"])).toBeGreaterThan(600);
     await waitFor("the wake dispatch", () => github.calls.length > 0, 10_000, { context: () => rig.autoscaler!.tail() });

@@ -384,12 +384,9 @@ describe("failover and the GPU-off answer", () => {
     const { dynamicDoc, ips } = render({ tier: "hybrid", gpuEnabled: true });
     const { routers, services } = dynamicDoc.http;
     expect(routers.coder.service).toBe("coder");
-    // The fallback is reached through the loopback hop that names it (X-Hub-Backend), then the container.
-    expect(services.coder.failover).toEqual({ service: "coder-primary", fallback: "coder-fallback-named" });
+    expect(services.coder.failover).toEqual({ service: "coder-primary", fallback: "coder-fallback" });
     expect(services["coder-primary"].loadBalancer.servers).toEqual([{ url: `http://${ips["gpu-0"]}:8000` }]);
     expect(services["coder-primary"].loadBalancer.healthCheck).toMatchObject({ path: "/health" });
-    expect(services["coder-fallback-named"].loadBalancer.servers).toEqual([{ url: "http://127.0.0.1:8083" }]);
-    expect(routers["coder-fallback-named"]).toMatchObject({ entryPoints: ["internal"], service: "coder-fallback", middlewares: ["coder-fallback-named-header"] });
     expect(services["coder-fallback"].loadBalancer.servers).toEqual([{ url: "http://coder-fallback:8080" }]);
     // OCR has no CPU stand-in in this preset: it fails over to the 503 responder.
     expect(services.ocr.failover).toEqual({ service: "ocr-primary", fallback: GPU_OFF_SERVICE });
@@ -399,7 +396,7 @@ describe("failover and the GPU-off answer", () => {
   it("hybrid with the GPU off: coder goes straight to coder-fallback, OCR to gpu-off", () => {
     const { dynamicDoc } = render({ tier: "hybrid", gpuEnabled: false });
     const { routers, services } = dynamicDoc.http;
-    expect(routers.coder.service).toBe("coder-fallback-named");
+    expect(routers.coder.service).toBe("coder-fallback");
     expect(routers.ocr.service).toBe(GPU_OFF_SERVICE);
     expect(Object.values<Obj>(services).filter((s) => s.failover)).toEqual([]);
     expect(JSON.stringify(services)).not.toMatch(/10\.118\./);
@@ -407,13 +404,11 @@ describe("failover and the GPU-off answer", () => {
 
   it("hybrid without a fallback model: coder answers with the controller's 503 (nginx's gpu-off without the controller)", () => {
     const off = render({ tier: "hybrid", fallbackModel: "none" }).dynamicDoc.http;
-    // Through the loopback hop that names the answer in X-Hub-Backend (gpu-off), then the controller.
-    expect(off.routers.coder.service).toBe("coder-fallback-named");
-    expect(off.routers["coder-fallback-named"].service).toBe(CODER_OFF_SERVICE);
+    expect(off.routers.coder.service).toBe(CODER_OFF_SERVICE);
     // The controller's off port, no health check: a controller that is down is Traefik's 502, rewritten to JSON.
     expect(off.services[CODER_OFF_SERVICE]).toEqual({ loadBalancer: { servers: [{ url: "http://autoscaler:9101" }] } });
     const on = render({ tier: "hybrid", fallbackModel: "none", gpuEnabled: true }).dynamicDoc.http;
-    expect(on.services.coder.failover).toEqual({ service: "coder-primary", fallback: "coder-fallback-named" });
+    expect(on.services.coder.failover).toEqual({ service: "coder-primary", fallback: CODER_OFF_SERVICE });
     const plain = render({ tier: "hybrid", fallbackModel: "none", autoscaler: false }).dynamicDoc.http;
     expect(plain.routers.coder.service).toBe(GPU_OFF_SERVICE);
     expect(plain.services[GPU_OFF_SERVICE].loadBalancer.servers).toEqual([{ url: "http://errors:8080" }]);

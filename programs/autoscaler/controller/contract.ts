@@ -12,6 +12,8 @@ import type { PolicyConfig } from "../types";
 export const CONTROLLER_PORT = 9100;
 /** The coder route's off-state answer (503 + Retry-After), reached by Traefik only: nothing else is served here. */
 export const OFF_ANSWER_PORT = 9101;
+/** X-Hub-Backend on the off answer: the name services/backend-header.ts gives the 503 of a GPU that is off. */
+export const OFF_BACKEND_NAME = "gpu-off";
 export const HEALTH_PATH = "/healthz";
 export const STATUS_PATH = "/status";
 export const METRICS_PATH = "/metrics";

@@ -1,6 +1,6 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { HEALTH_PATH, METRICS_PATH, STATUS_PATH } from "./contract";
+import { HEALTH_PATH, METRICS_PATH, OFF_BACKEND_NAME, STATUS_PATH } from "./contract";
 import type { Controller } from "./controller";
 import { errorText, Logger } from "./log";
 
@@ -51,7 +51,7 @@ export async function startServers(controller: Controller, options: { readonly h
     // The body (a chat request) is not needed: drain it so the connection can be reused.
     req.resume();
     const answer = controller.answerOff();
-    json(res, answer.status, answer.body, { "retry-after": String(answer.retryAfterSeconds), "x-hub-gpu-state": answer.state });
+    json(res, answer.status, answer.body, { "retry-after": String(answer.retryAfterSeconds), "x-hub-gpu-state": answer.state, "x-hub-backend": OFF_BACKEND_NAME });
   });
   const listen = (server: http.Server, port: number) =>
     new Promise<number>((resolve, reject) => {
