@@ -5,6 +5,8 @@ import { AddressLimiter, addressKey, clientAddress, forwardedClientAddress } fro
 import { readGatekeeperConfig } from "../programs/gatekeeper/config";
 import { metricsCallerAllowed } from "../programs/gatekeeper/metrics";
 import { gatekeeperSpec } from "../services/auth";
+import { IP_RATE_LIMIT_MIDDLEWARE, traefikDynamicConfig } from "../services/gateway";
+import { routeTable } from "../services/routes";
 import { mustLoad } from "./helpers/load";
 import { alice, auth, bearer, carol, defaultLog, expectOpenAiError, get, spoolRecords, startInProcess, waitFor } from "./helpers/gatekeeper";
 import { parsePrometheus, type PrometheusFamily } from "./helpers/prometheus-text";
@@ -64,10 +66,14 @@ describe("the address table", () => {
 describe("the gatekeeper's environment for the address limit", () => {
   const base = { GATEKEEPER_KEYS_FILE: "/k", GATEKEEPER_SPOOL_DIR: "/s", GATEKEEPER_BACKEND_KEY: "b" };
 
-  it("is rendered from the stack's settings: ten keys' worth of the per-key limit", () => {
-    const env = gatekeeperSpec(mustLoad({ tier: "cpu", rateLimitPerMinute: 90, rateLimitBurst: 7 })).env;
-    const config = readGatekeeperConfig({ ...base, ...env });
-    expect([config.addressRatePerMinute, config.addressBurst]).toEqual([900, 70]);
+  it("is a backstop at twice the limit Traefik applies first, read past its one loopback hop", () => {
+    const hub = mustLoad({ tier: "cpu", rateLimitPerMinute: 90, rateLimitBurst: 7 });
+    const config = readGatekeeperConfig({ ...base, ...gatekeeperSpec(hub).env });
+    // What the rendered Traefik file limits each address to (its average is per minute: period 1m).
+    const traefik = (traefikDynamicConfig(hub, routeTable(hub), {}) as { http: { middlewares: Record<string, { rateLimit: { average: number; burst: number; period: string } }> } }).http.middlewares[IP_RATE_LIMIT_MIDDLEWARE].rateLimit;
+    expect(traefik.period).toBe("1m");
+    expect([config.addressRatePerMinute, config.addressBurst]).toEqual([2 * traefik.average, 2 * traefik.burst]);
+    expect(config.forwardedHops).toBe(1);
     expect(config.addressTableSize).toBe(65_536);
   });
 
