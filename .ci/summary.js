@@ -8,7 +8,13 @@ let failed = 0;
 if (fs.existsSync(file)) {
   const report = JSON.parse(fs.readFileSync(file, "utf8"));
   passed = report.numPassedTests;
-  failed = report.numFailedTests + (report.numFailedTestSuites > 0 && report.numFailedTests === 0 ? report.numFailedTestSuites : 0);
+  failed = report.numFailedTests;
+  // A file whose hook failed (beforeAll: a rig that did not start) has its tests reported as
+  // skipped, not failed: count each test that did not run there as failed.
+  for (const file of report.testResults ?? []) {
+    const statuses = (file.assertionResults ?? []).map((a) => a.status);
+    if (file.status === "failed" && !statuses.includes("failed")) failed += Math.max(1, statuses.filter((s) => s !== "passed").length);
+  }
 } else if (status !== 0) {
   console.log("no test report: the typecheck (tsc --noEmit) or vitest itself failed");
   failed = 1;

@@ -145,14 +145,18 @@ export class GatewayRig {
   private constructor() {}
 
   static async start(options: RigOptions = {}): Promise<GatewayRig> {
-    const rig = new GatewayRig();
-    try {
-      await rig.boot(options);
-    } catch (error) {
-      await rig.stop();
-      throw error;
+    // Ports are picked free and then bound by other processes: another program on the machine
+    // can take one in between. That race (and only it) gets one more try with fresh ports.
+    for (let attempt = 1; ; attempt++) {
+      const rig = new GatewayRig();
+      try {
+        await rig.boot(options);
+        return rig;
+      } catch (error) {
+        await rig.stop();
+        if (attempt >= 2 || !/address already in use/.test(String((error as Error).message))) throw error;
+      }
     }
-    return rig;
   }
 
   private async boot(options: RigOptions): Promise<void> {
