@@ -9,7 +9,8 @@
  *   A script requires only the packages whose code it uses.
  * - `__dirname`/`__filename` keep meaning the source file's directory and path (the code finds the
  *   project root and the gatekeeper's entry point through them), wherever .build/ sits.
- * - The gatekeeper is bundled once here, by programs/gatekeeper/bundle.ts's own bundleGatekeeper(),
+ * - The gatekeeper and the controller are bundled once here, each by its own bundling function
+ *   (programs/gatekeeper/bundle.ts bundleGatekeeper(), programs/autoscaler/controller/bundle.ts),
  *   and its text is inlined: the plan no longer starts esbuild on every run.
  * - Outputs are written to a temporary directory and renamed into .build/ after the manifest has
  *   been removed; the manifest is written last. A crash at any point leaves no manifest, so the next
@@ -26,6 +27,11 @@ const { ROOT, MANIFEST_FILE, FORMAT, currentInputs, recordInputs, readManifest, 
 
 /** The module that bundles the gatekeeper at plan time; compiled scripts get its output prebuilt. */
 const GATEKEEPER_BUNDLER = "programs/gatekeeper/bundle.ts";
+/** Every program bundled into its container at plan time: the module, and its bundling function. */
+const PROGRAM_BUNDLERS = [
+  { name: "gatekeeper", file: GATEKEEPER_BUNDLER, fn: "bundleGatekeeper" },
+  { name: "controller", file: "programs/autoscaler/controller/bundle.ts", fn: "bundleController" },
+];
 
 class BuildError extends Error {}
 
@@ -67,23 +73,26 @@ function sourcePathsPlugin(outDir) {
 }
 
 /**
- * Replaces bundleGatekeeper() with one that returns the text bundled at build time; every other
+ * Replaces a program's bundling function (bundleGatekeeper(), bundleController()) with one
+ * that returns the text bundled at build time; every other
  * export of the module is the real one (and the real module, with its esbuild import, is dropped
  * from a script that uses none of them).
- * @param {string} root @param {string} outDir @param {string} text
+ * @param {string} root @param {string} outDir @param {{ name: string, file: string, fn: string }} bundler @param {string} text
  * @returns {import("esbuild").Plugin}
  */
-function prebuiltGatekeeperPlugin(root, outDir, text) {
-  const file = path.join(root, GATEKEEPER_BUNDLER);
+function prebuiltBundlePlugin(root, outDir, bundler, text) {
+  const file = path.join(root, bundler.file);
   const resolveDir = path.dirname(file);
+  const original = `prebuilt-${bundler.name}:original`;
+  const namespace = `${bundler.name}-original`;
   return {
-    name: "prebuilt-gatekeeper",
+    name: `prebuilt-${bundler.name}`,
     setup(build) {
-      build.onResolve({ filter: /^prebuilt-gatekeeper:original$/ }, () => ({ path: file, namespace: "gatekeeper-original", sideEffects: false }));
-      build.onLoad({ filter: /.*/, namespace: "gatekeeper-original" }, () => ({ contents: withSourcePaths(fs.readFileSync(file, "utf8"), file, outDir), loader: "ts", resolveDir }));
+      build.onResolve({ filter: new RegExp(`^${original}$`) }, () => ({ path: file, namespace, sideEffects: false }));
+      build.onLoad({ filter: /.*/, namespace }, () => ({ contents: withSourcePaths(fs.readFileSync(file, "utf8"), file, outDir), loader: "ts", resolveDir }));
       build.onLoad({ filter: /\.ts$/ }, (args) => {
         if (args.path !== file) return undefined;
-        const contents = `// Bundled once by scripts/build/compile.cjs with this module's own bundleGatekeeper().\nexport * from "prebuilt-gatekeeper:original";\nexport function bundleGatekeeper(): string {\n  return ${JSON.stringify(text)};\n}\n`;
+        const contents = `// Bundled once by scripts/build/compile.cjs with this module's own ${bundler.fn}().\nexport * from "${original}";\nexport function ${bundler.fn}(): string {\n  return ${JSON.stringify(text)};\n}\n`;
         return { contents, loader: "ts", resolveDir };
       });
     },
@@ -150,15 +159,20 @@ async function compile(options = {}) {
     metafile: true,
   };
   try {
-    let gatekeeperText;
-    if (fs.existsSync(path.join(root, GATEKEEPER_BUNDLER))) {
+    /** @type {import("esbuild").Plugin[]} */
+    const prebuilt = [];
+    for (const bundler of PROGRAM_BUNDLERS) {
+      if (!fs.existsSync(path.join(root, bundler.file))) continue;
+      const out = `${bundler.name}-bundler`;
+      let text;
       try {
-        await esbuild.build({ ...common, entryPoints: { "gatekeeper-bundler": path.join(root, GATEKEEPER_BUNDLER) }, outdir: tmp, plugins: [sourcePathsPlugin(tmp)] });
-        gatekeeperText = require(path.join(tmp, "gatekeeper-bundler.js")).bundleGatekeeper();
+        await esbuild.build({ ...common, entryPoints: { [out]: path.join(root, bundler.file) }, outdir: tmp, plugins: [sourcePathsPlugin(tmp)] });
+        text = require(path.join(tmp, `${out}.js`))[bundler.fn]();
       } catch (err) {
-        throw new BuildError(`bundling the gatekeeper (${GATEKEEPER_BUNDLER}) failed:\n${esbuildMessages(err)}`);
+        throw new BuildError(`bundling the ${bundler.name} (${bundler.file}) failed:\n${esbuildMessages(err)}`);
       }
-      fs.rmSync(path.join(tmp, "gatekeeper-bundler.js"));
+      fs.rmSync(path.join(tmp, `${out}.js`));
+      prebuilt.push(prebuiltBundlePlugin(root, outDir, bundler, text));
     }
     let result;
     try {
@@ -167,7 +181,7 @@ async function compile(options = {}) {
         entryPoints: Object.fromEntries(entries.map((name) => [name, path.join(root, "scripts", `${name}.ts`)])),
         outdir: tmp,
         sourcemap: "linked",
-        plugins: [...(gatekeeperText === undefined ? [] : [prebuiltGatekeeperPlugin(root, outDir, gatekeeperText)]), externalPackagesPlugin(), sourcePathsPlugin(outDir)],
+        plugins: [...prebuilt, externalPackagesPlugin(), sourcePathsPlugin(outDir)],
       });
     } catch (err) {
       throw new BuildError(`compiling scripts/*.ts failed:\n${esbuildMessages(err)}`);
