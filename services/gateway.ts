@@ -2,7 +2,6 @@ import { stringify } from "yaml";
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT, ipRateLimit } from "./auth";
-export { IP_RATE_FACTOR, ipRateLimit } from "./auth";
 import { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "../programs/gatekeeper/protocol";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_INTERNAL_PORT, GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";

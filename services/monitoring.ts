@@ -7,7 +7,7 @@ import { cpuPlacement, memoryLimitMiB } from "./coder";
 import { AMD_DEVICE_METRICS_EXPORTER_IMAGE, ALERTMANAGER_IMAGE, DCGM_EXPORTER_IMAGE, NODE_EXPORTER_IMAGE, PROMETHEUS_IMAGE } from "./images";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_METRICS_PORT, GPU_SERVICE_PORTS } from "./ports";
-import type { Route } from "./routes";
+import { AUTOSCALER_CONTAINER, type Route } from "./routes";
 import type { ServiceSpec } from "./spec";
 
 /**
@@ -42,8 +42,6 @@ export const PROMETHEUS_CONTAINER = "prometheus";
 export const ALERTMANAGER_CONTAINER = "alertmanager";
 export const NODE_EXPORTER_CONTAINER = "node-exporter";
 export const GPU_EXPORTER_CONTAINER = "gpu-exporter";
-/** The autoscaling controller's container (services/autoscaler.ts, when the tier has GPUs). */
-export const AUTOSCALER_CONTAINER = "autoscaler";
 
 /** Job names are a contract with the dashboards (monitoring/grafana). */
 export const JOBS = {

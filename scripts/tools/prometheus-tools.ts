@@ -1,8 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
 import * as path from "node:path";
 import { ALERTMANAGER_IMAGE, PROMETHEUS_IMAGE } from "../../services/images";
+import { BuildError, buildLock, goBinary, runGo, toolCli, toolsCacheRoot } from "./go-build";
 
 /**
  * Builds `promtool` and `amtool` from the Go module proxy at exactly the versions of the pinned
@@ -62,12 +62,10 @@ export const AMTOOL: PrometheusTool = {
 const ENV = { CGO_ENABLED: "0", GOWORK: "off", GOFLAGS: "-mod=readonly -buildvcs=false", GOTOOLCHAIN: "local" } as const;
 const TAGS = "netgo";
 
-const cacheRoot = () => path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "inference-hub", "tools");
-
 /** ~/.cache/inference-hub/tools/<tool>-<version>/<tool>; INFERENCE_HUB_PROMTOOL / INFERENCE_HUB_AMTOOL override. */
 export function toolBinaryPath(tool: PrometheusTool): string {
   const override = process.env[`INFERENCE_HUB_${tool.name.toUpperCase()}`];
-  return override || path.join(cacheRoot(), `${tool.name}-${tool.version}`, tool.name);
+  return override || path.join(toolsCacheRoot(), `${tool.name}-${tool.version}`, tool.name);
 }
 
 /** The version `<tool> --version` prints ("promtool, version 3.15.0 (branch: ...)"), or undefined. */
@@ -89,66 +87,18 @@ export async function amtoolPath(): Promise<string | undefined> {
 export const missingReason = (tool: PrometheusTool): string =>
   `no ${tool.name} ${tool.version} at ${toolBinaryPath(tool)} (build it once: npx tsx scripts/tools/prometheus-tools.ts build; .ci/run does)`;
 
-class BuildError extends Error {}
-
-function goBinary(): string {
-  if (process.env.GO) return process.env.GO;
-  const onPath = spawnSync("sh", ["-c", "command -v go"], { encoding: "utf8" }).stdout.trim();
-  if (onPath) return onPath;
-  if (existsSync("/usr/local/go/bin/go")) return "/usr/local/go/bin/go";
-  throw new BuildError("Go is not installed (no `go` on PATH, no /usr/local/go/bin/go); Prometheus 3.15 needs Go 1.26 or newer.");
-}
-
-function run(go: string, args: readonly string[], cwd: string): string {
-  const result = spawnSync(go, args, { cwd, encoding: "utf8", env: { ...process.env, ...ENV }, maxBuffer: 64 * 1024 * 1024 });
-  if (result.status !== 0) throw new BuildError(`go ${args.join(" ")} failed (exit ${result.status}) in ${cwd}:\n${(result.stderr || result.stdout).slice(-6000)}`);
-  return result.stdout;
-}
-
-/** One build per tool at a time, across processes (CI steps and test workers may race). */
-function lock(dir: string, binary: string): () => void {
-  const lockDir = `${dir}.lock`;
-  mkdirSync(path.dirname(lockDir), { recursive: true });
-  for (;;) {
-    try {
-      mkdirSync(lockDir);
-      writeFileSync(path.join(lockDir, "pid"), String(process.pid));
-      return () => rmSync(lockDir, { recursive: true, force: true });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      let pid = 0;
-      try {
-        pid = Number(readFileSync(path.join(lockDir, "pid"), "utf8").trim() || "0");
-      } catch {
-        // the holder has not written its pid yet
-      }
-      let alive = pid > 0;
-      try {
-        if (alive) process.kill(pid, 0);
-      } catch {
-        alive = false;
-      }
-      if (!alive && pid > 0) {
-        rmSync(lockDir, { recursive: true, force: true });
-        continue;
-      }
-      process.stderr.write(`another build (pid ${pid}) holds ${lockDir}; waiting\n`);
-      spawnSync("sleep", ["10"]);
-      if (existsSync(binary)) return () => undefined;
-    }
-  }
-}
+const run = (go: string, args: readonly string[], cwd: string): string => runGo(go, args, cwd, ENV);
 
 /** Builds one tool unless the cache has it at the right version; returns its path. */
 export function buildTool(tool: PrometheusTool, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
   const binary = toolBinaryPath(tool);
   if (builtToolVersion(tool, binary) === tool.version) return binary;
   const outDir = path.dirname(binary);
-  const unlock = lock(outDir, binary);
+  const unlock = buildLock(outDir, binary);
   let work: string | undefined;
   try {
     if (builtToolVersion(tool, binary) === tool.version) return binary;
-    const go = goBinary();
+    const go = goBinary(`${tool.name} ${tool.version}`);
     const goVersion = run(go, ["version"], process.cwd()).trim();
     log(`building ${tool.name} ${tool.version} (${tool.module}@${tool.moduleVersion}) with ${goVersion}; a cold build takes minutes`);
     mkdirSync(outDir, { recursive: true });
@@ -182,17 +132,4 @@ export function buildTool(tool: PrometheusTool, log: (line: string) => void = (l
   }
 }
 
-if (require.main === module) {
-  const command = process.argv[2];
-  try {
-    if (command === "build") for (const tool of [AMTOOL, PROMTOOL]) process.stdout.write(`${buildTool(tool)}\n`);
-    else if (command === "path") for (const tool of [PROMTOOL, AMTOOL]) process.stdout.write(`${toolBinaryPath(tool)}\n`);
-    else {
-      process.stderr.write("usage: tsx scripts/tools/prometheus-tools.ts build|path\n");
-      process.exitCode = 1;
-    }
-  } catch (error) {
-    process.stderr.write(`${error instanceof BuildError ? error.message : String(error)}\n`);
-    process.exitCode = 1;
-  }
-}
+if (require.main === module) toolCli("prometheus-tools.ts", { build: () => [AMTOOL, PROMTOOL].map((tool) => buildTool(tool)), path: () => [PROMTOOL, AMTOOL].map(toolBinaryPath) });

@@ -1,10 +1,10 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
 import * as path from "node:path";
 import { parse } from "yaml";
 import { TRAEFIK_IMAGE } from "../../services/images";
+import { BuildError, buildLock, goBinary, runGo, toolCli, toolsCacheRoot } from "./go-build";
 
 /**
  * Builds Traefik from the Go module proxy at exactly the version of the pinned image
@@ -100,11 +100,9 @@ const RECIPE = {
 };
 export const RECIPE_KEY = createHash("sha256").update(JSON.stringify(RECIPE)).digest("hex").slice(0, 12);
 
-const cacheRoot = () => path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "inference-hub", "tools");
-
 /** ~/.cache/inference-hub/tools/traefik-v3.7.13/<recipe>/traefik (INFERENCE_HUB_TRAEFIK overrides). */
 export function traefikBinaryPath(): string {
-  return process.env.INFERENCE_HUB_TRAEFIK || path.join(cacheRoot(), `traefik-${TRAEFIK_VERSION}`, RECIPE_KEY, "traefik");
+  return process.env.INFERENCE_HUB_TRAEFIK || path.join(toolsCacheRoot(), `traefik-${TRAEFIK_VERSION}`, RECIPE_KEY, "traefik");
 }
 
 export const TRAEFIK_MISSING_REASON = `no Traefik ${TRAEFIK_VERSION} binary at ${traefikBinaryPath()} (build it once: npx tsx scripts/tools/traefik.ts build; .ci/run does)`;
@@ -116,21 +114,8 @@ export function builtTraefikVersion(binary: string = traefikBinaryPath()): strin
   return /^Version:\s+(\S+)/m.exec(out.stdout ?? "")?.[1];
 }
 
-class BuildError extends Error {}
-
-function goBinary(): string {
-  if (process.env.GO) return process.env.GO;
-  const onPath = spawnSync("sh", ["-c", "command -v go"], { encoding: "utf8" }).stdout.trim();
-  if (onPath) return onPath;
-  if (existsSync("/usr/local/go/bin/go")) return "/usr/local/go/bin/go";
-  throw new BuildError("Go is not installed (no `go` on PATH, no /usr/local/go/bin/go); Traefik v3.7 needs Go 1.26 or newer.");
-}
-
-function run(go: string, args: readonly string[], cwd: string, env: Record<string, string> = {}): string {
-  const result = spawnSync(go, args, { cwd, encoding: "utf8", env: { ...process.env, GOTOOLCHAIN: "local", ...env }, maxBuffer: 64 * 1024 * 1024 });
-  if (result.status !== 0) throw new BuildError(`go ${args.join(" ")} failed (exit ${result.status}) in ${cwd}:\n${(result.stderr || result.stdout).slice(-6000)}`);
-  return result.stdout;
-}
+/** Every go command of the build: the machine's own toolchain, never a downloaded one. */
+const run = (go: string, args: readonly string[], cwd: string, env: Record<string, string> = {}): string => runGo(go, args, cwd, { GOTOOLCHAIN: "local", ...env });
 
 interface Downloaded {
   readonly Dir: string;
@@ -177,44 +162,16 @@ export function dropDnsProviders(source: string, dropped: readonly string[]): st
   return out.join("\n");
 }
 
-function lock(dir: string): () => void {
-  const lockDir = `${dir}.lock`;
-  mkdirSync(path.dirname(lockDir), { recursive: true });
-  for (;;) {
-    try {
-      mkdirSync(lockDir);
-      writeFileSync(path.join(lockDir, "pid"), String(process.pid));
-      return () => rmSync(lockDir, { recursive: true, force: true });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      const pid = Number(readFileSync(path.join(lockDir, "pid"), "utf8").trim() || "0");
-      let alive = pid > 0;
-      try {
-        if (alive) process.kill(pid, 0);
-      } catch {
-        alive = false;
-      }
-      if (!alive) {
-        rmSync(lockDir, { recursive: true, force: true });
-        continue;
-      }
-      process.stderr.write(`another build (pid ${pid}) holds ${lockDir}; waiting\n`);
-      spawnSync("sleep", ["10"]);
-      if (existsSync(traefikBinaryPath())) return () => undefined;
-    }
-  }
-}
-
 /** Builds the binary unless the cache has it; returns its path. */
 export function buildTraefik(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
   const binary = traefikBinaryPath();
   if (builtTraefikVersion(binary) === TRAEFIK_VERSION) return binary;
   const outDir = path.dirname(binary);
-  const unlock = lock(outDir);
+  const unlock = buildLock(outDir, binary);
   let work: string | undefined;
   try {
     if (builtTraefikVersion(binary) === TRAEFIK_VERSION) return binary;
-    const go = goBinary();
+    const go = goBinary("Traefik v3.7");
     const goVersion = run(go, ["version"], process.cwd()).trim();
     log(`building Traefik ${TRAEFIK_VERSION} with ${goVersion} (recipe ${RECIPE_KEY}); a cold build takes several minutes`);
     mkdirSync(outDir, { recursive: true });
@@ -267,17 +224,4 @@ export function buildTraefik(log: (line: string) => void = (l) => process.stderr
   }
 }
 
-if (require.main === module) {
-  const command = process.argv[2];
-  try {
-    if (command === "build") process.stdout.write(`${buildTraefik()}\n`);
-    else if (command === "path") process.stdout.write(`${traefikBinaryPath()}\n`);
-    else {
-      process.stderr.write("usage: tsx scripts/tools/traefik.ts build|path\n");
-      process.exitCode = 1;
-    }
-  } catch (error) {
-    process.stderr.write(`${error instanceof BuildError ? error.message : String(error)}\n`);
-    process.exitCode = 1;
-  }
-}
+if (require.main === module) toolCli("traefik.ts", { build: () => [buildTraefik()], path: () => [traefikBinaryPath()] });

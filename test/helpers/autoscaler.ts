@@ -20,12 +20,25 @@ export interface RecordedCall {
 
 const listen = (server: http.Server) => new Promise<number>((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port)));
 
-export class GitHubStandIn {
+/** A loopback HTTP server: where it listens, and closing it with its open connections. */
+abstract class LoopbackServer {
+  protected server!: http.Server;
+  port = 0;
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+export class GitHubStandIn extends LoopbackServer {
   readonly calls: RecordedCall[] = [];
   /** Statuses to answer with, in order; 204 once the script runs out. */
   script: { status: number; retryAfter?: number; message?: string }[] = [];
-  private server!: http.Server;
-  port = 0;
 
   static async start(): Promise<GitHubStandIn> {
     const s = new GitHubStandIn();
@@ -55,24 +68,14 @@ export class GitHubStandIn {
     return s;
   }
 
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
 }
 
-export class MetricsStandIn {
+export class MetricsStandIn extends LoopbackServer {
   /** Prometheus text served at /metrics; /health answers 200 while `healthy`. */
   text = "";
   healthy = true;
   down = false;
   requests = 0;
-  private server!: http.Server;
-  port = 0;
 
   static async start(text = ""): Promise<MetricsStandIn> {
     const s = new MetricsStandIn();
@@ -100,14 +103,6 @@ export class MetricsStandIn {
     return s;
   }
 
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
 }
 
 /** Traefik's router counter as its Prometheus exporter writes it (label set as in pkg/observability/metrics/prometheus.go). */
