@@ -1,5 +1,12 @@
 import { DO_GPU_FEATURES, DO_GPU_IMAGES, DO_PRICING, DO_REGIONS, Source, src, unverified } from "./sources";
 
+/**
+ * DigitalOcean bills a droplet per second, at least this many seconds per droplet, since
+ * 2026-01-01; a powered-off droplet is still billed (source: DO_PRICING). The ledger and the
+ * simulator both bill by it.
+ */
+export const DROPLET_MIN_BILLED_SECONDS = 60;
+
 /** Hours in an average month (8760 / 12); the "always on" figure. */
 export const HOURS_PER_MONTH = 730;
 

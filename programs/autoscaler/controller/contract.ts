@@ -50,8 +50,6 @@ export const DISPATCH_WORKFLOW = "autoscale.yml";
 /** Traefik names file-provider routers `<name>@file` in its metrics labels. */
 export const fileProviderName = (name: string): string => `${name}@file`;
 
-/** DigitalOcean bills droplets per second with a 60 s minimum since 2026-01-01 (FACTS.md "Billing"). */
-export const BILLING_MINIMUM_SECONDS = 60;
 
 const positive = z.number().finite().nonnegative();
 

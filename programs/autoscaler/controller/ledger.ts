@@ -1,4 +1,4 @@
-import { BILLING_MINIMUM_SECONDS } from "./contract";
+import { DROPLET_MIN_BILLED_SECONDS } from "../../../stacks/catalogue/droplets";
 
 /**
  * The spend guard's ledger: GPU node-seconds this calendar month (UTC), billed the way
@@ -57,7 +57,7 @@ export function emptyLedger(nowMs: number): LedgerState {
 export function billedSeconds(d: Pick<OpenDroplet, "sinceMs" | "lifeStartMs">, untilMs: number): number {
   const inMonth = Math.max(0, (untilMs - d.sinceMs) / 1000);
   const life = Math.max(0, (untilMs - d.lifeStartMs) / 1000);
-  return inMonth + Math.max(0, BILLING_MINIMUM_SECONDS - life);
+  return inMonth + Math.max(0, DROPLET_MIN_BILLED_SECONDS - life);
 }
 
 /** A new month: what the old one billed is history; droplets still alive carry on from the month's first instant. */

@@ -1,4 +1,5 @@
-import { MIN_BILLED_SECONDS, percentile, PolicyRun, ReplayModel } from "./replay";
+import { DROPLET_MIN_BILLED_SECONDS } from "../../../stacks/catalogue/droplets";
+import { percentile, PolicyRun, ReplayModel } from "./replay";
 import type { Trace } from "./traces";
 
 /**
@@ -38,7 +39,7 @@ export function oracle(trace: Trace, model: ReplayModel): PolicyRun & { readonly
     lastDone = Math.max(lastDone, freeAt);
   }
   sessions.push({ createdAt: sessionStart, destroyedAt: lastDone + model.destroySeconds });
-  const billedSeconds = sessions.reduce((sum, s) => sum + Math.max(MIN_BILLED_SECONDS, s.destroyedAt - s.createdAt), 0);
+  const billedSeconds = sessions.reduce((sum, s) => sum + Math.max(DROPLET_MIN_BILLED_SECONDS, s.destroyedAt - s.createdAt), 0);
   const sorted = waits.subarray(0, served).sort();
   return {
     name: "oracle",

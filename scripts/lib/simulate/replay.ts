@@ -1,3 +1,4 @@
+import { DROPLET_MIN_BILLED_SECONDS } from "../../../stacks/catalogue/droplets";
 import type { Trace } from "./traces";
 
 /**
@@ -38,7 +39,6 @@ export interface ReplayModel {
   readonly windDownSeconds: number;
 }
 
-export const MIN_BILLED_SECONDS = 60;
 
 export interface TickView {
   /** Seconds from the trace's t = 0. */
@@ -146,7 +146,7 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
   let i = 0;
 
   const close = (node: Node, until: number) => {
-    billedSeconds += Math.max(MIN_BILLED_SECONDS, until - node.createdAt);
+    billedSeconds += Math.max(DROPLET_MIN_BILLED_SECONDS, until - node.createdAt);
     sessions++;
   };
 
