@@ -27,7 +27,7 @@ export const VLLM_BACKEND_MIDDLEWARE = `${MODULE}.BackendHeader`;
 const MODULE_DIR = "${TMPDIR:-/tmp}/hub-python";
 
 /** services/launchers/hub_backend_header.py, as shipped. */
-export const middlewareSource = (): string => readFileSync(path.join(__dirname, "launchers", `${MODULE}.py`), "utf8");
+const middlewareSource = (): string => readFileSync(path.join(__dirname, "launchers", `${MODULE}.py`), "utf8");
 const HEREDOC_END = "HUB_LAUNCHER_EOF";
 
 /**
