@@ -1,0 +1,146 @@
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { build } from "esbuild";
+import type { LocalWorkspace as LocalWorkspaceClass, PulumiCommand as PulumiCommandClass, Stack } from "@pulumi/pulumi/automation";
+import type { DeployEnvironment } from "../../infra/environment";
+import { liveEnvironment } from "../../infra/environment";
+import { hubProgram } from "../../infra/program";
+import { UnwrittenSshFileStore } from "../../infra/ssh";
+import { pulumiCliPath, pulumiMissingReason } from "../../scripts/tools/pulumi-cli";
+import { PROJECT } from "../../stacks/settings";
+import { RecordingAddressSource } from "./deploy-env";
+import { ROOT } from "./load";
+
+/**
+ * The real Pulumi engine for tests: the CLI built at the pinned SDK's version
+ * (scripts/tools/pulumi-cli.ts), driven through the Automation API on a local file backend with a
+ * passphrase secrets provider, the program (infra/program.ts hubProgram) run inline, and the
+ * labelled stand-in provider plugins of ./stand-in-providers on PATH. docs/real-engine-tests.md
+ * says what this can and cannot see.
+ */
+
+export const PULUMI_CLI = pulumiCliPath();
+/** Why the real-engine tests skip (locally) or fail (CI=true), or undefined when they can run. */
+export const REAL_ENGINE_MISSING = PULUMI_CLI ? undefined : pulumiMissingReason();
+
+/** The plugins the program's npm packages ask for; each gets a stand-in. */
+export const STAND_IN_PLUGINS = ["digitalocean", "random", "tls", "docker", "command"] as const;
+
+/** A throwaway passphrase: the backend lives and dies with the test file. */
+const PASSPHRASE = "real-engine tests: throwaway passphrase";
+
+/** An OpenSSH public key for stacks that need one to `up` (the program refuses droplets nobody can log in to). */
+export const TEST_SSH_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBC5j5fVDWXmjbWiA7nJOh7gKPDlpK6g04k8grjTy2fE real-engine-test";
+
+/** One call the stand-in providers received (see stand-in-providers/provider.ts). */
+export interface ProviderCall {
+  readonly plugin: string;
+  readonly op: "check" | "diff" | "create" | "update" | "delete" | "read" | "invoke";
+  readonly type: string;
+  readonly name: string;
+  readonly id?: string;
+  readonly changed?: readonly string[];
+  readonly replaces?: readonly string[];
+  readonly token?: string;
+}
+
+export interface EngineRig {
+  /** The project as a user has it: Pulumi.yaml and every Pulumi.<stack>.yaml copied, the rest linked to the repository. */
+  readonly projectDir: string;
+  readonly backendDir: string;
+  readonly env: Record<string, string>;
+  /** A stack of the project, selected or created, running `program` (hubProgram by default) inline. */
+  stack(name: string, opts?: { program?: () => Promise<Record<string, unknown>>; env?: Record<string, string> }): Promise<Stack>;
+  /** What the stand-in providers were asked since the last call (and forgets it). */
+  takeProviderCalls(): ProviderCall[];
+  /** The CLI itself, for what the Automation API does not wrap (`pulumi state unprotect`, ...). */
+  cli(args: readonly string[], stackName: string): Promise<{ code: number; stdout: string; stderr: string }>;
+  close(): void;
+}
+
+/**
+ * Writes the stand-in plugins: one bundle of provider.ts (esbuild, CommonJS; node_modules stay
+ * external and resolve from the repository) and one `pulumi-resource-<name>` script per plugin.
+ */
+async function writeStandInPlugins(dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const bundle = path.join(dir, "stand-in-provider.cjs");
+  await build({ entryPoints: [path.join(__dirname, "stand-in-providers", "provider.ts")], bundle: true, platform: "node", format: "cjs", target: "node20", packages: "external", outfile: bundle, logLevel: "silent" });
+  for (const name of STAND_IN_PLUGINS) {
+    const script = path.join(dir, `pulumi-resource-${name}`);
+    writeFileSync(script, `#!/bin/sh\n# STAND-IN for the ${name} provider plugin (inference-hub tests): echoes inputs, creates nothing.\nexec "${process.execPath}" "${bundle}" ${name} "$@"\n`, { mode: 0o755 });
+  }
+}
+
+/** The environment an engine test's program runs with: the deploying machine's address is a stand-in, nothing is written to ~/.ssh. */
+export function engineTestEnvironment(): DeployEnvironment {
+  return { ...liveEnvironment(), sshFiles: new UnwrittenSshFileStore(), deployerAddress: new RecordingAddressSource() };
+}
+
+export async function startEngineRig(): Promise<EngineRig> {
+  if (!PULUMI_CLI) throw new Error(REAL_ENGINE_MISSING);
+  // Loaded here: importing the Automation API is not free, and files that skip should not pay it.
+  const { LocalWorkspace, PulumiCommand } = (await import("@pulumi/pulumi/automation")) as { LocalWorkspace: typeof LocalWorkspaceClass; PulumiCommand: typeof PulumiCommandClass };
+  const root = mkdtempSync(path.join(tmpdir(), "real-engine-"));
+  const projectDir = path.join(root, "project");
+  const backendDir = path.join(root, "backend");
+  const pluginDir = path.join(root, "plugins");
+  const cliRoot = path.join(root, "cli");
+  for (const dir of [projectDir, backendDir, path.join(cliRoot, "bin"), path.join(root, "home")]) mkdirSync(dir, { recursive: true });
+  // The project as a checkout has it: the Pulumi files copied (the CLI writes to the stack files),
+  // everything else (infra/, which the CLI checks `main` against, node_modules, ...) linked.
+  for (const entry of readdirSync(ROOT)) {
+    if (/^Pulumi(\.[a-z0-9-]+)?\.yaml$/.test(entry)) copyFileSync(path.join(ROOT, entry), path.join(projectDir, entry));
+    else if (!entry.startsWith(".")) symlinkSync(path.join(ROOT, entry), path.join(projectDir, entry));
+  }
+  // The Automation API wants <root>/bin/pulumi.
+  symlinkSync(PULUMI_CLI, path.join(cliRoot, "bin", "pulumi"));
+  await writeStandInPlugins(pluginDir);
+  const callLog = path.join(root, "provider-calls.jsonl");
+  const env: Record<string, string> = {
+    PULUMI_BACKEND_URL: `file://${backendDir}`,
+    PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
+    PULUMI_HOME: path.join(root, "home"),
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    // Never download a plugin: the stand-ins on PATH are the only ones.
+    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    PATH: `${pluginDir}:${process.env.PATH ?? ""}`,
+    NODE_PATH: path.join(ROOT, "node_modules"),
+    STAND_IN_PROVIDER_LOG: callLog,
+    // No cloud credentials: nothing here may reach an account.
+    DIGITALOCEAN_TOKEN: "",
+  };
+  const pulumiCommand = await PulumiCommand.get({ root: cliRoot });
+  return {
+    projectDir,
+    backendDir,
+    env,
+    async stack(name, opts = {}) {
+      const program = opts.program ?? (() => hubProgram(engineTestEnvironment()));
+      // workDir holds Pulumi.yaml, so the workspace uses the project file as shipped.
+      return LocalWorkspace.createOrSelectStack({ stackName: name, projectName: PROJECT, program }, { workDir: projectDir, pulumiCommand, envVars: { ...env, ...(opts.env ?? {}) } });
+    },
+    takeProviderCalls() {
+      if (!existsSync(callLog)) return [];
+      const calls = readFileSync(callLog, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as ProviderCall);
+      rmSync(callLog, { force: true });
+      return calls;
+    },
+    async cli(args, stackName) {
+      const { stdout, stderr, code } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        const { execFile } = require("node:child_process") as typeof import("node:child_process");
+        execFile(PULUMI_CLI as string, [...args, "--stack", stackName, "--non-interactive"], { cwd: projectDir, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 32 * 1024 * 1024 }, (error, out, err) =>
+          resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout: out, stderr: err }),
+        );
+      });
+      return { code, stdout, stderr };
+    },
+    close() {
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The project's config keys in the form the engine hands them to the program (`inference-hub:<key>`). */
+export const projectKey = (name: string) => `${PROJECT}:${name}`;
