@@ -11,7 +11,7 @@ import { EngineRig, REAL_ENGINE_MISSING, startEngineRig, TEST_SSH_PUBLIC_KEY } f
 /**
  * The real Pulumi engine (the CLI built at the pinned SDK's version) on every shipped stack file,
  * as a user has it: the CLI validates the config against Pulumi.yaml, the program runs inline
- * through the Automation API, and the STAND-IN provider plugins (test/helpers/stand-in-providers)
+ * through the Automation API, and the STAND-IN provider plugins (test/helpers/stand-in-plugins)
  * answer for the providers, which CI cannot have. So this sees what the engine decides (config
  * requiredness, types and secrets, which resources the program registers, errors as a user reads
  * them) and nothing a real provider would (docs/real-engine-tests.md).

@@ -11,12 +11,13 @@ import { pulumiCliPath, pulumiMissingReason } from "../../scripts/tools/pulumi-c
 import { PROJECT } from "../../stacks/settings";
 import { RecordingAddressSource } from "./deploy-env";
 import { ROOT } from "./load";
+import type { ProgramStart } from "./stand-in-plugins/language-host";
 
 /**
  * The real Pulumi engine for tests: the CLI built at the pinned SDK's version
  * (scripts/tools/pulumi-cli.ts), driven through the Automation API on a local file backend with a
  * passphrase secrets provider, the program (infra/program.ts hubProgram) run inline, and the
- * labelled stand-in provider plugins of ./stand-in-providers on PATH. docs/real-engine-tests.md
+ * labelled stand-in provider plugins of ./stand-in-plugins on PATH. docs/real-engine-tests.md
  * says what this can and cannot see.
  */
 
@@ -33,7 +34,7 @@ const PASSPHRASE = "real-engine tests: throwaway passphrase";
 /** An OpenSSH public key for stacks that need one to `up` (the program refuses droplets nobody can log in to). */
 export const TEST_SSH_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBC5j5fVDWXmjbWiA7nJOh7gKPDlpK6g04k8grjTy2fE real-engine-test";
 
-/** One call the stand-in providers received (see stand-in-providers/provider.ts). */
+/** One call the stand-in providers received (see stand-in-plugins/provider.ts). */
 export interface ProviderCall {
   readonly plugin: string;
   readonly op: "check" | "diff" | "create" | "update" | "delete" | "read" | "invoke";
@@ -54,23 +55,31 @@ export interface EngineRig {
   stack(name: string, opts?: { program?: () => Promise<Record<string, unknown>>; env?: Record<string, string> }): Promise<Stack>;
   /** What the stand-in providers were asked since the last call (and forgets it). */
   takeProviderCalls(): ProviderCall[];
-  /** The CLI itself, for what the Automation API does not wrap (`pulumi state unprotect`, ...). */
+  /** Programs the stand-in language host started (a `pulumi` command run without --client). */
+  languageHostStarts(): ProgramStart[];
+  /** The CLI itself, as a user runs it (plugins from PATH), for what the Automation API does not wrap. */
   cli(args: readonly string[], stackName: string): Promise<{ code: number; stdout: string; stderr: string }>;
   close(): void;
 }
 
 /**
- * Writes the stand-in plugins: one bundle of provider.ts (esbuild, CommonJS; node_modules stay
- * external and resolve from the repository) and one `pulumi-resource-<name>` script per plugin.
+ * Writes the stand-in plugins: one bundle each of provider.ts and language-host.ts (esbuild,
+ * CommonJS; node_modules stay external and resolve from the repository), one
+ * `pulumi-resource-<name>` script per provider and one `pulumi-language-nodejs`.
  */
 async function writeStandInPlugins(dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  const bundle = path.join(dir, "stand-in-provider.cjs");
-  await build({ entryPoints: [path.join(__dirname, "stand-in-providers", "provider.ts")], bundle: true, platform: "node", format: "cjs", target: "node20", packages: "external", outfile: bundle, logLevel: "silent" });
+  const bundled = async (source: string) => {
+    const outfile = path.join(dir, source.replace(/\.ts$/, ".cjs"));
+    await build({ entryPoints: [path.join(__dirname, "stand-in-plugins", source)], bundle: true, platform: "node", format: "cjs", target: "node20", packages: "external", outfile, logLevel: "silent" });
+    return outfile;
+  };
+  const provider = await bundled("provider.ts");
   for (const name of STAND_IN_PLUGINS) {
-    const script = path.join(dir, `pulumi-resource-${name}`);
-    writeFileSync(script, `#!/bin/sh\n# STAND-IN for the ${name} provider plugin (inference-hub tests): echoes inputs, creates nothing.\nexec "${process.execPath}" "${bundle}" ${name} "$@"\n`, { mode: 0o755 });
+    writeFileSync(path.join(dir, `pulumi-resource-${name}`), `#!/bin/sh\n# STAND-IN for the ${name} provider plugin (inference-hub tests): echoes inputs, creates nothing.\nexec "${process.execPath}" "${provider}" ${name} "$@"\n`, { mode: 0o755 });
   }
+  const host = await bundled("language-host.ts");
+  writeFileSync(path.join(dir, "pulumi-language-nodejs"), `#!/bin/sh\n# STAND-IN for the nodejs language host (inference-hub tests): starts the SDK's run entry as the real host does.\nexec "${process.execPath}" "${host}" "$@"\n`, { mode: 0o755 });
 }
 
 /** The environment an engine test's program runs with: the deploying machine's address is a stand-in, nothing is written to ~/.ssh. */
@@ -105,9 +114,12 @@ export async function startEngineRig(): Promise<EngineRig> {
     PULUMI_SKIP_UPDATE_CHECK: "true",
     // Never download a plugin: the stand-ins on PATH are the only ones.
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    // Intermediate checkpoints of a file backend cost time and change nothing the tests look at.
+    PULUMI_SKIP_CHECKPOINTS: "true",
     PATH: `${pluginDir}:${process.env.PATH ?? ""}`,
     NODE_PATH: path.join(ROOT, "node_modules"),
     STAND_IN_PROVIDER_LOG: callLog,
+    STAND_IN_LANGUAGE_HOST_LOG: path.join(root, "language-host-starts.jsonl"),
     // No cloud credentials: nothing here may reach an account.
     DIGITALOCEAN_TOKEN: "",
   };
@@ -120,6 +132,10 @@ export async function startEngineRig(): Promise<EngineRig> {
       const program = opts.program ?? (() => hubProgram(engineTestEnvironment()));
       // workDir holds Pulumi.yaml, so the workspace uses the project file as shipped.
       return LocalWorkspace.createOrSelectStack({ stackName: name, projectName: PROJECT, program }, { workDir: projectDir, pulumiCommand, envVars: { ...env, ...(opts.env ?? {}) } });
+    },
+    languageHostStarts() {
+      const log = env.STAND_IN_LANGUAGE_HOST_LOG;
+      return existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as ProgramStart) : [];
     },
     takeProviderCalls() {
       if (!existsSync(callLog)) return [];

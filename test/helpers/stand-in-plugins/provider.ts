@@ -71,7 +71,7 @@ const standIn: provider.Provider = {
   async check(urn, _olds, news) {
     record("check", urn);
     const type = typeOf(urn);
-    if (!(type in REPLACING_INPUTS)) return { inputs: news, failures: [{ property: "", reason: `stand-in provider: no replacement rules for ${type}; add them to test/helpers/stand-in-providers/replacements.ts with their source` }] };
+    if (!(type in REPLACING_INPUTS)) return { inputs: news, failures: [{ property: "", reason: `stand-in provider: no replacement rules for ${type}; add them to test/helpers/stand-in-plugins/replacements.ts with their source` }] };
     return { inputs: news };
   },
   async diff(id, urn, olds: Record<string, unknown>, news: Record<string, unknown>) {
