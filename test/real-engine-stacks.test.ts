@@ -14,7 +14,7 @@ import { EngineRig, REAL_ENGINE_MISSING, startEngineRig, TEST_SSH_PUBLIC_KEY } f
  * through the Automation API, and the STAND-IN provider plugins (test/helpers/stand-in-plugins)
  * answer for the providers, which CI cannot have. So this sees what the engine decides (config
  * requiredness, types and secrets, which resources the program registers, errors as a user reads
- * them) and nothing a real provider would (docs/real-engine-tests.md).
+ * them) and nothing a real provider would (docs/real-engine.md).
  */
 
 const missing = REAL_ENGINE_MISSING;

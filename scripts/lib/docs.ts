@@ -242,7 +242,7 @@ export function renderPulumiYaml(): string {
     "# to the program as if the stack had set it, so the settings below (tier-dependent, unset by",
     "# default, or secret) are not declared. Set any of them in Pulumi.<stack>.yaml or with",
     "# `pulumi config set`; the program checks them and names the setting when one is wrong. More in",
-    "# docs/settings-and-the-pulumi-cli.md and the README's settings table.",
+    "# docs/real-engine.md and the README's settings table.",
     "#",
     ...undeclared,
   ];
