@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -75,10 +75,15 @@ describe.skipIf(Boolean(missing))("one stack through a tier switch and its teard
     { to: "cpu", decide: (c) => decideTier(c, "cpu"), gpuDroplet: "delete" },
   ];
 
-  it("cpu: the first up creates both volumes", async () => {
+  it("cpu: the first up creates both volumes, and the state on disk holds the generated API key only encrypted", async () => {
     const first = await up();
     expect(volumeSteps(first).map((s) => s.op)).toEqual(["create", "create"]);
     expect(first.calls.filter((c) => c.type === VOLUME && c.op === "create")).toHaveLength(2);
+    const apiKey = (await stack.outputs()).hubApiKey;
+    expect(apiKey.secret).toBe(true);
+    expect(String(apiKey.value)).toMatch(/^[A-Za-z0-9]{48}$/);
+    const stateFile = readFileSync(path.join(rig.backendDir, ".pulumi", "stacks", "inference-hub", `${STACK}.json`), "utf8");
+    expect(stateFile).not.toContain(String(apiKey.value));
   });
 
   for (const change of switches) {
