@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -53,6 +53,21 @@ describe.skipIf(Boolean(missing))("the program compiles and runs the way `pulumi
       expect(output).not.toMatch(/TSError|error TS\d+/);
       expect(code, output).toBe(0);
       expect(stdout).toMatch(/\+ \d+ to create/);
+    },
+    600_000,
+  );
+
+  it(
+    "a refused config is reported once, without a stack trace or Node's PromiseRejectionHandledWarning",
+    async () => {
+      writeFileSync(path.join(rig.projectDir, "Pulumi.refused.yaml"), "config:\n  inference-hub:tier: local\n  inference-hub:cpuCacheGiB: lots\n");
+      await rig.stack("refused");
+      const { code, stdout, stderr } = await rig.cli(["preview"], "refused");
+      const output = `${stdout}\n${stderr}`;
+      expect(code).not.toBe(0);
+      const diagnostics = output.slice(output.indexOf("Diagnostics:"));
+      expect(diagnostics.match(/cpuCacheGiB = "lots": is not a whole number/g) ?? [], output).toHaveLength(1);
+      expect(output).not.toMatch(/PromiseRejectionHandledWarning|^\s+at .*:\d+:\d+\)?$/m);
     },
     600_000,
   );

@@ -1,10 +1,10 @@
+import { execFile } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { build } from "esbuild";
 import type { LocalWorkspace as LocalWorkspaceClass, PulumiCommand as PulumiCommandClass, Stack } from "@pulumi/pulumi/automation";
-import type { DeployEnvironment } from "../../infra/environment";
-import { liveEnvironment } from "../../infra/environment";
+import { type DeployEnvironment, liveEnvironment } from "../../infra/environment";
 import { hubProgram } from "../../infra/program";
 import { UnwrittenSshFileStore } from "../../infra/ssh";
 import { pulumiCliPath, pulumiMissingReason } from "../../scripts/tools/pulumi-cli";
@@ -144,19 +144,14 @@ export async function startEngineRig(): Promise<EngineRig> {
       return calls;
     },
     async cli(args, stackName) {
-      const { stdout, stderr, code } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        const { execFile } = require("node:child_process") as typeof import("node:child_process");
+      return new Promise((resolve) => {
         execFile(PULUMI_CLI as string, [...args, "--stack", stackName, "--non-interactive"], { cwd: projectDir, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 32 * 1024 * 1024 }, (error, out, err) =>
           resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout: out, stderr: err }),
         );
       });
-      return { code, stdout, stderr };
     },
     close() {
       rmSync(root, { recursive: true, force: true });
     },
   };
 }
-
-/** The project's config keys in the form the engine hands them to the program (`inference-hub:<key>`). */
-export const projectKey = (name: string) => `${PROJECT}:${name}`;

@@ -109,7 +109,7 @@ const standIn: provider.Provider = {
     return { id, props };
   },
   async invoke(token, inputs: Record<string, unknown>) {
-    record("invoke", `urn:pulumi:::::${token}`, { token });
+    record("invoke", "", { token });
     const fail = process.env.STAND_IN_FAIL_INVOKE ? (JSON.parse(process.env.STAND_IN_FAIL_INVOKE) as { token: string; message: string }) : undefined;
     if (fail?.token === token) throw new Error(fail.message);
     if (token === "digitalocean:index/getSshKeys:getSshKeys") return { outputs: { ...inputs, id: "stand-in", sshKeys: [] } };
