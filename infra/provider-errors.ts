@@ -1,9 +1,11 @@
 /**
  * A failed provider call (an invoke such as digitalocean.getSshKeys) as one line for a problem
- * list. The message reaches the program as the engine's wrapper ("invocation of <token> returned
- * an error: ...") around the provider's own text, which for Terraform-based providers starts with
- * go-multierror's "1 error occurred:" header and puts the cause on the lines after it ("* Unable
- * to load records: ... no such host"). Keeping only the first line kept only the header.
+ * list. The real digitalocean provider (pulumi-digitalocean, Terraform bridge) answers without
+ * network or token with
+ *   invoking digitalocean:index/getSshKeys:getSshKeys: 1 error occurred:
+ *   	* Unable to load records: Error retrieving ssh keys: Get "https://api.digitalocean.com/...": dial tcp: lookup api.digitalocean.com ...: no such host
+ * (seen 2026-12-07 with the real plugin, see docs/real-engine.md); the engine may add its own
+ * "invocation of <token> returned an error:". Keeping only the first line kept only the header.
  *
  * Kept: every cause line, in order, joined with "; ". Dropped: the wrapper, the header, bullet
  * marks, stack frames. Masked: anything shaped like a credential (DigitalOcean tokens, bearer
@@ -11,7 +13,7 @@
  * cannot leak one into the output.
  */
 
-const WRAPPER = /^invocation of \S+ returned an error:\s*/i;
+const WRAPPER = /^(invocation of \S+ returned an error:|invoking \S+:)\s*/i;
 const HEADER = /^\d+ errors? occurred:?$/i;
 const STACK_FRAME = /^at\s+\S/;
 

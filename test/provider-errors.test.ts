@@ -3,19 +3,20 @@ import { MAX_CAUSE_LENGTH, providerErrorCause } from "../infra/provider-errors";
 import { RecordingAccountKeys, testEnvironment } from "./helpers/deploy-env";
 import { runProgram } from "./helpers/mock-run";
 
-// The shape of the real digitalocean provider's getSshKeys failure without network or token, as the
-// Node SDK hands it to the program (the engine's wrapper, then go-multierror's header and list).
+// The real digitalocean provider's getSshKeys failure without network or token, as the program got
+// it in the deploy rehearsal (docs/real-engine.md): the bridge's "invoking <token>:", then
+// go-multierror's header and list.
 const NO_SUCH_HOST =
-  'invocation of digitalocean:index/getSshKeys:getSshKeys returned an error: 1 error occurred:\n\t* Unable to load records: Get "https://api.digitalocean.com/v2/account/keys?page=1&per_page=200": dial tcp: lookup api.digitalocean.com on 127.0.0.53:53: no such host\n\n';
+  'invoking digitalocean:index/getSshKeys:getSshKeys: 1 error occurred:\n\t* Unable to load records: Error retrieving ssh keys: Get "https://api.digitalocean.com/v2/account/keys?page=1&per_page=200": dial tcp: lookup api.digitalocean.com on 10.255.255.53:53: no such host\n\n';
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOuyQ81UZv1fAG2JQpBPA7H1YrqCLHPTl3RuwgPR2Dhb me@laptop";
 
 describe("a failed provider call's cause, on one line", () => {
-  it("keeps the cause after go-multierror's header and drops the engine's wrapper", () => {
-    expect(providerErrorCause(new Error(NO_SUCH_HOST))).toBe('Unable to load records: Get "https://api.digitalocean.com/v2/account/keys?page=1&per_page=200": dial tcp: lookup api.digitalocean.com on 127.0.0.53:53: no such host');
+  it("keeps the cause after go-multierror's header and drops the provider's wrapper", () => {
+    expect(providerErrorCause(new Error(NO_SUCH_HOST))).toBe('Unable to load records: Error retrieving ssh keys: Get "https://api.digitalocean.com/v2/account/keys?page=1&per_page=200": dial tcp: lookup api.digitalocean.com on 10.255.255.53:53: no such host');
   });
 
   it("keeps every cause of a multi-error, in order, and takes off a wrapper per hop", () => {
-    const twice = `invocation of a:b:c returned an error: invocation of a:b:c returned an error: 2 errors occurred:\n\t* GET https://api.digitalocean.com/v2/account/keys: 401 (request "abc") Unable to authenticate you\n\t* second cause\n\n`;
+    const twice = `invocation of a:b:c returned an error: invoking a:b:c: 2 errors occurred:\n\t* GET https://api.digitalocean.com/v2/account/keys: 401 (request "abc") Unable to authenticate you\n\t* second cause\n\n`;
     expect(providerErrorCause(new Error(twice))).toBe('GET https://api.digitalocean.com/v2/account/keys: 401 (request "abc") Unable to authenticate you; second cause');
   });
 

@@ -152,8 +152,8 @@ describe.skipIf(Boolean(missing))("every shipped stack, previewed by the real Pu
   });
 
   it("shows the cause of a failed provider call, not only its first line, and no stack trace", async () => {
-    // The shape of the real digitalocean provider's answer without a working token (see the docs page).
-    const message = '1 error occurred:\n\t* Unable to load records: Get "https://api.digitalocean.com/v2/account/keys?page=1&per_page=200": dial tcp: lookup api.digitalocean.com on 127.0.0.53:53: no such host\n\n';
+    // The real digitalocean provider's answer without network or token, from the deploy rehearsal (docs/real-engine.md).
+    const message = 'invoking digitalocean:index/getSshKeys:getSshKeys: 1 error occurred:\n\t* Unable to load records: Error retrieving ssh keys: Get "https://api.digitalocean.com/v2/account/keys?page=1&per_page=200": dial tcp: lookup api.digitalocean.com on 10.255.255.53:53: no such host\n\n';
     writeFileSync(stackFile("no-account"), `config:\n  inference-hub:tier: cpu\n  inference-hub:sshPublicKey: ${TEST_SSH_PUBLIC_KEY}\n`);
     const stack = await rig.stack("no-account", { env: { STAND_IN_FAIL_INVOKE: JSON.stringify({ token: "digitalocean:index/getSshKeys:getSshKeys", message }) } });
     const result = await preview(stack);
