@@ -22,7 +22,7 @@ import { hostEnvironment } from "./helpers/stand-in-plugins/language-host";
 const missing = REAL_ENGINE_MISSING;
 if (missing) console.warn(`language-host path test skipped: ${missing}`);
 
-describe.skipIf(Boolean(missing))("the program compiles and runs the way `pulumi up` starts it (real CLI, the SDK's run entry and ts-node)", () => {
+describe.skipIf(Boolean(missing))("the program compiles and runs the way `pulumi up` starts it (real CLI, the SDK's run entry and ts-node)", { timeout: 300_000 }, () => {
   let rig: EngineRig;
   beforeAll(async () => {
     rig = await startEngineRig();

@@ -3,7 +3,7 @@ import * as path from "node:path";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkPreview, decideGpu, decideTier, type PreviewStep, type StackConfig } from "../scripts/lib/hub/decisions";
-import { runScript } from "./helpers/cli";
+import { RUNNER, runToEnd } from "./helpers/cli";
 import { EngineRig, ProviderCall, REAL_ENGINE_MISSING, startEngineRig, TEST_SSH_PUBLIC_KEY } from "./helpers/real-engine";
 
 /**
@@ -27,7 +27,7 @@ interface Update {
   readonly calls: ProviderCall[];
 }
 
-describe.skipIf(Boolean(missing))("one stack through a tier switch and its teardowns, on the real Pulumi engine", () => {
+describe.skipIf(Boolean(missing))("one stack through a tier switch and its teardowns, on the real Pulumi engine", { timeout: 300_000 }, () => {
   let rig: EngineRig;
   let stack: Stack;
   const volumeIds: Record<string, unknown>[] = [];
@@ -58,6 +58,14 @@ describe.skipIf(Boolean(missing))("one stack through a tier switch and its teard
   const stateResources = async () => ((await stack.exportStack()).deployment as { resources?: StateResource[] }).resources ?? [];
   /** Every update's steps, in the order the engine took them. */
   const history: PreviewStep[][] = [];
+
+  /** The offline plan of the stack file as it stands after the switch (`npm run plan -- --json`), read once. */
+  let planned: Promise<PlannedResource[]> | undefined;
+  const plan = () =>
+    (planned ??= runToEnd(process.execPath, [RUNNER, "plan", "--config-file", path.join(rig.projectDir, `Pulumi.${STACK}.yaml`), "--json"]).then((run) => {
+      if (run.status !== 0) throw new Error(`npm run plan failed: ${run.stderr}`);
+      return (JSON.parse(run.stdout) as { resources: PlannedResource[] }).resources;
+    }));
 
   beforeAll(async () => {
     rig = await startEngineRig();
@@ -102,11 +110,8 @@ describe.skipIf(Boolean(missing))("one stack through a tier switch and its teard
   }
 
   it("the engine records the options the program asks for (as the offline plan shows them) on the deployed stack", async () => {
-    const planRun = runScript("plan", ["--config-file", path.join(rig.projectDir, `Pulumi.${STACK}.yaml`), "--json"]);
-    expect(planRun.status, planRun.stderr).toBe(0);
-    const planned = (JSON.parse(planRun.stdout) as { resources: PlannedResource[] }).resources;
     const state = new Map((await stateResources()).map((r) => [r.urn, r]));
-    for (const p of planned) {
+    for (const p of await plan()) {
       const s = state.get(p.urn);
       expect(s, p.urn).toBeDefined();
       // deleteBeforeReplace is not kept in state (apitype ResourceV3 has no field for it): see the next test.
@@ -124,8 +129,7 @@ describe.skipIf(Boolean(missing))("one stack through a tier switch and its teard
   });
 
   it("deleteBeforeReplace, which the state does not keep, is how the engine replaced containers in the switch (old one gone before the new one, same name)", async () => {
-    const planRun = runScript("plan", ["--config-file", path.join(rig.projectDir, `Pulumi.${STACK}.yaml`), "--json"]);
-    const asked = new Map((JSON.parse(planRun.stdout) as { resources: PlannedResource[] }).resources.map((r) => [r.urn, r.options.deleteBeforeReplace]));
+    const asked = new Map((await plan()).map((r) => [r.urn, r.options.deleteBeforeReplace]));
     let replaced = 0;
     for (const steps of history) {
       const ops = (urn: string) => steps.filter((s) => s.urn === urn).map((s) => s.op);
