@@ -6,16 +6,17 @@ import type { AutoscalerState, Decision, PolicyConfig } from "../types";
 import { Actuator, ActuatorState, asActuatorState, DispatchRequest, emptyActuatorState, Pipeline, WantOutcome } from "./actuator";
 import type { BillingReader } from "./billing";
 import { ControllerFile, parseControllerFile } from "./contract";
-import { asLedger, emptyLedger, LedgerState, monthNodeSeconds, monthToDateUsd, observeDroplets, recoveredLedger } from "./ledger";
+import { DEMAND_METRIC, demandCounters } from "../demand";
+import { asLedger, emptyLedger, LedgerState, ledgerNow, monthNodeSeconds, monthStartMs, monthToDateUsd, observeDroplets, raiseFloor, recoveredLedger } from "./ledger";
 import { errorText, Logger } from "./log";
 import { ControllerMetrics } from "./metrics";
 import { offAnswer, OffAnswer } from "./off-answer";
-import { coderDemandCounters, CounterDeltas, Fetcher, healthy, ReplicaReading, replicaReading, scrape } from "./signals";
+import { CounterDeltas, Fetcher, healthy, ReplicaReading, replicaReading, scrape } from "./signals";
 import { JsonStore } from "./store";
 
 /**
  * The controller: every tick it reads the config file the deploy rendered (which GPU replicas the
- * stack has, the policy, the pin), the gateway's coder counts and each replica's queue, keeps the
+ * stack has, the policy, the pin), the demand (the gatekeeper's allowed `llm` decisions) and each replica's queue, keeps the
  * ledger, calls the pure decision, and asks the pipeline for the wanted node count. Its view is
  * rebuilt from that file and live metrics on every tick; only the learned traffic, the ledger and
  * the actuator's last request are kept on disk, so a restart resumes them and sends no duplicate.
@@ -61,7 +62,10 @@ export interface ControllerStatus {
   readonly deployedNodes: number;
   readonly nodes: { readonly ready: number; readonly starting: number; readonly draining: number };
   readonly replicas: readonly ReplicaStatus[];
+  /** Allowed `llm` requests since the previous tick: the demand. Absent when the gatekeeper's counts could not be read. */
   readonly coderRequests?: number;
+  /** The demand counters as read this tick (one per key id), for `hub autoscale`'s own deltas. */
+  readonly demandCounters?: Readonly<Record<string, number>>;
   readonly signalsUp: boolean;
   readonly decision?: { readonly wantedNodes: number; readonly reason: string; readonly message: string; readonly numbers: Readonly<Record<string, number>> };
   readonly dispatch: ActuatorState & { readonly lastOutcome?: WantOutcome };
@@ -148,16 +152,20 @@ export class Controller {
       ledger = ledgerRead.value;
       // The copy is one tick older: the droplets open in it stay open, so nothing is lost but a tick, which the next observation counts again.
       if (ledgerRead.from === "previous") deps.log.warn("ledger unreadable; resumed from its previous copy (one tick older)", { problem: ledgerRead.problem });
-    } else if (ledgerRead.kind === "missing") {
+    } else if (ledgerRead.kind === "missing" && stateRead.kind === "missing" && !deps.store.hasAnyFile()) {
+      // A first start: nothing was ever written here. (A billing token's figure still raises it at the first tick.)
       ledger = emptyLedger(now);
     } else {
+      // Unreadable, or missing beside a previous run's files: lost either way, and money is never forgotten.
+      const problem = ledgerRead.kind === "missing" ? `${LEDGER_FILE} and its copy are missing, though ${deps.store.dir} holds a previous run's files` : ledgerRead.problem;
       const account = deps.billing ? await deps.billing.monthToDateUsd() : undefined;
-      ledger = recoveredLedger(now, ledgerRead.problem, { accountMonthToDateUsd: account, maxNodes: file.policy.maxNodes, nodeHourlyUsd: file.policy.nodeHourlyUsd });
-      deps.log.error("ledger unreadable: started again from a bound, so spend is never under-counted", { problem: ledgerRead.problem, floorUsd: ledger.floorUsd, reason: ledger.floorReason });
-      deps.store.quarantine(LEDGER_FILE, now);
+      ledger = recoveredLedger(now, problem, { accountMonthToDateUsd: account, maxNodes: file.policy.maxNodes, nodeHourlyUsd: file.policy.nodeHourlyUsd });
+      deps.log.error("ledger lost: started again from a bound, so spend is never under-counted", { problem, floorUsd: ledger.floorUsd, reason: ledger.floorReason });
+      if (ledgerRead.kind === "corrupt") deps.store.quarantine(LEDGER_FILE, now);
     }
     const controller = new Controller(deps, file, persisted, ledger);
     controller.metrics.gpuBudget.set(file.policy.gpuBudgetUsd);
+    controller.metrics.ledgerFloor.set(ledger.floorUsd);
     return controller;
   }
 
@@ -169,9 +177,13 @@ export class Controller {
     return this.last;
   }
 
-  /** A request met the off state: answer it, count it as demand, and tick now so it wakes the GPU. */
-  answerOff(): OffAnswer {
-    this.offAnswered++;
+  /**
+   * A request met the off state: answer it and tick now. It is demand only when it came through
+   * the door (`allowed`: Traefik forwarded the gatekeeper's key id with it); the off port serves
+   * the CPU node's Docker network, where anything else could call it.
+   */
+  answerOff(allowed = true): OffAnswer {
+    if (allowed) this.offAnswered++;
     this.requestTick().catch((err: unknown) => this.deps.log.error("tick failed", { error: errorText(err) }));
     const now = this.deps.clock();
     return offAnswer({
@@ -228,11 +240,14 @@ export class Controller {
     const policy = policyFromFile(file);
     const now = clock();
 
-    // The gateway's coder counts; requests this controller answered while off are demand too (they cover the first tick after a restart).
-    const gateway = await scrape(fetcher, file.gateway.metricsUrl);
+    // Demand: the gatekeeper's allowed `llm` decisions. A scrape without its counter family is not
+    // the gatekeeper's (or not yet): as blind as no answer. Requests this controller answered while
+    // off are demand too, but only beside a readable count (they cover the first tick after a restart).
+    const scraped = await scrape(fetcher, file.demand.metricsUrl);
+    const counters = scraped?.has(DEMAND_METRIC) ? demandCounters(scraped) : undefined;
     const answered = this.offAnswered;
     this.offAnswered = 0;
-    const coderRequests = gateway ? Math.max(this.deltas.next(coderDemandCounters(gateway, file.gateway.coderRouter)), answered) : undefined;
+    const coderRequests = counters ? Math.max(this.deltas.next(counters), answered) : undefined;
 
     const replicas: ReplicaStatus[] = await Promise.all(
       file.replicas.map(async (r) => {
@@ -262,6 +277,7 @@ export class Controller {
       createSeconds: file.timing.createSeconds,
       destroySeconds: file.timing.destroySeconds,
     });
+    await this.checkBilling(now, file);
     const spend = monthToDateUsd(this.ledger, now, policy.nodeHourlyUsd);
 
     const starting = deployed - ready.length + (outstanding && outstanding.nodes > deployed ? outstanding.nodes - deployed : 0);
@@ -289,7 +305,6 @@ export class Controller {
     await this.actuator.step(clock(), clock);
 
     const signalsUp = coderRequests !== undefined && (ready.length === 0 || readings !== undefined);
-    await this.checkBilling(now, spend);
     this.persist();
 
     const m = this.metrics;
@@ -299,6 +314,7 @@ export class Controller {
     m.nodes.set({ state: "draining" }, nodes.draining);
     m.decided(decision.reason);
     m.monthSpend.set(spend);
+    m.ledgerFloor.set(this.ledger.floorUsd);
     m.signalsUp.set(signalsUp ? 1 : 0);
     const snapshot = this.actuator.snapshot();
     m.dispatchPending.set(snapshot.pending && snapshot.pending.failures > 0 ? 1 : 0);
@@ -322,6 +338,7 @@ export class Controller {
       nodes,
       replicas,
       coderRequests,
+      demandCounters: counters ? Object.fromEntries(counters) : undefined,
       signalsUp,
       decision: { wantedNodes: decision.wantedNodes, reason: decision.reason, message: decision.message, numbers: decision.numbers },
       dispatch: { ...snapshot, lastOutcome: outcome },
@@ -332,17 +349,31 @@ export class Controller {
     return this.last;
   }
 
-  private async checkBilling(now: number, ledgerUsd: number): Promise<void> {
-    if (!this.deps.billing || now - this.billingCheckedMs < BILLING_CHECK_MS) return;
-    this.billingCheckedMs = now;
+  /**
+   * Every 10 minutes with a billing token: DigitalOcean's month-to-date usage, less the always-on
+   * costs accrued so far this month (the file's fixedMonthlyUsd, pro rata), is what the GPU has
+   * at least cost; a ledger below it is raised to it (droplets the controller never saw, a ledger
+   * restored from an old copy). A figure below the ledger changes nothing: the ledger errs high on purpose.
+   */
+  private async checkBilling(now: number, file: ControllerFile): Promise<void> {
+    // On the ledger's clock, which never runs back: a clock stepped back does not make it ask every tick.
+    const at = ledgerNow(this.ledger, now);
+    if (!this.deps.billing || at - this.billingCheckedMs < BILLING_CHECK_MS) return;
+    this.billingCheckedMs = at;
     const account = await this.deps.billing.monthToDateUsd();
     if (account === undefined) {
       this.deps.log.warn("billing cross-check: DigitalOcean's month-to-date usage could not be read");
       return;
     }
     this.accountMonthToDateUsd = account;
-    // The account's usage includes everything, so it can only be above the GPU's share; below it means the ledger counts more than was billed (it errs that way on purpose).
-    this.deps.log.info("billing cross-check", { ledgerGpuUsd: Math.round(ledgerUsd * 100) / 100, accountMonthToDateUsd: account, ledgerAboveAccount: ledgerUsd > account });
+    const start = monthStartMs(at);
+    const end = Date.UTC(new Date(at).getUTCFullYear(), new Date(at).getUTCMonth() + 1, 1);
+    const fixedSoFar = (file.fixedMonthlyUsd * (at - start)) / (end - start);
+    const gpuShare = Math.max(0, account - fixedSoFar);
+    const ledgerUsd = monthToDateUsd(this.ledger, now, file.policy.nodeHourlyUsd);
+    const raise = gpuShare > ledgerUsd;
+    if (raise) this.ledger = raiseFloor(this.ledger, now, gpuShare, `DigitalOcean's month-to-date usage ($${account.toFixed(2)}, less $${fixedSoFar.toFixed(2)} of always-on costs so far) is above what the ledger counted ($${ledgerUsd.toFixed(2)}); the month's GPU spend is taken as at least $${gpuShare.toFixed(2)}`);
+    this.deps.log[raise ? "warn" : "info"]("billing cross-check", { ledgerGpuUsd: Math.round(ledgerUsd * 100) / 100, accountMonthToDateUsd: account, accountGpuShareUsd: Math.round(gpuShare * 100) / 100, ledgerRaised: raise });
   }
 
   private persist(): void {
