@@ -90,7 +90,7 @@ function spanProblems(times: readonly number[], lineOf: readonly number[], descr
   const span = times[hi] - start;
   if (span <= MAX_SPAN_SECONDS) return [];
   const since = from === undefined ? ` after ${describe(lo)} (line ${lineOf[lo]})` : " after day 0 of the series";
-  return [{ line: lineOf[hi], message: `${describe(hi)} comes ${Math.round(span / 86400).toLocaleString("en-US")} days${since}: a replay covers at most ${MAX_SPAN_DAYS} days (it ticks through every 15 s). Split the trace, or replay a part of it with --days.` }];
+  return [{ line: lineOf[hi], message: `${describe(hi)} comes ${Math.round(span / 86400).toLocaleString("en-US")} days${since}: a replay covers at most ${MAX_SPAN_DAYS} days (it ticks through every 15 s). Split the trace into parts of at most ${MAX_SPAN_DAYS} days.` }];
 }
 
 /** Monday 2026-01-05 00:00 UTC: day 0 of a trace that carries no date. */
@@ -262,7 +262,7 @@ export function readServegen(text: string, file: string, options: ReadOptions): 
     const scaled = rps * (options.rateScale ?? 1);
     drawn += Math.ceil(scaled * SERVEGEN_WINDOW_SECONDS);
     if (drawn > MAX_DRAWN_REQUESTS) {
-      problems.push({ line: n + 1, message: `rps ${scaled} brings the series to ${drawn} requests, more than the ${MAX_DRAWN_REQUESTS} a replay holds in memory. Lower --rate-scale, or replay a part with --days.` });
+      problems.push({ line: n + 1, message: `rps ${scaled} brings the series to ${drawn} requests, more than the ${MAX_DRAWN_REQUESTS} a replay holds in memory. Lower --rate-scale, or split the series.` });
       drawn = -Infinity;
       continue;
     }
