@@ -9,6 +9,8 @@ import { MemoryLogger } from "../programs/autoscaler/controller/log";
 import type { Fetcher } from "../programs/autoscaler/controller/signals";
 import { JsonStore, type ReadOutcome } from "../programs/autoscaler/controller/store";
 import { decide, initialState } from "../programs/autoscaler/decision";
+import { loadHubConfig } from "../stacks";
+import { engineConfig } from "../stacks/load";
 import type { PolicyConfig, TickInput } from "../programs/autoscaler/types";
 import { controllerFile, demandText, vllmText } from "./helpers/autoscaler";
 
@@ -72,6 +74,20 @@ describe("the spend guard comes before every other rule", () => {
     expect(d.message).toMatch(/31 days/);
     // 31 days exactly is what `gpu on --for 31d` writes: honoured.
     expect(decide(CONFIG, input({ ready: 1, pin: { nodes: 1, untilMs: T0 + 31 * DAY } }), initialState(1)).reason).toBe("pinned");
+  });
+});
+
+describe("a pin in the stack file", () => {
+  const load = (until: string) => loadHubConfig(engineConfig({ tier: "hybrid", gpuEnabled: true, gpuPinNodes: 1, gpuPinUntil: until }), [], [], T0);
+  it("reaching past 31 days is refused at plan time, naming the setting, as the hub command's --for is", () => {
+    const r = load("9999-12-31T23:59:59Z");
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0].keys).toEqual(["gpuPinUntil"]);
+    expect(r.problems[0].message).toMatch(/31 days/);
+    expect(load(new Date(T0 + 31 * DAY + 1000).toISOString().replace(/\.\d+Z$/, "Z")).ok).toBe(false);
+    expect(load(new Date(T0 + 31 * DAY).toISOString().replace(/\.\d+Z$/, "Z")).ok).toBe(true);
   });
 });
 
