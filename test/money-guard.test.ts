@@ -162,7 +162,9 @@ describe("the spend guard under any sequence of faults (property)", () => {
           const policy = { ...controllerFile({ demandUrl: GATEWAY }).policy, nodeHourlyUsd: 3.6, gpuBudgetUsd: 2 };
           const write = (nodes: 0 | 1) => writeFileSync(configFile, JSON.stringify({ ...controllerFile({ demandUrl: GATEWAY, replicaUrls: nodes ? [REPLICA] : [] }), policy } satisfies ControllerFile));
           write(0);
+          // The system clock, which the actions step, and a monotonic one, which only time moves.
           let now = Date.UTC(2026, 11, 10, 10, 0, 0);
+          let monotonic = 0;
           let allowed = 0;
           const world = { gateway: true, vllm: true, healthy: true };
           const fetcher: Fetcher = async (url) => {
@@ -176,7 +178,7 @@ describe("the spend guard under any sequence of faults (property)", () => {
             return ok(vllmText([{ running: 0, waiting: 0 }]));
           };
           const store = new MemoryStore();
-          const start = () => Controller.start({ configFile, store, fetcher, clock: () => now, log: new MemoryLogger() });
+          const start = () => Controller.start({ configFile, store, fetcher, clock: () => now, monotonic: () => monotonic, log: new MemoryLogger() });
           let controller = await start();
           const highest = new Map<string, number>();
           for (const a of actions) {
@@ -194,6 +196,7 @@ describe("the spend guard under any sequence of faults (property)", () => {
               highest.set(month, Math.max(before, spend));
               if (spend >= gpuBudgetUsd && status.decision!.wantedNodes !== policy.minNodes) throw new Error(`spend ${spend} ≥ budget ${gpuBudgetUsd}, yet ${status.decision!.wantedNodes} node(s) wanted (${status.decision!.reason})`);
               now += a.seconds * 1000;
+              monotonic += a.seconds * 1000;
             }
           }
         }),

@@ -17,7 +17,8 @@ import { controllerFile, demandText, GitHubStandIn, MetricsStandIn, vllmText } f
  * The ledger never forgets money, and the spend guard holds under faults (issue 18): the
  * controller's real loop against the RECORDING STAND-IN of GitHub's dispatch API (the pipeline),
  * STAND-INS of the gatekeeper's and vLLM's /metrics and of DigitalOcean's balance endpoint, with a
- * fake clock that the tests step back a day, a month and a year. $3.60/h: a node-second is $0.001.
+ * fake system clock that the tests step back a day, a month and a year, and a fake monotonic clock
+ * that, as on a real machine, only time moves. $3.60/h: a node-second is $0.001.
  */
 
 const T0 = Date.parse("2026-12-10T10:00:00Z");
@@ -30,6 +31,7 @@ let billing: http.Server;
 let billingUsd = "250.00";
 let dir: string;
 let now: number;
+let monotonic: number;
 let log: MemoryLogger;
 
 beforeAll(async () => {
@@ -50,6 +52,7 @@ afterAll(async () => {
 beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), "money-ledger-"));
   now = T0;
+  monotonic = 0;
   log = new MemoryLogger();
   github.calls.length = 0;
   github.script = [];
@@ -70,11 +73,12 @@ function writeFile(overrides: Partial<ControllerFile> & { replicaUrls?: readonly
 const billingReader = () => new DigitalOceanBilling(`http://127.0.0.1:${(billing.address() as AddressInfo).port}`, "dop_v1_readonly_standin", httpFetcher);
 function start(options: { billing?: boolean } = {}): Promise<Controller> {
   const pipeline = new GitHubPipeline({ api: github.url, token: "github_pat_standin", repo: "acme/inference-hub", ref: "main", workflow: "autoscale.yml" }, httpFetcher);
-  return Controller.start({ configFile: configPath(), store: new JsonStore(stateDir()), fetcher: httpFetcher, clock: () => now, log, pipeline, billing: options.billing ? billingReader() : undefined, random: () => 0, backoff: { baseMs: 5_000, maxMs: 600_000 } });
+  return Controller.start({ configFile: configPath(), store: new JsonStore(stateDir()), fetcher: httpFetcher, clock: () => now, monotonic: () => monotonic, log, pipeline, billing: options.billing ? billingReader() : undefined, random: () => 0, backoff: { baseMs: 5_000, maxMs: 600_000 } });
 }
 const tick = async (c: Controller, advanceSeconds = 15) => {
   const status = (await c.requestTick())!;
   now += advanceSeconds * 1000;
+  monotonic += advanceSeconds * 1000;
   return status;
 };
 async function metric(c: Controller, name: string): Promise<number | undefined> {
@@ -142,23 +146,23 @@ describe("time that goes backwards never lowers spend", () => {
       writeFile({ replicaUrls: [vllm.url] });
       const c = await start();
       const before = await runGpu(c, 1);
-      // One tick in the past, then back.
+      // One tick in the past, then back: 5 minutes of the node, counted as 5 minutes, neither lost nor a day too many.
       now -= backMs;
       const stepped = await tick(c);
-      expect(stepped.ledger.monthToDateUsd).toBeGreaterThanOrEqual(before);
+      expect(stepped.ledger.monthToDateUsd).toBeCloseTo(before + 0.3, 6);
       expect(stepped.ledger.month).toBe("2026-12");
       now += backMs;
       const back = await tick(c, 3600);
-      expect(back.ledger.monthToDateUsd).toBeGreaterThanOrEqual(before);
+      expect(back.ledger.monthToDateUsd).toBeCloseTo(before + 0.315, 6);
       const hourLater = (await tick(c)).ledger.monthToDateUsd;
-      expect(hourLater - back.ledger.monthToDateUsd).toBeCloseTo(3.6, 1);
-      // Back for good (a restart in between): the node's time still counts, one tick lost at most.
+      expect(hourLater - back.ledger.monthToDateUsd).toBeCloseTo(3.6, 6);
+      // Back for good, with a restart: the month's spend stays, and the node's time keeps counting.
       now -= backMs;
       const restarted = await start();
       const a = (await tick(restarted, 3600)).ledger.monthToDateUsd;
       const b = (await tick(restarted)).ledger.monthToDateUsd;
       expect(a).toBeGreaterThanOrEqual(hourLater);
-      expect(b - a).toBeCloseTo(3.6, 1);
+      expect(b - a).toBeCloseTo(3.6, 6);
     });
   }
 });

@@ -7,7 +7,7 @@ import { Actuator, ActuatorState, asActuatorState, DispatchRequest, emptyActuato
 import type { BillingReader } from "./billing";
 import { ControllerFile, parseControllerFile } from "./contract";
 import { DEMAND_METRIC, demandCounters } from "../demand";
-import { asLedger, emptyLedger, LedgerState, ledgerNow, monthNodeSeconds, monthStartMs, monthToDateUsd, observeDroplets, raiseFloor, recoveredLedger } from "./ledger";
+import { asLedger, emptyLedger, LedgerState, ledgerTimeAfterRestart, monthNodeSeconds, monthStartMs, monthToDateUsd, observeDroplets, raiseFloor, recoveredLedger } from "./ledger";
 import { errorText, Logger } from "./log";
 import { ControllerMetrics } from "./metrics";
 import { offAnswer, OffAnswer } from "./off-answer";
@@ -39,7 +39,14 @@ export interface ControllerDeps {
   readonly configFile: string;
   readonly store: JsonStore;
   readonly fetcher: Fetcher;
+  /** The system clock (wall time, ms): decisions, windows, pins, dispatch ids. */
   readonly clock: () => number;
+  /**
+   * A monotonic clock (ms, any origin) for the time that passes while the process runs: the
+   * ledger's clock moves by it, so a step of the system clock neither adds nor removes spend.
+   * @default - the system clock (tests with a fake clock that never steps)
+   */
+  readonly monotonic?: () => number;
   readonly log: Logger;
   /** Undefined: advice mode. */
   readonly pipeline?: Pipeline;
@@ -101,6 +108,8 @@ export class Controller {
   private last?: ControllerStatus;
   private lastDecision?: Decision;
   private billingCheckedMs = -Infinity;
+  /** The monotonic clock's reading when the ledger was last updated by this process (undefined before the first tick). */
+  private monotonicAtLedger?: number;
   private accountMonthToDateUsd?: number;
   private ticking: Promise<ControllerStatus | undefined> | undefined;
   private tickAgain = false;
@@ -193,7 +202,7 @@ export class Controller {
       pin: this.file.pin ?? undefined,
       wakeSinceMs: this.wakeSinceMs ?? this.actuator.outstanding(now, this.file.replicas.length)?.sinceMs,
       coldStartSeconds: this.file.policy.coldStartSeconds,
-      monthToDateUsd: monthToDateUsd(this.ledger, now, this.file.policy.nodeHourlyUsd),
+      monthToDateUsd: monthToDateUsd(this.ledger, this.ledgerTime(now).ledgerMs, this.file.policy.nodeHourlyUsd),
       gpuBudgetUsd: this.file.policy.gpuBudgetUsd,
     });
   }
@@ -269,16 +278,19 @@ export class Controller {
     const outstanding = this.actuator.outstanding(now, deployed);
     // The accepted request that brought the stack to its count, even once the deploy caught up (this tick is when new nodes appear).
     const accepted = this.actuator.snapshot().accepted;
+    const { ledgerMs, monotonicMs } = this.ledgerTime(now);
     this.ledger = observeDroplets(this.ledger, {
-      nowMs: now,
+      nowMs: ledgerMs,
+      wallMs: now,
       deployed: file.replicas.map((r) => ({ node: r.node, healthUrl: r.healthUrl })),
       stillAnswering,
       wakeAcceptedMs: accepted && accepted.request.nodes > 0 && accepted.request.nodes >= deployed ? accepted.acceptedMs : undefined,
       createSeconds: file.timing.createSeconds,
       destroySeconds: file.timing.destroySeconds,
     });
-    await this.checkBilling(now, file);
-    const spend = monthToDateUsd(this.ledger, now, policy.nodeHourlyUsd);
+    this.monotonicAtLedger = monotonicMs;
+    await this.checkBilling(ledgerMs, file);
+    const spend = monthToDateUsd(this.ledger, ledgerMs, policy.nodeHourlyUsd);
 
     const starting = deployed - ready.length + (outstanding && outstanding.nodes > deployed ? outstanding.nodes - deployed : 0);
     const nodes = { ready: ready.length, starting, draining: stillAnswering.size };
@@ -342,7 +354,7 @@ export class Controller {
       signalsUp,
       decision: { wantedNodes: decision.wantedNodes, reason: decision.reason, message: decision.message, numbers: decision.numbers },
       dispatch: { ...snapshot, lastOutcome: outcome },
-      ledger: { month: this.ledger.month, monthToDateUsd: spend, nodeSeconds: monthNodeSeconds(this.ledger, now), gpuBudgetUsd: policy.gpuBudgetUsd, floorReason: this.ledger.floorReason, accountMonthToDateUsd: this.accountMonthToDateUsd },
+      ledger: { month: this.ledger.month, monthToDateUsd: spend, nodeSeconds: monthNodeSeconds(this.ledger, ledgerMs), gpuBudgetUsd: policy.gpuBudgetUsd, floorReason: this.ledger.floorReason, accountMonthToDateUsd: this.accountMonthToDateUsd },
       pin,
       wakeSinceMs: this.wakeSinceMs ?? undefined,
     };
@@ -355,9 +367,8 @@ export class Controller {
    * at least cost; a ledger below it is raised to it (droplets the controller never saw, a ledger
    * restored from an old copy). A figure below the ledger changes nothing: the ledger errs high on purpose.
    */
-  private async checkBilling(now: number, file: ControllerFile): Promise<void> {
+  private async checkBilling(at: number, file: ControllerFile): Promise<void> {
     // On the ledger's clock, which never runs back: a clock stepped back does not make it ask every tick.
-    const at = ledgerNow(this.ledger, now);
     if (!this.deps.billing || at - this.billingCheckedMs < BILLING_CHECK_MS) return;
     this.billingCheckedMs = at;
     const account = await this.deps.billing.monthToDateUsd();
@@ -370,10 +381,20 @@ export class Controller {
     const end = Date.UTC(new Date(at).getUTCFullYear(), new Date(at).getUTCMonth() + 1, 1);
     const fixedSoFar = (file.fixedMonthlyUsd * (at - start)) / (end - start);
     const gpuShare = Math.max(0, account - fixedSoFar);
-    const ledgerUsd = monthToDateUsd(this.ledger, now, file.policy.nodeHourlyUsd);
+    const ledgerUsd = monthToDateUsd(this.ledger, at, file.policy.nodeHourlyUsd);
     const raise = gpuShare > ledgerUsd;
-    if (raise) this.ledger = raiseFloor(this.ledger, now, gpuShare, `DigitalOcean's month-to-date usage ($${account.toFixed(2)}, less $${fixedSoFar.toFixed(2)} of always-on costs so far) is above what the ledger counted ($${ledgerUsd.toFixed(2)}); the month's GPU spend is taken as at least $${gpuShare.toFixed(2)}`);
+    if (raise) this.ledger = raiseFloor(this.ledger, at, gpuShare, `DigitalOcean's month-to-date usage ($${account.toFixed(2)}, less $${fixedSoFar.toFixed(2)} of always-on costs so far) is above what the ledger counted ($${ledgerUsd.toFixed(2)}); the month's GPU spend is taken as at least $${gpuShare.toFixed(2)}`);
     this.deps.log[raise ? "warn" : "info"]("billing cross-check", { ledgerGpuUsd: Math.round(ledgerUsd * 100) / 100, accountMonthToDateUsd: account, accountGpuShareUsd: Math.round(gpuShare * 100) / 100, ledgerRaised: raise });
+  }
+
+  /**
+   * The ledger's clock now: its last update plus the monotonic time since, or, before this
+   * process's first tick, plus the system clock's time since (the downtime).
+   */
+  private ledgerTime(wallMs: number): { ledgerMs: number; monotonicMs: number } {
+    const monotonicMs = this.deps.monotonic ? this.deps.monotonic() : wallMs;
+    const ledgerMs = this.monotonicAtLedger === undefined ? ledgerTimeAfterRestart(this.ledger, wallMs) : this.ledger.updatedMs + Math.max(0, monotonicMs - this.monotonicAtLedger);
+    return { ledgerMs, monotonicMs };
   }
 
   private persist(): void {

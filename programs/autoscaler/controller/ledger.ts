@@ -15,13 +15,14 @@ import { DROPLET_MIN_BILLED_SECONDS } from "../../../stacks/catalogue/droplets";
  *   then `destroySeconds` more (the teardown);
  * - a controller restart counts every droplet that was open as alive throughout the downtime.
  *
- * Time never runs backwards here. The ledger keeps its own clock: each reading of the system clock
- * advances it by the time since the previous reading, and a reading earlier than that one advances
- * it by nothing. So a clock stepped back (an hour, a month, a year) neither lowers spend nor
- * reopens an earlier month, and the ledger keeps counting from where it was: at most the one tick
- * across the step goes uncounted. A month closes only when the ledger's clock enters the next one.
- * The month's spend is also kept as a high-water mark, and a floor from outside (a lost ledger's
- * worst case, DigitalOcean's month-to-date figure) only ever raises it.
+ * Time never runs backwards here. The ledger runs on its own clock (`nowMs` below): the controller
+ * advances it by the time that really passed, read from a monotonic clock while it runs (a step of
+ * the system clock, back or forth, moves it not at all) and from the system clock across a restart
+ * (downtime counts; a step back during it counts as none). Every function here also refuses a time
+ * before the ledger's last update. So a clock stepped back (a day, a month, a year) neither lowers
+ * spend nor reopens an earlier month, and a month closes only when the ledger's clock enters the
+ * next. The month's spend is kept as a high-water mark too, and a floor from outside (a lost
+ * ledger's worst case, DigitalOcean's month-to-date figure) only ever raises it.
  */
 
 export interface OpenDroplet {
@@ -50,7 +51,7 @@ export interface LedgerState {
   readonly floorReason?: string;
   /** The ledger's clock at its last update (never earlier than any before it). */
   readonly updatedMs: number;
-  /** The system clock's reading at that update; the ledger's clock advances by what it moves on from here. @default updatedMs */
+  /** The system clock's reading at that update: after a restart, the ledger's clock moves on by what this has. @default updatedMs */
   readonly wallMs?: number;
   /** The most node-seconds this month was ever reported at. */
   readonly highWaterNodeSeconds?: number;
@@ -66,8 +67,11 @@ export function emptyLedger(nowMs: number): LedgerState {
   return { version: 1, month: monthOf(nowMs), closedNodeSeconds: 0, open: {}, floorUsd: 0, updatedMs: nowMs, wallMs: nowMs };
 }
 
-/** The ledger's clock at a reading of the system clock: its last update plus the time since, never less. */
-export const ledgerNow = (ledger: LedgerState, wallMs: number): number => ledger.updatedMs + Math.max(0, wallMs - (ledger.wallMs ?? ledger.updatedMs));
+/** The ledger's clock after a restart, at a reading of the system clock: its last update plus the downtime, never less. */
+export const ledgerTimeAfterRestart = (ledger: LedgerState, wallMs: number): number => ledger.updatedMs + Math.max(0, wallMs - (ledger.wallMs ?? ledger.updatedMs));
+
+/** A time on the ledger's clock, never before its last update. */
+const clamp = (ledger: LedgerState, nowMs: number): number => Math.max(nowMs, ledger.updatedMs);
 
 /** Billed seconds of one droplet within the month: its time since `sinceMs`, topped up to the 60 s minimum of its whole life. */
 export function billedSeconds(d: Pick<OpenDroplet, "sinceMs" | "lifeStartMs">, untilMs: number): number {
@@ -83,17 +87,19 @@ export function rollMonth(ledger: LedgerState, nowMs: number): LedgerState {
   const start = monthStartMs(nowMs);
   // A droplet older than the 60 s minimum has paid it; a younger one pays the rest in the new month.
   const open = Object.fromEntries(Object.entries(ledger.open).map(([node, d]) => [node, { ...d, sinceMs: Math.max(start, d.sinceMs) }]));
-  return { version: 1, month: monthOf(nowMs), closedNodeSeconds: 0, open, floorUsd: 0, updatedMs: nowMs, wallMs: (ledger.wallMs ?? ledger.updatedMs) + (nowMs - ledger.updatedMs), highWaterNodeSeconds: 0 };
+  return { version: 1, month: monthOf(nowMs), closedNodeSeconds: 0, open, floorUsd: 0, updatedMs: nowMs, wallMs: ledger.wallMs, highWaterNodeSeconds: 0 };
 }
 
 export interface LedgerObservation {
-  /** The system clock. */
+  /** The ledger's clock. */
   readonly nowMs: number;
+  /** The system clock's reading now. @default nowMs */
+  readonly wallMs?: number;
   /** Nodes the deploy names now (the controller's config file), with their health URLs. */
   readonly deployed: readonly { readonly node: string; readonly healthUrl: string }[];
   /** Leaving nodes whose replica still answered this tick. */
   readonly stillAnswering: ReadonlySet<string>;
-  /** When the pipeline accepted the wake that created the nodes now appearing, if one did. */
+  /** When the pipeline accepted the wake that created the nodes now appearing, if one did (system clock). */
   readonly wakeAcceptedMs?: number;
   readonly createSeconds: number;
   readonly destroySeconds: number;
@@ -101,9 +107,10 @@ export interface LedgerObservation {
 
 /** One tick: open what appeared, mark what the deploy dropped as leaving, close what stopped answering. */
 export function observeDroplets(previous: LedgerState, observed: LedgerObservation): LedgerState {
-  const now = ledgerNow(previous, observed.nowMs);
-  // The wake's acceptance was stamped by the same system clock: moved onto the ledger's.
-  const wakeAcceptedMs = observed.wakeAcceptedMs === undefined ? undefined : observed.wakeAcceptedMs + (now - observed.nowMs);
+  const now = clamp(previous, observed.nowMs);
+  const wall = observed.wallMs ?? observed.nowMs;
+  // The wake's acceptance was stamped by the system clock: moved onto the ledger's.
+  const wakeAcceptedMs = observed.wakeAcceptedMs === undefined ? undefined : observed.wakeAcceptedMs + (now - wall);
   const o = { ...observed, nowMs: now, wakeAcceptedMs };
   const ledger = rollMonth(previous, o.nowMs);
   const start = monthStartMs(o.nowMs);
@@ -127,30 +134,30 @@ export function observeDroplets(previous: LedgerState, observed: LedgerObservati
     const born = o.wakeAcceptedMs !== undefined && o.wakeAcceptedMs <= o.nowMs ? o.wakeAcceptedMs : o.nowMs - o.createSeconds * 1000;
     open[node] = { sinceMs: Math.max(start, born), lifeStartMs: born, healthUrl, leaving: false };
   }
-  const next: LedgerState = { ...ledger, closedNodeSeconds: closed, open, updatedMs: o.nowMs, wallMs: observed.nowMs };
-  return { ...next, highWaterNodeSeconds: monthNodeSeconds(next, observed.nowMs) };
+  const next: LedgerState = { ...ledger, closedNodeSeconds: closed, open, updatedMs: now, wallMs: wall };
+  return { ...next, highWaterNodeSeconds: monthNodeSeconds(next, now) };
 }
 
-/** Node-seconds behind the spend (for /status and the log), at a reading of the system clock; never below the month's high-water mark. */
-export function monthNodeSeconds(ledger: LedgerState, wallMs: number): number {
-  const now = ledgerNow(ledger, wallMs);
+/** Node-seconds behind the spend (for /status and the log), never below the month's high-water mark. */
+export function monthNodeSeconds(ledger: LedgerState, nowMs: number): number {
+  const now = clamp(ledger, nowMs);
   const current = rollMonth(ledger, now);
   const counted = current.closedNodeSeconds + Object.values(current.open).reduce((s, d) => s + billedSeconds(d, now), 0);
   return Math.max(counted, current.highWaterNodeSeconds ?? 0);
 }
 
 /** The month's GPU spend so far: closed droplets, open ones to now (each at least its 60 s), never below the floor or the high-water mark. */
-export function monthToDateUsd(ledger: LedgerState, wallMs: number, nodeHourlyUsd: number): number {
-  const current = rollMonth(ledger, ledgerNow(ledger, wallMs));
-  return Math.max(current.floorUsd, (monthNodeSeconds(ledger, wallMs) * nodeHourlyUsd) / 3600);
+export function monthToDateUsd(ledger: LedgerState, nowMs: number, nodeHourlyUsd: number): number {
+  const current = rollMonth(ledger, clamp(ledger, nowMs));
+  return Math.max(current.floorUsd, (monthNodeSeconds(ledger, nowMs) * nodeHourlyUsd) / 3600);
 }
 
 /**
  * Raises this month's floor to an outside figure (DigitalOcean's month-to-date usage, less the
  * always-on costs accrued): a ledger that counts less than was billed is raised, never lowered.
  */
-export function raiseFloor(ledger: LedgerState, wallMs: number, usd: number, why: string): LedgerState {
-  const current = rollMonth(ledger, ledgerNow(ledger, wallMs));
+export function raiseFloor(ledger: LedgerState, nowMs: number, usd: number, why: string): LedgerState {
+  const current = rollMonth(ledger, clamp(ledger, nowMs));
   if (!(usd > current.floorUsd)) return current;
   return { ...current, floorUsd: usd, floorReason: why };
 }
