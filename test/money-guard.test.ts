@@ -12,7 +12,7 @@ import { decide, initialState } from "../programs/autoscaler/decision";
 import { loadHubConfig } from "../stacks";
 import { engineConfig } from "../stacks/load";
 import type { PolicyConfig, TickInput } from "../programs/autoscaler/types";
-import { controllerFile, demandText, vllmText } from "./helpers/autoscaler";
+import { controllerFile, demandText, HAND_POLICY, vllmText } from "./helpers/autoscaler";
 
 /**
  * The spend guard has the last word (issue 18): the pure decision checks spend before missing
@@ -21,19 +21,7 @@ import { controllerFile, demandText, vllmText } from "./helpers/autoscaler";
  * spend never goes down and the wanted node count is the minimum whenever spend has reached the budget.
  */
 
-const CONFIG: PolicyConfig = {
-  minNodes: 0,
-  maxNodes: 2,
-  idleSeconds: 600,
-  targetLoad: 0.8,
-  predictive: false,
-  windows: [],
-  replicaCapacity: 10,
-  coldStartSeconds: 900,
-  restartCostSeconds: 840,
-  nodeHourlyUsd: 3.39,
-  gpuBudgetUsd: 300,
-};
+const CONFIG: PolicyConfig = HAND_POLICY;
 const T0 = Date.UTC(2026, 11, 10, 12, 0, 0);
 const DAY = 86_400_000;
 

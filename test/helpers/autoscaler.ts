@@ -1,6 +1,7 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ControllerFile } from "../../programs/autoscaler/controller/contract";
+import type { PolicyConfig } from "../../programs/autoscaler/types";
 
 /**
  * Stand-ins for the controller's tests, each a real HTTP server on loopback:
@@ -147,3 +148,18 @@ export function demandText(outcomes: Readonly<Record<string, number>>): string {
   lines.push(`hub_gatekeeper_requests_total{scope="stt",key_id="k_stt00001",outcome="allowed"} 999`);
   return `${lines.join("\n")}\n`;
 }
+
+/** A stack's settings as the decision sees them, written out by hand (not derived from the code under test). */
+export const HAND_POLICY: PolicyConfig = {
+  minNodes: 0,
+  maxNodes: 2,
+  idleSeconds: 600,
+  targetLoad: 0.8,
+  predictive: false,
+  windows: [],
+  replicaCapacity: 10,
+  coldStartSeconds: 900,
+  restartCostSeconds: 840,
+  nodeHourlyUsd: 3.39,
+  gpuBudgetUsd: 300,
+};
