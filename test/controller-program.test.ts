@@ -66,7 +66,8 @@ describe("the bundled controller", () => {
     expect(proc.tail()).toMatch(/advice mode/);
   });
 
-  it("serves nothing but the off-state answer on its off port, whatever the path", async () => {
+  it("serves nothing but the off-state answer on its off port, whatever the path; a caller that did not come through the gatekeeper is not demand", async () => {
+    const before = Date.now();
     for (const p of ["/v1/chat/completions", "/metrics", "/status"]) {
       const res = await rigRequest(off, { path: p, method: "POST", body: "{}" });
       expect(res.status, p).toBe(503);
@@ -74,6 +75,11 @@ describe("the bundled controller", () => {
       expect(res.headers["retry-after"]).toMatch(/^\d+$/);
       expect(res.text).not.toContain("hub_autoscaler");
     }
+    // Each answer asked for a tick at once; without the gatekeeper's X-Hub-Key-Id none counted.
+    await waitFor("a tick after the answers", async () => (await rigRequest(control, { path: "/status" })).json.atMs >= before, 20_000);
+    const status = (await rigRequest(control, { path: "/status" })).json;
+    expect(status.coderRequests).toBe(0);
+    expect(status.decision.reason).toBe("hold");
   });
 
   it("writes one JSON log line per decision", () => {
