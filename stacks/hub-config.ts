@@ -113,6 +113,11 @@ export interface HubConfig {
 
 export const gpuNodeName = (index: number): string => `gpu-${index}`;
 export const CPU_NODE_NAME = "cpu";
+/**
+ * The longest a pin may reach ahead, from any source (the hub command, the stack file, the
+ * controller's file): a longer one is a tier choice (gpu is always on), not a pin, and the budget is monthly.
+ */
+export const MAX_PIN_MS = 31 * 24 * 3600 * 1000;
 
 /** Prometheus, Alertmanager and the exporters, as the settings ask for them. */
 export interface MonitoringPlan {

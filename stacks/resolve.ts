@@ -11,6 +11,7 @@ import {
   FALLBACK_CONTEXT,
   gpuNodeName,
   HubConfig,
+  MAX_PIN_MS,
   LlamaCppCoder,
   MonitoringPlan,
   NodePlan,
@@ -121,6 +122,11 @@ function checkPin({ s, problems, warnings }: Ctx, nowMs: number): { nodes: numbe
   if (untilMs <= nowMs) {
     warnings.push({ keys: ["gpuPinNodes", "gpuPinUntil"], message: `the pin at ${nodes} GPU node(s) expired at ${until}; it is ignored and the autoscaler decides again. Remove it with \`npm run hub -- gpu unpin\`.` });
     return { nodes, untilMs };
+  }
+  if (untilMs - nowMs > MAX_PIN_MS) {
+    // The budget is monthly: a pin past a month would hold the GPU against it with no end in sight.
+    problems.push(problem(["gpuPinUntil"], until, `ends more than 31 days from now (${new Date(nowMs).toISOString().slice(0, 16)}Z); a pin is for hours or days, and is capped at 31 days from any source.`, "Pin again with `npm run hub -- gpu on --for <duration up to 31d>`, or for a GPU that is always on use tier gpu, which the budget check prices for the month."));
+    return undefined;
   }
   const running = configuredGpuNodes(s);
   if (nodes !== running) {

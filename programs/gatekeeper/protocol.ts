@@ -8,6 +8,16 @@ export type Scope = (typeof SCOPES)[number];
 
 export const AUTH_PATH = "/auth";
 export const HEALTH_PATH = "/healthz";
+/** Prometheus text, to callers inside the VPC or on loopback only (metrics.ts). */
+export const METRICS_PATH = "/metrics";
 
 /** Headers Traefik must copy from an allowed answer into the forwarded request (forwardAuth.authResponseHeaders). */
 export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id"] as const;
+
+/**
+ * The gatekeeper's decisions counter (metrics.ts), labels `scope`, `key_id` and `outcome`. Its
+ * `outcome="allowed"` series for a scope count exactly the requests the door let through: the
+ * autoscaler's demand signal (programs/autoscaler/demand.ts) reads them.
+ */
+export const DECISIONS_METRIC = "hub_gatekeeper_requests_total";
+export const ALLOWED_OUTCOME = "allowed";

@@ -229,6 +229,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
         observe(null, "address_rate_limited");
         return;
       }
+      if (byAddress.endedLimiting) log.info("client address back under its limit", { client_addr: clientAddr, refused: byAddress.endedLimiting.refused });
     }
     const decisionId = randomUUID();
     const store = keys.current;

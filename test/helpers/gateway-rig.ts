@@ -201,7 +201,7 @@ export class GatewayRig {
       [`${gpuIp}:${GPU_SERVICE_PORTS.ocr}`, gpuOcr],
       [`autoscaler:${CONTROLLER_PORT}`, autoscalerControl],
       [`autoscaler:${OFF_ANSWER_PORT}`, autoscalerOff],
-      // The controller reads Traefik's metrics entry point by container name.
+      // Traefik's metrics entry point by container name (Prometheus's target).
       [`gateway:8082`, metrics],
     ]);
     const paths = new Map<string, string>([

@@ -47,9 +47,6 @@ export const DIGITALOCEAN_API = "https://api.digitalocean.com";
 /** The workflow the dispatch names (scaleops owns .github/workflows/autoscale.yml). */
 export const DISPATCH_WORKFLOW = "autoscale.yml";
 
-/** Traefik names file-provider routers `<name>@file` in its metrics labels. */
-export const fileProviderName = (name: string): string => `${name}@file`;
-
 
 const positive = z.number().finite().nonnegative();
 
@@ -85,7 +82,8 @@ export const controllerFileSchema = z.object({
    * droplet creation (billed, before the deploy can name the node) and the teardown.
    */
   timing: z.object({ pipelineSeconds: positive, createSeconds: positive, destroySeconds: positive }),
-  gateway: z.object({ metricsUrl: z.string().url(), coderRouter: z.string().min(1) }),
+  /** Where the demand signal is read: the gatekeeper's /metrics (allowed `llm` decisions, ../demand.ts). */
+  demand: z.object({ metricsUrl: z.string().url() }),
   /** The GPU replicas this deploy created, as the route table names them. */
   replicas: z.array(replicaSchema),
   /** Whether a CPU stand-in answers the coder route while no replica is ready (else this controller's 503 does). */
@@ -94,6 +92,12 @@ export const controllerFileSchema = z.object({
   dispatch: z.object({ repo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/), ref: z.string().min(1), workflow: z.string().min(1) }).nullable(),
   /** Whether the deploy gave a billing token (the controller still checks the environment). */
   billingCrossCheck: z.boolean(),
+  /**
+   * The always-on part of the month's bill (CPU node, volumes): what budgetUsd less gpuBudgetUsd
+   * is. DigitalOcean's month-to-date figure covers the whole account, so the share of this accrued
+   * so far comes off it before it is compared with the GPU's ledger. Absent: 0 (the whole figure counts as GPU).
+   */
+  fixedMonthlyUsd: positive.default(0),
 });
 
 export type ControllerFile = z.infer<typeof controllerFileSchema>;
