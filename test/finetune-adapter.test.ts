@@ -4,56 +4,11 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { checkPeftAdapter } from "../scripts/lib/hub/finetune/peft";
 import { MODELS } from "../stacks/catalogue/models";
+import { ALL_PROJECTIONS, loraTensors, peftConfig, safetensors, Tensor, writeAdapter } from "./helpers/peft-writer";
 
-// Qwen2.5-Coder-1.5B's dimensions, written out from its config.json: hidden 1536, 12 query heads
-// and 2 key/value heads of 128, MLP 8960, 28 layers.
 const model = MODELS.find((m) => m.id === "qwen2.5-coder-1.5b")!;
-const DIMS: Record<string, [number, number]> = { q_proj: [1536, 1536], k_proj: [1536, 256], v_proj: [1536, 256], o_proj: [1536, 1536], gate_proj: [1536, 8960], up_proj: [1536, 8960], down_proj: [8960, 1536] };
-const ATTENTION = new Set(["q_proj", "k_proj", "v_proj", "o_proj"]);
-
-interface Tensor {
-  readonly name: string;
-  readonly shape: readonly number[];
-  readonly dtype?: string;
-}
-
-/** A safetensors file as the format defines it: u64 LE header length, JSON header, then the data. */
-function safetensors(tensors: readonly Tensor[]): Buffer {
-  const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
-  let offset = 0;
-  for (const t of tensors) {
-    const bytes = t.shape.reduce((a, b) => a * b, 1) * (t.dtype === "F32" ? 4 : 2);
-    header[t.name] = { dtype: t.dtype ?? "BF16", shape: t.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  const json = Buffer.from(JSON.stringify(header));
-  const length = Buffer.alloc(8);
-  length.writeBigUInt64LE(BigInt(json.length));
-  return Buffer.concat([length, json, Buffer.alloc(offset)]);
-}
-
-/** The tensors PEFT writes for rank r on `modules` of every layer. */
-function loraTensors(r: number, modules: readonly string[], layers = 28): Tensor[] {
-  const out: Tensor[] = [];
-  for (let layer = 0; layer < layers; layer++) {
-    for (const m of modules) {
-      const [input, output] = DIMS[m];
-      const prefix = `base_model.model.model.layers.${layer}.${ATTENTION.has(m) ? "self_attn" : "mlp"}.${m}`;
-      out.push({ name: `${prefix}.lora_A.weight`, shape: [r, input] }, { name: `${prefix}.lora_B.weight`, shape: [output, r] });
-    }
-  }
-  return out;
-}
-
-function writeAdapter(config: Record<string, unknown>, tensors: readonly Tensor[] | Buffer): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "peft-"));
-  writeFileSync(path.join(dir, "adapter_config.json"), JSON.stringify(config));
-  writeFileSync(path.join(dir, "adapter_model.safetensors"), Buffer.isBuffer(tensors) ? tensors : safetensors(tensors));
-  return dir;
-}
-
-const MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-const config = (over: Record<string, unknown> = {}) => ({ peft_type: "LORA", base_model_name_or_path: "Qwen/Qwen2.5-Coder-1.5B-Instruct", r: 8, lora_alpha: 16, lora_dropout: 0.05, target_modules: MODULES, bias: "none", modules_to_save: null, use_dora: false, ...over });
+const MODULES = ALL_PROJECTIONS;
+const config = peftConfig;
 
 describe("a PEFT adapter checked the way vLLM 0.24 loads it", () => {
   it("accepts what PEFT writes: rank, target modules and shapes of the base model", () => {
