@@ -84,7 +84,7 @@ export function finetuneJobProgram(args: FinetuneJobArgs): FinetuneJobOutputs {
     sshFirewalls: [firewall],
   });
   // Outputs only once the readiness check passed: cloud-init done, Docker up, the GPU seen, the volume mounted.
-  const ready = node.ready.stdout.apply(() => true);
+  const ready = node.ready.id;
   return {
     volumeId: volume.id,
     host: pulumi.all([node.publicIp, ready]).apply(([ip]) => ip),

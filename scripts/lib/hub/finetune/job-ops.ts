@@ -1,4 +1,6 @@
 import { spawn } from "node:child_process";
+import { createReadStream, createWriteStream, renameSync } from "node:fs";
+import * as path from "node:path";
 import { HubCommandError } from "../ops";
 
 /**
@@ -44,22 +46,35 @@ export interface JobOps {
   connect(connection: JobConnection): RemoteShell;
 }
 
-// ---- the real shell: the system ssh and scp with the stack's pinned options ----
+// ---- the real shell: the system ssh with the stack's pinned options ----
 
-function spawnCollect(command: string, args: readonly string[], input?: string): Promise<CommandResult> {
+/** Single-quoted for the remote shell: paths here are the job's own, but never trust that. */
+const quote = (text: string): string => `'${text.replace(/'/g, `'\\''`)}'`;
+
+function spawnSsh(args: readonly string[], stdin: { text?: string; file?: string }, stdoutFile?: string): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, [...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn("ssh", [...args], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
+    const sink = stdoutFile ? createWriteStream(stdoutFile, { mode: 0o600 }) : undefined;
+    if (sink) child.stdout.pipe(sink);
+    else child.stdout.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
-    child.stdin.end(input ?? "");
+    child.on("close", (code) => {
+      const done = () => resolve({ code: code ?? 1, stdout, stderr });
+      if (sink) sink.end(done);
+      else done();
+    });
+    if (stdin.file) createReadStream(stdin.file).on("error", reject).pipe(child.stdin);
+    else child.stdin.end(stdin.text ?? "");
   });
 }
 
-/** ssh/scp read `~` in option values from the passwd entry, as the deploy wrote them. */
+/**
+ * The system ssh, as the deploy's Docker connections use it. Files travel through `cat` over the
+ * same connection (no SFTP subsystem needed), into a temporary name and then renamed.
+ */
 export class SshShell implements RemoteShell {
   constructor(
     private readonly connection: JobConnection,
@@ -67,22 +82,25 @@ export class SshShell implements RemoteShell {
     private readonly port?: number,
   ) {}
 
-  private get target(): string {
-    return `${this.user}@${this.connection.host}`;
+  private args(command: string): string[] {
+    return [...this.connection.sshOptions, ...(this.port ? ["-p", String(this.port)] : []), "-T", `${this.user}@${this.connection.host}`, command];
   }
 
   async run(script: string): Promise<CommandResult> {
     // The script goes on stdin: nothing of it lands in a process list or a shell's quoting.
-    return spawnCollect("ssh", [...this.connection.sshOptions, ...(this.port ? ["-p", String(this.port)] : []), "-T", this.target, "bash -s"], script);
+    return spawnSsh(this.args("bash -s"), { text: script });
   }
 
   async upload(localPath: string, remotePath: string): Promise<void> {
-    const r = await spawnCollect("scp", ["-q", ...this.connection.sshOptions, ...(this.port ? ["-P", String(this.port)] : []), localPath, `${this.target}:${remotePath}`]);
-    if (r.code !== 0) throw new HubCommandError(`copying ${localPath} to the droplet failed: ${r.stderr.trim().split("\n").pop() ?? `scp exit ${r.code}`}`);
+    const tmp = `${remotePath}.uploading`;
+    const r = await spawnSsh(this.args(`mkdir -p ${quote(path.posix.dirname(remotePath))} && cat > ${quote(tmp)} && mv ${quote(tmp)} ${quote(remotePath)}`), { file: localPath });
+    if (r.code !== 0) throw new HubCommandError(`copying ${localPath} to the droplet failed: ${r.stderr.trim().split("\n").pop() || `ssh exit ${r.code}`}`);
   }
 
   async download(remotePath: string, localPath: string): Promise<void> {
-    const r = await spawnCollect("scp", ["-q", ...this.connection.sshOptions, ...(this.port ? ["-P", String(this.port)] : []), `${this.target}:${remotePath}`, localPath]);
-    if (r.code !== 0) throw new HubCommandError(`copying ${remotePath} from the droplet failed: ${r.stderr.trim().split("\n").pop() ?? `scp exit ${r.code}`}`);
+    const tmp = `${localPath}.downloading`;
+    const r = await spawnSsh(this.args(`cat ${quote(remotePath)}`), {}, tmp);
+    if (r.code !== 0) throw new HubCommandError(`copying ${remotePath} from the droplet failed: ${r.stderr.trim().split("\n").pop() || `ssh exit ${r.code}`}`);
+    renameSync(tmp, localPath);
   }
 }
