@@ -150,6 +150,32 @@ describe("the job's life against recording stand-ins of Pulumi and SSH", () => {
   });
 });
 
+describe("the month's budget guard counts the job", () => {
+  it("writes the job's droplet spend into the autoscaling controller's external-spend.json on the CPU node, merged with what is there", async () => {
+    const r = rig({ steps: 2, stepsPerLook: 2 });
+    const files = new Map<string, Buffer>([["192.0.2.1:/mnt/cpu-cache/autoscaler/state/external-spend.json", Buffer.from(JSON.stringify({ version: 1, entries: { "finetune:hybrid/older:2026-12": { month: "2026-12", usd: 1.5, what: "fine-tuning job older" } } }))]]);
+    (r.env as { nodeShell: FinetuneEnv["nodeShell"] }).nodeShell = recordingNodeShell(r.nodeLog, files);
+    r.serving.deployedNodes = { cpu: { public: "192.0.2.1" } };
+    const outputs = r.serving.outputs.bind(r.serving);
+    r.serving.outputs = async () => ({ ...(await outputs()), nodeSshOptions: { value: { cpu: ["-o", "BatchMode=yes"] }, secret: false } });
+    const record = await start(r);
+    const written = JSON.parse(files.get("192.0.2.1:/mnt/cpu-cache/autoscaler/state/external-spend.json")!.toString());
+    const [span] = record.dropletSpans;
+    // One span on an RTX 4000 Ada at $0.76/h, at least DigitalOcean's 60 s.
+    const usd = (Math.max(60, (span.toMs! - span.fromMs) / 1000) / 3600) * 0.76;
+    expect(written.entries[`finetune:hybrid/${record.name}:2026-12`]).toEqual({ month: "2026-12", usd: Math.round(usd * 10_000) / 10_000, what: `fine-tuning job ${record.name} (gpu-4000adax1-20gb)` });
+    expect(written.entries["finetune:hybrid/older:2026-12"].usd).toBe(1.5);
+    expect(r.lines).toContain(`Budget: $${usd.toFixed(2)} of droplet time recorded in the autoscaling controller's ledger (external-spend.json): the month's GPU budget there counts it.`);
+    // ... said before the last word, which stays "what is left".
+    expect(r.lines.at(-1)).toMatch(/^Nothing is left running/);
+  });
+  it("says plainly when the controller's ledger could not be told", async () => {
+    const r = rig({ steps: 2, stepsPerLook: 2 });
+    await start(r);
+    expect(r.lines.find((l) => l.startsWith("Budget:"))).toMatch(/NOT given to the controller's ledger: the stack's outputs lack the CPU node's address or SSH options/);
+  });
+});
+
 describe("refusals before anything exists", () => {
   it("a bad dataset or a job over the budget creates nothing and asks nothing of the job's stack", async () => {
     const bad = path.join(root, "bad.jsonl");

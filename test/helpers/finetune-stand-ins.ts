@@ -154,14 +154,18 @@ export function recordingJobOps(stack: RecordingJobStack, volume: FakeVolume): J
   };
 }
 
-/** A serving GPU node's shell for `finetune add`: records scripts and uploads. */
-export function recordingNodeShell(log: string[]): (host: string, sshOptions: readonly string[]) => RemoteShell {
+/** A serving node's shell (finetune add, the spend file): records scripts and uploads, keeps what was uploaded. */
+export function recordingNodeShell(log: string[], files: Map<string, Buffer> = new Map()): (host: string, sshOptions: readonly string[]) => RemoteShell {
   return (host) => ({
     run: async (script) => {
       log.push(`${host} run ${script}`);
-      return { code: 0, stdout: "", stderr: "" };
+      const cat = /^cat (\S+) 2>\/dev\/null/.exec(script);
+      return { code: 0, stdout: cat ? (files.get(`${host}:${cat[1]}`)?.toString() ?? "") : "", stderr: "" };
     },
-    upload: async (local, remote) => void log.push(`${host} upload ${path.basename(local)} -> ${remote}`),
+    upload: async (local, remote) => {
+      log.push(`${host} upload ${path.basename(local)} -> ${remote}`);
+      files.set(`${host}:${remote}`, readFileSync(local));
+    },
     download: async () => {
       throw new Error("not used");
     },

@@ -5,7 +5,7 @@ import { decide, initialState } from "../decision";
 import type { AutoscalerState, Decision, PolicyConfig } from "../types";
 import { Actuator, ActuatorState, asActuatorState, DispatchRequest, emptyActuatorState, Pipeline, WantOutcome } from "./actuator";
 import type { BillingReader } from "./billing";
-import { ControllerFile, parseControllerFile } from "./contract";
+import { asExternalSpend, ControllerFile, EXTERNAL_SPEND_FILE, externalMonthUsd, parseControllerFile } from "./contract";
 import { asLedger, emptyLedger, LedgerState, monthNodeSeconds, monthToDateUsd, observeDroplets, recoveredLedger } from "./ledger";
 import { errorText, Logger } from "./log";
 import { ControllerMetrics } from "./metrics";
@@ -65,7 +65,7 @@ export interface ControllerStatus {
   readonly signalsUp: boolean;
   readonly decision?: { readonly wantedNodes: number; readonly reason: string; readonly message: string; readonly numbers: Readonly<Record<string, number>> };
   readonly dispatch: ActuatorState & { readonly lastOutcome?: WantOutcome };
-  readonly ledger: { readonly month: string; readonly monthToDateUsd: number; readonly nodeSeconds: number; readonly gpuBudgetUsd: number; readonly floorReason?: string; readonly accountMonthToDateUsd?: number };
+  readonly ledger: { readonly month: string; readonly monthToDateUsd: number; readonly nodeSeconds: number; readonly gpuBudgetUsd: number; readonly floorReason?: string; readonly accountMonthToDateUsd?: number; readonly externalUsd?: number };
   readonly pin?: { readonly nodes: number; readonly untilMs: number };
   readonly wakeSinceMs?: number;
 }
@@ -98,6 +98,8 @@ export class Controller {
   private lastDecision?: Decision;
   private billingCheckedMs = -Infinity;
   private accountMonthToDateUsd?: number;
+  /** Fine-tuning jobs' spend this month (EXTERNAL_SPEND_FILE), as last read. */
+  private externalUsd = 0;
   private ticking: Promise<ControllerStatus | undefined> | undefined;
   private tickAgain = false;
 
@@ -181,7 +183,7 @@ export class Controller {
       pin: this.file.pin ?? undefined,
       wakeSinceMs: this.wakeSinceMs ?? this.actuator.outstanding(now, this.file.replicas.length)?.sinceMs,
       coldStartSeconds: this.file.policy.coldStartSeconds,
-      monthToDateUsd: monthToDateUsd(this.ledger, now, this.file.policy.nodeHourlyUsd),
+      monthToDateUsd: monthToDateUsd(this.ledger, now, this.file.policy.nodeHourlyUsd, this.externalUsd),
       gpuBudgetUsd: this.file.policy.gpuBudgetUsd,
     });
   }
@@ -262,7 +264,8 @@ export class Controller {
       createSeconds: file.timing.createSeconds,
       destroySeconds: file.timing.destroySeconds,
     });
-    const spend = monthToDateUsd(this.ledger, now, policy.nodeHourlyUsd);
+    this.readExternalSpend(now);
+    const spend = monthToDateUsd(this.ledger, now, policy.nodeHourlyUsd, this.externalUsd);
 
     const starting = deployed - ready.length + (outstanding && outstanding.nodes > deployed ? outstanding.nodes - deployed : 0);
     const nodes = { ready: ready.length, starting, draining: stillAnswering.size };
@@ -325,11 +328,18 @@ export class Controller {
       signalsUp,
       decision: { wantedNodes: decision.wantedNodes, reason: decision.reason, message: decision.message, numbers: decision.numbers },
       dispatch: { ...snapshot, lastOutcome: outcome },
-      ledger: { month: this.ledger.month, monthToDateUsd: spend, nodeSeconds: monthNodeSeconds(this.ledger, now), gpuBudgetUsd: policy.gpuBudgetUsd, floorReason: this.ledger.floorReason, accountMonthToDateUsd: this.accountMonthToDateUsd },
+      ledger: { month: this.ledger.month, monthToDateUsd: spend, nodeSeconds: monthNodeSeconds(this.ledger, now), gpuBudgetUsd: policy.gpuBudgetUsd, floorReason: this.ledger.floorReason, accountMonthToDateUsd: this.accountMonthToDateUsd, externalUsd: this.externalUsd },
       pin,
       wakeSinceMs: this.wakeSinceMs ?? undefined,
     };
     return this.last;
+  }
+
+  /** A file it cannot read keeps the last value it could: spend is never forgotten by a bad write. */
+  private readExternalSpend(now: number): void {
+    const read = this.deps.store.read(EXTERNAL_SPEND_FILE, asExternalSpend);
+    if (read.kind === "ok") this.externalUsd = externalMonthUsd(read.value, now);
+    else if (read.kind === "corrupt") this.deps.log.error("external spend file unreadable; keeping the last value read", { problem: read.problem, externalUsd: this.externalUsd });
   }
 
   private async checkBilling(now: number, ledgerUsd: number): Promise<void> {

@@ -108,12 +108,15 @@ export function observeDroplets(previous: LedgerState, o: LedgerObservation): Le
   return { ...ledger, closedNodeSeconds: closed, open, updatedMs: o.nowMs };
 }
 
-/** The month's GPU spend so far: closed droplets, open ones to now (each at least its 60 s), never below the floor. */
-export function monthToDateUsd(ledger: LedgerState, nowMs: number, nodeHourlyUsd: number): number {
+/**
+ * The month's GPU spend so far: closed droplets, open ones to now (each at least its 60 s), plus
+ * `externalUsd` (fine-tuning jobs' droplets, contract.ts EXTERNAL_SPEND_FILE), never below the floor.
+ */
+export function monthToDateUsd(ledger: LedgerState, nowMs: number, nodeHourlyUsd: number, externalUsd = 0): number {
   const current = rollMonth(ledger, nowMs);
   let seconds = current.closedNodeSeconds;
   for (const d of Object.values(current.open)) seconds += billedSeconds(d, nowMs);
-  return Math.max(current.floorUsd, (seconds * nodeHourlyUsd) / 3600);
+  return Math.max(current.floorUsd, (seconds * nodeHourlyUsd) / 3600 + externalUsd);
 }
 
 /** Node-seconds behind the spend (for /status and the log). */

@@ -18,6 +18,7 @@ import type { JobOps, RemoteShell } from "./job-ops";
 import { jobStackName } from "./job-stack";
 import { checkPeftAdapter } from "./peft";
 import { JobRecord, JobStore, spendUsd } from "./record";
+import { recordJobSpend } from "./spend";
 import { tokenCounterFor } from "./tokens";
 
 /**
@@ -175,8 +176,17 @@ export async function finetuneStart(env: FinetuneEnv, o: FinetuneOptions): Promi
     logBytes: 0,
   };
   env.store.save(record);
-  return runJob(jobDeps(env, record, config, model), record);
+  return runJob(jobDeps(env, record, config, model), record, reportSpend(env, hub));
 }
+
+/** Tells the autoscaling controller's ledger what the job's droplets cost; a failure here is said, never fatal. */
+const reportSpend = (env: FinetuneEnv, hub: HubConfig) => async (record: JobRecord): Promise<void> => {
+  try {
+    env.io.out(`Budget: ${await recordJobSpend(env.serving, hub, record, env.nodeShell, env.io.now())}.`);
+  } catch (err) {
+    env.io.out(`Budget: the job's spend could NOT be given to the controller's ledger (${(err as Error).message.split("\n")[0]}); \`finetune status\` shows it, and the next \`finetune\` run counts it from this machine's records.`);
+  }
+};
 
 function recordOrRefuse(store: JobStore, stack: string, name: string): JobRecord {
   const record = store.load();
@@ -195,13 +205,13 @@ export async function finetuneResume(env: FinetuneEnv, name: string): Promise<Jo
     throw new HubCommandError(`budgetUsd = ${hub.budgetUsd}: the projected month $${hub.cost.monthlyUsd.toFixed(2)} + fine-tuning spent $${(env.otherJobsMonthUsd + spent).toFixed(2)} + this job's estimate $${record.estimate.totalUsd.toFixed(2)} is above it. Raise budgetUsd, or \`finetune clean --name ${name}\`.`);
   }
   env.io.out(`Resuming ${name} (was ${record.status} in phase ${record.phase}); the trainer continues from its newest checkpoint on the job's volume.`);
-  return runJob(jobDeps(env, record, config, model), record);
+  return runJob(jobDeps(env, record, config, model), record, reportSpend(env, hub));
 }
 
 export async function finetuneClean(env: FinetuneEnv, name: string): Promise<JobRecord> {
   const record = recordOrRefuse(env.store, env.serving.stackName, name);
-  const { config, model } = await servingHub(env);
-  return cleanJob(jobDeps(env, record, config, model), record);
+  const { config, hub, model } = await servingHub(env);
+  return cleanJob(jobDeps(env, record, config, model), record, reportSpend(env, hub));
 }
 
 export function finetuneStatus(store: JobStore, io: JobIo, stack: string, name: string): void {

@@ -163,7 +163,7 @@ async function sayWhatIsLeft(deps: JobDeps, record: JobRecord): Promise<void> {
 }
 
 /** Runs (or resumes) the job to its end; the droplet never outlives this call unless destroying it fails. */
-export async function runJob(deps: JobDeps, record: JobRecord): Promise<JobRecord> {
+export async function runJob(deps: JobDeps, record: JobRecord, beforeLastWord: (record: JobRecord) => Promise<void> = async () => undefined): Promise<JobRecord> {
   record.status = "running";
   record.error = undefined;
   deps.store.save(record);
@@ -204,6 +204,7 @@ export async function runJob(deps: JobDeps, record: JobRecord): Promise<JobRecor
     deps.io.out(`${interrupted ? "Interrupted" : "Failed"} in phase ${record.phase}: ${record.error}`);
     await stopDroplet(deps, record);
   }
+  await beforeLastWord(record);
   await sayWhatIsLeft(deps, record);
   return record;
 }
@@ -221,12 +222,13 @@ async function stopDroplet(deps: JobDeps, record: JobRecord): Promise<void> {
 }
 
 /** `finetune clean`: everything in the job's stack goes, the record says so; local files stay. */
-export async function cleanJob(deps: JobDeps, record: JobRecord): Promise<JobRecord> {
+export async function cleanJob(deps: JobDeps, record: JobRecord, beforeLastWord: (record: JobRecord) => Promise<void> = async () => undefined): Promise<JobRecord> {
   deps.io.out(`[destroy] destroying job stack ${deps.ops.stack.stackName} (droplet, volume, firewall, VPC); the serving stack is not touched`);
   await deps.ops.stack.destroy((l) => deps.io.out(`  | ${l.trimEnd()}`));
   closeSpan(deps, record);
   if (record.status !== "succeeded") record.status = "cleaned";
   deps.store.save(record);
+  await beforeLastWord(record);
   await sayWhatIsLeft(deps, record);
   return record;
 }
