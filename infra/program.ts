@@ -283,6 +283,8 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
 
   const nodeAddresses: Record<string, { public: pulumi.Output<string>; private: pulumi.Output<string> }> = {};
   for (const [name, n] of [["cpu", cpu] as const, ...gpuNodes.map((g, i) => [`gpu-${i}`, g] as const)]) nodeAddresses[name] = { public: n.publicIp, private: n.privateIp };
+  // The system ssh's options per node (pinned host key, the deployer's key): `hub finetune add` copies adapters with them.
+  const nodeSshOptions: Record<string, pulumi.Output<string[]>> = Object.fromEntries([["cpu", cpu] as const, ...gpuNodes.map((g, i) => [`gpu-${i}`, g] as const)].map(([name, n]) => [name, n.ssh.dockerSshOpts]));
   const volumeIds: Record<string, pulumi.Output<string>> = { "cpu-cache": storage.cpuCache.volume.id };
   storage.modelCaches.forEach((c, i) => (volumeIds[`model-cache-${i}`] = c.volume.id));
 
@@ -292,6 +294,7 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
     gatewayAddress: gateway.address,
     baseUrl: hub.gateway.domain ? `https://${hub.gateway.domain}/v1` : pulumi.interpolate`http://${gateway.address}/v1`,
     nodeAddresses,
+    nodeSshOptions,
     volumeIds,
     hubApiKey: apiKey,
     monthlyCostUsd: hub.cost.monthlyUsd,

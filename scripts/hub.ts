@@ -7,6 +7,7 @@ import { autoscaleOnce, autoscaleWatch, fileMemory, gatewaySignals } from "./lib
 import { httpFetcher } from "../programs/autoscaler/controller/signals";
 import { availableStacks, PROJECT_ROOT } from "./lib/plan-runner";
 import { BACKEND_HEADER } from "../services/backend-header";
+import { finetuneCli } from "./lib/hub/finetune/cli";
 
 const USAGE = `usage: npm run hub -- <command> --stack NAME
   gpu on|off|status|sync   turn the hybrid tier's GPU droplet on or off (sync: follow gpuWindows)
@@ -25,6 +26,9 @@ const USAGE = `usage: npm run hub -- <command> --stack NAME
                            run the autoscaler's decision here (where the credentials are) and apply it
                            through preview + up; signals from the gateway's admin routes (--key: an
                            admin-scope key, default $HUB_ADMIN_KEY)
+  finetune --dataset FILE --name ADAPTER [--epochs N ...] | finetune status|resume|clean|add --name ADAPTER
+                           train a LoRA adapter on a GPU droplet that exists only for the job, and
+                           serve it as coder-ADAPTER (\`finetune --help\`, docs/finetune.md)
 options: --stack NAME (required), --key KEY (API key used to wait for the coder after gpu on;
          default $HUB_API_KEY), --for DURATION (8h, 90m, 1d, 2h30m), --name, --scopes, --rate`;
 
@@ -56,6 +60,8 @@ function coderProbe(ops: StackOps, key: string | undefined) {
 }
 
 async function main(): Promise<void> {
+  // finetune has options of its own (scripts/lib/hub/finetune/cli.ts).
+  if (process.argv[2] === "finetune") return finetuneCli(process.argv.slice(3));
   let parsed;
   try {
     parsed = parseArgs({

@@ -1,5 +1,5 @@
 import type { HubConfig } from "../stacks/hub-config";
-import { CPU_NODE_NAME } from "../stacks/hub-config";
+import { CODER_SERVED_NAME, CPU_NODE_NAME } from "../stacks/hub-config";
 import { GRAFANA_CONTAINER, GRAFANA_PATH_PREFIX, GRAFANA_PORT } from "./grafana";
 import { GPU_SERVICE_PORTS } from "./ports";
 import { OFF_ANSWER_PORT } from "../programs/autoscaler/controller/contract";
@@ -45,6 +45,12 @@ export interface Route {
    * @default - false: the backend gets the backends' key the gatekeeper swapped in
    */
   readonly dropCredentials?: boolean;
+  /**
+   * The `model` names clients may send on this route, where the route serves named models: the
+   * coder and its LoRA adapters (`coder-<name>`, listed by vLLM's /v1/models).
+   * @default - none named here
+   */
+  readonly models?: readonly string[];
   /** Largest request body accepted, bytes (only enforced on non-streaming routes; see gateway). */
   readonly maxBodyBytes: number;
   readonly description: string;
@@ -95,15 +101,18 @@ export function routeTable(hub: HubConfig): Route[] {
   if (hub.coder.backend === "llama.cpp") {
     routes.push({ name: "coder", scope: "llm", paths: coderPaths, primary: [container("coder", SERVICE_PORTS.llamaCpp, "/health")], streaming: true, maxBodyBytes: CHAT_BODY_BYTES, description: "coding model (llama.cpp on the CPU node)" });
   } else {
+    const adapters = hub.coder.lora?.adapters.map((a) => a.servedName) ?? [];
     routes.push({
       name: "coder",
       scope: "llm",
       paths: coderPaths,
+      ...(adapters.length ? { models: [CODER_SERVED_NAME, ...adapters] } : {}),
       primary: gpuBackends(hub, "coder"),
       fallback: hub.fallbackCoder ? container("coder-fallback", SERVICE_PORTS.llamaCpp, "/health") : autoscalerAnswersOff(hub) ? { service: CODER_OFF_SERVICE, node: CPU_NODE_NAME, address: { kind: "container", container: AUTOSCALER_CONTAINER }, port: OFF_ANSWER_PORT, healthPath: "/" } : GPU_OFF_SERVICE,
       streaming: true,
       maxBodyBytes: CHAT_BODY_BYTES,
-      description: "coding model (vLLM on the GPU node)",
+      // While the GPU is off the CPU stand-in answers every model name with the base coder (llama.cpp ignores it).
+      description: adapters.length ? `coding model (vLLM on the GPU node) and its LoRA adapters ${adapters.join(", ")}` : "coding model (vLLM on the GPU node)",
     });
   }
   routes.push({ name: "stt", scope: "stt", paths: ["/v1/audio/transcriptions", "/v1/audio/translations"], primary: [container("stt", SERVICE_PORTS.stt, "/health")], streaming: false, maxBodyBytes: AUDIO_BODY_BYTES, description: "speech to text (speaches, faster-whisper)" });

@@ -5,6 +5,7 @@ import type { GpuFit } from "./fit";
 import type { ResolvedSettings } from "./presets";
 import type { Warning } from "./problems";
 import type { GgufWeights, VllmWeights } from "./quantization";
+import type { LoraPlan } from "./lora";
 import type { OcrEngine, Tier } from "./settings";
 
 /** The name clients send as `model`; vLLM and the llama.cpp fallback both answer to it. */
@@ -55,6 +56,8 @@ export interface VllmCoder {
   readonly share: number;
   readonly tensorParallel: number;
   readonly fit: GpuFit;
+  /** LoRA adapters served next to the base model (stacks/lora.ts); absent without any. */
+  readonly lora?: LoraPlan;
 }
 
 export interface LlamaCppCoder {

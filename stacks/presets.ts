@@ -23,6 +23,9 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   llmMaxContext: 32768,
   llmGpuMemoryPercent: 70,
   llmTensorParallelSize: 1,
+  // No adapters until a stack lists some (docs/finetune.md).
+  llmLoraAdapters: [],
+  llmMaxLoras: 1,
   ocrEngine: "deepseek-ocr",
   ocrGpuMemoryPercent: 20,
   ocrCpuFallback: false,

@@ -138,6 +138,8 @@ export const SETTINGS = {
   llmMaxContext: key("integer", int(512, 1_048_576), "Maximum context length in tokens (vLLM --max-model-len, llama.cpp --ctx-size)."),
   llmGpuMemoryPercent: key("integer", int(5, 95), "Share of each GPU's memory given to the coder's vLLM (--gpu-memory-utilization x 100)."),
   llmTensorParallelSize: key("integer", int(1, 8), "Tensor-parallel size of the coder; must equal the GPU count of gpuSize."),
+  llmLoraAdapters: key("array", z.array(z.string()), "LoRA adapters vLLM serves next to the coder, each `<name>=hf:<owner>/<repo>@<rank>` or `<name>=volume:adapters/<dir>@<rank>`; clients pick one with model `coder-<name>` (docs/finetune.md). GPU tiers only. `npm run hub -- finetune add` writes entries."),
+  llmMaxLoras: key("integer", int(1, 16), "LoRA adapters vLLM runs in one batch (--max-loras); each slot takes GPU memory from the KV cache (the plan counts it)."),
   ocrEngine: key("string", oneOf(OCR_ENGINES), "deepseek-ocr (vLLM on the GPU node), docling (docling-serve on the CPU node) or none."),
   ocrGpuMemoryPercent: key("integer", int(5, 95), "Share of GPU memory for DeepSeek-OCR when it shares the GPU with the coder."),
   ocrCpuFallback: key("boolean", z.boolean(), "Also run docling-serve on the CPU node, so OCR answers while the GPU is off."),

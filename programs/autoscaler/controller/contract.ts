@@ -133,3 +133,35 @@ export function filePolicy(policy: PolicyConfig, gpuWindows: readonly string[]):
   const { windows: _parsed, ...rest } = policy;
   return { ...rest, gpuWindows: [...gpuWindows] };
 }
+
+/**
+ * Spend the controller cannot see but the month's budget must count: the droplets of fine-tuning
+ * jobs (`npm run hub -- finetune`), which live in stacks of their own. The hub command writes this
+ * file into the state directory over SSH after each job run; the controller adds this month's
+ * entries to its ledger's spend every tick (ledger.ts monthToDateUsd).
+ */
+export const EXTERNAL_SPEND_FILE = "external-spend.json";
+
+export interface ExternalSpend {
+  readonly version: 1;
+  /** By job id: the month the spend fell in ("YYYY-MM", UTC), USD, and what it was. */
+  readonly entries: Readonly<Record<string, { readonly month: string; readonly usd: number; readonly what: string }>>;
+}
+
+export function asExternalSpend(v: unknown): ExternalSpend | undefined {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  if (o.version !== 1 || typeof o.entries !== "object" || o.entries === null || Array.isArray(o.entries)) return undefined;
+  for (const e of Object.values(o.entries as Record<string, unknown>)) {
+    if (typeof e !== "object" || e === null) return undefined;
+    const x = e as Record<string, unknown>;
+    if (typeof x.month !== "string" || !/^\d{4}-\d{2}$/.test(x.month) || typeof x.usd !== "number" || !Number.isFinite(x.usd) || x.usd < 0 || typeof x.what !== "string") return undefined;
+  }
+  return v as ExternalSpend;
+}
+
+/** This month's (UTC) external spend, USD. */
+export function externalMonthUsd(spend: ExternalSpend | undefined, nowMs: number): number {
+  const month = new Date(nowMs).toISOString().slice(0, 7);
+  return Object.values(spend?.entries ?? {}).reduce((sum, e) => sum + (e.month === month ? e.usd : 0), 0);
+}

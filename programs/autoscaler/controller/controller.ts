@@ -5,9 +5,9 @@ import { decide, initialState } from "../decision";
 import type { AutoscalerState, Decision, PolicyConfig } from "../types";
 import { Actuator, ActuatorState, asActuatorState, DispatchRequest, emptyActuatorState, Pipeline, WantOutcome } from "./actuator";
 import type { BillingReader } from "./billing";
-import { ControllerFile, parseControllerFile } from "./contract";
+import { asExternalSpend, ControllerFile, EXTERNAL_SPEND_FILE, externalMonthUsd, parseControllerFile } from "./contract";
 import { DEMAND_METRIC, demandCounters } from "../demand";
-import { asLedger, emptyLedger, LedgerState, ledgerTimeAfterRestart, monthNodeSeconds, monthStartMs, monthToDateUsd, observeDroplets, raiseFloor, recoveredLedger } from "./ledger";
+import { asLedger, emptyLedger, LedgerState, ledgerTimeAfterRestart, monthNodeSeconds, monthOf, monthStartMs, monthToDateUsd, observeDroplets, raiseFloor, recoveredLedger } from "./ledger";
 import { errorText, Logger } from "./log";
 import { ControllerMetrics } from "./metrics";
 import { offAnswer, OffAnswer } from "./off-answer";
@@ -76,7 +76,7 @@ export interface ControllerStatus {
   readonly signalsUp: boolean;
   readonly decision?: { readonly wantedNodes: number; readonly reason: string; readonly message: string; readonly numbers: Readonly<Record<string, number>> };
   readonly dispatch: ActuatorState & { readonly lastOutcome?: WantOutcome };
-  readonly ledger: { readonly month: string; readonly monthToDateUsd: number; readonly nodeSeconds: number; readonly gpuBudgetUsd: number; readonly floorReason?: string; readonly accountMonthToDateUsd?: number };
+  readonly ledger: { readonly month: string; readonly monthToDateUsd: number; readonly nodeSeconds: number; readonly gpuBudgetUsd: number; readonly floorReason?: string; readonly accountMonthToDateUsd?: number; readonly externalUsd?: number };
   readonly pin?: { readonly nodes: number; readonly untilMs: number };
   readonly wakeSinceMs?: number;
 }
@@ -111,6 +111,9 @@ export class Controller {
   /** The monotonic clock's reading when the ledger was last updated by this process (undefined before the first tick). */
   private monotonicAtLedger?: number;
   private accountMonthToDateUsd?: number;
+  /** Fine-tuning jobs' spend this month (EXTERNAL_SPEND_FILE), as last read. */
+  private externalUsd = 0;
+  private externalMonth?: string;
   private ticking: Promise<ControllerStatus | undefined> | undefined;
   private tickAgain = false;
 
@@ -202,7 +205,7 @@ export class Controller {
       pin: this.file.pin ?? undefined,
       wakeSinceMs: this.wakeSinceMs ?? this.actuator.outstanding(now, this.file.replicas.length)?.sinceMs,
       coldStartSeconds: this.file.policy.coldStartSeconds,
-      monthToDateUsd: monthToDateUsd(this.ledger, this.ledgerTime(now).ledgerMs, this.file.policy.nodeHourlyUsd),
+      monthToDateUsd: monthToDateUsd(this.ledger, this.ledgerTime(now).ledgerMs, this.file.policy.nodeHourlyUsd, this.externalUsd),
       gpuBudgetUsd: this.file.policy.gpuBudgetUsd,
     });
   }
@@ -289,8 +292,9 @@ export class Controller {
       destroySeconds: file.timing.destroySeconds,
     });
     this.monotonicAtLedger = monotonicMs;
+    this.readExternalSpend(now);
     await this.checkBilling(ledgerMs, file);
-    const spend = monthToDateUsd(this.ledger, ledgerMs, policy.nodeHourlyUsd);
+    const spend = monthToDateUsd(this.ledger, ledgerMs, policy.nodeHourlyUsd, this.externalUsd);
 
     const starting = deployed - ready.length + (outstanding && outstanding.nodes > deployed ? outstanding.nodes - deployed : 0);
     const nodes = { ready: ready.length, starting, draining: stillAnswering.size };
@@ -354,11 +358,24 @@ export class Controller {
       signalsUp,
       decision: { wantedNodes: decision.wantedNodes, reason: decision.reason, message: decision.message, numbers: decision.numbers },
       dispatch: { ...snapshot, lastOutcome: outcome },
-      ledger: { month: this.ledger.month, monthToDateUsd: spend, nodeSeconds: monthNodeSeconds(this.ledger, ledgerMs), gpuBudgetUsd: policy.gpuBudgetUsd, floorReason: this.ledger.floorReason, accountMonthToDateUsd: this.accountMonthToDateUsd },
+      ledger: { month: this.ledger.month, monthToDateUsd: spend, nodeSeconds: monthNodeSeconds(this.ledger, ledgerMs), gpuBudgetUsd: policy.gpuBudgetUsd, floorReason: this.ledger.floorReason, accountMonthToDateUsd: this.accountMonthToDateUsd, externalUsd: this.externalUsd },
       pin,
       wakeSinceMs: this.wakeSinceMs ?? undefined,
     };
     return this.last;
+  }
+
+  /** A file it cannot read keeps the last value it could: spend is never forgotten by a bad write. */
+  private readExternalSpend(now: number): void {
+    const read = this.deps.store.read(EXTERNAL_SPEND_FILE, asExternalSpend);
+    if (read.kind === "ok") {
+      // Within a month the figure only rises: a file rewritten from an older copy does not lower spend.
+      const month = monthOf(now);
+      const usd = externalMonthUsd(read.value, now);
+      this.externalUsd = month === this.externalMonth ? Math.max(this.externalUsd, usd) : usd;
+      this.externalMonth = month;
+    }
+    else if (read.kind === "corrupt") this.deps.log.error("external spend file unreadable; keeping the last value read", { problem: read.problem, externalUsd: this.externalUsd });
   }
 
   /**
