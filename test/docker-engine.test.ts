@@ -12,7 +12,9 @@ import { engineAnswers, KIND_LABEL, LOCAL_IMAGES } from "../scripts/tools/local-
 import { ALERTMANAGER_SERVER, NODE_EXPORTER, PROMETHEUS_SERVER } from "../scripts/tools/prometheus-servers";
 import { containerLogs, engine, engineRequest, execIn } from "./helpers/docker-engine";
 import { planCpuNode, removeHubContainers, startCpuNode, type StartedNode, waitHealthy } from "./helpers/docker-deploy";
+import { sleep } from "./helpers/processes";
 import { startStandIn, type StandIn } from "./helpers/stand-ins";
+import { DECISIONS_TABLE } from "../programs/gatekeeper/migrations";
 
 /**
  * The CPU node of every tier on a real Docker engine (docs/real-engine.md): the containers the
@@ -53,7 +55,7 @@ describe.skipIf(Boolean(missing))("the local images", () => {
       expect(runOnce(imageTag(image), ["--version"]), image.ref.repo).toMatch(new RegExp(`^${tool.name}, version ${image.ref.tag.replace(/^v/, "").replace(/\./g, "\\.")} `, "m"));
     }
     const traefik = LOCAL_IMAGES.find((i) => i.ref.repo === "traefik")!;
-    expect(runOnce(imageTag(traefik), ["version"])).toMatch(new RegExp(`Version:\\s+${traefik.ref.tag.replace(/\./g, "\\.")}\\b`));
+    expect(runOnce(imageTag(traefik), ["traefik", "version"])).toMatch(new RegExp(`Version:\\s+${traefik.ref.tag.replace(/\./g, "\\.")}\\b`));
     const node = LOCAL_IMAGES.find((i) => i.ref.repo === "node")!;
     expect(runOnce(imageTag(node), ["node", "--version"]).trim()).toBe(`v${node.ref.tag.split("-")[0]}`);
   });
@@ -160,10 +162,19 @@ for (const tier of TIERS) {
       expect(models.data.map((m) => m.id)).toContain(CODER_SERVED_NAME);
       const chat = await client.chat.completions.create({ model: CODER_SERVED_NAME, messages: [{ role: "user", content: "write hello world" }] });
       expect(chat.choices[0].message.content).toMatch(/answer from (vllm|llama\.cpp)/);
-      const stream = await client.chat.completions.create({ model: CODER_SERVED_NAME, messages: [{ role: "user", content: "stream it" }], stream: true });
-      const parts: string[] = [];
-      for await (const chunk of stream) parts.push(chunk.choices[0]?.delta?.content ?? "");
-      expect(parts.filter(Boolean).length).toBeGreaterThanOrEqual(2);
+      const streamed = async () => {
+        const stream = await client.chat.completions.create({ model: CODER_SERVED_NAME, messages: [{ role: "user", content: "stream it" }], stream: true });
+        const parts: string[] = [];
+        for await (const chunk of stream) parts.push(chunk.choices[0]?.delta?.content ?? "");
+        return parts.filter(Boolean);
+      };
+      // About one stream in thirty is cut mid-way here ("terminated: other side closed"; see
+      // docs/real-engine.md, not pinned down): tried twice, and the cut is reported.
+      const parts = await streamed().catch(async (error: Error) => {
+        console.warn(`${tier.label}: a streamed completion was cut (${error.message}); trying once more`);
+        return streamed();
+      });
+      expect(parts.length).toBeGreaterThanOrEqual(2);
     });
 
     it("transcribes and speaks through the gateway (the hub's launchers in the speech containers)", async () => {
@@ -185,6 +196,14 @@ for (const tier of TIERS) {
         const read = await ocr.chat.completions.create({ model: OCR_SERVED_NAME, messages: [{ role: "user", content: "Free OCR." }] });
         expect(read.choices[0].message.content).toMatch(/answer from vllm/);
       }
+    });
+
+    it("writes an audit row for each request to the stack's PostgreSQL", async () => {
+      const count = async () => Number((await execIn(node.auditDb, ["psql", "-h", "127.0.0.1", "-U", node.plan.auditDatabase.user, "-d", "postgres", "-tAc", `SELECT count(*) FROM ${DECISIONS_TABLE}`], [`PGPASSWORD=${node.plan.auditDatabase.password}`])).output.trim() || "0");
+      const deadline = Date.now() + 20_000;
+      while ((await count()) < 5 && Date.now() < deadline) await sleep(250);
+      // The requests above: the keyless one, a model nobody serves, models, chat, stream, transcription, speech (two), a document.
+      expect(await count()).toBeGreaterThanOrEqual(5);
     });
 
     it("sends the backends the hub's own key, never the user's", async () => {

@@ -412,6 +412,37 @@ export const LOCAL_IMAGES: readonly LocalImage[] = [
       'ENTRYPOINT ["/run.sh"]',
     ],
   },
+  {
+    // Not a hub image: the user's audit database (auditDatabaseUrl), which the tests start beside the gatekeeper.
+    ref: { repo: "inference-hub-test/postgres", tag: "debian-12", source: "Debian 12's postgresql-15 package" },
+    kind: "debian",
+    base: "debian",
+    uid: 0,
+    description: "Debian 12's PostgreSQL 15 on Debian 12 minbase: a throwaway audit database (POSTGRES_USER, POSTGRES_PASSWORD; password login from the container network)",
+    dockerfile: (ctx) => [
+      "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null && rm -rf /var/lib/apt/lists/* && mkdir -p /var/lib/postgresql/data /var/run/postgresql && chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql",
+      `COPY ${ctx.text(
+        "start.sh",
+        [
+          "#!/bin/sh",
+          "set -e",
+          "PGDATA=/var/lib/postgresql/data",
+          'if [ ! -s "$PGDATA/PG_VERSION" ]; then',
+          '  printf "%s\\n" "$POSTGRES_PASSWORD" > /tmp/pw',
+          '  /usr/lib/postgresql/15/bin/initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile=/tmp/pw -A scram-sha-256 -E UTF8 --locale=C >/dev/null',
+          "  rm -f /tmp/pw",
+          '  echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"',
+          "fi",
+          'exec /usr/lib/postgresql/15/bin/postgres -D "$PGDATA" -c "listen_addresses=*"',
+          "",
+        ].join("\n"),
+        0o755,
+      )} /usr/local/bin/start-postgres`,
+      "USER postgres",
+      "EXPOSE 5432",
+      'CMD ["/usr/local/bin/start-postgres"]',
+    ],
+  },
 ];
 
 /** Builds every image that is missing or whose recipe changed; returns their tags. */

@@ -1,4 +1,5 @@
 import { ALERTMANAGER_IMAGE, NODE_EXPORTER_IMAGE, PROMETHEUS_IMAGE } from "../../services/images";
+import type { ImageRef } from "../../services/spec";
 import { toolCli } from "./go-build";
 import { buildTool, prometheusModuleVersion, type PrometheusTool, toolBinaryPath } from "./prometheus-tools";
 
@@ -16,32 +17,18 @@ import { buildTool, prometheusModuleVersion, type PrometheusTool, toolBinaryPath
  * React app, which the module zip lacks): the API, /-/healthy and /-/ready answer; the UI pages do not.
  */
 
-export const PROMETHEUS_SERVER: PrometheusTool = {
-  name: "prometheus",
-  module: "github.com/prometheus/prometheus",
-  packagePath: "./cmd/prometheus",
-  version: PROMETHEUS_IMAGE.tag.replace(/^v/, ""),
-  moduleVersion: prometheusModuleVersion(PROMETHEUS_IMAGE.tag),
-};
+/** A server at its image's version; the Go module is tagged like the image unless said otherwise. */
+const server = (name: string, module: string, packagePath: string, image: ImageRef, extra: Partial<PrometheusTool> = {}): PrometheusTool => ({ name, module, packagePath, version: image.tag.replace(/^v/, ""), moduleVersion: image.tag, ...extra });
 
-export const ALERTMANAGER_SERVER: PrometheusTool = {
-  name: "alertmanager",
-  module: "github.com/prometheus/alertmanager",
-  packagePath: "./cmd/alertmanager",
-  version: ALERTMANAGER_IMAGE.tag.replace(/^v/, ""),
-  moduleVersion: ALERTMANAGER_IMAGE.tag,
+export const PROMETHEUS_SERVER = server("prometheus", "github.com/prometheus/prometheus", "./cmd/prometheus", PROMETHEUS_IMAGE, { moduleVersion: prometheusModuleVersion(PROMETHEUS_IMAGE.tag) });
+
+export const ALERTMANAGER_SERVER = server("alertmanager", "github.com/prometheus/alertmanager", "./cmd/alertmanager", ALERTMANAGER_IMAGE, {
   // ui/web.go embeds app/dist, the Elm UI its release builds with npm; the module zip has none.
   placeholders: { "ui/app/dist/index.html": "<!doctype html><title>Alertmanager</title><p>This Alertmanager was built from the Go module proxy without its web UI (inference-hub scripts/tools/prometheus-servers.ts); the API answers under /api/v2.\n" },
-};
+});
 
 /** node_exporter's main package is the module root. */
-export const NODE_EXPORTER: PrometheusTool = {
-  name: "node_exporter",
-  module: "github.com/prometheus/node_exporter",
-  packagePath: ".",
-  version: NODE_EXPORTER_IMAGE.tag.replace(/^v/, ""),
-  moduleVersion: NODE_EXPORTER_IMAGE.tag,
-};
+export const NODE_EXPORTER = server("node_exporter", "github.com/prometheus/node_exporter", ".", NODE_EXPORTER_IMAGE);
 
 export const PROMETHEUS_SERVERS: readonly PrometheusTool[] = [NODE_EXPORTER, ALERTMANAGER_SERVER, PROMETHEUS_SERVER];
 

@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -6,7 +7,7 @@ import { HUB_CONTAINER_LABEL } from "../../services/node-setup";
 import { CPU_CACHE_MOUNT } from "../../services/node-setup";
 import { PUBLIC_PORTS } from "../../services/ports";
 import { planKeysChange } from "../../scripts/lib/hub/keys";
-import { type ContainerInputs, containerLogs, createContainerAsProvider, engine, engineRequest, inspectContainer } from "./docker-engine";
+import { type ContainerInputs, containerLogs, createContainerAsProvider, engine, engineRequest, execIn, inspectContainer } from "./docker-engine";
 import { freePort } from "./loopback";
 import { runProgram } from "./mock-run";
 import { sleep } from "./processes";
@@ -38,7 +39,19 @@ export interface DockerPlan {
   readonly backendKey: string;
   /** Private addresses of the GPU nodes the plan names (stand-in addresses from the mock cloud). */
   readonly gpuPrivateIps: readonly string[];
+  /** The audit database the stack names (auditDatabaseUrl): started beside the node by startCpuNode. */
+  readonly auditDatabase: AuditDatabase;
 }
+
+/** A user's PostgreSQL for the audit log: Debian's PostgreSQL in a container on the node's network. */
+export interface AuditDatabase {
+  readonly host: string;
+  readonly user: string;
+  readonly password: string;
+}
+
+const AUDIT_DB_IMAGE = "inference-hub-test/postgres:debian-12";
+export const auditDatabaseUrl = (db: AuditDatabase) => `postgres://${db.user}:${db.password}@${db.host}:5432/postgres`;
 
 const CONTAINER = "docker:index/container:Container";
 const IMAGE = "docker:index/remoteImage:RemoteImage";
@@ -48,8 +61,9 @@ const COMMANDS = ["command:remote:Command", "command:local:Command"];
 /** Runs the plan for `settings` with a user's key and a backends' key, and keeps the CPU node's part. */
 export async function planCpuNode(settings: Record<string, unknown>): Promise<DockerPlan> {
   const created = planKeysChange({ version: 1, keys: [] }, "create", [], { name: "engine-test", scopes: "llm,ocr,stt,tts,admin" }, new Date());
-  const backendKey = `hub-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
-  const run = await runProgram(settings, { secrets: { hubApiKey: backendKey, apiKeys: JSON.stringify(created.file) } });
+  const backendKey = `hub-${randomBytes(18).toString("hex")}`;
+  const auditDatabase = { host: "audit-db", user: "hub", password: randomBytes(12).toString("hex") };
+  const run = await runProgram(settings, { secrets: { hubApiKey: backendKey, apiKeys: JSON.stringify(created.file), auditDatabaseUrl: auditDatabaseUrl(auditDatabase) } });
   const onCpu = (name: string) => name.startsWith("cpu-containers-");
   const images = new Map(run.byType(IMAGE).filter((r) => onCpu(r.name)).map((r) => [r.name.replace(/^cpu-containers-image-/, ""), String(r.rawInputs.name)]));
   const containers = run.byType(CONTAINER).filter((r) => onCpu(r.name)).map((r) => {
@@ -65,13 +79,15 @@ export async function planCpuNode(settings: Record<string, unknown>): Promise<Do
   if (!network) throw new Error("no Docker network on the CPU node");
   const dataRoot = settings.tier === "local" ? String(run.outputs.dataDir) : CPU_CACHE_MOUNT;
   const gpuPrivateIps = run.byType("digitalocean:index/droplet:Droplet").filter((d) => !d.name.startsWith("cpu-")).map((d) => String(d.cloudOutputs?.ipv4AddressPrivate));
-  return { tier: String(settings.tier), containers, commands, network: { name: String(network.rawInputs.name), driver: String(network.rawInputs.driver) }, dataRoot, userKey: created.newKey!, backendKey, gpuPrivateIps };
+  return { tier: String(settings.tier), containers, commands, network: { name: String(network.rawInputs.name), driver: String(network.rawInputs.driver) }, dataRoot, userKey: created.newKey!, backendKey, gpuPrivateIps, auditDatabase };
 }
 
 export interface StartedNode {
   readonly plan: DockerPlan;
-  /** Container name → id. */
+  /** Container name → id (the plan's containers). */
   readonly ids: ReadonlyMap<string, string>;
+  /** The audit database's container. */
+  readonly auditDb: string;
   /** `<container>:<internal port>` → the loopback port it is published on here. */
   readonly ports: ReadonlyMap<string, number>;
   readonly dataDir: string;
@@ -102,6 +118,14 @@ export async function startCpuNode(plan: DockerPlan): Promise<StartedNode> {
   await engine("POST", "/networks/create", { Name: plan.network.name, Driver: plan.network.driver, CheckDuplicate: true });
   const ports = new Map<string, number>();
   const ids = new Map<string, string>();
+  // The user's audit database first, so the gatekeeper finds it (it would spool and retry otherwise).
+  const db = plan.auditDatabase;
+  const auditDb = await createContainerAsProvider({ name: db.host, image: AUDIT_DB_IMAGE, envs: [`POSTGRES_USER=${db.user}`, `POSTGRES_PASSWORD=${db.password}`], labels: [{ label: HUB_CONTAINER_LABEL, value: "audit-database (test)" }], networksAdvanced: [{ name: plan.network.name, aliases: [db.host] }] });
+  const deadline = Date.now() + 60_000;
+  while ((await execIn(auditDb, ["pg_isready", "-q", "-h", "127.0.0.1"])).exitCode !== 0) {
+    if (Date.now() > deadline) throw new Error(`the audit database did not start: ${await containerLogs(auditDb)}`);
+    await sleep(250);
+  }
   for (const c of plan.containers) {
     const published = [];
     for (const p of c.ports ?? []) {
@@ -135,6 +159,7 @@ export async function startCpuNode(plan: DockerPlan): Promise<StartedNode> {
   return {
     plan,
     ids,
+    auditDb,
     ports,
     dataDir,
     baseUrl: `http://127.0.0.1:${gateway}/v1`,

@@ -179,8 +179,8 @@ export async function containerLogs(id: string): Promise<string> {
 }
 
 /** Runs `cmd` in a running container and returns its exit code and output. */
-export async function execIn(id: string, cmd: string[], user?: string): Promise<{ exitCode: number; output: string }> {
-  const exec = await engine<{ Id: string }>("POST", `/containers/${id}/exec`, { Cmd: cmd, AttachStdout: true, AttachStderr: true, ...(user ? { User: user } : {}) });
+export async function execIn(id: string, cmd: string[], env: readonly string[] = []): Promise<{ exitCode: number; output: string }> {
+  const exec = await engine<{ Id: string }>("POST", `/containers/${id}/exec`, { Cmd: cmd, AttachStdout: true, AttachStderr: true, Env: env });
   const res = await engineRequest("POST", `/exec/${exec.Id}/start`, { Detach: false, Tty: false });
   const out: string[] = [];
   let at = 0;
