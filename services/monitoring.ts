@@ -188,7 +188,9 @@ export function nodeExporterSpec(node: string): ServiceSpec {
     program: "node-exporter",
     node,
     image: NODE_EXPORTER_IMAGE,
-    command: ["--path.rootfs=/host", `--web.listen-address=:${MONITORING_PORTS.nodeExporter}`],
+    // --path.rootfs does not move udev's data (default /run/udev/data, the container's own, empty): without this the
+    // diskstats collector logs "Failed to open directory" and loses the disks' device properties (seen on the real engine).
+    command: ["--path.rootfs=/host", "--path.udev.data=/host/run/udev/data", `--web.listen-address=:${MONITORING_PORTS.nodeExporter}`],
     env: {},
     secretEnv: {},
     port: MONITORING_PORTS.nodeExporter,
