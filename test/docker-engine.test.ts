@@ -82,7 +82,7 @@ describe.skipIf(Boolean(missing))("the local images", () => {
       expect(start.status).toBe(500);
       expect(start.body.toString()).toMatch(/read-only file system/);
     } finally {
-      await engineRequest("DELETE", "/containers/ih-nested-mount-check?force=1");
+      await engineRequest("DELETE", "/containers/ih-nested-mount-check?force=1&v=1");
       rmSync(dir, { recursive: true, force: true });
       rmSync(`${dir}-targets`, { recursive: true, force: true });
     }
@@ -224,8 +224,17 @@ for (const tier of TIERS) {
   });
 }
 
+const volumeNames = async () => new Set(((await engine<{ Volumes: { Name: string }[] | null }>("GET", "/volumes")).Volumes ?? []).map((v) => v.Name));
+let volumesBefore = new Set<string>();
+beforeAll(async () => {
+  if (!missing) volumesBefore = await volumeNames();
+});
+
 afterAll(async () => {
-  if (!missing) await removeHubContainers("hub");
-  // Nothing of the hub is left behind: no container, no network.
-  if (!missing) expect((await engine<unknown[]>("GET", `/containers/json?all=1&filters=${encodeURIComponent(JSON.stringify({ label: ["inference-hub.role"] }))}`)).length).toBe(0);
+  if (missing) return;
+  await removeHubContainers("hub");
+  // Nothing is left behind: no container, no network, no volume.
+  expect((await engine<unknown[]>("GET", `/containers/json?all=1&filters=${encodeURIComponent(JSON.stringify({ label: ["inference-hub.role"] }))}`)).length).toBe(0);
+  expect((await engine<{ Name: string }[]>("GET", "/networks")).map((n) => n.Name)).not.toContain("hub");
+  expect([...(await volumeNames())].filter((v) => !volumesBefore.has(v))).toEqual([]);
 });
