@@ -92,7 +92,8 @@ describe.skipIf(Boolean(missing))("the local images", () => {
 /** The tiers whose CPU node runs here, one at a time. */
 const TIERS: readonly { readonly label: string; readonly settings: Record<string, unknown> }[] = [
   { label: "local", settings: { tier: "local" } },
-  { label: "cpu", settings: { tier: "cpu" } },
+  // The schema's largest rate limits: the gatekeeper once refused the environment they rendered (issue 17, defect 5).
+  { label: "cpu (rate limits at the schema's maximum)", settings: { tier: "cpu", rateLimitPerMinute: 100_000, rateLimitBurst: 100_000 } },
   { label: "gpu", settings: { tier: "gpu" } },
   { label: "hybrid (GPU on)", settings: { tier: "hybrid", gpuEnabled: true } },
   { label: "multigpu", settings: { tier: "multigpu" } },
