@@ -4,7 +4,7 @@ import type { ServiceSpec } from "../../services/spec";
 import type { HubConfig } from "../../stacks/hub-config";
 import { pictureOf, renderMermaid } from "./diagram";
 import { planFromFile, stackFilePath } from "./plan-runner";
-import { ERRORS_IMAGE, IMAGES, MONITORING_IMAGES, NODE_IMAGE, TRAEFIK_IMAGE } from "../../services/images";
+import { ERRORS_IMAGE, IMAGE_USERS, IMAGES, MONITORING_IMAGES, NODE_IMAGE, TRAEFIK_IMAGE } from "../../services/images";
 import { routeTable } from "../../services/routes";
 import { imageName } from "../../services/spec";
 import { CPU_SIZES, GPU_SIZES } from "../../stacks/catalogue/droplets";
@@ -81,7 +81,8 @@ export function routesTable(): string {
 
 export function imagesTable(): string {
   const images = [TRAEFIK_IMAGE, ERRORS_IMAGE, NODE_IMAGE, ...IMAGES, ...MONITORING_IMAGES];
-  return mdTable(["image", "source of the pin"], images.map((i) => [`\`${imageName(i)}\``, i.source.replace(/\|/g, "/")]));
+  const user = (repo: string) => (IMAGE_USERS[repo] ? `${IMAGE_USERS[repo].uid} (${IMAGE_USERS[repo].source.replace(/\|/g, "/")})` : "not recorded");
+  return mdTable(["image", "runs as uid", "source of the pin"], images.map((i) => [`\`${imageName(i)}\``, user(i.repo), i.source.replace(/\|/g, "/")]));
 }
 
 /** Tiers the seed table shows: hybrid is the gpu tier's GPU on demand, local the cpu tier's services at home. */
