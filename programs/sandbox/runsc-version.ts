@@ -9,3 +9,14 @@
  */
 export const RUNSC_MODULE = "gvisor.dev/gvisor";
 export const RUNSC_VERSION = "v0.0.0-20260701204157-69c2d17aea96";
+
+/** The link flag that makes `runsc --version` name the pseudo-version (`go install` alone leaves "VERSION_MISSING"). */
+export const RUNSC_LDFLAGS = `-X gvisor.dev/gvisor/runsc/version.version=${RUNSC_VERSION}`;
+/** The package `go install` builds. */
+export const RUNSC_PACKAGE = `${RUNSC_MODULE}/runsc@${RUNSC_VERSION}`;
+/**
+ * The Go toolchain the node builds runsc with: the one the tests' runsc is built with here
+ * (/usr/local/go, go1.26.8; gvisor's go.mod asks for go 1.26.3 or newer). Debian's golang-go
+ * fetches it as the golang.org/toolchain module, checked against the Go checksum database.
+ */
+export const RUNSC_GO_TOOLCHAIN = "go1.26.8";

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { RUNSC_MODULE, RUNSC_VERSION } from "../../programs/sandbox/runsc-version";
+import { RUNSC_LDFLAGS, RUNSC_MODULE, RUNSC_PACKAGE, RUNSC_VERSION } from "../../programs/sandbox/runsc-version";
 import { BuildError, buildLock, goBinary, runGo, toolCli, toolsCacheRoot } from "./go-build";
 
 /**
@@ -22,7 +22,6 @@ import { BuildError, buildLock, goBinary, runGo, toolCli, toolsCacheRoot } from 
  */
 
 const ENV = { CGO_ENABLED: "0", GOWORK: "off", GOFLAGS: "-buildvcs=false", GOTOOLCHAIN: "local" } as const;
-const VERSION_VARIABLE = "gvisor.dev/gvisor/runsc/version.version";
 
 /** INFERENCE_HUB_RUNSC overrides; else ~/.cache/inference-hub/tools/runsc-<version>/runsc. */
 export function runscBinaryPath(): string {
@@ -60,7 +59,7 @@ export function buildRunsc(log: (line: string) => void = (l) => process.stderr.w
     const downloaded = JSON.parse(run(["mod", "download", "-json", `${RUNSC_MODULE}@${RUNSC_VERSION}`], work)) as { Info: string };
     const commitTime = (JSON.parse(readFileSync(downloaded.Info, "utf8")) as { Time: string }).Time;
     const started = Date.now();
-    run(["install", "-trimpath", "-ldflags", `-X ${VERSION_VARIABLE}=${RUNSC_VERSION}`, `${RUNSC_MODULE}/runsc@${RUNSC_VERSION}`], work, { GOBIN: work });
+    run(["install", "-trimpath", "-ldflags", RUNSC_LDFLAGS, RUNSC_PACKAGE], work, { GOBIN: work });
     const staged = path.join(work, "runsc");
     const version = builtRunscVersion(staged);
     if (version !== RUNSC_VERSION) throw new BuildError(`the built runsc reports version ${version}, the pin says ${RUNSC_VERSION}`);

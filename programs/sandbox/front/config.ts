@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { SANDBOX_FRONT_PORT } from "../protocol";
 
 /**
@@ -9,7 +10,7 @@ export interface FrontConfig {
   readonly port: number;
   /** SANDBOX_FRONT_HOST. @default "0.0.0.0" (the gateway node's Docker network; never published) */
   readonly host: string;
-  /** SANDBOX_NODE_URL: the sandbox API on the sandbox node's private address, e.g. http://10.110.0.5:8090. */
+  /** SANDBOX_NODE_URL, or the first line of the file SANDBOX_NODE_URL_FILE names (the deployment writes it once the node's address is known): the sandbox API on the sandbox node's private address, e.g. http://10.110.0.5:8090. */
   readonly nodeUrl: string;
   /** SANDBOX_NODE_TOKEN: the token the sandbox node knows by its digest (a Pulumi secret; only this container holds it). */
   readonly nodeToken: string;
@@ -26,7 +27,8 @@ export class FrontConfigError extends Error {
   }
 }
 
-export function readFrontConfig(env: Readonly<Record<string, string | undefined>> = process.env): FrontConfig {
+export function readFrontConfig(environment: Readonly<Record<string, string | undefined>> = process.env): FrontConfig {
+  let env = environment;
   const problems: string[] = [];
   const text = (name: string): string | undefined => env[name]?.trim() || undefined;
   const integer = (name: string, fallback: number, min: number, max: number): number => {
@@ -45,6 +47,14 @@ export function readFrontConfig(env: Readonly<Record<string, string | undefined>
     if (!/^http:\/\/[A-Za-z0-9.:[\]_-]+(:\d+)?(\/\S*)?$/.test(value)) problems.push(`${name}=${value} must be an http:// URL (a private address or a container name)`);
     return value.replace(/\/$/, "");
   };
+  const urlFile = text("SANDBOX_NODE_URL_FILE");
+  if (text("SANDBOX_NODE_URL") === undefined && urlFile !== undefined) {
+    try {
+      env = { ...env, SANDBOX_NODE_URL: readFileSync(urlFile, "utf8").split("\n")[0] };
+    } catch (error) {
+      problems.push(`SANDBOX_NODE_URL_FILE=${urlFile} cannot be read (${(error as Error).message})`);
+    }
+  }
   const nodeToken = text("SANDBOX_NODE_TOKEN") ?? "";
   if (nodeToken.length < 32 || /\s/.test(nodeToken)) problems.push("SANDBOX_NODE_TOKEN must be the sandbox token: at least 32 characters, no spaces");
   const config: FrontConfig = {
