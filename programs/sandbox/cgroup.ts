@@ -75,7 +75,8 @@ export class SandboxCgroup {
 
   /** The directories that exist for this cgroup (empty once runsc deleted it). */
   existing(): string[] {
-    const dirs = this.version === 2 ? [this.dir("")] : ["cpu", "cpuacct", "cpuset", "memory", "pids", "devices", "freezer", "blkio"].map((c) => this.dir(c));
+    // v1: every hierarchy, named ones (name=systemd) included: runsc makes its directory in each.
+    const dirs = this.version === 2 ? [this.dir("")] : readdirSync(this.root).map((c) => this.dir(c));
     return [...new Set(dirs)].filter((d) => existsSync(d));
   }
 
