@@ -49,7 +49,7 @@ function hubSecrets(hub: HubConfig): Record<SecretName, pulumi.Output<string>> {
   const autoscalerDispatchToken = config.getSecret("autoscalerDispatchToken") ?? pulumi.secret("");
   const autoscalerBillingToken = config.getSecret("autoscalerBillingToken") ?? pulumi.secret("");
   // Opens the sandbox API only; the sandbox node gets its digest, the front on the gateway node the token.
-  const sandboxToken = hub.sandbox ? pulumi.secret(new random.RandomPassword("sandbox-token", { length: 48, special: false }).result) : pulumi.secret("");
+  const sandboxToken = !hub.sandbox ? pulumi.secret("") : (config.getSecret("sandboxToken") ?? pulumi.secret(new random.RandomPassword("sandbox-token", { length: 48, special: false }).result));
   return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerBillingToken, sandboxToken };
 }
 

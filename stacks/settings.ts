@@ -188,6 +188,10 @@ export const SECRET_SETTINGS = {
     type: "string",
     description: "Fine-grained GitHub token for the autoscaler: repository access to autoscalerDispatchRepo only, permission Actions: write (it can start workflows, nothing else). Unset: the controller runs in advice mode.",
   },
+  sandboxToken: {
+    type: "string",
+    description: "The token the sandbox front on the gateway node presents to the sandbox node, which keeps only its SHA-256 (sandbox on). Unset: a random 48-character token kept in the stack's state.",
+  },
   autoscalerBillingToken: {
     type: "string",
     description: "Optional DigitalOcean token with read-only scope for the autoscaler's billing cross-check (GET /v2/customers/my/balance). Never the write token the deploy uses.",
