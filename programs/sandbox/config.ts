@@ -1,5 +1,6 @@
 import { cpus, totalmem } from "node:os";
 import { LIMIT_NAMES, type Limits } from "./protocol";
+import { envReader } from "./env";
 import { MAX_LIMITS, MIN_LIMITS, nodeCeiling } from "./limits";
 
 /**
@@ -49,15 +50,7 @@ export class SandboxConfigError extends Error {
 type Env = Readonly<Record<string, string | undefined>>;
 
 export function readSandboxConfig(env: Env = process.env, machine = { cpus: cpus().length, memoryBytes: totalmem() }): SandboxConfig {
-  const problems: string[] = [];
-  const text = (name: string): string | undefined => env[name]?.trim() || undefined;
-  const integer = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = text(name);
-    if (raw === undefined) return fallback;
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < min || value > max) problems.push(`${name}=${raw} is not valid; use a whole number from ${min} to ${max}`);
-    return value;
-  };
+  const { problems, text, integer } = envReader(() => env);
   const digest = text("SANDBOX_TOKEN_SHA256") ?? "";
   if (!/^[0-9a-f]{64}$/.test(digest)) problems.push("SANDBOX_TOKEN_SHA256 must be the 64 lower-case hex digits of the SHA-256 of the gateway's sandbox token");
   const platform = text("SANDBOX_PLATFORM") ?? "systrap";

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "../gatekeeper/log";
 import { errorText } from "../gatekeeper/log";
+import type { SandboxConfig } from "./config";
 import type { LanguageTable } from "./languages";
 import { DEFAULT_LIMITS, MIN_LIMITS, resolveLimits } from "./limits";
 import { WarmPool } from "./pool";
@@ -18,21 +19,10 @@ import { Slots } from "./slots";
 
 export { ApiRefusal };
 
-export interface ExecutorOptions {
+/** The node's shape (config.ts documents each): ceiling, slots, queue, warm pool, sessions. */
+export interface ExecutorOptions extends Pick<SandboxConfig, "ceiling" | "slots" | "slotsPerKey" | "queueLimit" | "warm" | "maxSessions" | "maxSessionsPerKey"> {
   readonly host: SandboxHost;
   readonly languages: LanguageTable;
-  /** The most any request may ask for on this node. */
-  readonly ceiling: Limits;
-  /** Executions at once on the node (each sandbox is held to one CPU). */
-  readonly slots: number;
-  /** Executions at once for one key (a key cannot take the whole node). */
-  readonly slotsPerKey: number;
-  /** Requests that may wait for a slot before the node answers 503. */
-  readonly queueLimit: number;
-  /** Fresh sandboxes kept ready. */
-  readonly warm: number;
-  readonly maxSessions: number;
-  readonly maxSessionsPerKey: number;
   /** @default 600 s */
   readonly sessionTtlSeconds?: number;
   /** @default 3600 s */

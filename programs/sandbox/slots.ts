@@ -1,10 +1,9 @@
+import { ApiRefusal } from "./refusal";
+
 /**
  * Executions at once: `total` on the node, `perKey` for one key, and at most `queueLimit` waiting
  * in arrival order. Past those the API refuses at once (a queue that only grows helps nobody).
  */
-
-import { ApiRefusal } from "./refusal";
-
 interface Waiter {
   readonly keyId: string;
   readonly grant: () => void;

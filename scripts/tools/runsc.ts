@@ -1,8 +1,8 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { RUNSC_LDFLAGS, RUNSC_MODULE, RUNSC_PACKAGE, RUNSC_VERSION } from "../../programs/sandbox/runsc-version";
-import { BuildError, buildLock, goBinary, runGo, toolCli, toolsCacheRoot } from "./go-build";
+import { BuildError, buildLock, goBinary, installBuilt, runGo, toolCli, toolsCacheRoot } from "./go-build";
 
 /**
  * Builds gVisor's `runsc` from the Go module proxy at the pinned pseudo-version
@@ -63,11 +63,7 @@ export function buildRunsc(log: (line: string) => void = (l) => process.stderr.w
     const staged = path.join(work, "runsc");
     const version = builtRunscVersion(staged);
     if (version !== RUNSC_VERSION) throw new BuildError(`the built runsc reports version ${version}, the pin says ${RUNSC_VERSION}`);
-    const seconds = Math.round((Date.now() - started) / 1000);
-    writeFileSync(path.join(outDir, "build.json"), `${JSON.stringify({ tool: "runsc", version, module: `${RUNSC_MODULE}@${RUNSC_VERSION}`, commitTime, go: goVersion, builtAt: new Date().toISOString(), seconds }, null, 2)}\n`);
-    renameSync(staged, binary);
-    log(`built ${binary} in ${seconds} s`);
-    return binary;
+    return installBuilt(staged, binary, { tool: "runsc", version, module: `${RUNSC_MODULE}@${RUNSC_VERSION}`, commitTime, go: goVersion }, started, log);
   } finally {
     if (work) rmSync(work, { recursive: true, force: true });
     unlock();

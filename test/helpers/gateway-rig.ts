@@ -339,19 +339,6 @@ export class GatewayRig {
     });
   }
 
-  /** Rows of gatekeeper.sandbox_executions, once the spool is shipped. */
-  async executionRows(): Promise<Record<string, unknown>[]> {
-    await this.auditShipped();
-    const client = new Client({ connectionString: this.databaseUrl });
-    client.on("error", () => undefined);
-    await client.connect();
-    try {
-      return (await client.query("SELECT * FROM gatekeeper.sandbox_executions ORDER BY reported_at")).rows as Record<string, unknown>[];
-    } finally {
-      await client.end();
-    }
-  }
-
   /** Writes the controller's config file of a variant (as the deploy rewrites it), temp file then rename. */
   writeAutoscalerConfig(variant: RoutesVariant): void {
     const doc = this.variants[variant].autoscalerConfig;
@@ -384,13 +371,22 @@ export class GatewayRig {
   }
 
   /** Rows the gatekeeper shipped to PostgreSQL, after waiting until its spool is fully shipped. */
-  async auditRows(): Promise<Record<string, unknown>[]> {
+  auditRows(): Promise<Record<string, unknown>[]> {
+    return this.shippedRows("SELECT * FROM gatekeeper.decisions ORDER BY decided_at");
+  }
+
+  /** Rows of gatekeeper.sandbox_executions, once the spool is shipped. */
+  executionRows(): Promise<Record<string, unknown>[]> {
+    return this.shippedRows("SELECT * FROM gatekeeper.sandbox_executions ORDER BY reported_at");
+  }
+
+  private async shippedRows(sql: string): Promise<Record<string, unknown>[]> {
     await this.auditShipped();
     const client = new Client({ connectionString: this.databaseUrl });
     client.on("error", () => undefined);
     await client.connect();
     try {
-      return (await client.query("SELECT * FROM gatekeeper.decisions ORDER BY decided_at")).rows as Record<string, unknown>[];
+      return (await client.query(sql)).rows as Record<string, unknown>[];
     } finally {
       await client.end();
     }

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { envReader } from "../env";
 import { SANDBOX_FRONT_PORT } from "../protocol";
 
 /**
@@ -29,15 +30,7 @@ export class FrontConfigError extends Error {
 
 export function readFrontConfig(environment: Readonly<Record<string, string | undefined>> = process.env): FrontConfig {
   let env = environment;
-  const problems: string[] = [];
-  const text = (name: string): string | undefined => env[name]?.trim() || undefined;
-  const integer = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = text(name);
-    if (raw === undefined) return fallback;
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < min || value > max) problems.push(`${name}=${raw} is not valid; use a whole number from ${min} to ${max}`);
-    return value;
-  };
+  const { problems, text, integer } = envReader(() => env);
   const url = (name: string, required: boolean): string | undefined => {
     const value = text(name);
     if (value === undefined) {
