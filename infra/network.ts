@@ -88,7 +88,7 @@ export class HubNetwork extends pulumi.ComponentResource {
   /** Tag name → its resource; droplets reference `.name` so they wait for the tag. */
   public readonly tags: ReadonlyMap<string, digitalocean.Tag>;
   /** Anything that logs in over SSH waits for these: their SSH rule may have just moved to this machine. */
-  public firewalls: readonly digitalocean.Firewall[];
+  public readonly firewalls: readonly digitalocean.Firewall[];
 
   constructor(name: string, args: HubNetworkArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("inference-hub:network:HubNetwork", name, {}, opts);
@@ -112,7 +112,7 @@ export class HubNetwork extends pulumi.ComponentResource {
       { protocol: "udp", portRange: "1-65535", destinationAddresses: ANYWHERE },
       { protocol: "icmp", destinationAddresses: ANYWHERE },
     ];
-    this.firewalls = (["gateway", "gpu"] as const).map(
+    const hubFirewalls = (["gateway", "gpu"] as const).map(
       (role) =>
         new digitalocean.Firewall(
           `${name}-firewall-${role}`,
@@ -120,16 +120,14 @@ export class HubNetwork extends pulumi.ComponentResource {
           { parent: this },
         ),
     );
-    if (args.sandboxTag) {
-      this.firewalls = [
-        ...this.firewalls,
-        new digitalocean.Firewall(
+    const sandboxFirewall = args.sandboxTag
+      ? new digitalocean.Firewall(
           `${name}-firewall-sandbox`,
           { name: `${args.cloudName}-sandbox`, tags: [tagName(args.sandboxTag)], inboundRules: inboundRules("sandbox").map(toRule), outboundRules: SANDBOX_OUTBOUND.map((r) => ({ ...r, destinationAddresses: ANYWHERE })) },
           { parent: this },
-        ),
-      ];
-    }
+        )
+      : undefined;
+    this.firewalls = [...hubFirewalls, ...(sandboxFirewall ? [sandboxFirewall] : [])];
     this.registerOutputs({ vpcId: this.vpc.id, vpcCidr: this.vpcCidr });
   }
 }

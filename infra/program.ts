@@ -272,7 +272,7 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
     ? sandboxNode(SANDBOX_NODE_NAME, { plan: hub.sandbox, token: secrets.sandboxToken, cloudName: `${cloudName}-${SANDBOX_NODE_NAME}`, region: hub.region, vpcId: network.vpc.id, sshKeys, sshKeyResources: deployerKey.resource ? [deployerKey.resource] : [], tags: [tag(tags.stack), tag(tags.tier), tag(tags.sandbox)], ssh, sshFirewalls: network.firewalls })
     : undefined;
   const droplet = (n: HubNode): DropletTarget => ({ kind: "droplet", host: n.publicIp, privateIp: n.privateIp, ready: n.ready, ssh: n.ssh });
-  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), secrets, apiKeysDocument(), alertSecrets(hub), sandbox ? { privateIp: sandbox.node.privateIp, api: sandbox.api } : undefined);
+  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), secrets, apiKeysDocument(), alertSecrets(hub), sandbox ? { privateIp: sandbox.node.privateIp } : undefined);
 
   const gateway = new GatewayAddress("gateway-address", { region: hub.region, dropletId: cpu.dropletId });
 

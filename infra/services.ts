@@ -32,7 +32,7 @@ export function deployServices(
   secrets: Readonly<Record<SecretName, pulumi.Output<string>>>,
   apiKeys: pulumi.Output<string>,
   alertSecrets: Omit<MonitoringSecrets, "hubApiKey"> = {},
-  sandbox?: { readonly privateIp: pulumi.Input<string>; readonly api: pulumi.Resource },
+  sandbox?: { readonly privateIp: pulumi.Input<string> },
 ): Map<string, ContainerHost> {
   const specs = hubServiceSpecs(hub);
   const onNode = (node: string) => specs.filter((s) => s.node === node);
@@ -80,11 +80,13 @@ export function deployServices(
               { path: AUTOSCALER_FILES.config, content: autoscalerFile },
             ]
           : []),
-        // The front's address of the sandbox node, written once its API answers there.
+        // The front's address of the sandbox node: known once the droplet exists. Not after its API is up
+        // (a first boot builds gVisor for minutes): the gateway's containers must not wait for that;
+        // the route answers 502/503 until the API answers.
         ...(sandbox
           ? [
               { path: SANDBOX_FRONT_FILES.bundle, content: sandboxFrontBundle(), restarts: [SANDBOX_FRONT_CONTAINER] },
-              { path: SANDBOX_FRONT_FILES.nodeUrl, content: pulumi.output(sandbox.privateIp).apply((ip) => `${sandboxNodeUrl(ip)}\n`), restarts: [SANDBOX_FRONT_CONTAINER], after: [sandbox.api] },
+              { path: SANDBOX_FRONT_FILES.nodeUrl, content: pulumi.output(sandbox.privateIp).apply((ip) => `${sandboxNodeUrl(ip)}\n`), restarts: [SANDBOX_FRONT_CONTAINER] },
             ]
           : []),
         ...monitoringFiles(hub, specs, routes, privateIps, cpu.kind === "droplet" ? cpu.privateIp : undefined, { ...alertSecrets, hubApiKey: secrets.hubApiKey }, waits),

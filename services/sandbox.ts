@@ -6,7 +6,7 @@ import { SANDBOX_NODE_RUNTIME } from "../programs/sandbox/bundle";
 import { CPU_NODE_NAME, type HubConfig } from "../stacks/hub-config";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
 import { NODE_IMAGE } from "./images";
-import { AUTO_UPGRADES, AUTO_UPGRADES_PATH, CLOUD_INIT_WAIT_SECONDS, CPU_CACHE_MOUNT, SSHD_DROP_IN, SSHD_DROP_IN_PATH } from "./node-setup";
+import { AUTO_UPGRADES, AUTO_UPGRADES_PATH, CPU_CACHE_MOUNT, SSHD_DROP_IN, SSHD_DROP_IN_PATH } from "./node-setup";
 import type { ServiceSpec } from "./spec";
 import { EXECUTIONS_PATH } from "../programs/gatekeeper/protocol";
 
@@ -40,6 +40,8 @@ export const SANDBOX_NODE_PATHS = {
   state: "/run/inference-hub-sandbox",
 } as const;
 export const SANDBOX_SERVICE = "inference-hub-sandbox.service";
+/** The first boot builds runsc (about 10 minutes on 2 vCPUs) and the Debian tree from the snapshot archive (slow at times). */
+export const SANDBOX_SETUP_WAIT_SECONDS = 3600;
 const SETUP_UNIT = "inference-hub-sandbox-setup.service";
 const SETUP_UNIT_PATH = `/etc/systemd/system/${SETUP_UNIT}`;
 
@@ -165,7 +167,7 @@ function setupUnit(): string {
     "Type=oneshot",
     "RemainAfterExit=yes",
     `ExecStart=${SANDBOX_NODE_PATHS.setup}`,
-    "TimeoutStartSec=3600",
+    `TimeoutStartSec=${SANDBOX_SETUP_WAIT_SECONDS}`,
     "",
     "[Install]",
     "WantedBy=multi-user.target",
@@ -216,7 +218,7 @@ export function sandboxReadinessScript(): string {
     'export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"',
     'fail() { echo "not ready: sandbox: $*" >&2; exit 1; }',
     "rc=0",
-    `timeout ${CLOUD_INIT_WAIT_SECONDS} cloud-init status --wait >/dev/null 2>&1 || rc=$?`,
+    `timeout ${SANDBOX_SETUP_WAIT_SECONDS} cloud-init status --wait >/dev/null 2>&1 || rc=$?`,
     'case "$rc" in 0|2) ;; 124) fail "cloud-init still running (building runsc takes about 10 minutes)" ;; *) timeout 30 cloud-init status --long >&2 || true; tail -n 40 /var/log/cloud-init-output.log >&2 || true; fail "cloud-init reported an error (exit $rc)" ;; esac',
     `version=$(${SANDBOX_NODE_PATHS.runsc} --version 2>&1 | head -n1 || true)`,
     `[ "$version" = ${sq(`runsc version ${RUNSC_VERSION}`)} ] || fail "runsc is \${version:-missing}, expected ${RUNSC_VERSION} (journalctl -u ${SETUP_UNIT})"`,
