@@ -73,6 +73,18 @@ describe.skipIf(Boolean(missing))("sandbox executions on the real runsc", () => 
       expect(sh.json).toMatchObject({ stdout: "got hello\n", stderr: "oops\n", exit_code: 7, signal: null });
     }, 60_000);
 
+    it("a key's own ceiling (from the gatekeeper) lowers the node's, and the defaults with it", async () => {
+      const tight = { "x-hub-sandbox-limits": JSON.stringify({ wall_ms: 800, memory_bytes: 96 * 1024 * 1024 }) };
+      const asked = await sandbox.call("POST", "/v1/sandbox/executions", { language: "bash", files: [{ content: "true" }], limits: { wall_ms: 5000 } }, "k_tight", tight);
+      expect(asked.status).toBe(400);
+      expect(asked.json.error.message).toMatch(/limits\.wall_ms 5000 .* to 800 ms/);
+      const defaulted = await sandbox.call("POST", "/v1/sandbox/executions", { language: "bash", files: [{ content: "sleep 5" }] }, "k_tight", tight);
+      expect(defaulted.json.limits).toMatchObject({ wall_ms: 800, memory_bytes: 96 * 1024 * 1024 });
+      expect(defaulted.json.limits_hit).toEqual(["wall"]);
+      const garbled = await sandbox.call("POST", "/v1/sandbox/executions", { language: "bash", files: [{ content: "true" }] }, "k_tight", { "x-hub-sandbox-limits": '{"wall_ms": -1}' });
+      expect(garbled.status).toBe(500);
+    }, 30_000);
+
     it("reports a program that dies of a signal by the signal", async () => {
       const { json } = await run({ language: "bash", files: [{ content: "kill -SEGV $$" }] });
       expect(json).toMatchObject({ exit_code: null, signal: "SIGSEGV", limits_hit: [] });

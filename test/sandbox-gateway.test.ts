@@ -32,6 +32,8 @@ const KEYS = {
   coder: { scopes: ["llm"] },
   // Two requests at once, then one a minute: the third is refused, however slow the machine.
   limited: { scopes: ["sandbox"], ratePerMinute: 1, burst: 2 },
+  // Its own ceiling in the keys file: 1.5 s of wall clock at most.
+  tight: { scopes: ["sandbox"], sandboxLimits: { wall_ms: 1500 } },
 } as const;
 
 /** Records the headers of each request on its way to the sandbox node, then forwards it unchanged. */
@@ -138,6 +140,15 @@ describe.skipIf(Boolean(missing))("the sandbox behind the real gateway", () => {
     expect(invalid.json.error.code).toBe("invalid_limits");
   }, 60_000);
 
+  it("a key's own ceiling from the keys file holds, and a client cannot lift it with the header itself", async () => {
+    const forged = { "content-type": "application/json", authorization: `Bearer ${rig.keys.tight.key}`, "x-hub-sandbox-limits": "{}" };
+    const asked = await rig.request({ method: "POST", path: "/v1/sandbox/executions", headers: forged, body: JSON.stringify({ language: "bash", files: [{ content: "true" }], limits: { wall_ms: 5000 } }) });
+    expect(asked.status).toBe(400);
+    expect(asked.json.error.message).toMatch(/limits\.wall_ms 5000 .* to 1500 ms/);
+    const other = await execute("agent", { language: "bash", files: [{ content: "true" }], limits: { wall_ms: 5000 } });
+    expect(other.status).toBe(200);
+  }, 60_000);
+
   it("the key's per-service rate limit covers executions (429 with Retry-After)", async () => {
     const body = { language: "bash", files: [{ content: `echo ${marker} >/dev/null` }] };
     const answers = [await execute("limited", body), await execute("limited", body), await execute("limited", body)];
@@ -160,6 +171,7 @@ describe.skipIf(Boolean(missing))("the sandbox behind the real gateway", () => {
     expect(refused).toMatchObject({ outcome: "refused", language: "python", limits_hit: [] });
     // The rate-limited third request never reached the sandbox: a decision row, no execution row.
     expect(rows.filter((r) => r.key_id === rig.keys.limited.id)).toHaveLength(2);
+    expect(rows.filter((r) => r.key_id === rig.keys.tight.id).map((r) => r.outcome)).toEqual(["refused"]);
     expect(decisions.filter((d) => d.key_id === rig.keys.limited.id && d.reason === "rate_limited")).toHaveLength(1);
     // Every execution joins its decision (the gatekeeper's request id, through Traefik and the front).
     for (const row of rows) expect(decisions.some((d) => d.request_id === row.request_id && d.allowed === true && d.scope === "sandbox"), String(row.request_id)).toBe(true);

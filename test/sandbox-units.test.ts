@@ -10,7 +10,9 @@ import { executionReportSchema, executionRequestSchema, LIMIT_NAMES } from "../p
 import { tokenMatches } from "../programs/sandbox/server";
 import { SANDBOX_TOOL } from "../programs/sandbox/tool";
 import { renderSandboxDoc } from "../scripts/lib/docs";
-import { spoolText, startInProcess, type Reply } from "./helpers/gatekeeper";
+import { auth, bearer, makeKey, spoolText, startInProcess, waitFor, writeKeys, ALL_KEYS, type Reply } from "./helpers/gatekeeper";
+import { parseKeysFile } from "../programs/gatekeeper/keys";
+import { parseSandboxLimits, planKeysChange } from "../scripts/lib/hub/keys";
 import { ROOT } from "./helpers/load";
 import * as http from "node:http";
 import { createHash } from "node:crypto";
@@ -160,5 +162,34 @@ describe("the gatekeeper's POST /executions", () => {
     expect(JSON.parse(bad.body).error.code).toBe("invalid_report");
     expect((await post("{")).status).toBe(400);
     expect((await post(JSON.stringify({ ...report, language: "x".repeat(9000) }))).status).toBe(413);
+  });
+});
+
+describe("a key's own sandbox ceiling", () => {
+  it("the keys file takes sandboxLimits of known limits only; keys create --sandbox-limits writes them", () => {
+    const entry = { id: "k_abcd1234", name: "ci", sha256: "a".repeat(64), scopes: ["sandbox"], created: "2026-12-07T10:00:00Z" };
+    expect(parseKeysFile(JSON.stringify({ version: 1, keys: [{ ...entry, sandboxLimits: { wall_ms: 30000 } }] })).keys[0].sandboxLimits).toEqual({ wall_ms: 30000 });
+    expect(() => parseKeysFile(JSON.stringify({ version: 1, keys: [{ ...entry, sandboxLimits: { wall_seconds: 30 } }] }))).toThrow(/sandboxLimits/);
+    expect(parseSandboxLimits("wall_ms=30000, memory_bytes=536870912")).toEqual({ limits: { wall_ms: 30000, memory_bytes: 536870912 }, problems: [] });
+    expect(parseSandboxLimits("wall=3,cpu_ms=0").problems).toEqual([expect.stringContaining("wall is not a limit"), expect.stringContaining("cpu_ms=0 is not a positive whole number")]);
+    const created = planKeysChange({ version: 1, keys: [] }, "create", [], { name: "ci", scopes: "sandbox", sandboxLimits: "wall_ms=30000" }, new Date("2026-12-07T10:00:00Z"));
+    expect(created.file.keys[0].sandboxLimits).toEqual({ wall_ms: 30000 });
+    expect(() => planKeysChange({ version: 1, keys: [] }, "create", [], { name: "ci", scopes: "llm", sandboxLimits: "wall_ms=30000" }, new Date())).toThrow(/sandbox scope/);
+  });
+
+  it("the gatekeeper sends it on the sandbox's allowed requests only", async () => {
+    const gk = await startInProcess("key-limits");
+    try {
+      const tight = makeKey("tight", ["sandbox", "llm"], { sandboxLimits: { wall_ms: 1500 } });
+      const plain = makeKey("plain", ["sandbox"]);
+      writeKeys(gk.config, [...ALL_KEYS, tight, plain]);
+      await waitFor("the keys to reload", async () => (await auth(gk.port, bearer(tight.key), "sandbox")).status === 200);
+      expect((await auth(gk.port, bearer(tight.key), "sandbox")).headers["x-hub-sandbox-limits"]).toBe('{"wall_ms":1500}');
+      expect((await auth(gk.port, bearer(plain.key), "sandbox")).headers["x-hub-sandbox-limits"]).toBe("{}");
+      expect((await auth(gk.port, bearer(tight.key), "llm")).headers["x-hub-sandbox-limits"]).toBeUndefined();
+    } finally {
+      await gk.gatekeeper.close();
+      rmSync(gk.dir, { recursive: true, force: true });
+    }
   });
 });

@@ -12,4 +12,4 @@ export const HEALTH_PATH = "/healthz";
 export const EXECUTIONS_PATH = "/executions";
 
 /** Headers Traefik must copy from an allowed answer into the forwarded request (forwardAuth.authResponseHeaders). */
-export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id"] as const;
+export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id", "X-Hub-Sandbox-Limits"] as const;

@@ -9,7 +9,7 @@ import { AddressLimiter, addressKey, clientAddress } from "./address-limit";
 import type { CredentialProblem, DistinctHeaders } from "./credentials";
 import { presentedCredential, presentedTokens } from "./credentials";
 import type { DecisionRecord, DenyReason, ExecutionRecord } from "./decision";
-import { executionReportSchema } from "../sandbox/protocol";
+import { executionReportSchema, SANDBOX_SCOPE } from "../sandbox/protocol";
 import type { KeySourceStatus } from "./key-source";
 import { KeyFileSource } from "./key-source";
 import type { ApiKey, KeyStore, Scope } from "./keys";
@@ -269,6 +269,8 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
         "X-Api-Key": config.backendKey,
         "X-Hub-Key-Id": decision.key.id,
         "X-Request-Id": requestId,
+        // Always on the sandbox's requests, so no client can supply its own (Traefik replaces it).
+        ...(decision.scope === SANDBOX_SCOPE ? { "X-Hub-Sandbox-Limits": decision.key.sandboxLimits } : {}),
         "Cache-Control": "no-store",
         "Content-Length": "0",
       });

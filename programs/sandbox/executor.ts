@@ -5,7 +5,8 @@ import type { SandboxConfig } from "./config";
 import type { LanguageTable } from "./languages";
 import { DEFAULT_LIMITS, MIN_LIMITS, resolveLimits } from "./limits";
 import { WarmPool } from "./pool";
-import type { ExecutionRequest, ExecutionResult, Limits, SessionRequest } from "./protocol";
+import type { ExecutionRequest, ExecutionResult, Limits, PartialLimits, SessionRequest } from "./protocol";
+import { LIMIT_NAMES } from "./protocol";
 import { type RunOutcome, type Sandbox, type SandboxFile, type SandboxHost } from "./sandbox";
 import { ApiRefusal } from "./refusal";
 import { Slots } from "./slots";
@@ -63,6 +64,15 @@ const LOADER_LIMITS: Limits = { ...MIN_LIMITS, wall_ms: 10_000, cpu_ms: 5_000, p
 
 const newId = (prefix: string): string => `${prefix}_${randomBytes(12).toString("hex")}`;
 
+/** Who asks: the key's id, and its own ceiling from the keys file (none: the node's). */
+export interface Caller {
+  readonly id: string;
+  readonly limits?: PartialLimits;
+}
+
+/** The node's ceiling, lowered where the key's own is lower. */
+const ceilingFor = (node: Limits, key: PartialLimits | undefined): Limits => Object.fromEntries(LIMIT_NAMES.map((n) => [n, Math.min(node[n], key?.[n] ?? node[n])])) as Limits;
+
 export class Executor {
   readonly pool: WarmPool;
   private readonly slots: Slots;
@@ -85,7 +95,9 @@ export class Executor {
     return { warm: this.pool.readyCount, running: this.slots.inUse, queued: this.slots.queued, sessions: this.sessions.size };
   }
 
-  async execute(request: ExecutionRequest, keyId: string): Promise<ExecutionResult> {
+  async execute(request: ExecutionRequest, caller: Caller): Promise<ExecutionResult> {
+    const keyId = caller.id;
+    const ceiling = ceilingFor(this.options.ceiling, caller.limits);
     if (this.closed) throw new ApiRefusal(503, "sandbox_unavailable", "The sandbox is shutting down; try again in a moment.", 5);
     const found = this.options.languages.find(request.language);
     if (!found) throw new ApiRefusal(400, "unknown_language", `language ${JSON.stringify(request.language)} is not available; use one of ${this.options.languages.list.map((l) => `${l.language} (${l.aliases.join(", ")})`).join("; ")}`);
@@ -94,7 +106,7 @@ export class Executor {
       throw new ApiRefusal(400, "unknown_version", `version ${JSON.stringify(request.version)} of ${language.language} is not available; this sandbox has ${language.version} (send "*" or leave version out)`);
     }
     const session = request.session_id === undefined ? undefined : this.ownSession(request.session_id, keyId);
-    const resolved = resolveLimits(request.limits, session ? { ...this.options.ceiling, memory_bytes: session.memoryBytes, scratch_bytes: session.scratchBytes } : this.options.ceiling);
+    const resolved = resolveLimits(request.limits, session ? { ...ceiling, memory_bytes: session.memoryBytes, scratch_bytes: session.scratchBytes } : ceiling);
     if (!resolved.ok) throw new ApiRefusal(400, "invalid_limits", resolved.problems.join("; "));
     const limits = session ? { ...resolved.limits, memory_bytes: session.memoryBytes, scratch_bytes: session.scratchBytes } : resolved.limits;
     const files = decodeFiles(request, language.default_file, limits.scratch_bytes);
@@ -174,7 +186,8 @@ export class Executor {
     }
   }
 
-  async createSession(request: SessionRequest, keyId: string): Promise<SessionInfo> {
+  async createSession(request: SessionRequest, caller: Caller): Promise<SessionInfo> {
+    const keyId = caller.id;
     if (this.closed) throw new ApiRefusal(503, "sandbox_unavailable", "The sandbox is shutting down.", 5);
     const mine = [...this.sessions.values()].filter((s) => s.keyId === keyId).length;
     if (mine >= this.options.maxSessionsPerKey) throw new ApiRefusal(429, "too_many_sessions", `this key holds ${mine} sessions, the most one key may; delete one (DELETE /v1/sandbox/sessions/{id}) or let it expire`);
@@ -183,7 +196,7 @@ export class Executor {
     const ttl = request.ttl_seconds ?? this.options.sessionTtlSeconds ?? 600;
     const problems: string[] = [];
     if (ttl < 10 || ttl > maxTtl) problems.push(`ttl_seconds ${ttl} is outside what this sandbox allows; use 10 to ${maxTtl}`);
-    const resolved = resolveLimits({ memory_bytes: request.limits?.memory_bytes, scratch_bytes: request.limits?.scratch_bytes }, this.options.ceiling);
+    const resolved = resolveLimits({ memory_bytes: request.limits?.memory_bytes, scratch_bytes: request.limits?.scratch_bytes }, ceilingFor(this.options.ceiling, caller.limits));
     if (!resolved.ok) problems.push(...resolved.problems);
     if (problems.length || !resolved.ok) throw new ApiRefusal(400, "invalid_session", problems.join("; "));
     const { sandbox } = await this.pool.take().catch((error: unknown) => {

@@ -29,6 +29,13 @@ export const SANDBOX_FRONT_PORT = 8080;
 export const KEY_ID_HEADER = "x-hub-key-id";
 export const REQUEST_ID_HEADER = "x-request-id";
 
+/**
+ * The key's own sandbox ceiling (the keys file's `sandboxLimits`), as compact JSON: the gatekeeper
+ * sets it on allowed sandbox requests, Traefik copies it (forwardAuth authResponseHeaders, which
+ * also removes a client's own), the front passes it on, the node applies it under its own ceiling.
+ */
+export const KEY_LIMITS_HEADER = "x-hub-sandbox-limits";
+
 /** Largest request body, bytes: files, stdin and arguments together. */
 export const MAX_REQUEST_BYTES = 2 * 1024 * 1024;
 
@@ -51,6 +58,9 @@ export const sourceFileSchema = z
   .strict();
 
 const limitValue = z.number().int().positive();
+/** Some or all of the limits, each a positive whole number (a request's, or a key's ceiling). */
+export const partialLimitsSchema = z.strictObject(Object.fromEntries(LIMIT_NAMES.map((n) => [n, limitValue.optional()])) as Record<LimitName, z.ZodOptional<typeof limitValue>>);
+export type PartialLimits = z.infer<typeof partialLimitsSchema>;
 
 export const executionRequestSchema = z
   .object({
@@ -61,7 +71,7 @@ export const executionRequestSchema = z
     files: z.array(sourceFileSchema).min(1).max(64),
     stdin: z.string().optional(),
     args: z.array(z.string().max(4096)).max(128).optional(),
-    limits: z.object(Object.fromEntries(LIMIT_NAMES.map((n) => [n, limitValue.optional()])) as Record<LimitName, z.ZodOptional<typeof limitValue>>).strict().optional(),
+    limits: partialLimitsSchema.optional(),
     /** Run inside a session's sandbox (its files stay between executions). */
     session_id: z.string().max(64).optional(),
   })

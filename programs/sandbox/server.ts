@@ -5,7 +5,7 @@ import type { Logger } from "../gatekeeper/log";
 import { errorText } from "../gatekeeper/log";
 import type { Executor } from "./executor";
 import type { LanguageTable } from "./languages";
-import { apiError, executionRequestSchema, KEY_ID_HEADER, MAX_REQUEST_BYTES, SANDBOX_HEALTH_PATH, SANDBOX_PATHS, sessionRequestSchema } from "./protocol";
+import { apiError, executionRequestSchema, KEY_ID_HEADER, KEY_LIMITS_HEADER, type PartialLimits, partialLimitsSchema, MAX_REQUEST_BYTES, SANDBOX_HEALTH_PATH, SANDBOX_PATHS, sessionRequestSchema } from "./protocol";
 import { ApiRefusal } from "./refusal";
 
 /**
@@ -57,6 +57,20 @@ async function readBody(req: http.IncomingMessage): Promise<unknown> {
   }
 }
 
+/** The key's own ceiling from the gatekeeper (absent: none beyond the node's). */
+export function keyLimitsFrom(header: string | string[] | undefined): PartialLimits {
+  if (header === undefined || header === "") return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Array.isArray(header) ? header[0] : header);
+  } catch {
+    parsed = undefined;
+  }
+  const result = partialLimitsSchema.safeParse(parsed);
+  if (!result.success) throw new ApiRefusal(500, "invalid_key_limits", `the gateway sent ${KEY_LIMITS_HEADER} that is not a set of limits; check the key's sandboxLimits in the keys file`);
+  return result.data;
+}
+
 /** zod's issues as one line per field, e.g. "files.0.name: must be a relative path ...". */
 const issues = (error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): string => error.issues.map((i) => `${i.path.map(String).join(".") || "body"}: ${i.message}`).join("; ");
 
@@ -71,17 +85,18 @@ export function createSandboxServer(options: SandboxServerOptions): http.Server 
     if (!tokenMatches(req.headers.authorization, options.tokenDigest)) throw new ApiRefusal(401, "invalid_sandbox_token", "this API answers the hub's gateway only");
     const keyId = String(req.headers[KEY_ID_HEADER] ?? "");
     if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(keyId)) throw new ApiRefusal(400, "missing_key_id", `the gateway sent no usable ${KEY_ID_HEADER}`);
+    const key = { id: keyId, limits: keyLimitsFrom(req.headers[KEY_LIMITS_HEADER]) };
 
     if (url.pathname === SANDBOX_PATHS.languages && req.method === "GET") return json(res, 200, { languages: options.languages.list });
     if (url.pathname === SANDBOX_PATHS.executions && req.method === "POST") {
       const parsed = executionRequestSchema.safeParse(await readBody(req));
       if (!parsed.success) throw new ApiRefusal(400, "invalid_request", issues(parsed.error));
-      return json(res, 200, await executor.execute(parsed.data, keyId));
+      return json(res, 200, await executor.execute(parsed.data, key));
     }
     if (url.pathname === SANDBOX_PATHS.sessions && req.method === "POST") {
       const parsed = sessionRequestSchema.safeParse(await readBody(req));
       if (!parsed.success) throw new ApiRefusal(400, "invalid_request", issues(parsed.error));
-      return json(res, 201, await executor.createSession(parsed.data, keyId));
+      return json(res, 201, await executor.createSession(parsed.data, key));
     }
     const session = new RegExp(`^${SANDBOX_PATHS.sessions}/([A-Za-z0-9_]{1,64})$`).exec(url.pathname);
     if (session && req.method === "GET") return json(res, 200, executor.getSession(session[1], keyId));

@@ -29,7 +29,7 @@ export interface TestSandbox {
   readonly token: string;
   readonly stateDir: string;
   readonly cgroupParent: string;
-  call(method: string, target: string, body?: unknown, keyId?: string): Promise<{ status: number; json: any; headers: Headers }>;
+  call(method: string, target: string, body?: unknown, keyId?: string, headers?: Record<string, string>): Promise<{ status: number; json: any; headers: Headers }>;
   close(): Promise<void>;
 }
 
@@ -58,8 +58,8 @@ export async function startTestSandbox(label: string, env: Record<string, string
     token,
     stateDir,
     cgroupParent,
-    async call(method, target, body, keyId = "k_test") {
-      const answer = await fetch(`${url}${target}`, { method, headers: { authorization: `Bearer ${token}`, "x-hub-key-id": keyId, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+    async call(method, target, body, keyId = "k_test", headers = {}) {
+      const answer = await fetch(`${url}${target}`, { method, headers: { authorization: `Bearer ${token}`, "x-hub-key-id": keyId, "content-type": "application/json", ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
       const text = await answer.text();
       return { status: answer.status, json: text ? JSON.parse(text) : undefined, headers: answer.headers };
     },

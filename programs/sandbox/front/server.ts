@@ -2,7 +2,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "../../gatekeeper/log";
 import { errorText } from "../../gatekeeper/log";
-import { apiError, type ExecutionReport, type ExecutionResult, KEY_ID_HEADER, LIMITS_HIT, MAX_REQUEST_BYTES, REQUEST_ID_HEADER, SANDBOX_HEALTH_PATH, SANDBOX_PATH_PREFIX, SANDBOX_PATHS } from "../protocol";
+import { apiError, type ExecutionReport, type ExecutionResult, KEY_ID_HEADER, KEY_LIMITS_HEADER, LIMITS_HIT, MAX_REQUEST_BYTES, REQUEST_ID_HEADER, SANDBOX_HEALTH_PATH, SANDBOX_PATH_PREFIX, SANDBOX_PATHS } from "../protocol";
 import type { FrontConfig } from "./config";
 
 /**
@@ -110,6 +110,7 @@ export function createFrontServer({ config, log }: FrontOptions): http.Server {
     if (body === undefined) return sendJson(res, 413, apiError(`the request body is larger than ${MAX_REQUEST_BYTES} bytes; send smaller files (or fewer) per execution`, "invalid_request_error", "request_too_large"));
     const keyId = header(req, KEY_ID_HEADER) ?? null;
     const requestId = header(req, REQUEST_ID_HEADER) ?? "";
+    const keyLimits = header(req, KEY_LIMITS_HEADER);
     const isExecution = req.method === "POST" && url.pathname === SANDBOX_PATHS.executions;
 
     let status: number;
@@ -118,7 +119,7 @@ export function createFrontServer({ config, log }: FrontOptions): http.Server {
     try {
       const answer = await fetch(`${config.nodeUrl}${url.pathname}${url.search}`, {
         method: req.method,
-        headers: { authorization, "content-type": "application/json", ...(keyId ? { [KEY_ID_HEADER]: keyId } : {}), ...(requestId ? { [REQUEST_ID_HEADER]: requestId } : {}) },
+        headers: { authorization, "content-type": "application/json", ...(keyId ? { [KEY_ID_HEADER]: keyId } : {}), ...(requestId ? { [REQUEST_ID_HEADER]: requestId } : {}), ...(keyLimits ? { [KEY_LIMITS_HEADER]: keyLimits } : {}) },
         body: req.method === "GET" || req.method === "HEAD" ? undefined : body,
         signal: AbortSignal.timeout(config.timeoutMs),
       });
