@@ -353,7 +353,7 @@ const IP_LIMIT_SOURCE = "ip-limit";
 const AUTH_SOURCE = "auth";
 const GATEWAY_SOURCE = "gateway";
 /** Headers only the gatekeeper may set on a forwarded request. */
-export const AUTH_ASSIGNED_HEADERS = ["X-Request-Id", "X-Hub-Key-Id", "X-Hub-Sandbox-Limits"] as const;
+export const AUTH_ASSIGNED_HEADERS = ["X-Request-Id", "X-Hub-Key-Id"] as const;
 export const GATEKEEPER_HEALTH_ROUTER = "gatekeeper-health";
 export const METRICS_VPC_ROUTER = "metrics-vpc";
 export const METRICS_ADMIN_ROUTER = "metrics-admin";
