@@ -463,7 +463,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   }
 
   const monitoring = resolveMonitoring(ctx);
-  const sandbox = resolveSandbox(s, problems, warnings);
+  const sandbox = resolveSandbox(s, problems);
 
   // Placement: the CPU node always; GPU nodes carry the coder (and DeepSeek-OCR) replicas.
   const cpuLoads = cpuWorkloads(ctx, coder, fallback, whisper, ttsModel);

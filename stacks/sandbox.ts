@@ -1,6 +1,6 @@
 import { CPU_SIZES, type CpuSize, findCpuSize, findGpuSize } from "./catalogue/droplets";
 import type { ResolvedSettings } from "./presets";
-import { type Problem, problem, type Warning } from "./problems";
+import { type Problem, problem } from "./problems";
 
 /**
  * The sandbox node (`sandbox: on`): a CPU droplet of its own where gVisor runs the agents' code,
@@ -20,7 +20,7 @@ export interface SandboxPlan {
   readonly slots: number;
 }
 
-export function resolveSandbox(s: ResolvedSettings, problems: Problem[], warnings: Warning[]): SandboxPlan | undefined {
+export function resolveSandbox(s: ResolvedSettings, problems: Problem[]): SandboxPlan | undefined {
   if (s.sandbox !== "on") return undefined;
   if (s.tier === "local") {
     problems.push(problem(["sandbox", "tier"], s.sandbox, "the sandbox runs on a droplet of its own (gVisor, no hub secret beside untrusted code); the local tier creates no droplets.", "Set sandbox to none for the local tier, or deploy a cloud tier."));
@@ -40,6 +40,5 @@ export function resolveSandbox(s: ResolvedSettings, problems: Problem[], warning
     problems.push(problem(["sandboxSize", "region"], s.sandboxSize, `is not offered in ${s.region}.`, `Regions with it: ${size.regions.join(", ")}.`));
     return undefined;
   }
-  if (size.dedicatedCpu === false && size.vcpu > 2) warnings.push({ keys: ["sandboxSize"], message: `${size.slug} has shared vCPUs: executions' CPU times vary with the neighbours' load.` });
   return { size, slots: size.vcpu };
 }
