@@ -16,6 +16,8 @@ export interface SandboxApiArgs {
   /** The sandbox token (a secret); only its SHA-256 goes to the node. */
   readonly token: pulumi.Output<string>;
   readonly slots: number;
+  /** A replaced droplet (even one given the same addresses) gets its API started again. */
+  readonly dropletId: pulumi.Input<number>;
 }
 
 const hash = (text: string) => createHash("sha256").update(text).digest("hex").slice(0, 16);
@@ -49,7 +51,7 @@ export class SandboxApi extends pulumi.ComponentResource {
       {
         connection,
         create: pulumi.output(args.privateIp).apply(sandboxRestartScript),
-        triggers: [hash(bundle), env.apply(hash)],
+        triggers: [hash(bundle), env.apply(hash), args.dropletId],
       },
       { parent: this, dependsOn: files },
     );
@@ -68,6 +70,6 @@ export function sandboxNode(name: string, args: SandboxNodeArgs): { readonly nod
   const node = new HubNode(name, { ...nodeArgs, size: plan.size.slug, image: SANDBOX_NODE_IMAGE, cloudInit: (hostKey) => renderSandboxCloudInit(hostKey), readinessScript: sandboxReadinessScript() });
   const shown = node.hostPublicKey.apply((publicKey) => renderSandboxCloudInit({ privateKey: SECRET_PLACEHOLDER, publicKey }));
   recordArtifact({ kind: "cloud-init", node: name, path: `${name}/cloud-init.yaml`, content: shown });
-  const api = new SandboxApi(`${name}-api`, { ready: node.ready, ssh: node.ssh, privateIp: node.privateIp, token, slots: plan.slots });
+  const api = new SandboxApi(`${name}-api`, { ready: node.ready, ssh: node.ssh, privateIp: node.privateIp, token, slots: plan.slots, dropletId: node.dropletId });
   return { node, api };
 }

@@ -113,7 +113,7 @@ export function sandboxSetupScript(): string {
     `if ! ${SANDBOX_NODE_PATHS.runsc} --version 2>/dev/null | grep -qx 'runsc version ${RUNSC_VERSION}'; then`,
     '  mkdir -p "$cache/bin"',
     // Debian's go fetches the pinned toolchain (golang.org/toolchain, checked against sum.golang.org), as the tests' build uses.
-    `  HOME=/root GOPATH="$cache/go" GOCACHE="$cache/go-build" GOBIN="$cache/bin" GOTOOLCHAIN=${RUNSC_GO_TOOLCHAIN} CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false \\`,
+    `  HOME=/root GOPATH="$cache/go" GOCACHE="$cache/go-build" GOBIN="$cache/bin" GOTOOLCHAIN=${RUNSC_GO_TOOLCHAIN} GOPROXY=https://proxy.golang.org,direct GOSUMDB=sum.golang.org CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false \\`,
     `    go install -trimpath -ldflags '${RUNSC_LDFLAGS}' ${RUNSC_PACKAGE}`,
     `  "$cache/bin/runsc" --version | grep -qx 'runsc version ${RUNSC_VERSION}' || { echo "inference-hub-sandbox: the built runsc is not ${RUNSC_VERSION}" >&2; exit 1; }`,
     `  install -m 0755 "$cache/bin/runsc" ${SANDBOX_NODE_PATHS.runsc}`,

@@ -102,7 +102,9 @@ export function createFrontServer({ config, log }: FrontOptions): http.Server {
         async (r) => (r.ok ? parse(await r.text()) : undefined),
         () => undefined,
       );
-      return sendJson(res, node ? 200 : 503, { ok: node !== undefined, node: node ?? null });
+      // The front is healthy whether or not the node answers: requests then get its JSON 502
+      // (sandbox_unreachable), which says more than a proxy's "no available server".
+      return sendJson(res, 200, { ok: true, node: node ?? null });
     }
     if (!url.pathname.startsWith(SANDBOX_PATH_PREFIX)) return sendJson(res, 404, apiError(`no such sandbox endpoint: ${url.pathname.slice(0, 100)}`, "invalid_request_error", "not_found"));
     const started = performance.now();
