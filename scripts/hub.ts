@@ -19,7 +19,7 @@ const USAGE = `usage: npm run hub -- <command> --stack NAME
                            unless --force); what the autoscale workflow runs
   tier <cpu|gpu|hybrid|multigpu>
                            move the stack to another tier (region and model cache stay)
-  keys create --name N --scopes llm,ocr,stt,tts[,admin] [--rate N]
+  keys create --name N --scopes llm,ocr,stt,tts[,admin,sandbox] [--rate N] [--sandbox-limits wall_ms=30000,...]
   keys list | keys revoke <id>
                            manage client API keys (stored hashed in the stack's secret config)
   autoscale [--watch] [--force]
@@ -30,7 +30,8 @@ const USAGE = `usage: npm run hub -- <command> --stack NAME
                            train a LoRA adapter on a GPU droplet that exists only for the job, and
                            serve it as coder-ADAPTER (\`finetune --help\`, docs/finetune.md)
 options: --stack NAME (required), --key KEY (API key used to wait for the coder after gpu on;
-         default $HUB_API_KEY), --for DURATION (8h, 90m, 1d, 2h30m), --name, --scopes, --rate`;
+         default $HUB_API_KEY), --for DURATION (8h, 90m, 1d, 2h30m), --name, --scopes, --rate,
+         --sandbox-limits (the key's own sandbox ceiling: limit=value,... see docs/sandbox.md)`;
 
 function fail(message: string): never {
   process.stderr.write(`hub: ${message}\n`);
@@ -73,6 +74,7 @@ async function main(): Promise<void> {
         name: { type: "string" },
         scopes: { type: "string" },
         rate: { type: "string" },
+        "sandbox-limits": { type: "string" },
         for: { type: "string" },
         reason: { type: "string" },
         "decision-id": { type: "string" },
@@ -128,7 +130,7 @@ async function main(): Promise<void> {
     if (values.watch) await autoscaleWatch(deps, 15);
     else await autoscaleOnce(deps);
   }
-  else await keysCommand(ops, action, rest, { name: values.name, scopes: values.scopes, rate: values.rate }, io);
+  else await keysCommand(ops, action, rest, { name: values.name, scopes: values.scopes, rate: values.rate, sandboxLimits: values["sandbox-limits"] }, io);
 }
 
 main().catch((err: unknown) => {

@@ -3,6 +3,7 @@ import { CODER_SERVED_NAME, CPU_NODE_NAME } from "../stacks/hub-config";
 import { GRAFANA_CONTAINER, GRAFANA_PATH_PREFIX, GRAFANA_PORT } from "./grafana";
 import { GPU_SERVICE_PORTS } from "./ports";
 import { OFF_ANSWER_PORT } from "../programs/autoscaler/controller/contract";
+import { MAX_REQUEST_BYTES, SANDBOX_FRONT_PORT, SANDBOX_HEALTH_PATH, SANDBOX_PATH_PREFIX, SANDBOX_SCOPE } from "../programs/sandbox/protocol";
 
 /**
  * The hub's one API surface: which public path goes to which program on which node, and what
@@ -123,6 +124,10 @@ export function routeTable(hub: HubConfig): Route[] {
   const docling = hub.ocr.engine === "docling" ? "ocr" : hub.ocrCpuFallback ? "ocr-fallback" : undefined;
   if (docling) {
     routes.push({ name: DOCUMENTS_ROUTE, scope: "ocr", paths: [...DOCUMENTS_PATH_PREFIXES], prefix: true, rewritePrefix: "/v1/ocr/", primary: [container(docling, SERVICE_PORTS.docling, "/health")], streaming: false, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "document conversion and OCR (docling-serve on the CPU node)" });
+  }
+  if (hub.sandbox) {
+    // The front holds the sandbox token; the sandbox node must never see the backends' key.
+    routes.push({ name: "sandbox", scope: SANDBOX_SCOPE, paths: [SANDBOX_PATH_PREFIX], prefix: true, primary: [container("sandbox-front", SANDBOX_FRONT_PORT, SANDBOX_HEALTH_PATH)], streaming: false, dropCredentials: true, maxBodyBytes: MAX_REQUEST_BYTES, description: "code execution in a gVisor sandbox (the sandbox node, through its front on the CPU node)" });
   }
   if (hub.grafana) {
     // Grafana serves under /grafana/ itself (serve_from_sub_path); "streaming" keeps its live

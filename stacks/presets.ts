@@ -51,6 +51,9 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   // Collection and alerts on by default (services/monitoring.ts); Prometheus' own default retention.
   monitoring: true,
   prometheusRetentionDays: 15,
+  // Opt-in: a node of its own, billed from the day it is on (docs/sandbox.md).
+  sandbox: "none",
+  sandboxSize: "s-2vcpu-4gb",
 };
 
 /** A CPU-only tier serves the coder with llama.cpp and OCR with docling. */

@@ -1,6 +1,7 @@
 import { CPU_SIZES, CpuSize, findCpuSize, findGpuSize, GPU_SIZES, GpuSize, HOURS_PER_MONTH, LOCAL_MACHINE, REGIONS } from "./catalogue/droplets";
 import { CPU_SERVICE_RAM, findModel, MODELS, ModelEntry, TTS_MODELS, WHISPER_MODELS } from "./catalogue/models";
 import { gbToGiB, GB_PER_GIB, VOLUME_MAX_GIB } from "./catalogue/storage";
+import { resolveSandbox, SANDBOX_FRONT_RAM_GIB, SANDBOX_NODE_NAME } from "./sandbox";
 import { estimateCost } from "./cost";
 import { fitOnGpu, GpuFit, llamaCppRamGiB, MAX_COMBINED_GPU_SHARE, maxContextThatFits } from "./fit";
 import {
@@ -311,6 +312,7 @@ function cpuWorkloads(ctx: Ctx, coder: VllmCoder | LlamaCppCoder | undefined, fa
   if (fallback) w.push({ role: "coder-fallback", node: CPU_NODE_NAME, program: "llama.cpp", model: fallback.gguf.hfArg, ramGiB: fallback.ramGiB });
   if (s.ocrEngine === "docling") w.push({ role: "ocr", node: CPU_NODE_NAME, program: "docling-serve", ramGiB: CPU_SERVICE_RAM.docling.ramGiB });
   else if (s.ocrCpuFallback) w.push({ role: "ocr-fallback", node: CPU_NODE_NAME, program: "docling-serve", ramGiB: CPU_SERVICE_RAM.docling.ramGiB });
+  if (s.sandbox === "on" && s.tier !== "local") w.push({ role: "sandbox-front", node: CPU_NODE_NAME, program: "sandbox-front", ramGiB: SANDBOX_FRONT_RAM_GIB });
   if (s.monitoring) {
     w.push({ role: "prometheus", node: CPU_NODE_NAME, program: "prometheus", ramGiB: CPU_SERVICE_RAM.prometheus.ramGiB });
     w.push({ role: "alertmanager", node: CPU_NODE_NAME, program: "alertmanager", ramGiB: CPU_SERVICE_RAM.alertmanager.ramGiB });
@@ -479,6 +481,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   }
 
   const monitoring = resolveMonitoring(ctx);
+  const sandbox = resolveSandbox(s, problems);
 
   // Placement: the CPU node always; GPU nodes carry the coder (and DeepSeek-OCR) replicas.
   const cpuLoads = cpuWorkloads(ctx, coder, fallback, whisper, ttsModel);
@@ -496,6 +499,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       nodes.push({ name: node, kind: "gpu", size: s.gpuSize, active: gpuOn, workloads });
     }
   }
+  if (sandbox) nodes.push({ name: SANDBOX_NODE_NAME, kind: "sandbox", size: sandbox.size.slug, active: true, workloads: [{ role: "sandbox", node: SANDBOX_NODE_NAME, program: "gvisor" }], ramGiB: sandbox.size.ramGiB });
 
   // Model cache: what each GPU node downloads must fit its volume, with room for the compile cache.
   // The local tier keeps its files in a directory of yours: no volumes.
@@ -527,6 +531,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
     gpu: hasGpu && gpu ? { size: gpu, count: s.gpuCount, hoursPerMonth: s.tier === "hybrid" ? s.gpuHoursPerMonth : HOURS_PER_MONTH, on: gpuOn } : undefined,
     modelCacheGiB: s.modelCacheGiB,
     modelCacheVolumes,
+    sandboxSize: sandbox?.size,
   });
   if (cost.monthlyUsd > s.budgetUsd) {
     const breakdown = cost.lines.map((l) => `${l.item} ${usd(l.monthlyUsd)}`).join(" + ");
@@ -555,6 +560,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       gateway: { domain: s.domain, acmeEmail: s.acmeEmail, adminCidrs: s.adminCidrs },
       budgetUsd: s.budgetUsd,
       monitoring,
+      ...(sandbox ? { sandbox } : {}),
       grafana: grafanaEnabled(s),
       nodes,
       cost,

@@ -54,6 +54,9 @@ function expectedImage(hub: HubConfig, program: Program): ImageRef {
     case "gatekeeper":
     case "autoscaler":
       throw new Error("the gateway, the gatekeeper and the autoscaler are not produced by these files");
+    case "sandbox-front":
+    case "gvisor":
+      throw new Error("the sandbox's front and node are checked in test/sandbox-deploy.test.ts");
     case "prometheus":
     case "alertmanager":
     case "node-exporter":

@@ -3,7 +3,7 @@
  * (server.ts): one definition, so the two sides cannot drift apart.
  */
 /** What an API key may be allowed to do; every route needs exactly one. */
-export const SCOPES = ["llm", "ocr", "stt", "tts", "admin"] as const;
+export const SCOPES = ["llm", "ocr", "stt", "tts", "admin", "sandbox"] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export const AUTH_PATH = "/auth";
@@ -19,7 +19,7 @@ export const HEALTH_PATH = "/healthz";
 export const METRICS_PATH = "/metrics";
 
 /** Headers Traefik must copy from an allowed answer into the forwarded request (forwardAuth.authResponseHeaders). */
-export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id"] as const;
+export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id", "X-Hub-Sandbox-Limits"] as const;
 
 /**
  * The gatekeeper's decisions counter (metrics.ts), labels `scope`, `key_id` and `outcome`. Its
@@ -28,3 +28,6 @@ export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-I
  */
 export const DECISIONS_METRIC = "hub_gatekeeper_requests_total";
 export const ALLOWED_OUTCOME = "allowed";
+
+/** The sandbox front's execution reports (programs/sandbox/front/): private callers only, never routed. */
+export const EXECUTIONS_PATH = "/executions";

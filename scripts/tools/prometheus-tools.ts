@@ -1,8 +1,8 @@
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { ALERTMANAGER_IMAGE, PROMETHEUS_IMAGE } from "../../services/images";
-import { BuildError, buildLock, goBinary, runGo, toolCli, toolsCacheRoot } from "./go-build";
+import { BuildError, buildLock, goBinary, installBuilt, runGo, toolCli, toolsCacheRoot } from "./go-build";
 
 /**
  * Builds `promtool` and `amtool` from the Go module proxy at exactly the versions of the pinned
@@ -139,11 +139,7 @@ export function buildTool(tool: PrometheusTool, log: (line: string) => void = (l
     run(go, ["build", "-trimpath", "-tags", TAGS, "-ldflags", ldflags, "-o", staged, tool.packagePath], source);
     const version = builtToolVersion(tool, staged);
     if (version !== tool.version) throw new BuildError(`the built ${tool.name} reports version ${version}, the image tag says ${tool.version}`);
-    const seconds = Math.round((Date.now() - started) / 1000);
-    writeFileSync(path.join(outDir, "build.json"), `${JSON.stringify({ tool: tool.name, version, module: `${tool.module}@${tool.moduleVersion}`, go: goVersion, tags: TAGS, buildDate, builtAt: new Date().toISOString(), seconds }, null, 2)}\n`);
-    renameSync(staged, binary);
-    log(`built ${binary} in ${seconds} s`);
-    return binary;
+    return installBuilt(staged, binary, { tool: tool.name, version, module: `${tool.module}@${tool.moduleVersion}`, go: goVersion, tags: TAGS, buildDate }, started, log);
   } finally {
     if (work) rmSync(work, { recursive: true, force: true });
     unlock();
