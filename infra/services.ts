@@ -3,6 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_FILES } from "../services/auth";
 import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
 import { bundleController } from "../programs/autoscaler/controller/bundle";
+import { bundleEmbeddingsFront } from "../programs/embeddings/bundle";
+import { EMBEDDINGS_CONTAINER, EMBEDDINGS_FILES } from "../services/embeddings";
 import { AUTOSCALER_CONTAINER, AUTOSCALER_FILES, autoscalerConfig, autoscalerRuns } from "../services/autoscaler";
 import { backendsDrainScript, backendsReadyScript, GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS, GPU_READY_TIMEOUT_SECONDS, errorsNginxConf, gpuBackendAddresses, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
 import { GRAFANA_CONTAINER } from "../services/grafana";
@@ -70,6 +72,7 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
               { path: AUTOSCALER_FILES.config, content: autoscalerFile },
             ]
           : []),
+        ...(hub.embeddings ? [{ path: EMBEDDINGS_FILES.bundle, content: embeddingsBundle(), restarts: [EMBEDDINGS_CONTAINER] }] : []),
         ...monitoringFiles(hub, specs, routes, privateIps, cpu.kind === "droplet" ? cpu.privateIp : undefined, { ...alertSecrets, hubApiKey: secrets.hubApiKey }, waits),
         // Provisioning is read at start; dashboards are polled by Grafana, so only those restart it.
         ...grafana.map((f) => ({ path: f.path, content: f.content, ...(f.restartsGrafana ? { restarts: [GRAFANA_CONTAINER] } : {}) })),
@@ -118,6 +121,12 @@ let controllerBundled: string | undefined;
 function controllerBundle(): string {
   controllerBundled ??= bundleController();
   return controllerBundled;
+}
+
+let embeddingsBundled: string | undefined;
+function embeddingsBundle(): string {
+  embeddingsBundled ??= bundleEmbeddingsFront();
+  return embeddingsBundled;
 }
 
 /** The gateway's published ports: 80/443/8100 to the world on a droplet; only 8100 on a laptop. */
