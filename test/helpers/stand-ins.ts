@@ -37,6 +37,29 @@ export interface StandInOptions {
   readonly healthy?: boolean;
   /** Loopback port to listen on (a GPU replica's address is fixed by its droplet). @default - a free one */
   readonly port?: number;
+  /**
+   * llama.cpp in embedding mode: /v1/embeddings as llama-server b10573 answers it (see
+   * test/fixtures/llama-cpp/README.md), with bag-of-words vectors (each word adds to a hashed
+   * component, then unit length) so texts sharing words are near each other. Not a model.
+   * `ubatch`: inputs of more "tokens" (words, and <|endoftext|> as one) get llama-server's 500.
+   */
+  readonly embeddings?: { readonly dimensions: number; readonly ubatch: number };
+}
+
+/** The stand-in's "tokens": words, with the end-of-text marker as one token of its own. */
+export const standInTokens = (text: string): string[] => text.replace(/<\|endoftext\|>/g, " <|endoftext|> ").toLowerCase().split(/[^a-z0-9<|>_]+/).filter(Boolean);
+
+/** Bag-of-words vector of a stand-in input (a text, or token ids), unit length. */
+export function standInVector(input: string | readonly number[], dimensions: number): number[] {
+  const v = new Array<number>(dimensions).fill(0);
+  const words = typeof input === "string" ? standInTokens(input) : input.map(String);
+  for (const w of words) {
+    let h = 2166136261;
+    for (let i = 0; i < w.length; i++) h = Math.imul(h ^ w.charCodeAt(i), 16777619) >>> 0;
+    v[h % dimensions] += 1;
+  }
+  const norm = Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+  return norm ? v.map((x) => x / norm) : v;
 }
 
 export interface StandIn {
@@ -133,6 +156,25 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
       res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4", "X-Stand-In": label });
       res.end(`# stand-in\nvllm:num_requests_running{model_name="${model}"} ${inFlight - 1}\nvllm:num_requests_waiting{model_name="${model}"} 0\n`);
       return;
+    }
+    if (program === "llama.cpp" && options.embeddings && path === "/v1/embeddings") {
+      const { dimensions, ubatch } = options.embeddings;
+      const input = body.input;
+      const prompts: (string | number[])[] = typeof input === "string" ? [input] : Array.isArray(input) && input.every((t) => typeof t === "number") ? [input as number[]] : Array.isArray(input) ? (input as (string | number[])[]) : [];
+      const tokens = prompts.map((p) => (typeof p === "string" ? standInTokens(p).length : p.length));
+      if (prompts.length === 0 || tokens.some((n) => n === 0)) return json(res, 400, { error: { code: 400, message: "Input content cannot be empty", type: "invalid_request_error" } });
+      const tooLarge = tokens.find((n) => n > ubatch);
+      if (tooLarge !== undefined) return json(res, 500, { error: { code: 500, message: `input (${tooLarge} tokens) is too large to process. increase the physical batch size (current batch size: ${ubatch})`, type: "server_error" } });
+      const base64 = body.encoding_format === "base64";
+      const data = prompts.map((p, index) => {
+        const v = standInVector(p, dimensions);
+        if (!base64) return { embedding: v, index, object: "embedding" };
+        const b = Buffer.alloc(v.length * 4);
+        v.forEach((x, i) => b.writeFloatLE(x, i * 4));
+        return { embedding: b.toString("base64"), index, object: "embedding", encoding_format: "base64" };
+      });
+      const n = tokens.reduce((a, x) => a + x, 0);
+      return json(res, 200, { model: typeof body.model === "string" ? body.model : model, object: "list", usage: { prompt_tokens: n, total_tokens: n }, data });
     }
     // Backends of the real programs check the hub's internal key; so do these (the tests give it).
     if (program === "vllm" || program === "llama.cpp") {
