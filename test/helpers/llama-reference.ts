@@ -38,7 +38,10 @@ export function llamaServerArgProblems(args: readonly string[]): string[] {
       continue;
     }
     if (!known.takesValue) {
-      if (i + 1 < args.length && !args[i + 1].startsWith("-")) problems.push(`${arg} takes no value but is followed by ${JSON.stringify(args[i + 1])}`);
+      if (i + 1 < args.length && !args[i + 1].startsWith("-")) {
+        problems.push(`${arg} takes no value but is followed by ${JSON.stringify(args[i + 1])}`);
+        i++;
+      }
       continue;
     }
     const value = args[i + 1];
