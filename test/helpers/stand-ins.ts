@@ -39,8 +39,8 @@ export interface StandInOptions {
   readonly port?: number;
   /**
    * llama.cpp in embedding mode: /v1/embeddings as llama-server b10573 answers it (see
-   * test/fixtures/llama-cpp/README.md), with bag-of-words vectors (each word adds to a hashed
-   * component, then unit length) so texts sharing words are near each other. Not a model.
+   * test/fixtures/llama-cpp/README.md), with bag-of-words vectors (each word adds to hashed
+   * components, then unit length) so texts sharing words are near each other. Not a model.
    * `ubatch`: inputs of more "tokens" (words, and <|endoftext|> as one) get llama-server's 500.
    */
   readonly embeddings?: { readonly dimensions: number; readonly ubatch: number };
@@ -53,10 +53,14 @@ export const standInTokens = (text: string): string[] => text.replace(/<\|endoft
 export function standInVector(input: string | readonly number[], dimensions: number): number[] {
   const v = new Array<number>(dimensions).fill(0);
   const words = typeof input === "string" ? standInTokens(input) : input.map(String);
+  // Each word adds to eight hashed components, so even a short prefix of the vector holds some of it.
   for (const w of words) {
-    let h = 2166136261;
-    for (let i = 0; i < w.length; i++) h = Math.imul(h ^ w.charCodeAt(i), 16777619) >>> 0;
-    v[h % dimensions] += 1;
+    for (let k = 0; k < 8; k++) {
+      const key = `${w}#${k}`;
+      let h = 2166136261;
+      for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619) >>> 0;
+      v[h % dimensions] += 1;
+    }
   }
   const norm = Math.sqrt(v.reduce((a, x) => a + x * x, 0));
   return norm ? v.map((x) => x / norm) : v;
@@ -102,6 +106,8 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
   let inFlight = 0;
   const received: ReceivedRequest[] = [];
   const tasks = new Map<string, number>();
+  /** An uploaded plain-text or Markdown file, "converted" as itself: so a pipeline test has real text to split. */
+  const taskText = new Map<string, string>();
   const label = `${program} (test stand-in, not the real program)`;
 
   const json = (res: http.ServerResponse, status: number, body: unknown) => {
@@ -208,6 +214,8 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
       if (path === "/v1/convert/file/async" || path === "/v1/convert/source/async") {
         const taskId = randomUUID();
         tasks.set(taskId, 0);
+        const upload = /filename="[^"]*\.(?:md|txt)"\r\nContent-Type: [^\r]*\r\n\r\n([\s\S]*?)\r\n--/.exec(raw.toString("utf8"));
+        if (upload) taskText.set(taskId, upload[1]);
         return json(res, 200, { task_id: taskId, task_status: "pending", task_position: 1 });
       }
       const poll = /^\/v1\/status\/poll\/([0-9a-f-]+)$/.exec(path);
@@ -218,7 +226,11 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
         return json(res, 200, { task_id: poll[1], task_status: seen >= 1 ? "success" : "started" });
       }
       const result = /^\/v1\/result\/([0-9a-f-]+)$/.exec(path);
-      if (result) return tasks.has(result[1]) ? json(res, 200, document) : json(res, 404, { detail: "Task result not found." });
+      if (result) {
+        if (!tasks.has(result[1])) return json(res, 404, { detail: "Task result not found." });
+        const text = taskText.get(result[1]);
+        return json(res, 200, text === undefined ? document : { ...document, document: { ...document.document, md_content: `${document.document.md_content}\n\n${text}` } });
+      }
     }
     return json(res, 404, { error: { message: `stand-in ${program} has no ${req.method} ${path}`, type: "invalid_request_error", code: "not_found" } });
   }
