@@ -1,4 +1,7 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { promisify } from "node:util";
 import * as path from "node:path";
 import { MemoryVectorStore } from "@langchain/classic/vectorstores/memory";
 import { ChatOpenAI, OpenAIEmbeddings } from "@langchain/openai";
@@ -7,6 +10,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EMBEDDINGS_BODY_BYTES } from "../services/routes";
 import { GatewayRig, RIG_BACKEND_KEY, rigMissing, type RigResponse } from "./helpers/gateway-rig";
+import { ROOT } from "./helpers/load";
 import { waitFor } from "./helpers/processes";
 import { standInVector } from "./helpers/stand-ins";
 
@@ -246,5 +250,29 @@ describe.skipIf(Boolean(missing))("/v1/embeddings through the real gateway (stan
     expect(byScope("ocr")).toBe(toDocling.length);
     expect(byScope("embeddings")).toBe(2);
     expect(byScope("llm")).toBe(1);
+  });
+
+  it("runs the documentation's JavaScript example (docs/examples/documents-to-answers.mjs) as a user would", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "hub-example-"));
+    try {
+      const guide = path.join(dir, "guide.md");
+      writeFileSync(guide, GUIDE);
+      const seen = { embedder: received().length, coder: rig.standIns.fallback!.received.length };
+      const { stdout } = await promisify(execFile)(process.execPath, [path.join(ROOT, "docs/examples/documents-to-answers.mjs"), guide, "How do I rotate an API key?"], {
+        env: { PATH: process.env.PATH ?? "", HUB_URL: `${rig.baseUrl}/v1`, HUB_API_KEY: rig.keys.pipeline.key },
+        cwd: ROOT,
+      });
+      expect(stdout).toContain("answer from llama.cpp");
+      // The example's 1000-character chunks hold this short guide whole: one source.
+      expect(stdout).toMatch(/^Sources:\n\[1\] guide\.md: # converted by docling-serve # Inference hub operations guide/m);
+      expect(received().slice(seen.embedder).map((r) => r.json!.model)).toEqual([MODEL, MODEL]);
+      const asked = rig.standIns.fallback!.received.slice(seen.coder);
+      expect(asked).toHaveLength(1);
+      const prompt = JSON.stringify(asked[0].json!.messages);
+      expect(prompt).toContain("[1] (guide.md) # converted by docling-serve");
+      expect(prompt).toContain("To rotate an API key, create a new key");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
