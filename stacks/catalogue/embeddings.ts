@@ -45,7 +45,7 @@ const READ = "2026-12-07";
 export const EMBEDDING_MODELS: readonly EmbeddingModelEntry[] = [
   {
     id: "qwen3-embedding-0.6b",
-    displayName: "Qwen3-Embedding-0.6B (Q8_0 GGUF)",
+    displayName: "Qwen3-Embedding-0.6B Q8_0",
     gguf: {
       repo: "Qwen/Qwen3-Embedding-0.6B-GGUF",
       quant: "Q8_0",
