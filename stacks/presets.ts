@@ -67,7 +67,8 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     cpuSize: "c-16",
     llmModel: "qwen2.5-coder-7b",
     llmMaxContext: 16384,
-    budgetUsd: 350,
+    // $348.50 a month with the preset's volumes; room for a larger model cache.
+    budgetUsd: 400,
   },
   gpu: { ...SHARED, tier: "gpu", budgetUsd: 2800 },
   hybrid: {
