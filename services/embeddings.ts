@@ -1,5 +1,5 @@
 import { CONTAINER_PATHS, EMBEDDINGS_PORT, ENV, HEALTH_PATH, type ServedModel } from "../programs/embeddings/contract";
-import { MAX_INPUTS_PER_REQUEST } from "../stacks/catalogue/embeddings";
+import { EMBEDDINGS_FRONT_HEAP_MIB, EMBEDDINGS_ROUTER_RAM_GIB, MAX_INPUTS_PER_REQUEST } from "../stacks/catalogue/embeddings";
 import type { EmbeddingsPlan, HubConfig } from "../stacks/hub-config";
 import { ASSUMED_DOWNLOAD_MB_PER_S, CPU_THREADS_RESERVED, cpuPlacement, memoryLimitMiB } from "./coder";
 import { durationSeconds } from "./documents";
@@ -107,6 +107,8 @@ function frontSpec(hub: HubConfig, plan: EmbeddingsPlan): ServiceSpec {
     command: ["node", CONTAINER_PATHS.bundle],
     env: {
       NODE_ENV: "production",
+      // V8 collects before the container's limit, not after it.
+      NODE_OPTIONS: `--max-old-space-size=${EMBEDDINGS_FRONT_HEAP_MIB}`,
       [ENV.port]: String(EMBEDDINGS_PORT),
       [ENV.models]: JSON.stringify(servedModels(plan)),
       [ENV.maxBodyBytes]: String(EMBEDDINGS_BODY_BYTES),
@@ -116,7 +118,7 @@ function frontSpec(hub: HubConfig, plan: EmbeddingsPlan): ServiceSpec {
     secretEnv: {},
     port: EMBEDDINGS_PORT,
     mounts: [{ hostPath: EMBEDDINGS_DIRS.app, containerPath: CONTAINER_PATHS.app, readOnly: true }],
-    memoryLimitMiB: 128,
+    memoryLimitMiB: Math.round(EMBEDDINGS_ROUTER_RAM_GIB * 1024),
     health: {
       path: HEALTH_PATH,
       // node:alpine has no curl; Node 22's fetch does the probe.

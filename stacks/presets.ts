@@ -61,8 +61,8 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     ...SHARED,
     ...NO_GPU,
     tier: "cpu",
-    // The CPU coder (7B, 4-bit), docling, Whisper, TTS and monitoring need 15.4 GiB; the embedder
-    // (1.2 GiB) takes it past a c-8's 16, and no 24 GiB size exists: c-16 (+$168/month). With
+    // The CPU coder (7B, 4-bit), docling, Whisper, TTS and monitoring need 15.4 GiB; embeddings
+    // (1.3 GiB) take it past a c-8's 16, and no 24 GiB size exists: c-16 (+$168/month). With
     // embeddingModel none, c-8 is enough again.
     cpuSize: "c-16",
     llmModel: "qwen2.5-coder-7b",
@@ -81,7 +81,7 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     gpuMinNodes: 0,
     // Keeps /v1/chat/completions answering (slowly) while the GPU is off.
     fallbackModel: "qwen2.5-coder-1.5b",
-    // 7.6 GiB of services plus the embedder (1.2 GiB) exceed a c-4's 8 GiB: 8 shared vCPUs and
+    // 7.6 GiB of services plus embeddings (1.3 GiB) exceed a c-4's 8 GiB: 8 shared vCPUs and
     // 16 GiB for $12/month more than 4 dedicated vCPUs and 8 GiB.
     cpuSize: "s-8vcpu-16gb",
     budgetUsd: 400,

@@ -18,6 +18,8 @@ const [served] = servedModels(hub.embeddings!);
 const BACKEND_KEY = "backend-key-for-this-test";
 const EOT = "<|endoftext|>";
 const norm = (v: readonly number[]) => Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+/** The stand-in's vector as the front passes it on: llama-server is asked for base64, i.e. float32. */
+const expected = (text: string) => standInVector(text, 1024).map(Math.fround);
 
 let embedder: StandIn;
 let front: EmbeddingsFront;
@@ -56,11 +58,11 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
     expect(r.data).toHaveLength(1);
     expect(r.data[0].embedding).toHaveLength(1024);
     expect(norm(r.data[0].embedding)).toBeCloseTo(1, 5);
-    expect(r.data[0].embedding).toEqual(standInVector(`Traefik routes requests${EOT}`, 1024));
+    expect(r.data[0].embedding).toEqual(expected(`Traefik routes requests${EOT}`));
     // One token more than the words: the appended end-of-text token was evaluated too.
     expect(r.usage).toEqual({ prompt_tokens: 4, total_tokens: 4 });
     const sent = lastReceived();
-    expect(sent.json).toEqual({ model: served.upstreamModel, input: [`Traefik routes requests${EOT}`], encoding_format: "float" });
+    expect(sent.json).toEqual({ model: served.upstreamModel, input: [`Traefik routes requests${EOT}`], encoding_format: "base64" });
     expect(sent.headers.authorization).toBe(`Bearer ${BACKEND_KEY}`);
   });
 
@@ -68,7 +70,7 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
     const texts = ["first chunk about docling", "second chunk about vllm", "third"];
     const r = await client.embeddings.create({ model: served.name, input: texts, encoding_format: "float" });
     expect(r.data.map((d) => d.index)).toEqual([0, 1, 2]);
-    r.data.forEach((d, i) => expect(d.embedding).toEqual(standInVector(`${texts[i]}${EOT}`, 1024)));
+    r.data.forEach((d, i) => expect(d.embedding).toEqual(expected(`${texts[i]}${EOT}`)));
 
     const tokens = await client.embeddings.create({ model: served.name, input: [[9707, 1879], [40, 1079, 264]], encoding_format: "float" });
     expect(tokens.data).toHaveLength(2);
@@ -88,7 +90,7 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
     expect(Array.from({ length: 1024 }, (_, i) => bytes.readFloatLE(i * 4))).toEqual(floats.map((x) => Math.fround(x)));
     // No encoding_format: the SDK asks for base64 and decodes it itself.
     const byDefault = await client.embeddings.create({ model: served.name, input: text });
-    expect(lastReceived().json!.encoding_format).toBe("float");
+    expect(lastReceived().json!.encoding_format).toBe("base64");
     expect(byDefault.data[0].embedding).toEqual(floats.map((x) => Math.fround(x)));
   });
 
@@ -101,7 +103,8 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
     expect(norm(v)).toBeCloseTo(1, 6);
     const head = full.slice(0, 256);
     const scale = norm(head);
-    v.forEach((x, i) => expect(x).toBeCloseTo(head[i] / scale, 12));
+    // float32 arithmetic: six places.
+    v.forEach((x, i) => expect(x).toBeCloseTo(head[i] / scale, 6));
     const b64 = await post({ model: served.name, input: text, dimensions: 64, encoding_format: "base64" });
     expect(fromBase64(b64.json.data[0].embedding)).toHaveLength(64);
     expect(await client.embeddings.create({ model: served.name, input: text, dimensions: 1024, encoding_format: "float" }).then((r) => r.data[0].embedding)).toEqual(full);
@@ -201,9 +204,14 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
   });
 });
 
-describe("Matryoshka arithmetic", () => {
+describe("Matryoshka and base64 arithmetic", () => {
+  it("encodes float32 little-endian and back", () => {
+    expect(Array.from(fromBase64(Buffer.from([0, 0, 128, 63, 0, 0, 0, 192]).toString("base64")))).toEqual([1, -2]);
+  });
   it("keeps the direction of the prefix and unit length", () => {
-    expect(truncateAndNormalise([3, 4, 12], 2)).toEqual([0.6, 0.8]);
-    expect(truncateAndNormalise([0, 0, 1], 2)).toEqual([0, 0]);
+    const [a, b] = truncateAndNormalise([3, 4, 12], 2);
+    expect(a).toBeCloseTo(0.6, 7);
+    expect(b).toBeCloseTo(0.8, 7);
+    expect(Array.from(truncateAndNormalise([0, 0, 1], 2))).toEqual([0, 0]);
   });
 });

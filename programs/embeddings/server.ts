@@ -1,7 +1,7 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { EMBEDDINGS_PATH, HEALTH_PATH, MODELS_PATH_PREFIX, type ServedModel } from "./contract";
-import { clientResponse, openAiError, parseEmbeddingsRequest, upstreamBody, upstreamError, type OpenAiError } from "./openai";
+import { clientResponse, openAiError, parseEmbeddingsRequest, upstreamBody, upstreamError, type EmbeddingsRequest, type OpenAiError } from "./openai";
 
 /**
  * The embeddings front: OpenAI's `POST /v1/embeddings` (and `GET /v1/models/<name>`) in front of
@@ -60,7 +60,26 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer | un
 
 const first = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
 
+/**
+ * One upstream call at a time: llama-server runs one slot anyway, and shaping a maximal answer
+ * (2048 x 1024 floats, in and out) takes over 100 MiB, which the container's limit holds once,
+ * not twice.
+ */
+class OneAtATime {
+  private tail: Promise<void> = Promise.resolve();
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(task);
+    this.tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+}
+
 export function startEmbeddingsFront(config: EmbeddingsConfig, log: Logger = jsonLogger): EmbeddingsFront {
+  const upstreamTurn = new OneAtATime();
+
   async function embeddings(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const started = Date.now();
     const requestId = first(req.headers["x-request-id"]);
@@ -78,6 +97,14 @@ export function startEmbeddingsFront(config: EmbeddingsConfig, log: Logger = jso
       return sendError(res, parsed.error);
     }
     const request = parsed.request;
+    return upstreamTurn.run(async () => {
+      // Gone while it waited its turn: nothing to do.
+      if (res.destroyed) return;
+      await forward(req, res, request, requestId, started);
+    });
+  }
+
+  async function forward(req: http.IncomingMessage, res: http.ServerResponse, request: EmbeddingsRequest, requestId: string | undefined, started: number): Promise<void> {
     // A client that hangs up stops llama-server's work on its request too.
     const abort = new AbortController();
     res.once("close", () => abort.abort());

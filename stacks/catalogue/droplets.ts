@@ -135,7 +135,7 @@ export const REGIONS: readonly string[] = ALL_REGIONS;
 
 /**
  * The local tier's "node": the deployer's own Docker engine. 13 GiB is what the CPU services need
- * (12.6 GiB with the embedder); the fit check uses it like any size.
+ * (12.7 GiB with embeddings); the fit check uses it like any size.
  */
 export const LOCAL_MACHINE: CpuSize = {
   kind: "cpu",

@@ -96,6 +96,13 @@ export const MAX_INPUTS_PER_REQUEST = 2048;
 
 /** llama.cpp compute buffers of a sub-1B embedder at a 2048-token batch (with flash attention), and the server itself. */
 export const EMBEDDER_RUNTIME_GIB = 0.25;
-/** The embeddings front (programs/embeddings/): Node.js, like the autoscaler (65 MiB RSS measured). */
-export const EMBEDDINGS_ROUTER_RAM_GIB = 0.125;
+/**
+ * The embeddings front (programs/embeddings/), one request shaped at a time, V8's heap capped at
+ * EMBEDDINGS_FRONT_HEAP_MIB: 51 MiB RSS idle, at most 184 MiB through requests of 2048 inputs
+ * (2048 x 1024 floats, float or base64 answers), measured on Node 20 (2026-12-07). Its
+ * container's limit is the same 256 MiB.
+ */
+export const EMBEDDINGS_ROUTER_RAM_GIB = 0.25;
+/** Without a cap V8 collects lazily and the same requests reach 265 MiB of RSS. */
+export const EMBEDDINGS_FRONT_HEAP_MIB = 128;
 export const EMBEDDER_RAM_SOURCE = unverified("our estimate: GGUF file + f16 KV cache for one slot at the served context + compute buffers", READ, "unmeasured: no weights can be fetched here; the first deploy's `docker stats` replaces it");
