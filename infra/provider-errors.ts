@@ -4,7 +4,7 @@
  * network or token with
  *   invoking digitalocean:index/getSshKeys:getSshKeys: 1 error occurred:
  *   	* Unable to load records: Error retrieving ssh keys: Get "https://api.digitalocean.com/...": dial tcp: lookup api.digitalocean.com ...: no such host
- * (seen 2026-12-07 with the real plugin, see docs/real-engine.md); the engine may add its own
+ * (seen 2026-12-07 with the real plugin, see docs/pulumi-engine.md); the engine may add its own
  * "invocation of <token> returned an error:". Keeping only the first line kept only the header.
  *
  * Kept: every cause line, in order, joined with "; ". Dropped: the wrapper, the header, bullet

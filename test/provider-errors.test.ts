@@ -4,7 +4,7 @@ import { RecordingAccountKeys, testEnvironment } from "./helpers/deploy-env";
 import { runProgram } from "./helpers/mock-run";
 
 // The real digitalocean provider's getSshKeys failure without network or token, as the program got
-// it in the deploy rehearsal (docs/real-engine.md): the bridge's "invoking <token>:", then
+// it in the deploy rehearsal (docs/pulumi-engine.md): the bridge's "invoking <token>:", then
 // go-multierror's header and list.
 const NO_SUCH_HOST =
   'invoking digitalocean:index/getSshKeys:getSshKeys: 1 error occurred:\n\t* Unable to load records: Error retrieving ssh keys: Get "https://api.digitalocean.com/v2/account/keys?page=1&per_page=200": dial tcp: lookup api.digitalocean.com on 10.255.255.53:53: no such host\n\n';

@@ -12,7 +12,7 @@ import { EngineRig, ProviderCall, REAL_ENGINE_MISSING, startEngineRig, TEST_SSH_
  * say an input forces a new resource): the resource options as the engine records them in state,
  * a tier switch's update plan (cpu → gpu → hybrid off → hybrid on → cpu) through the engine's own
  * diff, and what `pulumi destroy` does to the protected, retained volumes. One stack walks the
- * whole sequence; docs/real-engine.md records what each teardown does.
+ * whole sequence; docs/pulumi-engine.md records what each teardown does.
  */
 
 const missing = REAL_ENGINE_MISSING;

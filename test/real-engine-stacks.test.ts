@@ -14,7 +14,7 @@ import { EngineRig, REAL_ENGINE_MISSING, startEngineRig, TEST_SSH_PUBLIC_KEY } f
  * through the Automation API, and the STAND-IN provider plugins (test/helpers/stand-in-plugins)
  * answer for the providers, which CI cannot have. So this sees what the engine decides (config
  * requiredness, types and secrets, which resources the program registers, errors as a user reads
- * them) and nothing a real provider would (docs/real-engine.md).
+ * them) and nothing a real provider would (docs/pulumi-engine.md).
  */
 
 const missing = REAL_ENGINE_MISSING;
@@ -156,7 +156,7 @@ describe.skipIf(Boolean(missing))("every shipped stack, previewed by the real Pu
   });
 
   it("shows the cause of a failed provider call, not only its first line, and no stack trace", async () => {
-    // The real digitalocean provider's answer without network or token, from the deploy rehearsal (docs/real-engine.md).
+    // The real digitalocean provider's answer without network or token, from the deploy rehearsal (docs/pulumi-engine.md).
     const message = 'invoking digitalocean:index/getSshKeys:getSshKeys: 1 error occurred:\n\t* Unable to load records: Error retrieving ssh keys: Get "https://api.digitalocean.com/v2/account/keys?page=1&per_page=200": dial tcp: lookup api.digitalocean.com on 10.255.255.53:53: no such host\n\n';
     writeFileSync(stackFile("no-account"), `config:\n  inference-hub:tier: cpu\n  inference-hub:sshPublicKey: ${TEST_SSH_PUBLIC_KEY}\n`);
     const stack = await rig.stack("no-account", { env: { STAND_IN_FAIL_INVOKE: JSON.stringify({ token: "digitalocean:index/getSshKeys:getSshKeys", message }) } });

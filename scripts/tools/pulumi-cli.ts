@@ -20,7 +20,7 @@ import { BuildError, buildLock, goBinary, runGo, toolCli, toolsCacheRoot } from 
  *
  * Only the CLI comes from the proxy: the nodejs language host and the provider plugins are refused
  * (403) at every version tried, so the tests run the program inline through the Automation API and
- * use the labelled stand-in providers of test/helpers/stand-in-plugins (docs/real-engine.md).
+ * use the labelled stand-in providers of test/helpers/stand-in-plugins (docs/pulumi-engine.md).
  */
 
 export const PULUMI_PKG_MODULE = "github.com/pulumi/pulumi/pkg/v3";

@@ -17,7 +17,7 @@ import type { ProgramStart } from "./stand-in-plugins/language-host";
  * The real Pulumi engine for tests: the CLI built at the pinned SDK's version
  * (scripts/tools/pulumi-cli.ts), driven through the Automation API on a local file backend with a
  * passphrase secrets provider, the program (infra/program.ts hubProgram) run inline, and the
- * labelled stand-in provider plugins of ./stand-in-plugins on PATH. docs/real-engine.md
+ * labelled stand-in provider plugins of ./stand-in-plugins on PATH. docs/pulumi-engine.md
  * says what this can and cannot see.
  */
 
