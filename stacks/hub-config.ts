@@ -4,7 +4,7 @@ import type { CostEstimate } from "./cost";
 import type { GpuFit } from "./fit";
 import type { ResolvedSettings } from "./presets";
 import type { Warning } from "./problems";
-import type { GgufWeights, VllmWeights } from "./quantization";
+import type { GgufWeights, VllmWeights, WeightsLoader } from "./quantization";
 import type { OcrEngine, Tier } from "./settings";
 
 /** The name clients send as `model`; vLLM and the llama.cpp fallback both answer to it. */
@@ -51,6 +51,8 @@ export interface VllmCoder {
   readonly backend: "vllm";
   readonly model: ModelEntry;
   readonly weights: VllmWeights;
+  /** How the checkpoint is read from the volume on every start (stacks/quantization.ts). */
+  readonly loader: WeightsLoader;
   readonly maxContext: number;
   readonly share: number;
   readonly tensorParallel: number;

@@ -20,7 +20,7 @@ import {
 import { didYouMean } from "./load";
 import { PRESETS, ResolvedSettings } from "./presets";
 import { cap, isNonEmpty, problem, Problem, Problems, Warning } from "./problems";
-import { mapGgufQuantization, mapVllmQuantization, VllmWeights } from "./quantization";
+import { mapGgufQuantization, mapVllmQuantization, VllmWeights, weightsLoader } from "./quantization";
 import { cidrKey, cidrProblem, Quantization, SETTINGS, StackOverrides, Tier } from "./settings";
 import { isWholeInternet, sshExposure } from "./ssh-exposure";
 import { hoursPerMonth, parseWindows } from "./windows";
@@ -98,6 +98,17 @@ function checkAutoscaling({ s, problems }: Ctx): void {
 
 /** GPU nodes the stack runs as configured: gpuCount while the GPU exists, 0 while the hybrid GPU is off. */
 export const configuredGpuNodes = (s: ResolvedSettings): number => (GPU_TIERS.includes(s.tier) && s.gpuEnabled ? s.gpuCount : 0);
+
+/** The baked GPU image is both settings or neither (the build sets them together), on a tier with GPU nodes. */
+function checkSnapshot({ s, problems }: Ctx): void {
+  const { gpuSnapshotId: id, gpuSnapshotName: name } = s;
+  if (id === undefined && name === undefined) return;
+  if (id === undefined || name === undefined) {
+    problems.push(problem(["gpuSnapshotId", "gpuSnapshotName"], id ?? name, "the baked GPU image needs both its snapshot id and its name (the name tells the plan whether it is current).", "Set both with `npm run hub -- gpu image build`, or remove both to boot the GPU base image."));
+    return;
+  }
+  if (!GPU_TIERS.includes(s.tier)) problems.push(problem(["gpuSnapshotId", "tier"], id, `the ${s.tier} tier runs no GPU node to boot from it.`, "Remove gpuSnapshotId and gpuSnapshotName, or use a GPU tier."));
+}
 
 /**
  * A pin is both settings or neither, on a GPU tier, at the node count the stack runs (the hub
@@ -235,7 +246,7 @@ function resolveVllmCoder(ctx: Ctx, model: ModelEntry, gpu: GpuSize): VllmCoder 
     problems.push(problem(["llmModel", "llmQuantization", "gpuSize"], `${model.id} @ ${s.llmQuantization}`, describeFit(`${model.displayName} as ${weights.value.format}`, fit, gpu, share), fitAdvice(s.tier, model, s.llmQuantization, gpu, share, s.ocrEngine === "deepseek-ocr" ? MAX_COMBINED_GPU_SHARE - s.ocrGpuMemoryPercent / 100 : MAX_COMBINED_GPU_SHARE, context, s.region)));
     return undefined;
   }
-  return { backend: "vllm", model, weights: weights.value, maxContext: context, share, tensorParallel: gpu.gpuCount, fit };
+  return { backend: "vllm", model, weights: weights.value, loader: weightsLoader(weights.value, gpu), maxContext: context, share, tensorParallel: gpu.gpuCount, fit };
 }
 
 function resolveLlamaCpp(ctx: Ctx, key: "llmModel" | "fallbackModel", model: ModelEntry, quantization: Quantization, context: number): LlamaCppCoder | undefined {
@@ -416,6 +427,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   checkTierShape(ctx, gpu);
   checkAutoscaling(ctx);
   const gpuPin = checkPin(ctx, nowMs);
+  checkSnapshot(ctx);
   checkGrafana(ctx);
 
   const hasGpu = GPU_TIERS.includes(s.tier);
