@@ -12,6 +12,8 @@ import type { PolicyConfig } from "../types";
 export const CONTROLLER_PORT = 9100;
 /** The coder route's off-state answer (503 + Retry-After), reached by Traefik only: nothing else is served here. */
 export const OFF_ANSWER_PORT = 9101;
+/** Traefik's health check of the holder on the off port (programs/holding/proxy.ts); no public route maps to it. */
+export const HOLDER_HEALTH_PATH = "/__hub_holder/health";
 /** X-Hub-Backend on the off answer: the name services/backend-header.ts gives the 503 of a GPU that is off. */
 export const OFF_BACKEND_NAME = "gpu-off";
 export const HEALTH_PATH = "/healthz";
@@ -90,6 +92,18 @@ export const controllerFileSchema = z.object({
   replicas: z.array(replicaSchema),
   /** Whether a CPU stand-in answers the coder route while no replica is ready (else this controller's 503 does). */
   fallback: z.boolean(),
+  /**
+   * Holding coder requests while the GPU wakes (programs/holding/): the stack's caps, and the CPU
+   * stand-in the holder forwards to when a request does not wait. Absent: the off port only answers the 503.
+   */
+  holding: z
+    .object({
+      maxSeconds: z.number().int().min(0).max(840),
+      maxRequests: z.number().int().min(1),
+      maxPerKey: z.number().int().min(1),
+      fallbackUrl: z.string().url().nullable(),
+    })
+    .optional(),
   pin: z.object({ nodes: z.number().int().min(0), untilMs: z.number().int() }).nullable(),
   dispatch: z.object({ repo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/), ref: z.string().min(1), workflow: z.string().min(1) }).nullable(),
   /** Whether the deploy gave a billing token (the controller still checks the environment). */

@@ -12,6 +12,7 @@ import { ControllerMetrics } from "./metrics";
 import { offAnswer, OffAnswer } from "./off-answer";
 import { coderDemandCounters, CounterDeltas, Fetcher, healthy, ReplicaReading, replicaReading, scrape } from "./signals";
 import { JsonStore } from "./store";
+import { DemandState, demandThisTick, emptyDemandState } from "../../holding/demand";
 
 /**
  * The controller: every tick it reads the config file the deploy rendered (which GPU replicas the
@@ -94,6 +95,8 @@ export class Controller {
   private readonly deltas = new CounterDeltas();
   private wakeSinceMs: number | null;
   private offAnswered = 0;
+  private holderDone = 0;
+  private demandState: DemandState = emptyDemandState();
   private last?: ControllerStatus;
   private lastDecision?: Decision;
   private billingCheckedMs = -Infinity;
@@ -171,8 +174,28 @@ export class Controller {
 
   /** A request met the off state: answer it, count it as demand, and tick now so it wakes the GPU. */
   answerOff(): OffAnswer {
+    this.holderArrived();
+    return this.offAnswerNow();
+  }
+
+  /** The holder (programs/holding/) received a coder request: demand, and a tick now so it wakes the GPU. */
+  holderArrived(): void {
     this.offAnswered++;
     this.requestTick().catch((err: unknown) => this.deps.log.error("tick failed", { error: errorText(err) }));
+  }
+
+  /** The holder finished answering one: the gateway's completion-time counter will count it again (programs/holding/demand.ts). */
+  holderFinished(): void {
+    this.holderDone++;
+  }
+
+  /** The file's view the holder needs: where the replicas answer, what it may hold, where the CPU stand-in is. */
+  get holdingView(): { readonly replicas: ControllerFile["replicas"]; readonly holding: ControllerFile["holding"] } {
+    return { replicas: this.file.replicas, holding: this.file.holding };
+  }
+
+  /** What a request that nothing serves is answered now (state, Retry-After), without counting it. */
+  offAnswerNow(): OffAnswer {
     const now = this.deps.clock();
     return offAnswer({
       nowMs: now,
@@ -230,9 +253,17 @@ export class Controller {
 
     // The gateway's coder counts; requests this controller answered while off are demand too (they cover the first tick after a restart).
     const gateway = await scrape(fetcher, file.gateway.metricsUrl);
-    const answered = this.offAnswered;
-    this.offAnswered = 0;
-    const coderRequests = gateway ? Math.max(this.deltas.next(coderDemandCounters(gateway, file.gateway.coderRouter)), answered) : undefined;
+    let coderRequests: number | undefined;
+    if (gateway) {
+      // Traefik counts a request when its answer ends: a held one is owed back (programs/holding/demand.ts).
+      const baseline = this.deltas.snapshot() === undefined;
+      const increase = this.deltas.next(coderDemandCounters(gateway, file.gateway.coderRouter));
+      const counted = demandThisTick("completion", increase, { arrived: this.offAnswered, finished: this.holderDone }, this.demandState, baseline);
+      this.offAnswered = 0;
+      this.holderDone = 0;
+      this.demandState = counted.state;
+      coderRequests = counted.demand;
+    }
 
     const replicas: ReplicaStatus[] = await Promise.all(
       file.replicas.map(async (r) => {
