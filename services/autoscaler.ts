@@ -7,7 +7,7 @@ import { GATEWAY_CONTAINER } from "./gateway";
 import { NODE_IMAGE } from "./images";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_METRICS_PORT } from "./ports";
-import { AUTOSCALER_CONTAINER, autoscalerRuns, type Route } from "./routes";
+import { AUTOSCALER_CONTAINER, autoscalerRuns, holdingRuns, SERVICE_PORTS, type Route } from "./routes";
 
 export { AUTOSCALER_CONTAINER, autoscalerAnswersOff, autoscalerRuns } from "./routes";
 import type { ServiceSpec } from "./spec";
@@ -93,6 +93,9 @@ export function autoscalerConfig(hub: HubConfig, routes: readonly Route[], input
     gateway: { metricsUrl: `http://${GATEWAY_CONTAINER}:${GATEWAY_METRICS_PORT}/metrics`, coderRouter: fileProviderName(coder.name) },
     replicas,
     fallback: hub.fallbackCoder !== undefined,
+    ...(holdingRuns(hub)
+      ? { holding: { maxSeconds: s.gpuHoldMaxSeconds, maxRequests: s.gpuHoldMaxRequests, maxPerKey: s.gpuHoldMaxPerKey, fallbackUrl: hub.fallbackCoder ? `http://coder-fallback:${SERVICE_PORTS.llamaCpp}` : null } }
+      : {}),
     pin: pin ? { nodes: pin.nodes, untilMs: pin.untilMs } : null,
     dispatch: s.autoscalerDispatchRepo ? { repo: s.autoscalerDispatchRepo, ref: s.autoscalerDispatchRef, workflow: DISPATCH_WORKFLOW } : null,
     billingCrossCheck: inputs.billingCrossCheck,

@@ -27,6 +27,10 @@ const keyEntrySchema = z.strictObject({
   scopes: z.array(z.enum(SCOPES)).min(1, "must list at least one scope"),
   ratePerMinute: z.number().positive().max(1_000_000).optional(),
   burst: z.number().int().positive().max(1_000_000).optional(),
+  /** Seconds a coder request with this key waits for a waking GPU when it does not say (X-Hub-Wait); the stack caps it. */
+  waitSeconds: z.number().int().min(0).max(840).optional(),
+  /** The most this key's requests may wait, whatever they ask (below the stack's gpuHoldMaxSeconds). */
+  maxWaitSeconds: z.number().int().min(0).max(840).optional(),
   revoked: z.boolean().optional(),
   created: z.iso.datetime({ offset: true }),
 });
@@ -117,6 +121,8 @@ export interface ApiKey {
   readonly scopes: ReadonlySet<Scope>;
   readonly ratePerMinute?: number;
   readonly burst?: number;
+  readonly waitSeconds?: number;
+  readonly maxWaitSeconds?: number;
   readonly revoked: boolean;
   readonly digest: Buffer;
 }
@@ -136,6 +142,8 @@ export class KeyStore {
         scopes: new Set(entry.scopes),
         ratePerMinute: entry.ratePerMinute,
         burst: entry.burst,
+        waitSeconds: entry.waitSeconds,
+        maxWaitSeconds: entry.maxWaitSeconds,
         revoked: entry.revoked === true,
         digest: Buffer.from(hex, "hex"),
       });

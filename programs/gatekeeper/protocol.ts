@@ -9,5 +9,12 @@ export type Scope = (typeof SCOPES)[number];
 export const AUTH_PATH = "/auth";
 export const HEALTH_PATH = "/healthz";
 
+/**
+ * A key's own wait policy for a waking GPU (`default=120, max=600`; keys file waitSeconds and
+ * maxWaitSeconds), set on allowed answers of keys that have one. Listed in authResponseHeaders, so
+ * Traefik drops whatever a client sent under this name (programs/holding/core.ts reads it).
+ */
+export const KEY_WAIT_HEADER = "X-Hub-Key-Wait";
+
 /** Headers Traefik must copy from an allowed answer into the forwarded request (forwardAuth.authResponseHeaders). */
-export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id"] as const;
+export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id", KEY_WAIT_HEADER] as const;

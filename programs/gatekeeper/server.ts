@@ -35,7 +35,13 @@ import { Spool } from "./spool";
  */
 
 export { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "./protocol";
-import { AUTH_PATH, HEALTH_PATH } from "./protocol";
+import { AUTH_PATH, HEALTH_PATH, KEY_WAIT_HEADER } from "./protocol";
+
+/** The key's wait policy for a waking GPU, when it has one (programs/holding/core.ts parses it). */
+export function keyWaitHeader(key: ApiKey): Record<string, string> {
+  const parts = [...(key.waitSeconds !== undefined ? [`default=${key.waitSeconds}`] : []), ...(key.maxWaitSeconds !== undefined ? [`max=${key.maxWaitSeconds}`] : [])];
+  return parts.length ? { [KEY_WAIT_HEADER]: parts.join(", ") } : {};
+}
 
 // ---- the decision, as a pure function ---------------------------------------------------------
 
@@ -265,6 +271,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
         "X-Api-Key": config.backendKey,
         "X-Hub-Key-Id": decision.key.id,
         "X-Request-Id": requestId,
+        ...keyWaitHeader(decision.key),
         "Cache-Control": "no-store",
         "Content-Length": "0",
       });

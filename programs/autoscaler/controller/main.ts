@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   if (!pipeline) log.warn("advice mode: the controller decides, logs and exports, but does not act", { why: !file.dispatch ? "no autoscalerDispatchRepo in the config file" : `${ENV.dispatchToken} is not set` });
 
   const controller = await Controller.start({ configFile, store: new JsonStore(stateDir), fetcher: httpFetcher, clock: Date.now, log, pipeline, billing });
-  const servers = await startServers(controller, { host: process.env.AUTOSCALER_HOST?.trim() || "0.0.0.0", controlPort: port(ENV.port, CONTROLLER_PORT), offPort: port(ENV.offPort, OFF_ANSWER_PORT), log });
+  const servers = await startServers(controller, { host: process.env.AUTOSCALER_HOST?.trim() || "0.0.0.0", controlPort: port(ENV.port, CONTROLLER_PORT), offPort: port(ENV.offPort, OFF_ANSWER_PORT), log, fetcher: httpFetcher, clock: Date.now });
   log.info("autoscaler listening", { controlPort: servers.controlPort, offPort: servers.offPort, stack: file.stack, mode: pipeline ? "act" : "advice", billingCrossCheck: billing !== undefined });
 
   let timer: NodeJS.Timeout | undefined;

@@ -3,6 +3,8 @@ import type { AddressInfo } from "node:net";
 import { HEALTH_PATH, METRICS_PATH, OFF_BACKEND_NAME, STATUS_PATH } from "./contract";
 import type { Controller } from "./controller";
 import { errorText, Logger } from "./log";
+import { holderFollowingFile } from "./holder";
+import type { Fetcher } from "./signals";
 
 /**
  * Two listeners. The control port serves /metrics (Prometheus), /healthz (Docker's check) and
@@ -23,7 +25,7 @@ const json = (res: http.ServerResponse, status: number, body: unknown, headers: 
   res.end(text);
 };
 
-export async function startServers(controller: Controller, options: { readonly host: string; readonly controlPort: number; readonly offPort: number; readonly log: Logger }): Promise<ControllerServers> {
+export async function startServers(controller: Controller, options: { readonly host: string; readonly controlPort: number; readonly offPort: number; readonly log: Logger; readonly fetcher?: Fetcher; readonly clock?: () => number }): Promise<ControllerServers> {
   const control = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") return json(res, 405, { error: { message: "only GET", type: "invalid_request_error", code: "method_not_allowed" } });
@@ -47,7 +49,10 @@ export async function startServers(controller: Controller, options: { readonly h
     }
     return json(res, 404, { error: { message: `not found; paths: ${METRICS_PATH}, ${HEALTH_PATH}, ${STATUS_PATH}`, type: "invalid_request_error", code: "not_found" } });
   });
+  const holder = options.fetcher ? holderFollowingFile(controller, options.fetcher, options.clock ?? Date.now) : () => undefined;
   const off = http.createServer((req, res) => {
+    const hold = holder();
+    if (hold) return hold(req, res);
     // The body (a chat request) is not needed: drain it so the connection can be reused.
     req.resume();
     const answer = controller.answerOff();
