@@ -102,7 +102,7 @@ export interface RigOptions {
   /** Extra stack settings (e.g. higher rate limits for the benchmark). */
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
   /** Keys to create: name → scopes (and optional limits). */
-  readonly keys?: Readonly<Record<string, { readonly scopes: readonly Scope[]; readonly revoked?: boolean; readonly ratePerMinute?: number; readonly burst?: number }>>;
+  readonly keys?: Readonly<Record<string, { readonly scopes: readonly Scope[]; readonly revoked?: boolean; readonly ratePerMinute?: number; readonly burst?: number; readonly waitSeconds?: number; readonly maxWaitSeconds?: number }>>;
   /**
    * Traefik's stdout (its log and access log) goes to a file in the rig's directory instead of
    * being parsed here: for benchmarks, whose client shares the CPU. accessLog() is then empty.
@@ -245,7 +245,7 @@ export class GatewayRig {
     const entries = Object.entries(options.keys ?? {}).map(([name, k]) => {
       const fresh = newApiKey();
       this.keys[name] = { id: fresh.id, key: fresh.key };
-      return { id: fresh.id, name, sha256: fresh.sha256, scopes: [...k.scopes], created: new Date().toISOString(), ...(k.revoked ? { revoked: true } : {}), ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}), ...(k.burst ? { burst: k.burst } : {}) };
+      return { id: fresh.id, name, sha256: fresh.sha256, scopes: [...k.scopes], created: new Date().toISOString(), ...(k.revoked ? { revoked: true } : {}), ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}), ...(k.burst ? { burst: k.burst } : {}), ...(k.waitSeconds !== undefined ? { waitSeconds: k.waitSeconds } : {}), ...(k.maxWaitSeconds !== undefined ? { maxWaitSeconds: k.maxWaitSeconds } : {}) };
     });
     const env = remapForLoopback(this.variants["gpu-off"].gatekeeperEnv, this.loopback);
     writeFileSync(env.GATEKEEPER_KEYS_FILE, JSON.stringify({ version: 1, keys: entries }, null, 2));
