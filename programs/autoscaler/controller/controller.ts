@@ -96,6 +96,7 @@ export class Controller {
   private wakeSinceMs: number | null;
   private offAnswered = 0;
   private holderDone = 0;
+  private immediateTickMs = -Infinity;
   private demandState: DemandState = emptyDemandState();
   private last?: ControllerStatus;
   private lastDecision?: Decision;
@@ -181,6 +182,10 @@ export class Controller {
   /** The holder (programs/holding/) received a coder request: demand, and a tick now so it wakes the GPU. */
   holderArrived(): void {
     this.offAnswered++;
+    // Only a request that may wake the GPU is worth a tick now, and one a second at most: fallback traffic must not set off a tick per request.
+    const now = this.deps.clock();
+    if ((this.lastDecision?.wantedNodes ?? 0) > 0 || now - this.immediateTickMs < 1000) return;
+    this.immediateTickMs = now;
     this.requestTick().catch((err: unknown) => this.deps.log.error("tick failed", { error: errorText(err) }));
   }
 
@@ -318,6 +323,9 @@ export class Controller {
       if (decision.wantedNodes === 0 && ready.length === 0) this.wakeSinceMs = null;
     }
     await this.actuator.step(clock(), clock);
+    // What the status and metrics show: a dispatch this very tick made a node starting.
+    const afterStep = this.actuator.outstanding(clock(), deployed);
+    const shown = { ...nodes, starting: Math.max(nodes.starting, deployed - ready.length + (afterStep && afterStep.nodes > deployed ? afterStep.nodes - deployed : 0)) };
 
     const signalsUp = coderRequests !== undefined && (ready.length === 0 || readings !== undefined);
     await this.checkBilling(now, spend);
@@ -325,9 +333,9 @@ export class Controller {
 
     const m = this.metrics;
     m.wantedNodes.set(decision.wantedNodes);
-    m.nodes.set({ state: "ready" }, nodes.ready);
-    m.nodes.set({ state: "starting" }, nodes.starting);
-    m.nodes.set({ state: "draining" }, nodes.draining);
+    m.nodes.set({ state: "ready" }, shown.ready);
+    m.nodes.set({ state: "starting" }, shown.starting);
+    m.nodes.set({ state: "draining" }, shown.draining);
     m.decided(decision.reason);
     m.monthSpend.set(spend);
     m.signalsUp.set(signalsUp ? 1 : 0);
@@ -350,7 +358,7 @@ export class Controller {
       mode: this.actuator.acting ? "act" : "advice",
       atMs: now,
       deployedNodes: deployed,
-      nodes,
+      nodes: shown,
       replicas,
       coderRequests,
       signalsUp,
