@@ -127,8 +127,17 @@ function copyResponseHeaders(upstream: http.IncomingMessage, extra: Record<strin
   return { ...headers, ...extra };
 }
 
-export function createHoldHandler(view: HolderView, options: HolderOptions): { handle: (req: http.IncomingMessage, res: http.ServerResponse) => void; queue: HoldQueue } {
+export interface HoldHandler {
+  readonly handle: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+  readonly queue: HoldQueue;
+  /** On shutdown: every hold ends now (answered as if it did not wait); resolves when the answers in flight are done, or after `timeoutMs`. */
+  drain(timeoutMs: number): Promise<void>;
+}
+
+export function createHoldHandler(view: HolderView, options: HolderOptions): HoldHandler {
   const queue = new HoldQueue(options.limits);
+  let draining = false;
+  let active = 0;
   const clock = options.clock ?? Date.now;
   const pollMs = options.pollMs ?? 1000;
   const keepAliveMs = options.keepAliveMs ?? 15_000;
@@ -185,6 +194,7 @@ export function createHoldHandler(view: HolderView, options: HolderOptions): { h
   }
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    active++;
     const arrivedMs = clock();
     view.arrived();
     let outcome: HoldOutcome = "client-gone";
@@ -246,7 +256,7 @@ export function createHoldHandler(view: HolderView, options: HolderOptions): { h
           replica = await view.readyReplica();
           if (replica) break;
           // The decision may have changed under the hold (budget, pin): stop waiting for a GPU that will not come.
-          if (view.wakeState().kind !== "waking") break;
+          if (draining || view.wakeState().kind !== "waking") break;
           await sleep(Math.min(pollMs, Math.max(1, admission.deadlineMs - clock())));
         }
         if (keepAlive) clearInterval(keepAlive);
@@ -274,11 +284,17 @@ export function createHoldHandler(view: HolderView, options: HolderOptions): { h
     } finally {
       if (gone && !res.writableEnded) outcome = "client-gone";
       view.finished(outcome, heldSeconds);
+      active--;
     }
   }
 
   return {
     queue,
+    drain: async (timeoutMs) => {
+      draining = true;
+      const until = clock() + timeoutMs;
+      while (active > 0 && clock() < until) await sleep(50);
+    },
     handle: (req, res) => {
       if ((req.url ?? "").split("?")[0] === HOLDER_HEALTH_PATH) {
         req.resume();

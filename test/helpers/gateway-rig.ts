@@ -6,7 +6,7 @@ import { Client } from "pg";
 import { parse } from "yaml";
 import { bundleGatekeeper } from "../../programs/gatekeeper/bundle";
 import { bundleController } from "../../programs/autoscaler/controller/bundle";
-import { CONTROLLER_PORT, OFF_ANSWER_PORT } from "../../programs/autoscaler/controller/contract";
+import { CONTROLLER_PORT, HOLDER_HEALTH_PATH, OFF_ANSWER_PORT } from "../../programs/autoscaler/controller/contract";
 import { newApiKey, type Scope } from "../../programs/gatekeeper/keys";
 import { errorsNginx, renderNginxConf, renderYaml } from "../../services/gateway";
 import { GPU_SERVICE_PORTS } from "../../services/ports";
@@ -110,11 +110,13 @@ export interface RigOptions {
    */
   readonly logToFile?: boolean;
   /**
-   * Run the bundled autoscaling controller with its rendered config (the stack must run it).
-   * `githubApi`: the recording stand-in of GitHub's API it dispatches to; no token: advice mode.
-   * @default - not started: its routes answer 502, as with a controller that is down
+   * The bundled autoscaling controller with its rendered config, as deployed whenever the stack
+   * runs it (its off port holds coder requests in front of the CPU stand-in). `githubApi`: the
+   * recording stand-in of GitHub's API it dispatches to; no token: advice mode. `false`: not
+   * started, as with a controller that is down (its routes answer 502).
+   * @default - started in advice mode when the stack runs it
    */
-  readonly autoscaler?: { readonly githubApi: string; readonly dispatchToken?: string };
+  readonly autoscaler?: { readonly githubApi: string; readonly dispatchToken?: string } | false;
 }
 
 export const RIG_BACKEND_KEY = "rig-internal-backend-key-0123456789abcdef";
@@ -276,20 +278,22 @@ export class GatewayRig {
       if (line.startsWith("{") && line.includes('"DownstreamStatus"')) this.accessLines.push(JSON.parse(line) as Record<string, unknown>);
     });
 
-    if (options.autoscaler) this.startAutoscaler(options.autoscaler);
+    // Advice mode (no token) dispatches nothing; the address only has to be a URL.
+    if (options.autoscaler !== false && this.variants["gpu-off"].autoscalerConfig) this.startAutoscaler(options.autoscaler ?? { githubApi: "http://127.0.0.1:9" });
 
     const context = () => `--- traefik\n${this.traefik.tail()}\n--- gatekeeper\n${this.gatekeeper.tail()}\n--- nginx\n${this.nginx.tail()}`;
     await waitFor("nginx, the gatekeeper and Traefik to answer", async () => {
       for (const p of [this.nginx, this.gatekeeper, this.traefik]) if (!p.running) throw new Error(`${p.name} exited`);
-      const [ping, health, gk] = await Promise.all([rawGet(metrics, "/ping"), rawGet(nginxPort, "/health"), rawGet(gatekeeperPort, "/healthz")]);
-      return ping === 200 && health === 200 && gk === 200;
+      if (this.autoscaler && !this.autoscaler.running) throw new Error("the autoscaler exited");
+      const [ping, health, gk, holder] = await Promise.all([rawGet(metrics, "/ping"), rawGet(nginxPort, "/health"), rawGet(gatekeeperPort, "/healthz"), this.autoscaler ? rawGet(autoscalerOff, HOLDER_HEALTH_PATH).catch(() => 0) : Promise.resolve(200)]);
+      return ping === 200 && health === 200 && gk === 200 && holder === 200;
     }, 30_000, { context });
     // The routes file loaded: a keyless request is refused by the gatekeeper through both hops.
     await waitFor("the routes file to load", async () => (await this.request({ path: "/v1/models" })).status === 401, 15_000, { context });
   }
 
   /** The bundled controller with the gpu-off variant's config and its container's environment, on loopback. */
-  private startAutoscaler(options: NonNullable<RigOptions["autoscaler"]>): void {
+  private startAutoscaler(options: Exclude<NonNullable<RigOptions["autoscaler"]>, false>): void {
     const rendered = this.variants["gpu-off"];
     if (!rendered.autoscalerConfig || !rendered.autoscalerEnv) throw new Error("the rig's stack runs no autoscaler (set autoscaler true on a GPU tier)");
     for (const dir of ["autoscaler-config", "autoscaler-state", "autoscaler-app"]) mkdirSync(path.join(this.dir, dir), { recursive: true });

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { HoldLimits } from "../../holding/core";
 import { HolderMetrics } from "../../holding/metrics";
-import { createHoldHandler, HolderView, OffAnswerLike } from "../../holding/proxy";
+import { createHoldHandler, HoldHandler, HolderView, OffAnswerLike } from "../../holding/proxy";
 import { OFF_BACKEND_NAME } from "./contract";
 import type { Controller } from "./controller";
 import { Fetcher, healthy } from "./signals";
@@ -62,19 +62,22 @@ export function controllerHolderView(controller: Controller, fetcher: Fetcher, c
  * the holding settings (requests held under the old ones finish there). Undefined while the file
  * has no holding section: the off port then answers the 503 alone.
  */
-export function holderFollowingFile(controller: Controller, fetcher: Fetcher, clock: () => number): () => ((req: IncomingMessage, res: ServerResponse) => void) | undefined {
+export function holderFollowingFile(controller: Controller, fetcher: Fetcher, clock: () => number): { current: () => ((req: IncomingMessage, res: ServerResponse) => void) | undefined; drain: (timeoutMs: number) => Promise<void> } {
   const metrics = new HolderMetrics(controller.metrics.registry, () => current?.queue.size ?? 0);
   const view = controllerHolderView(controller, fetcher, clock, metrics);
   let key = "";
-  let current: ReturnType<typeof createHoldHandler> | undefined;
-  return () => {
+  let current: HoldHandler | undefined;
+  const handlers: HoldHandler[] = [];
+  const pick = () => {
     const holding = controller.holdingView.holding;
     if (!holding) return undefined;
     const next = JSON.stringify(holding);
     if (next !== key || !current) {
       key = next;
       current = createHoldHandler(view, { limits: holdLimits(holding), fallbackUrl: holding.fallbackUrl ?? undefined, maxBodyBytes: CHAT_BODY_BYTES, clock });
+      handlers.push(current);
     }
     return current.handle;
   };
+  return { current: pick, drain: async (timeoutMs) => void (await Promise.all(handlers.map((h) => h.drain(timeoutMs)))) };
 }

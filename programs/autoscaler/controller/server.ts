@@ -1,6 +1,6 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { HEALTH_PATH, METRICS_PATH, OFF_BACKEND_NAME, STATUS_PATH } from "./contract";
+import { HEALTH_PATH, HOLDER_HEALTH_PATH, METRICS_PATH, OFF_BACKEND_NAME, STATUS_PATH } from "./contract";
 import type { Controller } from "./controller";
 import { errorText, Logger } from "./log";
 import { holderFollowingFile } from "./holder";
@@ -49,10 +49,14 @@ export async function startServers(controller: Controller, options: { readonly h
     }
     return json(res, 404, { error: { message: `not found; paths: ${METRICS_PATH}, ${HEALTH_PATH}, ${STATUS_PATH}`, type: "invalid_request_error", code: "not_found" } });
   });
-  const holder = options.fetcher ? holderFollowingFile(controller, options.fetcher, options.clock ?? Date.now) : () => undefined;
+  const holder = options.fetcher ? holderFollowingFile(controller, options.fetcher, options.clock ?? Date.now) : undefined;
   const off = http.createServer((req, res) => {
-    const hold = holder();
+    const hold = holder?.current();
     if (hold) return hold(req, res);
+    if ((req.url ?? "").split("?")[0] === HOLDER_HEALTH_PATH) {
+      req.resume();
+      return json(res, 200, { status: "ok", holding: false });
+    }
     // The body (a chat request) is not needed: drain it so the connection can be reused.
     req.resume();
     const answer = controller.answerOff();
@@ -70,6 +74,9 @@ export async function startServers(controller: Controller, options: { readonly h
     controlPort,
     offPort,
     close: async () => {
+      // Held requests are answered (CPU stand-in or 503) before the port goes, not cut.
+      off.close();
+      await holder?.drain(5000);
       control.closeAllConnections();
       off.closeAllConnections();
       await Promise.all([close(control), close(off)]);
