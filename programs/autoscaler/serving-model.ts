@@ -73,6 +73,8 @@ export interface ServingOverrides {
   readonly actuator?: ActuatorKind | "github-before";
   /** Measured stages, by the model's stage names. */
   readonly measured?: readonly MeasuredStage[];
+  /** Model the weights as before the pre-quantized checkpoint and the prefetch: the BF16 checkpoint, FP8 online, mmap reads (for comparisons). */
+  readonly bf16OnlineWeights?: boolean;
 }
 
 /** The model's stage names, in the order a wake goes through them. */
@@ -90,9 +92,11 @@ export function volumeReadSeconds(gb: number, baseMBps: number, burstMBps: numbe
 export const bakedImageConfigured = (hub: HubConfig): boolean => hub.settings.gpuSnapshotId !== undefined;
 
 /** The modelled cold start of one GPU wake, stage by stage (before any measured stage replaces one). */
-export function coldStartStages(hub: HubConfig & { coder: VllmCoder }, image: BootImage, actuator: ActuatorKind | "github-before"): ColdStartStage[] {
+export function coldStartStages(hub: HubConfig & { coder: VllmCoder }, image: BootImage, actuator: ActuatorKind | "github-before", bf16OnlineWeights = false): ColdStartStage[] {
   const c = COLD_START;
-  const coder = hub.coder;
+  const coder: VllmCoder = bf16OnlineWeights
+    ? { ...hub.coder, weights: { ...hub.coder.weights, modelId: hub.coder.model.repo, diskGB: hub.coder.model.weightsGB, flags: ["--quantization", "fp8"], format: "FP8 (quantized online from the BF16 checkpoint)" }, loader: { strategy: "default", flags: [], why: "as before" } }
+    : hub.coder;
   const pipeline = PIPELINES[actuator];
   const baked = image === "baked";
   const pullSeconds = (c.imageCompressedGB.value * 8) / c.networkGbps.value + mbps(c.imageUnpackedGB.value, c.imageExtractMBps.value);
@@ -149,7 +153,7 @@ export function servingModel(hub: HubConfig, overrides: ServingOverrides = {}): 
   const c = COLD_START;
   const image = overrides.image ?? (bakedImageConfigured(hub) ? "baked" : "base");
   const actuator = overrides.actuator ?? hub.settings.autoscalerActuator;
-  let stages: ColdStartStage[] = coldStartStages({ ...hub, coder }, image, actuator);
+  let stages: ColdStartStage[] = coldStartStages({ ...hub, coder }, image, actuator, overrides.bf16OnlineWeights);
   let pipelineSeconds = stages[0].seconds;
   if (overrides.measured?.length) {
     try {

@@ -39,6 +39,8 @@ export interface SimulateOptions {
   readonly serving?: ServingOverrides;
   readonly sweep?: boolean;
   readonly tuning?: LearningTuning;
+  /** Holding: the share of requests that ask to wait for a waking GPU, and for how long (default: the stack's gpuHoldMaxSeconds). */
+  readonly hold?: { readonly share: number; readonly seconds?: number };
 }
 
 export interface Simulation {
@@ -78,8 +80,10 @@ function availableStacks(): string[] {
     .sort();
 }
 
-export function replayModelFor(hub: HubConfig, model: ServingModel, policy: PolicyConfig): ReplayModel {
+export function replayModelFor(hub: HubConfig, model: ServingModel, policy: PolicyConfig, hold?: SimulateOptions["hold"], seed = 1): ReplayModel {
+  const s = hub.settings;
   return {
+    ...(hold && hold.share > 0 ? { hold: { share: hold.share, seconds: Math.min(hold.seconds ?? s.gpuHoldMaxSeconds, s.gpuHoldMaxSeconds), maxRequests: s.gpuHoldMaxRequests, seed } } : {}),
     tickSeconds: TICK_SECONDS,
     pipelineSeconds: model.coldStart.pipelineSeconds,
     coldStartSeconds: model.coldStart.totalSeconds,
@@ -131,7 +135,8 @@ export function simulate(options: SimulateOptions): Simulation {
   });
   const trace = options.days ? sliceDays(whole, options.days.from, options.days.to) : whole;
   if (!trace) throw new SimulateInputError([`--days ${options.days!.from}-${options.days!.to}: the trace has no request on those days`]);
-  const replayModel = replayModelFor(hub, model, policy);
+  if (options.hold && options.hold.share > 0 && hub.settings.gpuHoldMaxSeconds === 0) throw new SimulateInputError([`--hold-share ${options.hold.share}: the stack holds nothing (gpuHoldMaxSeconds is 0); --set gpuHoldMaxSeconds=600 to try it`]);
+  const replayModel = replayModelFor(hub, model, policy, options.hold, options.seed ?? 1);
   const began = process.hrtime.bigint();
   const policies = runPolicies(trace, policy, replayModel, options.tuning);
   const replayed = process.hrtime.bigint();
