@@ -1,6 +1,7 @@
 import { COLD_START } from "../stacks/catalogue/serving";
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
+import { PROJECT } from "../stacks/settings";
 import { policyConfig, servingModel } from "../programs/autoscaler/serving-model";
 import { CONTAINER_PATHS, CONTROLLER_PORT, ControllerFile, DISPATCH_WORKFLOW, ENV, fileProviderName, filePolicy, HEALTH_PATH, OFF_ANSWER_PORT, pinFromHub } from "../programs/autoscaler/controller/contract";
 import { GATEWAY_CONTAINER } from "./gateway";
@@ -40,8 +41,8 @@ export function autoscalerSpec(hub: HubConfig): ServiceSpec | undefined {
       [ENV.port]: String(CONTROLLER_PORT),
       [ENV.offPort]: String(OFF_ANSWER_PORT),
     },
-    // The only credentials on the node for scaling: a token that can start one workflow, and an optional read-only billing token.
-    secretEnv: { [ENV.dispatchToken]: "autoscalerDispatchToken", [ENV.billingToken]: "autoscalerBillingToken" },
+    // The only credentials on the node for scaling: a token that can start one workflow (or create a deployment of this one stack), and an optional read-only billing token.
+    secretEnv: hub.settings.autoscalerActuator === "pulumi-deployments" ? { [ENV.pulumiToken]: "autoscalerPulumiToken", [ENV.billingToken]: "autoscalerBillingToken" } : { [ENV.dispatchToken]: "autoscalerDispatchToken", [ENV.billingToken]: "autoscalerBillingToken" },
     port: CONTROLLER_PORT,
     mounts: [
       { hostPath: AUTOSCALER_DIRS.app, containerPath: CONTAINER_PATHS.app, readOnly: true },
@@ -63,6 +64,8 @@ export function autoscalerSpec(hub: HubConfig): ServiceSpec | undefined {
 
 export interface AutoscalerFileInputs {
   readonly stack: string;
+  /** The Pulumi organization the stack lives in (pulumi.getOrganization()), for the pulumi-deployments actuator. */
+  readonly organization: string;
   /** Private addresses of the GPU nodes this deploy runs, by node name. */
   readonly privateIps: Readonly<Record<string, string>>;
   readonly billingCrossCheck: boolean;
@@ -97,7 +100,12 @@ export function autoscalerConfig(hub: HubConfig, routes: readonly Route[], input
       ? { holding: { maxSeconds: s.gpuHoldMaxSeconds, maxRequests: s.gpuHoldMaxRequests, maxPerKey: s.gpuHoldMaxPerKey, fallbackUrl: hub.fallbackCoder ? `http://coder-fallback:${SERVICE_PORTS.llamaCpp}` : null } }
       : {}),
     pin: pin ? { nodes: pin.nodes, untilMs: pin.untilMs } : null,
-    dispatch: s.autoscalerDispatchRepo ? { repo: s.autoscalerDispatchRepo, ref: s.autoscalerDispatchRef, workflow: DISPATCH_WORKFLOW } : null,
+    dispatch:
+      s.autoscalerActuator === "pulumi-deployments"
+        ? { kind: "pulumi-deployments", organization: inputs.organization, project: PROJECT, stack: inputs.stack }
+        : s.autoscalerDispatchRepo
+          ? { repo: s.autoscalerDispatchRepo, ref: s.autoscalerDispatchRef, workflow: DISPATCH_WORKFLOW }
+          : null,
     billingCrossCheck: inputs.billingCrossCheck,
   };
 }

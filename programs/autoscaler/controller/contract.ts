@@ -37,14 +37,18 @@ export const ENV = {
   offPort: "AUTOSCALER_OFF_PORT",
   /** Fine-grained GitHub token, Actions: write on the one repository. Unset or empty: advice mode. */
   dispatchToken: "AUTOSCALER_DISPATCH_TOKEN",
+  /** Pulumi Cloud token with stack_deployment:create on this stack, for the pulumi-deployments actuator. Unset or empty: advice mode. */
+  pulumiToken: "AUTOSCALER_PULUMI_TOKEN",
   /** DigitalOcean token with read scope on billing, optional: cross-checks the ledger. */
   billingToken: "AUTOSCALER_BILLING_TOKEN",
   /** For tests (the recording stand-ins); production uses the defaults. */
   githubApi: "AUTOSCALER_GITHUB_API",
+  pulumiApi: "AUTOSCALER_PULUMI_API",
   digitaloceanApi: "AUTOSCALER_DIGITALOCEAN_API",
 } as const;
 
 export const GITHUB_API = "https://api.github.com";
+export const PULUMI_API = "https://api.pulumi.com";
 export const DIGITALOCEAN_API = "https://api.digitalocean.com";
 /** The workflow the dispatch names (scaleops owns .github/workflows/autoscale.yml). */
 export const DISPATCH_WORKFLOW = "autoscale.yml";
@@ -54,6 +58,7 @@ export const fileProviderName = (name: string): string => `${name}@file`;
 
 
 const positive = z.number().finite().nonnegative();
+const PULUMI_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
 
 const replicaSchema = z.object({
   node: z.string().regex(/^gpu-\d+$/),
@@ -105,7 +110,13 @@ export const controllerFileSchema = z.object({
     })
     .optional(),
   pin: z.object({ nodes: z.number().int().min(0), untilMs: z.number().int() }).nullable(),
-  dispatch: z.object({ repo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/), ref: z.string().min(1), workflow: z.string().min(1) }).nullable(),
+  /** Where a wanted count goes: a GitHub workflow_dispatch, or a Pulumi Deployments run of this stack (deployments.ts). */
+  dispatch: z
+    .union([
+      z.object({ repo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/), ref: z.string().min(1), workflow: z.string().min(1) }),
+      z.object({ kind: z.literal("pulumi-deployments"), organization: z.string().regex(PULUMI_NAME), project: z.string().regex(PULUMI_NAME), stack: z.string().regex(PULUMI_NAME) }),
+    ])
+    .nullable(),
   /** Whether the deploy gave a billing token (the controller still checks the environment). */
   billingCrossCheck: z.boolean(),
 });
