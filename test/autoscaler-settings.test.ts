@@ -46,12 +46,12 @@ describe("serving model of the hybrid stack (catalogue figures, worked by hand)"
   const m = built.model;
 
   it("cold start on the GPU base image: the stages add up, and all but the pipeline is billed", () => {
-    // Pipeline (GitHub, trimmed) 20 + 20 + 40 = 80; droplet 120; cloud-init 120;
+    // Pipeline (GitHub, trimmed) 20 + 35 + 40 = 95; droplet 120; cloud-init 120;
     // image pull 12.64 GB x 8 / 2 Gbit/s = 50.56 s + 28.6 GB / 200 MB/s = 143 s;
     // 34.3 GB of pre-quantized FP8, prefetched: 27 GB in the 60 s burst at 450 MB/s + 7.3 GB / 300 MB/s = 84.33 s;
-    // engine 60 (no online FP8 pass); health check 10 = 667.9 s.
+    // engine 60 (no online FP8 pass); health check 10 = 682.9 s.
     expect(m.coldStart.image).toBe("base");
-    expect(m.coldStart.totalSeconds).toBeCloseTo(667.89, 1);
+    expect(m.coldStart.totalSeconds).toBeCloseTo(682.89, 1);
     expect(m.coldStart.billedSeconds).toBeCloseTo(587.89, 1);
     expect(m.coldStart.stages.filter((s) => s.unverified).map((s) => s.name)).toContain("droplet create");
   });
@@ -59,8 +59,8 @@ describe("serving model of the hybrid stack (catalogue figures, worked by hand)"
   it("cold start on the baked image: cloud-init keeps only the per-node part and nothing is pulled", () => {
     const baked = servingModel(hub, { image: "baked" });
     if (!baked.ok) throw new Error(baked.reason);
-    // 80 + 120 + 20 + 0 + 84.33 + 60 + 10 = 374.3 s.
-    expect(baked.model.coldStart.totalSeconds).toBeCloseTo(374.33, 1);
+    // 95 + 120 + 20 + 0 + 84.33 + 60 + 10 = 389.3 s.
+    expect(baked.model.coldStart.totalSeconds).toBeCloseTo(389.33, 1);
     expect(baked.model.coldStart.stages.find((s) => s.name === "image pull")?.seconds).toBe(0);
     // The workflow before the trim took a modelled 120 s.
     const before = servingModel(hub, { actuator: "github-before" });

@@ -78,6 +78,15 @@ describe("autoscale.yml", () => {
     expect(job.steps.findIndex((s) => s.uses?.startsWith("pulumi/actions@"))).toBeLessThan(job.steps.length - 1);
   });
 
+  it("a wake installs nothing it can restore: node_modules from the cache keyed on the lockfile, npm ci only on a miss", () => {
+    const restore = job.steps.find((s) => s.uses?.startsWith("actions/cache@"));
+    expect(restore?.with).toMatchObject({ path: "node_modules" });
+    expect(String(restore?.with?.key)).toContain("hashFiles('package-lock.json')");
+    const install = job.steps.find((s) => s.run?.startsWith("npm ci"));
+    expect(install?.if).toBe(`steps.${(restore as { id?: string }).id}.outputs.cache-hit != 'true'`);
+    expect(job.steps.findIndex((s) => s === install)).toBeGreaterThan(job.steps.findIndex((s) => s === restore));
+  });
+
   describe("its input check, run by bash, agrees with the hub command's own", () => {
     const check = job.steps.find((s) => s.name === "Check the inputs")!.run!;
     const run = (env: Record<string, string>) => spawnSync("bash", ["-e", "-c", check], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env }, encoding: "utf8" });

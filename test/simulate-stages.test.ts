@@ -37,9 +37,9 @@ describe("measured wake stages", () => {
     const r = runScript("simulate", ["--compare-stages", "--stages", file]);
     expect(r.status).toBe(0);
     const total = r.stdout.split("\n").find((l) => l.startsWith("total"))!;
-    // 872 s as modelled before; the base image now (668), baked (374), baked through Pulumi Deployments (389); measured:
+    // 872 s as modelled before; the base image now (683), baked (389), baked through Pulumi Deployments (389); measured:
     // 260 + 30 + 194 (pull) + 84 + 60 + 10 = 638 s.
-    expect(total.split(/\s{2,}/).slice(1)).toEqual(["872 s", "668 s", "374 s", "389 s", "638 s"]);
+    expect(total.split(/\s{2,}/).slice(1)).toEqual(["872 s", "683 s", "389 s", "389 s", "638 s"]);
     expect(r.stdout).toMatch(/pipeline .*260 s \(with the next\)/);
     const bad = runScript("simulate", ["--compare-stages", "--stages", path.join(dir, "missing.json"), "--hold-share", "2"]);
     expect(bad.status).toBe(1);

@@ -79,7 +79,7 @@ export const PIPELINES: Readonly<Record<ActuatorKind | "github-before", { readon
     label: "GitHub Actions (autoscale.yml, trimmed for wakes)",
     stages: [
       { name: "runner pickup", figure: fig(20, "s", unverified("no source: GitHub publishes no queue time for hosted runners", "2026-12-07")) },
-      { name: "checkout, cached node_modules and CLI", figure: fig(20, "s", unverified("not measured on a runner: actions/cache restores node_modules and the Pulumi CLI instead of `npm ci` and a download (a miss falls back to both)", "2026-12-07")) },
+      { name: "checkout, cached node_modules, CLI install", figure: fig(35, "s", unverified("not measured on a runner: actions/cache restores node_modules instead of `npm ci` (a miss runs it). On the dev machine (2 cores, load 18) `npm ci` from a warm npm cache took 64 s and unpacking the same 396 MB node_modules 32 s: the install part halved", "2026-12-07")) },
       { name: "hub command: outputs, preview, up start", figure: fig(40, "s", unverified("not measured: one stack-outputs read, `pulumi preview` of the stack, then `pulumi up` until the droplet create call", "2026-12-07")) },
     ],
   },
