@@ -3,6 +3,7 @@ import { gpuCommand, keepDeployed, scaleCommand, tierCommand } from "./lib/hub/c
 import { parsePinDuration, requestProblem, ScaleRequest } from "./lib/hub/scale";
 import { automationOps, checkPrerequisites, HubCommandError, StackOps } from "./lib/hub/ops";
 import { keysCommand } from "./lib/hub/keys";
+import { buildGpuImage, digitalOceanImageOps, gpuImageStatus } from "./lib/hub/gpu-image";
 import { autoscaleOnce, autoscaleWatch, fileMemory, gatewaySignals } from "./lib/hub/autoscale";
 import { httpFetcher } from "../programs/autoscaler/controller/signals";
 import { availableStacks, PROJECT_ROOT } from "./lib/plan-runner";
@@ -13,6 +14,10 @@ const USAGE = `usage: npm run hub -- <command> --stack NAME
   gpu on|off --for 8h      ... and pin it there: the autoscaler and the windows leave it until then
   gpu unpin                remove the pin; the autoscaler decides again
   gpu keep                 set this checkout's GPU count and pin to what the stack runs (pipelines)
+  gpu image build [--keep-on-failure]
+                           bake the GPU image: a short-lived GPU droplet sets itself up, is snapshotted and
+                           destroyed; the stack then boots it (gpuSnapshotId); an existing one is reused
+  gpu image status         which image GPU nodes boot, and whether the current one is built
   gpu scale <N> [--reason R] [--decision-id ID] [--force]
                            set the GPU node count (gpuMinNodes..gpuMaxNodes; refused while pinned
                            unless --force); what the autoscale workflow runs
@@ -72,6 +77,7 @@ async function main(): Promise<void> {
         "decision-id": { type: "string" },
         force: { type: "boolean" },
         watch: { type: "boolean" },
+        "keep-on-failure": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -86,7 +92,9 @@ async function main(): Promise<void> {
   const [command, action, ...rest] = positionals;
   if (!values.stack) fail(`--stack is required (stacks here: ${availableStacks().join(", ")})`);
   const io = { out: (line: string) => process.stdout.write(`${line}\n`), now: () => Date.now() };
-  if (command === "gpu" && !["on", "off", "status", "sync", "unpin", "scale", "keep"].includes(action ?? "")) fail(`gpu takes on, off, status, sync, unpin, scale or keep, not "${action ?? ""}"`);
+  if (command === "gpu" && !["on", "off", "status", "sync", "unpin", "scale", "keep", "image"].includes(action ?? "")) fail(`gpu takes on, off, status, sync, unpin, scale, keep or image, not "${action ?? ""}"`);
+  if (command === "gpu" && action === "image" && (rest.length !== 1 || !["build", "status"].includes(rest[0]))) fail(`gpu image takes build or status, not "${rest.join(" ")}"`);
+  if (values["keep-on-failure"] && !(command === "gpu" && action === "image" && rest[0] === "build")) fail("--keep-on-failure goes with gpu image build");
   let pinMs: number | undefined;
   if (values.for !== undefined) {
     if (command !== "gpu" || (action !== "on" && action !== "off")) fail("--for goes with gpu on or gpu off (e.g. gpu on --for 8h)");
@@ -111,6 +119,11 @@ async function main(): Promise<void> {
   checkPrerequisites();
   const ops = await automationOps(values.stack, PROJECT_ROOT);
   if (scale) await scaleCommand(ops, scale, io);
+  else if (command === "gpu" && action === "image") {
+    const images = digitalOceanImageOps(process.env.DIGITALOCEAN_TOKEN!);
+    if (rest[0] === "build") await buildGpuImage(ops, images, io, { keepOnFailure: values["keep-on-failure"] === true });
+    else await gpuImageStatus(ops, images, io);
+  }
   else if (command === "gpu" && action === "keep") await keepDeployed(ops, io);
   else if (command === "gpu") await gpuCommand(ops, action as "on" | "off" | "status" | "sync" | "unpin", io, action === "on" ? coderProbe(ops, values.key ?? process.env.HUB_API_KEY) : undefined, undefined, { pinMs });
   else if (command === "tier") await tierCommand(ops, action, io);

@@ -1,4 +1,5 @@
 import { CPU_SIZES, CpuSize, findCpuSize, findGpuSize, GPU_SIZES, GpuSize, HOURS_PER_MONTH, LOCAL_MACHINE, REGIONS } from "./catalogue/droplets";
+import { COLD_START, GPU_IMAGE_BASE_GB } from "./catalogue/serving";
 import { CPU_SERVICE_RAM, findModel, MODELS, ModelEntry, TTS_MODELS, WHISPER_MODELS } from "./catalogue/models";
 import { gbToGiB, GB_PER_GIB, VOLUME_MAX_GIB } from "./catalogue/storage";
 import { estimateCost } from "./cost";
@@ -521,6 +522,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
     gpu: hasGpu && gpu ? { size: gpu, count: s.gpuCount, hoursPerMonth: s.tier === "hybrid" ? s.gpuHoursPerMonth : HOURS_PER_MONTH, on: gpuOn } : undefined,
     modelCacheGiB: s.modelCacheGiB,
     modelCacheVolumes,
+    gpuImageGB: hasGpu && s.gpuSnapshotId !== undefined ? GPU_IMAGE_BASE_GB.value + COLD_START.imageUnpackedGB.value : undefined,
   });
   if (cost.monthlyUsd > s.budgetUsd) {
     const breakdown = cost.lines.map((l) => `${l.item} ${usd(l.monthlyUsd)}`).join(" + ");

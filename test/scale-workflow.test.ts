@@ -19,6 +19,8 @@ const DIR = path.join(ROOT, ".github/workflows");
 const text = (file: string) => readFileSync(path.join(DIR, file), "utf8");
 interface Step {
   readonly name?: string;
+  readonly id?: string;
+  readonly if?: string;
   readonly uses?: string;
   readonly run?: string;
   readonly with?: Record<string, unknown>;
@@ -83,7 +85,7 @@ describe("autoscale.yml", () => {
     expect(restore?.with).toMatchObject({ path: "node_modules" });
     expect(String(restore?.with?.key)).toContain("hashFiles('package-lock.json')");
     const install = job.steps.find((s) => s.run?.startsWith("npm ci"));
-    expect(install?.if).toBe(`steps.${(restore as { id?: string }).id}.outputs.cache-hit != 'true'`);
+    expect(install?.if).toBe(`steps.${restore?.id}.outputs.cache-hit != 'true'`);
     expect(job.steps.findIndex((s) => s === install)).toBeGreaterThan(job.steps.findIndex((s) => s === restore));
   });
 
