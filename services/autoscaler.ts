@@ -1,4 +1,5 @@
 import { COLD_START } from "../stacks/catalogue/serving";
+import { servingImage } from "./gpu-image";
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { PROJECT } from "../stacks/settings";
@@ -73,7 +74,7 @@ export interface AutoscalerFileInputs {
 
 /** The controller's config file, from HubConfig, the route table and the deploy's addresses. */
 export function autoscalerConfig(hub: HubConfig, routes: readonly Route[], inputs: AutoscalerFileInputs): ControllerFile {
-  const model = servingModel(hub);
+  const model = servingModel(hub, { image: servingImage(hub) });
   if (!model.ok) throw new Error(`autoscaler: ${model.reason}`);
   const coder = routes.find((r) => r.name === "coder");
   if (!coder) throw new Error("autoscaler: the route table has no coder route");

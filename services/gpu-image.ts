@@ -104,3 +104,6 @@ export function gpuBootImage(hub: HubConfig): GpuBootImage | undefined {
   if (name === expectedName) return { kind: "baked", image: id, name };
   return { kind: "stale", image: inputs.baseImage, name, expectedName, why: `the baked GPU image ${name} was built for other pins or set-up than this stack's now (${expectedName}): GPU nodes boot the base image ${inputs.baseImage} until \`npm run hub -- gpu image build\` builds the current one` };
 }
+
+/** The serving model's boot image for this stack: baked only when the configured snapshot is current. */
+export const servingImage = (hub: HubConfig): "base" | "baked" => (gpuBootImage(hub)?.kind === "baked" ? "baked" : "base");

@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { servingImage } from "../../../services/gpu-image";
 import * as path from "node:path";
 import { LEARNING_DEFAULTS, LearningTuning } from "../../../programs/autoscaler/learning";
 import { policyConfig, ServingModel, servingModel, ServingOverrides } from "../../../programs/autoscaler/serving-model";
@@ -120,7 +121,7 @@ export function idleSweep(trace: Trace, policy: PolicyConfig, replayModel: Repla
 
 export function simulate(options: SimulateOptions): Simulation {
   const hub = loadStack(options.stack, options.configFile, options.sets ?? {});
-  const built = servingModel(hub, options.serving);
+  const built = servingModel(hub, { ...options.serving, image: options.serving?.image ?? servingImage(hub) });
   if (!built.ok) throw new SimulateInputError([`--stack ${options.stack}: ${built.reason}`]);
   const model = built.model;
   const policy = policyConfig(hub, model);
