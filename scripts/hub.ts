@@ -1,4 +1,6 @@
+import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { renderStagesFile } from "./lib/simulate/stages";
 import { gpuCommand, keepDeployed, scaleCommand, tierCommand } from "./lib/hub/commands";
 import { parsePinDuration, requestProblem, ScaleRequest } from "./lib/hub/scale";
 import { automationOps, checkPrerequisites, HubCommandError, StackOps } from "./lib/hub/ops";
@@ -12,6 +14,7 @@ import { BACKEND_HEADER } from "../services/backend-header";
 const USAGE = `usage: npm run hub -- <command> --stack NAME
   gpu on|off|status|sync   turn the hybrid tier's GPU droplet on or off (sync: follow gpuWindows)
   gpu on|off --for 8h      ... and pin it there: the autoscaler and the windows leave it until then
+  gpu on --stages-out FILE ... and write the wake's stages as timed, for npm run simulate -- --stages FILE
   gpu unpin                remove the pin; the autoscaler decides again
   gpu keep                 set this checkout's GPU count and pin to what the stack runs (pipelines)
   gpu image build [--keep-on-failure]
@@ -78,6 +81,7 @@ async function main(): Promise<void> {
         force: { type: "boolean" },
         watch: { type: "boolean" },
         "keep-on-failure": { type: "boolean" },
+        "stages-out": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -95,6 +99,7 @@ async function main(): Promise<void> {
   if (command === "gpu" && !["on", "off", "status", "sync", "unpin", "scale", "keep", "image"].includes(action ?? "")) fail(`gpu takes on, off, status, sync, unpin, scale, keep or image, not "${action ?? ""}"`);
   if (command === "gpu" && action === "image" && (rest.length !== 1 || !["build", "status"].includes(rest[0]))) fail(`gpu image takes build or status, not "${rest.join(" ")}"`);
   if (values["keep-on-failure"] && !(command === "gpu" && action === "image" && rest[0] === "build")) fail("--keep-on-failure goes with gpu image build");
+  if (values["stages-out"] !== undefined && !(command === "gpu" && action === "on")) fail("--stages-out goes with gpu on");
   let pinMs: number | undefined;
   if (values.for !== undefined) {
     if (command !== "gpu" || (action !== "on" && action !== "off")) fail("--for goes with gpu on or gpu off (e.g. gpu on --for 8h)");
@@ -125,7 +130,14 @@ async function main(): Promise<void> {
     else await gpuImageStatus(ops, images, io);
   }
   else if (command === "gpu" && action === "keep") await keepDeployed(ops, io);
-  else if (command === "gpu") await gpuCommand(ops, action as "on" | "off" | "status" | "sync" | "unpin", io, action === "on" ? coderProbe(ops, values.key ?? process.env.HUB_API_KEY) : undefined, undefined, { pinMs });
+  else if (command === "gpu") {
+    const stages = await gpuCommand(ops, action as "on" | "off" | "status" | "sync" | "unpin", io, action === "on" ? coderProbe(ops, values.key ?? process.env.HUB_API_KEY) : undefined, undefined, { pinMs });
+    if (values["stages-out"]) {
+      if (!stages?.length) fail("--stages-out: nothing was timed (the GPU was on already, or the up changed nothing)");
+      writeFileSync(values["stages-out"], renderStagesFile("npm run hub -- gpu on", new Date(), stages, values.stack));
+      io.out(`stages written to ${values["stages-out"]}: npm run simulate -- --stages ${values["stages-out"]} ...`);
+    }
+  }
   else if (command === "tier") await tierCommand(ops, action, io);
   else if (command === "autoscale") {
     const adminKey = values.key ?? process.env.HUB_ADMIN_KEY;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { parseStagesFile, renderStagesFile } from "../scripts/lib/simulate/stages";
 import { gpuCommand, tierCommand } from "../scripts/lib/hub/commands";
 import { checkPreview, decideGpu, decideGpuSync, decideTier } from "../scripts/lib/hub/decisions";
 import { checkPrerequisites, HubCommandError } from "../scripts/lib/hub/ops";
@@ -65,8 +66,12 @@ describe("the hub command against a recording Pulumi", () => {
     ]);
     const { lines, io: out } = io();
     let probes = 0;
-    await gpuCommand(ops, "on", out, async () => (++probes < 2 ? "fallback" : "gpu"));
+    const stages = await gpuCommand(ops, "on", out, async () => (++probes < 2 ? "fallback" : "gpu"));
     expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "preview", "up"]);
+    // The phases as the model's stages, timed from the up's start (the preview is not the wake's), for --stages-out.
+    expect(stages!.map((s) => s.covers.join(" + "))).toEqual(["droplet create", "cloud-init", "image pull", "weights from volume + engine start + first health check"]);
+    for (const s of stages!) expect(s.seconds).toBeGreaterThan(0);
+    expect(parseStagesFile(renderStagesFile("npm run hub -- gpu on", new Date(), stages!), "x").stages).toHaveLength(4);
     expect(lines.join("\n")).toMatch(/burn: \$0\.14\/h → \$3\.53\/h/);
     for (const phase of ["droplet", "readiness", "image pull", "model load"]) expect(lines.some((l) => l.trim().startsWith(`${phase}:`)), phase).toBe(true);
   }, 30_000);
