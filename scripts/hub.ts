@@ -26,7 +26,9 @@ const USAGE = `usage: npm run hub -- <command> --stack NAME
                            unless --force); what the autoscale workflow runs
   tier <cpu|gpu|hybrid|multigpu>
                            move the stack to another tier (region and model cache stay)
-  keys create --name N --scopes llm,ocr,stt,tts[,admin] [--rate N]
+  keys create --name N --scopes llm,ocr,stt,tts[,admin] [--rate N] [--wait S] [--max-wait S]
+                           --wait: the key's coder requests wait up to S seconds for a waking GPU unless
+                           they send X-Hub-Wait; --max-wait: the most they may wait (docs/gpu-wake.md)
   keys list | keys revoke <id>
                            manage client API keys (stored hashed in the stack's secret config)
   autoscale [--watch] [--force]
@@ -75,6 +77,8 @@ async function main(): Promise<void> {
         name: { type: "string" },
         scopes: { type: "string" },
         rate: { type: "string" },
+        wait: { type: "string" },
+        "max-wait": { type: "string" },
         for: { type: "string" },
         reason: { type: "string" },
         "decision-id": { type: "string" },
@@ -147,7 +151,7 @@ async function main(): Promise<void> {
     if (values.watch) await autoscaleWatch(deps, 15);
     else await autoscaleOnce(deps);
   }
-  else await keysCommand(ops, action, rest, { name: values.name, scopes: values.scopes, rate: values.rate }, io);
+  else await keysCommand(ops, action, rest, { name: values.name, scopes: values.scopes, rate: values.rate, wait: values.wait, maxWait: values["max-wait"] }, io);
 }
 
 main().catch((err: unknown) => {

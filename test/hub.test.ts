@@ -161,4 +161,16 @@ describe("keys", () => {
     await expect(keysCommand(ops, "revoke", ["k_nothere"], {}, io().io)).rejects.toThrow(/no key with id/);
     expect(ops.calls.slice(before).filter((c) => c.startsWith("set"))).toEqual([]);
   });
+
+  it("keys create --wait/--max-wait: the key's own wait for a waking GPU, in the keys file the gatekeeper reads; bad values refused", async () => {
+    const { keysCommand } = await import("../scripts/lib/hub/keys");
+    const { parseKeysFile } = await import("../programs/gatekeeper/keys");
+    const ops = new RecordingOps(cfg({ tier: "hybrid" }));
+    await keysCommand(ops, "create", [], { name: "ide", scopes: "llm", wait: "300", maxWait: "600" }, io().io);
+    expect(parseKeysFile(ops.config["inference-hub:apiKeys"].value).keys[0]).toMatchObject({ waitSeconds: 300, maxWaitSeconds: 600 });
+    const listed = io();
+    await keysCommand(ops, "list", [], {}, listed.io);
+    expect(listed.lines[0]).toMatch(/wait=300s {2}max-wait=600s/);
+    await expect(keysCommand(ops, "create", [], { name: "x", scopes: "stt", wait: "9000" }, io().io)).rejects.toThrow(/--wait 9000 is not a whole number of seconds from 0 to 840; --wait and --max-wait are for keys with the llm scope/);
+  });
 });
