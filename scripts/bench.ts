@@ -21,6 +21,8 @@ const SUB_BENCHMARKS: Readonly<Record<string, string>> = {
   gatekeeper: "bench-gatekeeper",
   // What the real Traefik + gatekeeper + audit add to a request (req/s, p50/p99 added latency).
   gateway: "bench-gateway",
+  // What the holder adds to a coder request it passes to the CPU stand-in (req/s ratio, p99).
+  holder: "bench-holder",
 };
 // Dispatched before this script's own options are parsed: a sub-benchmark has options of its own.
 const first = process.argv[2];
@@ -37,7 +39,7 @@ try {
     allowPositionals: true,
   });
 } catch (err) {
-  process.stderr.write(`bench: ${(err as Error).message}\nusage: npm run bench -- [--runs 5] [--nodes 64|1,8,32,64] [--compare-tsx] | gatekeeper | gateway [their options]\n`);
+  process.stderr.write(`bench: ${(err as Error).message}\nusage: npm run bench -- [--runs 5] [--nodes 64|1,8,32,64] [--compare-tsx] | gatekeeper | gateway | holder [their options]\n`);
   process.exit(1);
 }
 const { values, positionals } = parsed;
