@@ -1,4 +1,5 @@
 import * as http from "node:http";
+import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseSeries } from "../programs/autoscaler/controller/signals";
 import { GitHubStandIn } from "./helpers/autoscaler";
@@ -139,6 +140,18 @@ describe.skipIf(missing !== undefined)("holding coder requests while the GPU wak
       expect(standIn(res)).toMatch(/^vllm/);
     }
   }, 60_000);
+
+  it("the official openai client, as docs/gpu-wake.md shows it: a held stream's keep-alive comments are invisible to it; the chunks are the GPU's", async () => {
+    rig.standIns.gpuCoder!.setHealthy(false);
+    await new Promise((r) => setTimeout(r, 1200));
+    // The docs' settings: a timeout above the wait, the wait as a header, no retries hiding a 503.
+    const client = new OpenAI({ baseURL: `${rig.baseUrl}/v1`, apiKey: rig.keys.c.key, timeout: 900_000, maxRetries: 0 });
+    setTimeout(() => rig.standIns.gpuCoder!.setHealthy(true), 3000);
+    const stream = await client.chat.completions.create({ model: "coder", messages: [{ role: "user", content: "hi" }], stream: true }, { headers: { "X-Hub-Wait": "600" } });
+    const parts: string[] = [];
+    for await (const chunk of stream) parts.push(chunk.choices[0]?.delta?.content ?? "");
+    expect(parts.join("")).toMatch(/chunk 0 from vllm/);
+  }, 30_000);
 
   it("holds nothing for a key that may not use the coder, and takes no holding policy from the client", async () => {
     rig.standIns.gpuCoder!.setHealthy(false);
