@@ -13,8 +13,8 @@ import type { Fetcher } from "./signals";
  * own operation is a preview, which changes nothing after the hub command's up.
  *
  * The Actuator around it keeps the rules of the GitHub path: one request in flight, retries with
- * backoff and jitter, no duplicate for a count already asked for. Pulumi Deployments queues the
- * runs of one stack one after another, so two changes never run at once there either. The token
+ * backoff and jitter, no duplicate for a count already asked for; Pulumi Cloud lets one update of a
+ * stack run at a time, so two changes never overlap there either. The token
  * on the CPU node should carry one scope, `stack_deployment:create`, on this one stack (a custom
  * role on an organization token; docs/gpu-wake.md).
  */
