@@ -59,10 +59,7 @@ describe.skipIf(missing !== undefined)("holding coder requests while the GPU wak
       keys: { patient: { scopes: ["llm"], waitSeconds: 30 }, a: { scopes: ["llm"] }, b: { scopes: ["llm"] }, c: { scopes: ["llm"] }, speech: { scopes: ["stt"] } },
       autoscaler: { githubApi: github.url, dispatchToken: "github_pat_rig_hold" },
     });
-    await waitFor("the controller's first tick with its signals read", async () => {
-      const status = await rigRequest(rig.autoscalerPorts.control, { path: "/status" });
-      return status.status === 200 && (status.json as { signalsUp?: boolean }).signalsUp === true;
-    }, 45_000, { context: () => rig.autoscaler!.tail() });
+    await rig.controllerSeesGateway();
   }, 120_000);
   afterAll(async () => {
     await rig?.stop();

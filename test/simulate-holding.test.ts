@@ -1,31 +1,9 @@
 import { describe, expect, it } from "vitest";
-import type { PolicyConfig } from "../programs/autoscaler/types";
 import { decisionController } from "../scripts/lib/simulate/policies";
 import { Controller, replay, ReplayModel, willWait } from "../scripts/lib/simulate/replay";
-import { readMooncake, Trace } from "../scripts/lib/simulate/traces";
+import { MODEL, POLICY, trace } from "./helpers/simulate";
 
-/**
- * Holding in the simulator, on traces small enough to work out by hand: the same model as
- * test/simulate.test.ts ($3.60/h, so a billed second costs $0.001; a request of 1000 tokens takes
- * 1 s; the wake is created 60 s and ready 300 s after the tick that asks for it).
- */
-const MODEL: ReplayModel = {
-  tickSeconds: 15,
-  pipelineSeconds: 60,
-  coldStartSeconds: 300,
-  changeSeconds: 200,
-  destroySeconds: 60,
-  replicaTokensPerSecond: 1000,
-  replicaCapacity: 4,
-  waitLimitSeconds: 900,
-  nodeHourlyUsd: 3.6,
-  fallback: true,
-  maxNodes: 1,
-  windDownSeconds: 6 * 3600,
-};
-const POLICY: PolicyConfig = { minNodes: 0, maxNodes: 1, idleSeconds: 600, targetLoad: 0.8, predictive: false, windows: [], replicaCapacity: 4, coldStartSeconds: 300, restartCostSeconds: 300, nodeHourlyUsd: 3.6, gpuBudgetUsd: 1e9 };
-const trace = (requests: readonly [number, number, number][]): Trace =>
-  readMooncake(requests.map(([t, i, o]) => JSON.stringify({ timestamp: t * 1000, input_length: i, output_length: o })).join("\n"), "test.jsonl", { seed: 1, typicalInputTokens: 1, typicalOutputTokens: 1 });
+/** Holding in the simulator, on traces small enough to work out by hand (the model: test/helpers/simulate.ts). */
 const two = trace([[0, 1000, 0], [100, 1000, 0]]);
 const held = (seconds: number, maxRequests = 64, share = 1): ReplayModel => ({ ...MODEL, hold: { share, seconds, maxRequests, seed: 1 } });
 

@@ -64,23 +64,27 @@ export interface PipelineStage {
   readonly figure: Figure;
 }
 
+const GITHUB_PICKUP: PipelineStage = { name: "runner pickup", figure: fig(20, "s", unverified("no source: GitHub publishes no queue time for hosted runners", "2026-12-07")) };
+/** The same hub command on every path: one stack-outputs read, the preview the volume check needs, the up until DigitalOcean is asked for the droplet. */
+const HUB_COMMAND: PipelineStage = { name: "hub command: outputs, preview, up start", figure: fig(40, "s", unverified("not measured: one stack-outputs read, `pulumi preview` of the stack, then `pulumi up` until the droplet create call", "2026-12-07")) };
+
 export const PIPELINES: Readonly<Record<ActuatorKind | "github-before", { readonly label: string; readonly stages: readonly PipelineStage[] }>> = {
   /** .github/workflows/autoscale.yml before the wake path was trimmed (the 120 s the model used until 2026-12). */
   "github-before": {
     label: "GitHub Actions, the workflow before the trim",
     stages: [
-      { name: "runner pickup", figure: fig(20, "s", unverified("no source: GitHub publishes no queue time for hosted runners", "2026-12-07")) },
+      GITHUB_PICKUP,
       { name: "checkout, node, npm ci, CLI install", figure: fig(60, "s", unverified("not measured on a runner: actions/checkout, setup-node with the npm cache, `npm ci` of this repository (which also builds .build/), ssh-agent, pulumi/actions downloading the CLI", "2026-12-07")) },
-      { name: "hub command: outputs, preview, up start", figure: fig(40, "s", unverified("not measured: one stack-outputs read, `pulumi preview` of the stack, then `pulumi up` until the droplet create call", "2026-12-07")) },
+      HUB_COMMAND,
     ],
   },
   /** .github/workflows/autoscale.yml as shipped: node_modules and the Pulumi CLI restored from caches, no ssh-agent. */
   github: {
     label: "GitHub Actions (autoscale.yml, trimmed for wakes)",
     stages: [
-      { name: "runner pickup", figure: fig(20, "s", unverified("no source: GitHub publishes no queue time for hosted runners", "2026-12-07")) },
+      GITHUB_PICKUP,
       { name: "checkout, cached node_modules, CLI install", figure: fig(35, "s", unverified("not measured on a runner: actions/cache restores node_modules instead of `npm ci` (a miss runs it). On the dev machine (2 cores, load 18) `npm ci` from a warm npm cache took 64 s and unpacking the same 396 MB node_modules 32 s: the install part halved", "2026-12-07")) },
-      { name: "hub command: outputs, preview, up start", figure: fig(40, "s", unverified("not measured: one stack-outputs read, `pulumi preview` of the stack, then `pulumi up` until the droplet create call", "2026-12-07")) },
+      HUB_COMMAND,
     ],
   },
   "pulumi-deployments": {
@@ -88,7 +92,7 @@ export const PIPELINES: Readonly<Record<ActuatorKind | "github-before", { readon
     stages: [
       { name: "deployment start", figure: fig(30, "s", unverified("no source: Pulumi publishes no start time for its hosted runner pool", "2026-12-07")) },
       { name: "clone, cached dependencies", figure: fig(25, "s", unverified("not measured: git clone of the source context, then `npm ci` with the stack's deployment cache (cacheOptions) restored", "2026-12-07")) },
-      { name: "hub command: outputs, preview, up start", figure: fig(40, "s", unverified("not measured: the same hub command as the GitHub path", "2026-12-07")) },
+      HUB_COMMAND,
     ],
   },
 };

@@ -312,6 +312,17 @@ export class GatewayRig {
     this.autoscaler = ManagedProcess.start("autoscaler", process.execPath, [bundle], { env });
   }
 
+  /**
+   * Waits for a controller tick that read its signals. A first tick can come before Traefik's
+   * metrics answer (then it holds, as it should): tests start from a controller that sees the gateway.
+   */
+  async controllerSeesGateway(timeoutMs = 45_000): Promise<void> {
+    await waitFor("the controller's first tick with its signals read", async () => {
+      const status = await rigRequest(this.autoscalerPorts.control, { path: "/status" });
+      return status.status === 200 && (status.json as { signalsUp?: boolean }).signalsUp === true;
+    }, timeoutMs, { context: () => this.autoscaler?.tail() ?? "no controller" });
+  }
+
   /** Writes the controller's config file of a variant (as the deploy rewrites it), temp file then rename. */
   writeAutoscalerConfig(variant: RoutesVariant): void {
     const doc = this.variants[variant].autoscalerConfig;
