@@ -3,6 +3,9 @@ import { chooseWait, HoldQueue, parseKeyWait } from "../programs/holding/core";
 import { demandThisTick, emptyDemandState } from "../programs/holding/demand";
 import { keyWaitHeader } from "../programs/gatekeeper/server";
 import type { ApiKey } from "../programs/gatekeeper/keys";
+import { autoscalerConfig } from "../services/autoscaler";
+import { routeTable } from "../services/routes";
+import { mustLoad } from "./helpers/load";
 
 const LIMITS = { maxSeconds: 600, maxRequests: 3, maxPerKey: 2, maxBodyBytes: 1000 };
 
@@ -101,5 +104,17 @@ describe("a held request counts as demand exactly once", () => {
 
   it("the counter's first reading after a restart is a baseline: the holder's arrivals count, nothing is owed", () => {
     expect(demandThisTick("completion", 0, { arrived: 2, finished: 2 }, emptyDemandState(), true)).toEqual({ demand: 2, state: { owed: 0 } });
+  });
+});
+
+describe("what the deploy tells the holder", () => {
+  it("the stack's caps and the CPU stand-in's address in the controller's file; no section with holding off", () => {
+    const hub = mustLoad({ tier: "hybrid" });
+    const file = autoscalerConfig(hub, routeTable(hub), { stack: "hybrid", organization: "acme", privateIps: {}, billingCrossCheck: false });
+    expect(file.holding).toEqual({ maxSeconds: 600, maxRequests: 64, maxPerKey: 8, fallbackUrl: "http://coder-fallback:8080" });
+    const off = mustLoad({ tier: "hybrid", gpuHoldMaxSeconds: 0 });
+    expect(autoscalerConfig(off, routeTable(off), { stack: "hybrid", organization: "acme", privateIps: {}, billingCrossCheck: false }).holding).toBeUndefined();
+    const noStandIn = mustLoad({ tier: "hybrid", fallbackModel: "none" });
+    expect(autoscalerConfig(noStandIn, routeTable(noStandIn), { stack: "hybrid", organization: "acme", privateIps: {}, billingCrossCheck: false }).holding?.fallbackUrl).toBeNull();
   });
 });
