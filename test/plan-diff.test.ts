@@ -152,7 +152,7 @@ describe("containers", () => {
     expect(d.resources!.changed.map((c) => c.name)).toContain("gpu-0-containers-coder");
 
     const md = renderComment([d]);
-    expect(md).toContain("- 🧠 `gpu-0/coder` model `Qwen/Qwen2.5-Coder-32B-Instruct` → `Qwen/Qwen2.5-Coder-14B-Instruct`");
+    expect(md).toContain("- 🧠 `gpu-0/coder` model `RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic` → `Qwen/Qwen2.5-Coder-14B-Instruct`");
     expect(md).toMatch(/- 🔧 `gpu-0\/coder` recreated: .*`command`/);
   });
 
