@@ -29,6 +29,8 @@ export interface CostInput {
   readonly modelCacheVolumes: number;
   /** A baked GPU image is kept (gpuSnapshotId): its estimated size, GB. */
   readonly gpuImageGB?: number;
+  /** The sandbox node, when `sandbox` is on. @default - none */
+  readonly sandboxSize?: CpuSize;
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
@@ -56,6 +58,12 @@ export function estimateCost(input: CostInput): CostEstimate {
       hourlyUsd: count * size.pricePerHour,
     });
   }
+  if (input.sandboxSize) lines.push({
+    item: "Sandbox node",
+    detail: `${input.sandboxSize.slug} (${input.sandboxSize.vcpu} vCPU, ${input.sandboxSize.ramGiB} GiB), always on, gVisor`,
+    monthlyUsd: input.sandboxSize.pricePerMonth,
+    hourlyUsd: cpuHourly(input.sandboxSize),
+  });
   const volumeGiB = input.modelCacheGiB * input.modelCacheVolumes + input.cpuCacheGiB;
   if (volumeGiB > 0) lines.push({
     item: "Block storage",

@@ -8,7 +8,7 @@ import { PulumiDeploymentsPipeline, SCALE_ENV } from "../programs/autoscaler/con
 import { httpFetcher } from "../programs/autoscaler/controller/signals";
 import { autoscalerConfig } from "../services/autoscaler";
 import { routeTable } from "../services/routes";
-import { controllerFile, MetricsStandIn, PulumiCloudStandIn, traefikText } from "./helpers/autoscaler";
+import { controllerFile, MetricsStandIn, PulumiCloudStandIn, demandText } from "./helpers/autoscaler";
 import { rigRequest } from "./helpers/gateway-rig";
 import { mustLoad } from "./helpers/load";
 import { freeLoopbackPort } from "./helpers/postgres";
@@ -93,11 +93,11 @@ describe("the Pulumi Deployments actuator", () => {
 describe("the bundled controller with the Pulumi Deployments actuator", () => {
   it("wakes the GPU through a deployment of its stack on the first coder request, with the token from its environment", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "ctl-deployments-"));
-    const traefik = await MetricsStandIn.start(traefikText({ "200": 0 }));
+    const traefik = await MetricsStandIn.start(demandText({ allowed: 0 }));
     let proc: ManagedProcess | undefined;
     try {
       writeFileSync(path.join(dir, "autoscaler.js"), bundleController());
-      writeFileSync(path.join(dir, "autoscaler.json"), JSON.stringify(controllerFile({ gatewayUrl: traefik.url, dispatch: { kind: "pulumi-deployments", organization: "acme", project: "inference-hub", stack: "hybrid" } })));
+      writeFileSync(path.join(dir, "autoscaler.json"), JSON.stringify(controllerFile({ demandUrl: traefik.url, dispatch: { kind: "pulumi-deployments", organization: "acme", project: "inference-hub", stack: "hybrid" } })));
       const [control, off] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);
       proc = ManagedProcess.start("autoscaler", process.execPath, [path.join(dir, "autoscaler.js")], {
         env: { PATH: process.env.PATH ?? "", AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"), AUTOSCALER_STATE_DIR: path.join(dir, "state"), AUTOSCALER_HOST: "127.0.0.1", AUTOSCALER_PORT: String(control), AUTOSCALER_OFF_PORT: String(off), AUTOSCALER_PULUMI_TOKEN: TOKEN, AUTOSCALER_PULUMI_API: cloud.url },

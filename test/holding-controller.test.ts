@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bundleController } from "../programs/autoscaler/controller/bundle";
-import { controllerFile, GitHubStandIn, MetricsStandIn, traefikText } from "./helpers/autoscaler";
+import { controllerFile, GitHubStandIn, MetricsStandIn, demandText } from "./helpers/autoscaler";
 import { rigRequest } from "./helpers/gateway-rig";
 import { freeLoopbackPort } from "./helpers/postgres";
 import { ManagedProcess, waitFor } from "./helpers/processes";
@@ -24,9 +24,9 @@ describe("holding under the budget guard (the bundled controller)", () => {
 
   beforeAll(async () => {
     writeFileSync(path.join(dir, "autoscaler.js"), bundleController());
-    traefik = await MetricsStandIn.start(traefikText({ "200": 0 }));
+    traefik = await MetricsStandIn.start(demandText({ allowed: 0 }));
     github = await GitHubStandIn.start();
-    const base = controllerFile({ gatewayUrl: traefik.url });
+    const base = controllerFile({ demandUrl: traefik.url });
     // $1 of GPU budget left for the month: an hour at $3.60 would pass it.
     writeFileSync(path.join(dir, "autoscaler.json"), JSON.stringify({ ...base, policy: { ...base.policy, gpuBudgetUsd: 1 }, holding: { maxSeconds: 600, maxRequests: 64, maxPerKey: 8, fallbackUrl: null } }));
     [control, off] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);

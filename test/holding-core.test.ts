@@ -31,7 +31,7 @@ describe("how long a request may wait for the GPU", () => {
   });
 
   it("reads the key's policy as the gatekeeper writes it", () => {
-    const key = (over: Partial<ApiKey>): ApiKey => ({ id: "k_test", name: "t", scopes: new Set(["llm"]), revoked: false, digest: Buffer.alloc(32), ...over });
+    const key = (over: Partial<ApiKey>): ApiKey => ({ id: "k_test", name: "t", scopes: new Set(["llm"]), revoked: false, digest: Buffer.alloc(32), sandboxLimits: "{}", ...over });
     expect(keyWaitHeader(key({}))).toEqual({});
     const both = keyWaitHeader(key({ waitSeconds: 120, maxWaitSeconds: 300 }));
     expect(both).toEqual({ "X-Hub-Key-Wait": "default=120, max=300" });

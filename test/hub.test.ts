@@ -72,7 +72,7 @@ describe("the hub command against a recording Pulumi", () => {
     expect(stages!.map((s) => s.covers.join(" + "))).toEqual(["droplet create", "cloud-init", "image pull", "weights from volume + engine start + first health check"]);
     for (const s of stages!) expect(s.seconds).toBeGreaterThan(0);
     expect(parseStagesFile(renderStagesFile("npm run hub -- gpu on", new Date(), stages!), "x").stages).toHaveLength(4);
-    expect(lines.join("\n")).toMatch(/burn: \$0\.14\/h → \$3\.53\/h/);
+    expect(lines.join("\n")).toMatch(/burn: \$0\.16\/h → \$3\.55\/h/);
     for (const phase of ["droplet", "readiness", "image pull", "model load"]) expect(lines.some((l) => l.trim().startsWith(`${phase}:`)), phase).toBe(true);
   }, 30_000);
 

@@ -29,8 +29,8 @@ export interface HolderView {
   wakeState(): { readonly kind: "waking"; readonly readyInSeconds: number } | { readonly kind: "not-waking" };
   /** The stack's 503 for a request nothing serves. */
   offAnswer(): OffAnswerLike;
-  /** Once per request, on arrival: demand. */
-  arrived(): void;
+  /** Once per request, on arrival: demand, when it came through the door (`allowed`: it carries the gatekeeper's key id). */
+  arrived(allowed: boolean): void;
   /** Once per request, when its answer ended; `heldSeconds` for a held one. */
   finished(outcome: HoldOutcome, heldSeconds?: number): void;
 }
@@ -196,7 +196,8 @@ export function createHoldHandler(view: HolderView, options: HolderOptions): Hol
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     active++;
     const arrivedMs = clock();
-    view.arrived();
+    const keyId = req.headers["x-hub-key-id"];
+    view.arrived(typeof keyId === "string" && keyId !== "");
     let outcome: HoldOutcome = "client-gone";
     let heldSeconds: number | undefined;
     let gone = false;
@@ -211,7 +212,6 @@ export function createHoldHandler(view: HolderView, options: HolderOptions): Hol
         return;
       }
       const header = req.headers[WAIT_HEADER.toLowerCase()];
-      const keyId = req.headers["x-hub-key-id"];
       const wait = chooseWait(Array.isArray(header) ? header[0] : header, parseKeyWait(req.headers[KEY_WAIT_HEADER.toLowerCase()] as string | undefined), options.limits);
       if (!wait.ok) {
         outcome = "bad-request";

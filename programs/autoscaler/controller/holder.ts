@@ -49,7 +49,7 @@ export function controllerHolderView(controller: Controller, fetcher: Fetcher, c
       const answer = controller.offAnswerNow();
       return { status: answer.status, headers: { "retry-after": String(answer.retryAfterSeconds), "x-hub-gpu-state": answer.state, "x-hub-backend": OFF_BACKEND_NAME }, body: answer.body };
     },
-    arrived: () => controller.holderArrived(),
+    arrived: (allowed) => controller.holderArrived(allowed),
     finished: (outcome, heldSeconds) => {
       controller.holderFinished();
       metrics?.observe(outcome, heldSeconds);
