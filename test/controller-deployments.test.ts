@@ -103,7 +103,8 @@ describe("the bundled controller with the Pulumi Deployments actuator", () => {
         env: { PATH: process.env.PATH ?? "", AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"), AUTOSCALER_STATE_DIR: path.join(dir, "state"), AUTOSCALER_HOST: "127.0.0.1", AUTOSCALER_PORT: String(control), AUTOSCALER_OFF_PORT: String(off), AUTOSCALER_PULUMI_TOKEN: TOKEN, AUTOSCALER_PULUMI_API: cloud.url },
       });
       await waitFor("the controller's first tick", async () => (await rigRequest(control, { path: "/status" }).catch(() => ({ status: 0 }))).status === 200, 20_000, { context: () => proc!.tail() });
-      const res = await rigRequest(off, { path: "/v1/chat/completions", body: "{}" });
+      // As Traefik forwards it: with the gatekeeper's key id, which makes it demand.
+      const res = await rigRequest(off, { path: "/v1/chat/completions", headers: { "x-hub-key-id": "k_dev00001" }, body: "{}" });
       expect(res.status).toBe(503);
       expect(res.headers["x-hub-gpu-state"]).toBe("waking");
       await waitFor("the deployment", () => cloud.calls.length > 0, 10_000, { context: () => proc!.tail() });
