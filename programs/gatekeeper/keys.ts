@@ -21,13 +21,15 @@ const KEY_RANDOM_BYTES = 32;
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 const ID_LENGTH = 8;
 
-const keyEntrySchema = z.strictObject({
+export const keyEntrySchema = z.strictObject({
   id: z.string().regex(/^k_[A-Za-z0-9]{4,32}$/, "must look like k_abc12345 (k_ and 4 to 32 letters or digits)"),
   name: z.string().trim().min(1, "must not be empty").max(200),
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, "must be the 64 hex digits of sha256(key)"),
   scopes: z.array(z.enum(SCOPES)).min(1, "must list at least one scope"),
   ratePerMinute: z.number().positive().max(LIMIT_MAXIMUMS.keyRatePerMinute).optional(),
   burst: z.number().int().positive().max(LIMIT_MAXIMUMS.keyBurst).optional(),
+  /** Allowed requests per UTC day, across every service (usage.ts counts them). */
+  dailyQuota: z.number().int().positive().max(LIMIT_MAXIMUMS.keyDailyQuota).optional(),
   revoked: z.boolean().optional(),
   /** This key's ceiling for sandbox executions (docs/sandbox.md), under the sandbox node's own. */
   sandboxLimits: partialLimitsSchema.optional(),
@@ -120,6 +122,7 @@ export interface ApiKey {
   readonly scopes: ReadonlySet<Scope>;
   readonly ratePerMinute?: number;
   readonly burst?: number;
+  readonly dailyQuota?: number;
   readonly revoked: boolean;
   readonly digest: Buffer;
   /** Sent to the sandbox (X-Hub-Sandbox-Limits) on its allowed requests: this key's ceiling, as compact JSON. */
@@ -141,6 +144,7 @@ export class KeyStore {
         scopes: new Set(entry.scopes),
         ratePerMinute: entry.ratePerMinute,
         burst: entry.burst,
+        dailyQuota: entry.dailyQuota,
         revoked: entry.revoked === true,
         digest: Buffer.from(hex, "hex"),
         sandboxLimits: JSON.stringify(entry.sandboxLimits ?? {}),
