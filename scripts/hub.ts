@@ -9,7 +9,7 @@ import { runHub } from "./lib/hub/cli";
 import { finetuneCli } from "./lib/hub/finetune/cli";
 import { automationOps, type StackOps } from "./lib/hub/ops";
 import { automationTeardownOps, digitalOceanVolumes, pendingVolumesFile } from "./lib/hub/teardown-ops";
-import { availableStacks, PROJECT_ROOT } from "./lib/plan-runner";
+import { availableStacks, PROJECT_ROOT } from "./lib/stack-files";
 
 /** `npm run hub -- <command>`: the operator's CLI (scripts/lib/hub/cli.ts), with the real Pulumi, network and terminal. */
 

@@ -1,4 +1,6 @@
 import { parseArgs } from "node:util";
+import { chooseStack } from "./lib/hub/stack-choice";
+import { availableStacks, PROJECT_ROOT } from "./lib/stack-files";
 import { humanReport, jsonDocument } from "./lib/simulate/report";
 import { simulate, SimulateInputError, SimulateOptions } from "./lib/simulate/run";
 import { TRACE_FORMATS, TraceError, TraceFormat } from "./lib/simulate/traces";
@@ -6,7 +8,7 @@ import { TRACE_FORMATS, TraceError, TraceFormat } from "./lib/simulate/traces";
 const USAGE = `usage: npm run simulate -- --trace FILE [--format azure|mooncake|servegen] [--stack NAME] [--json] [options]
   --trace FILE              request trace: Azure CSV, Mooncake JSONL or a ServeGen 10-minute rate series
   --format F                azure | mooncake | servegen (default: from the file name and first line)
-  --stack NAME              replay against Pulumi.NAME.yaml (default: hybrid); --config-file PATH for any stack file
+  --stack NAME              replay against Pulumi.NAME.yaml (else $PULUMI_STACK, else the stack \`pulumi stack select\` chose); --config-file PATH for any stack file
   --set KEY=VALUE           override a setting for this run, as pulumi config set would (repeatable), e.g. --set gpuMaxNodes=3
   --json                    one JSON document (a "policies" array) instead of the table
   --seed N                  seed for a rate series' arrivals (default 1)
@@ -98,13 +100,21 @@ function main(): void {
     else days = { from: Number(m[1]), to: Number(m[2]) };
   }
   if (str("stack") && str("config-file")) problems.push("give --stack or --config-file, not both");
+  let stack = str("stack");
+  if (!str("config-file")) {
+    try {
+      stack = chooseStack(stack, PROJECT_ROOT, availableStacks()).name;
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
   if (problems.length) fail(problems);
 
   const configFile = str("config-file");
   const options: SimulateOptions = {
     tracePath: str("trace")!,
     format: format as TraceFormat | undefined,
-    stack: str("stack") ?? (configFile ? /^Pulumi\.(.+)\.ya?ml$/.exec(configFile.split("/").pop() ?? "")?.[1] ?? configFile : "hybrid"),
+    stack: stack ?? /^Pulumi\.(.+)\.ya?ml$/.exec(configFile!.split("/").pop() ?? "")?.[1] ?? configFile!,
     configFile,
     sets,
     seed,

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { takeArtifacts } from "../../infra/artifacts";
 import { offlineEnvironment } from "../../infra/environment";
@@ -9,18 +9,8 @@ import { isNonEmpty, isSecretSettingName, loadStackFile, PROJECT, Problem, Probl
 import { presentInput, runUnderMocks, RecordedResource } from "./mock-engine";
 import { buildPlanDocument, FailedPlanDocument, PLAN_SCHEMA_VERSION, PlanArtifact, PlanDocument } from "./plan-document";
 
-export const PROJECT_ROOT = path.resolve(__dirname, "../..");
-
-export function stackFilePath(stack: string): string {
-  return path.join(PROJECT_ROOT, `Pulumi.${stack}.yaml`);
-}
-
-export function availableStacks(): string[] {
-  return readdirSync(PROJECT_ROOT)
-    .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
-    .filter((s): s is string => s !== undefined)
-    .sort();
-}
+import { availableStacks } from "./stack-files";
+export { availableStacks, PROJECT_ROOT, stackFilePath } from "./stack-files";
 
 export type PlanResult =
   | { ok: true; document: PlanDocument; artifacts: readonly PlanArtifact[]; resources: readonly RecordedResource[] }
