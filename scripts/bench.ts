@@ -25,6 +25,8 @@ const SUB_BENCHMARKS: Readonly<Record<string, string>> = {
   money: "bench-money",
   // The sandbox: a trivial execution plain, cold and warm, and executions per second (as root).
   sandbox: "bench-sandbox",
+  // Keys at runtime: create → first accepted, revoke → first refused, through the rig.
+  keys: "bench-keys",
 };
 // Dispatched before this script's own options are parsed: a sub-benchmark has options of its own.
 const first = process.argv[2];

@@ -109,7 +109,7 @@ export async function planFromText(stack: string, configFile: string, text: stri
     return failed(stack, configFile, fromProgramFailure(reason), loaded.config.warnings);
   }
   // Keys are a secret the plan cannot read; it can still see whether any are configured.
-  const noKeys: Warning[] = secretKeys.includes(`${PROJECT}:apiKeys`) ? [] : [{ keys: ["apiKeys"], message: "no API keys: the gatekeeper refuses every request. Create one: npm run hub -- keys create --name <who> --scopes llm,ocr,stt,tts --stack <name>" }];
+  const noKeys: Warning[] = secretKeys.includes(`${PROJECT}:apiKeys`) ? [] : [{ keys: ["apiKeys"], message: "no API keys declared: nobody can use the hub or create a key. Declare the first admin key: npm run hub -- keys create --bootstrap --name admin --scopes admin --stack <name>; then create client keys at runtime with npm run hub -- keys create" }];
   const noReceiver: Warning[] = loaded.config.monitoring && !loaded.config.monitoring.email && !secretKeys.includes(`${PROJECT}:alertWebhookUrl`) ? [{ keys: ["alertEmail", "alertWebhookUrl"], message: NO_ALERT_RECEIVER_WARNING }] : [];
   const hub = { ...loaded.config, warnings: [...loaded.config.warnings, ...noKeys, ...noReceiver].map(presentableWarning) };
   const document = buildPlanDocument({
