@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import type { Stack } from "@pulumi/pulumi/automation";
 import { DIGITALOCEAN_API } from "../../../programs/autoscaler/controller/contract";
 import type { KeptVolume, PendingVolumes, StateResource, TeardownOps, VolumeDeleter } from "./down";
 import { HubCommandError } from "./ops";
@@ -13,7 +14,7 @@ import { HubCommandError } from "./ops";
  */
 export async function automationTeardownOps(stackName: string, workDir: string): Promise<TeardownOps> {
   const { LocalWorkspace } = await import("@pulumi/pulumi/automation");
-  let stack;
+  let stack: Stack;
   try {
     stack = await LocalWorkspace.selectStack({ stackName, workDir });
   } catch (err) {
@@ -21,16 +22,22 @@ export async function automationTeardownOps(stackName: string, workDir: string):
     if (/no stack named|not found/i.test(message)) throw new HubCommandError(`no stack named "${stackName}" in this Pulumi backend: nothing was ever deployed from it, so there is nothing to tear down.`);
     throw new HubCommandError(message.split("\n")[0]);
   }
+  return teardownOpsFor(stack, (urn) =>
+    new Promise((resolve, reject) => {
+      execFile("pulumi", ["state", "unprotect", urn, "--yes", "--stack", stackName, "--non-interactive"], { cwd: workDir, encoding: "utf8" }, (error, _out, err) => (error ? reject(new HubCommandError(`pulumi state unprotect failed: ${err.trim().split("\n").pop()}`)) : resolve()));
+    }),
+  );
+}
+
+/** The operations over a stack the Automation API has, with `state unprotect` as given (the CLI). */
+export function teardownOpsFor(stack: Stack, unprotect: (urn: string) => Promise<void>): TeardownOps {
   return {
-    stackName,
+    stackName: stack.name,
     resources: async () => ((await stack.exportStack()).deployment as { resources?: StateResource[] }).resources ?? [],
     destroy: async ({ excludeProtected }, onOutput) => {
       await stack.destroy({ onOutput, ...(excludeProtected ? { excludeProtected: true } : {}) });
     },
-    unprotect: (urn) =>
-      new Promise((resolve, reject) => {
-        execFile("pulumi", ["state", "unprotect", urn, "--yes", "--stack", stackName, "--non-interactive"], { cwd: workDir, encoding: "utf8" }, (error, _out, err) => (error ? reject(new HubCommandError(`pulumi state unprotect failed: ${err.trim().split("\n").pop()}`)) : resolve()));
-      }),
+    unprotect,
   };
 }
 
