@@ -6,6 +6,7 @@ import { EXIT, runHub } from "../scripts/lib/hub/cli";
 import { defaultKeyFile } from "../scripts/lib/hub/connection";
 import { runScriptToEnd } from "./helpers/cli";
 import { GatewayRig, rigMissing } from "./helpers/gateway-rig";
+import { freeLoopbackPort } from "./helpers/postgres";
 import { fakeHub } from "./helpers/hub-deps";
 import { ROOT } from "./helpers/load";
 import { cfg, RecordingOps } from "./helpers/recording-ops";
@@ -198,5 +199,10 @@ describe.skipIf(Boolean(missing))("hub keys and status against the real gateway,
     expect(status.stdout()).toMatch(/controller: NOT ANSWERING/);
     expect(status.stdout()).toMatch(/backends: .*coder-fallback up/);
     expect(status.stdout()).toMatch(/config drift: none/);
+    // A gateway that does not answer is a status too: exit 3, with where to look.
+    const down = hub();
+    down.env.HUB_URL = `http://127.0.0.1:${await freeLoopbackPort()}/v1`;
+    expect(await runHub(["status", "--stack", "hybrid"], down)).toBe(EXIT.unhealthy);
+    expect(down.stdout()).toMatch(/the gateway is NOT ANSWERING: cannot reach the gateway at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
   });
 });

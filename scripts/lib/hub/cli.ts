@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from "commander";
 import { readStackFile } from "../../../stacks/load";
 import type { HubConfig } from "../../../stacks/hub-config";
 import { formatProblem } from "../../../stacks/problems";
-import { AdminClient, type Fetch } from "./admin-client";
+import { AdminClient, type Fetch, GatewayDown } from "./admin-client";
 import { gpuCommand, keepDeployed, scaleCommand, tierCommand, type Io } from "./commands";
 import { adminKey, defaultKeyFile, gatewayUrl, plainHttpWarning, tlsWarning } from "./connection";
 import { resolveConfig } from "./decisions";
@@ -196,7 +196,15 @@ export function buildProgram(deps: HubDeps, done: (code: number) => void): Comma
     .action(
       act(async (o: { stack?: string; url?: string; keyFile?: string; json?: boolean }) => {
         const { stack, hub, client } = await admin(o);
-        const report = await client.status();
+        let report: Record<string, unknown>;
+        try {
+          report = await client.status();
+        } catch (error) {
+          if (!(error instanceof GatewayDown)) throw error;
+          io.out(`stack ${stack}: the gateway is NOT ANSWERING: ${error.message}`);
+          io.out(`  on a droplet tier: hub logs gateway --stack ${stack}; hub logs gatekeeper --stack ${stack}`);
+          return EXIT.unhealthy;
+        }
         if (o.json) {
           deps.out(`${JSON.stringify(report, null, 2)}\n`);
           return;
