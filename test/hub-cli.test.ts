@@ -99,7 +99,7 @@ describe("hub --help and refusals, for every command", () => {
     expect(await runHub(["gpu", "status", "--stack", "hybrid"], hub)).toBe(EXIT.refused);
     expect(hub.stderr()).toMatch(/gpu status needs the Pulumi CLI, which is not on the PATH/);
     const cloud = fakeHub({ onPathPrograms: ["pulumi"] });
-    expect(await runHub(["gpu", "status", "--stack", "hybrid"], cloud)).toBe(EXIT.refused);
+    expect(await runHub(["gpu", "sync", "--stack", "hybrid"], cloud)).toBe(EXIT.refused);
     expect(cloud.stderr()).toMatch(/export DIGITALOCEAN_TOKEN/);
     const url = fakeHub();
     expect(await runHub(["url", "--stack", "cpu"], url)).toBe(EXIT.refused);

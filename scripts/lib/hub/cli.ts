@@ -339,7 +339,8 @@ export function buildProgram(deps: HubDeps, done: (code: number) => void): Comma
         act(async (o: { stack?: string }) => {
           const stack = stackOf(o.stack);
           if (name === "sync" || name === "unpin") gpuTier(stack, true);
-          const ops = await pulumiOps(stack, `gpu ${name}`);
+          // status only reads the stack's config: no cloud token.
+          const ops = name === "status" ? (requirePulumi("gpu status"), await deps.stackOps(stack)) : await pulumiOps(stack, `gpu ${name}`);
           if (name === "keep") await keepDeployed(ops, io);
           else await gpuCommand(ops, name, io);
         }),
