@@ -59,6 +59,45 @@ describe("hub --help and refusals, for every command", () => {
     });
   }
 
+  const VALID: Record<string, string[]> = {
+    "keys create": ["--name", "x", "--scopes", "llm"],
+    "keys list": [],
+    "keys revoke": ["k_abcd1234"],
+    "keys rotate": ["k_abcd1234"],
+    "keys limits": ["k_abcd1234", "--rate", "5"],
+    status: [],
+    url: [],
+    logs: ["gatekeeper"],
+    down: ["--yes"],
+    "gpu on": [],
+    "gpu off": [],
+    "gpu status": [],
+    "gpu sync": [],
+    "gpu unpin": [],
+    "gpu keep": [],
+    "gpu scale": ["1"],
+    tier: ["gpu"],
+    autoscale: [],
+  };
+  for (const command of COMMANDS) {
+    it(`${command} with no stack chosen: the one rule's error, exit 1`, async () => {
+      const hub = fakeHub({ onPathPrograms: ["pulumi", "ssh", "docker"] });
+      Object.assign(hub.env, { HUB_ADMIN_KEY: `ihk_${"a".repeat(43)}`, HUB_URL: "https://hub.example.com/v1", DIGITALOCEAN_TOKEN: "dop_v1_test" });
+      expect(await runHub([...command.split(" "), ...VALID[command]], hub)).toBe(EXIT.refused);
+      expect(hub.stderr()).toMatch(/no stack chosen: pass --stack NAME, set PULUMI_STACK, or select one with `pulumi stack select NAME`/);
+      expect(hub.stackOpsAsked).toEqual([]);
+    });
+  }
+  const NEEDS_PULUMI = ["logs", "down", "gpu on", "gpu off", "gpu status", "gpu sync", "gpu unpin", "gpu keep", "gpu scale", "tier", "autoscale"];
+  for (const command of NEEDS_PULUMI) {
+    it(`${command} without the Pulumi CLI on the PATH: says so, exit 1`, async () => {
+      const hub = fakeHub({ onPathPrograms: ["ssh", "docker"] });
+      Object.assign(hub.env, { HUB_ADMIN_KEY: `ihk_${"a".repeat(43)}`, DIGITALOCEAN_TOKEN: "dop_v1_test" });
+      expect(await runHub([...command.split(" "), ...VALID[command], "--stack", "hybrid"], hub)).toBe(EXIT.refused);
+      expect(hub.stderr()).toMatch(/needs the Pulumi CLI, which is not on the PATH/);
+    });
+  }
+
   it("unknown commands and options are refused with a suggestion, exit 1, even with --help", async () => {
     for (const [argv, message] of [
       [["destroy", "--help"], /unknown command 'destroy'/],
