@@ -21,6 +21,8 @@ const SUB_BENCHMARKS: Readonly<Record<string, string>> = {
   gatekeeper: "bench-gatekeeper",
   // What the real Traefik + gatekeeper + audit add to a request (req/s, p50/p99 added latency).
   gateway: "bench-gateway",
+  // What the holder adds to a coder request it passes to the CPU stand-in (req/s ratio, p99).
+  holder: "bench-holder",
   // The spend guard under each fault: how far past the GPU budget before it acts.
   money: "bench-money",
   // The sandbox: a trivial execution plain, cold and warm, and executions per second (as root).

@@ -7,6 +7,7 @@ import { BACKEND_HEADER } from "../services/backend-header";
 import { autoscaleOnce, autoscaleWatch, fileMemory, gatewaySignals } from "./lib/hub/autoscale";
 import { runHub } from "./lib/hub/cli";
 import { finetuneCli } from "./lib/hub/finetune/cli";
+import { digitalOceanImageOps } from "./lib/hub/gpu-image";
 import { automationOps, type StackOps } from "./lib/hub/ops";
 import { automationTeardownOps, digitalOceanVolumes, pendingVolumesFile } from "./lib/hub/teardown-ops";
 import { availableStacks, PROJECT_ROOT } from "./lib/stack-files";
@@ -71,6 +72,7 @@ runHub(process.argv.slice(2), {
   extras: {
     coderProbe,
     finetune: (argv) => finetuneCli(argv),
+    imageOps: (token) => digitalOceanImageOps(token),
     autoscale: async (ops, stack, adminKey, watch, force, io) => {
       const baseUrl = String((await ops.outputs()).baseUrl?.value ?? "");
       const deps = { ops, signals: gatewaySignals(baseUrl, adminKey, httpFetcher), memory: fileMemory(stack), io, force };

@@ -30,6 +30,10 @@ export const keyEntrySchema = z.strictObject({
   burst: z.number().int().positive().max(LIMIT_MAXIMUMS.keyBurst).optional(),
   /** Allowed requests per UTC day, across every service (usage.ts counts them). */
   dailyQuota: z.number().int().positive().max(LIMIT_MAXIMUMS.keyDailyQuota).optional(),
+  /** Seconds a coder request with this key waits for a waking GPU when it does not say (X-Hub-Wait); the stack caps it. */
+  waitSeconds: z.number().int().min(0).max(840).optional(),
+  /** The most this key's requests may wait, whatever they ask (below the stack's gpuHoldMaxSeconds). */
+  maxWaitSeconds: z.number().int().min(0).max(840).optional(),
   revoked: z.boolean().optional(),
   /** This key's ceiling for sandbox executions (docs/sandbox.md), under the sandbox node's own. */
   sandboxLimits: partialLimitsSchema.optional(),
@@ -123,6 +127,8 @@ export interface ApiKey {
   readonly ratePerMinute?: number;
   readonly burst?: number;
   readonly dailyQuota?: number;
+  readonly waitSeconds?: number;
+  readonly maxWaitSeconds?: number;
   readonly revoked: boolean;
   readonly digest: Buffer;
   /** Sent to the sandbox (X-Hub-Sandbox-Limits) on its allowed requests: this key's ceiling, as compact JSON. */
@@ -145,6 +151,8 @@ export class KeyStore {
         ratePerMinute: entry.ratePerMinute,
         burst: entry.burst,
         dailyQuota: entry.dailyQuota,
+        waitSeconds: entry.waitSeconds,
+        maxWaitSeconds: entry.maxWaitSeconds,
         revoked: entry.revoked === true,
         digest: Buffer.from(hex, "hex"),
         sandboxLimits: JSON.stringify(entry.sandboxLimits ?? {}),

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { gpuBootImage } from "../../services/gpu-image";
 import * as path from "node:path";
 import { takeArtifacts } from "../../infra/artifacts";
 import { offlineEnvironment } from "../../infra/environment";
@@ -111,7 +112,9 @@ export async function planFromText(stack: string, configFile: string, text: stri
   // Keys are a secret the plan cannot read; it can still see whether any are configured.
   const noKeys: Warning[] = secretKeys.includes(`${PROJECT}:apiKeys`) ? [] : [{ keys: ["apiKeys"], message: "no API keys declared: nobody can use the hub or create a key. Declare the first admin key: npm run hub -- keys create --bootstrap --name admin --scopes admin --stack <name>; then create client keys at runtime with npm run hub -- keys create" }];
   const noReceiver: Warning[] = loaded.config.monitoring && !loaded.config.monitoring.email && !secretKeys.includes(`${PROJECT}:alertWebhookUrl`) ? [{ keys: ["alertEmail", "alertWebhookUrl"], message: NO_ALERT_RECEIVER_WARNING }] : [];
-  const hub = { ...loaded.config, warnings: [...loaded.config.warnings, ...noKeys, ...noReceiver].map(presentableWarning) };
+  const boot = gpuBootImage(loaded.config);
+  const staleImage: Warning[] = boot?.kind === "stale" ? [{ keys: ["gpuSnapshotName", "gpuSnapshotId"], message: boot.why }] : [];
+  const hub = { ...loaded.config, warnings: [...loaded.config.warnings, ...noKeys, ...noReceiver, ...staleImage].map(presentableWarning) };
   const document = buildPlanDocument({
     stack,
     configFile,

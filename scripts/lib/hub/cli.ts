@@ -5,7 +5,10 @@ import { readStackFile } from "../../../stacks/load";
 import type { HubConfig } from "../../../stacks/hub-config";
 import { formatProblem } from "../../../stacks/problems";
 import { AdminClient, type Fetch, GatewayDown } from "./admin-client";
+import { writeFileSync } from "node:fs";
+import { renderStagesFile } from "../simulate/stages";
 import { gpuCommand, keepDeployed, scaleCommand, tierCommand, type Io } from "./commands";
+import { buildGpuImage, gpuImageStatus, type ImageOps } from "./gpu-image";
 import { adminKey, defaultKeyFile, gatewayUrl, plainHttpWarning, tlsWarning } from "./connection";
 import { resolveConfig } from "./decisions";
 import { hubDown, type PendingVolumes, type TeardownOps, type VolumeDeleter } from "./down";
@@ -55,6 +58,8 @@ export interface HubDeps {
     readonly coderProbe?: (ops: StackOps, key: string | undefined) => (() => Promise<"gpu" | "fallback" | "down">) | undefined;
     readonly finetune?: (argv: readonly string[]) => Promise<void>;
     readonly autoscale?: (ops: StackOps, stack: string, adminKey: string, watch: boolean, force: boolean, io: Io) => Promise<void>;
+    /** DigitalOcean's image API for `gpu image` (gpu-image.ts). */
+    readonly imageOps?: (token: string) => ImageOps;
   };
 }
 
@@ -132,6 +137,8 @@ export function buildProgram(deps: HubDeps, done: (code: number) => void): Comma
       .option("--burst <n>", "bucket size")
       .option("--daily-quota <n>", "allowed requests per UTC day, every service together")
       .option("--sandbox-limits <pairs>", "the key's sandbox ceiling: wall_ms=30000,memory_bytes=... (docs/sandbox.md)")
+      .option("--wait <seconds>", "its coder requests wait up to this long for a waking GPU unless they send X-Hub-Wait (docs/gpu-wake.md)")
+      .option("--max-wait <seconds>", "the most its requests may wait, whatever they ask")
       .option("--save <file>", "write the key to this file (mode 600) instead of showing it")
       .option("--bootstrap", "declare the key in the stack's apiKeys instead (the first admin key of a new stack; applied by the next deploy)"),
   )
@@ -313,9 +320,12 @@ export function buildProgram(deps: HubDeps, done: (code: number) => void): Comma
       .option("--for <duration>", "pin it there for 8h, 90m, 1d, 2h30m: the autoscaler and the windows leave it until then")
       .option("--key <key>", state === "on" ? "an API key to wait for the coder through the gateway (default $HUB_API_KEY)" : "unused")
       .description(`turn the hybrid tier's GPU ${state}`)
-      .addHelpText("after", examples([`gpu ${state} --stack hybrid`, `gpu ${state} --stack hybrid --for 8h`]))
+      .addHelpText("after", examples([`gpu ${state} --stack hybrid`, `gpu ${state} --stack hybrid --for 8h`, ...(state === "on" ? ["gpu on --stack hybrid --stages-out wake.json   # then: npm run simulate -- --stages wake.json ..."] : [])]));
+    if (state === "on") gpu.commands.at(-1)!.option("--stages-out <file>", "write the wake's stages as timed, for npm run simulate -- --stages FILE");
+    gpu.commands
+      .at(-1)!
       .action(
-        act(async (o: { stack?: string; for?: string; key?: string }) => {
+        act(async (o: { stack?: string; for?: string; key?: string; stagesOut?: string }) => {
           let pinMs: number | undefined;
           if (o.for !== undefined) {
             const parsed = parsePinDuration(o.for);
@@ -325,10 +335,43 @@ export function buildProgram(deps: HubDeps, done: (code: number) => void): Comma
           const stack = stackOf(o.stack);
           gpuTier(stack, true);
           const ops = await pulumiOps(stack, `gpu ${state}`);
-          await gpuCommand(ops, state, io, state === "on" ? deps.extras?.coderProbe?.(ops, o.key ?? deps.env.HUB_API_KEY) : undefined, undefined, { pinMs });
+          const stages = await gpuCommand(ops, state, io, state === "on" ? deps.extras?.coderProbe?.(ops, o.key ?? deps.env.HUB_API_KEY) : undefined, undefined, { pinMs });
+          if (o.stagesOut) {
+            if (!stages?.length) throw new HubCommandError("--stages-out: nothing was timed (the GPU was on already, or the up changed nothing)");
+            writeFileSync(o.stagesOut, renderStagesFile("npm run hub -- gpu on", new Date(deps.now()), stages, stack));
+            io.out(`stages written to ${o.stagesOut}: npm run simulate -- --stages ${o.stagesOut} ...`);
+          }
         }),
       );
   }
+  const image = gpu.command("image").description("the baked GPU image: build it, or see which image GPU nodes boot (docs/gpu-wake.md)");
+  image
+    .command("build")
+    .addOption(stackOption())
+    .option("--keep-on-failure", "keep the build droplet when a step fails, to look into it")
+    .description("bake the GPU image: a short-lived GPU droplet sets itself up, is snapshotted and destroyed; the stack then boots it (an existing one is reused)")
+    .addHelpText("after", examples(["gpu image build --stack hybrid"]))
+    .action(
+      act(async (o: { stack?: string; keepOnFailure?: boolean }) => {
+        const stack = stackOf(o.stack);
+        gpuTier(stack, false);
+        const ops = await pulumiOps(stack, "gpu image build");
+        await buildGpuImage(ops, deps.extras!.imageOps!(deps.env.DIGITALOCEAN_TOKEN ?? ""), io, { keepOnFailure: o.keepOnFailure === true });
+      }),
+    );
+  image
+    .command("status")
+    .addOption(stackOption())
+    .description("which image GPU nodes boot, and whether the current one is built")
+    .addHelpText("after", examples(["gpu image status --stack hybrid"]))
+    .action(
+      act(async (o: { stack?: string }) => {
+        const stack = stackOf(o.stack);
+        gpuTier(stack, false);
+        const ops = await pulumiOps(stack, "gpu image status");
+        await gpuImageStatus(ops, deps.extras!.imageOps!(deps.env.DIGITALOCEAN_TOKEN ?? ""), io);
+      }),
+    );
   for (const [name, what] of [["status", "the GPU as this checkout's config says, its pin, burn and projected month"], ["sync", "follow gpuWindows: on inside a window, off outside (what the schedule runs)"], ["unpin", "remove the pin; the autoscaler decides again"], ["keep", "set this checkout's GPU count and pin to what the stack runs (pipelines)"]] as const) {
     gpu
       .command(name)

@@ -24,7 +24,14 @@ export interface KeyOptions {
   readonly dailyQuota?: string;
   /** `wall_ms=30000,memory_bytes=536870912`: the key's own sandbox ceiling. */
   readonly sandboxLimits?: string;
+  /** Seconds the key's coder requests wait for a waking GPU when they do not say (X-Hub-Wait). */
+  readonly wait?: string;
+  /** The most its requests may wait, whatever they ask. */
+  readonly maxWait?: string;
 }
+
+/** 0..840 s: Traefik cuts a non-streaming answer after 900 s (the stack's gpuHoldMaxSeconds caps it further). */
+const WAIT_MAX_SECONDS = 840;
 
 /** `--sandbox-limits wall_ms=30000,memory_bytes=536870912` → the key's ceiling, or the problems with it. */
 export function parseSandboxLimits(text: string): { limits?: PartialLimits; problems: string[] } {
@@ -63,8 +70,25 @@ export function newKeyRequest(opts: KeyOptions): Record<string, unknown> {
   const sandbox = opts.sandboxLimits === undefined ? undefined : parseSandboxLimits(opts.sandboxLimits);
   if (sandbox) problems.push(...sandbox.problems);
   if (sandbox?.limits && !scopes.includes("sandbox")) problems.push("--sandbox-limits applies to keys with the sandbox scope; add sandbox to --scopes");
+  const seconds = (flag: string, text: string | undefined) => {
+    if (text === undefined) return undefined;
+    if (!/^\d{1,3}$/.test(text) || Number(text) > WAIT_MAX_SECONDS) problems.push(`--${flag} ${text} is not a whole number of seconds from 0 to ${WAIT_MAX_SECONDS}`);
+    return Number(text);
+  };
+  const waitSeconds = seconds("wait", opts.wait);
+  const maxWaitSeconds = seconds("max-wait", opts.maxWait);
+  if ((waitSeconds !== undefined || maxWaitSeconds !== undefined) && !scopes.includes("llm")) problems.push("--wait and --max-wait are for keys with the llm scope (only coder requests wait for the GPU)");
   if (problems.length) throw new HubCommandError(problems.join("; "));
-  return { name, scopes, ...(rate ? { ratePerMinute: rate } : {}), ...(burst ? { burst } : {}), ...(dailyQuota ? { dailyQuota } : {}), ...(sandbox?.limits ? { sandboxLimits: sandbox.limits } : {}) };
+  return {
+    name,
+    scopes,
+    ...(rate ? { ratePerMinute: rate } : {}),
+    ...(burst ? { burst } : {}),
+    ...(dailyQuota ? { dailyQuota } : {}),
+    ...(sandbox?.limits ? { sandboxLimits: sandbox.limits } : {}),
+    ...(waitSeconds !== undefined ? { waitSeconds } : {}),
+    ...(maxWaitSeconds !== undefined ? { maxWaitSeconds } : {}),
+  };
 }
 
 /** The limits a `keys limits` call changes; every problem at once. */
@@ -102,7 +126,7 @@ export function planKeysChange(current: KeysFile, action: string | undefined, ar
 const when = (iso: string | null | undefined) => (iso ? iso.replace(/\.\d{3}Z$/, "Z") : "never");
 
 export function keyLine(k: KeyView): string {
-  const limits = [k.ratePerMinute ? `rate=${k.ratePerMinute}/min` : "", k.burst ? `burst=${k.burst}` : "", k.dailyQuota ? `quota=${k.usedToday}/${k.dailyQuota} today` : ""].filter(Boolean).join(" ");
+  const limits = [k.ratePerMinute ? `rate=${k.ratePerMinute}/min` : "", k.burst ? `burst=${k.burst}` : "", k.dailyQuota ? `quota=${k.usedToday}/${k.dailyQuota} today` : "", k.waitSeconds !== undefined ? `wait=${String(k.waitSeconds)}s` : "", k.maxWaitSeconds !== undefined ? `max-wait=${String(k.maxWaitSeconds)}s` : ""].filter(Boolean).join(" ");
   return `${k.id}  ${k.revoked ? "REVOKED  " : ""}${k.name}  scopes=${k.scopes.join(",")}${limits ? `  ${limits}` : ""}  ${k.origin}  created=${when(k.created)}  last used=${when(k.lastUsed)}${k.rotatedTo ? `  replaced by ${k.rotatedTo}` : ""}`;
 }
 
