@@ -232,6 +232,11 @@ describe.skipIf(Boolean(missing))("hub keys and status against the real gateway,
     const revoke = hub();
     expect(await runHub(["keys", "revoke", id, "--stack", "hybrid"], revoke)).toBe(EXIT.ok);
     expect((await rig.request({ path: "/v1/models", headers: { authorization: `Bearer ${key}` } })).status).toBe(401);
+    const healthy = hub();
+    expect(await runHub(["status", "--stack", "hybrid"], healthy)).toBe(EXIT.ok);
+    expect(healthy.stdout()).toMatch(/controller: advice mode/);
+    // The controller stops: the status says so and exits 3.
+    await rig.autoscaler?.stop();
     const status = hub();
     expect(await runHub(["status", "--stack", "hybrid"], status)).toBe(EXIT.unhealthy);
     expect(status.stdout()).toMatch(/^stack hybrid: tier hybrid, tor1, at http:\/\/127\.0\.0\.1:\d+\/v1$/m);
