@@ -8,6 +8,8 @@ import type { Logger } from "./log";
 import { errorText } from "./log";
 import { ADMIN_KEYS_PATH, ADMIN_STATUS_PATH } from "./protocol";
 import type { UsageCounter } from "./usage";
+import type { GatekeeperConfig } from "./config";
+import { statusReport } from "./status";
 
 /**
  * The admin API: keys created, listed, revoked, rotated and limited at runtime, and the status
@@ -160,6 +162,39 @@ export async function handleAdmin(req: http.IncomingMessage, pathname: string, s
     context.log.error("admin request failed", { path: pathname.slice(0, 100), error: errorText(error) });
     send(500, errorBody("The admin request failed inside the gatekeeper.", "gatekeeper_error"));
   }
+}
+
+/** The admin API's context in a running gatekeeper: the status report reads Traefik, the controller and the backends over HTTP. */
+export function adminContextFor(args: { registry: KeyRegistry; usage: UsageCounter; log: Logger; now: () => number; config: Pick<GatekeeperConfig, "statusContext" | "gatewayMetricsUrl" | "controllerUrl">; audit: () => Promise<{ configured: boolean; connected?: boolean; lastError?: string | null }> }): AdminContext {
+  const { config } = args;
+  const fetchText = async (url: string): Promise<string> => {
+    const answer = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    if (!answer.ok) throw new Error(`${url} answered ${answer.status}`);
+    return answer.text();
+  };
+  return {
+    registry: args.registry,
+    usage: args.usage,
+    log: args.log,
+    now: args.now,
+    status: (publicUrl) =>
+      statusReport(
+        {
+          context: config.statusContext,
+          gatewayMetrics: () => (config.gatewayMetricsUrl ? fetchText(config.gatewayMetricsUrl) : Promise.reject(new Error("GATEKEEPER_GATEWAY_METRICS_URL is not set"))),
+          controllerStatus: config.controllerUrl ? async () => JSON.parse(await fetchText(config.controllerUrl!)) as unknown : undefined,
+          keys: () => args.registry.status(),
+          probe: async (url) => {
+            const answer = await fetch(url, { signal: AbortSignal.timeout(3000) });
+            await answer.arrayBuffer();
+            return answer.status;
+          },
+          audit: args.audit,
+          nowMs: args.now,
+        },
+        publicUrl,
+      ),
+  };
 }
 
 async function lastUsedOrEmpty(context: AdminContext): Promise<Map<string, number>> {

@@ -10,11 +10,10 @@ import type { CredentialProblem, DistinctHeaders } from "./credentials";
 import { presentedCredential, presentedTokens } from "./credentials";
 import type { DecisionRecord, DenyReason, ExecutionRecord } from "./decision";
 import { executionReportSchema, SANDBOX_SCOPE } from "../sandbox/protocol";
-import { handleAdmin, isAdminPath } from "./admin";
+import { adminContextFor, handleAdmin, isAdminPath } from "./admin";
 import { cacheFileIn, KeyRegistry, type KeyRegistryStatus } from "./key-registry";
 import { FileKeyStore, type RuntimeKeyStore } from "./key-store";
 import { PostgresKeyStore } from "./key-store-pg";
-import { statusReport } from "./status";
 import { secondsToNextUtcDay, UsageCounter } from "./usage";
 import type { ApiKey, KeyStore, Scope } from "./keys";
 import { isScope } from "./keys";
@@ -390,30 +389,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     };
   }
 
-  const fetchText = async (url: string): Promise<string> => {
-    const answer = await fetch(url, { signal: AbortSignal.timeout(3000) });
-    if (!answer.ok) throw new Error(`${url} answered ${answer.status}`);
-    return answer.text();
-  };
-  const adminContext = {
-    registry: keys,
-    usage,
-    log,
-    now,
-    status: (publicUrl: string | null) =>
-      statusReport(
-        {
-          context: config.statusContext,
-          gatewayMetrics: () => (config.gatewayMetricsUrl ? fetchText(config.gatewayMetricsUrl) : Promise.reject(new Error("GATEKEEPER_GATEWAY_METRICS_URL is not set"))),
-          controllerStatus: config.controllerUrl ? async () => JSON.parse(await fetchText(config.controllerUrl!)) as unknown : undefined,
-          keys: () => keys.status(),
-          probe: async (url: string) => (await fetch(url, { signal: AbortSignal.timeout(3000) }).then(async (r) => (await r.arrayBuffer(), r.status))),
-          audit: async () => (shipper ? { configured: true, connected: shipper.status().connected ?? undefined, lastError: shipper.status().lastError } : { configured: false }),
-          nowMs: now,
-        },
-        publicUrl,
-      ),
-  };
+  const adminContext = adminContextFor({ registry: keys, usage, log, now, config, audit: async () => (shipper ? { configured: true, connected: shipper.status().connected ?? undefined, lastError: shipper.status().lastError } : { configured: false }) });
 
   const server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
     const url = req.url ?? "/";
