@@ -91,9 +91,9 @@ export interface DownOptions {
 function describeKept(volumes: readonly KeptVolume[], io: Io): void {
   if (volumes.length === 0) return;
   const total = volumes.reduce((s, v) => s + v.sizeGiB, 0);
-  io.out(`kept: ${volumes.length} volume(s), ${total} GiB, $${volumeMonthlyUsd(total).toFixed(2)}/month while they exist ($${VOLUME_PRICE_PER_GIB_MONTH}/GiB-month, billed detached):`);
+  io.out(`kept: ${volumes.length} volume(s), ${total} GiB, $${volumeMonthlyUsd(total).toFixed(2)}/month while they exist ($${VOLUME_PRICE_PER_GIB_MONTH.toFixed(2)}/GiB-month, billed detached):`);
   for (const v of volumes) io.out(`  ${v.name} (${v.id || "id unknown"}): ${v.sizeGiB} GiB, $${volumeMonthlyUsd(v.sizeGiB).toFixed(2)}/month`);
-  io.out(`bring the stack back on them with: pulumi up --stack <name>; delete them with: npm run hub -- down --delete-volumes`);
+  io.out(`bring the stack back on them with: pulumi up; delete them with: npm run hub -- down --delete-volumes`);
 }
 
 export async function hubDown(ops: TeardownOps, io: Io, options: DownOptions, cloud?: { volumes: VolumeDeleter; pending: PendingVolumes }): Promise<{ ran: string[] }> {
@@ -110,7 +110,7 @@ export async function hubDown(ops: TeardownOps, io: Io, options: DownOptions, cl
   }
   const rest = leftToDestroy(resources);
   if (rest.length > 0) {
-    io.out(`${ops.stackName}: destroying ${rest.length} resource(s); the volumes stay (pulumi destroy --exclude-protected)`);
+    io.out(`${ops.stackName}: destroying everything but the volumes (pulumi destroy --exclude-protected)`);
     await ops.destroy({ excludeProtected: true }, out);
     ran.push("destroy --exclude-protected");
     resources = await ops.resources();
