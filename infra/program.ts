@@ -91,7 +91,7 @@ function apiKeysDocument(): pulumi.Output<string> {
     } catch (err) {
       // JSON.parse's message quotes the text: keep the document's content out of the output.
       const why = err instanceof KeysFileError ? err.problems.map((p) => (p.startsWith("not valid JSON") ? "not valid JSON" : p)).join("; ") : "unreadable";
-      const manage = `Manage keys with: npm run hub -- keys create|list|revoke --stack ${pulumi.getStack()}`;
+      const manage = `Declare keys with: npm run hub -- keys create --bootstrap --stack ${pulumi.getStack()} (runtime keys: npm run hub -- keys create|list|revoke)`;
       throw new SettingsRefused([problem("apiKeys", NOT_SHOWN, `is not a valid keys document: ${why}.`, manage)]);
     }
     return text;
