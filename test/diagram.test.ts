@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import { beforeAll, describe, expect, it } from "vitest";
 import { pictureOf, renderMermaid, type Picture } from "../scripts/lib/diagram";
 import { findChromium } from "../scripts/lib/diagram-svg";
-import { diagramsSection, renderReadmeWithDiagrams, seedSettingsTable } from "../scripts/lib/docs";
+import { diagramsSection, renderArchitecture, resourcesSection, seedSettingsTable } from "../scripts/lib/docs";
 import type { PlanArtifact, PlanDocument } from "../scripts/lib/plan-document";
 import { planFromFile, planFromText, stackFilePath, type PlanResult } from "../scripts/lib/plan-runner";
 import { TIERS } from "../stacks/settings";
@@ -218,16 +218,28 @@ describe("the deployment diagram, for settings that change the picture", () => {
   });
 });
 
-describe("README", () => {
-  const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+describe("docs/architecture.md and docs/configuration.md", () => {
+  const architecture = readFileSync(path.join(ROOT, "docs/architecture.md"), "utf8");
+  const configuration = readFileSync(path.join(ROOT, "docs/configuration.md"), "utf8");
+  const documents = () => Object.fromEntries([...tiers].map(([tier, p]) => [tier, p.document]));
 
-  it("shows one diagram per tier, as `npm run docs` generates them from the plans (run it to refresh)", async () => {
-    expect(await renderReadmeWithDiagrams(readme, Object.fromEntries(compactTiers))).toBe(readme);
-    const section = /<!-- generated:diagrams -->([\s\S]*?)<!-- \/generated:diagrams -->/.exec(readme)![1];
+  it("shows one diagram per tier and the resource counts, as `npm run docs` generates them from the plans (run it to refresh)", async () => {
+    expect(renderArchitecture(architecture, Object.fromEntries(compactTiers), documents())).toBe(architecture);
+    const section = /<!-- generated:diagrams -->([\s\S]*?)<!-- \/generated:diagrams -->/.exec(architecture)![1];
     expect(section.trim()).toBe(diagramsSection(Object.fromEntries(compactTiers)));
     const blocks = [...section.matchAll(/```mermaid\n([\s\S]*?)```/g)].map((m) => m[1]);
     expect(blocks.length).toBe(TIERS.length);
     for (const block of blocks) await parseMermaid(block);
+  });
+
+  it("counts each stack's resources from its plan (the figure the README once copied by hand)", () => {
+    const rows = resourcesSection(documents()).split("\n").slice(2).map((r) => r.split("|").map((c) => c.trim()).filter(Boolean));
+    for (const [tier, planned] of tiers) {
+      const row = rows.find((r) => r[0] === `\`${tier}\``)!;
+      expect(Number(row[1]), tier).toBe(planned.document.resources.length);
+      expect(Number(row[2]), tier).toBe(resourcesOf(planned.document, "digitalocean:index/droplet:Droplet").length);
+      expect(Number(row[5]), tier).toBe(planned.document.containers.length);
+    }
   });
 
   it("maps the nine seed variables onto settings, with what each becomes", () => {
@@ -243,7 +255,7 @@ describe("README", () => {
     expect(cell("TENSOR_PARALLEL_SIZE", "multigpu tier")).toContain("--tensor-parallel-size 8");
     expect(cell("GPU_MEMORY_UTILIZATION", "gpu tier")).toContain("--gpu-memory-utilization 0.70");
     expect(cell("VLLM_ENGINE", "setting")).toMatch(/^no setting/);
-    expect(readme).toContain(table);
+    expect(configuration).toContain(table);
   });
 });
 
