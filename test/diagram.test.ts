@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import { beforeAll, describe, expect, it } from "vitest";
 import { pictureOf, renderMermaid, type Picture } from "../scripts/lib/diagram";
 import { findChromium } from "../scripts/lib/diagram-svg";
-import { diagramsSection, renderArchitecture, resourcesSection, seedSettingsTable } from "../scripts/lib/docs";
+import { diagramsSection, README_PICTURE, renderArchitecture, resourcesSection, seedSettingsTable } from "../scripts/lib/docs";
 import type { PlanArtifact, PlanDocument } from "../scripts/lib/plan-document";
 import { planFromFile, planFromText, stackFilePath, type PlanResult } from "../scripts/lib/plan-runner";
 import { TIERS } from "../stacks/settings";
@@ -230,6 +230,16 @@ describe("docs/architecture.md and docs/configuration.md", () => {
     const blocks = [...section.matchAll(/```mermaid\n([\s\S]*?)```/g)].map((m) => m[1]);
     expect(blocks.length).toBe(TIERS.length);
     for (const block of blocks) await parseMermaid(block);
+  });
+
+  it("the README's picture (npm run docs writes it) is an SVG of the hybrid plan: every container and volume is in it", () => {
+    const svg = readFileSync(path.join(ROOT, README_PICTURE.file), "utf8");
+    const xml = new JSDOM(svg, { contentType: "image/svg+xml" }) as unknown as { window: { document: { documentElement: { localName: string; textContent: string } } } };
+    expect(xml.window.document.documentElement.localName).toBe("svg");
+    const text = xml.window.document.documentElement.textContent;
+    const { document } = tiers.get(README_PICTURE.tier)!;
+    for (const c of document.containers) expect(text, c.name).toContain(c.name);
+    for (const v of resourcesOf(document, "digitalocean:index/volume:Volume")) expect(text, v.name).toContain(String(v.inputs.name));
   });
 
   it("counts each stack's resources from its plan (the figure the README once copied by hand)", () => {
