@@ -23,6 +23,7 @@ import type { DropletTarget } from "./containers";
 import { deployServices } from "./services";
 import { NO_ALERT_RECEIVER_WARNING } from "../services/monitoring";
 import { HubStorage } from "./storage";
+import { kubernetesProgram } from "./kubernetes/program";
 
 /** Reads and validates the stack's config; refuses (without a stack trace) before anything is created. */
 function hubConfigFromEngine(): HubConfig {
@@ -30,7 +31,7 @@ function hubConfigFromEngine(): HubConfig {
   if (!loaded.ok) throw new pulumi.RunError(new ConfigError(loaded.problems, `stack ${pulumi.getStack()}`).message);
   const hub = loaded.config;
   const hasSshKey = hub.settings.sshPublicKey !== undefined || hub.settings.sshKeyFingerprints.length > 0;
-  if (!hasSshKey && hub.tier !== "local" && !pulumi.runtime.isDryRun()) {
+  if (!hasSshKey && hub.tier !== "local" && hub.tier !== "k8s" && !pulumi.runtime.isDryRun()) {
     // Droplets without a key cannot be checked or deployed to: refuse before creating them.
     throw new pulumi.RunError("sshPublicKey, sshKeyFingerprints: no SSH key is configured; the deploy would create droplets it cannot log in to. Set one: pulumi config set sshPublicKey \"$(cat ~/.ssh/id_ed25519.pub)\".");
   }
@@ -187,6 +188,8 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   const hub = hubConfigFromEngine();
   const stack = pulumi.getStack();
   if (hub.tier === "local") return localProgram(hub, stack);
+  // DigitalOcean Kubernetes: its own renderer of the same specs and routes (infra/kubernetes/).
+  if (hub.tier === "k8s") return kubernetesProgram(hub, stack, env, { env: hubSecrets(), apiKeys: apiKeysDocument(), alerts: alertSecrets(hub) });
   const cloudName = `ih-${cloudSlug(stack)}`;
   const tags = hubTags(stack, hub.tier);
 

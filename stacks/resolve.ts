@@ -326,7 +326,8 @@ function resolveMonitoring({ s, problems }: Ctx): MonitoringPlan | undefined {
   }
   // A quarter of the volume: the CPU node's model files and TLS state share it.
   const retentionSizeGiB = Math.max(1, Math.floor(s.cpuCacheGiB / 4));
-  return { retentionDays: s.prometheusRetentionDays, retentionSizeGiB, exporters: s.tier !== "local", email };
+  // node_exporter and the GPU exporters run on droplets; DOKS nodes ship DigitalOcean's own agent and DCGM exporter.
+  return { retentionDays: s.prometheusRetentionDays, retentionSizeGiB, exporters: s.tier !== "local" && s.tier !== "k8s", email };
 }
 
 function checkCpuRam(ctx: Ctx, cpu: CpuSize, workloads: readonly Workload[]): number {

@@ -1,0 +1,91 @@
+import { bundleController } from "../../programs/autoscaler/controller/bundle";
+import { bundleGatekeeper } from "../../programs/gatekeeper/bundle";
+import { GATEKEEPER_FILES } from "../../services/auth";
+import { AUTOSCALER_FILES, autoscalerConfig, autoscalerRuns } from "../../services/autoscaler";
+import { errorsNginxConf, GATEWAY_DIRS, renderYaml } from "../../services/gateway";
+import { grafanaFiles } from "../../services/grafana-provisioning";
+import { alertmanagerConfig, alertRules, CpuContainer, JOBS, MONITORING_DIRS, MONITORING_FILES, prometheusConfig } from "../../services/monitoring";
+import type { Route } from "../../services/routes";
+import type { ServiceSpec } from "../../services/spec";
+import { CPU_NODE_NAME, type HubConfig } from "../../stacks/hub-config";
+import { NAMESPACE, NAME_LABEL, secretRef } from "./model";
+import { kubernetesTraefikStatic, type TraefikKubernetesRendering } from "./traefik";
+import { GPU_WORKLOAD, type KubeFile } from "./workloads";
+
+/**
+ * The files the droplet tiers write onto the CPU node (infra/services.ts), for the cluster: the
+ * same renderers, with what differs on Kubernetes said here: Traefik's providers, Prometheus
+ * finding the GPU replicas through the API instead of file_sd, and the controller in advice mode.
+ */
+
+/** Where the droplet tiers write the gateway's files (infra/services.ts GATEWAY_FILES), repeated to keep this module free of Pulumi. */
+const GATEWAY_STATIC_FILE = `${GATEWAY_DIRS.static}/traefik.yml`;
+const GATEWAY_DYNAMIC_FILE = `${GATEWAY_DIRS.dynamic}/routes.yml`;
+const GATEWAY_ERRORS_FILE = `${GATEWAY_DIRS.errors}/default.conf`;
+
+let gatekeeperBundled: string | undefined;
+let controllerBundled: string | undefined;
+
+/** Secret settings the stack has: each file that needs one exists only then. */
+export interface SecretPresence {
+  readonly alertSmtpPassword: boolean;
+  readonly alertWebhookUrl: boolean;
+}
+
+/**
+ * prometheus.yml for the cluster: the vLLM replicas are found by pod discovery in the hub's
+ * namespace (one target per vLLM port of every coder pod), labelled as the file_sd targets are.
+ */
+export function kubernetesPrometheusConfig(hub: HubConfig, cpuContainers: readonly CpuContainer[], gpuSpecs: readonly ServiceSpec[]): Record<string, unknown> {
+  const base = prometheusConfig(hub, cpuContainers) as { scrape_configs: { job_name: string; file_sd_configs?: unknown }[] };
+  const ports = gpuSpecs.filter((s) => s.program === "vllm").map((s) => `p-${s.port}`);
+  const scrape = base.scrape_configs.flatMap((job) => {
+    if (!job.file_sd_configs) return [job];
+    if (job.job_name !== JOBS.vllm) return [];
+    return [
+      {
+        job_name: JOBS.vllm,
+        kubernetes_sd_configs: [{ role: "pod", namespaces: { names: [NAMESPACE] } }],
+        relabel_configs: [
+          { source_labels: [`__meta_kubernetes_pod_label_${NAME_LABEL.replace(/[./-]/g, "_")}`], regex: GPU_WORKLOAD.statefulSet, action: "keep" },
+          { source_labels: ["__meta_kubernetes_pod_container_port_name"], regex: ports.join("|") || "none", action: "keep" },
+          { source_labels: ["__meta_kubernetes_pod_name"], target_label: "replica" },
+          { source_labels: ["__meta_kubernetes_pod_name"], target_label: "node" },
+          { source_labels: ["__meta_kubernetes_pod_container_name"], target_label: "model", regex: "coder", replacement: "coder" },
+          { source_labels: ["__meta_kubernetes_pod_container_name"], target_label: "model", regex: "ocr", replacement: "deepseek-ocr" },
+        ],
+      },
+    ];
+  });
+  return { ...base, scrape_configs: scrape };
+}
+
+/** Every file of the CPU services, by the host path the droplet tiers use: infra/kubernetes/workloads.ts mounts each directory. */
+export function kubernetesFiles(hub: HubConfig, specs: readonly ServiceSpec[], routes: readonly Route[], traefik: TraefikKubernetesRendering, secrets: SecretPresence, gpuAddresses: Readonly<Record<string, string>>): KubeFile[] {
+  const files: KubeFile[] = [
+    { path: GATEWAY_STATIC_FILE, content: renderYaml(kubernetesTraefikStatic(hub)) },
+    { path: GATEWAY_DYNAMIC_FILE, content: renderYaml(traefik.fileConfig) },
+    { path: GATEWAY_ERRORS_FILE, content: errorsNginxConf(hub, routes) },
+    { path: GATEKEEPER_FILES.bundle, content: (gatekeeperBundled ??= bundleGatekeeper()) },
+    { path: GATEKEEPER_FILES.keys, content: secretRef("apiKeys") },
+  ];
+  if (autoscalerRuns(hub)) {
+    // Advice mode: on Kubernetes KEDA and the cluster autoscaler scale; the controller keeps its view, metrics and the off answer.
+    const config = { ...autoscalerConfig(hub, routes, { stack: "k8s", privateIps: gpuAddresses, billingCrossCheck: false }), dispatch: null };
+    files.push({ path: AUTOSCALER_FILES.bundle, content: (controllerBundled ??= bundleController()) }, { path: AUTOSCALER_FILES.config, content: `${JSON.stringify(config, null, 2)}\n` });
+  }
+  if (hub.monitoring) {
+    const cpuContainers = specs.filter((s) => s.node === CPU_NODE_NAME).map((s) => ({ name: s.name, program: s.program, port: s.port }));
+    const gpuSpecs = specs.filter((s) => s.node !== CPU_NODE_NAME);
+    files.push(
+      { path: `${MONITORING_DIRS.prometheusConfig}/${MONITORING_FILES.prometheusConfig}`, content: renderYaml(kubernetesPrometheusConfig(hub, cpuContainers, gpuSpecs)) },
+      { path: `${MONITORING_DIRS.prometheusConfig}/${MONITORING_FILES.rules}`, content: renderYaml(alertRules(hub)) },
+      { path: `${MONITORING_DIRS.alertmanagerConfig}/${MONITORING_FILES.alertmanagerConfig}`, content: renderYaml(alertmanagerConfig(hub, { webhook: secrets.alertWebhookUrl, smtpPassword: secrets.alertSmtpPassword })) },
+    );
+    if (specs.some((s) => s.program === "llama.cpp")) files.push({ path: `${MONITORING_DIRS.prometheusSecrets}/${MONITORING_FILES.llamaCppKey}`, content: secretRef("hubApiKey") });
+    if (secrets.alertSmtpPassword && hub.monitoring.email?.user) files.push({ path: `${MONITORING_DIRS.alertmanagerSecrets}/${MONITORING_FILES.smtpPassword}`, content: secretRef("alertSmtpPassword") });
+    if (secrets.alertWebhookUrl) files.push({ path: `${MONITORING_DIRS.alertmanagerSecrets}/${MONITORING_FILES.webhookUrl}`, content: secretRef("alertWebhookUrl") });
+  }
+  if (hub.grafana) for (const f of grafanaFiles(hub)) files.push({ path: f.path, content: f.content });
+  return files;
+}
