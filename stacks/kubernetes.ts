@@ -64,10 +64,10 @@ export function resolveKubernetes(s: ResolvedSettings, cpu: CpuSize | undefined,
   const problems: Problem[] = [];
   const warnings: Warning[] = [];
   if (gpu && !DOKS_GPU_SIZES.includes(gpu.slug)) {
-    problems.push(problem(["gpuSize", "tier"], s.gpuSize, `is not a self-serve DOKS GPU node-pool size (H200 and MI325X pools are by contract only; ${DOKS_RELEASE.slug} docs, supported-gpus page).`, `Use ${DOKS_GPU_SIZES.filter((g) => g.startsWith(gpu.vendor === "amd" ? "gpu-mi" : "gpu-")).join(", ")}; or the multigpu tier for ${s.gpuSize} droplets.`));
+    problems.push(problem(["gpuSize", "tier"], s.gpuSize, "is not a self-serve DOKS GPU node-pool size (DigitalOcean's supported-GPUs page: H200 and MI325X pools by contract only).", `Use one of ${DOKS_GPU_SIZES.join(", ")}; or tier ${gpu.gpuCount > 1 ? "multigpu" : "gpu or hybrid"} for ${s.gpuSize} droplets.`));
   }
   if (!s.gpuEnabled) problems.push(problem(["gpuEnabled", "tier"], false, "the k8s tier's GPU pool always exists; KEDA and the cluster autoscaler decide how many GPU nodes run (down to gpuMinNodes).", "Remove gpuEnabled; set gpuMinNodes to 0 to let the pool empty when idle."));
-  if (s.gpuWindows.length > 0) problems.push(problem(["gpuWindows", "tier"], s.gpuWindows, "working-hours windows drive the droplet tiers' deploy pipeline; in the k8s tier KEDA scales on demand.", "Remove gpuWindows; set gpuHoursPerMonth to the GPU hours you expect, and gpuMinNodes for an always-on floor."));
+  if (s.autoscalerDispatchRepo !== undefined) warnings.push({ keys: ["autoscalerDispatchRepo", "tier"], message: "is ignored in the k8s tier: KEDA and the cluster autoscaler scale the GPU pool; the controller there keeps the ledger and the budget ceiling only." });
   if (s.gpuPinNodes !== undefined || s.gpuPinUntil !== undefined) problems.push(problem(["gpuPinNodes", "gpuPinUntil", "tier"], s.gpuPinNodes ?? s.gpuPinUntil, "a pin holds droplets through the deploy pipeline; the k8s tier's GPU nodes follow KEDA.", "Remove gpuPinNodes and gpuPinUntil (npm run hub -- gpu unpin); raise gpuMinNodes for a floor."));
   if (s.gpuMinNodes === 0) {
     warnings.push({

@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { DOKS_RELEASE } from "../../stacks/catalogue/kubernetes";
 import { BuildError, buildLock, goBinary, runGo, toolCli, toolsCacheRoot } from "./go-build";
@@ -166,7 +167,7 @@ export function buildKube(log: (line: string) => void = (l) => process.stderr.wr
 /** Reads a module's file tree from the proxy at a pinned version: the CRDs the tests install come from there. */
 export function downloadModuleDir(module: string, version: string): string {
   const go = goBinary(`${module}@${version}`);
-  const cwd = mkdtempSync(path.join(toolsCacheRoot(), "..", "mod-"));
+  const cwd = mkdtempSync(path.join(tmpdir(), "hub-mod-"));
   try {
     const out = runGo(go, ["mod", "download", "-json", `${module}@${version}`], cwd, { GOTOOLCHAIN: "local", GOWORK: "off", GOFLAGS: "-mod=mod" });
     const dir = (JSON.parse(out) as { Dir?: string }).Dir;
