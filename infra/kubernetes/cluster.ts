@@ -2,7 +2,7 @@ import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import { DOKS_GPU_MIN_KUBERNETES, DOKS_RELEASE } from "../../stacks/catalogue/kubernetes";
 import type { KubernetesPlan } from "../../stacks/hub-config";
-import { POOLS } from "./model";
+import { GPU_NODE_UNNEEDED_TIME, POOLS } from "./model";
 
 /**
  * The DOKS cluster: a default pool of CPU nodes (DigitalOcean keeps at least one node there), and
@@ -12,8 +12,6 @@ import { POOLS } from "./model";
  * (doks.digitalocean.com/node-pool: <pool name>).
  */
 
-/** How long an empty GPU node lingers before the cluster autoscaler removes it (billed meanwhile). */
-export const GPU_NODE_UNNEEDED_TIME = "5m";
 
 export type VersionChoice = { readonly ok: true; readonly version: string; readonly note?: string } | { readonly ok: false; readonly problem: string };
 

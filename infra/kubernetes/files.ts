@@ -7,8 +7,10 @@ import { grafanaFiles } from "../../services/grafana-provisioning";
 import { alertmanagerConfig, alertRules, CpuContainer, JOBS, MONITORING_DIRS, MONITORING_FILES, prometheusConfig } from "../../services/monitoring";
 import type { Route } from "../../services/routes";
 import type { ServiceSpec } from "../../services/spec";
-import { CPU_NODE_NAME, type HubConfig } from "../../stacks/hub-config";
-import { NAMESPACE, NAME_LABEL, secretRef } from "./model";
+import { CPU_NODE_NAME, gpuNodeName, type HubConfig } from "../../stacks/hub-config";
+import type { ControllerFile } from "../../programs/autoscaler/controller/contract";
+import { GPU_SERVICE_PORTS } from "../../services/ports";
+import { GPU_NODE_UNNEEDED_TIME, NAMESPACE, NAME_LABEL, secretRef } from "./model";
 import { kubernetesTraefikStatic, type TraefikKubernetesRendering } from "./traefik";
 import { GPU_WORKLOAD, type KubeFile } from "./workloads";
 
@@ -60,6 +62,27 @@ export function kubernetesPrometheusConfig(hub: HubConfig, cpuContainers: readon
   return { ...base, scrape_configs: scrape };
 }
 
+/** The headless Service's name for replica `i` of the GPU StatefulSet, as DNS in the namespace has it. */
+export const replicaHost = (i: number): string => `${GPU_WORKLOAD.statefulSet}-${i}.${GPU_WORKLOAD.headless}.${NAMESPACE}.svc.cluster.local`;
+
+/**
+ * The controller's file on Kubernetes: no dispatch (KEDA and the cluster autoscaler scale), one
+ * replica slot per StatefulSet ordinal, counted while its pod exists, so its ledger bills the GPU
+ * nodes the cluster runs and its budget ceiling (KEDA's cap) follows the month's spend. An empty
+ * node lingers GPU_NODE_UNNEEDED_TIME before the cluster autoscaler removes it: billed, so counted.
+ */
+export function kubernetesControllerFile(file: ControllerFile, maxNodes: number): ControllerFile {
+  const port = new URL(file.replicas[0]?.healthUrl ?? `http://x:${GPU_SERVICE_PORTS.coder}/health`).port || String(GPU_SERVICE_PORTS.coder);
+  const replicas = Array.from({ length: maxNodes }, (_, i) => ({ node: gpuNodeName(i), metricsUrl: `http://${replicaHost(i)}:${port}/metrics`, healthUrl: `http://${replicaHost(i)}:${port}/health` }));
+  return { ...file, tier: "k8s", dispatch: null, replicas, kubernetes: { replicaSlots: true }, timing: { ...file.timing, destroySeconds: file.timing.destroySeconds + durationSeconds(GPU_NODE_UNNEEDED_TIME) } };
+}
+
+const durationSeconds = (text: string): number => {
+  const m = /^(\d+)(s|m|h)$/.exec(text);
+  if (!m) throw new Error(`not a duration: ${text}`);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as "s" | "m" | "h"];
+};
+
 /** Every file of the CPU services, by the host path the droplet tiers use: infra/kubernetes/workloads.ts mounts each directory. */
 export function kubernetesFiles(hub: HubConfig, specs: readonly ServiceSpec[], routes: readonly Route[], traefik: TraefikKubernetesRendering, secrets: SecretPresence, gpuAddresses: Readonly<Record<string, string>>): KubeFile[] {
   const files: KubeFile[] = [
@@ -70,8 +93,7 @@ export function kubernetesFiles(hub: HubConfig, specs: readonly ServiceSpec[], r
     { path: GATEKEEPER_FILES.keys, content: secretRef("apiKeys") },
   ];
   if (autoscalerRuns(hub)) {
-    // Advice mode: on Kubernetes KEDA and the cluster autoscaler scale; the controller keeps its view, metrics and the off answer.
-    const config = { ...autoscalerConfig(hub, routes, { stack: "k8s", privateIps: gpuAddresses, billingCrossCheck: false }), dispatch: null };
+    const config = kubernetesControllerFile(autoscalerConfig(hub, routes, { stack: "k8s", privateIps: gpuAddresses, billingCrossCheck: false }), hub.settings.gpuMaxNodes);
     files.push({ path: AUTOSCALER_FILES.bundle, content: (controllerBundled ??= bundleController()) }, { path: AUTOSCALER_FILES.config, content: `${JSON.stringify(config, null, 2)}\n` });
   }
   if (hub.monitoring) {

@@ -11,6 +11,9 @@ export const NAMESPACE = "inference-hub";
 /** DOKS node-pool names; DigitalOcean labels every node with its pool's (DOKS_POOL_LABEL). */
 export const POOLS = { cpu: "hub-cpu", gpu: "hub-gpu" } as const;
 
+/** How long an empty GPU node lingers before the cluster autoscaler removes it (billed meanwhile; its default is 10 minutes). */
+export const GPU_NODE_UNNEEDED_TIME = "5m";
+
 /** Every object carries these; `name` is the spec's name (its Service's DNS name). */
 export const PART_OF = { "app.kubernetes.io/part-of": "inference-hub", "app.kubernetes.io/managed-by": "pulumi" } as const;
 export const NAME_LABEL = "app.kubernetes.io/name";

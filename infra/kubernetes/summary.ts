@@ -1,7 +1,7 @@
 import { PUBLIC_PORTS } from "../../services/ports";
 import { DOKS_EXISTING_VOLUME, DOKS_STORAGE, KEDA_CHART } from "../../stacks/catalogue/kubernetes";
 import type { HubConfig, KubernetesPlan } from "../../stacks/hub-config";
-import { GPU_NODE_UNNEEDED_TIME } from "./cluster";
+import { GPU_NODE_UNNEEDED_TIME } from "./model";
 import { kubernetesRoutes } from "./manifests";
 import { KEDA_POLLING_SECONDS, scalingPlan } from "./scaling";
 import { modelCacheClaim } from "./storage";

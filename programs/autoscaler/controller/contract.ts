@@ -63,7 +63,7 @@ const replicaSchema = z.object({
 export const controllerFileSchema = z.object({
   version: z.literal(1),
   stack: z.string().min(1),
-  tier: z.enum(["gpu", "hybrid", "multigpu"]),
+  tier: z.enum(["gpu", "hybrid", "multigpu", "k8s"]),
   /** Seconds between ticks. */
   tickSeconds: z.number().int().min(1).max(300),
   policy: z.object({
@@ -94,6 +94,8 @@ export const controllerFileSchema = z.object({
   dispatch: z.object({ repo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/), ref: z.string().min(1), workflow: z.string().min(1) }).nullable(),
   /** Whether the deploy gave a billing token (the controller still checks the environment). */
   billingCrossCheck: z.boolean(),
+  /** The k8s tier: `replicas` are StatefulSet slots, deployed while their pod's name resolves (kubernetes.ts). @default - droplets: every named replica is deployed */
+  kubernetes: z.object({ replicaSlots: z.boolean() }).optional(),
 });
 
 export type ControllerFile = z.infer<typeof controllerFileSchema>;

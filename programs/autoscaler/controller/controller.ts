@@ -6,6 +6,8 @@ import type { AutoscalerState, Decision, PolicyConfig } from "../types";
 import { Actuator, ActuatorState, asActuatorState, DispatchRequest, emptyActuatorState, Pipeline, WantOutcome } from "./actuator";
 import type { BillingReader } from "./billing";
 import { ControllerFile, parseControllerFile } from "./contract";
+import { budgetReplicaCap } from "../budget-cap";
+import { type HostResolver, withPresentReplicas } from "./kubernetes";
 import { asLedger, emptyLedger, LedgerState, monthNodeSeconds, monthToDateUsd, observeDroplets, recoveredLedger } from "./ledger";
 import { errorText, Logger } from "./log";
 import { ControllerMetrics } from "./metrics";
@@ -45,6 +47,8 @@ export interface ControllerDeps {
   readonly billing?: BillingReader;
   readonly random?: () => number;
   readonly backoff?: { readonly baseMs: number; readonly maxMs: number };
+  /** k8s tier: whether a replica slot's pod exists (its name resolves). @default - DNS */
+  readonly resolveHost?: HostResolver;
 }
 
 export interface ReplicaStatus {
@@ -224,7 +228,8 @@ export class Controller {
 
   private async tick(): Promise<ControllerStatus> {
     const { fetcher, clock, log } = this.deps;
-    const file = this.readFile();
+    // In the k8s tier only the StatefulSet slots whose pods exist are deployed.
+    const file = await withPresentReplicas(this.readFile(), this.deps.resolveHost);
     const policy = policyFromFile(file);
     const now = clock();
 
@@ -299,6 +304,7 @@ export class Controller {
     m.nodes.set({ state: "draining" }, nodes.draining);
     m.decided(decision.reason);
     m.monthSpend.set(spend);
+    m.budgetMaxReplicas.set(budgetReplicaCap(policy, spend));
     m.signalsUp.set(signalsUp ? 1 : 0);
     const snapshot = this.actuator.snapshot();
     m.dispatchPending.set(snapshot.pending && snapshot.pending.failures > 0 ? 1 : 0);
