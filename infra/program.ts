@@ -23,7 +23,6 @@ import type { DropletTarget } from "./containers";
 import { deployServices } from "./services";
 import { NO_ALERT_RECEIVER_WARNING } from "../services/monitoring";
 import { HubStorage } from "./storage";
-import { kubernetesProgram } from "./kubernetes/program";
 
 /** Reads and validates the stack's config; refuses (without a stack trace) before anything is created. */
 function hubConfigFromEngine(): HubConfig {
@@ -188,8 +187,12 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   const hub = hubConfigFromEngine();
   const stack = pulumi.getStack();
   if (hub.tier === "local") return localProgram(hub, stack);
-  // DigitalOcean Kubernetes: its own renderer of the same specs and routes (infra/kubernetes/).
-  if (hub.tier === "k8s") return kubernetesProgram(hub, stack, env, { env: hubSecrets(), apiKeys: apiKeysDocument(), alerts: alertSecrets(hub) });
+  // DigitalOcean Kubernetes: its own renderer of the same specs and routes (infra/kubernetes/),
+  // loaded only here so the droplet tiers' plans never load @pulumi/kubernetes.
+  if (hub.tier === "k8s") {
+    const { kubernetesProgram } = await import("./kubernetes/program");
+    return kubernetesProgram(hub, stack, env, { env: hubSecrets(), apiKeys: apiKeysDocument(), alerts: alertSecrets(hub) });
+  }
   const cloudName = `ih-${cloudSlug(stack)}`;
   const tags = hubTags(stack, hub.tier);
 
