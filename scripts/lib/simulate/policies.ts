@@ -38,6 +38,9 @@ export function reactiveConfig(config: PolicyConfig, idleSeconds = config.idleSe
   return { ...config, predictive: false, idleSeconds };
 }
 
+/** The ScaledObject's HPA policies: one replica per 60 s either way (infra/kubernetes/scaling.ts). */
+const POLICY_PERIOD_SECONDS = 60;
+
 /** KEDA's rule in the k8s tier (infra/kubernetes/scaling.ts), as it acts every polling interval. */
 export interface KedaRule {
   /** A coder request within this window keeps one replica wanted. */
@@ -60,6 +63,8 @@ export function kedaController(rule: KedaRule, policy: PolicyConfig): Controller
   let lastRequestMs = -Infinity;
   let lastActiveMs = -Infinity;
   let current = policy.minNodes;
+  // The HPA policies: at most one replica added or removed per POLICY_PERIOD_SECONDS.
+  let lastChangeMs = -Infinity;
   const history: { atMs: number; wanted: number }[] = [];
   return (view) => {
     if (view.coderRequests > 0) lastRequestMs = view.nowMs;
@@ -78,12 +83,15 @@ export function kedaController(rule: KedaRule, policy: PolicyConfig): Controller
     }
     // 0 → 1 is KEDA's own step, at once; beyond it the HPA: up on the lowest recommendation of its
     // window, down on the highest of its, one replica at a time.
+    const mayChange = view.nowMs - lastChangeMs >= POLICY_PERIOD_SECONDS * 1000;
+    const before = current;
     if (current === 0) current = Math.min(raw, 1);
-    else if (raw > current) current = Math.max(current, Math.min(current + 1, ...within(rule.upWindowSeconds)));
-    else if (raw < current) {
+    else if (raw > current && mayChange) current = Math.max(current, Math.min(current + 1, ...within(rule.upWindowSeconds)));
+    else if (raw < current && mayChange) {
       const highest = Math.max(...within(rule.downWindowSeconds));
       if (highest < current) current = Math.max(highest, current - 1);
     }
+    if (current !== before) lastChangeMs = view.nowMs;
     current = Math.min(current, cap, policy.maxNodes);
     return current;
   };
