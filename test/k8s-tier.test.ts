@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -16,6 +17,7 @@ import { DOKS_NODE_RESERVED_GIB } from "../stacks/kubernetes";
 import { loadSettings, mustLoad } from "./helpers/load";
 import { runProgram } from "./helpers/mock-run";
 import { PROMTOOL_BINARY, runToolAsync } from "./helpers/prometheus-tools";
+import { KEDA_FORMULA_BINARY } from "../scripts/tools/kube";
 
 /** The k8s tier as a user meets it: what the plan accepts and refuses, what it costs, what it exposes and where its secrets go. */
 
@@ -216,6 +218,21 @@ describe("scaling", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it.runIf(existsSync(KEDA_FORMULA_BINARY()) || process.env.CI === "true")("KEDA's own expression library compiles the formula and computes replicas from the three readings, as a float", () => {
+    const formula = scaled.spec.advanced.scalingModifiers.formula;
+    const evaluate = (readings: Record<string, number>) => {
+      const out = spawnSync(KEDA_FORMULA_BINARY(), [formula, JSON.stringify(readings)], { encoding: "utf8" });
+      expect(out.status, out.stderr).toBe(0);
+      return Number(out.stdout.trim());
+    };
+    const perReplica = 37 * 0.8;
+    expect(evaluate({ demand: 0, load: 0, budget: 4 })).toBe(0);
+    expect(evaluate({ demand: 3, load: 0, budget: 4 })).toBe(1);
+    expect(evaluate({ demand: 1, load: 200, budget: 10 })).toBe(Math.ceil(200 / perReplica));
+    expect(evaluate({ demand: 0, load: 100, budget: 2 })).toBe(2);
+    expect(evaluate({ demand: 5, load: 100, budget: 0 })).toBe(0);
   });
 
   it("Prometheus finds the GPU replicas by listing the namespace's pods (its Role allows exactly that)", () => {

@@ -96,7 +96,8 @@ export function scalingPlan(hub: HubConfig, routes: readonly Route[]): ScalingPl
     cooldownSeconds: scaleDownSeconds(coldStart.totalSeconds),
     replicaCapacity: capacity,
     targetLoad,
-    formula: `min(max(demand > 0 ? 1 : 0, ceil(load / ${perReplica})), budget)`,
+    // Float literals: KEDA refuses a formula whose result is an int (pkg/scaling/modifiers/formula.go), and min/max keep the type of the operand they pick.
+    formula: `min(max(demand > 0 ? 1.0 : 0.0, ceil(load / ${perReplica})), budget)`,
     queries: { demand: demandQuery(coder.scope, hub.settings.gpuIdleMinutes), load: loadQuery(), budget: budgetQuery() },
   };
 }
