@@ -1,7 +1,9 @@
 import * as digitalocean from "@pulumi/digitalocean";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import * as path from "node:path";
 import { stringify } from "yaml";
+import { CPU_CACHE_MOUNT } from "../../services/node-setup";
 import { TRAEFIK_IMAGE } from "../../services/images";
 import { KEDA_CHART } from "../../stacks/catalogue/kubernetes";
 import type { HubConfig } from "../../stacks/hub-config";
@@ -50,6 +52,27 @@ const KINDS: Readonly<Record<string, Ctor>> = {
   "rbac.authorization.k8s.io/v1/ClusterRole": k8s.rbac.v1.ClusterRole as unknown as Ctor,
   "rbac.authorization.k8s.io/v1/ClusterRoleBinding": k8s.rbac.v1.ClusterRoleBinding as unknown as Ctor,
 };
+
+/**
+ * A rendered file as the droplet tiers' plan records it (infra/services.ts, infra/monitoring.ts):
+ * the same kind and path, by where the droplet tiers write it. Bundles and secrets are not shown.
+ */
+function fileArtifact(file: string): { kind: string; path: string } | undefined {
+  const rel = path.posix.relative(CPU_CACHE_MOUNT, file);
+  const base = path.posix.basename(file);
+  const table: [RegExp, string, string][] = [
+    [/^traefik\/static\//, "traefik-static", `traefik/${base}`],
+    [/^traefik\/dynamic\//, "traefik-dynamic", `traefik/dynamic/${base}`],
+    [/^traefik\/errors\//, "errors-nginx", `errors/${base}`],
+    [/^prometheus\/config\/prometheus\.yml$/, "prometheus-config", `prometheus/${base}`],
+    [/^prometheus\/config\//, "prometheus-rules", `prometheus/${base}`],
+    [/^alertmanager\/config\//, "alertmanager", `alertmanager/${base}`],
+    [/^grafana\//, "grafana", rel],
+    [/^autoscaler\/config\//, "autoscaler-config", `autoscaler/${base}`],
+  ];
+  const hit = table.find(([pattern]) => pattern.test(rel));
+  return hit ? { kind: hit[1], path: `cpu/${hit[2]}` } : undefined;
+}
 
 /** Pulumi resource names: one per object, stable across runs. */
 export const resourceName = (o: KubeObject): string => `k8s-${o.kind.toLowerCase()}-${o.metadata.name}`;
@@ -114,6 +137,12 @@ export async function kubernetesProgram(hub: HubConfig, stack: string, env: Depl
     }
     return pulumi.secret(secrets.env[name]);
   };
+
+  // The rendered files as the droplet tiers' plan shows them (same kinds and paths), for `npm run plan -- --out` and its readers.
+  for (const f of manifests.files) {
+    const shown = fileArtifact(f.path);
+    if (shown && typeof f.content === "string") recordArtifact({ ...shown, node: "cpu", content: f.content });
+  }
 
   const created = new Map<string, pulumi.CustomResource>();
   const namespace = manifests.objects.find((o) => o.kind === "Namespace");
