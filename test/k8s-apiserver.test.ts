@@ -54,7 +54,7 @@ describe.skipIf(Boolean(missing))("a real API server", () => {
 
   beforeAll(async () => {
     api = await TestApiServer.start();
-    for (const { text } of crdTexts()) await api.installCrds(text);
+    for (const { text } of await crdTexts()) await api.installCrds(text);
     // Dry-run needs the namespace to exist.
     const ns = await api.create({ apiVersion: "v1", kind: "Namespace", metadata: { name: NAMESPACE } });
     expect(ns.status).toBe(201);

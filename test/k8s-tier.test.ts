@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -220,19 +219,29 @@ describe("scaling", () => {
     }
   });
 
-  it.runIf(existsSync(KEDA_FORMULA_BINARY()) || process.env.CI === "true")("KEDA's own expression library compiles the formula and computes replicas from the three readings, as a float", () => {
+  it.runIf(existsSync(KEDA_FORMULA_BINARY()) || process.env.CI === "true")("KEDA's own expression library compiles the formula and computes replicas from the three readings, as a float", async () => {
     const formula = scaled.spec.advanced.scalingModifiers.formula;
-    const evaluate = (readings: Record<string, number>) => {
-      const out = spawnSync(KEDA_FORMULA_BINARY(), [formula, JSON.stringify(readings)], { encoding: "utf8" });
-      expect(out.status, out.stderr).toBe(0);
-      return Number(out.stdout.trim());
+    const evaluate = async (readings: Record<string, number>) => {
+      const out = await runToolAsync(KEDA_FORMULA_BINARY(), [formula, JSON.stringify(readings)]);
+      expect(out.status, out.output).toBe(0);
+      return Number(out.output.trim());
     };
     const perReplica = 37 * 0.8;
-    expect(evaluate({ demand: 0, load: 0, budget: 4 })).toBe(0);
-    expect(evaluate({ demand: 3, load: 0, budget: 4 })).toBe(1);
-    expect(evaluate({ demand: 1, load: 200, budget: 10 })).toBe(Math.ceil(200 / perReplica));
-    expect(evaluate({ demand: 0, load: 100, budget: 2 })).toBe(2);
-    expect(evaluate({ demand: 5, load: 100, budget: 0 })).toBe(0);
+    expect(await evaluate({ demand: 0, load: 0, budget: 4 })).toBe(0);
+    expect(await evaluate({ demand: 3, load: 0, budget: 4 })).toBe(1);
+    expect(await evaluate({ demand: 1, load: 200, budget: 10 })).toBe(Math.ceil(200 / perReplica));
+    expect(await evaluate({ demand: 0, load: 100, budget: 2 })).toBe(2);
+    expect(await evaluate({ demand: 5, load: 100, budget: 0 })).toBe(0);
+  });
+
+  it("points KEDA, in its own namespace, at Prometheus by the name that resolves there: the hub's Service, fully qualified", () => {
+    const services = new Map(of(objects, "Service").map((s) => [s.metadata.name, s.spec.ports.map((p: any) => p.port)]));
+    for (const t of scaled.spec.triggers) {
+      const url = new URL(t.metadata.serverAddress);
+      const [service, namespace, ...rest] = url.hostname.split(".");
+      expect([namespace, ...rest].join("."), url.hostname).toBe("inference-hub.svc.cluster.local");
+      expect(services.get(service), service).toContain(Number(url.port));
+    }
   });
 
   it("Prometheus finds the GPU replicas by listing the namespace's pods (its Role allows exactly that)", () => {

@@ -124,7 +124,7 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
     const manifests = kubernetesManifests({ hub, secrets: { alertSmtpPassword: false, alertWebhookUrl: false }, volumeIds: { modelCaches: Array.from({ length: hub.modelCache.volumes }, (_, i) => `v${i}`), cpuCache: "vc" } });
     objects = manifests.objects;
     api = await TestApiServer.start();
-    for (const { source, text } of crdTexts()) if (source.name === "Traefik") await api.installCrds(text);
+    for (const { source, text } of await crdTexts()) if (source.name === "Traefik") await api.installCrds(text);
     expect((await api.create({ apiVersion: "v1", kind: "Namespace", metadata: { name: NAMESPACE } })).status).toBe(201);
 
     // Created for real: the Services, an EndpointSlice each (no controller runs here to make them), the CRDs.

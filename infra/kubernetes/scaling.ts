@@ -102,11 +102,21 @@ export function scalingPlan(hub: HubConfig, routes: readonly Route[]): ScalingPl
   };
 }
 
+/**
+ * Prometheus as KEDA reaches it: KEDA runs in its own namespace, so the short Service name the
+ * hub's own pods use (PROMETHEUS_URL) is qualified with the hub's namespace.
+ */
+export function prometheusUrlFromKeda(): string {
+  const url = new URL(PROMETHEUS_URL);
+  url.hostname = `${url.hostname}.${NAMESPACE}.svc.cluster.local`;
+  return url.toString().replace(/\/$/, "");
+}
+
 const prometheusTrigger = (name: string, query: string) => ({
   type: "prometheus",
   name,
   metadata: {
-    serverAddress: PROMETHEUS_URL,
+    serverAddress: prometheusUrlFromKeda(),
     query,
     // Each reading is a count; the formula below turns them into replicas.
     threshold: "1",

@@ -1,7 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { DOKS_RELEASE, KEDA_CHART } from "../../stacks/catalogue/kubernetes";
 import { BuildError, buildLock, goBinary, runGo, toolCli, toolsCacheRoot } from "./go-build";
@@ -255,22 +254,5 @@ export function buildKedaFormula(log: (line: string) => void = (l) => process.st
     unlock();
   }
 }
-
-/** Reads a module's file tree from the proxy at a pinned version: the CRDs the tests install come from there. */
-export function downloadModuleDir(module: string, version: string): string {
-  const go = goBinary(`${module}@${version}`);
-  const cwd = mkdtempSync(path.join(tmpdir(), "hub-mod-"));
-  try {
-    const out = runGo(go, ["mod", "download", "-json", `${module}@${version}`], cwd, { GOTOOLCHAIN: "local", GOWORK: "off", GOFLAGS: "-mod=mod" });
-    const dir = (JSON.parse(out) as { Dir?: string }).Dir;
-    if (!dir || !existsSync(dir)) throw new BuildError(`go mod download ${module}@${version} gave no directory`);
-    return dir;
-  } finally {
-    rmSync(cwd, { recursive: true, force: true });
-  }
-}
-
-/** Reads a file inside a downloaded module. */
-export const moduleFile = (dir: string, file: string): string => readFileSync(path.join(dir, file), "utf8");
 
 if (require.main === module) toolCli("kube.ts", { build: () => [...buildKube(), buildKedaFormula()], path: () => [...BINARIES.map(kubeBinaryPath), KEDA_FORMULA_BINARY()] });

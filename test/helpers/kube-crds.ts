@@ -1,6 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import { downloadModuleDir } from "../../scripts/tools/kube";
+import { execFile } from "node:child_process";
+import { tmpdir } from "node:os";
+import { promisify } from "node:util";
+import { goBinary } from "../../scripts/tools/go-build";
 import { TRAEFIK_MODULE, TRAEFIK_VERSION } from "../../scripts/tools/traefik";
 import { TRAEFIK_CRDS_FILE } from "../../infra/kubernetes/program";
 import { KEDA_CHART } from "../../stacks/catalogue/kubernetes";
@@ -11,6 +14,8 @@ import { KEDA_CHART } from "../../stacks/catalogue/kubernetes";
  * Traefik's from the module of the gateway image's version, KEDA's from the module of the chart's
  * app version.
  */
+const run = promisify(execFile);
+
 export interface CrdSource {
   readonly name: string;
   readonly module: string;
@@ -23,14 +28,24 @@ export const CRD_SOURCES: readonly CrdSource[] = [
   { name: "KEDA", module: KEDA_CHART.module, version: KEDA_CHART.moduleVersion, files: ["config/crd/bases/keda.sh_scaledobjects.yaml", "config/crd/bases/keda.sh_triggerauthentications.yaml"] },
 ];
 
+/** Where the proxy's module is on disk, without blocking the test worker (a download can take a while). */
+async function moduleDir(module: string, version: string): Promise<string> {
+  const { stdout } = await run(goBinary(`${module}@${version}`), ["mod", "download", "-json", `${module}@${version}`], { cwd: tmpdir(), env: { ...process.env, GOTOOLCHAIN: "local", GOWORK: "off", GOFLAGS: "-mod=mod" }, maxBuffer: 16 * 1024 * 1024 });
+  const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
+  if (!dir || !existsSync(dir)) throw new Error(`go mod download ${module}@${version} gave no directory`);
+  return dir;
+}
+
 /** Every CRD document of every source, as YAML text, with where it came from. */
-export function crdTexts(): { source: CrdSource; file: string; text: string }[] {
-  return CRD_SOURCES.flatMap((source) => {
-    const dir = downloadModuleDir(source.module, source.version);
-    return source.files.map((file) => {
+export async function crdTexts(): Promise<{ source: CrdSource; file: string; text: string }[]> {
+  const out: { source: CrdSource; file: string; text: string }[] = [];
+  for (const source of CRD_SOURCES) {
+    const dir = await moduleDir(source.module, source.version);
+    for (const file of source.files) {
       const full = path.join(dir, file);
       if (!existsSync(full)) throw new Error(`${source.module}@${source.version} has no ${file}`);
-      return { source, file, text: readFileSync(full, "utf8") };
-    });
-  });
+      out.push({ source, file, text: readFileSync(full, "utf8") });
+    }
+  }
+  return out;
 }
