@@ -112,6 +112,30 @@ describe("cost", () => {
   });
 });
 
+describe("moving from hybrid", () => {
+  it("keeps every volume: the same resources, names, sizes and protection, now bound by id to the StatefulSet's claims", async () => {
+    const volumes = (run: Awaited<ReturnType<typeof runProgram>>) => new Map(run.byType("digitalocean:index/volume:Volume").map((v) => [v.urn, { inputs: v.inputs, protect: v.options.protect, retain: v.options.retainOnDelete, id: v.id }]));
+    const hybrid = volumes(await runProgram({ tier: "hybrid", gpuMaxNodes: 4 }, { stack: "move" }));
+    const k8sRun = await runProgram({ tier: "k8s" }, { stack: "move" });
+    const k8s = volumes(k8sRun);
+    // Same URNs and inputs: Pulumi sees no change to any volume when the tier changes.
+    expect([...k8s.keys()].sort()).toEqual([...hybrid.keys()].sort());
+    for (const [urn, v] of hybrid) {
+      expect(k8s.get(urn), urn).toEqual(v);
+      expect(v.protect && v.retain, urn).toBe(true);
+    }
+    // Each model cache is bound to its claim by the volume's id, and never formatted.
+    const pvs = k8sRun.byType("kubernetes:core/v1:PersistentVolume").map((r) => r.rawInputs as any);
+    const ids = [...k8s.values()].map((v) => v.id);
+    for (const pv of pvs) {
+      expect(ids, pv.metadata.name).toContain(pv.spec.csi.volumeHandle);
+      expect(pv.spec.csi.volumeAttributes).toEqual({ "com.digitalocean.csi/noformat": "true" });
+      expect(pv.spec.persistentVolumeReclaimPolicy).toBe("Retain");
+    }
+    expect(pvs.map((pv) => pv.spec.claimRef.name).sort()).toEqual(["cpu-cache", "model-cache-coder-0", "model-cache-coder-1", "model-cache-coder-2", "model-cache-coder-3"]);
+  }, 120_000);
+});
+
 describe("exposure", () => {
   it("publishes only the load balancer's 80 and 443, to the gateway's pods; no NodePort, host port or host network anywhere", () => {
     for (const settings of [{ tier: "k8s" }, { tier: "k8s", domain: "hub.example.com", acmeEmail: "ops@example.com" }]) {
