@@ -16,7 +16,7 @@ const USAGE = `usage: npm run hub -- <command> --stack NAME
   gpu scale <N> [--reason R] [--decision-id ID] [--force]
                            set the GPU node count (gpuMinNodes..gpuMaxNodes; refused while pinned
                            unless --force); what the autoscale workflow runs
-  tier <cpu|gpu|hybrid|multigpu>
+  tier <cpu|gpu|hybrid|multigpu|k8s>
                            move the stack to another tier (region and model cache stay)
   keys create --name N --scopes llm,ocr,stt,tts[,admin] [--rate N]
   keys list | keys revoke <id>
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   } else if (values.reason !== undefined || values["decision-id"] !== undefined || values.force) {
     fail("--reason, --decision-id and --force go with gpu scale");
   }
-  if (command === "tier" && !action) fail("tier needs a tier name: cpu, gpu, hybrid or multigpu");
+  if (command === "tier" && !action) fail("tier needs a tier name: cpu, gpu, hybrid, multigpu or k8s");
   if (!["gpu", "tier", "keys", "autoscale"].includes(command)) fail(`unknown command "${command}"\n${USAGE}`);
 
   checkPrerequisites();

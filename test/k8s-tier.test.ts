@@ -15,6 +15,8 @@ import { VOLUME_PRICE_PER_GIB_MONTH } from "../stacks/catalogue/storage";
 import { DOKS_NODE_RESERVED_GIB } from "../stacks/kubernetes";
 import { loadSettings, mustLoad } from "./helpers/load";
 import { runProgram } from "./helpers/mock-run";
+import { cfg } from "./helpers/recording-ops";
+import { decideGpu, decideTier } from "../scripts/lib/hub/decisions";
 import { PROMTOOL_BINARY, runToolAsync } from "./helpers/prometheus-tools";
 import { KEDA_FORMULA_BINARY } from "../scripts/tools/kube";
 
@@ -113,6 +115,14 @@ describe("cost", () => {
 });
 
 describe("moving from hybrid", () => {
+  it("`npm run hub -- tier k8s` keeps the region and the model cache size and drops the on-demand settings; `gpu on` says KEDA decides", () => {
+    const d = decideTier(cfg({ tier: "hybrid", gpuEnabled: "true", gpuHoursPerMonth: "60", modelCacheGiB: "300" }), "k8s");
+    expect(d.ok && d.changes).toEqual({ "inference-hub:tier": "k8s", "inference-hub:region": "tor1", "inference-hub:gpuEnabled": null, "inference-hub:gpuHoursPerMonth": null });
+    expect(d.ok && d.after.modelCache.sizeGiB).toBe(300);
+    const gpu = decideGpu(cfg({ tier: "k8s" }), true);
+    expect(!gpu.ok && gpu.reason).toMatch(/KEDA/);
+  });
+
   it("keeps every volume: the same resources, names, sizes and protection, now bound by id to the StatefulSet's claims", async () => {
     const volumes = (run: Awaited<ReturnType<typeof runProgram>>) => new Map(run.byType("digitalocean:index/volume:Volume").map((v) => [v.urn, { inputs: v.inputs, protect: v.options.protect, retain: v.options.retainOnDelete, id: v.id }]));
     const hybrid = volumes(await runProgram({ tier: "hybrid", gpuMaxNodes: 4 }, { stack: "move" }));

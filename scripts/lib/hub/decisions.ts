@@ -56,6 +56,9 @@ export const unpinChanges = (config: StackConfig): ConfigChanges => (PIN_KEYS.so
  */
 export function decideGpu(config: StackConfig, on: boolean, nowMs: number = Date.now()): Decision {
   const current = resolveConfig(config, {}, nowMs);
+  if (current.ok && current.hub.tier === "k8s") {
+    return { ok: false, reason: "KEDA scales the k8s tier's GPU pool: it wakes on the first allowed coder request and empties the pool when idle. For an always-on floor: pulumi config set gpuMinNodes 1 (docs/kubernetes.md)." };
+  }
   if (current.ok && current.hub.tier !== "hybrid") {
     return { ok: false, reason: `the ${current.hub.tier} tier has no on-demand GPU (${current.hub.tier === "cpu" ? "it runs no GPU" : "its GPU is always on"}). Switch tiers with: npm run hub -- tier hybrid --stack <name>` };
   }
