@@ -3,6 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_FILES } from "../services/auth";
 import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
 import { bundleController } from "../programs/autoscaler/controller/bundle";
+import { bundleSandboxFront } from "../programs/sandbox/bundle";
+import { SANDBOX_FRONT_CONTAINER, SANDBOX_FRONT_FILES, sandboxNodeUrl } from "../services/sandbox";
 import { AUTOSCALER_CONTAINER, AUTOSCALER_FILES, autoscalerConfig, autoscalerRuns } from "../services/autoscaler";
 import { backendsDrainScript, backendsReadyScript, GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS, GPU_READY_TIMEOUT_SECONDS, errorsNginxConf, gpuBackendAddresses, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
 import { GRAFANA_CONTAINER } from "../services/grafana";
@@ -23,7 +25,15 @@ export const GATEWAY_FILES = {
 };
 
 /** Containers a spec list runs on each node, with the rendered files each one needs. */
-export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget, gpuNodes: ReadonlyMap<string, DropletTarget>, secrets: Readonly<Record<SecretName, pulumi.Output<string>>>, apiKeys: pulumi.Output<string>, alertSecrets: Omit<MonitoringSecrets, "hubApiKey"> = {}): Map<string, ContainerHost> {
+export function deployServices(
+  hub: HubConfig,
+  cpu: DropletTarget | LocalTarget,
+  gpuNodes: ReadonlyMap<string, DropletTarget>,
+  secrets: Readonly<Record<SecretName, pulumi.Output<string>>>,
+  apiKeys: pulumi.Output<string>,
+  alertSecrets: Omit<MonitoringSecrets, "hubApiKey"> = {},
+  sandbox?: { readonly privateIp: pulumi.Input<string> },
+): Map<string, ContainerHost> {
   const specs = hubServiceSpecs(hub);
   const onNode = (node: string) => specs.filter((s) => s.node === node);
   for (const spec of specs) recordContainerArtifacts(spec);
@@ -70,6 +80,15 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
               { path: AUTOSCALER_FILES.config, content: autoscalerFile },
             ]
           : []),
+        // The front's address of the sandbox node: known once the droplet exists. Not after its API is up
+        // (a first boot builds gVisor for minutes): the gateway's containers must not wait for that;
+        // the route answers 502/503 until the API answers.
+        ...(sandbox
+          ? [
+              { path: SANDBOX_FRONT_FILES.bundle, content: sandboxFrontBundle(), restarts: [SANDBOX_FRONT_CONTAINER] },
+              { path: SANDBOX_FRONT_FILES.nodeUrl, content: pulumi.output(sandbox.privateIp).apply((ip) => `${sandboxNodeUrl(ip)}\n`), restarts: [SANDBOX_FRONT_CONTAINER] },
+            ]
+          : []),
         ...monitoringFiles(hub, specs, routes, privateIps, cpu.kind === "droplet" ? cpu.privateIp : undefined, { ...alertSecrets, hubApiKey: secrets.hubApiKey }, waits),
         // Provisioning is read at start; dashboards are polled by Grafana, so only those restart it.
         ...grafana.map((f) => ({ path: f.path, content: f.content, ...(f.restartsGrafana ? { restarts: [GRAFANA_CONTAINER] } : {}) })),
@@ -112,6 +131,12 @@ let bundled: string | undefined;
 function gatekeeperBundle(): string {
   bundled ??= bundleGatekeeper();
   return bundled;
+}
+
+let frontBundled: string | undefined;
+function sandboxFrontBundle(): string {
+  frontBundled ??= bundleSandboxFront();
+  return frontBundled;
 }
 
 let controllerBundled: string | undefined;

@@ -7,6 +7,7 @@ import { autoscaleOnce, autoscaleWatch, fileMemory, gatewaySignals } from "./lib
 import { httpFetcher } from "../programs/autoscaler/controller/signals";
 import { availableStacks, PROJECT_ROOT } from "./lib/plan-runner";
 import { BACKEND_HEADER } from "../services/backend-header";
+import { finetuneCli } from "./lib/hub/finetune/cli";
 
 const USAGE = `usage: npm run hub -- <command> --stack NAME
   gpu on|off|status|sync   turn the hybrid tier's GPU droplet on or off (sync: follow gpuWindows)
@@ -18,15 +19,19 @@ const USAGE = `usage: npm run hub -- <command> --stack NAME
                            unless --force); what the autoscale workflow runs
   tier <cpu|gpu|hybrid|multigpu|k8s>
                            move the stack to another tier (region and model cache stay)
-  keys create --name N --scopes llm,ocr,stt,tts[,admin] [--rate N]
+  keys create --name N --scopes llm,ocr,stt,tts[,admin,sandbox] [--rate N] [--sandbox-limits wall_ms=30000,...]
   keys list | keys revoke <id>
                            manage client API keys (stored hashed in the stack's secret config)
   autoscale [--watch] [--force]
                            run the autoscaler's decision here (where the credentials are) and apply it
                            through preview + up; signals from the gateway's admin routes (--key: an
                            admin-scope key, default $HUB_ADMIN_KEY)
+  finetune --dataset FILE --name ADAPTER [--epochs N ...] | finetune status|resume|clean|add --name ADAPTER
+                           train a LoRA adapter on a GPU droplet that exists only for the job, and
+                           serve it as coder-ADAPTER (\`finetune --help\`, docs/finetune.md)
 options: --stack NAME (required), --key KEY (API key used to wait for the coder after gpu on;
-         default $HUB_API_KEY), --for DURATION (8h, 90m, 1d, 2h30m), --name, --scopes, --rate`;
+         default $HUB_API_KEY), --for DURATION (8h, 90m, 1d, 2h30m), --name, --scopes, --rate,
+         --sandbox-limits (the key's own sandbox ceiling: limit=value,... see docs/sandbox.md)`;
 
 function fail(message: string): never {
   process.stderr.write(`hub: ${message}\n`);
@@ -56,6 +61,8 @@ function coderProbe(ops: StackOps, key: string | undefined) {
 }
 
 async function main(): Promise<void> {
+  // finetune has options of its own (scripts/lib/hub/finetune/cli.ts).
+  if (process.argv[2] === "finetune") return finetuneCli(process.argv.slice(3));
   let parsed;
   try {
     parsed = parseArgs({
@@ -67,6 +74,7 @@ async function main(): Promise<void> {
         name: { type: "string" },
         scopes: { type: "string" },
         rate: { type: "string" },
+        "sandbox-limits": { type: "string" },
         for: { type: "string" },
         reason: { type: "string" },
         "decision-id": { type: "string" },
@@ -122,7 +130,7 @@ async function main(): Promise<void> {
     if (values.watch) await autoscaleWatch(deps, 15);
     else await autoscaleOnce(deps);
   }
-  else await keysCommand(ops, action, rest, { name: values.name, scopes: values.scopes, rate: values.rate }, io);
+  else await keysCommand(ops, action, rest, { name: values.name, scopes: values.scopes, rate: values.rate, sandboxLimits: values["sandbox-limits"] }, io);
 }
 
 main().catch((err: unknown) => {

@@ -1,20 +1,20 @@
 import { COLD_START } from "../stacks/catalogue/serving";
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
-import { policyConfig, servingModel } from "../programs/autoscaler/serving-model";
-import { CONTAINER_PATHS, CONTROLLER_PORT, ControllerFile, DISPATCH_WORKFLOW, ENV, fileProviderName, filePolicy, HEALTH_PATH, OFF_ANSWER_PORT, pinFromHub } from "../programs/autoscaler/controller/contract";
-import { GATEWAY_CONTAINER } from "./gateway";
+import { fixedMonthlyUsd, policyConfig, servingModel } from "../programs/autoscaler/serving-model";
+import { METRICS_PATH } from "../programs/gatekeeper/protocol";
+import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
+import { CONTAINER_PATHS, CONTROLLER_PORT, ControllerFile, DISPATCH_WORKFLOW, ENV, filePolicy, HEALTH_PATH, OFF_ANSWER_PORT, pinFromHub } from "../programs/autoscaler/controller/contract";
 import { NODE_IMAGE } from "./images";
 import { CPU_CACHE_MOUNT } from "./node-setup";
-import { GATEWAY_METRICS_PORT } from "./ports";
 import { AUTOSCALER_CONTAINER, autoscalerRuns, type Route } from "./routes";
 
 export { AUTOSCALER_CONTAINER, autoscalerAnswersOff, autoscalerRuns } from "./routes";
 import type { ServiceSpec } from "./spec";
 
 /**
- * The autoscaling controller (programs/autoscaler/controller/) on the CPU node: it sees every
- * coder request at the gateway and the GPU replicas' queues over the VPC, and asks the deploy
+ * The autoscaling controller (programs/autoscaler/controller/) on the CPU node: it counts the coder
+ * requests the gatekeeper allowed (programs/autoscaler/demand.ts) and the GPU replicas' queues over the VPC, and asks the deploy
  * pipeline for the wanted node count. Deployed wherever a GPU coder runs (gpu, hybrid, multigpu)
  * unless `autoscaler` is false; in multigpu, where gpuMinNodes = gpuMaxNodes = 1 by default, it
  * holds the node and still keeps the ledger, the spend metrics and the off-state answer.
@@ -89,12 +89,13 @@ export function autoscalerConfig(hub: HubConfig, routes: readonly Route[], input
     tickSeconds: 15,
     policy: filePolicy(policyConfig(hub, model.model), s.gpuWindows),
     timing: { pipelineSeconds: model.model.coldStart.pipelineSeconds, createSeconds: COLD_START.dropletCreate.value, destroySeconds: model.model.coldStart.destroySeconds },
-    // Traefik on the same Docker network: its VPC-only metrics entry point, by container name.
-    gateway: { metricsUrl: `http://${GATEWAY_CONTAINER}:${GATEWAY_METRICS_PORT}/metrics`, coderRouter: fileProviderName(coder.name) },
+    // The gatekeeper on the same Docker network, by container name: its /metrics answers callers there only.
+    demand: { metricsUrl: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}${METRICS_PATH}` },
     replicas,
     fallback: hub.fallbackCoder !== undefined,
     pin: pin ? { nodes: pin.nodes, untilMs: pin.untilMs } : null,
     dispatch: s.autoscalerDispatchRepo ? { repo: s.autoscalerDispatchRepo, ref: s.autoscalerDispatchRef, workflow: DISPATCH_WORKFLOW } : null,
     billingCrossCheck: inputs.billingCrossCheck,
+    fixedMonthlyUsd: fixedMonthlyUsd(hub),
   };
 }

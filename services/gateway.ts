@@ -98,6 +98,24 @@ export const RESPONDING_TIMEOUTS = { readTimeout: "600s", writeTimeout: "1800s",
  */
 export const FORWARDING_TIMEOUTS = { dialTimeout: "5s", responseHeaderTimeout: "900s", idleConnTimeout: "90s" } as const;
 
+/**
+ * What the access log keeps: a positive list, so no text a client chose can reach it. Dropped
+ * with everything else: the path and query (a key pasted into a URL), the Host and the method
+ * (any token a client sends), ClientUsername (a Basic credential's user part) and every header
+ * but the two the gatekeeper sets. Request headers are logged as they are when the request ends
+ * (accesslog/logger.go keeps the live header map): X-Request-Id and X-Hub-Key-Id are then the
+ * gatekeeper's (clients' own are stripped), so a line joins its audit row, which has the method
+ * and the path with key-like segments redacted, and adds the router, status and durations the
+ * gatekeeper cannot see. Traefik matches field names in lower case (AccessLogFields.Keep).
+ */
+export const ACCESS_LOG_FIELDS = {
+  defaultMode: "drop",
+  names: Object.fromEntries(
+    ["StartUTC", "Duration", "OriginDuration", "Overhead", "RouterName", "ServiceName", "entryPointName", "RequestProtocol", "RequestScheme", "RequestContentSize", "OriginStatus", "OriginContentSize", "DownstreamStatus", "DownstreamContentSize", "RetryAttempts", "ClientHost", "TLSVersion"].map((f) => [f, "keep"]),
+  ),
+  headers: { defaultMode: "drop", names: { "X-Request-Id": "keep", "X-Hub-Key-Id": "keep" } },
+} as const;
+
 /** Active health checks on every backend: the failover switches within about one interval. */
 const HEALTH_CHECK = { interval: "10s", timeout: "3s" } as const;
 
@@ -126,21 +144,7 @@ export function traefikStaticConfig(hub: HubConfig): Record<string, unknown> {
     // No version checks or usage reports from a production gateway.
     global: { checkNewVersion: false, sendAnonymousUsage: false },
     log: { level: "INFO", format: "json" },
-    accessLog: {
-      format: "json",
-      fields: {
-        defaultMode: "keep",
-        headers: {
-          // Drop every header unless listed. Request headers are logged as they are when the
-          // request ends (accesslog/logger.go keeps the live header map): Authorization then holds
-          // the backends' key and stays a redacted marker; X-Request-Id and X-Hub-Key-Id are the
-          // gatekeeper's (clients' own are stripped), so a line joins its audit row and carries the
-          // key id, status and duration the gatekeeper cannot see.
-          defaultMode: "drop",
-          names: { [AUTH_HEADER]: "redact", "User-Agent": "keep", "X-Request-Id": "keep", "X-Hub-Key-Id": "keep", "Content-Type": "keep", "Content-Length": "keep" },
-        },
-      },
-    },
+    accessLog: { format: "json", fields: ACCESS_LOG_FIELDS },
     entryPoints: {
       // With a domain, port 80 only redirects (and answers the ACME HTTP challenge, whose router outranks the redirect).
       [ENTRY_POINTS.web]: publicEntryPoint(PUBLIC_PORTS.http, tls ? { redirections: { entryPoint: { to: ENTRY_POINTS.websecure, scheme: "https", permanent: true } } } : undefined),
@@ -308,6 +312,13 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
       ...routerTls(),
     };
   }
+  // gRPC and gRPC-Web, which the hub does not serve: an OpenAI-shaped 415 from a router of its own,
+  // ahead of every route (the highest priority but Traefik's ACME challenge), so such a request
+  // never reaches the gatekeeper, a coder route or its counters. Traefik's own test is a prefix of
+  // the first Content-Type (pkg/middlewares/metrics isGRPCRequest); this one is wider: any
+  // Content-Type value, any case, leading blanks.
+  middlewares[GRPC_REFUSED_PAGE] = { replacePath: { path: `${ERROR_PAGES}/${GATEWAY_SOURCE}/415` } };
+  routers[GRPC_REFUSED_ROUTER] = { entryPoints: [...entryPoints], rule: GRPC_RULE, priority: GRPC_REFUSED_PRIORITY, service: ERRORS_SERVICE, middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, GRPC_REFUSED_PAGE], ...routerTls() };
   // Any other path: a JSON 404 (Traefik's own is plain text), still behind the address limit.
   middlewares[NOT_FOUND_PAGE] = { replacePath: { path: `${ERROR_PAGES}/${GATEWAY_SOURCE}/404` } };
   routers[NOT_FOUND_ROUTER] = { entryPoints: [...entryPoints], rule: "PathPrefix(`/`)", priority: 1, service: ERRORS_SERVICE, middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, NOT_FOUND_PAGE], ...routerTls() };
@@ -347,6 +358,12 @@ export const GATEKEEPER_AUTH_SERVICE = "gatekeeper-auth";
 /** Traefik's /ping handler: 200 while running, 503 while shutting down (pkg/ping/ping.go). */
 const PING_SERVICE = "ping@internal";
 export const NOT_FOUND_ROUTER = "not-found";
+export const GRPC_REFUSED_ROUTER = "grpc-refused";
+const GRPC_REFUSED_PAGE = "grpc-refused-page";
+/** Content types of gRPC (application/grpc, +proto, ...) and gRPC-Web (application/grpc-web, -text, ...). */
+export const GRPC_RULE = "HeaderRegexp(`Content-Type`, `(?i)^\\s*application/grpc`)";
+/** Above every route's rule length (Traefik's default priority); its ACME router is MaxInt. */
+const GRPC_REFUSED_PRIORITY = 100_000;
 const NOT_FOUND_PAGE = "not-found-page";
 /** Error-page sources besides the routes' names. */
 const IP_LIMIT_SOURCE = "ip-limit";
@@ -576,6 +593,7 @@ export function errorPages(hub: HubConfig, routes: readonly Route[]): ErrorPage[
   ];
   const paths = routes.flatMap((r) => r.paths.map((p) => (r.prefix ? `${p}...` : p)));
   pages.push(page(GATEWAY_SOURCE, 404, openAiError(`This path is not part of the hub's API. Endpoints: ${[...paths, ADMIN_METRICS_PATH].join(", ")}.`, "invalid_request_error", "not_found")));
+  pages.push(page(GATEWAY_SOURCE, 415, openAiError("The hub's API speaks JSON over HTTP (OpenAI's REST API), not gRPC or gRPC-Web. Send Content-Type: application/json (or multipart/form-data for files).", "invalid_request_error", "unsupported_media_type")));
   for (const route of routes) {
     for (const status of routeErrorStatuses(route)) {
       if (status === 413) {

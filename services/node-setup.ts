@@ -168,7 +168,7 @@ export function volumeUnit(input: NodeSetupInput): string {
   ].join("\n");
 }
 
-const SSHD_DROP_IN = [
+export const SSHD_DROP_IN = [
   "# inference-hub: keys only. sshd keeps the first value it reads, so a lower-numbered file can override this.",
   "PasswordAuthentication no",
   "KbdInteractiveAuthentication no",
@@ -176,7 +176,7 @@ const SSHD_DROP_IN = [
   "",
 ].join("\n");
 
-const AUTO_UPGRADES = ['APT::Periodic::Update-Package-Lists "1";', 'APT::Periodic::Unattended-Upgrade "1";', ""].join("\n");
+export const AUTO_UPGRADES = ['APT::Periodic::Update-Package-Lists "1";', 'APT::Periodic::Unattended-Upgrade "1";', ""].join("\n");
 
 // A driver upgrade under running containers breaks NVML ("Driver/library version mismatch").
 const NVIDIA_HOLD = [

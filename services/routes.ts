@@ -1,8 +1,9 @@
 import type { HubConfig } from "../stacks/hub-config";
-import { CPU_NODE_NAME } from "../stacks/hub-config";
+import { CODER_SERVED_NAME, CPU_NODE_NAME } from "../stacks/hub-config";
 import { GRAFANA_CONTAINER, GRAFANA_PATH_PREFIX, GRAFANA_PORT } from "./grafana";
 import { GPU_SERVICE_PORTS } from "./ports";
 import { OFF_ANSWER_PORT } from "../programs/autoscaler/controller/contract";
+import { MAX_REQUEST_BYTES, SANDBOX_FRONT_PORT, SANDBOX_HEALTH_PATH, SANDBOX_PATH_PREFIX, SANDBOX_SCOPE } from "../programs/sandbox/protocol";
 
 /**
  * The hub's one API surface: which public path goes to which program on which node, and what
@@ -45,6 +46,12 @@ export interface Route {
    * @default - false: the backend gets the backends' key the gatekeeper swapped in
    */
   readonly dropCredentials?: boolean;
+  /**
+   * The `model` names clients may send on this route, where the route serves named models: the
+   * coder and its LoRA adapters (`coder-<name>`, listed by vLLM's /v1/models).
+   * @default - none named here
+   */
+  readonly models?: readonly string[];
   /** Largest request body accepted, bytes (only enforced on non-streaming routes; see gateway). */
   readonly maxBodyBytes: number;
   readonly description: string;
@@ -95,15 +102,18 @@ export function routeTable(hub: HubConfig): Route[] {
   if (hub.coder.backend === "llama.cpp") {
     routes.push({ name: "coder", scope: "llm", paths: coderPaths, primary: [container("coder", SERVICE_PORTS.llamaCpp, "/health")], streaming: true, maxBodyBytes: CHAT_BODY_BYTES, description: "coding model (llama.cpp on the CPU node)" });
   } else {
+    const adapters = hub.coder.lora?.adapters.map((a) => a.servedName) ?? [];
     routes.push({
       name: "coder",
       scope: "llm",
       paths: coderPaths,
+      ...(adapters.length ? { models: [CODER_SERVED_NAME, ...adapters] } : {}),
       primary: gpuBackends(hub, "coder"),
       fallback: hub.fallbackCoder ? container("coder-fallback", SERVICE_PORTS.llamaCpp, "/health") : autoscalerAnswersOff(hub) ? { service: CODER_OFF_SERVICE, node: CPU_NODE_NAME, address: { kind: "container", container: AUTOSCALER_CONTAINER }, port: OFF_ANSWER_PORT, healthPath: "/" } : GPU_OFF_SERVICE,
       streaming: true,
       maxBodyBytes: CHAT_BODY_BYTES,
-      description: "coding model (vLLM on the GPU node)",
+      // While the GPU is off the CPU stand-in answers every model name with the base coder (llama.cpp ignores it).
+      description: adapters.length ? `coding model (vLLM on the GPU node) and its LoRA adapters ${adapters.join(", ")}` : "coding model (vLLM on the GPU node)",
     });
   }
   routes.push({ name: "stt", scope: "stt", paths: ["/v1/audio/transcriptions", "/v1/audio/translations"], primary: [container("stt", SERVICE_PORTS.stt, "/health")], streaming: false, maxBodyBytes: AUDIO_BODY_BYTES, description: "speech to text (speaches, faster-whisper)" });
@@ -114,6 +124,10 @@ export function routeTable(hub: HubConfig): Route[] {
   const docling = hub.ocr.engine === "docling" ? "ocr" : hub.ocrCpuFallback ? "ocr-fallback" : undefined;
   if (docling) {
     routes.push({ name: DOCUMENTS_ROUTE, scope: "ocr", paths: [...DOCUMENTS_PATH_PREFIXES], prefix: true, rewritePrefix: "/v1/ocr/", primary: [container(docling, SERVICE_PORTS.docling, "/health")], streaming: false, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "document conversion and OCR (docling-serve on the CPU node)" });
+  }
+  if (hub.sandbox) {
+    // The front holds the sandbox token; the sandbox node must never see the backends' key.
+    routes.push({ name: "sandbox", scope: SANDBOX_SCOPE, paths: [SANDBOX_PATH_PREFIX], prefix: true, primary: [container("sandbox-front", SANDBOX_FRONT_PORT, SANDBOX_HEALTH_PATH)], streaming: false, dropCredentials: true, maxBodyBytes: MAX_REQUEST_BYTES, description: "code execution in a gVisor sandbox (the sandbox node, through its front on the CPU node)" });
   }
   if (hub.grafana) {
     // Grafana serves under /grafana/ itself (serve_from_sub_path); "streaming" keeps its live

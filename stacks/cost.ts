@@ -37,6 +37,8 @@ export interface CostInput {
     /** Claims beyond the model caches and the CPU cache volume (metrics, dashboards, ledger, certificates). */
     readonly stateVolumeGiB: number;
   };
+  /** The sandbox node, when `sandbox` is on. @default - none */
+  readonly sandboxSize?: CpuSize;
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
@@ -76,6 +78,12 @@ export function estimateCost(input: CostInput): CostEstimate {
       hourlyUsd: count * size.pricePerHour,
     });
   }
+  if (input.sandboxSize) lines.push({
+    item: "Sandbox node",
+    detail: `${input.sandboxSize.slug} (${input.sandboxSize.vcpu} vCPU, ${input.sandboxSize.ramGiB} GiB), always on, gVisor`,
+    monthlyUsd: input.sandboxSize.pricePerMonth,
+    hourlyUsd: cpuHourly(input.sandboxSize),
+  });
   const stateGiB = k8s?.stateVolumeGiB ?? 0;
   const volumeGiB = input.modelCacheGiB * input.modelCacheVolumes + input.cpuCacheGiB + stateGiB;
   if (volumeGiB > 0) lines.push({

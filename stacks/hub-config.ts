@@ -5,6 +5,8 @@ import type { GpuFit } from "./fit";
 import type { ResolvedSettings } from "./presets";
 import type { Warning } from "./problems";
 import type { GgufWeights, VllmWeights } from "./quantization";
+import type { LoraPlan } from "./lora";
+import type { SandboxPlan } from "./sandbox";
 import type { OcrEngine, Tier } from "./settings";
 
 /** The name clients send as `model`; vLLM and the llama.cpp fallback both answer to it. */
@@ -20,8 +22,8 @@ export const CPU_MODEL_FILES_GIB = 6;
 /** Collection and alerting (services/monitoring.ts). */
 export type MonitoringProgram = "prometheus" | "alertmanager" | "node-exporter" | "dcgm-exporter" | "amd-device-metrics-exporter";
 export type MonitoringRole = "prometheus" | "alertmanager" | "node-exporter" | "gpu-exporter";
-export type Program = "traefik" | "nginx" | "gatekeeper" | "autoscaler" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram | "grafana";
-export type ServiceRole = "gateway" | "gatekeeper" | "autoscaler" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole | "grafana";
+export type Program = "traefik" | "nginx" | "gatekeeper" | "autoscaler" | "sandbox-front" | "gvisor" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram | "grafana";
+export type ServiceRole = "gateway" | "gatekeeper" | "autoscaler" | "sandbox-front" | "sandbox" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole | "grafana";
 
 /** One service instance on one node. */
 export interface Workload {
@@ -37,7 +39,8 @@ export interface Workload {
 
 export interface NodePlan {
   readonly name: string;
-  readonly kind: "cpu" | "gpu";
+  /** sandbox: the code-execution node (stacks/sandbox.ts), no volume and no container of the hub's. */
+  readonly kind: "cpu" | "gpu" | "sandbox";
   readonly size: string;
   /** False for the hybrid GPU node while the GPU is off: planned, not created. */
   readonly active: boolean;
@@ -55,6 +58,8 @@ export interface VllmCoder {
   readonly share: number;
   readonly tensorParallel: number;
   readonly fit: GpuFit;
+  /** LoRA adapters served next to the base model (stacks/lora.ts); absent without any. */
+  readonly lora?: LoraPlan;
 }
 
 export interface LlamaCppCoder {
@@ -104,6 +109,8 @@ export interface HubConfig {
   readonly budgetUsd: number;
   /** Absent when the `monitoring` setting is off. */
   readonly monitoring?: MonitoringPlan;
+  /** The code-execution sandbox's node (`sandbox: on`); absent when off. */
+  readonly sandbox?: SandboxPlan;
   /** Grafana on the CPU node behind the gateway's /grafana/ (services/grafana.ts). */
   readonly grafana: boolean;
   readonly nodes: readonly NodePlan[];
@@ -144,6 +151,11 @@ export interface KubernetesPlan {
 
 export const gpuNodeName = (index: number): string => `gpu-${index}`;
 export const CPU_NODE_NAME = "cpu";
+/**
+ * The longest a pin may reach ahead, from any source (the hub command, the stack file, the
+ * controller's file): a longer one is a tier choice (gpu is always on), not a pin, and the budget is monthly.
+ */
+export const MAX_PIN_MS = 31 * 24 * 3600 * 1000;
 
 /** Prometheus, Alertmanager and the exporters, as the settings ask for them. */
 export interface MonitoringPlan {

@@ -23,6 +23,9 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   llmMaxContext: 32768,
   llmGpuMemoryPercent: 70,
   llmTensorParallelSize: 1,
+  // No adapters until a stack lists some (docs/finetune.md).
+  llmLoraAdapters: [],
+  llmMaxLoras: 1,
   ocrEngine: "deepseek-ocr",
   ocrGpuMemoryPercent: 20,
   ocrCpuFallback: false,
@@ -48,6 +51,9 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   // Collection and alerts on by default (services/monitoring.ts); Prometheus' own default retention.
   monitoring: true,
   prometheusRetentionDays: 15,
+  // Opt-in: a node of its own, billed from the day it is on (docs/sandbox.md).
+  sandbox: "none",
+  sandboxSize: "s-2vcpu-4gb",
 };
 
 /** A CPU-only tier serves the coder with llama.cpp and OCR with docling. */

@@ -20,7 +20,7 @@ export interface VllmWeights {
 }
 
 /** bitsandbytes NF4 stores 4 bits a weight; embeddings, norms and the LM head stay 16-bit. */
-const BNB_4BIT_BYTES_PER_PARAM = 0.55;
+export const BNB_4BIT_BYTES_PER_PARAM = 0.55;
 
 export type Mapped<T> = { ok: true; value: T } | { ok: false; problem: Problem };
 

@@ -1,9 +1,11 @@
 import { CPU_SIZES, CpuSize, findCpuSize, findGpuSize, GPU_SIZES, GpuSize, HOURS_PER_MONTH, LOCAL_MACHINE, REGIONS } from "./catalogue/droplets";
 import { CPU_SERVICE_RAM, findModel, MODELS, ModelEntry, TTS_MODELS, WHISPER_MODELS } from "./catalogue/models";
 import { gbToGiB, GB_PER_GIB, VOLUME_MAX_GIB } from "./catalogue/storage";
+import { resolveSandbox, SANDBOX_FRONT_RAM_GIB, SANDBOX_NODE_NAME } from "./sandbox";
 import { estimateCost } from "./cost";
 import { fitOnGpu, GpuFit, llamaCppRamGiB, MAX_COMBINED_GPU_SHARE, maxContextThatFits } from "./fit";
 import {
+  CODER_SERVED_NAME,
   COMPILE_CACHE_GIB,
   CPU_MODEL_FILES_GIB,
   CPU_NODE_NAME,
@@ -11,6 +13,7 @@ import {
   FALLBACK_CONTEXT,
   gpuNodeName,
   HubConfig,
+  MAX_PIN_MS,
   LlamaCppCoder,
   MonitoringPlan,
   NodePlan,
@@ -21,6 +24,7 @@ import { didYouMean } from "./load";
 import { PRESETS, ResolvedSettings } from "./presets";
 import { cap, isNonEmpty, problem, Problem, Problems, Warning } from "./problems";
 import { mapGgufQuantization, mapVllmQuantization, VllmWeights } from "./quantization";
+import { resolveLora } from "./lora";
 import { cidrKey, cidrProblem, Quantization, SETTINGS, StackOverrides, Tier } from "./settings";
 import { resolveKubernetes } from "./kubernetes";
 import { isWholeInternet, sshExposure } from "./ssh-exposure";
@@ -128,6 +132,11 @@ function checkPin({ s, problems, warnings }: Ctx, nowMs: number): { nodes: numbe
     warnings.push({ keys: ["gpuPinNodes", "gpuPinUntil"], message: `the pin at ${nodes} GPU node(s) expired at ${until}; it is ignored and the autoscaler decides again. Remove it with \`npm run hub -- gpu unpin\`.` });
     return { nodes, untilMs };
   }
+  if (untilMs - nowMs > MAX_PIN_MS) {
+    // The budget is monthly: a pin past a month would hold the GPU against it with no end in sight.
+    problems.push(problem(["gpuPinUntil"], until, `ends more than 31 days from now (${new Date(nowMs).toISOString().slice(0, 16)}Z); a pin is for hours or days, and is capped at 31 days from any source.`, "Pin again with `npm run hub -- gpu on --for <duration up to 31d>`, or for a GPU that is always on use tier gpu, which the budget check prices for the month."));
+    return undefined;
+  }
   const running = configuredGpuNodes(s);
   if (nodes !== running) {
     problems.push(problem(["gpuPinNodes", "gpuCount", "gpuEnabled"], nodes, `pins ${nodes} GPU node(s) until ${until}, but the stack runs ${running}${s.tier === "hybrid" && !s.gpuEnabled ? " (gpuEnabled is false)" : ""}; the controller would move the GPU against the stack file.`, `Set gpuPinNodes to ${running}, or pin again with \`npm run hub -- gpu on --for <duration>\` (or \`gpu off\`), or remove the pin with \`npm run hub -- gpu unpin\`.`));
@@ -174,19 +183,19 @@ function lookupModel(ctx: Ctx, key: "llmModel" | "fallbackModel", id: string): M
 }
 
 /** Alternatives that would make a GPU model fit, nearest first: less context, fewer bits, a bigger size. */
-function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gpu: GpuSize, share: number, maxShare: number, context: number, region: string): string {
+function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gpu: GpuSize, share: number, maxShare: number, context: number, region: string, loraGB: (tensorParallel: number) => number = () => 0): string {
   const advice: string[] = [];
   const weights = mapVllmQuantization(model, quantization, gpu);
   if (weights.ok) {
-    const longest = maxContextThatFits({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision });
+    const longest = maxContextThatFits({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision, loraGB: loraGB(gpu.gpuCount) });
     if (longest >= 2048) advice.push(`set llmMaxContext to ${Math.floor(longest / 1024) * 1024} or less`);
-    const needShare = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision }).minimumShare;
+    const needShare = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision, loraGB: loraGB(gpu.gpuCount) }).minimumShare;
     if (needShare !== undefined && needShare > share && needShare <= maxShare) advice.push(`raise llmGpuMemoryPercent to ${Math.ceil(needShare * 100)}`);
   }
   for (const q of ["8bit", "4bit"] as const) {
     if (q === quantization || (quantization === "4bit" && q === "8bit")) continue;
     const w = mapVllmQuantization(model, q, gpu);
-    if (w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision }).fits) {
+    if (w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision, loraGB: loraGB(gpu.gpuCount) }).fits) {
       advice.push(`use llmQuantization ${q}`);
       break;
     }
@@ -195,7 +204,7 @@ function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gp
   const fitsOn = (s: GpuSize) => {
     if (tier !== "k8s" && (tier === "multigpu") !== s.gpuCount > 1) return false;
     const w = mapVllmQuantization(model, quantization, s);
-    return w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: s.gpuCount, gpuMemoryGBPerGpu: s.gpuMemoryGBPerGpu, share, vision: model.vision }).fits;
+    return w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: s.gpuCount, gpuMemoryGBPerGpu: s.gpuMemoryGBPerGpu, share, vision: model.vision, loraGB: loraGB(s.gpuCount) }).fits;
   };
   const inRegion = sizesWhere(fitsOn, region).filter((s) => s.slug !== gpu.slug);
   const anywhere = sizesWhere(fitsOn).filter((s) => s.slug !== gpu.slug);
@@ -206,7 +215,8 @@ function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gp
 
 function describeFit(what: string, fit: GpuFit, gpu: GpuSize, share: number): string {
   const tp = gpu.gpuCount > 1 ? ` per GPU (of ${gpu.gpuCount})` : "";
-  return `${what} needs ${gb(fit.neededPerGpuGB)}${tp} (weights ${gb(fit.weightsPerGpuGB)} + KV cache for one full-context sequence ${gb(fit.kvPerGpuGB)} + overhead ${gb(fit.overheadGB)}); ${gpu.slug} gives it ${gb(fit.availablePerGpuGB)} (${gb(gpu.gpuMemoryGBPerGpu)} x ${share.toFixed(2)}).`;
+  const lora = fit.loraGB > 0 ? ` + LoRA slots ${gb(fit.loraGB)}` : "";
+  return `${what} needs ${gb(fit.neededPerGpuGB)}${tp} (weights ${gb(fit.weightsPerGpuGB)} + KV cache for one full-context sequence ${gb(fit.kvPerGpuGB)} + overhead ${gb(fit.overheadGB)}${lora}); ${gpu.slug} gives it ${gb(fit.availablePerGpuGB)} (${gb(gpu.gpuMemoryGBPerGpu)} x ${share.toFixed(2)}).`;
 }
 
 function resolveVllmCoder(ctx: Ctx, model: ModelEntry, gpu: GpuSize): VllmCoder | undefined {
@@ -234,14 +244,22 @@ function resolveVllmCoder(ctx: Ctx, model: ModelEntry, gpu: GpuSize): VllmCoder 
     problems.push(problem(["llmQuantization", "gpuSize"], s.llmQuantization, `online FP8 loads the full ${gb(weights.value.loadRamGB)} BF16 checkpoint into host RAM first; ${gpu.slug} has ${gpu.ramGiB} GiB (${gb(ramGB)}).`, `Use 4bit (pre-quantized, no BF16 load), or a size with more RAM: ${sizesWhere((g) => g.ramGiB * GB_PER_GIB >= weights.value.loadRamGB && g.fp8, s.region).map((g) => g.slug).slice(0, 2).join(", ") || "none in this region"}.`));
     ok = false;
   }
+  // LoRA adapters: what vLLM would refuse, and the slots' memory the fit must count.
+  const lora = resolveLora({ entries: s.llmLoraAdapters, maxLoras: s.llmMaxLoras, model, quantization: s.llmQuantization, gpu, tensorParallel: gpu.gpuCount, coderName: CODER_SERVED_NAME });
+  problems.push(...lora.problems);
+  ctx.warnings.push(...lora.warnings);
+  if (lora.problems.length > 0) ok = false;
   if (!ok) return undefined;
+  const loraFor = (tensorParallel: number): number => (lora.plan ? (lora.plan.slotGBPerGpu * gpu.gpuCount) / tensorParallel : 0);
   const context = Math.min(s.llmMaxContext, model.maxContext);
-  const fit = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision });
+  const fit = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision, loraGB: lora.plan?.slotGBPerGpu });
   if (!fit.fits) {
-    problems.push(problem(["llmModel", "llmQuantization", "gpuSize"], `${model.id} @ ${s.llmQuantization}`, describeFit(`${model.displayName} as ${weights.value.format}`, fit, gpu, share), fitAdvice(s.tier, model, s.llmQuantization, gpu, share, s.ocrEngine === "deepseek-ocr" ? MAX_COMBINED_GPU_SHARE - s.ocrGpuMemoryPercent / 100 : MAX_COMBINED_GPU_SHARE, context, s.region)));
+    const advice = fitAdvice(s.tier, model, s.llmQuantization, gpu, share, s.ocrEngine === "deepseek-ocr" ? MAX_COMBINED_GPU_SHARE - s.ocrGpuMemoryPercent / 100 : MAX_COMBINED_GPU_SHARE, context, s.region, loraFor);
+    const loraAdvice = lora.plan ? ` Or reserve less for LoRA: ${lora.plan.maxLoras} slot(s) at rank ${lora.plan.maxRank} take ${gb(lora.plan.slotGBPerGpu)} (lower llmMaxLoras, or serve lower-rank adapters).` : "";
+    problems.push(problem(["llmModel", "llmQuantization", "gpuSize", ...(lora.plan ? ["llmLoraAdapters"] : [])], `${model.id} @ ${s.llmQuantization}`, describeFit(`${model.displayName} as ${weights.value.format}`, fit, gpu, share), `${advice}${loraAdvice}`));
     return undefined;
   }
-  return { backend: "vllm", model, weights: weights.value, maxContext: context, share, tensorParallel: gpu.gpuCount, fit };
+  return { backend: "vllm", model, weights: weights.value, maxContext: context, share, tensorParallel: gpu.gpuCount, fit, ...(lora.plan ? { lora: lora.plan } : {}) };
 }
 
 function resolveLlamaCpp(ctx: Ctx, key: "llmModel" | "fallbackModel", model: ModelEntry, quantization: Quantization, context: number): LlamaCppCoder | undefined {
@@ -300,6 +318,7 @@ function cpuWorkloads(ctx: Ctx, coder: VllmCoder | LlamaCppCoder | undefined, fa
   if (fallback) w.push({ role: "coder-fallback", node: CPU_NODE_NAME, program: "llama.cpp", model: fallback.gguf.hfArg, ramGiB: fallback.ramGiB });
   if (s.ocrEngine === "docling") w.push({ role: "ocr", node: CPU_NODE_NAME, program: "docling-serve", ramGiB: CPU_SERVICE_RAM.docling.ramGiB });
   else if (s.ocrCpuFallback) w.push({ role: "ocr-fallback", node: CPU_NODE_NAME, program: "docling-serve", ramGiB: CPU_SERVICE_RAM.docling.ramGiB });
+  if (s.sandbox === "on" && s.tier !== "local") w.push({ role: "sandbox-front", node: CPU_NODE_NAME, program: "sandbox-front", ramGiB: SANDBOX_FRONT_RAM_GIB });
   if (s.monitoring) {
     w.push({ role: "prometheus", node: CPU_NODE_NAME, program: "prometheus", ramGiB: CPU_SERVICE_RAM.prometheus.ramGiB });
     w.push({ role: "alertmanager", node: CPU_NODE_NAME, program: "alertmanager", ramGiB: CPU_SERVICE_RAM.alertmanager.ramGiB });
@@ -429,6 +448,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   const coderModel = lookupModel(ctx, "llmModel", s.llmModel);
   let coder: VllmCoder | LlamaCppCoder | undefined;
   if (coderModel && !hasGpu) coder = resolveLlamaCpp(ctx, "llmModel", coderModel, s.llmQuantization, s.llmMaxContext);
+  if (!hasGpu && s.llmLoraAdapters.length > 0) problems.push(problem(["llmLoraAdapters", "tier"], s.llmLoraAdapters, `the ${s.tier} tier serves the coder with llama.cpp, which the hub does not give PEFT adapters (vLLM on a GPU serves them).`, "Use tier gpu or hybrid, or remove llmLoraAdapters."));
   else if (coderModel && gpu) coder = resolveVllmCoder(ctx, coderModel, gpu);
 
   let fallback: LlamaCppCoder | undefined;
@@ -468,6 +488,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   }
 
   const monitoring = resolveMonitoring(ctx);
+  const sandbox = resolveSandbox(s, problems);
 
   // Placement: the CPU node always; GPU nodes carry the coder (and DeepSeek-OCR) replicas.
   const k8s = s.tier === "k8s" ? resolveKubernetes(s, cpu, gpu, cpuWorkloads(ctx, coder, fallback, whisper, ttsModel)) : undefined;
@@ -492,6 +513,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       nodes.push({ name: node, kind: "gpu", size: s.gpuSize, active: gpuOn, workloads });
     }
   }
+  if (sandbox) nodes.push({ name: SANDBOX_NODE_NAME, kind: "sandbox", size: sandbox.size.slug, active: true, workloads: [{ role: "sandbox", node: SANDBOX_NODE_NAME, program: "gvisor" }], ramGiB: sandbox.size.ramGiB });
 
   // Model cache: what each GPU node downloads must fit its volume, with room for the compile cache.
   // The local tier keeps its files in a directory of yours: no volumes.
@@ -525,6 +547,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
     gpu: hasGpu && gpu ? { size: gpu, ...gpuBilling(s, k8s?.plan?.gpuPool.nodeHours), on: gpuOn } : undefined,
     modelCacheGiB: s.modelCacheGiB,
     modelCacheVolumes,
+    sandboxSize: sandbox?.size,
     ...(k8s?.plan
       ? {
           kubernetes: {
@@ -565,6 +588,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       gateway: { domain: s.domain, acmeEmail: s.acmeEmail, adminCidrs: s.adminCidrs },
       budgetUsd: s.budgetUsd,
       monitoring,
+      ...(sandbox ? { sandbox } : {}),
       grafana: grafanaEnabled(s),
       nodes,
       cost,

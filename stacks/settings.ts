@@ -18,6 +18,9 @@ export type Quantization = (typeof QUANTIZATIONS)[number];
 export const OCR_ENGINES = ["deepseek-ocr", "docling", "none"] as const;
 export type OcrEngine = (typeof OCR_ENGINES)[number];
 
+export const SANDBOX_MODES = ["none", "on"] as const;
+export type SandboxMode = (typeof SANDBOX_MODES)[number];
+
 export type PulumiConfigType = "string" | "integer" | "boolean" | "array";
 
 interface KeySpec<T extends z.ZodType> {
@@ -138,6 +141,8 @@ export const SETTINGS = {
   llmMaxContext: key("integer", int(512, 1_048_576), "Maximum context length in tokens (vLLM --max-model-len, llama.cpp --ctx-size)."),
   llmGpuMemoryPercent: key("integer", int(5, 95), "Share of each GPU's memory given to the coder's vLLM (--gpu-memory-utilization x 100)."),
   llmTensorParallelSize: key("integer", int(1, 8), "Tensor-parallel size of the coder; must equal the GPU count of gpuSize."),
+  llmLoraAdapters: key("array", z.array(z.string()), "LoRA adapters vLLM serves next to the coder, each `<name>=hf:<owner>/<repo>@<rank>` or `<name>=volume:adapters/<dir>@<rank>`; clients pick one with model `coder-<name>` (docs/finetune.md). GPU tiers only. `npm run hub -- finetune add` writes entries."),
+  llmMaxLoras: key("integer", int(1, 16), "LoRA adapters vLLM runs in one batch (--max-loras); each slot takes GPU memory from the KV cache (the plan counts it)."),
   ocrEngine: key("string", oneOf(OCR_ENGINES), "deepseek-ocr (vLLM on the GPU node), docling (docling-serve on the CPU node) or none."),
   ocrGpuMemoryPercent: key("integer", int(5, 95), "Share of GPU memory for DeepSeek-OCR when it shares the GPU with the coder."),
   ocrCpuFallback: key("boolean", z.boolean(), "Also run docling-serve on the CPU node, so OCR answers while the GPU is off."),
@@ -159,6 +164,8 @@ export const SETTINGS = {
   alertSmtpSmarthost: key("string", z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "must be host:port, such as smtp.example.com:587"), "SMTP server for alert e-mail, host:port (Alertmanager smtp_smarthost; STARTTLS required)."),
   alertSmtpFrom: key("string", z.email("must be an e-mail address"), "Sender address of alert e-mail (Alertmanager smtp_from)."),
   alertSmtpUser: key("string", z.string().min(1).regex(/^[^\s]+$/, "must not contain spaces"), "SMTP login for alert e-mail (Alertmanager smtp_auth_username); its password is the secret alertSmtpPassword."),
+  sandbox: key("string", oneOf(SANDBOX_MODES), "on: a code-execution sandbox for the coding agents (POST /v1/sandbox/executions, keys with the sandbox scope), isolated by gVisor on a droplet of its own that holds no hub secret (docs/sandbox.md). none: no sandbox node."),
+  sandboxSize: key("string", slug, "Droplet size of the sandbox node (sandbox on): one execution at a time per vCPU, each held to one CPU; at least 4 GiB of RAM."),
   sshKeyFingerprints: key("array", z.array(z.string().regex(/^([0-9a-f]{2}:){15}[0-9a-f]{2}$|^\d+$/, "must be an MD5 fingerprint (aa:bb:...) or a numeric key id")), "Existing DigitalOcean SSH keys (fingerprints or ids) to install for root, besides sshPublicKey."),
 } as const;
 
@@ -182,6 +189,10 @@ export const SECRET_SETTINGS = {
   autoscalerDispatchToken: {
     type: "string",
     description: "Fine-grained GitHub token for the autoscaler: repository access to autoscalerDispatchRepo only, permission Actions: write (it can start workflows, nothing else). Unset: the controller runs in advice mode.",
+  },
+  sandboxToken: {
+    type: "string",
+    description: "The token the sandbox front on the gateway node presents to the sandbox node, which keeps only its SHA-256 (sandbox on). Unset: a random 48-character token kept in the stack's state.",
   },
   autoscalerBillingToken: {
     type: "string",

@@ -3,21 +3,9 @@ import { decide, initialState, insideWindowsAt, SCALE_DOWN_DELAY_SECONDS, SCALE_
 import { emptyLearned, gapEndsWithin, LEARNING_DEFAULTS, observe } from "../programs/autoscaler/learning";
 import type { AutoscalerState, PolicyConfig, TickInput } from "../programs/autoscaler/types";
 import { isInsideWindows, parseWindows } from "../stacks/windows";
+import { HAND_POLICY } from "./helpers/autoscaler";
 
-/** A stack's settings as the decision sees them, written out by hand (not derived from the code under test). */
-const CONFIG: PolicyConfig = {
-  minNodes: 0,
-  maxNodes: 2,
-  idleSeconds: 600,
-  targetLoad: 0.8,
-  predictive: false,
-  windows: [],
-  replicaCapacity: 10,
-  coldStartSeconds: 900,
-  restartCostSeconds: 840,
-  nodeHourlyUsd: 3.39,
-  gpuBudgetUsd: 300,
-};
+const CONFIG: PolicyConfig = HAND_POLICY;
 
 const T0 = Date.UTC(2026, 0, 5, 12, 0, 0); // Monday noon UTC
 const TICK = 15_000;

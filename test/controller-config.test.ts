@@ -40,7 +40,10 @@ describe("the controller's rendered config", () => {
     // The budget less the CPU node and the volumes is what the GPU may spend.
     expect(file!.policy.gpuBudgetUsd).toBeLessThan(400);
     expect(file!.policy.gpuBudgetUsd).toBeGreaterThan(250);
-    expect(file!.gateway).toEqual({ metricsUrl: "http://gateway:8082/metrics", coderRouter: "coder@file" });
+    // Demand is the gatekeeper's allowed count, read on the Docker network by container name.
+    expect(file!.demand).toEqual({ metricsUrl: "http://gatekeeper:8080/metrics" });
+    // The always-on part: the same budget less what the GPU may spend.
+    expect(file!.fixedMonthlyUsd).toBeGreaterThan(0);
     expect(file!.dispatch).toBeNull();
     expect(file!.pin).toBeNull();
     const advice = warnings.find((w) => /advice mode/.test(w.message));

@@ -6,22 +6,22 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { GitHubPipeline } from "../programs/autoscaler/controller/actuator";
 import { DigitalOceanBilling } from "../programs/autoscaler/controller/billing";
-import type { ControllerFile } from "../programs/autoscaler/controller/contract";
+import { EXTERNAL_SPEND_FILE, type ControllerFile } from "../programs/autoscaler/controller/contract";
 import { Controller, LEDGER_FILE, STATE_FILE } from "../programs/autoscaler/controller/controller";
 import { MemoryLogger } from "../programs/autoscaler/controller/log";
 import { httpFetcher, parseSeries } from "../programs/autoscaler/controller/signals";
 import { JsonStore } from "../programs/autoscaler/controller/store";
-import { controllerFile, GitHubStandIn, MetricsStandIn, traefikText, vllmText } from "./helpers/autoscaler";
+import { controllerFile, demandText, GitHubStandIn, MetricsStandIn, vllmText } from "./helpers/autoscaler";
 
 /**
  * The controller's loop with its real HTTP reads and writes, against stand-ins on loopback: a
- * Traefik-shaped and a vLLM-shaped metrics server (STAND-INS serving only the series the controller
+ * gatekeeper-shaped and a vLLM-shaped metrics server (STAND-INS serving only the series the controller
  * reads) and the recording GitHub stand-in. The clock is fake, so backoff and idle times are exact.
  */
 
 const T0 = Date.parse("2026-12-10T10:00:00Z");
 let github: GitHubStandIn;
-let traefik: MetricsStandIn;
+let gatekeeper: MetricsStandIn;
 let vllm: MetricsStandIn;
 let dir: string;
 let now: number;
@@ -29,11 +29,11 @@ let log: MemoryLogger;
 
 beforeAll(async () => {
   github = await GitHubStandIn.start();
-  traefik = await MetricsStandIn.start();
+  gatekeeper = await MetricsStandIn.start();
   vllm = await MetricsStandIn.start();
 });
 afterAll(async () => {
-  await Promise.all([github.close(), traefik.close(), vllm.close()]);
+  await Promise.all([github.close(), gatekeeper.close(), vllm.close()]);
 });
 beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), "ctl-faults-"));
@@ -41,8 +41,8 @@ beforeEach(() => {
   log = new MemoryLogger();
   github.calls.length = 0;
   github.script = [];
-  traefik.text = traefikText({ "200": 0 });
-  traefik.down = false;
+  gatekeeper.text = demandText({ allowed: 0 });
+  gatekeeper.down = false;
   vllm.text = vllmText([{ running: 0, waiting: 0 }]);
   vllm.down = false;
   vllm.healthy = true;
@@ -51,7 +51,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const configPath = () => path.join(dir, "autoscaler.json");
 function writeFile(overrides: Partial<ControllerFile> & { replicaUrls?: readonly string[] } = {}): ControllerFile {
-  const file = controllerFile({ gatewayUrl: traefik.url, ...overrides });
+  const file = controllerFile({ demandUrl: gatekeeper.url, ...overrides });
   writeFileSync(configPath(), JSON.stringify(file));
   return file;
 }
@@ -85,9 +85,9 @@ describe("the controller loop", () => {
     const c = await start();
     expect((await tick(c)).decision?.reason).toBe("hold");
     // 50 refused at the door (bad keys) are not demand.
-    traefik.text = traefikText({ "200": 0, "401": 50 });
+    gatekeeper.text = demandText({ allowed: 0, unauthorized: 50 });
     expect((await tick(c)).decision?.reason).toBe("hold");
-    traefik.text = traefikText({ "200": 2, "401": 50 });
+    gatekeeper.text = demandText({ allowed: 2, unauthorized: 50 });
     const woke = await tick(c);
     expect(woke.decision).toMatchObject({ reason: "wake-on-demand", wantedNodes: 1 });
     expect(woke.coderRequests).toBe(2);
@@ -111,11 +111,11 @@ describe("the controller loop", () => {
     expect(dispatchedNodes()).toEqual(["1"]);
   });
 
-  it("holds, and asks nothing of the pipeline, while the gateway's metrics cannot be read", async () => {
+  it("holds, and asks nothing of the pipeline, while the gatekeeper's counts cannot be read", async () => {
     writeFile({ replicaUrls: [vllm.url] });
     const c = await start();
     await tick(c);
-    traefik.down = true;
+    gatekeeper.down = true;
     // Long past gpuIdleMinutes: a controller that read silence as no traffic would turn the GPU off.
     for (let i = 0; i < 3; i++) {
       const s = await tick(c, 600);
@@ -125,7 +125,7 @@ describe("the controller loop", () => {
     expect(await metric(c, "hub_autoscaler_signals_up")).toBe(0);
     expect(await metric(c, "hub_autoscaler_wanted_nodes")).toBe(1);
     expect(github.calls).toHaveLength(0);
-    traefik.down = false;
+    gatekeeper.down = false;
     // Readable again: the first reading is a baseline (no requests), and the quiet spell was never seen, so it holds.
     expect((await tick(c)).signalsUp).toBe(true);
     expect(await metric(c, "hub_autoscaler_signals_up")).toBe(1);
@@ -147,7 +147,7 @@ describe("the controller loop", () => {
     writeFile();
     const c = await start();
     await tick(c);
-    traefik.text = traefikText({ "200": 1 });
+    gatekeeper.text = demandText({ allowed: 1 });
     await tick(c, 1);
     expect(await metric(c, "hub_autoscaler_dispatch_failures_total")).toBe(1);
     expect(await metric(c, "hub_autoscaler_dispatch_pending")).toBe(1);
@@ -170,7 +170,7 @@ describe("the controller loop", () => {
     writeFile();
     const first = await start();
     await tick(first);
-    traefik.text = traefikText({ "200": 1 });
+    gatekeeper.text = demandText({ allowed: 1 });
     await tick(first);
     const before = await tick(first);
     expect(dispatchedNodes()).toEqual(["1"]);
@@ -207,9 +207,9 @@ describe("the controller loop", () => {
     writeFileSync(path.join(dir, "state", LEDGER_FILE), "not json");
     writeFileSync(path.join(dir, "state", `${LEDGER_FILE}.prev`), "not json either");
     const second = await start();
-    traefik.text = traefikText({ "200": 0 });
+    gatekeeper.text = demandText({ allowed: 0 });
     await tick(second);
-    traefik.text = traefikText({ "200": 5 });
+    gatekeeper.text = demandText({ allowed: 5 });
     const s = await tick(second);
     // 9 days and 10 h into December x 1 node x $3.60/h is past the $300 GPU budget.
     expect(s.ledger.monthToDateUsd).toBeCloseTo(((T0 - Date.parse("2026-12-01T00:00:00Z")) / 3_600_000) * 3.6, 0);
@@ -247,14 +247,14 @@ describe("the controller loop", () => {
     }
   });
 
-  it("counts its own 503 answers as demand: the tick right after a restart wakes the GPU although Traefik's counter gives no delta yet", async () => {
+  it("counts its own 503 answers as demand: the tick right after a restart wakes the GPU although the gatekeeper's counter gives no delta yet", async () => {
     writeFile();
     const c = await start();
-    traefik.text = traefikText({ "200": 7 });
+    gatekeeper.text = demandText({ allowed: 7 });
     const answer = c.answerOff();
     expect(answer).toMatchObject({ status: 503, state: "waking", body: { error: { code: "gpu_off", type: "server_error" } } });
     expect(answer.retryAfterSeconds).toBe(870);
-    // answerOff asked for a tick at once: it is the first, a baseline for Traefik's counter, yet it wakes.
+    // answerOff asked for a tick at once: it is the first, a baseline for the gatekeeper's counter, yet it wakes.
     await c.requestTick();
     expect(await metric(c, "hub_autoscaler_decisions_total", { reason: "wake-on-demand" })).toBe(1);
     expect(dispatchedNodes()).toEqual(["1"]);
@@ -263,22 +263,23 @@ describe("the controller loop", () => {
     expect(c.answerOff().retryAfterSeconds).toBe(570);
   });
 
-  it("treats a counter that went down as reset (Traefik restarted): its new value is the increase", async () => {
-    writeFile({ policy: { ...controllerFile({ gatewayUrl: traefik.url }).policy, minNodes: 0 } });
+  it("treats a counter that went down as reset (the gatekeeper restarted): its new value is the increase, and only allowed requests count", async () => {
+    writeFile({ policy: { ...controllerFile({ demandUrl: gatekeeper.url }).policy, minNodes: 0 } });
     const c = await start({ acting: false });
-    traefik.text = traefikText({ "200": 40 });
+    gatekeeper.text = demandText({ allowed: 40 });
     await tick(c);
-    traefik.text = traefikText({ "200": 3 });
+    gatekeeper.text = demandText({ allowed: 3 });
     expect((await tick(c)).coderRequests).toBe(3);
-    traefik.text = traefikText({ "200": 10, "500": 2 });
-    expect((await tick(c)).coderRequests).toBe(9);
+    // The gatekeeper's own 503s (outcome "unavailable") are a failing door, not demand.
+    gatekeeper.text = demandText({ allowed: 10, unavailable: 2 });
+    expect((await tick(c)).coderRequests).toBe(7);
   });
 
   it("in advice mode decides and logs what it would ask, and sends nothing", async () => {
     writeFile();
     const c = await start({ acting: false });
     await tick(c);
-    traefik.text = traefikText({ "200": 1 });
+    gatekeeper.text = demandText({ allowed: 1 });
     const s = await tick(c);
     expect(s.mode).toBe("advice");
     expect(s.decision?.reason).toBe("wake-on-demand");
@@ -297,5 +298,31 @@ describe("the controller loop", () => {
     expect(decisions).toHaveLength(1);
     expect(decisions[0].fields).toMatchObject({ reason: "hold", wantedNodes: 1, numbers: { readyNodes: 1, requestsInFlight: 28 } });
     expect(c.status()?.replicas[0].reading).toEqual({ running: 23, waiting: 5, kvCacheUsage: 0 });
+  });
+});
+
+describe("fine-tuning jobs' spend (external-spend.json, written by `hub finetune`)", () => {
+  it("counts this month's entries against the GPU budget, so a wake the budget cannot take is refused; a torn file keeps the last value", async () => {
+    writeFile({ replicaUrls: [] });
+    const c = await start();
+    gatekeeper.text = demandText({ allowed: 0 });
+    await tick(c);
+    // Written after the controller's first tick, as `hub finetune` does on a running stack (a state
+    // directory with files but no ledger would be a lost ledger, counted from the worst case).
+    const store = new JsonStore(path.join(dir, "state"));
+    // $299.90 of fine-tuning this month (and $50 in November, which is not this month's).
+    store.write(EXTERNAL_SPEND_FILE, { version: 1, entries: { "finetune:hybrid/acme:2026-12": { month: "2026-12", usd: 299.9, what: "fine-tuning job acme" }, "finetune:hybrid/old:2026-11": { month: "2026-11", usd: 50, what: "fine-tuning job old" } } });
+    gatekeeper.text = demandText({ allowed: 5 });
+    const s = await tick(c);
+    expect(s.ledger.externalUsd).toBeCloseTo(299.9, 9);
+    expect(s.ledger.monthToDateUsd).toBeCloseTo(299.9, 9);
+    // Demand wants the GPU, but an hour at $3.60 would pass the $300 GPU budget.
+    expect(s.decision?.reason).toBe("budget-refuses-wake");
+    expect(github.calls).toHaveLength(0);
+    writeFileSync(path.join(dir, "state", EXTERNAL_SPEND_FILE), "{ torn");
+    writeFileSync(path.join(dir, "state", `${EXTERNAL_SPEND_FILE}.prev`), "{ torn");
+    const after = await tick(c);
+    expect(after.ledger.externalUsd).toBeCloseTo(299.9, 9);
+    expect(log.lines.some((l) => l.level === "error" && /external spend file unreadable/.test(l.msg))).toBe(true);
   });
 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { coderDemandCounters, parseSeries } from "../programs/autoscaler/controller/signals";
+import { allowedLlmRequests } from "../programs/autoscaler/demand";
+import { parseSeries } from "../programs/autoscaler/controller/signals";
 import { GitHubStandIn } from "./helpers/autoscaler";
 import { GatewayRig, rigMissing, rigRequest } from "./helpers/gateway-rig";
 import { waitFor } from "./helpers/processes";
@@ -61,15 +62,15 @@ describe.skipIf(missing !== undefined)("the controller behind the real Traefik",
     expect(rig.autoscaler!.tail()).not.toContain(TOKEN);
   });
 
-  it("counts the coder route from the real Traefik's metrics under the router name it reads, refusals at the door excluded", async () => {
-    await rig.request({ path: "/v1/chat/completions", headers: { authorization: "Bearer ihk_not_a_real_key" }, body: "{}" });
-    const text = (await rigRequest(rig.entry.metrics, { path: "/metrics" })).text;
-    const families = parseSeries(text);
-    const demand = [...coderDemandCounters(families, "coder@file").values()].reduce((a, b) => a + b, 0);
-    expect(demand).toBeGreaterThanOrEqual(2);
-    const all = (families.get("traefik_router_requests_total") ?? []).filter((s) => s.labels.router === "coder@file");
-    expect(all.some((s) => s.labels.code === "401")).toBe(true);
-    expect(all.filter((s) => s.labels.code === "503").reduce((a, s) => a + s.value, 0)).toBe(demand);
+  it("counts as demand the gatekeeper's allowed llm decisions only: a refusal at the door is not", async () => {
+    const read = async () => allowedLlmRequests(parseSeries((await rigRequest(rig.gatekeeperPort, { path: "/metrics" })).text));
+    const before = await read();
+    expect((await rig.request({ path: "/v1/chat/completions", headers: { authorization: "Bearer ihk_not_a_real_key" }, body: "{}" })).status).toBe(401);
+    expect(await read()).toBe(before);
+    expect((await chat(rig.keys.dev.key)).status).toBe(503);
+    expect(await read()).toBe(before + 1);
+    // What the controller read on its last tick is the same series.
+    await waitFor("a tick after the request", async () => Object.values((await rigRequest(rig.autoscalerPorts.control, { path: "/status" })).json?.demandCounters ?? {}).reduce((a: number, b) => a + Number(b), 0) === before + 1, 20_000);
   });
 
   it("reports its view at /admin/autoscaler to admin keys only", async () => {

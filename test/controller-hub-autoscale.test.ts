@@ -8,11 +8,10 @@ import { autoscaleOnce, fileMemory, gatewaySignals } from "../scripts/lib/hub/au
 import type { PreviewStep, StackConfig } from "../scripts/lib/hub/decisions";
 import type { StackOps } from "../scripts/lib/hub/ops";
 import { httpFetcher } from "../programs/autoscaler/controller/signals";
-import { traefikText } from "./helpers/autoscaler";
 
 /**
- * `npm run hub -- autoscale` against a STAND-IN of the gateway's two admin routes (a local HTTP
- * server that checks the admin key and serves Traefik-shaped metrics and a controller status) and
+ * `npm run hub -- autoscale` against a STAND-IN of the gateway's admin route /admin/autoscaler (a
+ * local HTTP server that checks the admin key and serves a controller status with its demand counters) and
  * a recording StackOps (no Pulumi): what it reads, what it decides, what it applies.
  */
 
@@ -54,12 +53,14 @@ class RecordingOps implements StackOps {
 /** The stand-in gateway's admin routes. */
 const gateway = {
   url: "",
-  metrics: traefikText({ "200": 0 }) as string | undefined,
+  /** Allowed `llm` requests so far, as the controller read them from the gatekeeper. */
+  allowed: 0,
   status: undefined as Record<string, unknown> | undefined,
   seenKeys: [] as string[],
   server: undefined as http.Server | undefined,
 };
 const status = (mode: "act" | "advice", replicas: unknown[] = []) => ({ stack: "hybrid", mode, atMs: 0, deployedNodes: replicas.length, nodes: { ready: replicas.length, starting: 0, draining: 0 }, replicas, signalsUp: true, dispatch: { pending: null, accepted: null }, ledger: { month: "2026-12", monthToDateUsd: 12.5, nodeSeconds: 12_500, gpuBudgetUsd: 303.5 } });
+const withDemand = (s: Record<string, unknown>) => ({ ...s, demandCounters: { 'key_id="k_dev00001"': gateway.allowed } });
 
 beforeAll(async () => {
   gateway.server = http.createServer((req, res) => {
@@ -68,7 +69,7 @@ beforeAll(async () => {
       res.writeHead(401);
       return res.end();
     }
-    const body = req.url === "/admin/metrics" ? gateway.metrics : req.url === "/admin/autoscaler" && gateway.status ? JSON.stringify(gateway.status) : undefined;
+    const body = req.url === "/admin/autoscaler" && gateway.status ? JSON.stringify(withDemand(gateway.status)) : undefined;
     res.writeHead(body === undefined ? 502 : 200);
     res.end(body ?? "");
   });
@@ -84,7 +85,7 @@ beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), "hub-autoscale-"));
   lines = [];
   t = Date.parse("2026-12-10T10:00:00Z");
-  gateway.metrics = traefikText({ "200": 0 });
+  gateway.allowed = 0;
   gateway.status = status("advice");
   gateway.seenKeys.length = 0;
 });
@@ -96,7 +97,7 @@ describe("npm run hub -- autoscale", () => {
   it("wakes the GPU on coder demand through set config, preview and up, reading the gateway with the admin key", async () => {
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
     expect((await autoscaleOnce(deps(ops))).decision.reason).toBe("hold");
-    gateway.metrics = traefikText({ "200": 4 });
+    gateway.allowed = 4;
     const out = await autoscaleOnce(deps(ops));
     expect(out.decision).toMatchObject({ reason: "wake-on-demand", wantedNodes: 1 });
     expect(out.applied).toBe(true);
@@ -110,7 +111,7 @@ describe("npm run hub -- autoscale", () => {
     gateway.status = undefined;
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
     await autoscaleOnce(deps(ops));
-    gateway.metrics = traefikText({ "200": 4 });
+    gateway.allowed = 4;
     const out = await autoscaleOnce(deps(ops));
     expect(out.decision.reason).toBe("hold-metrics-missing");
     expect(ops.calls).toEqual([]);
@@ -121,10 +122,10 @@ describe("npm run hub -- autoscale", () => {
     gateway.status = status("act");
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
     await autoscaleOnce(deps(ops));
-    gateway.metrics = traefikText({ "200": 4 });
+    gateway.allowed = 4;
     expect((await autoscaleOnce(deps(ops))).applied).toBe(false);
     expect(ops.calls).toEqual([]);
-    gateway.metrics = traefikText({ "200": 9 });
+    gateway.allowed = 9;
     expect((await autoscaleOnce(deps(ops, true))).applied).toBe(true);
   });
 
@@ -132,7 +133,7 @@ describe("npm run hub -- autoscale", () => {
     const replace: PreviewStep = { op: "replace", type: "digitalocean:index/volume:Volume", urn: "urn:pulumi:hybrid::inference-hub::digitalocean:index/volume:Volume::model-cache-0" };
     const ops = new RecordingOps(cfg({ tier: "hybrid" }), [replace]);
     await autoscaleOnce(deps(ops));
-    gateway.metrics = traefikText({ "200": 1 });
+    gateway.allowed = 1;
     await expect(autoscaleOnce(deps(ops))).rejects.toThrow(/volume/);
     expect(ops.calls).toEqual(["set gpuEnabled=false", "set gpuEnabled=true", "set gpuMaxNodes=1", "preview", "set gpuEnabled=false", "remove gpuMaxNodes"]);
     // Back to what the stack runs (the checkout adopted "off" first), nothing of the refused change.

@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bundleController } from "../programs/autoscaler/controller/bundle";
 import { parseSeries } from "../programs/autoscaler/controller/signals";
-import { controllerFile, MetricsStandIn, traefikText } from "./helpers/autoscaler";
+import { controllerFile, demandText, MetricsStandIn } from "./helpers/autoscaler";
 import { rigRequest } from "./helpers/gateway-rig";
 import { freeLoopbackPort } from "./helpers/postgres";
 import { ManagedProcess, waitFor } from "./helpers/processes";
@@ -18,6 +18,7 @@ const CONTRACT_METRICS = [
   "hub_autoscaler_decisions_total",
   "hub_autoscaler_month_spend_usd",
   "hub_autoscaler_gpu_budget_usd",
+  "hub_autoscaler_ledger_floor_usd",
   "hub_autoscaler_signals_up",
   "hub_autoscaler_dispatch_failures_total",
   "hub_autoscaler_dispatch_pending",
@@ -27,15 +28,15 @@ const CONTRACT_METRICS = [
 describe("the bundled controller", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "ctl-program-"));
   const bundle = path.join(dir, "autoscaler.js");
-  let traefik: MetricsStandIn;
+  let gatekeeper: MetricsStandIn;
   let proc: ManagedProcess;
   let control = 0;
   let off = 0;
 
   beforeAll(async () => {
     writeFileSync(bundle, bundleController());
-    traefik = await MetricsStandIn.start(traefikText({ "200": 0 }));
-    writeFileSync(path.join(dir, "autoscaler.json"), JSON.stringify(controllerFile({ gatewayUrl: traefik.url })));
+    gatekeeper = await MetricsStandIn.start(demandText({ allowed: 0 }));
+    writeFileSync(path.join(dir, "autoscaler.json"), JSON.stringify(controllerFile({ demandUrl: gatekeeper.url })));
     [control, off] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);
     proc = ManagedProcess.start("autoscaler", process.execPath, [bundle], {
       env: { PATH: process.env.PATH ?? "", AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"), AUTOSCALER_STATE_DIR: path.join(dir, "state"), AUTOSCALER_HOST: "127.0.0.1", AUTOSCALER_PORT: String(control), AUTOSCALER_OFF_PORT: String(off), AUTOSCALER_DISPATCH_TOKEN: "" },
@@ -44,7 +45,7 @@ describe("the bundled controller", () => {
   }, 60_000);
   afterAll(async () => {
     await proc?.stop();
-    await traefik?.close();
+    await gatekeeper?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -65,7 +66,8 @@ describe("the bundled controller", () => {
     expect(proc.tail()).toMatch(/advice mode/);
   });
 
-  it("serves nothing but the off-state answer on its off port, whatever the path", async () => {
+  it("serves nothing but the off-state answer on its off port, whatever the path; a caller that did not come through the gatekeeper is not demand", async () => {
+    const before = Date.now();
     for (const p of ["/v1/chat/completions", "/metrics", "/status"]) {
       const res = await rigRequest(off, { path: p, method: "POST", body: "{}" });
       expect(res.status, p).toBe(503);
@@ -73,6 +75,11 @@ describe("the bundled controller", () => {
       expect(res.headers["retry-after"]).toMatch(/^\d+$/);
       expect(res.text).not.toContain("hub_autoscaler");
     }
+    // Each answer asked for a tick at once; without the gatekeeper's X-Hub-Key-Id none counted.
+    await waitFor("a tick after the answers", async () => (await rigRequest(control, { path: "/status" })).json.atMs >= before, 20_000);
+    const status = (await rigRequest(control, { path: "/status" })).json;
+    expect(status.coderRequests).toBe(0);
+    expect(status.decision.reason).toBe("hold");
   });
 
   it("writes one JSON log line per decision", () => {
@@ -83,7 +90,7 @@ describe("the bundled controller", () => {
 
   it("refuses to start on a config file it cannot use, naming the field", async () => {
     const bad = path.join(dir, "bad.json");
-    writeFileSync(bad, JSON.stringify({ ...controllerFile({ gatewayUrl: traefik.url }), tickSeconds: 0 }));
+    writeFileSync(bad, JSON.stringify({ ...controllerFile({ demandUrl: gatekeeper.url }), tickSeconds: 0 }));
     // Not spawnSync: a blocked worker starves vitest's RPC.
     const run = ManagedProcess.start("bad autoscaler", process.execPath, [bundle], { env: { PATH: process.env.PATH ?? "", AUTOSCALER_CONFIG_FILE: bad, AUTOSCALER_STATE_DIR: path.join(dir, "bad-state") } });
     expect(await run.exited).toBe(1);

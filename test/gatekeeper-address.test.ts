@@ -1,4 +1,6 @@
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
+import * as path from "node:path";
+import * as fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { startGatekeeper } from "../programs/gatekeeper/server";
 import { AddressLimiter, addressKey, clientAddress, forwardedClientAddress } from "../programs/gatekeeper/address-limit";
@@ -7,8 +9,9 @@ import { metricsCallerAllowed } from "../programs/gatekeeper/metrics";
 import { gatekeeperSpec } from "../services/auth";
 import { IP_RATE_LIMIT_MIDDLEWARE, traefikDynamicConfig } from "../services/gateway";
 import { routeTable } from "../services/routes";
+import { SETTINGS } from "../stacks/settings";
 import { mustLoad } from "./helpers/load";
-import { alice, auth, bearer, carol, defaultLog, expectOpenAiError, get, spoolRecords, startInProcess, waitFor } from "./helpers/gatekeeper";
+import { ALL_KEYS, alice, auth, bearer, capturingLogger, carol, defaultLog, expectOpenAiError, get, scratch, spoolRecords, startInProcess, testConfig, waitFor, writeKeys } from "./helpers/gatekeeper";
 import { parsePrometheus, type PrometheusFamily } from "./helpers/prometheus-text";
 
 /** The per-address limit and /metrics of the gatekeeper (programs/gatekeeper/address-limit.ts, metrics.ts). */
@@ -26,6 +29,18 @@ describe("the address table", () => {
     expect(table.take("203.0.113.1", 2000).allowed).toBe(true);
     // Another address has its own bucket.
     expect(table.take("203.0.113.2", 2000).allowed).toBe(true);
+  });
+
+  it("under sustained overload, an address changes state twice (over its limit, back under it), not once per allowed request", () => {
+    const table = new AddressLimiter(limit);
+    // 20 requests a second for a minute against one a second: about 60 pass, between refusals.
+    const outcomes = Array.from({ length: 1200 }, (_, i) => table.take("203.0.113.9", 10_000 + i * 50));
+    expect(outcomes.filter((o) => o.allowed).length).toBeGreaterThan(55);
+    expect(outcomes.filter((o) => !o.allowed && o.startedLimiting)).toHaveLength(1);
+    expect(outcomes.filter((o) => o.allowed && o.endedLimiting)).toHaveLength(0);
+    // A quiet minute, and the next request ends the spell, saying how many were refused in it.
+    const back = table.take("203.0.113.9", 10_000 + 1200 * 50 + 61_000);
+    expect(back).toMatchObject({ allowed: true, endedLimiting: { refused: outcomes.filter((o) => !o.allowed).length } });
   });
 
   it("holds at most maxAddresses and evicts the least recently seen one, which returns with a full burst", () => {
@@ -75,6 +90,20 @@ describe("the gatekeeper's environment for the address limit", () => {
     expect([config.addressRatePerMinute, config.addressBurst]).toEqual([2 * traefik.average, 2 * traefik.burst]);
     expect(config.forwardedHops).toBe(1);
     expect(config.addressTableSize).toBe(65_536);
+  });
+
+  it("is accepted by the gatekeeper for every rateLimitPerMinute and rateLimitBurst the settings schema takes", () => {
+    // The range is the schema's own: 100000 once rendered GATEKEEPER_ADDRESS_RATE_PER_MINUTE=2000000, refused at start.
+    const range = (name: "rateLimitPerMinute" | "rateLimitBurst") => ({ min: SETTINGS[name].schema.minValue!, max: SETTINGS[name].schema.maxValue! });
+    const rate = range("rateLimitPerMinute");
+    const burst = range("rateLimitBurst");
+    expect(rate.max).toBeGreaterThan(rate.min);
+    const accepted = (rateLimitPerMinute: number, rateLimitBurst: number) => {
+      const env = gatekeeperSpec(mustLoad({ tier: "cpu", rateLimitPerMinute, rateLimitBurst })).env;
+      expect(() => readGatekeeperConfig({ ...base, ...env }), JSON.stringify(env)).not.toThrow();
+    };
+    for (const r of [rate.min, rate.max]) for (const b of [burst.min, burst.max]) accepted(r, b);
+    fc.assert(fc.property(fc.integer(rate), fc.integer(burst), (r, b) => accepted(r, b)), { numRuns: 60 });
   });
 
   it("refuses bad values, naming the variable and what would work", () => {
@@ -128,6 +157,32 @@ describe("the running gatekeeper: address limit and /metrics", () => {
     expect(requests(families, { outcome: "address_rate_limited", key_id: "none", scope: "llm" })).toBe(3);
     expect(requests(families, { outcome: "rate_limited", key_id: carol.entry.id })).toBe(2);
   });
+
+  it("logs an address going over its limit once per spell, however long the overload lasts", async () => {
+    let clock = Date.parse("2026-12-10T10:00:00Z");
+    const { log, lines } = capturingLogger();
+    const dir = scratch("address-log");
+    dirs.push(dir);
+    const config = testConfig(dir, { addressRatePerMinute: 60, addressBurst: 5 });
+    mkdirSync(path.dirname(config.keysFile), { recursive: true });
+    writeKeys(config, ALL_KEYS);
+    const gatekeeper = await startGatekeeper({ config, log, keysPollMs: 100, now: () => clock });
+    stops.push(() => gatekeeper.close());
+    const port = await gatekeeper.listen();
+    const from = { "X-Forwarded-For": "203.0.113.30" };
+    // 20 requests a second for a minute, keyless (the address limit comes before any key).
+    for (let i = 0; i < 1200; i++) {
+      await auth(port, from);
+      clock += 50;
+    }
+    const over = lines.filter((l) => /over its limit/.test(l.message));
+    expect(over).toHaveLength(1);
+    clock += 61_000;
+    await auth(port, from);
+    const back = lines.filter((l) => /back under its limit/.test(l.message));
+    expect(back).toHaveLength(1);
+    expect(back[0].fields).toMatchObject({ client_addr: "203.0.113.30", refused: expect.any(Number) });
+  }, 60_000);
 
   it("serves the contract's metric names and labels, with bounded label values, to loopback only and never to a proxied request", async () => {
     const { port } = await start();

@@ -4,7 +4,6 @@ import Ajv, { type ValidateFunction } from "ajv";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import {
-  AUTH_HEADER,
   CERT_RESOLVER,
   ERRORS_IMAGE,
   errorsNginxConf,
@@ -18,6 +17,7 @@ import {
   AUTH_ROUTER,
   STRIP_CLIENT_IDS,
   NOT_FOUND_ROUTER,
+  GRPC_REFUSED_ROUTER,
   ERRORS_SERVICE,
   RESPONDING_TIMEOUTS,
   FORWARDING_TIMEOUTS,
@@ -220,10 +220,14 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     expect(seconds(FORWARDING_TIMEOUTS.responseHeaderTimeout)).toBeLessThan(seconds(RESPONDING_TIMEOUTS.writeTimeout));
   });
 
-  it("logs JSON access logs with the API key redacted", () => {
+  it("logs JSON access logs that keep only a positive list: nothing a client wrote, no path, no query", () => {
     expect(staticDoc.accessLog.format).toBe("json");
-    expect(staticDoc.accessLog.fields.headers.defaultMode).toBe("drop");
-    expect(staticDoc.accessLog.fields.headers.names[AUTH_HEADER]).toBe("redact");
+    const fields = staticDoc.accessLog.fields;
+    expect(fields.defaultMode).toBe("drop");
+    expect(fields.headers).toEqual({ defaultMode: "drop", names: { "X-Request-Id": "keep", "X-Hub-Key-Id": "keep" } });
+    const kept = Object.keys(fields.names).filter((n) => fields.names[n] === "keep");
+    for (const clientText of ["RequestPath", "RequestHost", "RequestAddr", "RequestMethod", "ClientUsername", "request_User-Agent", "request_Referer"]) expect(kept).not.toContain(clientText);
+    for (const needed of ["RouterName", "DownstreamStatus", "Duration", "OriginDuration"]) expect(kept).toContain(needed);
     expect(staticDoc.log.level).toBe("INFO");
   });
 
@@ -257,7 +261,7 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     for (const mw of Object.values<Obj>(dynamicDoc.http.middlewares)) expect(mw.rateLimit?.sourceCriterion?.requestHeaderName).toBeUndefined();
     expect(Object.values<Obj>(dynamicDoc.http.middlewares).filter((m) => m.rateLimit)).toHaveLength(1);
     for (const [name, router] of Object.entries<Obj>(publicRouters)) {
-      if (name === NOT_FOUND_ROUTER) {
+      if (name === NOT_FOUND_ROUTER || name === GRPC_REFUSED_ROUTER) {
         expect(router.middlewares.slice(0, 2)).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH]);
         continue;
       }
@@ -305,6 +309,16 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
       for (const status of errors.status.filter((s: string) => !s.includes("-"))) expect(conf).toContain(`location = ${errors.query.replace("{status}", status)} {`);
     }
     expect(dynamicDoc.http.routers[NOT_FOUND_ROUTER]).toMatchObject({ rule: "PathPrefix(`/`)", priority: 1, service: ERRORS_SERVICE });
+  });
+
+  it("refuses gRPC and gRPC-Web with a 415 page ahead of every route, without asking the gatekeeper", () => {
+    const router = dynamicDoc.http.routers[GRPC_REFUSED_ROUTER];
+    expect(router.service).toBe(ERRORS_SERVICE);
+    expect(router.middlewares).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH, "grpc-refused-page"]);
+    for (const other of Object.values<Obj>(publicRouters)) if (other !== router) expect(router.priority).toBeGreaterThan(other.priority ?? other.rule.length);
+    const page = errorPages(mustLoad(settings), routes).find((p) => p.status === 415)!;
+    expect(dynamicDoc.http.middlewares["grpc-refused-page"].replacePath.path).toBe(page.path);
+    expect(page.body.error).toMatchObject({ type: "invalid_request_error", code: "unsupported_media_type" });
   });
 
   it("uses no middleware or challenge the Traefik build left out (basic/digest auth, ACME DNS providers)", () => {

@@ -40,6 +40,7 @@ const STACKS: Record<string, { settings: Record<string, unknown>; secrets?: { al
   },
   "8-GPU nodes, no monitoring, no controller": { settings: { tier: "k8s", monitoring: false, autoscaler: false, gpuSize: "gpu-h100x8-640gb", llmTensorParallelSize: 8, ocrEngine: "none", gpuMaxNodes: 2, budgetUsd: 50000 } },
   "AMD MI300X": { settings: { tier: "k8s", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling" } },
+  "LoRA adapters from the hub and the volume": { settings: { tier: "k8s", llmLoraAdapters: ["sql=hf:defog/sqlcoder-lora@16", "mine=volume:adapters/mine@8"], llmMaxLoras: 2 } },
 };
 
 const render = (name: string) => {

@@ -12,7 +12,7 @@ import { JsonStore } from "../programs/autoscaler/controller/store";
 import { decide, initialState } from "../programs/autoscaler/decision";
 import type { PolicyConfig } from "../programs/autoscaler/types";
 import { kubernetesManifests } from "../infra/kubernetes/manifests";
-import { controllerFile, MetricsStandIn, traefikText } from "./helpers/autoscaler";
+import { controllerFile, demandText, MetricsStandIn } from "./helpers/autoscaler";
 import { mustLoad } from "./helpers/load";
 
 /**
@@ -54,7 +54,7 @@ describe("the controller in the k8s tier", () => {
   let traefik: MetricsStandIn;
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "k8s-ctl-"));
-    traefik = await MetricsStandIn.start(traefikText({ "200": 0 }));
+    traefik = await MetricsStandIn.start(demandText({ allowed: 0 }));
   });
   afterAll(async () => {
     await traefik.close();
@@ -76,11 +76,11 @@ describe("the controller in the k8s tier", () => {
     let now = Date.parse("2026-12-10T10:00:00Z");
     const hosts = ["coder-0.coder-replicas.inference-hub.svc.cluster.local", "coder-1.coder-replicas.inference-hub.svc.cluster.local"];
     const file = controllerFile({
-      gatewayUrl: traefik.url,
+      demandUrl: traefik.url,
       tier: "k8s",
       dispatch: null,
       kubernetes: { replicaSlots: true },
-      policy: { ...controllerFile({ gatewayUrl: traefik.url }).policy, maxNodes: 2, nodeHourlyUsd: 3.6, gpuBudgetUsd: 10 },
+      policy: { ...controllerFile({ demandUrl: traefik.url }).policy, maxNodes: 2, nodeHourlyUsd: 3.6, gpuBudgetUsd: 10 },
       replicas: hosts.map((h, i) => ({ node: `gpu-${i}`, metricsUrl: `http://${h}:8000/metrics`, healthUrl: `http://${h}:8000/health` })),
     });
     const configFile = path.join(dir, "autoscaler.json");

@@ -7,6 +7,7 @@ import { chooseDoksVersion } from "../infra/kubernetes/cluster";
 import { kubernetesManifests, kubernetesSpecs } from "../infra/kubernetes/manifests";
 import { KubeObject, NAME_LABEL } from "../infra/kubernetes/model";
 import { kubernetesColdStart } from "../infra/kubernetes/scaling";
+import { routeTable } from "../services/routes";
 import { METRIC_NAMES as GATEKEEPER_METRICS, OUTCOMES } from "../programs/gatekeeper/metrics";
 import { COLD_START } from "../stacks/catalogue/serving";
 import { findCpuSize, findGpuSize, HOURS_PER_MONTH } from "../stacks/catalogue/droplets";
@@ -66,6 +67,7 @@ describe("refusals and warnings", () => {
     expect(problemKeys({ tier: "k8s", gpuPinNodes: 1, gpuPinUntil: "2030-01-01T00:00:00Z" })).toContain("gpuPinNodes,gpuPinUntil,tier");
     expect(problemKeys({ tier: "k8s", gpuMinNodes: 3, gpuMaxNodes: 2 })).toContain("gpuMinNodes,gpuMaxNodes");
     expect(problemKeys({ tier: "k8s", gpuSize: "gpu-h100x1-80gb", region: "atl1" })).toContain("gpuSize,region");
+    expect(problemKeys({ tier: "k8s", sandbox: "on" })).toContain("sandbox,tier");
   });
 
   it("warns at gpuMinNodes 0, citing both of DigitalOcean's answers; not at 1", () => {
@@ -234,7 +236,8 @@ describe("scaling", () => {
     expect(scaled.spec.maxReplicaCount).toBe(hub.settings.gpuMaxNodes);
     const demand = scaled.spec.triggers.find((t: any) => t.name === "demand");
     expect(OUTCOMES).toContain("allowed");
-    expect(demand.metadata.query).toContain(`${GATEKEEPER_METRICS.requests}{scope="llm",outcome="allowed"}`);
+    // The gatekeeper's own counter and labels, and the coder route's scope.
+    expect(demand.metadata.query).toContain(`${GATEKEEPER_METRICS.requests}{scope="${routeTable(hub).find((r) => r.name === "coder")!.scope}",outcome="allowed"}`);
     expect(demand.metadata.query).not.toMatch(/unauthorized|forbidden|rate_limited/);
     expect(scaled.spec.advanced.scalingModifiers.formula).toMatch(/^min\(.*, budget\)$/);
     expect(scaled.spec.triggers.find((t: any) => t.name === "budget").metadata.query).toBe("max(hub_autoscaler_budget_max_replicas)");

@@ -4,6 +4,7 @@ import { documentSpecs, doclingSpec } from "../services/documents";
 import { FORWARDING_TIMEOUTS } from "../services/gateway";
 import { COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, GRAFANA_IMAGE, IMAGES, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE } from "../services/images";
 import { grafanaSpec } from "../services/grafana";
+import { hubServiceSpecs } from "../services/index";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT } from "../services/node-setup";
 import { CODER_OFF_SERVICE, routeTable } from "../services/routes";
 import { autoscalerSpec } from "../services/autoscaler";
@@ -53,6 +54,9 @@ function expectedImage(hub: HubConfig, program: Program): ImageRef {
     case "gatekeeper":
     case "autoscaler":
       throw new Error("the gateway, the gatekeeper and the autoscaler are not produced by these files");
+    case "sandbox-front":
+    case "gvisor":
+      throw new Error("the sandbox's front and node are checked in test/sandbox-deploy.test.ts");
     case "prometheus":
     case "alertmanager":
     case "node-exporter":
@@ -322,5 +326,22 @@ describe("cross-service properties", () => {
   it("lists every image once, none of them latest", () => {
     expect(new Set(IMAGES.map(imageName)).size).toBe(IMAGES.length);
     for (const image of IMAGES) expect(image.tag).not.toMatch(/latest/i);
+  });
+});
+
+describe("mount layout of every container", () => {
+  /** `inner` is `outer` itself or a path below it (compared by path segments, not text). */
+  const within = (inner: string, outer: string) => {
+    const a = inner.split("/").filter(Boolean);
+    const b = outer.split("/").filter(Boolean);
+    return b.every((part, i) => a[i] === part);
+  };
+  it.each(HUBS)("$label: no mount sits inside another (runc cannot create a mount point on a read-only mount)", ({ hub }) => {
+    const nested: string[] = [];
+    for (const spec of hubServiceSpecs(hub)) {
+      const paths = spec.mounts.map((m) => m.containerPath);
+      for (const [i, inner] of paths.entries()) for (const [j, outer] of paths.entries()) if (i !== j && within(inner, outer)) nested.push(`${spec.node}/${spec.name}: ${inner} inside ${outer}`);
+    }
+    expect(nested).toEqual([]);
   });
 });

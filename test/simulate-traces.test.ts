@@ -79,6 +79,35 @@ describe("trace readers", () => {
   });
 });
 
+describe("traces beyond what a replay can take", () => {
+  it("refuses a span past a year, naming the line that makes it (a replay ticks through every 15 s of it)", () => {
+    const servegen = problemsOf(() => readServegen("0,0.01\n600000000000,0.01\n", "s.csv", OPTIONS));
+    expect(servegen.problems).toEqual([{ line: 2, message: expect.stringMatching(/window_start_s 600000000000 .*366 days/) }]);
+    const mooncake = problemsOf(() => readMooncake('{"timestamp": 0, "input_length": 10, "output_length": 5}\n{"timestamp": 1e15, "input_length": 10, "output_length": 5}\n', "m.jsonl", OPTIONS));
+    expect(mooncake.problems).toEqual([{ line: 2, message: expect.stringMatching(/366 days/) }]);
+    const azure = problemsOf(() => readAzure("TIMESTAMP,ContextTokens,GeneratedTokens\n0001-01-01 00:00:00,10,5\n9999-12-31 23:59:59,10,5\n", "a.csv", OPTIONS));
+    expect(azure.problems.map((p) => p.line)).toEqual([3]);
+    expect(azure.problems[0].message).toMatch(/9999-12-31.*0001-01-01.*366 days/);
+    // A single request far from day 0 of a rate series is as long a replay.
+    expect(problemsOf(() => readServegen("window_start_s,rps\n31622400000,1\n", "s.csv", OPTIONS)).problems[0].line).toBe(2);
+    // A year is fine.
+    expect(readServegen("0,0.01\n31536000,0.01\n", "s.csv", OPTIONS).endSeconds).toBe(31536600);
+  });
+
+  it("refuses token counts no request has, naming the line, instead of printing $Infinity", () => {
+    const azure = problemsOf(() => readAzure("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,1e308,10\n2023-11-16 18:15:47,10,1e308\n", "a.csv", OPTIONS));
+    expect(azure.problems.map((p) => p.line)).toEqual([2, 3]);
+    expect(azure.problems[0].message).toMatch(/ContextTokens 1e\+308 is more than 10000000/);
+    const mooncake = problemsOf(() => readMooncake('{"timestamp": 0, "input_length": 1e308, "output_length": 5}\n', "m.jsonl", OPTIONS));
+    expect(mooncake.problems[0]).toMatchObject({ line: 1, message: expect.stringMatching(/input_length/) });
+  });
+
+  it("refuses a rate series that would draw more requests than a replay can hold, naming the window", () => {
+    const e = problemsOf(() => readServegen("window_start_s,rps\n0,1\n600,100000\n", "s.csv", OPTIONS));
+    expect(e.problems).toEqual([{ line: 3, message: expect.stringMatching(/to 60000600 requests, more than the 20000000/) }]);
+  });
+});
+
 describe("arrival distributions", () => {
   it("shapes for a coefficient of variation: cv 1 is exponential for both families", () => {
     expect(gammaShapeForCv(1)).toBe(1);

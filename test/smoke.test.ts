@@ -164,13 +164,14 @@ async function sttHandler(request: StandInRequest, response: ServerResponse): Pr
 }
 
 const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
+  // vLLM with one LoRA adapter: listed with the coder as its parent, named as `model` in its answers.
   models(_request, response) {
-    sendJson(response, 200, { object: "list", data: [{ id: "coder", object: "model", owned_by: "vllm" }] });
+    sendJson(response, 200, { object: "list", data: [{ id: "coder", object: "model", owned_by: "vllm" }, { id: "coder-team", object: "model", owned_by: "vllm", parent: "coder" }] });
   },
   chat(request, response) {
     const body = JSON.parse(request.body.toString("utf8"));
-    if (body.model !== "coder" || !Array.isArray(body.messages)) return badRequest(response, "expected model coder and messages");
-    if (!body.stream) return sendJson(response, 200, chatCompletion("coder", "ready"));
+    if (!["coder", "coder-team"].includes(body.model) || !Array.isArray(body.messages)) return badRequest(response, "expected model coder or coder-team and messages");
+    if (!body.stream) return sendJson(response, 200, chatCompletion(body.model, "ready"));
     startEventStream(response);
     response.write(chatChunk({ role: "assistant", content: "" }));
     response.write(chatChunk({ content: "rea" }));
@@ -629,7 +630,8 @@ describe("runSmoke (the library) against a healthy stand-in hub", () => {
 describe("runSmoke (the library) on broken hubs", () => {
   it("reports the GPU-off 503 of the coder with the gateway's message", async () => {
     const hub = await startStandInHub({ chat: (_request, response) => sendJson(response, 503, GPU_OFF) });
-    const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream"]);
+    // The adapter's turn meets the same 503.
+    const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream", "adapters"]);
     expect(failure).toMatch(new RegExp(`^chat \\(coder\\) failed: POST ${hub.baseUrl}/chat/completions answered HTTP 503: The GPU tier .* \\(gpu_off\\)$`));
   });
 
@@ -675,15 +677,17 @@ describe("runSmoke (the library) on broken hubs", () => {
   it("refuses a chat completion with empty content", async () => {
     const hub = await startStandInHub({ chat: (_request, response) => sendJson(response, 200, chatCompletion("coder", "  ")) });
     // The stand-in answers the streamed request with the same JSON, which the stream check refuses too.
-    const [plain, stream] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream"]);
+    const [plain, stream, adapter] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream", "adapters"]);
     expect(plain).toContain("the reply is empty");
+    expect(adapter).toContain("coder-team: no reply text");
     expect(stream).toContain("the answer is application/json, not an event stream");
   });
 
   it("refuses a stream that ends without [DONE]", async () => {
     const hub = await startStandInHub({
       chat(request, response) {
-        if (!JSON.parse(request.body.toString()).stream) return sendJson(response, 200, chatCompletion("coder", "ready"));
+        const body = JSON.parse(request.body.toString());
+        if (!body.stream) return sendJson(response, 200, chatCompletion(body.model, "ready"));
         startEventStream(response);
         response.end(chatChunk({ content: "ready" }));
       },
@@ -694,7 +698,8 @@ describe("runSmoke (the library) on broken hubs", () => {
   it("refuses a stream that stalls before [DONE] once the timeout passes", async () => {
     const hub = await startStandInHub({
       chat(request, response) {
-        if (!JSON.parse(request.body.toString()).stream) return sendJson(response, 200, chatCompletion("coder", "ready"));
+        const body = JSON.parse(request.body.toString());
+        if (!body.stream) return sendJson(response, 200, chatCompletion(body.model, "ready"));
         startEventStream(response);
         response.write(chatChunk({ content: "rea" }));
       },
@@ -705,7 +710,8 @@ describe("runSmoke (the library) on broken hubs", () => {
   it("refuses a stream with only empty deltas", async () => {
     const hub = await startStandInHub({
       chat(request, response) {
-        if (!JSON.parse(request.body.toString()).stream) return sendJson(response, 200, chatCompletion("coder", "ready"));
+        const body = JSON.parse(request.body.toString());
+        if (!body.stream) return sendJson(response, 200, chatCompletion(body.model, "ready"));
         startEventStream(response);
         response.end(`${chatChunk({ role: "assistant", content: "" })}data: [DONE]\n\n`);
       },
@@ -804,7 +810,9 @@ describe("runSmoke (the library) on broken hubs", () => {
     const hub = await startStandInHub({ "ocr-chat": (_request, response) => sendJson(response, 503, GPU_OFF), "ocr-convert": null });
     const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["ocr"], ["ocr-async"]);
     expect(failure).toContain(`POST ${hub.baseUrl}/ocr/convert/file answered HTTP 404: 404 page not found (tried after POST ${hub.baseUrl}/ocr/chat/completions answered HTTP 503:`);
-    const [chatOnly] = expectFailed(await runSmoke(optionsFor(hub, { ocrMode: "chat" })), ["ocr"], ["ocr-async"]);
+    // A hub of its own: the stand-in's per-route bucket (burst 4) never refills, and each run sends three chat turns.
+    const again = await startStandInHub({ "ocr-chat": (_request, response) => sendJson(response, 503, GPU_OFF), "ocr-convert": null });
+    const [chatOnly] = expectFailed(await runSmoke(optionsFor(again, { ocrMode: "chat" })), ["ocr"], ["ocr-async"]);
     expect(chatOnly).toContain("/ocr/chat/completions answered HTTP 503: The GPU tier");
   });
 
@@ -838,5 +846,30 @@ describe("runSmoke (the library) on broken hubs", () => {
     const report = await runSmoke(optionsFor(hub));
     expect(report.failures).toHaveLength(1);
     expect(report.failures[0]).toMatch(/models list failed: .*the connection failed \(ECONNREFUSED\)/);
+  });
+});
+
+describe("the LoRA adapters check", () => {
+  it("asks each coder-<name> the models list names, and refuses an answer the base model gave", async () => {
+    const asked: string[] = [];
+    const hub = await startStandInHub({
+      models: (_request, response) => sendJson(response, 200, { object: "list", data: [{ id: "coder" }, { id: "coder-team" }, { id: "coder-sql" }] }),
+      chat(request, response) {
+        const body = JSON.parse(request.body.toString());
+        asked.push(body.model);
+        // A server that ignores the adapter (llama.cpp, or vLLM without --enable-lora) answers as the base model.
+        sendJson(response, 200, chatCompletion(body.model === "coder-sql" ? "coder" : body.model, "ready"));
+      },
+    });
+    const report = await runSmoke(optionsFor(hub, { rateLimitKey: undefined }));
+    expect(asked).toEqual(expect.arrayContaining(["coder-team", "coder-sql"]));
+    const adapters = report.checks.find((c) => c.id === "adapters")!;
+    expect(adapters.status).toBe("failed");
+    expect(adapters.detail).toBe('coder-sql: the answer names model "coder", so the adapter did not produce it');
+  });
+  it("is skipped, saying why, when no adapter is listed", async () => {
+    const hub = await startStandInHub({ models: (_request, response) => sendJson(response, 200, { object: "list", data: [{ id: "coder" }] }) });
+    const adapters = (await runSmoke(optionsFor(hub))).checks.find((c) => c.id === "adapters")!;
+    expect(adapters).toMatchObject({ status: "skipped", detail: expect.stringMatching(/names no LoRA adapter/) });
   });
 });

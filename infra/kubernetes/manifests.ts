@@ -1,17 +1,16 @@
-import * as path from "node:path";
 import { hubServiceSpecs } from "../../services/index";
 import { GATEWAY_CONTAINER } from "../../services/gateway";
 import { PROMETHEUS_CONTAINER } from "../../services/monitoring";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../../services/ports";
 import { routeTable, type Route } from "../../services/routes";
 import type { SecretName, ServiceSpec } from "../../services/spec";
-import type { HubConfig, KubernetesPlan } from "../../stacks/hub-config";
-import { ENV_SECRET, isSecretRef, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, PART_OF, secretRef } from "./model";
+import type { HubConfig } from "../../stacks/hub-config";
+import { ENV_SECRET, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, PART_OF, secretRef } from "./model";
 import { kubernetesFiles, type SecretPresence } from "./files";
 import { scaledObject, scalingPlan, type ScalingPlan } from "./scaling";
 import { storageObjects, type VolumeIds } from "./storage";
 import { LOAD_BALANCER_ANNOTATIONS, traefikKubernetesRendering, type TraefikKubernetesRendering } from "./traefik";
-import { filesObjectName, GPU_WORKLOAD, type KubeFile, workloadObjects } from "./workloads";
+import { fileKey, filesObjectName, filesUnder, GPU_WORKLOAD, isFilesMount, type KubeFile, workloadObjects } from "./workloads";
 
 /**
  * Everything the k8s tier puts into the cluster, as plain objects: one pure function from
@@ -78,16 +77,17 @@ export function kubernetesManifests<Id>(input: ManifestInputs<Id>): KubernetesMa
   return { objects, routes, traefik, files, scaling };
 }
 
-/** One ConfigMap (or Secret, when a file is secret) per directory the specs mount read-only. */
+/** Per directory the specs mount read-only: a ConfigMap of its plain files, and a Secret of its secret ones. */
 function fileObjects(specs: readonly ServiceSpec[], files: readonly KubeFile[]): KubeObject[] {
-  const dirs = new Set(specs.flatMap((s) => s.mounts.filter((m) => m.readOnly).map((m) => m.hostPath)));
+  const dirs = new Set(specs.flatMap((s) => s.mounts.filter(isFilesMount).map((m) => m.hostPath)));
   const objects: KubeObject[] = [];
   for (const dir of [...dirs].sort()) {
-    const inDir = files.filter((f) => path.posix.dirname(f.path) === dir);
+    const { plain, secret } = filesUnder(dir, files);
     const name = filesObjectName(dir);
-    const data = Object.fromEntries(inDir.map((f) => [path.posix.basename(f.path), f.content]));
     const metadata = { name, namespace: NAMESPACE, labels: labelsFor(name, "files") };
-    objects.push(inDir.some((f) => isSecretRef(f.content)) ? { apiVersion: "v1", kind: "Secret", metadata, type: "Opaque", stringData: data } : { apiVersion: "v1", kind: "ConfigMap", metadata, data });
+    const data = (list: readonly KubeFile[]) => Object.fromEntries(list.map((f) => [fileKey(dir, f.path), f.content]));
+    if (plain.length || !secret.length) objects.push({ apiVersion: "v1", kind: "ConfigMap", metadata, data: data(plain) });
+    if (secret.length) objects.push({ apiVersion: "v1", kind: "Secret", metadata, type: "Opaque", stringData: data(secret) });
   }
   return objects;
 }
@@ -143,4 +143,3 @@ function prometheusAccess(): KubeObject[] {
   ];
 }
 
-export type { KubernetesPlan };

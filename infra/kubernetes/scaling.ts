@@ -1,7 +1,6 @@
 import { BUDGET_CAP_METRIC } from "../../programs/autoscaler/budget-cap";
 import { ColdStartStage, servingModel } from "../../programs/autoscaler/serving-model";
-import { METRIC_NAMES as GATEKEEPER_METRICS } from "../../programs/gatekeeper/metrics";
-import type { Scope } from "../../programs/gatekeeper/protocol";
+import { DEMAND_LABELS, DEMAND_METRIC } from "../../programs/autoscaler/demand";
 import { PROMETHEUS_URL } from "../../services/grafana";
 import type { Route } from "../../services/routes";
 import type { HubConfig } from "../../stacks/hub-config";
@@ -55,15 +54,14 @@ export function scaleDownSeconds(coldStartSeconds: number): number {
   return Math.min(HPA_MAX_WINDOW_SECONDS, (Math.ceil(coldStartSeconds / 60) + 1) * 60);
 }
 
-const allowed = (scope: Scope) => `${GATEKEEPER_METRICS.requests}{scope="${scope}",outcome="allowed"}`;
-
 /**
- * Allowed requests for `scope` within the window. increase() cannot see a series' first sample
- * (the gatekeeper creates a key's series on its first request), so series that did not exist a
- * window ago count as one request each.
+ * The droplet controller's demand signal (programs/autoscaler/demand.ts: the gatekeeper's allowed
+ * coder decisions) over the window. increase() cannot see a series' first sample (the gatekeeper
+ * creates a key's series at its first request), so series that did not exist a window ago count
+ * as one request each: the first request after a quiet spell wakes the GPU.
  */
-export function demandQuery(scope: Scope, windowMinutes: number): string {
-  const series = allowed(scope);
+export function demandQuery(windowMinutes: number): string {
+  const series = `${DEMAND_METRIC}{scope="${DEMAND_LABELS.scope}",outcome="${DEMAND_LABELS.outcome}"}`;
   return `(sum(increase(${series}[${windowMinutes}m])) or vector(0)) + (count(${series} unless ${series} offset ${windowMinutes}m) or vector(0))`;
 }
 
@@ -86,6 +84,7 @@ export function scalingPlan(hub: HubConfig, routes: readonly Route[]): ScalingPl
   if (!model.ok) throw new Error(`k8s: ${model.reason}`);
   const coder = routes.find((r) => r.name === "coder");
   if (!coder) throw new Error("k8s: the route table has no coder route to scale on");
+  if (coder.scope !== DEMAND_LABELS.scope) throw new Error(`k8s: the coder route's scope ${coder.scope} is not the demand signal's ${DEMAND_LABELS.scope}`);
   const coldStart = kubernetesColdStart(hub);
   const capacity = model.model.replica.concurrentSequences;
   const targetLoad = hub.settings.gpuTargetLoadPercent / 100;
@@ -98,7 +97,7 @@ export function scalingPlan(hub: HubConfig, routes: readonly Route[]): ScalingPl
     targetLoad,
     // Float literals: KEDA refuses a formula whose result is an int (pkg/scaling/modifiers/formula.go), and min/max keep the type of the operand they pick.
     formula: `min(max(demand > 0 ? 1.0 : 0.0, ceil(load / ${perReplica})), budget)`,
-    queries: { demand: demandQuery(coder.scope, hub.settings.gpuIdleMinutes), load: loadQuery(), budget: budgetQuery() },
+    queries: { demand: demandQuery(hub.settings.gpuIdleMinutes), load: loadQuery(), budget: budgetQuery() },
   };
 }
 

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import * as path from "node:path";
 import { GATEKEEPER_DIRS } from "../../services/auth";
-import { GATEWAY_DIRS, GATEWAY_CONTAINER, GPU_DRAIN_TIMEOUT_SECONDS } from "../../services/gateway";
+import { GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS } from "../../services/gateway";
 import { IMAGE_UIDS } from "../../services/images";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT } from "../../services/node-setup";
 import type { Route } from "../../services/routes";
@@ -42,6 +42,18 @@ const STATE_MOUNTS: Readonly<Record<string, string>> = {
 const CACHE_ROOTS = [`${CPU_CACHE_MOUNT}/huggingface/`, `${CPU_CACHE_MOUNT}/models/`];
 
 export const stateClaimName = (name: string): string => `${name}-state`;
+/** A read-only mount that holds files the deploy writes (a ConfigMap or Secret), not a part of the model cache. */
+export const isFilesMount = (mount: Mount): boolean => mount.readOnly === true && !mount.hostPath.startsWith(`${MODEL_CACHE_MOUNT}/`);
+
+/** The files the deploy writes at or below a host directory, plain and secret. */
+export function filesUnder(dir: string, files: readonly KubeFile[]): { plain: KubeFile[]; secret: KubeFile[] } {
+  const under = files.filter((f) => f.path.startsWith(`${dir}/`));
+  return { plain: under.filter((f) => !isSecretRef(f.content)), secret: under.filter((f) => isSecretRef(f.content)) };
+}
+
+/** A file's key in its ConfigMap or Secret: its path below the directory, "/" as "__" (keys are flat). */
+export const fileKey = (dir: string, file: string): string => path.posix.relative(dir, file).replace(/\//g, "__");
+
 /** A host directory's ConfigMap or Secret: its path under the CPU cache, dashed (unique, like the directories). */
 export const filesObjectName = (hostDir: string): string => path.posix.relative(CPU_CACHE_MOUNT, hostDir).replace(/[^a-z0-9]+/g, "-");
 
@@ -60,11 +72,15 @@ export function resolveMount(spec: ServiceSpec, mount: Mount, files: readonly Ku
   if (mount.hostPath === GATEKEEPER_DIRS.spool) {
     return at({ name: CPU_CACHE_CLAIM, persistentVolumeClaim: { claimName: CPU_CACHE_CLAIM } }, { subPath: path.posix.relative(CPU_CACHE_MOUNT, mount.hostPath) });
   }
-  if (mount.readOnly) {
-    const inDir = files.filter((f) => path.posix.dirname(f.path) === mount.hostPath);
+  if (isFilesMount(mount)) {
+    const { plain, secret } = filesUnder(mount.hostPath, files);
     const name = filesObjectName(mount.hostPath);
-    if (inDir.some((f) => isSecretRef(f.content))) return at({ name, secret: { secretName: name, defaultMode: 0o440 } });
-    return at({ name, configMap: { name } });
+    const items = (list: readonly KubeFile[]) => list.map((f) => ({ key: fileKey(mount.hostPath, f.path), path: path.posix.relative(mount.hostPath, f.path) }));
+    if (!secret.length) return at({ name, configMap: { name, ...(plain.length ? { items: items(plain) } : {}) } });
+    // Readable by the group the pod's fsGroup gives (the prom/* images run as nobody).
+    if (!plain.length) return at({ name, secret: { secretName: name, items: items(secret), defaultMode: 0o440 } });
+    // Secret files beside plain ones in one directory (Alertmanager's config/secrets/): one projected volume.
+    return at({ name, projected: { defaultMode: 0o440, sources: [{ configMap: { name, items: items(plain) } }, { secret: { name, items: items(secret) } }] } });
   }
   const state = STATE_MOUNTS[`${spec.name}:${mount.containerPath}`] ?? (mount.hostPath === GATEWAY_DIRS.acme ? "gateway-acme" : undefined);
   if (state) return at({ name: "state", persistentVolumeClaim: { claimName: stateClaimName(state) } });
@@ -116,8 +132,8 @@ function env(spec: ServiceSpec, siblings: readonly string[], nodeName: string | 
 
 /** Content hash of the plain files a spec mounts: a change rolls its pods, as a changed file restarts the container on a droplet. */
 function configHash(spec: ServiceSpec, files: readonly KubeFile[]): string | undefined {
-  const dirs = new Set(spec.mounts.filter((m) => m.readOnly).map((m) => m.hostPath));
-  const mine = files.filter((f) => dirs.has(path.posix.dirname(f.path)) && typeof f.content === "string").sort((a, b) => a.path.localeCompare(b.path));
+  const dirs = new Set(spec.mounts.filter(isFilesMount).map((m) => m.hostPath));
+  const mine = files.filter((f) => [...dirs].some((d) => f.path.startsWith(`${d}/`)) && typeof f.content === "string").sort((a, b) => a.path.localeCompare(b.path));
   if (!mine.length) return undefined;
   const h = createHash("sha256");
   for (const f of mine) h.update(`${f.path}\0${f.content as string}\0`);
@@ -334,4 +350,3 @@ function dedupe(volumes: readonly Volume[]): Volume[] {
   return [...seen.values()];
 }
 
-export { GATEWAY_CONTAINER };

@@ -1,3 +1,4 @@
+import { MAX_PIN_MS } from "../../stacks/hub-config";
 import type { GpuWindow } from "../../stacks/windows";
 import { activeLikelihood, emptyLearned, gapEndsWithin, LEARNING_DEFAULTS, LearningTuning, observe, scorePrediction, slotOf, startLikelihood } from "./learning";
 import { SLOT_SECONDS } from "./types";
@@ -162,22 +163,38 @@ function predictWake(config: PolicyConfig, nowMs: number, draft: Draft, idleSeco
   return { wake: true, why: `${why}; a burst's first cold start held ${draft.learned.burstRequests.toFixed(0)} requests lately`, chance };
 }
 
+/** A pin the decision honours: not expired, and reaching no further than 31 days ahead (a longer one came from no checked source). */
+const pinInForce = (pin: TickInput["pin"], nowMs: number): pin is NonNullable<TickInput["pin"]> => pin !== undefined && nowMs < pin.untilMs && pin.untilMs - nowMs <= MAX_PIN_MS;
+
 /**
- * The decision for one tick. Order matters: missing metrics hold everything; a pin beats the
- * controller; a spent budget beats demand; then demand, load and quiet decide within the floor
- * (gpuMinNodes, or one node inside gpuWindows) and the ceiling (gpuMaxNodes).
+ * The decision for one tick. Order matters: a spent budget beats everything, blind ticks, pins
+ * and demand included; then a pin beats the controller; missing metrics hold (and never wake);
+ * then demand, load and quiet decide within the floor (gpuMinNodes, or one node inside
+ * gpuWindows) and the ceiling (gpuMaxNodes).
  */
 export function decide(config: PolicyConfig, input: TickInput, previous: AutoscalerState, tuning: LearningTuning = LEARNING_DEFAULTS): Decision {
   const { nodes, nowMs } = input;
   const current = nodes.ready + nodes.starting;
   const numbers: Record<string, number> = { readyNodes: nodes.ready, startingNodes: nodes.starting, drainingNodes: nodes.draining, monthToDateUsd: round(input.monthToDateUsd, 2), gpuBudgetUsd: round(config.gpuBudgetUsd, 2) };
+  const spend = `$${input.monthToDateUsd.toFixed(2)} of $${config.gpuBudgetUsd.toFixed(2)}`;
+  const budgetSpent = input.monthToDateUsd >= config.gpuBudgetUsd;
+  const budgetSpentMessage = `the month's GPU budget is spent (${spend}): down to gpuMinNodes ${config.minNodes}; coder requests go to the fallback until the month ends or budgetUsd is raised`;
+  const pin = pinInForce(input.pin, nowMs) ? input.pin : undefined;
+  const pinRefused = input.pin !== undefined && nowMs < input.pin.untilMs && pin === undefined ? `; a pin until ${new Date(input.pin.untilMs).toISOString()} is ignored: pins reach at most 31 days ahead` : "";
 
-  // Metrics missing: keep what was wanted, learn nothing, move no clock: never flap on a blind tick.
+  // Metrics missing: learn nothing, move no clock, never wake on a blind tick. The budget and a pin still decide.
   if (input.coderRequests === undefined || (nodes.ready > 0 && input.replicas === undefined)) {
-    const what = input.coderRequests === undefined ? "the gateway's request counts" : "vLLM's /metrics";
-    numbers.wantedNodes = previous.wantedNodes;
+    const what = input.coderRequests === undefined ? "the gatekeeper's request counts" : "vLLM's /metrics";
     numbers.currentNodes = current;
-    return { wantedNodes: previous.wantedNodes, reason: "hold-metrics-missing", message: `holding ${previous.wantedNodes} GPU node(s): ${what} could not be read this tick`, numbers, state: previous };
+    const blind = (wantedNodes: number, reason: DecisionReason, message: string): Decision => {
+      numbers.wantedNodes = wantedNodes;
+      const changed = wantedNodes !== previous.wantedNodes;
+      return { wantedNodes, reason, message, numbers, state: changed ? { ...previous, wantedNodes, lastChangeMs: nowMs, overloadSinceMs: null, underloadSinceMs: null } : previous };
+    };
+    if (budgetSpent) return blind(config.minNodes, "budget-spent", `${budgetSpentMessage} (${what} could not be read this tick)`);
+    if (pin) return blind(pin.nodes, "pinned", `pinned at ${pin.nodes} GPU node(s) until ${new Date(pin.untilMs).toISOString()} (${what} could not be read this tick)`);
+    // The controller asks nothing of the pipeline on a hold, so holding never starts a wake.
+    return blind(previous.wantedNodes, "hold-metrics-missing", `holding ${previous.wantedNodes} GPU node(s): ${what} could not be read this tick${pinRefused}`);
   }
 
   const requests = input.coderRequests;
@@ -222,20 +239,19 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
     predictedSlot: previous.predictedSlot,
     extending,
   };
-  const done = (wanted: number, reason: DecisionReason, message: string) => finish(previous, draft, input, numbers, wanted, reason, message);
+  const done = (wanted: number, reason: DecisionReason, message: string) => finish(previous, draft, input, numbers, wanted, reason, `${message}${pinRefused}`);
   const idleSeconds = draft.lastRequestMs === null ? Infinity : (nowMs - draft.lastRequestMs) / 1000;
   numbers.coderRequests = requests;
   numbers.idleSeconds = Number.isFinite(idleSeconds) ? Math.round(idleSeconds) : -1;
 
-  if (input.pin && nowMs < input.pin.untilMs) return done(input.pin.nodes, "pinned", `pinned at ${input.pin.nodes} GPU node(s) until ${new Date(input.pin.untilMs).toISOString()}; the autoscaler leaves it alone`);
+  if (budgetSpent) return done(config.minNodes, "budget-spent", budgetSpentMessage);
+  if (pin) return done(pin.nodes, "pinned", `pinned at ${pin.nodes} GPU node(s) until ${new Date(pin.untilMs).toISOString()}; the autoscaler leaves it alone`);
 
   const inWindow = insideWindowsAt(config.windows, nowMs);
   const floor = Math.min(config.maxNodes, Math.max(config.minNodes, inWindow ? 1 : 0));
   numbers.floorNodes = floor;
   const floorReason: DecisionReason = inWindow && floor > config.minNodes ? "window-floor" : "floor";
   const floorMessage = floorReason === "window-floor" ? "inside gpuWindows: keeping one GPU node" : `keeping gpuMinNodes ${floor}`;
-  const spend = `$${input.monthToDateUsd.toFixed(2)} of $${config.gpuBudgetUsd.toFixed(2)}`;
-  if (input.monthToDateUsd >= config.gpuBudgetUsd) return done(config.minNodes, "budget-spent", `the month's GPU budget is spent (${spend}): down to gpuMinNodes ${config.minNodes}; coder requests go to the fallback until the month ends or budgetUsd is raised`);
 
   if (current === 0) {
     if (requests > 0 || floor > 0) {

@@ -114,11 +114,13 @@ export function servingModel(hub: HubConfig, overrides: ServingOverrides = {}): 
   };
 }
 
+/** What is always on (CPU node, volumes) a month: the budget covers the whole month, so this comes off the top. */
+export const fixedMonthlyUsd = (hub: HubConfig): number => hub.cost.lines.filter((l) => l.item !== "GPU nodes").reduce((sum, l) => sum + l.monthlyUsd, 0);
+
 /** The stack's autoscaling settings and its serving model, as the decision takes them. */
 export function policyConfig(hub: HubConfig, model: ServingModel): PolicyConfig {
   const s = hub.settings;
-  // The budget covers the whole month; what is always on (CPU node, volumes) comes off the top.
-  const fixedMonthly = hub.cost.lines.filter((l) => l.item !== "GPU nodes").reduce((sum, l) => sum + l.monthlyUsd, 0);
+  const fixedMonthly = fixedMonthlyUsd(hub);
   return {
     minNodes: s.gpuMinNodes,
     maxNodes: s.gpuMaxNodes,

@@ -35,8 +35,9 @@ export interface TickInput {
   /** Nodes as the stack and health checks report them; draining nodes have left the routes already. */
   readonly nodes: { readonly ready: number; readonly starting: number; readonly draining: number };
   /**
-   * Coder requests the gateway counted since the previous tick (served by the GPU, the fallback, or
-   * refused: a request while the GPU is off is demand). Absent when the gateway's metrics could not be read.
+   * Demand since the previous tick: coder requests the gatekeeper allowed for the `llm` scope
+   * (demand.ts), however they were then answered (the GPU, the fallback, the off answer). Absent
+   * when the gatekeeper's counts could not be read.
    */
   readonly coderRequests?: number;
   /** vLLM's num_requests_running / num_requests_waiting per ready replica. Absent when they could not be read. */

@@ -35,19 +35,28 @@ export type AddressDecision = { readonly allowed: true } | { readonly allowed: f
 interface Bucket {
   tokens: number;
   updatedMs: number;
-  /** Set while the address is over its limit, so the refusal is logged once per spell. */
+  /**
+   * Set from an address's first refusal until it has gone a whole quiet period without one, so a
+   * spell of overload is logged as two state changes, however many requests it lets through
+   * between refusals as tokens trickle back.
+   */
   limited: boolean;
+  lastRefusedMs: number;
+  refused: number;
 }
 
 export class AddressLimiter {
   private readonly buckets = new Map<string, Bucket>();
   private readonly perMs: number;
   private readonly capacity: number;
+  /** A spell ends after this long without a refusal: a minute, or the time to refill the whole burst if longer. */
+  private readonly quietMs: number;
   evictions = 0;
 
   constructor(private readonly limit: AddressLimit) {
     this.perMs = limit.ratePerMinute / 60_000;
     this.capacity = Math.max(1, limit.burst);
+    this.quietMs = Math.max(60_000, this.capacity / this.perMs);
   }
 
   get size(): number {
@@ -56,15 +65,16 @@ export class AddressLimiter {
 
   /**
    * Takes a token for this address key (addressKey()). `startedLimiting` is true on the first
-   * refusal after the address had tokens, for a single log line per spell.
+   * refusal of a spell, `endedLimiting` on the first request after a spell's quiet period (with
+   * how many it refused): one log line each.
    */
-  take(key: string, nowMs: number): AddressDecision & { readonly startedLimiting?: boolean } {
+  take(key: string, nowMs: number): AddressDecision & { readonly startedLimiting?: boolean; readonly endedLimiting?: { readonly refused: number } } {
     let bucket = this.buckets.get(key);
     if (bucket) {
       // Move to the most recently seen end.
       this.buckets.delete(key);
     } else {
-      bucket = { tokens: this.capacity, updatedMs: nowMs, limited: false };
+      bucket = { tokens: this.capacity, updatedMs: nowMs, limited: false, lastRefusedMs: nowMs, refused: 0 };
       if (this.buckets.size >= this.limit.maxAddresses) {
         const oldest = this.buckets.keys().next().value as string;
         this.buckets.delete(oldest);
@@ -74,13 +84,20 @@ export class AddressLimiter {
     this.buckets.set(key, bucket);
     bucket.tokens = Math.min(this.capacity, bucket.tokens + Math.max(0, nowMs - bucket.updatedMs) * this.perMs);
     bucket.updatedMs = nowMs;
+    let endedLimiting: { refused: number } | undefined;
+    if (bucket.limited && nowMs - bucket.lastRefusedMs >= this.quietMs) {
+      endedLimiting = { refused: bucket.refused };
+      bucket.limited = false;
+      bucket.refused = 0;
+    }
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1;
-      bucket.limited = false;
-      return { allowed: true };
+      return endedLimiting ? { allowed: true, endedLimiting } : { allowed: true };
     }
     const startedLimiting = !bucket.limited;
     bucket.limited = true;
+    bucket.lastRefusedMs = nowMs;
+    bucket.refused += 1;
     return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000)), startedLimiting };
   }
 

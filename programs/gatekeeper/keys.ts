@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
-import { SCOPES, type Scope } from "./protocol";
+import { LIMIT_MAXIMUMS, SCOPES, type Scope } from "./protocol";
+import { partialLimitsSchema } from "../sandbox/protocol";
 
 /**
  * The hub's API keys: the keys file format, key generation, and the in-memory store the
@@ -25,9 +26,11 @@ const keyEntrySchema = z.strictObject({
   name: z.string().trim().min(1, "must not be empty").max(200),
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, "must be the 64 hex digits of sha256(key)"),
   scopes: z.array(z.enum(SCOPES)).min(1, "must list at least one scope"),
-  ratePerMinute: z.number().positive().max(1_000_000).optional(),
-  burst: z.number().int().positive().max(1_000_000).optional(),
+  ratePerMinute: z.number().positive().max(LIMIT_MAXIMUMS.keyRatePerMinute).optional(),
+  burst: z.number().int().positive().max(LIMIT_MAXIMUMS.keyBurst).optional(),
   revoked: z.boolean().optional(),
+  /** This key's ceiling for sandbox executions (docs/sandbox.md), under the sandbox node's own. */
+  sandboxLimits: partialLimitsSchema.optional(),
   created: z.iso.datetime({ offset: true }),
 });
 
@@ -119,6 +122,8 @@ export interface ApiKey {
   readonly burst?: number;
   readonly revoked: boolean;
   readonly digest: Buffer;
+  /** Sent to the sandbox (X-Hub-Sandbox-Limits) on its allowed requests: this key's ceiling, as compact JSON. */
+  readonly sandboxLimits: string;
 }
 
 /** Immutable snapshot of one keys file: a reload builds a new store and swaps the reference. */
@@ -138,6 +143,7 @@ export class KeyStore {
         burst: entry.burst,
         revoked: entry.revoked === true,
         digest: Buffer.from(hex, "hex"),
+        sandboxLimits: JSON.stringify(entry.sandboxLimits ?? {}),
       });
     }
     this.byDigestHex = map;

@@ -2,7 +2,7 @@ import { isIP } from "node:net";
 import * as ipaddr from "ipaddr.js";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Scope } from "./protocol";
-import { SCOPES } from "./protocol";
+import { ALLOWED_OUTCOME, DECISIONS_METRIC, SCOPES } from "./protocol";
 
 /**
  * The gatekeeper's Prometheus metrics, names shared with the dashboards and alerts
@@ -14,14 +14,14 @@ import { SCOPES } from "./protocol";
  * so a client can add no series by what it sends.
  */
 
-export const METRICS_PATH = "/metrics";
+export { METRICS_PATH } from "./protocol";
 
-export const OUTCOMES = ["allowed", "unauthorized", "forbidden", "rate_limited", "address_rate_limited", "unavailable"] as const;
+export const OUTCOMES = [ALLOWED_OUTCOME, "unauthorized", "forbidden", "rate_limited", "address_rate_limited", "unavailable"] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 export type ScopeLabel = Scope | "none";
 
 export const METRIC_NAMES = {
-  requests: "hub_gatekeeper_requests_total",
+  requests: DECISIONS_METRIC,
   decisionDuration: "hub_gatekeeper_decision_duration_seconds",
   spoolPending: "hub_gatekeeper_spool_pending_records",
   spoolOldestAge: "hub_gatekeeper_spool_oldest_pending_age_seconds",

@@ -8,7 +8,8 @@ import type { GatekeeperConfig } from "./config";
 import { AddressLimiter, addressKey, clientAddress } from "./address-limit";
 import type { CredentialProblem, DistinctHeaders } from "./credentials";
 import { presentedCredential, presentedTokens } from "./credentials";
-import type { DecisionRecord, DenyReason } from "./decision";
+import type { DecisionRecord, DenyReason, ExecutionRecord } from "./decision";
+import { executionReportSchema, SANDBOX_SCOPE } from "../sandbox/protocol";
 import type { KeySourceStatus } from "./key-source";
 import { KeyFileSource } from "./key-source";
 import type { ApiKey, KeyStore, Scope } from "./keys";
@@ -34,8 +35,11 @@ import { Spool } from "./spool";
  * audit write per request (it is counted in the metrics and logged once per address and spell).
  */
 
-export { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "./protocol";
-import { AUTH_PATH, HEALTH_PATH } from "./protocol";
+export { AUTH_PATH, AUTH_RESPONSE_HEADERS, EXECUTIONS_PATH, HEALTH_PATH } from "./protocol";
+import { AUTH_PATH, EXECUTIONS_PATH, HEALTH_PATH } from "./protocol";
+
+/** An execution report is a few hundred bytes; anything much larger is not one. */
+const MAX_REPORT_BYTES = 8192;
 
 // ---- the decision, as a pure function ---------------------------------------------------------
 
@@ -229,6 +233,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
         observe(null, "address_rate_limited");
         return;
       }
+      if (byAddress.endedLimiting) log.info("client address back under its limit", { client_addr: clientAddr, refused: byAddress.endedLimiting.refused });
     }
     const decisionId = randomUUID();
     const store = keys.current;
@@ -265,6 +270,8 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
         "X-Api-Key": config.backendKey,
         "X-Hub-Key-Id": decision.key.id,
         "X-Request-Id": requestId,
+        // Always on the sandbox's requests, so no client can supply its own (Traefik replaces it).
+        ...(decision.scope === SANDBOX_SCOPE ? { "X-Hub-Sandbox-Limits": decision.key.sandboxLimits } : {}),
         "Cache-Control": "no-store",
         "Content-Length": "0",
       });
@@ -275,6 +282,67 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     if (decision.status === 401) extra["WWW-Authenticate"] = 'Bearer realm="inference-hub"';
     if (decision.retryAfterSeconds !== undefined) extra["Retry-After"] = String(decision.retryAfterSeconds);
     sendJson(res, decision.status, decision.body, extra);
+  }
+
+  /**
+   * POST /executions: the sandbox front's report of one execution (programs/sandbox/front/), from
+   * the Docker network only, appended to the spool like a decision and shipped to
+   * gatekeeper.sandbox_executions. Answered once it is on disk.
+   */
+  async function recordExecution(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (req.method !== "POST" || !metricsCallerAllowed(req.socket.remoteAddress, req.headers)) {
+      sendJson(res, 403, errorBody("Execution reports come from the sandbox front on the gateway node's network only.", "invalid_request_error", "forbidden"));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_REPORT_BYTES) {
+        sendJson(res, 413, errorBody(`An execution report is at most ${MAX_REPORT_BYTES} bytes.`, "invalid_request_error", "report_too_large"));
+        return;
+      }
+      chunks.push(chunk);
+    }
+    let parsed: ReturnType<typeof executionReportSchema.safeParse>;
+    try {
+      parsed = executionReportSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+    } catch {
+      parsed = executionReportSchema.safeParse(undefined);
+    }
+    if (!parsed.success) {
+      sendJson(res, 400, errorBody(`Not an execution report: ${parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ").slice(0, 500)}`, "invalid_request_error", "invalid_report"));
+      return;
+    }
+    const report = parsed.data;
+    const executionId = randomUUID();
+    const record: ExecutionRecord = {
+      execution_id: executionId,
+      reported_at: new Date(now()).toISOString(),
+      // The front got it from this gatekeeper; checked again, as anything stored must carry no secret.
+      request_id: requestIdFrom(report.request_id, executionId, { secrets: [config.backendKey] }),
+      key_id: report.key_id,
+      language: report.language,
+      version: report.version,
+      session: report.session,
+      outcome: report.outcome,
+      status: report.status,
+      exit_code: report.exit_code,
+      signal: report.signal,
+      limits_hit: report.limits_hit,
+      wall_ms: report.wall_ms,
+      cpu_ms: report.cpu_ms,
+      memory_bytes: report.memory_bytes,
+      output_bytes: report.output_bytes,
+      duration_ms: report.duration_ms,
+    };
+    try {
+      await spool.append(record);
+    } catch {
+      sendJson(res, 503, errorBody("The audit spool cannot be written right now.", "server_error", "audit_unavailable"));
+      return;
+    }
+    sendJson(res, 200, { execution_id: executionId });
   }
 
   async function health(): Promise<HealthReport> {
@@ -319,6 +387,13 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
         },
         (error: unknown) => sendJson(res, 500, errorBody(`metrics failed: ${errorText(error)}`, "server_error", "metrics_error")),
       );
+      return;
+    }
+    if (pathname === EXECUTIONS_PATH) {
+      recordExecution(req, res).catch((error: unknown) => {
+        log.error("execution report failed", { error: errorText(error) });
+        if (!res.headersSent) sendJson(res, 500, errorBody("The gatekeeper failed to record the execution.", "server_error", "gatekeeper_error"));
+      });
       return;
     }
     if (pathname === HEALTH_PATH) {

@@ -121,15 +121,15 @@ function keyInputs(r: PlannedResource): string {
       parts.push(...pick("name", "size", "region", "initialFilesystemType"));
       break;
     case "digitalocean:index/firewall:Firewall": {
-      const rules = (i.inboundRules as { protocol: string; portRange?: string; sourceAddresses?: unknown }[] | undefined) ?? [];
-      parts.push(...pick("name"), `in: ${rules.map((x) => `${x.protocol}/${x.portRange ?? "all"}<-${JSON.stringify(x.sourceAddresses)}`).join(", ")}`);
+      const rules = (i.inboundRules as { protocol: string; portRange?: string; sourceAddresses?: unknown; sourceTags?: unknown }[] | undefined) ?? [];
+      parts.push(...pick("name"), `in: ${rules.map((x) => `${x.protocol}/${x.portRange ?? "all"}<-${JSON.stringify(x.sourceAddresses ?? x.sourceTags)}`).join(", ")}`);
       break;
     }
     case "tls:index/privateKey:PrivateKey":
       parts.push("the node's SSH host key (ED25519), installed by cloud-init, pinned by the deployer");
       break;
     case "command:remote:Command":
-      parts.push(r.name.endsWith("-ready") ? "readiness check over SSH" : `writes a file over SSH (${r.name.replace(/^.*-file-/, "")})`);
+      parts.push(r.name.endsWith("-ready") ? "readiness check over SSH" : r.name.endsWith("-restart") ? "restarts a service over SSH and waits for it to answer" : `writes a file over SSH (${r.name.replace(/^.*-file-/, "")})`);
       break;
     case "docker:index/container:Container":
       parts.push(...pick("name"), `image=${String((i.image as string) ?? "").replace(/^mock-.*/, "(pulled image id)")}`);

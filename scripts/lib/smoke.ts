@@ -81,6 +81,7 @@ export type CheckId =
   | "chat"
   | "chat-stream"
   | "completions"
+  | "adapters"
   | "tts"
   | "tts-mp3"
   | "stt"
@@ -106,6 +107,7 @@ export const CHECKS: readonly CheckSpec[] = [
   { id: "chat", service: "chat (coder)" },
   { id: "chat-stream", service: "chat stream (coder)" },
   { id: "completions", service: "completions (coder)" },
+  { id: "adapters", service: "LoRA adapters (coder-<name>)" },
   { id: "tts", service: "text to speech, wav" },
   { id: "tts-mp3", service: "text to speech, mp3" },
   { id: "stt", service: "speech to text", needs: ["tts"] },
@@ -270,18 +272,25 @@ interface RunState {
   audio?: SynthesizedAudio;
   /** Which OCR API answered the `ocr` check. */
   ocrBy?: "chat" | "convert";
+  /** The model ids the models list named. */
+  modelIds?: readonly string[];
 }
 
 export async function runSmoke(options: SmokeOptions, hooks: SmokeHooks = {}): Promise<SmokeReport> {
   const hub = new HubClient(options);
   const state: RunState = {};
   const runners: Readonly<Record<CheckId, () => Promise<Outcome>>> = {
-    models: () => checkModels(hub),
+    models: async () => {
+      const result = await checkModels(hub);
+      state.modelIds = result.ids;
+      return result;
+    },
     "key-refused": () => checkKeyRefused(hub),
     "scope-refused": () => checkScopeRefused(hub),
     chat: () => checkChat(hub),
     "chat-stream": () => checkChatStream(hub),
     completions: () => checkCompletions(hub),
+    adapters: () => checkAdapters(hub, state.modelIds ?? []),
     tts: async () => {
       const result = await checkSpeech(hub, "wav");
       state.audio = result.audio;
@@ -511,13 +520,32 @@ const throwawayKey = (): string => `${THROWAWAY_KEY_PREFIX}${randomBytes(16).toS
 // ---------------------------------------------------------------------------------------------
 // The checks
 
-async function checkModels(hub: HubClient): Promise<Outcome> {
+async function checkModels(hub: HubClient): Promise<Outcome & { readonly ids: readonly string[] }> {
   const exchange = await hub.send("GET", "/models");
   const body = await exchange.json();
   if (!isRecord(body) || !Array.isArray(body.data)) return exchange.fail(`expected {"data": [{"id": ...}]}, got ${snippet(JSON.stringify(body))}`);
   const ids = body.data.flatMap((model) => (isRecord(model) && typeof model.id === "string" ? [model.id] : []));
   if (!ids.includes(CODER_MODEL)) exchange.fail(`model "${CODER_MODEL}" is not listed (listed: ${ids.join(", ") || "none"})`);
-  return { detail: `${ids.length} model${ids.length === 1 ? "" : "s"}: ${ids.join(", ")}` };
+  return { detail: `${ids.length} model${ids.length === 1 ? "" : "s"}: ${ids.join(", ")}`, ids };
+}
+
+/**
+ * Each LoRA adapter the models list names (`coder-<name>`, llmLoraAdapters) answers a chat turn,
+ * and the answer names the adapter: vLLM reports the adapter's name as `model` when the adapter,
+ * not the base model, produced it.
+ */
+async function checkAdapters(hub: HubClient, ids: readonly string[]): Promise<Outcome> {
+  const adapters = ids.filter((id) => id.startsWith(`${CODER_MODEL}-`));
+  if (adapters.length === 0) throw new NotApplicable(`not run: the models list names no LoRA adapter (${CODER_MODEL}-<name>); llmLoraAdapters is empty, or the CPU stand-in answers while the GPU is off`);
+  for (const model of adapters) {
+    const exchange = await hub.send("POST", "/chat/completions", { body: JSON.stringify({ ...CHAT_REQUEST, model }) });
+    const body = await exchange.json();
+    const content = messageContent(body);
+    if (content === undefined || !content.trim()) exchange.fail(`${model}: no reply text in ${snippet(JSON.stringify(body))}`);
+    const answeredBy = isRecord(body) ? body.model : undefined;
+    if (answeredBy !== model) exchange.fail(`${model}: the answer names model ${JSON.stringify(answeredBy)}, so the adapter did not produce it`);
+  }
+  return { detail: `${adapters.length} adapter${adapters.length === 1 ? "" : "s"} answered: ${adapters.join(", ")}` };
 }
 
 async function checkKeyRefused(hub: HubClient): Promise<Outcome> {

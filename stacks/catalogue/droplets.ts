@@ -69,6 +69,7 @@ const cpu = (slug: string, vcpu: number, ramGiB: number, diskGiB: number, priceP
 const LADDER_NOTE = "not in FACTS.md; follows DO's linear CPU-Optimized/Basic price ladder from the c-4 and s-4vcpu-8gb figures; check `doctl compute size list`";
 
 export const CPU_SIZES: readonly CpuSize[] = [
+  cpu("s-2vcpu-4gb", 2, 4, 80, 24, unverified("digitalocean.com/pricing/droplets", "2026-12-07", LADDER_NOTE), false),
   cpu("s-4vcpu-8gb", 4, 8, 160, 48, unverified(DO_PRICING, "2026-05-28", "shared CPU"), false),
   cpu("s-8vcpu-16gb", 8, 16, 320, 96, unverified("digitalocean.com/pricing/droplets", "2026-11-26", LADDER_NOTE), false),
   cpu("c-4", 4, 8, 50, 84, unverified(DO_PRICING, "2026-05-28", "the seed design says $24/month, which matches no c-4 price")),

@@ -1,13 +1,14 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ControllerFile } from "../../programs/autoscaler/controller/contract";
+import type { PolicyConfig } from "../../programs/autoscaler/types";
 
 /**
  * Stand-ins for the controller's tests, each a real HTTP server on loopback:
  * - GitHubStandIn: a RECORDING STAND-IN of GitHub's REST API (only the workflow-dispatch route);
  *   it answers from a script of statuses and records what it was sent and when;
- * - MetricsStandIn: a STAND-IN serving Prometheus text the way Traefik and vLLM do (only the
- *   series the controller reads), with a switch to stop answering.
+ * - MetricsStandIn: a STAND-IN serving Prometheus text the way the gatekeeper and vLLM do (only
+ *   the series the controller reads), with a switch to stop answering.
  */
 
 export interface RecordedCall {
@@ -105,15 +106,6 @@ export class MetricsStandIn extends LoopbackServer {
 
 }
 
-/** Traefik's router counter as its Prometheus exporter writes it (label set as in pkg/observability/metrics/prometheus.go). */
-export function traefikText(counts: Readonly<Record<string, number>>, router = "coder@file"): string {
-  const lines = ["# HELP traefik_router_requests_total How many HTTP requests are processed on a router, partitioned by service, status code, protocol, and method.", "# TYPE traefik_router_requests_total counter"];
-  for (const [code, n] of Object.entries(counts)) lines.push(`traefik_router_requests_total{code="${code}",method="POST",protocol="http",router="${router}",service="coder@file"} ${n}`);
-  // Another router's traffic, which must not count.
-  lines.push(`traefik_router_requests_total{code="200",method="POST",protocol="http",router="stt@file",service="stt@file"} 999`);
-  return `${lines.join("\n")}\n`;
-}
-
 /** vLLM's scheduler gauges, one series per engine (labels model_name, engine: vllm/v1/metrics/loggers.py). */
 export function vllmText(engines: readonly { running: number; waiting: number; kv?: number }[]): string {
   const lines: string[] = [];
@@ -125,8 +117,8 @@ export function vllmText(engines: readonly { running: number; waiting: number; k
 }
 
 /** A controller file for a hybrid-like stack; tests override what they exercise. */
-export function controllerFile(overrides: Partial<ControllerFile> & { gatewayUrl: string; replicaUrls?: readonly string[] }): ControllerFile {
-  const { gatewayUrl, replicaUrls = [], ...rest } = overrides;
+export function controllerFile(overrides: Partial<ControllerFile> & { demandUrl: string; replicaUrls?: readonly string[] }): ControllerFile {
+  const { demandUrl, replicaUrls = [], ...rest } = overrides;
   return {
     version: 1,
     stack: "hybrid",
@@ -134,12 +126,40 @@ export function controllerFile(overrides: Partial<ControllerFile> & { gatewayUrl
     tickSeconds: 15,
     policy: { minNodes: 0, maxNodes: 1, idleSeconds: 600, targetLoad: 0.8, predictive: false, gpuWindows: [], replicaCapacity: 37, coldStartSeconds: 870, restartCostSeconds: 810, nodeHourlyUsd: 3.6, gpuBudgetUsd: 300 },
     timing: { pipelineSeconds: 120, createSeconds: 120, destroySeconds: 60 },
-    gateway: { metricsUrl: `${gatewayUrl}/metrics`, coderRouter: "coder@file" },
+    demand: { metricsUrl: `${demandUrl}/metrics` },
     replicas: replicaUrls.map((u, i) => ({ node: `gpu-${i}`, metricsUrl: `${u}/metrics`, healthUrl: `${u}/health` })),
     fallback: false,
     pin: null,
     dispatch: { repo: "acme/inference-hub", ref: "main", workflow: "autoscale.yml" },
     billingCrossCheck: false,
+    fixedMonthlyUsd: 0,
     ...rest,
   };
 }
+
+/**
+ * The gatekeeper's decisions counter as its /metrics writes it (programs/gatekeeper/metrics.ts:
+ * labels scope, key_id, outcome), for the coder's `llm` scope by outcome, beside another scope's
+ * traffic that must not count.
+ */
+export function demandText(outcomes: Readonly<Record<string, number>>): string {
+  const lines = ["# HELP hub_gatekeeper_requests_total Authorisation decisions, by route scope, key id and outcome.", "# TYPE hub_gatekeeper_requests_total counter"];
+  for (const [outcome, n] of Object.entries(outcomes)) lines.push(`hub_gatekeeper_requests_total{scope="llm",key_id="${outcome === "allowed" ? "k_dev00001" : "none"}",outcome="${outcome}"} ${n}`);
+  lines.push(`hub_gatekeeper_requests_total{scope="stt",key_id="k_stt00001",outcome="allowed"} 999`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** A stack's settings as the decision sees them, written out by hand (not derived from the code under test). */
+export const HAND_POLICY: PolicyConfig = {
+  minNodes: 0,
+  maxNodes: 2,
+  idleSeconds: 600,
+  targetLoad: 0.8,
+  predictive: false,
+  windows: [],
+  replicaCapacity: 10,
+  coldStartSeconds: 900,
+  restartCostSeconds: 840,
+  nodeHourlyUsd: 3.39,
+  gpuBudgetUsd: 300,
+};

@@ -21,6 +21,9 @@ import { ManagedProcess, waitFor } from "./processes";
 import { startStandIn, type StandIn, type StandInOptions } from "./stand-ins";
 import { startGrafanaStandIn, type GrafanaStandIn } from "./grafana-stand-in";
 import { GRAFANA_CONTAINER, GRAFANA_PORT } from "../../services/grafana";
+import { bundleSandboxFront } from "../../programs/sandbox/bundle";
+import { SANDBOX_FRONT_CONTAINER } from "../../services/sandbox";
+import { SANDBOX_FRONT_PORT } from "../../programs/sandbox/protocol";
 
 /**
  * The gateway as deployed, on loopback: the real Traefik (built at the image's version) with the
@@ -66,6 +69,8 @@ interface Rendered {
   /** The autoscaling controller's rendered config file and environment, when the stack runs it. */
   readonly autoscalerConfig?: Record<string, unknown>;
   readonly autoscalerEnv?: Record<string, string>;
+  /** The sandbox front's environment, when the stack runs the sandbox. */
+  readonly sandboxFrontEnv?: Record<string, string>;
 }
 
 function stackText(settings: Readonly<Record<string, string | number | boolean>>): string {
@@ -95,6 +100,7 @@ export async function renderPlan(settings: Readonly<Record<string, string | numb
     gpuPrivateIp: nodeAddresses["gpu-0"]?.private,
     autoscalerConfig: artifacts.some((a) => a.kind === "autoscaler-config") ? (JSON.parse(artifact(artifacts, "autoscaler-config")) as Record<string, unknown>) : undefined,
     autoscalerEnv: artifacts.some((a) => a.path === "cpu/containers/autoscaler.json") ? spec("autoscaler").env : undefined,
+    sandboxFrontEnv: artifacts.some((a) => a.path === `cpu/containers/${SANDBOX_FRONT_CONTAINER}.json`) ? spec(SANDBOX_FRONT_CONTAINER).env : undefined,
   };
 }
 
@@ -102,7 +108,7 @@ export interface RigOptions {
   /** Extra stack settings (e.g. higher rate limits for the benchmark). */
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
   /** Keys to create: name → scopes (and optional limits). */
-  readonly keys?: Readonly<Record<string, { readonly scopes: readonly Scope[]; readonly revoked?: boolean; readonly ratePerMinute?: number; readonly burst?: number }>>;
+  readonly keys?: Readonly<Record<string, { readonly scopes: readonly Scope[]; readonly revoked?: boolean; readonly ratePerMinute?: number; readonly burst?: number; readonly sandboxLimits?: Readonly<Record<string, number>> }>>;
   /**
    * Traefik's stdout (its log and access log) goes to a file in the rig's directory instead of
    * being parsed here: for benchmarks, whose client shares the CPU. accessLog() is then empty.
@@ -115,6 +121,12 @@ export interface RigOptions {
    * @default - not started: its routes answer 502, as with a controller that is down
    */
   readonly autoscaler?: { readonly githubApi: string; readonly dispatchToken?: string };
+  /**
+   * Run the bundled sandbox front with its rendered environment (the stack must set `sandbox: on`),
+   * pointed at `nodeUrl` (the sandbox API on loopback) with the sandbox `token`.
+   * @default - not started: the sandbox route answers 502
+   */
+  readonly sandbox?: { readonly nodeUrl: string; readonly token: string };
 }
 
 export const RIG_BACKEND_KEY = "rig-internal-backend-key-0123456789abcdef";
@@ -133,6 +145,8 @@ export class GatewayRig {
   readonly entry: Record<"web" | "websecure" | "legacy" | "metrics" | "internal", number> = { web: 0, websecure: 0, legacy: 0, metrics: 0, internal: 0 };
   gatekeeperPort = 0;
   autoscaler?: ManagedProcess;
+  sandboxFront?: ManagedProcess;
+  sandboxFrontPort = 0;
   readonly autoscalerPorts = { control: 0, off: 0 };
   gpuPorts = { coder: 0, ocr: 0 };
   readonly dir = mkdtempSync(path.join(tmpdir(), "hub-rig-"));
@@ -168,7 +182,8 @@ export class GatewayRig {
     const dirs = { static: path.join(this.dir, "static"), dynamic: path.join(this.dir, "dynamic"), errors: path.join(this.dir, "nginx"), keys: path.join(this.dir, "keys"), spool: path.join(this.dir, "spool"), app: path.join(this.dir, "app") };
     for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
 
-    const [web, websecure, legacy, metrics, internal, nginxPort, gatekeeperPort, gpuCoder, gpuOcr, autoscalerControl, autoscalerOff] = await Promise.all(Array.from({ length: 11 }, () => freeLoopbackPort()));
+    const [web, websecure, legacy, metrics, internal, nginxPort, gatekeeperPort, gpuCoder, gpuOcr, autoscalerControl, autoscalerOff, sandboxFront] = await Promise.all(Array.from({ length: 12 }, () => freeLoopbackPort()));
+    this.sandboxFrontPort = sandboxFront;
     Object.assign(this.autoscalerPorts, { control: autoscalerControl, off: autoscalerOff });
     Object.assign(this.entry, { web, websecure, legacy, metrics, internal });
     this.gatekeeperPort = gatekeeperPort;
@@ -201,8 +216,9 @@ export class GatewayRig {
       [`${gpuIp}:${GPU_SERVICE_PORTS.ocr}`, gpuOcr],
       [`autoscaler:${CONTROLLER_PORT}`, autoscalerControl],
       [`autoscaler:${OFF_ANSWER_PORT}`, autoscalerOff],
-      // The controller reads Traefik's metrics entry point by container name.
+      // Traefik's metrics entry point by container name (Prometheus's target).
       [`gateway:8082`, metrics],
+      [`${SANDBOX_FRONT_CONTAINER}:${SANDBOX_FRONT_PORT}`, sandboxFront],
     ]);
     const paths = new Map<string, string>([
       ["/etc/traefik", dirs.static],
@@ -245,7 +261,7 @@ export class GatewayRig {
     const entries = Object.entries(options.keys ?? {}).map(([name, k]) => {
       const fresh = newApiKey();
       this.keys[name] = { id: fresh.id, key: fresh.key };
-      return { id: fresh.id, name, sha256: fresh.sha256, scopes: [...k.scopes], created: new Date().toISOString(), ...(k.revoked ? { revoked: true } : {}), ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}), ...(k.burst ? { burst: k.burst } : {}) };
+      return { id: fresh.id, name, sha256: fresh.sha256, scopes: [...k.scopes], created: new Date().toISOString(), ...(k.revoked ? { revoked: true } : {}), ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}), ...(k.burst ? { burst: k.burst } : {}), ...(k.sandboxLimits ? { sandboxLimits: { ...k.sandboxLimits } } : {}) };
     });
     const env = remapForLoopback(this.variants["gpu-off"].gatekeeperEnv, this.loopback);
     writeFileSync(env.GATEKEEPER_KEYS_FILE, JSON.stringify({ version: 1, keys: entries }, null, 2));
@@ -277,6 +293,7 @@ export class GatewayRig {
     });
 
     if (options.autoscaler) this.startAutoscaler(options.autoscaler);
+    if (options.sandbox) this.startSandboxFront(options.sandbox);
 
     const context = () => `--- traefik\n${this.traefik.tail()}\n--- gatekeeper\n${this.gatekeeper.tail()}\n--- nginx\n${this.nginx.tail()}`;
     await waitFor("nginx, the gatekeeper and Traefik to answer", async () => {
@@ -306,6 +323,20 @@ export class GatewayRig {
       ...(options.dispatchToken ? { AUTOSCALER_DISPATCH_TOKEN: options.dispatchToken } : {}),
     };
     this.autoscaler = ManagedProcess.start("autoscaler", process.execPath, [bundle], { env });
+  }
+
+  /** The bundled sandbox front with its container's environment, on loopback; the node's address is the test's API. */
+  private startSandboxFront(options: NonNullable<RigOptions["sandbox"]>): void {
+    const rendered = this.variants["gpu-off"].sandboxFrontEnv;
+    if (!rendered) throw new Error("the rig's stack runs no sandbox (set sandbox: on)");
+    mkdirSync(path.join(this.dir, "sandbox-front"), { recursive: true });
+    const bundle = path.join(this.dir, "sandbox-front", "sandbox-front.js");
+    writeFileSync(bundle, bundleSandboxFront());
+    // The deploy writes the node's address into a file; here the address is the test's API on loopback.
+    const { SANDBOX_NODE_URL_FILE: _file, ...env } = rendered;
+    this.sandboxFront = ManagedProcess.start("sandbox-front", process.execPath, [bundle], {
+      env: { PATH: process.env.PATH ?? "", ...remapForLoopback(env, this.loopback), SANDBOX_FRONT_HOST: "127.0.0.1", SANDBOX_FRONT_PORT: String(this.sandboxFrontPort), SANDBOX_NODE_URL: options.nodeUrl, SANDBOX_NODE_TOKEN: options.token },
+    });
   }
 
   /** Writes the controller's config file of a variant (as the deploy rewrites it), temp file then rename. */
@@ -340,13 +371,22 @@ export class GatewayRig {
   }
 
   /** Rows the gatekeeper shipped to PostgreSQL, after waiting until its spool is fully shipped. */
-  async auditRows(): Promise<Record<string, unknown>[]> {
+  auditRows(): Promise<Record<string, unknown>[]> {
+    return this.shippedRows("SELECT * FROM gatekeeper.decisions ORDER BY decided_at");
+  }
+
+  /** Rows of gatekeeper.sandbox_executions, once the spool is shipped. */
+  executionRows(): Promise<Record<string, unknown>[]> {
+    return this.shippedRows("SELECT * FROM gatekeeper.sandbox_executions ORDER BY reported_at");
+  }
+
+  private async shippedRows(sql: string): Promise<Record<string, unknown>[]> {
     await this.auditShipped();
     const client = new Client({ connectionString: this.databaseUrl });
     client.on("error", () => undefined);
     await client.connect();
     try {
-      return (await client.query("SELECT * FROM gatekeeper.decisions ORDER BY decided_at")).rows as Record<string, unknown>[];
+      return (await client.query(sql)).rows as Record<string, unknown>[];
     } finally {
       await client.end();
     }
@@ -411,7 +451,7 @@ export class GatewayRig {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop()]);
+    await Promise.all([this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop(), this.sandboxFront?.stop()]);
     await Promise.all([...Object.values(this.standIns), this.grafana].map((s) => s?.close()));
     await this.postgres?.destroy();
     rmSync(this.dir, { recursive: true, force: true });

@@ -37,6 +37,16 @@ export interface StandInOptions {
   readonly healthy?: boolean;
   /** Loopback port to listen on (a GPU replica's address is fixed by its droplet). @default - a free one */
   readonly port?: number;
+  /** Address to listen on (0.0.0.0 inside a container image). @default "127.0.0.1" */
+  readonly host?: string;
+  /**
+   * The key the program itself checks (llama-server --api-key: Bearer; docling-serve: X-Api-Key):
+   * other requests get the program's 401. Health and metrics stay open, as in the programs.
+   * @default - no check
+   */
+  readonly apiKey?: { readonly header: "authorization" | "x-api-key"; readonly value: string };
+  /** Called with every request received (the container images log it). @default - none */
+  readonly onReceived?: (request: ReceivedRequest) => void;
 }
 
 export interface StandIn {
@@ -123,7 +133,9 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
         return json(res, 400, { error: { message: "invalid JSON", type: "invalid_request_error", code: "invalid_json" } });
       }
     }
-    received.push({ at: Date.now(), method: req.method ?? "", url: req.url ?? "", headers: req.headers, bodyBytes: raw.length, json: Object.keys(body).length ? body : undefined });
+    const entry: ReceivedRequest = { at: Date.now(), method: req.method ?? "", url: req.url ?? "", headers: req.headers, bodyBytes: raw.length, json: Object.keys(body).length ? body : undefined };
+    received.push(entry);
+    options.onReceived?.(entry);
 
     if (path === "/health" || path === "/") {
       if (program === "coqui-tts" && path === "/") return json(res, 200, { status: "ok" });
@@ -133,6 +145,11 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
       res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4", "X-Stand-In": label });
       res.end(`# stand-in\nvllm:num_requests_running{model_name="${model}"} ${inFlight - 1}\nvllm:num_requests_waiting{model_name="${model}"} 0\n`);
       return;
+    }
+    if (options.apiKey && path !== "/metrics") {
+      const given = req.headers[options.apiKey.header];
+      const expected = options.apiKey.header === "authorization" ? `Bearer ${options.apiKey.value}` : options.apiKey.value;
+      if (given !== expected) return json(res, 401, { error: { message: "Invalid API Key", type: "authentication_error", code: 401 } });
     }
     // Backends of the real programs check the hub's internal key; so do these (the tests give it).
     if (program === "vllm" || program === "llama.cpp") {
@@ -194,7 +211,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     });
   });
   server.keepAliveTimeout = 120_000;
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
   return {
     program,

@@ -47,9 +47,6 @@ export const DIGITALOCEAN_API = "https://api.digitalocean.com";
 /** The workflow the dispatch names (scaleops owns .github/workflows/autoscale.yml). */
 export const DISPATCH_WORKFLOW = "autoscale.yml";
 
-/** Traefik names file-provider routers `<name>@file` in its metrics labels. */
-export const fileProviderName = (name: string): string => `${name}@file`;
-
 
 const positive = z.number().finite().nonnegative();
 
@@ -85,7 +82,8 @@ export const controllerFileSchema = z.object({
    * droplet creation (billed, before the deploy can name the node) and the teardown.
    */
   timing: z.object({ pipelineSeconds: positive, createSeconds: positive, destroySeconds: positive }),
-  gateway: z.object({ metricsUrl: z.string().url(), coderRouter: z.string().min(1) }),
+  /** Where the demand signal is read: the gatekeeper's /metrics (allowed `llm` decisions, ../demand.ts). */
+  demand: z.object({ metricsUrl: z.string().url() }),
   /** The GPU replicas this deploy created, as the route table names them. */
   replicas: z.array(replicaSchema),
   /** Whether a CPU stand-in answers the coder route while no replica is ready (else this controller's 503 does). */
@@ -94,6 +92,12 @@ export const controllerFileSchema = z.object({
   dispatch: z.object({ repo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/), ref: z.string().min(1), workflow: z.string().min(1) }).nullable(),
   /** Whether the deploy gave a billing token (the controller still checks the environment). */
   billingCrossCheck: z.boolean(),
+  /**
+   * The always-on part of the month's bill (CPU node, volumes): what budgetUsd less gpuBudgetUsd
+   * is. DigitalOcean's month-to-date figure covers the whole account, so the share of this accrued
+   * so far comes off it before it is compared with the GPU's ledger. Absent: 0 (the whole figure counts as GPU).
+   */
+  fixedMonthlyUsd: positive.default(0),
   /** The k8s tier: `replicas` are StatefulSet slots, deployed while their pod's name resolves (kubernetes.ts). @default - droplets: every named replica is deployed */
   kubernetes: z.object({ replicaSlots: z.boolean() }).optional(),
 });
@@ -130,4 +134,36 @@ export function pinFromHub(hub: HubConfig): HubConfig["gpuPin"] {
 export function filePolicy(policy: PolicyConfig, gpuWindows: readonly string[]): ControllerFile["policy"] {
   const { windows: _parsed, ...rest } = policy;
   return { ...rest, gpuWindows: [...gpuWindows] };
+}
+
+/**
+ * Spend the controller cannot see but the month's budget must count: the droplets of fine-tuning
+ * jobs (`npm run hub -- finetune`), which live in stacks of their own. The hub command writes this
+ * file into the state directory over SSH after each job run; the controller adds this month's
+ * entries to its ledger's spend every tick (ledger.ts monthToDateUsd).
+ */
+export const EXTERNAL_SPEND_FILE = "external-spend.json";
+
+export interface ExternalSpend {
+  readonly version: 1;
+  /** By job id: the month the spend fell in ("YYYY-MM", UTC), USD, and what it was. */
+  readonly entries: Readonly<Record<string, { readonly month: string; readonly usd: number; readonly what: string }>>;
+}
+
+export function asExternalSpend(v: unknown): ExternalSpend | undefined {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  if (o.version !== 1 || typeof o.entries !== "object" || o.entries === null || Array.isArray(o.entries)) return undefined;
+  for (const e of Object.values(o.entries as Record<string, unknown>)) {
+    if (typeof e !== "object" || e === null) return undefined;
+    const x = e as Record<string, unknown>;
+    if (typeof x.month !== "string" || !/^\d{4}-\d{2}$/.test(x.month) || typeof x.usd !== "number" || !Number.isFinite(x.usd) || x.usd < 0 || typeof x.what !== "string") return undefined;
+  }
+  return v as ExternalSpend;
+}
+
+/** This month's (UTC) external spend, USD. */
+export function externalMonthUsd(spend: ExternalSpend | undefined, nowMs: number): number {
+  const month = new Date(nowMs).toISOString().slice(0, 7);
+  return Object.values(spend?.entries ?? {}).reduce((sum, e) => sum + (e.month === month ? e.usd : 0), 0);
 }

@@ -5,19 +5,20 @@ import { decide, initialState } from "../decision";
 import type { AutoscalerState, Decision, PolicyConfig } from "../types";
 import { Actuator, ActuatorState, asActuatorState, DispatchRequest, emptyActuatorState, Pipeline, WantOutcome } from "./actuator";
 import type { BillingReader } from "./billing";
-import { ControllerFile, parseControllerFile } from "./contract";
+import { asExternalSpend, ControllerFile, EXTERNAL_SPEND_FILE, externalMonthUsd, parseControllerFile } from "./contract";
+import { DEMAND_METRIC, demandCounters } from "../demand";
 import { budgetReplicaCap } from "../budget-cap";
 import { type HostResolver, withPresentReplicas } from "./kubernetes";
-import { asLedger, emptyLedger, LedgerState, monthNodeSeconds, monthToDateUsd, observeDroplets, recoveredLedger } from "./ledger";
+import { asLedger, emptyLedger, LedgerState, ledgerTimeAfterRestart, monthNodeSeconds, monthOf, monthStartMs, monthToDateUsd, observeDroplets, raiseFloor, recoveredLedger } from "./ledger";
 import { errorText, Logger } from "./log";
 import { ControllerMetrics } from "./metrics";
 import { offAnswer, OffAnswer } from "./off-answer";
-import { coderDemandCounters, CounterDeltas, Fetcher, healthy, ReplicaReading, replicaReading, scrape } from "./signals";
+import { CounterDeltas, Fetcher, healthy, ReplicaReading, replicaReading, scrape } from "./signals";
 import { JsonStore } from "./store";
 
 /**
  * The controller: every tick it reads the config file the deploy rendered (which GPU replicas the
- * stack has, the policy, the pin), the gateway's coder counts and each replica's queue, keeps the
+ * stack has, the policy, the pin), the demand (the gatekeeper's allowed `llm` decisions) and each replica's queue, keeps the
  * ledger, calls the pure decision, and asks the pipeline for the wanted node count. Its view is
  * rebuilt from that file and live metrics on every tick; only the learned traffic, the ledger and
  * the actuator's last request are kept on disk, so a restart resumes them and sends no duplicate.
@@ -40,7 +41,14 @@ export interface ControllerDeps {
   readonly configFile: string;
   readonly store: JsonStore;
   readonly fetcher: Fetcher;
+  /** The system clock (wall time, ms): decisions, windows, pins, dispatch ids. */
   readonly clock: () => number;
+  /**
+   * A monotonic clock (ms, any origin) for the time that passes while the process runs: the
+   * ledger's clock moves by it, so a step of the system clock neither adds nor removes spend.
+   * @default - the system clock (tests with a fake clock that never steps)
+   */
+  readonly monotonic?: () => number;
   readonly log: Logger;
   /** Undefined: advice mode. */
   readonly pipeline?: Pipeline;
@@ -65,11 +73,14 @@ export interface ControllerStatus {
   readonly deployedNodes: number;
   readonly nodes: { readonly ready: number; readonly starting: number; readonly draining: number };
   readonly replicas: readonly ReplicaStatus[];
+  /** Allowed `llm` requests since the previous tick: the demand. Absent when the gatekeeper's counts could not be read. */
   readonly coderRequests?: number;
+  /** The demand counters as read this tick (one per key id), for `hub autoscale`'s own deltas. */
+  readonly demandCounters?: Readonly<Record<string, number>>;
   readonly signalsUp: boolean;
   readonly decision?: { readonly wantedNodes: number; readonly reason: string; readonly message: string; readonly numbers: Readonly<Record<string, number>> };
   readonly dispatch: ActuatorState & { readonly lastOutcome?: WantOutcome };
-  readonly ledger: { readonly month: string; readonly monthToDateUsd: number; readonly nodeSeconds: number; readonly gpuBudgetUsd: number; readonly floorReason?: string; readonly accountMonthToDateUsd?: number };
+  readonly ledger: { readonly month: string; readonly monthToDateUsd: number; readonly nodeSeconds: number; readonly gpuBudgetUsd: number; readonly floorReason?: string; readonly accountMonthToDateUsd?: number; readonly externalUsd?: number };
   readonly pin?: { readonly nodes: number; readonly untilMs: number };
   readonly wakeSinceMs?: number;
 }
@@ -101,7 +112,12 @@ export class Controller {
   private last?: ControllerStatus;
   private lastDecision?: Decision;
   private billingCheckedMs = -Infinity;
+  /** The monotonic clock's reading when the ledger was last updated by this process (undefined before the first tick). */
+  private monotonicAtLedger?: number;
   private accountMonthToDateUsd?: number;
+  /** Fine-tuning jobs' spend this month (EXTERNAL_SPEND_FILE), as last read. */
+  private externalUsd = 0;
+  private externalMonth?: string;
   private ticking: Promise<ControllerStatus | undefined> | undefined;
   private tickAgain = false;
 
@@ -152,16 +168,20 @@ export class Controller {
       ledger = ledgerRead.value;
       // The copy is one tick older: the droplets open in it stay open, so nothing is lost but a tick, which the next observation counts again.
       if (ledgerRead.from === "previous") deps.log.warn("ledger unreadable; resumed from its previous copy (one tick older)", { problem: ledgerRead.problem });
-    } else if (ledgerRead.kind === "missing") {
+    } else if (ledgerRead.kind === "missing" && stateRead.kind === "missing" && !deps.store.hasAnyFile()) {
+      // A first start: nothing was ever written here. (A billing token's figure still raises it at the first tick.)
       ledger = emptyLedger(now);
     } else {
+      // Unreadable, or missing beside a previous run's files: lost either way, and money is never forgotten.
+      const problem = ledgerRead.kind === "missing" ? `${LEDGER_FILE} and its copy are missing, though ${deps.store.dir} holds a previous run's files` : ledgerRead.problem;
       const account = deps.billing ? await deps.billing.monthToDateUsd() : undefined;
-      ledger = recoveredLedger(now, ledgerRead.problem, { accountMonthToDateUsd: account, maxNodes: file.policy.maxNodes, nodeHourlyUsd: file.policy.nodeHourlyUsd });
-      deps.log.error("ledger unreadable: started again from a bound, so spend is never under-counted", { problem: ledgerRead.problem, floorUsd: ledger.floorUsd, reason: ledger.floorReason });
-      deps.store.quarantine(LEDGER_FILE, now);
+      ledger = recoveredLedger(now, problem, { accountMonthToDateUsd: account, maxNodes: file.policy.maxNodes, nodeHourlyUsd: file.policy.nodeHourlyUsd });
+      deps.log.error("ledger lost: started again from a bound, so spend is never under-counted", { problem, floorUsd: ledger.floorUsd, reason: ledger.floorReason });
+      if (ledgerRead.kind === "corrupt") deps.store.quarantine(LEDGER_FILE, now);
     }
     const controller = new Controller(deps, file, persisted, ledger);
     controller.metrics.gpuBudget.set(file.policy.gpuBudgetUsd);
+    controller.metrics.ledgerFloor.set(ledger.floorUsd);
     return controller;
   }
 
@@ -173,9 +193,13 @@ export class Controller {
     return this.last;
   }
 
-  /** A request met the off state: answer it, count it as demand, and tick now so it wakes the GPU. */
-  answerOff(): OffAnswer {
-    this.offAnswered++;
+  /**
+   * A request met the off state: answer it and tick now. It is demand only when it came through
+   * the door (`allowed`: Traefik forwarded the gatekeeper's key id with it); the off port serves
+   * the CPU node's Docker network, where anything else could call it.
+   */
+  answerOff(allowed = true): OffAnswer {
+    if (allowed) this.offAnswered++;
     this.requestTick().catch((err: unknown) => this.deps.log.error("tick failed", { error: errorText(err) }));
     const now = this.deps.clock();
     return offAnswer({
@@ -185,7 +209,7 @@ export class Controller {
       pin: this.file.pin ?? undefined,
       wakeSinceMs: this.wakeSinceMs ?? this.actuator.outstanding(now, this.file.replicas.length)?.sinceMs,
       coldStartSeconds: this.file.policy.coldStartSeconds,
-      monthToDateUsd: monthToDateUsd(this.ledger, now, this.file.policy.nodeHourlyUsd),
+      monthToDateUsd: monthToDateUsd(this.ledger, this.ledgerTime(now).ledgerMs, this.file.policy.nodeHourlyUsd, this.externalUsd),
       gpuBudgetUsd: this.file.policy.gpuBudgetUsd,
     });
   }
@@ -233,11 +257,14 @@ export class Controller {
     const policy = policyFromFile(file);
     const now = clock();
 
-    // The gateway's coder counts; requests this controller answered while off are demand too (they cover the first tick after a restart).
-    const gateway = await scrape(fetcher, file.gateway.metricsUrl);
+    // Demand: the gatekeeper's allowed `llm` decisions. A scrape without its counter family is not
+    // the gatekeeper's (or not yet): as blind as no answer. Requests this controller answered while
+    // off are demand too, but only beside a readable count (they cover the first tick after a restart).
+    const scraped = await scrape(fetcher, file.demand.metricsUrl);
+    const counters = scraped?.has(DEMAND_METRIC) ? demandCounters(scraped) : undefined;
     const answered = this.offAnswered;
     this.offAnswered = 0;
-    const coderRequests = gateway ? Math.max(this.deltas.next(coderDemandCounters(gateway, file.gateway.coderRouter)), answered) : undefined;
+    const coderRequests = counters ? Math.max(this.deltas.next(counters), answered) : undefined;
 
     const replicas: ReplicaStatus[] = await Promise.all(
       file.replicas.map(async (r) => {
@@ -259,15 +286,20 @@ export class Controller {
     const outstanding = this.actuator.outstanding(now, deployed);
     // The accepted request that brought the stack to its count, even once the deploy caught up (this tick is when new nodes appear).
     const accepted = this.actuator.snapshot().accepted;
+    const { ledgerMs, monotonicMs } = this.ledgerTime(now);
     this.ledger = observeDroplets(this.ledger, {
-      nowMs: now,
+      nowMs: ledgerMs,
+      wallMs: now,
       deployed: file.replicas.map((r) => ({ node: r.node, healthUrl: r.healthUrl })),
       stillAnswering,
       wakeAcceptedMs: accepted && accepted.request.nodes > 0 && accepted.request.nodes >= deployed ? accepted.acceptedMs : undefined,
       createSeconds: file.timing.createSeconds,
       destroySeconds: file.timing.destroySeconds,
     });
-    const spend = monthToDateUsd(this.ledger, now, policy.nodeHourlyUsd);
+    this.monotonicAtLedger = monotonicMs;
+    this.readExternalSpend(now);
+    await this.checkBilling(ledgerMs, file);
+    const spend = monthToDateUsd(this.ledger, ledgerMs, policy.nodeHourlyUsd, this.externalUsd);
 
     const starting = deployed - ready.length + (outstanding && outstanding.nodes > deployed ? outstanding.nodes - deployed : 0);
     const nodes = { ready: ready.length, starting, draining: stillAnswering.size };
@@ -294,7 +326,6 @@ export class Controller {
     await this.actuator.step(clock(), clock);
 
     const signalsUp = coderRequests !== undefined && (ready.length === 0 || readings !== undefined);
-    await this.checkBilling(now, spend);
     this.persist();
 
     const m = this.metrics;
@@ -304,6 +335,7 @@ export class Controller {
     m.nodes.set({ state: "draining" }, nodes.draining);
     m.decided(decision.reason);
     m.monthSpend.set(spend);
+    m.ledgerFloor.set(this.ledger.floorUsd);
     m.budgetMaxReplicas.set(budgetReplicaCap(policy, spend));
     m.signalsUp.set(signalsUp ? 1 : 0);
     const snapshot = this.actuator.snapshot();
@@ -328,27 +360,64 @@ export class Controller {
       nodes,
       replicas,
       coderRequests,
+      demandCounters: counters ? Object.fromEntries(counters) : undefined,
       signalsUp,
       decision: { wantedNodes: decision.wantedNodes, reason: decision.reason, message: decision.message, numbers: decision.numbers },
       dispatch: { ...snapshot, lastOutcome: outcome },
-      ledger: { month: this.ledger.month, monthToDateUsd: spend, nodeSeconds: monthNodeSeconds(this.ledger, now), gpuBudgetUsd: policy.gpuBudgetUsd, floorReason: this.ledger.floorReason, accountMonthToDateUsd: this.accountMonthToDateUsd },
+      ledger: { month: this.ledger.month, monthToDateUsd: spend, nodeSeconds: monthNodeSeconds(this.ledger, ledgerMs), gpuBudgetUsd: policy.gpuBudgetUsd, floorReason: this.ledger.floorReason, accountMonthToDateUsd: this.accountMonthToDateUsd, externalUsd: this.externalUsd },
       pin,
       wakeSinceMs: this.wakeSinceMs ?? undefined,
     };
     return this.last;
   }
 
-  private async checkBilling(now: number, ledgerUsd: number): Promise<void> {
-    if (!this.deps.billing || now - this.billingCheckedMs < BILLING_CHECK_MS) return;
-    this.billingCheckedMs = now;
+  /** A file it cannot read keeps the last value it could: spend is never forgotten by a bad write. */
+  private readExternalSpend(now: number): void {
+    const read = this.deps.store.read(EXTERNAL_SPEND_FILE, asExternalSpend);
+    if (read.kind === "ok") {
+      // Within a month the figure only rises: a file rewritten from an older copy does not lower spend.
+      const month = monthOf(now);
+      const usd = externalMonthUsd(read.value, now);
+      this.externalUsd = month === this.externalMonth ? Math.max(this.externalUsd, usd) : usd;
+      this.externalMonth = month;
+    }
+    else if (read.kind === "corrupt") this.deps.log.error("external spend file unreadable; keeping the last value read", { problem: read.problem, externalUsd: this.externalUsd });
+  }
+
+  /**
+   * Every 10 minutes with a billing token: DigitalOcean's month-to-date usage, less the always-on
+   * costs accrued so far this month (the file's fixedMonthlyUsd, pro rata), is what the GPU has
+   * at least cost; a ledger below it is raised to it (droplets the controller never saw, a ledger
+   * restored from an old copy). A figure below the ledger changes nothing: the ledger errs high on purpose.
+   */
+  private async checkBilling(at: number, file: ControllerFile): Promise<void> {
+    // On the ledger's clock, which never runs back: a clock stepped back does not make it ask every tick.
+    if (!this.deps.billing || at - this.billingCheckedMs < BILLING_CHECK_MS) return;
+    this.billingCheckedMs = at;
     const account = await this.deps.billing.monthToDateUsd();
     if (account === undefined) {
       this.deps.log.warn("billing cross-check: DigitalOcean's month-to-date usage could not be read");
       return;
     }
     this.accountMonthToDateUsd = account;
-    // The account's usage includes everything, so it can only be above the GPU's share; below it means the ledger counts more than was billed (it errs that way on purpose).
-    this.deps.log.info("billing cross-check", { ledgerGpuUsd: Math.round(ledgerUsd * 100) / 100, accountMonthToDateUsd: account, ledgerAboveAccount: ledgerUsd > account });
+    const start = monthStartMs(at);
+    const end = Date.UTC(new Date(at).getUTCFullYear(), new Date(at).getUTCMonth() + 1, 1);
+    const fixedSoFar = (file.fixedMonthlyUsd * (at - start)) / (end - start);
+    const gpuShare = Math.max(0, account - fixedSoFar);
+    const ledgerUsd = monthToDateUsd(this.ledger, at, file.policy.nodeHourlyUsd);
+    const raise = gpuShare > ledgerUsd;
+    if (raise) this.ledger = raiseFloor(this.ledger, at, gpuShare, `DigitalOcean's month-to-date usage ($${account.toFixed(2)}, less $${fixedSoFar.toFixed(2)} of always-on costs so far) is above what the ledger counted ($${ledgerUsd.toFixed(2)}); the month's GPU spend is taken as at least $${gpuShare.toFixed(2)}`);
+    this.deps.log[raise ? "warn" : "info"]("billing cross-check", { ledgerGpuUsd: Math.round(ledgerUsd * 100) / 100, accountMonthToDateUsd: account, accountGpuShareUsd: Math.round(gpuShare * 100) / 100, ledgerRaised: raise });
+  }
+
+  /**
+   * The ledger's clock now: its last update plus the monotonic time since, or, before this
+   * process's first tick, plus the system clock's time since (the downtime).
+   */
+  private ledgerTime(wallMs: number): { ledgerMs: number; monotonicMs: number } {
+    const monotonicMs = this.deps.monotonic ? this.deps.monotonic() : wallMs;
+    const ledgerMs = this.monotonicAtLedger === undefined ? ledgerTimeAfterRestart(this.ledger, wallMs) : this.ledger.updatedMs + Math.max(0, monotonicMs - this.monotonicAtLedger);
+    return { ledgerMs, monotonicMs };
   }
 
   private persist(): void {

@@ -35,7 +35,7 @@ async function main(): Promise<void> {
   const billing = billingToken ? new DigitalOceanBilling(process.env[ENV.digitaloceanApi]?.trim() || DIGITALOCEAN_API, billingToken, httpFetcher) : undefined;
   if (!pipeline) log.warn("advice mode: the controller decides, logs and exports, but does not act", { why: !file.dispatch ? "no autoscalerDispatchRepo in the config file" : `${ENV.dispatchToken} is not set` });
 
-  const controller = await Controller.start({ configFile, store: new JsonStore(stateDir), fetcher: httpFetcher, clock: Date.now, log, pipeline, billing });
+  const controller = await Controller.start({ configFile, store: new JsonStore(stateDir), fetcher: httpFetcher, clock: Date.now, monotonic: () => performance.now(), log, pipeline, billing });
   const servers = await startServers(controller, { host: process.env.AUTOSCALER_HOST?.trim() || "0.0.0.0", controlPort: port(ENV.port, CONTROLLER_PORT), offPort: port(ENV.offPort, OFF_ANSWER_PORT), log });
   log.info("autoscaler listening", { controlPort: servers.controlPort, offPort: servers.offPort, stack: file.stack, mode: pipeline ? "act" : "advice", billingCrossCheck: billing !== undefined });
 

@@ -4,8 +4,8 @@ import type { DecisionReason } from "../types";
  * What the coder route answers while no GPU replica is ready and the stack has no CPU stand-in:
  * HTTP 503 in OpenAI's error shape, naming the state, with Retry-After. The code stays `gpu_off`
  * (what clients and the README's error table already know); the message and the
- * `X-Hub-Gpu-State` header say which off it is. Every such request is demand: the server counts
- * it and asks for a tick at once, so it also wakes the GPU.
+ * `X-Hub-Gpu-State` header say which off it is. Such a request came through the door (the
+ * gatekeeper allowed it), so it is demand: the server counts it and asks for a tick at once, so it also wakes the GPU.
  */
 
 export type GpuOffState = "waking" | "budget-spent" | "pinned-off" | "advice" | "blind";
@@ -47,7 +47,7 @@ export function offAnswer(view: OffView): OffAnswer {
     return answer("advice", 600, "The GPU of this inference hub is off. Its autoscaler runs in advice mode (no dispatch token): it has logged that the GPU should wake, but the operator must turn it on (npm run hub -- gpu on).");
   }
   if (view.lastReason === "hold-metrics-missing") {
-    return answer("blind", 60, "The GPU of this inference hub is off, and its autoscaler cannot read the gateway's metrics right now, so it holds the GPU as it is. Retry shortly; tell the operator if this persists.");
+    return answer("blind", 60, "The GPU of this inference hub is off, and its autoscaler cannot read the gatekeeper's request counts right now, so it holds the GPU as it is. Retry shortly; tell the operator if this persists.");
   }
   const elapsed = view.wakeSinceMs === undefined ? 0 : Math.max(0, (view.nowMs - view.wakeSinceMs) / 1000);
   const left = Math.max(0, view.coldStartSeconds - elapsed);

@@ -50,7 +50,8 @@ export async function startServers(controller: Controller, options: { readonly h
   const off = http.createServer((req, res) => {
     // The body (a chat request) is not needed: drain it so the connection can be reused.
     req.resume();
-    const answer = controller.answerOff();
+    // Traefik forwards the gatekeeper's key id with every request it let through; nothing else calling this port is demand.
+    const answer = controller.answerOff(typeof req.headers["x-hub-key-id"] === "string" && req.headers["x-hub-key-id"] !== "");
     json(res, answer.status, answer.body, { "retry-after": String(answer.retryAfterSeconds), "x-hub-gpu-state": answer.state, "x-hub-backend": OFF_BACKEND_NAME });
   });
   const listen = (server: http.Server, port: number) =>

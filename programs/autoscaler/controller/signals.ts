@@ -1,30 +1,18 @@
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 
 /**
- * The controller's inputs, read from Prometheus text: the gateway's coder-route request counter
- * (Traefik) and each ready replica's queue (vLLM). Parsing is parse-prometheus-text-format's; this
- * file only picks series and turns counters into per-tick deltas.
+ * The controller's inputs, read from Prometheus text: the gatekeeper's allowed `llm` decisions
+ * (the demand signal, ../demand.ts) and each ready replica's queue (vLLM). Parsing is
+ * parse-prometheus-text-format's; this file only picks series and turns counters into per-tick deltas.
  *
- * Names, as read 2026-12-02:
- * - Traefik v3: `traefik_router_requests_total{code,method,protocol,router,service}`
- *   (pkg/observability/metrics/prometheus.go, routerReqsTotalName; needs addRoutersLabels, which
- *   services/gateway.ts sets). File-provider routers are labelled `<name>@file`.
- * - vLLM (v1 engine): `vllm:num_requests_running`, `vllm:num_requests_waiting`,
- *   `vllm:kv_cache_usage_perc`, one series per engine, labels model_name and engine
- *   (vllm/v1/metrics/loggers.py, PrometheusStatLogger; FACTS.md for v0.24.0).
+ * vLLM (v1 engine), as read 2026-12-02: `vllm:num_requests_running`, `vllm:num_requests_waiting`,
+ * `vllm:kv_cache_usage_perc`, one series per engine, labels model_name and engine
+ * (vllm/v1/metrics/loggers.py, PrometheusStatLogger; FACTS.md for v0.24.0).
  */
 
-export const TRAEFIK_ROUTER_REQUESTS = "traefik_router_requests_total";
 export const VLLM_RUNNING = "vllm:num_requests_running";
 export const VLLM_WAITING = "vllm:num_requests_waiting";
 export const VLLM_KV_CACHE = "vllm:kv_cache_usage_perc";
-
-/**
- * Answers the door gives before a request reaches any coder: no or bad key, wrong scope, a key's
- * or an address's rate limit. They are not demand: a flood of made-up keys must not wake a GPU.
- * Everything else on the coder router is (the GPU's answers, the CPU stand-in's, the 503 while off).
- */
-export const NOT_DEMAND_CODES: ReadonlySet<string> = new Set(["401", "403", "429"]);
 
 export interface Series {
   readonly labels: Readonly<Record<string, string>>;
@@ -46,26 +34,10 @@ export function parseSeries(text: string): Map<string, Series[]> {
   return out;
 }
 
-const seriesKey = (labels: Readonly<Record<string, string>>): string =>
-  Object.keys(labels)
-    .sort()
-    .map((k) => `${k}=${JSON.stringify(labels[k])}`)
-    .join(",");
-
-/** The coder router's request counters that count as demand, one value per label set. */
-export function coderDemandCounters(families: ReadonlyMap<string, readonly Series[]>, router: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const s of families.get(TRAEFIK_ROUTER_REQUESTS) ?? []) {
-    if (s.labels.router !== router || NOT_DEMAND_CODES.has(s.labels.code ?? "")) continue;
-    out.set(seriesKey(s.labels), s.value);
-  }
-  return out;
-}
-
 /**
- * Turns successive counter readings into increases. A series that went down was reset (Traefik
+ * Turns successive counter readings into increases. A series that went down was reset (the gatekeeper
  * restarted): its whole new value is the increase. A series first seen after the first reading
- * is new since then (Traefik creates a series at its first request). The first reading only sets
+ * is new since then (the gatekeeper creates a series at a key's first allowed request). The first reading only sets
  * the baseline and reports 0; the controller's own count of its 503 answers covers that tick.
  */
 export class CounterDeltas {

@@ -66,6 +66,15 @@ export class JsonStore {
     return { kind: "corrupt", problem: [current.problem, previous.problem].filter(Boolean).join("; ") };
   }
 
+  /** Whether the directory holds any file (a previous run's state, copies, or files moved aside): not a first start. */
+  hasAnyFile(): boolean {
+    try {
+      return fs.readdirSync(this.dir).some((f) => !f.includes(".tmp-"));
+    } catch {
+      return false;
+    }
+  }
+
   /** Moves an unreadable file aside (kept for a post-mortem), so the next write starts clean. */
   quarantine(name: string, nowMs: number): void {
     for (const suffix of ["", ".prev"]) {

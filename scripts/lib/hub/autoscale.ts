@@ -4,10 +4,9 @@ import * as path from "node:path";
 import { decide, initialState } from "../../../programs/autoscaler/decision";
 import { pinFromHub } from "../../../programs/autoscaler/controller/contract";
 import type { ControllerStatus } from "../../../programs/autoscaler/controller/controller";
-import { coderDemandCounters, CounterDeltas, type Fetcher, parseSeries } from "../../../programs/autoscaler/controller/signals";
+import { CounterDeltas, type Fetcher } from "../../../programs/autoscaler/controller/signals";
 import { policyConfig, servingModel } from "../../../programs/autoscaler/serving-model";
 import type { AutoscalerState, Decision as ScalingDecision } from "../../../programs/autoscaler/types";
-import { fileProviderName } from "../../../programs/autoscaler/controller/contract";
 import type { Io } from "./commands";
 import { scaleCommand } from "./commands";
 import { resolveConfig } from "./decisions";
@@ -17,13 +16,12 @@ import { HubCommandError, type StackOps } from "./ops";
  * `npm run hub -- autoscale [--watch]`: the controller's decision, run where the credentials live
  * (an operator's machine, a CI runner), acting through the hub's safe path (set config, preview,
  * refuse any volume delete or replace, up). Its signals are what an operator can reach: the
- * gateway's admin routes with an admin key, /admin/metrics (Traefik's counters) and
- * /admin/autoscaler (the controller's view, with vLLM's readings and the ledger). Without them it
- * holds, as the controller does.
+ * gateway's /admin/autoscaler with an admin key (the controller's view: the demand counters it read
+ * from the gatekeeper, vLLM's readings and the ledger). Without it it holds, as the controller does.
  */
 
 export interface OperatorReading {
-  /** Traefik's coder-route demand counters; undefined when /admin/metrics could not be read. */
+  /** The demand counters (allowed `llm` requests, programs/autoscaler/demand.ts); undefined when unread. */
   readonly counters?: ReadonlyMap<string, number>;
   /** The controller's view; undefined when /admin/autoscaler could not be read. */
   readonly status?: ControllerStatus;
@@ -46,14 +44,15 @@ export function gatewaySignals(baseUrl: string, adminKey: string, fetcher: Fetch
   };
   return {
     read: async () => {
-      const [metrics, status] = await Promise.all([get("/admin/metrics"), get("/admin/autoscaler")]);
+      const status = await get("/admin/autoscaler");
       let parsed: ControllerStatus | undefined;
       try {
         parsed = status ? (JSON.parse(status) as ControllerStatus) : undefined;
       } catch {
         parsed = undefined;
       }
-      return { counters: metrics ? coderDemandCounters(parseSeries(metrics), fileProviderName("coder")) : undefined, status: parsed };
+      const counters = parsed?.demandCounters;
+      return { counters: counters ? new Map(Object.entries(counters).filter(([, v]) => typeof v === "number" && Number.isFinite(v))) : undefined, status: parsed };
     },
   };
 }

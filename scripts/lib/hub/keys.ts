@@ -1,4 +1,5 @@
 import { KeysFile, newApiKey, parseKeysFile, SCOPES, Scope } from "../../../programs/gatekeeper/keys";
+import { LIMIT_NAMES, type PartialLimits } from "../../../programs/sandbox/protocol";
 import { PROJECT } from "../../../stacks/settings";
 import { Io, previewAndApply } from "./commands";
 import { HubCommandError, StackOps } from "./ops";
@@ -9,6 +10,22 @@ export interface KeyOptions {
   readonly name?: string;
   readonly scopes?: string;
   readonly rate?: string;
+  /** `wall_ms=30000,memory_bytes=536870912`: the key's own sandbox ceiling. */
+  readonly sandboxLimits?: string;
+}
+
+/** `--sandbox-limits wall_ms=30000,memory_bytes=536870912` → the key's ceiling, or the problems with it. */
+export function parseSandboxLimits(text: string): { limits?: PartialLimits; problems: string[] } {
+  const problems: string[] = [];
+  const limits: Record<string, number> = {};
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const [name, value] = part.split("=");
+    if (!(LIMIT_NAMES as readonly string[]).includes(name)) problems.push(`--sandbox-limits: ${name} is not a limit; limits: ${LIMIT_NAMES.join(", ")}`);
+    else if (!/^[1-9]\d*$/.test(value ?? "") || !Number.isSafeInteger(Number(value))) problems.push(`--sandbox-limits: ${name}=${value ?? ""} is not a positive whole number`);
+    else limits[name] = Number(value);
+  }
+  if (problems.length === 0 && Object.keys(limits).length === 0) problems.push("--sandbox-limits needs limit=value pairs, e.g. wall_ms=30000,memory_bytes=536870912");
+  return problems.length ? { problems } : { limits: limits as PartialLimits, problems };
 }
 
 /** The change a keys command makes to the keys document, as a pure function. */
@@ -23,9 +40,12 @@ export function planKeysChange(current: KeysFile, action: string | undefined, ar
     if (unknown.length) problems.push(`unknown scope(s) ${unknown.join(", ")}; scopes: ${SCOPES.join(", ")}`);
     const rate = opts.rate === undefined ? undefined : Number(opts.rate);
     if (rate !== undefined && !(Number.isInteger(rate) && rate > 0)) problems.push(`--rate ${opts.rate} is not a positive whole number of requests per minute`);
+    const sandbox = opts.sandboxLimits === undefined ? undefined : parseSandboxLimits(opts.sandboxLimits);
+    if (sandbox) problems.push(...sandbox.problems);
+    if (sandbox?.limits && !scopes.includes("sandbox")) problems.push("--sandbox-limits applies to keys with the sandbox scope; add sandbox to --scopes");
     if (problems.length) throw new HubCommandError(problems.join("; "));
     const key = newApiKey();
-    const entry = { id: key.id, name: name!, sha256: key.sha256, scopes: scopes as Scope[], ...(rate ? { ratePerMinute: rate } : {}), created: now.toISOString() };
+    const entry = { id: key.id, name: name!, sha256: key.sha256, scopes: scopes as Scope[], ...(rate ? { ratePerMinute: rate } : {}), ...(sandbox?.limits ? { sandboxLimits: sandbox.limits } : {}), created: now.toISOString() };
     return { file: { ...current, keys: [...current.keys, entry] }, newKey: key.key, summary: `created key ${key.id} (${name}) with scopes ${scopes.join(", ")}` };
   }
   if (action === "revoke") {
@@ -41,7 +61,7 @@ export function planKeysChange(current: KeysFile, action: string | undefined, ar
 
 export function listKeys(file: KeysFile): string[] {
   if (file.keys.length === 0) return ["no API keys: every request is refused. Create one: npm run hub -- keys create --name <who> --scopes llm --stack <name>"];
-  return file.keys.map((k) => `${k.id}  ${k.revoked ? "REVOKED " : ""}${k.name}  scopes=${k.scopes.join(",")}${k.ratePerMinute ? `  rate=${k.ratePerMinute}/min` : ""}  created=${k.created}`);
+  return file.keys.map((k) => `${k.id}  ${k.revoked ? "REVOKED " : ""}${k.name}  scopes=${k.scopes.join(",")}${k.ratePerMinute ? `  rate=${k.ratePerMinute}/min` : ""}${k.sandboxLimits ? `  sandbox-limits=${Object.entries(k.sandboxLimits).map(([n, v]) => `${n}=${v}`).join(",")}` : ""}  created=${k.created}`);
 }
 
 /** `keys create|list|revoke`: edits the stack's secret `apiKeys` (hashes only), then deploys it. */

@@ -1,4 +1,5 @@
 import { PROJECT } from "../../../stacks";
+import { MAX_PIN_MS } from "../../../stacks/hub-config";
 import { ConfigChanges, decide, Decision, PIN_KEYS, resolveConfig, StackConfig, unpinChanges } from "./decisions";
 
 /**
@@ -91,8 +92,6 @@ export function decideScale(config: StackConfig, request: ScaleRequest, nowMs: n
 
 /** Durations a pin takes: `8h`, `90m`, `1d`, `2h30m`. */
 const DURATION = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$/;
-/** A pin longer than a month is a tier choice (gpu is always on), not a pin; the budget is monthly. */
-export const MAX_PIN_MS = 31 * 24 * 3600 * 1000;
 
 export function parsePinDuration(text: string): { ok: true; ms: number } | { ok: false; reason: string } {
   const m = DURATION.exec(text.trim());

@@ -59,6 +59,40 @@ export interface ReadOptions {
   readonly rateScale?: number;
 }
 
+/**
+ * What a replay can take. It ticks every 15 s from the first request (or day 0 of a rate series)
+ * to the last, so a span is time spent: a year replays in well under a minute per policy, a
+ * century would not finish. Token counts are bounded far above any context window (the catalogue's
+ * longest is 163,840), so a count that no request has is refused rather than priced at $Infinity;
+ * a rate series' drawn requests are bounded by memory (three numbers each).
+ */
+export const MAX_SPAN_DAYS = 366;
+export const MAX_TOKENS_PER_REQUEST = 10_000_000;
+export const MAX_DRAWN_REQUESTS = 20_000_000;
+const MAX_SPAN_SECONDS = MAX_SPAN_DAYS * 86400;
+
+/** A token count's problem, if it is beyond any request. */
+const tokenProblem = (name: string, value: number): string | undefined => (value > MAX_TOKENS_PER_REQUEST ? `${name} ${value} is more than ${MAX_TOKENS_PER_REQUEST} tokens, beyond any request a model takes` : undefined);
+
+/**
+ * The span's problem, naming the line of the later end: `times` in seconds, each with its line.
+ * `from` is where a replay starts when it is not the first request (day 0 of a rate series).
+ */
+function spanProblems(times: readonly number[], lineOf: readonly number[], describe: (i: number) => string, from?: number): TraceProblem[] {
+  if (times.length === 0) return [];
+  let lo = 0;
+  let hi = 0;
+  for (let i = 1; i < times.length; i++) {
+    if (times[i] < times[lo]) lo = i;
+    if (times[i] > times[hi]) hi = i;
+  }
+  const start = from === undefined ? times[lo] : Math.min(from, times[lo]);
+  const span = times[hi] - start;
+  if (span <= MAX_SPAN_SECONDS) return [];
+  const since = from === undefined ? ` after ${describe(lo)} (line ${lineOf[lo]})` : " after day 0 of the series";
+  return [{ line: lineOf[hi], message: `${describe(hi)} comes ${Math.round(span / 86400).toLocaleString("en-US")} days${since}: a replay covers at most ${MAX_SPAN_DAYS} days (it ticks through every 15 s). Split the trace into parts of at most ${MAX_SPAN_DAYS} days.` }];
+}
+
 /** Monday 2026-01-05 00:00 UTC: day 0 of a trace that carries no date. */
 export const DEFAULT_START_MS = Date.UTC(2026, 0, 5);
 
@@ -93,7 +127,7 @@ export function readAzure(text: string, file: string, options: ReadOptions): Tra
   const col = (name: string) => header.findIndex((h) => h.toLowerCase() === name.toLowerCase());
   const [iTime, iIn, iOut] = [col("TIMESTAMP"), col("ContextTokens"), col("GeneratedTokens")];
   if (iTime < 0 || iIn < 0 || iOut < 0) throw new TraceError(file, [{ line: 1, message: `the header is "${rows[0] ?? ""}"; an Azure LLM inference trace starts with TIMESTAMP,ContextTokens,GeneratedTokens` }]);
-  const times: number[] = [], ins: number[] = [], outs: number[] = [];
+  const times: number[] = [], ins: number[] = [], outs: number[] = [], lineOf: number[] = [], stamps: string[] = [];
   for (let n = 1; n < rows.length; n++) {
     const row = rows[n];
     if (row.trim() === "") continue;
@@ -102,17 +136,28 @@ export function readAzure(text: string, file: string, options: ReadOptions): Tra
     const why: string[] = [];
     let ms = NaN;
     if (!m) why.push(`TIMESTAMP "${f[iTime] ?? ""}" is not like 2023-11-16 18:15:46.6805900`);
-    else ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) + (m[7] ? Number(m[7]) * 1000 : 0);
+    else {
+      // setUTCFullYear, not Date.UTC: Date.UTC reads years 0-99 as 1900-1999.
+      const d = new Date(0);
+      d.setUTCFullYear(+m[1], +m[2] - 1, +m[3]);
+      d.setUTCHours(+m[4], +m[5], +m[6]);
+      ms = d.getTime() + (m[7] ? Number(m[7]) * 1000 : 0);
+    }
     if (!isNumber(f[iIn]) || Number(f[iIn]) < 0) why.push(`ContextTokens "${f[iIn] ?? ""}" is not a token count`);
+    else why.push(tokenProblem("ContextTokens", Number(f[iIn])) ?? "");
     if (!isNumber(f[iOut]) || Number(f[iOut]) < 0) why.push(`GeneratedTokens "${f[iOut] ?? ""}" is not a token count`);
-    if (why.length) {
-      problems.push({ line: n + 1, message: why.join("; ") });
+    else why.push(tokenProblem("GeneratedTokens", Number(f[iOut])) ?? "");
+    if (why.some(Boolean)) {
+      problems.push({ line: n + 1, message: why.filter(Boolean).join("; ") });
       continue;
     }
     times.push(ms);
     ins.push(Number(f[iIn]));
     outs.push(Number(f[iOut]));
+    lineOf.push(n + 1);
+    stamps.push((f[iTime] ?? "").trim());
   }
+  problems.push(...spanProblems(times.map((t) => t / 1000), lineOf, (i) => `TIMESTAMP ${stamps[i]}`));
   if (problems.length) throw new TraceError(file, problems);
   if (times.length === 0) throw new TraceError(file, [{ line: 2, message: "the trace has no requests" }]);
   let t0 = Infinity;
@@ -125,7 +170,7 @@ export function readAzure(text: string, file: string, options: ReadOptions): Tra
 export function readMooncake(text: string, file: string, options: ReadOptions): Trace {
   const rows = lines(text);
   const problems: TraceProblem[] = [];
-  const times: number[] = [], ins: number[] = [], outs: number[] = [];
+  const times: number[] = [], ins: number[] = [], outs: number[] = [], lineOf: number[] = [];
   for (let n = 0; n < rows.length; n++) {
     const row = rows[n].trim();
     if (row === "") continue;
@@ -145,15 +190,18 @@ export function readMooncake(text: string, file: string, options: ReadOptions): 
     for (const k of ["timestamp", "input_length", "output_length"]) {
       const v = o[k];
       if (typeof v !== "number" || !Number.isFinite(v) || v < 0) why.push(v === undefined ? `has no "${k}"` : `"${k}" is ${JSON.stringify(v)}, not a number >= 0`);
+      else if (k !== "timestamp") why.push(tokenProblem(`"${k}"`, v) ?? "");
     }
-    if (why.length) {
-      problems.push({ line: n + 1, message: why.join("; ") });
+    if (why.some(Boolean)) {
+      problems.push({ line: n + 1, message: why.filter(Boolean).join("; ") });
       continue;
     }
     times.push((o.timestamp as number) / 1000);
     ins.push(o.input_length as number);
     outs.push(o.output_length as number);
+    lineOf.push(n + 1);
   }
+  problems.push(...spanProblems(times, lineOf, (i) => `timestamp ${times[i] * 1000}`));
   if (problems.length) throw new TraceError(file, problems);
   if (times.length === 0) throw new TraceError(file, [{ line: 1, message: "the trace has no requests" }]);
   const sorted = sortTogether(times, ins, outs);
@@ -181,7 +229,9 @@ export function readServegen(text: string, file: string, options: ReadOptions): 
   }
   const windows: RateWindow[] = [];
   const seen = new Map<number, number>();
+  const windowLines: number[] = [];
   let withoutCv = 0;
+  let drawn = 0;
   for (let n = hasHeader ? 1 : 0; n < rows.length; n++) {
     const row = rows[n];
     if (row.trim() === "") continue;
@@ -209,8 +259,17 @@ export function readServegen(text: string, file: string, options: ReadOptions): 
     seen.set(start, n + 1);
     if (rps === 0) continue;
     const shapeText = cols.shape >= 0 ? f[cols.shape] : undefined;
-    windows.push({ start, rps: rps * (options.rateScale ?? 1), cv, pattern: patternText === "Weibull" ? "Weibull" : "Gamma", shape: isNumber(shapeText) && Number(shapeText) > 0 ? Number(shapeText) : undefined });
+    const scaled = rps * (options.rateScale ?? 1);
+    drawn += Math.ceil(scaled * SERVEGEN_WINDOW_SECONDS);
+    if (drawn > MAX_DRAWN_REQUESTS) {
+      problems.push({ line: n + 1, message: `rps ${scaled} brings the series to ${drawn} requests, more than the ${MAX_DRAWN_REQUESTS} a replay holds in memory. Lower --rate-scale, or split the series.` });
+      drawn = -Infinity;
+      continue;
+    }
+    windows.push({ start, rps: scaled, cv, pattern: patternText === "Weibull" ? "Weibull" : "Gamma", shape: isNumber(shapeText) && Number(shapeText) > 0 ? Number(shapeText) : undefined });
+    windowLines.push(n + 1);
   }
+  problems.push(...spanProblems(windows.map((w) => w.start + SERVEGEN_WINDOW_SECONDS), windowLines, (i) => `window_start_s ${windows[i].start}`, 0));
   if (problems.length) throw new TraceError(file, problems);
   if (windows.length === 0) throw new TraceError(file, [{ line: hasHeader ? 2 : 1, message: "no window has traffic (every rps is 0)" }]);
   windows.sort((a, b) => a.start - b.start);
