@@ -5,6 +5,8 @@ import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
 import { bundleController } from "../programs/autoscaler/controller/bundle";
 import { bundleSandboxFront } from "../programs/sandbox/bundle";
 import { SANDBOX_FRONT_CONTAINER, SANDBOX_FRONT_FILES, sandboxNodeUrl } from "../services/sandbox";
+import { bundleEmbeddingsFront } from "../programs/embeddings/bundle";
+import { EMBEDDINGS_CONTAINER, EMBEDDINGS_FILES } from "../services/embeddings";
 import { AUTOSCALER_CONTAINER, AUTOSCALER_FILES, autoscalerConfig, autoscalerRuns } from "../services/autoscaler";
 import { backendsDrainScript, backendsReadyScript, GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS, GPU_READY_TIMEOUT_SECONDS, errorsNginxConf, gpuBackendAddresses, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
 import { GRAFANA_CONTAINER } from "../services/grafana";
@@ -89,6 +91,7 @@ export function deployServices(
               { path: SANDBOX_FRONT_FILES.nodeUrl, content: pulumi.output(sandbox.privateIp).apply((ip) => `${sandboxNodeUrl(ip)}\n`), restarts: [SANDBOX_FRONT_CONTAINER] },
             ]
           : []),
+        ...(hub.embeddings ? [{ path: EMBEDDINGS_FILES.bundle, content: embeddingsBundle(), restarts: [EMBEDDINGS_CONTAINER] }] : []),
         ...monitoringFiles(hub, specs, routes, privateIps, cpu.kind === "droplet" ? cpu.privateIp : undefined, { ...alertSecrets, hubApiKey: secrets.hubApiKey }, waits),
         // Provisioning is read at start; dashboards are polled by Grafana, so only those restart it.
         ...grafana.map((f) => ({ path: f.path, content: f.content, ...(f.restartsGrafana ? { restarts: [GRAFANA_CONTAINER] } : {}) })),
@@ -143,6 +146,12 @@ let controllerBundled: string | undefined;
 function controllerBundle(): string {
   controllerBundled ??= bundleController();
   return controllerBundled;
+}
+
+let embeddingsBundled: string | undefined;
+function embeddingsBundle(): string {
+  embeddingsBundled ??= bundleEmbeddingsFront();
+  return embeddingsBundled;
 }
 
 /** The gateway's published ports: 80/443/8100 to the world on a droplet; only 8100 on a laptop. */

@@ -602,7 +602,7 @@ export function errorPages(hub: HubConfig, routes: readonly Route[]): ErrorPage[
         pages.push(page(route.name, 502, openAiError(`The ${route.description} did not answer; it may be restarting. Retry after the Retry-After interval.`, "server_error", "backend_unavailable"), BACKEND_RETRY_AFTER_SECONDS));
       } else {
         const wait = `${seconds(FORWARDING_TIMEOUTS.responseHeaderTimeout)} s`;
-        const hint = route.name === DOCUMENTS_ROUTE ? ` Convert long documents asynchronously: POST ${DOCUMENTS_ASYNC_HINT}.` : " Ask for less (max_tokens), or stream the response.";
+        const hint = route.timeoutHint ? ` ${route.timeoutHint}` : route.name === DOCUMENTS_ROUTE ? ` Convert long documents asynchronously: POST ${DOCUMENTS_ASYNC_HINT}.` : " Ask for less (max_tokens), or stream the response.";
         pages.push(page(route.name, 504, openAiError(`The ${route.description} did not start answering within ${wait}.${hint}`, "server_error", "backend_timeout")));
       }
     }

@@ -4,6 +4,7 @@ import { GRAFANA_CONTAINER, GRAFANA_PATH_PREFIX, GRAFANA_PORT } from "./grafana"
 import { GPU_SERVICE_PORTS } from "./ports";
 import { OFF_ANSWER_PORT } from "../programs/autoscaler/controller/contract";
 import { MAX_REQUEST_BYTES, SANDBOX_FRONT_PORT, SANDBOX_HEALTH_PATH, SANDBOX_PATH_PREFIX, SANDBOX_SCOPE } from "../programs/sandbox/protocol";
+import { EMBEDDINGS_PATH, EMBEDDINGS_PORT, HEALTH_PATH as EMBEDDINGS_HEALTH_PATH, MODELS_PATH_PREFIX } from "../programs/embeddings/contract";
 
 /**
  * The hub's one API surface: which public path goes to which program on which node, and what
@@ -52,6 +53,8 @@ export interface Route {
    * @default - none named here
    */
   readonly models?: readonly string[];
+  /** What to do instead when the backend did not start answering in time (the 504 page). @default - ask for less, or stream */
+  readonly timeoutHint?: string;
   /** Largest request body accepted, bytes (only enforced on non-streaming routes; see gateway). */
   readonly maxBodyBytes: number;
   readonly description: string;
@@ -62,6 +65,8 @@ const MB = 1024 * 1024;
 export const AUDIO_BODY_BYTES = 25 * MB;
 export const DOCUMENT_BODY_BYTES = 50 * MB;
 export const CHAT_BODY_BYTES = 10 * MB;
+/** Thousands of retrieval chunks per request; far more would not be embedded within the gateway's timeout on a CPU. */
+export const EMBEDDINGS_BODY_BYTES = 4 * MB;
 
 export const SERVICE_PORTS = {
   stt: 8000,
@@ -83,6 +88,9 @@ export const autoscalerAnswersOff = (hub: HubConfig): boolean => autoscalerRuns(
 export const CODER_OFF_SERVICE = "coder-off";
 
 export const DOCUMENTS_ROUTE = "documents";
+export const EMBEDDINGS_ROUTE = "embeddings";
+/** The embeddings front's container (services/embeddings.ts). */
+export const EMBEDDINGS_CONTAINER = "embeddings";
 /**
  * docling-serve's API under the hub's /v1/ocr/ prefix: the synchronous conversions, which end
  * with 504 after DOCLING_SERVE_MAX_SYNC_WAIT, and the asynchronous ones, which do not
@@ -128,6 +136,19 @@ export function routeTable(hub: HubConfig): Route[] {
   if (hub.sandbox) {
     // The front holds the sandbox token; the sandbox node must never see the backends' key.
     routes.push({ name: "sandbox", scope: SANDBOX_SCOPE, paths: [SANDBOX_PATH_PREFIX], prefix: true, primary: [container("sandbox-front", SANDBOX_FRONT_PORT, SANDBOX_HEALTH_PATH)], streaming: false, dropCredentials: true, maxBodyBytes: MAX_REQUEST_BYTES, description: "code execution in a gVisor sandbox (the sandbox node, through its front on the CPU node)" });
+  }
+  if (hub.embeddings) {
+    // Its own scope and router: embedding requests have their own rate budget and never count as coder demand.
+    routes.push({
+      name: EMBEDDINGS_ROUTE,
+      scope: "embeddings",
+      paths: [EMBEDDINGS_PATH, `${MODELS_PATH_PREFIX}${hub.embeddings.model.id}`],
+      primary: [container(EMBEDDINGS_CONTAINER, EMBEDDINGS_PORT, EMBEDDINGS_HEALTH_PATH)],
+      streaming: false,
+      maxBodyBytes: EMBEDDINGS_BODY_BYTES,
+      timeoutHint: "Send fewer or shorter inputs per request.",
+      description: `text embeddings (${hub.embeddings.model.displayName}, llama.cpp on the CPU node)`,
+    });
   }
   if (hub.grafana) {
     // Grafana serves under /grafana/ itself (serve_from_sub_path); "streaming" keeps its live

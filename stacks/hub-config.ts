@@ -1,4 +1,5 @@
 import type { CpuSize, GpuSize } from "./catalogue/droplets";
+import type { EmbeddingModelEntry } from "./catalogue/embeddings";
 import type { ModelEntry } from "./catalogue/models";
 import type { CostEstimate } from "./cost";
 import type { GpuFit } from "./fit";
@@ -22,8 +23,8 @@ export const CPU_MODEL_FILES_GIB = 6;
 /** Collection and alerting (services/monitoring.ts). */
 export type MonitoringProgram = "prometheus" | "alertmanager" | "node-exporter" | "dcgm-exporter" | "amd-device-metrics-exporter";
 export type MonitoringRole = "prometheus" | "alertmanager" | "node-exporter" | "gpu-exporter";
-export type Program = "traefik" | "nginx" | "gatekeeper" | "autoscaler" | "sandbox-front" | "gvisor" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram | "grafana";
-export type ServiceRole = "gateway" | "gatekeeper" | "autoscaler" | "sandbox-front" | "sandbox" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole | "grafana";
+export type Program = "traefik" | "nginx" | "gatekeeper" | "autoscaler" | "sandbox-front" | "gvisor" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram | "grafana" | "embeddings";
+export type ServiceRole = "gateway" | "gatekeeper" | "autoscaler" | "sandbox-front" | "sandbox" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole | "grafana" | "embeddings" | "embedder";
 
 /** One service instance on one node. */
 export interface Workload {
@@ -103,6 +104,8 @@ export interface HubConfig {
   readonly fallbackCoder?: LlamaCppCoder;
   readonly ocr: DeepSeekOcr | { readonly engine: Exclude<OcrEngine, "deepseek-ocr"> };
   readonly ocrCpuFallback: boolean;
+  /** /v1/embeddings: the front (programs/embeddings/) and llama.cpp in embedding mode on the CPU node; absent with embeddingModel none. */
+  readonly embeddings?: EmbeddingsPlan;
   readonly stt: { readonly model: string; readonly repo: string; readonly ramGiB: number };
   readonly tts: { readonly model: string; readonly ramGiB: number };
   readonly gateway: { readonly domain?: string; readonly acmeEmail?: string; readonly adminCidrs: readonly string[] };
@@ -165,4 +168,15 @@ export interface MonitoringPlan {
   /** node_exporter and the GPU exporters run on droplets only (not on a laptop's Docker). */
   readonly exporters: boolean;
   readonly email?: { readonly to: string; readonly smarthost: string; readonly from: string; readonly user?: string };
+}
+
+/** The CPU node's embedder, as placed: what services/embeddings.ts renders. */
+export interface EmbeddingsPlan {
+  readonly model: EmbeddingModelEntry;
+  /** `-hf` argument of llama-server. */
+  readonly hfArg: string;
+  /** Longest input, tokens: llama.cpp's --ctx-size, --batch-size and --ubatch-size. */
+  readonly inputTokens: number;
+  /** llama.cpp's resident estimate: GGUF + KV cache + compute buffers. */
+  readonly ramGiB: number;
 }

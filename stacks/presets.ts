@@ -34,6 +34,8 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   // Licences are the user's to accept: a model that asks (XTTS, CPML) is refused until they do.
   ttsAcceptModelLicense: false,
   fallbackModel: "none",
+  // /v1/embeddings on every tier, from the CPU node (stacks/catalogue/embeddings.ts).
+  embeddingModel: "qwen3-embedding-0.6b",
   adminCidrs: [],
   sshKeyFingerprints: [],
   rateLimitPerMinute: 120,
@@ -65,11 +67,14 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     ...SHARED,
     ...NO_GPU,
     tier: "cpu",
-    // The CPU coder (7B, 4-bit), docling, Whisper and TTS need ~14 GiB together; a c-4 has 8.
-    cpuSize: "c-8",
+    // The CPU coder (7B, 4-bit), docling, Whisper, TTS and monitoring need 15.4 GiB; embeddings
+    // (1.3 GiB) take it past a c-8's 16, and no 24 GiB size exists: c-16 (+$168/month). With
+    // embeddingModel none, c-8 is enough again.
+    cpuSize: "c-16",
     llmModel: "qwen2.5-coder-7b",
     llmMaxContext: 16384,
-    budgetUsd: 250,
+    // $348.50 a month with the preset's volumes; room for a larger model cache.
+    budgetUsd: 400,
   },
   gpu: { ...SHARED, tier: "gpu", budgetUsd: 2800 },
   hybrid: {
@@ -82,6 +87,9 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     gpuMinNodes: 0,
     // Keeps /v1/chat/completions answering (slowly) while the GPU is off.
     fallbackModel: "qwen2.5-coder-1.5b",
+    // 7.6 GiB of services plus embeddings (1.3 GiB) exceed a c-4's 8 GiB: 8 shared vCPUs and
+    // 16 GiB for $12/month more than 4 dedicated vCPUs and 8 GiB.
+    cpuSize: "s-8vcpu-16gb",
     budgetUsd: 400,
   },
   multigpu: {

@@ -21,6 +21,7 @@ import {
   Workload,
 } from "./hub-config";
 import { didYouMean } from "./load";
+import { embeddingsFilesGiB, embeddingsWorkloads, resolveEmbeddings } from "./embeddings";
 import { PRESETS, ResolvedSettings } from "./presets";
 import { cap, isNonEmpty, problem, Problem, Problems, Warning } from "./problems";
 import { mapGgufQuantization, mapVllmQuantization, VllmWeights } from "./quantization";
@@ -354,9 +355,9 @@ function checkCpuRam(ctx: Ctx, cpu: CpuSize, workloads: readonly Workload[]): nu
   if (needed > cpu.ramGiB) {
     const bigger = CPU_SIZES.filter((c) => c.ramGiB >= needed).sort((a, b) => a.pricePerMonth - b.pricePerMonth);
     const parts = [`system ${CPU_SERVICE_RAM.system.ramGiB}`, ...workloads.map((w) => `${w.role} (${w.program}) ${(w.ramGiB ?? 0).toFixed(2)}`)].join(" + ");
-    const drop = [ctx.s.fallbackModel !== "none" ? "set fallbackModel to none" : "", ctx.s.ocrCpuFallback ? "set ocrCpuFallback to false" : ""].filter(Boolean);
+    const drop = [ctx.s.fallbackModel !== "none" ? "set fallbackModel to none" : "", ctx.s.ocrCpuFallback ? "set ocrCpuFallback to false" : "", ctx.s.embeddingModel !== "none" ? "set embeddingModel to none (no /v1/embeddings)" : ""].filter(Boolean);
     if (ctx.s.tier === "local") {
-      ctx.problems.push(problem(["llmModel", "ocrEngine"], ctx.s.llmModel, `the local services need ${needed.toFixed(2)} GiB of RAM (${parts}); the local tier plans for ${cpu.ramGiB} GiB given to Docker.`, "Use a smaller llmModel, or set ocrEngine to none."));
+      ctx.problems.push(problem(["llmModel", "ocrEngine"], ctx.s.llmModel, `the local services need ${needed.toFixed(2)} GiB of RAM (${parts}); the local tier plans for ${cpu.ramGiB} GiB given to Docker.`, `Use a smaller llmModel, or set ocrEngine to none${ctx.s.embeddingModel !== "none" ? ", or set embeddingModel to none" : ""}.`));
       return needed;
     }
     ctx.problems.push(problem("cpuSize", cpu.slug, `the services placed on the CPU node need ${needed.toFixed(2)} GiB of RAM (${parts}); ${cpu.slug} has ${cpu.ramGiB} GiB.`, `Use ${bigger.length ? `cpuSize ${bigger[0].slug} (${bigger[0].ramGiB} GiB, $${bigger[0].pricePerMonth}/month)` : "a larger CPU size"}${drop.length ? `, or ${drop.join(", or ")}` : ""}.`));
@@ -461,6 +462,8 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
     }
   }
 
+  const embeddings = resolveEmbeddings(s.embeddingModel, problems);
+
   const ocr = s.ocrEngine === "deepseek-ocr" ? resolveOcr(ctx, gpu, coder?.backend === "vllm" ? coder.share : undefined) : undefined;
   if (s.ocrCpuFallback && s.ocrEngine !== "deepseek-ocr") {
     problems.push(problem(["ocrCpuFallback", "ocrEngine"], true, `a CPU OCR fallback only makes sense behind DeepSeek-OCR on the GPU; ocrEngine is ${s.ocrEngine}.`, "Set ocrCpuFallback to false."));
@@ -491,13 +494,14 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   const sandbox = resolveSandbox(s, problems);
 
   // Placement: the CPU node always; GPU nodes carry the coder (and DeepSeek-OCR) replicas.
-  const k8s = s.tier === "k8s" ? resolveKubernetes(s, cpu, gpu, cpuWorkloads(ctx, coder, fallback, whisper, ttsModel)) : undefined;
+  const allCpuLoads = [...cpuWorkloads(ctx, coder, fallback, whisper, ttsModel), ...embeddingsWorkloads(embeddings)];
+  const k8s = s.tier === "k8s" ? resolveKubernetes(s, cpu, gpu, allCpuLoads) : undefined;
   if (k8s) {
     problems.push(...k8s.problems);
     warnings.push(...k8s.warnings);
   }
   // The k8s CPU pool packs its workloads onto as many nodes as they need (stacks/kubernetes.ts).
-  const cpuLoads = k8s ? cpuWorkloads(ctx, coder, fallback, whisper, ttsModel).filter((w) => w.program !== "node-exporter") : cpuWorkloads(ctx, coder, fallback, whisper, ttsModel);
+  const cpuLoads = k8s ? allCpuLoads.filter((w) => w.program !== "node-exporter") : allCpuLoads;
   const cpuRamNeeded = k8s ? (k8s.plan?.cpuPool.ramNeededGiB ?? 0) : cpu ? checkCpuRam(ctx, cpu, cpuLoads) : 0;
   const gpuOn = hasGpu && s.gpuEnabled;
   const nodes: NodePlan[] = [{ name: CPU_NODE_NAME, kind: "cpu", size: s.cpuSize, active: true, workloads: cpuLoads, ramNeededGiB: cpuRamNeeded, ramGiB: k8s?.plan ? k8s.plan.cpuPool.nodes * k8s.plan.cpuPool.allocatableGiBPerNode : cpu?.ramGiB }];
@@ -523,7 +527,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   if (hasGpu && cacheNeeded > s.modelCacheGiB) {
     problems.push(problem("modelCacheGiB", s.modelCacheGiB, `the GPU node's weights (${coder?.backend === "vllm" ? coder.weights.modelId : s.llmModel}${ocr ? " + DeepSeek-OCR" : ""}) and compile cache need ${cacheNeeded} GiB on the model-cache volume.`, `Set modelCacheGiB to ${Math.min(VOLUME_MAX_GIB, Math.ceil(cacheNeeded / 10) * 10)} or more (volumes grow in place; they never shrink).`));
   }
-  const cpuFiles = (coder?.backend === "llama.cpp" ? gbToGiB(coder.gguf.sizeGB) : 0) + (fallback ? gbToGiB(fallback.gguf.sizeGB) : 0) + CPU_MODEL_FILES_GIB;
+  const cpuFiles = (coder?.backend === "llama.cpp" ? gbToGiB(coder.gguf.sizeGB) : 0) + (fallback ? gbToGiB(fallback.gguf.sizeGB) : 0) + embeddingsFilesGiB(embeddings) + CPU_MODEL_FILES_GIB;
   if (cpuFiles > s.cpuCacheGiB) {
     problems.push(problem("cpuCacheGiB", s.cpuCacheGiB, `the CPU node's model files need ${Math.ceil(cpuFiles)} GiB.`, `Set cpuCacheGiB to ${Math.ceil(cpuFiles / 5) * 5} or more.`));
   }
@@ -583,6 +587,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       fallbackCoder: fallback,
       ocr: ocr ?? { engine: s.ocrEngine === "docling" ? "docling" : "none" },
       ocrCpuFallback: s.ocrCpuFallback,
+      ...(embeddings ? { embeddings } : {}),
       stt: { model: s.sttModel, repo: whisper.repo, ramGiB: whisper.ramGiB },
       tts: { model: s.ttsModel, ramGiB: ttsModel.ramGiB },
       gateway: { domain: s.domain, acmeEmail: s.acmeEmail, adminCidrs: s.adminCidrs },

@@ -150,6 +150,7 @@ export const SETTINGS = {
   ttsModel: key("string", z.string().min(1), "Coqui TTS model name, e.g. tts_models/en/ljspeech/tacotron2-DDC."),
   ttsAcceptModelLicense: key("boolean", z.boolean(), "Agree to the licence a ttsModel requires before Coqui downloads it: xtts_v2 needs the Coqui Public Model License (CPML), non-commercial use only (https://tts-hub.github.io/cpml/). Sets COQUI_TOS_AGREED=1. false: such a model is refused at plan time."),
   fallbackModel: key("string", z.string().min(1), "CPU fallback coder (llama.cpp, 4-bit GGUF) served under the coder's name while the GPU is off, or none."),
+  embeddingModel: key("string", z.string().min(1), "Text-embedding model for /v1/embeddings (llama.cpp on the CPU node, served under its catalogue id, e.g. qwen3-embedding-0.6b), or none. Changing it changes every vector: re-index."),
   domain: key("string", z.string().regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a DNS name such as hub.example.com"), "Public DNS name of the gateway; enables HTTPS with Let's Encrypt. Unset: HTTP only."),
   acmeEmail: key("string", z.email("must be an e-mail address"), "Contact e-mail for Let's Encrypt; required with domain."),
   adminCidrs: key("array", z.array(cidr), "Source CIDRs allowed to SSH (port 22) to the nodes. Empty: only the public IPv4 address each deploy runs from, looked up at deploy time. \"0.0.0.0/0\" (and \"::/0\") opens SSH to the whole internet (the plan warns)."),

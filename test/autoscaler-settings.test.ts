@@ -62,8 +62,8 @@ describe("serving model of the hybrid stack (catalogue figures, worked by hand)"
   });
 
   it("the GPU budget is what the month leaves after the always-on costs", () => {
-    // $400 - c-4 $84 - block storage (100 + 25 GiB) $12.50 = $303.50.
-    expect(policyConfig(hub, m).gpuBudgetUsd).toBeCloseTo(303.5, 6);
+    // $400 - s-8vcpu-16gb $96 - block storage (100 + 25 GiB) $12.50 = $291.50.
+    expect(policyConfig(hub, m).gpuBudgetUsd).toBeCloseTo(291.5, 6);
   });
 
   it("refuses a tier without a GPU coder", () => {

@@ -182,9 +182,10 @@ describe("refusals before anything exists", () => {
     writeFileSync(bad, '{"prompt": "x"}\n');
     const r = rig({ steps: 1, stepsPerLook: 1 });
     await expect(start(r, { dataset: bad })).rejects.toThrow(/bad\.jsonl:1: has neither "messages"/);
-    // The hybrid preset's month is $232.10: $233 holds the stack but not an hour of H100 on top.
-    const poor = rig({ steps: 1, stepsPerLook: 1 }, { ...SERVING, budgetUsd: "233" });
-    await expect(start(poor, { gpuSize: "gpu-h100x1-80gb" })).rejects.toThrow(/budgetUsd = 233: the stack's projected month is \$232\.10; with this job's \$\d+\.\d\d it would be \$23[3-9]\.\d\d, above the budget of \$233\.00/);
+    // The hybrid preset's month is $244.10 (CPU node s-8vcpu-16gb $96 + 40 GPU hours at $3.39 $135.60
+    // + volumes $12.50): $245 holds the stack but not an hour of H100 on top.
+    const poor = rig({ steps: 1, stepsPerLook: 1 }, { ...SERVING, budgetUsd: "245" });
+    await expect(start(poor, { gpuSize: "gpu-h100x1-80gb" })).rejects.toThrow(/budgetUsd = 245: the stack's projected month is \$244\.10; with this job's \$\d+\.\d\d it would be \$24[5-9]\.\d\d, above the budget of \$245\.00/);
     for (const x of [r, poor]) {
       expect(x.stack.calls).toEqual([]);
       expect(x.store.load()).toBeUndefined();
@@ -192,7 +193,7 @@ describe("refusals before anything exists", () => {
   });
   it("counts this month's earlier jobs against the budget", async () => {
     const r = rig({ steps: 1, stepsPerLook: 1 });
-    const projected = 232.1; // the hybrid preset's month, as the plan prints it
+    const projected = 244.1; // the hybrid preset's month, as the plan prints it
     await expect(finetuneStart({ ...r.env, otherJobsMonthUsd: 400 - projected }, { name: "acme-budget", dataset, epochs: 1 })).rejects.toThrow(/this month's earlier jobs|budgetUsd/);
     const spans: JobRecord["dropletSpans"] = [{ fromMs: Date.parse("2026-12-01T00:00:00Z"), toMs: Date.parse("2026-12-01T02:00:00Z") }, { fromMs: Date.parse("2026-11-30T00:00:00Z"), toMs: Date.parse("2026-11-30T01:00:00Z") }];
     // Two hours this month at $1.57/h; last month's hour is not this month's.

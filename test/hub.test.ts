@@ -67,7 +67,7 @@ describe("the hub command against a recording Pulumi", () => {
     let probes = 0;
     await gpuCommand(ops, "on", out, async () => (++probes < 2 ? "fallback" : "gpu"));
     expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "preview", "up"]);
-    expect(lines.join("\n")).toMatch(/burn: \$0\.14\/h → \$3\.53\/h/);
+    expect(lines.join("\n")).toMatch(/burn: \$0\.16\/h → \$3\.55\/h/);
     for (const phase of ["droplet", "readiness", "image pull", "model load"]) expect(lines.some((l) => l.trim().startsWith(`${phase}:`)), phase).toBe(true);
   }, 30_000);
 

@@ -7,6 +7,7 @@ import { chooseDoksVersion } from "../infra/kubernetes/cluster";
 import { kubernetesManifests, kubernetesSpecs } from "../infra/kubernetes/manifests";
 import { KubeObject, NAME_LABEL } from "../infra/kubernetes/model";
 import { kubernetesColdStart } from "../infra/kubernetes/scaling";
+import { filesUnder, isFilesMount } from "../infra/kubernetes/workloads";
 import { routeTable } from "../services/routes";
 import { METRIC_NAMES as GATEKEEPER_METRICS, OUTCOMES } from "../programs/gatekeeper/metrics";
 import { COLD_START } from "../stacks/catalogue/serving";
@@ -146,6 +147,17 @@ describe("moving from hybrid", () => {
     }
     expect(pvs.map((pv) => pv.spec.claimRef.name).sort()).toEqual(["cpu-cache", "model-cache-coder-0", "model-cache-coder-1", "model-cache-coder-2", "model-cache-coder-3"]);
   }, 120_000);
+});
+
+describe("files", () => {
+  it("every directory a service mounts read-only receives the files the droplet tiers write there", () => {
+    for (const settings of [{ tier: "k8s" }, { tier: "k8s", domain: "hub.example.com", acmeEmail: "ops@example.com", ocrEngine: "docling" }]) {
+      const { hub, files } = render(settings);
+      for (const spec of kubernetesSpecs(hub)) {
+        for (const m of spec.mounts.filter(isFilesMount)) expect(filesUnder(m.hostPath, files).plain.length + filesUnder(m.hostPath, files).secret.length, `${spec.name}: ${m.hostPath}`).toBeGreaterThan(0);
+      }
+    }
+  });
 });
 
 describe("exposure", () => {

@@ -68,8 +68,8 @@ describe("resources", () => {
     const md = renderComment([d]);
     expect(md).toContain(`**Resources:** ${d.resources!.added.length} added, 0 removed`);
     expect(md).toContain("- ➕ `do:Droplet` `gpu-0-droplet`");
-    expect(md).toContain("- **Per month:** $232.10 (unchanged)");
-    expect(md).toContain("- **Burn as deployed now:** $0.14/h → $3.53/h (+$3.39/h)");
+    expect(md).toContain("- **Per month:** $244.10 (unchanged)");
+    expect(md).toContain("- **Burn as deployed now:** $0.16/h → $3.55/h (+$3.39/h)");
     expect(md).not.toContain("CAUTION");
   });
 
@@ -193,7 +193,7 @@ describe("volume risk", () => {
     const md = renderComment([d]);
     expect(md).toContain("🛑 **VOLUME AT RISK in `hybrid`**");
     expect(md).toContain("> - `ih-hybrid-model-cache-0` is no longer in the program");
-    expect(md).toContain("| `hybrid` | $232.10 → $232.10 | ±$0.00 | $3.53 → $3.53 | +0 −1 ~0 | 🛑 1 |");
+    expect(md).toContain("| `hybrid` | $244.10 → $244.10 | ±$0.00 | $3.55 → $3.55 | +0 −1 ~0 | 🛑 1 |");
   });
 
   it("a volume that shrinks is flagged: DigitalOcean volumes only grow", () => {
@@ -249,7 +249,7 @@ describe("failed and missing plans", () => {
     expect(d.volumeRisks).toEqual([]);
     const md = renderComment([d]);
     expect(md).toContain("_New stack:");
-    expect(md).toContain("| `hybrid` | — → $232.10 | new |");
+    expect(md).toContain("| `hybrid` | — → $244.10 | new |");
   });
 
   it("a stack file removed in the PR", () => {

@@ -5,6 +5,7 @@ import { FORWARDING_TIMEOUTS } from "../services/gateway";
 import { COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, GRAFANA_IMAGE, IMAGES, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE } from "../services/images";
 import { grafanaSpec } from "../services/grafana";
 import { hubServiceSpecs } from "../services/index";
+import { embeddingsSpecs } from "../services/embeddings";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT } from "../services/node-setup";
 import { CODER_OFF_SERVICE, routeTable } from "../services/routes";
 import { autoscalerSpec } from "../services/autoscaler";
@@ -22,7 +23,7 @@ import { vllmArgProblems } from "./helpers/vllm-reference";
 /** What this suite's files produce; the gateway and its error page come from services/gateway.ts. */
 const specsOf = (hub: HubConfig): ServiceSpec[] => [sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub)];
 /** With Grafana (test/dashboards.test.ts checks its spec): what the gateway can route to. */
-const routableSpecsOf = (hub: HubConfig): ServiceSpec[] => [...specsOf(hub), ...(hub.grafana ? [grafanaSpec(hub)] : [])];
+const routableSpecsOf = (hub: HubConfig): ServiceSpec[] => [...specsOf(hub), ...(hub.grafana ? [grafanaSpec(hub)] : []), ...embeddingsSpecs(hub)];
 
 const CASES: readonly { readonly label: string; readonly settings: Record<string, unknown> }[] = [
   ...TIERS.map((tier) => ({ label: `${tier} preset`, settings: { tier } })),
@@ -57,6 +58,8 @@ function expectedImage(hub: HubConfig, program: Program): ImageRef {
     case "sandbox-front":
     case "gvisor":
       throw new Error("the sandbox's front and node are checked in test/sandbox-deploy.test.ts");
+    case "embeddings":
+      throw new Error("the embeddings containers are checked in test/embeddings-plan.test.ts");
     case "prometheus":
     case "alertmanager":
     case "node-exporter":
@@ -87,7 +90,7 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
   it("run exactly the placement's workloads, on its nodes, from the right images", () => {
     const expected = hub.nodes
       .filter((n) => n.active)
-      .flatMap((n) => n.workloads.filter((w) => w.role !== "gateway" && w.role !== "gatekeeper" && w.role !== "autoscaler" && !MONITORING_ROLES.includes(w.role) && w.role !== "grafana").map((w) => key(n.name, w.role, expectedImage(hub, w.program))));
+      .flatMap((n) => n.workloads.filter((w) => w.role !== "gateway" && w.role !== "gatekeeper" && w.role !== "autoscaler" && !MONITORING_ROLES.includes(w.role) && w.role !== "grafana" && w.role !== "embeddings" && w.role !== "embedder").map((w) => key(n.name, w.role, expectedImage(hub, w.program))));
     expect(specs.map((s) => key(s.node, s.name, s.image)).sort()).toEqual(expected.sort());
     // Names are unique per node: Docker would refuse a second container of the same name.
     expect(new Set(specs.map((s) => `${s.node}/${s.name}`)).size).toBe(specs.length);

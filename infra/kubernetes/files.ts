@@ -1,5 +1,7 @@
 import { bundleController } from "../../programs/autoscaler/controller/bundle";
 import { bundleGatekeeper } from "../../programs/gatekeeper/bundle";
+import { bundleEmbeddingsFront } from "../../programs/embeddings/bundle";
+import { EMBEDDINGS_FILES } from "../../services/embeddings";
 import { GATEKEEPER_FILES } from "../../services/auth";
 import { AUTOSCALER_FILES, autoscalerConfig, autoscalerRuns } from "../../services/autoscaler";
 import { errorsNginxConf, GATEWAY_DIRS, renderYaml } from "../../services/gateway";
@@ -27,6 +29,7 @@ const GATEWAY_ERRORS_FILE = `${GATEWAY_DIRS.errors}/default.conf`;
 
 let gatekeeperBundled: string | undefined;
 let controllerBundled: string | undefined;
+let embeddingsBundled: string | undefined;
 
 /** Secret settings the stack has: each file that needs one exists only then. */
 export interface SecretPresence {
@@ -91,6 +94,7 @@ export function kubernetesFiles(hub: HubConfig, specs: readonly ServiceSpec[], r
     { path: GATEWAY_ERRORS_FILE, content: errorsNginxConf(hub, routes) },
     { path: GATEKEEPER_FILES.bundle, content: (gatekeeperBundled ??= bundleGatekeeper()) },
     { path: GATEKEEPER_FILES.keys, content: secretRef("apiKeys") },
+    ...(hub.embeddings ? [{ path: EMBEDDINGS_FILES.bundle, content: (embeddingsBundled ??= bundleEmbeddingsFront()) }] : []),
   ];
   if (autoscalerRuns(hub)) {
     const config = kubernetesControllerFile(autoscalerConfig(hub, routes, { stack: "k8s", privateIps: gpuAddresses, billingCrossCheck: false }), hub.settings.gpuMaxNodes);

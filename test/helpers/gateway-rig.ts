@@ -24,6 +24,9 @@ import { GRAFANA_CONTAINER, GRAFANA_PORT } from "../../services/grafana";
 import { bundleSandboxFront } from "../../programs/sandbox/bundle";
 import { SANDBOX_FRONT_CONTAINER } from "../../services/sandbox";
 import { SANDBOX_FRONT_PORT } from "../../programs/sandbox/protocol";
+import { bundleEmbeddingsFront } from "../../programs/embeddings/bundle";
+import { EMBEDDINGS_PORT, ENV as EMBEDDINGS_ENV } from "../../programs/embeddings/contract";
+import { EMBEDDER_CONTAINER, EMBEDDINGS_CONTAINER } from "../../services/embeddings";
 
 /**
  * The gateway as deployed, on loopback: the real Traefik (built at the image's version) with the
@@ -71,6 +74,10 @@ interface Rendered {
   readonly autoscalerEnv?: Record<string, string>;
   /** The sandbox front's environment, when the stack runs the sandbox. */
   readonly sandboxFrontEnv?: Record<string, string>;
+  /** The embeddings front's container environment, when the stack serves /v1/embeddings. */
+  readonly embeddingsEnv?: Record<string, string>;
+  /** The embedder's llama-server arguments (its --ctx-size bounds the stand-in's batch). */
+  readonly embedderCommand?: readonly string[];
 }
 
 function stackText(settings: Readonly<Record<string, string | number | boolean>>): string {
@@ -101,6 +108,8 @@ export async function renderPlan(settings: Readonly<Record<string, string | numb
     autoscalerConfig: artifacts.some((a) => a.kind === "autoscaler-config") ? (JSON.parse(artifact(artifacts, "autoscaler-config")) as Record<string, unknown>) : undefined,
     autoscalerEnv: artifacts.some((a) => a.path === "cpu/containers/autoscaler.json") ? spec("autoscaler").env : undefined,
     sandboxFrontEnv: artifacts.some((a) => a.path === `cpu/containers/${SANDBOX_FRONT_CONTAINER}.json`) ? spec(SANDBOX_FRONT_CONTAINER).env : undefined,
+    embeddingsEnv: artifacts.some((a) => a.path === `cpu/containers/${EMBEDDINGS_CONTAINER}.json`) ? spec(EMBEDDINGS_CONTAINER).env : undefined,
+    embedderCommand: artifacts.some((a) => a.path === `cpu/containers/${EMBEDDER_CONTAINER}.json`) ? spec(EMBEDDER_CONTAINER).command : undefined,
   };
 }
 
@@ -133,7 +142,7 @@ export const RIG_BACKEND_KEY = "rig-internal-backend-key-0123456789abcdef";
 
 export class GatewayRig {
   readonly keys: Record<string, RigKey> = {};
-  readonly standIns: Record<"fallback" | "stt" | "tts" | "docling" | "gpuCoder" | "gpuOcr", StandIn | undefined> = { fallback: undefined, stt: undefined, tts: undefined, docling: undefined, gpuCoder: undefined, gpuOcr: undefined };
+  readonly standIns: Record<"fallback" | "stt" | "tts" | "docling" | "gpuCoder" | "gpuOcr" | "embedder", StandIn | undefined> = { fallback: undefined, stt: undefined, tts: undefined, docling: undefined, gpuCoder: undefined, gpuOcr: undefined, embedder: undefined };
   /** Where the grafana container would be (the stack runs Grafana unless `grafana: false`). */
   grafana?: GrafanaStandIn;
   traefik!: ManagedProcess;
@@ -147,6 +156,9 @@ export class GatewayRig {
   autoscaler?: ManagedProcess;
   sandboxFront?: ManagedProcess;
   sandboxFrontPort = 0;
+  /** The bundled embeddings front (programs/embeddings/), when the stack serves /v1/embeddings. */
+  embeddings?: ManagedProcess;
+  embeddingsPort = 0;
   readonly autoscalerPorts = { control: 0, off: 0 };
   gpuPorts = { coder: 0, ocr: 0 };
   readonly dir = mkdtempSync(path.join(tmpdir(), "hub-rig-"));
@@ -182,8 +194,9 @@ export class GatewayRig {
     const dirs = { static: path.join(this.dir, "static"), dynamic: path.join(this.dir, "dynamic"), errors: path.join(this.dir, "nginx"), keys: path.join(this.dir, "keys"), spool: path.join(this.dir, "spool"), app: path.join(this.dir, "app") };
     for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
 
-    const [web, websecure, legacy, metrics, internal, nginxPort, gatekeeperPort, gpuCoder, gpuOcr, autoscalerControl, autoscalerOff, sandboxFront] = await Promise.all(Array.from({ length: 12 }, () => freeLoopbackPort()));
+    const [web, websecure, legacy, metrics, internal, nginxPort, gatekeeperPort, gpuCoder, gpuOcr, autoscalerControl, autoscalerOff, sandboxFront, embeddingsPort] = await Promise.all(Array.from({ length: 13 }, () => freeLoopbackPort()));
     this.sandboxFrontPort = sandboxFront;
+    this.embeddingsPort = embeddingsPort;
     Object.assign(this.autoscalerPorts, { control: autoscalerControl, off: autoscalerOff });
     Object.assign(this.entry, { web, websecure, legacy, metrics, internal });
     this.gatekeeperPort = gatekeeperPort;
@@ -194,6 +207,11 @@ export class GatewayRig {
     this.standIns.tts = await startStandIn({ program: "coqui-tts" });
     this.standIns.docling = await startStandIn({ program: "docling-serve" });
     this.grafana = await startGrafanaStandIn();
+    const embedderArgs = this.variants["gpu-off"].embedderCommand;
+    if (embedderArgs) {
+      const ctx = Number(embedderArgs[embedderArgs.indexOf("--ubatch-size") + 1]);
+      this.standIns.embedder = await startStandIn({ program: "llama.cpp", model: embedderArgs[embedderArgs.indexOf("--alias") + 1], embeddings: { dimensions: 1024, ubatch: ctx } });
+    }
 
     const gpuIp = this.variants["gpu-on"].gpuPrivateIp;
     if (!gpuIp) throw new Error("the GPU-on plan has no gpu-0 private address");
@@ -212,6 +230,8 @@ export class GatewayRig {
       [`tts:${SERVICE_PORTS.tts}`, this.standIns.tts.port],
       [`ocr-fallback:${SERVICE_PORTS.docling}`, this.standIns.docling.port],
       [`${GRAFANA_CONTAINER}:${GRAFANA_PORT}`, this.grafana.port],
+      [`${EMBEDDINGS_CONTAINER}:${EMBEDDINGS_PORT}`, embeddingsPort],
+      ...(this.standIns.embedder ? [[`${EMBEDDER_CONTAINER}:${SERVICE_PORTS.llamaCpp}`, this.standIns.embedder.port] as [string, number]] : []),
       [`${gpuIp}:${GPU_SERVICE_PORTS.coder}`, gpuCoder],
       [`${gpuIp}:${GPU_SERVICE_PORTS.ocr}`, gpuOcr],
       [`autoscaler:${CONTROLLER_PORT}`, autoscalerControl],
@@ -294,15 +314,27 @@ export class GatewayRig {
 
     if (options.autoscaler) this.startAutoscaler(options.autoscaler);
     if (options.sandbox) this.startSandboxFront(options.sandbox);
+    if (this.variants["gpu-off"].embeddingsEnv) this.startEmbeddings(dirs.app);
 
     const context = () => `--- traefik\n${this.traefik.tail()}\n--- gatekeeper\n${this.gatekeeper.tail()}\n--- nginx\n${this.nginx.tail()}`;
     await waitFor("nginx, the gatekeeper and Traefik to answer", async () => {
-      for (const p of [this.nginx, this.gatekeeper, this.traefik]) if (!p.running) throw new Error(`${p.name} exited`);
-      const [ping, health, gk] = await Promise.all([rawGet(metrics, "/ping"), rawGet(nginxPort, "/health"), rawGet(gatekeeperPort, "/healthz")]);
-      return ping === 200 && health === 200 && gk === 200;
+      for (const p of [this.nginx, this.gatekeeper, this.traefik, ...(this.embeddings ? [this.embeddings] : [])]) if (!p.running) throw new Error(`${p.name} exited`);
+      const [ping, health, gk, embeddings] = await Promise.all([rawGet(metrics, "/ping"), rawGet(nginxPort, "/health"), rawGet(gatekeeperPort, "/healthz"), this.embeddings ? rawGet(embeddingsPort, "/health") : Promise.resolve(200)]);
+      return ping === 200 && health === 200 && gk === 200 && embeddings === 200;
     }, 30_000, { context });
     // The routes file loaded: a keyless request is refused by the gatekeeper through both hops.
     await waitFor("the routes file to load", async () => (await this.request({ path: "/v1/models" })).status === 401, 15_000, { context });
+  }
+
+  /** The bundled embeddings front with its container's environment (the model table's upstream remapped to the stand-in). */
+  private startEmbeddings(appDir: string): void {
+    const env = this.variants["gpu-off"].embeddingsEnv!;
+    const models = remapForLoopback(JSON.parse(env[EMBEDDINGS_ENV.models]) as unknown, this.loopback);
+    const bundle = path.join(appDir, "embeddings.js");
+    writeFileSync(bundle, bundleEmbeddingsFront());
+    this.embeddings = ManagedProcess.start("embeddings", process.execPath, [bundle], {
+      env: { PATH: process.env.PATH ?? "", ...env, [EMBEDDINGS_ENV.models]: JSON.stringify(models), [EMBEDDINGS_ENV.host]: "127.0.0.1", [EMBEDDINGS_ENV.port]: String(this.embeddingsPort) },
+    });
   }
 
   /** The bundled controller with the gpu-off variant's config and its container's environment, on loopback. */
@@ -451,7 +483,7 @@ export class GatewayRig {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop(), this.sandboxFront?.stop()]);
+    await Promise.all([this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop(), this.sandboxFront?.stop(), this.embeddings?.stop()]);
     await Promise.all([...Object.values(this.standIns), this.grafana].map((s) => s?.close()));
     await this.postgres?.destroy();
     rmSync(this.dir, { recursive: true, force: true });
