@@ -502,9 +502,10 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   }
   // The k8s CPU pool packs its workloads onto as many nodes as they need (stacks/kubernetes.ts).
   const cpuLoads = k8s ? allCpuLoads.filter((w) => w.program !== "node-exporter") : allCpuLoads;
-  const cpuRamNeeded = k8s ? (k8s.plan?.cpuPool.ramNeededGiB ?? 0) : cpu ? checkCpuRam(ctx, cpu, cpuLoads) : 0;
+  // In k8s the pool is sized by its pods' requests (stacks/kubernetes.ts); the node plan keeps the droplet tiers' sum.
+  const cpuRamNeeded = k8s ? CPU_SERVICE_RAM.system.ramGiB + cpuLoads.reduce((sum, w) => sum + (w.ramGiB ?? 0), 0) : cpu ? checkCpuRam(ctx, cpu, cpuLoads) : 0;
   const gpuOn = hasGpu && s.gpuEnabled;
-  const nodes: NodePlan[] = [{ name: CPU_NODE_NAME, kind: "cpu", size: s.cpuSize, active: true, workloads: cpuLoads, ramNeededGiB: cpuRamNeeded, ramGiB: k8s?.plan ? k8s.plan.cpuPool.nodes * k8s.plan.cpuPool.allocatableGiBPerNode : cpu?.ramGiB }];
+  const nodes: NodePlan[] = [{ name: CPU_NODE_NAME, kind: "cpu", size: s.cpuSize, active: true, workloads: cpuLoads, ramNeededGiB: cpuRamNeeded, ramGiB: k8s?.plan && cpu ? k8s.plan.cpuPool.nodes * cpu.ramGiB : cpu?.ramGiB }];
   if (hasGpu) {
     for (let i = 0; i < s.gpuCount; i++) {
       const node = gpuNodeName(i);
