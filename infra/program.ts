@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { PUBLIC_PORTS } from "../services/ports";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT, readinessScript, renderCloudInit, NodeSetupInput } from "../services/node-setup";
+import { gpuBootImage } from "../services/gpu-image";
 import { ConfigError, HubConfig, loadHubConfig, NOT_SHOWN, problem, PROJECT } from "../stacks";
 import { findGpuSize } from "../stacks/catalogue/droplets";
 import { GatewayAddress } from "./address";
@@ -48,9 +49,10 @@ function hubSecrets(hub: HubConfig): Record<SecretName, pulumi.Output<string>> {
   // Empty: the autoscaler advises only / skips the billing cross-check. Only its container gets them.
   const autoscalerDispatchToken = config.getSecret("autoscalerDispatchToken") ?? pulumi.secret("");
   const autoscalerBillingToken = config.getSecret("autoscalerBillingToken") ?? pulumi.secret("");
+  const autoscalerPulumiToken = config.getSecret("autoscalerPulumiToken") ?? pulumi.secret("");
   // Opens the sandbox API only; the sandbox node gets its digest, the front on the gateway node the token.
   const sandboxToken = !hub.sandbox ? pulumi.secret("") : (config.getSecret("sandboxToken") ?? pulumi.secret(new random.RandomPassword("sandbox-token", { length: 48, special: false }).result));
-  return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerBillingToken, sandboxToken };
+  return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerPulumiToken, autoscalerBillingToken, sandboxToken };
 }
 
 /** Alertmanager's secrets (SMTP password, webhook URL); without a receiver, alerts are only shown in the UIs. */
@@ -260,12 +262,16 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   const gpuNodesByName = new Map<string, HubNode>();
   const gpuSize = hub.gpu ? findGpuSize(hub.gpu.size.slug) : undefined;
   if (hub.gpu?.on && gpuSize) {
+    // The baked snapshot when it is current (services/gpu-image.ts), else the base image and the full cloud-init.
+    const boot = gpuBootImage(hub);
+    const baked = boot?.kind === "baked";
+    if (boot?.kind === "stale") void pulumi.log.warn(boot.why);
     for (const plan of hub.nodes.filter((n) => n.kind === "gpu")) {
       const index = gpuNodes.length;
       const gpuNode = node(
         plan.name,
-        { nodeName: plan.name, role: "gpu", gpuVendor: gpuSize.vendor, gpuCount: gpuSize.gpuCount, volume: { name: storage.modelCaches[index].cloudName, mountPath: MODEL_CACHE_MOUNT }, dataDirs: ["huggingface", "vllm"] },
-        { cloudName: `${cloudName}-${plan.name}`, size: gpuSize.slug, image: gpuSize.image, tags: [tag(tags.stack), tag(tags.tier), tag(tags.gpu)], volumeId: storage.modelCaches[index].volume.id },
+        { nodeName: plan.name, role: "gpu", gpuVendor: gpuSize.vendor, gpuCount: gpuSize.gpuCount, volume: { name: storage.modelCaches[index].cloudName, mountPath: MODEL_CACHE_MOUNT }, dataDirs: ["huggingface", "vllm"], baked },
+        { cloudName: `${cloudName}-${plan.name}`, size: gpuSize.slug, image: boot?.image ?? gpuSize.image, tags: [tag(tags.stack), tag(tags.tier), tag(tags.gpu)], volumeId: storage.modelCaches[index].volume.id },
       );
       gpuNodes.push(gpuNode);
       gpuNodesByName.set(plan.name, gpuNode);

@@ -59,7 +59,7 @@ export function deployServices(
   recordArtifact({ kind: "traefik-dynamic", node: "cpu", path: "cpu/traefik/dynamic/routes.yml", content: dynamicConfig });
   // The controller re-reads its file every tick: written as soon as the nodes' addresses are known (not after the serving wait), so a loading replica counts as starting.
   const billingCrossCheck = new pulumi.Config().getSecret("autoscalerBillingToken") !== undefined;
-  const autoscalerFile = autoscalerRuns(hub) ? privateIps.apply((ips) => `${JSON.stringify(autoscalerConfig(hub, routes, { stack: pulumi.getStack(), privateIps: ips, billingCrossCheck }), null, 2)}\n`) : undefined;
+  const autoscalerFile = autoscalerRuns(hub) ? privateIps.apply((ips) => `${JSON.stringify(autoscalerConfig(hub, routes, { stack: pulumi.getStack(), organization: pulumi.getOrganization(), privateIps: ips, billingCrossCheck }), null, 2)}\n`) : undefined;
   if (autoscalerFile) recordArtifact({ kind: "autoscaler-config", node: "cpu", path: "cpu/autoscaler/autoscaler.json", content: autoscalerFile });
 
   hosts.set(

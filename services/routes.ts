@@ -2,7 +2,7 @@ import type { HubConfig } from "../stacks/hub-config";
 import { CODER_SERVED_NAME, CPU_NODE_NAME } from "../stacks/hub-config";
 import { GRAFANA_CONTAINER, GRAFANA_PATH_PREFIX, GRAFANA_PORT } from "./grafana";
 import { GPU_SERVICE_PORTS } from "./ports";
-import { OFF_ANSWER_PORT } from "../programs/autoscaler/controller/contract";
+import { HOLDER_HEALTH_PATH, OFF_ANSWER_PORT } from "../programs/autoscaler/controller/contract";
 import { MAX_REQUEST_BYTES, SANDBOX_FRONT_PORT, SANDBOX_HEALTH_PATH, SANDBOX_PATH_PREFIX, SANDBOX_SCOPE } from "../programs/sandbox/protocol";
 import { EMBEDDINGS_PATH, EMBEDDINGS_PORT, HEALTH_PATH as EMBEDDINGS_HEALTH_PATH, MODELS_PATH_PREFIX } from "../programs/embeddings/contract";
 
@@ -38,6 +38,13 @@ export interface Route {
   readonly primary: readonly Backend[];
   /** Answers when no primary is healthy: a CPU stand-in, or the "GPU tier is off" 503. */
   readonly fallback?: Backend | "gpu-off";
+  /**
+   * Asked before the fallback when no primary is healthy: the holder (programs/holding/), which
+   * holds requests that wait for a waking GPU and hands the others to the fallback itself; the
+   * fallback answers directly while the holder is down.
+   * @default - none: the fallback answers
+   */
+  readonly holder?: Backend;
   /** Streaming responses (server-sent events): never buffered by the proxy. */
   readonly streaming: boolean;
   /**
@@ -86,6 +93,10 @@ export const autoscalerRuns = (hub: HubConfig): boolean => hub.settings.autoscal
 export const autoscalerAnswersOff = (hub: HubConfig): boolean => autoscalerRuns(hub) && !hub.fallbackCoder;
 /** The controller's off-state answer as the coder route's fallback (its 503 names the state and counts as demand). */
 export const CODER_OFF_SERVICE = "coder-off";
+/** The controller's holder in front of a CPU stand-in (health-checked, so the stand-in answers while the controller is down). */
+export const CODER_HOLD_SERVICE = "coder-hold";
+/** Whether coder requests may wait for a waking GPU: the controller runs (it holds them) and gpuHoldMaxSeconds is above 0. */
+export const holdingRuns = (hub: HubConfig): boolean => autoscalerRuns(hub) && hub.settings.gpuHoldMaxSeconds > 0;
 
 export const DOCUMENTS_ROUTE = "documents";
 export const EMBEDDINGS_ROUTE = "embeddings";
@@ -117,7 +128,9 @@ export function routeTable(hub: HubConfig): Route[] {
       paths: coderPaths,
       ...(adapters.length ? { models: [CODER_SERVED_NAME, ...adapters] } : {}),
       primary: gpuBackends(hub, "coder"),
-      fallback: hub.fallbackCoder ? container("coder-fallback", SERVICE_PORTS.llamaCpp, "/health") : autoscalerAnswersOff(hub) ? { service: CODER_OFF_SERVICE, node: CPU_NODE_NAME, address: { kind: "container", container: AUTOSCALER_CONTAINER }, port: OFF_ANSWER_PORT, healthPath: "/" } : GPU_OFF_SERVICE,
+      fallback: hub.fallbackCoder ? container("coder-fallback", SERVICE_PORTS.llamaCpp, "/health") : autoscalerAnswersOff(hub) ? { service: CODER_OFF_SERVICE, node: CPU_NODE_NAME, address: { kind: "container", container: AUTOSCALER_CONTAINER }, port: OFF_ANSWER_PORT, healthPath: HOLDER_HEALTH_PATH } : GPU_OFF_SERVICE,
+      // Without a CPU stand-in the off port is the fallback itself, and holds there.
+      ...(hub.fallbackCoder && holdingRuns(hub) ? { holder: { service: CODER_HOLD_SERVICE, node: CPU_NODE_NAME, address: { kind: "container", container: AUTOSCALER_CONTAINER }, port: OFF_ANSWER_PORT, healthPath: HOLDER_HEALTH_PATH } } : {}),
       streaming: true,
       maxBodyBytes: CHAT_BODY_BYTES,
       // While the GPU is off the CPU stand-in answers every model name with the base coder (llama.cpp ignores it).

@@ -27,6 +27,7 @@ export function coderServeArgs(coder: VllmCoder, port = VLLM_PORT): string[] {
     "--tensor-parallel-size", String(coder.tensorParallel),
     "--enable-prefix-caching",
     ...coder.weights.flags,
+    ...coder.loader.flags,
   ];
   // Mixture-of-experts over several GPUs: shard experts instead of splitting every expert.
   if (coder.model.attention.kind === "mla" && coder.tensorParallel > 1) args.push("--enable-expert-parallel");

@@ -1,5 +1,5 @@
 import { CpuSize, cpuHourly, GpuSize, HOURS_PER_MONTH } from "./catalogue/droplets";
-import { VOLUME_PRICE_PER_GIB_MONTH } from "./catalogue/storage";
+import { gbToGiB, SNAPSHOT_PRICE_PER_GIB_MONTH, VOLUME_PRICE_PER_GIB_MONTH } from "./catalogue/storage";
 
 export interface CostLine {
   readonly item: string;
@@ -37,6 +37,8 @@ export interface CostInput {
     /** Claims beyond the model caches and the CPU cache volume (metrics, dashboards, ledger, certificates). */
     readonly stateVolumeGiB: number;
   };
+  /** A baked GPU image is kept (gpuSnapshotId): its estimated size, GB. */
+  readonly gpuImageGB?: number;
   /** The sandbox node, when `sandbox` is on. @default - none */
   readonly sandboxSize?: CpuSize;
 }
@@ -92,6 +94,16 @@ export function estimateCost(input: CostInput): CostEstimate {
     monthlyUsd: round2(volumeGiB * VOLUME_PRICE_PER_GIB_MONTH),
     hourlyUsd: (volumeGiB * VOLUME_PRICE_PER_GIB_MONTH) / HOURS_PER_MONTH,
   });
+  if (input.gpuImageGB) {
+    // DigitalOcean bills a snapshot by the data it holds, per GiB-month (shared/FACTS.md).
+    const gib = gbToGiB(input.gpuImageGB);
+    lines.push({
+      item: "GPU image snapshot",
+      detail: `the baked GPU image, about ${input.gpuImageGB.toFixed(1)} GB ⚠ (estimated: base image + the vLLM image unpacked) at $${SNAPSHOT_PRICE_PER_GIB_MONTH}/GiB-month`,
+      monthlyUsd: round2(gib * SNAPSHOT_PRICE_PER_GIB_MONTH),
+      hourlyUsd: (gib * SNAPSHOT_PRICE_PER_GIB_MONTH) / HOURS_PER_MONTH,
+    });
+  }
   const monthlyUsd = round2(lines.reduce((sum, l) => sum + l.monthlyUsd, 0));
   const baseHourly = lines.filter((l) => l.item !== "GPU nodes").reduce((sum, l) => sum + l.hourlyUsd, 0);
   const gpuHourly = lines.find((l) => l.item === "GPU nodes")?.hourlyUsd ?? 0;

@@ -5,7 +5,7 @@ import type { CostEstimate } from "./cost";
 import type { GpuFit } from "./fit";
 import type { ResolvedSettings } from "./presets";
 import type { Warning } from "./problems";
-import type { GgufWeights, VllmWeights } from "./quantization";
+import type { GgufWeights, VllmWeights, WeightsLoader } from "./quantization";
 import type { LoraPlan } from "./lora";
 import type { SandboxPlan } from "./sandbox";
 import type { OcrEngine, Tier } from "./settings";
@@ -55,6 +55,8 @@ export interface VllmCoder {
   readonly backend: "vllm";
   readonly model: ModelEntry;
   readonly weights: VllmWeights;
+  /** How the checkpoint is read from the volume on every start (stacks/quantization.ts). */
+  readonly loader: WeightsLoader;
   readonly maxContext: number;
   readonly share: number;
   readonly tensorParallel: number;

@@ -50,6 +50,11 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   // The controller runs wherever there is a GPU to scale; it only advises until given a dispatch token.
   autoscaler: true,
   autoscalerDispatchRef: "main",
+  autoscalerActuator: "github",
+  // Holding while the GPU wakes (docs/gpu-wake.md): opt-in per request or per key, bounded.
+  gpuHoldMaxSeconds: 600,
+  gpuHoldMaxRequests: 64,
+  gpuHoldMaxPerKey: 8,
   // Collection and alerts on by default (services/monitoring.ts); Prometheus' own default retention.
   monitoring: true,
   prometheusRetentionDays: 15,

@@ -1,4 +1,5 @@
 import { CPU_SIZES, CpuSize, findCpuSize, findGpuSize, GPU_SIZES, GpuSize, HOURS_PER_MONTH, LOCAL_MACHINE, REGIONS } from "./catalogue/droplets";
+import { COLD_START, GPU_IMAGE_BASE_GB } from "./catalogue/serving";
 import { CPU_SERVICE_RAM, findModel, MODELS, ModelEntry, TTS_MODELS, WHISPER_MODELS } from "./catalogue/models";
 import { gbToGiB, GB_PER_GIB, VOLUME_MAX_GIB } from "./catalogue/storage";
 import { resolveSandbox, SANDBOX_FRONT_RAM_GIB, SANDBOX_NODE_NAME } from "./sandbox";
@@ -24,7 +25,7 @@ import { didYouMean } from "./load";
 import { embeddingsFilesGiB, embeddingsWorkloads, resolveEmbeddings } from "./embeddings";
 import { PRESETS, ResolvedSettings } from "./presets";
 import { cap, isNonEmpty, problem, Problem, Problems, Warning } from "./problems";
-import { mapGgufQuantization, mapVllmQuantization, VllmWeights } from "./quantization";
+import { mapGgufQuantization, mapVllmQuantization, VllmWeights, weightsLoader } from "./quantization";
 import { resolveLora } from "./lora";
 import { cidrKey, cidrProblem, Quantization, SETTINGS, StackOverrides, Tier } from "./settings";
 import { resolveKubernetes } from "./kubernetes";
@@ -108,6 +109,17 @@ function checkAutoscaling({ s, problems }: Ctx): void {
 
 /** GPU nodes the stack runs as configured: gpuCount while the GPU exists, 0 while the hybrid GPU is off. */
 export const configuredGpuNodes = (s: ResolvedSettings): number => (GPU_TIERS.includes(s.tier) && s.gpuEnabled ? s.gpuCount : 0);
+
+/** The baked GPU image is both settings or neither (the build sets them together), on a tier with GPU nodes. */
+function checkSnapshot({ s, problems }: Ctx): void {
+  const { gpuSnapshotId: id, gpuSnapshotName: name } = s;
+  if (id === undefined && name === undefined) return;
+  if (id === undefined || name === undefined) {
+    problems.push(problem(["gpuSnapshotId", "gpuSnapshotName"], id ?? name, "the baked GPU image needs both its snapshot id and its name (the name tells the plan whether it is current).", "Set both with `npm run hub -- gpu image build`, or remove both to boot the GPU base image."));
+    return;
+  }
+  if (!GPU_TIERS.includes(s.tier)) problems.push(problem(["gpuSnapshotId", "tier"], id, `the ${s.tier} tier runs no GPU node to boot from it.`, "Remove gpuSnapshotId and gpuSnapshotName, or use a GPU tier."));
+}
 
 /**
  * A pin is both settings or neither, on a GPU tier, at the node count the stack runs (the hub
@@ -260,7 +272,7 @@ function resolveVllmCoder(ctx: Ctx, model: ModelEntry, gpu: GpuSize): VllmCoder 
     problems.push(problem(["llmModel", "llmQuantization", "gpuSize", ...(lora.plan ? ["llmLoraAdapters"] : [])], `${model.id} @ ${s.llmQuantization}`, describeFit(`${model.displayName} as ${weights.value.format}`, fit, gpu, share), `${advice}${loraAdvice}`));
     return undefined;
   }
-  return { backend: "vllm", model, weights: weights.value, maxContext: context, share, tensorParallel: gpu.gpuCount, fit, ...(lora.plan ? { lora: lora.plan } : {}) };
+  return { backend: "vllm", model, weights: weights.value, loader: weightsLoader(weights.value, gpu), maxContext: context, share, tensorParallel: gpu.gpuCount, fit, ...(lora.plan ? { lora: lora.plan } : {}) };
 }
 
 function resolveLlamaCpp(ctx: Ctx, key: "llmModel" | "fallbackModel", model: ModelEntry, quantization: Quantization, context: number): LlamaCppCoder | undefined {
@@ -443,6 +455,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   checkTierShape(ctx, gpu);
   checkAutoscaling(ctx);
   const gpuPin = checkPin(ctx, nowMs);
+  checkSnapshot(ctx);
   checkGrafana(ctx);
 
   const hasGpu = GPU_TIERS.includes(s.tier);
@@ -552,6 +565,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
     gpu: hasGpu && gpu ? { size: gpu, ...gpuBilling(s, k8s?.plan?.gpuPool.nodeHours), on: gpuOn } : undefined,
     modelCacheGiB: s.modelCacheGiB,
     modelCacheVolumes,
+    gpuImageGB: hasGpu && s.gpuSnapshotId !== undefined ? GPU_IMAGE_BASE_GB.value + COLD_START.imageUnpackedGB.value : undefined,
     sandboxSize: sandbox?.size,
     ...(k8s?.plan
       ? {

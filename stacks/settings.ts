@@ -135,9 +135,15 @@ export const SETTINGS = {
   autoscaler: key("boolean", z.boolean(), "GPU tiers: run the autoscaling controller on the CPU node (programs/autoscaler/controller/). It decides the GPU node count every 15 s and asks the deploy pipeline to apply it; without autoscalerDispatchToken it only advises (logs and metrics)."),
   autoscalerDispatchRepo: key("string", z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "must be a GitHub repository as owner/name"), "GitHub repository (owner/name) whose .github/workflows/autoscale.yml the controller dispatches. Unset: advice mode."),
   autoscalerDispatchRef: key("string", z.string().regex(/^[A-Za-z0-9_./-]+$/, "must be a branch or tag name"), "Branch (or tag) the dispatched autoscale workflow runs from."),
+  autoscalerActuator: key("string", oneOf(["github", "pulumi-deployments"] as const), "How the autoscaler asks for a GPU node count: github (a workflow_dispatch of .github/workflows/autoscale.yml in autoscalerDispatchRepo) or pulumi-deployments (a Pulumi Deployments run of this stack through Pulumi Cloud's REST API, token autoscalerPulumiToken; docs/gpu-wake.md)."),
+  gpuSnapshotId: key("string", z.string().regex(/^\d{1,20}$/, "must be a DigitalOcean snapshot id (digits), as `npm run hub -- gpu image build` sets it"), "The baked GPU image GPU nodes boot (a DigitalOcean snapshot id), set by `npm run hub -- gpu image build`. Used only while gpuSnapshotName matches the current pins (the plan says which image a node boots). Unset: the GPU base image, set up by cloud-init."),
+  gpuSnapshotName: key("string", z.string().regex(/^ih-gpu-[a-z0-9-]{1,100}$/, "must be a name `npm run hub -- gpu image build` gave (ih-gpu-...)"), "Name of the snapshot in gpuSnapshotId: it encodes the base image, the pinned images and the node-setup version it was built from, so the plan can tell a stale one."),
+  gpuHoldMaxSeconds: key("integer", int(0, 840), "Longest a coder request may wait for a waking GPU (X-Hub-Wait, or its key's waitSeconds): it is held and forwarded once a replica is ready; at the deadline the CPU fallback or the 503 answers. 0 turns holding off. At most 840: Traefik cuts a non-streaming answer after 900 s."),
+  gpuHoldMaxRequests: key("integer", int(1, 10_000), "Most coder requests held at once while the GPU wakes, all keys together; above it a request is refused with 429."),
+  gpuHoldMaxPerKey: key("integer", int(1, 10_000), "Most coder requests one API key may have held at once; above it that key's request is refused with 429."),
   modelCacheGiB: key("integer", int(10, 16384), "Model-cache volume per GPU node (weights + vLLM compile cache), GiB. Grows in place; never shrinks."),
   llmModel: key("string", z.string().min(1), "Coding model, by catalogue id (see README): e.g. qwen2.5-coder-32b, codellama-34b, deepseek-v3."),
-  llmQuantization: key("string", oneOf(QUANTIZATIONS), "none (native dtype), 8bit (FP8 on FP8-capable GPUs; Q8_0 on CPU), 4bit (AWQ checkpoint, else bitsandbytes; Q4_K_M on CPU)."),
+  llmQuantization: key("string", oneOf(QUANTIZATIONS), "none (native dtype), 8bit (FP8 on FP8-capable GPUs: a pre-quantized FP8 checkpoint where the catalogue has one, else FP8 online; Q8_0 on CPU), 4bit (AWQ checkpoint, else bitsandbytes; Q4_K_M on CPU)."),
   llmMaxContext: key("integer", int(512, 1_048_576), "Maximum context length in tokens (vLLM --max-model-len, llama.cpp --ctx-size)."),
   llmGpuMemoryPercent: key("integer", int(5, 95), "Share of each GPU's memory given to the coder's vLLM (--gpu-memory-utilization x 100)."),
   llmTensorParallelSize: key("integer", int(1, 8), "Tensor-parallel size of the coder; must equal the GPU count of gpuSize."),
@@ -207,6 +213,10 @@ export const SECRET_SETTINGS = {
     type: "string",
     description: "Webhook Alertmanager posts alerts to (its JSON webhook format; Slack-style URLs carry a token, hence secret). Written to a file only Alertmanager reads (url_file).",
   },
+  autoscalerPulumiToken: {
+    type: "string",
+    description: "Pulumi Cloud access token for autoscalerActuator pulumi-deployments: an organization token with a custom role granting only stack_deployment:create on this stack (docs/gpu-wake.md). Unset: advice mode.",
+  },
   sshPrivateKey: {
     type: "string",
     description: "Private key for the deployer's SSH connections (readiness checks, Docker over SSH). Unset: the SSH agent (SSH_AUTH_SOCK) is used.",
@@ -226,4 +236,4 @@ export type Settings = { -readonly [K in SettingName]: z.infer<(typeof SETTINGS)
 export type StackOverrides = Partial<Settings>;
 
 /** Settings that may be left unset after the preset is applied. */
-export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "autoscalerDispatchRepo", "alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser", "gpuPinNodes", "gpuPinUntil", "grafana"] as const;
+export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "autoscalerDispatchRepo", "gpuSnapshotId", "gpuSnapshotName", "alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser", "gpuPinNodes", "gpuPinUntil", "grafana"] as const;

@@ -10,7 +10,7 @@ import { kubernetesColdStart } from "../infra/kubernetes/scaling";
 import { filesUnder, isFilesMount } from "../infra/kubernetes/workloads";
 import { routeTable } from "../services/routes";
 import { METRIC_NAMES as GATEKEEPER_METRICS, OUTCOMES } from "../programs/gatekeeper/metrics";
-import { COLD_START } from "../stacks/catalogue/serving";
+import { servingModel } from "../programs/autoscaler/serving-model";
 import { findCpuSize, findGpuSize, HOURS_PER_MONTH } from "../stacks/catalogue/droplets";
 import { DOKS_PRICES } from "../stacks/catalogue/kubernetes";
 import { VOLUME_PRICE_PER_GIB_MONTH } from "../stacks/catalogue/storage";
@@ -233,10 +233,13 @@ describe("scaling", () => {
   const scaled = of(objects, "ScaledObject")[0];
 
   it("keeps KEDA's cooldown and scale-down window above the modelled cold start on DOKS (catalogue figures)", () => {
-    // Recomputed from the catalogue: a node, the image pull and unpack, the weights from the volume, vLLM's start, the first health check.
-    const c = COLD_START;
-    const weights = hub.coder.backend === "vllm" ? hub.coder.weights.diskGB : 0;
-    const expected = c.dropletCreate.value + (c.imageCompressedGB.value * 8) / c.networkGbps.value + (c.imageUnpackedGB.value * 1000) / c.imageExtractMBps.value + (weights * 1000) / c.volumeReadMBps.value + c.engineStart.value + c.routeHealthCheck.value;
+    // A DOKS node goes through these of a droplet's wake stages: no deploy pipeline, no cloud-init.
+    const ON_DOKS = ["droplet create", "image pull", "weights from volume", "engine start", "first health check"];
+    const model = servingModel(hub);
+    if (!model.ok) throw new Error(model.reason);
+    const stages = model.model.coldStart.stages;
+    for (const name of ON_DOKS) expect(stages.map((st) => st.name), name).toContain(name);
+    const expected = stages.filter((st) => ON_DOKS.includes(st.name)).reduce((sum, st) => sum + st.seconds, 0);
     expect(kubernetesColdStart(hub).totalSeconds).toBeCloseTo(expected, 6);
     expect(scaled.spec.cooldownPeriod).toBeGreaterThan(expected);
     expect(scaled.spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown.stabilizationWindowSeconds).toBeGreaterThan(expected);
@@ -275,7 +278,9 @@ describe("scaling", () => {
       expect(out.status, out.output).toBe(0);
       return Number(out.output.trim());
     };
-    const perReplica = 37 * 0.8;
+    const model = servingModel(hub);
+    if (!model.ok) throw new Error(model.reason);
+    const perReplica = model.model.replica.concurrentSequences * (hub.settings.gpuTargetLoadPercent / 100);
     expect(await evaluate({ demand: 0, load: 0, budget: 4 })).toBe(0);
     expect(await evaluate({ demand: 3, load: 0, budget: 4 })).toBe(1);
     expect(await evaluate({ demand: 1, load: 200, budget: 10 })).toBe(Math.ceil(200 / perReplica));

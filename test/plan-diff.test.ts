@@ -145,14 +145,14 @@ describe("containers", () => {
   it("another coder model: the same image, the container recreated, the model named", () => {
     const d = diffPlans("gpu", gpu, gpuCoder14b);
     expect(d.containers!.imageChanged).toEqual([]);
-    expect(d.containers!.modelChanged).toEqual([{ node: "gpu-0", role: "coder", before: "Qwen/Qwen2.5-Coder-32B-Instruct", after: "Qwen/Qwen2.5-Coder-14B-Instruct" }]);
+    expect(d.containers!.modelChanged).toEqual([{ node: "gpu-0", role: "coder", before: "RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic", after: "Qwen/Qwen2.5-Coder-14B-Instruct" }]);
     expect(d.containers!.reconfigured.map((c) => `${c.node}/${c.name}`)).toEqual(["gpu-0/coder"]);
     expect(d.containers!.reconfigured[0].inputs.map((i) => i.key)).toContain("command");
     expect(d.resources!.added).toEqual([]);
     expect(d.resources!.changed.map((c) => c.name)).toContain("gpu-0-containers-coder");
 
     const md = renderComment([d]);
-    expect(md).toContain("- 🧠 `gpu-0/coder` model `Qwen/Qwen2.5-Coder-32B-Instruct` → `Qwen/Qwen2.5-Coder-14B-Instruct`");
+    expect(md).toContain("- 🧠 `gpu-0/coder` model `RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic` → `Qwen/Qwen2.5-Coder-14B-Instruct`");
     expect(md).toMatch(/- 🔧 `gpu-0\/coder` recreated: .*`command`/);
   });
 

@@ -31,6 +31,12 @@ let gatekeeperBundled: string | undefined;
 let controllerBundled: string | undefined;
 let embeddingsBundled: string | undefined;
 
+/** The Pulumi stack the controller's file names. */
+export interface StackIdentity {
+  readonly name: string;
+  readonly organization: string;
+}
+
 /** Secret settings the stack has: each file that needs one exists only then. */
 export interface SecretPresence {
   readonly alertSmtpPassword: boolean;
@@ -87,7 +93,7 @@ const durationSeconds = (text: string): number => {
 };
 
 /** Every file of the CPU services, by the host path the droplet tiers use: infra/kubernetes/workloads.ts mounts each directory. */
-export function kubernetesFiles(hub: HubConfig, specs: readonly ServiceSpec[], routes: readonly Route[], traefik: TraefikKubernetesRendering, secrets: SecretPresence, gpuAddresses: Readonly<Record<string, string>>): KubeFile[] {
+export function kubernetesFiles(hub: HubConfig, specs: readonly ServiceSpec[], routes: readonly Route[], traefik: TraefikKubernetesRendering, secrets: SecretPresence, gpuAddresses: Readonly<Record<string, string>>, stack: StackIdentity): KubeFile[] {
   const files: KubeFile[] = [
     { path: GATEWAY_STATIC_FILE, content: renderYaml(kubernetesTraefikStatic(hub)) },
     { path: GATEWAY_DYNAMIC_FILE, content: renderYaml(traefik.fileConfig) },
@@ -97,7 +103,7 @@ export function kubernetesFiles(hub: HubConfig, specs: readonly ServiceSpec[], r
     ...(hub.embeddings ? [{ path: EMBEDDINGS_FILES.bundle, content: (embeddingsBundled ??= bundleEmbeddingsFront()) }] : []),
   ];
   if (autoscalerRuns(hub)) {
-    const config = kubernetesControllerFile(autoscalerConfig(hub, routes, { stack: "k8s", privateIps: gpuAddresses, billingCrossCheck: false }), hub.settings.gpuMaxNodes);
+    const config = kubernetesControllerFile(autoscalerConfig(hub, routes, { stack: stack.name, organization: stack.organization, privateIps: gpuAddresses, billingCrossCheck: false }), hub.settings.gpuMaxNodes);
     files.push({ path: AUTOSCALER_FILES.bundle, content: (controllerBundled ??= bundleController()) }, { path: AUTOSCALER_FILES.config, content: `${JSON.stringify(config, null, 2)}\n` });
   }
   if (hub.monitoring) {

@@ -6,7 +6,7 @@ import { routeTable, type Route } from "../../services/routes";
 import type { SecretName, ServiceSpec } from "../../services/spec";
 import type { HubConfig } from "../../stacks/hub-config";
 import { ENV_SECRET, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, PART_OF, secretRef } from "./model";
-import { kubernetesFiles, type SecretPresence } from "./files";
+import { kubernetesFiles, type SecretPresence, type StackIdentity } from "./files";
 import { scaledObject, scalingPlan, type ScalingPlan } from "./scaling";
 import { storageObjects, type VolumeIds } from "./storage";
 import { LOAD_BALANCER_ANNOTATIONS, traefikKubernetesRendering, type TraefikKubernetesRendering } from "./traefik";
@@ -48,6 +48,8 @@ export interface ManifestInputs<Id> {
   readonly hub: HubConfig;
   readonly secrets: SecretPresence;
   readonly volumeIds: VolumeIds<Id>;
+  /** @default - a stack named "k8s" in Pulumi's default organization (tests and the plan's summary) */
+  readonly stack?: StackIdentity;
 }
 
 export function kubernetesManifests<Id>(input: ManifestInputs<Id>): KubernetesManifests {
@@ -57,7 +59,7 @@ export function kubernetesManifests<Id>(input: ManifestInputs<Id>): KubernetesMa
   const specs = kubernetesSpecs(hub);
   const { routes, gpuAddresses } = kubernetesRoutes(hub);
   const traefik = traefikKubernetesRendering(hub, routes, gpuAddresses);
-  const files = kubernetesFiles(hub, specs, routes, traefik, input.secrets, gpuAddresses);
+  const files = kubernetesFiles(hub, specs, routes, traefik, input.secrets, gpuAddresses, input.stack ?? { name: "k8s", organization: "organization" });
   const serviceAccounts = new Set([GATEWAY_CONTAINER, ...(hub.monitoring ? [PROMETHEUS_CONTAINER] : [])]);
   const scaling = specs.some((s) => s.node !== "cpu") ? scalingPlan(hub, routes) : undefined;
 

@@ -122,6 +122,7 @@ export async function kubernetesProgram(hub: HubConfig, stack: string, env: Depl
     hub,
     secrets: { alertSmtpPassword: secrets.alerts.smtpPassword !== undefined, alertWebhookUrl: secrets.alerts.webhookUrl !== undefined },
     volumeIds: { modelCaches: storage.modelCaches.map((c) => c.volume.id), cpuCache: storage.cpuCache.volume.id },
+    stack: { name: stack, organization: pulumi.getOrganization() },
   });
 
   // Third-party parts by name and pinned version, fetched at deploy time, never copied.

@@ -191,7 +191,7 @@ export function container(spec: ServiceSpec, files: readonly KubeFile[], o: Cont
 
 /** Ports other services reach a spec on beyond its main one: route backends, and the gateway's metrics entry point. */
 export function extraPorts(spec: ServiceSpec, routes: readonly Route[], fixed: Readonly<Record<string, readonly number[]>>): number[] {
-  const fromRoutes = routes.flatMap((r) => [...r.primary, ...(typeof r.fallback === "object" ? [r.fallback] : [])]).filter((b) => b.address.kind === "container" && b.address.container === spec.name).map((b) => b.port);
+  const fromRoutes = routes.flatMap((r) => [...r.primary, ...(typeof r.fallback === "object" ? [r.fallback] : []), ...(r.holder ? [r.holder] : [])]).filter((b) => b.address.kind === "container" && b.address.container === spec.name).map((b) => b.port);
   return [...new Set([...fromRoutes, ...(fixed[spec.name] ?? [])])].filter((p) => p !== spec.port).sort((a, b) => a - b);
 }
 

@@ -22,8 +22,15 @@ export const HEALTH_PATH = "/healthz";
 /** Prometheus text, to callers inside the VPC or on loopback only (metrics.ts). */
 export const METRICS_PATH = "/metrics";
 
+/**
+ * A key's own wait policy for a waking GPU (`default=120, max=600`; keys file waitSeconds and
+ * maxWaitSeconds), set on allowed answers of keys that have one. Listed in authResponseHeaders, so
+ * Traefik drops whatever a client sent under this name (programs/holding/core.ts reads it).
+ */
+export const KEY_WAIT_HEADER = "X-Hub-Key-Wait";
+
 /** Headers Traefik must copy from an allowed answer into the forwarded request (forwardAuth.authResponseHeaders). */
-export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id", "X-Hub-Sandbox-Limits"] as const;
+export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id", "X-Hub-Sandbox-Limits", KEY_WAIT_HEADER] as const;
 
 /**
  * The gatekeeper's decisions counter (metrics.ts), labels `scope`, `key_id` and `outcome`. Its

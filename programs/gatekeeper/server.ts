@@ -36,10 +36,16 @@ import { Spool } from "./spool";
  */
 
 export { AUTH_PATH, AUTH_RESPONSE_HEADERS, EXECUTIONS_PATH, HEALTH_PATH } from "./protocol";
-import { AUTH_PATH, EXECUTIONS_PATH, HEALTH_PATH } from "./protocol";
+import { AUTH_PATH, EXECUTIONS_PATH, HEALTH_PATH, KEY_WAIT_HEADER } from "./protocol";
 
 /** An execution report is a few hundred bytes; anything much larger is not one. */
 const MAX_REPORT_BYTES = 8192;
+
+/** The key's wait policy for a waking GPU, when it has one (programs/holding/core.ts parses it). */
+export function keyWaitHeader(key: ApiKey): Record<string, string> {
+  const parts = [...(key.waitSeconds !== undefined ? [`default=${key.waitSeconds}`] : []), ...(key.maxWaitSeconds !== undefined ? [`max=${key.maxWaitSeconds}`] : [])];
+  return parts.length ? { [KEY_WAIT_HEADER]: parts.join(", ") } : {};
+}
 
 // ---- the decision, as a pure function ---------------------------------------------------------
 
@@ -272,6 +278,8 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
         "X-Request-Id": requestId,
         // Always on the sandbox's requests, so no client can supply its own (Traefik replaces it).
         ...(decision.scope === SANDBOX_SCOPE ? { "X-Hub-Sandbox-Limits": decision.key.sandboxLimits } : {}),
+        // Only the coder route holds (programs/holding/).
+        ...(decision.scope === "llm" ? keyWaitHeader(decision.key) : {}),
         "Cache-Control": "no-store",
         "Content-Length": "0",
       });

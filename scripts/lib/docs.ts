@@ -75,7 +75,9 @@ export function routesTable(): string {
     for (const route of routeTable(loaded.config).filter((r) => !only || only(r))) {
       const where = (b: { service: string; node: string; address: { kind: string } }) => `${b.service} on ${b.node}${b.address.kind === "vpc" ? " (VPC)" : ""}`;
       const primary = route.primary.length ? route.primary.map(where).join(", ") : "—";
-      const fallback = route.fallback === undefined ? "—" : route.fallback === "gpu-off" ? "503 `gpu_off` JSON error" : where(route.fallback);
+      const standIn = route.fallback === undefined ? "—" : route.fallback === "gpu-off" ? "503 `gpu_off` JSON error" : where(route.fallback);
+      // The holder hands a request to the stand-in unless it waits for the GPU (docs/gpu-wake.md).
+      const fallback = route.holder ? `${where(route.holder)} (holds requests that wait for the GPU), then ${standIn}` : standIn;
       rows.push([label, route.paths.map((p) => `\`${p}${route.prefix ? "*" : ""}\``).join(" "), route.description, primary, fallback]);
     }
   }

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { GpuBootImage, gpuBootImage } from "../../services/gpu-image";
 import { gatewayPorts } from "../../infra/services";
 import { hubServiceSpecs } from "../../services/index";
 import { imageName } from "../../services/spec";
@@ -75,6 +76,8 @@ export interface PlanDocument {
   readonly notes: readonly string[];
   /** The k8s tier's cluster, scaling rule and volume binding (absent in the droplet tiers). */
   readonly kubernetes?: KubernetesSummary;
+  /** What a GPU node boots (services/gpu-image.ts): the baked snapshot when current, else the base image. Absent without a GPU. */
+  readonly gpuImage?: GpuBootImage;
   /** Who may reach port 22 on the nodes (absent for the local and k8s tiers, which have none). */
   readonly ssh?: {
     readonly exposure: SshExposure["kind"];
@@ -166,6 +169,7 @@ export function buildPlanDocument(input: {
     notes: [STAND_IN_NOTE],
     ...(hub.kubernetes ? { kubernetes: kubernetesSummary(hub) } : {}),
     ...(hub.tier === "local" || hub.tier === "k8s" ? {} : { ssh: sshSummary(hub.gateway.adminCidrs) }),
+    ...(hub.tier !== "k8s" && gpuBootImage(hub) ? { gpuImage: gpuBootImage(hub) } : {}),
   };
 }
 

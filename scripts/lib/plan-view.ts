@@ -31,6 +31,8 @@ export function renderPlan(doc: PlanDocument): string {
   out.push(`Inference hub plan: stack ${doc.stack}, tier ${doc.tier}, region ${doc.region} (${doc.configFile})`);
   out.push(`Offline: Pulumi's mock engine ran the program as a preview; nothing was created. ${doc.notes.join(" ")}.`);
   if (doc.warnings.length) out.push(section("Warnings", doc.warnings.map((w) => `  ! ${w.keys.join(", ")}: ${w.message}`).join("\n")));
+  const boot = doc.gpuImage;
+  if (boot) out.push(`GPU nodes boot ${boot.kind === "baked" ? `the baked image ${boot.name} (snapshot ${boot.image})` : `the base image ${boot.image}: ${boot.why}`}.`);
 
   out.push(section("Configuration", table(["setting", "value", "from"], Object.entries(doc.settings).map(([k, v]) => [k, JSON.stringify(v.value), v.source]))));
 

@@ -160,6 +160,7 @@ export const USAGE = [
   "         [--stt-model ID] [--tts-model NAME] [--voice NAME] [--embedding-model ID]",
   "Keys may come from HUB_API_KEY, HUB_LLM_ONLY_KEY and HUB_RATE_LIMIT_KEY instead (keeps them out of the process list).",
   "Exit status: 0 every check passed or was skipped, 1 bad invocation, 2 a check failed.",
+  "A GPU wake, stage by stage against the model (it wakes the GPU): npm run smoke -- --wake --url URL --key KEY --admin-key KEY [--stack NAME] [--stages-out FILE]",
 ].join("\n");
 
 const positiveInteger = (option: string, text: string): number => {

@@ -6,7 +6,7 @@ import { Client } from "pg";
 import { parse } from "yaml";
 import { bundleGatekeeper } from "../../programs/gatekeeper/bundle";
 import { bundleController } from "../../programs/autoscaler/controller/bundle";
-import { CONTROLLER_PORT, OFF_ANSWER_PORT } from "../../programs/autoscaler/controller/contract";
+import { CONTROLLER_PORT, HOLDER_HEALTH_PATH, OFF_ANSWER_PORT } from "../../programs/autoscaler/controller/contract";
 import { newApiKey, type Scope } from "../../programs/gatekeeper/keys";
 import { errorsNginx, renderNginxConf, renderYaml } from "../../services/gateway";
 import { GPU_SERVICE_PORTS } from "../../services/ports";
@@ -117,7 +117,7 @@ export interface RigOptions {
   /** Extra stack settings (e.g. higher rate limits for the benchmark). */
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
   /** Keys to create: name → scopes (and optional limits). */
-  readonly keys?: Readonly<Record<string, { readonly scopes: readonly Scope[]; readonly revoked?: boolean; readonly ratePerMinute?: number; readonly burst?: number; readonly sandboxLimits?: Readonly<Record<string, number>> }>>;
+  readonly keys?: Readonly<Record<string, { readonly scopes: readonly Scope[]; readonly revoked?: boolean; readonly ratePerMinute?: number; readonly burst?: number; readonly sandboxLimits?: Readonly<Record<string, number>>; readonly waitSeconds?: number; readonly maxWaitSeconds?: number }>>;
   /**
    * Traefik's stdout (its log and access log) goes to a file in the rig's directory instead of
    * being parsed here: for benchmarks, whose client shares the CPU. accessLog() is then empty.
@@ -125,11 +125,13 @@ export interface RigOptions {
    */
   readonly logToFile?: boolean;
   /**
-   * Run the bundled autoscaling controller with its rendered config (the stack must run it).
-   * `githubApi`: the recording stand-in of GitHub's API it dispatches to; no token: advice mode.
-   * @default - not started: its routes answer 502, as with a controller that is down
+   * The bundled autoscaling controller with its rendered config, as deployed whenever the stack
+   * runs it (its off port holds coder requests in front of the CPU stand-in). `githubApi`: the
+   * recording stand-in of GitHub's API it dispatches to; no token: advice mode. `false`: not
+   * started, as with a controller that is down (its routes answer 502).
+   * @default - started in advice mode when the stack runs it
    */
-  readonly autoscaler?: { readonly githubApi: string; readonly dispatchToken?: string };
+  readonly autoscaler?: { readonly githubApi: string; readonly dispatchToken?: string } | false;
   /**
    * Run the bundled sandbox front with its rendered environment (the stack must set `sandbox: on`),
    * pointed at `nodeUrl` (the sandbox API on loopback) with the sandbox `token`.
@@ -281,7 +283,7 @@ export class GatewayRig {
     const entries = Object.entries(options.keys ?? {}).map(([name, k]) => {
       const fresh = newApiKey();
       this.keys[name] = { id: fresh.id, key: fresh.key };
-      return { id: fresh.id, name, sha256: fresh.sha256, scopes: [...k.scopes], created: new Date().toISOString(), ...(k.revoked ? { revoked: true } : {}), ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}), ...(k.burst ? { burst: k.burst } : {}), ...(k.sandboxLimits ? { sandboxLimits: { ...k.sandboxLimits } } : {}) };
+      return { id: fresh.id, name, sha256: fresh.sha256, scopes: [...k.scopes], created: new Date().toISOString(), ...(k.revoked ? { revoked: true } : {}), ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}), ...(k.burst ? { burst: k.burst } : {}), ...(k.sandboxLimits ? { sandboxLimits: { ...k.sandboxLimits } } : {}), ...(k.waitSeconds !== undefined ? { waitSeconds: k.waitSeconds } : {}), ...(k.maxWaitSeconds !== undefined ? { maxWaitSeconds: k.maxWaitSeconds } : {}) };
     });
     const env = remapForLoopback(this.variants["gpu-off"].gatekeeperEnv, this.loopback);
     writeFileSync(env.GATEKEEPER_KEYS_FILE, JSON.stringify({ version: 1, keys: entries }, null, 2));
@@ -312,15 +314,16 @@ export class GatewayRig {
       if (line.startsWith("{") && line.includes('"DownstreamStatus"')) this.accessLines.push(JSON.parse(line) as Record<string, unknown>);
     });
 
-    if (options.autoscaler) this.startAutoscaler(options.autoscaler);
+    // Advice mode (no token) dispatches nothing; the address only has to be a URL.
+    if (options.autoscaler !== false && this.variants["gpu-off"].autoscalerConfig) this.startAutoscaler(options.autoscaler ?? { githubApi: "http://127.0.0.1:9" });
     if (options.sandbox) this.startSandboxFront(options.sandbox);
     if (this.variants["gpu-off"].embeddingsEnv) this.startEmbeddings(dirs.app);
 
     const context = () => `--- traefik\n${this.traefik.tail()}\n--- gatekeeper\n${this.gatekeeper.tail()}\n--- nginx\n${this.nginx.tail()}`;
     await waitFor("nginx, the gatekeeper and Traefik to answer", async () => {
-      for (const p of [this.nginx, this.gatekeeper, this.traefik, ...(this.embeddings ? [this.embeddings] : [])]) if (!p.running) throw new Error(`${p.name} exited`);
-      const [ping, health, gk, embeddings] = await Promise.all([rawGet(metrics, "/ping"), rawGet(nginxPort, "/health"), rawGet(gatekeeperPort, "/healthz"), this.embeddings ? rawGet(embeddingsPort, "/health") : Promise.resolve(200)]);
-      return ping === 200 && health === 200 && gk === 200 && embeddings === 200;
+      for (const p of [this.nginx, this.gatekeeper, this.traefik, ...(this.embeddings ? [this.embeddings] : []), ...(this.autoscaler ? [this.autoscaler] : [])]) if (!p.running) throw new Error(`${p.name} exited`);
+      const [ping, health, gk, embeddings, holder] = await Promise.all([rawGet(metrics, "/ping"), rawGet(nginxPort, "/health"), rawGet(gatekeeperPort, "/healthz"), this.embeddings ? rawGet(embeddingsPort, "/health") : Promise.resolve(200), this.autoscaler ? rawGet(autoscalerOff, HOLDER_HEALTH_PATH).catch(() => 0) : Promise.resolve(200)]);
+      return ping === 200 && health === 200 && gk === 200 && embeddings === 200 && holder === 200;
     }, 30_000, { context });
     // The routes file loaded: a keyless request is refused by the gatekeeper through both hops.
     await waitFor("the routes file to load", async () => (await this.request({ path: "/v1/models" })).status === 401, 15_000, { context });
@@ -338,7 +341,7 @@ export class GatewayRig {
   }
 
   /** The bundled controller with the gpu-off variant's config and its container's environment, on loopback. */
-  private startAutoscaler(options: NonNullable<RigOptions["autoscaler"]>): void {
+  private startAutoscaler(options: Exclude<NonNullable<RigOptions["autoscaler"]>, false>): void {
     const rendered = this.variants["gpu-off"];
     if (!rendered.autoscalerConfig || !rendered.autoscalerEnv) throw new Error("the rig's stack runs no autoscaler (set autoscaler true on a GPU tier)");
     for (const dir of ["autoscaler-config", "autoscaler-state", "autoscaler-app"]) mkdirSync(path.join(this.dir, dir), { recursive: true });
@@ -355,6 +358,17 @@ export class GatewayRig {
       ...(options.dispatchToken ? { AUTOSCALER_DISPATCH_TOKEN: options.dispatchToken } : {}),
     };
     this.autoscaler = ManagedProcess.start("autoscaler", process.execPath, [bundle], { env });
+  }
+
+  /**
+   * Waits for a controller tick that read its signals. A first tick can come before Traefik's
+   * metrics answer (then it holds, as it should): tests start from a controller that sees the gateway.
+   */
+  async controllerSeesGateway(timeoutMs = 45_000): Promise<void> {
+    await waitFor("the controller's first tick with its signals read", async () => {
+      const status = await rigRequest(this.autoscalerPorts.control, { path: "/status" });
+      return status.status === 200 && (status.json as { signalsUp?: boolean }).signalsUp === true;
+    }, timeoutMs, { context: () => this.autoscaler?.tail() ?? "no controller" });
   }
 
   /** The bundled sandbox front with its container's environment, on loopback; the node's address is the test's API. */

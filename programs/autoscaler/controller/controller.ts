@@ -15,6 +15,7 @@ import { ControllerMetrics } from "./metrics";
 import { offAnswer, OffAnswer } from "./off-answer";
 import { CounterDeltas, Fetcher, healthy, ReplicaReading, replicaReading, scrape } from "./signals";
 import { JsonStore } from "./store";
+import { DemandState, demandThisTick, emptyDemandState } from "../../holding/demand";
 
 /**
  * The controller: every tick it reads the config file the deploy rendered (which GPU replicas the
@@ -109,6 +110,9 @@ export class Controller {
   private readonly deltas = new CounterDeltas();
   private wakeSinceMs: number | null;
   private offAnswered = 0;
+  private holderDone = 0;
+  private immediateTickMs = -Infinity;
+  private demandState: DemandState = emptyDemandState();
   private last?: ControllerStatus;
   private lastDecision?: Decision;
   private billingCheckedMs = -Infinity;
@@ -199,8 +203,32 @@ export class Controller {
    * the CPU node's Docker network, where anything else could call it.
    */
   answerOff(allowed = true): OffAnswer {
+    this.holderArrived(allowed);
+    return this.offAnswerNow();
+  }
+
+  /** The holder (programs/holding/) received a coder request: demand (when it came through the door, as above), and a tick now so it wakes the GPU. */
+  holderArrived(allowed = true): void {
     if (allowed) this.offAnswered++;
+    // Only a request that may wake the GPU is worth a tick now, and one a second at most: fallback traffic must not set off a tick per request.
+    const now = this.deps.clock();
+    if ((this.lastDecision?.wantedNodes ?? 0) > 0 || now - this.immediateTickMs < 1000) return;
+    this.immediateTickMs = now;
     this.requestTick().catch((err: unknown) => this.deps.log.error("tick failed", { error: errorText(err) }));
+  }
+
+  /** The holder finished answering one: the gateway's completion-time counter will count it again (programs/holding/demand.ts). */
+  holderFinished(): void {
+    this.holderDone++;
+  }
+
+  /** The file's view the holder needs: where the replicas answer, what it may hold, where the CPU stand-in is. */
+  get holdingView(): { readonly replicas: ControllerFile["replicas"]; readonly holding: ControllerFile["holding"] } {
+    return { replicas: this.file.replicas, holding: this.file.holding };
+  }
+
+  /** What a request that nothing serves is answered now (state, Retry-After), without counting it. */
+  offAnswerNow(): OffAnswer {
     const now = this.deps.clock();
     return offAnswer({
       nowMs: now,
@@ -260,11 +288,19 @@ export class Controller {
     // Demand: the gatekeeper's allowed `llm` decisions. A scrape without its counter family is not
     // the gatekeeper's (or not yet): as blind as no answer. Requests this controller answered while
     // off are demand too, but only beside a readable count (they cover the first tick after a restart).
+    // The gatekeeper counts a request when it arrives, as the holder does: a held one counts once (programs/holding/demand.ts).
     const scraped = await scrape(fetcher, file.demand.metricsUrl);
     const counters = scraped?.has(DEMAND_METRIC) ? demandCounters(scraped) : undefined;
-    const answered = this.offAnswered;
+    const holder = { arrived: this.offAnswered, finished: this.holderDone };
     this.offAnswered = 0;
-    const coderRequests = counters ? Math.max(this.deltas.next(counters), answered) : undefined;
+    this.holderDone = 0;
+    let coderRequests: number | undefined;
+    if (counters) {
+      const baseline = this.deltas.snapshot() === undefined;
+      const counted = demandThisTick("arrival", this.deltas.next(counters), holder, this.demandState, baseline);
+      this.demandState = counted.state;
+      coderRequests = counted.demand;
+    }
 
     const replicas: ReplicaStatus[] = await Promise.all(
       file.replicas.map(async (r) => {
@@ -324,15 +360,18 @@ export class Controller {
       if (decision.wantedNodes === 0 && ready.length === 0) this.wakeSinceMs = null;
     }
     await this.actuator.step(clock(), clock);
+    // What the status and metrics show: a dispatch this very tick made a node starting.
+    const afterStep = this.actuator.outstanding(clock(), deployed);
+    const shown = { ...nodes, starting: Math.max(nodes.starting, deployed - ready.length + (afterStep && afterStep.nodes > deployed ? afterStep.nodes - deployed : 0)) };
 
     const signalsUp = coderRequests !== undefined && (ready.length === 0 || readings !== undefined);
     this.persist();
 
     const m = this.metrics;
     m.wantedNodes.set(decision.wantedNodes);
-    m.nodes.set({ state: "ready" }, nodes.ready);
-    m.nodes.set({ state: "starting" }, nodes.starting);
-    m.nodes.set({ state: "draining" }, nodes.draining);
+    m.nodes.set({ state: "ready" }, shown.ready);
+    m.nodes.set({ state: "starting" }, shown.starting);
+    m.nodes.set({ state: "draining" }, shown.draining);
     m.decided(decision.reason);
     m.monthSpend.set(spend);
     m.ledgerFloor.set(this.ledger.floorUsd);
@@ -357,7 +396,7 @@ export class Controller {
       mode: this.actuator.acting ? "act" : "advice",
       atMs: now,
       deployedNodes: deployed,
-      nodes,
+      nodes: shown,
       replicas,
       coderRequests,
       demandCounters: counters ? Object.fromEntries(counters) : undefined,

@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { servingImage } from "../../../services/gpu-image";
 import * as path from "node:path";
 import { LEARNING_DEFAULTS, LearningTuning } from "../../../programs/autoscaler/learning";
 import { policyConfig, ServingModel, servingModel, ServingOverrides } from "../../../programs/autoscaler/serving-model";
@@ -40,6 +41,8 @@ export interface SimulateOptions {
   readonly serving?: ServingOverrides;
   readonly sweep?: boolean;
   readonly tuning?: LearningTuning;
+  /** Holding: the share of requests that ask to wait for a waking GPU, and for how long (default: the stack's gpuHoldMaxSeconds). */
+  readonly hold?: { readonly share: number; readonly seconds?: number };
 }
 
 export interface Simulation {
@@ -79,8 +82,10 @@ function availableStacks(): string[] {
     .sort();
 }
 
-export function replayModelFor(hub: HubConfig, model: ServingModel, policy: PolicyConfig): ReplayModel {
+export function replayModelFor(hub: HubConfig, model: ServingModel, policy: PolicyConfig, hold?: SimulateOptions["hold"], seed = 1): ReplayModel {
+  const s = hub.settings;
   return {
+    ...(hold && hold.share > 0 ? { hold: { share: hold.share, seconds: Math.min(hold.seconds ?? s.gpuHoldMaxSeconds, s.gpuHoldMaxSeconds), maxRequests: s.gpuHoldMaxRequests, seed } } : {}),
     tickSeconds: TICK_SECONDS,
     pipelineSeconds: model.coldStart.pipelineSeconds,
     coldStartSeconds: model.coldStart.totalSeconds,
@@ -117,7 +122,7 @@ export function idleSweep(trace: Trace, policy: PolicyConfig, replayModel: Repla
 
 export function simulate(options: SimulateOptions): Simulation {
   const hub = loadStack(options.stack, options.configFile, options.sets ?? {});
-  const built = servingModel(hub, options.serving);
+  const built = servingModel(hub, { ...options.serving, image: options.serving?.image ?? servingImage(hub) });
   if (!built.ok) throw new SimulateInputError([`--stack ${options.stack}: ${built.reason}`]);
   const model = built.model;
   const policy = policyConfig(hub, model);
@@ -132,9 +137,11 @@ export function simulate(options: SimulateOptions): Simulation {
   });
   const trace = options.days ? sliceDays(whole, options.days.from, options.days.to) : whole;
   if (!trace) throw new SimulateInputError([`--days ${options.days!.from}-${options.days!.to}: the trace has no request on those days`]);
+  if (options.hold && options.hold.share > 0 && hub.settings.gpuHoldMaxSeconds === 0) throw new SimulateInputError([`--hold-share ${options.hold.share}: the stack holds nothing (gpuHoldMaxSeconds is 0); --set gpuHoldMaxSeconds=600 to try it`]);
   // The k8s tier scales with KEDA on DOKS nodes (./kubernetes.ts); the droplet tiers with the controller's pipeline.
-  const k8s = hub.tier === "k8s" ? kubernetesReplay(hub, model, replayModelFor(hub, model, policy)) : undefined;
-  const replayModel = k8s?.replayModel ?? replayModelFor(hub, model, policy);
+  const droplets = replayModelFor(hub, model, policy, options.hold, options.seed ?? 1);
+  const k8s = hub.tier === "k8s" ? kubernetesReplay(hub, model, droplets) : undefined;
+  const replayModel = k8s?.replayModel ?? droplets;
   const began = process.hrtime.bigint();
   const policies = k8s ? kubernetesPolicies(trace, policy, replayModel, k8s.rule) : runPolicies(trace, policy, replayModel, options.tuning);
   const replayed = process.hrtime.bigint();
