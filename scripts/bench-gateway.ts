@@ -1,9 +1,9 @@
+import { benchArgs } from "./lib/bench-args";
 import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import * as http from "node:http";
 import { cpus, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
-import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { Client } from "pg";
 import { TRAEFIK_VERSION } from "./tools/traefik";
@@ -29,10 +29,7 @@ import { table } from "./lib/plan-view";
  * Target: p99 added latency < 5 ms at 1,000 req/s. The last line is that figure.
  */
 
-const { values } = parseArgs({
-  options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "8" }, rate: { type: "string", default: "1000" }, connections: { type: "string", default: "16" }, "light-rate": { type: "string", default: "250" }, warmup: { type: "string", default: "2" } },
-  strict: true,
-});
+const { values } = benchArgs("bench gateway", "usage: npm run bench -- gateway [--rounds 3] [--seconds 8] [--rate 1000] [--connections 16] [--light-rate 250] [--warmup 2]", { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "8" }, rate: { type: "string", default: "1000" }, connections: { type: "string", default: "16" }, "light-rate": { type: "string", default: "250" }, warmup: { type: "string", default: "2" } });
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const RATE = Number(values.rate);

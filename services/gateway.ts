@@ -2,7 +2,7 @@ import { stringify } from "yaml";
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT, ipRateLimit } from "./auth";
-import { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "../programs/gatekeeper/protocol";
+import { ADMIN_KEYS_PATH, ADMIN_STATUS_PATH, AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "../programs/gatekeeper/protocol";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_INTERNAL_PORT, GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";
 import type { Scope } from "../programs/gatekeeper/protocol";
@@ -301,6 +301,24 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, authMiddleware("admin", middlewares), METRICS_ADMIN_REWRITE],
     ...routerTls(),
   };
+  // The gatekeeper's admin API (keys at runtime, the status report): forwardAuth with the admin
+  // scope limits and audits the call, and passes the caller's own key on, which the gatekeeper
+  // checks again itself; its 502/504 are the gatekeeper's pages.
+  middlewares[ADMIN_API_AUTH] = {
+    forwardAuth: {
+      address: `${INTERNAL_URL}${AUTH_PATH}?scope=admin`,
+      authResponseHeaders: [...ADMIN_API_AUTH_RESPONSE_HEADERS],
+      authRequestHeaders: [...AUTH_REQUEST_HEADERS],
+      trustForwardHeader: false,
+    },
+  };
+  routers[ADMIN_API_ROUTER] = {
+    entryPoints: [...entryPoints],
+    rule: `Path(\`${ADMIN_STATUS_PATH}\`) || Path(\`${ADMIN_KEYS_PATH}\`) || PathPrefix(\`${ADMIN_KEYS_PATH}/\`)`,
+    service: services.add(GATEKEEPER_CONTAINER, GATEKEEPER_SERVICE),
+    middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_AUTH, ADMIN_API_AUTH, AUTH_ERRORS],
+    ...routerTls(),
+  };
   // The autoscaler's view (decision, vLLM readings, ledger) for keys with the admin scope: what `npm run hub -- autoscale` reads.
   if (autoscalerRuns(hub)) {
     middlewares[AUTOSCALER_STATUS_REWRITE] = { replacePath: { path: STATUS_PATH } };
@@ -328,7 +346,7 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
   routers[GATEKEEPER_HEALTH_ROUTER] = {
     entryPoints: [ENTRY_POINTS.metrics],
     rule: "Path(`/gatekeeper/healthz`)",
-    service: services.add(GATEKEEPER_CONTAINER, { loadBalancer: { servers: [{ url: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}` }], healthCheck: { path: HEALTH_PATH, ...HEALTH_CHECK } } }),
+    service: services.add(GATEKEEPER_CONTAINER, GATEKEEPER_SERVICE),
     middlewares: [GATEKEEPER_HEALTH_REWRITE],
   };
   middlewares[GATEKEEPER_HEALTH_REWRITE] = { replacePath: { path: HEALTH_PATH } };
@@ -373,6 +391,12 @@ const GATEWAY_SOURCE = "gateway";
 export const AUTH_ASSIGNED_HEADERS = ["X-Request-Id", "X-Hub-Key-Id"] as const;
 export const GATEKEEPER_HEALTH_ROUTER = "gatekeeper-health";
 export const METRICS_VPC_ROUTER = "metrics-vpc";
+export const ADMIN_API_ROUTER = "admin-api";
+const ADMIN_API_AUTH = "auth-admin-api";
+/** The admin API's forwardAuth keeps the caller's Authorization and X-Api-Key (the gatekeeper checks them itself). */
+export const ADMIN_API_AUTH_RESPONSE_HEADERS = ["X-Hub-Key-Id", "X-Request-Id"] as const;
+/** The gatekeeper as a backend (its health route, its admin API), health-checked by Traefik. */
+const GATEKEEPER_SERVICE = { loadBalancer: { servers: [{ url: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}` }], healthCheck: { path: HEALTH_PATH, ...HEALTH_CHECK } } };
 export const METRICS_ADMIN_ROUTER = "metrics-admin";
 export const ADMIN_METRICS_PATH = "/admin/metrics";
 export const ADMIN_AUTOSCALER_PATH = "/admin/autoscaler";

@@ -26,7 +26,7 @@ import {
   backendsReadyScript,
   backendsDrainScript,
   GATEKEEPER_HEALTH_ROUTER,
-  METRICS_ADMIN_ROUTER,
+  METRICS_ADMIN_ROUTER, ADMIN_API_ROUTER,
   AUTOSCALER_STATUS_ROUTER,
   METRICS_VPC_ROUTER,
   renderNginxConf,
@@ -266,7 +266,7 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
         expect(router.middlewares.slice(0, 2)).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH]);
         continue;
       }
-      const scope = name === METRICS_ADMIN_ROUTER || name === AUTOSCALER_STATUS_ROUTER ? "admin" : routes.find((r) => r.name === name)!.scope;
+      const scope = name === METRICS_ADMIN_ROUTER || name === AUTOSCALER_STATUS_ROUTER ? "admin" : name === ADMIN_API_ROUTER ? "admin-api" : routes.find((r) => r.name === name)!.scope;
       // Client-set ids go before anything can answer (the access log keeps the final headers).
       expect(router.middlewares.slice(0, 3), name).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH, `auth-${scope}`]);
     }
@@ -280,6 +280,8 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     // Never published from the container: only forwardAuth inside it reaches the hops.
     for (const kind of ["droplet", "local"] as const) expect(gatewayPorts(kind).map((p) => p.port)).not.toContain(Number(internal.address.split(":")[1]));
     for (const route of routes) expect(dynamicDoc.http.middlewares[`auth-${route.scope}`].forwardAuth.address).toBe(`${hop}/auth?scope=${route.scope}`);
+    // The admin API asks for the admin scope too, but keeps the caller's key for the gatekeeper's own check.
+    expect(dynamicDoc.http.middlewares["auth-admin-api"].forwardAuth).toMatchObject({ address: `${hop}/auth?scope=admin`, authResponseHeaders: ["X-Hub-Key-Id", "X-Request-Id"] });
     // The per-address bucket's own errors are caught inside its hop, where nothing else answers.
     expect(dynamicDoc.http.routers[IP_LIMIT_ROUTER]).toMatchObject({ service: "ping@internal", middlewares: ["ip-limit-errors", IP_RATE_LIMIT_MIDDLEWARE] });
     // The gatekeeper's own 401/403/429/500/503 pass; only Traefik's 502/504 on the way to it are rewritten.
