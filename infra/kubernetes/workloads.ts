@@ -28,7 +28,7 @@ export interface KubeFile {
 
 /** The GPU workload: its StatefulSet, the Service in front of its replicas, and the headless one that names them. */
 export const GPU_WORKLOAD = { statefulSet: "coder", service: "gpu", headless: "coder-replicas", claim: "model-cache" } as const;
-/** The static claim on the CPU cache volume (infra/storage.ts): the gatekeeper's audit spool lives on it, as on the CPU node. */
+/** The static claim on the CPU cache volume (infra/storage.ts): the gatekeeper's audit spool and runtime keys live on it, as on the CPU node. */
 export const CPU_CACHE_CLAIM = "cpu-cache";
 
 /** Writable mounts that hold state worth keeping: a claim each (stacks/kubernetes.ts sizes them). */
@@ -69,7 +69,9 @@ export function resolveMount(spec: ServiceSpec, mount: Mount, files: readonly Ku
   if (mount.hostPath.startsWith(`${MODEL_CACHE_MOUNT}/`)) {
     return at({ name: GPU_WORKLOAD.claim }, { subPath: path.posix.relative(MODEL_CACHE_MOUNT, mount.hostPath) });
   }
-  if (mount.hostPath === GATEKEEPER_DIRS.spool) {
+  // The audit spool and the runtime keys sit on the CPU cache volume, as on the CPU node: a move
+  // from a droplet tier, `hub down` and the next `pulumi up` keep them.
+  if (mount.hostPath === GATEKEEPER_DIRS.spool || mount.hostPath === GATEKEEPER_DIRS.state) {
     return at({ name: CPU_CACHE_CLAIM, persistentVolumeClaim: { claimName: CPU_CACHE_CLAIM } }, { subPath: path.posix.relative(CPU_CACHE_MOUNT, mount.hostPath) });
   }
   if (isFilesMount(mount)) {
