@@ -11,6 +11,7 @@ import { recordArtifact, SECRET_PLACEHOLDER } from "../artifacts";
 import type { DeployEnvironment } from "../environment";
 import type { MonitoringSecrets } from "../monitoring";
 import { cloudSlug, hubTags } from "../naming";
+import { providerErrorCause } from "../provider-errors";
 import { HubStorage } from "../storage";
 import type { SecretName } from "../../services/spec";
 import { chooseDoksVersion, DoksCluster } from "./cluster";
@@ -100,7 +101,14 @@ export async function kubernetesProgram(hub: HubConfig, stack: string, env: Depl
   // The version: the catalogue's DOKS minor as the region offers it now, or the plan says what it assumes.
   let version = plan.release.slug;
   if (env.kubernetesVersions) {
-    const choice = chooseDoksVersion(await env.kubernetesVersions.offered());
+    let offered: readonly string[];
+    try {
+      offered = await env.kubernetesVersions.offered();
+    } catch (err) {
+      // As for the droplet tiers' SSH key lookup: the provider's cause, one line, no stack trace.
+      throw new pulumi.RunError(`stack ${stack}: could not list the DOKS versions ${hub.region} offers (${providerErrorCause(err)}). Check DIGITALOCEAN_TOKEN and the network. Nothing was created or changed.`);
+    }
+    const choice = chooseDoksVersion(offered);
     if (!choice.ok) throw new pulumi.RunError(`stack ${stack}: ${choice.problem} Nothing was created or changed.`);
     if (choice.note) void pulumi.log.warn(choice.note);
     version = choice.version;
