@@ -8,6 +8,7 @@ import { crdTexts } from "./helpers/kube-crds";
 import { kubeMissing, statusMessage, TestApiServer } from "./helpers/kube-apiserver";
 import { mustLoad } from "./helpers/load";
 import { runProgram } from "./helpers/mock-run";
+import { standInVolumeIds } from "./helpers/k8s-volume-ids";
 
 /**
  * Every object the k8s tier renders, checked by a real Kubernetes API server (built at the DOKS
@@ -46,7 +47,7 @@ const STACKS: Record<string, { settings: Record<string, unknown>; secrets?: { al
 const render = (name: string) => {
   const stack = STACKS[name];
   const hub = mustLoad(stack.settings);
-  return kubernetesManifests({ hub, secrets: stack.secrets ?? { alertSmtpPassword: false, alertWebhookUrl: false }, volumeIds: { modelCaches: Array.from({ length: hub.modelCache.volumes }, (_, i) => `1111111${i}-aaaa-bbbb-cccc-000000000000`), cpuCache: "22222222-aaaa-bbbb-cccc-000000000000" } });
+  return kubernetesManifests({ hub, secrets: stack.secrets ?? { alertSmtpPassword: false, alertWebhookUrl: false }, volumeIds: standInVolumeIds(hub) });
 };
 const withStandIns = (o: KubeObject) => fillSecrets(o, (name) => `dry-run stand-in for ${name}`) as KubeObject;
 

@@ -14,6 +14,7 @@ import type { PolicyConfig } from "../programs/autoscaler/types";
 import { kubernetesManifests } from "../infra/kubernetes/manifests";
 import { controllerFile, demandText, MetricsStandIn } from "./helpers/autoscaler";
 import { mustLoad } from "./helpers/load";
+import { standInVolumeIds } from "./helpers/k8s-volume-ids";
 
 /**
  * The k8s tier's budget guard: KEDA's ceiling is the controller's budgetReplicaCap, published from
@@ -63,7 +64,7 @@ describe("the controller in the k8s tier", () => {
 
   it("renders a file the controller accepts: slots for every replica, no dispatch, the tier named", () => {
     const hub = mustLoad({ tier: "k8s" });
-    const { files } = kubernetesManifests({ hub, secrets: { alertSmtpPassword: false, alertWebhookUrl: false }, volumeIds: { modelCaches: [0, 1, 2, 3].map(String), cpuCache: "c" } });
+    const { files } = kubernetesManifests({ hub, secrets: { alertSmtpPassword: false, alertWebhookUrl: false }, volumeIds: standInVolumeIds(hub) });
     const text = files.find((f) => f.path.endsWith("/autoscaler.json"))!.content as string;
     const file = parseControllerFile(text);
     expect(file).toMatchObject({ tier: "k8s", dispatch: null, kubernetes: { replicaSlots: true } });

@@ -21,12 +21,13 @@ import { cfg } from "./helpers/recording-ops";
 import { decideGpu, decideTier } from "../scripts/lib/hub/decisions";
 import { PROMTOOL_BINARY, runToolAsync } from "./helpers/prometheus-tools";
 import { KEDA_FORMULA_BINARY } from "../scripts/tools/kube";
+import { standInVolumeIds } from "./helpers/k8s-volume-ids";
 
 /** The k8s tier as a user meets it: what the plan accepts and refuses, what it costs, what it exposes and where its secrets go. */
 
 const render = (settings: Record<string, unknown>) => {
   const hub = mustLoad(settings);
-  return { hub, ...kubernetesManifests({ hub, secrets: { alertSmtpPassword: false, alertWebhookUrl: false }, volumeIds: { modelCaches: Array.from({ length: hub.modelCache.volumes }, (_, i) => `vol-${i}`), cpuCache: "vol-cpu" } }) };
+  return { hub, ...kubernetesManifests({ hub, secrets: { alertSmtpPassword: false, alertWebhookUrl: false }, volumeIds: standInVolumeIds(hub) }) };
 };
 const of = (objects: readonly KubeObject[], kind: string) => objects.filter((o) => o.kind === kind) as any[];
 const problemKeys = (settings: Record<string, unknown>) => {
@@ -131,8 +132,11 @@ describe("moving from hybrid", () => {
     const hybrid = volumes(await runProgram({ tier: "hybrid", gpuMaxNodes: 4 }, { stack: "move" }));
     const k8sRun = await runProgram({ tier: "k8s" }, { stack: "move" });
     const k8s = volumes(k8sRun);
-    // Same URNs and inputs: Pulumi sees no change to any volume when the tier changes.
-    expect([...k8s.keys()].sort()).toEqual([...hybrid.keys()].sort());
+    // Same URNs and inputs: Pulumi sees no change to any volume when the tier changes; k8s adds
+    // one volume per state claim (what hybrid keeps on its CPU cache), protected the same way.
+    const added = [...k8s.keys()].filter((urn) => !hybrid.has(urn));
+    expect(added.map((urn) => urn.split("::").pop()).sort()).toEqual(["storage-state-alertmanager", "storage-state-autoscaler", "storage-state-grafana", "storage-state-prometheus"]);
+    for (const urn of added) expect(k8s.get(urn)!.protect && k8s.get(urn)!.retain, urn).toBe(true);
     for (const [urn, v] of hybrid) {
       expect(k8s.get(urn), urn).toEqual(v);
       expect(v.protect && v.retain, urn).toBe(true);
@@ -145,7 +149,9 @@ describe("moving from hybrid", () => {
       expect(pv.spec.csi.volumeAttributes).toEqual({ "com.digitalocean.csi/noformat": "true" });
       expect(pv.spec.persistentVolumeReclaimPolicy).toBe("Retain");
     }
-    expect(pvs.map((pv) => pv.spec.claimRef.name).sort()).toEqual(["cpu-cache", "model-cache-coder-0", "model-cache-coder-1", "model-cache-coder-2", "model-cache-coder-3"]);
+    expect(pvs.map((pv) => pv.spec.claimRef.name).sort()).toEqual(["alertmanager-state", "autoscaler-state", "cpu-cache", "grafana-state", "model-cache-coder-0", "model-cache-coder-1", "model-cache-coder-2", "model-cache-coder-3", "prometheus-state"]);
+    // No claim is left to dynamic provisioning: its volume would outlive the cluster outside the stack, unlisted by hub down.
+    for (const pvc of k8sRun.byType("kubernetes:core/v1:PersistentVolumeClaim").map((r) => r.rawInputs as any)) expect(pvc.spec.volumeName, pvc.metadata.name).toBeTruthy();
   }, 120_000);
 });
 

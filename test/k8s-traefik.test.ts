@@ -12,6 +12,7 @@ import { kubeMissing, statusMessage, TestApiServer } from "./helpers/kube-apiser
 import { mustLoad } from "./helpers/load";
 import { freeLoopbackPort } from "./helpers/postgres";
 import { ManagedProcess, waitFor } from "./helpers/processes";
+import { standInVolumeIds } from "./helpers/k8s-volume-ids";
 
 /**
  * One route table, two renderings, read back by Traefik itself: the droplet tiers' file-provider
@@ -121,7 +122,7 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "hub-k8s-traefik-"));
     const hub = mustLoad(SETTINGS);
-    const manifests = kubernetesManifests({ hub, secrets: { alertSmtpPassword: false, alertWebhookUrl: false }, volumeIds: { modelCaches: Array.from({ length: hub.modelCache.volumes }, (_, i) => `v${i}`), cpuCache: "vc" } });
+    const manifests = kubernetesManifests({ hub, secrets: { alertSmtpPassword: false, alertWebhookUrl: false }, volumeIds: standInVolumeIds(hub) });
     objects = manifests.objects;
     api = await TestApiServer.start();
     for (const { source, text } of await crdTexts()) if (source.name === "Traefik") await api.installCrds(text);

@@ -122,6 +122,7 @@ export async function kubernetesProgram(hub: HubConfig, stack: string, env: Depl
     modelCacheVolumes: hub.modelCache.volumes,
     modelCacheGiB: hub.modelCache.sizeGiB,
     cpuCacheGiB: hub.cpuNode.cacheGiB,
+    stateVolumes: plan.statePvcs,
   });
   const doks = new DoksCluster("cluster", { cloudName, region: hub.region, version, plan, gpuVendor: hub.gpu?.size.vendor ?? "nvidia", tags: [tags.stack, tags.tier] });
   const provider = new k8s.Provider("cluster", { kubeconfig: doks.kubeconfig, enableServerSideApply: true }, { dependsOn: [doks.gpuPool] });
@@ -129,7 +130,7 @@ export async function kubernetesProgram(hub: HubConfig, stack: string, env: Depl
   const manifests = kubernetesManifests({
     hub,
     secrets: { alertSmtpPassword: secrets.alerts.smtpPassword !== undefined, alertWebhookUrl: secrets.alerts.webhookUrl !== undefined },
-    volumeIds: { modelCaches: storage.modelCaches.map((c) => c.volume.id), cpuCache: storage.cpuCache.volume.id },
+    volumeIds: { modelCaches: storage.modelCaches.map((c) => c.volume.id), cpuCache: storage.cpuCache.volume.id, state: Object.fromEntries(Object.entries(storage.stateVolumes).map(([name, c]) => [name, c.volume.id])) },
     stack: { name: stack, organization: pulumi.getOrganization() },
   });
 
@@ -178,11 +179,12 @@ export async function kubernetesProgram(hub: HubConfig, stack: string, env: Depl
     name: `inference-hub-${cloudSlug(stack)}`,
     description: `Inference hub, stack ${stack} (${hub.tier} tier)`,
     purpose: "Machine learning / AI / Data processing",
-    resources: [doks.cluster.clusterUrn, storage.cpuCache.volume.volumeUrn, ...storage.modelCaches.map((c) => c.volume.volumeUrn)],
+    resources: [doks.cluster.clusterUrn, storage.cpuCache.volume.volumeUrn, ...storage.modelCaches.map((c) => c.volume.volumeUrn), ...Object.values(storage.stateVolumes).map((c) => c.volume.volumeUrn)],
   });
 
   const volumeIds: Record<string, pulumi.Output<string>> = { "cpu-cache": storage.cpuCache.volume.id };
   storage.modelCaches.forEach((c, i) => (volumeIds[`model-cache-${i}`] = c.volume.id));
+  for (const [name, c] of Object.entries(storage.stateVolumes)) volumeIds[`state-${name}`] = c.volume.id;
   return {
     tier: hub.tier,
     region: hub.region,

@@ -24,6 +24,8 @@ export const CPU_CACHE_VOLUME = `${NAMESPACE}-${CPU_CACHE_CLAIM}`;
 export interface VolumeIds<Id> {
   readonly modelCaches: readonly Id[];
   readonly cpuCache: Id;
+  /** By state claim (plan.statePvcs): Prometheus, Alertmanager, Grafana, the controller, ACME. */
+  readonly state: Readonly<Record<string, Id>>;
 }
 
 function staticPair(pvName: string, claimName: string, sizeGiB: number, volumeId: unknown, component: string): KubeObject[] {
@@ -59,15 +61,13 @@ export function storageObjects<Id>(hub: HubConfig, plan: KubernetesPlan, ids: Vo
   const objects: KubeObject[] = [];
   ids.modelCaches.forEach((id, i) => objects.push(...staticPair(modelCacheVolume(i), modelCacheClaim(i), hub.modelCache.sizeGiB, id, "model-cache")));
   objects.push(...staticPair(CPU_CACHE_VOLUME, CPU_CACHE_CLAIM, hub.cpuNode.cacheGiB, ids.cpuCache, "cpu-cache"));
-  // State the droplet tiers kept on the CPU cache volume, now a claim each (a ReadWriteOnce volume serves one node at a time).
+  // State the droplet tiers kept on the CPU cache volume, now a volume of the stack each (a
+  // ReadWriteOnce volume serves one node at a time), bound the same way: `hub down` keeps and
+  // lists them, the next `pulumi up` finds the same data (the month's GPU spend included).
   for (const pvc of plan.statePvcs) {
-    const name = stateClaimName(pvc.name);
-    objects.push({
-      apiVersion: "v1",
-      kind: "PersistentVolumeClaim",
-      metadata: { name, namespace: NAMESPACE, labels: labelsFor(name, "state") },
-      spec: { accessModes: ["ReadWriteOnce"], storageClassName: DOKS_STORAGE.retainClass, resources: { requests: { storage: `${pvc.sizeGiB}Gi` } } },
-    });
+    const id = ids.state[pvc.name];
+    if (id === undefined) throw new Error(`k8s: no volume id for the ${pvc.name} state claim`);
+    objects.push(...staticPair(`${NAMESPACE}-${stateClaimName(pvc.name)}`, stateClaimName(pvc.name), pvc.sizeGiB, id, "state"));
   }
   return objects;
 }
