@@ -150,6 +150,8 @@ describe("moving from hybrid", () => {
       expect(pv.spec.persistentVolumeReclaimPolicy).toBe("Retain");
     }
     expect(pvs.map((pv) => pv.spec.claimRef.name).sort()).toEqual(["alertmanager-state", "autoscaler-state", "cpu-cache", "grafana-state", "model-cache-coder-0", "model-cache-coder-1", "model-cache-coder-2", "model-cache-coder-3", "prometheus-state"]);
+    // Destroying the cluster leaves what was attached to it (DigitalOcean's "associated resources": volumes among them).
+    expect(k8sRun.byType("digitalocean:index/kubernetesCluster:KubernetesCluster").map((c) => c.inputs.destroyAllAssociatedResources)).toEqual([false]);
     // No claim is left to dynamic provisioning: its volume would outlive the cluster outside the stack, unlisted by hub down.
     for (const pvc of k8sRun.byType("kubernetes:core/v1:PersistentVolumeClaim").map((r) => r.rawInputs as any)) expect(pvc.spec.volumeName, pvc.metadata.name).toBeTruthy();
   }, 120_000);

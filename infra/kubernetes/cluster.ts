@@ -67,6 +67,8 @@ export class DoksCluster extends pulumi.ComponentResource {
         clusterAutoscalerConfigurations: [{ scaleDownUnneededTime: GPU_NODE_UNNEEDED_TIME, scaleDownUtilizationThreshold: 0.5 }],
         ...(args.gpuVendor === "amd" ? { amdGpuDevicePlugin: { enabled: true } } : { nvidiaGpuDevicePlugin: { enabled: true } }),
         tags: [...args.tags],
+        // Destroying the cluster (hub down, a tier switch) must leave the volumes bound to it: the stack's own.
+        destroyAllAssociatedResources: false,
       },
       // A new version is DigitalOcean's upgrade to run (autoUpgrade), not a reason to replace the cluster.
       { parent: this, ignoreChanges: ["version"] },
