@@ -94,6 +94,8 @@ export function imagesTable(): string {
 
 /** Tiers the seed table shows: hybrid is the gpu tier's GPU on demand, local the cpu tier's services at home. */
 const SEED_TIERS = ["cpu", "gpu", "multigpu"] as const;
+/** The diagram draws droplets, firewalls and Docker containers; the k8s tier has none (docs/kubernetes.md describes its cluster). */
+export const DIAGRAM_TIERS = TIERS.filter((t) => t !== "k8s");
 
 /** The argument after `flag` in a spec's command line; a missing flag is a docs bug, not a blank cell. */
 function flagValue(spec: ServiceSpec, flag: string): string {
@@ -214,14 +216,14 @@ export async function tierPlans(): Promise<Record<string, { document: PlanDocume
   return plans;
 }
 
-/** One picture per tier, so each shows exactly what `npm run plan -- --stack <tier>` plans. */
+/** One picture per tier with droplets (DIAGRAM_TIERS), so each shows exactly what `npm run plan -- --stack <tier>` plans. */
 export async function tierDiagrams(plans?: Record<string, { document: PlanDocument; artifacts: readonly PlanArtifact[] }>): Promise<Record<string, string>> {
   const from = plans ?? (await tierPlans());
-  return Object.fromEntries(TIERS.map((tier) => [tier, renderMermaid(pictureOf(from[tier].document, from[tier].artifacts), { compact: true })]));
+  return Object.fromEntries(DIAGRAM_TIERS.map((tier) => [tier, renderMermaid(pictureOf(from[tier].document, from[tier].artifacts), { compact: true })]));
 }
 
 export function diagramsSection(diagrams: Record<string, string>): string {
-  return TIERS.map((tier) => `**${tier}** (\`npm run plan -- --stack ${tier} --diagram ${tier}.md\`):\n\n\`\`\`mermaid\n${diagrams[tier]}\`\`\``).join("\n\n");
+  return DIAGRAM_TIERS.map((tier) => `**${tier}** (\`npm run plan -- --stack ${tier} --diagram ${tier}.md\`):\n\n\`\`\`mermaid\n${diagrams[tier]}\`\`\``).join("\n\n");
 }
 
 const RESOURCE_KINDS: readonly [string, string][] = [
