@@ -54,6 +54,8 @@ export interface PictureVolume {
   readonly retainOnDelete: boolean;
   /** Host id of the droplet the attachment names; undefined when detached. */
   readonly attachedTo?: string;
+  /** Detached: the off GPU node it attaches to once on (model-cache-<i> belongs to the i-th GPU node, infra/program.ts). */
+  readonly waitsFor?: string;
 }
 
 export interface PublishedPort {
@@ -70,6 +72,8 @@ export interface PictureContainer {
   readonly gpu: boolean;
   readonly published: readonly PublishedPort[];
   readonly memoryMiB?: number;
+  /** On the node's own network (networkMode host): it listens on the node's addresses, publishing nothing. */
+  readonly hostNetwork?: boolean;
 }
 
 export interface PictureExposure {
@@ -91,6 +95,14 @@ export interface PictureRoute {
   readonly labels: readonly string[];
 }
 
+/** Prometheus to a container (or, for a target on a node's address with no container publishing it, the node) it scrapes. */
+export interface PictureScrape {
+  readonly from: string;
+  readonly to: string;
+  /** Prometheus job names. */
+  readonly jobs: readonly string[];
+}
+
 export interface Picture {
   readonly stack: string;
   readonly tier: string;
@@ -101,6 +113,9 @@ export interface Picture {
   readonly containers: readonly PictureContainer[];
   readonly exposures: readonly PictureExposure[];
   readonly routes: readonly PictureRoute[];
+  readonly scrapes: readonly PictureScrape[];
+  /** The container API clients call (/v1 on the gateway), and the public path prefixes they use. */
+  readonly client?: { readonly to: string; readonly paths: readonly string[] };
   /** SSH's sources as the plan decided them (deployer, cidrs, open). */
   readonly sshDescription?: string;
 }
@@ -148,8 +163,11 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
     hosts.push({ id: ident("host", node.name), node: node.name, kind: "off", size: node.size, firewalls: [], reservedIp: false, wouldRun: node.workloads.map((w) => w.role) });
   }
 
+  const gpuNodes = document.nodes.filter((n) => n.kind === "gpu");
   const volumes: PictureVolume[] = ofType(TYPES.volume).map((v) => {
     const attachment = ofType(TYPES.attachment).find((a) => String(a.inputs.volumeId) === String(v.id));
+    const gpuIndex = /(?:^|-)model-cache-(\d+)$/.exec(v.name)?.[1];
+    const owner = gpuIndex === undefined ? undefined : hosts.find((h) => h.kind === "off" && h.node === gpuNodes[Number(gpuIndex)]?.name);
     return {
       id: ident("vol", v.name),
       cloudName: String(v.inputs.name),
@@ -158,6 +176,7 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
       protect: v.options.protect,
       retainOnDelete: v.options.retainOnDelete,
       attachedTo: attachment ? dropletById.get(String(attachment.inputs.dropletId))?.id : undefined,
+      waitsFor: attachment ? undefined : owner?.id,
     };
   });
 
@@ -178,7 +197,7 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
     const published = (Array.isArray(c.inputs.ports) ? (c.inputs.ports as { external?: number; internal: number; ip?: string }[]) : []).map(
       (p): PublishedPort => ({ port: Number(p.external ?? p.internal), on: p.ip === "0.0.0.0" || p.ip === undefined ? "all" : p.ip === "127.0.0.1" ? "loopback" : "private" }),
     );
-    containers.push({ id: ident(`c_${hostId.slice(5)}`, name), host: hostId, name, image: String(imageOf(c, resources) ?? ""), gpu: c.inputs.gpus !== undefined || Array.isArray(c.inputs.devices), published, memoryMiB: typeof c.inputs.memory === "number" ? c.inputs.memory : undefined });
+    containers.push({ id: ident(`c_${hostId.slice(5)}`, name), host: hostId, name, image: String(imageOf(c, resources) ?? ""), gpu: c.inputs.gpus !== undefined || Array.isArray(c.inputs.devices), published, memoryMiB: typeof c.inputs.memory === "number" ? c.inputs.memory : undefined, hostNetwork: c.inputs.networkMode === "host" });
   }
 
   const exposures: PictureExposure[] = [];
@@ -203,6 +222,10 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
     if (loopback.length) exposures.push({ source: "admin", target: c.id, ports: loopback, addresses: ["127.0.0.1"] });
   }
 
+  const routes = gatewayRoutes(artifacts, containers, (ip) => dropletByPrivateIp.get(ip)?.id);
+  const gateway = containers.find((c) => c.image.startsWith("traefik:"));
+  const apiPaths = routes.some((r) => r.kind === "route" && r.labels.some((l) => l.startsWith("/v1/"))) ? ["/v1/*"] : [];
+  const hostOfIp = (ip: string) => dropletByPrivateIp.get(ip)?.id ?? dropletByPublicIp.get(ip)?.id;
   return {
     stack: document.stack,
     tier: document.tier,
@@ -212,7 +235,9 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
     volumes,
     containers,
     exposures,
-    routes: gatewayRoutes(artifacts, containers, (ip) => dropletByPrivateIp.get(ip)?.id),
+    routes,
+    scrapes: prometheusScrapes(artifacts, containers, hostOfIp),
+    client: gateway && apiPaths.length ? { to: gateway.id, paths: apiPaths } : undefined,
     sshDescription: document.ssh?.description,
   };
 }
@@ -318,6 +343,48 @@ function pathsOf(rule: string | undefined): string[] {
   return [...(rule ?? "").matchAll(/(PathPrefix|Path)\(`([^`]*)`\)/g)].map((m) => (m[1] === "PathPrefix" ? `${m[2]}*` : m[2]));
 }
 
+interface PrometheusConfig {
+  scrape_configs?: { job_name: string; static_configs?: { targets?: string[] }[]; file_sd_configs?: { files?: string[] }[] }[];
+}
+
+/**
+ * What Prometheus scrapes, from the files the plan rendered: each job's static targets and the
+ * targets in its file_sd files (by file name), resolved to the container with that network alias
+ * on Prometheus's node, or the container publishing that port on the node with that address.
+ */
+function prometheusScrapes(artifacts: readonly PlanArtifact[], containers: readonly PictureContainer[], hostOfIp: (ip: string) => string | undefined): PictureScrape[] {
+  const configFile = artifacts.find((a) => a.kind === "prometheus-config");
+  const prometheus = containers.find((c) => /(^|\/)prometheus:/.test(c.image));
+  if (!configFile || !prometheus) return [];
+  const config = parseYaml(configFile.content) as PrometheusConfig;
+  const targetFiles = new Map(artifacts.filter((a) => a.kind === "prometheus-targets").map((a) => [a.path.split("/").pop(), a.content]));
+  // A node's address and port: the container publishing the port, else its one container on the node's network, else the node.
+  const onNode = (host: string, port: number): string => {
+    const publishing = containers.find((c) => c.host === host && c.published.some((p) => p.port === port));
+    const onHostNetwork = containers.filter((c) => c.host === host && c.hostNetwork);
+    return publishing?.id ?? (onHostNetwork.length === 1 ? onHostNetwork[0].id : host);
+  };
+  const edges = new Map<string, { from: string; to: string; jobs: string[] }>();
+  for (const job of config.scrape_configs ?? []) {
+    const fromFiles = (job.file_sd_configs ?? []).flatMap((f) => f.files ?? []).flatMap((file) => {
+      const content = targetFiles.get(file.split("/").pop());
+      return content ? (JSON.parse(content) as { targets?: string[] }[]).flatMap((g) => g.targets ?? []) : [];
+    });
+    for (const target of [...(job.static_configs ?? []).flatMap((g) => g.targets ?? []), ...fromFiles]) {
+      const [hostname, portText] = target.split(":");
+      const port = Number(portText);
+      if (hostname === "localhost" || hostname === "127.0.0.1") continue; // Prometheus itself
+      const host = hostOfIp(hostname);
+      const to = host ? onNode(host, port) : containers.find((c) => c.host === prometheus.host && c.name === hostname)?.id;
+      if (!to) continue;
+      const edge = edges.get(to) ?? { from: prometheus.id, to, jobs: [] };
+      if (!edge.jobs.includes(job.job_name)) edge.jobs.push(job.job_name);
+      edges.set(to, edge);
+    }
+  }
+  return [...edges.values()];
+}
+
 // ---- Mermaid ----
 
 /** Text inside a quoted Mermaid label: quotes and angle brackets as entities, lines joined by <br/>. */
@@ -337,6 +404,8 @@ const SOURCE_NODES: Record<SourceClass, { id: string; text: (p: Picture, address
   },
 };
 
+const CLIENT_NODE = "src_client";
+
 const portsText = (ports: readonly string[]) => {
   const tcp = ports.filter((p) => p !== "icmp");
   return [tcp.length ? `tcp ${tcp.join(", ")}` : "", ports.includes("icmp") ? "icmp" : ""].filter(Boolean).join(" + ");
@@ -353,7 +422,9 @@ export interface MermaidOptions {
 
 /** The picture as a Mermaid flowchart (left to right), which GitHub renders. */
 export function renderMermaid(p: Picture, options: MermaidOptions = {}): string {
+  // Left to right: sources, the gateway, then the containers in a column, narrow enough for a README.
   const out: string[] = ["flowchart LR"];
+  if (p.client) out.push(`  ${CLIENT_NODE}((${label(...(p.tier === "local" ? ["API clients on this machine"] : ["API clients"]), "OpenAI SDKs, curl, Continue, aider")}))`);
   const usedSources = new Map<SourceClass, string[]>();
   for (const e of p.exposures) usedSources.set(e.source, [...(usedSources.get(e.source) ?? []), ...e.addresses]);
   for (const [source, addresses] of usedSources) out.push(`  ${SOURCE_NODES[source].id}((${label(...SOURCE_NODES[source].text(p, addresses))}))`);
@@ -369,7 +440,7 @@ export function renderMermaid(p: Picture, options: MermaidOptions = {}): string 
         : [`${h.node} · droplet ${h.cloudName} · ${h.size}${h.reservedIp ? " · reserved IP" : ""}`, ...(options.compact ? [] : [`image ${h.image}`]), `firewall ${h.firewalls.join(", ") || "none"}`];
     out.push(`${indent}subgraph ${h.id}[${label(...title)}]`);
     for (const c of p.containers.filter((x) => x.host === h.id)) {
-      const details = options.compact ? [c.image.replace(/^.*\//, "")] : [c.image, ...(c.memoryMiB ? [`memory ${c.memoryMiB} MiB`] : [])];
+      const details = options.compact ? [c.image.replace(/^.*\//, "").replace(":", " ")] : [c.image, ...(c.memoryMiB ? [`memory ${c.memoryMiB} MiB`] : [])];
       const ports = publishedText(c);
       out.push(`${indent}  ${c.id}[${label(`${c.name}${c.gpu ? " (GPU)" : ""}`, ...details, ...(ports ? [ports] : []))}]`);
     }
@@ -390,7 +461,12 @@ export function renderMermaid(p: Picture, options: MermaidOptions = {}): string 
   }
 
   for (const e of p.exposures) out.push(`  ${SOURCE_NODES[e.source].id} -->|${label(portsText(e.ports))}| ${e.target}`);
+  if (p.client) out.push(`  ${CLIENT_NODE} -->|${label(`${p.client.paths.join(" ")} with an API key`)}| ${p.client.to}`);
+  // Volume first: the volumes sit in the sources' column rather than widening the picture.
   for (const v of p.volumes) if (v.attachedTo) out.push(`  ${v.id} ---|${label("attached")}| ${v.attachedTo}`);
+  for (const v of p.volumes) if (v.waitsFor) out.push(`  ${v.id} -.-|${label("attaches when on")}| ${v.waitsFor}`);
+  // The job names only in the full picture: in the compact one a label would widen it past a README column.
+  for (const sc of p.scrapes) out.push(`  ${sc.from} -.->|${label(options.compact ? "scrape" : `scrapes ${sc.jobs.join(", ")}`)}| ${sc.to}`);
   for (const r of p.routes) {
     const arrow = r.kind === "route" ? "-->" : "-.->";
     const text = r.kind === "auth" ? [`forwardAuth${r.labels.length ? ` (${r.labels.join(", ")})` : ""}`] : r.kind === "fallback" ? [`fallback: ${r.labels.join(" ")}`] : r.labels;
@@ -408,7 +484,8 @@ export function renderMermaid(p: Picture, options: MermaidOptions = {}): string 
   const detached = p.volumes.filter((v) => !v.attachedTo).map((v) => v.id);
   if (attached.length) out.push(`  class ${attached.join(",")} volume`);
   if (detached.length) out.push(`  class ${detached.join(",")} detached`);
-  if (usedSources.size) out.push(`  class ${[...usedSources.keys()].map((s) => SOURCE_NODES[s].id).join(",")} source`);
+  const sourceIds = [...(p.client ? [CLIENT_NODE] : []), ...[...usedSources.keys()].map((s) => SOURCE_NODES[s].id)];
+  if (sourceIds.length) out.push(`  class ${sourceIds.join(",")} source`);
   return `${out.join("\n")}\n`;
 }
 
