@@ -219,8 +219,8 @@ function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gp
   const priced = (s: GpuSize, alwaysOn: boolean) => `${s.slug} (${usd(s.pricePerHour)}/h${alwaysOn ? `, ${usd(s.pricePerHour * HOURS_PER_MONTH)}/month always on` : ""}${s.regions.includes(region) ? "" : `; offered in ${s.regions.join("/")}`})`;
   const bigger = inRegion.length ? inRegion : anywhere;
   if (bigger.length) advice.push(`use gpuSize ${bigger.slice(0, 2).map((s) => priced(s, tier !== "hybrid")).join(" or ")}`);
-  else if (tier !== "multigpu") {
-    // No single GPU holds it: the multigpu tier's 8-GPU droplets might (tensor parallel over all 8).
+  else if (tier !== "multigpu" && advice.length === 0) {
+    // Nothing makes it fit one GPU: the multigpu tier's 8-GPU droplets might (tensor parallel over all 8).
     const multi = multiGpuFit(model, quantization, context, region);
     if (multi) return `No single-GPU size holds it. Fixes: use tier multigpu with gpuSize ${priced(multi.size, true)}${multi.quantization === quantization ? "" : ` and llmQuantization ${multi.quantization}`} (its preset shards the model over the ${multi.size.gpuCount} GPUs).`;
   }
