@@ -34,13 +34,15 @@ export function readEnvironmentBlock(value: unknown, origin: string): { environm
   };
   if (Array.isArray(value)) {
     const imports = names(value);
-    return imports ? { environment: { imports, inlineValues: false } } : { problem: problem("environment", origin, "holds an item that is not an environment name.", shape) };
+    if (!imports) return { problem: problem("environment", origin, "holds an item that is not an environment name.", shape) };
+    return imports.length ? { environment: { imports, inlineValues: false } } : {};
   }
   if (isMap(value)) {
     const imports = value.has("imports") ? names(value.get("imports")) : [];
     if (!imports) return { problem: problem("environment", origin, "has an imports: entry that is not a list of environment names.", shape) };
     const values = value.get("values");
-    return { environment: { imports, inlineValues: isMap(values) && values.size > 0 } };
+    const inlineValues = isMap(values) && values.size > 0;
+    return imports.length || inlineValues ? { environment: { imports, inlineValues } } : {};
   }
   return { problem: problem("environment", origin, "is neither a list of environment names nor an environment definition.", shape) };
 }

@@ -60,6 +60,8 @@ describe("stack files that import ESC environments", () => {
     expect(list.ok && list.file.environment).toEqual({ imports: ["inference-hub/common", "inference-hub/prod"], inlineValues: false });
     const def = readStackFile("environment:\n  imports:\n    - a/b\n    - c/d: {merge: false}\n  values:\n    pulumiConfig:\n      region: ams3\n", "t.yaml");
     expect(def.ok && def.file.environment).toEqual({ imports: ["a/b", "c/d"], inlineValues: true });
+    const empty = readStackFile("environment: []\nconfig: {}\n", "t.yaml");
+    expect(empty.ok && empty.file.environment).toBeUndefined();
     const bad = readStackFile("environment: 42\n", "t.yaml");
     expect(bad.ok && bad.file.problems.map((p) => p.keys[0])).toEqual(["environment"]);
   });
@@ -76,6 +78,19 @@ describe("stack files that import ESC environments", () => {
     for (const setting of leftOpen) expect(named, setting).toContain(setting);
     expect(named).not.toContain("tier");
     expect(named).not.toContain("budgetUsd");
+  });
+
+  it("an inline definition with values: is planned with the warning, without asking esc (it opens only named environments)", async () => {
+    const asked: string[] = [];
+    const result = await planFromText("esc", "Pulumi.esc.yaml", "environment:\n  imports: [inference-hub/common]\n  values:\n    pulumiConfig:\n      region: ams3\nconfig:\n  inference-hub:tier: cpu\n", {
+      esc: async (name) => (asked.push(name), { ok: true, values: [] }),
+    });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(asked).toEqual([]);
+    const w = result.document.warnings.find((x) => x.keys.includes("environment"));
+    expect(w?.message).toContain("inference-hub/common and the inline values:");
+    expect(w?.keys).toContain("region");
   });
 
   it("esc present but not logged in: the same warning, saying so", async () => {
