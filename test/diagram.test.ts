@@ -104,11 +104,18 @@ describe("the deployment diagram, for every shipped tier", () => {
       const { document, parsed } = tiers.get(tier)!;
       const attachedTo = (name: string) => {
         const vertex = vertexWith(parsed, `ih-${document.stack}-${name}`)!;
-        return parsed.edges.filter((e) => e.start === vertex.id).map((e) => parsed.subgraphs.find((s) => s.id === e.end)?.title.split(" ·")[0]);
+        return parsed.edges.filter((e) => e.start === vertex.id && e.stroke !== "dotted").map((e) => parsed.subgraphs.find((s) => s.id === e.end)?.title.split(" ·")[0]);
+      };
+      // A detached volume's dotted edge goes to the off node it attaches to once on.
+      const waitsFor = (name: string) => {
+        const vertex = vertexWith(parsed, `ih-${document.stack}-${name}`)!;
+        return parsed.edges.filter((e) => e.start === vertex.id && e.stroke === "dotted").map((e) => parsed.vertices.get(e.end)?.text.split(" ·")[0]);
       };
       expect(attachedTo("cpu-cache"), tier).toEqual(["cpu"]);
       const gpuOn = document.nodes.some((n) => n.kind === "gpu" && n.active);
+      const gpuOff = document.nodes.some((n) => n.kind === "gpu" && !n.active);
       expect(attachedTo("model-cache-0"), tier).toEqual(gpuOn ? ["gpu-0"] : []);
+      expect(waitsFor("model-cache-0"), tier).toEqual(gpuOff ? ["gpu-0"] : []);
     }
   });
 

@@ -212,14 +212,17 @@ function replaceSection(text: string, name: string, content: string): string {
  * The plans run one after another: Pulumi's mock engine is process-global.
  */
 export async function tierDiagrams(): Promise<Record<string, string>> {
-  const diagrams: Record<string, string> = {};
+  const mermaid: Record<string, string> = {};
   for (const tier of DIAGRAM_TIERS) {
     const result = await planFromFile(tier, stackFilePath(tier));
     if (!result.ok) throw new Error(`stack ${tier} is refused: ${result.document.problems.map((p) => p.message).join("; ")}`);
-    diagrams[tier] = renderMermaid(pictureOf(result.document, result.artifacts), { compact: true });
+    mermaid[tier] = renderMermaid(pictureOf(result.document, result.artifacts), { compact: true });
   }
-  return diagrams;
+  return mermaid;
 }
+
+/** Where `npm run docs` writes a tier's picture as SVG, relative to the project. */
+export const svgDiagrams = (tier: string) => `docs/diagrams/${tier}.svg`;
 
 export function diagramsSection(diagrams: Record<string, string>): string {
   return DIAGRAM_TIERS.map((tier) => `**${tier}** (\`npm run plan -- --stack ${tier} --diagram ${tier}.md\`):\n\n\`\`\`mermaid\n${diagrams[tier]}\`\`\``).join("\n\n");
