@@ -7,10 +7,10 @@ import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pictureOf, renderMermaid, type Picture } from "../scripts/lib/diagram";
 import { findChromium, renderSvgs } from "../scripts/lib/diagram-svg";
-import { svgDiagrams } from "../scripts/lib/docs";
 import type { PlanArtifact } from "../scripts/lib/plan-document";
 import { planFromFile, stackFilePath } from "../scripts/lib/plan-runner";
-import { TIERS } from "../stacks/settings";
+// The droplet tiers: the k8s tier has no droplet picture (docs/kubernetes.md draws the cluster).
+import { DIAGRAM_TIERS as TIERS, svgDiagrams } from "../scripts/lib/docs";
 import { ROOT } from "./helpers/load";
 
 // Typed by hand, as in diagram.test.ts: only the constructor is used.
