@@ -1,30 +1,28 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { pictureOf, renderMermaid } from "./lib/diagram";
-import { findChromium, renderSvg } from "./lib/diagram-svg";
-import { DOC_SECTIONS, README_PICTURE, renderArchitecture, renderDoc, renderPulumiYaml, tierDiagrams, tierPlans } from "./lib/docs";
+import { findChromium, renderSvgs } from "./lib/diagram-svg";
+import { DOC_SECTIONS, renderArchitecture, renderDoc, renderPulumiYaml, svgDiagrams, tierDiagrams, tierPlans } from "./lib/docs";
 import { PROJECT_ROOT } from "./lib/plan-runner";
 
-// Rewrites the generated parts of README.md, docs/*.md and Pulumi.yaml from the code.
+// Rewrites the generated parts of README.md, docs/*.md, docs/diagrams/*.svg and Pulumi.yaml from the code.
 async function main(): Promise<void> {
   const plans = await tierPlans();
+  const diagrams = await tierDiagrams(plans);
+  const documents = Object.fromEntries(Object.entries(plans).map(([tier, plan]) => [tier, plan.document]));
   for (const file of Object.keys(DOC_SECTIONS)) {
     const full = path.join(PROJECT_ROOT, file);
     const current = readFileSync(full, "utf8");
-    const documents = Object.fromEntries(Object.entries(plans).map(([tier, plan]) => [tier, plan.document]));
-    writeFileSync(full, file === "docs/architecture.md" ? renderArchitecture(current, await tierDiagrams(plans), documents) : renderDoc(file, current));
+    writeFileSync(full, file === "docs/architecture.md" ? renderArchitecture(current, diagrams, documents) : renderDoc(file, current));
   }
-  writeFileSync(path.join(PROJECT_ROOT, "Pulumi.yaml"), renderPulumiYaml());
-  // The README's one picture: drawn by Mermaid in a headless Chromium, so only where one is installed.
-  const svgFile = path.join(PROJECT_ROOT, README_PICTURE.file);
-  let svgNote = `${README_PICTURE.file} regenerated`;
+  // The pictures as SVG files (docs/diagrams/<tier>.svg), which any viewer draws; they need Chromium.
   if (findChromium()) {
-    const { document, artifacts } = plans[README_PICTURE.tier];
-    mkdirSync(path.dirname(svgFile), { recursive: true });
-    writeFileSync(svgFile, await renderSvg(renderMermaid(pictureOf(document, artifacts), { compact: true })));
-  } else svgNote = `${README_PICTURE.file} ${existsSync(svgFile) ? "left as it was" : "NOT written"}: no Chromium (apt-get install chromium, or set HUB_CHROMIUM)`;
+    const svgs = await renderSvgs(Object.values(diagrams));
+    mkdirSync(path.join(PROJECT_ROOT, "docs", "diagrams"), { recursive: true });
+    Object.keys(diagrams).forEach((tier, i) => writeFileSync(path.join(PROJECT_ROOT, svgDiagrams(tier)), `${svgs[i]}\n`));
+  } else process.stderr.write("docs: no Chromium (apt-get install chromium): docs/diagrams/*.svg left as they are\n");
+  writeFileSync(path.join(PROJECT_ROOT, "Pulumi.yaml"), renderPulumiYaml());
   // The mock engine keeps handles open (as in plan.ts): exit once the output is flushed.
-  process.stdout.write(`${Object.keys(DOC_SECTIONS).join(", ")} and Pulumi.yaml regenerated; ${svgNote}\n`, () => process.exit(0));
+  process.stdout.write(`${Object.keys(DOC_SECTIONS).join(", ")}, docs/diagrams/ and Pulumi.yaml regenerated\n`, () => process.exit(0));
 }
 
 main().catch((err: unknown) => {

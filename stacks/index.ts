@@ -54,6 +54,7 @@ export * from "./hub-config";
 export * from "./problems";
 export * from "./settings";
 export { engineConfig, OFFLINE_SECRET_STAND_IN, readStackFile } from "./load";
+export { mergeEnvironmentConfig, settingsLeftToEnvironments, unseenEnvironmentsWarning, type EscConfigValue, type StackEnvironment } from "./esc";
 export type { EngineConfig, StackFile } from "./load";
 export { PRESETS } from "./presets";
 export type { ResolvedSettings } from "./presets";

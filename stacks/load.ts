@@ -1,5 +1,6 @@
 import { parseDocument } from "yaml";
 import { z } from "zod";
+import { readEnvironmentBlock, type StackEnvironment } from "./esc";
 import { NOT_SHOWN, problem, Problem, Problems, Warning } from "./problems";
 import { isDeclared } from "./project-config";
 import { isSecretSettingName, isSettingName, PROJECT, PulumiConfigType, SECRET_SETTINGS, SETTING_NAMES, SETTINGS, SettingName, StackOverrides } from "./settings";
@@ -42,6 +43,8 @@ export interface StackFile {
   /** What `pulumi up` would refuse before the program runs (bad keys, wrong types, secrets in the clear). */
   readonly problems: readonly Problem[];
   readonly warnings: readonly Warning[];
+  /** The ESC environments the file imports (`environment:`), which only the esc CLI can open. */
+  readonly environment?: StackEnvironment;
 }
 
 /**
@@ -279,7 +282,9 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
     }
     config.set(fullKey, engineText(value));
   }
-  return { ok: true, file: { config: Object.fromEntries(config), secretKeys, problems, warnings } };
+  const environment = readEnvironmentBlock(root.get("environment"), origin);
+  if (environment.problem) problems.push(environment.problem);
+  return { ok: true, file: { config: Object.fromEntries(config), secretKeys, problems, warnings, ...(environment.environment ? { environment: environment.environment } : {}) } };
 }
 
 /** A secret setting whose value is not encrypted; the value is never repeated. */

@@ -221,9 +221,31 @@ function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gp
   };
   const inRegion = sizesWhere(fitsOn, region).filter((s) => s.slug !== gpu.slug);
   const anywhere = sizesWhere(fitsOn).filter((s) => s.slug !== gpu.slug);
-  if (inRegion.length) advice.push(`use gpuSize ${inRegion.slice(0, 2).map((s) => s.slug).join(" or ")}`);
-  else if (anywhere.length) advice.push(`use gpuSize ${anywhere.slice(0, 2).map((s) => `${s.slug} (${s.regions.join("/")})`).join(" or ")}`);
+  // Hybrid bills the hours it is on; gpu and multigpu are always on (HOURS_PER_MONTH).
+  const priced = (s: GpuSize, alwaysOn: boolean) => `${s.slug} (${usd(s.pricePerHour)}/h${alwaysOn ? `, ${usd(s.pricePerHour * HOURS_PER_MONTH)}/month always on` : ""}${s.regions.includes(region) ? "" : `; offered in ${s.regions.join("/")}`})`;
+  const bigger = inRegion.length ? inRegion : anywhere;
+  if (bigger.length) advice.push(`use gpuSize ${bigger.slice(0, 2).map((s) => priced(s, tier !== "hybrid")).join(" or ")}`);
+  else if (tier !== "multigpu" && advice.length === 0) {
+    // Nothing makes it fit one GPU: the multigpu tier's 8-GPU droplets might (tensor parallel over all 8).
+    const multi = multiGpuFit(model, quantization, context, region);
+    if (multi) return `No single-GPU size holds it. Fixes: use tier multigpu with gpuSize ${priced(multi.size, true)}${multi.quantization === quantization ? "" : ` and llmQuantization ${multi.quantization}`} (its preset shards the model over the ${multi.size.gpuCount} GPUs).`;
+  }
   return advice.length ? `Fixes: ${advice.join("; or ")}.` : "No catalogue size holds it; choose a smaller model.";
+}
+
+/** The cheapest 8-GPU size (in the region first) that holds the model at the multigpu preset's memory share. */
+function multiGpuFit(model: ModelEntry, quantization: Quantization, context: number, region: string): { size: GpuSize; quantization: Quantization } | undefined {
+  const share = PRESETS.multigpu.llmGpuMemoryPercent / 100;
+  for (const q of [quantization, ...(["none", "8bit", "4bit"] as const).filter((x) => x !== quantization)]) {
+    const fits = (s: GpuSize) => {
+      if (s.gpuCount < 2 || model.attention.attentionHeads % s.gpuCount !== 0) return false;
+      const w = mapVllmQuantization(model, q, s);
+      return w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: s.gpuCount, gpuMemoryGBPerGpu: s.gpuMemoryGBPerGpu, share, vision: model.vision }).fits;
+    };
+    const size = sizesWhere(fits, region)[0] ?? sizesWhere(fits)[0];
+    if (size) return { size, quantization: q };
+  }
+  return undefined;
 }
 
 function describeFit(what: string, fit: GpuFit, gpu: GpuSize, share: number): string {

@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import { beforeAll, describe, expect, it } from "vitest";
 import { pictureOf, renderMermaid, type Picture } from "../scripts/lib/diagram";
 import { findChromium } from "../scripts/lib/diagram-svg";
-import { diagramsSection, README_PICTURE, renderArchitecture, resourcesSection, seedSettingsTable } from "../scripts/lib/docs";
+import { diagramsSection, renderArchitecture, resourcesSection, seedSettingsTable, svgDiagrams } from "../scripts/lib/docs";
 import type { PlanArtifact, PlanDocument } from "../scripts/lib/plan-document";
 import { planFromFile, planFromText, stackFilePath, type PlanResult } from "../scripts/lib/plan-runner";
 import { DIAGRAM_TIERS as TIERS } from "../scripts/lib/docs";
@@ -105,11 +105,18 @@ describe("the deployment diagram, for every shipped tier", () => {
       const { document, parsed } = tiers.get(tier)!;
       const attachedTo = (name: string) => {
         const vertex = vertexWith(parsed, `ih-${document.stack}-${name}`)!;
-        return parsed.edges.filter((e) => e.start === vertex.id).map((e) => parsed.subgraphs.find((s) => s.id === e.end)?.title.split(" ·")[0]);
+        return parsed.edges.filter((e) => e.start === vertex.id && e.stroke !== "dotted").map((e) => parsed.subgraphs.find((s) => s.id === e.end)?.title.split(" ·")[0]);
+      };
+      // A detached volume's dotted edge goes to the off node it attaches to once on.
+      const waitsFor = (name: string) => {
+        const vertex = vertexWith(parsed, `ih-${document.stack}-${name}`)!;
+        return parsed.edges.filter((e) => e.start === vertex.id && e.stroke === "dotted").map((e) => parsed.vertices.get(e.end)?.text.split(" ·")[0]);
       };
       expect(attachedTo("cpu-cache"), tier).toEqual(["cpu"]);
       const gpuOn = document.nodes.some((n) => n.kind === "gpu" && n.active);
+      const gpuOff = document.nodes.some((n) => n.kind === "gpu" && !n.active);
       expect(attachedTo("model-cache-0"), tier).toEqual(gpuOn ? ["gpu-0"] : []);
+      expect(waitsFor("model-cache-0"), tier).toEqual(gpuOff ? ["gpu-0"] : []);
     }
   });
 
@@ -242,12 +249,13 @@ describe("docs/architecture.md and docs/configuration.md", () => {
     for (const block of blocks) await parseMermaid(block);
   });
 
-  it("the README's picture (npm run docs writes it) is an SVG of the hybrid plan: every container and volume is in it", () => {
-    const svg = readFileSync(path.join(ROOT, README_PICTURE.file), "utf8");
+  it("the README's picture is the hybrid tier's committed SVG (npm run docs writes it): every container and volume is in it", () => {
+    expect(readFileSync(path.join(ROOT, "README.md"), "utf8")).toContain(`](${svgDiagrams("hybrid")})`);
+    const svg = readFileSync(path.join(ROOT, svgDiagrams("hybrid")), "utf8");
     const xml = new JSDOM(svg, { contentType: "image/svg+xml" }) as unknown as { window: { document: { documentElement: { localName: string; textContent: string } } } };
     expect(xml.window.document.documentElement.localName).toBe("svg");
     const text = xml.window.document.documentElement.textContent;
-    const { document } = tiers.get(README_PICTURE.tier)!;
+    const { document } = tiers.get("hybrid")!;
     for (const c of document.containers) expect(text, c.name).toContain(c.name);
     for (const v of resourcesOf(document, "digitalocean:index/volume:Volume")) expect(text, v.name).toContain(String(v.inputs.name));
   });

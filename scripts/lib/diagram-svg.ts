@@ -29,6 +29,11 @@ export function mermaidBundlePath(): string {
 }
 
 export async function renderSvg(mermaidText: string): Promise<string> {
+  return (await renderSvgs([mermaidText]))[0];
+}
+
+/** Several diagrams, drawn in one Chromium (it takes a second or two to start). */
+export async function renderSvgs(mermaidTexts: readonly string[]): Promise<string[]> {
   const executablePath = findChromium();
   if (!executablePath) throw new SvgUnavailable("SVG needs a Chromium to lay the diagram out, and none was found (/usr/bin/chromium, or HUB_CHROMIUM). Install Debian's: apt-get install chromium; or write a .mmd or .md file instead.");
   const { chromium } = await import("playwright-core");
@@ -40,18 +45,31 @@ export async function renderSvg(mermaidText: string): Promise<string> {
     await page.route("**/*", (route) => route.abort());
     await page.setContent("<!doctype html><html><body></body></html>");
     await page.addScriptTag({ path: mermaidBundlePath() });
-    // Runs in the page (a DOM this project's TypeScript has no types for), hence a string.
-    const svg: unknown = await page.evaluate(`(async (text) => {
-      mermaid.initialize({ startOnLoad: false, securityLevel: "strict" });
-      const { svg } = await mermaid.render("hub-diagram", text);
-      // render() returns HTML text (labels hold <br>); re-serialized as XML, the file opens in any SVG viewer.
-      const holder = document.createElement("div");
-      holder.innerHTML = svg;
-      return new XMLSerializer().serializeToString(holder.querySelector("svg"));
-    })(${JSON.stringify(mermaidText)})`);
-    if (typeof svg !== "string" || !svg.startsWith("<svg")) throw new Error("Mermaid returned no SVG");
-    return svg;
+    const svgs: string[] = [];
+    for (const text of mermaidTexts) {
+      // Runs in the page (a DOM this project's TypeScript has no types for), hence a string.
+      const svg: unknown = await page.evaluate(`(async (text) => {
+        // Labels as SVG <text>, not HTML in <foreignObject>: any SVG viewer (librsvg, an <img> on GitHub) draws them.
+        // Tight spacing and 150 px wrapping keep the tiers' pictures under ~1,170 px wide, so 16 px text
+        // stays >= 12 px when a README column (~880 px) scales them down.
+        mermaid.initialize({ startOnLoad: false, securityLevel: "strict", htmlLabels: false, flowchart: { htmlLabels: false, wrappingWidth: ${WRAPPING_WIDTH_PX}, nodeSpacing: 20, rankSpacing: 24, padding: 8, diagramPadding: 8 } });
+        const { svg } = await mermaid.render("hub-diagram", text);
+        const holder = document.createElement("div");
+        holder.innerHTML = svg;
+        // Mermaid writes each word as its own <tspan> (" 80," after "tcp"); viewers that trim each
+        // tspan's edge spaces (librsvg) glue the words. One text node per line keeps the spaces.
+        for (const row of holder.querySelectorAll("tspan.text-outer-tspan")) row.textContent = row.textContent;
+        // Serialized as XML, the file opens in any SVG viewer.
+        return new XMLSerializer().serializeToString(holder.querySelector("svg"));
+      })(${JSON.stringify(text)})`);
+      if (typeof svg !== "string" || !svg.startsWith("<svg")) throw new Error("Mermaid returned no SVG");
+      svgs.push(svg);
+    }
+    return svgs;
   } finally {
     await browser.close();
   }
 }
+
+/** Where Mermaid wraps a label line (its default is 200). */
+const WRAPPING_WIDTH_PX = 150;

@@ -1,4 +1,4 @@
-import { parse as parseYaml } from "yaml";
+import { gatewayRoutes, prometheusScrapes } from "./diagram-links";
 import { UNKNOWN_MARK } from "./mock-engine";
 import type { PlanArtifact, PlanDocument } from "./plan-document";
 
@@ -54,6 +54,8 @@ export interface PictureVolume {
   readonly retainOnDelete: boolean;
   /** Host id of the droplet the attachment names; undefined when detached. */
   readonly attachedTo?: string;
+  /** Detached: the off GPU node it attaches to once on (model-cache-<i> belongs to the i-th GPU node, infra/program.ts). */
+  readonly waitsFor?: string;
 }
 
 export interface PublishedPort {
@@ -70,6 +72,8 @@ export interface PictureContainer {
   readonly gpu: boolean;
   readonly published: readonly PublishedPort[];
   readonly memoryMiB?: number;
+  /** On the node's own network (networkMode host): it listens on the node's addresses, publishing nothing. */
+  readonly hostNetwork?: boolean;
 }
 
 export interface PictureExposure {
@@ -91,6 +95,14 @@ export interface PictureRoute {
   readonly labels: readonly string[];
 }
 
+/** Prometheus to a container (or, for a target on a node's address with no container publishing it, the node) it scrapes. */
+export interface PictureScrape {
+  readonly from: string;
+  readonly to: string;
+  /** Prometheus job names. */
+  readonly jobs: readonly string[];
+}
+
 export interface Picture {
   readonly stack: string;
   readonly tier: string;
@@ -101,6 +113,9 @@ export interface Picture {
   readonly containers: readonly PictureContainer[];
   readonly exposures: readonly PictureExposure[];
   readonly routes: readonly PictureRoute[];
+  readonly scrapes: readonly PictureScrape[];
+  /** The container API clients call (/v1 on the gateway), and the public path prefixes they use. */
+  readonly client?: { readonly to: string; readonly paths: readonly string[] };
   /** SSH's sources as the plan decided them (deployer, cidrs, open). */
   readonly sshDescription?: string;
 }
@@ -148,8 +163,11 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
     hosts.push({ id: ident("host", node.name), node: node.name, kind: "off", size: node.size, firewalls: [], reservedIp: false, wouldRun: node.workloads.map((w) => w.role) });
   }
 
+  const gpuNodes = document.nodes.filter((n) => n.kind === "gpu");
   const volumes: PictureVolume[] = ofType(TYPES.volume).map((v) => {
     const attachment = ofType(TYPES.attachment).find((a) => String(a.inputs.volumeId) === String(v.id));
+    const gpuIndex = /(?:^|-)model-cache-(\d+)$/.exec(v.name)?.[1];
+    const owner = gpuIndex === undefined ? undefined : hosts.find((h) => h.kind === "off" && h.node === gpuNodes[Number(gpuIndex)]?.name);
     return {
       id: ident("vol", v.name),
       cloudName: String(v.inputs.name),
@@ -158,6 +176,7 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
       protect: v.options.protect,
       retainOnDelete: v.options.retainOnDelete,
       attachedTo: attachment ? dropletById.get(String(attachment.inputs.dropletId))?.id : undefined,
+      waitsFor: attachment ? undefined : owner?.id,
     };
   });
 
@@ -178,7 +197,7 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
     const published = (Array.isArray(c.inputs.ports) ? (c.inputs.ports as { external?: number; internal: number; ip?: string }[]) : []).map(
       (p): PublishedPort => ({ port: Number(p.external ?? p.internal), on: p.ip === "0.0.0.0" || p.ip === undefined ? "all" : p.ip === "127.0.0.1" ? "loopback" : "private" }),
     );
-    containers.push({ id: ident(`c_${hostId.slice(5)}`, name), host: hostId, name, image: String(imageOf(c, resources) ?? ""), gpu: c.inputs.gpus !== undefined || Array.isArray(c.inputs.devices), published, memoryMiB: typeof c.inputs.memory === "number" ? c.inputs.memory : undefined });
+    containers.push({ id: ident(`c_${hostId.slice(5)}`, name), host: hostId, name, image: String(imageOf(c, resources) ?? ""), gpu: c.inputs.gpus !== undefined || Array.isArray(c.inputs.devices), published, memoryMiB: typeof c.inputs.memory === "number" ? c.inputs.memory : undefined, hostNetwork: c.inputs.networkMode === "host" });
   }
 
   const exposures: PictureExposure[] = [];
@@ -203,6 +222,10 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
     if (loopback.length) exposures.push({ source: "admin", target: c.id, ports: loopback, addresses: ["127.0.0.1"] });
   }
 
+  const routes = gatewayRoutes(artifacts, containers, (ip) => dropletByPrivateIp.get(ip)?.id);
+  const gateway = containers.find((c) => c.image.startsWith("traefik:"));
+  const apiPaths = routes.some((r) => r.kind === "route" && r.labels.some((l) => l.startsWith("/v1/"))) ? ["/v1/*"] : [];
+  const hostOfIp = (ip: string) => dropletByPrivateIp.get(ip)?.id ?? dropletByPublicIp.get(ip)?.id;
   return {
     stack: document.stack,
     tier: document.tier,
@@ -212,7 +235,9 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
     volumes,
     containers,
     exposures,
-    routes: gatewayRoutes(artifacts, containers, (ip) => dropletByPrivateIp.get(ip)?.id),
+    routes,
+    scrapes: prometheusScrapes(artifacts, containers, hostOfIp),
+    client: gateway && apiPaths.length ? { to: gateway.id, paths: apiPaths } : undefined,
     sshDescription: document.ssh?.description,
   };
 }
@@ -221,101 +246,6 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
 function imageOf(container: PlanResource, resources: readonly PlanResource[]): unknown {
   const sibling = resources.find((r) => r.type === "docker:index/remoteImage:RemoteImage" && r.parent === container.parent && r.name.endsWith(`-image-${String(container.inputs.name)}`));
   return sibling?.inputs.name ?? container.inputs.image;
-}
-
-interface TraefikDynamic {
-  http?: {
-    routers?: Record<string, { entryPoints?: string[]; rule?: string; service?: string; middlewares?: string[] }>;
-    services?: Record<string, { loadBalancer?: { servers?: { url: string }[] }; failover?: { service: string; fallback?: string }; weighted?: { services?: { name: string }[] } }>;
-    middlewares?: Record<string, { forwardAuth?: { address: string } }>;
-  };
-}
-interface TraefikStatic {
-  entryPoints?: Record<string, { address?: string }>;
-}
-
-const portOf = (address: string | undefined) => Number(/:(\d+)$/.exec(address ?? "")?.[1]);
-
-/**
- * The routes Traefik serves on its published entry points, from the files the plan rendered:
- * each router's paths to the containers its service's servers name (failover fallbacks apart),
- * and each forwardAuth middleware to the container that answers it.
- */
-function gatewayRoutes(artifacts: readonly PlanArtifact[], containers: readonly PictureContainer[], hostOfPrivateIp: (ip: string) => string | undefined): PictureRoute[] {
-  const dynamicFile = artifacts.find((a) => a.kind === "traefik-dynamic");
-  const staticFile = artifacts.find((a) => a.kind === "traefik-static" && a.node === dynamicFile?.node);
-  if (!dynamicFile || !staticFile) return [];
-  const dynamic = parseYaml(dynamicFile.content) as TraefikDynamic;
-  const entryPoints = (parseYaml(staticFile.content) as TraefikStatic).entryPoints ?? {};
-  const traefik = containers.find((c) => c.image.startsWith("traefik:"));
-  if (!traefik) return [];
-  const published = new Set(traefik.published.filter((p) => p.on !== "private").map((p) => p.port));
-  const publicEntryPoints = new Set(Object.entries(entryPoints).filter(([, ep]) => published.has(portOf(ep.address))).map(([name]) => name));
-  const routers = dynamic.http?.routers ?? {};
-  const services = dynamic.http?.services ?? {};
-
-  // A server URL names a container by its network alias on the gateway's node, or a GPU node's VPC address and published port.
-  const containerAt = (url: string): PictureContainer | undefined => {
-    const u = new URL(url);
-    const port = Number(u.port || 80);
-    const onHost = hostOfPrivateIp(u.hostname);
-    if (onHost) return containers.find((c) => c.host === onHost && c.published.some((p) => p.port === port));
-    return containers.find((c) => c.host === traefik.host && c.name === u.hostname);
-  };
-  const serversOf = (name: string | undefined, seen = new Set<string>()): { primary: PictureContainer[]; fallback: PictureContainer[] } => {
-    const none = { primary: [], fallback: [] };
-    if (!name || name.includes("@") || seen.has(name)) return none;
-    seen.add(name);
-    const s = services[name];
-    if (!s) return none;
-    if (s.loadBalancer) return { primary: (s.loadBalancer.servers ?? []).map((x) => containerAt(x.url)).filter((c): c is PictureContainer => c !== undefined), fallback: [] };
-    if (s.failover) {
-      const main = serversOf(s.failover.service, seen);
-      const fb = serversOf(s.failover.fallback, seen);
-      return { primary: main.primary, fallback: [...main.fallback, ...fb.primary, ...fb.fallback] };
-    }
-    const parts = (s.weighted?.services ?? []).map((w) => serversOf(w.name, seen));
-    return { primary: parts.flatMap((p) => p.primary), fallback: parts.flatMap((p) => p.fallback) };
-  };
-  // forwardAuth to Traefik's own entry point (a loopback hop) resolves through the router there.
-  const authTargets = (address: string): { targets: PictureContainer[]; scope?: string } => {
-    const u = new URL(address);
-    const scope = u.searchParams.get("scope") ?? undefined;
-    const hop = Object.entries(entryPoints).find(([, ep]) => portOf(ep.address) === Number(u.port) && ["127.0.0.1", "localhost"].includes(u.hostname));
-    if (!hop) {
-      const direct = containerAt(address);
-      return { targets: direct ? [direct] : [], scope };
-    }
-    const router = Object.values(routers).find((r) => (r.entryPoints ?? []).includes(hop[0]) && pathsOf(r.rule).some((p) => p === u.pathname));
-    return { targets: serversOf(router?.service).primary, scope };
-  };
-
-  const edges = new Map<string, { from: string; to: string; kind: PictureRoute["kind"]; labels: string[] }>();
-  const add = (to: PictureContainer, kind: PictureRoute["kind"], labels: readonly string[]) => {
-    const key = `${kind}:${to.id}`;
-    const edge = edges.get(key) ?? { from: traefik.id, to: to.id, kind, labels: [] };
-    for (const l of labels) if (!edge.labels.includes(l)) edge.labels.push(l);
-    edges.set(key, edge);
-  };
-  for (const router of Object.values(routers)) {
-    if (!(router.entryPoints ?? []).some((e) => publicEntryPoints.has(e))) continue;
-    const paths = pathsOf(router.rule);
-    const { primary, fallback } = serversOf(router.service);
-    for (const c of primary) add(c, "route", paths);
-    for (const c of fallback) add(c, "fallback", paths);
-    for (const m of router.middlewares ?? []) {
-      const address = dynamic.http?.middlewares?.[m]?.forwardAuth?.address;
-      if (!address) continue;
-      const { targets, scope } = authTargets(address);
-      for (const c of targets) add(c, "auth", scope ? [scope] : []);
-    }
-  }
-  return [...edges.values()];
-}
-
-/** Paths a router rule matches: Path(`x`) as x, PathPrefix(`x`) as x*. */
-function pathsOf(rule: string | undefined): string[] {
-  return [...(rule ?? "").matchAll(/(PathPrefix|Path)\(`([^`]*)`\)/g)].map((m) => (m[1] === "PathPrefix" ? `${m[2]}*` : m[2]));
 }
 
 // ---- Mermaid ----
@@ -337,6 +267,8 @@ const SOURCE_NODES: Record<SourceClass, { id: string; text: (p: Picture, address
   },
 };
 
+const CLIENT_NODE = "src_client";
+
 const portsText = (ports: readonly string[]) => {
   const tcp = ports.filter((p) => p !== "icmp");
   return [tcp.length ? `tcp ${tcp.join(", ")}` : "", ports.includes("icmp") ? "icmp" : ""].filter(Boolean).join(" + ");
@@ -353,7 +285,9 @@ export interface MermaidOptions {
 
 /** The picture as a Mermaid flowchart (left to right), which GitHub renders. */
 export function renderMermaid(p: Picture, options: MermaidOptions = {}): string {
+  // Left to right: sources, the gateway, then the containers in a column, narrow enough for a README.
   const out: string[] = ["flowchart LR"];
+  if (p.client) out.push(`  ${CLIENT_NODE}((${label(...(p.tier === "local" ? ["API clients on this machine"] : ["API clients"]), "OpenAI SDKs, curl, Continue, aider")}))`);
   const usedSources = new Map<SourceClass, string[]>();
   for (const e of p.exposures) usedSources.set(e.source, [...(usedSources.get(e.source) ?? []), ...e.addresses]);
   for (const [source, addresses] of usedSources) out.push(`  ${SOURCE_NODES[source].id}((${label(...SOURCE_NODES[source].text(p, addresses))}))`);
@@ -369,7 +303,7 @@ export function renderMermaid(p: Picture, options: MermaidOptions = {}): string 
         : [`${h.node} · droplet ${h.cloudName} · ${h.size}${h.reservedIp ? " · reserved IP" : ""}`, ...(options.compact ? [] : [`image ${h.image}`]), `firewall ${h.firewalls.join(", ") || "none"}`];
     out.push(`${indent}subgraph ${h.id}[${label(...title)}]`);
     for (const c of p.containers.filter((x) => x.host === h.id)) {
-      const details = options.compact ? [c.image.replace(/^.*\//, "")] : [c.image, ...(c.memoryMiB ? [`memory ${c.memoryMiB} MiB`] : [])];
+      const details = options.compact ? [c.image.replace(/^.*\//, "").replace(":", " ")] : [c.image, ...(c.memoryMiB ? [`memory ${c.memoryMiB} MiB`] : [])];
       const ports = publishedText(c);
       out.push(`${indent}  ${c.id}[${label(`${c.name}${c.gpu ? " (GPU)" : ""}`, ...details, ...(ports ? [ports] : []))}]`);
     }
@@ -390,7 +324,12 @@ export function renderMermaid(p: Picture, options: MermaidOptions = {}): string 
   }
 
   for (const e of p.exposures) out.push(`  ${SOURCE_NODES[e.source].id} -->|${label(portsText(e.ports))}| ${e.target}`);
+  if (p.client) out.push(`  ${CLIENT_NODE} -->|${label(`${p.client.paths.join(" ")} with an API key`)}| ${p.client.to}`);
+  // Volume first: the volumes sit in the sources' column rather than widening the picture.
   for (const v of p.volumes) if (v.attachedTo) out.push(`  ${v.id} ---|${label("attached")}| ${v.attachedTo}`);
+  for (const v of p.volumes) if (v.waitsFor) out.push(`  ${v.id} -.-|${label("attaches when on")}| ${v.waitsFor}`);
+  // The job names only in the full picture: in the compact one a label would widen it past a README column.
+  for (const sc of p.scrapes) out.push(`  ${sc.from} -.->|${label(options.compact ? "scrape" : `scrapes ${sc.jobs.join(", ")}`)}| ${sc.to}`);
   for (const r of p.routes) {
     const arrow = r.kind === "route" ? "-->" : "-.->";
     const text = r.kind === "auth" ? [`forwardAuth${r.labels.length ? ` (${r.labels.join(", ")})` : ""}`] : r.kind === "fallback" ? [`fallback: ${r.labels.join(" ")}`] : r.labels;
@@ -408,7 +347,8 @@ export function renderMermaid(p: Picture, options: MermaidOptions = {}): string 
   const detached = p.volumes.filter((v) => !v.attachedTo).map((v) => v.id);
   if (attached.length) out.push(`  class ${attached.join(",")} volume`);
   if (detached.length) out.push(`  class ${detached.join(",")} detached`);
-  if (usedSources.size) out.push(`  class ${[...usedSources.keys()].map((s) => SOURCE_NODES[s].id).join(",")} source`);
+  const sourceIds = [...(p.client ? [CLIENT_NODE] : []), ...[...usedSources.keys()].map((s) => SOURCE_NODES[s].id)];
+  if (sourceIds.length) out.push(`  class ${sourceIds.join(",")} source`);
   return `${out.join("\n")}\n`;
 }
 

@@ -172,9 +172,6 @@ export function seedSettingsTable(): string {
   return mdTable(header, SEED_ROWS.map((row) => [code(row.seed), row.setting, ...columns.map((c) => row.cell(c.hub, c.coder, c.specs).replace(/\|/g, "\\|"))]));
 }
 
-/** The README's one picture: the recommended tier as its offline plan draws it (SVG, in docs/images/). */
-export const README_PICTURE = { tier: "hybrid", file: "docs/images/hub-hybrid.svg" } as const;
-
 /** The generated blocks of each documentation file (relative to the project root), by block name. */
 export const DOC_SECTIONS: Record<string, Record<string, () => string>> = {
   "README.md": { tiers: tierTable },
@@ -221,6 +218,9 @@ export async function tierDiagrams(plans?: Record<string, { document: PlanDocume
   const from = plans ?? (await tierPlans());
   return Object.fromEntries(DIAGRAM_TIERS.map((tier) => [tier, renderMermaid(pictureOf(from[tier].document, from[tier].artifacts), { compact: true })]));
 }
+
+/** Where `npm run docs` writes a tier's picture as SVG, relative to the project. */
+export const svgDiagrams = (tier: string) => `docs/diagrams/${tier}.svg`;
 
 export function diagramsSection(diagrams: Record<string, string>): string {
   return DIAGRAM_TIERS.map((tier) => `**${tier}** (\`npm run plan -- --stack ${tier} --diagram ${tier}.md\`):\n\n\`\`\`mermaid\n${diagrams[tier]}\`\`\``).join("\n\n");

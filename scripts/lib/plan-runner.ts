@@ -7,6 +7,7 @@ import { withOfflineStandIns } from "../../infra/offline-secrets";
 import { hubProgram } from "../../infra/program";
 import { NO_ALERT_RECEIVER_WARNING } from "../../services/monitoring";
 import { isNonEmpty, isSecretSettingName, loadStackFile, PROJECT, Problem, Problems, presentableProblem, presentableWarning, readStackFile, Warning } from "../../stacks";
+import { withEnvironments, type EscOpen } from "./esc";
 import { presentInput, runUnderMocks, RecordedResource } from "./mock-engine";
 import { buildPlanDocument, FailedPlanDocument, PLAN_SCHEMA_VERSION, PlanArtifact, PlanDocument } from "./plan-document";
 
@@ -82,15 +83,20 @@ export interface PlanOptions {
   readonly program?: () => Record<string, unknown> | Promise<Record<string, unknown>>;
   /** @default - PROGRAM_TIMEOUT_MS */
   readonly timeoutMs?: number;
+  /** Opens the ESC environments a stack file imports. @default - the esc CLI on PATH */
+  readonly esc?: EscOpen;
 }
 
 /** Reads a stack file's text, validates it, and runs the program under mocks. Always settles. */
 export async function planFromText(stack: string, configFile: string, text: string, options: PlanOptions = {}): Promise<PlanResult> {
-  const file = readStackFile(text, configFile);
-  if (!file.ok) return failed(stack, configFile, file.problems);
-  const loaded = loadStackFile(file.file);
+  const read = readStackFile(text, configFile);
+  if (!read.ok) return failed(stack, configFile, read.problems);
+  // ESC environments (`environment:`): opened with esc when it can, else a warning says what the plan could not see.
+  const withEnv = await withEnvironments(read.file, options.esc);
+  const file = { ...withEnv.file, warnings: [...withEnv.file.warnings, ...withEnv.warnings] };
+  const loaded = loadStackFile(file);
   if (!loaded.ok) return failed(stack, configFile, loaded.problems, loaded.warnings);
-  const { config, secretKeys } = file.file;
+  const { config, secretKeys } = file;
   const standIns = secretKeys.filter((k) => k.startsWith(`${PROJECT}:`)).map((k) => k.slice(PROJECT.length + 1)).filter(isSecretSettingName);
   takeArtifacts();
   let run: Awaited<ReturnType<typeof runUnderMocks>>;
