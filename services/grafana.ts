@@ -14,7 +14,7 @@ import type { ServiceSpec } from "./spec";
  * the one credential is the hub's admin API key: revoking it ends Grafana access at once, every
  * visit is in the gatekeeper's audit log, and there is no second password to keep. Grafana's own
  * login form, basic auth, anonymous access and its initial admin account are all off. Grafana
- * publishes no port: only containers on the CPU node's Docker network can reach it (see the README
+ * publishes no port: only containers on the CPU node's Docker network can reach it (see docs/monitoring.md
  * for what that leaves open). Option names (GF_<SECTION>_<KEY>): grafana/grafana conf/defaults.ini
  * ([server], [security], [users], [auth], [auth.anonymous], [auth.basic], [auth.proxy],
  * [analytics], [snapshots]) in the search corpus's stored copy (commit 002060fdada8, older than

@@ -410,7 +410,7 @@ export function alertmanagerConfig(hub: HubConfig, secrets: AlertSecrets): Recor
 // ---------------------------------------------------------------------------------------------
 // Alert rules
 
-/** Thresholds, named so the README and the rule unit tests read the same values. */
+/** Thresholds, named so docs/monitoring.md and the rule unit tests read the same values. */
 export const ALERT_THRESHOLDS = {
   /** A GPU node with no coder request for this long is idle. */
   gpuIdleMinutes: 60,

@@ -73,7 +73,7 @@ export function ocrServeArgs(ocr: DeepSeekOcr, port = OCR_VLLM_PORT): string[] {
  * (vllm-project/recipes DeepSeek/DeepSeek-OCR.md, read 2026-12-01). NGramPerReqLogitsProcessor
  * acts only on requests whose `vllm_xargs` name `ngram_size`; without them the model may repeat
  * itself to max_tokens. 128821/128822 are `<td>` and `</td>`, which tables legitimately repeat.
- * The gateway cannot add them (it never rewrites bodies): clients send them (README, docs/smoke.md).
+ * The gateway cannot add them (it never rewrites bodies): clients send them (docs/api.md, docs/smoke.md).
  */
 export const DEEPSEEK_OCR_REQUEST_EXTRAS = {
   skip_special_tokens: false,

@@ -142,7 +142,7 @@ export const SETTINGS = {
   gpuHoldMaxRequests: key("integer", int(1, 10_000), "Most coder requests held at once while the GPU wakes, all keys together; above it a request is refused with 429."),
   gpuHoldMaxPerKey: key("integer", int(1, 10_000), "Most coder requests one API key may have held at once; above it that key's request is refused with 429."),
   modelCacheGiB: key("integer", int(10, 16384), "Model-cache volume per GPU node (weights + vLLM compile cache), GiB. Grows in place; never shrinks."),
-  llmModel: key("string", z.string().min(1), "Coding model, by catalogue id (see README): e.g. qwen2.5-coder-32b, codellama-34b, deepseek-v3."),
+  llmModel: key("string", z.string().min(1), "Coding model, by catalogue id (docs/configuration.md): e.g. qwen2.5-coder-32b, codellama-34b, deepseek-v3."),
   llmQuantization: key("string", oneOf(QUANTIZATIONS), "none (native dtype), 8bit (FP8 on FP8-capable GPUs: a pre-quantized FP8 checkpoint where the catalogue has one, else FP8 online; Q8_0 on CPU), 4bit (AWQ checkpoint, else bitsandbytes; Q4_K_M on CPU)."),
   llmMaxContext: key("integer", int(512, 1_048_576), "Maximum context length in tokens (vLLM --max-model-len, llama.cpp --ctx-size)."),
   llmGpuMemoryPercent: key("integer", int(5, 95), "Share of each GPU's memory given to the coder's vLLM (--gpu-memory-utilization x 100)."),

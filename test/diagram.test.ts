@@ -5,10 +5,11 @@ import { createRequire } from "node:module";
 import { beforeAll, describe, expect, it } from "vitest";
 import { pictureOf, renderMermaid, type Picture } from "../scripts/lib/diagram";
 import { findChromium } from "../scripts/lib/diagram-svg";
-import { diagramsSection, renderReadmeWithDiagrams, seedSettingsTable } from "../scripts/lib/docs";
+import { diagramsSection, renderArchitecture, resourcesSection, seedSettingsTable, svgDiagrams } from "../scripts/lib/docs";
 import type { PlanArtifact, PlanDocument } from "../scripts/lib/plan-document";
 import { planFromFile, planFromText, stackFilePath, type PlanResult } from "../scripts/lib/plan-runner";
 import { DIAGRAM_TIERS as TIERS } from "../scripts/lib/docs";
+import { TIERS as ALL_TIERS } from "../stacks/settings";
 import { runScriptToEnd } from "./helpers/cli";
 import { ROOT } from "./helpers/load";
 
@@ -225,16 +226,49 @@ describe("the deployment diagram, for settings that change the picture", () => {
   });
 });
 
-describe("README", () => {
-  const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+describe("docs/architecture.md and docs/configuration.md", () => {
+  const architecture = readFileSync(path.join(ROOT, "docs/architecture.md"), "utf8");
+  const configuration = readFileSync(path.join(ROOT, "docs/configuration.md"), "utf8");
+  // The k8s tier has no picture (DIAGRAM_TIERS) but its resources are counted too.
+  const others = new Map<string, PlanDocument>();
+  beforeAll(async () => {
+    for (const tier of ALL_TIERS.filter((t) => !tiers.has(t))) {
+      const result = await planFromFile(tier, stackFilePath(tier));
+      if (!result.ok) throw new Error(`${tier} refused`);
+      others.set(tier, result.document);
+    }
+  }, 120_000);
+  const documents = () => Object.fromEntries([...[...tiers].map(([tier, p]) => [tier, p.document] as const), ...others]);
 
-  it("shows one diagram per tier, as `npm run docs` generates them from the plans (run it to refresh)", async () => {
-    expect(await renderReadmeWithDiagrams(readme, Object.fromEntries(compactTiers))).toBe(readme);
-    const section = /<!-- generated:diagrams -->([\s\S]*?)<!-- \/generated:diagrams -->/.exec(readme)![1];
+  it("shows one diagram per tier and the resource counts, as `npm run docs` generates them from the plans (run it to refresh)", async () => {
+    expect(renderArchitecture(architecture, Object.fromEntries(compactTiers), documents())).toBe(architecture);
+    const section = /<!-- generated:diagrams -->([\s\S]*?)<!-- \/generated:diagrams -->/.exec(architecture)![1];
     expect(section.trim()).toBe(diagramsSection(Object.fromEntries(compactTiers)));
     const blocks = [...section.matchAll(/```mermaid\n([\s\S]*?)```/g)].map((m) => m[1]);
     expect(blocks.length).toBe(TIERS.length);
     for (const block of blocks) await parseMermaid(block);
+  });
+
+  it("the README's picture is the hybrid tier's committed SVG (npm run docs writes it): every container and volume is in it", () => {
+    expect(readFileSync(path.join(ROOT, "README.md"), "utf8")).toContain(`](${svgDiagrams("hybrid")})`);
+    const svg = readFileSync(path.join(ROOT, svgDiagrams("hybrid")), "utf8");
+    const xml = new JSDOM(svg, { contentType: "image/svg+xml" }) as unknown as { window: { document: { documentElement: { localName: string; textContent: string } } } };
+    expect(xml.window.document.documentElement.localName).toBe("svg");
+    const text = xml.window.document.documentElement.textContent;
+    const { document } = tiers.get("hybrid")!;
+    for (const c of document.containers) expect(text, c.name).toContain(c.name);
+    for (const v of resourcesOf(document, "digitalocean:index/volume:Volume")) expect(text, v.name).toContain(String(v.inputs.name));
+  });
+
+  it("counts each stack's resources from its plan (the figure the README once copied by hand)", () => {
+    const rows = resourcesSection(documents()).split("\n").slice(2).map((r) => r.split("|").map((c) => c.trim()).filter(Boolean));
+    expect(rows.map((r) => r[0])).toEqual(ALL_TIERS.map((t) => `\`${t}\``));
+    for (const [tier, document] of Object.entries(documents())) {
+      const row = rows.find((r) => r[0] === `\`${tier}\``)!;
+      expect(Number(row[1]), tier).toBe(document.resources.length);
+      expect(Number(row[2]), tier).toBe(resourcesOf(document, "digitalocean:index/droplet:Droplet").length);
+      if (tier !== "k8s") expect(Number(row[5]), tier).toBe(document.containers.length);
+    }
   });
 
   it("maps the nine seed variables onto settings, with what each becomes", () => {
@@ -250,7 +284,7 @@ describe("README", () => {
     expect(cell("TENSOR_PARALLEL_SIZE", "multigpu tier")).toContain("--tensor-parallel-size 8");
     expect(cell("GPU_MEMORY_UTILIZATION", "gpu tier")).toContain("--gpu-memory-utilization 0.70");
     expect(cell("VLLM_ENGINE", "setting")).toMatch(/^no setting/);
-    expect(readme).toContain(table);
+    expect(configuration).toContain(table);
   });
 });
 

@@ -3,7 +3,7 @@ import * as path from "node:path";
 import Ajv2020 from "ajv/dist/2020";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
-import { renderPulumiYaml, renderReadme } from "../scripts/lib/docs";
+import { DOC_SECTIONS, renderDoc, renderPulumiYaml } from "../scripts/lib/docs";
 import { SECRET_SETTINGS, SETTING_NAMES, SETTINGS } from "../stacks/settings";
 import { readJson, ROOT } from "./helpers/load";
 
@@ -50,13 +50,15 @@ describe("Pulumi.yaml", () => {
   });
 });
 
-describe("README", () => {
-  it("has tier, setting, model and size tables that match the code (run `npm run docs` to refresh)", () => {
-    expect(readme).toBe(renderReadme(readme));
+describe("README.md and docs/", () => {
+  it.each(Object.keys(DOC_SECTIONS))("%s has the tables the code generates (run `npm run docs` to refresh)", (file) => {
+    const text = readFileSync(path.join(ROOT, file), "utf8");
+    expect(text).toBe(renderDoc(file, text));
   });
 
-  it("documents every setting", () => {
-    for (const name of SETTING_NAMES) expect(readme).toContain(`| \`${name}\` |`);
+  it("documents every setting, secrets included, in docs/configuration.md", () => {
+    const configuration = readFileSync(path.join(ROOT, "docs/configuration.md"), "utf8");
+    for (const name of [...SETTING_NAMES, ...Object.keys(SECRET_SETTINGS)]) expect(configuration).toContain(`| \`${name}\` |`);
   });
 
   it("gives the two set-up commands", () => {

@@ -8,7 +8,7 @@ import { LearnedTraffic, SLOT_SECONDS, SLOTS_PER_DAY } from "./types";
  *
  * The constants were chosen on 20 ServeGen m-large clients drawn at random from the upstream
  * data set (none of the four shared ones) and are reported on 20 other clients and on the
- * shared traces (README "Autoscaling economics" gives the procedure and the figures).
+ * shared traces (docs/autoscaling.md, "Figures for the shared traces", gives the procedure and the figures).
  */
 export interface LearningTuning {
   /** Weight of the newest day in the per-slot averages (0.3: a pattern fades after ~3 quiet days). */

@@ -3,6 +3,7 @@ import { hubServiceSpecs } from "../../services/index";
 import type { ServiceSpec } from "../../services/spec";
 import type { HubConfig } from "../../stacks/hub-config";
 import { pictureOf, renderMermaid } from "./diagram";
+import type { PlanArtifact, PlanDocument } from "./plan-document";
 import { planFromFile, stackFilePath } from "./plan-runner";
 import { ERRORS_IMAGE, IMAGE_USERS, IMAGES, MONITORING_IMAGES, NODE_IMAGE, TRAEFIK_IMAGE } from "../../services/images";
 import { routeTable, type Route } from "../../services/routes";
@@ -16,7 +17,7 @@ import { DECLARED_DEFAULTS } from "../../stacks/project-config";
 import { PROJECT, SECRET_SETTINGS, SETTING_NAMES, SETTINGS, TIERS } from "../../stacks/settings";
 
 /**
- * Generated documentation: the README's tables and Pulumi.yaml's config declarations come from
+ * Generated documentation: the tables of README.md and docs/, and Pulumi.yaml's config declarations come from
  * the same code the plan runs, and a test fails when the checked-in files drift from it.
  * Regenerate with `npm run docs`.
  */
@@ -171,54 +172,51 @@ export function seedSettingsTable(): string {
   return mdTable(header, SEED_ROWS.map((row) => [code(row.seed), row.setting, ...columns.map((c) => row.cell(c.hub, c.coder, c.specs).replace(/\|/g, "\\|"))]));
 }
 
-export const README_SECTIONS: Record<string, () => string> = {
-  seed: seedSettingsTable,
-  tiers: tierTable,
-  routes: routesTable,
-  images: imagesTable,
-  settings: settingsTable,
-  models: modelTable,
-  sizes: sizeTable,
+/** The generated blocks of each documentation file (relative to the project root), by block name. */
+export const DOC_SECTIONS: Record<string, Record<string, () => string>> = {
+  "README.md": { tiers: tierTable },
+  "docs/configuration.md": { settings: settingsTable, models: modelTable, sizes: sizeTable, seed: seedSettingsTable },
+  "docs/api.md": { routes: routesTable },
+  "docs/architecture.md": { images: imagesTable },
+  "docs/sandbox.md": { "sandbox-limits": limitsTable, "sandbox-tool": () => ["```json", JSON.stringify(SANDBOX_TOOL, null, 2), "```"].join("\n") },
 };
+
+/** Replaces the generated blocks of one documentation file that need no plan. */
+export function renderDoc(file: string, current: string): string {
+  const sections = DOC_SECTIONS[file];
+  if (!sections) throw new Error(`${file} has no generated blocks`);
+  let text = current;
+  for (const [name, render] of Object.entries(sections)) text = replaceSection(text, name, render(), file);
+  return text;
+}
 
 /** docs/sandbox.md's generated blocks: the limits and the tool definition, from the code. */
-export const SANDBOX_DOC_SECTIONS: Record<string, () => string> = {
-  "sandbox-limits": limitsTable,
-  "sandbox-tool": () => ["```json", JSON.stringify(SANDBOX_TOOL, null, 2), "```"].join("\n"),
-};
+export const renderSandboxDoc = (current: string) => renderDoc("docs/sandbox.md", current);
 
-export function renderSandboxDoc(current: string): string {
-  let text = current;
-  for (const [name, render] of Object.entries(SANDBOX_DOC_SECTIONS)) text = replaceSection(text, name, render());
-  return text;
-}
+/** README.md's generated blocks (the tier table). */
+export const renderReadme = (current: string) => renderDoc("README.md", current);
 
-/** Replaces every `<!-- generated:NAME -->` ... `<!-- /generated:NAME -->` block. */
-export function renderReadme(current: string): string {
-  let text = current;
-  for (const [name, render] of Object.entries(README_SECTIONS)) text = replaceSection(text, name, render());
-  return text;
-}
-
-function replaceSection(text: string, name: string, content: string): string {
+function replaceSection(text: string, name: string, content: string, file: string): string {
   const pattern = new RegExp(`(<!-- generated:${name} -->)[\\s\\S]*?(<!-- /generated:${name} -->)`);
-  if (!pattern.test(text)) throw new Error(`README.md has no generated:${name} block`);
+  if (!pattern.test(text)) throw new Error(`${file} has no generated:${name} block`);
   return text.replace(pattern, (_m, open: string, close: string) => `${open}\n${content}\n${close}`);
 }
 
-/**
- * One picture per tier, each from the offline plan of the tier's shipped stack file
- * (Pulumi.<tier>.yaml), so it shows exactly what `npm run plan -- --stack <tier>` plans.
- * The plans run one after another: Pulumi's mock engine is process-global.
- */
-export async function tierDiagrams(): Promise<Record<string, string>> {
-  const mermaid: Record<string, string> = {};
-  for (const tier of DIAGRAM_TIERS) {
+/** The offline plan of each tier's shipped stack file (Pulumi.<tier>.yaml), one after another: Pulumi's mock engine is process-global. */
+export async function tierPlans(): Promise<Record<string, { document: PlanDocument; artifacts: readonly PlanArtifact[] }>> {
+  const plans: Record<string, { document: PlanDocument; artifacts: readonly PlanArtifact[] }> = {};
+  for (const tier of TIERS) {
     const result = await planFromFile(tier, stackFilePath(tier));
     if (!result.ok) throw new Error(`stack ${tier} is refused: ${result.document.problems.map((p) => p.message).join("; ")}`);
-    mermaid[tier] = renderMermaid(pictureOf(result.document, result.artifacts), { compact: true });
+    plans[tier] = { document: result.document, artifacts: result.artifacts };
   }
-  return mermaid;
+  return plans;
+}
+
+/** One picture per tier with droplets (DIAGRAM_TIERS), so each shows exactly what `npm run plan -- --stack <tier>` plans. */
+export async function tierDiagrams(plans?: Record<string, { document: PlanDocument; artifacts: readonly PlanArtifact[] }>): Promise<Record<string, string>> {
+  const from = plans ?? (await tierPlans());
+  return Object.fromEntries(DIAGRAM_TIERS.map((tier) => [tier, renderMermaid(pictureOf(from[tier].document, from[tier].artifacts), { compact: true })]));
 }
 
 /** Where `npm run docs` writes a tier's picture as SVG, relative to the project. */
@@ -228,9 +226,27 @@ export function diagramsSection(diagrams: Record<string, string>): string {
   return DIAGRAM_TIERS.map((tier) => `**${tier}** (\`npm run plan -- --stack ${tier} --diagram ${tier}.md\`):\n\n\`\`\`mermaid\n${diagrams[tier]}\`\`\``).join("\n\n");
 }
 
-/** renderReadme plus the diagrams, which need the plan (asynchronous). */
-export async function renderReadmeWithDiagrams(current: string, diagrams?: Record<string, string>): Promise<string> {
-  return replaceSection(renderReadme(current), "diagrams", diagramsSection(diagrams ?? (await tierDiagrams())));
+const RESOURCE_KINDS: readonly [string, string][] = [
+  ["droplets", "digitalocean:index/droplet:Droplet"],
+  ["volumes", "digitalocean:index/volume:Volume"],
+  ["firewalls", "digitalocean:index/firewall:Firewall"],
+  ["containers", "docker:index/container:Container"],
+  ["remote commands", "command:remote:Command"],
+];
+
+/** How many resources each shipped stack's plan registers, in total and of the kinds a reader pays for or runs. */
+export function resourcesSection(documents: Record<string, PlanDocument>): string {
+  const rows = TIERS.map((tier) => {
+    const resources = documents[tier].resources;
+    return [`\`${tier}\``, String(resources.length), ...RESOURCE_KINDS.map(([, type]) => String(resources.filter((r) => r.type === type).length))];
+  });
+  return mdTable(["stack", "resources", ...RESOURCE_KINDS.map(([label]) => label)], rows);
+}
+
+/** docs/architecture.md's blocks that need the plans: the pictures and the resource counts. */
+export function renderArchitecture(current: string, diagrams: Record<string, string>, documents: Record<string, PlanDocument>): string {
+  const sync = renderDoc("docs/architecture.md", current);
+  return replaceSection(replaceSection(sync, "diagrams", diagramsSection(diagrams), "docs/architecture.md"), "resources", resourcesSection(documents), "docs/architecture.md");
 }
 
 /**
@@ -265,7 +281,7 @@ export function renderPulumiYaml(): string {
     "# to the program as if the stack had set it, so the settings below (tier-dependent, unset by",
     "# default, or secret) are not declared. Set any of them in Pulumi.<stack>.yaml or with",
     "# `pulumi config set`; the program checks them and names the setting when one is wrong. More in",
-    "# docs/pulumi-engine.md and the README's settings table.",
+    "# docs/pulumi-engine.md and docs/configuration.md.",
     "#",
     ...undeclared,
   ];
