@@ -1,5 +1,6 @@
 import { mkdirSync, rmSync } from "node:fs";
 import * as path from "node:path";
+import * as fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { startGatekeeper } from "../programs/gatekeeper/server";
 import { AddressLimiter, addressKey, clientAddress, forwardedClientAddress } from "../programs/gatekeeper/address-limit";
@@ -8,6 +9,7 @@ import { metricsCallerAllowed } from "../programs/gatekeeper/metrics";
 import { gatekeeperSpec } from "../services/auth";
 import { IP_RATE_LIMIT_MIDDLEWARE, traefikDynamicConfig } from "../services/gateway";
 import { routeTable } from "../services/routes";
+import { SETTINGS } from "../stacks/settings";
 import { mustLoad } from "./helpers/load";
 import { ALL_KEYS, alice, auth, bearer, capturingLogger, carol, defaultLog, expectOpenAiError, get, scratch, spoolRecords, startInProcess, testConfig, waitFor, writeKeys } from "./helpers/gatekeeper";
 import { parsePrometheus, type PrometheusFamily } from "./helpers/prometheus-text";
@@ -88,6 +90,20 @@ describe("the gatekeeper's environment for the address limit", () => {
     expect([config.addressRatePerMinute, config.addressBurst]).toEqual([2 * traefik.average, 2 * traefik.burst]);
     expect(config.forwardedHops).toBe(1);
     expect(config.addressTableSize).toBe(65_536);
+  });
+
+  it("is accepted by the gatekeeper for every rateLimitPerMinute and rateLimitBurst the settings schema takes", () => {
+    // The range is the schema's own: 100000 once rendered GATEKEEPER_ADDRESS_RATE_PER_MINUTE=2000000, refused at start.
+    const range = (name: "rateLimitPerMinute" | "rateLimitBurst") => ({ min: SETTINGS[name].schema.minValue!, max: SETTINGS[name].schema.maxValue! });
+    const rate = range("rateLimitPerMinute");
+    const burst = range("rateLimitBurst");
+    expect(rate.max).toBeGreaterThan(rate.min);
+    const accepted = (rateLimitPerMinute: number, rateLimitBurst: number) => {
+      const env = gatekeeperSpec(mustLoad({ tier: "cpu", rateLimitPerMinute, rateLimitBurst })).env;
+      expect(() => readGatekeeperConfig({ ...base, ...env }), JSON.stringify(env)).not.toThrow();
+    };
+    for (const r of [rate.min, rate.max]) for (const b of [burst.min, burst.max]) accepted(r, b);
+    fc.assert(fc.property(fc.integer(rate), fc.integer(burst), (r, b) => accepted(r, b)), { numRuns: 60 });
   });
 
   it("refuses bad values, naming the variable and what would work", () => {

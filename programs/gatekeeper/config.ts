@@ -1,3 +1,4 @@
+import { LIMIT_MAXIMUMS } from "./protocol";
 import { DEFAULT_COMMITS_IN_FLIGHT } from "./spool";
 
 /** Each commit in flight holds one of libuv's threads for its fdatasync (main.ts sizes the pool). */
@@ -72,11 +73,11 @@ export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
     if (!Number.isInteger(value) || value < min || value > max) problems.push(`${name}=${raw} is not valid; use a whole number from ${min} to ${max}`);
     return value;
   };
-  const rate = (name: string, fallback: number): number => {
+  const rate = (name: string, fallback: number, max: number): number => {
     const raw = text(name);
     if (raw === undefined) return fallback;
     const value = Number(raw);
-    if (!Number.isFinite(value) || value <= 0 || value > 1_000_000) problems.push(`${name}=${raw} is not valid; use a positive number of requests per minute, at most 1000000`);
+    if (!Number.isFinite(value) || value <= 0 || value > max) problems.push(`${name}=${raw} is not valid; use a positive number of requests per minute, at most ${max}`);
     return value;
   };
 
@@ -92,10 +93,10 @@ export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
     spoolDir: required("GATEKEEPER_SPOOL_DIR", "a directory on the node's persistent volume for the audit spool"),
     databaseUrl,
     backendKey,
-    defaultRatePerMinute: rate("GATEKEEPER_DEFAULT_RATE_PER_MINUTE", 120),
-    defaultBurst: integer("GATEKEEPER_DEFAULT_BURST", 30, 1, 1_000_000),
-    addressRatePerMinute: rate("GATEKEEPER_ADDRESS_RATE_PER_MINUTE", 1200),
-    addressBurst: integer("GATEKEEPER_ADDRESS_BURST", 300, 1, 1_000_000),
+    defaultRatePerMinute: rate("GATEKEEPER_DEFAULT_RATE_PER_MINUTE", 120, LIMIT_MAXIMUMS.keyRatePerMinute),
+    defaultBurst: integer("GATEKEEPER_DEFAULT_BURST", 30, 1, LIMIT_MAXIMUMS.keyBurst),
+    addressRatePerMinute: rate("GATEKEEPER_ADDRESS_RATE_PER_MINUTE", 1200, LIMIT_MAXIMUMS.addressRatePerMinute),
+    addressBurst: integer("GATEKEEPER_ADDRESS_BURST", 300, 1, LIMIT_MAXIMUMS.addressBurst),
     forwardedHops: integer("GATEKEEPER_FORWARDED_HOPS", 0, 0, 8),
     // About 150 bytes a bucket: 64 Ki addresses are about 10 MB of the container's 256 MiB.
     addressTableSize: integer("GATEKEEPER_ADDRESS_TABLE_SIZE", 65_536, 1, 1_048_576),

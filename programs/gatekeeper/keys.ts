@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
-import { SCOPES, type Scope } from "./protocol";
+import { LIMIT_MAXIMUMS, SCOPES, type Scope } from "./protocol";
 
 /**
  * The hub's API keys: the keys file format, key generation, and the in-memory store the
@@ -25,8 +25,8 @@ const keyEntrySchema = z.strictObject({
   name: z.string().trim().min(1, "must not be empty").max(200),
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, "must be the 64 hex digits of sha256(key)"),
   scopes: z.array(z.enum(SCOPES)).min(1, "must list at least one scope"),
-  ratePerMinute: z.number().positive().max(1_000_000).optional(),
-  burst: z.number().int().positive().max(1_000_000).optional(),
+  ratePerMinute: z.number().positive().max(LIMIT_MAXIMUMS.keyRatePerMinute).optional(),
+  burst: z.number().int().positive().max(LIMIT_MAXIMUMS.keyBurst).optional(),
   revoked: z.boolean().optional(),
   created: z.iso.datetime({ offset: true }),
 });

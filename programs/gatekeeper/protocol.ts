@@ -7,6 +7,13 @@ export const SCOPES = ["llm", "ocr", "stt", "tts", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export const AUTH_PATH = "/auth";
+
+/**
+ * The largest limits the gatekeeper takes. A key (its own or the default) may go up to a million
+ * a minute; a client address carries several keys (services/auth.ts renders ten keys' worth, and
+ * the gatekeeper's backstop twice that), so its limits go to twenty times a key's.
+ */
+export const LIMIT_MAXIMUMS = { keyRatePerMinute: 1_000_000, keyBurst: 1_000_000, addressRatePerMinute: 20_000_000, addressBurst: 20_000_000 } as const;
 export const HEALTH_PATH = "/healthz";
 /** Prometheus text, to callers inside the VPC or on loopback only (metrics.ts). */
 export const METRICS_PATH = "/metrics";
