@@ -3,7 +3,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import * as tls from "@pulumi/tls";
 import { PUBLIC_PORTS } from "../services/ports";
+import { GATEKEEPER_CONTAINER } from "../services/auth";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT, readinessScript, renderCloudInit, NodeSetupInput } from "../services/node-setup";
 import { ConfigError, HubConfig, loadHubConfig, NOT_SHOWN, problem, PROJECT } from "../stacks";
 import { findGpuSize } from "../stacks/catalogue/droplets";
@@ -46,7 +48,29 @@ function hubSecrets(): Record<SecretName, pulumi.Output<string>> {
   // Empty: the autoscaler advises only / skips the billing cross-check. Only its container gets them.
   const autoscalerDispatchToken = config.getSecret("autoscalerDispatchToken") ?? pulumi.secret("");
   const autoscalerBillingToken = config.getSecret("autoscalerBillingToken") ?? pulumi.secret("");
-  return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerBillingToken };
+  return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerBillingToken, ...gatekeeperTls() };
+}
+
+/** Ten years: renewed by a `pulumi up` in its last year (earlyRenewalHours), which restarts Traefik and the gatekeeper. */
+const GATEKEEPER_TLS_VALID_HOURS = 10 * 365 * 24;
+const GATEKEEPER_TLS_RENEW_HOURS = 365 * 24;
+
+/**
+ * The certificate of the gatekeeper's forwardAuth port (HTTP/2 over TLS, so Traefik keeps one
+ * connection; programs/gatekeeper/tls-listener.ts). Self-signed for the container's name, and
+ * pinned by Traefik (forwardAuth tls.ca), so nothing else on the Docker network can pose as it.
+ */
+function gatekeeperTls(): Pick<Record<SecretName, pulumi.Output<string>>, "gatekeeperTlsCert" | "gatekeeperTlsKey"> {
+  const key = new tls.PrivateKey("gatekeeper-tls-key", { algorithm: "ECDSA", ecdsaCurve: "P256" });
+  const cert = new tls.SelfSignedCert("gatekeeper-tls-cert", {
+    privateKeyPem: key.privateKeyPem,
+    subject: { commonName: GATEKEEPER_CONTAINER },
+    dnsNames: [GATEKEEPER_CONTAINER],
+    allowedUses: ["digitalSignature", "serverAuth"],
+    validityPeriodHours: GATEKEEPER_TLS_VALID_HOURS,
+    earlyRenewalHours: GATEKEEPER_TLS_RENEW_HOURS,
+  });
+  return { gatekeeperTlsCert: cert.certPem, gatekeeperTlsKey: pulumi.secret(key.privateKeyPem) };
 }
 
 /** Alertmanager's secrets (SMTP password, webhook URL); without a receiver, alerts are only shown in the UIs. */

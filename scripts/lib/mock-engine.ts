@@ -103,6 +103,9 @@ function cloudState(type: string, name: string, inputs: Record<string, unknown>)
       return { fingerprint: typeof inputs.publicKey === "string" ? sshpk.parseKey(inputs.publicKey, "ssh").fingerprint("md5").toString("hex") : "mock:fingerprint" };
     case "tls:index/privateKey:PrivateKey":
       return standInEd25519(`${mockStack}/${name}`);
+    case "tls:index/selfSignedCert:SelfSignedCert":
+      // Not a certificate: the offline plan shows where it goes; the real-gateway rig makes a real pair.
+      return { certPem: `-----BEGIN CERTIFICATE-----\n(offline plan stand-in for ${name})\n-----END CERTIFICATE-----\n` };
     default:
       return {};
   }
