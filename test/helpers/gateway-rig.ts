@@ -1,5 +1,4 @@
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -22,6 +21,7 @@ import { freeLoopbackPort, PostgresCluster, findPostgres, POSTGRES_MISSING_REASO
 import { ManagedProcess, waitFor } from "./processes";
 import { startStandIn, type StandIn, type StandInOptions } from "./stand-ins";
 import { startGrafanaStandIn, type GrafanaStandIn } from "./grafana-stand-in";
+import { OPENSSL_BINARY, OPENSSL_MISSING_REASON, selfSignedPair } from "./tls";
 import { GRAFANA_CONTAINER, GRAFANA_PORT } from "../../services/grafana";
 
 /**
@@ -41,14 +41,13 @@ import { GRAFANA_CONTAINER, GRAFANA_PORT } from "../../services/grafana";
 export const RIG_STACK_SETTINGS: Readonly<Record<string, string | number | boolean>> = { tier: "hybrid", fallbackModel: "qwen2.5-coder-1.5b", ocrCpuFallback: true, cpuSize: "s-8vcpu-16gb" };
 
 export const NGINX_BINARY = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => existsSync(p));
-const OPENSSL_BINARY = ["/usr/bin/openssl", "/bin/openssl"].find((p) => existsSync(p));
 
 /** Why the rig cannot run here, or undefined. */
 export function rigMissing(): string | undefined {
   const missing: string[] = [];
   if (builtTraefikVersion() !== TRAEFIK_VERSION) missing.push(TRAEFIK_MISSING_REASON);
   if (!NGINX_BINARY) missing.push('no nginx (Debian package "nginx"; .ci/run installs it)');
-  if (!OPENSSL_BINARY) missing.push('no openssl (Debian package "openssl"; .ci/run installs it)');
+  if (!OPENSSL_BINARY) missing.push(OPENSSL_MISSING_REASON);
   if (!findPostgres()) missing.push(POSTGRES_MISSING_REASON);
   return missing.length ? missing.join("; ") : undefined;
 }
@@ -516,14 +515,6 @@ export function rigRequest(port: number, options: { method?: string; path: strin
     req.on("error", reject);
     req.end(body);
   });
-}
-
-/** A self-signed ECDSA P-256 certificate for `name` and 127.0.0.1, and its key (PEM), made with openssl. */
-export function selfSignedPair(dir: string, name: string): { readonly cert: string; readonly key: string } {
-  mkdirSync(dir, { recursive: true });
-  const [certFile, keyFile] = [path.join(dir, "cert.pem"), path.join(dir, "key.pem")];
-  execFileSync(OPENSSL_BINARY ?? "openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", `/CN=${name}`, "-addext", `subjectAltName=DNS:${name},IP:127.0.0.1`], { stdio: "ignore" });
-  return { cert: readFileSync(certFile, "utf8"), key: readFileSync(keyFile, "utf8") };
 }
 
 function rawGet(port: number, p: string): Promise<number> {
