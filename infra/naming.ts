@@ -11,9 +11,11 @@ export interface HubTags {
   /** Firewall targets. */
   readonly gateway: string;
   readonly gpu: string;
+  /** The sandbox node's firewall target. */
+  readonly sandbox: string;
 }
 
 export function hubTags(stack: string, tier: string): HubTags {
   const s = cloudSlug(stack);
-  return { stack: `ih-stack-${s}`, tier: `ih-tier-${tier}`, gateway: `ih-${s}-gateway`, gpu: `ih-${s}-gpu` };
+  return { stack: `ih-stack-${s}`, tier: `ih-tier-${tier}`, gateway: `ih-${s}-gateway`, gpu: `ih-${s}-gpu`, sandbox: `ih-${s}-sandbox` };
 }

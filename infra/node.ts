@@ -29,8 +29,11 @@ export interface HubNodeArgs {
   readonly tags: pulumi.Input<string>[];
   /** Renders the cloud-config (services/node-setup.ts) around the node's host key. */
   readonly cloudInit: (hostKey: HostKeyPair) => string;
-  /** The cache volume this node mounts. */
-  readonly volumeId: pulumi.Input<string>;
+  /**
+   * The cache volume this node mounts.
+   * @default - none (the sandbox node keeps nothing)
+   */
+  readonly volumeId?: pulumi.Input<string>;
   /** Script that proves the node usable (services/node-setup.ts). */
   readonly readinessScript: string;
   readonly ssh: SshAccess;
@@ -58,7 +61,7 @@ export class HubNode extends pulumi.ComponentResource {
   public readonly dropletId: pulumi.Output<number>;
   public readonly publicIp: pulumi.Output<string>;
   public readonly privateIp: pulumi.Output<string>;
-  public readonly attachment: digitalocean.VolumeAttachment;
+  public readonly attachment?: digitalocean.VolumeAttachment;
   public readonly hostKey: tls.PrivateKey;
   /** `ssh-ed25519 AAAA...`, without a trailing newline. */
   public readonly hostPublicKey: pulumi.Output<string>;
@@ -98,12 +101,15 @@ export class HubNode extends pulumi.ComponentResource {
     this.dropletId = this.droplet.id.apply((id) => Number(id));
     this.publicIp = this.droplet.ipv4Address;
     this.privateIp = this.droplet.ipv4AddressPrivate;
-    this.attachment = new digitalocean.VolumeAttachment(
-      `${name}-volume`,
-      { dropletId: this.dropletId, volumeId: args.volumeId },
-      // A volume attaches to one droplet at a time: detach from the old droplet before attaching to its replacement.
-      { parent: this, deleteBeforeReplace: true },
-    );
+    this.attachment =
+      args.volumeId === undefined
+        ? undefined
+        : new digitalocean.VolumeAttachment(
+            `${name}-volume`,
+            { dropletId: this.dropletId, volumeId: args.volumeId },
+            // A volume attaches to one droplet at a time: detach from the old droplet before attaching to its replacement.
+            { parent: this, deleteBeforeReplace: true },
+          );
     this.ssh = nodeSsh(args.ssh, { name, hostKeyAlias: args.cloudName, host: this.publicIp, hostPublicKey: this.hostPublicKey });
     this.ready = new command.remote.Command(
       `${name}-ready`,
@@ -114,7 +120,7 @@ export class HubNode extends pulumi.ComponentResource {
         triggers: [this.droplet.id],
       },
       // The mount check needs the volume attached; the connection needs the SSH rule to admit this machine.
-      { parent: this, dependsOn: [this.attachment, ...(args.sshFirewalls ?? [])] },
+      { parent: this, dependsOn: [...(this.attachment ? [this.attachment] : []), ...(args.sshFirewalls ?? [])] },
     );
     this.registerOutputs({ dropletId: this.dropletId, publicIp: this.publicIp, privateIp: this.privateIp, hostPublicKey: this.hostPublicKey });
   }

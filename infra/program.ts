@@ -7,6 +7,7 @@ import * as tls from "@pulumi/tls";
 import { PUBLIC_PORTS } from "../services/ports";
 import { GATEKEEPER_CONTAINER } from "../services/auth";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT, readinessScript, renderCloudInit, NodeSetupInput } from "../services/node-setup";
+import { gpuBootImage } from "../services/gpu-image";
 import { ConfigError, HubConfig, loadHubConfig, NOT_SHOWN, problem, PROJECT } from "../stacks";
 import { findGpuSize } from "../stacks/catalogue/droplets";
 import { GatewayAddress } from "./address";
@@ -25,6 +26,8 @@ import type { DropletTarget } from "./containers";
 import { deployServices } from "./services";
 import { NO_ALERT_RECEIVER_WARNING } from "../services/monitoring";
 import { HubStorage } from "./storage";
+import { sandboxNode } from "./sandbox";
+import { SANDBOX_NODE_NAME } from "../stacks/sandbox";
 
 /** Reads and validates the stack's config; refuses (without a stack trace) before anything is created. */
 function hubConfigFromEngine(): HubConfig {
@@ -41,14 +44,17 @@ function hubConfigFromEngine(): HubConfig {
 }
 
 /** Secrets the containers get as environment variables, never as files or arguments. */
-function hubSecrets(): Record<SecretName, pulumi.Output<string>> {
+function hubSecrets(hub: HubConfig): Record<SecretName, pulumi.Output<string>> {
   // An empty URL means no database: the gatekeeper's spool is then the audit log.
   const config = new pulumi.Config();
   const auditDatabaseUrl = config.getSecret("auditDatabaseUrl") ?? pulumi.secret("");
   // Empty: the autoscaler advises only / skips the billing cross-check. Only its container gets them.
   const autoscalerDispatchToken = config.getSecret("autoscalerDispatchToken") ?? pulumi.secret("");
   const autoscalerBillingToken = config.getSecret("autoscalerBillingToken") ?? pulumi.secret("");
-  return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerBillingToken, ...gatekeeperTls() };
+  const autoscalerPulumiToken = config.getSecret("autoscalerPulumiToken") ?? pulumi.secret("");
+  // Opens the sandbox API only; the sandbox node gets its digest, the front on the gateway node the token.
+  const sandboxToken = !hub.sandbox ? pulumi.secret("") : (config.getSecret("sandboxToken") ?? pulumi.secret(new random.RandomPassword("sandbox-token", { length: 48, special: false }).result));
+  return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerPulumiToken, autoscalerBillingToken, sandboxToken, ...gatekeeperTls() };
 }
 
 /** Ten years: renewed by a `pulumi up` in its last year (earlyRenewalHours), which restarts Traefik and the gatekeeper. */
@@ -232,6 +238,7 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
     gatewayTag: tags.gateway,
     gpuTag: tags.gpu,
     sshSources: sources,
+    ...(hub.sandbox ? { sandboxTag: tags.sandbox } : {}),
   });
   const tag = (name: string) => network.tags.get(name)!.name;
 
@@ -273,22 +280,29 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   const gpuNodesByName = new Map<string, HubNode>();
   const gpuSize = hub.gpu ? findGpuSize(hub.gpu.size.slug) : undefined;
   if (hub.gpu?.on && gpuSize) {
+    // The baked snapshot when it is current (services/gpu-image.ts), else the base image and the full cloud-init.
+    const boot = gpuBootImage(hub);
+    const baked = boot?.kind === "baked";
+    if (boot?.kind === "stale") void pulumi.log.warn(boot.why);
     for (const plan of hub.nodes.filter((n) => n.kind === "gpu")) {
       const index = gpuNodes.length;
       const gpuNode = node(
         plan.name,
-        { nodeName: plan.name, role: "gpu", gpuVendor: gpuSize.vendor, gpuCount: gpuSize.gpuCount, volume: { name: storage.modelCaches[index].cloudName, mountPath: MODEL_CACHE_MOUNT }, dataDirs: ["huggingface", "vllm"] },
-        { cloudName: `${cloudName}-${plan.name}`, size: gpuSize.slug, image: gpuSize.image, tags: [tag(tags.stack), tag(tags.tier), tag(tags.gpu)], volumeId: storage.modelCaches[index].volume.id },
+        { nodeName: plan.name, role: "gpu", gpuVendor: gpuSize.vendor, gpuCount: gpuSize.gpuCount, volume: { name: storage.modelCaches[index].cloudName, mountPath: MODEL_CACHE_MOUNT }, dataDirs: ["huggingface", "vllm"], baked },
+        { cloudName: `${cloudName}-${plan.name}`, size: gpuSize.slug, image: boot?.image ?? gpuSize.image, tags: [tag(tags.stack), tag(tags.tier), tag(tags.gpu)], volumeId: storage.modelCaches[index].volume.id },
       );
       gpuNodes.push(gpuNode);
       gpuNodesByName.set(plan.name, gpuNode);
     }
   }
 
-  const secrets = hubSecrets();
+  const secrets = hubSecrets(hub);
   const apiKey = secrets.hubApiKey;
+  const sandbox = hub.sandbox
+    ? sandboxNode(SANDBOX_NODE_NAME, { plan: hub.sandbox, token: secrets.sandboxToken, cloudName: `${cloudName}-${SANDBOX_NODE_NAME}`, region: hub.region, vpcId: network.vpc.id, sshKeys, sshKeyResources: deployerKey.resource ? [deployerKey.resource] : [], tags: [tag(tags.stack), tag(tags.tier), tag(tags.sandbox)], ssh, sshFirewalls: network.firewalls })
+    : undefined;
   const droplet = (n: HubNode): DropletTarget => ({ kind: "droplet", host: n.publicIp, privateIp: n.privateIp, ready: n.ready, ssh: n.ssh });
-  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), secrets, apiKeysDocument(), alertSecrets(hub));
+  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), secrets, apiKeysDocument(), alertSecrets(hub), sandbox ? { privateIp: sandbox.node.privateIp } : undefined);
 
   const gateway = new GatewayAddress("gateway-address", { region: hub.region, dropletId: cpu.dropletId });
 
@@ -299,6 +313,7 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
     resources: [
       cpu.droplet.dropletUrn,
       ...gpuNodes.map((n) => n.droplet.dropletUrn),
+      ...(sandbox ? [sandbox.node.droplet.dropletUrn] : []),
       storage.cpuCache.volume.volumeUrn,
       ...storage.modelCaches.map((c) => c.volume.volumeUrn),
       gateway.reservedIp.reservedIpUrn,
@@ -306,7 +321,10 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   });
 
   const nodeAddresses: Record<string, { public: pulumi.Output<string>; private: pulumi.Output<string> }> = {};
-  for (const [name, n] of [["cpu", cpu] as const, ...gpuNodes.map((g, i) => [`gpu-${i}`, g] as const)]) nodeAddresses[name] = { public: n.publicIp, private: n.privateIp };
+  const addressedNodes = [["cpu", cpu] as const, ...gpuNodes.map((g, i) => [`gpu-${i}`, g] as const), ...(sandbox ? [[SANDBOX_NODE_NAME, sandbox.node] as const] : [])];
+  for (const [name, n] of addressedNodes) nodeAddresses[name] = { public: n.publicIp, private: n.privateIp };
+  // The system ssh's options per node (pinned host key, the deployer's key): `hub finetune add` copies adapters with them.
+  const nodeSshOptions: Record<string, pulumi.Output<string[]>> = Object.fromEntries(addressedNodes.map(([name, n]) => [name, n.ssh.dockerSshOpts]));
   const volumeIds: Record<string, pulumi.Output<string>> = { "cpu-cache": storage.cpuCache.volume.id };
   storage.modelCaches.forEach((c, i) => (volumeIds[`model-cache-${i}`] = c.volume.id));
 
@@ -316,6 +334,7 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
     gatewayAddress: gateway.address,
     baseUrl: hub.gateway.domain ? `https://${hub.gateway.domain}/v1` : pulumi.interpolate`http://${gateway.address}/v1`,
     nodeAddresses,
+    nodeSshOptions,
     volumeIds,
     hubApiKey: apiKey,
     monthlyCostUsd: hub.cost.monthlyUsd,
@@ -330,7 +349,7 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
  * Files live under ~/.inference-hub/<stack>; the gateway listens on 127.0.0.1:8100.
  */
 function localProgram(hub: HubConfig, stack: string): Record<string, unknown> {
-  const secrets = hubSecrets();
+  const secrets = hubSecrets(hub);
   const apiKey = secrets.hubApiKey;
   const dataDir = path.join(os.homedir(), ".inference-hub", cloudSlug(stack));
   deployServices(hub, { kind: "local", dataDir, mountRoot: CPU_CACHE_MOUNT }, new Map(), secrets, apiKeysDocument(), alertSecrets(hub));

@@ -3,6 +3,10 @@ import * as pulumi from "@pulumi/pulumi";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_FILES } from "../services/auth";
 import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
 import { bundleController } from "../programs/autoscaler/controller/bundle";
+import { bundleSandboxFront } from "../programs/sandbox/bundle";
+import { SANDBOX_FRONT_CONTAINER, SANDBOX_FRONT_FILES, sandboxNodeUrl } from "../services/sandbox";
+import { bundleEmbeddingsFront } from "../programs/embeddings/bundle";
+import { EMBEDDINGS_CONTAINER, EMBEDDINGS_FILES } from "../services/embeddings";
 import { AUTOSCALER_CONTAINER, AUTOSCALER_FILES, autoscalerConfig, autoscalerRuns } from "../services/autoscaler";
 import { backendsDrainScript, backendsReadyScript, GATEKEEPER_CA_FILE, GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS, GPU_READY_TIMEOUT_SECONDS, errorsNginxConf, gpuBackendAddresses, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
 import { GRAFANA_CONTAINER } from "../services/grafana";
@@ -23,7 +27,15 @@ export const GATEWAY_FILES = {
 };
 
 /** Containers a spec list runs on each node, with the rendered files each one needs. */
-export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget, gpuNodes: ReadonlyMap<string, DropletTarget>, secrets: Readonly<Record<SecretName, pulumi.Output<string>>>, apiKeys: pulumi.Output<string>, alertSecrets: Omit<MonitoringSecrets, "hubApiKey"> = {}): Map<string, ContainerHost> {
+export function deployServices(
+  hub: HubConfig,
+  cpu: DropletTarget | LocalTarget,
+  gpuNodes: ReadonlyMap<string, DropletTarget>,
+  secrets: Readonly<Record<SecretName, pulumi.Output<string>>>,
+  apiKeys: pulumi.Output<string>,
+  alertSecrets: Omit<MonitoringSecrets, "hubApiKey"> = {},
+  sandbox?: { readonly privateIp: pulumi.Input<string> },
+): Map<string, ContainerHost> {
   const specs = hubServiceSpecs(hub);
   const onNode = (node: string) => specs.filter((s) => s.node === node);
   for (const spec of specs) recordContainerArtifacts(spec);
@@ -47,7 +59,7 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
   recordArtifact({ kind: "traefik-dynamic", node: "cpu", path: "cpu/traefik/dynamic/routes.yml", content: dynamicConfig });
   // The controller re-reads its file every tick: written as soon as the nodes' addresses are known (not after the serving wait), so a loading replica counts as starting.
   const billingCrossCheck = new pulumi.Config().getSecret("autoscalerBillingToken") !== undefined;
-  const autoscalerFile = autoscalerRuns(hub) ? privateIps.apply((ips) => `${JSON.stringify(autoscalerConfig(hub, routes, { stack: pulumi.getStack(), privateIps: ips, billingCrossCheck }), null, 2)}\n`) : undefined;
+  const autoscalerFile = autoscalerRuns(hub) ? privateIps.apply((ips) => `${JSON.stringify(autoscalerConfig(hub, routes, { stack: pulumi.getStack(), organization: pulumi.getOrganization(), privateIps: ips, billingCrossCheck }), null, 2)}\n`) : undefined;
   if (autoscalerFile) recordArtifact({ kind: "autoscaler-config", node: "cpu", path: "cpu/autoscaler/autoscaler.json", content: autoscalerFile });
 
   hosts.set(
@@ -72,6 +84,16 @@ export function deployServices(hub: HubConfig, cpu: DropletTarget | LocalTarget,
               { path: AUTOSCALER_FILES.config, content: autoscalerFile },
             ]
           : []),
+        // The front's address of the sandbox node: known once the droplet exists. Not after its API is up
+        // (a first boot builds gVisor for minutes): the gateway's containers must not wait for that;
+        // the route answers 502/503 until the API answers.
+        ...(sandbox
+          ? [
+              { path: SANDBOX_FRONT_FILES.bundle, content: sandboxFrontBundle(), restarts: [SANDBOX_FRONT_CONTAINER] },
+              { path: SANDBOX_FRONT_FILES.nodeUrl, content: pulumi.output(sandbox.privateIp).apply((ip) => `${sandboxNodeUrl(ip)}\n`), restarts: [SANDBOX_FRONT_CONTAINER] },
+            ]
+          : []),
+        ...(hub.embeddings ? [{ path: EMBEDDINGS_FILES.bundle, content: embeddingsBundle(), restarts: [EMBEDDINGS_CONTAINER] }] : []),
         ...monitoringFiles(hub, specs, routes, privateIps, cpu.kind === "droplet" ? cpu.privateIp : undefined, { ...alertSecrets, hubApiKey: secrets.hubApiKey }, waits),
         // Provisioning is read at start; dashboards are polled by Grafana, so only those restart it.
         ...grafana.map((f) => ({ path: f.path, content: f.content, ...(f.restartsGrafana ? { restarts: [GRAFANA_CONTAINER] } : {}) })),
@@ -116,10 +138,22 @@ function gatekeeperBundle(): string {
   return bundled;
 }
 
+let frontBundled: string | undefined;
+function sandboxFrontBundle(): string {
+  frontBundled ??= bundleSandboxFront();
+  return frontBundled;
+}
+
 let controllerBundled: string | undefined;
 function controllerBundle(): string {
   controllerBundled ??= bundleController();
   return controllerBundled;
+}
+
+let embeddingsBundled: string | undefined;
+function embeddingsBundle(): string {
+  embeddingsBundled ??= bundleEmbeddingsFront();
+  return embeddingsBundled;
 }
 
 /** The gateway's published ports: 80/443/8100 to the world on a droplet; only 8100 on a laptop. */

@@ -7,12 +7,12 @@ const REPO_ROOT = path.resolve(__dirname, "..");
  * One of the hub's programs as one CommonJS file for `node /app/<name>.js` in the node:22-alpine
  * image: every dependency is pure JavaScript and inlined, and nothing is read from disk at run time.
  */
-export function bundleProgram(entry: string, external: readonly string[] = []): string {
+export function bundleProgram(entry: string, external: readonly string[] = [], target = "node22"): string {
   const result = buildSync({
     entryPoints: [entry],
     bundle: true,
     platform: "node",
-    target: "node22",
+    target,
     format: "cjs",
     write: false,
     external: [...external],

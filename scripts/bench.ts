@@ -21,8 +21,12 @@ const SUB_BENCHMARKS: Readonly<Record<string, string>> = {
   gatekeeper: "bench-gatekeeper",
   // What the real Traefik + gatekeeper + audit add to a request (req/s, p50/p99 added latency).
   gateway: "bench-gateway",
+  // What the holder adds to a coder request it passes to the CPU stand-in (req/s ratio, p99).
+  holder: "bench-holder",
   // The spend guard under each fault: how far past the GPU budget before it acts.
   money: "bench-money",
+  // The sandbox: a trivial execution plain, cold and warm, and executions per second (as root).
+  sandbox: "bench-sandbox",
 };
 // Dispatched before this script's own options are parsed: a sub-benchmark has options of its own.
 const first = process.argv[2];
@@ -39,7 +43,7 @@ try {
     allowPositionals: true,
   });
 } catch (err) {
-  process.stderr.write(`bench: ${(err as Error).message}\nusage: npm run bench -- [--runs 5] [--nodes 64|1,8,32,64] [--compare-tsx] | gatekeeper | gateway | money [their options]\n`);
+  process.stderr.write(`bench: ${(err as Error).message}\nusage: npm run bench -- [--runs 5] [--nodes 64|1,8,32,64] [--compare-tsx] | gatekeeper | gateway | holder | money | sandbox [their options]\n`);
   process.exit(1);
 }
 const { values, positionals } = parsed;

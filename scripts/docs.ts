@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { renderPulumiYaml, renderReadmeWithDiagrams } from "./lib/docs";
+import { renderPulumiYaml, renderReadmeWithDiagrams, renderSandboxDoc } from "./lib/docs";
 import { PROJECT_ROOT } from "./lib/plan-runner";
 
 // Rewrites the generated parts of README.md and Pulumi.yaml from the code.
@@ -8,8 +8,10 @@ async function main(): Promise<void> {
   const readme = path.join(PROJECT_ROOT, "README.md");
   writeFileSync(readme, await renderReadmeWithDiagrams(readFileSync(readme, "utf8")));
   writeFileSync(path.join(PROJECT_ROOT, "Pulumi.yaml"), renderPulumiYaml());
+  const sandboxDoc = path.join(PROJECT_ROOT, "docs", "sandbox.md");
+  writeFileSync(sandboxDoc, renderSandboxDoc(readFileSync(sandboxDoc, "utf8")));
   // The mock engine keeps handles open (as in plan.ts): exit once the output is flushed.
-  process.stdout.write("README.md and Pulumi.yaml regenerated\n", () => process.exit(0));
+  process.stdout.write("README.md, docs/sandbox.md and Pulumi.yaml regenerated\n", () => process.exit(0));
 }
 
 main().catch((err: unknown) => {

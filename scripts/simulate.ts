@@ -1,9 +1,13 @@
 import { parseArgs } from "node:util";
-import { humanReport, jsonDocument } from "./lib/simulate/report";
-import { simulate, SimulateInputError, SimulateOptions } from "./lib/simulate/run";
+import { existsSync, readFileSync } from "node:fs";
+import type { BootImage, MeasuredStage, ServingOverrides } from "../programs/autoscaler/serving-model";
+import { humanReport, jsonDocument, stageComparisonText } from "./lib/simulate/report";
+import { loadStack, simulate, SimulateInputError, SimulateOptions } from "./lib/simulate/run";
+import { measuredStages, parseStagesFile, StagesFileError } from "./lib/simulate/stages";
 import { TRACE_FORMATS, TraceError, TraceFormat } from "./lib/simulate/traces";
 
 const USAGE = `usage: npm run simulate -- --trace FILE [--format azure|mooncake|servegen] [--stack NAME] [--json] [options]
+       npm run simulate -- --compare-stages [--stack NAME] [--stages FILE]   the modelled wake, stage by stage, per variant
   --trace FILE              request trace: Azure CSV, Mooncake JSONL or a ServeGen 10-minute rate series
   --format F                azure | mooncake | servegen (default: from the file name and first line)
   --stack NAME              replay against Pulumi.NAME.yaml (default: hybrid); --config-file PATH for any stack file
@@ -16,6 +20,13 @@ const USAGE = `usage: npm run simulate -- --trace FILE [--format azure|mooncake|
   --cold-start-s S          wake request to traffic, seconds (default: the catalogue's stages)
   --pipeline-s S            the unbilled pipeline part of it, seconds
   --replica-tokens-per-s T  one replica's throughput (default: the catalogue's measured figure)
+  --image base|baked        what a GPU node boots (default: baked when the stack names a snapshot)
+  --actuator A              github | pulumi-deployments | github-before (the workflow before the trim); default: the stack's
+  --model-before            the wake as modelled before the baked image and fast weights (BF16 + online FP8 read
+                            through mmap, the GPU base image, the untrimmed workflow): today's deployments
+  --stages FILE             measured wake stages (npm run smoke -- --wake, npm run hub -- gpu on --stages-out) in place of the model's
+  --hold-share X            share of requests (0 to 1) that ask to wait for a waking GPU (X-Hub-Wait); default 0
+  --hold-s S                how long they wait, seconds (default and ceiling: the stack's gpuHoldMaxSeconds)
   --input-tokens N, --output-tokens N   lengths for traces without them (default: the model's typical lengths)
   --no-sweep                skip the reactive idle-time sweep`;
 
@@ -55,6 +66,13 @@ function main(): void {
         "input-tokens": { type: "string" },
         "output-tokens": { type: "string" },
         "no-sweep": { type: "boolean", default: false },
+        image: { type: "string" },
+        actuator: { type: "string" },
+        stages: { type: "string" },
+        "hold-share": { type: "string" },
+        "hold-s": { type: "string" },
+        "compare-stages": { type: "boolean", default: false },
+        "model-before": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -69,7 +87,34 @@ function main(): void {
   }
   const problems: string[] = [];
   const str = (k: string) => values[k] as string | undefined;
-  if (!str("trace")) problems.push("--trace FILE is required");
+  const compare = values["compare-stages"] === true;
+  if (!str("trace") && !compare) problems.push("--trace FILE is required (or --compare-stages)");
+  const image = str("image");
+  if (image !== undefined && image !== "base" && image !== "baked") problems.push(`--image ${JSON.stringify(image)} is not base or baked`);
+  const actuator = str("actuator");
+  if (actuator !== undefined && !["github", "pulumi-deployments", "github-before"].includes(actuator)) problems.push(`--actuator ${JSON.stringify(actuator)} is not github, pulumi-deployments or github-before`);
+  const before = values["model-before"] === true;
+  if (before && (image !== undefined || actuator !== undefined)) problems.push("--model-before sets the image and the actuator itself; drop --image / --actuator");
+  let holdShare: number | undefined;
+  if (str("hold-share") !== undefined) {
+    holdShare = Number(str("hold-share"));
+    if (!Number.isFinite(holdShare) || holdShare < 0 || holdShare > 1) problems.push(`--hold-share ${JSON.stringify(str("hold-share"))} is not a share from 0 to 1`);
+  }
+  const holdSeconds = positive("hold-s", str("hold-s"), problems);
+  if (holdSeconds !== undefined && holdShare === undefined) problems.push("--hold-s goes with --hold-share (the share of requests that wait)");
+  let measured: MeasuredStage[] | undefined;
+  const stagesPath = str("stages");
+  if (stagesPath !== undefined) {
+    if (!existsSync(stagesPath)) problems.push(`--stages ${stagesPath}: no such file`);
+    else {
+      try {
+        measured = measuredStages(parseStagesFile(readFileSync(stagesPath, "utf8"), stagesPath));
+      } catch (err) {
+        if (err instanceof StagesFileError) problems.push(...err.problems.map((p) => `--stages ${err.file}: ${p}`));
+        else throw err;
+      }
+    }
+  }
   const format = str("format");
   if (format !== undefined && !(TRACE_FORMATS as readonly string[]).includes(format)) problems.push(`--format ${JSON.stringify(format)} is not one of ${TRACE_FORMATS.join(", ")}`);
   const sets: Record<string, string> = {};
@@ -101,17 +146,29 @@ function main(): void {
   if (problems.length) fail(problems);
 
   const configFile = str("config-file");
+  const stackName = str("stack") ?? (configFile ? /^Pulumi\.(.+)\.ya?ml$/.exec(configFile.split("/").pop() ?? "")?.[1] ?? configFile : "hybrid");
+  if (compare) {
+    try {
+      const hub = loadStack(stackName, configFile, sets);
+      process.stdout.write(`${stageComparisonText(hub, stackName, measured)}\n`);
+      return;
+    } catch (err) {
+      if (err instanceof SimulateInputError) fail(err.problems);
+      throw err;
+    }
+  }
   const options: SimulateOptions = {
     tracePath: str("trace")!,
     format: format as TraceFormat | undefined,
-    stack: str("stack") ?? (configFile ? /^Pulumi\.(.+)\.ya?ml$/.exec(configFile.split("/").pop() ?? "")?.[1] ?? configFile : "hybrid"),
+    stack: stackName,
     configFile,
     sets,
     seed,
     startMs,
     rateScale,
     days,
-    serving: { coldStartSeconds, pipelineSeconds, replicaTokensPerSecond, typicalInputTokens, typicalOutputTokens },
+    serving: { coldStartSeconds, pipelineSeconds, replicaTokensPerSecond, typicalInputTokens, typicalOutputTokens, ...(before ? { image: "base", actuator: "github-before", bf16OnlineWeights: true } : { image: image as BootImage | undefined, actuator: actuator as ServingOverrides["actuator"] }), measured },
+    hold: holdShare !== undefined ? { share: holdShare, seconds: holdSeconds } : undefined,
     sweep: !values["no-sweep"],
   };
   try {

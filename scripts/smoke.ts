@@ -1,4 +1,9 @@
+import { writeFileSync } from "node:fs";
+import { servingModel } from "../programs/autoscaler/serving-model";
+import { servingImage } from "../services/gpu-image";
 import { parseSmokeArgs, renderTable, runSmoke, UsageError, USAGE } from "./lib/smoke";
+import { measureWake, parseWakeArgs, renderWake, WAKE_USAGE, WakeUsageError, wakeStagesFile } from "./lib/smoke-wake";
+import { loadStack, SimulateInputError } from "./lib/simulate/run";
 
 /**
  * `npm run smoke -- --url https://hub.example.com/v1 --key <key>`: checks a running hub route by
@@ -10,7 +15,48 @@ const EXIT_OK = 0;
 const EXIT_USAGE = 1;
 const EXIT_BROKEN = 2;
 
+/** `--wake`: the GPU wake, stage by stage (scripts/lib/smoke-wake.ts). */
+async function wake(argv: readonly string[]): Promise<number> {
+  let command;
+  try {
+    command = parseWakeArgs(argv, process.env);
+  } catch (error) {
+    if (!(error instanceof WakeUsageError)) throw error;
+    process.stderr.write(`smoke: ${error.message}\n${WAKE_USAGE}\n`);
+    return EXIT_USAGE;
+  }
+  const model = command.stack ? modelStages(command.stack) : undefined;
+  if (typeof model === "string") {
+    process.stderr.write(`smoke: ${model}\n`);
+    return EXIT_USAGE;
+  }
+  const report = await measureWake({ ...command.options, model }, { fetch, now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)) });
+  if (!report.ok) {
+    process.stderr.write(`smoke: wake failed: ${report.problem}\n`);
+    return EXIT_BROKEN;
+  }
+  process.stdout.write(command.json ? `${JSON.stringify(report, null, 2)}\n` : `GPU wake of ${command.options.baseUrl}, answered by ${report.answeredBy}:\n\n${renderWake(report)}\n`);
+  if (command.options.stagesOut) {
+    writeFileSync(command.options.stagesOut, wakeStagesFile(report, new Date(), command.stack));
+    process.stdout.write(`stages written to ${command.options.stagesOut}: npm run simulate -- --stages ${command.options.stagesOut} ...\n`);
+  }
+  return EXIT_OK;
+}
+
+/** The model's seconds per stage for a stack file here, with the boot image that stack uses. */
+function modelStages(stack: string): Record<string, number> | string {
+  try {
+    const hub = loadStack(stack, undefined, {});
+    const built = servingModel(hub, { image: servingImage(hub) });
+    if (!built.ok) return built.reason;
+    return Object.fromEntries(built.model.coldStart.stages.map((s) => [s.name, s.seconds]));
+  } catch (err) {
+    return err instanceof SimulateInputError ? err.problems.join("; ") : String(err);
+  }
+}
+
 async function main(): Promise<number> {
+  if (process.argv.includes("--wake")) return wake(process.argv.slice(2));
   let command;
   try {
     command = parseSmokeArgs(process.argv.slice(2), process.env);

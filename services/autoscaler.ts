@@ -1,13 +1,15 @@
 import { COLD_START } from "../stacks/catalogue/serving";
+import { servingImage } from "./gpu-image";
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
+import { PROJECT } from "../stacks/settings";
 import { fixedMonthlyUsd, policyConfig, servingModel } from "../programs/autoscaler/serving-model";
 import { METRICS_PATH } from "../programs/gatekeeper/protocol";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
 import { CONTAINER_PATHS, CONTROLLER_PORT, ControllerFile, DISPATCH_WORKFLOW, ENV, filePolicy, HEALTH_PATH, OFF_ANSWER_PORT, pinFromHub } from "../programs/autoscaler/controller/contract";
 import { NODE_IMAGE } from "./images";
 import { CPU_CACHE_MOUNT } from "./node-setup";
-import { AUTOSCALER_CONTAINER, autoscalerRuns, type Route } from "./routes";
+import { AUTOSCALER_CONTAINER, autoscalerRuns, holdingRuns, SERVICE_PORTS, type Route } from "./routes";
 
 export { AUTOSCALER_CONTAINER, autoscalerAnswersOff, autoscalerRuns } from "./routes";
 import type { ServiceSpec } from "./spec";
@@ -40,8 +42,8 @@ export function autoscalerSpec(hub: HubConfig): ServiceSpec | undefined {
       [ENV.port]: String(CONTROLLER_PORT),
       [ENV.offPort]: String(OFF_ANSWER_PORT),
     },
-    // The only credentials on the node for scaling: a token that can start one workflow, and an optional read-only billing token.
-    secretEnv: { [ENV.dispatchToken]: "autoscalerDispatchToken", [ENV.billingToken]: "autoscalerBillingToken" },
+    // The only credentials on the node for scaling: a token that can start one workflow (or create a deployment of this one stack), and an optional read-only billing token.
+    secretEnv: hub.settings.autoscalerActuator === "pulumi-deployments" ? { [ENV.pulumiToken]: "autoscalerPulumiToken", [ENV.billingToken]: "autoscalerBillingToken" } : { [ENV.dispatchToken]: "autoscalerDispatchToken", [ENV.billingToken]: "autoscalerBillingToken" },
     port: CONTROLLER_PORT,
     mounts: [
       { hostPath: AUTOSCALER_DIRS.app, containerPath: CONTAINER_PATHS.app, readOnly: true },
@@ -63,6 +65,8 @@ export function autoscalerSpec(hub: HubConfig): ServiceSpec | undefined {
 
 export interface AutoscalerFileInputs {
   readonly stack: string;
+  /** The Pulumi organization the stack lives in (pulumi.getOrganization()), for the pulumi-deployments actuator. */
+  readonly organization: string;
   /** Private addresses of the GPU nodes this deploy runs, by node name. */
   readonly privateIps: Readonly<Record<string, string>>;
   readonly billingCrossCheck: boolean;
@@ -70,7 +74,7 @@ export interface AutoscalerFileInputs {
 
 /** The controller's config file, from HubConfig, the route table and the deploy's addresses. */
 export function autoscalerConfig(hub: HubConfig, routes: readonly Route[], inputs: AutoscalerFileInputs): ControllerFile {
-  const model = servingModel(hub);
+  const model = servingModel(hub, { image: servingImage(hub) });
   if (!model.ok) throw new Error(`autoscaler: ${model.reason}`);
   const coder = routes.find((r) => r.name === "coder");
   if (!coder) throw new Error("autoscaler: the route table has no coder route");
@@ -93,8 +97,16 @@ export function autoscalerConfig(hub: HubConfig, routes: readonly Route[], input
     demand: { metricsUrl: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}${METRICS_PATH}` },
     replicas,
     fallback: hub.fallbackCoder !== undefined,
+    ...(holdingRuns(hub)
+      ? { holding: { maxSeconds: s.gpuHoldMaxSeconds, maxRequests: s.gpuHoldMaxRequests, maxPerKey: s.gpuHoldMaxPerKey, fallbackUrl: hub.fallbackCoder ? `http://coder-fallback:${SERVICE_PORTS.llamaCpp}` : null } }
+      : {}),
     pin: pin ? { nodes: pin.nodes, untilMs: pin.untilMs } : null,
-    dispatch: s.autoscalerDispatchRepo ? { repo: s.autoscalerDispatchRepo, ref: s.autoscalerDispatchRef, workflow: DISPATCH_WORKFLOW } : null,
+    dispatch:
+      s.autoscalerActuator === "pulumi-deployments"
+        ? { kind: "pulumi-deployments", organization: inputs.organization, project: PROJECT, stack: inputs.stack }
+        : s.autoscalerDispatchRepo
+          ? { repo: s.autoscalerDispatchRepo, ref: s.autoscalerDispatchRef, workflow: DISPATCH_WORKFLOW }
+          : null,
     billingCrossCheck: inputs.billingCrossCheck,
     fixedMonthlyUsd: fixedMonthlyUsd(hub),
   };

@@ -7,6 +7,7 @@ import { SERVICE_PORTS } from "./routes";
 import type { HealthCheck, ServiceSpec } from "./spec";
 import { coderServeArgs, ocrServeArgs } from "./vllm";
 import { VLLM_BACKEND_MIDDLEWARE, vllmStartScript } from "./backend-header";
+import { ADAPTERS_CONTAINER_DIR, ADAPTERS_VOLUME_DIR } from "../stacks/lora";
 
 // ---- placement and memory, shared by the CPU service files ----
 
@@ -98,11 +99,14 @@ export function vllmCoderSpecs(hub: HubConfig): ServiceSpec[] {
     const spec = vllmSpec(hub, node, "coder", coderServeArgs(coder, GPU_SERVICE_PORTS.coder), GPU_SERVICE_PORTS.coder, coder.weights.diskGB);
     // Every answer names its replica (X-Hub-Backend: gpu-<i>; services/backend-header.ts):
     // `sh -c <script> vllm-serve <args>` writes the middleware module, then runs `vllm serve "$@"`.
+    const volumeAdapters = coder.lora?.adapters.some((a) => a.source.kind === "volume") ?? false;
     return {
       ...spec,
-      entrypoint: ["/bin/sh", "-c", vllmStartScript(), "vllm-serve"],
+      entrypoint: ["/bin/sh", "-c", vllmStartScript(undefined, { loraGuard: volumeAdapters }), "vllm-serve"],
       command: [...spec.command, "--middleware", VLLM_BACKEND_MIDDLEWARE],
       env: { ...spec.env, HUB_BACKEND_NAME: node.name },
+      // Adapters trained by `hub finetune` live on the model-cache volume; vLLM only reads them.
+      mounts: volumeAdapters ? [...spec.mounts, { hostPath: `${MODEL_CACHE_MOUNT}/${ADAPTERS_VOLUME_DIR}`, containerPath: ADAPTERS_CONTAINER_DIR, readOnly: true }] : spec.mounts,
     };
   });
 }

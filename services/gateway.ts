@@ -408,8 +408,13 @@ class ServiceTable {
 
 /** The service a route's router points at: the primaries, a failover to the fallback, or the fallback alone. */
 function routeService(route: Route, services: ServiceTable, privateIps: Readonly<Record<string, string>>): string {
-  const fallback =
+  let fallback =
     route.fallback === undefined ? undefined : route.fallback === GPU_OFF_SERVICE ? gpuOffService(services) : backendService(route.fallback.service, [route.fallback], services, privateIps);
+  if (route.holder) {
+    // The holder first, health-checked so the fallback answers while it is down.
+    const holder = services.add(route.holder.service, { loadBalancer: { servers: [{ url: backendUrl(route.holder, privateIps) }], healthCheck: { path: route.holder.healthPath, ...HEALTH_CHECK } } });
+    fallback = fallback ? services.add(`${route.name}-hold-or-fallback`, { failover: { service: holder, fallback } }) : holder;
+  }
   if (route.primary.length === 0) {
     if (!fallback) throw new Error(`Route ${route.name} has no backend: no primary replica and no fallback. Give it a fallback (a CPU stand-in or "${GPU_OFF_SERVICE}").`);
     // GPU off: no failover to health-check, the fallback answers directly.
@@ -613,7 +618,7 @@ export function errorPages(hub: HubConfig, routes: readonly Route[]): ErrorPage[
         pages.push(page(route.name, 502, openAiError(`The ${route.description} did not answer; it may be restarting. Retry after the Retry-After interval.`, "server_error", "backend_unavailable"), BACKEND_RETRY_AFTER_SECONDS));
       } else {
         const wait = `${seconds(FORWARDING_TIMEOUTS.responseHeaderTimeout)} s`;
-        const hint = route.name === DOCUMENTS_ROUTE ? ` Convert long documents asynchronously: POST ${DOCUMENTS_ASYNC_HINT}.` : " Ask for less (max_tokens), or stream the response.";
+        const hint = route.timeoutHint ? ` ${route.timeoutHint}` : route.name === DOCUMENTS_ROUTE ? ` Convert long documents asynchronously: POST ${DOCUMENTS_ASYNC_HINT}.` : " Ask for less (max_tokens), or stream the response.";
         pages.push(page(route.name, 504, openAiError(`The ${route.description} did not start answering within ${wait}.${hint}`, "server_error", "backend_timeout")));
       }
     }

@@ -74,24 +74,6 @@ export const IMAGES: readonly ImageRef[] = [VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE, LL
 /** MI300X runs vLLM only from the ROCm build (FACTS.md). */
 export const vllmImage = (vendor: "nvidia" | "amd"): ImageRef => (vendor === "amd" ? VLLM_ROCM_IMAGE : VLLM_CUDA_IMAGE);
 
-/**
- * User each image runs as. Bind-mounted cache directories are created root-owned, so the
- * non-root ones (speaches, docling-serve) need their host directory chowned to this uid before
- * the container starts, or their first model download fails with "Permission denied".
- */
-export const IMAGE_UIDS: Readonly<Record<string, number>> = {
-  [VLLM_CUDA_IMAGE.repo]: 0,
-  [VLLM_ROCM_IMAGE.repo]: 0,
-  [LLAMA_CPP_SERVER_IMAGE.repo]: 0,
-  [SPEACHES_CPU_IMAGE.repo]: 1000,
-  [COQUI_TTS_CPU_IMAGE.repo]: 0,
-  [DOCLING_SERVE_CPU_IMAGE.repo]: 1001,
-  // The grafana user of Grafana's image (its Dockerfile's GF_UID, 472; docs "Configure a Grafana Docker image").
-  [GRAFANA_IMAGE.repo]: 472,
-  // The prom/* images run as nobody (their Dockerfiles: USER nobody).
-  "prom/prometheus": 65534,
-  "prom/alertmanager": 65534,
-};
 
 /**
  * A Docker health test that GETs `url` with Python's standard library: every Python image here
@@ -173,3 +155,29 @@ export const AMD_DEVICE_METRICS_EXPORTER_IMAGE: ImageRef = {
 };
 
 export const MONITORING_IMAGES: readonly ImageRef[] = [PROMETHEUS_IMAGE, ALERTMANAGER_IMAGE, NODE_EXPORTER_IMAGE, DCGM_EXPORTER_IMAGE, AMD_DEVICE_METRICS_EXPORTER_IMAGE];
+
+/**
+ * User each image runs as, with where that was read. Bind-mounted cache directories are created
+ * root-owned, so the non-root ones (speaches, docling-serve, the prom/* images) need their host
+ * directory chowned to this uid before the container starts, or their first write fails with
+ * "Permission denied". The local test images (scripts/tools/local-images.ts) run as the same users.
+ */
+export const IMAGE_USERS: Readonly<Record<string, { readonly uid: number; readonly source: string }>> = {
+  [VLLM_CUDA_IMAGE.repo]: { uid: 0, source: "root, as recorded before this catalogue gave sources (Dockerfile not re-read)" },
+  [VLLM_ROCM_IMAGE.repo]: { uid: 0, source: "root, as recorded before this catalogue gave sources (Dockerfile not re-read)" },
+  [LLAMA_CPP_SERVER_IMAGE.repo]: { uid: 0, source: "root, as recorded before (.devops/cpu.Dockerfile not re-read)" },
+  [SPEACHES_CPU_IMAGE.repo]: { uid: 1000, source: "USER ubuntu, uid 1000 (FACTS.md HF cache path /home/ubuntu; recorded before, Dockerfile not re-read)" },
+  [COQUI_TTS_CPU_IMAGE.repo]: { uid: 0, source: "root, as recorded before (Dockerfile not re-read)" },
+  [DOCLING_SERVE_CPU_IMAGE.repo]: { uid: 1001, source: "USER 1001, as recorded before (Containerfile not re-read)" },
+  [GRAFANA_IMAGE.repo]: { uid: 472, source: "Grafana's Dockerfile GF_UID 472; docs \"Configure a Grafana Docker image\"" },
+  [PROMETHEUS_IMAGE.repo]: { uid: 65534, source: "prometheus Dockerfile: USER nobody" },
+  [ALERTMANAGER_IMAGE.repo]: { uid: 65534, source: "alertmanager Dockerfile: USER nobody" },
+  [NODE_EXPORTER_IMAGE.repo]: { uid: 65534, source: "node_exporter Dockerfile: USER nobody" },
+  [TRAEFIK_IMAGE.repo]: { uid: 0, source: "root: the official image sets no USER (not re-read here)" },
+  [ERRORS_IMAGE.repo]: { uid: 0, source: "root master, nginx workers: the official image sets no USER (not re-read here)" },
+  [NODE_IMAGE.repo]: { uid: 0, source: "root: the official image sets no USER; its node user (1000) is opt-in (not re-read here)" },
+  [DCGM_EXPORTER_IMAGE.repo]: { uid: 0, source: "root, assumed: DCGM needs the GPU devices (not read)" },
+  [AMD_DEVICE_METRICS_EXPORTER_IMAGE.repo]: { uid: 0, source: "not read: assumed root, as the exporter opens /dev/kfd and /dev/dri" },
+};
+
+export const IMAGE_UIDS: Readonly<Record<string, number>> = Object.fromEntries(Object.entries(IMAGE_USERS).map(([repo, user]) => [repo, user.uid]));

@@ -59,18 +59,23 @@ export const JOBS = {
 
 const PROMETHEUS_ROOT = `${CPU_CACHE_MOUNT}/prometheus`;
 const ALERTMANAGER_ROOT = `${CPU_CACHE_MOUNT}/alertmanager`;
-/** Host directories on the CPU cache volume. */
+/**
+ * Host directories on the CPU cache volume. The targets and secrets live inside the config
+ * directory, which is mounted once, read-only: a mount inside it would need a mount point
+ * created on a read-only mount, and runc refuses that ("read-only file system"), so the
+ * containers would never start. No mount sits inside another (services/gateway.ts).
+ */
 export const MONITORING_DIRS = {
   prometheusConfig: `${PROMETHEUS_ROOT}/config`,
-  prometheusTargets: `${PROMETHEUS_ROOT}/targets`,
-  prometheusSecrets: `${PROMETHEUS_ROOT}/secrets`,
+  prometheusTargets: `${PROMETHEUS_ROOT}/config/targets`,
+  prometheusSecrets: `${PROMETHEUS_ROOT}/config/secrets`,
   prometheusData: `${PROMETHEUS_ROOT}/data`,
   alertmanagerConfig: `${ALERTMANAGER_ROOT}/config`,
-  alertmanagerSecrets: `${ALERTMANAGER_ROOT}/secrets`,
+  alertmanagerSecrets: `${ALERTMANAGER_ROOT}/config/secrets`,
   alertmanagerData: `${ALERTMANAGER_ROOT}/data`,
 } as const;
 
-/** The same directories inside the containers. */
+/** The same directories inside the containers (targets and secrets reach them through the config mount). */
 export const MONITORING_IN_CONTAINER = {
   prometheusConfig: "/etc/prometheus",
   prometheusTargets: "/etc/prometheus/targets",
@@ -132,9 +137,8 @@ export function prometheusSpec(hub: HubConfig): ServiceSpec {
     // On the private address only; the gateway firewall admits the VPC alone.
     publishOnPrivateIp: true,
     mounts: [
+      // Holds targets/ and secrets/ too: one mount, none inside another.
       { hostPath: MONITORING_DIRS.prometheusConfig, containerPath: c.prometheusConfig, readOnly: true },
-      { hostPath: MONITORING_DIRS.prometheusTargets, containerPath: c.prometheusTargets, readOnly: true },
-      { hostPath: MONITORING_DIRS.prometheusSecrets, containerPath: c.prometheusSecrets, readOnly: true },
       { hostPath: MONITORING_DIRS.prometheusData, containerPath: c.prometheusData },
     ],
     memoryLimitMiB: memoryLimitMiB(node, workload),
@@ -167,8 +171,8 @@ export function alertmanagerSpec(hub: HubConfig): ServiceSpec {
     // Reached by Prometheus on the Docker network; published on the private address for an SSH tunnel (no firewall rule admits it).
     publishOnPrivateIp: true,
     mounts: [
+      // Holds secrets/ too.
       { hostPath: MONITORING_DIRS.alertmanagerConfig, containerPath: c.alertmanagerConfig, readOnly: true },
-      { hostPath: MONITORING_DIRS.alertmanagerSecrets, containerPath: c.alertmanagerSecrets, readOnly: true },
       { hostPath: MONITORING_DIRS.alertmanagerData, containerPath: c.alertmanagerData },
     ],
     memoryLimitMiB: memoryLimitMiB(node, workload),
@@ -184,7 +188,9 @@ export function nodeExporterSpec(node: string): ServiceSpec {
     program: "node-exporter",
     node,
     image: NODE_EXPORTER_IMAGE,
-    command: ["--path.rootfs=/host", `--web.listen-address=:${MONITORING_PORTS.nodeExporter}`],
+    // --path.rootfs does not move udev's data (default /run/udev/data, the container's own, empty): without this the
+    // diskstats collector logs "Failed to open directory" and loses the disks' device properties (seen on the real engine).
+    command: ["--path.rootfs=/host", "--path.udev.data=/host/run/udev/data", `--web.listen-address=:${MONITORING_PORTS.nodeExporter}`],
     env: {},
     secretEnv: {},
     port: MONITORING_PORTS.nodeExporter,

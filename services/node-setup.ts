@@ -19,6 +19,12 @@ export interface NodeSetupInput {
    * @default - cloud-init generates the host keys; nothing can pin them
    */
   readonly hostKey?: { readonly privateKey: string; readonly publicKey: string };
+  /**
+   * The node boots the baked GPU image (services/gpu-image.ts), which has Docker, its settings, the
+   * NVIDIA runtime and the images already: cloud-init keeps only what differs per node.
+   * @default false - the base image: cloud-init installs and configures everything
+   */
+  readonly baked?: boolean;
 }
 
 /** How long the readiness check waits for the volume to be mounted once cloud-init is done. */
@@ -168,7 +174,7 @@ export function volumeUnit(input: NodeSetupInput): string {
   ].join("\n");
 }
 
-const SSHD_DROP_IN = [
+export const SSHD_DROP_IN = [
   "# inference-hub: keys only. sshd keeps the first value it reads, so a lower-numbered file can override this.",
   "PasswordAuthentication no",
   "KbdInteractiveAuthentication no",
@@ -176,10 +182,10 @@ const SSHD_DROP_IN = [
   "",
 ].join("\n");
 
-const AUTO_UPGRADES = ['APT::Periodic::Update-Package-Lists "1";', 'APT::Periodic::Unattended-Upgrade "1";', ""].join("\n");
+export const AUTO_UPGRADES = ['APT::Periodic::Update-Package-Lists "1";', 'APT::Periodic::Unattended-Upgrade "1";', ""].join("\n");
 
 // A driver upgrade under running containers breaks NVML ("Driver/library version mismatch").
-const NVIDIA_HOLD = [
+export const NVIDIA_HOLD = [
   "// inference-hub: upgrade the NVIDIA driver deliberately (with a reboot), never unattended.",
   "Unattended-Upgrade::Package-Blacklist {",
   '    "nvidia-";',
@@ -194,15 +200,21 @@ export function cloudInitDocument(input: NodeSetupInput): Record<string, unknown
   const gpu = checkInput(input);
   const file = (path: string, content: string, permissions = "0644", defer = false) => ({ path, content, owner: "root:root", permissions, ...(defer ? { defer: true } : {}) });
 
+  const baked = input.baked === true && gpu !== undefined;
   const writeFiles = [
-    // Init stage, before packages install, so Docker starts with rotation and nvidia-ctk merges into it.
-    file(DOCKER_DAEMON_JSON_PATH, `${JSON.stringify(DOCKER_DAEMON_CONFIG, null, 2)}\n`),
-    file(SSHD_DROP_IN_PATH, SSHD_DROP_IN),
-    // Deferred until after package installs so a package's postinst cannot replace it.
-    file(AUTO_UPGRADES_PATH, AUTO_UPGRADES, "0644", true),
+    // The baked image has these already (services/gpu-image.ts bakes the same text).
+    ...(baked
+      ? []
+      : [
+          // Init stage, before packages install, so Docker starts with rotation and nvidia-ctk merges into it.
+          file(DOCKER_DAEMON_JSON_PATH, `${JSON.stringify(DOCKER_DAEMON_CONFIG, null, 2)}\n`),
+          file(SSHD_DROP_IN_PATH, SSHD_DROP_IN),
+          // Deferred until after package installs so a package's postinst cannot replace it.
+          file(AUTO_UPGRADES_PATH, AUTO_UPGRADES, "0644", true),
+        ]),
     file(VOLUME_SCRIPT_PATH, volumeScript(input), "0755"),
     file(VOLUME_UNIT_PATH, volumeUnit(input)),
-    ...(gpu?.vendor === "nvidia" ? [file(NVIDIA_HOLD_PATH, NVIDIA_HOLD)] : []),
+    ...(gpu?.vendor === "nvidia" && !baked ? [file(NVIDIA_HOLD_PATH, NVIDIA_HOLD)] : []),
   ];
 
   const dev = volumeDevicePath(input.volume.name);
@@ -214,7 +226,10 @@ export function cloudInitDocument(input: NodeSetupInput): Record<string, unknown
     ["systemctl", "try-reload-or-restart", "ssh"],
     ["systemctl", "enable", "--now", "docker"],
   ];
-  if (gpu?.vendor === "nvidia") {
+  if (baked) {
+    // Docker and the NVIDIA runtime are registered in the image; only the AMD device check stays.
+    if (gpu?.vendor === "amd") runcmd.push(AMD_DEVICE_CHECK);
+  } else if (gpu?.vendor === "nvidia") {
     // The GPU images ship the toolkit but no Docker: register the runtime now that Docker exists.
     runcmd.push(["nvidia-ctk", "runtime", "configure", "--runtime=docker"], ["systemctl", "restart", "docker"]);
   } else if (gpu?.vendor === "amd") {
@@ -225,9 +240,8 @@ export function cloudInitDocument(input: NodeSetupInput): Record<string, unknown
     // Once per instance, before the mounts module first mounts the volume: the bare mount point
     // becomes immutable, so a late volume never leaves writes on the boot disk.
     bootcmd: [["cloud-init-per", "instance", "inference-hub-mount-point", "sh", "-c", `mkdir -p ${sq(input.volume.mountPath)} && { mountpoint -q ${sq(input.volume.mountPath)} || chattr +i ${sq(input.volume.mountPath)}; }`]],
-    package_update: true,
     // No package_upgrade: slow, and on GPU images it can pull a kernel the driver was not built for.
-    packages: ["docker.io", "unattended-upgrades"],
+    ...(baked ? {} : { package_update: true, packages: ["docker.io", "unattended-upgrades"] }),
     ssh_pwauth: false,
     ...(input.hostKey
       ? {

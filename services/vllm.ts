@@ -1,6 +1,7 @@
 import type { DeepSeekOcr, VllmCoder } from "../stacks/hub-config";
 import { CODER_SERVED_NAME, OCR_SERVED_NAME } from "../stacks/hub-config";
 import { GPU_SERVICE_PORTS } from "./ports";
+import { ADAPTERS_CONTAINER_DIR, LoraAdapter, LoraPlan } from "../stacks/lora";
 
 /** vLLM release whose argument list is in ../shared/reference/vllm/ (args-0.24.0.json). */
 export const VLLM_VERSION = "0.24.0";
@@ -26,10 +27,31 @@ export function coderServeArgs(coder: VllmCoder, port = VLLM_PORT): string[] {
     "--tensor-parallel-size", String(coder.tensorParallel),
     "--enable-prefix-caching",
     ...coder.weights.flags,
+    ...coder.loader.flags,
   ];
   // Mixture-of-experts over several GPUs: shard experts instead of splitting every expert.
   if (coder.model.attention.kind === "mla" && coder.tensorParallel > 1) args.push("--enable-expert-parallel");
+  if (coder.lora) args.push(...loraArgs(coder.lora));
   return args;
+}
+
+/** Where vLLM finds an adapter: a Hugging Face repo id (downloaded into HF_HOME) or its directory on the volume. */
+export const adapterPath = (a: LoraAdapter): string => (a.source.kind === "hf" ? a.source.repo : `${ADAPTERS_CONTAINER_DIR}/${a.source.path.replace(/^adapters\//, "")}`);
+
+/**
+ * The LoRA flags, all in vLLM 0.24.0's argument list. Every adapter goes into one --lora-modules
+ * (its parser action replaces the list on each use), as JSON so `base_model_name` makes the
+ * models list name `coder` as each adapter's parent (vllm/entrypoints/openai/cli_args.py
+ * LoRAParserAction, models/serving.py show_available_models).
+ */
+export function loraArgs(lora: LoraPlan): string[] {
+  return [
+    "--enable-lora",
+    "--max-loras", String(lora.maxLoras),
+    "--max-lora-rank", String(lora.maxRank),
+    "--max-cpu-loras", String(lora.maxCpuLoras),
+    "--lora-modules", ...lora.adapters.map((a) => JSON.stringify({ name: a.servedName, path: adapterPath(a), base_model_name: CODER_SERVED_NAME })),
+  ];
 }
 
 /** DeepSeek-OCR with the vllm-project/recipes flags. */

@@ -1,5 +1,5 @@
 import { CpuSize, cpuHourly, GpuSize, HOURS_PER_MONTH } from "./catalogue/droplets";
-import { VOLUME_PRICE_PER_GIB_MONTH } from "./catalogue/storage";
+import { gbToGiB, SNAPSHOT_PRICE_PER_GIB_MONTH, VOLUME_PRICE_PER_GIB_MONTH } from "./catalogue/storage";
 
 export interface CostLine {
   readonly item: string;
@@ -27,6 +27,10 @@ export interface CostInput {
   readonly gpu?: { readonly size: GpuSize; readonly count: number; readonly hoursPerMonth: number; readonly on: boolean };
   readonly modelCacheGiB: number;
   readonly modelCacheVolumes: number;
+  /** A baked GPU image is kept (gpuSnapshotId): its estimated size, GB. */
+  readonly gpuImageGB?: number;
+  /** The sandbox node, when `sandbox` is on. @default - none */
+  readonly sandboxSize?: CpuSize;
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
@@ -54,6 +58,12 @@ export function estimateCost(input: CostInput): CostEstimate {
       hourlyUsd: count * size.pricePerHour,
     });
   }
+  if (input.sandboxSize) lines.push({
+    item: "Sandbox node",
+    detail: `${input.sandboxSize.slug} (${input.sandboxSize.vcpu} vCPU, ${input.sandboxSize.ramGiB} GiB), always on, gVisor`,
+    monthlyUsd: input.sandboxSize.pricePerMonth,
+    hourlyUsd: cpuHourly(input.sandboxSize),
+  });
   const volumeGiB = input.modelCacheGiB * input.modelCacheVolumes + input.cpuCacheGiB;
   if (volumeGiB > 0) lines.push({
     item: "Block storage",
@@ -61,6 +71,16 @@ export function estimateCost(input: CostInput): CostEstimate {
     monthlyUsd: round2(volumeGiB * VOLUME_PRICE_PER_GIB_MONTH),
     hourlyUsd: (volumeGiB * VOLUME_PRICE_PER_GIB_MONTH) / HOURS_PER_MONTH,
   });
+  if (input.gpuImageGB) {
+    // DigitalOcean bills a snapshot by the data it holds, per GiB-month (shared/FACTS.md).
+    const gib = gbToGiB(input.gpuImageGB);
+    lines.push({
+      item: "GPU image snapshot",
+      detail: `the baked GPU image, about ${input.gpuImageGB.toFixed(1)} GB ⚠ (estimated: base image + the vLLM image unpacked) at $${SNAPSHOT_PRICE_PER_GIB_MONTH}/GiB-month`,
+      monthlyUsd: round2(gib * SNAPSHOT_PRICE_PER_GIB_MONTH),
+      hourlyUsd: (gib * SNAPSHOT_PRICE_PER_GIB_MONTH) / HOURS_PER_MONTH,
+    });
+  }
   const monthlyUsd = round2(lines.reduce((sum, l) => sum + l.monthlyUsd, 0));
   const baseHourly = lines.filter((l) => l.item !== "GPU nodes").reduce((sum, l) => sum + l.hourlyUsd, 0);
   const gpuHourly = lines.find((l) => l.item === "GPU nodes")?.hourlyUsd ?? 0;

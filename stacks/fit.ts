@@ -35,6 +35,12 @@ export interface GpuFitInput {
   /** --gpu-memory-utilization. */
   readonly share: number;
   readonly vision?: boolean;
+  /**
+   * GPU memory of the LoRA slots per GPU, GB (stacks/lora.ts): vLLM allocates them with the model,
+   * before it sizes the KV cache.
+   * @default - 0: no adapters
+   */
+  readonly loraGB?: number;
 }
 
 export interface GpuFit {
@@ -42,6 +48,8 @@ export interface GpuFit {
   /** KV cache for one sequence at full context: vLLM refuses to start without it. */
   readonly kvPerGpuGB: number;
   readonly overheadGB: number;
+  /** LoRA slots (0 without adapters). */
+  readonly loraGB: number;
   readonly neededPerGpuGB: number;
   readonly availablePerGpuGB: number;
   readonly fits: boolean;
@@ -56,16 +64,18 @@ export function fitOnGpu(input: GpuFitInput): GpuFit {
   const kvPerTokenGB = kvBytesPerTokenPerGpu(input.attention, input.tensorParallel) / 1e9;
   const kvPerGpuGB = kvPerTokenGB * input.maxContext;
   const overheadGB = VLLM_OVERHEAD_GB + (input.vision ? VLLM_VISION_OVERHEAD_GB : 0);
-  const neededPerGpuGB = weightsPerGpuGB + kvPerGpuGB + overheadGB;
+  const loraGB = input.loraGB ?? 0;
+  const neededPerGpuGB = weightsPerGpuGB + kvPerGpuGB + overheadGB + loraGB;
   const availablePerGpuGB = input.gpuMemoryGBPerGpu * input.share;
   const fits = neededPerGpuGB <= availablePerGpuGB;
-  const kvRoom = availablePerGpuGB - weightsPerGpuGB - overheadGB;
+  const kvRoom = availablePerGpuGB - weightsPerGpuGB - overheadGB - loraGB;
   const fullContextSequences = fits ? Math.floor(kvRoom / kvPerGpuGB) : 0;
   const share = neededPerGpuGB / input.gpuMemoryGBPerGpu;
   return {
     weightsPerGpuGB,
     kvPerGpuGB,
     overheadGB,
+    loraGB,
     neededPerGpuGB,
     availablePerGpuGB,
     fits,
@@ -76,7 +86,7 @@ export function fitOnGpu(input: GpuFitInput): GpuFit {
 
 /** Longest context whose KV cache fits beside the weights; 0 when the weights alone do not fit. */
 export function maxContextThatFits(input: GpuFitInput): number {
-  const room = input.gpuMemoryGBPerGpu * input.share - input.weightsGB / input.tensorParallel - VLLM_OVERHEAD_GB - (input.vision ? VLLM_VISION_OVERHEAD_GB : 0);
+  const room = input.gpuMemoryGBPerGpu * input.share - input.weightsGB / input.tensorParallel - VLLM_OVERHEAD_GB - (input.vision ? VLLM_VISION_OVERHEAD_GB : 0) - (input.loraGB ?? 0);
   if (room <= 0) return 0;
   return Math.floor((room * 1e9) / kvBytesPerTokenPerGpu(input.attention, input.tensorParallel));
 }

@@ -1,10 +1,13 @@
 import type { CpuSize, GpuSize } from "./catalogue/droplets";
+import type { EmbeddingModelEntry } from "./catalogue/embeddings";
 import type { ModelEntry } from "./catalogue/models";
 import type { CostEstimate } from "./cost";
 import type { GpuFit } from "./fit";
 import type { ResolvedSettings } from "./presets";
 import type { Warning } from "./problems";
-import type { GgufWeights, VllmWeights } from "./quantization";
+import type { GgufWeights, VllmWeights, WeightsLoader } from "./quantization";
+import type { LoraPlan } from "./lora";
+import type { SandboxPlan } from "./sandbox";
 import type { OcrEngine, Tier } from "./settings";
 
 /** The name clients send as `model`; vLLM and the llama.cpp fallback both answer to it. */
@@ -20,8 +23,8 @@ export const CPU_MODEL_FILES_GIB = 6;
 /** Collection and alerting (services/monitoring.ts). */
 export type MonitoringProgram = "prometheus" | "alertmanager" | "node-exporter" | "dcgm-exporter" | "amd-device-metrics-exporter";
 export type MonitoringRole = "prometheus" | "alertmanager" | "node-exporter" | "gpu-exporter";
-export type Program = "traefik" | "nginx" | "gatekeeper" | "autoscaler" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram | "grafana";
-export type ServiceRole = "gateway" | "gatekeeper" | "autoscaler" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole | "grafana";
+export type Program = "traefik" | "nginx" | "gatekeeper" | "autoscaler" | "sandbox-front" | "gvisor" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram | "grafana" | "embeddings";
+export type ServiceRole = "gateway" | "gatekeeper" | "autoscaler" | "sandbox-front" | "sandbox" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole | "grafana" | "embeddings" | "embedder";
 
 /** One service instance on one node. */
 export interface Workload {
@@ -37,7 +40,8 @@ export interface Workload {
 
 export interface NodePlan {
   readonly name: string;
-  readonly kind: "cpu" | "gpu";
+  /** sandbox: the code-execution node (stacks/sandbox.ts), no volume and no container of the hub's. */
+  readonly kind: "cpu" | "gpu" | "sandbox";
   readonly size: string;
   /** False for the hybrid GPU node while the GPU is off: planned, not created. */
   readonly active: boolean;
@@ -51,10 +55,14 @@ export interface VllmCoder {
   readonly backend: "vllm";
   readonly model: ModelEntry;
   readonly weights: VllmWeights;
+  /** How the checkpoint is read from the volume on every start (stacks/quantization.ts). */
+  readonly loader: WeightsLoader;
   readonly maxContext: number;
   readonly share: number;
   readonly tensorParallel: number;
   readonly fit: GpuFit;
+  /** LoRA adapters served next to the base model (stacks/lora.ts); absent without any. */
+  readonly lora?: LoraPlan;
 }
 
 export interface LlamaCppCoder {
@@ -98,12 +106,16 @@ export interface HubConfig {
   readonly fallbackCoder?: LlamaCppCoder;
   readonly ocr: DeepSeekOcr | { readonly engine: Exclude<OcrEngine, "deepseek-ocr"> };
   readonly ocrCpuFallback: boolean;
+  /** /v1/embeddings: the front (programs/embeddings/) and llama.cpp in embedding mode on the CPU node; absent with embeddingModel none. */
+  readonly embeddings?: EmbeddingsPlan;
   readonly stt: { readonly model: string; readonly repo: string; readonly ramGiB: number };
   readonly tts: { readonly model: string; readonly ramGiB: number };
   readonly gateway: { readonly domain?: string; readonly acmeEmail?: string; readonly adminCidrs: readonly string[] };
   readonly budgetUsd: number;
   /** Absent when the `monitoring` setting is off. */
   readonly monitoring?: MonitoringPlan;
+  /** The code-execution sandbox's node (`sandbox: on`); absent when off. */
+  readonly sandbox?: SandboxPlan;
   /** Grafana on the CPU node behind the gateway's /grafana/ (services/grafana.ts). */
   readonly grafana: boolean;
   readonly nodes: readonly NodePlan[];
@@ -127,4 +139,15 @@ export interface MonitoringPlan {
   /** node_exporter and the GPU exporters run on droplets only (not on a laptop's Docker). */
   readonly exporters: boolean;
   readonly email?: { readonly to: string; readonly smarthost: string; readonly from: string; readonly user?: string };
+}
+
+/** The CPU node's embedder, as placed: what services/embeddings.ts renders. */
+export interface EmbeddingsPlan {
+  readonly model: EmbeddingModelEntry;
+  /** `-hf` argument of llama-server. */
+  readonly hfArg: string;
+  /** Longest input, tokens: llama.cpp's --ctx-size, --batch-size and --ubatch-size. */
+  readonly inputTokens: number;
+  /** llama.cpp's resident estimate: GGUF + KV cache + compute buffers. */
+  readonly ramGiB: number;
 }

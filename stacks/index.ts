@@ -31,6 +31,11 @@ export function loadHubConfig(config: EngineConfig, secretKeys: readonly string[
  */
 function withAdviceModeWarning(hub: HubConfig, config: EngineConfig): HubConfig {
   if (!hub.settings.autoscaler || !hub.gpu) return hub;
+  if (hub.settings.autoscalerActuator === "pulumi-deployments") {
+    if (config[`${PROJECT}:autoscalerPulumiToken`]) return hub;
+    const message = "the autoscaling controller runs in advice mode: it decides, logs and exports metrics, but does not change the GPU node count, because autoscalerPulumiToken is not set. pulumi config set --secret autoscalerPulumiToken <an organization token whose custom role grants only stack_deployment:create on this stack> (docs/gpu-wake.md) to let it act through Pulumi Deployments, or autoscaler false to run none.";
+    return { ...hub, warnings: [...hub.warnings, { keys: ["autoscalerPulumiToken"], message }] };
+  }
   const missing = [hub.settings.autoscalerDispatchRepo ? "" : "autoscalerDispatchRepo", config[`${PROJECT}:autoscalerDispatchToken`] ? "" : "autoscalerDispatchToken"].filter(Boolean);
   if (missing.length === 0) return hub;
   const message = `the autoscaling controller runs in advice mode: it decides, logs and exports metrics, but does not change the GPU node count, because ${missing.join(" and ")} ${missing.length === 1 ? "is" : "are"} not set. Set autoscalerDispatchRepo (owner/name) and pulumi config set --secret autoscalerDispatchToken <fine-grained token, Actions: write on that repository> to let it act, or autoscaler false to run none.`;

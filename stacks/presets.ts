@@ -23,6 +23,9 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   llmMaxContext: 32768,
   llmGpuMemoryPercent: 70,
   llmTensorParallelSize: 1,
+  // No adapters until a stack lists some (docs/finetune.md).
+  llmLoraAdapters: [],
+  llmMaxLoras: 1,
   ocrEngine: "deepseek-ocr",
   ocrGpuMemoryPercent: 20,
   ocrCpuFallback: false,
@@ -31,6 +34,8 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   // Licences are the user's to accept: a model that asks (XTTS, CPML) is refused until they do.
   ttsAcceptModelLicense: false,
   fallbackModel: "none",
+  // /v1/embeddings on every tier, from the CPU node (stacks/catalogue/embeddings.ts).
+  embeddingModel: "qwen3-embedding-0.6b",
   adminCidrs: [],
   sshKeyFingerprints: [],
   rateLimitPerMinute: 120,
@@ -45,9 +50,17 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
   // The controller runs wherever there is a GPU to scale; it only advises until given a dispatch token.
   autoscaler: true,
   autoscalerDispatchRef: "main",
+  autoscalerActuator: "github",
+  // Holding while the GPU wakes (docs/gpu-wake.md): opt-in per request or per key, bounded.
+  gpuHoldMaxSeconds: 600,
+  gpuHoldMaxRequests: 64,
+  gpuHoldMaxPerKey: 8,
   // Collection and alerts on by default (services/monitoring.ts); Prometheus' own default retention.
   monitoring: true,
   prometheusRetentionDays: 15,
+  // Opt-in: a node of its own, billed from the day it is on (docs/sandbox.md).
+  sandbox: "none",
+  sandboxSize: "s-2vcpu-4gb",
 };
 
 /** A CPU-only tier serves the coder with llama.cpp and OCR with docling. */
@@ -59,11 +72,14 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     ...SHARED,
     ...NO_GPU,
     tier: "cpu",
-    // The CPU coder (7B, 4-bit), docling, Whisper and TTS need ~14 GiB together; a c-4 has 8.
-    cpuSize: "c-8",
+    // The CPU coder (7B, 4-bit), docling, Whisper, TTS and monitoring need 15.4 GiB; embeddings
+    // (1.3 GiB) take it past a c-8's 16, and no 24 GiB size exists: c-16 (+$168/month). With
+    // embeddingModel none, c-8 is enough again.
+    cpuSize: "c-16",
     llmModel: "qwen2.5-coder-7b",
     llmMaxContext: 16384,
-    budgetUsd: 250,
+    // $348.50 a month with the preset's volumes; room for a larger model cache.
+    budgetUsd: 400,
   },
   gpu: { ...SHARED, tier: "gpu", budgetUsd: 2800 },
   hybrid: {
@@ -76,6 +92,9 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     gpuMinNodes: 0,
     // Keeps /v1/chat/completions answering (slowly) while the GPU is off.
     fallbackModel: "qwen2.5-coder-1.5b",
+    // 7.6 GiB of services plus embeddings (1.3 GiB) exceed a c-4's 8 GiB: 8 shared vCPUs and
+    // 16 GiB for $12/month more than 4 dedicated vCPUs and 8 GiB.
+    cpuSize: "s-8vcpu-16gb",
     budgetUsd: 400,
   },
   multigpu: {

@@ -20,7 +20,7 @@ export interface VllmWeights {
 }
 
 /** bitsandbytes NF4 stores 4 bits a weight; embeddings, norms and the LM head stay 16-bit. */
-const BNB_4BIT_BYTES_PER_PARAM = 0.55;
+export const BNB_4BIT_BYTES_PER_PARAM = 0.55;
 
 export type Mapped<T> = { ok: true; value: T } | { ok: false; problem: Problem };
 
@@ -30,7 +30,8 @@ const accept = <T>(value: T): Mapped<T> => ({ ok: true, value });
 const fp8Sizes = () => GPU_SIZES.filter((s) => s.fp8).map((s) => s.slug);
 
 /**
- * `none` → the native checkpoint; `8bit` → vLLM's online FP8 on FP8-capable GPUs;
+ * `none` → the native checkpoint; `8bit` → a pre-quantized FP8 checkpoint where the catalogue has one
+ * (NVIDIA), else vLLM's online FP8 on FP8-capable GPUs;
  * `4bit` → the model's pre-quantized AWQ checkpoint, else bitsandbytes in-flight (NVIDIA only).
  */
 export function mapVllmQuantization(model: ModelEntry, quantization: Quantization, size: GpuSize): Mapped<VllmWeights> {
@@ -52,6 +53,19 @@ export function mapVllmQuantization(model: ModelEntry, quantization: Quantizatio
     if (model.nativeDtype === "fp8") return accept({ ...native, format: "FP8 (native checkpoint; 8bit is already its format)" });
     if (!size.fp8) {
       return refuse(problem("llmQuantization", quantization, `8bit maps to vLLM's FP8, which needs FP8 tensor cores (compute capability >= 8.9); ${size.slug} (${size.gpuModel}) has none, and vLLM has no 8-bit bitsandbytes mode.`, `Use 4bit or none, or an FP8-capable size: ${fp8Sizes().join(", ")}.`));
+    }
+    if (model.fp8 && size.vendor === "nvidia") {
+      // Pre-quantized: half the bytes read from the volume on every wake, no BF16 copy in host RAM.
+      // vLLM reads the scheme from the checkpoint's quantization_config; the flag states it (and is checked against the pinned list).
+      return accept({
+        quantization,
+        modelId: model.fp8.repo,
+        flags: ["--quantization", "compressed-tensors"],
+        gpuWeightsGB: model.fp8.weightsGB,
+        diskGB: model.fp8.weightsGB,
+        loadRamGB: 0,
+        format: "FP8 (pre-quantized W8A8 checkpoint)",
+      });
     }
     return accept({
       quantization,
@@ -92,6 +106,34 @@ export function mapVllmQuantization(model: ModelEntry, quantization: Quantizatio
     loadRamGB: 0,
     format: "NF4 4-bit (bitsandbytes, quantized while loading)",
   });
+}
+
+/**
+ * How vLLM reads the checkpoint from the model-cache volume. A DigitalOcean volume is a network
+ * block device mounted as ext4, so vLLM's own auto-prefetch (NFS and Lustre only) stays off and it
+ * faults the safetensors in through mmap; `--safetensors-load-strategy prefetch` (in the pinned
+ * 0.24.0 argument list) reads every shard into the page cache first with parallel reads, which
+ * keeps the volume at its throughput limit (and its 60 s burst). It needs the checkpoint in RAM
+ * (vLLM warns above 90 % of available RAM), so it is used only when the checkpoint, plus a BF16
+ * copy online FP8 holds, takes at most half the droplet's RAM. Source: vllm
+ * model_executor/model_loader/weight_utils.py safetensors_weights_iterator (read 2026-12-07 in a
+ * public copy, not at the v0.24.0 tag).
+ */
+export interface WeightsLoader {
+  readonly strategy: "prefetch" | "default";
+  readonly flags: readonly string[];
+  readonly why: string;
+}
+
+export const PREFETCH_MAX_RAM_SHARE = 0.5;
+
+export function weightsLoader(weights: VllmWeights, size: GpuSize): WeightsLoader {
+  const ramGB = size.ramGiB * 1.073741824;
+  const needGB = weights.diskGB + weights.loadRamGB;
+  if (needGB <= PREFETCH_MAX_RAM_SHARE * ramGB) {
+    return { strategy: "prefetch", flags: ["--safetensors-load-strategy", "prefetch"], why: `${weights.diskGB} GB checkpoint read into the page cache with parallel reads (${size.ramGiB} GiB RAM)` };
+  }
+  return { strategy: "default", flags: [], why: `${needGB.toFixed(1)} GB would take more than half of ${size.slug}'s ${size.ramGiB} GiB RAM: mmap reads` };
 }
 
 /** llama.cpp on the CPU node reads GGUF builds: 4bit → Q4_K_M, 8bit → Q8_0. */

@@ -1,9 +1,12 @@
 import { CPU_SIZES, CpuSize, findCpuSize, findGpuSize, GPU_SIZES, GpuSize, HOURS_PER_MONTH, LOCAL_MACHINE, REGIONS } from "./catalogue/droplets";
+import { COLD_START, GPU_IMAGE_BASE_GB } from "./catalogue/serving";
 import { CPU_SERVICE_RAM, findModel, MODELS, ModelEntry, TTS_MODELS, WHISPER_MODELS } from "./catalogue/models";
 import { gbToGiB, GB_PER_GIB, VOLUME_MAX_GIB } from "./catalogue/storage";
+import { resolveSandbox, SANDBOX_FRONT_RAM_GIB, SANDBOX_NODE_NAME } from "./sandbox";
 import { estimateCost } from "./cost";
 import { fitOnGpu, GpuFit, llamaCppRamGiB, MAX_COMBINED_GPU_SHARE, maxContextThatFits } from "./fit";
 import {
+  CODER_SERVED_NAME,
   COMPILE_CACHE_GIB,
   CPU_MODEL_FILES_GIB,
   CPU_NODE_NAME,
@@ -19,9 +22,11 @@ import {
   Workload,
 } from "./hub-config";
 import { didYouMean } from "./load";
+import { embeddingsFilesGiB, embeddingsWorkloads, resolveEmbeddings } from "./embeddings";
 import { PRESETS, ResolvedSettings } from "./presets";
 import { cap, isNonEmpty, problem, Problem, Problems, Warning } from "./problems";
-import { mapGgufQuantization, mapVllmQuantization, VllmWeights } from "./quantization";
+import { mapGgufQuantization, mapVllmQuantization, VllmWeights, weightsLoader } from "./quantization";
+import { resolveLora } from "./lora";
 import { cidrKey, cidrProblem, Quantization, SETTINGS, StackOverrides, Tier } from "./settings";
 import { isWholeInternet, sshExposure } from "./ssh-exposure";
 import { hoursPerMonth, parseWindows } from "./windows";
@@ -100,6 +105,17 @@ function checkAutoscaling({ s, problems }: Ctx): void {
 /** GPU nodes the stack runs as configured: gpuCount while the GPU exists, 0 while the hybrid GPU is off. */
 export const configuredGpuNodes = (s: ResolvedSettings): number => (GPU_TIERS.includes(s.tier) && s.gpuEnabled ? s.gpuCount : 0);
 
+/** The baked GPU image is both settings or neither (the build sets them together), on a tier with GPU nodes. */
+function checkSnapshot({ s, problems }: Ctx): void {
+  const { gpuSnapshotId: id, gpuSnapshotName: name } = s;
+  if (id === undefined && name === undefined) return;
+  if (id === undefined || name === undefined) {
+    problems.push(problem(["gpuSnapshotId", "gpuSnapshotName"], id ?? name, "the baked GPU image needs both its snapshot id and its name (the name tells the plan whether it is current).", "Set both with `npm run hub -- gpu image build`, or remove both to boot the GPU base image."));
+    return;
+  }
+  if (!GPU_TIERS.includes(s.tier)) problems.push(problem(["gpuSnapshotId", "tier"], id, `the ${s.tier} tier runs no GPU node to boot from it.`, "Remove gpuSnapshotId and gpuSnapshotName, or use a GPU tier."));
+}
+
 /**
  * A pin is both settings or neither, on a GPU tier, at the node count the stack runs (the hub
  * command sets all three together; a hand edit that disagrees would have the controller move the
@@ -174,19 +190,19 @@ function lookupModel(ctx: Ctx, key: "llmModel" | "fallbackModel", id: string): M
 }
 
 /** Alternatives that would make a GPU model fit, nearest first: less context, fewer bits, a bigger size. */
-function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gpu: GpuSize, share: number, maxShare: number, context: number, region: string): string {
+function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gpu: GpuSize, share: number, maxShare: number, context: number, region: string, loraGB: (tensorParallel: number) => number = () => 0): string {
   const advice: string[] = [];
   const weights = mapVllmQuantization(model, quantization, gpu);
   if (weights.ok) {
-    const longest = maxContextThatFits({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision });
+    const longest = maxContextThatFits({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision, loraGB: loraGB(gpu.gpuCount) });
     if (longest >= 2048) advice.push(`set llmMaxContext to ${Math.floor(longest / 1024) * 1024} or less`);
-    const needShare = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision }).minimumShare;
+    const needShare = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision, loraGB: loraGB(gpu.gpuCount) }).minimumShare;
     if (needShare !== undefined && needShare > share && needShare <= maxShare) advice.push(`raise llmGpuMemoryPercent to ${Math.ceil(needShare * 100)}`);
   }
   for (const q of ["8bit", "4bit"] as const) {
     if (q === quantization || (quantization === "4bit" && q === "8bit")) continue;
     const w = mapVllmQuantization(model, q, gpu);
-    if (w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision }).fits) {
+    if (w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision, loraGB: loraGB(gpu.gpuCount) }).fits) {
       advice.push(`use llmQuantization ${q}`);
       break;
     }
@@ -195,7 +211,7 @@ function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gp
   const fitsOn = (s: GpuSize) => {
     if ((tier === "multigpu") !== s.gpuCount > 1) return false;
     const w = mapVllmQuantization(model, quantization, s);
-    return w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: s.gpuCount, gpuMemoryGBPerGpu: s.gpuMemoryGBPerGpu, share, vision: model.vision }).fits;
+    return w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: s.gpuCount, gpuMemoryGBPerGpu: s.gpuMemoryGBPerGpu, share, vision: model.vision, loraGB: loraGB(s.gpuCount) }).fits;
   };
   const inRegion = sizesWhere(fitsOn, region).filter((s) => s.slug !== gpu.slug);
   const anywhere = sizesWhere(fitsOn).filter((s) => s.slug !== gpu.slug);
@@ -206,7 +222,8 @@ function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gp
 
 function describeFit(what: string, fit: GpuFit, gpu: GpuSize, share: number): string {
   const tp = gpu.gpuCount > 1 ? ` per GPU (of ${gpu.gpuCount})` : "";
-  return `${what} needs ${gb(fit.neededPerGpuGB)}${tp} (weights ${gb(fit.weightsPerGpuGB)} + KV cache for one full-context sequence ${gb(fit.kvPerGpuGB)} + overhead ${gb(fit.overheadGB)}); ${gpu.slug} gives it ${gb(fit.availablePerGpuGB)} (${gb(gpu.gpuMemoryGBPerGpu)} x ${share.toFixed(2)}).`;
+  const lora = fit.loraGB > 0 ? ` + LoRA slots ${gb(fit.loraGB)}` : "";
+  return `${what} needs ${gb(fit.neededPerGpuGB)}${tp} (weights ${gb(fit.weightsPerGpuGB)} + KV cache for one full-context sequence ${gb(fit.kvPerGpuGB)} + overhead ${gb(fit.overheadGB)}${lora}); ${gpu.slug} gives it ${gb(fit.availablePerGpuGB)} (${gb(gpu.gpuMemoryGBPerGpu)} x ${share.toFixed(2)}).`;
 }
 
 function resolveVllmCoder(ctx: Ctx, model: ModelEntry, gpu: GpuSize): VllmCoder | undefined {
@@ -234,14 +251,22 @@ function resolveVllmCoder(ctx: Ctx, model: ModelEntry, gpu: GpuSize): VllmCoder 
     problems.push(problem(["llmQuantization", "gpuSize"], s.llmQuantization, `online FP8 loads the full ${gb(weights.value.loadRamGB)} BF16 checkpoint into host RAM first; ${gpu.slug} has ${gpu.ramGiB} GiB (${gb(ramGB)}).`, `Use 4bit (pre-quantized, no BF16 load), or a size with more RAM: ${sizesWhere((g) => g.ramGiB * GB_PER_GIB >= weights.value.loadRamGB && g.fp8, s.region).map((g) => g.slug).slice(0, 2).join(", ") || "none in this region"}.`));
     ok = false;
   }
+  // LoRA adapters: what vLLM would refuse, and the slots' memory the fit must count.
+  const lora = resolveLora({ entries: s.llmLoraAdapters, maxLoras: s.llmMaxLoras, model, quantization: s.llmQuantization, gpu, tensorParallel: gpu.gpuCount, coderName: CODER_SERVED_NAME });
+  problems.push(...lora.problems);
+  ctx.warnings.push(...lora.warnings);
+  if (lora.problems.length > 0) ok = false;
   if (!ok) return undefined;
+  const loraFor = (tensorParallel: number): number => (lora.plan ? (lora.plan.slotGBPerGpu * gpu.gpuCount) / tensorParallel : 0);
   const context = Math.min(s.llmMaxContext, model.maxContext);
-  const fit = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision });
+  const fit = fitOnGpu({ weightsGB: weights.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: gpu.gpuCount, gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu, share, vision: model.vision, loraGB: lora.plan?.slotGBPerGpu });
   if (!fit.fits) {
-    problems.push(problem(["llmModel", "llmQuantization", "gpuSize"], `${model.id} @ ${s.llmQuantization}`, describeFit(`${model.displayName} as ${weights.value.format}`, fit, gpu, share), fitAdvice(s.tier, model, s.llmQuantization, gpu, share, s.ocrEngine === "deepseek-ocr" ? MAX_COMBINED_GPU_SHARE - s.ocrGpuMemoryPercent / 100 : MAX_COMBINED_GPU_SHARE, context, s.region)));
+    const advice = fitAdvice(s.tier, model, s.llmQuantization, gpu, share, s.ocrEngine === "deepseek-ocr" ? MAX_COMBINED_GPU_SHARE - s.ocrGpuMemoryPercent / 100 : MAX_COMBINED_GPU_SHARE, context, s.region, loraFor);
+    const loraAdvice = lora.plan ? ` Or reserve less for LoRA: ${lora.plan.maxLoras} slot(s) at rank ${lora.plan.maxRank} take ${gb(lora.plan.slotGBPerGpu)} (lower llmMaxLoras, or serve lower-rank adapters).` : "";
+    problems.push(problem(["llmModel", "llmQuantization", "gpuSize", ...(lora.plan ? ["llmLoraAdapters"] : [])], `${model.id} @ ${s.llmQuantization}`, describeFit(`${model.displayName} as ${weights.value.format}`, fit, gpu, share), `${advice}${loraAdvice}`));
     return undefined;
   }
-  return { backend: "vllm", model, weights: weights.value, maxContext: context, share, tensorParallel: gpu.gpuCount, fit };
+  return { backend: "vllm", model, weights: weights.value, loader: weightsLoader(weights.value, gpu), maxContext: context, share, tensorParallel: gpu.gpuCount, fit, ...(lora.plan ? { lora: lora.plan } : {}) };
 }
 
 function resolveLlamaCpp(ctx: Ctx, key: "llmModel" | "fallbackModel", model: ModelEntry, quantization: Quantization, context: number): LlamaCppCoder | undefined {
@@ -300,6 +325,7 @@ function cpuWorkloads(ctx: Ctx, coder: VllmCoder | LlamaCppCoder | undefined, fa
   if (fallback) w.push({ role: "coder-fallback", node: CPU_NODE_NAME, program: "llama.cpp", model: fallback.gguf.hfArg, ramGiB: fallback.ramGiB });
   if (s.ocrEngine === "docling") w.push({ role: "ocr", node: CPU_NODE_NAME, program: "docling-serve", ramGiB: CPU_SERVICE_RAM.docling.ramGiB });
   else if (s.ocrCpuFallback) w.push({ role: "ocr-fallback", node: CPU_NODE_NAME, program: "docling-serve", ramGiB: CPU_SERVICE_RAM.docling.ramGiB });
+  if (s.sandbox === "on" && s.tier !== "local") w.push({ role: "sandbox-front", node: CPU_NODE_NAME, program: "sandbox-front", ramGiB: SANDBOX_FRONT_RAM_GIB });
   if (s.monitoring) {
     w.push({ role: "prometheus", node: CPU_NODE_NAME, program: "prometheus", ramGiB: CPU_SERVICE_RAM.prometheus.ramGiB });
     w.push({ role: "alertmanager", node: CPU_NODE_NAME, program: "alertmanager", ramGiB: CPU_SERVICE_RAM.alertmanager.ramGiB });
@@ -334,9 +360,9 @@ function checkCpuRam(ctx: Ctx, cpu: CpuSize, workloads: readonly Workload[]): nu
   if (needed > cpu.ramGiB) {
     const bigger = CPU_SIZES.filter((c) => c.ramGiB >= needed).sort((a, b) => a.pricePerMonth - b.pricePerMonth);
     const parts = [`system ${CPU_SERVICE_RAM.system.ramGiB}`, ...workloads.map((w) => `${w.role} (${w.program}) ${(w.ramGiB ?? 0).toFixed(2)}`)].join(" + ");
-    const drop = [ctx.s.fallbackModel !== "none" ? "set fallbackModel to none" : "", ctx.s.ocrCpuFallback ? "set ocrCpuFallback to false" : ""].filter(Boolean);
+    const drop = [ctx.s.fallbackModel !== "none" ? "set fallbackModel to none" : "", ctx.s.ocrCpuFallback ? "set ocrCpuFallback to false" : "", ctx.s.embeddingModel !== "none" ? "set embeddingModel to none (no /v1/embeddings)" : ""].filter(Boolean);
     if (ctx.s.tier === "local") {
-      ctx.problems.push(problem(["llmModel", "ocrEngine"], ctx.s.llmModel, `the local services need ${needed.toFixed(2)} GiB of RAM (${parts}); the local tier plans for ${cpu.ramGiB} GiB given to Docker.`, "Use a smaller llmModel, or set ocrEngine to none."));
+      ctx.problems.push(problem(["llmModel", "ocrEngine"], ctx.s.llmModel, `the local services need ${needed.toFixed(2)} GiB of RAM (${parts}); the local tier plans for ${cpu.ramGiB} GiB given to Docker.`, `Use a smaller llmModel, or set ocrEngine to none${ctx.s.embeddingModel !== "none" ? ", or set embeddingModel to none" : ""}.`));
       return needed;
     }
     ctx.problems.push(problem("cpuSize", cpu.slug, `the services placed on the CPU node need ${needed.toFixed(2)} GiB of RAM (${parts}); ${cpu.slug} has ${cpu.ramGiB} GiB.`, `Use ${bigger.length ? `cpuSize ${bigger[0].slug} (${bigger[0].ramGiB} GiB, $${bigger[0].pricePerMonth}/month)` : "a larger CPU size"}${drop.length ? `, or ${drop.join(", or ")}` : ""}.`));
@@ -422,12 +448,14 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   checkTierShape(ctx, gpu);
   checkAutoscaling(ctx);
   const gpuPin = checkPin(ctx, nowMs);
+  checkSnapshot(ctx);
   checkGrafana(ctx);
 
   const hasGpu = GPU_TIERS.includes(s.tier);
   const coderModel = lookupModel(ctx, "llmModel", s.llmModel);
   let coder: VllmCoder | LlamaCppCoder | undefined;
   if (coderModel && !hasGpu) coder = resolveLlamaCpp(ctx, "llmModel", coderModel, s.llmQuantization, s.llmMaxContext);
+  if (!hasGpu && s.llmLoraAdapters.length > 0) problems.push(problem(["llmLoraAdapters", "tier"], s.llmLoraAdapters, `the ${s.tier} tier serves the coder with llama.cpp, which the hub does not give PEFT adapters (vLLM on a GPU serves them).`, "Use tier gpu or hybrid, or remove llmLoraAdapters."));
   else if (coderModel && gpu) coder = resolveVllmCoder(ctx, coderModel, gpu);
 
   let fallback: LlamaCppCoder | undefined;
@@ -439,6 +467,8 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       if (fbModel) fallback = resolveLlamaCpp(ctx, "fallbackModel", fbModel, "4bit", Math.min(FALLBACK_CONTEXT, fbModel.maxContext));
     }
   }
+
+  const embeddings = resolveEmbeddings(s.embeddingModel, problems);
 
   const ocr = s.ocrEngine === "deepseek-ocr" ? resolveOcr(ctx, gpu, coder?.backend === "vllm" ? coder.share : undefined) : undefined;
   if (s.ocrCpuFallback && s.ocrEngine !== "deepseek-ocr") {
@@ -467,9 +497,10 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   }
 
   const monitoring = resolveMonitoring(ctx);
+  const sandbox = resolveSandbox(s, problems);
 
   // Placement: the CPU node always; GPU nodes carry the coder (and DeepSeek-OCR) replicas.
-  const cpuLoads = cpuWorkloads(ctx, coder, fallback, whisper, ttsModel);
+  const cpuLoads = [...cpuWorkloads(ctx, coder, fallback, whisper, ttsModel), ...embeddingsWorkloads(embeddings)];
   const cpuRamNeeded = cpu ? checkCpuRam(ctx, cpu, cpuLoads) : 0;
   const gpuOn = hasGpu && s.gpuEnabled;
   const nodes: NodePlan[] = [{ name: CPU_NODE_NAME, kind: "cpu", size: s.cpuSize, active: true, workloads: cpuLoads, ramNeededGiB: cpuRamNeeded, ramGiB: cpu?.ramGiB }];
@@ -484,6 +515,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       nodes.push({ name: node, kind: "gpu", size: s.gpuSize, active: gpuOn, workloads });
     }
   }
+  if (sandbox) nodes.push({ name: SANDBOX_NODE_NAME, kind: "sandbox", size: sandbox.size.slug, active: true, workloads: [{ role: "sandbox", node: SANDBOX_NODE_NAME, program: "gvisor" }], ramGiB: sandbox.size.ramGiB });
 
   // Model cache: what each GPU node downloads must fit its volume, with room for the compile cache.
   // The local tier keeps its files in a directory of yours: no volumes.
@@ -493,7 +525,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   if (hasGpu && cacheNeeded > s.modelCacheGiB) {
     problems.push(problem("modelCacheGiB", s.modelCacheGiB, `the GPU node's weights (${coder?.backend === "vllm" ? coder.weights.modelId : s.llmModel}${ocr ? " + DeepSeek-OCR" : ""}) and compile cache need ${cacheNeeded} GiB on the model-cache volume.`, `Set modelCacheGiB to ${Math.min(VOLUME_MAX_GIB, Math.ceil(cacheNeeded / 10) * 10)} or more (volumes grow in place; they never shrink).`));
   }
-  const cpuFiles = (coder?.backend === "llama.cpp" ? gbToGiB(coder.gguf.sizeGB) : 0) + (fallback ? gbToGiB(fallback.gguf.sizeGB) : 0) + CPU_MODEL_FILES_GIB;
+  const cpuFiles = (coder?.backend === "llama.cpp" ? gbToGiB(coder.gguf.sizeGB) : 0) + (fallback ? gbToGiB(fallback.gguf.sizeGB) : 0) + embeddingsFilesGiB(embeddings) + CPU_MODEL_FILES_GIB;
   if (cpuFiles > s.cpuCacheGiB) {
     problems.push(problem("cpuCacheGiB", s.cpuCacheGiB, `the CPU node's model files need ${Math.ceil(cpuFiles)} GiB.`, `Set cpuCacheGiB to ${Math.ceil(cpuFiles / 5) * 5} or more.`));
   }
@@ -515,6 +547,8 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
     gpu: hasGpu && gpu ? { size: gpu, count: s.gpuCount, hoursPerMonth: s.tier === "hybrid" ? s.gpuHoursPerMonth : HOURS_PER_MONTH, on: gpuOn } : undefined,
     modelCacheGiB: s.modelCacheGiB,
     modelCacheVolumes,
+    gpuImageGB: hasGpu && s.gpuSnapshotId !== undefined ? GPU_IMAGE_BASE_GB.value + COLD_START.imageUnpackedGB.value : undefined,
+    sandboxSize: sandbox?.size,
   });
   if (cost.monthlyUsd > s.budgetUsd) {
     const breakdown = cost.lines.map((l) => `${l.item} ${usd(l.monthlyUsd)}`).join(" + ");
@@ -538,11 +572,13 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       fallbackCoder: fallback,
       ocr: ocr ?? { engine: s.ocrEngine === "docling" ? "docling" : "none" },
       ocrCpuFallback: s.ocrCpuFallback,
+      ...(embeddings ? { embeddings } : {}),
       stt: { model: s.sttModel, repo: whisper.repo, ramGiB: whisper.ramGiB },
       tts: { model: s.ttsModel, ramGiB: ttsModel.ramGiB },
       gateway: { domain: s.domain, acmeEmail: s.acmeEmail, adminCidrs: s.adminCidrs },
       budgetUsd: s.budgetUsd,
       monitoring,
+      ...(sandbox ? { sandbox } : {}),
       grafana: grafanaEnabled(s),
       nodes,
       cost,

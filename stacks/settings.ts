@@ -18,6 +18,9 @@ export type Quantization = (typeof QUANTIZATIONS)[number];
 export const OCR_ENGINES = ["deepseek-ocr", "docling", "none"] as const;
 export type OcrEngine = (typeof OCR_ENGINES)[number];
 
+export const SANDBOX_MODES = ["none", "on"] as const;
+export type SandboxMode = (typeof SANDBOX_MODES)[number];
+
 export type PulumiConfigType = "string" | "integer" | "boolean" | "array";
 
 interface KeySpec<T extends z.ZodType> {
@@ -132,12 +135,20 @@ export const SETTINGS = {
   autoscaler: key("boolean", z.boolean(), "GPU tiers: run the autoscaling controller on the CPU node (programs/autoscaler/controller/). It decides the GPU node count every 15 s and asks the deploy pipeline to apply it; without autoscalerDispatchToken it only advises (logs and metrics)."),
   autoscalerDispatchRepo: key("string", z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "must be a GitHub repository as owner/name"), "GitHub repository (owner/name) whose .github/workflows/autoscale.yml the controller dispatches. Unset: advice mode."),
   autoscalerDispatchRef: key("string", z.string().regex(/^[A-Za-z0-9_./-]+$/, "must be a branch or tag name"), "Branch (or tag) the dispatched autoscale workflow runs from."),
+  autoscalerActuator: key("string", oneOf(["github", "pulumi-deployments"] as const), "How the autoscaler asks for a GPU node count: github (a workflow_dispatch of .github/workflows/autoscale.yml in autoscalerDispatchRepo) or pulumi-deployments (a Pulumi Deployments run of this stack through Pulumi Cloud's REST API, token autoscalerPulumiToken; docs/gpu-wake.md)."),
+  gpuSnapshotId: key("string", z.string().regex(/^\d{1,20}$/, "must be a DigitalOcean snapshot id (digits), as `npm run hub -- gpu image build` sets it"), "The baked GPU image GPU nodes boot (a DigitalOcean snapshot id), set by `npm run hub -- gpu image build`. Used only while gpuSnapshotName matches the current pins (the plan says which image a node boots). Unset: the GPU base image, set up by cloud-init."),
+  gpuSnapshotName: key("string", z.string().regex(/^ih-gpu-[a-z0-9-]{1,100}$/, "must be a name `npm run hub -- gpu image build` gave (ih-gpu-...)"), "Name of the snapshot in gpuSnapshotId: it encodes the base image, the pinned images and the node-setup version it was built from, so the plan can tell a stale one."),
+  gpuHoldMaxSeconds: key("integer", int(0, 840), "Longest a coder request may wait for a waking GPU (X-Hub-Wait, or its key's waitSeconds): it is held and forwarded once a replica is ready; at the deadline the CPU fallback or the 503 answers. 0 turns holding off. At most 840: Traefik cuts a non-streaming answer after 900 s."),
+  gpuHoldMaxRequests: key("integer", int(1, 10_000), "Most coder requests held at once while the GPU wakes, all keys together; above it a request is refused with 429."),
+  gpuHoldMaxPerKey: key("integer", int(1, 10_000), "Most coder requests one API key may have held at once; above it that key's request is refused with 429."),
   modelCacheGiB: key("integer", int(10, 16384), "Model-cache volume per GPU node (weights + vLLM compile cache), GiB. Grows in place; never shrinks."),
   llmModel: key("string", z.string().min(1), "Coding model, by catalogue id (see README): e.g. qwen2.5-coder-32b, codellama-34b, deepseek-v3."),
-  llmQuantization: key("string", oneOf(QUANTIZATIONS), "none (native dtype), 8bit (FP8 on FP8-capable GPUs; Q8_0 on CPU), 4bit (AWQ checkpoint, else bitsandbytes; Q4_K_M on CPU)."),
+  llmQuantization: key("string", oneOf(QUANTIZATIONS), "none (native dtype), 8bit (FP8 on FP8-capable GPUs: a pre-quantized FP8 checkpoint where the catalogue has one, else FP8 online; Q8_0 on CPU), 4bit (AWQ checkpoint, else bitsandbytes; Q4_K_M on CPU)."),
   llmMaxContext: key("integer", int(512, 1_048_576), "Maximum context length in tokens (vLLM --max-model-len, llama.cpp --ctx-size)."),
   llmGpuMemoryPercent: key("integer", int(5, 95), "Share of each GPU's memory given to the coder's vLLM (--gpu-memory-utilization x 100)."),
   llmTensorParallelSize: key("integer", int(1, 8), "Tensor-parallel size of the coder; must equal the GPU count of gpuSize."),
+  llmLoraAdapters: key("array", z.array(z.string()), "LoRA adapters vLLM serves next to the coder, each `<name>=hf:<owner>/<repo>@<rank>` or `<name>=volume:adapters/<dir>@<rank>`; clients pick one with model `coder-<name>` (docs/finetune.md). GPU tiers only. `npm run hub -- finetune add` writes entries."),
+  llmMaxLoras: key("integer", int(1, 16), "LoRA adapters vLLM runs in one batch (--max-loras); each slot takes GPU memory from the KV cache (the plan counts it)."),
   ocrEngine: key("string", oneOf(OCR_ENGINES), "deepseek-ocr (vLLM on the GPU node), docling (docling-serve on the CPU node) or none."),
   ocrGpuMemoryPercent: key("integer", int(5, 95), "Share of GPU memory for DeepSeek-OCR when it shares the GPU with the coder."),
   ocrCpuFallback: key("boolean", z.boolean(), "Also run docling-serve on the CPU node, so OCR answers while the GPU is off."),
@@ -145,6 +156,7 @@ export const SETTINGS = {
   ttsModel: key("string", z.string().min(1), "Coqui TTS model name, e.g. tts_models/en/ljspeech/tacotron2-DDC."),
   ttsAcceptModelLicense: key("boolean", z.boolean(), "Agree to the licence a ttsModel requires before Coqui downloads it: xtts_v2 needs the Coqui Public Model License (CPML), non-commercial use only (https://tts-hub.github.io/cpml/). Sets COQUI_TOS_AGREED=1. false: such a model is refused at plan time."),
   fallbackModel: key("string", z.string().min(1), "CPU fallback coder (llama.cpp, 4-bit GGUF) served under the coder's name while the GPU is off, or none."),
+  embeddingModel: key("string", z.string().min(1), "Text-embedding model for /v1/embeddings (llama.cpp on the CPU node, served under its catalogue id, e.g. qwen3-embedding-0.6b), or none. Changing it changes every vector: re-index."),
   domain: key("string", z.string().regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, "must be a DNS name such as hub.example.com"), "Public DNS name of the gateway; enables HTTPS with Let's Encrypt. Unset: HTTP only."),
   acmeEmail: key("string", z.email("must be an e-mail address"), "Contact e-mail for Let's Encrypt; required with domain."),
   adminCidrs: key("array", z.array(cidr), "Source CIDRs allowed to SSH (port 22) to the nodes. Empty: only the public IPv4 address each deploy runs from, looked up at deploy time. \"0.0.0.0/0\" (and \"::/0\") opens SSH to the whole internet (the plan warns)."),
@@ -159,6 +171,8 @@ export const SETTINGS = {
   alertSmtpSmarthost: key("string", z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "must be host:port, such as smtp.example.com:587"), "SMTP server for alert e-mail, host:port (Alertmanager smtp_smarthost; STARTTLS required)."),
   alertSmtpFrom: key("string", z.email("must be an e-mail address"), "Sender address of alert e-mail (Alertmanager smtp_from)."),
   alertSmtpUser: key("string", z.string().min(1).regex(/^[^\s]+$/, "must not contain spaces"), "SMTP login for alert e-mail (Alertmanager smtp_auth_username); its password is the secret alertSmtpPassword."),
+  sandbox: key("string", oneOf(SANDBOX_MODES), "on: a code-execution sandbox for the coding agents (POST /v1/sandbox/executions, keys with the sandbox scope), isolated by gVisor on a droplet of its own that holds no hub secret (docs/sandbox.md). none: no sandbox node."),
+  sandboxSize: key("string", slug, "Droplet size of the sandbox node (sandbox on): one execution at a time per vCPU, each held to one CPU; at least 4 GiB of RAM."),
   sshKeyFingerprints: key("array", z.array(z.string().regex(/^([0-9a-f]{2}:){15}[0-9a-f]{2}$|^\d+$/, "must be an MD5 fingerprint (aa:bb:...) or a numeric key id")), "Existing DigitalOcean SSH keys (fingerprints or ids) to install for root, besides sshPublicKey."),
 } as const;
 
@@ -183,6 +197,10 @@ export const SECRET_SETTINGS = {
     type: "string",
     description: "Fine-grained GitHub token for the autoscaler: repository access to autoscalerDispatchRepo only, permission Actions: write (it can start workflows, nothing else). Unset: the controller runs in advice mode.",
   },
+  sandboxToken: {
+    type: "string",
+    description: "The token the sandbox front on the gateway node presents to the sandbox node, which keeps only its SHA-256 (sandbox on). Unset: a random 48-character token kept in the stack's state.",
+  },
   autoscalerBillingToken: {
     type: "string",
     description: "Optional DigitalOcean token with read-only scope for the autoscaler's billing cross-check (GET /v2/customers/my/balance). Never the write token the deploy uses.",
@@ -194,6 +212,10 @@ export const SECRET_SETTINGS = {
   alertWebhookUrl: {
     type: "string",
     description: "Webhook Alertmanager posts alerts to (its JSON webhook format; Slack-style URLs carry a token, hence secret). Written to a file only Alertmanager reads (url_file).",
+  },
+  autoscalerPulumiToken: {
+    type: "string",
+    description: "Pulumi Cloud access token for autoscalerActuator pulumi-deployments: an organization token with a custom role granting only stack_deployment:create on this stack (docs/gpu-wake.md). Unset: advice mode.",
   },
   sshPrivateKey: {
     type: "string",
@@ -214,4 +236,4 @@ export type Settings = { -readonly [K in SettingName]: z.infer<(typeof SETTINGS)
 export type StackOverrides = Partial<Settings>;
 
 /** Settings that may be left unset after the preset is applied. */
-export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "autoscalerDispatchRepo", "alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser", "gpuPinNodes", "gpuPinUntil", "grafana"] as const;
+export const OPTIONAL_SETTINGS = ["domain", "acmeEmail", "sshPublicKey", "autoscalerDispatchRepo", "gpuSnapshotId", "gpuSnapshotName", "alertEmail", "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpUser", "gpuPinNodes", "gpuPinUntil", "grafana"] as const;

@@ -45,25 +45,52 @@ describe("serving model of the hybrid stack (catalogue figures, worked by hand)"
   if (!built.ok) throw new Error(built.reason);
   const m = built.model;
 
-  it("cold start: the stages add up, and all but the pipeline is billed", () => {
-    // 120 pipeline + 120 droplet + 120 cloud-init + (12.64 GB x 8 / 2 Gbit/s = 50.56 s + 28.6 GB / 200 MB/s = 143 s)
-    // + 65.5 GB of BF16 weights / 300 MB/s = 218.33 s + 90 engine + 10 health check = 871.9 s.
-    expect(m.coldStart.totalSeconds).toBeCloseTo(871.89, 1);
-    expect(m.coldStart.billedSeconds).toBeCloseTo(751.89, 1);
+  it("cold start on the GPU base image: the stages add up, and all but the pipeline is billed", () => {
+    // Pipeline (GitHub, trimmed) 20 + 35 + 40 = 95; droplet 120; cloud-init 120;
+    // image pull 12.64 GB x 8 / 2 Gbit/s = 50.56 s + 28.6 GB / 200 MB/s = 143 s;
+    // 34.3 GB of pre-quantized FP8, prefetched: 27 GB in the 60 s burst at 450 MB/s + 7.3 GB / 300 MB/s = 84.33 s;
+    // engine 60 (no online FP8 pass); health check 10 = 682.9 s.
+    expect(m.coldStart.image).toBe("base");
+    expect(m.coldStart.totalSeconds).toBeCloseTo(682.89, 1);
+    expect(m.coldStart.billedSeconds).toBeCloseTo(587.89, 1);
     expect(m.coldStart.stages.filter((s) => s.unverified).map((s) => s.name)).toContain("droplet create");
   });
 
+  it("cold start on the baked image: cloud-init keeps only the per-node part and nothing is pulled", () => {
+    const baked = servingModel(hub, { image: "baked" });
+    if (!baked.ok) throw new Error(baked.reason);
+    // 95 + 120 + 20 + 0 + 84.33 + 60 + 10 = 389.3 s.
+    expect(baked.model.coldStart.totalSeconds).toBeCloseTo(389.33, 1);
+    expect(baked.model.coldStart.stages.find((s) => s.name === "image pull")?.seconds).toBe(0);
+    // The workflow before the trim took a modelled 120 s.
+    const before = servingModel(hub, { actuator: "github-before" });
+    if (!before.ok) throw new Error(before.reason);
+    expect(before.model.coldStart.stages[0].seconds).toBe(120);
+  });
+
+  it("a measured stage replaces the modelled ones it covers; the pipeline stays unbilled", () => {
+    const measured = servingModel(hub, { image: "baked", measured: [{ covers: ["pipeline"], seconds: 95, how: "smoke" }, { covers: ["droplet create", "cloud-init"], seconds: 200, how: "smoke" }] });
+    if (!measured.ok) throw new Error(measured.reason);
+    expect(measured.model.coldStart.stages.map((s) => s.name)).toEqual(["pipeline", "droplet create + cloud-init", "image pull", "weights from volume", "engine start", "first health check"]);
+    // 95 + 200 + 0 + 84.33 + 60 + 10.
+    expect(measured.model.coldStart.totalSeconds).toBeCloseTo(449.33, 1);
+    expect(measured.model.coldStart.pipelineSeconds).toBe(95);
+    const wrong = servingModel(hub, { measured: [{ covers: ["cloud-init", "droplet create"], seconds: 1, how: "x" }] });
+    expect(wrong.ok).toBe(false);
+    if (!wrong.ok) expect(wrong.reason).toMatch(/consecutive model stages/);
+  });
+
   it("capacity: KV tokens beside the FP8 weights, in requests of the typical length", () => {
-    // 80 GB x 0.70 - 32.75 GB weights - 2.5 GB overhead = 20.75 GB; a token is 2 x 64 layers x 8 KV heads x 128 x 2 bytes = 262,144 B.
-    expect(m.replica.kvTokens).toBe(Math.floor(20.75e9 / 262144));
-    // 79,154 tokens / (1966 + 131) = 37.7 -> 37 sequences; vLLM's own cap on an 80 GB H100 is 1024.
-    expect(m.replica.concurrentSequences).toBe(37);
+    // 80 GB x 0.70 - 34.3 GB weights - 2.5 GB overhead = 19.2 GB; a token is 2 x 64 layers x 8 KV heads x 128 x 2 bytes = 262,144 B.
+    expect(m.replica.kvTokens).toBe(Math.floor(19.2e9 / 262144));
+    // 73,242 tokens / (1966 + 131) = 34.9 -> 34 sequences; vLLM's own cap on an 80 GB H100 is 1024.
+    expect(m.replica.concurrentSequences).toBe(34);
     expect(m.replica.maxNumSeqs).toBe(1024);
   });
 
   it("the GPU budget is what the month leaves after the always-on costs", () => {
-    // $400 - c-4 $84 - block storage (100 + 25 GiB) $12.50 = $303.50.
-    expect(policyConfig(hub, m).gpuBudgetUsd).toBeCloseTo(303.5, 6);
+    // $400 - s-8vcpu-16gb $96 - block storage (100 + 25 GiB) $12.50 = $291.50.
+    expect(policyConfig(hub, m).gpuBudgetUsd).toBeCloseTo(291.5, 6);
   });
 
   it("refuses a tier without a GPU coder", () => {

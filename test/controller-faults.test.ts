@@ -6,7 +6,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { GitHubPipeline } from "../programs/autoscaler/controller/actuator";
 import { DigitalOceanBilling } from "../programs/autoscaler/controller/billing";
-import type { ControllerFile } from "../programs/autoscaler/controller/contract";
+import { EXTERNAL_SPEND_FILE, type ControllerFile } from "../programs/autoscaler/controller/contract";
 import { Controller, LEDGER_FILE, STATE_FILE } from "../programs/autoscaler/controller/controller";
 import { MemoryLogger } from "../programs/autoscaler/controller/log";
 import { httpFetcher, parseSeries } from "../programs/autoscaler/controller/signals";
@@ -298,5 +298,31 @@ describe("the controller loop", () => {
     expect(decisions).toHaveLength(1);
     expect(decisions[0].fields).toMatchObject({ reason: "hold", wantedNodes: 1, numbers: { readyNodes: 1, requestsInFlight: 28 } });
     expect(c.status()?.replicas[0].reading).toEqual({ running: 23, waiting: 5, kvCacheUsage: 0 });
+  });
+});
+
+describe("fine-tuning jobs' spend (external-spend.json, written by `hub finetune`)", () => {
+  it("counts this month's entries against the GPU budget, so a wake the budget cannot take is refused; a torn file keeps the last value", async () => {
+    writeFile({ replicaUrls: [] });
+    const c = await start();
+    gatekeeper.text = demandText({ allowed: 0 });
+    await tick(c);
+    // Written after the controller's first tick, as `hub finetune` does on a running stack (a state
+    // directory with files but no ledger would be a lost ledger, counted from the worst case).
+    const store = new JsonStore(path.join(dir, "state"));
+    // $299.90 of fine-tuning this month (and $50 in November, which is not this month's).
+    store.write(EXTERNAL_SPEND_FILE, { version: 1, entries: { "finetune:hybrid/acme:2026-12": { month: "2026-12", usd: 299.9, what: "fine-tuning job acme" }, "finetune:hybrid/old:2026-11": { month: "2026-11", usd: 50, what: "fine-tuning job old" } } });
+    gatekeeper.text = demandText({ allowed: 5 });
+    const s = await tick(c);
+    expect(s.ledger.externalUsd).toBeCloseTo(299.9, 9);
+    expect(s.ledger.monthToDateUsd).toBeCloseTo(299.9, 9);
+    // Demand wants the GPU, but an hour at $3.60 would pass the $300 GPU budget.
+    expect(s.decision?.reason).toBe("budget-refuses-wake");
+    expect(github.calls).toHaveLength(0);
+    writeFileSync(path.join(dir, "state", EXTERNAL_SPEND_FILE), "{ torn");
+    writeFileSync(path.join(dir, "state", `${EXTERNAL_SPEND_FILE}.prev`), "{ torn");
+    const after = await tick(c);
+    expect(after.ledger.externalUsd).toBeCloseTo(299.9, 9);
+    expect(log.lines.some((l) => l.level === "error" && /external spend file unreadable/.test(l.msg))).toBe(true);
   });
 });

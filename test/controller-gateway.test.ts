@@ -29,12 +29,7 @@ describe.skipIf(missing !== undefined)("the controller behind the real Traefik",
       keys: { dev: { scopes: ["llm"] }, ops: { scopes: ["admin"] } },
       autoscaler: { githubApi: github.url, dispatchToken: TOKEN },
     });
-    // A first tick can come before Traefik's metrics answer (then it holds, as it should): wait
-    // for a tick that read its signals, so the tests start from a controller that sees the gateway.
-    await waitFor("the controller's first tick with its signals read", async () => {
-      const status = await rigRequest(rig.autoscalerPorts.control, { path: "/status" });
-      return status.status === 200 && (status.json as { signalsUp?: boolean }).signalsUp === true;
-    }, 45_000, { context: () => rig.autoscaler!.tail() });
+    await rig.controllerSeesGateway();
   }, 120_000);
   afterAll(async () => {
     await rig?.stop();

@@ -42,13 +42,14 @@ describe("budget", () => {
     expect(r.ok).toBe(false);
     if (r.ok) return;
     const p = r.problems.find((x) => x.keys.includes("budgetUsd"));
-    // 84 + 3.39 * 200 (678) + 12.50 = 774.50
-    expect(p?.message).toContain("$774.50");
+    // s-8vcpu-16gb 96 + 3.39 * 200 (678) + 12.50 = 786.50
+    expect(p?.message).toContain("$786.50");
     expect(p?.message).toContain("GPU nodes $678.00");
-    expect(p?.fix).toContain("775");
+    expect(p?.fix).toContain("787");
   });
   it("accepts exactly the budget", () => {
-    expect(loadSettings({ tier: "hybrid", budgetUsd: 233 }).ok).toBe(true);
-    expect(loadSettings({ tier: "hybrid", budgetUsd: 232 }).ok).toBe(false);
+    // 96 + 3.39 x 40 (135.60) + 12.50 = 244.10
+    expect(loadSettings({ tier: "hybrid", budgetUsd: 245 }).ok).toBe(true);
+    expect(loadSettings({ tier: "hybrid", budgetUsd: 244 }).ok).toBe(false);
   });
 });

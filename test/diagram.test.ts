@@ -145,9 +145,11 @@ describe("the deployment diagram, for every shipped tier", () => {
     expect(off.text).toMatch(/^gpu-0 · gpu-h100x1-80gb/);
     expect(off.classes).toContain("off");
     expect(vertexWith(hybrid.parsed, "ih-hybrid-model-cache-0")!.text).toContain("detached");
-    // With the GPU off, the coder's paths go to the CPU stand-in (README: "the route points at the stand-in directly").
+    // With the GPU off, the coder's paths go to the controller's holder, which falls back to the CPU stand-in
+    // (README: "the route points at the controller's holder, which hands the request to the stand-in").
     const coderEdge = hybrid.parsed.edges.find((e) => e.text.includes("/v1/chat/completions") && e.stroke === "normal")!;
-    expect(coderEdge.end).toBe("c_cpu_coder_fallback");
+    expect(coderEdge.end).toBe("c_cpu_autoscaler");
+    expect(hybrid.parsed.edges.some((e) => e.end === "c_cpu_coder_fallback" && e.text.includes("fallback") && e.text.includes("/v1/chat/completions"))).toBe(true);
   });
 
   it("routes the coder's paths over the VPC to the GPU node's vLLM when it is on, with failover dotted", () => {
@@ -236,7 +238,7 @@ describe("README", () => {
     const header = table.split("\n")[0].split("|").map((c) => c.trim()).filter(Boolean);
     const cell = (seed: string, tierPrefix: string) => rows.find((r) => r[0] === `\`${seed}\``)![header.findIndex((h) => h.startsWith(tierPrefix))];
     // FACTS.md: 8bit is FP8 on an H100; the CPU node's 4bit is the Q4_K_M GGUF; DeepSeek-V3 runs tensor-parallel over 8 GPUs.
-    expect(cell("QUANTIZATION", "gpu tier (gpu-h100x1-80gb)")).toContain("`8bit` → `--quantization fp8`");
+    expect(cell("QUANTIZATION", "gpu tier (gpu-h100x1-80gb)")).toContain("`8bit` → `--quantization compressed-tensors`, checkpoint `RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic`");
     expect(cell("QUANTIZATION", "cpu tier")).toContain("Q4_K_M");
     expect(cell("TENSOR_PARALLEL_SIZE", "multigpu tier")).toContain("--tensor-parallel-size 8");
     expect(cell("GPU_MEMORY_UTILIZATION", "gpu tier")).toContain("--gpu-memory-utilization 0.70");

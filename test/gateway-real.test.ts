@@ -157,7 +157,7 @@ describe.skipIf(Boolean(missing))("the gateway, run for real (real Traefik, gate
 
   describe("errors the gateway makes itself: OpenAI JSON, Retry-After where waiting helps", () => {
     it("an unknown path → 404 JSON listing the endpoints", async () => {
-      const r = await call({ path: "/v1/embeddings", body: "{}", headers: json });
+      const r = await call({ path: "/v1/images/generations", body: "{}", headers: json });
       expectOpenAiError(r, 404, "not_found");
       expect(r.json.error.message).toContain("/v1/chat/completions");
     });

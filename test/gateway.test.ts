@@ -38,7 +38,8 @@ import {
 } from "../services/gateway";
 import { CPU_CACHE_MOUNT } from "../services/node-setup";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
-import { CODER_OFF_SERVICE, GPU_OFF_SERVICE, routeTable } from "../services/routes";
+import { CODER_HOLD_SERVICE, CODER_OFF_SERVICE, GPU_OFF_SERVICE, routeTable } from "../services/routes";
+import { HOLDER_HEALTH_PATH } from "../programs/autoscaler/controller/contract";
 import type { HubConfig } from "../stacks/hub-config";
 import { planFromText } from "../scripts/lib/plan-runner";
 import { mustLoad, readJson, REFERENCE } from "./helpers/load";
@@ -399,26 +400,32 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
 });
 
 describe("failover and the GPU-off answer", () => {
-  it("hybrid with the GPU on: coder fails over from the GPU node to coder-fallback", () => {
+  it("hybrid with the GPU on: coder fails over from the GPU node to the holder, and from the holder to coder-fallback", () => {
     const { dynamicDoc, ips } = render({ tier: "hybrid", gpuEnabled: true });
     const { routers, services } = dynamicDoc.http;
     expect(routers.coder.service).toBe("coder");
-    expect(services.coder.failover).toEqual({ service: "coder-primary", fallback: "coder-fallback" });
+    expect(services.coder.failover).toEqual({ service: "coder-primary", fallback: "coder-hold-or-fallback" });
     expect(services["coder-primary"].loadBalancer.servers).toEqual([{ url: `http://${ips["gpu-0"]}:8000` }]);
     expect(services["coder-primary"].loadBalancer.healthCheck).toMatchObject({ path: "/health" });
+    // The holder (the controller's off port) is health-checked: with the controller down the CPU stand-in answers.
+    expect(services["coder-hold-or-fallback"].failover).toEqual({ service: CODER_HOLD_SERVICE, fallback: "coder-fallback" });
+    expect(services[CODER_HOLD_SERVICE].loadBalancer).toEqual({ servers: [{ url: "http://autoscaler:9101" }], healthCheck: { path: HOLDER_HEALTH_PATH, interval: "10s", timeout: "3s" } });
     expect(services["coder-fallback"].loadBalancer.servers).toEqual([{ url: "http://coder-fallback:8080" }]);
     // OCR has no CPU stand-in in this preset: it fails over to the 503 responder.
     expect(services.ocr.failover).toEqual({ service: "ocr-primary", fallback: GPU_OFF_SERVICE });
     expect(services["ocr-primary"].loadBalancer.servers).toEqual([{ url: `http://${ips["gpu-0"]}:8001` }]);
   });
 
-  it("hybrid with the GPU off: coder goes straight to coder-fallback, OCR to gpu-off", () => {
+  it("hybrid with the GPU off: coder goes to the holder (then coder-fallback), OCR to gpu-off; with holding off, straight to coder-fallback", () => {
     const { dynamicDoc } = render({ tier: "hybrid", gpuEnabled: false });
     const { routers, services } = dynamicDoc.http;
-    expect(routers.coder.service).toBe("coder-fallback");
+    expect(routers.coder.service).toBe("coder-hold-or-fallback");
     expect(routers.ocr.service).toBe(GPU_OFF_SERVICE);
-    expect(Object.values<Obj>(services).filter((s) => s.failover)).toEqual([]);
+    expect(Object.values<Obj>(services).filter((s) => s.failover)).toEqual([{ failover: { service: CODER_HOLD_SERVICE, fallback: "coder-fallback" } }]);
     expect(JSON.stringify(services)).not.toMatch(/10\.118\./);
+    const noHold = render({ tier: "hybrid", gpuEnabled: false, gpuHoldMaxSeconds: 0 }).dynamicDoc.http;
+    expect(noHold.routers.coder.service).toBe("coder-fallback");
+    expect(Object.values<Obj>(noHold.services).filter((s) => s.failover)).toEqual([]);
   });
 
   it("hybrid without a fallback model: coder answers with the controller's 503 (nginx's gpu-off without the controller)", () => {

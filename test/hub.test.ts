@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { parseStagesFile, renderStagesFile } from "../scripts/lib/simulate/stages";
 import { gpuCommand, tierCommand } from "../scripts/lib/hub/commands";
 import { checkPreview, decideGpu, decideGpuSync, decideTier } from "../scripts/lib/hub/decisions";
 import { checkPrerequisites, HubCommandError } from "../scripts/lib/hub/ops";
@@ -65,9 +66,13 @@ describe("the hub command against a recording Pulumi", () => {
     ]);
     const { lines, io: out } = io();
     let probes = 0;
-    await gpuCommand(ops, "on", out, async () => (++probes < 2 ? "fallback" : "gpu"));
+    const stages = await gpuCommand(ops, "on", out, async () => (++probes < 2 ? "fallback" : "gpu"));
     expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "preview", "up"]);
-    expect(lines.join("\n")).toMatch(/burn: \$0\.14\/h → \$3\.53\/h/);
+    // The phases as the model's stages, timed from the up's start (the preview is not the wake's), for --stages-out.
+    expect(stages!.map((s) => s.covers.join(" + "))).toEqual(["droplet create", "cloud-init", "image pull", "weights from volume + engine start + first health check"]);
+    for (const s of stages!) expect(s.seconds).toBeGreaterThan(0);
+    expect(parseStagesFile(renderStagesFile("npm run hub -- gpu on", new Date(), stages!), "x").stages).toHaveLength(4);
+    expect(lines.join("\n")).toMatch(/burn: \$0\.16\/h → \$3\.55\/h/);
     for (const phase of ["droplet", "readiness", "image pull", "model load"]) expect(lines.some((l) => l.trim().startsWith(`${phase}:`)), phase).toBe(true);
   }, 30_000);
 
@@ -155,5 +160,17 @@ describe("keys", () => {
     await expect(keysCommand(ops, "create", [], { name: "x", scopes: "llm,root" }, io().io)).rejects.toThrow(/unknown scope/);
     await expect(keysCommand(ops, "revoke", ["k_nothere"], {}, io().io)).rejects.toThrow(/no key with id/);
     expect(ops.calls.slice(before).filter((c) => c.startsWith("set"))).toEqual([]);
+  });
+
+  it("keys create --wait/--max-wait: the key's own wait for a waking GPU, in the keys file the gatekeeper reads; bad values refused", async () => {
+    const { keysCommand } = await import("../scripts/lib/hub/keys");
+    const { parseKeysFile } = await import("../programs/gatekeeper/keys");
+    const ops = new RecordingOps(cfg({ tier: "hybrid" }));
+    await keysCommand(ops, "create", [], { name: "ide", scopes: "llm", wait: "300", maxWait: "600" }, io().io);
+    expect(parseKeysFile(ops.config["inference-hub:apiKeys"].value).keys[0]).toMatchObject({ waitSeconds: 300, maxWaitSeconds: 600 });
+    const listed = io();
+    await keysCommand(ops, "list", [], {}, listed.io);
+    expect(listed.lines[0]).toMatch(/wait=300s {2}max-wait=600s/);
+    await expect(keysCommand(ops, "create", [], { name: "x", scopes: "stt", wait: "9000" }, io().io)).rejects.toThrow(/--wait 9000 is not a whole number of seconds from 0 to 840; --wait and --max-wait are for keys with the llm scope/);
   });
 });

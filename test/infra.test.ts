@@ -42,7 +42,7 @@ describe("resources per tier", () => {
 
   it("cpu: one CPU droplet and no GPU droplet; the model cache is kept, detached", async () => {
     const run = await runProgram({ tier: "cpu" });
-    expect(run.byType(T.droplet).map((d) => d.inputs.size)).toEqual(["c-8"]);
+    expect(run.byType(T.droplet).map((d) => d.inputs.size)).toEqual(["c-16"]);
     expect(run.byType(T.volume).map((v) => v.name).sort()).toEqual(["storage-cpu-cache", "storage-model-cache-0"]);
     expect(run.byType(T.attachment).length).toBe(1);
   });

@@ -18,7 +18,7 @@ describe("the local tier", () => {
     expect(hub.cost.monthlyUsd).toBe(0);
     const run = await runProgram({ tier: "local" });
     const containers = run.resources.filter((r) => r.type === "docker:index/container:Container");
-    expect(containers.map((c) => c.inputs.name).sort()).toEqual(["alertmanager", "coder", "errors", "gatekeeper", "gateway", "grafana", "ocr", "prometheus", "stt", "tts"]);
+    expect(containers.map((c) => c.inputs.name).sort()).toEqual(["alertmanager", "coder", "embedder", "embeddings", "errors", "gatekeeper", "gateway", "grafana", "ocr", "prometheus", "stt", "tts"]);
     const gateway = containers.find((c) => c.inputs.name === "gateway")!;
     expect(gateway.inputs.ports).toEqual([{ internal: 8100, external: 8100, ip: "127.0.0.1" }]);
     // Monitoring on a laptop: Prometheus and Alertmanager on loopback, no node_exporter.

@@ -225,6 +225,10 @@ describe("monitoring: secrets and receivers", () => {
       expect(c.inputs.networksAdvanced).toBeUndefined();
       expect(c.inputs.mounts).toEqual([{ type: "bind", source: "/", target: "/host", readOnly: true, bindOptions: { propagation: "rslave" } }]);
       expect(c.inputs.command).toContain("--path.rootfs=/host");
+      // Every host path it reads lies under the /host mount; udev's data is not moved by --path.rootfs.
+      const paths = (c.inputs.command as string[]).filter((a) => a.startsWith("--path."));
+      expect(paths.map((a) => a.split("=")[0]).sort()).toEqual(["--path.rootfs", "--path.udev.data"]);
+      for (const a of paths) expect(a.split("=")[1].startsWith("/host")).toBe(true);
     }
     const dcgm = r.byType("docker:index/container:Container").find((x) => x.name === "gpu-0-containers-gpu-exporter")!;
     expect(dcgm.inputs.gpus).toBe("all");

@@ -68,8 +68,8 @@ describe("resources", () => {
     const md = renderComment([d]);
     expect(md).toContain(`**Resources:** ${d.resources!.added.length} added, 0 removed`);
     expect(md).toContain("- ➕ `do:Droplet` `gpu-0-droplet`");
-    expect(md).toContain("- **Per month:** $232.10 (unchanged)");
-    expect(md).toContain("- **Burn as deployed now:** $0.14/h → $3.53/h (+$3.39/h)");
+    expect(md).toContain("- **Per month:** $244.10 (unchanged)");
+    expect(md).toContain("- **Burn as deployed now:** $0.16/h → $3.55/h (+$3.39/h)");
     expect(md).not.toContain("CAUTION");
   });
 
@@ -145,14 +145,14 @@ describe("containers", () => {
   it("another coder model: the same image, the container recreated, the model named", () => {
     const d = diffPlans("gpu", gpu, gpuCoder14b);
     expect(d.containers!.imageChanged).toEqual([]);
-    expect(d.containers!.modelChanged).toEqual([{ node: "gpu-0", role: "coder", before: "Qwen/Qwen2.5-Coder-32B-Instruct", after: "Qwen/Qwen2.5-Coder-14B-Instruct" }]);
+    expect(d.containers!.modelChanged).toEqual([{ node: "gpu-0", role: "coder", before: "RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic", after: "Qwen/Qwen2.5-Coder-14B-Instruct" }]);
     expect(d.containers!.reconfigured.map((c) => `${c.node}/${c.name}`)).toEqual(["gpu-0/coder"]);
     expect(d.containers!.reconfigured[0].inputs.map((i) => i.key)).toContain("command");
     expect(d.resources!.added).toEqual([]);
     expect(d.resources!.changed.map((c) => c.name)).toContain("gpu-0-containers-coder");
 
     const md = renderComment([d]);
-    expect(md).toContain("- 🧠 `gpu-0/coder` model `Qwen/Qwen2.5-Coder-32B-Instruct` → `Qwen/Qwen2.5-Coder-14B-Instruct`");
+    expect(md).toContain("- 🧠 `gpu-0/coder` model `RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic` → `Qwen/Qwen2.5-Coder-14B-Instruct`");
     expect(md).toMatch(/- 🔧 `gpu-0\/coder` recreated: .*`command`/);
   });
 
@@ -193,7 +193,7 @@ describe("volume risk", () => {
     const md = renderComment([d]);
     expect(md).toContain("🛑 **VOLUME AT RISK in `hybrid`**");
     expect(md).toContain("> - `ih-hybrid-model-cache-0` is no longer in the program");
-    expect(md).toContain("| `hybrid` | $232.10 → $232.10 | ±$0.00 | $3.53 → $3.53 | +0 −1 ~0 | 🛑 1 |");
+    expect(md).toContain("| `hybrid` | $244.10 → $244.10 | ±$0.00 | $3.55 → $3.55 | +0 −1 ~0 | 🛑 1 |");
   });
 
   it("a volume that shrinks is flagged: DigitalOcean volumes only grow", () => {
@@ -249,7 +249,7 @@ describe("failed and missing plans", () => {
     expect(d.volumeRisks).toEqual([]);
     const md = renderComment([d]);
     expect(md).toContain("_New stack:");
-    expect(md).toContain("| `hybrid` | — → $232.10 | new |");
+    expect(md).toContain("| `hybrid` | — → $244.10 | new |");
   });
 
   it("a stack file removed in the PR", () => {

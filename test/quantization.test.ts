@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { findGpuSize, GpuSize } from "../stacks/catalogue/droplets";
 import { findModel, ModelEntry } from "../stacks/catalogue/models";
-import { mapGgufQuantization, mapVllmQuantization } from "../stacks/quantization";
+import { mapGgufQuantization, mapVllmQuantization, weightsLoader } from "../stacks/quantization";
 
 const model = (id: string): ModelEntry => findModel(id) ?? (() => { throw new Error(id); })();
 const size = (slug: string): GpuSize => findGpuSize(slug) ?? (() => { throw new Error(slug); })();
@@ -14,9 +14,32 @@ describe("quantization mapping to what vLLM does", () => {
     expect(m.ok && m.value).toMatchObject({ modelId: "Qwen/Qwen2.5-Coder-32B-Instruct", flags: [], gpuWeightsGB: 65.5 });
   });
 
-  it("8bit is online FP8 on an FP8-capable GPU: half the weights, BF16 in RAM while loading", () => {
+  it("8bit is online FP8 on an FP8-capable GPU when no pre-quantized checkpoint exists: half the weights, BF16 in RAM while loading", () => {
+    const m = mapVllmQuantization(model("qwen2.5-coder-14b"), "8bit", size("gpu-h100x1-80gb"));
+    expect(m.ok && m.value).toMatchObject({ modelId: "Qwen/Qwen2.5-Coder-14B-Instruct", flags: ["--quantization", "fp8"], gpuWeightsGB: 14.75, diskGB: 29.5, loadRamGB: 29.5 });
+  });
+
+  it("8bit prefers the pre-quantized FP8 checkpoint on NVIDIA: half the bytes read from the volume, nothing in RAM first", () => {
     const m = mapVllmQuantization(model("qwen2.5-coder-32b"), "8bit", size("gpu-h100x1-80gb"));
-    expect(m.ok && m.value).toMatchObject({ modelId: "Qwen/Qwen2.5-Coder-32B-Instruct", flags: ["--quantization", "fp8"], gpuWeightsGB: 32.75, loadRamGB: 65.5 });
+    expect(m.ok && m.value).toMatchObject({ modelId: "RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic", flags: ["--quantization", "compressed-tensors"], diskGB: 34.3, gpuWeightsGB: 34.3, loadRamGB: 0 });
+    // 34.3 of 65.5 GB: the wake reads 52 % of what BF16 + online FP8 reads.
+    expect(m.ok && m.value.diskGB / model("qwen2.5-coder-32b").weightsGB).toBeLessThan(0.53);
+    // ROCm keeps online FP8: the compressed-tensors FP8 build is checked on NVIDIA only.
+    const amd = mapVllmQuantization(model("qwen2.5-coder-32b"), "8bit", size("gpu-mi300x1-192gb"));
+    expect(amd.ok && amd.value).toMatchObject({ modelId: "Qwen/Qwen2.5-Coder-32B-Instruct", flags: ["--quantization", "fp8"] });
+  });
+
+  it("prefetches the checkpoint into the page cache when it takes at most half the droplet's RAM, else reads through mmap", () => {
+    const h100 = size("gpu-h100x1-80gb");
+    const fp8 = mapVllmQuantization(model("qwen2.5-coder-32b"), "8bit", h100);
+    if (!fp8.ok) throw new Error("refused");
+    // 34.3 GB against 240 GiB (257.7 GB) of RAM.
+    expect(weightsLoader(fp8.value, h100)).toMatchObject({ strategy: "prefetch", flags: ["--safetensors-load-strategy", "prefetch"] });
+    // The 32 GiB RTX 4000 Ada with the 14B in online FP8: 29.5 GB read + 29.5 GB BF16 in RAM = 59 GB > 17.2 GB.
+    const ada = size("gpu-4000adax1-20gb");
+    const online = mapVllmQuantization(model("qwen2.5-coder-14b"), "8bit", ada);
+    if (!online.ok) throw new Error("refused");
+    expect(weightsLoader(online.value, ada)).toMatchObject({ strategy: "default", flags: [] });
   });
 
   it("8bit is refused without FP8 tensor cores, naming the sizes that have them", () => {

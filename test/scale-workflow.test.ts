@@ -19,6 +19,8 @@ const DIR = path.join(ROOT, ".github/workflows");
 const text = (file: string) => readFileSync(path.join(DIR, file), "utf8");
 interface Step {
   readonly name?: string;
+  readonly id?: string;
+  readonly if?: string;
   readonly uses?: string;
   readonly run?: string;
   readonly with?: Record<string, unknown>;
@@ -76,6 +78,15 @@ describe("autoscale.yml", () => {
     for (const step of job.steps) expect(step.run ?? "").not.toMatch(/\$\{\{/);
     // The CLI needs the Pulumi CLI on the PATH before it runs.
     expect(job.steps.findIndex((s) => s.uses?.startsWith("pulumi/actions@"))).toBeLessThan(job.steps.length - 1);
+  });
+
+  it("a wake installs nothing it can restore: node_modules from the cache keyed on the lockfile, npm ci only on a miss", () => {
+    const restore = job.steps.find((s) => s.uses?.startsWith("actions/cache@"));
+    expect(restore?.with).toMatchObject({ path: "node_modules" });
+    expect(String(restore?.with?.key)).toContain("hashFiles('package-lock.json')");
+    const install = job.steps.find((s) => s.run?.startsWith("npm ci"));
+    expect(install?.if).toBe(`steps.${restore?.id}.outputs.cache-hit != 'true'`);
+    expect(job.steps.findIndex((s) => s === install)).toBeGreaterThan(job.steps.findIndex((s) => s === restore));
   });
 
   describe("its input check, run by bash, agrees with the hub command's own", () => {

@@ -138,7 +138,7 @@ describe("gpu scale against a recording Pulumi", () => {
     expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "preview", "up"]);
     expect(ops.messages).toEqual(["hub gpu scale 1 (reason wake-on-demand, decision d-42)"]);
     expect(lines[0]).toBe("hybrid: gpu scale 1 asked (reason wake-on-demand, decision d-42)");
-    expect(lines.join("\n")).toMatch(/burn: \$0\.14\/h → \$3\.53\/h/);
+    expect(lines.join("\n")).toMatch(/burn: \$0\.16\/h → \$3\.55\/h/);
   });
 
   it("a no-op touches nothing; a pinned stack refuses before anything is set", async () => {

@@ -4,6 +4,8 @@ import { documentSpecs, doclingSpec } from "../services/documents";
 import { FORWARDING_TIMEOUTS } from "../services/gateway";
 import { COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, GRAFANA_IMAGE, IMAGES, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE } from "../services/images";
 import { grafanaSpec } from "../services/grafana";
+import { hubServiceSpecs } from "../services/index";
+import { embeddingsSpecs } from "../services/embeddings";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT } from "../services/node-setup";
 import { CODER_OFF_SERVICE, routeTable } from "../services/routes";
 import { autoscalerSpec } from "../services/autoscaler";
@@ -21,7 +23,7 @@ import { vllmArgProblems } from "./helpers/vllm-reference";
 /** What this suite's files produce; the gateway and its error page come from services/gateway.ts. */
 const specsOf = (hub: HubConfig): ServiceSpec[] => [sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub)];
 /** With Grafana (test/dashboards.test.ts checks its spec): what the gateway can route to. */
-const routableSpecsOf = (hub: HubConfig): ServiceSpec[] => [...specsOf(hub), ...(hub.grafana ? [grafanaSpec(hub)] : [])];
+const routableSpecsOf = (hub: HubConfig): ServiceSpec[] => [...specsOf(hub), ...(hub.grafana ? [grafanaSpec(hub)] : []), ...embeddingsSpecs(hub)];
 
 const CASES: readonly { readonly label: string; readonly settings: Record<string, unknown> }[] = [
   ...TIERS.map((tier) => ({ label: `${tier} preset`, settings: { tier } })),
@@ -53,6 +55,11 @@ function expectedImage(hub: HubConfig, program: Program): ImageRef {
     case "gatekeeper":
     case "autoscaler":
       throw new Error("the gateway, the gatekeeper and the autoscaler are not produced by these files");
+    case "sandbox-front":
+    case "gvisor":
+      throw new Error("the sandbox's front and node are checked in test/sandbox-deploy.test.ts");
+    case "embeddings":
+      throw new Error("the embeddings containers are checked in test/embeddings-plan.test.ts");
     case "prometheus":
     case "alertmanager":
     case "node-exporter":
@@ -83,7 +90,7 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
   it("run exactly the placement's workloads, on its nodes, from the right images", () => {
     const expected = hub.nodes
       .filter((n) => n.active)
-      .flatMap((n) => n.workloads.filter((w) => w.role !== "gateway" && w.role !== "gatekeeper" && w.role !== "autoscaler" && !MONITORING_ROLES.includes(w.role) && w.role !== "grafana").map((w) => key(n.name, w.role, expectedImage(hub, w.program))));
+      .flatMap((n) => n.workloads.filter((w) => w.role !== "gateway" && w.role !== "gatekeeper" && w.role !== "autoscaler" && !MONITORING_ROLES.includes(w.role) && w.role !== "grafana" && w.role !== "embeddings" && w.role !== "embedder").map((w) => key(n.name, w.role, expectedImage(hub, w.program))));
     expect(specs.map((s) => key(s.node, s.name, s.image)).sort()).toEqual(expected.sort());
     // Names are unique per node: Docker would refuse a second container of the same name.
     expect(new Set(specs.map((s) => `${s.node}/${s.name}`)).size).toBe(specs.length);
@@ -322,5 +329,22 @@ describe("cross-service properties", () => {
   it("lists every image once, none of them latest", () => {
     expect(new Set(IMAGES.map(imageName)).size).toBe(IMAGES.length);
     for (const image of IMAGES) expect(image.tag).not.toMatch(/latest/i);
+  });
+});
+
+describe("mount layout of every container", () => {
+  /** `inner` is `outer` itself or a path below it (compared by path segments, not text). */
+  const within = (inner: string, outer: string) => {
+    const a = inner.split("/").filter(Boolean);
+    const b = outer.split("/").filter(Boolean);
+    return b.every((part, i) => a[i] === part);
+  };
+  it.each(HUBS)("$label: no mount sits inside another (runc cannot create a mount point on a read-only mount)", ({ hub }) => {
+    const nested: string[] = [];
+    for (const spec of hubServiceSpecs(hub)) {
+      const paths = spec.mounts.map((m) => m.containerPath);
+      for (const [i, inner] of paths.entries()) for (const [j, outer] of paths.entries()) if (i !== j && within(inner, outer)) nested.push(`${spec.node}/${spec.name}: ${inner} inside ${outer}`);
+    }
+    expect(nested).toEqual([]);
   });
 });

@@ -4,45 +4,12 @@ import type { PolicyConfig } from "../programs/autoscaler/types";
 import { oracle } from "../scripts/lib/simulate/oracle";
 import { alwaysOn, decisionController, reactiveConfig, seedMonthly } from "../scripts/lib/simulate/policies";
 import { replay, ReplayModel } from "../scripts/lib/simulate/replay";
-import { readMooncake, Trace } from "../scripts/lib/simulate/traces";
+import { MODEL, POLICY, trace } from "./helpers/simulate";
 
 /**
  * The simulator's arithmetic on traces small enough to work out by hand. Prices are $3.60/h, so
  * a billed second costs $0.001 and the expected costs below are billed seconds / 1000.
  */
-const MODEL: ReplayModel = {
-  tickSeconds: 15,
-  pipelineSeconds: 60,
-  coldStartSeconds: 300, // billed part: 240 s
-  changeSeconds: 200,
-  destroySeconds: 60,
-  replicaTokensPerSecond: 1000,
-  replicaCapacity: 4,
-  waitLimitSeconds: 900,
-  nodeHourlyUsd: 3.6,
-  fallback: true,
-  maxNodes: 1,
-  windDownSeconds: 6 * 3600,
-};
-
-const POLICY: PolicyConfig = {
-  minNodes: 0,
-  maxNodes: 1,
-  idleSeconds: 600,
-  targetLoad: 0.8,
-  predictive: false,
-  windows: [],
-  replicaCapacity: 4,
-  coldStartSeconds: 300,
-  restartCostSeconds: 300,
-  nodeHourlyUsd: 3.6,
-  gpuBudgetUsd: 1e9,
-};
-
-/** Requests as Mooncake JSONL: [seconds, prompt tokens, generated tokens]. */
-const trace = (requests: readonly [number, number, number][]): Trace =>
-  readMooncake(requests.map(([t, i, o]) => JSON.stringify({ timestamp: t * 1000, input_length: i, output_length: o })).join("\n"), "test.jsonl", { seed: 1, typicalInputTokens: 1, typicalOutputTokens: 1 });
-
 describe("simulator arithmetic on hand-made traces", () => {
   // Two 1-second requests (1000 tokens at 1000 tokens/s), at 0 s and 100 s.
   const two = trace([[0, 1000, 0], [100, 1000, 0]]);

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   CHECKS,
   CheckId,
+  EMBEDDING_TEXTS,
   errorMessageFromBody,
   FONT,
   GLYPH_GAP,
@@ -47,7 +48,7 @@ const BURST = 4;
 // Every request a backend receives is recorded.
 // =============================================================================================
 
-type Route = "models" | "chat" | "completions" | "speech" | "transcriptions" | "translations" | "ocr-chat" | "ocr-convert" | "ocr-async" | "ocr-poll" | "ocr-result";
+type Route = "models" | "chat" | "completions" | "speech" | "transcriptions" | "translations" | "ocr-chat" | "ocr-convert" | "ocr-async" | "ocr-poll" | "ocr-result" | "embeddings" | "embeddings-model";
 const SCOPES: Readonly<Record<Route, string>> = {
   models: "llm",
   chat: "llm",
@@ -60,6 +61,8 @@ const SCOPES: Readonly<Record<Route, string>> = {
   "ocr-async": "ocr",
   "ocr-poll": "ocr",
   "ocr-result": "ocr",
+  embeddings: "embeddings",
+  "embeddings-model": "embeddings",
 };
 
 function routeOf(method: string, url: string): Route | undefined {
@@ -74,6 +77,8 @@ function routeOf(method: string, url: string): Route | undefined {
     "POST /v1/ocr/chat/completions": "ocr-chat",
     "POST /v1/ocr/convert/file": "ocr-convert",
     "POST /v1/ocr/convert/file/async": "ocr-async",
+    "POST /v1/embeddings": "embeddings",
+    [`GET /v1/models/${EMBEDDING_MODEL}`]: "embeddings-model",
   };
   if (exact[`${method} ${pathname}`]) return exact[`${method} ${pathname}`];
   if (method === "GET" && pathname.startsWith("/v1/ocr/status/poll/")) return "ocr-poll";
@@ -164,13 +169,14 @@ async function sttHandler(request: StandInRequest, response: ServerResponse): Pr
 }
 
 const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
+  // vLLM with one LoRA adapter: listed with the coder as its parent, named as `model` in its answers.
   models(_request, response) {
-    sendJson(response, 200, { object: "list", data: [{ id: "coder", object: "model", owned_by: "vllm" }] });
+    sendJson(response, 200, { object: "list", data: [{ id: "coder", object: "model", owned_by: "vllm" }, { id: "coder-team", object: "model", owned_by: "vllm", parent: "coder" }] });
   },
   chat(request, response) {
     const body = JSON.parse(request.body.toString("utf8"));
-    if (body.model !== "coder" || !Array.isArray(body.messages)) return badRequest(response, "expected model coder and messages");
-    if (!body.stream) return sendJson(response, 200, chatCompletion("coder", "ready"));
+    if (!["coder", "coder-team"].includes(body.model) || !Array.isArray(body.messages)) return badRequest(response, "expected model coder or coder-team and messages");
+    if (!body.stream) return sendJson(response, 200, chatCompletion(body.model, "ready"));
     startEventStream(response);
     response.write(chatChunk({ role: "assistant", content: "" }));
     response.write(chatChunk({ content: "rea" }));
@@ -234,12 +240,50 @@ const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
     task.polls += 1;
     sendJson(response, 200, { task_id: id, task_status: task.polls > 1 ? "success" : "started" });
   },
+  // The embeddings front over llama-server: bag-of-words vectors (a word adds to hashed components), so paraphrases sharing words are near.
+  embeddings(request, response) {
+    const body = JSON.parse(request.body.toString("utf8"));
+    if (body.model !== EMBEDDING_MODEL) return sendJson(response, 404, openAiError(`The model \`${String(body.model)}\` does not exist or you do not have access to it.`, "invalid_request_error", "model_not_found"));
+    const inputs: string[] = typeof body.input === "string" ? [body.input] : body.input;
+    if (inputs.some((t) => t === "")) return sendJson(response, 400, openAiError("`input` is empty.", "invalid_request_error", "empty_input"));
+    // Matryoshka as the front does it: the leading components, back at unit length.
+    const vectors = inputs.map((t) => {
+      const head = wordVector(t, 1024).slice(0, body.dimensions ?? 1024);
+      const n = Math.hypot(...head);
+      return head.map((x) => x / n);
+    });
+    const data = vectors.map((v, index) => {
+      if (body.encoding_format !== "base64") return { object: "embedding", index, embedding: v };
+      const b = Buffer.alloc(v.length * 4);
+      v.forEach((x, i) => b.writeFloatLE(x, i * 4));
+      return { object: "embedding", index, embedding: b.toString("base64") };
+    });
+    sendJson(response, 200, { object: "list", model: EMBEDDING_MODEL, data, usage: { prompt_tokens: 30, total_tokens: 30 } });
+  },
+  "embeddings-model"(_request, response) {
+    sendJson(response, 200, { id: EMBEDDING_MODEL, object: "model", created: 0, owned_by: "inference-hub" });
+  },
   "ocr-result"(request, response) {
     const task = doclingTasks.get(decodeURIComponent(request.url.split("/").at(-1) ?? ""));
     if (!task || task.polls < 2) return sendJson(response, 404, { detail: "Task result not found. Please wait for a completion status." });
     sendJson(response, 200, { document: { md_content: `${task.text}\n` }, status: "success" });
   },
 };
+
+const EMBEDDING_MODEL = "qwen3-embedding-0.6b";
+
+function wordVector(text: string, dimensions: number): number[] {
+  const v = new Array<number>(dimensions).fill(0);
+  for (const word of text.toLowerCase().split(/[^a-z]+/).filter(Boolean)) {
+    for (let k = 0; k < 8; k++) {
+      let h = 2166136261;
+      for (const c of `${word}#${k}`) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+      v[h % dimensions] += 1;
+    }
+  }
+  const n = Math.hypot(...v);
+  return v.map((x) => x / n);
+}
 
 interface StandInHub {
   readonly baseUrl: string;
@@ -255,7 +299,7 @@ afterEach(async () => {
 
 const DEFAULT_GATEWAY: GatewayBehaviour = {
   keys: new Map([
-    [KEY, ["llm", "stt", "tts", "ocr"]],
+    [KEY, ["llm", "stt", "tts", "ocr", "embeddings"]],
     [LLM_KEY, ["llm"]],
     [RATE_KEY, ["llm"]],
   ]),
@@ -431,7 +475,7 @@ function readTextFromPng(png: Buffer): string {
 // =============================================================================================
 
 function optionsFor(hub: StandInHub, overrides: Partial<SmokeOptions> = {}): SmokeOptions {
-  return { baseUrl: hub.baseUrl, apiKey: KEY, llmOnlyKey: LLM_KEY, ocrMode: "auto", timeoutMs: 5_000, sttModel: "whisper-1", ttsModel: "tts-1", rateLimitKey: RATE_KEY, rateBurst: BURST, ratePerMinute: 6, ...overrides };
+  return { baseUrl: hub.baseUrl, apiKey: KEY, llmOnlyKey: LLM_KEY, ocrMode: "auto", timeoutMs: 5_000, sttModel: "whisper-1", ttsModel: "tts-1", rateLimitKey: RATE_KEY, rateBurst: BURST, ratePerMinute: 6, embeddingModel: EMBEDDING_MODEL, ...overrides };
 }
 
 const statuses = (report: SmokeReport) => Object.fromEntries(report.checks.map((c) => [c.id, c.status]));
@@ -629,7 +673,8 @@ describe("runSmoke (the library) against a healthy stand-in hub", () => {
 describe("runSmoke (the library) on broken hubs", () => {
   it("reports the GPU-off 503 of the coder with the gateway's message", async () => {
     const hub = await startStandInHub({ chat: (_request, response) => sendJson(response, 503, GPU_OFF) });
-    const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream"]);
+    // The adapter's turn meets the same 503.
+    const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream", "adapters"]);
     expect(failure).toMatch(new RegExp(`^chat \\(coder\\) failed: POST ${hub.baseUrl}/chat/completions answered HTTP 503: The GPU tier .* \\(gpu_off\\)$`));
   });
 
@@ -666,7 +711,7 @@ describe("runSmoke (the library) on broken hubs", () => {
   });
 
   it("catches refusals that are not OpenAI-format errors", async () => {
-    const hub = await startStandInHub({}, { keys: new Map([[KEY, ["llm", "stt", "tts", "ocr"]], [RATE_KEY, ["llm"]]]) });
+    const hub = await startStandInHub({}, { keys: new Map([[KEY, ["llm", "stt", "tts", "ocr", "embeddings"]], [RATE_KEY, ["llm"]]]) });
     // LLM_KEY now unknown: a 401 where the scope check wants 200 on /models.
     const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["scope-refused"]);
     expect(failure).toMatch(/^key without the scope failed: GET .*\/models answered HTTP 401: Missing or unknown API key/);
@@ -675,15 +720,17 @@ describe("runSmoke (the library) on broken hubs", () => {
   it("refuses a chat completion with empty content", async () => {
     const hub = await startStandInHub({ chat: (_request, response) => sendJson(response, 200, chatCompletion("coder", "  ")) });
     // The stand-in answers the streamed request with the same JSON, which the stream check refuses too.
-    const [plain, stream] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream"]);
+    const [plain, stream, adapter] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream", "adapters"]);
     expect(plain).toContain("the reply is empty");
+    expect(adapter).toContain("coder-team: no reply text");
     expect(stream).toContain("the answer is application/json, not an event stream");
   });
 
   it("refuses a stream that ends without [DONE]", async () => {
     const hub = await startStandInHub({
       chat(request, response) {
-        if (!JSON.parse(request.body.toString()).stream) return sendJson(response, 200, chatCompletion("coder", "ready"));
+        const body = JSON.parse(request.body.toString());
+        if (!body.stream) return sendJson(response, 200, chatCompletion(body.model, "ready"));
         startEventStream(response);
         response.end(chatChunk({ content: "ready" }));
       },
@@ -694,7 +741,8 @@ describe("runSmoke (the library) on broken hubs", () => {
   it("refuses a stream that stalls before [DONE] once the timeout passes", async () => {
     const hub = await startStandInHub({
       chat(request, response) {
-        if (!JSON.parse(request.body.toString()).stream) return sendJson(response, 200, chatCompletion("coder", "ready"));
+        const body = JSON.parse(request.body.toString());
+        if (!body.stream) return sendJson(response, 200, chatCompletion(body.model, "ready"));
         startEventStream(response);
         response.write(chatChunk({ content: "rea" }));
       },
@@ -705,7 +753,8 @@ describe("runSmoke (the library) on broken hubs", () => {
   it("refuses a stream with only empty deltas", async () => {
     const hub = await startStandInHub({
       chat(request, response) {
-        if (!JSON.parse(request.body.toString()).stream) return sendJson(response, 200, chatCompletion("coder", "ready"));
+        const body = JSON.parse(request.body.toString());
+        if (!body.stream) return sendJson(response, 200, chatCompletion(body.model, "ready"));
         startEventStream(response);
         response.end(`${chatChunk({ role: "assistant", content: "" })}data: [DONE]\n\n`);
       },
@@ -804,7 +853,9 @@ describe("runSmoke (the library) on broken hubs", () => {
     const hub = await startStandInHub({ "ocr-chat": (_request, response) => sendJson(response, 503, GPU_OFF), "ocr-convert": null });
     const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["ocr"], ["ocr-async"]);
     expect(failure).toContain(`POST ${hub.baseUrl}/ocr/convert/file answered HTTP 404: 404 page not found (tried after POST ${hub.baseUrl}/ocr/chat/completions answered HTTP 503:`);
-    const [chatOnly] = expectFailed(await runSmoke(optionsFor(hub, { ocrMode: "chat" })), ["ocr"], ["ocr-async"]);
+    // A hub of its own: the stand-in's per-route bucket (burst 4) never refills, and each run sends three chat turns.
+    const again = await startStandInHub({ "ocr-chat": (_request, response) => sendJson(response, 503, GPU_OFF), "ocr-convert": null });
+    const [chatOnly] = expectFailed(await runSmoke(optionsFor(again, { ocrMode: "chat" })), ["ocr"], ["ocr-async"]);
     expect(chatOnly).toContain("/ocr/chat/completions answered HTTP 503: The GPU tier");
   });
 
@@ -838,5 +889,94 @@ describe("runSmoke (the library) on broken hubs", () => {
     const report = await runSmoke(optionsFor(hub));
     expect(report.failures).toHaveLength(1);
     expect(report.failures[0]).toMatch(/models list failed: .*the connection failed \(ECONNREFUSED\)/);
+  });
+});
+
+describe("the LoRA adapters check", () => {
+  it("asks each coder-<name> the models list names, and refuses an answer the base model gave", async () => {
+    const asked: string[] = [];
+    const hub = await startStandInHub({
+      models: (_request, response) => sendJson(response, 200, { object: "list", data: [{ id: "coder" }, { id: "coder-team" }, { id: "coder-sql" }] }),
+      chat(request, response) {
+        const body = JSON.parse(request.body.toString());
+        asked.push(body.model);
+        // A server that ignores the adapter (llama.cpp, or vLLM without --enable-lora) answers as the base model.
+        sendJson(response, 200, chatCompletion(body.model === "coder-sql" ? "coder" : body.model, "ready"));
+      },
+    });
+    const report = await runSmoke(optionsFor(hub, { rateLimitKey: undefined }));
+    expect(asked).toEqual(expect.arrayContaining(["coder-team", "coder-sql"]));
+    const adapters = report.checks.find((c) => c.id === "adapters")!;
+    expect(adapters.status).toBe("failed");
+    expect(adapters.detail).toBe('coder-sql: the answer names model "coder", so the adapter did not produce it');
+  });
+  it("is skipped, saying why, when no adapter is listed", async () => {
+    const hub = await startStandInHub({ models: (_request, response) => sendJson(response, 200, { object: "list", data: [{ id: "coder" }] }) });
+    const adapters = (await runSmoke(optionsFor(hub))).checks.find((c) => c.id === "adapters")!;
+    expect(adapters).toMatchObject({ status: "skipped", detail: expect.stringMatching(/names no LoRA adapter/) });
+  });
+});
+
+describe("runSmoke's embeddings checks", () => {
+  const embeddingsHandler = DEFAULT_HANDLERS.embeddings;
+
+  it("send three texts as floats, then base64 at 256 dimensions, then the refusals, and say what they saw", async () => {
+    const hub = await startStandInHub();
+    const report = await runSmoke(optionsFor(hub));
+    expect(report.failures).toEqual([]);
+    const [floats, short, empty, unknown] = hub.received.get("embeddings")!.map((r) => JSON.parse(r.body.toString("utf8")));
+    expect(floats).toEqual({ model: EMBEDDING_MODEL, input: [...EMBEDDING_TEXTS], encoding_format: "float" });
+    expect(short).toEqual({ model: EMBEDDING_MODEL, input: [...EMBEDDING_TEXTS], encoding_format: "base64", dimensions: 256 });
+    expect(empty).toEqual({ model: EMBEDDING_MODEL, input: "" });
+    expect(unknown.model).not.toBe(EMBEDDING_MODEL);
+    expect(hub.received.get("embeddings-model")).toHaveLength(1);
+    const detail = report.checks.find((c) => c.id === "embeddings")!.detail;
+    expect(detail).toMatch(/^qwen3-embedding-0\.6b: 1024 dimensions, unit length, 30 tokens; paraphrases 0\.\d\d vs unrelated 0\.\d\d; base64 matches; dimensions 256 is the leading part at unit length$/);
+  });
+
+  it("fails vectors that do not carry meaning, and a front that ignores `dimensions`", async () => {
+    // Vectors from the text's length alone: unit length and well-formed, but paraphrases are not nearer.
+    const meaningless = await startStandInHub({
+      embeddings(request, response) {
+        const body = JSON.parse(request.body.toString("utf8"));
+        const data = (body.input as string[]).map((t, index) => ({ object: "embedding", index, embedding: Array.from({ length: 4 }, (_, i) => (i === t.length % 4 ? 1 : 0)) }));
+        sendJson(response, 200, { object: "list", model: body.model, data, usage: { prompt_tokens: 30, total_tokens: 30 } });
+      },
+    });
+    const [reason] = expectFailed(await runSmoke(optionsFor(meaningless)), ["embeddings"], ["embeddings-refused"]);
+    expect(reason).toContain("the model is not embedding meaning");
+
+    const ignoresDimensions = await startStandInHub({
+      embeddings(request, response) {
+        const body = JSON.parse(request.body.toString("utf8"));
+        delete body.dimensions;
+        return embeddingsHandler({ ...request, body: Buffer.from(JSON.stringify(body)) }, response);
+      },
+    });
+    const [dims] = expectFailed(await runSmoke(optionsFor(ignoresDimensions)), ["embeddings"], ["embeddings-refused"]);
+    expect(dims).toContain("the base64 vector is not 256 little-endian float32 values");
+  });
+
+  it("fails a hub that embeds for any model name, as llama-server alone does", async () => {
+    const anyModel = await startStandInHub({
+      embeddings(request, response) {
+        const body = JSON.parse(request.body.toString("utf8"));
+        return embeddingsHandler({ ...request, body: Buffer.from(JSON.stringify({ ...body, model: EMBEDDING_MODEL })) }, response);
+      },
+    });
+    const [reason] = expectFailed(await runSmoke(optionsFor(anyModel)), ["embeddings-refused"]);
+    expect(reason).toMatch(/answered HTTP 200: expected HTTP 404$/);
+  });
+
+  it("skips a hub that serves no embeddings, and says which scope a key lacks", async () => {
+    const none = await startStandInHub({ embeddings: null, "embeddings-model": null });
+    const report = await runSmoke(optionsFor(none));
+    expect(report.failures).toEqual([]);
+    expect(report.checks.find((c) => c.id === "embeddings")).toMatchObject({ status: "skipped", detail: "not run: this hub serves no /v1/embeddings (embeddingModel none)" });
+    expect(statuses(report)["embeddings-refused"]).toBe("skipped");
+
+    const noScope = await startStandInHub({}, { keys: new Map([[KEY, ["llm", "stt", "tts", "ocr"]], [LLM_KEY, ["llm"]], [RATE_KEY, ["llm"]]]) });
+    const [reason] = expectFailed(await runSmoke(optionsFor(noScope)), ["embeddings"], ["embeddings-refused"]);
+    expect(reason).toContain("answered HTTP 403: This key lacks the embeddings scope. (insufficient_scope): give --key the embeddings scope");
   });
 });

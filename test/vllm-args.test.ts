@@ -43,9 +43,12 @@ describe("every vLLM command line the stack renders is accepted by vLLM 0.24.0",
         }
       }
     }
-    // The matrix exercised the three formats and expert parallelism.
+    // The matrix exercised the formats (the pre-quantized FP8 checkpoint's compressed-tensors among them), expert parallelism and the loader.
     expect(checked).toBeGreaterThan(30);
-    expect([...flagsSeen]).toEqual(expect.arrayContaining(["--quantization", "--enable-expert-parallel", "--tensor-parallel-size"]));
+    expect([...flagsSeen]).toEqual(expect.arrayContaining(["--quantization", "--enable-expert-parallel", "--tensor-parallel-size", "--safetensors-load-strategy"]));
+    const hybrid = coderServeArgs((mustLoad({ tier: "hybrid" }).coder as Parameters<typeof coderServeArgs>[0]));
+    expect(hybrid.join(" ")).toContain("--quantization compressed-tensors");
+    expect(hybrid.join(" ")).toContain("--safetensors-load-strategy prefetch");
   });
 
   it("serves on vLLM's own default port and health path", () => {

@@ -36,8 +36,8 @@ describe("GPU windows", () => {
   it("sets the hybrid tier's expected hours and cost; refused elsewhere or with explicit hours", () => {
     const r = loadSettings({ tier: "hybrid", gpuWindows: ["mon-fri 09:00-17:00 UTC"], budgetUsd: 1000 });
     expect(r.ok && r.config.gpu?.hoursPerMonth).toBe(174);
-    // 84 + 3.39 x 174 (589.86) + 12.50 = 686.36
-    expect(r.ok && r.config.cost.monthlyUsd).toBe(686.36);
+    // s-8vcpu-16gb 96 + 3.39 x 174 (589.86) + 12.50 = 698.36
+    expect(r.ok && r.config.cost.monthlyUsd).toBe(698.36);
     expect(loadSettings({ tier: "gpu", gpuWindows: ["mon-fri 09:00-17:00 UTC"] }).ok).toBe(false);
     const both = loadSettings({ tier: "hybrid", gpuWindows: ["mon-fri 09:00-17:00 UTC"], gpuHoursPerMonth: 40 });
     expect(!both.ok && both.problems.flatMap((p) => p.keys)).toContain("gpuHoursPerMonth");

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import { LIMIT_MAXIMUMS, SCOPES, type Scope } from "./protocol";
+import { partialLimitsSchema } from "../sandbox/protocol";
 
 /**
  * The hub's API keys: the keys file format, key generation, and the in-memory store the
@@ -27,7 +28,13 @@ const keyEntrySchema = z.strictObject({
   scopes: z.array(z.enum(SCOPES)).min(1, "must list at least one scope"),
   ratePerMinute: z.number().positive().max(LIMIT_MAXIMUMS.keyRatePerMinute).optional(),
   burst: z.number().int().positive().max(LIMIT_MAXIMUMS.keyBurst).optional(),
+  /** Seconds a coder request with this key waits for a waking GPU when it does not say (X-Hub-Wait); the stack caps it. */
+  waitSeconds: z.number().int().min(0).max(840).optional(),
+  /** The most this key's requests may wait, whatever they ask (below the stack's gpuHoldMaxSeconds). */
+  maxWaitSeconds: z.number().int().min(0).max(840).optional(),
   revoked: z.boolean().optional(),
+  /** This key's ceiling for sandbox executions (docs/sandbox.md), under the sandbox node's own. */
+  sandboxLimits: partialLimitsSchema.optional(),
   created: z.iso.datetime({ offset: true }),
 });
 
@@ -117,8 +124,12 @@ export interface ApiKey {
   readonly scopes: ReadonlySet<Scope>;
   readonly ratePerMinute?: number;
   readonly burst?: number;
+  readonly waitSeconds?: number;
+  readonly maxWaitSeconds?: number;
   readonly revoked: boolean;
   readonly digest: Buffer;
+  /** Sent to the sandbox (X-Hub-Sandbox-Limits) on its allowed requests: this key's ceiling, as compact JSON. */
+  readonly sandboxLimits: string;
 }
 
 /** Immutable snapshot of one keys file: a reload builds a new store and swaps the reference. */
@@ -136,8 +147,11 @@ export class KeyStore {
         scopes: new Set(entry.scopes),
         ratePerMinute: entry.ratePerMinute,
         burst: entry.burst,
+        waitSeconds: entry.waitSeconds,
+        maxWaitSeconds: entry.maxWaitSeconds,
         revoked: entry.revoked === true,
         digest: Buffer.from(hex, "hex"),
+        sandboxLimits: JSON.stringify(entry.sandboxLimits ?? {}),
       });
     }
     this.byDigestHex = map;

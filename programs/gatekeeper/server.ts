@@ -8,7 +8,8 @@ import type { GatekeeperConfig } from "./config";
 import { AddressLimiter, addressKey, clientAddress } from "./address-limit";
 import type { CredentialProblem, DistinctHeaders } from "./credentials";
 import { presentedCredential, presentedTokens } from "./credentials";
-import type { DecisionRecord, DenyReason } from "./decision";
+import type { DecisionRecord, DenyReason, ExecutionRecord } from "./decision";
+import { executionReportSchema, SANDBOX_SCOPE } from "../sandbox/protocol";
 import type { KeySourceStatus } from "./key-source";
 import { KeyFileSource } from "./key-source";
 import type { ApiKey, KeyStore, Scope } from "./keys";
@@ -37,9 +38,18 @@ import { TlsListener } from "./tls-listener";
  * audit write per request (it is counted in the metrics and logged once per address and spell).
  */
 
-export { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "./protocol";
+export { AUTH_PATH, AUTH_RESPONSE_HEADERS, EXECUTIONS_PATH, HEALTH_PATH } from "./protocol";
 export type { Answer, AuthRequest, OpenAiError } from "./answer";
-import { AUTH_PATH, HEALTH_PATH } from "./protocol";
+import { AUTH_PATH, EXECUTIONS_PATH, HEALTH_PATH, KEY_WAIT_HEADER } from "./protocol";
+
+/** An execution report is a few hundred bytes; anything much larger is not one. */
+const MAX_REPORT_BYTES = 8192;
+
+/** The key's wait policy for a waking GPU, when it has one (programs/holding/core.ts parses it). */
+export function keyWaitHeader(key: ApiKey): Record<string, string> {
+  const parts = [...(key.waitSeconds !== undefined ? [`default=${key.waitSeconds}`] : []), ...(key.maxWaitSeconds !== undefined ? [`max=${key.maxWaitSeconds}`] : [])];
+  return parts.length ? { [KEY_WAIT_HEADER]: parts.join(", ") } : {};
+}
 
 // ---- the decision, as a pure function ---------------------------------------------------------
 
@@ -269,7 +279,20 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       return jsonAnswer(503, errorBody("The gateway cannot record this request in its audit log right now, so it was refused. Please try again shortly.", "server_error", "audit_unavailable"), { "x-request-id": requestId });
     }
     observe(record.key_id, outcomeOf(decision));
-    if (decision.allowed) return { status: 200, headers: { ...allowedHeaders, "x-hub-key-id": decision.key.id, "x-request-id": requestId } };
+    if (decision.allowed) {
+      return {
+        status: 200,
+        headers: {
+          ...allowedHeaders,
+          "x-hub-key-id": decision.key.id,
+          "x-request-id": requestId,
+          // Always on the sandbox's requests, so no client can supply its own (Traefik replaces it).
+          ...(decision.scope === SANDBOX_SCOPE ? { "x-hub-sandbox-limits": decision.key.sandboxLimits } : {}),
+          // Only the coder route holds (programs/holding/).
+          ...(decision.scope === "llm" ? keyWaitHeader(decision.key) : {}),
+        },
+      };
+    }
     const extra: Record<string, string> = { "x-request-id": requestId };
     if (decision.status === 401) extra["www-authenticate"] = 'Bearer realm="inference-hub"';
     if (decision.retryAfterSeconds !== undefined) extra["retry-after"] = String(decision.retryAfterSeconds);
@@ -282,6 +305,67 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       log.error("auth request failed", { error: errorText(error) });
       return jsonAnswer(503, errorBody("The gateway failed to authorise this request. Retry shortly; tell the hub's operator if this persists.", "server_error", "gatekeeper_error"));
     });
+
+  /**
+   * POST /executions: the sandbox front's report of one execution (programs/sandbox/front/), from
+   * the Docker network only, appended to the spool like a decision and shipped to
+   * gatekeeper.sandbox_executions. Answered once it is on disk.
+   */
+  async function recordExecution(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (req.method !== "POST" || !metricsCallerAllowed(req.socket.remoteAddress, req.headers)) {
+      sendJson(res, 403, errorBody("Execution reports come from the sandbox front on the gateway node's network only.", "invalid_request_error", "forbidden"));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_REPORT_BYTES) {
+        sendJson(res, 413, errorBody(`An execution report is at most ${MAX_REPORT_BYTES} bytes.`, "invalid_request_error", "report_too_large"));
+        return;
+      }
+      chunks.push(chunk);
+    }
+    let parsed: ReturnType<typeof executionReportSchema.safeParse>;
+    try {
+      parsed = executionReportSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+    } catch {
+      parsed = executionReportSchema.safeParse(undefined);
+    }
+    if (!parsed.success) {
+      sendJson(res, 400, errorBody(`Not an execution report: ${parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ").slice(0, 500)}`, "invalid_request_error", "invalid_report"));
+      return;
+    }
+    const report = parsed.data;
+    const executionId = randomUUID();
+    const record: ExecutionRecord = {
+      execution_id: executionId,
+      reported_at: new Date(now()).toISOString(),
+      // The front got it from this gatekeeper; checked again, as anything stored must carry no secret.
+      request_id: requestIdFrom(report.request_id, executionId, { secrets: [config.backendKey] }),
+      key_id: report.key_id,
+      language: report.language,
+      version: report.version,
+      session: report.session,
+      outcome: report.outcome,
+      status: report.status,
+      exit_code: report.exit_code,
+      signal: report.signal,
+      limits_hit: report.limits_hit,
+      wall_ms: report.wall_ms,
+      cpu_ms: report.cpu_ms,
+      memory_bytes: report.memory_bytes,
+      output_bytes: report.output_bytes,
+      duration_ms: report.duration_ms,
+    };
+    try {
+      await spool.append(record);
+    } catch {
+      sendJson(res, 503, errorBody("The audit spool cannot be written right now.", "server_error", "audit_unavailable"));
+      return;
+    }
+    sendJson(res, 200, { execution_id: executionId });
+  }
 
   async function health(): Promise<HealthReport> {
     const keyStatus = keys.status();
@@ -316,6 +400,13 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
         (text) => send(res, { status: 200, headers: { "content-type": metrics.contentType, "cache-control": "no-store", "content-length": String(Buffer.byteLength(text)) }, body: text }),
         (error: unknown) => send(res, jsonAnswer(500, errorBody(`metrics failed: ${errorText(error)}`, "server_error", "metrics_error"))),
       );
+      return;
+    }
+    if (pathname === EXECUTIONS_PATH) {
+      recordExecution(req, res).catch((error: unknown) => {
+        log.error("execution report failed", { error: errorText(error) });
+        if (!res.headersSent) sendJson(res, 500, errorBody("The gatekeeper failed to record the execution.", "server_error", "gatekeeper_error"));
+      });
       return;
     }
     if (pathname === HEALTH_PATH) {
@@ -373,6 +464,8 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       })()),
   };
 }
+
+const sendJson = (res: http.ServerResponse, status: number, body: unknown): void => send(res, jsonAnswer(status, body));
 
 function send(res: http.ServerResponse, answer: Answer): void {
   res.writeHead(answer.status, answer.headers);

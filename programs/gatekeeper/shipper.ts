@@ -3,7 +3,7 @@ import * as path from "node:path";
 import type { Pool } from "pg";
 import type { Logger } from "./log";
 import { errorText } from "./log";
-import { applyMigrations, DECISIONS_TABLE } from "./migrations";
+import { applyMigrations, DECISIONS_TABLE, EXECUTIONS_TABLE } from "./migrations";
 import type { Spool, SpoolBatch, SpoolPosition } from "./spool";
 
 /**
@@ -58,9 +58,16 @@ export interface ShipperStatus {
  * field names are the column names; PostgreSQL checks every value against the column types.
  */
 const DECISION_COLUMNS = "decision_id, decided_at, request_id, key_id, scope, method, path, client_addr, allowed, reason, status";
-const INSERT_SQL = `INSERT INTO ${DECISIONS_TABLE} (${DECISION_COLUMNS})
-SELECT ${DECISION_COLUMNS} FROM json_populate_recordset(NULL::${DECISIONS_TABLE}, $1::json)
-ON CONFLICT (decision_id) DO NOTHING`;
+const EXECUTION_COLUMNS = "execution_id, reported_at, request_id, key_id, language, version, session, outcome, status, exit_code, signal, limits_hit, wall_ms, cpu_ms, memory_bytes, output_bytes, duration_ms";
+/** One statement for both kinds of line: each table takes the lines that carry its key (the other's fields are ignored). */
+const INSERT_SQL = `WITH decisions AS (
+  INSERT INTO ${DECISIONS_TABLE} (${DECISION_COLUMNS})
+  SELECT ${DECISION_COLUMNS} FROM json_populate_recordset(NULL::${DECISIONS_TABLE}, $1::json) WHERE decision_id IS NOT NULL
+  ON CONFLICT (decision_id) DO NOTHING
+)
+INSERT INTO ${EXECUTIONS_TABLE} (${EXECUTION_COLUMNS})
+SELECT ${EXECUTION_COLUMNS} FROM json_populate_recordset(NULL::${EXECUTIONS_TABLE}, $1::json) WHERE execution_id IS NOT NULL
+ON CONFLICT (execution_id) DO NOTHING`;
 
 const QUARANTINE_FILE = "rejected.ndjson";
 
@@ -75,7 +82,8 @@ const isMissingSchema = (error: unknown): boolean => ["42P01", "3F000"].includes
 /** decided_at of a spool line, ms (the line is the spool's own JSON). */
 function decidedAtMs(line: string): number | undefined {
   try {
-    const at = Date.parse((JSON.parse(line) as { decided_at?: string }).decided_at ?? "");
+    const record = JSON.parse(line) as { decided_at?: string; reported_at?: string };
+    const at = Date.parse(record.decided_at ?? record.reported_at ?? "");
     return Number.isNaN(at) ? undefined : at;
   } catch {
     return undefined;

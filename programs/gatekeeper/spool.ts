@@ -1,7 +1,7 @@
 import { constants as fsConstants, promises as fsp } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import * as path from "node:path";
-import type { DecisionRecord } from "./decision";
+import type { AuditRecord, DecisionRecord } from "./decision";
 import { isDecisionRecord } from "./decision";
 import type { Logger } from "./log";
 import { errorText } from "./log";
@@ -72,12 +72,12 @@ const STALLED_COMMIT_MAX_MS = 5;
 const READ_CHUNK_BYTES = 256 * 1024;
 const NEWLINE = 0x0a;
 const CLOSING_BRACE = 0x7d;
-/** server.ts builds each record with decision_id first, and JSON.stringify keeps that order. */
-const LINE_PREFIX = Buffer.from('{"decision_id":"');
+/** server.ts builds each record with its id first (decision_id, or execution_id for a sandbox execution), and JSON.stringify keeps that order. */
+const LINE_PREFIXES = [Buffer.from('{"decision_id":"'), Buffer.from('{"execution_id":"')];
 
 /** A cheap plausibility check on raw bytes: the full check is the database's JSON parser and types. */
 function looksLikeDecisionLine(buffer: Buffer, start: number, end: number): boolean {
-  return end - start > LINE_PREFIX.length && buffer[end - 1] === CLOSING_BRACE && buffer.compare(LINE_PREFIX, 0, LINE_PREFIX.length, start, start + LINE_PREFIX.length) === 0;
+  return buffer[end - 1] === CLOSING_BRACE && LINE_PREFIXES.some((prefix) => end - start > prefix.length && buffer.compare(prefix, 0, prefix.length, start, start + prefix.length) === 0);
 }
 
 /** A spool line as a record, or undefined when it is not one. */
@@ -261,8 +261,8 @@ export class Spool {
     this.commitListeners.push(listener);
   }
 
-  /** Resolves once the decision is on disk; rejects if it could not be. */
-  append(record: DecisionRecord): Promise<void> {
+  /** Resolves once the record (a decision, or a sandbox execution's report) is on disk; rejects if it could not be. */
+  append(record: AuditRecord): Promise<void> {
     if (this.closing) return Promise.reject(new Error("the audit spool is closed"));
     if (this.outage) {
       // Refused without touching the disk; the probe finds out when writing works again.

@@ -184,11 +184,12 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
   const exposures: PictureExposure[] = [];
   for (const f of firewalls) {
     const targets = hosts.filter((h) => h.firewalls.includes(String(f.inputs.name)));
-    const rules = Array.isArray(f.inputs.inboundRules) ? (f.inputs.inboundRules as { protocol: string; portRange?: string; sourceAddresses?: unknown }[]) : [];
+    const rules = Array.isArray(f.inputs.inboundRules) ? (f.inputs.inboundRules as { protocol: string; portRange?: string; sourceAddresses?: unknown; sourceTags?: unknown }[]) : [];
     const grouped = new Map<SourceClass, { ports: string[]; addresses: Set<string> }>();
     for (const rule of rules) {
-      const addresses = asStrings(rule.sourceAddresses);
-      const source: SourceClass = addresses.some((a) => ANYWHERE.has(a)) ? "internet" : vpcCidr && addresses.length > 0 && addresses.every((a) => a === vpcCidr) ? "vpc" : "admin";
+      // A rule by tag (the hub's own nodes, with a sandbox node in the VPC) admits nodes inside the VPC.
+      const addresses = rule.sourceAddresses === undefined ? asStrings(rule.sourceTags) : asStrings(rule.sourceAddresses);
+      const source: SourceClass = addresses.some((a) => ANYWHERE.has(a)) ? "internet" : rule.sourceAddresses === undefined && addresses.length > 0 ? "vpc" : vpcCidr && addresses.length > 0 && addresses.every((a) => a === vpcCidr) ? "vpc" : "admin";
       const group = grouped.get(source) ?? { ports: [], addresses: new Set<string>() };
       group.ports.push(rule.protocol === "icmp" ? "icmp" : `${rule.portRange}`);
       for (const a of addresses) group.addresses.add(a);

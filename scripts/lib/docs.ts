@@ -4,8 +4,9 @@ import type { ServiceSpec } from "../../services/spec";
 import type { HubConfig } from "../../stacks/hub-config";
 import { pictureOf, renderMermaid } from "./diagram";
 import { planFromFile, stackFilePath } from "./plan-runner";
-import { ERRORS_IMAGE, IMAGES, MONITORING_IMAGES, NODE_IMAGE, TRAEFIK_IMAGE } from "../../services/images";
-import { routeTable } from "../../services/routes";
+import { ERRORS_IMAGE, IMAGE_USERS, IMAGES, MONITORING_IMAGES, NODE_IMAGE, TRAEFIK_IMAGE } from "../../services/images";
+import { routeTable, type Route } from "../../services/routes";
+import { limitsTable, SANDBOX_TOOL } from "../../programs/sandbox/tool";
 import { imageName } from "../../services/spec";
 import { CPU_SIZES, GPU_SIZES } from "../../stacks/catalogue/droplets";
 import { MODELS } from "../../stacks/catalogue/models";
@@ -60,19 +61,23 @@ export function sizeTable(): string {
 
 /** The API surface per situation: which program answers each path, where, and what stands in. */
 export function routesTable(): string {
-  const situations: [string, Record<string, unknown>][] = [
+  const situations: [string, Record<string, unknown>, ((route: Route) => boolean)?][] = [
     ["gpu, or hybrid with the GPU on", { tier: "hybrid", gpuEnabled: true }],
     ["hybrid, GPU off", { tier: "hybrid", gpuEnabled: false }],
     ["cpu", { tier: "cpu" }],
+    // Any cloud tier: only the route the setting adds.
+    ["any cloud tier with `sandbox: on`", { tier: "cpu", sandbox: "on" }, (route) => route.scope === "sandbox"],
   ];
   const rows: string[][] = [];
-  for (const [label, settings] of situations) {
+  for (const [label, settings, only] of situations) {
     const loaded = loadHubConfig(engineConfig(settings));
     if (!loaded.ok) throw new Error(`${label} does not validate`);
-    for (const route of routeTable(loaded.config)) {
+    for (const route of routeTable(loaded.config).filter((r) => !only || only(r))) {
       const where = (b: { service: string; node: string; address: { kind: string } }) => `${b.service} on ${b.node}${b.address.kind === "vpc" ? " (VPC)" : ""}`;
       const primary = route.primary.length ? route.primary.map(where).join(", ") : "—";
-      const fallback = route.fallback === undefined ? "—" : route.fallback === "gpu-off" ? "503 `gpu_off` JSON error" : where(route.fallback);
+      const standIn = route.fallback === undefined ? "—" : route.fallback === "gpu-off" ? "503 `gpu_off` JSON error" : where(route.fallback);
+      // The holder hands a request to the stand-in unless it waits for the GPU (docs/gpu-wake.md).
+      const fallback = route.holder ? `${where(route.holder)} (holds requests that wait for the GPU), then ${standIn}` : standIn;
       rows.push([label, route.paths.map((p) => `\`${p}${route.prefix ? "*" : ""}\``).join(" "), route.description, primary, fallback]);
     }
   }
@@ -81,7 +86,8 @@ export function routesTable(): string {
 
 export function imagesTable(): string {
   const images = [TRAEFIK_IMAGE, ERRORS_IMAGE, NODE_IMAGE, ...IMAGES, ...MONITORING_IMAGES];
-  return mdTable(["image", "source of the pin"], images.map((i) => [`\`${imageName(i)}\``, i.source.replace(/\|/g, "/")]));
+  const user = (repo: string) => (IMAGE_USERS[repo] ? `${IMAGE_USERS[repo].uid} (${IMAGE_USERS[repo].source.replace(/\|/g, "/")})` : "not recorded");
+  return mdTable(["image", "runs as uid", "source of the pin"], images.map((i) => [`\`${imageName(i)}\``, user(i.repo), i.source.replace(/\|/g, "/")]));
 }
 
 /** Tiers the seed table shows: hybrid is the gpu tier's GPU on demand, local the cpu tier's services at home. */
@@ -171,6 +177,18 @@ export const README_SECTIONS: Record<string, () => string> = {
   models: modelTable,
   sizes: sizeTable,
 };
+
+/** docs/sandbox.md's generated blocks: the limits and the tool definition, from the code. */
+export const SANDBOX_DOC_SECTIONS: Record<string, () => string> = {
+  "sandbox-limits": limitsTable,
+  "sandbox-tool": () => ["```json", JSON.stringify(SANDBOX_TOOL, null, 2), "```"].join("\n"),
+};
+
+export function renderSandboxDoc(current: string): string {
+  let text = current;
+  for (const [name, render] of Object.entries(SANDBOX_DOC_SECTIONS)) text = replaceSection(text, name, render());
+  return text;
+}
 
 /** Replaces every `<!-- generated:NAME -->` ... `<!-- /generated:NAME -->` block. */
 export function renderReadme(current: string): string {

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { GpuBootImage, gpuBootImage } from "../../services/gpu-image";
 import { gatewayPorts } from "../../infra/services";
 import { hubServiceSpecs } from "../../services/index";
 import { imageName } from "../../services/spec";
@@ -72,6 +73,8 @@ export interface PlanDocument {
   readonly artifacts: readonly Omit<PlanArtifact, "content">[];
   readonly outputs: Record<string, unknown>;
   readonly notes: readonly string[];
+  /** What a GPU node boots (services/gpu-image.ts): the baked snapshot when current, else the base image. Absent without a GPU. */
+  readonly gpuImage?: GpuBootImage;
   /** Who may reach port 22 on the nodes (absent for the local tier, which has none). */
   readonly ssh?: {
     readonly exposure: SshExposure["kind"];
@@ -162,6 +165,7 @@ export function buildPlanDocument(input: {
     outputs: input.outputs,
     notes: [STAND_IN_NOTE],
     ...(hub.tier === "local" ? {} : { ssh: sshSummary(hub.gateway.adminCidrs) }),
+    ...(gpuBootImage(hub) ? { gpuImage: gpuBootImage(hub) } : {}),
   };
 }
 

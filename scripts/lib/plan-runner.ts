@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { gpuBootImage } from "../../services/gpu-image";
 import * as path from "node:path";
 import { takeArtifacts } from "../../infra/artifacts";
 import { offlineEnvironment } from "../../infra/environment";
@@ -121,7 +122,9 @@ export async function planFromText(stack: string, configFile: string, text: stri
   // Keys are a secret the plan cannot read; it can still see whether any are configured.
   const noKeys: Warning[] = secretKeys.includes(`${PROJECT}:apiKeys`) ? [] : [{ keys: ["apiKeys"], message: "no API keys: the gatekeeper refuses every request. Create one: npm run hub -- keys create --name <who> --scopes llm,ocr,stt,tts --stack <name>" }];
   const noReceiver: Warning[] = loaded.config.monitoring && !loaded.config.monitoring.email && !secretKeys.includes(`${PROJECT}:alertWebhookUrl`) ? [{ keys: ["alertEmail", "alertWebhookUrl"], message: NO_ALERT_RECEIVER_WARNING }] : [];
-  const hub = { ...loaded.config, warnings: [...loaded.config.warnings, ...noKeys, ...noReceiver].map(presentableWarning) };
+  const boot = gpuBootImage(loaded.config);
+  const staleImage: Warning[] = boot?.kind === "stale" ? [{ keys: ["gpuSnapshotName", "gpuSnapshotId"], message: boot.why }] : [];
+  const hub = { ...loaded.config, warnings: [...loaded.config.warnings, ...noKeys, ...noReceiver, ...staleImage].map(presentableWarning) };
   const document = buildPlanDocument({
     stack,
     configFile,

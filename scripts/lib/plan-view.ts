@@ -31,6 +31,8 @@ export function renderPlan(doc: PlanDocument): string {
   out.push(`Inference hub plan: stack ${doc.stack}, tier ${doc.tier}, region ${doc.region} (${doc.configFile})`);
   out.push(`Offline: Pulumi's mock engine ran the program as a preview; nothing was created. ${doc.notes.join(" ")}.`);
   if (doc.warnings.length) out.push(section("Warnings", doc.warnings.map((w) => `  ! ${w.keys.join(", ")}: ${w.message}`).join("\n")));
+  const boot = doc.gpuImage;
+  if (boot) out.push(`GPU nodes boot ${boot.kind === "baked" ? `the baked image ${boot.name} (snapshot ${boot.image})` : `the base image ${boot.image}: ${boot.why}`}.`);
 
   out.push(section("Configuration", table(["setting", "value", "from"], Object.entries(doc.settings).map(([k, v]) => [k, JSON.stringify(v.value), v.source]))));
 
@@ -102,15 +104,15 @@ function keyInputs(r: PlannedResource): string {
       parts.push(...pick("name", "size", "region", "initialFilesystemType"));
       break;
     case "digitalocean:index/firewall:Firewall": {
-      const rules = (i.inboundRules as { protocol: string; portRange?: string; sourceAddresses?: unknown }[] | undefined) ?? [];
-      parts.push(...pick("name"), `in: ${rules.map((x) => `${x.protocol}/${x.portRange ?? "all"}<-${JSON.stringify(x.sourceAddresses)}`).join(", ")}`);
+      const rules = (i.inboundRules as { protocol: string; portRange?: string; sourceAddresses?: unknown; sourceTags?: unknown }[] | undefined) ?? [];
+      parts.push(...pick("name"), `in: ${rules.map((x) => `${x.protocol}/${x.portRange ?? "all"}<-${JSON.stringify(x.sourceAddresses ?? x.sourceTags)}`).join(", ")}`);
       break;
     }
     case "tls:index/privateKey:PrivateKey":
       parts.push("the node's SSH host key (ED25519), installed by cloud-init, pinned by the deployer");
       break;
     case "command:remote:Command":
-      parts.push(r.name.endsWith("-ready") ? "readiness check over SSH" : `writes a file over SSH (${r.name.replace(/^.*-file-/, "")})`);
+      parts.push(r.name.endsWith("-ready") ? "readiness check over SSH" : r.name.endsWith("-restart") ? "restarts a service over SSH and waits for it to answer" : `writes a file over SSH (${r.name.replace(/^.*-file-/, "")})`);
       break;
     case "docker:index/container:Container":
       parts.push(...pick("name"), `image=${String((i.image as string) ?? "").replace(/^mock-.*/, "(pulled image id)")}`);

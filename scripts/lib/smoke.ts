@@ -41,6 +41,8 @@ export interface SmokeOptions {
   /** That key's burst and per-minute rate (the stack's rateLimitBurst / rateLimitPerMinute unless it has its own): how many requests it takes to see a 429. */
   readonly rateBurst: number;
   readonly ratePerMinute: number;
+  /** The embedding model the hub serves at /v1/embeddings (its `embeddingModel`). */
+  readonly embeddingModel: string;
 }
 
 export const DEFAULTS = {
@@ -52,6 +54,7 @@ export const DEFAULTS = {
   // The presets' gateway limits (stacks/presets.ts); pass the stack's own if it overrides them.
   rateBurst: PRESETS.cpu.rateLimitBurst,
   ratePerMinute: PRESETS.cpu.rateLimitPerMinute,
+  embeddingModel: PRESETS.cpu.embeddingModel,
 } as const satisfies Partial<SmokeOptions>;
 
 export const CODER_MODEL = "coder";
@@ -81,6 +84,7 @@ export type CheckId =
   | "chat"
   | "chat-stream"
   | "completions"
+  | "adapters"
   | "tts"
   | "tts-mp3"
   | "stt"
@@ -88,6 +92,8 @@ export type CheckId =
   | "stt-model-refused"
   | "ocr"
   | "ocr-async"
+  | "embeddings"
+  | "embeddings-refused"
   | "rate-limit";
 export type CheckStatus = "ok" | "failed" | "skipped";
 
@@ -106,6 +112,7 @@ export const CHECKS: readonly CheckSpec[] = [
   { id: "chat", service: "chat (coder)" },
   { id: "chat-stream", service: "chat stream (coder)" },
   { id: "completions", service: "completions (coder)" },
+  { id: "adapters", service: "LoRA adapters (coder-<name>)" },
   { id: "tts", service: "text to speech, wav" },
   { id: "tts-mp3", service: "text to speech, mp3" },
   { id: "stt", service: "speech to text", needs: ["tts"] },
@@ -113,6 +120,8 @@ export const CHECKS: readonly CheckSpec[] = [
   { id: "stt-model-refused", service: "speech to text, unserved model", needs: ["tts"] },
   { id: "ocr", service: "OCR" },
   { id: "ocr-async", service: "OCR, docling async API" },
+  { id: "embeddings", service: "embeddings" },
+  { id: "embeddings-refused", service: "embeddings, bad input and unknown model", needs: ["embeddings"] },
   { id: "rate-limit", service: "rate limit" },
 ];
 
@@ -148,9 +157,10 @@ export const USAGE = [
   "Usage: npm run smoke -- --url <hub base URL, e.g. https://hub.example.com/v1> --key <api key>",
   "         [--llm-only-key KEY] [--rate-limit-key KEY] [--rate-burst N] [--rate-per-minute N]",
   "         [--ocr chat|convert|auto] [--timeout-ms N] [--json]",
-  "         [--stt-model ID] [--tts-model NAME] [--voice NAME]",
+  "         [--stt-model ID] [--tts-model NAME] [--voice NAME] [--embedding-model ID]",
   "Keys may come from HUB_API_KEY, HUB_LLM_ONLY_KEY and HUB_RATE_LIMIT_KEY instead (keeps them out of the process list).",
   "Exit status: 0 every check passed or was skipped, 1 bad invocation, 2 a check failed.",
+  "A GPU wake, stage by stage against the model (it wakes the GPU): npm run smoke -- --wake --url URL --key KEY --admin-key KEY [--stack NAME] [--stages-out FILE]",
 ].join("\n");
 
 const positiveInteger = (option: string, text: string): number => {
@@ -179,6 +189,7 @@ export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
         "stt-model": { type: "string", default: DEFAULTS.sttModel },
         "tts-model": { type: "string", default: DEFAULTS.ttsModel },
         voice: { type: "string" },
+        "embedding-model": { type: "string", default: DEFAULTS.embeddingModel },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -202,7 +213,7 @@ export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   const timeoutText = values["timeout-ms"];
   const timeoutMs = Number(timeoutText);
   if (!/^\d+$/.test(timeoutText) || timeoutMs <= 0) throw new UsageError(`--timeout-ms ${JSON.stringify(timeoutText)} is not a positive whole number of milliseconds`);
-  for (const name of ["stt-model", "tts-model"] as const) if (!values[name].trim()) throw new UsageError(`--${name} is empty`);
+  for (const name of ["stt-model", "tts-model", "embedding-model"] as const) if (!values[name].trim()) throw new UsageError(`--${name} is empty`);
 
   return {
     options: {
@@ -217,6 +228,7 @@ export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
       ...(rateLimitKey ? { rateLimitKey } : {}),
       rateBurst: positiveInteger("rate-burst", values["rate-burst"]),
       ratePerMinute: positiveInteger("rate-per-minute", values["rate-per-minute"]),
+      embeddingModel: values["embedding-model"],
     },
     json: values.json,
     help: false,
@@ -270,18 +282,25 @@ interface RunState {
   audio?: SynthesizedAudio;
   /** Which OCR API answered the `ocr` check. */
   ocrBy?: "chat" | "convert";
+  /** The model ids the models list named. */
+  modelIds?: readonly string[];
 }
 
 export async function runSmoke(options: SmokeOptions, hooks: SmokeHooks = {}): Promise<SmokeReport> {
   const hub = new HubClient(options);
   const state: RunState = {};
   const runners: Readonly<Record<CheckId, () => Promise<Outcome>>> = {
-    models: () => checkModels(hub),
+    models: async () => {
+      const result = await checkModels(hub);
+      state.modelIds = result.ids;
+      return result;
+    },
     "key-refused": () => checkKeyRefused(hub),
     "scope-refused": () => checkScopeRefused(hub),
     chat: () => checkChat(hub),
     "chat-stream": () => checkChatStream(hub),
     completions: () => checkCompletions(hub),
+    adapters: () => checkAdapters(hub, state.modelIds ?? []),
     tts: async () => {
       const result = await checkSpeech(hub, "wav");
       state.audio = result.audio;
@@ -297,6 +316,8 @@ export async function runSmoke(options: SmokeOptions, hooks: SmokeHooks = {}): P
       return result;
     },
     "ocr-async": () => checkOcrAsync(hub, state.ocrBy),
+    embeddings: () => checkEmbeddings(hub),
+    "embeddings-refused": () => checkEmbeddingsRefused(hub),
     "rate-limit": () => checkRateLimit(hub),
   };
 
@@ -511,13 +532,32 @@ const throwawayKey = (): string => `${THROWAWAY_KEY_PREFIX}${randomBytes(16).toS
 // ---------------------------------------------------------------------------------------------
 // The checks
 
-async function checkModels(hub: HubClient): Promise<Outcome> {
+async function checkModels(hub: HubClient): Promise<Outcome & { readonly ids: readonly string[] }> {
   const exchange = await hub.send("GET", "/models");
   const body = await exchange.json();
   if (!isRecord(body) || !Array.isArray(body.data)) return exchange.fail(`expected {"data": [{"id": ...}]}, got ${snippet(JSON.stringify(body))}`);
   const ids = body.data.flatMap((model) => (isRecord(model) && typeof model.id === "string" ? [model.id] : []));
   if (!ids.includes(CODER_MODEL)) exchange.fail(`model "${CODER_MODEL}" is not listed (listed: ${ids.join(", ") || "none"})`);
-  return { detail: `${ids.length} model${ids.length === 1 ? "" : "s"}: ${ids.join(", ")}` };
+  return { detail: `${ids.length} model${ids.length === 1 ? "" : "s"}: ${ids.join(", ")}`, ids };
+}
+
+/**
+ * Each LoRA adapter the models list names (`coder-<name>`, llmLoraAdapters) answers a chat turn,
+ * and the answer names the adapter: vLLM reports the adapter's name as `model` when the adapter,
+ * not the base model, produced it.
+ */
+async function checkAdapters(hub: HubClient, ids: readonly string[]): Promise<Outcome> {
+  const adapters = ids.filter((id) => id.startsWith(`${CODER_MODEL}-`));
+  if (adapters.length === 0) throw new NotApplicable(`not run: the models list names no LoRA adapter (${CODER_MODEL}-<name>); llmLoraAdapters is empty, or the CPU stand-in answers while the GPU is off`);
+  for (const model of adapters) {
+    const exchange = await hub.send("POST", "/chat/completions", { body: JSON.stringify({ ...CHAT_REQUEST, model }) });
+    const body = await exchange.json();
+    const content = messageContent(body);
+    if (content === undefined || !content.trim()) exchange.fail(`${model}: no reply text in ${snippet(JSON.stringify(body))}`);
+    const answeredBy = isRecord(body) ? body.model : undefined;
+    if (answeredBy !== model) exchange.fail(`${model}: the answer names model ${JSON.stringify(answeredBy)}, so the adapter did not produce it`);
+  }
+  return { detail: `${adapters.length} adapter${adapters.length === 1 ? "" : "s"} answered: ${adapters.join(", ")}` };
 }
 
 async function checkKeyRefused(hub: HubClient): Promise<Outcome> {
@@ -900,6 +940,95 @@ async function checkOcrAsync(hub: HubClient, ocrBy: "chat" | "convert" | undefin
 function readBack(exchange: Exchange, recognised: string): string {
   if (!compactText(recognised).includes(compactText(OCR_TEXT))) exchange.fail(`read ${JSON.stringify(snippet(recognised.trim(), 100))}, not ${JSON.stringify(OCR_TEXT)}`);
   return `read ${JSON.stringify(OCR_TEXT)} from a generated PNG`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings
+
+/**
+ * Two paraphrases and an unrelated sentence. A working embedding model puts the paraphrases
+ * nearer each other than either is to the third; a broken one (wrong pooling, a missing
+ * end-of-text token, the wrong file) loses that ordering first.
+ */
+export const EMBEDDING_TEXTS = ["How do I reset a forgotten password?", "Steps to reset your password when you forgot it", "The night train to Vienna leaves from platform four"] as const;
+/** How much nearer the paraphrase must be than the unrelated sentence (cosine). */
+export const MIN_PARAPHRASE_MARGIN = 0.05;
+/** Unit length within this: the hub's models answer L2-normalised vectors. */
+const UNIT_TOLERANCE = 1e-3;
+export const SMOKE_DIMENSIONS = 256;
+
+const cosine = (a: readonly number[], b: readonly number[]): number => a.reduce((sum, x, i) => sum + x * b[i], 0) / (Math.hypot(...a) * Math.hypot(...b));
+
+function vectorsOf(exchange: Exchange, body: unknown, count: number): number[][] {
+  const data = isRecord(body) && Array.isArray(body.data) ? body.data : undefined;
+  if (!data || data.length !== count) return exchange.fail(`expected ${count} embeddings in "data", got ${snippet(JSON.stringify(body))}`);
+  return data.map((item, i) => {
+    const v = isRecord(item) ? item.embedding : undefined;
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "number" && Number.isFinite(x))) return exchange.fail(`data[${i}].embedding is not a list of numbers`);
+    if (isRecord(item) && item.index !== i) exchange.fail(`data[${i}] has index ${String(isRecord(item) ? item.index : undefined)}`);
+    return v as number[];
+  });
+}
+
+async function checkEmbeddings(hub: HubClient): Promise<Outcome> {
+  const model = hub.options.embeddingModel;
+  const request = (extra: Record<string, unknown>) => JSON.stringify({ model, input: EMBEDDING_TEXTS, ...extra });
+  const first = await hub.send("POST", "/embeddings", { body: request({ encoding_format: "float" }), expectStatus: undefined }).catch((error: unknown) => {
+    // The gateway's 404 for a path it does not route: this stack serves no embeddings.
+    if (error instanceof CheckFailure && error.httpStatus === 404 && !error.message.includes("model_not_found")) throw new NotApplicable("not run: this hub serves no /v1/embeddings (embeddingModel none)");
+    if (error instanceof CheckFailure && error.httpStatus === 403) throw new CheckFailure(`${error.message}: give --key the embeddings scope (keys create --scopes llm,stt,tts,ocr,embeddings)`, error.method, error.url, error.httpStatus);
+    throw error;
+  });
+  const body = await first.json();
+  const vectors = vectorsOf(first, body, EMBEDDING_TEXTS.length);
+  const length = vectors[0].length;
+  if (vectors.some((v) => v.length !== length)) first.fail(`the vectors differ in length (${vectors.map((v) => v.length).join(", ")})`);
+  const norms = vectors.map((v) => Math.hypot(...v));
+  if (norms.some((n) => Math.abs(n - 1) > UNIT_TOLERANCE)) first.fail(`the vectors are not unit length (norms ${norms.map((n) => n.toFixed(4)).join(", ")})`);
+  const tokens = isRecord(body) && isRecord(body.usage) ? body.usage.prompt_tokens : undefined;
+  if (typeof tokens !== "number" || tokens < EMBEDDING_TEXTS.length) first.fail(`usage.prompt_tokens is ${JSON.stringify(tokens)}, not a count of the input's tokens`);
+  const near = cosine(vectors[0], vectors[1]);
+  const far = Math.max(cosine(vectors[0], vectors[2]), cosine(vectors[1], vectors[2]));
+  if (near < far + MIN_PARAPHRASE_MARGIN) first.fail(`the paraphrases are not nearer each other (cosine ${near.toFixed(3)}) than the unrelated sentence (${far.toFixed(3)}) by ${MIN_PARAPHRASE_MARGIN}: the model is not embedding meaning`);
+
+  // One more request checks base64 and Matryoshka together: the leading SMOKE_DIMENSIONS
+  // components, back at unit length, as little-endian float32. A model without Matryoshka refuses
+  // `dimensions` in OpenAI's shape; base64 is then checked on the whole vector.
+  const decode = (exchange: Exchange, answer: unknown, expected: readonly number[]): void => {
+    const text = isRecord(answer) && Array.isArray(answer.data) && isRecord(answer.data[0]) ? answer.data[0].embedding : undefined;
+    if (typeof text !== "string") return exchange.fail("encoding_format base64 did not answer a base64 string");
+    const bytes = Buffer.from(text, "base64");
+    if (bytes.length !== expected.length * 4 || expected.some((x, i) => Math.abs(bytes.readFloatLE(i * 4) - x) > 1e-5)) exchange.fail(`the base64 vector is not ${expected.length} little-endian float32 values matching the float answer`);
+  };
+  let dims: string;
+  const short = await hub.send("POST", "/embeddings", { body: request({ encoding_format: "base64", dimensions: SMOKE_DIMENSIONS }) }).catch((error: unknown) => error);
+  if (short instanceof CheckFailure && short.httpStatus === 400 && short.message.includes("dimensions_not_supported")) {
+    const whole = await hub.send("POST", "/embeddings", { body: request({ encoding_format: "base64" }) });
+    decode(whole, await whole.json(), vectors[0]);
+    dims = "dimensions refused (this model has no Matryoshka training)";
+  } else if (short instanceof Error) {
+    throw short;
+  } else {
+    const exchange = short as Exchange;
+    const head = vectors[0].slice(0, SMOKE_DIMENSIONS);
+    const norm = Math.hypot(...head);
+    decode(exchange, await exchange.json(), head.map((x) => x / norm));
+    dims = `dimensions ${SMOKE_DIMENSIONS} is the leading part at unit length`;
+  }
+  return { detail: `${model}: ${length} dimensions, unit length, ${tokens} tokens; paraphrases ${near.toFixed(2)} vs unrelated ${far.toFixed(2)}; base64 matches; ${dims}` };
+}
+
+async function checkEmbeddingsRefused(hub: HubClient): Promise<Outcome> {
+  const model = hub.options.embeddingModel;
+  const empty = await hub.send("POST", "/embeddings", { body: JSON.stringify({ model, input: "" }), expectStatus: 400 });
+  const emptyMessage = await expectOpenAiError(empty);
+  const unknownModel = "inference-hub-smoke/not-an-embedding-model";
+  const unknown = await hub.send("POST", "/embeddings", { body: JSON.stringify({ model: unknownModel, input: "x" }), expectStatus: 404 });
+  const unknownMessage = await expectOpenAiError(unknown);
+  const retrieved = await hub.send("GET", `/models/${encodeURIComponent(model)}`);
+  const described = await retrieved.json();
+  if (!isRecord(described) || described.id !== model) retrieved.fail(`GET /models/${model} did not describe ${model}: ${snippet(JSON.stringify(described))}`);
+  return { detail: `empty input 400 (${snippet(emptyMessage, 40)}); unknown model 404 (${snippet(unknownMessage, 40)}); GET /models/${model} 200` };
 }
 
 /** Requests the rate-limit check sends: the burst, one more, and the refill while they are in flight. */

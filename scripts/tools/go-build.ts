@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import * as path from "node:path";
 
@@ -67,6 +67,18 @@ export function buildLock(dir: string, binary: string): () => void {
       if (existsSync(binary)) return () => undefined;
     }
   }
+}
+
+/**
+ * The last step of a build whose version checked out: build.json beside the binary (what was built,
+ * from what, how long it took), then the staged binary moved into place. Returns the binary.
+ */
+export function installBuilt(staged: string, binary: string, record: Readonly<Record<string, unknown>>, startedMs: number, log: (line: string) => void): string {
+  const seconds = Math.round((Date.now() - startedMs) / 1000);
+  writeFileSync(path.join(path.dirname(binary), "build.json"), `${JSON.stringify({ ...record, builtAt: new Date().toISOString(), seconds }, null, 2)}\n`);
+  renameSync(staged, binary);
+  log(`built ${binary} in ${seconds} s`);
+  return binary;
 }
 
 /** `tsx scripts/tools/<name>.ts build|path`: prints the binaries' paths; a BuildError is one line and exit 1. */

@@ -1,8 +1,8 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { ALERTMANAGER_IMAGE, PROMETHEUS_IMAGE } from "../../services/images";
-import { BuildError, buildLock, goBinary, runGo, toolCli, toolsCacheRoot } from "./go-build";
+import { BuildError, buildLock, goBinary, installBuilt, runGo, toolCli, toolsCacheRoot } from "./go-build";
 
 /**
  * Builds `promtool` and `amtool` from the Go module proxy at exactly the versions of the pinned
@@ -27,13 +27,20 @@ import { BuildError, buildLock, goBinary, runGo, toolCli, toolsCacheRoot } from 
 const COMMON_VERSION_PACKAGE = "github.com/prometheus/common/version";
 
 export interface PrometheusTool {
-  readonly name: "promtool" | "amtool";
+  /** The binary's name: what `<name> --version` starts with (promtool, amtool, prometheus, ...). */
+  readonly name: string;
   readonly module: string;
   readonly packagePath: string;
   /** The image tag without its "v": what `<tool> --version` prints. */
   readonly version: string;
   /** The module's tag on the proxy. */
   readonly moduleVersion: string;
+  /**
+   * Files the module zip lacks but a `go:embed` needs (a web UI built by npm in the release),
+   * written into a copy of the module before the build. Their text says what is missing.
+   * @default - none: the module is built where the proxy put it
+   */
+  readonly placeholders?: Readonly<Record<string, string>>;
 }
 
 /** Prometheus 3.x's Go module is tagged v0.3MM.P for 3.MM.P (the 0.x module path predates 3.0). */
@@ -118,14 +125,21 @@ export function buildTool(tool: PrometheusTool, log: (line: string) => void = (l
     ].join(" ");
     const staged = path.join(work, `${tool.name}.bin`);
     const started = Date.now();
-    run(go, ["build", "-trimpath", "-tags", TAGS, "-ldflags", ldflags, "-o", staged, tool.packagePath], downloaded.Dir);
+    let source = downloaded.Dir;
+    if (tool.placeholders) {
+      // The module cache is read-only: build a writable copy with the placeholders added.
+      source = path.join(work, "src");
+      cpSync(downloaded.Dir, source, { recursive: true });
+      spawnSync("chmod", ["-R", "u+w", source]);
+      for (const [file, text] of Object.entries(tool.placeholders)) {
+        mkdirSync(path.dirname(path.join(source, file)), { recursive: true });
+        writeFileSync(path.join(source, file), text);
+      }
+    }
+    run(go, ["build", "-trimpath", "-tags", TAGS, "-ldflags", ldflags, "-o", staged, tool.packagePath], source);
     const version = builtToolVersion(tool, staged);
     if (version !== tool.version) throw new BuildError(`the built ${tool.name} reports version ${version}, the image tag says ${tool.version}`);
-    const seconds = Math.round((Date.now() - started) / 1000);
-    writeFileSync(path.join(outDir, "build.json"), `${JSON.stringify({ tool: tool.name, version, module: `${tool.module}@${tool.moduleVersion}`, go: goVersion, tags: TAGS, buildDate, builtAt: new Date().toISOString(), seconds }, null, 2)}\n`);
-    renameSync(staged, binary);
-    log(`built ${binary} in ${seconds} s`);
-    return binary;
+    return installBuilt(staged, binary, { tool: tool.name, version, module: `${tool.module}@${tool.moduleVersion}`, go: goVersion, tags: TAGS, buildDate }, started, log);
   } finally {
     if (work) rmSync(work, { recursive: true, force: true });
     unlock();

@@ -69,6 +69,7 @@ const cpu = (slug: string, vcpu: number, ramGiB: number, diskGiB: number, priceP
 const LADDER_NOTE = "not in FACTS.md; follows DO's linear CPU-Optimized/Basic price ladder from the c-4 and s-4vcpu-8gb figures; check `doctl compute size list`";
 
 export const CPU_SIZES: readonly CpuSize[] = [
+  cpu("s-2vcpu-4gb", 2, 4, 80, 24, unverified("digitalocean.com/pricing/droplets", "2026-12-07", LADDER_NOTE), false),
   cpu("s-4vcpu-8gb", 4, 8, 160, 48, unverified(DO_PRICING, "2026-05-28", "shared CPU"), false),
   cpu("s-8vcpu-16gb", 8, 16, 320, 96, unverified("digitalocean.com/pricing/droplets", "2026-11-26", LADDER_NOTE), false),
   cpu("c-4", 4, 8, 50, 84, unverified(DO_PRICING, "2026-05-28", "the seed design says $24/month, which matches no c-4 price")),
@@ -134,22 +135,22 @@ export const GPU_IMAGES_SOURCE = src(DO_GPU_IMAGES, "2025-08-01", "no GPU image 
 export const REGIONS: readonly string[] = ALL_REGIONS;
 
 /**
- * The local tier's "node": the deployer's own Docker engine. 12 GiB is what the CPU services need
- * with room to spare; the fit check uses it like any size.
+ * The local tier's "node": the deployer's own Docker engine. 13 GiB is what the CPU services need
+ * (12.7 GiB with embeddings); the fit check uses it like any size.
  */
 export const LOCAL_MACHINE: CpuSize = {
   kind: "cpu",
   slug: "local",
   vcpu: 4,
   dedicatedCpu: false,
-  ramGiB: 12,
+  ramGiB: 13,
   diskGiB: 0,
   pricePerMonth: 0,
   regions: ["local"],
   image: "(your Docker engine)",
   sources: {
     price: src("runs on your own machine", "2026-11-26"),
-    shape: unverified("assumption: Docker may use 4 CPUs and 12 GiB (raise Docker Desktop's memory limit on a 16 GB laptop)", "2026-11-26"),
+    shape: unverified("assumption: Docker may use 4 CPUs and 13 GiB (raise Docker Desktop's memory limit on a 16 GB laptop)", "2026-11-26"),
     regions: src("runs on your own machine", "2026-11-26"),
   },
 };

@@ -50,6 +50,11 @@ export interface ModelEntry {
   readonly maxContext: number;
   readonly attention: Attention;
   readonly awq?: PrequantizedCheckpoint;
+  /**
+   * A pre-quantized FP8 (W8A8, compressed-tensors) checkpoint: what `8bit` loads on NVIDIA instead
+   * of the BF16 one quantized online, so a wake reads half the bytes from the volume.
+   */
+  readonly fp8?: PrequantizedCheckpoint;
   readonly gguf?: GgufBuilds;
   /** Serving needs NVIDIA CUDA (no ROCm or CPU path known). */
   readonly cudaOnly?: boolean;
@@ -63,7 +68,7 @@ const QWEN_BLOG = "qwenlm.github.io/blog/qwen2.5-coder-family (sizes, GQA layout
 
 const qwen = (
   size: string, paramsB: number, weightsGB: number, layers: number, attentionHeads: number, kvHeads: number,
-  awqGB: number | undefined, q4: number, q8: number,
+  awqGB: number | undefined, q4: number, q8: number, fp8?: PrequantizedCheckpoint,
 ): ModelEntry => {
   const repo = `Qwen/Qwen2.5-Coder-${size}-Instruct`;
   return {
@@ -78,12 +83,22 @@ const qwen = (
     attention: { kind: "gqa", layers, attentionHeads, kvHeads, headDim: 128 },
     awq: awqGB === undefined ? undefined : { repo: `${repo}-AWQ`, weightsGB: awqGB, source: unverified(HF(`${repo}-AWQ`, "model.safetensors.index.json"), READ, "size rounded") },
     gguf: { repo: `${repo}-GGUF`, q4_k_m: q4, q8_0: q8, source: unverified(HF(`${repo}-GGUF`, ""), READ, "file sizes rounded") },
+    ...(fp8 ? { fp8 } : {}),
     sources: { shape: src(`${HF(repo)}; ${QWEN_BLOG}`, READ), weights: unverified(HF(repo, "model.safetensors.index.json"), READ, "BF16 = 2 bytes x parameters") },
   };
 };
 
 export const MODELS: readonly ModelEntry[] = [
-  qwen("32B", 32.8, 65.5, 64, 40, 8, 19.3, 19.9, 34.8),
+  qwen("32B", 32.8, 65.5, 64, 40, 8, 19.3, 19.9, 34.8, {
+    repo: "RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic",
+    weightsGB: 34.3,
+    // Red Hat's llm-compressor FP8_DYNAMIC builds keep embeddings and lm_head in BF16, hence above half of 65.5 GB.
+    source: unverified(
+      "repo id as pinned by third-party deployments (RHOAI-Toolkit download-model.sh and model tables, read 2026-12-07); size from the sibling RedHatAI/Qwen2.5-Coder-32B-FP8-dynamic tree (34.3 GB, 7 safetensors shards)",
+      "2026-12-07",
+      "the Instruct repo's own file list was not read",
+    ),
+  }),
   qwen("14B", 14.7, 29.5, 48, 40, 8, 10.0, 9.0, 15.7),
   qwen("7B", 7.6, 15.2, 28, 28, 4, 5.6, 4.7, 8.1),
   qwen("3B", 3.1, 6.2, 36, 16, 2, undefined, 2.1, 3.6),

@@ -39,10 +39,19 @@ abstract class LoopbackServer {
 export class GitHubStandIn extends LoopbackServer {
   readonly calls: RecordedCall[] = [];
   /** Statuses to answer with, in order; 204 once the script runs out. */
-  script: { status: number; retryAfter?: number; message?: string }[] = [];
+  script: { status: number; retryAfter?: number; message?: string; body?: unknown }[] = [];
 
-  static async start(): Promise<GitHubStandIn> {
-    const s = new GitHubStandIn();
+  /** What GitHub answers an accepted workflow_dispatch. */
+  protected accepted(): { status: number; body?: unknown } {
+    return { status: 204 };
+  }
+
+  protected errorBody(status: number, message?: string): unknown {
+    return { message: message ?? `stand-in status ${status}`, documentation_url: "https://docs.github.com/rest" };
+  }
+
+  static async start<T extends GitHubStandIn>(this: new () => T): Promise<T> {
+    const s = new this();
     s.server = http.createServer((req, res) => {
       const parts: Buffer[] = [];
       req.on("data", (c: Buffer) => parts.push(c));
@@ -54,7 +63,7 @@ export class GitHubStandIn extends LoopbackServer {
           body = undefined;
         }
         s.calls.push({ atMs: Date.now(), method: req.method ?? "", path: req.url ?? "", headers: req.headers, body });
-        const next = s.script.shift() ?? { status: 204 };
+        const next: GitHubStandIn["script"][number] = s.script.shift() ?? s.accepted();
         const headers: Record<string, string> = next.retryAfter !== undefined ? { "retry-after": String(next.retryAfter) } : {};
         if (next.status === 204) {
           res.writeHead(204, headers);
@@ -62,13 +71,31 @@ export class GitHubStandIn extends LoopbackServer {
           return;
         }
         res.writeHead(next.status, { ...headers, "content-type": "application/json" });
-        res.end(JSON.stringify({ message: next.message ?? `stand-in status ${next.status}`, documentation_url: "https://docs.github.com/rest" }));
+        res.end(JSON.stringify(next.body ?? s.errorBody(next.status, next.message)));
       });
     });
     s.port = await listen(s.server);
     return s;
   }
 
+}
+
+/**
+ * A RECORDING STAND-IN of Pulumi Cloud's REST API (only "Create Deployment"): it records what it
+ * was sent and answers from a script; an accepted request gets 202 with the documented
+ * CreateDeploymentResponse fields (id, consoleUrl, version), errors Pulumi's {code, message}.
+ */
+export class PulumiCloudStandIn extends GitHubStandIn {
+  private version = 0;
+
+  protected override accepted(): { status: number; body?: unknown } {
+    this.version++;
+    return { status: 202, body: { id: `stand-in-${this.version}`, consoleUrl: `https://app.pulumi.com/stand-in/${this.version}`, version: this.version } };
+  }
+
+  protected override errorBody(status: number, message?: string): unknown {
+    return { code: status, message: message ?? `stand-in status ${status}` };
+  }
 }
 
 export class MetricsStandIn extends LoopbackServer {

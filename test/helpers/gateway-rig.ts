@@ -6,7 +6,7 @@ import { Client } from "pg";
 import { parse } from "yaml";
 import { bundleGatekeeper } from "../../programs/gatekeeper/bundle";
 import { bundleController } from "../../programs/autoscaler/controller/bundle";
-import { CONTROLLER_PORT, OFF_ANSWER_PORT } from "../../programs/autoscaler/controller/contract";
+import { CONTROLLER_PORT, HOLDER_HEALTH_PATH, OFF_ANSWER_PORT } from "../../programs/autoscaler/controller/contract";
 import { newApiKey, type Scope } from "../../programs/gatekeeper/keys";
 import { errorsNginx, GATEKEEPER_CA_FILE, renderNginxConf, renderYaml } from "../../services/gateway";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_TLS_PORT } from "../../services/auth";
@@ -23,6 +23,12 @@ import { startStandIn, type StandIn, type StandInOptions } from "./stand-ins";
 import { startGrafanaStandIn, type GrafanaStandIn } from "./grafana-stand-in";
 import { OPENSSL_BINARY, OPENSSL_MISSING_REASON, selfSignedPair } from "./tls";
 import { GRAFANA_CONTAINER, GRAFANA_PORT } from "../../services/grafana";
+import { bundleSandboxFront } from "../../programs/sandbox/bundle";
+import { SANDBOX_FRONT_CONTAINER } from "../../services/sandbox";
+import { SANDBOX_FRONT_PORT } from "../../programs/sandbox/protocol";
+import { bundleEmbeddingsFront } from "../../programs/embeddings/bundle";
+import { EMBEDDINGS_PORT, ENV as EMBEDDINGS_ENV } from "../../programs/embeddings/contract";
+import { EMBEDDER_CONTAINER, EMBEDDINGS_CONTAINER } from "../../services/embeddings";
 
 /**
  * The gateway as deployed, on loopback: the real Traefik (built at the image's version) with the
@@ -70,6 +76,12 @@ interface Rendered {
   /** The autoscaling controller's rendered config file and environment, when the stack runs it. */
   readonly autoscalerConfig?: Record<string, unknown>;
   readonly autoscalerEnv?: Record<string, string>;
+  /** The sandbox front's environment, when the stack runs the sandbox. */
+  readonly sandboxFrontEnv?: Record<string, string>;
+  /** The embeddings front's container environment, when the stack serves /v1/embeddings. */
+  readonly embeddingsEnv?: Record<string, string>;
+  /** The embedder's llama-server arguments (its --ctx-size bounds the stand-in's batch). */
+  readonly embedderCommand?: readonly string[];
 }
 
 function stackText(settings: Readonly<Record<string, string | number | boolean>>): string {
@@ -100,6 +112,9 @@ export async function renderPlan(settings: Readonly<Record<string, string | numb
     gpuPrivateIp: nodeAddresses["gpu-0"]?.private,
     autoscalerConfig: artifacts.some((a) => a.kind === "autoscaler-config") ? (JSON.parse(artifact(artifacts, "autoscaler-config")) as Record<string, unknown>) : undefined,
     autoscalerEnv: artifacts.some((a) => a.path === "cpu/containers/autoscaler.json") ? spec("autoscaler").env : undefined,
+    sandboxFrontEnv: artifacts.some((a) => a.path === `cpu/containers/${SANDBOX_FRONT_CONTAINER}.json`) ? spec(SANDBOX_FRONT_CONTAINER).env : undefined,
+    embeddingsEnv: artifacts.some((a) => a.path === `cpu/containers/${EMBEDDINGS_CONTAINER}.json`) ? spec(EMBEDDINGS_CONTAINER).env : undefined,
+    embedderCommand: artifacts.some((a) => a.path === `cpu/containers/${EMBEDDER_CONTAINER}.json`) ? spec(EMBEDDER_CONTAINER).command : undefined,
   };
 }
 
@@ -107,7 +122,7 @@ export interface RigOptions {
   /** Extra stack settings (e.g. higher rate limits for the benchmark). */
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
   /** Keys to create: name → scopes (and optional limits). */
-  readonly keys?: Readonly<Record<string, { readonly scopes: readonly Scope[]; readonly revoked?: boolean; readonly ratePerMinute?: number; readonly burst?: number }>>;
+  readonly keys?: Readonly<Record<string, { readonly scopes: readonly Scope[]; readonly revoked?: boolean; readonly ratePerMinute?: number; readonly burst?: number; readonly sandboxLimits?: Readonly<Record<string, number>>; readonly waitSeconds?: number; readonly maxWaitSeconds?: number }>>;
   /**
    * Traefik's stdout (its log and access log) goes to a file in the rig's directory instead of
    * being parsed here: for benchmarks, whose client shares the CPU. accessLog() is then empty.
@@ -115,11 +130,19 @@ export interface RigOptions {
    */
   readonly logToFile?: boolean;
   /**
-   * Run the bundled autoscaling controller with its rendered config (the stack must run it).
-   * `githubApi`: the recording stand-in of GitHub's API it dispatches to; no token: advice mode.
-   * @default - not started: its routes answer 502, as with a controller that is down
+   * The bundled autoscaling controller with its rendered config, as deployed whenever the stack
+   * runs it (its off port holds coder requests in front of the CPU stand-in). `githubApi`: the
+   * recording stand-in of GitHub's API it dispatches to; no token: advice mode. `false`: not
+   * started, as with a controller that is down (its routes answer 502).
+   * @default - started in advice mode when the stack runs it
    */
-  readonly autoscaler?: { readonly githubApi: string; readonly dispatchToken?: string };
+  readonly autoscaler?: { readonly githubApi: string; readonly dispatchToken?: string } | false;
+  /**
+   * Run the bundled sandbox front with its rendered environment (the stack must set `sandbox: on`),
+   * pointed at `nodeUrl` (the sandbox API on loopback) with the sandbox `token`.
+   * @default - not started: the sandbox route answers 502
+   */
+  readonly sandbox?: { readonly nodeUrl: string; readonly token: string };
   /**
    * Benchmark only: changes Traefik's static file after the loopback remap (pprof through
    * `api.debug`, for one). Tests never set it: they run the plan's file as it is.
@@ -134,7 +157,7 @@ export const RIG_BACKEND_KEY = "rig-internal-backend-key-0123456789abcdef";
 
 export class GatewayRig {
   readonly keys: Record<string, RigKey> = {};
-  readonly standIns: Record<"fallback" | "stt" | "tts" | "docling" | "gpuCoder" | "gpuOcr", StandIn | undefined> = { fallback: undefined, stt: undefined, tts: undefined, docling: undefined, gpuCoder: undefined, gpuOcr: undefined };
+  readonly standIns: Record<"fallback" | "stt" | "tts" | "docling" | "gpuCoder" | "gpuOcr" | "embedder", StandIn | undefined> = { fallback: undefined, stt: undefined, tts: undefined, docling: undefined, gpuCoder: undefined, gpuOcr: undefined, embedder: undefined };
   /** Where the grafana container would be (the stack runs Grafana unless `grafana: false`). */
   grafana?: GrafanaStandIn;
   traefik!: ManagedProcess;
@@ -148,6 +171,11 @@ export class GatewayRig {
   /** The gatekeeper's forwardAuth port (HTTP/2 over TLS). */
   gatekeeperTlsPort = 0;
   autoscaler?: ManagedProcess;
+  sandboxFront?: ManagedProcess;
+  sandboxFrontPort = 0;
+  /** The bundled embeddings front (programs/embeddings/), when the stack serves /v1/embeddings. */
+  embeddings?: ManagedProcess;
+  embeddingsPort = 0;
   readonly autoscalerPorts = { control: 0, off: 0 };
   gpuPorts = { coder: 0, ocr: 0 };
   readonly dir = mkdtempSync(path.join(tmpdir(), "hub-rig-"));
@@ -184,7 +212,9 @@ export class GatewayRig {
     const dirs = { static: path.join(this.dir, "static"), dynamic: path.join(this.dir, "dynamic"), errors: path.join(this.dir, "nginx"), keys: path.join(this.dir, "keys"), spool: path.join(this.dir, "spool"), app: path.join(this.dir, "app") };
     for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
 
-    const [web, websecure, legacy, metrics, nginxPort, gatekeeperPort, gatekeeperTlsPort, gpuCoder, gpuOcr, autoscalerControl, autoscalerOff] = await Promise.all(Array.from({ length: 11 }, () => freeLoopbackPort()));
+    const [web, websecure, legacy, metrics, nginxPort, gatekeeperPort, gatekeeperTlsPort, gpuCoder, gpuOcr, autoscalerControl, autoscalerOff, sandboxFront, embeddingsPort] = await Promise.all(Array.from({ length: 13 }, () => freeLoopbackPort()));
+    this.sandboxFrontPort = sandboxFront;
+    this.embeddingsPort = embeddingsPort;
     Object.assign(this.autoscalerPorts, { control: autoscalerControl, off: autoscalerOff });
     Object.assign(this.entry, { web, websecure, legacy, metrics });
     this.gatekeeperPort = gatekeeperPort;
@@ -196,6 +226,11 @@ export class GatewayRig {
     this.standIns.tts = await startStandIn({ program: "coqui-tts" });
     this.standIns.docling = await startStandIn({ program: "docling-serve" });
     this.grafana = await startGrafanaStandIn();
+    const embedderArgs = this.variants["gpu-off"].embedderCommand;
+    if (embedderArgs) {
+      const ctx = Number(embedderArgs[embedderArgs.indexOf("--ubatch-size") + 1]);
+      this.standIns.embedder = await startStandIn({ program: "llama.cpp", model: embedderArgs[embedderArgs.indexOf("--alias") + 1], embeddings: { dimensions: 1024, ubatch: ctx } });
+    }
 
     const gpuIp = this.variants["gpu-on"].gpuPrivateIp;
     if (!gpuIp) throw new Error("the GPU-on plan has no gpu-0 private address");
@@ -214,12 +249,15 @@ export class GatewayRig {
       [`tts:${SERVICE_PORTS.tts}`, this.standIns.tts.port],
       [`ocr-fallback:${SERVICE_PORTS.docling}`, this.standIns.docling.port],
       [`${GRAFANA_CONTAINER}:${GRAFANA_PORT}`, this.grafana.port],
+      [`${EMBEDDINGS_CONTAINER}:${EMBEDDINGS_PORT}`, embeddingsPort],
+      ...(this.standIns.embedder ? [[`${EMBEDDER_CONTAINER}:${SERVICE_PORTS.llamaCpp}`, this.standIns.embedder.port] as [string, number]] : []),
       [`${gpuIp}:${GPU_SERVICE_PORTS.coder}`, gpuCoder],
       [`${gpuIp}:${GPU_SERVICE_PORTS.ocr}`, gpuOcr],
       [`autoscaler:${CONTROLLER_PORT}`, autoscalerControl],
       [`autoscaler:${OFF_ANSWER_PORT}`, autoscalerOff],
       // Traefik's metrics entry point by container name (Prometheus's target).
       [`gateway:8082`, metrics],
+      [`${SANDBOX_FRONT_CONTAINER}:${SANDBOX_FRONT_PORT}`, sandboxFront],
     ]);
     const paths = new Map<string, string>([
       ["/etc/traefik", dirs.static],
@@ -262,7 +300,7 @@ export class GatewayRig {
     const entries = Object.entries(options.keys ?? {}).map(([name, k]) => {
       const fresh = newApiKey();
       this.keys[name] = { id: fresh.id, key: fresh.key };
-      return { id: fresh.id, name, sha256: fresh.sha256, scopes: [...k.scopes], created: new Date().toISOString(), ...(k.revoked ? { revoked: true } : {}), ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}), ...(k.burst ? { burst: k.burst } : {}) };
+      return { id: fresh.id, name, sha256: fresh.sha256, scopes: [...k.scopes], created: new Date().toISOString(), ...(k.revoked ? { revoked: true } : {}), ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}), ...(k.burst ? { burst: k.burst } : {}), ...(k.sandboxLimits ? { sandboxLimits: { ...k.sandboxLimits } } : {}), ...(k.waitSeconds !== undefined ? { waitSeconds: k.waitSeconds } : {}), ...(k.maxWaitSeconds !== undefined ? { maxWaitSeconds: k.maxWaitSeconds } : {}) };
     });
     const env = remapForLoopback(this.variants["gpu-off"].gatekeeperEnv, this.loopback);
     // What infra/program.ts makes with @pulumi/tls (the offline plan has only a stand-in): a
@@ -302,20 +340,34 @@ export class GatewayRig {
       if (line.startsWith("{") && line.includes('"DownstreamStatus"')) this.accessLines.push(JSON.parse(line) as Record<string, unknown>);
     });
 
-    if (options.autoscaler) this.startAutoscaler(options.autoscaler);
+    // Advice mode (no token) dispatches nothing; the address only has to be a URL.
+    if (options.autoscaler !== false && this.variants["gpu-off"].autoscalerConfig) this.startAutoscaler(options.autoscaler ?? { githubApi: "http://127.0.0.1:9" });
+    if (options.sandbox) this.startSandboxFront(options.sandbox);
+    if (this.variants["gpu-off"].embeddingsEnv) this.startEmbeddings(dirs.app);
 
     const context = () => `--- traefik\n${this.traefik.tail()}\n--- gatekeeper\n${this.gatekeeper.tail()}\n--- nginx\n${this.nginx.tail()}`;
     await waitFor("nginx, the gatekeeper and Traefik to answer", async () => {
-      for (const p of [this.nginx, this.gatekeeper, this.traefik]) if (!p.running) throw new Error(`${p.name} exited`);
-      const [ping, health, gk] = await Promise.all([rawGet(metrics, "/ping"), rawGet(nginxPort, "/health"), rawGet(gatekeeperPort, "/healthz")]);
-      return ping === 200 && health === 200 && gk === 200;
+      for (const p of [this.nginx, this.gatekeeper, this.traefik, ...(this.embeddings ? [this.embeddings] : []), ...(this.autoscaler ? [this.autoscaler] : [])]) if (!p.running) throw new Error(`${p.name} exited`);
+      const [ping, health, gk, embeddings, holder] = await Promise.all([rawGet(metrics, "/ping"), rawGet(nginxPort, "/health"), rawGet(gatekeeperPort, "/healthz"), this.embeddings ? rawGet(embeddingsPort, "/health") : Promise.resolve(200), this.autoscaler ? rawGet(autoscalerOff, HOLDER_HEALTH_PATH).catch(() => 0) : Promise.resolve(200)]);
+      return ping === 200 && health === 200 && gk === 200 && embeddings === 200 && holder === 200;
     }, 30_000, { context });
     // The routes file loaded: a keyless request is refused by the gatekeeper through both hops.
     await waitFor("the routes file to load", async () => (await this.request({ path: "/v1/models" })).status === 401, 15_000, { context });
   }
 
+  /** The bundled embeddings front with its container's environment (the model table's upstream remapped to the stand-in). */
+  private startEmbeddings(appDir: string): void {
+    const env = this.variants["gpu-off"].embeddingsEnv!;
+    const models = remapForLoopback(JSON.parse(env[EMBEDDINGS_ENV.models]) as unknown, this.loopback);
+    const bundle = path.join(appDir, "embeddings.js");
+    writeFileSync(bundle, bundleEmbeddingsFront());
+    this.embeddings = ManagedProcess.start("embeddings", process.execPath, [bundle], {
+      env: { PATH: process.env.PATH ?? "", ...env, [EMBEDDINGS_ENV.models]: JSON.stringify(models), [EMBEDDINGS_ENV.host]: "127.0.0.1", [EMBEDDINGS_ENV.port]: String(this.embeddingsPort) },
+    });
+  }
+
   /** The bundled controller with the gpu-off variant's config and its container's environment, on loopback. */
-  private startAutoscaler(options: NonNullable<RigOptions["autoscaler"]>): void {
+  private startAutoscaler(options: Exclude<NonNullable<RigOptions["autoscaler"]>, false>): void {
     const rendered = this.variants["gpu-off"];
     if (!rendered.autoscalerConfig || !rendered.autoscalerEnv) throw new Error("the rig's stack runs no autoscaler (set autoscaler true on a GPU tier)");
     for (const dir of ["autoscaler-config", "autoscaler-state", "autoscaler-app"]) mkdirSync(path.join(this.dir, dir), { recursive: true });
@@ -332,6 +384,31 @@ export class GatewayRig {
       ...(options.dispatchToken ? { AUTOSCALER_DISPATCH_TOKEN: options.dispatchToken } : {}),
     };
     this.autoscaler = ManagedProcess.start("autoscaler", process.execPath, [bundle], { env });
+  }
+
+  /**
+   * Waits for a controller tick that read its signals. A first tick can come before Traefik's
+   * metrics answer (then it holds, as it should): tests start from a controller that sees the gateway.
+   */
+  async controllerSeesGateway(timeoutMs = 45_000): Promise<void> {
+    await waitFor("the controller's first tick with its signals read", async () => {
+      const status = await rigRequest(this.autoscalerPorts.control, { path: "/status" });
+      return status.status === 200 && (status.json as { signalsUp?: boolean }).signalsUp === true;
+    }, timeoutMs, { context: () => this.autoscaler?.tail() ?? "no controller" });
+  }
+
+  /** The bundled sandbox front with its container's environment, on loopback; the node's address is the test's API. */
+  private startSandboxFront(options: NonNullable<RigOptions["sandbox"]>): void {
+    const rendered = this.variants["gpu-off"].sandboxFrontEnv;
+    if (!rendered) throw new Error("the rig's stack runs no sandbox (set sandbox: on)");
+    mkdirSync(path.join(this.dir, "sandbox-front"), { recursive: true });
+    const bundle = path.join(this.dir, "sandbox-front", "sandbox-front.js");
+    writeFileSync(bundle, bundleSandboxFront());
+    // The deploy writes the node's address into a file; here the address is the test's API on loopback.
+    const { SANDBOX_NODE_URL_FILE: _file, ...env } = rendered;
+    this.sandboxFront = ManagedProcess.start("sandbox-front", process.execPath, [bundle], {
+      env: { PATH: process.env.PATH ?? "", ...remapForLoopback(env, this.loopback), SANDBOX_FRONT_HOST: "127.0.0.1", SANDBOX_FRONT_PORT: String(this.sandboxFrontPort), SANDBOX_NODE_URL: options.nodeUrl, SANDBOX_NODE_TOKEN: options.token },
+    });
   }
 
   /** Writes the controller's config file of a variant (as the deploy rewrites it), temp file then rename. */
@@ -395,13 +472,22 @@ export class GatewayRig {
   }
 
   /** Rows the gatekeeper shipped to PostgreSQL, after waiting until its spool is fully shipped. */
-  async auditRows(): Promise<Record<string, unknown>[]> {
+  auditRows(): Promise<Record<string, unknown>[]> {
+    return this.shippedRows("SELECT * FROM gatekeeper.decisions ORDER BY decided_at");
+  }
+
+  /** Rows of gatekeeper.sandbox_executions, once the spool is shipped. */
+  executionRows(): Promise<Record<string, unknown>[]> {
+    return this.shippedRows("SELECT * FROM gatekeeper.sandbox_executions ORDER BY reported_at");
+  }
+
+  private async shippedRows(sql: string): Promise<Record<string, unknown>[]> {
     await this.auditShipped();
     const client = new Client({ connectionString: this.databaseUrl });
     client.on("error", () => undefined);
     await client.connect();
     try {
-      return (await client.query("SELECT * FROM gatekeeper.decisions ORDER BY decided_at")).rows as Record<string, unknown>[];
+      return (await client.query(sql)).rows as Record<string, unknown>[];
     } finally {
       await client.end();
     }
@@ -466,7 +552,7 @@ export class GatewayRig {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop(), ...this.extraProcesses.map((p) => p.stop())]);
+    await Promise.all([this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop(), this.sandboxFront?.stop(), this.embeddings?.stop(), ...this.extraProcesses.map((p) => p.stop())]);
     await Promise.all([...Object.values(this.standIns), this.grafana].map((s) => s?.close()));
     await this.postgres?.destroy();
     rmSync(this.dir, { recursive: true, force: true });

@@ -23,10 +23,12 @@ export interface GrafanaStandIn {
   close(): Promise<void>;
 }
 
-export async function startGrafanaStandIn(): Promise<GrafanaStandIn> {
+/** @param options.host, options.port where to listen (a container image: 0.0.0.0 and GF_SERVER_HTTP_PORT); @default loopback, a free port */
+export async function startGrafanaStandIn(options: { host?: string; port?: number; onReceived?: (request: GrafanaReceived) => void } = {}): Promise<GrafanaStandIn> {
   const received: GrafanaReceived[] = [];
   const server = http.createServer((req, res) => {
     received.push({ url: req.url ?? "", headers: req.headers });
+    options.onReceived?.({ url: req.url ?? "", headers: req.headers });
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { "content-type": "application/json", "x-stand-in": "grafana" });
       res.end(JSON.stringify(body));
@@ -38,7 +40,7 @@ export async function startGrafanaStandIn(): Promise<GrafanaStandIn> {
     if (typeof user !== "string" || user === "") return send(401, { message: "Unauthorized" });
     send(200, { login: user, path: url });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve));
   return {
     port: (server.address() as AddressInfo).port,
     received,

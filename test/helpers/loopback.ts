@@ -1,3 +1,5 @@
+import * as net from "node:net";
+
 /**
  * The one place where the rig changes what the plan rendered: addresses, ports and directories,
  * so that Traefik, nginx and the backends run side by side on this machine's loopback. It walks
@@ -58,4 +60,16 @@ export function remapForLoopback<T>(doc: T, map: LoopbackMap): T {
     return value;
   };
   return walk(doc, "") as T;
+}
+
+/** A port nothing on 127.0.0.1 listens on right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, LOOPBACK, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 }

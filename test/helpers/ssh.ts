@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { userInfo } from "node:os";
 import * as path from "node:path";
+import { freePort } from "./loopback";
 
 /** Debian's openssh-server: the real sshd the SSH tests log in to. */
 export const SSHD = ["/usr/sbin/sshd", "/usr/bin/sshd"].find((p) => existsSync(p));
@@ -13,17 +14,6 @@ export function sshKeygenMd5(publicKey: string): string {
   const m = /MD5:([0-9a-f:]{47})/.exec(r.stdout);
   if (!m) throw new Error(`ssh-keygen -l failed: ${r.stderr}`);
   return m[1];
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function accepts(port: number): Promise<boolean> {

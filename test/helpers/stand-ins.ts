@@ -37,6 +37,43 @@ export interface StandInOptions {
   readonly healthy?: boolean;
   /** Loopback port to listen on (a GPU replica's address is fixed by its droplet). @default - a free one */
   readonly port?: number;
+  /** Address to listen on (0.0.0.0 inside a container image). @default "127.0.0.1" */
+  readonly host?: string;
+  /**
+   * The key the program itself checks (llama-server --api-key: Bearer; docling-serve: X-Api-Key):
+   * other requests get the program's 401. Health and metrics stay open, as in the programs.
+   * @default - no check
+   */
+  readonly apiKey?: { readonly header: "authorization" | "x-api-key"; readonly value: string };
+  /** Called with every request received (the container images log it). @default - none */
+  readonly onReceived?: (request: ReceivedRequest) => void;
+  /**
+   * llama.cpp in embedding mode: /v1/embeddings as llama-server b10573 answers it (see
+   * test/fixtures/llama-cpp/README.md), with bag-of-words vectors (each word adds to hashed
+   * components, then unit length) so texts sharing words are near each other. Not a model.
+   * `ubatch`: inputs of more "tokens" (words, and <|endoftext|> as one) get llama-server's 500.
+   */
+  readonly embeddings?: { readonly dimensions: number; readonly ubatch: number };
+}
+
+/** The stand-in's "tokens": words, with the end-of-text marker as one token of its own. */
+export const standInTokens = (text: string): string[] => text.replace(/<\|endoftext\|>/g, " <|endoftext|> ").toLowerCase().split(/[^a-z0-9<|>_]+/).filter(Boolean);
+
+/** Bag-of-words vector of a stand-in input (a text, or token ids), unit length. */
+export function standInVector(input: string | readonly number[], dimensions: number): number[] {
+  const v = new Array<number>(dimensions).fill(0);
+  const words = typeof input === "string" ? standInTokens(input) : input.map(String);
+  // Each word adds to eight hashed components, so even a short prefix of the vector holds some of it.
+  for (const w of words) {
+    for (let k = 0; k < 8; k++) {
+      const key = `${w}#${k}`;
+      let h = 2166136261;
+      for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619) >>> 0;
+      v[h % dimensions] += 1;
+    }
+  }
+  const norm = Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+  return norm ? v.map((x) => x / norm) : v;
 }
 
 export interface StandIn {
@@ -79,6 +116,8 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
   let inFlight = 0;
   const received: ReceivedRequest[] = [];
   const tasks = new Map<string, number>();
+  /** An uploaded plain-text or Markdown file, "converted" as itself: so a pipeline test has real text to split. */
+  const taskText = new Map<string, string>();
   const label = `${program} (test stand-in, not the real program)`;
 
   const json = (res: http.ServerResponse, status: number, body: unknown) => {
@@ -123,7 +162,9 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
         return json(res, 400, { error: { message: "invalid JSON", type: "invalid_request_error", code: "invalid_json" } });
       }
     }
-    received.push({ at: Date.now(), method: req.method ?? "", url: req.url ?? "", headers: req.headers, bodyBytes: raw.length, json: Object.keys(body).length ? body : undefined });
+    const entry: ReceivedRequest = { at: Date.now(), method: req.method ?? "", url: req.url ?? "", headers: req.headers, bodyBytes: raw.length, json: Object.keys(body).length ? body : undefined };
+    received.push(entry);
+    options.onReceived?.(entry);
 
     if (path === "/health" || path === "/") {
       if (program === "coqui-tts" && path === "/") return json(res, 200, { status: "ok" });
@@ -133,6 +174,30 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
       res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4", "X-Stand-In": label });
       res.end(`# stand-in\nvllm:num_requests_running{model_name="${model}"} ${inFlight - 1}\nvllm:num_requests_waiting{model_name="${model}"} 0\n`);
       return;
+    }
+    if (options.apiKey && path !== "/metrics") {
+      const given = req.headers[options.apiKey.header];
+      const expected = options.apiKey.header === "authorization" ? `Bearer ${options.apiKey.value}` : options.apiKey.value;
+      if (given !== expected) return json(res, 401, { error: { message: "Invalid API Key", type: "authentication_error", code: 401 } });
+    }
+    if (program === "llama.cpp" && options.embeddings && path === "/v1/embeddings") {
+      const { dimensions, ubatch } = options.embeddings;
+      const input = body.input;
+      const prompts: (string | number[])[] = typeof input === "string" ? [input] : Array.isArray(input) && input.every((t) => typeof t === "number") ? [input as number[]] : Array.isArray(input) ? (input as (string | number[])[]) : [];
+      const tokens = prompts.map((p) => (typeof p === "string" ? standInTokens(p).length : p.length));
+      if (prompts.length === 0 || tokens.some((n) => n === 0)) return json(res, 400, { error: { code: 400, message: "Input content cannot be empty", type: "invalid_request_error" } });
+      const tooLarge = tokens.find((n) => n > ubatch);
+      if (tooLarge !== undefined) return json(res, 500, { error: { code: 500, message: `input (${tooLarge} tokens) is too large to process. increase the physical batch size (current batch size: ${ubatch})`, type: "server_error" } });
+      const base64 = body.encoding_format === "base64";
+      const data = prompts.map((p, index) => {
+        const v = standInVector(p, dimensions);
+        if (!base64) return { embedding: v, index, object: "embedding" };
+        const b = Buffer.alloc(v.length * 4);
+        v.forEach((x, i) => b.writeFloatLE(x, i * 4));
+        return { embedding: b.toString("base64"), index, object: "embedding", encoding_format: "base64" };
+      });
+      const n = tokens.reduce((a, x) => a + x, 0);
+      return json(res, 200, { model: typeof body.model === "string" ? body.model : model, object: "list", usage: { prompt_tokens: n, total_tokens: n }, data });
     }
     // Backends of the real programs check the hub's internal key; so do these (the tests give it).
     if (program === "vllm" || program === "llama.cpp") {
@@ -168,6 +233,8 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
       if (path === "/v1/convert/file/async" || path === "/v1/convert/source/async") {
         const taskId = randomUUID();
         tasks.set(taskId, 0);
+        const upload = /filename="[^"]*\.(?:md|txt)"\r\nContent-Type: [^\r]*\r\n\r\n([\s\S]*?)\r\n--/.exec(raw.toString("utf8"));
+        if (upload) taskText.set(taskId, upload[1]);
         return json(res, 200, { task_id: taskId, task_status: "pending", task_position: 1 });
       }
       const poll = /^\/v1\/status\/poll\/([0-9a-f-]+)$/.exec(path);
@@ -178,7 +245,11 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
         return json(res, 200, { task_id: poll[1], task_status: seen >= 1 ? "success" : "started" });
       }
       const result = /^\/v1\/result\/([0-9a-f-]+)$/.exec(path);
-      if (result) return tasks.has(result[1]) ? json(res, 200, document) : json(res, 404, { detail: "Task result not found." });
+      if (result) {
+        if (!tasks.has(result[1])) return json(res, 404, { detail: "Task result not found." });
+        const text = taskText.get(result[1]);
+        return json(res, 200, text === undefined ? document : { ...document, document: { ...document.document, md_content: `${document.document.md_content}\n\n${text}` } });
+      }
     }
     return json(res, 404, { error: { message: `stand-in ${program} has no ${req.method} ${path}`, type: "invalid_request_error", code: "not_found" } });
   }
@@ -196,7 +267,7 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     });
   });
   server.keepAliveTimeout = 120_000;
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
   return {
     program,

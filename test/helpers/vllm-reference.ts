@@ -8,8 +8,8 @@ interface VllmReference {
   store_true_flags: string[];
   optional_value_flags?: string[];
   short_aliases: Record<string, string>;
-  choices: Record<string, string[]>;
-  other_choices: Record<string, { values: string[] }>;
+  choices: Record<string, (string | number)[]>;
+  other_choices: Record<string, { values: (string | number)[] }>;
   deprecated_flags: string[];
   server: { default_port: number; health_endpoint: string; metrics_endpoint: string };
 }
@@ -21,6 +21,12 @@ export const VLLM_REFERENCE = readJson<VllmReference>(path.join(REFERENCE, "vllm
  * the model comes first and is positional, every option is known by its exact name, every
  * value of a choice option is allowed, and boolean flags take no value.
  */
+/**
+ * List-typed options take one or more values (nargs='+', args-0.24.0.json parser_behaviour);
+ * --lora-modules is one (FrontendArgs.lora_modules: list[LoRAModulePath]).
+ */
+const MULTI_VALUE = new Set(["--lora-modules", "--api-key", "--served-model-name", "--allowed-media-domains"]);
+
 export function vllmArgProblems(args: readonly string[]): string[] {
   const ref = VLLM_REFERENCE;
   const problems: string[] = [];
@@ -51,8 +57,10 @@ export function vllmArgProblems(args: readonly string[]): string[] {
       continue;
     }
     const allowed = ref.choices[name] ?? ref.other_choices[name]?.values;
-    if (allowed && !allowed.includes(value)) problems.push(`${arg} ${value} is not one of ${allowed.join(", ")}`);
+    // Choice lists hold numbers for integer options (--max-lora-rank), strings for the rest.
+    if (allowed && !allowed.map(String).includes(value)) problems.push(`${arg} ${value} is not one of ${allowed.join(", ")}`);
     i++;
+    if (MULTI_VALUE.has(name)) while (i + 1 < args.length && !args[i + 1].startsWith("-")) i++;
   }
   return problems;
 }

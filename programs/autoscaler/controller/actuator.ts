@@ -46,21 +46,26 @@ export class GitHubPipeline implements Pipeline {
         timeoutMs: 15_000,
         headers: { accept: "application/vnd.github+json", authorization: `Bearer ${token}`, "content-type": "application/json", "x-github-api-version": "2022-11-28", "user-agent": "inference-hub-autoscaler" },
       });
-      if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status };
-      const retryAfter = Number(res.headers.get("retry-after"));
       // GitHub's error bodies name the problem ("Bad credentials", "Workflow does not have 'workflow_dispatch' trigger"); never the token.
-      let message = `HTTP ${res.status}`;
-      try {
-        const parsed = JSON.parse(res.text) as { message?: unknown };
-        if (typeof parsed.message === "string") message += `: ${parsed.message.slice(0, 200)}`;
-      } catch {
-        /* not JSON: the status says enough */
-      }
-      return { ok: false, status: res.status, retryAfterMs: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined, message };
+      return dispatchAnswer(res);
     } catch (err) {
       return { ok: false, message: `request failed: ${(err as Error).message}` };
     }
   }
+}
+
+/** A pipeline API's answer: 2xx accepted; else its status, Retry-After and the `message` of its JSON error body (GitHub's and Pulumi Cloud's both carry one). */
+export function dispatchAnswer(res: Awaited<ReturnType<Fetcher>>): DispatchResult {
+  if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status };
+  const retryAfter = Number(res.headers.get("retry-after"));
+  let message = `HTTP ${res.status}`;
+  try {
+    const parsed = JSON.parse(res.text) as { message?: unknown };
+    if (typeof parsed.message === "string") message += `: ${parsed.message.slice(0, 200)}`;
+  } catch {
+    /* not JSON: the status says enough */
+  }
+  return { ok: false, status: res.status, retryAfterMs: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined, message };
 }
 
 export interface BackoffPolicy {

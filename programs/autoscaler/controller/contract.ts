@@ -12,6 +12,8 @@ import type { PolicyConfig } from "../types";
 export const CONTROLLER_PORT = 9100;
 /** The coder route's off-state answer (503 + Retry-After), reached by Traefik only: nothing else is served here. */
 export const OFF_ANSWER_PORT = 9101;
+/** Traefik's health check of the holder on the off port (programs/holding/proxy.ts); no public route maps to it. */
+export const HOLDER_HEALTH_PATH = "/__hub_holder/health";
 /** X-Hub-Backend on the off answer: the name services/backend-header.ts gives the 503 of a GPU that is off. */
 export const OFF_BACKEND_NAME = "gpu-off";
 export const HEALTH_PATH = "/healthz";
@@ -35,20 +37,25 @@ export const ENV = {
   offPort: "AUTOSCALER_OFF_PORT",
   /** Fine-grained GitHub token, Actions: write on the one repository. Unset or empty: advice mode. */
   dispatchToken: "AUTOSCALER_DISPATCH_TOKEN",
+  /** Pulumi Cloud token with stack_deployment:create on this stack, for the pulumi-deployments actuator. Unset or empty: advice mode. */
+  pulumiToken: "AUTOSCALER_PULUMI_TOKEN",
   /** DigitalOcean token with read scope on billing, optional: cross-checks the ledger. */
   billingToken: "AUTOSCALER_BILLING_TOKEN",
   /** For tests (the recording stand-ins); production uses the defaults. */
   githubApi: "AUTOSCALER_GITHUB_API",
+  pulumiApi: "AUTOSCALER_PULUMI_API",
   digitaloceanApi: "AUTOSCALER_DIGITALOCEAN_API",
 } as const;
 
 export const GITHUB_API = "https://api.github.com";
+export const PULUMI_API = "https://api.pulumi.com";
 export const DIGITALOCEAN_API = "https://api.digitalocean.com";
 /** The workflow the dispatch names (scaleops owns .github/workflows/autoscale.yml). */
 export const DISPATCH_WORKFLOW = "autoscale.yml";
 
 
 const positive = z.number().finite().nonnegative();
+const PULUMI_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
 
 const replicaSchema = z.object({
   node: z.string().regex(/^gpu-\d+$/),
@@ -88,8 +95,26 @@ export const controllerFileSchema = z.object({
   replicas: z.array(replicaSchema),
   /** Whether a CPU stand-in answers the coder route while no replica is ready (else this controller's 503 does). */
   fallback: z.boolean(),
+  /**
+   * Holding coder requests while the GPU wakes (programs/holding/): the stack's caps, and the CPU
+   * stand-in the holder forwards to when a request does not wait. Absent: the off port only answers the 503.
+   */
+  holding: z
+    .object({
+      maxSeconds: z.number().int().min(0).max(840),
+      maxRequests: z.number().int().min(1),
+      maxPerKey: z.number().int().min(1),
+      fallbackUrl: z.string().url().nullable(),
+    })
+    .optional(),
   pin: z.object({ nodes: z.number().int().min(0), untilMs: z.number().int() }).nullable(),
-  dispatch: z.object({ repo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/), ref: z.string().min(1), workflow: z.string().min(1) }).nullable(),
+  /** Where a wanted count goes: a GitHub workflow_dispatch, or a Pulumi Deployments run of this stack (deployments.ts). */
+  dispatch: z
+    .union([
+      z.object({ repo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/), ref: z.string().min(1), workflow: z.string().min(1) }),
+      z.object({ kind: z.literal("pulumi-deployments"), organization: z.string().regex(PULUMI_NAME), project: z.string().regex(PULUMI_NAME), stack: z.string().regex(PULUMI_NAME) }),
+    ])
+    .nullable(),
   /** Whether the deploy gave a billing token (the controller still checks the environment). */
   billingCrossCheck: z.boolean(),
   /**
@@ -132,4 +157,36 @@ export function pinFromHub(hub: HubConfig): HubConfig["gpuPin"] {
 export function filePolicy(policy: PolicyConfig, gpuWindows: readonly string[]): ControllerFile["policy"] {
   const { windows: _parsed, ...rest } = policy;
   return { ...rest, gpuWindows: [...gpuWindows] };
+}
+
+/**
+ * Spend the controller cannot see but the month's budget must count: the droplets of fine-tuning
+ * jobs (`npm run hub -- finetune`), which live in stacks of their own. The hub command writes this
+ * file into the state directory over SSH after each job run; the controller adds this month's
+ * entries to its ledger's spend every tick (ledger.ts monthToDateUsd).
+ */
+export const EXTERNAL_SPEND_FILE = "external-spend.json";
+
+export interface ExternalSpend {
+  readonly version: 1;
+  /** By job id: the month the spend fell in ("YYYY-MM", UTC), USD, and what it was. */
+  readonly entries: Readonly<Record<string, { readonly month: string; readonly usd: number; readonly what: string }>>;
+}
+
+export function asExternalSpend(v: unknown): ExternalSpend | undefined {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  if (o.version !== 1 || typeof o.entries !== "object" || o.entries === null || Array.isArray(o.entries)) return undefined;
+  for (const e of Object.values(o.entries as Record<string, unknown>)) {
+    if (typeof e !== "object" || e === null) return undefined;
+    const x = e as Record<string, unknown>;
+    if (typeof x.month !== "string" || !/^\d{4}-\d{2}$/.test(x.month) || typeof x.usd !== "number" || !Number.isFinite(x.usd) || x.usd < 0 || typeof x.what !== "string") return undefined;
+  }
+  return v as ExternalSpend;
+}
+
+/** This month's (UTC) external spend, USD. */
+export function externalMonthUsd(spend: ExternalSpend | undefined, nowMs: number): number {
+  const month = new Date(nowMs).toISOString().slice(0, 7);
+  return Object.values(spend?.entries ?? {}).reduce((sum, e) => sum + (e.month === month ? e.usd : 0), 0);
 }

@@ -5,14 +5,15 @@ import { decide, initialState } from "../decision";
 import type { AutoscalerState, Decision, PolicyConfig } from "../types";
 import { Actuator, ActuatorState, asActuatorState, DispatchRequest, emptyActuatorState, Pipeline, WantOutcome } from "./actuator";
 import type { BillingReader } from "./billing";
-import { ControllerFile, parseControllerFile } from "./contract";
+import { asExternalSpend, ControllerFile, EXTERNAL_SPEND_FILE, externalMonthUsd, parseControllerFile } from "./contract";
 import { DEMAND_METRIC, demandCounters } from "../demand";
-import { asLedger, emptyLedger, LedgerState, ledgerTimeAfterRestart, monthNodeSeconds, monthStartMs, monthToDateUsd, observeDroplets, raiseFloor, recoveredLedger } from "./ledger";
+import { asLedger, emptyLedger, LedgerState, ledgerTimeAfterRestart, monthNodeSeconds, monthOf, monthStartMs, monthToDateUsd, observeDroplets, raiseFloor, recoveredLedger } from "./ledger";
 import { errorText, Logger } from "./log";
 import { ControllerMetrics } from "./metrics";
 import { offAnswer, OffAnswer } from "./off-answer";
 import { CounterDeltas, Fetcher, healthy, ReplicaReading, replicaReading, scrape } from "./signals";
 import { JsonStore } from "./store";
+import { DemandState, demandThisTick, emptyDemandState } from "../../holding/demand";
 
 /**
  * The controller: every tick it reads the config file the deploy rendered (which GPU replicas the
@@ -76,7 +77,7 @@ export interface ControllerStatus {
   readonly signalsUp: boolean;
   readonly decision?: { readonly wantedNodes: number; readonly reason: string; readonly message: string; readonly numbers: Readonly<Record<string, number>> };
   readonly dispatch: ActuatorState & { readonly lastOutcome?: WantOutcome };
-  readonly ledger: { readonly month: string; readonly monthToDateUsd: number; readonly nodeSeconds: number; readonly gpuBudgetUsd: number; readonly floorReason?: string; readonly accountMonthToDateUsd?: number };
+  readonly ledger: { readonly month: string; readonly monthToDateUsd: number; readonly nodeSeconds: number; readonly gpuBudgetUsd: number; readonly floorReason?: string; readonly accountMonthToDateUsd?: number; readonly externalUsd?: number };
   readonly pin?: { readonly nodes: number; readonly untilMs: number };
   readonly wakeSinceMs?: number;
 }
@@ -105,12 +106,18 @@ export class Controller {
   private readonly deltas = new CounterDeltas();
   private wakeSinceMs: number | null;
   private offAnswered = 0;
+  private holderDone = 0;
+  private immediateTickMs = -Infinity;
+  private demandState: DemandState = emptyDemandState();
   private last?: ControllerStatus;
   private lastDecision?: Decision;
   private billingCheckedMs = -Infinity;
   /** The monotonic clock's reading when the ledger was last updated by this process (undefined before the first tick). */
   private monotonicAtLedger?: number;
   private accountMonthToDateUsd?: number;
+  /** Fine-tuning jobs' spend this month (EXTERNAL_SPEND_FILE), as last read. */
+  private externalUsd = 0;
+  private externalMonth?: string;
   private ticking: Promise<ControllerStatus | undefined> | undefined;
   private tickAgain = false;
 
@@ -192,8 +199,32 @@ export class Controller {
    * the CPU node's Docker network, where anything else could call it.
    */
   answerOff(allowed = true): OffAnswer {
+    this.holderArrived(allowed);
+    return this.offAnswerNow();
+  }
+
+  /** The holder (programs/holding/) received a coder request: demand (when it came through the door, as above), and a tick now so it wakes the GPU. */
+  holderArrived(allowed = true): void {
     if (allowed) this.offAnswered++;
+    // Only a request that may wake the GPU is worth a tick now, and one a second at most: fallback traffic must not set off a tick per request.
+    const now = this.deps.clock();
+    if ((this.lastDecision?.wantedNodes ?? 0) > 0 || now - this.immediateTickMs < 1000) return;
+    this.immediateTickMs = now;
     this.requestTick().catch((err: unknown) => this.deps.log.error("tick failed", { error: errorText(err) }));
+  }
+
+  /** The holder finished answering one: the gateway's completion-time counter will count it again (programs/holding/demand.ts). */
+  holderFinished(): void {
+    this.holderDone++;
+  }
+
+  /** The file's view the holder needs: where the replicas answer, what it may hold, where the CPU stand-in is. */
+  get holdingView(): { readonly replicas: ControllerFile["replicas"]; readonly holding: ControllerFile["holding"] } {
+    return { replicas: this.file.replicas, holding: this.file.holding };
+  }
+
+  /** What a request that nothing serves is answered now (state, Retry-After), without counting it. */
+  offAnswerNow(): OffAnswer {
     const now = this.deps.clock();
     return offAnswer({
       nowMs: now,
@@ -202,7 +233,7 @@ export class Controller {
       pin: this.file.pin ?? undefined,
       wakeSinceMs: this.wakeSinceMs ?? this.actuator.outstanding(now, this.file.replicas.length)?.sinceMs,
       coldStartSeconds: this.file.policy.coldStartSeconds,
-      monthToDateUsd: monthToDateUsd(this.ledger, this.ledgerTime(now).ledgerMs, this.file.policy.nodeHourlyUsd),
+      monthToDateUsd: monthToDateUsd(this.ledger, this.ledgerTime(now).ledgerMs, this.file.policy.nodeHourlyUsd, this.externalUsd),
       gpuBudgetUsd: this.file.policy.gpuBudgetUsd,
     });
   }
@@ -252,11 +283,19 @@ export class Controller {
     // Demand: the gatekeeper's allowed `llm` decisions. A scrape without its counter family is not
     // the gatekeeper's (or not yet): as blind as no answer. Requests this controller answered while
     // off are demand too, but only beside a readable count (they cover the first tick after a restart).
+    // The gatekeeper counts a request when it arrives, as the holder does: a held one counts once (programs/holding/demand.ts).
     const scraped = await scrape(fetcher, file.demand.metricsUrl);
     const counters = scraped?.has(DEMAND_METRIC) ? demandCounters(scraped) : undefined;
-    const answered = this.offAnswered;
+    const holder = { arrived: this.offAnswered, finished: this.holderDone };
     this.offAnswered = 0;
-    const coderRequests = counters ? Math.max(this.deltas.next(counters), answered) : undefined;
+    this.holderDone = 0;
+    let coderRequests: number | undefined;
+    if (counters) {
+      const baseline = this.deltas.snapshot() === undefined;
+      const counted = demandThisTick("arrival", this.deltas.next(counters), holder, this.demandState, baseline);
+      this.demandState = counted.state;
+      coderRequests = counted.demand;
+    }
 
     const replicas: ReplicaStatus[] = await Promise.all(
       file.replicas.map(async (r) => {
@@ -289,8 +328,9 @@ export class Controller {
       destroySeconds: file.timing.destroySeconds,
     });
     this.monotonicAtLedger = monotonicMs;
+    this.readExternalSpend(now);
     await this.checkBilling(ledgerMs, file);
-    const spend = monthToDateUsd(this.ledger, ledgerMs, policy.nodeHourlyUsd);
+    const spend = monthToDateUsd(this.ledger, ledgerMs, policy.nodeHourlyUsd, this.externalUsd);
 
     const starting = deployed - ready.length + (outstanding && outstanding.nodes > deployed ? outstanding.nodes - deployed : 0);
     const nodes = { ready: ready.length, starting, draining: stillAnswering.size };
@@ -315,15 +355,18 @@ export class Controller {
       if (decision.wantedNodes === 0 && ready.length === 0) this.wakeSinceMs = null;
     }
     await this.actuator.step(clock(), clock);
+    // What the status and metrics show: a dispatch this very tick made a node starting.
+    const afterStep = this.actuator.outstanding(clock(), deployed);
+    const shown = { ...nodes, starting: Math.max(nodes.starting, deployed - ready.length + (afterStep && afterStep.nodes > deployed ? afterStep.nodes - deployed : 0)) };
 
     const signalsUp = coderRequests !== undefined && (ready.length === 0 || readings !== undefined);
     this.persist();
 
     const m = this.metrics;
     m.wantedNodes.set(decision.wantedNodes);
-    m.nodes.set({ state: "ready" }, nodes.ready);
-    m.nodes.set({ state: "starting" }, nodes.starting);
-    m.nodes.set({ state: "draining" }, nodes.draining);
+    m.nodes.set({ state: "ready" }, shown.ready);
+    m.nodes.set({ state: "starting" }, shown.starting);
+    m.nodes.set({ state: "draining" }, shown.draining);
     m.decided(decision.reason);
     m.monthSpend.set(spend);
     m.ledgerFloor.set(this.ledger.floorUsd);
@@ -347,18 +390,31 @@ export class Controller {
       mode: this.actuator.acting ? "act" : "advice",
       atMs: now,
       deployedNodes: deployed,
-      nodes,
+      nodes: shown,
       replicas,
       coderRequests,
       demandCounters: counters ? Object.fromEntries(counters) : undefined,
       signalsUp,
       decision: { wantedNodes: decision.wantedNodes, reason: decision.reason, message: decision.message, numbers: decision.numbers },
       dispatch: { ...snapshot, lastOutcome: outcome },
-      ledger: { month: this.ledger.month, monthToDateUsd: spend, nodeSeconds: monthNodeSeconds(this.ledger, ledgerMs), gpuBudgetUsd: policy.gpuBudgetUsd, floorReason: this.ledger.floorReason, accountMonthToDateUsd: this.accountMonthToDateUsd },
+      ledger: { month: this.ledger.month, monthToDateUsd: spend, nodeSeconds: monthNodeSeconds(this.ledger, ledgerMs), gpuBudgetUsd: policy.gpuBudgetUsd, floorReason: this.ledger.floorReason, accountMonthToDateUsd: this.accountMonthToDateUsd, externalUsd: this.externalUsd },
       pin,
       wakeSinceMs: this.wakeSinceMs ?? undefined,
     };
     return this.last;
+  }
+
+  /** A file it cannot read keeps the last value it could: spend is never forgotten by a bad write. */
+  private readExternalSpend(now: number): void {
+    const read = this.deps.store.read(EXTERNAL_SPEND_FILE, asExternalSpend);
+    if (read.kind === "ok") {
+      // Within a month the figure only rises: a file rewritten from an older copy does not lower spend.
+      const month = monthOf(now);
+      const usd = externalMonthUsd(read.value, now);
+      this.externalUsd = month === this.externalMonth ? Math.max(this.externalUsd, usd) : usd;
+      this.externalMonth = month;
+    }
+    else if (read.kind === "corrupt") this.deps.log.error("external spend file unreadable; keeping the last value read", { problem: read.problem, externalUsd: this.externalUsd });
   }
 
   /**

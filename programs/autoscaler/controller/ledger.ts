@@ -146,10 +146,14 @@ export function monthNodeSeconds(ledger: LedgerState, nowMs: number): number {
   return Math.max(counted, current.highWaterNodeSeconds ?? 0);
 }
 
-/** The month's GPU spend so far: closed droplets, open ones to now (each at least its 60 s), never below the floor or the high-water mark. */
-export function monthToDateUsd(ledger: LedgerState, nowMs: number, nodeHourlyUsd: number): number {
+/**
+ * The month's GPU spend so far: closed droplets, open ones to now (each at least its 60 s), plus
+ * `externalUsd` (fine-tuning jobs' droplets, contract.ts EXTERNAL_SPEND_FILE), never below the
+ * floor or the high-water mark.
+ */
+export function monthToDateUsd(ledger: LedgerState, nowMs: number, nodeHourlyUsd: number, externalUsd = 0): number {
   const current = rollMonth(ledger, clamp(ledger, nowMs));
-  return Math.max(current.floorUsd, (monthNodeSeconds(ledger, nowMs) * nodeHourlyUsd) / 3600);
+  return Math.max(current.floorUsd, (monthNodeSeconds(ledger, nowMs) * nodeHourlyUsd) / 3600 + externalUsd);
 }
 
 /**

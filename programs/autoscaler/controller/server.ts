@@ -1,8 +1,10 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { HEALTH_PATH, METRICS_PATH, OFF_BACKEND_NAME, STATUS_PATH } from "./contract";
+import { HEALTH_PATH, HOLDER_HEALTH_PATH, METRICS_PATH, OFF_BACKEND_NAME, STATUS_PATH } from "./contract";
 import type { Controller } from "./controller";
 import { errorText, Logger } from "./log";
+import { holderFollowingFile } from "./holder";
+import type { Fetcher } from "./signals";
 
 /**
  * Two listeners. The control port serves /metrics (Prometheus), /healthz (Docker's check) and
@@ -23,7 +25,7 @@ const json = (res: http.ServerResponse, status: number, body: unknown, headers: 
   res.end(text);
 };
 
-export async function startServers(controller: Controller, options: { readonly host: string; readonly controlPort: number; readonly offPort: number; readonly log: Logger }): Promise<ControllerServers> {
+export async function startServers(controller: Controller, options: { readonly host: string; readonly controlPort: number; readonly offPort: number; readonly log: Logger; readonly fetcher?: Fetcher; readonly clock?: () => number }): Promise<ControllerServers> {
   const control = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") return json(res, 405, { error: { message: "only GET", type: "invalid_request_error", code: "method_not_allowed" } });
@@ -47,7 +49,14 @@ export async function startServers(controller: Controller, options: { readonly h
     }
     return json(res, 404, { error: { message: `not found; paths: ${METRICS_PATH}, ${HEALTH_PATH}, ${STATUS_PATH}`, type: "invalid_request_error", code: "not_found" } });
   });
+  const holder = options.fetcher ? holderFollowingFile(controller, options.fetcher, options.clock ?? Date.now) : undefined;
   const off = http.createServer((req, res) => {
+    const hold = holder?.current();
+    if (hold) return hold(req, res);
+    if ((req.url ?? "").split("?")[0] === HOLDER_HEALTH_PATH) {
+      req.resume();
+      return json(res, 200, { status: "ok", holding: false });
+    }
     // The body (a chat request) is not needed: drain it so the connection can be reused.
     req.resume();
     // Traefik forwards the gatekeeper's key id with every request it let through; nothing else calling this port is demand.
@@ -66,6 +75,9 @@ export async function startServers(controller: Controller, options: { readonly h
     controlPort,
     offPort,
     close: async () => {
+      // Held requests are answered (CPU stand-in or 503) before the port goes, not cut.
+      off.close();
+      await holder?.drain(5000);
       control.closeAllConnections();
       off.closeAllConnections();
       await Promise.all([close(control), close(off)]);

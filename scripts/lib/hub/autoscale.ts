@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import { servingImage } from "../../../services/gpu-image";
 import * as os from "node:os";
 import * as path from "node:path";
 import { decide, initialState } from "../../../programs/autoscaler/decision";
@@ -103,7 +104,7 @@ export async function autoscaleOnce(deps: AutoscaleDeps): Promise<AutoscaleOutco
   const resolved = resolveConfig(config);
   if (!resolved.ok) throw new HubCommandError(`the stack's config is refused:\n  ${resolved.reason}`);
   const hub = resolved.hub;
-  const model = servingModel(hub);
+  const model = servingModel(hub, { image: servingImage(hub) });
   if (!model.ok) throw new HubCommandError(model.reason);
   const policy = policyConfig(hub, model.model);
 

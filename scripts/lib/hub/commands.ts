@@ -1,3 +1,4 @@
+import type { STAGE_NAMES } from "../../../programs/autoscaler/serving-model";
 import type { HubConfig } from "../../../stacks/hub-config";
 import { checkPreview, Decision, decideGpu, decideGpuSync, decideTier, describeOutcome, PreviewStep, resolveConfig, StackConfig } from "./decisions";
 import { HubCommandError, StackOps } from "./ops";
@@ -75,7 +76,10 @@ export interface GpuOptions {
   readonly pinMs?: number;
 }
 
-export async function gpuCommand(ops: StackOps, action: "on" | "off" | "status" | "sync" | "unpin", io: Io, probe?: CoderProbe, now: Date = new Date(io.now()), options: GpuOptions = {}): Promise<void> {
+/** A wake's stages as `gpu on` times them (the model's stage names; the pipeline is not part of an operator's `gpu on`). */
+export type TimedStages = { readonly covers: readonly (typeof STAGE_NAMES)[number][]; readonly seconds: number }[];
+
+export async function gpuCommand(ops: StackOps, action: "on" | "off" | "status" | "sync" | "unpin", io: Io, probe?: CoderProbe, now: Date = new Date(io.now()), options: GpuOptions = {}): Promise<TimedStages | undefined> {
   const config = await ops.getConfig();
   if (action === "status") {
     const current = resolveConfig(config, {}, now.getTime());
@@ -103,10 +107,13 @@ export async function gpuCommand(ops: StackOps, action: "on" | "off" | "status" 
   }
   const started = io.now();
   const marks = new Map<string, number>();
-  const { after, steps } = await applyDecision(ops, config, decision, io, (s) => {
+  // When the up itself starts (after the preview): the droplet's creation is timed from there.
+  let upStarted = started;
+  const timed = new Proxy(ops, { get: (target, key, receiver) => (key === "up" ? (...args: Parameters<StackOps["up"]>) => ((upStarted = io.now()), target.up(...args)) : Reflect.get(target, key, receiver)) });
+  const { after, steps } = await applyDecision(timed, config, decision, io, (s) => {
     for (const phase of PHASES) if (!marks.has(phase.name) && phase.done(s)) marks.set(phase.name, io.now());
   });
-  if (!after.gpu?.on || steps.length === 0) return;
+  if (!after.gpu?.on || steps.length === 0) return undefined;
   let last = started;
   for (const phase of PHASES) {
     const at = marks.get(phase.name);
@@ -123,7 +130,27 @@ export async function gpuCommand(ops: StackOps, action: "on" | "off" | "status" 
       await new Promise((r) => setTimeout(r, 10_000));
     }
     io.out(`  model load: ${((io.now() - last) / 1000).toFixed(0)} s (the gateway now serves the coder from the GPU)`);
+    marks.set("model load", io.now());
   }
+  return timedStages(upStarted, marks);
+}
+
+/** The phases' marks as the model's stages; a stage whose marks are missing is left out. */
+function timedStages(upStarted: number, marks: ReadonlyMap<string, number>): TimedStages {
+  const spans: [string, string, TimedStages[number]["covers"]][] = [
+    ["up", "droplet", ["droplet create"]],
+    ["droplet", "readiness", ["cloud-init"]],
+    ["readiness", "containers started", ["image pull"]],
+    ["containers started", "model load", ["weights from volume", "engine start", "first health check"]],
+  ];
+  const at = (name: string) => (name === "up" ? upStarted : marks.get(name));
+  const out: TimedStages = [];
+  for (const [from, to, covers] of spans) {
+    const a = at(from);
+    const b = at(to);
+    if (a !== undefined && b !== undefined) out.push({ covers, seconds: Math.max(0, (b - a) / 1000) });
+  }
+  return out;
 }
 
 /** Whether the deployed stack has a GPU node, from its outputs (nodeAddresses names every node). */

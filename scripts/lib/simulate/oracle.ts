@@ -53,6 +53,11 @@ export function oracle(trace: Trace, model: ReplayModel): PolicyRun & { readonly
     waitP50s: percentile(sorted, 0.5),
     waitP95s: percentile(sorted, 0.95),
     scaleEvents: 2 * sessions.length,
+    servedByGpuAfterHold: 0,
+    heldThenFallback: 0,
+    holdCapRefused: 0,
+    holdP50s: 0,
+    holdP95s: 0,
     extra: { arrivedDuringColdStart: 0, timedOut: refused, sessions: sessions.length },
     sessions,
   };

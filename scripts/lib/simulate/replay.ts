@@ -18,7 +18,13 @@ import type { Trace } from "./traces";
  *   (prompt + generated tokens) / tokens per second, and it waits for the work queued ahead of
  *   it. A request that would wait longer than `waitLimitSeconds` gets the gateway's 504 (refused)
  *   and costs the GPU nothing (vLLM aborts a request whose client has gone).
- * - No ready node: the CPU fallback answers, or with none, a 503 (refused).
+ * - No ready node: the CPU fallback answers, or with none, a 503 (refused). With holding
+ *   (`hold`), a share of requests is willing to wait up to `hold.seconds` (programs/holding/): such
+ *   a request is held, at most `hold.maxRequests` at once, and joins the first node to become ready
+ *   before its deadline, at that moment (its wait is its hold plus the queue, and the gateway's
+ *   `waitLimitSeconds` counts from its arrival); at its deadline, or as soon as no node is wanted
+ *   or starting (the wake was refused), it gets the fallback or the 503. It counts as demand once,
+ *   at its arrival, as it does in the controller. Who waits is drawn per request, seeded.
  * - The observed span ends at the trace's end; policies then keep ticking without requests for
  *   up to `windDownSeconds`; a node destroyed then is billed to its destruction, one still up is
  *   billed to the span's end plus its drain and teardown.
@@ -37,6 +43,8 @@ export interface ReplayModel {
   readonly fallback: boolean;
   readonly maxNodes: number;
   readonly windDownSeconds: number;
+  /** Holding while the GPU wakes: the share of requests that ask to wait, how long, and the cap on held requests. */
+  readonly hold?: { readonly share: number; readonly seconds: number; readonly maxRequests: number; readonly seed: number };
 }
 
 
@@ -69,6 +77,14 @@ export interface PolicyRun {
   readonly waitP50s: number;
   readonly waitP95s: number;
   readonly scaleEvents: number;
+  /** Served by the GPU after a hold (part of servedByGpu). */
+  readonly servedByGpuAfterHold: number;
+  /** Held, then answered by the fallback (or refused) at the deadline (part of servedByFallback / refused). */
+  readonly heldThenFallback: number;
+  /** Refused because the hold cap was full (part of the fallback or refused count, as the gateway answers them). */
+  readonly holdCapRefused: number;
+  readonly holdP50s: number;
+  readonly holdP95s: number;
   /** Beyond the document's fields: for the human view and the tests. */
   readonly extra: {
     readonly arrivedDuringColdStart: number;
@@ -128,9 +144,25 @@ export function horizonStart(trace: Trace, model: Pick<ReplayModel, "coldStartSe
   return Math.min(trace.beginSeconds, trace.arrivals[0] - model.coldStartSeconds);
 }
 
+/** Whether request `k` asks to wait: a seeded hash of its index against the share (the same requests in every policy). */
+export function willWait(k: number, share: number, seed: number): boolean {
+  if (share <= 0) return false;
+  if (share >= 1) return true;
+  let h = (k + 1) * 0x9e3779b1 + seed * 0x85ebca6b;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  h ^= h >>> 16;
+  return (h >>> 0) / 4294967296 < share;
+}
+
 export function replay(name: string, trace: Trace, model: ReplayModel, controller: Controller): PolicyRun {
   const { arrivals, inputTokens, outputTokens } = trace;
   const n = arrivals.length;
+  const hold = model.hold && model.hold.share > 0 && model.hold.seconds > 0 ? model.hold : undefined;
+  /** Held requests (indices), oldest first. */
+  let held: number[] = [];
+  const holds: number[] = [];
+  let afterHold = 0, heldThenFallback = 0, holdCapRefused = 0;
   const rate = model.nodeHourlyUsd / 3600;
   const start = horizonStart(trace, model);
   const end = Math.max(trace.endSeconds, arrivals[n - 1]);
@@ -161,20 +193,60 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
     }
     if (!best) {
       if (coldStart) duringColdStart++;
-      if (model.fallback) fallback++;
-      else refused++;
+      if (hold && willWait(k, hold.share, hold.seed)) {
+        if (held.length < hold.maxRequests) {
+          held.push(k);
+          return;
+        }
+        holdCapRefused++;
+      }
+      answerWithout();
       return;
     }
-    const begin = Math.max(a, best.freeAt);
+    serve(k, best, a);
+  };
+  const answerWithout = () => {
+    if (model.fallback) fallback++;
+    else refused++;
+  };
+  /** Request k starts on `node` no earlier than `from` (its arrival, or the moment its hold ended). */
+  const serve = (k: number, node: Node, from: number) => {
+    const a = arrivals[k];
+    const begin = Math.max(from, node.freeAt);
     const wait = begin - a;
     if (wait > model.waitLimitSeconds) {
       refused++;
       timedOut++;
-      return;
+      return false;
     }
-    best.freeAt = begin + (inputTokens[k] + outputTokens[k]) / model.replicaTokensPerSecond;
-    push(best, best.freeAt);
+    node.freeAt = begin + (inputTokens[k] + outputTokens[k]) / model.replicaTokensPerSecond;
+    push(node, node.freeAt);
     waits[served++] = wait;
+    return true;
+  };
+  /** At time t: held requests join the first node ready before their deadline; past it, or with no wake coming, they are answered without the GPU. */
+  const releaseHeld = (t: number, wakeComing: boolean) => {
+    if (held.length === 0) return;
+    const still: number[] = [];
+    for (const k of held) {
+      const a = arrivals[k];
+      const deadline = a + hold!.seconds;
+      let best: Node | undefined;
+      for (const node of alive) {
+        const at = Math.max(a, node.readyAt);
+        if (node.readyAt <= t && at <= deadline && at < node.routedOutAt && (!best || Math.max(at, node.freeAt) < Math.max(Math.max(a, best.readyAt), best.freeAt))) best = node;
+      }
+      if (best) {
+        const from = Math.max(a, best.readyAt);
+        holds.push(from - a);
+        if (serve(k, best, from)) afterHold++;
+      } else if (deadline <= t || !wakeComing) {
+        holds.push(Math.min(deadline, t) - a);
+        heldThenFallback++;
+        answerWithout();
+      } else still.push(k);
+    }
+    held = still;
   };
 
   for (let t = start; ; t += model.tickSeconds) {
@@ -183,6 +255,7 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
       route(i++);
       requests++;
     }
+    releaseHeld(t, true);
     // Nodes leaving: a drained node is destroyed; billing and the ledger follow.
     const keyNow = monthKey(trace.startMs + t * 1000);
     if (keyNow !== month) {
@@ -202,7 +275,7 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
         alive.splice(j, 1);
       }
     }
-    const done = t >= end && i >= n;
+    const done = t >= end && i >= n && held.length === 0;
     if (done && (alive.length === 0 || t >= stop)) break;
 
     let ready = 0, starting = 0, draining = 0;
@@ -219,6 +292,8 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
     const changeInFlight = t < createUntil || alive.some((node) => node.routedOutAt !== Infinity);
     const view: TickView = { t, nowMs: trace.startMs + t * 1000, ready, starting, draining, changeInFlight, coderRequests: requests, replicas, monthToDateUsd: monthSpend };
     const wanted = Math.max(0, Math.min(model.maxNodes, Math.round(controller(view))));
+    // The decision saw the held requests' demand and wants no GPU (budget, pin): the holder lets them go.
+    if (wanted === 0 && !alive.some((node) => node.routedOutAt === Infinity)) releaseHeld(t, false);
     const active = alive.filter((node) => node.routedOutAt === Infinity);
     // The pipeline acts on the latest wanted count: a removal whose node is still in the routes is called off.
     if (wanted > active.length) {
@@ -251,7 +326,14 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
   // Still up when the wind-down ends: billed through the span, its drain and teardown.
   for (const node of alive) close(node, Math.max(node.createdAt, Math.max(end, node.freeAt) + model.destroySeconds));
 
+  // Whatever is still held when the wind-down ends never met a GPU.
+  for (let j = 0; j < held.length; j++) {
+    holds.push(hold!.seconds);
+    heldThenFallback++;
+    answerWithout();
+  }
   const sortedWaits = waits.subarray(0, served).sort();
+  const sortedHolds = Float64Array.from(holds).sort();
   const outsideColdStarts = n - duringColdStart;
   return {
     name,
@@ -261,10 +343,16 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
     servedByGpu: served,
     servedByFallback: fallback,
     refused,
-    gpuShareOutsideColdStarts: outsideColdStarts > 0 ? served / outsideColdStarts : 0,
+    // Requests held through a cold start arrived during it: this share counts those served without one.
+    gpuShareOutsideColdStarts: outsideColdStarts > 0 ? (served - afterHold) / outsideColdStarts : 0,
     waitP50s: percentile(sortedWaits, 0.5),
     waitP95s: percentile(sortedWaits, 0.95),
     scaleEvents,
+    servedByGpuAfterHold: afterHold,
+    heldThenFallback,
+    holdCapRefused,
+    holdP50s: percentile(sortedHolds, 0.5),
+    holdP95s: percentile(sortedHolds, 0.95),
     extra: { arrivedDuringColdStart: duringColdStart, timedOut, sessions },
   };
 }

@@ -1,11 +1,13 @@
+import { bakedImageConfigured, servingModel, ServingModel, ServingOverrides, STAGE_NAMES } from "../../../programs/autoscaler/serving-model";
+import type { HubConfig } from "../../../stacks/hub-config";
 import type { PolicyRun } from "./replay";
-import type { Simulation } from "./run";
+import { SimulateInputError, type Simulation } from "./run";
 
 /** The issue's target: the autoscaler at most 1.2x the oracle's cost, at least 90% of all coder requests on the GPU. */
 export const TARGET = { costRatio: 1.2, gpuShare: 0.9 } as const;
 
 /** The fields of each `policies` entry in `--json`, exactly. */
-export const POLICY_FIELDS = ["name", "gpuHours", "costUsd", "requests", "servedByGpu", "servedByFallback", "refused", "gpuShareOutsideColdStarts", "waitP50s", "waitP95s", "scaleEvents"] as const;
+export const POLICY_FIELDS = ["name", "gpuHours", "costUsd", "requests", "servedByGpu", "servedByGpuAfterHold", "servedByFallback", "heldThenFallback", "holdCapRefused", "refused", "gpuShareOutsideColdStarts", "waitP50s", "waitP95s", "holdP50s", "holdP95s", "scaleEvents"] as const;
 
 const r = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
 
@@ -16,11 +18,16 @@ function policyEntry(p: PolicyRun): Record<(typeof POLICY_FIELDS)[number], strin
     costUsd: r(p.costUsd, 2),
     requests: p.requests,
     servedByGpu: p.servedByGpu,
+    servedByGpuAfterHold: p.servedByGpuAfterHold,
     servedByFallback: p.servedByFallback,
+    heldThenFallback: p.heldThenFallback,
+    holdCapRefused: p.holdCapRefused,
     refused: p.refused,
     gpuShareOutsideColdStarts: r(p.gpuShareOutsideColdStarts, 4),
     waitP50s: r(p.waitP50s, 2),
     waitP95s: r(p.waitP95s, 2),
+    holdP50s: r(p.holdP50s, 1),
+    holdP95s: r(p.holdP95s, 1),
     scaleEvents: p.scaleEvents,
   };
 }
@@ -59,12 +66,15 @@ export function jsonDocument(sim: Simulation): unknown {
     gpuSize: sim.model.gpuSize,
     nodeHourlyUsd: sim.model.nodeHourlyUsd,
     coldStart: {
+      image: sim.model.coldStart.image,
+      actuator: sim.model.coldStart.actuator,
       totalSeconds: r(sim.model.coldStart.totalSeconds, 1),
       billedSeconds: r(sim.model.coldStart.billedSeconds, 1),
       stages: sim.model.coldStart.stages.map((s) => ({ name: s.name, seconds: r(s.seconds, 1), how: s.how, unverified: s.unverified })),
     },
     replica: sim.model.replica,
     settings: { gpuMinNodes: sim.policy.minNodes, gpuMaxNodes: sim.policy.maxNodes, gpuIdleMinutes: sim.policy.idleSeconds / 60, gpuTargetLoadPercent: Math.round(sim.policy.targetLoad * 100), gpuPredictiveWake: sim.policy.predictive, fallback: sim.replayModel.fallback },
+    hold: sim.replayModel.hold ? { share: sim.replayModel.hold.share, seconds: sim.replayModel.hold.seconds, maxRequests: sim.replayModel.hold.maxRequests } : null,
     policies: sim.policies.map(policyEntry),
     idleSweep: sim.sweep.map((s) => ({ idleMinutes: s.idleMinutes, costUsd: r(s.costUsd, 2), gpuShare: r(s.gpuShare, 4) })),
     cheapestIdleMinutes: bestIdle(sim)?.idleMinutes ?? null,
@@ -93,12 +103,14 @@ export function humanReport(sim: Simulation): string {
   for (const note of t.notes) out.push(`  - ${note}`);
   out.push(`Stack ${sim.stack}: ${m.gpuSize} at $${m.nodeHourlyUsd}/h, gpuMinNodes ${sim.policy.minNodes}, gpuMaxNodes ${sim.policy.maxNodes}, gpuIdleMinutes ${sim.policy.idleSeconds / 60}, target load ${Math.round(sim.policy.targetLoad * 100)}%, predictive wake ${sim.policy.predictive ? "on" : "off"}, ${sim.replayModel.fallback ? "CPU fallback coder" : "no fallback (503 while the GPU is off)"}`);
   out.push("");
-  out.push(`Cold start: ${secs(m.coldStart.totalSeconds)} from the wake request to traffic, ${secs(m.coldStart.billedSeconds)} of it billed (⚠ = no source gave the figure for this setup; override with --cold-start-s / --pipeline-s)`);
+  out.push(`Cold start: ${secs(m.coldStart.totalSeconds)} from the wake request to traffic, ${secs(m.coldStart.billedSeconds)} of it billed; ${m.coldStart.image === "baked" ? "the baked GPU image" : "the GPU base image"}, woken through ${m.coldStart.actuator} (⚠ = no source gave the figure for this setup; override with --stages FILE, --cold-start-s, --pipeline-s)`);
   for (const s of m.coldStart.stages) out.push(`  ${s.name.padEnd(20)} ${secs(s.seconds).padStart(7)}${s.unverified ? " ⚠" : "  "}  ${s.how}`);
   out.push(`Replica: ${m.replica.concurrentSequences} sequences at once (${m.replica.kvTokens.toLocaleString("en-US")} KV tokens / ${m.replica.typicalInputTokens + m.replica.typicalOutputTokens}-token requests, max-num-seqs ${m.replica.maxNumSeqs}); ${m.replica.tokensPerSecond.toFixed(0)} tokens/s${m.replica.tokensPerSecondUnverified ? " ⚠" : ""} (${m.replica.tokensPerSecondHow}); a wait over ${sim.replayModel.waitLimitSeconds} s is the gateway's 504`);
   out.push("");
-  const rows = sim.policies.map((p) => [p.name, p.gpuHours.toFixed(2), usd(p.costUsd), String(p.requests), pct(p.servedByGpu / p.requests), String(p.servedByFallback), String(p.refused), pct(p.gpuShareOutsideColdStarts), secs(p.waitP50s), secs(p.waitP95s), String(p.scaleEvents)]);
-  out.push(table(["policy", "GPU h", "cost", "requests", "on GPU", "fallback", "refused", "GPU outside cold starts", "wait p50", "wait p95", "scale events"], rows));
+  const hold = sim.replayModel.hold;
+  if (hold) out.push(`Holding: ${pct(hold.share)} of requests ask to wait up to ${hold.seconds} s for a waking GPU, at most ${hold.maxRequests} held at once (gpuHoldMaxRequests)`);
+  const rows = sim.policies.map((p) => [p.name, p.gpuHours.toFixed(2), usd(p.costUsd), String(p.requests), pct(p.servedByGpu / p.requests), ...(hold ? [pct((p.servedByGpu - p.servedByGpuAfterHold) / p.requests), pct(p.servedByGpuAfterHold / p.requests)] : []), String(p.servedByFallback), String(p.refused), pct(p.gpuShareOutsideColdStarts), secs(p.waitP50s), secs(p.waitP95s), ...(hold ? [`${secs(p.holdP50s)} / ${secs(p.holdP95s)}`, String(p.heldThenFallback), String(p.holdCapRefused)] : []), String(p.scaleEvents)]);
+  out.push(table(["policy", "GPU h", "cost", "requests", "on GPU", ...(hold ? ["directly", "after hold"] : []), "fallback", "refused", "GPU outside cold starts", "wait p50", "wait p95", ...(hold ? ["hold p50 / p95", "held, then fallback", "over hold cap"] : []), "scale events"], rows));
   const best = bestIdle(sim);
   if (best) {
     out.push("");
@@ -111,4 +123,37 @@ export function humanReport(sim: Simulation): string {
   if (target) out.push(`Target (cost <= ${TARGET.costRatio} x oracle, >= ${pct(TARGET.gpuShare)} on GPU): autoscaler ${target.costRatio.toFixed(3)} x oracle, ${pct(target.gpuShare)} on GPU: ${target.met ? "met" : "not met"}`);
   out.push(`(costs are GPU droplets only; the CPU node and volumes bill the same under every policy. Replayed ${sim.policies.length} policies in ${sim.replaySeconds.toFixed(2)} s${sim.sweep.length ? `, the ${sim.sweep.length}-point sweep in ${sim.sweepSeconds.toFixed(2)} s` : ""}.)`);
   return out.join("\n");
+}
+
+/** The wake variants the stage comparison puts side by side, in order. */
+export const WAKE_VARIANTS: readonly { readonly label: string; readonly overrides: ServingOverrides }[] = [
+  { label: "before (BF16 + online FP8, base image, old workflow)", overrides: { image: "base", actuator: "github-before", bf16OnlineWeights: true } },
+  { label: "base image", overrides: { image: "base", actuator: "github" } },
+  { label: "baked image (GitHub)", overrides: { image: "baked", actuator: "github" } },
+  { label: "baked image (Pulumi Deployments)", overrides: { image: "baked", actuator: "pulumi-deployments" } },
+];
+
+/** The modelled wake, stage by stage, for each variant (and a measured one when given). */
+export function stageComparison(hub: HubConfig, measured?: ServingOverrides["measured"]): { header: string[]; rows: string[][]; notes: string[] } {
+  const variants = [...WAKE_VARIANTS, ...(measured ? [{ label: "measured (--stages)", overrides: { image: bakedImageConfigured(hub) ? "baked" : "base", measured } as ServingOverrides }] : [])];
+  const models = variants.map((v) => {
+    const built = servingModel(hub, v.overrides);
+    if (!built.ok) throw new SimulateInputError([built.reason]);
+    return built.model;
+  });
+  const cell = (m: ServingModel, name: string) => {
+    const stage = m.coldStart.stages.find((st) => st.name === name || st.name.split(" + ").includes(name));
+    if (!stage) return "-";
+    if (stage.name !== name) return stage.name.startsWith(name) ? `${secs(stage.seconds)} (with the next)` : "↑";
+    return `${secs(stage.seconds)}${stage.unverified ? " ⚠" : ""}`;
+  };
+  const rows = STAGE_NAMES.map((name) => [name, ...models.map((m) => cell(m, name))]);
+  rows.push(["total", ...models.map((m) => secs(m.coldStart.totalSeconds))], ["of it billed", ...models.map((m) => secs(m.coldStart.billedSeconds))]);
+  const notes = models[models.length - 1 - (measured ? 1 : 0)].coldStart.stages.map((st) => `${st.name}: ${st.how}`);
+  return { header: ["stage", ...variants.map((v) => v.label)], rows, notes };
+}
+
+export function stageComparisonText(hub: HubConfig, stack: string, measured?: ServingOverrides["measured"]): string {
+  const c = stageComparison(hub, measured);
+  return [`Modelled GPU wake of stack ${stack} (${hub.gpu?.size.slug}), wake request to traffic (⚠ = no source gave the figure for this setup):`, "", table(c.header, c.rows), "", "How the last modelled column is made up:", ...c.notes.map((n) => `  - ${n}`)].join("\n");
 }

@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { servingImage } from "../../../services/gpu-image";
 import * as path from "node:path";
 import { LEARNING_DEFAULTS, LearningTuning } from "../../../programs/autoscaler/learning";
 import { policyConfig, ServingModel, servingModel, ServingOverrides } from "../../../programs/autoscaler/serving-model";
@@ -39,6 +40,8 @@ export interface SimulateOptions {
   readonly serving?: ServingOverrides;
   readonly sweep?: boolean;
   readonly tuning?: LearningTuning;
+  /** Holding: the share of requests that ask to wait for a waking GPU, and for how long (default: the stack's gpuHoldMaxSeconds). */
+  readonly hold?: { readonly share: number; readonly seconds?: number };
 }
 
 export interface Simulation {
@@ -78,8 +81,10 @@ function availableStacks(): string[] {
     .sort();
 }
 
-export function replayModelFor(hub: HubConfig, model: ServingModel, policy: PolicyConfig): ReplayModel {
+export function replayModelFor(hub: HubConfig, model: ServingModel, policy: PolicyConfig, hold?: SimulateOptions["hold"], seed = 1): ReplayModel {
+  const s = hub.settings;
   return {
+    ...(hold && hold.share > 0 ? { hold: { share: hold.share, seconds: Math.min(hold.seconds ?? s.gpuHoldMaxSeconds, s.gpuHoldMaxSeconds), maxRequests: s.gpuHoldMaxRequests, seed } } : {}),
     tickSeconds: TICK_SECONDS,
     pipelineSeconds: model.coldStart.pipelineSeconds,
     coldStartSeconds: model.coldStart.totalSeconds,
@@ -116,7 +121,7 @@ export function idleSweep(trace: Trace, policy: PolicyConfig, replayModel: Repla
 
 export function simulate(options: SimulateOptions): Simulation {
   const hub = loadStack(options.stack, options.configFile, options.sets ?? {});
-  const built = servingModel(hub, options.serving);
+  const built = servingModel(hub, { ...options.serving, image: options.serving?.image ?? servingImage(hub) });
   if (!built.ok) throw new SimulateInputError([`--stack ${options.stack}: ${built.reason}`]);
   const model = built.model;
   const policy = policyConfig(hub, model);
@@ -131,7 +136,8 @@ export function simulate(options: SimulateOptions): Simulation {
   });
   const trace = options.days ? sliceDays(whole, options.days.from, options.days.to) : whole;
   if (!trace) throw new SimulateInputError([`--days ${options.days!.from}-${options.days!.to}: the trace has no request on those days`]);
-  const replayModel = replayModelFor(hub, model, policy);
+  if (options.hold && options.hold.share > 0 && hub.settings.gpuHoldMaxSeconds === 0) throw new SimulateInputError([`--hold-share ${options.hold.share}: the stack holds nothing (gpuHoldMaxSeconds is 0); --set gpuHoldMaxSeconds=600 to try it`]);
+  const replayModel = replayModelFor(hub, model, policy, options.hold, options.seed ?? 1);
   const began = process.hrtime.bigint();
   const policies = runPolicies(trace, policy, replayModel, options.tuning);
   const replayed = process.hrtime.bigint();

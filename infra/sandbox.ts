@@ -1,0 +1,75 @@
+import { createHash } from "node:crypto";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { bundleSandboxApi } from "../programs/sandbox/bundle";
+import { renderSandboxCloudInit, SANDBOX_NODE_IMAGE, SANDBOX_NODE_PATHS, sandboxInstallFileScript, sandboxNodeEnv, sandboxReadinessScript, sandboxRestartScript } from "../services/sandbox";
+import type { SandboxPlan } from "../stacks/sandbox";
+import { recordArtifact, SECRET_PLACEHOLDER } from "./artifacts";
+import { HubNode, type HubNodeArgs } from "./node";
+import type { NodeSsh } from "./ssh";
+
+export interface SandboxApiArgs {
+  /** The sandbox node's readiness check: runsc and the languages' tree are built. */
+  readonly ready: pulumi.Resource;
+  readonly ssh: NodeSsh;
+  readonly privateIp: pulumi.Input<string>;
+  /** The sandbox token (a secret); only its SHA-256 goes to the node. */
+  readonly token: pulumi.Output<string>;
+  readonly slots: number;
+  /** A replaced droplet (even one given the same addresses) gets its API started again. */
+  readonly dropletId: pulumi.Input<number>;
+}
+
+const hash = (text: string) => createHash("sha256").update(text).digest("hex").slice(0, 16);
+
+let bundled: string | undefined;
+/** Bundled once per process: every stack ships the same API. */
+export function sandboxApiBundle(): string {
+  bundled ??= bundleSandboxApi();
+  return bundled;
+}
+
+/**
+ * The sandbox API on its node: the bundle and its environment written over SSH, then the service
+ * restarted and awaited on the node's private address. A new bundle or setting restarts it; the
+ * droplet itself stays (its runsc and Debian tree took ten minutes to build).
+ */
+export class SandboxApi extends pulumi.ComponentResource {
+  public readonly restart: command.remote.Command;
+
+  constructor(name: string, args: SandboxApiArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    super("inference-hub:sandbox:SandboxApi", name, {}, opts);
+    const connection = { ...args.ssh.connection, dialErrorLimit: 10 };
+    const bundle = sandboxApiBundle();
+    // The digest of a secret is derived from it: kept secret too, though it opens nothing.
+    const env = pulumi.secret(pulumi.all([args.token, args.privateIp]).apply(([token, privateIp]) => sandboxNodeEnv({ tokenSha256: createHash("sha256").update(token).digest("hex"), privateIp, slots: args.slots })));
+    const write = (role: string, path: string, content: pulumi.Input<string>, mode: "0600" | "0644") =>
+      new command.remote.Command(`${name}-${role}`, { connection, create: sandboxInstallFileScript(path, mode), update: sandboxInstallFileScript(path, mode), stdin: content, delete: `rm -f '${path}'` }, { parent: this, dependsOn: [args.ready] });
+    const files = [write("bundle", SANDBOX_NODE_PATHS.bundle, bundle, "0644"), write("env", SANDBOX_NODE_PATHS.env, env, "0600")];
+    this.restart = new command.remote.Command(
+      `${name}-restart`,
+      {
+        connection,
+        create: pulumi.output(args.privateIp).apply(sandboxRestartScript),
+        triggers: [hash(bundle), env.apply(hash), args.dropletId],
+      },
+      { parent: this, dependsOn: files },
+    );
+    this.registerOutputs({});
+  }
+}
+
+export interface SandboxNodeArgs extends Omit<HubNodeArgs, "image" | "cloudInit" | "readinessScript" | "volumeId" | "size" | "longLived"> {
+  readonly plan: SandboxPlan;
+  readonly token: pulumi.Output<string>;
+}
+
+/** The sandbox droplet (Debian 13, no volume, no Docker) and its API; its cloud-init is recorded for the plan. */
+export function sandboxNode(name: string, args: SandboxNodeArgs): { readonly node: HubNode; readonly api: SandboxApi } {
+  const { plan, token, ...nodeArgs } = args;
+  const node = new HubNode(name, { ...nodeArgs, size: plan.size.slug, image: SANDBOX_NODE_IMAGE, cloudInit: (hostKey) => renderSandboxCloudInit(hostKey), readinessScript: sandboxReadinessScript() });
+  const shown = node.hostPublicKey.apply((publicKey) => renderSandboxCloudInit({ privateKey: SECRET_PLACEHOLDER, publicKey }));
+  recordArtifact({ kind: "cloud-init", node: name, path: `${name}/cloud-init.yaml`, content: shown });
+  const api = new SandboxApi(`${name}-api`, { ready: node.ready, ssh: node.ssh, privateIp: node.privateIp, token, slots: plan.slots, dropletId: node.dropletId });
+  return { node, api };
+}
