@@ -9,6 +9,7 @@ import { GATEKEEPER_CONTAINER } from "../services/auth";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT, readinessScript, renderCloudInit, NodeSetupInput } from "../services/node-setup";
 import { gpuBootImage } from "../services/gpu-image";
 import { ConfigError, HubConfig, loadHubConfig, NOT_SHOWN, problem, PROJECT } from "../stacks";
+import { secretsInTheClear } from "../stacks/load";
 import { findGpuSize } from "../stacks/catalogue/droplets";
 import { GatewayAddress } from "./address";
 import { recordArtifact, SECRET_PLACEHOLDER } from "./artifacts";
@@ -21,6 +22,7 @@ import { deployerSshAccess, inspectDeployerKey, stackSshDirectory } from "./ssh"
 import { AccountSshKey, decideSshKeyRegistration, dropletSshKeys, md5Fingerprint, SshKeyRegistration } from "./ssh-keys";
 import { KeysFileError, parseKeysFile } from "../programs/gatekeeper/keys";
 import { isOfflineStandIn, SettingsRefused } from "./offline-secrets";
+import { providerErrorCause } from "./provider-errors";
 import type { SecretName } from "../services/spec";
 import type { DropletTarget } from "./containers";
 import { deployServices } from "./services";
@@ -29,9 +31,21 @@ import { HubStorage } from "./storage";
 import { sandboxNode } from "./sandbox";
 import { SANDBOX_NODE_NAME } from "../stacks/sandbox";
 
+/**
+ * Keys the engine handed over encrypted. The SDK keeps the list (PULUMI_CONFIG_SECRET_KEYS) but
+ * types its reader as internal; the pinned version has it, and the real-engine tests would fail without it.
+ */
+function engineSecretKeys(config: Record<string, string>): string[] {
+  const isConfigSecret = (pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean }).isConfigSecret;
+  if (typeof isConfigSecret !== "function") throw new pulumi.RunError("this @pulumi/pulumi has no runtime.isConfigSecret: the program cannot tell secret settings stored in the clear; pin the version package.json names.");
+  return Object.keys(config).filter((key) => isConfigSecret(key));
+}
+
 /** Reads and validates the stack's config; refuses (without a stack trace) before anything is created. */
 function hubConfigFromEngine(): HubConfig {
-  const loaded = loadHubConfig(pulumi.runtime.allConfig());
+  const config = pulumi.runtime.allConfig();
+  // Pulumi.yaml cannot declare the secret settings secret (that would make them required), so the program checks.
+  const loaded = loadHubConfig(config, [], secretsInTheClear(config, engineSecretKeys(config)));
   if (!loaded.ok) throw new pulumi.RunError(new ConfigError(loaded.problems, `stack ${pulumi.getStack()}`).message);
   const hub = loaded.config;
   const hasSshKey = hub.settings.sshPublicKey !== undefined || hub.settings.sshKeyFingerprints.length > 0;
@@ -101,7 +115,7 @@ function apiKeysDocument(): pulumi.Output<string> {
     } catch (err) {
       // JSON.parse's message quotes the text: keep the document's content out of the output.
       const why = err instanceof KeysFileError ? err.problems.map((p) => (p.startsWith("not valid JSON") ? "not valid JSON" : p)).join("; ") : "unreadable";
-      const manage = `Manage keys with: npm run hub -- keys create|list|revoke --stack ${pulumi.getStack()}`;
+      const manage = `Declare keys with: npm run hub -- keys create --bootstrap --stack ${pulumi.getStack()} (runtime keys: npm run hub -- keys create|list|revoke)`;
       throw new SettingsRefused([problem("apiKeys", NOT_SHOWN, `is not a valid keys document: ${why}.`, manage)]);
     }
     return text;
@@ -181,7 +195,7 @@ async function deployerKeyRegistration(hub: HubConfig, cloudName: string, env: D
     try {
       accountKeys = await env.accountSshKeys.withFingerprint(fingerprint);
     } catch (err) {
-      problems.push(`sshPublicKey: could not list the DigitalOcean account's SSH keys to see whether ${fingerprint} is registered already (${(err as Error).message.split("\n")[0]}). Check DIGITALOCEAN_TOKEN.`);
+      problems.push(`sshPublicKey: could not list the DigitalOcean account's SSH keys to see whether ${fingerprint} is registered already (${providerErrorCause(err)}). Check DIGITALOCEAN_TOKEN.`);
       return undefined;
     }
   }

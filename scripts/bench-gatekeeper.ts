@@ -1,10 +1,10 @@
+import { benchArgs } from "./lib/bench-args";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { constants as fsConstants, promises as fsp, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { Client } from "pg";
 import { bundleGatekeeper } from "../programs/gatekeeper/bundle";
@@ -36,15 +36,12 @@ import { table } from "./lib/plan-view";
  *   npm run bench -- gatekeeper [--duration 10] [--connections 16] [--rate 5000] [--warmup 2] [--repeat 1]
  */
 
-const { values } = parseArgs({
-  options: {
-    duration: { type: "string", default: "10" },
-    connections: { type: "string", default: "16" },
-    rate: { type: "string", default: "5000" },
-    warmup: { type: "string", default: "2" },
-    repeat: { type: "string", default: "1" },
-  },
-  strict: true,
+const { values } = benchArgs("bench gatekeeper", "usage: npm run bench -- gatekeeper [--duration 10] [--connections 16] [--rate 5000] [--warmup 2] [--repeat 1]", {
+  duration: { type: "string", default: "10" },
+  connections: { type: "string", default: "16" },
+  rate: { type: "string", default: "5000" },
+  warmup: { type: "string", default: "2" },
+  repeat: { type: "string", default: "1" },
 });
 const DURATION_S = Number(values.duration);
 const CONNECTIONS = Number(values.connections);

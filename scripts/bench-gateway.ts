@@ -1,10 +1,10 @@
+import { benchArgs } from "./lib/bench-args";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import { cpus, loadavg } from "node:os";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
-import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { Client } from "pg";
 import { TRAEFIK_VERSION, traefikBinaryPath } from "./tools/traefik";
@@ -21,7 +21,7 @@ import { table } from "./lib/plan-view";
  *   - p99 added < 5 ms at 1,000 req/s (gateway − the stand-in called directly);
  *   - CPU per request ≤ 1.5 × Traefik alone (the gateway's processes against the floor's Traefik);
  *   - saturation ≥ 50 % of Traefik alone.
- * Targets:
+ * Compared:
  *   direct   the stand-in, called directly;
  *   floor    Traefik alone: the same binary, environment and static file (entry points, JSON access
  *            log, Prometheus metrics) proxying to the stand-in with no middleware;
@@ -44,17 +44,14 @@ import { table } from "./lib/plan-view";
  * The load average is printed with every phase: the machine is shared.
  */
 
-const { values } = parseArgs({
-  options: {
-    rounds: { type: "string", default: "3" },
-    seconds: { type: "string", default: "8" },
-    rate: { type: "string", default: "1000" },
-    connections: { type: "string", default: "16" },
-    "light-rate": { type: "string", default: "250" },
-    warmup: { type: "string", default: "2" },
-    profile: { type: "string" },
-  },
-  strict: true,
+const { values } = benchArgs("bench gateway", "usage: npm run bench -- gateway [--rounds 3] [--seconds 8] [--rate 1000] [--light-rate 250] [--connections 16] [--warmup 2] [--profile DIR]", {
+  rounds: { type: "string", default: "3" },
+  seconds: { type: "string", default: "8" },
+  rate: { type: "string", default: "1000" },
+  connections: { type: "string", default: "16" },
+  "light-rate": { type: "string", default: "250" },
+  warmup: { type: "string", default: "2" },
+  profile: { type: "string" },
 });
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);

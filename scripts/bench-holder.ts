@@ -1,7 +1,7 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { cpus, loadavg } from "node:os";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./lib/bench-args";
 import autocannon from "autocannon";
 import { createHoldHandler } from "../programs/holding/proxy";
 import { startStandIn } from "../test/helpers/stand-ins";
@@ -17,7 +17,7 @@ import { table } from "./lib/plan-view";
  *   npm run bench -- holder [--rounds 3] [--seconds 5] [--connections 16]
  */
 
-const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "5" }, connections: { type: "string", default: "16" } }, strict: true });
+const { values } = benchArgs("bench holder", "usage: npm run bench -- holder [--rounds 3] [--seconds 5] [--connections 16]", { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "5" }, connections: { type: "string", default: "16" } });
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const CONNECTIONS = Number(values.connections);

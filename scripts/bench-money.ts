@@ -1,7 +1,7 @@
+import { benchArgs } from "./lib/bench-args";
 import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import type { ControllerFile } from "../programs/autoscaler/controller/contract";
 import { Controller, LEDGER_FILE } from "../programs/autoscaler/controller/controller";
 import { MemoryLogger } from "../programs/autoscaler/controller/log";
@@ -152,12 +152,7 @@ async function run(fault: Fault): Promise<Outcome> {
 }
 
 async function main(): Promise<void> {
-  try {
-    parseArgs({ options: {}, strict: true });
-  } catch (err) {
-    process.stderr.write(`bench money: ${(err as Error).message}\nusage: npm run bench -- money\n`);
-    process.exit(1);
-  }
+  benchArgs("bench money", "usage: npm run bench -- money", {});
   const load = loadavg()[0];
   const tickUsd = (TICK_S / 3600) * HOURLY;
   const outcomes: Outcome[] = [];

@@ -1,9 +1,9 @@
+import { benchArgs } from "./lib/bench-args";
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import { silentLogger } from "../programs/gatekeeper/log";
 import { startSandboxApi, type SandboxApi } from "../programs/sandbox/app";
 import { readSandboxConfig } from "../programs/sandbox/config";
@@ -19,7 +19,7 @@ import { readRootfsManifest, rootfsMissingReason, sandboxRootfsDir } from "./too
  * Medians of --runs; the machine's load average is printed with them, since it moves everything.
  */
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "10" }, duration: { type: "string", default: "15" }, concurrency: { type: "string", default: "2" } }, strict: true });
+const { values } = benchArgs("bench sandbox", "usage: npm run bench -- sandbox [--runs 10] [--duration 15] [--concurrency 2]", { runs: { type: "string", default: "10" }, duration: { type: "string", default: "15" }, concurrency: { type: "string", default: "2" } });
 const runs = Math.max(3, Number(values.runs) || 10);
 const durationMs = Math.max(3, Number(values.duration) || 15) * 1000;
 const concurrency = Math.max(1, Number(values.concurrency) || 2);

@@ -1,9 +1,9 @@
+import { benchArgs } from "./lib/bench-args";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import { table } from "./lib/plan-view";
 import { availableStacks, PROJECT_ROOT, stackFilePath } from "./lib/plan-runner";
 
@@ -27,6 +27,8 @@ const SUB_BENCHMARKS: Readonly<Record<string, string>> = {
   money: "bench-money",
   // The sandbox: a trivial execution plain, cold and warm, and executions per second (as root).
   sandbox: "bench-sandbox",
+  // Keys at runtime: create → first accepted, revoke → first refused, through the rig.
+  keys: "bench-keys",
 };
 // Dispatched before this script's own options are parsed: a sub-benchmark has options of its own.
 const first = process.argv[2];
@@ -35,17 +37,8 @@ if (sub) {
   const child = spawnSync(process.execPath, [RUNNER, sub, ...process.argv.slice(3)], { stdio: "inherit" });
   process.exit(child.status ?? 1);
 }
-let parsed;
-try {
-  parsed = parseArgs({
-    options: { runs: { type: "string", default: "5" }, nodes: { type: "string", default: "64" }, "compare-tsx": { type: "boolean", default: false } },
-    strict: true,
-    allowPositionals: true,
-  });
-} catch (err) {
-  process.stderr.write(`bench: ${(err as Error).message}\nusage: npm run bench -- [--runs 5] [--nodes 64|1,8,32,64] [--compare-tsx] | gatekeeper | gateway | holder | money | sandbox [their options]\n`);
-  process.exit(1);
-}
+const parsed = benchArgs("bench", `usage: npm run bench -- [--runs 5] [--nodes 64|1,8,32,64] [--compare-tsx]   (the offline plan against its floor)
+       npm run bench -- <${Object.keys(SUB_BENCHMARKS).join("|")}> [its options; --help for them]`, { runs: { type: "string", default: "5" }, nodes: { type: "string", default: "64" }, "compare-tsx": { type: "boolean", default: false } }, true);
 const { values, positionals } = parsed;
 if (positionals.length > 0) {
   process.stderr.write(`bench: unknown benchmark "${positionals[0]}"; use no argument (the plan) or one of: ${Object.keys(SUB_BENCHMARKS).join(", ")}\n`);

@@ -3,11 +3,12 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { diagramFileContent, diagramFileProblem, pictureOf, renderMermaid } from "./lib/diagram";
 import { findChromium, renderSvg } from "./lib/diagram-svg";
-import { planFromFile, stackFilePath } from "./lib/plan-runner";
+import { availableStacks, planFromFile, PROJECT_ROOT, stackFilePath } from "./lib/plan-runner";
+import { chooseStack } from "./lib/hub/stack-choice";
 import { renderFailure, renderPlan } from "./lib/plan-view";
 
 const USAGE = `usage: npm run plan -- [--stack NAME | --config-file PATH] [--json] [--out DIR]
-  --stack NAME        plan Pulumi.NAME.yaml (default: cpu)
+  --stack NAME        plan Pulumi.NAME.yaml (else $PULUMI_STACK, else the stack \`pulumi stack select\` chose)
   --config-file PATH  plan any stack file; the stack name is taken from Pulumi.<name>.yaml
   --json              print one machine-readable document instead of the human view
   --out DIR           write the rendered artifacts (cloud-init, Traefik, vLLM args) to DIR
@@ -52,8 +53,16 @@ async function main(): Promise<void> {
   if (diagramProblem) fail(diagramProblem);
   const svg = values.diagram?.toLowerCase().endsWith(".svg") ?? false;
   if (svg && !findChromium()) fail(`--diagram ${values.diagram}: SVG is drawn by Mermaid in a headless Chromium, and none was found (/usr/bin/chromium, or set HUB_CHROMIUM). Install Debian's (apt-get install chromium), or write a .mmd or .md file instead.`);
-  const configFile = values["config-file"] ? path.resolve(values["config-file"]) : stackFilePath(values.stack ?? "cpu");
-  const stack = values.stack ?? /^Pulumi\.(.+)\.ya?ml$/.exec(path.basename(configFile))?.[1] ?? path.basename(configFile).replace(/\.ya?ml$/, "");
+  let chosen = values.stack;
+  if (!values["config-file"]) {
+    try {
+      chosen = chooseStack(values.stack, PROJECT_ROOT, availableStacks()).name;
+    } catch (err) {
+      fail((err as Error).message);
+    }
+  }
+  const configFile = values["config-file"] ? path.resolve(values["config-file"]) : stackFilePath(chosen!);
+  const stack = chosen ?? /^Pulumi\.(.+)\.ya?ml$/.exec(path.basename(configFile))?.[1] ?? path.basename(configFile).replace(/\.ya?ml$/, "");
 
   const result = await planFromFile(stack, configFile);
   if (!result.ok) {

@@ -1,4 +1,6 @@
 import { parseArgs } from "node:util";
+import { chooseStack } from "./lib/hub/stack-choice";
+import { availableStacks, PROJECT_ROOT } from "./lib/stack-files";
 import { existsSync, readFileSync } from "node:fs";
 import type { BootImage, MeasuredStage, ServingOverrides } from "../programs/autoscaler/serving-model";
 import { humanReport, jsonDocument, stageComparisonText } from "./lib/simulate/report";
@@ -10,7 +12,7 @@ const USAGE = `usage: npm run simulate -- --trace FILE [--format azure|mooncake|
        npm run simulate -- --compare-stages [--stack NAME] [--stages FILE]   the modelled wake, stage by stage, per variant
   --trace FILE              request trace: Azure CSV, Mooncake JSONL or a ServeGen 10-minute rate series
   --format F                azure | mooncake | servegen (default: from the file name and first line)
-  --stack NAME              replay against Pulumi.NAME.yaml (default: hybrid); --config-file PATH for any stack file
+  --stack NAME              replay against Pulumi.NAME.yaml (else $PULUMI_STACK, else the stack \`pulumi stack select\` chose); --config-file PATH for any stack file
   --set KEY=VALUE           override a setting for this run, as pulumi config set would (repeatable), e.g. --set gpuMaxNodes=3
   --json                    one JSON document (a "policies" array) instead of the table
   --seed N                  seed for a rate series' arrivals (default 1)
@@ -143,10 +145,17 @@ function main(): void {
     else days = { from: Number(m[1]), to: Number(m[2]) };
   }
   if (str("stack") && str("config-file")) problems.push("give --stack or --config-file, not both");
-  if (problems.length) fail(problems);
-
   const configFile = str("config-file");
-  const stackName = str("stack") ?? (configFile ? /^Pulumi\.(.+)\.ya?ml$/.exec(configFile.split("/").pop() ?? "")?.[1] ?? configFile : "hybrid");
+  // The hub's one --stack rule (scripts/lib/hub/stack-choice.ts), unless a file is named.
+  let stackName = configFile ? /^Pulumi\.(.+)\.ya?ml$/.exec(configFile.split("/").pop() ?? "")?.[1] ?? configFile : "";
+  if (!configFile) {
+    try {
+      stackName = chooseStack(str("stack"), PROJECT_ROOT, availableStacks()).name;
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  if (problems.length) fail(problems);
   if (compare) {
     try {
       const hub = loadStack(stackName, configFile, sets);

@@ -2,6 +2,10 @@ import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { HEALTH_PATH } from "../programs/gatekeeper/protocol";
+import type { StatusContext } from "../programs/gatekeeper/status";
+import { CONTROLLER_PORT, STATUS_PATH } from "../programs/autoscaler/controller/contract";
+import { GATEWAY_METRICS_PORT } from "./ports";
+import { AUTOSCALER_CONTAINER, autoscalerRuns, routeTable } from "./routes";
 import { NODE_IMAGE } from "./images";
 import type { ServiceSpec } from "./spec";
 
@@ -31,8 +35,36 @@ const ROOT = `${CPU_CACHE_MOUNT}/gatekeeper`;
 export const GATEKEEPER_DIRS = {
   app: `${ROOT}/app`,
   keys: `${ROOT}/keys`,
+  /** Runtime keys and their usage (without a database), the database's cache (with one): no deploy writes here. */
+  state: `${ROOT}/state`,
   spool: `${CPU_CACHE_MOUNT}/audit`,
 } as const;
+/** Where the container sees its state directory (not /state, which is the controller's). */
+export const GATEKEEPER_STATE_PATH = "/gatekeeper-state";
+
+/** What /admin/status reports that only the deploy knows (programs/gatekeeper/status.ts). */
+export function gatekeeperStatusContext(hub: HubConfig): StatusContext {
+  return {
+    tier: hub.tier,
+    region: hub.region,
+    ...(hub.gateway.domain ? { domain: hub.gateway.domain } : {}),
+    budgetUsd: hub.budgetUsd,
+    monthlyCostUsd: Math.round(hub.cost.monthlyUsd * 100) / 100,
+    gpuNodes: hub.gpu?.on ? hub.gpu.count : 0,
+    backends: statusBackends(hub),
+  };
+}
+
+/** Every container backend of the route table, once, at its health path. */
+function statusBackends(hub: HubConfig): { service: string; url: string }[] {
+  const seen = new Map<string, string>();
+  for (const route of routeTable(hub)) {
+    for (const b of [...route.primary, ...(route.fallback && route.fallback !== "gpu-off" ? [route.fallback] : [])]) {
+      if (b.address.kind === "container" && !seen.has(b.service)) seen.set(b.service, `http://${b.address.container}:${b.port}${b.healthPath}`);
+    }
+  }
+  return [...seen].map(([service, url]) => ({ service, url }));
+}
 export const GATEKEEPER_FILES = {
   bundle: `${GATEKEEPER_DIRS.app}/gatekeeper.js`,
   keys: `${GATEKEEPER_DIRS.keys}/keys.json`,
@@ -59,6 +91,11 @@ export function gatekeeperSpec(hub: HubConfig): ServiceSpec {
       GATEKEEPER_ADDRESS_RATE_PER_MINUTE: String(ipRateLimit(hub).perMinute),
       GATEKEEPER_ADDRESS_BURST: String(ipRateLimit(hub).burst),
       GATEKEEPER_TLS_PORT: String(GATEKEEPER_TLS_PORT),
+      GATEKEEPER_STATE_DIR: GATEKEEPER_STATE_PATH,
+      // Traefik's metrics entry point on the node's Docker network: each backend's health and the certificate.
+      GATEKEEPER_GATEWAY_METRICS_URL: `http://gateway:${GATEWAY_METRICS_PORT}/metrics`,
+      ...(autoscalerRuns(hub) ? { GATEKEEPER_CONTROLLER_URL: `http://${AUTOSCALER_CONTAINER}:${CONTROLLER_PORT}${STATUS_PATH}` } : {}),
+      GATEKEEPER_STATUS_CONTEXT: JSON.stringify(gatekeeperStatusContext(hub)),
     },
     // The backends' key goes out on allowed requests only; the database URL holds a password; the
     // TLS key is the forwardAuth port's (the certificate is public, carried the same way as its key).
@@ -68,6 +105,7 @@ export function gatekeeperSpec(hub: HubConfig): ServiceSpec {
       { hostPath: GATEKEEPER_DIRS.app, containerPath: "/app", readOnly: true },
       { hostPath: GATEKEEPER_DIRS.keys, containerPath: "/keys", readOnly: true },
       { hostPath: GATEKEEPER_DIRS.spool, containerPath: "/spool" },
+      { hostPath: GATEKEEPER_DIRS.state, containerPath: GATEKEEPER_STATE_PATH },
     ],
     memoryLimitMiB: 256,
     health: {

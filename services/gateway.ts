@@ -2,7 +2,7 @@ import { stringify } from "yaml";
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT, GATEKEEPER_TLS_PORT, ipRateLimit } from "./auth";
-import { AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "../programs/gatekeeper/protocol";
+import { ADMIN_KEYS_PATH, ADMIN_STATUS_PATH, AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "../programs/gatekeeper/protocol";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";
 import type { Scope } from "../programs/gatekeeper/protocol";
@@ -282,6 +282,18 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     middlewares: [STRIP_CLIENT_IDS, doorMiddleware(ADMIN_SOURCE, middlewares), authMiddleware("admin", middlewares), METRICS_ADMIN_REWRITE],
     ...routerTls(),
   };
+  // The gatekeeper's admin API (keys at runtime, the status report): forwardAuth with the admin
+  // scope limits and audits the call, and passes the caller's own key on, which the gatekeeper
+  // checks again itself; its 502/504 are the gatekeeper's pages.
+  middlewares[ADMIN_API_AUTH] = { forwardAuth: forwardAuthTo("admin", ADMIN_API_AUTH_RESPONSE_HEADERS) };
+  middlewares[ADMIN_API_ERRORS] = { errors: { status: ADMIN_API_ERROR_STATUSES.map(String), service: ERRORS_SERVICE, query: `${ERROR_PAGES}/${ADMIN_API_SOURCE}/{status}` } };
+  routers[ADMIN_API_ROUTER] = {
+    entryPoints: [...entryPoints],
+    rule: `Path(\`${ADMIN_STATUS_PATH}\`) || Path(\`${ADMIN_KEYS_PATH}\`) || PathPrefix(\`${ADMIN_KEYS_PATH}/\`)`,
+    service: services.add(GATEKEEPER_CONTAINER, GATEKEEPER_SERVICE),
+    middlewares: [STRIP_CLIENT_IDS, doorMiddleware(ADMIN_SOURCE, middlewares), ADMIN_API_AUTH, ADMIN_API_ERRORS],
+    ...routerTls(),
+  };
   // The autoscaler's view (decision, vLLM readings, ledger) for keys with the admin scope: what `npm run hub -- autoscale` reads.
   if (autoscalerRuns(hub)) {
     middlewares[AUTOSCALER_STATUS_REWRITE] = { replacePath: { path: STATUS_PATH } };
@@ -309,7 +321,7 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
   routers[GATEKEEPER_HEALTH_ROUTER] = {
     entryPoints: [ENTRY_POINTS.metrics],
     rule: "Path(`/gatekeeper/healthz`)",
-    service: services.add(GATEKEEPER_CONTAINER, { loadBalancer: { servers: [{ url: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}` }], healthCheck: { path: HEALTH_PATH, ...HEALTH_CHECK } } }),
+    service: services.add(GATEKEEPER_CONTAINER, GATEKEEPER_SERVICE),
     middlewares: [GATEKEEPER_HEALTH_REWRITE],
   };
   middlewares[GATEKEEPER_HEALTH_REWRITE] = { replacePath: { path: HEALTH_PATH } };
@@ -352,6 +364,16 @@ const ALLOWED_MARK_HEADER = "X-Hub-Key-Id";
 export const AUTH_ASSIGNED_HEADERS = ["X-Request-Id", "X-Hub-Key-Id"] as const;
 export const GATEKEEPER_HEALTH_ROUTER = "gatekeeper-health";
 export const METRICS_VPC_ROUTER = "metrics-vpc";
+export const ADMIN_API_ROUTER = "admin-api";
+const ADMIN_API_AUTH = "auth-admin-api";
+const ADMIN_API_ERRORS = "admin-api-errors";
+/** Error-page source of the admin API: its 502/504 are Traefik's (the gatekeeper's own answers pass). */
+const ADMIN_API_SOURCE = "admin-api";
+export const ADMIN_API_ERROR_STATUSES = [502, 504] as const;
+/** The admin API's forwardAuth keeps the caller's Authorization and X-Api-Key (the gatekeeper checks them itself). */
+export const ADMIN_API_AUTH_RESPONSE_HEADERS = ["X-Hub-Key-Id", "X-Request-Id"] as const;
+/** The gatekeeper as a backend (its health route, its admin API), health-checked by Traefik. */
+const GATEKEEPER_SERVICE = { loadBalancer: { servers: [{ url: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}` }], healthCheck: { path: HEALTH_PATH, ...HEALTH_CHECK } } };
 export const METRICS_ADMIN_ROUTER = "metrics-admin";
 export const ADMIN_METRICS_PATH = "/admin/metrics";
 export const ADMIN_AUTOSCALER_PATH = "/admin/autoscaler";
@@ -371,19 +393,22 @@ const AUTH_RESPONSE_MAX_BYTES = 64 * 1024;
 
 function authMiddleware(scope: Scope, middlewares: Record<string, unknown>): string {
   const name = `auth-${scope}`;
-  middlewares[name] = {
-    forwardAuth: {
-      address: `${GATEKEEPER_AUTH_URL}?scope=${scope}`,
-      // Pinned: only the gatekeeper's own certificate is accepted, and HTTP/2 keeps one connection.
-      tls: { ca: GATEKEEPER_CA_FILE.container },
-      authResponseHeaders: [...AUTH_RESPONSE_HEADERS],
-      authRequestHeaders: [...AUTH_REQUEST_HEADERS],
-      // Traefik sets X-Forwarded-For from the connection; a client cannot forge its address.
-      trustForwardHeader: false,
-      maxResponseBodySize: AUTH_RESPONSE_MAX_BYTES,
-    },
-  };
+  middlewares[name] = { forwardAuth: forwardAuthTo(scope, AUTH_RESPONSE_HEADERS) };
   return name;
+}
+
+/** forwardAuth straight to the gatekeeper's TLS port for one scope, copying these of its headers onto the request. */
+function forwardAuthTo(scope: Scope, responseHeaders: readonly string[]): Record<string, unknown> {
+  return {
+    address: `${GATEKEEPER_AUTH_URL}?scope=${scope}`,
+    // Pinned: only the gatekeeper's own certificate is accepted, and HTTP/2 keeps one connection.
+    tls: { ca: GATEKEEPER_CA_FILE.container },
+    authResponseHeaders: [...responseHeaders],
+    authRequestHeaders: [...AUTH_REQUEST_HEADERS],
+    // Traefik sets X-Forwarded-For from the connection; a client cannot forge its address.
+    trustForwardHeader: false,
+    maxResponseBodySize: AUTH_RESPONSE_MAX_BYTES,
+  };
 }
 
 /** The door of a route (or the admin routers): its page when Traefik answers 500 (see above). */
@@ -607,6 +632,10 @@ export function errorPages(hub: HubConfig, routes: readonly Route[]): ErrorPage[
   };
   for (const route of routes) door(route.name, route.description);
   door(ADMIN_SOURCE, "service behind this admin path");
+  pages.push(
+    page(ADMIN_API_SOURCE, 502, openAiError("The gatekeeper's admin API did not answer; it may be restarting. Retry after the Retry-After interval.", "server_error", "backend_unavailable"), AUTH_RETRY_AFTER_SECONDS),
+    page(ADMIN_API_SOURCE, 504, openAiError(`The gatekeeper's admin API did not start answering within ${seconds(FORWARDING_TIMEOUTS.responseHeaderTimeout)} s. Retry; tell the hub's operator if this persists.`, "server_error", "backend_timeout")),
+  );
   const paths = routes.flatMap((r) => r.paths.map((p) => (r.prefix ? `${p}...` : p)));
   pages.push(page(GATEWAY_SOURCE, 404, openAiError(`This path is not part of the hub's API. Endpoints: ${[...paths, ADMIN_METRICS_PATH].join(", ")}.`, "invalid_request_error", "not_found")));
   pages.push(page(GATEWAY_SOURCE, 415, openAiError("The hub's API speaks JSON over HTTP (OpenAI's REST API), not gRPC or gRPC-Web. Send Content-Type: application/json (or multipart/form-data for files).", "invalid_request_error", "unsupported_media_type")));

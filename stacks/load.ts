@@ -1,6 +1,7 @@
 import { parseDocument } from "yaml";
 import { z } from "zod";
 import { NOT_SHOWN, problem, Problem, Problems, Warning } from "./problems";
+import { isDeclared } from "./project-config";
 import { isSecretSettingName, isSettingName, PROJECT, PulumiConfigType, SECRET_SETTINGS, SETTING_NAMES, SETTINGS, SettingName, StackOverrides } from "./settings";
 
 /**
@@ -17,9 +18,12 @@ import { isSecretSettingName, isSettingName, PROJECT, PulumiConfigType, SECRET_S
  * - sdk/go/common/resource/config/object.go `isSecureValue`: a secure value is a mapping with the
  *   single key `secure` holding a string; a list or mapping containing one is secure as a whole.
  * - sdk/go/common/workspace/config.go `validateStackConfigValue` + project.go `ValidateConfigValue`:
- *   every key Pulumi.yaml declares is type-checked before the program runs (a `secret: true` key
- *   must be secure; integer = strconv.Atoi; boolean = "true"/"false"; array<string> = a list of
- *   strings, never a string holding JSON). Undeclared keys are not checked there.
+ *   every key Pulumi.yaml declares is type-checked before the program runs (integer =
+ *   strconv.Atoi; boolean = "true"/"false"; array<string> = a list of strings, never a string
+ *   holding JSON). Undeclared keys are not checked there: Pulumi.yaml declares only the settings
+ *   whose default changes nothing (stacks/project-config.ts), and no secret setting, so the
+ *   program checks the rest (decodeOverrides) and refuses a secret setting in the clear
+ *   (secretsInTheClear).
  * - pkg/resource/deploy/source_eval.go and sdk/go/common/resource/plugin/langruntime_plugin.go hand
  *   the program `key.String()` = `<namespace>:<name>` → text (objects as JSON); the Node SDK
  *   (sdk/nodejs/runtime/config.ts `cleanKey`) also folds `<ns>:config:<name>` into `<ns>:<name>`.
@@ -252,10 +256,10 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
         secretKeys.push(fullKey);
         config.set(fullKey, OFFLINE_SECRET_STAND_IN);
       } else if (containsSecure(value)) {
-        problems.push(problem(name, NOT_SHOWN, "is a list or mapping; Pulumi.yaml declares it a secret string, so pulumi up refuses it.", `Store it as one encrypted string: pulumi config set --secret ${name} <value>.`));
+        problems.push(problem(name, NOT_SHOWN, "is a list or mapping; a secret setting is one encrypted string.", `Store it as one encrypted string: pulumi config set --secret ${name} <value>.`));
       } else {
         // The value stays out of the message: it is a secret that was committed in the clear.
-        problems.push(problem(name, NOT_SHOWN, "is a secret setting stored in the clear in the stack file (Pulumi.yaml declares it secret, so pulumi up refuses it too).", `Remove it and store it encrypted: pulumi config set --secret ${name} <value>.`));
+        problems.push(clearSecretProblem(name));
       }
       continue;
     }
@@ -265,7 +269,7 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
       config.set(fullKey, OFFLINE_SECRET_STAND_IN);
       continue;
     }
-    if (isSettingName(name)) {
+    if (isSettingName(name) && isDeclared(name)) {
       const type = SETTINGS[name].type;
       const wrong = declaredTypeProblem(type, value);
       if (wrong) {
@@ -276,6 +280,25 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
     config.set(fullKey, engineText(value));
   }
   return { ok: true, file: { config: Object.fromEntries(config), secretKeys, problems, warnings } };
+}
+
+/** A secret setting whose value is not encrypted; the value is never repeated. */
+const clearSecretProblem = (name: string): Problem =>
+  problem(name, NOT_SHOWN, "is a secret setting stored in the clear in the stack file; pulumi up refuses it too.", `Remove it and store it encrypted: pulumi config set --secret ${name} <value>.`);
+
+/**
+ * What `pulumi up` hands the program in the clear among the secret settings: Pulumi.yaml cannot
+ * declare them secret without making them required, so the program refuses them itself.
+ * `secretKeys`: the engine's list of encrypted keys (`<namespace>:<name>`).
+ */
+export function secretsInTheClear(config: EngineConfig, secretKeys: readonly string[]): Problem[] {
+  const secret = new Set(secretKeys.map((k) => Object.values(engineKey(k)).join(":")));
+  const problems: Problem[] = [];
+  for (const fullKey of Object.keys(config)) {
+    const { namespace, name } = engineKey(fullKey);
+    if (namespace === PROJECT && isSecretSettingName(name) && !secret.has(`${namespace}:${name}`)) problems.push(clearSecretProblem(name));
+  }
+  return problems;
 }
 
 /** Longest name worth a suggestion: setting names are under 25 characters. */

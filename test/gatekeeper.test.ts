@@ -583,7 +583,7 @@ describe.skipIf(!postgres)(postgres ? "audit database (real PostgreSQL)" : `audi
     const again = await applyMigrations(a);
     expect(again).toEqual({ applied: [], changedSinceApplied: [] });
     const versions = await a.query<{ version: number }>("SELECT version FROM gatekeeper.schema_migrations ORDER BY version");
-    expect(versions.rows.map((r) => r.version)).toEqual([1, 2, 3]);
+    expect(versions.rows.map((r) => r.version)).toEqual([1, 2, 3, 4]);
     const views = await a.query<{ table_name: string }>("SELECT table_name FROM information_schema.views WHERE table_schema = 'gatekeeper' ORDER BY 1");
     expect(views.rows.map((r) => r.table_name)).toEqual(["denied_by_client", "denied_by_key", "top_keys", "usage_daily"]);
     // A migration edited after it was applied is reported, not re-run.

@@ -27,7 +27,7 @@ import {
   backendsReadyScript,
   backendsDrainScript,
   GATEKEEPER_HEALTH_ROUTER,
-  METRICS_ADMIN_ROUTER,
+  METRICS_ADMIN_ROUTER, ADMIN_API_ROUTER,
   AUTOSCALER_STATUS_ROUTER,
   METRICS_VPC_ROUTER,
   renderNginxConf,
@@ -269,8 +269,8 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
         expect(router.middlewares.slice(0, 3)).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_ERRORS, IP_RATE_LIMIT_MIDDLEWARE]);
         continue;
       }
-      const admin = name === METRICS_ADMIN_ROUTER || name === AUTOSCALER_STATUS_ROUTER;
-      const scope = admin ? "admin" : routes.find((r) => r.name === name)!.scope;
+      const admin = name === METRICS_ADMIN_ROUTER || name === AUTOSCALER_STATUS_ROUTER || name === ADMIN_API_ROUTER;
+      const scope = name === ADMIN_API_ROUTER ? "admin-api" : admin ? "admin" : routes.find((r) => r.name === name)!.scope;
       // Client-set ids go before anything can answer (the access log keeps the final headers); the
       // door's catcher wraps the gatekeeper's call; the gatekeeper checks the address, then the key.
       expect(router.middlewares.slice(0, 3), name).toEqual([STRIP_CLIENT_IDS, `${admin ? "admin" : name}-door`, `auth-${scope}`]);
@@ -314,6 +314,12 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     expect(scopes.coder).toBe("llm");
     if (scopes.stt) expect(scopes.stt).toBe("stt");
     if (scopes.tts) expect(scopes.tts).toBe("tts");
+    // The admin API asks for the admin scope the same way, but keeps the caller's key for the gatekeeper's own check.
+    const adminApi = dynamicDoc.http.middlewares["auth-admin-api"].forwardAuth;
+    expect(adminApi).toMatchObject({ address: "https://gatekeeper:8443/auth?scope=admin", tls: { ca: GATEKEEPER_CA_FILE.container }, authResponseHeaders: ["X-Hub-Key-Id", "X-Request-Id"], trustForwardHeader: false });
+    // Behind it only Traefik's own 502/504 on the way to the admin API are rewritten; the gatekeeper's answers pass.
+    expect(dynamicDoc.http.middlewares["admin-api-errors"].errors.status).toEqual(["502", "504"]);
+    expect(dynamicDoc.http.routers[ADMIN_API_ROUTER].middlewares).toEqual([STRIP_CLIENT_IDS, "admin-door", "auth-admin-api", "admin-api-errors"]);
   });
 
   it("strips client-sent X-Request-Id and X-Hub-Key-Id before anything reads them", () => {

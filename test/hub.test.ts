@@ -127,13 +127,13 @@ describe("prerequisites", () => {
   });
 });
 
-describe("keys", () => {
-  it("create stores only the hash, as a secret, deploys, and shows the key once", async () => {
-    const { keysCommand } = await import("../scripts/lib/hub/keys");
+describe("keys create --bootstrap", () => {
+  it("declares only the hash, as a secret, deploys nothing, and shows the key once", async () => {
+    const { keysBootstrap } = await import("../scripts/lib/hub/keys");
     const { sha256Hex, parseKeysFile } = await import("../programs/gatekeeper/keys");
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
     const { lines, io: out } = io();
-    await keysCommand(ops, "create", [], { name: "alice laptop", scopes: "llm,stt", rate: "30" }, out);
+    await keysBootstrap(ops, { name: "alice laptop", scopes: "llm,stt", rate: "30" }, out);
     const stored = ops.config["inference-hub:apiKeys"];
     expect(stored.secret).toBe(true);
     const keyLine = lines.find((l) => l.startsWith("API key"))!;
@@ -143,34 +143,27 @@ describe("keys", () => {
     expect(stored.value).not.toContain(key);
     const file = parseKeysFile(stored.value);
     expect(file.keys[0]).toMatchObject({ name: "alice laptop", scopes: ["llm", "stt"], ratePerMinute: 30, sha256: sha256Hex(key) });
-    expect(ops.calls.slice(-2)).toEqual(["preview", "up"]);
+    // The declared set changes only; the next deploy brings it.
+    expect(ops.calls.filter((c) => c === "preview" || c === "up")).toEqual([]);
   });
 
-  it("revoke marks the key revoked; list shows it; bad input is refused before anything is set", async () => {
-    const { keysCommand } = await import("../scripts/lib/hub/keys");
+  it("bad input is refused, every problem at once, before anything is set", async () => {
+    const { keysBootstrap } = await import("../scripts/lib/hub/keys");
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
-    await keysCommand(ops, "create", [], { name: "ci", scopes: "ocr" }, io().io);
-    const id = JSON.parse(ops.config["inference-hub:apiKeys"].value).keys[0].id;
-    await keysCommand(ops, "revoke", [id], {}, io().io);
-    expect(JSON.parse(ops.config["inference-hub:apiKeys"].value).keys[0].revoked).toBe(true);
-    const listed = io();
-    await keysCommand(ops, "list", [], {}, listed.io);
-    expect(listed.lines[0]).toContain("REVOKED");
-    const before = ops.calls.length;
-    await expect(keysCommand(ops, "create", [], { name: "x", scopes: "llm,root" }, io().io)).rejects.toThrow(/unknown scope/);
-    await expect(keysCommand(ops, "revoke", ["k_nothere"], {}, io().io)).rejects.toThrow(/no key with id/);
-    expect(ops.calls.slice(before).filter((c) => c.startsWith("set"))).toEqual([]);
+    await expect(keysBootstrap(ops, { name: "", scopes: "llm,root", rate: "2x" }, io().io)).rejects.toThrow(/--name is required.*unknown scope\(s\) root.*--rate "2x"/);
+    expect(ops.calls.filter((c) => c.startsWith("set"))).toEqual([]);
   });
 
   it("keys create --wait/--max-wait: the key's own wait for a waking GPU, in the keys file the gatekeeper reads; bad values refused", async () => {
-    const { keysCommand } = await import("../scripts/lib/hub/keys");
+    const { keysBootstrap, keyLine, newKeyRequest } = await import("../scripts/lib/hub/keys");
     const { parseKeysFile } = await import("../programs/gatekeeper/keys");
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
-    await keysCommand(ops, "create", [], { name: "ide", scopes: "llm", wait: "300", maxWait: "600" }, io().io);
-    expect(parseKeysFile(ops.config["inference-hub:apiKeys"].value).keys[0]).toMatchObject({ waitSeconds: 300, maxWaitSeconds: 600 });
-    const listed = io();
-    await keysCommand(ops, "list", [], {}, listed.io);
-    expect(listed.lines[0]).toMatch(/wait=300s {2}max-wait=600s/);
-    await expect(keysCommand(ops, "create", [], { name: "x", scopes: "stt", wait: "9000" }, io().io)).rejects.toThrow(/--wait 9000 is not a whole number of seconds from 0 to 840; --wait and --max-wait are for keys with the llm scope/);
+    await keysBootstrap(ops, { name: "ide", scopes: "llm", wait: "300", maxWait: "600" }, io().io);
+    const entry = parseKeysFile(ops.config["inference-hub:apiKeys"].value).keys[0];
+    expect(entry).toMatchObject({ waitSeconds: 300, maxWaitSeconds: 600 });
+    // At runtime the admin API takes the same fields (the gatekeeper's keys-file schema).
+    expect(newKeyRequest({ name: "ide", scopes: "llm", wait: "300" })).toMatchObject({ waitSeconds: 300 });
+    expect(keyLine({ ...entry, origin: "declared", revoked: false, lastUsed: null, usedToday: 0 })).toMatch(/wait=300s max-wait=600s/);
+    expect(() => newKeyRequest({ name: "x", scopes: "stt", wait: "9000" })).toThrow(/--wait 9000 is not a whole number of seconds from 0 to 840; --wait and --max-wait are for keys with the llm scope/);
   });
 });

@@ -10,8 +10,11 @@ const plan = (...args: string[]) => runScriptToEnd("plan", args);
 const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 
 describe("npm run plan", () => {
-  it("plans the default stack (cpu) in the human view", async () => {
-    const r = await plan();
+  it("without --stack: the stack PULUMI_STACK names (the hub's one --stack rule), in the human view; none chosen is refused", async () => {
+    const none = await runScriptToEnd("plan", [], { env: { ...process.env, PULUMI_STACK: "", PULUMI_HOME: path.join(ROOT, "test/fixtures/no-such-pulumi-home") } });
+    expect(none.status).toBe(1);
+    expect(none.stderr).toMatch(/no stack chosen: pass --stack NAME, set PULUMI_STACK, or select one with `pulumi stack select NAME`/);
+    const r = await runScriptToEnd("plan", [], { env: { ...process.env, PULUMI_STACK: "cpu" } });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain("stack cpu, tier cpu");
     for (const heading of ["== Configuration ==", "== Placement ==", "== Fit ==", "== Cost =="]) expect(r.stdout).toContain(heading);

@@ -19,16 +19,29 @@ describe("Pulumi.yaml", () => {
     expect(ok).toBe(true);
   });
 
-  it("declares every setting with its type and description, and nothing else", () => {
-    const project = parse(pulumiYaml) as { name: string; main: string; runtime: { name: string }; config: Record<string, { type: string; description: string; secret?: boolean }> };
+  it("declares settings only with a default (the CLI requires any declared key without one), and never a secret", () => {
+    const project = parse(pulumiYaml) as { name: string; main: string; runtime: { name: string; options: Record<string, unknown> }; config: Record<string, { type: string; description: string; default?: unknown; secret?: boolean }> };
     expect(project.name).toBe("inference-hub");
     expect(project.runtime.name).toBe("nodejs");
     expect(project.main).toBe("infra/");
-    expect(Object.keys(project.config).sort()).toEqual([...SETTING_NAMES, ...Object.keys(SECRET_SETTINGS)].sort());
-    for (const name of Object.keys(SECRET_SETTINGS)) expect(project.config[name].secret, name).toBe(true);
-    for (const name of SETTING_NAMES) {
-      expect(project.config[name].type, name).toBe(SETTINGS[name].type);
-      expect(project.config[name].description, name).toBe(SETTINGS[name].description);
+    for (const [name, declared] of Object.entries(project.config)) {
+      expect(SETTING_NAMES, name).toContain(name);
+      expect(declared.default, name).toBeDefined();
+      expect(declared.secret, name).toBeUndefined();
+      expect(declared.type, name).toBe(SETTINGS[name as keyof typeof SETTINGS].type);
+      expect(declared.description, name).toBe(SETTINGS[name as keyof typeof SETTINGS].description);
+    }
+  });
+
+  it("names every setting, declared or not, with its meaning (the others in a comment, secrets marked)", () => {
+    const declared = Object.keys((parse(pulumiYaml) as { config: Record<string, unknown> }).config);
+    const listed = new Map([...pulumiYaml.matchAll(/^# {3}(\w+) \(([^)]*)\): (.*)$/gm)].map((m) => [m[1], { type: m[2], description: m[3] }]));
+    expect([...declared, ...listed.keys()].sort()).toEqual([...SETTING_NAMES, ...Object.keys(SECRET_SETTINGS)].sort());
+    for (const [name, { type, description }] of listed) {
+      const spec = name in SECRET_SETTINGS ? SECRET_SETTINGS[name as keyof typeof SECRET_SETTINGS] : SETTINGS[name as keyof typeof SETTINGS];
+      expect(description, name).toBe(spec.description);
+      expect(type.startsWith(spec.type === "array" ? "list of strings" : spec.type), name).toBe(true);
+      if (name in SECRET_SETTINGS) expect(type, name).toContain(`secret: pulumi config set --secret ${name}`);
     }
   });
 

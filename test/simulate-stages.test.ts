@@ -34,14 +34,14 @@ describe("measured wake stages", () => {
   it("npm run simulate -- --compare-stages: today's wake beside the base, the baked image and Pulumi Deployments, and a measured one read back", () => {
     const file = path.join(dir, "wake.json");
     writeFileSync(file, renderStagesFile("test", new Date(), [{ covers: ["pipeline", "droplet create"], seconds: 260 }, { covers: ["cloud-init"], seconds: 30 }]));
-    const r = runScript("simulate", ["--compare-stages", "--stages", file]);
+    const r = runScript("simulate", ["--compare-stages", "--stack", "hybrid", "--stages", file]);
     expect(r.status).toBe(0);
     const total = r.stdout.split("\n").find((l) => l.startsWith("total"))!;
     // 872 s as modelled before; the base image now (683), baked (389), baked through Pulumi Deployments (389); measured:
     // 260 + 30 + 194 (pull) + 84 + 60 + 10 = 638 s.
     expect(total.split(/\s{2,}/).slice(1)).toEqual(["872 s", "683 s", "389 s", "389 s", "638 s"]);
     expect(r.stdout).toMatch(/pipeline .*260 s \(with the next\)/);
-    const bad = runScript("simulate", ["--compare-stages", "--stages", path.join(dir, "missing.json"), "--hold-share", "2"]);
+    const bad = runScript("simulate", ["--compare-stages", "--stack", "hybrid", "--stages", path.join(dir, "missing.json"), "--hold-share", "2"]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/--stages .*missing\.json: no such file/);
     expect(bad.stderr).toMatch(/--hold-share "2" is not a share from 0 to 1/);

@@ -137,7 +137,7 @@ describe("arrival distributions", () => {
 
 describe("npm run simulate", () => {
   const tsx = path.join(ROOT, "node_modules/.bin/tsx");
-  const simulate = (...args: string[]) => spawnSync(tsx, [path.join(ROOT, "scripts/simulate.ts"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+  const simulate = (...args: string[]) => spawnSync(tsx, [path.join(ROOT, "scripts/simulate.ts"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000, env: { ...process.env, PULUMI_STACK: "hybrid" } });
 
   it("refuses a malformed trace naming its lines, exit 1, no stack trace", () => {
     const bad = path.join(dir, "bad.csv");

@@ -1,6 +1,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { LIMIT_MAXIMUMS } from "./protocol";
 import { DEFAULT_COMMITS_IN_FLIGHT } from "./spool";
+import { type StatusContext, statusContextSchema } from "./status";
 import type { TlsSettings } from "./tls-listener";
 
 /** Each commit in flight holds one of libuv's threads for its fdatasync (main.ts sizes the pool). */
@@ -20,6 +21,18 @@ export interface GatekeeperConfig {
   readonly keysFile: string;
   /** GATEKEEPER_SPOOL_DIR: the audit spool, on the node's persistent volume. */
   readonly spoolDir: string;
+  /**
+   * GATEKEEPER_STATE_DIR: runtime keys and their usage when there is no database (and the
+   * database's cache when there is one), on the node's persistent volume; no deploy writes it.
+   * @default - none: without a database either, keys can only be declared (apiKeys)
+   */
+  readonly stateDir?: string;
+  /** GATEKEEPER_GATEWAY_METRICS_URL: Traefik's metrics, for /admin/status. @default - the status reports the gateway as unread */
+  readonly gatewayMetricsUrl?: string;
+  /** GATEKEEPER_CONTROLLER_URL: the autoscaling controller's status, for /admin/status. @default - the stack runs no controller */
+  readonly controllerUrl?: string;
+  /** GATEKEEPER_STATUS_CONTEXT: what the deploy knows (tier, budget, GPU nodes; status.ts). @default - none */
+  readonly statusContext?: StatusContext;
   /** DATABASE_URL: PostgreSQL for the audit table. @default - none: the spool alone is the log */
   readonly databaseUrl?: string;
   /** GATEKEEPER_BACKEND_KEY: the internal key the backends expect, sent to Traefik on allowed requests. */
@@ -94,11 +107,33 @@ export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
   const backendKey = required("GATEKEEPER_BACKEND_KEY", "the internal API key the backends expect (the hub's hubApiKey secret)");
   if (/[\r\n]/.test(backendKey)) problems.push("GATEKEEPER_BACKEND_KEY contains a line break, which cannot go into a header");
 
+  const url = (name: string): string | undefined => {
+    const value = text(name);
+    if (value !== undefined && !/^https?:\/\/[^\s]+$/.test(value)) problems.push(`${name}=${value} is not an http:// or https:// URL`);
+    return value;
+  };
+  let statusContext: StatusContext | undefined;
+  const contextText = text("GATEKEEPER_STATUS_CONTEXT");
+  if (contextText !== undefined) {
+    let parsedContext: ReturnType<typeof statusContextSchema.safeParse> | undefined;
+    try {
+      parsedContext = statusContextSchema.safeParse(JSON.parse(contextText));
+    } catch {
+      problems.push("GATEKEEPER_STATUS_CONTEXT is not JSON");
+    }
+    if (parsedContext?.success) statusContext = parsedContext.data;
+    else if (parsedContext) problems.push(`GATEKEEPER_STATUS_CONTEXT: ${parsedContext.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+
   const config: GatekeeperConfig = {
     port: integer("GATEKEEPER_PORT", 8080, 1, 65535),
     host: text("GATEKEEPER_HOST") ?? "0.0.0.0",
     keysFile: required("GATEKEEPER_KEYS_FILE", "the path of the keys JSON file (see programs/gatekeeper/README.md)"),
     spoolDir: required("GATEKEEPER_SPOOL_DIR", "a directory on the node's persistent volume for the audit spool"),
+    stateDir: text("GATEKEEPER_STATE_DIR"),
+    gatewayMetricsUrl: url("GATEKEEPER_GATEWAY_METRICS_URL"),
+    controllerUrl: url("GATEKEEPER_CONTROLLER_URL"),
+    statusContext,
     databaseUrl,
     backendKey,
     defaultRatePerMinute: rate("GATEKEEPER_DEFAULT_RATE_PER_MINUTE", 120, LIMIT_MAXIMUMS.keyRatePerMinute),

@@ -12,6 +12,7 @@ export const DENY_REASONS = [
   "revoked_key",
   "scope_denied",
   "rate_limited",
+  "quota_exceeded",
   "address_rate_limited",
   "bad_scope",
   "keys_unavailable",

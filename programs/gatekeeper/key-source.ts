@@ -1,7 +1,7 @@
 import { watch, type FSWatcher } from "node:fs";
 import { readFile } from "node:fs/promises";
 import * as path from "node:path";
-import { KeyStore, KeysFileError, parseKeysFile } from "./keys";
+import { KeyStore, KeysFileError, type KeysFile, parseKeysFile } from "./keys";
 import type { Logger } from "./log";
 import { errorText } from "./log";
 
@@ -23,6 +23,7 @@ export interface KeySourceStatus {
 
 export class KeyFileSource {
   private store: KeyStore | undefined;
+  private activeFile: KeysFile | undefined;
   private activeText: string | undefined;
   private rejectedText: string | undefined;
   private loadedAt: string | null = null;
@@ -35,12 +36,17 @@ export class KeyFileSource {
   constructor(
     readonly file: string,
     private readonly log: Logger,
-    private readonly onLoaded: (store: KeyStore) => void = () => {},
+    private readonly onLoaded: (store: KeyStore, file: KeysFile) => void = () => {},
   ) {}
 
   /** The keys in force, undefined until a valid file was read once. */
   get current(): KeyStore | undefined {
     return this.store;
+  }
+
+  /** The file in force, parsed. */
+  get parsed(): KeysFile | undefined {
+    return this.activeFile;
   }
 
   status(): KeySourceStatus {
@@ -69,18 +75,21 @@ export class KeyFileSource {
       return "unchanged";
     }
     let store: KeyStore;
+    let file: KeysFile;
     try {
-      store = new KeyStore(parseKeysFile(text));
+      file = parseKeysFile(text);
+      store = new KeyStore(file);
     } catch (error) {
       const message = error instanceof KeysFileError ? error.message : errorText(error);
       return this.reject(message, text);
     }
     this.store = store;
+    this.activeFile = file;
     this.activeText = text;
     this.rejectedText = undefined;
     this.error = null;
     this.loadedAt = new Date().toISOString();
-    this.onLoaded(store);
+    this.onLoaded(store, file);
     this.log.info("keys loaded", { file: this.file, keys: store.size });
     return "loaded";
   }

@@ -21,13 +21,15 @@ const KEY_RANDOM_BYTES = 32;
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 const ID_LENGTH = 8;
 
-const keyEntrySchema = z.strictObject({
+export const keyEntrySchema = z.strictObject({
   id: z.string().regex(/^k_[A-Za-z0-9]{4,32}$/, "must look like k_abc12345 (k_ and 4 to 32 letters or digits)"),
   name: z.string().trim().min(1, "must not be empty").max(200),
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, "must be the 64 hex digits of sha256(key)"),
   scopes: z.array(z.enum(SCOPES)).min(1, "must list at least one scope"),
   ratePerMinute: z.number().positive().max(LIMIT_MAXIMUMS.keyRatePerMinute).optional(),
   burst: z.number().int().positive().max(LIMIT_MAXIMUMS.keyBurst).optional(),
+  /** Allowed requests per UTC day, across every service (usage.ts counts them). */
+  dailyQuota: z.number().int().positive().max(LIMIT_MAXIMUMS.keyDailyQuota).optional(),
   /** Seconds a coder request with this key waits for a waking GPU when it does not say (X-Hub-Wait); the stack caps it. */
   waitSeconds: z.number().int().min(0).max(840).optional(),
   /** The most this key's requests may wait, whatever they ask (below the stack's gpuHoldMaxSeconds). */
@@ -124,6 +126,7 @@ export interface ApiKey {
   readonly scopes: ReadonlySet<Scope>;
   readonly ratePerMinute?: number;
   readonly burst?: number;
+  readonly dailyQuota?: number;
   readonly waitSeconds?: number;
   readonly maxWaitSeconds?: number;
   readonly revoked: boolean;
@@ -147,6 +150,7 @@ export class KeyStore {
         scopes: new Set(entry.scopes),
         ratePerMinute: entry.ratePerMinute,
         burst: entry.burst,
+        dailyQuota: entry.dailyQuota,
         waitSeconds: entry.waitSeconds,
         maxWaitSeconds: entry.maxWaitSeconds,
         revoked: entry.revoked === true,

@@ -15,6 +15,10 @@ import type { ClientBase } from "pg";
 export const AUDIT_SCHEMA = "gatekeeper";
 export const DECISIONS_TABLE = `${AUDIT_SCHEMA}.decisions`;
 export const EXECUTIONS_TABLE = `${AUDIT_SCHEMA}.sandbox_executions`;
+export const API_KEYS_TABLE = `${AUDIT_SCHEMA}.api_keys`;
+export const KEY_USAGE_TABLE = `${AUDIT_SCHEMA}.key_usage`;
+/** NOTIFY channel: a key was created, revoked, rotated or limited (key-store-pg.ts). */
+export const KEYS_CHANNEL = "gatekeeper_keys";
 
 export interface Migration {
   readonly version: number;
@@ -126,6 +130,35 @@ CREATE INDEX sandbox_executions_reported_at ON ${EXECUTIONS_TABLE} (reported_at)
 CREATE INDEX sandbox_executions_key_time ON ${EXECUTIONS_TABLE} (key_id, reported_at);
 CREATE INDEX sandbox_executions_request_id ON ${EXECUTIONS_TABLE} (request_id);
 COMMENT ON TABLE ${EXECUTIONS_TABLE} IS 'One row per sandbox execution: language, limits hit, durations (never the code, stdin or output).';
+`,
+  },
+  {
+    version: 4,
+    name: "runtime api keys and usage",
+    sql: `
+-- Keys created through the admin API, and changes to declared keys (revocation, limits): one
+-- record per key id (key-merge.ts RuntimeRecord). Never a key: only its SHA-256, as in apiKeys.
+CREATE SEQUENCE ${API_KEYS_TABLE}_change_seq;
+CREATE TABLE ${API_KEYS_TABLE} (
+  id          text PRIMARY KEY,
+  -- Runtime keys only (NULL for a change to a declared key): no two keys share a hash.
+  sha256      text UNIQUE,
+  record      jsonb NOT NULL,
+  -- Every write takes the next number: a replica that missed a NOTIFY sees the change by polling max().
+  change_seq  bigint NOT NULL DEFAULT nextval('${API_KEYS_TABLE}_change_seq'),
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX api_keys_by_change_seq ON ${API_KEYS_TABLE} (change_seq);
+COMMENT ON TABLE ${API_KEYS_TABLE} IS 'API keys created at runtime and changes to declared ones (only SHA-256 digests, never a key).';
+
+-- Allowed requests per key and UTC day, summed over every gatekeeper: the daily quota and "last used".
+CREATE TABLE ${KEY_USAGE_TABLE} (
+  key_id        text NOT NULL,
+  day           date NOT NULL,
+  requests      bigint NOT NULL,
+  last_used_at  timestamptz NOT NULL,
+  PRIMARY KEY (key_id, day)
+);
 `,
   },
 ];

@@ -17,7 +17,7 @@ export const AUTH_PATH = "/auth";
  * a minute; a client address carries several keys (services/auth.ts renders ten keys' worth), so
  * its limits go to twenty times a key's, with room to spare.
  */
-export const LIMIT_MAXIMUMS = { keyRatePerMinute: 1_000_000, keyBurst: 1_000_000, addressRatePerMinute: 20_000_000, addressBurst: 20_000_000 } as const;
+export const LIMIT_MAXIMUMS = { keyRatePerMinute: 1_000_000, keyBurst: 1_000_000, addressRatePerMinute: 20_000_000, addressBurst: 20_000_000, keyDailyQuota: 1_000_000_000 } as const;
 export const HEALTH_PATH = "/healthz";
 /** Prometheus text, to callers inside the VPC or on loopback only (metrics.ts). */
 export const METRICS_PATH = "/metrics";
@@ -42,3 +42,12 @@ export const ALLOWED_OUTCOME = "allowed";
 
 /** The sandbox front's execution reports (programs/sandbox/front/): private callers only, never routed. */
 export const EXECUTIONS_PATH = "/executions";
+
+/**
+ * The admin API (admin.ts), routed by Traefik to the gatekeeper for keys with the admin scope:
+ * `GET|POST /admin/keys`, `POST /admin/keys/<id>/revoke|rotate`, `PATCH /admin/keys/<id>` (limits).
+ * The CLI (`npm run hub -- keys ...`) speaks it.
+ */
+export const ADMIN_KEYS_PATH = "/admin/keys";
+/** What is deployed and live (status.ts): `npm run hub -- status`. */
+export const ADMIN_STATUS_PATH = "/admin/status";

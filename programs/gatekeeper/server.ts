@@ -10,8 +10,11 @@ import type { CredentialProblem, DistinctHeaders } from "./credentials";
 import { presentedCredential, presentedTokens } from "./credentials";
 import type { DecisionRecord, DenyReason, ExecutionRecord } from "./decision";
 import { executionReportSchema, SANDBOX_SCOPE } from "../sandbox/protocol";
-import type { KeySourceStatus } from "./key-source";
-import { KeyFileSource } from "./key-source";
+import { adminContextFor, handleAdmin, isAdminPath } from "./admin";
+import { cacheFileIn, KeyRegistry, type KeyRegistryStatus } from "./key-registry";
+import { FileKeyStore, type RuntimeKeyStore } from "./key-store";
+import { PostgresKeyStore } from "./key-store-pg";
+import { secondsToNextUtcDay, UsageCounter } from "./usage";
 import type { ApiKey, KeyStore, Scope } from "./keys";
 import { isScope } from "./keys";
 import type { Logger } from "./log";
@@ -62,6 +65,8 @@ export interface DecisionInput {
   readonly limiter: RateLimiter;
   readonly defaultLimit: RateLimit;
   readonly nowMs: number;
+  /** Allowed requests of a key today (usage.ts), for keys with a daily quota. @default - no quota is enforced */
+  readonly usage?: { used(keyId: string, nowMs: number): number };
 }
 
 export type Decision =
@@ -103,6 +108,10 @@ export function decide(input: DecisionInput): Decision {
   if (!key) return deny(401, "unknown_key", null, errorBody("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"));
   if (key.revoked) return deny(401, "revoked_key", key.id, errorBody("This API key has been revoked.", "invalid_request_error", "invalid_api_key"));
   if (!key.scopes.has(scope)) return deny(403, "scope_denied", key.id, errorBody(`This API key may not use the ${scope} service.`, "invalid_request_error", "insufficient_scope"));
+  if (key.dailyQuota !== undefined && input.usage && input.usage.used(key.id, input.nowMs) >= key.dailyQuota) {
+    const retry = secondsToNextUtcDay(input.nowMs);
+    return deny(429, "quota_exceeded", key.id, errorBody(`Daily quota reached for this API key: ${key.dailyQuota} requests per UTC day. It starts again at 00:00 UTC, in ${retry} s.`, "requests", "quota_exceeded"), retry);
+  }
   const limit = limitFor(key, input.defaultLimit);
   // Only here, with a known, live key that may use this service, is a token taken.
   const rate = input.limiter.take(key.id, scope, limit, input.nowMs);
@@ -146,14 +155,15 @@ const scopeForRecord = (scope: string | null): string => (scope ?? "").replace(C
 
 export interface HealthReport {
   readonly status: "ok" | "unhealthy";
-  readonly keys: KeySourceStatus;
+  readonly keys: KeyRegistryStatus;
   readonly spool: { readonly writable: boolean; readonly dir: string; readonly segment: number; readonly unshippedBytes: number | null; readonly decisions: number; readonly commits: number };
   readonly database: ({ readonly configured: true } & ShipperStatus) | { readonly configured: false };
 }
 
 export interface Gatekeeper {
   readonly server: http.Server;
-  readonly keys: KeyFileSource;
+  readonly keys: KeyRegistry;
+  readonly usage: UsageCounter;
   readonly spool: Spool;
   readonly shipper: AuditShipper | undefined;
   readonly metrics: GatekeeperMetrics;
@@ -186,17 +196,24 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
   const now = options.now ?? Date.now;
   const limiter = new RateLimiter();
   const defaultLimit: RateLimit = { ratePerMinute: config.defaultRatePerMinute, burst: config.defaultBurst };
-  const keys = new KeyFileSource(config.keysFile, log, (store) => limiter.retainOnly(store.ids()));
-  await keys.reload();
-  keys.watch(options.keysPollMs);
-
-  const spool = await Spool.open({ dir: config.spoolDir, segmentBytes: config.spoolSegmentBytes, keepSegments: config.spoolKeepSegments, retainUnshipped: config.databaseUrl !== undefined, commitsInFlight: config.spoolCommitsInFlight, log });
   let pool: Pool | undefined;
-  let shipper: AuditShipper | undefined;
   if (config.databaseUrl) {
-    pool = new Pool({ connectionString: config.databaseUrl, max: 2, connectionTimeoutMillis: 3000, query_timeout: 15_000, idleTimeoutMillis: 30_000, keepAlive: true, application_name: "inference-hub-gatekeeper" });
+    pool = new Pool({ connectionString: config.databaseUrl, max: 3, connectionTimeoutMillis: 3000, query_timeout: 15_000, idleTimeoutMillis: 30_000, keepAlive: true, application_name: "inference-hub-gatekeeper" });
     // Without a listener an idle connection dropped by the server would crash the process.
     pool.on("error", (error) => log.warn("audit database connection lost", { error: errorText(error) }));
+  }
+  // Runtime keys: in the audit database when there is one (every replica shares it), else in the state directory.
+  const runtimeStore: RuntimeKeyStore | undefined = pool && config.databaseUrl ? new PostgresKeyStore(pool, config.databaseUrl, log) : config.stateDir ? await FileKeyStore.open(config.stateDir, log) : undefined;
+  const keys = new KeyRegistry(config.keysFile, runtimeStore, log, (store) => limiter.retainOnly(store.ids()), pool && config.stateDir ? cacheFileIn(config.stateDir) : undefined);
+  if (pool && config.stateDir) await import("node:fs/promises").then((fsp) => fsp.mkdir(config.stateDir!, { recursive: true, mode: 0o700 }));
+  await keys.start(options.keysPollMs);
+  const usage = new UsageCounter(runtimeStore, log, now());
+  await usage.sync(now());
+  usage.start();
+
+  const spool = await Spool.open({ dir: config.spoolDir, segmentBytes: config.spoolSegmentBytes, keepSegments: config.spoolKeepSegments, retainUnshipped: config.databaseUrl !== undefined, commitsInFlight: config.spoolCommitsInFlight, log });
+  let shipper: AuditShipper | undefined;
+  if (pool) {
     shipper = new AuditShipper({ spool, pool, log, batchRows: config.auditBatchRows, maxDelayMs: config.auditBatchDelayMs, onFailure: () => metrics.shipFailures.inc() });
   }
   const metrics = new GatekeeperMetrics(
@@ -253,7 +270,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     }
     const decisionId = randomUUID();
     const store = keys.current;
-    const decision = decide({ scope, headers, keys: store, limiter, defaultLimit, nowMs });
+    const decision = decide({ scope, headers, keys: store, limiter, defaultLimit, nowMs, usage });
     // What a client controls and the gatekeeper echoes or stores must not carry a secret.
     const secretContext: SecretContext = { secrets: [...presentedTokens(headers), ...backendKeySecrets], isKeyId: store ? (id) => store.hasId(id) : undefined };
     const requestId = requestIdFrom(joined(headers["x-request-id"]), decisionId, secretContext);
@@ -280,6 +297,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     }
     observe(record.key_id, outcomeOf(decision));
     if (decision.allowed) {
+      usage.record(decision.key.id, nowMs);
       return {
         status: 200,
         headers: {
@@ -385,10 +403,19 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     };
   }
 
+  const adminContext = adminContextFor({ registry: keys, usage, log, now, config, audit: async () => (shipper ? { configured: true, connected: shipper.status().connected ?? undefined, lastError: shipper.status().lastError } : { configured: false }) });
+
   const server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
     const { pathname, query } = splitTarget(req.url ?? "/");
     if (pathname === AUTH_PATH) {
       void answerAuth({ scope: scopeParameter(query), headers: req.headersDistinct, socketAddress: req.socket.remoteAddress }).then((answer) => send(res, answer));
+      return;
+    }
+    if (isAdminPath(pathname)) {
+      handleAdmin(req, pathname, (status, body) => sendJson(res, status, body), adminContext).catch((error: unknown) => {
+        log.error("admin request failed", { error: errorText(error) });
+        if (!res.headersSent) sendJson(res, 500, errorBody("The admin request failed inside the gatekeeper.", "server_error", "gatekeeper_error"));
+      });
       return;
     }
     if (pathname === METRICS_PATH) {
@@ -429,6 +456,7 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
   return {
     server,
     keys,
+    usage,
     spool,
     shipper,
     metrics,
@@ -450,7 +478,6 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     health,
     close: () =>
       (closing ??= (async () => {
-        keys.close();
         await Promise.all([
           new Promise<void>((resolve) => {
             server.close(() => resolve());
@@ -459,6 +486,8 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
           tls?.close(),
         ]);
         await spool.close();
+        await usage.stop();
+        await keys.close();
         await shipper?.stop();
         await pool?.end().catch(() => undefined);
       })()),

@@ -101,8 +101,8 @@ let addressCounter = 0;
 let mockStack = "";
 const standIn = (prefix: string) => `${prefix}.${10 + (addressCounter++ % 240)}`;
 
-/** Outputs the cloud would compute, per resource type. */
-function cloudState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+/** Outputs the cloud would compute, per resource type (also the real-engine tests' stand-in providers' answers). */
+export function cloudState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
   switch (type) {
     case "digitalocean:index/droplet:Droplet":
       return { ipv4Address: standIn("192.0.2"), ipv4AddressPrivate: standIn("198.51.100"), dropletUrn: `do:droplet:mock-${name}`, status: "active" };

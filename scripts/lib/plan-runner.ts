@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { gpuBootImage } from "../../services/gpu-image";
 import * as path from "node:path";
 import { takeArtifacts } from "../../infra/artifacts";
@@ -10,18 +10,8 @@ import { isNonEmpty, isSecretSettingName, loadStackFile, PROJECT, Problem, Probl
 import { presentInput, runUnderMocks, RecordedResource } from "./mock-engine";
 import { buildPlanDocument, FailedPlanDocument, PLAN_SCHEMA_VERSION, PlanArtifact, PlanDocument } from "./plan-document";
 
-export const PROJECT_ROOT = path.resolve(__dirname, "../..");
-
-export function stackFilePath(stack: string): string {
-  return path.join(PROJECT_ROOT, `Pulumi.${stack}.yaml`);
-}
-
-export function availableStacks(): string[] {
-  return readdirSync(PROJECT_ROOT)
-    .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
-    .filter((s): s is string => s !== undefined)
-    .sort();
-}
+import { availableStacks } from "./stack-files";
+export { availableStacks, PROJECT_ROOT, stackFilePath } from "./stack-files";
 
 export type PlanResult =
   | { ok: true; document: PlanDocument; artifacts: readonly PlanArtifact[]; resources: readonly RecordedResource[] }
@@ -120,7 +110,7 @@ export async function planFromText(stack: string, configFile: string, text: stri
     return failed(stack, configFile, fromProgramFailure(reason), loaded.config.warnings);
   }
   // Keys are a secret the plan cannot read; it can still see whether any are configured.
-  const noKeys: Warning[] = secretKeys.includes(`${PROJECT}:apiKeys`) ? [] : [{ keys: ["apiKeys"], message: "no API keys: the gatekeeper refuses every request. Create one: npm run hub -- keys create --name <who> --scopes llm,ocr,stt,tts --stack <name>" }];
+  const noKeys: Warning[] = secretKeys.includes(`${PROJECT}:apiKeys`) ? [] : [{ keys: ["apiKeys"], message: "no API keys declared: nobody can use the hub or create a key. Declare the first admin key: npm run hub -- keys create --bootstrap --name admin --scopes admin --stack <name>; then create client keys at runtime with npm run hub -- keys create" }];
   const noReceiver: Warning[] = loaded.config.monitoring && !loaded.config.monitoring.email && !secretKeys.includes(`${PROJECT}:alertWebhookUrl`) ? [{ keys: ["alertEmail", "alertWebhookUrl"], message: NO_ALERT_RECEIVER_WARNING }] : [];
   const boot = gpuBootImage(loaded.config);
   const staleImage: Warning[] = boot?.kind === "stale" ? [{ keys: ["gpuSnapshotName", "gpuSnapshotId"], message: boot.why }] : [];

@@ -200,8 +200,9 @@ export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   }
   if (values.help) return { help: true };
 
-  if (!values.url) throw new UsageError("missing --url (the hub's base URL, e.g. https://hub.example.com/v1)");
-  const baseUrl = normalizeBaseUrl(values.url);
+  const rawUrl = values.url ?? env.HUB_URL;
+  if (!rawUrl) throw new UsageError("missing --url (or HUB_URL): the hub's base URL, e.g. https://hub.example.com/v1");
+  const baseUrl = normalizeBaseUrl(rawUrl);
   const apiKey = (values.key ?? env.HUB_API_KEY ?? "").trim();
   if (!apiKey) throw new UsageError("missing --key (or HUB_API_KEY): a client key with the llm, stt, tts and ocr scopes, from `npm run hub -- keys create`");
   const llmOnlyKey = (values["llm-only-key"] ?? env.HUB_LLM_ONLY_KEY ?? "").trim() || undefined;

@@ -144,6 +144,12 @@ export interface RigOptions {
    */
   readonly sandbox?: { readonly nodeUrl: string; readonly token: string };
   /**
+   * Give the gatekeeper the audit PostgreSQL (DATABASE_URL), where it also keeps runtime keys.
+   * Without it the spool alone is the audit log and runtime keys live in its state directory.
+   * @default true
+   */
+  readonly database?: boolean;
+  /**
    * Benchmark only: changes Traefik's static file after the loopback remap (pprof through
    * `api.debug`, for one). Tests never set it: they run the plan's file as it is.
    * @default - the plan's static file unchanged
@@ -183,6 +189,9 @@ export class GatewayRig {
   private variants!: Record<RoutesVariant, Rendered>;
   private settings!: Readonly<Record<string, string | number | boolean>>;
   private startGatekeeperProcess!: () => ManagedProcess;
+  /** The gatekeeper's environment as started (after remapping), for a second replica. */
+  gatekeeperEnv: NodeJS.ProcessEnv = {};
+  private gatekeeperBundle = "";
   private readonly accessLines: Record<string, unknown>[] = [];
   private readonly extraProcesses: ManagedProcess[] = [];
 
@@ -209,7 +218,7 @@ export class GatewayRig {
     this.settings = { ...RIG_STACK_SETTINGS, ...options.settings };
     // The same stack with the GPU off and on: what `pulumi up` would write before and after `gpu on`.
     this.variants = { "gpu-off": await renderPlan({ ...this.settings, gpuEnabled: false }), "gpu-on": await renderPlan({ ...this.settings, gpuEnabled: true }) };
-    const dirs = { static: path.join(this.dir, "static"), dynamic: path.join(this.dir, "dynamic"), errors: path.join(this.dir, "nginx"), keys: path.join(this.dir, "keys"), spool: path.join(this.dir, "spool"), app: path.join(this.dir, "app") };
+    const dirs = { static: path.join(this.dir, "static"), dynamic: path.join(this.dir, "dynamic"), errors: path.join(this.dir, "nginx"), keys: path.join(this.dir, "keys"), spool: path.join(this.dir, "spool"), app: path.join(this.dir, "app"), state: path.join(this.dir, "gatekeeper-state") };
     for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
 
     const [web, websecure, legacy, metrics, nginxPort, gatekeeperPort, gatekeeperTlsPort, gpuCoder, gpuOcr, autoscalerControl, autoscalerOff, sandboxFront, embeddingsPort] = await Promise.all(Array.from({ length: 13 }, () => freeLoopbackPort()));
@@ -264,6 +273,7 @@ export class GatewayRig {
       ["/var/lib/traefik/dynamic", dirs.dynamic],
       ["/keys", dirs.keys],
       ["/spool", dirs.spool],
+      ["/gatekeeper-state", dirs.state],
       ["/config", path.join(this.dir, "autoscaler-config")],
       ["/state", path.join(this.dir, "autoscaler-state")],
     ]);
@@ -297,6 +307,7 @@ export class GatewayRig {
     // PostgreSQL and the gatekeeper, configured from its container spec's environment.
     this.postgres = await PostgresCluster.create();
     this.databaseUrl = await this.postgres.createDatabase("audit");
+    const withDatabase = options.database ?? true;
     const entries = Object.entries(options.keys ?? {}).map(([name, k]) => {
       const fresh = newApiKey();
       this.keys[name] = { id: fresh.id, key: fresh.key };
@@ -307,22 +318,26 @@ export class GatewayRig {
     // self-signed pair for the container's name and, on loopback, 127.0.0.1; Traefik pins the certificate.
     const tlsPair = selfSignedPair(path.join(this.dir, "tls"), GATEKEEPER_CONTAINER);
     writeFileSync(remapForLoopback(GATEKEEPER_CA_FILE.container, this.loopback), tlsPair.cert);
+    // The status context is JSON in one variable: its backends' addresses are remapped inside it.
+    if (env.GATEKEEPER_STATUS_CONTEXT) env.GATEKEEPER_STATUS_CONTEXT = JSON.stringify(remapForLoopback(JSON.parse(env.GATEKEEPER_STATUS_CONTEXT) as unknown, this.loopback));
     writeFileSync(env.GATEKEEPER_KEYS_FILE, JSON.stringify({ version: 1, keys: entries }, null, 2));
     const bundle = path.join(dirs.app, "gatekeeper.js");
     writeFileSync(bundle, bundleGatekeeper());
     const gatekeeperEnv: NodeJS.ProcessEnv = {
       PATH: process.env.PATH ?? "",
       ...env,
-        // The container's network namespace, on loopback: the port Traefik's service URL names.
+      // The container's network namespace, on loopback: the port Traefik's service URL names.
         GATEKEEPER_HOST: "127.0.0.1",
         GATEKEEPER_PORT: String(gatekeeperPort),
         GATEKEEPER_TLS_PORT: String(gatekeeperTlsPort),
         // Secrets, as the container gets them from Pulumi.
         GATEKEEPER_BACKEND_KEY: RIG_BACKEND_KEY,
-        DATABASE_URL: this.databaseUrl,
+        ...(withDatabase ? { DATABASE_URL: this.databaseUrl } : {}),
         GATEKEEPER_TLS_CERT: tlsPair.cert,
         GATEKEEPER_TLS_KEY: tlsPair.key,
     };
+    this.gatekeeperEnv = gatekeeperEnv;
+    this.gatekeeperBundle = bundle;
     this.startGatekeeperProcess = () => ManagedProcess.start("gatekeeper", process.execPath, [...(options.gatekeeperNodeArgs ?? []), bundle], { env: gatekeeperEnv });
     this.gatekeeper = this.startGatekeeperProcess();
 
@@ -460,6 +475,23 @@ export class GatewayRig {
     await waitFor("the gatekeeper to be healthy again", async () => (await rawGet(this.gatekeeperPort, "/healthz")) === 200, 15_000, { context: () => this.gatekeeper.tail() });
   }
 
+  /**
+   * A second gatekeeper replica with the same environment (the same database and declared keys),
+   * its own port, spool and state directory; not behind Traefik. Stopped with the rig.
+   */
+  async startReplica(): Promise<{ process: ManagedProcess; port: number }> {
+    const [port, tlsPort] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);
+    const dir = mkdtempSync(path.join(this.dir, "replica-"));
+    const process_ = ManagedProcess.start("gatekeeper-2", process.execPath, [this.gatekeeperBundle], {
+      env: { ...this.gatekeeperEnv, GATEKEEPER_PORT: String(port), GATEKEEPER_TLS_PORT: String(tlsPort), GATEKEEPER_SPOOL_DIR: path.join(dir, "spool"), GATEKEEPER_STATE_DIR: path.join(dir, "state") },
+    });
+    this.replicas.push(process_);
+    await waitFor("the second gatekeeper to be healthy", async () => (await rawGet(port, "/healthz").catch(() => 0)) === 200, 15_000, { context: () => process_.tail() });
+    return { process: process_, port };
+  }
+
+  private readonly replicas: ManagedProcess[] = [];
+
   /** Stops a CPU stand-in, runs `during`, and starts it again on the same port. */
   async withStandInDown<T>(name: "fallback" | "stt" | "tts" | "docling", during: () => Promise<T>): Promise<T> {
     const current = this.standIns[name]!;
@@ -552,7 +584,7 @@ export class GatewayRig {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop(), this.sandboxFront?.stop(), this.embeddings?.stop(), ...this.extraProcesses.map((p) => p.stop())]);
+    await Promise.all([...this.replicas.map((r) => r.stop()), this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop(), this.sandboxFront?.stop(), this.embeddings?.stop(), ...this.extraProcesses.map((p) => p.stop())]);
     await Promise.all([...Object.values(this.standIns), this.grafana].map((s) => s?.close()));
     await this.postgres?.destroy();
     rmSync(this.dir, { recursive: true, force: true });
