@@ -181,10 +181,13 @@ describe.skipIf(Boolean(missing))("the gateway, run for real (real Traefik, gate
         expectOpenAiError(r, 500, "auth_unavailable");
         expect(Number(r.headers["retry-after"])).toBeGreaterThan(0);
         expect(rig.standIns.fallback!.received.length).toBe(before);
+        // The admin API asks the same forwardAuth port, and its door says the same.
+        expectOpenAiError(await call({ path: "/admin/keys", headers: bearer("admin") }), 500, "auth_unavailable");
       } finally {
         await rig.startGatekeeper();
       }
       expect((await call({ path: "/v1/models", headers: bearer("alice") })).status).toBe(200);
+      expect((await call({ path: "/admin/keys", headers: bearer("admin") })).status).toBe(200);
     });
 
     it("a backend's own 500 → JSON backend_error naming the service (the door tells it from its own by X-Hub-Key-Id); its 503 passes untouched", async () => {
