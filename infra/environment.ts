@@ -8,6 +8,11 @@ export interface AccountSshKeySource {
   withFingerprint(fingerprint: string): Promise<readonly AccountSshKey[]>;
 }
 
+/** The DOKS versions DigitalOcean offers now (the k8s tier picks its release from them). */
+export interface KubernetesVersionSource {
+  offered(): Promise<readonly string[]>;
+}
+
 /**
  * What the program needs from the machine it runs on and the cloud account, beyond the engine:
  * a real deploy talks to the internet and writes the deployer's SSH files; the offline plan and
@@ -21,6 +26,8 @@ export interface DeployEnvironment {
   readonly deployerAddress?: DeployerAddressSource;
   /** Undefined: the account cannot be read (the offline plan assumes the key is not registered yet). */
   readonly accountSshKeys?: AccountSshKeySource;
+  /** Undefined: not knowable here (the offline plan assumes the catalogue's DOKS release). */
+  readonly kubernetesVersions?: KubernetesVersionSource;
 }
 
 class DigitalOceanAccountKeys implements AccountSshKeySource {
@@ -32,7 +39,13 @@ class DigitalOceanAccountKeys implements AccountSshKeySource {
 
 /** `pulumi up` / `pulumi preview`. */
 export function liveEnvironment(): DeployEnvironment {
-  return { sshFiles: new HomeSshFileStore(), secretsReadable: true, deployerAddress: new EchoServiceAddressSource(), accountSshKeys: new DigitalOceanAccountKeys() };
+  return {
+    sshFiles: new HomeSshFileStore(),
+    secretsReadable: true,
+    deployerAddress: new EchoServiceAddressSource(),
+    accountSshKeys: new DigitalOceanAccountKeys(),
+    kubernetesVersions: { offered: async () => (await digitalocean.getKubernetesVersions()).validVersions ?? [] },
+  };
 }
 
 /** `npm run plan`: no network, nothing written. */

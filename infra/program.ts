@@ -49,7 +49,7 @@ function hubConfigFromEngine(): HubConfig {
   if (!loaded.ok) throw new pulumi.RunError(new ConfigError(loaded.problems, `stack ${pulumi.getStack()}`).message);
   const hub = loaded.config;
   const hasSshKey = hub.settings.sshPublicKey !== undefined || hub.settings.sshKeyFingerprints.length > 0;
-  if (!hasSshKey && hub.tier !== "local" && !pulumi.runtime.isDryRun()) {
+  if (!hasSshKey && hub.tier !== "local" && hub.tier !== "k8s" && !pulumi.runtime.isDryRun()) {
     // Droplets without a key cannot be checked or deployed to: refuse before creating them.
     throw new pulumi.RunError("sshPublicKey, sshKeyFingerprints: no SSH key is configured; the deploy would create droplets it cannot log in to. Set one: pulumi config set sshPublicKey \"$(cat ~/.ssh/id_ed25519.pub)\".");
   }
@@ -231,6 +231,12 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   const hub = hubConfigFromEngine();
   const stack = pulumi.getStack();
   if (hub.tier === "local") return localProgram(hub, stack);
+  // DigitalOcean Kubernetes: its own renderer of the same specs and routes (infra/kubernetes/),
+  // loaded only here so the droplet tiers' plans never load @pulumi/kubernetes.
+  if (hub.tier === "k8s") {
+    const { kubernetesProgram } = await import("./kubernetes/program");
+    return kubernetesProgram(hub, stack, env, { env: hubSecrets(hub), apiKeys: apiKeysDocument(), alerts: alertSecrets(hub) });
+  }
   const cloudName = `ih-${cloudSlug(stack)}`;
   const tags = hubTags(stack, hub.tier);
 

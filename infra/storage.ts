@@ -9,6 +9,12 @@ export interface HubStorageArgs {
   readonly modelCacheVolumes: number;
   readonly modelCacheGiB: number;
   readonly cpuCacheGiB: number;
+  /**
+   * State volumes by name (the k8s tier's claims for Prometheus, the controller's ledger, ...):
+   * the droplet tiers keep that state on the CPU cache volume, which on Kubernetes serves one node.
+   * @default none
+   */
+  readonly stateVolumes?: readonly { readonly name: string; readonly sizeGiB: number }[];
 }
 
 export interface CacheVolume {
@@ -20,6 +26,7 @@ export interface CacheVolume {
 /** Stable names: renaming a volume replaces it, so these never depend on tier or size. */
 export const modelCacheCloudName = (cloudName: string, index: number) => `${cloudName}-model-cache-${index}`;
 export const cpuCacheCloudName = (cloudName: string) => `${cloudName}-cpu-cache`;
+export const stateCloudName = (cloudName: string, state: string) => `${cloudName}-state-${state}`;
 
 /**
  * The stack's persistent volumes: model caches that outlive GPU droplets, and the CPU node's
@@ -29,6 +36,7 @@ export const cpuCacheCloudName = (cloudName: string) => `${cloudName}-cpu-cache`
 export class HubStorage extends pulumi.ComponentResource {
   public readonly modelCaches: readonly CacheVolume[];
   public readonly cpuCache: CacheVolume;
+  public readonly stateVolumes: Readonly<Record<string, CacheVolume>>;
 
   constructor(name: string, args: HubStorageArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("inference-hub:storage:HubStorage", name, {}, opts);
@@ -56,6 +64,7 @@ export class HubStorage extends pulumi.ComponentResource {
     });
     this.modelCaches = Array.from({ length: args.modelCacheVolumes }, (_, i) => volume(`model-cache-${i}`, modelCacheCloudName(args.cloudName, i), args.modelCacheGiB, "inference hub model cache (weights, vLLM compile cache)"));
     this.cpuCache = volume("cpu-cache", cpuCacheCloudName(args.cloudName), args.cpuCacheGiB, "inference hub CPU node cache (CPU models, TLS state)");
+    this.stateVolumes = Object.fromEntries((args.stateVolumes ?? []).map((v) => [v.name, volume(`state-${v.name}`, stateCloudName(args.cloudName, v.name), v.sizeGiB, `inference hub ${v.name} state`)]));
     this.registerOutputs({ modelCacheIds: this.modelCaches.map((c) => c.volume.id), cpuCacheId: this.cpuCache.volume.id });
   }
 }

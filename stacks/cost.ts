@@ -27,6 +27,16 @@ export interface CostInput {
   readonly gpu?: { readonly size: GpuSize; readonly count: number; readonly hoursPerMonth: number; readonly on: boolean };
   readonly modelCacheGiB: number;
   readonly modelCacheVolumes: number;
+  /** The k8s tier: a pool of CPU nodes, the control plane, the load balancer and the state claims. @default - droplets only */
+  readonly kubernetes?: {
+    readonly cpuNodes: number;
+    readonly haControlPlane: boolean;
+    readonly haControlPlaneMonthlyUsd: number;
+    readonly loadBalancerNodes: number;
+    readonly loadBalancerNodeMonthlyUsd: number;
+    /** Claims beyond the model caches and the CPU cache volume (metrics, dashboards, ledger, certificates). */
+    readonly stateVolumeGiB: number;
+  };
   /** A baked GPU image is kept (gpuSnapshotId): its estimated size, GB. */
   readonly gpuImageGB?: number;
   /** The sandbox node, when `sandbox` is on. @default - none */
@@ -43,7 +53,19 @@ export const SEED_FIGURES = {
 
 export function estimateCost(input: CostInput): CostEstimate {
   const lines: CostLine[] = [];
-  if (input.cpuSize.pricePerMonth > 0) lines.push({
+  const k8s = input.kubernetes;
+  if (k8s) {
+    const controlPlane = k8s.haControlPlane ? k8s.haControlPlaneMonthlyUsd : 0;
+    lines.push({ item: "Kubernetes control plane", detail: k8s.haControlPlane ? "DOKS, high-availability control plane" : `DOKS control plane, free (high availability would be $${k8s.haControlPlaneMonthlyUsd}/month)`, monthlyUsd: controlPlane, hourlyUsd: controlPlane / HOURS_PER_MONTH });
+    lines.push({
+      item: "CPU node",
+      detail: `${k8s.cpuNodes} x ${input.cpuSize.slug} (${input.cpuSize.vcpu} vCPU, ${input.cpuSize.ramGiB} GiB) in the CPU pool, always on`,
+      monthlyUsd: round2(k8s.cpuNodes * input.cpuSize.pricePerMonth),
+      hourlyUsd: k8s.cpuNodes * cpuHourly(input.cpuSize),
+    });
+    const lb = k8s.loadBalancerNodes * k8s.loadBalancerNodeMonthlyUsd;
+    lines.push({ item: "Load balancer", detail: `DigitalOcean load balancer, ${k8s.loadBalancerNodes} node at $${k8s.loadBalancerNodeMonthlyUsd}/month (ports 80 and 443)`, monthlyUsd: lb, hourlyUsd: lb / HOURS_PER_MONTH });
+  } else if (input.cpuSize.pricePerMonth > 0) lines.push({
     item: "CPU node",
     detail: `${input.cpuSize.slug} (${input.cpuSize.vcpu} vCPU, ${input.cpuSize.ramGiB} GiB), always on`,
     monthlyUsd: input.cpuSize.pricePerMonth,
@@ -64,10 +86,11 @@ export function estimateCost(input: CostInput): CostEstimate {
     monthlyUsd: input.sandboxSize.pricePerMonth,
     hourlyUsd: cpuHourly(input.sandboxSize),
   });
-  const volumeGiB = input.modelCacheGiB * input.modelCacheVolumes + input.cpuCacheGiB;
+  const stateGiB = k8s?.stateVolumeGiB ?? 0;
+  const volumeGiB = input.modelCacheGiB * input.modelCacheVolumes + input.cpuCacheGiB + stateGiB;
   if (volumeGiB > 0) lines.push({
     item: "Block storage",
-    detail: `${input.modelCacheVolumes} x ${input.modelCacheGiB} GiB model cache + ${input.cpuCacheGiB} GiB CPU cache at $${VOLUME_PRICE_PER_GIB_MONTH}/GiB-month (billed while detached)`,
+    detail: `${input.modelCacheVolumes} x ${input.modelCacheGiB} GiB model cache + ${input.cpuCacheGiB} GiB CPU cache${stateGiB ? ` + ${stateGiB} GiB of state claims` : ""} at $${VOLUME_PRICE_PER_GIB_MONTH}/GiB-month (billed while detached)`,
     monthlyUsd: round2(volumeGiB * VOLUME_PRICE_PER_GIB_MONTH),
     hourlyUsd: (volumeGiB * VOLUME_PRICE_PER_GIB_MONTH) / HOURS_PER_MONTH,
   });

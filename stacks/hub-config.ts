@@ -121,6 +121,37 @@ export interface HubConfig {
   readonly nodes: readonly NodePlan[];
   readonly cost: CostEstimate;
   readonly warnings: readonly Warning[];
+  /** The k8s tier's cluster (stacks/kubernetes.ts); absent in the droplet tiers. */
+  readonly kubernetes?: KubernetesPlan;
+}
+
+/** DigitalOcean Kubernetes: the release, the two node pools and the state volumes beyond the model caches. */
+export interface KubernetesPlan {
+  readonly release: { readonly slug: string; readonly kubernetes: string; readonly minor: string };
+  readonly cpuPool: {
+    readonly size: string;
+    readonly nodes: number;
+    readonly allocatableGiBPerNode: number;
+    readonly ramNeededGiB: number;
+    /** Roles per node as first-fit packs them: an estimate, the scheduler decides. */
+    readonly placement: readonly (readonly string[])[];
+  };
+  readonly gpuPool: {
+    readonly size: string;
+    readonly minNodes: number;
+    readonly maxNodes: number;
+    readonly gpusPerNode: number;
+    /** The extended resource a GPU pod requests (nvidia.com/gpu, amd.com/gpu). */
+    readonly resource: string;
+    /** Expected GPU node-hours a month, for the cost. */
+    readonly nodeHours: number;
+  };
+  readonly haControlPlane: boolean;
+  readonly loadBalancerNodes: number;
+  /** Claims for state beyond the model caches (metrics, dashboards, the ledger, certificates). */
+  readonly statePvcs: readonly { readonly name: string; readonly sizeGiB: number }[];
+  readonly storageClass: string;
+  readonly prices: { readonly haControlPlaneMonthlyUsd: number; readonly loadBalancerNodeMonthlyUsd: number };
 }
 
 export const gpuNodeName = (index: number): string => `gpu-${index}`;

@@ -30,7 +30,8 @@ export function loadHubConfig(config: EngineConfig, secretKeys: readonly string[
  * whether it is set is looked at, never its value.
  */
 function withAdviceModeWarning(hub: HubConfig, config: EngineConfig): HubConfig {
-  if (!hub.settings.autoscaler || !hub.gpu) return hub;
+  // In k8s, KEDA scales; the controller only keeps the ledger and the budget ceiling (docs/kubernetes.md).
+  if (!hub.settings.autoscaler || !hub.gpu || hub.tier === "k8s") return hub;
   if (hub.settings.autoscalerActuator === "pulumi-deployments") {
     if (config[`${PROJECT}:autoscalerPulumiToken`]) return hub;
     const message = "the autoscaling controller runs in advice mode: it decides, logs and exports metrics, but does not change the GPU node count, because autoscalerPulumiToken is not set. pulumi config set --secret autoscalerPulumiToken <an organization token whose custom role grants only stack_deployment:create on this stack> (docs/gpu-wake.md) to let it act through Pulumi Deployments, or autoscaler false to run none.";

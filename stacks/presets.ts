@@ -118,6 +118,21 @@ export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {
     ocrGpuMemoryPercent: 5,
     budgetUsd: 21000,
   },
+  k8s: {
+    ...SHARED,
+    tier: "k8s",
+    // Each CPU pool node; the plan packs the CPU services onto as many as they need (two here).
+    cpuSize: "s-4vcpu-8gb",
+    // KEDA wakes the GPU pool on the first allowed coder request and empties it when idle
+    // (DigitalOcean documents a pool at 0 both ways: the plan warns).
+    gpuMinNodes: 0,
+    gpuMaxNodes: 4,
+    // Expected GPU node-hours a month: a working month of one node (8 h x 20 days).
+    gpuHoursPerMonth: 160,
+    // Answers /v1/chat/completions while no GPU replica is ready, as in hybrid.
+    fallbackModel: "qwen2.5-coder-1.5b",
+    budgetUsd: 1000,
+  },
   local: {
     ...SHARED,
     ...NO_GPU,

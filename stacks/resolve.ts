@@ -28,12 +28,13 @@ import { cap, isNonEmpty, problem, Problem, Problems, Warning } from "./problems
 import { mapGgufQuantization, mapVllmQuantization, VllmWeights, weightsLoader } from "./quantization";
 import { resolveLora } from "./lora";
 import { cidrKey, cidrProblem, Quantization, SETTINGS, StackOverrides, Tier } from "./settings";
+import { resolveKubernetes } from "./kubernetes";
 import { isWholeInternet, sshExposure } from "./ssh-exposure";
 import { hoursPerMonth, parseWindows } from "./windows";
 
 export type Resolved = { ok: true; config: HubConfig } | { ok: false; problems: Problems; warnings: Warning[] };
 
-const GPU_TIERS: readonly Tier[] = ["gpu", "hybrid", "multigpu"];
+const GPU_TIERS: readonly Tier[] = ["gpu", "hybrid", "multigpu", "k8s"];
 const usd = (n: number) => `$${n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
 const gb = (n: number) => `${n.toFixed(1)} GB`;
 
@@ -63,7 +64,10 @@ function checkTierShape({ s, problems }: Ctx, gpu: GpuSize | undefined): void {
     return;
   }
   if (s.gpuCount < 1) problems.push(problem(["gpuCount", "tier"], s.gpuCount, `the ${s.tier} tier serves the coder from GPU droplets and needs at least one.`, "Set gpuCount to 1 or more, or use tier cpu."));
-  if (s.tier !== "hybrid") {
+  // k8s: the GPU pool scales on demand (stacks/kubernetes.ts checks its own settings).
+  if (s.tier === "k8s") {
+    // nothing more: hours are the expected on-demand node-hours, as in hybrid
+  } else if (s.tier !== "hybrid") {
     if (!s.gpuEnabled) problems.push(problem(["gpuEnabled", "tier"], false, `the ${s.tier} tier keeps its GPU always on.`, "Use tier hybrid to turn the GPU on and off."));
     if (s.gpuHoursPerMonth !== HOURS_PER_MONTH) problems.push(problem(["gpuHoursPerMonth", "tier"], s.gpuHoursPerMonth, `the ${s.tier} tier is always on, so it is billed ${HOURS_PER_MONTH} h a month.`, "Remove gpuHoursPerMonth, or use tier hybrid for fewer hours."));
   } else if (s.gpuHoursPerMonth < 1) {
@@ -73,7 +77,8 @@ function checkTierShape({ s, problems }: Ctx, gpu: GpuSize | undefined): void {
   if (s.tier === "multigpu" && gpu.gpuCount < 8) {
     problems.push(problem(["gpuSize", "tier"], s.gpuSize, `the multigpu tier is one 8-GPU droplet; ${s.gpuSize} has ${gpu.gpuCount} GPU.`, `Use ${GPU_SIZES.filter((g) => g.gpuCount === 8).map((g) => g.slug).join(", ")}, or tier gpu/hybrid.`));
   }
-  if (s.tier !== "multigpu" && gpu.gpuCount > 1) {
+  // DOKS node pools come in both shapes; vLLM spans every GPU of a node.
+  if (s.tier !== "multigpu" && s.tier !== "k8s" && gpu.gpuCount > 1) {
     problems.push(problem(["gpuSize", "tier"], s.gpuSize, `the ${s.tier} tier runs single-GPU droplets; ${s.gpuSize} has ${gpu.gpuCount} GPUs.`, "Use tier multigpu for 8-GPU droplets, or a single-GPU size."));
   }
 }
@@ -97,9 +102,9 @@ function checkAutoscaling({ s, problems }: Ctx): void {
   if (s.gpuMinNodes > s.gpuMaxNodes) problems.push(problem(["gpuMinNodes", "gpuMaxNodes"], `${s.gpuMinNodes} > ${s.gpuMaxNodes}`, "the floor is above the ceiling.", `Set gpuMaxNodes to ${s.gpuMinNodes} or more, or gpuMinNodes to ${s.gpuMaxNodes} or less.`));
   if (s.gpuMaxNodes < 1) problems.push(problem("gpuMaxNodes", s.gpuMaxNodes, `the ${s.tier} tier serves the coder from GPU nodes; with no node allowed it could never serve.`, "Set gpuMaxNodes to 1 or more, or use tier cpu."));
   if (s.tier === "hybrid" && s.gpuMinNodes > 0) problems.push(problem(["gpuMinNodes", "tier"], s.gpuMinNodes, "a floor of always-on GPU nodes is the gpu tier; hybrid scales to zero.", "Use tier gpu (always on, scales above its floor), or keep gpuMinNodes 0 and set gpuWindows for working hours."));
-  if (s.tier !== "hybrid" && s.gpuMinNodes < 1) problems.push(problem(["gpuMinNodes", "tier"], s.gpuMinNodes, `the ${s.tier} tier keeps its GPU always on, so its floor is 1.`, "Set gpuMinNodes to 1 or more, or use tier hybrid to scale to zero."));
+  if (s.tier !== "hybrid" && s.tier !== "k8s" && s.gpuMinNodes < 1) problems.push(problem(["gpuMinNodes", "tier"], s.gpuMinNodes, `the ${s.tier} tier keeps its GPU always on, so its floor is 1.`, "Set gpuMinNodes to 1 or more, or use tier hybrid to scale to zero."));
   if (s.gpuCount > s.gpuMaxNodes && s.gpuMaxNodes >= 1) problems.push(problem(["gpuCount", "gpuMaxNodes"], `${s.gpuCount} > ${s.gpuMaxNodes}`, "runs more GPU nodes than the autoscaler may keep; it would remove them at once.", `Set gpuMaxNodes to ${s.gpuCount}, or gpuCount to ${s.gpuMaxNodes}.`));
-  if (s.tier !== "hybrid" && s.gpuCount >= 1 && s.gpuCount < s.gpuMinNodes) problems.push(problem(["gpuCount", "gpuMinNodes"], `${s.gpuCount} < ${s.gpuMinNodes}`, "runs fewer GPU nodes than the floor.", `Set gpuCount to ${s.gpuMinNodes}, or gpuMinNodes to ${s.gpuCount}.`));
+  if (s.tier !== "hybrid" && s.tier !== "k8s" && s.gpuCount >= 1 && s.gpuCount < s.gpuMinNodes) problems.push(problem(["gpuCount", "gpuMinNodes"], `${s.gpuCount} < ${s.gpuMinNodes}`, "runs fewer GPU nodes than the floor.", `Set gpuCount to ${s.gpuMinNodes}, or gpuMinNodes to ${s.gpuCount}.`));
 }
 
 /** GPU nodes the stack runs as configured: gpuCount while the GPU exists, 0 while the hybrid GPU is off. */
@@ -123,7 +128,8 @@ function checkSnapshot({ s, problems }: Ctx): void {
  */
 function checkPin({ s, problems, warnings }: Ctx, nowMs: number): { nodes: number; untilMs: number } | undefined {
   const { gpuPinNodes: nodes, gpuPinUntil: until } = s;
-  if (nodes === undefined && until === undefined) return undefined;
+  // The k8s tier has no pin (stacks/kubernetes.ts says why).
+  if ((nodes === undefined && until === undefined) || s.tier === "k8s") return undefined;
   if (nodes === undefined || until === undefined) {
     problems.push(problem(["gpuPinNodes", "gpuPinUntil"], nodes ?? until, "a pin needs both its node count and its end.", "Pin with `npm run hub -- gpu on --for 8h` (or `gpu off --for 2h`), or remove both with `npm run hub -- gpu unpin`."));
     return undefined;
@@ -209,7 +215,7 @@ function fitAdvice(tier: Tier, model: ModelEntry, quantization: Quantization, gp
   }
   // Only sizes this tier accepts: 8-GPU droplets for multigpu, single-GPU ones otherwise.
   const fitsOn = (s: GpuSize) => {
-    if ((tier === "multigpu") !== s.gpuCount > 1) return false;
+    if (tier !== "k8s" && (tier === "multigpu") !== s.gpuCount > 1) return false;
     const w = mapVllmQuantization(model, quantization, s);
     return w.ok && fitOnGpu({ weightsGB: w.value.gpuWeightsGB, attention: model.attention, maxContext: context, tensorParallel: s.gpuCount, gpuMemoryGBPerGpu: s.gpuMemoryGBPerGpu, share, vision: model.vision, loraGB: loraGB(s.gpuCount) }).fits;
   };
@@ -352,7 +358,8 @@ function resolveMonitoring({ s, problems }: Ctx): MonitoringPlan | undefined {
   }
   // A quarter of the volume: the CPU node's model files and TLS state share it.
   const retentionSizeGiB = Math.max(1, Math.floor(s.cpuCacheGiB / 4));
-  return { retentionDays: s.prometheusRetentionDays, retentionSizeGiB, exporters: s.tier !== "local", email };
+  // node_exporter and the GPU exporters run on droplets; DOKS nodes ship DigitalOcean's own agent and DCGM exporter.
+  return { retentionDays: s.prometheusRetentionDays, retentionSizeGiB, exporters: s.tier !== "local" && s.tier !== "k8s", email };
 }
 
 function checkCpuRam(ctx: Ctx, cpu: CpuSize, workloads: readonly Workload[]): number {
@@ -500,10 +507,18 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   const sandbox = resolveSandbox(s, problems);
 
   // Placement: the CPU node always; GPU nodes carry the coder (and DeepSeek-OCR) replicas.
-  const cpuLoads = [...cpuWorkloads(ctx, coder, fallback, whisper, ttsModel), ...embeddingsWorkloads(embeddings)];
-  const cpuRamNeeded = cpu ? checkCpuRam(ctx, cpu, cpuLoads) : 0;
+  const allCpuLoads = [...cpuWorkloads(ctx, coder, fallback, whisper, ttsModel), ...embeddingsWorkloads(embeddings)];
+  const k8s = s.tier === "k8s" ? resolveKubernetes(s, cpu, gpu, allCpuLoads) : undefined;
+  if (k8s) {
+    problems.push(...k8s.problems);
+    warnings.push(...k8s.warnings);
+  }
+  // The k8s CPU pool packs its workloads onto as many nodes as they need (stacks/kubernetes.ts).
+  const cpuLoads = k8s ? allCpuLoads.filter((w) => w.program !== "node-exporter") : allCpuLoads;
+  // In k8s the pool is sized by its pods' requests (stacks/kubernetes.ts); the node plan keeps the droplet tiers' sum.
+  const cpuRamNeeded = k8s ? CPU_SERVICE_RAM.system.ramGiB + cpuLoads.reduce((sum, w) => sum + (w.ramGiB ?? 0), 0) : cpu ? checkCpuRam(ctx, cpu, cpuLoads) : 0;
   const gpuOn = hasGpu && s.gpuEnabled;
-  const nodes: NodePlan[] = [{ name: CPU_NODE_NAME, kind: "cpu", size: s.cpuSize, active: true, workloads: cpuLoads, ramNeededGiB: cpuRamNeeded, ramGiB: cpu?.ramGiB }];
+  const nodes: NodePlan[] = [{ name: CPU_NODE_NAME, kind: "cpu", size: s.cpuSize, active: true, workloads: cpuLoads, ramNeededGiB: cpuRamNeeded, ramGiB: k8s?.plan && cpu ? k8s.plan.cpuPool.nodes * cpu.ramGiB : cpu?.ramGiB }];
   if (hasGpu) {
     for (let i = 0; i < s.gpuCount; i++) {
       const node = gpuNodeName(i);
@@ -511,7 +526,8 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       if (coder?.backend === "vllm") workloads.push({ role: "coder", node, program: "vllm", model: coder.weights.modelId, gpuShare: coder.share });
       if (ocr) workloads.push({ role: "ocr", node, program: "vllm", model: ocr.weights.modelId, gpuShare: ocr.share });
       // Exporters on GPU nodes: their RAM comes out of the droplet's hundreds of GiB, not a budget.
-      if (s.monitoring) workloads.push({ role: "node-exporter", node, program: "node-exporter" }, { role: "gpu-exporter", node, program: gpu?.vendor === "amd" ? "amd-device-metrics-exporter" : "dcgm-exporter" });
+      // DOKS GPU nodes ship DigitalOcean's own DCGM exporter and node agent.
+      if (s.monitoring && !k8s) workloads.push({ role: "node-exporter", node, program: "node-exporter" }, { role: "gpu-exporter", node, program: gpu?.vendor === "amd" ? "amd-device-metrics-exporter" : "dcgm-exporter" });
       nodes.push({ name: node, kind: "gpu", size: s.gpuSize, active: gpuOn, workloads });
     }
   }
@@ -531,12 +547,14 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
   }
 
   const cloud = s.tier !== "local";
+  // The k8s tier logs in nowhere: no SSH rule, no key.
+  const droplets = cloud && s.tier !== "k8s";
   const ssh = sshExposure(s.adminCidrs);
-  if (cloud && ssh.kind === "anywhere") warnings.push({ keys: ["adminCidrs"], message: `SSH (port 22) on every node is open to the whole internet, as adminCidrs asks (${ssh.cidrs.filter(isWholeInternet).join(", ")}; key login only). Narrow it to your ranges, or remove adminCidrs to admit only the machine each deploy runs from.` });
+  if (droplets && ssh.kind === "anywhere") warnings.push({ keys: ["adminCidrs"], message: `SSH (port 22) on every node is open to the whole internet, as adminCidrs asks (${ssh.cidrs.filter(isWholeInternet).join(", ")}; key login only). Narrow it to your ranges, or remove adminCidrs to admit only the machine each deploy runs from.` });
   checkAccessLists(ctx);
   warnIgnoredNonsense(ctx, overrides);
   if (cloud && !s.domain) warnings.push({ keys: ["domain"], message: "no domain: the gateway serves plain HTTP, so API keys cross the network unencrypted. Set domain and acmeEmail for HTTPS." });
-  if (cloud && !s.sshPublicKey && s.sshKeyFingerprints.length === 0) warnings.push({ keys: ["sshPublicKey", "sshKeyFingerprints"], message: "no SSH key: `pulumi up` refuses to create droplets without one (readiness checks and container deploys log in over SSH). Set sshPublicKey or sshKeyFingerprints." });
+  if (droplets && !s.sshPublicKey && s.sshKeyFingerprints.length === 0) warnings.push({ keys: ["sshPublicKey", "sshKeyFingerprints"], message: "no SSH key: `pulumi up` refuses to create droplets without one (readiness checks and container deploys log in over SSH). Set sshPublicKey or sshKeyFingerprints." });
   if (s.tier === "hybrid" && !s.gpuEnabled && !fallback) warnings.push({ keys: ["gpuEnabled", "fallbackModel"], message: "the GPU is off and there is no CPU fallback coder: /v1/chat/completions answers 503 until the GPU is turned on." });
 
   if (!cpu || (hasGpu && !gpu)) return refuse(ctx, { cpuSize: !cpu, gpuSize: hasGpu && !gpu });
@@ -544,11 +562,23 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
     cpuSize: cpu,
     // The local tier keeps its files in a directory of yours: no volumes to bill.
     cpuCacheGiB: s.tier === "local" ? 0 : s.cpuCacheGiB,
-    gpu: hasGpu && gpu ? { size: gpu, count: s.gpuCount, hoursPerMonth: s.tier === "hybrid" ? s.gpuHoursPerMonth : HOURS_PER_MONTH, on: gpuOn } : undefined,
+    gpu: hasGpu && gpu ? { size: gpu, ...gpuBilling(s, k8s?.plan?.gpuPool.nodeHours), on: gpuOn } : undefined,
     modelCacheGiB: s.modelCacheGiB,
     modelCacheVolumes,
     gpuImageGB: hasGpu && s.gpuSnapshotId !== undefined ? GPU_IMAGE_BASE_GB.value + COLD_START.imageUnpackedGB.value : undefined,
     sandboxSize: sandbox?.size,
+    ...(k8s?.plan
+      ? {
+          kubernetes: {
+            cpuNodes: k8s.plan.cpuPool.nodes,
+            haControlPlane: k8s.plan.haControlPlane,
+            haControlPlaneMonthlyUsd: k8s.plan.prices.haControlPlaneMonthlyUsd,
+            loadBalancerNodes: k8s.plan.loadBalancerNodes,
+            loadBalancerNodeMonthlyUsd: k8s.plan.prices.loadBalancerNodeMonthlyUsd,
+            stateVolumeGiB: k8s.plan.statePvcs.reduce((sum, v) => sum + v.sizeGiB, 0),
+          },
+        }
+      : {}),
   });
   if (cost.monthlyUsd > s.budgetUsd) {
     const breakdown = cost.lines.map((l) => `${l.item} ${usd(l.monthlyUsd)}`).join(" + ");
@@ -565,7 +595,7 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       region: s.region,
       settings: s,
       cpuNode: { size: cpu, cacheGiB: s.cpuCacheGiB },
-      gpu: hasGpu && gpu ? { size: gpu, count: s.gpuCount, on: gpuOn, hoursPerMonth: s.tier === "hybrid" ? s.gpuHoursPerMonth : HOURS_PER_MONTH } : undefined,
+      gpu: hasGpu && gpu ? { size: gpu, count: s.gpuCount, on: gpuOn, hoursPerMonth: s.tier === "hybrid" || s.tier === "k8s" ? s.gpuHoursPerMonth : HOURS_PER_MONTH } : undefined,
       ...(gpuPin ? { gpuPin } : {}),
       modelCache: { sizeGiB: s.modelCacheGiB, volumes: modelCacheVolumes, neededGiB: cacheNeeded },
       coder,
@@ -583,6 +613,16 @@ export function resolveHubConfig(overrides: StackOverrides, nowMs: number = Date
       nodes,
       cost,
       warnings,
+      ...(k8s?.plan ? { kubernetes: k8s.plan } : {}),
     },
   };
+}
+
+/** GPU nodes and hours billed a month: always on in gpu/multigpu, the expected hours in hybrid, the pool's node-hours in k8s. */
+function gpuBilling(s: ResolvedSettings, k8sNodeHours: number | undefined): { count: number; hoursPerMonth: number } {
+  if (s.tier === "k8s") {
+    // The floor all month, or the expected on-demand hours of gpuCount nodes, whichever is more.
+    return s.gpuMinNodes * HOURS_PER_MONTH >= (k8sNodeHours ?? 0) ? { count: s.gpuMinNodes, hoursPerMonth: HOURS_PER_MONTH } : { count: s.gpuCount, hoursPerMonth: s.gpuHoursPerMonth };
+  }
+  return { count: s.gpuCount, hoursPerMonth: s.tier === "hybrid" ? s.gpuHoursPerMonth : HOURS_PER_MONTH };
 }

@@ -9,7 +9,7 @@ import { z } from "zod";
  */
 export const PROJECT = "inference-hub";
 
-export const TIERS = ["cpu", "gpu", "hybrid", "multigpu", "local"] as const;
+export const TIERS = ["cpu", "gpu", "hybrid", "multigpu", "local", "k8s"] as const;
 export type Tier = (typeof TIERS)[number];
 
 export const QUANTIZATIONS = ["none", "8bit", "4bit"] as const;
@@ -116,16 +116,16 @@ const pinInstant = z.string().superRefine((v, ctx) => {
 });
 
 export const SETTINGS = {
-  tier: key("string", oneOf(TIERS), "Strategy tier: cpu (CPU node only), gpu (one GPU droplet always on), hybrid (GPU droplet on demand), multigpu (one 8-GPU droplet), local (the CPU services on this machine's Docker)."),
+  tier: key("string", oneOf(TIERS), "Strategy tier: cpu (CPU node only), gpu (one GPU droplet always on), hybrid (GPU droplet on demand), multigpu (one 8-GPU droplet), local (the CPU services on this machine's Docker), k8s (DigitalOcean Kubernetes: a CPU pool, a GPU pool scaled by KEDA and the cluster autoscaler)."),
   region: key("string", slug, "DigitalOcean region slug for every droplet and volume (one VPC). GPU sizes exist only in some regions."),
-  cpuSize: key("string", slug, "Droplet size of the always-on CPU node (gateway, speech, OCR on CPU, CPU coder)."),
+  cpuSize: key("string", slug, "Droplet size of the always-on CPU node (gateway, speech, OCR on CPU, CPU coder); in k8s, of each CPU pool node (the plan works out how many)."),
   cpuCacheGiB: key("integer", int(10, 16384), "Block-storage volume on the CPU node for CPU model files and gateway state (TLS certificates), GiB."),
   gpuSize: key("string", slug, "Droplet size of each GPU node, e.g. gpu-h100x1-80gb."),
   gpuCount: key("integer", int(0, 64), "Number of GPU droplets serving the coder (replicas behind the gateway)."),
   gpuEnabled: key("boolean", z.boolean(), "hybrid only: whether the on-demand GPU droplet exists right now. Off destroys the droplet and keeps its model cache."),
   gpuHoursPerMonth: key("integer", int(0, 744), "hybrid only: expected GPU hours per month, for the cost estimate and the budget check."),
   gpuWindows: key("array", z.array(z.string()), "hybrid only: working-hours windows when the scheduled pipeline keeps the GPU on, e.g. [\"mon-fri 08:00-18:00 Europe/Berlin\"]. Sets the expected hours."),
-  gpuMinNodes: key("integer", int(0, 64), "Fewest GPU nodes the autoscaler keeps: 0 in hybrid (scale to zero; the volume stays), at least 1 in gpu and multigpu."),
+  gpuMinNodes: key("integer", int(0, 64), "Fewest GPU nodes the autoscaler keeps: 0 in hybrid (scale to zero; the volume stays), at least 1 in gpu and multigpu; in k8s the GPU pool's and KEDA's minimum (0 is documented both ways by DigitalOcean: the plan warns)."),
   gpuMaxNodes: key("integer", int(0, 64), "Most GPU nodes the autoscaler may run (replicas of the coder); unset, at least gpuCount. One model-cache volume exists per node slot, so raising it adds volumes."),
   gpuIdleMinutes: key("integer", int(1, 1440), "Minutes without a coder request before the autoscaler lets the last GPU node go. With gpuPredictiveWake it is the starting point the learned idle time adapts from."),
   gpuTargetLoadPercent: key("integer", int(10, 100), "Load that adds a GPU node: running + waiting coder requests as a share of what one replica holds at once, sustained for 60 s (the seed design's \"80% utilized\")."),

@@ -8,7 +8,7 @@ import { findChromium } from "../scripts/lib/diagram-svg";
 import { diagramsSection, renderReadmeWithDiagrams, seedSettingsTable } from "../scripts/lib/docs";
 import type { PlanArtifact, PlanDocument } from "../scripts/lib/plan-document";
 import { planFromFile, planFromText, stackFilePath, type PlanResult } from "../scripts/lib/plan-runner";
-import { TIERS } from "../stacks/settings";
+import { DIAGRAM_TIERS as TIERS } from "../scripts/lib/docs";
 import { runScriptToEnd } from "./helpers/cli";
 import { ROOT } from "./helpers/load";
 

@@ -45,7 +45,13 @@ describe("hub --help and refusals, for every command", () => {
     [["gpu", "off", "--stack", "gpu"], /always on/],
     [["gpu", "scale", "2x", "--stack", "gpu"], /a whole number/],
     [["gpu", "scale", "1", "--stack", "local"], /the local tier runs no GPU/],
-    [["tier", "banana", "--stack", "cpu"], /unknown tier "banana"/],
+    [["tier", "banana", "--stack", "cpu"], /unknown tier "banana"; tiers: cpu, gpu, hybrid, multigpu, local, k8s/],
+    // On k8s KEDA and the cluster autoscaler move the GPU: each GPU command says what to do instead.
+    [["gpu", "on", "--stack", "k8s"], /gpu on: KEDA scales the k8s tier's GPU pool.*pulumi config set gpuMinNodes N --stack k8s/],
+    [["gpu", "off", "--for", "8h", "--stack", "k8s"], /gpu off: KEDA scales the k8s tier's GPU pool/],
+    [["gpu", "sync", "--stack", "k8s"], /gpu sync: KEDA scales/],
+    [["gpu", "scale", "2", "--stack", "k8s"], /gpu scale: KEDA sizes the k8s tier's coder between gpuMinNodes and gpuMaxNodes/],
+    [["gpu", "image", "build", "--stack", "k8s"], /DOKS GPU node image .*no baked image/],
     [["url", "--stack", "nosuch"], /there is no Pulumi\.nosuch\.yaml here/],
     [["status", "--stack", "cpu", "--url", "ftp://hub"], /no admin key|not an http/],
   ];
@@ -115,7 +121,7 @@ describe("hub --help and refusals, for every command", () => {
   it("one --stack rule: the flag, else PULUMI_STACK, else the stack `pulumi stack select` chose, else a clear error", async () => {
     const none = fakeHub();
     expect(await runHub(["url"], none)).toBe(EXIT.refused);
-    expect(none.stderr()).toMatch(/no stack chosen: pass --stack NAME, set PULUMI_STACK, or select one with `pulumi stack select NAME` \(stack files here: cpu, gpu, hybrid, local, multigpu\)/);
+    expect(none.stderr()).toMatch(/no stack chosen: pass --stack NAME, set PULUMI_STACK, or select one with `pulumi stack select NAME` \(stack files here: cpu, gpu, hybrid, k8s, local, multigpu\)/);
     const fromEnv = fakeHub();
     fromEnv.env.PULUMI_STACK = "local";
     expect(await runHub(["url"], fromEnv)).toBe(EXIT.ok);
@@ -192,6 +198,33 @@ describe("hub --help and refusals, for every command", () => {
     // A GPU service whose node is off is named as such.
     expect(await runHub(["logs", "coder", "--stack", "gpu"], droplet)).toBe(EXIT.refused);
     expect(droplet.stderr()).toMatch(/node gpu-0 is not running/);
+  });
+
+  it("on k8s: tier k8s moves a stack through the preview like any tier; gpu keep leaves the count to KEDA; logs run kubectl logs", async () => {
+    const ops = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "true" }), [], "hybrid");
+    const move = fakeHub({ onPathPrograms: ["pulumi"], ops });
+    move.env.DIGITALOCEAN_TOKEN = "dop_v1_test";
+    expect(await runHub(["tier", "k8s", "--stack", "hybrid"], move)).toBe(EXIT.ok);
+    expect(ops.config["inference-hub:tier"].value).toBe("k8s");
+    expect(ops.config["inference-hub:gpuEnabled"]).toBeUndefined();
+
+    const keep = fakeHub({ onPathPrograms: ["pulumi"] });
+    keep.env.DIGITALOCEAN_TOKEN = "dop_v1_test";
+    expect(await runHub(["gpu", "keep", "--stack", "k8s"], keep)).toBe(EXIT.ok);
+    expect(keep.stdout()).toMatch(/k8s: on the k8s tier the GPU count belongs to KEDA and the cluster autoscaler.*nothing to keep/);
+    expect(keep.stackOpsAsked).toEqual([]);
+
+    const noKubectl = fakeHub({ onPathPrograms: ["pulumi", "ssh"] });
+    expect(await runHub(["logs", "gatekeeper", "--stack", "k8s"], noKubectl)).toBe(EXIT.refused);
+    expect(noKubectl.stderr()).toMatch(/runs `kubectl logs`, and kubectl is not on the PATH/);
+    const logs = fakeHub({ onPathPrograms: ["kubectl"] });
+    expect(await runHub(["logs", "controller", "--stack", "k8s", "--since", "1d"], logs)).toBe(EXIT.ok);
+    expect(await runHub(["logs", "ocr", "--stack", "k8s", "--node", "gpu-1", "--tail", "20", "--follow"], logs)).toBe(EXIT.ok);
+    expect(logs.ran).toEqual([
+      { program: "kubectl", args: ["--namespace", "inference-hub", "logs", "deployment/autoscaler", "--container", "autoscaler", "--timestamps", "--since", "24h", "--tail", "-1"] },
+      { program: "kubectl", args: ["--namespace", "inference-hub", "logs", "pod/coder-1", "--container", "ocr", "--timestamps", "--tail", "20", "--follow"] },
+    ]);
+    expect(logs.stackOpsAsked).toEqual([]);
   });
 
   it("the real `npm run hub` prints a command's help and refuses an unknown one with exit 1", async () => {

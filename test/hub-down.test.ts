@@ -129,7 +129,8 @@ describe("hub down --delete-volumes", () => {
 });
 
 describe("what hub down keeps, per tier (the figures of docs/day-two.md)", () => {
-  for (const stack of ["cpu", "gpu", "hybrid", "multigpu"]) {
+  // k8s too: its state claims (metrics, the controller's ledger, certificates) are volumes of the stack like the caches, so all stay.
+  for (const stack of ["cpu", "gpu", "hybrid", "multigpu", "k8s"]) {
     it(`${stack}: the plan's volumes are what stays, at $0.10/GiB-month`, async () => {
       const result = await planFromFile(stack, stackFilePath(stack));
       if (!result.ok) throw new Error("plan refused");

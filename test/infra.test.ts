@@ -6,7 +6,8 @@ import { GPU_SIZES } from "../stacks/catalogue/droplets";
 import { TIERS } from "../stacks/settings";
 
 /** Tiers that create DigitalOcean resources (local runs on the deployer's Docker). */
-const CLOUD_TIERS = TIERS.filter((t) => t !== "local");
+// Droplet tiers: the k8s tier has no droplet or firewall (test/k8s-tier.test.ts checks its exposure).
+const CLOUD_TIERS = TIERS.filter((t) => t !== "local" && t !== "k8s");
 import { RecordingAddressSource, testEnvironment } from "./helpers/deploy-env";
 import { runProgram, T } from "./helpers/mock-run";
 import { sshKeygenMd5 } from "./helpers/ssh";

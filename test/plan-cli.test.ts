@@ -58,7 +58,7 @@ describe("npm run plan", () => {
   it("refuses an unknown stack and an unknown option with exit 1", async () => {
     const unknownStack = await plan("--stack", "nope");
     expect(unknownStack.status).toBe(1);
-    expect(unknownStack.stdout).toContain("Stacks here: cpu, gpu, hybrid, local, multigpu");
+    expect(unknownStack.stdout).toContain("Stacks here: cpu, gpu, hybrid, k8s, local, multigpu");
     const unknownOption = await plan("--stak", "gpu");
     expect(unknownOption.status).toBe(1);
     expect(unknownOption.stderr).toContain("--stak");

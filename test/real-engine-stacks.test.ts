@@ -86,6 +86,9 @@ describe.skipIf(Boolean(missing))("every shipped stack, previewed by the real Pu
     { label: "hybrid with the GPU on", stack: "hybrid-on", from: "hybrid", gpuOn: true },
     { label: "multigpu", stack: "multigpu" },
     { label: "local", stack: "local" },
+    // Not k8s: the stand-ins cannot serve @pulumi/kubernetes (yaml/v2 ConfigFile is a component the
+    // real plugin constructs by fetching the manifest; no replacement rules for its kinds). Its
+    // objects go through a real kube-apiserver instead (test/k8s-apiserver.test.ts); docs/kubernetes.md.
   ];
 
   // One stack each, so the engine previews them side by side (the Automation API keeps inline programs apart).
@@ -110,7 +113,7 @@ describe.skipIf(Boolean(missing))("every shipped stack, previewed by the real Pu
   });
 
   it("Pulumi.yaml's declared defaults change nothing a tier preset decides (the config the CLI hands the program)", async () => {
-    for (const name of ["cpu", "gpu", "hybrid", "multigpu", "local"]) {
+    for (const name of ["cpu", "gpu", "hybrid", "multigpu", "local", "k8s"]) {
       const stack = await rig.stack(name);
       // What the CLI hands the program: the stack file's keys plus Pulumi.yaml's defaults.
       const engine = Object.fromEntries(Object.entries(await stack.getAllConfig()).map(([k, v]) => [k, v.value]));
@@ -153,6 +156,17 @@ describe.skipIf(Boolean(missing))("every shipped stack, previewed by the real Pu
     expect(undeclared.ok).toBe(false);
     expect(undeclared.errors).toMatch(/cpuCacheGiB = "lots": is not a whole number/);
     expect(undeclared.errors).not.toMatch(STACK_FRAME);
+  });
+
+  it("k8s: a failed lookup of the region's DOKS versions shows its cause, no stack trace, before anything of the cluster", async () => {
+    // What the real digitalocean provider answers without network (its getSshKeys answer, docs/pulumi-engine.md), for this invoke.
+    const message = 'invoking digitalocean:index/getKubernetesVersions:getKubernetesVersions: 1 error occurred:\n\t* Error retrieving Kubernetes versions: Get "https://api.digitalocean.com/v2/kubernetes/options": dial tcp: lookup api.digitalocean.com on 10.255.255.53:53: no such host\n\n';
+    const stack = await rig.stack("k8s", { env: { STAND_IN_FAIL_INVOKE: JSON.stringify({ token: "digitalocean:index/getKubernetesVersions:getKubernetesVersions", message }) } });
+    const result = await preview(stack);
+    expect(result.ok).toBe(false);
+    expect(result.errors).toMatch(/stack k8s: could not list the DOKS versions tor1 offers \(Error retrieving Kubernetes versions: [^\n]*no such host\)\. Check DIGITALOCEAN_TOKEN/);
+    expect(result.errors).not.toMatch(STACK_FRAME);
+    expect(result.steps.filter((s) => s.type.startsWith("digitalocean:") || s.type.startsWith("kubernetes:"))).toEqual([]);
   });
 
   it("shows the cause of a failed provider call, not only its first line, and no stack trace", async () => {

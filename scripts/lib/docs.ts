@@ -93,6 +93,8 @@ export function imagesTable(): string {
 
 /** Tiers the seed table shows: hybrid is the gpu tier's GPU on demand, local the cpu tier's services at home. */
 const SEED_TIERS = ["cpu", "gpu", "multigpu"] as const;
+/** The diagram draws droplets, firewalls and Docker containers; the k8s tier has none (docs/kubernetes.md describes its cluster). */
+export const DIAGRAM_TIERS = TIERS.filter((t) => t !== "k8s");
 
 /** The argument after `flag` in a spec's command line; a missing flag is a docs bug, not a blank cell. */
 function flagValue(spec: ServiceSpec, flag: string): string {
@@ -211,7 +213,7 @@ function replaceSection(text: string, name: string, content: string): string {
  */
 export async function tierDiagrams(): Promise<Record<string, string>> {
   const diagrams: Record<string, string> = {};
-  for (const tier of TIERS) {
+  for (const tier of DIAGRAM_TIERS) {
     const result = await planFromFile(tier, stackFilePath(tier));
     if (!result.ok) throw new Error(`stack ${tier} is refused: ${result.document.problems.map((p) => p.message).join("; ")}`);
     diagrams[tier] = renderMermaid(pictureOf(result.document, result.artifacts), { compact: true });
@@ -220,7 +222,7 @@ export async function tierDiagrams(): Promise<Record<string, string>> {
 }
 
 export function diagramsSection(diagrams: Record<string, string>): string {
-  return TIERS.map((tier) => `**${tier}** (\`npm run plan -- --stack ${tier} --diagram ${tier}.md\`):\n\n\`\`\`mermaid\n${diagrams[tier]}\`\`\``).join("\n\n");
+  return DIAGRAM_TIERS.map((tier) => `**${tier}** (\`npm run plan -- --stack ${tier} --diagram ${tier}.md\`):\n\n\`\`\`mermaid\n${diagrams[tier]}\`\`\``).join("\n\n");
 }
 
 /** renderReadme plus the diagrams, which need the plan (asynchronous). */

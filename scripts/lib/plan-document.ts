@@ -9,6 +9,7 @@ import { SETTING_NAMES } from "../../stacks";
 import type { CostEstimate } from "../../stacks/cost";
 import { describeSshExposure, sshExposure, SshExposure } from "../../stacks/ssh-exposure";
 import type { RecordedResource } from "./mock-engine";
+import { kubernetesSummary, type KubernetesSummary } from "../../infra/kubernetes/summary";
 import { STAND_IN_NOTE } from "./mock-engine";
 
 /**
@@ -73,9 +74,11 @@ export interface PlanDocument {
   readonly artifacts: readonly Omit<PlanArtifact, "content">[];
   readonly outputs: Record<string, unknown>;
   readonly notes: readonly string[];
+  /** The k8s tier's cluster, scaling rule and volume binding (absent in the droplet tiers). */
+  readonly kubernetes?: KubernetesSummary;
   /** What a GPU node boots (services/gpu-image.ts): the baked snapshot when current, else the base image. Absent without a GPU. */
   readonly gpuImage?: GpuBootImage;
-  /** Who may reach port 22 on the nodes (absent for the local tier, which has none). */
+  /** Who may reach port 22 on the nodes (absent for the local and k8s tiers, which have none). */
   readonly ssh?: {
     readonly exposure: SshExposure["kind"];
     /** adminCidrs; empty for `deployer`, whose address is found at deploy time. */
@@ -158,16 +161,20 @@ export function buildPlanDocument(input: {
       image: imageName(spec.image),
       gpu: spec.gpu ? `${spec.gpu.vendor}, all GPUs` : undefined,
       memoryLimitMiB: spec.memoryLimitMiB,
-      published: spec.publishOnPrivateIp ? [`private:${spec.port}`] : gatewayPorts(hub.tier === "local" ? "local" : "droplet").filter((p) => p.container === spec.name).map((p) => (hub.tier === "local" ? `127.0.0.1:${p.port}` : p.onAllInterfaces ? String(p.port) : `private:${p.port}`)),
+      published: hub.tier === "k8s" ? kubernetesPublished(spec.name) : spec.publishOnPrivateIp ? [`private:${spec.port}`] : gatewayPorts(hub.tier === "local" ? "local" : "droplet").filter((p) => p.container === spec.name).map((p) => (hub.tier === "local" ? `127.0.0.1:${p.port}` : p.onAllInterfaces ? String(p.port) : `private:${p.port}`)),
     })),
     resources: input.resources.map(({ rawInputs: _raw, ...rest }) => ({ ...rest, inputs: abbreviateLongStrings(rest.inputs) as Record<string, unknown> })),
     artifacts: input.artifacts.map(({ content: _content, ...rest }) => rest),
     outputs: input.outputs,
     notes: [STAND_IN_NOTE],
-    ...(hub.tier === "local" ? {} : { ssh: sshSummary(hub.gateway.adminCidrs) }),
-    ...(gpuBootImage(hub) ? { gpuImage: gpuBootImage(hub) } : {}),
+    ...(hub.kubernetes ? { kubernetes: kubernetesSummary(hub) } : {}),
+    ...(hub.tier === "local" || hub.tier === "k8s" ? {} : { ssh: sshSummary(hub.gateway.adminCidrs) }),
+    ...(hub.tier !== "k8s" && gpuBootImage(hub) ? { gpuImage: gpuBootImage(hub) } : {}),
   };
 }
+
+/** In the cluster only the gateway is reachable from outside, through the load balancer's 80 and 443. */
+const kubernetesPublished = (name: string): string[] => (name === "gateway" ? ["80 443 (load balancer)"] : []);
 
 function sshSummary(adminCidrs: readonly string[]): NonNullable<PlanDocument["ssh"]> {
   const exposure = sshExposure(adminCidrs);

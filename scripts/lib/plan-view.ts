@@ -73,6 +73,7 @@ export function renderPlan(doc: PlanDocument): string {
   }
   if (doc.vllmArgs.length) out.push(section("vLLM command lines", doc.vllmArgs.map((v) => `${v.node} ${v.service}: vllm serve ${v.args.join(" ")}`).join("\n")));
 
+  if (doc.kubernetes) out.push(section("Kubernetes", kubernetesLines(doc.kubernetes).join("\n")));
   if (doc.ssh) {
     out.push(
       section(
@@ -87,6 +88,24 @@ export function renderPlan(doc: PlanDocument): string {
   if (doc.resources.length) out.push(section(`Resources (${doc.resources.length}, as a preview would create them)`, resourceTree(doc.resources)));
   if (doc.artifacts.length) out.push(section("Rendered artifacts", doc.artifacts.map((a) => `${a.kind.padEnd(16)} ${a.node.padEnd(8)} ${a.path}`).join("\n")));
   return out.join("\n");
+}
+
+function kubernetesLines(k: NonNullable<PlanDocument["kubernetes"]>): string[] {
+  const lines = [
+    `  - DOKS ${k.release.slug} (Kubernetes ${k.release.kubernetes}; the deploy takes the newest ${k.release.minor} patch the region offers).`,
+    `  - CPU pool: ${k.cpuPool.nodes} x ${k.cpuPool.size}, ${num(k.cpuPool.allocatableGiBPerNode, 2)} GiB for pods on each; the pods ask for ${num(k.cpuPool.ramNeededGiB, 2)} GiB (${k.cpuPool.placement.map((n, i) => `node ${i + 1}: ${n.join(", ")}`).join("; ")}).`,
+    `  - GPU pool: ${k.gpuPool.size}, ${k.gpuPool.minNodes} to ${k.gpuPool.maxNodes} node(s), ${k.gpuPool.gpusPerNode} ${k.gpuPool.resource} each; ${k.gpuPool.nodeHours} node-hours a month expected.`,
+    `  - Public: only the load balancer, ports ${k.publicPorts.join(" and ")}; everything else is reachable inside the cluster only.`,
+  ];
+  if (k.scaling) {
+    lines.push(
+      `  - Scaling: KEDA (${k.scaling.keda}) every ${k.scaling.pollingSeconds} s: replicas = ${k.scaling.formula}`,
+      ...Object.entries(k.scaling.queries).map(([name, q]) => `      ${name} = ${q}`),
+      `  - Cold start on DOKS ≈ ${k.scaling.coldStartSeconds} s (${k.scaling.coldStart.map((s) => `${s.name} ${s.seconds} s${s.unverified ? " ⚠" : ""}`).join(" + ")}); KEDA's cooldown and scale-down window are ${k.scaling.cooldownSeconds} s, so a loading replica is never scaled away; an empty GPU node goes after ${k.scaling.emptyNodeGoesAfter}.`,
+    );
+  }
+  lines.push(`  - Model cache: claims ${k.modelCache.claims.join(", ")} on ${k.modelCache.storageClass}; ${k.modelCache.note}`);
+  return lines;
 }
 
 type PlannedResource = PlanDocument["resources"][number];

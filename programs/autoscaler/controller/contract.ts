@@ -67,7 +67,7 @@ const replicaSchema = z.object({
 export const controllerFileSchema = z.object({
   version: z.literal(1),
   stack: z.string().min(1),
-  tier: z.enum(["gpu", "hybrid", "multigpu"]),
+  tier: z.enum(["gpu", "hybrid", "multigpu", "k8s"]),
   /** Seconds between ticks. */
   tickSeconds: z.number().int().min(1).max(300),
   policy: z.object({
@@ -123,6 +123,8 @@ export const controllerFileSchema = z.object({
    * so far comes off it before it is compared with the GPU's ledger. Absent: 0 (the whole figure counts as GPU).
    */
   fixedMonthlyUsd: positive.default(0),
+  /** The k8s tier: `replicas` are StatefulSet slots, deployed while their pod's name resolves (kubernetes.ts). @default - droplets: every named replica is deployed */
+  kubernetes: z.object({ replicaSlots: z.boolean() }).optional(),
 });
 
 export type ControllerFile = z.infer<typeof controllerFileSchema>;

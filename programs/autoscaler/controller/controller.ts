@@ -7,6 +7,8 @@ import { Actuator, ActuatorState, asActuatorState, DispatchRequest, emptyActuato
 import type { BillingReader } from "./billing";
 import { asExternalSpend, ControllerFile, EXTERNAL_SPEND_FILE, externalMonthUsd, parseControllerFile } from "./contract";
 import { DEMAND_METRIC, demandCounters } from "../demand";
+import { budgetReplicaCap } from "../budget-cap";
+import { type HostResolver, withPresentReplicas } from "./kubernetes";
 import { asLedger, emptyLedger, LedgerState, ledgerTimeAfterRestart, monthNodeSeconds, monthOf, monthStartMs, monthToDateUsd, observeDroplets, raiseFloor, recoveredLedger } from "./ledger";
 import { errorText, Logger } from "./log";
 import { ControllerMetrics } from "./metrics";
@@ -54,6 +56,8 @@ export interface ControllerDeps {
   readonly billing?: BillingReader;
   readonly random?: () => number;
   readonly backoff?: { readonly baseMs: number; readonly maxMs: number };
+  /** k8s tier: whether a replica slot's pod exists (its name resolves). @default - DNS */
+  readonly resolveHost?: HostResolver;
 }
 
 export interface ReplicaStatus {
@@ -276,7 +280,8 @@ export class Controller {
 
   private async tick(): Promise<ControllerStatus> {
     const { fetcher, clock, log } = this.deps;
-    const file = this.readFile();
+    // In the k8s tier only the StatefulSet slots whose pods exist are deployed.
+    const file = await withPresentReplicas(this.readFile(), this.deps.resolveHost);
     const policy = policyFromFile(file);
     const now = clock();
 
@@ -370,6 +375,7 @@ export class Controller {
     m.decided(decision.reason);
     m.monthSpend.set(spend);
     m.ledgerFloor.set(this.ledger.floorUsd);
+    m.budgetMaxReplicas.set(budgetReplicaCap(policy, spend));
     m.signalsUp.set(signalsUp ? 1 : 0);
     const snapshot = this.actuator.snapshot();
     m.dispatchPending.set(snapshot.pending && snapshot.pending.failures > 0 ? 1 : 0);

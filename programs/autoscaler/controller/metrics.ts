@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { BUDGET_CAP_METRIC } from "../budget-cap";
 import type { DecisionReason } from "../types";
 
 /**
@@ -16,6 +17,7 @@ export const METRIC_NAMES = {
   dispatchFailures: "hub_autoscaler_dispatch_failures_total",
   dispatchPending: "hub_autoscaler_dispatch_pending",
   wakeReady: "hub_autoscaler_wake_ready_seconds",
+  budgetMaxReplicas: BUDGET_CAP_METRIC,
 } as const;
 
 /** Wake → ready: seconds to an hour and a half (a first start downloads the weights). */
@@ -32,6 +34,7 @@ export class ControllerMetrics {
   readonly signalsUp = new Gauge({ name: METRIC_NAMES.signalsUp, help: "1 when this tick's signals (the gatekeeper's allowed llm count, and vLLM's queue for every ready replica) were read, else 0.", registers: [this.registry] });
   readonly dispatchFailures = new Counter({ name: METRIC_NAMES.dispatchFailures, help: "Dispatches to the deploy pipeline that failed (each attempt).", registers: [this.registry] });
   readonly dispatchPending = new Gauge({ name: METRIC_NAMES.dispatchPending, help: "1 while a dispatch awaits a retry, else 0.", registers: [this.registry] });
+  readonly budgetMaxReplicas = new Gauge({ name: METRIC_NAMES.budgetMaxReplicas, help: "Most GPU nodes whose next hour the month's GPU budget still allows (never below gpuMinNodes): KEDA's ceiling in the k8s tier.", registers: [this.registry] });
   readonly wakeReady = new Histogram({ name: METRIC_NAMES.wakeReady, help: "From a wake request to the first replica ready, seconds.", buckets: WAKE_BUCKETS, registers: [this.registry] });
 
   constructor() {

@@ -4,6 +4,7 @@ import type { HubConfig } from "../../../stacks/hub-config";
 import { renderStagesFile } from "../simulate/stages";
 import { examples, type HubDeps } from "./cli";
 import { gpuCommand, keepDeployed, scaleCommand, tierCommand, type Io } from "./commands";
+import { k8sGpuAnswer } from "./decisions";
 import { buildGpuImage, gpuImageStatus } from "./gpu-image";
 import { HubCommandError } from "./ops";
 import { parsePinDuration, requestProblem, type ScaleRequest } from "./scale";
@@ -27,10 +28,11 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
   const { deps, io, stackOption, stackOf, hubOf, requirePulumi, requireCloudToken, act } = ctx;
   const gpu = program.command("gpu").description("the GPU: on, off, pinned, scaled, synced to gpuWindows");
   /** What the stack file already settles, before any tool: the tier has the GPU the command moves. */
-  const gpuTier = (stack: string, onDemand: boolean) => {
+  const gpuTier = (stack: string, onDemand: boolean, command: string) => {
     const tier = hubOf(stack)?.tier;
     if (tier === undefined) return;
     if (tier === "cpu" || tier === "local") throw new HubCommandError(`the ${tier} tier runs no GPU (Pulumi.${stack}.yaml says tier ${tier}). Switch tiers with: npm run hub -- tier hybrid --stack ${stack}`);
+    if (tier === "k8s") throw new HubCommandError(`${command}: ${k8sGpuAnswer(command, stack)}`);
     if (onDemand && tier !== "hybrid") throw new HubCommandError(`the ${tier} tier's GPU is always on (Pulumi.${stack}.yaml); only hybrid turns it on and off. Scale it with gpu scale, or switch: npm run hub -- tier hybrid --stack ${stack}`);
   };
   const pulumiOps = async (stack: string, why: string) => {
@@ -45,7 +47,7 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
       .addOption(stackOption())
       .option("--for <duration>", "pin it there for 8h, 90m, 1d, 2h30m: the autoscaler and the windows leave it until then")
       .option("--key <key>", state === "on" ? "an API key to wait for the coder through the gateway (default $HUB_API_KEY)" : "unused")
-      .description(`turn the hybrid tier's GPU ${state}`)
+      .description(`turn the hybrid tier's GPU ${state} (on k8s KEDA does: the command says how to set its range)`)
       .addHelpText("after", examples([`gpu ${state} --stack hybrid`, `gpu ${state} --stack hybrid --for 8h`, ...(state === "on" ? ["gpu on --stack hybrid --stages-out wake.json   # then: npm run simulate -- --stages wake.json ..."] : [])]));
     if (state === "on") gpu.commands.at(-1)!.option("--stages-out <file>", "write the wake's stages as timed, for npm run simulate -- --stages FILE");
     gpu.commands
@@ -59,7 +61,7 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
             pinMs = parsed.ms;
           }
           const stack = stackOf(o.stack);
-          gpuTier(stack, true);
+          gpuTier(stack, true, `gpu ${state}`);
           const ops = await pulumiOps(stack, `gpu ${state}`);
           const stages = await gpuCommand(ops, state, io, state === "on" ? deps.extras?.coderProbe?.(ops, o.key ?? deps.env.HUB_API_KEY) : undefined, undefined, { pinMs });
           if (o.stagesOut) {
@@ -80,7 +82,7 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
     .action(
       act(async (o: { stack?: string; keepOnFailure?: boolean }) => {
         const stack = stackOf(o.stack);
-        gpuTier(stack, false);
+        gpuTier(stack, false, "gpu image build");
         const ops = await pulumiOps(stack, "gpu image build");
         await buildGpuImage(ops, deps.extras!.imageOps!(deps.env.DIGITALOCEAN_TOKEN ?? ""), io, { keepOnFailure: o.keepOnFailure === true });
       }),
@@ -93,7 +95,7 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
     .action(
       act(async (o: { stack?: string }) => {
         const stack = stackOf(o.stack);
-        gpuTier(stack, false);
+        gpuTier(stack, false, "gpu image status");
         const ops = await pulumiOps(stack, "gpu image status");
         await gpuImageStatus(ops, deps.extras!.imageOps!(deps.env.DIGITALOCEAN_TOKEN ?? ""), io);
       }),
@@ -107,7 +109,12 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
       .action(
         act(async (o: { stack?: string }) => {
           const stack = stackOf(o.stack);
-          if (name === "sync" || name === "unpin") gpuTier(stack, true);
+          if (name === "sync" || name === "unpin") gpuTier(stack, true, `gpu ${name}`);
+          if (name === "keep" && hubOf(stack)?.tier === "k8s") {
+            // The deploy workflow runs this for every stack: on k8s there is no count to take over.
+            io.out(`${stack}: ${k8sGpuAnswer("gpu keep", stack)}`);
+            return;
+          }
           // status only reads the stack's config: no cloud token.
           const ops = name === "status" ? (requirePulumi("gpu status"), await deps.stackOps(stack)) : await pulumiOps(stack, `gpu ${name}`);
           if (name === "keep") await keepDeployed(ops, io);
@@ -132,19 +139,19 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
         const bad = requestProblem(request);
         if (bad) throw new HubCommandError(bad);
         const stack = stackOf(o.stack);
-        gpuTier(stack, false);
+        gpuTier(stack, false, "gpu scale");
         await scaleCommand(await pulumiOps(stack, "gpu scale"), request, io);
       }),
     );
   program
     .command("tier")
-    .argument("<tier>", "cpu, gpu, hybrid or multigpu")
+    .argument("<tier>", "cpu, gpu, hybrid, multigpu, local or k8s")
     .addOption(stackOption())
     .description("move the stack to another tier (region and model cache stay)")
-    .addHelpText("after", examples(["tier hybrid --stack cpu"]))
+    .addHelpText("after", examples(["tier hybrid --stack cpu", "tier k8s --stack hybrid   # the volumes stay: bound to the cluster by id (docs/kubernetes.md)"]))
     .action(
       act(async (tier: string, o: { stack?: string }) => {
-        const tiers = ["cpu", "gpu", "hybrid", "multigpu", "local"];
+        const tiers = ["cpu", "gpu", "hybrid", "multigpu", "local", "k8s"];
         if (!tiers.includes(tier)) throw new HubCommandError(`unknown tier "${tier}"; tiers: ${tiers.join(", ")}`);
         await tierCommand(await pulumiOps(stackOf(o.stack), "tier"), tier, io);
       }),

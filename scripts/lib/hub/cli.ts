@@ -207,7 +207,7 @@ export function buildProgram(deps: HubDeps, done: (code: number) => void): Comma
         } catch (error) {
           if (!(error instanceof GatewayDown)) throw error;
           io.out(`stack ${stack}: the gateway is NOT ANSWERING: ${error.message}`);
-          io.out(`  on a droplet tier: hub logs gateway --stack ${stack}; hub logs gatekeeper --stack ${stack}`);
+          io.out(`  ${hub?.tier === "k8s" ? "on k8s" : "on a droplet tier"}: hub logs gateway --stack ${stack}; hub logs gatekeeper --stack ${stack}`);
           return EXIT.unhealthy;
         }
         if (o.json) {
@@ -240,7 +240,7 @@ export function buildProgram(deps: HubDeps, done: (code: number) => void): Comma
     .option("--follow", "keep printing new lines")
     .option("--tail <n>", "last n lines (default 200; all with --since)")
     .option("--node <node>", "for a GPU service: which node (gpu-0, gpu-1, ...)")
-    .description("a service's log: over the deploy's pinned-host-key SSH on droplets, docker logs on the local tier")
+    .description("a service's log: over the deploy's pinned-host-key SSH on droplets, docker logs on the local tier, kubectl logs on k8s")
     .addHelpText("after", examples(["logs gatekeeper --since 10m", "logs coder --node gpu-1 --follow", "logs controller --tail 50"]))
     .action(
       act(async (service: string, o: { stack?: string; since?: string; follow?: boolean; tail?: string; node?: string }) => {
@@ -252,6 +252,8 @@ export function buildProgram(deps: HubDeps, done: (code: number) => void): Comma
         let outputs = {};
         if (hub.tier === "local") {
           if (!deps.onPath("docker")) throw new HubCommandError("hub logs on the local tier runs `docker logs`, and docker is not on the PATH");
+        } else if (hub.tier === "k8s") {
+          if (!deps.onPath("kubectl")) throw new HubCommandError("hub logs on the k8s tier runs `kubectl logs`, and kubectl is not on the PATH (https://kubernetes.io/docs/tasks/tools/)");
         } else {
           requirePulumi("hub logs (it reads the nodes' addresses and pinned SSH options from the stack's outputs)");
           if (!deps.onPath("ssh")) throw new HubCommandError("hub logs needs ssh (OpenSSH client) on the PATH");
@@ -260,7 +262,8 @@ export function buildProgram(deps: HubDeps, done: (code: number) => void): Comma
         }
         const command = logsCommand(hub, target, o, outputs);
         const code = await deps.run(command.program, command.args);
-        if (code !== 0) throw new HubCommandError(`${command.program} exited with ${code}${hub.tier === "local" ? " (is the local stack up? hub status)" : ""}`);
+        const hint = hub.tier === "local" ? " (is the local stack up? hub status)" : hub.tier === "k8s" ? ` (KUBECONFIG must point at the cluster: pulumi stack output --show-secrets kubeconfig --stack ${stack} > kubeconfig && chmod 600 kubeconfig && export KUBECONFIG=$PWD/kubeconfig)` : "";
+        if (code !== 0) throw new HubCommandError(`${command.program} exited with ${code}${hint}`);
       }),
     );
 

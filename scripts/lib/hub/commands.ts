@@ -85,7 +85,9 @@ export async function gpuCommand(ops: StackOps, action: "on" | "off" | "status" 
     const current = resolveConfig(config, {}, now.getTime());
     if (!current.ok) throw new HubCommandError(`the stack's config is refused:\n  ${current.reason}`);
     const hub = current.hub;
-    io.out(`${ops.stackName}: tier ${hub.tier}, GPU ${hub.gpu ? (hub.gpu.on ? `on (${hub.gpu.count} x ${hub.gpu.size.slug})` : "off") : "none"}`);
+    const pool = hub.kubernetes?.gpuPool;
+    if (pool) io.out(`${ops.stackName}: tier k8s, GPU pool of ${pool.size}, ${pool.minNodes} to ${pool.maxNodes} node(s) as KEDA and the cluster autoscaler decide (the live count: hub status)`);
+    else io.out(`${ops.stackName}: tier ${hub.tier}, GPU ${hub.gpu ? (hub.gpu.on ? `on (${hub.gpu.count} x ${hub.gpu.size.slug})` : "off") : "none"}`);
     const pin = hub.gpuPin;
     if (pin) io.out(now.getTime() < pin.untilMs ? `pinned at ${pin.nodes} GPU node(s) until ${isoSeconds(pin.untilMs)}: the autoscaler leaves it alone` : `the pin at ${pin.nodes} GPU node(s) expired at ${isoSeconds(pin.untilMs)} and is ignored (gpu unpin removes it)`);
     io.out(`burn: $${hub.cost.hourlyNowUsd.toFixed(2)}/h; projected month: $${hub.cost.monthlyUsd.toFixed(2)} (budget $${hub.budgetUsd})`);

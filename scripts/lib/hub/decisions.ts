@@ -50,12 +50,24 @@ export const PIN_KEYS = [key("gpuPinNodes"), key("gpuPinUntil")] as const;
 /** Changes that remove a pin, when the stack has one (either key). */
 export const unpinChanges = (config: StackConfig): ConfigChanges => (PIN_KEYS.some((k) => config[k]) ? Object.fromEntries(PIN_KEYS.map((k) => [k, null])) : {});
 
+/** What the GPU commands say on the k8s tier, where KEDA and the cluster autoscaler move the GPU (docs/kubernetes.md). */
+export function k8sGpuAnswer(command: string, stack = "<name>"): string {
+  if (command === "gpu image build" || command === "gpu image status") return `the k8s tier's GPU nodes boot DigitalOcean's own DOKS GPU node image (driver and container toolkit included); there is no baked image to build or check (docs/kubernetes.md).`;
+  if (command === "gpu keep") return "on the k8s tier the GPU count belongs to KEDA and the cluster autoscaler (the stack sets only gpuMinNodes..gpuMaxNodes and never moves the count): nothing to keep.";
+  const range = `the range: pulumi config set gpuMinNodes N --stack ${stack} (an always-on floor) or gpuMaxNodes N, then pulumi up`;
+  if (command === "gpu scale") return `KEDA sizes the k8s tier's coder between gpuMinNodes and gpuMaxNodes from the queue and the month's budget; a node count set here would be undone. Change ${range} (docs/kubernetes.md).`;
+  return `KEDA scales the k8s tier's GPU pool: it wakes on the first allowed coder request and empties the pool when idle; there is nothing to turn on, off or pin. For an always-on GPU change ${range} (docs/kubernetes.md).`;
+}
+
 /**
  * `gpu on|off`: only the hybrid tier has an on-demand GPU. A plain on or off replaces any pin:
  * the operator has just said what the GPU should do (`--for` pins it again; see scale.ts).
  */
 export function decideGpu(config: StackConfig, on: boolean, nowMs: number = Date.now()): Decision {
   const current = resolveConfig(config, {}, nowMs);
+  if (current.ok && current.hub.tier === "k8s") {
+    return { ok: false, reason: k8sGpuAnswer(on ? "gpu on" : "gpu off") };
+  }
   if (current.ok && current.hub.tier !== "hybrid") {
     return { ok: false, reason: `the ${current.hub.tier} tier has no on-demand GPU (${current.hub.tier === "cpu" ? "it runs no GPU" : "its GPU is always on"}). Switch tiers with: npm run hub -- tier hybrid --stack <name>` };
   }

@@ -1,11 +1,14 @@
 import { hubServiceSpecs } from "../../../services/index";
 import type { HubConfig } from "../../../stacks/hub-config";
+import { NAMESPACE } from "../../../infra/kubernetes/model";
+import { GPU_WORKLOAD } from "../../../infra/kubernetes/workloads";
 import { HubCommandError } from "./ops";
 
 /**
  * `hub logs <service>`: a container's log, read where it runs. On a droplet tier over the same
  * SSH the deploy uses (the stack's `nodeSshOptions` output: its pinned host key, the deployer's
- * key), as `docker logs` on the node; on the local tier with this machine's `docker logs`.
+ * key), as `docker logs` on the node; on the local tier with this machine's `docker logs`; on the
+ * k8s tier with `kubectl logs` against the cluster KUBECONFIG points at (docs/kubernetes.md).
  */
 
 /** Names people use for a few containers. */
@@ -59,6 +62,7 @@ export function dockerLogsArgs(container: string, opts: LogsOptions): string[] {
 
 /** The command to run: `docker logs` here, or `ssh <the deploy's options> root@<node> docker logs ...`. */
 export function logsCommand(hub: HubConfig, target: LogsTarget, opts: LogsOptions, outputs: { nodeAddresses?: unknown; nodeSshOptions?: unknown } = {}): { program: string; args: string[] } {
+  if (hub.tier === "k8s") return { program: "kubectl", args: kubectlLogsArgs(target, opts) };
   const docker = dockerLogsArgs(target.container, opts);
   if (hub.tier === "local") return { program: "docker", args: docker };
   const addresses = (outputs.nodeAddresses ?? {}) as Record<string, { public?: string }>;
@@ -69,4 +73,23 @@ export function logsCommand(hub: HubConfig, target: LogsTarget, opts: LogsOption
   if (!Array.isArray(ssh) || !ssh.includes("StrictHostKeyChecking=yes")) throw new HubCommandError(`the stack's outputs have no pinned SSH options for ${target.node}: run \`pulumi up\` once from this checkout so it writes the node's known_hosts and records them`);
   // -T: no terminal; the remote command is fixed words, no shell input from the user.
   return { program: "ssh", args: [...ssh, "-T", `root@${host}`, "docker", ...docker] };
+}
+
+/** kubectl's --since takes Go durations (no days) and --since-time a full RFC 3339 time. */
+function kubectlSince(since: string): string[] {
+  const days = /^(\d+)d$/.exec(since);
+  if (days) return ["--since", `${Number(days[1]) * 24}h`];
+  if (/^\d+[smh]$/.test(since)) return ["--since", since];
+  return ["--since-time", since.includes("T") ? (/(Z|[+-]\d{2}:\d{2})$/.test(since) ? since : `${since}Z`) : `${since}T00:00:00Z`];
+}
+
+/**
+ * `kubectl logs` for the k8s tier: a CPU service is its Deployment, a GPU program a container of
+ * the coder StatefulSet's pod for that node slot (gpu-1 is pod coder-1).
+ */
+export function kubectlLogsArgs(target: LogsTarget, opts: LogsOptions): string[] {
+  const ordinal = /^gpu-(\d+)$/.exec(target.node);
+  const workload = ordinal ? `pod/${GPU_WORKLOAD.statefulSet}-${ordinal[1]}` : `deployment/${target.container}`;
+  const tail = opts.tail ?? (opts.since ? "all" : "200");
+  return ["--namespace", NAMESPACE, "logs", workload, "--container", target.container, "--timestamps", ...(opts.since ? kubectlSince(opts.since) : []), "--tail", tail === "all" ? "-1" : tail, ...(opts.follow ? ["--follow"] : [])];
 }

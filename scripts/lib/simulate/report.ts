@@ -50,6 +50,10 @@ export function targetCheck(sim: Simulation): { costRatio: number; gpuShare: num
   return { costRatio: r(costRatio, 3), gpuShare: r(gpuShare, 4), met: costRatio <= TARGET.costRatio && gpuShare >= TARGET.gpuShare };
 }
 
+/** What the stack bills whatever the GPU does: CPU node(s), volumes, and in k8s the load balancer. */
+export const fixedMonthlyUsd = (sim: Simulation): number => r(sim.hub.cost.lines.filter((l) => l.item !== "GPU nodes").reduce((sum, l) => sum + l.monthlyUsd, 0), 2);
+const spanDays = (sim: Simulation): number => (sim.trace.endSeconds - sim.trace.beginSeconds) / 86400;
+
 export function jsonDocument(sim: Simulation): unknown {
   const t = sim.trace;
   return {
@@ -63,6 +67,8 @@ export function jsonDocument(sim: Simulation): unknown {
       notes: t.notes,
     },
     stack: sim.stack,
+    tier: sim.hub.tier,
+    fixedMonthlyUsd: fixedMonthlyUsd(sim),
     gpuSize: sim.model.gpuSize,
     nodeHourlyUsd: sim.model.nodeHourlyUsd,
     coldStart: {
@@ -105,6 +111,7 @@ export function humanReport(sim: Simulation): string {
   out.push("");
   out.push(`Cold start: ${secs(m.coldStart.totalSeconds)} from the wake request to traffic, ${secs(m.coldStart.billedSeconds)} of it billed; ${m.coldStart.image === "baked" ? "the baked GPU image" : "the GPU base image"}, woken through ${m.coldStart.actuator} (⚠ = no source gave the figure for this setup; override with --stages FILE, --cold-start-s, --pipeline-s)`);
   for (const s of m.coldStart.stages) out.push(`  ${s.name.padEnd(20)} ${secs(s.seconds).padStart(7)}${s.unverified ? " ⚠" : "  "}  ${s.how}`);
+  if (sim.hub.tier === "k8s") out.push(`On DOKS the replay uses ${secs(sim.replayModel.coldStartSeconds)}: the same stages without the pipeline and cloud-init (KEDA acts in the cluster, the node image has its runtime); an emptied node bills ${secs(sim.replayModel.destroySeconds)} more (the cluster autoscaler's unneeded time, then the teardown).`);
   out.push(`Replica: ${m.replica.concurrentSequences} sequences at once (${m.replica.kvTokens.toLocaleString("en-US")} KV tokens / ${m.replica.typicalInputTokens + m.replica.typicalOutputTokens}-token requests, max-num-seqs ${m.replica.maxNumSeqs}); ${m.replica.tokensPerSecond.toFixed(0)} tokens/s${m.replica.tokensPerSecondUnverified ? " ⚠" : ""} (${m.replica.tokensPerSecondHow}); a wait over ${sim.replayModel.waitLimitSeconds} s is the gateway's 504`);
   out.push("");
   const hold = sim.replayModel.hold;
@@ -121,6 +128,8 @@ export function humanReport(sim: Simulation): string {
   }
   const target = targetCheck(sim);
   if (target) out.push(`Target (cost <= ${TARGET.costRatio} x oracle, >= ${pct(TARGET.gpuShare)} on GPU): autoscaler ${target.costRatio.toFixed(3)} x oracle, ${pct(target.gpuShare)} on GPU: ${target.met ? "met" : "not met"}`);
+  const fixed = fixedMonthlyUsd(sim);
+  out.push(`Always-on costs of the stack, the same under every policy: ${usd(fixed)} a month (${sim.hub.cost.lines.filter((l) => l.item !== "GPU nodes").map((l) => `${l.item} ${usd(l.monthlyUsd)}`).join(", ")}), ${usd((fixed * spanDays(sim)) / (730 / 24))} over the trace's ${spanDays(sim).toFixed(2)} days.`);
   out.push(`(costs are GPU droplets only; the CPU node and volumes bill the same under every policy. Replayed ${sim.policies.length} policies in ${sim.replaySeconds.toFixed(2)} s${sim.sweep.length ? `, the ${sim.sweep.length}-point sweep in ${sim.sweepSeconds.toFixed(2)} s` : ""}.)`);
   return out.join("\n");
 }

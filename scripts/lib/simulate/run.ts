@@ -10,6 +10,7 @@ import { oracle } from "./oracle";
 import { alwaysOn, decisionController, reactiveConfig, scheduled, SEED_MONTHLY_SCHEDULE, seedMonthly } from "./policies";
 import { PolicyRun, replay, ReplayModel } from "./replay";
 import { readTrace, sliceDays, Trace, TraceFormat } from "./traces";
+import { kubernetesPolicies, kubernetesReplay } from "./kubernetes";
 
 export const PROJECT_ROOT = path.resolve(__dirname, "../../..");
 export const TICK_SECONDS = 15;
@@ -137,11 +138,14 @@ export function simulate(options: SimulateOptions): Simulation {
   const trace = options.days ? sliceDays(whole, options.days.from, options.days.to) : whole;
   if (!trace) throw new SimulateInputError([`--days ${options.days!.from}-${options.days!.to}: the trace has no request on those days`]);
   if (options.hold && options.hold.share > 0 && hub.settings.gpuHoldMaxSeconds === 0) throw new SimulateInputError([`--hold-share ${options.hold.share}: the stack holds nothing (gpuHoldMaxSeconds is 0); --set gpuHoldMaxSeconds=600 to try it`]);
-  const replayModel = replayModelFor(hub, model, policy, options.hold, options.seed ?? 1);
+  // The k8s tier scales with KEDA on DOKS nodes (./kubernetes.ts); the droplet tiers with the controller's pipeline.
+  const droplets = replayModelFor(hub, model, policy, options.hold, options.seed ?? 1);
+  const k8s = hub.tier === "k8s" ? kubernetesReplay(hub, model, droplets) : undefined;
+  const replayModel = k8s?.replayModel ?? droplets;
   const began = process.hrtime.bigint();
-  const policies = runPolicies(trace, policy, replayModel, options.tuning);
+  const policies = k8s ? kubernetesPolicies(trace, policy, replayModel, k8s.rule) : runPolicies(trace, policy, replayModel, options.tuning);
   const replayed = process.hrtime.bigint();
-  const sweep = options.sweep === false ? [] : idleSweep(trace, policy, replayModel);
+  const sweep = options.sweep === false || k8s ? [] : idleSweep(trace, policy, replayModel);
   const replaySeconds = Number(replayed - began) / 1e9;
   const sweepSeconds = Number(process.hrtime.bigint() - replayed) / 1e9;
   return { stack: options.stack, hub, trace, tracePath: options.tracePath, model, replayModel, policy, policies, sweep, replaySeconds, sweepSeconds };
