@@ -22,6 +22,23 @@ export const labelsFor = (name: string, component: string): Record<string, strin
 /** The one Secret holding the containers' secret environment (services/spec.ts SecretName). */
 export const ENV_SECRET = "hub-secrets";
 
+/**
+ * The gatekeeper's forwardAuth certificate and key, as a `kubernetes.io/tls` Secret: the
+ * gatekeeper's container reads the pair from it, and Traefik's forwardAuth pins the certificate
+ * through the Middleware's `tls.caSecret`, which Traefik v3.7.13 reads from the key `tls.ca` or
+ * else `ca.crt` (pkg/provider/kubernetes/crd/kubernetes.go loadCASecret/getCABlocks, and
+ * traefikio/v1alpha1/middleware.go ClientTLS, in the github.com/traefik/traefik/v3@v3.7.13 module).
+ * The certificate is self-signed, so it is its own CA.
+ */
+export const GATEKEEPER_TLS_SECRET = { name: "gatekeeper-tls", cert: "tls.crt", key: "tls.key", ca: "ca.crt" } as const;
+
+/** Where a secret of the environment is in the cluster: its own TLS Secret for the gatekeeper's pair, else ENV_SECRET under its name. */
+export function secretKeyOf(name: SecretName): { readonly name: string; readonly key: string } {
+  if (name === "gatekeeperTlsCert") return { name: GATEKEEPER_TLS_SECRET.name, key: GATEKEEPER_TLS_SECRET.cert };
+  if (name === "gatekeeperTlsKey") return { name: GATEKEEPER_TLS_SECRET.name, key: GATEKEEPER_TLS_SECRET.key };
+  return { name: ENV_SECRET, key: name };
+}
+
 /** Secrets beyond the environment's: the keys file and Alertmanager's receiver credentials. */
 export type FileSecretName = "apiKeys" | "alertSmtpPassword" | "alertWebhookUrl";
 export type KubeSecretName = SecretName | FileSecretName;

@@ -9,7 +9,7 @@ import { imageName, type HealthCheck, type Mount, type ServiceSpec } from "../..
 import { DOKS_GPU_NODE, DOKS_POOL_LABEL } from "../../stacks/catalogue/kubernetes";
 import type { HubConfig, KubernetesPlan } from "../../stacks/hub-config";
 import { podMemoryMiB } from "../../stacks/kubernetes";
-import { ENV_SECRET, isSecretRef, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, POOLS, SecretRef } from "./model";
+import { isSecretRef, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, POOLS, SecretRef, secretKeyOf } from "./model";
 
 /**
  * ServiceSpec → Kubernetes workloads: the one description of every program (services/), rendered
@@ -128,7 +128,7 @@ function env(spec: ServiceSpec, siblings: readonly string[], nodeName: string | 
     // The droplet's name (X-Hub-Backend: gpu-0) becomes the pod's (coder-0).
     nodeName !== undefined && value === nodeName ? { name, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } } : { name, value: localToPod(value, siblings) },
   );
-  const secret = Object.entries(spec.secretEnv).map(([name, key]) => ({ name, valueFrom: { secretKeyRef: { name: ENV_SECRET, key } } }));
+  const secret = Object.entries(spec.secretEnv).map(([name, secret]) => ({ name, valueFrom: { secretKeyRef: secretKeyOf(secret) } }));
   return [...plain, ...secret];
 }
 
@@ -191,7 +191,7 @@ export function container(spec: ServiceSpec, files: readonly KubeFile[], o: Cont
   };
 }
 
-/** Ports other services reach a spec on beyond its main one: route backends, and the gateway's metrics entry point. */
+/** Ports other services reach a spec on beyond its main one: route backends, and the fixed ones (the gateway's metrics, the gatekeeper's forwardAuth port). */
 export function extraPorts(spec: ServiceSpec, routes: readonly Route[], fixed: Readonly<Record<string, readonly number[]>>): number[] {
   const fromRoutes = routes.flatMap((r) => [...r.primary, ...(typeof r.fallback === "object" ? [r.fallback] : []), ...(r.holder ? [r.holder] : [])]).filter((b) => b.address.kind === "container" && b.address.container === spec.name).map((b) => b.port);
   return [...new Set([...fromRoutes, ...(fixed[spec.name] ?? [])])].filter((p) => p !== spec.port).sort((a, b) => a - b);
@@ -211,7 +211,7 @@ export interface WorkloadInputs {
   readonly specs: readonly ServiceSpec[];
   readonly routes: readonly Route[];
   readonly files: readonly KubeFile[];
-  /** Ports beyond each spec's own, by spec name (the gateway's metrics entry point). */
+  /** Ports beyond each spec's own, by spec name (the gateway's metrics entry point, the gatekeeper's forwardAuth port). */
   readonly fixedPorts: Readonly<Record<string, readonly number[]>>;
   /** Specs whose pods talk to the API server (Traefik's CRD provider, Prometheus' pod discovery): a service account each. */
   readonly serviceAccounts: ReadonlySet<string>;
