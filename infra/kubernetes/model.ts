@@ -41,7 +41,15 @@ export function secretKeyOf(name: SecretName): { readonly name: string; readonly
 
 /** Secrets beyond the environment's: the keys file and Alertmanager's receiver credentials. */
 export type FileSecretName = "apiKeys" | "alertSmtpPassword" | "alertWebhookUrl";
-export type KubeSecretName = SecretName | FileSecretName;
+/**
+ * Deploy-time values that are not secret but, like secrets, are known only then: the digest of the
+ * gatekeeper's certificate, on its pod template, so a renewed pair rolls the pod (a Secret's new
+ * value reaches no running container's environment) while Traefik already pins the new one.
+ */
+export type DerivedName = "gatekeeperTlsCertSha256";
+export type KubeSecretName = SecretName | FileSecretName | DerivedName;
+/** The pod-template annotation carrying the certificate's digest. */
+export const TLS_CERT_ANNOTATION = "inference-hub/tls-cert-sha256";
 
 /** A secret's place in an object: filled from Pulumi secrets at deploy time, never rendered. */
 export interface SecretRef {

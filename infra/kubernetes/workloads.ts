@@ -9,7 +9,7 @@ import { imageName, type HealthCheck, type Mount, type ServiceSpec } from "../..
 import { DOKS_GPU_NODE, DOKS_POOL_LABEL } from "../../stacks/catalogue/kubernetes";
 import type { HubConfig, KubernetesPlan } from "../../stacks/hub-config";
 import { podMemoryMiB } from "../../stacks/kubernetes";
-import { isSecretRef, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, POOLS, SecretRef, secretKeyOf } from "./model";
+import { isSecretRef, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, POOLS, SecretRef, secretKeyOf, secretRef, TLS_CERT_ANNOTATION } from "./model";
 
 /**
  * ServiceSpec → Kubernetes workloads: the one description of every program (services/), rendered
@@ -142,6 +142,14 @@ function configHash(spec: ServiceSpec, files: readonly KubeFile[]): string | und
   return h.digest("hex").slice(0, 16);
 }
 
+/** What rolls a pod on change: its plain files' hash, and the certificate it serves (filled at deploy time). */
+function podAnnotations(spec: ServiceSpec, filesHash: string | undefined): { annotations?: Record<string, unknown> } {
+  const annotations: Record<string, unknown> = {};
+  if (filesHash) annotations["inference-hub/config-hash"] = filesHash;
+  if (Object.values(spec.secretEnv).includes("gatekeeperTlsCert")) annotations[TLS_CERT_ANNOTATION] = secretRef("gatekeeperTlsCertSha256");
+  return Object.keys(annotations).length ? { annotations } : {};
+}
+
 export interface ContainerOptions {
   readonly siblings: readonly string[];
   readonly nodeName?: string;
@@ -243,7 +251,7 @@ export function workloadObjects(w: WorkloadInputs): KubeObject[] {
         // A claim attaches to one node at a time: the old pod must let go before the new one starts.
         strategy: stateful ? { type: "Recreate" } : { type: "RollingUpdate" },
         template: {
-          metadata: { labels: labelsFor(spec.name, spec.role), ...(hash ? { annotations: { "inference-hub/config-hash": hash } } : {}) },
+          metadata: { labels: labelsFor(spec.name, spec.role), ...podAnnotations(spec, hash) },
           spec: {
             nodeSelector: { [DOKS_POOL_LABEL]: POOLS.cpu },
             ...(account ? { serviceAccountName: spec.name } : {}),
