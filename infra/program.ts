@@ -3,7 +3,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import * as tls from "@pulumi/tls";
 import { PUBLIC_PORTS } from "../services/ports";
+import { GATEKEEPER_CONTAINER } from "../services/auth";
 import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT, readinessScript, renderCloudInit, NodeSetupInput } from "../services/node-setup";
 import { gpuBootImage } from "../services/gpu-image";
 import { ConfigError, HubConfig, loadHubConfig, NOT_SHOWN, problem, PROJECT } from "../stacks";
@@ -66,7 +68,29 @@ function hubSecrets(hub: HubConfig): Record<SecretName, pulumi.Output<string>> {
   const autoscalerPulumiToken = config.getSecret("autoscalerPulumiToken") ?? pulumi.secret("");
   // Opens the sandbox API only; the sandbox node gets its digest, the front on the gateway node the token.
   const sandboxToken = !hub.sandbox ? pulumi.secret("") : (config.getSecret("sandboxToken") ?? pulumi.secret(new random.RandomPassword("sandbox-token", { length: 48, special: false }).result));
-  return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerPulumiToken, autoscalerBillingToken, sandboxToken };
+  return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerPulumiToken, autoscalerBillingToken, sandboxToken, ...gatekeeperTls() };
+}
+
+/** Ten years: renewed by a `pulumi up` in its last year (earlyRenewalHours), which restarts Traefik and the gatekeeper. */
+const GATEKEEPER_TLS_VALID_HOURS = 10 * 365 * 24;
+const GATEKEEPER_TLS_RENEW_HOURS = 365 * 24;
+
+/**
+ * The certificate of the gatekeeper's forwardAuth port (HTTP/2 over TLS, so Traefik keeps one
+ * connection; programs/gatekeeper/tls-listener.ts). Self-signed for the container's name, and
+ * pinned by Traefik (forwardAuth tls.ca), so nothing else on the Docker network can pose as it.
+ */
+function gatekeeperTls(): Pick<Record<SecretName, pulumi.Output<string>>, "gatekeeperTlsCert" | "gatekeeperTlsKey"> {
+  const key = new tls.PrivateKey("gatekeeper-tls-key", { algorithm: "ECDSA", ecdsaCurve: "P256" });
+  const cert = new tls.SelfSignedCert("gatekeeper-tls-cert", {
+    privateKeyPem: key.privateKeyPem,
+    subject: { commonName: GATEKEEPER_CONTAINER },
+    dnsNames: [GATEKEEPER_CONTAINER],
+    allowedUses: ["digitalSignature", "serverAuth"],
+    validityPeriodHours: GATEKEEPER_TLS_VALID_HOURS,
+    earlyRenewalHours: GATEKEEPER_TLS_RENEW_HOURS,
+  });
+  return { gatekeeperTlsCert: cert.certPem, gatekeeperTlsKey: pulumi.secret(key.privateKeyPem) };
 }
 
 /** Alertmanager's secrets (SMTP password, webhook URL); without a receiver, alerts are only shown in the UIs. */

@@ -8,7 +8,7 @@ import { SANDBOX_FRONT_CONTAINER, SANDBOX_FRONT_FILES, sandboxNodeUrl } from "..
 import { bundleEmbeddingsFront } from "../programs/embeddings/bundle";
 import { EMBEDDINGS_CONTAINER, EMBEDDINGS_FILES } from "../services/embeddings";
 import { AUTOSCALER_CONTAINER, AUTOSCALER_FILES, autoscalerConfig, autoscalerRuns } from "../services/autoscaler";
-import { backendsDrainScript, backendsReadyScript, GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS, GPU_READY_TIMEOUT_SECONDS, errorsNginxConf, gpuBackendAddresses, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
+import { backendsDrainScript, backendsReadyScript, GATEKEEPER_CA_FILE, GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS, GPU_READY_TIMEOUT_SECONDS, errorsNginxConf, gpuBackendAddresses, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
 import { GRAFANA_CONTAINER } from "../services/grafana";
 import { grafanaFiles } from "../services/grafana-provisioning";
 import { hubServiceSpecs } from "../services/index";
@@ -70,6 +70,8 @@ export function deployServices(
       files: [
         // Traefik reads its static config only at start; the dynamic file is watched and reloads live.
         { path: GATEWAY_FILES.static, content: staticConfig, restarts: ["gateway"] },
+        // Read when Traefik builds its forwardAuth middlewares: a renewed certificate needs a restart.
+        { path: GATEKEEPER_CA_FILE.host, content: secrets.gatekeeperTlsCert, restarts: ["gateway"] },
         // Written after every GPU replica it names answers; on the way out, rewritten before they are drained and deleted.
         { path: GATEWAY_FILES.dynamic, content: dynamicConfig, after: waits },
         { path: GATEWAY_FILES.errors, content: nginxConf, restarts: ["errors"] },

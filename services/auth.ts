@@ -11,12 +11,16 @@ import type { ServiceSpec } from "./spec";
 
 /** The API-key gatekeeper (programs/gatekeeper/): Traefik's forwardAuth asks it about every request. */
 export const GATEKEEPER_CONTAINER = "gatekeeper";
+/** Health, metrics and /auth over plain HTTP/1.1: Docker's health check and Prometheus use it. */
 export const GATEKEEPER_PORT = 8080;
-
+/**
+ * HTTP/2 over TLS, /auth only: what Traefik's forwardAuth asks, on one kept-alive connection
+ * (programs/gatekeeper/tls-listener.ts says why).
+ */
+export const GATEKEEPER_TLS_PORT = 8443;
 
 /** One address may carry several keys (an office behind NAT): ten keys' worth. */
 export const IP_RATE_FACTOR = 10;
-const ADDRESS_BACKSTOP_FACTOR = 2;
 
 /** The per-address limit: ten keys' worth of the per-key default. */
 export function ipRateLimit(hub: HubConfig): { readonly perMinute: number; readonly burst: number; readonly retryAfterSeconds: number } {
@@ -81,20 +85,21 @@ export function gatekeeperSpec(hub: HubConfig): ServiceSpec {
       GATEKEEPER_SPOOL_DIR: "/spool",
       GATEKEEPER_DEFAULT_RATE_PER_MINUTE: String(hub.settings.rateLimitPerMinute),
       GATEKEEPER_DEFAULT_BURST: String(hub.settings.rateLimitBurst),
-      // Traefik's loopback hop limits per address (its 429 is JSON from nginx); the gatekeeper's
-      // table is a backstop at twice that, so it never refuses what Traefik let through (their
-      // buckets refill differently). That hop appends 127.0.0.1 after the client's entry.
-      GATEKEEPER_ADDRESS_RATE_PER_MINUTE: String(ipRateLimit(hub).perMinute * ADDRESS_BACKSTOP_FACTOR),
-      GATEKEEPER_ADDRESS_BURST: String(ipRateLimit(hub).burst * ADDRESS_BACKSTOP_FACTOR),
-      GATEKEEPER_FORWARDED_HOPS: "1",
+      // The per-address limit of every API route, checked before the key: forwardAuth asks the
+      // gatekeeper directly and sets X-Forwarded-For to the client's address itself, so there is
+      // no hop in between (GATEKEEPER_FORWARDED_HOPS stays 0).
+      GATEKEEPER_ADDRESS_RATE_PER_MINUTE: String(ipRateLimit(hub).perMinute),
+      GATEKEEPER_ADDRESS_BURST: String(ipRateLimit(hub).burst),
+      GATEKEEPER_TLS_PORT: String(GATEKEEPER_TLS_PORT),
       GATEKEEPER_STATE_DIR: GATEKEEPER_STATE_PATH,
       // Traefik's metrics entry point on the node's Docker network: each backend's health and the certificate.
       GATEKEEPER_GATEWAY_METRICS_URL: `http://gateway:${GATEWAY_METRICS_PORT}/metrics`,
       ...(autoscalerRuns(hub) ? { GATEKEEPER_CONTROLLER_URL: `http://${AUTOSCALER_CONTAINER}:${CONTROLLER_PORT}${STATUS_PATH}` } : {}),
       GATEKEEPER_STATUS_CONTEXT: JSON.stringify(gatekeeperStatusContext(hub)),
     },
-    // The backends' key goes out on allowed requests only; the database URL holds a password.
-    secretEnv: { GATEKEEPER_BACKEND_KEY: "hubApiKey", DATABASE_URL: "auditDatabaseUrl" },
+    // The backends' key goes out on allowed requests only; the database URL holds a password; the
+    // TLS key is the forwardAuth port's (the certificate is public, carried the same way as its key).
+    secretEnv: { GATEKEEPER_BACKEND_KEY: "hubApiKey", DATABASE_URL: "auditDatabaseUrl", GATEKEEPER_TLS_CERT: "gatekeeperTlsCert", GATEKEEPER_TLS_KEY: "gatekeeperTlsKey" },
     port: GATEKEEPER_PORT,
     mounts: [
       { hostPath: GATEKEEPER_DIRS.app, containerPath: "/app", readOnly: true },

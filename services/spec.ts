@@ -67,4 +67,4 @@ export interface ServiceSpec {
 }
 
 /** Secrets the deployment creates (random) or reads from config; never rendered into files. */
-export type SecretName = "hubApiKey" | "auditDatabaseUrl" | "autoscalerDispatchToken" | "autoscalerPulumiToken" | "autoscalerBillingToken" | "sandboxToken";
+export type SecretName = "hubApiKey" | "auditDatabaseUrl" | "autoscalerDispatchToken" | "autoscalerPulumiToken" | "autoscalerBillingToken" | "sandboxToken" | "gatekeeperTlsCert" | "gatekeeperTlsKey";

@@ -81,14 +81,16 @@ describe("the address table", () => {
 describe("the gatekeeper's environment for the address limit", () => {
   const base = { GATEKEEPER_KEYS_FILE: "/k", GATEKEEPER_SPOOL_DIR: "/s", GATEKEEPER_BACKEND_KEY: "b" };
 
-  it("is a backstop at twice the limit Traefik applies first, read past its one loopback hop", () => {
+  it("is the gateway's per-address limit (Traefik applies the same on the routers that never ask the gatekeeper), read from the X-Forwarded-For forwardAuth sets", () => {
     const hub = mustLoad({ tier: "cpu", rateLimitPerMinute: 90, rateLimitBurst: 7 });
     const config = readGatekeeperConfig({ ...base, ...gatekeeperSpec(hub).env });
-    // What the rendered Traefik file limits each address to (its average is per minute: period 1m).
+    // What the rendered Traefik file limits each address to on unknown paths and gRPC (its average is per minute: period 1m).
     const traefik = (traefikDynamicConfig(hub, routeTable(hub), {}) as { http: { middlewares: Record<string, { rateLimit: { average: number; burst: number; period: string } }> } }).http.middlewares[IP_RATE_LIMIT_MIDDLEWARE].rateLimit;
     expect(traefik.period).toBe("1m");
-    expect([config.addressRatePerMinute, config.addressBurst]).toEqual([2 * traefik.average, 2 * traefik.burst]);
-    expect(config.forwardedHops).toBe(1);
+    expect([config.addressRatePerMinute, config.addressBurst]).toEqual([traefik.average, traefik.burst]);
+    expect([config.addressRatePerMinute, config.addressBurst]).toEqual([900, 70]);
+    // forwardAuth calls the gatekeeper directly: the rightmost entry is the client's own.
+    expect(config.forwardedHops).toBe(0);
     expect(config.addressTableSize).toBe(65_536);
   });
 
@@ -203,7 +205,7 @@ describe("the running gatekeeper: address limit and /metrics", () => {
     expect(requests(families, { scope: "llm", key_id: alice.entry.id, outcome: "allowed" })).toBe(1);
     // alice has no tts scope.
     expect(requests(families, { scope: "tts", key_id: alice.entry.id, outcome: "forbidden" })).toBe(1);
-    // An unknown key and no key: key_id "none"; an unknown scope: scope "none", outcome unavailable (the gatekeeper's 500).
+    // An unknown key and no key: key_id "none"; an unknown scope: scope "none", outcome unavailable (the gatekeeper's 503).
     expect(requests(families, { scope: "llm", key_id: "none", outcome: "unauthorized" })).toBe(2);
     expect(requests(families, { scope: "none", key_id: "none", outcome: "unavailable" })).toBe(1);
     const series = families.find((f) => f.name === "hub_gatekeeper_requests_total")!.metrics;

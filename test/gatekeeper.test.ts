@@ -323,8 +323,9 @@ describe("gatekeeper HTTP API (spool only)", () => {
     expect((await auth(gk.port, bearer(alice.key), "stt")).status).toBe(200);
     expectOpenAiError(await auth(gk.port, bearer(alice.key), "tts"), 403, "insufficient_scope");
     expectOpenAiError(await auth(gk.port, bearer(alice.key), "admin"), 403, "insufficient_scope");
-    expectOpenAiError(await auth(gk.port, bearer(alice.key), "video"), 500, "gatekeeper_misconfigured");
-    expectOpenAiError(await get(gk.port, "/auth", bearer(alice.key)), 500, "gatekeeper_misconfigured");
+    // 503, never 500: at the door a 500 is Traefik's own (it could not ask the gatekeeper).
+    expectOpenAiError(await auth(gk.port, bearer(alice.key), "video"), 503, "gatekeeper_misconfigured");
+    expectOpenAiError(await get(gk.port, "/auth", bearer(alice.key)), 503, "gatekeeper_misconfigured");
     const records = spoolRecords(gk.config.spoolDir);
     expect(records.filter((r) => r.reason === "scope_denied").every((r) => r.status === 403 && r.key_id !== null)).toBe(true);
     expect(records.find((r) => r.scope === "video")?.reason).toBe("bad_scope");

@@ -172,18 +172,33 @@ describe.skipIf(Boolean(missing))("the gateway, run for real (real Traefik, gate
       expect(back.status).toBe(200);
     });
 
-    it("the gatekeeper down → 502 JSON auth_unavailable (fail closed, nothing reaches a backend), then recovers", async () => {
+    it("the gatekeeper down → Traefik's 500 as JSON auth_unavailable (fail closed, nothing reaches a backend), then recovers", async () => {
       await rig.stopGatekeeper();
       try {
         const before = rig.standIns.fallback!.received.length;
-        const r = await call({ path: "/v1/models", headers: bearer("alice") });
-        expectOpenAiError(r, 502, "auth_unavailable");
+        // A forged X-Hub-Key-Id is stripped first, so it cannot turn the door's page into a backend's.
+        const r = await call({ path: "/v1/models", headers: { ...bearer("alice"), "x-hub-key-id": rig.keys.alice.id } });
+        expectOpenAiError(r, 500, "auth_unavailable");
         expect(Number(r.headers["retry-after"])).toBeGreaterThan(0);
         expect(rig.standIns.fallback!.received.length).toBe(before);
+        // The admin API asks the same forwardAuth port, and its door says the same.
+        expectOpenAiError(await call({ path: "/admin/keys", headers: bearer("admin") }), 500, "auth_unavailable");
       } finally {
         await rig.startGatekeeper();
       }
       expect((await call({ path: "/v1/models", headers: bearer("alice") })).status).toBe(200);
+      expect((await call({ path: "/admin/keys", headers: bearer("admin") })).status).toBe(200);
+    });
+
+    it("a backend's own 500 → JSON backend_error naming the service (the door tells it from its own by X-Hub-Key-Id); its 503 passes untouched", async () => {
+      const failing = (status: number) => call({ path: "/v1/chat/completions", body: chatBody({ fail_status: status }), headers: { ...json, ...bearer("alice") } });
+      const internal = await failing(500);
+      expectOpenAiError(internal, 500, "backend_error");
+      expect(internal.json.error.message).toContain("coding model");
+      expect(internal.headers["retry-after"]).toBeUndefined();
+      const unavailable = await failing(503);
+      expect(unavailable.status).toBe(503);
+      expect(unavailable.json).toEqual({ error: { message: "stand-in engine failure", type: "InternalServerError", code: 503 } });
     });
 
     it("body limits: the largest allowed upload passes, one byte more → 413 JSON (curl, as a user would)", async () => {

@@ -12,9 +12,10 @@ import {
   gatewaySpec,
   GPU_OFF_ERROR,
   IP_RATE_LIMIT_MIDDLEWARE,
-  IP_LIMIT_AUTH,
-  IP_LIMIT_ROUTER,
-  AUTH_ROUTER,
+  IP_LIMIT_ERRORS,
+  DOOR_FAILURE_STATUS,
+  GATEKEEPER_CA_FILE,
+  TRAEFIK_GC,
   STRIP_CLIENT_IDS,
   NOT_FOUND_ROUTER,
   GRPC_REFUSED_ROUTER,
@@ -41,7 +42,6 @@ import { CODER_HOLD_SERVICE, CODER_OFF_SERVICE, GPU_OFF_SERVICE, routeTable } fr
 import { HOLDER_HEALTH_PATH } from "../programs/autoscaler/controller/contract";
 import type { HubConfig } from "../stacks/hub-config";
 import { planFromText } from "../scripts/lib/plan-runner";
-import { gatewayPorts } from "../infra/services";
 import { mustLoad, readJson, REFERENCE } from "./helpers/load";
 
 // ---- validators -----------------------------------------------------------------------------
@@ -97,6 +97,8 @@ function referenceProblems(staticDoc: Obj, dynamicDoc: Obj): string[] {
   }
   for (const [name, mw] of Object.entries<Obj>(middlewares)) {
     if (mw.chain) problems.push(`middleware ${name}: chains are not expected here`);
+    // The client's key crosses the Docker network to the auth server: only over TLS, to a pinned certificate.
+    if (mw.forwardAuth && !(String(mw.forwardAuth.address).startsWith("https://") && mw.forwardAuth.tls?.ca && !mw.forwardAuth.tls.insecureSkipVerify)) problems.push(`forwardAuth ${name}: not HTTPS to a pinned certificate`);
     if (mw.errors && !(mw.errors.service in services)) problems.push(`errors middleware ${name}: service ${mw.errors.service} does not exist`);
   }
   return problems;
@@ -118,9 +120,8 @@ function render(settings: Record<string, unknown>) {
   const ips = privateIpsFor(hub);
   const staticDoc = parse(renderYaml(traefikStaticConfig(hub))) as Obj;
   const dynamicDoc = parse(renderYaml(traefikDynamicConfig(hub, routes, ips))) as Obj;
-  // The public API's routers; the gatekeeper's health router lives on the VPC-only metrics port,
-  // the forwardAuth hops on the loopback entry point.
-  const publicRouters: Record<string, Obj> = Object.fromEntries(Object.entries<Obj>(dynamicDoc.http.routers).filter(([name, router]) => ![GATEKEEPER_HEALTH_ROUTER, METRICS_VPC_ROUTER, IP_LIMIT_ROUTER, AUTH_ROUTER].includes(name) && !(router.entryPoints as string[]).includes("internal")));
+  // The public API's routers; the gatekeeper's health router lives on the VPC-only metrics port.
+  const publicRouters: Record<string, Obj> = Object.fromEntries(Object.entries<Obj>(dynamicDoc.http.routers).filter(([name]) => ![GATEKEEPER_HEALTH_ROUTER, METRICS_VPC_ROUTER].includes(name)));
   return { hub, routes, ips, staticDoc, dynamicDoc, publicRouters };
 }
 
@@ -254,39 +255,71 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     }
   });
 
-  it("limits every client address in a loopback hop, then asks the gatekeeper through another; Traefik keeps no per-key limit", () => {
+  it("limits every client address: the gatekeeper on the API routes, Traefik on the two routers that never ask it; Traefik keeps no per-key limit", () => {
     const ip = dynamicDoc.http.middlewares[IP_RATE_LIMIT_MIDDLEWARE].rateLimit;
-    // Ten keys' worth of the per-key preset (120/min, burst 30); the rightmost X-Forwarded-For hop is the one forwardAuth set.
-    expect(ip).toEqual({ average: 1200, period: "1m", burst: 300, sourceCriterion: { ipStrategy: { depth: 1 } } });
+    // Ten keys' worth of the per-key preset (120/min, burst 30), per client connection's address.
+    expect(ip).toEqual({ average: 1200, period: "1m", burst: 300 });
     // traefik#10307: a limiter keyed on a header lumps every request without it into one bucket.
-    for (const mw of Object.values<Obj>(dynamicDoc.http.middlewares)) expect(mw.rateLimit?.sourceCriterion?.requestHeaderName).toBeUndefined();
+    for (const mw of Object.values<Obj>(dynamicDoc.http.middlewares)) expect(mw.rateLimit?.sourceCriterion).toBeUndefined();
     expect(Object.values<Obj>(dynamicDoc.http.middlewares).filter((m) => m.rateLimit)).toHaveLength(1);
+    // Its 429 becomes JSON; nothing else behind it answers 429.
+    expect(dynamicDoc.http.middlewares[IP_LIMIT_ERRORS].errors.status).toEqual(["429"]);
     for (const [name, router] of Object.entries<Obj>(publicRouters)) {
       if (name === NOT_FOUND_ROUTER || name === GRPC_REFUSED_ROUTER) {
-        expect(router.middlewares.slice(0, 2)).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH]);
+        expect(router.middlewares.slice(0, 3)).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_ERRORS, IP_RATE_LIMIT_MIDDLEWARE]);
         continue;
       }
-      const scope = name === METRICS_ADMIN_ROUTER || name === AUTOSCALER_STATUS_ROUTER ? "admin" : name === ADMIN_API_ROUTER ? "admin-api" : routes.find((r) => r.name === name)!.scope;
-      // Client-set ids go before anything can answer (the access log keeps the final headers).
-      expect(router.middlewares.slice(0, 3), name).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH, `auth-${scope}`]);
+      const admin = name === METRICS_ADMIN_ROUTER || name === AUTOSCALER_STATUS_ROUTER || name === ADMIN_API_ROUTER;
+      const scope = name === ADMIN_API_ROUTER ? "admin-api" : admin ? "admin" : routes.find((r) => r.name === name)!.scope;
+      // Client-set ids go before anything can answer (the access log keeps the final headers); the
+      // door's catcher wraps the gatekeeper's call; the gatekeeper checks the address, then the key.
+      expect(router.middlewares.slice(0, 3), name).toEqual([STRIP_CLIENT_IDS, `${admin ? "admin" : name}-door`, `auth-${scope}`]);
+      expect(router.middlewares).not.toContain(IP_RATE_LIMIT_MIDDLEWARE);
     }
-    // The hops listen only on the loopback entry point, which the auth addresses name.
-    const internal = staticDoc.entryPoints.internal;
-    expect(internal.address).toMatch(/^127\.0\.0\.1:\d+$/);
-    expect(internal.forwardedHeaders).toEqual({ trustedIPs: ["127.0.0.1/32"] });
-    const hop = `http://${internal.address}`;
-    expect(dynamicDoc.http.middlewares[IP_LIMIT_AUTH].forwardAuth).toEqual({ address: `${hop}/ip-limit`, authRequestHeaders: ["X-Forwarded-For"], trustForwardHeader: false });
-    for (const ep of [IP_LIMIT_ROUTER, AUTH_ROUTER]) expect(dynamicDoc.http.routers[ep].entryPoints).toEqual(["internal"]);
-    // Never published from the container: only forwardAuth inside it reaches the hops.
-    for (const kind of ["droplet", "local"] as const) expect(gatewayPorts(kind).map((p) => p.port)).not.toContain(Number(internal.address.split(":")[1]));
-    for (const route of routes) expect(dynamicDoc.http.middlewares[`auth-${route.scope}`].forwardAuth.address).toBe(`${hop}/auth?scope=${route.scope}`);
-    // The admin API asks for the admin scope too, but keeps the caller's key for the gatekeeper's own check.
-    expect(dynamicDoc.http.middlewares["auth-admin-api"].forwardAuth).toMatchObject({ address: `${hop}/auth?scope=admin`, authResponseHeaders: ["X-Hub-Key-Id", "X-Request-Id"] });
-    // The per-address bucket's own errors are caught inside its hop, where nothing else answers.
-    expect(dynamicDoc.http.routers[IP_LIMIT_ROUTER]).toMatchObject({ service: "ping@internal", middlewares: ["ip-limit-errors", IP_RATE_LIMIT_MIDDLEWARE] });
-    // The gatekeeper's own 401/403/429/500/503 pass; only Traefik's 502/504 on the way to it are rewritten.
-    expect(dynamicDoc.http.middlewares["auth-errors"].errors.status).toEqual(["502", "504"]);
-    expect(dynamicDoc.http.services[dynamicDoc.http.routers[AUTH_ROUTER].service].loadBalancer).toEqual({ servers: [{ url: "http://gatekeeper:8080" }] });
+    // No loopback hop: the three exchanges per request are the client's, the gatekeeper's and the backend's.
+    expect(Object.keys(staticDoc.entryPoints).sort()).toEqual(["legacy", "metrics", "web", "websecure"]);
+  });
+
+  it("serves metrics freely inside the VPC and publicly only to keys with the admin scope", () => {
+    expect(staticDoc.metrics.prometheus.manualRouting).toBe(true);
+    expect(dynamicDoc.http.routers[METRICS_VPC_ROUTER]).toMatchObject({ entryPoints: ["metrics"], service: "prometheus@internal" });
+    const admin = dynamicDoc.http.routers[METRICS_ADMIN_ROUTER];
+    expect(admin.service).toBe("prometheus@internal");
+    expect(admin.entryPoints).not.toContain("metrics");
+    expect(admin.middlewares).toContain("auth-admin");
+    expect(dynamicDoc.http.middlewares["auth-admin"].forwardAuth.address).toBe("https://gatekeeper:8443/auth?scope=admin");
+  });
+
+  it("has Traefik health-check the gatekeeper, visible only inside the VPC", () => {
+    const health = dynamicDoc.http.routers[GATEKEEPER_HEALTH_ROUTER];
+    expect(dynamicDoc.http.services[health.service].loadBalancer).toMatchObject({ servers: [{ url: "http://gatekeeper:8080" }], healthCheck: { path: "/healthz" } });
+  });
+
+  it("sends every route straight to the gatekeeper over TLS, fail closed, with the route's scope", () => {
+    const staticMount = gatewaySpec(mustLoad(settings)).mounts.find((m) => m.containerPath === "/etc/traefik")!;
+    for (const route of routes) {
+      const auth = dynamicDoc.http.middlewares[`auth-${route.scope}`].forwardAuth;
+      // HTTPS to the container's name (its certificate's), so Go speaks HTTP/2 on one kept-alive connection.
+      expect(auth.address).toBe(`https://gatekeeper:8443/auth?scope=${route.scope}`);
+      // Pinned: the certificate infra writes beside traefik.yml, inside the static mount.
+      expect(auth.tls).toEqual({ ca: GATEKEEPER_CA_FILE.container });
+      expect(GATEKEEPER_CA_FILE.container.startsWith(`${staticMount.containerPath}/`)).toBe(true);
+      expect(GATEKEEPER_CA_FILE.host).toBe(`${staticMount.hostPath}${GATEKEEPER_CA_FILE.container.slice(staticMount.containerPath.length)}`);
+      // The backends' key replaces the client's on the forwarded request; the client never sees it.
+      expect(auth.authResponseHeaders).toEqual(expect.arrayContaining(["Authorization", "X-Api-Key", "X-Hub-Key-Id"]));
+      expect(auth.trustForwardHeader).toBe(false);
+      expect(auth.maxResponseBodySize).toBeGreaterThan(0);
+    }
+    const scopes = Object.fromEntries(routes.map((r) => [r.name, r.scope]));
+    expect(scopes.coder).toBe("llm");
+    if (scopes.stt) expect(scopes.stt).toBe("stt");
+    if (scopes.tts) expect(scopes.tts).toBe("tts");
+    // The admin API asks for the admin scope the same way, but keeps the caller's key for the gatekeeper's own check.
+    const adminApi = dynamicDoc.http.middlewares["auth-admin-api"].forwardAuth;
+    expect(adminApi).toMatchObject({ address: "https://gatekeeper:8443/auth?scope=admin", tls: { ca: GATEKEEPER_CA_FILE.container }, authResponseHeaders: ["X-Hub-Key-Id", "X-Request-Id"], trustForwardHeader: false });
+    // Behind it only Traefik's own 502/504 on the way to the admin API are rewritten; the gatekeeper's answers pass.
+    expect(dynamicDoc.http.middlewares["admin-api-errors"].errors.status).toEqual(["502", "504"]);
+    expect(dynamicDoc.http.routers[ADMIN_API_ROUTER].middlewares).toEqual([STRIP_CLIENT_IDS, "admin-door", "auth-admin-api", "admin-api-errors"]);
   });
 
   it("strips client-sent X-Request-Id and X-Hub-Key-Id before anything reads them", () => {
@@ -302,12 +335,18 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
       expect(chain.indexOf(`${route.name}-errors`)).toBe(3);
       // A backend's own 4xx, 500 and 503 bodies (vLLM, llama.cpp's "Loading model") pass untouched.
       expect(errors.status, route.name).toEqual(route.streaming ? ["502", "504"] : ["413", "502", "504"]);
+      // The door's catcher, outside the gatekeeper's call: Traefik's own 500 (and a backend's, told apart by its page).
+      const door = dynamicDoc.http.middlewares[`${route.name}-door`].errors;
+      expect(chain.indexOf(`${route.name}-door`)).toBe(1);
+      expect(door).toEqual({ status: [String(DOOR_FAILURE_STATUS)], service: ERRORS_SERVICE, query: `/errors/${route.name}/door` });
+      expect(conf).toMatch(new RegExp(`location = /errors/${route.name}/door \\{\\s+if \\(\\$http_x_hub_key_id\\) \\{\\s+rewrite '\\^' /errors/${route.name}/backend-500 last;`));
+      expect(conf).toContain(`location = /errors/${route.name}/backend-500 {`);
       // Before the body limit, so its 413 is caught.
       if (!route.streaming) expect(chain.indexOf(`${route.name}-errors`)).toBeLessThan(chain.indexOf(`${route.name}-body-limit`));
       expect(errors.service).toBe(ERRORS_SERVICE);
       for (const status of errors.status) expect(conf).toContain(`location = ${errors.query.replace("{status}", status)} {`);
     }
-    for (const mw of ["ip-limit-errors", "auth-errors"]) {
+    for (const mw of [IP_LIMIT_ERRORS]) {
       const errors = dynamicDoc.http.middlewares[mw].errors;
       for (const status of errors.status.filter((s: string) => !s.includes("-"))) expect(conf).toContain(`location = ${errors.query.replace("{status}", status)} {`);
     }
@@ -317,7 +356,7 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
   it("refuses gRPC and gRPC-Web with a 415 page ahead of every route, without asking the gatekeeper", () => {
     const router = dynamicDoc.http.routers[GRPC_REFUSED_ROUTER];
     expect(router.service).toBe(ERRORS_SERVICE);
-    expect(router.middlewares).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_AUTH, "grpc-refused-page"]);
+    expect(router.middlewares).toEqual([STRIP_CLIENT_IDS, IP_LIMIT_ERRORS, IP_RATE_LIMIT_MIDDLEWARE, "grpc-refused-page"]);
     for (const other of Object.values<Obj>(publicRouters)) if (other !== router) expect(router.priority).toBeGreaterThan(other.priority ?? other.rule.length);
     const page = errorPages(mustLoad(settings), routes).find((p) => p.status === 415)!;
     expect(dynamicDoc.http.middlewares["grpc-refused-page"].replacePath.path).toBe(page.path);
@@ -330,36 +369,6 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
       expect(mw.digestAuth).toBeUndefined();
     }
     for (const resolver of Object.values<Obj>(staticDoc.certificatesResolvers ?? {})) expect(resolver.acme.dnsChallenge).toBeUndefined();
-  });
-
-  it("serves metrics freely inside the VPC and publicly only to keys with the admin scope", () => {
-    expect(staticDoc.metrics.prometheus.manualRouting).toBe(true);
-    expect(dynamicDoc.http.routers[METRICS_VPC_ROUTER]).toMatchObject({ entryPoints: ["metrics"], service: "prometheus@internal" });
-    const admin = dynamicDoc.http.routers[METRICS_ADMIN_ROUTER];
-    expect(admin.service).toBe("prometheus@internal");
-    expect(admin.entryPoints).not.toContain("metrics");
-    expect(admin.middlewares).toContain("auth-admin");
-    expect(dynamicDoc.http.middlewares["auth-admin"].forwardAuth.address).toBe(`http://${staticDoc.entryPoints.internal.address}/auth?scope=admin`);
-  });
-
-  it("has Traefik health-check the gatekeeper, visible only inside the VPC", () => {
-    const health = dynamicDoc.http.routers[GATEKEEPER_HEALTH_ROUTER];
-    expect(dynamicDoc.http.services[health.service].loadBalancer).toMatchObject({ servers: [{ url: "http://gatekeeper:8080" }], healthCheck: { path: "/healthz" } });
-  });
-
-  it("sends every route through the gatekeeper, fail closed, with the route's scope", () => {
-    for (const route of routes) {
-      const auth = dynamicDoc.http.middlewares[`auth-${route.scope}`].forwardAuth;
-      // Through the loopback hop, whose router forwards to the gatekeeper container.
-      expect(auth.address).toBe(`http://${staticDoc.entryPoints.internal.address}/auth?scope=${route.scope}`);
-      // The backends' key replaces the client's on the forwarded request; the client never sees it.
-      expect(auth.authResponseHeaders).toEqual(expect.arrayContaining(["Authorization", "X-Api-Key", "X-Hub-Key-Id"]));
-      expect(auth.trustForwardHeader).toBe(false);
-    }
-    const scopes = Object.fromEntries(routes.map((r) => [r.name, r.scope]));
-    expect(scopes.coder).toBe("llm");
-    if (scopes.stt) expect(scopes.stt).toBe("stt");
-    if (scopes.tts) expect(scopes.tts).toBe("tts");
   });
 
   it("never buffers a streaming route, and caps upload bodies", () => {
@@ -468,7 +477,8 @@ describe("the errors nginx responder", () => {
     // Outside quoted strings the braces balance: the serializer closed every block.
     const bare = conf.replace(QUOTED, "''");
     expect(bare.split("{").length).toBe(bare.split("}").length);
-    expect(bare.split("{").length - 1).toBe(3 + pages.length);
+    // One block per page, plus the door pages' `if`.
+    expect(bare.split("{").length - 1).toBe(3 + pages.length + pages.filter((p) => p.whenAllowed).length);
   });
 
   it("quotes the JSON so nginx reads back exactly GPU_OFF_ERROR", () => {
@@ -488,8 +498,8 @@ describe("the errors nginx responder", () => {
       expect(block).toContain(`return ${page.status} `);
       const retry = /add_header Retry-After (\d+) always;/.exec(block)?.[1];
       // Waiting helps for a limit, a restart, an unreachable backend or gatekeeper; not for a body
-      // too large, an unknown path or a generation that took too long.
-      const waitHelps = page.status === 429 || page.status === 502 || page.status === 503 || page.path.includes("/ip-limit/") || page.path.includes("/auth/");
+      // too large, an unknown path, a generation that took too long or a backend's internal error.
+      const waitHelps = page.status === 429 || page.status === 502 || page.status === 503 || page.path.endsWith("/door");
       expect(retry !== undefined, page.path).toBe(waitHelps);
     }
     const ip = pages.find((p) => p.path === "/errors/ip-limit/429")!;
@@ -499,6 +509,12 @@ describe("the errors nginx responder", () => {
     expect(docs504.body.error.message).toContain("/v1/ocr/convert/file/async");
     const stt413 = pages.find((p) => p.path === "/errors/stt/413")!;
     expect(stt413.body.error.message).toContain(String(25 * 1024 * 1024));
+    // The door: the gatekeeper unreachable, or (the request allowed) the backend's own 500, named.
+    const door = pages.find((p) => p.path === "/errors/stt/door")!;
+    expect([door.status, door.body.error.code, door.whenAllowed]).toEqual([DOOR_FAILURE_STATUS, "auth_unavailable", "/errors/stt/backend-500"]);
+    const failed = pages.find((p) => p.path === door.whenAllowed)!;
+    expect([failed.status, failed.body.error.code]).toEqual([DOOR_FAILURE_STATUS, "backend_error"]);
+    expect(failed.body.error.message).toContain(routes.find((r) => r.name === "stt")!.description);
   });
 
   it("escapes quotes and backslashes the way nginx unescapes them, and refuses $", () => {
@@ -509,6 +525,9 @@ describe("the errors nginx responder", () => {
     expect(JSON.parse(nginxUnquote(token!))).toEqual(tricky);
     expect(renderNginxConf([["listen", 8080]])).toBe("listen 8080;\n");
     expect(() => renderNginxConf([["return", 200, "costs $5"]])).toThrow(/\$/);
+    // A variable only as an `if` condition, and only a plain name.
+    expect(renderNginxConf([{ block: "if", condition: { variable: "http_x_a" }, body: [["return", 500]] }])).toBe("if ($http_x_a) {\n    return 500;\n}\n");
+    expect(() => renderNginxConf([{ block: "if", condition: { variable: "x) { return 200; } if ($y" }, body: [] }])).toThrow(/plain/);
   });
 });
 
@@ -556,7 +575,9 @@ describe("container specs", () => {
     expect(spec.health.test).toEqual(["CMD", "traefik", "healthcheck", "--ping"]);
     expect(spec.memoryLimitMiB).toBe(256);
     expect(spec.secretEnv).toEqual({});
-    expect(spec.env).toEqual({});
+    // Only Go's collector settings, within the memory limit.
+    expect(spec.env).toEqual(TRAEFIK_GC);
+    expect(Number(/^(\d+)MiB$/.exec(spec.env.GOMEMLIMIT)![1])).toBeLessThan(spec.memoryLimitMiB!);
     for (const m of spec.mounts) expect(m.hostPath.startsWith(`${CPU_CACHE_MOUNT}/traefik/`)).toBe(true);
     expect(spec.mounts.find((m) => m.hostPath === GATEWAY_DIRS.static)).toMatchObject({ containerPath: "/etc/traefik", readOnly: true });
     // The file provider reads the directory the dynamic config is mounted at.

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -193,6 +194,14 @@ describe("exposure", () => {
     const refs: { name: string; port: number; where: string }[] = [];
     for (const r of of(objects, "IngressRoute")) for (const route of r.spec.routes) for (const s of route.services) if (s.kind !== "TraefikService") refs.push({ ...s, where: r.metadata.name });
     for (const m of of(objects, "Middleware")) if (m.spec.errors) refs.push({ ...m.spec.errors.service, where: m.metadata.name });
+    // forwardAuth asks the gatekeeper by its Service's name on its TLS port (the certificate names it).
+    const auths = of(objects, "Middleware").filter((m) => m.spec.forwardAuth);
+    expect(auths.length).toBeGreaterThan(2);
+    for (const m of auths) {
+      const u = new URL(m.spec.forwardAuth.address);
+      expect(u.protocol, m.metadata.name).toBe("https:");
+      refs.push({ name: u.hostname, port: Number(u.port), where: m.metadata.name });
+    }
     for (const [name, svc] of Object.entries(traefik.fileConfig.http.services)) for (const s of svc.loadBalancer?.servers ?? []) {
       const u = new URL(s.url);
       refs.push({ name: u.hostname, port: Number(u.port), where: `file ${name}` });
@@ -209,7 +218,13 @@ describe("secrets", () => {
 
   it("reach the cluster only as Kubernetes Secrets made from Pulumi secrets, never in another object, a plan view or a rendered file", async () => {
     const run = await runProgram({ tier: "k8s" }, { secrets: SECRETS });
-    const values = [SECRETS.hubApiKey, "s3cr3t-pw", "webhooksecrettoken", "dop_v1_billingsecrettoken"];
+    // The gatekeeper's TLS key, as the (stand-in) tls provider made it, is in its Secret: and, like the others, nowhere else.
+    const tlsSecret = run.resources.find((r) => r.rawInputs.kind === "Secret" && (r.rawInputs.metadata as { name: string }).name === "gatekeeper-tls");
+    const tlsKey = (tlsSecret?.rawInputs.stringData as Record<string, string> | undefined)?.["tls.key"];
+    expect(tlsKey).toMatch(/^-----BEGIN [A-Z ]*PRIVATE KEY-----\n/);
+    const keyBody = tlsKey!.split("\n")[1];
+    expect(keyBody.length).toBeGreaterThan(20);
+    const values = [SECRETS.hubApiKey, "s3cr3t-pw", "webhooksecrettoken", "dop_v1_billingsecrettoken", keyBody];
     const kube = run.resources.filter((r) => r.type.startsWith("kubernetes:"));
     const inSecrets = kube.filter((r) => r.rawInputs.kind === "Secret");
     // The values do flow, and only into Secrets (the check could fail).
@@ -219,6 +234,11 @@ describe("secrets", () => {
     for (const r of run.resources) for (const v of values) expect(JSON.stringify(r.inputs), r.name).not.toContain(v);
     for (const a of run.artifacts) for (const v of values) expect(a.content, a.path).not.toContain(v);
     for (const line of run.engineLog) for (const v of values) expect(line).not.toContain(v);
+    // The certificate's digest rolls the gatekeeper's pod when the pair is renewed (a Secret's new value reaches no running environment).
+    const cert = (tlsSecret?.rawInputs.stringData as Record<string, string>)["tls.crt"];
+    expect(cert).toMatch(/^-----BEGIN CERTIFICATE-----\n/);
+    const gatekeeper = kube.find((r) => r.rawInputs.kind === "Deployment" && (r.rawInputs.metadata as { name: string }).name === "gatekeeper")?.rawInputs as any;
+    expect(gatekeeper.spec.template.metadata.annotations["inference-hub/tls-cert-sha256"]).toBe(createHash("sha256").update(cert).digest("hex"));
   }, 60_000);
 
   it("every secret a spec asks for reaches its container by reference to the Secret, never as a value", () => {
@@ -228,11 +248,32 @@ describe("secrets", () => {
     for (const spec of kubernetesSpecs(hub)) {
       for (const [variable, secret] of Object.entries(spec.secretEnv)) {
         const env = containers.get(spec.name).env.find((e: any) => e.name === variable);
-        expect(env, `${spec.name} ${variable}`).toEqual({ name: variable, valueFrom: { secretKeyRef: { name: "hub-secrets", key: secret } } });
+        // The gatekeeper's forwardAuth pair is a kubernetes.io/tls Secret's tls.crt and tls.key; every other secret is hub-secrets'.
+        const where = { gatekeeperTlsCert: { name: "gatekeeper-tls", key: "tls.crt" }, gatekeeperTlsKey: { name: "gatekeeper-tls", key: "tls.key" } }[secret as string] ?? { name: "hub-secrets", key: secret };
+        expect(env, `${spec.name} ${variable}`).toEqual({ name: variable, valueFrom: { secretKeyRef: where } });
         checked++;
       }
     }
-    expect(checked).toBeGreaterThanOrEqual(5);
+    expect(checked).toBeGreaterThanOrEqual(7);
+    // Every reference names a key the rendered Secret has, and the pair sits in no ConfigMap.
+    const secrets = new Map(of(objects, "Secret").map((s) => [s.metadata.name, s]));
+    for (const c of containers.values()) for (const e of c.env ?? []) if (e.valueFrom?.secretKeyRef) {
+      const { name, key } = e.valueFrom.secretKeyRef;
+      expect(Object.keys(secrets.get(name)?.stringData ?? {}), `${c.name} ${e.name} → ${name}/${key}`).toContain(key);
+    }
+    const tls = secrets.get("gatekeeper-tls");
+    expect(tls.type).toBe("kubernetes.io/tls");
+    expect(tls.stringData).toEqual({ "tls.crt": { secretRef: "gatekeeperTlsCert" }, "tls.key": { secretRef: "gatekeeperTlsKey" }, "ca.crt": { secretRef: "gatekeeperTlsCert" } });
+    expect(JSON.stringify(of(objects, "ConfigMap"))).not.toMatch(/gatekeeperTls/);
+  });
+
+  it("Traefik pins the gatekeeper's certificate through the CRD's tls.caSecret, and the gatekeeper listens on its TLS port", () => {
+    const { objects } = render({ tier: "k8s" });
+    const auths = of(objects, "Middleware").filter((m) => m.spec.forwardAuth);
+    for (const m of auths) expect(m.spec.forwardAuth.tls, m.metadata.name).toEqual({ caSecret: "gatekeeper-tls" });
+    const gatekeeper = of(objects, "Deployment").find((d) => d.metadata.name === "gatekeeper").spec.template.spec.containers[0];
+    expect(gatekeeper.ports.map((p: any) => p.containerPort)).toEqual(expect.arrayContaining([8080, 8443]));
+    expect(gatekeeper.env.find((e: any) => e.name === "GATEKEEPER_TLS_PORT")?.value).toBe("8443");
   });
 });
 

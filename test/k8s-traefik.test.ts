@@ -1,11 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kubernetesManifests, kubernetesRoutes } from "../infra/kubernetes/manifests";
-import { KubeObject, NAMESPACE } from "../infra/kubernetes/model";
+import { fillSecrets, KubeObject, NAMESPACE } from "../infra/kubernetes/model";
 import { kubernetesTraefikStatic } from "../infra/kubernetes/traefik";
-import { renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
+import { GATEKEEPER_CA_FILE, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
 import { builtTraefikVersion, TRAEFIK_MISSING_REASON, TRAEFIK_VERSION, traefikBinaryPath } from "../scripts/tools/traefik";
 import { crdTexts } from "./helpers/kube-crds";
 import { kubeMissing, statusMessage, TestApiServer } from "./helpers/kube-apiserver";
@@ -13,6 +13,7 @@ import { mustLoad } from "./helpers/load";
 import { freeLoopbackPort } from "./helpers/postgres";
 import { ManagedProcess, waitFor } from "./helpers/processes";
 import { standInVolumeIds } from "./helpers/k8s-volume-ids";
+import { OPENSSL_BINARY, OPENSSL_MISSING_REASON, selfSignedPair } from "./helpers/tls";
 
 /**
  * One route table, two renderings, read back by Traefik itself: the droplet tiers' file-provider
@@ -22,7 +23,7 @@ import { standInVolumeIds } from "./helpers/k8s-volume-ids";
  * servers each router ends at.
  */
 
-const missing = [kubeMissing(), builtTraefikVersion() === TRAEFIK_VERSION ? undefined : TRAEFIK_MISSING_REASON].filter(Boolean).join("; ") || undefined;
+const missing = [kubeMissing(), builtTraefikVersion() === TRAEFIK_VERSION ? undefined : TRAEFIK_MISSING_REASON, OPENSSL_BINARY ? undefined : OPENSSL_MISSING_REASON].filter(Boolean).join("; ") || undefined;
 if (missing) console.warn(`Traefik CRD equivalence tests skipped: ${missing}`);
 it.runIf(Boolean(missing) && process.env.CI === "true")("the API server and Traefik are built (required in CI)", () => {
   expect.fail(missing);
@@ -85,9 +86,16 @@ function resolveService(rt: Runtime, name: string, ipToService: Map<string, stri
   return { servers: servers.sort(), healthCheck: s.loadBalancer?.healthCheck ?? null };
 }
 
-/** A middleware's configuration as Traefik holds it, with the errors page service resolved to its servers. */
+/** Traefik's FileOrContent (pkg/types/file_or_content.go): a path that exists is read, anything else is the content. */
+const fileOrContent = (v: string): string => (existsSync(v) ? readFileSync(v, "utf8") : v);
+
+/**
+ * A middleware's configuration as Traefik holds it, with the errors page service resolved to its
+ * servers and forwardAuth's pinned CA to its PEM (a file for the file provider, a Secret's ca.crt for the CRDs).
+ */
 function middlewareMeaning(rt: Runtime, m: Json, ipToService: Map<string, string>): Json {
   const { name: _n, provider: _p, status: _s, usedBy: _u, ...config } = m;
+  if (config.forwardAuth?.tls?.ca) return { ...config, forwardAuth: { ...config.forwardAuth, tls: { ...config.forwardAuth.tls, ca: fileOrContent(config.forwardAuth.tls.ca) } } };
   if (config.errors) {
     const provider = m.name.split("@")[1];
     const svc = config.errors.service.includes("@") ? config.errors.service : `${config.errors.service}@${provider}`;
@@ -118,12 +126,16 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
   let file: Runtime;
   const ipToService = new Map<string, string>();
   let objects: readonly KubeObject[] = [];
+  let gatekeeperCert = "";
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "hub-k8s-traefik-"));
     const hub = mustLoad(SETTINGS);
     const manifests = kubernetesManifests({ hub, secrets: { alertSmtpPassword: false, alertWebhookUrl: false }, volumeIds: standInVolumeIds(hub) });
     objects = manifests.objects;
+    // The gatekeeper's pair as infra/program.ts makes it (@pulumi/tls; openssl here): Traefik parses the CA it pins.
+    const pair = selfSignedPair(path.join(dir, "gatekeeper-tls"), "gatekeeper");
+    gatekeeperCert = pair.cert;
     api = await TestApiServer.start();
     for (const { source, text } of await crdTexts()) if (source.name === "Traefik") await api.installCrds(text);
     expect((await api.create({ apiVersion: "v1", kind: "Namespace", metadata: { name: NAMESPACE } })).status).toBe(201);
@@ -138,6 +150,12 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
       const ports = ((svc.spec as Json).ports as Json[]).map((p) => ({ name: p.name, port: p.targetPort, protocol: "TCP" }));
       const slice = await api.create({ apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice", metadata: { name: `${svc.metadata.name}-test`, namespace: NAMESPACE, labels: { "kubernetes.io/service-name": svc.metadata.name } }, addressType: "IPv4", endpoints: [{ addresses: [ip], conditions: { ready: true } }], ports });
       expect(slice.status, statusMessage(slice)).toBe(201);
+    }
+    // The Secrets, filled as the program fills them from Pulumi secrets (stand-ins besides the TLS pair).
+    for (const o of objects.filter((x) => x.kind === "Secret")) {
+      const filled = fillSecrets(o, (name) => (name === "gatekeeperTlsCert" ? pair.cert : name === "gatekeeperTlsKey" ? pair.key : `stand-in for ${name}`)) as Json;
+      const created = await api.create(filled);
+      expect(created.status, `Secret/${o.metadata.name}: ${statusMessage(created)}`).toBe(201);
     }
     for (const o of objects.filter((x) => x.kind === "Middleware" || x.kind === "IngressRoute")) {
       const created = await api.create(o as Json);
@@ -167,7 +185,18 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
     const { routes, gpuAddresses } = kubernetesRoutes(hub);
     const fileDynamic = path.join(dir, "file-dynamic");
     require("node:fs").mkdirSync(fileDynamic);
-    writeFileSync(path.join(fileDynamic, "routes.yml"), renderYaml(traefikDynamicConfig(hub, routes, gpuAddresses)));
+    // The CA file the droplet tiers write beside traefik.yml (infra/services.ts), here in the scratch directory.
+    const caFile = path.join(dir, path.basename(GATEKEEPER_CA_FILE.container));
+    writeFileSync(caFile, pair.cert);
+    const dropletDynamic = traefikDynamicConfig(hub, routes, gpuAddresses) as Json;
+    let pinned = 0;
+    for (const m of Object.values(dropletDynamic.http.middlewares as Record<string, Json>)) {
+      if (m.forwardAuth?.tls?.ca !== GATEKEEPER_CA_FILE.container) continue;
+      m.forwardAuth.tls.ca = caFile;
+      pinned++;
+    }
+    expect(pinned).toBeGreaterThan(2);
+    writeFileSync(path.join(fileDynamic, "routes.yml"), renderYaml(dropletDynamic));
     const b = await start("file", traefikStaticConfig(hub) as Json, { file: { directory: fileDynamic, watch: false } });
 
     const expected = objects.filter((o) => o.kind === "IngressRoute").length;
@@ -195,7 +224,7 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
     // With a domain Traefik keeps one router per TLS entry point. The coder route ends at the GPU
     // replicas' Service with a health check, failing over to what answers while none is ready
     // (the controller's holder, then the CPU stand-in).
-    expect([...fromCrd.keys()]).toEqual(expect.arrayContaining(["websecure-coder", "legacy-coder", "auth", "ip-limit"]));
+    expect([...fromCrd.keys()]).toEqual(expect.arrayContaining(["websecure-coder", "legacy-coder", "websecure-admin-api", "websecure-not-found"]));
     const coder = fromCrd.get("websecure-coder")?.service as any;
     expect(coder.failover.service).toMatchObject({ servers: ["http://gpu:8000"], healthCheck: { path: "/health" } });
     expect(JSON.stringify(coder.failover.fallback)).toContain("http://coder-fallback:8080");
@@ -208,6 +237,14 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
     expect([...fromCrd.keys()].sort()).toEqual([...fromFile.keys()].sort());
     for (const [name, m] of fromFile) expect(fromCrd.get(name), `middleware ${name}`).toEqual(m);
     expect(fromCrd.get("rate-limit-ip")?.rateLimit).toMatchObject({ average: expect.any(Number), burst: expect.any(Number) });
+    // Every forwardAuth goes to the gatekeeper over TLS, pinned to its certificate: the one the Secret holds.
+    const auths = [...fromCrd.entries()].filter(([, m]) => m.forwardAuth);
+    expect(auths.length).toBeGreaterThan(2);
+    for (const [name, m] of auths) {
+      expect(m.forwardAuth.address, name).toMatch(/^https:\/\/gatekeeper:8443\/auth\?scope=/);
+      expect(m.forwardAuth.tls.ca, name).toBe(gatekeeperCert);
+      expect(m.forwardAuth.tls.insecureSkipVerify ?? false, name).toBe(false);
+    }
     // Nothing Traefik refused: no middleware or router carries an error.
     for (const rt of [crd, file]) for (const item of [...rt.middlewares.values(), ...rt.routers.values()]) expect(item.error ?? item.err, item.name).toBeUndefined();
   });

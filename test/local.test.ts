@@ -3,11 +3,12 @@ import { mustLoad } from "./helpers/load";
 import { runProgram } from "./helpers/mock-run";
 
 describe("the local tier", () => {
-  it("plans only Docker resources (plus local file commands and the generated key): no DigitalOcean", async () => {
+  it("plans only Docker resources (plus local file commands, the generated key and the gatekeeper's certificate): no DigitalOcean", async () => {
     const run = await runProgram({ tier: "local" });
     expect(run.resources.filter((r) => r.type.startsWith("digitalocean:"))).toEqual([]);
     const kinds = new Set(run.resources.map((r) => r.type.split(":")[0]));
-    expect([...kinds].sort()).toEqual(["command", "docker", "inference-hub", "pulumi", "random"]);
+    // tls: the gatekeeper's forwardAuth certificate, made on this machine like the generated key.
+    expect([...kinds].sort()).toEqual(["command", "docker", "inference-hub", "pulumi", "random", "tls"]);
     expect(run.resources.filter((r) => r.type.startsWith("command:")).every((r) => r.type === "command:local:Command")).toBe(true);
   });
 

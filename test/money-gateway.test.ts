@@ -92,13 +92,13 @@ describe.skipIf(missing !== undefined)("money and keys through the real gateway"
     expect(github.calls).toEqual([]);
   }, 90_000);
 
-  it("a failing gatekeeper is not demand: its 502s wake nothing, keyed or not", async () => {
+  it("a failing gatekeeper is not demand: the door's 500s wake nothing, keyed or not", async () => {
     earlierLogs.push(rig.gatekeeper.text());
     await rig.stopGatekeeper();
     try {
       for (const headers of [{}, bearer("dev"), { authorization: `Bearer ${madeUp}` }] as Record<string, string>[]) {
         const r = await chat(headers);
-        expect(r.status, r.text).toBe(502);
+        expect(r.status, r.text).toBe(500);
         expect(r.json?.error?.code).toBe("auth_unavailable");
       }
       // The controller is blind meanwhile: it holds, and its off answer is never reached.

@@ -1,11 +1,12 @@
 import { hubServiceSpecs } from "../../services/index";
+import { GATEKEEPER_CONTAINER, GATEKEEPER_TLS_PORT } from "../../services/auth";
 import { GATEWAY_CONTAINER } from "../../services/gateway";
 import { PROMETHEUS_CONTAINER } from "../../services/monitoring";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../../services/ports";
 import { routeTable, type Route } from "../../services/routes";
 import type { SecretName, ServiceSpec } from "../../services/spec";
 import type { HubConfig } from "../../stacks/hub-config";
-import { ENV_SECRET, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, PART_OF, secretRef } from "./model";
+import { ENV_SECRET, GATEKEEPER_TLS_SECRET, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, PART_OF, secretRef } from "./model";
 import { kubernetesFiles, type SecretPresence, type StackIdentity } from "./files";
 import { scaledObject, scalingPlan, type ScalingPlan } from "./scaling";
 import { storageObjects, type VolumeIds } from "./storage";
@@ -67,8 +68,16 @@ export function kubernetesManifests<Id>(input: ManifestInputs<Id>): KubernetesMa
     { apiVersion: "v1", kind: "Namespace", metadata: { name: NAMESPACE, labels: { ...PART_OF } } },
     // The containers' secret environment: filled from Pulumi secrets at deploy time (program.ts).
     { apiVersion: "v1", kind: "Secret", metadata: { name: ENV_SECRET, namespace: NAMESPACE, labels: labelsFor(ENV_SECRET, "secrets") }, type: "Opaque", stringData: Object.fromEntries(ENV_SECRETS.map((n) => [n, secretRef(n)])) },
+    // The gatekeeper's forwardAuth pair: its container reads both, Traefik pins the certificate (model.ts).
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: GATEKEEPER_TLS_SECRET.name, namespace: NAMESPACE, labels: labelsFor(GATEKEEPER_TLS_SECRET.name, "secrets") },
+      type: "kubernetes.io/tls",
+      stringData: { [GATEKEEPER_TLS_SECRET.cert]: secretRef("gatekeeperTlsCert"), [GATEKEEPER_TLS_SECRET.key]: secretRef("gatekeeperTlsKey"), [GATEKEEPER_TLS_SECRET.ca]: secretRef("gatekeeperTlsCert") },
+    },
     ...fileObjects(specs, files),
-    ...workloadObjects({ hub, plan, specs, routes, files, fixedPorts: { [GATEWAY_CONTAINER]: [GATEWAY_METRICS_PORT, PUBLIC_PORTS.https] }, serviceAccounts }),
+    ...workloadObjects({ hub, plan, specs, routes, files, fixedPorts: { [GATEWAY_CONTAINER]: [GATEWAY_METRICS_PORT, PUBLIC_PORTS.https], [GATEKEEPER_CONTAINER]: [GATEKEEPER_TLS_PORT] }, serviceAccounts }),
     ...gatewayAccess(),
     ...(hub.monitoring ? prometheusAccess() : []),
     ...storageObjects(hub, plan, input.volumeIds),

@@ -22,9 +22,34 @@ export const labelsFor = (name: string, component: string): Record<string, strin
 /** The one Secret holding the containers' secret environment (services/spec.ts SecretName). */
 export const ENV_SECRET = "hub-secrets";
 
+/**
+ * The gatekeeper's forwardAuth certificate and key, as a `kubernetes.io/tls` Secret: the
+ * gatekeeper's container reads the pair from it, and Traefik's forwardAuth pins the certificate
+ * through the Middleware's `tls.caSecret`, which Traefik v3.7.13 reads from the key `tls.ca` or
+ * else `ca.crt` (pkg/provider/kubernetes/crd/kubernetes.go loadCASecret/getCABlocks, and
+ * traefikio/v1alpha1/middleware.go ClientTLS, in the github.com/traefik/traefik/v3@v3.7.13 module).
+ * The certificate is self-signed, so it is its own CA.
+ */
+export const GATEKEEPER_TLS_SECRET = { name: "gatekeeper-tls", cert: "tls.crt", key: "tls.key", ca: "ca.crt" } as const;
+
+/** Where a secret of the environment is in the cluster: its own TLS Secret for the gatekeeper's pair, else ENV_SECRET under its name. */
+export function secretKeyOf(name: SecretName): { readonly name: string; readonly key: string } {
+  if (name === "gatekeeperTlsCert") return { name: GATEKEEPER_TLS_SECRET.name, key: GATEKEEPER_TLS_SECRET.cert };
+  if (name === "gatekeeperTlsKey") return { name: GATEKEEPER_TLS_SECRET.name, key: GATEKEEPER_TLS_SECRET.key };
+  return { name: ENV_SECRET, key: name };
+}
+
 /** Secrets beyond the environment's: the keys file and Alertmanager's receiver credentials. */
 export type FileSecretName = "apiKeys" | "alertSmtpPassword" | "alertWebhookUrl";
-export type KubeSecretName = SecretName | FileSecretName;
+/**
+ * Deploy-time values that are not secret but, like secrets, are known only then: the digest of the
+ * gatekeeper's certificate, on its pod template, so a renewed pair rolls the pod (a Secret's new
+ * value reaches no running container's environment) while Traefik already pins the new one.
+ */
+export type DerivedName = "gatekeeperTlsCertSha256";
+export type KubeSecretName = SecretName | FileSecretName | DerivedName;
+/** The pod-template annotation carrying the certificate's digest. */
+export const TLS_CERT_ANNOTATION = "inference-hub/tls-cert-sha256";
 
 /** A secret's place in an object: filled from Pulumi secrets at deploy time, never rendered. */
 export interface SecretRef {

@@ -1,6 +1,7 @@
 import * as digitalocean from "@pulumi/digitalocean";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
 import * as path from "node:path";
 import { stringify } from "yaml";
 import { CPU_CACHE_MOUNT } from "../../services/node-setup";
@@ -140,6 +141,8 @@ export async function kubernetesProgram(hub: HubConfig, stack: string, env: Depl
 
   const secretValue = (name: KubeSecretName): pulumi.Output<string> => {
     if (name === "apiKeys") return secrets.apiKeys;
+    // Public (the certificate's digest): a plain annotation, so a renewed certificate shows in the plan.
+    if (name === "gatekeeperTlsCertSha256") return secrets.env.gatekeeperTlsCert.apply((pem) => createHash("sha256").update(pem).digest("hex"));
     if (name === "alertSmtpPassword" || name === "alertWebhookUrl") {
       const value = name === "alertSmtpPassword" ? secrets.alerts.smtpPassword : secrets.alerts.webhookUrl;
       if (!value) throw new Error(`${name} is referenced but not configured`);

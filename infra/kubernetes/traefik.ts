@@ -1,7 +1,7 @@
 import type { HubConfig } from "../../stacks/hub-config";
-import { traefikDynamicConfig, traefikStaticConfig, ENTRY_POINTS } from "../../services/gateway";
+import { GATEKEEPER_CA_FILE, traefikDynamicConfig, traefikStaticConfig, ENTRY_POINTS } from "../../services/gateway";
 import type { Route } from "../../services/routes";
-import { labelsFor, KubeObject, NAMESPACE } from "./model";
+import { GATEKEEPER_TLS_SECRET, labelsFor, KubeObject, NAMESPACE } from "./model";
 
 /**
  * The gateway on Kubernetes: the same Traefik, the same route table. The droplet tiers hand
@@ -136,13 +136,28 @@ export function traefikKubernetesRendering(hub: HubConfig, routes: readonly Rout
   return { ingressRoutes, middlewares: middlewareObjects, fileConfig: { http: { services: fileServices } } };
 }
 
-/** A file-provider middleware as a Middleware spec: the same fields, except that `errors` names a Kubernetes Service. */
+/**
+ * A file-provider middleware as a Middleware spec: the same fields, except that `errors` names a
+ * Kubernetes Service and forwardAuth's pinned certificate is a Secret (the CRD has no file path:
+ * `tls.caSecret`, model.ts GATEKEEPER_TLS_SECRET).
+ */
 function crdMiddleware(name: string, definition: Record<string, unknown>, serviceFor: (name: string) => Record<string, unknown>): Record<string, unknown> {
   const [type, ...more] = Object.keys(definition);
   if (!type || more.length) throw new Error(`middleware ${name} must have exactly one type, has ${Object.keys(definition).join(", ") || "none"}`);
+  if (type === "forwardAuth") return { forwardAuth: crdForwardAuth(name, definition.forwardAuth as Record<string, unknown>) };
   if (type !== "errors") return definition;
   const errors = definition.errors as { service: string } & Record<string, unknown>;
   const service = serviceFor(errors.service);
   if (service.kind === "TraefikService") throw new Error(`middleware ${name}: the errors service ${errors.service} must be a plain Kubernetes Service`);
   return { errors: { ...errors, service } };
+}
+
+function crdForwardAuth(name: string, forwardAuth: Record<string, unknown>): Record<string, unknown> {
+  const { tls, ...rest } = forwardAuth as { tls?: Record<string, unknown> };
+  if (tls === undefined) return forwardAuth;
+  const { ca, ...otherTls } = tls;
+  if (ca !== GATEKEEPER_CA_FILE.container || Object.keys(otherTls).length) {
+    throw new Error(`middleware ${name}: forwardAuth tls ${JSON.stringify(tls)} has no Kubernetes form here; only the gatekeeper's pinned certificate (${GATEKEEPER_CA_FILE.container}) does`);
+  }
+  return { ...rest, tls: { caSecret: GATEKEEPER_TLS_SECRET.name } };
 }

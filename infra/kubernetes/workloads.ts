@@ -9,7 +9,7 @@ import { imageName, type HealthCheck, type Mount, type ServiceSpec } from "../..
 import { DOKS_GPU_NODE, DOKS_POOL_LABEL } from "../../stacks/catalogue/kubernetes";
 import type { HubConfig, KubernetesPlan } from "../../stacks/hub-config";
 import { podMemoryMiB } from "../../stacks/kubernetes";
-import { ENV_SECRET, isSecretRef, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, POOLS, SecretRef } from "./model";
+import { isSecretRef, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, POOLS, SecretRef, secretKeyOf, secretRef, TLS_CERT_ANNOTATION } from "./model";
 
 /**
  * ServiceSpec → Kubernetes workloads: the one description of every program (services/), rendered
@@ -128,7 +128,7 @@ function env(spec: ServiceSpec, siblings: readonly string[], nodeName: string | 
     // The droplet's name (X-Hub-Backend: gpu-0) becomes the pod's (coder-0).
     nodeName !== undefined && value === nodeName ? { name, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } } : { name, value: localToPod(value, siblings) },
   );
-  const secret = Object.entries(spec.secretEnv).map(([name, key]) => ({ name, valueFrom: { secretKeyRef: { name: ENV_SECRET, key } } }));
+  const secret = Object.entries(spec.secretEnv).map(([name, secret]) => ({ name, valueFrom: { secretKeyRef: secretKeyOf(secret) } }));
   return [...plain, ...secret];
 }
 
@@ -140,6 +140,14 @@ function configHash(spec: ServiceSpec, files: readonly KubeFile[]): string | und
   const h = createHash("sha256");
   for (const f of mine) h.update(`${f.path}\0${f.content as string}\0`);
   return h.digest("hex").slice(0, 16);
+}
+
+/** What rolls a pod on change: its plain files' hash, and the certificate it serves (filled at deploy time). */
+function podAnnotations(spec: ServiceSpec, filesHash: string | undefined): { annotations?: Record<string, unknown> } {
+  const annotations: Record<string, unknown> = {};
+  if (filesHash) annotations["inference-hub/config-hash"] = filesHash;
+  if (Object.values(spec.secretEnv).includes("gatekeeperTlsCert")) annotations[TLS_CERT_ANNOTATION] = secretRef("gatekeeperTlsCertSha256");
+  return Object.keys(annotations).length ? { annotations } : {};
 }
 
 export interface ContainerOptions {
@@ -191,7 +199,7 @@ export function container(spec: ServiceSpec, files: readonly KubeFile[], o: Cont
   };
 }
 
-/** Ports other services reach a spec on beyond its main one: route backends, and the gateway's metrics entry point. */
+/** Ports other services reach a spec on beyond its main one: route backends, and the fixed ones (the gateway's metrics, the gatekeeper's forwardAuth port). */
 export function extraPorts(spec: ServiceSpec, routes: readonly Route[], fixed: Readonly<Record<string, readonly number[]>>): number[] {
   const fromRoutes = routes.flatMap((r) => [...r.primary, ...(typeof r.fallback === "object" ? [r.fallback] : []), ...(r.holder ? [r.holder] : [])]).filter((b) => b.address.kind === "container" && b.address.container === spec.name).map((b) => b.port);
   return [...new Set([...fromRoutes, ...(fixed[spec.name] ?? [])])].filter((p) => p !== spec.port).sort((a, b) => a - b);
@@ -211,7 +219,7 @@ export interface WorkloadInputs {
   readonly specs: readonly ServiceSpec[];
   readonly routes: readonly Route[];
   readonly files: readonly KubeFile[];
-  /** Ports beyond each spec's own, by spec name (the gateway's metrics entry point). */
+  /** Ports beyond each spec's own, by spec name (the gateway's metrics entry point, the gatekeeper's forwardAuth port). */
   readonly fixedPorts: Readonly<Record<string, readonly number[]>>;
   /** Specs whose pods talk to the API server (Traefik's CRD provider, Prometheus' pod discovery): a service account each. */
   readonly serviceAccounts: ReadonlySet<string>;
@@ -243,7 +251,7 @@ export function workloadObjects(w: WorkloadInputs): KubeObject[] {
         // A claim attaches to one node at a time: the old pod must let go before the new one starts.
         strategy: stateful ? { type: "Recreate" } : { type: "RollingUpdate" },
         template: {
-          metadata: { labels: labelsFor(spec.name, spec.role), ...(hash ? { annotations: { "inference-hub/config-hash": hash } } : {}) },
+          metadata: { labels: labelsFor(spec.name, spec.role), ...podAnnotations(spec, hash) },
           spec: {
             nodeSelector: { [DOKS_POOL_LABEL]: POOLS.cpu },
             ...(account ? { serviceAccountName: spec.name } : {}),

@@ -114,7 +114,8 @@ export function forwardedClientAddress(forwardedFor: readonly string[] | string 
   const values = forwardedFor === undefined ? [] : typeof forwardedFor === "string" ? [forwardedFor] : forwardedFor;
   const entries = values.flatMap((v) => v.split(","));
   const entry = entries.at(-1 - hops)?.trim();
-  return entry && ipaddr.isValid(entry) ? normalise(entry) : undefined;
+  // isIPv4 first: the common case, without ipaddr.js's parse.
+  return entry && (isIPv4(entry) || ipaddr.isValid(entry)) ? normalise(entry) : undefined;
 }
 
 /** The client's address for the audit record and the limit: forwarded by Traefik, else the socket's peer. */

@@ -1,6 +1,8 @@
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { LIMIT_MAXIMUMS } from "./protocol";
 import { DEFAULT_COMMITS_IN_FLIGHT } from "./spool";
 import { type StatusContext, statusContextSchema } from "./status";
+import type { TlsSettings } from "./tls-listener";
 
 /** Each commit in flight holds one of libuv's threads for its fdatasync (main.ts sizes the pool). */
 export const MAX_COMMITS_IN_FLIGHT = 16;
@@ -57,6 +59,12 @@ export interface GatekeeperConfig {
   readonly auditBatchRows: number;
   /** GATEKEEPER_AUDIT_BATCH_DELAY_MS. @default 200 */
   readonly auditBatchDelayMs: number;
+  /**
+   * GATEKEEPER_TLS_CERT and GATEKEEPER_TLS_KEY (PEM), GATEKEEPER_TLS_PORT: the HTTP/2-over-TLS
+   * listener Traefik's forwardAuth uses (tls-listener.ts).
+   * @default - none: the plain port alone
+   */
+  readonly tls?: TlsSettings;
 }
 
 export class GatekeeperConfigError extends Error {
@@ -141,6 +149,33 @@ export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
     auditBatchRows: integer("GATEKEEPER_AUDIT_BATCH_ROWS", 500, 1, 5000),
     auditBatchDelayMs: integer("GATEKEEPER_AUDIT_BATCH_DELAY_MS", 200, 0, 60_000),
   };
+  const tls = tlsSettings(text("GATEKEEPER_TLS_CERT"), text("GATEKEEPER_TLS_KEY"), integer("GATEKEEPER_TLS_PORT", DEFAULT_TLS_PORT, 1, 65535), problems);
   if (problems.length) throw new GatekeeperConfigError(problems);
-  return config;
+  return tls ? { ...config, tls } : config;
+}
+
+export const DEFAULT_TLS_PORT = 8443;
+
+/** The TLS listener's settings: both PEMs or neither, a key that is the certificate's, a certificate in date. Never quotes the key. */
+function tlsSettings(cert: string | undefined, key: string | undefined, port: number, problems: string[]): TlsSettings | undefined {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) {
+    problems.push(`${cert === undefined ? "GATEKEEPER_TLS_CERT" : "GATEKEEPER_TLS_KEY"} is not set, but ${cert === undefined ? "GATEKEEPER_TLS_KEY" : "GATEKEEPER_TLS_CERT"} is: set both (PEM) for the forwardAuth port, or neither`);
+    return undefined;
+  }
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(cert);
+  } catch (error) {
+    problems.push(`GATEKEEPER_TLS_CERT is not a PEM certificate (${(error as Error).message})`);
+    return undefined;
+  }
+  try {
+    if (!certificate.checkPrivateKey(createPrivateKey(key))) problems.push("GATEKEEPER_TLS_KEY is not the private key of GATEKEEPER_TLS_CERT: deploy the pair together");
+  } catch {
+    problems.push("GATEKEEPER_TLS_KEY is not a PEM private key");
+  }
+  const validTo = Date.parse(certificate.validTo);
+  if (validTo < Date.now()) problems.push(`GATEKEEPER_TLS_CERT expired on ${certificate.validTo}: Traefik would refuse it; \`pulumi up\` renews it`);
+  return { cert, key, port };
 }

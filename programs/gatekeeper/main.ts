@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   process.env.UV_THREADPOOL_SIZE ??= String(config.spoolCommitsInFlight + 4);
   const gatekeeper = await startGatekeeper({ config, log });
   const port = await gatekeeper.listen();
-  log.info("gatekeeper listening", { port, keys: gatekeeper.keys.status().count, spool: config.spoolDir, database: config.databaseUrl !== undefined });
+  log.info("gatekeeper listening", { port, tlsPort: gatekeeper.tlsPort ?? null, keys: gatekeeper.keys.status().count, spool: config.spoolDir, database: config.databaseUrl !== undefined });
 
   process.on("SIGHUP", () => void gatekeeper.keys.reload());
   const shutdown = (signal: string) => {

@@ -44,6 +44,9 @@ export class GatekeeperMetrics {
   private readonly requests: Counter<"scope" | "key_id" | "outcome">;
   private readonly duration: Histogram<"outcome">;
   readonly shipFailures: Counter;
+  /** At most scopes × (keys + 1) × outcomes entries: the label values are closed sets. */
+  private readonly requestChildren = new Map<string, { inc(): void }>();
+  private readonly durationChildren = new Map<Outcome, { observe(value: number): void }>();
 
   constructor(spool: SpoolGaugeSource, now: () => number = Date.now) {
     this.requests = new Counter({ name: METRIC_NAMES.requests, help: "Authorisation decisions, by route scope, key id (\"none\" without a known key) and outcome.", labelNames: ["scope", "key_id", "outcome"], registers: [this.registry] });
@@ -58,8 +61,20 @@ export class GatekeeperMetrics {
   }
 
   observe(scope: ScopeLabel, keyId: string | null, outcome: Outcome, seconds: number): void {
-    this.requests.inc({ scope, key_id: keyId ?? "none", outcome });
-    this.duration.observe({ outcome }, seconds);
+    // prom-client hashes a label object on every call; the labelled children are looked up once.
+    const key = `${scope}\u0000${keyId ?? "none"}\u0000${outcome}`;
+    let counter = this.requestChildren.get(key);
+    if (!counter) {
+      counter = this.requests.labels({ scope, key_id: keyId ?? "none", outcome });
+      this.requestChildren.set(key, counter);
+    }
+    counter.inc();
+    let histogram = this.durationChildren.get(outcome);
+    if (!histogram) {
+      histogram = this.duration.labels({ outcome });
+      this.durationChildren.set(outcome, histogram);
+    }
+    histogram.observe(seconds);
   }
 
   text(): Promise<string> {

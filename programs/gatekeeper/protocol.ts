@@ -14,8 +14,8 @@ export const AUTH_PATH = "/auth";
 
 /**
  * The largest limits the gatekeeper takes. A key (its own or the default) may go up to a million
- * a minute; a client address carries several keys (services/auth.ts renders ten keys' worth, and
- * the gatekeeper's backstop twice that), so its limits go to twenty times a key's.
+ * a minute; a client address carries several keys (services/auth.ts renders ten keys' worth), so
+ * its limits go to twenty times a key's, with room to spare.
  */
 export const LIMIT_MAXIMUMS = { keyRatePerMinute: 1_000_000, keyBurst: 1_000_000, addressRatePerMinute: 20_000_000, addressBurst: 20_000_000, keyDailyQuota: 1_000_000_000 } as const;
 export const HEALTH_PATH = "/healthz";

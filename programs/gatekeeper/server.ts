@@ -28,6 +28,9 @@ import { mayCarrySecret, requestIdFrom } from "./request-id";
 import type { ShipperStatus } from "./shipper";
 import { AuditShipper } from "./shipper";
 import { Spool } from "./spool";
+import type { Answer, AuthRequest, OpenAiError } from "./answer";
+import { errorBody, jsonAnswer, notFound, scopeParameter, splitTarget } from "./answer";
+import { TlsListener } from "./tls-listener";
 
 /**
  * The gatekeeper's HTTP side: `GET /auth?scope=<scope>` for Traefik's forwardAuth, `GET /healthz`
@@ -39,6 +42,7 @@ import { Spool } from "./spool";
  */
 
 export { AUTH_PATH, AUTH_RESPONSE_HEADERS, EXECUTIONS_PATH, HEALTH_PATH } from "./protocol";
+export type { Answer, AuthRequest, OpenAiError } from "./answer";
 import { AUTH_PATH, EXECUTIONS_PATH, HEALTH_PATH, KEY_WAIT_HEADER } from "./protocol";
 
 /** An execution report is a few hundred bytes; anything much larger is not one. */
@@ -65,22 +69,17 @@ export interface DecisionInput {
   readonly usage?: { used(keyId: string, nowMs: number): number };
 }
 
-export interface OpenAiError {
-  readonly error: { readonly message: string; readonly type: string; readonly code: string };
-}
-
 export type Decision =
   | { readonly allowed: true; readonly status: 200; readonly reason: "allowed"; readonly key: ApiKey; readonly scope: Scope }
   | {
       readonly allowed: false;
-      readonly status: 401 | 403 | 429 | 500 | 503;
+      readonly status: 401 | 403 | 429 | 503;
       readonly reason: DenyReason;
       readonly keyId: string | null;
       readonly body: OpenAiError;
       readonly retryAfterSeconds?: number;
     };
 
-const errorBody = (message: string, type: string, code: string): OpenAiError => ({ error: { message, type, code } });
 
 const CREDENTIAL_MESSAGES: Readonly<Record<CredentialProblem, string>> = {
   missing_key: "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `X-Api-Key: <key>`.",
@@ -93,11 +92,12 @@ const CREDENTIAL_MESSAGES: Readonly<Record<CredentialProblem, string>> = {
 export const limitFor = (key: ApiKey, defaultLimit: RateLimit): RateLimit => ({ ratePerMinute: key.ratePerMinute ?? defaultLimit.ratePerMinute, burst: key.burst ?? defaultLimit.burst });
 
 export function decide(input: DecisionInput): Decision {
-  const deny = (status: 401 | 403 | 429 | 500 | 503, reason: DenyReason, keyId: string | null, body: OpenAiError, retryAfterSeconds?: number): Decision => ({ allowed: false, status, reason, keyId, body, retryAfterSeconds });
+  const deny = (status: 401 | 403 | 429 | 503, reason: DenyReason, keyId: string | null, body: OpenAiError, retryAfterSeconds?: number): Decision => ({ allowed: false, status, reason, keyId, body, retryAfterSeconds });
   const { scope, keys } = input;
   // A route configured with a scope this program does not know is a deployment bug: fail closed.
+  // 503, never 500: every 500 a client could get at the door is Traefik's own (GATEKEEPER_FAILURE_STATUS).
   if (scope === null || !isScope(scope)) {
-    return deny(500, "bad_scope", null, errorBody("The gateway's authorisation settings name an unknown service scope, so the request was refused. Please tell the hub's operator.", "server_error", "gatekeeper_misconfigured"));
+    return deny(503, "bad_scope", null, errorBody("The gateway's authorisation settings name an unknown service scope, so the request was refused. Please tell the hub's operator.", "server_error", "gatekeeper_misconfigured"));
   }
   if (!keys) return deny(503, "keys_unavailable", null, errorBody("The gateway has no API keys loaded, so no request can be authorised. Please tell the hub's operator.", "server_error", "keys_unavailable"));
   const credential = presentedCredential(input.headers);
@@ -123,7 +123,8 @@ export function decide(input: DecisionInput): Decision {
 
 // ---- what goes into the audit record ----------------------------------------------------------
 
-const first = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
+/** A header's value as Node's `req.headers` gives it: repeated values joined, so a repeated X-Request-Id is no plain token. */
+const joined = (values: readonly string[] | undefined): string | undefined => values?.join(", ");
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/g;
 
@@ -167,8 +168,13 @@ export interface Gatekeeper {
   readonly shipper: AuditShipper | undefined;
   readonly metrics: GatekeeperMetrics;
   readonly addresses: AddressLimiter;
-  /** Listens on the configured host and port (0 picks a free one); resolves with the port. */
+  /**
+   * Listens on the configured host and port (0 picks a free one), and on the TLS port when a
+   * certificate is configured; resolves with the plain port.
+   */
   listen(): Promise<number>;
+  /** The HTTP/2-over-TLS port Traefik's forwardAuth uses, once listening; undefined without a certificate. */
+  readonly tlsPort: number | undefined;
   health(): Promise<HealthReport>;
   /** Stops accepting, answers what is in flight, flushes the spool, ships what it can, closes. */
   close(): Promise<void>;
@@ -183,8 +189,6 @@ export interface GatekeeperOptions {
   /** @default Date.now */
   readonly now?: () => number;
 }
-
-const JSON_HEADERS = { "Content-Type": "application/json", "Cache-Control": "no-store" } as const;
 
 export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatekeeper> {
   const { config } = options;
@@ -225,7 +229,9 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
   const addresses = new AddressLimiter({ ratePerMinute: config.addressRatePerMinute, burst: config.addressBurst, maxAddresses: config.addressTableSize });
   const addressLimitBody = errorBody(`Too many requests from this client address: the gateway allows ${config.addressRatePerMinute} per minute per address (bursts of ${config.addressBurst}), across all keys. Slow down and retry after the Retry-After interval.`, "requests", "rate_limit_exceeded");
 
-  const backendAuthorization = `Bearer ${config.backendKey}`;
+  // Built once: an allowed answer adds only the key id and the request id.
+  const allowedHeaders = { authorization: `Bearer ${config.backendKey}`, "x-api-key": config.backendKey, "cache-control": "no-store", "content-length": "0" } as const;
+  const backendKeySecrets = [config.backendKey];
 
   const outcomeOf = (decision: Decision): Outcome => {
     if (decision.allowed) return "allowed";
@@ -237,24 +243,28 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       case 429:
         return "rate_limited";
       default:
-        // 500 (a route with an unknown scope) and 503 (no keys loaded): nothing could be authorised.
+        // 503: a route with an unknown scope, or no keys loaded; nothing could be authorised.
         return "unavailable";
     }
   };
 
-  async function authorise(req: http.IncomingMessage, res: http.ServerResponse, scope: string | null): Promise<void> {
+  /**
+   * The decision for one /auth request. Nothing here blocks the event loop: the one wait is the
+   * spool's group commit, which runs in libuv's thread pool, and the answer goes out only once the
+   * decision is on disk.
+   */
+  async function authorise(request: AuthRequest): Promise<Answer> {
     const startedAt = performance.now();
     const nowMs = now();
-    const headers = req.headersDistinct;
-    const clientAddr = clientAddress(headers["x-forwarded-for"], req.socket.remoteAddress, config.forwardedHops);
+    const { headers, scope } = request;
+    const clientAddr = clientAddress(headers["x-forwarded-for"], request.socketAddress, config.forwardedHops);
     const observe = (keyId: string | null, outcome: Outcome) => metrics.observe(scopeLabel(scope), keyId, outcome, (performance.now() - startedAt) / 1000);
     if (clientAddr !== null) {
       const byAddress = addresses.take(addressKey(clientAddr), nowMs);
       if (!byAddress.allowed) {
         if (byAddress.startedLimiting) log.warn("client address over its limit; refusing its requests until it slows down (not written to the audit spool one by one)", { client_addr: clientAddr, ratePerMinute: config.addressRatePerMinute, burst: config.addressBurst });
-        sendJson(res, 429, addressLimitBody, { "Retry-After": String(byAddress.retryAfterSeconds) });
         observe(null, "address_rate_limited");
-        return;
+        return jsonAnswer(429, addressLimitBody, { "retry-after": String(byAddress.retryAfterSeconds) });
       }
       if (byAddress.endedLimiting) log.info("client address back under its limit", { client_addr: clientAddr, refused: byAddress.endedLimiting.refused });
     }
@@ -262,16 +272,16 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     const store = keys.current;
     const decision = decide({ scope, headers, keys: store, limiter, defaultLimit, nowMs, usage });
     // What a client controls and the gatekeeper echoes or stores must not carry a secret.
-    const secretContext: SecretContext = { secrets: [...presentedTokens(headers), config.backendKey], isKeyId: store ? (id) => store.hasId(id) : undefined };
-    const requestId = requestIdFrom(first(req.headers["x-request-id"]), decisionId, secretContext);
+    const secretContext: SecretContext = { secrets: [...presentedTokens(headers), ...backendKeySecrets], isKeyId: store ? (id) => store.hasId(id) : undefined };
+    const requestId = requestIdFrom(joined(headers["x-request-id"]), decisionId, secretContext);
     const record: DecisionRecord = {
       decision_id: decisionId,
       decided_at: new Date(nowMs).toISOString(),
       request_id: requestId,
       key_id: decision.allowed ? decision.key.id : decision.keyId,
       scope: scopeForRecord(scope),
-      method: methodFrom(first(req.headers["x-forwarded-method"])),
-      path: pathFrom(first(req.headers["x-forwarded-uri"]), secretContext),
+      method: methodFrom(joined(headers["x-forwarded-method"])),
+      path: pathFrom(joined(headers["x-forwarded-uri"]), secretContext),
       client_addr: clientAddr,
       allowed: decision.allowed,
       reason: decision.reason,
@@ -282,33 +292,37 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     } catch {
       // Logged by the spool. Not auditable means not allowed, and a request not let through keeps its token.
       if (decision.allowed) limiter.refund(decision.key.id, decision.scope, limitFor(decision.key, defaultLimit));
-      sendJson(res, 503, errorBody("The gateway cannot record this request in its audit log right now, so it was refused. Please try again shortly.", "server_error", "audit_unavailable"), { "X-Request-Id": requestId });
       observe(record.key_id, "unavailable");
-      return;
+      return jsonAnswer(503, errorBody("The gateway cannot record this request in its audit log right now, so it was refused. Please try again shortly.", "server_error", "audit_unavailable"), { "x-request-id": requestId });
     }
     observe(record.key_id, outcomeOf(decision));
     if (decision.allowed) {
       usage.record(decision.key.id, nowMs);
-      res.writeHead(200, {
-        Authorization: backendAuthorization,
-        "X-Api-Key": config.backendKey,
-        "X-Hub-Key-Id": decision.key.id,
-        "X-Request-Id": requestId,
-        // Always on the sandbox's requests, so no client can supply its own (Traefik replaces it).
-        ...(decision.scope === SANDBOX_SCOPE ? { "X-Hub-Sandbox-Limits": decision.key.sandboxLimits } : {}),
-        // Only the coder route holds (programs/holding/).
-        ...(decision.scope === "llm" ? keyWaitHeader(decision.key) : {}),
-        "Cache-Control": "no-store",
-        "Content-Length": "0",
-      });
-      res.end();
-      return;
+      return {
+        status: 200,
+        headers: {
+          ...allowedHeaders,
+          "x-hub-key-id": decision.key.id,
+          "x-request-id": requestId,
+          // Always on the sandbox's requests, so no client can supply its own (Traefik replaces it).
+          ...(decision.scope === SANDBOX_SCOPE ? { "x-hub-sandbox-limits": decision.key.sandboxLimits } : {}),
+          // Only the coder route holds (programs/holding/).
+          ...(decision.scope === "llm" ? keyWaitHeader(decision.key) : {}),
+        },
+      };
     }
-    const extra: Record<string, string> = { "X-Request-Id": requestId };
-    if (decision.status === 401) extra["WWW-Authenticate"] = 'Bearer realm="inference-hub"';
-    if (decision.retryAfterSeconds !== undefined) extra["Retry-After"] = String(decision.retryAfterSeconds);
-    sendJson(res, decision.status, decision.body, extra);
+    const extra: Record<string, string> = { "x-request-id": requestId };
+    if (decision.status === 401) extra["www-authenticate"] = 'Bearer realm="inference-hub"';
+    if (decision.retryAfterSeconds !== undefined) extra["retry-after"] = String(decision.retryAfterSeconds);
+    return jsonAnswer(decision.status, decision.body, extra);
   }
+
+  /** authorise(), and an answer even if it throws: 503 (never 500, which is Traefik's own at the door). */
+  const answerAuth = (request: AuthRequest): Promise<Answer> =>
+    authorise(request).catch((error: unknown) => {
+      log.error("auth request failed", { error: errorText(error) });
+      return jsonAnswer(503, errorBody("The gateway failed to authorise this request. Retry shortly; tell the hub's operator if this persists.", "server_error", "gatekeeper_error"));
+    });
 
   /**
    * POST /executions: the sandbox front's report of one execution (programs/sandbox/front/), from
@@ -392,15 +406,9 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
   const adminContext = adminContextFor({ registry: keys, usage, log, now, config, audit: async () => (shipper ? { configured: true, connected: shipper.status().connected ?? undefined, lastError: shipper.status().lastError } : { configured: false }) });
 
   const server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
-    const url = req.url ?? "/";
-    const queryStart = url.indexOf("?");
-    const pathname = queryStart < 0 ? url : url.slice(0, queryStart);
+    const { pathname, query } = splitTarget(req.url ?? "/");
     if (pathname === AUTH_PATH) {
-      const scope = queryStart < 0 ? null : new URLSearchParams(url.slice(queryStart + 1)).get("scope");
-      authorise(req, res, scope).catch((error: unknown) => {
-        log.error("auth request failed", { error: errorText(error) });
-        if (!res.headersSent) sendJson(res, 500, errorBody("The gateway failed to authorise this request.", "server_error", "gatekeeper_error"));
-      });
+      void answerAuth({ scope: scopeParameter(query), headers: req.headersDistinct, socketAddress: req.socket.remoteAddress }).then((answer) => send(res, answer));
       return;
     }
     if (isAdminPath(pathname)) {
@@ -412,15 +420,12 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     }
     if (pathname === METRICS_PATH) {
       if (!metricsCallerAllowed(req.socket.remoteAddress, req.headers)) {
-        sendJson(res, 403, errorBody("The gatekeeper's metrics are readable only from inside the VPC or the node itself, not through the gateway.", "invalid_request_error", "forbidden"));
+        send(res, jsonAnswer(403, errorBody("The gatekeeper's metrics are readable only from inside the VPC or the node itself, not through the gateway.", "invalid_request_error", "forbidden")));
         return;
       }
       metrics.text().then(
-        (text) => {
-          res.writeHead(200, { "Content-Type": metrics.contentType, "Cache-Control": "no-store", "Content-Length": Buffer.byteLength(text) });
-          res.end(text);
-        },
-        (error: unknown) => sendJson(res, 500, errorBody(`metrics failed: ${errorText(error)}`, "server_error", "metrics_error")),
+        (text) => send(res, { status: 200, headers: { "content-type": metrics.contentType, "cache-control": "no-store", "content-length": String(Buffer.byteLength(text)) }, body: text }),
+        (error: unknown) => send(res, jsonAnswer(500, errorBody(`metrics failed: ${errorText(error)}`, "server_error", "metrics_error"))),
       );
       return;
     }
@@ -433,18 +438,19 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     }
     if (pathname === HEALTH_PATH) {
       health().then(
-        (report) => sendJson(res, report.status === "ok" ? 200 : 503, report),
-        (error: unknown) => sendJson(res, 503, { status: "unhealthy", error: errorText(error) }),
+        (report) => send(res, jsonAnswer(report.status === "ok" ? 200 : 503, report)),
+        (error: unknown) => send(res, jsonAnswer(503, { status: "unhealthy", error: errorText(error) })),
       );
       return;
     }
-    sendJson(res, 404, errorBody(`No such gatekeeper endpoint: ${pathname.slice(0, 100)}. Use ${AUTH_PATH}?scope=<scope>, ${HEALTH_PATH} or ${METRICS_PATH}.`, "invalid_request_error", "not_found"));
+    send(res, notFound(pathname));
   });
-  // Longer than the idle timeout of Traefik's forwardAuth client, so Traefik closes idle
-  // connections first and never reuses one this side is closing.
+  // Longer than the idle timeout of Traefik's clients, so Traefik closes idle connections first
+  // and never reuses one this side is closing.
   server.keepAliveTimeout = 120_000;
   server.headersTimeout = 125_000;
   server.requestTimeout = 30_000;
+  const tls = config.tls ? new TlsListener({ tls: config.tls, log, answerAuth }) : undefined;
 
   let closing: Promise<void> | undefined;
   return {
@@ -455,21 +461,30 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     shipper,
     metrics,
     addresses,
-    listen: () =>
-      new Promise<number>((resolve, reject) => {
+    get tlsPort() {
+      return tls?.port;
+    },
+    listen: async () => {
+      const port = await new Promise<number>((resolve, reject) => {
         server.once("error", reject);
         server.listen(config.port, config.host, () => {
           server.off("error", reject);
           resolve((server.address() as AddressInfo).port);
         });
-      }),
+      });
+      await tls?.listen(config.host);
+      return port;
+    },
     health,
     close: () =>
       (closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        });
+        await Promise.all([
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeIdleConnections();
+          }),
+          tls?.close(),
+        ]);
         await spool.close();
         await usage.stop();
         await keys.close();
@@ -479,8 +494,9 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
   };
 }
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { ...JSON_HEADERS, ...headers, "Content-Length": Buffer.byteLength(text) });
-  res.end(text);
+const sendJson = (res: http.ServerResponse, status: number, body: unknown): void => send(res, jsonAnswer(status, body));
+
+function send(res: http.ServerResponse, answer: Answer): void {
+  res.writeHead(answer.status, answer.headers);
+  res.end(answer.body);
 }

@@ -82,6 +82,21 @@ export function standInEd25519(seedText: string): { privateKeyOpenssh: string; p
   return { privateKeyOpenssh: key.toString("openssh"), publicKeyOpenssh: `${key.toPublic().toString("ssh").split(" ").slice(0, 2).join(" ")}\n`, privateKeyPem: pem, publicKeyPem: key.toPublic().toString("pem") };
 }
 
+/**
+ * A stand-in for tls.SelfSignedCert: a real certificate for the first DNS name, signed by the
+ * stand-in key it names (standInEd25519) with a fixed validity, so a plan renders the same files
+ * every time and the containers started from it (test/helpers/docker-deploy.ts) really speak TLS.
+ */
+function standInSelfSignedCert(inputs: Record<string, unknown>): string {
+  const unwrap = (v: unknown): unknown => (v && typeof v === "object" && SIG_KEY in v ? (v as unknown as { value: unknown }).value : v);
+  const pem = unwrap(inputs.privateKeyPem);
+  const names = unwrap(inputs.dnsNames);
+  const host = Array.isArray(names) && typeof names[0] === "string" ? names[0] : "localhost";
+  if (typeof pem !== "string") return "";
+  const key = sshpk.parsePrivateKey(pem, "pem");
+  return sshpk.createSelfSignedCertificate(sshpk.identityForHost(host), key, { validFrom: new Date("2026-01-01T00:00:00Z"), validUntil: new Date("2099-01-01T00:00:00Z"), serial: Buffer.from([1]), purposes: ["serverAuth"] }).toString("pem");
+}
+
 let addressCounter = 0;
 let mockStack = "";
 const standIn = (prefix: string) => `${prefix}.${10 + (addressCounter++ % 240)}`;
@@ -103,6 +118,8 @@ export function cloudState(type: string, name: string, inputs: Record<string, un
       return { fingerprint: typeof inputs.publicKey === "string" ? sshpk.parseKey(inputs.publicKey, "ssh").fingerprint("md5").toString("hex") : "mock:fingerprint" };
     case "tls:index/privateKey:PrivateKey":
       return standInEd25519(`${mockStack}/${name}`);
+    case "tls:index/selfSignedCert:SelfSignedCert":
+      return { certPem: standInSelfSignedCert(inputs) };
     default:
       return {};
   }

@@ -8,7 +8,8 @@ import { bundleGatekeeper } from "../../programs/gatekeeper/bundle";
 import { bundleController } from "../../programs/autoscaler/controller/bundle";
 import { CONTROLLER_PORT, HOLDER_HEALTH_PATH, OFF_ANSWER_PORT } from "../../programs/autoscaler/controller/contract";
 import { newApiKey, type Scope } from "../../programs/gatekeeper/keys";
-import { errorsNginx, renderNginxConf, renderYaml } from "../../services/gateway";
+import { errorsNginx, GATEKEEPER_CA_FILE, renderNginxConf, renderYaml } from "../../services/gateway";
+import { GATEKEEPER_CONTAINER, GATEKEEPER_TLS_PORT } from "../../services/auth";
 import { GPU_SERVICE_PORTS } from "../../services/ports";
 import { routeTable, SERVICE_PORTS } from "../../services/routes";
 import { TRAEFIK_MISSING_REASON, traefikBinaryPath, builtTraefikVersion, TRAEFIK_VERSION } from "../../scripts/tools/traefik";
@@ -20,6 +21,7 @@ import { freeLoopbackPort, PostgresCluster, findPostgres, POSTGRES_MISSING_REASO
 import { ManagedProcess, waitFor } from "./processes";
 import { startStandIn, type StandIn, type StandInOptions } from "./stand-ins";
 import { startGrafanaStandIn, type GrafanaStandIn } from "./grafana-stand-in";
+import { OPENSSL_BINARY, OPENSSL_MISSING_REASON, selfSignedPair } from "./tls";
 import { GRAFANA_CONTAINER, GRAFANA_PORT } from "../../services/grafana";
 import { bundleSandboxFront } from "../../programs/sandbox/bundle";
 import { SANDBOX_FRONT_CONTAINER } from "../../services/sandbox";
@@ -51,6 +53,7 @@ export function rigMissing(): string | undefined {
   const missing: string[] = [];
   if (builtTraefikVersion() !== TRAEFIK_VERSION) missing.push(TRAEFIK_MISSING_REASON);
   if (!NGINX_BINARY) missing.push('no nginx (Debian package "nginx"; .ci/run installs it)');
+  if (!OPENSSL_BINARY) missing.push(OPENSSL_MISSING_REASON);
   if (!findPostgres()) missing.push(POSTGRES_MISSING_REASON);
   return missing.length ? missing.join("; ") : undefined;
 }
@@ -68,6 +71,7 @@ interface Rendered {
   readonly nginxText: string;
   readonly gatekeeperEnv: Record<string, string>;
   readonly gatewayCommand: readonly string[];
+  readonly gatewayEnv: Record<string, string>;
   readonly gpuPrivateIp?: string;
   /** The autoscaling controller's rendered config file and environment, when the stack runs it. */
   readonly autoscalerConfig?: Record<string, unknown>;
@@ -104,6 +108,7 @@ export async function renderPlan(settings: Readonly<Record<string, string | numb
     nginxText: artifact(artifacts, "errors-nginx"),
     gatekeeperEnv: spec("gatekeeper").env,
     gatewayCommand: spec("gateway").command,
+    gatewayEnv: spec("gateway").env,
     gpuPrivateIp: nodeAddresses["gpu-0"]?.private,
     autoscalerConfig: artifacts.some((a) => a.kind === "autoscaler-config") ? (JSON.parse(artifact(artifacts, "autoscaler-config")) as Record<string, unknown>) : undefined,
     autoscalerEnv: artifacts.some((a) => a.path === "cpu/containers/autoscaler.json") ? spec("autoscaler").env : undefined,
@@ -144,6 +149,14 @@ export interface RigOptions {
    * @default true
    */
   readonly database?: boolean;
+  /**
+   * Benchmark only: changes Traefik's static file after the loopback remap (pprof through
+   * `api.debug`, for one). Tests never set it: they run the plan's file as it is.
+   * @default - the plan's static file unchanged
+   */
+  readonly traefikStatic?: (doc: Record<string, unknown>) => Record<string, unknown>;
+  /** Benchmark only: Node options for the gatekeeper (`--cpu-prof`). @default - none */
+  readonly gatekeeperNodeArgs?: readonly string[];
 }
 
 export const RIG_BACKEND_KEY = "rig-internal-backend-key-0123456789abcdef";
@@ -159,8 +172,10 @@ export class GatewayRig {
   postgres!: PostgresCluster;
   databaseUrl!: string;
   /** Loopback ports of Traefik's entry points. */
-  readonly entry: Record<"web" | "websecure" | "legacy" | "metrics" | "internal", number> = { web: 0, websecure: 0, legacy: 0, metrics: 0, internal: 0 };
+  readonly entry: Record<"web" | "websecure" | "legacy" | "metrics", number> = { web: 0, websecure: 0, legacy: 0, metrics: 0 };
   gatekeeperPort = 0;
+  /** The gatekeeper's forwardAuth port (HTTP/2 over TLS). */
+  gatekeeperTlsPort = 0;
   autoscaler?: ManagedProcess;
   sandboxFront?: ManagedProcess;
   sandboxFrontPort = 0;
@@ -178,6 +193,7 @@ export class GatewayRig {
   gatekeeperEnv: NodeJS.ProcessEnv = {};
   private gatekeeperBundle = "";
   private readonly accessLines: Record<string, unknown>[] = [];
+  private readonly extraProcesses: ManagedProcess[] = [];
 
   private constructor() {}
 
@@ -205,12 +221,13 @@ export class GatewayRig {
     const dirs = { static: path.join(this.dir, "static"), dynamic: path.join(this.dir, "dynamic"), errors: path.join(this.dir, "nginx"), keys: path.join(this.dir, "keys"), spool: path.join(this.dir, "spool"), app: path.join(this.dir, "app"), state: path.join(this.dir, "gatekeeper-state") };
     for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
 
-    const [web, websecure, legacy, metrics, internal, nginxPort, gatekeeperPort, gpuCoder, gpuOcr, autoscalerControl, autoscalerOff, sandboxFront, embeddingsPort] = await Promise.all(Array.from({ length: 13 }, () => freeLoopbackPort()));
+    const [web, websecure, legacy, metrics, nginxPort, gatekeeperPort, gatekeeperTlsPort, gpuCoder, gpuOcr, autoscalerControl, autoscalerOff, sandboxFront, embeddingsPort] = await Promise.all(Array.from({ length: 13 }, () => freeLoopbackPort()));
     this.sandboxFrontPort = sandboxFront;
     this.embeddingsPort = embeddingsPort;
     Object.assign(this.autoscalerPorts, { control: autoscalerControl, off: autoscalerOff });
-    Object.assign(this.entry, { web, websecure, legacy, metrics, internal });
+    Object.assign(this.entry, { web, websecure, legacy, metrics });
     this.gatekeeperPort = gatekeeperPort;
+    this.gatekeeperTlsPort = gatekeeperTlsPort;
     this.gpuPorts = { coder: gpuCoder, ocr: gpuOcr };
 
     this.standIns.fallback = await startStandIn({ program: "llama.cpp" });
@@ -231,11 +248,11 @@ export class GatewayRig {
       [":443", websecure],
       [":8100", legacy],
       [":8082", metrics],
-      [`127.0.0.1:${8083}`, internal],
       [`errors:${SERVICE_PORTS.errors}`, nginxPort],
       // nginx's own `listen` in the errors server (no other config here listens on :8080).
       [`:${SERVICE_PORTS.errors}`, nginxPort],
       [`gatekeeper:8080`, gatekeeperPort],
+      [`${GATEKEEPER_CONTAINER}:${GATEKEEPER_TLS_PORT}`, gatekeeperTlsPort],
       [`coder-fallback:${SERVICE_PORTS.llamaCpp}`, this.standIns.fallback.port],
       [`stt:${SERVICE_PORTS.stt}`, this.standIns.stt.port],
       [`tts:${SERVICE_PORTS.tts}`, this.standIns.tts.port],
@@ -297,6 +314,10 @@ export class GatewayRig {
       return { id: fresh.id, name, sha256: fresh.sha256, scopes: [...k.scopes], created: new Date().toISOString(), ...(k.revoked ? { revoked: true } : {}), ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}), ...(k.burst ? { burst: k.burst } : {}), ...(k.sandboxLimits ? { sandboxLimits: { ...k.sandboxLimits } } : {}), ...(k.waitSeconds !== undefined ? { waitSeconds: k.waitSeconds } : {}), ...(k.maxWaitSeconds !== undefined ? { maxWaitSeconds: k.maxWaitSeconds } : {}) };
     });
     const env = remapForLoopback(this.variants["gpu-off"].gatekeeperEnv, this.loopback);
+    // What infra/program.ts makes with @pulumi/tls (the offline plan has only a stand-in): a
+    // self-signed pair for the container's name and, on loopback, 127.0.0.1; Traefik pins the certificate.
+    const tlsPair = selfSignedPair(path.join(this.dir, "tls"), GATEKEEPER_CONTAINER);
+    writeFileSync(remapForLoopback(GATEKEEPER_CA_FILE.container, this.loopback), tlsPair.cert);
     // The status context is JSON in one variable: its backends' addresses are remapped inside it.
     if (env.GATEKEEPER_STATUS_CONTEXT) env.GATEKEEPER_STATUS_CONTEXT = JSON.stringify(remapForLoopback(JSON.parse(env.GATEKEEPER_STATUS_CONTEXT) as unknown, this.loopback));
     writeFileSync(env.GATEKEEPER_KEYS_FILE, JSON.stringify({ version: 1, keys: entries }, null, 2));
@@ -305,25 +326,30 @@ export class GatewayRig {
     const gatekeeperEnv: NodeJS.ProcessEnv = {
       PATH: process.env.PATH ?? "",
       ...env,
-        // The container's network namespace, on loopback: the port Traefik's service URL names.
+      // The container's network namespace, on loopback: the port Traefik's service URL names.
         GATEKEEPER_HOST: "127.0.0.1",
         GATEKEEPER_PORT: String(gatekeeperPort),
+        GATEKEEPER_TLS_PORT: String(gatekeeperTlsPort),
         // Secrets, as the container gets them from Pulumi.
         GATEKEEPER_BACKEND_KEY: RIG_BACKEND_KEY,
         ...(withDatabase ? { DATABASE_URL: this.databaseUrl } : {}),
+        GATEKEEPER_TLS_CERT: tlsPair.cert,
+        GATEKEEPER_TLS_KEY: tlsPair.key,
     };
     this.gatekeeperEnv = gatekeeperEnv;
     this.gatekeeperBundle = bundle;
-    this.startGatekeeperProcess = () => ManagedProcess.start("gatekeeper", process.execPath, [bundle], { env: gatekeeperEnv });
+    this.startGatekeeperProcess = () => ManagedProcess.start("gatekeeper", process.execPath, [...(options.gatekeeperNodeArgs ?? []), bundle], { env: gatekeeperEnv });
     this.gatekeeper = this.startGatekeeperProcess();
 
     // Traefik: the rendered static file and the gateway container's own command.
     const staticOff = this.variants["gpu-off"].staticDoc;
     if (JSON.stringify(staticOff) !== JSON.stringify(this.variants["gpu-on"].staticDoc)) throw new Error("the static config differs between GPU off and on; a GPU switch would restart Traefik");
-    writeFileSync(path.join(dirs.static, "traefik.yml"), renderYaml(remapForLoopback(staticOff, this.loopback)));
+    writeFileSync(path.join(dirs.static, "traefik.yml"), renderYaml((options.traefikStatic ?? ((doc) => doc))(remapForLoopback(staticOff, this.loopback))));
     this.writeRoutes("gpu-off");
     const args = remapForLoopback([...this.variants["gpu-off"].gatewayCommand], this.loopback);
-    this.traefik = ManagedProcess.start("traefik", traefikBinaryPath(), args, options.logToFile ? { stdoutFile: path.join(this.dir, "traefik.log") } : {});
+    // The container's environment (Go's collector settings), as Docker would give it.
+    const traefikEnv = { PATH: process.env.PATH ?? "", ...this.variants["gpu-off"].gatewayEnv };
+    this.traefik = ManagedProcess.start("traefik", traefikBinaryPath(), args, { env: traefikEnv, ...(options.logToFile ? { stdoutFile: path.join(this.dir, "traefik.log") } : {}) });
     // Parsed as they arrive: re-parsing the whole log on every poll would block the test's event loop.
     this.traefik.onLine((line) => {
       if (line.startsWith("{") && line.includes('"DownstreamStatus"')) this.accessLines.push(JSON.parse(line) as Record<string, unknown>);
@@ -409,6 +435,35 @@ export class GatewayRig {
     renameSync(`${file}.tmp`, file);
   }
 
+  /**
+   * Benchmark only: a second Traefik, the same binary and environment, proxying every path to the
+   * CPU coder stand-in with no middleware at all (the gateway's floor). "observed" runs the plan's
+   * own static file (entry points, JSON access log, Prometheus metrics), "bare" a minimal one (an
+   * entry point and the routes file). Its web port, and pprof's when `pprofPort` is given.
+   */
+  async startTraefikAlone(kind: "observed" | "bare", pprofPort?: number): Promise<{ readonly process: ManagedProcess; readonly port: number }> {
+    const dir = path.join(this.dir, `traefik-alone-${kind}`);
+    const dirs = { static: path.join(dir, "static"), dynamic: path.join(dir, "dynamic") };
+    for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
+    const [web, websecure, legacy, metrics] = await Promise.all(Array.from({ length: 4 }, () => freeLoopbackPort()));
+    const map: LoopbackMap = {
+      ports: new Map([...this.loopback.ports, [":80", web], [":443", websecure], [":8100", legacy], [":8082", metrics]]),
+      paths: new Map([["/etc/traefik", dirs.static], ["/var/lib/traefik/dynamic", dirs.dynamic]]),
+    };
+    const observed = remapForLoopback(this.variants["gpu-off"].staticDoc, map);
+    const bare = { global: observed.global, log: observed.log, entryPoints: { web: (observed.entryPoints as Record<string, unknown>).web }, providers: observed.providers };
+    const doc: Record<string, unknown> = kind === "observed" ? observed : bare;
+    const debug = pprofPort ? { api: { debug: true, insecure: true }, entryPoints: { ...(doc.entryPoints as object), traefik: { address: `127.0.0.1:${pprofPort}` } } } : {};
+    writeFileSync(path.join(dirs.static, "traefik.yml"), renderYaml({ ...doc, ...debug }));
+    const backend = `http://127.0.0.1:${this.standIns.fallback!.port}`;
+    writeFileSync(path.join(dirs.dynamic, "routes.yml"), renderYaml({ http: { routers: { coder: { entryPoints: ["web"], rule: "PathPrefix(`/`)", service: "coder" } }, services: { coder: { loadBalancer: { servers: [{ url: backend }] } } } } }));
+    const env = { PATH: process.env.PATH ?? "", ...this.variants["gpu-off"].gatewayEnv };
+    const alone = ManagedProcess.start(`traefik-alone-${kind}`, traefikBinaryPath(), [`--configFile=${path.join(dirs.static, "traefik.yml")}`], { env, stdoutFile: path.join(dir, "traefik.log") });
+    this.extraProcesses.push(alone);
+    await waitFor(`Traefik alone (${kind}) to proxy`, async () => (await rigRequest(web, { path: "/v1/models", headers: { authorization: `Bearer ${RIG_BACKEND_KEY}` } }).then((r) => r.status, () => 0)) === 200, 15_000, { context: () => alone.tail() });
+    return { process: alone, port: web };
+  }
+
   /** Stops the gatekeeper (SIGTERM: it flushes its spool first). */
   async stopGatekeeper(): Promise<void> {
     await this.gatekeeper.stop();
@@ -425,10 +480,10 @@ export class GatewayRig {
    * its own port, spool and state directory; not behind Traefik. Stopped with the rig.
    */
   async startReplica(): Promise<{ process: ManagedProcess; port: number }> {
-    const port = await freeLoopbackPort();
+    const [port, tlsPort] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);
     const dir = mkdtempSync(path.join(this.dir, "replica-"));
     const process_ = ManagedProcess.start("gatekeeper-2", process.execPath, [this.gatekeeperBundle], {
-      env: { ...this.gatekeeperEnv, GATEKEEPER_PORT: String(port), GATEKEEPER_SPOOL_DIR: path.join(dir, "spool"), GATEKEEPER_STATE_DIR: path.join(dir, "state") },
+      env: { ...this.gatekeeperEnv, GATEKEEPER_PORT: String(port), GATEKEEPER_TLS_PORT: String(tlsPort), GATEKEEPER_SPOOL_DIR: path.join(dir, "spool"), GATEKEEPER_STATE_DIR: path.join(dir, "state") },
     });
     this.replicas.push(process_);
     await waitFor("the second gatekeeper to be healthy", async () => (await rawGet(port, "/healthz").catch(() => 0)) === 200, 15_000, { context: () => process_.tail() });
@@ -529,7 +584,7 @@ export class GatewayRig {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([...this.replicas.map((r) => r.stop()), this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop(), this.sandboxFront?.stop(), this.embeddings?.stop()]);
+    await Promise.all([...this.replicas.map((r) => r.stop()), this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop(), this.sandboxFront?.stop(), this.embeddings?.stop(), ...this.extraProcesses.map((p) => p.stop())]);
     await Promise.all([...Object.values(this.standIns), this.grafana].map((s) => s?.close()));
     await this.postgres?.destroy();
     rmSync(this.dir, { recursive: true, force: true });

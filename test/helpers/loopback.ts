@@ -5,8 +5,8 @@ import * as net from "node:net";
  * so that Traefik, nginx and the backends run side by side on this machine's loopback. It walks
  * the parsed configuration objects (Traefik's YAML after `yaml.parse`, nginx's directive tree),
  * never the text, and changes only:
- *   - backend URLs `http://<host>:<port>...` whose `<host>:<port>` is in `ports`
- *     → `http://127.0.0.1:<mapped>...` (path and query kept);
+ *   - backend URLs `http(s)://<host>:<port>...` whose `<host>:<port>` is in `ports`
+ *     → `http(s)://127.0.0.1:<mapped>...` (scheme, path and query kept);
  *   - listen addresses `:<port>` / `<ip>:<port>` (Traefik entry points) and nginx `listen <port>`
  *     whose key (`:<port>` or `<ip>:<port>`) is in `ports` → `127.0.0.1:<mapped>`;
  *   - strings equal to, or starting with `<dir>/`, a directory in `paths` (also as the value of a
@@ -23,7 +23,7 @@ export interface LoopbackMap {
 }
 
 const LOOPBACK = "127.0.0.1";
-const URL_PATTERN = /^http:\/\/([A-Za-z0-9.-]+):(\d{1,5})(\/.*|\?.*)?$/;
+const URL_PATTERN = /^(https?):\/\/([A-Za-z0-9.-]+):(\d{1,5})(\/.*|\?.*)?$/;
 const LISTEN_PATTERN = /^((?:\d{1,3}\.){3}\d{1,3})?:(\d{1,5})$/;
 
 export class UnmappedAddressError extends Error {}
@@ -36,7 +36,7 @@ export function remapForLoopback<T>(doc: T, map: LoopbackMap): T {
   };
   const remapString = (text: string, where: string): string => {
     const url = URL_PATTERN.exec(text);
-    if (url) return `http://${LOOPBACK}:${port(`${url[1]}:${url[2]}`, where)}${url[3] ?? ""}`;
+    if (url) return `${url[1]}://${LOOPBACK}:${port(`${url[2]}:${url[3]}`, where)}${url[4] ?? ""}`;
     const listen = LISTEN_PATTERN.exec(text);
     if (listen) return `${LOOPBACK}:${port(text, where)}`;
     const flag = /^(--[A-Za-z.]+=)(.+)$/.exec(text);

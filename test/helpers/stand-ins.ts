@@ -208,6 +208,8 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
           // vLLM's own 404 for an unknown model, in its own OpenAI-format body: must reach the client intact.
           return json(res, 404, { error: { message: `The model \`${String(body.model)}\` does not exist.`, type: "NotFoundError", param: "model", code: 404 } });
         }
+        // An engine failure on request (vLLM answers 500 with its own message): what the gateway's door does with it.
+        if (typeof body.fail_status === "number") return json(res, body.fail_status, { error: { message: "stand-in engine failure", type: "InternalServerError", code: body.fail_status } });
         if (body.stream === true) return stream(res, body, chat);
         if (typeof body.delay_ms === "number") await new Promise((r) => setTimeout(r, body.delay_ms as number));
         return json(res, 200, completion(body, chat));

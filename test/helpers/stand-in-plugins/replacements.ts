@@ -13,8 +13,10 @@
  * - docker (pulumi-docker's `upstream` submodule, kreuzwerker/terraform-provider-docker commit
  *   5074970c): internal/provider/resource_docker_{container,network,image}.go; RemoteImage is
  *   Terraform's docker_image.
- * - tls (hashicorp/terraform-provider-tls, internal/provider/resource_private_key.go):
- *   `RequiresReplace()` plan modifiers.
+ * - tls (hashicorp/terraform-provider-tls, internal/provider/resource_private_key.go and
+ *   resource_self_signed_cert.go, commit 7a60d4a3): `RequiresReplace()` plan modifiers (the
+ *   certificate's `private_key_pem` replaces when the key changes; `early_renewal_hours` and
+ *   `max_path_length` update in place).
  * - random (terraform-provider-random v1.3.2-0.20260513075824-f8d869dc98d9, the version
  *   pulumi-random's provider/go.mod requires; internal/provider/resource_password.go).
  * - command (pulumi-command v1.2.1, provider/pkg/provider/common/inputs.go): only `triggers`
@@ -43,6 +45,10 @@ export const REPLACING_INPUTS: Readonly<Record<string, readonly string[]>> = {
   "docker:index/network:Network": ["name", "labels", "driver", "options", "internal", "attachable", "ingress", "ipv6", "ipamDriver", "ipamOptions", "ipamConfigs"],
   "docker:index/remoteImage:RemoteImage": ["name", "pullTriggers", "triggers", "platform"],
   "tls:index/privateKey:PrivateKey": ["algorithm", "rsaBits", "ecdsaCurve"],
+  "tls:index/selfSignedCert:SelfSignedCert": [
+    "privateKeyPem", "validityPeriodHours", "allowedUses", "nameConstraintPermittedDnsNamesCritical", "nameConstraintPermittedDnsNames",
+    "dnsNames", "ipAddresses", "uris", "isCaCertificate", "setSubjectKeyId", "setAuthorityKeyId", "subject",
+  ],
   "random:index/randomPassword:RandomPassword": ["keepers", "length", "special", "upper", "lower", "number", "numeric", "minNumeric", "minUpper", "minLower", "minSpecial", "overrideSpecial"],
   "command:remote:Command": ["triggers"],
   "command:local:Command": ["triggers"],
