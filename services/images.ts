@@ -115,7 +115,7 @@ export const NODE_IMAGE: ImageRef = {
 /**
  * Monitoring (services/monitoring.ts). Prometheus 3.15.0 and Alertmanager 0.34.1 are the newest
  * tags seen pinned by many public projects on 2026-12-02 (3.16.0 seen once as a -distroless quay
- * tag, Alertmanager 0.35.0 not at all). scripts/tools/prometheus-tools.ts builds promtool and
+ * tag, Alertmanager 0.35.0 not at all). tools/prometheus-tools.ts builds promtool and
  * amtool from the Go module proxy at these versions (prometheus v0.315.0, alertmanager v0.34.1).
  */
 export const PROMETHEUS_IMAGE: ImageRef = {
@@ -160,7 +160,7 @@ export const MONITORING_IMAGES: readonly ImageRef[] = [PROMETHEUS_IMAGE, ALERTMA
  * User each image runs as, with where that was read. Bind-mounted cache directories are created
  * root-owned, so the non-root ones (speaches, docling-serve, the prom/* images) need their host
  * directory chowned to this uid before the container starts, or their first write fails with
- * "Permission denied". The local test images (scripts/tools/local-images.ts) run as the same users.
+ * "Permission denied". The local test images (tools/local-images.ts) run as the same users.
  */
 export const IMAGE_USERS: Readonly<Record<string, { readonly uid: number; readonly source: string }>> = {
   [VLLM_CUDA_IMAGE.repo]: { uid: 0, source: "root, as recorded before this catalogue gave sources (Dockerfile not re-read)" },

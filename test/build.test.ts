@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 /**
- * The runner (scripts/run.cjs) and the build (scripts/build/) in a scratch project: the real files,
+ * The runner (cli/run.cjs) and the build (tools/build/) in a scratch project: the real files,
  * copied, with one small script of their own, so each build takes a fraction of a second and the
  * tests can edit, delete and damage files without touching the worktree others' tests run from.
  */
@@ -21,13 +21,13 @@ const write = (rel: string, text: string) => {
 const probeValue = (value: string) => `export const value = ${JSON.stringify(value)};\n`;
 
 function run(script = "probe") {
-  const r = spawnSync(process.execPath, [file("scripts/run.cjs"), script], { cwd: scratch, encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(process.execPath, [file("cli/run.cjs"), script], { cwd: scratch, encoding: "utf8", timeout: 60_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, built: /compiling scripts/.test(r.stderr) };
 }
 
 function runAsync(): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [file("scripts/run.cjs"), "probe"], { cwd: scratch });
+    const child = spawn(process.execPath, [file("cli/run.cjs"), "probe"], { cwd: scratch });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
@@ -39,10 +39,10 @@ function runAsync(): Promise<{ status: number | null; stdout: string; stderr: st
 
 beforeAll(() => {
   scratch = mkdtempSync(path.join(tmpdir(), "hub-build-"));
-  for (const rel of ["scripts/run.cjs", "scripts/build", "package.json", "package-lock.json", "tsconfig.json"]) cpSync(path.join(ROOT, rel), file(rel), { recursive: true });
+  for (const rel of ["cli/run.cjs", "tools/build", "package.json", "package-lock.json", "tsconfig.json"]) cpSync(path.join(ROOT, rel), file(rel), { recursive: true });
   symlinkSync(path.join(ROOT, "node_modules"), file("node_modules"));
-  write("scripts/probe.ts", `import { value } from "./lib/probe";\nprocess.stdout.write(\`\${value}\\n\`);\n`);
-  write("scripts/lib/probe/index.ts", probeValue("first"));
+  write("cli/probe.ts", `import { value } from "./lib/probe";\nprocess.stdout.write(\`\${value}\\n\`);\n`);
+  write("cli/lib/probe/index.ts", probeValue("first"));
 });
 
 afterAll(() => {
@@ -50,7 +50,7 @@ afterAll(() => {
 });
 
 // One scratch project; each step starts from the state the one before left.
-describe("scripts/run.cjs: a stale build never runs", () => {
+describe("cli/run.cjs: a stale build never runs", () => {
   it("builds when there is no build, then runs the build as it is", () => {
     const first = run();
     expect(first, first.stderr).toMatchObject({ status: 0, stdout: "first\n", built: true });
@@ -59,45 +59,45 @@ describe("scripts/run.cjs: a stale build never runs", () => {
   });
 
   it("rebuilds after a source is edited", () => {
-    write("scripts/lib/probe/index.ts", probeValue("edited"));
+    write("cli/lib/probe/index.ts", probeValue("edited"));
     const r = run();
     expect(r, r.stderr).toMatchObject({ status: 0, stdout: "edited\n", built: true });
-    expect(r.stderr).toContain("scripts/lib/probe/index.ts changed");
+    expect(r.stderr).toContain("cli/lib/probe/index.ts changed");
   });
 
   it("rebuilds when the edited source carries an mtime older than the build (cp -p, git stash pop)", () => {
-    write("scripts/lib/probe/index.ts", probeValue("restored"));
+    write("cli/lib/probe/index.ts", probeValue("restored"));
     const old = new Date("2001-01-01T00:00:00Z");
-    utimesSync(file("scripts/lib/probe/index.ts"), old, old);
+    utimesSync(file("cli/lib/probe/index.ts"), old, old);
     expect(run()).toMatchObject({ status: 0, stdout: "restored\n", built: true });
   });
 
   it("does not rebuild when only an mtime moved (touch, a checkout of the same content)", () => {
     const now = new Date();
-    utimesSync(file("scripts/lib/probe/index.ts"), now, now);
+    utimesSync(file("cli/lib/probe/index.ts"), now, now);
     expect(run()).toMatchObject({ status: 0, stdout: "restored\n", built: false });
   });
 
   it("rebuilds when a new file changes what an import resolves to", () => {
     // ./lib/probe now means lib/probe.ts, not lib/probe/index.ts; no existing file changed.
-    write("scripts/lib/probe.ts", probeValue("new file"));
+    write("cli/lib/probe.ts", probeValue("new file"));
     const r = run();
     expect(r, r.stderr).toMatchObject({ status: 0, stdout: "new file\n", built: true });
-    expect(r.stderr).toContain("scripts/lib/probe.ts is new");
+    expect(r.stderr).toContain("cli/lib/probe.ts is new");
   });
 
   it("refuses to run the old build when the new one fails, and says why (exit 1, no stack trace)", () => {
-    rmSync(file("scripts/lib/probe.ts"));
-    rmSync(file("scripts/lib/probe"), { recursive: true });
+    rmSync(file("cli/lib/probe.ts"));
+    rmSync(file("cli/lib/probe"), { recursive: true });
     const r = run();
     expect(r.status).toBe(1);
     expect(r.stdout).toBe("");
-    expect(r.stderr).toContain('scripts/probe.ts:1:22: Could not resolve "./lib/probe"');
+    expect(r.stderr).toContain('cli/probe.ts:1:22: Could not resolve "./lib/probe"');
     expect(r.stderr).toContain("Nothing was run");
     expect(r.stderr).not.toMatch(/\n\s+at /);
     // Still refused on the next run: the failed build did not leave the old one looking fresh.
     expect(run()).toMatchObject({ status: 1, stdout: "" });
-    write("scripts/lib/probe.ts", probeValue("fixed"));
+    write("cli/lib/probe.ts", probeValue("fixed"));
     expect(run()).toMatchObject({ status: 0, stdout: "fixed\n", built: true });
   });
 
@@ -130,7 +130,7 @@ describe("scripts/run.cjs: a stale build never runs", () => {
   });
 
   it("builds once when two invocations find the build stale at the same time", async () => {
-    write("scripts/lib/probe.ts", probeValue("parallel"));
+    write("cli/lib/probe.ts", probeValue("parallel"));
     const both = await Promise.all([runAsync(), runAsync()]);
     for (const r of both) expect(r, r.stderr).toMatchObject({ status: 0, stdout: "parallel\n" });
     expect(both.filter((r) => /compiling scripts/.test(r.stderr))).toHaveLength(1);
@@ -138,13 +138,13 @@ describe("scripts/run.cjs: a stale build never runs", () => {
 
   it("compiles import() of a package to require(), as tsconfig's module: commonjs does (hub loads @pulumi/pulumi/automation so)", () => {
     // Node's ESM resolver refuses this directory import; require() resolves it.
-    write("scripts/automation-probe.ts", `void import("@pulumi/pulumi/automation").then((m) => process.stdout.write(\`\${typeof m.LocalWorkspace}\\n\`));\n`);
+    write("cli/automation-probe.ts", `void import("@pulumi/pulumi/automation").then((m) => process.stdout.write(\`\${typeof m.LocalWorkspace}\\n\`));\n`);
     const r = run("automation-probe");
     expect(r, r.stderr).toMatchObject({ status: 0, stdout: "function\n" });
   });
 
   it("refuses a build that would bundle a package (a second copy of a module from node_modules)", () => {
-    write("scripts/lib/probe.ts", `export { stringify as value } from "../../node_modules/yaml/dist/index.js";\n`);
+    write("cli/lib/probe.ts", `export { stringify as value } from "../../node_modules/yaml/dist/index.js";\n`);
     const r = run();
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("packages must stay external");
@@ -156,9 +156,9 @@ describe("package.json", () => {
   it("runs every user-facing script through the runner, so users and tests take the same path", () => {
     const scripts = (JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
     for (const name of ["plan", "plan-diff", "hub", "smoke", "docs", "bench"]) {
-      expect(existsSync(path.join(ROOT, `scripts/${name}.ts`)), name).toBe(true);
-      expect(scripts[name]).toBe(`node scripts/run.cjs ${name}`);
+      expect(existsSync(path.join(ROOT, name.startsWith("bench") ? `bench/${name}.ts` : `cli/${name}.ts`)), name).toBe(true);
+      expect(scripts[name]).toBe(`node cli/run.cjs ${name}`);
     }
-    expect(scripts.prepare).toBe("node scripts/build/compile.cjs --prepare");
+    expect(scripts.prepare).toBe("node tools/build/compile.cjs --prepare");
   });
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { planFromFile, stackFilePath } from "../scripts/lib/plan-runner";
+import { planFromFile, stackFilePath } from "../cli/plan/runner";
 import { runScriptToEnd } from "./helpers/cli";
 
 /**

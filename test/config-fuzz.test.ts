@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import { parseDocument, stringify } from "yaml";
 import { describe, expect, it } from "vitest";
-import { planFromText, PlanResult } from "../scripts/lib/plan-runner";
-import { renderFailure } from "../scripts/lib/plan-view";
+import { planFromText, PlanResult } from "../cli/plan/runner";
+import { renderFailure } from "../cli/plan/view";
 import { GPU_SIZES, REGIONS } from "../stacks/catalogue/droplets";
 import { MODELS } from "../stacks/catalogue/models";
 import { loadStackFile } from "../stacks";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { RecordedResource } from "../scripts/lib/mock-engine";
+import type { RecordedResource } from "../cli/plan/mock-engine";
 import { mustLoad } from "./helpers/load";
 import { runProgram, T } from "./helpers/mock-run";
 import { vllmArgProblems } from "./helpers/vllm-reference";

@@ -3,7 +3,7 @@ import { parseControllerFile, type ControllerFile } from "../programs/autoscaler
 import { AUTOSCALER_CONTAINER, autoscalerSpec } from "../services/autoscaler";
 import { NODE_IMAGE } from "../services/images";
 import { gatekeeperSpec } from "../services/auth";
-import { planFromText } from "../scripts/lib/plan-runner";
+import { planFromText } from "../cli/plan/runner";
 import { mustLoad } from "./helpers/load";
 
 /**

@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { autoscaleOnce, fileMemory, gatewaySignals } from "../scripts/lib/hub/autoscale";
-import type { PreviewStep, StackConfig } from "../scripts/lib/hub/decisions";
-import type { StackOps } from "../scripts/lib/hub/ops";
+import { autoscaleOnce, fileMemory, gatewaySignals } from "../cli/hub/autoscale";
+import type { PreviewStep, StackConfig } from "../cli/hub/decisions";
+import type { StackOps } from "../cli/hub/ops";
 import { httpFetcher } from "../programs/autoscaler/controller/signals";
 
 /**

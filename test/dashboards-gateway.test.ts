@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startGrafanaProxy, upstreamOrigin } from "../scripts/lib/grafana-proxy";
+import { startGrafanaProxy, upstreamOrigin } from "../cli/grafana/proxy";
 import { GatewayRig, RIG_BACKEND_KEY, rigMissing, rigRequest } from "./helpers/gateway-rig";
 
 /**

@@ -18,7 +18,7 @@ import { jobExporting, PROGRAM_METRICS, SCRAPE_SERIES, seriesNames } from "../st
 import { VOLUME_PRICE_PER_GIB_MONTH } from "../stacks/catalogue/storage";
 import type { HubConfig } from "../stacks/hub-config";
 import { SETTINGS, TIERS } from "../stacks/settings";
-import { planFromText } from "../scripts/lib/plan-runner";
+import { planFromText } from "../cli/plan/runner";
 import { loadSettings, mustLoad, ROOT } from "./helpers/load";
 import { PROMTOOL_BINARY, runTool } from "./helpers/prometheus-tools";
 

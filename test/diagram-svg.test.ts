@@ -5,12 +5,12 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pictureOf, renderMermaid, type Picture } from "../scripts/lib/diagram";
-import { findChromium, renderSvgs } from "../scripts/lib/diagram-svg";
-import type { PlanArtifact } from "../scripts/lib/plan-document";
-import { planFromFile, stackFilePath } from "../scripts/lib/plan-runner";
+import { pictureOf, renderMermaid, type Picture } from "../cli/plan/diagram";
+import { findChromium, renderSvgs } from "../cli/plan/diagram-svg";
+import type { PlanArtifact } from "../cli/plan/document";
+import { planFromFile, stackFilePath } from "../cli/plan/runner";
 // The droplet tiers: the k8s tier has no droplet picture (docs/kubernetes.md draws the cluster).
-import { DIAGRAM_TIERS as TIERS, svgDiagrams } from "../scripts/lib/docs";
+import { DIAGRAM_TIERS as TIERS, svgDiagrams } from "../cli/docs/generate";
 import { ROOT } from "./helpers/load";
 
 // Typed by hand, as in diagram.test.ts: only the constructor is used.

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IMAGE_UIDS } from "../services/images";
 import { GPU_SERVICE_PORTS } from "../services/ports";
 import { CODER_SERVED_NAME, OCR_SERVED_NAME } from "../stacks/hub-config";
-import { engineAnswers, KIND_LABEL, LOCAL_IMAGES } from "../scripts/tools/local-images";
-import { ALERTMANAGER_SERVER, NODE_EXPORTER, PROMETHEUS_SERVER } from "../scripts/tools/prometheus-servers";
+import { engineAnswers, KIND_LABEL, LOCAL_IMAGES } from "../tools/local-images";
+import { ALERTMANAGER_SERVER, NODE_EXPORTER, PROMETHEUS_SERVER } from "../tools/prometheus-servers";
 import { containerLogs, engine, engineRequest, execIn } from "./helpers/docker-engine";
 import { planCpuNode, removeHubContainers, startCpuNode, type StartedNode, waitHealthy } from "./helpers/docker-deploy";
 import { sleep } from "./helpers/processes";
@@ -32,7 +32,7 @@ const kindOf = (tag: string): string | undefined => {
 const answers = engineAnswers();
 const missingImages = answers ? LOCAL_IMAGES.filter((i) => kindOf(imageTag(i)) !== i.kind).map(imageTag) : [];
 const isRoot = process.getuid?.() === 0;
-const missing = !isRoot ? "not root: the deploy's file commands chown as root on the node, and the GPU stand-ins take addresses on lo" : !answers ? "no Docker engine answers on /var/run/docker.sock (start one: .ci/dockerd)" : missingImages.length ? `local images not built: ${missingImages.join(", ")} (npx tsx scripts/tools/local-images.ts build; .ci/run does)` : undefined;
+const missing = !isRoot ? "not root: the deploy's file commands chown as root on the node, and the GPU stand-ins take addresses on lo" : !answers ? "no Docker engine answers on /var/run/docker.sock (start one: .ci/dockerd)" : missingImages.length ? `local images not built: ${missingImages.join(", ")} (npx tsx tools/local-images.ts build; .ci/run does)` : undefined;
 if (missing) console.warn(`real Docker engine tests skipped: ${missing}`);
 
 // Required under .ci/run (CI=true, as root); a CI that runs the suite as another user (GitHub's runners) skips with the notice.

@@ -6,7 +6,7 @@ import * as ts from "typescript";
 import { parse, stringify } from "yaml";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Command, Option } from "commander";
-import { buildProgram, runHub } from "../scripts/lib/hub/cli";
+import { buildProgram, runHub } from "../cli/hub/cli";
 import { SECRET_SETTINGS, SETTING_NAMES, TIERS } from "../stacks/settings";
 import { runScriptToEnd, runToEnd } from "./helpers/cli";
 import { anchors, codeBlocks, docFiles, inlineCode, isPlaceholder, links, shellCommands, withoutPlaceholders, type CodeBlock } from "./helpers/doc-blocks";
@@ -58,7 +58,7 @@ const PASSTHROUGH_SCRIPTS = new Set(["plan", "simulate", "smoke", "grafana", "be
 const helpFlags = new Map<string, Set<string>>();
 function flagsInHelp(key: string, runner: string, args: readonly string[]): Set<string> {
   if (!helpFlags.has(key)) {
-    const run = spawnSync(process.execPath, [path.join(ROOT, "scripts/run.cjs"), runner, ...args, "--help"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+    const run = spawnSync(process.execPath, [path.join(ROOT, "cli/run.cjs"), runner, ...args, "--help"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
     const text = `${run.stdout}${run.stderr}`;
     if (run.status !== 0) throw new Error(`npm run ${runner} -- ${[...args, "--help"].join(" ")} exited ${run.status}: ${text.slice(0, 300)}`);
     helpFlags.set(key, new Set([...text.matchAll(/--[a-z][\w-]*/g)].map((m) => m[0])));

@@ -2,8 +2,8 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { escCli } from "../scripts/lib/esc";
-import { planFromText } from "../scripts/lib/plan-runner";
+import { escCli } from "../cli/plan/esc";
+import { planFromText } from "../cli/plan/runner";
 import { readStackFile } from "../stacks";
 import { SECRET_SETTINGS, SETTING_NAMES } from "../stacks/settings";
 import { runScriptToEnd } from "./helpers/cli";

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { checkPeftAdapter } from "../scripts/lib/hub/finetune/peft";
+import { checkPeftAdapter } from "../cli/hub/finetune/peft";
 import { MODELS } from "../stacks/catalogue/models";
 import { ALL_PROJECTIONS, loraTensors, peftConfig, safetensors, Tensor, writeAdapter } from "./helpers/peft-writer";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { checkDataset, DatasetOptions, formatDatasetProblems, MAX_LISTED_PROBLEMS } from "../scripts/lib/hub/finetune/dataset";
-import { QWEN25_DEFAULT_SYSTEM, tokenCounterFor } from "../scripts/lib/hub/finetune/tokens";
+import { checkDataset, DatasetOptions, formatDatasetProblems, MAX_LISTED_PROBLEMS } from "../cli/hub/finetune/dataset";
+import { QWEN25_DEFAULT_SYSTEM, tokenCounterFor } from "../cli/hub/finetune/tokens";
 import { MODELS } from "../stacks/catalogue/models";
 
 const qwen = MODELS.find((m) => m.id === "qwen2.5-coder-7b")!;

@@ -2,9 +2,9 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { finetuneAdd, finetuneClean, FinetuneEnv, finetuneResume, finetuneStart } from "../scripts/lib/hub/finetune/command";
-import { fileJobStore, JobRecord, JobStore, monthJobSpendUsd } from "../scripts/lib/hub/finetune/record";
-import { HubCommandError } from "../scripts/lib/hub/ops";
+import { finetuneAdd, finetuneClean, FinetuneEnv, finetuneResume, finetuneStart } from "../cli/hub/finetune/command";
+import { fileJobStore, JobRecord, JobStore, monthJobSpendUsd } from "../cli/hub/finetune/record";
+import { HubCommandError } from "../cli/hub/ops";
 import { FakeVolume, recordingJobOps, recordingNodeShell, RecordingJobStack, TrainerScript } from "./helpers/finetune-stand-ins";
 import { cfg, RecordingOps } from "./helpers/recording-ops";
 

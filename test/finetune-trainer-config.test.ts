@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { renderAxolotlConfig, TrainerSettings } from "../scripts/lib/hub/finetune/axolotl";
+import { renderAxolotlConfig, TrainerSettings } from "../cli/hub/finetune/axolotl";
 import { LORA_PROJECTIONS } from "../stacks/catalogue/lora";
 import { AXOLOTL } from "../stacks/catalogue/training";
 import { ROOT } from "./helpers/load";

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { backendsDrainScript, backendsReadyScript, type GpuBackendAddress } from "../services/gateway";
 import { TRAEFIK_IMAGE } from "../services/images";
 import { AUDIO_BODY_BYTES, DOCUMENT_BODY_BYTES } from "../services/routes";
-import { builtTraefikVersion, traefikBinaryPath } from "../scripts/tools/traefik";
+import { builtTraefikVersion, traefikBinaryPath } from "../tools/traefik";
 import { GatewayRig, RIG_BACKEND_KEY, rigMissing, type RigResponse } from "./helpers/gateway-rig";
 import { sleep, waitFor } from "./helpers/processes";
 

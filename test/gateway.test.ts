@@ -41,7 +41,7 @@ import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../services/ports";
 import { CODER_HOLD_SERVICE, CODER_OFF_SERVICE, GPU_OFF_SERVICE, routeTable } from "../services/routes";
 import { HOLDER_HEALTH_PATH } from "../programs/autoscaler/controller/contract";
 import type { HubConfig } from "../stacks/hub-config";
-import { planFromText } from "../scripts/lib/plan-runner";
+import { planFromText } from "../cli/plan/runner";
 import { mustLoad, readJson, REFERENCE } from "./helpers/load";
 
 // ---- validators -----------------------------------------------------------------------------

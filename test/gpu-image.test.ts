@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { buildGpuImage, BuildLimits } from "../scripts/lib/hub/gpu-image";
+import { buildGpuImage, BuildLimits } from "../cli/hub/gpu-image";
 import { bakeCloudConfig, gpuBootImage, gpuImageInputs, gpuImageName, gpuNodeImages, renderBakeCloudConfig } from "../services/gpu-image";
 import { renderCloudInit } from "../services/node-setup";
 import { vllmImage } from "../services/images";

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { checkoutHub, EXIT, runHub } from "../scripts/lib/hub/cli";
+import { checkoutHub, EXIT, runHub } from "../cli/hub/cli";
 import { ROOT } from "./helpers/load";
-import { hubDown, keptVolumes, leftToDestroy, type StateResource, VOLUME_TYPE, volumeMonthlyUsd } from "../scripts/lib/hub/down";
-import { planFromFile, stackFilePath } from "../scripts/lib/plan-runner";
+import { hubDown, keptVolumes, leftToDestroy, type StateResource, VOLUME_TYPE, volumeMonthlyUsd } from "../cli/hub/down";
+import { planFromFile, stackFilePath } from "../cli/plan/runner";
 import { fakeHub, MemoryPending, RecordingTeardown, RecordingVolumes } from "./helpers/hub-deps";
 import { io } from "./helpers/recording-ops";
 

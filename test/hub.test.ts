@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { parseStagesFile, renderStagesFile } from "../scripts/lib/simulate/stages";
-import { gpuCommand, tierCommand } from "../scripts/lib/hub/commands";
-import { checkPreview, decideGpu, decideGpuSync, decideTier } from "../scripts/lib/hub/decisions";
-import { checkPrerequisites, HubCommandError } from "../scripts/lib/hub/ops";
+import { parseStagesFile, renderStagesFile } from "../simulator/stages";
+import { gpuCommand, tierCommand } from "../cli/hub/commands";
+import { checkPreview, decideGpu, decideGpuSync, decideTier } from "../cli/hub/decisions";
+import { checkPrerequisites, HubCommandError } from "../cli/hub/ops";
 
 import { cfg, io, RecordingOps, step } from "./helpers/recording-ops";
 
@@ -129,7 +129,7 @@ describe("prerequisites", () => {
 
 describe("keys create --bootstrap", () => {
   it("declares only the hash, as a secret, deploys nothing, and shows the key once", async () => {
-    const { keysBootstrap } = await import("../scripts/lib/hub/keys");
+    const { keysBootstrap } = await import("../cli/hub/keys");
     const { sha256Hex, parseKeysFile } = await import("../programs/gatekeeper/keys");
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
     const { lines, io: out } = io();
@@ -148,14 +148,14 @@ describe("keys create --bootstrap", () => {
   });
 
   it("bad input is refused, every problem at once, before anything is set", async () => {
-    const { keysBootstrap } = await import("../scripts/lib/hub/keys");
+    const { keysBootstrap } = await import("../cli/hub/keys");
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
     await expect(keysBootstrap(ops, { name: "", scopes: "llm,root", rate: "2x" }, io().io)).rejects.toThrow(/--name is required.*unknown scope\(s\) root.*--rate "2x"/);
     expect(ops.calls.filter((c) => c.startsWith("set"))).toEqual([]);
   });
 
   it("keys create --wait/--max-wait: the key's own wait for a waking GPU, in the keys file the gatekeeper reads; bad values refused", async () => {
-    const { keysBootstrap, keyLine, newKeyRequest } = await import("../scripts/lib/hub/keys");
+    const { keysBootstrap, keyLine, newKeyRequest } = await import("../cli/hub/keys");
     const { parseKeysFile } = await import("../programs/gatekeeper/keys");
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
     await keysBootstrap(ops, { name: "ide", scopes: "llm", wait: "300", maxWait: "600" }, io().io);

@@ -3,7 +3,7 @@ import { kubernetesManifests } from "../infra/kubernetes/manifests";
 import { fillSecrets, KubeObject, NAMESPACE, objectKey } from "../infra/kubernetes/model";
 import { GPU_WORKLOAD } from "../infra/kubernetes/workloads";
 import { DOKS_RELEASE } from "../stacks/catalogue/kubernetes";
-import { builtKubeVersions, KUBERNETES_VERSION } from "../scripts/tools/kube";
+import { builtKubeVersions, KUBERNETES_VERSION } from "../tools/kube";
 import { crdTexts } from "./helpers/kube-crds";
 import { kubeMissing, statusMessage, TestApiServer } from "./helpers/kube-apiserver";
 import { mustLoad } from "./helpers/load";

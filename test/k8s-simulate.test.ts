@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { kedaController, KedaRule } from "../scripts/lib/simulate/policies";
-import type { TickView } from "../scripts/lib/simulate/replay";
+import { kedaController, KedaRule } from "../simulator/policies";
+import type { TickView } from "../simulator/replay";
 import type { PolicyConfig } from "../programs/autoscaler/types";
 
 /** KEDA's rule as the simulator replays it for the k8s tier: what it wants, tick by tick. */

@@ -19,9 +19,9 @@ import { DOKS_NODE_RESERVED_GIB } from "../stacks/kubernetes";
 import { loadSettings, mustLoad } from "./helpers/load";
 import { runProgram } from "./helpers/mock-run";
 import { cfg } from "./helpers/recording-ops";
-import { decideGpu, decideTier } from "../scripts/lib/hub/decisions";
+import { decideGpu, decideTier } from "../cli/hub/decisions";
 import { PROMTOOL_BINARY, runToolAsync } from "./helpers/prometheus-tools";
-import { KEDA_FORMULA_BINARY } from "../scripts/tools/kube";
+import { KEDA_FORMULA_BINARY } from "../tools/kube";
 import { standInVolumeIds } from "./helpers/k8s-volume-ids";
 
 /** The k8s tier as a user meets it: what the plan accepts and refuses, what it costs, what it exposes and where its secrets go. */

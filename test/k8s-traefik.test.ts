@@ -6,7 +6,7 @@ import { kubernetesManifests, kubernetesRoutes } from "../infra/kubernetes/manif
 import { fillSecrets, KubeObject, NAMESPACE } from "../infra/kubernetes/model";
 import { kubernetesTraefikStatic } from "../infra/kubernetes/traefik";
 import { GATEKEEPER_CA_FILE, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
-import { builtTraefikVersion, TRAEFIK_MISSING_REASON, TRAEFIK_VERSION, traefikBinaryPath } from "../scripts/tools/traefik";
+import { builtTraefikVersion, TRAEFIK_MISSING_REASON, TRAEFIK_VERSION, traefikBinaryPath } from "../tools/traefik";
 import { crdTexts } from "./helpers/kube-crds";
 import { kubeMissing, statusMessage, TestApiServer } from "./helpers/kube-apiserver";
 import { mustLoad } from "./helpers/load";

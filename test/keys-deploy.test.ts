@@ -2,7 +2,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { gatekeeperSpec, GATEKEEPER_DIRS, GATEKEEPER_STATE_PATH } from "../services/auth";
-import { planFromFile, stackFilePath } from "../scripts/lib/plan-runner";
+import { planFromFile, stackFilePath } from "../cli/plan/runner";
 import { CPU_CACHE_MOUNT } from "../services/node-setup";
 import { loadText } from "./helpers/load";
 

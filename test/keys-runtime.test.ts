@@ -3,13 +3,13 @@ import * as path from "node:path";
 import { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256Hex } from "../programs/gatekeeper/keys";
-import { AdminClient } from "../scripts/lib/hub/admin-client";
+import { AdminClient } from "../cli/hub/admin-client";
 import { GatewayRig, rigMissing, rigRequest } from "./helpers/gateway-rig";
 
 /**
  * Keys managed at runtime through the real Traefik and the real gatekeeper bundle: with the audit
  * PostgreSQL (two replicas sharing it) and without one (the state directory). The admin client is
- * the CLI's own (scripts/lib/hub/admin-client.ts).
+ * the CLI's own (cli/hub/admin-client.ts).
  */
 
 const missing = rigMissing();

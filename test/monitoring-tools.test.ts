@@ -1,6 +1,6 @@
 import { expect, it } from "vitest";
 import { ALERTMANAGER_IMAGE, PROMETHEUS_IMAGE } from "../services/images";
-import { AMTOOL, builtToolVersion, PROMTOOL, prometheusModuleVersion } from "../scripts/tools/prometheus-tools";
+import { AMTOOL, builtToolVersion, PROMTOOL, prometheusModuleVersion } from "../tools/prometheus-tools";
 import { AMTOOL_BINARY, PROMTOOL_BINARY, runToolAsync, toolsMissing } from "./helpers/prometheus-tools";
 
 const missing = toolsMissing();

@@ -144,7 +144,7 @@ describe("a program that fails under the mock engine never hangs the plan", () =
 
 describe("a refusal without a problem cannot be printed", () => {
   it("renderFailure throws (an internal error, exit 2) on a document read back with no problems", async () => {
-    const { renderFailure } = await import("../scripts/lib/plan-view");
+    const { renderFailure } = await import("../cli/plan/view");
     const doc = JSON.parse(JSON.stringify({ schemaVersion: 1, ok: false, stack: "x", configFile: "Pulumi.x.yaml", problems: [], warnings: [] }));
     expect(() => renderFailure(doc)).toThrow(/without a problem/);
   });

@@ -2,9 +2,9 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { AnyPlan, COMMENT_MARKER, diffInputs, diffPlans, hasVolumeRisk, renderComment, StackDiff } from "../scripts/lib/plan-diff";
-import type { FailedPlanDocument, PlanDocument } from "../scripts/lib/plan-document";
-import { planFromText } from "../scripts/lib/plan-runner";
+import { AnyPlan, COMMENT_MARKER, diffInputs, diffPlans, hasVolumeRisk, renderComment, StackDiff } from "../cli/plan/diff";
+import type { FailedPlanDocument, PlanDocument } from "../cli/plan/document";
+import { planFromText } from "../cli/plan/runner";
 import { runScript } from "./helpers/cli";
 
 /** The real plan of a stack file's text, as `npm run plan -- --json` prints it. */

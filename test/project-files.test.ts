@@ -3,7 +3,7 @@ import * as path from "node:path";
 import Ajv2020 from "ajv/dist/2020";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
-import { DOC_SECTIONS, renderDoc, renderPulumiYaml } from "../scripts/lib/docs";
+import { DOC_SECTIONS, renderDoc, renderPulumiYaml } from "../cli/docs/generate";
 import { SECRET_SETTINGS, SETTING_NAMES, SETTINGS } from "../stacks/settings";
 import { readJson, ROOT } from "./helpers/load";
 

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checkPreview, decideGpu, decideTier, type PreviewStep, type StackConfig } from "../scripts/lib/hub/decisions";
+import { checkPreview, decideGpu, decideTier, type PreviewStep, type StackConfig } from "../cli/hub/decisions";
 import { RUNNER, runToEnd } from "./helpers/cli";
 import { EngineRig, ProviderCall, REAL_ENGINE_MISSING, startEngineRig, TEST_SSH_PUBLIC_KEY } from "./helpers/real-engine";
 

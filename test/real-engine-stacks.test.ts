@@ -3,7 +3,7 @@ import * as path from "node:path";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadHubConfig, loadStackFile, readStackFile } from "../stacks";
-import { builtPulumiVersion } from "../scripts/tools/pulumi-cli";
+import { builtPulumiVersion } from "../tools/pulumi-cli";
 import { RUNNER, runToEnd } from "./helpers/cli";
 import { readJson, ROOT } from "./helpers/load";
 import { EngineRig, REAL_ENGINE_MISSING, startEngineRig, TEST_SSH_PUBLIC_KEY } from "./helpers/real-engine";

@@ -4,8 +4,8 @@ import * as net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RUNSC_VERSION } from "../programs/sandbox/runsc-version";
 import { ROOTFS_RECIPE } from "../programs/sandbox/rootfs";
-import { builtRunscVersion } from "../scripts/tools/runsc";
-import { readRootfsManifest } from "../scripts/tools/sandbox-rootfs";
+import { builtRunscVersion } from "../tools/runsc";
+import { readRootfsManifest } from "../tools/sandbox-rootfs";
 import { leftovers, sandboxMissing, startTestSandbox, type TestSandbox } from "./helpers/sandbox";
 
 /**

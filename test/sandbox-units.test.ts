@@ -9,10 +9,10 @@ import { DEFAULT_LIMITS, MAX_LIMITS, MIN_LIMITS, nodeCeiling, resolveLimits } fr
 import { executionReportSchema, executionRequestSchema, LIMIT_NAMES } from "../programs/sandbox/protocol";
 import { tokenMatches } from "../programs/sandbox/server";
 import { SANDBOX_TOOL } from "../programs/sandbox/tool";
-import { renderSandboxDoc } from "../scripts/lib/docs";
+import { renderSandboxDoc } from "../cli/docs/generate";
 import { auth, bearer, makeKey, spoolText, startInProcess, waitFor, writeKeys, ALL_KEYS, type Reply } from "./helpers/gatekeeper";
 import { parseKeysFile } from "../programs/gatekeeper/keys";
-import { parseSandboxLimits, planKeysChange } from "../scripts/lib/hub/keys";
+import { parseSandboxLimits, planKeysChange } from "../cli/hub/keys";
 import { ROOT } from "./helpers/load";
 import * as http from "node:http";
 import { createHash } from "node:crypto";

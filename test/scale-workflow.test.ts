@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { validateWorkflow } from "@action-validator/core";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
-import { requestProblem } from "../scripts/lib/hub/scale";
+import { requestProblem } from "../cli/hub/scale";
 import { loadStackFile, readStackFile } from "../stacks";
 import { ROOT } from "./helpers/load";
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { gpuCommand, scaleCommand } from "../scripts/lib/hub/commands";
-import { decideGpu, decideGpuSync } from "../scripts/lib/hub/decisions";
-import { decidePin, decideScale, decideUnpin, parsePinDuration } from "../scripts/lib/hub/scale";
+import { gpuCommand, scaleCommand } from "../cli/hub/commands";
+import { decideGpu, decideGpuSync } from "../cli/hub/decisions";
+import { decidePin, decideScale, decideUnpin, parsePinDuration } from "../cli/hub/scale";
 import { loadHubConfig } from "../stacks";
 import { engineConfig } from "../stacks/load";
 import { runScript } from "./helpers/cli";
@@ -170,7 +170,7 @@ describe("gpu scale against a recording Pulumi", () => {
   });
 
   it("gpu keep: config only, and nothing before a first deploy", async () => {
-    const { keepDeployed } = await import("../scripts/lib/hub/commands");
+    const { keepDeployed } = await import("../cli/hub/commands");
     const ops = new RecordingOps(cfg({ tier: "gpu", gpuMaxNodes: "3", budgetUsd: "9000" }), [], "gpu");
     ops.deployedNodes = { cpu: {}, "gpu-0": {}, "gpu-1": {} };
     await keepDeployed(ops, io().io, new Date(NOW));

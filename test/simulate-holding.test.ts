@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { decisionController } from "../scripts/lib/simulate/policies";
-import { Controller, replay, ReplayModel, willWait } from "../scripts/lib/simulate/replay";
+import { decisionController } from "../simulator/policies";
+import { Controller, replay, ReplayModel, willWait } from "../simulator/replay";
 import { MODEL, POLICY, trace } from "./helpers/simulate";
 
 /** Holding in the simulator, on traces small enough to work out by hand (the model: test/helpers/simulate.ts). */

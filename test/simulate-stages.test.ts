@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { parseStagesFile, renderStagesFile, StagesFileError } from "../scripts/lib/simulate/stages";
+import { parseStagesFile, renderStagesFile, StagesFileError } from "../simulator/stages";
 import { runScript } from "./helpers/cli";
 
 /** The measured-stages file the smoke test and `hub gpu on` write and the simulator reads back; the stage comparison. */

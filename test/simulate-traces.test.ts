@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { gamma, gammaShapeForCv, logGamma, seeded, weibull, weibullShapeForCv } from "../scripts/lib/simulate/random";
-import { POLICY_FIELDS } from "../scripts/lib/simulate/report";
-import { readAzure, readMooncake, readServegen, SERVEGEN_WINDOW_SECONDS, TraceError } from "../scripts/lib/simulate/traces";
+import { gamma, gammaShapeForCv, logGamma, seeded, weibull, weibullShapeForCv } from "../simulator/random";
+import { POLICY_FIELDS } from "../simulator/report";
+import { readAzure, readMooncake, readServegen, SERVEGEN_WINDOW_SECONDS, TraceError } from "../simulator/traces";
 import { ROOT } from "./helpers/load";
 
 const OPTIONS = { seed: 7, typicalInputTokens: 1966, typicalOutputTokens: 131 };
@@ -137,7 +137,7 @@ describe("arrival distributions", () => {
 
 describe("npm run simulate", () => {
   const tsx = path.join(ROOT, "node_modules/.bin/tsx");
-  const simulate = (...args: string[]) => spawnSync(tsx, [path.join(ROOT, "scripts/simulate.ts"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000, env: { ...process.env, PULUMI_STACK: "hybrid" } });
+  const simulate = (...args: string[]) => spawnSync(tsx, [path.join(ROOT, "cli/simulate.ts"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000, env: { ...process.env, PULUMI_STACK: "hybrid" } });
 
   it("refuses a malformed trace naming its lines, exit 1, no stack trace", () => {
     const bad = path.join(dir, "bad.csv");

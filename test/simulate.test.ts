@@ -1,9 +1,9 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { PolicyConfig } from "../programs/autoscaler/types";
-import { oracle } from "../scripts/lib/simulate/oracle";
-import { alwaysOn, decisionController, reactiveConfig, seedMonthly } from "../scripts/lib/simulate/policies";
-import { replay, ReplayModel } from "../scripts/lib/simulate/replay";
+import { oracle } from "../simulator/oracle";
+import { alwaysOn, decisionController, reactiveConfig, seedMonthly } from "../simulator/policies";
+import { replay, ReplayModel } from "../simulator/replay";
 import { MODEL, POLICY, trace } from "./helpers/simulate";
 
 /**

@@ -1,8 +1,8 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { measureWake, parseWakeArgs, wakeStagesFile } from "../scripts/lib/smoke-wake";
-import { measuredStages, parseStagesFile } from "../scripts/lib/simulate/stages";
+import { measureWake, parseWakeArgs, wakeStagesFile } from "../cli/smoke/wake";
+import { measuredStages, parseStagesFile } from "../simulator/stages";
 import { servingModel } from "../programs/autoscaler/serving-model";
 import { mustLoad } from "./helpers/load";
 

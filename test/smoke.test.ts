@@ -23,7 +23,7 @@ import {
   TEXT_MARGIN,
   UNSERVED_STT_MODEL,
   wordMatch,
-} from "../scripts/lib/smoke";
+} from "../cli/smoke/checks";
 import { spawnScript } from "./helpers/cli";
 
 const KEY = "ihk_test-full-key";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { planFromText } from "../scripts/lib/plan-runner";
-import { renderPlan } from "../scripts/lib/plan-view";
+import { planFromText } from "../cli/plan/runner";
+import { renderPlan } from "../cli/plan/view";
 import { addressInside, describeSshExposure, isWholeInternet, sshExposure } from "../stacks/ssh-exposure";
 import { mustLoad } from "./helpers/load";
 

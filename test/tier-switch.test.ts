@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { RecordedResource } from "../scripts/lib/mock-engine";
+import type { RecordedResource } from "../cli/plan/mock-engine";
 import { runProgram, T } from "./helpers/mock-run";
 
 /** Inputs whose change makes DigitalOcean replace a volume (size only grows in place). */

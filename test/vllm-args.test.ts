@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { vllmArgLists } from "../scripts/lib/plan-document";
+import { vllmArgLists } from "../cli/plan/document";
 import { coderServeArgs } from "../services/vllm";
 import { GPU_SIZES } from "../stacks/catalogue/droplets";
 import { MODELS } from "../stacks/catalogue/models";

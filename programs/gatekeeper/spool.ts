@@ -59,7 +59,7 @@ const OUTAGE_RETRY_MIN_MS = 50;
 const OUTAGE_RETRY_MAX_MS = 1000;
 const OUTAGE_REPORT_EVERY_MS = 60_000;
 const ROTATE_RETRY_MS = 1000;
-/** Group commits in flight at once (measured in scripts/bench-gatekeeper.ts against 1). */
+/** Group commits in flight at once (measured in bench/bench-gatekeeper.ts against 1). */
 export const DEFAULT_COMMITS_IN_FLIGHT = 4;
 /**
  * Another commit starts beside a running one only once that one has taken this long (or twice

@@ -1,6 +1,6 @@
 /**
  * The languages' root file system: one Debian tree, built with debootstrap on the sandbox node at
- * setup (and by scripts/tools/sandbox-rootfs.ts for the tests), mounted read-only into every
+ * setup (and by tools/sandbox-rootfs.ts for the tests), mounted read-only into every
  * sandbox. One recipe, so the node and the tests run the same interpreters.
  *
  * Pinning: the node builds from snapshot.debian.org at SNAPSHOT, an archive that never changes, and

@@ -1,6 +1,6 @@
 /**
  * The gVisor `runsc` the sandbox node installs and the tests run: one pin, two consumers
- * (scripts/tools/runsc.ts builds it for the tests; the node's setup builds the same).
+ * (tools/runsc.ts builds it for the tests; the node's setup builds the same).
  *
  * Source: the Go module proxy (proxy.golang.org) serves gVisor's `go` branch (the generated
  * Go-tool-compatible tree of each commit) as pseudo-versions; this one is commit 69c2d17aea96,

@@ -12,7 +12,7 @@ export const DOKS_DOCS = "docs.digitalocean.com/products/kubernetes (details/sup
  * DigitalOcean build (`1.36.1-do.0`); releases come and go, so the deploy asks DigitalOcean for
  * the newest patch of this minor (`getKubernetesVersions({ versionPrefix })`, infra/kubernetes/)
  * and this slug is only what was seen. The test API server is built at exactly `kubernetes`
- * (scripts/tools/kube.ts), so the objects are checked by the version the cluster runs.
+ * (tools/kube.ts), so the objects are checked by the version the cluster runs.
  */
 export const DOKS_RELEASE = {
   slug: "1.36.1-do.0",

@@ -4,8 +4,8 @@ import * as path from "node:path";
 // Own path constant rather than ./load, which pulls in the whole stacks module.
 const ROOT = path.resolve(__dirname, "../..");
 
-/** What `npm run <script>` executes (package.json: `node scripts/run.cjs <script>`), minus npm's own start-up. */
-export const RUNNER = path.join(ROOT, "scripts/run.cjs");
+/** What `npm run <script>` executes (package.json: `node cli/run.cjs <script>`), minus npm's own start-up. */
+export const RUNNER = path.join(ROOT, "cli/run.cjs");
 
 /** Runs a package.json script the way users do: compiled, rebuilt first if the sources changed. */
 export function runScript(script: string, args: readonly string[], options: Partial<SpawnSyncOptionsWithStringEncoding> = {}) {

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { HUB_CONTAINER_LABEL } from "../../services/node-setup";
 import { CPU_CACHE_MOUNT } from "../../services/node-setup";
 import { PUBLIC_PORTS } from "../../services/ports";
-import { planKeysChange } from "../../scripts/lib/hub/keys";
+import { planKeysChange } from "../../cli/hub/keys";
 import { type ContainerInputs, containerLogs, createContainerAsProvider, engine, engineRequest, execIn, inspectContainer } from "./docker-engine";
 import { freePort } from "./loopback";
 import { runProgram } from "./mock-run";

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import type { CommandResult, JobConnection, JobOps, JobStackOps, JobStackSettings, RemoteShell } from "../../scripts/lib/hub/finetune/job-ops";
+import type { CommandResult, JobConnection, JobOps, JobStackOps, JobStackSettings, RemoteShell } from "../../cli/hub/finetune/job-ops";
 import { ALL_PROJECTIONS, loraTensors, peftConfig, safetensors } from "./peft-writer";
 
 // Recording stand-ins for the job's Pulumi stack and for the GPU droplet behind SSH. They run no

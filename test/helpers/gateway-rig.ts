@@ -12,9 +12,9 @@ import { errorsNginx, GATEKEEPER_CA_FILE, renderNginxConf, renderYaml } from "..
 import { GATEKEEPER_CONTAINER, GATEKEEPER_TLS_PORT } from "../../services/auth";
 import { GPU_SERVICE_PORTS } from "../../services/ports";
 import { routeTable, SERVICE_PORTS } from "../../services/routes";
-import { TRAEFIK_MISSING_REASON, traefikBinaryPath, builtTraefikVersion, TRAEFIK_VERSION } from "../../scripts/tools/traefik";
-import { planFromText } from "../../scripts/lib/plan-runner";
-import type { PlanArtifact } from "../../scripts/lib/plan-document";
+import { TRAEFIK_MISSING_REASON, traefikBinaryPath, builtTraefikVersion, TRAEFIK_VERSION } from "../../tools/traefik";
+import { planFromText } from "../../cli/plan/runner";
+import type { PlanArtifact } from "../../cli/plan/document";
 import { loadText } from "./load";
 import { remapForLoopback, type LoopbackMap } from "./loopback";
 import { freeLoopbackPort, PostgresCluster, findPostgres, POSTGRES_MISSING_REASON } from "./postgres";

@@ -1,9 +1,9 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import type { HubDeps } from "../../scripts/lib/hub/cli";
-import type { KeptVolume, PendingVolumes, StateResource, TeardownOps, VolumeDeleter } from "../../scripts/lib/hub/down";
-import { availableStacks } from "../../scripts/lib/plan-runner";
+import type { HubDeps } from "../../cli/hub/cli";
+import type { KeptVolume, PendingVolumes, StateResource, TeardownOps, VolumeDeleter } from "../../cli/hub/down";
+import { availableStacks } from "../../cli/plan/runner";
 import { ROOT } from "./load";
 import { RecordingOps } from "./recording-ops";
 

@@ -1,4 +1,4 @@
-import { standInEd25519 } from "../../scripts/lib/mock-engine";
+import { standInEd25519 } from "../../cli/plan/mock-engine";
 
 /** A real, throwaway ED25519 key pair for tests (OpenSSH private key, `ssh-ed25519 AAAA...` public key). */
 export function testKeyPair(seed: string): { privateKey: string; publicKey: string } {

@@ -4,12 +4,12 @@ import * as https from "node:https";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { parseAllDocuments } from "yaml";
-import { kubeBinaries, KUBE_MISSING_REASON } from "../../scripts/tools/kube";
+import { kubeBinaries, KUBE_MISSING_REASON } from "../../tools/kube";
 import { freeLoopbackPort } from "./postgres";
 import { ManagedProcess, waitFor } from "./processes";
 
 /**
- * A real Kubernetes API server (and its etcd) on loopback, built by scripts/tools/kube.ts at the
+ * A real Kubernetes API server (and its etcd) on loopback, built by tools/kube.ts at the
  * DOKS release's Kubernetes version: the tests create namespaces and CRDs in it for real and
  * check every rendered object with server-side dry-run (`dryRun=All&fieldValidation=Strict`).
  * Flags from ../shared/FACTS.md ("A real Kubernetes API server on this machine kind").

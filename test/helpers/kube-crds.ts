@@ -3,8 +3,8 @@ import * as path from "node:path";
 import { execFile } from "node:child_process";
 import { tmpdir } from "node:os";
 import { promisify } from "node:util";
-import { goBinary } from "../../scripts/tools/go-build";
-import { TRAEFIK_MODULE, TRAEFIK_VERSION } from "../../scripts/tools/traefik";
+import { goBinary } from "../../tools/go-build";
+import { TRAEFIK_MODULE, TRAEFIK_VERSION } from "../../tools/traefik";
 import { TRAEFIK_CRDS_FILE } from "../../infra/kubernetes/program";
 import { KEDA_CHART } from "../../stacks/catalogue/kubernetes";
 

@@ -1,7 +1,7 @@
 import { takeArtifacts } from "../../infra/artifacts";
 import type { DeployEnvironment } from "../../infra/environment";
 import { hubProgram } from "../../infra/program";
-import { presentInput, RecordedResource, runUnderMocks } from "../../scripts/lib/mock-engine";
+import { presentInput, RecordedResource, runUnderMocks } from "../../cli/plan/mock-engine";
 import { engineConfig } from "../../stacks/load";
 import { PROJECT } from "../../stacks/settings";
 import { testEnvironment } from "./deploy-env";

@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from "node:child_process";
-import { AMTOOL, builtToolVersion, missingReason, PROMTOOL, toolBinaryPath, type PrometheusTool } from "../../scripts/tools/prometheus-tools";
+import { AMTOOL, builtToolVersion, missingReason, PROMTOOL, toolBinaryPath, type PrometheusTool } from "../../tools/prometheus-tools";
 
 /**
  * promtool / amtool for tests: the binary when it is built at the pinned image's version, else

@@ -7,7 +7,7 @@ import type { LocalWorkspace as LocalWorkspaceClass, PulumiCommand as PulumiComm
 import { type DeployEnvironment, liveEnvironment } from "../../infra/environment";
 import { hubProgram } from "../../infra/program";
 import { UnwrittenSshFileStore } from "../../infra/ssh";
-import { pulumiCliPath, pulumiMissingReason } from "../../scripts/tools/pulumi-cli";
+import { pulumiCliPath, pulumiMissingReason } from "../../tools/pulumi-cli";
 import { PROJECT } from "../../stacks/settings";
 import { RecordingAddressSource } from "./deploy-env";
 import { ROOT } from "./load";
@@ -15,7 +15,7 @@ import type { ProgramStart } from "./stand-in-plugins/language-host";
 
 /**
  * The real Pulumi engine for tests: the CLI built at the pinned SDK's version
- * (scripts/tools/pulumi-cli.ts), driven through the Automation API on a local file backend with a
+ * (tools/pulumi-cli.ts), driven through the Automation API on a local file backend with a
  * passphrase secrets provider, the program (infra/program.ts hubProgram) run inline, and the
  * labelled stand-in provider plugins of ./stand-in-plugins on PATH. docs/pulumi-engine.md
  * says what this can and cannot see.

@@ -1,4 +1,4 @@
-import type { DropletState, ImageOps, SnapshotInfo } from "../../scripts/lib/hub/gpu-image";
+import type { DropletState, ImageOps, SnapshotInfo } from "../../cli/hub/gpu-image";
 
 /**
  * A RECORDING STAND-IN of the DigitalOcean operations the GPU image build uses (not DigitalOcean):

@@ -1,5 +1,5 @@
-import type { PreviewStep, StackConfig } from "../../scripts/lib/hub/decisions";
-import type { StackOps } from "../../scripts/lib/hub/ops";
+import type { PreviewStep, StackConfig } from "../../cli/hub/decisions";
+import type { StackOps } from "../../cli/hub/ops";
 
 export const cfg = (values: Record<string, string>): StackConfig => Object.fromEntries(Object.entries(values).map(([k, v]) => [`inference-hub:${k}`, { value: v, secret: false }]));
 

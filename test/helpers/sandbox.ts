@@ -4,13 +4,13 @@ import * as path from "node:path";
 import { startSandboxApi, type SandboxApi } from "../../programs/sandbox/app";
 import { readSandboxConfig } from "../../programs/sandbox/config";
 import { silentLogger, jsonLogger } from "../../programs/gatekeeper/log";
-import { runscMissingReason, runscPath } from "../../scripts/tools/runsc";
-import { readRootfsManifest, rootfsMissingReason, sandboxRootfsDir } from "../../scripts/tools/sandbox-rootfs";
+import { runscMissingReason, runscPath } from "../../tools/runsc";
+import { readRootfsManifest, rootfsMissingReason, sandboxRootfsDir } from "../../tools/sandbox-rootfs";
 
 /**
  * The sandbox API for the tests: the real program with the real runsc (built at the pinned
- * version by scripts/tools/runsc.ts) and the languages' tree built by the node's own recipe
- * (scripts/tools/sandbox-rootfs.ts). Each file gets its own state directory and cgroup parent,
+ * version by tools/runsc.ts) and the languages' tree built by the node's own recipe
+ * (tools/sandbox-rootfs.ts). Each file gets its own state directory and cgroup parent,
  * so `leftovers` can prove that nothing of its executions remains.
  */
 

@@ -1,6 +1,6 @@
 import type { PolicyConfig } from "../../programs/autoscaler/types";
-import type { ReplayModel } from "../../scripts/lib/simulate/replay";
-import { readMooncake, Trace } from "../../scripts/lib/simulate/traces";
+import type { ReplayModel } from "../../simulator/replay";
+import { readMooncake, Trace } from "../../simulator/traces";
 
 /**
  * The simulator tests' hand-workable model: $3.60/h, so a billed second costs $0.001; a request of

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { appendFileSync } from "node:fs";
 import * as provider from "@pulumi/pulumi/provider";
-import { cloudState } from "../../../scripts/lib/mock-engine";
+import { cloudState } from "../../../cli/plan/mock-engine";
 import { REPLACING_INPUTS } from "./replacements";
 
 /**
@@ -10,7 +10,7 @@ import { REPLACING_INPUTS } from "./replacements";
  * plugins are not served by the Go module proxy, so CI cannot have them.
  *
  * It creates nothing: Create echoes the inputs back as outputs plus the few values only a cloud
- * knows, faked the way the offline plan fakes them (scripts/lib/mock-engine.ts cloudState: RFC 5737
+ * knows, faked the way the offline plan fakes them (cli/plan/mock-engine.ts cloudState: RFC 5737
  * addresses, throwaway host keys). Diff is honest about replacements (replacements.ts, read from
  * the real providers' sources), so the engine's own plan of a tier switch can be trusted for which
  * resources are replaced or deleted. What it cannot see: the providers' schemas and Check (types,

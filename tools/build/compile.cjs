@@ -1,0 +1,285 @@
+// @ts-check
+"use strict";
+/**
+ * Compiles each command-line script (cli/<name>.ts, bench/<name>.ts) with esbuild into one CommonJS file,
+ * .build/<name>.js, which `node cli/run.cjs <name>` runs (see README "Performance").
+ *
+ * - Every npm package stays external, loaded from node_modules at run time: Pulumi's mock engine
+ *   is process-global, and a second, bundled copy of @pulumi/pulumi would silently miss the mocks.
+ *   A script requires only the packages whose code it uses.
+ * - `__dirname`/`__filename` keep meaning the source file's directory and path (the code finds the
+ *   project root and the gatekeeper's entry point through them), wherever .build/ sits.
+ * - The gatekeeper and the controller are bundled once here, each by its own bundling function
+ *   (programs/gatekeeper/bundle.ts bundleGatekeeper(), programs/autoscaler/controller/bundle.ts),
+ *   and its text is inlined: the plan no longer starts esbuild on every run.
+ * - Outputs are written to a temporary directory and renamed into .build/ after the manifest has
+ *   been removed; the manifest is written last. A crash at any point leaves no manifest, so the next
+ *   run builds again instead of running a half-written output.
+ *
+ * CLI: node tools/build/compile.cjs [--if-stale] [--prepare]
+ *   --if-stale  build only when .build/ does not match the sources
+ *   --prepare   as run by `npm ci`/`npm install`: --if-stale, and a failed build only warns (the
+ *               scripts build again, and report the error, when they run)
+ */
+const fs = require("node:fs");
+const path = require("node:path");
+const { ROOT, MANIFEST_FILE, FORMAT, currentInputs, recordInputs, readManifest, checkFreshness, withBuildLock } = require("./freshness.cjs");
+
+/** The module that bundles the gatekeeper at plan time; compiled scripts get its output prebuilt. */
+const GATEKEEPER_BUNDLER = "programs/gatekeeper/bundle.ts";
+/** Every program bundled into its container at plan time: the module, and its bundling function. */
+const PROGRAM_BUNDLERS = [
+  { name: "gatekeeper", file: GATEKEEPER_BUNDLER, fn: "bundleGatekeeper" },
+  { name: "controller", file: "programs/autoscaler/controller/bundle.ts", fn: "bundleController" },
+];
+
+class BuildError extends Error {}
+
+/** Directories whose top-level .ts files are entries: `node cli/run.cjs <name>` runs <dir>/<name>.ts. */
+const ENTRY_DIRS = ["cli", "bench"];
+
+/** @param {string} root @returns {string[]} */
+function discoverEntries(root) {
+  return Object.keys(entryFiles(root)).sort();
+}
+
+/** Entry name → its source file; a name in two entry directories is a build error. @param {string} root */
+function entryFiles(root) {
+  /** @type {Record<string, string>} */
+  const files = {};
+  for (const dir of ENTRY_DIRS) {
+    if (!fs.existsSync(path.join(root, dir))) continue;
+    for (const f of fs.readdirSync(path.join(root, dir))) {
+      if (!f.endsWith(".ts") || f.endsWith(".d.ts")) continue;
+      const name = f.slice(0, -".ts".length);
+      if (files[name]) throw new BuildError(`two entries named "${name}": ${files[name]} and ${dir}/${f}`);
+      files[name] = `${dir}/${f}`;
+    }
+  }
+  return files;
+}
+
+// `define` swaps the free variables __dirname/__filename for names each module declares itself;
+// esbuild renames those per module when it hoists them into one scope. The banner runs before any
+// module and holds the bundle's own directory.
+const BANNER = '"use strict";\nvar __hubBundleDir = __dirname;';
+const DEFINE = { __dirname: "__hubModuleDir", __filename: "__hubModuleFile" };
+
+/**
+ * Declares the module's own directory and path relative to the bundle, on line 1 (no new line, so
+ * source maps stay aligned).
+ * @param {string} text @param {string} file @param {string} outDir
+ */
+function withSourcePaths(text, file, outDir) {
+  if (!/__(?:dirname|filename)/.test(text)) return text;
+  const dir = JSON.stringify(path.relative(outDir, path.dirname(file)).split(path.sep).join("/"));
+  const self = JSON.stringify(path.relative(outDir, file).split(path.sep).join("/"));
+  return `const __hubModuleDir = require("node:path").join(__hubBundleDir, ${dir}), __hubModuleFile = require("node:path").join(__hubBundleDir, ${self}); ${text}`;
+}
+
+/** @param {string} outDir the directory the bundle will run from @returns {import("esbuild").Plugin} */
+function sourcePathsPlugin(outDir) {
+  return {
+    name: "source-paths",
+    setup(build) {
+      build.onLoad({ filter: /\.[cm]?tsx?$/ }, (args) => ({ contents: withSourcePaths(fs.readFileSync(args.path, "utf8"), args.path, outDir), loader: "ts" }));
+    },
+  };
+}
+
+/**
+ * Replaces a program's bundling function (bundleGatekeeper(), bundleController()) with one
+ * that returns the text bundled at build time; every other
+ * export of the module is the real one (and the real module, with its esbuild import, is dropped
+ * from a script that uses none of them).
+ * @param {string} root @param {string} outDir @param {{ name: string, file: string, fn: string }} bundler @param {string} text
+ * @returns {import("esbuild").Plugin}
+ */
+function prebuiltBundlePlugin(root, outDir, bundler, text) {
+  const file = path.join(root, bundler.file);
+  const resolveDir = path.dirname(file);
+  const original = `prebuilt-${bundler.name}:original`;
+  const namespace = `${bundler.name}-original`;
+  return {
+    name: `prebuilt-${bundler.name}`,
+    setup(build) {
+      build.onResolve({ filter: new RegExp(`^${original}$`) }, () => ({ path: file, namespace, sideEffects: false }));
+      build.onLoad({ filter: /.*/, namespace }, () => ({ contents: withSourcePaths(fs.readFileSync(file, "utf8"), file, outDir), loader: "ts", resolveDir }));
+      build.onLoad({ filter: /\.ts$/ }, (args) => {
+        if (args.path !== file) return undefined;
+        const contents = `// Bundled once by tools/build/compile.cjs with this module's own ${bundler.fn}().\nexport * from "${original}";\nexport function ${bundler.fn}(): string {\n  return ${JSON.stringify(text)};\n}\n`;
+        return { contents, loader: "ts", resolveDir };
+      });
+    },
+  };
+}
+
+/**
+ * Every package stays external, and a script loads only the packages it uses: an import whose
+ * bindings are all unused (plan-diff reaches a module that imports @pulumi/pulumi for code it never
+ * calls) is dropped instead of costing its require(). No source imports a package for its side
+ * effects alone (`import "x"`); such an import would be dropped too.
+ * @returns {import("esbuild").Plugin}
+ */
+function externalPackagesPlugin() {
+  return {
+    name: "external-packages",
+    setup(build) {
+      build.onResolve({ filter: /^[^./]/ }, (args) => ({ path: args.path, external: true, sideEffects: false }));
+    },
+  };
+}
+
+/** @param {unknown} err */
+function esbuildMessages(err) {
+  const errors = /** @type {{ errors?: import("esbuild").Message[] }} */ (err).errors;
+  if (!Array.isArray(errors) || errors.length === 0) return /** @type {Error} */ (err).message;
+  return errors.map((e) => (e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text)).join("\n");
+}
+
+/**
+ * Builds every script into outDir. Call it under withBuildLock.
+ * @param {{ root?: string, outDir?: string }} [options]
+ * @returns {Promise<{ entries: string[], ms: number }>}
+ */
+async function compile(options = {}) {
+  const root = options.root ?? ROOT;
+  const outDir = options.outDir ?? path.join(root, ".build");
+  const started = process.hrtime.bigint();
+  /** @type {typeof import("esbuild")} */
+  const esbuild = require("esbuild");
+  const walked = currentInputs(root);
+  // Files imported from outside the source directories (a test helper in a benchmark) are known
+  // from the last build's manifest, recorded before this build reads them, and from this build.
+  const previousExtras = Object.keys(readManifest(outDir)?.inputs ?? {}).filter((rel) => !walked.includes(rel) && fs.existsSync(path.join(root, rel)));
+  const inputs = recordInputs([...walked, ...previousExtras], root);
+  const entries = discoverEntries(root);
+  // A sibling of outDir, so every relative path (source maps, __dirname) is the same in both.
+  for (const stale of fs.readdirSync(root).filter((f) => f.startsWith(".build.tmp-"))) fs.rmSync(path.join(root, stale), { recursive: true, force: true });
+  const tmp = fs.mkdtempSync(path.join(root, ".build.tmp-"));
+  /** @type {import("esbuild").BuildOptions} */
+  const common = {
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "cjs",
+    packages: "external",
+    absWorkingDir: root,
+    banner: { js: BANNER },
+    define: DEFINE,
+    // import() becomes require(), as tsconfig's module: commonjs (and Pulumi's ts-node) compile it:
+    // Node's ESM resolver refuses directory imports such as @pulumi/pulumi/automation.
+    supported: { "dynamic-import": false },
+    logLevel: "silent",
+    metafile: true,
+  };
+  try {
+    /** @type {import("esbuild").Plugin[]} */
+    const prebuilt = [];
+    for (const bundler of PROGRAM_BUNDLERS) {
+      if (!fs.existsSync(path.join(root, bundler.file))) continue;
+      const out = `${bundler.name}-bundler`;
+      let text;
+      try {
+        await esbuild.build({ ...common, entryPoints: { [out]: path.join(root, bundler.file) }, outdir: tmp, plugins: [sourcePathsPlugin(tmp)] });
+        text = require(path.join(tmp, `${out}.js`))[bundler.fn]();
+      } catch (err) {
+        throw new BuildError(`bundling the ${bundler.name} (${bundler.file}) failed:\n${esbuildMessages(err)}`);
+      }
+      fs.rmSync(path.join(tmp, `${out}.js`));
+      prebuilt.push(prebuiltBundlePlugin(root, outDir, bundler, text));
+    }
+    let result;
+    try {
+      result = await esbuild.build({
+        ...common,
+        entryPoints: Object.fromEntries(Object.entries(entryFiles(root)).map(([name, file]) => [name, path.join(root, file)])),
+        outdir: tmp,
+        sourcemap: "linked",
+        plugins: [...prebuilt, externalPackagesPlugin(), sourcePathsPlugin(outDir)],
+      });
+    } catch (err) {
+      throw new BuildError(`compiling the entries (cli/*.ts, bench/*.ts) failed:\n${esbuildMessages(err)}`);
+    }
+    const bundled = Object.keys(result.metafile?.inputs ?? {});
+    const bundledPackages = bundled.filter((p) => p.includes("node_modules/"));
+    if (bundledPackages.length > 0) throw new BuildError(`packages must stay external (one copy of @pulumi/pulumi, loaded from node_modules), but these were bundled: ${bundledPackages.slice(0, 5).join(", ")}`);
+    // Virtual modules ("namespace:path") are not files.
+    const newExtras = bundled.filter((rel) => !/^[\w-]+:/.test(rel) && !(rel in inputs));
+    Object.assign(inputs, recordInputs(newExtras, root));
+
+    const outputs = fs.readdirSync(tmp).sort();
+    fs.mkdirSync(outDir, { recursive: true });
+    fs.rmSync(path.join(outDir, MANIFEST_FILE), { force: true });
+    for (const file of outputs) fs.renameSync(path.join(tmp, file), path.join(outDir, file));
+    // Outputs of scripts that no longer exist, and a crashed build's unfinished manifest.
+    for (const file of fs.readdirSync(outDir)) if ((/\.js(?:\.map)?$/.test(file) && !outputs.includes(file)) || file.startsWith(`${MANIFEST_FILE}.tmp-`)) fs.rmSync(path.join(outDir, file), { force: true });
+    /** @type {import("./freshness.cjs").Manifest} */
+    const manifest = { format: FORMAT, builtAt: new Date().toISOString(), entries, inputs, outputs: Object.fromEntries(outputs.map((f) => [f, fs.statSync(path.join(outDir, f)).size])) };
+    const manifestTmp = path.join(outDir, `${MANIFEST_FILE}.tmp-${process.pid}`);
+    fs.writeFileSync(manifestTmp, `${JSON.stringify(manifest, null, 1)}\n`);
+    fs.renameSync(manifestTmp, path.join(outDir, MANIFEST_FILE));
+    return { entries, ms: Number(process.hrtime.bigint() - started) / 1e6 };
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Builds unless .build/ already matches the sources; safe to call from several processes at once.
+ * @param {{ root?: string, force?: boolean, onBuild?: (reason: string) => void }} [options]
+ * @returns {Promise<import("./freshness.cjs").Manifest>}
+ */
+async function ensureBuilt(options = {}) {
+  const root = options.root ?? ROOT;
+  const outDir = path.join(root, ".build");
+  const before = checkFreshness(root, outDir);
+  if (before.fresh && !options.force) return before.manifest;
+  return withBuildLock(
+    async () => {
+      // Another process may have built while this one waited for the lock.
+      const now = checkFreshness(root, outDir);
+      if (now.fresh && !options.force) return now.manifest;
+      options.onBuild?.(options.force ? "asked to" : now.fresh ? "" : now.reason);
+      await compile({ root, outDir });
+      const after = checkFreshness(root, outDir);
+      if (after.fresh) return after.manifest;
+      // A source changed while esbuild read it: once more, from the sources as they are now.
+      options.onBuild?.(after.reason);
+      await compile({ root, outDir });
+      const last = checkFreshness(root, outDir);
+      if (!last.fresh) throw new BuildError(`the sources keep changing while they compile (${last.reason}); run the command again once they settle`);
+      return last.manifest;
+    },
+    { outDir },
+  );
+}
+
+async function cli() {
+  const args = process.argv.slice(2);
+  const unknown = args.filter((a) => a !== "--if-stale" && a !== "--prepare");
+  if (unknown.length > 0) {
+    process.stderr.write(`build: unknown option ${unknown[0]}\nusage: node tools/build/compile.cjs [--if-stale] [--prepare]\n`);
+    return 1;
+  }
+  const prepare = args.includes("--prepare");
+  const started = process.hrtime.bigint();
+  let built = false;
+  try {
+    const manifest = await ensureBuilt({ force: !prepare && !args.includes("--if-stale"), onBuild: () => (built = true) });
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    process.stderr.write(built ? `build: compiled ${manifest.entries.length} scripts into .build/ in ${ms.toFixed(0)} ms\n` : "build: .build/ is up to date\n");
+    return 0;
+  } catch (err) {
+    process.stderr.write(`build: ${err instanceof BuildError ? err.message : `internal error: ${/** @type {Error} */ (err).message}`}\n`);
+    if (prepare) {
+      process.stderr.write("build: install continues; the scripts build again (and say why) when they run\n");
+      return 0;
+    }
+    return 1;
+  }
+}
+
+if (require.main === module) cli().then((code) => (process.exitCode = code));
+
+module.exports = { compile, ensureBuilt, discoverEntries, BuildError, GATEKEEPER_BUNDLER };
