@@ -29,7 +29,7 @@ async function main() {
   const [script, ...args] = process.argv.slice(2);
   if (!script || script.startsWith("-")) fail("usage: node cli/run.cjs <script> [args...] (a script is cli/<script>.ts or bench/<script>.ts)");
 
-  let state = checkFreshness(ROOT, OUT_DIR);
+  const state = checkFreshness(ROOT, OUT_DIR);
   let manifest = state.fresh ? state.manifest : undefined;
   if (!manifest) {
     // Only now load the builder (and esbuild).

@@ -44,7 +44,7 @@ export function vllmStartScript(source: string = middlewareSource(), options: { 
     "set -e",
     `mkdir -p "${MODULE_DIR}"`,
     write(MODULE, source),
-    `export PYTHONPATH="${MODULE_DIR}\${PYTHONPATH:+:\$PYTHONPATH}"`,
+    `export PYTHONPATH="${MODULE_DIR}\${PYTHONPATH:+:$PYTHONPATH}"`,
     // Adapters on the model-cache volume: drop any this node's volume lacks, then `vllm serve` (hub_lora_guard.py).
     ...(options.loraGuard ? [write(LORA_GUARD, loraGuardSource()), `exec python3 "${MODULE_DIR}/${LORA_GUARD}.py" "$@"`] : ['exec vllm serve "$@"']),
   ].join("\n");

@@ -188,7 +188,7 @@ function lookupSizes({ s, problems }: Ctx): { cpu?: CpuSize; gpu?: GpuSize } {
 function lookupModel(ctx: Ctx, key: "llmModel" | "fallbackModel", id: string): ModelEntry | undefined {
   const model = findModel(id);
   const coders = MODELS.filter((m) => m.role === "coder").map((m) => m.id);
-  if (!model || model.role !== "coder") {
+  if (model?.role !== "coder") {
     ctx.problems.push(problem(key, id, model ? "is an OCR model, not a coding model." : "is not a model in the catalogue.", `${didYouMean(id, coders)} Coding models: ${coders.join(", ")}.`.trim()));
     return undefined;
   }

@@ -76,7 +76,7 @@ const nearMiss = (names: readonly string[]) =>
     if (how === "drop") return n.slice(0, at) + n.slice(at + 1);
     if (how === "swap" && at + 1 < n.length) return n.slice(0, at) + n[at + 1] + n[at] + n.slice(at + 2);
     if (how === "case") return n.toLowerCase() === n ? n.toUpperCase() : n.toLowerCase();
-    return n.slice(0, at) + "x" + n.slice(at);
+    return `${n.slice(0, at)}x${n.slice(at)}`;
   })
   // Swapping "tt" in ttsModel changes nothing: a near miss must not be a real name.
   .filter((n) => !(SETTING_NAMES as readonly string[]).includes(n) && !SECRET_NAMES.includes(n));

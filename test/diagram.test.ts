@@ -29,7 +29,7 @@ interface Parsed { readonly vertices: Map<string, Vertex>; readonly edges: reado
 /** The diagram as Mermaid itself reads it (mermaid.parse throws on anything GitHub could not render). */
 async function parseMermaid(text: string): Promise<Parsed> {
   const result = await mermaid.parse(text);
-  expect(result && result.diagramType).toBe("flowchart-v2");
+  expect(result?.diagramType).toBe("flowchart-v2");
   const diagram = await mermaid.mermaidAPI.getDiagramFromText(text);
   const db = diagram.db as unknown as { getVertices(): Map<string, Vertex>; getEdges(): Edge[]; getSubGraphs(): SubGraph[] };
   return { vertices: db.getVertices(), edges: db.getEdges(), subgraphs: db.getSubGraphs() };

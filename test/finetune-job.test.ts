@@ -119,7 +119,7 @@ describe("the job's life against recording stand-ins of Pulumi and SSH", () => {
     expect(r.stack.calls).toEqual(["up droplet=true", "up droplet=false", "up droplet=true", "destroy"]);
     // The job's volume kept the dataset: only the config went up again.
     expect(r.volume.uploads.filter((u) => u.endsWith("train.jsonl"))).toHaveLength(1);
-    expect(r.lines).toContain("  the job's volume already holds the dataset (sha256 " + resumed.dataset.sha256.slice(0, 12) + ")");
+    expect(r.lines).toContain(`  the job's volume already holds the dataset (sha256 ${resumed.dataset.sha256.slice(0, 12)})`);
     // Two droplets were billed, each closed.
     expect(resumed.dropletSpans).toHaveLength(2);
     expect(r.lines.at(-1)).toMatch(/^Nothing is left running and nothing is kept in the cloud/);

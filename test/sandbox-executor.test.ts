@@ -99,9 +99,9 @@ describe.skipIf(Boolean(missing))("sandbox executions on the real runsc", () => 
       expect(limits.status).toBe(400);
       expect(limits.json.error.message).toMatch(/limits\.wall_ms 1000000000 .* to 120000 ms/);
       expect(limits.json.error.message).toMatch(/limits\.memory_bytes 1 .* from 67108864 bytes/);
-      const escape = await run({ language: "python", files: [{ content: "1" }, { name: "../x.py", content: "2" }] });
-      expect(escape.status).toBe(400);
-      expect(escape.json.error.message).toContain("files.1.name");
+      const traversal = await run({ language: "python", files: [{ content: "1" }, { name: "../x.py", content: "2" }] });
+      expect(traversal.status).toBe(400);
+      expect(traversal.json.error.message).toContain("files.1.name");
       const token = await fetch(`${sandbox.url}/v1/sandbox/languages`, { headers: { authorization: "Bearer not-the-token", "x-hub-key-id": "k_test" } });
       expect(token.status).toBe(401);
     }, 30_000);

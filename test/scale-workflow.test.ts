@@ -53,8 +53,9 @@ describe("autoscale.yml", () => {
       const file = path.join(ROOT, `Pulumi.${name}.yaml`);
       if (!existsSync(file)) return false;
       const read = readStackFile(readFileSync(file, "utf8"), file);
-      const loaded = read.ok && loadStackFile(read.file);
-      return loaded && loaded.ok && loaded.config.gpu !== undefined;
+      if (!read.ok) return false;
+      const loaded = loadStackFile(read.file);
+      return loaded.ok && loaded.config.gpu !== undefined;
     });
     expect(gpuStacks.length).toBeGreaterThan(0);
     expect(autoscale.on.workflow_dispatch.inputs!.stack.options).toEqual(gpuStacks);
@@ -86,7 +87,8 @@ describe("autoscale.yml", () => {
     expect(String(restore?.with?.key)).toContain("hashFiles('package-lock.json')");
     const install = job.steps.find((s) => s.run?.startsWith("npm ci"));
     expect(install?.if).toBe(`steps.${restore?.id}.outputs.cache-hit != 'true'`);
-    expect(job.steps.findIndex((s) => s === install)).toBeGreaterThan(job.steps.findIndex((s) => s === restore));
+    if (!install || !restore) throw new Error("pr.yml has no npm ci step or no cache step");
+    expect(job.steps.indexOf(install)).toBeGreaterThan(job.steps.indexOf(restore));
   });
 
   describe("its input check, run by bash, agrees with the hub command's own", () => {

@@ -135,7 +135,7 @@ const SEED_ROWS: readonly SeedRow[] = [
   {
     seed: "VLLM_ENGINE",
     setting: `no setting: the ${code("tier")} picks the program (vLLM on a GPU, llama.cpp on the CPU), ${code("gpuSize")}'s vendor the vLLM build (CUDA or ROCm)`,
-    cell: (_hub, coder) => `${code(coder.image.repo.replace(/^.*\//, "") + ":" + coder.image.tag)}${coder.entrypoint ? `, ${code(programStarted(coder.entrypoint))}` : ""}`,
+    cell: (_hub, coder) => `${code(`${coder.image.repo.replace(/^.*\//, "")}:${coder.image.tag}`)}${coder.entrypoint ? `, ${code(programStarted(coder.entrypoint))}` : ""}`,
   },
   {
     seed: "TENSOR_PARALLEL_SIZE",

@@ -197,7 +197,7 @@ export function buildProgram(deps: HubDeps, done: (code: number) => void): Comma
 
   // ---- status, url, logs -----------------------------------------------------------------------
   connection(program.command("status").option("--json", "the gateway's report as JSON").description("what is deployed and live: backends, GPU nodes, controller, spend, TLS, keys; drift against this checkout"))
-    .addHelpText("after", examples(["status --stack hybrid", "status --url https://hub.example.com --json"]) + "\nExit 3 when a backend, the controller, the key store or the certificate needs attention.\n")
+    .addHelpText("after", `${examples(["status --stack hybrid", "status --url https://hub.example.com --json"])}\nExit 3 when a backend, the controller, the key store or the certificate needs attention.\n`)
     .action(
       act(async (o: { stack?: string; url?: string; keyFile?: string; json?: boolean }) => {
         const { stack, hub, client } = await admin(o);

@@ -997,7 +997,10 @@ async function checkEmbeddings(hub: HubClient): Promise<Outcome> {
   // `dimensions` in OpenAI's shape; base64 is then checked on the whole vector.
   const decode = (exchange: Exchange, answer: unknown, expected: readonly number[]): void => {
     const text = isRecord(answer) && Array.isArray(answer.data) && isRecord(answer.data[0]) ? answer.data[0].embedding : undefined;
-    if (typeof text !== "string") return exchange.fail("encoding_format base64 did not answer a base64 string");
+    if (typeof text !== "string") {
+      exchange.fail("encoding_format base64 did not answer a base64 string");
+      return;
+    }
     const bytes = Buffer.from(text, "base64");
     if (bytes.length !== expected.length * 4 || expected.some((x, i) => Math.abs(bytes.readFloatLE(i * 4) - x) > 1e-5)) exchange.fail(`the base64 vector is not ${expected.length} little-endian float32 values matching the float answer`);
   };

@@ -150,7 +150,10 @@ export function startEmbeddingsFront(config: EmbeddingsConfig, log: Logger = jso
 
   function retrieveModel(res: http.ServerResponse, name: string): void {
     const model = config.models.find((m) => m.name === name);
-    if (!model) return sendError(res, openAiError(404, `The model \`${name.slice(0, 100)}\` does not exist or you do not have access to it.`, "invalid_request_error", "model", "model_not_found"));
+    if (!model) {
+      sendError(res, openAiError(404, `The model \`${name.slice(0, 100)}\` does not exist or you do not have access to it.`, "invalid_request_error", "model", "model_not_found"));
+      return;
+    }
     send(res, 200, { id: model.name, object: "model", created: 0, owned_by: model.owner });
   }
 

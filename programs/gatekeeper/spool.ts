@@ -734,7 +734,7 @@ export class Spool {
         // No complete line in the chunk: a torn tail of a closed segment (crash mid-write), or a
         // line longer than a chunk (corruption). Neither was ever acknowledged; skip past it.
         skippedLines += 1;
-        const skipTo = position.offset + bytesRead >= end ? end : position.offset + bytesRead;
+        const skipTo = Math.min(position.offset + bytesRead , end);
         this.options.log.warn("audit spool: skipped bytes that are not a complete decision line", { segment: position.segment, offset: position.offset, bytes: skipTo - position.offset });
         position = { segment: position.segment, offset: skipTo };
         continue;

@@ -50,7 +50,7 @@ export async function sweepLeftovers(runsc: Runsc, stateDir: string, cgroupParen
     removed += 1;
   }
   const bundles = path.join(stateDir, "bundles");
-  const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")[1]).filter((m): m is string => m !== undefined && m.startsWith(`${bundles}/`));
+  const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")[1]).filter((m): m is string => m?.startsWith(`${bundles}/`));
   for (const mount of mounts.sort((a, b) => b.length - a.length)) await unmount(mount).catch(() => undefined);
   await fsp.rm(bundles, { recursive: true, force: true });
   for (const cgroup of sandboxCgroupsUnder(cgroupParent)) new SandboxCgroup(cgroup).remove();
