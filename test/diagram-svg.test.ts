@@ -24,8 +24,8 @@ const MIN_FONT_PX = 12;
 
 /** Every label of a Mermaid text (quoted, entity-escaped, lines joined by <br/>), line by line. */
 function labelLines(mermaid: string): string[] {
-  const unescape = (s: string) => s.replace(/#quot;/g, '"').replace(/#lt;/g, "<").replace(/#gt;/g, ">").replace(/#amp;/g, "&");
-  return [...mermaid.matchAll(/"([^"]*)"/g)].flatMap((m) => m[1].split("<br/>")).map(unescape).filter((l) => l.trim() !== "");
+  const unescapeEntities = (s: string) => s.replace(/#quot;/g, '"').replace(/#lt;/g, "<").replace(/#gt;/g, ">").replace(/#amp;/g, "&");
+  return [...mermaid.matchAll(/"([^"]*)"/g)].flatMap((m) => m[1].split("<br/>")).map(unescapeEntities).filter((l) => l.trim() !== "");
 }
 const squash = (s: string) => s.replace(/\s+/g, "");
 

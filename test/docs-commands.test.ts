@@ -289,7 +289,7 @@ describe("the commands in README.md and docs/ that cannot run here", () => {
       const run = npmRun(words);
       if (run) problems.push(...npmProblems(run));
       const set = pulumiConfigSet(words);
-      if (set && set.key && !isPlaceholder(set.key) && !KNOWN_SETTINGS.has(baseKey(set.key))) problems.push(`pulumi config set ${set.key}: not a setting of this stack (docs/configuration.md)`);
+      if (set?.key && !isPlaceholder(set.key) && !KNOWN_SETTINGS.has(baseKey(set.key))) problems.push(`pulumi config set ${set.key}: not a setting of this stack (docs/configuration.md)`);
     }
     expect(problems).toEqual([]);
   });
