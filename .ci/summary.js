@@ -13,7 +13,8 @@ if (fs.existsSync(file)) {
   // skipped, not failed: count each test that did not run there as failed.
   for (const file of report.testResults ?? []) {
     const statuses = (file.assertionResults ?? []).map((a) => a.status);
-    if (file.status === "failed" && !statuses.includes("failed")) failed += Math.max(1, statuses.filter((s) => s !== "passed").length);
+    if (file.status === "failed" && !statuses.includes("failed"))
+      failed += Math.max(1, statuses.filter((s) => s !== "passed").length);
   }
 } else if (status !== 0) {
   console.log("no test report: the typecheck (tsc --noEmit) or vitest itself failed");

@@ -1,6 +1,14 @@
 import { benchArgs } from "./args";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { constants as fsConstants, promises as fsp, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  constants as fsConstants,
+  promises as fsp,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -36,13 +44,17 @@ import { table } from "../cli/plan/view";
  *   npm run bench -- gatekeeper [--duration 10] [--connections 16] [--rate 5000] [--warmup 2] [--repeat 1]
  */
 
-const { values } = benchArgs("bench gatekeeper", "usage: npm run bench -- gatekeeper [--duration 10] [--connections 16] [--rate 5000] [--warmup 2] [--repeat 1]", {
-  duration: { type: "string", default: "10" },
-  connections: { type: "string", default: "16" },
-  rate: { type: "string", default: "5000" },
-  warmup: { type: "string", default: "2" },
-  repeat: { type: "string", default: "1" },
-});
+const { values } = benchArgs(
+  "bench gatekeeper",
+  "usage: npm run bench -- gatekeeper [--duration 10] [--connections 16] [--rate 5000] [--warmup 2] [--repeat 1]",
+  {
+    duration: { type: "string", default: "10" },
+    connections: { type: "string", default: "16" },
+    rate: { type: "string", default: "5000" },
+    warmup: { type: "string", default: "2" },
+    repeat: { type: "string", default: "1" },
+  },
+);
 const DURATION_S = Number(values.duration);
 const CONNECTIONS = Number(values.connections);
 const RATE = Number(values.rate);
@@ -51,7 +63,11 @@ const REPEAT = Math.max(1, Number(values.repeat));
 const TARGET_RATE = 5000;
 const TARGET_P99_MS = 5;
 const BACKEND_KEY = "bench-backend-key";
-const FORWARDED = { "x-forwarded-for": "198.51.100.7", "x-forwarded-method": "POST", "x-forwarded-uri": "/v1/chat/completions" };
+const FORWARDED = {
+  "x-forwarded-for": "198.51.100.7",
+  "x-forwarded-method": "POST",
+  "x-forwarded-uri": "/v1/chat/completions",
+};
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -90,7 +106,8 @@ interface Run {
   readonly issued: number;
 }
 
-const percentile = (sorted: Float64Array, p: number): number => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN);
+const percentile = (sorted: Float64Array, p: number): number =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN;
 
 /** Closed loop: CONNECTIONS autocannon clients, one request in flight each, as fast as they go. */
 function saturate(label: string, port: number, key: string, prefix: string, seconds: number): Promise<Run> {
@@ -122,7 +139,15 @@ function saturate(label: string, port: number, key: string, prefix: string, seco
       (error: unknown, result) => {
         if (error) return reject(error);
         const elapsedS = (result.finish.getTime() - result.start.getTime()) / 1000;
-        resolve({ label, cpuUsPerAnswer: NaN, rate: answered.length / elapsedS, latenciesMs: Float64Array.from(latencies).sort(), failures: result.non2xx + result.errors + result.timeouts, answered, issued: next });
+        resolve({
+          label,
+          cpuUsPerAnswer: NaN,
+          rate: answered.length / elapsedS,
+          latenciesMs: Float64Array.from(latencies).sort(),
+          failures: result.non2xx + result.errors + result.timeouts,
+          answered,
+          issued: next,
+        });
       },
     );
     instance.on("response", (_client, status, _bytes, responseTime) => {
@@ -214,7 +239,14 @@ const HEAD_END = Buffer.from("\r\n\r\n");
  * millisecond and sends whatever is due), on as many keep-alive connections as are needed.
  * Latency runs from when the request was due to its answer, so queueing anywhere counts.
  */
-async function pace(label: string, port: number, key: string, prefix: string, seconds: number, rate: number): Promise<Run> {
+async function pace(
+  label: string,
+  port: number,
+  key: string,
+  prefix: string,
+  seconds: number,
+  rate: number,
+): Promise<Run> {
   const client = new KeepAliveClient(port, 512);
   const total = Math.round(seconds * rate);
   const latencies = new Float64Array(total);
@@ -246,7 +278,15 @@ async function pace(label: string, port: number, key: string, prefix: string, se
   });
   const elapsedS = (performance.now() - start) / 1000;
   client.close();
-  return { label, cpuUsPerAnswer: NaN, rate: ok / elapsedS, latenciesMs: latencies.slice(0, ok).sort(), failures, answered, issued: total };
+  return {
+    label,
+    cpuUsPerAnswer: NaN,
+    rate: ok / elapsedS,
+    latenciesMs: latencies.slice(0, ok).sort(),
+    failures,
+    answered,
+    issued: total,
+  };
 }
 
 interface DiskSample {
@@ -261,7 +301,10 @@ interface DiskSample {
  * fdatasync (two trips to libuv's thread pool), and one write on a file opened with O_DSYNC
  * (what the spool does). 4.8 kB each, a typical group commit; alternating blocks of 50.
  */
-async function diskSync(dir: string, samples: number): Promise<{ readonly fdatasync: DiskSample; readonly dsync: DiskSample }> {
+async function diskSync(
+  dir: string,
+  samples: number,
+): Promise<{ readonly fdatasync: DiskSample; readonly dsync: DiskSample }> {
   const data = Buffer.alloc(16 * 300, 0x61);
   const run = async (kind: "fdatasync" | "dsync", file: string) => {
     const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | (kind === "dsync" ? fsConstants.O_DSYNC : 0);
@@ -310,13 +353,18 @@ function processCpuUs(pid: number | undefined): number {
 
 /** Runs `load` and records the server process's CPU time per answered request. */
 async function measured(pid: number | undefined, load: () => Promise<Run>, gatekeeperPort?: number): Promise<Run> {
-  const spool = async () => (gatekeeperPort === undefined ? undefined : (((await getJson(gatekeeperPort, "/healthz")).body as { spool: { decisions: number; commits: number } }).spool));
+  const spool = async () =>
+    gatekeeperPort === undefined
+      ? undefined
+      : ((await getJson(gatekeeperPort, "/healthz")).body as { spool: { decisions: number; commits: number } }).spool;
   const spoolBefore = await spool();
   const before = processCpuUs(pid);
   const run = await load();
   run.cpuUsPerAnswer = (processCpuUs(pid) - before) / Math.max(1, run.answered.length);
   const spoolAfter = await spool();
-  if (spoolBefore && spoolAfter) run.decisionsPerCommit = (spoolAfter.decisions - spoolBefore.decisions) / Math.max(1, spoolAfter.commits - spoolBefore.commits);
+  if (spoolBefore && spoolAfter)
+    run.decisionsPerCommit =
+      (spoolAfter.decisions - spoolBefore.decisions) / Math.max(1, spoolAfter.commits - spoolBefore.commits);
   return run;
 }
 
@@ -329,8 +377,14 @@ http.createServer((req, res) => {
 }).listen(Number(process.env.PORT), "127.0.0.1");
 `;
 
-function startProcess(args: readonly string[], env: Record<string, string>): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, [...args], { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+function startProcess(
+  args: readonly string[],
+  env: Record<string, string>,
+): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, [...args], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   child.stdout?.on("data", (c: Buffer) => (output += c.toString()));
   child.stderr?.on("data", (c: Buffer) => (output += c.toString()));
@@ -347,7 +401,15 @@ async function main(): Promise<void> {
     const fresh = newApiKey();
     const keysFile = path.join(dir, "keys", "keys.json");
     mkdirSync(path.dirname(keysFile), { recursive: true });
-    writeFileSync(keysFile, JSON.stringify({ version: 1, keys: [{ id: fresh.id, name: "bench", sha256: fresh.sha256, scopes: ["llm"], created: new Date().toISOString() }] }));
+    writeFileSync(
+      keysFile,
+      JSON.stringify({
+        version: 1,
+        keys: [
+          { id: fresh.id, name: "bench", sha256: fresh.sha256, scopes: ["llm"], created: new Date().toISOString() },
+        ],
+      }),
+    );
     const bundle = path.join(dir, "gatekeeper.js");
     writeFileSync(bundle, bundleGatekeeper());
     const disk = await diskSync(dir, 400);
@@ -370,7 +432,10 @@ async function main(): Promise<void> {
       children.push(started);
       return { label, port, prefix, ...started };
     };
-    const gatekeepers = [await startGatekeeper("gatekeeper", DEFAULT_COMMITS_IN_FLIGHT, "bench"), await startGatekeeper("gatekeeper, 1 commit in flight", 1, "bench1")];
+    const gatekeepers = [
+      await startGatekeeper("gatekeeper", DEFAULT_COMMITS_IN_FLIGHT, "bench"),
+      await startGatekeeper("gatekeeper, 1 commit in flight", 1, "bench1"),
+    ];
     const trivialPort = await freeLoopbackPort();
     const trivial = startProcess(["-e", TRIVIAL_SERVER], { PORT: String(trivialPort) });
     children.push(trivial);
@@ -401,15 +466,59 @@ async function main(): Promise<void> {
       for (const gatekeeper of gatekeepers) await saturate("warm-up", gatekeeper.port, fresh.key, "warmup", WARMUP_S);
     }
     const [main, serial] = gatekeepers;
-    const runs: { trivialMax: Run; gatekeeperMax: Run; serialMax: Run; trivialPaced: Run; gatekeeperPaced: Run; serialPaced: Run }[] = [];
+    const runs: {
+      trivialMax: Run;
+      gatekeeperMax: Run;
+      serialMax: Run;
+      trivialPaced: Run;
+      gatekeeperPaced: Run;
+      serialPaced: Run;
+    }[] = [];
     for (let round = 0; round < REPEAT; round++) {
       // Interleaved, so drift in the machine's load hits every side alike.
-      const trivialMax = await measured(trivial.child.pid, () => saturate("trivial server, saturation", trivialPort, fresh.key, `trivial-max-${round}`, DURATION_S));
-      const gatekeeperMax = await measured(main.child.pid, () => saturate(`${main.label}, saturation`, main.port, fresh.key, `${main.prefix}-max-${round}`, DURATION_S), main.port);
-      const serialMax = await measured(serial.child.pid, () => saturate(`${serial.label}, saturation`, serial.port, fresh.key, `${serial.prefix}-max-${round}`, DURATION_S), serial.port);
-      const trivialPaced = await measured(trivial.child.pid, () => pace(`trivial server, paced ${RATE}/s`, trivialPort, fresh.key, `trivial-paced-${round}`, DURATION_S, RATE));
-      const gatekeeperPaced = await measured(main.child.pid, () => pace(`${main.label}, paced ${RATE}/s`, main.port, fresh.key, `${main.prefix}-paced-${round}`, DURATION_S, RATE), main.port);
-      const serialPaced = await measured(serial.child.pid, () => pace(`${serial.label}, paced ${RATE}/s`, serial.port, fresh.key, `${serial.prefix}-paced-${round}`, DURATION_S, RATE), serial.port);
+      const trivialMax = await measured(trivial.child.pid, () =>
+        saturate("trivial server, saturation", trivialPort, fresh.key, `trivial-max-${round}`, DURATION_S),
+      );
+      const gatekeeperMax = await measured(
+        main.child.pid,
+        () => saturate(`${main.label}, saturation`, main.port, fresh.key, `${main.prefix}-max-${round}`, DURATION_S),
+        main.port,
+      );
+      const serialMax = await measured(
+        serial.child.pid,
+        () =>
+          saturate(`${serial.label}, saturation`, serial.port, fresh.key, `${serial.prefix}-max-${round}`, DURATION_S),
+        serial.port,
+      );
+      const trivialPaced = await measured(trivial.child.pid, () =>
+        pace(`trivial server, paced ${RATE}/s`, trivialPort, fresh.key, `trivial-paced-${round}`, DURATION_S, RATE),
+      );
+      const gatekeeperPaced = await measured(
+        main.child.pid,
+        () =>
+          pace(
+            `${main.label}, paced ${RATE}/s`,
+            main.port,
+            fresh.key,
+            `${main.prefix}-paced-${round}`,
+            DURATION_S,
+            RATE,
+          ),
+        main.port,
+      );
+      const serialPaced = await measured(
+        serial.child.pid,
+        () =>
+          pace(
+            `${serial.label}, paced ${RATE}/s`,
+            serial.port,
+            fresh.key,
+            `${serial.prefix}-paced-${round}`,
+            DURATION_S,
+            RATE,
+          ),
+        serial.port,
+      );
       runs.push({ trivialMax, gatekeeperMax, serialMax, trivialPaced, gatekeeperPaced, serialPaced });
     }
     const gatekeeperRuns = runs.flatMap((r) => [r.gatekeeperMax, r.gatekeeperPaced, r.serialMax, r.serialPaced]);
@@ -432,31 +541,82 @@ async function main(): Promise<void> {
     const db = new Client({ connectionString: databaseUrl });
     db.on("error", () => undefined);
     await db.connect();
-    const ids = (await db.query<{ request_id: string }>("SELECT request_id FROM gatekeeper.decisions WHERE request_id LIKE 'bench-%' OR request_id LIKE 'bench1-%'")).rows.map((r) => r.request_id);
+    const ids = (
+      await db.query<{ request_id: string }>(
+        "SELECT request_id FROM gatekeeper.decisions WHERE request_id LIKE 'bench-%' OR request_id LIKE 'bench1-%'",
+      )
+    ).rows.map((r) => r.request_id);
     await db.end();
     const present = new Set(ids);
     const missing = answered.filter((id) => !present.has(id)).length;
 
     const ms = (n: number) => n.toFixed(2);
-    const row = (run: Run) => [run.label, run.rate.toFixed(0), ms(percentile(run.latenciesMs, 50)), ms(percentile(run.latenciesMs, 99)), ms(percentile(run.latenciesMs, 99.9)), ms(run.latenciesMs[run.latenciesMs.length - 1] ?? NaN), run.cpuUsPerAnswer.toFixed(0), run.decisionsPerCommit?.toFixed(1) ?? "", String(run.failures)];
+    const row = (run: Run) => [
+      run.label,
+      run.rate.toFixed(0),
+      ms(percentile(run.latenciesMs, 50)),
+      ms(percentile(run.latenciesMs, 99)),
+      ms(percentile(run.latenciesMs, 99.9)),
+      ms(run.latenciesMs[run.latenciesMs.length - 1] ?? NaN),
+      run.cpuUsPerAnswer.toFixed(0),
+      run.decisionsPerCommit?.toFixed(1) ?? "",
+      String(run.failures),
+    ];
     const loadAtEnd = loadavg();
     const out = (text: string) => process.stdout.write(`${text}\n`);
-    out(`Gatekeeper GET /auth on loopback: the bundle in its own process, every decision on disk in the spool before its answer (group commit) and shipped to PostgreSQL ${cluster.port}.`);
-    out(`Machine: ${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores shared by the load generator, the gatekeeper and PostgreSQL; Node ${process.version}.`);
-    out(`Load average (1/5/15 min): ${loadAtStart.map((l) => l.toFixed(2)).join(" / ")} at the start, ${loadAtEnd.map((l) => l.toFixed(2)).join(" / ")} at the end. Figures are only comparable when it is low.`);
-    out(`Saturation: ${CONNECTIONS} autocannon connections. Paced: ${RATE}/s on a fixed schedule, latency from when each request was due. ${DURATION_S} s per run, ${REPEAT} round(s), ${WARMUP_S} s warm-up.`);
-    const diskLine = (name: string, d: DiskSample) => `${name}: p50 ${ms(percentile(d.ms, 50))} ms, p99 ${ms(percentile(d.ms, 99))} ms, ${d.cpuUs.toFixed(0)} µs CPU each`;
-    out(`Spool disk, 4.8 kB commits (${disk.dsync.ms.length} each): ${diskLine("write + fdatasync", disk.fdatasync)}; ${diskLine("O_DSYNC write (the spool's)", disk.dsync)}.\n`);
-    out(table(["run", "answered/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "server CPU µs/answer", "decisions/commit", "non-200/errors"], runs.flatMap((r) => [row(r.trivialMax), row(r.gatekeeperMax), row(r.serialMax), row(r.trivialPaced), row(r.gatekeeperPaced), row(r.serialPaced)])));
+    out(
+      `Gatekeeper GET /auth on loopback: the bundle in its own process, every decision on disk in the spool before its answer (group commit) and shipped to PostgreSQL ${cluster.port}.`,
+    );
+    out(
+      `Machine: ${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores shared by the load generator, the gatekeeper and PostgreSQL; Node ${process.version}.`,
+    );
+    out(
+      `Load average (1/5/15 min): ${loadAtStart.map((l) => l.toFixed(2)).join(" / ")} at the start, ${loadAtEnd.map((l) => l.toFixed(2)).join(" / ")} at the end. Figures are only comparable when it is low.`,
+    );
+    out(
+      `Saturation: ${CONNECTIONS} autocannon connections. Paced: ${RATE}/s on a fixed schedule, latency from when each request was due. ${DURATION_S} s per run, ${REPEAT} round(s), ${WARMUP_S} s warm-up.`,
+    );
+    const diskLine = (name: string, d: DiskSample) =>
+      `${name}: p50 ${ms(percentile(d.ms, 50))} ms, p99 ${ms(percentile(d.ms, 99))} ms, ${d.cpuUs.toFixed(0)} µs CPU each`;
+    out(
+      `Spool disk, 4.8 kB commits (${disk.dsync.ms.length} each): ${diskLine("write + fdatasync", disk.fdatasync)}; ${diskLine("O_DSYNC write (the spool's)", disk.dsync)}.\n`,
+    );
+    out(
+      table(
+        [
+          "run",
+          "answered/s",
+          "p50 ms",
+          "p99 ms",
+          "p99.9 ms",
+          "max ms",
+          "server CPU µs/answer",
+          "decisions/commit",
+          "non-200/errors",
+        ],
+        runs.flatMap((r) => [
+          row(r.trivialMax),
+          row(r.gatekeeperMax),
+          row(r.serialMax),
+          row(r.trivialPaced),
+          row(r.gatekeeperPaced),
+          row(r.serialPaced),
+        ]),
+      ),
+    );
     out("");
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const maxRate = median(runs.map((r) => r.gatekeeperMax.rate));
     const pacedP99 = median(runs.map((r) => percentile(r.gatekeeperPaced.latenciesMs, 99)));
     const throughputRatio = median(runs.map((r) => r.gatekeeperMax.rate / r.trivialMax.rate));
-    const p99Ratio = median(runs.map((r) => percentile(r.gatekeeperPaced.latenciesMs, 99) / percentile(r.trivialPaced.latenciesMs, 99)));
+    const p99Ratio = median(
+      runs.map((r) => percentile(r.gatekeeperPaced.latenciesMs, 99) / percentile(r.trivialPaced.latenciesMs, 99)),
+    );
     const p99OverDisk = median(runs.map((r) => percentile(r.gatekeeperPaced.latenciesMs, 99))) / percentile(syncMs, 99);
     const overSerialRate = median(runs.map((r) => r.gatekeeperMax.rate / r.serialMax.rate));
-    const overSerialP99 = median(runs.map((r) => percentile(r.gatekeeperPaced.latenciesMs, 99) / percentile(r.serialPaced.latenciesMs, 99)));
+    const overSerialP99 = median(
+      runs.map((r) => percentile(r.gatekeeperPaced.latenciesMs, 99) / percentile(r.serialPaced.latenciesMs, 99)),
+    );
     out(
       table(
         ["figure (median over rounds)", "value"],
@@ -465,8 +625,14 @@ async function main(): Promise<void> {
           [`gatekeeper ÷ trivial server, p99 paced at ${RATE}/s`, p99Ratio.toFixed(2)],
           [`gatekeeper p99 paced at ${RATE}/s ÷ the disk's O_DSYNC write p99`, p99OverDisk.toFixed(2)],
           ["O_DSYNC write ÷ write + fdatasync, CPU per commit", (disk.dsync.cpuUs / disk.fdatasync.cpuUs).toFixed(2)],
-          ["gatekeeper ÷ trivial server, CPU per answer at saturation", median(runs.map((r) => r.gatekeeperMax.cpuUsPerAnswer / r.trivialMax.cpuUsPerAnswer)).toFixed(2)],
-          [`gatekeeper ÷ trivial server, CPU per answer paced at ${RATE}/s`, median(runs.map((r) => r.gatekeeperPaced.cpuUsPerAnswer / r.trivialPaced.cpuUsPerAnswer)).toFixed(2)],
+          [
+            "gatekeeper ÷ trivial server, CPU per answer at saturation",
+            median(runs.map((r) => r.gatekeeperMax.cpuUsPerAnswer / r.trivialMax.cpuUsPerAnswer)).toFixed(2),
+          ],
+          [
+            `gatekeeper ÷ trivial server, CPU per answer paced at ${RATE}/s`,
+            median(runs.map((r) => r.gatekeeperPaced.cpuUsPerAnswer / r.trivialPaced.cpuUsPerAnswer)).toFixed(2),
+          ],
           [`${DEFAULT_COMMITS_IN_FLIGHT} commits in flight ÷ 1, answered/s at saturation`, overSerialRate.toFixed(2)],
           [`${DEFAULT_COMMITS_IN_FLIGHT} commits in flight ÷ 1, p99 paced at ${RATE}/s`, overSerialP99.toFixed(2)],
         ],
@@ -478,19 +644,36 @@ async function main(): Promise<void> {
         ["check", "value", "target", "met"],
         [
           ["decisions/s at saturation", maxRate.toFixed(0), `≥ ${TARGET_RATE}`, maxRate >= TARGET_RATE ? "yes" : "NO"],
-          [`p99 latency paced at ${RATE}/s, ms`, ms(pacedP99), `< ${TARGET_P99_MS}${RATE === TARGET_RATE ? "" : ` (target is at ${TARGET_RATE}/s)`}`, RATE === TARGET_RATE && pacedP99 < TARGET_P99_MS ? "yes" : "NO"],
+          [
+            `p99 latency paced at ${RATE}/s, ms`,
+            ms(pacedP99),
+            `< ${TARGET_P99_MS}${RATE === TARGET_RATE ? "" : ` (target is at ${TARGET_RATE}/s)`}`,
+            RATE === TARGET_RATE && pacedP99 < TARGET_P99_MS ? "yes" : "NO",
+          ],
           ["refused or failed requests", String(failures), "0", failures === 0 ? "yes" : "NO"],
           ["requests issued / answered 200", `${issued} / ${answered.length}`, "", ""],
-          ["audit rows in PostgreSQL", String(ids.length), "≥ answered, ≤ issued", ids.length >= answered.length && ids.length <= issued ? "yes" : "NO"],
+          [
+            "audit rows in PostgreSQL",
+            String(ids.length),
+            "≥ answered, ≤ issued",
+            ids.length >= answered.length && ids.length <= issued ? "yes" : "NO",
+          ],
           ["answered but missing from the table", String(missing), "0", missing === 0 ? "yes" : "NO"],
-          ["duplicate request ids in the table", String(ids.length - present.size), "0", ids.length === present.size ? "yes" : "NO"],
+          [
+            "duplicate request ids in the table",
+            String(ids.length - present.size),
+            "0",
+            ids.length === present.size ? "yes" : "NO",
+          ],
           ["backlog shipped after the load ended, ms", String(drainMs), "", ""],
         ],
       ),
     );
     if (missing > 0 || ids.length !== present.size) process.exitCode = 1;
   } catch (error) {
-    process.stderr.write(`bench failed: ${(error as Error).message}\n${children.map((c) => c.output().slice(-4000)).join("\n")}\n`);
+    process.stderr.write(
+      `bench failed: ${(error as Error).message}\n${children.map((c) => c.output().slice(-4000)).join("\n")}\n`,
+    );
     process.exitCode = 1;
   } finally {
     for (const c of children) c.child.kill("SIGTERM");

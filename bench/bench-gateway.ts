@@ -44,15 +44,19 @@ import { table } from "../cli/plan/view";
  * The load average is printed with every phase: the machine is shared.
  */
 
-const { values } = benchArgs("bench gateway", "usage: npm run bench -- gateway [--rounds 3] [--seconds 8] [--rate 1000] [--light-rate 250] [--connections 16] [--warmup 2] [--profile DIR]", {
-  rounds: { type: "string", default: "3" },
-  seconds: { type: "string", default: "8" },
-  rate: { type: "string", default: "1000" },
-  connections: { type: "string", default: "16" },
-  "light-rate": { type: "string", default: "250" },
-  warmup: { type: "string", default: "2" },
-  profile: { type: "string" },
-});
+const { values } = benchArgs(
+  "bench gateway",
+  "usage: npm run bench -- gateway [--rounds 3] [--seconds 8] [--rate 1000] [--light-rate 250] [--connections 16] [--warmup 2] [--profile DIR]",
+  {
+    rounds: { type: "string", default: "3" },
+    seconds: { type: "string", default: "8" },
+    rate: { type: "string", default: "1000" },
+    connections: { type: "string", default: "16" },
+    "light-rate": { type: "string", default: "250" },
+    warmup: { type: "string", default: "2" },
+    profile: { type: "string" },
+  },
+);
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const RATE = Number(values.rate);
@@ -75,7 +79,8 @@ interface Target {
 const BODY = JSON.stringify({ model: "coder", messages: [{ role: "user", content: "benchmark" }] });
 const PATH = "/v1/chat/completions";
 
-const percentile = (sorted: Float64Array, p: number): number => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN);
+const percentile = (sorted: Float64Array, p: number): number =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN;
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (n: number) => n.toFixed(2);
 const us = (n: number) => (n * 1000).toFixed(0);
@@ -97,23 +102,35 @@ function paced(target: Target, rate: number, seconds: number): Promise<Run> {
   let sent = 0;
   let done = 0;
   let failed = 0;
-  const headers = { ...target.headers, "content-type": "application/json", "content-length": String(Buffer.byteLength(BODY)) };
+  const headers = {
+    ...target.headers,
+    "content-type": "application/json",
+    "content-length": String(Buffer.byteLength(BODY)),
+  };
   return new Promise((resolve) => {
     const start = performance.now();
     const finish = () => {
       agent.destroy();
-      resolve({ latencies: Float64Array.from(latencies).sort(), ok: latencies.length, failed, seconds: (performance.now() - start) / 1000 });
+      resolve({
+        latencies: Float64Array.from(latencies).sort(),
+        ok: latencies.length,
+        failed,
+        seconds: (performance.now() - start) / 1000,
+      });
     };
     const fire = () => {
       const t0 = performance.now();
-      const req = http.request({ host: "127.0.0.1", port: target.port, method: "POST", path: PATH, headers, agent }, (res) => {
-        res.resume();
-        res.on("end", () => {
-          if (res.statusCode === 200) latencies.push(performance.now() - t0);
-          else failed++;
-          if (++done === total) finish();
-        });
-      });
+      const req = http.request(
+        { host: "127.0.0.1", port: target.port, method: "POST", path: PATH, headers, agent },
+        (res) => {
+          res.resume();
+          res.on("end", () => {
+            if (res.statusCode === 200) latencies.push(performance.now() - t0);
+            else failed++;
+            if (++done === total) finish();
+          });
+        },
+      );
       req.on("error", () => {
         failed++;
         if (++done === total) finish();
@@ -136,11 +153,24 @@ function saturate(target: Target, seconds: number): Promise<Run> {
   const latencies: number[] = [];
   return new Promise((resolve, reject) => {
     const instance = autocannon(
-      { url: `http://127.0.0.1:${target.port}${PATH}`, method: "POST", body: BODY, headers: { ...target.headers, "content-type": "application/json" }, connections: CONNECTIONS, pipelining: 1, duration: seconds },
+      {
+        url: `http://127.0.0.1:${target.port}${PATH}`,
+        method: "POST",
+        body: BODY,
+        headers: { ...target.headers, "content-type": "application/json" },
+        connections: CONNECTIONS,
+        pipelining: 1,
+        duration: seconds,
+      },
       (error: unknown, result) => {
         if (error) return reject(error);
         const elapsed = (result.finish.getTime() - result.start.getTime()) / 1000;
-        resolve({ latencies: Float64Array.from(latencies).sort(), ok: latencies.length, failed: result.non2xx + result.errors + result.timeouts, seconds: elapsed });
+        resolve({
+          latencies: Float64Array.from(latencies).sort(),
+          ok: latencies.length,
+          failed: result.non2xx + result.errors + result.timeouts,
+          seconds: elapsed,
+        });
       },
     );
     instance.on("response", (_client, status, _bytes, responseTime) => {
@@ -188,7 +218,13 @@ interface CpuSample {
 function cpuSample(target: Target, gatekeeperPid: number | undefined): CpuSample {
   const self = process.cpuUsage();
   const loop = gatekeeperPid === undefined ? 0 : cpuMs(`/proc/${gatekeeperPid}/task/${gatekeeperPid}/stat`);
-  return { traefik: processCpu(target.traefikPid), gatekeeperLoop: loop, gatekeeperOther: processCpu(gatekeeperPid) - loop, postgres: postgresCpuMs(), client: (self.user + self.system) / 1000 };
+  return {
+    traefik: processCpu(target.traefikPid),
+    gatekeeperLoop: loop,
+    gatekeeperOther: processCpu(gatekeeperPid) - loop,
+    postgres: postgresCpuMs(),
+    client: (self.user + self.system) / 1000,
+  };
 }
 // Clamped at 0: a PostgreSQL backend process that exits during the run takes its time with it.
 const perRequest = (a: CpuSample, b: CpuSample, n: number): CpuSample => ({
@@ -222,17 +258,42 @@ async function main(): Promise<void> {
     logToFile: true,
     settings: { rateLimitPerMinute: 100_000, rateLimitBurst: 100_000 },
     keys: { bench: { scopes: ["llm"], ratePerMinute: 1_000_000, burst: 1_000_000 } },
-    ...(pprofPorts ? { traefikStatic: (doc: Record<string, unknown>) => ({ ...doc, api: { debug: true, insecure: true }, entryPoints: { ...(doc.entryPoints as object), traefik: { address: `127.0.0.1:${pprofPorts.gateway}` } } }) } : {}),
-    ...(PROFILE_DIR ? { gatekeeperNodeArgs: ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, "--cpu-prof-name=gatekeeper.cpuprofile"] } : {}),
+    ...(pprofPorts
+      ? {
+          traefikStatic: (doc: Record<string, unknown>) => ({
+            ...doc,
+            api: { debug: true, insecure: true },
+            entryPoints: { ...(doc.entryPoints as object), traefik: { address: `127.0.0.1:${pprofPorts.gateway}` } },
+          }),
+        }
+      : {}),
+    ...(PROFILE_DIR
+      ? { gatekeeperNodeArgs: ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, "--cpu-prof-name=gatekeeper.cpuprofile"] }
+      : {}),
   });
   try {
     const floorTraefik = await rig.startTraefikAlone("observed", pprofPorts?.floor);
     const bareTraefik = await rig.startTraefikAlone("bare");
     const backendKey = { authorization: `Bearer ${RIG_BACKEND_KEY}` };
     const direct: Target = { name: "direct", port: rig.standIns.fallback!.port, headers: backendKey };
-    const floor: Target = { name: "floor", port: floorTraefik.port, headers: backendKey, traefikPid: floorTraefik.process.pid };
-    const bare: Target = { name: "bare", port: bareTraefik.port, headers: backendKey, traefikPid: bareTraefik.process.pid };
-    const gateway: Target = { name: "gateway", port: rig.entry.web, headers: { authorization: `Bearer ${rig.keys.bench.key}` }, traefikPid: rig.traefik.pid };
+    const floor: Target = {
+      name: "floor",
+      port: floorTraefik.port,
+      headers: backendKey,
+      traefikPid: floorTraefik.process.pid,
+    };
+    const bare: Target = {
+      name: "bare",
+      port: bareTraefik.port,
+      headers: backendKey,
+      traefikPid: bareTraefik.process.pid,
+    };
+    const gateway: Target = {
+      name: "gateway",
+      port: rig.entry.web,
+      headers: { authorization: `Bearer ${rig.keys.bench.key}` },
+      traefikPid: rig.traefik.pid,
+    };
     const pacedTargets = [direct, floor, gateway];
     const saturatedTargets = [direct, bare, floor, gateway];
     const rowsBefore = await auditCount(rig);
@@ -240,7 +301,13 @@ async function main(): Promise<void> {
 
     if (WARMUP_S > 0) for (const t of saturatedTargets) await saturate(t, WARMUP_S);
     const pacedRows: string[][] = [];
-    const added = { p50: [] as number[], p99: [] as number[], p99Floor: [] as number[], light50: [] as number[], light99: [] as number[] };
+    const added = {
+      p50: [] as number[],
+      p99: [] as number[],
+      p99Floor: [] as number[],
+      light50: [] as number[],
+      light99: [] as number[],
+    };
     const sat: Record<TargetName, Saturation[]> = { direct: [], floor: [], bare: [], gateway: [] };
     let gatewayAnswered = 0;
     let gatewaySent = 0;
@@ -255,7 +322,10 @@ async function main(): Promise<void> {
     };
     for (let round = 1; round <= ROUNDS; round++) {
       const rotate = <T>(xs: readonly T[]) => xs.map((_, i) => xs[(i + round - 1) % xs.length]);
-      for (const [rate, label] of [[RATE, String(round)], [LIGHT_RATE, `${round} @${LIGHT_RATE}/s`]] as const) {
+      for (const [rate, label] of [
+        [RATE, String(round)],
+        [LIGHT_RATE, `${round} @${LIGHT_RATE}/s`],
+      ] as const) {
         const runs: Partial<Record<TargetName, Run>> = {};
         const loads: Partial<Record<TargetName, string>> = {};
         for (const t of rotate(pacedTargets)) {
@@ -265,7 +335,16 @@ async function main(): Promise<void> {
         }
         for (const t of pacedTargets) {
           const r = runs[t.name]!;
-          pacedRows.push([label, t.name, loads[t.name]!, (r.ok / r.seconds).toFixed(0), ms(percentile(r.latencies, 50)), ms(percentile(r.latencies, 99)), ms(percentile(r.latencies, 99.9)), String(r.failed)]);
+          pacedRows.push([
+            label,
+            t.name,
+            loads[t.name]!,
+            (r.ok / r.seconds).toFixed(0),
+            ms(percentile(r.latencies, 50)),
+            ms(percentile(r.latencies, 99)),
+            ms(percentile(r.latencies, 99.9)),
+            String(r.failed),
+          ]);
         }
         const at = (name: TargetName, p: number) => percentile(runs[name]!.latencies, p);
         if (rate === RATE) {
@@ -285,7 +364,10 @@ async function main(): Promise<void> {
         const cpu = perRequest(before, cpuSample(t, gatekeeperPid), run.ok + run.failed);
         if (health) {
           const after = await gatekeeperSpool(rig);
-          commits = { decisions: commits.decisions + after.decisions - health.decisions, commits: commits.commits + after.commits - health.commits };
+          commits = {
+            decisions: commits.decisions + after.decisions - health.decisions,
+            commits: commits.commits + after.commits - health.commits,
+          };
         }
         count(t, run);
         sat[t.name].push({ run, cpu, load: runLoad });
@@ -302,40 +384,128 @@ async function main(): Promise<void> {
     const cpuRatio = sat.gateway.map((g, i) => serverCpu(g.cpu) / serverCpu(sat.floor[i].cpu));
     const cpuRatioBare = sat.gateway.map((g, i) => serverCpu(g.cpu) / serverCpu(sat.bare[i].cpu));
     const out = (text: string) => process.stdout.write(`${text}\n`);
-    out(`Gateway cost: Traefik ${TRAEFIK_VERSION} (built from the module proxy, ${traefikBinaryPath()}) with the plan's files, forwardAuth over HTTP/2 + TLS to the bundled gatekeeper (spool fsync, audit rows to PostgreSQL), against Traefik alone and the llama.cpp stand-in directly; POST ${PATH}.`);
-    out(`Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? "unknown"}) shared by the client, both Traefiks, the gatekeeper, PostgreSQL, nginx and the stand-in, and whatever else runs on the machine. 1-min load average ${startLoad} at start, ${endLoad} at the end.\n`);
-    out(`Paced, open loop, ${SECONDS} s per run, at ${RATE} req/s and at ${LIGHT_RATE} req/s (the load column: 1-min load average when the run began):\n${table(["round", "target", "load", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "failed"], pacedRows)}\n`);
+    out(
+      `Gateway cost: Traefik ${TRAEFIK_VERSION} (built from the module proxy, ${traefikBinaryPath()}) with the plan's files, forwardAuth over HTTP/2 + TLS to the bundled gatekeeper (spool fsync, audit rows to PostgreSQL), against Traefik alone and the llama.cpp stand-in directly; POST ${PATH}.`,
+    );
+    out(
+      `Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? "unknown"}) shared by the client, both Traefiks, the gatekeeper, PostgreSQL, nginx and the stand-in, and whatever else runs on the machine. 1-min load average ${startLoad} at start, ${endLoad} at the end.\n`,
+    );
+    out(
+      `Paced, open loop, ${SECONDS} s per run, at ${RATE} req/s and at ${LIGHT_RATE} req/s (the load column: 1-min load average when the run began):\n${table(["round", "target", "load", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "failed"], pacedRows)}\n`,
+    );
     out(
       `Saturation, ${CONNECTIONS} autocannon connections, ${SECONDS} s per run, and CPU per request (µs, user + system, all threads) by process:\n${table(
-        ["round", "target", "load", "req/s", "p50 ms", "p99 ms", "Traefik", "gatekeeper loop", "gatekeeper other", "PostgreSQL", "server total", "client + stand-in", "failed"],
+        [
+          "round",
+          "target",
+          "load",
+          "req/s",
+          "p50 ms",
+          "p99 ms",
+          "Traefik",
+          "gatekeeper loop",
+          "gatekeeper other",
+          "PostgreSQL",
+          "server total",
+          "client + stand-in",
+          "failed",
+        ],
         (Object.keys(sat) as TargetName[]).flatMap((name) =>
-          sat[name].map((s, i) => [String(i + 1), name, s.load, rate(s).toFixed(0), ms(percentile(s.run.latencies, 50)), ms(percentile(s.run.latencies, 99)), us(s.cpu.traefik), us(s.cpu.gatekeeperLoop), us(s.cpu.gatekeeperOther), us(s.cpu.postgres), us(serverCpu(s.cpu)), us(s.cpu.client), String(s.run.failed)]),
+          sat[name].map((s, i) => [
+            String(i + 1),
+            name,
+            s.load,
+            rate(s).toFixed(0),
+            ms(percentile(s.run.latencies, 50)),
+            ms(percentile(s.run.latencies, 99)),
+            us(s.cpu.traefik),
+            us(s.cpu.gatekeeperLoop),
+            us(s.cpu.gatekeeperOther),
+            us(s.cpu.postgres),
+            us(serverCpu(s.cpu)),
+            us(s.cpu.client),
+            String(s.run.failed),
+          ]),
         ),
       )}`,
     );
-    out(`(gatekeeper loop: its event loop's thread, HTTP/2, TLS and the decision; other: libuv's pool, where the spool's O_DSYNC writes run, and V8's helper threads. Decisions per group commit at saturation: ${commits.commits ? (commits.decisions / commits.commits).toFixed(1) : "n/a"}.)\n`);
+    out(
+      `(gatekeeper loop: its event loop's thread, HTTP/2, TLS and the decision; other: libuv's pool, where the spool's O_DSYNC writes run, and V8's helper threads. Decisions per group commit at saturation: ${commits.commits ? (commits.decisions / commits.commits).toFixed(1) : "n/a"}.)\n`,
+    );
     const verdict = (ok: boolean) => (ok ? "yes" : "NO");
     const p99 = median(added.p99);
     out(
       table(
         ["figure", "value (median of rounds; each round)", "target", "met"],
         [
-          [`added latency at ${RATE} req/s, p99, gateway − direct`, `${ms(p99)} ms (${added.p99.map(ms).join(", ")})`, `< ${TARGETS.p99AddedMs} ms`, verdict(p99 < TARGETS.p99AddedMs)],
-          [`added latency at ${RATE} req/s, p50, gateway − direct`, `${ms(median(added.p50))} ms (${added.p50.map(ms).join(", ")})`, "", ""],
-          [`added latency at ${RATE} req/s, p99, gateway − floor`, `${ms(median(added.p99Floor))} ms (${added.p99Floor.map(ms).join(", ")})`, "", ""],
-          [`added latency at ${LIGHT_RATE} req/s, p50 / p99, gateway − direct`, `${ms(median(added.light50))} / ${ms(median(added.light99))} ms`, "", ""],
-          ["CPU per request, gateway (Traefik + gatekeeper + PostgreSQL) / floor (Traefik)", `${median(cpuRatio).toFixed(2)} × (${cpuRatio.map((r) => r.toFixed(2)).join(", ")})`, `≤ ${TARGETS.cpuRatio} ×`, verdict(median(cpuRatio) <= TARGETS.cpuRatio)],
-          ["CPU per request, gateway / bare Traefik (no access log, no metrics)", `${median(cpuRatioBare).toFixed(2)} × (${cpuRatioBare.map((r) => r.toFixed(2)).join(", ")})`, "", ""],
-          ["CPU per request, gateway − floor", `${us(medianOf("gateway", (s) => serverCpu(s.cpu)) - medianOf("floor", (s) => serverCpu(s.cpu)))} µs`, "", ""],
-          ["throughput at saturation, gateway / floor", `${(median(satShare) * 100).toFixed(0)} % (${satShare.map((r) => `${(r * 100).toFixed(0)} %`).join(", ")})`, `≥ ${TARGETS.saturationShare * 100} %`, verdict(median(satShare) >= TARGETS.saturationShare)],
-          ["throughput at saturation, floor / direct", `${((medianOf("floor", rate) / medianOf("direct", rate)) * 100).toFixed(0)} %`, "", ""],
+          [
+            `added latency at ${RATE} req/s, p99, gateway − direct`,
+            `${ms(p99)} ms (${added.p99.map(ms).join(", ")})`,
+            `< ${TARGETS.p99AddedMs} ms`,
+            verdict(p99 < TARGETS.p99AddedMs),
+          ],
+          [
+            `added latency at ${RATE} req/s, p50, gateway − direct`,
+            `${ms(median(added.p50))} ms (${added.p50.map(ms).join(", ")})`,
+            "",
+            "",
+          ],
+          [
+            `added latency at ${RATE} req/s, p99, gateway − floor`,
+            `${ms(median(added.p99Floor))} ms (${added.p99Floor.map(ms).join(", ")})`,
+            "",
+            "",
+          ],
+          [
+            `added latency at ${LIGHT_RATE} req/s, p50 / p99, gateway − direct`,
+            `${ms(median(added.light50))} / ${ms(median(added.light99))} ms`,
+            "",
+            "",
+          ],
+          [
+            "CPU per request, gateway (Traefik + gatekeeper + PostgreSQL) / floor (Traefik)",
+            `${median(cpuRatio).toFixed(2)} × (${cpuRatio.map((r) => r.toFixed(2)).join(", ")})`,
+            `≤ ${TARGETS.cpuRatio} ×`,
+            verdict(median(cpuRatio) <= TARGETS.cpuRatio),
+          ],
+          [
+            "CPU per request, gateway / bare Traefik (no access log, no metrics)",
+            `${median(cpuRatioBare).toFixed(2)} × (${cpuRatioBare.map((r) => r.toFixed(2)).join(", ")})`,
+            "",
+            "",
+          ],
+          [
+            "CPU per request, gateway − floor",
+            `${us(medianOf("gateway", (s) => serverCpu(s.cpu)) - medianOf("floor", (s) => serverCpu(s.cpu)))} µs`,
+            "",
+            "",
+          ],
+          [
+            "throughput at saturation, gateway / floor",
+            `${(median(satShare) * 100).toFixed(0)} % (${satShare.map((r) => `${(r * 100).toFixed(0)} %`).join(", ")})`,
+            `≥ ${TARGETS.saturationShare * 100} %`,
+            verdict(median(satShare) >= TARGETS.saturationShare),
+          ],
+          [
+            "throughput at saturation, floor / direct",
+            `${((medianOf("floor", rate) / medianOf("direct", rate)) * 100).toFixed(0)} %`,
+            "",
+            "",
+          ],
           ["failed requests", String(failures), "0", verdict(failures === 0)],
-          ["audit rows for the gateway's requests", `${rows} for ${gatewaySent} sent (${gatewayAnswered} answered)`, "≥ answered", verdict(rows >= gatewayAnswered)],
+          [
+            "audit rows for the gateway's requests",
+            `${rows} for ${gatewaySent} sent (${gatewayAnswered} answered)`,
+            "≥ answered",
+            verdict(rows >= gatewayAnswered),
+          ],
         ],
       ),
     );
     for (const line of profileLines) out(line);
-    out(`\np99 added latency at ${RATE} req/s: ${ms(p99)} ms; CPU ${median(cpuRatio).toFixed(2)} × Traefik alone; saturation ${(median(satShare) * 100).toFixed(0)} % of Traefik alone (load ${startLoad} → ${endLoad})`);
+    out(
+      `\np99 added latency at ${RATE} req/s: ${ms(p99)} ms; CPU ${median(cpuRatio).toFixed(2)} × Traefik alone; saturation ${(median(satShare) * 100).toFixed(0)} % of Traefik alone (load ${startLoad} → ${endLoad})`,
+    );
     if (failures > 0 || rows < gatewayAnswered) process.exitCode = 1;
   } finally {
     await rig.stop();
@@ -343,23 +513,41 @@ async function main(): Promise<void> {
 }
 
 /** One more saturation run of the floor and of the gateway with pprof recording; the gatekeeper's profile is written when it stops. */
-async function profile(targets: { floor: Target; gateway: Target }, ports: { floor: number; gateway: number }): Promise<string[]> {
+async function profile(
+  targets: { floor: Target; gateway: Target },
+  ports: { floor: number; gateway: number },
+): Promise<string[]> {
   const lines = [`\nProfiles in ${PROFILE_DIR}:`];
   for (const name of ["floor", "gateway"] as const) {
     const file = path.join(PROFILE_DIR!, `traefik-${name}.pprof`);
     const seconds = Math.max(2, SECONDS - 1);
-    const [, body] = await Promise.all([saturate(targets[name], SECONDS), fetch(`http://127.0.0.1:${ports[name]}/debug/pprof/profile?seconds=${seconds}`).then((r) => r.arrayBuffer())]);
+    const [, body] = await Promise.all([
+      saturate(targets[name], SECONDS),
+      fetch(`http://127.0.0.1:${ports[name]}/debug/pprof/profile?seconds=${seconds}`).then((r) => r.arrayBuffer()),
+    ]);
     writeFileSync(file, Buffer.from(body));
     lines.push(`  ${file}`);
-    const top = spawnSync("go", ["tool", "pprof", "-top", "-nodecount=25", traefikBinaryPath(), file], { encoding: "utf8" });
-    if (top.status === 0) lines.push(...top.stdout.split("\n").slice(4, 32).map((l) => `    ${l}`));
+    const top = spawnSync("go", ["tool", "pprof", "-top", "-nodecount=25", traefikBinaryPath(), file], {
+      encoding: "utf8",
+    });
+    if (top.status === 0)
+      lines.push(
+        ...top.stdout
+          .split("\n")
+          .slice(4, 32)
+          .map((l) => `    ${l}`),
+      );
   }
-  lines.push(`  ${path.join(PROFILE_DIR!, "gatekeeper.cpuprofile")} (written when the gatekeeper stops; open it in Chrome's DevTools or speedscope)`);
+  lines.push(
+    `  ${path.join(PROFILE_DIR!, "gatekeeper.cpuprofile")} (written when the gatekeeper stops; open it in Chrome's DevTools or speedscope)`,
+  );
   return lines;
 }
 
 async function gatekeeperSpool(rig: GatewayRig): Promise<{ decisions: number; commits: number }> {
-  const health = (await (await fetch(`http://127.0.0.1:${rig.gatekeeperPort}/healthz`)).json()) as { spool: { decisions: number; commits: number } };
+  const health = (await (await fetch(`http://127.0.0.1:${rig.gatekeeperPort}/healthz`)).json()) as {
+    spool: { decisions: number; commits: number };
+  };
   return health.spool;
 }
 
@@ -369,7 +557,10 @@ async function auditCount(rig: GatewayRig): Promise<number> {
   client.on("error", () => undefined);
   await client.connect();
   try {
-    const r = await client.query<{ n: string }>("SELECT count(*)::text AS n FROM gatekeeper.decisions WHERE key_id = $1", [rig.keys.bench.id]);
+    const r = await client.query<{ n: string }>(
+      "SELECT count(*)::text AS n FROM gatekeeper.decisions WHERE key_id = $1",
+      [rig.keys.bench.id],
+    );
     return Number(r.rows[0].n);
   } finally {
     await client.end();

@@ -14,7 +14,9 @@ import { GatewayRig, rigMissing, rigRequest } from "../test/helpers/gateway-rig"
  *   npm run bench -- keys [--runs 20]
  */
 
-const { values } = benchArgs("bench keys", "usage: npm run bench -- keys [--runs 20]", { runs: { type: "string", default: "20" } });
+const { values } = benchArgs("bench keys", "usage: npm run bench -- keys [--runs 20]", {
+  runs: { type: "string", default: "20" },
+});
 const RUNS = Math.max(1, Number(values.runs) || 20);
 const TARGET_MS = 1000;
 
@@ -29,9 +31,17 @@ async function until(started: number, probe: () => Promise<boolean>): Promise<nu
   }
 }
 
-async function measure(label: string, rig: GatewayRig, checkPort: (() => number) | undefined, revokeVia?: AdminClient): Promise<string[][]> {
+async function measure(
+  label: string,
+  rig: GatewayRig,
+  checkPort: (() => number) | undefined,
+  revokeVia?: AdminClient,
+): Promise<string[][]> {
   const admin = new AdminClient(`${rig.baseUrl}/v1`, rig.keys.admin.key);
-  const status = async (key: string) => (checkPort ? (await rigRequest(checkPort(), { path: "/auth?scope=llm", headers: { authorization: `Bearer ${key}` } })).status : (await rig.request({ path: "/v1/models", headers: { authorization: `Bearer ${key}` } })).status);
+  const status = async (key: string) =>
+    checkPort
+      ? (await rigRequest(checkPort(), { path: "/auth?scope=llm", headers: { authorization: `Bearer ${key}` } })).status
+      : (await rig.request({ path: "/v1/models", headers: { authorization: `Bearer ${key}` } })).status;
   const creates: number[] = [];
   const revokes: number[] = [];
   for (let i = 0; i < RUNS; i++) {
@@ -42,7 +52,14 @@ async function measure(label: string, rig: GatewayRig, checkPort: (() => number)
     await (revokeVia ?? admin).revokeKey(created.id);
     revokes.push(await until(revokeStarted, async () => (await status(created.key)) === 401));
   }
-  const row = (what: string, xs: number[]) => [label, what, median(xs).toFixed(0), p95(xs).toFixed(0), Math.max(...xs).toFixed(0), Math.max(...xs) < TARGET_MS ? "yes" : "NO"];
+  const row = (what: string, xs: number[]) => [
+    label,
+    what,
+    median(xs).toFixed(0),
+    p95(xs).toFixed(0),
+    Math.max(...xs).toFixed(0),
+    Math.max(...xs) < TARGET_MS ? "yes" : "NO",
+  ];
   return [row("create → first accepted", creates), row("revoke → first refused", revokes)];
 }
 
@@ -51,25 +68,45 @@ async function main(): Promise<void> {
   if (missing) throw new Error(`the rig cannot run here: ${missing}`);
   const loadBefore = loadavg();
   const rows: string[][] = [];
-  const pg = await GatewayRig.start({ keys: { admin: { scopes: ["admin"], ratePerMinute: 60_000, burst: 1000 } }, logToFile: true });
+  const pg = await GatewayRig.start({
+    keys: { admin: { scopes: ["admin"], ratePerMinute: 60_000, burst: 1000 } },
+    logToFile: true,
+  });
   try {
     rows.push(...(await measure("PostgreSQL, same gatekeeper", pg, undefined)));
     const replica = await pg.startReplica();
     // Created through Traefik (gatekeeper 1), checked on gatekeeper 2; revoked on 2, checked through Traefik.
-    rows.push(...(await measure("PostgreSQL, other gatekeeper", pg, () => replica.port, new AdminClient(`http://127.0.0.1:${replica.port}`, pg.keys.admin.key))));
+    rows.push(
+      ...(await measure(
+        "PostgreSQL, other gatekeeper",
+        pg,
+        () => replica.port,
+        new AdminClient(`http://127.0.0.1:${replica.port}`, pg.keys.admin.key),
+      )),
+    );
   } finally {
     await pg.stop();
   }
-  const file = await GatewayRig.start({ keys: { admin: { scopes: ["admin"], ratePerMinute: 60_000, burst: 1000 } }, logToFile: true, database: false });
+  const file = await GatewayRig.start({
+    keys: { admin: { scopes: ["admin"], ratePerMinute: 60_000, burst: 1000 } },
+    logToFile: true,
+    database: false,
+  });
   try {
     rows.push(...(await measure("state directory (no database)", file, undefined)));
   } finally {
     await file.stop();
   }
   const out = process.stdout;
-  out.write(`Key changes through the real Traefik and gatekeeper, ${RUNS} keys each: ms from the admin API call to the first request that shows it.\n\n`);
+  out.write(
+    `Key changes through the real Traefik and gatekeeper, ${RUNS} keys each: ms from the admin API call to the first request that shows it.\n\n`,
+  );
   out.write(`${table(["store", "change", "median ms", "p95 ms", "max ms", `< ${TARGET_MS} ms`], rows)}\n\n`);
-  out.write(`load average (1/5/15 min): ${loadBefore.map((l) => l.toFixed(2)).join(" / ")} before, ${loadavg().map((l) => l.toFixed(2)).join(" / ")} after\n`);
+  out.write(
+    `load average (1/5/15 min): ${loadBefore.map((l) => l.toFixed(2)).join(" / ")} before, ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" / ")} after\n`,
+  );
 }
 
 main().then(

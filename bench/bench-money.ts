@@ -52,15 +52,41 @@ const FAULTS: readonly Fault[] = [
   { name: "gatekeeper's counts unreadable", apply: (w) => void (w.gatekeeperUp = false) },
   { name: "vLLM's /metrics unreadable", apply: (w) => void (w.vllmUp = false) },
   { name: "both unreadable", apply: (w) => void Object.assign(w, { gatekeeperUp: false, vllmUp: false }) },
-  { name: "ledger and its copy deleted, restart", apply: async (w) => (unlinkSync(path.join(w.dir, "state", LEDGER_FILE)), unlinkSync(path.join(w.dir, "state", `${LEDGER_FILE}.prev`)), await w.restart()) },
-  { name: "ledger corrupt, restart", apply: async (w) => (writeFileSync(path.join(w.dir, "state", LEDGER_FILE), "{"), writeFileSync(path.join(w.dir, "state", `${LEDGER_FILE}.prev`), "{"), await w.restart()) },
-  { name: "clock back a day for one tick", everyTick: (w, i) => void (i === 3 ? (w.now -= DAY) : i === 4 ? (w.now += DAY) : undefined) },
-  { name: "clock back a month for one tick", everyTick: (w, i) => void (i === 3 ? (w.now -= 31 * DAY) : i === 4 ? (w.now += 31 * DAY) : undefined) },
-  { name: "clock back a year for one tick", everyTick: (w, i) => void (i === 3 ? (w.now -= 365 * DAY) : i === 4 ? (w.now += 365 * DAY) : undefined) },
+  {
+    name: "ledger and its copy deleted, restart",
+    apply: async (w) => (
+      unlinkSync(path.join(w.dir, "state", LEDGER_FILE)),
+      unlinkSync(path.join(w.dir, "state", `${LEDGER_FILE}.prev`)),
+      await w.restart()
+    ),
+  },
+  {
+    name: "ledger corrupt, restart",
+    apply: async (w) => (
+      writeFileSync(path.join(w.dir, "state", LEDGER_FILE), "{"),
+      writeFileSync(path.join(w.dir, "state", `${LEDGER_FILE}.prev`), "{"),
+      await w.restart()
+    ),
+  },
+  {
+    name: "clock back a day for one tick",
+    everyTick: (w, i) => void (i === 3 ? (w.now -= DAY) : i === 4 ? (w.now += DAY) : undefined),
+  },
+  {
+    name: "clock back a month for one tick",
+    everyTick: (w, i) => void (i === 3 ? (w.now -= 31 * DAY) : i === 4 ? (w.now += 31 * DAY) : undefined),
+  },
+  {
+    name: "clock back a year for one tick",
+    everyTick: (w, i) => void (i === 3 ? (w.now -= 365 * DAY) : i === 4 ? (w.now += 365 * DAY) : undefined),
+  },
   { name: "clock back a day for good", apply: (w) => void ((w.now -= DAY), (w.trueStartMs -= DAY)) },
   { name: "restart every tick", everyTick: (w) => w.restart() },
   { name: "pinned on for 8 h", apply: (w) => w.writeFile({ pin: { nodes: 1, untilMs: w.now + 8 * 3_600_000 } }) },
-  { name: "gatekeeper unreadable and pinned on", apply: (w) => (w.writeFile({ pin: { nodes: 1, untilMs: w.now + 8 * 3_600_000 } }), void (w.gatekeeperUp = false)) },
+  {
+    name: "gatekeeper unreadable and pinned on",
+    apply: (w) => (w.writeFile({ pin: { nodes: 1, untilMs: w.now + 8 * 3_600_000 } }), void (w.gatekeeperUp = false)),
+  },
 ];
 
 interface Outcome {
@@ -80,7 +106,19 @@ async function run(fault: Fault): Promise<Outcome> {
     stack: "bench",
     tier: "hybrid",
     tickSeconds: TICK_S,
-    policy: { minNodes: 0, maxNodes: 1, idleSeconds: 600, targetLoad: 0.8, predictive: false, gpuWindows: [], replicaCapacity: 37, coldStartSeconds: 870, restartCostSeconds: 810, nodeHourlyUsd: HOURLY, gpuBudgetUsd: BUDGET },
+    policy: {
+      minNodes: 0,
+      maxNodes: 1,
+      idleSeconds: 600,
+      targetLoad: 0.8,
+      predictive: false,
+      gpuWindows: [],
+      replicaCapacity: 37,
+      coldStartSeconds: 870,
+      restartCostSeconds: 810,
+      nodeHourlyUsd: HOURLY,
+      gpuBudgetUsd: BUDGET,
+    },
     timing: { pipelineSeconds: 120, createSeconds: 0, destroySeconds: 0 },
     demand: { metricsUrl: "http://gatekeeper.bench/metrics" },
     replicas: [{ node: "gpu-0", metricsUrl: "http://gpu-0.bench/metrics", healthUrl: "http://gpu-0.bench/health" }],
@@ -109,13 +147,23 @@ async function run(fault: Fault): Promise<Outcome> {
     if (url.startsWith("http://gatekeeper.bench")) {
       if (!world.gatekeeperUp) throw new Error("connection refused");
       allowed += 1;
-      return ok(`# TYPE ${DEMAND_METRIC} counter\n${DEMAND_METRIC}{scope="llm",key_id="k_bench001",outcome="allowed"} ${allowed}\n`);
+      return ok(
+        `# TYPE ${DEMAND_METRIC} counter\n${DEMAND_METRIC}{scope="llm",key_id="k_bench001",outcome="allowed"} ${allowed}\n`,
+      );
     }
     if (url.endsWith("/health")) return ok("");
     if (!world.vllmUp) throw new Error("connection refused");
     return ok("vllm:num_requests_running 1\nvllm:num_requests_waiting 0\n");
   };
-  const start = () => Controller.start({ configFile, store: new JsonStore(path.join(dir, "state")), fetcher, clock: () => world.now, monotonic: () => world.monotonic, log: new MemoryLogger() });
+  const start = () =>
+    Controller.start({
+      configFile,
+      store: new JsonStore(path.join(dir, "state")),
+      fetcher,
+      clock: () => world.now,
+      monotonic: () => world.monotonic,
+      log: new MemoryLogger(),
+    });
   try {
     world.writeFile();
     world.controller = await start();
@@ -130,7 +178,7 @@ async function run(fault: Fault): Promise<Outcome> {
     };
     // Five-minute steps to about ten minutes short of the budget, the fault, then the controller's own 15 s ticks.
     const approachUsd = BUDGET - (HOURLY * 10) / 60;
-    while ((world.now - world.trueStartMs) / 3_600_000 * HOURLY < approachUsd - (HOURLY * 5) / 60) {
+    while (((world.now - world.trueStartMs) / 3_600_000) * HOURLY < approachUsd - (HOURLY * 5) / 60) {
       await tick();
       world.now += 300_000;
       world.monotonic += 300_000;
@@ -140,7 +188,13 @@ async function run(fault: Fault): Promise<Outcome> {
       await fault.everyTick?.(world, i);
       const s = await tick();
       if (s.decision && s.decision.wantedNodes === 0) {
-        return { fault: fault.name, trueSpendUsd: ((world.now - world.trueStartMs) / 3_600_000) * HOURLY, ledgerUsd: s.ledger.monthToDateUsd, reason: s.decision.reason, spendWentDown: wentDown };
+        return {
+          fault: fault.name,
+          trueSpendUsd: ((world.now - world.trueStartMs) / 3_600_000) * HOURLY,
+          ledgerUsd: s.ledger.monthToDateUsd,
+          reason: s.decision.reason,
+          spendWentDown: wentDown,
+        };
       }
       world.now += TICK_S * 1000;
       world.monotonic += TICK_S * 1000;
@@ -159,12 +213,24 @@ async function main(): Promise<void> {
   for (const f of FAULTS) outcomes.push(await run(f));
   const rows = outcomes.map((o) => {
     const past = o.trueSpendUsd - BUDGET;
-    return [o.fault, `$${o.trueSpendUsd.toFixed(3)}`, past > 0 ? `$${past.toFixed(3)}` : `$0 (${(-past).toFixed(2)} early)`, (Math.max(0, past) / tickUsd).toFixed(2), `$${o.ledgerUsd.toFixed(2)}`, o.reason, o.spendWentDown ? "yes" : "no"];
+    return [
+      o.fault,
+      `$${o.trueSpendUsd.toFixed(3)}`,
+      past > 0 ? `$${past.toFixed(3)}` : `$0 (${(-past).toFixed(2)} early)`,
+      (Math.max(0, past) / tickUsd).toFixed(2),
+      `$${o.ledgerUsd.toFixed(2)}`,
+      o.reason,
+      o.spendWentDown ? "yes" : "no",
+    ];
   });
-  process.stdout.write(`${table(["fault", "true GPU spend when the guard acted", "past the $20 budget", "ticks' worth", "ledger then", "decision", "ledger ever went down"], rows)}\n`);
+  process.stdout.write(
+    `${table(["fault", "true GPU spend when the guard acted", "past the $20 budget", "ticks' worth", "ledger then", "decision", "ledger ever went down"], rows)}\n`,
+  );
   const worst = Math.max(...outcomes.map((o) => o.trueSpendUsd - BUDGET));
   const met = worst <= tickUsd + 1e-9 && outcomes.every((o) => !o.spendWentDown);
-  process.stdout.write(`Target (at most one tick's worth, $${tickUsd.toFixed(4)}, past the budget under every fault; spend never lowered): worst $${Math.max(0, worst).toFixed(4)}, ${met ? "met" : "NOT met"}. One node at $${HOURLY}/h, ticks of ${TICK_S} s; load average ${load.toFixed(1)} at the start.\n`);
+  process.stdout.write(
+    `Target (at most one tick's worth, $${tickUsd.toFixed(4)}, past the budget under every fault; spend never lowered): worst $${Math.max(0, worst).toFixed(4)}, ${met ? "met" : "NOT met"}. One node at $${HOURLY}/h, ticks of ${TICK_S} s; load average ${load.toFixed(1)} at the start.\n`,
+  );
   process.exitCode = met ? 0 : 1;
 }
 

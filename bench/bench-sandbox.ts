@@ -19,36 +19,68 @@ import { readRootfsManifest, rootfsMissingReason, sandboxRootfsDir } from "../to
  * Medians of --runs; the machine's load average is printed with them, since it moves everything.
  */
 
-const { values } = benchArgs("bench sandbox", "usage: npm run bench -- sandbox [--runs 10] [--duration 15] [--concurrency 2]", { runs: { type: "string", default: "10" }, duration: { type: "string", default: "15" }, concurrency: { type: "string", default: "2" } });
+const { values } = benchArgs(
+  "bench sandbox",
+  "usage: npm run bench -- sandbox [--runs 10] [--duration 15] [--concurrency 2]",
+  {
+    runs: { type: "string", default: "10" },
+    duration: { type: "string", default: "15" },
+    concurrency: { type: "string", default: "2" },
+  },
+);
 const runs = Math.max(3, Number(values.runs) || 10);
 const durationMs = Math.max(3, Number(values.duration) || 15) * 1000;
 const concurrency = Math.max(1, Number(values.concurrency) || 2);
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const p90 = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.9))];
+const p90 = (xs: readonly number[]): number =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.9))];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
 const TRIVIAL = { language: "python", files: [{ content: "print(1)" }] };
 
-async function startApi(label: string, env: Record<string, string>): Promise<{ api: SandboxApi; call: () => Promise<{ ms: number; wallMs: number }>; stateDir: string }> {
+async function startApi(
+  label: string,
+  env: Record<string, string>,
+): Promise<{ api: SandboxApi; call: () => Promise<{ ms: number; wallMs: number }>; stateDir: string }> {
   const token = randomBytes(16).toString("hex");
   const tag = `bench-${label}-${process.pid}`;
   const stateDir = `/run/ih-${tag}`;
-  const config = readSandboxConfig({ SANDBOX_TOKEN_SHA256: createHash("sha256").update(token).digest("hex"), SANDBOX_PORT: "0", SANDBOX_RUNSC: runscPath()!, SANDBOX_ROOTFS_DIR: sandboxRootfsDir(), SANDBOX_STATE_DIR: stateDir, SANDBOX_CGROUP_PARENT: `/ih-${tag}`, ...env });
+  const config = readSandboxConfig({
+    SANDBOX_TOKEN_SHA256: createHash("sha256").update(token).digest("hex"),
+    SANDBOX_PORT: "0",
+    SANDBOX_RUNSC: runscPath()!,
+    SANDBOX_ROOTFS_DIR: sandboxRootfsDir(),
+    SANDBOX_STATE_DIR: stateDir,
+    SANDBOX_CGROUP_PARENT: `/ih-${tag}`,
+    ...env,
+  });
   const api = await startSandboxApi(config, silentLogger);
   const url = `http://127.0.0.1:${api.port}/v1/sandbox/executions`;
   const call = async () => {
     const started = performance.now();
-    const answer = await fetch(url, { method: "POST", headers: { authorization: `Bearer ${token}`, "x-hub-key-id": "k_bench", "content-type": "application/json" }, body: JSON.stringify(TRIVIAL) });
+    const answer = await fetch(url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "x-hub-key-id": "k_bench", "content-type": "application/json" },
+      body: JSON.stringify(TRIVIAL),
+    });
     const body = (await answer.json()) as { stdout?: string; wall_ms?: number; error?: { message: string } };
-    if (answer.status !== 200 || body.stdout !== "1\n") throw new Error(`execution failed: ${answer.status} ${JSON.stringify(body).slice(0, 300)}`);
+    if (answer.status !== 200 || body.stdout !== "1\n")
+      throw new Error(`execution failed: ${answer.status} ${JSON.stringify(body).slice(0, 300)}`);
     return { ms: performance.now() - started, wallMs: body.wall_ms ?? 0 };
   };
   return { api, call, stateDir };
 }
 
 async function main(): Promise<void> {
-  const missing = [process.getuid?.() !== 0 ? "run as root (runsc needs it)" : "", runscPath() ? "" : runscMissingReason(), readRootfsManifest() ? "" : rootfsMissingReason()].filter(Boolean);
+  const missing = [
+    process.getuid?.() !== 0 ? "run as root (runsc needs it)" : "",
+    runscPath() ? "" : runscMissingReason(),
+    readRootfsManifest() ? "" : rootfsMissingReason(),
+  ].filter(Boolean);
   if (missing.length) throw new Error(missing.join("; "));
   const out = (line: string) => process.stdout.write(`${line}\n`);
   out(`machine: ${cpus().length} x ${cpus()[0]?.model ?? "?"}; load average ${load()} at start`);
@@ -74,7 +106,11 @@ async function main(): Promise<void> {
     rmSync(cold.stateDir, { recursive: true, force: true });
   }
 
-  const warm = await startApi("warm", { SANDBOX_WARM: String(Math.max(2, concurrency)), SANDBOX_SLOTS: String(concurrency), SANDBOX_SLOTS_PER_KEY: String(concurrency) });
+  const warm = await startApi("warm", {
+    SANDBOX_WARM: String(Math.max(2, concurrency)),
+    SANDBOX_SLOTS: String(concurrency),
+    SANDBOX_SLOTS_PER_KEY: String(concurrency),
+  });
   const warmTimes: number[] = [];
   const execTimes: number[] = [];
   let completed = 0;
@@ -104,13 +140,18 @@ async function main(): Promise<void> {
     rmSync(warm.stateDir, { recursive: true, force: true });
   }
 
-  const row = (name: string, xs: readonly number[]) => out(`${name.padEnd(44)} median ${median(xs).toFixed(0).padStart(5)} ms   p90 ${p90(xs).toFixed(0).padStart(5)} ms   x plain ${(median(xs) / median(plain)).toFixed(1)}`);
+  const row = (name: string, xs: readonly number[]) =>
+    out(
+      `${name.padEnd(44)} median ${median(xs).toFixed(0).padStart(5)} ms   p90 ${p90(xs).toFixed(0).padStart(5)} ms   x plain ${(median(xs) / median(plain)).toFixed(1)}`,
+    );
   out(`trivial python3 -c 'print(1)', ${runs} runs each:`);
   row("plain (chroot into the languages' tree)", plain);
   row("cold: POST /executions, runsc run per request", coldTimes);
   row("warm: POST /executions, a pooled sandbox", warmTimes);
   row("  of which runsc exec (the API's wall_ms)", execTimes);
-  out(`throughput: ${(completed / (durationMs / 1000)).toFixed(2)} executions/s with ${concurrency} clients and ${concurrency} slots for ${durationMs / 1000} s (each execution takes a fresh sandbox; the pool refills behind it); load average ${loadDuring} at the end`);
+  out(
+    `throughput: ${(completed / (durationMs / 1000)).toFixed(2)} executions/s with ${concurrency} clients and ${concurrency} slots for ${durationMs / 1000} s (each execution takes a fresh sandbox; the pool refills behind it); load average ${loadDuring} at the end`,
+  );
 }
 
 main().then(

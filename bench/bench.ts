@@ -37,26 +37,56 @@ if (sub) {
   const child = spawnSync(process.execPath, [RUNNER, sub, ...process.argv.slice(3)], { stdio: "inherit" });
   process.exit(child.status ?? 1);
 }
-const parsed = benchArgs("bench", `usage: npm run bench -- [--runs 5] [--nodes 64|1,8,32,64] [--compare-tsx]   (the offline plan against its floor)
-       npm run bench -- <${Object.keys(SUB_BENCHMARKS).join("|")}> [its options; --help for them]`, { runs: { type: "string", default: "5" }, nodes: { type: "string", default: "64" }, "compare-tsx": { type: "boolean", default: false } }, true);
+const parsed = benchArgs(
+  "bench",
+  `usage: npm run bench -- [--runs 5] [--nodes 64|1,8,32,64] [--compare-tsx]   (the offline plan against its floor)
+       npm run bench -- <${Object.keys(SUB_BENCHMARKS).join("|")}> [its options; --help for them]`,
+  {
+    runs: { type: "string", default: "5" },
+    nodes: { type: "string", default: "64" },
+    "compare-tsx": { type: "boolean", default: false },
+  },
+  true,
+);
 const { values, positionals } = parsed;
 if (positionals.length > 0) {
-  process.stderr.write(`bench: unknown benchmark "${positionals[0]}"; use no argument (the plan) or one of: ${Object.keys(SUB_BENCHMARKS).join(", ")}\n`);
+  process.stderr.write(
+    `bench: unknown benchmark "${positionals[0]}"; use no argument (the plan) or one of: ${Object.keys(SUB_BENCHMARKS).join(", ")}\n`,
+  );
   process.exit(1);
 }
 
 const runs = Math.max(1, Math.floor(Number(values.runs)) || 5);
-const nodeCounts = values.nodes.split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
+const nodeCounts = values.nodes
+  .split(",")
+  .map(Number)
+  .filter((n) => Number.isInteger(n) && n > 0);
 const TARGET_RATIO = 1.6;
-const FLOOR_PACKAGES = ["@pulumi/pulumi", "@pulumi/digitalocean", "@pulumi/docker", "@pulumi/command", "@pulumi/random"];
+const FLOOR_PACKAGES = [
+  "@pulumi/pulumi",
+  "@pulumi/digitalocean",
+  "@pulumi/docker",
+  "@pulumi/command",
+  "@pulumi/random",
+];
 // The floor reports its CPU time the way the runner does for the plan (PLAN_BENCH_REPORT).
 const FLOOR_SCRIPT = `${FLOOR_PACKAGES.map((p) => `require(${JSON.stringify(p)});`).join("")}process.on("exit",()=>{const c=process.cpuUsage();process.stderr.write("bench: cpu_ms="+((c.user+c.system)/1000)+"\\n")});`;
 
-interface Sample { wallMs: number; cpuMs: number; maxRssMb: number; resources: number }
+interface Sample {
+  wallMs: number;
+  cpuMs: number;
+  maxRssMb: number;
+  resources: number;
+}
 
 function timed(args: readonly string[], what: string): Sample {
   const started = process.hrtime.bigint();
-  const child = spawnSync(process.execPath, args, { cwd: PROJECT_ROOT, encoding: "utf8", stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, PLAN_BENCH_REPORT: "1" } });
+  const child = spawnSync(process.execPath, args, {
+    cwd: PROJECT_ROOT,
+    encoding: "utf8",
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, PLAN_BENCH_REPORT: "1" },
+  });
   const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
   if (child.status !== 0) throw new Error(`${what} failed (exit ${child.status}): ${child.stderr.slice(0, 800)}`);
   const field = (name: string) => Number(new RegExp(`bench: .*?${name}=([\\d.]+)`).exec(child.stderr)?.[1] ?? NaN);
@@ -68,7 +98,13 @@ const median = (xs: readonly number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-interface Measured { plan: Sample; floor: Sample; ratio: number; cpuRatio: number; load: number }
+interface Measured {
+  plan: Sample;
+  floor: Sample;
+  ratio: number;
+  cpuRatio: number;
+  load: number;
+}
 
 /** Alternates floor and plan runs; medians of each. */
 function measure(planArgs: readonly string[], what: string): Measured {
@@ -78,7 +114,12 @@ function measure(planArgs: readonly string[], what: string): Measured {
     floors.push(timed(["-e", FLOOR_SCRIPT], "the floor"));
     plans.push(timed(planArgs, what));
   }
-  const pick = (xs: Sample[]): Sample => ({ wallMs: median(xs.map((s) => s.wallMs)), cpuMs: median(xs.map((s) => s.cpuMs)), maxRssMb: Math.max(...xs.map((s) => s.maxRssMb)), resources: xs[0].resources });
+  const pick = (xs: Sample[]): Sample => ({
+    wallMs: median(xs.map((s) => s.wallMs)),
+    cpuMs: median(xs.map((s) => s.cpuMs)),
+    maxRssMb: Math.max(...xs.map((s) => s.maxRssMb)),
+    resources: xs[0].resources,
+  });
   const plan = pick(plans);
   const floor = pick(floors);
   return { plan, floor, ratio: plan.wallMs / floor.wallMs, cpuRatio: plan.cpuMs / floor.cpuMs, load: loadavg()[0] };
@@ -89,7 +130,9 @@ const planArgs = (configFile: string) => [RUNNER, "plan", "--config-file", confi
 // Freshness check and a full build, measured here so the figures below are of runs that only check.
 const requireCjs = createRequire(__filename);
 const { checkFreshness } = requireCjs("../tools/build/freshness.cjs") as { checkFreshness(): { fresh: boolean } };
-const { ensureBuilt } = requireCjs("../tools/build/compile.cjs") as { ensureBuilt(o: { force: boolean }): Promise<unknown> };
+const { ensureBuilt } = requireCjs("../tools/build/compile.cjs") as {
+  ensureBuilt(o: { force: boolean }): Promise<unknown>;
+};
 
 async function main(): Promise<void> {
   const loadBefore = loadavg();
@@ -107,7 +150,17 @@ async function main(): Promise<void> {
   timed(planArgs(stackFilePath("cpu")), "the cpu plan");
 
   const rows: string[][] = [];
-  const row = (label: string, m: Measured, target: boolean) => [label, String(m.plan.resources), m.plan.wallMs.toFixed(0), m.floor.wallMs.toFixed(0), m.ratio.toFixed(2), Number.isFinite(m.cpuRatio) ? m.cpuRatio.toFixed(2) : "n/a", m.plan.maxRssMb.toFixed(0), m.load.toFixed(2), target ? (m.ratio <= TARGET_RATIO ? "yes" : "NO") : ""];
+  const row = (label: string, m: Measured, target: boolean) => [
+    label,
+    String(m.plan.resources),
+    m.plan.wallMs.toFixed(0),
+    m.floor.wallMs.toFixed(0),
+    m.ratio.toFixed(2),
+    Number.isFinite(m.cpuRatio) ? m.cpuRatio.toFixed(2) : "n/a",
+    m.plan.maxRssMb.toFixed(0),
+    m.load.toFixed(2),
+    target ? (m.ratio <= TARGET_RATIO ? "yes" : "NO") : "",
+  ];
   const missed: string[] = [];
   const shipped: string[] = [];
   for (const stack of availableStacks()) {
@@ -121,7 +174,10 @@ async function main(): Promise<void> {
   try {
     for (const gpuCount of nodeCounts) {
       const file = path.join(dir, `Pulumi.synthetic-${gpuCount}.yaml`);
-      writeFileSync(file, `config:\n  inference-hub:tier: gpu\n  inference-hub:gpuCount: ${gpuCount}\n  inference-hub:budgetUsd: 1000000\n`);
+      writeFileSync(
+        file,
+        `config:\n  inference-hub:tier: gpu\n  inference-hub:gpuCount: ${gpuCount}\n  inference-hub:budgetUsd: 1000000\n`,
+      );
       const m = measure(planArgs(file), `the ${gpuCount}-node plan`);
       perNode.push({ nodes: gpuCount, wallMs: m.plan.wallMs });
       rows.push(row(`synthetic, ${gpuCount} GPU nodes`, m, false));
@@ -130,7 +186,10 @@ async function main(): Promise<void> {
     if (values["compare-tsx"]) {
       // Before issue 11: the same plan through tsx.
       const tsx = path.join(PROJECT_ROOT, "node_modules/tsx/dist/cli.mjs");
-      const m = measure([tsx, path.join(PROJECT_ROOT, "cli/plan.ts"), "--config-file", stackFilePath("hybrid"), "--json"], "the hybrid plan through tsx");
+      const m = measure(
+        [tsx, path.join(PROJECT_ROOT, "cli/plan.ts"), "--config-file", stackFilePath("hybrid"), "--json"],
+        "the hybrid plan through tsx",
+      );
       rows.push(row("Pulumi.hybrid.yaml through tsx", m, false));
     }
   } finally {
@@ -139,17 +198,36 @@ async function main(): Promise<void> {
 
   const loadAfter = loadavg();
   const out = process.stdout;
-  out.write(`Offline plan (npm run plan -- --json) against the floor \`node -e\` requiring ${FLOOR_PACKAGES.join(", ")}.\n`);
-  out.write(`Alternating floor and plan, median of ${runs} fresh processes each; Node ${process.version}, ${cpus().length} cores.\n\n`);
-  out.write(`${table(["stack", "resources", "plan ms", "floor ms", "ratio", "CPU ratio", "peak RSS MB", "load (1 min)", `<= ${TARGET_RATIO} x`], rows)}\n\n`);
-  out.write(`load average (1/5/15 min): ${loadBefore.map((l) => l.toFixed(2)).join(" / ")} before, ${loadAfter.map((l) => l.toFixed(2)).join(" / ")} after\n`);
-  out.write(`build (every script, the gatekeeper bundle): ${buildMs.toFixed(0)} ms; freshness check on each run: ${median(checks).toFixed(2)} ms (median of ${checks.length})\n`);
+  out.write(
+    `Offline plan (npm run plan -- --json) against the floor \`node -e\` requiring ${FLOOR_PACKAGES.join(", ")}.\n`,
+  );
+  out.write(
+    `Alternating floor and plan, median of ${runs} fresh processes each; Node ${process.version}, ${cpus().length} cores.\n\n`,
+  );
+  out.write(
+    `${table(["stack", "resources", "plan ms", "floor ms", "ratio", "CPU ratio", "peak RSS MB", "load (1 min)", `<= ${TARGET_RATIO} x`], rows)}\n\n`,
+  );
+  out.write(
+    `load average (1/5/15 min): ${loadBefore.map((l) => l.toFixed(2)).join(" / ")} before, ${loadAfter.map((l) => l.toFixed(2)).join(" / ")} after\n`,
+  );
+  out.write(
+    `build (every script, the gatekeeper bundle): ${buildMs.toFixed(0)} ms; freshness check on each run: ${median(checks).toFixed(2)} ms (median of ${checks.length})\n`,
+  );
   for (let i = 1; i < perNode.length; i++) {
     const [a, b] = [perNode[i - 1], perNode[i]];
-    out.write(`marginal ms per GPU node ${a.nodes}→${b.nodes}: ${((b.wallMs - a.wallMs) / (b.nodes - a.nodes)).toFixed(1)}\n`);
+    out.write(
+      `marginal ms per GPU node ${a.nodes}→${b.nodes}: ${((b.wallMs - a.wallMs) / (b.nodes - a.nodes)).toFixed(1)}\n`,
+    );
   }
-  if (synthetic64) out.write(`synthetic 64-node stack: ${synthetic64.ratio.toFixed(2)} x its floor (${synthetic64.plan.resources} resources; reported, the target covers the shipped stacks)\n`);
-  out.write(missed.length === 0 ? `every shipped stack meets the target (plan <= ${TARGET_RATIO} x floor)\n` : `target (<= ${TARGET_RATIO} x floor) met by ${shipped.join(", ") || "none"}; NOT met by ${missed.join(", ")}\n`);
+  if (synthetic64)
+    out.write(
+      `synthetic 64-node stack: ${synthetic64.ratio.toFixed(2)} x its floor (${synthetic64.plan.resources} resources; reported, the target covers the shipped stacks)\n`,
+    );
+  out.write(
+    missed.length === 0
+      ? `every shipped stack meets the target (plan <= ${TARGET_RATIO} x floor)\n`
+      : `target (<= ${TARGET_RATIO} x floor) met by ${shipped.join(", ") || "none"}; NOT met by ${missed.join(", ")}\n`,
+  );
 }
 
 main().catch((err: unknown) => {

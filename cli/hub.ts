@@ -21,7 +21,10 @@ function coderProbe(ops: StackOps, key: string | undefined) {
     const outputs = await ops.outputs();
     const base = String(outputs.baseUrl?.value ?? "");
     try {
-      const res = await fetch(`${base}/models`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(`${base}/models`, {
+        headers: { authorization: `Bearer ${key}` },
+        signal: AbortSignal.timeout(10_000),
+      });
       if (!res.ok) return "down";
       // A GPU replica names itself (gpu-<i>) and the off answer says gpu-off; the CPU stand-in sets
       // no header, so without one the model list's owner tells (as on gateways deployed before it).
@@ -75,7 +78,13 @@ runHub(process.argv.slice(2), {
     imageOps: (token) => digitalOceanImageOps(token),
     autoscale: async (ops, stack, adminKey, watch, force, io) => {
       const baseUrl = String((await ops.outputs()).baseUrl?.value ?? "");
-      const deps = { ops, signals: gatewaySignals(baseUrl, adminKey, httpFetcher), memory: fileMemory(stack), io, force };
+      const deps = {
+        ops,
+        signals: gatewaySignals(baseUrl, adminKey, httpFetcher),
+        memory: fileMemory(stack),
+        io,
+        force,
+      };
       if (watch) await autoscaleWatch(deps, 15);
       else await autoscaleOnce(deps);
     },

@@ -34,10 +34,23 @@ const planIn = (dir: string, stack: string): AnyPlan | undefined => {
   return existsSync(file) ? readPlan(file, stack) : undefined;
 };
 
-const stacksIn = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -".json".length)) : []);
+const stacksIn = (dir: string): string[] =>
+  existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith(".json"))
+        .map((f) => f.slice(0, -".json".length))
+    : [];
 
 function main(): void {
-  let values: { base?: string; head?: string; "base-dir"?: string; "head-dir"?: string; stack?: string; "fail-on-volume-risk"?: boolean; help?: boolean };
+  let values: {
+    base?: string;
+    head?: string;
+    "base-dir"?: string;
+    "head-dir"?: string;
+    stack?: string;
+    "fail-on-volume-risk"?: boolean;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       options: {
@@ -83,7 +96,12 @@ function main(): void {
 
   process.stdout.write(renderComment(diffs));
   if (values["fail-on-volume-risk"] && hasVolumeRisk(diffs)) {
-    process.stderr.write(`plan-diff: volume at risk in ${diffs.filter((d) => d.volumeRisks.length > 0).map((d) => d.stack).join(", ")}\n`);
+    process.stderr.write(
+      `plan-diff: volume at risk in ${diffs
+        .filter((d) => d.volumeRisks.length > 0)
+        .map((d) => d.stack)
+        .join(", ")}\n`,
+    );
     process.exit(1);
   }
 }

@@ -26,7 +26,14 @@ function fail(message: string): never {
 }
 
 async function main(): Promise<void> {
-  let values: { stack?: string; "config-file"?: string; json?: boolean; out?: string; diagram?: string; help?: boolean };
+  let values: {
+    stack?: string;
+    "config-file"?: string;
+    json?: boolean;
+    out?: string;
+    diagram?: string;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       options: {
@@ -52,7 +59,10 @@ async function main(): Promise<void> {
   const diagramProblem = values.diagram === undefined ? undefined : diagramFileProblem(values.diagram);
   if (diagramProblem) fail(diagramProblem);
   const svg = values.diagram?.toLowerCase().endsWith(".svg") ?? false;
-  if (svg && !findChromium()) fail(`--diagram ${values.diagram}: SVG is drawn by Mermaid in a headless Chromium, and none was found (/usr/bin/chromium, or set HUB_CHROMIUM). Install Debian's (apt-get install chromium), or write a .mmd or .md file instead.`);
+  if (svg && !findChromium())
+    fail(
+      `--diagram ${values.diagram}: SVG is drawn by Mermaid in a headless Chromium, and none was found (/usr/bin/chromium, or set HUB_CHROMIUM). Install Debian's (apt-get install chromium), or write a .mmd or .md file instead.`,
+    );
   let chosen = values.stack;
   if (!values["config-file"]) {
     try {
@@ -62,11 +72,17 @@ async function main(): Promise<void> {
     }
   }
   const configFile = values["config-file"] ? path.resolve(values["config-file"]) : stackFilePath(chosen!);
-  const stack = chosen ?? /^Pulumi\.(.+)\.ya?ml$/.exec(path.basename(configFile))?.[1] ?? path.basename(configFile).replace(/\.ya?ml$/, "");
+  const stack =
+    chosen ??
+    /^Pulumi\.(.+)\.ya?ml$/.exec(path.basename(configFile))?.[1] ??
+    path.basename(configFile).replace(/\.ya?ml$/, "");
 
   const result = await planFromFile(stack, configFile);
   if (!result.ok) {
-    return writeAndExit(values.json ? `${JSON.stringify(result.document, null, 2)}\n` : `${renderFailure(result.document)}\n`, 1);
+    return writeAndExit(
+      values.json ? `${JSON.stringify(result.document, null, 2)}\n` : `${renderFailure(result.document)}\n`,
+      1,
+    );
   }
   if (values.out) {
     for (const artifact of result.artifacts) {
@@ -80,13 +96,22 @@ async function main(): Promise<void> {
     const picture = pictureOf(result.document, result.artifacts);
     mkdirSync(path.dirname(path.resolve(values.diagram)), { recursive: true });
     const mermaid = renderMermaid(picture);
-    writeFileSync(values.diagram, svg ? await renderSvg(mermaid) : diagramFileContent(values.diagram, picture, mermaid));
+    writeFileSync(
+      values.diagram,
+      svg ? await renderSvg(mermaid) : diagramFileContent(values.diagram, picture, mermaid),
+    );
     if (!values.json) process.stderr.write(`plan: diagram written to ${values.diagram}\n`);
   }
   // For `npm run bench`: peak memory is only knowable from inside the process.
-  if (process.env.PLAN_BENCH_REPORT) process.stderr.write(`bench: maxrss_kb=${process.resourceUsage().maxRSS} resources=${result.document.resources.length}\n`);
+  if (process.env.PLAN_BENCH_REPORT)
+    process.stderr.write(
+      `bench: maxrss_kb=${process.resourceUsage().maxRSS} resources=${result.document.resources.length}\n`,
+    );
   // The mock engine keeps handles open, so exit explicitly once the output is flushed.
-  await writeAndExit(values.json ? `${JSON.stringify(result.document, null, 2)}\n` : `${renderPlan(result.document)}\n`, 0);
+  await writeAndExit(
+    values.json ? `${JSON.stringify(result.document, null, 2)}\n` : `${renderPlan(result.document)}\n`,
+    0,
+  );
 }
 
 function mkdirOut(dir: string): string {

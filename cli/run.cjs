@@ -27,7 +27,8 @@ function fail(message) {
 
 async function main() {
   const [script, ...args] = process.argv.slice(2);
-  if (!script || script.startsWith("-")) fail("usage: node cli/run.cjs <script> [args...] (a script is cli/<script>.ts or bench/<script>.ts)");
+  if (!script || script.startsWith("-"))
+    fail("usage: node cli/run.cjs <script> [args...] (a script is cli/<script>.ts or bench/<script>.ts)");
 
   const state = checkFreshness(ROOT, OUT_DIR);
   let manifest = state.fresh ? state.manifest : undefined;
@@ -37,21 +38,30 @@ async function main() {
     const started = Date.now();
     let built = false;
     try {
-      manifest = await ensureBuilt({ onBuild: (reason) => ((built = true), process.stderr.write(`run: compiling scripts into .build/ (${reason})\n`)) });
+      manifest = await ensureBuilt({
+        onBuild: (reason) => (
+          (built = true), process.stderr.write(`run: compiling scripts into .build/ (${reason})\n`)
+        ),
+      });
     } catch (err) {
-      const message = err instanceof BuildError ? err.message : `internal error while building: ${/** @type {Error} */ (err).message}`;
+      const message =
+        err instanceof BuildError
+          ? err.message
+          : `internal error while building: ${/** @type {Error} */ (err).message}`;
       fail(`${message}\nNothing was run: fix the error above, then run the command again.`);
       return;
     }
     if (built) process.stderr.write(`run: compiled in ${Date.now() - started} ms\n`);
   }
-  if (!manifest.entries.includes(script)) fail(`no script "${script}" (cli/${script}.ts, bench/${script}.ts); scripts: ${manifest.entries.join(", ")}`);
+  if (!manifest.entries.includes(script))
+    fail(`no script "${script}" (cli/${script}.ts, bench/${script}.ts); scripts: ${manifest.entries.join(", ")}`);
 
   const compiled = path.join(OUT_DIR, `${script}.js`);
   // The script sees the argv it would see as `node .build/<script>.js args...`.
   process.argv = [process.argv[0], compiled, ...args];
   if (process.env.HUB_SOURCE_MAPS || process.env.PLAN_DEBUG) process.setSourceMapsEnabled(true);
-  else if (WITHOUT_STACK_TRACES.has(script) && !process.env.PLAN_DEBUG && !process.env.PULUMI_DEBUG_PROMISE_LEAKS) Error.stackTraceLimit = 0;
+  else if (WITHOUT_STACK_TRACES.has(script) && !process.env.PLAN_DEBUG && !process.env.PULUMI_DEBUG_PROMISE_LEAKS)
+    Error.stackTraceLimit = 0;
   if (process.env.PLAN_BENCH_REPORT) {
     // For `npm run bench`: CPU time is only knowable from inside the process.
     process.on("exit", () => {

@@ -33,7 +33,9 @@ const USAGE = `usage: npm run simulate -- --trace FILE [--format azure|mooncake|
   --no-sweep                skip the reactive idle-time sweep`;
 
 function fail(problems: readonly string[]): never {
-  process.stderr.write(`simulate: ${problems.length} problem${problems.length === 1 ? "" : "s"}:\n${problems.map((p) => `  - ${p}`).join("\n")}\n${USAGE}\n`);
+  process.stderr.write(
+    `simulate: ${problems.length} problem${problems.length === 1 ? "" : "s"}:\n${problems.map((p) => `  - ${p}`).join("\n")}\n${USAGE}\n`,
+  );
   process.exit(1);
 }
 
@@ -92,18 +94,23 @@ function main(): void {
   const compare = values["compare-stages"] === true;
   if (!str("trace") && !compare) problems.push("--trace FILE is required (or --compare-stages)");
   const image = str("image");
-  if (image !== undefined && image !== "base" && image !== "baked") problems.push(`--image ${JSON.stringify(image)} is not base or baked`);
+  if (image !== undefined && image !== "base" && image !== "baked")
+    problems.push(`--image ${JSON.stringify(image)} is not base or baked`);
   const actuator = str("actuator");
-  if (actuator !== undefined && !["github", "pulumi-deployments", "github-before"].includes(actuator)) problems.push(`--actuator ${JSON.stringify(actuator)} is not github, pulumi-deployments or github-before`);
+  if (actuator !== undefined && !["github", "pulumi-deployments", "github-before"].includes(actuator))
+    problems.push(`--actuator ${JSON.stringify(actuator)} is not github, pulumi-deployments or github-before`);
   const before = values["model-before"] === true;
-  if (before && (image !== undefined || actuator !== undefined)) problems.push("--model-before sets the image and the actuator itself; drop --image / --actuator");
+  if (before && (image !== undefined || actuator !== undefined))
+    problems.push("--model-before sets the image and the actuator itself; drop --image / --actuator");
   let holdShare: number | undefined;
   if (str("hold-share") !== undefined) {
     holdShare = Number(str("hold-share"));
-    if (!Number.isFinite(holdShare) || holdShare < 0 || holdShare > 1) problems.push(`--hold-share ${JSON.stringify(str("hold-share"))} is not a share from 0 to 1`);
+    if (!Number.isFinite(holdShare) || holdShare < 0 || holdShare > 1)
+      problems.push(`--hold-share ${JSON.stringify(str("hold-share"))} is not a share from 0 to 1`);
   }
   const holdSeconds = positive("hold-s", str("hold-s"), problems);
-  if (holdSeconds !== undefined && holdShare === undefined) problems.push("--hold-s goes with --hold-share (the share of requests that wait)");
+  if (holdSeconds !== undefined && holdShare === undefined)
+    problems.push("--hold-s goes with --hold-share (the share of requests that wait)");
   let measured: MeasuredStage[] | undefined;
   const stagesPath = str("stages");
   if (stagesPath !== undefined) {
@@ -118,7 +125,8 @@ function main(): void {
     }
   }
   const format = str("format");
-  if (format !== undefined && !(TRACE_FORMATS as readonly string[]).includes(format)) problems.push(`--format ${JSON.stringify(format)} is not one of ${TRACE_FORMATS.join(", ")}`);
+  if (format !== undefined && !(TRACE_FORMATS as readonly string[]).includes(format))
+    problems.push(`--format ${JSON.stringify(format)} is not one of ${TRACE_FORMATS.join(", ")}`);
   const sets: Record<string, string> = {};
   for (const pair of (values.set as string[] | undefined) ?? []) {
     const at = pair.indexOf("=");
@@ -128,26 +136,33 @@ function main(): void {
   let startMs: number | undefined;
   if (str("start") !== undefined) {
     startMs = Date.parse(str("start")!);
-    if (!Number.isFinite(startMs)) problems.push(`--start ${JSON.stringify(str("start"))} is not an ISO date-time such as 2026-01-05T00:00:00Z`);
+    if (!Number.isFinite(startMs))
+      problems.push(`--start ${JSON.stringify(str("start"))} is not an ISO date-time such as 2026-01-05T00:00:00Z`);
   }
   const seed = positive("seed", str("seed"), problems, true);
   const rateScale = positive("rate-scale", str("rate-scale"), problems);
   const coldStartSeconds = positive("cold-start-s", str("cold-start-s"), problems);
   const pipelineSeconds = positive("pipeline-s", str("pipeline-s"), problems);
-  if (coldStartSeconds !== undefined && pipelineSeconds !== undefined && pipelineSeconds >= coldStartSeconds) problems.push(`--pipeline-s ${pipelineSeconds} must be below --cold-start-s ${coldStartSeconds} (the pipeline is part of the cold start)`);
+  if (coldStartSeconds !== undefined && pipelineSeconds !== undefined && pipelineSeconds >= coldStartSeconds)
+    problems.push(
+      `--pipeline-s ${pipelineSeconds} must be below --cold-start-s ${coldStartSeconds} (the pipeline is part of the cold start)`,
+    );
   const replicaTokensPerSecond = positive("replica-tokens-per-s", str("replica-tokens-per-s"), problems);
   const typicalInputTokens = positive("input-tokens", str("input-tokens"), problems, true);
   const typicalOutputTokens = positive("output-tokens", str("output-tokens"), problems, true);
   let days: { from: number; to: number } | undefined;
   if (str("days") !== undefined) {
     const m = /^(\d+)-(\d+)$/.exec(str("days")!);
-    if (!m || Number(m[1]) > Number(m[2])) problems.push(`--days ${JSON.stringify(str("days"))} is not FROM-TO in whole days, e.g. 7-13`);
+    if (!m || Number(m[1]) > Number(m[2]))
+      problems.push(`--days ${JSON.stringify(str("days"))} is not FROM-TO in whole days, e.g. 7-13`);
     else days = { from: Number(m[1]), to: Number(m[2]) };
   }
   if (str("stack") && str("config-file")) problems.push("give --stack or --config-file, not both");
   const configFile = str("config-file");
   // The hub's one --stack rule (cli/hub/stack-choice.ts), unless a file is named.
-  let stackName = configFile ? /^Pulumi\.(.+)\.ya?ml$/.exec(configFile.split("/").pop() ?? "")?.[1] ?? configFile : "";
+  let stackName = configFile
+    ? (/^Pulumi\.(.+)\.ya?ml$/.exec(configFile.split("/").pop() ?? "")?.[1] ?? configFile)
+    : "";
   if (!configFile) {
     try {
       stackName = chooseStack(str("stack"), PROJECT_ROOT, availableStacks()).name;
@@ -176,7 +191,17 @@ function main(): void {
     startMs,
     rateScale,
     days,
-    serving: { coldStartSeconds, pipelineSeconds, replicaTokensPerSecond, typicalInputTokens, typicalOutputTokens, ...(before ? { image: "base", actuator: "github-before", bf16OnlineWeights: true } : { image: image as BootImage | undefined, actuator: actuator as ServingOverrides["actuator"] }), measured },
+    serving: {
+      coldStartSeconds,
+      pipelineSeconds,
+      replicaTokensPerSecond,
+      typicalInputTokens,
+      typicalOutputTokens,
+      ...(before
+        ? { image: "base", actuator: "github-before", bf16OnlineWeights: true }
+        : { image: image as BootImage | undefined, actuator: actuator as ServingOverrides["actuator"] }),
+      measured,
+    },
     hold: holdShare !== undefined ? { share: holdShare, seconds: holdSeconds } : undefined,
     sweep: !values["no-sweep"],
   };

@@ -30,15 +30,24 @@ async function wake(argv: readonly string[]): Promise<number> {
     process.stderr.write(`smoke: ${model}\n`);
     return EXIT_USAGE;
   }
-  const report = await measureWake({ ...command.options, model }, { fetch, now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)) });
+  const report = await measureWake(
+    { ...command.options, model },
+    { fetch, now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)) },
+  );
   if (!report.ok) {
     process.stderr.write(`smoke: wake failed: ${report.problem}\n`);
     return EXIT_BROKEN;
   }
-  process.stdout.write(command.json ? `${JSON.stringify(report, null, 2)}\n` : `GPU wake of ${command.options.baseUrl}, answered by ${report.answeredBy}:\n\n${renderWake(report)}\n`);
+  process.stdout.write(
+    command.json
+      ? `${JSON.stringify(report, null, 2)}\n`
+      : `GPU wake of ${command.options.baseUrl}, answered by ${report.answeredBy}:\n\n${renderWake(report)}\n`,
+  );
   if (command.options.stagesOut) {
     writeFileSync(command.options.stagesOut, wakeStagesFile(report, new Date(), command.stack));
-    process.stdout.write(`stages written to ${command.options.stagesOut}: npm run simulate -- --stages ${command.options.stagesOut} ...\n`);
+    process.stdout.write(
+      `stages written to ${command.options.stagesOut}: npm run simulate -- --stages ${command.options.stagesOut} ...\n`,
+    );
   }
   return EXIT_OK;
 }
@@ -72,12 +81,16 @@ async function main(): Promise<number> {
 
   // Progress only for a person watching: checks on a CPU-only hub can take a minute each.
   const showProgress = !command.json && process.stderr.isTTY;
-  const report = await runSmoke(command.options, { onStart: showProgress ? (check) => process.stderr.write(`checking ${check.service}…\n`) : undefined });
+  const report = await runSmoke(command.options, {
+    onStart: showProgress ? (check) => process.stderr.write(`checking ${check.service}…\n`) : undefined,
+  });
 
   if (command.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
-    process.stdout.write(`Inference hub smoke test: ${report.baseUrl} (OCR mode ${report.ocrMode})\n\n${renderTable(report)}\n\n`);
+    process.stdout.write(
+      `Inference hub smoke test: ${report.baseUrl} (OCR mode ${report.ocrMode})\n\n${renderTable(report)}\n\n`,
+    );
     const count = (status: string) => report.checks.filter((c) => c.status === status).length;
     process.stdout.write(`${count("ok")} checks passed, ${count("failed")} failed, ${count("skipped")} skipped.\n`);
   }

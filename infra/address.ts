@@ -16,7 +16,11 @@ export class GatewayAddress extends pulumi.ComponentResource {
     this.reservedIp = new digitalocean.ReservedIp(`${name}-ip`, { region: args.region }, { parent: this });
     this.address = this.reservedIp.ipAddress;
     // A separate assignment: replacing the droplet moves the IP instead of releasing it.
-    new digitalocean.ReservedIpAssignment(`${name}-assignment`, { ipAddress: this.address, dropletId: args.dropletId }, { parent: this });
+    new digitalocean.ReservedIpAssignment(
+      `${name}-assignment`,
+      { ipAddress: this.address, dropletId: args.dropletId },
+      { parent: this },
+    );
     this.registerOutputs({ address: this.address });
   }
 }

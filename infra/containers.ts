@@ -71,12 +71,24 @@ const hash = (text: string) => createHash("sha256").update(text).digest("hex").s
 const seconds = (n: number) => `${n}s`;
 
 /** The Docker container arguments for a spec: plain data, so tests read them without a cloud. */
-export function containerArgs(spec: ServiceSpec, network: pulumi.Input<string>, image: pulumi.Input<string>, privateIp: pulumi.Input<string>, extraPorts: readonly PublishedPort[], secrets: Readonly<Record<SecretName, pulumi.Output<string>>>, labels: Record<string, pulumi.Input<string>>): docker.ContainerArgs {
+export function containerArgs(
+  spec: ServiceSpec,
+  network: pulumi.Input<string>,
+  image: pulumi.Input<string>,
+  privateIp: pulumi.Input<string>,
+  extraPorts: readonly PublishedPort[],
+  secrets: Readonly<Record<SecretName, pulumi.Output<string>>>,
+  labels: Record<string, pulumi.Input<string>>,
+): docker.ContainerArgs {
   const plainEnv = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
-  const secretEnv = Object.entries(spec.secretEnv).map(([k, name]) => pulumi.secret(pulumi.interpolate`${k}=${secrets[name]}`));
+  const secretEnv = Object.entries(spec.secretEnv).map(([k, name]) =>
+    pulumi.secret(pulumi.interpolate`${k}=${secrets[name]}`),
+  );
   const ports: docker.types.input.ContainerPort[] = [
     ...(spec.publishOnPrivateIp ? [{ internal: spec.port, external: spec.port, ip: privateIp }] : []),
-    ...extraPorts.filter((p) => p.container === spec.name).map((p) => ({ internal: p.port, external: p.port, ip: p.onAllInterfaces ? "0.0.0.0" : privateIp })),
+    ...extraPorts
+      .filter((p) => p.container === spec.name)
+      .map((p) => ({ internal: p.port, external: p.port, ip: p.onAllInterfaces ? "0.0.0.0" : privateIp })),
   ];
   return {
     name: spec.name,
@@ -85,9 +97,21 @@ export function containerArgs(spec: ServiceSpec, network: pulumi.Input<string>, 
     command: [...spec.command],
     envs: [...plainEnv, ...secretEnv],
     ports,
-    volumes: spec.mounts.filter((m) => !m.propagation).map((m) => ({ hostPath: m.hostPath, containerPath: m.containerPath, readOnly: m.readOnly ?? false })),
+    volumes: spec.mounts
+      .filter((m) => !m.propagation)
+      .map((m) => ({ hostPath: m.hostPath, containerPath: m.containerPath, readOnly: m.readOnly ?? false })),
     // Only `mounts` can carry a bind propagation mode.
-    mounts: spec.mounts.some((m) => m.propagation) ? spec.mounts.filter((m) => m.propagation).map((m) => ({ type: "bind", source: m.hostPath, target: m.containerPath, readOnly: m.readOnly ?? false, bindOptions: { propagation: m.propagation } })) : undefined,
+    mounts: spec.mounts.some((m) => m.propagation)
+      ? spec.mounts
+          .filter((m) => m.propagation)
+          .map((m) => ({
+            type: "bind",
+            source: m.hostPath,
+            target: m.containerPath,
+            readOnly: m.readOnly ?? false,
+            bindOptions: { propagation: m.propagation },
+          }))
+      : undefined,
     // A container on the host's network joins no Docker network (Docker refuses both).
     networksAdvanced: spec.hostNamespaces ? undefined : [{ name: network, aliases: [spec.name] }],
     networkMode: spec.hostNamespaces ? "host" : undefined,
@@ -120,7 +144,8 @@ export function mountDirectoriesScript(services: readonly ServiceSpec[]): string
   const lines: string[] = [];
   for (const spec of services) {
     const uid = IMAGE_UIDS[spec.image.repo] ?? 0;
-    for (const m of spec.mounts.filter((m) => !m.readOnly)) lines.push(`install -d -m 0755 -o ${uid} -g ${uid} '${m.hostPath}' && chown ${uid}:${uid} '${m.hostPath}'`);
+    for (const m of spec.mounts.filter((m) => !m.readOnly))
+      lines.push(`install -d -m 0755 -o ${uid} -g ${uid} '${m.hostPath}' && chown ${uid}:${uid} '${m.hostPath}'`);
   }
   return lines.length ? ["set -e", ...lines].join("\n") : undefined;
 }
@@ -155,16 +180,46 @@ export class ContainerHost extends pulumi.ComponentResource {
           )
         : // DOCKER_HOST, or the engine's default socket.
           new docker.Provider(`${name}-docker`, {}, { parent: this });
-    const network = new docker.Network(`${name}-network`, { name: "hub", driver: "bridge" }, { parent: this, provider });
+    const network = new docker.Network(
+      `${name}-network`,
+      { name: "hub", driver: "bridge" },
+      { parent: this, provider },
+    );
 
     // On a laptop the node's volume is a directory of the user's; paths move there.
-    const onHost = (path: string) => (target.kind === "local" && path.startsWith(target.mountRoot) ? `${target.dataDir}${path.slice(target.mountRoot.length)}` : path);
-    const services = args.services.map((spec) => ({ ...spec, mounts: spec.mounts.map((m) => ({ ...m, hostPath: onHost(m.hostPath) })) }));
+    const onHost = (path: string) =>
+      target.kind === "local" && path.startsWith(target.mountRoot)
+        ? `${target.dataDir}${path.slice(target.mountRoot.length)}`
+        : path;
+    const services = args.services.map((spec) => ({
+      ...spec,
+      mounts: spec.mounts.map((m) => ({ ...m, hostPath: onHost(m.hostPath) })),
+    }));
     // Over SSH only after the readiness check (which waited for the node and its SSH rule).
-    const shell = (resourceName: string, script: string, stdin?: pulumi.Input<string>, remove?: string, after: readonly pulumi.Resource[] = []): pulumi.Resource =>
+    const shell = (
+      resourceName: string,
+      script: string,
+      stdin?: pulumi.Input<string>,
+      remove?: string,
+      after: readonly pulumi.Resource[] = [],
+    ): pulumi.Resource =>
       target.kind === "droplet"
-        ? new command.remote.Command(resourceName, { connection: { ...target.ssh.connection, dialErrorLimit: 10 }, create: script, update: script, stdin, delete: remove }, { parent: this, dependsOn: [target.ready, ...after] })
-        : new command.local.Command(resourceName, { create: script, update: script, stdin, delete: remove }, { parent: this, dependsOn: [...after] });
+        ? new command.remote.Command(
+            resourceName,
+            {
+              connection: { ...target.ssh.connection, dialErrorLimit: 10 },
+              create: script,
+              update: script,
+              stdin,
+              delete: remove,
+            },
+            { parent: this, dependsOn: [target.ready, ...after] },
+          )
+        : new command.local.Command(
+            resourceName,
+            { create: script, update: script, stdin, delete: remove },
+            { parent: this, dependsOn: [...after] },
+          );
 
     const restartLabels = new Map<string, pulumi.Input<string>[]>();
     const fileCommands: pulumi.Resource[] = [];
@@ -177,8 +232,20 @@ export class ContainerHost extends pulumi.ComponentResource {
         file.privateTo === undefined || target.kind === "local"
           ? `install -d -m 0755 '${dir}' && cat > '${path}.tmp' && mv '${path}.tmp' '${path}'`
           : `install -d -m 0755 '${dir}' && (umask 077 && cat > '${path}.tmp') && chown ${file.privateTo} '${path}.tmp' && mv '${path}.tmp' '${path}'`;
-      fileCommands.push(shell(`${name}-file-${file.path.split("/").slice(-2).join("-")}`, write, file.content, `rm -f '${path}'`, file.after));
-      for (const container of file.restarts ?? []) restartLabels.set(container, [...(restartLabels.get(container) ?? []), pulumi.output(file.content).apply(hash)]);
+      fileCommands.push(
+        shell(
+          `${name}-file-${file.path.split("/").slice(-2).join("-")}`,
+          write,
+          file.content,
+          `rm -f '${path}'`,
+          file.after,
+        ),
+      );
+      for (const container of file.restarts ?? [])
+        restartLabels.set(container, [
+          ...(restartLabels.get(container) ?? []),
+          pulumi.output(file.content).apply(hash),
+        ]);
     }
 
     // Docker creates missing bind-mount sources owned by root; images that run as another user
@@ -202,13 +269,17 @@ export class ContainerHost extends pulumi.ComponentResource {
       if (fileHashes) labels["inference-hub.config-hash"] = pulumi.all(fileHashes).apply((h) => h.join("."));
       containers.set(
         spec.name,
-        new docker.Container(`${name}-${spec.name}`, containerArgs(spec, network.name, image.imageId, privateIp, args.ports ?? [], args.secrets, labels), {
-          parent: this,
-          provider,
-          dependsOn: fileCommands,
-          // Container names and published ports are unique per host: the old one must go first.
-          deleteBeforeReplace: true,
-        }),
+        new docker.Container(
+          `${name}-${spec.name}`,
+          containerArgs(spec, network.name, image.imageId, privateIp, args.ports ?? [], args.secrets, labels),
+          {
+            parent: this,
+            provider,
+            dependsOn: fileCommands,
+            // Container names and published ports are unique per host: the old one must go first.
+            deleteBeforeReplace: true,
+          },
+        ),
       );
     }
     this.containers = containers;

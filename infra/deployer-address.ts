@@ -38,34 +38,52 @@ export type TextGetter = (url: string, timeoutMs: number) => Promise<string>;
 export const getText: TextGetter = (url, timeoutMs) =>
   new Promise((resolve, reject) => {
     const client = url.startsWith("http:") ? http : https;
-    const req = client.get(url, { family: 4, timeout: timeoutMs, headers: { "user-agent": "inference-hub deployer-address lookup", accept: "text/plain" } }, (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        reject(new Error(`HTTP ${res.statusCode}`));
-        return;
-      }
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        body += chunk;
-        if (body.length > MAX_BODY_BYTES) req.destroy(new Error(`answer longer than ${MAX_BODY_BYTES} bytes`));
-      });
-      res.on("end", () => resolve(body));
-      res.on("error", reject);
-    });
+    const req = client.get(
+      url,
+      {
+        family: 4,
+        timeout: timeoutMs,
+        headers: { "user-agent": "inference-hub deployer-address lookup", accept: "text/plain" },
+      },
+      (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new Error(`HTTP ${res.statusCode}`));
+          return;
+        }
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          body += chunk;
+          if (body.length > MAX_BODY_BYTES) req.destroy(new Error(`answer longer than ${MAX_BODY_BYTES} bytes`));
+        });
+        res.on("end", () => resolve(body));
+        res.on("error", reject);
+      },
+    );
     req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
     req.on("error", reject);
   });
 
 // Ranges an internet echo service can never see as a source: the answer would be wrong or forged.
-const NOT_PUBLIC = new Set(["unspecified", "broadcast", "multicast", "linkLocal", "loopback", "private", "carrierGradeNat"]);
+const NOT_PUBLIC = new Set([
+  "unspecified",
+  "broadcast",
+  "multicast",
+  "linkLocal",
+  "loopback",
+  "private",
+  "carrierGradeNat",
+]);
 
 /** The echo service's answer → an IPv4 address, or why it is not one. */
 export function parseEchoAnswer(body: string): { ok: true; address: string } | { ok: false; reason: string } {
   const text = body.trim();
-  if (!ipaddr.IPv4.isValidFourPartDecimal(text)) return { ok: false, reason: `answered ${JSON.stringify(text.slice(0, 60))}, not an IPv4 address` };
+  if (!ipaddr.IPv4.isValidFourPartDecimal(text))
+    return { ok: false, reason: `answered ${JSON.stringify(text.slice(0, 60))}, not an IPv4 address` };
   const range = ipaddr.IPv4.parse(text).range();
-  if (NOT_PUBLIC.has(range)) return { ok: false, reason: `answered ${text}, a ${range} address no internet service can see as a source` };
+  if (NOT_PUBLIC.has(range))
+    return { ok: false, reason: `answered ${text}, a ${range} address no internet service can see as a source` };
   return { ok: true, address: text };
 }
 
@@ -90,7 +108,10 @@ export class EchoServiceAddressSource implements DeployerAddressSource {
       }),
     );
     const addresses = [...new Set(answers.flatMap((a) => ("address" in a && a.address ? [a.address] : [])))];
-    if (addresses.length === 0) throw new DeployerAddressError(answers.map((a) => ({ service: a.service, reason: "reason" in a ? String(a.reason) : "no answer" })));
+    if (addresses.length === 0)
+      throw new DeployerAddressError(
+        answers.map((a) => ({ service: a.service, reason: "reason" in a ? String(a.reason) : "no answer" })),
+      );
     return addresses.sort();
   }
 }

@@ -33,7 +33,12 @@ export interface DeployEnvironment {
 class DigitalOceanAccountKeys implements AccountSshKeySource {
   async withFingerprint(fingerprint: string): Promise<readonly AccountSshKey[]> {
     const result = await digitalocean.getSshKeys({ filters: [{ key: "fingerprint", values: [fingerprint] }] });
-    return (result.sshKeys ?? []).map((k) => ({ id: k.id, name: k.name, fingerprint: k.fingerprint, publicKey: k.publicKey }));
+    return (result.sshKeys ?? []).map((k) => ({
+      id: k.id,
+      name: k.name,
+      fingerprint: k.fingerprint,
+      publicKey: k.publicKey,
+    }));
   }
 }
 

@@ -48,9 +48,14 @@ export interface FinetuneJobOutputs {
 }
 
 export function finetuneJobProgram(args: FinetuneJobArgs): FinetuneJobOutputs {
-  if (args.sshSources.length === 0) throw new Error("no SSH source for the job's firewall: refusing to open SSH to nothing or to everyone");
+  if (args.sshSources.length === 0)
+    throw new Error("no SSH source for the job's firewall: refusing to open SSH to nothing or to everyone");
   const tag = new digitalocean.Tag("job-tag", { name: args.cloudName });
-  const vpc = new digitalocean.Vpc("job-vpc", { name: args.cloudName, region: args.region, description: "inference-hub fine-tuning job" });
+  const vpc = new digitalocean.Vpc("job-vpc", {
+    name: args.cloudName,
+    region: args.region,
+    description: "inference-hub fine-tuning job",
+  });
   const firewall = new digitalocean.Firewall("job-firewall", {
     name: args.cloudName,
     tags: [tag.name],
@@ -64,10 +69,23 @@ export function finetuneJobProgram(args: FinetuneJobArgs): FinetuneJobOutputs {
     ],
   });
   // Not protected: it is the job's scratch space, and `finetune clean` is meant to delete it.
-  const volume = new digitalocean.Volume("job-volume", { name: `${args.cloudName}-volume`, region: args.region, size: args.volumeGiB, initialFilesystemType: "ext4", description: "inference-hub fine-tuning job: dataset, base weights, checkpoints" });
+  const volume = new digitalocean.Volume("job-volume", {
+    name: `${args.cloudName}-volume`,
+    region: args.region,
+    size: args.volumeGiB,
+    initialFilesystemType: "ext4",
+    description: "inference-hub fine-tuning job: dataset, base weights, checkpoints",
+  });
   if (!args.droplet) return { volumeId: volume.id };
 
-  const setup: NodeSetupInput = { nodeName: "job", role: "gpu", gpuVendor: "nvidia", gpuCount: 1, volume: { name: `${args.cloudName}-volume`, mountPath: JOB_MOUNT }, dataDirs: [...JOB_DATA_DIRS] };
+  const setup: NodeSetupInput = {
+    nodeName: "job",
+    role: "gpu",
+    gpuVendor: "nvidia",
+    gpuCount: 1,
+    volume: { name: `${args.cloudName}-volume`, mountPath: JOB_MOUNT },
+    dataDirs: [...JOB_DATA_DIRS],
+  };
   const ssh = deployerSshAccess(args.sshFiles, args.sshDirectory, args.privateKey);
   const node = new HubNode("job", {
     cloudName: `${args.cloudName}-gpu`,

@@ -1,6 +1,21 @@
 import * as pulumi from "@pulumi/pulumi";
 import { renderYaml } from "../services/gateway";
-import { alertmanagerConfig, alertRules, type AlertSecrets, type CpuContainer, MONITORING_DIRS, MONITORING_FILES, PROM_IMAGE_UID, prometheusConfig, PROMETHEUS_CONTAINER, ALERTMANAGER_CONTAINER, scrapeTargets, targetsFile, gpuJobs, JOBS } from "../services/monitoring";
+import {
+  alertmanagerConfig,
+  alertRules,
+  type AlertSecrets,
+  type CpuContainer,
+  MONITORING_DIRS,
+  MONITORING_FILES,
+  PROM_IMAGE_UID,
+  prometheusConfig,
+  PROMETHEUS_CONTAINER,
+  ALERTMANAGER_CONTAINER,
+  scrapeTargets,
+  targetsFile,
+  gpuJobs,
+  JOBS,
+} from "../services/monitoring";
 import type { Route } from "../services/routes";
 import type { ServiceSpec } from "../services/spec";
 import { CPU_NODE_NAME, type HubConfig } from "../stacks/hub-config";
@@ -15,7 +30,10 @@ export interface MonitoringSecrets {
   readonly webhookUrl?: pulumi.Output<string>;
 }
 
-export const alertSecretsOf = (secrets: MonitoringSecrets): AlertSecrets => ({ webhook: secrets.webhookUrl !== undefined, smtpPassword: secrets.smtpPassword !== undefined });
+export const alertSecretsOf = (secrets: MonitoringSecrets): AlertSecrets => ({
+  webhook: secrets.webhookUrl !== undefined,
+  smtpPassword: secrets.smtpPassword !== undefined,
+});
 
 /**
  * The CPU node's monitoring files: prometheus.yml, the rules and alertmanager.yml (no secret in
@@ -35,20 +53,47 @@ export function monitoringFiles(
 ): NodeFile[] {
   if (!hub.monitoring) return [];
   const dirs = MONITORING_DIRS;
-  const cpuContainers: CpuContainer[] = specs.filter((s) => s.node === CPU_NODE_NAME).map((s) => ({ name: s.name, program: s.program, port: s.port }));
+  const cpuContainers: CpuContainer[] = specs
+    .filter((s) => s.node === CPU_NODE_NAME)
+    .map((s) => ({ name: s.name, program: s.program, port: s.port }));
   const promConfig = renderYaml(prometheusConfig(hub, cpuContainers));
   const rules = renderYaml(alertRules(hub));
   const amConfig = renderYaml(alertmanagerConfig(hub, alertSecretsOf(secrets)));
-  recordArtifact({ kind: "prometheus-config", node: "cpu", path: `cpu/prometheus/${MONITORING_FILES.prometheusConfig}`, content: promConfig });
-  recordArtifact({ kind: "prometheus-rules", node: "cpu", path: `cpu/prometheus/${MONITORING_FILES.rules}`, content: rules });
-  recordArtifact({ kind: "alertmanager", node: "cpu", path: `cpu/alertmanager/${MONITORING_FILES.alertmanagerConfig}`, content: amConfig });
+  recordArtifact({
+    kind: "prometheus-config",
+    node: "cpu",
+    path: `cpu/prometheus/${MONITORING_FILES.prometheusConfig}`,
+    content: promConfig,
+  });
+  recordArtifact({
+    kind: "prometheus-rules",
+    node: "cpu",
+    path: `cpu/prometheus/${MONITORING_FILES.rules}`,
+    content: rules,
+  });
+  recordArtifact({
+    kind: "alertmanager",
+    node: "cpu",
+    path: `cpu/alertmanager/${MONITORING_FILES.alertmanagerConfig}`,
+    content: amConfig,
+  });
 
-  const addresses = pulumi.all([privateIps, pulumi.output(cpuPrivateIp ?? "")]).apply(([ips, cpu]) => (cpu ? { ...ips, [CPU_NODE_NAME]: cpu } : ips));
+  const addresses = pulumi
+    .all([privateIps, pulumi.output(cpuPrivateIp ?? "")])
+    .apply(([ips, cpu]) => (cpu ? { ...ips, [CPU_NODE_NAME]: cpu } : ips));
   const targets = addresses.apply((ips) => scrapeTargets(hub, routes, ips));
   const files: NodeFile[] = [
-    { path: `${dirs.prometheusConfig}/${MONITORING_FILES.prometheusConfig}`, content: promConfig, restarts: [PROMETHEUS_CONTAINER] },
+    {
+      path: `${dirs.prometheusConfig}/${MONITORING_FILES.prometheusConfig}`,
+      content: promConfig,
+      restarts: [PROMETHEUS_CONTAINER],
+    },
     { path: `${dirs.prometheusConfig}/${MONITORING_FILES.rules}`, content: rules, restarts: [PROMETHEUS_CONTAINER] },
-    { path: `${dirs.alertmanagerConfig}/${MONITORING_FILES.alertmanagerConfig}`, content: amConfig, restarts: [ALERTMANAGER_CONTAINER] },
+    {
+      path: `${dirs.alertmanagerConfig}/${MONITORING_FILES.alertmanagerConfig}`,
+      content: amConfig,
+      restarts: [ALERTMANAGER_CONTAINER],
+    },
   ];
   const fileSdJobs = [...new Set([...gpuJobs(hub), ...(hub.monitoring.exporters ? [JOBS.node] : [])])];
   for (const job of fileSdJobs) {
@@ -58,8 +103,23 @@ export function monitoringFiles(
     // GPU targets appear once their replicas answer (the same waits as the routes file), so a booting node is never "down".
     files.push({ path: `${dirs.prometheusTargets}/${name}`, content, after });
   }
-  if (specs.some((s) => s.program === "llama.cpp")) files.push({ path: `${dirs.prometheusSecrets}/${MONITORING_FILES.llamaCppKey}`, content: pulumi.secret(secrets.hubApiKey), privateTo: PROM_IMAGE_UID });
-  if (secrets.smtpPassword && hub.monitoring.email?.user) files.push({ path: `${dirs.alertmanagerSecrets}/${MONITORING_FILES.smtpPassword}`, content: pulumi.secret(secrets.smtpPassword), privateTo: PROM_IMAGE_UID });
-  if (secrets.webhookUrl) files.push({ path: `${dirs.alertmanagerSecrets}/${MONITORING_FILES.webhookUrl}`, content: pulumi.secret(secrets.webhookUrl), privateTo: PROM_IMAGE_UID });
+  if (specs.some((s) => s.program === "llama.cpp"))
+    files.push({
+      path: `${dirs.prometheusSecrets}/${MONITORING_FILES.llamaCppKey}`,
+      content: pulumi.secret(secrets.hubApiKey),
+      privateTo: PROM_IMAGE_UID,
+    });
+  if (secrets.smtpPassword && hub.monitoring.email?.user)
+    files.push({
+      path: `${dirs.alertmanagerSecrets}/${MONITORING_FILES.smtpPassword}`,
+      content: pulumi.secret(secrets.smtpPassword),
+      privateTo: PROM_IMAGE_UID,
+    });
+  if (secrets.webhookUrl)
+    files.push({
+      path: `${dirs.alertmanagerSecrets}/${MONITORING_FILES.webhookUrl}`,
+      content: pulumi.secret(secrets.webhookUrl),
+      privateTo: PROM_IMAGE_UID,
+    });
   return files;
 }

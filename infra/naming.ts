@@ -1,6 +1,12 @@
 /** DigitalOcean names and tags allow lower-case letters, digits and dashes; stack names may not. */
 export function cloudSlug(text: string): string {
-  return text.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40) || "stack";
+  return (
+    text
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, "-")
+      .replace(/^-+|-+$/g, "")
+      .slice(0, 40) || "stack"
+  );
 }
 
 export interface HubTags {
@@ -17,5 +23,11 @@ export interface HubTags {
 
 export function hubTags(stack: string, tier: string): HubTags {
   const s = cloudSlug(stack);
-  return { stack: `ih-stack-${s}`, tier: `ih-tier-${tier}`, gateway: `ih-${s}-gateway`, gpu: `ih-${s}-gpu`, sandbox: `ih-${s}-sandbox` };
+  return {
+    stack: `ih-stack-${s}`,
+    tier: `ih-tier-${tier}`,
+    gateway: `ih-${s}-gateway`,
+    gpu: `ih-${s}-gpu`,
+    sandbox: `ih-${s}-sandbox`,
+  };
 }

@@ -34,7 +34,8 @@ export interface HubNetworkArgs {
 /** The firewall's SSH sources: the configured adminCidrs, else each deployer address as a /32. */
 export function sshSourceCidrs(adminCidrs: readonly string[], deployerAddresses: readonly string[]): string[] {
   if (adminCidrs.length > 0) return [...adminCidrs];
-  if (deployerAddresses.length === 0) throw new Error("no adminCidrs and no deployer address: refusing to open SSH to nothing or to everyone");
+  if (deployerAddresses.length === 0)
+    throw new Error("no adminCidrs and no deployer address: refusing to open SSH to nothing or to everyone");
   return deployerAddresses.map((a) => `${a}/32`);
 }
 
@@ -48,25 +49,80 @@ export interface FirewallRule {
 
 /** Inbound rules by role, as data: tests read them without a cloud. */
 export function inboundRules(role: "gateway" | "gpu" | "sandbox"): FirewallRule[] {
-  const ssh: FirewallRule = { protocol: "tcp", portRange: String(SSH_PORT), sources: "admin", why: "deployer SSH (readiness, files, Docker): adminCidrs, else only the deploying machine" };
+  const ssh: FirewallRule = {
+    protocol: "tcp",
+    portRange: String(SSH_PORT),
+    sources: "admin",
+    why: "deployer SSH (readiness, files, Docker): adminCidrs, else only the deploying machine",
+  };
   if (role === "sandbox") {
     // Untrusted code runs here: the gateway's front is its only caller, nothing else in the VPC may reach it.
-    return [{ protocol: "tcp", portRange: String(SANDBOX_NODE_PORT), sources: "gateway", why: "the sandbox API, from the gateway node's front only" }, ssh, { protocol: "icmp", sources: "gateway", why: "ping from the gateway node" }];
+    return [
+      {
+        protocol: "tcp",
+        portRange: String(SANDBOX_NODE_PORT),
+        sources: "gateway",
+        why: "the sandbox API, from the gateway node's front only",
+      },
+      ssh,
+      { protocol: "icmp", sources: "gateway", why: "ping from the gateway node" },
+    ];
   }
   const icmp: FirewallRule = { protocol: "icmp", sources: "vpc", why: "ping inside the VPC" };
   if (role === "gateway") {
     return [
-      ...Object.values(PUBLIC_PORTS).map((port): FirewallRule => ({ protocol: "tcp", portRange: String(port), sources: "anywhere", why: "the OpenAI-compatible endpoint" })),
-      { protocol: "tcp", portRange: String(GATEWAY_METRICS_PORT), sources: "vpc", why: "Prometheus scrapes the gateway from inside the VPC" },
-      { protocol: "tcp", portRange: String(MONITORING_PORTS.prometheus), sources: "vpc", why: "Prometheus (under /prometheus), from inside the VPC only" },
-      { protocol: "tcp", portRange: String(MONITORING_PORTS.nodeExporter), sources: "vpc", why: "node_exporter (host network), for Prometheus over the VPC" },
+      ...Object.values(PUBLIC_PORTS).map(
+        (port): FirewallRule => ({
+          protocol: "tcp",
+          portRange: String(port),
+          sources: "anywhere",
+          why: "the OpenAI-compatible endpoint",
+        }),
+      ),
+      {
+        protocol: "tcp",
+        portRange: String(GATEWAY_METRICS_PORT),
+        sources: "vpc",
+        why: "Prometheus scrapes the gateway from inside the VPC",
+      },
+      {
+        protocol: "tcp",
+        portRange: String(MONITORING_PORTS.prometheus),
+        sources: "vpc",
+        why: "Prometheus (under /prometheus), from inside the VPC only",
+      },
+      {
+        protocol: "tcp",
+        portRange: String(MONITORING_PORTS.nodeExporter),
+        sources: "vpc",
+        why: "node_exporter (host network), for Prometheus over the VPC",
+      },
       ssh,
       icmp,
     ];
   }
   // The GPU node has no public inference port: only the gateway reaches vLLM, over the VPC.
-  const exporters = [MONITORING_PORTS.nodeExporter, MONITORING_PORTS.dcgmExporter, MONITORING_PORTS.amdExporter].map((port): FirewallRule => ({ protocol: "tcp", portRange: String(port), sources: "vpc", why: "node and GPU exporters, for Prometheus on the CPU node over the VPC" }));
-  return [...Object.values(GPU_SERVICE_PORTS).map((port): FirewallRule => ({ protocol: "tcp", portRange: String(port), sources: "vpc", why: "vLLM, from the gateway over the VPC" })), ...exporters, ssh, icmp];
+  const exporters = [MONITORING_PORTS.nodeExporter, MONITORING_PORTS.dcgmExporter, MONITORING_PORTS.amdExporter].map(
+    (port): FirewallRule => ({
+      protocol: "tcp",
+      portRange: String(port),
+      sources: "vpc",
+      why: "node and GPU exporters, for Prometheus on the CPU node over the VPC",
+    }),
+  );
+  return [
+    ...Object.values(GPU_SERVICE_PORTS).map(
+      (port): FirewallRule => ({
+        protocol: "tcp",
+        portRange: String(port),
+        sources: "vpc",
+        why: "vLLM, from the gateway over the VPC",
+      }),
+    ),
+    ...exporters,
+    ssh,
+    icmp,
+  ];
 }
 
 /**
@@ -92,19 +148,42 @@ export class HubNetwork extends pulumi.ComponentResource {
 
   constructor(name: string, args: HubNetworkArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("inference-hub:network:HubNetwork", name, {}, opts);
-    this.vpc = new digitalocean.Vpc(`${name}-vpc`, { name: `${args.cloudName}-vpc`, region: args.region, description: `inference hub ${args.cloudName}` }, { parent: this });
+    this.vpc = new digitalocean.Vpc(
+      `${name}-vpc`,
+      { name: `${args.cloudName}-vpc`, region: args.region, description: `inference hub ${args.cloudName}` },
+      { parent: this },
+    );
     this.vpcCidr = this.vpc.ipRange;
     // Explicit tags, so firewalls never reference a tag DigitalOcean has not created yet.
-    const tagNames = [args.stackTag, args.tierTag, args.gatewayTag, args.gpuTag, ...(args.sandboxTag ? [args.sandboxTag] : [])];
-    this.tags = new Map(tagNames.map((tag) => [tag, new digitalocean.Tag(`${name}-tag-${tag}`, { name: tag }, { parent: this })]));
+    const tagNames = [
+      args.stackTag,
+      args.tierTag,
+      args.gatewayTag,
+      args.gpuTag,
+      ...(args.sandboxTag ? [args.sandboxTag] : []),
+    ];
+    this.tags = new Map(
+      tagNames.map((tag) => [tag, new digitalocean.Tag(`${name}-tag-${tag}`, { name: tag }, { parent: this })]),
+    );
     const tagName = (tag: string) => this.tags.get(tag)!.name;
 
     const toRule = (rule: FirewallRule): digitalocean.types.input.FirewallInboundRule => {
       const portRange = rule.protocol === "icmp" ? undefined : rule.portRange;
-      if (rule.sources === "gateway") return { protocol: rule.protocol, portRange, sourceTags: [tagName(args.gatewayTag)] };
+      if (rule.sources === "gateway")
+        return { protocol: rule.protocol, portRange, sourceTags: [tagName(args.gatewayTag)] };
       // A sandbox node shares the VPC: the hub's own nodes are named by tag, the range would admit it.
-      if (rule.sources === "vpc" && args.sandboxTag) return { protocol: rule.protocol, portRange, sourceTags: [tagName(args.gatewayTag), tagName(args.gpuTag)] };
-      return { protocol: rule.protocol, portRange, sourceAddresses: rule.sources === "anywhere" ? ANYWHERE : rule.sources === "admin" ? args.sshSources : this.vpcCidr.apply((cidr) => [cidr]) };
+      if (rule.sources === "vpc" && args.sandboxTag)
+        return { protocol: rule.protocol, portRange, sourceTags: [tagName(args.gatewayTag), tagName(args.gpuTag)] };
+      return {
+        protocol: rule.protocol,
+        portRange,
+        sourceAddresses:
+          rule.sources === "anywhere"
+            ? ANYWHERE
+            : rule.sources === "admin"
+              ? args.sshSources
+              : this.vpcCidr.apply((cidr) => [cidr]),
+      };
     };
     const outbound: digitalocean.types.input.FirewallOutboundRule[] = [
       // Image pulls, model downloads, package updates, ACME.
@@ -116,14 +195,24 @@ export class HubNetwork extends pulumi.ComponentResource {
       (role) =>
         new digitalocean.Firewall(
           `${name}-firewall-${role}`,
-          { name: `${args.cloudName}-${role}`, tags: [tagName(role === "gateway" ? args.gatewayTag : args.gpuTag)], inboundRules: inboundRules(role).map(toRule), outboundRules: outbound },
+          {
+            name: `${args.cloudName}-${role}`,
+            tags: [tagName(role === "gateway" ? args.gatewayTag : args.gpuTag)],
+            inboundRules: inboundRules(role).map(toRule),
+            outboundRules: outbound,
+          },
           { parent: this },
         ),
     );
     const sandboxFirewall = args.sandboxTag
       ? new digitalocean.Firewall(
           `${name}-firewall-sandbox`,
-          { name: `${args.cloudName}-sandbox`, tags: [tagName(args.sandboxTag)], inboundRules: inboundRules("sandbox").map(toRule), outboundRules: SANDBOX_OUTBOUND.map((r) => ({ ...r, destinationAddresses: ANYWHERE })) },
+          {
+            name: `${args.cloudName}-sandbox`,
+            tags: [tagName(args.sandboxTag)],
+            inboundRules: inboundRules("sandbox").map(toRule),
+            outboundRules: SANDBOX_OUTBOUND.map((r) => ({ ...r, destinationAddresses: ANYWHERE })),
+          },
           { parent: this },
         )
       : undefined;

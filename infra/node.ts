@@ -75,7 +75,11 @@ export class HubNode extends pulumi.ComponentResource {
     this.hostKey = new tls.PrivateKey(`${name}-host-key`, { algorithm: "ED25519" }, { parent: this });
     this.hostPublicKey = this.hostKey.publicKeyOpenssh.apply((k) => k.trim());
     // The engine marks the private key secret; say so here too, so the user data inherits it.
-    const userData = pulumi.secret(pulumi.all([pulumi.secret(this.hostKey.privateKeyOpenssh), this.hostPublicKey]).apply(([privateKey, publicKey]) => args.cloudInit({ privateKey, publicKey })));
+    const userData = pulumi.secret(
+      pulumi
+        .all([pulumi.secret(this.hostKey.privateKeyOpenssh), this.hostPublicKey])
+        .apply(([privateKey, publicKey]) => args.cloudInit({ privateKey, publicKey })),
+    );
     this.droplet = new digitalocean.Droplet(
       `${name}-droplet`,
       {
@@ -110,7 +114,12 @@ export class HubNode extends pulumi.ComponentResource {
             // A volume attaches to one droplet at a time: detach from the old droplet before attaching to its replacement.
             { parent: this, deleteBeforeReplace: true },
           );
-    this.ssh = nodeSsh(args.ssh, { name, hostKeyAlias: args.cloudName, host: this.publicIp, hostPublicKey: this.hostPublicKey });
+    this.ssh = nodeSsh(args.ssh, {
+      name,
+      hostKeyAlias: args.cloudName,
+      host: this.publicIp,
+      hostPublicKey: this.hostPublicKey,
+    });
     this.ready = new command.remote.Command(
       `${name}-ready`,
       {
@@ -122,6 +131,11 @@ export class HubNode extends pulumi.ComponentResource {
       // The mount check needs the volume attached; the connection needs the SSH rule to admit this machine.
       { parent: this, dependsOn: [...(this.attachment ? [this.attachment] : []), ...(args.sshFirewalls ?? [])] },
     );
-    this.registerOutputs({ dropletId: this.dropletId, publicIp: this.publicIp, privateIp: this.privateIp, hostPublicKey: this.hostPublicKey });
+    this.registerOutputs({
+      dropletId: this.dropletId,
+      publicIp: this.publicIp,
+      privateIp: this.privateIp,
+      hostPublicKey: this.hostPublicKey,
+    });
   }
 }

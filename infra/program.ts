@@ -6,7 +6,13 @@ import * as random from "@pulumi/random";
 import * as tls from "@pulumi/tls";
 import { PUBLIC_PORTS } from "../services/ports";
 import { GATEKEEPER_CONTAINER } from "../services/auth";
-import { CPU_CACHE_MOUNT, MODEL_CACHE_MOUNT, readinessScript, renderCloudInit, NodeSetupInput } from "../services/node-setup";
+import {
+  CPU_CACHE_MOUNT,
+  MODEL_CACHE_MOUNT,
+  readinessScript,
+  renderCloudInit,
+  NodeSetupInput,
+} from "../services/node-setup";
 import { gpuBootImage } from "../services/gpu-image";
 import { ConfigError, HubConfig, loadHubConfig, NOT_SHOWN, problem, PROJECT } from "../stacks";
 import { secretsInTheClear } from "../stacks/load";
@@ -19,7 +25,13 @@ import { addressInside, sshExposure } from "../stacks/ssh-exposure";
 import { DeployEnvironment, liveEnvironment } from "./environment";
 import { HubNode, HubNodeArgs } from "./node";
 import { deployerSshAccess, inspectDeployerKey, stackSshDirectory } from "./ssh";
-import { AccountSshKey, decideSshKeyRegistration, dropletSshKeys, md5Fingerprint, SshKeyRegistration } from "./ssh-keys";
+import {
+  AccountSshKey,
+  decideSshKeyRegistration,
+  dropletSshKeys,
+  md5Fingerprint,
+  SshKeyRegistration,
+} from "./ssh-keys";
 import { KeysFileError, parseKeysFile } from "../programs/gatekeeper/keys";
 import { isOfflineStandIn, SettingsRefused } from "./offline-secrets";
 import { providerErrorCause } from "./provider-errors";
@@ -37,7 +49,10 @@ import { SANDBOX_NODE_NAME } from "../stacks/sandbox";
  */
 function engineSecretKeys(config: Record<string, string>): string[] {
   const isConfigSecret = (pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean }).isConfigSecret;
-  if (typeof isConfigSecret !== "function") throw new pulumi.RunError("this @pulumi/pulumi has no runtime.isConfigSecret: the program cannot tell secret settings stored in the clear; pin the version package.json names.");
+  if (typeof isConfigSecret !== "function")
+    throw new pulumi.RunError(
+      "this @pulumi/pulumi has no runtime.isConfigSecret: the program cannot tell secret settings stored in the clear; pin the version package.json names.",
+    );
   return Object.keys(config).filter((key) => isConfigSecret(key));
 }
 
@@ -51,7 +66,9 @@ function hubConfigFromEngine(): HubConfig {
   const hasSshKey = hub.settings.sshPublicKey !== undefined || hub.settings.sshKeyFingerprints.length > 0;
   if (!hasSshKey && hub.tier !== "local" && hub.tier !== "k8s" && !pulumi.runtime.isDryRun()) {
     // Droplets without a key cannot be checked or deployed to: refuse before creating them.
-    throw new pulumi.RunError("sshPublicKey, sshKeyFingerprints: no SSH key is configured; the deploy would create droplets it cannot log in to. Set one: pulumi config set sshPublicKey \"$(cat ~/.ssh/id_ed25519.pub)\".");
+    throw new pulumi.RunError(
+      'sshPublicKey, sshKeyFingerprints: no SSH key is configured; the deploy would create droplets it cannot log in to. Set one: pulumi config set sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)".',
+    );
   }
   for (const w of hub.warnings) void pulumi.log.warn(`${w.keys.join(", ")}: ${w.message}`);
   return hub;
@@ -67,8 +84,19 @@ function hubSecrets(hub: HubConfig): Record<SecretName, pulumi.Output<string>> {
   const autoscalerBillingToken = config.getSecret("autoscalerBillingToken") ?? pulumi.secret("");
   const autoscalerPulumiToken = config.getSecret("autoscalerPulumiToken") ?? pulumi.secret("");
   // Opens the sandbox API only; the sandbox node gets its digest, the front on the gateway node the token.
-  const sandboxToken = !hub.sandbox ? pulumi.secret("") : (config.getSecret("sandboxToken") ?? pulumi.secret(new random.RandomPassword("sandbox-token", { length: 48, special: false }).result));
-  return { hubApiKey: hubApiKey(), auditDatabaseUrl, autoscalerDispatchToken, autoscalerPulumiToken, autoscalerBillingToken, sandboxToken, ...gatekeeperTls() };
+  const sandboxToken = !hub.sandbox
+    ? pulumi.secret("")
+    : (config.getSecret("sandboxToken") ??
+      pulumi.secret(new random.RandomPassword("sandbox-token", { length: 48, special: false }).result));
+  return {
+    hubApiKey: hubApiKey(),
+    auditDatabaseUrl,
+    autoscalerDispatchToken,
+    autoscalerPulumiToken,
+    autoscalerBillingToken,
+    sandboxToken,
+    ...gatekeeperTls(),
+  };
 }
 
 /** Ten years: renewed by a `pulumi up` in its last year (earlyRenewalHours), which restarts Traefik and the gatekeeper. */
@@ -99,7 +127,10 @@ function alertSecrets(hub: HubConfig): { smtpPassword?: pulumi.Output<string>; w
   const smtpPassword = config.getSecret("alertSmtpPassword");
   const webhookUrl = config.getSecret("alertWebhookUrl");
   if (hub.monitoring && !hub.monitoring.email && !webhookUrl) void pulumi.log.warn(NO_ALERT_RECEIVER_WARNING);
-  if (hub.monitoring?.email && !hub.monitoring.email.user && smtpPassword) void pulumi.log.warn("alertSmtpPassword is set but alertSmtpUser is not: Alertmanager sends alert e-mail without logging in.");
+  if (hub.monitoring?.email && !hub.monitoring.email.user && smtpPassword)
+    void pulumi.log.warn(
+      "alertSmtpPassword is set but alertSmtpUser is not: Alertmanager sends alert e-mail without logging in.",
+    );
   return { smtpPassword, webhookUrl };
 }
 
@@ -114,7 +145,10 @@ function apiKeysDocument(): pulumi.Output<string> {
       parseKeysFile(text);
     } catch (err) {
       // JSON.parse's message quotes the text: keep the document's content out of the output.
-      const why = err instanceof KeysFileError ? err.problems.map((p) => (p.startsWith("not valid JSON") ? "not valid JSON" : p)).join("; ") : "unreadable";
+      const why =
+        err instanceof KeysFileError
+          ? err.problems.map((p) => (p.startsWith("not valid JSON") ? "not valid JSON" : p)).join("; ")
+          : "unreadable";
       const manage = `Declare keys with: npm run hub -- keys create --bootstrap --stack ${pulumi.getStack()} (runtime keys: npm run hub -- keys create|list|revoke)`;
       throw new SettingsRefused([problem("apiKeys", NOT_SHOWN, `is not a valid keys document: ${why}.`, manage)]);
     }
@@ -139,7 +173,10 @@ function configuredPrivateKey(): string | undefined {
 /** Problems with the deployer key that would make every SSH step fail, found before anything is created. */
 function deployerKeyProblems(hub: HubConfig, privateKey: string): string[] {
   const inspected = inspectDeployerKey(privateKey);
-  if (!inspected.ok) return [`sshPrivateKey (secret, not shown): ${inspected.reason}. Set the unencrypted private key: pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`];
+  if (!inspected.ok)
+    return [
+      `sshPrivateKey (secret, not shown): ${inspected.reason}. Set the unencrypted private key: pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`,
+    ];
   let publicKeyFingerprint: string[] = [];
   try {
     publicKeyFingerprint = hub.settings.sshPublicKey ? [md5Fingerprint(hub.settings.sshPublicKey)] : [];
@@ -149,8 +186,15 @@ function deployerKeyProblems(hub: HubConfig, privateKey: string): string[] {
   }
   const installed = [...publicKeyFingerprint, ...hub.settings.sshKeyFingerprints];
   // A numeric key id cannot be matched offline; then DigitalOcean's own answer will tell.
-  if (installed.length === 0 || hub.settings.sshKeyFingerprints.some((k) => /^\d+$/.test(k)) || installed.includes(inspected.fingerprint)) return [];
-  return [`sshPrivateKey, sshPublicKey, sshKeyFingerprints: the private key's public half (MD5 ${inspected.fingerprint}) is not installed on the droplets (they get ${installed.join(", ")}), so every SSH step would be refused. Set sshPublicKey to its public half (ssh-keygen -y -f <key file>), or add ${inspected.fingerprint} to sshKeyFingerprints.`];
+  if (
+    installed.length === 0 ||
+    hub.settings.sshKeyFingerprints.some((k) => /^\d+$/.test(k)) ||
+    installed.includes(inspected.fingerprint)
+  )
+    return [];
+  return [
+    `sshPrivateKey, sshPublicKey, sshKeyFingerprints: the private key's public half (MD5 ${inspected.fingerprint}) is not installed on the droplets (they get ${installed.join(", ")}), so every SSH step would be refused. Set sshPublicKey to its public half (ssh-keygen -y -f <key file>), or add ${inspected.fingerprint} to sshKeyFingerprints.`,
+  ];
 }
 
 /**
@@ -164,30 +208,44 @@ async function sshSources(hub: HubConfig, env: DeployEnvironment, problems: stri
       // Best effort: a deploy from outside adminCidrs would otherwise only time out at its first SSH step.
       const found = await env.deployerAddress.find().catch(() => undefined);
       const outside = found?.filter((a) => !addressInside(a, exposure.cidrs)) ?? [];
-      if (outside.length > 0) void pulumi.log.warn(`adminCidrs: this machine reaches the internet from ${outside.join(", ")}, outside ${exposure.cidrs.join(", ")}: the SSH steps of this deploy will time out. Deploy from inside adminCidrs, or add ${outside.map((a) => `${a}/32`).join(", ")}.`);
+      if (outside.length > 0)
+        void pulumi.log.warn(
+          `adminCidrs: this machine reaches the internet from ${outside.join(", ")}, outside ${exposure.cidrs.join(", ")}: the SSH steps of this deploy will time out. Deploy from inside adminCidrs, or add ${outside.map((a) => `${a}/32`).join(", ")}.`,
+        );
     }
     return [...exposure.cidrs];
   }
   if (!env.deployerAddress) return pulumi.output(pulumi.unknown as unknown as string[]);
   try {
     const sources = sshSourceCidrs([], await env.deployerAddress.find());
-    void pulumi.log.info(`adminCidrs is empty: SSH (port 22) on the nodes opens only to this machine, ${sources.join(", ")}.`);
+    void pulumi.log.info(
+      `adminCidrs is empty: SSH (port 22) on the nodes opens only to this machine, ${sources.join(", ")}.`,
+    );
     return sources;
   } catch (err) {
-    problems.push(`adminCidrs: is empty, so SSH (port 22) opens only to the public IPv4 address this deploy runs from, and that address could not be found (${(err as Error).message}). Nothing was opened. Set adminCidrs to the ranges you deploy from, e.g. pulumi config set --path 'adminCidrs[0]' 203.0.113.7/32 (or "0.0.0.0/0" to open SSH to the whole internet, key login only).`);
+    problems.push(
+      `adminCidrs: is empty, so SSH (port 22) opens only to the public IPv4 address this deploy runs from, and that address could not be found (${(err as Error).message}). Nothing was opened. Set adminCidrs to the ranges you deploy from, e.g. pulumi config set --path 'adminCidrs[0]' 203.0.113.7/32 (or "0.0.0.0/0" to open SSH to the whole internet, key login only).`,
+    );
     return [];
   }
 }
 
 /** Whether and how to register sshPublicKey: decided from the account's keys before anything is created. */
-async function deployerKeyRegistration(hub: HubConfig, cloudName: string, env: DeployEnvironment, problems: string[]): Promise<SshKeyRegistration | undefined> {
+async function deployerKeyRegistration(
+  hub: HubConfig,
+  cloudName: string,
+  env: DeployEnvironment,
+  problems: string[],
+): Promise<SshKeyRegistration | undefined> {
   const publicKey = hub.settings.sshPublicKey;
   if (!publicKey) return undefined;
   let fingerprint: string;
   try {
     fingerprint = md5Fingerprint(publicKey);
   } catch {
-    problems.push(`sshPublicKey: ${JSON.stringify(publicKey.slice(0, 40))}... is not a readable OpenSSH public key. Use the one line of your .pub file: pulumi config set sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"`);
+    problems.push(
+      `sshPublicKey: ${JSON.stringify(publicKey.slice(0, 40))}... is not a readable OpenSSH public key. Use the one line of your .pub file: pulumi config set sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"`,
+    );
     return undefined;
   }
   let accountKeys: readonly AccountSshKey[] = [];
@@ -195,7 +253,9 @@ async function deployerKeyRegistration(hub: HubConfig, cloudName: string, env: D
     try {
       accountKeys = await env.accountSshKeys.withFingerprint(fingerprint);
     } catch (err) {
-      problems.push(`sshPublicKey: could not list the DigitalOcean account's SSH keys to see whether ${fingerprint} is registered already (${providerErrorCause(err)}). Check DIGITALOCEAN_TOKEN.`);
+      problems.push(
+        `sshPublicKey: could not list the DigitalOcean account's SSH keys to see whether ${fingerprint} is registered already (${providerErrorCause(err)}). Check DIGITALOCEAN_TOKEN.`,
+      );
       return undefined;
     }
   }
@@ -203,10 +263,15 @@ async function deployerKeyRegistration(hub: HubConfig, cloudName: string, env: D
 }
 
 /** Carries out the registration decision: the fingerprint the droplets name, and the resource they wait for, if any. */
-function registerDeployerKey(decision: SshKeyRegistration | undefined): { fingerprint?: string; resource?: digitalocean.SshKey } {
+function registerDeployerKey(decision: SshKeyRegistration | undefined): {
+  fingerprint?: string;
+  resource?: digitalocean.SshKey;
+} {
   if (!decision) return {};
   if (decision.action === "reuse") {
-    void pulumi.log.info(`sshPublicKey: already registered in the DigitalOcean account as "${decision.registeredAs}"; the droplets name it by fingerprint ${decision.fingerprint}.`);
+    void pulumi.log.info(
+      `sshPublicKey: already registered in the DigitalOcean account as "${decision.registeredAs}"; the droplets name it by fingerprint ${decision.fingerprint}.`,
+    );
     return { fingerprint: decision.fingerprint };
   }
   const resource = new digitalocean.SshKey(
@@ -235,7 +300,11 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   // loaded only here so the droplet tiers' plans never load @pulumi/kubernetes.
   if (hub.tier === "k8s") {
     const { kubernetesProgram } = await import("./kubernetes/program");
-    return kubernetesProgram(hub, stack, env, { env: hubSecrets(hub), apiKeys: apiKeysDocument(), alerts: alertSecrets(hub) });
+    return kubernetesProgram(hub, stack, env, {
+      env: hubSecrets(hub),
+      apiKeys: apiKeysDocument(),
+      alerts: alertSecrets(hub),
+    });
   }
   const cloudName = `ih-${cloudSlug(stack)}`;
   const tags = hubTags(stack, hub.tier);
@@ -246,9 +315,16 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   if (privateKey !== undefined && env.secretsReadable) problems.push(...deployerKeyProblems(hub, privateKey));
   const sources = await sshSources(hub, env, problems);
   const registration = await deployerKeyRegistration(hub, cloudName, env, problems);
-  if (problems.length > 0) throw new pulumi.RunError(`stack ${stack}: ${problems.length} problem${problems.length === 1 ? "" : "s"}; nothing was created or changed:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  if (problems.length > 0)
+    throw new pulumi.RunError(
+      `stack ${stack}: ${problems.length} problem${problems.length === 1 ? "" : "s"}; nothing was created or changed:\n${problems.map((p) => `  - ${p}`).join("\n")}`,
+    );
   const deployerKey = registerDeployerKey(registration);
-  const ssh = deployerSshAccess(env.sshFiles, stackSshDirectory(pulumi.getOrganization(), pulumi.getProject(), stack), privateKey);
+  const ssh = deployerSshAccess(
+    env.sshFiles,
+    stackSshDirectory(pulumi.getOrganization(), pulumi.getProject(), stack),
+    privateKey,
+  );
 
   const network = new HubNetwork("network", {
     region: hub.region,
@@ -272,7 +348,11 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   });
 
   const sshKeys = dropletSshKeys(hub.settings.sshKeyFingerprints, deployerKey.fingerprint);
-  const node = (name: string, setup: NodeSetupInput, args: Pick<HubNodeArgs, "cloudName" | "size" | "image" | "tags" | "volumeId" | "longLived">): HubNode => {
+  const node = (
+    name: string,
+    setup: NodeSetupInput,
+    args: Pick<HubNodeArgs, "cloudName" | "size" | "image" | "tags" | "volumeId" | "longLived">,
+  ): HubNode => {
     const created = new HubNode(name, {
       ...args,
       region: hub.region,
@@ -285,15 +365,34 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
       sshFirewalls: network.firewalls,
     });
     // The file as the droplet gets it, with its private host key replaced by a marker.
-    const shown = created.hostPublicKey.apply((publicKey) => renderCloudInit({ ...setup, hostKey: { privateKey: SECRET_PLACEHOLDER, publicKey } }));
-    recordArtifact({ kind: "cloud-init", node: setup.nodeName, path: `${setup.nodeName}/cloud-init.yaml`, content: shown });
+    const shown = created.hostPublicKey.apply((publicKey) =>
+      renderCloudInit({ ...setup, hostKey: { privateKey: SECRET_PLACEHOLDER, publicKey } }),
+    );
+    recordArtifact({
+      kind: "cloud-init",
+      node: setup.nodeName,
+      path: `${setup.nodeName}/cloud-init.yaml`,
+      content: shown,
+    });
     return created;
   };
 
   const cpu = node(
     "cpu",
-    { nodeName: "cpu", role: "cpu", volume: { name: storage.cpuCache.cloudName, mountPath: CPU_CACHE_MOUNT }, dataDirs: ["huggingface", "models", "traefik", "audit"] },
-    { cloudName: `${cloudName}-cpu`, size: hub.cpuNode.size.slug, image: hub.cpuNode.size.image, tags: [tag(tags.stack), tag(tags.tier), tag(tags.gateway)], volumeId: storage.cpuCache.volume.id, longLived: true },
+    {
+      nodeName: "cpu",
+      role: "cpu",
+      volume: { name: storage.cpuCache.cloudName, mountPath: CPU_CACHE_MOUNT },
+      dataDirs: ["huggingface", "models", "traefik", "audit"],
+    },
+    {
+      cloudName: `${cloudName}-cpu`,
+      size: hub.cpuNode.size.slug,
+      image: hub.cpuNode.size.image,
+      tags: [tag(tags.stack), tag(tags.tier), tag(tags.gateway)],
+      volumeId: storage.cpuCache.volume.id,
+      longLived: true,
+    },
   );
 
   const gpuNodes: HubNode[] = [];
@@ -308,8 +407,22 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
       const index = gpuNodes.length;
       const gpuNode = node(
         plan.name,
-        { nodeName: plan.name, role: "gpu", gpuVendor: gpuSize.vendor, gpuCount: gpuSize.gpuCount, volume: { name: storage.modelCaches[index].cloudName, mountPath: MODEL_CACHE_MOUNT }, dataDirs: ["huggingface", "vllm"], baked },
-        { cloudName: `${cloudName}-${plan.name}`, size: gpuSize.slug, image: boot?.image ?? gpuSize.image, tags: [tag(tags.stack), tag(tags.tier), tag(tags.gpu)], volumeId: storage.modelCaches[index].volume.id },
+        {
+          nodeName: plan.name,
+          role: "gpu",
+          gpuVendor: gpuSize.vendor,
+          gpuCount: gpuSize.gpuCount,
+          volume: { name: storage.modelCaches[index].cloudName, mountPath: MODEL_CACHE_MOUNT },
+          dataDirs: ["huggingface", "vllm"],
+          baked,
+        },
+        {
+          cloudName: `${cloudName}-${plan.name}`,
+          size: gpuSize.slug,
+          image: boot?.image ?? gpuSize.image,
+          tags: [tag(tags.stack), tag(tags.tier), tag(tags.gpu)],
+          volumeId: storage.modelCaches[index].volume.id,
+        },
       );
       gpuNodes.push(gpuNode);
       gpuNodesByName.set(plan.name, gpuNode);
@@ -319,10 +432,35 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   const secrets = hubSecrets(hub);
   const apiKey = secrets.hubApiKey;
   const sandbox = hub.sandbox
-    ? sandboxNode(SANDBOX_NODE_NAME, { plan: hub.sandbox, token: secrets.sandboxToken, cloudName: `${cloudName}-${SANDBOX_NODE_NAME}`, region: hub.region, vpcId: network.vpc.id, sshKeys, sshKeyResources: deployerKey.resource ? [deployerKey.resource] : [], tags: [tag(tags.stack), tag(tags.tier), tag(tags.sandbox)], ssh, sshFirewalls: network.firewalls })
+    ? sandboxNode(SANDBOX_NODE_NAME, {
+        plan: hub.sandbox,
+        token: secrets.sandboxToken,
+        cloudName: `${cloudName}-${SANDBOX_NODE_NAME}`,
+        region: hub.region,
+        vpcId: network.vpc.id,
+        sshKeys,
+        sshKeyResources: deployerKey.resource ? [deployerKey.resource] : [],
+        tags: [tag(tags.stack), tag(tags.tier), tag(tags.sandbox)],
+        ssh,
+        sshFirewalls: network.firewalls,
+      })
     : undefined;
-  const droplet = (n: HubNode): DropletTarget => ({ kind: "droplet", host: n.publicIp, privateIp: n.privateIp, ready: n.ready, ssh: n.ssh });
-  deployServices(hub, droplet(cpu), new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])), secrets, apiKeysDocument(), alertSecrets(hub), sandbox ? { privateIp: sandbox.node.privateIp } : undefined);
+  const droplet = (n: HubNode): DropletTarget => ({
+    kind: "droplet",
+    host: n.publicIp,
+    privateIp: n.privateIp,
+    ready: n.ready,
+    ssh: n.ssh,
+  });
+  deployServices(
+    hub,
+    droplet(cpu),
+    new Map([...gpuNodesByName].map(([name, node]) => [name, droplet(node)])),
+    secrets,
+    apiKeysDocument(),
+    alertSecrets(hub),
+    sandbox ? { privateIp: sandbox.node.privateIp } : undefined,
+  );
 
   const gateway = new GatewayAddress("gateway-address", { region: hub.region, dropletId: cpu.dropletId });
 
@@ -341,10 +479,16 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
   });
 
   const nodeAddresses: Record<string, { public: pulumi.Output<string>; private: pulumi.Output<string> }> = {};
-  const addressedNodes = [["cpu", cpu] as const, ...gpuNodes.map((g, i) => [`gpu-${i}`, g] as const), ...(sandbox ? [[SANDBOX_NODE_NAME, sandbox.node] as const] : [])];
+  const addressedNodes = [
+    ["cpu", cpu] as const,
+    ...gpuNodes.map((g, i) => [`gpu-${i}`, g] as const),
+    ...(sandbox ? [[SANDBOX_NODE_NAME, sandbox.node] as const] : []),
+  ];
   for (const [name, n] of addressedNodes) nodeAddresses[name] = { public: n.publicIp, private: n.privateIp };
   // The system ssh's options per node (pinned host key, the deployer's key): `hub finetune add` copies adapters with them.
-  const nodeSshOptions: Record<string, pulumi.Output<string[]>> = Object.fromEntries(addressedNodes.map(([name, n]) => [name, n.ssh.dockerSshOpts]));
+  const nodeSshOptions: Record<string, pulumi.Output<string[]>> = Object.fromEntries(
+    addressedNodes.map(([name, n]) => [name, n.ssh.dockerSshOpts]),
+  );
   const volumeIds: Record<string, pulumi.Output<string>> = { "cpu-cache": storage.cpuCache.volume.id };
   storage.modelCaches.forEach((c, i) => (volumeIds[`model-cache-${i}`] = c.volume.id));
 
@@ -360,7 +504,14 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
     monthlyCostUsd: hub.cost.monthlyUsd,
     hourlyBurnUsd: hub.cost.hourlyNowUsd,
     // The pin as deployed: a fresh checkout (the autoscale and deploy pipelines) takes it from here.
-    ...(hub.gpuPin ? { gpuPin: { nodes: hub.gpuPin.nodes, until: new Date(hub.gpuPin.untilMs).toISOString().replace(/\.\d{3}Z$/, "Z") } } : {}),
+    ...(hub.gpuPin
+      ? {
+          gpuPin: {
+            nodes: hub.gpuPin.nodes,
+            until: new Date(hub.gpuPin.untilMs).toISOString().replace(/\.\d{3}Z$/, "Z"),
+          },
+        }
+      : {}),
   };
 }
 
@@ -372,6 +523,19 @@ function localProgram(hub: HubConfig, stack: string): Record<string, unknown> {
   const secrets = hubSecrets(hub);
   const apiKey = secrets.hubApiKey;
   const dataDir = path.join(os.homedir(), ".inference-hub", cloudSlug(stack));
-  deployServices(hub, { kind: "local", dataDir, mountRoot: CPU_CACHE_MOUNT }, new Map(), secrets, apiKeysDocument(), alertSecrets(hub));
-  return { tier: hub.tier, baseUrl: `http://127.0.0.1:${PUBLIC_PORTS.legacy}/v1`, dataDir, hubApiKey: apiKey, monthlyCostUsd: 0 };
+  deployServices(
+    hub,
+    { kind: "local", dataDir, mountRoot: CPU_CACHE_MOUNT },
+    new Map(),
+    secrets,
+    apiKeysDocument(),
+    alertSecrets(hub),
+  );
+  return {
+    tier: hub.tier,
+    baseUrl: `http://127.0.0.1:${PUBLIC_PORTS.legacy}/v1`,
+    dataDir,
+    hubApiKey: apiKey,
+    monthlyCostUsd: 0,
+  };
 }

@@ -2,7 +2,15 @@ import { createHash } from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { bundleSandboxApi } from "../programs/sandbox/bundle";
-import { renderSandboxCloudInit, SANDBOX_NODE_IMAGE, SANDBOX_NODE_PATHS, sandboxInstallFileScript, sandboxNodeEnv, sandboxReadinessScript, sandboxRestartScript } from "../services/sandbox";
+import {
+  renderSandboxCloudInit,
+  SANDBOX_NODE_IMAGE,
+  SANDBOX_NODE_PATHS,
+  sandboxInstallFileScript,
+  sandboxNodeEnv,
+  sandboxReadinessScript,
+  sandboxRestartScript,
+} from "../services/sandbox";
 import type { SandboxPlan } from "../stacks/sandbox";
 import { recordArtifact, SECRET_PLACEHOLDER } from "./artifacts";
 import { HubNode, type HubNodeArgs } from "./node";
@@ -42,10 +50,31 @@ export class SandboxApi extends pulumi.ComponentResource {
     const connection = { ...args.ssh.connection, dialErrorLimit: 10 };
     const bundle = sandboxApiBundle();
     // The digest of a secret is derived from it: kept secret too, though it opens nothing.
-    const env = pulumi.secret(pulumi.all([args.token, args.privateIp]).apply(([token, privateIp]) => sandboxNodeEnv({ tokenSha256: createHash("sha256").update(token).digest("hex"), privateIp, slots: args.slots })));
+    const env = pulumi.secret(
+      pulumi.all([args.token, args.privateIp]).apply(([token, privateIp]) =>
+        sandboxNodeEnv({
+          tokenSha256: createHash("sha256").update(token).digest("hex"),
+          privateIp,
+          slots: args.slots,
+        }),
+      ),
+    );
     const write = (role: string, path: string, content: pulumi.Input<string>, mode: "0600" | "0644") =>
-      new command.remote.Command(`${name}-${role}`, { connection, create: sandboxInstallFileScript(path, mode), update: sandboxInstallFileScript(path, mode), stdin: content, delete: `rm -f '${path}'` }, { parent: this, dependsOn: [args.ready] });
-    const files = [write("bundle", SANDBOX_NODE_PATHS.bundle, bundle, "0644"), write("env", SANDBOX_NODE_PATHS.env, env, "0600")];
+      new command.remote.Command(
+        `${name}-${role}`,
+        {
+          connection,
+          create: sandboxInstallFileScript(path, mode),
+          update: sandboxInstallFileScript(path, mode),
+          stdin: content,
+          delete: `rm -f '${path}'`,
+        },
+        { parent: this, dependsOn: [args.ready] },
+      );
+    const files = [
+      write("bundle", SANDBOX_NODE_PATHS.bundle, bundle, "0644"),
+      write("env", SANDBOX_NODE_PATHS.env, env, "0600"),
+    ];
     this.restart = new command.remote.Command(
       `${name}-restart`,
       {
@@ -59,7 +88,8 @@ export class SandboxApi extends pulumi.ComponentResource {
   }
 }
 
-export interface SandboxNodeArgs extends Omit<HubNodeArgs, "image" | "cloudInit" | "readinessScript" | "volumeId" | "size" | "longLived"> {
+export interface SandboxNodeArgs
+  extends Omit<HubNodeArgs, "image" | "cloudInit" | "readinessScript" | "volumeId" | "size" | "longLived"> {
   readonly plan: SandboxPlan;
   readonly token: pulumi.Output<string>;
 }
@@ -67,9 +97,24 @@ export interface SandboxNodeArgs extends Omit<HubNodeArgs, "image" | "cloudInit"
 /** The sandbox droplet (Debian 13, no volume, no Docker) and its API; its cloud-init is recorded for the plan. */
 export function sandboxNode(name: string, args: SandboxNodeArgs): { readonly node: HubNode; readonly api: SandboxApi } {
   const { plan, token, ...nodeArgs } = args;
-  const node = new HubNode(name, { ...nodeArgs, size: plan.size.slug, image: SANDBOX_NODE_IMAGE, cloudInit: (hostKey) => renderSandboxCloudInit(hostKey), readinessScript: sandboxReadinessScript() });
-  const shown = node.hostPublicKey.apply((publicKey) => renderSandboxCloudInit({ privateKey: SECRET_PLACEHOLDER, publicKey }));
+  const node = new HubNode(name, {
+    ...nodeArgs,
+    size: plan.size.slug,
+    image: SANDBOX_NODE_IMAGE,
+    cloudInit: (hostKey) => renderSandboxCloudInit(hostKey),
+    readinessScript: sandboxReadinessScript(),
+  });
+  const shown = node.hostPublicKey.apply((publicKey) =>
+    renderSandboxCloudInit({ privateKey: SECRET_PLACEHOLDER, publicKey }),
+  );
   recordArtifact({ kind: "cloud-init", node: name, path: `${name}/cloud-init.yaml`, content: shown });
-  const api = new SandboxApi(`${name}-api`, { ready: node.ready, ssh: node.ssh, privateIp: node.privateIp, token, slots: plan.slots, dropletId: node.dropletId });
+  const api = new SandboxApi(`${name}-api`, {
+    ready: node.ready,
+    ssh: node.ssh,
+    privateIp: node.privateIp,
+    token,
+    slots: plan.slots,
+    dropletId: node.dropletId,
+  });
   return { node, api };
 }

@@ -8,7 +8,19 @@ import { SANDBOX_FRONT_CONTAINER, SANDBOX_FRONT_FILES, sandboxNodeUrl } from "..
 import { bundleEmbeddingsFront } from "../programs/embeddings/bundle";
 import { EMBEDDINGS_CONTAINER, EMBEDDINGS_FILES } from "../services/embeddings";
 import { AUTOSCALER_CONTAINER, AUTOSCALER_FILES, autoscalerConfig, autoscalerRuns } from "../services/autoscaler";
-import { backendsDrainScript, backendsReadyScript, GATEKEEPER_CA_FILE, GATEWAY_DIRS, GPU_DRAIN_TIMEOUT_SECONDS, GPU_READY_TIMEOUT_SECONDS, errorsNginxConf, gpuBackendAddresses, renderYaml, traefikDynamicConfig, traefikStaticConfig } from "../services/gateway";
+import {
+  backendsDrainScript,
+  backendsReadyScript,
+  GATEKEEPER_CA_FILE,
+  GATEWAY_DIRS,
+  GPU_DRAIN_TIMEOUT_SECONDS,
+  GPU_READY_TIMEOUT_SECONDS,
+  errorsNginxConf,
+  gpuBackendAddresses,
+  renderYaml,
+  traefikDynamicConfig,
+  traefikStaticConfig,
+} from "../services/gateway";
 import { GRAFANA_CONTAINER } from "../services/grafana";
 import { grafanaFiles } from "../services/grafana-provisioning";
 import { hubServiceSpecs } from "../services/index";
@@ -41,26 +53,56 @@ export function deployServices(
   for (const spec of specs) recordContainerArtifacts(spec);
 
   const routes = routeTable(hub);
-  const privateIps = pulumi.all(Object.fromEntries([...gpuNodes].map(([name, node]) => [name, pulumi.output(node.privateIp)])) as Record<string, pulumi.Output<string>>);
+  const privateIps = pulumi.all(
+    Object.fromEntries([...gpuNodes].map(([name, node]) => [name, pulumi.output(node.privateIp)])) as Record<
+      string,
+      pulumi.Output<string>
+    >,
+  );
   const staticConfig = renderYaml(traefikStaticConfig(hub));
   const nginxConf = errorsNginxConf(hub, routes);
   recordArtifact({ kind: "traefik-static", node: "cpu", path: "cpu/traefik/traefik.yml", content: staticConfig });
   recordArtifact({ kind: "errors-nginx", node: "cpu", path: "cpu/errors/default.conf", content: nginxConf });
   const grafana = hub.grafana ? grafanaFiles(hub) : [];
-  for (const file of grafana) recordArtifact({ kind: "grafana", node: "cpu", path: `cpu/grafana/${file.path.split("/grafana/")[1]}`, content: file.content });
+  for (const file of grafana)
+    recordArtifact({
+      kind: "grafana",
+      node: "cpu",
+      path: `cpu/grafana/${file.path.split("/grafana/")[1]}`,
+      content: file.content,
+    });
 
   const hosts = new Map<string, ContainerHost>();
   for (const [name, node] of gpuNodes) {
     hosts.set(name, new ContainerHost(`${name}-containers`, { target: node, services: onNode(name), secrets }));
   }
   // The routes file names a GPU replica only once it answers (see services/gateway.ts).
-  const waits = cpu.kind === "droplet" ? [...gpuNodes.keys()].map((name) => gpuServingWait(name, cpu, routes, privateIps, hosts.get(name)!)) : [];
+  const waits =
+    cpu.kind === "droplet"
+      ? [...gpuNodes.keys()].map((name) => gpuServingWait(name, cpu, routes, privateIps, hosts.get(name)!))
+      : [];
   const dynamicConfig = privateIps.apply((ips) => renderYaml(traefikDynamicConfig(hub, routes, ips)));
-  recordArtifact({ kind: "traefik-dynamic", node: "cpu", path: "cpu/traefik/dynamic/routes.yml", content: dynamicConfig });
+  recordArtifact({
+    kind: "traefik-dynamic",
+    node: "cpu",
+    path: "cpu/traefik/dynamic/routes.yml",
+    content: dynamicConfig,
+  });
   // The controller re-reads its file every tick: written as soon as the nodes' addresses are known (not after the serving wait), so a loading replica counts as starting.
   const billingCrossCheck = new pulumi.Config().getSecret("autoscalerBillingToken") !== undefined;
-  const autoscalerFile = autoscalerRuns(hub) ? privateIps.apply((ips) => `${JSON.stringify(autoscalerConfig(hub, routes, { stack: pulumi.getStack(), organization: pulumi.getOrganization(), privateIps: ips, billingCrossCheck }), null, 2)}\n`) : undefined;
-  if (autoscalerFile) recordArtifact({ kind: "autoscaler-config", node: "cpu", path: "cpu/autoscaler/autoscaler.json", content: autoscalerFile });
+  const autoscalerFile = autoscalerRuns(hub)
+    ? privateIps.apply(
+        (ips) =>
+          `${JSON.stringify(autoscalerConfig(hub, routes, { stack: pulumi.getStack(), organization: pulumi.getOrganization(), privateIps: ips, billingCrossCheck }), null, 2)}\n`,
+      )
+    : undefined;
+  if (autoscalerFile)
+    recordArtifact({
+      kind: "autoscaler-config",
+      node: "cpu",
+      path: "cpu/autoscaler/autoscaler.json",
+      content: autoscalerFile,
+    });
 
   hosts.set(
     "cpu",
@@ -90,13 +132,31 @@ export function deployServices(
         ...(sandbox
           ? [
               { path: SANDBOX_FRONT_FILES.bundle, content: sandboxFrontBundle(), restarts: [SANDBOX_FRONT_CONTAINER] },
-              { path: SANDBOX_FRONT_FILES.nodeUrl, content: pulumi.output(sandbox.privateIp).apply((ip) => `${sandboxNodeUrl(ip)}\n`), restarts: [SANDBOX_FRONT_CONTAINER] },
+              {
+                path: SANDBOX_FRONT_FILES.nodeUrl,
+                content: pulumi.output(sandbox.privateIp).apply((ip) => `${sandboxNodeUrl(ip)}\n`),
+                restarts: [SANDBOX_FRONT_CONTAINER],
+              },
             ]
           : []),
-        ...(hub.embeddings ? [{ path: EMBEDDINGS_FILES.bundle, content: embeddingsBundle(), restarts: [EMBEDDINGS_CONTAINER] }] : []),
-        ...monitoringFiles(hub, specs, routes, privateIps, cpu.kind === "droplet" ? cpu.privateIp : undefined, { ...alertSecrets, hubApiKey: secrets.hubApiKey }, waits),
+        ...(hub.embeddings
+          ? [{ path: EMBEDDINGS_FILES.bundle, content: embeddingsBundle(), restarts: [EMBEDDINGS_CONTAINER] }]
+          : []),
+        ...monitoringFiles(
+          hub,
+          specs,
+          routes,
+          privateIps,
+          cpu.kind === "droplet" ? cpu.privateIp : undefined,
+          { ...alertSecrets, hubApiKey: secrets.hubApiKey },
+          waits,
+        ),
         // Provisioning is read at start; dashboards are polled by Grafana, so only those restart it.
-        ...grafana.map((f) => ({ path: f.path, content: f.content, ...(f.restartsGrafana ? { restarts: [GRAFANA_CONTAINER] } : {}) })),
+        ...grafana.map((f) => ({
+          path: f.path,
+          content: f.content,
+          ...(f.restartsGrafana ? { restarts: [GRAFANA_CONTAINER] } : {}),
+        })),
       ],
       ports: gatewayPorts(cpu.kind),
       secrets,
@@ -111,7 +171,13 @@ export function deployServices(
  * private IP (a replaced droplet) replaces the wait: the new replica is awaited before the file
  * moves to it, the old one drained before its droplet goes.
  */
-function gpuServingWait(node: string, gateway: DropletTarget, routes: readonly Route[], privateIps: pulumi.Output<Record<string, string>>, containers: ContainerHost): command.remote.Command {
+function gpuServingWait(
+  node: string,
+  gateway: DropletTarget,
+  routes: readonly Route[],
+  privateIps: pulumi.Output<Record<string, string>>,
+  containers: ContainerHost,
+): command.remote.Command {
   const backends = privateIps.apply((ips) => gpuBackendAddresses(routes, ips).filter((b) => b.node === node));
   return new command.remote.Command(
     `${node}-serving`,
@@ -119,14 +185,22 @@ function gpuServingWait(node: string, gateway: DropletTarget, routes: readonly R
       // The same login as the gateway node's other commands (infra/containers.ts).
       connection: { ...gateway.ssh.connection, dialErrorLimit: 10 },
       create: backends.apply((b) => backendsReadyScript(b)),
-      delete: pulumi.all([backends, gateway.privateIp]).apply(([b, ip]) => backendsDrainScript(b, { routesFile: GATEWAY_FILES.dynamic, metricsUrl: `http://${ip}:${GATEWAY_METRICS_PORT}/metrics` })),
+      delete: pulumi.all([backends, gateway.privateIp]).apply(([b, ip]) =>
+        backendsDrainScript(b, {
+          routesFile: GATEWAY_FILES.dynamic,
+          metricsUrl: `http://${ip}:${GATEWAY_METRICS_PORT}/metrics`,
+        }),
+      ),
       triggers: [backends.apply((b) => b.map((x) => x.url).join(" "))],
     },
     {
       // The replicas must exist before they can answer; on delete, drain before they go.
       dependsOn: [containers, gateway.ready],
       // A little beyond the scripts' own deadlines, so their message, not a Pulumi timeout, explains a failure.
-      customTimeouts: { create: `${GPU_READY_TIMEOUT_SECONDS / 60 + 5}m`, delete: `${GPU_DRAIN_TIMEOUT_SECONDS / 60 + 5}m` },
+      customTimeouts: {
+        create: `${GPU_READY_TIMEOUT_SECONDS / 60 + 5}m`,
+        delete: `${GPU_DRAIN_TIMEOUT_SECONDS / 60 + 5}m`,
+      },
     },
   );
 }
@@ -159,13 +233,26 @@ function embeddingsBundle(): string {
 /** The gateway's published ports: 80/443/8100 to the world on a droplet; only 8100 on a laptop. */
 export function gatewayPorts(kind: "droplet" | "local"): PublishedPort[] {
   if (kind === "local") return [{ container: "gateway", port: PUBLIC_PORTS.legacy }];
-  return [...Object.values(PUBLIC_PORTS).map((port) => ({ container: "gateway", port, onAllInterfaces: true })), { container: "gateway", port: GATEWAY_METRICS_PORT }];
+  return [
+    ...Object.values(PUBLIC_PORTS).map((port) => ({ container: "gateway", port, onAllInterfaces: true })),
+    { container: "gateway", port: GATEWAY_METRICS_PORT },
+  ];
 }
 
 function recordContainerArtifacts(spec: ServiceSpec): void {
   // The spec as shipped, with secret names (never values).
-  recordArtifact({ kind: "container-spec", node: spec.node, path: `${spec.node}/containers/${spec.name}.json`, content: JSON.stringify(spec, null, 2) });
+  recordArtifact({
+    kind: "container-spec",
+    node: spec.node,
+    path: `${spec.node}/containers/${spec.name}.json`,
+    content: JSON.stringify(spec, null, 2),
+  });
   if (spec.program === "vllm") {
-    recordArtifact({ kind: "vllm-args", node: spec.node, path: `${spec.node}/containers/${spec.name}.vllm-args.json`, content: JSON.stringify(spec.command) });
+    recordArtifact({
+      kind: "vllm-args",
+      node: spec.node,
+      path: `${spec.node}/containers/${spec.name}.vllm-args.json`,
+      content: JSON.stringify(spec.command),
+    });
   }
 }

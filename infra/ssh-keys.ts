@@ -23,7 +23,13 @@ export type SshKeyRegistration =
    * before a `pulumi destroy` that left it in place). Keep declaring it, adopting it by id when it
    * is not in the state, so a run never deletes what an earlier run created.
    */
-  | { readonly action: "adopt"; readonly name: string; readonly publicKey: string; readonly fingerprint: string; readonly id: string }
+  | {
+      readonly action: "adopt";
+      readonly name: string;
+      readonly publicKey: string;
+      readonly fingerprint: string;
+      readonly id: string;
+    }
   /** The account holds it under another name (another stack, or added by hand): only name it by fingerprint. */
   | { readonly action: "reuse"; readonly fingerprint: string; readonly registeredAs: string };
 
@@ -46,7 +52,13 @@ export function decideSshKeyRegistration(input: {
   if (!existing) return { action: "create", name: input.ownName, publicKey: input.publicKey.trim(), fingerprint };
   if (existing.name === input.ownName) {
     // The account's own copy of the text: what the provider read back into the state.
-    return { action: "adopt", name: input.ownName, publicKey: existing.publicKey, fingerprint, id: String(existing.id) };
+    return {
+      action: "adopt",
+      name: input.ownName,
+      publicKey: existing.publicKey,
+      fingerprint,
+      id: String(existing.id),
+    };
   }
   return { action: "reuse", fingerprint, registeredAs: existing.name };
 }
@@ -54,6 +66,7 @@ export function decideSshKeyRegistration(input: {
 /** The droplets' `sshKeys`: the configured fingerprints/ids plus the registered key, each once, in a stable order. */
 export function dropletSshKeys(configured: readonly string[], registered: string | undefined): string[] {
   const out: string[] = [];
-  for (const k of [...configured, ...(registered ? [registered] : [])]) if (!out.includes(k.toLowerCase())) out.push(k.toLowerCase());
+  for (const k of [...configured, ...(registered ? [registered] : [])])
+    if (!out.includes(k.toLowerCase())) out.push(k.toLowerCase());
   return out;
 }

@@ -40,15 +40,18 @@ const SAFE_PATH = /^[A-Za-z0-9._~/-]+$/;
 function privateDirectory(dir: string): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = fs.lstatSync(dir);
-  if (!st.isDirectory()) throw new Error(`${dir} is not a directory (a symlink or a file is in the way); remove it and run again`);
-  if (typeof process.getuid === "function" && st.uid !== process.getuid()) throw new Error(`${dir} belongs to uid ${st.uid}, not to this user; remove it and run again`);
+  if (!st.isDirectory())
+    throw new Error(`${dir} is not a directory (a symlink or a file is in the way); remove it and run again`);
+  if (typeof process.getuid === "function" && st.uid !== process.getuid())
+    throw new Error(`${dir} belongs to uid ${st.uid}, not to this user; remove it and run again`);
   if ((st.mode & 0o777) !== 0o700) fs.chmodSync(dir, 0o700);
 }
 
 /** Writes one private file under `realRoot`: directories 0700, the file 0600, replaced by rename. */
 export function writePrivateFile(root: string, relativePath: string, content: string): string {
   const realRoot = path.resolve(root);
-  if (!SAFE_PATH.test(relativePath) || relativePath.split("/").some((s) => s === ".." || s === "")) throw new Error(`refusing SSH file path ${JSON.stringify(relativePath)}`);
+  if (!SAFE_PATH.test(relativePath) || relativePath.split("/").some((s) => s === ".." || s === ""))
+    throw new Error(`refusing SSH file path ${JSON.stringify(relativePath)}`);
   const file = path.join(realRoot, relativePath);
   // The root and every directory between it and the file, outermost first.
   const chain: string[] = [];
@@ -76,7 +79,8 @@ export class HomeSshFileStore implements SshFileStore {
 /** A directory of the caller's (tests): options name it by its absolute path. */
 export class DirectorySshFileStore implements SshFileStore {
   constructor(readonly root: string) {
-    if (!path.isAbsolute(root) || !SAFE_PATH.test(root)) throw new Error(`SSH file directory ${JSON.stringify(root)} must be an absolute path of plain characters`);
+    if (!path.isAbsolute(root) || !SAFE_PATH.test(root))
+      throw new Error(`SSH file directory ${JSON.stringify(root)} must be an absolute path of plain characters`);
   }
   write(relativePath: string, content: string): void {
     writePrivateFile(this.root, relativePath, content);
@@ -106,8 +110,13 @@ export function knownHostsLine(alias: string, publicKey: string): string {
  * known_hosts file holding only that node's key, so an IP an earlier droplet used never matters
  * and a different key on the same address is refused.
  */
-export function dockerSshOptions(p: { readonly knownHostsFile: string; readonly hostKeyAlias: string; readonly identityFile?: string }): string[] {
-  for (const v of [p.knownHostsFile, p.hostKeyAlias, p.identityFile ?? ""]) if (v && !SAFE_PATH.test(v)) throw new Error(`unsafe ssh option value ${JSON.stringify(v)}`);
+export function dockerSshOptions(p: {
+  readonly knownHostsFile: string;
+  readonly hostKeyAlias: string;
+  readonly identityFile?: string;
+}): string[] {
+  for (const v of [p.knownHostsFile, p.hostKeyAlias, p.identityFile ?? ""])
+    if (v && !SAFE_PATH.test(v)) throw new Error(`unsafe ssh option value ${JSON.stringify(v)}`);
   const o = (option: string) => ["-o", option];
   return [
     // Never prompt: a prompt would hang the provider.
@@ -127,13 +136,20 @@ export function dockerSshOptions(p: { readonly knownHostsFile: string; readonly 
 }
 
 /** Why a configured deployer key cannot be used, or its public half's MD5 fingerprint. */
-export function inspectDeployerKey(text: string): { ok: true; fingerprint: string; publicKey: string } | { ok: false; reason: string } {
+export function inspectDeployerKey(
+  text: string,
+): { ok: true; fingerprint: string; publicKey: string } | { ok: false; reason: string } {
   try {
     const key = sshpk.parsePrivateKey(text, "auto");
-    return { ok: true, fingerprint: key.toPublic().fingerprint("md5").toString("hex"), publicKey: key.toPublic().toString("ssh").split(" ").slice(0, 2).join(" ") };
+    return {
+      ok: true,
+      fingerprint: key.toPublic().fingerprint("md5").toString("hex"),
+      publicKey: key.toPublic().toString("ssh").split(" ").slice(0, 2).join(" "),
+    };
   } catch (err) {
     // Never echo the parser's message: it may quote the input.
-    if ((err as Error).name === "KeyEncryptedError") return { ok: false, reason: "is encrypted with a passphrase; the deploy runs ssh without a prompt (BatchMode)" };
+    if ((err as Error).name === "KeyEncryptedError")
+      return { ok: false, reason: "is encrypted with a passphrase; the deploy runs ssh without a prompt (BatchMode)" };
     return { ok: false, reason: "is not an OpenSSH or PEM private key" };
   }
 }
@@ -152,11 +168,23 @@ export interface SshAccess {
 export const IDENTITY_FILE = "deployer_key";
 
 /** Writes the key file now (every run, before any SSH) and describes the access. */
-export function deployerSshAccess(files: SshFileStore, stackDirectory: string, privateKeyText: string | undefined): SshAccess {
+export function deployerSshAccess(
+  files: SshFileStore,
+  stackDirectory: string,
+  privateKeyText: string | undefined,
+): SshAccess {
   if (privateKeyText === undefined) return { files, stackDirectory };
   // OpenSSH refuses a key file without its final newline.
-  files.write(`${stackDirectory}/${IDENTITY_FILE}`, privateKeyText.endsWith("\n") ? privateKeyText : `${privateKeyText}\n`);
-  return { privateKey: pulumi.secret(privateKeyText), files, stackDirectory, identityFile: `${files.root}/${stackDirectory}/${IDENTITY_FILE}` };
+  files.write(
+    `${stackDirectory}/${IDENTITY_FILE}`,
+    privateKeyText.endsWith("\n") ? privateKeyText : `${privateKeyText}\n`,
+  );
+  return {
+    privateKey: pulumi.secret(privateKeyText),
+    files,
+    stackDirectory,
+    identityFile: `${files.root}/${stackDirectory}/${IDENTITY_FILE}`,
+  };
 }
 
 /** Both SSH clients' settings for one node. */
@@ -172,7 +200,15 @@ export interface NodeSsh {
  * carries no agent socket path: the command provider reads SSH_AUTH_SOCK itself, and a path that
  * changes with every agent session would make every Command differ on every run.
  */
-export function nodeSsh(access: SshAccess, node: { readonly name: string; readonly hostKeyAlias: string; readonly host: pulumi.Input<string>; readonly hostPublicKey: pulumi.Output<string> }): NodeSsh {
+export function nodeSsh(
+  access: SshAccess,
+  node: {
+    readonly name: string;
+    readonly hostKeyAlias: string;
+    readonly host: pulumi.Input<string>;
+    readonly hostPublicKey: pulumi.Output<string>;
+  },
+): NodeSsh {
   const knownHosts = `${access.stackDirectory}/${node.name}.known_hosts`;
   const written = node.hostPublicKey.apply((publicKey) => {
     access.files.write(knownHosts, knownHostsLine(node.hostKeyAlias, publicKey));
@@ -188,6 +224,12 @@ export function nodeSsh(access: SshAccess, node: { readonly name: string; readon
       dialErrorLimit: 40,
       perDialTimeout: 15,
     },
-    dockerSshOpts: written.apply(() => dockerSshOptions({ knownHostsFile: `${access.files.root}/${knownHosts}`, hostKeyAlias: node.hostKeyAlias, identityFile: access.identityFile })),
+    dockerSshOpts: written.apply(() =>
+      dockerSshOptions({
+        knownHostsFile: `${access.files.root}/${knownHosts}`,
+        hostKeyAlias: node.hostKeyAlias,
+        identityFile: access.identityFile,
+      }),
+    ),
   };
 }

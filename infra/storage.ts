@@ -62,9 +62,29 @@ export class HubStorage extends pulumi.ComponentResource {
         },
       ),
     });
-    this.modelCaches = Array.from({ length: args.modelCacheVolumes }, (_, i) => volume(`model-cache-${i}`, modelCacheCloudName(args.cloudName, i), args.modelCacheGiB, "inference hub model cache (weights, vLLM compile cache)"));
-    this.cpuCache = volume("cpu-cache", cpuCacheCloudName(args.cloudName), args.cpuCacheGiB, "inference hub CPU node cache (CPU models, TLS state)");
-    this.stateVolumes = Object.fromEntries((args.stateVolumes ?? []).map((v) => [v.name, volume(`state-${v.name}`, stateCloudName(args.cloudName, v.name), v.sizeGiB, `inference hub ${v.name} state`)]));
-    this.registerOutputs({ modelCacheIds: this.modelCaches.map((c) => c.volume.id), cpuCacheId: this.cpuCache.volume.id });
+    this.modelCaches = Array.from({ length: args.modelCacheVolumes }, (_, i) =>
+      volume(
+        `model-cache-${i}`,
+        modelCacheCloudName(args.cloudName, i),
+        args.modelCacheGiB,
+        "inference hub model cache (weights, vLLM compile cache)",
+      ),
+    );
+    this.cpuCache = volume(
+      "cpu-cache",
+      cpuCacheCloudName(args.cloudName),
+      args.cpuCacheGiB,
+      "inference hub CPU node cache (CPU models, TLS state)",
+    );
+    this.stateVolumes = Object.fromEntries(
+      (args.stateVolumes ?? []).map((v) => [
+        v.name,
+        volume(`state-${v.name}`, stateCloudName(args.cloudName, v.name), v.sizeGiB, `inference hub ${v.name} state`),
+      ]),
+    );
+    this.registerOutputs({
+      modelCacheIds: this.modelCaches.map((c) => c.volume.id),
+      cpuCacheId: this.cpuCache.volume.id,
+    });
   }
 }

@@ -23,11 +23,19 @@ export const GATEKEEPER_TLS_PORT = 8443;
 export const IP_RATE_FACTOR = 10;
 
 /** The per-address limit: ten keys' worth of the per-key default. */
-export function ipRateLimit(hub: HubConfig): { readonly perMinute: number; readonly burst: number; readonly retryAfterSeconds: number } {
+export function ipRateLimit(hub: HubConfig): {
+  readonly perMinute: number;
+  readonly burst: number;
+  readonly retryAfterSeconds: number;
+} {
   const perMinute = hub.settings.rateLimitPerMinute * IP_RATE_FACTOR;
   // Traefik answers Retry-After = ceil(time to the next token) (ratelimiter/rate_limiter.go):
   // at most one token's interval.
-  return { perMinute, burst: hub.settings.rateLimitBurst * IP_RATE_FACTOR, retryAfterSeconds: Math.max(1, Math.ceil(60 / perMinute)) };
+  return {
+    perMinute,
+    burst: hub.settings.rateLimitBurst * IP_RATE_FACTOR,
+    retryAfterSeconds: Math.max(1, Math.ceil(60 / perMinute)),
+  };
 }
 
 const ROOT = `${CPU_CACHE_MOUNT}/gatekeeper`;
@@ -60,7 +68,8 @@ function statusBackends(hub: HubConfig): { service: string; url: string }[] {
   const seen = new Map<string, string>();
   for (const route of routeTable(hub)) {
     for (const b of [...route.primary, ...(route.fallback && route.fallback !== "gpu-off" ? [route.fallback] : [])]) {
-      if (b.address.kind === "container" && !seen.has(b.service)) seen.set(b.service, `http://${b.address.container}:${b.port}${b.healthPath}`);
+      if (b.address.kind === "container" && !seen.has(b.service))
+        seen.set(b.service, `http://${b.address.container}:${b.port}${b.healthPath}`);
     }
   }
   return [...seen].map(([service, url]) => ({ service, url }));
@@ -94,12 +103,19 @@ export function gatekeeperSpec(hub: HubConfig): ServiceSpec {
       GATEKEEPER_STATE_DIR: GATEKEEPER_STATE_PATH,
       // Traefik's metrics entry point on the node's Docker network: each backend's health and the certificate.
       GATEKEEPER_GATEWAY_METRICS_URL: `http://gateway:${GATEWAY_METRICS_PORT}/metrics`,
-      ...(autoscalerRuns(hub) ? { GATEKEEPER_CONTROLLER_URL: `http://${AUTOSCALER_CONTAINER}:${CONTROLLER_PORT}${STATUS_PATH}` } : {}),
+      ...(autoscalerRuns(hub)
+        ? { GATEKEEPER_CONTROLLER_URL: `http://${AUTOSCALER_CONTAINER}:${CONTROLLER_PORT}${STATUS_PATH}` }
+        : {}),
       GATEKEEPER_STATUS_CONTEXT: JSON.stringify(gatekeeperStatusContext(hub)),
     },
     // The backends' key goes out on allowed requests only; the database URL holds a password; the
     // TLS key is the forwardAuth port's (the certificate is public, carried the same way as its key).
-    secretEnv: { GATEKEEPER_BACKEND_KEY: "hubApiKey", DATABASE_URL: "auditDatabaseUrl", GATEKEEPER_TLS_CERT: "gatekeeperTlsCert", GATEKEEPER_TLS_KEY: "gatekeeperTlsKey" },
+    secretEnv: {
+      GATEKEEPER_BACKEND_KEY: "hubApiKey",
+      DATABASE_URL: "auditDatabaseUrl",
+      GATEKEEPER_TLS_CERT: "gatekeeperTlsCert",
+      GATEKEEPER_TLS_KEY: "gatekeeperTlsKey",
+    },
     port: GATEKEEPER_PORT,
     mounts: [
       { hostPath: GATEKEEPER_DIRS.app, containerPath: "/app", readOnly: true },
@@ -111,7 +127,12 @@ export function gatekeeperSpec(hub: HubConfig): ServiceSpec {
     health: {
       path: HEALTH_PATH,
       // node:alpine has no curl; Node 22's fetch does the probe.
-      test: ["CMD", "node", "-e", `fetch('http://127.0.0.1:${GATEKEEPER_PORT}${HEALTH_PATH}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`],
+      test: [
+        "CMD",
+        "node",
+        "-e",
+        `fetch('http://127.0.0.1:${GATEKEEPER_PORT}${HEALTH_PATH}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`,
+      ],
       intervalSeconds: 15,
       timeoutSeconds: 5,
       startPeriodSeconds: 20,

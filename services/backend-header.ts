@@ -35,9 +35,13 @@ const HEREDOC_END = "HUB_LAUNCHER_EOF";
  * (keeping any the image sets), then `vllm serve "$@"` (the image's entrypoint, with the
  * arguments from the spec's command). Run as `sh -c <script> vllm-serve <args>`.
  */
-export function vllmStartScript(source: string = middlewareSource(), options: { readonly loraGuard?: boolean } = {}): string {
+export function vllmStartScript(
+  source: string = middlewareSource(),
+  options: { readonly loraGuard?: boolean } = {},
+): string {
   const write = (module: string, text: string) => {
-    if (text.split("\n").includes(HEREDOC_END)) throw new Error(`${module}.py contains the heredoc terminator ${HEREDOC_END}`);
+    if (text.split("\n").includes(HEREDOC_END))
+      throw new Error(`${module}.py contains the heredoc terminator ${HEREDOC_END}`);
     return `cat > "${MODULE_DIR}/${module}.py" <<'${HEREDOC_END}'\n${text.endsWith("\n") ? text : `${text}\n`}${HEREDOC_END}`;
   };
   return [
@@ -46,10 +50,13 @@ export function vllmStartScript(source: string = middlewareSource(), options: { 
     write(MODULE, source),
     `export PYTHONPATH="${MODULE_DIR}\${PYTHONPATH:+:$PYTHONPATH}"`,
     // Adapters on the model-cache volume: drop any this node's volume lacks, then `vllm serve` (hub_lora_guard.py).
-    ...(options.loraGuard ? [write(LORA_GUARD, loraGuardSource()), `exec python3 "${MODULE_DIR}/${LORA_GUARD}.py" "$@"`] : ['exec vllm serve "$@"']),
+    ...(options.loraGuard
+      ? [write(LORA_GUARD, loraGuardSource()), `exec python3 "${MODULE_DIR}/${LORA_GUARD}.py" "$@"`]
+      : ['exec vllm serve "$@"']),
   ].join("\n");
 }
 
 const LORA_GUARD = "hub_lora_guard";
 /** services/launchers/hub_lora_guard.py, as shipped. */
-export const loraGuardSource = (): string => readFileSync(path.join(__dirname, "launchers", `${LORA_GUARD}.py`), "utf8");
+export const loraGuardSource = (): string =>
+  readFileSync(path.join(__dirname, "launchers", `${LORA_GUARD}.py`), "utf8");

@@ -12,12 +12,17 @@ import { ADAPTERS_CONTAINER_DIR, ADAPTERS_VOLUME_DIR } from "../stacks/lora";
 // ---- placement and memory, shared by the CPU service files ----
 
 /** The node and workload of `role` on the CPU node, exactly as stacks/resolve.ts placed it. */
-export function cpuPlacement(hub: HubConfig, role: ServiceRole): { readonly node: NodePlan; readonly workload: Workload } {
+export function cpuPlacement(
+  hub: HubConfig,
+  role: ServiceRole,
+): { readonly node: NodePlan; readonly workload: Workload } {
   for (const node of hub.nodes.filter((n) => n.kind === "cpu")) {
     const workload = node.workloads.find((w) => w.role === role);
     if (workload) return { node, workload };
   }
-  throw new Error(`no ${role} workload is placed on a CPU node (${hub.tier} tier): the spec would contradict the placement in stacks/resolve.ts`);
+  throw new Error(
+    `no ${role} workload is placed on a CPU node (${hub.tier} tier): the spec would contradict the placement in stacks/resolve.ts`,
+  );
 }
 
 /** Headroom above the RAM estimate, as a fraction of it: the estimates are unmeasured. */
@@ -49,17 +54,33 @@ const VLLM_WARMUP_SECONDS = 900;
  * (65.5 GB for Qwen2.5-Coder-32B ≈ 11 min, 690 GB for DeepSeek-V3 ≈ 2 h at the assumed rate),
  * then compiles. Later starts read the volume and are healthy long before it ends.
  */
-export const vllmStartPeriodSeconds = (diskGB: number): number => VLLM_WARMUP_SECONDS + Math.ceil((diskGB * 1000) / ASSUMED_DOWNLOAD_MB_PER_S);
+export const vllmStartPeriodSeconds = (diskGB: number): number =>
+  VLLM_WARMUP_SECONDS + Math.ceil((diskGB * 1000) / ASSUMED_DOWNLOAD_MB_PER_S);
 
 const GPU_CONTAINER_HF = "/root/.cache/huggingface";
 const GPU_CONTAINER_COMPILE = "/root/.cache/vllm";
 
-const activeGpuNodes = (hub: HubConfig): NodePlan[] => (hub.gpu?.on ? hub.nodes.filter((n) => n.kind === "gpu" && n.active) : []);
+const activeGpuNodes = (hub: HubConfig): NodePlan[] =>
+  hub.gpu?.on ? hub.nodes.filter((n) => n.kind === "gpu" && n.active) : [];
 
-function vllmSpec(hub: HubConfig, node: NodePlan, role: "coder" | "ocr", args: readonly string[], port: number, diskGB: number): ServiceSpec {
+function vllmSpec(
+  hub: HubConfig,
+  node: NodePlan,
+  role: "coder" | "ocr",
+  args: readonly string[],
+  port: number,
+  diskGB: number,
+): ServiceSpec {
   const vendor = hub.gpu?.size.vendor;
   if (!vendor) throw new Error(`${role} on ${node.name}: vLLM needs a GPU size`);
-  const health: HealthCheck = { path: "/health", test: pythonHttpCheck(`http://127.0.0.1:${port}/health`), intervalSeconds: 30, timeoutSeconds: 10, startPeriodSeconds: vllmStartPeriodSeconds(diskGB), retries: 5 };
+  const health: HealthCheck = {
+    path: "/health",
+    test: pythonHttpCheck(`http://127.0.0.1:${port}/health`),
+    intervalSeconds: 30,
+    timeoutSeconds: 10,
+    startPeriodSeconds: vllmStartPeriodSeconds(diskGB),
+    retries: 5,
+  };
   return {
     name: role,
     role,
@@ -96,7 +117,14 @@ export function vllmCoderSpecs(hub: HubConfig): ServiceSpec[] {
   const coder = hub.coder;
   if (coder.backend !== "vllm") return [];
   return activeGpuNodes(hub).map((node) => {
-    const spec = vllmSpec(hub, node, "coder", coderServeArgs(coder, GPU_SERVICE_PORTS.coder), GPU_SERVICE_PORTS.coder, coder.weights.diskGB);
+    const spec = vllmSpec(
+      hub,
+      node,
+      "coder",
+      coderServeArgs(coder, GPU_SERVICE_PORTS.coder),
+      GPU_SERVICE_PORTS.coder,
+      coder.weights.diskGB,
+    );
     // Every answer names its replica (X-Hub-Backend: gpu-<i>; services/backend-header.ts):
     // `sh -c <script> vllm-serve <args>` writes the middleware module, then runs `vllm serve "$@"`.
     const volumeAdapters = coder.lora?.adapters.some((a) => a.source.kind === "volume") ?? false;
@@ -106,7 +134,16 @@ export function vllmCoderSpecs(hub: HubConfig): ServiceSpec[] {
       command: [...spec.command, "--middleware", VLLM_BACKEND_MIDDLEWARE],
       env: { ...spec.env, HUB_BACKEND_NAME: node.name },
       // Adapters trained by `hub finetune` live on the model-cache volume; vLLM only reads them.
-      mounts: volumeAdapters ? [...spec.mounts, { hostPath: `${MODEL_CACHE_MOUNT}/${ADAPTERS_VOLUME_DIR}`, containerPath: ADAPTERS_CONTAINER_DIR, readOnly: true }] : spec.mounts,
+      mounts: volumeAdapters
+        ? [
+            ...spec.mounts,
+            {
+              hostPath: `${MODEL_CACHE_MOUNT}/${ADAPTERS_VOLUME_DIR}`,
+              containerPath: ADAPTERS_CONTAINER_DIR,
+              readOnly: true,
+            },
+          ]
+        : spec.mounts,
     };
   });
 }
@@ -141,7 +178,14 @@ export function deepSeekOcrSpecs(hub: HubConfig): ServiceSpec[] {
   if (ocr.engine !== "deepseek-ocr") return [];
   const coderOnGpu = hub.coder.backend === "vllm";
   return activeGpuNodes(hub).map((node) => {
-    const spec = vllmSpec(hub, node, "ocr", ocrServeArgs(ocr, GPU_SERVICE_PORTS.ocr), GPU_SERVICE_PORTS.ocr, ocr.weights.diskGB);
+    const spec = vllmSpec(
+      hub,
+      node,
+      "ocr",
+      ocrServeArgs(ocr, GPU_SERVICE_PORTS.ocr),
+      GPU_SERVICE_PORTS.ocr,
+      ocr.weights.diskGB,
+    );
     if (!coderOnGpu) return spec;
     // The coder is on the same node's Docker network under its container name.
     const coderHealth = `http://coder:${GPU_SERVICE_PORTS.coder}/health`;
@@ -153,7 +197,10 @@ export function deepSeekOcrSpecs(hub: HubConfig): ServiceSpec[] {
       // Its grace period covers waiting out the coder's first start too, bounded by the GPU rather
       // than the coder's model so that a new coder model does not recreate this container: the
       // download is at most twice the GPU memory (online FP8 fetches the BF16 checkpoint).
-      health: { ...spec.health, startPeriodSeconds: spec.health.startPeriodSeconds + vllmStartPeriodSeconds(2 * gpuMemoryGB(hub)) },
+      health: {
+        ...spec.health,
+        startPeriodSeconds: spec.health.startPeriodSeconds + vllmStartPeriodSeconds(2 * gpuMemoryGB(hub)),
+      },
     };
   });
 }
@@ -170,15 +217,22 @@ export const llamaCppThreads = (vcpu: number): number => Math.max(1, vcpu - CPU_
 export function llamaServerArgs(coder: LlamaCppCoder, vcpu: number): string[] {
   return [
     // Downloads <repo>:<quant> into LLAMA_CACHE on first start, then reads it from there.
-    "-hf", coder.gguf.hfArg,
+    "-hf",
+    coder.gguf.hfArg,
     // The name clients send as `model`: the same as vLLM's --served-model-name.
-    "--alias", CODER_SERVED_NAME,
-    "--host", "0.0.0.0",
-    "--port", String(SERVICE_PORTS.llamaCpp),
-    "--ctx-size", String(coder.context),
+    "--alias",
+    CODER_SERVED_NAME,
+    "--host",
+    "0.0.0.0",
+    "--port",
+    String(SERVICE_PORTS.llamaCpp),
+    "--ctx-size",
+    String(coder.context),
     // One slot: the whole context is one request's, as the RAM estimate assumes.
-    "--parallel", "1",
-    "--threads", String(llamaCppThreads(vcpu)),
+    "--parallel",
+    "1",
+    "--threads",
+    String(llamaCppThreads(vcpu)),
     // Prometheus' llamacpp job scrapes /metrics, which llama-server serves only with this flag (common/arg.cpp, env LLAMA_ARG_ENDPOINT_METRICS).
     "--metrics",
   ];
@@ -201,7 +255,14 @@ function llamaCppSpec(hub: HubConfig, role: "coder" | "coder-fallback", coder: L
     mounts: [{ hostPath: `${CPU_CACHE_MOUNT}/models/llama.cpp`, containerPath: LLAMA_CACHE_DIR }],
     memoryLimitMiB: memoryLimitMiB(node, workload),
     // The server image has curl and no Python; /health answers 503 while the model loads.
-    health: { path: "/health", test: ["CMD", "curl", "-fsS", url], intervalSeconds: 30, timeoutSeconds: 10, startPeriodSeconds: 600 + Math.ceil((coder.gguf.sizeGB * 1000) / ASSUMED_DOWNLOAD_MB_PER_S), retries: 3 },
+    health: {
+      path: "/health",
+      test: ["CMD", "curl", "-fsS", url],
+      intervalSeconds: 30,
+      timeoutSeconds: 10,
+      startPeriodSeconds: 600 + Math.ceil((coder.gguf.sizeGB * 1000) / ASSUMED_DOWNLOAD_MB_PER_S),
+      retries: 3,
+    },
   };
 }
 

@@ -28,7 +28,8 @@ export function durationSeconds(duration: string): number {
  * names the setting, so points at the async API) reaches the client before Traefik cuts the request.
  */
 export const SYNC_WAIT_MARGIN_SECONDS = 30;
-export const doclingMaxSyncWaitSeconds = (): number => durationSeconds(FORWARDING_TIMEOUTS.responseHeaderTimeout) - SYNC_WAIT_MARGIN_SECONDS;
+export const doclingMaxSyncWaitSeconds = (): number =>
+  durationSeconds(FORWARDING_TIMEOUTS.responseHeaderTimeout) - SYNC_WAIT_MARGIN_SECONDS;
 
 /** docling-serve: document conversion and OCR on the CPU node (`ocr`, or `ocr-fallback` behind DeepSeek-OCR). */
 export function doclingSpec(hub: HubConfig, name: "ocr" | "ocr-fallback"): ServiceSpec {

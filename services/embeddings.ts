@@ -1,5 +1,9 @@
 import { CONTAINER_PATHS, EMBEDDINGS_PORT, ENV, HEALTH_PATH, type ServedModel } from "../programs/embeddings/contract";
-import { EMBEDDINGS_FRONT_HEAP_MIB, EMBEDDINGS_ROUTER_RAM_GIB, MAX_INPUTS_PER_REQUEST } from "../stacks/catalogue/embeddings";
+import {
+  EMBEDDINGS_FRONT_HEAP_MIB,
+  EMBEDDINGS_ROUTER_RAM_GIB,
+  MAX_INPUTS_PER_REQUEST,
+} from "../stacks/catalogue/embeddings";
 import type { EmbeddingsPlan, HubConfig } from "../stacks/hub-config";
 import { ASSUMED_DOWNLOAD_MB_PER_S, CPU_THREADS_RESERVED, cpuPlacement, memoryLimitMiB } from "./coder";
 import { durationSeconds } from "./documents";
@@ -35,20 +39,31 @@ export function embedderThreads(hub: HubConfig): number {
 export function embedderArgs(plan: EmbeddingsPlan, threads: number): string[] {
   const n = String(plan.inputTokens);
   return [
-    "-hf", plan.hfArg,
-    "--alias", plan.model.id,
-    "--host", "0.0.0.0",
-    "--port", String(SERVICE_PORTS.llamaCpp),
+    "-hf",
+    plan.hfArg,
+    "--alias",
+    plan.model.id,
+    "--host",
+    "0.0.0.0",
+    "--port",
+    String(SERVICE_PORTS.llamaCpp),
     "--embeddings",
-    "--pooling", plan.model.pooling,
+    "--pooling",
+    plan.model.pooling,
     // One slot of the served context; an embedding input must fit one physical batch (else llama-server answers "too large to process").
-    "--ctx-size", n,
-    "--batch-size", n,
-    "--ubatch-size", n,
-    "--parallel", "1",
-    "--threads", String(threads),
+    "--ctx-size",
+    n,
+    "--batch-size",
+    n,
+    "--ubatch-size",
+    n,
+    "--parallel",
+    "1",
+    "--threads",
+    String(threads),
     // Flash attention keeps the attention scores out of the compute buffer the RAM estimate counts.
-    "--flash-attn", "on",
+    "--flash-attn",
+    "on",
     // The front appends the end-of-text token itself: exactly one, whatever the GGUF's metadata says.
     ...(plan.model.endOfText ? ["--override-kv", "tokenizer.ggml.add_eos_token=bool:false"] : []),
     "--no-webui",
@@ -92,7 +107,14 @@ function embedderSpec(hub: HubConfig, plan: EmbeddingsPlan): ServiceSpec {
     // The same GGUF cache as the CPU coder: one directory of llama.cpp downloads on the volume.
     mounts: [{ hostPath: `${CPU_CACHE_MOUNT}/models/llama.cpp`, containerPath: LLAMA_CACHE_DIR }],
     memoryLimitMiB: memoryLimitMiB(node, workload),
-    health: { path: "/health", test: ["CMD", "curl", "-fsS", url], intervalSeconds: 30, timeoutSeconds: 10, startPeriodSeconds: 300 + Math.ceil((plan.model.gguf.sizeGB * 1000) / ASSUMED_DOWNLOAD_MB_PER_S), retries: 3 },
+    health: {
+      path: "/health",
+      test: ["CMD", "curl", "-fsS", url],
+      intervalSeconds: 30,
+      timeoutSeconds: 10,
+      startPeriodSeconds: 300 + Math.ceil((plan.model.gguf.sizeGB * 1000) / ASSUMED_DOWNLOAD_MB_PER_S),
+      retries: 3,
+    },
   };
 }
 
@@ -122,7 +144,12 @@ function frontSpec(hub: HubConfig, plan: EmbeddingsPlan): ServiceSpec {
     health: {
       path: HEALTH_PATH,
       // node:alpine has no curl; Node 22's fetch does the probe.
-      test: ["CMD", "node", "-e", `fetch('http://127.0.0.1:${EMBEDDINGS_PORT}${HEALTH_PATH}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`],
+      test: [
+        "CMD",
+        "node",
+        "-e",
+        `fetch('http://127.0.0.1:${EMBEDDINGS_PORT}${HEALTH_PATH}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`,
+      ],
       intervalSeconds: 15,
       timeoutSeconds: 5,
       startPeriodSeconds: 20,

@@ -2,12 +2,25 @@ import { stringify } from "yaml";
 import type { HubConfig } from "../stacks/hub-config";
 import { CPU_NODE_NAME } from "../stacks/hub-config";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT, GATEKEEPER_TLS_PORT, ipRateLimit } from "./auth";
-import { ADMIN_KEYS_PATH, ADMIN_STATUS_PATH, AUTH_PATH, AUTH_RESPONSE_HEADERS, HEALTH_PATH } from "../programs/gatekeeper/protocol";
+import {
+  ADMIN_KEYS_PATH,
+  ADMIN_STATUS_PATH,
+  AUTH_PATH,
+  AUTH_RESPONSE_HEADERS,
+  HEALTH_PATH,
+} from "../programs/gatekeeper/protocol";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "./ports";
 import type { Scope } from "../programs/gatekeeper/protocol";
 import type { Backend, Route } from "./routes";
-import { AUTOSCALER_CONTAINER, autoscalerRuns, DOCUMENTS_ASYNC_HINT, DOCUMENTS_ROUTE, GPU_OFF_SERVICE, SERVICE_PORTS } from "./routes";
+import {
+  AUTOSCALER_CONTAINER,
+  autoscalerRuns,
+  DOCUMENTS_ASYNC_HINT,
+  DOCUMENTS_ROUTE,
+  GPU_OFF_SERVICE,
+  SERVICE_PORTS,
+} from "./routes";
 import { CONTROLLER_PORT, STATUS_PATH } from "../programs/autoscaler/controller/contract";
 import { ERRORS_IMAGE, TRAEFIK_IMAGE } from "./images";
 import type { ServiceSpec } from "./spec";
@@ -40,8 +53,6 @@ export { ERRORS_IMAGE, TRAEFIK_IMAGE };
  *   becomes Traefik's empty 500; a non-2xx answer goes to the client as the gatekeeper sent it.
  */
 
-
-
 const GATEWAY_ROOT = `${CPU_CACHE_MOUNT}/traefik`;
 
 /** Host directories on the CPU node's cache volume: certificates survive a node rebuild. */
@@ -73,7 +84,10 @@ const IN_CONTAINER = {
  * The gatekeeper's certificate (public), which Traefik pins for forwardAuth: beside traefik.yml,
  * read when the middlewares are built, so a renewed certificate restarts Traefik (infra/services.ts).
  */
-export const GATEKEEPER_CA_FILE = { host: `${GATEWAY_DIRS.static}/gatekeeper-ca.pem`, container: `${IN_CONTAINER.static}/gatekeeper-ca.pem` } as const;
+export const GATEKEEPER_CA_FILE = {
+  host: `${GATEWAY_DIRS.static}/gatekeeper-ca.pem`,
+  container: `${IN_CONTAINER.static}/gatekeeper-ca.pem`,
+} as const;
 
 export const GATEWAY_CONTAINER = "gateway";
 export const ERRORS_CONTAINER = "errors";
@@ -106,7 +120,11 @@ export const RESPONDING_TIMEOUTS = { readTimeout: "600s", writeTimeout: "1800s",
  *   when done; 32k tokens at ~40 tokens/s is ~14 min. Bounded so a hung backend cannot hold a
  *   connection forever.
  */
-export const FORWARDING_TIMEOUTS = { dialTimeout: "5s", responseHeaderTimeout: "900s", idleConnTimeout: "90s" } as const;
+export const FORWARDING_TIMEOUTS = {
+  dialTimeout: "5s",
+  responseHeaderTimeout: "900s",
+  idleConnTimeout: "90s",
+} as const;
 
 /**
  * What the access log keeps: a positive list, so no text a client chose can reach it. Dropped
@@ -121,7 +139,25 @@ export const FORWARDING_TIMEOUTS = { dialTimeout: "5s", responseHeaderTimeout: "
 export const ACCESS_LOG_FIELDS = {
   defaultMode: "drop",
   names: Object.fromEntries(
-    ["StartUTC", "Duration", "OriginDuration", "Overhead", "RouterName", "ServiceName", "entryPointName", "RequestProtocol", "RequestScheme", "RequestContentSize", "OriginStatus", "OriginContentSize", "DownstreamStatus", "DownstreamContentSize", "RetryAttempts", "ClientHost", "TLSVersion"].map((f) => [f, "keep"]),
+    [
+      "StartUTC",
+      "Duration",
+      "OriginDuration",
+      "Overhead",
+      "RouterName",
+      "ServiceName",
+      "entryPointName",
+      "RequestProtocol",
+      "RequestScheme",
+      "RequestContentSize",
+      "OriginStatus",
+      "OriginContentSize",
+      "DownstreamStatus",
+      "DownstreamContentSize",
+      "RetryAttempts",
+      "ClientHost",
+      "TLSVersion",
+    ].map((f) => [f, "keep"]),
   ),
   headers: { defaultMode: "drop", names: { "X-Request-Id": "keep", "X-Hub-Key-Id": "keep" } },
 } as const;
@@ -130,9 +166,12 @@ export const ACCESS_LOG_FIELDS = {
 const HEALTH_CHECK = { interval: "10s", timeout: "3s" } as const;
 
 /** OpenAI's error shape, so SDKs surface the message instead of a parse error. */
-export const GPU_OFF_ERROR: { readonly error: { readonly message: string; readonly type: string; readonly code: string } } = {
+export const GPU_OFF_ERROR: {
+  readonly error: { readonly message: string; readonly type: string; readonly code: string };
+} = {
   error: {
-    message: "The GPU tier of this inference hub is switched off, so this model is not being served right now. Try again once the operator turns the GPU on.",
+    message:
+      "The GPU tier of this inference hub is switched off, so this model is not being served right now. Try again once the operator turns the GPU on.",
     type: "server_error",
     code: "gpu_off",
   },
@@ -143,7 +182,10 @@ export const GPU_OFF_ERROR: { readonly error: { readonly message: string; readon
 
 export function traefikStaticConfig(hub: HubConfig): Record<string, unknown> {
   const { domain, acmeEmail } = hub.gateway;
-  if (domain && !acmeEmail) throw new Error(`gateway.domain ${domain} needs acmeEmail: Let's Encrypt requires a contact address. Set acmeEmail, or unset domain for plain HTTP.`);
+  if (domain && !acmeEmail)
+    throw new Error(
+      `gateway.domain ${domain} needs acmeEmail: Let's Encrypt requires a contact address. Set acmeEmail, or unset domain for plain HTTP.`,
+    );
   const tls = domainTls(hub);
   const publicEntryPoint = (port: number, http?: Record<string, unknown>) => ({
     address: `:${port}`,
@@ -157,7 +199,12 @@ export function traefikStaticConfig(hub: HubConfig): Record<string, unknown> {
     accessLog: { format: "json", fields: ACCESS_LOG_FIELDS },
     entryPoints: {
       // With a domain, port 80 only redirects (and answers the ACME HTTP challenge, whose router outranks the redirect).
-      [ENTRY_POINTS.web]: publicEntryPoint(PUBLIC_PORTS.http, tls ? { redirections: { entryPoint: { to: ENTRY_POINTS.websecure, scheme: "https", permanent: true } } } : undefined),
+      [ENTRY_POINTS.web]: publicEntryPoint(
+        PUBLIC_PORTS.http,
+        tls
+          ? { redirections: { entryPoint: { to: ENTRY_POINTS.websecure, scheme: "https", permanent: true } } }
+          : undefined,
+      ),
       // Without a domain 443 still listens (the firewall opens it either way) but carries no routers.
       [ENTRY_POINTS.websecure]: publicEntryPoint(PUBLIC_PORTS.https, tls ? { tls } : undefined),
       // The existing hub's clients: TLS with the domain's certificate when there is one, plain HTTP otherwise.
@@ -168,12 +215,26 @@ export function traefikStaticConfig(hub: HubConfig): Record<string, unknown> {
     providers: { file: { directory: IN_CONTAINER.dynamic, watch: true } },
     ping: { entryPoint: ENTRY_POINTS.metrics },
     // manualRouting: the routes file decides who reads the metrics (the VPC freely, admins with a key).
-    metrics: { prometheus: { entryPoint: ENTRY_POINTS.metrics, manualRouting: true, addEntryPointsLabels: true, addRoutersLabels: true, addServicesLabels: true } },
+    metrics: {
+      prometheus: {
+        entryPoint: ENTRY_POINTS.metrics,
+        manualRouting: true,
+        addEntryPointsLabels: true,
+        addRoutersLabels: true,
+        addServicesLabels: true,
+      },
+    },
     serversTransport: { forwardingTimeouts: { ...FORWARDING_TIMEOUTS } },
     ...(domain
       ? {
           certificatesResolvers: {
-            [CERT_RESOLVER]: { acme: { email: acmeEmail, storage: `${IN_CONTAINER.acme}/acme.json`, httpChallenge: { entryPoint: ENTRY_POINTS.web } } },
+            [CERT_RESOLVER]: {
+              acme: {
+                email: acmeEmail,
+                storage: `${IN_CONTAINER.acme}/acme.json`,
+                httpChallenge: { entryPoint: ENTRY_POINTS.web },
+              },
+            },
           },
         }
       : {}),
@@ -185,7 +246,9 @@ export function traefikStaticConfig(hub: HubConfig): Record<string, unknown> {
  * domain named here rather than from a Host() rule: routers match paths only, so a client that
  * still calls the IP on 8100 is routed (its TLS check fails until it switches to the domain).
  */
-function domainTls(hub: HubConfig): { readonly certResolver: string; readonly domains: readonly { readonly main: string }[] } | undefined {
+function domainTls(
+  hub: HubConfig,
+): { readonly certResolver: string; readonly domains: readonly { readonly main: string }[] } | undefined {
   return hub.gateway.domain ? { certResolver: CERT_RESOLVER, domains: [{ main: hub.gateway.domain }] } : undefined;
 }
 
@@ -218,11 +281,16 @@ const ERROR_PAGES = "/errors";
 /** Traefik's forwardAuth answers a failed call to its auth server with an empty 500 (forward.go). */
 export const DOOR_FAILURE_STATUS = 500;
 
-export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], privateIps: Readonly<Record<string, string>>): Record<string, unknown> {
+export function traefikDynamicConfig(
+  hub: HubConfig,
+  routes: readonly Route[],
+  privateIps: Readonly<Record<string, string>>,
+): Record<string, unknown> {
   const tls = domainTls(hub);
   // With a domain, plain HTTP only redirects; without one, 443 has no certificate to offer.
   const entryPoints = tls ? [ENTRY_POINTS.websecure, ENTRY_POINTS.legacy] : [ENTRY_POINTS.web, ENTRY_POINTS.legacy];
-  const routerTls = () => (tls ? { tls: { certResolver: tls.certResolver, domains: tls.domains.map((d) => ({ ...d })) } } : {});
+  const routerTls = () =>
+    tls ? { tls: { certResolver: tls.certResolver, domains: tls.domains.map((d) => ({ ...d })) } } : {};
   const routers: Record<string, unknown> = {};
   const services = new ServiceTable();
   services.add(ERRORS_SERVICE, { loadBalancer: { servers: [{ url: ERRORS_URL }] } });
@@ -232,10 +300,14 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     // whose pages nginx serves; on every API route the gatekeeper applies the same limit.
     [IP_RATE_LIMIT_MIDDLEWARE]: { rateLimit: { average: ipLimit.perMinute, period: "1m", burst: ipLimit.burst } },
     // Its 429 as JSON: nothing else behind it answers 429 (nginx's pages are 404 and 415).
-    [IP_LIMIT_ERRORS]: { errors: { status: ["429"], service: ERRORS_SERVICE, query: `${ERROR_PAGES}/${IP_LIMIT_SOURCE}/{status}` } },
+    [IP_LIMIT_ERRORS]: {
+      errors: { status: ["429"], service: ERRORS_SERVICE, query: `${ERROR_PAGES}/${IP_LIMIT_SOURCE}/{status}` },
+    },
     // A client's own X-Request-Id or X-Hub-Key-Id never reaches a backend, the gatekeeper, the
     // door's page or the access log (it could carry anything, a key included); the gatekeeper sets both.
-    [STRIP_CLIENT_IDS]: { headers: { customRequestHeaders: Object.fromEntries(AUTH_ASSIGNED_HEADERS.map((h) => [h, ""])) } },
+    [STRIP_CLIENT_IDS]: {
+      headers: { customRequestHeaders: Object.fromEntries(AUTH_ASSIGNED_HEADERS.map((h) => [h, ""])) },
+    },
   };
 
   for (const route of routes) {
@@ -244,7 +316,13 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     // fails closed: no answer from it, no request through, and the door's page says so.
     const chain = [STRIP_CLIENT_IDS, doorMiddleware(route.name, middlewares), authMiddleware(route.scope, middlewares)];
     const errorsName = `${route.name}-errors`;
-    middlewares[errorsName] = { errors: { status: routeErrorStatuses(route).map(String), service: ERRORS_SERVICE, query: `${ERROR_PAGES}/${route.name}/{status}` } };
+    middlewares[errorsName] = {
+      errors: {
+        status: routeErrorStatuses(route).map(String),
+        service: ERRORS_SERVICE,
+        query: `${ERROR_PAGES}/${route.name}/{status}`,
+      },
+    };
     chain.push(errorsName);
     if (!route.streaming) {
       const name = `${route.name}-body-limit`;
@@ -254,7 +332,9 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     }
     if (route.rewritePrefix) {
       const name = `${route.name}-rewrite`;
-      middlewares[name] = { replacePathRegex: { regex: `^${escapeRegex(route.rewritePrefix)}(.*)`, replacement: "/v1/$1" } };
+      middlewares[name] = {
+        replacePathRegex: { regex: `^${escapeRegex(route.rewritePrefix)}(.*)`, replacement: "/v1/$1" },
+      };
       chain.push(name);
     }
     if (route.dropCredentials) {
@@ -273,20 +353,35 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
   }
   // Prometheus metrics: freely inside the VPC on :8082/metrics, and through the public entry
   // points at /admin/metrics for keys with the admin scope.
-  routers[METRICS_VPC_ROUTER] = { entryPoints: [ENTRY_POINTS.metrics], rule: "Path(`/metrics`)", service: PROMETHEUS_SERVICE };
+  routers[METRICS_VPC_ROUTER] = {
+    entryPoints: [ENTRY_POINTS.metrics],
+    rule: "Path(`/metrics`)",
+    service: PROMETHEUS_SERVICE,
+  };
   middlewares[METRICS_ADMIN_REWRITE] = { replacePath: { path: "/metrics" } };
   routers[METRICS_ADMIN_ROUTER] = {
     entryPoints: [...entryPoints],
     rule: `Path(\`${ADMIN_METRICS_PATH}\`)`,
     service: PROMETHEUS_SERVICE,
-    middlewares: [STRIP_CLIENT_IDS, doorMiddleware(ADMIN_SOURCE, middlewares), authMiddleware("admin", middlewares), METRICS_ADMIN_REWRITE],
+    middlewares: [
+      STRIP_CLIENT_IDS,
+      doorMiddleware(ADMIN_SOURCE, middlewares),
+      authMiddleware("admin", middlewares),
+      METRICS_ADMIN_REWRITE,
+    ],
     ...routerTls(),
   };
   // The gatekeeper's admin API (keys at runtime, the status report): forwardAuth with the admin
   // scope limits and audits the call, and passes the caller's own key on, which the gatekeeper
   // checks again itself; its 502/504 are the gatekeeper's pages.
   middlewares[ADMIN_API_AUTH] = { forwardAuth: forwardAuthTo("admin", ADMIN_API_AUTH_RESPONSE_HEADERS) };
-  middlewares[ADMIN_API_ERRORS] = { errors: { status: ADMIN_API_ERROR_STATUSES.map(String), service: ERRORS_SERVICE, query: `${ERROR_PAGES}/${ADMIN_API_SOURCE}/{status}` } };
+  middlewares[ADMIN_API_ERRORS] = {
+    errors: {
+      status: ADMIN_API_ERROR_STATUSES.map(String),
+      service: ERRORS_SERVICE,
+      query: `${ERROR_PAGES}/${ADMIN_API_SOURCE}/{status}`,
+    },
+  };
   routers[ADMIN_API_ROUTER] = {
     entryPoints: [...entryPoints],
     rule: `Path(\`${ADMIN_STATUS_PATH}\`) || Path(\`${ADMIN_KEYS_PATH}\`) || PathPrefix(\`${ADMIN_KEYS_PATH}/\`)`,
@@ -300,8 +395,15 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
     routers[AUTOSCALER_STATUS_ROUTER] = {
       entryPoints: [...entryPoints],
       rule: `Path(\`${ADMIN_AUTOSCALER_PATH}\`)`,
-      service: services.add(AUTOSCALER_CONTAINER, { loadBalancer: { servers: [{ url: `http://${AUTOSCALER_CONTAINER}:${CONTROLLER_PORT}` }] } }),
-      middlewares: [STRIP_CLIENT_IDS, doorMiddleware(ADMIN_SOURCE, middlewares), authMiddleware("admin", middlewares), AUTOSCALER_STATUS_REWRITE],
+      service: services.add(AUTOSCALER_CONTAINER, {
+        loadBalancer: { servers: [{ url: `http://${AUTOSCALER_CONTAINER}:${CONTROLLER_PORT}` }] },
+      }),
+      middlewares: [
+        STRIP_CLIENT_IDS,
+        doorMiddleware(ADMIN_SOURCE, middlewares),
+        authMiddleware("admin", middlewares),
+        AUTOSCALER_STATUS_REWRITE,
+      ],
       ...routerTls(),
     };
   }
@@ -311,10 +413,24 @@ export function traefikDynamicConfig(hub: HubConfig, routes: readonly Route[], p
   // the first Content-Type (pkg/middlewares/metrics isGRPCRequest); this one is wider: any
   // Content-Type value, any case, leading blanks.
   middlewares[GRPC_REFUSED_PAGE] = { replacePath: { path: `${ERROR_PAGES}/${GATEWAY_SOURCE}/415` } };
-  routers[GRPC_REFUSED_ROUTER] = { entryPoints: [...entryPoints], rule: GRPC_RULE, priority: GRPC_REFUSED_PRIORITY, service: ERRORS_SERVICE, middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_ERRORS, IP_RATE_LIMIT_MIDDLEWARE, GRPC_REFUSED_PAGE], ...routerTls() };
+  routers[GRPC_REFUSED_ROUTER] = {
+    entryPoints: [...entryPoints],
+    rule: GRPC_RULE,
+    priority: GRPC_REFUSED_PRIORITY,
+    service: ERRORS_SERVICE,
+    middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_ERRORS, IP_RATE_LIMIT_MIDDLEWARE, GRPC_REFUSED_PAGE],
+    ...routerTls(),
+  };
   // Any other path: a JSON 404 (Traefik's own is plain text), still behind the address limit.
   middlewares[NOT_FOUND_PAGE] = { replacePath: { path: `${ERROR_PAGES}/${GATEWAY_SOURCE}/404` } };
-  routers[NOT_FOUND_ROUTER] = { entryPoints: [...entryPoints], rule: "PathPrefix(`/`)", priority: 1, service: ERRORS_SERVICE, middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_ERRORS, IP_RATE_LIMIT_MIDDLEWARE, NOT_FOUND_PAGE], ...routerTls() };
+  routers[NOT_FOUND_ROUTER] = {
+    entryPoints: [...entryPoints],
+    rule: "PathPrefix(`/`)",
+    priority: 1,
+    service: ERRORS_SERVICE,
+    middlewares: [STRIP_CLIENT_IDS, IP_LIMIT_ERRORS, IP_RATE_LIMIT_MIDDLEWARE, NOT_FOUND_PAGE],
+    ...routerTls(),
+  };
 
   // The gatekeeper's health, checked by Traefik itself (traefik_service_server_up in its metrics)
   // and readable inside the VPC at :8082/gatekeeper/healthz. forwardAuth does not use this service.
@@ -373,7 +489,12 @@ export const ADMIN_API_ERROR_STATUSES = [502, 504] as const;
 /** The admin API's forwardAuth keeps the caller's Authorization and X-Api-Key (the gatekeeper checks them itself). */
 export const ADMIN_API_AUTH_RESPONSE_HEADERS = ["X-Hub-Key-Id", "X-Request-Id"] as const;
 /** The gatekeeper as a backend (its health route, its admin API), health-checked by Traefik. */
-const GATEKEEPER_SERVICE = { loadBalancer: { servers: [{ url: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}` }], healthCheck: { path: HEALTH_PATH, ...HEALTH_CHECK } } };
+const GATEKEEPER_SERVICE = {
+  loadBalancer: {
+    servers: [{ url: `http://${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}` }],
+    healthCheck: { path: HEALTH_PATH, ...HEALTH_CHECK },
+  },
+};
 export const METRICS_ADMIN_ROUTER = "metrics-admin";
 export const ADMIN_METRICS_PATH = "/admin/metrics";
 export const ADMIN_AUTOSCALER_PATH = "/admin/autoscaler";
@@ -414,7 +535,9 @@ function forwardAuthTo(scope: Scope, responseHeaders: readonly string[]): Record
 /** The door of a route (or the admin routers): its page when Traefik answers 500 (see above). */
 function doorMiddleware(source: string, middlewares: Record<string, unknown>): string {
   const name = `${source}-door`;
-  middlewares[name] = { errors: { status: [String(DOOR_FAILURE_STATUS)], service: ERRORS_SERVICE, query: doorPagePath(source) } };
+  middlewares[name] = {
+    errors: { status: [String(DOOR_FAILURE_STATUS)], service: ERRORS_SERVICE, query: doorPagePath(source) },
+  };
   return name;
 }
 
@@ -424,7 +547,9 @@ class ServiceTable {
   add(name: string, definition: Record<string, unknown>): string {
     const existing = this.entries[name];
     if (existing !== undefined && JSON.stringify(existing) !== JSON.stringify(definition)) {
-      throw new Error(`Traefik service ${name} is defined twice with different backends; give the routes' backends distinct service names.`);
+      throw new Error(
+        `Traefik service ${name} is defined twice with different backends; give the routes' backends distinct service names.`,
+      );
     }
     this.entries[name] = definition;
     return name;
@@ -434,14 +559,28 @@ class ServiceTable {
 /** The service a route's router points at: the primaries, a failover to the fallback, or the fallback alone. */
 function routeService(route: Route, services: ServiceTable, privateIps: Readonly<Record<string, string>>): string {
   let fallback =
-    route.fallback === undefined ? undefined : route.fallback === GPU_OFF_SERVICE ? gpuOffService(services) : backendService(route.fallback.service, [route.fallback], services, privateIps);
+    route.fallback === undefined
+      ? undefined
+      : route.fallback === GPU_OFF_SERVICE
+        ? gpuOffService(services)
+        : backendService(route.fallback.service, [route.fallback], services, privateIps);
   if (route.holder) {
     // The holder first, health-checked so the fallback answers while it is down.
-    const holder = services.add(route.holder.service, { loadBalancer: { servers: [{ url: backendUrl(route.holder, privateIps) }], healthCheck: { path: route.holder.healthPath, ...HEALTH_CHECK } } });
-    fallback = fallback ? services.add(`${route.name}-hold-or-fallback`, { failover: { service: holder, fallback } }) : holder;
+    const holder = services.add(route.holder.service, {
+      loadBalancer: {
+        servers: [{ url: backendUrl(route.holder, privateIps) }],
+        healthCheck: { path: route.holder.healthPath, ...HEALTH_CHECK },
+      },
+    });
+    fallback = fallback
+      ? services.add(`${route.name}-hold-or-fallback`, { failover: { service: holder, fallback } })
+      : holder;
   }
   if (route.primary.length === 0) {
-    if (!fallback) throw new Error(`Route ${route.name} has no backend: no primary replica and no fallback. Give it a fallback (a CPU stand-in or "${GPU_OFF_SERVICE}").`);
+    if (!fallback)
+      throw new Error(
+        `Route ${route.name} has no backend: no primary replica and no fallback. Give it a fallback (a CPU stand-in or "${GPU_OFF_SERVICE}").`,
+      );
     // GPU off: no failover to health-check, the fallback answers directly.
     return fallback;
   }
@@ -451,14 +590,22 @@ function routeService(route: Route, services: ServiceTable, privateIps: Readonly
   return services.add(route.name, { failover: { service: main, fallback } });
 }
 
-function backendService(name: string, backends: readonly Backend[], services: ServiceTable, privateIps: Readonly<Record<string, string>>): string {
+function backendService(
+  name: string,
+  backends: readonly Backend[],
+  services: ServiceTable,
+  privateIps: Readonly<Record<string, string>>,
+): string {
   // A lone container with nowhere to fail over to gains nothing from a probe (Docker restarts it),
   // and some answer /health only with the API key, which must not be written into this file.
   if (backends.length === 1 && backends[0].address.kind === "container") {
     return services.add(name, { loadBalancer: { servers: [{ url: backendUrl(backends[0], privateIps) }] } });
   }
   const paths = new Set(backends.map((b) => b.healthPath));
-  if (paths.size !== 1) throw new Error(`Traefik service ${name}: its replicas answer health checks on different paths (${[...paths].join(", ")}); one loadBalancer has one health check path.`);
+  if (paths.size !== 1)
+    throw new Error(
+      `Traefik service ${name}: its replicas answer health checks on different paths (${[...paths].join(", ")}); one loadBalancer has one health check path.`,
+    );
   return services.add(name, {
     loadBalancer: {
       servers: backends.map((b) => ({ url: backendUrl(b, privateIps) })),
@@ -468,7 +615,9 @@ function backendService(name: string, backends: readonly Backend[], services: Se
 }
 
 function gpuOffService(services: ServiceTable): string {
-  return services.add(GPU_OFF_SERVICE, { loadBalancer: { servers: [{ url: ERRORS_URL }], healthCheck: { path: ERRORS_HEALTH_PATH, ...HEALTH_CHECK } } });
+  return services.add(GPU_OFF_SERVICE, {
+    loadBalancer: { servers: [{ url: ERRORS_URL }], healthCheck: { path: ERRORS_HEALTH_PATH, ...HEALTH_CHECK } },
+  });
 }
 
 function backendUrl(backend: Backend, privateIps: Readonly<Record<string, string>>): string {
@@ -476,7 +625,9 @@ function backendUrl(backend: Backend, privateIps: Readonly<Record<string, string
   const ip = privateIps[backend.address.node];
   if (!ip) {
     const known = Object.keys(privateIps);
-    throw new Error(`Backend ${backend.service} runs on node ${backend.address.node}, whose private IP was not given (given: ${known.length ? known.join(", ") : "none"}). Pass the VPC address of every active GPU node.`);
+    throw new Error(
+      `Backend ${backend.service} runs on node ${backend.address.node}, whose private IP was not given (given: ${known.length ? known.join(", ") : "none"}). Pass the VPC address of every active GPU node.`,
+    );
   }
   return `http://${ip}:${backend.port}`;
 }
@@ -485,7 +636,8 @@ function routeRule(route: Route): string {
   const matcher = route.prefix ? "PathPrefix" : "Path";
   for (const p of route.paths) {
     // A backtick would end Traefik's rule literal early.
-    if (!p.startsWith("/") || p.includes("`")) throw new Error(`Route ${route.name}: path ${JSON.stringify(p)} must start with "/" and contain no backtick.`);
+    if (!p.startsWith("/") || p.includes("`"))
+      throw new Error(`Route ${route.name}: path ${JSON.stringify(p)} must start with "/" and contain no backtick.`);
   }
   return route.paths.map((p) => `${matcher}(\`${p}\`)`).join(" || ");
 }
@@ -498,7 +650,12 @@ const escapeRegex = (text: string) => text.replace(/[\\.+*?()|[\]{}^$]/g, "\\$&"
  * bare word for anything but a string.
  */
 export function renderYaml(doc: unknown): string {
-  return stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false, defaultStringType: "QUOTE_DOUBLE", defaultKeyType: "PLAIN" });
+  return stringify(doc, {
+    lineWidth: 0,
+    aliasDuplicateObjects: false,
+    defaultStringType: "QUOTE_DOUBLE",
+    defaultKeyType: "PLAIN",
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -589,7 +746,9 @@ const headerVariable = (header: string): string => `http_${header.toLowerCase().
 export type NginxNode = NginxDirective | NginxBlock;
 
 type OpenAiErrorBody = { readonly error: { readonly message: string; readonly type: string; readonly code: string } };
-const openAiError = (message: string, type: string, code: string): OpenAiErrorBody => ({ error: { message, type, code } });
+const openAiError = (message: string, type: string, code: string): OpenAiErrorBody => ({
+  error: { message, type, code },
+});
 
 /** One error page: the status nginx answers with, its body, and Retry-After where waiting helps. */
 interface ErrorPage {
@@ -619,36 +778,139 @@ const MB = 1024 * 1024;
  */
 export function errorPages(hub: HubConfig, routes: readonly Route[]): ErrorPage[] {
   const ip = ipRateLimit(hub);
-  const page = (source: string, status: number, body: OpenAiErrorBody, retryAfterSeconds?: number): ErrorPage => ({ path: `${ERROR_PAGES}/${source}/${status}`, status, body, retryAfterSeconds });
+  const page = (source: string, status: number, body: OpenAiErrorBody, retryAfterSeconds?: number): ErrorPage => ({
+    path: `${ERROR_PAGES}/${source}/${status}`,
+    status,
+    body,
+    retryAfterSeconds,
+  });
   const pages: ErrorPage[] = [
-    page(IP_LIMIT_SOURCE, 429, openAiError(`Too many requests from this client address: the gateway allows ${ip.perMinute} per minute per address (bursts of ${ip.burst}), across all keys. Slow down and retry after the Retry-After interval.`, "requests", "rate_limit_exceeded"), ip.retryAfterSeconds),
+    page(
+      IP_LIMIT_SOURCE,
+      429,
+      openAiError(
+        `Too many requests from this client address: the gateway allows ${ip.perMinute} per minute per address (bursts of ${ip.burst}), across all keys. Slow down and retry after the Retry-After interval.`,
+        "requests",
+        "rate_limit_exceeded",
+      ),
+      ip.retryAfterSeconds,
+    ),
   ];
   // The door's two pages per source: the gatekeeper could not be asked, or (X-Hub-Key-Id set) the
   // request was let through and its backend answered 500. Both keep Traefik's 500.
   const door = (source: string, service: string) => {
-    const backendFailed = { path: backendFailedPagePath(source), status: DOOR_FAILURE_STATUS, body: openAiError(`The ${service} failed with an internal error (500). Its own message is in its container's log; retry, and tell the hub's operator if this persists.`, "server_error", "backend_error") };
-    const unreachable = page(source, DOOR_FAILURE_STATUS, openAiError("The gateway could not reach its API-key service, so the request was refused before reaching any model. Retry shortly; tell the hub's operator if this persists.", "server_error", "auth_unavailable"), AUTH_RETRY_AFTER_SECONDS);
+    const backendFailed = {
+      path: backendFailedPagePath(source),
+      status: DOOR_FAILURE_STATUS,
+      body: openAiError(
+        `The ${service} failed with an internal error (500). Its own message is in its container's log; retry, and tell the hub's operator if this persists.`,
+        "server_error",
+        "backend_error",
+      ),
+    };
+    const unreachable = page(
+      source,
+      DOOR_FAILURE_STATUS,
+      openAiError(
+        "The gateway could not reach its API-key service, so the request was refused before reaching any model. Retry shortly; tell the hub's operator if this persists.",
+        "server_error",
+        "auth_unavailable",
+      ),
+      AUTH_RETRY_AFTER_SECONDS,
+    );
     pages.push({ ...unreachable, path: doorPagePath(source), whenAllowed: backendFailed.path }, backendFailed);
   };
   for (const route of routes) door(route.name, route.description);
   door(ADMIN_SOURCE, "service behind this admin path");
   pages.push(
-    page(ADMIN_API_SOURCE, 502, openAiError("The gatekeeper's admin API did not answer; it may be restarting. Retry after the Retry-After interval.", "server_error", "backend_unavailable"), AUTH_RETRY_AFTER_SECONDS),
-    page(ADMIN_API_SOURCE, 504, openAiError(`The gatekeeper's admin API did not start answering within ${seconds(FORWARDING_TIMEOUTS.responseHeaderTimeout)} s. Retry; tell the hub's operator if this persists.`, "server_error", "backend_timeout")),
+    page(
+      ADMIN_API_SOURCE,
+      502,
+      openAiError(
+        "The gatekeeper's admin API did not answer; it may be restarting. Retry after the Retry-After interval.",
+        "server_error",
+        "backend_unavailable",
+      ),
+      AUTH_RETRY_AFTER_SECONDS,
+    ),
+    page(
+      ADMIN_API_SOURCE,
+      504,
+      openAiError(
+        `The gatekeeper's admin API did not start answering within ${seconds(FORWARDING_TIMEOUTS.responseHeaderTimeout)} s. Retry; tell the hub's operator if this persists.`,
+        "server_error",
+        "backend_timeout",
+      ),
+    ),
   );
   const paths = routes.flatMap((r) => r.paths.map((p) => (r.prefix ? `${p}...` : p)));
-  pages.push(page(GATEWAY_SOURCE, 404, openAiError(`This path is not part of the hub's API. Endpoints: ${[...paths, ADMIN_METRICS_PATH].join(", ")}.`, "invalid_request_error", "not_found")));
-  pages.push(page(GATEWAY_SOURCE, 415, openAiError("The hub's API speaks JSON over HTTP (OpenAI's REST API), not gRPC or gRPC-Web. Send Content-Type: application/json (or multipart/form-data for files).", "invalid_request_error", "unsupported_media_type")));
+  pages.push(
+    page(
+      GATEWAY_SOURCE,
+      404,
+      openAiError(
+        `This path is not part of the hub's API. Endpoints: ${[...paths, ADMIN_METRICS_PATH].join(", ")}.`,
+        "invalid_request_error",
+        "not_found",
+      ),
+    ),
+  );
+  pages.push(
+    page(
+      GATEWAY_SOURCE,
+      415,
+      openAiError(
+        "The hub's API speaks JSON over HTTP (OpenAI's REST API), not gRPC or gRPC-Web. Send Content-Type: application/json (or multipart/form-data for files).",
+        "invalid_request_error",
+        "unsupported_media_type",
+      ),
+    ),
+  );
   for (const route of routes) {
     for (const status of routeErrorStatuses(route)) {
       if (status === 413) {
-        pages.push(page(route.name, 413, openAiError(`The request body is larger than the ${+(route.maxBodyBytes / MB).toFixed(1)} MiB (${route.maxBodyBytes} bytes) that ${route.paths.join(", ")} accepts.`, "invalid_request_error", "request_too_large")));
+        pages.push(
+          page(
+            route.name,
+            413,
+            openAiError(
+              `The request body is larger than the ${+(route.maxBodyBytes / MB).toFixed(1)} MiB (${route.maxBodyBytes} bytes) that ${route.paths.join(", ")} accepts.`,
+              "invalid_request_error",
+              "request_too_large",
+            ),
+          ),
+        );
       } else if (status === 502) {
-        pages.push(page(route.name, 502, openAiError(`The ${route.description} did not answer; it may be restarting. Retry after the Retry-After interval.`, "server_error", "backend_unavailable"), BACKEND_RETRY_AFTER_SECONDS));
+        pages.push(
+          page(
+            route.name,
+            502,
+            openAiError(
+              `The ${route.description} did not answer; it may be restarting. Retry after the Retry-After interval.`,
+              "server_error",
+              "backend_unavailable",
+            ),
+            BACKEND_RETRY_AFTER_SECONDS,
+          ),
+        );
       } else {
         const wait = `${seconds(FORWARDING_TIMEOUTS.responseHeaderTimeout)} s`;
-        const hint = route.timeoutHint ? ` ${route.timeoutHint}` : route.name === DOCUMENTS_ROUTE ? ` Convert long documents asynchronously: POST ${DOCUMENTS_ASYNC_HINT}.` : " Ask for less (max_tokens), or stream the response.";
-        pages.push(page(route.name, 504, openAiError(`The ${route.description} did not start answering within ${wait}.${hint}`, "server_error", "backend_timeout")));
+        const hint = route.timeoutHint
+          ? ` ${route.timeoutHint}`
+          : route.name === DOCUMENTS_ROUTE
+            ? ` Convert long documents asynchronously: POST ${DOCUMENTS_ASYNC_HINT}.`
+            : " Ask for less (max_tokens), or stream the response.";
+        pages.push(
+          page(
+            route.name,
+            504,
+            openAiError(
+              `The ${route.description} did not start answering within ${wait}.${hint}`,
+              "server_error",
+              "backend_timeout",
+            ),
+          ),
+        );
       }
     }
   }
@@ -668,8 +930,18 @@ export function errorsNginx(hub: HubConfig, routes: readonly Route[]): NginxNode
     args: ["=", p.path],
     body: [
       // `rewrite ... last` is one of the two things nginx documents as safe inside `if`.
-      ...(p.whenAllowed ? [{ block: "if", condition: { variable: headerVariable(ALLOWED_MARK_HEADER) }, body: [["rewrite", "^", p.whenAllowed, "last"] as NginxDirective] }] : []),
-      ...(p.retryAfterSeconds !== undefined ? [["add_header", "Retry-After", p.retryAfterSeconds, "always"] as NginxDirective] : []),
+      ...(p.whenAllowed
+        ? [
+            {
+              block: "if",
+              condition: { variable: headerVariable(ALLOWED_MARK_HEADER) },
+              body: [["rewrite", "^", p.whenAllowed, "last"] as NginxDirective],
+            },
+          ]
+        : []),
+      ...(p.retryAfterSeconds !== undefined
+        ? [["add_header", "Retry-After", p.retryAfterSeconds, "always"] as NginxDirective]
+        : []),
       ["return", p.status, JSON.stringify(p.body)] as NginxDirective,
     ],
   }));
@@ -682,12 +954,20 @@ export function errorsNginx(hub: HubConfig, routes: readonly Route[]): NginxNode
         ["access_log", "off"],
         // `return` with a text body uses default_type as the Content-Type.
         ["default_type", "application/json"],
-        { block: "location", args: ["=", ERRORS_HEALTH_PATH], body: [["return", 200, JSON.stringify({ status: "ok" })]] },
+        {
+          block: "location",
+          args: ["=", ERRORS_HEALTH_PATH],
+          body: [["return", 200, JSON.stringify({ status: "ok" })]],
+        },
         ...locations,
         {
           block: "location",
           args: ["/"],
-          body: [["add_header", BACKEND_HEADER, GPU_OFF_BACKEND_NAME, "always"], ["add_header", "Retry-After", GPU_OFF_RETRY_AFTER_SECONDS, "always"], ["return", 503, JSON.stringify(GPU_OFF_ERROR)]],
+          body: [
+            ["add_header", BACKEND_HEADER, GPU_OFF_BACKEND_NAME, "always"],
+            ["add_header", "Retry-After", GPU_OFF_RETRY_AFTER_SECONDS, "always"],
+            ["return", 503, JSON.stringify(GPU_OFF_ERROR)],
+          ],
         },
       ],
     },
@@ -708,7 +988,11 @@ function renderNginx(nodes: readonly NginxNode[], depth: number): string {
   return nodes
     .map((node) => {
       if (isDirective(node)) return `${pad}${node.map(nginxToken).join(" ")};`;
-      const head = [node.block, ...(node.args ?? []).map(nginxToken), ...(node.condition ? [nginxCondition(node.condition.variable)] : [])].join(" ");
+      const head = [
+        node.block,
+        ...(node.args ?? []).map(nginxToken),
+        ...(node.condition ? [nginxCondition(node.condition.variable)] : []),
+      ].join(" ");
       return `${pad}${head} {\n${renderNginx(node.body, depth + 1)}\n${pad}}`;
     })
     .join("\n");
@@ -718,7 +1002,8 @@ const isDirective = (node: NginxNode): node is NginxDirective => Array.isArray(n
 
 /** `($name)`: a variable is the one place a `$` is written, and only a plain name. */
 function nginxCondition(variable: string): string {
-  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`nginx variable ${JSON.stringify(variable)} must be a plain lower-case name.`);
+  if (!/^[a-z_][a-z0-9_]*$/.test(variable))
+    throw new Error(`nginx variable ${JSON.stringify(variable)} must be a plain lower-case name.`);
   return `($${variable})`;
 }
 
@@ -729,7 +1014,8 @@ function nginxCondition(variable: string): string {
  */
 function nginxToken(value: string | number): string {
   const text = String(value);
-  if (text.includes("$")) throw new Error(`nginx value ${JSON.stringify(text)} contains "$", which nginx would expand as a variable.`);
+  if (text.includes("$"))
+    throw new Error(`nginx value ${JSON.stringify(text)} contains "$", which nginx would expand as a variable.`);
   if (/^[A-Za-z0-9_./:=@*+-]+$/.test(text)) return text;
   return `'${text.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
 }
@@ -750,7 +1036,10 @@ export interface GpuBackendAddress {
 }
 
 /** Every GPU replica the routes name, once per node and port. */
-export function gpuBackendAddresses(routes: readonly Route[], privateIps: Readonly<Record<string, string>>): GpuBackendAddress[] {
+export function gpuBackendAddresses(
+  routes: readonly Route[],
+  privateIps: Readonly<Record<string, string>>,
+): GpuBackendAddress[] {
   const seen = new Map<string, GpuBackendAddress>();
   for (const backend of routes.flatMap((r) => r.primary)) {
     if (backend.address.kind !== "vpc") continue;
@@ -771,7 +1060,11 @@ export const GPU_DRAIN_TIMEOUT_SECONDS = 15 * 60;
 const shellQuote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 
 /** Waits until every given backend answers its health check (exit 0), or fails naming the ones that did not. */
-export function backendsReadyScript(backends: readonly GpuBackendAddress[], timeoutSeconds = GPU_READY_TIMEOUT_SECONDS, pollSeconds = 5): string {
+export function backendsReadyScript(
+  backends: readonly GpuBackendAddress[],
+  timeoutSeconds = GPU_READY_TIMEOUT_SECONDS,
+  pollSeconds = 5,
+): string {
   const urls = backends.map((b) => shellQuote(`${b.url}${b.healthPath}`)).join(" ");
   return [
     "set -u",
@@ -805,7 +1098,11 @@ const ROUTES_RELOAD_TIMEOUT_SECONDS = 60;
  * A backend that no longer answers has nothing to drain. Never fails: a stuck request must not
  * block turning the GPU off.
  */
-export function backendsDrainScript(backends: readonly GpuBackendAddress[], reload: RoutesReload, timeoutSeconds = GPU_DRAIN_TIMEOUT_SECONDS): string {
+export function backendsDrainScript(
+  backends: readonly GpuBackendAddress[],
+  reload: RoutesReload,
+  timeoutSeconds = GPU_DRAIN_TIMEOUT_SECONDS,
+): string {
   const urls = backends.map((b) => shellQuote(`${b.url}/metrics`)).join(" ");
   return [
     "set -u",

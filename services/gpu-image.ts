@@ -2,7 +2,16 @@ import { createHash } from "node:crypto";
 import { stringify } from "yaml";
 import type { HubConfig } from "../stacks/hub-config";
 import { hubServiceSpecs } from "./index";
-import { AUTO_UPGRADES, AUTO_UPGRADES_PATH, DOCKER_DAEMON_CONFIG, DOCKER_DAEMON_JSON_PATH, NVIDIA_HOLD, NVIDIA_HOLD_PATH, SSHD_DROP_IN, SSHD_DROP_IN_PATH } from "./node-setup";
+import {
+  AUTO_UPGRADES,
+  AUTO_UPGRADES_PATH,
+  DOCKER_DAEMON_CONFIG,
+  DOCKER_DAEMON_JSON_PATH,
+  NVIDIA_HOLD,
+  NVIDIA_HOLD_PATH,
+  SSHD_DROP_IN,
+  SSHD_DROP_IN_PATH,
+} from "./node-setup";
 import { imageName } from "./spec";
 
 /**
@@ -38,7 +47,11 @@ export const IMAGE_BUILD_TAG = "inference-hub-image-build";
 /** The images the GPU nodes of this stack run, whether the GPU is on now or not. */
 export function gpuNodeImages(hub: HubConfig): string[] {
   if (!hub.gpu) return [];
-  const on: HubConfig = { ...hub, gpu: { ...hub.gpu, on: true }, nodes: hub.nodes.map((n) => (n.kind === "gpu" ? { ...n, active: true } : n)) };
+  const on: HubConfig = {
+    ...hub,
+    gpu: { ...hub.gpu, on: true },
+    nodes: hub.nodes.map((n) => (n.kind === "gpu" ? { ...n, active: true } : n)),
+  };
   const images = hubServiceSpecs(on)
     .filter((s) => s.node !== "cpu")
     .map((s) => imageName(s.image));
@@ -47,7 +60,13 @@ export function gpuNodeImages(hub: HubConfig): string[] {
 
 /** The cloud-config the build droplet runs: the shared set-up, the pulls, the marker; cloud-init then powers it off. */
 export function bakeCloudConfig(vendor: "nvidia" | "amd", images: readonly string[]): Record<string, unknown> {
-  const file = (path: string, content: string, defer = false) => ({ path, content, owner: "root:root", permissions: "0644", ...(defer ? { defer: true } : {}) });
+  const file = (path: string, content: string, defer = false) => ({
+    path,
+    content,
+    owner: "root:root",
+    permissions: "0644",
+    ...(defer ? { defer: true } : {}),
+  });
   return {
     package_update: true,
     packages: ["docker.io", "unattended-upgrades"],
@@ -60,14 +79,32 @@ export function bakeCloudConfig(vendor: "nvidia" | "amd", images: readonly strin
     ],
     runcmd: [
       ["systemctl", "enable", "--now", "docker"],
-      ...(vendor === "nvidia" ? [["nvidia-ctk", "runtime", "configure", "--runtime=docker"], ["systemctl", "restart", "docker"]] : []),
+      ...(vendor === "nvidia"
+        ? [
+            ["nvidia-ctk", "runtime", "configure", "--runtime=docker"],
+            ["systemctl", "restart", "docker"],
+          ]
+        : []),
       // Each pull is retried: a registry hiccup must not cost a rebuild.
-      ...images.map((image) => ["sh", "-c", `for i in 1 2 3; do docker pull '${image}' && exit 0; sleep 10; done; exit 1`]),
+      ...images.map((image) => [
+        "sh",
+        "-c",
+        `for i in 1 2 3; do docker pull '${image}' && exit 0; sleep 10; done; exit 1`,
+      ]),
       // A droplet made from the snapshot gets its own machine id at first boot; cloud-init reruns its per-instance modules for the new instance id.
-      ["sh", "-c", `truncate -s 0 /etc/machine-id && mkdir -p ${BAKED_MARKER.replace(/\/[^/]+$/, "")} && date -u +%FT%TZ > ${BAKED_MARKER}`],
+      [
+        "sh",
+        "-c",
+        `truncate -s 0 /etc/machine-id && mkdir -p ${BAKED_MARKER.replace(/\/[^/]+$/, "")} && date -u +%FT%TZ > ${BAKED_MARKER}`,
+      ],
     ],
     // Only a complete set-up powers off; a failed one stays on and the build gives up on it (and destroys it).
-    power_state: { mode: "poweroff", message: "inference-hub: GPU image ready for its snapshot", timeout: 60, condition: `test -f ${BAKED_MARKER}` },
+    power_state: {
+      mode: "poweroff",
+      message: "inference-hub: GPU image ready for its snapshot",
+      timeout: 60,
+      condition: `test -f ${BAKED_MARKER}`,
+    },
   };
 }
 
@@ -92,7 +129,13 @@ export function gpuImageName(inputs: GpuImageInputs): string {
 export type GpuBootImage =
   | { readonly kind: "base"; readonly image: string; readonly expectedName?: string; readonly why: string }
   | { readonly kind: "baked"; readonly image: string; readonly name: string }
-  | { readonly kind: "stale"; readonly image: string; readonly name: string; readonly expectedName: string; readonly why: string };
+  | {
+      readonly kind: "stale";
+      readonly image: string;
+      readonly name: string;
+      readonly expectedName: string;
+      readonly why: string;
+    };
 
 /** Which image a GPU node of this stack boots: the configured snapshot when it is current, else the base image (a stale snapshot is reported, not used). */
 export function gpuBootImage(hub: HubConfig): GpuBootImage | undefined {
@@ -100,10 +143,23 @@ export function gpuBootImage(hub: HubConfig): GpuBootImage | undefined {
   if (!inputs || !hub.gpu) return undefined;
   const expectedName = gpuImageName(inputs);
   const { gpuSnapshotId: id, gpuSnapshotName: name } = hub.settings;
-  if (id === undefined || name === undefined) return { kind: "base", image: inputs.baseImage, expectedName, why: `no baked GPU image: cloud-init installs Docker and each wake pulls the images (build one with \`npm run hub -- gpu image build --stack <name>\`, ${expectedName})` };
+  if (id === undefined || name === undefined)
+    return {
+      kind: "base",
+      image: inputs.baseImage,
+      expectedName,
+      why: `no baked GPU image: cloud-init installs Docker and each wake pulls the images (build one with \`npm run hub -- gpu image build --stack <name>\`, ${expectedName})`,
+    };
   if (name === expectedName) return { kind: "baked", image: id, name };
-  return { kind: "stale", image: inputs.baseImage, name, expectedName, why: `the baked GPU image ${name} was built for other pins or set-up than this stack's now (${expectedName}): GPU nodes boot the base image ${inputs.baseImage} until \`npm run hub -- gpu image build\` builds the current one` };
+  return {
+    kind: "stale",
+    image: inputs.baseImage,
+    name,
+    expectedName,
+    why: `the baked GPU image ${name} was built for other pins or set-up than this stack's now (${expectedName}): GPU nodes boot the base image ${inputs.baseImage} until \`npm run hub -- gpu image build\` builds the current one`,
+  };
 }
 
 /** The serving model's boot image for this stack: baked only when the configured snapshot is current. */
-export const servingImage = (hub: HubConfig): "base" | "baked" => (gpuBootImage(hub)?.kind === "baked" ? "baked" : "base");
+export const servingImage = (hub: HubConfig): "base" | "baked" =>
+  gpuBootImage(hub)?.kind === "baked" ? "baked" : "base";

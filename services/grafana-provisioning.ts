@@ -20,7 +20,18 @@ import { prometheusConfig } from "./monitoring";
 export function datasourcesProvisioning(): Record<string, unknown> {
   return {
     apiVersion: 1,
-    datasources: [{ name: "Prometheus", uid: DATASOURCE_UID, type: "prometheus", access: "proxy", url: PROMETHEUS_URL, isDefault: true, editable: false, jsonData: { httpMethod: "POST" } }],
+    datasources: [
+      {
+        name: "Prometheus",
+        uid: DATASOURCE_UID,
+        type: "prometheus",
+        access: "proxy",
+        url: PROMETHEUS_URL,
+        isDefault: true,
+        editable: false,
+        jsonData: { httpMethod: "POST" },
+      },
+    ],
   };
 }
 
@@ -54,7 +65,9 @@ export interface GrafanaDashboard {
   readonly uid: string;
   readonly title: string;
   readonly panels?: readonly GrafanaPanel[];
-  readonly templating?: { readonly list?: readonly { readonly name: string; readonly type: string; readonly query?: unknown }[] };
+  readonly templating?: {
+    readonly list?: readonly { readonly name: string; readonly type: string; readonly query?: unknown }[];
+  };
   readonly [key: string]: unknown;
 }
 export interface GrafanaPanel {
@@ -74,11 +87,14 @@ export function repositoryDashboards(dir = DASHBOARDS_DIR): DashboardFile[] {
 }
 
 /** Every panel query of a dashboard (rows' nested panels included), with where it sits. */
-export function dashboardQueries(dashboard: GrafanaDashboard): { readonly panel: string; readonly refId: string; readonly expr: string }[] {
+export function dashboardQueries(
+  dashboard: GrafanaDashboard,
+): { readonly panel: string; readonly refId: string; readonly expr: string }[] {
   const out: { panel: string; refId: string; expr: string }[] = [];
   const visit = (panels: readonly GrafanaPanel[] | undefined) => {
     for (const p of panels ?? []) {
-      for (const t of p.targets ?? []) if (typeof t.expr === "string") out.push({ panel: p.title ?? p.type, refId: t.refId ?? "?", expr: t.expr });
+      for (const t of p.targets ?? [])
+        if (typeof t.expr === "string") out.push({ panel: p.title ?? p.type, refId: t.refId ?? "?", expr: t.expr });
       visit(p.panels);
     }
   };
@@ -104,7 +120,24 @@ export function metricNamesIn(expr: string): string[] {
   }
   return [...names];
 }
-const PROMQL_WORDS = new Set(["by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "and", "or", "unless", "inf", "nan", "Inf", "NaN", "atan2"]);
+const PROMQL_WORDS = new Set([
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "offset",
+  "bool",
+  "and",
+  "or",
+  "unless",
+  "inf",
+  "nan",
+  "Inf",
+  "NaN",
+  "atan2",
+]);
 
 /**
  * The jobs this stack's Prometheus scrapes: the job names of the prometheus.yml the plan renders
@@ -120,7 +153,10 @@ export function scrapedJobs(hub: HubConfig): Set<string> {
 }
 
 /** The jobs a dashboard's queries need, from the catalogue; unknown names are reported, not guessed. */
-export function dashboardJobs(dashboard: GrafanaDashboard): { readonly jobs: Set<ScrapeJob>; readonly unknown: string[] } {
+export function dashboardJobs(dashboard: GrafanaDashboard): {
+  readonly jobs: Set<ScrapeJob>;
+  readonly unknown: string[];
+} {
   const jobs = new Set<ScrapeJob>();
   const unknown: string[] = [];
   for (const q of dashboardQueries(dashboard)) {
@@ -135,7 +171,10 @@ export function dashboardJobs(dashboard: GrafanaDashboard): { readonly jobs: Set
 
 /** The always-on part of the month (everything but GPU droplets), USD: what the spend panels add to the GPU ledger. */
 export function fixedMonthlyUsd(hub: HubConfig): number {
-  return Math.round(hub.cost.lines.filter((l) => l.item !== "GPU nodes").reduce((sum, l) => sum + l.monthlyUsd, 0) * 100) / 100;
+  return (
+    Math.round(hub.cost.lines.filter((l) => l.item !== "GPU nodes").reduce((sum, l) => sum + l.monthlyUsd, 0) * 100) /
+    100
+  );
 }
 
 /** Constant template variables the stack fills in (the dashboards hold placeholders). */
@@ -144,8 +183,15 @@ export function stackConstants(hub: HubConfig): Record<string, string> {
 }
 
 /** A dashboard with the stack's constants filled in (constant variables' query and current value). */
-export function withConstants(dashboard: GrafanaDashboard, constants: Readonly<Record<string, string>>): GrafanaDashboard {
-  const list = dashboard.templating?.list?.map((v) => (v.type === "constant" && Object.hasOwn(constants, v.name) ? { ...v, query: constants[v.name], current: { text: constants[v.name], value: constants[v.name] } } : v));
+export function withConstants(
+  dashboard: GrafanaDashboard,
+  constants: Readonly<Record<string, string>>,
+): GrafanaDashboard {
+  const list = dashboard.templating?.list?.map((v) =>
+    v.type === "constant" && Object.hasOwn(constants, v.name)
+      ? { ...v, query: constants[v.name], current: { text: constants[v.name], value: constants[v.name] } }
+      : v,
+  );
   return list ? { ...dashboard, templating: { ...dashboard.templating, list } } : dashboard;
 }
 
@@ -153,7 +199,10 @@ export function withConstants(dashboard: GrafanaDashboard, constants: Readonly<R
  * The dashboards a stack provisions: those whose every metric comes from a job this stack scrapes
  * (no GPU dashboard on the cpu tier, no spend dashboard without a controller).
  */
-export function provisionedDashboards(hub: HubConfig, all: readonly DashboardFile[] = repositoryDashboards()): DashboardFile[] {
+export function provisionedDashboards(
+  hub: HubConfig,
+  all: readonly DashboardFile[] = repositoryDashboards(),
+): DashboardFile[] {
   const scraped = scrapedJobs(hub);
   const constants = stackConstants(hub);
   return all
@@ -164,14 +213,29 @@ export function provisionedDashboards(hub: HubConfig, all: readonly DashboardFil
     .map(({ file, dashboard }) => ({ file, dashboard: withConstants(dashboard, constants) }));
 }
 
-export const renderProvisioningYaml = (doc: unknown): string => stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false });
+export const renderProvisioningYaml = (doc: unknown): string =>
+  stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false });
 
 /** Every file Grafana reads, by host path, for a stack. */
-export function grafanaFiles(hub: HubConfig): { readonly path: string; readonly content: string; readonly restartsGrafana: boolean }[] {
+export function grafanaFiles(
+  hub: HubConfig,
+): { readonly path: string; readonly content: string; readonly restartsGrafana: boolean }[] {
   return [
     // Datasources are read at start only; dashboards are polled (updateIntervalSeconds).
-    { path: `${GRAFANA_DIRS.provisioning}/datasources/hub.yaml`, content: renderProvisioningYaml(datasourcesProvisioning()), restartsGrafana: true },
-    { path: `${GRAFANA_DIRS.provisioning}/dashboards/hub.yaml`, content: renderProvisioningYaml(dashboardsProvisioning()), restartsGrafana: true },
-    ...provisionedDashboards(hub).map((d) => ({ path: `${GRAFANA_DIRS.dashboards}/${d.file}`, content: `${JSON.stringify(d.dashboard, null, 2)}\n`, restartsGrafana: false })),
+    {
+      path: `${GRAFANA_DIRS.provisioning}/datasources/hub.yaml`,
+      content: renderProvisioningYaml(datasourcesProvisioning()),
+      restartsGrafana: true,
+    },
+    {
+      path: `${GRAFANA_DIRS.provisioning}/dashboards/hub.yaml`,
+      content: renderProvisioningYaml(dashboardsProvisioning()),
+      restartsGrafana: true,
+    },
+    ...provisionedDashboards(hub).map((d) => ({
+      path: `${GRAFANA_DIRS.dashboards}/${d.file}`,
+      content: `${JSON.stringify(d.dashboard, null, 2)}\n`,
+      restartsGrafana: false,
+    })),
   ];
 }

@@ -49,7 +49,12 @@ export const GRAFANA_DIRS = {
  * GF_PATHS_PROVISIONING=/etc/grafana/provisioning, whose subdirectories it creates). Only the two
  * subdirectories we fill are mounted, so the image's others (plugins, alerting, ...) stay.
  */
-export const IN_CONTAINER = { data: "/var/lib/grafana", datasources: "/etc/grafana/provisioning/datasources", providers: "/etc/grafana/provisioning/dashboards", dashboards: "/etc/grafana/dashboards" } as const;
+export const IN_CONTAINER = {
+  data: "/var/lib/grafana",
+  datasources: "/etc/grafana/provisioning/datasources",
+  providers: "/etc/grafana/provisioning/dashboards",
+  dashboards: "/etc/grafana/dashboards",
+} as const;
 
 /** The JSON dashboards in the repository (monitoring/grafana/dashboards). */
 export const DASHBOARDS_DIR = path.join(__dirname, "..", "monitoring", "grafana", "dashboards");
@@ -63,7 +68,9 @@ export const GRAFANA_MEMORY_MIB = 512;
 export function grafanaRootUrl(hub: HubConfig): string {
   // Without a domain the browser's host is the reserved IP, known only after deploy: Grafana's
   // %(protocol)s://%(domain)s placeholders keep links relative enough to work (it warns about the mismatch).
-  return hub.gateway.domain ? `https://${hub.gateway.domain}${GRAFANA_PATH_PREFIX}` : `%(protocol)s://%(domain)s${GRAFANA_PATH_PREFIX}`;
+  return hub.gateway.domain
+    ? `https://${hub.gateway.domain}${GRAFANA_PATH_PREFIX}`
+    : `%(protocol)s://%(domain)s${GRAFANA_PATH_PREFIX}`;
 }
 
 export function grafanaSpec(hub: HubConfig): ServiceSpec {
@@ -111,7 +118,14 @@ export function grafanaSpec(hub: HubConfig): ServiceSpec {
     health: {
       path: `${GRAFANA_PATH_PREFIX}api/health`,
       // Grafana's Dockerfile installs curl in both its Alpine and Ubuntu variants.
-      test: ["CMD", "curl", "-fsS", "-o", "/dev/null", `http://127.0.0.1:${GRAFANA_PORT}${GRAFANA_PATH_PREFIX}api/health`],
+      test: [
+        "CMD",
+        "curl",
+        "-fsS",
+        "-o",
+        "/dev/null",
+        `http://127.0.0.1:${GRAFANA_PORT}${GRAFANA_PATH_PREFIX}api/health`,
+      ],
       intervalSeconds: 15,
       timeoutSeconds: 5,
       startPeriodSeconds: 60,
@@ -119,4 +133,3 @@ export function grafanaSpec(hub: HubConfig): ServiceSpec {
     },
   };
 }
-

@@ -66,23 +66,36 @@ export const DOCLING_SERVE_CPU_IMAGE: ImageRef = {
 export const GRAFANA_IMAGE: ImageRef = {
   repo: "grafana/grafana",
   tag: "13.2.3",
-  source: "Docker Hub tag seen pinned in public deployment docs (grafana/grafana:13.2.3, 13.2.0, 13.1.3 in compose files and READMEs, 2026); npm @grafana/schema 13.2.3 is the same release; read 2026-12-02. Verified in use, not against the registry.",
+  source:
+    "Docker Hub tag seen pinned in public deployment docs (grafana/grafana:13.2.3, 13.2.0, 13.1.3 in compose files and READMEs, 2026); npm @grafana/schema 13.2.3 is the same release; read 2026-12-02. Verified in use, not against the registry.",
 };
 
-export const IMAGES: readonly ImageRef[] = [VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, GRAFANA_IMAGE];
+export const IMAGES: readonly ImageRef[] = [
+  VLLM_CUDA_IMAGE,
+  VLLM_ROCM_IMAGE,
+  LLAMA_CPP_SERVER_IMAGE,
+  SPEACHES_CPU_IMAGE,
+  COQUI_TTS_CPU_IMAGE,
+  DOCLING_SERVE_CPU_IMAGE,
+  GRAFANA_IMAGE,
+];
 
 /** MI300X runs vLLM only from the ROCm build (FACTS.md). */
 export const vllmImage = (vendor: "nvidia" | "amd"): ImageRef => (vendor === "amd" ? VLLM_ROCM_IMAGE : VLLM_CUDA_IMAGE);
-
 
 /**
  * A Docker health test that GETs `url` with Python's standard library: every Python image here
  * has python3 on its PATH, and none needs curl for it. A 4xx/5xx raises, so the check fails.
  * `header` sends a secret read from the container's own environment (never from the spec).
  */
-export function pythonHttpCheck(url: string, header?: { readonly name: string; readonly prefix?: string; readonly fromEnv: string }): string[] {
+export function pythonHttpCheck(
+  url: string,
+  header?: { readonly name: string; readonly prefix?: string; readonly fromEnv: string },
+): string[] {
   const secret = header ? `os.environ[${JSON.stringify(header.fromEnv)}]` : "";
-  const headers = header ? `, headers={${JSON.stringify(header.name)}: ${header.prefix ? `${JSON.stringify(header.prefix)} + ${secret}` : secret}}` : "";
+  const headers = header
+    ? `, headers={${JSON.stringify(header.name)}: ${header.prefix ? `${JSON.stringify(header.prefix)} + ${secret}` : secret}}`
+    : "";
   const code = `import os, urllib.request; urllib.request.urlopen(urllib.request.Request(${JSON.stringify(url)}${headers}), timeout=5)`;
   return ["CMD", "python3", "-c", code];
 }
@@ -102,7 +115,8 @@ export const TRAEFIK_IMAGE: ImageRef = {
 export const ERRORS_IMAGE: ImageRef = {
   repo: "nginx",
   tag: "1.30.5-alpine",
-  source: "docker-library/repo-info repos/nginx/remote/1.30.5-alpine.md (index sha256:0985e772fb9f729e6fa0980da05fca5d9c468e870eed43071545afa9d2e27d94, built 2026-09-22); read 2026-11-26",
+  source:
+    "docker-library/repo-info repos/nginx/remote/1.30.5-alpine.md (index sha256:0985e772fb9f729e6fa0980da05fca5d9c468e870eed43071545afa9d2e27d94, built 2026-09-22); read 2026-11-26",
 };
 
 /** The gatekeeper's runtime: the bundled program needs Node 22 (global fetch for its health check). */
@@ -121,20 +135,23 @@ export const NODE_IMAGE: ImageRef = {
 export const PROMETHEUS_IMAGE: ImageRef = {
   repo: "prom/prometheus",
   tag: "v3.15.0",
-  source: "Docker Hub tag pinned in many public compose files, Makefiles and promtool CI steps (docker run --entrypoint promtool prom/prometheus:v3.15.0); Go module github.com/prometheus/prometheus v0.315.0 (VERSION 3.15.0, tagged 2026-09-25); read 2026-12-02. Verified in use, not against the registry.",
+  source:
+    "Docker Hub tag pinned in many public compose files, Makefiles and promtool CI steps (docker run --entrypoint promtool prom/prometheus:v3.15.0); Go module github.com/prometheus/prometheus v0.315.0 (VERSION 3.15.0, tagged 2026-09-25); read 2026-12-02. Verified in use, not against the registry.",
 };
 
 export const ALERTMANAGER_IMAGE: ImageRef = {
   repo: "prom/alertmanager",
   tag: "v0.34.1",
-  source: "Docker Hub tag pinned in many public Makefiles and compose files; one records docker.io/prom/alertmanager:v0.34.1 = quay.io/prometheus/alertmanager:v0.34.1, index sha256:e9733bafb1bd... (unverified here); Go module v0.34.1 tagged 2026-09-17; read 2026-12-02. Verified in use, not against the registry.",
+  source:
+    "Docker Hub tag pinned in many public Makefiles and compose files; one records docker.io/prom/alertmanager:v0.34.1 = quay.io/prometheus/alertmanager:v0.34.1, index sha256:e9733bafb1bd... (unverified here); Go module v0.34.1 tagged 2026-09-17; read 2026-12-02. Verified in use, not against the registry.",
 };
 
 /** node_exporter: busybox base (wget for the health check), USER nobody. */
 export const NODE_EXPORTER_IMAGE: ImageRef = {
   repo: "prom/node-exporter",
   tag: "v1.12.1",
-  source: "Docker Hub tag pinned in several public deployment files (one with digest sha256:1b4e4438faca4dd7e001dd445d161a4a2091b0fededa84093b3a8dfeae1f1be0, unverified here); read 2026-12-02. Verified in use, not against the registry.",
+  source:
+    "Docker Hub tag pinned in several public deployment files (one with digest sha256:1b4e4438faca4dd7e001dd445d161a4a2091b0fededa84093b3a8dfeae1f1be0, unverified here); read 2026-12-02. Verified in use, not against the registry.",
 };
 
 /**
@@ -144,17 +161,25 @@ export const NODE_EXPORTER_IMAGE: ImageRef = {
 export const DCGM_EXPORTER_IMAGE: ImageRef = {
   repo: "nvcr.io/nvidia/k8s/dcgm-exporter",
   tag: "4.4.2-4.7.0-ubuntu22.04",
-  source: "NGC tag recorded in a public GPU incident report (with nv-hostengine v4.4.2); 4.5.x-4.8.x distroless tags also seen; read 2026-12-02. Verified in use, not against the registry.",
+  source:
+    "NGC tag recorded in a public GPU incident report (with nv-hostengine v4.4.2); 4.5.x-4.8.x distroless tags also seen; read 2026-12-02. Verified in use, not against the registry.",
 };
 
 /** AMD's device-metrics-exporter, standalone mode (/dev/kfd + /dev/dri, port 5000). */
 export const AMD_DEVICE_METRICS_EXPORTER_IMAGE: ImageRef = {
   repo: "rocm/device-metrics-exporter",
   tag: "v1.5.0",
-  source: "Docker Hub tag run beside vllm-openai-rocm in public MI300X scripts, and found preinstalled on a DigitalOcean MI300X droplet in a public run log; read 2026-12-02. Verified in use, not against the registry.",
+  source:
+    "Docker Hub tag run beside vllm-openai-rocm in public MI300X scripts, and found preinstalled on a DigitalOcean MI300X droplet in a public run log; read 2026-12-02. Verified in use, not against the registry.",
 };
 
-export const MONITORING_IMAGES: readonly ImageRef[] = [PROMETHEUS_IMAGE, ALERTMANAGER_IMAGE, NODE_EXPORTER_IMAGE, DCGM_EXPORTER_IMAGE, AMD_DEVICE_METRICS_EXPORTER_IMAGE];
+export const MONITORING_IMAGES: readonly ImageRef[] = [
+  PROMETHEUS_IMAGE,
+  ALERTMANAGER_IMAGE,
+  NODE_EXPORTER_IMAGE,
+  DCGM_EXPORTER_IMAGE,
+  AMD_DEVICE_METRICS_EXPORTER_IMAGE,
+];
 
 /**
  * User each image runs as, with where that was read. Bind-mounted cache directories are created
@@ -163,21 +188,44 @@ export const MONITORING_IMAGES: readonly ImageRef[] = [PROMETHEUS_IMAGE, ALERTMA
  * "Permission denied". The local test images (tools/local-images.ts) run as the same users.
  */
 export const IMAGE_USERS: Readonly<Record<string, { readonly uid: number; readonly source: string }>> = {
-  [VLLM_CUDA_IMAGE.repo]: { uid: 0, source: "root, as recorded before this catalogue gave sources (Dockerfile not re-read)" },
-  [VLLM_ROCM_IMAGE.repo]: { uid: 0, source: "root, as recorded before this catalogue gave sources (Dockerfile not re-read)" },
+  [VLLM_CUDA_IMAGE.repo]: {
+    uid: 0,
+    source: "root, as recorded before this catalogue gave sources (Dockerfile not re-read)",
+  },
+  [VLLM_ROCM_IMAGE.repo]: {
+    uid: 0,
+    source: "root, as recorded before this catalogue gave sources (Dockerfile not re-read)",
+  },
   [LLAMA_CPP_SERVER_IMAGE.repo]: { uid: 0, source: "root, as recorded before (.devops/cpu.Dockerfile not re-read)" },
-  [SPEACHES_CPU_IMAGE.repo]: { uid: 1000, source: "USER ubuntu, uid 1000 (FACTS.md HF cache path /home/ubuntu; recorded before, Dockerfile not re-read)" },
+  [SPEACHES_CPU_IMAGE.repo]: {
+    uid: 1000,
+    source: "USER ubuntu, uid 1000 (FACTS.md HF cache path /home/ubuntu; recorded before, Dockerfile not re-read)",
+  },
   [COQUI_TTS_CPU_IMAGE.repo]: { uid: 0, source: "root, as recorded before (Dockerfile not re-read)" },
   [DOCLING_SERVE_CPU_IMAGE.repo]: { uid: 1001, source: "USER 1001, as recorded before (Containerfile not re-read)" },
-  [GRAFANA_IMAGE.repo]: { uid: 472, source: "Grafana's Dockerfile GF_UID 472; docs \"Configure a Grafana Docker image\"" },
+  [GRAFANA_IMAGE.repo]: {
+    uid: 472,
+    source: 'Grafana\'s Dockerfile GF_UID 472; docs "Configure a Grafana Docker image"',
+  },
   [PROMETHEUS_IMAGE.repo]: { uid: 65534, source: "prometheus Dockerfile: USER nobody" },
   [ALERTMANAGER_IMAGE.repo]: { uid: 65534, source: "alertmanager Dockerfile: USER nobody" },
   [NODE_EXPORTER_IMAGE.repo]: { uid: 65534, source: "node_exporter Dockerfile: USER nobody" },
   [TRAEFIK_IMAGE.repo]: { uid: 0, source: "root: the official image sets no USER (not re-read here)" },
-  [ERRORS_IMAGE.repo]: { uid: 0, source: "root master, nginx workers: the official image sets no USER (not re-read here)" },
-  [NODE_IMAGE.repo]: { uid: 0, source: "root: the official image sets no USER; its node user (1000) is opt-in (not re-read here)" },
+  [ERRORS_IMAGE.repo]: {
+    uid: 0,
+    source: "root master, nginx workers: the official image sets no USER (not re-read here)",
+  },
+  [NODE_IMAGE.repo]: {
+    uid: 0,
+    source: "root: the official image sets no USER; its node user (1000) is opt-in (not re-read here)",
+  },
   [DCGM_EXPORTER_IMAGE.repo]: { uid: 0, source: "root, assumed: DCGM needs the GPU devices (not read)" },
-  [AMD_DEVICE_METRICS_EXPORTER_IMAGE.repo]: { uid: 0, source: "not read: assumed root, as the exporter opens /dev/kfd and /dev/dri" },
+  [AMD_DEVICE_METRICS_EXPORTER_IMAGE.repo]: {
+    uid: 0,
+    source: "not read: assumed root, as the exporter opens /dev/kfd and /dev/dri",
+  },
 };
 
-export const IMAGE_UIDS: Readonly<Record<string, number>> = Object.fromEntries(Object.entries(IMAGE_USERS).map(([repo, user]) => [repo, user.uid]));
+export const IMAGE_UIDS: Readonly<Record<string, number>> = Object.fromEntries(
+  Object.entries(IMAGE_USERS).map(([repo, user]) => [repo, user.uid]),
+);

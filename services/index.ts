@@ -15,5 +15,18 @@ import { embeddingsSpecs } from "./embeddings";
 export function hubServiceSpecs(hub: HubConfig): ServiceSpec[] {
   const autoscaler = autoscalerSpec(hub);
   const sandboxFront = sandboxFrontSpec(hub);
-  return [gatewaySpec(hub), gatekeeperSpec(hub), errorsSpec(hub), ...(autoscaler ? [autoscaler] : []), ...(sandboxFront ? [sandboxFront] : []), sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub), ...embeddingsSpecs(hub), ...monitoringSpecs(hub), ...(hub.grafana ? [grafanaSpec(hub)] : [])];
+  return [
+    gatewaySpec(hub),
+    gatekeeperSpec(hub),
+    errorsSpec(hub),
+    ...(autoscaler ? [autoscaler] : []),
+    ...(sandboxFront ? [sandboxFront] : []),
+    sttSpec(hub),
+    ttsSpec(hub),
+    ...coderSpecs(hub),
+    ...documentSpecs(hub),
+    ...embeddingsSpecs(hub),
+    ...monitoringSpecs(hub),
+    ...(hub.grafana ? [grafanaSpec(hub)] : []),
+  ];
 }

@@ -4,7 +4,13 @@ import type { GpuWindow } from "../stacks/windows";
 import { parseWindows } from "../stacks/windows";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
 import { cpuPlacement, memoryLimitMiB } from "./coder";
-import { AMD_DEVICE_METRICS_EXPORTER_IMAGE, ALERTMANAGER_IMAGE, DCGM_EXPORTER_IMAGE, NODE_EXPORTER_IMAGE, PROMETHEUS_IMAGE } from "./images";
+import {
+  AMD_DEVICE_METRICS_EXPORTER_IMAGE,
+  ALERTMANAGER_IMAGE,
+  DCGM_EXPORTER_IMAGE,
+  NODE_EXPORTER_IMAGE,
+  PROMETHEUS_IMAGE,
+} from "./images";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_METRICS_PORT, GPU_SERVICE_PORTS } from "./ports";
 import { AUTOSCALER_CONTAINER, type Route } from "./routes";
@@ -142,7 +148,14 @@ export function prometheusSpec(hub: HubConfig): ServiceSpec {
       { hostPath: MONITORING_DIRS.prometheusData, containerPath: c.prometheusData },
     ],
     memoryLimitMiB: memoryLimitMiB(node, workload),
-    health: { path: `${PROMETHEUS_ROUTE_PREFIX}/-/healthy`, test: wgetCheck(`http://127.0.0.1:${MONITORING_PORTS.prometheus}${PROMETHEUS_ROUTE_PREFIX}/-/healthy`), intervalSeconds: 30, timeoutSeconds: 5, startPeriodSeconds: 120, retries: 3 },
+    health: {
+      path: `${PROMETHEUS_ROUTE_PREFIX}/-/healthy`,
+      test: wgetCheck(`http://127.0.0.1:${MONITORING_PORTS.prometheus}${PROMETHEUS_ROUTE_PREFIX}/-/healthy`),
+      intervalSeconds: 30,
+      timeoutSeconds: 5,
+      startPeriodSeconds: 120,
+      retries: 3,
+    },
   };
 }
 
@@ -176,7 +189,14 @@ export function alertmanagerSpec(hub: HubConfig): ServiceSpec {
       { hostPath: MONITORING_DIRS.alertmanagerData, containerPath: c.alertmanagerData },
     ],
     memoryLimitMiB: memoryLimitMiB(node, workload),
-    health: { path: `${ALERTMANAGER_ROUTE_PREFIX}/-/healthy`, test: wgetCheck(`http://127.0.0.1:${MONITORING_PORTS.alertmanager}${ALERTMANAGER_ROUTE_PREFIX}/-/healthy`), intervalSeconds: 30, timeoutSeconds: 5, startPeriodSeconds: 30, retries: 3 },
+    health: {
+      path: `${ALERTMANAGER_ROUTE_PREFIX}/-/healthy`,
+      test: wgetCheck(`http://127.0.0.1:${MONITORING_PORTS.alertmanager}${ALERTMANAGER_ROUTE_PREFIX}/-/healthy`),
+      intervalSeconds: 30,
+      timeoutSeconds: 5,
+      startPeriodSeconds: 30,
+      retries: 3,
+    },
   };
 }
 
@@ -190,7 +210,11 @@ export function nodeExporterSpec(node: string): ServiceSpec {
     image: NODE_EXPORTER_IMAGE,
     // --path.rootfs does not move udev's data (default /run/udev/data, the container's own, empty): without this the
     // diskstats collector logs "Failed to open directory" and loses the disks' device properties (seen on the real engine).
-    command: ["--path.rootfs=/host", "--path.udev.data=/host/run/udev/data", `--web.listen-address=:${MONITORING_PORTS.nodeExporter}`],
+    command: [
+      "--path.rootfs=/host",
+      "--path.udev.data=/host/run/udev/data",
+      `--web.listen-address=:${MONITORING_PORTS.nodeExporter}`,
+    ],
     env: {},
     secretEnv: {},
     port: MONITORING_PORTS.nodeExporter,
@@ -198,7 +222,14 @@ export function nodeExporterSpec(node: string): ServiceSpec {
     hostNamespaces: true,
     mounts: [{ hostPath: "/", containerPath: "/host", readOnly: true, propagation: "rslave" }],
     memoryLimitMiB: 128,
-    health: { path: "/metrics", test: wgetCheck(`http://127.0.0.1:${MONITORING_PORTS.nodeExporter}/metrics`), intervalSeconds: 30, timeoutSeconds: 5, startPeriodSeconds: 10, retries: 3 },
+    health: {
+      path: "/metrics",
+      test: wgetCheck(`http://127.0.0.1:${MONITORING_PORTS.nodeExporter}/metrics`),
+      intervalSeconds: 30,
+      timeoutSeconds: 5,
+      startPeriodSeconds: 10,
+      retries: 3,
+    },
   };
 }
 
@@ -220,7 +251,14 @@ export function gpuExporterSpec(node: string, vendor: "nvidia" | "amd"): Service
       mounts: [],
       memoryLimitMiB: 256,
       // What the image ships was not checked (no shell or HTTP client is known to be in it): no Docker check; Prometheus' `up` watches it.
-      health: { path: "/metrics", test: ["NONE"], intervalSeconds: 30, timeoutSeconds: 5, startPeriodSeconds: 30, retries: 3 },
+      health: {
+        path: "/metrics",
+        test: ["NONE"],
+        intervalSeconds: 30,
+        timeoutSeconds: 5,
+        startPeriodSeconds: 30,
+        retries: 3,
+      },
     };
   }
   return {
@@ -240,7 +278,14 @@ export function gpuExporterSpec(node: string, vendor: "nvidia" | "amd"): Service
     mounts: [],
     memoryLimitMiB: 512,
     // bash is in the ubuntu22.04 variant; /dev/tcp needs no HTTP client.
-    health: { path: "/metrics", test: ["CMD", "bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/${MONITORING_PORTS.dcgmExporter}`], intervalSeconds: 30, timeoutSeconds: 5, startPeriodSeconds: 60, retries: 3 },
+    health: {
+      path: "/metrics",
+      test: ["CMD", "bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/${MONITORING_PORTS.dcgmExporter}`],
+      intervalSeconds: 30,
+      timeoutSeconds: 5,
+      startPeriodSeconds: 60,
+      retries: 3,
+    },
   };
 }
 
@@ -252,7 +297,8 @@ export function monitoringSpecs(hub: HubConfig): ServiceSpec[] {
   if (!plan.exporters) return specs;
   specs.push(nodeExporterSpec(CPU_NODE_NAME));
   if (hub.gpu?.on) {
-    for (const node of hub.nodes.filter((n) => n.kind === "gpu")) specs.push(nodeExporterSpec(node.name), gpuExporterSpec(node.name, hub.gpu.size.vendor));
+    for (const node of hub.nodes.filter((n) => n.kind === "gpu"))
+      specs.push(nodeExporterSpec(node.name), gpuExporterSpec(node.name, hub.gpu.size.vendor));
   }
   return specs;
 }
@@ -292,31 +338,60 @@ export function prometheusConfig(hub: HubConfig, cpuContainers: readonly CpuCont
   const plan = monitoringOf(hub);
   if (!plan) throw new Error("prometheusConfig: monitoring is off for this stack");
   const c = MONITORING_IN_CONTAINER;
-  const fileSd = (job: string): ScrapeConfig => ({ job_name: job, file_sd_configs: [{ files: [`${c.prometheusTargets}/${targetsFile(job)}`], refresh_interval: "1m" }] });
+  const fileSd = (job: string): ScrapeConfig => ({
+    job_name: job,
+    file_sd_configs: [{ files: [`${c.prometheusTargets}/${targetsFile(job)}`], refresh_interval: "1m" }],
+  });
   const scrape: ScrapeConfig[] = [
-    { job_name: JOBS.prometheus, metrics_path: `${PROMETHEUS_ROUTE_PREFIX}/metrics`, static_configs: [{ targets: [`localhost:${MONITORING_PORTS.prometheus}`] }] },
-    { job_name: JOBS.alertmanager, metrics_path: `${ALERTMANAGER_ROUTE_PREFIX}/metrics`, static_configs: [{ targets: [`${ALERTMANAGER_CONTAINER}:${MONITORING_PORTS.alertmanager}`] }] },
+    {
+      job_name: JOBS.prometheus,
+      metrics_path: `${PROMETHEUS_ROUTE_PREFIX}/metrics`,
+      static_configs: [{ targets: [`localhost:${MONITORING_PORTS.prometheus}`] }],
+    },
+    {
+      job_name: JOBS.alertmanager,
+      metrics_path: `${ALERTMANAGER_ROUTE_PREFIX}/metrics`,
+      static_configs: [{ targets: [`${ALERTMANAGER_CONTAINER}:${MONITORING_PORTS.alertmanager}`] }],
+    },
     // Traefik's VPC-only metrics entry point (services/gateway.ts METRICS_VPC_ROUTER).
     { job_name: JOBS.traefik, static_configs: [{ targets: [`gateway:${GATEWAY_METRICS_PORT}`] }] },
     // The gatekeeper's own port on the Docker network, never a public entry point.
     { job_name: JOBS.gatekeeper, static_configs: [{ targets: [`${GATEKEEPER_CONTAINER}:${GATEKEEPER_PORT}`] }] },
   ];
   const autoscaler = cpuContainers.find((s) => s.name === AUTOSCALER_CONTAINER);
-  if (autoscaler) scrape.push({ job_name: JOBS.autoscaler, static_configs: [{ targets: [`${autoscaler.name}:${autoscaler.port}`] }] });
+  if (autoscaler)
+    scrape.push({
+      job_name: JOBS.autoscaler,
+      static_configs: [{ targets: [`${autoscaler.name}:${autoscaler.port}`] }],
+    });
   const llama = cpuContainers.filter((s) => s.program === "llama.cpp");
   if (llama.length) {
     scrape.push({
       job_name: JOBS.llamacpp,
-      static_configs: llama.map((s) => ({ targets: [`${s.name}:${s.port}`], labels: { role: s.name, node: CPU_NODE_NAME } })),
+      static_configs: llama.map((s) => ({
+        targets: [`${s.name}:${s.port}`],
+        labels: { role: s.name, node: CPU_NODE_NAME },
+      })),
       authorization: { type: "Bearer", credentials_file: `${c.prometheusSecrets}/${MONITORING_FILES.llamaCppKey}` },
     });
   }
   for (const job of gpuJobs(hub)) scrape.push(fileSd(job));
   if (plan.exporters && !scrape.some((s) => s.job_name === JOBS.node)) scrape.push(fileSd(JOBS.node));
   return {
-    global: { scrape_interval: `${SCRAPE_INTERVAL_SECONDS}s`, evaluation_interval: `${SCRAPE_INTERVAL_SECONDS}s`, external_labels: { stack_tier: hub.tier } },
+    global: {
+      scrape_interval: `${SCRAPE_INTERVAL_SECONDS}s`,
+      evaluation_interval: `${SCRAPE_INTERVAL_SECONDS}s`,
+      external_labels: { stack_tier: hub.tier },
+    },
     rule_files: [`${c.prometheusConfig}/${MONITORING_FILES.rules}`],
-    alerting: { alertmanagers: [{ path_prefix: ALERTMANAGER_ROUTE_PREFIX, static_configs: [{ targets: [`${ALERTMANAGER_CONTAINER}:${MONITORING_PORTS.alertmanager}`] }] }] },
+    alerting: {
+      alertmanagers: [
+        {
+          path_prefix: ALERTMANAGER_ROUTE_PREFIX,
+          static_configs: [{ targets: [`${ALERTMANAGER_CONTAINER}:${MONITORING_PORTS.alertmanager}`] }],
+        },
+      ],
+    },
     storage: { tsdb: { retention: { time: `${plan.retentionDays}d`, size: `${plan.retentionSizeGiB}GB` } } },
     scrape_configs: scrape,
   };
@@ -332,7 +407,11 @@ export interface TargetGroup {
  * route names a replica, the exporters on every GPU node that exists, node_exporter on the CPU
  * node. An empty list is a valid file: the job then has no target.
  */
-export function scrapeTargets(hub: HubConfig, routes: readonly Route[], privateIps: Readonly<Record<string, string>>): Record<string, TargetGroup[]> {
+export function scrapeTargets(
+  hub: HubConfig,
+  routes: readonly Route[],
+  privateIps: Readonly<Record<string, string>>,
+): Record<string, TargetGroup[]> {
   const plan = monitoringOf(hub);
   if (!plan) return {};
   const files: Record<string, TargetGroup[]> = {};
@@ -354,12 +433,18 @@ export function scrapeTargets(hub: HubConfig, routes: readonly Route[], privateI
   const cpuIp = privateIps[CPU_NODE_NAME];
   files[targetsFile(JOBS.node)] = [
     ...(cpuIp ? [{ targets: [`${cpuIp}:${MONITORING_PORTS.nodeExporter}`], labels: { node: CPU_NODE_NAME } }] : []),
-    ...gpuNodes.map((n) => ({ targets: [`${privateIps[n.name]}:${MONITORING_PORTS.nodeExporter}`], labels: { node: n.name } })),
+    ...gpuNodes.map((n) => ({
+      targets: [`${privateIps[n.name]}:${MONITORING_PORTS.nodeExporter}`],
+      labels: { node: n.name },
+    })),
   ];
   if (hub.gpu) {
     const amd = hub.gpu.size.vendor === "amd";
     const port = amd ? MONITORING_PORTS.amdExporter : MONITORING_PORTS.dcgmExporter;
-    files[targetsFile(amd ? JOBS.amdgpu : JOBS.dcgm)] = gpuNodes.map((n) => ({ targets: [`${privateIps[n.name]}:${port}`], labels: { node: n.name } }));
+    files[targetsFile(amd ? JOBS.amdgpu : JOBS.dcgm)] = gpuNodes.map((n) => ({
+      targets: [`${privateIps[n.name]}:${port}`],
+      labels: { node: n.name },
+    }));
   }
   return files;
 }
@@ -376,10 +461,12 @@ export interface AlertSecrets {
 export const ALERT_RECEIVER = "hub";
 export const NO_RECEIVER = "ui-only";
 
-export const NO_ALERT_RECEIVER_WARNING = "alertEmail and alertWebhookUrl are unset: alerts are shown only in Prometheus (/prometheus/alerts) and Alertmanager (/alertmanager), reached over an SSH tunnel; nothing is sent. Set alertEmail (with alertSmtpSmarthost, alertSmtpFrom) or the secret alertWebhookUrl.";
+export const NO_ALERT_RECEIVER_WARNING =
+  "alertEmail and alertWebhookUrl are unset: alerts are shown only in Prometheus (/prometheus/alerts) and Alertmanager (/alertmanager), reached over an SSH tunnel; nothing is sent. Set alertEmail (with alertSmtpSmarthost, alertSmtpFrom) or the secret alertWebhookUrl.";
 
 /** Whether any alert leaves the hub; without one, they are shown only in Prometheus and Alertmanager. */
-export const hasAlertReceiver = (hub: HubConfig, secrets: AlertSecrets): boolean => Boolean(monitoringOf(hub)?.email) || secrets.webhook;
+export const hasAlertReceiver = (hub: HubConfig, secrets: AlertSecrets): boolean =>
+  Boolean(monitoringOf(hub)?.email) || secrets.webhook;
 
 /** alertmanager.yml: secrets only by file (smtp_auth_password_file, url_file), so this file holds none. */
 export function alertmanagerConfig(hub: HubConfig, secrets: AlertSecrets): Record<string, unknown> {
@@ -397,11 +484,18 @@ export function alertmanagerConfig(hub: HubConfig, secrets: AlertSecrets): Recor
   }
   const receiver: Record<string, unknown> = { name: ALERT_RECEIVER };
   if (email) receiver.email_configs = [{ to: email.to, send_resolved: true }];
-  if (secrets.webhook) receiver.webhook_configs = [{ url_file: `${dir}/${MONITORING_FILES.webhookUrl}`, send_resolved: true }];
+  if (secrets.webhook)
+    receiver.webhook_configs = [{ url_file: `${dir}/${MONITORING_FILES.webhookUrl}`, send_resolved: true }];
   const any = hasAlertReceiver(hub, secrets);
   return {
     global,
-    route: { receiver: any ? ALERT_RECEIVER : NO_RECEIVER, group_by: ["alertname", "node"], group_wait: "30s", group_interval: "5m", repeat_interval: "4h" },
+    route: {
+      receiver: any ? ALERT_RECEIVER : NO_RECEIVER,
+      group_by: ["alertname", "node"],
+      group_wait: "30s",
+      group_interval: "5m",
+      repeat_interval: "4h",
+    },
     // A receiver with no integration is valid: alerts stay visible in the UI and go nowhere.
     receivers: [any ? receiver : { name: NO_RECEIVER }],
   };
@@ -432,7 +526,15 @@ export const ALERT_THRESHOLDS = {
 
 /** Minutes east of UTC of a time zone at one instant. */
 export function utcOffsetMinutes(timeZone: string, at: Date): number {
-  const f = new Intl.DateTimeFormat("en-US", { timeZone, hourCycle: "h23", year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric" });
+  const f = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "numeric",
+    day: "numeric",
+    hour: "numeric",
+    minute: "numeric",
+  });
   const p: Record<string, number> = {};
   for (const part of f.formatToParts(at)) if (part.type !== "literal") p[part.type] = Number(part.value);
   const wall = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute);
@@ -478,28 +580,43 @@ export function alertRules(hub: HubConfig, at: Date = new Date()): { groups: { n
     expr: `(sum(rate(traefik_entrypoint_requests_total{${publicEntryPoints},code=~"5..",code!="503"}[5m])) / sum(rate(traefik_entrypoint_requests_total{${publicEntryPoints}}[5m]))) > ${t.errorRatio} and sum(rate(traefik_entrypoint_requests_total{${publicEntryPoints}}[5m])) > ${t.errorMinRatePerSecond}`,
     for: minutes(t.errorMinutes),
     labels: { severity: "warning" },
-    annotations: { summary: `More than ${t.errorRatio * 100}% of client requests failed with a 5xx for ${t.errorMinutes} minutes`, description: "{{ $value | humanizePercentage }} of requests on the public entry points answered 5xx (503 gpu_off excluded). See Traefik's access log and the backends' containers." },
+    annotations: {
+      summary: `More than ${t.errorRatio * 100}% of client requests failed with a 5xx for ${t.errorMinutes} minutes`,
+      description:
+        "{{ $value | humanizePercentage }} of requests on the public entry points answered 5xx (503 gpu_off excluded). See Traefik's access log and the backends' containers.",
+    },
   });
   rules.push({
     alert: "HubAuditSpoolGrowing",
     expr: `hub_gatekeeper_spool_oldest_pending_age_seconds > ${t.spoolAgeSeconds} and on() increase(hub_gatekeeper_ship_failures_total[10m]) > 0`,
     for: "5m",
     labels: { severity: "critical" },
-    annotations: { summary: "Audit records are not reaching PostgreSQL", description: "The oldest audit record waiting in the gatekeeper's spool is {{ $value | humanizeDuration }} old and shipping keeps failing: check auditDatabaseUrl's database." },
+    annotations: {
+      summary: "Audit records are not reaching PostgreSQL",
+      description:
+        "The oldest audit record waiting in the gatekeeper's spool is {{ $value | humanizeDuration }} old and shipping keeps failing: check auditDatabaseUrl's database.",
+    },
   });
   rules.push({
     alert: "HubAuditDiskFull",
     expr: "hub_gatekeeper_disk_full == 1",
     for: "1m",
     labels: { severity: "critical" },
-    annotations: { summary: "The gatekeeper's audit spool disk is full", description: "The gatekeeper cannot write audit records on the CPU cache volume: grow cpuCacheGiB or free space." },
+    annotations: {
+      summary: "The gatekeeper's audit spool disk is full",
+      description: "The gatekeeper cannot write audit records on the CPU cache volume: grow cpuCacheGiB or free space.",
+    },
   });
   rules.push({
     alert: "HubCertificateExpiresSoon",
     expr: `(traefik_tls_certs_not_after - time()) / 86400 < ${t.certificateDays}`,
     for: "1h",
     labels: { severity: "warning" },
-    annotations: { summary: `A TLS certificate expires in under ${t.certificateDays} days`, description: "Certificate {{ $labels.cn }} expires in {{ $value | humanize }} days; Let's Encrypt renewal (HTTP-01 on port 80) is failing. See Traefik's log." },
+    annotations: {
+      summary: `A TLS certificate expires in under ${t.certificateDays} days`,
+      description:
+        "Certificate {{ $labels.cn }} expires in {{ $value | humanize }} days; Let's Encrypt renewal (HTTP-01 on port 80) is failing. See Traefik's log.",
+    },
   });
   if (monitoringOf(hub)?.exporters) {
     rules.push({
@@ -507,7 +624,10 @@ export function alertRules(hub: HubConfig, at: Date = new Date()): { groups: { n
       expr: `up{job="${JOBS.node}"} == 0`,
       for: minutes(t.nodeDownMinutes),
       labels: { severity: "critical" },
-      annotations: { summary: "A node stopped answering", description: "node_exporter on {{ $labels.node }} ({{ $labels.instance }}) has not answered for 5 minutes." },
+      annotations: {
+        summary: "A node stopped answering",
+        description: "node_exporter on {{ $labels.node }} ({{ $labels.instance }}) has not answered for 5 minutes.",
+      },
     });
   }
   rules.push({
@@ -515,7 +635,10 @@ export function alertRules(hub: HubConfig, at: Date = new Date()): { groups: { n
     expr: `up{job=~"${[JOBS.traefik, JOBS.gatekeeper, JOBS.autoscaler].join("|")}"} == 0`,
     for: "5m",
     labels: { severity: "warning" },
-    annotations: { summary: "A hub program's metrics are unreachable", description: "Prometheus cannot scrape {{ $labels.job }} at {{ $labels.instance }}." },
+    annotations: {
+      summary: "A hub program's metrics are unreachable",
+      description: "Prometheus cannot scrape {{ $labels.job }} at {{ $labels.instance }}.",
+    },
   });
   if (hub.gpu) {
     // The controller's own gauges: GPU spend so far this month against the GPU budget it enforces.
@@ -524,7 +647,10 @@ export function alertRules(hub: HubConfig, at: Date = new Date()): { groups: { n
       expr: `hub_autoscaler_month_spend_usd > ${t.budgetFraction} * hub_autoscaler_gpu_budget_usd and hub_autoscaler_gpu_budget_usd > 0`,
       for: "5m",
       labels: { severity: "warning" },
-      annotations: { summary: `GPU spend passed ${t.budgetFraction * 100}% of this month's budget`, description: `\${{ $value | printf "%.2f" }} of GPU spend so far this month (budgetUsd ${hub.budgetUsd}); the autoscaler refuses wakes that would exceed the budget.` },
+      annotations: {
+        summary: `GPU spend passed ${t.budgetFraction * 100}% of this month's budget`,
+        description: `\${{ $value | printf "%.2f" }} of GPU spend so far this month (budgetUsd ${hub.budgetUsd}); the autoscaler refuses wakes that would exceed the budget.`,
+      },
     });
     // An hour of scrapes with no request finished or running. count_over_time waits for a full hour of data, so a new replica is not "idle".
     const samplesPerHour = (t.gpuIdleMinutes * 60) / SCRAPE_INTERVAL_SECONDS;
@@ -533,7 +659,11 @@ export function alertRules(hub: HubConfig, at: Date = new Date()): { groups: { n
       expr: `sum by (replica) (increase(vllm:e2e_request_latency_seconds_count{job="${JOBS.vllm}",model="${CODER_SERVED_NAME}"}[${t.gpuIdleMinutes}m])) == 0 and on(replica) max by (replica) (max_over_time(vllm:num_requests_running{job="${JOBS.vllm}",model="${CODER_SERVED_NAME}"}[${t.gpuIdleMinutes}m])) == 0 and on(replica) min by (replica) (count_over_time(up{job="${JOBS.vllm}",model="${CODER_SERVED_NAME}"}[${t.gpuIdleMinutes}m])) >= ${Math.floor(samplesPerHour * 0.95)}`,
       for: "5m",
       labels: { severity: "warning" },
-      annotations: { summary: `GPU replica {{ $labels.replica }} has served no coder request for ${t.gpuIdleMinutes} minutes`, description: "It is billed by the second while idle: turn it off (npm run hub -- gpu off) or check the autoscaler." },
+      annotations: {
+        summary: `GPU replica {{ $labels.replica }} has served no coder request for ${t.gpuIdleMinutes} minutes`,
+        description:
+          "It is billed by the second while idle: turn it off (npm run hub -- gpu off) or check the autoscaler.",
+      },
     });
     const windows = parseWindows(hub.settings.gpuWindows).windows;
     if (hub.tier === "hybrid" && windows.length) {
@@ -543,7 +673,10 @@ export function alertRules(hub: HubConfig, at: Date = new Date()): { groups: { n
         for: minutes(t.outsideWindowMinutes),
         labels: { severity: "warning" },
         // The offsets, not the date: the file (and Prometheus) changes only when an offset does.
-        annotations: { summary: "A GPU node is up outside its gpuWindows", description: `{{ $value }} GPU replica(s) answering outside ${hub.settings.gpuWindows.join(", ")} (read with UTC offsets ${[...new Set(windows.map((w) => `${w.timeZone} ${utcOffsetMinutes(w.timeZone, at)} min`))].join(", ")}). A pin (gpu on --for) explains it; otherwise check the autoscaler.` },
+        annotations: {
+          summary: "A GPU node is up outside its gpuWindows",
+          description: `{{ $value }} GPU replica(s) answering outside ${hub.settings.gpuWindows.join(", ")} (read with UTC offsets ${[...new Set(windows.map((w) => `${w.timeZone} ${utcOffsetMinutes(w.timeZone, at)} min`))].join(", ")}). A pin (gpu on --for) explains it; otherwise check the autoscaler.`,
+        },
       });
     }
   }

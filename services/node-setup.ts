@@ -69,20 +69,30 @@ const SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
 
 function validPath(p: string, absolute: boolean): boolean {
   const parts = (absolute ? p.replace(/^\//, "") : p).split("/");
-  return (absolute ? p.startsWith("/") : !p.startsWith("/")) && parts.length > 0 && parts.every((s) => SEGMENT.test(s) && s !== "." && s !== "..");
+  return (
+    (absolute ? p.startsWith("/") : !p.startsWith("/")) &&
+    parts.length > 0 &&
+    parts.every((s) => SEGMENT.test(s) && s !== "." && s !== "..")
+  );
 }
 
 /** Checks the input and returns the GPU spec, or undefined on a CPU node. */
 function checkInput(input: NodeSetupInput): Gpu | undefined {
   const problems: string[] = [];
-  if (!NODE_NAME.test(input.nodeName)) problems.push(`nodeName ${JSON.stringify(input.nodeName)} must be letters, digits, ".", "_" or "-"`);
-  if (!VOLUME_NAME.test(input.volume.name)) problems.push(`volume name ${JSON.stringify(input.volume.name)} is not a valid DigitalOcean volume name`);
-  if (!validPath(input.volume.mountPath, true)) problems.push(`mountPath ${JSON.stringify(input.volume.mountPath)} must be a plain absolute path`);
-  for (const d of input.dataDirs) if (!validPath(d, false)) problems.push(`dataDir ${JSON.stringify(d)} must be a plain relative path inside the volume`);
+  if (!NODE_NAME.test(input.nodeName))
+    problems.push(`nodeName ${JSON.stringify(input.nodeName)} must be letters, digits, ".", "_" or "-"`);
+  if (!VOLUME_NAME.test(input.volume.name))
+    problems.push(`volume name ${JSON.stringify(input.volume.name)} is not a valid DigitalOcean volume name`);
+  if (!validPath(input.volume.mountPath, true))
+    problems.push(`mountPath ${JSON.stringify(input.volume.mountPath)} must be a plain absolute path`);
+  for (const d of input.dataDirs)
+    if (!validPath(d, false))
+      problems.push(`dataDir ${JSON.stringify(d)} must be a plain relative path inside the volume`);
   let gpu: Gpu | undefined;
   if (input.role === "gpu") {
     if (!input.gpuVendor) problems.push("a gpu node needs gpuVendor");
-    if (input.gpuCount === undefined || !Number.isInteger(input.gpuCount) || input.gpuCount < 1) problems.push(`a gpu node needs a positive integer gpuCount (got ${input.gpuCount})`);
+    if (input.gpuCount === undefined || !Number.isInteger(input.gpuCount) || input.gpuCount < 1)
+      problems.push(`a gpu node needs a positive integer gpuCount (got ${input.gpuCount})`);
     if (input.gpuVendor && input.gpuCount !== undefined) gpu = { vendor: input.gpuVendor, count: input.gpuCount };
   } else if (input.gpuVendor !== undefined || input.gpuCount !== undefined) {
     problems.push("a cpu node takes neither gpuVendor nor gpuCount");
@@ -101,7 +111,13 @@ const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 export function systemdEscapePath(p: string): string {
   const trimmed = p.replace(/\/+/g, "/").replace(/^\/|\/$/g, "");
   if (trimmed === "") return "-";
-  return trimmed.replace(/./g, (ch, i: number) => (ch === "/" ? "-" : /[A-Za-z0-9:_]/.test(ch) || (ch === "." && i > 0) ? ch : `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`));
+  return trimmed.replace(/./g, (ch, i: number) =>
+    ch === "/"
+      ? "-"
+      : /[A-Za-z0-9:_]/.test(ch) || (ch === "." && i > 0)
+        ? ch
+        : `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
 }
 
 export const deviceUnit = (devicePath: string) => `${systemdEscapePath(devicePath)}.device`;
@@ -182,7 +198,11 @@ export const SSHD_DROP_IN = [
   "",
 ].join("\n");
 
-export const AUTO_UPGRADES = ['APT::Periodic::Update-Package-Lists "1";', 'APT::Periodic::Unattended-Upgrade "1";', ""].join("\n");
+export const AUTO_UPGRADES = [
+  'APT::Periodic::Update-Package-Lists "1";',
+  'APT::Periodic::Unattended-Upgrade "1";',
+  "",
+].join("\n");
 
 // A driver upgrade under running containers breaks NVML ("Driver/library version mismatch").
 export const NVIDIA_HOLD = [
@@ -194,11 +214,18 @@ export const NVIDIA_HOLD = [
   "",
 ].join("\n");
 
-const AMD_DEVICE_CHECK = '[ -c /dev/kfd ] && [ -d /dev/dri ] || echo "inference-hub: ERROR /dev/kfd or /dev/dri missing: the ROCm (amdgpu) kernel driver is not loaded, containers will see no GPU" >&2';
+const AMD_DEVICE_CHECK =
+  '[ -c /dev/kfd ] && [ -d /dev/dri ] || echo "inference-hub: ERROR /dev/kfd or /dev/dri missing: the ROCm (amdgpu) kernel driver is not loaded, containers will see no GPU" >&2';
 
 export function cloudInitDocument(input: NodeSetupInput): Record<string, unknown> {
   const gpu = checkInput(input);
-  const file = (path: string, content: string, permissions = "0644", defer = false) => ({ path, content, owner: "root:root", permissions, ...(defer ? { defer: true } : {}) });
+  const file = (path: string, content: string, permissions = "0644", defer = false) => ({
+    path,
+    content,
+    owner: "root:root",
+    permissions,
+    ...(defer ? { defer: true } : {}),
+  });
 
   const baked = input.baked === true && gpu !== undefined;
   const writeFiles = [
@@ -239,7 +266,16 @@ export function cloudInitDocument(input: NodeSetupInput): Record<string, unknown
   return {
     // Once per instance, before the mounts module first mounts the volume: the bare mount point
     // becomes immutable, so a late volume never leaves writes on the boot disk.
-    bootcmd: [["cloud-init-per", "instance", "inference-hub-mount-point", "sh", "-c", `mkdir -p ${sq(input.volume.mountPath)} && { mountpoint -q ${sq(input.volume.mountPath)} || chattr +i ${sq(input.volume.mountPath)}; }`]],
+    bootcmd: [
+      [
+        "cloud-init-per",
+        "instance",
+        "inference-hub-mount-point",
+        "sh",
+        "-c",
+        `mkdir -p ${sq(input.volume.mountPath)} && { mountpoint -q ${sq(input.volume.mountPath)} || chattr +i ${sq(input.volume.mountPath)}; }`,
+      ],
+    ],
     // No package_upgrade: slow, and on GPU images it can pull a kernel the driver was not built for.
     ...(baked ? {} : { package_update: true, packages: ["docker.io", "unattended-upgrades"] }),
     ssh_pwauth: false,
@@ -280,7 +316,7 @@ export function readinessScript(input: NodeSetupInput): string {
     `mnt=${sq(input.volume.mountPath)}`,
     'fail() { echo "not ready: $node: $*" >&2; exit 1; }',
     // First line of captured output, for one-line messages.
-    "first() { head -n1 <<<\"$1\"; }",
+    'first() { head -n1 <<<"$1"; }',
     "",
     "# Bounded: a stuck apt mirror or volume would otherwise hold the deployment forever.",
     "rc=0",
@@ -297,7 +333,7 @@ export function readinessScript(input: NodeSetupInput): string {
     "     exit 1 ;;",
     "esac",
     "",
-    "docker_version=$(timeout 60 docker info --format '{{.ServerVersion}}' 2>&1) || fail \"docker: daemon not answering (docker info: $(first \"$docker_version\"))\"",
+    'docker_version=$(timeout 60 docker info --format \'{{.ServerVersion}}\' 2>&1) || fail "docker: daemon not answering (docker info: $(first "$docker_version"))"',
     // An empty version means no daemon answered, whatever the exit status.
     'docker_version=$(first "$docker_version")',
     '[ -n "$docker_version" ] || fail "docker: daemon not answering (docker info shows no server version)"',
@@ -309,7 +345,9 @@ export function readinessScript(input: NodeSetupInput): string {
     'want=$(readlink -f "$dev" || true)',
     'got=$(timeout 10 findmnt -n -o SOURCE --mountpoint "$mnt" | tail -n1 || true)',
     '[ "$got" = "$want" ] || fail "volume: $mnt is mounted from ${got:-nothing}, expected $dev ($want)"',
-    ...input.dataDirs.map((d) => `[ -d "$mnt"/${sq(d)} ] || fail ${sq(`volume: ${input.volume.mountPath}/${d} is missing`)}`),
+    ...input.dataDirs.map(
+      (d) => `[ -d "$mnt"/${sq(d)} ] || fail ${sq(`volume: ${input.volume.mountPath}/${d} is missing`)}`,
+    ),
     "",
     // sshd keeps the first value it reads: check the effective setting, not our file.
     'sshd_config=$(timeout 10 sshd -T 2>&1) || fail "ssh: sshd -T failed: $(first "$sshd_config")"',
@@ -324,12 +362,14 @@ export function readinessScript(input: NodeSetupInput): string {
       'gpu_list=$(timeout 60 nvidia-smi -L 2>&1) || fail "gpu: nvidia-smi -L failed: $(first "$gpu_list")"',
       "gpus=$(grep -c '^GPU ' <<<\"$gpu_list\" || true)",
       `[ "$gpus" -eq ${gpu.count} ] || fail "gpu: nvidia-smi -L lists $gpus GPUs, expected ${gpu.count}"`,
-      "runtimes=$(timeout 60 docker info --format '{{range $k, $v := .Runtimes}}{{$k}} {{end}}' 2>&1) || fail \"docker: cannot list runtimes: $(first \"$runtimes\")\"",
+      'runtimes=$(timeout 60 docker info --format \'{{range $k, $v := .Runtimes}}{{$k}} {{end}}\' 2>&1) || fail "docker: cannot list runtimes: $(first "$runtimes")"',
       'case " $runtimes " in *" nvidia "*) ;; *) fail "docker: nvidia runtime not registered (runtimes: $runtimes)" ;; esac',
     );
     if (gpu.count > 1) {
       // NVSwitch systems: without the fabric manager CUDA reports "system not yet initialized".
-      lines.push('timeout 10 systemctl is-active --quiet nvidia-fabricmanager || fail "gpu: nvidia-fabricmanager is $(timeout 10 systemctl is-active nvidia-fabricmanager || true), needed for NVSwitch"');
+      lines.push(
+        'timeout 10 systemctl is-active --quiet nvidia-fabricmanager || fail "gpu: nvidia-fabricmanager is $(timeout 10 systemctl is-active nvidia-fabricmanager || true), needed for NVSwitch"',
+      );
     }
   } else if (gpu?.vendor === "amd") {
     gpus = "$gpus";

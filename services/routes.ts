@@ -3,8 +3,19 @@ import { CODER_SERVED_NAME, CPU_NODE_NAME } from "../stacks/hub-config";
 import { GRAFANA_CONTAINER, GRAFANA_PATH_PREFIX, GRAFANA_PORT } from "./grafana";
 import { GPU_SERVICE_PORTS } from "./ports";
 import { HOLDER_HEALTH_PATH, OFF_ANSWER_PORT } from "../programs/autoscaler/controller/contract";
-import { MAX_REQUEST_BYTES, SANDBOX_FRONT_PORT, SANDBOX_HEALTH_PATH, SANDBOX_PATH_PREFIX, SANDBOX_SCOPE } from "../programs/sandbox/protocol";
-import { EMBEDDINGS_PATH, EMBEDDINGS_PORT, HEALTH_PATH as EMBEDDINGS_HEALTH_PATH, MODELS_PATH_PREFIX } from "../programs/embeddings/contract";
+import {
+  MAX_REQUEST_BYTES,
+  SANDBOX_FRONT_PORT,
+  SANDBOX_HEALTH_PATH,
+  SANDBOX_PATH_PREFIX,
+  SANDBOX_SCOPE,
+} from "../programs/sandbox/protocol";
+import {
+  EMBEDDINGS_PATH,
+  EMBEDDINGS_PORT,
+  HEALTH_PATH as EMBEDDINGS_HEALTH_PATH,
+  MODELS_PATH_PREFIX,
+} from "../programs/embeddings/contract";
 
 /**
  * The hub's one API surface: which public path goes to which program on which node, and what
@@ -13,7 +24,9 @@ import { EMBEDDINGS_PATH, EMBEDDINGS_PORT, HEALTH_PATH as EMBEDDINGS_HEALTH_PATH
  */
 
 /** Where a backend lives: a container on the gateway node's Docker network, or a GPU node over the VPC. */
-export type BackendAddress = { readonly kind: "container"; readonly container: string } | { readonly kind: "vpc"; readonly node: string };
+export type BackendAddress =
+  | { readonly kind: "container"; readonly container: string }
+  | { readonly kind: "vpc"; readonly node: string };
 
 export interface Backend {
   readonly service: string;
@@ -88,7 +101,8 @@ export const GPU_OFF_SERVICE = "gpu-off";
 /** The autoscaling controller's container (services/autoscaler.ts). */
 export const AUTOSCALER_CONTAINER = "autoscaler";
 /** Whether this stack runs the autoscaling controller: a GPU coder to scale, and the setting on. */
-export const autoscalerRuns = (hub: HubConfig): boolean => hub.settings.autoscaler && hub.gpu !== undefined && hub.coder.backend === "vllm";
+export const autoscalerRuns = (hub: HubConfig): boolean =>
+  hub.settings.autoscaler && hub.gpu !== undefined && hub.coder.backend === "vllm";
 /** Whether the controller answers the coder route while no replica is ready: it runs, and no CPU stand-in does it. */
 export const autoscalerAnswersOff = (hub: HubConfig): boolean => autoscalerRuns(hub) && !hub.fallbackCoder;
 /** The controller's off-state answer as the coder route's fallback (its 503 names the state and counts as demand). */
@@ -109,17 +123,42 @@ export const EMBEDDINGS_CONTAINER = "embeddings";
  * /v1/result/{task_id}; FACTS.md).
  */
 export const DOCUMENTS_PATH_PREFIXES = ["/v1/ocr/convert/", "/v1/ocr/status/poll/", "/v1/ocr/result/"] as const;
-export const DOCUMENTS_ASYNC_HINT = "/v1/ocr/convert/file/async (or /v1/ocr/convert/source/async), then poll GET /v1/ocr/status/poll/{task_id} and fetch GET /v1/ocr/result/{task_id}";
+export const DOCUMENTS_ASYNC_HINT =
+  "/v1/ocr/convert/file/async (or /v1/ocr/convert/source/async), then poll GET /v1/ocr/status/poll/{task_id} and fetch GET /v1/ocr/result/{task_id}";
 
-const container = (service: string, port: number, healthPath: string): Backend => ({ service, node: CPU_NODE_NAME, address: { kind: "container", container: service }, port, healthPath });
+const container = (service: string, port: number, healthPath: string): Backend => ({
+  service,
+  node: CPU_NODE_NAME,
+  address: { kind: "container", container: service },
+  port,
+  healthPath,
+});
 const gpuBackends = (hub: HubConfig, service: "coder" | "ocr"): Backend[] =>
-  hub.gpu?.on ? hub.nodes.filter((n) => n.kind === "gpu").map((n) => ({ service, node: n.name, address: { kind: "vpc", node: n.name }, port: GPU_SERVICE_PORTS[service], healthPath: "/health" })) : [];
+  hub.gpu?.on
+    ? hub.nodes
+        .filter((n) => n.kind === "gpu")
+        .map((n) => ({
+          service,
+          node: n.name,
+          address: { kind: "vpc", node: n.name },
+          port: GPU_SERVICE_PORTS[service],
+          healthPath: "/health",
+        }))
+    : [];
 
 export function routeTable(hub: HubConfig): Route[] {
   const routes: Route[] = [];
   const coderPaths = ["/v1/chat/completions", "/v1/completions", "/v1/models"];
   if (hub.coder.backend === "llama.cpp") {
-    routes.push({ name: "coder", scope: "llm", paths: coderPaths, primary: [container("coder", SERVICE_PORTS.llamaCpp, "/health")], streaming: true, maxBodyBytes: CHAT_BODY_BYTES, description: "coding model (llama.cpp on the CPU node)" });
+    routes.push({
+      name: "coder",
+      scope: "llm",
+      paths: coderPaths,
+      primary: [container("coder", SERVICE_PORTS.llamaCpp, "/health")],
+      streaming: true,
+      maxBodyBytes: CHAT_BODY_BYTES,
+      description: "coding model (llama.cpp on the CPU node)",
+    });
   } else {
     const adapters = hub.coder.lora?.adapters.map((a) => a.servedName) ?? [];
     routes.push({
@@ -128,27 +167,95 @@ export function routeTable(hub: HubConfig): Route[] {
       paths: coderPaths,
       ...(adapters.length ? { models: [CODER_SERVED_NAME, ...adapters] } : {}),
       primary: gpuBackends(hub, "coder"),
-      fallback: hub.fallbackCoder ? container("coder-fallback", SERVICE_PORTS.llamaCpp, "/health") : autoscalerAnswersOff(hub) ? { service: CODER_OFF_SERVICE, node: CPU_NODE_NAME, address: { kind: "container", container: AUTOSCALER_CONTAINER }, port: OFF_ANSWER_PORT, healthPath: HOLDER_HEALTH_PATH } : GPU_OFF_SERVICE,
+      fallback: hub.fallbackCoder
+        ? container("coder-fallback", SERVICE_PORTS.llamaCpp, "/health")
+        : autoscalerAnswersOff(hub)
+          ? {
+              service: CODER_OFF_SERVICE,
+              node: CPU_NODE_NAME,
+              address: { kind: "container", container: AUTOSCALER_CONTAINER },
+              port: OFF_ANSWER_PORT,
+              healthPath: HOLDER_HEALTH_PATH,
+            }
+          : GPU_OFF_SERVICE,
       // Without a CPU stand-in the off port is the fallback itself, and holds there.
-      ...(hub.fallbackCoder && holdingRuns(hub) ? { holder: { service: CODER_HOLD_SERVICE, node: CPU_NODE_NAME, address: { kind: "container", container: AUTOSCALER_CONTAINER }, port: OFF_ANSWER_PORT, healthPath: HOLDER_HEALTH_PATH } } : {}),
+      ...(hub.fallbackCoder && holdingRuns(hub)
+        ? {
+            holder: {
+              service: CODER_HOLD_SERVICE,
+              node: CPU_NODE_NAME,
+              address: { kind: "container", container: AUTOSCALER_CONTAINER },
+              port: OFF_ANSWER_PORT,
+              healthPath: HOLDER_HEALTH_PATH,
+            },
+          }
+        : {}),
       streaming: true,
       maxBodyBytes: CHAT_BODY_BYTES,
       // While the GPU is off the CPU stand-in answers every model name with the base coder (llama.cpp ignores it).
-      description: adapters.length ? `coding model (vLLM on the GPU node) and its LoRA adapters ${adapters.join(", ")}` : "coding model (vLLM on the GPU node)",
+      description: adapters.length
+        ? `coding model (vLLM on the GPU node) and its LoRA adapters ${adapters.join(", ")}`
+        : "coding model (vLLM on the GPU node)",
     });
   }
-  routes.push({ name: "stt", scope: "stt", paths: ["/v1/audio/transcriptions", "/v1/audio/translations"], primary: [container("stt", SERVICE_PORTS.stt, "/health")], streaming: false, maxBodyBytes: AUDIO_BODY_BYTES, description: "speech to text (speaches, faster-whisper)" });
-  routes.push({ name: "tts", scope: "tts", paths: ["/v1/audio/speech"], primary: [container("tts", SERVICE_PORTS.tts, "/")], streaming: false, maxBodyBytes: CHAT_BODY_BYTES, description: "text to speech (Coqui TTS)" });
+  routes.push({
+    name: "stt",
+    scope: "stt",
+    paths: ["/v1/audio/transcriptions", "/v1/audio/translations"],
+    primary: [container("stt", SERVICE_PORTS.stt, "/health")],
+    streaming: false,
+    maxBodyBytes: AUDIO_BODY_BYTES,
+    description: "speech to text (speaches, faster-whisper)",
+  });
+  routes.push({
+    name: "tts",
+    scope: "tts",
+    paths: ["/v1/audio/speech"],
+    primary: [container("tts", SERVICE_PORTS.tts, "/")],
+    streaming: false,
+    maxBodyBytes: CHAT_BODY_BYTES,
+    description: "text to speech (Coqui TTS)",
+  });
   if (hub.ocr.engine === "deepseek-ocr") {
-    routes.push({ name: "ocr", scope: "ocr", paths: ["/v1/ocr/chat/completions"], rewritePrefix: "/v1/ocr/", primary: gpuBackends(hub, "ocr"), fallback: GPU_OFF_SERVICE, streaming: true, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "DeepSeek-OCR, OpenAI chat format with an image (vLLM on the GPU node)" });
+    routes.push({
+      name: "ocr",
+      scope: "ocr",
+      paths: ["/v1/ocr/chat/completions"],
+      rewritePrefix: "/v1/ocr/",
+      primary: gpuBackends(hub, "ocr"),
+      fallback: GPU_OFF_SERVICE,
+      streaming: true,
+      maxBodyBytes: DOCUMENT_BODY_BYTES,
+      description: "DeepSeek-OCR, OpenAI chat format with an image (vLLM on the GPU node)",
+    });
   }
   const docling = hub.ocr.engine === "docling" ? "ocr" : hub.ocrCpuFallback ? "ocr-fallback" : undefined;
   if (docling) {
-    routes.push({ name: DOCUMENTS_ROUTE, scope: "ocr", paths: [...DOCUMENTS_PATH_PREFIXES], prefix: true, rewritePrefix: "/v1/ocr/", primary: [container(docling, SERVICE_PORTS.docling, "/health")], streaming: false, maxBodyBytes: DOCUMENT_BODY_BYTES, description: "document conversion and OCR (docling-serve on the CPU node)" });
+    routes.push({
+      name: DOCUMENTS_ROUTE,
+      scope: "ocr",
+      paths: [...DOCUMENTS_PATH_PREFIXES],
+      prefix: true,
+      rewritePrefix: "/v1/ocr/",
+      primary: [container(docling, SERVICE_PORTS.docling, "/health")],
+      streaming: false,
+      maxBodyBytes: DOCUMENT_BODY_BYTES,
+      description: "document conversion and OCR (docling-serve on the CPU node)",
+    });
   }
   if (hub.sandbox) {
     // The front holds the sandbox token; the sandbox node must never see the backends' key.
-    routes.push({ name: "sandbox", scope: SANDBOX_SCOPE, paths: [SANDBOX_PATH_PREFIX], prefix: true, primary: [container("sandbox-front", SANDBOX_FRONT_PORT, SANDBOX_HEALTH_PATH)], streaming: false, dropCredentials: true, maxBodyBytes: MAX_REQUEST_BYTES, description: "code execution in a gVisor sandbox (the sandbox node, through its front on the CPU node)" });
+    routes.push({
+      name: "sandbox",
+      scope: SANDBOX_SCOPE,
+      paths: [SANDBOX_PATH_PREFIX],
+      prefix: true,
+      primary: [container("sandbox-front", SANDBOX_FRONT_PORT, SANDBOX_HEALTH_PATH)],
+      streaming: false,
+      dropCredentials: true,
+      maxBodyBytes: MAX_REQUEST_BYTES,
+      description: "code execution in a gVisor sandbox (the sandbox node, through its front on the CPU node)",
+    });
   }
   if (hub.embeddings) {
     // Its own scope and router: embedding requests have their own rate budget and never count as coder demand.
@@ -166,7 +273,17 @@ export function routeTable(hub: HubConfig): Route[] {
   if (hub.grafana) {
     // Grafana serves under /grafana/ itself (serve_from_sub_path); "streaming" keeps its live
     // updates (a websocket) out of the buffering middleware.
-    routes.push({ name: GRAFANA_CONTAINER, scope: "admin", paths: [GRAFANA_PATH_PREFIX], prefix: true, primary: [container(GRAFANA_CONTAINER, GRAFANA_PORT, `${GRAFANA_PATH_PREFIX}api/health`)], streaming: true, dropCredentials: true, maxBodyBytes: CHAT_BODY_BYTES, description: "Grafana dashboards (keys with the admin scope)" });
+    routes.push({
+      name: GRAFANA_CONTAINER,
+      scope: "admin",
+      paths: [GRAFANA_PATH_PREFIX],
+      prefix: true,
+      primary: [container(GRAFANA_CONTAINER, GRAFANA_PORT, `${GRAFANA_PATH_PREFIX}api/health`)],
+      streaming: true,
+      dropCredentials: true,
+      maxBodyBytes: CHAT_BODY_BYTES,
+      description: "Grafana dashboards (keys with the admin scope)",
+    });
   }
   return routes;
 }

@@ -25,7 +25,10 @@ export const SANDBOX_NODE_IMAGE = "debian-13-x64";
 
 const FRONT_ROOT = `${CPU_CACHE_MOUNT}/sandbox-front`;
 export const SANDBOX_FRONT_DIRS = { app: `${FRONT_ROOT}/app`, config: `${FRONT_ROOT}/config` } as const;
-export const SANDBOX_FRONT_FILES = { bundle: `${SANDBOX_FRONT_DIRS.app}/sandbox-front.js`, nodeUrl: `${SANDBOX_FRONT_DIRS.config}/node-url` } as const;
+export const SANDBOX_FRONT_FILES = {
+  bundle: `${SANDBOX_FRONT_DIRS.app}/sandbox-front.js`,
+  nodeUrl: `${SANDBOX_FRONT_DIRS.config}/node-url`,
+} as const;
 
 /** Where things live on the sandbox node. */
 export const SANDBOX_NODE_PATHS = {
@@ -72,7 +75,12 @@ export function sandboxFrontSpec(hub: HubConfig): ServiceSpec | undefined {
     memoryLimitMiB: 256,
     health: {
       path: SANDBOX_HEALTH_PATH,
-      test: ["CMD", "node", "-e", `fetch('http://127.0.0.1:${SANDBOX_FRONT_PORT}${SANDBOX_HEALTH_PATH}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`],
+      test: [
+        "CMD",
+        "node",
+        "-e",
+        `fetch('http://127.0.0.1:${SANDBOX_FRONT_PORT}${SANDBOX_HEALTH_PATH}').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`,
+      ],
       intervalSeconds: 15,
       timeoutSeconds: 5,
       startPeriodSeconds: 20,
@@ -84,9 +92,14 @@ export function sandboxFrontSpec(hub: HubConfig): ServiceSpec | undefined {
 export const sandboxNodeUrl = (privateIp: string): string => `http://${privateIp}:${SANDBOX_NODE_PORT}`;
 
 /** The API's environment file on the sandbox node: no secret in it, only the token's digest. */
-export function sandboxNodeEnv(input: { readonly tokenSha256: string; readonly privateIp: string; readonly slots: number }): string {
+export function sandboxNodeEnv(input: {
+  readonly tokenSha256: string;
+  readonly privateIp: string;
+  readonly slots: number;
+}): string {
   if (!/^[0-9a-f]{64}$/.test(input.tokenSha256)) throw new Error("the sandbox token digest must be 64 hex digits");
-  if (!/^[0-9.]+$/.test(input.privateIp)) throw new Error(`the sandbox node's private address ${JSON.stringify(input.privateIp)} is not an IPv4 address`);
+  if (!/^[0-9.]+$/.test(input.privateIp))
+    throw new Error(`the sandbox node's private address ${JSON.stringify(input.privateIp)} is not an IPv4 address`);
   return [
     "# inference-hub sandbox API (programs/sandbox/config.ts); written by the deployment.",
     `SANDBOX_TOKEN_SHA256=${input.tokenSha256}`,
@@ -178,15 +191,26 @@ function setupUnit(): string {
 const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** The sandbox node's cloud-config: no Docker, no volume, no secret; packages, the setup, the API's unit. */
-export function sandboxCloudInitDocument(hostKey?: { readonly privateKey: string; readonly publicKey: string }): Record<string, unknown> {
-  const file = (path: string, content: string, permissions = "0644", defer = false) => ({ path, content, owner: "root:root", permissions, ...(defer ? { defer: true } : {}) });
+export function sandboxCloudInitDocument(hostKey?: {
+  readonly privateKey: string;
+  readonly publicKey: string;
+}): Record<string, unknown> {
+  const file = (path: string, content: string, permissions = "0644", defer = false) => ({
+    path,
+    content,
+    owner: "root:root",
+    permissions,
+    ...(defer ? { defer: true } : {}),
+  });
   return {
     package_update: true,
     // nodejs runs the API (the bundle targets Debian 13's Node 20); debootstrap builds the languages'
     // tree; golang-go fetches the pinned Go toolchain that builds runsc.
     packages: ["nodejs", "debootstrap", "golang-go", "ca-certificates", "curl", "unattended-upgrades"],
     ssh_pwauth: false,
-    ...(hostKey ? { ssh_deletekeys: true, ssh_keys: { ed25519_private: hostKey.privateKey, ed25519_public: hostKey.publicKey } } : {}),
+    ...(hostKey
+      ? { ssh_deletekeys: true, ssh_keys: { ed25519_private: hostKey.privateKey, ed25519_public: hostKey.publicKey } }
+      : {}),
     write_files: [
       file(SSHD_DROP_IN_PATH, SSHD_DROP_IN),
       file(AUTO_UPGRADES_PATH, AUTO_UPGRADES, "0644", true),
@@ -224,8 +248,8 @@ export function sandboxReadinessScript(): string {
     `[ "$version" = ${sq(`runsc version ${RUNSC_VERSION}`)} ] || fail "runsc is \${version:-missing}, expected ${RUNSC_VERSION} (journalctl -u ${SETUP_UNIT})"`,
     `[ -f ${SANDBOX_NODE_PATHS.rootfs}/manifest.json ] || fail "the languages' root file system is not built (journalctl -u ${SETUP_UNIT})"`,
     `node_version=$(node --version 2>&1 || true); case "$node_version" in v${nodeMajor}.*) ;; *) fail "node is \${node_version:-missing}, the API bundle targets Node ${nodeMajor}" ;; esac`,
-    "sshd_config=$(timeout 10 sshd -T 2>&1) || fail \"sshd -T failed\"",
-    "grep -qx 'passwordauthentication no' <<<\"$sshd_config\" || fail \"ssh: password login is still enabled\"",
+    'sshd_config=$(timeout 10 sshd -T 2>&1) || fail "sshd -T failed"',
+    'grep -qx \'passwordauthentication no\' <<<"$sshd_config" || fail "ssh: password login is still enabled"',
     `echo "ready: sandbox runsc=${RUNSC_VERSION} rootfs=${ROOTFS_RECIPE.suite}@${ROOTFS_RECIPE.snapshot} $node_version"`,
     "",
   ].join("\n");

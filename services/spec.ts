@@ -9,7 +9,8 @@ export interface ImageRef {
   readonly source: string;
 }
 
-export const imageName = (image: ImageRef): string => `${image.repo}:${image.tag}${image.digest ? `@${image.digest}` : ""}`;
+export const imageName = (image: ImageRef): string =>
+  `${image.repo}:${image.tag}${image.digest ? `@${image.digest}` : ""}`;
 
 export interface Mount {
   /** Absolute path on the node (on its cache volume for anything worth keeping). */
@@ -67,4 +68,12 @@ export interface ServiceSpec {
 }
 
 /** Secrets the deployment creates (random) or reads from config; never rendered into files. */
-export type SecretName = "hubApiKey" | "auditDatabaseUrl" | "autoscalerDispatchToken" | "autoscalerPulumiToken" | "autoscalerBillingToken" | "sandboxToken" | "gatekeeperTlsCert" | "gatekeeperTlsKey";
+export type SecretName =
+  | "hubApiKey"
+  | "auditDatabaseUrl"
+  | "autoscalerDispatchToken"
+  | "autoscalerPulumiToken"
+  | "autoscalerBillingToken"
+  | "sandboxToken"
+  | "gatekeeperTlsCert"
+  | "gatekeeperTlsKey";

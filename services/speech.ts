@@ -22,14 +22,16 @@ export const SPEACHES_ALIASES_FILE = "model_aliases.json";
 
 /** Our in-process additions to the deployed programs (services/launchers/): small, read once. */
 const LAUNCHERS_DIR = path.join(__dirname, "launchers");
-export const launcherSource = (file: "hub_speaches.py" | "hub_coqui.py"): string => readFileSync(path.join(LAUNCHERS_DIR, file), "utf8");
+export const launcherSource = (file: "hub_speaches.py" | "hub_coqui.py"): string =>
+  readFileSync(path.join(LAUNCHERS_DIR, file), "utf8");
 
 /** Ends the heredoc that writes a launcher; a launcher line equal to it would cut the file short. */
 export const HEREDOC_END = "HUB_LAUNCHER_EOF";
 
 /** Shell that writes `source` to `${TMPDIR:-/tmp}/<file>` (the container's own writable layer). */
 function writeLauncher(file: string, source: string): string {
-  if (source.split("\n").includes(HEREDOC_END)) throw new Error(`${file} contains the heredoc terminator ${HEREDOC_END}`);
+  if (source.split("\n").includes(HEREDOC_END))
+    throw new Error(`${file} contains the heredoc terminator ${HEREDOC_END}`);
   return `cat > "\${TMPDIR:-/tmp}/${file}" <<'${HEREDOC_END}'\n${source.endsWith("\n") ? source : `${source}\n`}${HEREDOC_END}`;
 }
 
@@ -49,7 +51,8 @@ const HF_REPO = /^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/;
  *    naming any other model with a 400.
  */
 export function speachesStartScript(repo: string, launcher: string = launcherSource("hub_speaches.py")): string {
-  if (!HF_REPO.test(repo)) throw new Error(`stt repo ${JSON.stringify(repo)} is not a Hugging Face repo id (owner/name)`);
+  if (!HF_REPO.test(repo))
+    throw new Error(`stt repo ${JSON.stringify(repo)} is not a Hugging Face repo id (owner/name)`);
   const preload = `from huggingface_hub import snapshot_download; snapshot_download(${JSON.stringify(repo)})`;
   const aliases = JSON.stringify({ [OPENAI_STT_MODEL]: repo });
   return [
@@ -97,7 +100,11 @@ export function sttSpec(hub: HubConfig): ServiceSpec {
     // In 0.8.x API_KEY guards every path, /health included (a 403 without it), so the check sends it.
     health: {
       path: "/health",
-      test: pythonHttpCheck(`http://127.0.0.1:${port}/health`, { name: "Authorization", prefix: "Bearer ", fromEnv: "API_KEY" }),
+      test: pythonHttpCheck(`http://127.0.0.1:${port}/health`, {
+        name: "Authorization",
+        prefix: "Bearer ",
+        fromEnv: "API_KEY",
+      }),
       intervalSeconds: 30,
       timeoutSeconds: 10,
       startPeriodSeconds: 600,
@@ -115,7 +122,9 @@ const TTS_HOME = "/models";
  * any format whose encoder this image lacks (instead of a 500). "$@" is the tts-server arguments.
  */
 export function coquiStartScript(launcher: string = launcherSource("hub_coqui.py")): string {
-  return ["set -e", writeLauncher("hub_coqui.py", launcher), `exec python3 "\${TMPDIR:-/tmp}/hub_coqui.py" "$@"`].join("\n");
+  return ["set -e", writeLauncher("hub_coqui.py", launcher), `exec python3 "\${TMPDIR:-/tmp}/hub_coqui.py" "$@"`].join(
+    "\n",
+  );
 }
 
 /** Text to speech: the maintained Coqui fork's tts-server, with /api/tts and OpenAI-style /v1/audio/speech. */
@@ -145,6 +154,13 @@ export function ttsSpec(hub: HubConfig): ServiceSpec {
     mounts: [{ hostPath: `${CPU_CACHE_MOUNT}/models/coqui-tts`, containerPath: TTS_HOME }],
     memoryLimitMiB: memoryLimitMiB(node, workload),
     // "/" renders the demo page, which needs the loaded model: the gateway probes the same path.
-    health: { path: "/", test: pythonHttpCheck(`http://127.0.0.1:${port}/`), intervalSeconds: 30, timeoutSeconds: 10, startPeriodSeconds: 600, retries: 3 },
+    health: {
+      path: "/",
+      test: pythonHttpCheck(`http://127.0.0.1:${port}/`),
+      intervalSeconds: 30,
+      timeoutSeconds: 10,
+      startPeriodSeconds: 600,
+      retries: 3,
+    },
   };
 }

@@ -20,11 +20,16 @@ const share = (fraction: number) => fraction.toFixed(2);
 export function coderServeArgs(coder: VllmCoder, port = VLLM_PORT): string[] {
   const args = [
     coder.weights.modelId,
-    "--served-model-name", CODER_SERVED_NAME,
-    "--port", String(port),
-    "--max-model-len", String(coder.maxContext),
-    "--gpu-memory-utilization", share(coder.share),
-    "--tensor-parallel-size", String(coder.tensorParallel),
+    "--served-model-name",
+    CODER_SERVED_NAME,
+    "--port",
+    String(port),
+    "--max-model-len",
+    String(coder.maxContext),
+    "--gpu-memory-utilization",
+    share(coder.share),
+    "--tensor-parallel-size",
+    String(coder.tensorParallel),
     "--enable-prefix-caching",
     ...coder.weights.flags,
     ...coder.loader.flags,
@@ -36,7 +41,8 @@ export function coderServeArgs(coder: VllmCoder, port = VLLM_PORT): string[] {
 }
 
 /** Where vLLM finds an adapter: a Hugging Face repo id (downloaded into HF_HOME) or its directory on the volume. */
-export const adapterPath = (a: LoraAdapter): string => (a.source.kind === "hf" ? a.source.repo : `${ADAPTERS_CONTAINER_DIR}/${a.source.path.replace(/^adapters\//, "")}`);
+export const adapterPath = (a: LoraAdapter): string =>
+  a.source.kind === "hf" ? a.source.repo : `${ADAPTERS_CONTAINER_DIR}/${a.source.path.replace(/^adapters\//, "")}`;
 
 /**
  * The LoRA flags, all in vLLM 0.24.0's argument list. Every adapter goes into one --lora-modules
@@ -47,10 +53,16 @@ export const adapterPath = (a: LoraAdapter): string => (a.source.kind === "hf" ?
 export function loraArgs(lora: LoraPlan): string[] {
   return [
     "--enable-lora",
-    "--max-loras", String(lora.maxLoras),
-    "--max-lora-rank", String(lora.maxRank),
-    "--max-cpu-loras", String(lora.maxCpuLoras),
-    "--lora-modules", ...lora.adapters.map((a) => JSON.stringify({ name: a.servedName, path: adapterPath(a), base_model_name: CODER_SERVED_NAME })),
+    "--max-loras",
+    String(lora.maxLoras),
+    "--max-lora-rank",
+    String(lora.maxRank),
+    "--max-cpu-loras",
+    String(lora.maxCpuLoras),
+    "--lora-modules",
+    ...lora.adapters.map((a) =>
+      JSON.stringify({ name: a.servedName, path: adapterPath(a), base_model_name: CODER_SERVED_NAME }),
+    ),
   ];
 }
 
@@ -58,13 +70,19 @@ export function loraArgs(lora: LoraPlan): string[] {
 export function ocrServeArgs(ocr: DeepSeekOcr, port = OCR_VLLM_PORT): string[] {
   return [
     ocr.weights.modelId,
-    "--served-model-name", OCR_SERVED_NAME,
-    "--port", String(port),
-    "--max-model-len", String(ocr.maxContext),
-    "--gpu-memory-utilization", share(ocr.share),
-    "--logits-processors", DEEPSEEK_OCR_LOGITS_PROCESSOR,
+    "--served-model-name",
+    OCR_SERVED_NAME,
+    "--port",
+    String(port),
+    "--max-model-len",
+    String(ocr.maxContext),
+    "--gpu-memory-utilization",
+    share(ocr.share),
+    "--logits-processors",
+    DEEPSEEK_OCR_LOGITS_PROCESSOR,
     "--no-enable-prefix-caching",
-    "--mm-processor-cache-gb", "0",
+    "--mm-processor-cache-gb",
+    "0",
   ];
 }
 

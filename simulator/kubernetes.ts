@@ -18,10 +18,20 @@ import type { Trace } from "./traces";
 
 const minutes = (text: string): number => Number(/^(\d+)m$/.exec(text)?.[1] ?? NaN);
 
-export function kubernetesReplay(hub: HubConfig, model: ServingModel, base: ReplayModel): { replayModel: ReplayModel; rule: KedaRule } {
+export function kubernetesReplay(
+  hub: HubConfig,
+  model: ServingModel,
+  base: ReplayModel,
+): { replayModel: ReplayModel; rule: KedaRule } {
   const plan = scalingPlan(hub, kubernetesRoutes(hub).routes);
   return {
-    replayModel: { ...base, pipelineSeconds: 0, coldStartSeconds: plan.coldStart.totalSeconds, changeSeconds: base.tickSeconds, destroySeconds: minutes(GPU_NODE_UNNEEDED_TIME) * 60 + model.coldStart.destroySeconds },
+    replayModel: {
+      ...base,
+      pipelineSeconds: 0,
+      coldStartSeconds: plan.coldStart.totalSeconds,
+      changeSeconds: base.tickSeconds,
+      destroySeconds: minutes(GPU_NODE_UNNEEDED_TIME) * 60 + model.coldStart.destroySeconds,
+    },
     rule: {
       demandWindowSeconds: hub.settings.gpuIdleMinutes * 60,
       perReplica: plan.replicaCapacity * plan.targetLoad,
@@ -33,6 +43,15 @@ export function kubernetesReplay(hub: HubConfig, model: ServingModel, base: Repl
 }
 
 /** The k8s tier's rows: always on, KEDA as configured, and the oracle on the same node model. */
-export function kubernetesPolicies(trace: Trace, policy: PolicyConfig, replayModel: ReplayModel, rule: KedaRule): PolicyRun[] {
-  return [replay("always-on", trace, replayModel, alwaysOn(Math.max(1, policy.minNodes))), replay("keda", trace, replayModel, kedaController(rule, policy)), oracle(trace, replayModel)];
+export function kubernetesPolicies(
+  trace: Trace,
+  policy: PolicyConfig,
+  replayModel: ReplayModel,
+  rule: KedaRule,
+): PolicyRun[] {
+  return [
+    replay("always-on", trace, replayModel, alwaysOn(Math.max(1, policy.minNodes))),
+    replay("keda", trace, replayModel, kedaController(rule, policy)),
+    oracle(trace, replayModel),
+  ];
 }

@@ -10,14 +10,18 @@ import type { Trace } from "./traces";
  * start + teardown). Requests see the same replica model as every policy, so under overload the
  * oracle's single node times requests out too; it ignores gpuMinNodes, windows and the budget.
  */
-export function oracle(trace: Trace, model: ReplayModel): PolicyRun & { readonly sessions: readonly { readonly createdAt: number; readonly destroyedAt: number }[] } {
+export function oracle(
+  trace: Trace,
+  model: ReplayModel,
+): PolicyRun & { readonly sessions: readonly { readonly createdAt: number; readonly destroyedAt: number }[] } {
   const { arrivals, inputTokens, outputTokens } = trace;
   const n = arrivals.length;
   const billedColdStart = model.coldStartSeconds - model.pipelineSeconds;
   const bridge = billedColdStart + model.destroySeconds;
   const waits = new Float64Array(n);
   const sessions: { createdAt: number; destroyedAt: number }[] = [];
-  let served = 0, refused = 0;
+  let served = 0,
+    refused = 0;
   let freeAt = -Infinity;
   let sessionStart = NaN;
   let lastDone = -Infinity;
@@ -39,7 +43,10 @@ export function oracle(trace: Trace, model: ReplayModel): PolicyRun & { readonly
     lastDone = Math.max(lastDone, freeAt);
   }
   sessions.push({ createdAt: sessionStart, destroyedAt: lastDone + model.destroySeconds });
-  const billedSeconds = sessions.reduce((sum, s) => sum + Math.max(DROPLET_MIN_BILLED_SECONDS, s.destroyedAt - s.createdAt), 0);
+  const billedSeconds = sessions.reduce(
+    (sum, s) => sum + Math.max(DROPLET_MIN_BILLED_SECONDS, s.destroyedAt - s.createdAt),
+    0,
+  );
   const sorted = waits.subarray(0, served).sort();
   return {
     name: "oracle",

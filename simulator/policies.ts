@@ -13,7 +13,10 @@ import type { Controller } from "./replay";
 /** The seed design's 40 GPU hours a month as a fixed schedule: one 9-hour working day a week (9 h x 52 / 12 = 39 h a month). */
 export const SEED_MONTHLY_SCHEDULE = "mon 09:00-18:00 UTC";
 
-export const alwaysOn = (nodes: number): Controller => () => nodes;
+export const alwaysOn =
+  (nodes: number): Controller =>
+  () =>
+    nodes;
 
 export function scheduled(windows: readonly GpuWindow[]): Controller {
   return (view) => (insideWindowsAt(windows, view.nowMs) ? 1 : 0);
@@ -27,7 +30,18 @@ export function seedMonthly(): Controller {
 export function decisionController(config: PolicyConfig, tuning: LearningTuning = LEARNING_DEFAULTS): Controller {
   let state = initialState();
   return (view) => {
-    const decision = decide(config, { nowMs: view.nowMs, nodes: { ready: view.ready, starting: view.starting, draining: view.draining }, coderRequests: view.coderRequests, replicas: view.replicas, monthToDateUsd: view.monthToDateUsd }, state, tuning);
+    const decision = decide(
+      config,
+      {
+        nowMs: view.nowMs,
+        nodes: { ready: view.ready, starting: view.starting, draining: view.draining },
+        coderRequests: view.coderRequests,
+        replicas: view.replicas,
+        monthToDateUsd: view.monthToDateUsd,
+      },
+      state,
+      tuning,
+    );
     state = decision.state;
     return decision.wantedNodes;
   };
@@ -71,11 +85,19 @@ export function kedaController(rule: KedaRule, policy: PolicyConfig): Controller
     const demand = view.nowMs - lastRequestMs <= rule.demandWindowSeconds * 1000 ? 1 : 0;
     const load = view.replicas.reduce((sum, r) => sum + r.running + r.waiting, 0);
     const cap = budgetReplicaCap(policy, view.monthToDateUsd);
-    const raw = Math.max(policy.minNodes, Math.min(policy.maxNodes, cap, Math.max(demand, Math.ceil(load / rule.perReplica))));
+    const raw = Math.max(
+      policy.minNodes,
+      Math.min(policy.maxNodes, cap, Math.max(demand, Math.ceil(load / rule.perReplica))),
+    );
     if (raw > 0) lastActiveMs = view.nowMs;
     history.push({ atMs: view.nowMs, wanted: raw });
-    while (history.length && history[0].atMs < view.nowMs - Math.max(rule.downWindowSeconds, rule.upWindowSeconds) * 1000) history.shift();
-    const within = (seconds: number) => history.filter((h) => h.atMs >= view.nowMs - seconds * 1000).map((h) => h.wanted);
+    while (
+      history.length &&
+      history[0].atMs < view.nowMs - Math.max(rule.downWindowSeconds, rule.upWindowSeconds) * 1000
+    )
+      history.shift();
+    const within = (seconds: number) =>
+      history.filter((h) => h.atMs >= view.nowMs - seconds * 1000).map((h) => h.wanted);
     if (raw === 0) {
       // KEDA deactivates only after the cooldown; the budget ceiling acts at once.
       if (cap === 0 || view.nowMs - lastActiveMs >= rule.cooldownSeconds * 1000) current = policy.minNodes;
@@ -86,7 +108,8 @@ export function kedaController(rule: KedaRule, policy: PolicyConfig): Controller
     const mayChange = view.nowMs - lastChangeMs >= POLICY_PERIOD_SECONDS * 1000;
     const before = current;
     if (current === 0) current = Math.min(raw, 1);
-    else if (raw > current && mayChange) current = Math.max(current, Math.min(current + 1, ...within(rule.upWindowSeconds)));
+    else if (raw > current && mayChange)
+      current = Math.max(current, Math.min(current + 1, ...within(rule.upWindowSeconds)));
     else if (raw < current && mayChange) {
       const highest = Math.max(...within(rule.downWindowSeconds));
       if (highest < current) current = Math.max(highest, current - 1);

@@ -19,14 +19,25 @@ export function seeded(seed: number): Random {
     z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
     return (z ^ (z >>> 16)) >>> 0;
   };
-  let a = splitmix(), b = splitmix(), c = splitmix(), d = splitmix();
+  let a = splitmix(),
+    b = splitmix(),
+    c = splitmix(),
+    d = splitmix();
   const rotl = (x: number, k: number) => ((x << k) | (x >>> (32 - k))) >>> 0;
   return {
     next(): number {
       const result = Math.imul(rotl(Math.imul(b, 5) >>> 0, 7), 9) >>> 0;
       const t = (b << 9) >>> 0;
-      c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = rotl(d, 11);
-      c >>>= 0; d >>>= 0; b >>>= 0; a >>>= 0;
+      c ^= a;
+      d ^= b;
+      b ^= c;
+      a ^= d;
+      c ^= t;
+      d = rotl(d, 11);
+      c >>>= 0;
+      d >>>= 0;
+      b >>>= 0;
+      a >>>= 0;
       // 32 random bits, shifted off zero so logarithms stay finite.
       return (result + 0.5) / 4294967296;
     },
@@ -64,7 +75,10 @@ export function weibull(rng: Random, shape: number): number {
 
 /** ln Γ(x) for x > 0 (Lanczos, g = 7). */
 export function logGamma(x: number): number {
-  const g = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  const g = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
   if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
   x -= 1;
   let a = g[0];
@@ -80,7 +94,8 @@ export const gammaShapeForCv = (cv: number): number => 1 / (cv * cv);
 export function weibullShapeForCv(cv: number): number {
   const target = Math.log(cv * cv + 1);
   const f = (k: number) => logGamma(1 + 2 / k) - 2 * logGamma(1 + 1 / k) - target;
-  let lo = Math.log(0.02), hi = Math.log(200);
+  let lo = Math.log(0.02),
+    hi = Math.log(200);
   // f falls as k grows: a larger shape means less spread.
   for (let i = 0; i < 80; i++) {
     const mid = (lo + hi) / 2;

@@ -44,9 +44,13 @@ export interface ReplayModel {
   readonly maxNodes: number;
   readonly windDownSeconds: number;
   /** Holding while the GPU wakes: the share of requests that ask to wait, how long, and the cap on held requests. */
-  readonly hold?: { readonly share: number; readonly seconds: number; readonly maxRequests: number; readonly seed: number };
+  readonly hold?: {
+    readonly share: number;
+    readonly seconds: number;
+    readonly maxRequests: number;
+    readonly seed: number;
+  };
 }
-
 
 export interface TickView {
   /** Seconds from the trace's t = 0. */
@@ -162,13 +166,21 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
   /** Held requests (indices), oldest first. */
   let held: number[] = [];
   const holds: number[] = [];
-  let afterHold = 0, heldThenFallback = 0, holdCapRefused = 0;
+  let afterHold = 0,
+    heldThenFallback = 0,
+    holdCapRefused = 0;
   const rate = model.nodeHourlyUsd / 3600;
   const start = horizonStart(trace, model);
   const end = Math.max(trace.endSeconds, arrivals[n - 1]);
   const stop = end + model.windDownSeconds;
   const waits = new Float64Array(n);
-  let served = 0, fallback = 0, refused = 0, timedOut = 0, duringColdStart = 0, scaleEvents = 0, sessions = 0;
+  let served = 0,
+    fallback = 0,
+    refused = 0,
+    timedOut = 0,
+    duringColdStart = 0,
+    scaleEvents = 0,
+    sessions = 0;
   let billedSeconds = 0;
   const alive: Node[] = [];
   /** The create change holds the stack lock until then; a removal holds it until its nodes are gone. */
@@ -234,7 +246,13 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
       let best: Node | undefined;
       for (const node of alive) {
         const at = Math.max(a, node.readyAt);
-        if (node.readyAt <= t && at <= deadline && at < node.routedOutAt && (!best || Math.max(at, node.freeAt) < Math.max(Math.max(a, best.readyAt), best.freeAt))) best = node;
+        if (
+          node.readyAt <= t &&
+          at <= deadline &&
+          at < node.routedOutAt &&
+          (!best || Math.max(at, node.freeAt) < Math.max(Math.max(a, best.readyAt), best.freeAt))
+        )
+          best = node;
       }
       if (best) {
         const from = Math.max(a, best.readyAt);
@@ -278,7 +296,9 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
     const done = t >= end && i >= n && held.length === 0;
     if (done && (alive.length === 0 || t >= stop)) break;
 
-    let ready = 0, starting = 0, draining = 0;
+    let ready = 0,
+      starting = 0,
+      draining = 0;
     const replicas: { running: number; waiting: number }[] = [];
     for (const node of alive) {
       if (node.routedOutAt <= t) draining++;
@@ -290,7 +310,17 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
       } else starting++;
     }
     const changeInFlight = t < createUntil || alive.some((node) => node.routedOutAt !== Infinity);
-    const view: TickView = { t, nowMs: trace.startMs + t * 1000, ready, starting, draining, changeInFlight, coderRequests: requests, replicas, monthToDateUsd: monthSpend };
+    const view: TickView = {
+      t,
+      nowMs: trace.startMs + t * 1000,
+      ready,
+      starting,
+      draining,
+      changeInFlight,
+      coderRequests: requests,
+      replicas,
+      monthToDateUsd: monthSpend,
+    };
     const wanted = Math.max(0, Math.min(model.maxNodes, Math.round(controller(view))));
     // The decision saw the held requests' demand and wants no GPU (budget, pin): the holder lets them go.
     if (wanted === 0 && !alive.some((node) => node.routedOutAt === Infinity)) releaseHeld(t, false);
@@ -310,13 +340,25 @@ export function replay(name: string, trace: Trace, model: ReplayModel, controlle
     if (lockHeld || wanted === active.length) continue;
     if (wanted > active.length) {
       for (let k = active.length; k < wanted; k++) {
-        alive.push({ requestedAt: t, createdAt: t + model.pipelineSeconds, readyAt: t + model.coldStartSeconds, routedOutAt: Infinity, destroyAt: Infinity, freeAt: 0, done: new Float64Array(64), head: 0, tail: 0 });
+        alive.push({
+          requestedAt: t,
+          createdAt: t + model.pipelineSeconds,
+          readyAt: t + model.coldStartSeconds,
+          routedOutAt: Infinity,
+          destroyAt: Infinity,
+          freeAt: 0,
+          done: new Float64Array(64),
+          head: 0,
+          tail: 0,
+        });
         scaleEvents++;
       }
       createUntil = t + model.changeSeconds;
     } else {
       // Remove the least useful first: nodes still starting, then the least loaded.
-      const order = active.slice().sort((a, b) => (b.readyAt > t ? 1 : 0) - (a.readyAt > t ? 1 : 0) || a.freeAt - b.freeAt);
+      const order = active
+        .slice()
+        .sort((a, b) => (b.readyAt > t ? 1 : 0) - (a.readyAt > t ? 1 : 0) || a.freeAt - b.freeAt);
       for (const node of order.slice(0, active.length - wanted)) {
         node.routedOutAt = t + model.pipelineSeconds;
         scaleEvents++;

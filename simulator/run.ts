@@ -7,7 +7,14 @@ import type { PolicyConfig } from "../programs/autoscaler/types";
 import { FORWARDING_TIMEOUTS } from "../services/gateway";
 import { formatProblem, HubConfig, loadHubConfig, PROJECT, readStackFile } from "../stacks";
 import { oracle } from "./oracle";
-import { alwaysOn, decisionController, reactiveConfig, scheduled, SEED_MONTHLY_SCHEDULE, seedMonthly } from "./policies";
+import {
+  alwaysOn,
+  decisionController,
+  reactiveConfig,
+  scheduled,
+  SEED_MONTHLY_SCHEDULE,
+  seedMonthly,
+} from "./policies";
 import { PolicyRun, replay, ReplayModel } from "./replay";
 import { readTrace, sliceDays, Trace, TraceFormat } from "./traces";
 import { kubernetesPolicies, kubernetesReplay } from "./kubernetes";
@@ -63,15 +70,25 @@ export interface Simulation {
 /** "900s" → 900. */
 const seconds = (duration: string): number => Number(/^(\d+)s$/.exec(duration)?.[1] ?? NaN);
 
-export function loadStack(stack: string, configFile: string | undefined, sets: Readonly<Record<string, string>>): HubConfig {
+export function loadStack(
+  stack: string,
+  configFile: string | undefined,
+  sets: Readonly<Record<string, string>>,
+): HubConfig {
   const file = configFile ?? path.join(PROJECT_ROOT, `Pulumi.${stack}.yaml`);
-  if (!existsSync(file)) throw new SimulateInputError([`--stack ${stack}: ${file} does not exist; stacks here: ${availableStacks().join(", ")}`]);
+  if (!existsSync(file))
+    throw new SimulateInputError([
+      `--stack ${stack}: ${file} does not exist; stacks here: ${availableStacks().join(", ")}`,
+    ]);
   const read = readStackFile(readFileSync(file, "utf8"), file);
   if (!read.ok) throw new SimulateInputError(read.problems.map((p) => `${file}: ${formatProblem(p)}`));
   const config: Record<string, string> = { ...read.file.config };
   for (const [k, v] of Object.entries(sets)) config[`${PROJECT}:${k}`] = v;
   const loaded = loadHubConfig(config, read.file.secretKeys);
-  if (!loaded.ok) throw new SimulateInputError(loaded.problems.map((p) => `stack ${stack}${Object.keys(sets).length ? " with --set" : ""}: ${formatProblem(p)}`));
+  if (!loaded.ok)
+    throw new SimulateInputError(
+      loaded.problems.map((p) => `stack ${stack}${Object.keys(sets).length ? " with --set" : ""}: ${formatProblem(p)}`),
+    );
   return loaded.config;
 }
 
@@ -82,10 +99,25 @@ function availableStacks(): string[] {
     .sort();
 }
 
-export function replayModelFor(hub: HubConfig, model: ServingModel, policy: PolicyConfig, hold?: SimulateOptions["hold"], seed = 1): ReplayModel {
+export function replayModelFor(
+  hub: HubConfig,
+  model: ServingModel,
+  policy: PolicyConfig,
+  hold?: SimulateOptions["hold"],
+  seed = 1,
+): ReplayModel {
   const s = hub.settings;
   return {
-    ...(hold && hold.share > 0 ? { hold: { share: hold.share, seconds: Math.min(hold.seconds ?? s.gpuHoldMaxSeconds, s.gpuHoldMaxSeconds), maxRequests: s.gpuHoldMaxRequests, seed } } : {}),
+    ...(hold && hold.share > 0
+      ? {
+          hold: {
+            share: hold.share,
+            seconds: Math.min(hold.seconds ?? s.gpuHoldMaxSeconds, s.gpuHoldMaxSeconds),
+            maxRequests: s.gpuHoldMaxRequests,
+            seed,
+          },
+        }
+      : {}),
     tickSeconds: TICK_SECONDS,
     pipelineSeconds: model.coldStart.pipelineSeconds,
     coldStartSeconds: model.coldStart.totalSeconds,
@@ -102,7 +134,12 @@ export function replayModelFor(hub: HubConfig, model: ServingModel, policy: Poli
 }
 
 /** Every policy over one trace, in the order the report prints them. */
-export function runPolicies(trace: Trace, policy: PolicyConfig, replayModel: ReplayModel, tuning: LearningTuning = LEARNING_DEFAULTS): PolicyRun[] {
+export function runPolicies(
+  trace: Trace,
+  policy: PolicyConfig,
+  replayModel: ReplayModel,
+  tuning: LearningTuning = LEARNING_DEFAULTS,
+): PolicyRun[] {
   const runs: PolicyRun[] = [];
   runs.push(replay("always-on", trace, replayModel, alwaysOn(Math.max(1, policy.minNodes))));
   runs.push(replay("40h-month", trace, replayModel, seedMonthly()));
@@ -113,9 +150,18 @@ export function runPolicies(trace: Trace, policy: PolicyConfig, replayModel: Rep
   return runs;
 }
 
-export function idleSweep(trace: Trace, policy: PolicyConfig, replayModel: ReplayModel): { idleMinutes: number; costUsd: number; gpuShare: number }[] {
+export function idleSweep(
+  trace: Trace,
+  policy: PolicyConfig,
+  replayModel: ReplayModel,
+): { idleMinutes: number; costUsd: number; gpuShare: number }[] {
   return SWEEP_MINUTES.map((idleMinutes) => {
-    const run = replay(`reactive-${idleMinutes}`, trace, replayModel, decisionController(reactiveConfig(policy, idleMinutes * 60)));
+    const run = replay(
+      `reactive-${idleMinutes}`,
+      trace,
+      replayModel,
+      decisionController(reactiveConfig(policy, idleMinutes * 60)),
+    );
     return { idleMinutes, costUsd: run.costUsd, gpuShare: run.servedByGpu / run.requests };
   });
 }
@@ -136,19 +182,39 @@ export function simulate(options: SimulateOptions): Simulation {
     rateScale: options.rateScale,
   });
   const trace = options.days ? sliceDays(whole, options.days.from, options.days.to) : whole;
-  if (!trace) throw new SimulateInputError([`--days ${options.days!.from}-${options.days!.to}: the trace has no request on those days`]);
-  if (options.hold && options.hold.share > 0 && hub.settings.gpuHoldMaxSeconds === 0) throw new SimulateInputError([`--hold-share ${options.hold.share}: the stack holds nothing (gpuHoldMaxSeconds is 0); --set gpuHoldMaxSeconds=600 to try it`]);
+  if (!trace)
+    throw new SimulateInputError([
+      `--days ${options.days!.from}-${options.days!.to}: the trace has no request on those days`,
+    ]);
+  if (options.hold && options.hold.share > 0 && hub.settings.gpuHoldMaxSeconds === 0)
+    throw new SimulateInputError([
+      `--hold-share ${options.hold.share}: the stack holds nothing (gpuHoldMaxSeconds is 0); --set gpuHoldMaxSeconds=600 to try it`,
+    ]);
   // The k8s tier scales with KEDA on DOKS nodes (./kubernetes.ts); the droplet tiers with the controller's pipeline.
   const droplets = replayModelFor(hub, model, policy, options.hold, options.seed ?? 1);
   const k8s = hub.tier === "k8s" ? kubernetesReplay(hub, model, droplets) : undefined;
   const replayModel = k8s?.replayModel ?? droplets;
   const began = process.hrtime.bigint();
-  const policies = k8s ? kubernetesPolicies(trace, policy, replayModel, k8s.rule) : runPolicies(trace, policy, replayModel, options.tuning);
+  const policies = k8s
+    ? kubernetesPolicies(trace, policy, replayModel, k8s.rule)
+    : runPolicies(trace, policy, replayModel, options.tuning);
   const replayed = process.hrtime.bigint();
   const sweep = options.sweep === false || k8s ? [] : idleSweep(trace, policy, replayModel);
   const replaySeconds = Number(replayed - began) / 1e9;
   const sweepSeconds = Number(process.hrtime.bigint() - replayed) / 1e9;
-  return { stack: options.stack, hub, trace, tracePath: options.tracePath, model, replayModel, policy, policies, sweep, replaySeconds, sweepSeconds };
+  return {
+    stack: options.stack,
+    hub,
+    trace,
+    tracePath: options.tracePath,
+    model,
+    replayModel,
+    policy,
+    policies,
+    sweep,
+    replaySeconds,
+    sweepSeconds,
+  };
 }
 
 export { SEED_MONTHLY_SCHEDULE };

@@ -40,10 +40,15 @@ export interface TraceProblem {
 
 /** Bad input: every problem found, each naming its line. */
 export class TraceError extends Error {
-  constructor(readonly file: string, readonly problems: readonly TraceProblem[]) {
+  constructor(
+    readonly file: string,
+    readonly problems: readonly TraceProblem[],
+  ) {
     const shown = problems.slice(0, 20).map((p) => `  line ${p.line}: ${p.message}`);
     const more = problems.length > 20 ? [`  ... and ${problems.length - 20} more`] : [];
-    super(`${file}: ${problems.length} problem${problems.length === 1 ? "" : "s"} in the trace:\n${[...shown, ...more].join("\n")}`);
+    super(
+      `${file}: ${problems.length} problem${problems.length === 1 ? "" : "s"} in the trace:\n${[...shown, ...more].join("\n")}`,
+    );
     this.name = "TraceError";
   }
 }
@@ -72,13 +77,21 @@ export const MAX_DRAWN_REQUESTS = 20_000_000;
 const MAX_SPAN_SECONDS = MAX_SPAN_DAYS * 86400;
 
 /** A token count's problem, if it is beyond any request. */
-const tokenProblem = (name: string, value: number): string | undefined => (value > MAX_TOKENS_PER_REQUEST ? `${name} ${value} is more than ${MAX_TOKENS_PER_REQUEST} tokens, beyond any request a model takes` : undefined);
+const tokenProblem = (name: string, value: number): string | undefined =>
+  value > MAX_TOKENS_PER_REQUEST
+    ? `${name} ${value} is more than ${MAX_TOKENS_PER_REQUEST} tokens, beyond any request a model takes`
+    : undefined;
 
 /**
  * The span's problem, naming the line of the later end: `times` in seconds, each with its line.
  * `from` is where a replay starts when it is not the first request (day 0 of a rate series).
  */
-function spanProblems(times: readonly number[], lineOf: readonly number[], describe: (i: number) => string, from?: number): TraceProblem[] {
+function spanProblems(
+  times: readonly number[],
+  lineOf: readonly number[],
+  describe: (i: number) => string,
+  from?: number,
+): TraceProblem[] {
   if (times.length === 0) return [];
   let lo = 0;
   let hi = 0;
@@ -90,7 +103,12 @@ function spanProblems(times: readonly number[], lineOf: readonly number[], descr
   const span = times[hi] - start;
   if (span <= MAX_SPAN_SECONDS) return [];
   const since = from === undefined ? ` after ${describe(lo)} (line ${lineOf[lo]})` : " after day 0 of the series";
-  return [{ line: lineOf[hi], message: `${describe(hi)} comes ${Math.round(span / 86400).toLocaleString("en-US")} days${since}: a replay covers at most ${MAX_SPAN_DAYS} days (it ticks through every 15 s). Split the trace into parts of at most ${MAX_SPAN_DAYS} days.` }];
+  return [
+    {
+      line: lineOf[hi],
+      message: `${describe(hi)} comes ${Math.round(span / 86400).toLocaleString("en-US")} days${since}: a replay covers at most ${MAX_SPAN_DAYS} days (it ticks through every 15 s). Split the trace into parts of at most ${MAX_SPAN_DAYS} days.`,
+    },
+  ];
 }
 
 /** Monday 2026-01-05 00:00 UTC: day 0 of a trace that carries no date. */
@@ -106,10 +124,18 @@ export function detectFormat(file: string, firstLine: string): TraceFormat {
 const lines = (text: string): string[] => text.split(/\r?\n/);
 const isNumber = (s: string | undefined): boolean => s !== undefined && s.trim() !== "" && Number.isFinite(Number(s));
 
-function sortTogether(times: number[], ins: number[], outs: number[]): { arrivals: Float64Array; inputTokens: Float64Array; outputTokens: Float64Array } {
+function sortTogether(
+  times: number[],
+  ins: number[],
+  outs: number[],
+): { arrivals: Float64Array; inputTokens: Float64Array; outputTokens: Float64Array } {
   const order = times.map((_, i) => i);
   let sorted = true;
-  for (let i = 1; i < times.length; i++) if (times[i] < times[i - 1]) { sorted = false; break; }
+  for (let i = 1; i < times.length; i++)
+    if (times[i] < times[i - 1]) {
+      sorted = false;
+      break;
+    }
   if (!sorted) order.sort((a, b) => times[a] - times[b]);
   return {
     arrivals: Float64Array.from(order, (i) => times[i]),
@@ -126,8 +152,18 @@ export function readAzure(text: string, file: string, options: ReadOptions): Tra
   const header = rows[0]?.split(",").map((h) => h.trim()) ?? [];
   const col = (name: string) => header.findIndex((h) => h.toLowerCase() === name.toLowerCase());
   const [iTime, iIn, iOut] = [col("TIMESTAMP"), col("ContextTokens"), col("GeneratedTokens")];
-  if (iTime < 0 || iIn < 0 || iOut < 0) throw new TraceError(file, [{ line: 1, message: `the header is "${rows[0] ?? ""}"; an Azure LLM inference trace starts with TIMESTAMP,ContextTokens,GeneratedTokens` }]);
-  const times: number[] = [], ins: number[] = [], outs: number[] = [], lineOf: number[] = [], stamps: string[] = [];
+  if (iTime < 0 || iIn < 0 || iOut < 0)
+    throw new TraceError(file, [
+      {
+        line: 1,
+        message: `the header is "${rows[0] ?? ""}"; an Azure LLM inference trace starts with TIMESTAMP,ContextTokens,GeneratedTokens`,
+      },
+    ]);
+  const times: number[] = [],
+    ins: number[] = [],
+    outs: number[] = [],
+    lineOf: number[] = [],
+    stamps: string[] = [];
   for (let n = 1; n < rows.length; n++) {
     const row = rows[n];
     if (row.trim() === "") continue;
@@ -157,20 +193,45 @@ export function readAzure(text: string, file: string, options: ReadOptions): Tra
     lineOf.push(n + 1);
     stamps.push((f[iTime] ?? "").trim());
   }
-  problems.push(...spanProblems(times.map((t) => t / 1000), lineOf, (i) => `TIMESTAMP ${stamps[i]}`));
+  problems.push(
+    ...spanProblems(
+      times.map((t) => t / 1000),
+      lineOf,
+      (i) => `TIMESTAMP ${stamps[i]}`,
+    ),
+  );
   if (problems.length) throw new TraceError(file, problems);
   if (times.length === 0) throw new TraceError(file, [{ line: 2, message: "the trace has no requests" }]);
   let t0 = Infinity;
   for (const t of times) if (t < t0) t0 = t;
   const startMs = options.startMs ?? t0;
-  const sorted = sortTogether(times.map((t) => (t - t0) / 1000), ins, outs);
-  return { format: "azure", startMs, beginSeconds: 0, endSeconds: sorted.arrivals[sorted.arrivals.length - 1], ...sorted, lengthsGiven: true, notes: [options.startMs === undefined ? "timestamps read as UTC" : `shifted so the first request is at ${new Date(startMs).toISOString()}`] };
+  const sorted = sortTogether(
+    times.map((t) => (t - t0) / 1000),
+    ins,
+    outs,
+  );
+  return {
+    format: "azure",
+    startMs,
+    beginSeconds: 0,
+    endSeconds: sorted.arrivals[sorted.arrivals.length - 1],
+    ...sorted,
+    lengthsGiven: true,
+    notes: [
+      options.startMs === undefined
+        ? "timestamps read as UTC"
+        : `shifted so the first request is at ${new Date(startMs).toISOString()}`,
+    ],
+  };
 }
 
 export function readMooncake(text: string, file: string, options: ReadOptions): Trace {
   const rows = lines(text);
   const problems: TraceProblem[] = [];
-  const times: number[] = [], ins: number[] = [], outs: number[] = [], lineOf: number[] = [];
+  const times: number[] = [],
+    ins: number[] = [],
+    outs: number[] = [],
+    lineOf: number[] = [];
   for (let n = 0; n < rows.length; n++) {
     const row = rows[n].trim();
     if (row === "") continue;
@@ -182,14 +243,18 @@ export function readMooncake(text: string, file: string, options: ReadOptions): 
       continue;
     }
     if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
-      problems.push({ line: n + 1, message: "is not a JSON object like {\"timestamp\": 0, \"input_length\": 100, \"output_length\": 10}" });
+      problems.push({
+        line: n + 1,
+        message: 'is not a JSON object like {"timestamp": 0, "input_length": 100, "output_length": 10}',
+      });
       continue;
     }
     const o = obj as Record<string, unknown>;
     const why: string[] = [];
     for (const k of ["timestamp", "input_length", "output_length"]) {
       const v = o[k];
-      if (typeof v !== "number" || !Number.isFinite(v) || v < 0) why.push(v === undefined ? `has no "${k}"` : `"${k}" is ${JSON.stringify(v)}, not a number >= 0`);
+      if (typeof v !== "number" || !Number.isFinite(v) || v < 0)
+        why.push(v === undefined ? `has no "${k}"` : `"${k}" is ${JSON.stringify(v)}, not a number >= 0`);
       else if (k !== "timestamp") why.push(tokenProblem(`"${k}"`, v) ?? "");
     }
     if (why.some(Boolean)) {
@@ -205,7 +270,17 @@ export function readMooncake(text: string, file: string, options: ReadOptions): 
   if (problems.length) throw new TraceError(file, problems);
   if (times.length === 0) throw new TraceError(file, [{ line: 1, message: "the trace has no requests" }]);
   const sorted = sortTogether(times, ins, outs);
-  return { format: "mooncake", startMs: options.startMs ?? DEFAULT_START_MS, beginSeconds: sorted.arrivals[0], endSeconds: sorted.arrivals[sorted.arrivals.length - 1], ...sorted, lengthsGiven: true, notes: [`timestamps are ms from the trace's start, placed at ${new Date(options.startMs ?? DEFAULT_START_MS).toISOString()}`] };
+  return {
+    format: "mooncake",
+    startMs: options.startMs ?? DEFAULT_START_MS,
+    beginSeconds: sorted.arrivals[0],
+    endSeconds: sorted.arrivals[sorted.arrivals.length - 1],
+    ...sorted,
+    lengthsGiven: true,
+    notes: [
+      `timestamps are ms from the trace's start, placed at ${new Date(options.startMs ?? DEFAULT_START_MS).toISOString()}`,
+    ],
+  };
 }
 
 interface RateWindow {
@@ -225,7 +300,13 @@ export function readServegen(text: string, file: string, options: ReadOptions): 
   if (hasHeader) {
     const at = (name: string) => first.findIndex((h) => h.toLowerCase() === name);
     cols = { start: at("window_start_s"), rps: at("rps"), cv: at("cv"), pattern: at("arrival_pattern"), shape: -1 };
-    if (cols.start < 0 || cols.rps < 0) throw new TraceError(file, [{ line: 1, message: `the header is "${rows[0]}"; a rate series needs window_start_s and rps columns (cv and arrival_pattern are optional)` }]);
+    if (cols.start < 0 || cols.rps < 0)
+      throw new TraceError(file, [
+        {
+          line: 1,
+          message: `the header is "${rows[0]}"; a rate series needs window_start_s and rps columns (cv and arrival_pattern are optional)`,
+        },
+      ]);
   }
   const windows: RateWindow[] = [];
   const seen = new Map<number, number>();
@@ -240,18 +321,22 @@ export function readServegen(text: string, file: string, options: ReadOptions): 
     const start = Number(f[cols.start]);
     const rps = Number(f[cols.rps]);
     if (!isNumber(f[cols.start]) || start < 0) why.push(`window_start_s "${f[cols.start] ?? ""}" is not seconds >= 0`);
-    else if (start % SERVEGEN_WINDOW_SECONDS !== 0) why.push(`window_start_s ${start} is not a multiple of ${SERVEGEN_WINDOW_SECONDS} (10-minute windows)`);
+    else if (start % SERVEGEN_WINDOW_SECONDS !== 0)
+      why.push(`window_start_s ${start} is not a multiple of ${SERVEGEN_WINDOW_SECONDS} (10-minute windows)`);
     if (!isNumber(f[cols.rps]) || rps < 0) why.push(`rps "${f[cols.rps] ?? ""}" is not a rate >= 0`);
     const cvText = cols.cv >= 0 ? f[cols.cv] : undefined;
-    const patternText = cols.pattern >= 0 ? f[cols.pattern] ?? "" : "";
+    const patternText = cols.pattern >= 0 ? (f[cols.pattern] ?? "") : "";
     let cv = 1;
     if (rps > 0) {
       if (cvText === undefined || cvText === "") withoutCv++;
-      else if (!isNumber(cvText) || Number(cvText) <= 0) why.push(`cv "${cvText}" is not a coefficient of variation > 0`);
+      else if (!isNumber(cvText) || Number(cvText) <= 0)
+        why.push(`cv "${cvText}" is not a coefficient of variation > 0`);
       else cv = Number(cvText);
-      if (patternText !== "" && patternText !== "Gamma" && patternText !== "Weibull") why.push(`arrival_pattern "${patternText}" is not Gamma or Weibull`);
+      if (patternText !== "" && patternText !== "Gamma" && patternText !== "Weibull")
+        why.push(`arrival_pattern "${patternText}" is not Gamma or Weibull`);
     }
-    if (isNumber(f[cols.start]) && seen.has(start)) why.push(`window ${start} is listed twice (also on line ${seen.get(start)})`);
+    if (isNumber(f[cols.start]) && seen.has(start))
+      why.push(`window ${start} is listed twice (also on line ${seen.get(start)})`);
     if (why.length) {
       problems.push({ line: n + 1, message: why.join("; ") });
       continue;
@@ -262,16 +347,33 @@ export function readServegen(text: string, file: string, options: ReadOptions): 
     const scaled = rps * (options.rateScale ?? 1);
     drawn += Math.ceil(scaled * SERVEGEN_WINDOW_SECONDS);
     if (drawn > MAX_DRAWN_REQUESTS) {
-      problems.push({ line: n + 1, message: `rps ${scaled} brings the series to ${drawn} requests, more than the ${MAX_DRAWN_REQUESTS} a replay holds in memory. Lower --rate-scale, or split the series.` });
+      problems.push({
+        line: n + 1,
+        message: `rps ${scaled} brings the series to ${drawn} requests, more than the ${MAX_DRAWN_REQUESTS} a replay holds in memory. Lower --rate-scale, or split the series.`,
+      });
       drawn = -Infinity;
       continue;
     }
-    windows.push({ start, rps: scaled, cv, pattern: patternText === "Weibull" ? "Weibull" : "Gamma", shape: isNumber(shapeText) && Number(shapeText) > 0 ? Number(shapeText) : undefined });
+    windows.push({
+      start,
+      rps: scaled,
+      cv,
+      pattern: patternText === "Weibull" ? "Weibull" : "Gamma",
+      shape: isNumber(shapeText) && Number(shapeText) > 0 ? Number(shapeText) : undefined,
+    });
     windowLines.push(n + 1);
   }
-  problems.push(...spanProblems(windows.map((w) => w.start + SERVEGEN_WINDOW_SECONDS), windowLines, (i) => `window_start_s ${windows[i].start}`, 0));
+  problems.push(
+    ...spanProblems(
+      windows.map((w) => w.start + SERVEGEN_WINDOW_SECONDS),
+      windowLines,
+      (i) => `window_start_s ${windows[i].start}`,
+      0,
+    ),
+  );
   if (problems.length) throw new TraceError(file, problems);
-  if (windows.length === 0) throw new TraceError(file, [{ line: hasHeader ? 2 : 1, message: "no window has traffic (every rps is 0)" }]);
+  if (windows.length === 0)
+    throw new TraceError(file, [{ line: hasHeader ? 2 : 1, message: "no window has traffic (every rps is 0)" }]);
   windows.sort((a, b) => a.start - b.start);
 
   const rng = seeded(options.seed);

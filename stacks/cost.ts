@@ -17,14 +17,24 @@ export interface CostEstimate {
   /** USD/h with every GPU droplet on. */
   readonly hourlyGpuOnUsd: number;
   /** The seed design's own figures beside ours, where they differ. */
-  readonly seedComparison: readonly { readonly item: string; readonly seed: string; readonly ours: string; readonly why: string }[];
+  readonly seedComparison: readonly {
+    readonly item: string;
+    readonly seed: string;
+    readonly ours: string;
+    readonly why: string;
+  }[];
 }
 
 export interface CostInput {
   readonly cpuSize: CpuSize;
   readonly cpuCacheGiB: number;
   /** Absent in the cpu tier. */
-  readonly gpu?: { readonly size: GpuSize; readonly count: number; readonly hoursPerMonth: number; readonly on: boolean };
+  readonly gpu?: {
+    readonly size: GpuSize;
+    readonly count: number;
+    readonly hoursPerMonth: number;
+    readonly on: boolean;
+  };
   readonly modelCacheGiB: number;
   readonly modelCacheVolumes: number;
   /** The k8s tier: a pool of CPU nodes, the control plane, the load balancer and the state claims. @default - droplets only */
@@ -56,7 +66,14 @@ export function estimateCost(input: CostInput): CostEstimate {
   const k8s = input.kubernetes;
   if (k8s) {
     const controlPlane = k8s.haControlPlane ? k8s.haControlPlaneMonthlyUsd : 0;
-    lines.push({ item: "Kubernetes control plane", detail: k8s.haControlPlane ? "DOKS, high-availability control plane" : `DOKS control plane, free (high availability would be $${k8s.haControlPlaneMonthlyUsd}/month)`, monthlyUsd: controlPlane, hourlyUsd: controlPlane / HOURS_PER_MONTH });
+    lines.push({
+      item: "Kubernetes control plane",
+      detail: k8s.haControlPlane
+        ? "DOKS, high-availability control plane"
+        : `DOKS control plane, free (high availability would be $${k8s.haControlPlaneMonthlyUsd}/month)`,
+      monthlyUsd: controlPlane,
+      hourlyUsd: controlPlane / HOURS_PER_MONTH,
+    });
     lines.push({
       item: "CPU node",
       detail: `${k8s.cpuNodes} x ${input.cpuSize.slug} (${input.cpuSize.vcpu} vCPU, ${input.cpuSize.ramGiB} GiB) in the CPU pool, always on`,
@@ -64,13 +81,19 @@ export function estimateCost(input: CostInput): CostEstimate {
       hourlyUsd: k8s.cpuNodes * cpuHourly(input.cpuSize),
     });
     const lb = k8s.loadBalancerNodes * k8s.loadBalancerNodeMonthlyUsd;
-    lines.push({ item: "Load balancer", detail: `DigitalOcean load balancer, ${k8s.loadBalancerNodes} node at $${k8s.loadBalancerNodeMonthlyUsd}/month (ports 80 and 443)`, monthlyUsd: lb, hourlyUsd: lb / HOURS_PER_MONTH });
-  } else if (input.cpuSize.pricePerMonth > 0) lines.push({
-    item: "CPU node",
-    detail: `${input.cpuSize.slug} (${input.cpuSize.vcpu} vCPU, ${input.cpuSize.ramGiB} GiB), always on`,
-    monthlyUsd: input.cpuSize.pricePerMonth,
-    hourlyUsd: cpuHourly(input.cpuSize),
-  });
+    lines.push({
+      item: "Load balancer",
+      detail: `DigitalOcean load balancer, ${k8s.loadBalancerNodes} node at $${k8s.loadBalancerNodeMonthlyUsd}/month (ports 80 and 443)`,
+      monthlyUsd: lb,
+      hourlyUsd: lb / HOURS_PER_MONTH,
+    });
+  } else if (input.cpuSize.pricePerMonth > 0)
+    lines.push({
+      item: "CPU node",
+      detail: `${input.cpuSize.slug} (${input.cpuSize.vcpu} vCPU, ${input.cpuSize.ramGiB} GiB), always on`,
+      monthlyUsd: input.cpuSize.pricePerMonth,
+      hourlyUsd: cpuHourly(input.cpuSize),
+    });
   if (input.gpu && input.gpu.count > 0) {
     const { size, count, hoursPerMonth } = input.gpu;
     lines.push({
@@ -80,20 +103,22 @@ export function estimateCost(input: CostInput): CostEstimate {
       hourlyUsd: count * size.pricePerHour,
     });
   }
-  if (input.sandboxSize) lines.push({
-    item: "Sandbox node",
-    detail: `${input.sandboxSize.slug} (${input.sandboxSize.vcpu} vCPU, ${input.sandboxSize.ramGiB} GiB), always on, gVisor`,
-    monthlyUsd: input.sandboxSize.pricePerMonth,
-    hourlyUsd: cpuHourly(input.sandboxSize),
-  });
+  if (input.sandboxSize)
+    lines.push({
+      item: "Sandbox node",
+      detail: `${input.sandboxSize.slug} (${input.sandboxSize.vcpu} vCPU, ${input.sandboxSize.ramGiB} GiB), always on, gVisor`,
+      monthlyUsd: input.sandboxSize.pricePerMonth,
+      hourlyUsd: cpuHourly(input.sandboxSize),
+    });
   const stateGiB = k8s?.stateVolumeGiB ?? 0;
   const volumeGiB = input.modelCacheGiB * input.modelCacheVolumes + input.cpuCacheGiB + stateGiB;
-  if (volumeGiB > 0) lines.push({
-    item: "Block storage",
-    detail: `${input.modelCacheVolumes} x ${input.modelCacheGiB} GiB model cache + ${input.cpuCacheGiB} GiB CPU cache${stateGiB ? ` + ${stateGiB} GiB of state claims` : ""} at $${VOLUME_PRICE_PER_GIB_MONTH}/GiB-month (billed while detached)`,
-    monthlyUsd: round2(volumeGiB * VOLUME_PRICE_PER_GIB_MONTH),
-    hourlyUsd: (volumeGiB * VOLUME_PRICE_PER_GIB_MONTH) / HOURS_PER_MONTH,
-  });
+  if (volumeGiB > 0)
+    lines.push({
+      item: "Block storage",
+      detail: `${input.modelCacheVolumes} x ${input.modelCacheGiB} GiB model cache + ${input.cpuCacheGiB} GiB CPU cache${stateGiB ? ` + ${stateGiB} GiB of state claims` : ""} at $${VOLUME_PRICE_PER_GIB_MONTH}/GiB-month (billed while detached)`,
+      monthlyUsd: round2(volumeGiB * VOLUME_PRICE_PER_GIB_MONTH),
+      hourlyUsd: (volumeGiB * VOLUME_PRICE_PER_GIB_MONTH) / HOURS_PER_MONTH,
+    });
   if (input.gpuImageGB) {
     // DigitalOcean bills a snapshot by the data it holds, per GiB-month (shared/FACTS.md).
     const gib = gbToGiB(input.gpuImageGB);
@@ -110,10 +135,20 @@ export function estimateCost(input: CostInput): CostEstimate {
 
   const seedComparison = [];
   if (input.cpuSize.slug === "c-4") {
-    seedComparison.push({ item: "c-4 per month", seed: `$${SEED_FIGURES.c4MonthlyUsd}`, ours: `$${input.cpuSize.pricePerMonth}`, why: "DigitalOcean lists c-4 (4 dedicated vCPU, 8 GiB) at $84/month; $24 matches no c-4 price." });
+    seedComparison.push({
+      item: "c-4 per month",
+      seed: `$${SEED_FIGURES.c4MonthlyUsd}`,
+      ours: `$${input.cpuSize.pricePerMonth}`,
+      why: "DigitalOcean lists c-4 (4 dedicated vCPU, 8 GiB) at $84/month; $24 matches no c-4 price.",
+    });
   }
   if (input.gpu && input.gpu.size.slug === "gpu-h100x1-80gb") {
-    seedComparison.push({ item: "H100 per hour", seed: `$${SEED_FIGURES.h100HourlyUsd}`, ours: `$${input.gpu.size.pricePerHour}`, why: "DigitalOcean's pricing page (2025-04 to 2026-05) lists $3.39/h for one H100." });
+    seedComparison.push({
+      item: "H100 per hour",
+      seed: `$${SEED_FIGURES.h100HourlyUsd}`,
+      ours: `$${input.gpu.size.pricePerHour}`,
+      why: "DigitalOcean's pricing page (2025-04 to 2026-05) lists $3.39/h for one H100.",
+    });
   }
   return {
     lines,

@@ -1,4 +1,10 @@
-import { EMBEDDER_RUNTIME_GIB, EMBEDDING_MODELS, EMBEDDINGS_ROUTER_RAM_GIB, findEmbeddingModel, SERVED_INPUT_TOKENS } from "./catalogue/embeddings";
+import {
+  EMBEDDER_RUNTIME_GIB,
+  EMBEDDING_MODELS,
+  EMBEDDINGS_ROUTER_RAM_GIB,
+  findEmbeddingModel,
+  SERVED_INPUT_TOKENS,
+} from "./catalogue/embeddings";
 import { gbToGiB } from "./catalogue/storage";
 import { llamaCppRamGiB } from "./fit";
 import { CPU_NODE_NAME, type EmbeddingsPlan, type Workload } from "./hub-config";
@@ -11,7 +17,14 @@ export function resolveEmbeddings(id: string, problems: Problem[]): EmbeddingsPl
   const model = findEmbeddingModel(id);
   if (!model) {
     const ids = EMBEDDING_MODELS.map((m) => m.id);
-    problems.push(problem("embeddingModel", id, "is not an embedding model in the catalogue.", `${didYouMean(id, ids)} Embedding models: ${ids.join(", ")}; or none to serve no /v1/embeddings.`.trim()));
+    problems.push(
+      problem(
+        "embeddingModel",
+        id,
+        "is not an embedding model in the catalogue.",
+        `${didYouMean(id, ids)} Embedding models: ${ids.join(", ")}; or none to serve no /v1/embeddings.`.trim(),
+      ),
+    );
     return undefined;
   }
   const inputTokens = Math.min(SERVED_INPUT_TOKENS, model.maxContext);
@@ -24,10 +37,17 @@ export function resolveEmbeddings(id: string, problems: Problem[]): EmbeddingsPl
 export function embeddingsWorkloads(plan: EmbeddingsPlan | undefined): Workload[] {
   if (!plan) return [];
   return [
-    { role: "embeddings", node: CPU_NODE_NAME, program: "embeddings", model: plan.model.id, ramGiB: EMBEDDINGS_ROUTER_RAM_GIB },
+    {
+      role: "embeddings",
+      node: CPU_NODE_NAME,
+      program: "embeddings",
+      model: plan.model.id,
+      ramGiB: EMBEDDINGS_ROUTER_RAM_GIB,
+    },
     { role: "embedder", node: CPU_NODE_NAME, program: "llama.cpp", model: plan.hfArg, ramGiB: plan.ramGiB },
   ];
 }
 
 /** The GGUF on the CPU node's cache volume, GiB. */
-export const embeddingsFilesGiB = (plan: EmbeddingsPlan | undefined): number => (plan ? gbToGiB(plan.model.gguf.sizeGB) : 0);
+export const embeddingsFilesGiB = (plan: EmbeddingsPlan | undefined): number =>
+  plan ? gbToGiB(plan.model.gguf.sizeGB) : 0;

@@ -19,7 +19,10 @@ export interface StackEnvironment {
 const isMap = (v: unknown): v is ReadonlyMap<unknown, unknown> => v instanceof Map;
 
 /** The `environment:` block as read by yaml's toJS({ mapAsMap: true }); undefined when absent. */
-export function readEnvironmentBlock(value: unknown, origin: string): { environment?: StackEnvironment; problem?: Problem } {
+export function readEnvironmentBlock(
+  value: unknown,
+  origin: string,
+): { environment?: StackEnvironment; problem?: Problem } {
   if (value === undefined || value === null) return {};
   const shape = "Write it as a list of environment names (environment: [my-project/dev]) or a mapping with imports:.";
   const names = (list: unknown): string[] | undefined => {
@@ -27,24 +30,41 @@ export function readEnvironmentBlock(value: unknown, origin: string): { environm
     const out: string[] = [];
     for (const item of list) {
       if (typeof item === "string" && item.trim()) out.push(item.trim());
-      else if (isMap(item) && item.size === 1 && typeof [...item.keys()][0] === "string") out.push(String([...item.keys()][0]));
+      else if (isMap(item) && item.size === 1 && typeof [...item.keys()][0] === "string")
+        out.push(String([...item.keys()][0]));
       else return undefined;
     }
     return out;
   };
   if (Array.isArray(value)) {
     const imports = names(value);
-    if (!imports) return { problem: problem("environment", origin, "holds an item that is not an environment name.", shape) };
+    if (!imports)
+      return { problem: problem("environment", origin, "holds an item that is not an environment name.", shape) };
     return imports.length ? { environment: { imports, inlineValues: false } } : {};
   }
   if (isMap(value)) {
     const imports = value.has("imports") ? names(value.get("imports")) : [];
-    if (!imports) return { problem: problem("environment", origin, "has an imports: entry that is not a list of environment names.", shape) };
+    if (!imports)
+      return {
+        problem: problem(
+          "environment",
+          origin,
+          "has an imports: entry that is not a list of environment names.",
+          shape,
+        ),
+      };
     const values = value.get("values");
     const inlineValues = isMap(values) && values.size > 0;
     return imports.length || inlineValues ? { environment: { imports, inlineValues } } : {};
   }
-  return { problem: problem("environment", origin, "is neither a list of environment names nor an environment definition.", shape) };
+  return {
+    problem: problem(
+      "environment",
+      origin,
+      "is neither a list of environment names nor an environment definition.",
+      shape,
+    ),
+  };
 }
 
 /** One pulumiConfig entry an environment gives, as `esc env open --format detailed` reports it. */
@@ -68,7 +88,11 @@ export function settingsLeftToEnvironments(config: Readonly<Record<string, strin
  * marks secret stays unread, as a `secure:` value does offline: the stand-in, and its key
  * among the secret keys. Values are never put in a message.
  */
-export function mergeEnvironmentConfig(config: Readonly<Record<string, string>>, secretKeys: readonly string[], values: readonly EscConfigValue[]): { config: Record<string, string>; secretKeys: string[]; set: string[] } {
+export function mergeEnvironmentConfig(
+  config: Readonly<Record<string, string>>,
+  secretKeys: readonly string[],
+  values: readonly EscConfigValue[],
+): { config: Record<string, string>; secretKeys: string[]; set: string[] } {
   const fromEnvironments = new Map<string, EscConfigValue>();
   for (const v of values) fromEnvironments.set(escEngineKey(v.key), v);
   const merged: Record<string, string> = { ...config };
@@ -80,7 +104,13 @@ export function mergeEnvironmentConfig(config: Readonly<Record<string, string>>,
     if (v.secret) {
       merged[key] = OFFLINE_SECRET_STAND_IN;
       secret.push(key);
-    } else merged[key] = typeof v.value === "string" ? v.value : v.value === null || v.value === undefined ? "" : JSON.stringify(v.value);
+    } else
+      merged[key] =
+        typeof v.value === "string"
+          ? v.value
+          : v.value === null || v.value === undefined
+            ? ""
+            : JSON.stringify(v.value);
   }
   return { config: merged, secretKeys: secret, set };
 }
@@ -90,7 +120,11 @@ export function mergeEnvironmentConfig(config: Readonly<Record<string, string>>,
  * `environment` and every setting the file leaves open (a message is capped at 1,000 characters;
  * 68 setting names are longer), so the plan document lists each setting it could not see.
  */
-export function unseenEnvironmentsWarning(environment: StackEnvironment, why: string, unseen: readonly string[]): Warning {
+export function unseenEnvironmentsWarning(
+  environment: StackEnvironment,
+  why: string,
+  unseen: readonly string[],
+): Warning {
   const names = environment.imports.length ? environment.imports.join(", ") : "(an inline definition)";
   const inline = environment.inlineValues ? " and the inline values: under environment:" : "";
   return {

@@ -1,5 +1,11 @@
 import { GpuSize, HOURS_PER_MONTH } from "./catalogue/droplets";
-import { LORA_MODEL_SHAPES, LORA_PROJECTIONS, LORA_UNSUPPORTED_MODELS, LoraModelShape, VLLM_LORA_RANKS } from "./catalogue/lora";
+import {
+  LORA_MODEL_SHAPES,
+  LORA_PROJECTIONS,
+  LORA_UNSUPPORTED_MODELS,
+  LoraModelShape,
+  VLLM_LORA_RANKS,
+} from "./catalogue/lora";
 import type { GqaAttention, ModelEntry } from "./catalogue/models";
 import { gbToGiB, VOLUME_PRICE_PER_GIB_MONTH } from "./catalogue/storage";
 import { FLOPS_PER_TOKEN_PER_PARAM, JOB_OVERHEAD, TRAINING_GPUS, TRAINING_MFU } from "./catalogue/training";
@@ -57,7 +63,15 @@ export function loraParameters(shape: LoraModelShape, attention: GqaAttention, r
   return rank * perLayer * attention.layers;
 }
 
-export function trainingMemory(model: ModelEntry, shape: LoraModelShape, attention: GqaAttention, method: FinetuneMethod, rank: number, sequenceLen: number, microBatch: number): TrainingMemory {
+export function trainingMemory(
+  model: ModelEntry,
+  shape: LoraModelShape,
+  attention: GqaAttention,
+  method: FinetuneMethod,
+  rank: number,
+  sequenceLen: number,
+  microBatch: number,
+): TrainingMemory {
   const weightsGB = method === "qlora" ? model.paramsB * BNB_4BIT_BYTES_PER_PARAM : model.weightsGB;
   const adapterStateGB = (loraParameters(shape, attention, rank) * 14) / 1e9;
   const tokens = sequenceLen * microBatch;
@@ -103,29 +117,98 @@ const usd = (n: number) => `$${n.toFixed(2)}`;
 const minutes = (s: number) => `${Math.round(s / 60)} min`;
 
 /** The job's plan, or every reason it is refused. */
-export function planFinetune(r: FinetuneRequest): { ok: true; plan: FinetunePlan } | { ok: false; problems: Problem[] } {
+export function planFinetune(
+  r: FinetuneRequest,
+): { ok: true; plan: FinetunePlan } | { ok: false; problems: Problem[] } {
   const problems: Problem[] = [];
   const { model, gpu } = r;
   const unsupported = LORA_UNSUPPORTED_MODELS[model.id];
-  if (unsupported) problems.push(problem("llmModel", model.id, `cannot be fine-tuned here: ${unsupported}.`, "Fine-tune a Qwen2.5-Coder or CodeLlama model."));
+  if (unsupported)
+    problems.push(
+      problem(
+        "llmModel",
+        model.id,
+        `cannot be fine-tuned here: ${unsupported}.`,
+        "Fine-tune a Qwen2.5-Coder or CodeLlama model.",
+      ),
+    );
   const shape = Object.hasOwn(LORA_MODEL_SHAPES, model.id) ? LORA_MODEL_SHAPES[model.id] : undefined;
-  if (!unsupported && (!shape || model.attention.kind !== "gqa")) problems.push(problem("llmModel", model.id, "has no LoRA shape in the catalogue (stacks/catalogue/lora.ts).", "Fine-tune a Qwen2.5-Coder or CodeLlama model."));
-  if (gpu.vendor !== "nvidia") problems.push(problem("--gpu-size", gpu.slug, `is an ${gpu.vendor.toUpperCase()} GPU; axolotl's images are CUDA builds.`, "Use an NVIDIA size such as gpu-h100x1-80gb or gpu-l40sx1-48gb."));
-  if (gpu.gpuCount > 1) problems.push(problem("--gpu-size", gpu.slug, `has ${gpu.gpuCount} GPUs; the job trains on one.`, "Use a single-GPU size such as gpu-h100x1-80gb or gpu-h200x1-141gb."));
-  if (!Number.isInteger(r.rank) || r.rank < 1 || r.rank > VLLM_LORA_RANKS[VLLM_LORA_RANKS.length - 1]) problems.push(problem("--rank", r.rank, `must be a whole number from 1 to ${VLLM_LORA_RANKS[VLLM_LORA_RANKS.length - 1]}: vLLM 0.24 serves ranks up to that.`, "Use 8, 16, 32 or 64."));
-  if (r.sequenceLen > model.maxContext) problems.push(problem("--sequence-len", r.sequenceLen, `exceeds ${model.displayName}'s context of ${model.maxContext} tokens.`, `Use ${model.maxContext} or less.`));
-  if (r.datasetTokens <= 0) problems.push(problem("--dataset", r.datasetTokens, "has no tokens to train on.", "Give a dataset with at least one example."));
-  if (problems.length > 0 || !shape || model.attention.kind !== "gqa") return { ok: false, problems: problems.length ? problems : [problem("llmModel", model.id, "cannot be fine-tuned here.", "Use a Qwen2.5-Coder or CodeLlama model.")] };
+  if (!unsupported && (!shape || model.attention.kind !== "gqa"))
+    problems.push(
+      problem(
+        "llmModel",
+        model.id,
+        "has no LoRA shape in the catalogue (stacks/catalogue/lora.ts).",
+        "Fine-tune a Qwen2.5-Coder or CodeLlama model.",
+      ),
+    );
+  if (gpu.vendor !== "nvidia")
+    problems.push(
+      problem(
+        "--gpu-size",
+        gpu.slug,
+        `is an ${gpu.vendor.toUpperCase()} GPU; axolotl's images are CUDA builds.`,
+        "Use an NVIDIA size such as gpu-h100x1-80gb or gpu-l40sx1-48gb.",
+      ),
+    );
+  if (gpu.gpuCount > 1)
+    problems.push(
+      problem(
+        "--gpu-size",
+        gpu.slug,
+        `has ${gpu.gpuCount} GPUs; the job trains on one.`,
+        "Use a single-GPU size such as gpu-h100x1-80gb or gpu-h200x1-141gb.",
+      ),
+    );
+  if (!Number.isInteger(r.rank) || r.rank < 1 || r.rank > VLLM_LORA_RANKS[VLLM_LORA_RANKS.length - 1])
+    problems.push(
+      problem(
+        "--rank",
+        r.rank,
+        `must be a whole number from 1 to ${VLLM_LORA_RANKS[VLLM_LORA_RANKS.length - 1]}: vLLM 0.24 serves ranks up to that.`,
+        "Use 8, 16, 32 or 64.",
+      ),
+    );
+  if (r.sequenceLen > model.maxContext)
+    problems.push(
+      problem(
+        "--sequence-len",
+        r.sequenceLen,
+        `exceeds ${model.displayName}'s context of ${model.maxContext} tokens.`,
+        `Use ${model.maxContext} or less.`,
+      ),
+    );
+  if (r.datasetTokens <= 0)
+    problems.push(
+      problem("--dataset", r.datasetTokens, "has no tokens to train on.", "Give a dataset with at least one example."),
+    );
+  if (problems.length > 0 || !shape || model.attention.kind !== "gqa")
+    return {
+      ok: false,
+      problems: problems.length
+        ? problems
+        : [problem("llmModel", model.id, "cannot be fine-tuned here.", "Use a Qwen2.5-Coder or CodeLlama model.")],
+    };
   const attention = model.attention;
 
   const room = gpu.gpuMemoryGBPerGpu * TRAINING_HEADROOM;
-  const memoryOf = (m: FinetuneMethod) => trainingMemory(model, shape, attention, m, r.rank, r.sequenceLen, r.microBatch);
+  const memoryOf = (m: FinetuneMethod) =>
+    trainingMemory(model, shape, attention, m, r.rank, r.sequenceLen, r.microBatch);
   const method: FinetuneMethod = r.method ?? (memoryOf("lora").totalGB <= room ? "lora" : "qlora");
   const memory = memoryOf(method);
   if (memory.totalGB > room) {
     const other: FinetuneMethod = method === "lora" ? "qlora" : "lora";
     const otherFits = memoryOf(other).totalGB <= room && other === "qlora";
-    problems.push(problem(["--method", "--gpu-size"], `${method} on ${gpu.slug}`, `${model.displayName} needs about ${memory.totalGB.toFixed(1)} GB to train with ${method} (weights ${memory.weightsGB.toFixed(1)} + adapter and optimizer ${memory.adapterStateGB.toFixed(1)} + activations ${memory.activationsGB.toFixed(1)} + logits ${memory.logitsGB.toFixed(1)} + overhead ${memory.overheadGB}); ${gpu.slug} has ${gpu.gpuMemoryGBPerGpu} GB, of which the plan uses ${Math.round(TRAINING_HEADROOM * 100)}%.`, otherFits ? "Use --method qlora (4-bit base weights)." : "Use a bigger GPU (--gpu-size gpu-h100x1-80gb or gpu-h200x1-141gb), a shorter --sequence-len, or a smaller model."));
+    problems.push(
+      problem(
+        ["--method", "--gpu-size"],
+        `${method} on ${gpu.slug}`,
+        `${model.displayName} needs about ${memory.totalGB.toFixed(1)} GB to train with ${method} (weights ${memory.weightsGB.toFixed(1)} + adapter and optimizer ${memory.adapterStateGB.toFixed(1)} + activations ${memory.activationsGB.toFixed(1)} + logits ${memory.logitsGB.toFixed(1)} + overhead ${memory.overheadGB}); ${gpu.slug} has ${gpu.gpuMemoryGBPerGpu} GB, of which the plan uses ${Math.round(TRAINING_HEADROOM * 100)}%.`,
+        otherFits
+          ? "Use --method qlora (4-bit base weights)."
+          : "Use a bigger GPU (--gpu-size gpu-h100x1-80gb or gpu-h200x1-141gb), a shorter --sequence-len, or a smaller model.",
+      ),
+    );
     return { ok: false, problems };
   }
 
@@ -133,7 +216,8 @@ export function planFinetune(r: FinetuneRequest): { ok: true; plan: FinetunePlan
   const trainedTokens = r.datasetTokens * r.epochs;
   const trainSeconds = trainedTokens / tps;
   const downloadSeconds = (model.weightsGB * 1000) / JOB_DOWNLOAD_MB_PER_S;
-  const overheadSeconds = JOB_OVERHEAD.dropletSeconds.value + JOB_OVERHEAD.imageSeconds.value + JOB_OVERHEAD.prepareSeconds.value;
+  const overheadSeconds =
+    JOB_OVERHEAD.dropletSeconds.value + JOB_OVERHEAD.imageSeconds.value + JOB_OVERHEAD.prepareSeconds.value;
   const totalSeconds = trainSeconds + downloadSeconds + overheadSeconds;
   const gpuUsd = (totalSeconds / 3600) * gpu.pricePerHour;
   const volumeGiB = Math.ceil(gbToGiB(model.weightsGB) + 30);
@@ -149,10 +233,34 @@ export function planFinetune(r: FinetuneRequest): { ok: true; plan: FinetunePlan
     `cost: ${(totalSeconds / 3600).toFixed(2)} h x $${gpu.pricePerHour}/h (${gpu.slug}) = ${usd(gpuUsd)} + job volume ${volumeGiB} GiB ${usd(volumeUsd)} = ${usd(totalUsd)}`,
   ];
   if (r.projectedMonthUsd + totalUsd > r.budgetUsd) {
-    problems.push(problem("budgetUsd", r.budgetUsd, `the stack's projected month is ${usd(r.projectedMonthUsd)}; with this job's ${usd(totalUsd)} it would be ${usd(r.projectedMonthUsd + totalUsd)}, above the budget of ${usd(r.budgetUsd)}.`, `Raise budgetUsd to ${Math.ceil(r.projectedMonthUsd + totalUsd)}, train fewer epochs or on less data, or use a cheaper --gpu-size.`));
+    problems.push(
+      problem(
+        "budgetUsd",
+        r.budgetUsd,
+        `the stack's projected month is ${usd(r.projectedMonthUsd)}; with this job's ${usd(totalUsd)} it would be ${usd(r.projectedMonthUsd + totalUsd)}, above the budget of ${usd(r.budgetUsd)}.`,
+        `Raise budgetUsd to ${Math.ceil(r.projectedMonthUsd + totalUsd)}, train fewer epochs or on less data, or use a cheaper --gpu-size.`,
+      ),
+    );
     return { ok: false, problems };
   }
-  return { ok: true, plan: { method, memory, tokensPerSecond: tps, trainedTokens, trainSeconds, downloadSeconds, overheadSeconds, totalSeconds, volumeGiB, gpuUsd, volumeUsd, totalUsd, lines } };
+  return {
+    ok: true,
+    plan: {
+      method,
+      memory,
+      tokensPerSecond: tps,
+      trainedTokens,
+      trainSeconds,
+      downloadSeconds,
+      overheadSeconds,
+      totalSeconds,
+      volumeGiB,
+      gpuUsd,
+      volumeUsd,
+      totalUsd,
+      lines,
+    },
+  };
 }
 
 /** The projections axolotl targets: every linear layer vLLM gives a LoRA slot. */

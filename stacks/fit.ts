@@ -16,7 +16,11 @@ export const VLLM_VISION_OVERHEAD_GB = 1.5;
 export const MAX_COMBINED_GPU_SHARE = 0.95;
 
 /** KV-cache bytes one token occupies on one GPU of a tensor-parallel group. */
-export function kvBytesPerTokenPerGpu(attention: Attention, tensorParallel: number, elementBytes = KV_BYTES_BF16): number {
+export function kvBytesPerTokenPerGpu(
+  attention: Attention,
+  tensorParallel: number,
+  elementBytes = KV_BYTES_BF16,
+): number {
   if (attention.kind === "mla") {
     // The latent (kv_lora_rank + rope dims) is not split by heads, so every TP rank holds all of it.
     return attention.layers * (attention.kvLoraRank + attention.qkRopeHeadDim) * elementBytes;
@@ -86,13 +90,23 @@ export function fitOnGpu(input: GpuFitInput): GpuFit {
 
 /** Longest context whose KV cache fits beside the weights; 0 when the weights alone do not fit. */
 export function maxContextThatFits(input: GpuFitInput): number {
-  const room = input.gpuMemoryGBPerGpu * input.share - input.weightsGB / input.tensorParallel - VLLM_OVERHEAD_GB - (input.vision ? VLLM_VISION_OVERHEAD_GB : 0) - (input.loraGB ?? 0);
+  const room =
+    input.gpuMemoryGBPerGpu * input.share -
+    input.weightsGB / input.tensorParallel -
+    VLLM_OVERHEAD_GB -
+    (input.vision ? VLLM_VISION_OVERHEAD_GB : 0) -
+    (input.loraGB ?? 0);
   if (room <= 0) return 0;
   return Math.floor((room * 1e9) / kvBytesPerTokenPerGpu(input.attention, input.tensorParallel));
 }
 
 /** llama.cpp keeps an f16 KV cache by default. */
-export function llamaCppRamGiB(ggufGB: number, attention: Attention, context: number, runtimeGiB: number): { weightsGiB: number; kvGiB: number; totalGiB: number } {
+export function llamaCppRamGiB(
+  ggufGB: number,
+  attention: Attention,
+  context: number,
+  runtimeGiB: number,
+): { weightsGiB: number; kvGiB: number; totalGiB: number } {
   const weightsGiB = gbToGiB(ggufGB);
   const kvGiB = (kvBytesPerTokenPerGpu(attention, 1) * context) / 2 ** 30;
   return { weightsGiB, kvGiB, totalGiB: weightsGiB + kvGiB + runtimeGiB };

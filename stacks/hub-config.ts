@@ -21,10 +21,44 @@ export const COMPILE_CACHE_GIB = 10;
 export const CPU_MODEL_FILES_GIB = 6;
 
 /** Collection and alerting (services/monitoring.ts). */
-export type MonitoringProgram = "prometheus" | "alertmanager" | "node-exporter" | "dcgm-exporter" | "amd-device-metrics-exporter";
+export type MonitoringProgram =
+  | "prometheus"
+  | "alertmanager"
+  | "node-exporter"
+  | "dcgm-exporter"
+  | "amd-device-metrics-exporter";
 export type MonitoringRole = "prometheus" | "alertmanager" | "node-exporter" | "gpu-exporter";
-export type Program = "traefik" | "nginx" | "gatekeeper" | "autoscaler" | "sandbox-front" | "gvisor" | "vllm" | "llama.cpp" | "speaches" | "coqui-tts" | "docling-serve" | MonitoringProgram | "grafana" | "embeddings";
-export type ServiceRole = "gateway" | "gatekeeper" | "autoscaler" | "sandbox-front" | "sandbox" | "coder" | "coder-fallback" | "ocr" | "ocr-fallback" | "stt" | "tts" | MonitoringRole | "grafana" | "embeddings" | "embedder";
+export type Program =
+  | "traefik"
+  | "nginx"
+  | "gatekeeper"
+  | "autoscaler"
+  | "sandbox-front"
+  | "gvisor"
+  | "vllm"
+  | "llama.cpp"
+  | "speaches"
+  | "coqui-tts"
+  | "docling-serve"
+  | MonitoringProgram
+  | "grafana"
+  | "embeddings";
+export type ServiceRole =
+  | "gateway"
+  | "gatekeeper"
+  | "autoscaler"
+  | "sandbox-front"
+  | "sandbox"
+  | "coder"
+  | "coder-fallback"
+  | "ocr"
+  | "ocr-fallback"
+  | "stt"
+  | "tts"
+  | MonitoringRole
+  | "grafana"
+  | "embeddings"
+  | "embedder";
 
 /** One service instance on one node. */
 export interface Workload {

@@ -3,7 +3,17 @@ import { z } from "zod";
 import { readEnvironmentBlock, type StackEnvironment } from "./esc";
 import { NOT_SHOWN, problem, Problem, Problems, Warning } from "./problems";
 import { isDeclared } from "./project-config";
-import { isSecretSettingName, isSettingName, PROJECT, PulumiConfigType, SECRET_SETTINGS, SETTING_NAMES, SETTINGS, SettingName, StackOverrides } from "./settings";
+import {
+  isSecretSettingName,
+  isSettingName,
+  PROJECT,
+  PulumiConfigType,
+  SECRET_SETTINGS,
+  SETTING_NAMES,
+  SETTINGS,
+  SettingName,
+  StackOverrides,
+} from "./settings";
 
 /**
  * Reading a stack file the way `pulumi up` does. From the Pulumi CLI's source (pulumi/pulumi
@@ -55,7 +65,9 @@ const KNOWN_NAMESPACES = new Set([PROJECT, "pulumi", "digitalocean", "docker", "
 
 /** Plain setting values → engine config, the way the Pulumi CLI passes them (scalars as text, the rest as JSON). */
 export function engineConfig(settings: Readonly<Record<string, unknown>>): Record<string, string> {
-  return Object.fromEntries(Object.entries(settings).map(([k, v]) => [`${PROJECT}:${k}`, typeof v === "string" ? v : JSON.stringify(v)]));
+  return Object.fromEntries(
+    Object.entries(settings).map(([k, v]) => [`${PROJECT}:${k}`, typeof v === "string" ? v : JSON.stringify(v)]),
+  );
 }
 
 /** A stack-file key as the CLI reads it (loaders.go, then key.go `ParseKey`), or undefined where it refuses it. */
@@ -72,7 +84,10 @@ function engineKey(fullKey: string): { namespace: string; name: string } {
   const idx = fullKey.indexOf(":");
   if (idx < 0) return { namespace: PROJECT, name: fullKey };
   const rest = fullKey.slice(idx + 1);
-  return { namespace: fullKey.slice(0, idx), name: idx > 0 && rest.startsWith("config:") ? rest.slice("config:".length) : rest };
+  return {
+    namespace: fullKey.slice(0, idx),
+    name: idx > 0 && rest.startsWith("config:") ? rest.slice("config:".length) : rest,
+  };
 }
 
 /** YAML as yaml.v3 would hand it to Pulumi, with mappings as Maps so `__proto__` stays a plain key. */
@@ -82,7 +97,8 @@ const isYamlMap = (v: unknown): v is ReadonlyMap<unknown, Yaml> => v instanceof 
 
 /** object.go `isSecureValue`. */
 const isSecure = (v: Yaml): boolean => isYamlMap(v) && v.size === 1 && typeof v.get("secure") === "string";
-const containsSecure = (v: Yaml): boolean => isSecure(v) || (Array.isArray(v) ? v.some(containsSecure) : isYamlMap(v) && [...v.values()].some(containsSecure));
+const containsSecure = (v: Yaml): boolean =>
+  isSecure(v) || (Array.isArray(v) ? v.some(containsSecure) : isYamlMap(v) && [...v.values()].some(containsSecure));
 
 /** The first mapping key that is not a string, found depth-first. */
 function nonStringKey(v: Yaml): unknown {
@@ -146,23 +162,34 @@ function declaredTypeProblem(type: PulumiConfigType, v: Yaml): { why: string; fi
     if (Array.isArray(v) && v.every((item) => typeof item === "string")) return undefined;
     return Array.isArray(v)
       ? { why: "is a list with an item that is not a string", fix: "Quote every item." }
-      : { why: typeof v === "string" ? "is a string, not a YAML list (a list written as JSON text is still a string)" : "is not a list", fix: "Write it as a YAML list of strings, e.g. [\"a\", \"b\"], or with pulumi config set --path 'key[0]' a." };
+      : {
+          why:
+            typeof v === "string"
+              ? "is a string, not a YAML list (a list written as JSON text is still a string)"
+              : "is not a list",
+          fix: 'Write it as a YAML list of strings, e.g. ["a", "b"], or with pulumi config set --path \'key[0]\' a.',
+        };
   }
   if (structured) return { why: `is a ${Array.isArray(v) ? "list" : "mapping"}`, fix: `Write a single ${type} value.` };
   const text = engineText(v);
   if (type === "integer") {
     // Go's strconv.Atoi: optional sign, decimal digits, within int64.
-    if (/^[+-]?\d+$/.test(text) && BigInt(text) <= INT64_MAX && BigInt(text) >= -INT64_MAX - BigInt(1)) return undefined;
+    if (/^[+-]?\d+$/.test(text) && BigInt(text) <= INT64_MAX && BigInt(text) >= -INT64_MAX - BigInt(1))
+      return undefined;
     return { why: "is not a whole number", fix: "Write a whole number, e.g. 2." };
   }
-  if (type === "boolean") return text === "true" || text === "false" ? undefined : { why: "is not true or false", fix: "Write true or false." };
+  if (type === "boolean")
+    return text === "true" || text === "false"
+      ? undefined
+      : { why: "is not true or false", fix: "Write true or false." };
   return undefined;
 }
 
 /** Scalars and lists of scalars as they are; a mapping (perhaps a mangled `secure:` one) only by its shape. */
 function shownValue(v: Yaml): unknown {
   if (isYamlMap(v)) return "(a mapping)";
-  if (Array.isArray(v)) return v.some((item) => isYamlMap(item) || Array.isArray(item)) ? "(a list of lists or mappings)" : plain(v);
+  if (Array.isArray(v))
+    return v.some((item) => isYamlMap(item) || Array.isArray(item)) ? "(a list of lists or mappings)" : plain(v);
   return v;
 }
 
@@ -172,38 +199,75 @@ const typeName = (type: PulumiConfigType) => (type === "array" ? "array<string>"
 /** A stack file Pulumi cannot read at all: one problem, nothing else to check. */
 const unreadable = (p: Problem): { ok: false; problems: Problems } => ({ ok: false, problems: [p] });
 
-export function readStackFile(text: string, origin: string): { ok: true; file: StackFile } | { ok: false; problems: Problems } {
+export function readStackFile(
+  text: string,
+  origin: string,
+): { ok: true; file: StackFile } | { ok: false; problems: Problems } {
   // loaders.go readFileStripUTF8BOM; yaml.v3 applies `<<` merge keys.
   let doc: ReturnType<typeof parseDocument>;
   try {
     doc = parseDocument(text.replace(/^\uFEFF/, ""), { merge: true, uniqueKeys: true, prettyErrors: false });
   } catch (err) {
-    return unreadable(problem("(file)", origin, `cannot be parsed: ${(err as Error).message.split("\n")[0]}`, "Fix the YAML syntax."));
+    return unreadable(
+      problem("(file)", origin, `cannot be parsed: ${(err as Error).message.split("\n")[0]}`, "Fix the YAML syntax."),
+    );
   }
   if (doc.errors.length) {
-    return unreadable(problem("(file)", origin, `is not valid YAML: ${doc.errors[0].message.split("\n")[0]}`, "Fix the YAML syntax."));
+    return unreadable(
+      problem("(file)", origin, `is not valid YAML: ${doc.errors[0].message.split("\n")[0]}`, "Fix the YAML syntax."),
+    );
   }
   let root: Yaml;
   try {
     root = doc.toJS({ mapAsMap: true, maxAliasCount: 100 }) as Yaml;
   } catch (err) {
-    return unreadable(problem("(file)", origin, `cannot be read: ${(err as Error).message.split("\n")[0]}`, "Fix the YAML (aliases, anchors)."));
+    return unreadable(
+      problem(
+        "(file)",
+        origin,
+        `cannot be read: ${(err as Error).message.split("\n")[0]}`,
+        "Fix the YAML (aliases, anchors).",
+      ),
+    );
   }
   const shape = shapeProblem(root);
   if (shape) return unreadable(problem("(file)", origin, shape, "Fix the YAML (aliases, anchors, nesting)."));
-  if (root === null || root === undefined) return { ok: true, file: { config: {}, secretKeys: [], problems: [], warnings: [] } };
+  if (root === null || root === undefined)
+    return { ok: true, file: { config: {}, secretKeys: [], problems: [], warnings: [] } };
   if (!isYamlMap(root)) {
-    return unreadable(problem("(file)", origin, "is not a Pulumi stack file (expected a mapping with a `config:` key).", "See Pulumi.hybrid.yaml for the shape."));
+    return unreadable(
+      problem(
+        "(file)",
+        origin,
+        "is not a Pulumi stack file (expected a mapping with a `config:` key).",
+        "See Pulumi.hybrid.yaml for the shape.",
+      ),
+    );
   }
   const configSection = root.get("config") ?? null;
   if (configSection !== null && !isYamlMap(configSection)) {
-    return unreadable(problem("config", Array.isArray(configSection) ? "(a list)" : configSection, "must be a mapping of `inference-hub:<key>: value`.", "See Pulumi.hybrid.yaml for the shape."));
+    return unreadable(
+      problem(
+        "config",
+        Array.isArray(configSection) ? "(a list)" : configSection,
+        "must be a mapping of `inference-hub:<key>: value`.",
+        "See Pulumi.hybrid.yaml for the shape.",
+      ),
+    );
   }
   const problems: Problem[] = [];
   const warnings: Warning[] = [];
   for (const [k, v] of root) {
     const bad = typeof k !== "string" ? k : k === "config" ? undefined : nonStringKey(v);
-    if (bad !== undefined) problems.push(problem("(file)", origin, `has a mapping key ${JSON.stringify(bad)} that is not a string; Pulumi refuses the stack file ("expected only string keys").`, "Quote the key."));
+    if (bad !== undefined)
+      problems.push(
+        problem(
+          "(file)",
+          origin,
+          `has a mapping key ${JSON.stringify(bad)} that is not a string; Pulumi refuses the stack file ("expected only string keys").`,
+          "Quote the key.",
+        ),
+      );
   }
 
   const config = new Map<string, string>();
@@ -211,12 +275,26 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
   const seen = new Map<string, { raw: string; json: string }>();
   for (const [rawKey, value] of configSection ?? new Map<unknown, Yaml>()) {
     if (typeof rawKey !== "string") {
-      problems.push(problem(String(rawKey), undefined, "is a config key that is not a string; Pulumi refuses the stack file (\"expected only string keys\").", `Write it as ${PROJECT}:<setting>.`));
+      problems.push(
+        problem(
+          String(rawKey),
+          undefined,
+          'is a config key that is not a string; Pulumi refuses the stack file ("expected only string keys").',
+          `Write it as ${PROJECT}:<setting>.`,
+        ),
+      );
       continue;
     }
     const parsed = parseStackKey(rawKey);
     if (!parsed) {
-      problems.push(problem(rawKey, undefined, "is not a config key Pulumi can read; it refuses the whole stack file (keys are `<namespace>:<name>`, or the older `<namespace>:config:<name>`).", `Write it as ${PROJECT}:<setting>.`));
+      problems.push(
+        problem(
+          rawKey,
+          undefined,
+          "is not a config key Pulumi can read; it refuses the whole stack file (keys are `<namespace>:<name>`, or the older `<namespace>:config:<name>`).",
+          `Write it as ${PROJECT}:<setting>.`,
+        ),
+      );
       continue;
     }
     const { namespace, name } = parsed;
@@ -225,33 +303,61 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
     const shownKey = isProject && name !== "" ? name : rawKey;
     const nested = nonStringKey(value);
     if (nested !== undefined) {
-      problems.push(problem(shownKey, undefined, `holds a mapping key ${JSON.stringify(nested)} that is not a string; Pulumi refuses the stack file ("expected only string keys").`, "Quote the key."));
+      problems.push(
+        problem(
+          shownKey,
+          undefined,
+          `holds a mapping key ${JSON.stringify(nested)} that is not a string; Pulumi refuses the stack file ("expected only string keys").`,
+          "Quote the key.",
+        ),
+      );
       continue;
     }
     const json = JSON.stringify(plain(value));
     const earlier = seen.get(fullKey);
     if (earlier) {
       if (earlier.json !== json) {
-        problems.push(problem(shownKey, undefined, `is set twice (as \`${earlier.raw}\` and \`${rawKey}\`) with different values; Pulumi would keep whichever its map iteration meets last.`, "Keep one of the two lines."));
+        problems.push(
+          problem(
+            shownKey,
+            undefined,
+            `is set twice (as \`${earlier.raw}\` and \`${rawKey}\`) with different values; Pulumi would keep whichever its map iteration meets last.`,
+            "Keep one of the two lines.",
+          ),
+        );
       } else {
-        warnings.push({ keys: [shownKey], message: `is set twice (as \`${earlier.raw}\` and \`${rawKey}\`), to the same value. Keep one line.` });
+        warnings.push({
+          keys: [shownKey],
+          message: `is set twice (as \`${earlier.raw}\` and \`${rawKey}\`), to the same value. Keep one line.`,
+        });
       }
       continue;
     }
     seen.set(fullKey, { raw: rawKey, json });
-    if (value === null) warnings.push({ keys: [shownKey], message: "has no value; Pulumi warns and passes it on as an empty value." });
+    if (value === null)
+      warnings.push({ keys: [shownKey], message: "has no value; Pulumi warns and passes it on as an empty value." });
 
     if (!isProject) {
       if (!KNOWN_NAMESPACES.has(namespace)) {
         const meant = isSettingName(name) || isSecretSettingName(name) ? ` Did you mean ${PROJECT}:${name}?` : "";
-        warnings.push({ keys: [rawKey], message: `is in namespace "${namespace}", which neither this project nor its providers read, so pulumi up ignores it.${meant}` });
+        warnings.push({
+          keys: [rawKey],
+          message: `is in namespace "${namespace}", which neither this project nor its providers read, so pulumi up ignores it.${meant}`,
+        });
       }
       if (containsSecure(value)) secretKeys.push(fullKey);
       config.set(fullKey, containsSecure(value) ? OFFLINE_SECRET_STAND_IN : engineText(value));
       continue;
     }
     if (name === "") {
-      problems.push(problem(rawKey, undefined, `has no setting name after "${PROJECT}:".`, `Write ${PROJECT}:<setting>, e.g. ${PROJECT}:tier; settings are listed in README.md.`));
+      problems.push(
+        problem(
+          rawKey,
+          undefined,
+          `has no setting name after "${PROJECT}:".`,
+          `Write ${PROJECT}:<setting>, e.g. ${PROJECT}:tier; settings are listed in README.md.`,
+        ),
+      );
       continue;
     }
     if (isSecretSettingName(name)) {
@@ -259,7 +365,14 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
         secretKeys.push(fullKey);
         config.set(fullKey, OFFLINE_SECRET_STAND_IN);
       } else if (containsSecure(value)) {
-        problems.push(problem(name, NOT_SHOWN, "is a list or mapping; a secret setting is one encrypted string.", `Store it as one encrypted string: pulumi config set --secret ${name} <value>.`));
+        problems.push(
+          problem(
+            name,
+            NOT_SHOWN,
+            "is a list or mapping; a secret setting is one encrypted string.",
+            `Store it as one encrypted string: pulumi config set --secret ${name} <value>.`,
+          ),
+        );
       } else {
         // The value stays out of the message: it is a secret that was committed in the clear.
         problems.push(clearSecretProblem(name));
@@ -276,7 +389,14 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
       const type = SETTINGS[name].type;
       const wrong = declaredTypeProblem(type, value);
       if (wrong) {
-        problems.push(problem(name, shownValue(value), `${wrong.why}; Pulumi.yaml declares it ${typeName(type)}, so pulumi up refuses the stack before the program runs.`, wrong.fix));
+        problems.push(
+          problem(
+            name,
+            shownValue(value),
+            `${wrong.why}; Pulumi.yaml declares it ${typeName(type)}, so pulumi up refuses the stack before the program runs.`,
+            wrong.fix,
+          ),
+        );
         continue;
       }
     }
@@ -284,12 +404,26 @@ export function readStackFile(text: string, origin: string): { ok: true; file: S
   }
   const environment = readEnvironmentBlock(root.get("environment"), origin);
   if (environment.problem) problems.push(environment.problem);
-  return { ok: true, file: { config: Object.fromEntries(config), secretKeys, problems, warnings, ...(environment.environment ? { environment: environment.environment } : {}) } };
+  return {
+    ok: true,
+    file: {
+      config: Object.fromEntries(config),
+      secretKeys,
+      problems,
+      warnings,
+      ...(environment.environment ? { environment: environment.environment } : {}),
+    },
+  };
 }
 
 /** A secret setting whose value is not encrypted; the value is never repeated. */
 const clearSecretProblem = (name: string): Problem =>
-  problem(name, NOT_SHOWN, "is a secret setting stored in the clear in the stack file; pulumi up refuses it too.", `Remove it and store it encrypted: pulumi config set --secret ${name} <value>.`);
+  problem(
+    name,
+    NOT_SHOWN,
+    "is a secret setting stored in the clear in the stack file; pulumi up refuses it too.",
+    `Remove it and store it encrypted: pulumi config set --secret ${name} <value>.`,
+  );
 
 /**
  * What `pulumi up` hands the program in the clear among the secret settings: Pulumi.yaml cannot
@@ -301,7 +435,8 @@ export function secretsInTheClear(config: EngineConfig, secretKeys: readonly str
   const problems: Problem[] = [];
   for (const fullKey of Object.keys(config)) {
     const { namespace, name } = engineKey(fullKey);
-    if (namespace === PROJECT && isSecretSettingName(name) && !secret.has(`${namespace}:${name}`)) problems.push(clearSecretProblem(name));
+    if (namespace === PROJECT && isSecretSettingName(name) && !secret.has(`${namespace}:${name}`))
+      problems.push(clearSecretProblem(name));
   }
   return problems;
 }
@@ -352,7 +487,9 @@ function decodeValue(name: SettingName, text: string): { ok: true; value: unknow
       // strconv.Atoi's syntax, which the CLI applies to declared integers (project.go ValidateConfigValue).
       return /^[+-]?\d+$/.test(text) ? { ok: true, value: Number(text) } : { ok: false, why: "is not a whole number" };
     case "boolean":
-      return text === "true" || text === "false" ? { ok: true, value: text === "true" } : { ok: false, why: "is not true or false" };
+      return text === "true" || text === "false"
+        ? { ok: true, value: text === "true" }
+        : { ok: false, why: "is not true or false" };
     case "array":
       try {
         const parsed: unknown = JSON.parse(text);
@@ -365,7 +502,8 @@ function decodeValue(name: SettingName, text: string): { ok: true; value: unknow
   }
 }
 
-const zodWhy = (issues: readonly z.core.$ZodIssue[]): string => issues.map((i) => (i.path.length ? `item ${i.path.join(".")} ` : "") + i.message).join("; ");
+const zodWhy = (issues: readonly z.core.$ZodIssue[]): string =>
+  issues.map((i) => (i.path.length ? `item ${i.path.join(".")} ` : "") + i.message).join("; ");
 
 const SECRET_NAMES = Object.keys(SECRET_SETTINGS);
 const KNOWN_NAMES: readonly string[] = [...SETTING_NAMES, ...SECRET_NAMES];
@@ -374,7 +512,10 @@ const KNOWN_NAMES: readonly string[] = [...SETTING_NAMES, ...SECRET_NAMES];
  * Engine config → typed overrides of this project's keys. Other namespaces (digitalocean:token,
  * ...) belong to providers and are skipped. Every bad key is reported, not just the first.
  */
-export function decodeOverrides(config: EngineConfig, secretKeys: readonly string[] = []): { overrides: StackOverrides; problems: Problem[] } {
+export function decodeOverrides(
+  config: EngineConfig,
+  secretKeys: readonly string[] = [],
+): { overrides: StackOverrides; problems: Problem[] } {
   const problems: Problem[] = [];
   const overrides: Partial<Record<SettingName, unknown>> = {};
   const secret = new Set(secretKeys.map((k) => Object.values(engineKey(k)).join(":")));
@@ -382,7 +523,14 @@ export function decodeOverrides(config: EngineConfig, secretKeys: readonly strin
     const { namespace, name } = engineKey(fullKey);
     if (namespace !== PROJECT) continue;
     if (name === "") {
-      problems.push(problem(fullKey, undefined, `has no setting name after "${PROJECT}:".`, `Write ${PROJECT}:<setting>, e.g. ${PROJECT}:tier.`));
+      problems.push(
+        problem(
+          fullKey,
+          undefined,
+          `has no setting name after "${PROJECT}:".`,
+          `Write ${PROJECT}:<setting>, e.g. ${PROJECT}:tier.`,
+        ),
+      );
       continue;
     }
     // Secret settings are read by the program with config.getSecret, not decoded here.
@@ -390,11 +538,25 @@ export function decodeOverrides(config: EngineConfig, secretKeys: readonly strin
     if (!isSettingName(name)) {
       // An unknown key's value may be anything, a password included: never repeat it.
       const nearSecret = closest(name, SECRET_NAMES) !== undefined;
-      problems.push(problem(name, NOT_SHOWN, `is not a setting of this project${nearSecret ? " (its value is not shown: the name is close to a secret setting's)" : ""}.`, `${didYouMean(name, KNOWN_NAMES)} Settings are listed in README.md and Pulumi.yaml.`.trim()));
+      problems.push(
+        problem(
+          name,
+          NOT_SHOWN,
+          `is not a setting of this project${nearSecret ? " (its value is not shown: the name is close to a secret setting's)" : ""}.`,
+          `${didYouMean(name, KNOWN_NAMES)} Settings are listed in README.md and Pulumi.yaml.`.trim(),
+        ),
+      );
       continue;
     }
     if (secret.has(`${namespace}:${name}`)) {
-      problems.push(problem(name, NOT_SHOWN, "is stored encrypted, but it is not a secret setting: pulumi up would decrypt it, the offline plan cannot read it.", `Set it in the clear: pulumi config set ${name} <value>.`));
+      problems.push(
+        problem(
+          name,
+          NOT_SHOWN,
+          "is stored encrypted, but it is not a secret setting: pulumi up would decrypt it, the offline plan cannot read it.",
+          `Set it in the clear: pulumi config set ${name} <value>.`,
+        ),
+      );
       continue;
     }
     const decoded = decodeValue(name, text);

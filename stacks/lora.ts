@@ -18,7 +18,9 @@ const VOLUME_PATH = /^adapters\/[a-z0-9][a-z0-9._-]{0,63}$/;
 export const ADAPTERS_CONTAINER_DIR = "/adapters";
 export const ADAPTERS_VOLUME_DIR = "adapters";
 
-export type AdapterSource = { readonly kind: "hf"; readonly repo: string } | { readonly kind: "volume"; readonly path: string };
+export type AdapterSource =
+  | { readonly kind: "hf"; readonly repo: string }
+  | { readonly kind: "volume"; readonly path: string };
 
 export interface LoraAdapter {
   readonly name: string;
@@ -30,23 +32,47 @@ export interface LoraAdapter {
 
 export const servedAdapterName = (coderName: string, adapter: string): string => `${coderName}-${adapter}`;
 
-export function formatAdapterEntry(a: { readonly name: string; readonly source: AdapterSource; readonly rank: number }): string {
+export function formatAdapterEntry(a: {
+  readonly name: string;
+  readonly source: AdapterSource;
+  readonly rank: number;
+}): string {
   return `${a.name}=${a.source.kind === "hf" ? `hf:${a.source.repo}` : `volume:${a.source.path}`}@${a.rank}`;
 }
 
-const ENTRY_HELP = "write <name>=hf:<owner>/<repo>@<rank> or <name>=volume:adapters/<dir>@<rank>, e.g. myteam=volume:adapters/myteam@16";
+const ENTRY_HELP =
+  "write <name>=hf:<owner>/<repo>@<rank> or <name>=volume:adapters/<dir>@<rank>, e.g. myteam=volume:adapters/myteam@16";
 
 /** One `llmLoraAdapters` item, or why it cannot be one. */
-export function parseAdapterEntry(text: string, coderName: string): { ok: true; adapter: LoraAdapter } | { ok: false; why: string } {
+export function parseAdapterEntry(
+  text: string,
+  coderName: string,
+): { ok: true; adapter: LoraAdapter } | { ok: false; why: string } {
   const m = /^([^=]*)=(hf|volume):([^@]*)@(.*)$/.exec(text);
   if (!m) return { ok: false, why: `is not an adapter entry: ${ENTRY_HELP}` };
   const [, name, kind, where, rankText] = m;
-  if (!ADAPTER_NAME.test(name)) return { ok: false, why: `has the name ${JSON.stringify(name)}: a name is 1-40 lower-case letters, digits and inner hyphens (it becomes the model name ${coderName}-<name>)` };
-  if (kind === "hf" && !HF_REPO.test(where)) return { ok: false, why: `has the source hf:${where}, which is not a Hugging Face repo id (<owner>/<repo>)` };
-  if (kind === "volume" && !VOLUME_PATH.test(where)) return { ok: false, why: `has the source volume:${where}; a volume adapter lives in one directory under adapters/ (e.g. volume:adapters/${name})` };
-  if (!/^\d{1,4}$/.test(rankText) || Number(rankText) < 1) return { ok: false, why: `has the rank ${JSON.stringify(rankText)}; the rank is the adapter's r (adapter_config.json), a whole number such as 8, 16 or 64` };
+  if (!ADAPTER_NAME.test(name))
+    return {
+      ok: false,
+      why: `has the name ${JSON.stringify(name)}: a name is 1-40 lower-case letters, digits and inner hyphens (it becomes the model name ${coderName}-<name>)`,
+    };
+  if (kind === "hf" && !HF_REPO.test(where))
+    return { ok: false, why: `has the source hf:${where}, which is not a Hugging Face repo id (<owner>/<repo>)` };
+  if (kind === "volume" && !VOLUME_PATH.test(where))
+    return {
+      ok: false,
+      why: `has the source volume:${where}; a volume adapter lives in one directory under adapters/ (e.g. volume:adapters/${name})`,
+    };
+  if (!/^\d{1,4}$/.test(rankText) || Number(rankText) < 1)
+    return {
+      ok: false,
+      why: `has the rank ${JSON.stringify(rankText)}; the rank is the adapter's r (adapter_config.json), a whole number such as 8, 16 or 64`,
+    };
   const source: AdapterSource = kind === "hf" ? { kind: "hf", repo: where } : { kind: "volume", path: where };
-  return { ok: true, adapter: { name, servedName: servedAdapterName(coderName, name), source, rank: Number(rankText) } };
+  return {
+    ok: true,
+    adapter: { name, servedName: servedAdapterName(coderName, name), source, rank: Number(rankText) },
+  };
 }
 
 /** The smallest --max-lora-rank vLLM accepts that holds `rank`, or undefined above 512. */
@@ -67,7 +93,14 @@ export function vllmMaxLoraRank(rank: number): number | undefined {
  * 2 bytes = 256 KiB a layer, 16 MiB per rank per slot (FACTS.md "about 16 MiB"). Models whose
  * lm_head takes LoRA (Llama) add one (H + vocab/tp) row per rank.
  */
-export function loraSlotBytesPerGpu(shape: LoraModelShape, attention: GqaAttention, maxLoras: number, maxRank: number, tensorParallel: number, dtypeBytes = 2): number {
+export function loraSlotBytesPerGpu(
+  shape: LoraModelShape,
+  attention: GqaAttention,
+  maxLoras: number,
+  maxRank: number,
+  tensorParallel: number,
+  dtypeBytes = 2,
+): number {
   const H = shape.hiddenSize;
   const Q = attention.attentionHeads * attention.headDim;
   const K = attention.kvHeads * attention.headDim;
@@ -114,30 +147,76 @@ export function resolveLora(input: LoraInput): { plan?: LoraPlan; problems: Prob
       continue;
     }
     if (names.has(parsed.adapter.name)) {
-      problems.push(problem("llmLoraAdapters", entry, `names the adapter ${parsed.adapter.name} twice; clients could not tell them apart.`, "Give each adapter its own name."));
+      problems.push(
+        problem(
+          "llmLoraAdapters",
+          entry,
+          `names the adapter ${parsed.adapter.name} twice; clients could not tell them apart.`,
+          "Give each adapter its own name.",
+        ),
+      );
       continue;
     }
     names.add(parsed.adapter.name);
     const rank = parsed.adapter.rank;
-    if (vllmMaxLoraRank(rank) === undefined) problems.push(problem("llmLoraAdapters", entry, `has rank ${rank}; vLLM 0.24 serves ranks up to ${VLLM_LORA_RANKS[VLLM_LORA_RANKS.length - 1]} (--max-lora-rank is one of ${VLLM_LORA_RANKS.join(", ")}).`, "Train the adapter with a smaller r (8 to 64 is usual)."));
+    if (vllmMaxLoraRank(rank) === undefined)
+      problems.push(
+        problem(
+          "llmLoraAdapters",
+          entry,
+          `has rank ${rank}; vLLM 0.24 serves ranks up to ${VLLM_LORA_RANKS[VLLM_LORA_RANKS.length - 1]} (--max-lora-rank is one of ${VLLM_LORA_RANKS.join(", ")}).`,
+          "Train the adapter with a smaller r (8 to 64 is usual).",
+        ),
+      );
     else adapters.push(parsed.adapter);
   }
   const unsupported = LORA_UNSUPPORTED_MODELS[input.model.id];
-  if (unsupported) problems.push(problem(["llmLoraAdapters", "llmModel"], input.model.id, `${unsupported}.`, "Serve adapters with a Qwen2.5-Coder or CodeLlama model, or remove llmLoraAdapters."));
+  if (unsupported)
+    problems.push(
+      problem(
+        ["llmLoraAdapters", "llmModel"],
+        input.model.id,
+        `${unsupported}.`,
+        "Serve adapters with a Qwen2.5-Coder or CodeLlama model, or remove llmLoraAdapters.",
+      ),
+    );
   const shape = Object.hasOwn(LORA_MODEL_SHAPES, input.model.id) ? LORA_MODEL_SHAPES[input.model.id] : undefined;
-  if (!unsupported && (!shape || input.model.attention.kind !== "gqa")) problems.push(problem(["llmLoraAdapters", "llmModel"], input.model.id, "has no LoRA shape in the catalogue (stacks/catalogue/lora.ts), so the slots' memory cannot be counted.", "Use a Qwen2.5-Coder or CodeLlama model, or add the model's shape with its source."));
+  if (!unsupported && (!shape || input.model.attention.kind !== "gqa"))
+    problems.push(
+      problem(
+        ["llmLoraAdapters", "llmModel"],
+        input.model.id,
+        "has no LoRA shape in the catalogue (stacks/catalogue/lora.ts), so the slots' memory cannot be counted.",
+        "Use a Qwen2.5-Coder or CodeLlama model, or add the model's shape with its source.",
+      ),
+    );
   if (input.quantization === "8bit" && input.model.nativeDtype !== "fp8") {
-    warnings.push({ keys: ["llmLoraAdapters", "llmQuantization"], message: "LoRA on vLLM's online FP8 has no dedicated upstream test (AWQ, GPTQ and bitsandbytes do; nothing in vLLM 0.24 blocks it): try the adapter with `npm run smoke` before relying on it." });
+    warnings.push({
+      keys: ["llmLoraAdapters", "llmQuantization"],
+      message:
+        "LoRA on vLLM's online FP8 has no dedicated upstream test (AWQ, GPTQ and bitsandbytes do; nothing in vLLM 0.24 blocks it): try the adapter with `npm run smoke` before relying on it.",
+    });
   }
   if (input.quantization === "4bit" && input.model.awq && input.gpu.vendor === "amd") {
-    warnings.push({ keys: ["llmLoraAdapters", "llmQuantization", "gpuSize"], message: "vLLM's LoRA tests skip AWQ on ROCm ('AWQ quantization is currently not supported in ROCm', tests/lora/test_quant_model.py): the adapter may not load on this AMD GPU; 8bit or none is the tested path." });
+    warnings.push({
+      keys: ["llmLoraAdapters", "llmQuantization", "gpuSize"],
+      message:
+        "vLLM's LoRA tests skip AWQ on ROCm ('AWQ quantization is currently not supported in ROCm', tests/lora/test_quant_model.py): the adapter may not load on this AMD GPU; 8bit or none is the tested path.",
+    });
   }
   if (input.maxLoras > input.entries.length) {
-    warnings.push({ keys: ["llmMaxLoras"], message: `is ${input.maxLoras} but only ${input.entries.length} adapter(s) are listed; the plan reserves slots for ${input.entries.length}.` });
+    warnings.push({
+      keys: ["llmMaxLoras"],
+      message: `is ${input.maxLoras} but only ${input.entries.length} adapter(s) are listed; the plan reserves slots for ${input.entries.length}.`,
+    });
   }
   if (problems.length > 0 || !shape || input.model.attention.kind !== "gqa") return { problems, warnings };
   const maxLoras = Math.max(1, Math.min(input.maxLoras, adapters.length));
   const maxRank = vllmMaxLoraRank(Math.max(...adapters.map((a) => a.rank)))!;
   const slotGBPerGpu = loraSlotBytesPerGpu(shape, input.model.attention, maxLoras, maxRank, input.tensorParallel) / 1e9;
-  return { plan: { adapters, maxLoras, maxRank, maxCpuLoras: Math.max(maxLoras, adapters.length), slotGBPerGpu }, problems, warnings };
+  return {
+    plan: { adapters, maxLoras, maxRank, maxCpuLoras: Math.max(maxLoras, adapters.length), slotGBPerGpu },
+    problems,
+    warnings,
+  };
 }

@@ -64,7 +64,17 @@ const SHARED: Omit<ResolvedSettings, "tier" | "budgetUsd"> = {
 };
 
 /** A CPU-only tier serves the coder with llama.cpp and OCR with docling. */
-const NO_GPU = { gpuCount: 0, gpuEnabled: false, gpuHoursPerMonth: 0, gpuMinNodes: 0, gpuMaxNodes: 0, autoscaler: false, llmQuantization: "4bit", llmGpuMemoryPercent: 90, ocrEngine: "docling" } as const;
+const NO_GPU = {
+  gpuCount: 0,
+  gpuEnabled: false,
+  gpuHoursPerMonth: 0,
+  gpuMinNodes: 0,
+  gpuMaxNodes: 0,
+  autoscaler: false,
+  llmQuantization: "4bit",
+  llmGpuMemoryPercent: 90,
+  ocrEngine: "docling",
+} as const;
 
 /** Tier presets. Each one passes every plan-time check on its own (a test proves it). */
 export const PRESETS: Readonly<Record<Tier, ResolvedSettings>> = {

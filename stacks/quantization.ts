@@ -45,14 +45,29 @@ export function mapVllmQuantization(model: ModelEntry, quantization: Quantizatio
     format: model.nativeDtype === "fp8" ? "FP8 (native checkpoint)" : "BF16 (native checkpoint)",
   };
   if (model.cudaOnly && size.vendor !== "nvidia") {
-    return refuse(problem(["gpuSize"], size.slug, `${model.displayName} is served only with CUDA; ${size.slug} is an ${size.vendor.toUpperCase()} GPU.`, "Use an NVIDIA size (gpu-h100x1-80gb, gpu-l40sx1-48gb, ...) or set ocrEngine to docling."));
+    return refuse(
+      problem(
+        ["gpuSize"],
+        size.slug,
+        `${model.displayName} is served only with CUDA; ${size.slug} is an ${size.vendor.toUpperCase()} GPU.`,
+        "Use an NVIDIA size (gpu-h100x1-80gb, gpu-l40sx1-48gb, ...) or set ocrEngine to docling.",
+      ),
+    );
   }
   if (quantization === "none") return accept(native);
 
   if (quantization === "8bit") {
-    if (model.nativeDtype === "fp8") return accept({ ...native, format: "FP8 (native checkpoint; 8bit is already its format)" });
+    if (model.nativeDtype === "fp8")
+      return accept({ ...native, format: "FP8 (native checkpoint; 8bit is already its format)" });
     if (!size.fp8) {
-      return refuse(problem("llmQuantization", quantization, `8bit maps to vLLM's FP8, which needs FP8 tensor cores (compute capability >= 8.9); ${size.slug} (${size.gpuModel}) has none, and vLLM has no 8-bit bitsandbytes mode.`, `Use 4bit or none, or an FP8-capable size: ${fp8Sizes().join(", ")}.`));
+      return refuse(
+        problem(
+          "llmQuantization",
+          quantization,
+          `8bit maps to vLLM's FP8, which needs FP8 tensor cores (compute capability >= 8.9); ${size.slug} (${size.gpuModel}) has none, and vLLM has no 8-bit bitsandbytes mode.`,
+          `Use 4bit or none, or an FP8-capable size: ${fp8Sizes().join(", ")}.`,
+        ),
+      );
     }
     if (model.fp8 && size.vendor === "nvidia") {
       // Pre-quantized: half the bytes read from the volume on every wake, no BF16 copy in host RAM.
@@ -91,10 +106,24 @@ export function mapVllmQuantization(model: ModelEntry, quantization: Quantizatio
     });
   }
   if (model.nativeDtype === "fp8") {
-    return refuse(problem("llmQuantization", quantization, `${model.displayName} ships FP8 weights only and the catalogue has no 4-bit checkpoint of it; bitsandbytes cannot re-quantize an FP8 checkpoint.`, "Use none (its native FP8)."));
+    return refuse(
+      problem(
+        "llmQuantization",
+        quantization,
+        `${model.displayName} ships FP8 weights only and the catalogue has no 4-bit checkpoint of it; bitsandbytes cannot re-quantize an FP8 checkpoint.`,
+        "Use none (its native FP8).",
+      ),
+    );
   }
   if (size.vendor !== "nvidia") {
-    return refuse(problem("llmQuantization", quantization, `${model.displayName} has no AWQ checkpoint in the catalogue, and bitsandbytes in-flight 4-bit is not supported on ${size.vendor.toUpperCase()} GPUs.`, "Use 8bit or none, or a model with an AWQ checkpoint (qwen2.5-coder-7b/14b/32b, codellama-13b/34b)."));
+    return refuse(
+      problem(
+        "llmQuantization",
+        quantization,
+        `${model.displayName} has no AWQ checkpoint in the catalogue, and bitsandbytes in-flight 4-bit is not supported on ${size.vendor.toUpperCase()} GPUs.`,
+        "Use 8bit or none, or a model with an AWQ checkpoint (qwen2.5-coder-7b/14b/32b, codellama-13b/34b).",
+      ),
+    );
   }
   const bnbGB = model.paramsB * BNB_4BIT_BYTES_PER_PARAM;
   return accept({
@@ -131,9 +160,17 @@ export function weightsLoader(weights: VllmWeights, size: GpuSize): WeightsLoade
   const ramGB = size.ramGiB * 1.073741824;
   const needGB = weights.diskGB + weights.loadRamGB;
   if (needGB <= PREFETCH_MAX_RAM_SHARE * ramGB) {
-    return { strategy: "prefetch", flags: ["--safetensors-load-strategy", "prefetch"], why: `${weights.diskGB} GB checkpoint read into the page cache with parallel reads (${size.ramGiB} GiB RAM)` };
+    return {
+      strategy: "prefetch",
+      flags: ["--safetensors-load-strategy", "prefetch"],
+      why: `${weights.diskGB} GB checkpoint read into the page cache with parallel reads (${size.ramGiB} GiB RAM)`,
+    };
   }
-  return { strategy: "default", flags: [], why: `${needGB.toFixed(1)} GB would take more than half of ${size.slug}'s ${size.ramGiB} GiB RAM: mmap reads` };
+  return {
+    strategy: "default",
+    flags: [],
+    why: `${needGB.toFixed(1)} GB would take more than half of ${size.slug}'s ${size.ramGiB} GiB RAM: mmap reads`,
+  };
 }
 
 /** llama.cpp on the CPU node reads GGUF builds: 4bit → Q4_K_M, 8bit → Q8_0. */
@@ -147,10 +184,24 @@ export interface GgufWeights {
 
 export function mapGgufQuantization(model: ModelEntry, quantization: Quantization, key: string): Mapped<GgufWeights> {
   if (!model.gguf) {
-    return refuse(problem(key, model.id, `${model.displayName} has no GGUF build in the catalogue, so llama.cpp cannot serve it on a CPU node.`, "Choose a model with a GGUF build: qwen2.5-coder-1.5b, -3b, -7b, -14b, codellama-13b."));
+    return refuse(
+      problem(
+        key,
+        model.id,
+        `${model.displayName} has no GGUF build in the catalogue, so llama.cpp cannot serve it on a CPU node.`,
+        "Choose a model with a GGUF build: qwen2.5-coder-1.5b, -3b, -7b, -14b, codellama-13b.",
+      ),
+    );
   }
   if (quantization === "none") {
-    return refuse(problem("llmQuantization", quantization, "On a CPU node the coder runs llama.cpp from a GGUF build; full precision would need 2 bytes a parameter of RAM and run several times slower.", "Use 4bit (Q4_K_M) or 8bit (Q8_0)."));
+    return refuse(
+      problem(
+        "llmQuantization",
+        quantization,
+        "On a CPU node the coder runs llama.cpp from a GGUF build; full precision would need 2 bytes a parameter of RAM and run several times slower.",
+        "Use 4bit (Q4_K_M) or 8bit (Q8_0).",
+      ),
+    );
   }
   const quantTag = quantization === "4bit" ? "Q4_K_M" : "Q8_0";
   return accept({

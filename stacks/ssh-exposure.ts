@@ -24,7 +24,9 @@ export function isWholeInternet(cidr: string): boolean {
 
 export function sshExposure(adminCidrs: readonly string[]): SshExposure {
   if (adminCidrs.length === 0) return { kind: "deployer" };
-  return adminCidrs.some(isWholeInternet) ? { kind: "anywhere", cidrs: [...adminCidrs] } : { kind: "cidrs", cidrs: [...adminCidrs] };
+  return adminCidrs.some(isWholeInternet)
+    ? { kind: "anywhere", cidrs: [...adminCidrs] }
+    : { kind: "cidrs", cidrs: [...adminCidrs] };
 }
 
 /** One sentence for the plan: which SSH exposure the deploy will create. */

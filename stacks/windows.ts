@@ -51,7 +51,16 @@ function formatter(timeZone: string): Intl.DateTimeFormat | undefined {
   let f = formatters.get(timeZone);
   if (!f) {
     try {
-      f = new Intl.DateTimeFormat("en-US", { timeZone, hourCycle: "h23", weekday: "short", year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric" });
+      f = new Intl.DateTimeFormat("en-US", {
+        timeZone,
+        hourCycle: "h23",
+        weekday: "short",
+        year: "numeric",
+        month: "numeric",
+        day: "numeric",
+        hour: "numeric",
+        minute: "numeric",
+      });
     } catch {
       return undefined;
     }
@@ -63,9 +72,19 @@ function formatter(timeZone: string): Intl.DateTimeFormat | undefined {
 export function parseWindows(texts: readonly string[]): { windows: GpuWindow[]; problems: Problem[] } {
   const windows: GpuWindow[] = [];
   const problems: Problem[] = [];
-  const example = "Write windows like \"mon-fri 08:00-18:00 Europe/Berlin\" (days, local start-end, IANA time zone).";
+  const example = 'Write windows like "mon-fri 08:00-18:00 Europe/Berlin" (days, local start-end, IANA time zone).';
   if (texts.length > MAX_WINDOWS) {
-    return { windows, problems: [problem("gpuWindows", `${texts.length} windows`, `holds ${texts.length} windows; at most ${MAX_WINDOWS} are read.`, "Merge windows that share days, e.g. \"mon-fri 08:00-18:00 UTC\".")] };
+    return {
+      windows,
+      problems: [
+        problem(
+          "gpuWindows",
+          `${texts.length} windows`,
+          `holds ${texts.length} windows; at most ${MAX_WINDOWS} are read.`,
+          'Merge windows that share days, e.g. "mon-fri 08:00-18:00 UTC".',
+        ),
+      ],
+    };
   }
   for (const text of texts) {
     const parts = text.trim().split(/\s+/);
@@ -81,7 +100,10 @@ export function parseWindows(texts: readonly string[]): { windows: GpuWindow[]; 
     const why: string[] = [];
     if (!days) why.push("the days are not like mon-fri or sat,sun");
     if (start === undefined || end === undefined) why.push("the times are not HH:MM-HH:MM");
-    else if (end <= start) why.push(`the window ends (${endText}) before it starts (${startText}); split a window that crosses midnight in two`);
+    else if (end <= start)
+      why.push(
+        `the window ends (${endText}) before it starts (${startText}); split a window that crosses midnight in two`,
+      );
     if (!formatter(timeZone)) why.push("the time zone is not an IANA time zone such as Europe/Berlin or UTC");
     if (why.length || !days || start === undefined || end === undefined) {
       problems.push(problem("gpuWindows", text, `${why.join("; ")}.`, example));
@@ -105,7 +127,8 @@ const YEAR_END = Date.UTC(YEAR + 1, 0, 1);
 /** The wall clock of `instant` in a zone, read back as if it were UTC: their difference is the zone's offset. */
 function wallClockAsUtc(f: Intl.DateTimeFormat, instant: number): number {
   const parts: Record<string, number> = {};
-  for (const p of f.formatToParts(instant)) if (p.type !== "literal" && p.type !== "weekday") parts[p.type] = Number(p.value);
+  for (const p of f.formatToParts(instant))
+    if (p.type !== "literal" && p.type !== "weekday") parts[p.type] = Number(p.value);
   return Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute);
 }
 
@@ -154,7 +177,8 @@ export function hoursPerMonth(windows: readonly GpuWindow[]): number {
       if (!w.days.has(new Date(date).getUTCDay())) continue;
       // Away from a DST change the noon offset holds all day; around one, ask the zone itself.
       const steady = offsets[i] === offsets[Math.max(0, i - 1)] && offsets[i] === offsets[Math.min(DATES - 1, i + 1)];
-      const at = (minutes: number) => (steady ? date + minutes * MINUTE_MS - offsets[i] : localToInstant(f, date, minutes));
+      const at = (minutes: number) =>
+        steady ? date + minutes * MINUTE_MS - offsets[i] : localToInstant(f, date, minutes);
       const start = Math.max(YEAR_START, at(w.start));
       const end = Math.min(YEAR_END, at(w.end));
       if (end > start) intervals.push([start, end]);
@@ -177,9 +201,18 @@ export function hoursPerMonth(windows: readonly GpuWindow[]): number {
 
 /** Weekday (0 = Sunday) and minutes after midnight of `instant` in `timeZone`. */
 function localTime(instant: Date, timeZone: string): { day: number; minutes: number } {
-  const parts = new Intl.DateTimeFormat("en-US", { timeZone, weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).formatToParts(instant);
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    weekday: "short",
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+  }).formatToParts(instant);
   const get = (type: string) => parts.find((p) => p.type === type)?.value ?? "";
-  return { day: DAYS.indexOf(get("weekday").toLowerCase().slice(0, 3)), minutes: Number(get("hour")) * 60 + Number(get("minute")) };
+  return {
+    day: DAYS.indexOf(get("weekday").toLowerCase().slice(0, 3)),
+    minutes: Number(get("hour")) * 60 + Number(get("minute")),
+  };
 }
 
 export function isInsideWindows(windows: readonly GpuWindow[], instant: Date): boolean {

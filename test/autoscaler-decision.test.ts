@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { decide, initialState, insideWindowsAt, SCALE_DOWN_DELAY_SECONDS, SCALE_UP_WINDOW_SECONDS } from "../programs/autoscaler/decision";
+import {
+  decide,
+  initialState,
+  insideWindowsAt,
+  SCALE_DOWN_DELAY_SECONDS,
+  SCALE_UP_WINDOW_SECONDS,
+} from "../programs/autoscaler/decision";
 import { emptyLearned, gapEndsWithin, LEARNING_DEFAULTS, observe } from "../programs/autoscaler/learning";
 import type { AutoscalerState, PolicyConfig, TickInput } from "../programs/autoscaler/types";
 import { isInsideWindows, parseWindows } from "../stacks/windows";
@@ -12,11 +18,24 @@ const TICK = 15_000;
 
 function input(over: Partial<TickInput> & { ready?: number; starting?: number }): TickInput {
   const { ready = 0, starting = 0, ...rest } = over;
-  return { nowMs: T0, nodes: { ready, starting, draining: 0 }, coderRequests: 0, replicas: Array.from({ length: ready }, () => ({ running: 0, waiting: 0 })), monthToDateUsd: 0, ...rest };
+  return {
+    nowMs: T0,
+    nodes: { ready, starting, draining: 0 },
+    coderRequests: 0,
+    replicas: Array.from({ length: ready }, () => ({ running: 0, waiting: 0 })),
+    monthToDateUsd: 0,
+    ...rest,
+  };
 }
 
 /** Runs ticks from `fromMs` for `seconds`, feeding each tick's input; returns the last decision. */
-function run(config: PolicyConfig, state: AutoscalerState, fromMs: number, seconds: number, tick: (nowMs: number) => TickInput) {
+function run(
+  config: PolicyConfig,
+  state: AutoscalerState,
+  fromMs: number,
+  seconds: number,
+  tick: (nowMs: number) => TickInput,
+) {
   let s = state;
   let last = decide(config, tick(fromMs), s);
   s = last.state;
@@ -67,7 +86,8 @@ describe("autoscaler decision: the cases of issue 13", () => {
 
   it("sustained load above the target adds one node after 60 s, not before", () => {
     // 9 of 10 sequences in flight: 90% > 80%.
-    const busy = (nowMs: number) => input({ nowMs, ready: 1, coderRequests: 5, replicas: [{ running: 8, waiting: 1 }] });
+    const busy = (nowMs: number) =>
+      input({ nowMs, ready: 1, coderRequests: 5, replicas: [{ running: 8, waiting: 1 }] });
     const early = run(CONFIG, initialState(1), T0, SCALE_UP_WINDOW_SECONDS - 15, busy);
     expect(early.wantedNodes).toBe(1);
     const later = run(CONFIG, early.state, T0 + SCALE_UP_WINDOW_SECONDS * 1000, 0, busy);
@@ -77,35 +97,68 @@ describe("autoscaler decision: the cases of issue 13", () => {
   });
 
   it("never above gpuMaxNodes, and never another node while one is still starting", () => {
-    const full = (nowMs: number) => input({ nowMs, ready: 2, coderRequests: 5, replicas: [{ running: 10, waiting: 5 }, { running: 10, waiting: 5 }] });
+    const full = (nowMs: number) =>
+      input({
+        nowMs,
+        ready: 2,
+        coderRequests: 5,
+        replicas: [
+          { running: 10, waiting: 5 },
+          { running: 10, waiting: 5 },
+        ],
+      });
     expect(run(CONFIG, initialState(2), T0, 600, full).wantedNodes).toBe(2);
-    const starting = (nowMs: number) => input({ nowMs, ready: 1, starting: 1, coderRequests: 5, replicas: [{ running: 10, waiting: 5 }] });
+    const starting = (nowMs: number) =>
+      input({ nowMs, ready: 1, starting: 1, coderRequests: 5, replicas: [{ running: 10, waiting: 5 }] });
     expect(run({ ...CONFIG, maxNodes: 3 }, initialState(2), T0, 600, starting).wantedNodes).toBe(2);
   });
 
   it("load below the target removes one node after the delay, not before", () => {
     // 2 replicas, 3 in flight of 20: one replica would carry it at 30% < 80%.
-    const light = (nowMs: number) => input({ nowMs, ready: 2, coderRequests: 2, replicas: [{ running: 2, waiting: 0 }, { running: 1, waiting: 0 }] });
+    const light = (nowMs: number) =>
+      input({
+        nowMs,
+        ready: 2,
+        coderRequests: 2,
+        replicas: [
+          { running: 2, waiting: 0 },
+          { running: 1, waiting: 0 },
+        ],
+      });
     const early = run(CONFIG, initialState(2), T0, SCALE_DOWN_DELAY_SECONDS - 15, light);
     expect(early.wantedNodes).toBe(2);
     const later = run(CONFIG, early.state, T0 + SCALE_DOWN_DELAY_SECONDS * 1000, 0, light);
     expect(later.wantedNodes).toBe(1);
     expect(later.reason).toBe("scale-down");
     // With traffic flowing, the last node stays.
-    const single = (nowMs: number) => input({ nowMs, ready: 1, coderRequests: 1, replicas: [{ running: 0, waiting: 0 }] });
+    const single = (nowMs: number) =>
+      input({ nowMs, ready: 1, coderRequests: 1, replicas: [{ running: 0, waiting: 0 }] });
     expect(run(CONFIG, initialState(1), T0, 3600, single).wantedNodes).toBe(1);
   });
 
   it("load between the bands holds: no flapping between 1 and 2 nodes", () => {
     // 2 replicas, 10 of 20 in flight: 50%, but one replica would be at 100% > 80%.
-    const mid = (nowMs: number) => input({ nowMs, ready: 2, coderRequests: 3, replicas: [{ running: 5, waiting: 0 }, { running: 5, waiting: 0 }] });
+    const mid = (nowMs: number) =>
+      input({
+        nowMs,
+        ready: 2,
+        coderRequests: 3,
+        replicas: [
+          { running: 5, waiting: 0 },
+          { running: 5, waiting: 0 },
+        ],
+      });
     const d = run(CONFIG, initialState(2), T0, 3600, mid);
     expect(d.wantedNodes).toBe(2);
     expect(d.reason).toBe("hold");
   });
 
   it("budget spent: down to the minimum, demand or not", () => {
-    const d = decide({ ...CONFIG, minNodes: 0 }, input({ ready: 1, coderRequests: 10, monthToDateUsd: 300 }), initialState(1));
+    const d = decide(
+      { ...CONFIG, minNodes: 0 },
+      input({ ready: 1, coderRequests: 10, monthToDateUsd: 300 }),
+      initialState(1),
+    );
     expect(d.wantedNodes).toBe(0);
     expect(d.reason).toBe("budget-spent");
     expect(d.message).toMatch(/\$300\.00 of \$300\.00/);
@@ -117,7 +170,8 @@ describe("autoscaler decision: the cases of issue 13", () => {
     expect(wake.wantedNodes).toBe(0);
     expect(wake.reason).toBe("budget-refuses-wake");
     // $295 spent: one node fits the next hour ($298.39), two do not ($301.78).
-    const busy = (nowMs: number) => input({ nowMs, ready: 1, coderRequests: 5, replicas: [{ running: 10, waiting: 2 }], monthToDateUsd: 295 });
+    const busy = (nowMs: number) =>
+      input({ nowMs, ready: 1, coderRequests: 5, replicas: [{ running: 10, waiting: 2 }], monthToDateUsd: 295 });
     const up = run(CONFIG, initialState(1), T0, 120, busy);
     expect(up.wantedNodes).toBe(1);
     expect(up.reason).toBe("budget-refuses-scale-up");
@@ -146,7 +200,16 @@ describe("autoscaler decision: the cases of issue 13", () => {
     // An hour of blind ticks never flaps: every one holds.
     let s = state;
     for (let t = 0; t < 240; t++) {
-      const d = decide(CONFIG, input({ ready: 1, nowMs: T0 + t * TICK, coderRequests: t % 2 ? undefined : 0, replicas: t % 2 ? [{ running: 0, waiting: 0 }] : undefined }), s);
+      const d = decide(
+        CONFIG,
+        input({
+          ready: 1,
+          nowMs: T0 + t * TICK,
+          coderRequests: t % 2 ? undefined : 0,
+          replicas: t % 2 ? [{ running: 0, waiting: 0 }] : undefined,
+        }),
+        s,
+      );
       expect(d.wantedNodes).toBe(1);
       s = d.state;
     }
@@ -160,12 +223,20 @@ describe("autoscaler decision: the cases of issue 13", () => {
     const outside = decide(config, input({ nowMs: Date.UTC(2026, 0, 5, 17, 0) }), initialState());
     expect(outside.wantedNodes).toBe(0);
     // Inside the window an idle node stays.
-    const served = decide(config, input({ ready: 1, coderRequests: 1, nowMs: Date.UTC(2026, 0, 5, 10, 0) }), initialState(1)).state;
+    const served = decide(
+      config,
+      input({ ready: 1, coderRequests: 1, nowMs: Date.UTC(2026, 0, 5, 10, 0) }),
+      initialState(1),
+    ).state;
     expect(decide(config, input({ ready: 1, nowMs: Date.UTC(2026, 0, 5, 11, 0) }), served).wantedNodes).toBe(1);
   });
 
   it("the fast window check agrees with stacks/windows.ts isInsideWindows, across DST changes and zones", () => {
-    const windows = parseWindows(["mon-fri 08:00-18:00 Europe/Berlin", "sat 10:30-12:15 America/St_Johns", "sun 00:00-01:00 Australia/Lord_Howe"]).windows;
+    const windows = parseWindows([
+      "mon-fri 08:00-18:00 Europe/Berlin",
+      "sat 10:30-12:15 America/St_Johns",
+      "sun 00:00-01:00 Australia/Lord_Howe",
+    ]).windows;
     // Every 29 minutes for 15 days around Europe's and North America's spring change, and Lord Howe's autumn one.
     for (const start of [Date.UTC(2026, 2, 20), Date.UTC(2026, 3, 1)]) {
       for (let t = start; t < start + 15 * 86400_000; t += 29 * 60_000) {
@@ -200,12 +271,28 @@ describe("autoscaler learning", () => {
     const log: { day: number; at: string; reason: string; wanted: number }[] = [];
     const start = Date.UTC(2026, 0, 5);
     for (let t = start; t < start + days * 86400_000; t += TICK) {
-      const sinceSeven = (t - start) % 86400_000 - 7 * 3600_000;
+      const sinceSeven = ((t - start) % 86400_000) - 7 * 3600_000;
       const requests = sinceSeven >= 0 && sinceSeven < 600_000 ? 1 : 0;
       const ready = nodes > 0 && t >= nodeReadyAt ? nodes : 0;
-      const d = decide(PREDICTIVE, { nowMs: t, nodes: { ready, starting: nodes - ready, draining: 0 }, coderRequests: requests, replicas: Array.from({ length: ready }, () => ({ running: 0, waiting: 0 })), monthToDateUsd: 0 }, state);
+      const d = decide(
+        PREDICTIVE,
+        {
+          nowMs: t,
+          nodes: { ready, starting: nodes - ready, draining: 0 },
+          coderRequests: requests,
+          replicas: Array.from({ length: ready }, () => ({ running: 0, waiting: 0 })),
+          monthToDateUsd: 0,
+        },
+        state,
+      );
       if (d.wantedNodes > nodes) nodeReadyAt = t + PREDICTIVE.coldStartSeconds * 1000;
-      if (d.wantedNodes !== nodes) log.push({ day: Math.floor((t - start) / 86400_000), at: new Date(t).toISOString().slice(11, 19), reason: d.reason, wanted: d.wantedNodes });
+      if (d.wantedNodes !== nodes)
+        log.push({
+          day: Math.floor((t - start) / 86400_000),
+          at: new Date(t).toISOString().slice(11, 19),
+          reason: d.reason,
+          wanted: d.wantedNodes,
+        });
       nodes = d.wantedNodes;
       state = d.state;
     }
@@ -239,7 +326,10 @@ describe("autoscaler learning", () => {
     expect(decide(PREDICTIVE, input({ ready: 1, nowMs: T0 + 585_000 }), served).wantedNodes).toBe(1);
     const ceiling = PREDICTIVE.idleSeconds * LEARNING_DEFAULTS.idleCeilingFactor;
     // Even a learned belief that traffic returns any moment stops at the ceiling.
-    const sure: AutoscalerState = { ...served, learned: { ...served.learned, gapsSeconds: Array(20).fill(ceiling + 60), burstRequests: 1000, keepHitRate: 1 } };
+    const sure: AutoscalerState = {
+      ...served,
+      learned: { ...served.learned, gapsSeconds: Array(20).fill(ceiling + 60), burstRequests: 1000, keepHitRate: 1 },
+    };
     expect(decide(PREDICTIVE, input({ ready: 1, nowMs: T0 + (ceiling - 15) * 1000 }), sure).wantedNodes).toBe(1);
     expect(decide(PREDICTIVE, input({ ready: 1, nowMs: T0 + ceiling * 1000 }), sure).wantedNodes).toBe(0);
   });
@@ -253,7 +343,9 @@ describe("autoscaler learning", () => {
     expect(d.wantedNodes).toBe(1);
     expect(d.numbers.trafficChance).toBeGreaterThan(0.4);
     // The same quiet spell with no such history: let go at gpuIdleMinutes, as the reactive rule.
-    expect(decide(PREDICTIVE, input({ ready: 1, nowMs: T0 + 660_000 }), { ...served, nodeSeconds: 1e6 }).wantedNodes).toBe(0);
+    expect(
+      decide(PREDICTIVE, input({ ready: 1, nowMs: T0 + 660_000 }), { ...served, nodeSeconds: 1e6 }).wantedNodes,
+    ).toBe(0);
   });
 
   it("stops predicting once its extra GPU time passes its share of recent GPU time", () => {

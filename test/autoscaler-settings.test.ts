@@ -6,7 +6,13 @@ import { runProgram, T } from "./helpers/mock-run";
 describe("autoscaling settings", () => {
   it("defaults: hybrid scales 0..1 after 10 idle minutes at 80% load; gpu keeps its floor of 1; cpu has nothing to scale", () => {
     const hybrid = mustLoad({ tier: "hybrid" }).settings;
-    expect([hybrid.gpuMinNodes, hybrid.gpuMaxNodes, hybrid.gpuIdleMinutes, hybrid.gpuTargetLoadPercent, hybrid.gpuPredictiveWake]).toEqual([0, 1, 10, 80, true]);
+    expect([
+      hybrid.gpuMinNodes,
+      hybrid.gpuMaxNodes,
+      hybrid.gpuIdleMinutes,
+      hybrid.gpuTargetLoadPercent,
+      hybrid.gpuPredictiveWake,
+    ]).toEqual([0, 1, 10, 80, true]);
     const gpu = mustLoad({ tier: "gpu" }).settings;
     expect([gpu.gpuMinNodes, gpu.gpuMaxNodes]).toEqual([1, 1]);
     const cpu = mustLoad({ tier: "cpu" }).settings;
@@ -14,7 +20,14 @@ describe("autoscaling settings", () => {
   });
 
   it("refuses every bad range at once, each naming its keys and a fix", () => {
-    const r = loadSettings({ tier: "hybrid", gpuMinNodes: 2, gpuMaxNodes: 11, gpuIdleMinutes: 0, gpuTargetLoadPercent: 150, budgetUsd: 100000 });
+    const r = loadSettings({
+      tier: "hybrid",
+      gpuMinNodes: 2,
+      gpuMaxNodes: 11,
+      gpuIdleMinutes: 0,
+      gpuTargetLoadPercent: 150,
+      budgetUsd: 100000,
+    });
     expect(r.ok).toBe(false);
     if (r.ok) return;
     const keys = r.problems.map((p) => p.keys.join(","));
@@ -24,7 +37,14 @@ describe("autoscaling settings", () => {
     expect(s.ok).toBe(false);
     if (s.ok) return;
     const messages = s.problems.map((p) => `${p.keys.join(",")}: ${p.message} ${p.fix}`);
-    expect(messages).toEqual(expect.arrayContaining([expect.stringMatching(/^gpuMinNodes,gpuMaxNodes: the floor is above the ceiling\. Set gpuMaxNodes to 2 or more/), expect.stringMatching(/^gpuMinNodes,tier: a floor of always-on GPU nodes is the gpu tier/)]));
+    expect(messages).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(
+          /^gpuMinNodes,gpuMaxNodes: the floor is above the ceiling\. Set gpuMaxNodes to 2 or more/,
+        ),
+        expect.stringMatching(/^gpuMinNodes,tier: a floor of always-on GPU nodes is the gpu tier/),
+      ]),
+    );
   });
 
   it("a ceiling of 3 nodes keeps 3 model-cache volumes, so scaling down never drops one from the program", async () => {
@@ -34,7 +54,11 @@ describe("autoscaling settings", () => {
     expect(hub.cost.lines.find((l) => l.item === "Block storage")?.monthlyUsd).toBe(32.5);
     const run = await runProgram({ tier: "hybrid", gpuMaxNodes: 3, budgetUsd: 1000 });
     const caches = run.byType(T.volume).filter((v) => String(v.inputs.name).includes("model-cache"));
-    expect(caches.map((v) => v.inputs.name).sort()).toEqual(["ih-hybrid-model-cache-0", "ih-hybrid-model-cache-1", "ih-hybrid-model-cache-2"]);
+    expect(caches.map((v) => v.inputs.name).sort()).toEqual([
+      "ih-hybrid-model-cache-0",
+      "ih-hybrid-model-cache-1",
+      "ih-hybrid-model-cache-2",
+    ]);
     for (const v of caches) expect(v.options.protect).toBe(true);
   });
 });
@@ -69,9 +93,22 @@ describe("serving model of the hybrid stack (catalogue figures, worked by hand)"
   });
 
   it("a measured stage replaces the modelled ones it covers; the pipeline stays unbilled", () => {
-    const measured = servingModel(hub, { image: "baked", measured: [{ covers: ["pipeline"], seconds: 95, how: "smoke" }, { covers: ["droplet create", "cloud-init"], seconds: 200, how: "smoke" }] });
+    const measured = servingModel(hub, {
+      image: "baked",
+      measured: [
+        { covers: ["pipeline"], seconds: 95, how: "smoke" },
+        { covers: ["droplet create", "cloud-init"], seconds: 200, how: "smoke" },
+      ],
+    });
     if (!measured.ok) throw new Error(measured.reason);
-    expect(measured.model.coldStart.stages.map((s) => s.name)).toEqual(["pipeline", "droplet create + cloud-init", "image pull", "weights from volume", "engine start", "first health check"]);
+    expect(measured.model.coldStart.stages.map((s) => s.name)).toEqual([
+      "pipeline",
+      "droplet create + cloud-init",
+      "image pull",
+      "weights from volume",
+      "engine start",
+      "first health check",
+    ]);
     // 95 + 200 + 0 + 84.33 + 60 + 10.
     expect(measured.model.coldStart.totalSeconds).toBeCloseTo(449.33, 1);
     expect(measured.model.coldStart.pipelineSeconds).toBe(95);

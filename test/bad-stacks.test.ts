@@ -5,7 +5,9 @@ import { formatProblem, MAX_KEY_CHARS, MAX_TEXT_CHARS, MAX_VALUE_CHARS, presenta
 import { loadText, ROOT } from "./helpers/load";
 
 const DIR = path.join(ROOT, "test/fixtures/bad-stacks");
-const cases = readdirSync(DIR).filter((f) => f.endsWith(".yaml")).sort();
+const cases = readdirSync(DIR)
+  .filter((f) => f.endsWith(".yaml"))
+  .sort();
 
 describe("bad stack files are refused with the offending key", () => {
   it("has a corpus of at least 15 kinds of mistake", () => {
@@ -15,7 +17,10 @@ describe("bad stack files are refused with the offending key", () => {
   for (const file of cases) {
     it(file, () => {
       const text = readFileSync(path.join(DIR, file), "utf8");
-      const expected = /^# expect: (.+)$/m.exec(text)?.[1].split(",").map((k) => k.trim());
+      const expected = /^# expect: (.+)$/m
+        .exec(text)?.[1]
+        .split(",")
+        .map((k) => k.trim());
       expect(expected, `${file} needs a '# expect: <key>' line`).toBeDefined();
       const result = loadText(text);
       expect(result.ok).toBe(false);
@@ -78,7 +83,10 @@ describe("keys are read the way the Pulumi CLI reads them", () => {
   });
 
   it("takes integers the way strconv.Atoi does: quoted, or with a sign", () => {
-    expect(accepted('config:\n  inference-hub:tier: gpu\n  inference-hub:gpuCount: "2"\n  inference-hub:budgetUsd: +6000\n').config.gpu?.count).toBe(2);
+    expect(
+      accepted('config:\n  inference-hub:tier: gpu\n  inference-hub:gpuCount: "2"\n  inference-hub:budgetUsd: +6000\n')
+        .config.gpu?.count,
+    ).toBe(2);
   });
 
   it("warns about, but accepts, one key written twice with the same value", () => {
@@ -97,7 +105,9 @@ describe("keys are read the way the Pulumi CLI reads them", () => {
   });
 
   it("accepts real SSH keys and IPv6 networks", () => {
-    const r = accepted(`config:\n  inference-hub:tier: cpu\n  inference-hub:sshPublicKey: ${ED25519}\n  inference-hub:adminCidrs: ["2001:db8::/48", "203.0.113.7/32"]\n`);
+    const r = accepted(
+      `config:\n  inference-hub:tier: cpu\n  inference-hub:sshPublicKey: ${ED25519}\n  inference-hub:adminCidrs: ["2001:db8::/48", "203.0.113.7/32"]\n`,
+    );
     expect(r.config.gateway.adminCidrs).toHaveLength(2);
   });
 });
@@ -110,7 +120,9 @@ describe("refusals never print what may be a secret, and stay short", () => {
   };
 
   it("hides values of near-misses of secret settings and of every unknown key", () => {
-    const text = refusalText("config:\n  inference-hub:hubApiKye: MARK-1\n  inference-hub:sshprivatekey: MARK-2\n  inference-hub:config:auditDatabaseUrl: MARK-3\n  inference-hub:dbPassword: MARK-4\n");
+    const text = refusalText(
+      "config:\n  inference-hub:hubApiKye: MARK-1\n  inference-hub:sshprivatekey: MARK-2\n  inference-hub:config:auditDatabaseUrl: MARK-3\n  inference-hub:dbPassword: MARK-4\n",
+    );
     expect(text).not.toContain("MARK-");
     expect(text).toContain("Did you mean hubApiKey?");
     expect(text).toContain("Did you mean sshPrivateKey?");
@@ -118,17 +130,22 @@ describe("refusals never print what may be a secret, and stay short", () => {
 
   it("hides credentials pasted into an ordinary setting, wherever they sit", () => {
     const pem = "-----BEGIN OPENSSH PRIVATE KEY-----\\nMARK-5\\n-----END OPENSSH PRIVATE KEY-----";
-    const text = refusalText(`config:\n  inference-hub:sshPublicKey: "${pem}"\n  inference-hub:llmModel: ihk_MARK6abcdefghijklmnop\n  inference-hub:gpuWindows: ["postgres://u:MARK-7@db/x"]\n`);
+    const text = refusalText(
+      `config:\n  inference-hub:sshPublicKey: "${pem}"\n  inference-hub:llmModel: ihk_MARK6abcdefghijklmnop\n  inference-hub:gpuWindows: ["postgres://u:MARK-7@db/x"]\n`,
+    );
     expect(text).not.toContain("MARK");
     expect(text).toContain("is a private key");
   });
 
-  it("repeats at most a short prefix of a 1 MiB value, and bounds the did-you-mean work on a 1 MiB key", { timeout: 10_000 }, () => {
+  it("repeats at most a short prefix of a 1 MiB value, and bounds the did-you-mean work on a 1 MiB key", {
+    timeout: 10_000,
+  }, () => {
     const huge = "x".repeat(1 << 20);
     const r = loadText(`config:\n  inference-hub:llmModel: ${huge}\n  ? inference-hub:${huge}\n  : y\n`);
     expect(r.ok).toBe(false);
     if (r.ok) return;
-    for (const p of r.problems) expect(formatProblem(p).length).toBeLessThan(MAX_TEXT_CHARS * 2 + MAX_VALUE_CHARS + MAX_KEY_CHARS * 2);
+    for (const p of r.problems)
+      expect(formatProblem(p).length).toBeLessThan(MAX_TEXT_CHARS * 2 + MAX_VALUE_CHARS + MAX_KEY_CHARS * 2);
     expect(JSON.stringify(r.problems.map(presentableProblem)).length).toBeLessThan(5000);
   });
 
@@ -141,7 +158,9 @@ describe("refusals never print what may be a secret, and stay short", () => {
 describe("settings a tier ignores", () => {
   it("warns about a gpuSize no tier could use on the cpu tier, and refuses it on a GPU tier", () => {
     const cpu = loadText("config:\n  inference-hub:tier: cpu\n  inference-hub:gpuSize: banana\n");
-    expect(cpu.ok && cpu.config.warnings.find((w) => w.keys.includes("gpuSize"))?.message).toContain("is not a GPU size");
+    expect(cpu.ok && cpu.config.warnings.find((w) => w.keys.includes("gpuSize"))?.message).toContain(
+      "is not a GPU size",
+    );
     expect(loadText("config:\n  inference-hub:tier: gpu\n  inference-hub:gpuSize: banana\n").ok).toBe(false);
   });
 

@@ -1,5 +1,16 @@
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,7 +32,11 @@ const write = (rel: string, text: string) => {
 const probeValue = (value: string) => `export const value = ${JSON.stringify(value)};\n`;
 
 function run(script = "probe") {
-  const r = spawnSync(process.execPath, [file("cli/run.cjs"), script], { cwd: scratch, encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(process.execPath, [file("cli/run.cjs"), script], {
+    cwd: scratch,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, built: /compiling scripts/.test(r.stderr) };
 }
 
@@ -39,7 +54,8 @@ function runAsync(): Promise<{ status: number | null; stdout: string; stderr: st
 
 beforeAll(() => {
   scratch = mkdtempSync(path.join(tmpdir(), "hub-build-"));
-  for (const rel of ["cli/run.cjs", "tools/build", "package.json", "package-lock.json", "tsconfig.json"]) cpSync(path.join(ROOT, rel), file(rel), { recursive: true });
+  for (const rel of ["cli/run.cjs", "tools/build", "package.json", "package-lock.json", "tsconfig.json"])
+    cpSync(path.join(ROOT, rel), file(rel), { recursive: true });
   symlinkSync(path.join(ROOT, "node_modules"), file("node_modules"));
   write("cli/probe.ts", `import { value } from "./lib/probe";\nprocess.stdout.write(\`\${value}\\n\`);\n`);
   write("cli/lib/probe/index.ts", probeValue("first"));
@@ -122,7 +138,10 @@ describe("cli/run.cjs: a stale build never runs", () => {
     mkdirSync(file(".build.tmp-crashed"));
     const deadPid = spawnSync(process.execPath, ["-e", ""]).pid;
     mkdirSync(file(".build/.lock"));
-    writeFileSync(file(".build/.lock/owner.json"), JSON.stringify({ pid: deadPid, host: hostname(), since: new Date().toISOString() }));
+    writeFileSync(
+      file(".build/.lock/owner.json"),
+      JSON.stringify({ pid: deadPid, host: hostname(), since: new Date().toISOString() }),
+    );
     const r = run();
     expect(r, r.stderr).toMatchObject({ status: 0, stdout: "fixed\n", built: true });
     expect(existsSync(file(".build.tmp-crashed"))).toBe(false);
@@ -138,7 +157,10 @@ describe("cli/run.cjs: a stale build never runs", () => {
 
   it("compiles import() of a package to require(), as tsconfig's module: commonjs does (hub loads @pulumi/pulumi/automation so)", () => {
     // Node's ESM resolver refuses this directory import; require() resolves it.
-    write("cli/automation-probe.ts", `void import("@pulumi/pulumi/automation").then((m) => process.stdout.write(\`\${typeof m.LocalWorkspace}\\n\`));\n`);
+    write(
+      "cli/automation-probe.ts",
+      `void import("@pulumi/pulumi/automation").then((m) => process.stdout.write(\`\${typeof m.LocalWorkspace}\\n\`));\n`,
+    );
     const r = run("automation-probe");
     expect(r, r.stderr).toMatchObject({ status: 0, stdout: "function\n" });
   });
@@ -154,9 +176,13 @@ describe("cli/run.cjs: a stale build never runs", () => {
 
 describe("package.json", () => {
   it("runs every user-facing script through the runner, so users and tests take the same path", () => {
-    const scripts = (JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
+    const scripts = (
+      JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }
+    ).scripts;
     for (const name of ["plan", "plan-diff", "hub", "smoke", "docs", "bench"]) {
-      expect(existsSync(path.join(ROOT, name.startsWith("bench") ? `bench/${name}.ts` : `cli/${name}.ts`)), name).toBe(true);
+      expect(existsSync(path.join(ROOT, name.startsWith("bench") ? `bench/${name}.ts` : `cli/${name}.ts`)), name).toBe(
+        true,
+      );
       expect(scripts[name]).toBe(`node cli/run.cjs ${name}`);
     }
     expect(scripts.prepare).toBe("node tools/build/compile.cjs --prepare");

@@ -21,17 +21,20 @@ describe("catalogue", () => {
   const facts = factsGpuTable();
 
   // FACTS.md lives beside the repo in the workplace, not in a plain clone.
-  it.skipIf(!existsSync(path.join(SHARED, "FACTS.md")))("has every GPU size of FACTS.md with the same memory, RAM, vCPU and hourly price", () => {
-    expect(facts.size).toBeGreaterThanOrEqual(9);
-    for (const [slug, f] of facts) {
-      const size = GPU_SIZES.find((s) => s.slug === slug);
-      expect(size, slug).toBeDefined();
-      expect(size!.gpuMemoryGBPerGpu * size!.gpuCount, slug).toBe(f.mem);
-      expect(size!.ramGiB, slug).toBe(f.ram);
-      expect(size!.vcpu, slug).toBe(f.vcpu);
-      expect(size!.pricePerHour, slug).toBe(f.price);
-    }
-  });
+  it.skipIf(!existsSync(path.join(SHARED, "FACTS.md")))(
+    "has every GPU size of FACTS.md with the same memory, RAM, vCPU and hourly price",
+    () => {
+      expect(facts.size).toBeGreaterThanOrEqual(9);
+      for (const [slug, f] of facts) {
+        const size = GPU_SIZES.find((s) => s.slug === slug);
+        expect(size, slug).toBeDefined();
+        expect(size!.gpuMemoryGBPerGpu * size!.gpuCount, slug).toBe(f.mem);
+        expect(size!.ramGiB, slug).toBe(f.ram);
+        expect(size!.vcpu, slug).toBe(f.vcpu);
+        expect(size!.pricePerHour, slug).toBe(f.price);
+      }
+    },
+  );
 
   it("uses the GPU image FACTS.md names for each kind of size", () => {
     for (const s of GPU_SIZES) {
@@ -49,7 +52,11 @@ describe("catalogue", () => {
     const sources = [
       ...GPU_SIZES.flatMap((s) => Object.values(s.sources)),
       ...CPU_SIZES.flatMap((s) => Object.values(s.sources)),
-      ...MODELS.flatMap((m) => [...Object.values(m.sources), ...(m.awq ? [m.awq.source] : []), ...(m.gguf ? [m.gguf.source] : [])]),
+      ...MODELS.flatMap((m) => [
+        ...Object.values(m.sources),
+        ...(m.awq ? [m.awq.source] : []),
+        ...(m.gguf ? [m.gguf.source] : []),
+      ]),
     ];
     for (const s of sources) {
       expect(s.source.length).toBeGreaterThan(5);
@@ -75,6 +82,7 @@ describe("catalogue", () => {
 
   it("has unique model ids and GQA head counts that divide", () => {
     expect(new Set(MODELS.map((m) => m.id)).size).toBe(MODELS.length);
-    for (const m of MODELS) if (m.attention.kind === "gqa") expect(m.attention.attentionHeads % m.attention.kvHeads, m.id).toBe(0);
+    for (const m of MODELS)
+      if (m.attention.kind === "gqa") expect(m.attention.attentionHeads % m.attention.kvHeads, m.id).toBe(0);
   });
 });

@@ -23,7 +23,12 @@ describe("every cloud-init the program renders passes cloud-init's own validator
     it(JSON.stringify(settings), async () => {
       const run = await runProgram(settings);
       const docs = run.artifacts.filter((a) => a.kind === "cloud-init");
-      expect(docs.map((d) => d.node).sort()).toEqual(run.byType(T.droplet).map((d) => d.name.replace(/-droplet$/, "")).sort());
+      expect(docs.map((d) => d.node).sort()).toEqual(
+        run
+          .byType(T.droplet)
+          .map((d) => d.name.replace(/-droplet$/, ""))
+          .sort(),
+      );
       for (const doc of docs) {
         // What the droplet really boots with (a secret: it holds the host's private key).
         const droplet = run.one(T.droplet, `${doc.node}-droplet`);
@@ -31,12 +36,19 @@ describe("every cloud-init the program renders passes cloud-init's own validator
         expect(cloudInitProblems(real), doc.path).toEqual([]);
         const realDoc = parse(real) as UserData;
         // The shown file is that file with the private key replaced by the marker, nothing else.
-        expect(parse(doc.content)).toEqual({ ...realDoc, ssh_keys: { ...realDoc.ssh_keys, ed25519_private: "[secret]" } });
+        expect(parse(doc.content)).toEqual({
+          ...realDoc,
+          ssh_keys: { ...realDoc.ssh_keys, ed25519_private: "[secret]" },
+        });
         // The installed pair belongs together, and is the key the node's SSH connections pin.
         const privateKey = sshpk.parsePrivateKey(realDoc.ssh_keys.ed25519_private, "openssh");
         expect(privateKey.type).toBe("ed25519");
-        expect(privateKey.toPublic().fingerprint("sha256").toString()).toBe(sshpk.parseKey(realDoc.ssh_keys.ed25519_public, "ssh").fingerprint("sha256").toString());
-        expect(run.one(T.command, `${doc.node}-ready`).rawInputs.connection).toMatchObject({ hostKey: realDoc.ssh_keys.ed25519_public });
+        expect(privateKey.toPublic().fingerprint("sha256").toString()).toBe(
+          sshpk.parseKey(realDoc.ssh_keys.ed25519_public, "ssh").fingerprint("sha256").toString(),
+        );
+        expect(run.one(T.command, `${doc.node}-ready`).rawInputs.connection).toMatchObject({
+          hostKey: realDoc.ssh_keys.ed25519_public,
+        });
         // ... and it mounts the volume its node is attached to.
         const attachment = run.one(T.attachment, `${doc.node}-volume`);
         const volume = run.byType(T.volume).find((v) => `mock-${v.name}` === attachment.inputs.volumeId)!;

@@ -27,7 +27,8 @@ describe("the compiled plan", () => {
       if (!typescript.ok) throw new Error(`the TypeScript plan of ${stack} was refused`);
       expect(JSON.parse(compiled.stdout)).toEqual(JSON.parse(JSON.stringify(typescript.document)));
       expect(typescript.artifacts.length).toBeGreaterThan(0);
-      for (const artifact of typescript.artifacts) expect(readFileSync(path.join(out, artifact.path), "utf8"), artifact.path).toBe(artifact.content);
+      for (const artifact of typescript.artifacts)
+        expect(readFileSync(path.join(out, artifact.path), "utf8"), artifact.path).toBe(artifact.content);
     });
   }
 

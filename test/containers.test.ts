@@ -52,7 +52,9 @@ describe("containers per node", () => {
       for (const p of run.byType(D.provider)) {
         expect(String(p.inputs.host)).toMatch(/^ssh:\/\/root@192\.0\.2\.\d+$/);
         // Docker is reached only after the node's readiness check passed.
-        expect(p.options.dependsOn.some((d) => d.includes("command:remote:Command") && d.endsWith("-ready"))).toBe(true);
+        expect(p.options.dependsOn.some((d) => d.includes("command:remote:Command") && d.endsWith("-ready"))).toBe(
+          true,
+        );
       }
       for (const c of run.byType(D.container)) {
         expect(c.inputs.restart).toBe("unless-stopped");
@@ -71,19 +73,28 @@ describe("GPU containers", () => {
     const run = await runProgram({ tier: "gpu" });
     const gpuNode = run.one(T.droplet, "gpu-0-droplet");
     // The vLLM containers; the exporters beside them are checked in test/monitoring.test.ts.
-    const gpuContainers = run.byType(D.container).filter((c) => c.name.startsWith("gpu-0-containers-") && !/exporter$/.test(c.name));
+    const gpuContainers = run
+      .byType(D.container)
+      .filter((c) => c.name.startsWith("gpu-0-containers-") && !/exporter$/.test(c.name));
     expect(gpuContainers.map((c) => c.inputs.name).sort()).toEqual(["coder", "ocr"]);
     for (const c of gpuContainers) {
       expect(c.inputs.gpus).toBe("all");
       expect(c.inputs.ipcMode).toBe("host");
       for (const p of c.inputs.ports as { ip: string }[]) expect(p.ip).toMatch(/^198\.51\.100\.\d+$/);
-      for (const v of c.inputs.volumes as { hostPath: string }[]) expect(v.hostPath.startsWith("/mnt/model-cache/")).toBe(true);
+      for (const v of c.inputs.volumes as { hostPath: string }[])
+        expect(v.hostPath.startsWith("/mnt/model-cache/")).toBe(true);
     }
     expect(gpuNode).toBeDefined();
   });
 
   it("AMD nodes pass /dev/kfd and /dev/dri instead of --gpus", async () => {
-    const run = await runProgram({ tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" });
+    const run = await runProgram({
+      tier: "gpu",
+      region: "atl1",
+      gpuSize: "gpu-mi300x1-192gb",
+      ocrEngine: "docling",
+      cpuSize: "c-8",
+    });
     const coder = run.byType(D.container).find((c) => c.name === "gpu-0-containers-coder")!;
     expect(coder.inputs.gpus).toBeUndefined();
     expect((coder.inputs.devices as { hostPath: string }[]).map((d) => d.hostPath)).toEqual(["/dev/kfd", "/dev/dri"]);
@@ -92,11 +103,16 @@ describe("GPU containers", () => {
   it("vllm-args artifacts hold exactly the container's arguments, and vLLM accepts them", async () => {
     const run = await runProgram({ tier: "gpu" });
     const args = run.artifacts.filter((a) => a.kind === "vllm-args");
-    expect(args.map((a) => a.path).sort()).toEqual(["gpu-0/containers/coder.vllm-args.json", "gpu-0/containers/ocr.vllm-args.json"]);
+    expect(args.map((a) => a.path).sort()).toEqual([
+      "gpu-0/containers/coder.vllm-args.json",
+      "gpu-0/containers/ocr.vllm-args.json",
+    ]);
     for (const a of args) {
       const list = JSON.parse(a.content) as string[];
       expect(vllmArgProblems(list)).toEqual([]);
-      const container = run.byType(D.container).find((c) => c.name === `gpu-0-containers-${a.path.split("/").pop()!.replace(".vllm-args.json", "")}`)!;
+      const container = run
+        .byType(D.container)
+        .find((c) => c.name === `gpu-0-containers-${a.path.split("/").pop()!.replace(".vllm-args.json", "")}`)!;
       expect(container.inputs.command).toEqual(list);
     }
   });
@@ -107,7 +123,12 @@ describe("the gateway", () => {
     const run = await runProgram({ tier: "hybrid" });
     const gateway = run.byType(D.container).find((c) => c.inputs.name === "gateway")!;
     const ports = gateway.inputs.ports as { internal: number; ip: string }[];
-    expect(ports.filter((p) => p.ip === "0.0.0.0").map((p) => p.internal).sort()).toEqual([443, 80, 8100]);
+    expect(
+      ports
+        .filter((p) => p.ip === "0.0.0.0")
+        .map((p) => p.internal)
+        .sort(),
+    ).toEqual([443, 80, 8100]);
     expect(ports.find((p) => p.internal === 8082)?.ip).toMatch(/^198\.51\.100\.\d+$/);
   });
 
@@ -124,14 +145,24 @@ describe("the gateway", () => {
 
   it("a static-config change restarts Traefik through its config-hash label", async () => {
     const plain = await runProgram({ tier: "cpu" }, { stack: "s" });
-    const tls = await runProgram({ tier: "cpu", domain: "hub.example.com", acmeEmail: "ops@example.com" }, { stack: "s" });
-    const label = (run: typeof plain) => (run.byType(D.container).find((c) => c.inputs.name === "gateway")!.inputs.labels as { label: string; value: string }[]).find((l) => l.label === "inference-hub.config-hash")!.value;
+    const tls = await runProgram(
+      { tier: "cpu", domain: "hub.example.com", acmeEmail: "ops@example.com" },
+      { stack: "s" },
+    );
+    const label = (run: typeof plain) =>
+      (
+        run.byType(D.container).find((c) => c.inputs.name === "gateway")!.inputs.labels as {
+          label: string;
+          value: string;
+        }[]
+      ).find((l) => l.label === "inference-hub.config-hash")!.value;
     expect(label(plain)).not.toBe(label(tls));
   });
 });
 
 describe("changes replace only what they touch", () => {
-  const byName = (run: Awaited<ReturnType<typeof runProgram>>) => new Map<string, RecordedResource>(run.byType(D.container).map((c) => [c.name, c]));
+  const byName = (run: Awaited<ReturnType<typeof runProgram>>) =>
+    new Map<string, RecordedResource>(run.byType(D.container).map((c) => [c.name, c]));
 
   it("a new model changes only the coder containers", async () => {
     const a = byName(await runProgram({ tier: "gpu" }, { stack: "s" }));
@@ -144,7 +175,12 @@ describe("changes replace only what they touch", () => {
     const on = byName(await runProgram({ tier: "hybrid", gpuEnabled: true }, { stack: "s" }));
     const off = byName(await runProgram({ tier: "hybrid", gpuEnabled: false }, { stack: "s" }));
     // Every container of the GPU node goes, its exporters too.
-    expect([...on.keys()].filter((k) => !off.has(k)).sort()).toEqual(["gpu-0-containers-coder", "gpu-0-containers-gpu-exporter", "gpu-0-containers-node-exporter", "gpu-0-containers-ocr"]);
+    expect([...on.keys()].filter((k) => !off.has(k)).sort()).toEqual([
+      "gpu-0-containers-coder",
+      "gpu-0-containers-gpu-exporter",
+      "gpu-0-containers-node-exporter",
+      "gpu-0-containers-ocr",
+    ]);
     expect(off.has("cpu-containers-coder-fallback")).toBe(true);
   });
 });

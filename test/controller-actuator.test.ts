@@ -23,8 +23,17 @@ beforeEach(() => {
   github.script = [];
 });
 
-const pipeline = () => new GitHubPipeline({ api: github.url, token: TOKEN, repo: "acme/inference-hub", ref: "main", workflow: "autoscale.yml" }, httpFetcher);
-const request = (nodes: number, id = `d-${nodes}`): DispatchRequest => ({ stack: "hybrid", nodes, reason: nodes > 0 ? "wake-on-demand" : "idle", decisionId: id });
+const pipeline = () =>
+  new GitHubPipeline(
+    { api: github.url, token: TOKEN, repo: "acme/inference-hub", ref: "main", workflow: "autoscale.yml" },
+    httpFetcher,
+  );
+const request = (nodes: number, id = `d-${nodes}`): DispatchRequest => ({
+  stack: "hybrid",
+  nodes,
+  reason: nodes > 0 ? "wake-on-demand" : "idle",
+  decisionId: id,
+});
 // random() = 0: the shortest delay "equal jitter" allows, half the exponential ceiling.
 const actuator = () => new Actuator(pipeline(), { catchUpMs: CATCH_UP_MS, backoff: BACKOFF, random: () => 0 });
 
@@ -41,7 +50,10 @@ describe("the dispatch actuator", () => {
     expect(call.headers.authorization).toBe(`Bearer ${TOKEN}`);
     expect(call.headers.accept).toBe("application/vnd.github+json");
     expect(call.headers["x-github-api-version"]).toBe("2022-11-28");
-    expect(call.body).toEqual({ ref: "main", inputs: { stack: "hybrid", nodes: "1", reason: "wake-on-demand", decision_id: "20261202T100000000Z-1-abc123" } });
+    expect(call.body).toEqual({
+      ref: "main",
+      inputs: { stack: "hybrid", nodes: "1", reason: "wake-on-demand", decision_id: "20261202T100000000Z-1-abc123" },
+    });
   });
 
   it("retries a 500 after backoff, honours a 429's Retry-After, and stops once accepted", async () => {
@@ -66,7 +78,9 @@ describe("the dispatch actuator", () => {
     expect(a.snapshot().accepted?.acceptedMs).toBe(42_500);
     expect(github.calls).toHaveLength(4);
     // Every attempt carried the same decision: the workflow can tell a retry from a new wish.
-    expect(new Set(github.calls.map((c) => (c.body as { inputs: { decision_id: string } }).inputs.decision_id)).size).toBe(1);
+    expect(
+      new Set(github.calls.map((c) => (c.body as { inputs: { decision_id: string } }).inputs.decision_id)).size,
+    ).toBe(1);
   });
 
   it("waits the longest after a refusal only the operator can fix (bad token, no such workflow)", async () => {
@@ -111,7 +125,10 @@ describe("the dispatch actuator", () => {
     expect(a.want(request(1, "b"), 0, CATCH_UP_MS - 1)).toBe("duplicate-awaiting-stack");
     expect(a.want(request(1, "c"), 0, CATCH_UP_MS + 1)).toBe("queued");
     await a.step(CATCH_UP_MS + 1);
-    expect(github.calls.map((c) => (c.body as { inputs: { decision_id: string } }).inputs.decision_id)).toEqual(["a", "c"]);
+    expect(github.calls.map((c) => (c.body as { inputs: { decision_id: string } }).inputs.decision_id)).toEqual([
+      "a",
+      "c",
+    ]);
   });
 
   it("sends the newest wish when the count changes while one waits for a retry, and drops it when the stack already has it", async () => {
@@ -148,7 +165,10 @@ describe("the dispatch actuator", () => {
   });
 
   it("reports a pipeline it cannot reach as a failure to retry", async () => {
-    const unreachable = new GitHubPipeline({ api: "http://127.0.0.1:9", token: TOKEN, repo: "acme/inference-hub", ref: "main", workflow: "autoscale.yml" }, httpFetcher);
+    const unreachable = new GitHubPipeline(
+      { api: "http://127.0.0.1:9", token: TOKEN, repo: "acme/inference-hub", ref: "main", workflow: "autoscale.yml" },
+      httpFetcher,
+    );
     const a = new Actuator(unreachable, { catchUpMs: CATCH_UP_MS, backoff: BACKOFF, random: () => 0 });
     a.want(request(1), 0, 0);
     const result = await a.step(0);

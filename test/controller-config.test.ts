@@ -14,7 +14,9 @@ import { mustLoad } from "./helpers/load";
 
 type Settings = Readonly<Record<string, unknown>>;
 const stackText = (settings: Settings, secrets: readonly string[] = []) =>
-  `config:\n${Object.entries(settings).map(([k, v]) => `  inference-hub:${k}: ${JSON.stringify(v)}`).join("\n")}\n${secrets.map((k) => `  inference-hub:${k}:\n    secure: v1:c3RhbmQtaW4=\n`).join("")}`;
+  `config:\n${Object.entries(settings)
+    .map(([k, v]) => `  inference-hub:${k}: ${JSON.stringify(v)}`)
+    .join("\n")}\n${secrets.map((k) => `  inference-hub:${k}:\n    secure: v1:c3RhbmQtaW4=\n`).join("")}`;
 
 async function plan(settings: Settings, secrets: readonly string[] = []) {
   const result = await planFromText("mine", "Pulumi.mine.yaml", stackText(settings, secrets));
@@ -22,7 +24,15 @@ async function plan(settings: Settings, secrets: readonly string[] = []) {
   const artifact = result.artifacts.find((a) => a.kind === "autoscaler-config");
   const spec = result.artifacts.find((a) => a.path === `cpu/containers/${AUTOSCALER_CONTAINER}.json`);
   const nodes = (result.document.outputs.nodeAddresses ?? {}) as Record<string, { private: string }>;
-  return { file: artifact ? parseControllerFile(artifact.content) : undefined, text: artifact?.content, spec: spec ? (JSON.parse(spec.content) as { env: Record<string, string>; secretEnv: Record<string, string> }) : undefined, nodes, warnings: result.document.warnings };
+  return {
+    file: artifact ? parseControllerFile(artifact.content) : undefined,
+    text: artifact?.content,
+    spec: spec
+      ? (JSON.parse(spec.content) as { env: Record<string, string>; secretEnv: Record<string, string> })
+      : undefined,
+    nodes,
+    warnings: result.document.warnings,
+  };
 }
 
 const replicaIps = (file: ControllerFile) => file.replicas.map((r) => new URL(r.healthUrl).hostname);
@@ -36,7 +46,14 @@ describe("the controller's rendered config", () => {
     expect(file!.replicas).toEqual([]);
     expect(file!.fallback).toBe(true);
     // hybrid's preset: gpuMinNodes 0, gpuMaxNodes 1, gpuIdleMinutes 10, 80 %; an H100 at $3.39/h (FACTS.md).
-    expect(file!.policy).toMatchObject({ minNodes: 0, maxNodes: 1, idleSeconds: 600, targetLoad: 0.8, nodeHourlyUsd: 3.39, gpuWindows: [] });
+    expect(file!.policy).toMatchObject({
+      minNodes: 0,
+      maxNodes: 1,
+      idleSeconds: 600,
+      targetLoad: 0.8,
+      nodeHourlyUsd: 3.39,
+      gpuWindows: [],
+    });
     // The budget less the CPU node and the volumes is what the GPU may spend.
     expect(file!.policy.gpuBudgetUsd).toBeLessThan(400);
     expect(file!.policy.gpuBudgetUsd).toBeGreaterThan(250);
@@ -51,19 +68,37 @@ describe("the controller's rendered config", () => {
   });
 
   it("hybrid, GPU on: the replica's vLLM over the VPC at the address the deploy gave it", async () => {
-    const { file, nodes } = await plan({ tier: "hybrid", gpuEnabled: true, autoscalerDispatchRepo: "acme/inference-hub", autoscalerDispatchRef: "deploy" }, ["autoscalerDispatchToken"]);
+    const { file, nodes } = await plan(
+      {
+        tier: "hybrid",
+        gpuEnabled: true,
+        autoscalerDispatchRepo: "acme/inference-hub",
+        autoscalerDispatchRef: "deploy",
+      },
+      ["autoscalerDispatchToken"],
+    );
     expect(file!.replicas).toHaveLength(1);
-    expect(file!.replicas[0]).toEqual({ node: "gpu-0", metricsUrl: `http://${nodes["gpu-0"].private}:8000/metrics`, healthUrl: `http://${nodes["gpu-0"].private}:8000/health` });
+    expect(file!.replicas[0]).toEqual({
+      node: "gpu-0",
+      metricsUrl: `http://${nodes["gpu-0"].private}:8000/metrics`,
+      healthUrl: `http://${nodes["gpu-0"].private}:8000/health`,
+    });
     expect(file!.dispatch).toEqual({ repo: "acme/inference-hub", ref: "deploy", workflow: "autoscale.yml" });
   });
 
   it("acts (no advice warning) once the repository and the token are set, and keeps the token out of the file", async () => {
-    const { text, spec, warnings } = await plan({ tier: "hybrid", autoscalerDispatchRepo: "acme/inference-hub" }, ["autoscalerDispatchToken", "autoscalerBillingToken"]);
+    const { text, spec, warnings } = await plan({ tier: "hybrid", autoscalerDispatchRepo: "acme/inference-hub" }, [
+      "autoscalerDispatchToken",
+      "autoscalerBillingToken",
+    ]);
     expect(warnings.some((w) => /advice mode/.test(w.message))).toBe(false);
     expect(text).not.toMatch(/secure|c3RhbmQtaW4|\[secret\]/);
     expect(JSON.parse(text!).billingCrossCheck).toBe(true);
     // The tokens reach the container as secret environment only.
-    expect(spec!.secretEnv).toEqual({ AUTOSCALER_DISPATCH_TOKEN: "autoscalerDispatchToken", AUTOSCALER_BILLING_TOKEN: "autoscalerBillingToken" });
+    expect(spec!.secretEnv).toEqual({
+      AUTOSCALER_DISPATCH_TOKEN: "autoscalerDispatchToken",
+      AUTOSCALER_BILLING_TOKEN: "autoscalerBillingToken",
+    });
     expect(Object.keys(spec!.env).some((k) => /TOKEN/.test(k))).toBe(false);
   });
 
@@ -110,7 +145,10 @@ describe("the controller's container", () => {
     const cpu = (settings: Settings) => mustLoad(settings).nodes.find((n) => n.name === "cpu")!;
     const withIt = cpu({ tier: "hybrid" });
     const without = cpu({ tier: "hybrid", autoscaler: false });
-    expect(withIt.workloads.find((w) => w.role === "autoscaler")).toMatchObject({ program: "autoscaler", ramGiB: 0.125 });
+    expect(withIt.workloads.find((w) => w.role === "autoscaler")).toMatchObject({
+      program: "autoscaler",
+      ramGiB: 0.125,
+    });
     expect(withIt.ramNeededGiB! - without.ramNeededGiB!).toBeCloseTo(0.125, 6);
   });
 

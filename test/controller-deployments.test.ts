@@ -30,8 +30,17 @@ beforeEach(() => {
   cloud.script = [];
 });
 
-const pipeline = () => new PulumiDeploymentsPipeline({ api: cloud.url, token: TOKEN, organization: "acme", project: "inference-hub", stack: "hybrid" }, httpFetcher);
-const request = (nodes: number, id = `d-${nodes}`): DispatchRequest => ({ stack: "hybrid", nodes, reason: nodes > 0 ? "wake-on-demand" : "idle", decisionId: id });
+const pipeline = () =>
+  new PulumiDeploymentsPipeline(
+    { api: cloud.url, token: TOKEN, organization: "acme", project: "inference-hub", stack: "hybrid" },
+    httpFetcher,
+  );
+const request = (nodes: number, id = `d-${nodes}`): DispatchRequest => ({
+  stack: "hybrid",
+  nodes,
+  reason: nodes > 0 ? "wake-on-demand" : "idle",
+  decisionId: id,
+});
 
 describe("the Pulumi Deployments actuator", () => {
   it("creates a deployment of the one stack: its settings inherited, the count only in environment variables, the hub's safe path as the command", async () => {
@@ -48,19 +57,32 @@ describe("the Pulumi Deployments actuator", () => {
       operation: "preview",
       inheritSettings: true,
       operationContext: {
-        environmentVariables: { HUB_SCALE_NODES: "1", HUB_SCALE_REASON: "wake-on-demand", HUB_SCALE_DECISION_ID: "20261207T100000000Z-1-abc123" },
-        preRunCommands: ["npm ci --no-audit --no-fund", 'npm run hub -- gpu scale "$HUB_SCALE_NODES" --stack hybrid --reason "$HUB_SCALE_REASON" --decision-id "$HUB_SCALE_DECISION_ID"'],
+        environmentVariables: {
+          HUB_SCALE_NODES: "1",
+          HUB_SCALE_REASON: "wake-on-demand",
+          HUB_SCALE_DECISION_ID: "20261207T100000000Z-1-abc123",
+        },
+        preRunCommands: [
+          "npm ci --no-audit --no-fund",
+          'npm run hub -- gpu scale "$HUB_SCALE_NODES" --stack hybrid --reason "$HUB_SCALE_REASON" --decision-id "$HUB_SCALE_DECISION_ID"',
+        ],
       },
     });
     // The request's own text reaches no command: only the variables' names do.
-    for (const command of (call.body as { operationContext: { preRunCommands: string[] } }).operationContext.preRunCommands) expect(command).not.toMatch(/wake-on-demand|abc123/);
+    for (const command of (call.body as { operationContext: { preRunCommands: string[] } }).operationContext
+      .preRunCommands)
+      expect(command).not.toMatch(/wake-on-demand|abc123/);
     expect(Object.keys(SCALE_ENV).length).toBe(3);
     expect(JSON.stringify(call.body)).not.toContain(TOKEN);
   });
 
   it("retries a 5xx and a 429 with backoff, waits the longest after a refusal, sends no duplicate", async () => {
     cloud.script = [{ status: 503 }, { status: 429, retryAfter: 20 }, { status: 202 }];
-    const a = new Actuator(pipeline(), { catchUpMs: 40 * 60_000, backoff: { baseMs: 5_000, maxMs: 600_000 }, random: () => 0 });
+    const a = new Actuator(pipeline(), {
+      catchUpMs: 40 * 60_000,
+      backoff: { baseMs: 5_000, maxMs: 600_000 },
+      random: () => 0,
+    });
     a.want(request(1), 0, 0);
     expect((await a.step(0))?.ok).toBe(false);
     expect(a.snapshot().pending!.nextAttemptMs).toBe(2_500);
@@ -73,20 +95,44 @@ describe("the Pulumi Deployments actuator", () => {
     expect(cloud.calls).toHaveLength(3);
 
     cloud.script = [{ status: 403, message: "stack_deployment:create required" }];
-    const refused = new Actuator(pipeline(), { catchUpMs: 40 * 60_000, backoff: { baseMs: 5_000, maxMs: 600_000 }, random: () => 0 });
+    const refused = new Actuator(pipeline(), {
+      catchUpMs: 40 * 60_000,
+      backoff: { baseMs: 5_000, maxMs: 600_000 },
+      random: () => 0,
+    });
     refused.want(request(1), 0, 0);
-    expect(await refused.step(0)).toMatchObject({ ok: false, status: 403, message: "HTTP 403: stack_deployment:create required" });
+    expect(await refused.step(0)).toMatchObject({
+      ok: false,
+      status: 403,
+      message: "HTTP 403: stack_deployment:create required",
+    });
     expect(refused.snapshot().pending!.nextAttemptMs).toBe(600_000);
   });
 
   it("refuses names that are not Pulumi's, so nothing else reaches a URL or a command", () => {
-    expect(() => new PulumiDeploymentsPipeline({ api: cloud.url, token: TOKEN, organization: "acme", project: "inference-hub", stack: "hybrid; rm -rf /" }, httpFetcher)).toThrow(/stack "hybrid; rm -rf \/" is not a valid name/);
+    expect(
+      () =>
+        new PulumiDeploymentsPipeline(
+          { api: cloud.url, token: TOKEN, organization: "acme", project: "inference-hub", stack: "hybrid; rm -rf /" },
+          httpFetcher,
+        ),
+    ).toThrow(/stack "hybrid; rm -rf \/" is not a valid name/);
   });
 
   it("the deploy renders the target from the stack: this organization, project and stack, and the Pulumi token instead of GitHub's", () => {
     const hub = mustLoad({ tier: "hybrid", autoscalerActuator: "pulumi-deployments" });
-    const file = autoscalerConfig(hub, routeTable(hub), { stack: "hybrid", organization: "acme", privateIps: {}, billingCrossCheck: false });
-    expect(file.dispatch).toEqual({ kind: "pulumi-deployments", organization: "acme", project: "inference-hub", stack: "hybrid" });
+    const file = autoscalerConfig(hub, routeTable(hub), {
+      stack: "hybrid",
+      organization: "acme",
+      privateIps: {},
+      billingCrossCheck: false,
+    });
+    expect(file.dispatch).toEqual({
+      kind: "pulumi-deployments",
+      organization: "acme",
+      project: "inference-hub",
+      stack: "hybrid",
+    });
   });
 });
 
@@ -97,19 +143,47 @@ describe("the bundled controller with the Pulumi Deployments actuator", () => {
     let proc: ManagedProcess | undefined;
     try {
       writeFileSync(path.join(dir, "autoscaler.js"), bundleController());
-      writeFileSync(path.join(dir, "autoscaler.json"), JSON.stringify(controllerFile({ demandUrl: traefik.url, dispatch: { kind: "pulumi-deployments", organization: "acme", project: "inference-hub", stack: "hybrid" } })));
+      writeFileSync(
+        path.join(dir, "autoscaler.json"),
+        JSON.stringify(
+          controllerFile({
+            demandUrl: traefik.url,
+            dispatch: { kind: "pulumi-deployments", organization: "acme", project: "inference-hub", stack: "hybrid" },
+          }),
+        ),
+      );
       const [control, off] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);
       proc = ManagedProcess.start("autoscaler", process.execPath, [path.join(dir, "autoscaler.js")], {
-        env: { PATH: process.env.PATH ?? "", AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"), AUTOSCALER_STATE_DIR: path.join(dir, "state"), AUTOSCALER_HOST: "127.0.0.1", AUTOSCALER_PORT: String(control), AUTOSCALER_OFF_PORT: String(off), AUTOSCALER_PULUMI_TOKEN: TOKEN, AUTOSCALER_PULUMI_API: cloud.url },
+        env: {
+          PATH: process.env.PATH ?? "",
+          AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"),
+          AUTOSCALER_STATE_DIR: path.join(dir, "state"),
+          AUTOSCALER_HOST: "127.0.0.1",
+          AUTOSCALER_PORT: String(control),
+          AUTOSCALER_OFF_PORT: String(off),
+          AUTOSCALER_PULUMI_TOKEN: TOKEN,
+          AUTOSCALER_PULUMI_API: cloud.url,
+        },
       });
-      await waitFor("the controller's first tick", async () => (await rigRequest(control, { path: "/status" }).catch(() => ({ status: 0 }))).status === 200, 20_000, { context: () => proc!.tail() });
+      await waitFor(
+        "the controller's first tick",
+        async () => (await rigRequest(control, { path: "/status" }).catch(() => ({ status: 0 }))).status === 200,
+        20_000,
+        { context: () => proc!.tail() },
+      );
       // As Traefik forwards it: with the gatekeeper's key id, which makes it demand.
-      const res = await rigRequest(off, { path: "/v1/chat/completions", headers: { "x-hub-key-id": "k_dev00001" }, body: "{}" });
+      const res = await rigRequest(off, {
+        path: "/v1/chat/completions",
+        headers: { "x-hub-key-id": "k_dev00001" },
+        body: "{}",
+      });
       expect(res.status).toBe(503);
       expect(res.headers["x-hub-gpu-state"]).toBe("waking");
       await waitFor("the deployment", () => cloud.calls.length > 0, 10_000, { context: () => proc!.tail() });
       expect(cloud.calls[0].path).toBe("/api/stacks/acme/inference-hub/hybrid/deployments");
-      expect(cloud.calls[0].body).toMatchObject({ operationContext: { environmentVariables: { HUB_SCALE_NODES: "1", HUB_SCALE_REASON: "wake-on-demand" } } });
+      expect(cloud.calls[0].body).toMatchObject({
+        operationContext: { environmentVariables: { HUB_SCALE_NODES: "1", HUB_SCALE_REASON: "wake-on-demand" } },
+      });
       expect(proc.tail()).not.toContain(TOKEN);
     } finally {
       await proc?.stop();

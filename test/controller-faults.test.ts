@@ -57,14 +57,38 @@ function writeFile(overrides: Partial<ControllerFile> & { replicaUrls?: readonly
 }
 
 async function start(options: { acting?: boolean } = {}): Promise<Controller> {
-  const pipeline = options.acting === false ? undefined : new GitHubPipeline({ api: github.url, token: "github_pat_standin", repo: "acme/inference-hub", ref: "main", workflow: "autoscale.yml" }, httpFetcher);
-  return Controller.start({ configFile: configPath(), store: new JsonStore(path.join(dir, "state")), fetcher: httpFetcher, clock: () => now, log, pipeline, random: () => 0, backoff: { baseMs: 5_000, maxMs: 600_000 } });
+  const pipeline =
+    options.acting === false
+      ? undefined
+      : new GitHubPipeline(
+          {
+            api: github.url,
+            token: "github_pat_standin",
+            repo: "acme/inference-hub",
+            ref: "main",
+            workflow: "autoscale.yml",
+          },
+          httpFetcher,
+        );
+  return Controller.start({
+    configFile: configPath(),
+    store: new JsonStore(path.join(dir, "state")),
+    fetcher: httpFetcher,
+    clock: () => now,
+    log,
+    pipeline,
+    random: () => 0,
+    backoff: { baseMs: 5_000, maxMs: 600_000 },
+  });
 }
 
 /** A histogram's _count and _sum, from prom-client's own reading. */
 async function wakeHistogram(c: Controller): Promise<{ count?: number; sum?: number }> {
   const values = (await c.metrics.wakeReady.get()).values;
-  return { count: values.find((v) => v.metricName?.endsWith("_count"))?.value, sum: values.find((v) => v.metricName?.endsWith("_sum"))?.value };
+  return {
+    count: values.find((v) => v.metricName?.endsWith("_count"))?.value,
+    sum: values.find((v) => v.metricName?.endsWith("_sum"))?.value,
+  };
 }
 
 async function metric(c: Controller, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
@@ -228,14 +252,32 @@ describe("the controller loop", () => {
     const billing = http.createServer((req, res) => {
       seen.push(`${req.url} ${req.headers.authorization}`);
       res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ month_to_date_balance: "41.20", account_balance: "0.00", month_to_date_usage: "41.20", generated_at: "2026-12-10T09:59:00Z" }));
+      res.end(
+        JSON.stringify({
+          month_to_date_balance: "41.20",
+          account_balance: "0.00",
+          month_to_date_usage: "41.20",
+          generated_at: "2026-12-10T09:59:00Z",
+        }),
+      );
     });
     await new Promise<void>((r) => billing.listen(0, "127.0.0.1", () => r()));
     try {
       writeFile();
       const store = new JsonStore(path.join(dir, "state"));
       store.write(LEDGER_FILE, "not a ledger");
-      const c = await Controller.start({ configFile: configPath(), store, fetcher: httpFetcher, clock: () => now, log, billing: new DigitalOceanBilling(`http://127.0.0.1:${(billing.address() as AddressInfo).port}`, "dop_v1_readonly_standin", httpFetcher) });
+      const c = await Controller.start({
+        configFile: configPath(),
+        store,
+        fetcher: httpFetcher,
+        clock: () => now,
+        log,
+        billing: new DigitalOceanBilling(
+          `http://127.0.0.1:${(billing.address() as AddressInfo).port}`,
+          "dop_v1_readonly_standin",
+          httpFetcher,
+        ),
+      });
       const s = await tick(c);
       expect(s.ledger.monthToDateUsd).toBe(41.2);
       expect(s.ledger.accountMonthToDateUsd).toBe(41.2);
@@ -252,7 +294,11 @@ describe("the controller loop", () => {
     const c = await start();
     gatekeeper.text = demandText({ allowed: 7 });
     const answer = c.answerOff();
-    expect(answer).toMatchObject({ status: 503, state: "waking", body: { error: { code: "gpu_off", type: "server_error" } } });
+    expect(answer).toMatchObject({
+      status: 503,
+      state: "waking",
+      body: { error: { code: "gpu_off", type: "server_error" } },
+    });
     expect(answer.retryAfterSeconds).toBe(870);
     // answerOff asked for a tick at once: it is the first, a baseline for the gatekeeper's counter, yet it wakes.
     await c.requestTick();
@@ -291,12 +337,19 @@ describe("the controller loop", () => {
 
   it("logs one JSON line per decision with its reason and numbers", async () => {
     writeFile({ replicaUrls: [vllm.url] });
-    vllm.text = vllmText([{ running: 20, waiting: 5 }, { running: 3, waiting: 0 }]);
+    vllm.text = vllmText([
+      { running: 20, waiting: 5 },
+      { running: 3, waiting: 0 },
+    ]);
     const c = await start();
     await tick(c);
     const decisions = log.lines.filter((l) => l.msg === "decision");
     expect(decisions).toHaveLength(1);
-    expect(decisions[0].fields).toMatchObject({ reason: "hold", wantedNodes: 1, numbers: { readyNodes: 1, requestsInFlight: 28 } });
+    expect(decisions[0].fields).toMatchObject({
+      reason: "hold",
+      wantedNodes: 1,
+      numbers: { readyNodes: 1, requestsInFlight: 28 },
+    });
     expect(c.status()?.replicas[0].reading).toEqual({ running: 23, waiting: 5, kvCacheUsage: 0 });
   });
 });
@@ -311,7 +364,13 @@ describe("fine-tuning jobs' spend (external-spend.json, written by `hub finetune
     // directory with files but no ledger would be a lost ledger, counted from the worst case).
     const store = new JsonStore(path.join(dir, "state"));
     // $299.90 of fine-tuning this month (and $50 in November, which is not this month's).
-    store.write(EXTERNAL_SPEND_FILE, { version: 1, entries: { "finetune:hybrid/acme:2026-12": { month: "2026-12", usd: 299.9, what: "fine-tuning job acme" }, "finetune:hybrid/old:2026-11": { month: "2026-11", usd: 50, what: "fine-tuning job old" } } });
+    store.write(EXTERNAL_SPEND_FILE, {
+      version: 1,
+      entries: {
+        "finetune:hybrid/acme:2026-12": { month: "2026-12", usd: 299.9, what: "fine-tuning job acme" },
+        "finetune:hybrid/old:2026-11": { month: "2026-11", usd: 50, what: "fine-tuning job old" },
+      },
+    });
     gatekeeper.text = demandText({ allowed: 5 });
     const s = await tick(c);
     expect(s.ledger.externalUsd).toBeCloseTo(299.9, 9);

@@ -20,7 +20,12 @@ const TOKEN = "github_pat_rig_standin_token";
 describe.skipIf(missing !== undefined)("the controller behind the real Traefik", () => {
   let rig: GatewayRig;
   let github: GitHubStandIn;
-  const chat = (key: string) => rig.request({ path: "/v1/chat/completions", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ model: "coder", messages: [{ role: "user", content: "hi" }] }) });
+  const chat = (key: string) =>
+    rig.request({
+      path: "/v1/chat/completions",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "coder", messages: [{ role: "user", content: "hi" }] }),
+    });
 
   beforeAll(async () => {
     github = await GitHubStandIn.start();
@@ -45,10 +50,15 @@ describe.skipIf(missing !== undefined)("the controller behind the real Traefik",
     expect(res.headers["x-hub-backend"]).toBe("gpu-off");
     // The stack's cold start from the catalogue, in whole seconds, as Retry-After.
     expect(Number(res.headers["retry-after"])).toBeGreaterThan(600);
-    await waitFor("the wake dispatch", () => github.calls.length > 0, 10_000, { context: () => rig.autoscaler!.tail() });
+    await waitFor("the wake dispatch", () => github.calls.length > 0, 10_000, {
+      context: () => rig.autoscaler!.tail(),
+    });
     expect(github.calls[0].path).toBe("/repos/acme/inference-hub/actions/workflows/autoscale.yml/dispatches");
     expect(github.calls[0].headers.authorization).toBe(`Bearer ${TOKEN}`);
-    expect(github.calls[0].body).toMatchObject({ ref: "main", inputs: { stack: "rig", nodes: "1", reason: "wake-on-demand" } });
+    expect(github.calls[0].body).toMatchObject({
+      ref: "main",
+      inputs: { stack: "rig", nodes: "1", reason: "wake-on-demand" },
+    });
     // A second request while waking sends no second dispatch.
     expect((await chat(rig.keys.dev.key)).status).toBe(503);
     await new Promise((r) => setTimeout(r, 1000));
@@ -58,22 +68,50 @@ describe.skipIf(missing !== undefined)("the controller behind the real Traefik",
   });
 
   it("counts as demand the gatekeeper's allowed llm decisions only: a refusal at the door is not", async () => {
-    const read = async () => allowedLlmRequests(parseSeries((await rigRequest(rig.gatekeeperPort, { path: "/metrics" })).text));
+    const read = async () =>
+      allowedLlmRequests(parseSeries((await rigRequest(rig.gatekeeperPort, { path: "/metrics" })).text));
     const before = await read();
-    expect((await rig.request({ path: "/v1/chat/completions", headers: { authorization: "Bearer ihk_not_a_real_key" }, body: "{}" })).status).toBe(401);
+    expect(
+      (
+        await rig.request({
+          path: "/v1/chat/completions",
+          headers: { authorization: "Bearer ihk_not_a_real_key" },
+          body: "{}",
+        })
+      ).status,
+    ).toBe(401);
     expect(await read()).toBe(before);
     expect((await chat(rig.keys.dev.key)).status).toBe(503);
     expect(await read()).toBe(before + 1);
     // What the controller read on its last tick is the same series.
-    await waitFor("a tick after the request", async () => Object.values((await rigRequest(rig.autoscalerPorts.control, { path: "/status" })).json?.demandCounters ?? {}).reduce((a: number, b) => a + Number(b), 0) === before + 1, 20_000);
+    await waitFor(
+      "a tick after the request",
+      async () =>
+        Object.values(
+          (await rigRequest(rig.autoscalerPorts.control, { path: "/status" })).json?.demandCounters ?? {},
+        ).reduce((a: number, b) => a + Number(b), 0) ===
+        before + 1,
+      20_000,
+    );
   });
 
   it("reports its view at /admin/autoscaler to admin keys only", async () => {
-    const denied = await rig.request({ path: "/admin/autoscaler", headers: { authorization: `Bearer ${rig.keys.dev.key}` } });
+    const denied = await rig.request({
+      path: "/admin/autoscaler",
+      headers: { authorization: `Bearer ${rig.keys.dev.key}` },
+    });
     expect(denied.status).toBe(403);
-    const res = await rig.request({ path: "/admin/autoscaler", headers: { authorization: `Bearer ${rig.keys.ops.key}` } });
+    const res = await rig.request({
+      path: "/admin/autoscaler",
+      headers: { authorization: `Bearer ${rig.keys.ops.key}` },
+    });
     expect(res.status).toBe(200);
-    expect(res.json).toMatchObject({ stack: "rig", mode: "act", signalsUp: true, dispatch: { accepted: { request: { nodes: 1 } } } });
+    expect(res.json).toMatchObject({
+      stack: "rig",
+      mode: "act",
+      signalsUp: true,
+      dispatch: { accepted: { request: { nodes: 1 } } },
+    });
     expect(res.json.nodes.starting).toBe(1);
     expect(res.text).not.toContain(TOKEN);
   });
@@ -89,7 +127,9 @@ describe.skipIf(missing !== undefined)("the controller behind the real Traefik",
       { context: () => rig.autoscaler!.tail() },
     );
     const status = (await rigRequest(rig.autoscalerPorts.control, { path: "/status" })).json;
-    expect(status.replicas).toEqual([{ node: "gpu-0", healthy: true, reading: { running: expect.any(Number), waiting: 0, kvCacheUsage: 0 } }]);
+    expect(status.replicas).toEqual([
+      { node: "gpu-0", healthy: true, reading: { running: expect.any(Number), waiting: 0, kvCacheUsage: 0 } },
+    ]);
     const metrics = parseSeries((await rigRequest(rig.autoscalerPorts.control, { path: "/metrics" })).text);
     expect(metrics.get("hub_autoscaler_nodes")?.find((s) => s.labels.state === "ready")?.value).toBe(1);
     expect(metrics.get("hub_autoscaler_signals_up")?.[0].value).toBe(1);

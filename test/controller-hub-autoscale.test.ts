@@ -16,7 +16,8 @@ import { httpFetcher } from "../programs/autoscaler/controller/signals";
  */
 
 const ADMIN_KEY = "ihk_admin_standin";
-const cfg = (values: Record<string, string>): Record<string, { value: string; secret: boolean }> => Object.fromEntries(Object.entries(values).map(([k, v]) => [`inference-hub:${k}`, { value: v, secret: false }]));
+const cfg = (values: Record<string, string>): Record<string, { value: string; secret: boolean }> =>
+  Object.fromEntries(Object.entries(values).map(([k, v]) => [`inference-hub:${k}`, { value: v, secret: false }]));
 
 class RecordingOps implements StackOps {
   readonly calls: string[] = [];
@@ -46,7 +47,10 @@ class RecordingOps implements StackOps {
     return this.previewSteps;
   }
   async outputs() {
-    return { baseUrl: { value: `${gateway.url}/v1`, secret: false }, nodeAddresses: { value: this.deployed, secret: false } };
+    return {
+      baseUrl: { value: `${gateway.url}/v1`, secret: false },
+      nodeAddresses: { value: this.deployed, secret: false },
+    };
   }
 }
 
@@ -59,8 +63,21 @@ const gateway = {
   seenKeys: [] as string[],
   server: undefined as http.Server | undefined,
 };
-const status = (mode: "act" | "advice", replicas: unknown[] = []) => ({ stack: "hybrid", mode, atMs: 0, deployedNodes: replicas.length, nodes: { ready: replicas.length, starting: 0, draining: 0 }, replicas, signalsUp: true, dispatch: { pending: null, accepted: null }, ledger: { month: "2026-12", monthToDateUsd: 12.5, nodeSeconds: 12_500, gpuBudgetUsd: 303.5 } });
-const withDemand = (s: Record<string, unknown>) => ({ ...s, demandCounters: { 'key_id="k_dev00001"': gateway.allowed } });
+const status = (mode: "act" | "advice", replicas: unknown[] = []) => ({
+  stack: "hybrid",
+  mode,
+  atMs: 0,
+  deployedNodes: replicas.length,
+  nodes: { ready: replicas.length, starting: 0, draining: 0 },
+  replicas,
+  signalsUp: true,
+  dispatch: { pending: null, accepted: null },
+  ledger: { month: "2026-12", monthToDateUsd: 12.5, nodeSeconds: 12_500, gpuBudgetUsd: 303.5 },
+});
+const withDemand = (s: Record<string, unknown>) => ({
+  ...s,
+  demandCounters: { 'key_id="k_dev00001"': gateway.allowed },
+});
 
 beforeAll(async () => {
   gateway.server = http.createServer((req, res) => {
@@ -69,7 +86,8 @@ beforeAll(async () => {
       res.writeHead(401);
       return res.end();
     }
-    const body = req.url === "/admin/autoscaler" && gateway.status ? JSON.stringify(withDemand(gateway.status)) : undefined;
+    const body =
+      req.url === "/admin/autoscaler" && gateway.status ? JSON.stringify(withDemand(gateway.status)) : undefined;
     res.writeHead(body === undefined ? 502 : 200);
     res.end(body ?? "");
   });
@@ -91,7 +109,13 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-const deps = (ops: RecordingOps, force = false) => ({ ops, signals: gatewaySignals(`${gateway.url}/v1`, ADMIN_KEY, httpFetcher), memory: fileMemory(ops.stackName, dir), io: { out: (l: string) => void lines.push(l), now: () => (t += 15_000) }, force });
+const deps = (ops: RecordingOps, force = false) => ({
+  ops,
+  signals: gatewaySignals(`${gateway.url}/v1`, ADMIN_KEY, httpFetcher),
+  memory: fileMemory(ops.stackName, dir),
+  io: { out: (l: string) => void lines.push(l), now: () => (t += 15_000) },
+  force,
+});
 
 describe("npm run hub -- autoscale", () => {
   it("wakes the GPU on coder demand through set config, preview and up, reading the gateway with the admin key", async () => {
@@ -130,18 +154,31 @@ describe("npm run hub -- autoscale", () => {
   });
 
   it("refuses a preview that would replace a volume, and restores the config", async () => {
-    const replace: PreviewStep = { op: "replace", type: "digitalocean:index/volume:Volume", urn: "urn:pulumi:hybrid::inference-hub::digitalocean:index/volume:Volume::model-cache-0" };
+    const replace: PreviewStep = {
+      op: "replace",
+      type: "digitalocean:index/volume:Volume",
+      urn: "urn:pulumi:hybrid::inference-hub::digitalocean:index/volume:Volume::model-cache-0",
+    };
     const ops = new RecordingOps(cfg({ tier: "hybrid" }), [replace]);
     await autoscaleOnce(deps(ops));
     gateway.allowed = 1;
     await expect(autoscaleOnce(deps(ops))).rejects.toThrow(/volume/);
-    expect(ops.calls).toEqual(["set gpuEnabled=false", "set gpuEnabled=true", "set gpuMaxNodes=1", "preview", "set gpuEnabled=false", "remove gpuMaxNodes"]);
+    expect(ops.calls).toEqual([
+      "set gpuEnabled=false",
+      "set gpuEnabled=true",
+      "set gpuMaxNodes=1",
+      "preview",
+      "set gpuEnabled=false",
+      "remove gpuMaxNodes",
+    ]);
     // Back to what the stack runs (the checkout adopted "off" first), nothing of the refused change.
     expect(ops.config).toEqual(cfg({ tier: "hybrid", gpuEnabled: "false" }));
   });
 
   it("lets the GPU go after gpuIdleMinutes of quiet (the reactive rule), through the same safe path", async () => {
-    gateway.status = status("advice", [{ node: "gpu-0", healthy: true, reading: { running: 0, waiting: 0, kvCacheUsage: 0 } }]);
+    gateway.status = status("advice", [
+      { node: "gpu-0", healthy: true, reading: { running: 0, waiting: 0, kvCacheUsage: 0 } },
+    ]);
     const ops = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "true", gpuPredictiveWake: "false" }));
     ops.deployed = { cpu: {}, "gpu-0": {} };
     await autoscaleOnce(deps(ops));
@@ -150,5 +187,4 @@ describe("npm run hub -- autoscale", () => {
     expect(out.decision).toMatchObject({ reason: "idle", wantedNodes: 0 });
     expect(ops.calls).toEqual(["set gpuEnabled=false", "set gpuMaxNodes=1", "preview", "up"]);
   });
-
 });

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { asLedger, emptyLedger, LedgerObservation, LedgerState, monthNodeSeconds, monthToDateUsd, observeDroplets, recoveredLedger } from "../programs/autoscaler/controller/ledger";
+import {
+  asLedger,
+  emptyLedger,
+  LedgerObservation,
+  LedgerState,
+  monthNodeSeconds,
+  monthToDateUsd,
+  observeDroplets,
+  recoveredLedger,
+} from "../programs/autoscaler/controller/ledger";
 
 /** The spend guard's arithmetic, on hand-worked cases: DigitalOcean bills per second, 60 s minimum per droplet. */
 
@@ -7,8 +16,21 @@ const HOURLY = 3.6; // $0.001 per second: seconds and dollars read off each othe
 const at = (iso: string) => Date.parse(iso);
 const node = (name: string) => ({ node: name, healthUrl: `http://10.0.0.1/${name}/health` });
 
-function step(ledger: LedgerState, nowMs: number, deployed: string[], answering: string[] = [], extra: Partial<LedgerObservation> = {}): LedgerState {
-  return observeDroplets(ledger, { nowMs, deployed: deployed.map(node), stillAnswering: new Set(answering), createSeconds: 0, destroySeconds: 0, ...extra });
+function step(
+  ledger: LedgerState,
+  nowMs: number,
+  deployed: string[],
+  answering: string[] = [],
+  extra: Partial<LedgerObservation> = {},
+): LedgerState {
+  return observeDroplets(ledger, {
+    nowMs,
+    deployed: deployed.map(node),
+    stillAnswering: new Set(answering),
+    createSeconds: 0,
+    destroySeconds: 0,
+    ...extra,
+  });
 }
 
 describe("the ledger", () => {
@@ -36,7 +58,13 @@ describe("the ledger", () => {
     l = step(l, t0 + 600_000, []);
     l = step(l, t0 + 900_000, [], ["gpu-0"]); // draining for 5 more minutes
     expect(l.open["gpu-0"]?.leaving).toBe(true);
-    l = observeDroplets(l, { nowMs: t0 + 960_000, deployed: [], stillAnswering: new Set(), createSeconds: 0, destroySeconds: 60 });
+    l = observeDroplets(l, {
+      nowMs: t0 + 960_000,
+      deployed: [],
+      stillAnswering: new Set(),
+      createSeconds: 0,
+      destroySeconds: 60,
+    });
     expect(l.closedNodeSeconds).toBe(960 + 60);
   });
 
@@ -72,7 +100,11 @@ describe("the ledger", () => {
     const worst = recoveredLedger(now, "ledger.json is not JSON", { maxNodes: 2, nodeHourlyUsd: HOURLY });
     expect(monthToDateUsd(worst, now, HOURLY)).toBeCloseTo(2 * 240 * 3.6, 6);
     expect(worst.floorReason).toMatch(/worst case \(2 node/);
-    const bounded = recoveredLedger(now, "ledger.json is not JSON", { accountMonthToDateUsd: 123.45, maxNodes: 2, nodeHourlyUsd: HOURLY });
+    const bounded = recoveredLedger(now, "ledger.json is not JSON", {
+      accountMonthToDateUsd: 123.45,
+      maxNodes: 2,
+      nodeHourlyUsd: HOURLY,
+    });
     expect(monthToDateUsd(bounded, now, HOURLY)).toBe(123.45);
     // The floor lasts the month only.
     expect(monthToDateUsd(bounded, at("2027-01-01T00:00:01Z"), HOURLY)).toBe(0);

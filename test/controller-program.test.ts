@@ -39,9 +39,22 @@ describe("the bundled controller", () => {
     writeFileSync(path.join(dir, "autoscaler.json"), JSON.stringify(controllerFile({ demandUrl: gatekeeper.url })));
     [control, off] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);
     proc = ManagedProcess.start("autoscaler", process.execPath, [bundle], {
-      env: { PATH: process.env.PATH ?? "", AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"), AUTOSCALER_STATE_DIR: path.join(dir, "state"), AUTOSCALER_HOST: "127.0.0.1", AUTOSCALER_PORT: String(control), AUTOSCALER_OFF_PORT: String(off), AUTOSCALER_DISPATCH_TOKEN: "" },
+      env: {
+        PATH: process.env.PATH ?? "",
+        AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"),
+        AUTOSCALER_STATE_DIR: path.join(dir, "state"),
+        AUTOSCALER_HOST: "127.0.0.1",
+        AUTOSCALER_PORT: String(control),
+        AUTOSCALER_OFF_PORT: String(off),
+        AUTOSCALER_DISPATCH_TOKEN: "",
+      },
     });
-    await waitFor("the controller's first tick", async () => (await rigRequest(control, { path: "/status" }).catch(() => ({ status: 0 }))).status === 200, 20_000, { context: () => proc.tail() });
+    await waitFor(
+      "the controller's first tick",
+      async () => (await rigRequest(control, { path: "/status" }).catch(() => ({ status: 0 }))).status === 200,
+      20_000,
+      { context: () => proc.tail() },
+    );
   }, 60_000);
   afterAll(async () => {
     await proc?.stop();
@@ -54,7 +67,12 @@ describe("the bundled controller", () => {
     const names = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
     for (const name of CONTRACT_METRICS) expect(names, name).toContain(name);
     const families = parseSeries(text);
-    expect(families.get("hub_autoscaler_nodes")?.map((s) => s.labels.state).sort()).toEqual(["draining", "ready", "starting"]);
+    expect(
+      families
+        .get("hub_autoscaler_nodes")
+        ?.map((s) => s.labels.state)
+        .sort(),
+    ).toEqual(["draining", "ready", "starting"]);
     expect(families.get("hub_autoscaler_gpu_budget_usd")?.[0].value).toBe(300);
     expect(families.get("hub_autoscaler_signals_up")?.[0].value).toBe(1);
   });
@@ -76,23 +94,42 @@ describe("the bundled controller", () => {
       expect(res.text).not.toContain("hub_autoscaler");
     }
     // Each answer asked for a tick at once; without the gatekeeper's X-Hub-Key-Id none counted.
-    await waitFor("a tick after the answers", async () => (await rigRequest(control, { path: "/status" })).json.atMs >= before, 20_000);
+    await waitFor(
+      "a tick after the answers",
+      async () => (await rigRequest(control, { path: "/status" })).json.atMs >= before,
+      20_000,
+    );
     const status = (await rigRequest(control, { path: "/status" })).json;
     expect(status.coderRequests).toBe(0);
     expect(status.decision.reason).toBe("hold");
   });
 
   it("writes one JSON log line per decision", () => {
-    const decisions = proc.tail().split("\n").filter((l) => l.includes('"msg":"decision"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const decisions = proc
+      .tail()
+      .split("\n")
+      .filter((l) => l.includes('"msg":"decision"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(decisions.length).toBeGreaterThanOrEqual(1);
-    expect(decisions[0]).toMatchObject({ level: "info", reason: expect.any(String), wantedNodes: expect.any(Number), numbers: expect.any(Object) });
+    expect(decisions[0]).toMatchObject({
+      level: "info",
+      reason: expect.any(String),
+      wantedNodes: expect.any(Number),
+      numbers: expect.any(Object),
+    });
   });
 
   it("refuses to start on a config file it cannot use, naming the field", async () => {
     const bad = path.join(dir, "bad.json");
     writeFileSync(bad, JSON.stringify({ ...controllerFile({ demandUrl: gatekeeper.url }), tickSeconds: 0 }));
     // Not spawnSync: a blocked worker starves vitest's RPC.
-    const run = ManagedProcess.start("bad autoscaler", process.execPath, [bundle], { env: { PATH: process.env.PATH ?? "", AUTOSCALER_CONFIG_FILE: bad, AUTOSCALER_STATE_DIR: path.join(dir, "bad-state") } });
+    const run = ManagedProcess.start("bad autoscaler", process.execPath, [bundle], {
+      env: {
+        PATH: process.env.PATH ?? "",
+        AUTOSCALER_CONFIG_FILE: bad,
+        AUTOSCALER_STATE_DIR: path.join(dir, "bad-state"),
+      },
+    });
     expect(await run.exited).toBe(1);
     expect(run.tail()).toMatch(/tickSeconds/);
   });

@@ -8,7 +8,13 @@ const h100 = findGpuSize("gpu-h100x1-80gb")!;
 
 describe("monthly cost", () => {
   it("hybrid: c-4 + 40 H100 hours + 125 GiB of volumes", () => {
-    const cost = estimateCost({ cpuSize: c4, cpuCacheGiB: 25, gpu: { size: h100, count: 1, hoursPerMonth: 40, on: false }, modelCacheGiB: 100, modelCacheVolumes: 1 });
+    const cost = estimateCost({
+      cpuSize: c4,
+      cpuCacheGiB: 25,
+      gpu: { size: h100, count: 1, hoursPerMonth: 40, on: false },
+      modelCacheGiB: 100,
+      modelCacheVolumes: 1,
+    });
     // 84 + 3.39 * 40 (135.60) + 125 * 0.10 (12.50) = 232.10
     expect(cost.monthlyUsd).toBe(232.1);
     // GPU off: 84 / 672 h (0.125) + 12.50 / 730 h (0.0171) = 0.14 $/h
@@ -18,14 +24,29 @@ describe("monthly cost", () => {
   });
 
   it("always on is 730 hours", () => {
-    const cost = estimateCost({ cpuSize: c4, cpuCacheGiB: 25, gpu: { size: h100, count: 1, hoursPerMonth: 730, on: true }, modelCacheGiB: 100, modelCacheVolumes: 1 });
+    const cost = estimateCost({
+      cpuSize: c4,
+      cpuCacheGiB: 25,
+      gpu: { size: h100, count: 1, hoursPerMonth: 730, on: true },
+      modelCacheGiB: 100,
+      modelCacheVolumes: 1,
+    });
     // 84 + 3.39 * 730 (2474.70) + 12.50 = 2571.20
     expect(cost.monthlyUsd).toBe(2571.2);
   });
 
   it("shows the seed design's c-4 and H100 figures beside ours", () => {
-    const cost = estimateCost({ cpuSize: c4, cpuCacheGiB: 25, gpu: { size: h100, count: 1, hoursPerMonth: 40, on: false }, modelCacheGiB: 100, modelCacheVolumes: 1 });
-    expect(cost.seedComparison.map((s) => [s.seed, s.ours])).toEqual([["$24", "$84"], ["$4.49", "$3.39"]]);
+    const cost = estimateCost({
+      cpuSize: c4,
+      cpuCacheGiB: 25,
+      gpu: { size: h100, count: 1, hoursPerMonth: 40, on: false },
+      modelCacheGiB: 100,
+      modelCacheVolumes: 1,
+    });
+    expect(cost.seedComparison.map((s) => [s.seed, s.ours])).toEqual([
+      ["$24", "$84"],
+      ["$4.49", "$3.39"],
+    ]);
   });
 
   it("counts one model-cache volume per GPU node", () => {

@@ -1,7 +1,12 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
-import { ADDRESS_ECHO_SERVICES, DeployerAddressError, EchoServiceAddressSource, parseEchoAnswer } from "../infra/deployer-address";
+import {
+  ADDRESS_ECHO_SERVICES,
+  DeployerAddressError,
+  EchoServiceAddressSource,
+  parseEchoAnswer,
+} from "../infra/deployer-address";
 
 /**
  * STAND-IN echo services (not ipify or AWS): loopback HTTP servers that answer like the real ones
@@ -35,7 +40,10 @@ async function standIn(answer: (res: http.ServerResponse) => void): Promise<Stan
   standIns.push(s);
   return s;
 }
-const says = (body: string, status = 200) => (res: http.ServerResponse) => res.writeHead(status, { "content-type": "text/plain" }).end(body);
+const says =
+  (body: string, status = 200) =>
+  (res: http.ServerResponse) =>
+    res.writeHead(status, { "content-type": "text/plain" }).end(body);
 
 describe("parseEchoAnswer", () => {
   it("takes one public IPv4 address, with or without the trailing newline", () => {
@@ -76,21 +84,34 @@ describe("EchoServiceAddressSource against stand-in echo services", () => {
   it("keeps both when a NAT with two exits shows two addresses", async () => {
     const a = await standIn(says("203.0.113.20"));
     const b = await standIn(says("198.51.100.7"));
-    expect(await new EchoServiceAddressSource([{ url: a.url }, { url: b.url }], 2000).find()).toEqual(["198.51.100.7", "203.0.113.20"]);
+    expect(await new EchoServiceAddressSource([{ url: a.url }, { url: b.url }], 2000).find()).toEqual([
+      "198.51.100.7",
+      "203.0.113.20",
+    ]);
   });
 
   it("goes on with the other service when one fails, answers garbage or hangs", async () => {
     const good = await standIn(says("198.51.100.7"));
-    for (const bad of [await standIn(says("", 503)), await standIn(says("<html>no</html>")), await standIn(() => undefined)]) {
-      expect(await new EchoServiceAddressSource([{ url: bad.url }, { url: good.url }], 300).find()).toEqual(["198.51.100.7"]);
+    for (const bad of [
+      await standIn(says("", 503)),
+      await standIn(says("<html>no</html>")),
+      await standIn(() => undefined),
+    ]) {
+      expect(await new EchoServiceAddressSource([{ url: bad.url }, { url: good.url }], 300).find()).toEqual([
+        "198.51.100.7",
+      ]);
     }
   });
 
   it("fails with every service's reason when none answers", async () => {
     const down = await standIn(says("maintenance", 503));
     const silent = await standIn(() => undefined);
-    const err = await new EchoServiceAddressSource([{ url: down.url }, { url: silent.url }], 300).find().catch((e: unknown) => e);
+    const err = await new EchoServiceAddressSource([{ url: down.url }, { url: silent.url }], 300)
+      .find()
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DeployerAddressError);
-    expect((err as Error).message).toBe(`${new URL(down.url).host}: HTTP 503; ${new URL(silent.url).host}: no answer within 0.3 s`);
+    expect((err as Error).message).toBe(
+      `${new URL(down.url).host}: HTTP 503; ${new URL(silent.url).host}: no answer within 0.3 s`,
+    );
   });
 });

@@ -5,7 +5,13 @@ import { createRequire } from "node:module";
 import { beforeAll, describe, expect, it } from "vitest";
 import { pictureOf, renderMermaid, type Picture } from "../cli/plan/diagram";
 import { findChromium } from "../cli/plan/diagram-svg";
-import { diagramsSection, renderArchitecture, resourcesSection, seedSettingsTable, svgDiagrams } from "../cli/docs/generate";
+import {
+  diagramsSection,
+  renderArchitecture,
+  resourcesSection,
+  seedSettingsTable,
+  svgDiagrams,
+} from "../cli/docs/generate";
 import type { PlanArtifact, PlanDocument } from "../cli/plan/document";
 import { planFromFile, planFromText, stackFilePath, type PlanResult } from "../cli/plan/runner";
 import { DIAGRAM_TIERS as TIERS } from "../cli/docs/generate";
@@ -15,23 +21,46 @@ import { ROOT } from "./helpers/load";
 
 // Mermaid's flowchart parser sanitizes labels with DOMPurify, which needs a DOM: jsdom gives it one.
 // Typed by hand: @types/jsdom brings undici-types 7, whose Blob clashes with Node 20's; only the constructor is used.
-const { JSDOM } = createRequire(__filename)("jsdom") as { JSDOM: new (html: string, options?: object) => { window: { document: unknown } } };
+const { JSDOM } = createRequire(__filename)("jsdom") as {
+  JSDOM: new (html: string, options?: object) => { window: { document: unknown } };
+};
 const dom = new JSDOM("<!doctype html><html><body></body></html>");
 Object.assign(globalThis, { window: dom.window, document: dom.window.document });
 type Mermaid = typeof import("mermaid").default;
 let mermaid: Mermaid;
 
-interface Vertex { readonly id: string; readonly text: string; readonly classes: readonly string[] }
-interface Edge { readonly start: string; readonly end: string; readonly text: string; readonly stroke: string }
-interface SubGraph { readonly id: string; readonly title: string; readonly nodes: readonly string[] }
-interface Parsed { readonly vertices: Map<string, Vertex>; readonly edges: readonly Edge[]; readonly subgraphs: readonly SubGraph[] }
+interface Vertex {
+  readonly id: string;
+  readonly text: string;
+  readonly classes: readonly string[];
+}
+interface Edge {
+  readonly start: string;
+  readonly end: string;
+  readonly text: string;
+  readonly stroke: string;
+}
+interface SubGraph {
+  readonly id: string;
+  readonly title: string;
+  readonly nodes: readonly string[];
+}
+interface Parsed {
+  readonly vertices: Map<string, Vertex>;
+  readonly edges: readonly Edge[];
+  readonly subgraphs: readonly SubGraph[];
+}
 
 /** The diagram as Mermaid itself reads it (mermaid.parse throws on anything GitHub could not render). */
 async function parseMermaid(text: string): Promise<Parsed> {
   const result = await mermaid.parse(text);
   expect(result?.diagramType).toBe("flowchart-v2");
   const diagram = await mermaid.mermaidAPI.getDiagramFromText(text);
-  const db = diagram.db as unknown as { getVertices(): Map<string, Vertex>; getEdges(): Edge[]; getSubGraphs(): SubGraph[] };
+  const db = diagram.db as unknown as {
+    getVertices(): Map<string, Vertex>;
+    getEdges(): Edge[];
+    getSubGraphs(): SubGraph[];
+  };
   return { vertices: db.getVertices(), edges: db.getEdges(), subgraphs: db.getSubGraphs() };
 }
 
@@ -51,13 +80,24 @@ async function planned(result: PlanResult, compact = false): Promise<Planned> {
 }
 
 const planText = (stack: string, settings: Record<string, unknown>) =>
-  planFromText(stack, `Pulumi.${stack}.yaml`, `config:\n${Object.entries(settings).map(([k, v]) => `  inference-hub:${k}: ${JSON.stringify(v)}`).join("\n")}\n`);
+  planFromText(
+    stack,
+    `Pulumi.${stack}.yaml`,
+    `config:\n${Object.entries(settings)
+      .map(([k, v]) => `  inference-hub:${k}: ${JSON.stringify(v)}`)
+      .join("\n")}\n`,
+  );
 
 const resourcesOf = (doc: PlanDocument, type: string) => doc.resources.filter((r) => r.type === type);
 const subgraphOfNode = (p: Parsed, node: string) => p.subgraphs.find((s) => s.title.startsWith(`${node} ·`));
 const vertexWith = (p: Parsed, text: string) => [...p.vertices.values()].find((v) => v.text.includes(text));
 /** tcp ports on an edge label such as "tcp 80, 443, 8100 + icmp". */
-const tcpPorts = (label: string) => (/tcp ([\d, ]+)/.exec(label)?.[1] ?? "").split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+const tcpPorts = (label: string) =>
+  (/tcp ([\d, ]+)/.exec(label)?.[1] ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
 
 // The gateway's web ports, as the README documents them: "the gateway (CPU) node takes 80, 443 and 8100 from anywhere".
 const WEB_PORTS = [80, 443, 8100];
@@ -86,14 +126,25 @@ describe("the deployment diagram, for every shipped tier", () => {
   it("draws every planned droplet, volume and container, each container inside its node", () => {
     for (const tier of TIERS) {
       const { document, parsed } = tiers.get(tier)!;
-      for (const d of resourcesOf(document, "digitalocean:index/droplet:Droplet")) expect(parsed.subgraphs.some((s) => s.title.includes(`droplet ${String(d.inputs.name)} `)), `${tier}: droplet ${d.name}`).toBe(true);
-      for (const v of resourcesOf(document, "digitalocean:index/volume:Volume")) expect(vertexWith(parsed, String(v.inputs.name)), `${tier}: volume ${v.name}`).toBeDefined();
+      for (const d of resourcesOf(document, "digitalocean:index/droplet:Droplet"))
+        expect(
+          parsed.subgraphs.some((s) => s.title.includes(`droplet ${String(d.inputs.name)} `)),
+          `${tier}: droplet ${d.name}`,
+        ).toBe(true);
+      for (const v of resourcesOf(document, "digitalocean:index/volume:Volume"))
+        expect(vertexWith(parsed, String(v.inputs.name)), `${tier}: volume ${v.name}`).toBeDefined();
       // The plan's container list comes from the service specs, not from the registered resources: two ways to the same answer.
       expect(document.containers.length, tier).toBeGreaterThan(0);
       for (const c of document.containers) {
-        const host = tier === "local" ? parsed.subgraphs.find((s) => s.title.startsWith("this machine's Docker engine")) : subgraphOfNode(parsed, c.node);
+        const host =
+          tier === "local"
+            ? parsed.subgraphs.find((s) => s.title.startsWith("this machine's Docker engine"))
+            : subgraphOfNode(parsed, c.node);
         expect(host, `${tier}: node ${c.node}`).toBeDefined();
-        expect(host!.nodes.some((id) => parsed.vertices.get(id)?.text.split("<br>")[0].replace(" (GPU)", "") === c.name), `${tier}: ${c.name} inside ${c.node}`).toBe(true);
+        expect(
+          host!.nodes.some((id) => parsed.vertices.get(id)?.text.split("<br>")[0].replace(" (GPU)", "") === c.name),
+          `${tier}: ${c.name} inside ${c.node}`,
+        ).toBe(true);
       }
       const drawnContainers = parsed.subgraphs.filter((s) => s.id !== "vpc").flatMap((s) => s.nodes);
       expect(drawnContainers.length, tier).toBe(resourcesOf(document, "docker:index/container:Container").length);
@@ -105,12 +156,16 @@ describe("the deployment diagram, for every shipped tier", () => {
       const { document, parsed } = tiers.get(tier)!;
       const attachedTo = (name: string) => {
         const vertex = vertexWith(parsed, `ih-${document.stack}-${name}`)!;
-        return parsed.edges.filter((e) => e.start === vertex.id && e.stroke !== "dotted").map((e) => parsed.subgraphs.find((s) => s.id === e.end)?.title.split(" ·")[0]);
+        return parsed.edges
+          .filter((e) => e.start === vertex.id && e.stroke !== "dotted")
+          .map((e) => parsed.subgraphs.find((s) => s.id === e.end)?.title.split(" ·")[0]);
       };
       // A detached volume's dotted edge goes to the off node it attaches to once on.
       const waitsFor = (name: string) => {
         const vertex = vertexWith(parsed, `ih-${document.stack}-${name}`)!;
-        return parsed.edges.filter((e) => e.start === vertex.id && e.stroke === "dotted").map((e) => parsed.vertices.get(e.end)?.text.split(" ·")[0]);
+        return parsed.edges
+          .filter((e) => e.start === vertex.id && e.stroke === "dotted")
+          .map((e) => parsed.vertices.get(e.end)?.text.split(" ·")[0]);
       };
       expect(attachedTo("cpu-cache"), tier).toEqual(["cpu"]);
       const gpuOn = document.nodes.some((n) => n.kind === "gpu" && n.active);
@@ -123,7 +178,8 @@ describe("the deployment diagram, for every shipped tier", () => {
   it("shows every volume as protected and kept on destroy, as the plan registered it", () => {
     for (const tier of TIERS) {
       const { document, parsed } = tiers.get(tier)!;
-      for (const v of resourcesOf(document, "digitalocean:index/volume:Volume")) expect(vertexWith(parsed, String(v.inputs.name))!.text, v.name).toContain("protected · kept on destroy");
+      for (const v of resourcesOf(document, "digitalocean:index/volume:Volume"))
+        expect(vertexWith(parsed, String(v.inputs.name))!.text, v.name).toContain("protected · kept on destroy");
     }
   });
 
@@ -132,8 +188,14 @@ describe("the deployment diagram, for every shipped tier", () => {
       const { parsed, document } = tiers.get(tier)!;
       const internet = vertexWith(parsed, "internet")!;
       const fromInternet = parsed.edges.filter((e) => e.start === internet.id);
-      expect(fromInternet.map((e) => parsed.subgraphs.find((s) => s.id === e.end)?.title.split(" ·")[0]), tier).toEqual(["cpu"]);
-      expect(fromInternet.flatMap((e) => tcpPorts(e.text)).sort((a, b) => a - b), tier).toEqual(WEB_PORTS);
+      expect(
+        fromInternet.map((e) => parsed.subgraphs.find((s) => s.id === e.end)?.title.split(" ·")[0]),
+        tier,
+      ).toEqual(["cpu"]);
+      expect(
+        fromInternet.flatMap((e) => tcpPorts(e.text)).sort((a, b) => a - b),
+        tier,
+      ).toEqual(WEB_PORTS);
       const admin = vertexWith(parsed, "admin SSH")!;
       expect(admin.text, tier).toContain("the deploying machine's address");
       const droplets = resourcesOf(document, "digitalocean:index/droplet:Droplet").length;
@@ -145,8 +207,14 @@ describe("the deployment diagram, for every shipped tier", () => {
 
   it("draws no GPU droplet where gpuCount is 0 (cpu) or the GPU is off (hybrid), and the off node dashed", () => {
     const cpu = tiers.get("cpu")!;
-    expect(cpu.parsed.subgraphs.filter((s) => s.title.includes("droplet ih-cpu-gpu")), "cpu").toEqual([]);
-    expect([...cpu.parsed.vertices.values()].filter((v) => v.text.includes("OFF")), "cpu").toEqual([]);
+    expect(
+      cpu.parsed.subgraphs.filter((s) => s.title.includes("droplet ih-cpu-gpu")),
+      "cpu",
+    ).toEqual([]);
+    expect(
+      [...cpu.parsed.vertices.values()].filter((v) => v.text.includes("OFF")),
+      "cpu",
+    ).toEqual([]);
     const hybrid = tiers.get("hybrid")!;
     expect(hybrid.parsed.subgraphs.filter((s) => s.title.includes("droplet ih-hybrid-gpu"))).toEqual([]);
     const off = vertexWith(hybrid.parsed, "OFF")!;
@@ -155,9 +223,16 @@ describe("the deployment diagram, for every shipped tier", () => {
     expect(vertexWith(hybrid.parsed, "ih-hybrid-model-cache-0")!.text).toContain("detached");
     // With the GPU off, the coder's paths go to the controller's holder, which falls back to the CPU stand-in
     // (README: "the route points at the controller's holder, which hands the request to the stand-in").
-    const coderEdge = hybrid.parsed.edges.find((e) => e.text.includes("/v1/chat/completions") && e.stroke === "normal")!;
+    const coderEdge = hybrid.parsed.edges.find(
+      (e) => e.text.includes("/v1/chat/completions") && e.stroke === "normal",
+    )!;
     expect(coderEdge.end).toBe("c_cpu_autoscaler");
-    expect(hybrid.parsed.edges.some((e) => e.end === "c_cpu_coder_fallback" && e.text.includes("fallback") && e.text.includes("/v1/chat/completions"))).toBe(true);
+    expect(
+      hybrid.parsed.edges.some(
+        (e) =>
+          e.end === "c_cpu_coder_fallback" && e.text.includes("fallback") && e.text.includes("/v1/chat/completions"),
+      ),
+    ).toBe(true);
   });
 
   it("routes the coder's paths over the VPC to the GPU node's vLLM when it is on, with failover dotted", () => {
@@ -188,8 +263,13 @@ describe("the deployment diagram, for settings that change the picture", () => {
   it("puts SSH on the internet edge exactly when adminCidrs opens it to everyone", async () => {
     const open = await planned(await planText("open", { tier: "gpu", adminCidrs: ["0.0.0.0/0"] }));
     const internet = vertexWith(open.parsed, "internet")!;
-    const ports = open.parsed.edges.filter((e) => e.start === internet.id).map((e) => [open.parsed.subgraphs.find((s) => s.id === e.end)!.title.split(" ·")[0], tcpPorts(e.text)]);
-    expect(ports).toEqual([["cpu", [...WEB_PORTS, 22]], ["gpu-0", [22]]]);
+    const ports = open.parsed.edges
+      .filter((e) => e.start === internet.id)
+      .map((e) => [open.parsed.subgraphs.find((s) => s.id === e.end)!.title.split(" ·")[0], tcpPorts(e.text)]);
+    expect(ports).toEqual([
+      ["cpu", [...WEB_PORTS, 22]],
+      ["gpu-0", [22]],
+    ]);
     expect(open.document.ssh?.exposure).toBe("anywhere");
 
     const pinned = await planned(await planText("pinned", { tier: "gpu", adminCidrs: ["203.0.113.7/32"] }));
@@ -197,21 +277,34 @@ describe("the deployment diagram, for settings that change the picture", () => {
   });
 
   it("attaches model-cache-i to gpu-i with several GPU nodes, and shows volumes of unused slots detached", async () => {
-    const two = await planned(await planText("two", { tier: "gpu", gpuCount: 2, gpuMinNodes: 1, gpuMaxNodes: 3, budgetUsd: 10000 }));
+    const two = await planned(
+      await planText("two", { tier: "gpu", gpuCount: 2, gpuMinNodes: 1, gpuMaxNodes: 3, budgetUsd: 10000 }),
+    );
     const { parsed } = two;
-    const attached = (name: string) => parsed.edges.filter((e) => e.start === vertexWith(parsed, name)!.id).map((e) => parsed.subgraphs.find((s) => s.id === e.end)!.title.split(" ·")[0]);
+    const attached = (name: string) =>
+      parsed.edges
+        .filter((e) => e.start === vertexWith(parsed, name)!.id)
+        .map((e) => parsed.subgraphs.find((s) => s.id === e.end)!.title.split(" ·")[0]);
     expect(attached("ih-two-model-cache-0")).toEqual(["gpu-0"]);
     expect(attached("ih-two-model-cache-1")).toEqual(["gpu-1"]);
     expect(attached("ih-two-model-cache-2")).toEqual([]);
     expect(vertexWith(parsed, "ih-two-model-cache-2")!.text).toContain("detached");
     // Both replicas answer the coder's paths.
-    const replicas = parsed.edges.filter((e) => e.text.includes("/v1/chat/completions") && e.stroke === "normal").map((e) => e.end).sort();
+    const replicas = parsed.edges
+      .filter((e) => e.text.includes("/v1/chat/completions") && e.stroke === "normal")
+      .map((e) => e.end)
+      .sort();
     expect(replicas).toEqual(["c_gpu_0_coder", "c_gpu_1_coder"]);
   });
 
   it("says so when a volume is not protected (the picture follows the resource options, not a fixed text)", async () => {
     const gpu = tiers.get("gpu")!;
-    const unprotected = { ...gpu.document, resources: gpu.document.resources.map((r) => (r.name === "storage-cpu-cache" ? { ...r, options: { ...r.options, protect: false, retainOnDelete: false } } : r)) };
+    const unprotected = {
+      ...gpu.document,
+      resources: gpu.document.resources.map((r) =>
+        r.name === "storage-cpu-cache" ? { ...r, options: { ...r.options, protect: false, retainOnDelete: false } } : r,
+      ),
+    };
     const parsed = await parseMermaid(renderMermaid(pictureOf(unprotected, gpu.artifacts)));
     expect(vertexWith(parsed, "ih-gpu-cpu-cache")!.text).toContain("NOT protected · deleted on destroy");
   });
@@ -219,7 +312,14 @@ describe("the deployment diagram, for settings that change the picture", () => {
   it("escapes labels, so odd names still parse and read back unchanged", async () => {
     const gpu = tiers.get("gpu")!;
     const odd = 'cod"er]<b>|x';
-    const renamed = { ...gpu.document, resources: gpu.document.resources.map((r) => (r.type === "docker:index/container:Container" && r.inputs.name === "tts" ? { ...r, inputs: { ...r.inputs, name: odd } } : r)) };
+    const renamed = {
+      ...gpu.document,
+      resources: gpu.document.resources.map((r) =>
+        r.type === "docker:index/container:Container" && r.inputs.name === "tts"
+          ? { ...r, inputs: { ...r.inputs, name: odd } }
+          : r,
+      ),
+    };
     const parsed = await parseMermaid(renderMermaid(pictureOf(renamed, gpu.artifacts)));
     expect([...parsed.vertices.values()].some((v) => v.text.includes("cod") && v.text.includes("er]"))).toBe(true);
     await expect(mermaid.parse(`flowchart LR\n  a["${odd}"]\n`)).rejects.toThrow();
@@ -238,7 +338,8 @@ describe("docs/architecture.md and docs/configuration.md", () => {
       others.set(tier, result.document);
     }
   }, 120_000);
-  const documents = () => Object.fromEntries([...[...tiers].map(([tier, p]) => [tier, p.document] as const), ...others]);
+  const documents = () =>
+    Object.fromEntries([...[...tiers].map(([tier, p]) => [tier, p.document] as const), ...others]);
 
   it("shows one diagram per tier and the resource counts, as `npm run docs` generates them from the plans (run it to refresh)", async () => {
     expect(renderArchitecture(architecture, Object.fromEntries(compactTiers), documents())).toBe(architecture);
@@ -252,16 +353,27 @@ describe("docs/architecture.md and docs/configuration.md", () => {
   it("the README's picture is the hybrid tier's committed SVG (npm run docs writes it): every container and volume is in it", () => {
     expect(readFileSync(path.join(ROOT, "README.md"), "utf8")).toContain(`](${svgDiagrams("hybrid")})`);
     const svg = readFileSync(path.join(ROOT, svgDiagrams("hybrid")), "utf8");
-    const xml = new JSDOM(svg, { contentType: "image/svg+xml" }) as unknown as { window: { document: { documentElement: { localName: string; textContent: string } } } };
+    const xml = new JSDOM(svg, { contentType: "image/svg+xml" }) as unknown as {
+      window: { document: { documentElement: { localName: string; textContent: string } } };
+    };
     expect(xml.window.document.documentElement.localName).toBe("svg");
     const text = xml.window.document.documentElement.textContent;
     const { document } = tiers.get("hybrid")!;
     for (const c of document.containers) expect(text, c.name).toContain(c.name);
-    for (const v of resourcesOf(document, "digitalocean:index/volume:Volume")) expect(text, v.name).toContain(String(v.inputs.name));
+    for (const v of resourcesOf(document, "digitalocean:index/volume:Volume"))
+      expect(text, v.name).toContain(String(v.inputs.name));
   });
 
   it("counts each stack's resources from its plan (the figure the README once copied by hand)", () => {
-    const rows = resourcesSection(documents()).split("\n").slice(2).map((r) => r.split("|").map((c) => c.trim()).filter(Boolean));
+    const rows = resourcesSection(documents())
+      .split("\n")
+      .slice(2)
+      .map((r) =>
+        r
+          .split("|")
+          .map((c) => c.trim())
+          .filter(Boolean),
+      );
     expect(rows.map((r) => r[0])).toEqual(ALL_TIERS.map((t) => `\`${t}\``));
     for (const [tier, document] of Object.entries(documents())) {
       const row = rows.find((r) => r[0] === `\`${tier}\``)!;
@@ -273,13 +385,38 @@ describe("docs/architecture.md and docs/configuration.md", () => {
 
   it("maps the nine seed variables onto settings, with what each becomes", () => {
     const table = seedSettingsTable();
-    const rows = table.split("\n").slice(2).map((r) => r.split(/(?<!\\)\|/).map((c) => c.trim()).filter(Boolean));
-    const seedVars = ["LLM_MODEL", "QUANTIZATION", "MAX_MODEL_LEN", "GPU_MEMORY_UTILIZATION", "VLLM_ENGINE", "TENSOR_PARALLEL_SIZE", "MODEL_NAME", "WHISPER_MODEL", "TTS_MODEL"];
+    const rows = table
+      .split("\n")
+      .slice(2)
+      .map((r) =>
+        r
+          .split(/(?<!\\)\|/)
+          .map((c) => c.trim())
+          .filter(Boolean),
+      );
+    const seedVars = [
+      "LLM_MODEL",
+      "QUANTIZATION",
+      "MAX_MODEL_LEN",
+      "GPU_MEMORY_UTILIZATION",
+      "VLLM_ENGINE",
+      "TENSOR_PARALLEL_SIZE",
+      "MODEL_NAME",
+      "WHISPER_MODEL",
+      "TTS_MODEL",
+    ];
     expect(rows.map((r) => r[0])).toEqual(seedVars.map((v) => `\`${v}\``));
-    const header = table.split("\n")[0].split("|").map((c) => c.trim()).filter(Boolean);
-    const cell = (seed: string, tierPrefix: string) => rows.find((r) => r[0] === `\`${seed}\``)![header.findIndex((h) => h.startsWith(tierPrefix))];
+    const header = table
+      .split("\n")[0]
+      .split("|")
+      .map((c) => c.trim())
+      .filter(Boolean);
+    const cell = (seed: string, tierPrefix: string) =>
+      rows.find((r) => r[0] === `\`${seed}\``)![header.findIndex((h) => h.startsWith(tierPrefix))];
     // FACTS.md: 8bit is FP8 on an H100; the CPU node's 4bit is the Q4_K_M GGUF; DeepSeek-V3 runs tensor-parallel over 8 GPUs.
-    expect(cell("QUANTIZATION", "gpu tier (gpu-h100x1-80gb)")).toContain("`8bit` → `--quantization compressed-tensors`, checkpoint `RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic`");
+    expect(cell("QUANTIZATION", "gpu tier (gpu-h100x1-80gb)")).toContain(
+      "`8bit` → `--quantization compressed-tensors`, checkpoint `RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic`",
+    );
     expect(cell("QUANTIZATION", "cpu tier")).toContain("Q4_K_M");
     expect(cell("TENSOR_PARALLEL_SIZE", "multigpu tier")).toContain("--tensor-parallel-size 8");
     expect(cell("GPU_MEMORY_UTILIZATION", "gpu tier")).toContain("--gpu-memory-utilization 0.70");
@@ -318,7 +455,8 @@ describe("npm run plan -- --diagram FILE", () => {
 });
 
 const chromium = findChromium();
-if (!chromium) console.warn("diagram SVG test skipped: no Chromium (apt-get install chromium; .ci/install-system does)");
+if (!chromium)
+  console.warn("diagram SVG test skipped: no Chromium (apt-get install chromium; .ci/install-system does)");
 // In CI a missing Chromium is a failure, as for the other real programs the suite runs.
 it.runIf(!chromium && process.env.CI === "true")("Chromium is installed (required in CI)", () => {
   expect(chromium).toBeDefined();
@@ -333,12 +471,15 @@ describe.skipIf(!chromium)("npm run plan -- --diagram FILE.svg (Mermaid's render
       expect(run.status, run.stderr).toBe(0);
       const svg = readFileSync(file, "utf8");
       // An XML parse, as an SVG viewer does it: render()'s HTML-ish <br> would fail here.
-      const xml = new JSDOM(svg, { contentType: "image/svg+xml" }) as unknown as { window: { document: { documentElement: { localName: string; textContent: string } } } };
+      const xml = new JSDOM(svg, { contentType: "image/svg+xml" }) as unknown as {
+        window: { document: { documentElement: { localName: string; textContent: string } } };
+      };
       expect(xml.window.document.documentElement.localName).toBe("svg");
       const text = xml.window.document.documentElement.textContent;
       const { document } = tiers.get("gpu")!;
       for (const c of document.containers) expect(text, c.name).toContain(c.name);
-      for (const v of resourcesOf(document, "digitalocean:index/volume:Volume")) expect(text, v.name).toContain(String(v.inputs.name));
+      for (const v of resourcesOf(document, "digitalocean:index/volume:Volume"))
+        expect(text, v.name).toContain(String(v.inputs.name));
       expect(text).toContain("tcp 80, 443, 8100");
     } finally {
       rmSync(dir, { recursive: true, force: true });

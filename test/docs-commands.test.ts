@@ -9,7 +9,17 @@ import type { Command, Option } from "commander";
 import { buildProgram, runHub } from "../cli/hub/cli";
 import { SECRET_SETTINGS, SETTING_NAMES, TIERS } from "../stacks/settings";
 import { runScriptToEnd, runToEnd } from "./helpers/cli";
-import { anchors, codeBlocks, docFiles, inlineCode, isPlaceholder, links, shellCommands, withoutPlaceholders, type CodeBlock } from "./helpers/doc-blocks";
+import {
+  anchors,
+  codeBlocks,
+  docFiles,
+  inlineCode,
+  isPlaceholder,
+  links,
+  shellCommands,
+  withoutPlaceholders,
+  type CodeBlock,
+} from "./helpers/doc-blocks";
 import { fakeHub } from "./helpers/hub-deps";
 import { ROOT } from "./helpers/load";
 
@@ -24,7 +34,9 @@ import { ROOT } from "./helpers/load";
 const DOCS = docFiles(ROOT);
 const BLOCKS = DOCS.flatMap(codeBlocks);
 const SHELL = new Set(["sh", "bash", "shell"]);
-const SCRIPTS = Object.keys((JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts);
+const SCRIPTS = Object.keys(
+  (JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts,
+);
 const NPM_BUILTINS = new Set(["ci", "test", "install", "ls", "run"]);
 const KNOWN_SETTINGS = new Set<string>([...SETTING_NAMES, ...Object.keys(SECRET_SETTINGS)]);
 const tally = { run: 0, parsed: 0, notChecked: 0 };
@@ -32,7 +44,9 @@ const where = (b: { file: string; line: number }) => `${b.file}:${b.line}`;
 
 afterAll(() => {
   // The figure for the docs' coverage: how many commands ran, how many were only checked.
-  console.log(`doc commands: ${tally.run} run, ${tally.parsed} parsed and checked, ${tally.notChecked} blocks not checked (output samples, SQL, Mermaid: diagram.test.ts)`);
+  console.log(
+    `doc commands: ${tally.run} run, ${tally.parsed} parsed and checked, ${tally.notChecked} blocks not checked (output samples, SQL, Mermaid: diagram.test.ts)`,
+  );
 });
 
 // ---- npm run: scripts, hub commands and flags -------------------------------------------------
@@ -50,17 +64,26 @@ function npmRun(words: readonly string[]): NpmRun | undefined {
 }
 
 const program = buildProgram(fakeHub(), () => undefined);
-const longFlags = (cmd: Command) => new Set(cmd.options.map((o: Option) => o.long).filter((l): l is string => Boolean(l)));
-const takesValue = (cmd: Command, flag: string) => cmd.options.some((o: Option) => o.long === flag && (o.required || o.optional));
+const longFlags = (cmd: Command) =>
+  new Set(cmd.options.map((o: Option) => o.long).filter((l): l is string => Boolean(l)));
+const takesValue = (cmd: Command, flag: string) =>
+  cmd.options.some((o: Option) => o.long === flag && (o.required || o.optional));
 const PASSTHROUGH_SCRIPTS = new Set(["plan", "simulate", "smoke", "grafana", "bench"]);
 
 /** The flags a script's own --help names (its parser refuses any other). */
 const helpFlags = new Map<string, Set<string>>();
 function flagsInHelp(key: string, runner: string, args: readonly string[]): Set<string> {
   if (!helpFlags.has(key)) {
-    const run = spawnSync(process.execPath, [path.join(ROOT, "cli/run.cjs"), runner, ...args, "--help"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+    const run = spawnSync(process.execPath, [path.join(ROOT, "cli/run.cjs"), runner, ...args, "--help"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 60_000,
+    });
     const text = `${run.stdout}${run.stderr}`;
-    if (run.status !== 0) throw new Error(`npm run ${runner} -- ${[...args, "--help"].join(" ")} exited ${run.status}: ${text.slice(0, 300)}`);
+    if (run.status !== 0)
+      throw new Error(
+        `npm run ${runner} -- ${[...args, "--help"].join(" ")} exited ${run.status}: ${text.slice(0, 300)}`,
+      );
     helpFlags.set(key, new Set([...text.matchAll(/--[a-z][\w-]*/g)].map((m) => m[0])));
   }
   return helpFlags.get(key)!;
@@ -68,17 +91,26 @@ function flagsInHelp(key: string, runner: string, args: readonly string[]): Set<
 
 /** Problems with one `npm run` command as the docs write it; empty when it names real things. */
 function npmProblems(run: NpmRun): string[] {
-  if (!SCRIPTS.includes(run.script)) return [`npm run ${run.script}: no such script in package.json (${SCRIPTS.join(", ")})`];
-  const flagsOf = (args: readonly string[]) => args.filter((a) => a.startsWith("--") && a !== "--" && a !== "--help").map((a) => a.split("=")[0]).filter((a) => !isPlaceholder(a));
+  if (!SCRIPTS.includes(run.script))
+    return [`npm run ${run.script}: no such script in package.json (${SCRIPTS.join(", ")})`];
+  const flagsOf = (args: readonly string[]) =>
+    args
+      .filter((a) => a.startsWith("--") && a !== "--" && a !== "--help")
+      .map((a) => a.split("=")[0])
+      .filter((a) => !isPlaceholder(a));
   if (run.script === "hub") return hubProblems(run.args);
   if (run.script === "bench") {
     const sub = run.args[0] && !run.args[0].startsWith("-") ? run.args[0] : undefined;
     const known = flagsInHelp(`bench ${sub ?? ""}`, "bench", sub ? [sub] : []);
-    return flagsOf(run.args).filter((f) => !known.has(f)).map((f) => `npm run bench -- ${sub ?? ""}: ${f} is not in its --help`);
+    return flagsOf(run.args)
+      .filter((f) => !known.has(f))
+      .map((f) => `npm run bench -- ${sub ?? ""}: ${f} is not in its --help`);
   }
   if (["plan", "simulate", "smoke", "grafana", "plan-diff"].includes(run.script)) {
     const known = flagsInHelp(run.script, run.script, []);
-    return flagsOf(run.args).filter((f) => !known.has(f)).map((f) => `npm run ${run.script}: ${f} is not in its --help`);
+    return flagsOf(run.args)
+      .filter((f) => !known.has(f))
+      .map((f) => `npm run ${run.script}: ${f} is not in its --help`);
   }
   return [];
 }
@@ -92,7 +124,9 @@ function hubProblems(args: readonly string[]): string[] {
     const word = args[i];
     if (isPlaceholder(word)) {
       // `plan|simulate|...`, `<command>`: every alternative must be a command.
-      if (level.commands.length && /^[\w-]+(\|[\w-]+)+$/.test(word)) for (const alt of word.split("|")) if (!level.commands.some((c) => c.name() === alt)) problems.push(`hub ${alt}: no such command`);
+      if (level.commands.length && /^[\w-]+(\|[\w-]+)+$/.test(word))
+        for (const alt of word.split("|"))
+          if (!level.commands.some((c) => c.name() === alt)) problems.push(`hub ${alt}: no such command`);
       if (level.commands.length) return problems;
       continue;
     }
@@ -101,11 +135,15 @@ function hubProblems(args: readonly string[]): string[] {
       const flag = word.split("=")[0];
       if (flag === "--help") continue;
       if (passthrough) {
-        const known = level.name() === "finetune" ? flagsInHelp("hub finetune", "hub", ["finetune"]) : flagsInHelp(level.name(), level.name(), []);
+        const known =
+          level.name() === "finetune"
+            ? flagsInHelp("hub finetune", "hub", ["finetune"])
+            : flagsInHelp(level.name(), level.name(), []);
         if (!known.has(flag)) problems.push(`${named.join(" ")}: ${flag} is not in its --help`);
         continue;
       }
-      if (!longFlags(level).has(flag)) problems.push(`${named.join(" ")}: no option ${flag} (it has ${[...longFlags(level)].join(", ") || "none"})`);
+      if (!longFlags(level).has(flag))
+        problems.push(`${named.join(" ")}: no option ${flag} (it has ${[...longFlags(level)].join(", ") || "none"})`);
       else if (takesValue(level, flag) && !word.includes("=")) i++;
       continue;
     }
@@ -183,7 +221,12 @@ function runnablePlan(run: NpmRun, overrides: Overrides): Omit<Runnable, "at" | 
   const args = [...run.args];
   if (args.includes("--help")) return { script: run.script, args };
   // The modelled wake, stage by stage: offline and quick.
-  if (run.script === "simulate" && args[0] === "--compare-stages" && args.every((a, i) => i === 0 || (a === "--stack" ? SHIPPED.has(args[i + 1]) : args[i - 1] === "--stack"))) return { script: run.script, args };
+  if (
+    run.script === "simulate" &&
+    args[0] === "--compare-stages" &&
+    args.every((a, i) => i === 0 || (a === "--stack" ? SHIPPED.has(args[i + 1]) : args[i - 1] === "--stack"))
+  )
+    return { script: run.script, args };
   if (run.script !== "plan" || args.some(isPlaceholder) || args.includes("--config-file")) return undefined;
   const stackAt = args.indexOf("--stack");
   const stack = stackAt >= 0 ? args[stackAt + 1] : undefined;
@@ -226,7 +269,9 @@ async function runDocCommand(r: Runnable, dir: string): Promise<{ status: number
   }
   if (r.stackFile) {
     const file = path.join(dir, `recipe-${Math.random().toString(36).slice(2)}`, `Pulumi.${r.stackFile.stack}.yaml`);
-    const shipped = parse(readFileSync(path.join(ROOT, `Pulumi.${r.stackFile.stack}.yaml`), "utf8")) as { config: Record<string, unknown> };
+    const shipped = parse(readFileSync(path.join(ROOT, `Pulumi.${r.stackFile.stack}.yaml`), "utf8")) as {
+      config: Record<string, unknown>;
+    };
     for (const [key, value] of r.stackFile.settings) shipped.config[`inference-hub:${baseKey(key)}`] = value;
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, stringify(shipped));
@@ -262,37 +307,57 @@ describe("the commands in README.md and docs/ that can run here", () => {
     expect(recipe?.stackFile?.settings.has("budgetUsd"), "docs/operations.md's recipe raises budgetUsd").toBe(true);
     const settings = new Map(recipe!.stackFile!.settings);
     settings.delete("budgetUsd");
-    const { status, output } = await runDocCommand({ ...recipe!, stackFile: { stack: recipe!.stackFile!.stack, settings } }, dir);
+    const { status, output } = await runDocCommand(
+      { ...recipe!, stackFile: { stack: recipe!.stackFile!.stack, settings } },
+      dir,
+    );
     expect(status).toBe(1);
     expect(output).toMatch(/budgetUsd = 400: the projected month is \$[\d,.]+/);
   }, 120_000);
 
-  it.each(unique.map((r) => [`${r.at}: ${r.shown}${r.stackFile ? ` (after ${[...r.stackFile.settings.keys()].join(", ")})` : ""}`, r] as const))("%s", async (_label, r) => {
-    tally.run++;
-    const { status, output } = await runDocCommand(r, dir);
-    expect(status, output.slice(-2000)).toBe(0);
-    if (r.args.includes("--help")) expect(output).toMatch(/usage/i);
-    else expect(output).not.toMatch(/is refused/);
-  }, 120_000);
+  it.each(
+    unique.map(
+      (r) =>
+        [
+          `${r.at}: ${r.shown}${r.stackFile ? ` (after ${[...r.stackFile.settings.keys()].join(", ")})` : ""}`,
+          r,
+        ] as const,
+    ),
+  )(
+    "%s",
+    async (_label, r) => {
+      tally.run++;
+      const { status, output } = await runDocCommand(r, dir);
+      expect(status, output.slice(-2000)).toBe(0);
+      if (r.args.includes("--help")) expect(output).toMatch(/usage/i);
+      else expect(output).not.toMatch(/is refused/);
+    },
+    120_000,
+  );
 });
 
 describe("the commands in README.md and docs/ that cannot run here", () => {
   const shellBlocks = BLOCKS.filter((b) => SHELL.has(b.lang));
 
-  it.each(shellBlocks.map((b) => [where(b), b] as const))("%s: bash parses it, and every npm run and pulumi config set names real things", async (_at, block) => {
-    const syntax = await runToEnd("bash", ["-n"], { input: withoutPlaceholders(block.code) });
-    expect(syntax.status, syntax.stderr).toBe(0);
-    const problems: string[] = [];
-    for (const words of shellCommands(block.code)) {
-      tally.parsed++;
-      if (words[0] === "npm" && !NPM_BUILTINS.has(words[1])) problems.push(`npm ${words[1]}: not an npm command the docs should use`);
-      const run = npmRun(words);
-      if (run) problems.push(...npmProblems(run));
-      const set = pulumiConfigSet(words);
-      if (set?.key && !isPlaceholder(set.key) && !KNOWN_SETTINGS.has(baseKey(set.key))) problems.push(`pulumi config set ${set.key}: not a setting of this stack (docs/configuration.md)`);
-    }
-    expect(problems).toEqual([]);
-  });
+  it.each(shellBlocks.map((b) => [where(b), b] as const))(
+    "%s: bash parses it, and every npm run and pulumi config set names real things",
+    async (_at, block) => {
+      const syntax = await runToEnd("bash", ["-n"], { input: withoutPlaceholders(block.code) });
+      expect(syntax.status, syntax.stderr).toBe(0);
+      const problems: string[] = [];
+      for (const words of shellCommands(block.code)) {
+        tally.parsed++;
+        if (words[0] === "npm" && !NPM_BUILTINS.has(words[1]))
+          problems.push(`npm ${words[1]}: not an npm command the docs should use`);
+        const run = npmRun(words);
+        if (run) problems.push(...npmProblems(run));
+        const set = pulumiConfigSet(words);
+        if (set?.key && !isPlaceholder(set.key) && !KNOWN_SETTINGS.has(baseKey(set.key)))
+          problems.push(`pulumi config set ${set.key}: not a setting of this stack (docs/configuration.md)`);
+      }
+      expect(problems).toEqual([]);
+    },
+  );
 
   it("every `npm run ...` in inline code names a script, and hub commands and flags that exist", () => {
     const problems: string[] = [];
@@ -307,32 +372,48 @@ describe("the commands in README.md and docs/ that cannot run here", () => {
   });
 
   const python = spawnSync("python3", ["--version"]).status === 0;
-  if (!python) console.warn("doc tests: python3 not found, the Python examples are not parsed (.ci/install-system installs it)");
+  if (!python)
+    console.warn("doc tests: python3 not found, the Python examples are not parsed (.ci/install-system installs it)");
   it.runIf(!python && process.env.CI === "true")("python3 is installed (required in CI)", () => {
     expect(python).toBe(true);
   });
   it.runIf(python)("every Python example parses (Python's own ast)", async () => {
     const blocks = BLOCKS.filter((b) => b.lang === "python");
     expect(blocks.length).toBeGreaterThan(0);
-    const check = await runToEnd("python3", ["-c", "import ast, json, sys\nfor b in json.load(sys.stdin):\n    ast.parse(b)"], { input: JSON.stringify(blocks.map((b) => b.code)) });
+    const check = await runToEnd(
+      "python3",
+      ["-c", "import ast, json, sys\nfor b in json.load(sys.stdin):\n    ast.parse(b)"],
+      { input: JSON.stringify(blocks.map((b) => b.code)) },
+    );
     expect(check.status, check.stderr).toBe(0);
     tally.parsed += blocks.length;
   });
 
-  it.each(BLOCKS.filter((b) => ["js", "javascript", "ts", "typescript"].includes(b.lang)).map((b) => [where(b), b] as const))("%s: JavaScript/TypeScript parses (TypeScript's parser)", (_at, block: CodeBlock) => {
-    const out = ts.transpileModule(block.code, { fileName: block.lang.startsWith("t") ? "example.ts" : "example.mjs", reportDiagnostics: true, compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, allowJs: true } });
+  it.each(
+    BLOCKS.filter((b) => ["js", "javascript", "ts", "typescript"].includes(b.lang)).map((b) => [where(b), b] as const),
+  )("%s: JavaScript/TypeScript parses (TypeScript's parser)", (_at, block: CodeBlock) => {
+    const out = ts.transpileModule(block.code, {
+      fileName: block.lang.startsWith("t") ? "example.ts" : "example.mjs",
+      reportDiagnostics: true,
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, allowJs: true },
+    });
     expect((out.diagnostics ?? []).map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n"))).toEqual([]);
     tally.parsed++;
   });
 
-  it.each(BLOCKS.filter((b) => b.lang === "yaml" || b.lang === "json").map((b) => [where(b), b] as const))("%s: YAML/JSON parses", (_at, block: CodeBlock) => {
-    if (block.lang === "json") expect(() => JSON.parse(block.code)).not.toThrow();
-    else expect(() => parse(block.code)).not.toThrow();
-    tally.parsed++;
-  });
+  it.each(BLOCKS.filter((b) => b.lang === "yaml" || b.lang === "json").map((b) => [where(b), b] as const))(
+    "%s: YAML/JSON parses",
+    (_at, block: CodeBlock) => {
+      if (block.lang === "json") expect(() => JSON.parse(block.code)).not.toThrow();
+      else expect(() => parse(block.code)).not.toThrow();
+      tally.parsed++;
+    },
+  );
 
   it("leaves only output samples, SQL and Mermaid unchecked here", () => {
-    const unchecked = BLOCKS.filter((b) => !SHELL.has(b.lang) && !["python", "js", "javascript", "ts", "typescript", "yaml", "json"].includes(b.lang));
+    const unchecked = BLOCKS.filter(
+      (b) => !SHELL.has(b.lang) && !["python", "js", "javascript", "ts", "typescript", "yaml", "json"].includes(b.lang),
+    );
     for (const b of unchecked) expect(["", "sql", "mermaid", "markdown", "text"], where(b)).toContain(b.lang);
     tally.notChecked += unchecked.length;
   });
@@ -367,10 +448,23 @@ describe("the README", () => {
 
   it("shows the first API call with the official openai SDKs and curl, and points Continue and aider at the hub", () => {
     const langs = BLOCKS.filter((b) => b.file === "README.md").map((b) => `${b.lang}\n${b.code}`);
-    expect(langs.some((b) => b.startsWith("python") && b.includes("from openai import OpenAI") && b.includes("stream=True") && b.includes("audio.transcriptions") && b.includes("audio.speech"))).toBe(true);
+    expect(
+      langs.some(
+        (b) =>
+          b.startsWith("python") &&
+          b.includes("from openai import OpenAI") &&
+          b.includes("stream=True") &&
+          b.includes("audio.transcriptions") &&
+          b.includes("audio.speech"),
+      ),
+    ).toBe(true);
     expect(langs.some((b) => b.startsWith("js") && b.includes('from "openai"'))).toBe(true);
     expect(langs.some((b) => b.startsWith("sh") && b.includes("curl") && b.includes("/chat/completions"))).toBe(true);
     expect(langs.some((b) => b.startsWith("yaml") && /provider: openai/.test(b) && /apiBase:/.test(b))).toBe(true);
-    expect(langs.some((b) => b.startsWith("sh") && b.includes("OPENAI_API_BASE") && b.includes("aider --model openai/coder"))).toBe(true);
+    expect(
+      langs.some(
+        (b) => b.startsWith("sh") && b.includes("OPENAI_API_BASE") && b.includes("aider --model openai/coder"),
+      ),
+    ).toBe(true);
   });
 });

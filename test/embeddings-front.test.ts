@@ -26,15 +26,31 @@ let front: EmbeddingsFront;
 let client: OpenAI;
 let base: string;
 const logged: string[] = [];
-const log: Logger = { info: (m, f) => logged.push(JSON.stringify({ m, ...f })), warn: (m, f) => logged.push(JSON.stringify({ m, ...f })) };
+const log: Logger = {
+  info: (m, f) => logged.push(JSON.stringify({ m, ...f })),
+  warn: (m, f) => logged.push(JSON.stringify({ m, ...f })),
+};
 /** A second, plain model: no Matryoshka training, no end-of-text token of its own. */
 let plain: ServedModel;
 
 beforeAll(async () => {
-  embedder = await startStandIn({ program: "llama.cpp", model: served.upstreamModel, embeddings: { dimensions: served.dimensions, ubatch: served.maxInputTokens } });
+  embedder = await startStandIn({
+    program: "llama.cpp",
+    model: served.upstreamModel,
+    embeddings: { dimensions: served.dimensions, ubatch: served.maxInputTokens },
+  });
   const upstream = `http://127.0.0.1:${embedder.port}`;
   plain = { ...served, name: "plain-embedder", matryoshkaMin: undefined, endOfText: undefined, upstream };
-  front = startEmbeddingsFront({ host: "127.0.0.1", port: 0, models: [{ ...served, upstream }, plain], maxBodyBytes: 64 * 1024, upstreamTimeoutMs: 10_000 }, log);
+  front = startEmbeddingsFront(
+    {
+      host: "127.0.0.1",
+      port: 0,
+      models: [{ ...served, upstream }, plain],
+      maxBodyBytes: 64 * 1024,
+      upstreamTimeoutMs: 10_000,
+    },
+    log,
+  );
   base = `http://127.0.0.1:${await front.listen()}`;
   client = new OpenAI({ baseURL: `${base}/v1`, apiKey: BACKEND_KEY, maxRetries: 0 });
 });
@@ -46,13 +62,21 @@ afterAll(async () => {
 
 const lastReceived = () => embedder.received.at(-1)!;
 const post = async (body: unknown) => {
-  const r = await fetch(`${base}/v1/embeddings`, { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${BACKEND_KEY}` }, body: JSON.stringify(body) });
+  const r = await fetch(`${base}/v1/embeddings`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${BACKEND_KEY}` },
+    body: JSON.stringify(body),
+  });
   return { status: r.status, json: (await r.json()) as any };
 };
 
 describe("the embeddings front, as the OpenAI SDK calls it", () => {
   it("embeds one string, with the model's end-of-text token appended and the caller's credential forwarded", async () => {
-    const r = await client.embeddings.create({ model: served.name, input: "Traefik routes requests", encoding_format: "float" });
+    const r = await client.embeddings.create({
+      model: served.name,
+      input: "Traefik routes requests",
+      encoding_format: "float",
+    });
     expect(r.object).toBe("list");
     expect(r.model).toBe(served.name);
     expect(r.data).toHaveLength(1);
@@ -62,7 +86,11 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
     // One token more than the words: the appended end-of-text token was evaluated too.
     expect(r.usage).toEqual({ prompt_tokens: 4, total_tokens: 4 });
     const sent = lastReceived();
-    expect(sent.json).toEqual({ model: served.upstreamModel, input: [`Traefik routes requests${EOT}`], encoding_format: "base64" });
+    expect(sent.json).toEqual({
+      model: served.upstreamModel,
+      input: [`Traefik routes requests${EOT}`],
+      encoding_format: "base64",
+    });
     expect(sent.headers.authorization).toBe(`Bearer ${BACKEND_KEY}`);
   });
 
@@ -72,17 +100,32 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
     expect(r.data.map((d) => d.index)).toEqual([0, 1, 2]);
     r.data.forEach((d, i) => expect(d.embedding).toEqual(expected(`${texts[i]}${EOT}`)));
 
-    const tokens = await client.embeddings.create({ model: served.name, input: [[9707, 1879], [40, 1079, 264]], encoding_format: "float" });
+    const tokens = await client.embeddings.create({
+      model: served.name,
+      input: [
+        [9707, 1879],
+        [40, 1079, 264],
+      ],
+      encoding_format: "float",
+    });
     expect(tokens.data).toHaveLength(2);
-    expect(lastReceived().json!.input).toEqual([[9707, 1879, 151643], [40, 1079, 264, 151643]]);
-    const single = await client.embeddings.create({ model: served.name, input: [9707, 1879], encoding_format: "float" });
+    expect(lastReceived().json!.input).toEqual([
+      [9707, 1879, 151643],
+      [40, 1079, 264, 151643],
+    ]);
+    const single = await client.embeddings.create({
+      model: served.name,
+      input: [9707, 1879],
+      encoding_format: "float",
+    });
     expect(single.data).toHaveLength(1);
     expect(lastReceived().json!.input).toEqual([[9707, 1879, 151643]]);
   });
 
   it("answers base64 as little-endian float32, which the SDK's default decodes to the same floats", async () => {
     const text = "base64 is the SDK's default";
-    const floats = (await client.embeddings.create({ model: served.name, input: text, encoding_format: "float" })).data[0].embedding;
+    const floats = (await client.embeddings.create({ model: served.name, input: text, encoding_format: "float" }))
+      .data[0].embedding;
     const raw = await post({ model: served.name, input: text, encoding_format: "base64" });
     expect(typeof raw.json.data[0].embedding).toBe("string");
     const bytes = Buffer.from(raw.json.data[0].embedding, "base64");
@@ -96,8 +139,14 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
 
   it("shortens Matryoshka vectors to `dimensions`: the leading components, back at unit length", async () => {
     const text = "matryoshka prefixes keep most of the meaning";
-    const full = (await client.embeddings.create({ model: served.name, input: text, encoding_format: "float" })).data[0].embedding;
-    const short = await client.embeddings.create({ model: served.name, input: text, dimensions: 256, encoding_format: "float" });
+    const full = (await client.embeddings.create({ model: served.name, input: text, encoding_format: "float" })).data[0]
+      .embedding;
+    const short = await client.embeddings.create({
+      model: served.name,
+      input: text,
+      dimensions: 256,
+      encoding_format: "float",
+    });
     const v = short.data[0].embedding;
     expect(v).toHaveLength(256);
     expect(norm(v)).toBeCloseTo(1, 6);
@@ -107,18 +156,28 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
     v.forEach((x, i) => expect(x).toBeCloseTo(head[i] / scale, 6));
     const b64 = await post({ model: served.name, input: text, dimensions: 64, encoding_format: "base64" });
     expect(fromBase64(b64.json.data[0].embedding)).toHaveLength(64);
-    expect(await client.embeddings.create({ model: served.name, input: text, dimensions: 1024, encoding_format: "float" }).then((r) => r.data[0].embedding)).toEqual(full);
+    expect(
+      await client.embeddings
+        .create({ model: served.name, input: text, dimensions: 1024, encoding_format: "float" })
+        .then((r) => r.data[0].embedding),
+    ).toEqual(full);
   });
 
   it("refuses `dimensions` outside the model's Matryoshka range, and on a model without it, in OpenAI's error shape", async () => {
     for (const dimensions of [16, 1025, 100.5]) {
       const r = await post({ model: served.name, input: "x", dimensions });
       expect(r.status).toBe(400);
-      expect(r.json.error).toMatchObject({ type: "invalid_request_error", param: "dimensions", code: "invalid_dimensions" });
+      expect(r.json.error).toMatchObject({
+        type: "invalid_request_error",
+        param: "dimensions",
+        code: "invalid_dimensions",
+      });
       expect(r.json.error.message).toContain("from 32 to 1024");
     }
     const before = embedder.received.length;
-    const sdk = await client.embeddings.create({ model: plain.name, input: "x", dimensions: 256 }).catch((e: unknown) => e);
+    const sdk = await client.embeddings
+      .create({ model: plain.name, input: "x", dimensions: 256 })
+      .catch((e: unknown) => e);
     expect(sdk).toBeInstanceOf(OpenAI.BadRequestError);
     expect((sdk as InstanceType<typeof OpenAI.BadRequestError>).code).toBe("dimensions_not_supported");
     expect((sdk as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("dimensions");
@@ -139,7 +198,12 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
       [{ model: served.name, input: ["text", [1, 2]] }, 400, "invalid_input", "input"],
       [{ model: served.name, input: [[1, -2]] }, 400, "invalid_token", "input"],
       [{ model: served.name, input: [[151669]] }, 400, "invalid_token", "input"],
-      [{ model: served.name, input: Array.from({ length: served.maxInputTokens }, () => 1) }, 400, "context_length_exceeded", "input"],
+      [
+        { model: served.name, input: Array.from({ length: served.maxInputTokens }, () => 1) },
+        400,
+        "context_length_exceeded",
+        "input",
+      ],
       [{ model: served.name, input: Array.from({ length: 2049 }, () => "a") }, 400, "too_many_inputs", "input"],
       [{ model: served.name, input: "x", encoding_format: "int8" }, 400, "invalid_encoding_format", "encoding_format"],
       [{ input: "x" }, 400, "missing_model", "model"],
@@ -147,14 +211,23 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
     ];
     for (const [body, status, code, param] of cases) {
       const r = await post(body);
-      expect({ body, status: r.status, code: r.json.error?.code, param: r.json.error?.param }).toEqual({ body, status, code, param });
+      expect({ body, status: r.status, code: r.json.error?.code, param: r.json.error?.param }).toEqual({
+        body,
+        status,
+        code,
+        param,
+      });
       expect(typeof r.json.error.message).toBe("string");
       expect(r.json.error.type).toBe("invalid_request_error");
     }
     expect(embedder.received.length).toBe(before);
-    const sdk = await client.embeddings.create({ model: "text-embedding-3-small", input: "x" }).catch((e: unknown) => e);
+    const sdk = await client.embeddings
+      .create({ model: "text-embedding-3-small", input: "x" })
+      .catch((e: unknown) => e);
     expect(sdk).toBeInstanceOf(OpenAI.NotFoundError);
-    expect((sdk as InstanceType<typeof OpenAI.NotFoundError>).message).toContain(`Embedding models here: ${served.name}, plain-embedder`);
+    expect((sdk as InstanceType<typeof OpenAI.NotFoundError>).message).toContain(
+      `Embedding models here: ${served.name}, plain-embedder`,
+    );
   });
 
   it("turns llama-server's 500 for an over-long text into a 400 that says the limit", async () => {
@@ -162,7 +235,11 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
     const r = await post({ model: served.name, input: long });
     expect(embedder.received.at(-1)!.json!.input).toEqual([`${long}${EOT}`]);
     expect(r.status).toBe(400);
-    expect(r.json.error).toMatchObject({ type: "invalid_request_error", param: "input", code: "context_length_exceeded" });
+    expect(r.json.error).toMatchObject({
+      type: "invalid_request_error",
+      param: "input",
+      code: "context_length_exceeded",
+    });
     expect(r.json.error.message).toContain(`${served.maxInputTokens + 1} tokens`);
     expect(r.json.error.message).toContain(`at most ${served.maxInputTokens} tokens per input`);
   });
@@ -185,10 +262,22 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
   });
 
   it("says the embedder is unreachable with a 502 the gateway turns into its own page", async () => {
-    const down = startEmbeddingsFront({ host: "127.0.0.1", port: 0, models: [{ ...served, upstream: "http://127.0.0.1:9" }], maxBodyBytes: 1024, upstreamTimeoutMs: 5000 }, log);
+    const down = startEmbeddingsFront(
+      {
+        host: "127.0.0.1",
+        port: 0,
+        models: [{ ...served, upstream: "http://127.0.0.1:9" }],
+        maxBodyBytes: 1024,
+        upstreamTimeoutMs: 5000,
+      },
+      log,
+    );
     const port = await down.listen();
     try {
-      const r = await fetch(`http://127.0.0.1:${port}/v1/embeddings`, { method: "POST", body: JSON.stringify({ model: served.name, input: "x" }) });
+      const r = await fetch(`http://127.0.0.1:${port}/v1/embeddings`, {
+        method: "POST",
+        body: JSON.stringify({ model: served.name, input: "x" }),
+      });
       expect(r.status).toBe(502);
       expect(((await r.json()) as any).error.code).toBe("backend_unavailable");
     } finally {
@@ -199,7 +288,15 @@ describe("the embeddings front, as the OpenAI SDK calls it", () => {
   it("logs counts and outcomes, never an input, a vector or a key", () => {
     const text = logged.join("\n");
     expect(logged.length).toBeGreaterThan(10);
-    for (const secret of ["Traefik routes requests", "first chunk about docling", "matryoshka prefixes", "9707", BACKEND_KEY, "w17 w18"]) expect(text).not.toContain(secret);
+    for (const secret of [
+      "Traefik routes requests",
+      "first chunk about docling",
+      "matryoshka prefixes",
+      "9707",
+      BACKEND_KEY,
+      "w17 w18",
+    ])
+      expect(text).not.toContain(secret);
     expect(text).toContain('"inputs":3');
   });
 });

@@ -42,7 +42,10 @@ describe("the embedder in the plan", () => {
     expect(mustLoad({ tier: "cpu" }).cpuNode.size.slug).toBe("c-16");
     expect(mustLoad({ tier: "hybrid" }).cpuNode.size.slug).toBe("s-8vcpu-16gb");
     // Without the embedder the old sizes fit again.
-    for (const [tier, cpuSize] of [["cpu", "c-8"], ["hybrid", "c-4"]] as const) {
+    for (const [tier, cpuSize] of [
+      ["cpu", "c-8"],
+      ["hybrid", "c-4"],
+    ] as const) {
       const hub = mustLoad({ tier, cpuSize, embeddingModel: "none", ...(tier === "cpu" ? { budgetUsd: 250 } : {}) });
       expect(hub.embeddings).toBeUndefined();
       expect(routeTable(hub).some((r) => r.name === EMBEDDINGS_ROUTE)).toBe(false);
@@ -69,7 +72,13 @@ describe("the embedder in the plan", () => {
 
   it("keeps every catalogue figure with its source", () => {
     for (const m of EMBEDDING_MODELS) {
-      for (const s of [m.gguf.source, m.sources.shape, m.sources.quality, ...(m.matryoshka ? [m.matryoshka.source] : []), ...(m.endOfText ? [m.endOfText.source] : [])]) {
+      for (const s of [
+        m.gguf.source,
+        m.sources.shape,
+        m.sources.quality,
+        ...(m.matryoshka ? [m.matryoshka.source] : []),
+        ...(m.endOfText ? [m.endOfText.source] : []),
+      ]) {
         expect(s.source.length).toBeGreaterThan(10);
         expect(s.read).toMatch(/^\d{4}-\d{2}-\d{2}$/);
       }
@@ -85,9 +94,15 @@ describe("the embedder's containers", () => {
     expect(embedder.image).toBe(LLAMA_CPP_SERVER_IMAGE);
     expect(llamaServerArgProblems(embedder.command)).toEqual([]);
     // The coder's and the fallback's too (the same image).
-    for (const tier of TIERS) for (const s of coderSpecs(mustLoad({ tier })).filter((x) => x.image === LLAMA_CPP_SERVER_IMAGE)) expect(llamaServerArgProblems(s.command), `${tier} ${s.name}`).toEqual([]);
+    for (const tier of TIERS)
+      for (const s of coderSpecs(mustLoad({ tier })).filter((x) => x.image === LLAMA_CPP_SERVER_IMAGE))
+        expect(llamaServerArgProblems(s.command), `${tier} ${s.name}`).toEqual([]);
     // The check has teeth: a misspelt flag, a switch given a value, a bad choice.
-    expect(llamaServerArgProblems(["--embedding-mode", "--metrics", "yes", "--pooling", "max"])).toEqual(["--embedding-mode is not an option of llama-server b10573", '--metrics takes no value but is followed by "yes"', "--pooling max is not one of none, mean, cls, last, rank"]);
+    expect(llamaServerArgProblems(["--embedding-mode", "--metrics", "yes", "--pooling", "max"])).toEqual([
+      "--embedding-mode is not an option of llama-server b10573",
+      '--metrics takes no value but is followed by "yes"',
+      "--pooling max is not one of none, mean, cls, last, rank",
+    ]);
   });
 
   it("run the model in embedding mode with last-token pooling, one slot and batch of the served context", () => {
@@ -116,7 +131,17 @@ describe("the embedder's containers", () => {
     expect(read.ok).toBe(true);
     if (!read.ok) return;
     expect(read.config.models).toEqual([
-      expect.objectContaining({ name: "qwen3-embedding-0.6b", upstream: `http://embedder:${embedder.port}`, upstreamModel: "qwen3-embedding-0.6b", dimensions: 1024, matryoshkaMin: 32, maxInputTokens: 2048, vocabSize: 151669, endOfText: { text: "<|endoftext|>", tokenId: 151643 }, maxInputs: 2048 }),
+      expect.objectContaining({
+        name: "qwen3-embedding-0.6b",
+        upstream: `http://embedder:${embedder.port}`,
+        upstreamModel: "qwen3-embedding-0.6b",
+        dimensions: 1024,
+        matryoshkaMin: 32,
+        maxInputTokens: 2048,
+        vocabSize: 151669,
+        endOfText: { text: "<|endoftext|>", tokenId: 151643 },
+        maxInputs: 2048,
+      }),
     ]);
     expect(read.config.port).toBe(front.port);
     expect(readEmbeddingsConfig({}).ok).toBe(false);
@@ -128,7 +153,9 @@ describe("the embedder's containers", () => {
     expect(route.scope).toBe("embeddings");
     expect(route.paths).toEqual(["/v1/embeddings", "/v1/models/qwen3-embedding-0.6b"]);
     expect(route.streaming).toBe(false);
-    expect(route.primary.map((b) => [b.node, b.address, b.port])).toEqual([["cpu", { kind: "container", container: front.name }, front.port]]);
+    expect(route.primary.map((b) => [b.node, b.address, b.port])).toEqual([
+      ["cpu", { kind: "container", container: front.name }, front.port],
+    ]);
     const timeout = errorPages(hub, [route]).find((p) => p.path === `/errors/${EMBEDDINGS_ROUTE}/504`)!;
     expect(timeout.body.error.message).toContain("Send fewer or shorter inputs per request.");
   });
@@ -141,5 +168,3 @@ describe("llama-server's option table", () => {
     expect(createHash("sha256").update(readFileSync(LLAMA_REFERENCE_FILE)).digest("hex")).toBe(recorded);
   });
 });
-
-

@@ -32,8 +32,23 @@ function standInEsc(name: string, mode: "open" | "logged-out"): { bin: string; c
   const bin = path.join(home, "bin");
   const log = path.join(home, "calls.jsonl");
   const answers = {
-    "inference-hub/common": { value: { region: { value: "ams3", trace: {} }, tier: { value: "gpu", trace: {} }, budgetUsd: { value: 9999, trace: {} } }, trace: {} },
-    "inference-hub/prod": { value: { "inference-hub:cpuSize": { value: "c-8", trace: {} }, embeddingModel: { value: "none", trace: {} }, hubApiKey: { value: SECRET, secret: true, trace: {} }, region: { value: "fra1", trace: {} } }, trace: {} },
+    "inference-hub/common": {
+      value: {
+        region: { value: "ams3", trace: {} },
+        tier: { value: "gpu", trace: {} },
+        budgetUsd: { value: 9999, trace: {} },
+      },
+      trace: {},
+    },
+    "inference-hub/prod": {
+      value: {
+        "inference-hub:cpuSize": { value: "c-8", trace: {} },
+        embeddingModel: { value: "none", trace: {} },
+        hubApiKey: { value: SECRET, secret: true, trace: {} },
+        region: { value: "fra1", trace: {} },
+      },
+      trace: {},
+    },
   };
   const script = `#!${process.execPath}
 // STAND-IN for Pulumi's esc CLI, written by test/esc.test.ts: records argv, answers canned detailed JSON.
@@ -48,7 +63,14 @@ process.stdout.write(JSON.stringify(answer, null, 2) + "\\n");
   mkdirSync(bin, { recursive: true });
   writeFileSync(path.join(bin, "esc"), script);
   chmodSync(path.join(bin, "esc"), 0o755);
-  return { bin, calls: () => readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l) as string[]) };
+  return {
+    bin,
+    calls: () =>
+      readFileSync(log, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as string[]),
+  };
 }
 
 /** The settings this stack file leaves open, from the settings table (the file sets tier and budgetUsd). */
@@ -57,8 +79,14 @@ const leftOpen = [...SETTING_NAMES, ...Object.keys(SECRET_SETTINGS)].filter((n) 
 describe("stack files that import ESC environments", () => {
   it("reads environment: as a list, or as a definition with imports:", () => {
     const list = readStackFile(STACK, "t.yaml");
-    expect(list.ok && list.file.environment).toEqual({ imports: ["inference-hub/common", "inference-hub/prod"], inlineValues: false });
-    const def = readStackFile("environment:\n  imports:\n    - a/b\n    - c/d: {merge: false}\n  values:\n    pulumiConfig:\n      region: ams3\n", "t.yaml");
+    expect(list.ok && list.file.environment).toEqual({
+      imports: ["inference-hub/common", "inference-hub/prod"],
+      inlineValues: false,
+    });
+    const def = readStackFile(
+      "environment:\n  imports:\n    - a/b\n    - c/d: {merge: false}\n  values:\n    pulumiConfig:\n      region: ams3\n",
+      "t.yaml",
+    );
     expect(def.ok && def.file.environment).toEqual({ imports: ["a/b", "c/d"], inlineValues: true });
     const empty = readStackFile("environment: []\nconfig: {}\n", "t.yaml");
     expect(empty.ok && empty.file.environment).toBeUndefined();
@@ -67,7 +95,9 @@ describe("stack files that import ESC environments", () => {
   });
 
   it("without esc on PATH: planned with a warning naming the environments and every setting it could not see", async () => {
-    const result = await planFromText("esc", "Pulumi.esc.yaml", STACK, { esc: escCli({ PATH: path.join(dir, "nothing-here") }) });
+    const result = await planFromText("esc", "Pulumi.esc.yaml", STACK, {
+      esc: escCli({ PATH: path.join(dir, "nothing-here") }),
+    });
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     expect(result.document.region).toBe("tor1");
@@ -82,9 +112,14 @@ describe("stack files that import ESC environments", () => {
 
   it("an inline definition with values: is planned with the warning, without asking esc (it opens only named environments)", async () => {
     const asked: string[] = [];
-    const result = await planFromText("esc", "Pulumi.esc.yaml", "environment:\n  imports: [inference-hub/common]\n  values:\n    pulumiConfig:\n      region: ams3\nconfig:\n  inference-hub:tier: cpu\n", {
-      esc: async (name) => (asked.push(name), { ok: true, values: [] }),
-    });
+    const result = await planFromText(
+      "esc",
+      "Pulumi.esc.yaml",
+      "environment:\n  imports: [inference-hub/common]\n  values:\n    pulumiConfig:\n      region: ams3\nconfig:\n  inference-hub:tier: cpu\n",
+      {
+        esc: async (name) => (asked.push(name), { ok: true, values: [] }),
+      },
+    );
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     expect(asked).toEqual([]);
@@ -95,7 +130,9 @@ describe("stack files that import ESC environments", () => {
 
   it("esc present but not logged in: the same warning, saying so", async () => {
     const esc = standInEsc("logged-out", "logged-out");
-    const result = await planFromText("esc", "Pulumi.esc.yaml", STACK, { esc: escCli({ PATH: `${esc.bin}:${process.env.PATH}` }) });
+    const result = await planFromText("esc", "Pulumi.esc.yaml", STACK, {
+      esc: escCli({ PATH: `${esc.bin}:${process.env.PATH}` }),
+    });
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     const w = result.document.warnings.find((x) => x.keys.includes("environment"));
@@ -108,13 +145,20 @@ describe("stack files that import ESC environments", () => {
     const esc = standInEsc("open", "open");
     const configFile = path.join(dir, "Pulumi.esc.yaml");
     writeFileSync(configFile, STACK);
-    const run = await runScriptToEnd("plan", ["--config-file", configFile, "--json"], { env: { ...process.env, PATH: `${esc.bin}:${process.env.PATH}` } });
+    const run = await runScriptToEnd("plan", ["--config-file", configFile, "--json"], {
+      env: { ...process.env, PATH: `${esc.bin}:${process.env.PATH}` },
+    });
     expect(run.status, run.stderr).toBe(0);
     expect(esc.calls()).toEqual([
       ["env", "open", "inference-hub/common", "pulumiConfig", "--format", "detailed"],
       ["env", "open", "inference-hub/prod", "pulumiConfig", "--format", "detailed"],
     ]);
-    const document = JSON.parse(run.stdout) as { tier: string; region: string; warnings: { keys: string[]; message: string }[]; resources: { type: string; inputs: Record<string, unknown> }[] };
+    const document = JSON.parse(run.stdout) as {
+      tier: string;
+      region: string;
+      warnings: { keys: string[]; message: string }[];
+      resources: { type: string; inputs: Record<string, unknown> }[];
+    };
     // tier and budgetUsd from the file; region from the later environment; cpuSize (and no embeddings, to fit it) from prod.
     expect(document.tier).toBe("cpu");
     expect(document.region).toBe("fra1");
@@ -124,7 +168,9 @@ describe("stack files that import ESC environments", () => {
     expect(note?.message).toContain("hubApiKey (secret, not read)");
     expect(`${run.stdout}${run.stderr}`).not.toContain(SECRET);
     // The human view too.
-    const human = await runScriptToEnd("plan", ["--config-file", configFile], { env: { ...process.env, PATH: `${esc.bin}:${process.env.PATH}` } });
+    const human = await runScriptToEnd("plan", ["--config-file", configFile], {
+      env: { ...process.env, PATH: `${esc.bin}:${process.env.PATH}` },
+    });
     expect(human.status, human.stderr).toBe(0);
     expect(`${human.stdout}${human.stderr}`).not.toContain(SECRET);
     expect(human.stdout).toContain("inference-hub/common, inference-hub/prod");

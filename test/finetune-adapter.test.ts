@@ -20,7 +20,9 @@ describe("a PEFT adapter checked the way vLLM 0.24 loads it", () => {
   });
   it("accepts an attention-only adapter with F32 weights", () => {
     const tensors = loraTensors(16, ["q_proj", "v_proj"]).map((t) => ({ ...t, dtype: "F32" }));
-    expect(checkPeftAdapter(writeAdapter(config({ r: 16, target_modules: ["q_proj", "v_proj"] }), tensors), model).ok).toBe(true);
+    expect(
+      checkPeftAdapter(writeAdapter(config({ r: 16, target_modules: ["q_proj", "v_proj"] }), tensors), model).ok,
+    ).toBe(true);
   });
 });
 
@@ -31,19 +33,31 @@ describe("a wrong adapter is refused with vLLM's reason", () => {
     return r.problems.join("\n");
   };
   it("a rank above --max-lora-rank", () => {
-    expect(refused(config({ r: 64 }), loraTensors(64, ["q_proj"]), 32)).toMatch(/LoRA rank 64 is greater than max_lora_rank 32/);
+    expect(refused(config({ r: 64 }), loraTensors(64, ["q_proj"]), 32)).toMatch(
+      /LoRA rank 64 is greater than max_lora_rank 32/,
+    );
   });
   it("a tensor of the wrong shape for the base model (an adapter of another model size)", () => {
     // Qwen2.5-Coder-3B's hidden size is 2048: its q_proj lora_A does not fit the 1.5B's layer.
-    const wrong = loraTensors(8, ["q_proj"]).map((t) => (t.name.endsWith("layers.3.self_attn.q_proj.lora_A.weight") ? { ...t, shape: [8, 2048] } : t));
-    expect(refused(config(), wrong)).toMatch(/layers\.3\.self_attn\.q_proj\.lora_A\.weight is \[8, 2048\]; .* must be \[8, 1536\]/);
+    const wrong = loraTensors(8, ["q_proj"]).map((t) =>
+      t.name.endsWith("layers.3.self_attn.q_proj.lora_A.weight") ? { ...t, shape: [8, 2048] } : t,
+    );
+    expect(refused(config(), wrong)).toMatch(
+      /layers\.3\.self_attn\.q_proj\.lora_A\.weight is \[8, 2048\]; .* must be \[8, 1536\]/,
+    );
   });
   it("a rank in the tensors that disagrees with r", () => {
     expect(refused(config({ r: 8 }), loraTensors(16, ["q_proj"]))).toMatch(/must be \[8, 1536\]/);
   });
   it("modules vLLM does not expect (the embeddings, lm_head)", () => {
-    const extra = [...loraTensors(8, ["q_proj"]), { name: "base_model.model.lm_head.lora_A.weight", shape: [8, 1536] }, { name: "base_model.model.lm_head.lora_B.weight", shape: [151936, 8] }];
-    expect(refused(config({ target_modules: ["q_proj", "lm_head"] }), extra)).toMatch(/targets lm_head; vLLM expects target modules in \{q_proj/);
+    const extra = [
+      ...loraTensors(8, ["q_proj"]),
+      { name: "base_model.model.lm_head.lora_A.weight", shape: [8, 1536] },
+      { name: "base_model.model.lm_head.lora_B.weight", shape: [151936, 8] },
+    ];
+    expect(refused(config({ target_modules: ["q_proj", "lm_head"] }), extra)).toMatch(
+      /targets lm_head; vLLM expects target modules in \{q_proj/,
+    );
   });
   it("config features vLLM refuses: bias, modules_to_save, DoRA, per-module patterns, missing fields", () => {
     const t = loraTensors(8, ["q_proj"]);
@@ -55,9 +69,18 @@ describe("a wrong adapter is refused with vLLM's reason", () => {
     expect(refused(noAlpha, t)).toMatch(/lacks lora_alpha/);
   });
   it("a layer the model does not have, a half without its pair, a name that is no LoRA weight", () => {
-    expect(refused(config(), [{ name: "base_model.model.model.layers.28.self_attn.q_proj.lora_A.weight", shape: [8, 1536] }, { name: "base_model.model.model.layers.28.self_attn.q_proj.lora_B.weight", shape: [1536, 8] }])).toMatch(/layer 28; .* layers 0-27/);
-    expect(refused(config(), [{ name: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", shape: [8, 1536] }])).toMatch(/has lora_A but no lora_B/);
-    expect(refused(config(), [{ name: "base_model.model.model.layers.0.self_attn.q_proj.weight", shape: [1536, 1536] }])).toMatch(/not a LoRA weight/);
+    expect(
+      refused(config(), [
+        { name: "base_model.model.model.layers.28.self_attn.q_proj.lora_A.weight", shape: [8, 1536] },
+        { name: "base_model.model.model.layers.28.self_attn.q_proj.lora_B.weight", shape: [1536, 8] },
+      ]),
+    ).toMatch(/layer 28; .* layers 0-27/);
+    expect(
+      refused(config(), [{ name: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", shape: [8, 1536] }]),
+    ).toMatch(/has lora_A but no lora_B/);
+    expect(
+      refused(config(), [{ name: "base_model.model.model.layers.0.self_attn.q_proj.weight", shape: [1536, 1536] }]),
+    ).toMatch(/not a LoRA weight/);
   });
   it("a file that is not safetensors, or is cut short", () => {
     expect(refused(config(), Buffer.from("PK\u0003\u0004 this is a zip"))).toMatch(/not a safetensors file/);
@@ -67,6 +90,8 @@ describe("a wrong adapter is refused with vLLM's reason", () => {
   it("pickle weights or no config at all", () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "peft-"));
     writeFileSync(path.join(dir, "adapter_model.bin"), "x");
-    expect(checkPeftAdapter(dir, model).problems.join("\n")).toMatch(/adapter_config.json is missing[\s\S]*adapter_model.bin \(pickle\)/);
+    expect(checkPeftAdapter(dir, model).problems.join("\n")).toMatch(
+      /adapter_config.json is missing[\s\S]*adapter_model.bin \(pickle\)/,
+    );
   });
 });

@@ -9,9 +9,19 @@ const codellama = MODELS.find((m) => m.id === "codellama-13b")!;
 const counter = tokenCounterFor(qwen);
 const options: DatasetOptions = { sequenceLen: 512, modelContext: 32768, counter };
 
-const chat = (user: string, answer: string) => JSON.stringify({ messages: [{ role: "user", content: user }, { role: "assistant", content: answer }] });
-const file = (...lines: (string | Buffer)[]) => Buffer.concat(lines.map((l) => Buffer.concat([typeof l === "string" ? Buffer.from(l, "utf8") : l, Buffer.from("\n")])));
-const problemLines = (bytes: Buffer, o: Partial<DatasetOptions> = {}) => checkDataset(bytes, { ...options, ...o }).problems.map((p) => p.line);
+const chat = (user: string, answer: string) =>
+  JSON.stringify({
+    messages: [
+      { role: "user", content: user },
+      { role: "assistant", content: answer },
+    ],
+  });
+const file = (...lines: (string | Buffer)[]) =>
+  Buffer.concat(
+    lines.map((l) => Buffer.concat([typeof l === "string" ? Buffer.from(l, "utf8") : l, Buffer.from("\n")])),
+  );
+const problemLines = (bytes: Buffer, o: Partial<DatasetOptions> = {}) =>
+  checkDataset(bytes, { ...options, ...o }).problems.map((p) => p.line);
 
 describe("token counts with the model's own tokenizer", () => {
   it("counts the chat template's control tokens as single tokens, as the model sees them", () => {
@@ -21,7 +31,10 @@ describe("token counts with the model's own tokenizer", () => {
     expect(counter.exact).toBe(true);
   });
   it("adds Qwen2.5's default system prompt when the chat has none, as its template does", () => {
-    const rendered = counter.renderChat([{ role: "user", content: "hi" }, { role: "assistant", content: "hello" }]);
+    const rendered = counter.renderChat([
+      { role: "user", content: "hi" },
+      { role: "assistant", content: "hello" },
+    ]);
     expect(rendered.startsWith(`<|im_start|>system\n${QWEN25_DEFAULT_SYSTEM}<|im_end|>\n`)).toBe(true);
     expect(rendered.endsWith("<|im_start|>assistant\nhello<|im_end|>\n")).toBe(true);
   });
@@ -39,14 +52,22 @@ describe("token counts with the model's own tokenizer", () => {
   it("uses CodeLlama's own SentencePiece vocabulary for CodeLlama", () => {
     const c = tokenCounterFor(codellama);
     expect(c.exact).toBe(true);
-    expect(c.renderChat([{ role: "user", content: "hi" }, { role: "assistant", content: "hello" }])).toBe("<s>[INST] hi [/INST] hello </s>");
+    expect(
+      c.renderChat([
+        { role: "user", content: "hi" },
+        { role: "assistant", content: "hello" },
+      ]),
+    ).toBe("<s>[INST] hi [/INST] hello </s>");
     // Llama 2's vocabulary: far fewer tokens of code than characters, more than words.
     const n = c.count("def add(a, b):\n    return a + b");
     expect(n).toBeGreaterThan(8);
     expect(n).toBeLessThan(30);
   });
   it("reads a completion dataset", () => {
-    const r = checkDataset(file(JSON.stringify({ text: "def add(a, b):\n    return a + b\n" }), JSON.stringify({ text: "x = 1\n" })), options);
+    const r = checkDataset(
+      file(JSON.stringify({ text: "def add(a, b):\n    return a + b\n" }), JSON.stringify({ text: "x = 1\n" })),
+      options,
+    );
     expect(r.format).toBe("completion");
     expect(r.examples).toBe(2);
     expect(r.problems).toEqual([]);
@@ -59,7 +80,10 @@ describe("a corpus with the usual mistakes: each refused with its line", () => {
     expect(r.problems).toEqual([{ line: 1, message: expect.stringMatching(/empty/) }]);
   });
   it("wrong fields: prompt/completion pairs, a messages list that is not one", () => {
-    const r = checkDataset(file(chat("a", "b"), JSON.stringify({ prompt: "p", completion: "c" }), JSON.stringify({ messages: "hello" })), options);
+    const r = checkDataset(
+      file(chat("a", "b"), JSON.stringify({ prompt: "p", completion: "c" }), JSON.stringify({ messages: "hello" })),
+      options,
+    );
     expect(r.problems.map((p) => p.line)).toEqual([2, 3]);
     expect(r.problems[0].message).toMatch(/neither "messages".*nor "text".*prompt, completion.*convert/);
   });
@@ -78,17 +102,45 @@ describe("a corpus with the usual mistakes: each refused with its line", () => {
     const long = chat("explain", "word ".repeat(2000));
     const r = checkDataset(file(chat("a", "b"), long), options);
     expect(r.problems).toHaveLength(1);
-    expect(r.problems[0]).toMatchObject({ line: 2, message: expect.stringMatching(/^has \d+ tokens as trained, over the sequence length of 512 \(raise --sequence-len/) });
+    expect(r.problems[0]).toMatchObject({
+      line: 2,
+      message: expect.stringMatching(
+        /^has \d+ tokens as trained, over the sequence length of 512 \(raise --sequence-len/,
+      ),
+    });
     // At the model's whole context the fix is to shorten it.
-    expect(checkDataset(file(long), { ...options, sequenceLen: 512, modelContext: 512 }).problems[0].message).toMatch(/whole context/);
+    expect(checkDataset(file(long), { ...options, sequenceLen: 512, modelContext: 512 }).problems[0].message).toMatch(
+      /whole context/,
+    );
   });
   it("chat mistakes: no assistant turn, an unknown role, content as parts, a late system prompt", () => {
     const lines = [
       JSON.stringify({ messages: [{ role: "user", content: "only a question" }] }),
-      JSON.stringify({ messages: [{ role: "tool", content: "{}" }, { role: "assistant", content: "x" }] }),
-      JSON.stringify({ messages: [{ role: "user", content: [{ type: "text", text: "hi" }] }, { role: "assistant", content: "x" }] }),
-      JSON.stringify({ messages: [{ role: "user", content: "a" }, { role: "system", content: "b" }, { role: "assistant", content: "c" }] }),
-      JSON.stringify({ messages: [{ role: "user", content: "a" }, { role: "assistant", content: "  " }] }),
+      JSON.stringify({
+        messages: [
+          { role: "tool", content: "{}" },
+          { role: "assistant", content: "x" },
+        ],
+      }),
+      JSON.stringify({
+        messages: [
+          { role: "user", content: [{ type: "text", text: "hi" }] },
+          { role: "assistant", content: "x" },
+        ],
+      }),
+      JSON.stringify({
+        messages: [
+          { role: "user", content: "a" },
+          { role: "system", content: "b" },
+          { role: "assistant", content: "c" },
+        ],
+      }),
+      JSON.stringify({
+        messages: [
+          { role: "user", content: "a" },
+          { role: "assistant", content: "  " },
+        ],
+      }),
     ];
     const r = checkDataset(file(...lines), options);
     expect(r.problems.map((p) => p.line)).toEqual([1, 2, 3, 4, 5]);
@@ -97,7 +149,10 @@ describe("a corpus with the usual mistakes: each refused with its line", () => {
   it("not JSON, not an object, a BOM, a second format", () => {
     const bom = `\uFEFF${chat("a", "b")}`;
     expect(problemLines(file(bom, chat("c", "d")))).toEqual([1]);
-    const r = checkDataset(file(chat("a", "b"), "{not json", "[1, 2]", JSON.stringify({ text: "completion in a chat file" })), options);
+    const r = checkDataset(
+      file(chat("a", "b"), "{not json", "[1, 2]", JSON.stringify({ text: "completion in a chat file" })),
+      options,
+    );
     expect(r.problems.map((p) => p.line)).toEqual([2, 3, 4]);
     expect(r.problems[2].message).toMatch(/completion example in a chat dataset/);
   });

@@ -35,24 +35,34 @@ const args = (over: Partial<FinetuneJobArgs> = {}): FinetuneJobArgs => ({
   sshDirectory: "hybrid-ft-acme-0123456789",
   ...over,
 });
-const run = (a: FinetuneJobArgs) => runUnderMocks(() => finetuneJobProgram(a) as unknown as Record<string, unknown>, "hybrid-ft-acme", {});
+const run = (a: FinetuneJobArgs) =>
+  runUnderMocks(() => finetuneJobProgram(a) as unknown as Record<string, unknown>, "hybrid-ft-acme", {});
 
 describe("the job's Pulumi program", () => {
   it("holds a GPU droplet, the job's own volume, an SSH-only firewall and a VPC; nothing of the serving stack", async () => {
     const r = await run(args());
     const of = (type: string) => r.resources.filter((x) => x.type === type);
     expect(of(T.droplet)).toHaveLength(1);
-    expect(of(T.droplet)[0].rawInputs).toMatchObject({ size: "gpu-l40sx1-48gb", region: "tor1", image: "gpu-h100x1-base", sshKeys: ["aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99"] });
+    expect(of(T.droplet)[0].rawInputs).toMatchObject({
+      size: "gpu-l40sx1-48gb",
+      region: "tor1",
+      image: "gpu-h100x1-base",
+      sshKeys: ["aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99"],
+    });
     const volumes = of(T.volume);
     expect(volumes.map((v) => v.rawInputs.name)).toEqual(["ih-ft-hybrid-acme-volume"]);
     expect(volumes[0].rawInputs).toMatchObject({ size: 92, region: "tor1", initialFilesystemType: "ext4" });
     // Never a model-cache volume: the job cannot attach, replace or delete the serving stack's.
     expect(JSON.stringify(r.resources.map((x) => x.rawInputs))).not.toMatch(/model-cache/);
     const [firewall] = of(T.firewall);
-    expect(firewall.rawInputs.inboundRules).toEqual([{ protocol: "tcp", portRange: "22", sourceAddresses: ["192.0.2.250/32"] }]);
+    expect(firewall.rawInputs.inboundRules).toEqual([
+      { protocol: "tcp", portRange: "22", sourceAddresses: ["192.0.2.250/32"] },
+    ]);
     expect(of(T.vpc)).toHaveLength(1);
     // The droplet mounts the job's volume where the trainer's container expects it.
-    const userData = parse(String(of(T.droplet)[0].rawInputs.userData).replace(/^#cloud-config\n/, "")) as { mounts: string[][] };
+    const userData = parse(String(of(T.droplet)[0].rawInputs.userData).replace(/^#cloud-config\n/, "")) as {
+      mounts: string[][];
+    };
     expect(userData.mounts[0][1]).toBe("/mnt/job");
     expect(Object.keys(r.outputs).sort()).toEqual(["host", "sshOptions", "volumeId"]);
   });
@@ -71,7 +81,10 @@ describe("the job's Pulumi program", () => {
 
 if (!SSHD) {
   if (process.env.CI) it("has Debian's openssh-server in CI (.ci/run installs it)", () => expect(SSHD).toBeDefined());
-  else console.warn("finetune-job-program.test.ts: SKIPPED the real-sshd part: no sshd here (apt-get install openssh-server)");
+  else
+    console.warn(
+      "finetune-job-program.test.ts: SKIPPED the real-sshd part: no sshd here (apt-get install openssh-server)",
+    );
 }
 
 describe.runIf(SSHD)("the job's shell against a real sshd, with the options the program wrote", () => {
@@ -79,8 +92,12 @@ describe.runIf(SSHD)("the job's shell against a real sshd, with the options the 
     const sshDir = path.join(work, "ssh");
     const r = await run(args({ sshFiles: new DirectorySshFileStore(sshDir), privateKey: deployer.privateKey }));
     const sshOptions = r.outputs.sshOptions as string[];
-    const userData = parse(String(r.resources.find((x) => x.type === T.droplet)!.rawInputs.userData).replace(/^#cloud-config\n/, "")) as { ssh_keys: { ed25519_private: string } };
-    const sshd = await LoopbackSshd.start(path.join(work, "droplet"), userData.ssh_keys.ed25519_private, [deployer.publicKey]);
+    const userData = parse(
+      String(r.resources.find((x) => x.type === T.droplet)!.rawInputs.userData).replace(/^#cloud-config\n/, ""),
+    ) as { ssh_keys: { ed25519_private: string } };
+    const sshd = await LoopbackSshd.start(path.join(work, "droplet"), userData.ssh_keys.ed25519_private, [
+      deployer.publicKey,
+    ]);
     servers.push(sshd);
     // The droplets take root; a loopback sshd run by this user lets only this user in.
     const shell = new SshShell({ host: "127.0.0.1", sshOptions }, userInfo().username, sshd.port);
@@ -89,7 +106,9 @@ describe.runIf(SSHD)("the job's shell against a real sshd, with the options the 
     expect(ran.code).toBe(3);
 
     const local = path.join(work, "train.jsonl");
-    const bytes = Buffer.from(Array.from({ length: 3000 }, (_, i) => JSON.stringify({ text: `line ${i} ✓` })).join("\n"));
+    const bytes = Buffer.from(
+      Array.from({ length: 3000 }, (_, i) => JSON.stringify({ text: `line ${i} ✓` })).join("\n"),
+    );
     writeFileSync(local, bytes);
     const remote = path.join(work, "remote-train.jsonl");
     await shell.upload(local, remote);
@@ -100,7 +119,9 @@ describe.runIf(SSHD)("the job's shell against a real sshd, with the options the 
     const stranger = testKeyPair("another droplet");
     const impostor = await LoopbackSshd.start(path.join(work, "impostor"), stranger.privateKey, [deployer.publicKey]);
     servers.push(impostor);
-    const refused = await new SshShell({ host: "127.0.0.1", sshOptions }, userInfo().username, impostor.port).run("echo should-not-run");
+    const refused = await new SshShell({ host: "127.0.0.1", sshOptions }, userInfo().username, impostor.port).run(
+      "echo should-not-run",
+    );
     expect(refused.code).not.toBe(0);
     expect(refused.stdout).not.toContain("should-not-run");
     expect(refused.stderr).toMatch(/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/);

@@ -79,7 +79,9 @@ describe("refused before anything is created, with the reason", () => {
   it("above the budget: the projected month plus the job", () => {
     const [p] = problems({ projectedMonthUsd: 399, budgetUsd: 400 });
     expect(p.keys).toEqual(["budgetUsd"]);
-    expect(p.message).toMatch(/projected month is \$399\.00; with this job's \$2\.02 it would be \$401\.02, above the budget of \$400\.00/);
+    expect(p.message).toMatch(
+      /projected month is \$399\.00; with this job's \$2\.02 it would be \$401\.02, above the budget of \$400\.00/,
+    );
     expect(p.fix).toMatch(/Raise budgetUsd to 402/);
   });
   it("an AMD or 8-GPU size, DeepSeek-V3, a rank vLLM cannot serve, a sequence over the context", () => {

@@ -14,13 +14,33 @@ const FILE = path.join(DIR, `config-schema-${AXOLOTL.version}.json`);
 interface Schema {
   properties: Record<string, { anyOf?: { enum?: unknown[] }[] }>;
   $defs: Record<string, { properties: Record<string, unknown> }>;
-  "x-derivation": { from: string; dataset_types: { values: string[] }; seen_in_examples: { optimizer: string[]; lr_scheduler: string[] } };
+  "x-derivation": {
+    from: string;
+    dataset_types: { values: string[] };
+    seen_in_examples: { optimizer: string[]; lr_scheduler: string[] };
+  };
 }
 const schema = JSON.parse(readFileSync(FILE, "utf8")) as Schema;
 const validate = new Ajv({ strict: false, allErrors: true }).compile(schema);
 
-const base: TrainerSettings = { baseModel: "Qwen/Qwen2.5-Coder-32B-Instruct", method: "qlora", rank: 16, epochs: 3, learningRate: 2e-4, sequenceLen: 4096, microBatch: 1, gradientAccumulation: 8, format: "chat", seed: 42 };
-const VARIANTS: TrainerSettings[] = [base, { ...base, method: "lora", baseModel: "Qwen/Qwen2.5-Coder-7B-Instruct" }, { ...base, format: "completion" }, { ...base, method: "lora", format: "completion", rank: 64, alpha: 32 }];
+const base: TrainerSettings = {
+  baseModel: "Qwen/Qwen2.5-Coder-32B-Instruct",
+  method: "qlora",
+  rank: 16,
+  epochs: 3,
+  learningRate: 2e-4,
+  sequenceLen: 4096,
+  microBatch: 1,
+  gradientAccumulation: 8,
+  format: "chat",
+  seed: 42,
+};
+const VARIANTS: TrainerSettings[] = [
+  base,
+  { ...base, method: "lora", baseModel: "Qwen/Qwen2.5-Coder-7B-Instruct" },
+  { ...base, format: "completion" },
+  { ...base, method: "lora", format: "completion", rank: 64, alpha: 32 },
+];
 
 describe("the schema fixture", () => {
   it("is the file its README records, derived from the pinned axolotl release", () => {

@@ -23,7 +23,9 @@ describe("fit advice points to the tier and size that hold the model", () => {
   const deepseek = findModel("deepseek-v3")!;
   const multigpuShare = PRESETS.multigpu.llmGpuMemoryPercent / 100;
   // The cheapest 8-GPU size whose memory share is at least the weights (DeepSeek-V3 at 690 GB: 8 x 80 GB x 0.9 cannot).
-  const cheapestMulti = GPU_SIZES.filter((s) => s.gpuCount > 1 && s.gpuCount * s.gpuMemoryGBPerGpu * multigpuShare > deepseek.weightsGB).sort((a, b) => a.pricePerHour - b.pricePerHour)[0];
+  const cheapestMulti = GPU_SIZES.filter(
+    (s) => s.gpuCount > 1 && s.gpuCount * s.gpuMemoryGBPerGpu * multigpuShare > deepseek.weightsGB,
+  ).sort((a, b) => a.pricePerHour - b.pricePerHour)[0];
   const biggestSingle = Math.max(...GPU_SIZES.filter((s) => s.gpuCount === 1).map((s) => s.gpuMemoryGBPerGpu));
 
   it("the catalogue has no single GPU that could hold DeepSeek-V3's weights (the premise)", () => {
@@ -67,7 +69,12 @@ describe("fit advice points to the tier and size that hold the model", () => {
     }
     // Following it plans.
     const pick: GpuSize = advised[0];
-    const followed = loadSettings({ tier: "hybrid", llmQuantization: "none", gpuSize: pick.slug, region: pick.regions[0] });
+    const followed = loadSettings({
+      tier: "hybrid",
+      llmQuantization: "none",
+      gpuSize: pick.slug,
+      region: pick.regions[0],
+    });
     expect(followed.ok, followed.ok ? "" : JSON.stringify(followed.problems, null, 1)).toBe(true);
   });
 });

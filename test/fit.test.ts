@@ -27,7 +27,14 @@ describe("KV cache size per token", () => {
 
 describe("fit on a GPU, hand-worked", () => {
   it("Qwen2.5-Coder-32B in FP8 fits 70% of an H100 with a 32k context", () => {
-    const fit = fitOnGpu({ weightsGB: 32.75, attention: qwen32b, maxContext: 32_768, tensorParallel: 1, gpuMemoryGBPerGpu: 80, share: 0.7 });
+    const fit = fitOnGpu({
+      weightsGB: 32.75,
+      attention: qwen32b,
+      maxContext: 32_768,
+      tensorParallel: 1,
+      gpuMemoryGBPerGpu: 80,
+      share: 0.7,
+    });
     // KV: 262,144 B x 32,768 = 8.590 GB; needed = 32.75 + 8.590 + 2.5 = 43.84 GB; available = 56 GB.
     expect(fit.kvPerGpuGB).toBeCloseTo(8.59, 2);
     expect(fit.neededPerGpuGB).toBeCloseTo(43.84, 2);
@@ -38,7 +45,14 @@ describe("fit on a GPU, hand-worked", () => {
   });
 
   it("Qwen2.5-Coder-32B in BF16 does not fit 70% of an H100", () => {
-    const fit = fitOnGpu({ weightsGB: 65.5, attention: qwen32b, maxContext: 32_768, tensorParallel: 1, gpuMemoryGBPerGpu: 80, share: 0.7 });
+    const fit = fitOnGpu({
+      weightsGB: 65.5,
+      attention: qwen32b,
+      maxContext: 32_768,
+      tensorParallel: 1,
+      gpuMemoryGBPerGpu: 80,
+      share: 0.7,
+    });
     // 65.5 + 8.59 + 2.5 = 76.59 GB > 56 GB.
     expect(fit.neededPerGpuGB).toBeCloseTo(76.59, 2);
     expect(fit.fits).toBe(false);
@@ -48,19 +62,41 @@ describe("fit on a GPU, hand-worked", () => {
   });
 
   it("DeepSeek-V3 (690 GB FP8) fits 8xH200 but not 8xH100", () => {
-    const h200 = fitOnGpu({ weightsGB: 690, attention: deepseekV3, maxContext: 65_536, tensorParallel: 8, gpuMemoryGBPerGpu: 141, share: 0.9 });
+    const h200 = fitOnGpu({
+      weightsGB: 690,
+      attention: deepseekV3,
+      maxContext: 65_536,
+      tensorParallel: 8,
+      gpuMemoryGBPerGpu: 141,
+      share: 0.9,
+    });
     // 690 / 8 = 86.25 GB weights; KV 70,272 x 65,536 = 4.605 GB; + 2.5 = 93.36 GB <= 126.9 GB.
     expect(h200.weightsPerGpuGB).toBe(86.25);
     expect(h200.neededPerGpuGB).toBeCloseTo(93.36, 2);
     expect(h200.fits).toBe(true);
-    const h100 = fitOnGpu({ weightsGB: 690, attention: deepseekV3, maxContext: 65_536, tensorParallel: 8, gpuMemoryGBPerGpu: 80, share: 0.9 });
+    const h100 = fitOnGpu({
+      weightsGB: 690,
+      attention: deepseekV3,
+      maxContext: 65_536,
+      tensorParallel: 8,
+      gpuMemoryGBPerGpu: 80,
+      share: 0.9,
+    });
     // Weights alone (86.25 GB) exceed 72 GB.
     expect(h100.fits).toBe(false);
   });
 
   it("adds the vision allowance for DeepSeek-OCR", () => {
     const ocr = { kind: "gqa", layers: 12, attentionHeads: 10, kvHeads: 10, headDim: 128 } as const;
-    const fit = fitOnGpu({ weightsGB: 6.7, attention: ocr, maxContext: 8192, tensorParallel: 1, gpuMemoryGBPerGpu: 80, share: 0.2, vision: true });
+    const fit = fitOnGpu({
+      weightsGB: 6.7,
+      attention: ocr,
+      maxContext: 8192,
+      tensorParallel: 1,
+      gpuMemoryGBPerGpu: 80,
+      share: 0.2,
+      vision: true,
+    });
     // KV: 2*12*10*128*2 = 61,440 B x 8192 = 0.503 GB; 6.7 + 0.503 + 2.5 + 1.5 = 11.2 GB <= 16 GB.
     expect(fit.overheadGB).toBe(VLLM_OVERHEAD_GB + 1.5);
     expect(fit.neededPerGpuGB).toBeCloseTo(11.2, 1);
@@ -69,9 +105,25 @@ describe("fit on a GPU, hand-worked", () => {
 
   it("finds the longest context that fits", () => {
     // Room: 56 - 32.75 - 2.5 = 20.75 GB / 262,144 B = 79,155 tokens.
-    const longest = maxContextThatFits({ weightsGB: 32.75, attention: qwen32b, maxContext: 1, tensorParallel: 1, gpuMemoryGBPerGpu: 80, share: 0.7 });
+    const longest = maxContextThatFits({
+      weightsGB: 32.75,
+      attention: qwen32b,
+      maxContext: 1,
+      tensorParallel: 1,
+      gpuMemoryGBPerGpu: 80,
+      share: 0.7,
+    });
     expect(longest).toBe(Math.floor(20.75e9 / 262_144));
-    expect(maxContextThatFits({ weightsGB: 100, attention: qwen32b, maxContext: 1, tensorParallel: 1, gpuMemoryGBPerGpu: 80, share: 0.9 })).toBe(0);
+    expect(
+      maxContextThatFits({
+        weightsGB: 100,
+        attention: qwen32b,
+        maxContext: 1,
+        tensorParallel: 1,
+        gpuMemoryGBPerGpu: 80,
+        share: 0.9,
+      }),
+    ).toBe(0);
   });
 });
 

@@ -3,7 +3,12 @@ import * as path from "node:path";
 import * as fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { startGatekeeper } from "../programs/gatekeeper/server";
-import { AddressLimiter, addressKey, clientAddress, forwardedClientAddress } from "../programs/gatekeeper/address-limit";
+import {
+  AddressLimiter,
+  addressKey,
+  clientAddress,
+  forwardedClientAddress,
+} from "../programs/gatekeeper/address-limit";
 import { readGatekeeperConfig } from "../programs/gatekeeper/config";
 import { metricsCallerAllowed } from "../programs/gatekeeper/metrics";
 import { gatekeeperSpec } from "../services/auth";
@@ -11,7 +16,23 @@ import { IP_RATE_LIMIT_MIDDLEWARE, traefikDynamicConfig } from "../services/gate
 import { routeTable } from "../services/routes";
 import { SETTINGS } from "../stacks/settings";
 import { mustLoad } from "./helpers/load";
-import { ALL_KEYS, alice, auth, bearer, capturingLogger, carol, defaultLog, expectOpenAiError, get, scratch, spoolRecords, startInProcess, testConfig, waitFor, writeKeys } from "./helpers/gatekeeper";
+import {
+  ALL_KEYS,
+  alice,
+  auth,
+  bearer,
+  capturingLogger,
+  carol,
+  defaultLog,
+  expectOpenAiError,
+  get,
+  scratch,
+  spoolRecords,
+  startInProcess,
+  testConfig,
+  waitFor,
+  writeKeys,
+} from "./helpers/gatekeeper";
 import { parsePrometheus, type PrometheusFamily } from "./helpers/prometheus-text";
 
 /** The per-address limit and /metrics of the gatekeeper (programs/gatekeeper/address-limit.ts, metrics.ts). */
@@ -40,7 +61,10 @@ describe("the address table", () => {
     expect(outcomes.filter((o) => o.allowed && o.endedLimiting)).toHaveLength(0);
     // A quiet minute, and the next request ends the spell, saying how many were refused in it.
     const back = table.take("203.0.113.9", 10_000 + 1200 * 50 + 61_000);
-    expect(back).toMatchObject({ allowed: true, endedLimiting: { refused: outcomes.filter((o) => !o.allowed).length } });
+    expect(back).toMatchObject({
+      allowed: true,
+      endedLimiting: { refused: outcomes.filter((o) => !o.allowed).length },
+    });
   });
 
   it("holds at most maxAddresses and evicts the least recently seen one, which returns with a full burst", () => {
@@ -85,7 +109,11 @@ describe("the gatekeeper's environment for the address limit", () => {
     const hub = mustLoad({ tier: "cpu", rateLimitPerMinute: 90, rateLimitBurst: 7 });
     const config = readGatekeeperConfig({ ...base, ...gatekeeperSpec(hub).env });
     // What the rendered Traefik file limits each address to on unknown paths and gRPC (its average is per minute: period 1m).
-    const traefik = (traefikDynamicConfig(hub, routeTable(hub), {}) as { http: { middlewares: Record<string, { rateLimit: { average: number; burst: number; period: string } }> } }).http.middlewares[IP_RATE_LIMIT_MIDDLEWARE].rateLimit;
+    const traefik = (
+      traefikDynamicConfig(hub, routeTable(hub), {}) as {
+        http: { middlewares: Record<string, { rateLimit: { average: number; burst: number; period: string } }> };
+      }
+    ).http.middlewares[IP_RATE_LIMIT_MIDDLEWARE].rateLimit;
     expect(traefik.period).toBe("1m");
     expect([config.addressRatePerMinute, config.addressBurst]).toEqual([traefik.average, traefik.burst]);
     expect([config.addressRatePerMinute, config.addressBurst]).toEqual([900, 70]);
@@ -96,7 +124,10 @@ describe("the gatekeeper's environment for the address limit", () => {
 
   it("is accepted by the gatekeeper for every rateLimitPerMinute and rateLimitBurst the settings schema takes", () => {
     // The range is the schema's own: 100000 once rendered GATEKEEPER_ADDRESS_RATE_PER_MINUTE=2000000, refused at start.
-    const range = (name: "rateLimitPerMinute" | "rateLimitBurst") => ({ min: SETTINGS[name].schema.minValue!, max: SETTINGS[name].schema.maxValue! });
+    const range = (name: "rateLimitPerMinute" | "rateLimitBurst") => ({
+      min: SETTINGS[name].schema.minValue!,
+      max: SETTINGS[name].schema.maxValue!,
+    });
     const rate = range("rateLimitPerMinute");
     const burst = range("rateLimitBurst");
     expect(rate.max).toBeGreaterThan(rate.min);
@@ -105,11 +136,21 @@ describe("the gatekeeper's environment for the address limit", () => {
       expect(() => readGatekeeperConfig({ ...base, ...env }), JSON.stringify(env)).not.toThrow();
     };
     for (const r of [rate.min, rate.max]) for (const b of [burst.min, burst.max]) accepted(r, b);
-    fc.assert(fc.property(fc.integer(rate), fc.integer(burst), (r, b) => accepted(r, b)), { numRuns: 60 });
+    fc.assert(
+      fc.property(fc.integer(rate), fc.integer(burst), (r, b) => accepted(r, b)),
+      { numRuns: 60 },
+    );
   });
 
   it("refuses bad values, naming the variable and what would work", () => {
-    expect(() => readGatekeeperConfig({ ...base, GATEKEEPER_ADDRESS_BURST: "0", GATEKEEPER_ADDRESS_TABLE_SIZE: "lots", GATEKEEPER_ADDRESS_RATE_PER_MINUTE: "-5" })).toThrow(
+    expect(() =>
+      readGatekeeperConfig({
+        ...base,
+        GATEKEEPER_ADDRESS_BURST: "0",
+        GATEKEEPER_ADDRESS_TABLE_SIZE: "lots",
+        GATEKEEPER_ADDRESS_RATE_PER_MINUTE: "-5",
+      }),
+    ).toThrow(
       /GATEKEEPER_ADDRESS_RATE_PER_MINUTE=-5 is not valid; use a positive number[\s\S]*GATEKEEPER_ADDRESS_BURST=0 is not valid; use a whole number from 1[\s\S]*GATEKEEPER_ADDRESS_TABLE_SIZE=lots is not valid/,
     );
   });
@@ -135,7 +176,10 @@ describe("the running gatekeeper: address limit and /metrics", () => {
     return parsePrometheus(reply.body);
   };
   const requests = (families: PrometheusFamily[], labels: Record<string, string>): number =>
-    families.find((f) => f.name === "hub_gatekeeper_requests_total")?.metrics.filter((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v)).reduce((n, m) => n + Number(m.value), 0) ?? 0;
+    families
+      .find((f) => f.name === "hub_gatekeeper_requests_total")
+      ?.metrics.filter((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))
+      .reduce((n, m) => n + Number(m.value), 0) ?? 0;
 
   it("refuses an address over its burst with an OpenAI 429 and Retry-After, before any key: the key's budget and the spool are untouched", async () => {
     const { port, config } = await start({ addressRatePerMinute: 60, addressBurst: 5 });
@@ -153,7 +197,13 @@ describe("the running gatekeeper: address limit and /metrics", () => {
     await waitFor("the spool to hold the decisions", () => spoolRecords(config.spoolDir).length >= 6);
     const records = spoolRecords(config.spoolDir);
     // Five decisions about a key from .20 (3 allowed, 2 carol's 429) and one from .21; none for the address refusals.
-    expect(records.filter((r) => r.client_addr === "203.0.113.20").map((r) => r.reason)).toEqual(["allowed", "allowed", "allowed", "rate_limited", "rate_limited"]);
+    expect(records.filter((r) => r.client_addr === "203.0.113.20").map((r) => r.reason)).toEqual([
+      "allowed",
+      "allowed",
+      "allowed",
+      "rate_limited",
+      "rate_limited",
+    ]);
     expect(records.some((r) => r.reason === "address_rate_limited")).toBe(false);
     const families = await scrape(port);
     expect(requests(families, { outcome: "address_rate_limited", key_id: "none", scope: "llm" })).toBe(3);
@@ -194,7 +244,9 @@ describe("the running gatekeeper: address limit and /metrics", () => {
     await auth(port, bearer(alice.key), "made-up-scope");
     await auth(port, {});
     const families = await scrape(port);
-    expect(Object.fromEntries(families.filter((f) => f.name.startsWith("hub_gatekeeper_")).map((f) => [f.name, f.type]))).toEqual({
+    expect(
+      Object.fromEntries(families.filter((f) => f.name.startsWith("hub_gatekeeper_")).map((f) => [f.name, f.type])),
+    ).toEqual({
       hub_gatekeeper_requests_total: "COUNTER",
       hub_gatekeeper_decision_duration_seconds: "HISTOGRAM",
       hub_gatekeeper_spool_pending_records: "GAUGE",
@@ -214,14 +266,20 @@ describe("the running gatekeeper: address limit and /metrics", () => {
     expect(Number(families.find((f) => f.name === "hub_gatekeeper_disk_full")!.metrics[0].value)).toBe(0);
     // Without a database nothing is pending.
     expect(Number(families.find((f) => f.name === "hub_gatekeeper_spool_pending_records")!.metrics[0].value)).toBe(0);
-    for (const headers of [{ "X-Forwarded-For": "127.0.0.1" }, { "X-Forwarded-Host": "hub.example.com" }, { Forwarded: "for=127.0.0.1" }] as Record<string, string>[]) {
+    for (const headers of [
+      { "X-Forwarded-For": "127.0.0.1" },
+      { "X-Forwarded-Host": "hub.example.com" },
+      { Forwarded: "for=127.0.0.1" },
+    ] as Record<string, string>[]) {
       expect((await get(port, "/metrics", headers)).status, JSON.stringify(headers)).toBe(403);
     }
   });
 
   it("lets only loopback and private networks read /metrics", () => {
-    for (const ok of ["127.0.0.1", "::1", "10.116.0.3", "172.18.0.4", "192.168.1.9", "::ffff:172.18.0.4", "fd00::5"]) expect(metricsCallerAllowed(ok, {}), ok).toBe(true);
-    for (const no of ["203.0.113.5", "8.8.8.8", "2001:db8::1", "::ffff:8.8.8.8", undefined, "garbage"]) expect(metricsCallerAllowed(no, {}), String(no)).toBe(false);
+    for (const ok of ["127.0.0.1", "::1", "10.116.0.3", "172.18.0.4", "192.168.1.9", "::ffff:172.18.0.4", "fd00::5"])
+      expect(metricsCallerAllowed(ok, {}), ok).toBe(true);
+    for (const no of ["203.0.113.5", "8.8.8.8", "2001:db8::1", "::ffff:8.8.8.8", undefined, "garbage"])
+      expect(metricsCallerAllowed(no, {}), String(no)).toBe(false);
   });
 
   it("with the database away: pending decisions, their age and the failed attempts, and after a restart the backlog it left", async () => {
@@ -229,7 +287,8 @@ describe("the running gatekeeper: address limit and /metrics", () => {
     const { port, config, gatekeeper } = await start({ databaseUrl: "postgres://hub@127.0.0.1:1/audit" });
     for (let i = 0; i < 4; i++) expect((await auth(port, bearer(alice.key))).status).toBe(200);
     await new Promise((r) => setTimeout(r, 1200));
-    const gauge = (families: PrometheusFamily[], name: string) => Number(families.find((f) => f.name === name)!.metrics[0].value);
+    const gauge = (families: PrometheusFamily[], name: string) =>
+      Number(families.find((f) => f.name === name)!.metrics[0].value);
     const during = await scrape(port);
     expect(gauge(during, "hub_gatekeeper_spool_pending_records")).toBe(4);
     expect(gauge(during, "hub_gatekeeper_spool_oldest_pending_age_seconds")).toBeGreaterThan(1);
@@ -239,7 +298,10 @@ describe("the running gatekeeper: address limit and /metrics", () => {
     const again = await startGatekeeper({ config, log: defaultLog, keysPollMs: 100 });
     stops.push(() => again.close());
     const againPort = await again.listen();
-    await waitFor("the backlog to be counted", async () => gauge(await scrape(againPort), "hub_gatekeeper_spool_pending_records") === 4);
+    await waitFor(
+      "the backlog to be counted",
+      async () => gauge(await scrape(againPort), "hub_gatekeeper_spool_pending_records") === 4,
+    );
     expect((await auth(againPort, bearer(alice.key))).status).toBe(200);
     expect(gauge(await scrape(againPort), "hub_gatekeeper_spool_pending_records")).toBe(5);
   });

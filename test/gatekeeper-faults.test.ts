@@ -1,5 +1,16 @@
 import { spawnSync } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, fsyncSync } from "node:fs";
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+  fsyncSync,
+} from "node:fs";
 import * as path from "node:path";
 import { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -67,7 +78,12 @@ afterAll(async () => {
 });
 
 const requestIds = async (client: Client, like: string): Promise<string[]> =>
-  (await client.query<{ request_id: string }>("SELECT request_id FROM gatekeeper.decisions WHERE request_id LIKE $1 ORDER BY request_id", [like])).rows.map((r) => r.request_id);
+  (
+    await client.query<{ request_id: string }>(
+      "SELECT request_id FROM gatekeeper.decisions WHERE request_id LIKE $1 ORDER BY request_id",
+      [like],
+    )
+  ).rows.map((r) => r.request_id);
 
 interface Health {
   status: string;
@@ -94,7 +110,8 @@ const run = (command: string, args: readonly string[]) => spawnSync(command, arg
 const uid = process.getuid?.() ?? 0;
 const gid = process.getgid?.() ?? 0;
 /** mount(2) needs root: as root directly, else through passwordless sudo (as on CI runners), else not at all. */
-const privileged = (command: string, args: readonly string[]) => (uid === 0 ? run(command, args) : run("sudo", ["-n", command, ...args]));
+const privileged = (command: string, args: readonly string[]) =>
+  uid === 0 ? run(command, args) : run("sudo", ["-n", command, ...args]);
 
 function mountSmallFilesystem(kind: "tmpfs" | "ext4", megabytes: number): SmallFilesystem {
   const base = scratch(`fs-${kind}`);
@@ -162,7 +179,8 @@ function fillUp(dir: string): string {
 }
 
 const mountable = postgres ? mountableFilesystems() : { kinds: [], reason: POSTGRES_MISSING_REASON };
-if (postgres && mountable.kinds.length < 2) console.warn(`gatekeeper disk-full tests skipped for some file systems: ${mountable.reason}`);
+if (postgres && mountable.kinds.length < 2)
+  console.warn(`gatekeeper disk-full tests skipped for some file systems: ${mountable.reason}`);
 
 describe.skipIf(!postgres)("FAULT: the spool's disk fills up", () => {
   // A key allowed 1 request a minute after a burst of 3: a refused request must not spend its budget.
@@ -180,7 +198,11 @@ describe.skipIf(!postgres)("FAULT: the spool's disk fills up", () => {
       const { log, lines } = capturingLogger();
       const dir = scratch("disk-full");
       // Small segments, so rotation happens while the disk is full too.
-      const config = testConfig(dir, { databaseUrl: url, spoolDir: path.join(fs.dir, "spool"), spoolSegmentBytes: 64 * 1024 });
+      const config = testConfig(dir, {
+        databaseUrl: url,
+        spoolDir: path.join(fs.dir, "spool"),
+        spoolSegmentBytes: 64 * 1024,
+      });
       mkdirSync(path.dirname(config.keysFile), { recursive: true });
       writeKeys(config, [...ALL_KEYS, slow]);
       const gatekeeper = await startGatekeeper({ config, log, keysPollMs: 100 });
@@ -188,7 +210,13 @@ describe.skipIf(!postgres)("FAULT: the spool's disk fills up", () => {
       let done = false;
       try {
         await waitFor("migrations", () => gatekeeper.shipper?.status().migrated === true);
-        const stream = requestStream({ port: () => port, key: alice.key, prefix: `full-${kind}`, concurrency: 8, until: () => done });
+        const stream = requestStream({
+          port: () => port,
+          key: alice.key,
+          prefix: `full-${kind}`,
+          concurrency: 8,
+          until: () => done,
+        });
         await sleep(400);
 
         const ballast = fillUp(fs.dir);
@@ -223,14 +251,26 @@ describe.skipIf(!postgres)("FAULT: the spool's disk fills up", () => {
         expect(recoveredMs).toBeLessThan(2500);
 
         // The three requests the slow key may make were not spent by the ten refused during the outage.
-        expect([await auth(port, bearer(slow.key)), await auth(port, bearer(slow.key)), await auth(port, bearer(slow.key))].map((r) => r.status)).toEqual([200, 200, 200]);
+        expect(
+          [
+            await auth(port, bearer(slow.key)),
+            await auth(port, bearer(slow.key)),
+            await auth(port, bearer(slow.key)),
+          ].map((r) => r.status),
+        ).toEqual([200, 200, 200]);
         expectOpenAiError(await auth(port, bearer(slow.key)), 429, "rate_limit_exceeded");
 
         // No pile of files: as many segments as the decisions fill, each but the newest holding some.
         const bytesWhileFull = segmentsWhileFull.reduce((sum, s) => sum + s.bytes, 0);
         expect(segmentsWhileFull.length).toBeLessThanOrEqual(Math.ceil(bytesWhileFull / config.spoolSegmentBytes) + 1);
-        const segments = readdirSync(config.spoolDir).filter((f) => f.startsWith("decisions-")).sort();
-        for (const { file, bytes } of [...segmentsWhileFull.slice(0, -1), ...segments.slice(0, -1).map((f) => ({ file: f, bytes: statSync(path.join(config.spoolDir, f)).size }))]) expect(bytes, file).toBeGreaterThan(0);
+        const segments = readdirSync(config.spoolDir)
+          .filter((f) => f.startsWith("decisions-"))
+          .sort();
+        for (const { file, bytes } of [
+          ...segmentsWhileFull.slice(0, -1),
+          ...segments.slice(0, -1).map((f) => ({ file: f, bytes: statSync(path.join(config.spoolDir, f)).size })),
+        ])
+          expect(bytes, file).toBeGreaterThan(0);
 
         // One line when the outage began and one when it ended, not one per refused request.
         const outageLines = lines.filter((l) => l.message.includes("audit spool cannot write"));
@@ -256,91 +296,120 @@ describe.skipIf(!postgres)("FAULT: the spool's disk fills up", () => {
     60_000,
   );
 
-  it.runIf(mountable.kinds.includes("tmpfs"))("starts on a disk that is already full, refuses with 503 and reports unhealthy, then recovers without a restart", async () => {
-    const fs = mountSmallFilesystem("tmpfs", 8);
-    const dir = scratch("full-at-start");
-    const config = testConfig(dir, { spoolDir: path.join(fs.dir, "spool") });
-    mkdirSync(path.dirname(config.keysFile), { recursive: true });
-    mkdirSync(config.spoolDir);
-    writeKeys(config, ALL_KEYS);
-    const ballast = fillUp(fs.dir);
-    const { log } = capturingLogger();
-    const gatekeeper = await startGatekeeper({ config, log, keysPollMs: 100 });
-    const port = await gatekeeper.listen();
-    try {
-      expectOpenAiError(await auth(port, bearer(alice.key)), 503, "audit_unavailable");
-      expect((await health(port)).status).toBe(503);
-      rmSync(ballast);
-      await waitFor("the spool to write again", () => gatekeeper.spool.writable, 5000);
-      expect((await auth(port, bearer(alice.key), "llm")).status).toBe(200);
-      expect((await health(port)).status).toBe(200);
-      expect(spoolRecords(config.spoolDir).map((r) => r.reason)).toEqual(["allowed"]);
-    } finally {
-      await gatekeeper.close();
-      fs.unmount();
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  it.runIf(mountable.kinds.includes("tmpfs"))(
+    "starts on a disk that is already full, refuses with 503 and reports unhealthy, then recovers without a restart",
+    async () => {
+      const fs = mountSmallFilesystem("tmpfs", 8);
+      const dir = scratch("full-at-start");
+      const config = testConfig(dir, { spoolDir: path.join(fs.dir, "spool") });
+      mkdirSync(path.dirname(config.keysFile), { recursive: true });
+      mkdirSync(config.spoolDir);
+      writeKeys(config, ALL_KEYS);
+      const ballast = fillUp(fs.dir);
+      const { log } = capturingLogger();
+      const gatekeeper = await startGatekeeper({ config, log, keysPollMs: 100 });
+      const port = await gatekeeper.listen();
+      try {
+        expectOpenAiError(await auth(port, bearer(alice.key)), 503, "audit_unavailable");
+        expect((await health(port)).status).toBe(503);
+        rmSync(ballast);
+        await waitFor("the spool to write again", () => gatekeeper.spool.writable, 5000);
+        expect((await auth(port, bearer(alice.key), "llm")).status).toBe(200);
+        expect((await health(port)).status).toBe(200);
+        expect(spoolRecords(config.spoolDir).map((r) => r.reason)).toEqual(["allowed"]);
+      } finally {
+        await gatekeeper.close();
+        fs.unmount();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });
 
 // ---- a corrupt checkpoint -----------------------------------------------------------------------------
 
 describe.skipIf(!postgres)("FAULT: shipped.json is corrupt at start", () => {
   /** The spool's first decision line, to aim a checkpoint into the middle of it. */
-  const firstLineLength = (spoolDir: string): number => readFileSync(path.join(spoolDir, segmentFileName(1)), "utf8").indexOf("\n") + 1;
+  const firstLineLength = (spoolDir: string): number =>
+    readFileSync(path.join(spoolDir, segmentFileName(1)), "utf8").indexOf("\n") + 1;
 
   const variants: readonly { readonly name: string; readonly content: (spoolDir: string) => string | Buffer }[] = [
     { name: "empty", content: () => "" },
     { name: "torn mid-write", content: () => '{"segment":1,"offs' },
     { name: "garbage bytes", content: () => Buffer.from([0x00, 0xff, 0x13, 0x37, 0x7b, 0x0a, 0xc3, 0x28]) },
     { name: "the wrong shape", content: () => JSON.stringify({ segment: "1", offset: -5 }) },
-    { name: "an offset inside a line", content: (spoolDir) => JSON.stringify({ segment: 1, offset: firstLineLength(spoolDir) + 10 }) },
-    { name: "an offset past the end of its segment", content: () => JSON.stringify({ segment: 1, offset: 10_000_000 }) },
+    {
+      name: "an offset inside a line",
+      content: (spoolDir) => JSON.stringify({ segment: 1, offset: firstLineLength(spoolDir) + 10 }),
+    },
+    {
+      name: "an offset past the end of its segment",
+      content: () => JSON.stringify({ segment: 1, offset: 10_000_000 }),
+    },
     { name: "a segment after the newest", content: () => JSON.stringify({ segment: 99, offset: 0 }) },
   ];
 
-  it.each(variants)("$name: starts, logs it, replays from the oldest segment; every decision ends up in the table exactly once", async ({ name, content }) => {
-    const url = await cluster.createDatabase(`checkpoint_${variants.findIndex((v) => v.name === name)}`);
-    const client = await connect(url);
-    const prefix = `cp${variants.findIndex((v) => v.name === name)}`;
-    // First run: 30 decisions, shipped, checkpoint saved on a clean stop.
-    const first = await startInProcess("checkpoint", { databaseUrl: url });
-    const { config } = first;
-    for (let i = 0; i < 30; i++) expect((await auth(first.port, { ...bearer(alice.key), "X-Request-Id": `${prefix}-a${String(i).padStart(2, "0")}` })).status).toBe(200);
-    await waitFor("the first run to be shipped", () => shipped(first.port));
-    await first.gatekeeper.close();
-    const checkpointFile = path.join(config.spoolDir, CHECKPOINT_FILE);
-    expect(checkpointProblem(readFileSync(checkpointFile, "utf8"))).toBeUndefined();
-
-    // The database lost half of those rows (restored from a backup): only a replay brings them back.
-    await client.query("DELETE FROM gatekeeper.decisions WHERE request_id LIKE $1 AND right(request_id, 1) IN ('0','2','4','6','8')", [`${prefix}-a%`]);
-    writeFileSync(checkpointFile, content(config.spoolDir));
-
-    const { log, lines } = capturingLogger();
-    let second: Gatekeeper | undefined;
-    try {
-      second = await startGatekeeper({ config, log, keysPollMs: 100 });
-      const port = await second.listen();
-      expect((await health(port)).status).toBe(200);
-      for (let i = 0; i < 20; i++) expect((await auth(port, { ...bearer(alice.key), "X-Request-Id": `${prefix}-b${String(i).padStart(2, "0")}` })).status).toBe(200);
-      await waitFor("the replay and the new decisions to be shipped", () => shipped(port));
-      const complaint = lines.find((l) => l.level === "error" && l.message.includes(`checkpoint ${CHECKPOINT_FILE} is unusable`));
-      expect(complaint?.message).toContain("replays from the oldest segment");
-
-      const ids = await requestIds(client, `${prefix}-%`);
-      expect(ids).toHaveLength(50);
-      expect(new Set(ids).size).toBe(50);
-      expect(ids).toEqual([...Array.from({ length: 30 }, (_, i) => `${prefix}-a${String(i).padStart(2, "0")}`), ...Array.from({ length: 20 }, (_, i) => `${prefix}-b${String(i).padStart(2, "0")}`)]);
-      // The shipper sent the whole spool again; the primary key absorbed the rows already there.
-      expect(second.shipper?.status().shippedRows).toBeGreaterThanOrEqual(50);
-      await second.close();
-      // The next save replaced the bad file with a good one.
+  it.each(variants)(
+    "$name: starts, logs it, replays from the oldest segment; every decision ends up in the table exactly once",
+    async ({ name, content }) => {
+      const url = await cluster.createDatabase(`checkpoint_${variants.findIndex((v) => v.name === name)}`);
+      const client = await connect(url);
+      const prefix = `cp${variants.findIndex((v) => v.name === name)}`;
+      // First run: 30 decisions, shipped, checkpoint saved on a clean stop.
+      const first = await startInProcess("checkpoint", { databaseUrl: url });
+      const { config } = first;
+      for (let i = 0; i < 30; i++)
+        expect(
+          (await auth(first.port, { ...bearer(alice.key), "X-Request-Id": `${prefix}-a${String(i).padStart(2, "0")}` }))
+            .status,
+        ).toBe(200);
+      await waitFor("the first run to be shipped", () => shipped(first.port));
+      await first.gatekeeper.close();
+      const checkpointFile = path.join(config.spoolDir, CHECKPOINT_FILE);
       expect(checkpointProblem(readFileSync(checkpointFile, "utf8"))).toBeUndefined();
-    } finally {
-      await second?.close();
-      rmSync(first.dir, { recursive: true, force: true });
-    }
-  });
+
+      // The database lost half of those rows (restored from a backup): only a replay brings them back.
+      await client.query(
+        "DELETE FROM gatekeeper.decisions WHERE request_id LIKE $1 AND right(request_id, 1) IN ('0','2','4','6','8')",
+        [`${prefix}-a%`],
+      );
+      writeFileSync(checkpointFile, content(config.spoolDir));
+
+      const { log, lines } = capturingLogger();
+      let second: Gatekeeper | undefined;
+      try {
+        second = await startGatekeeper({ config, log, keysPollMs: 100 });
+        const port = await second.listen();
+        expect((await health(port)).status).toBe(200);
+        for (let i = 0; i < 20; i++)
+          expect(
+            (await auth(port, { ...bearer(alice.key), "X-Request-Id": `${prefix}-b${String(i).padStart(2, "0")}` }))
+              .status,
+          ).toBe(200);
+        await waitFor("the replay and the new decisions to be shipped", () => shipped(port));
+        const complaint = lines.find(
+          (l) => l.level === "error" && l.message.includes(`checkpoint ${CHECKPOINT_FILE} is unusable`),
+        );
+        expect(complaint?.message).toContain("replays from the oldest segment");
+
+        const ids = await requestIds(client, `${prefix}-%`);
+        expect(ids).toHaveLength(50);
+        expect(new Set(ids).size).toBe(50);
+        expect(ids).toEqual([
+          ...Array.from({ length: 30 }, (_, i) => `${prefix}-a${String(i).padStart(2, "0")}`),
+          ...Array.from({ length: 20 }, (_, i) => `${prefix}-b${String(i).padStart(2, "0")}`),
+        ]);
+        // The shipper sent the whole spool again; the primary key absorbed the rows already there.
+        expect(second.shipper?.status().shippedRows).toBeGreaterThanOrEqual(50);
+        await second.close();
+        // The next save replaced the bad file with a good one.
+        expect(checkpointProblem(readFileSync(checkpointFile, "utf8"))).toBeUndefined();
+      } finally {
+        await second?.close();
+        rmSync(first.dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it("the bundled program starts on a garbage checkpoint (it used to exit at start and refuse every request)", async () => {
     const url = await cluster.createDatabase("checkpoint_bundle");
@@ -354,7 +423,10 @@ describe.skipIf(!postgres)("FAULT: shipped.json is corrupt at start", () => {
       expect((await auth(port, { ...bearer(alice.key), "X-Request-Id": "cp-bundle-1" })).status).toBe(200);
       expect(child.output()).toContain(`checkpoint ${CHECKPOINT_FILE} is unusable`);
       const client = await connect(url);
-      await waitFor("the decision in the table", async () => (await requestIds(client, "cp-bundle-%").catch(() => [])).length === 1);
+      await waitFor(
+        "the decision in the table",
+        async () => (await requestIds(client, "cp-bundle-%").catch(() => [])).length === 1,
+      );
     } finally {
       child.child.kill("SIGTERM");
       await child.exited;
@@ -393,19 +465,32 @@ describe.skipIf(!postgres)("FAULT: a client sends a key as its X-Request-Id", ()
       for (const [what, id] of Object.entries(secretIds)) {
         const reply = await auth(gk.port, { ...bearer(alice.key), "X-Request-Id": id });
         expect(reply.status, what).toBe(200);
-        expect(reply.headers["x-request-id"], what).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+        expect(reply.headers["x-request-id"], what).toMatch(
+          /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+        );
         // Refused requests echo it too: the same rule holds on a 401.
         const refused = await auth(gk.port, { "X-Request-Id": id });
         expect(refused.status, what).toBe(401);
         expect(refused.headers["x-request-id"], what).not.toBe(id);
       }
-      for (const id of keptIds) expect((await auth(gk.port, { ...bearer(alice.key), "X-Request-Id": id })).headers["x-request-id"]).toBe(id);
+      for (const id of keptIds)
+        expect((await auth(gk.port, { ...bearer(alice.key), "X-Request-Id": id })).headers["x-request-id"]).toBe(id);
       // A key pasted into the URL path is not recorded either.
-      expect((await auth(gk.port, { ...bearer(alice.key), "X-Request-Id": "path-leak-1", "X-Forwarded-Uri": `/v1/ocr/convert/${olga.key}/file` })).status).toBe(200);
+      expect(
+        (
+          await auth(gk.port, {
+            ...bearer(alice.key),
+            "X-Request-Id": "path-leak-1",
+            "X-Forwarded-Uri": `/v1/ocr/convert/${olga.key}/file`,
+          })
+        ).status,
+      ).toBe(200);
 
       await waitFor("everything shipped", () => shipped(gk.port));
       const client = await connect(url);
-      const { rows } = await client.query<{ request_id: string; path: string | null }>("SELECT request_id, path FROM gatekeeper.decisions");
+      const { rows } = await client.query<{ request_id: string; path: string | null }>(
+        "SELECT request_id, path FROM gatekeeper.decisions",
+      );
       const stored = JSON.stringify(rows) + spoolText(gk.config.spoolDir);
       for (const [what, id] of Object.entries(secretIds)) {
         expect(stored.includes(id), what).toBe(false);

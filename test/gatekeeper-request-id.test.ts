@@ -18,9 +18,13 @@ const none = { secrets: [] as string[] };
 
 const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const ID_CHARS = `${BASE64URL}.:`;
-const chars = (alphabet: string, minLength: number, maxLength: number) => fc.string({ unit: fc.constantFrom(...alphabet), minLength, maxLength });
+const chars = (alphabet: string, minLength: number, maxLength: number) =>
+  fc.string({ unit: fc.constantFrom(...alphabet), minLength, maxLength });
 /** A random key body of the lengths the keys file accepts (32 to 256 base64url characters; 43 from newApiKey). */
-const keyBody = fc.oneof(chars(BASE64URL, 32, 64), fc.constant(null).map(() => newApiKey().key.slice(4)));
+const keyBody = fc.oneof(
+  chars(BASE64URL, 32, 64),
+  fc.constant(null).map(() => newApiKey().key.slice(4)),
+);
 /** Id characters around the key, as a client's own prefix and suffix would be. */
 const around = chars(ID_CHARS, 0, 20);
 
@@ -39,9 +43,14 @@ describe("request ids that could carry a key are replaced", () => {
 
   it("a key's random part without the prefix, alone or inside a longer id", () => {
     fc.assert(
-      fc.property(keyBody, fc.constantFrom("", "req-", "trace."), fc.constantFrom("", "-1", ":retry"), (body, before, after) => {
-        expect(mayCarrySecret(`${before}${body}${after}`, none)).toBe(true);
-      }),
+      fc.property(
+        keyBody,
+        fc.constantFrom("", "req-", "trace."),
+        fc.constantFrom("", "-1", ":retry"),
+        (body, before, after) => {
+          expect(mayCarrySecret(`${before}${body}${after}`, none)).toBe(true);
+        },
+      ),
       { seed: SEED, numRuns: RUNS },
     );
   });
@@ -87,9 +96,17 @@ describe("ordinary request ids are kept", () => {
     fc.tuple(hex(32), hex(16)).map(([trace, span]) => `00-${trace}-${span}-01`),
     // ULID (Crockford base32, first character 0-7).
     fc.tuple(chars("01234567", 1, 1), chars("0123456789ABCDEFGHJKMNPQRSTVWXYZ", 25, 25)).map(([a, b]) => `${a}${b}`),
-    fc.tuple(fc.constantFrom("req", "ci-run", "job", "CheckoutService", "worker", "bench-paced"), fc.nat(10_000_000), fc.nat(99)).map(([name, n, step]) => `${name}-${n}-step-${step}`),
+    fc
+      .tuple(
+        fc.constantFrom("req", "ci-run", "job", "CheckoutService", "worker", "bench-paced"),
+        fc.nat(10_000_000),
+        fc.nat(99),
+      )
+      .map(([name, n, step]) => `${name}-${n}-step-${step}`),
     fc.constant(null).map(() => `${newApiKey().id}-${Date.now()}`),
-    fc.date({ min: new Date("2020-01-01"), max: new Date("2030-01-01"), noInvalidDate: true }).map((d) => `${d.toISOString()}-worker-3`),
+    fc
+      .date({ min: new Date("2020-01-01"), max: new Date("2030-01-01"), noInvalidDate: true })
+      .map((d) => `${d.toISOString()}-worker-3`),
   );
   it("UUIDs, hex trace ids, ULIDs, readable tokens, key ids with a counter, timestamps", () => {
     fc.assert(
@@ -108,7 +125,8 @@ describe("ordinary request ids are kept", () => {
   });
 
   it("ids with characters outside the plain-token set are replaced, never cleaned up", () => {
-    for (const id of ["has spaces", "semi;colon", "quote'", `${"a".repeat(129)}`, "", "tab\there"]) expect(requestIdFrom(id, FALLBACK, none)).toBe(FALLBACK);
+    for (const id of ["has spaces", "semi;colon", "quote'", `${"a".repeat(129)}`, "", "tab\there"])
+      expect(requestIdFrom(id, FALLBACK, none)).toBe(FALLBACK);
     expect(requestIdFrom(undefined, FALLBACK, none)).toBe(FALLBACK);
   });
 });

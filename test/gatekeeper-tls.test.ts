@@ -3,7 +3,15 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readGatekeeperConfig } from "../programs/gatekeeper/config";
 import type { Gatekeeper } from "../programs/gatekeeper/server";
-import { alice, BACKEND_KEY, capturingLogger, carol, scratch, spoolRecords, startInProcess } from "./helpers/gatekeeper";
+import {
+  alice,
+  BACKEND_KEY,
+  capturingLogger,
+  carol,
+  scratch,
+  spoolRecords,
+  startInProcess,
+} from "./helpers/gatekeeper";
 import { OPENSSL_BINARY, OPENSSL_MISSING_REASON, selfSignedPair } from "./helpers/tls";
 
 /**
@@ -24,7 +32,11 @@ interface H2Reply {
   readonly body: string;
 }
 
-function h2get(session: http2.ClientHttp2Session, target: string, headers: Record<string, string | string[]> = {}): Promise<H2Reply> {
+function h2get(
+  session: http2.ClientHttp2Session,
+  target: string,
+  headers: Record<string, string | string[]> = {},
+): Promise<H2Reply> {
   return new Promise((resolve, reject) => {
     const stream = session.request({ ":path": target, ...headers });
     let body = "";
@@ -48,11 +60,19 @@ describe.skipIf(!OPENSSL_BINARY)("the gatekeeper's forwardAuth port: HTTP/2 over
   let session: http2.ClientHttp2Session;
   const logs = capturingLogger();
   // What forwardAuth sends (trustForwardHeader false): the client's address and request, never X-Request-Id.
-  const forwarded = { "x-forwarded-for": "198.51.100.20", "x-forwarded-method": "POST", "x-forwarded-uri": "/v1/chat/completions" };
+  const forwarded = {
+    "x-forwarded-for": "198.51.100.20",
+    "x-forwarded-method": "POST",
+    "x-forwarded-uri": "/v1/chat/completions",
+  };
 
   beforeAll(async () => {
     pair = selfSignedPair(path.join(scratch("tls-pair"), "tls"), "gatekeeper");
-    gk = await startInProcess("tls", { tls: { port: 0, cert: pair.cert, key: pair.key }, addressRatePerMinute: 1, addressBurst: 40 }, logs.log);
+    gk = await startInProcess(
+      "tls",
+      { tls: { port: 0, cert: pair.cert, key: pair.key }, addressRatePerMinute: 1, addressBurst: 40 },
+      logs.log,
+    );
     // Pinned, and the name checked: what Go does with forwardAuth's tls.ca.
     session = http2.connect(`https://127.0.0.1:${gk.gatekeeper.tlsPort}`, { ca: pair.cert, servername: "gatekeeper" });
   });
@@ -73,7 +93,11 @@ describe.skipIf(!OPENSSL_BINARY)("the gatekeeper's forwardAuth port: HTTP/2 over
 
   it("refuses as the plain port does: OpenAI JSON, WWW-Authenticate, Retry-After; an unknown scope is 503, never 500", async () => {
     const none = await h2get(session, "/auth?scope=llm", forwarded);
-    expect([none.status, JSON.parse(none.body).error.code, none.headers["www-authenticate"]]).toEqual([401, "missing_api_key", 'Bearer realm="inference-hub"']);
+    expect([none.status, JSON.parse(none.body).error.code, none.headers["www-authenticate"]]).toEqual([
+      401,
+      "missing_api_key",
+      'Bearer realm="inference-hub"',
+    ]);
     // Two different keys in one header: refused, not guessed (HTTP/2 carries the repeat as two fields).
     const two = await h2get(session, "/auth?scope=llm", { "x-api-key": [alice.key, carol.key], ...forwarded });
     expect([two.status, JSON.parse(two.body).error.code]).toEqual([401, "invalid_api_key"]);
@@ -85,7 +109,15 @@ describe.skipIf(!OPENSSL_BINARY)("the gatekeeper's forwardAuth port: HTTP/2 over
 
   it("answers two hundred requests at once on one connection, each decision spooled once before its answer", async () => {
     const before = spoolRecords(gk.config.spoolDir).length;
-    const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => h2get(session, "/auth?scope=llm", { authorization: `Bearer ${alice.key}`, ...forwarded, "x-forwarded-for": `198.51.100.${100 + (i % 50)}` })));
+    const replies = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        h2get(session, "/auth?scope=llm", {
+          authorization: `Bearer ${alice.key}`,
+          ...forwarded,
+          "x-forwarded-for": `198.51.100.${100 + (i % 50)}`,
+        }),
+      ),
+    );
     expect(replies.map((r) => r.status)).toEqual(Array(200).fill(200));
     const ids = new Set(replies.map((r) => String(r.headers["x-request-id"])));
     expect(ids.size).toBe(200);
@@ -95,7 +127,15 @@ describe.skipIf(!OPENSSL_BINARY)("the gatekeeper's forwardAuth port: HTTP/2 over
 
   it("limits each client address before the key, from the X-Forwarded-For forwardAuth set, without spooling the refusals", async () => {
     const before = spoolRecords(gk.config.spoolDir).length;
-    const replies = await Promise.all(Array.from({ length: 60 }, () => h2get(session, "/auth?scope=llm", { authorization: `Bearer ${alice.key}`, ...forwarded, "x-forwarded-for": "203.0.113.77" })));
+    const replies = await Promise.all(
+      Array.from({ length: 60 }, () =>
+        h2get(session, "/auth?scope=llm", {
+          authorization: `Bearer ${alice.key}`,
+          ...forwarded,
+          "x-forwarded-for": "203.0.113.77",
+        }),
+      ),
+    );
     const limited = replies.filter((r) => r.status === 429);
     expect(limited.length).toBe(20);
     expect(JSON.parse(limited[0].body).error.message).toContain("client address");
@@ -105,7 +145,10 @@ describe.skipIf(!OPENSSL_BINARY)("the gatekeeper's forwardAuth port: HTTP/2 over
 
   it("refuses a client that pins another certificate, and logs no key", async () => {
     const stranger = selfSignedPair(path.join(scratch("tls-stranger"), "tls"), "gatekeeper");
-    const other = http2.connect(`https://127.0.0.1:${gk.gatekeeper.tlsPort}`, { ca: stranger.cert, servername: "gatekeeper" });
+    const other = http2.connect(`https://127.0.0.1:${gk.gatekeeper.tlsPort}`, {
+      ca: stranger.cert,
+      servername: "gatekeeper",
+    });
     const failure = await new Promise<Error>((resolve) => other.once("error", resolve));
     other.destroy();
     expect(failure.message).toMatch(/self[- ]signed|certificate/i);
@@ -115,7 +158,9 @@ describe.skipIf(!OPENSSL_BINARY)("the gatekeeper's forwardAuth port: HTTP/2 over
   it("reads its certificate from GATEKEEPER_TLS_CERT and GATEKEEPER_TLS_KEY, and names every problem with them", () => {
     const base = { GATEKEEPER_KEYS_FILE: "/k", GATEKEEPER_SPOOL_DIR: "/s", GATEKEEPER_BACKEND_KEY: "b" };
     expect(readGatekeeperConfig(base).tls).toBeUndefined();
-    expect(readGatekeeperConfig({ ...base, GATEKEEPER_TLS_CERT: pair.cert, GATEKEEPER_TLS_KEY: pair.key }).tls).toEqual({ port: 8443, cert: pair.cert.trim(), key: pair.key.trim() });
+    expect(readGatekeeperConfig({ ...base, GATEKEEPER_TLS_CERT: pair.cert, GATEKEEPER_TLS_KEY: pair.key }).tls).toEqual(
+      { port: 8443, cert: pair.cert.trim(), key: pair.key.trim() },
+    );
     const problems = (env: Record<string, string>) => {
       try {
         readGatekeeperConfig({ ...base, ...env });
@@ -124,12 +169,23 @@ describe.skipIf(!OPENSSL_BINARY)("the gatekeeper's forwardAuth port: HTTP/2 over
         return (error as { problems: string[] }).problems;
       }
     };
-    expect(problems({ GATEKEEPER_TLS_CERT: pair.cert })).toEqual([expect.stringContaining("GATEKEEPER_TLS_KEY is not set")]);
-    expect(problems({ GATEKEEPER_TLS_CERT: "not a certificate", GATEKEEPER_TLS_KEY: pair.key })).toEqual([expect.stringContaining("GATEKEEPER_TLS_CERT is not a PEM certificate")]);
+    expect(problems({ GATEKEEPER_TLS_CERT: pair.cert })).toEqual([
+      expect.stringContaining("GATEKEEPER_TLS_KEY is not set"),
+    ]);
+    expect(problems({ GATEKEEPER_TLS_CERT: "not a certificate", GATEKEEPER_TLS_KEY: pair.key })).toEqual([
+      expect.stringContaining("GATEKEEPER_TLS_CERT is not a PEM certificate"),
+    ]);
     const stranger = selfSignedPair(path.join(scratch("tls-mismatch"), "tls"), "gatekeeper");
     const mismatch = problems({ GATEKEEPER_TLS_CERT: pair.cert, GATEKEEPER_TLS_KEY: stranger.key });
     expect(mismatch).toEqual([expect.stringContaining("is not the private key of GATEKEEPER_TLS_CERT")]);
     // The key itself is never quoted.
-    expect(JSON.stringify(problems({ GATEKEEPER_TLS_CERT: pair.cert, GATEKEEPER_TLS_KEY: "-----BEGIN PRIVATE KEY-----\nsecretish\n-----END PRIVATE KEY-----" }))).not.toContain("secretish");
+    expect(
+      JSON.stringify(
+        problems({
+          GATEKEEPER_TLS_CERT: pair.cert,
+          GATEKEEPER_TLS_KEY: "-----BEGIN PRIVATE KEY-----\nsecretish\n-----END PRIVATE KEY-----",
+        }),
+      ),
+    ).not.toContain("secretish");
   });
 });

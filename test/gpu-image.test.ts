@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { buildGpuImage, BuildLimits } from "../cli/hub/gpu-image";
-import { bakeCloudConfig, gpuBootImage, gpuImageInputs, gpuImageName, gpuNodeImages, renderBakeCloudConfig } from "../services/gpu-image";
+import {
+  bakeCloudConfig,
+  gpuBootImage,
+  gpuImageInputs,
+  gpuImageName,
+  gpuNodeImages,
+  renderBakeCloudConfig,
+} from "../services/gpu-image";
 import { renderCloudInit } from "../services/node-setup";
 import { vllmImage } from "../services/images";
 import { imageName } from "../services/spec";
@@ -31,7 +38,9 @@ describe("what the baked image holds and what it is called", () => {
     // Same inputs, same name (two stacks share one snapshot); a different image set, another name.
     expect(gpuImageName(gpuImageInputs(hybrid())!)).toBe(name);
     expect(gpuImageName(gpuImageInputs(mustLoad({ tier: "hybrid", monitoring: false }))!)).not.toBe(name);
-    expect(gpuImageName({ ...gpuImageInputs(off)!, images: images.map((i) => i.replace(/v0\.24\.0$/, "v0.24.1")) })).not.toBe(name);
+    expect(
+      gpuImageName({ ...gpuImageInputs(off)!, images: images.map((i) => i.replace(/v0\.24\.0$/, "v0.24.1")) }),
+    ).not.toBe(name);
   });
 
   it("the build's cloud-config passes cloud-init's schema, pulls each image with retries and powers off only when complete", () => {
@@ -45,7 +54,18 @@ describe("what the baked image holds and what it is called", () => {
   });
 
   it("a node booting it keeps only its own part of cloud-init: host key, volume unit and mount; no install, no NVIDIA set-up", () => {
-    const input = { nodeName: "gpu-0", role: "gpu" as const, gpuVendor: "nvidia" as const, gpuCount: 1, volume: { name: "ih-hybrid-model-cache-0", mountPath: "/mnt/model-cache" }, dataDirs: ["huggingface", "vllm"], hostKey: { privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----", publicKey: "ssh-ed25519 AAAA" } };
+    const input = {
+      nodeName: "gpu-0",
+      role: "gpu" as const,
+      gpuVendor: "nvidia" as const,
+      gpuCount: 1,
+      volume: { name: "ih-hybrid-model-cache-0", mountPath: "/mnt/model-cache" },
+      dataDirs: ["huggingface", "vllm"],
+      hostKey: {
+        privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----",
+        publicKey: "ssh-ed25519 AAAA",
+      },
+    };
     const baked = renderCloudInit({ ...input, baked: true });
     expect(cloudInitProblems(baked)).toEqual([]);
     const doc = parse(baked) as Record<string, unknown>;
@@ -67,16 +87,33 @@ describe("which image a GPU node boots", () => {
     expect(gpuBootImage(hub)).toMatchObject({ kind: "base", image: "gpu-h100x1-base", expectedName: name });
     const fresh = mustLoad({ tier: "hybrid", gpuSnapshotId: "123456", gpuSnapshotName: name });
     expect(gpuBootImage(fresh)).toEqual({ kind: "baked", image: "123456", name });
-    const stale = mustLoad({ tier: "hybrid", gpuSnapshotId: "123455", gpuSnapshotName: "ih-gpu-h100x1-80gb-000000000000" });
+    const stale = mustLoad({
+      tier: "hybrid",
+      gpuSnapshotId: "123455",
+      gpuSnapshotName: "ih-gpu-h100x1-80gb-000000000000",
+    });
     expect(gpuBootImage(stale)).toMatchObject({ kind: "stale", image: "gpu-h100x1-base", expectedName: name });
     // The program boots what it says: the snapshot id as the droplet's image, the short cloud-init.
-    const run = await runProgram({ tier: "hybrid", gpuEnabled: true, gpuSnapshotId: "123456", gpuSnapshotName: name, sshPublicKey: undefined });
+    const run = await runProgram({
+      tier: "hybrid",
+      gpuEnabled: true,
+      gpuSnapshotId: "123456",
+      gpuSnapshotName: name,
+      sshPublicKey: undefined,
+    });
     const gpu = run.byType(T.droplet).find((d) => String(d.inputs.name).endsWith("gpu-0"))!;
     expect(gpu.inputs.image).toBe("123456");
     const cloudInit = run.artifacts.find((a) => a.kind === "cloud-init" && a.node === "gpu-0")!.content;
     expect(cloudInit).not.toContain("nvidia-ctk");
-    const staleRun = await runProgram({ tier: "hybrid", gpuEnabled: true, gpuSnapshotId: "123455", gpuSnapshotName: "ih-gpu-h100x1-80gb-000000000000" });
-    expect(staleRun.byType(T.droplet).find((d) => String(d.inputs.name).endsWith("gpu-0"))!.inputs.image).toBe("gpu-h100x1-base");
+    const staleRun = await runProgram({
+      tier: "hybrid",
+      gpuEnabled: true,
+      gpuSnapshotId: "123455",
+      gpuSnapshotName: "ih-gpu-h100x1-80gb-000000000000",
+    });
+    expect(staleRun.byType(T.droplet).find((d) => String(d.inputs.name).endsWith("gpu-0"))!.inputs.image).toBe(
+      "gpu-h100x1-base",
+    );
     expect(staleRun.engineLog.join("\n")).toMatch(/ih-gpu-h100x1-80gb-000000000000 was built for other pins/);
   }, 60_000);
 
@@ -98,7 +135,13 @@ describe("npm run hub -- gpu image build, against recording stand-ins of Digital
     const { lines, io: o } = io();
     const snap = await buildGpuImage(s, ops, o, { limits: LIMITS });
     const name = gpuImageName(gpuImageInputs(hybrid())!);
-    expect(ops.calls).toEqual([`findSnapshot ${name}`, `createDroplet ${name}-build gpu-h100x1-80gb gpu-h100x1-base`, `snapshot 100 ${name}`, `findSnapshot ${name}`, "destroyDroplet 100"]);
+    expect(ops.calls).toEqual([
+      `findSnapshot ${name}`,
+      `createDroplet ${name}-build gpu-h100x1-80gb gpu-h100x1-base`,
+      `snapshot 100 ${name}`,
+      `findSnapshot ${name}`,
+      "destroyDroplet 100",
+    ]);
     expect(ops.droplets.get(100)!.spec.userData).toBe(renderBakeCloudConfig("nvidia", gpuNodeImages(hybrid())));
     expect(ops.droplets.get(100)!.spec.tags).toEqual(["inference-hub-image-build"]);
     expect(ops.alive).toEqual([]);
@@ -141,9 +184,18 @@ describe("npm run hub -- gpu image build, against recording stand-ins of Digital
       ops.destroyFailures = fail === "snapshot" ? 2 : 0;
       const s = stack();
       const { io: o } = io();
-      await expect(buildGpuImage(s, ops, o, { limits: LIMITS })).rejects.toThrow(fail === "setup" ? /did not finish its set-up within 1 min/ : fail === "snapshot" ? /snapshot action \d+ errored/ : /ETIMEDOUT/);
+      await expect(buildGpuImage(s, ops, o, { limits: LIMITS })).rejects.toThrow(
+        fail === "setup"
+          ? /did not finish its set-up within 1 min/
+          : fail === "snapshot"
+            ? /snapshot action \d+ errored/
+            : /ETIMEDOUT/,
+      );
       expect(ops.alive, fail).toEqual([]);
-      expect(ops.calls.filter((c) => c.startsWith("destroyDroplet")), fail).toHaveLength(fail === "snapshot" ? 3 : 1);
+      expect(
+        ops.calls.filter((c) => c.startsWith("destroyDroplet")),
+        fail,
+      ).toHaveLength(fail === "snapshot" ? 3 : 1);
       // Nothing half-built is named by the stack.
       expect(s.config["inference-hub:gpuSnapshotId"]).toBeUndefined();
     }

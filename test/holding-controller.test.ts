@@ -28,12 +28,33 @@ describe("holding under the budget guard (the bundled controller)", () => {
     github = await GitHubStandIn.start();
     const base = controllerFile({ demandUrl: traefik.url });
     // $1 of GPU budget left for the month: an hour at $3.60 would pass it.
-    writeFileSync(path.join(dir, "autoscaler.json"), JSON.stringify({ ...base, policy: { ...base.policy, gpuBudgetUsd: 1 }, holding: { maxSeconds: 600, maxRequests: 64, maxPerKey: 8, fallbackUrl: null } }));
+    writeFileSync(
+      path.join(dir, "autoscaler.json"),
+      JSON.stringify({
+        ...base,
+        policy: { ...base.policy, gpuBudgetUsd: 1 },
+        holding: { maxSeconds: 600, maxRequests: 64, maxPerKey: 8, fallbackUrl: null },
+      }),
+    );
     [control, off] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);
     proc = ManagedProcess.start("autoscaler", process.execPath, [path.join(dir, "autoscaler.js")], {
-      env: { PATH: process.env.PATH ?? "", AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"), AUTOSCALER_STATE_DIR: path.join(dir, "state"), AUTOSCALER_HOST: "127.0.0.1", AUTOSCALER_PORT: String(control), AUTOSCALER_OFF_PORT: String(off), AUTOSCALER_DISPATCH_TOKEN: "github_pat_hold", AUTOSCALER_GITHUB_API: github.url },
+      env: {
+        PATH: process.env.PATH ?? "",
+        AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"),
+        AUTOSCALER_STATE_DIR: path.join(dir, "state"),
+        AUTOSCALER_HOST: "127.0.0.1",
+        AUTOSCALER_PORT: String(control),
+        AUTOSCALER_OFF_PORT: String(off),
+        AUTOSCALER_DISPATCH_TOKEN: "github_pat_hold",
+        AUTOSCALER_GITHUB_API: github.url,
+      },
     });
-    await waitFor("the controller's first tick", async () => (await rigRequest(control, { path: "/status" }).catch(() => ({ status: 0 }))).status === 200, 20_000, { context: () => proc.tail() });
+    await waitFor(
+      "the controller's first tick",
+      async () => (await rigRequest(control, { path: "/status" }).catch(() => ({ status: 0 }))).status === 200,
+      20_000,
+      { context: () => proc.tail() },
+    );
   }, 60_000);
   afterAll(async () => {
     await proc?.stop();
@@ -44,7 +65,11 @@ describe("holding under the budget guard (the bundled controller)", () => {
 
   it("a request that asks to wait is let go as soon as the decision refuses the wake, with the budget's 503; nothing is dispatched", async () => {
     const started = Date.now();
-    const res = await rigRequest(off, { path: "/v1/chat/completions", headers: { "content-type": "application/json", "x-hub-key-id": "k_test", "x-hub-wait": "120" }, body: JSON.stringify({ model: "coder", messages: [] }) });
+    const res = await rigRequest(off, {
+      path: "/v1/chat/completions",
+      headers: { "content-type": "application/json", "x-hub-key-id": "k_test", "x-hub-wait": "120" },
+      body: JSON.stringify({ model: "coder", messages: [] }),
+    });
     expect(res.status).toBe(503);
     expect(res.headers["x-hub-gpu-state"]).toBe("budget-spent");
     expect(res.json.error).toMatchObject({ code: "gpu_off" });

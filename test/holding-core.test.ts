@@ -17,7 +17,12 @@ describe("how long a request may wait for the GPU", () => {
     expect(chooseWait("0", { defaultSeconds: 120 }, LIMITS)).toEqual({ ok: true, seconds: 0, source: "header" });
     expect(chooseWait(undefined, {}, LIMITS)).toEqual({ ok: true, seconds: 0, source: "none" });
     expect(chooseWait("900", {}, LIMITS)).toEqual({ ok: true, seconds: 600, source: "header", cappedFrom: 900 });
-    expect(chooseWait("500", { maxSeconds: 200 }, LIMITS)).toEqual({ ok: true, seconds: 200, source: "header", cappedFrom: 500 });
+    expect(chooseWait("500", { maxSeconds: 200 }, LIMITS)).toEqual({
+      ok: true,
+      seconds: 200,
+      source: "header",
+      cappedFrom: 500,
+    });
     // Holding off on the stack: nobody waits.
     expect(chooseWait("300", {}, { maxSeconds: 0 })).toMatchObject({ ok: true, seconds: 0 });
   });
@@ -26,12 +31,25 @@ describe("how long a request may wait for the GPU", () => {
     for (const bad of ["5m", "-1", "1.5", "abc", "9999999"]) {
       const w = chooseWait(bad, {}, LIMITS);
       expect(w.ok).toBe(false);
-      if (!w.ok) expect(w.message).toMatch(new RegExp(`X-Hub-Wait "${bad.replace(".", "\\.")}" is not a whole number of seconds.*X-Hub-Wait: 300.*600 s`));
+      if (!w.ok)
+        expect(w.message).toMatch(
+          new RegExp(
+            `X-Hub-Wait "${bad.replace(".", "\\.")}" is not a whole number of seconds.*X-Hub-Wait: 300.*600 s`,
+          ),
+        );
     }
   });
 
   it("reads the key's policy as the gatekeeper writes it", () => {
-    const key = (over: Partial<ApiKey>): ApiKey => ({ id: "k_test", name: "t", scopes: new Set(["llm"]), revoked: false, digest: Buffer.alloc(32), sandboxLimits: "{}", ...over });
+    const key = (over: Partial<ApiKey>): ApiKey => ({
+      id: "k_test",
+      name: "t",
+      scopes: new Set(["llm"]),
+      revoked: false,
+      digest: Buffer.alloc(32),
+      sandboxLimits: "{}",
+      ...over,
+    });
     expect(keyWaitHeader(key({}))).toEqual({});
     const both = keyWaitHeader(key({ waitSeconds: 120, maxWaitSeconds: 300 }));
     expect(both).toEqual({ "X-Hub-Key-Wait": "default=120, max=300" });
@@ -49,8 +67,14 @@ describe("the held requests' caps", () => {
     expect(a1).toEqual({ kind: "hold", ticket: 1, deadlineMs: 60_000 });
     expect(a2.kind).toBe("hold");
     const a3 = q.admit("k_a", 60, 100, 0, 250.2);
-    expect(a3).toMatchObject({ kind: "refused", status: 429, retryAfterSeconds: 251, body: { error: { type: "requests", code: "rate_limit_exceeded" } } });
-    if (a3.kind === "refused") expect(a3.body.error.message).toMatch(/already has 2 requests waiting.*at most 2 per key/);
+    expect(a3).toMatchObject({
+      kind: "refused",
+      status: 429,
+      retryAfterSeconds: 251,
+      body: { error: { type: "requests", code: "rate_limit_exceeded" } },
+    });
+    if (a3.kind === "refused")
+      expect(a3.body.error.message).toMatch(/already has 2 requests waiting.*at most 2 per key/);
     // Another key still fits, up to the total of 3.
     expect(q.admit("k_b", 60, 100, 0, 10).kind).toBe("hold");
     const total = q.admit("k_c", 60, 100, 0, 10);
@@ -103,18 +127,45 @@ describe("a held request counts as demand exactly once", () => {
   });
 
   it("the counter's first reading after a restart is a baseline: the holder's arrivals count, nothing is owed", () => {
-    expect(demandThisTick("completion", 0, { arrived: 2, finished: 2 }, emptyDemandState(), true)).toEqual({ demand: 2, state: { owed: 0 } });
+    expect(demandThisTick("completion", 0, { arrived: 2, finished: 2 }, emptyDemandState(), true)).toEqual({
+      demand: 2,
+      state: { owed: 0 },
+    });
   });
 });
 
 describe("what the deploy tells the holder", () => {
   it("the stack's caps and the CPU stand-in's address in the controller's file; no section with holding off", () => {
     const hub = mustLoad({ tier: "hybrid" });
-    const file = autoscalerConfig(hub, routeTable(hub), { stack: "hybrid", organization: "acme", privateIps: {}, billingCrossCheck: false });
-    expect(file.holding).toEqual({ maxSeconds: 600, maxRequests: 64, maxPerKey: 8, fallbackUrl: "http://coder-fallback:8080" });
+    const file = autoscalerConfig(hub, routeTable(hub), {
+      stack: "hybrid",
+      organization: "acme",
+      privateIps: {},
+      billingCrossCheck: false,
+    });
+    expect(file.holding).toEqual({
+      maxSeconds: 600,
+      maxRequests: 64,
+      maxPerKey: 8,
+      fallbackUrl: "http://coder-fallback:8080",
+    });
     const off = mustLoad({ tier: "hybrid", gpuHoldMaxSeconds: 0 });
-    expect(autoscalerConfig(off, routeTable(off), { stack: "hybrid", organization: "acme", privateIps: {}, billingCrossCheck: false }).holding).toBeUndefined();
+    expect(
+      autoscalerConfig(off, routeTable(off), {
+        stack: "hybrid",
+        organization: "acme",
+        privateIps: {},
+        billingCrossCheck: false,
+      }).holding,
+    ).toBeUndefined();
     const noStandIn = mustLoad({ tier: "hybrid", fallbackModel: "none" });
-    expect(autoscalerConfig(noStandIn, routeTable(noStandIn), { stack: "hybrid", organization: "acme", privateIps: {}, billingCrossCheck: false }).holding?.fallbackUrl).toBeNull();
+    expect(
+      autoscalerConfig(noStandIn, routeTable(noStandIn), {
+        stack: "hybrid",
+        organization: "acme",
+        privateIps: {},
+        billingCrossCheck: false,
+      }).holding?.fallbackUrl,
+    ).toBeNull();
   });
 });

@@ -30,12 +30,27 @@ function streamRequest(port: number, key: string, wait: number): Promise<StreamR
   const body = JSON.stringify({ model: "coder", stream: true, messages: [{ role: "user", content: "hi" }] });
   const startedMs = Date.now();
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: "127.0.0.1", port, method: "POST", path: "/v1/chat/completions", agent: false, headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), "x-hub-wait": String(wait) } }, (res) => {
-      const chunks: StreamRead["chunks"] = [];
-      res.on("data", (c: Buffer) => chunks.push({ atMs: Date.now(), text: c.toString("utf8") }));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, chunks, startedMs }));
-      res.on("error", reject);
-    });
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port,
+        method: "POST",
+        path: "/v1/chat/completions",
+        agent: false,
+        headers: {
+          authorization: `Bearer ${key}`,
+          "content-type": "application/json",
+          "content-length": String(Buffer.byteLength(body)),
+          "x-hub-wait": String(wait),
+        },
+      },
+      (res) => {
+        const chunks: StreamRead["chunks"] = [];
+        res.on("data", (c: Buffer) => chunks.push({ atMs: Date.now(), text: c.toString("utf8") }));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, chunks, startedMs }));
+        res.on("error", reject);
+      },
+    );
     req.on("error", reject);
     req.end(body);
   });
@@ -45,10 +60,16 @@ describe.skipIf(missing !== undefined)("holding coder requests while the GPU wak
   let rig: GatewayRig;
   let github: GitHubStandIn;
   const chat = (key: string, headers: Record<string, string> = {}): Promise<RigResponse> =>
-    rig.request({ path: "/v1/chat/completions", headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers }, body: JSON.stringify({ model: "coder", messages: [{ role: "user", content: "hi" }] }) });
+    rig.request({
+      path: "/v1/chat/completions",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
+      body: JSON.stringify({ model: "coder", messages: [{ role: "user", content: "hi" }] }),
+    });
   const holderCounts = async (): Promise<Record<string, number>> => {
     const families = parseSeries((await rigRequest(rig.autoscalerPorts.control, { path: "/metrics" })).text);
-    return Object.fromEntries((families.get("hub_holder_requests_total") ?? []).map((s) => [s.labels.outcome, s.value]));
+    return Object.fromEntries(
+      (families.get("hub_holder_requests_total") ?? []).map((s) => [s.labels.outcome, s.value]),
+    );
   };
   const standIn = (res: RigResponse | StreamRead) => String(res.headers["x-stand-in"] ?? "");
 
@@ -56,7 +77,13 @@ describe.skipIf(missing !== undefined)("holding coder requests while the GPU wak
     github = await GitHubStandIn.start();
     rig = await GatewayRig.start({
       settings: { autoscalerDispatchRepo: "acme/inference-hub", gpuHoldMaxPerKey: 2, gpuHoldMaxRequests: 3 },
-      keys: { patient: { scopes: ["llm"], waitSeconds: 30 }, a: { scopes: ["llm"] }, b: { scopes: ["llm"] }, c: { scopes: ["llm"] }, speech: { scopes: ["stt"] } },
+      keys: {
+        patient: { scopes: ["llm"], waitSeconds: 30 },
+        a: { scopes: ["llm"] },
+        b: { scopes: ["llm"] },
+        c: { scopes: ["llm"] },
+        speech: { scopes: ["stt"] },
+      },
       autoscaler: { githubApi: github.url, dispatchToken: "github_pat_rig_hold" },
     });
     await rig.controllerSeesGateway();
@@ -68,7 +95,9 @@ describe.skipIf(missing !== undefined)("holding coder requests while the GPU wak
 
   it("holds a request whose key waits by default, wakes the GPU, and forwards it to the replica once it answers", async () => {
     const pending = chat(rig.keys.patient.key);
-    await waitFor("the wake dispatch", () => github.calls.length > 0, 15_000, { context: () => rig.autoscaler!.tail() });
+    await waitFor("the wake dispatch", () => github.calls.length > 0, 15_000, {
+      context: () => rig.autoscaler!.tail(),
+    });
     expect(github.calls[0].body).toMatchObject({ inputs: { nodes: "1", reason: "wake-on-demand" } });
     // The deploy names the GPU node (the controller's file lists the replica), whose vLLM is still loading.
     await rig.startGpu({ healthy: false });
@@ -96,7 +125,10 @@ describe.skipIf(missing !== undefined)("holding coder requests while the GPU wak
   it("at its deadline a held request gets the CPU stand-in; a held stream gets its 200 and keep-alive comments first", async () => {
     rig.standIns.gpuCoder!.setHealthy(false);
     await new Promise((r) => setTimeout(r, 1200));
-    const [stream, plain] = await Promise.all([streamRequest(rig.entry.web, rig.keys.a.key, 17), chat(rig.keys.b.key, { "x-hub-wait": "2" })]);
+    const [stream, plain] = await Promise.all([
+      streamRequest(rig.entry.web, rig.keys.a.key, 17),
+      chat(rig.keys.b.key, { "x-hub-wait": "2" }),
+    ]);
     expect(plain.status).toBe(200);
     expect(standIn(plain)).toMatch(/^llama\.cpp/);
     expect(Number(plain.headers["x-hub-held-seconds"])).toBeGreaterThanOrEqual(2);
@@ -142,9 +174,17 @@ describe.skipIf(missing !== undefined)("holding coder requests while the GPU wak
     rig.standIns.gpuCoder!.setHealthy(false);
     await new Promise((r) => setTimeout(r, 1200));
     // The docs' settings: a timeout above the wait, the wait as a header, no retries hiding a 503.
-    const client = new OpenAI({ baseURL: `${rig.baseUrl}/v1`, apiKey: rig.keys.c.key, timeout: 900_000, maxRetries: 0 });
+    const client = new OpenAI({
+      baseURL: `${rig.baseUrl}/v1`,
+      apiKey: rig.keys.c.key,
+      timeout: 900_000,
+      maxRetries: 0,
+    });
     setTimeout(() => rig.standIns.gpuCoder!.setHealthy(true), 3000);
-    const stream = await client.chat.completions.create({ model: "coder", messages: [{ role: "user", content: "hi" }], stream: true }, { headers: { "X-Hub-Wait": "600" } });
+    const stream = await client.chat.completions.create(
+      { model: "coder", messages: [{ role: "user", content: "hi" }], stream: true },
+      { headers: { "X-Hub-Wait": "600" } },
+    );
     const parts: string[] = [];
     for await (const chunk of stream) parts.push(chunk.choices[0]?.delta?.content ?? "");
     expect(parts.join("")).toMatch(/chunk 0 from vllm/);

@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { checkoutHub, EXIT, runHub } from "../cli/hub/cli";
 import { ROOT } from "./helpers/load";
-import { hubDown, keptVolumes, leftToDestroy, type StateResource, VOLUME_TYPE, volumeMonthlyUsd } from "../cli/hub/down";
+import {
+  hubDown,
+  keptVolumes,
+  leftToDestroy,
+  type StateResource,
+  VOLUME_TYPE,
+  volumeMonthlyUsd,
+} from "../cli/hub/down";
 import { planFromFile, stackFilePath } from "../cli/plan/runner";
 import { fakeHub, MemoryPending, RecordingTeardown, RecordingVolumes } from "./helpers/hub-deps";
 import { io } from "./helpers/recording-ops";
@@ -19,7 +26,16 @@ const PROVIDER = urn("pulumi:providers:digitalocean", "default_4_80_1");
 const NETWORK = urn("inference-hub:network:HubNetwork", "network");
 const STORAGE = urn("inference-hub:storage:HubStorage", "storage");
 const TAG = urn("digitalocean:index/tag:Tag", `network-tag-ih-stack-${S}`, "inference-hub:network:HubNetwork$");
-const volume = (name: string, id: string, size: number): StateResource => ({ urn: urn(VOLUME_TYPE, name, "inference-hub:storage:HubStorage$"), type: VOLUME_TYPE, id, protect: true, retainOnDelete: true, parent: STORAGE, dependencies: [TAG], inputs: { name: `ih-${S}-${name}`, size } });
+const volume = (name: string, id: string, size: number): StateResource => ({
+  urn: urn(VOLUME_TYPE, name, "inference-hub:storage:HubStorage$"),
+  type: VOLUME_TYPE,
+  id,
+  protect: true,
+  retainOnDelete: true,
+  parent: STORAGE,
+  dependencies: [TAG],
+  inputs: { name: `ih-${S}-${name}`, size },
+});
 
 function deployedState(): StateResource[] {
   return [
@@ -29,7 +45,11 @@ function deployedState(): StateResource[] {
     { urn: STORAGE, type: "inference-hub:storage:HubStorage", parent: STACK },
     { urn: TAG, type: "digitalocean:index/tag:Tag", parent: NETWORK },
     { urn: urn("digitalocean:index/vpc:Vpc", "network-vpc"), type: "digitalocean:index/vpc:Vpc", parent: NETWORK },
-    { urn: urn("digitalocean:index/droplet:Droplet", "cpu-droplet"), type: "digitalocean:index/droplet:Droplet", dependencies: [TAG] },
+    {
+      urn: urn("digitalocean:index/droplet:Droplet", "cpu-droplet"),
+      type: "digitalocean:index/droplet:Droplet",
+      dependencies: [TAG],
+    },
     volume("storage-cpu-cache", "vol-cpu-0001", 100),
     volume("storage-model-cache-0", "vol-gpu-0001", 200),
   ];
@@ -44,7 +64,15 @@ describe("hub down, keeping the volumes", () => {
     expect(lines.join("\n")).toMatch(/kept: 2 volume\(s\), 300 GiB, \$30\.00\/month while they exist/);
     expect(lines.join("\n")).toMatch(/ih-hybrid-storage-model-cache-0 \(vol-gpu-0001\): 200 GiB, \$20\.00\/month/);
     // What the real engine keeps: the volumes and what they need.
-    expect(ops.state.map((r) => r.urn.split("::").pop()).sort()).toEqual(["default_4_80_1", "inference-hub-hybrid", "network", "network-tag-ih-stack-hybrid", "storage", "storage-cpu-cache", "storage-model-cache-0"]);
+    expect(ops.state.map((r) => r.urn.split("::").pop()).sort()).toEqual([
+      "default_4_80_1",
+      "inference-hub-hybrid",
+      "network",
+      "network-tag-ih-stack-hybrid",
+      "storage",
+      "storage-cpu-cache",
+      "storage-model-cache-0",
+    ]);
   });
 
   it("a second run is a no-op: no engine call", async () => {
@@ -68,7 +96,14 @@ describe("hub down --delete-volumes", () => {
   it("refuses without the typed stack name, and with a wrong one: nothing runs", async () => {
     for (const typed of [undefined, "hybird", ""]) {
       const ops = new RecordingTeardown(deployedState(), S);
-      await expect(hubDown(ops, io().io, { deleteVolumes: true, typedStackName: typed }, { volumes: new RecordingVolumes(new Set()), pending: new MemoryPending() })).rejects.toThrow(/type the stack name to confirm.*nothing was changed/);
+      await expect(
+        hubDown(
+          ops,
+          io().io,
+          { deleteVolumes: true, typedStackName: typed },
+          { volumes: new RecordingVolumes(new Set()), pending: new MemoryPending() },
+        ),
+      ).rejects.toThrow(/type the stack name to confirm.*nothing was changed/);
       expect(ops.calls).toEqual([]);
     }
   });
@@ -79,7 +114,12 @@ describe("hub down --delete-volumes", () => {
     const volumes = new RecordingVolumes(account);
     const pending = new MemoryPending();
     await hubDown(ops, io().io, { deleteVolumes: true, typedStackName: S }, { volumes, pending });
-    expect(ops.calls).toEqual(["destroy --exclude-protected", `state unprotect ${volume("storage-cpu-cache", "", 0).urn}`, `state unprotect ${volume("storage-model-cache-0", "", 0).urn}`, "destroy"]);
+    expect(ops.calls).toEqual([
+      "destroy --exclude-protected",
+      `state unprotect ${volume("storage-cpu-cache", "", 0).urn}`,
+      `state unprotect ${volume("storage-model-cache-0", "", 0).urn}`,
+      "destroy",
+    ]);
     expect(volumes.deleted.sort()).toEqual(["vol-cpu-0001", "vol-gpu-0001"]);
     expect(account.size).toBe(0);
     expect(ops.state).toEqual([]);
@@ -95,7 +135,9 @@ describe("hub down --delete-volumes", () => {
     const volumes = new RecordingVolumes(new Set(["vol-cpu-0001", "vol-gpu-0001"]));
     volumes.failNext = 1;
     const pending = new MemoryPending();
-    await expect(hubDown(ops, io().io, { deleteVolumes: true, typedStackName: S }, { volumes, pending })).rejects.toThrow(/1 volume\(s\) left the stack but could not be deleted.*run the same command again/);
+    await expect(
+      hubDown(ops, io().io, { deleteVolumes: true, typedStackName: S }, { volumes, pending }),
+    ).rejects.toThrow(/1 volume\(s\) left the stack but could not be deleted.*run the same command again/);
     expect(pending.volumes.map((v) => v.id)).toEqual(["vol-cpu-0001"]);
     ops.calls.length = 0;
     await hubDown(ops, io().io, { deleteVolumes: true, typedStackName: S }, { volumes, pending });
@@ -105,16 +147,30 @@ describe("hub down --delete-volumes", () => {
   });
 
   it("through the CLI: the typed name is asked for, a wrong answer changes nothing, --confirm types it ahead; keeping volumes asks y/N unless --yes", async () => {
-    const wrong = fakeHub({ onPathPrograms: ["pulumi"], answers: ["cpu"], teardown: new RecordingTeardown(deployedState(), "hybrid") });
+    const wrong = fakeHub({
+      onPathPrograms: ["pulumi"],
+      answers: ["cpu"],
+      teardown: new RecordingTeardown(deployedState(), "hybrid"),
+    });
     wrong.env.DIGITALOCEAN_TOKEN = "dop_v1_test";
     expect(await runHub(["down", "--stack", "hybrid", "--delete-volumes"], wrong)).toBe(EXIT.refused);
     expect(wrong.stderr()).toMatch(/"cpu" is not hybrid: nothing was changed/);
     const teardown = new RecordingTeardown(deployedState(), "hybrid");
-    const confirmed = fakeHub({ onPathPrograms: ["pulumi"], teardown, volumes: new RecordingVolumes(new Set(["vol-cpu-0001", "vol-gpu-0001"])) });
+    const confirmed = fakeHub({
+      onPathPrograms: ["pulumi"],
+      teardown,
+      volumes: new RecordingVolumes(new Set(["vol-cpu-0001", "vol-gpu-0001"])),
+    });
     confirmed.env.DIGITALOCEAN_TOKEN = "dop_v1_test";
-    expect(await runHub(["down", "--stack", "hybrid", "--delete-volumes", "--confirm", "hybrid"], confirmed)).toBe(EXIT.ok);
+    expect(await runHub(["down", "--stack", "hybrid", "--delete-volumes", "--confirm", "hybrid"], confirmed)).toBe(
+      EXIT.ok,
+    );
     expect(teardown.calls.at(-1)).toBe("destroy");
-    const no = fakeHub({ onPathPrograms: ["pulumi"], answers: ["n"], teardown: new RecordingTeardown(deployedState(), "hybrid") });
+    const no = fakeHub({
+      onPathPrograms: ["pulumi"],
+      answers: ["n"],
+      teardown: new RecordingTeardown(deployedState(), "hybrid"),
+    });
     no.env.DIGITALOCEAN_TOKEN = "dop_v1_test";
     expect(await runHub(["down", "--stack", "hybrid"], no)).toBe(EXIT.ok);
     expect(no.stdout()).toBe("nothing was changed.\n");
@@ -134,13 +190,20 @@ describe("what hub down keeps, per tier (the figures of docs/day-two.md)", () =>
     it(`${stack}: the plan's volumes are what stays, at $0.10/GiB-month`, async () => {
       const result = await planFromFile(stack, stackFilePath(stack));
       if (!result.ok) throw new Error("plan refused");
-      const resources = result.document.resources as unknown as { type: string; urn: string; inputs?: Record<string, unknown>; options: { protect: boolean; retainOnDelete: boolean } }[];
+      const resources = result.document.resources as unknown as {
+        type: string;
+        urn: string;
+        inputs?: Record<string, unknown>;
+        options: { protect: boolean; retainOnDelete: boolean };
+      }[];
       const volumes = resources.filter((r) => r.type === VOLUME_TYPE);
       expect(volumes.length).toBeGreaterThan(0);
       for (const v of volumes) expect(v.options).toMatchObject({ protect: true, retainOnDelete: true });
       const kept = keptVolumes(volumes.map((v) => ({ urn: v.urn, type: v.type, inputs: v.inputs, protect: true })));
       const total = kept.reduce((s, v) => s + v.sizeGiB, 0);
-      console.log(`hub down keeps on ${stack}: ${kept.map((v) => `${v.name} ${v.sizeGiB} GiB`).join(", ")}; ${total} GiB = $${volumeMonthlyUsd(total).toFixed(2)}/month`);
+      console.log(
+        `hub down keeps on ${stack}: ${kept.map((v) => `${v.name} ${v.sizeGiB} GiB`).join(", ")}; ${total} GiB = $${volumeMonthlyUsd(total).toFixed(2)}/month`,
+      );
       // The plan's own cost line for block storage: what the stack pays for these volumes while they exist.
       const hub = checkoutHub(ROOT, stack, Date.now())!;
       expect(volumeMonthlyUsd(total)).toBe(hub.cost.lines.find((l) => l.item === "Block storage")?.monthlyUsd);

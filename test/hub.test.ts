@@ -23,7 +23,12 @@ describe("decisions", () => {
   });
   it("a tier switch pins the region and drops the old tier's on-demand settings", () => {
     const d = decideTier(cfg({ tier: "hybrid", gpuEnabled: "true", gpuHoursPerMonth: "60" }), "gpu");
-    expect(d.ok && d.changes).toEqual({ "inference-hub:tier": "gpu", "inference-hub:region": "tor1", "inference-hub:gpuEnabled": null, "inference-hub:gpuHoursPerMonth": null });
+    expect(d.ok && d.changes).toEqual({
+      "inference-hub:tier": "gpu",
+      "inference-hub:region": "tor1",
+      "inference-hub:gpuEnabled": null,
+      "inference-hub:gpuHoursPerMonth": null,
+    });
   });
   it("a tier switch never shrinks the model cache", () => {
     const d = decideTier(cfg({ tier: "hybrid", modelCacheGiB: "300" }), "cpu");
@@ -45,14 +50,22 @@ describe("decisions", () => {
     // Wednesday 2026-11-25 10:00 UTC is inside; 20:00 is outside.
     const inside = decideGpuSync(config, new Date("2026-11-25T10:00:00Z"));
     expect(inside.ok && inside.changes).toEqual({ "inference-hub:gpuEnabled": "true" });
-    const outside = decideGpuSync({ ...config, "inference-hub:gpuEnabled": { value: "true", secret: false } }, new Date("2026-11-25T20:00:00Z"));
+    const outside = decideGpuSync(
+      { ...config, "inference-hub:gpuEnabled": { value: "true", secret: false } },
+      new Date("2026-11-25T20:00:00Z"),
+    );
     expect(outside.ok && outside.changes).toEqual({ "inference-hub:gpuEnabled": "false" });
     expect(decideGpuSync(cfg({ tier: "hybrid" }), new Date())).toMatchObject({ ok: false });
   });
   it("a preview that deletes or replaces a volume is refused", () => {
     expect(checkPreview([step("replace", "digitalocean:index/volume:Volume", "storage-model-cache-0")]).ok).toBe(false);
     expect(checkPreview([step("delete", "digitalocean:index/volume:Volume", "storage-cpu-cache")]).ok).toBe(false);
-    expect(checkPreview([step("update", "digitalocean:index/volume:Volume", "storage-model-cache-0"), step("delete", "digitalocean:index/droplet:Droplet", "gpu-0-droplet")]).ok).toBe(true);
+    expect(
+      checkPreview([
+        step("update", "digitalocean:index/volume:Volume", "storage-model-cache-0"),
+        step("delete", "digitalocean:index/droplet:Droplet", "gpu-0-droplet"),
+      ]).ok,
+    ).toBe(true);
   });
 });
 
@@ -69,15 +82,26 @@ describe("the hub command against a recording Pulumi", () => {
     const stages = await gpuCommand(ops, "on", out, async () => (++probes < 2 ? "fallback" : "gpu"));
     expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "preview", "up"]);
     // The phases as the model's stages, timed from the up's start (the preview is not the wake's), for --stages-out.
-    expect(stages!.map((s) => s.covers.join(" + "))).toEqual(["droplet create", "cloud-init", "image pull", "weights from volume + engine start + first health check"]);
+    expect(stages!.map((s) => s.covers.join(" + "))).toEqual([
+      "droplet create",
+      "cloud-init",
+      "image pull",
+      "weights from volume + engine start + first health check",
+    ]);
     for (const s of stages!) expect(s.seconds).toBeGreaterThan(0);
     expect(parseStagesFile(renderStagesFile("npm run hub -- gpu on", new Date(), stages!), "x").stages).toHaveLength(4);
     expect(lines.join("\n")).toMatch(/burn: \$0\.16\/h → \$3\.55\/h/);
-    for (const phase of ["droplet", "readiness", "image pull", "model load"]) expect(lines.some((l) => l.trim().startsWith(`${phase}:`)), phase).toBe(true);
+    for (const phase of ["droplet", "readiness", "image pull", "model load"])
+      expect(
+        lines.some((l) => l.trim().startsWith(`${phase}:`)),
+        phase,
+      ).toBe(true);
   }, 30_000);
 
   it("a volume-replacing preview stops the command and restores the config", async () => {
-    const ops = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "false" }), [step("replace", "digitalocean:index/volume:Volume", "storage-model-cache-0")]);
+    const ops = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "false" }), [
+      step("replace", "digitalocean:index/volume:Volume", "storage-model-cache-0"),
+    ]);
     await expect(gpuCommand(ops, "on", io().io)).rejects.toThrow(/volume/);
     expect(ops.calls).not.toContain("up");
     expect(ops.config["inference-hub:gpuEnabled"].value).toBe("false");
@@ -90,7 +114,9 @@ describe("the hub command against a recording Pulumi", () => {
   });
 
   it("gpu off on a hybrid stack whose GPU is on", async () => {
-    const ops = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "true" }), [step("delete", "digitalocean:index/droplet:Droplet", "gpu-0-droplet")]);
+    const ops = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "true" }), [
+      step("delete", "digitalocean:index/droplet:Droplet", "gpu-0-droplet"),
+    ]);
     const { lines, io: out } = io();
     await gpuCommand(ops, "off", out);
     expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=false", "preview", "up"]);
@@ -142,7 +168,12 @@ describe("keys create --bootstrap", () => {
     expect(lines.filter((l) => l.includes(key))).toHaveLength(1);
     expect(stored.value).not.toContain(key);
     const file = parseKeysFile(stored.value);
-    expect(file.keys[0]).toMatchObject({ name: "alice laptop", scopes: ["llm", "stt"], ratePerMinute: 30, sha256: sha256Hex(key) });
+    expect(file.keys[0]).toMatchObject({
+      name: "alice laptop",
+      scopes: ["llm", "stt"],
+      ratePerMinute: 30,
+      sha256: sha256Hex(key),
+    });
     // The declared set changes only; the next deploy brings it.
     expect(ops.calls.filter((c) => c === "preview" || c === "up")).toEqual([]);
   });
@@ -150,7 +181,9 @@ describe("keys create --bootstrap", () => {
   it("bad input is refused, every problem at once, before anything is set", async () => {
     const { keysBootstrap } = await import("../cli/hub/keys");
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
-    await expect(keysBootstrap(ops, { name: "", scopes: "llm,root", rate: "2x" }, io().io)).rejects.toThrow(/--name is required.*unknown scope\(s\) root.*--rate "2x"/);
+    await expect(keysBootstrap(ops, { name: "", scopes: "llm,root", rate: "2x" }, io().io)).rejects.toThrow(
+      /--name is required.*unknown scope\(s\) root.*--rate "2x"/,
+    );
     expect(ops.calls.filter((c) => c.startsWith("set"))).toEqual([]);
   });
 
@@ -163,7 +196,11 @@ describe("keys create --bootstrap", () => {
     expect(entry).toMatchObject({ waitSeconds: 300, maxWaitSeconds: 600 });
     // At runtime the admin API takes the same fields (the gatekeeper's keys-file schema).
     expect(newKeyRequest({ name: "ide", scopes: "llm", wait: "300" })).toMatchObject({ waitSeconds: 300 });
-    expect(keyLine({ ...entry, origin: "declared", revoked: false, lastUsed: null, usedToday: 0 })).toMatch(/wait=300s max-wait=600s/);
-    expect(() => newKeyRequest({ name: "x", scopes: "stt", wait: "9000" })).toThrow(/--wait 9000 is not a whole number of seconds from 0 to 840; --wait and --max-wait are for keys with the llm scope/);
+    expect(keyLine({ ...entry, origin: "declared", revoked: false, lastUsed: null, usedToday: 0 })).toMatch(
+      /wait=300s max-wait=600s/,
+    );
+    expect(() => newKeyRequest({ name: "x", scopes: "stt", wait: "9000" })).toThrow(
+      /--wait 9000 is not a whole number of seconds from 0 to 840; --wait and --max-wait are for keys with the llm scope/,
+    );
   });
 });

@@ -23,7 +23,8 @@ describe("resources per tier", () => {
       const volumes = run.byType(T.volume);
       const [vpc] = run.byType(T.vpc);
       const region = vpc.inputs.region;
-      for (const r of [...droplets, ...volumes, ...run.byType(T.reservedIp)]) expect(r.inputs.region, r.name).toBe(region);
+      for (const r of [...droplets, ...volumes, ...run.byType(T.reservedIp)])
+        expect(r.inputs.region, r.name).toBe(region);
       for (const d of droplets) {
         expect(d.inputs.tags).toEqual(expect.arrayContaining([`ih-stack-${tier}`, `ih-tier-${tier}`]));
         expect(d.inputs.vpcUuid).toBe(`mock-${vpc.name}`);
@@ -44,7 +45,12 @@ describe("resources per tier", () => {
   it("cpu: one CPU droplet and no GPU droplet; the model cache is kept, detached", async () => {
     const run = await runProgram({ tier: "cpu" });
     expect(run.byType(T.droplet).map((d) => d.inputs.size)).toEqual(["c-16"]);
-    expect(run.byType(T.volume).map((v) => v.name).sort()).toEqual(["storage-cpu-cache", "storage-model-cache-0"]);
+    expect(
+      run
+        .byType(T.volume)
+        .map((v) => v.name)
+        .sort(),
+    ).toEqual(["storage-cpu-cache", "storage-model-cache-0"]);
     expect(run.byType(T.attachment).length).toBe(1);
   });
 
@@ -57,20 +63,35 @@ describe("resources per tier", () => {
 
   it("multigpu: an 8-GPU droplet on the 8-GPU image, with an 800 GiB cache", async () => {
     const run = await runProgram({ tier: "multigpu" });
-    expect(run.one(T.droplet, "gpu-0-droplet").inputs).toMatchObject({ size: "gpu-h200x8-1128gb", image: "gpu-h100x8-base", region: "atl1" });
+    expect(run.one(T.droplet, "gpu-0-droplet").inputs).toMatchObject({
+      size: "gpu-h200x8-1128gb",
+      image: "gpu-h100x8-base",
+      region: "atl1",
+    });
     expect(run.one(T.volume, "storage-model-cache-0").inputs.size).toBe(800);
   });
 
   it("AMD sizes boot the AMD image", async () => {
     const mi300 = GPU_SIZES.find((s) => s.slug === "gpu-mi300x1-192gb")!;
-    const run = await runProgram({ tier: "gpu", region: "atl1", gpuSize: mi300.slug, ocrEngine: "docling", llmQuantization: "8bit", cpuSize: "c-8" });
+    const run = await runProgram({
+      tier: "gpu",
+      region: "atl1",
+      gpuSize: mi300.slug,
+      ocrEngine: "docling",
+      llmQuantization: "8bit",
+      cpuSize: "c-8",
+    });
     expect(run.one(T.droplet, "gpu-0-droplet").inputs.image).toBe("gpu-amd-base");
   });
 
   it("gpuCount 3: three GPU droplets, each with its own model-cache volume", async () => {
     const run = await runProgram({ tier: "gpu", gpuCount: 3, budgetUsd: 9000 });
     const attachments = run.byType(T.attachment).filter((a) => a.name.startsWith("gpu-"));
-    expect(attachments.map((a) => a.inputs.volumeId).sort()).toEqual(["mock-storage-model-cache-0", "mock-storage-model-cache-1", "mock-storage-model-cache-2"]);
+    expect(attachments.map((a) => a.inputs.volumeId).sort()).toEqual([
+      "mock-storage-model-cache-0",
+      "mock-storage-model-cache-1",
+      "mock-storage-model-cache-2",
+    ]);
   });
 
   it("the gateway node keeps a reserved IP and ignores first-boot-only changes", async () => {
@@ -87,7 +108,11 @@ describe("resources per tier", () => {
 
   it("registers the SSH public key, keeps it on destroy, and installs it on every droplet by fingerprint", async () => {
     const deployer = testKeyPair("deployer");
-    const run = await runProgram({ tier: "gpu", sshPublicKey: deployer.publicKey, sshKeyFingerprints: ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"] });
+    const run = await runProgram({
+      tier: "gpu",
+      sshPublicKey: deployer.publicKey,
+      sshKeyFingerprints: ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"],
+    });
     const [key] = run.byType(T.sshKey);
     expect(run.byType(T.sshKey).length).toBe(1);
     expect(key.inputs).toMatchObject({ name: "ih-gpu-deployer", publicKey: deployer.publicKey });
@@ -118,10 +143,13 @@ describe("network posture", () => {
       for (const fw of firewalls) {
         const role = String(fw.inputs.name).endsWith("-gpu") ? "gpu" : "gateway";
         const rules = fw.inputs.inboundRules as { protocol: string; portRange?: string; sourceAddresses: string[] }[];
-        const publicPorts = rules.filter((r) => JSON.stringify(r.sourceAddresses) === JSON.stringify(ANYWHERE)).map((r) => r.portRange);
+        const publicPorts = rules
+          .filter((r) => JSON.stringify(r.sourceAddresses) === JSON.stringify(ANYWHERE))
+          .map((r) => r.portRange);
         expect(publicPorts.sort(), `${role} public ports`).toEqual(role === "gateway" ? ["443", "80", "8100"] : []);
         expect(rules.find((r) => r.portRange === "22")?.sourceAddresses).toEqual(["203.0.113.7/32"]);
-        for (const r of rules.filter((r) => !["22", "80", "443", "8100"].includes(r.portRange ?? ""))) expect(r.sourceAddresses, `${role} ${r.protocol}/${r.portRange}`).toEqual(["10.110.0.0/20"]);
+        for (const r of rules.filter((r) => !["22", "80", "443", "8100"].includes(r.portRange ?? "")))
+          expect(r.sourceAddresses, `${role} ${r.protocol}/${r.portRange}`).toEqual(["10.110.0.0/20"]);
         expect(fw.inputs.tags).toEqual([role === "gateway" ? `ih-${tier}-gateway` : `ih-${tier}-gpu`]);
       }
     });
@@ -129,7 +157,9 @@ describe("network posture", () => {
 
   const sshRule = (run: Awaited<ReturnType<typeof runProgram>>, role: "gateway" | "gpu") => {
     const fw = run.byType(T.firewall).find((f) => String(f.inputs.name).endsWith(`-${role}`))!;
-    return (fw.inputs.inboundRules as { portRange?: string; sourceAddresses: string[] }[]).find((r) => r.portRange === "22")?.sourceAddresses;
+    return (fw.inputs.inboundRules as { portRange?: string; sourceAddresses: string[] }[]).find(
+      (r) => r.portRange === "22",
+    )?.sourceAddresses;
   };
 
   it("no adminCidrs: SSH opens only to the address this deploy runs from, looked up at deploy time", async () => {
@@ -141,7 +171,10 @@ describe("network posture", () => {
   });
 
   it("no adminCidrs behind a NAT with two exits: both addresses, each a /32", async () => {
-    const run = await runProgram({ tier: "cpu" }, { env: testEnvironment({ address: new RecordingAddressSource(["198.51.100.77", "203.0.113.9"]) }) });
+    const run = await runProgram(
+      { tier: "cpu" },
+      { env: testEnvironment({ address: new RecordingAddressSource(["198.51.100.77", "203.0.113.9"]) }) },
+    );
     expect(sshRule(run, "gateway")).toEqual(["198.51.100.77/32", "203.0.113.9/32"]);
   });
 
@@ -155,9 +188,16 @@ describe("network posture", () => {
   });
 
   it("no adminCidrs and the address cannot be found: the deploy is refused before anything exists, naming adminCidrs", async () => {
-    const failing = new RecordingAddressSource(new DeployerAddressError([{ service: "api.ipify.org", reason: "no answer within 10 s" }, { service: "checkip.amazonaws.com", reason: "HTTP 503" }]));
+    const failing = new RecordingAddressSource(
+      new DeployerAddressError([
+        { service: "api.ipify.org", reason: "no answer within 10 s" },
+        { service: "checkip.amazonaws.com", reason: "HTTP 503" },
+      ]),
+    );
     const refused = runProgram({ tier: "hybrid" }, { env: testEnvironment({ address: failing }) });
-    await expect(refused).rejects.toThrow(/adminCidrs: is empty, so SSH \(port 22\) opens only to the public IPv4 address this deploy runs from, and that address could not be found \(api\.ipify\.org: no answer within 10 s; checkip\.amazonaws\.com: HTTP 503\)\. Nothing was opened\. Set adminCidrs/);
+    await expect(refused).rejects.toThrow(
+      /adminCidrs: is empty, so SSH \(port 22\) opens only to the public IPv4 address this deploy runs from, and that address could not be found \(api\.ipify\.org: no answer within 10 s; checkip\.amazonaws\.com: HTTP 503\)\. Nothing was opened\. Set adminCidrs/,
+    );
   });
 
   it("every SSH step waits for both firewalls (their SSH rule may just have moved to this machine)", async () => {
@@ -174,7 +214,8 @@ describe("network posture", () => {
   });
 
   it("lists every rule's reason", () => {
-    for (const role of ["gateway", "gpu"] as const) for (const rule of inboundRules(role)) expect(rule.why.length).toBeGreaterThan(5);
+    for (const role of ["gateway", "gpu"] as const)
+      for (const rule of inboundRules(role)) expect(rule.why.length).toBeGreaterThan(5);
   });
 });
 
@@ -184,7 +225,12 @@ describe("the deployer's SSH settings under the mock engine", () => {
     const v = p.rawInputs.sshOpts;
     return (typeof v === "string" ? JSON.parse(v) : v) as string[];
   };
-  const hostKeyOf = (run: Awaited<ReturnType<typeof runProgram>>, node: string) => (parse(String(run.one(T.droplet, `${node}-droplet`).rawInputs.userData)) as { ssh_keys: { ed25519_public: string } }).ssh_keys.ed25519_public;
+  const hostKeyOf = (run: Awaited<ReturnType<typeof runProgram>>, node: string) =>
+    (
+      parse(String(run.one(T.droplet, `${node}-droplet`).rawInputs.userData)) as {
+        ssh_keys: { ed25519_public: string };
+      }
+    ).ssh_keys.ed25519_public;
 
   it("every remote Command pins the host key of the node it connects to", async () => {
     const run = await runProgram({ tier: "gpu" });
@@ -203,13 +249,21 @@ describe("the deployer's SSH settings under the mock engine", () => {
   });
 
   it("Docker over SSH: the configured key file, the node's own known_hosts, strict checking; the agent when no key is set", async () => {
-    const withKey = await runProgram({ tier: "gpu", sshPublicKey: deployer.publicKey }, { secrets: { sshPrivateKey: deployer.privateKey } });
+    const withKey = await runProgram(
+      { tier: "gpu", sshPublicKey: deployer.publicKey },
+      { secrets: { sshPrivateKey: deployer.privateKey } },
+    );
     for (const node of ["cpu", "gpu-0"]) {
       const o = opts(withKey.one("pulumi:providers:docker", `${node}-containers-docker`));
-      const value = (name: string) => o.filter((x, i) => o[i - 1] === "-o" && x.startsWith(`${name}=`)).map((x) => x.slice(name.length + 1));
-      expect(value("IdentityFile")).toEqual([expect.stringMatching(/^~\/\.inference-hub\/ssh\/gpu-[0-9a-f]{10}\/deployer_key$/)]);
+      const value = (name: string) =>
+        o.filter((x, i) => o[i - 1] === "-o" && x.startsWith(`${name}=`)).map((x) => x.slice(name.length + 1));
+      expect(value("IdentityFile")).toEqual([
+        expect.stringMatching(/^~\/\.inference-hub\/ssh\/gpu-[0-9a-f]{10}\/deployer_key$/),
+      ]);
       expect(value("IdentitiesOnly")).toEqual(["yes"]);
-      expect(value("UserKnownHostsFile")).toEqual([expect.stringMatching(new RegExp(`^~/\\.inference-hub/ssh/gpu-[0-9a-f]{10}/${node}\\.known_hosts$`))]);
+      expect(value("UserKnownHostsFile")).toEqual([
+        expect.stringMatching(new RegExp(`^~/\\.inference-hub/ssh/gpu-[0-9a-f]{10}/${node}\\.known_hosts$`)),
+      ]);
       expect(value("HostKeyAlias")).toEqual([`ih-gpu-${node}`]);
       expect(value("StrictHostKeyChecking")).toEqual(["yes"]);
       expect(value("GlobalKnownHostsFile")).toEqual(["/dev/null"]);
@@ -226,13 +280,22 @@ describe("the deployer's SSH settings under the mock engine", () => {
   it("the same stack gets the same Docker provider options on every run (no provider diff)", async () => {
     const a = await runProgram({ tier: "hybrid", gpuEnabled: true }, { stack: "prod" });
     const b = await runProgram({ tier: "hybrid", gpuEnabled: true }, { stack: "prod" });
-    for (const p of a.byType("pulumi:providers:docker")) expect(b.one("pulumi:providers:docker", p.name).rawInputs).toEqual(p.rawInputs);
+    for (const p of a.byType("pulumi:providers:docker"))
+      expect(b.one("pulumi:providers:docker", p.name).rawInputs).toEqual(p.rawInputs);
   });
 
   it("warns when this machine is outside adminCidrs, whose SSH steps would otherwise only time out", async () => {
-    const run = await runProgram({ tier: "cpu", adminCidrs: ["203.0.113.0/24"] }, { env: testEnvironment({ address: new RecordingAddressSource(["198.51.100.77"]) }) });
-    expect(run.engineLog.join("\n")).toContain("adminCidrs: this machine reaches the internet from 198.51.100.77, outside 203.0.113.0/24: the SSH steps of this deploy will time out. Deploy from inside adminCidrs, or add 198.51.100.77/32.");
-    const inside = await runProgram({ tier: "cpu", adminCidrs: ["198.51.100.0/24"] }, { env: testEnvironment({ address: new RecordingAddressSource(["198.51.100.77"]) }) });
+    const run = await runProgram(
+      { tier: "cpu", adminCidrs: ["203.0.113.0/24"] },
+      { env: testEnvironment({ address: new RecordingAddressSource(["198.51.100.77"]) }) },
+    );
+    expect(run.engineLog.join("\n")).toContain(
+      "adminCidrs: this machine reaches the internet from 198.51.100.77, outside 203.0.113.0/24: the SSH steps of this deploy will time out. Deploy from inside adminCidrs, or add 198.51.100.77/32.",
+    );
+    const inside = await runProgram(
+      { tier: "cpu", adminCidrs: ["198.51.100.0/24"] },
+      { env: testEnvironment({ address: new RecordingAddressSource(["198.51.100.77"]) }) },
+    );
     expect(inside.engineLog.join("\n")).not.toContain("outside");
   });
 });

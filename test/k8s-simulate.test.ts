@@ -5,13 +5,44 @@ import type { PolicyConfig } from "../programs/autoscaler/types";
 
 /** KEDA's rule as the simulator replays it for the k8s tier: what it wants, tick by tick. */
 
-const RULE: KedaRule = { demandWindowSeconds: 600, perReplica: 29.6, cooldownSeconds: 720, downWindowSeconds: 720, upWindowSeconds: 60 };
-const POLICY: PolicyConfig = { minNodes: 0, maxNodes: 4, idleSeconds: 600, targetLoad: 0.8, predictive: false, windows: [], replicaCapacity: 37, coldStartSeconds: 632, restartCostSeconds: 700, nodeHourlyUsd: 3.39, gpuBudgetUsd: 500 };
+const RULE: KedaRule = {
+  demandWindowSeconds: 600,
+  perReplica: 29.6,
+  cooldownSeconds: 720,
+  downWindowSeconds: 720,
+  upWindowSeconds: 60,
+};
+const POLICY: PolicyConfig = {
+  minNodes: 0,
+  maxNodes: 4,
+  idleSeconds: 600,
+  targetLoad: 0.8,
+  predictive: false,
+  windows: [],
+  replicaCapacity: 37,
+  coldStartSeconds: 632,
+  restartCostSeconds: 700,
+  nodeHourlyUsd: 3.39,
+  gpuBudgetUsd: 500,
+};
 const T0 = Date.parse("2026-12-10T10:00:00Z");
 
 function run(ticks: number, at: (i: number) => Partial<TickView>, policy = POLICY): number[] {
   const keda = kedaController(RULE, policy);
-  return Array.from({ length: ticks }, (_, i) => keda({ t: i * 15, nowMs: T0 + i * 15_000, ready: 0, starting: 0, draining: 0, changeInFlight: false, coderRequests: 0, replicas: [], monthToDateUsd: 0, ...at(i) }));
+  return Array.from({ length: ticks }, (_, i) =>
+    keda({
+      t: i * 15,
+      nowMs: T0 + i * 15_000,
+      ready: 0,
+      starting: 0,
+      draining: 0,
+      changeInFlight: false,
+      coderRequests: 0,
+      replicas: [],
+      monthToDateUsd: 0,
+      ...at(i),
+    }),
+  );
 }
 
 describe("KEDA in the simulator", () => {

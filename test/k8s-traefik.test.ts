@@ -23,7 +23,14 @@ import { OPENSSL_BINARY, OPENSSL_MISSING_REASON, selfSignedPair } from "./helper
  * servers each router ends at.
  */
 
-const missing = [kubeMissing(), builtTraefikVersion() === TRAEFIK_VERSION ? undefined : TRAEFIK_MISSING_REASON, OPENSSL_BINARY ? undefined : OPENSSL_MISSING_REASON].filter(Boolean).join("; ") || undefined;
+const missing =
+  [
+    kubeMissing(),
+    builtTraefikVersion() === TRAEFIK_VERSION ? undefined : TRAEFIK_MISSING_REASON,
+    OPENSSL_BINARY ? undefined : OPENSSL_MISSING_REASON,
+  ]
+    .filter(Boolean)
+    .join("; ") || undefined;
 if (missing) console.warn(`Traefik CRD equivalence tests skipped: ${missing}`);
 it.runIf(Boolean(missing) && process.env.CI === "true")("the API server and Traefik are built (required in CI)", () => {
   expect.fail(missing);
@@ -36,13 +43,29 @@ type Json = Record<string, any>;
 /** Entry points on free loopback ports, the API on one more; providers as given. Only addresses change. */
 async function forLoopback(staticDoc: Json, providers: Json): Promise<{ doc: Json; apiPort: number }> {
   const entryPoints: Json = {};
-  for (const [name, ep] of Object.entries(staticDoc.entryPoints as Json)) entryPoints[name] = { ...ep, address: `127.0.0.1:${await freeLoopbackPort()}` };
+  for (const [name, ep] of Object.entries(staticDoc.entryPoints as Json))
+    entryPoints[name] = { ...ep, address: `127.0.0.1:${await freeLoopbackPort()}` };
   const apiPort = await freeLoopbackPort();
   entryPoints.traefik = { address: `127.0.0.1:${apiPort}` };
   // No certificate is requested here: the resolver's storage moves to a scratch file.
-  const resolvers = staticDoc.certificatesResolvers ? { certificatesResolvers: { letsencrypt: { acme: { ...staticDoc.certificatesResolvers.letsencrypt.acme, storage: path.join(tmpdir(), `hub-acme-${apiPort}.json`), caServer: "https://127.0.0.1:1/directory" } } } } : {};
+  const resolvers = staticDoc.certificatesResolvers
+    ? {
+        certificatesResolvers: {
+          letsencrypt: {
+            acme: {
+              ...staticDoc.certificatesResolvers.letsencrypt.acme,
+              storage: path.join(tmpdir(), `hub-acme-${apiPort}.json`),
+              caServer: "https://127.0.0.1:1/directory",
+            },
+          },
+        },
+      }
+    : {};
   const { accessLog: _a, ...rest } = staticDoc;
-  return { doc: { ...rest, ...resolvers, entryPoints, providers, api: { insecure: true }, log: { level: "ERROR" } }, apiPort };
+  return {
+    doc: { ...rest, ...resolvers, entryPoints, providers, api: { insecure: true }, log: { level: "ERROR" } },
+    apiPort,
+  };
 }
 
 async function getJson(port: number, p: string): Promise<Json[]> {
@@ -67,7 +90,11 @@ interface Runtime {
 
 async function runtimeOf(port: number): Promise<Runtime> {
   const byName = (items: Json[]) => new Map(items.map((i) => [i.name as string, i]));
-  return { routers: byName(await getJson(port, "/api/http/routers")), middlewares: byName(await getJson(port, "/api/http/middlewares")), services: byName(await getJson(port, "/api/http/services")) };
+  return {
+    routers: byName(await getJson(port, "/api/http/routers")),
+    middlewares: byName(await getJson(port, "/api/http/middlewares")),
+    services: byName(await getJson(port, "/api/http/services")),
+  };
 }
 
 /** Where a service ends up: servers (by the address a droplet would name), health check, failover, internal handler. */
@@ -77,7 +104,12 @@ function resolveService(rt: Runtime, name: string, ipToService: Map<string, stri
   if (!s) throw new Error(`no service ${name} in Traefik's runtime (have ${[...rt.services.keys()].join(", ")})`);
   if (s.failover) {
     const sibling = (n: string) => (n.includes("@") ? n : `${n}@${name.split("@")[1]}`);
-    return { failover: { service: resolveService(rt, sibling(s.failover.service), ipToService), fallback: resolveService(rt, sibling(s.failover.fallback), ipToService) } };
+    return {
+      failover: {
+        service: resolveService(rt, sibling(s.failover.service), ipToService),
+        fallback: resolveService(rt, sibling(s.failover.fallback), ipToService),
+      },
+    };
   }
   const servers = (s.loadBalancer?.servers ?? []).map((x: Json) => {
     const m = /^http:\/\/([\d.]+):(\d+)$/.exec(x.url);
@@ -95,7 +127,14 @@ const fileOrContent = (v: string): string => (existsSync(v) ? readFileSync(v, "u
  */
 function middlewareMeaning(rt: Runtime, m: Json, ipToService: Map<string, string>): Json {
   const { name: _n, provider: _p, status: _s, usedBy: _u, ...config } = m;
-  if (config.forwardAuth?.tls?.ca) return { ...config, forwardAuth: { ...config.forwardAuth, tls: { ...config.forwardAuth.tls, ca: fileOrContent(config.forwardAuth.tls.ca) } } };
+  if (config.forwardAuth?.tls?.ca)
+    return {
+      ...config,
+      forwardAuth: {
+        ...config.forwardAuth,
+        tls: { ...config.forwardAuth.tls, ca: fileOrContent(config.forwardAuth.tls.ca) },
+      },
+    };
   if (config.errors) {
     const provider = m.name.split("@")[1];
     const svc = config.errors.service.includes("@") ? config.errors.service : `${config.errors.service}@${provider}`;
@@ -131,7 +170,11 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "hub-k8s-traefik-"));
     const hub = mustLoad(SETTINGS);
-    const manifests = kubernetesManifests({ hub, secrets: { alertSmtpPassword: false, alertWebhookUrl: false }, volumeIds: standInVolumeIds(hub) });
+    const manifests = kubernetesManifests({
+      hub,
+      secrets: { alertSmtpPassword: false, alertWebhookUrl: false },
+      volumeIds: standInVolumeIds(hub),
+    });
     objects = manifests.objects;
     // The gatekeeper's pair as infra/program.ts makes it (@pulumi/tls; openssl here): Traefik parses the CA it pins.
     const pair = selfSignedPair(path.join(dir, "gatekeeper-tls"), "gatekeeper");
@@ -147,13 +190,30 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
       expect(created.status, `${svc.metadata.name}: ${statusMessage(created)}`).toBe(201);
       const ip = `10.200.0.${n++}`;
       ipToService.set(ip, svc.metadata.name);
-      const ports = ((svc.spec as Json).ports as Json[]).map((p) => ({ name: p.name, port: p.targetPort, protocol: "TCP" }));
-      const slice = await api.create({ apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice", metadata: { name: `${svc.metadata.name}-test`, namespace: NAMESPACE, labels: { "kubernetes.io/service-name": svc.metadata.name } }, addressType: "IPv4", endpoints: [{ addresses: [ip], conditions: { ready: true } }], ports });
+      const ports = ((svc.spec as Json).ports as Json[]).map((p) => ({
+        name: p.name,
+        port: p.targetPort,
+        protocol: "TCP",
+      }));
+      const slice = await api.create({
+        apiVersion: "discovery.k8s.io/v1",
+        kind: "EndpointSlice",
+        metadata: {
+          name: `${svc.metadata.name}-test`,
+          namespace: NAMESPACE,
+          labels: { "kubernetes.io/service-name": svc.metadata.name },
+        },
+        addressType: "IPv4",
+        endpoints: [{ addresses: [ip], conditions: { ready: true } }],
+        ports,
+      });
       expect(slice.status, statusMessage(slice)).toBe(201);
     }
     // The Secrets, filled as the program fills them from Pulumi secrets (stand-ins besides the TLS pair).
     for (const o of objects.filter((x) => x.kind === "Secret")) {
-      const filled = fillSecrets(o, (name) => (name === "gatekeeperTlsCert" ? pair.cert : name === "gatekeeperTlsKey" ? pair.key : `stand-in for ${name}`)) as Json;
+      const filled = fillSecrets(o, (name) =>
+        name === "gatekeeperTlsCert" ? pair.cert : name === "gatekeeperTlsKey" ? pair.key : `stand-in for ${name}`,
+      ) as Json;
       const created = await api.create(filled);
       expect(created.status, `Secret/${o.metadata.name}: ${statusMessage(created)}`).toBe(201);
     }
@@ -179,7 +239,16 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
     require("node:fs").mkdirSync(k8sDynamic);
     writeFileSync(path.join(k8sDynamic, "routes.yml"), renderYaml(manifests.traefik.fileConfig));
     const k8sStatic = kubernetesTraefikStatic(hub) as Json;
-    const a = await start("crd", k8sStatic, { ...k8sStatic.providers, file: { directory: k8sDynamic, watch: false }, kubernetesCRD: { ...k8sStatic.providers.kubernetesCRD, endpoint: api.url, token: api.token, certAuthFilePath: api.caFile } });
+    const a = await start("crd", k8sStatic, {
+      ...k8sStatic.providers,
+      file: { directory: k8sDynamic, watch: false },
+      kubernetesCRD: {
+        ...k8sStatic.providers.kubernetesCRD,
+        endpoint: api.url,
+        token: api.token,
+        certAuthFilePath: api.caFile,
+      },
+    });
 
     // The droplet rendering of the same route table, the GPU replicas at the same address.
     const { routes, gpuAddresses } = kubernetesRoutes(hub);
@@ -200,8 +269,16 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
     const b = await start("file", traefikStaticConfig(hub) as Json, { file: { directory: fileDynamic, watch: false } });
 
     const expected = objects.filter((o) => o.kind === "IngressRoute").length;
-    for (const [t, want] of [[a, expected], [b, expected]] as const) {
-      await waitFor("Traefik to load every router", async () => (await getJson(t.apiPort, "/api/http/routers")).length >= want, 60_000, { intervalMs: 250, context: () => t.proc.tail() });
+    for (const [t, want] of [
+      [a, expected],
+      [b, expected],
+    ] as const) {
+      await waitFor(
+        "Traefik to load every router",
+        async () => (await getJson(t.apiPort, "/api/http/routers")).length >= want,
+        60_000,
+        { intervalMs: 250, context: () => t.proc.tail() },
+      );
     }
     crd = await runtimeOf(a.apiPort);
     file = await runtimeOf(b.apiPort);
@@ -214,8 +291,16 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
   });
 
   it("every router exists in both, enabled, with the same entry points, rule, middlewares, TLS and destination", () => {
-    const fromCrd = new Map([...crd.routers.values()].filter((r) => r.provider === "kubernetescrd").map((r) => [baseName(r.name), routerMeaning(crd, r, ipToService)]));
-    const fromFile = new Map([...file.routers.values()].filter((r) => r.provider === "file").map((r) => [baseName(r.name), routerMeaning(file, r, ipToService)]));
+    const fromCrd = new Map(
+      [...crd.routers.values()]
+        .filter((r) => r.provider === "kubernetescrd")
+        .map((r) => [baseName(r.name), routerMeaning(crd, r, ipToService)]),
+    );
+    const fromFile = new Map(
+      [...file.routers.values()]
+        .filter((r) => r.provider === "file")
+        .map((r) => [baseName(r.name), routerMeaning(file, r, ipToService)]),
+    );
     expect([...fromCrd.keys()].sort()).toEqual([...fromFile.keys()].sort());
     for (const [name, meaning] of fromFile) {
       expect(meaning.status, `${name} in the file rendering`).toBe("enabled");
@@ -224,19 +309,29 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
     // With a domain Traefik keeps one router per TLS entry point. The coder route ends at the GPU
     // replicas' Service with a health check, failing over to what answers while none is ready
     // (the controller's holder, then the CPU stand-in).
-    expect([...fromCrd.keys()]).toEqual(expect.arrayContaining(["websecure-coder", "legacy-coder", "websecure-admin-api", "websecure-not-found"]));
+    expect([...fromCrd.keys()]).toEqual(
+      expect.arrayContaining(["websecure-coder", "legacy-coder", "websecure-admin-api", "websecure-not-found"]),
+    );
     const coder = fromCrd.get("websecure-coder")?.service as any;
     expect(coder.failover.service).toMatchObject({ servers: ["http://gpu:8000"], healthCheck: { path: "/health" } });
     expect(JSON.stringify(coder.failover.fallback)).toContain("http://coder-fallback:8080");
   });
 
   it("every middleware says the same: forwardAuth, the limits, the error pages, the body limits, the rewrites", () => {
-    const meaning = (rt: Runtime, provider: string) => new Map([...rt.middlewares.values()].filter((m) => m.provider === provider).map((m) => [baseName(m.name), middlewareMeaning(rt, m, ipToService)]));
+    const meaning = (rt: Runtime, provider: string) =>
+      new Map(
+        [...rt.middlewares.values()]
+          .filter((m) => m.provider === provider)
+          .map((m) => [baseName(m.name), middlewareMeaning(rt, m, ipToService)]),
+      );
     const fromCrd = meaning(crd, "kubernetescrd");
     const fromFile = meaning(file, "file");
     expect([...fromCrd.keys()].sort()).toEqual([...fromFile.keys()].sort());
     for (const [name, m] of fromFile) expect(fromCrd.get(name), `middleware ${name}`).toEqual(m);
-    expect(fromCrd.get("rate-limit-ip")?.rateLimit).toMatchObject({ average: expect.any(Number), burst: expect.any(Number) });
+    expect(fromCrd.get("rate-limit-ip")?.rateLimit).toMatchObject({
+      average: expect.any(Number),
+      burst: expect.any(Number),
+    });
     // Every forwardAuth goes to the gatekeeper over TLS, pinned to its certificate: the one the Secret holds.
     const auths = [...fromCrd.entries()].filter(([, m]) => m.forwardAuth);
     expect(auths.length).toBeGreaterThan(2);
@@ -246,6 +341,8 @@ describe.skipIf(Boolean(missing))("the CRDs say what the file provider says", ()
       expect(m.forwardAuth.tls.insecureSkipVerify ?? false, name).toBe(false);
     }
     // Nothing Traefik refused: no middleware or router carries an error.
-    for (const rt of [crd, file]) for (const item of [...rt.middlewares.values(), ...rt.routers.values()]) expect(item.error ?? item.err, item.name).toBeUndefined();
+    for (const rt of [crd, file])
+      for (const item of [...rt.middlewares.values(), ...rt.routers.values()])
+        expect(item.error ?? item.err, item.name).toBeUndefined();
   });
 });

@@ -20,7 +20,10 @@ describe("a deploy never touches the runtime keys", () => {
     it(`${stack}: no command writes or deletes the state directory; the gatekeeper mounts it writable from the volume`, async () => {
       const result = await planFromFile(stack, stackFilePath(stack));
       if (!result.ok) throw new Error("plan refused");
-      const stateDir = stack === "local" ? path.join(os.homedir(), ".inference-hub", stack, GATEKEEPER_DIRS.state.slice(CPU_CACHE_MOUNT.length)) : GATEKEEPER_DIRS.state;
+      const stateDir =
+        stack === "local"
+          ? path.join(os.homedir(), ".inference-hub", stack, GATEKEEPER_DIRS.state.slice(CPU_CACHE_MOUNT.length))
+          : GATEKEEPER_DIRS.state;
       const commands = result.resources.filter((r) => COMMAND_TYPES.includes(r.type));
       expect(commands.length).toBeGreaterThan(0);
       let created = 0;
@@ -37,9 +40,19 @@ describe("a deploy never touches the runtime keys", () => {
       // The declared file is what the deploy writes, on its own mount (read-only in the container).
       const keysWriter = commands.find((c) => c.name.endsWith("-file-keys-keys.json"));
       expect(keysWriter, "the declared keys file's writer").toBeDefined();
-      const container = result.resources.find((r) => r.type === "docker:index/container:Container" && r.name.endsWith("-gatekeeper"));
-      const volumes = (container?.inputs.volumes ?? []) as { hostPath: string; containerPath: string; readOnly: boolean }[];
-      expect(volumes.find((v) => v.containerPath === GATEKEEPER_STATE_PATH)).toEqual({ hostPath: stateDir, containerPath: GATEKEEPER_STATE_PATH, readOnly: false });
+      const container = result.resources.find(
+        (r) => r.type === "docker:index/container:Container" && r.name.endsWith("-gatekeeper"),
+      );
+      const volumes = (container?.inputs.volumes ?? []) as {
+        hostPath: string;
+        containerPath: string;
+        readOnly: boolean;
+      }[];
+      expect(volumes.find((v) => v.containerPath === GATEKEEPER_STATE_PATH)).toEqual({
+        hostPath: stateDir,
+        containerPath: GATEKEEPER_STATE_PATH,
+        readOnly: false,
+      });
       expect(volumes.find((v) => v.containerPath === "/keys")?.readOnly).toBe(true);
     });
   }
@@ -50,6 +63,10 @@ describe("a deploy never touches the runtime keys", () => {
     const spec = gatekeeperSpec(loaded.config);
     expect(GATEKEEPER_DIRS.state.startsWith(`${CPU_CACHE_MOUNT}/`)).toBe(true);
     expect(spec.env.GATEKEEPER_STATE_DIR).toBe(GATEKEEPER_STATE_PATH);
-    expect(JSON.parse(spec.env.GATEKEEPER_STATUS_CONTEXT)).toMatchObject({ tier: "cpu", gpuNodes: 0, budgetUsd: loaded.config.budgetUsd });
+    expect(JSON.parse(spec.env.GATEKEEPER_STATUS_CONTEXT)).toMatchObject({
+      tier: "cpu",
+      gpuNodes: 0,
+      budgetUsd: loaded.config.budgetUsd,
+    });
   });
 });

@@ -30,14 +30,22 @@ describe("declared and runtime keys merged", () => {
     // The declaration decides what the key is: not the admin scope the runtime copy claimed.
     expect(merged.file.keys[0].scopes).toEqual(["llm"]);
     expect(merged.origin.get(runtime.id)).toBe("runtime");
-    expect(merged.conflicts).toEqual([`runtime key ${sameHash.id} has the hash of a declared key; the declared one is in force`]);
+    expect(merged.conflicts).toEqual([
+      `runtime key ${sameHash.id} has the hash of a declared key; the declared one is in force`,
+    ]);
   });
 
   it("a revocation from either side holds; runtime limits win over declared ones, and null goes back to the declared value", () => {
     const declared = entry("declared", { ratePerMinute: 10, dailyQuota: 100 });
     const revokedByDeploy = entry("revoked in apiKeys", { revoked: true });
     const records: RuntimeRecord[] = [
-      { kind: "override", id: declared.id, revoked: true, limits: { ratePerMinute: 60, dailyQuota: null }, meta: { revokedAt: "2026-12-07T10:00:00Z" } },
+      {
+        kind: "override",
+        id: declared.id,
+        revoked: true,
+        limits: { ratePerMinute: 60, dailyQuota: null },
+        meta: { revokedAt: "2026-12-07T10:00:00Z" },
+      },
       // A runtime record cannot un-revoke what the declaration revoked.
       { kind: "override", id: revokedByDeploy.id, revoked: false, limits: {}, meta: {} },
     ];
@@ -58,7 +66,10 @@ describe("the state directory store", () => {
     const one = entry("one");
     const two = entry("two");
     // Two writers at once: the lock file serialises them, neither write is lost.
-    await Promise.all([a.modify(one.id, () => ({ kind: "key", entry: one, meta: {} })), b.modify(two.id, () => ({ kind: "key", entry: two, meta: {} }))]);
+    await Promise.all([
+      a.modify(one.id, () => ({ kind: "key", entry: one, meta: {} })),
+      b.modify(two.id, () => ({ kind: "key", entry: two, meta: {} })),
+    ]);
     expect((await a.load()).map((r) => (r.kind === "key" ? r.entry.name : "")).sort()).toEqual(["one", "two"]);
     expect(statSync(path.join(dir, "keys.json")).mode & 0o777).toBe(0o600);
     expect(readFileSync(path.join(dir, "keys.json"), "utf8")).not.toMatch(/ihk_/);
@@ -86,7 +97,11 @@ describe("daily counts", () => {
     await other.sync(now);
     await mine.sync(now);
     expect(mine.used("k_aaaa1111", now)).toBe(3);
-    const broken = new UsageCounter({ ...store, addUsage: async () => Promise.reject(new Error("down")) } as unknown as FileKeyStore, silentLogger, now);
+    const broken = new UsageCounter(
+      { ...store, addUsage: async () => Promise.reject(new Error("down")) } as unknown as FileKeyStore,
+      silentLogger,
+      now,
+    );
     broken.record("k_bbbb2222", now);
     await broken.sync(now);
     expect(broken.used("k_bbbb2222", now)).toBe(1);

@@ -28,8 +28,10 @@ async function within(limitMs: number, probe: () => Promise<boolean>): Promise<n
   }
 }
 
-const models = (rig: GatewayRig, key: string) => rig.request({ path: "/v1/models", headers: { authorization: `Bearer ${key}` } }).then((r) => r.status);
-const auth = (port: number, key: string) => rigRequest(port, { path: "/auth?scope=llm", headers: { authorization: `Bearer ${key}` } }).then((r) => r.status);
+const models = (rig: GatewayRig, key: string) =>
+  rig.request({ path: "/v1/models", headers: { authorization: `Bearer ${key}` } }).then((r) => r.status);
+const auth = (port: number, key: string) =>
+  rigRequest(port, { path: "/auth?scope=llm", headers: { authorization: `Bearer ${key}` } }).then((r) => r.status);
 
 describe.skipIf(Boolean(missing))("runtime keys with the audit PostgreSQL, through the real Traefik", () => {
   let rig: GatewayRig;
@@ -38,7 +40,10 @@ describe.skipIf(Boolean(missing))("runtime keys with the audit PostgreSQL, throu
   const keysSeen: string[] = [];
   beforeAll(async () => {
     rig = await GatewayRig.start({ keys: { admin: { scopes: ["admin"] }, user: { scopes: ["llm"] } } });
-    const recording = async (url: string, init: { method: string; headers: Record<string, string>; body?: string; signal: AbortSignal }) => {
+    const recording = async (
+      url: string,
+      init: { method: string; headers: Record<string, string>; body?: string; signal: AbortSignal },
+    ) => {
       const answer = await fetch(url, init);
       const text = await answer.text();
       responses.push(text);
@@ -72,7 +77,12 @@ describe.skipIf(Boolean(missing))("runtime keys with the audit PostgreSQL, throu
       ["GET", "/admin/status"],
     ];
     for (const [method, p, body] of routes) {
-      const user = await rig.request({ method, path: p, headers: { authorization: `Bearer ${rig.keys.user.key}`, "content-type": "application/json" }, body });
+      const user = await rig.request({
+        method,
+        path: p,
+        headers: { authorization: `Bearer ${rig.keys.user.key}`, "content-type": "application/json" },
+        body,
+      });
       expect(user.status, `${method} ${p}`).toBe(403);
       const none = await rig.request({ method, path: p, body });
       expect(none.status, `${method} ${p}`).toBe(401);
@@ -97,7 +107,9 @@ describe.skipIf(Boolean(missing))("runtime keys with the audit PostgreSQL, throu
     const next = await admin.rotateKey(first.id);
     keysSeen.push(first.key, next.key);
     expect(next).toMatchObject({ name: "rotating", rotatedFrom: first.id });
-    expect(await within(1000, async () => (await models(rig, next.key)) === 200 && (await models(rig, first.key)) === 401)).toBeLessThan(1000);
+    expect(
+      await within(1000, async () => (await models(rig, next.key)) === 200 && (await models(rig, first.key)) === 401),
+    ).toBeLessThan(1000);
     await admin.setLimits(next.id, { dailyQuota: 3 });
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) statuses.push(await models(rig, next.key));
@@ -119,8 +131,20 @@ describe.skipIf(Boolean(missing))("runtime keys with the audit PostgreSQL, throu
     // What a deploy writes: the stack's apiKeys, here with the user key declared again, not revoked.
     const keysFile = path.join(rig.dir, "keys", "keys.json");
     const declared = [
-      { id: rig.keys.admin.id, name: "admin", sha256: sha256Hex(rig.keys.admin.key), scopes: ["admin"], created: "2026-12-01T00:00:00Z" },
-      { id: rig.keys.user.id, name: "user", sha256: sha256Hex(rig.keys.user.key), scopes: ["llm"], created: "2026-12-01T00:00:00Z" },
+      {
+        id: rig.keys.admin.id,
+        name: "admin",
+        sha256: sha256Hex(rig.keys.admin.key),
+        scopes: ["admin"],
+        created: "2026-12-01T00:00:00Z",
+      },
+      {
+        id: rig.keys.user.id,
+        name: "user",
+        sha256: sha256Hex(rig.keys.user.key),
+        scopes: ["llm"],
+        created: "2026-12-01T00:00:00Z",
+      },
     ];
     writeFileSync(`${keysFile}.tmp`, JSON.stringify({ version: 1, keys: declared }));
     const { renameSync } = await import("node:fs");

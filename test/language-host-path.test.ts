@@ -22,24 +22,30 @@ import { hostEnvironment } from "./helpers/stand-in-plugins/language-host";
 const missing = REAL_ENGINE_MISSING;
 if (missing) console.warn(`language-host path test skipped: ${missing}`);
 
-describe.skipIf(Boolean(missing))("the program compiles and runs the way `pulumi up` starts it (real CLI, the SDK's run entry and ts-node)", { timeout: 300_000 }, () => {
-  let rig: EngineRig;
-  beforeAll(async () => {
-    rig = await startEngineRig();
-  }, 120_000);
-  afterAll(() => rig?.close());
+describe.skipIf(Boolean(missing))(
+  "the program compiles and runs the way `pulumi up` starts it (real CLI, the SDK's run entry and ts-node)",
+  { timeout: 300_000 },
+  () => {
+    let rig: EngineRig;
+    beforeAll(async () => {
+      rig = await startEngineRig();
+    }, 120_000);
+    afterAll(() => rig?.close());
 
-  it("Pulumi.yaml points the run entry at the project's tsconfig, from the program directory", () => {
-    const project = parse(readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as { main: string; runtime: { options: Record<string, unknown> } };
-    const env = hostEnvironment(project.runtime.options);
-    expect(env.PULUMI_NODEJS_TYPESCRIPT).toBe("true");
-    // The run entry resolves the path from its working directory, `main`.
-    expect(path.resolve(ROOT, project.main, env.PULUMI_NODEJS_TSCONFIG_PATH ?? "tsconfig.json")).toBe(path.join(ROOT, "tsconfig.json"));
-  });
+    it("Pulumi.yaml points the run entry at the project's tsconfig, from the program directory", () => {
+      const project = parse(readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as {
+        main: string;
+        runtime: { options: Record<string, unknown> };
+      };
+      const env = hostEnvironment(project.runtime.options);
+      expect(env.PULUMI_NODEJS_TYPESCRIPT).toBe("true");
+      // The run entry resolves the path from its working directory, `main`.
+      expect(path.resolve(ROOT, project.main, env.PULUMI_NODEJS_TSCONFIG_PATH ?? "tsconfig.json")).toBe(
+        path.join(ROOT, "tsconfig.json"),
+      );
+    });
 
-  it(
-    "`pulumi preview --stack local`: the program type-checks under the SDK's ts-node and registers its resources",
-    async () => {
+    it("`pulumi preview --stack local`: the program type-checks under the SDK's ts-node and registers its resources", async () => {
       await rig.stack("local");
       const { code, stdout, stderr } = await rig.cli(["preview"], "local");
       const output = `${stdout}\n${stderr}`;
@@ -53,14 +59,13 @@ describe.skipIf(Boolean(missing))("the program compiles and runs the way `pulumi
       expect(output).not.toMatch(/TSError|error TS\d+/);
       expect(code, output).toBe(0);
       expect(stdout).toMatch(/\+ \d+ to create/);
-    },
-    600_000,
-  );
+    }, 600_000);
 
-  it(
-    "a refused config is reported once, without a stack trace or Node's PromiseRejectionHandledWarning",
-    async () => {
-      writeFileSync(path.join(rig.projectDir, "Pulumi.refused.yaml"), "config:\n  inference-hub:tier: local\n  inference-hub:cpuCacheGiB: lots\n");
+    it("a refused config is reported once, without a stack trace or Node's PromiseRejectionHandledWarning", async () => {
+      writeFileSync(
+        path.join(rig.projectDir, "Pulumi.refused.yaml"),
+        "config:\n  inference-hub:tier: local\n  inference-hub:cpuCacheGiB: lots\n",
+      );
       await rig.stack("refused");
       const { code, stdout, stderr } = await rig.cli(["preview"], "refused");
       const output = `${stdout}\n${stderr}`;
@@ -68,7 +73,6 @@ describe.skipIf(Boolean(missing))("the program compiles and runs the way `pulumi
       const diagnostics = output.slice(output.indexOf("Diagnostics:"));
       expect(diagnostics.match(/cpuCacheGiB = "lots": is not a whole number/g) ?? [], output).toHaveLength(1);
       expect(output).not.toMatch(/PromiseRejectionHandledWarning|^\s+at .*:\d+:\d+\)?$/m);
-    },
-    600_000,
-  );
-});
+    }, 600_000);
+  },
+);

@@ -9,7 +9,9 @@ describe("the local tier", () => {
     const kinds = new Set(run.resources.map((r) => r.type.split(":")[0]));
     // tls: the gatekeeper's forwardAuth certificate, made on this machine like the generated key.
     expect([...kinds].sort()).toEqual(["command", "docker", "inference-hub", "pulumi", "random", "tls"]);
-    expect(run.resources.filter((r) => r.type.startsWith("command:")).every((r) => r.type === "command:local:Command")).toBe(true);
+    expect(
+      run.resources.filter((r) => r.type.startsWith("command:")).every((r) => r.type === "command:local:Command"),
+    ).toBe(true);
   });
 
   it("runs the CPU services, CPU models only, with the gateway on 127.0.0.1:8100", async () => {
@@ -19,14 +21,31 @@ describe("the local tier", () => {
     expect(hub.cost.monthlyUsd).toBe(0);
     const run = await runProgram({ tier: "local" });
     const containers = run.resources.filter((r) => r.type === "docker:index/container:Container");
-    expect(containers.map((c) => c.inputs.name).sort()).toEqual(["alertmanager", "coder", "embedder", "embeddings", "errors", "gatekeeper", "gateway", "grafana", "ocr", "prometheus", "stt", "tts"]);
+    expect(containers.map((c) => c.inputs.name).sort()).toEqual([
+      "alertmanager",
+      "coder",
+      "embedder",
+      "embeddings",
+      "errors",
+      "gatekeeper",
+      "gateway",
+      "grafana",
+      "ocr",
+      "prometheus",
+      "stt",
+      "tts",
+    ]);
     const gateway = containers.find((c) => c.inputs.name === "gateway")!;
     expect(gateway.inputs.ports).toEqual([{ internal: 8100, external: 8100, ip: "127.0.0.1" }]);
     // Monitoring on a laptop: Prometheus and Alertmanager on loopback, no node_exporter.
-    expect(containers.find((c) => c.inputs.name === "prometheus")!.inputs.ports).toEqual([{ internal: 9090, external: 9090, ip: "127.0.0.1" }]);
-    for (const c of containers) for (const p of (c.inputs.ports as { ip: string }[] | undefined) ?? []) expect(p.ip).toBe("127.0.0.1");
+    expect(containers.find((c) => c.inputs.name === "prometheus")!.inputs.ports).toEqual([
+      { internal: 9090, external: 9090, ip: "127.0.0.1" },
+    ]);
+    for (const c of containers)
+      for (const p of (c.inputs.ports as { ip: string }[] | undefined) ?? []) expect(p.ip).toBe("127.0.0.1");
     // Files live in the user's directory, not under /mnt.
-    for (const c of containers) for (const v of c.inputs.volumes as { hostPath: string }[]) expect(v.hostPath).toContain("/.inference-hub/");
+    for (const c of containers)
+      for (const v of c.inputs.volumes as { hostPath: string }[]) expect(v.hostPath).toContain("/.inference-hub/");
     expect(run.outputs.baseUrl).toBe("http://127.0.0.1:8100/v1");
   });
 

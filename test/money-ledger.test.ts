@@ -41,13 +41,25 @@ beforeAll(async () => {
   // A STAND-IN of DigitalOcean's GET /v2/customers/my/balance (the field the controller reads).
   billing = http.createServer((_req, res) => {
     res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ month_to_date_balance: billingUsd, account_balance: "0.00", month_to_date_usage: billingUsd, generated_at: "2026-12-10T09:59:00Z" }));
+    res.end(
+      JSON.stringify({
+        month_to_date_balance: billingUsd,
+        account_balance: "0.00",
+        month_to_date_usage: billingUsd,
+        generated_at: "2026-12-10T09:59:00Z",
+      }),
+    );
   });
   await new Promise<void>((r) => billing.listen(0, "127.0.0.1", () => r()));
 });
 afterAll(async () => {
   billing.closeAllConnections();
-  await Promise.all([github.close(), gatekeeper.close(), vllm.close(), new Promise<void>((r) => billing.close(() => r()))]);
+  await Promise.all([
+    github.close(),
+    gatekeeper.close(),
+    vllm.close(),
+    new Promise<void>((r) => billing.close(() => r())),
+  ]);
 });
 beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), "money-ledger-"));
@@ -70,10 +82,35 @@ const stateDir = () => path.join(dir, "state");
 function writeFile(overrides: Partial<ControllerFile> & { replicaUrls?: readonly string[] } = {}): void {
   writeFileSync(configPath(), JSON.stringify(controllerFile({ demandUrl: gatekeeper.url, ...overrides })));
 }
-const billingReader = () => new DigitalOceanBilling(`http://127.0.0.1:${(billing.address() as AddressInfo).port}`, "dop_v1_readonly_standin", httpFetcher);
+const billingReader = () =>
+  new DigitalOceanBilling(
+    `http://127.0.0.1:${(billing.address() as AddressInfo).port}`,
+    "dop_v1_readonly_standin",
+    httpFetcher,
+  );
 function start(options: { billing?: boolean } = {}): Promise<Controller> {
-  const pipeline = new GitHubPipeline({ api: github.url, token: "github_pat_standin", repo: "acme/inference-hub", ref: "main", workflow: "autoscale.yml" }, httpFetcher);
-  return Controller.start({ configFile: configPath(), store: new JsonStore(stateDir()), fetcher: httpFetcher, clock: () => now, monotonic: () => monotonic, log, pipeline, billing: options.billing ? billingReader() : undefined, random: () => 0, backoff: { baseMs: 5_000, maxMs: 600_000 } });
+  const pipeline = new GitHubPipeline(
+    {
+      api: github.url,
+      token: "github_pat_standin",
+      repo: "acme/inference-hub",
+      ref: "main",
+      workflow: "autoscale.yml",
+    },
+    httpFetcher,
+  );
+  return Controller.start({
+    configFile: configPath(),
+    store: new JsonStore(stateDir()),
+    fetcher: httpFetcher,
+    clock: () => now,
+    monotonic: () => monotonic,
+    log,
+    pipeline,
+    billing: options.billing ? billingReader() : undefined,
+    random: () => 0,
+    backoff: { baseMs: 5_000, maxMs: 600_000 },
+  });
 }
 const tick = async (c: Controller, advanceSeconds = 15) => {
   const status = (await c.requestTick())!;
@@ -107,7 +144,9 @@ describe("a lost ledger never forgets money", () => {
     expect(s.ledger.monthToDateUsd).toBeCloseTo((HOURS_INTO_DECEMBER + 2) * HOURLY, 0);
     expect(s.ledger.floorReason).toMatch(/ledger was lost/);
     expect(s.decision).toMatchObject({ reason: "budget-spent", wantedNodes: 0 });
-    expect(log.lines.some((l) => l.level === "error" && /ledger/.test(l.msg) && /missing/.test(JSON.stringify(l.fields)))).toBe(true);
+    expect(
+      log.lines.some((l) => l.level === "error" && /ledger/.test(l.msg) && /missing/.test(JSON.stringify(l.fields))),
+    ).toBe(true);
     expect(await metric(second, "hub_autoscaler_ledger_floor_usd")).toBeCloseTo(s.ledger.monthToDateUsd, 6);
   });
 

@@ -49,7 +49,10 @@ const GK = 'job="gatekeeper",instance="gatekeeper:8080"';
 const SCENARIOS: Scenario[] = [
   {
     name: "5xx above 5% of steady traffic fires; 503 (gpu_off) and a trickle do not",
-    series: { 'traefik_entrypoint_requests_total{entrypoint="websecure",code="200"}': "0+600x40", 'traefik_entrypoint_requests_total{entrypoint="websecure",code="502"}': "0+60x40" },
+    series: {
+      'traefik_entrypoint_requests_total{entrypoint="websecure",code="200"}': "0+600x40",
+      'traefik_entrypoint_requests_total{entrypoint="websecure",code="502"}': "0+60x40",
+    },
     cases: [
       { at: "8m", alert: "HubHighErrorRate", firing: [] },
       { at: "25m", alert: "HubHighErrorRate", firing: [{ severity: "warning" }] },
@@ -57,30 +60,49 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: "503 only",
-    series: { 'traefik_entrypoint_requests_total{entrypoint="web",code="200"}': "0+600x40", 'traefik_entrypoint_requests_total{entrypoint="web",code="503"}': "0+600x40" },
+    series: {
+      'traefik_entrypoint_requests_total{entrypoint="web",code="200"}': "0+600x40",
+      'traefik_entrypoint_requests_total{entrypoint="web",code="503"}': "0+600x40",
+    },
     cases: [{ at: "30m", alert: "HubHighErrorRate", firing: [] }],
   },
   {
     name: "a trickle of requests, half of them 500",
-    series: { 'traefik_entrypoint_requests_total{entrypoint="legacy",code="200"}': "0+1x40", 'traefik_entrypoint_requests_total{entrypoint="legacy",code="500"}': "0+1x40" },
+    series: {
+      'traefik_entrypoint_requests_total{entrypoint="legacy",code="200"}': "0+1x40",
+      'traefik_entrypoint_requests_total{entrypoint="legacy",code="500"}': "0+1x40",
+    },
     cases: [{ at: "30m", alert: "HubHighErrorRate", firing: [] }],
   },
   {
     name: "5xx on the VPC metrics entry point are not client errors",
-    series: { 'traefik_entrypoint_requests_total{entrypoint="metrics",code="200"}': "0+60x40", 'traefik_entrypoint_requests_total{entrypoint="metrics",code="500"}': "0+60x40" },
+    series: {
+      'traefik_entrypoint_requests_total{entrypoint="metrics",code="200"}': "0+60x40",
+      'traefik_entrypoint_requests_total{entrypoint="metrics",code="500"}': "0+60x40",
+    },
     cases: [{ at: "30m", alert: "HubHighErrorRate", firing: [] }],
   },
   {
     name: "audit spool ageing while shipping fails",
-    series: { [`hub_gatekeeper_spool_oldest_pending_age_seconds{${GK}}`]: "0+60x30", [`hub_gatekeeper_ship_failures_total{${GK}}`]: "0+1x30" },
+    series: {
+      [`hub_gatekeeper_spool_oldest_pending_age_seconds{${GK}}`]: "0+60x30",
+      [`hub_gatekeeper_ship_failures_total{${GK}}`]: "0+1x30",
+    },
     cases: [
       { at: "12m", alert: "HubAuditSpoolGrowing", firing: [] },
-      { at: "20m", alert: "HubAuditSpoolGrowing", firing: [{ severity: "critical", job: "gatekeeper", instance: "gatekeeper:8080" }] },
+      {
+        at: "20m",
+        alert: "HubAuditSpoolGrowing",
+        firing: [{ severity: "critical", job: "gatekeeper", instance: "gatekeeper:8080" }],
+      },
     ],
   },
   {
     name: "old spool records with no shipping failure (no database configured)",
-    series: { [`hub_gatekeeper_spool_oldest_pending_age_seconds{${GK}}`]: "0+60x30", [`hub_gatekeeper_ship_failures_total{${GK}}`]: "0x30" },
+    series: {
+      [`hub_gatekeeper_spool_oldest_pending_age_seconds{${GK}}`]: "0+60x30",
+      [`hub_gatekeeper_ship_failures_total{${GK}}`]: "0x30",
+    },
     cases: [{ at: "25m", alert: "HubAuditSpoolGrowing", firing: [] }],
   },
   {
@@ -88,34 +110,62 @@ const SCENARIOS: Scenario[] = [
     series: { [`hub_gatekeeper_disk_full{${GK}}`]: "0 0 1x10" },
     cases: [
       { at: "2m", alert: "HubAuditDiskFull", firing: [] },
-      { at: "5m", alert: "HubAuditDiskFull", firing: [{ severity: "critical", job: "gatekeeper", instance: "gatekeeper:8080" }] },
+      {
+        at: "5m",
+        alert: "HubAuditDiskFull",
+        firing: [{ severity: "critical", job: "gatekeeper", instance: "gatekeeper:8080" }],
+      },
     ],
   },
   {
     // time() is 0 at the start: a certificate ending 10 days after it, another 40 days after.
     name: "certificate 10 days from expiry fires, 40 days does not",
-    series: { 'traefik_tls_certs_not_after{cn="hub.example.com",serial="1",sans="hub.example.com",job="traefik"}': "864000x180", 'traefik_tls_certs_not_after{cn="old.example.com",serial="2",sans="old.example.com",job="traefik"}': "3456000x180" },
+    series: {
+      'traefik_tls_certs_not_after{cn="hub.example.com",serial="1",sans="hub.example.com",job="traefik"}': "864000x180",
+      'traefik_tls_certs_not_after{cn="old.example.com",serial="2",sans="old.example.com",job="traefik"}':
+        "3456000x180",
+    },
     cases: [
       { at: "30m", alert: "HubCertificateExpiresSoon", firing: [] },
-      { at: "2h", alert: "HubCertificateExpiresSoon", firing: [{ severity: "warning", cn: "hub.example.com", serial: "1", sans: "hub.example.com", job: "traefik" }] },
+      {
+        at: "2h",
+        alert: "HubCertificateExpiresSoon",
+        firing: [{ severity: "warning", cn: "hub.example.com", serial: "1", sans: "hub.example.com", job: "traefik" }],
+      },
     ],
   },
   {
     name: "a node down for 5 minutes fires; a node back after 3 does not",
-    series: { 'up{job="node",node="gpu-0",instance="10.0.0.2:9100"}': "1 1 0x12", 'up{job="node",node="cpu",instance="10.0.0.1:9100"}': "0 0 0 1x11" },
+    series: {
+      'up{job="node",node="gpu-0",instance="10.0.0.2:9100"}': "1 1 0x12",
+      'up{job="node",node="cpu",instance="10.0.0.1:9100"}': "0 0 0 1x11",
+    },
     cases: [
       { at: "4m", alert: "HubNodeDown", firing: [] },
-      { at: "10m", alert: "HubNodeDown", firing: [{ severity: "critical", job: "node", node: "gpu-0", instance: "10.0.0.2:9100" }] },
+      {
+        at: "10m",
+        alert: "HubNodeDown",
+        firing: [{ severity: "critical", job: "node", node: "gpu-0", instance: "10.0.0.2:9100" }],
+      },
     ],
   },
   {
     name: "the gatekeeper's metrics unreachable",
     series: { [`up{${GK}}`]: "0x10", 'up{job="traefik",instance="gateway:8082"}': "1x10" },
-    cases: [{ at: "8m", alert: "HubScrapeTargetDown", firing: [{ severity: "warning", job: "gatekeeper", instance: "gatekeeper:8080" }] }],
+    cases: [
+      {
+        at: "8m",
+        alert: "HubScrapeTargetDown",
+        firing: [{ severity: "warning", job: "gatekeeper", instance: "gatekeeper:8080" }],
+      },
+    ],
   },
   {
     name: "GPU spend past 80% of its budget",
-    series: { 'hub_autoscaler_month_spend_usd{job="autoscaler"}': "250 260 270 285x10", 'hub_autoscaler_gpu_budget_usd{job="autoscaler"}': "350x13" },
+    series: {
+      'hub_autoscaler_month_spend_usd{job="autoscaler"}': "250 260 270 285x10",
+      'hub_autoscaler_gpu_budget_usd{job="autoscaler"}': "350x13",
+    },
     cases: [
       { at: "4m", alert: "HubBudgetNearlySpent", firing: [] },
       { at: "10m", alert: "HubBudgetNearlySpent", firing: [{ severity: "warning", job: "autoscaler" }] },
@@ -123,13 +173,20 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: "spend under 80% of the GPU budget",
-    series: { 'hub_autoscaler_month_spend_usd{job="autoscaler"}': "270x10", 'hub_autoscaler_gpu_budget_usd{job="autoscaler"}': "350x10" },
+    series: {
+      'hub_autoscaler_month_spend_usd{job="autoscaler"}': "270x10",
+      'hub_autoscaler_gpu_budget_usd{job="autoscaler"}': "350x10",
+    },
     cases: [{ at: "10m", alert: "HubBudgetNearlySpent", firing: [] }],
   },
   {
     name: "a replica that served nothing for an hour is idle",
     interval: "15s",
-    series: { [`vllm:e2e_request_latency_seconds_count{${VLLM}}`]: "0x400", [`vllm:num_requests_running{${VLLM}}`]: "0x400", [`up{${VLLM}}`]: "1x400" },
+    series: {
+      [`vllm:e2e_request_latency_seconds_count{${VLLM}}`]: "0x400",
+      [`vllm:num_requests_running{${VLLM}}`]: "0x400",
+      [`up{${VLLM}}`]: "1x400",
+    },
     cases: [
       { at: "50m", alert: "HubGpuIdle", firing: [] },
       { at: "70m", alert: "HubGpuIdle", firing: [{ severity: "warning", replica: "gpu-0" }] },
@@ -139,19 +196,31 @@ const SCENARIOS: Scenario[] = [
     name: "a request 40 minutes ago keeps it busy",
     interval: "15s",
     // One request finished at 30 min (sample 120).
-    series: { [`vllm:e2e_request_latency_seconds_count{${VLLM}}`]: "0x119 1x280", [`vllm:num_requests_running{${VLLM}}`]: "0x400", [`up{${VLLM}}`]: "1x400" },
+    series: {
+      [`vllm:e2e_request_latency_seconds_count{${VLLM}}`]: "0x119 1x280",
+      [`vllm:num_requests_running{${VLLM}}`]: "0x400",
+      [`up{${VLLM}}`]: "1x400",
+    },
     cases: [{ at: "70m", alert: "HubGpuIdle", firing: [] }],
   },
   {
     name: "a replica up for 30 minutes is not yet idle",
     interval: "15s",
-    series: { [`vllm:e2e_request_latency_seconds_count{${VLLM}}`]: "_x160 0x240", [`vllm:num_requests_running{${VLLM}}`]: "_x160 0x240", [`up{${VLLM}}`]: "_x160 1x240" },
+    series: {
+      [`vllm:e2e_request_latency_seconds_count{${VLLM}}`]: "_x160 0x240",
+      [`vllm:num_requests_running{${VLLM}}`]: "_x160 0x240",
+      [`up{${VLLM}}`]: "_x160 1x240",
+    },
     cases: [{ at: "70m", alert: "HubGpuIdle", firing: [] }],
   },
   {
     name: "a long request running the whole hour is not idle",
     interval: "15s",
-    series: { [`vllm:e2e_request_latency_seconds_count{${VLLM}}`]: "0x400", [`vllm:num_requests_running{${VLLM}}`]: "1x400", [`up{${VLLM}}`]: "1x400" },
+    series: {
+      [`vllm:e2e_request_latency_seconds_count{${VLLM}}`]: "0x400",
+      [`vllm:num_requests_running{${VLLM}}`]: "1x400",
+      [`up{${VLLM}}`]: "1x400",
+    },
     cases: [{ at: "70m", alert: "HubGpuIdle", firing: [] }],
   },
   {
@@ -185,7 +254,11 @@ function testFile(): string {
         name: s.name,
         interval: s.interval ?? "1m",
         input_series: Object.entries(s.series).map(([series, values]) => ({ series, values })),
-        alert_rule_test: s.cases.map((c) => ({ eval_time: c.at, alertname: c.alert, exp_alerts: c.firing.map((labels) => ({ exp_labels: labels })) })),
+        alert_rule_test: s.cases.map((c) => ({
+          eval_time: c.at,
+          alertname: c.alert,
+          exp_alerts: c.firing.map((labels) => ({ exp_labels: labels })),
+        })),
       })),
     },
     { lineWidth: 0 },
@@ -195,7 +268,16 @@ function testFile(): string {
 describe("alert rules", () => {
   it("cover every alert the issue asks for (hybrid with windows)", async () => {
     const names = alertRules(hub, WINTER).groups.flatMap((g) => g.rules.map((r) => r.alert));
-    for (const name of ["HubGpuOutsideWindows", "HubGpuIdle", "HubBudgetNearlySpent", "HubHighErrorRate", "HubAuditSpoolGrowing", "HubCertificateExpiresSoon", "HubNodeDown"]) expect(names).toContain(name);
+    for (const name of [
+      "HubGpuOutsideWindows",
+      "HubGpuIdle",
+      "HubBudgetNearlySpent",
+      "HubHighErrorRate",
+      "HubAuditSpoolGrowing",
+      "HubCertificateExpiresSoon",
+      "HubNodeDown",
+    ])
+      expect(names).toContain(name);
     // Every scenario's alert exists, so no case passes by naming an alert that is not there.
     for (const s of SCENARIOS) for (const c of s.cases) expect(names, s.name).toContain(c.alert);
   });
@@ -208,7 +290,9 @@ describe("alert rules", () => {
     const local = alertRules(mustLoad({ tier: "local" })).groups.flatMap((g) => g.rules.map((r) => r.alert));
     expect(local).not.toContain("HubNodeDown");
     // Without windows there is no "outside the windows".
-    expect(alertRules(mustLoad({ tier: "hybrid" })).groups.flatMap((g) => g.rules.map((r) => r.alert))).not.toContain("HubGpuOutsideWindows");
+    expect(alertRules(mustLoad({ tier: "hybrid" })).groups.flatMap((g) => g.rules.map((r) => r.alert))).not.toContain(
+      "HubGpuOutsideWindows",
+    );
   });
 
   it("shift windows by the zone's offset on the plan's date (Berlin: +60 in winter, +120 in summer)", async () => {
@@ -217,27 +301,38 @@ describe("alert rules", () => {
     expect(utcOffsetMinutes("America/Toronto", WINTER)).toBe(-300);
     expect(utcOffsetMinutes("UTC", WINTER)).toBe(0);
     // Thursday (4) 09:00 local is minute 4*1440+540 of the local week.
-    expect(insideWindowsExpr(parseWindows(WINDOWS).windows, WINTER)).toContain(`>= ${4 * 1440 + 540} < ${4 * 1440 + 1020}`);
+    expect(insideWindowsExpr(parseWindows(WINDOWS).windows, WINTER)).toContain(
+      `>= ${4 * 1440 + 540} < ${4 * 1440 + 1020}`,
+    );
   });
 
-  it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")("fire and stay quiet as they should under promtool test rules", async () => {
-    writeFileSync(path.join(work, "rules.yml"), rulesWithoutAnnotations());
-    writeFileSync(path.join(work, "rules.test.yml"), testFile());
-    const result = await runToolAsync(PROMTOOL_BINARY!, ["test", "rules", "rules.test.yml"], work);
-    expect(result.output).toContain("SUCCESS");
-    expect(result.status, result.output).toBe(0);
-  });
+  it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")(
+    "fire and stay quiet as they should under promtool test rules",
+    async () => {
+      writeFileSync(path.join(work, "rules.yml"), rulesWithoutAnnotations());
+      writeFileSync(path.join(work, "rules.test.yml"), testFile());
+      const result = await runToolAsync(PROMTOOL_BINARY!, ["test", "rules", "rules.test.yml"], work);
+      expect(result.output).toContain("SUCCESS");
+      expect(result.status, result.output).toBe(0);
+    },
+  );
 
-  it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")("the unit tests can fail: a wrong expectation is reported", async () => {
-    // Guards against a harness that passes whatever the rules do.
-    writeFileSync(path.join(work, "rules.yml"), rulesWithoutAnnotations());
-    const wrong = testFile().replace("alertname: HubAuditDiskFull\n        exp_alerts: []", "alertname: HubAuditDiskFull\n        exp_alerts:\n          - exp_labels: { severity: critical }");
-    expect(wrong).not.toBe(testFile());
-    writeFileSync(path.join(work, "wrong.test.yml"), wrong);
-    const result = await runToolAsync(PROMTOOL_BINARY!, ["test", "rules", "wrong.test.yml"], work);
-    expect(result.status).not.toBe(0);
-    expect(result.output).toContain("HubAuditDiskFull");
-  });
+  it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")(
+    "the unit tests can fail: a wrong expectation is reported",
+    async () => {
+      // Guards against a harness that passes whatever the rules do.
+      writeFileSync(path.join(work, "rules.yml"), rulesWithoutAnnotations());
+      const wrong = testFile().replace(
+        "alertname: HubAuditDiskFull\n        exp_alerts: []",
+        "alertname: HubAuditDiskFull\n        exp_alerts:\n          - exp_labels: { severity: critical }",
+      );
+      expect(wrong).not.toBe(testFile());
+      writeFileSync(path.join(work, "wrong.test.yml"), wrong);
+      const result = await runToolAsync(PROMTOOL_BINARY!, ["test", "rules", "wrong.test.yml"], work);
+      expect(result.status).not.toBe(0);
+      expect(result.output).toContain("HubAuditDiskFull");
+    },
+  );
 });
 
 describe("alert rules over time", () => {

@@ -19,12 +19,22 @@ it("maps Prometheus 3.x image tags to the Go module's v0.3xx.y tags", () => {
   expect(() => prometheusModuleVersion("latest")).toThrow(/not v3/);
 });
 
-it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")("promtool --version is the pinned Prometheus image's version", async () => {
-  expect(builtToolVersion(PROMTOOL)).toBe(PROMETHEUS_IMAGE.tag.replace(/^v/, ""));
-  expect((await runToolAsync(PROMTOOL_BINARY!, ["--version"])).output).toMatch(new RegExp(`^promtool, version ${PROMETHEUS_IMAGE.tag.slice(1).replace(/\./g, "\\.")} `));
-});
+it.runIf(Boolean(PROMTOOL_BINARY) || process.env.CI === "true")(
+  "promtool --version is the pinned Prometheus image's version",
+  async () => {
+    expect(builtToolVersion(PROMTOOL)).toBe(PROMETHEUS_IMAGE.tag.replace(/^v/, ""));
+    expect((await runToolAsync(PROMTOOL_BINARY!, ["--version"])).output).toMatch(
+      new RegExp(`^promtool, version ${PROMETHEUS_IMAGE.tag.slice(1).replace(/\./g, "\\.")} `),
+    );
+  },
+);
 
-it.runIf(Boolean(AMTOOL_BINARY) || process.env.CI === "true")("amtool --version is the pinned Alertmanager image's version", async () => {
-  expect(builtToolVersion(AMTOOL)).toBe(ALERTMANAGER_IMAGE.tag.replace(/^v/, ""));
-  expect((await runToolAsync(AMTOOL_BINARY!, ["--version"])).output).toMatch(new RegExp(`^amtool, version ${ALERTMANAGER_IMAGE.tag.slice(1).replace(/\./g, "\\.")} `));
-});
+it.runIf(Boolean(AMTOOL_BINARY) || process.env.CI === "true")(
+  "amtool --version is the pinned Alertmanager image's version",
+  async () => {
+    expect(builtToolVersion(AMTOOL)).toBe(ALERTMANAGER_IMAGE.tag.replace(/^v/, ""));
+    expect((await runToolAsync(AMTOOL_BINARY!, ["--version"])).output).toMatch(
+      new RegExp(`^amtool, version ${ALERTMANAGER_IMAGE.tag.slice(1).replace(/\./g, "\\.")} `),
+    );
+  },
+);

@@ -1,5 +1,15 @@
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -42,7 +52,13 @@ const gpuNode = (gpuVendor: "nvidia" | "amd", gpuCount: number): NodeSetupInput 
 
 const HOST_KEY = testKeyPair("node-setup host");
 const NODES: Record<string, NodeSetupInput> = {
-  cpu: { nodeName: "cpu", role: "cpu", volume: { name: "hub-cpu-cache", mountPath: CPU_CACHE_MOUNT }, dataDirs: ["huggingface", "llama-cpp", "docling"], hostKey: HOST_KEY },
+  cpu: {
+    nodeName: "cpu",
+    role: "cpu",
+    volume: { name: "hub-cpu-cache", mountPath: CPU_CACHE_MOUNT },
+    dataDirs: ["huggingface", "llama-cpp", "docling"],
+    hostKey: HOST_KEY,
+  },
   "nvidia 1 GPU": gpuNode("nvidia", 1),
   "nvidia 8 GPU": gpuNode("nvidia", 8),
   "amd 1 GPU": gpuNode("amd", 1),
@@ -84,22 +100,30 @@ describe("the validator itself", () => {
   it("rejects a wrong type", () => {
     const problems = cloudInitProblems("#cloud-config\npackages: nginx\n");
     expect(problems).toContainEqual(expect.stringContaining("/packages must be array"));
-    if (CLOUD_INIT_CLI_AVAILABLE) expect(problems).toContainEqual(expect.stringMatching(/^cloud-init schema .*packages: 'nginx' is not of type 'array'/s));
+    if (CLOUD_INIT_CLI_AVAILABLE)
+      expect(problems).toContainEqual(
+        expect.stringMatching(/^cloud-init schema .*packages: 'nginx' is not of type 'array'/s),
+      );
   });
 
   it("rejects an unknown top-level key, which cloud-init 22.4.2 lets through", () => {
-    expect(cloudInitProblems("#cloud-config\npakages: [nginx]\n")).toEqual(['unknown top-level key "pakages": no cloud-init 22.4.2 module reads it']);
+    expect(cloudInitProblems("#cloud-config\npakages: [nginx]\n")).toEqual([
+      'unknown top-level key "pakages": no cloud-init 22.4.2 module reads it',
+    ]);
   });
 
   it("rejects a missing #cloud-config header", () => {
     const problems = cloudInitProblems("packages: [nginx]\n");
     expect(problems).toContainEqual(expect.stringContaining('first line must be exactly "#cloud-config"'));
-    if (CLOUD_INIT_CLI_AVAILABLE) expect(problems).toContainEqual(expect.stringContaining('needs to begin with "#cloud-config"'));
+    if (CLOUD_INIT_CLI_AVAILABLE)
+      expect(problems).toContainEqual(expect.stringContaining('needs to begin with "#cloud-config"'));
     expect(cloudInitProblems("#cloud-config \npackages: [nginx]\n")).not.toEqual([]);
   });
 
   it("rejects an error inside a list item and text that is not YAML", () => {
-    expect(cloudInitProblems("#cloud-config\nwrite_files:\n  - content: x\n")).toContainEqual(expect.stringContaining("must have required property 'path'"));
+    expect(cloudInitProblems("#cloud-config\nwrite_files:\n  - content: x\n")).toContainEqual(
+      expect.stringContaining("must have required property 'path'"),
+    );
     expect(cloudInitProblems("#cloud-config\npackages: [nginx\n")).not.toEqual([]);
   });
 
@@ -118,7 +142,11 @@ describe("every node's cloud-config is accepted by cloud-init 22.4.2", () => {
   // cloud-init parses with PyYAML (YAML 1.1): "no", "on" or 0644 unquoted would change meaning.
   it.runIf(CLOUD_INIT_CLI_AVAILABLE).each(ALL)("%s reads the same under PyYAML", (_, input) => {
     const text = renderCloudInit(input);
-    const py = spawnSync("python3", ["-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"], { input: text, encoding: "utf8" });
+    const py = spawnSync(
+      "python3",
+      ["-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"],
+      { input: text, encoding: "utf8" },
+    );
     expect(py.stderr).toBe("");
     expect(JSON.parse(py.stdout)).toEqual(parse(text));
   });
@@ -127,7 +155,9 @@ describe("every node's cloud-config is accepted by cloud-init 22.4.2", () => {
     const base = NODES.cpu;
     expect(() => renderCloudInit({ ...base, dataDirs: ["../etc"] })).toThrow(/dataDir/);
     expect(() => renderCloudInit({ ...base, dataDirs: ["a b"] })).toThrow(/dataDir/);
-    expect(() => renderCloudInit({ ...base, volume: { name: "Cache;rm", mountPath: CPU_CACHE_MOUNT } })).toThrow(/volume name/);
+    expect(() => renderCloudInit({ ...base, volume: { name: "Cache;rm", mountPath: CPU_CACHE_MOUNT } })).toThrow(
+      /volume name/,
+    );
     expect(() => renderCloudInit({ ...base, volume: { name: "c", mountPath: "mnt/x" } })).toThrow(/mountPath/);
     expect(() => renderCloudInit({ ...base, gpuCount: 1 })).toThrow(/cpu node/);
     expect(() => readinessScript({ ...gpuNode("nvidia", 1), gpuCount: undefined })).toThrow(/gpuCount/);
@@ -157,9 +187,21 @@ describe("what the cloud-config does", () => {
       expect(bashSyntax(script.content).status).toBe(0);
       const unit = fileAt(doc, VOLUME_UNIT_PATH).content.split("\n");
       const device = `${systemdEscape(volumeDevicePath(input.volume.name))}.device`;
-      expect(unit).toEqual(expect.arrayContaining([`WantedBy=${device}`, `BindsTo=${device}`, `After=${device} ${systemdEscape(input.volume.mountPath)}.mount`, `ExecStart=${VOLUME_SCRIPT_PATH}`, "Type=oneshot", "RemainAfterExit=yes"]));
+      expect(unit).toEqual(
+        expect.arrayContaining([
+          `WantedBy=${device}`,
+          `BindsTo=${device}`,
+          `After=${device} ${systemdEscape(input.volume.mountPath)}.mount`,
+          `ExecStart=${VOLUME_SCRIPT_PATH}`,
+          "Type=oneshot",
+          "RemainAfterExit=yes",
+        ]),
+      );
       const cmds = commands(doc);
-      expect(cmds.slice(0, 2)).toEqual([`systemctl enable ${VOLUME_UNIT}`, `if [ -b '${volumeDevicePath(input.volume.name)}' ]; then systemctl start --no-block ${VOLUME_UNIT}; fi`]);
+      expect(cmds.slice(0, 2)).toEqual([
+        `systemctl enable ${VOLUME_UNIT}`,
+        `if [ -b '${volumeDevicePath(input.volume.name)}' ]; then systemctl start --no-block ${VOLUME_UNIT}; fi`,
+      ]);
       // Nothing in cloud-init waits for the volume any more.
       expect(cmds.join("\n")).not.toContain(VOLUME_SCRIPT_PATH);
     }
@@ -167,7 +209,16 @@ describe("what the cloud-config does", () => {
 
   it("makes the bare mount point immutable once, before cloud-init first mounts the volume", () => {
     const doc = rendered(NODES.cpu) as CloudConfig & { bootcmd: string[][] };
-    expect(doc.bootcmd).toEqual([["cloud-init-per", "instance", "inference-hub-mount-point", "sh", "-c", `mkdir -p '${CPU_CACHE_MOUNT}' && { mountpoint -q '${CPU_CACHE_MOUNT}' || chattr +i '${CPU_CACHE_MOUNT}'; }`]]);
+    expect(doc.bootcmd).toEqual([
+      [
+        "cloud-init-per",
+        "instance",
+        "inference-hub-mount-point",
+        "sh",
+        "-c",
+        `mkdir -p '${CPU_CACHE_MOUNT}' && { mountpoint -q '${CPU_CACHE_MOUNT}' || chattr +i '${CPU_CACHE_MOUNT}'; }`,
+      ],
+    ]);
     expect(bashSyntax(doc.bootcmd[0][5]).status).toBe(0);
   });
 
@@ -179,7 +230,14 @@ describe("what the cloud-config does", () => {
   });
 
   it.runIf(SYSTEMD_ESCAPE)("names units the way systemd does (systemd-escape --path)", () => {
-    for (const p of [volumeDevicePath("ih-hybrid-model-cache-0"), volumeDevicePath("ih-a-b-cpu-cache"), MODEL_CACHE_MOUNT, CPU_CACHE_MOUNT, "/mnt/a.b_c/.hidden", "/"]) {
+    for (const p of [
+      volumeDevicePath("ih-hybrid-model-cache-0"),
+      volumeDevicePath("ih-a-b-cpu-cache"),
+      MODEL_CACHE_MOUNT,
+      CPU_CACHE_MOUNT,
+      "/mnt/a.b_c/.hidden",
+      "/",
+    ]) {
       expect(systemdEscapePath(p), p).toBe(systemdEscape(p));
     }
   });
@@ -207,7 +265,10 @@ describe("what the cloud-config does", () => {
       expect(doc.packages).toEqual(expect.arrayContaining(["docker.io", "unattended-upgrades"]));
       expect(commands(doc)).toContain("systemctl enable --now docker");
       const daemon = fileAt(doc, DOCKER_DAEMON_JSON_PATH);
-      expect(JSON.parse(daemon.content)).toEqual({ "log-driver": "json-file", "log-opts": { "max-size": "50m", "max-file": "5" } });
+      expect(JSON.parse(daemon.content)).toEqual({
+        "log-driver": "json-file",
+        "log-opts": { "max-size": "50m", "max-file": "5" },
+      });
     }
   });
 
@@ -227,7 +288,8 @@ describe("what the cloud-config does", () => {
     for (const name of ["cpu", "amd 1 GPU", "amd 8 GPU"]) {
       const text = commands(rendered(NODES[name])).join("\n");
       expect(text).not.toContain("nvidia");
-      if (name.startsWith("amd")) expect(text).toMatch(/\[ -c \/dev\/kfd \] && \[ -d \/dev\/dri \] \|\| echo "inference-hub: ERROR/);
+      if (name.startsWith("amd"))
+        expect(text).toMatch(/\[ -c \/dev\/kfd \] && \[ -d \/dev\/dri \] \|\| echo "inference-hub: ERROR/);
       else expect(text).not.toContain("/dev/kfd");
     }
     expect(commands(rendered(NODES["nvidia 1 GPU"])).join("\n")).not.toContain("/dev/kfd");
@@ -238,7 +300,13 @@ describe("what the cloud-config does", () => {
       const doc = rendered(input);
       expect(doc.ssh_pwauth).toBe(false);
       const lines = fileAt(doc, SSHD_DROP_IN_PATH).content.split("\n");
-      expect(lines).toEqual(expect.arrayContaining(["PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password"]));
+      expect(lines).toEqual(
+        expect.arrayContaining([
+          "PasswordAuthentication no",
+          "KbdInteractiveAuthentication no",
+          "PermitRootLogin prohibit-password",
+        ]),
+      );
       expect(commands(doc)).toContain("systemctl try-reload-or-restart ssh");
     }
   });
@@ -247,7 +315,9 @@ describe("what the cloud-config does", () => {
     const doc = rendered(NODES.cpu);
     const auto = fileAt(doc, AUTO_UPGRADES_PATH);
     expect(auto.defer).toBe(true);
-    expect(auto.content.split("\n")).toEqual(expect.arrayContaining(['APT::Periodic::Update-Package-Lists "1";', 'APT::Periodic::Unattended-Upgrade "1";']));
+    expect(auto.content.split("\n")).toEqual(
+      expect.arrayContaining(['APT::Periodic::Update-Package-Lists "1";', 'APT::Periodic::Unattended-Upgrade "1";']),
+    );
     // The NVIDIA driver is held back from unattended upgrades only where there is one.
     expect(doc.write_files.some((f) => f.content.includes("Package-Blacklist"))).toBe(false);
     expect(rendered(NODES["nvidia 1 GPU"]).write_files.some((f) => f.content.includes('"libnvidia-";'))).toBe(true);
@@ -277,11 +347,13 @@ esac`,
   docker: `[ -z "\${FAKE_DOCKER_DOWN:-}" ] || { echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock" >&2; exit 1; }
 case "$*" in *Runtimes*) echo "\${FAKE_RUNTIMES-io.containerd.runc.v2 nvidia runc }" ;; *) echo "\${FAKE_DOCKER_VERSION-27.5.1}" ;; esac`,
   // FAKE_MOUNTED_AFTER=n: not a mount point for the first n checks (a late attachment), then one.
-  mountpoint: 'n=$(( $(cat "$CALLS.mountpoint" 2>/dev/null || echo 0) + 1 )); echo "$n" >"$CALLS.mountpoint"; if [ -n "${FAKE_MOUNTED_AFTER:-}" ]; then [ "$n" -gt "$FAKE_MOUNTED_AFTER" ]; exit; fi; exit "${FAKE_MOUNTPOINT_RC:-0}"',
+  mountpoint:
+    'n=$(( $(cat "$CALLS.mountpoint" 2>/dev/null || echo 0) + 1 )); echo "$n" >"$CALLS.mountpoint"; if [ -n "${FAKE_MOUNTED_AFTER:-}" ]; then [ "$n" -gt "$FAKE_MOUNTED_AFTER" ]; exit; fi; exit "${FAKE_MOUNTPOINT_RC:-0}"',
   findmnt: 'echo "${FAKE_SOURCE:-/dev/sdz}"',
   readlink: `if [ "$2" = "$FAKE_DEV" ]; then echo /dev/sdz; else exec ${realReadlink} "$@"; fi`,
   sshd: 'echo "port 22"; echo "passwordauthentication ${FAKE_PASSWORD_AUTH:-no}"',
-  "nvidia-smi": 'for i in $(seq 0 $((${FAKE_GPUS:-1} - 1))); do echo "GPU $i: NVIDIA H100 80GB HBM3 (UUID: GPU-$i)"; done',
+  "nvidia-smi":
+    'for i in $(seq 0 $((${FAKE_GPUS:-1} - 1))); do echo "GPU $i: NVIDIA H100 80GB HBM3 (UUID: GPU-$i)"; done',
   systemctl: 'case "$*" in *--quiet*) exit "${FAKE_FABRIC_RC:-0}" ;; *) echo inactive; exit 3 ;; esac',
   sleep: 'echo "sleep $1" >>"$CALLS"',
   mount: 'echo "mount $*" >>"$CALLS"',
@@ -301,7 +373,12 @@ async function run(script: string, input: NodeSetupInput, env: Record<string, st
   // --norc: Node's stdio are sockets, which makes bash source ~/.bashrc as if run by sshd.
   const child = spawn("bash", ["--norc", "-c", script], {
     timeout: 60_000,
-    env: { PATH: `${stubDir}:${process.env.PATH}`, CALLS: calls, FAKE_DEV: volumeDevicePath(input.volume.name), ...env },
+    env: {
+      PATH: `${stubDir}:${process.env.PATH}`,
+      CALLS: calls,
+      FAKE_DEV: volumeDevicePath(input.volume.name),
+      ...env,
+    },
   });
   let stdout = "";
   let stderr = "";
@@ -317,7 +394,8 @@ function setUpLoopVolume() {
   const root = mkdtempSync(path.join(work, "loop-"));
   const image = path.join(root, "volume.img");
   const ok = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: "utf8" });
-  if (ok("truncate", ["-s", "32M", image]).status !== 0 || ok("mkfs.ext4", ["-q", "-F", image]).status !== 0) return undefined;
+  if (ok("truncate", ["-s", "32M", image]).status !== 0 || ok("mkfs.ext4", ["-q", "-F", image]).status !== 0)
+    return undefined;
   const attached = ok("losetup", ["--find", "--show", image]);
   if (attached.status !== 0) return undefined;
   const device = attached.stdout.trim();
@@ -329,9 +407,10 @@ function setUpLoopVolume() {
   // Docker and systemd are not part of this test: record what the script asks of them.
   const stubs = {
     docker: `case "$1" in ps) echo "\${FAKE_WAITING_IDS:-}" ;; start) shift; echo "docker start $*" >>"$CALLS" ;; esac`,
-    systemctl: 'exit 0',
+    systemctl: "exit 0",
   };
-  for (const [name, body] of Object.entries(stubs)) writeFileSync(path.join(bin, name), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
+  for (const [name, body] of Object.entries(stubs))
+    writeFileSync(path.join(bin, name), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
   return {
     device,
     byIdPath,
@@ -341,8 +420,17 @@ function setUpLoopVolume() {
     runScript(script: string, env: Record<string, string> = {}) {
       const calls = path.join(root, `calls-${Math.random().toString(36).slice(2)}`);
       writeFileSync(calls, "");
-      const r = spawnSync("bash", ["--norc", "-c", script], { encoding: "utf8", timeout: 60_000, env: { PATH: `${bin}:${process.env.PATH}`, CALLS: calls, ...env } });
-      return { status: r.status, stdout: r.stdout, stderr: r.stderr, calls: readFileSync(calls, "utf8").split("\n").filter(Boolean) };
+      const r = spawnSync("bash", ["--norc", "-c", script], {
+        encoding: "utf8",
+        timeout: 60_000,
+        env: { PATH: `${bin}:${process.env.PATH}`, CALLS: calls, ...env },
+      });
+      return {
+        status: r.status,
+        stdout: r.stdout,
+        stderr: r.stderr,
+        calls: readFileSync(calls, "utf8").split("\n").filter(Boolean),
+      };
     },
     tearDown() {
       while (ok("umount", [mountPath]).status === 0);
@@ -361,11 +449,16 @@ function stubbedNode(base: NodeSetupInput, createDirs = true): NodeSetupInput {
 
 describe("the volume script, with stub commands", () => {
   it("exits with a clear message and creates nothing when the device is not there", async () => {
-    const input = { ...NODES.cpu, volume: { name: "never-attached-test-volume", mountPath: path.join(work, "never-mounted") } };
+    const input = {
+      ...NODES.cpu,
+      volume: { name: "never-attached-test-volume", mountPath: path.join(work, "never-mounted") },
+    };
     expect(existsSync(volumeDevicePath(input.volume.name))).toBe(false);
     const r = await run(volumeScript(input), input);
     expect(r.status).toBe(1);
-    expect(r.stderr).toBe(`inference-hub-volume: ERROR ${volumeDevicePath(input.volume.name)} is not attached: ${input.volume.mountPath} is NOT mounted; this runs again by itself when the volume is attached\n`);
+    expect(r.stderr).toBe(
+      `inference-hub-volume: ERROR ${volumeDevicePath(input.volume.name)} is not attached: ${input.volume.mountPath} is NOT mounted; this runs again by itself when the volume is attached\n`,
+    );
     expect(r.calls).toEqual([]);
     expect(existsSync(input.volume.mountPath)).toBe(false);
   });
@@ -374,13 +467,20 @@ describe("the volume script, with stub commands", () => {
 // The real thing where the machine allows it: an ext4 image on a loop device stands in for the
 // DigitalOcean volume, a symlink in a temp dir for its /dev/disk/by-id path.
 const loop = setUpLoopVolume();
-if (!loop) console.warn("node-setup.test.ts: the loop-device volume tests are SKIPPED: losetup/mount need root and a free loop device here");
+if (!loop)
+  console.warn(
+    "node-setup.test.ts: the loop-device volume tests are SKIPPED: losetup/mount need root and a free loop device here",
+  );
 
 describe.runIf(loop)("the volume script, for real on a loop device", () => {
   const l = loop!;
-  const input: NodeSetupInput = { ...NODES["nvidia 1 GPU"], volume: { name: "loop-test-volume", mountPath: l.mountPath } };
+  const input: NodeSetupInput = {
+    ...NODES["nvidia 1 GPU"],
+    volume: { name: "loop-test-volume", mountPath: l.mountPath },
+  };
   const script = () => volumeScript(input, l.byIdPath);
-  const findmnt = (column: string) => spawnSync("findmnt", ["-n", "-o", column, "--mountpoint", l.mountPath], { encoding: "utf8" }).stdout.trim();
+  const findmnt = (column: string) =>
+    spawnSync("findmnt", ["-n", "-o", column, "--mountpoint", l.mountPath], { encoding: "utf8" }).stdout.trim();
 
   it("before the attachment: fails, and leaves nothing to write to", () => {
     const r = l.runScript(script());
@@ -404,7 +504,11 @@ describe.runIf(loop)("the volume script, for real on a loop device", () => {
     writeFileSync(path.join(l.mountPath, "huggingface", "weights.bin"), "w");
     const r = l.runScript(script());
     expect(r.status).toBe(0);
-    expect(spawnSync("findmnt", ["-n", "-o", "SOURCE", "--mountpoint", l.mountPath], { encoding: "utf8" }).stdout.trim().split("\n")).toEqual([l.device]);
+    expect(
+      spawnSync("findmnt", ["-n", "-o", "SOURCE", "--mountpoint", l.mountPath], { encoding: "utf8" })
+        .stdout.trim()
+        .split("\n"),
+    ).toEqual([l.device]);
     expect(readFileSync(path.join(l.mountPath, "huggingface", "weights.bin"), "utf8")).toBe("w");
   });
 
@@ -471,13 +575,34 @@ describe("the readiness script", () => {
     const script = readinessScript(gpu);
     const cases: [Record<string, string>, string][] = [
       [{ FAKE_GPUS: "7" }, "not ready: gpu-0: gpu: nvidia-smi -L lists 7 GPUs, expected 8"],
-      [{ FAKE_GPUS: "8", FAKE_RUNTIMES: "io.containerd.runc.v2 runc " }, "not ready: gpu-0: docker: nvidia runtime not registered (runtimes: io.containerd.runc.v2 runc )"],
-      [{ FAKE_GPUS: "8", FAKE_FABRIC_RC: "3" }, "not ready: gpu-0: gpu: nvidia-fabricmanager is inactive, needed for NVSwitch"],
-      [{ FAKE_DOCKER_DOWN: "1" }, "not ready: gpu-0: docker: daemon not answering (docker info: Cannot connect to the Docker daemon at unix:///var/run/docker.sock)"],
-      [{ FAKE_DOCKER_VERSION: "" }, "not ready: gpu-0: docker: daemon not answering (docker info shows no server version)"],
-      [{ FAKE_MOUNTPOINT_RC: "1" }, `not ready: gpu-0: volume: ${gpu.volume.mountPath} is not mounted after 300 s (device ${volumeDevicePath(gpu.volume.name)} absent); it mounts by itself once the volume is attached: check the attachment, and systemctl status inference-hub-volume.service`],
-      [{ FAKE_SOURCE: "/dev/vda1" }, `not ready: gpu-0: volume: ${gpu.volume.mountPath} is mounted from /dev/vda1, expected ${volumeDevicePath(gpu.volume.name)} (/dev/sdz)`],
-      [{ FAKE_PASSWORD_AUTH: "yes" }, "not ready: gpu-0: ssh: password login is still enabled (passwordauthentication yes)"],
+      [
+        { FAKE_GPUS: "8", FAKE_RUNTIMES: "io.containerd.runc.v2 runc " },
+        "not ready: gpu-0: docker: nvidia runtime not registered (runtimes: io.containerd.runc.v2 runc )",
+      ],
+      [
+        { FAKE_GPUS: "8", FAKE_FABRIC_RC: "3" },
+        "not ready: gpu-0: gpu: nvidia-fabricmanager is inactive, needed for NVSwitch",
+      ],
+      [
+        { FAKE_DOCKER_DOWN: "1" },
+        "not ready: gpu-0: docker: daemon not answering (docker info: Cannot connect to the Docker daemon at unix:///var/run/docker.sock)",
+      ],
+      [
+        { FAKE_DOCKER_VERSION: "" },
+        "not ready: gpu-0: docker: daemon not answering (docker info shows no server version)",
+      ],
+      [
+        { FAKE_MOUNTPOINT_RC: "1" },
+        `not ready: gpu-0: volume: ${gpu.volume.mountPath} is not mounted after 300 s (device ${volumeDevicePath(gpu.volume.name)} absent); it mounts by itself once the volume is attached: check the attachment, and systemctl status inference-hub-volume.service`,
+      ],
+      [
+        { FAKE_SOURCE: "/dev/vda1" },
+        `not ready: gpu-0: volume: ${gpu.volume.mountPath} is mounted from /dev/vda1, expected ${volumeDevicePath(gpu.volume.name)} (/dev/sdz)`,
+      ],
+      [
+        { FAKE_PASSWORD_AUTH: "yes" },
+        "not ready: gpu-0: ssh: password login is still enabled (passwordauthentication yes)",
+      ],
       [{ FAKE_CLOUD_INIT_RC: "124" }, "not ready: gpu-0: cloud-init still running after 1500 s (status: running)"],
     ];
     for (const [env, line] of cases) {
@@ -490,7 +615,9 @@ describe("the readiness script", () => {
     }
 
     const empty = stubbedNode(NODES.cpu, false);
-    expect((await run(readinessScript(empty), empty)).stderr).toBe(`not ready: cpu: volume: ${empty.volume.mountPath}/huggingface is missing\n`);
+    expect((await run(readinessScript(empty), empty)).stderr).toBe(
+      `not ready: cpu: volume: ${empty.volume.mountPath}/huggingface is missing\n`,
+    );
   });
 
   it("waits for a volume that is mounted late, polling every 5 s", async () => {
@@ -506,7 +633,9 @@ describe("the readiness script", () => {
     const cpu = stubbedNode(NODES.cpu);
     const r = await run(readinessScript(cpu), cpu, { FAKE_CLOUD_INIT_RC: "1" });
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain("not ready: cpu: cloud-init reported an error (exit 1)\nstatus: error\nerrors: runcmd failed\n--- last lines of /var/log/cloud-init-output.log ---");
+    expect(r.stderr).toContain(
+      "not ready: cpu: cloud-init reported an error (exit 1)\nstatus: error\nerrors: runcmd failed\n--- last lines of /var/log/cloud-init-output.log ---",
+    );
   });
 
   it("goes on after recoverable cloud-init errors, with a warning", async () => {
@@ -521,6 +650,7 @@ describe("the readiness script", () => {
     const r = await run(readinessScript(amd), amd);
     expect(r.status).toBe(1);
     // The test machine has no /dev/kfd, like a droplet whose amdgpu module did not load.
-    if (!existsSync("/dev/kfd")) expect(r.stderr).toBe("not ready: gpu-0: gpu: /dev/kfd missing: the ROCm (amdgpu) kernel driver is not loaded\n");
+    if (!existsSync("/dev/kfd"))
+      expect(r.stderr).toBe("not ready: gpu-0: gpu: /dev/kfd missing: the ROCm (amdgpu) kernel driver is not loaded\n");
   });
 });

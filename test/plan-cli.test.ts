@@ -11,13 +11,18 @@ const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 
 describe("npm run plan", () => {
   it("without --stack: the stack PULUMI_STACK names (the hub's one --stack rule), in the human view; none chosen is refused", async () => {
-    const none = await runScriptToEnd("plan", [], { env: { ...process.env, PULUMI_STACK: "", PULUMI_HOME: path.join(ROOT, "test/fixtures/no-such-pulumi-home") } });
+    const none = await runScriptToEnd("plan", [], {
+      env: { ...process.env, PULUMI_STACK: "", PULUMI_HOME: path.join(ROOT, "test/fixtures/no-such-pulumi-home") },
+    });
     expect(none.status).toBe(1);
-    expect(none.stderr).toMatch(/no stack chosen: pass --stack NAME, set PULUMI_STACK, or select one with `pulumi stack select NAME`/);
+    expect(none.stderr).toMatch(
+      /no stack chosen: pass --stack NAME, set PULUMI_STACK, or select one with `pulumi stack select NAME`/,
+    );
     const r = await runScriptToEnd("plan", [], { env: { ...process.env, PULUMI_STACK: "cpu" } });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain("stack cpu, tier cpu");
-    for (const heading of ["== Configuration ==", "== Placement ==", "== Fit ==", "== Cost =="]) expect(r.stdout).toContain(heading);
+    for (const heading of ["== Configuration ==", "== Placement ==", "== Fit ==", "== Cost =="])
+      expect(r.stdout).toContain(heading);
   });
 
   for (const stack of ["gpu", "hybrid", "multigpu"]) {
@@ -84,28 +89,40 @@ describe("npm run plan: encrypted secrets and failures", () => {
 
   it("plans a stack whose every secret setting is stored encrypted (what `hub keys create` writes), showing each as a secret", async () => {
     const secure = (ct: string) => `\n    secure: ${ct}`;
-    const file = stackFile("enc", `config:\n  inference-hub:tier: cpu\n  inference-hub:apiKeys:${secure("v1:CIPHER-apiKeys")}\n  inference-hub:hubApiKey:${secure("v1:CIPHER-hub")}\n  inference-hub:auditDatabaseUrl:${secure("v1:CIPHER-db")}\n  inference-hub:sshPrivateKey:${secure("v1:CIPHER-ssh")}\n  digitalocean:token:${secure("v1:CIPHER-do")}\n`);
+    const file = stackFile(
+      "enc",
+      `config:\n  inference-hub:tier: cpu\n  inference-hub:apiKeys:${secure("v1:CIPHER-apiKeys")}\n  inference-hub:hubApiKey:${secure("v1:CIPHER-hub")}\n  inference-hub:auditDatabaseUrl:${secure("v1:CIPHER-db")}\n  inference-hub:sshPrivateKey:${secure("v1:CIPHER-ssh")}\n  digitalocean:token:${secure("v1:CIPHER-do")}\n`,
+    );
     const r = await plan("--config-file", file, "--json");
     expect(r.status, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc.ok).toBe(true);
     expect(r.stdout).not.toContain("CIPHER-");
     // The gatekeeper container gets the keys document, shown as a secret; the key warning is gone.
-    const gatekeeper = doc.resources.find((x: { type: string; name: string }) => x.type === "docker:index/container:Container" && x.name.endsWith("gatekeeper"));
+    const gatekeeper = doc.resources.find(
+      (x: { type: string; name: string }) =>
+        x.type === "docker:index/container:Container" && x.name.endsWith("gatekeeper"),
+    );
     expect(JSON.stringify(gatekeeper.inputs)).toContain("[secret]");
     expect(doc.warnings.map((w: { keys: string[] }) => w.keys[0])).not.toContain("apiKeys");
     expect(doc.outputs.hubApiKey).toBe("[secret]");
   });
 
   it("refuses a hostile stack file with exit 1, every problem named, no secret and no 1 MB echo", async () => {
-    const file = stackFile("hostile", `config:\n  inference-hub:tier: local\n  inference-hub:ocrEngine: deepseek-ocr\n  inference-hub:hubApiKye: MARK-a\n  inference-hub:config:auditDatabaseUrl: MARK-b\n  inference-hub:llmModel: ${"y".repeat(1_000_000)}\n`);
+    const file = stackFile(
+      "hostile",
+      `config:\n  inference-hub:tier: local\n  inference-hub:ocrEngine: deepseek-ocr\n  inference-hub:hubApiKye: MARK-a\n  inference-hub:config:auditDatabaseUrl: MARK-b\n  inference-hub:llmModel: ${"y".repeat(1_000_000)}\n`,
+    );
     for (const json of [false, true]) {
       const r = await plan("--config-file", file, ...(json ? ["--json"] : []));
       expect(r.status).toBe(1);
       expect(r.stdout).not.toContain("MARK-");
       expect(r.stdout).not.toContain("0 problems");
       expect(r.stdout.length).toBeLessThan(10_000);
-      if (json) expect(JSON.parse(r.stdout).problems.flatMap((p: { keys: string[] }) => p.keys)).toEqual(expect.arrayContaining(["ocrEngine", "hubApiKye", "auditDatabaseUrl", "llmModel"]));
+      if (json)
+        expect(JSON.parse(r.stdout).problems.flatMap((p: { keys: string[] }) => p.keys)).toEqual(
+          expect.arrayContaining(["ocrEngine", "hubApiKye", "auditDatabaseUrl", "llmModel"]),
+        );
     }
   });
 });
@@ -126,12 +143,21 @@ describe("a program that fails under the mock engine never hangs the plan", () =
   });
 
   it("a bug inside apply, or before any resource, comes back as an internal error", async () => {
-    expect(await drive("error-in-apply")).toMatchObject({ outcome: "internal", message: expect.stringContaining("a bug inside apply") });
-    expect(await drive("throws")).toMatchObject({ outcome: "internal", message: expect.stringContaining("a bug before any resource") });
+    expect(await drive("error-in-apply")).toMatchObject({
+      outcome: "internal",
+      message: expect.stringContaining("a bug inside apply"),
+    });
+    expect(await drive("throws")).toMatchObject({
+      outcome: "internal",
+      message: expect.stringContaining("a bug before any resource"),
+    });
   });
 
   it("a program that never settles is stopped by the timeout", async () => {
-    expect(await drive("never-settles")).toMatchObject({ outcome: "internal", message: expect.stringContaining("did not finish within 3 s") });
+    expect(await drive("never-settles")).toMatchObject({
+      outcome: "internal",
+      message: expect.stringContaining("did not finish within 3 s"),
+    });
   });
 
   it("a readable but broken apiKeys document (as pulumi up hands it over) is refused without quoting it", async () => {
@@ -145,7 +171,16 @@ describe("a program that fails under the mock engine never hangs the plan", () =
 describe("a refusal without a problem cannot be printed", () => {
   it("renderFailure throws (an internal error, exit 2) on a document read back with no problems", async () => {
     const { renderFailure } = await import("../cli/plan/view");
-    const doc = JSON.parse(JSON.stringify({ schemaVersion: 1, ok: false, stack: "x", configFile: "Pulumi.x.yaml", problems: [], warnings: [] }));
+    const doc = JSON.parse(
+      JSON.stringify({
+        schemaVersion: 1,
+        ok: false,
+        stack: "x",
+        configFile: "Pulumi.x.yaml",
+        problems: [],
+        warnings: [],
+      }),
+    );
     expect(() => renderFailure(doc)).toThrow(/without a problem/);
   });
 });

@@ -2,14 +2,27 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { AnyPlan, COMMENT_MARKER, diffInputs, diffPlans, hasVolumeRisk, renderComment, StackDiff } from "../cli/plan/diff";
+import {
+  AnyPlan,
+  COMMENT_MARKER,
+  diffInputs,
+  diffPlans,
+  hasVolumeRisk,
+  renderComment,
+  StackDiff,
+} from "../cli/plan/diff";
 import type { FailedPlanDocument, PlanDocument } from "../cli/plan/document";
 import { planFromText } from "../cli/plan/runner";
 import { runScript } from "./helpers/cli";
 
 /** The real plan of a stack file's text, as `npm run plan -- --json` prints it. */
-async function plan(stack: string, settings: Record<string, string | number | boolean | { secure: string }>): Promise<AnyPlan> {
-  const lines = Object.entries(settings).map(([k, v]) => `  inference-hub:${k}: ${typeof v === "object" ? `\n    secure: ${v.secure}` : JSON.stringify(v)}`);
+async function plan(
+  stack: string,
+  settings: Record<string, string | number | boolean | { secure: string }>,
+): Promise<AnyPlan> {
+  const lines = Object.entries(settings).map(
+    ([k, v]) => `  inference-hub:${k}: ${typeof v === "object" ? `\n    secure: ${v.secure}` : JSON.stringify(v)}`,
+  );
   const result = await planFromText(stack, `Pulumi.${stack}.yaml`, `config:\n${lines.join("\n")}\n`);
   // Through JSON, exactly as the CLI reads a document from a file.
   return JSON.parse(JSON.stringify(result.document)) as AnyPlan;
@@ -20,7 +33,10 @@ const ok = (p: AnyPlan): PlanDocument => {
   return p;
 };
 /** A hand-edited copy, for changes no stack file can make. */
-const edit = (p: PlanDocument, change: (doc: { -readonly [K in keyof PlanDocument]: PlanDocument[K] }) => void): PlanDocument => {
+const edit = (
+  p: PlanDocument,
+  change: (doc: { -readonly [K in keyof PlanDocument]: PlanDocument[K] }) => void,
+): PlanDocument => {
   const copy = structuredClone(p) as { -readonly [K in keyof PlanDocument]: PlanDocument[K] };
   change(copy);
   return copy;
@@ -56,7 +72,15 @@ describe("resources", () => {
   it("turning the hybrid GPU on adds the GPU node's resources, keeps the month, raises the burn", () => {
     const d = diffPlans("hybrid", hybridOff, hybridOn);
     expect(d.resources!.removed).toEqual([]);
-    expect(names(d.resources!.added)).toEqual(expect.arrayContaining(["gpu-0-droplet", "gpu-0-volume", "gpu-0-ready", "gpu-0-containers-coder", "gpu-0-containers-ocr"]));
+    expect(names(d.resources!.added)).toEqual(
+      expect.arrayContaining([
+        "gpu-0-droplet",
+        "gpu-0-volume",
+        "gpu-0-ready",
+        "gpu-0-containers-coder",
+        "gpu-0-containers-ocr",
+      ]),
+    );
     expect(d.resources!.added.find((r) => r.name === "gpu-0-droplet")!.type).toBe("digitalocean:index/droplet:Droplet");
     // The month assumes gpuHoursPerMonth either way; what moves is the burn right now.
     expect(d.cost!.monthlyAfter).toBe(d.cost!.monthlyBefore);
@@ -87,8 +111,15 @@ describe("resources", () => {
   });
 
   it("stand-in addresses and droplet ids are not changes; key order is not a change", () => {
-    expect(diffInputs({ host: "192.0.2.10", dropletId: 99900001, rules: { a: 1, b: 2 } }, { host: "192.0.2.14", dropletId: 99900003, rules: { b: 2, a: 1 } })).toEqual([]);
-    expect(diffInputs({ size: 100 }, { size: 150 })).toEqual([{ key: "size", before: "100", after: "150", secret: false }]);
+    expect(
+      diffInputs(
+        { host: "192.0.2.10", dropletId: 99900001, rules: { a: 1, b: 2 } },
+        { host: "192.0.2.14", dropletId: 99900003, rules: { b: 2, a: 1 } },
+      ),
+    ).toEqual([]);
+    expect(diffInputs({ size: 100 }, { size: 150 })).toEqual([
+      { key: "size", before: "100", after: "150", secret: false },
+    ]);
     expect(diffInputs({}, { tags: ["a"] })).toEqual([{ key: "tags", secret: false }]);
   });
 
@@ -105,10 +136,14 @@ describe("resources", () => {
 
     // Hand-edited: a scalar that turns secret keeps both of its values out of the comment.
     const before = edit(gpu, (doc) => {
-      doc.resources = doc.resources.map((r) => (r.name === "hub-api-key" ? { ...r, inputs: { ...r.inputs, length: "[secret]" } } : r));
+      doc.resources = doc.resources.map((r) =>
+        r.name === "hub-api-key" ? { ...r, inputs: { ...r.inputs, length: "[secret]" } } : r,
+      );
     });
     const after = edit(gpu, (doc) => {
-      doc.resources = doc.resources.map((r) => (r.name === "hub-api-key" ? { ...r, inputs: { ...r.inputs, length: 4242 } } : r));
+      doc.resources = doc.resources.map((r) =>
+        r.name === "hub-api-key" ? { ...r, inputs: { ...r.inputs, length: 4242 } } : r,
+      );
     });
     const md = renderComment([diffPlans("gpu", before, after)]);
     expect(md).toContain("`length` (secret)");
@@ -145,23 +180,42 @@ describe("containers", () => {
   it("another coder model: the same image, the container recreated, the model named", () => {
     const d = diffPlans("gpu", gpu, gpuCoder14b);
     expect(d.containers!.imageChanged).toEqual([]);
-    expect(d.containers!.modelChanged).toEqual([{ node: "gpu-0", role: "coder", before: "RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic", after: "Qwen/Qwen2.5-Coder-14B-Instruct" }]);
+    expect(d.containers!.modelChanged).toEqual([
+      {
+        node: "gpu-0",
+        role: "coder",
+        before: "RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic",
+        after: "Qwen/Qwen2.5-Coder-14B-Instruct",
+      },
+    ]);
     expect(d.containers!.reconfigured.map((c) => `${c.node}/${c.name}`)).toEqual(["gpu-0/coder"]);
     expect(d.containers!.reconfigured[0].inputs.map((i) => i.key)).toContain("command");
     expect(d.resources!.added).toEqual([]);
     expect(d.resources!.changed.map((c) => c.name)).toContain("gpu-0-containers-coder");
 
     const md = renderComment([d]);
-    expect(md).toContain("- 🧠 `gpu-0/coder` model `RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic` → `Qwen/Qwen2.5-Coder-14B-Instruct`");
+    expect(md).toContain(
+      "- 🧠 `gpu-0/coder` model `RedHatAI/Qwen2.5-Coder-32B-Instruct-FP8-dynamic` → `Qwen/Qwen2.5-Coder-14B-Instruct`",
+    );
     expect(md).toMatch(/- 🔧 `gpu-0\/coder` recreated: .*`command`/);
   });
 
   it("containers added and removed with the GPU node", () => {
     const on = diffPlans("hybrid", hybridOff, hybridOn);
-    expect(on.containers!.added.map((c) => `${c.node}/${c.name}`).sort()).toEqual(["gpu-0/coder", "gpu-0/gpu-exporter", "gpu-0/node-exporter", "gpu-0/ocr"]);
+    expect(on.containers!.added.map((c) => `${c.node}/${c.name}`).sort()).toEqual([
+      "gpu-0/coder",
+      "gpu-0/gpu-exporter",
+      "gpu-0/node-exporter",
+      "gpu-0/ocr",
+    ]);
     expect(renderComment([on])).toContain("- ➕ `gpu-0/coder` `vllm/vllm-openai:v0.24.0`");
     const off = diffPlans("hybrid", hybridOn, hybridOff);
-    expect(off.containers!.removed.map((c) => `${c.node}/${c.name}`).sort()).toEqual(["gpu-0/coder", "gpu-0/gpu-exporter", "gpu-0/node-exporter", "gpu-0/ocr"]);
+    expect(off.containers!.removed.map((c) => `${c.node}/${c.name}`).sort()).toEqual([
+      "gpu-0/coder",
+      "gpu-0/gpu-exporter",
+      "gpu-0/node-exporter",
+      "gpu-0/ocr",
+    ]);
   });
 
   it("an image change (hand-edited: a new Traefik pin)", () => {
@@ -169,7 +223,9 @@ describe("containers", () => {
       doc.containers = doc.containers.map((c) => (c.name === "gateway" ? { ...c, image: "traefik:v3.8.0" } : c));
     });
     const d = diffPlans("gpu", gpu, head);
-    expect(d.containers!.imageChanged).toEqual([{ node: "cpu", name: "gateway", before: "traefik:v3.7.13", after: "traefik:v3.8.0" }]);
+    expect(d.containers!.imageChanged).toEqual([
+      { node: "cpu", name: "gateway", before: "traefik:v3.7.13", after: "traefik:v3.8.0" },
+    ]);
     expect(renderComment([d])).toContain("- 🔁 `cpu/gateway` `traefik:v3.7.13` → `traefik:v3.8.0`");
   });
 });
@@ -179,7 +235,11 @@ describe("volume risk", () => {
     edit(p, (doc) => {
       doc.resources = doc.resources.filter((r) => r.name !== name);
     });
-  const withVolume = (p: PlanDocument, name: string, change: (r: PlanDocument["resources"][number]) => PlanDocument["resources"][number]) =>
+  const withVolume = (
+    p: PlanDocument,
+    name: string,
+    change: (r: PlanDocument["resources"][number]) => PlanDocument["resources"][number],
+  ) =>
     edit(p, (doc) => {
       doc.resources = doc.resources.map((r) => (r.name === name ? change(r) : r));
     });
@@ -213,13 +273,28 @@ describe("volume risk", () => {
 
   it("each create-only input counts, and so does losing protect", () => {
     for (const key of ["name", "initialFilesystemType", "snapshotId", "description"]) {
-      const d = diffPlans("gpu", gpu, withVolume(gpu, CPU_CACHE, (r) => ({ ...r, inputs: { ...r.inputs, [key]: "changed" } })));
-      expect(d.volumeRisks.map((v) => v.kind), key).toEqual(["replaced"]);
+      const d = diffPlans(
+        "gpu",
+        gpu,
+        withVolume(gpu, CPU_CACHE, (r) => ({ ...r, inputs: { ...r.inputs, [key]: "changed" } })),
+      );
+      expect(
+        d.volumeRisks.map((v) => v.kind),
+        key,
+      ).toEqual(["replaced"]);
     }
-    const unprotected = diffPlans("gpu", gpu, withVolume(gpu, CPU_CACHE, (r) => ({ ...r, options: { ...r.options, protect: false } })));
+    const unprotected = diffPlans(
+      "gpu",
+      gpu,
+      withVolume(gpu, CPU_CACHE, (r) => ({ ...r, options: { ...r.options, protect: false } })),
+    );
     expect(unprotected.volumeRisks.map((v) => v.kind)).toEqual(["unprotected"]);
     // Tags change in place: not a risk.
-    const retagged = diffPlans("gpu", gpu, withVolume(gpu, CPU_CACHE, (r) => ({ ...r, inputs: { ...r.inputs, tags: ["other"] } })));
+    const retagged = diffPlans(
+      "gpu",
+      gpu,
+      withVolume(gpu, CPU_CACHE, (r) => ({ ...r, inputs: { ...r.inputs, tags: ["other"] } })),
+    );
     expect(retagged.volumeRisks).toEqual([]);
   });
 });
@@ -266,11 +341,15 @@ describe("npm run plan-diff", () => {
   beforeAll(() => {
     dir = mkdtempSync(path.join(tmpdir(), "plan-diff-"));
     for (const side of ["base", "head"]) mkdirSync(path.join(dir, side));
-    const write = (file: string, doc: unknown) => writeFileSync(path.join(dir, file), typeof doc === "string" ? doc : JSON.stringify(doc));
+    const write = (file: string, doc: unknown) =>
+      writeFileSync(path.join(dir, file), typeof doc === "string" ? doc : JSON.stringify(doc));
     write("base/gpu.json", gpu);
     write("head/gpu.json", gpuBiggerCache);
     write("base/hybrid.json", hybridOff);
-    write("head/hybrid.json", edit(hybridOff, (doc) => void (doc.resources = doc.resources.filter((r) => r.name !== MODEL_CACHE))));
+    write(
+      "head/hybrid.json",
+      edit(hybridOff, (doc) => void (doc.resources = doc.resources.filter((r) => r.name !== MODEL_CACHE))),
+    );
     // multigpu: new in the PR; cpu: the PR's plan crashed and printed nothing.
     write("head/multigpu.json", refused);
     write("base/cpu.json", gpu);
@@ -286,10 +365,22 @@ describe("npm run plan-diff", () => {
   });
 
   it("--fail-on-volume-risk exits 1 when a volume is at risk, 0 when none is", () => {
-    const risky = run("--base-dir", path.join(dir, "base"), "--head-dir", path.join(dir, "head"), "--fail-on-volume-risk");
+    const risky = run(
+      "--base-dir",
+      path.join(dir, "base"),
+      "--head-dir",
+      path.join(dir, "head"),
+      "--fail-on-volume-risk",
+    );
     expect(risky.status).toBe(1);
     expect(risky.stderr).toContain("volume at risk in hybrid");
-    const safe = run("--base", path.join(dir, "base/gpu.json"), "--head", path.join(dir, "head/gpu.json"), "--fail-on-volume-risk");
+    const safe = run(
+      "--base",
+      path.join(dir, "base/gpu.json"),
+      "--head",
+      path.join(dir, "head/gpu.json"),
+      "--fail-on-volume-risk",
+    );
     expect(safe.status, safe.stderr).toBe(0);
     expect(safe.stdout).toContain("### `gpu`: $2,571.20/month → $2,576.20/month");
   });

@@ -16,7 +16,9 @@ describe("tier presets", () => {
   }
 
   it("covers every setting except the optional ones", () => {
-    for (const tier of TIERS) for (const name of SETTING_NAMES.filter((n) => !(OPTIONAL_SETTINGS as readonly string[]).includes(n))) expect(PRESETS[tier][name], `${tier}.${name}`).toBeDefined();
+    for (const tier of TIERS)
+      for (const name of SETTING_NAMES.filter((n) => !(OPTIONAL_SETTINGS as readonly string[]).includes(n)))
+        expect(PRESETS[tier][name], `${tier}.${name}`).toBeDefined();
   });
 
   it("cpu runs no GPU and serves the coder with llama.cpp on the CPU node", () => {
@@ -31,7 +33,12 @@ describe("tier presets", () => {
     const hub = mustLoad({ tier: "gpu" });
     expect(hub.gpu).toMatchObject({ count: 1, on: true, hoursPerMonth: 730 });
     const gpuNode = hub.nodes.find((n) => n.kind === "gpu")!;
-    expect(gpuNode.workloads.filter((w) => w.gpuShare !== undefined).map((w) => w.role).sort()).toEqual(["coder", "ocr"]);
+    expect(
+      gpuNode.workloads
+        .filter((w) => w.gpuShare !== undefined)
+        .map((w) => w.role)
+        .sort(),
+    ).toEqual(["coder", "ocr"]);
     const shares = gpuNode.workloads.reduce((s, w) => s + (w.gpuShare ?? 0), 0);
     expect(shares).toBeLessThanOrEqual(0.95);
   });

@@ -20,7 +20,12 @@ describe("Pulumi.yaml", () => {
   });
 
   it("declares settings only with a default (the CLI requires any declared key without one), and never a secret", () => {
-    const project = parse(pulumiYaml) as { name: string; main: string; runtime: { name: string; options: Record<string, unknown> }; config: Record<string, { type: string; description: string; default?: unknown; secret?: boolean }> };
+    const project = parse(pulumiYaml) as {
+      name: string;
+      main: string;
+      runtime: { name: string; options: Record<string, unknown> };
+      config: Record<string, { type: string; description: string; default?: unknown; secret?: boolean }>;
+    };
     expect(project.name).toBe("inference-hub");
     expect(project.runtime.name).toBe("nodejs");
     expect(project.main).toBe("infra/");
@@ -35,10 +40,18 @@ describe("Pulumi.yaml", () => {
 
   it("names every setting, declared or not, with its meaning (the others in a comment, secrets marked)", () => {
     const declared = Object.keys((parse(pulumiYaml) as { config: Record<string, unknown> }).config);
-    const listed = new Map([...pulumiYaml.matchAll(/^# {3}(\w+) \(([^)]*)\): (.*)$/gm)].map((m) => [m[1], { type: m[2], description: m[3] }]));
+    const listed = new Map(
+      [...pulumiYaml.matchAll(/^# {3}(\w+) \(([^)]*)\): (.*)$/gm)].map((m) => [
+        m[1],
+        { type: m[2], description: m[3] },
+      ]),
+    );
     expect([...declared, ...listed.keys()].sort()).toEqual([...SETTING_NAMES, ...Object.keys(SECRET_SETTINGS)].sort());
     for (const [name, { type, description }] of listed) {
-      const spec = name in SECRET_SETTINGS ? SECRET_SETTINGS[name as keyof typeof SECRET_SETTINGS] : SETTINGS[name as keyof typeof SETTINGS];
+      const spec =
+        name in SECRET_SETTINGS
+          ? SECRET_SETTINGS[name as keyof typeof SECRET_SETTINGS]
+          : SETTINGS[name as keyof typeof SETTINGS];
       expect(description, name).toBe(spec.description);
       expect(type.startsWith(spec.type === "array" ? "list of strings" : spec.type), name).toBe(true);
       if (name in SECRET_SETTINGS) expect(type, name).toContain(`secret: pulumi config set --secret ${name}`);
@@ -58,7 +71,8 @@ describe("README.md and docs/", () => {
 
   it("documents every setting, secrets included, in docs/configuration.md", () => {
     const configuration = readFileSync(path.join(ROOT, "docs/configuration.md"), "utf8");
-    for (const name of [...SETTING_NAMES, ...Object.keys(SECRET_SETTINGS)]) expect(configuration).toContain(`| \`${name}\` |`);
+    for (const name of [...SETTING_NAMES, ...Object.keys(SECRET_SETTINGS)])
+      expect(configuration).toContain(`| \`${name}\` |`);
   });
 
   it("gives the two set-up commands", () => {
@@ -68,9 +82,12 @@ describe("README.md and docs/", () => {
 });
 
 describe("package.json", () => {
-  const pkg = readJson<{ name: string; dependencies: Record<string, string>; devDependencies: Record<string, string> }>(path.join(ROOT, "package.json"));
+  const pkg = readJson<{ name: string; dependencies: Record<string, string>; devDependencies: Record<string, string> }>(
+    path.join(ROOT, "package.json"),
+  );
   it("pins every dependency exactly", () => {
-    for (const [name, version] of Object.entries({ ...pkg.dependencies, ...pkg.devDependencies })) expect(version, name).toMatch(/^\d+\.\d+\.\d+$/);
+    for (const [name, version] of Object.entries({ ...pkg.dependencies, ...pkg.devDependencies }))
+      expect(version, name).toMatch(/^\d+\.\d+\.\d+$/);
   });
   it("holds one copy of @pulumi/pulumi", () => {
     const lock = readJson<{ packages: Record<string, unknown> }>(path.join(ROOT, "package-lock.json"));

@@ -12,16 +12,22 @@ const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOuyQ81UZv1fAG2JQpBPA7H1YrqCLHP
 
 describe("a failed provider call's cause, on one line", () => {
   it("keeps the cause after go-multierror's header and drops the provider's wrapper", () => {
-    expect(providerErrorCause(new Error(NO_SUCH_HOST))).toBe('Unable to load records: Error retrieving ssh keys: Get "https://api.digitalocean.com/v2/account/keys?page=1&per_page=200": dial tcp: lookup api.digitalocean.com on 10.255.255.53:53: no such host');
+    expect(providerErrorCause(new Error(NO_SUCH_HOST))).toBe(
+      'Unable to load records: Error retrieving ssh keys: Get "https://api.digitalocean.com/v2/account/keys?page=1&per_page=200": dial tcp: lookup api.digitalocean.com on 10.255.255.53:53: no such host',
+    );
   });
 
   it("keeps every cause of a multi-error, in order, and takes off a wrapper per hop", () => {
     const twice = `invocation of a:b:c returned an error: invoking a:b:c: 2 errors occurred:\n\t* GET https://api.digitalocean.com/v2/account/keys: 401 (request "abc") Unable to authenticate you\n\t* second cause\n\n`;
-    expect(providerErrorCause(new Error(twice))).toBe('GET https://api.digitalocean.com/v2/account/keys: 401 (request "abc") Unable to authenticate you; second cause');
+    expect(providerErrorCause(new Error(twice))).toBe(
+      'GET https://api.digitalocean.com/v2/account/keys: 401 (request "abc") Unable to authenticate you; second cause',
+    );
   });
 
   it("shows no stack frames", () => {
-    const withStack = new Error("1 error occurred:\n\t* boom\n    at Object.invoke (/x/provider.js:1:2)\n    at Server.invoke (/x/server.ts:580:48)");
+    const withStack = new Error(
+      "1 error occurred:\n\t* boom\n    at Object.invoke (/x/provider.js:1:2)\n    at Server.invoke (/x/server.ts:580:48)",
+    );
     expect(providerErrorCause(withStack)).toBe("boom");
   });
 
@@ -52,7 +58,9 @@ describe("the program's refusal names the cause of a failed account lookup", () 
     failing.withFingerprint = async () => {
       throw new Error(NO_SUCH_HOST);
     };
-    await expect(runProgram({ tier: "cpu", sshPublicKey: KEY }, { env: testEnvironment({ accountKeys: failing }) })).rejects.toThrow(
+    await expect(
+      runProgram({ tier: "cpu", sshPublicKey: KEY }, { env: testEnvironment({ accountKeys: failing }) }),
+    ).rejects.toThrow(
       /could not list the DigitalOcean account's SSH keys to see whether \S+ is registered already \(Unable to load records: .*no such host\)\. Check DIGITALOCEAN_TOKEN\./,
     );
   });

@@ -18,28 +18,39 @@ const missing = sandboxMissing();
 if (missing) console.warn(`sandbox tests skipped: ${missing}`);
 
 // Required wherever CI runs the suite as root (.ci/run, the workflows' sudo step); a non-root run skips with the notice.
-it.runIf(Boolean(missing) && process.env.CI === "true" && process.getuid?.() === 0)("runsc and the languages' tree are built, and the tests run as root (required in CI)", () => {
-  expect.fail(missing);
-});
+it.runIf(Boolean(missing) && process.env.CI === "true" && process.getuid?.() === 0)(
+  "runsc and the languages' tree are built, and the tests run as root (required in CI)",
+  () => {
+    expect.fail(missing);
+  },
+);
 
 it.runIf(builtRunscVersion() !== undefined)("the runsc binary reports the pinned pseudo-version", () => {
   expect(builtRunscVersion()).toBe(RUNSC_VERSION);
 });
 
-it.runIf(readRootfsManifest() !== undefined)("the languages' tree holds the recipe's packages (a drift from deb.debian.org is only reported)", () => {
-  const manifest = readRootfsManifest()!;
-  expect(manifest.suite).toBe(ROOTFS_RECIPE.suite);
-  expect(Object.keys(manifest.packages).sort()).toEqual(Object.keys(ROOTFS_RECIPE.packages).sort());
-  for (const [name, version] of Object.entries(ROOTFS_RECIPE.packages)) {
-    if (manifest.packages[name] !== version) console.warn(`sandbox rootfs: ${name} is ${manifest.packages[name]} from ${manifest.mirror}; the node's snapshot pins ${version}`);
-    else expect(manifest.drift).not.toContainEqual(expect.stringContaining(name));
-  }
-});
+it.runIf(readRootfsManifest() !== undefined)(
+  "the languages' tree holds the recipe's packages (a drift from deb.debian.org is only reported)",
+  () => {
+    const manifest = readRootfsManifest()!;
+    expect(manifest.suite).toBe(ROOTFS_RECIPE.suite);
+    expect(Object.keys(manifest.packages).sort()).toEqual(Object.keys(ROOTFS_RECIPE.packages).sort());
+    for (const [name, version] of Object.entries(ROOTFS_RECIPE.packages)) {
+      if (manifest.packages[name] !== version)
+        console.warn(
+          `sandbox rootfs: ${name} is ${manifest.packages[name]} from ${manifest.mirror}; the node's snapshot pins ${version}`,
+        );
+      else expect(manifest.drift).not.toContainEqual(expect.stringContaining(name));
+    }
+  },
+);
 
 describe.skipIf(Boolean(missing))("sandbox executions on the real runsc", () => {
   let sandbox: TestSandbox;
-  const run = (body: Record<string, unknown>, keyId?: string) => sandbox.call("POST", "/v1/sandbox/executions", body, keyId);
-  const python = (code: string, extra: Record<string, unknown> = {}) => run({ language: "python", files: [{ content: code }], ...extra });
+  const run = (body: Record<string, unknown>, keyId?: string) =>
+    sandbox.call("POST", "/v1/sandbox/executions", body, keyId);
+  const python = (code: string, extra: Record<string, unknown> = {}) =>
+    run({ language: "python", files: [{ content: code }], ...extra });
 
   beforeAll(async () => {
     sandbox = await startTestSandbox("exec");
@@ -62,26 +73,62 @@ describe.skipIf(Boolean(missing))("sandbox executions on the real runsc", () => 
     });
 
     it("runs Python, JavaScript and bash with files, stdin and arguments", async () => {
-      const py = await python("import sys, helper\nprint(helper.twice(sys.stdin.read().strip()), sys.argv[1:])", { files: [{ content: "import sys, helper\nprint(helper.twice(sys.stdin.read().strip()), sys.argv[1:])" }, { name: "helper.py", content: "def twice(s): return s * 2" }], stdin: "ab", args: ["x", "y z"] });
+      const py = await python("import sys, helper\nprint(helper.twice(sys.stdin.read().strip()), sys.argv[1:])", {
+        files: [
+          { content: "import sys, helper\nprint(helper.twice(sys.stdin.read().strip()), sys.argv[1:])" },
+          { name: "helper.py", content: "def twice(s): return s * 2" },
+        ],
+        stdin: "ab",
+        args: ["x", "y z"],
+      });
       expect(py.status).toBe(200);
       expect(py.json.stdout).toBe("abab ['x', 'y z']\n");
       expect(py.json).toMatchObject({ exit_code: 0, signal: null, timed_out: false, truncated: false, limits_hit: [] });
-      const js = await run({ language: "node", files: [{ content: "const lib = require('./lib/x.js'); console.log(lib.v, process.argv.slice(2).join(','))" }, { name: "lib/x.js", content: "exports.v = 6 * 7" }], args: ["a", "b"] });
+      const js = await run({
+        language: "node",
+        files: [
+          { content: "const lib = require('./lib/x.js'); console.log(lib.v, process.argv.slice(2).join(','))" },
+          { name: "lib/x.js", content: "exports.v = 6 * 7" },
+        ],
+        args: ["a", "b"],
+      });
       expect(js.json.stdout).toBe("42 a,b\n");
       expect(js.json.language).toBe("javascript");
-      const sh = await run({ language: "bash", files: [{ content: "read x; echo \"got $x\"; echo oops >&2; exit 7" }], stdin: "hello\n" });
+      const sh = await run({
+        language: "bash",
+        files: [{ content: 'read x; echo "got $x"; echo oops >&2; exit 7' }],
+        stdin: "hello\n",
+      });
       expect(sh.json).toMatchObject({ stdout: "got hello\n", stderr: "oops\n", exit_code: 7, signal: null });
     }, 60_000);
 
     it("a key's own ceiling (from the gatekeeper) lowers the node's, and the defaults with it", async () => {
       const tight = { "x-hub-sandbox-limits": JSON.stringify({ wall_ms: 800, memory_bytes: 96 * 1024 * 1024 }) };
-      const asked = await sandbox.call("POST", "/v1/sandbox/executions", { language: "bash", files: [{ content: "true" }], limits: { wall_ms: 5000 } }, "k_tight", tight);
+      const asked = await sandbox.call(
+        "POST",
+        "/v1/sandbox/executions",
+        { language: "bash", files: [{ content: "true" }], limits: { wall_ms: 5000 } },
+        "k_tight",
+        tight,
+      );
       expect(asked.status).toBe(400);
       expect(asked.json.error.message).toMatch(/limits\.wall_ms 5000 .* to 800 ms/);
-      const defaulted = await sandbox.call("POST", "/v1/sandbox/executions", { language: "bash", files: [{ content: "sleep 5" }] }, "k_tight", tight);
+      const defaulted = await sandbox.call(
+        "POST",
+        "/v1/sandbox/executions",
+        { language: "bash", files: [{ content: "sleep 5" }] },
+        "k_tight",
+        tight,
+      );
       expect(defaulted.json.limits).toMatchObject({ wall_ms: 800, memory_bytes: 96 * 1024 * 1024 });
       expect(defaulted.json.limits_hit).toEqual(["wall"]);
-      const garbled = await sandbox.call("POST", "/v1/sandbox/executions", { language: "bash", files: [{ content: "true" }] }, "k_tight", { "x-hub-sandbox-limits": '{"wall_ms": -1}' });
+      const garbled = await sandbox.call(
+        "POST",
+        "/v1/sandbox/executions",
+        { language: "bash", files: [{ content: "true" }] },
+        "k_tight",
+        { "x-hub-sandbox-limits": '{"wall_ms": -1}' },
+      );
       expect(garbled.status).toBe(500);
     }, 30_000);
 
@@ -102,7 +149,9 @@ describe.skipIf(Boolean(missing))("sandbox executions on the real runsc", () => 
       const traversal = await run({ language: "python", files: [{ content: "1" }, { name: "../x.py", content: "2" }] });
       expect(traversal.status).toBe(400);
       expect(traversal.json.error.message).toContain("files.1.name");
-      const token = await fetch(`${sandbox.url}/v1/sandbox/languages`, { headers: { authorization: "Bearer not-the-token", "x-hub-key-id": "k_test" } });
+      const token = await fetch(`${sandbox.url}/v1/sandbox/languages`, {
+        headers: { authorization: "Bearer not-the-token", "x-hub-key-id": "k_test" },
+      });
       expect(token.status).toBe(401);
     }, 30_000);
   });
@@ -118,7 +167,8 @@ describe.skipIf(Boolean(missing))("sandbox executions on the real runsc", () => 
     }, 30_000);
 
     it("a busy loop on 16 threads: held to one CPU, then the CPU-time limit", async () => {
-      const code = "import threading\ndef spin():\n    while True: pass\nfor _ in range(16): threading.Thread(target=spin).start()";
+      const code =
+        "import threading\ndef spin():\n    while True: pass\nfor _ in range(16): threading.Thread(target=spin).start()";
       const { json } = await python(code, { limits: { cpu_ms: 1500, wall_ms: 20_000 } });
       expect(json.limits_hit).toContain("cpu");
       // One CPU's quota: CPU time cannot outrun the clock (a little slack for the sandbox's own start).
@@ -126,14 +176,20 @@ describe.skipIf(Boolean(missing))("sandbox executions on the real runsc", () => 
     }, 30_000);
 
     it("a sleep past the wall-clock limit", async () => {
-      const { json } = await run({ language: "bash", files: [{ content: "echo started; sleep 30; echo never" }], limits: { wall_ms: 1000 } });
+      const { json } = await run({
+        language: "bash",
+        files: [{ content: "echo started; sleep 30; echo never" }],
+        limits: { wall_ms: 1000 },
+      });
       expect(json).toMatchObject({ limits_hit: ["wall"], timed_out: true, signal: "SIGKILL", stdout: "started\n" });
       expect(json.wall_ms).toBeGreaterThanOrEqual(1000);
       expect(json.wall_ms).toBeLessThan(5000);
     }, 30_000);
 
     it("a memory hog: the memory limit (the host cgroup ends the sandbox)", async () => {
-      const { json } = await python("chunks = []\nwhile True: chunks.append(bytearray(16 * 1024 * 1024))", { limits: { memory_bytes: 128 * 1024 * 1024 } });
+      const { json } = await python("chunks = []\nwhile True: chunks.append(bytearray(16 * 1024 * 1024))", {
+        limits: { memory_bytes: 128 * 1024 * 1024 },
+      });
       expect(json.limits_hit).toContain("memory");
       expect(json.signal).toBe("SIGKILL");
       // The cgroup's own ceiling: the limit plus gVisor's overhead, never more.
@@ -141,14 +197,25 @@ describe.skipIf(Boolean(missing))("sandbox executions on the real runsc", () => 
     }, 30_000);
 
     it("a fork bomb: RLIMIT_NPROC holds it at the process limit until the clock stops it; the sandbox survives to report", async () => {
-      const { json } = await run({ language: "bash", files: [{ content: "while :; do sleep 60 & done" }], limits: { processes: 32, wall_ms: 2000 } });
+      const { json } = await run({
+        language: "bash",
+        files: [{ content: "while :; do sleep 60 & done" }],
+        limits: { processes: 32, wall_ms: 2000 },
+      });
       expect(json.limits_hit).toEqual(expect.arrayContaining(["wall", "processes"]));
       expect(json.limits_hit).not.toContain("memory");
     }, 30_000);
 
     it("1 GB on stdout: cut at the output limit and stopped", async () => {
-      const { json } = await python("import sys\nblock = 'x' * 65536\nfor _ in range(16384): sys.stdout.write(block)", { limits: { output_bytes: 256 * 1024 } });
-      expect(json).toMatchObject({ limits_hit: ["output"], truncated: true, stdout_truncated: true, stderr_truncated: false });
+      const { json } = await python("import sys\nblock = 'x' * 65536\nfor _ in range(16384): sys.stdout.write(block)", {
+        limits: { output_bytes: 256 * 1024 },
+      });
+      expect(json).toMatchObject({
+        limits_hit: ["output"],
+        truncated: true,
+        stdout_truncated: true,
+        stderr_truncated: false,
+      });
       expect(json.stdout.length).toBe(256 * 1024);
     }, 30_000);
 
@@ -189,7 +256,12 @@ describe.skipIf(Boolean(missing))("sandbox executions on the real runsc", () => 
         ].join("\n");
         const { json } = await python(code);
         const procs = /procs \[(.*)\]/.exec(json.stdout)?.[1] ?? "";
-        expect(procs.split(", ").map((n) => n.replace(/'/g, "")).sort()).toEqual(["python3", "sleep"]);
+        expect(
+          procs
+            .split(", ")
+            .map((n) => n.replace(/'/g, ""))
+            .sort(),
+        ).toEqual(["python3", "sleep"]);
         expect(json.stdout).toContain("marker False");
         expect(json.stdout).toContain("uid 65534 65534");
         expect(json.stdout).toContain("CapEff:\t0000000000000000");
@@ -233,19 +305,49 @@ describe.skipIf(Boolean(missing))("sandbox executions on the real runsc", () => 
       const created = await sandbox.call("POST", "/v1/sandbox/sessions", { ttl_seconds: 60 }, "k_alice");
       expect(created.status).toBe(201);
       const id = created.json.id as string;
-      const first = await run({ language: "bash", session_id: id, files: [{ content: "echo kept > state.txt; ln -s /etc evil; echo done" }] }, "k_alice");
+      const first = await run(
+        { language: "bash", session_id: id, files: [{ content: "echo kept > state.txt; ln -s /etc evil; echo done" }] },
+        "k_alice",
+      );
       expect(first.json.stdout).toBe("done\n");
       // The next files go in through the sandbox itself: the symlink leads into the sandbox's /etc, never the host's.
-      const second = await run({ language: "bash", session_id: id, files: [{ name: "b.sh", content: "cat state.txt; ls evil/ | head -1 >/dev/null; echo ok" }, { name: "evil/planted", content: "x" }] }, "k_alice");
+      const second = await run(
+        {
+          language: "bash",
+          session_id: id,
+          files: [
+            { name: "b.sh", content: "cat state.txt; ls evil/ | head -1 >/dev/null; echo ok" },
+            { name: "evil/planted", content: "x" },
+          ],
+        },
+        "k_alice",
+      );
       expect(second.status).toBe(400);
       expect(existsSync("/etc/planted")).toBe(false);
-      const third = await run({ language: "bash", session_id: id, files: [{ name: "c.sh", content: "cat state.txt" }] }, "k_alice");
+      const third = await run(
+        { language: "bash", session_id: id, files: [{ name: "c.sh", content: "cat state.txt" }] },
+        "k_alice",
+      );
       expect(third.json.stdout).toBe("kept\n");
-      const stranger = await run({ language: "bash", session_id: id, files: [{ content: "cat state.txt" }] }, "k_mallory");
+      const stranger = await run(
+        { language: "bash", session_id: id, files: [{ content: "cat state.txt" }] },
+        "k_mallory",
+      );
       expect(stranger.status).toBe(404);
-      const loop = await run({ language: "bash", session_id: id, files: [{ name: "d.sh", content: "while :; do :; done" }], limits: { wall_ms: 500 } }, "k_alice");
+      const loop = await run(
+        {
+          language: "bash",
+          session_id: id,
+          files: [{ name: "d.sh", content: "while :; do :; done" }],
+          limits: { wall_ms: 500 },
+        },
+        "k_alice",
+      );
       expect(loop.json.limits_hit).toContain("wall");
-      const gone = await run({ language: "bash", session_id: id, files: [{ name: "e.sh", content: "true" }] }, "k_alice");
+      const gone = await run(
+        { language: "bash", session_id: id, files: [{ name: "e.sh", content: "true" }] },
+        "k_alice",
+      );
       expect(gone.status).toBe(404);
     }, 60_000);
   });

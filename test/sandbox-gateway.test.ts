@@ -23,9 +23,12 @@ const missing = [rigMissing(), sandboxMissing()].filter(Boolean).join("; ") || u
 if (missing) console.warn(`sandbox gateway tests skipped: ${missing}`);
 
 // Required wherever CI runs the suite as root (.ci/run, the workflows' sudo step); a non-root run skips with the notice.
-it.runIf(Boolean(missing) && process.env.CI === "true" && process.getuid?.() === 0)("Traefik, nginx, PostgreSQL, runsc and the languages' tree are available (required in CI)", () => {
-  expect.fail(missing);
-});
+it.runIf(Boolean(missing) && process.env.CI === "true" && process.getuid?.() === 0)(
+  "Traefik, nginx, PostgreSQL, runsc and the languages' tree are available (required in CI)",
+  () => {
+    expect.fail(missing);
+  },
+);
 
 const KEYS = {
   agent: { scopes: ["sandbox"] },
@@ -37,20 +40,31 @@ const KEYS = {
 } as const;
 
 /** Records the headers of each request on its way to the sandbox node, then forwards it unchanged. */
-function headerRecorder(target: string): Promise<{ url: string; seen: http.IncomingHttpHeaders[]; close: () => Promise<void> }> {
+function headerRecorder(
+  target: string,
+): Promise<{ url: string; seen: http.IncomingHttpHeaders[]; close: () => Promise<void> }> {
   const seen: http.IncomingHttpHeaders[] = [];
   const upstream = new URL(target);
   const server = http.createServer((req, res) => {
     seen.push({ ...req.headers });
-    const forward = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
+    const forward = http.request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
     forward.on("error", () => res.destroy());
     req.pipe(forward);
   });
   return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, seen, close: () => new Promise((r) => server.close(() => r())) })),
+    server.listen(0, "127.0.0.1", () =>
+      resolve({
+        url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+        seen,
+        close: () => new Promise((r) => server.close(() => r())),
+      }),
+    ),
   );
 }
 
@@ -67,7 +81,12 @@ describe.skipIf(Boolean(missing))("the sandbox behind the real gateway", () => {
   const marker = `CODE_MARKER_${randomBytes(8).toString("hex")}`;
 
   const execute = (key: keyof typeof KEYS | undefined, body: Record<string, unknown>): Promise<RigResponse> =>
-    rig.request({ method: "POST", path: "/v1/sandbox/executions", headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${rig.keys[key].key}` } : {}) }, body: JSON.stringify(body) });
+    rig.request({
+      method: "POST",
+      path: "/v1/sandbox/executions",
+      headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${rig.keys[key].key}` } : {}) },
+      body: JSON.stringify(body),
+    });
 
   beforeAll(async () => {
     // The API as the node runs it: the bundle, on this machine's Node, as root, with the pinned runsc.
@@ -93,10 +112,34 @@ describe.skipIf(Boolean(missing))("the sandbox behind the real gateway", () => {
         SANDBOX_WARM: "1",
       },
     });
-    await waitFor("the sandbox API to answer", async () => (await fetch(`http://127.0.0.1:${apiPort}/healthz`).then((r) => r.ok, () => false)) || !api.running, 30_000, { context: () => api.tail() });
+    await waitFor(
+      "the sandbox API to answer",
+      async () =>
+        (await fetch(`http://127.0.0.1:${apiPort}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        )) || !api.running,
+      30_000,
+      { context: () => api.tail() },
+    );
     recorder = await headerRecorder(`http://127.0.0.1:${apiPort}`);
-    rig = await GatewayRig.start({ keys: KEYS, settings: { sandbox: "on" }, sandbox: { nodeUrl: recorder.url, token } });
-    await waitFor("the sandbox front to answer", async () => (await rig.request({ path: "/v1/sandbox/languages", headers: { authorization: `Bearer ${rig.keys.agent.key}` } })).status === 200, 30_000, { context: () => `${rig.sandboxFront?.tail()}\n${api.tail()}` });
+    rig = await GatewayRig.start({
+      keys: KEYS,
+      settings: { sandbox: "on" },
+      sandbox: { nodeUrl: recorder.url, token },
+    });
+    await waitFor(
+      "the sandbox front to answer",
+      async () =>
+        (
+          await rig.request({
+            path: "/v1/sandbox/languages",
+            headers: { authorization: `Bearer ${rig.keys.agent.key}` },
+          })
+        ).status === 200,
+      30_000,
+      { context: () => `${rig.sandboxFront?.tail()}\n${api.tail()}` },
+    );
   }, 180_000);
 
   afterAll(async () => {
@@ -132,17 +175,34 @@ describe.skipIf(Boolean(missing))("the sandbox behind the real gateway", () => {
   });
 
   it("a hostile run is stopped and reported through the gateway", async () => {
-    const loop = await execute("agent", { language: "javascript", files: [{ content: `// ${marker}\nwhile (true) {}` }], limits: { cpu_ms: 600, wall_ms: 10_000 } });
+    const loop = await execute("agent", {
+      language: "javascript",
+      files: [{ content: `// ${marker}\nwhile (true) {}` }],
+      limits: { cpu_ms: 600, wall_ms: 10_000 },
+    });
     expect(loop.status).toBe(200);
     expect(loop.json.limits_hit).toEqual(["cpu"]);
-    const invalid = await execute("agent", { language: "python", files: [{ content: marker }], limits: { wall_ms: 10 ** 9 } });
+    const invalid = await execute("agent", {
+      language: "python",
+      files: [{ content: marker }],
+      limits: { wall_ms: 10 ** 9 },
+    });
     expect(invalid.status).toBe(400);
     expect(invalid.json.error.code).toBe("invalid_limits");
   }, 60_000);
 
   it("a key's own ceiling from the keys file holds, and a client cannot lift it with the header itself", async () => {
-    const forged = { "content-type": "application/json", authorization: `Bearer ${rig.keys.tight.key}`, "x-hub-sandbox-limits": "{}" };
-    const asked = await rig.request({ method: "POST", path: "/v1/sandbox/executions", headers: forged, body: JSON.stringify({ language: "bash", files: [{ content: "true" }], limits: { wall_ms: 5000 } }) });
+    const forged = {
+      "content-type": "application/json",
+      authorization: `Bearer ${rig.keys.tight.key}`,
+      "x-hub-sandbox-limits": "{}",
+    };
+    const asked = await rig.request({
+      method: "POST",
+      path: "/v1/sandbox/executions",
+      headers: forged,
+      body: JSON.stringify({ language: "bash", files: [{ content: "true" }], limits: { wall_ms: 5000 } }),
+    });
     expect(asked.status).toBe(400);
     expect(asked.json.error.message).toMatch(/limits\.wall_ms 5000 .* to 1500 ms/);
     const other = await execute("agent", { language: "bash", files: [{ content: "true" }], limits: { wall_ms: 5000 } });
@@ -158,12 +218,23 @@ describe.skipIf(Boolean(missing))("the sandbox behind the real gateway", () => {
   }, 60_000);
 
   it("each execution has an audit row with its language, limits hit and durations, joined to its decision; no code anywhere", async () => {
-    const rows = await waitFor("the execution rows to be shipped", async () => (await rig.executionRows()).length >= 5, 30_000).then(() => rig.executionRows());
+    const rows = await waitFor(
+      "the execution rows to be shipped",
+      async () => (await rig.executionRows()).length >= 5,
+      30_000,
+    ).then(() => rig.executionRows());
     const decisions = await rig.auditRows();
     const byLanguage = (language: string) => rows.filter((r) => r.language === language);
     expect(byLanguage("python").length).toBeGreaterThanOrEqual(2);
     const loop = byLanguage("javascript")[0];
-    expect(loop).toMatchObject({ outcome: "completed", status: 200, limits_hit: ["cpu"], signal: "SIGKILL", key_id: rig.keys.agent.id, session: false });
+    expect(loop).toMatchObject({
+      outcome: "completed",
+      status: 200,
+      limits_hit: ["cpu"],
+      signal: "SIGKILL",
+      key_id: rig.keys.agent.id,
+      session: false,
+    });
     expect(Number(loop.cpu_ms)).toBeGreaterThanOrEqual(600);
     expect(Number(loop.wall_ms)).toBeGreaterThan(0);
     expect(Number(loop.duration_ms)).toBeGreaterThanOrEqual(Number(loop.wall_ms));
@@ -174,21 +245,39 @@ describe.skipIf(Boolean(missing))("the sandbox behind the real gateway", () => {
     expect(rows.filter((r) => r.key_id === rig.keys.tight.id).map((r) => r.outcome)).toEqual(["refused"]);
     expect(decisions.filter((d) => d.key_id === rig.keys.limited.id && d.reason === "rate_limited")).toHaveLength(1);
     // Every execution joins its decision (the gatekeeper's request id, through Traefik and the front).
-    for (const row of rows) expect(decisions.some((d) => d.request_id === row.request_id && d.allowed === true && d.scope === "sandbox"), String(row.request_id)).toBe(true);
+    for (const row of rows)
+      expect(
+        decisions.some((d) => d.request_id === row.request_id && d.allowed === true && d.scope === "sandbox"),
+        String(row.request_id),
+      ).toBe(true);
 
     // The code, stdin and output are nowhere: not in the tables, the spool, or Traefik's access log.
     const client = new Client({ connectionString: rig.databaseUrl });
     await client.connect();
     try {
-      const hits = await client.query("SELECT count(*)::int AS n FROM gatekeeper.sandbox_executions e WHERE e::text LIKE $1", [`%${marker.slice(12)}%`]);
-      const decisionHits = await client.query("SELECT count(*)::int AS n FROM gatekeeper.decisions d WHERE d::text LIKE $1", [`%${marker.slice(12)}%`]);
+      const hits = await client.query(
+        "SELECT count(*)::int AS n FROM gatekeeper.sandbox_executions e WHERE e::text LIKE $1",
+        [`%${marker.slice(12)}%`],
+      );
+      const decisionHits = await client.query(
+        "SELECT count(*)::int AS n FROM gatekeeper.decisions d WHERE d::text LIKE $1",
+        [`%${marker.slice(12)}%`],
+      );
       expect(hits.rows[0].n + decisionHits.rows[0].n).toBe(0);
-      expect((await client.query("SELECT count(*)::int AS n FROM gatekeeper.sandbox_executions e WHERE e::text LIKE '%CODE_MARKER%'")).rows[0].n).toBe(0);
+      expect(
+        (
+          await client.query(
+            "SELECT count(*)::int AS n FROM gatekeeper.sandbox_executions e WHERE e::text LIKE '%CODE_MARKER%'",
+          )
+        ).rows[0].n,
+      ).toBe(0);
     } finally {
       await client.end();
     }
     const spoolDir = path.join(rig.dir, "spool");
-    const spool = readdirSync(spoolDir).map((f) => readFileSync(path.join(spoolDir, f), "utf8")).join("\n");
+    const spool = readdirSync(spoolDir)
+      .map((f) => readFileSync(path.join(spoolDir, f), "utf8"))
+      .join("\n");
     expect(spool).toContain('"execution_id"');
     expect(spool).not.toContain(marker.slice(12));
     expect(JSON.stringify(rig.accessLog())).not.toContain(marker.slice(12));

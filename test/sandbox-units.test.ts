@@ -10,7 +10,17 @@ import { executionReportSchema, executionRequestSchema, LIMIT_NAMES } from "../p
 import { tokenMatches } from "../programs/sandbox/server";
 import { SANDBOX_TOOL } from "../programs/sandbox/tool";
 import { renderSandboxDoc } from "../cli/docs/generate";
-import { auth, bearer, makeKey, spoolText, startInProcess, waitFor, writeKeys, ALL_KEYS, type Reply } from "./helpers/gatekeeper";
+import {
+  auth,
+  bearer,
+  makeKey,
+  spoolText,
+  startInProcess,
+  waitFor,
+  writeKeys,
+  ALL_KEYS,
+  type Reply,
+} from "./helpers/gatekeeper";
 import { parseKeysFile } from "../programs/gatekeeper/keys";
 import { parseSandboxLimits, planKeysChange } from "../cli/hub/keys";
 import { ROOT } from "./helpers/load";
@@ -49,9 +59,11 @@ describe("limits", () => {
 
 describe("the API's contract", () => {
   it("file names stay inside /work", () => {
-    const file = (name: string) => executionRequestSchema.safeParse({ language: "python", files: [{ name, content: "" }] }).success;
+    const file = (name: string) =>
+      executionRequestSchema.safeParse({ language: "python", files: [{ name, content: "" }] }).success;
     for (const good of ["main.py", "src/a_b-c.py", "tests/.hidden", "a/b/c/d.js"]) expect(file(good), good).toBe(true);
-    for (const bad of ["../x", "a/../../x", "/etc/passwd", "a//b", "./x", "a/./b", "x\u0000y", "", "a b"]) expect(file(bad), bad).toBe(false);
+    for (const bad of ["../x", "a/../../x", "/etc/passwd", "a//b", "./x", "a/./b", "x\u0000y", "", "a b"])
+      expect(file(bad), bad).toBe(false);
   });
 
   it("Debian versions read as the upstream version; languages come from the tree's packages", () => {
@@ -68,15 +80,31 @@ describe("the API's contract", () => {
     const digest = createHash("sha256").update("s3cret-token").digest();
     expect(tokenMatches("Bearer s3cret-token", digest)).toBe(true);
     expect(tokenMatches("bearer   s3cret-token ", digest)).toBe(true);
-    for (const wrong of [undefined, "", "s3cret-token", "Bearer s3cret-tokeN", "Basic s3cret-token", "Bearer s3cret-token extra"]) expect(tokenMatches(wrong, digest)).toBe(false);
+    for (const wrong of [
+      undefined,
+      "",
+      "s3cret-token",
+      "Bearer s3cret-tokeN",
+      "Basic s3cret-token",
+      "Bearer s3cret-token extra",
+    ])
+      expect(tokenMatches(wrong, digest)).toBe(false);
   });
 
   it("the agents' tool definition asks for nothing the API would refuse", () => {
     const params = SANDBOX_TOOL.function.parameters;
-    expect(params.properties.language.enum).toEqual(languageTable({ python3: "1", nodejs: "1", bash: "1" }).list.map((l) => l.language));
+    expect(params.properties.language.enum).toEqual(
+      languageTable({ python3: "1", nodejs: "1", bash: "1" }).list.map((l) => l.language),
+    );
     for (const name of Object.keys(params.properties.limits.properties)) expect(LIMIT_NAMES).toContain(name);
     // The largest arguments the tool's schema allows are accepted by the API's own schema.
-    const args = { language: params.properties.language.enum[0], files: [{ name: "main.py", content: "print(1)" }], stdin: "", args: ["a"], limits: Object.fromEntries(Object.entries(params.properties.limits.properties).map(([k, v]) => [k, v.maximum])) };
+    const args = {
+      language: params.properties.language.enum[0],
+      files: [{ name: "main.py", content: "print(1)" }],
+      stdin: "",
+      args: ["a"],
+      limits: Object.fromEntries(Object.entries(params.properties.limits.properties).map(([k, v]) => [k, v.maximum])),
+    };
     expect(executionRequestSchema.safeParse(args).success).toBe(true);
     expect(resolveLimits(args.limits, MAX_LIMITS).ok).toBe(true);
   });
@@ -89,38 +117,114 @@ describe("the API's contract", () => {
 
 describe("settings from the environment", () => {
   it("the API reports every problem at once, naming the variable", () => {
-    expect(() => readSandboxConfig({ SANDBOX_TOKEN_SHA256: "abc", SANDBOX_PLATFORM: "kvm", SANDBOX_SLOTS: "0", SANDBOX_CEILING: '{"wall_ms": 5, "nope": 1}' })).toThrow(SandboxConfigError);
+    expect(() =>
+      readSandboxConfig({
+        SANDBOX_TOKEN_SHA256: "abc",
+        SANDBOX_PLATFORM: "kvm",
+        SANDBOX_SLOTS: "0",
+        SANDBOX_CEILING: '{"wall_ms": 5, "nope": 1}',
+      }),
+    ).toThrow(SandboxConfigError);
     try {
-      readSandboxConfig({ SANDBOX_TOKEN_SHA256: "abc", SANDBOX_PLATFORM: "kvm", SANDBOX_SLOTS: "0", SANDBOX_CEILING: '{"wall_ms": 5, "nope": 1}' });
+      readSandboxConfig({
+        SANDBOX_TOKEN_SHA256: "abc",
+        SANDBOX_PLATFORM: "kvm",
+        SANDBOX_SLOTS: "0",
+        SANDBOX_CEILING: '{"wall_ms": 5, "nope": 1}',
+      });
     } catch (error) {
       const problems = (error as SandboxConfigError).problems;
-      expect(problems.map((p) => p.split(/[ =.]/)[0])).toEqual(["SANDBOX_TOKEN_SHA256", "SANDBOX_PLATFORM", "SANDBOX_SLOTS", "SANDBOX_CEILING", "SANDBOX_CEILING"]);
+      expect(problems.map((p) => p.split(/[ =.]/)[0])).toEqual([
+        "SANDBOX_TOKEN_SHA256",
+        "SANDBOX_PLATFORM",
+        "SANDBOX_SLOTS",
+        "SANDBOX_CEILING",
+        "SANDBOX_CEILING",
+      ]);
     }
-    const config = readSandboxConfig({ SANDBOX_TOKEN_SHA256: "a".repeat(64), SANDBOX_CEILING: '{"wall_ms": 30000}' }, { cpus: 4, memoryBytes: 8 * GiB });
+    const config = readSandboxConfig(
+      { SANDBOX_TOKEN_SHA256: "a".repeat(64), SANDBOX_CEILING: '{"wall_ms": 30000}' },
+      { cpus: 4, memoryBytes: 8 * GiB },
+    );
     expect(config).toMatchObject({ slots: 4, slotsPerKey: 2, warm: 4, host: "127.0.0.1", platform: "systrap" });
     expect(config.ceiling.wall_ms).toBe(30_000);
   });
 
   it("the front needs the node's address and a real token", () => {
     expect(() => readFrontConfig({ SANDBOX_NODE_TOKEN: "short" })).toThrow(FrontConfigError);
-    const config = readFrontConfig({ SANDBOX_NODE_URL: "http://10.110.0.5:8090/", SANDBOX_NODE_TOKEN: "t".repeat(40), SANDBOX_AUDIT_URL: "http://gatekeeper:8080/executions" });
-    expect(config).toMatchObject({ nodeUrl: "http://10.110.0.5:8090", auditUrl: "http://gatekeeper:8080/executions", port: 8080 });
+    const config = readFrontConfig({
+      SANDBOX_NODE_URL: "http://10.110.0.5:8090/",
+      SANDBOX_NODE_TOKEN: "t".repeat(40),
+      SANDBOX_AUDIT_URL: "http://gatekeeper:8080/executions",
+    });
+    expect(config).toMatchObject({
+      nodeUrl: "http://10.110.0.5:8090",
+      auditUrl: "http://gatekeeper:8080/executions",
+      port: 8080,
+    });
   });
 });
 
 describe("the execution report", () => {
   const base = { requestId: "req-1", keyId: "k_abc", durationMs: 321.7 };
   it("carries the language, limits hit and durations of a run, and nothing of its code or output", () => {
-    const report = executionReport({ ...base, status: 200, request: { language: "py", files: [{ content: "SECRET_CODE" }], stdin: "SECRET_IN", session_id: "ses_1" }, response: { language: "python", version: "3.13.5", stdout: "SECRET_OUT", stderr: "é", exit_code: null, signal: "SIGKILL", limits_hit: ["cpu", "made-up"], wall_ms: 1200, cpu_ms: 1001, memory_bytes: 20_000_000 } });
-    expect(report).toEqual({ request_id: "req-1", key_id: "k_abc", language: "python", version: "3.13.5", session: true, outcome: "completed", status: 200, exit_code: null, signal: "SIGKILL", limits_hit: ["cpu"], wall_ms: 1200, cpu_ms: 1001, memory_bytes: 20_000_000, output_bytes: 12, duration_ms: 322 });
+    const report = executionReport({
+      ...base,
+      status: 200,
+      request: { language: "py", files: [{ content: "SECRET_CODE" }], stdin: "SECRET_IN", session_id: "ses_1" },
+      response: {
+        language: "python",
+        version: "3.13.5",
+        stdout: "SECRET_OUT",
+        stderr: "é",
+        exit_code: null,
+        signal: "SIGKILL",
+        limits_hit: ["cpu", "made-up"],
+        wall_ms: 1200,
+        cpu_ms: 1001,
+        memory_bytes: 20_000_000,
+      },
+    });
+    expect(report).toEqual({
+      request_id: "req-1",
+      key_id: "k_abc",
+      language: "python",
+      version: "3.13.5",
+      session: true,
+      outcome: "completed",
+      status: 200,
+      exit_code: null,
+      signal: "SIGKILL",
+      limits_hit: ["cpu"],
+      wall_ms: 1200,
+      cpu_ms: 1001,
+      memory_bytes: 20_000_000,
+      output_bytes: 12,
+      duration_ms: 322,
+    });
     expect(executionReportSchema.safeParse(report).success).toBe(true);
     expect(JSON.stringify(report)).not.toMatch(/SECRET/);
   });
 
   it("a refused or failed request is reported too, with the language as asked (cleaned, bounded)", () => {
-    const refused = executionReport({ ...base, status: 400, request: { language: "Py<script>".repeat(10) }, response: undefined });
-    expect(refused).toMatchObject({ outcome: "refused", status: 400, language: "pyscriptpyscriptpyscriptpyscript", limits_hit: [], wall_ms: null, output_bytes: null });
-    expect(executionReport({ ...base, status: 502, request: "not json", response: undefined })).toMatchObject({ outcome: "failed", language: "unknown" });
+    const refused = executionReport({
+      ...base,
+      status: 400,
+      request: { language: "Py<script>".repeat(10) },
+      response: undefined,
+    });
+    expect(refused).toMatchObject({
+      outcome: "refused",
+      status: 400,
+      language: "pyscriptpyscriptpyscriptpyscript",
+      limits_hit: [],
+      wall_ms: null,
+      output_bytes: null,
+    });
+    expect(executionReport({ ...base, status: 502, request: "not json", response: undefined })).toMatchObject({
+      outcome: "failed",
+      language: "unknown",
+    });
     expect(executionReportSchema.safeParse(refused).success).toBe(true);
   });
 });
@@ -136,22 +240,56 @@ describe("the gatekeeper's POST /executions", () => {
   });
   const post = (body: string, headers: Record<string, string> = {}): Promise<Reply> =>
     new Promise((resolve, reject) => {
-      const req = http.request({ host: "127.0.0.1", port: gk.port, method: "POST", path: "/executions", headers: { "content-type": "application/json", ...headers } }, (res) => {
-        let text = "";
-        res.setEncoding("utf8").on("data", (d: string) => (text += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-      });
+      const req = http.request(
+        {
+          host: "127.0.0.1",
+          port: gk.port,
+          method: "POST",
+          path: "/executions",
+          headers: { "content-type": "application/json", ...headers },
+        },
+        (res) => {
+          let text = "";
+          res.setEncoding("utf8").on("data", (d: string) => (text += d));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        },
+      );
       req.on("error", reject);
       req.end(body);
     });
-  const report = executionReport({ requestId: "req-exec-1", keyId: "k_abc", durationMs: 10, status: 200, request: { language: "bash" }, response: { language: "bash", version: "5.2.37", stdout: "", stderr: "", exit_code: 0, signal: null, limits_hit: [], wall_ms: 5, cpu_ms: 3, memory_bytes: 1 } });
+  const report = executionReport({
+    requestId: "req-exec-1",
+    keyId: "k_abc",
+    durationMs: 10,
+    status: 200,
+    request: { language: "bash" },
+    response: {
+      language: "bash",
+      version: "5.2.37",
+      stdout: "",
+      stderr: "",
+      exit_code: 0,
+      signal: null,
+      limits_hit: [],
+      wall_ms: 5,
+      cpu_ms: 3,
+      memory_bytes: 1,
+    },
+  });
 
   it("records a report in the spool before answering", async () => {
     const answer = await post(JSON.stringify(report));
     expect(answer.status, answer.body).toBe(200);
     const id = JSON.parse(answer.body).execution_id as string;
-    const line = spoolText(gk.config.spoolDir).split("\n").find((l) => l.includes(id))!;
-    expect(JSON.parse(line)).toMatchObject({ execution_id: id, request_id: "req-exec-1", language: "bash", limits_hit: [] });
+    const line = spoolText(gk.config.spoolDir)
+      .split("\n")
+      .find((l) => l.includes(id))!;
+    expect(JSON.parse(line)).toMatchObject({
+      execution_id: id,
+      request_id: "req-exec-1",
+      language: "bash",
+      limits_hit: [],
+    });
     expect(line.startsWith('{"execution_id":"')).toBe(true);
   });
 
@@ -167,14 +305,45 @@ describe("the gatekeeper's POST /executions", () => {
 
 describe("a key's own sandbox ceiling", () => {
   it("the keys file takes sandboxLimits of known limits only; keys create --sandbox-limits writes them", () => {
-    const entry = { id: "k_abcd1234", name: "ci", sha256: "a".repeat(64), scopes: ["sandbox"], created: "2026-12-07T10:00:00Z" };
-    expect(parseKeysFile(JSON.stringify({ version: 1, keys: [{ ...entry, sandboxLimits: { wall_ms: 30000 } }] })).keys[0].sandboxLimits).toEqual({ wall_ms: 30000 });
-    expect(() => parseKeysFile(JSON.stringify({ version: 1, keys: [{ ...entry, sandboxLimits: { wall_seconds: 30 } }] }))).toThrow(/sandboxLimits/);
-    expect(parseSandboxLimits("wall_ms=30000, memory_bytes=536870912")).toEqual({ limits: { wall_ms: 30000, memory_bytes: 536870912 }, problems: [] });
-    expect(parseSandboxLimits("wall=3,cpu_ms=0").problems).toEqual([expect.stringContaining("wall is not a limit"), expect.stringContaining("cpu_ms=0 is not a positive whole number")]);
-    const created = planKeysChange({ version: 1, keys: [] }, "create", [], { name: "ci", scopes: "sandbox", sandboxLimits: "wall_ms=30000" }, new Date("2026-12-07T10:00:00Z"));
+    const entry = {
+      id: "k_abcd1234",
+      name: "ci",
+      sha256: "a".repeat(64),
+      scopes: ["sandbox"],
+      created: "2026-12-07T10:00:00Z",
+    };
+    expect(
+      parseKeysFile(JSON.stringify({ version: 1, keys: [{ ...entry, sandboxLimits: { wall_ms: 30000 } }] })).keys[0]
+        .sandboxLimits,
+    ).toEqual({ wall_ms: 30000 });
+    expect(() =>
+      parseKeysFile(JSON.stringify({ version: 1, keys: [{ ...entry, sandboxLimits: { wall_seconds: 30 } }] })),
+    ).toThrow(/sandboxLimits/);
+    expect(parseSandboxLimits("wall_ms=30000, memory_bytes=536870912")).toEqual({
+      limits: { wall_ms: 30000, memory_bytes: 536870912 },
+      problems: [],
+    });
+    expect(parseSandboxLimits("wall=3,cpu_ms=0").problems).toEqual([
+      expect.stringContaining("wall is not a limit"),
+      expect.stringContaining("cpu_ms=0 is not a positive whole number"),
+    ]);
+    const created = planKeysChange(
+      { version: 1, keys: [] },
+      "create",
+      [],
+      { name: "ci", scopes: "sandbox", sandboxLimits: "wall_ms=30000" },
+      new Date("2026-12-07T10:00:00Z"),
+    );
     expect(created.file.keys[0].sandboxLimits).toEqual({ wall_ms: 30000 });
-    expect(() => planKeysChange({ version: 1, keys: [] }, "create", [], { name: "ci", scopes: "llm", sandboxLimits: "wall_ms=30000" }, new Date())).toThrow(/sandbox scope/);
+    expect(() =>
+      planKeysChange(
+        { version: 1, keys: [] },
+        "create",
+        [],
+        { name: "ci", scopes: "llm", sandboxLimits: "wall_ms=30000" },
+        new Date(),
+      ),
+    ).toThrow(/sandbox scope/);
   });
 
   it("the gatekeeper sends it on the sandbox's allowed requests only", async () => {
@@ -183,8 +352,13 @@ describe("a key's own sandbox ceiling", () => {
       const tight = makeKey("tight", ["sandbox", "llm"], { sandboxLimits: { wall_ms: 1500 } });
       const plain = makeKey("plain", ["sandbox"]);
       writeKeys(gk.config, [...ALL_KEYS, tight, plain]);
-      await waitFor("the keys to reload", async () => (await auth(gk.port, bearer(tight.key), "sandbox")).status === 200);
-      expect((await auth(gk.port, bearer(tight.key), "sandbox")).headers["x-hub-sandbox-limits"]).toBe('{"wall_ms":1500}');
+      await waitFor(
+        "the keys to reload",
+        async () => (await auth(gk.port, bearer(tight.key), "sandbox")).status === 200,
+      );
+      expect((await auth(gk.port, bearer(tight.key), "sandbox")).headers["x-hub-sandbox-limits"]).toBe(
+        '{"wall_ms":1500}',
+      );
       expect((await auth(gk.port, bearer(plain.key), "sandbox")).headers["x-hub-sandbox-limits"]).toBe("{}");
       expect((await auth(gk.port, bearer(tight.key), "llm")).headers["x-hub-sandbox-limits"]).toBeUndefined();
     } finally {

@@ -22,22 +22,33 @@ import { ManagedProcess, waitFor } from "./helpers/processes";
  */
 
 const DEBIAN_PYTHON = "/usr/bin/python3";
-const pythonReady = () => existsSync(DEBIAN_PYTHON) && spawnSync(DEBIAN_PYTHON, ["-c", "import fastapi, uvicorn"], { stdio: "ignore" }).status === 0;
-const missing = rigMissing() ?? (pythonReady() ? undefined : "no Debian python3-fastapi/python3-uvicorn at /usr/bin/python3 (.ci/install-system installs them)");
+const pythonReady = () =>
+  existsSync(DEBIAN_PYTHON) &&
+  spawnSync(DEBIAN_PYTHON, ["-c", "import fastapi, uvicorn"], { stdio: "ignore" }).status === 0;
+const missing =
+  rigMissing() ??
+  (pythonReady()
+    ? undefined
+    : "no Debian python3-fastapi/python3-uvicorn at /usr/bin/python3 (.ci/install-system installs them)");
 if (missing) console.warn(`backend-header tests skipped: ${missing}`);
-it.runIf(Boolean(missing) && process.env.CI === "true")("Traefik, nginx, PostgreSQL and Debian's FastAPI are installed (required in CI)", () => {
-  expect.fail(missing);
-});
+it.runIf(Boolean(missing) && process.env.CI === "true")(
+  "Traefik, nginx, PostgreSQL and Debian's FastAPI are installed (required in CI)",
+  () => {
+    expect.fail(missing);
+  },
+);
 
 describe("the backend names, offline", () => {
   it("each replica's coder container names its own node and passes vLLM 0.24.0's --middleware", () => {
     const specs = vllmCoderSpecs(mustLoad({ tier: "gpu", gpuCount: 2, gpuMaxNodes: 2, budgetUsd: 6000 }));
-    expect(specs.map((s) => [s.node, s.env.HUB_BACKEND_NAME])).toEqual([["gpu-0", "gpu-0"], ["gpu-1", "gpu-1"]]);
+    expect(specs.map((s) => [s.node, s.env.HUB_BACKEND_NAME])).toEqual([
+      ["gpu-0", "gpu-0"],
+      ["gpu-1", "gpu-1"],
+    ]);
     const flags = readJson<{ flags: string[] }>(path.join(REFERENCE, "vllm/args-0.24.0.json")).flags;
     expect(flags).toContain("--middleware");
     for (const s of specs) expect(s.command.slice(-2)).toEqual(["--middleware", VLLM_BACKEND_MIDDLEWARE]);
   });
-
 });
 
 /** STAND-IN for the `vllm` command (not vLLM): `vllm serve <args>` with vLLM's middleware loading. */
@@ -90,26 +101,49 @@ uvicorn.run(app, host="127.0.0.1", port=int(os.environ["STAND_IN_PORT"]), log_le
 `;
 
 describe.skipIf(Boolean(missing))("X-Hub-Backend names the backend that answered (real Traefik)", () => {
-  const chat = (stream = false) => JSON.stringify({ model: "coder", messages: [{ role: "user", content: "hi" }], ...(stream ? { stream: true } : {}) });
+  const chat = (stream = false) =>
+    JSON.stringify({
+      model: "coder",
+      messages: [{ role: "user", content: "hi" }],
+      ...(stream ? { stream: true } : {}),
+    });
   const json = { "content-type": "application/json" };
 
   describe("with the CPU fallback (hybrid preset)", () => {
     let rig: GatewayRig;
     let gpu: ManagedProcess | undefined;
     const dir = mkdtempSync(path.join(tmpdir(), "hub-backend-header-"));
-    const ask = (stream = false): Promise<RigResponse> => rig.request({ path: "/v1/chat/completions", body: chat(stream), headers: { ...json, authorization: `Bearer ${rig.keys.dev.key}` } });
+    const ask = (stream = false): Promise<RigResponse> =>
+      rig.request({
+        path: "/v1/chat/completions",
+        body: chat(stream),
+        headers: { ...json, authorization: `Bearer ${rig.keys.dev.key}` },
+      });
 
     /** The coder container's start, as its spec has it, with the stand-in `vllm` on PATH. */
     const startGpu = async () => {
-      const hub = mustLoad({ tier: "hybrid", gpuEnabled: true, fallbackModel: "qwen2.5-coder-1.5b", ocrCpuFallback: true, cpuSize: "s-8vcpu-16gb" });
+      const hub = mustLoad({
+        tier: "hybrid",
+        gpuEnabled: true,
+        fallbackModel: "qwen2.5-coder-1.5b",
+        ocrCpuFallback: true,
+        cpuSize: "s-8vcpu-16gb",
+      });
       const spec = vllmCoderSpecs(hub).find((s) => s.node === "gpu-0")!;
       const bin = path.join(dir, "bin");
       mkdirSync(bin, { recursive: true });
       writeFileSync(path.join(bin, "vllm"), VLLM_STAND_IN);
       chmodSync(path.join(bin, "vllm"), 0o755);
       const [file, ...args] = [...spec.entrypoint!, ...spec.command];
-      gpu = ManagedProcess.start("gpu-0 coder (stand-in vllm)", file, args, { env: { PATH: `${bin}:/usr/bin:/bin`, TMPDIR: dir, STAND_IN_PORT: String(rig.gpuPorts.coder), ...spec.env } });
-      await waitFor("the GPU stand-in to answer", async () => (await fetch(`${rig.gpuUrl("coder")}/health`).catch(() => undefined))?.status === 200, 30_000, { context: () => gpu!.tail() });
+      gpu = ManagedProcess.start("gpu-0 coder (stand-in vllm)", file, args, {
+        env: { PATH: `${bin}:/usr/bin:/bin`, TMPDIR: dir, STAND_IN_PORT: String(rig.gpuPorts.coder), ...spec.env },
+      });
+      await waitFor(
+        "the GPU stand-in to answer",
+        async () => (await fetch(`${rig.gpuUrl("coder")}/health`).catch(() => undefined))?.status === 200,
+        30_000,
+        { context: () => gpu!.tail() },
+      );
     };
 
     beforeAll(async () => {
@@ -124,12 +158,18 @@ describe.skipIf(Boolean(missing))("X-Hub-Backend names the backend that answered
 
     it("the container's start wrote the middleware module where only it is importable", () => {
       const written = path.join(dir, "hub-python", "hub_backend_header.py");
-      expect(readFileSync(written, "utf8")).toBe(readFileSync(path.join(__dirname, "../services/launchers/hub_backend_header.py"), "utf8"));
+      expect(readFileSync(written, "utf8")).toBe(
+        readFileSync(path.join(__dirname, "../services/launchers/hub_backend_header.py"), "utf8"),
+      );
     });
 
     it("GPU off: the fallback answers, with no X-Hub-Backend (no GPU name)", async () => {
       rig.writeRoutes("gpu-off");
-      await waitFor("the GPU-off routes", async () => (await ask()).headers["x-stand-in"]?.toString().startsWith("llama.cpp") === true, 15_000);
+      await waitFor(
+        "the GPU-off routes",
+        async () => (await ask()).headers["x-stand-in"]?.toString().startsWith("llama.cpp") === true,
+        15_000,
+      );
       const r = await ask();
       expect(r.status).toBe(200);
       expect(r.headers[BACKEND_HEADER.toLowerCase()]).toBeUndefined();
@@ -140,7 +180,11 @@ describe.skipIf(Boolean(missing))("X-Hub-Backend names the backend that answered
 
     it("GPU on: the replica answers, named gpu-0, plain and streamed, on every coder path", async () => {
       rig.writeRoutes("gpu-on");
-      await waitFor("the GPU to answer through the gateway", async () => (await ask()).headers[BACKEND_HEADER.toLowerCase()] === "gpu-0", 20_000);
+      await waitFor(
+        "the GPU to answer through the gateway",
+        async () => (await ask()).headers[BACKEND_HEADER.toLowerCase()] === "gpu-0",
+        20_000,
+      );
       const plain = await ask();
       expect(plain.status).toBe(200);
       expect(plain.json.choices[0].message.content).toBe("ok");
@@ -150,20 +194,31 @@ describe.skipIf(Boolean(missing))("X-Hub-Backend names the backend that answered
       expect(streamed.headers["content-type"]).toMatch(/^text\/event-stream/);
       expect(streamed.text).toContain("[DONE]");
       expect(streamed.headers[BACKEND_HEADER.toLowerCase()]).toBe("gpu-0");
-      const models = await rig.request({ path: "/v1/models", headers: { authorization: `Bearer ${rig.keys.dev.key}` } });
+      const models = await rig.request({
+        path: "/v1/models",
+        headers: { authorization: `Bearer ${rig.keys.dev.key}` },
+      });
       expect(models.headers[BACKEND_HEADER.toLowerCase()]).toBe("gpu-0");
     });
 
     it("the replica down while still in the routes: the failover's answers carry no GPU name", async () => {
       await gpu!.stop();
       // Traefik's health check (every 10 s) takes the replica out; until then a request may get a 502.
-      await waitFor("the failover to the fallback", async () => (await ask()).headers["x-stand-in"]?.toString().startsWith("llama.cpp") === true, 30_000);
+      await waitFor(
+        "the failover to the fallback",
+        async () => (await ask()).headers["x-stand-in"]?.toString().startsWith("llama.cpp") === true,
+        30_000,
+      );
       const r = await ask();
       expect(r.status).toBe(200);
       expect(r.headers["x-stand-in"]).toMatch(/^llama\.cpp/);
       expect(r.headers[BACKEND_HEADER.toLowerCase()]).toBeUndefined();
       await startGpu();
-      await waitFor("the replica back", async () => (await ask()).headers[BACKEND_HEADER.toLowerCase()] === "gpu-0", 30_000);
+      await waitFor(
+        "the replica back",
+        async () => (await ask()).headers[BACKEND_HEADER.toLowerCase()] === "gpu-0",
+        30_000,
+      );
     }, 90_000);
   });
 
@@ -171,14 +226,21 @@ describe.skipIf(Boolean(missing))("X-Hub-Backend names the backend that answered
     let rig: GatewayRig;
     beforeAll(async () => {
       // Without the controller, so the errors nginx answers (the controller's own answer: test/controller-gateway.test.ts).
-      rig = await GatewayRig.start({ settings: { fallbackModel: "none", autoscaler: false }, keys: { dev: { scopes: ["llm"] } } });
+      rig = await GatewayRig.start({
+        settings: { fallbackModel: "none", autoscaler: false },
+        keys: { dev: { scopes: ["llm"] } },
+      });
     }, 120_000);
     afterAll(async () => {
       await rig?.stop();
     });
 
     it("GPU off: 503 in OpenAI's error shape, with Retry-After, named gpu-off", async () => {
-      const r = await rig.request({ path: "/v1/chat/completions", body: chat(), headers: { ...json, authorization: `Bearer ${rig.keys.dev.key}` } });
+      const r = await rig.request({
+        path: "/v1/chat/completions",
+        body: chat(),
+        headers: { ...json, authorization: `Bearer ${rig.keys.dev.key}` },
+      });
       expect(r.status).toBe(503);
       expect(r.headers["content-type"]).toMatch(/^application\/json/);
       expect(r.json.error).toMatchObject({ code: "gpu_off", type: expect.any(String), message: expect.any(String) });

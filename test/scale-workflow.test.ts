@@ -31,7 +31,11 @@ interface Job {
   readonly env?: Record<string, string>;
   readonly steps: readonly Step[];
 }
-const workflow = (file: string) => parse(text(file)) as { on: Record<string, { inputs?: Record<string, { type: string; required?: boolean; options?: string[] }> }>; jobs: Record<string, Job> };
+const workflow = (file: string) =>
+  parse(text(file)) as {
+    on: Record<string, { inputs?: Record<string, { type: string; required?: boolean; options?: string[] }> }>;
+    jobs: Record<string, Job>;
+  };
 const autoscale = workflow("autoscale.yml");
 const job = autoscale.jobs.scale;
 
@@ -64,18 +68,33 @@ describe("autoscale.yml", () => {
   it("runs in the deploy's environment and in the one concurrency group every pipeline of the stack shares", () => {
     const deploy = workflow("deploy.yml").jobs.up;
     expect(job.environment).toBe(deploy.environment!.replace("matrix.stack", "inputs.stack"));
-    expect(job.concurrency).toEqual({ group: deploy.concurrency!.group.replace("matrix.stack", "inputs.stack"), "cancel-in-progress": false });
+    expect(job.concurrency).toEqual({
+      group: deploy.concurrency!.group.replace("matrix.stack", "inputs.stack"),
+      "cancel-in-progress": false,
+    });
     const windows = Object.values(workflow("gpu-windows.yml").jobs)[0];
-    expect(windows.concurrency).toEqual({ group: job.concurrency!.group.replace("${{ inputs.stack }}", "hybrid"), "cancel-in-progress": false });
+    expect(windows.concurrency).toEqual({
+      group: job.concurrency!.group.replace("${{ inputs.stack }}", "hybrid"),
+      "cancel-in-progress": false,
+    });
     // The same secrets as the deploy, through env only.
     for (const name of ["PULUMI_ACCESS_TOKEN", "DIGITALOCEAN_TOKEN"]) expect(job.env![name]).toBe(deploy.env![name]);
-    expect(job.steps.find((s) => s.uses?.startsWith("webfactory/ssh-agent@"))?.with).toEqual({ "ssh-private-key": "${{ secrets.SSH_PRIVATE_KEY }}" });
+    expect(job.steps.find((s) => s.uses?.startsWith("webfactory/ssh-agent@"))?.with).toEqual({
+      "ssh-private-key": "${{ secrets.SSH_PRIVATE_KEY }}",
+    });
   });
 
   it("runs gpu scale with the contract's arguments, inputs reaching the shell only through env", () => {
     const scale = job.steps.at(-1)!;
-    expect(scale.run).toBe('npm run hub -- gpu scale "$NODES" --stack "$STACK" --reason "$REASON" ${DECISION_ID:+--decision-id "$DECISION_ID"}');
-    expect(job.env).toMatchObject({ STACK: "${{ inputs.stack }}", NODES: "${{ inputs.nodes }}", REASON: "${{ inputs.reason }}", DECISION_ID: "${{ inputs.decision_id }}" });
+    expect(scale.run).toBe(
+      'npm run hub -- gpu scale "$NODES" --stack "$STACK" --reason "$REASON" ${DECISION_ID:+--decision-id "$DECISION_ID"}',
+    );
+    expect(job.env).toMatchObject({
+      STACK: "${{ inputs.stack }}",
+      NODES: "${{ inputs.nodes }}",
+      REASON: "${{ inputs.reason }}",
+      DECISION_ID: "${{ inputs.decision_id }}",
+    });
     for (const step of job.steps) expect(step.run ?? "").not.toMatch(/\$\{\{/);
     // The CLI needs the Pulumi CLI on the PATH before it runs.
     expect(job.steps.findIndex((s) => s.uses?.startsWith("pulumi/actions@"))).toBeLessThan(job.steps.length - 1);
@@ -93,7 +112,11 @@ describe("autoscale.yml", () => {
 
   describe("its input check, run by bash, agrees with the hub command's own", () => {
     const check = job.steps.find((s) => s.name === "Check the inputs")!.run!;
-    const run = (env: Record<string, string>) => spawnSync("bash", ["-e", "-c", check], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env }, encoding: "utf8" });
+    const run = (env: Record<string, string>) =>
+      spawnSync("bash", ["-e", "-c", check], {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
+        encoding: "utf8",
+      });
     const good = { STACK: "hybrid", NODES: "1", REASON: "wake-on-demand", DECISION_ID: "d-2026-12-02T10:00:00Z-1" };
 
     it("passes what the controller sends, and an empty decision id", () => {
@@ -118,7 +141,13 @@ describe("autoscale.yml", () => {
         expect(r.stdout).toMatch(/::error::/);
         // The words the check refuses, the CLI refuses too.
         if (change.REASON !== undefined || change.DECISION_ID !== undefined) {
-          expect(requestProblem({ nodes: 1, reason: change.REASON ?? good.REASON, decisionId: change.DECISION_ID ?? good.DECISION_ID })).toBeDefined();
+          expect(
+            requestProblem({
+              nodes: 1,
+              reason: change.REASON ?? good.REASON,
+              decisionId: change.DECISION_ID ?? good.DECISION_ID,
+            }),
+          ).toBeDefined();
         }
       });
     }
@@ -130,7 +159,9 @@ describe("deploy.yml keeps the GPU as the stack runs it", () => {
     const steps = workflow("deploy.yml").jobs.up.steps;
     const at = (pred: (s: Step) => boolean) => steps.findIndex(pred);
     const keep = at((s) => s.run === 'npm run hub -- gpu keep --stack "$STACK"');
-    expect(keep).toBeGreaterThan(at((s) => s.uses?.startsWith("pulumi/actions@") === true && s.with?.command === undefined));
+    expect(keep).toBeGreaterThan(
+      at((s) => s.uses?.startsWith("pulumi/actions@") === true && s.with?.command === undefined),
+    );
     expect(keep).toBeLessThan(at((s) => s.run?.includes("gpu sync") === true));
     expect(keep).toBeLessThan(at((s) => s.with?.command === "up"));
   });

@@ -11,13 +11,18 @@ import { cfg, io, RecordingOps, step } from "./helpers/recording-ops";
 const NOW = Date.parse("2026-12-02T10:00:00Z");
 const HOUR = 3600_000;
 const k = (name: string) => `inference-hub:${name}`;
-const pinned = (nodes: number, until: string, extra: Record<string, string> = {}) => cfg({ tier: "hybrid", gpuEnabled: String(nodes > 0), gpuPinNodes: String(nodes), gpuPinUntil: until, ...extra });
+const pinned = (nodes: number, until: string, extra: Record<string, string> = {}) =>
+  cfg({ tier: "hybrid", gpuEnabled: String(nodes > 0), gpuPinNodes: String(nodes), gpuPinUntil: until, ...extra });
 
 describe("gpu scale N: the decision", () => {
   it("hybrid: 1 turns the GPU on, 0 turns it off and keeps gpuCount; the ceiling is written down", () => {
     const up = decideScale(cfg({ tier: "hybrid" }), { nodes: 1, reason: "wake-on-demand", decisionId: "d-1" }, NOW);
     expect(up.ok && up.changes).toEqual({ [k("gpuEnabled")]: "true", [k("gpuMaxNodes")]: "1" });
-    const down = decideScale(cfg({ tier: "hybrid", gpuEnabled: "true", gpuMaxNodes: "1" }), { nodes: 0, reason: "idle" }, NOW);
+    const down = decideScale(
+      cfg({ tier: "hybrid", gpuEnabled: "true", gpuMaxNodes: "1" }),
+      { nodes: 0, reason: "idle" },
+      NOW,
+    );
     expect(down.ok && down.changes).toEqual({ [k("gpuEnabled")]: "false" });
     expect(down.ok && down.after.gpu?.count).toBe(1);
   });
@@ -57,15 +62,30 @@ describe("gpu scale N: the decision", () => {
     const refused = decideScale(config, { nodes: 0, reason: "idle" }, NOW);
     expect(!refused.ok && refused.reason).toMatch(/pinned at 1 GPU node\(s\) until 2026-12-02T18:00:00Z.*--force/);
     const forced = decideScale(config, { nodes: 0, force: true }, NOW);
-    expect(forced.ok && forced.changes).toEqual({ [k("gpuEnabled")]: "false", [k("gpuPinNodes")]: null, [k("gpuPinUntil")]: null, [k("gpuMaxNodes")]: "1" });
+    expect(forced.ok && forced.changes).toEqual({
+      [k("gpuEnabled")]: "false",
+      [k("gpuPinNodes")]: null,
+      [k("gpuPinUntil")]: null,
+      [k("gpuMaxNodes")]: "1",
+    });
     // After the pin's end the same request passes and cleans the expired pin up.
     const later = decideScale(config, { nodes: 0 }, Date.parse("2026-12-02T18:00:01Z"));
-    expect(later.ok && later.changes).toMatchObject({ [k("gpuEnabled")]: "false", [k("gpuPinNodes")]: null, [k("gpuPinUntil")]: null });
+    expect(later.ok && later.changes).toMatchObject({
+      [k("gpuEnabled")]: "false",
+      [k("gpuPinNodes")]: null,
+      [k("gpuPinUntil")]: null,
+    });
   });
 
   it("words that reach logs and the update history are checked", () => {
-    expect(decideScale(cfg({ tier: "hybrid" }), { nodes: 1, reason: "$(curl evil)" }, NOW)).toMatchObject({ ok: false, reason: expect.stringContaining("--reason") });
-    expect(decideScale(cfg({ tier: "hybrid" }), { nodes: 1, decisionId: "a\nb" }, NOW)).toMatchObject({ ok: false, reason: expect.stringContaining("--decision-id") });
+    expect(decideScale(cfg({ tier: "hybrid" }), { nodes: 1, reason: "$(curl evil)" }, NOW)).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("--reason"),
+    });
+    expect(decideScale(cfg({ tier: "hybrid" }), { nodes: 1, decisionId: "a\nb" }, NOW)).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("--decision-id"),
+    });
     expect(decideScale(cfg({ tier: "hybrid" }), { nodes: 1.5 }, NOW)).toMatchObject({ ok: false });
   });
 });
@@ -81,11 +101,18 @@ describe("pins", () => {
 
   it("gpu on --for 8h sets the GPU on and the pin; the plan carries it as HubConfig.gpuPin", () => {
     const d = decidePin(cfg({ tier: "hybrid" }), true, 8 * HOUR, NOW);
-    expect(d.ok && d.changes).toEqual({ [k("gpuEnabled")]: "true", [k("gpuPinNodes")]: "1", [k("gpuPinUntil")]: "2026-12-02T18:00:00Z" });
+    expect(d.ok && d.changes).toEqual({
+      [k("gpuEnabled")]: "true",
+      [k("gpuPinNodes")]: "1",
+      [k("gpuPinUntil")]: "2026-12-02T18:00:00Z",
+    });
     expect(d.ok && d.after.gpuPin).toEqual({ nodes: 1, untilMs: NOW + 8 * HOUR });
     const off = decidePin(cfg({ tier: "hybrid", gpuEnabled: "true" }), false, 2 * HOUR, NOW);
     expect(off.ok && off.changes).toMatchObject({ [k("gpuEnabled")]: "false", [k("gpuPinNodes")]: "0" });
-    expect(decidePin(cfg({ tier: "gpu" }), false, HOUR, NOW)).toMatchObject({ ok: false, reason: expect.stringContaining("always on") });
+    expect(decidePin(cfg({ tier: "gpu" }), false, HOUR, NOW)).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("always on"),
+    });
   });
 
   it("plan-time checks: both keys or neither, a GPU tier, the count the stack runs, a real UTC instant", () => {
@@ -94,34 +121,60 @@ describe("pins", () => {
       return r.ok ? [] : r.problems.map((p) => `${p.keys.join(",")}: ${p.message}`);
     };
     expect(problems({ tier: "hybrid", gpuPinNodes: 1 })).toEqual([expect.stringContaining("needs both")]);
-    expect(problems({ tier: "cpu", gpuPinNodes: 0, gpuPinUntil: "2026-12-02T18:00:00Z" })).toEqual([expect.stringContaining("nothing to pin")]);
-    expect(problems({ tier: "hybrid", gpuEnabled: false, gpuPinNodes: 1, gpuPinUntil: "2026-12-02T18:00:00Z" })).toEqual([expect.stringMatching(/gpuEnabled is false.*against the stack file/)]);
+    expect(problems({ tier: "cpu", gpuPinNodes: 0, gpuPinUntil: "2026-12-02T18:00:00Z" })).toEqual([
+      expect.stringContaining("nothing to pin"),
+    ]);
+    expect(
+      problems({ tier: "hybrid", gpuEnabled: false, gpuPinNodes: 1, gpuPinUntil: "2026-12-02T18:00:00Z" }),
+    ).toEqual([expect.stringMatching(/gpuEnabled is false.*against the stack file/)]);
     for (const bad of ["2026-12-02 18:00", "2026-12-02T18:00:00+01:00", "2026-02-30T10:00:00Z", "tomorrow"]) {
-      expect(problems({ tier: "hybrid", gpuEnabled: true, gpuPinNodes: 1, gpuPinUntil: bad })[0], bad).toMatch(/^gpuPinUntil: /);
+      expect(problems({ tier: "hybrid", gpuEnabled: true, gpuPinNodes: 1, gpuPinUntil: bad })[0], bad).toMatch(
+        /^gpuPinUntil: /,
+      );
     }
-    expect(problems({ tier: "hybrid", gpuEnabled: true, gpuPinNodes: 1, gpuPinUntil: "2026-12-02T18:00:00Z" })).toEqual([]);
+    expect(problems({ tier: "hybrid", gpuEnabled: true, gpuPinNodes: 1, gpuPinUntil: "2026-12-02T18:00:00Z" })).toEqual(
+      [],
+    );
   });
 
   it("an expired pin is ignored: the plan warns, and a mismatch no longer matters", () => {
-    const r = loadHubConfig(engineConfig({ tier: "hybrid", gpuEnabled: false, gpuPinNodes: 1, gpuPinUntil: "2026-12-01T18:00:00Z" }), [], [], NOW);
+    const r = loadHubConfig(
+      engineConfig({ tier: "hybrid", gpuEnabled: false, gpuPinNodes: 1, gpuPinUntil: "2026-12-01T18:00:00Z" }),
+      [],
+      [],
+      NOW,
+    );
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(r.config.warnings.map((w) => w.message)).toContainEqual(expect.stringContaining("expired at 2026-12-01T18:00:00Z; it is ignored"));
+    expect(r.config.warnings.map((w) => w.message)).toContainEqual(
+      expect.stringContaining("expired at 2026-12-01T18:00:00Z; it is ignored"),
+    );
     expect(r.config.gpuPin).toEqual({ nodes: 1, untilMs: Date.parse("2026-12-01T18:00:00Z") });
   });
 
   it("the windows' gpu sync leaves a pinned GPU alone until the pin ends, then follows the windows", () => {
-    const config = pinned(0, "2026-12-02T12:00:00Z", { gpuWindows: JSON.stringify(["mon-fri 09:00-17:00 UTC"]), budgetUsd: "1000" });
+    const config = pinned(0, "2026-12-02T12:00:00Z", {
+      gpuWindows: JSON.stringify(["mon-fri 09:00-17:00 UTC"]),
+      budgetUsd: "1000",
+    });
     const during = decideGpuSync(config, new Date(NOW));
     expect(during.ok && during.changes).toEqual({});
     expect(during.ok && during.summary).toContain("pinned at 0 node(s)");
     const after = decideGpuSync(config, new Date("2026-12-02T12:30:00Z"));
-    expect(after.ok && after.changes).toEqual({ [k("gpuEnabled")]: "true", [k("gpuPinNodes")]: null, [k("gpuPinUntil")]: null });
+    expect(after.ok && after.changes).toEqual({
+      [k("gpuEnabled")]: "true",
+      [k("gpuPinNodes")]: null,
+      [k("gpuPinUntil")]: null,
+    });
   });
 
   it("a plain gpu on|off replaces the pin; unpin removes it even when the pin is what the checks refuse", () => {
     const on = decideGpu(pinned(0, "2026-12-02T12:00:00Z"), true, NOW);
-    expect(on.ok && on.changes).toEqual({ [k("gpuEnabled")]: "true", [k("gpuPinNodes")]: null, [k("gpuPinUntil")]: null });
+    expect(on.ok && on.changes).toEqual({
+      [k("gpuEnabled")]: "true",
+      [k("gpuPinNodes")]: null,
+      [k("gpuPinUntil")]: null,
+    });
     const broken = cfg({ tier: "hybrid", gpuEnabled: "false", gpuPinNodes: "1", gpuPinUntil: "2026-12-02T12:00:00Z" });
     expect(decideGpu(broken, false, NOW).ok).toBe(false);
     const unpin = decideUnpin(broken, NOW);
@@ -132,7 +185,9 @@ describe("pins", () => {
 
 describe("gpu scale against a recording Pulumi", () => {
   it("sets the config, previews, applies with the decision in the update message, and prints the reason", async () => {
-    const ops = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "false", gpuMaxNodes: "1" }), [step("create", T.droplet, "gpu-0-droplet")]);
+    const ops = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "false", gpuMaxNodes: "1" }), [
+      step("create", T.droplet, "gpu-0-droplet"),
+    ]);
     const { lines, io: out } = io();
     await scaleCommand(ops, { nodes: 1, reason: "wake-on-demand", decisionId: "d-42" }, out, new Date(NOW));
     expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "preview", "up"]);
@@ -159,14 +214,27 @@ describe("gpu scale against a recording Pulumi", () => {
     runner.deployedNodes = { cpu: {}, "gpu-0": {} };
     runner.deployedPin = { nodes: 1, until: "2026-12-02T18:00:00Z" };
     const { lines, io: out } = io();
-    await expect(scaleCommand(runner, { nodes: 0, reason: "idle", decisionId: "d-9" }, out, new Date(NOW))).rejects.toThrow(/pinned at 1 GPU node\(s\) until 2026-12-02T18:00:00Z/);
-    expect(runner.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "set inference-hub:gpuPinNodes=1", "set inference-hub:gpuPinUntil=2026-12-02T18:00:00Z"]);
+    await expect(
+      scaleCommand(runner, { nodes: 0, reason: "idle", decisionId: "d-9" }, out, new Date(NOW)),
+    ).rejects.toThrow(/pinned at 1 GPU node\(s\) until 2026-12-02T18:00:00Z/);
+    expect(runner.calls).toEqual([
+      "getConfig",
+      "set inference-hub:gpuEnabled=true",
+      "set inference-hub:gpuPinNodes=1",
+      "set inference-hub:gpuPinUntil=2026-12-02T18:00:00Z",
+    ]);
     expect(lines.join("\n")).toContain("the stack runs 1 GPU node(s), pinned at 1 until 2026-12-02T18:00:00Z");
     // Without the pin the same request turns the GPU off, where the committed file alone would say "already 0".
     const unpinned = new RecordingOps(cfg({ tier: "hybrid", gpuEnabled: "false", gpuMaxNodes: "1" }));
     unpinned.deployedNodes = { cpu: {}, "gpu-0": {} };
     await scaleCommand(unpinned, { nodes: 0, reason: "idle" }, io().io, new Date(NOW));
-    expect(unpinned.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "set inference-hub:gpuEnabled=false", "preview", "up"]);
+    expect(unpinned.calls).toEqual([
+      "getConfig",
+      "set inference-hub:gpuEnabled=true",
+      "set inference-hub:gpuEnabled=false",
+      "preview",
+      "up",
+    ]);
   });
 
   it("gpu keep: config only, and nothing before a first deploy", async () => {
@@ -183,9 +251,15 @@ describe("gpu scale against a recording Pulumi", () => {
 
   it("a scale-down whose preview would delete a model-cache volume is refused and the config restored", async () => {
     const before = cfg({ tier: "gpu", gpuCount: "2", gpuMaxNodes: "2", budgetUsd: "6000" });
-    const ops = new RecordingOps({ ...before }, [step("delete", T.droplet, "gpu-1-droplet", "gpu"), step("delete", T.volume, "storage-model-cache-1", "gpu")], "gpu");
+    const ops = new RecordingOps(
+      { ...before },
+      [step("delete", T.droplet, "gpu-1-droplet", "gpu"), step("delete", T.volume, "storage-model-cache-1", "gpu")],
+      "gpu",
+    );
     ops.deployedNodes = { cpu: {}, "gpu-0": {}, "gpu-1": {} };
-    await expect(scaleCommand(ops, { nodes: 1 }, io().io, new Date(NOW))).rejects.toThrow(/volume.*storage-model-cache-1/);
+    await expect(scaleCommand(ops, { nodes: 1 }, io().io, new Date(NOW))).rejects.toThrow(
+      /volume.*storage-model-cache-1/,
+    );
     expect(ops.calls).not.toContain("up");
     expect(ops.config).toEqual(before);
   });
@@ -193,7 +267,14 @@ describe("gpu scale against a recording Pulumi", () => {
   it("gpu on --for and gpu status through the command", async () => {
     const ops = new RecordingOps(cfg({ tier: "hybrid" }));
     await gpuCommand(ops, "on", io().io, undefined, new Date(NOW), { pinMs: 8 * HOUR });
-    expect(ops.calls).toEqual(["getConfig", "set inference-hub:gpuEnabled=true", "set inference-hub:gpuPinNodes=1", "set inference-hub:gpuPinUntil=2026-12-02T18:00:00Z", "preview", "up"]);
+    expect(ops.calls).toEqual([
+      "getConfig",
+      "set inference-hub:gpuEnabled=true",
+      "set inference-hub:gpuPinNodes=1",
+      "set inference-hub:gpuPinUntil=2026-12-02T18:00:00Z",
+      "preview",
+      "up",
+    ]);
     const status = io();
     await gpuCommand(ops, "status", status.io, undefined, new Date(NOW));
     expect(status.lines[1]).toBe("pinned at 1 GPU node(s) until 2026-12-02T18:00:00Z: the autoscaler leaves it alone");
@@ -258,6 +339,8 @@ describe("drain before destroy: scaling gpu from 2 nodes to 1, under Pulumi's mo
       const volume = run.one(T.volume, "storage-model-cache-1");
       expect(volume.options.protect && volume.options.retainOnDelete).toBe(true);
     }
-    expect(one.one(T.volume, "storage-model-cache-1").inputs).toEqual(two.one(T.volume, "storage-model-cache-1").inputs);
+    expect(one.one(T.volume, "storage-model-cache-1").inputs).toEqual(
+      two.one(T.volume, "storage-model-cache-1").inputs,
+    );
   }, 120_000);
 });

@@ -8,10 +8,16 @@ const deployer = testKeyPair("secrets-deployer");
 describe("secrets never appear in clear text", () => {
   for (const tier of ["cpu", "hybrid", "gpu"]) {
     it(`${tier}: the deployer key and every host key reach their consumers only as Pulumi secrets`, async () => {
-      const run = await runProgram({ tier, gpuEnabled: tier !== "cpu", sshPublicKey: deployer.publicKey }, { secrets: { sshPrivateKey: deployer.privateKey } });
+      const run = await runProgram(
+        { tier, gpuEnabled: tier !== "cpu", sshPublicKey: deployer.publicKey },
+        { secrets: { sshPrivateKey: deployer.privateKey } },
+      );
       const droplets = run.byType(T.droplet);
       // Each droplet's real user data carries its own private host key.
-      const hostKeys = droplets.map((d) => (parse(String(d.rawInputs.userData)) as { ssh_keys: { ed25519_private: string } }).ssh_keys.ed25519_private);
+      const hostKeys = droplets.map(
+        (d) =>
+          (parse(String(d.rawInputs.userData)) as { ssh_keys: { ed25519_private: string } }).ssh_keys.ed25519_private,
+      );
       expect(hostKeys.length).toBe(tier === "cpu" ? 1 : 2);
       expect(new Set(hostKeys).size).toBe(hostKeys.length);
       const markers = [keyBodyLine(deployer.privateKey), ...hostKeys.map(keyBodyLine)];
@@ -25,7 +31,10 @@ describe("secrets never appear in clear text", () => {
       }
       for (const d of droplets) expect(d.inputs.userData, d.name).toBe("[secret]");
       // The plan's cloud-init shows where the host key goes, as a marker.
-      for (const a of run.artifacts.filter((x) => x.kind === "cloud-init")) expect((parse(a.content) as { ssh_keys: { ed25519_private: string } }).ssh_keys.ed25519_private).toBe("[secret]");
+      for (const a of run.artifacts.filter((x) => x.kind === "cloud-init"))
+        expect((parse(a.content) as { ssh_keys: { ed25519_private: string } }).ssh_keys.ed25519_private).toBe(
+          "[secret]",
+        );
 
       // ... yet the deployer key does reach every SSH connection, wrapped as a secret.
       const commands = run.byType(T.command);
@@ -37,7 +46,8 @@ describe("secrets never appear in clear text", () => {
         expect(JSON.stringify(c.rawInputs)).toContain(keyBodyLine(deployer.privateKey));
       }
       // The Docker provider gets a path to the key file, never the key.
-      for (const p of run.byType("pulumi:providers:docker").filter((x) => x.inputs.host)) expect(JSON.stringify(p.rawInputs)).not.toContain(keyBodyLine(deployer.privateKey));
+      for (const p of run.byType("pulumi:providers:docker").filter((x) => x.inputs.host))
+        expect(JSON.stringify(p.rawInputs)).not.toContain(keyBodyLine(deployer.privateKey));
     });
   }
 

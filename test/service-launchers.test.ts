@@ -17,7 +17,8 @@ import { mustLoad } from "./helpers/load";
 
 const STAND_INS = path.join(__dirname, "fixtures/launcher-stand-ins");
 const DEBIAN_PYTHON = "/usr/bin/python3";
-const PYTHON_READY = spawnSync(DEBIAN_PYTHON, ["-c", "import fastapi, multipart, uvicorn, flask"], { encoding: "utf8" }).status === 0;
+const PYTHON_READY =
+  spawnSync(DEBIAN_PYTHON, ["-c", "import fastapi, multipart, uvicorn, flask"], { encoding: "utf8" }).status === 0;
 const KEY = "stand-in-internal-key";
 
 const work = mkdtempSync(path.join(tmpdir(), "launchers-"));
@@ -45,7 +46,11 @@ afterEach(() => {
   for (const child of running.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
 });
 
-function start(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string): { child: ChildProcess; output: () => string } {
+function start(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): { child: ChildProcess; output: () => string } {
   const [file, ...rest] = argv;
   const child = spawn(file, rest, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
@@ -63,10 +68,16 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function waitForHttp(url: string, headers: Record<string, string>, started: { child: ChildProcess; output: () => string }, timeoutMs = 20_000): Promise<void> {
+async function waitForHttp(
+  url: string,
+  headers: Record<string, string>,
+  started: { child: ChildProcess; output: () => string },
+  timeoutMs = 20_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (started.child.exitCode !== null) throw new Error(`the server exited (${started.child.exitCode}):\n${started.output()}`);
+    if (started.child.exitCode !== null)
+      throw new Error(`the server exited (${started.child.exitCode}):\n${started.output()}`);
     try {
       if ((await fetch(url, { headers })).ok) return;
     } catch {
@@ -82,9 +93,12 @@ function syntaxProblems(script: string): string {
   return r.status === 0 ? "" : r.stderr;
 }
 
-it.runIf(!PYTHON_READY && Boolean(process.env.CI))("Debian's python3-fastapi, python3-multipart, python3-uvicorn and python3-flask are installed (required in CI)", () => {
-  expect(PYTHON_READY).toBe(true);
-});
+it.runIf(!PYTHON_READY && Boolean(process.env.CI))(
+  "Debian's python3-fastapi, python3-multipart, python3-uvicorn and python3-flask are installed (required in CI)",
+  () => {
+    expect(PYTHON_READY).toBe(true);
+  },
+);
 
 describe.skipIf(!PYTHON_READY)("speaches start script (speaches and huggingface_hub are stand-ins)", () => {
   const hub = mustLoad({ tier: "gpu", sttModel: "small" });
@@ -99,7 +113,10 @@ describe.skipIf(!PYTHON_READY)("speaches start script (speaches and huggingface_
     mkdirSync(cwd, { recursive: true });
     mkdirSync(path.join(dir, "tmp"), { recursive: true });
     // upstream's own aliases file, as the image ships it (model_aliases.json at v0.8.3)
-    writeFileSync(path.join(cwd, "model_aliases.json"), JSON.stringify({ "tts-1": "speaches-ai/Kokoro-82M-v1.0-ONNX", "whisper-1": "Systran/faster-whisper-large-v3" }));
+    writeFileSync(
+      path.join(cwd, "model_aliases.json"),
+      JSON.stringify({ "tts-1": "speaches-ai/Kokoro-82M-v1.0-ONNX", "whisper-1": "Systran/faster-whisper-large-v3" }),
+    );
     const port = await freePort();
     const env = {
       ...spec.env,
@@ -121,11 +138,19 @@ describe.skipIf(!PYTHON_READY)("speaches start script (speaches and huggingface_
         .split("\n")
         .filter(Boolean)
         .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const post = async (endpoint: "transcriptions" | "translations", model: string | undefined, audio = "spoken words") => {
+    const post = async (
+      endpoint: "transcriptions" | "translations",
+      model: string | undefined,
+      audio = "spoken words",
+    ) => {
       const form = new FormData();
       if (audio) form.append("file", new Blob([audio], { type: "audio/wav" }), "a.wav");
       if (model !== undefined) form.append("model", model);
-      const response = await fetch(`${base}/v1/audio/${endpoint}`, { method: "POST", body: form, headers: { Authorization: `Bearer ${KEY}` } });
+      const response = await fetch(`${base}/v1/audio/${endpoint}`, {
+        method: "POST",
+        body: form,
+        headers: { Authorization: `Bearer ${KEY}` },
+      });
       return { status: response.status, body: (await response.json()) as Record<string, any> };
     };
     return { cwd, events, post };
@@ -137,7 +162,14 @@ describe.skipIf(!PYTHON_READY)("speaches start script (speaches and huggingface_
 
   it("the stand-in reproduces the defect when started as the image's CMD: translations download any model", async () => {
     // Preload by hand, as nothing else would; then upstream's CMD with no launcher and no offline mode.
-    const { post, events } = await run(["/bin/sh", "-c", `python3 -c 'from huggingface_hub import snapshot_download; snapshot_download("${repo}")' && exec uvicorn --factory speaches.main:create_app`], "upstream");
+    const { post, events } = await run(
+      [
+        "/bin/sh",
+        "-c",
+        `python3 -c 'from huggingface_hub import snapshot_download; snapshot_download("${repo}")' && exec uvicorn --factory speaches.main:create_app`,
+      ],
+      "upstream",
+    );
     expect((await post("transcriptions", "whisper-1")).status).toBe(404); // large-v3, never fetched
     expect((await post("translations", "someone/huge-model")).status).toBe(200);
     expect(events()).toContainEqual({ call: "downloaded", repo: "someone/huge-model" });
@@ -161,7 +193,11 @@ describe.skipIf(!PYTHON_READY)("speaches start script (speaches and huggingface_
       for (const model of ["Systran/faster-whisper-large-v3", "someone/huge-model", "base"]) {
         const answer = await post(endpoint, model);
         expect(answer.status, `${endpoint} ${model}`).toBe(400);
-        expect(answer.body.error).toMatchObject({ type: "invalid_request_error", param: "model", code: "model_not_found" });
+        expect(answer.body.error).toMatchObject({
+          type: "invalid_request_error",
+          param: "model",
+          code: "model_not_found",
+        });
         expect(answer.body.error.message).toContain(`'${model}'`);
         expect(answer.body.error.message).toContain("'whisper-1'");
         expect(answer.body.error.message).toContain(`'${repo}'`);
@@ -213,12 +249,22 @@ describe.skipIf(!PYTHON_READY)("Coqui start script (tts-server is a stand-in)", 
     const base = `http://127.0.0.1:${port}`;
     await waitForHttp(`${base}/`, {}, started);
     // One probe per documented format, before the server listened.
-    expect(readFileSync(log, "utf8").trim().split("\n")).toEqual(["mp3", "opus", "aac", "flac", "wav", "pcm"].map((f) => `synthesize ${f} 'Ready.'`));
+    expect(readFileSync(log, "utf8").trim().split("\n")).toEqual(
+      ["mp3", "opus", "aac", "flac", "wav", "pcm"].map((f) => `synthesize ${f} 'Ready.'`),
+    );
     expect(started.output()).toContain("response formats available: flac, wav, pcm");
 
     const speak = async (body: Record<string, unknown>) => {
-      const response = await fetch(`${base}/v1/audio/speech`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ input: "Hello there.", ...body }) });
-      return { status: response.status, type: response.headers.get("content-type") ?? "", bytes: Buffer.from(await response.arrayBuffer()) };
+      const response = await fetch(`${base}/v1/audio/speech`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ input: "Hello there.", ...body }),
+      });
+      return {
+        status: response.status,
+        type: response.headers.get("content-type") ?? "",
+        bytes: Buffer.from(await response.arrayBuffer()),
+      };
     };
     expect((await speak({ response_format: "wav" })).bytes.subarray(0, 4).toString()).toBe("RIFF");
     expect((await speak({ response_format: "flac" })).bytes.subarray(0, 4).toString()).toBe("fLaC");
@@ -229,67 +275,89 @@ describe.skipIf(!PYTHON_READY)("Coqui start script (tts-server is a stand-in)", 
       expect(answer.status, String(format)).toBe(400);
       expect(answer.type).toContain("application/json");
       const error = JSON.parse(answer.bytes.toString()).error;
-      expect(error).toMatchObject({ type: "invalid_request_error", param: "response_format", code: "unsupported_response_format" });
+      expect(error).toMatchObject({
+        type: "invalid_request_error",
+        param: "response_format",
+        code: "unsupported_response_format",
+      });
       expect(error.message).toMatch(/use one of: flac, wav, pcm\.$/);
     }
     // Refused formats never reached the synthesizer.
-    expect(readFileSync(log, "utf8").trim().split("\n").slice(6)).toEqual(["synthesize wav 'Hello there.'", "synthesize flac 'Hello there.'", "synthesize pcm 'Hello there.'"]);
+    expect(readFileSync(log, "utf8").trim().split("\n").slice(6)).toEqual([
+      "synthesize wav 'Hello there.'",
+      "synthesize flac 'Hello there.'",
+      "synthesize pcm 'Hello there.'",
+    ]);
   });
 });
 
-describe.skipIf(!PYTHON_READY)("DeepSeek-OCR waits for the coder's /health before starting vLLM (vllm is a stand-in)", () => {
-  const spec = deepSeekOcrSpecs(mustLoad({ tier: "gpu" }))[0];
+describe.skipIf(!PYTHON_READY)(
+  "DeepSeek-OCR waits for the coder's /health before starting vLLM (vllm is a stand-in)",
+  () => {
+    const spec = deepSeekOcrSpecs(mustLoad({ tier: "gpu" }))[0];
 
-  /** A /health that answers 503 `unhealthyFor` times, then 200; counts requests. */
-  async function healthServer(unhealthyFor: number): Promise<{ server: Server; url: string; hits: () => number }> {
-    let hits = 0;
-    const server = createServer((_request, response) => {
-      hits += 1;
-      response.writeHead(hits > unhealthyFor ? 200 : 503).end();
+    /** A /health that answers 503 `unhealthyFor` times, then 200; counts requests. */
+    async function healthServer(unhealthyFor: number): Promise<{ server: Server; url: string; hits: () => number }> {
+      let hits = 0;
+      const server = createServer((_request, response) => {
+        hits += 1;
+        response.writeHead(hits > unhealthyFor ? 200 : 503).end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/health`, hits: () => hits };
+    }
+
+    function runWrapper(url: string, name: string) {
+      const dir = path.join(work, name);
+      mkdirSync(dir, { recursive: true });
+      const argsFile = path.join(dir, "vllm-args");
+      const started = start(
+        argvOf(spec),
+        {
+          ...spec.env,
+          HUB_WAIT_FOR_HEALTH_URL: url,
+          HUB_WAIT_POLL_SECONDS: "0.05",
+          VLLM_ARGS_FILE: argsFile,
+          PATH: `${shims(path.join(dir, "bin"))}:${process.env.PATH}`,
+        },
+        dir,
+      );
+      return { started, argsFile };
+    }
+
+    it("is valid sh, and points at the coder on the node's Docker network", () => {
+      expect(syntaxProblems(spec.entrypoint![2])).toBe("");
+      expect(spec.entrypoint?.slice(0, 2)).toEqual(["/bin/sh", "-c"]);
+      expect(spec.env.HUB_WAIT_FOR_HEALTH_URL).toBe("http://coder:8000/health");
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/health`, hits: () => hits };
-  }
 
-  function runWrapper(url: string, name: string) {
-    const dir = path.join(work, name);
-    mkdirSync(dir, { recursive: true });
-    const argsFile = path.join(dir, "vllm-args");
-    const started = start(argvOf(spec), { ...spec.env, HUB_WAIT_FOR_HEALTH_URL: url, HUB_WAIT_POLL_SECONDS: "0.05", VLLM_ARGS_FILE: argsFile, PATH: `${shims(path.join(dir, "bin"))}:${process.env.PATH}` }, dir);
-    return { started, argsFile };
-  }
+    it("starts vLLM with exactly the spec's arguments once /health answers 200, not before", async () => {
+      const health = await healthServer(3);
+      try {
+        const { started, argsFile } = runWrapper(health.url, "turns-healthy");
+        const code = await new Promise<number | null>((resolve) => started.child.on("exit", resolve));
+        expect(code, started.output()).toBe(0);
+        expect(health.hits()).toBe(4);
+        // `vllm serve <args>`, as the image's ENTRYPOINT ["vllm", "serve"] would have run it.
+        expect(readFileSync(argsFile, "utf8").trimEnd().split("\n")).toEqual(["serve", ...spec.command]);
+      } finally {
+        health.server.close();
+      }
+    });
 
-  it("is valid sh, and points at the coder on the node's Docker network", () => {
-    expect(syntaxProblems(spec.entrypoint![2])).toBe("");
-    expect(spec.entrypoint?.slice(0, 2)).toEqual(["/bin/sh", "-c"]);
-    expect(spec.env.HUB_WAIT_FOR_HEALTH_URL).toBe("http://coder:8000/health");
-  });
-
-  it("starts vLLM with exactly the spec's arguments once /health answers 200, not before", async () => {
-    const health = await healthServer(3);
-    try {
-      const { started, argsFile } = runWrapper(health.url, "turns-healthy");
-      const code = await new Promise<number | null>((resolve) => started.child.on("exit", resolve));
-      expect(code, started.output()).toBe(0);
-      expect(health.hits()).toBe(4);
-      // `vllm serve <args>`, as the image's ENTRYPOINT ["vllm", "serve"] would have run it.
-      expect(readFileSync(argsFile, "utf8").trimEnd().split("\n")).toEqual(["serve", ...spec.command]);
-    } finally {
-      health.server.close();
-    }
-  });
-
-  it("keeps waiting while the coder is unhealthy", async () => {
-    const health = await healthServer(Number.POSITIVE_INFINITY);
-    try {
-      const { started, argsFile } = runWrapper(health.url, "never-healthy");
-      // Several refused looks (each one starts a Python interpreter: slow on a loaded machine).
-      for (const deadline = Date.now() + 15_000; health.hits() < 4 && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(health.hits()).toBeGreaterThanOrEqual(4);
-      expect(started.child.exitCode).toBeNull();
-      expect(existsSync(argsFile)).toBe(false);
-    } finally {
-      health.server.close();
-    }
-  });
-});
+    it("keeps waiting while the coder is unhealthy", async () => {
+      const health = await healthServer(Number.POSITIVE_INFINITY);
+      try {
+        const { started, argsFile } = runWrapper(health.url, "never-healthy");
+        // Several refused looks (each one starts a Python interpreter: slow on a loaded machine).
+        for (const deadline = Date.now() + 15_000; health.hits() < 4 && Date.now() < deadline; )
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(health.hits()).toBeGreaterThanOrEqual(4);
+        expect(started.child.exitCode).toBeNull();
+        expect(existsSync(argsFile)).toBe(false);
+      } finally {
+        health.server.close();
+      }
+    });
+  },
+);

@@ -2,7 +2,16 @@ import { describe, expect, it } from "vitest";
 import { coderSpecs } from "../services/coder";
 import { documentSpecs, doclingSpec } from "../services/documents";
 import { FORWARDING_TIMEOUTS } from "../services/gateway";
-import { COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, GRAFANA_IMAGE, IMAGES, LLAMA_CPP_SERVER_IMAGE, SPEACHES_CPU_IMAGE, VLLM_CUDA_IMAGE, VLLM_ROCM_IMAGE } from "../services/images";
+import {
+  COQUI_TTS_CPU_IMAGE,
+  DOCLING_SERVE_CPU_IMAGE,
+  GRAFANA_IMAGE,
+  IMAGES,
+  LLAMA_CPP_SERVER_IMAGE,
+  SPEACHES_CPU_IMAGE,
+  VLLM_CUDA_IMAGE,
+  VLLM_ROCM_IMAGE,
+} from "../services/images";
 import { grafanaSpec } from "../services/grafana";
 import { hubServiceSpecs } from "../services/index";
 import { embeddingsSpecs } from "../services/embeddings";
@@ -21,9 +30,18 @@ import { mustLoad } from "./helpers/load";
 import { vllmArgProblems } from "./helpers/vllm-reference";
 
 /** What this suite's files produce; the gateway and its error page come from services/gateway.ts. */
-const specsOf = (hub: HubConfig): ServiceSpec[] => [sttSpec(hub), ttsSpec(hub), ...coderSpecs(hub), ...documentSpecs(hub)];
+const specsOf = (hub: HubConfig): ServiceSpec[] => [
+  sttSpec(hub),
+  ttsSpec(hub),
+  ...coderSpecs(hub),
+  ...documentSpecs(hub),
+];
 /** With Grafana (test/dashboards.test.ts checks its spec): what the gateway can route to. */
-const routableSpecsOf = (hub: HubConfig): ServiceSpec[] => [...specsOf(hub), ...(hub.grafana ? [grafanaSpec(hub)] : []), ...embeddingsSpecs(hub)];
+const routableSpecsOf = (hub: HubConfig): ServiceSpec[] => [
+  ...specsOf(hub),
+  ...(hub.grafana ? [grafanaSpec(hub)] : []),
+  ...embeddingsSpecs(hub),
+];
 
 const CASES: readonly { readonly label: string; readonly settings: Record<string, unknown> }[] = [
   ...TIERS.map((tier) => ({ label: `${tier} preset`, settings: { tier } })),
@@ -31,7 +49,10 @@ const CASES: readonly { readonly label: string; readonly settings: Record<string
   { label: "hybrid, GPU off", settings: { tier: "hybrid", gpuEnabled: false } },
   { label: "gpu with a CPU OCR fallback", settings: { tier: "gpu", ocrCpuFallback: true, cpuSize: "c-8" } },
   { label: "gpu, two replicas", settings: { tier: "gpu", gpuCount: 2, budgetUsd: 6000 } },
-  { label: "AMD MI300X", settings: { tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" } },
+  {
+    label: "AMD MI300X",
+    settings: { tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" },
+  },
 ];
 const HUBS = CASES.map((c) => ({ ...c, hub: mustLoad(c.settings) }));
 
@@ -90,12 +111,28 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
   it("run exactly the placement's workloads, on its nodes, from the right images", () => {
     const expected = hub.nodes
       .filter((n) => n.active)
-      .flatMap((n) => n.workloads.filter((w) => w.role !== "gateway" && w.role !== "gatekeeper" && w.role !== "autoscaler" && !MONITORING_ROLES.includes(w.role) && w.role !== "grafana" && w.role !== "embeddings" && w.role !== "embedder").map((w) => key(n.name, w.role, expectedImage(hub, w.program))));
+      .flatMap((n) =>
+        n.workloads
+          .filter(
+            (w) =>
+              w.role !== "gateway" &&
+              w.role !== "gatekeeper" &&
+              w.role !== "autoscaler" &&
+              !MONITORING_ROLES.includes(w.role) &&
+              w.role !== "grafana" &&
+              w.role !== "embeddings" &&
+              w.role !== "embedder",
+          )
+          .map((w) => key(n.name, w.role, expectedImage(hub, w.program))),
+      );
     expect(specs.map((s) => key(s.node, s.name, s.image)).sort()).toEqual(expected.sort());
     // Names are unique per node: Docker would refuse a second container of the same name.
     expect(new Set(specs.map((s) => `${s.node}/${s.name}`)).size).toBe(specs.length);
     // Each spec says it runs the program the placement chose for its role.
-    for (const spec of specs) expect(spec.program, `${spec.node}/${spec.name}`).toBe(hub.nodes.find((n) => n.name === spec.node)!.workloads.find((w) => w.role === spec.role)!.program);
+    for (const spec of specs)
+      expect(spec.program, `${spec.node}/${spec.name}`).toBe(
+        hub.nodes.find((n) => n.name === spec.node)!.workloads.find((w) => w.role === spec.role)!.program,
+      );
   });
 
   it("answer every backend the gateway routes to, on its port and health path", () => {
@@ -130,7 +167,11 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
   });
 
   it("give vLLM a command vLLM 0.24.0 accepts, with the placed model first", () => {
-    const placed = new Map(hub.nodes.flatMap((n) => n.workloads.filter((w) => w.program === "vllm").map((w) => [`${n.name}/${w.role}`, w.model])));
+    const placed = new Map(
+      hub.nodes.flatMap((n) =>
+        n.workloads.filter((w) => w.program === "vllm").map((w) => [`${n.name}/${w.role}`, w.model]),
+      ),
+    );
     for (const s of specs.filter((x) => x.image === VLLM_CUDA_IMAGE || x.image === VLLM_ROCM_IMAGE)) {
       expect(vllmArgProblems(s.command), s.command.join(" ")).toEqual([]);
       expect(s.command[0]).toBe(placed.get(`${s.node}/${s.name}`));
@@ -198,7 +239,9 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
       expect(s.memoryLimitMiB, s.name).toBeGreaterThanOrEqual(Math.floor(placed.ramGiB! * MIB_PER_GIB));
     }
     // The kernel, Docker and the gateway keep their share too.
-    const reserved = (CPU_SERVICE_RAM.system.ramGiB + CPU_SERVICE_RAM.gateway.ramGiB + CPU_SERVICE_RAM.gatekeeper.ramGiB) * MIB_PER_GIB;
+    const reserved =
+      (CPU_SERVICE_RAM.system.ramGiB + CPU_SERVICE_RAM.gateway.ramGiB + CPU_SERVICE_RAM.gatekeeper.ramGiB) *
+      MIB_PER_GIB;
     const sum = cpuSpecs.reduce((total, s) => total + s.memoryLimitMiB!, 0);
     expect(sum + reserved).toBeLessThanOrEqual(hub.cpuNode.size.ramGiB * MIB_PER_GIB);
   });
@@ -222,7 +265,12 @@ describe.each(HUBS)("service specs: $label", ({ hub }) => {
       const threads = Number(argAfter(s.command, "--threads"));
       expect(threads).toBeGreaterThanOrEqual(1);
       expect(threads).toBeLessThan(vcpu);
-      const context = s.role === "coder-fallback" ? hub.fallbackCoder!.context : hub.coder.backend === "llama.cpp" ? hub.coder.context : NaN;
+      const context =
+        s.role === "coder-fallback"
+          ? hub.fallbackCoder!.context
+          : hub.coder.backend === "llama.cpp"
+            ? hub.coder.context
+            : NaN;
       expect(Number(argAfter(s.command, "--ctx-size"))).toBe(context);
       expect(s.env.LLAMA_CACHE && s.mounts.some((m) => m.containerPath === s.env.LLAMA_CACHE)).toBe(true);
     }
@@ -240,7 +288,13 @@ describe("cross-service properties", () => {
   });
 
   it("the AMD size runs the ROCm build of the same vLLM release", () => {
-    const hub = mustLoad({ tier: "gpu", region: "atl1", gpuSize: "gpu-mi300x1-192gb", ocrEngine: "docling", cpuSize: "c-8" });
+    const hub = mustLoad({
+      tier: "gpu",
+      region: "atl1",
+      gpuSize: "gpu-mi300x1-192gb",
+      ocrEngine: "docling",
+      cpuSize: "c-8",
+    });
     const gpuSpecs = coderSpecs(hub).filter((s) => s.gpu);
     expect(gpuSpecs.length).toBe(1);
     expect(gpuSpecs[0].image).toBe(VLLM_ROCM_IMAGE);
@@ -278,7 +332,11 @@ describe("cross-service properties", () => {
     expect(preload).toBeLessThan(offline);
     expect(offline).toBeLessThan(serve);
     expect(lines[aliases]).toContain('\'{"whisper-1":"Systran/faster-whisper-small"}\'');
-    expect(stt.env).toMatchObject({ WHISPER__INFERENCE_DEVICE: "cpu", WHISPER__COMPUTE_TYPE: "int8", HUB_STT_MODEL: "Systran/faster-whisper-small" });
+    expect(stt.env).toMatchObject({
+      WHISPER__INFERENCE_DEVICE: "cpu",
+      WHISPER__COMPUTE_TYPE: "int8",
+      HUB_STT_MODEL: "Systran/faster-whisper-small",
+    });
     expect(stt.mounts.map((m) => m.containerPath)).toEqual(["/home/ubuntu/.cache/huggingface/hub"]);
   });
 
@@ -339,12 +397,17 @@ describe("mount layout of every container", () => {
     const b = outer.split("/").filter(Boolean);
     return b.every((part, i) => a[i] === part);
   };
-  it.each(HUBS)("$label: no mount sits inside another (runc cannot create a mount point on a read-only mount)", ({ hub }) => {
-    const nested: string[] = [];
-    for (const spec of hubServiceSpecs(hub)) {
-      const paths = spec.mounts.map((m) => m.containerPath);
-      for (const [i, inner] of paths.entries()) for (const [j, outer] of paths.entries()) if (i !== j && within(inner, outer)) nested.push(`${spec.node}/${spec.name}: ${inner} inside ${outer}`);
-    }
-    expect(nested).toEqual([]);
-  });
+  it.each(HUBS)(
+    "$label: no mount sits inside another (runc cannot create a mount point on a read-only mount)",
+    ({ hub }) => {
+      const nested: string[] = [];
+      for (const spec of hubServiceSpecs(hub)) {
+        const paths = spec.mounts.map((m) => m.containerPath);
+        for (const [i, inner] of paths.entries())
+          for (const [j, outer] of paths.entries())
+            if (i !== j && within(inner, outer)) nested.push(`${spec.node}/${spec.name}: ${inner} inside ${outer}`);
+      }
+      expect(nested).toEqual([]);
+    },
+  );
 });

@@ -4,8 +4,14 @@ import { Controller, replay, ReplayModel, willWait } from "../simulator/replay";
 import { MODEL, POLICY, trace } from "./helpers/simulate";
 
 /** Holding in the simulator, on traces small enough to work out by hand (the model: test/helpers/simulate.ts). */
-const two = trace([[0, 1000, 0], [100, 1000, 0]]);
-const held = (seconds: number, maxRequests = 64, share = 1): ReplayModel => ({ ...MODEL, hold: { share, seconds, maxRequests, seed: 1 } });
+const two = trace([
+  [0, 1000, 0],
+  [100, 1000, 0],
+]);
+const held = (seconds: number, maxRequests = 64, share = 1): ReplayModel => ({
+  ...MODEL,
+  hold: { share, seconds, maxRequests, seed: 1 },
+});
 
 describe("holding while the GPU wakes, in the replay", () => {
   it("both requests wait for the wake and are served by the GPU; the node costs what it cost without holding", () => {

@@ -12,7 +12,10 @@ import { MODEL, POLICY, trace } from "./helpers/simulate";
  */
 describe("simulator arithmetic on hand-made traces", () => {
   // Two 1-second requests (1000 tokens at 1000 tokens/s), at 0 s and 100 s.
-  const two = trace([[0, 1000, 0], [100, 1000, 0]]);
+  const two = trace([
+    [0, 1000, 0],
+    [100, 1000, 0],
+  ]);
 
   it("oracle: one session from a billed cold start before the first request to the teardown after the last", () => {
     const o = oracle(two, MODEL);
@@ -61,16 +64,34 @@ describe("simulator arithmetic on hand-made traces", () => {
   it("oracle bridges a gap shorter than a restart and splits a longer one", () => {
     // Restart = 240 billed + 60 teardown = 300 s.
     // Gap 249 s (completion 1 to 250): bridged, [-240, 251 + 60] = 551 s.
-    expect(oracle(trace([[0, 1000, 0], [250, 1000, 0]]), MODEL).costUsd).toBeCloseTo(0.551, 9);
+    expect(
+      oracle(
+        trace([
+          [0, 1000, 0],
+          [250, 1000, 0],
+        ]),
+        MODEL,
+      ).costUsd,
+    ).toBeCloseTo(0.551, 9);
     // Gap 399 s: two sessions of [-240, 61] and [160, 461], 301 s each.
-    const split = oracle(trace([[0, 1000, 0], [400, 1000, 0]]), MODEL);
+    const split = oracle(
+      trace([
+        [0, 1000, 0],
+        [400, 1000, 0],
+      ]),
+      MODEL,
+    );
     expect(split.costUsd).toBeCloseTo(0.602, 9);
     expect(split.extra.sessions).toBe(2);
   });
 
   it("a replica queues work: waits, percentiles, and the gateway's 504 past the wait limit", () => {
     // Three 2-second requests at once: they start at 0, 2 and 4 s.
-    const burst = trace([[0, 2000, 0], [0, 1500, 500], [0, 2000, 0]]);
+    const burst = trace([
+      [0, 2000, 0],
+      [0, 1500, 500],
+      [0, 2000, 0],
+    ]);
     const o = oracle(burst, MODEL);
     expect(o.waitP50s).toBe(2);
     expect(o.waitP95s).toBe(4);
@@ -83,7 +104,15 @@ describe("simulator arithmetic on hand-made traces", () => {
 
   it("the seed's 40 h a month: Mondays 09:00-18:00 UTC", () => {
     // Day 0 is Monday 2026-01-05 00:00 UTC. Requests at Monday 00:00 and Tuesday 06:00.
-    const run = replay("40h-month", trace([[0, 1000, 0], [30 * 3600, 1000, 0]]), MODEL, seedMonthly());
+    const run = replay(
+      "40h-month",
+      trace([
+        [0, 1000, 0],
+        [30 * 3600, 1000, 0],
+      ]),
+      MODEL,
+      seedMonthly(),
+    );
     // Woken at 09:00 (created 09:01), removed at 18:00 (out 18:01, destroyed 18:02): 9 h 1 min.
     expect(run.costUsd).toBeCloseTo(32.46, 9);
     expect(run.servedByGpu).toBe(0);
@@ -93,7 +122,14 @@ describe("simulator arithmetic on hand-made traces", () => {
 
 describe("the oracle is the cost floor", () => {
   const arbTrace = fc
-    .array(fc.tuple(fc.integer({ min: 0, max: 40_000 }), fc.integer({ min: 1, max: 4000 }), fc.integer({ min: 0, max: 500 })), { minLength: 1, maxLength: 30 })
+    .array(
+      fc.tuple(
+        fc.integer({ min: 0, max: 40_000 }),
+        fc.integer({ min: 1, max: 4000 }),
+        fc.integer({ min: 0, max: 500 }),
+      ),
+      { minLength: 1, maxLength: 30 },
+    )
     .map((rows) => trace(rows.map(([t, i, o]) => [t, i, o] as [number, number, number])));
   const arbModel = fc.record({
     pipeline: fc.integer({ min: 0, max: 300 }),
@@ -109,8 +145,24 @@ describe("the oracle is the cost floor", () => {
     let compared = 0;
     fc.assert(
       fc.property(arbTrace, arbModel, (t, m) => {
-        const model: ReplayModel = { ...MODEL, pipelineSeconds: m.pipeline, coldStartSeconds: m.pipeline + m.billed, changeSeconds: m.pipeline + m.billed / 2, destroySeconds: m.destroy, replicaTokensPerSecond: m.tokensPerSecond, replicaCapacity: m.capacity, maxNodes: m.maxNodes };
-        const policy: PolicyConfig = { ...POLICY, maxNodes: m.maxNodes, idleSeconds: m.idleSeconds, replicaCapacity: m.capacity, coldStartSeconds: model.coldStartSeconds, restartCostSeconds: m.billed + m.destroy };
+        const model: ReplayModel = {
+          ...MODEL,
+          pipelineSeconds: m.pipeline,
+          coldStartSeconds: m.pipeline + m.billed,
+          changeSeconds: m.pipeline + m.billed / 2,
+          destroySeconds: m.destroy,
+          replicaTokensPerSecond: m.tokensPerSecond,
+          replicaCapacity: m.capacity,
+          maxNodes: m.maxNodes,
+        };
+        const policy: PolicyConfig = {
+          ...POLICY,
+          maxNodes: m.maxNodes,
+          idleSeconds: m.idleSeconds,
+          replicaCapacity: m.capacity,
+          coldStartSeconds: model.coldStartSeconds,
+          restartCostSeconds: m.billed + m.destroy,
+        };
         const best = oracle(t, model);
         const runs = [
           replay("always-on", t, model, alwaysOn(1)),
@@ -121,7 +173,9 @@ describe("the oracle is the cost floor", () => {
         for (const run of runs) {
           if (run.servedByGpu !== run.requests) continue;
           compared++;
-          expect(best.costUsd, `${run.name}: ${run.costUsd} < oracle ${best.costUsd}`).toBeLessThanOrEqual(run.costUsd + 1e-9);
+          expect(best.costUsd, `${run.name}: ${run.costUsd} < oracle ${best.costUsd}`).toBeLessThanOrEqual(
+            run.costUsd + 1e-9,
+          );
         }
       }),
       { seed: 20261201, numRuns: 150 },

@@ -22,7 +22,9 @@ beforeAll(async () => {
     if (req.url === "/admin/autoscaler") {
       if (req.headers.authorization !== "Bearer ihk_admin") return void res.writeHead(403).end("{}");
       res.writeHead(200, { "content-type": "application/json" });
-      return void res.end(JSON.stringify({ deployedNodes: since >= 300 ? 1 : 0, nodes: { ready: since >= 700 ? 1 : 0 } }));
+      return void res.end(
+        JSON.stringify({ deployedNodes: since >= 300 ? 1 : 0, nodes: { ready: since >= 700 ? 1 : 0 } }),
+      );
     }
     seen.push(req.headers);
     firstAt ??= Date.now();
@@ -43,7 +45,18 @@ describe("npm run smoke -- --wake", () => {
     const built = servingModel(mustLoad({ tier: "hybrid" }));
     if (!built.ok) throw new Error(built.reason);
     const model = Object.fromEntries(built.model.coldStart.stages.map((s) => [s.name, s.seconds]));
-    const report = await measureWake({ baseUrl: base, apiKey: "ihk_user", adminKey: "ihk_admin", waitSeconds: 30, pollMs: 25, timeoutMs: 10_000, model }, { fetch, now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)) });
+    const report = await measureWake(
+      {
+        baseUrl: base,
+        apiKey: "ihk_user",
+        adminKey: "ihk_admin",
+        waitSeconds: 30,
+        pollMs: 25,
+        timeoutMs: 10_000,
+        model,
+      },
+      { fetch, now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)) },
+    );
     expect(report.ok).toBe(true);
     expect(report.answeredBy).toBe("gpu-0");
     expect(seen[0]["x-hub-wait"]).toBe("30");
@@ -53,21 +66,36 @@ describe("npm run smoke -- --wake", () => {
     expect(toReady).toBeGreaterThanOrEqual(0.3);
     expect(toReady).toBeLessThan(0.6);
     expect(toAnswer).toBeLessThan(0.2);
-    expect(report.stages[0]).toMatchObject({ covers: ["pipeline", "droplet create"], modelSeconds: model.pipeline + model["droplet create"] });
+    expect(report.stages[0]).toMatchObject({
+      covers: ["pipeline", "droplet create"],
+      modelSeconds: model.pipeline + model["droplet create"],
+    });
     const file = parseStagesFile(wakeStagesFile(report, new Date(), "hybrid"), "wake.json");
     const read = servingModel(mustLoad({ tier: "hybrid" }), { measured: measuredStages(file) });
-    expect(read.ok && read.model.coldStart.stages.map((s) => s.name)).toEqual(["pipeline + droplet create", "cloud-init + image pull + weights from volume + engine start", "first health check"]);
+    expect(read.ok && read.model.coldStart.stages.map((s) => s.name)).toEqual([
+      "pipeline + droplet create",
+      "cloud-init + image pull + weights from volume + engine start",
+      "first health check",
+    ]);
   });
 
   it("refuses to measure a GPU that runs already, and a key without the admin scope", async () => {
     const deps = { fetch, now: Date.now, sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
-    const running = await measureWake({ baseUrl: base, apiKey: "ihk_user", adminKey: "ihk_admin", waitSeconds: 30, pollMs: 25, timeoutMs: 1000 }, deps);
+    const running = await measureWake(
+      { baseUrl: base, apiKey: "ihk_user", adminKey: "ihk_admin", waitSeconds: 30, pollMs: 25, timeoutMs: 1000 },
+      deps,
+    );
     expect(running).toMatchObject({ ok: false, problem: expect.stringMatching(/runs already.*wake from off/) });
-    const notAdmin = await measureWake({ baseUrl: base, apiKey: "ihk_user", adminKey: "ihk_user", waitSeconds: 30, pollMs: 25, timeoutMs: 1000 }, deps);
+    const notAdmin = await measureWake(
+      { baseUrl: base, apiKey: "ihk_user", adminKey: "ihk_user", waitSeconds: 30, pollMs: 25, timeoutMs: 1000 },
+      deps,
+    );
     expect(notAdmin.problem).toMatch(/403: --admin-key must be a key with the admin scope/);
   });
 
   it("reports every usage problem at once", () => {
-    expect(() => parseWakeArgs(["--wake", "--url", "nope", "--wait", "900"], {})).toThrow(/missing --key.*missing --admin-key.*--wait "900".*--url "nope" is not a URL/);
+    expect(() => parseWakeArgs(["--wake", "--url", "nope", "--wait", "900"], {})).toThrow(
+      /missing --key.*missing --admin-key.*--wait "900".*--url "nope" is not a URL/,
+    );
   });
 });

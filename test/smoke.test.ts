@@ -48,7 +48,20 @@ const BURST = 4;
 // Every request a backend receives is recorded.
 // =============================================================================================
 
-type Route = "models" | "chat" | "completions" | "speech" | "transcriptions" | "translations" | "ocr-chat" | "ocr-convert" | "ocr-async" | "ocr-poll" | "ocr-result" | "embeddings" | "embeddings-model";
+type Route =
+  | "models"
+  | "chat"
+  | "completions"
+  | "speech"
+  | "transcriptions"
+  | "translations"
+  | "ocr-chat"
+  | "ocr-convert"
+  | "ocr-async"
+  | "ocr-poll"
+  | "ocr-result"
+  | "embeddings"
+  | "embeddings-model";
 const SCOPES: Readonly<Record<Route, string>> = {
   models: "llm",
   chat: "llm",
@@ -112,7 +125,11 @@ interface GatewayBehaviour {
 
 const openAiError = (message: string, type: string, code: string | null) => ({ error: { message, type, code } });
 /** The gateway's body while the GPU is off (same shape as services/gateway.ts GPU_OFF_ERROR). */
-const GPU_OFF = openAiError("The GPU tier of this inference hub is switched off, so this model is not being served right now.", "server_error", "gpu_off");
+const GPU_OFF = openAiError(
+  "The GPU tier of this inference hub is switched off, so this model is not being served right now.",
+  "server_error",
+  "gpu_off",
+);
 
 function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   response.writeHead(status, { "content-type": "application/json", ...headers });
@@ -129,7 +146,8 @@ const chatCompletion = (model: string, content: string, finishReason = "stop") =
   model,
   choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: finishReason }],
 });
-const chatChunk = (delta: Record<string, unknown>) => `data: ${JSON.stringify({ id: "chatcmpl-standin", object: "chat.completion.chunk", model: "coder", choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;
+const chatChunk = (delta: Record<string, unknown>) =>
+  `data: ${JSON.stringify({ id: "chatcmpl-standin", object: "chat.completion.chunk", model: "coder", choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;
 
 function startEventStream(response: ServerResponse): void {
   response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
@@ -137,7 +155,11 @@ function startEventStream(response: ServerResponse): void {
 
 /** multipart/form-data parsed by undici, as the real servers' frameworks would. */
 function formDataOf(request: StandInRequest): Promise<FormData> {
-  return new Request("http://stand-in/", { method: "POST", headers: { "content-type": String(request.headers["content-type"]) }, body: request.body }).formData();
+  return new Request("http://stand-in/", {
+    method: "POST",
+    headers: { "content-type": String(request.headers["content-type"]) },
+    body: request.body,
+  }).formData();
 }
 
 /**
@@ -161,7 +183,16 @@ async function sttHandler(request: StandInRequest, response: ServerResponse): Pr
   const form = await formDataOf(request);
   const file = form.get("file");
   const model = form.get("model");
-  if (model !== "whisper-1" && model !== SERVED_STT) return sendJson(response, 400, openAiError(`The model '${String(model)}' is not served by this hub: send model 'whisper-1' or '${SERVED_STT}'.`, "invalid_request_error", "model_not_found"));
+  if (model !== "whisper-1" && model !== SERVED_STT)
+    return sendJson(
+      response,
+      400,
+      openAiError(
+        `The model '${String(model)}' is not served by this hub: send model 'whisper-1' or '${SERVED_STT}'.`,
+        "invalid_request_error",
+        "model_not_found",
+      ),
+    );
   if (!(file instanceof Blob)) return badRequest(response, "file is required");
   const text = textInWav(Buffer.from(await file.arrayBuffer()));
   if (text === undefined) return sendJson(response, 400, { detail: "stand-in: no speech found in the audio" });
@@ -171,11 +202,18 @@ async function sttHandler(request: StandInRequest, response: ServerResponse): Pr
 const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
   // vLLM with one LoRA adapter: listed with the coder as its parent, named as `model` in its answers.
   models(_request, response) {
-    sendJson(response, 200, { object: "list", data: [{ id: "coder", object: "model", owned_by: "vllm" }, { id: "coder-team", object: "model", owned_by: "vllm", parent: "coder" }] });
+    sendJson(response, 200, {
+      object: "list",
+      data: [
+        { id: "coder", object: "model", owned_by: "vllm" },
+        { id: "coder-team", object: "model", owned_by: "vllm", parent: "coder" },
+      ],
+    });
   },
   chat(request, response) {
     const body = JSON.parse(request.body.toString("utf8"));
-    if (!["coder", "coder-team"].includes(body.model) || !Array.isArray(body.messages)) return badRequest(response, "expected model coder or coder-team and messages");
+    if (!["coder", "coder-team"].includes(body.model) || !Array.isArray(body.messages))
+      return badRequest(response, "expected model coder or coder-team and messages");
     if (!body.stream) return sendJson(response, 200, chatCompletion(body.model, "ready"));
     startEventStream(response);
     response.write(chatChunk({ role: "assistant", content: "" }));
@@ -185,8 +223,14 @@ const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
   },
   completions(request, response) {
     const body = JSON.parse(request.body.toString("utf8"));
-    if (body.model !== "coder" || typeof body.prompt !== "string") return badRequest(response, "expected model coder and a prompt");
-    sendJson(response, 200, { id: "cmpl-standin", object: "text_completion", model: "coder", choices: [{ index: 0, text: " a + b", finish_reason: "stop" }] });
+    if (body.model !== "coder" || typeof body.prompt !== "string")
+      return badRequest(response, "expected model coder and a prompt");
+    sendJson(response, 200, {
+      id: "cmpl-standin",
+      object: "text_completion",
+      model: "coder",
+      choices: [{ index: 0, text: " a + b", finish_reason: "stop" }],
+    });
   },
   // Coqui tts-server behind the format guard: wav and mp3 work.
   speech(request, response) {
@@ -201,7 +245,15 @@ const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
       response.writeHead(200, { "content-type": "audio/mpeg" });
       return void response.end(mp3Frames(5));
     }
-    sendJson(response, 400, openAiError(`response_format '${format}' is not available; use one of: mp3, wav.`, "invalid_request_error", "unsupported_response_format"));
+    sendJson(
+      response,
+      400,
+      openAiError(
+        `response_format '${format}' is not available; use one of: mp3, wav.`,
+        "invalid_request_error",
+        "unsupported_response_format",
+      ),
+    );
   },
   transcriptions: sttHandler,
   translations: sttHandler,
@@ -209,26 +261,43 @@ const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
   "ocr-chat"(request, response) {
     const body = JSON.parse(request.body.toString("utf8"));
     const parts = body.messages?.[0]?.content;
-    const image = Array.isArray(parts) ? parts.find((p: { type?: string }) => p.type === "image_url")?.image_url?.url : undefined;
+    const image = Array.isArray(parts)
+      ? parts.find((p: { type?: string }) => p.type === "image_url")?.image_url?.url
+      : undefined;
     const prompt = Array.isArray(parts) ? parts.find((p: { type?: string }) => p.type === "text")?.text : undefined;
-    if (body.model !== "deepseek-ocr" || body.temperature !== 0) return badRequest(response, "expected model deepseek-ocr at temperature 0");
-    if (typeof image !== "string" || !image.startsWith("data:image/png;base64,") || prompt !== "Free OCR.") return badRequest(response, "expected a PNG data URL and the prompt");
+    if (body.model !== "deepseek-ocr" || body.temperature !== 0)
+      return badRequest(response, "expected model deepseek-ocr at temperature 0");
+    if (typeof image !== "string" || !image.startsWith("data:image/png;base64,") || prompt !== "Free OCR.")
+      return badRequest(response, "expected a PNG data URL and the prompt");
     const text = readTextFromPng(Buffer.from(image.slice("data:image/png;base64,".length), "base64"));
     const filtered = typeof body.vllm_xargs?.ngram_size === "number";
-    sendJson(response, 200, filtered ? chatCompletion("deepseek-ocr", `${text}\n`) : chatCompletion("deepseek-ocr", `${text}\n`.repeat(40), "length"));
+    sendJson(
+      response,
+      200,
+      filtered
+        ? chatCompletion("deepseek-ocr", `${text}\n`)
+        : chatCompletion("deepseek-ocr", `${text}\n`.repeat(40), "length"),
+    );
   },
   // docling-serve /v1/convert/file: multipart `files`.
   async "ocr-convert"(request, response) {
     const form = await formDataOf(request);
     const file = form.get("files");
-    if (!(file instanceof Blob)) return sendJson(response, 422, { detail: [{ loc: ["body", "files"], msg: "Field required" }] });
+    if (!(file instanceof Blob))
+      return sendJson(response, 422, { detail: [{ loc: ["body", "files"], msg: "Field required" }] });
     const text = readTextFromPng(Buffer.from(await file.arrayBuffer()));
-    sendJson(response, 200, { document: { filename: "smoke-ocr.png", md_content: `${text}\n`, text_content: text }, status: "success", errors: [], processing_time: 0.01 });
+    sendJson(response, 200, {
+      document: { filename: "smoke-ocr.png", md_content: `${text}\n`, text_content: text },
+      status: "success",
+      errors: [],
+      processing_time: 0.01,
+    });
   },
   async "ocr-async"(request, response) {
     const form = await formDataOf(request);
     const file = form.get("files");
-    if (!(file instanceof Blob)) return sendJson(response, 422, { detail: [{ loc: ["body", "files"], msg: "Field required" }] });
+    if (!(file instanceof Blob))
+      return sendJson(response, 422, { detail: [{ loc: ["body", "files"], msg: "Field required" }] });
     const id = `task-${doclingTasks.size + 1}`;
     doclingTasks.set(id, { text: readTextFromPng(Buffer.from(await file.arrayBuffer())), polls: 0 });
     sendJson(response, 200, { task_id: id, task_status: "pending" });
@@ -243,9 +312,19 @@ const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
   // The embeddings front over llama-server: bag-of-words vectors (a word adds to hashed components), so paraphrases sharing words are near.
   embeddings(request, response) {
     const body = JSON.parse(request.body.toString("utf8"));
-    if (body.model !== EMBEDDING_MODEL) return sendJson(response, 404, openAiError(`The model \`${String(body.model)}\` does not exist or you do not have access to it.`, "invalid_request_error", "model_not_found"));
+    if (body.model !== EMBEDDING_MODEL)
+      return sendJson(
+        response,
+        404,
+        openAiError(
+          `The model \`${String(body.model)}\` does not exist or you do not have access to it.`,
+          "invalid_request_error",
+          "model_not_found",
+        ),
+      );
     const inputs: string[] = typeof body.input === "string" ? [body.input] : body.input;
-    if (inputs.some((t) => t === "")) return sendJson(response, 400, openAiError("`input` is empty.", "invalid_request_error", "empty_input"));
+    if (inputs.some((t) => t === ""))
+      return sendJson(response, 400, openAiError("`input` is empty.", "invalid_request_error", "empty_input"));
     // Matryoshka as the front does it: the leading components, back at unit length.
     const vectors = inputs.map((t) => {
       const head = wordVector(t, 1024).slice(0, body.dimensions ?? 1024);
@@ -258,14 +337,20 @@ const DEFAULT_HANDLERS: Readonly<Record<Route, Handler>> = {
       v.forEach((x, i) => b.writeFloatLE(x, i * 4));
       return { object: "embedding", index, embedding: b.toString("base64") };
     });
-    sendJson(response, 200, { object: "list", model: EMBEDDING_MODEL, data, usage: { prompt_tokens: 30, total_tokens: 30 } });
+    sendJson(response, 200, {
+      object: "list",
+      model: EMBEDDING_MODEL,
+      data,
+      usage: { prompt_tokens: 30, total_tokens: 30 },
+    });
   },
   "embeddings-model"(_request, response) {
     sendJson(response, 200, { id: EMBEDDING_MODEL, object: "model", created: 0, owned_by: "inference-hub" });
   },
   "ocr-result"(request, response) {
     const task = doclingTasks.get(decodeURIComponent(request.url.split("/").at(-1) ?? ""));
-    if (!task || task.polls < 2) return sendJson(response, 404, { detail: "Task result not found. Please wait for a completion status." });
+    if (!task || task.polls < 2)
+      return sendJson(response, 404, { detail: "Task result not found. Please wait for a completion status." });
     sendJson(response, 200, { document: { md_content: `${task.text}\n` }, status: "success" });
   },
 };
@@ -274,7 +359,10 @@ const EMBEDDING_MODEL = "qwen3-embedding-0.6b";
 
 function wordVector(text: string, dimensions: number): number[] {
   const v = new Array<number>(dimensions).fill(0);
-  for (const word of text.toLowerCase().split(/[^a-z]+/).filter(Boolean)) {
+  for (const word of text
+    .toLowerCase()
+    .split(/[^a-z]+/)
+    .filter(Boolean)) {
     for (let k = 0; k < 8; k++) {
       let h = 2166136261;
       for (const c of `${word}#${k}`) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
@@ -311,7 +399,10 @@ const DEFAULT_GATEWAY: GatewayBehaviour = {
   ignoreScopes: false,
 };
 
-async function startStandInHub(overrides: Overrides = {}, gatewayChanges: Partial<GatewayBehaviour> = {}): Promise<StandInHub> {
+async function startStandInHub(
+  overrides: Overrides = {},
+  gatewayChanges: Partial<GatewayBehaviour> = {},
+): Promise<StandInHub> {
   const gateway = { ...DEFAULT_GATEWAY, ...gatewayChanges };
   const buckets = new Map<string, number>();
   const received = new Map<Route, StandInRequest[]>();
@@ -336,17 +427,43 @@ async function startStandInHub(overrides: Overrides = {}, gatewayChanges: Partia
         if (!gateway.jsonRateLimit) {
           response.writeHead(429, { "content-type": "text/plain; charset=utf-8", ...headers });
           response.end("Too Many Requests");
-        } else sendJson(response, 429, openAiError("Rate limit reached for this API key; retry after 1 s.", "rate_limit_error", "rate_limit_exceeded"), headers);
+        } else
+          sendJson(
+            response,
+            429,
+            openAiError(
+              "Rate limit reached for this API key; retry after 1 s.",
+              "rate_limit_error",
+              "rate_limit_exceeded",
+            ),
+            headers,
+          );
         return true;
       };
       if (gateway.limitUnknownKeys && limited()) return;
-      const key = authorization.startsWith("Bearer ") ? authorization.slice("Bearer ".length) : String(incoming.headers["x-api-key"] ?? "");
+      const key = authorization.startsWith("Bearer ")
+        ? authorization.slice("Bearer ".length)
+        : String(incoming.headers["x-api-key"] ?? "");
       const scopes = gateway.keys.get(key) ?? (gateway.acceptUnknownKeys ? Object.values(SCOPES) : undefined);
-      if (!scopes) return sendJson(response, 401, openAiError("Missing or unknown API key.", "invalid_request_error", "invalid_api_key"));
-      if (!gateway.ignoreScopes && !scopes.includes(SCOPES[route])) return sendJson(response, 403, openAiError(`This key lacks the ${SCOPES[route]} scope.`, "invalid_request_error", "insufficient_scope"));
+      if (!scopes)
+        return sendJson(
+          response,
+          401,
+          openAiError("Missing or unknown API key.", "invalid_request_error", "invalid_api_key"),
+        );
+      if (!gateway.ignoreScopes && !scopes.includes(SCOPES[route]))
+        return sendJson(
+          response,
+          403,
+          openAiError(`This key lacks the ${SCOPES[route]} scope.`, "invalid_request_error", "insufficient_scope"),
+        );
       // Per key and route, only for a key that may use the route (programs/gatekeeper/server.ts decide).
       if (!gateway.limitUnknownKeys && limited()) return;
-      const request: StandInRequest = { url: incoming.url ?? "", headers: incoming.headers, body: Buffer.concat(chunks) };
+      const request: StandInRequest = {
+        url: incoming.url ?? "",
+        headers: incoming.headers,
+        body: Buffer.concat(chunks),
+      };
       received.set(route, [...(received.get(route) ?? []), request]);
       Promise.resolve(handler(request, response)).catch((error: Error) => badRequest(response, error.message));
     });
@@ -388,8 +505,12 @@ function wavCarrying(text: string): Buffer {
   format.writeUInt16LE(2, 12);
   format.writeUInt16LE(16, 14);
   const samples = Buffer.alloc(sampleRate / 2);
-  for (let i = 0; i < samples.length / 2; i++) samples.writeInt16LE(Math.round(1000 * Math.sin((2 * Math.PI * 440 * i) / sampleRate)), i * 2);
-  const info = riffChunk("LIST", Buffer.concat([Buffer.from("INFO"), riffChunk("ICMT", Buffer.from(`${text}\0`, "utf8"))]));
+  for (let i = 0; i < samples.length / 2; i++)
+    samples.writeInt16LE(Math.round(1000 * Math.sin((2 * Math.PI * 440 * i) / sampleRate)), i * 2);
+  const info = riffChunk(
+    "LIST",
+    Buffer.concat([Buffer.from("INFO"), riffChunk("ICMT", Buffer.from(`${text}\0`, "utf8"))]),
+  );
   const body = Buffer.concat([Buffer.from("WAVE"), riffChunk("fmt ", format), info, riffChunk("data", samples)]);
   return riffChunk("RIFF", body);
 }
@@ -425,8 +546,13 @@ function referenceCrc32(bytes: Buffer): number {
 }
 
 /** Reads just what the smoke check writes (8-bit grey, unfiltered rows), verifying every CRC. */
-function decodeGreyPng(png: Buffer): { readonly width: number; readonly height: number; readonly pixel: (x: number, y: number) => number } {
-  if (!png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) throw new Error("not a PNG");
+function decodeGreyPng(png: Buffer): {
+  readonly width: number;
+  readonly height: number;
+  readonly pixel: (x: number, y: number) => number;
+} {
+  if (!png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])))
+    throw new Error("not a PNG");
   let width = 0;
   let height = 0;
   const idat: Buffer[] = [];
@@ -434,11 +560,13 @@ function decodeGreyPng(png: Buffer): { readonly width: number; readonly height: 
     const length = png.readUInt32BE(at);
     const type = png.toString("ascii", at + 4, at + 8);
     const data = png.subarray(at + 8, at + 8 + length);
-    if (referenceCrc32(png.subarray(at + 4, at + 8 + length)) !== png.readUInt32BE(at + 8 + length)) throw new Error(`bad CRC on ${type}`);
+    if (referenceCrc32(png.subarray(at + 4, at + 8 + length)) !== png.readUInt32BE(at + 8 + length))
+      throw new Error(`bad CRC on ${type}`);
     if (type === "IHDR") {
       width = data.readUInt32BE(0);
       height = data.readUInt32BE(4);
-      if (data[8] !== 8 || data[9] !== 0 || data[12] !== 0) throw new Error("the stand-in reads only 8-bit grey, non-interlaced PNGs");
+      if (data[8] !== 8 || data[9] !== 0 || data[12] !== 0)
+        throw new Error("the stand-in reads only 8-bit grey, non-interlaced PNGs");
     }
     if (type === "IDAT") idat.push(data);
     if (type === "IEND") break;
@@ -446,7 +574,8 @@ function decodeGreyPng(png: Buffer): { readonly width: number; readonly height: 
   }
   const scanlines = inflateSync(Buffer.concat(idat));
   if (scanlines.length !== (width + 1) * height) throw new Error("image data does not match IHDR");
-  for (let y = 0; y < height; y++) if (scanlines[y * (width + 1)] !== 0) throw new Error("the stand-in reads only unfiltered rows");
+  for (let y = 0; y < height; y++)
+    if (scanlines[y * (width + 1)] !== 0) throw new Error("the stand-in reads only unfiltered rows");
   return { width, height, pixel: (x, y) => scanlines[y * (width + 1) + 1 + x] };
 }
 
@@ -456,7 +585,8 @@ function readTextFromPng(png: Buffer): string {
   const scale = image.height / (GLYPH_HEIGHT + 2 * TEXT_MARGIN);
   const columns = image.width / scale;
   const glyphCount = (columns - 2 * TEXT_MARGIN + GLYPH_GAP) / (GLYPH_WIDTH + GLYPH_GAP);
-  if (!Number.isInteger(scale) || !Number.isInteger(glyphCount)) throw new Error(`unexpected image size ${image.width}×${image.height}`);
+  if (!Number.isInteger(scale) || !Number.isInteger(glyphCount))
+    throw new Error(`unexpected image size ${image.width}×${image.height}`);
   const glyphs = Object.entries(FONT);
   let text = "";
   for (let g = 0; g < glyphCount; g++) {
@@ -475,7 +605,20 @@ function readTextFromPng(png: Buffer): string {
 // =============================================================================================
 
 function optionsFor(hub: StandInHub, overrides: Partial<SmokeOptions> = {}): SmokeOptions {
-  return { baseUrl: hub.baseUrl, apiKey: KEY, llmOnlyKey: LLM_KEY, ocrMode: "auto", timeoutMs: 5_000, sttModel: "whisper-1", ttsModel: "tts-1", rateLimitKey: RATE_KEY, rateBurst: BURST, ratePerMinute: 6, embeddingModel: EMBEDDING_MODEL, ...overrides };
+  return {
+    baseUrl: hub.baseUrl,
+    apiKey: KEY,
+    llmOnlyKey: LLM_KEY,
+    ocrMode: "auto",
+    timeoutMs: 5_000,
+    sttModel: "whisper-1",
+    ttsModel: "tts-1",
+    rateLimitKey: RATE_KEY,
+    rateBurst: BURST,
+    ratePerMinute: 6,
+    embeddingModel: EMBEDDING_MODEL,
+    ...overrides,
+  };
 }
 
 const statuses = (report: SmokeReport) => Object.fromEntries(report.checks.map((c) => [c.id, c.status]));
@@ -487,7 +630,9 @@ const statuses = (report: SmokeReport) => Object.fromEntries(report.checks.map((
 function expectFailed(report: SmokeReport, failed: readonly CheckId[], skipped: readonly CheckId[] = []): string[] {
   expect(report.ok).toBe(false);
   const baseline = (id: CheckId) => (id === "ocr-async" && report.ocrMode !== "convert" ? "skipped" : "ok");
-  const expected = Object.fromEntries(CHECKS.map((c) => [c.id, failed.includes(c.id) ? "failed" : skipped.includes(c.id) ? "skipped" : baseline(c.id)]));
+  const expected = Object.fromEntries(
+    CHECKS.map((c) => [c.id, failed.includes(c.id) ? "failed" : skipped.includes(c.id) ? "skipped" : baseline(c.id)]),
+  );
   expect(statuses(report)).toEqual(expected);
   expect(report.failures).toHaveLength(failed.length);
   for (const line of report.failures) expect(line).not.toContain("\n");
@@ -525,7 +670,8 @@ describe("the generated OCR image", () => {
   });
 
   it("draws every glyph of the font distinctly, 5×7", () => {
-    for (const glyph of Object.values(FONT)) expect(glyph.map((row) => row.length)).toEqual(Array(GLYPH_HEIGHT).fill(GLYPH_WIDTH));
+    for (const glyph of Object.values(FONT))
+      expect(glyph.map((row) => row.length)).toEqual(Array(GLYPH_HEIGHT).fill(GLYPH_WIDTH));
     const alphabet = Object.keys(FONT).join("");
     expect(new Set(Object.values(FONT).map((g) => g.join("|"))).size).toBe(alphabet.length);
     expect(readTextFromPng(renderTextPng(alphabet, 3))).toBe(alphabet);
@@ -535,7 +681,11 @@ describe("the generated OCR image", () => {
 
 describe("helpers", () => {
   it("matches transcripts by words, ignoring case and punctuation", () => {
-    expect(wordMatch(SPOKEN_SENTENCE, "the quick brown fox jumps over the lazy dog")).toMatchObject({ found: 9, total: 9, needed: 7 });
+    expect(wordMatch(SPOKEN_SENTENCE, "the quick brown fox jumps over the lazy dog")).toMatchObject({
+      found: 9,
+      total: 9,
+      needed: 7,
+    });
     // "jumped" and "a" miss; the other "the" still counts.
     expect(wordMatch(SPOKEN_SENTENCE, "The quick, brown fox jumped over a lazy dog!").found).toBe(8);
     expect(wordMatch(SPOKEN_SENTENCE, "A quick brown box jumped over lazy dogs").found).toBe(4);
@@ -545,7 +695,9 @@ describe("helpers", () => {
   it("reads the message out of OpenAI, vLLM, FastAPI and proxy error bodies", () => {
     expect(errorMessageFromBody(JSON.stringify(GPU_OFF))).toMatch(/^The GPU tier .* \(gpu_off\)$/);
     expect(errorMessageFromBody('{"error":"Unauthorized"}')).toBe("Unauthorized");
-    expect(errorMessageFromBody('{"detail":[{"loc":["body","model"],"msg":"Field required"}]}')).toBe("body.model: Field required");
+    expect(errorMessageFromBody('{"detail":[{"loc":["body","model"],"msg":"Field required"}]}')).toBe(
+      "body.model: Field required",
+    );
     expect(errorMessageFromBody("<html><body><h1>502 Bad Gateway</h1></body></html>")).toBe("502 Bad Gateway");
     expect(errorMessageFromBody("")).toBe("(empty body)");
   });
@@ -558,7 +710,9 @@ describe("helpers", () => {
     const one = Buffer.concat([mp3Frames(1), Buffer.alloc(900, 0x41)]);
     expect(mp3Problem(one)).toMatch(/frame 2 at byte 427/);
     // Layer II header (FF FD): the sync matches, the layer does not.
-    expect(mp3Problem(Buffer.from([0xff, 0xfd, 0x90, 0x00, ...Array(2000).fill(0)]))).toMatch(/no MPEG audio Layer III frame/);
+    expect(mp3Problem(Buffer.from([0xff, 0xfd, 0x90, 0x00, ...Array(2000).fill(0)]))).toMatch(
+      /no MPEG audio Layer III frame/,
+    );
   });
 
   it("sends the burst, one more, and the refill that can happen meanwhile", () => {
@@ -571,9 +725,19 @@ describe("helpers", () => {
 describe("npm run smoke (the CLI, as a child process)", () => {
   it("passes a healthy hub: exit 0, every check listed with a latency", async () => {
     const hub = await startStandInHub();
-    const run = await runCli(["--url", hub.baseUrl, "--key", KEY, "--llm-only-key", LLM_KEY, "--rate-burst", String(BURST)]);
+    const run = await runCli([
+      "--url",
+      hub.baseUrl,
+      "--key",
+      KEY,
+      "--llm-only-key",
+      LLM_KEY,
+      "--rate-burst",
+      String(BURST),
+    ]);
     expect(run.status, run.stderr).toBe(0);
-    for (const { id } of CHECKS.filter((c) => c.id !== "ocr-async")) expect(run.stdout).toMatch(new RegExp(`^${id}\\s+.+?\\s+ok\\s+\\d+\\s+`, "m"));
+    for (const { id } of CHECKS.filter((c) => c.id !== "ocr-async"))
+      expect(run.stdout).toMatch(new RegExp(`^${id}\\s+.+?\\s+ok\\s+\\d+\\s+`, "m"));
     // DeepSeek-OCR answered, so docling's async API is not this run's to check.
     expect(run.stdout).toMatch(/^ocr-async\s+.+?\s+skipped\s+/m);
     expect(run.stdout).toContain("OCR (DeepSeek-OCR chat, n-gram filter on)");
@@ -582,7 +746,10 @@ describe("npm run smoke (the CLI, as a child process)", () => {
 
   it("--json prints one document with status, latency and detail per check; keys from the environment", async () => {
     const hub = await startStandInHub();
-    const run = await runCli(["--url", `${hub.baseUrl}/`, "--json", "--ocr", "convert", "--rate-burst", String(BURST)], { HUB_API_KEY: KEY, HUB_LLM_ONLY_KEY: LLM_KEY });
+    const run = await runCli(
+      ["--url", `${hub.baseUrl}/`, "--json", "--ocr", "convert", "--rate-burst", String(BURST)],
+      { HUB_API_KEY: KEY, HUB_LLM_ONLY_KEY: LLM_KEY },
+    );
     expect(run.status, run.stderr).toBe(0);
     const report = JSON.parse(run.stdout) as SmokeReport;
     expect(report).toMatchObject({ ok: true, baseUrl: hub.baseUrl, ocrMode: "convert", failures: [] });
@@ -593,7 +760,9 @@ describe("npm run smoke (the CLI, as a child process)", () => {
       expect(check.detail).not.toBe("");
     }
     expect(report.checks.find((c) => c.id === "ocr")?.service).toBe("OCR (docling convert)");
-    expect(report.checks.find((c) => c.id === "ocr-async")?.detail).toMatch(/^task task-\d+: success after 2 polls; read "HUB 42"/);
+    expect(report.checks.find((c) => c.id === "ocr-async")?.detail).toMatch(
+      /^task task-\d+: success after 2 polls; read "HUB 42"/,
+    );
     expect(run.stdout).not.toContain(KEY);
     expect(run.stdout).not.toContain(LLM_KEY);
   });
@@ -602,36 +771,71 @@ describe("npm run smoke (the CLI, as a child process)", () => {
     const hub = await startStandInHub();
     const run = await runCli(["--url", hub.baseUrl, "--key", "wrong-key"]);
     expect(run.status).toBe(2);
-    expect(run.stderr.trim().split("\n")).toEqual([`smoke: models list failed: GET ${hub.baseUrl}/models answered HTTP 401: Missing or unknown API key. (invalid_api_key)`]);
+    expect(run.stderr.trim().split("\n")).toEqual([
+      `smoke: models list failed: GET ${hub.baseUrl}/models answered HTTP 401: Missing or unknown API key. (invalid_api_key)`,
+    ]);
     expect(run.stdout).toMatch(/^chat\s+chat \(coder\)\s+skipped/m);
   });
 
   it("names every broken check, one line each, and runs the rest", async () => {
     const hub = await startStandInHub({ completions: null }, { jsonRateLimit: false });
-    const run = await runCli(["--url", hub.baseUrl, "--key", KEY, "--rate-limit-key", RATE_KEY, "--rate-burst", String(BURST)]);
+    const run = await runCli([
+      "--url",
+      hub.baseUrl,
+      "--key",
+      KEY,
+      "--rate-limit-key",
+      RATE_KEY,
+      "--rate-burst",
+      String(BURST),
+    ]);
     expect(run.status).toBe(2);
     const lines = run.stderr.trim().split("\n");
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toBe(`smoke: completions (coder) failed: POST ${hub.baseUrl}/completions answered HTTP 404: 404 page not found`);
-    expect(lines[1]).toMatch(/^smoke: rate limit failed: GET .*\/models answered HTTP 429: the 429 is not an OpenAI-format error: the body is not JSON: "Too Many Requests"$/);
+    expect(lines[0]).toBe(
+      `smoke: completions (coder) failed: POST ${hub.baseUrl}/completions answered HTTP 404: 404 page not found`,
+    );
+    expect(lines[1]).toMatch(
+      /^smoke: rate limit failed: GET .*\/models answered HTTP 429: the 429 is not an OpenAI-format error: the body is not JSON: "Too Many Requests"$/,
+    );
     expect(run.stdout).toMatch(/^scope-refused\s+.+?\s+skipped\s+not run: give --llm-only-key/m);
   });
 
   it("gives up on a service that never answers within --timeout-ms", async () => {
     const hub = await startStandInHub({ speech: () => undefined });
-    const run = await runCli(["--url", hub.baseUrl, "--key", KEY, "--timeout-ms", "400", "--rate-burst", String(BURST)]);
+    const run = await runCli([
+      "--url",
+      hub.baseUrl,
+      "--key",
+      KEY,
+      "--timeout-ms",
+      "400",
+      "--rate-burst",
+      String(BURST),
+    ]);
     expect(run.status).toBe(2);
-    expect(run.stderr).toContain(`smoke: text to speech, wav failed: POST ${hub.baseUrl}/audio/speech: no complete answer within 400 ms (--timeout-ms)\n`);
+    expect(run.stderr).toContain(
+      `smoke: text to speech, wav failed: POST ${hub.baseUrl}/audio/speech: no complete answer within 400 ms (--timeout-ms)\n`,
+    );
   });
 
   it.each([
     { args: [], message: "missing --url" },
     { args: ["--url", "not a url", "--key", KEY], message: "is not a URL" },
     { args: ["--url", "http://127.0.0.1:1/v1"], message: "missing --key (or HUB_API_KEY)" },
-    { args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--ocr", "vision"], message: "--ocr \"vision\" is not one of chat, convert, auto" },
-    { args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--timeout-ms", "soon"], message: "--timeout-ms \"soon\"" },
-    { args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--rate-burst", "0"], message: "--rate-burst \"0\" is not a positive whole number" },
-    { args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--llm-only-key", KEY], message: "--llm-only-key is the same key as --key" },
+    {
+      args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--ocr", "vision"],
+      message: '--ocr "vision" is not one of chat, convert, auto',
+    },
+    { args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--timeout-ms", "soon"], message: '--timeout-ms "soon"' },
+    {
+      args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--rate-burst", "0"],
+      message: '--rate-burst "0" is not a positive whole number',
+    },
+    {
+      args: ["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--llm-only-key", KEY],
+      message: "--llm-only-key is the same key as --key",
+    },
   ])("refuses bad input ($message): exit 1, one line, no stack trace", async ({ args, message }) => {
     const run = await runCli(args);
     expect(run.status).toBe(1);
@@ -654,12 +858,19 @@ describe("runSmoke (the library) against a healthy stand-in hub", () => {
     // Both formats, one request each; the llm-only key never reached the TTS server.
     const speech = (hub.received.get("speech") ?? []).map((r) => JSON.parse(r.body.toString()));
     expect(speech.map((s) => s.response_format)).toEqual(["wav", "mp3"]);
-    expect((hub.received.get("speech") ?? []).map((r) => r.headers.authorization)).toEqual([`Bearer ${KEY}`, `Bearer ${KEY}`]);
+    expect((hub.received.get("speech") ?? []).map((r) => r.headers.authorization)).toEqual([
+      `Bearer ${KEY}`,
+      `Bearer ${KEY}`,
+    ]);
     const [ocr] = (hub.received.get("ocr-chat") ?? []).map((r) => JSON.parse(r.body.toString()));
     expect(ocr.vllm_xargs).toEqual(RECIPE_XARGS);
     expect(ocr.skip_special_tokens).toBe(false);
     // No model request with the real key beyond the two checks that mean to use it; the rate-limit key's burst got through, the rest were 429s.
-    expect((hub.received.get("models") ?? []).map((r) => r.headers.authorization)).toEqual([`Bearer ${KEY}`, `Bearer ${LLM_KEY}`, ...Array(BURST).fill(`Bearer ${RATE_KEY}`)]);
+    expect((hub.received.get("models") ?? []).map((r) => r.headers.authorization)).toEqual([
+      `Bearer ${KEY}`,
+      `Bearer ${LLM_KEY}`,
+      ...Array(BURST).fill(`Bearer ${RATE_KEY}`),
+    ]);
   });
 
   it("skips the scope check without an llm-only key, and passes", async () => {
@@ -675,7 +886,11 @@ describe("runSmoke (the library) on broken hubs", () => {
     const hub = await startStandInHub({ chat: (_request, response) => sendJson(response, 503, GPU_OFF) });
     // The adapter's turn meets the same 503.
     const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream", "adapters"]);
-    expect(failure).toMatch(new RegExp(`^chat \\(coder\\) failed: POST ${hub.baseUrl}/chat/completions answered HTTP 503: The GPU tier .* \\(gpu_off\\)$`));
+    expect(failure).toMatch(
+      new RegExp(
+        `^chat \\(coder\\) failed: POST ${hub.baseUrl}/chat/completions answered HTTP 503: The GPU tier .* \\(gpu_off\\)$`,
+      ),
+    );
   });
 
   it("reports a body that is not JSON, and runs nothing else", async () => {
@@ -686,20 +901,29 @@ describe("runSmoke (the library) on broken hubs", () => {
       },
     });
     const report = await runSmoke(optionsFor(hub));
-    expect(report.failures).toEqual([`models list failed: GET ${hub.baseUrl}/models answered HTTP 200: response is not JSON: {"object": "list", "data": [`]);
+    expect(report.failures).toEqual([
+      `models list failed: GET ${hub.baseUrl}/models answered HTTP 200: response is not JSON: {"object": "list", "data": [`,
+    ]);
     expect(report.checks.slice(1).every((c) => c.status === "skipped")).toBe(true);
   });
 
   it("refuses a model list without the coder", async () => {
-    const hub = await startStandInHub({ models: (_request, response) => sendJson(response, 200, { object: "list", data: [{ id: "other" }] }) });
+    const hub = await startStandInHub({
+      models: (_request, response) => sendJson(response, 200, { object: "list", data: [{ id: "other" }] }),
+    });
     const report = await runSmoke(optionsFor(hub));
-    expect(report.failures).toEqual([`models list failed: GET ${hub.baseUrl}/models answered HTTP 200: model "coder" is not listed (listed: other)`]);
+    expect(report.failures).toEqual([
+      `models list failed: GET ${hub.baseUrl}/models answered HTTP 200: model "coder" is not listed (listed: other)`,
+    ]);
   });
 
   it("catches a gateway that accepts an unknown key", async () => {
     const hub = await startStandInHub({}, { acceptUnknownKeys: true });
     // Without a rate-limit key, the check's throwaway key is let through too: 200s where only 401 belongs.
-    const [keys, rate] = expectFailed(await runSmoke(optionsFor(hub, { rateLimitKey: undefined })), ["key-refused", "rate-limit"]);
+    const [keys, rate] = expectFailed(await runSmoke(optionsFor(hub, { rateLimitKey: undefined })), [
+      "key-refused",
+      "rate-limit",
+    ]);
     expect(keys).toBe(`missing or unknown key failed: GET ${hub.baseUrl}/models answered HTTP 200: expected HTTP 401`);
     expect(rate).toMatch(/expected only 401: an unknown key must be refused and spend no budget/);
   });
@@ -707,18 +931,32 @@ describe("runSmoke (the library) on broken hubs", () => {
   it("catches a gateway that lets a key past its scope", async () => {
     const hub = await startStandInHub({}, { ignoreScopes: true });
     const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["scope-refused"]);
-    expect(failure).toBe(`key without the scope failed: POST ${hub.baseUrl}/audio/speech answered HTTP 200: expected HTTP 403`);
+    expect(failure).toBe(
+      `key without the scope failed: POST ${hub.baseUrl}/audio/speech answered HTTP 200: expected HTTP 403`,
+    );
   });
 
   it("catches refusals that are not OpenAI-format errors", async () => {
-    const hub = await startStandInHub({}, { keys: new Map([[KEY, ["llm", "stt", "tts", "ocr", "embeddings"]], [RATE_KEY, ["llm"]]]) });
+    const hub = await startStandInHub(
+      {},
+      {
+        keys: new Map([
+          [KEY, ["llm", "stt", "tts", "ocr", "embeddings"]],
+          [RATE_KEY, ["llm"]],
+        ]),
+      },
+    );
     // LLM_KEY now unknown: a 401 where the scope check wants 200 on /models.
     const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["scope-refused"]);
-    expect(failure).toMatch(/^key without the scope failed: GET .*\/models answered HTTP 401: Missing or unknown API key/);
+    expect(failure).toMatch(
+      /^key without the scope failed: GET .*\/models answered HTTP 401: Missing or unknown API key/,
+    );
   });
 
   it("refuses a chat completion with empty content", async () => {
-    const hub = await startStandInHub({ chat: (_request, response) => sendJson(response, 200, chatCompletion("coder", "  ")) });
+    const hub = await startStandInHub({
+      chat: (_request, response) => sendJson(response, 200, chatCompletion("coder", "  ")),
+    });
     // The stand-in answers the streamed request with the same JSON, which the stream check refuses too.
     const [plain, stream, adapter] = expectFailed(await runSmoke(optionsFor(hub)), ["chat", "chat-stream", "adapters"]);
     expect(plain).toContain("the reply is empty");
@@ -735,7 +973,9 @@ describe("runSmoke (the library) on broken hubs", () => {
         response.end(chatChunk({ content: "ready" }));
       },
     });
-    expect(expectFailed(await runSmoke(optionsFor(hub)), ["chat-stream"])[0]).toContain('the stream ended without "data: [DONE]" (after 1 content deltas)');
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["chat-stream"])[0]).toContain(
+      'the stream ended without "data: [DONE]" (after 1 content deltas)',
+    );
   });
 
   it("refuses a stream that stalls before [DONE] once the timeout passes", async () => {
@@ -747,7 +987,9 @@ describe("runSmoke (the library) on broken hubs", () => {
         response.write(chatChunk({ content: "rea" }));
       },
     });
-    expect(expectFailed(await runSmoke(optionsFor(hub, { timeoutMs: 300 })), ["chat-stream"])[0]).toContain("no complete answer within 300 ms");
+    expect(expectFailed(await runSmoke(optionsFor(hub, { timeoutMs: 300 })), ["chat-stream"])[0]).toContain(
+      "no complete answer within 300 ms",
+    );
   });
 
   it("refuses a stream with only empty deltas", async () => {
@@ -759,12 +1001,20 @@ describe("runSmoke (the library) on broken hubs", () => {
         response.end(`${chatChunk({ role: "assistant", content: "" })}data: [DONE]\n\n`);
       },
     });
-    expect(expectFailed(await runSmoke(optionsFor(hub)), ["chat-stream"])[0]).toContain("without any delta carrying content");
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["chat-stream"])[0]).toContain(
+      "without any delta carrying content",
+    );
   });
 
   it("refuses text to speech that answers JSON instead of audio; the speech checks that need it are skipped", async () => {
-    const hub = await startStandInHub({ speech: (_request, response) => sendJson(response, 200, { error: "no vocoder loaded" }) });
-    const [wav, mp3] = expectFailed(await runSmoke(optionsFor(hub)), ["tts", "tts-mp3"], ["stt", "stt-translate", "stt-model-refused"]);
+    const hub = await startStandInHub({
+      speech: (_request, response) => sendJson(response, 200, { error: "no vocoder loaded" }),
+    });
+    const [wav, mp3] = expectFailed(
+      await runSmoke(optionsFor(hub)),
+      ["tts", "tts-mp3"],
+      ["stt", "stt-translate", "stt-model-refused"],
+    );
     expect(wav).toContain("answered HTTP 200: the answer is application/json, not audio: no vocoder loaded");
     expect(mp3).toContain("not audio");
   });
@@ -778,7 +1028,9 @@ describe("runSmoke (the library) on broken hubs", () => {
       },
     });
     const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["tts-mp3"]);
-    expect(failure).toMatch(/asked for mp3, got \d+ bytes of audio\/mpeg that are not MP3: no MPEG audio Layer III frame header at byte 0$/);
+    expect(failure).toMatch(
+      /asked for mp3, got \d+ bytes of audio\/mpeg that are not MP3: no MPEG audio Layer III frame header at byte 0$/,
+    );
   });
 
   it("refuses the format guard's 400 for mp3 with its message", async () => {
@@ -786,18 +1038,37 @@ describe("runSmoke (the library) on broken hubs", () => {
       speech(request, response) {
         const body = JSON.parse(request.body.toString());
         if (body.response_format === "wav") return DEFAULT_HANDLERS.speech(request, response);
-        sendJson(response, 400, openAiError("response_format 'mp3' is not available from this hub's text to speech; use one of: wav, pcm.", "invalid_request_error", "unsupported_response_format"));
+        sendJson(
+          response,
+          400,
+          openAiError(
+            "response_format 'mp3' is not available from this hub's text to speech; use one of: wav, pcm.",
+            "invalid_request_error",
+            "unsupported_response_format",
+          ),
+        );
       },
     });
-    expect(expectFailed(await runSmoke(optionsFor(hub)), ["tts-mp3"])[0]).toContain("answered HTTP 400: response_format 'mp3' is not available from this hub's text to speech; use one of: wav, pcm. (unsupported_response_format)");
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["tts-mp3"])[0]).toContain(
+      "answered HTTP 400: response_format 'mp3' is not available from this hub's text to speech; use one of: wav, pcm. (unsupported_response_format)",
+    );
   });
 
   it("refuses a transcription service that ignores whisper-1 (upstream speaches: large-v3, not installed)", async () => {
     const upstream = (request: StandInRequest, response: ServerResponse) =>
-      formDataOf(request).then((form) => (form.get("model") === SERVED_STT ? sttHandler(request, response) : sendJson(response, 404, { detail: "Model 'Systran/faster-whisper-large-v3' is not installed locally. You can download the model using `POST /v1/models`" })));
+      formDataOf(request).then((form) =>
+        form.get("model") === SERVED_STT
+          ? sttHandler(request, response)
+          : sendJson(response, 404, {
+              detail:
+                "Model 'Systran/faster-whisper-large-v3' is not installed locally. You can download the model using `POST /v1/models`",
+            }),
+      );
     const hub = await startStandInHub({ transcriptions: upstream, translations: upstream });
     const failures = expectFailed(await runSmoke(optionsFor(hub)), ["stt", "stt-translate", "stt-model-refused"]);
-    expect(failures[0]).toBe(`speech to text failed: POST ${hub.baseUrl}/audio/transcriptions answered HTTP 404: Model 'Systran/faster-whisper-large-v3' is not installed locally. You can download the model using \`POST /v1/models\``);
+    expect(failures[0]).toBe(
+      `speech to text failed: POST ${hub.baseUrl}/audio/transcriptions answered HTTP 404: Model 'Systran/faster-whisper-large-v3' is not installed locally. You can download the model using \`POST /v1/models\``,
+    );
     // The unserved model gets the same 404, not the 400 the hub promises.
     expect(failures[2]).toContain("answered HTTP 404: expected HTTP 400");
   });
@@ -808,17 +1079,25 @@ describe("runSmoke (the library) on broken hubs", () => {
       sendJson(response, 200, { text: ` ${textInWav(Buffer.from(await (form.get("file") as Blob).arrayBuffer()))}` });
     };
     const hub = await startStandInHub({ transcriptions: anyModel, translations: anyModel });
-    expect(expectFailed(await runSmoke(optionsFor(hub)), ["stt-model-refused"])[0]).toBe(`speech to text, unserved model failed: POST ${hub.baseUrl}/audio/translations answered HTTP 200: expected HTTP 400`);
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["stt-model-refused"])[0]).toBe(
+      `speech to text, unserved model failed: POST ${hub.baseUrl}/audio/translations answered HTTP 200: expected HTTP 400`,
+    );
   });
 
   it("refuses a transcript with the wrong words", async () => {
-    const hub = await startStandInHub({ transcriptions: (_request, response) => sendJson(response, 200, { text: "Hello world, this is a test." }) });
+    const hub = await startStandInHub({
+      transcriptions: (_request, response) => sendJson(response, 200, { text: "Hello world, this is a test." }),
+    });
     const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["stt"]);
-    expect(failure).toContain(`POST ${hub.baseUrl}/audio/transcriptions answered HTTP 200: the transcript "Hello world, this is a test." has 0 of the 9 words spoken (need 7)`);
+    expect(failure).toContain(
+      `POST ${hub.baseUrl}/audio/transcriptions answered HTTP 200: the transcript "Hello world, this is a test." has 0 of the 9 words spoken (need 7)`,
+    );
   });
 
   it("refuses OCR that reads other text", async () => {
-    const hub = await startStandInHub({ "ocr-chat": (_request, response) => sendJson(response, 200, chatCompletion("deepseek-ocr", "HUB 24")) });
+    const hub = await startStandInHub({
+      "ocr-chat": (_request, response) => sendJson(response, 200, chatCompletion("deepseek-ocr", "HUB 24")),
+    });
     expect(expectFailed(await runSmoke(optionsFor(hub)), ["ocr"])[0]).toContain('read "HUB 24", not "HUB 42"');
   });
 
@@ -829,11 +1108,16 @@ describe("runSmoke (the library) on broken hubs", () => {
         return DEFAULT_HANDLERS["ocr-chat"]({ ...request, body: Buffer.from(JSON.stringify(rest)) }, response);
       },
     });
-    expect(expectFailed(await runSmoke(optionsFor(hub)), ["ocr"])[0]).toContain('ran to max_tokens (finish_reason "length"), repeating itself: the n-gram filter did not act');
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["ocr"])[0]).toContain(
+      'ran to max_tokens (finish_reason "length"), repeating itself: the n-gram filter did not act',
+    );
   });
 
   it("falls back from OCR chat to docling convert when the route is missing (404) or the GPU is off (503), and then checks the async API", async () => {
-    for (const chatRoute of [null, (_request: StandInRequest, response: ServerResponse) => sendJson(response, 503, GPU_OFF)]) {
+    for (const chatRoute of [
+      null,
+      (_request: StandInRequest, response: ServerResponse) => sendJson(response, 503, GPU_OFF),
+    ]) {
       const hub = await startStandInHub({ "ocr-chat": chatRoute });
       const report = await runSmoke(optionsFor(hub));
       expect(report.ok, report.failures.join("\n")).toBe(true);
@@ -846,41 +1130,63 @@ describe("runSmoke (the library) on broken hubs", () => {
 
   it("fails the async check where docling's async API is not routed", async () => {
     const hub = await startStandInHub({ "ocr-async": null });
-    expect(expectFailed(await runSmoke(optionsFor(hub, { ocrMode: "convert" })), ["ocr-async"])[0]).toBe(`OCR, docling async API failed: POST ${hub.baseUrl}/ocr/convert/file/async answered HTTP 404: 404 page not found`);
+    expect(expectFailed(await runSmoke(optionsFor(hub, { ocrMode: "convert" })), ["ocr-async"])[0]).toBe(
+      `OCR, docling async API failed: POST ${hub.baseUrl}/ocr/convert/file/async answered HTTP 404: 404 page not found`,
+    );
   });
 
   it("names both OCR answers when the fallback fails too, and does not fall back in --ocr chat", async () => {
-    const hub = await startStandInHub({ "ocr-chat": (_request, response) => sendJson(response, 503, GPU_OFF), "ocr-convert": null });
+    const hub = await startStandInHub({
+      "ocr-chat": (_request, response) => sendJson(response, 503, GPU_OFF),
+      "ocr-convert": null,
+    });
     const [failure] = expectFailed(await runSmoke(optionsFor(hub)), ["ocr"], ["ocr-async"]);
-    expect(failure).toContain(`POST ${hub.baseUrl}/ocr/convert/file answered HTTP 404: 404 page not found (tried after POST ${hub.baseUrl}/ocr/chat/completions answered HTTP 503:`);
+    expect(failure).toContain(
+      `POST ${hub.baseUrl}/ocr/convert/file answered HTTP 404: 404 page not found (tried after POST ${hub.baseUrl}/ocr/chat/completions answered HTTP 503:`,
+    );
     // A hub of its own: the stand-in's per-route bucket (burst 4) never refills, and each run sends three chat turns.
-    const again = await startStandInHub({ "ocr-chat": (_request, response) => sendJson(response, 503, GPU_OFF), "ocr-convert": null });
+    const again = await startStandInHub({
+      "ocr-chat": (_request, response) => sendJson(response, 503, GPU_OFF),
+      "ocr-convert": null,
+    });
     const [chatOnly] = expectFailed(await runSmoke(optionsFor(again, { ocrMode: "chat" })), ["ocr"], ["ocr-async"]);
     expect(chatOnly).toContain("/ocr/chat/completions answered HTTP 503: The GPU tier");
   });
 
   it("catches a gateway without a rate limit", async () => {
     const hub = await startStandInHub({}, { burst: 0 });
-    expect(expectFailed(await runSmoke(optionsFor(hub)), ["rate-limit"])[0]).toMatch(/none answered 429 \(6×200\): is its burst above --rate-burst 4\?$/);
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["rate-limit"])[0]).toMatch(
+      /none answered 429 \(6×200\): is its burst above --rate-burst 4\?$/,
+    );
   });
 
   it("without a rate-limit key: unknown keys must get only 401s, and a gateway that rate-limits them fails", async () => {
     const healthy = await startStandInHub();
     const report = await runSmoke(optionsFor(healthy, { rateLimitKey: undefined }));
     expect(report.failures).toEqual([]);
-    expect(report.checks.find((c) => c.id === "rate-limit")?.detail).toMatch(/^6 requests with one unknown key: 6×401, no 429 .*pass --rate-limit-key/);
+    expect(report.checks.find((c) => c.id === "rate-limit")?.detail).toMatch(
+      /^6 requests with one unknown key: 6×401, no 429 .*pass --rate-limit-key/,
+    );
     const old = await startStandInHub({}, { limitUnknownKeys: true });
-    expect(expectFailed(await runSmoke(optionsFor(old, { rateLimitKey: undefined })), ["rate-limit"])[0]).toMatch(/4×401, 2×429; expected only 401/);
+    expect(expectFailed(await runSmoke(optionsFor(old, { rateLimitKey: undefined })), ["rate-limit"])[0]).toMatch(
+      /4×401, 2×429; expected only 401/,
+    );
   });
 
   it("refuses a rate-limit key that is also --key or --llm-only-key (the check empties its budget)", () => {
-    expect(() => parseSmokeArgs(["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--rate-limit-key", KEY])).toThrow(/must be a key of its own/);
-    expect(parseSmokeArgs(["--url", "http://127.0.0.1:1/v1", "--key", KEY], { HUB_RATE_LIMIT_KEY: RATE_KEY })).toMatchObject({ options: { rateLimitKey: RATE_KEY } });
+    expect(() => parseSmokeArgs(["--url", "http://127.0.0.1:1/v1", "--key", KEY, "--rate-limit-key", KEY])).toThrow(
+      /must be a key of its own/,
+    );
+    expect(
+      parseSmokeArgs(["--url", "http://127.0.0.1:1/v1", "--key", KEY], { HUB_RATE_LIMIT_KEY: RATE_KEY }),
+    ).toMatchObject({ options: { rateLimitKey: RATE_KEY } });
   });
 
   it("catches a 429 without Retry-After", async () => {
     const hub = await startStandInHub({}, { retryAfter: false });
-    expect(expectFailed(await runSmoke(optionsFor(hub)), ["rate-limit"])[0]).toContain('the 429 has no usable Retry-After header (null)');
+    expect(expectFailed(await runSmoke(optionsFor(hub)), ["rate-limit"])[0]).toContain(
+      "the 429 has no usable Retry-After header (null)",
+    );
   });
 
   it("reports a hub it cannot connect to", async () => {
@@ -896,7 +1202,8 @@ describe("the LoRA adapters check", () => {
   it("asks each coder-<name> the models list names, and refuses an answer the base model gave", async () => {
     const asked: string[] = [];
     const hub = await startStandInHub({
-      models: (_request, response) => sendJson(response, 200, { object: "list", data: [{ id: "coder" }, { id: "coder-team" }, { id: "coder-sql" }] }),
+      models: (_request, response) =>
+        sendJson(response, 200, { object: "list", data: [{ id: "coder" }, { id: "coder-team" }, { id: "coder-sql" }] }),
       chat(request, response) {
         const body = JSON.parse(request.body.toString());
         asked.push(body.model);
@@ -911,7 +1218,9 @@ describe("the LoRA adapters check", () => {
     expect(adapters.detail).toBe('coder-sql: the answer names model "coder", so the adapter did not produce it');
   });
   it("is skipped, saying why, when no adapter is listed", async () => {
-    const hub = await startStandInHub({ models: (_request, response) => sendJson(response, 200, { object: "list", data: [{ id: "coder" }] }) });
+    const hub = await startStandInHub({
+      models: (_request, response) => sendJson(response, 200, { object: "list", data: [{ id: "coder" }] }),
+    });
     const adapters = (await runSmoke(optionsFor(hub))).checks.find((c) => c.id === "adapters")!;
     expect(adapters).toMatchObject({ status: "skipped", detail: expect.stringMatching(/names no LoRA adapter/) });
   });
@@ -924,14 +1233,23 @@ describe("runSmoke's embeddings checks", () => {
     const hub = await startStandInHub();
     const report = await runSmoke(optionsFor(hub));
     expect(report.failures).toEqual([]);
-    const [floats, short, empty, unknown] = hub.received.get("embeddings")!.map((r) => JSON.parse(r.body.toString("utf8")));
+    const [floats, short, empty, unknown] = hub.received
+      .get("embeddings")!
+      .map((r) => JSON.parse(r.body.toString("utf8")));
     expect(floats).toEqual({ model: EMBEDDING_MODEL, input: [...EMBEDDING_TEXTS], encoding_format: "float" });
-    expect(short).toEqual({ model: EMBEDDING_MODEL, input: [...EMBEDDING_TEXTS], encoding_format: "base64", dimensions: 256 });
+    expect(short).toEqual({
+      model: EMBEDDING_MODEL,
+      input: [...EMBEDDING_TEXTS],
+      encoding_format: "base64",
+      dimensions: 256,
+    });
     expect(empty).toEqual({ model: EMBEDDING_MODEL, input: "" });
     expect(unknown.model).not.toBe(EMBEDDING_MODEL);
     expect(hub.received.get("embeddings-model")).toHaveLength(1);
     const detail = report.checks.find((c) => c.id === "embeddings")!.detail;
-    expect(detail).toMatch(/^qwen3-embedding-0\.6b: 1024 dimensions, unit length, 30 tokens; paraphrases 0\.\d\d vs unrelated 0\.\d\d; base64 matches; dimensions 256 is the leading part at unit length$/);
+    expect(detail).toMatch(
+      /^qwen3-embedding-0\.6b: 1024 dimensions, unit length, 30 tokens; paraphrases 0\.\d\d vs unrelated 0\.\d\d; base64 matches; dimensions 256 is the leading part at unit length$/,
+    );
   });
 
   it("fails vectors that do not carry meaning, and a front that ignores `dimensions`", async () => {
@@ -939,8 +1257,17 @@ describe("runSmoke's embeddings checks", () => {
     const meaningless = await startStandInHub({
       embeddings(request, response) {
         const body = JSON.parse(request.body.toString("utf8"));
-        const data = (body.input as string[]).map((t, index) => ({ object: "embedding", index, embedding: Array.from({ length: 4 }, (_, i) => (i === t.length % 4 ? 1 : 0)) }));
-        sendJson(response, 200, { object: "list", model: body.model, data, usage: { prompt_tokens: 30, total_tokens: 30 } });
+        const data = (body.input as string[]).map((t, index) => ({
+          object: "embedding",
+          index,
+          embedding: Array.from({ length: 4 }, (_, i) => (i === t.length % 4 ? 1 : 0)),
+        }));
+        sendJson(response, 200, {
+          object: "list",
+          model: body.model,
+          data,
+          usage: { prompt_tokens: 30, total_tokens: 30 },
+        });
       },
     });
     const [reason] = expectFailed(await runSmoke(optionsFor(meaningless)), ["embeddings"], ["embeddings-refused"]);
@@ -961,7 +1288,10 @@ describe("runSmoke's embeddings checks", () => {
     const anyModel = await startStandInHub({
       embeddings(request, response) {
         const body = JSON.parse(request.body.toString("utf8"));
-        return embeddingsHandler({ ...request, body: Buffer.from(JSON.stringify({ ...body, model: EMBEDDING_MODEL })) }, response);
+        return embeddingsHandler(
+          { ...request, body: Buffer.from(JSON.stringify({ ...body, model: EMBEDDING_MODEL })) },
+          response,
+        );
       },
     });
     const [reason] = expectFailed(await runSmoke(optionsFor(anyModel)), ["embeddings-refused"]);
@@ -972,11 +1302,25 @@ describe("runSmoke's embeddings checks", () => {
     const none = await startStandInHub({ embeddings: null, "embeddings-model": null });
     const report = await runSmoke(optionsFor(none));
     expect(report.failures).toEqual([]);
-    expect(report.checks.find((c) => c.id === "embeddings")).toMatchObject({ status: "skipped", detail: "not run: this hub serves no /v1/embeddings (embeddingModel none)" });
+    expect(report.checks.find((c) => c.id === "embeddings")).toMatchObject({
+      status: "skipped",
+      detail: "not run: this hub serves no /v1/embeddings (embeddingModel none)",
+    });
     expect(statuses(report)["embeddings-refused"]).toBe("skipped");
 
-    const noScope = await startStandInHub({}, { keys: new Map([[KEY, ["llm", "stt", "tts", "ocr"]], [LLM_KEY, ["llm"]], [RATE_KEY, ["llm"]]]) });
+    const noScope = await startStandInHub(
+      {},
+      {
+        keys: new Map([
+          [KEY, ["llm", "stt", "tts", "ocr"]],
+          [LLM_KEY, ["llm"]],
+          [RATE_KEY, ["llm"]],
+        ]),
+      },
+    );
     const [reason] = expectFailed(await runSmoke(optionsFor(noScope)), ["embeddings"], ["embeddings-refused"]);
-    expect(reason).toContain("answered HTTP 403: This key lacks the embeddings scope. (insufficient_scope): give --key the embeddings scope");
+    expect(reason).toContain(
+      "answered HTTP 403: This key lacks the embeddings scope. (insufficient_scope): give --key the embeddings scope",
+    );
   });
 });

@@ -8,7 +8,12 @@ import { sshKeygenMd5 } from "./helpers/ssh";
 const alice = testKeyPair("alice");
 const bob = testKeyPair("bob");
 const fp = (k: { publicKey: string }) => md5Fingerprint(k.publicKey);
-const accountKey = (id: number, name: string, key: { publicKey: string }): AccountSshKey => ({ id, name, fingerprint: sshKeygenMd5(key.publicKey), publicKey: `${key.publicKey} as-stored-by-do` });
+const accountKey = (id: number, name: string, key: { publicKey: string }): AccountSshKey => ({
+  id,
+  name,
+  fingerprint: sshKeygenMd5(key.publicKey),
+  publicKey: `${key.publicKey} as-stored-by-do`,
+});
 
 describe("md5Fingerprint", () => {
   it("is ssh-keygen's MD5 fingerprint, the form DigitalOcean lists and droplets take", () => {
@@ -19,22 +24,48 @@ describe("md5Fingerprint", () => {
 describe("decideSshKeyRegistration", () => {
   const own = "ih-prod-deployer";
   it("registers a key the account does not hold", () => {
-    const d = decideSshKeyRegistration({ ownName: own, publicKey: `${alice.publicKey}\n`, fingerprint: fp(alice), accountKeys: [accountKey(7, "ih-prod-deployer", bob)] });
+    const d = decideSshKeyRegistration({
+      ownName: own,
+      publicKey: `${alice.publicKey}\n`,
+      fingerprint: fp(alice),
+      accountKeys: [accountKey(7, "ih-prod-deployer", bob)],
+    });
     expect(d).toEqual({ action: "create", name: own, publicKey: alice.publicKey, fingerprint: fp(alice) });
   });
 
   it("reuses a key the account holds under another name (another stack, or added by hand), without managing it", () => {
-    const d = decideSshKeyRegistration({ ownName: own, publicKey: alice.publicKey, fingerprint: fp(alice), accountKeys: [accountKey(7, "ih-staging-deployer", alice)] });
+    const d = decideSshKeyRegistration({
+      ownName: own,
+      publicKey: alice.publicKey,
+      fingerprint: fp(alice),
+      accountKeys: [accountKey(7, "ih-staging-deployer", alice)],
+    });
     expect(d).toEqual({ action: "reuse", fingerprint: fp(alice), registeredAs: "ih-staging-deployer" });
   });
 
   it("keeps managing the key it registered under its own name, adopting it by id with the account's own text", () => {
-    const d = decideSshKeyRegistration({ ownName: own, publicKey: alice.publicKey, fingerprint: fp(alice).toUpperCase(), accountKeys: [accountKey(42, own, alice)] });
-    expect(d).toEqual({ action: "adopt", name: own, publicKey: `${alice.publicKey} as-stored-by-do`, fingerprint: fp(alice), id: "42" });
+    const d = decideSshKeyRegistration({
+      ownName: own,
+      publicKey: alice.publicKey,
+      fingerprint: fp(alice).toUpperCase(),
+      accountKeys: [accountKey(42, own, alice)],
+    });
+    expect(d).toEqual({
+      action: "adopt",
+      name: own,
+      publicKey: `${alice.publicKey} as-stored-by-do`,
+      fingerprint: fp(alice),
+      id: "42",
+    });
   });
 
   it("droplet sshKeys: configured first, the registered key once, lower case", () => {
-    expect(dropletSshKeys(["AA:bb:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd", "1234"], "aa:bb:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd")).toEqual(["aa:bb:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd", "1234"]);
+    expect(
+      dropletSshKeys(
+        ["AA:bb:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd", "1234"],
+        "aa:bb:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd",
+      ),
+    ).toEqual(["aa:bb:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd", "1234"]);
     expect(dropletSshKeys([], undefined)).toEqual([]);
   });
 });
@@ -43,7 +74,10 @@ describe("the program's SSH key registration against an account", () => {
   const settings = { tier: "gpu", sshPublicKey: alice.publicKey };
   const runWith = (stack: string, keys: readonly AccountSshKey[]) => {
     const account = new RecordingAccountKeys(keys);
-    return runProgram(settings, { stack, env: testEnvironment({ accountKeys: account }) }).then((run) => ({ run, account }));
+    return runProgram(settings, { stack, env: testEnvironment({ accountKeys: account }) }).then((run) => ({
+      run,
+      account,
+    }));
   };
 
   it("two stacks, one key: the first registers it, the second names it by fingerprint and manages nothing", async () => {
@@ -78,29 +112,58 @@ describe("the program's SSH key registration against an account", () => {
     expect(after.options.retainOnDelete).toBe(true);
     expect(after.inputs.name).toBe(before.inputs.name);
     // A GPU droplet replaces on an sshKeys change: the value must not move between the runs.
-    expect(next.one(T.droplet, "gpu-0-droplet").inputs.sshKeys).toEqual(first.one(T.droplet, "gpu-0-droplet").inputs.sshKeys);
+    expect(next.one(T.droplet, "gpu-0-droplet").inputs.sshKeys).toEqual(
+      first.one(T.droplet, "gpu-0-droplet").inputs.sshKeys,
+    );
   });
 
   it("an account that cannot be listed refuses the deploy with the reason", async () => {
-    const broken = { withFingerprint: async () => Promise.reject(new Error("GET https://api.digitalocean.com/v2/account/keys: 401 Unable to authenticate you")) };
-    await expect(runProgram(settings, { env: testEnvironment({ accountKeys: broken }) })).rejects.toThrow(/sshPublicKey: could not list the DigitalOcean account's SSH keys .*401 Unable to authenticate you.*Check DIGITALOCEAN_TOKEN/);
+    const broken = {
+      withFingerprint: async () =>
+        Promise.reject(new Error("GET https://api.digitalocean.com/v2/account/keys: 401 Unable to authenticate you")),
+    };
+    await expect(runProgram(settings, { env: testEnvironment({ accountKeys: broken }) })).rejects.toThrow(
+      /sshPublicKey: could not list the DigitalOcean account's SSH keys .*401 Unable to authenticate you.*Check DIGITALOCEAN_TOKEN/,
+    );
   });
 });
 
 describe("the configured deployer key is checked before anything is created", () => {
   it("refuses a key that is not installed on the droplets, naming both fingerprints", async () => {
-    const run = runProgram({ tier: "cpu", sshPublicKey: alice.publicKey }, { secrets: { sshPrivateKey: bob.privateKey } });
-    await expect(run).rejects.toThrow(new RegExp(`sshPrivateKey, sshPublicKey, sshKeyFingerprints: the private key's public half \\(MD5 ${sshKeygenMd5(bob.publicKey)}\\) is not installed on the droplets \\(they get ${sshKeygenMd5(alice.publicKey)}\\)`));
+    const run = runProgram(
+      { tier: "cpu", sshPublicKey: alice.publicKey },
+      { secrets: { sshPrivateKey: bob.privateKey } },
+    );
+    await expect(run).rejects.toThrow(
+      new RegExp(
+        `sshPrivateKey, sshPublicKey, sshKeyFingerprints: the private key's public half \\(MD5 ${sshKeygenMd5(bob.publicKey)}\\) is not installed on the droplets \\(they get ${sshKeygenMd5(alice.publicKey)}\\)`,
+      ),
+    );
   });
 
   it("refuses text that is not a private key without echoing it, and reports the other problems with it", async () => {
-    const run = runProgram({ tier: "cpu", sshPublicKey: alice.publicKey }, { secrets: { sshPrivateKey: "not-a-key-SECRET-MARKER" }, env: testEnvironment({ address: { find: async () => Promise.reject(new Error("offline")) } }) });
-    await expect(run).rejects.toThrow(/2 problems[\s\S]*sshPrivateKey \(secret, not shown\): is not an OpenSSH or PEM private key[\s\S]*adminCidrs: is empty/);
+    const run = runProgram(
+      { tier: "cpu", sshPublicKey: alice.publicKey },
+      {
+        secrets: { sshPrivateKey: "not-a-key-SECRET-MARKER" },
+        env: testEnvironment({ address: { find: async () => Promise.reject(new Error("offline")) } }),
+      },
+    );
+    await expect(run).rejects.toThrow(
+      /2 problems[\s\S]*sshPrivateKey \(secret, not shown\): is not an OpenSSH or PEM private key[\s\S]*adminCidrs: is empty/,
+    );
     await expect(run).rejects.not.toThrow(/SECRET-MARKER/);
   });
 
   it("accepts the key whose public half is sshPublicKey, or one of sshKeyFingerprints", async () => {
-    await expect(runProgram({ tier: "cpu", sshPublicKey: alice.publicKey }, { secrets: { sshPrivateKey: alice.privateKey } })).resolves.toBeDefined();
-    await expect(runProgram({ tier: "cpu", sshKeyFingerprints: [sshKeygenMd5(bob.publicKey)] }, { secrets: { sshPrivateKey: bob.privateKey } })).resolves.toBeDefined();
+    await expect(
+      runProgram({ tier: "cpu", sshPublicKey: alice.publicKey }, { secrets: { sshPrivateKey: alice.privateKey } }),
+    ).resolves.toBeDefined();
+    await expect(
+      runProgram(
+        { tier: "cpu", sshKeyFingerprints: [sshKeygenMd5(bob.publicKey)] },
+        { secrets: { sshPrivateKey: bob.privateKey } },
+      ),
+    ).resolves.toBeDefined();
   });
 });

@@ -1,5 +1,16 @@
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -24,7 +35,10 @@ afterAll(async () => {
 if (!SSHD) {
   if (process.env.CI) it("has Debian's openssh-server in CI (.ci/run installs it)", () => expect(SSHD).toBeDefined());
   // eslint-disable-next-line no-console
-  else console.warn("ssh-real.test.ts: SKIPPED: no sshd here (apt-get install openssh-server); CI installs it and runs these");
+  else
+    console.warn(
+      "ssh-real.test.ts: SKIPPED: no sshd here (apt-get install openssh-server); CI installs it and runs these",
+    );
 }
 
 const deployer = testKeyPair("deployer");
@@ -39,11 +53,18 @@ interface NodeView {
 /** What the program gave one node: its Docker provider's ssh options, the host key its cloud-init installs, its Command connection. */
 function nodeView(run: ProgramRun, node: string): NodeView {
   const provider = run.one("pulumi:providers:docker", `${node}-containers-docker`);
-  const userData = parse(String(run.one(T.droplet, `${node}-droplet`).rawInputs.userData)) as { ssh_keys: { ed25519_private: string; ed25519_public: string } };
+  const userData = parse(String(run.one(T.droplet, `${node}-droplet`).rawInputs.userData)) as {
+    ssh_keys: { ed25519_private: string; ed25519_public: string };
+  };
   const ready = run.one(T.command, `${node}-ready`);
   // Provider configuration reaches the engine JSON-encoded.
   const opts = provider.rawInputs.sshOpts;
-  return { sshOpts: (typeof opts === "string" ? JSON.parse(opts) : opts) as string[], hostPrivateKey: userData.ssh_keys.ed25519_private, hostPublicKey: userData.ssh_keys.ed25519_public, connection: ready.rawInputs.connection as Record<string, unknown> };
+  return {
+    sshOpts: (typeof opts === "string" ? JSON.parse(opts) : opts) as string[],
+    hostPrivateKey: userData.ssh_keys.ed25519_private,
+    hostPublicKey: userData.ssh_keys.ed25519_public,
+    connection: ready.rawInputs.connection as Record<string, unknown>,
+  };
 }
 
 const startSshd = async (name: string, hostPrivateKey: string, port?: number) => {
@@ -57,14 +78,19 @@ describe.runIf(SSHD)("the deployer's SSH against a real sshd on loopback", () =>
   let run: ProgramRun;
 
   it("the program writes the key file 0600 in 0700 directories, and a known_hosts per node holding only its key", async () => {
-    run = await runProgram({ tier: "gpu", sshPublicKey: deployer.publicKey }, { stack: "sshtest", secrets: { sshPrivateKey: deployer.privateKey }, env: testEnvironment({ sshDir }) });
+    run = await runProgram(
+      { tier: "gpu", sshPublicKey: deployer.publicKey },
+      { stack: "sshtest", secrets: { sshPrivateKey: deployer.privateKey }, env: testEnvironment({ sshDir }) },
+    );
     const [stackDir] = readdirSync(sshDir);
     expect(stackDir).toMatch(/^sshtest-[0-9a-f]{10}$/);
     const keyFile = path.join(sshDir, stackDir, "deployer_key");
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
     expect(statSync(path.join(sshDir, stackDir)).mode & 0o777).toBe(0o700);
     expect(statSync(sshDir).mode & 0o777).toBe(0o700);
-    expect(readFileSync(keyFile, "utf8")).toBe(deployer.privateKey.endsWith("\n") ? deployer.privateKey : `${deployer.privateKey}\n`);
+    expect(readFileSync(keyFile, "utf8")).toBe(
+      deployer.privateKey.endsWith("\n") ? deployer.privateKey : `${deployer.privateKey}\n`,
+    );
     for (const node of ["cpu", "gpu-0"]) {
       const file = path.join(sshDir, stackDir, `${node}.known_hosts`);
       expect(statSync(file).mode & 0o777).toBe(0o600);
@@ -73,18 +99,35 @@ describe.runIf(SSHD)("the deployer's SSH against a real sshd on loopback", () =>
     }
     // The options the Docker provider gets name these very files.
     const opts = nodeView(run, "cpu").sshOpts;
-    expect(opts).toEqual(expect.arrayContaining([`UserKnownHostsFile=${path.join(sshDir, stackDir, "cpu.known_hosts")}`, `IdentityFile=${keyFile}`, "IdentitiesOnly=yes", "StrictHostKeyChecking=yes", "BatchMode=yes", "HostKeyAlias=ih-sshtest-cpu"]));
+    expect(opts).toEqual(
+      expect.arrayContaining([
+        `UserKnownHostsFile=${path.join(sshDir, stackDir, "cpu.known_hosts")}`,
+        `IdentityFile=${keyFile}`,
+        "IdentitiesOnly=yes",
+        "StrictHostKeyChecking=yes",
+        "BatchMode=yes",
+        "HostKeyAlias=ih-sshtest-cpu",
+      ]),
+    );
   });
 
   it("the system ssh logs in with those exact options, the configured key and no agent", async () => {
     const cpu = nodeView(run, "cpu");
     const sshd = await startSshd("cpu-sshd", cpu.hostPrivateKey);
     const r = systemSsh(cpu.sshOpts, sshd.port);
-    expect(r.stderr, `${r.stderr}\n--- sshd ---\n${sshd.log}`).not.toMatch(/Host key verification failed|Permission denied/);
+    expect(r.stderr, `${r.stderr}\n--- sshd ---\n${sshd.log}`).not.toMatch(
+      /Host key verification failed|Permission denied/,
+    );
     expect(r.stdout.trim()).toBe("logged-in");
     expect(r.status).toBe(0);
     // The command provider's connection pins the same key the server presents.
-    const scanned = spawnSync("ssh-keyscan", ["-t", "ed25519", "-p", String(sshd.port), "127.0.0.1"], { encoding: "utf8" }).stdout.trim().split(" ").slice(1).join(" ");
+    const scanned = spawnSync("ssh-keyscan", ["-t", "ed25519", "-p", String(sshd.port), "127.0.0.1"], {
+      encoding: "utf8",
+    })
+      .stdout.trim()
+      .split(" ")
+      .slice(1)
+      .join(" ");
     expect(cpu.connection.hostKey).toBe(scanned);
     expect(cpu.connection.hostKey).toBe(cpu.hostPublicKey);
     await sshd.stop();
@@ -112,7 +155,10 @@ describe.runIf(SSHD)("the deployer's SSH against a real sshd on loopback", () =>
   });
 
   it("without sshPrivateKey: no key file, the agent's key logs in, and nothing logs in without the agent", async () => {
-    const agentRun = await runProgram({ tier: "cpu", sshPublicKey: deployer.publicKey }, { stack: "sshagent", env: testEnvironment({ sshDir: path.join(work, "agent-files") }) });
+    const agentRun = await runProgram(
+      { tier: "cpu", sshPublicKey: deployer.publicKey },
+      { stack: "sshagent", env: testEnvironment({ sshDir: path.join(work, "agent-files") }) },
+    );
     const cpu = nodeView(agentRun, "cpu");
     expect(cpu.sshOpts.some((o) => o.startsWith("IdentityFile="))).toBe(false);
     expect(cpu.connection.privateKey).toBeUndefined();
@@ -123,7 +169,9 @@ describe.runIf(SSHD)("the deployer's SSH against a real sshd on loopback", () =>
       for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));
       const keyFile = path.join(work, "agent-key");
       writeFileSync(keyFile, deployer.privateKey, { mode: 0o600 });
-      expect(spawnSync("ssh-add", [keyFile], { env: { ...process.env, SSH_AUTH_SOCK: socket }, encoding: "utf8" }).status).toBe(0);
+      expect(
+        spawnSync("ssh-add", [keyFile], { env: { ...process.env, SSH_AUTH_SOCK: socket }, encoding: "utf8" }).status,
+      ).toBe(0);
       expect(systemSsh(cpu.sshOpts, sshd.port, { agentSocket: socket }).stdout.trim()).toBe("logged-in");
       const noAgent = systemSsh(cpu.sshOpts, sshd.port);
       expect(noAgent.status).not.toBe(0);
@@ -139,9 +187,14 @@ describe("the deployer's SSH files", () => {
   it("ssh reads `~/.inference-hub/ssh/...` exactly where the home store writes, whatever $HOME says", () => {
     const option = `UserKnownHostsFile=${HOME_SSH_ROOT}/stack-0123456789/cpu.known_hosts`;
     for (const home of [process.env.HOME ?? "", "/nonexistent-home"]) {
-      const r = spawnSync("ssh", ["-G", "-o", option, "example.invalid"], { encoding: "utf8", env: { ...process.env, HOME: home } });
+      const r = spawnSync("ssh", ["-G", "-o", option, "example.invalid"], {
+        encoding: "utf8",
+        env: { ...process.env, HOME: home },
+      });
       const line = r.stdout.split("\n").find((l) => l.startsWith("userknownhostsfile "));
-      expect(line).toBe(`userknownhostsfile ${path.join(sshHomeDirectory(), ".inference-hub/ssh/stack-0123456789/cpu.known_hosts")}`);
+      expect(line).toBe(
+        `userknownhostsfile ${path.join(sshHomeDirectory(), ".inference-hub/ssh/stack-0123456789/cpu.known_hosts")}`,
+      );
     }
   });
 

@@ -3,7 +3,15 @@ import type { RecordedResource } from "../cli/plan/mock-engine";
 import { runProgram, T } from "./helpers/mock-run";
 
 /** Inputs whose change makes DigitalOcean replace a volume (size only grows in place). */
-const REPLACING_INPUTS = ["name", "region", "initialFilesystemType", "initialFilesystemLabel", "filesystemType", "snapshotId", "description"];
+const REPLACING_INPUTS = [
+  "name",
+  "region",
+  "initialFilesystemType",
+  "initialFilesystemLabel",
+  "filesystemType",
+  "snapshotId",
+  "description",
+];
 
 const volumeView = (v: RecordedResource) => ({
   urn: v.urn,
@@ -29,7 +37,9 @@ describe("switching tiers and the GPU never replaces or deletes a volume", () =>
     expect(first.length).toBe(2);
     for (const [i, run] of runs.entries()) {
       const volumes = run.byType(T.volume).map(volumeView);
-      expect(volumes.map((v) => v.urn).sort(), `step ${i} ${JSON.stringify(steps[i])}`).toEqual(first.map((v) => v.urn).sort());
+      expect(volumes.map((v) => v.urn).sort(), `step ${i} ${JSON.stringify(steps[i])}`).toEqual(
+        first.map((v) => v.urn).sort(),
+      );
       for (const v of volumes) {
         const before = first.find((f) => f.urn === v.urn)!;
         expect(v.replacing, `step ${i} ${v.urn}`).toEqual(before.replacing);
@@ -49,7 +59,12 @@ describe("switching tiers and the GPU never replaces or deletes a volume", () =>
     const off = await runProgram({ tier: "hybrid" });
     const on = await runProgram({ tier: "hybrid", gpuEnabled: true });
     expect(off.byType(T.attachment).map((a) => a.name)).toEqual(["cpu-volume"]);
-    expect(on.byType(T.attachment).map((a) => a.name).sort()).toEqual(["cpu-volume", "gpu-0-volume"]);
+    expect(
+      on
+        .byType(T.attachment)
+        .map((a) => a.name)
+        .sort(),
+    ).toEqual(["cpu-volume", "gpu-0-volume"]);
     const modelCache = on.one(T.volume, "storage-model-cache-0");
     // The attachment takes the model-cache volume's id; under mocks ids are mock-<name>.
     expect(on.one(T.attachment, "gpu-0-volume").inputs.volumeId).toBe(`mock-${modelCache.name}`);

@@ -11,7 +11,8 @@ describe("TTS models and their licences", () => {
     // tacotron2-DDC and vits "apache 2.0", no tos_required.
     expect(TTS_MODELS[XTTS].license).toMatchObject({ requiresAgreement: true });
     expect(TTS_MODELS[XTTS].license.name).toContain("Coqui Public Model License");
-    for (const id of ["tts_models/en/ljspeech/tacotron2-DDC", "tts_models/en/ljspeech/vits"]) expect(TTS_MODELS[id].license).toMatchObject({ name: "Apache 2.0", requiresAgreement: false });
+    for (const id of ["tts_models/en/ljspeech/tacotron2-DDC", "tts_models/en/ljspeech/vits"])
+      expect(TTS_MODELS[id].license).toMatchObject({ name: "Apache 2.0", requiresAgreement: false });
   });
 
   it("refuses XTTS until the user accepts its licence, naming the licence and both ways out", () => {
@@ -28,7 +29,9 @@ describe("TTS models and their licences", () => {
   });
 
   it("with the licence accepted, tells Coqui so instead of letting it prompt", () => {
-    const tts = ttsSpec(mustLoad({ tier: "cpu", cpuSize: "c-16", budgetUsd: 600, ttsModel: XTTS, ttsAcceptModelLicense: true }));
+    const tts = ttsSpec(
+      mustLoad({ tier: "cpu", cpuSize: "c-16", budgetUsd: 600, ttsModel: XTTS, ttsAcceptModelLicense: true }),
+    );
     // TTS/utils/manage.py tos_agreed: os.environ.get("COQUI_TOS_AGREED") == "1" skips ask_tos's input().
     expect(tts.env.COQUI_TOS_AGREED).toBe("1");
   });

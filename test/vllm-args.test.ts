@@ -23,7 +23,8 @@ describe("every vLLM command line the stack renders is accepted by vLLM 0.24.0",
   it("for every tier preset", () => {
     for (const tier of TIERS) {
       const hub = mustLoad({ tier });
-      for (const { node, service, args } of vllmArgLists(hub)) expect(vllmArgProblems(args), `${tier} ${node} ${service}: ${args.join(" ")}`).toEqual([]);
+      for (const { node, service, args } of vllmArgLists(hub))
+        expect(vllmArgProblems(args), `${tier} ${node} ${service}: ${args.join(" ")}`).toEqual([]);
     }
   });
 
@@ -34,7 +35,19 @@ describe("every vLLM command line the stack renders is accepted by vLLM 0.24.0",
       for (const quantization of QUANTIZATIONS) {
         for (const size of GPU_SIZES) {
           const tier = size.gpuCount > 1 ? "multigpu" : "gpu";
-          const r = loadSettings({ tier, region: size.regions[0], gpuSize: size.slug, llmModel: model.id, llmQuantization: quantization, llmTensorParallelSize: size.gpuCount, llmMaxContext: Math.min(8192, model.maxContext), llmGpuMemoryPercent: 90, ocrEngine: "docling", budgetUsd: 100000, modelCacheGiB: 1000 });
+          const r = loadSettings({
+            tier,
+            region: size.regions[0],
+            gpuSize: size.slug,
+            llmModel: model.id,
+            llmQuantization: quantization,
+            llmTensorParallelSize: size.gpuCount,
+            llmMaxContext: Math.min(8192, model.maxContext),
+            llmGpuMemoryPercent: 90,
+            ocrEngine: "docling",
+            budgetUsd: 100000,
+            modelCacheGiB: 1000,
+          });
           if (!r.ok || r.config.coder.backend !== "vllm") continue;
           const args = coderServeArgs(r.config.coder);
           expect(vllmArgProblems(args), `${model.id} ${quantization} ${size.slug}: ${args.join(" ")}`).toEqual([]);
@@ -45,8 +58,15 @@ describe("every vLLM command line the stack renders is accepted by vLLM 0.24.0",
     }
     // The matrix exercised the formats (the pre-quantized FP8 checkpoint's compressed-tensors among them), expert parallelism and the loader.
     expect(checked).toBeGreaterThan(30);
-    expect([...flagsSeen]).toEqual(expect.arrayContaining(["--quantization", "--enable-expert-parallel", "--tensor-parallel-size", "--safetensors-load-strategy"]));
-    const hybrid = coderServeArgs((mustLoad({ tier: "hybrid" }).coder as Parameters<typeof coderServeArgs>[0]));
+    expect([...flagsSeen]).toEqual(
+      expect.arrayContaining([
+        "--quantization",
+        "--enable-expert-parallel",
+        "--tensor-parallel-size",
+        "--safetensors-load-strategy",
+      ]),
+    );
+    const hybrid = coderServeArgs(mustLoad({ tier: "hybrid" }).coder as Parameters<typeof coderServeArgs>[0]);
     expect(hybrid.join(" ")).toContain("--quantization compressed-tensors");
     expect(hybrid.join(" ")).toContain("--safetensors-load-strategy prefetch");
   });
@@ -61,7 +81,9 @@ describe("every vLLM command line the stack renders is accepted by vLLM 0.24.0",
     const hub = mustLoad({ tier: "gpu" });
     const ocr = vllmArgLists(hub).find((v) => v.service === "ocr")!.args;
     expect(ocr[0]).toBe("deepseek-ai/DeepSeek-OCR");
-    expect(ocr).toEqual(expect.arrayContaining(["--no-enable-prefix-caching", "--logits-processors", "--mm-processor-cache-gb"]));
+    expect(ocr).toEqual(
+      expect.arrayContaining(["--no-enable-prefix-caching", "--logits-processors", "--mm-processor-cache-gb"]),
+    );
     expect(ocr[ocr.indexOf("--mm-processor-cache-gb") + 1]).toBe("0");
     const coder = vllmArgLists(hub).find((v) => v.service === "coder")!.args;
     expect(ocr[ocr.indexOf("--port") + 1]).not.toBe(coder[coder.indexOf("--port") + 1]);

@@ -54,7 +54,9 @@ describe("GPU windows are merged as time intervals", () => {
   it("never counts an hour twice: two 24/7 windows in different zones, or one zone spelled three ways, are 730 h", () => {
     expect(hours("sun-sat 00:00-24:00 UTC")).toBe(730);
     expect(hours("sun-sat 00:00-24:00 UTC", "sun-sat 00:00-24:00 Europe/Berlin")).toBe(730);
-    expect(hours("mon-fri 09:00-17:00 UTC", "mon-fri 09:00-17:00 utc", "mon-fri 09:00-17:00 Etc/UTC")).toBe(hours("mon-fri 09:00-17:00 UTC"));
+    expect(hours("mon-fri 09:00-17:00 UTC", "mon-fri 09:00-17:00 utc", "mon-fri 09:00-17:00 Etc/UTC")).toBe(
+      hours("mon-fri 09:00-17:00 UTC"),
+    );
     // 14 h ahead of UTC and 11 h behind: the union is still one year, clipped to it.
     expect(hours("sun-sat 00:00-24:00 Pacific/Kiritimati", "sun-sat 00:00-24:00 Pacific/Pago_Pago")).toBe(730);
   });
@@ -71,14 +73,20 @@ describe("GPU windows are merged as time intervals", () => {
   });
 
   it("a derived gpuHoursPerMonth passes the setting's own check (at most 744): the stack is accepted and costed at 730 h", () => {
-    const r = loadSettings({ tier: "hybrid", gpuWindows: ["sun-sat 00:00-24:00 UTC", "sun-sat 00:00-24:00 Asia/Tokyo"], budgetUsd: 5000 });
+    const r = loadSettings({
+      tier: "hybrid",
+      gpuWindows: ["sun-sat 00:00-24:00 UTC", "sun-sat 00:00-24:00 Asia/Tokyo"],
+      budgetUsd: 5000,
+    });
     expect(r.ok && r.config.gpu?.hoursPerMonth).toBe(730);
   });
 
   it("refuses day ranges it cannot read instead of reading part of them, and more than 64 windows", () => {
     expect(parseWindows(["mon-tue-wed 08:00-09:00 UTC"]).problems).toHaveLength(1);
     expect(parseWindows(["mon 08:00-09:00-10:00 UTC"]).problems).toHaveLength(1);
-    expect(parseWindows(Array.from({ length: 65 }, () => "mon 08:00-09:00 UTC")).problems[0].message).toContain("at most 64");
+    expect(parseWindows(Array.from({ length: 65 }, () => "mon 08:00-09:00 UTC")).problems[0].message).toContain(
+      "at most 64",
+    );
   });
 
   it("property: the union lies between the larger window and the sum of both, and is symmetric", () => {

@@ -12,7 +12,9 @@ import { ROOT } from "./helpers/load";
  */
 
 const DIR = path.join(ROOT, ".github/workflows");
-const FILES = readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f)).sort();
+const FILES = readdirSync(DIR)
+  .filter((f) => /\.ya?ml$/.test(f))
+  .sort();
 const text = (file: string) => readFileSync(path.join(DIR, file), "utf8");
 
 interface Step {
@@ -78,7 +80,8 @@ describe("the validator rejects broken workflows", () => {
   });
 
   it("a misspelt job key, a bad permission level, a concurrency without group, a bad input type", () => {
-    const job = (extra: string) => `on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n${extra}    steps:\n      - run: npm test\n`;
+    const job = (extra: string) =>
+      `on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n${extra}    steps:\n      - run: npm test\n`;
     expect(errorsOf(job(""))).toEqual([]);
     expect(errorsOf(job("    enviroment: production-hybrid\n")).length).toBeGreaterThan(0);
     expect(errorsOf(job("    permissions:\n      contents: readd\n")).length).toBeGreaterThan(0);
@@ -89,7 +92,10 @@ describe("the validator rejects broken workflows", () => {
 
   it("the CLI exits 1 on a broken file", () => {
     const bin = path.join(ROOT, "node_modules/.bin/action-validator");
-    const r = spawnSync(bin, [path.join(ROOT, "test/fixtures/github/broken-workflow.yml")], { encoding: "utf8", timeout: 30_000 });
+    const r = spawnSync(bin, [path.join(ROOT, "test/fixtures/github/broken-workflow.yml")], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("runs-on");
   });
@@ -101,7 +107,10 @@ describe("structural rules", () => {
 
   for (const file of FILES) {
     it(`${file}: every third-party action is pinned to a version tag or a SHA`, () => {
-      const uses = [...steps(workflow(file)).map((s) => s.uses), ...Object.values(workflow(file).jobs).map((j) => j.uses)].filter((u): u is string => u !== undefined && !u.startsWith("./"));
+      const uses = [
+        ...steps(workflow(file)).map((s) => s.uses),
+        ...Object.values(workflow(file).jobs).map((j) => j.uses),
+      ].filter((u): u is string => u !== undefined && !u.startsWith("./"));
       expect(uses.length).toBeGreaterThan(0);
       for (const u of uses) {
         expect(u, `${file}: ${u}`).toMatch(PINNED);
@@ -111,22 +120,31 @@ describe("structural rules", () => {
   }
 
   it("the pin check itself refuses branches", () => {
-    for (const bad of ["actions/checkout@main", "pulumi/actions@master", "owner/repo", "owner/repo@feature/x"]) expect(bad).not.toMatch(PINNED);
-    for (const good of ["actions/checkout@v6.0.2", "pulumi/actions@v7", "webfactory/ssh-agent@v0.10.0", `a/b@${"0".repeat(40)}`]) expect(good).toMatch(PINNED);
+    for (const bad of ["actions/checkout@main", "pulumi/actions@master", "owner/repo", "owner/repo@feature/x"])
+      expect(bad).not.toMatch(PINNED);
+    for (const good of [
+      "actions/checkout@v6.0.2",
+      "pulumi/actions@v7",
+      "webfactory/ssh-agent@v0.10.0",
+      `a/b@${"0".repeat(40)}`,
+    ])
+      expect(good).toMatch(PINNED);
   });
 
   it("the PR workflow runs npm test, the plan diff and a sticky comment, with minimal permissions", () => {
     const w = workflow("pr.yml");
     expect(Object.keys(w.on)).toEqual(["pull_request"]);
     expect(w.permissions).toEqual({ contents: "read" });
-    for (const job of Object.values(w.jobs)) for (const [scope, level] of Object.entries(job.permissions ?? {})) expect(`${scope}: ${level}`).toMatch(/^(contents: read|pull-requests: write)$/);
+    for (const job of Object.values(w.jobs))
+      for (const [scope, level] of Object.entries(job.permissions ?? {}))
+        expect(`${scope}: ${level}`).toMatch(/^(contents: read|pull-requests: write)$/);
     expect(runs(w.jobs.test)).toMatch(/^npm test$/m);
 
     const diff = w.jobs["plan-diff"];
     const checkouts = (diff.steps ?? []).filter((s) => s.uses?.startsWith("actions/checkout@"));
     expect(checkouts[1].with).toMatchObject({ ref: "${{ github.base_ref }}", path: "base" });
     for (const stack of ["cpu", "gpu", "hybrid", "multigpu"]) expect(runs(diff)).toContain(stack);
-    expect(runs(diff)).toContain("npm run -s plan -- --stack \"$stack\" --json");
+    expect(runs(diff)).toContain('npm run -s plan -- --stack "$stack" --json');
     expect(runs(diff)).toContain("npm run -s plan-diff -- --base-dir plans/base --head-dir plans/head");
     expect(runs(diff)).toContain("--fail-on-volume-risk");
     const sticky = (diff.steps ?? []).filter((s) => s.uses?.startsWith("marocchino/sticky-pull-request-comment@"));
@@ -141,7 +159,11 @@ describe("structural rules", () => {
     expect(preview.if).toBe("needs.pulumi-gate.outputs.enabled == 'true'");
     expect(text("pr.yml")).toContain("PULUMI_ACCESS_TOKEN: ${{ secrets.PULUMI_ACCESS_TOKEN }}");
     expect(preview.strategy?.matrix?.stack).toBeDefined();
-    expect(pulumiSteps(preview)[0].with).toMatchObject({ command: "preview", "stack-name": "${{ matrix.stack }}", "comment-on-pr": true });
+    expect(pulumiSteps(preview)[0].with).toMatchObject({
+      command: "preview",
+      "stack-name": "${{ matrix.stack }}",
+      "comment-on-pr": true,
+    });
     // The key is loaded only when the secret exists.
     const agent = (preview.steps ?? []).find((s) => s.uses?.startsWith("webfactory/ssh-agent@"));
     expect(agent?.if).toBe("env.HAS_SSH_KEY == 'true'");
@@ -180,13 +202,17 @@ describe("structural rules", () => {
   });
 
   it("every Pulumi CLI is the release of the @pulumi/pulumi SDK in package.json", () => {
-    const sdk = (JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> }).dependencies["@pulumi/pulumi"];
+    const sdk = (
+      JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> }
+    ).dependencies["@pulumi/pulumi"];
     for (const file of FILES) {
-      for (const step of steps(workflow(file)).filter((s) => s.uses?.startsWith("pulumi/actions@"))) expect(step.with?.["pulumi-version"], file).toBe(sdk);
+      for (const step of steps(workflow(file)).filter((s) => s.uses?.startsWith("pulumi/actions@")))
+        expect(step.with?.["pulumi-version"], file).toBe(sdk);
     }
   });
 
   it("secrets reach steps only through env, never interpolated into a shell script", () => {
-    for (const file of FILES) for (const step of steps(workflow(file))) expect(step.run ?? "", file).not.toContain("${{ secrets.");
+    for (const file of FILES)
+      for (const step of steps(workflow(file))) expect(step.run ?? "", file).not.toContain("${{ secrets.");
   });
 });

@@ -12,7 +12,8 @@ import * as path from "node:path";
 export class BuildError extends Error {}
 
 /** ~/.cache/inference-hub/tools (or under $XDG_CACHE_HOME): one directory per program and version. */
-export const toolsCacheRoot = (): string => path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "inference-hub", "tools");
+export const toolsCacheRoot = (): string =>
+  path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "inference-hub", "tools");
 
 /** The `go` client: $GO, else `go` on PATH, else the official install's path. */
 export function goBinary(needs: string): string {
@@ -20,14 +21,27 @@ export function goBinary(needs: string): string {
   const onPath = spawnSync("sh", ["-c", "command -v go"], { encoding: "utf8" }).stdout.trim();
   if (onPath) return onPath;
   if (existsSync("/usr/local/go/bin/go")) return "/usr/local/go/bin/go";
-  throw new BuildError(`Go is not installed (no \`go\` on PATH, no /usr/local/go/bin/go); ${needs} needs Go 1.26 or newer.`);
+  throw new BuildError(
+    `Go is not installed (no \`go\` on PATH, no /usr/local/go/bin/go); ${needs} needs Go 1.26 or newer.`,
+  );
 }
 
 /** Runs `go <args>` and returns its stdout; a failure ends with the tail of its output. */
 export function runGo(go: string, args: readonly string[], cwd: string, env: Readonly<Record<string, string>>): string {
-  const result = spawnSync(go, args, { cwd, encoding: "utf8", env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 });
-  if (result.error) throw new BuildError(`could not run ${go} (${result.error.message}); set GO to the go client, or install Go 1.26 or newer`);
-  if (result.status !== 0) throw new BuildError(`go ${args.join(" ")} failed (exit ${result.status}) in ${cwd}:\n${(result.stderr || result.stdout).slice(-6000)}`);
+  const result = spawnSync(go, args, {
+    cwd,
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (result.error)
+    throw new BuildError(
+      `could not run ${go} (${result.error.message}); set GO to the go client, or install Go 1.26 or newer`,
+    );
+  if (result.status !== 0)
+    throw new BuildError(
+      `go ${args.join(" ")} failed (exit ${result.status}) in ${cwd}:\n${(result.stderr || result.stdout).slice(-6000)}`,
+    );
   return result.stdout;
 }
 
@@ -73,19 +87,32 @@ export function buildLock(dir: string, binary: string): () => void {
  * The last step of a build whose version checked out: build.json beside the binary (what was built,
  * from what, how long it took), then the staged binary moved into place. Returns the binary.
  */
-export function installBuilt(staged: string, binary: string, record: Readonly<Record<string, unknown>>, startedMs: number, log: (line: string) => void): string {
+export function installBuilt(
+  staged: string,
+  binary: string,
+  record: Readonly<Record<string, unknown>>,
+  startedMs: number,
+  log: (line: string) => void,
+): string {
   const seconds = Math.round((Date.now() - startedMs) / 1000);
-  writeFileSync(path.join(path.dirname(binary), "build.json"), `${JSON.stringify({ ...record, builtAt: new Date().toISOString(), seconds }, null, 2)}\n`);
+  writeFileSync(
+    path.join(path.dirname(binary), "build.json"),
+    `${JSON.stringify({ ...record, builtAt: new Date().toISOString(), seconds }, null, 2)}\n`,
+  );
   renameSync(staged, binary);
   log(`built ${binary} in ${seconds} s`);
   return binary;
 }
 
 /** `tsx tools/<name>.ts build|path`: prints the binaries' paths; a BuildError is one line and exit 1. */
-export function toolCli(script: string, commands: { readonly build: () => readonly string[]; readonly path: () => readonly string[] }): void {
+export function toolCli(
+  script: string,
+  commands: { readonly build: () => readonly string[]; readonly path: () => readonly string[] },
+): void {
   const command = process.argv[2];
   try {
-    if (command === "build" || command === "path") for (const line of commands[command]()) process.stdout.write(`${line}\n`);
+    if (command === "build" || command === "path")
+      for (const line of commands[command]()) process.stdout.write(`${line}\n`);
     else {
       process.stderr.write(`usage: tsx tools/${script} build|path\n`);
       process.exitCode = 1;

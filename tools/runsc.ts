@@ -40,7 +40,8 @@ export function runscPath(): string | undefined {
   return builtRunscVersion() === RUNSC_VERSION ? runscBinaryPath() : undefined;
 }
 
-export const runscMissingReason = (): string => `no runsc ${RUNSC_VERSION} at ${runscBinaryPath()} (build it once: npx tsx tools/runsc.ts build; .ci/run does)`;
+export const runscMissingReason = (): string =>
+  `no runsc ${RUNSC_VERSION} at ${runscBinaryPath()} (build it once: npx tsx tools/runsc.ts build; .ci/run does)`;
 
 export function buildRunsc(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
   const binary = runscBinaryPath();
@@ -51,19 +52,29 @@ export function buildRunsc(log: (line: string) => void = (l) => process.stderr.w
   try {
     if (builtRunscVersion(binary) === RUNSC_VERSION) return binary;
     const go = goBinary(`runsc ${RUNSC_VERSION}`);
-    const run = (args: readonly string[], cwd: string, env: Record<string, string> = {}): string => runGo(go, args, cwd, { ...ENV, ...env });
+    const run = (args: readonly string[], cwd: string, env: Record<string, string> = {}): string =>
+      runGo(go, args, cwd, { ...ENV, ...env });
     const goVersion = run(["version"], process.cwd()).trim();
     log(`building runsc (${RUNSC_MODULE}@${RUNSC_VERSION}) with ${goVersion}; a cold build takes about 7 minutes`);
     mkdirSync(outDir, { recursive: true });
     work = mkdtempSync(path.join(outDir, "..", "build-runsc-"));
-    const downloaded = JSON.parse(run(["mod", "download", "-json", `${RUNSC_MODULE}@${RUNSC_VERSION}`], work)) as { Info: string };
+    const downloaded = JSON.parse(run(["mod", "download", "-json", `${RUNSC_MODULE}@${RUNSC_VERSION}`], work)) as {
+      Info: string;
+    };
     const commitTime = (JSON.parse(readFileSync(downloaded.Info, "utf8")) as { Time: string }).Time;
     const started = Date.now();
     run(["install", "-trimpath", "-ldflags", RUNSC_LDFLAGS, RUNSC_PACKAGE], work, { GOBIN: work });
     const staged = path.join(work, "runsc");
     const version = builtRunscVersion(staged);
-    if (version !== RUNSC_VERSION) throw new BuildError(`the built runsc reports version ${version}, the pin says ${RUNSC_VERSION}`);
-    return installBuilt(staged, binary, { tool: "runsc", version, module: `${RUNSC_MODULE}@${RUNSC_VERSION}`, commitTime, go: goVersion }, started, log);
+    if (version !== RUNSC_VERSION)
+      throw new BuildError(`the built runsc reports version ${version}, the pin says ${RUNSC_VERSION}`);
+    return installBuilt(
+      staged,
+      binary,
+      { tool: "runsc", version, module: `${RUNSC_MODULE}@${RUNSC_VERSION}`, commitTime, go: goVersion },
+      started,
+      log,
+    );
   } finally {
     if (work) rmSync(work, { recursive: true, force: true });
     unlock();

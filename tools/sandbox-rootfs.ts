@@ -2,7 +2,13 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import { ROOTFS_MANIFEST, ROOTFS_RECIPE, ROOTFS_TREE, rootfsBuildScript, type RootfsManifest } from "../programs/sandbox/rootfs";
+import {
+  ROOTFS_MANIFEST,
+  ROOTFS_RECIPE,
+  ROOTFS_TREE,
+  rootfsBuildScript,
+  type RootfsManifest,
+} from "../programs/sandbox/rootfs";
 import { BuildError, buildLock, toolCli, toolsCacheRoot } from "./go-build";
 
 /**
@@ -37,20 +43,28 @@ export function readRootfsManifest(dir: string = sandboxRootfsDir()): RootfsMani
   }
 }
 
-export const rootfsMissingReason = (): string => `no sandbox rootfs at ${sandboxRootfsDir()} (build it once, as root: npx tsx tools/sandbox-rootfs.ts build; .ci/run does)`;
+export const rootfsMissingReason = (): string =>
+  `no sandbox rootfs at ${sandboxRootfsDir()} (build it once, as root: npx tsx tools/sandbox-rootfs.ts build; .ci/run does)`;
 
 export function buildSandboxRootfs(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
   const dir = sandboxRootfsDir();
   if (readRootfsManifest(dir)) return dir;
   if (process.getuid?.() !== 0) throw new BuildError("building the sandbox rootfs needs root (debootstrap and chroot)");
-  if (spawnSync("sh", ["-c", "command -v debootstrap || test -x /usr/sbin/debootstrap"]).status !== 0) throw new BuildError("debootstrap is not installed (apt-get install debootstrap; .ci/install-system does)");
+  if (spawnSync("sh", ["-c", "command -v debootstrap || test -x /usr/sbin/debootstrap"]).status !== 0)
+    throw new BuildError("debootstrap is not installed (apt-get install debootstrap; .ci/install-system does)");
   const unlock = buildLock(dir, path.join(dir, ROOTFS_MANIFEST));
   try {
     if (readRootfsManifest(dir)) return dir;
     log(`building the sandbox rootfs (Debian ${ROOTFS_RECIPE.suite} from ${TEST_MIRROR}) in ${dir}; a few minutes`);
     const started = Date.now();
-    const result = spawnSync("bash", ["-c", rootfsBuildScript({ dir, mirror: TEST_MIRROR, versions: "warn" })], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-    if (result.status !== 0) throw new BuildError(`the sandbox rootfs build failed (exit ${result.status}):\n${(result.stderr || result.stdout).slice(-4000)}`);
+    const result = spawnSync("bash", ["-c", rootfsBuildScript({ dir, mirror: TEST_MIRROR, versions: "warn" })], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    if (result.status !== 0)
+      throw new BuildError(
+        `the sandbox rootfs build failed (exit ${result.status}):\n${(result.stderr || result.stdout).slice(-4000)}`,
+      );
     if (result.stderr.trim()) log(result.stderr.trim());
     log(`built ${dir} in ${Math.round((Date.now() - started) / 1000)} s`);
     return dir;
@@ -59,4 +73,5 @@ export function buildSandboxRootfs(log: (line: string) => void = (l) => process.
   }
 }
 
-if (require.main === module) toolCli("sandbox-rootfs.ts", { build: () => [buildSandboxRootfs()], path: () => [sandboxRootfsDir()] });
+if (require.main === module)
+  toolCli("sandbox-rootfs.ts", { build: () => [buildSandboxRootfs()], path: () => [sandboxRootfsDir()] });

@@ -23,16 +23,34 @@ import { PROJECT, SECRET_SETTINGS, SETTING_NAMES, SETTINGS, TIERS } from "../../
  */
 
 const money = (n: number) => `$${n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
-const mdTable = (header: string[], rows: string[][]) => [`| ${header.join(" | ")} |`, `| ${header.map(() => "---").join(" | ")} |`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
+const mdTable = (header: string[], rows: string[][]) =>
+  [
+    `| ${header.join(" | ")} |`,
+    `| ${header.map(() => "---").join(" | ")} |`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
 
 export function tierTable(): string {
   const rows = TIERS.map((tier) => {
     const loaded = loadHubConfig({ [`${PROJECT}:tier`]: tier });
-    if (!loaded.ok) throw new Error(`preset ${tier} does not validate: ${loaded.problems.map((p) => p.message).join("; ")}`);
+    if (!loaded.ok)
+      throw new Error(`preset ${tier} does not validate: ${loaded.problems.map((p) => p.message).join("; ")}`);
     const hub = loaded.config;
-    const coder = hub.coder.backend === "vllm" ? `${hub.coder.model.displayName}, ${hub.coder.weights.format} (vLLM)` : `${hub.coder.model.displayName}, ${hub.coder.gguf.quantTag} (llama.cpp)`;
+    const coder =
+      hub.coder.backend === "vllm"
+        ? `${hub.coder.model.displayName}, ${hub.coder.weights.format} (vLLM)`
+        : `${hub.coder.model.displayName}, ${hub.coder.gguf.quantTag} (llama.cpp)`;
     const gpu = hub.gpu ? `${hub.gpu.count} x ${hub.gpu.size.slug}, ${hub.gpu.hoursPerMonth} h/month` : "none";
-    return [`\`${tier}\``, hub.region, hub.cpuNode.size.slug, gpu, coder, hub.ocr.engine, money(hub.cost.monthlyUsd), `${money(hub.cost.hourlyGpuOnUsd)}/h`];
+    return [
+      `\`${tier}\``,
+      hub.region,
+      hub.cpuNode.size.slug,
+      gpu,
+      coder,
+      hub.ocr.engine,
+      money(hub.cost.monthlyUsd),
+      `${money(hub.cost.hourlyGpuOnUsd)}/h`,
+    ];
   });
   return mdTable(["tier", "region", "CPU node", "GPU", "coder", "OCR", "per month", "burn with GPU on"], rows);
 }
@@ -41,23 +59,53 @@ export function settingsTable(): string {
   const rows = SETTING_NAMES.map((name) => {
     const defaults = TIERS.map((t) => PRESETS[t][name]);
     const same = defaults.every((d) => JSON.stringify(d) === JSON.stringify(defaults[0]));
-    const shown = same ? (defaults[0] === undefined ? "unset" : `\`${JSON.stringify(defaults[0])}\``) : TIERS.map((t, i) => `${t}: \`${JSON.stringify(defaults[i])}\``).join(", ");
+    const shown = same
+      ? defaults[0] === undefined
+        ? "unset"
+        : `\`${JSON.stringify(defaults[0])}\``
+      : TIERS.map((t, i) => `${t}: \`${JSON.stringify(defaults[i])}\``).join(", ");
     return [`\`${name}\``, SETTINGS[name].type, SETTINGS[name].description, shown];
   });
-  for (const [name, spec] of Object.entries(SECRET_SETTINGS)) rows.push([`\`${name}\``, `${spec.type} (secret)`, spec.description, "unset"]);
+  for (const [name, spec] of Object.entries(SECRET_SETTINGS))
+    rows.push([`\`${name}\``, `${spec.type} (secret)`, spec.description, "unset"]);
   return mdTable(["key", "type", "meaning", "preset default"], rows);
 }
 
 export function modelTable(): string {
   return mdTable(
     ["id", "model", "params", "native", "weights", "max context", "4bit on GPU", "GGUF (CPU)"],
-    MODELS.map((m) => [`\`${m.id}\``, m.displayName, `${m.paramsB}B`, m.nativeDtype, `${m.weightsGB} GB`, String(m.maxContext), m.awq ? `AWQ \`${m.awq.repo}\`` : m.nativeDtype === "fp8" ? "refused" : "bitsandbytes", m.gguf ? "Q4_K_M, Q8_0" : "none"]),
+    MODELS.map((m) => [
+      `\`${m.id}\``,
+      m.displayName,
+      `${m.paramsB}B`,
+      m.nativeDtype,
+      `${m.weightsGB} GB`,
+      String(m.maxContext),
+      m.awq ? `AWQ \`${m.awq.repo}\`` : m.nativeDtype === "fp8" ? "refused" : "bitsandbytes",
+      m.gguf ? "Q4_K_M, Q8_0" : "none",
+    ]),
   );
 }
 
 export function sizeTable(): string {
-  const gpuRows = GPU_SIZES.map((s) => [`\`${s.slug}\``, `${s.gpuCount} x ${s.gpuModel} ${s.gpuMemoryGBPerGpu} GB`, `${s.ramGiB} GiB`, `$${s.pricePerHour}/h${s.sources.price.verified ? "" : " ⚠"}`, s.regions.join(", ") + (s.sources.regions.verified ? "" : " ⚠"), s.fp8 ? "yes" : "no", `\`${s.image}\``]);
-  const cpuRows = CPU_SIZES.map((s) => [`\`${s.slug}\``, `${s.vcpu} ${s.dedicatedCpu ? "dedicated" : "shared"} vCPU`, `${s.ramGiB} GiB`, `$${s.pricePerMonth}/month${s.sources.price.verified ? "" : " ⚠"}`, "all", "-", `\`${s.image}\``]);
+  const gpuRows = GPU_SIZES.map((s) => [
+    `\`${s.slug}\``,
+    `${s.gpuCount} x ${s.gpuModel} ${s.gpuMemoryGBPerGpu} GB`,
+    `${s.ramGiB} GiB`,
+    `$${s.pricePerHour}/h${s.sources.price.verified ? "" : " ⚠"}`,
+    s.regions.join(", ") + (s.sources.regions.verified ? "" : " ⚠"),
+    s.fp8 ? "yes" : "no",
+    `\`${s.image}\``,
+  ]);
+  const cpuRows = CPU_SIZES.map((s) => [
+    `\`${s.slug}\``,
+    `${s.vcpu} ${s.dedicatedCpu ? "dedicated" : "shared"} vCPU`,
+    `${s.ramGiB} GiB`,
+    `$${s.pricePerMonth}/month${s.sources.price.verified ? "" : " ⚠"}`,
+    "all",
+    "-",
+    `\`${s.image}\``,
+  ]);
   return mdTable(["size", "compute", "RAM", "price", "regions", "FP8", "image"], [...gpuRows, ...cpuRows]);
 }
 
@@ -75,12 +123,26 @@ export function routesTable(): string {
     const loaded = loadHubConfig(engineConfig(settings));
     if (!loaded.ok) throw new Error(`${label} does not validate`);
     for (const route of routeTable(loaded.config).filter((r) => !only || only(r))) {
-      const where = (b: { service: string; node: string; address: { kind: string } }) => `${b.service} on ${b.node}${b.address.kind === "vpc" ? " (VPC)" : ""}`;
+      const where = (b: { service: string; node: string; address: { kind: string } }) =>
+        `${b.service} on ${b.node}${b.address.kind === "vpc" ? " (VPC)" : ""}`;
       const primary = route.primary.length ? route.primary.map(where).join(", ") : "—";
-      const standIn = route.fallback === undefined ? "—" : route.fallback === "gpu-off" ? "503 `gpu_off` JSON error" : where(route.fallback);
+      const standIn =
+        route.fallback === undefined
+          ? "—"
+          : route.fallback === "gpu-off"
+            ? "503 `gpu_off` JSON error"
+            : where(route.fallback);
       // The holder hands a request to the stand-in unless it waits for the GPU (docs/gpu-wake.md).
-      const fallback = route.holder ? `${where(route.holder)} (holds requests that wait for the GPU), then ${standIn}` : standIn;
-      rows.push([label, route.paths.map((p) => `\`${p}${route.prefix ? "*" : ""}\``).join(" "), route.description, primary, fallback]);
+      const fallback = route.holder
+        ? `${where(route.holder)} (holds requests that wait for the GPU), then ${standIn}`
+        : standIn;
+      rows.push([
+        label,
+        route.paths.map((p) => `\`${p}${route.prefix ? "*" : ""}\``).join(" "),
+        route.description,
+        primary,
+        fallback,
+      ]);
     }
   }
   return mdTable(["situation", "paths", "service", "answered by", "when that is down"], rows);
@@ -88,8 +150,12 @@ export function routesTable(): string {
 
 export function imagesTable(): string {
   const images = [TRAEFIK_IMAGE, ERRORS_IMAGE, NODE_IMAGE, ...IMAGES, ...MONITORING_IMAGES];
-  const user = (repo: string) => (IMAGE_USERS[repo] ? `${IMAGE_USERS[repo].uid} (${IMAGE_USERS[repo].source.replace(/\|/g, "/")})` : "not recorded");
-  return mdTable(["image", "runs as uid", "source of the pin"], images.map((i) => [`\`${imageName(i)}\``, user(i.repo), i.source.replace(/\|/g, "/")]));
+  const user = (repo: string) =>
+    IMAGE_USERS[repo] ? `${IMAGE_USERS[repo].uid} (${IMAGE_USERS[repo].source.replace(/\|/g, "/")})` : "not recorded";
+  return mdTable(
+    ["image", "runs as uid", "source of the pin"],
+    images.map((i) => [`\`${imageName(i)}\``, user(i.repo), i.source.replace(/\|/g, "/")]),
+  );
 }
 
 /** Tiers the seed table shows: hybrid is the gpu tier's GPU on demand, local the cpu tier's services at home. */
@@ -100,7 +166,10 @@ export const DIAGRAM_TIERS = TIERS.filter((t) => t !== "k8s");
 /** The argument after `flag` in a spec's command line; a missing flag is a docs bug, not a blank cell. */
 function flagValue(spec: ServiceSpec, flag: string): string {
   const i = spec.command.indexOf(flag);
-  if (i < 0 || i + 1 >= spec.command.length) throw new Error(`${spec.name} on ${spec.node} has no ${flag} argument: the seed table would say something the spec does not`);
+  if (i < 0 || i + 1 >= spec.command.length)
+    throw new Error(
+      `${spec.name} on ${spec.node} has no ${flag} argument: the seed table would say something the spec does not`,
+    );
   return spec.command[i + 1];
 }
 
@@ -112,7 +181,8 @@ interface SeedRow {
 }
 
 const code = (text: string | number | boolean) => `\`${text}\``;
-const settingValue = (hub: HubConfig, name: keyof HubConfig["settings"]) => code(JSON.stringify(hub.settings[name]).replace(/^"|"$/g, ""));
+const settingValue = (hub: HubConfig, name: keyof HubConfig["settings"]) =>
+  code(JSON.stringify(hub.settings[name]).replace(/^"|"$/g, ""));
 const isVllm = (spec: ServiceSpec) => spec.program === "vllm";
 const specNamed = (specs: readonly ServiceSpec[], name: string) => {
   const found = specs.find((s) => s.name === name);
@@ -121,39 +191,77 @@ const specNamed = (specs: readonly ServiceSpec[], name: string) => {
 };
 
 const SEED_ROWS: readonly SeedRow[] = [
-  { seed: "LLM_MODEL", setting: code("llmModel"), cell: (hub, coder) => `${settingValue(hub, "llmModel")} → ${isVllm(coder) ? code(`vllm serve ${coder.command[0]}`) : code(`-hf ${flagValue(coder, "-hf")}`)}` },
+  {
+    seed: "LLM_MODEL",
+    setting: code("llmModel"),
+    cell: (hub, coder) =>
+      `${settingValue(hub, "llmModel")} → ${isVllm(coder) ? code(`vllm serve ${coder.command[0]}`) : code(`-hf ${flagValue(coder, "-hf")}`)}`,
+  },
   {
     seed: "QUANTIZATION",
     setting: code("llmQuantization"),
     cell: (hub, coder) => {
-      if (!isVllm(coder)) return `${settingValue(hub, "llmQuantization")} → GGUF ${code(flagValue(coder, "-hf").split(":").pop()!)} (llama.cpp)`;
+      if (!isVllm(coder))
+        return `${settingValue(hub, "llmQuantization")} → GGUF ${code(flagValue(coder, "-hf").split(":").pop()!)} (llama.cpp)`;
       return `${settingValue(hub, "llmQuantization")} → ${coder.command.includes("--quantization") ? code(`--quantization ${flagValue(coder, "--quantization")}`) : "no `--quantization` (the native checkpoint)"}${coder.command[0] !== hub.coder.model.repo ? `, checkpoint ${code(coder.command[0])}` : ""}`;
     },
   },
-  { seed: "MAX_MODEL_LEN", setting: code("llmMaxContext"), cell: (hub, coder) => `${settingValue(hub, "llmMaxContext")} → ${isVllm(coder) ? code(`--max-model-len ${flagValue(coder, "--max-model-len")}`) : code(`--ctx-size ${flagValue(coder, "--ctx-size")}`)}` },
-  { seed: "GPU_MEMORY_UTILIZATION", setting: `${code("llmGpuMemoryPercent")} (percent)`, cell: (hub, coder) => (isVllm(coder) ? `${settingValue(hub, "llmGpuMemoryPercent")} → ${code(`--gpu-memory-utilization ${flagValue(coder, "--gpu-memory-utilization")}`)}` : "not used (no GPU)") },
+  {
+    seed: "MAX_MODEL_LEN",
+    setting: code("llmMaxContext"),
+    cell: (hub, coder) =>
+      `${settingValue(hub, "llmMaxContext")} → ${isVllm(coder) ? code(`--max-model-len ${flagValue(coder, "--max-model-len")}`) : code(`--ctx-size ${flagValue(coder, "--ctx-size")}`)}`,
+  },
+  {
+    seed: "GPU_MEMORY_UTILIZATION",
+    setting: `${code("llmGpuMemoryPercent")} (percent)`,
+    cell: (hub, coder) =>
+      isVllm(coder)
+        ? `${settingValue(hub, "llmGpuMemoryPercent")} → ${code(`--gpu-memory-utilization ${flagValue(coder, "--gpu-memory-utilization")}`)}`
+        : "not used (no GPU)",
+  },
   {
     seed: "VLLM_ENGINE",
     setting: `no setting: the ${code("tier")} picks the program (vLLM on a GPU, llama.cpp on the CPU), ${code("gpuSize")}'s vendor the vLLM build (CUDA or ROCm)`,
-    cell: (_hub, coder) => `${code(`${coder.image.repo.replace(/^.*\//, "")}:${coder.image.tag}`)}${coder.entrypoint ? `, ${code(programStarted(coder.entrypoint))}` : ""}`,
+    cell: (_hub, coder) =>
+      `${code(`${coder.image.repo.replace(/^.*\//, "")}:${coder.image.tag}`)}${coder.entrypoint ? `, ${code(programStarted(coder.entrypoint))}` : ""}`,
   },
   {
     seed: "TENSOR_PARALLEL_SIZE",
     setting: code("llmTensorParallelSize"),
-    cell: (hub, coder) => (isVllm(coder) ? `${settingValue(hub, "llmTensorParallelSize")} → ${code(`--tensor-parallel-size ${flagValue(coder, "--tensor-parallel-size")}`)}${coder.command.includes("--enable-expert-parallel") ? ` ${code("--enable-expert-parallel")}` : ""}` : "not used (one CPU process)"),
+    cell: (hub, coder) =>
+      isVllm(coder)
+        ? `${settingValue(hub, "llmTensorParallelSize")} → ${code(`--tensor-parallel-size ${flagValue(coder, "--tensor-parallel-size")}`)}${coder.command.includes("--enable-expert-parallel") ? ` ${code("--enable-expert-parallel")}` : ""}`
+        : "not used (one CPU process)",
   },
   {
     seed: "MODEL_NAME",
     setting: `no setting for the name clients send: always ${code("coder")}, so it survives the GPU going off; the OCR model is ${code("ocrEngine")}`,
     cell: (hub, coder, specs) => {
-      const served = isVllm(coder) ? code(`--served-model-name ${flagValue(coder, "--served-model-name")}`) : code(`--alias ${flagValue(coder, "--alias")}`);
+      const served = isVllm(coder)
+        ? code(`--served-model-name ${flagValue(coder, "--served-model-name")}`)
+        : code(`--alias ${flagValue(coder, "--alias")}`);
       const ocr = specs.find((s) => s.name === "ocr");
-      const ocrCell = !ocr ? `${settingValue(hub, "ocrEngine")}` : isVllm(ocr) ? `${settingValue(hub, "ocrEngine")} → ${code(`vllm serve ${ocr.command[0]}`)}, ${code(`--served-model-name ${flagValue(ocr, "--served-model-name")}`)}` : `${settingValue(hub, "ocrEngine")} → ${code(ocr.image.repo.replace(/^.*\//, ""))}`;
+      const ocrCell = !ocr
+        ? `${settingValue(hub, "ocrEngine")}`
+        : isVllm(ocr)
+          ? `${settingValue(hub, "ocrEngine")} → ${code(`vllm serve ${ocr.command[0]}`)}, ${code(`--served-model-name ${flagValue(ocr, "--served-model-name")}`)}`
+          : `${settingValue(hub, "ocrEngine")} → ${code(ocr.image.repo.replace(/^.*\//, ""))}`;
       return `${served}; OCR ${ocrCell}`;
     },
   },
-  { seed: "WHISPER_MODEL", setting: code("sttModel"), cell: (hub, _c, specs) => `${settingValue(hub, "sttModel")} → ${code(specNamed(specs, "stt").env.HUB_STT_MODEL)} (fetched at start, then served offline)` },
-  { seed: "TTS_MODEL", setting: code("ttsModel"), cell: (hub, _c, specs) => `${settingValue(hub, "ttsModel")} → ${code(`--model_name ${flagValue(specNamed(specs, "tts"), "--model_name")}`)}` },
+  {
+    seed: "WHISPER_MODEL",
+    setting: code("sttModel"),
+    cell: (hub, _c, specs) =>
+      `${settingValue(hub, "sttModel")} → ${code(specNamed(specs, "stt").env.HUB_STT_MODEL)} (fetched at start, then served offline)`,
+  },
+  {
+    seed: "TTS_MODEL",
+    setting: code("ttsModel"),
+    cell: (hub, _c, specs) =>
+      `${settingValue(hub, "ttsModel")} → ${code(`--model_name ${flagValue(specNamed(specs, "tts"), "--model_name")}`)}`,
+  },
 ];
 
 /**
@@ -168,8 +276,19 @@ export function seedSettingsTable(): string {
     const coder = specNamed(specs, "coder");
     return { tier, hub: loaded.config, coder, specs };
   });
-  const header = ["seed variable", "setting", ...columns.map((c) => `${c.tier} tier (${c.hub.gpu ? c.hub.gpu.size.slug : c.hub.cpuNode.size.slug})`)];
-  return mdTable(header, SEED_ROWS.map((row) => [code(row.seed), row.setting, ...columns.map((c) => row.cell(c.hub, c.coder, c.specs).replace(/\|/g, "\\|"))]));
+  const header = [
+    "seed variable",
+    "setting",
+    ...columns.map((c) => `${c.tier} tier (${c.hub.gpu ? c.hub.gpu.size.slug : c.hub.cpuNode.size.slug})`),
+  ];
+  return mdTable(
+    header,
+    SEED_ROWS.map((row) => [
+      code(row.seed),
+      row.setting,
+      ...columns.map((c) => row.cell(c.hub, c.coder, c.specs).replace(/\|/g, "\\|")),
+    ]),
+  );
 }
 
 /** The generated blocks of each documentation file (relative to the project root), by block name. */
@@ -178,7 +297,10 @@ export const DOC_SECTIONS: Record<string, Record<string, () => string>> = {
   "docs/configuration.md": { settings: settingsTable, models: modelTable, sizes: sizeTable, seed: seedSettingsTable },
   "docs/api.md": { routes: routesTable },
   "docs/architecture.md": { images: imagesTable },
-  "docs/sandbox.md": { "sandbox-limits": limitsTable, "sandbox-tool": () => ["```json", JSON.stringify(SANDBOX_TOOL, null, 2), "```"].join("\n") },
+  "docs/sandbox.md": {
+    "sandbox-limits": limitsTable,
+    "sandbox-tool": () => ["```json", JSON.stringify(SANDBOX_TOOL, null, 2), "```"].join("\n"),
+  },
 };
 
 /** Replaces the generated blocks of one documentation file that need no plan. */
@@ -203,27 +325,40 @@ function replaceSection(text: string, name: string, content: string, file: strin
 }
 
 /** The offline plan of each tier's shipped stack file (Pulumi.<tier>.yaml), one after another: Pulumi's mock engine is process-global. */
-export async function tierPlans(): Promise<Record<string, { document: PlanDocument; artifacts: readonly PlanArtifact[] }>> {
+export async function tierPlans(): Promise<
+  Record<string, { document: PlanDocument; artifacts: readonly PlanArtifact[] }>
+> {
   const plans: Record<string, { document: PlanDocument; artifacts: readonly PlanArtifact[] }> = {};
   for (const tier of TIERS) {
     const result = await planFromFile(tier, stackFilePath(tier));
-    if (!result.ok) throw new Error(`stack ${tier} is refused: ${result.document.problems.map((p) => p.message).join("; ")}`);
+    if (!result.ok)
+      throw new Error(`stack ${tier} is refused: ${result.document.problems.map((p) => p.message).join("; ")}`);
     plans[tier] = { document: result.document, artifacts: result.artifacts };
   }
   return plans;
 }
 
 /** One picture per tier with droplets (DIAGRAM_TIERS), so each shows exactly what `npm run plan -- --stack <tier>` plans. */
-export async function tierDiagrams(plans?: Record<string, { document: PlanDocument; artifacts: readonly PlanArtifact[] }>): Promise<Record<string, string>> {
+export async function tierDiagrams(
+  plans?: Record<string, { document: PlanDocument; artifacts: readonly PlanArtifact[] }>,
+): Promise<Record<string, string>> {
   const from = plans ?? (await tierPlans());
-  return Object.fromEntries(DIAGRAM_TIERS.map((tier) => [tier, renderMermaid(pictureOf(from[tier].document, from[tier].artifacts), { compact: true })]));
+  return Object.fromEntries(
+    DIAGRAM_TIERS.map((tier) => [
+      tier,
+      renderMermaid(pictureOf(from[tier].document, from[tier].artifacts), { compact: true }),
+    ]),
+  );
 }
 
 /** Where `npm run docs` writes a tier's picture as SVG, relative to the project. */
 export const svgDiagrams = (tier: string) => `docs/diagrams/${tier}.svg`;
 
 export function diagramsSection(diagrams: Record<string, string>): string {
-  return DIAGRAM_TIERS.map((tier) => `**${tier}** (\`npm run plan -- --stack ${tier} --diagram ${tier}.md\`):\n\n\`\`\`mermaid\n${diagrams[tier]}\`\`\``).join("\n\n");
+  return DIAGRAM_TIERS.map(
+    (tier) =>
+      `**${tier}** (\`npm run plan -- --stack ${tier} --diagram ${tier}.md\`):\n\n\`\`\`mermaid\n${diagrams[tier]}\`\`\``,
+  ).join("\n\n");
 }
 
 const RESOURCE_KINDS: readonly [string, string][] = [
@@ -238,15 +373,28 @@ const RESOURCE_KINDS: readonly [string, string][] = [
 export function resourcesSection(documents: Record<string, PlanDocument>): string {
   const rows = TIERS.map((tier) => {
     const resources = documents[tier].resources;
-    return [`\`${tier}\``, String(resources.length), ...RESOURCE_KINDS.map(([, type]) => String(resources.filter((r) => r.type === type).length))];
+    return [
+      `\`${tier}\``,
+      String(resources.length),
+      ...RESOURCE_KINDS.map(([, type]) => String(resources.filter((r) => r.type === type).length)),
+    ];
   });
   return mdTable(["stack", "resources", ...RESOURCE_KINDS.map(([label]) => label)], rows);
 }
 
 /** docs/architecture.md's blocks that need the plans: the pictures and the resource counts. */
-export function renderArchitecture(current: string, diagrams: Record<string, string>, documents: Record<string, PlanDocument>): string {
+export function renderArchitecture(
+  current: string,
+  diagrams: Record<string, string>,
+  documents: Record<string, PlanDocument>,
+): string {
   const sync = renderDoc("docs/architecture.md", current);
-  return replaceSection(replaceSection(sync, "diagrams", diagramsSection(diagrams), "docs/architecture.md"), "resources", resourcesSection(documents), "docs/architecture.md");
+  return replaceSection(
+    replaceSection(sync, "diagrams", diagramsSection(diagrams), "docs/architecture.md"),
+    "resources",
+    resourcesSection(documents),
+    "docs/architecture.md",
+  );
 }
 
 /**
@@ -258,11 +406,17 @@ export function renderPulumiYaml(): string {
   const config: Record<string, { type: string; items?: { type: string }; description: string; default: unknown }> = {};
   for (const [name, value] of DECLARED_DEFAULTS) {
     const spec = SETTINGS[name];
-    config[name] = { type: spec.type, ...(spec.type === "array" ? { items: { type: "string" } } : {}), description: spec.description, default: value };
+    config[name] = {
+      type: spec.type,
+      ...(spec.type === "array" ? { items: { type: "string" } } : {}),
+      description: spec.description,
+      default: value,
+    };
   }
   const project = {
     name: PROJECT,
-    description: "Self-hosted AI inference hub on DigitalOcean: CPU gateway and speech/OCR node, on-demand vLLM GPU node, persistent model cache.",
+    description:
+      "Self-hosted AI inference hub on DigitalOcean: CPU gateway and speech/OCR node, on-demand vLLM GPU node, persistent model cache.",
     // The language host runs the program from main (infra/), where no tsconfig.json is: without
     // this, the SDK's ts-node compiles with loose defaults and the program does not type-check.
     runtime: { name: "nodejs", options: { typescript: true, tsconfig: "../tsconfig.json" } },
@@ -271,8 +425,13 @@ export function renderPulumiYaml(): string {
   };
   const typeOf = (type: string) => (type === "array" ? "list of strings" : type);
   const undeclared = [
-    ...SETTING_NAMES.filter((name) => !DECLARED_DEFAULTS.has(name)).map((name) => `#   ${name} (${typeOf(SETTINGS[name].type)}): ${SETTINGS[name].description}`),
-    ...Object.entries(SECRET_SETTINGS).map(([name, spec]) => `#   ${name} (${spec.type}, secret: pulumi config set --secret ${name} ...): ${spec.description}`),
+    ...SETTING_NAMES.filter((name) => !DECLARED_DEFAULTS.has(name)).map(
+      (name) => `#   ${name} (${typeOf(SETTINGS[name].type)}): ${SETTINGS[name].description}`,
+    ),
+    ...Object.entries(SECRET_SETTINGS).map(
+      ([name, spec]) =>
+        `#   ${name} (${spec.type}, secret: pulumi config set --secret ${name} ...): ${spec.description}`,
+    ),
   ];
   const note = [
     "#",

@@ -28,12 +28,24 @@ export interface GrafanaProxy {
 /** The gateway's origin from what the user has at hand (the stack output baseUrl ends in /v1). */
 export function upstreamOrigin(text: string): URL {
   const url = new URL(text);
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`--url ${text}: must be an http:// or https:// URL of the hub's gateway`);
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new Error(`--url ${text}: must be an http:// or https:// URL of the hub's gateway`);
   return new URL(url.origin);
 }
 
 /** Hop-by-hop and credential headers a browser sends that must not go upstream. */
-const DROPPED = new Set(["host", "connection", "keep-alive", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "authorization", "x-api-key"]);
+const DROPPED = new Set([
+  "host",
+  "connection",
+  "keep-alive",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "authorization",
+  "x-api-key",
+]);
 
 export async function startGrafanaProxy(options: GrafanaProxyOptions): Promise<GrafanaProxy> {
   const origin = upstreamOrigin(options.upstream);
@@ -49,12 +61,23 @@ export async function startGrafanaProxy(options: GrafanaProxyOptions): Promise<G
       return res.end("Only /grafana/ is forwarded.\n");
     }
     const headers: http.OutgoingHttpHeaders = {};
-    for (const [name, value] of Object.entries(req.headers)) if (!DROPPED.has(name) && value !== undefined) headers[name] = value;
+    for (const [name, value] of Object.entries(req.headers))
+      if (!DROPPED.has(name) && value !== undefined) headers[name] = value;
     headers.authorization = `Bearer ${options.key}`;
-    const upstream = client.request({ protocol: origin.protocol, hostname: origin.hostname, port: origin.port || undefined, method: req.method, path, headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
+    const upstream = client.request(
+      {
+        protocol: origin.protocol,
+        hostname: origin.hostname,
+        port: origin.port || undefined,
+        method: req.method,
+        path,
+        headers,
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
     upstream.on("error", (error) => {
       if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
       res.end(`The hub's gateway at ${origin.origin} did not answer: ${error.message}\n`);
@@ -66,5 +89,8 @@ export async function startGrafanaProxy(options: GrafanaProxyOptions): Promise<G
     server.listen(options.port ?? 3000, "127.0.0.1", () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}${GRAFANA_PATH_PREFIX}`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return {
+    url: `http://127.0.0.1:${port}${GRAFANA_PATH_PREFIX}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }

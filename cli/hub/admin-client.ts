@@ -33,7 +33,10 @@ export interface CreatedKey extends KeyView {
 /** The gateway did not answer, or answered with a server error: for `hub status`, the hub is down. */
 export class GatewayDown extends HubCommandError {}
 
-export type Fetch = (url: string, init: { method: string; headers: Record<string, string>; body?: string; signal: AbortSignal }) => Promise<{ status: number; text(): Promise<string> }>;
+export type Fetch = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string; signal: AbortSignal },
+) => Promise<{ status: number; text(): Promise<string> }>;
 
 /** The gateway's origin from a base URL (`https://hub.example.com/v1` → `https://hub.example.com`). */
 export const gatewayOrigin = (url: string): string => url.replace(/\/+$/, "").replace(/\/v1$/, "");
@@ -55,15 +58,22 @@ export class AdminClient {
     try {
       answer = await this.fetcher(`${this.origin}${path}`, {
         method,
-        headers: { authorization: `Bearer ${this.adminKey}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        headers: {
+          authorization: `Bearer ${this.adminKey}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (error) {
       const cause = (error as { cause?: { code?: string; message?: string } }).cause;
       const why = cause?.code ?? cause?.message ?? (error as Error).message;
-      const tls = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/i.test(String(why)) ? " The certificate could not be verified: for a private CA set NODE_EXTRA_CA_CERTS=<ca.pem>; verification is never turned off." : "";
-      throw new GatewayDown(`cannot reach the gateway at ${this.origin} (${why}).${tls} Check the URL (hub url) and that the stack is deployed (hub status).`);
+      const tls = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/i.test(String(why))
+        ? " The certificate could not be verified: for a private CA set NODE_EXTRA_CA_CERTS=<ca.pem>; verification is never turned off."
+        : "";
+      throw new GatewayDown(
+        `cannot reach the gateway at ${this.origin} (${why}).${tls} Check the URL (hub url) and that the stack is deployed (hub status).`,
+      );
     }
     const text = await answer.text();
     let json: unknown;
@@ -74,8 +84,17 @@ export class AdminClient {
     }
     if (answer.status >= 400) {
       const message = (json as { error?: { message?: string } } | undefined)?.error?.message ?? text.slice(0, 200);
-      const hint = answer.status === 401 ? " Check the admin key (HUB_ADMIN_KEY or --key-file)." : answer.status === 403 ? " The key needs the admin scope." : answer.status === 404 && !json ? " This gateway has no admin API yet: deploy this version first." : "";
-      throw new (answer.status >= 500 ? GatewayDown : HubCommandError)(`the gateway ${answer.status >= 500 ? "failed" : "refused"} ${method} ${path} (${answer.status}): ${message}${hint}`);
+      const hint =
+        answer.status === 401
+          ? " Check the admin key (HUB_ADMIN_KEY or --key-file)."
+          : answer.status === 403
+            ? " The key needs the admin scope."
+            : answer.status === 404 && !json
+              ? " This gateway has no admin API yet: deploy this version first."
+              : "";
+      throw new (answer.status >= 500 ? GatewayDown : HubCommandError)(
+        `the gateway ${answer.status >= 500 ? "failed" : "refused"} ${method} ${path} (${answer.status}): ${message}${hint}`,
+      );
     }
     return { status: answer.status, json: json as T };
   }
@@ -89,7 +108,12 @@ export class AdminClient {
   }
 
   async revokeKey(id: string): Promise<KeyView & { alreadyRevoked: boolean }> {
-    return (await this.call<KeyView & { alreadyRevoked: boolean }>("POST", `${ADMIN_KEYS_PATH}/${encodeURIComponent(id)}/revoke`)).json;
+    return (
+      await this.call<KeyView & { alreadyRevoked: boolean }>(
+        "POST",
+        `${ADMIN_KEYS_PATH}/${encodeURIComponent(id)}/revoke`,
+      )
+    ).json;
   }
 
   async rotateKey(id: string): Promise<CreatedKey> {

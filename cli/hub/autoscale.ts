@@ -37,7 +37,10 @@ export function gatewaySignals(baseUrl: string, adminKey: string, fetcher: Fetch
   const origin = baseUrl.replace(/\/v1\/?$/, "");
   const get = async (p: string) => {
     try {
-      const res = await fetcher(`${origin}${p}`, { headers: { authorization: `Bearer ${adminKey}` }, timeoutMs: 10_000 });
+      const res = await fetcher(`${origin}${p}`, {
+        headers: { authorization: `Bearer ${adminKey}` },
+        timeoutMs: 10_000,
+      });
       return res.status === 200 ? res.text : undefined;
     } catch {
       return undefined;
@@ -53,7 +56,12 @@ export function gatewaySignals(baseUrl: string, adminKey: string, fetcher: Fetch
         parsed = undefined;
       }
       const counters = parsed?.demandCounters;
-      return { counters: counters ? new Map(Object.entries(counters).filter(([, v]) => typeof v === "number" && Number.isFinite(v))) : undefined, status: parsed };
+      return {
+        counters: counters
+          ? new Map(Object.entries(counters).filter(([, v]) => typeof v === "number" && Number.isFinite(v)))
+          : undefined,
+        status: parsed,
+      };
     },
   };
 }
@@ -64,12 +72,18 @@ export interface AutoscaleMemory {
   save(value: { state: AutoscalerState; counters?: Record<string, number> }): void;
 }
 
-export function fileMemory(stack: string, dir = path.join(os.homedir(), ".inference-hub", "autoscale")): AutoscaleMemory {
+export function fileMemory(
+  stack: string,
+  dir = path.join(os.homedir(), ".inference-hub", "autoscale"),
+): AutoscaleMemory {
   const file = path.join(dir, `${stack}.json`);
   return {
     load: () => {
       try {
-        return JSON.parse(fs.readFileSync(file, "utf8")) as { state: AutoscalerState; counters?: Record<string, number> };
+        return JSON.parse(fs.readFileSync(file, "utf8")) as {
+          state: AutoscalerState;
+          counters?: Record<string, number>;
+        };
       } catch {
         return undefined;
       }
@@ -110,7 +124,10 @@ export async function autoscaleOnce(deps: AutoscaleDeps): Promise<AutoscaleOutco
 
   const outputs = await ops.outputs();
   const addresses = outputs.nodeAddresses?.value;
-  const deployed = typeof addresses === "object" && addresses !== null ? Object.keys(addresses).filter((n) => n.startsWith("gpu-")).length : 0;
+  const deployed =
+    typeof addresses === "object" && addresses !== null
+      ? Object.keys(addresses).filter((n) => n.startsWith("gpu-")).length
+      : 0;
 
   const reading = await deps.signals.read();
   const memory = deps.memory.load();
@@ -123,7 +140,11 @@ export async function autoscaleOnce(deps: AutoscaleDeps): Promise<AutoscaleOutco
   // No controller view: no vLLM queue and no ledger, so nothing can be decided safely.
   const input = {
     nowMs: now,
-    nodes: { ready: ready.length, starting: Math.max(0, deployed - ready.length), draining: status?.nodes.draining ?? 0 },
+    nodes: {
+      ready: ready.length,
+      starting: Math.max(0, deployed - ready.length),
+      draining: status?.nodes.draining ?? 0,
+    },
     coderRequests: status ? coderRequests : undefined,
     replicas: readings,
     monthToDateUsd: status?.ledger.monthToDateUsd ?? 0,
@@ -135,9 +156,12 @@ export async function autoscaleOnce(deps: AutoscaleDeps): Promise<AutoscaleOutco
   io.out(`${ops.stackName}: ${decision.reason}: ${decision.message}`);
   if (!status) io.out("  (the controller's view at /admin/autoscaler could not be read: holding)");
 
-  if (decision.reason === "hold-metrics-missing" || decision.wantedNodes === deployed) return { decision, deployedNodes: deployed, applied: false };
+  if (decision.reason === "hold-metrics-missing" || decision.wantedNodes === deployed)
+    return { decision, deployedNodes: deployed, applied: false };
   if (status?.mode === "act" && !deps.force) {
-    io.out(`  the controller on the node acts itself (dispatch to the pipeline); not applying ${decision.wantedNodes} here. --force to act anyway.`);
+    io.out(
+      `  the controller on the node acts itself (dispatch to the pipeline); not applying ${decision.wantedNodes} here. --force to act anyway.`,
+    );
     return { decision, deployedNodes: deployed, applied: false };
   }
   io.out(`  scaling ${deployed} → ${decision.wantedNodes} GPU node(s)`);
@@ -147,7 +171,11 @@ export async function autoscaleOnce(deps: AutoscaleDeps): Promise<AutoscaleOutco
 }
 
 /** `--watch`: a tick every `seconds` until stopped; a failed tick is reported and the next one tried. */
-export async function autoscaleWatch(deps: AutoscaleDeps, seconds: number, shouldStop: () => boolean = () => false): Promise<void> {
+export async function autoscaleWatch(
+  deps: AutoscaleDeps,
+  seconds: number,
+  shouldStop: () => boolean = () => false,
+): Promise<void> {
   while (!shouldStop()) {
     try {
       await autoscaleOnce(deps);

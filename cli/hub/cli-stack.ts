@@ -31,9 +31,15 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
   const gpuTier = (stack: string, onDemand: boolean, command: string) => {
     const tier = hubOf(stack)?.tier;
     if (tier === undefined) return;
-    if (tier === "cpu" || tier === "local") throw new HubCommandError(`the ${tier} tier runs no GPU (Pulumi.${stack}.yaml says tier ${tier}). Switch tiers with: npm run hub -- tier hybrid --stack ${stack}`);
+    if (tier === "cpu" || tier === "local")
+      throw new HubCommandError(
+        `the ${tier} tier runs no GPU (Pulumi.${stack}.yaml says tier ${tier}). Switch tiers with: npm run hub -- tier hybrid --stack ${stack}`,
+      );
     if (tier === "k8s") throw new HubCommandError(`${command}: ${k8sGpuAnswer(command, stack)}`);
-    if (onDemand && tier !== "hybrid") throw new HubCommandError(`the ${tier} tier's GPU is always on (Pulumi.${stack}.yaml); only hybrid turns it on and off. Scale it with gpu scale, or switch: npm run hub -- tier hybrid --stack ${stack}`);
+    if (onDemand && tier !== "hybrid")
+      throw new HubCommandError(
+        `the ${tier} tier's GPU is always on (Pulumi.${stack}.yaml); only hybrid turns it on and off. Scale it with gpu scale, or switch: npm run hub -- tier hybrid --stack ${stack}`,
+      );
   };
   const pulumiOps = async (stack: string, why: string) => {
     const hub = hubOf(stack);
@@ -45,46 +51,78 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
     gpu
       .command(state)
       .addOption(stackOption())
-      .option("--for <duration>", "pin it there for 8h, 90m, 1d, 2h30m: the autoscaler and the windows leave it until then")
-      .option("--key <key>", state === "on" ? "an API key to wait for the coder through the gateway (default $HUB_API_KEY)" : "unused")
+      .option(
+        "--for <duration>",
+        "pin it there for 8h, 90m, 1d, 2h30m: the autoscaler and the windows leave it until then",
+      )
+      .option(
+        "--key <key>",
+        state === "on" ? "an API key to wait for the coder through the gateway (default $HUB_API_KEY)" : "unused",
+      )
       .description(`turn the hybrid tier's GPU ${state} (on k8s KEDA does: the command says how to set its range)`)
-      .addHelpText("after", examples([`gpu ${state} --stack hybrid`, `gpu ${state} --stack hybrid --for 8h`, ...(state === "on" ? ["gpu on --stack hybrid --stages-out wake.json   # then: npm run simulate -- --stages wake.json ..."] : [])]));
-    if (state === "on") gpu.commands.at(-1)!.option("--stages-out <file>", "write the wake's stages as timed, for npm run simulate -- --stages FILE");
-    gpu.commands
-      .at(-1)!
-      .action(
-        act(async (o: { stack?: string; for?: string; key?: string; stagesOut?: string }) => {
-          let pinMs: number | undefined;
-          if (o.for !== undefined) {
-            const parsed = parsePinDuration(o.for);
-            if (!parsed.ok) throw new HubCommandError(parsed.reason);
-            pinMs = parsed.ms;
-          }
-          const stack = stackOf(o.stack);
-          gpuTier(stack, true, `gpu ${state}`);
-          const ops = await pulumiOps(stack, `gpu ${state}`);
-          const stages = await gpuCommand(ops, state, io, state === "on" ? deps.extras?.coderProbe?.(ops, o.key ?? deps.env.HUB_API_KEY) : undefined, undefined, { pinMs });
-          if (o.stagesOut) {
-            if (!stages?.length) throw new HubCommandError("--stages-out: nothing was timed (the GPU was on already, or the up changed nothing)");
-            writeFileSync(o.stagesOut, renderStagesFile("npm run hub -- gpu on", new Date(deps.now()), stages, stack));
-            io.out(`stages written to ${o.stagesOut}: npm run simulate -- --stages ${o.stagesOut} ...`);
-          }
-        }),
+      .addHelpText(
+        "after",
+        examples([
+          `gpu ${state} --stack hybrid`,
+          `gpu ${state} --stack hybrid --for 8h`,
+          ...(state === "on"
+            ? ["gpu on --stack hybrid --stages-out wake.json   # then: npm run simulate -- --stages wake.json ..."]
+            : []),
+        ]),
       );
+    if (state === "on")
+      gpu.commands
+        .at(-1)!
+        .option("--stages-out <file>", "write the wake's stages as timed, for npm run simulate -- --stages FILE");
+    gpu.commands.at(-1)!.action(
+      act(async (o: { stack?: string; for?: string; key?: string; stagesOut?: string }) => {
+        let pinMs: number | undefined;
+        if (o.for !== undefined) {
+          const parsed = parsePinDuration(o.for);
+          if (!parsed.ok) throw new HubCommandError(parsed.reason);
+          pinMs = parsed.ms;
+        }
+        const stack = stackOf(o.stack);
+        gpuTier(stack, true, `gpu ${state}`);
+        const ops = await pulumiOps(stack, `gpu ${state}`);
+        const stages = await gpuCommand(
+          ops,
+          state,
+          io,
+          state === "on" ? deps.extras?.coderProbe?.(ops, o.key ?? deps.env.HUB_API_KEY) : undefined,
+          undefined,
+          { pinMs },
+        );
+        if (o.stagesOut) {
+          if (!stages?.length)
+            throw new HubCommandError(
+              "--stages-out: nothing was timed (the GPU was on already, or the up changed nothing)",
+            );
+          writeFileSync(o.stagesOut, renderStagesFile("npm run hub -- gpu on", new Date(deps.now()), stages, stack));
+          io.out(`stages written to ${o.stagesOut}: npm run simulate -- --stages ${o.stagesOut} ...`);
+        }
+      }),
+    );
   }
-  const image = gpu.command("image").description("the baked GPU image: build it, or see which image GPU nodes boot (docs/gpu-wake.md)");
+  const image = gpu
+    .command("image")
+    .description("the baked GPU image: build it, or see which image GPU nodes boot (docs/gpu-wake.md)");
   image
     .command("build")
     .addOption(stackOption())
     .option("--keep-on-failure", "keep the build droplet when a step fails, to look into it")
-    .description("bake the GPU image: a short-lived GPU droplet sets itself up, is snapshotted and destroyed; the stack then boots it (an existing one is reused)")
+    .description(
+      "bake the GPU image: a short-lived GPU droplet sets itself up, is snapshotted and destroyed; the stack then boots it (an existing one is reused)",
+    )
     .addHelpText("after", examples(["gpu image build --stack hybrid"]))
     .action(
       act(async (o: { stack?: string; keepOnFailure?: boolean }) => {
         const stack = stackOf(o.stack);
         gpuTier(stack, false, "gpu image build");
         const ops = await pulumiOps(stack, "gpu image build");
-        await buildGpuImage(ops, deps.extras!.imageOps!(deps.env.DIGITALOCEAN_TOKEN ?? ""), io, { keepOnFailure: o.keepOnFailure === true });
+        await buildGpuImage(ops, deps.extras!.imageOps!(deps.env.DIGITALOCEAN_TOKEN ?? ""), io, {
+          keepOnFailure: o.keepOnFailure === true,
+        });
       }),
     );
   image
@@ -100,7 +138,12 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
         await gpuImageStatus(ops, deps.extras!.imageOps!(deps.env.DIGITALOCEAN_TOKEN ?? ""), io);
       }),
     );
-  for (const [name, what] of [["status", "the GPU as this checkout's config says, its pin, burn and projected month"], ["sync", "follow gpuWindows: on inside a window, off outside (what the schedule runs)"], ["unpin", "remove the pin; the autoscaler decides again"], ["keep", "set this checkout's GPU count and pin to what the stack runs (pipelines)"]] as const) {
+  for (const [name, what] of [
+    ["status", "the GPU as this checkout's config says, its pin, burn and projected month"],
+    ["sync", "follow gpuWindows: on inside a window, off outside (what the schedule runs)"],
+    ["unpin", "remove the pin; the autoscaler decides again"],
+    ["keep", "set this checkout's GPU count and pin to what the stack runs (pipelines)"],
+  ] as const) {
     gpu
       .command(name)
       .addOption(stackOption())
@@ -116,7 +159,10 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
             return;
           }
           // status only reads the stack's config: no cloud token.
-          const ops = name === "status" ? (requirePulumi("gpu status"), await deps.stackOps(stack)) : await pulumiOps(stack, `gpu ${name}`);
+          const ops =
+            name === "status"
+              ? (requirePulumi("gpu status"), await deps.stackOps(stack))
+              : await pulumiOps(stack, `gpu ${name}`);
           if (name === "keep") await keepDeployed(ops, io);
           else await gpuCommand(ops, name, io);
         }),
@@ -130,12 +176,23 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
     .option("--decision-id <id>", "the controller's decision id")
     .option("--force", "override an active pin (and remove it)")
     .description("set the GPU node count: what the autoscale workflow runs")
-    .addHelpText("after", examples(["gpu scale 2 --stack gpu --reason queue-depth", "gpu scale 0 --stack hybrid --force"]))
+    .addHelpText(
+      "after",
+      examples(["gpu scale 2 --stack gpu --reason queue-depth", "gpu scale 0 --stack hybrid --force"]),
+    )
     .action(
       act(async (nodes: string, o: { stack?: string; reason?: string; decisionId?: string; force?: boolean }) => {
         // Digits only: parseInt would take "2x" for 2, Number would take "" or "1e1".
-        if (!/^\d{1,3}$/.test(nodes)) throw new HubCommandError(`gpu scale takes one node count (a whole number such as 0, 1 or 2), not "${nodes}"`);
-        const request: ScaleRequest = { nodes: Number(nodes), reason: o.reason, decisionId: o.decisionId, force: o.force === true };
+        if (!/^\d{1,3}$/.test(nodes))
+          throw new HubCommandError(
+            `gpu scale takes one node count (a whole number such as 0, 1 or 2), not "${nodes}"`,
+          );
+        const request: ScaleRequest = {
+          nodes: Number(nodes),
+          reason: o.reason,
+          decisionId: o.decisionId,
+          force: o.force === true,
+        };
         const bad = requestProblem(request);
         if (bad) throw new HubCommandError(bad);
         const stack = stackOf(o.stack);
@@ -148,7 +205,13 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
     .argument("<tier>", "cpu, gpu, hybrid, multigpu, local or k8s")
     .addOption(stackOption())
     .description("move the stack to another tier (region and model cache stay)")
-    .addHelpText("after", examples(["tier hybrid --stack cpu", "tier k8s --stack hybrid   # the volumes stay: bound to the cluster by id (docs/kubernetes.md)"]))
+    .addHelpText(
+      "after",
+      examples([
+        "tier hybrid --stack cpu",
+        "tier k8s --stack hybrid   # the volumes stay: bound to the cluster by id (docs/kubernetes.md)",
+      ]),
+    )
     .action(
       act(async (tier: string, o: { stack?: string }) => {
         const tiers = ["cpu", "gpu", "hybrid", "multigpu", "local", "k8s"];
@@ -168,14 +231,19 @@ export function registerStackCommands(program: Command, ctx: CliContext): void {
       act(async (o: { stack?: string; watch?: boolean; force?: boolean; key?: string }) => {
         const stack = stackOf(o.stack);
         const key = o.key ?? deps.env.HUB_ADMIN_KEY;
-        if (!key) throw new HubCommandError("autoscale reads the gateway's admin routes: pass --key <an admin-scope key> or set HUB_ADMIN_KEY");
+        if (!key)
+          throw new HubCommandError(
+            "autoscale reads the gateway's admin routes: pass --key <an admin-scope key> or set HUB_ADMIN_KEY",
+          );
         const ops = await pulumiOps(stack, "autoscale");
         await deps.extras?.autoscale?.(ops, stack, key, o.watch === true, o.force === true, io);
       }),
     );
   program
     .command("finetune")
-    .description("train a LoRA adapter on a GPU droplet that exists only for the job (hub finetune --help; docs/finetune.md)")
+    .description(
+      "train a LoRA adapter on a GPU droplet that exists only for the job (hub finetune --help; docs/finetune.md)",
+    )
     .allowUnknownOption()
     .allowExcessArguments()
     .helpOption(false)

@@ -56,12 +56,17 @@ export interface KeptVolume {
 export const VOLUME_TYPE = "digitalocean:index/volume:Volume";
 const ENGINE_TYPES = /^pulumi:(pulumi:Stack|providers:)/;
 
-export const volumeMonthlyUsd = (sizeGiB: number): number => Math.round(sizeGiB * VOLUME_PRICE_PER_GIB_MONTH * 100) / 100;
+export const volumeMonthlyUsd = (sizeGiB: number): number =>
+  Math.round(sizeGiB * VOLUME_PRICE_PER_GIB_MONTH * 100) / 100;
 
 export function keptVolumes(resources: readonly StateResource[]): KeptVolume[] {
   return resources
     .filter((r) => r.type === VOLUME_TYPE)
-    .map((r) => ({ name: String(r.inputs?.name ?? r.urn.split("::").pop()), id: r.id ?? "", sizeGiB: Number(r.inputs?.size ?? 0) }));
+    .map((r) => ({
+      name: String(r.inputs?.name ?? r.urn.split("::").pop()),
+      id: r.id ?? "",
+      sizeGiB: Number(r.inputs?.size ?? 0),
+    }));
 }
 
 /**
@@ -91,16 +96,26 @@ export interface DownOptions {
 function describeKept(volumes: readonly KeptVolume[], io: Io): void {
   if (volumes.length === 0) return;
   const total = volumes.reduce((s, v) => s + v.sizeGiB, 0);
-  io.out(`kept: ${volumes.length} volume(s), ${total} GiB, $${volumeMonthlyUsd(total).toFixed(2)}/month while they exist ($${VOLUME_PRICE_PER_GIB_MONTH.toFixed(2)}/GiB-month, billed detached):`);
-  for (const v of volumes) io.out(`  ${v.name} (${v.id || "id unknown"}): ${v.sizeGiB} GiB, $${volumeMonthlyUsd(v.sizeGiB).toFixed(2)}/month`);
+  io.out(
+    `kept: ${volumes.length} volume(s), ${total} GiB, $${volumeMonthlyUsd(total).toFixed(2)}/month while they exist ($${VOLUME_PRICE_PER_GIB_MONTH.toFixed(2)}/GiB-month, billed detached):`,
+  );
+  for (const v of volumes)
+    io.out(`  ${v.name} (${v.id || "id unknown"}): ${v.sizeGiB} GiB, $${volumeMonthlyUsd(v.sizeGiB).toFixed(2)}/month`);
   io.out(`bring the stack back on them with: pulumi up; delete them with: npm run hub -- down --delete-volumes`);
 }
 
-export async function hubDown(ops: TeardownOps, io: Io, options: DownOptions, cloud?: { volumes: VolumeDeleter; pending: PendingVolumes }): Promise<{ ran: string[] }> {
+export async function hubDown(
+  ops: TeardownOps,
+  io: Io,
+  options: DownOptions,
+  cloud?: { volumes: VolumeDeleter; pending: PendingVolumes },
+): Promise<{ ran: string[] }> {
   const ran: string[] = [];
   const out = (line: string) => io.out(`  | ${line.trimEnd()}`);
   if (options.deleteVolumes && options.typedStackName !== ops.stackName) {
-    throw new HubCommandError(`--delete-volumes deletes the model cache and every volume of stack ${ops.stackName} for good; type the stack name to confirm (or pass --confirm ${ops.stackName}). ${options.typedStackName === undefined ? "Nothing was typed" : `"${options.typedStackName}" is not ${ops.stackName}`}: nothing was changed.`);
+    throw new HubCommandError(
+      `--delete-volumes deletes the model cache and every volume of stack ${ops.stackName} for good; type the stack name to confirm (or pass --confirm ${ops.stackName}). ${options.typedStackName === undefined ? "Nothing was typed" : `"${options.typedStackName}" is not ${ops.stackName}`}: nothing was changed.`,
+    );
   }
   let resources = await ops.resources();
   const pending = cloud?.pending.load() ?? [];
@@ -122,7 +137,10 @@ export async function hubDown(ops: TeardownOps, io: Io, options: DownOptions, cl
     describeKept(volumes, io);
     return { ran };
   }
-  if (volumes.length > 0 && !cloud) throw new HubCommandError("this stack's volumes can only be deleted through the cloud's API, which this command was not given");
+  if (volumes.length > 0 && !cloud)
+    throw new HubCommandError(
+      "this stack's volumes can only be deleted through the cloud's API, which this command was not given",
+    );
   // Remembered before they leave the stack: a failed delete below is retried by the next run.
   const toDelete = [...pending.filter((p) => !volumes.some((v) => v.id === p.id)), ...volumes];
   cloud?.pending.save(toDelete);
@@ -147,7 +165,10 @@ export async function hubDown(ops: TeardownOps, io: Io, options: DownOptions, cl
     }
   }
   cloud?.pending.save(left);
-  if (left.length) throw new HubCommandError(`${left.length} volume(s) left the stack but could not be deleted in ${cloud!.volumes.where}; run the same command again to retry, or delete them in the control panel (ids ${left.map((v) => v.id).join(", ")})`);
+  if (left.length)
+    throw new HubCommandError(
+      `${left.length} volume(s) left the stack but could not be deleted in ${cloud!.volumes.where}; run the same command again to retry, or delete them in the control panel (ids ${left.map((v) => v.id).join(", ")})`,
+    );
   io.out(`${ops.stackName}: everything is deleted, volumes included; nothing of it is billed any more.`);
   return { ran };
 }

@@ -1,6 +1,12 @@
 import type { HubConfig } from "../../stacks/hub-config";
 import { PROJECT } from "../../stacks/settings";
-import { gpuBootImage, gpuImageInputs, gpuImageName, IMAGE_BUILD_TAG, renderBakeCloudConfig } from "../../services/gpu-image";
+import {
+  gpuBootImage,
+  gpuImageInputs,
+  gpuImageName,
+  IMAGE_BUILD_TAG,
+  renderBakeCloudConfig,
+} from "../../services/gpu-image";
 import { SNAPSHOT_PRICE_PER_GIB_MONTH, gbToGiB } from "../../stacks/catalogue/storage";
 import type { Io } from "./commands";
 import { resolveConfig, StackConfig } from "./decisions";
@@ -26,7 +32,15 @@ export type DropletState = "new" | "active" | "off" | "archive" | "gone";
 /** The DigitalOcean operations the build needs; the REST implementation below, or a recording one in tests. */
 export interface ImageOps {
   findSnapshot(name: string): Promise<SnapshotInfo | undefined>;
-  createDroplet(spec: { readonly name: string; readonly region: string; readonly size: string; readonly image: string; readonly userData: string; readonly tags: readonly string[]; readonly sshKeys: readonly string[] }): Promise<number>;
+  createDroplet(spec: {
+    readonly name: string;
+    readonly region: string;
+    readonly size: string;
+    readonly image: string;
+    readonly userData: string;
+    readonly tags: readonly string[];
+    readonly sshKeys: readonly string[];
+  }): Promise<number>;
   dropletState(id: number): Promise<DropletState>;
   /** Starts a snapshot action; resolves with its action id. */
   snapshot(dropletId: number, name: string): Promise<number>;
@@ -49,7 +63,8 @@ const SNAPSHOT_NAME = `${PROJECT}:gpuSnapshotName`;
 function hubOf(config: StackConfig, nowMs: number): HubConfig {
   const resolved = resolveConfig(config, {}, nowMs);
   if (!resolved.ok) throw new HubCommandError(`the stack's config is refused:\n  ${resolved.reason}`);
-  if (!resolved.hub.gpu) throw new HubCommandError(`the ${resolved.hub.tier} tier runs no GPU node: there is no GPU image to build`);
+  if (!resolved.hub.gpu)
+    throw new HubCommandError(`the ${resolved.hub.tier} tier runs no GPU node: there is no GPU image to build`);
   return resolved.hub;
 }
 
@@ -60,13 +75,26 @@ export async function gpuImageStatus(stack: StackOps, ops: ImageOps, io: Io): Pr
   const boot = gpuBootImage(hub)!;
   const name = gpuImageName(gpuImageInputs(hub)!);
   const found = await ops.findSnapshot(name);
-  io.out(`${stack.stackName}: GPU nodes boot ${boot.kind === "baked" ? `the baked image ${boot.name} (snapshot ${boot.image})` : `the base image ${boot.image}`}`);
+  io.out(
+    `${stack.stackName}: GPU nodes boot ${boot.kind === "baked" ? `the baked image ${boot.name} (snapshot ${boot.image})` : `the base image ${boot.image}`}`,
+  );
   if (boot.kind !== "baked") io.out(`  ${boot.why}`);
-  io.out(found ? `  ${name} exists (snapshot ${found.id}, ${found.sizeGB} GB, ${monthly(found.sizeGB)}, regions ${found.regions.join(", ")})` : `  ${name} has not been built`);
+  io.out(
+    found
+      ? `  ${name} exists (snapshot ${found.id}, ${found.sizeGB} GB, ${monthly(found.sizeGB)}, regions ${found.regions.join(", ")})`
+      : `  ${name} has not been built`,
+  );
 }
 
 /** Polls `state` until it returns a value `done` accepts, or the deadline passes (then undefined). */
-async function pollUntil<T>(ops: ImageOps, io: Io, limitMs: number, pollMs: number, state: () => Promise<T>, done: (value: T) => boolean): Promise<T | undefined> {
+async function pollUntil<T>(
+  ops: ImageOps,
+  io: Io,
+  limitMs: number,
+  pollMs: number,
+  state: () => Promise<T>,
+  done: (value: T) => boolean,
+): Promise<T | undefined> {
   const until = io.now() + limitMs;
   for (;;) {
     const value = await state();
@@ -76,7 +104,12 @@ async function pollUntil<T>(ops: ImageOps, io: Io, limitMs: number, pollMs: numb
   }
 }
 
-export async function buildGpuImage(stack: StackOps, ops: ImageOps, io: Io, options: { readonly keepOnFailure?: boolean; readonly limits?: BuildLimits } = {}): Promise<SnapshotInfo> {
+export async function buildGpuImage(
+  stack: StackOps,
+  ops: ImageOps,
+  io: Io,
+  options: { readonly keepOnFailure?: boolean; readonly limits?: BuildLimits } = {},
+): Promise<SnapshotInfo> {
   const limits = options.limits ?? BUILD_LIMITS;
   const config = await stack.getConfig();
   const hub = hubOf(config, io.now());
@@ -85,29 +118,72 @@ export async function buildGpuImage(stack: StackOps, ops: ImageOps, io: Io, opti
   const current = config[SNAPSHOT_NAME]?.value;
 
   let snapshot = await ops.findSnapshot(name);
-  if (snapshot && !snapshot.regions.includes(hub.region)) throw new HubCommandError(`snapshot ${name} (${snapshot.id}) exists, but in ${snapshot.regions.join(", ")}, not ${hub.region}: transfer it (doctl compute image-action transfer ${snapshot.id} --region ${hub.region}) or delete it and build again`);
+  if (snapshot && !snapshot.regions.includes(hub.region))
+    throw new HubCommandError(
+      `snapshot ${name} (${snapshot.id}) exists, but in ${snapshot.regions.join(", ")}, not ${hub.region}: transfer it (doctl compute image-action transfer ${snapshot.id} --region ${hub.region}) or delete it and build again`,
+    );
   if (snapshot) {
-    io.out(`${stack.stackName}: ${name} exists already (snapshot ${snapshot.id}, ${snapshot.sizeGB} GB); reusing it, nothing is built`);
+    io.out(
+      `${stack.stackName}: ${name} exists already (snapshot ${snapshot.id}, ${snapshot.sizeGB} GB); reusing it, nothing is built`,
+    );
   } else {
-    io.out(`${stack.stackName}: building ${name} in ${hub.region} on a ${inputs.size} droplet from ${inputs.baseImage}: ${inputs.images.join(", ")}`);
-    const droplet = await ops.createDroplet({ name: `${name}-build`, region: hub.region, size: inputs.size, image: inputs.baseImage, userData: renderBakeCloudConfig(inputs.vendor, inputs.images), tags: [IMAGE_BUILD_TAG], sshKeys: hub.settings.sshKeyFingerprints });
-    io.out(`  build droplet ${droplet} created; it installs, pulls, then powers itself off (billed per second while it runs)`);
+    io.out(
+      `${stack.stackName}: building ${name} in ${hub.region} on a ${inputs.size} droplet from ${inputs.baseImage}: ${inputs.images.join(", ")}`,
+    );
+    const droplet = await ops.createDroplet({
+      name: `${name}-build`,
+      region: hub.region,
+      size: inputs.size,
+      image: inputs.baseImage,
+      userData: renderBakeCloudConfig(inputs.vendor, inputs.images),
+      tags: [IMAGE_BUILD_TAG],
+      sshKeys: hub.settings.sshKeyFingerprints,
+    });
+    io.out(
+      `  build droplet ${droplet} created; it installs, pulls, then powers itself off (billed per second while it runs)`,
+    );
     let failed = true;
     try {
-      const state = await pollUntil(ops, io, limits.setupMs, limits.pollMs, () => ops.dropletState(droplet), (s) => s === "off" || s === "gone" || s === "archive");
+      const state = await pollUntil(
+        ops,
+        io,
+        limits.setupMs,
+        limits.pollMs,
+        () => ops.dropletState(droplet),
+        (s) => s === "off" || s === "gone" || s === "archive",
+      );
       if (state !== "off") {
-        throw new HubCommandError(state === undefined ? `the build droplet ${droplet} did not finish its set-up within ${limits.setupMs / 60_000} min (it powers off only when everything is installed and pulled): a package or an image pull failed, or the registry was slow. Run again with --keep-on-failure and read /var/log/cloud-init-output.log on it over SSH` : `the build droplet ${droplet} went away (${state}) during its set-up`);
+        throw new HubCommandError(
+          state === undefined
+            ? `the build droplet ${droplet} did not finish its set-up within ${limits.setupMs / 60_000} min (it powers off only when everything is installed and pulled): a package or an image pull failed, or the registry was slow. Run again with --keep-on-failure and read /var/log/cloud-init-output.log on it over SSH`
+            : `the build droplet ${droplet} went away (${state}) during its set-up`,
+        );
       }
       io.out("  set-up finished; taking the snapshot");
       const action = await ops.snapshot(droplet, name);
-      const done = await pollUntil(ops, io, limits.snapshotMs, limits.pollMs, () => ops.actionState(action), (s) => s !== "in-progress");
-      if (done !== "completed") throw new HubCommandError(done === undefined ? `the snapshot of droplet ${droplet} did not complete within ${limits.snapshotMs / 60_000} min (action ${action})` : `DigitalOcean reported the snapshot action ${action} ${done}`);
+      const done = await pollUntil(
+        ops,
+        io,
+        limits.snapshotMs,
+        limits.pollMs,
+        () => ops.actionState(action),
+        (s) => s !== "in-progress",
+      );
+      if (done !== "completed")
+        throw new HubCommandError(
+          done === undefined
+            ? `the snapshot of droplet ${droplet} did not complete within ${limits.snapshotMs / 60_000} min (action ${action})`
+            : `DigitalOcean reported the snapshot action ${action} ${done}`,
+        );
       snapshot = await ops.findSnapshot(name);
-      if (!snapshot) throw new HubCommandError(`the snapshot action ${action} completed, but no snapshot named ${name} is listed`);
+      if (!snapshot)
+        throw new HubCommandError(`the snapshot action ${action} completed, but no snapshot named ${name} is listed`);
       failed = false;
     } finally {
       if (failed && options.keepOnFailure) {
-        io.out(`  --keep-on-failure: build droplet ${droplet} is left running for inspection (tag ${IMAGE_BUILD_TAG}); destroy it yourself: doctl compute droplet delete ${droplet}`);
+        io.out(
+          `  --keep-on-failure: build droplet ${droplet} is left running for inspection (tag ${IMAGE_BUILD_TAG}); destroy it yourself: doctl compute droplet delete ${droplet}`,
+        );
       } else {
         await destroyWithRetries(ops, droplet, io);
       }
@@ -121,8 +197,13 @@ export async function buildGpuImage(stack: StackOps, ops: ImageOps, io: Io, opti
   }
   await stack.setConfig(SNAPSHOT_ID, snapshot.id, false);
   await stack.setConfig(SNAPSHOT_NAME, name, false);
-  io.out(`${stack.stackName}: config gpuSnapshotId = ${snapshot.id}, gpuSnapshotName = ${name}; GPU nodes created from now on boot it (a running one is replaced at the next pulumi up; its model cache stays)`);
-  if (current && current !== name) io.out(`  the previous image ${current} is no longer used by this stack; it bills until deleted (doctl compute snapshot delete <id>) unless another stack boots it`);
+  io.out(
+    `${stack.stackName}: config gpuSnapshotId = ${snapshot.id}, gpuSnapshotName = ${name}; GPU nodes created from now on boot it (a running one is replaced at the next pulumi up; its model cache stays)`,
+  );
+  if (current && current !== name)
+    io.out(
+      `  the previous image ${current} is no longer used by this stack; it bills until deleted (doctl compute snapshot delete <id>) unless another stack boots it`,
+    );
   return snapshot;
 }
 
@@ -139,13 +220,24 @@ async function destroyWithRetries(ops: ImageOps, droplet: number, io: Io): Promi
       await ops.sleep(5_000 * attempt);
     }
   }
-  io.out(`  COULD NOT DESTROY the build droplet ${droplet} (${(last as Error).message}); it bills until deleted: doctl compute droplet delete ${droplet}`);
+  io.out(
+    `  COULD NOT DESTROY the build droplet ${droplet} (${(last as Error).message}); it bills until deleted: doctl compute droplet delete ${droplet}`,
+  );
 }
 
 /** ImageOps over DigitalOcean's REST API v2 with the deploy's token (DIGITALOCEAN_TOKEN). */
-export function digitalOceanImageOps(token: string, api = "https://api.digitalocean.com", fetcher: typeof fetch = fetch): ImageOps {
+export function digitalOceanImageOps(
+  token: string,
+  api = "https://api.digitalocean.com",
+  fetcher: typeof fetch = fetch,
+): ImageOps {
   const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
-    const res = await fetcher(`${api}${path}`, { method, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
+    const res = await fetcher(`${api}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
     const text = await res.text();
     let json: any;
     try {
@@ -153,22 +245,40 @@ export function digitalOceanImageOps(token: string, api = "https://api.digitaloc
     } catch {
       json = undefined;
     }
-    if (res.status >= 400 && res.status !== 404) throw new Error(`DigitalOcean ${method} ${path}: HTTP ${res.status}${json?.message ? `: ${String(json.message).slice(0, 200)}` : ""}`);
+    if (res.status >= 400 && res.status !== 404)
+      throw new Error(
+        `DigitalOcean ${method} ${path}: HTTP ${res.status}${json?.message ? `: ${String(json.message).slice(0, 200)}` : ""}`,
+      );
     return { status: res.status, json };
   };
   return {
     async findSnapshot(name) {
       for (let page = 1; page <= 50; page++) {
         const { json } = await call("GET", `/v2/snapshots?resource_type=droplet&per_page=200&page=${page}`);
-        const list = (json?.snapshots ?? []) as { id: string | number; name: string; regions: string[]; size_gigabytes: number }[];
+        const list = (json?.snapshots ?? []) as {
+          id: string | number;
+          name: string;
+          regions: string[];
+          size_gigabytes: number;
+        }[];
         const found = list.find((s) => s.name === name);
-        if (found) return { id: String(found.id), name: found.name, regions: found.regions, sizeGB: found.size_gigabytes };
+        if (found)
+          return { id: String(found.id), name: found.name, regions: found.regions, sizeGB: found.size_gigabytes };
         if (!json?.links?.pages?.next) return undefined;
       }
       return undefined;
     },
     async createDroplet(spec) {
-      const { json } = await call("POST", "/v2/droplets", { name: spec.name, region: spec.region, size: spec.size, image: spec.image, user_data: spec.userData, tags: spec.tags, ssh_keys: spec.sshKeys, monitoring: false });
+      const { json } = await call("POST", "/v2/droplets", {
+        name: spec.name,
+        region: spec.region,
+        size: spec.size,
+        image: spec.image,
+        user_data: spec.userData,
+        tags: spec.tags,
+        ssh_keys: spec.sshKeys,
+        monitoring: false,
+      });
       return Number(json.droplet.id);
     },
     async dropletState(id) {

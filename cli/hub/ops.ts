@@ -15,16 +15,27 @@ export interface StackOps {
    * Applies; `onStep` is told when each resource finishes, for the phase timings. `message` goes
    * into the stack's update history (who asked and why, e.g. the autoscaler's decision id).
    */
-  up(onOutput: (line: string) => void, onStep: (step: PreviewStep) => void, message?: string): Promise<readonly PreviewStep[]>;
+  up(
+    onOutput: (line: string) => void,
+    onStep: (step: PreviewStep) => void,
+    message?: string,
+  ): Promise<readonly PreviewStep[]>;
   outputs(): Promise<Record<string, { readonly value: unknown; readonly secret: boolean }>>;
 }
 
 export class HubCommandError extends Error {}
 
 /** Refuses early, with the fix, when the machine cannot run Pulumi at all. */
-export function checkPrerequisites(env: NodeJS.ProcessEnv = process.env, which: (cmd: string) => boolean = onPath): void {
-  if (!which("pulumi")) throw new HubCommandError("the Pulumi CLI is not installed: install it (https://www.pulumi.com/docs/install/), then `pulumi login`.");
-  if (!env.DIGITALOCEAN_TOKEN) throw new HubCommandError("DIGITALOCEAN_TOKEN is not set: export a DigitalOcean API token with write scope.");
+export function checkPrerequisites(
+  env: NodeJS.ProcessEnv = process.env,
+  which: (cmd: string) => boolean = onPath,
+): void {
+  if (!which("pulumi"))
+    throw new HubCommandError(
+      "the Pulumi CLI is not installed: install it (https://www.pulumi.com/docs/install/), then `pulumi login`.",
+    );
+  if (!env.DIGITALOCEAN_TOKEN)
+    throw new HubCommandError("DIGITALOCEAN_TOKEN is not set: export a DigitalOcean API token with write scope.");
 }
 
 function onPath(cmd: string): boolean {
@@ -40,8 +51,12 @@ export async function automationOps(stackName: string, workDir: string): Promise
     stack = await LocalWorkspace.selectStack({ stackName, workDir });
   } catch (err) {
     const message = (err as Error).message ?? "";
-    if (/no stack named|not found/i.test(message)) throw new HubCommandError(`no stack named "${stackName}": create it with \`pulumi stack init ${stackName}\` (stack files here: Pulumi.<name>.yaml).`);
-    if (/login|credentials|PULUMI_ACCESS_TOKEN/i.test(message)) throw new HubCommandError("not logged in to a Pulumi backend: run `pulumi login` (or set PULUMI_ACCESS_TOKEN).");
+    if (/no stack named|not found/i.test(message))
+      throw new HubCommandError(
+        `no stack named "${stackName}": create it with \`pulumi stack init ${stackName}\` (stack files here: Pulumi.<name>.yaml).`,
+      );
+    if (/login|credentials|PULUMI_ACCESS_TOKEN/i.test(message))
+      throw new HubCommandError("not logged in to a Pulumi backend: run `pulumi login` (or set PULUMI_ACCESS_TOKEN).");
     throw new HubCommandError(message.split("\n")[0]);
   }
   const step = (m: { op: string; urn: string; type: string }): PreviewStep => ({ op: m.op, urn: m.urn, type: m.type });
@@ -49,13 +64,18 @@ export async function automationOps(stackName: string, workDir: string): Promise
     stackName,
     getConfig: async () => {
       const all = await stack.getAllConfig();
-      return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, { value: v.value, secret: v.secret === true }]));
+      return Object.fromEntries(
+        Object.entries(all).map(([k, v]) => [k, { value: v.value, secret: v.secret === true }]),
+      );
     },
     setConfig: async (key, value, secret) => stack.setConfig(key, { value, secret }),
     removeConfig: async (key) => stack.removeConfig(key),
     preview: async (onOutput) => {
       const steps: PreviewStep[] = [];
-      await stack.preview({ onOutput, onEvent: (e) => e.resourcePreEvent && steps.push(step(e.resourcePreEvent.metadata)) });
+      await stack.preview({
+        onOutput,
+        onEvent: (e) => e.resourcePreEvent && steps.push(step(e.resourcePreEvent.metadata)),
+      });
       return steps;
     },
     up: async (onOutput, onStep, message) => {

@@ -20,22 +20,33 @@ export function selectedStack(projectRoot: string, env: NodeJS.ProcessEnv = proc
   const projectFile = path.join(projectRoot, "Pulumi.yaml");
   const hash = createHash("sha1").update(projectFile).digest("hex");
   try {
-    const doc = JSON.parse(readFileSync(path.join(home, "workspaces", `${PROJECT}-${hash}-workspace.json`), "utf8")) as { stack?: unknown };
+    const doc = JSON.parse(
+      readFileSync(path.join(home, "workspaces", `${PROJECT}-${hash}-workspace.json`), "utf8"),
+    ) as { stack?: unknown };
     return typeof doc.stack === "string" && doc.stack ? doc.stack.split("/").pop() : undefined;
   } catch {
     return undefined;
   }
 }
 
-export function chooseStack(flag: string | undefined, projectRoot: string, stacksHere: readonly string[], env: NodeJS.ProcessEnv = process.env): { name: string; source: StackSource } {
+export function chooseStack(
+  flag: string | undefined,
+  projectRoot: string,
+  stacksHere: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { name: string; source: StackSource } {
   if (flag) return { name: flag, source: "--stack" };
   if (env.PULUMI_STACK) return { name: env.PULUMI_STACK, source: "PULUMI_STACK" };
   const selected = selectedStack(projectRoot, env);
   if (selected) return { name: selected, source: "pulumi stack select" };
-  throw new HubCommandError(`no stack chosen: pass --stack NAME, set PULUMI_STACK, or select one with \`pulumi stack select NAME\` (stack files here: ${stacksHere.join(", ") || "none"})`);
+  throw new HubCommandError(
+    `no stack chosen: pass --stack NAME, set PULUMI_STACK, or select one with \`pulumi stack select NAME\` (stack files here: ${stacksHere.join(", ") || "none"})`,
+  );
 }
 
 /** A stack name must name a stack file here (Pulumi.<name>.yaml) for commands that read it. */
 export function stackFileProblem(name: string, stacksHere: readonly string[]): string | undefined {
-  return stacksHere.includes(name) ? undefined : `--stack ${name}: there is no Pulumi.${name}.yaml here (stack files: ${stacksHere.join(", ")})`;
+  return stacksHere.includes(name)
+    ? undefined
+    : `--stack ${name}: there is no Pulumi.${name}.yaml here (stack files: ${stacksHere.join(", ")})`;
 }

@@ -19,13 +19,26 @@ export async function automationTeardownOps(stackName: string, workDir: string):
     stack = await LocalWorkspace.selectStack({ stackName, workDir });
   } catch (err) {
     const message = (err as Error).message ?? "";
-    if (/no stack named|not found/i.test(message)) throw new HubCommandError(`no stack named "${stackName}" in this Pulumi backend: nothing was ever deployed from it, so there is nothing to tear down.`);
+    if (/no stack named|not found/i.test(message))
+      throw new HubCommandError(
+        `no stack named "${stackName}" in this Pulumi backend: nothing was ever deployed from it, so there is nothing to tear down.`,
+      );
     throw new HubCommandError(message.split("\n")[0]);
   }
-  return teardownOpsFor(stack, (urn) =>
-    new Promise((resolve, reject) => {
-      execFile("pulumi", ["state", "unprotect", urn, "--yes", "--stack", stackName, "--non-interactive"], { cwd: workDir, encoding: "utf8" }, (error, _out, err) => (error ? reject(new HubCommandError(`pulumi state unprotect failed: ${err.trim().split("\n").pop()}`)) : resolve()));
-    }),
+  return teardownOpsFor(
+    stack,
+    (urn) =>
+      new Promise((resolve, reject) => {
+        execFile(
+          "pulumi",
+          ["state", "unprotect", urn, "--yes", "--stack", stackName, "--non-interactive"],
+          { cwd: workDir, encoding: "utf8" },
+          (error, _out, err) =>
+            error
+              ? reject(new HubCommandError(`pulumi state unprotect failed: ${err.trim().split("\n").pop()}`))
+              : resolve(),
+        );
+      }),
   );
 }
 
@@ -47,7 +60,11 @@ export function digitalOceanVolumes(token: string, api = DIGITALOCEAN_API): Volu
     where: "your DigitalOcean account",
     delete: async (id) => {
       if (!/^[0-9a-f-]{8,64}$/i.test(id)) throw new Error(`"${id}" is not a volume id`);
-      const res = await fetch(`${api}/v2/volumes/${id}`, { method: "DELETE", headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(30_000) });
+      const res = await fetch(`${api}/v2/volumes/${id}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(30_000),
+      });
       if (res.status === 204) return "deleted";
       if (res.status === 404) return "gone";
       const body = (await res.text()).slice(0, 300);

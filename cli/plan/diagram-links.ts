@@ -10,7 +10,14 @@ import type { PlanArtifact } from "./document";
 interface TraefikDynamic {
   http?: {
     routers?: Record<string, { entryPoints?: string[]; rule?: string; service?: string; middlewares?: string[] }>;
-    services?: Record<string, { loadBalancer?: { servers?: { url: string }[] }; failover?: { service: string; fallback?: string }; weighted?: { services?: { name: string }[] } }>;
+    services?: Record<
+      string,
+      {
+        loadBalancer?: { servers?: { url: string }[] };
+        failover?: { service: string; fallback?: string };
+        weighted?: { services?: { name: string }[] };
+      }
+    >;
     middlewares?: Record<string, { forwardAuth?: { address: string } }>;
   };
 }
@@ -25,7 +32,11 @@ const portOf = (address: string | undefined) => Number(/:(\d+)$/.exec(address ??
  * each router's paths to the containers its service's servers name (failover fallbacks apart),
  * and each forwardAuth middleware to the container that answers it.
  */
-export function gatewayRoutes(artifacts: readonly PlanArtifact[], containers: readonly PictureContainer[], hostOfPrivateIp: (ip: string) => string | undefined): PictureRoute[] {
+export function gatewayRoutes(
+  artifacts: readonly PlanArtifact[],
+  containers: readonly PictureContainer[],
+  hostOfPrivateIp: (ip: string) => string | undefined,
+): PictureRoute[] {
   const dynamicFile = artifacts.find((a) => a.kind === "traefik-dynamic");
   const staticFile = artifacts.find((a) => a.kind === "traefik-static" && a.node === dynamicFile?.node);
   if (!dynamicFile || !staticFile) return [];
@@ -34,7 +45,11 @@ export function gatewayRoutes(artifacts: readonly PlanArtifact[], containers: re
   const traefik = containers.find((c) => c.image.startsWith("traefik:"));
   if (!traefik) return [];
   const published = new Set(traefik.published.filter((p) => p.on !== "private").map((p) => p.port));
-  const publicEntryPoints = new Set(Object.entries(entryPoints).filter(([, ep]) => published.has(portOf(ep.address))).map(([name]) => name));
+  const publicEntryPoints = new Set(
+    Object.entries(entryPoints)
+      .filter(([, ep]) => published.has(portOf(ep.address)))
+      .map(([name]) => name),
+  );
   const routers = dynamic.http?.routers ?? {};
   const services = dynamic.http?.services ?? {};
 
@@ -46,13 +61,22 @@ export function gatewayRoutes(artifacts: readonly PlanArtifact[], containers: re
     if (onHost) return containers.find((c) => c.host === onHost && c.published.some((p) => p.port === port));
     return containers.find((c) => c.host === traefik.host && c.name === u.hostname);
   };
-  const serversOf = (name: string | undefined, seen = new Set<string>()): { primary: PictureContainer[]; fallback: PictureContainer[] } => {
+  const serversOf = (
+    name: string | undefined,
+    seen = new Set<string>(),
+  ): { primary: PictureContainer[]; fallback: PictureContainer[] } => {
     const none = { primary: [], fallback: [] };
     if (!name || name.includes("@") || seen.has(name)) return none;
     seen.add(name);
     const s = services[name];
     if (!s) return none;
-    if (s.loadBalancer) return { primary: (s.loadBalancer.servers ?? []).map((x) => containerAt(x.url)).filter((c): c is PictureContainer => c !== undefined), fallback: [] };
+    if (s.loadBalancer)
+      return {
+        primary: (s.loadBalancer.servers ?? [])
+          .map((x) => containerAt(x.url))
+          .filter((c): c is PictureContainer => c !== undefined),
+        fallback: [],
+      };
     if (s.failover) {
       const main = serversOf(s.failover.service, seen);
       const fb = serversOf(s.failover.fallback, seen);
@@ -65,12 +89,16 @@ export function gatewayRoutes(artifacts: readonly PlanArtifact[], containers: re
   const authTargets = (address: string): { targets: PictureContainer[]; scope?: string } => {
     const u = new URL(address);
     const scope = u.searchParams.get("scope") ?? undefined;
-    const hop = Object.entries(entryPoints).find(([, ep]) => portOf(ep.address) === Number(u.port) && ["127.0.0.1", "localhost"].includes(u.hostname));
+    const hop = Object.entries(entryPoints).find(
+      ([, ep]) => portOf(ep.address) === Number(u.port) && ["127.0.0.1", "localhost"].includes(u.hostname),
+    );
     if (!hop) {
       const direct = containerAt(address);
       return { targets: direct ? [direct] : [], scope };
     }
-    const router = Object.values(routers).find((r) => (r.entryPoints ?? []).includes(hop[0]) && pathsOf(r.rule).some((p) => p === u.pathname));
+    const router = Object.values(routers).find(
+      (r) => (r.entryPoints ?? []).includes(hop[0]) && pathsOf(r.rule).some((p) => p === u.pathname),
+    );
     return { targets: serversOf(router?.service).primary, scope };
   };
 
@@ -99,11 +127,17 @@ export function gatewayRoutes(artifacts: readonly PlanArtifact[], containers: re
 
 /** Paths a router rule matches: Path(`x`) as x, PathPrefix(`x`) as x*. */
 function pathsOf(rule: string | undefined): string[] {
-  return [...(rule ?? "").matchAll(/(PathPrefix|Path)\(`([^`]*)`\)/g)].map((m) => (m[1] === "PathPrefix" ? `${m[2]}*` : m[2]));
+  return [...(rule ?? "").matchAll(/(PathPrefix|Path)\(`([^`]*)`\)/g)].map((m) =>
+    m[1] === "PathPrefix" ? `${m[2]}*` : m[2],
+  );
 }
 
 interface PrometheusConfig {
-  scrape_configs?: { job_name: string; static_configs?: { targets?: string[] }[]; file_sd_configs?: { files?: string[] }[] }[];
+  scrape_configs?: {
+    job_name: string;
+    static_configs?: { targets?: string[] }[];
+    file_sd_configs?: { files?: string[] }[];
+  }[];
 }
 
 /**
@@ -111,12 +145,18 @@ interface PrometheusConfig {
  * targets in its file_sd files (by file name), resolved to the container with that network alias
  * on Prometheus's node, or the container publishing that port on the node with that address.
  */
-export function prometheusScrapes(artifacts: readonly PlanArtifact[], containers: readonly PictureContainer[], hostOfIp: (ip: string) => string | undefined): PictureScrape[] {
+export function prometheusScrapes(
+  artifacts: readonly PlanArtifact[],
+  containers: readonly PictureContainer[],
+  hostOfIp: (ip: string) => string | undefined,
+): PictureScrape[] {
   const configFile = artifacts.find((a) => a.kind === "prometheus-config");
   const prometheus = containers.find((c) => /(^|\/)prometheus:/.test(c.image));
   if (!configFile || !prometheus) return [];
   const config = parseYaml(configFile.content) as PrometheusConfig;
-  const targetFiles = new Map(artifacts.filter((a) => a.kind === "prometheus-targets").map((a) => [a.path.split("/").pop(), a.content]));
+  const targetFiles = new Map(
+    artifacts.filter((a) => a.kind === "prometheus-targets").map((a) => [a.path.split("/").pop(), a.content]),
+  );
   // A node's address and port: the container publishing the port, else its one container on the node's network, else the node.
   const onNode = (host: string, port: number): string => {
     const publishing = containers.find((c) => c.host === host && c.published.some((p) => p.port === port));
@@ -125,16 +165,20 @@ export function prometheusScrapes(artifacts: readonly PlanArtifact[], containers
   };
   const edges = new Map<string, { from: string; to: string; jobs: string[] }>();
   for (const job of config.scrape_configs ?? []) {
-    const fromFiles = (job.file_sd_configs ?? []).flatMap((f) => f.files ?? []).flatMap((file) => {
-      const content = targetFiles.get(file.split("/").pop());
-      return content ? (JSON.parse(content) as { targets?: string[] }[]).flatMap((g) => g.targets ?? []) : [];
-    });
+    const fromFiles = (job.file_sd_configs ?? [])
+      .flatMap((f) => f.files ?? [])
+      .flatMap((file) => {
+        const content = targetFiles.get(file.split("/").pop());
+        return content ? (JSON.parse(content) as { targets?: string[] }[]).flatMap((g) => g.targets ?? []) : [];
+      });
     for (const target of [...(job.static_configs ?? []).flatMap((g) => g.targets ?? []), ...fromFiles]) {
       const [hostname, portText] = target.split(":");
       const port = Number(portText);
       if (hostname === "localhost" || hostname === "127.0.0.1") continue; // Prometheus itself
       const host = hostOfIp(hostname);
-      const to = host ? onNode(host, port) : containers.find((c) => c.host === prometheus.host && c.name === hostname)?.id;
+      const to = host
+        ? onNode(host, port)
+        : containers.find((c) => c.host === prometheus.host && c.name === hostname)?.id;
       if (!to) continue;
       const edge = edges.get(to) ?? { from: prometheus.id, to, jobs: [] };
       if (!edge.jobs.includes(job.job_name)) edge.jobs.push(job.job_name);

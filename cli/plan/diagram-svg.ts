@@ -35,7 +35,10 @@ export async function renderSvg(mermaidText: string): Promise<string> {
 /** Several diagrams, drawn in one Chromium (it takes a second or two to start). */
 export async function renderSvgs(mermaidTexts: readonly string[]): Promise<string[]> {
   const executablePath = findChromium();
-  if (!executablePath) throw new SvgUnavailable("SVG needs a Chromium to lay the diagram out, and none was found (/usr/bin/chromium, or HUB_CHROMIUM). Install Debian's: apt-get install chromium; or write a .mmd or .md file instead.");
+  if (!executablePath)
+    throw new SvgUnavailable(
+      "SVG needs a Chromium to lay the diagram out, and none was found (/usr/bin/chromium, or HUB_CHROMIUM). Install Debian's: apt-get install chromium; or write a .mmd or .md file instead.",
+    );
   const { chromium } = await import("playwright-core");
   // As root (CI, containers) Chromium's sandbox cannot start; the page only ever loads local text.
   const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"], timeout: 60_000 });

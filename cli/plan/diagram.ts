@@ -133,14 +133,22 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
   const byUrn = new Map(resources.map((r) => [r.urn, r]));
 
   const vpcResource = ofType(TYPES.vpc)[0];
-  const vpcCidr = vpcResource ? String(vpcResource.inputs.ipRange ?? vpcResource.cloudOutputs?.ipRange ?? "") || undefined : undefined;
+  const vpcCidr = vpcResource
+    ? String(vpcResource.inputs.ipRange ?? vpcResource.cloudOutputs?.ipRange ?? "") || undefined
+    : undefined;
 
   // Droplets, keyed by the ids and addresses other resources name them by.
-  const droplets = ofType(TYPES.droplet).map((r) => ({ resource: r, node: parentName(r) ?? r.name, id: ident("host", parentName(r) ?? r.name) }));
+  const droplets = ofType(TYPES.droplet).map((r) => ({
+    resource: r,
+    node: parentName(r) ?? r.name,
+    id: ident("host", parentName(r) ?? r.name),
+  }));
   const dropletById = new Map(droplets.map((d) => [String(d.resource.id), d]));
   const dropletByPublicIp = new Map(droplets.map((d) => [String(d.resource.cloudOutputs?.ipv4Address), d]));
   const dropletByPrivateIp = new Map(droplets.map((d) => [String(d.resource.cloudOutputs?.ipv4AddressPrivate), d]));
-  const reservedFor = new Set(ofType(TYPES.reservedIpAssignment).map((a) => dropletById.get(String(a.inputs.dropletId))?.id));
+  const reservedFor = new Set(
+    ofType(TYPES.reservedIpAssignment).map((a) => dropletById.get(String(a.inputs.dropletId))?.id),
+  );
 
   const firewalls = ofType(TYPES.firewall);
   const hosts: PictureHost[] = droplets.map((d) => {
@@ -152,7 +160,9 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
       size: String(d.resource.inputs.size),
       image: String(d.resource.inputs.image),
       cloudName: String(d.resource.inputs.name),
-      firewalls: firewalls.filter((f) => asStrings(f.inputs.tags).some((t) => tags.has(t))).map((f) => String(f.inputs.name)),
+      firewalls: firewalls
+        .filter((f) => asStrings(f.inputs.tags).some((t) => tags.has(t)))
+        .map((f) => String(f.inputs.name)),
       reservedIp: reservedFor.has(d.id),
       wouldRun: [],
     };
@@ -160,14 +170,25 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
   // GPU nodes of the tier that have no droplet right now (the hybrid GPU while off).
   for (const node of document.nodes) {
     if (node.active || hosts.some((h) => h.node === node.name)) continue;
-    hosts.push({ id: ident("host", node.name), node: node.name, kind: "off", size: node.size, firewalls: [], reservedIp: false, wouldRun: node.workloads.map((w) => w.role) });
+    hosts.push({
+      id: ident("host", node.name),
+      node: node.name,
+      kind: "off",
+      size: node.size,
+      firewalls: [],
+      reservedIp: false,
+      wouldRun: node.workloads.map((w) => w.role),
+    });
   }
 
   const gpuNodes = document.nodes.filter((n) => n.kind === "gpu");
   const volumes: PictureVolume[] = ofType(TYPES.volume).map((v) => {
     const attachment = ofType(TYPES.attachment).find((a) => String(a.inputs.volumeId) === String(v.id));
     const gpuIndex = /(?:^|-)model-cache-(\d+)$/.exec(v.name)?.[1];
-    const owner = gpuIndex === undefined ? undefined : hosts.find((h) => h.kind === "off" && h.node === gpuNodes[Number(gpuIndex)]?.name);
+    const owner =
+      gpuIndex === undefined
+        ? undefined
+        : hosts.find((h) => h.kind === "off" && h.node === gpuNodes[Number(gpuIndex)]?.name);
     return {
       id: ident("vol", v.name),
       cloudName: String(v.inputs.name),
@@ -191,30 +212,67 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
     if (droplet) hostId = droplet.id;
     else if (!dockerHost) {
       hostId = "host_local";
-      if (!hosts.some((h) => h.id === hostId)) hosts.push({ id: hostId, node: "local", kind: "local", firewalls: [], reservedIp: false, wouldRun: [] });
+      if (!hosts.some((h) => h.id === hostId))
+        hosts.push({ id: hostId, node: "local", kind: "local", firewalls: [], reservedIp: false, wouldRun: [] });
     } else throw new Error(`container ${c.name}: its Docker provider dials ${dockerHost}, which is no planned droplet`);
     const name = String(c.inputs.name);
-    const published = (Array.isArray(c.inputs.ports) ? (c.inputs.ports as { external?: number; internal: number; ip?: string }[]) : []).map(
-      (p): PublishedPort => ({ port: Number(p.external ?? p.internal), on: p.ip === "0.0.0.0" || p.ip === undefined ? "all" : p.ip === "127.0.0.1" ? "loopback" : "private" }),
+    const published = (
+      Array.isArray(c.inputs.ports) ? (c.inputs.ports as { external?: number; internal: number; ip?: string }[]) : []
+    ).map(
+      (p): PublishedPort => ({
+        port: Number(p.external ?? p.internal),
+        on: p.ip === "0.0.0.0" || p.ip === undefined ? "all" : p.ip === "127.0.0.1" ? "loopback" : "private",
+      }),
     );
-    containers.push({ id: ident(`c_${hostId.slice(5)}`, name), host: hostId, name, image: String(imageOf(c, resources) ?? ""), gpu: c.inputs.gpus !== undefined || Array.isArray(c.inputs.devices), published, memoryMiB: typeof c.inputs.memory === "number" ? c.inputs.memory : undefined, hostNetwork: c.inputs.networkMode === "host" });
+    containers.push({
+      id: ident(`c_${hostId.slice(5)}`, name),
+      host: hostId,
+      name,
+      image: String(imageOf(c, resources) ?? ""),
+      gpu: c.inputs.gpus !== undefined || Array.isArray(c.inputs.devices),
+      published,
+      memoryMiB: typeof c.inputs.memory === "number" ? c.inputs.memory : undefined,
+      hostNetwork: c.inputs.networkMode === "host",
+    });
   }
 
   const exposures: PictureExposure[] = [];
   for (const f of firewalls) {
     const targets = hosts.filter((h) => h.firewalls.includes(String(f.inputs.name)));
-    const rules = Array.isArray(f.inputs.inboundRules) ? (f.inputs.inboundRules as { protocol: string; portRange?: string; sourceAddresses?: unknown; sourceTags?: unknown }[]) : [];
+    const rules = Array.isArray(f.inputs.inboundRules)
+      ? (f.inputs.inboundRules as {
+          protocol: string;
+          portRange?: string;
+          sourceAddresses?: unknown;
+          sourceTags?: unknown;
+        }[])
+      : [];
     const grouped = new Map<SourceClass, { ports: string[]; addresses: Set<string> }>();
     for (const rule of rules) {
       // A rule by tag (the hub's own nodes, with a sandbox node in the VPC) admits nodes inside the VPC.
-      const addresses = rule.sourceAddresses === undefined ? asStrings(rule.sourceTags) : asStrings(rule.sourceAddresses);
-      const source: SourceClass = addresses.some((a) => ANYWHERE.has(a)) ? "internet" : rule.sourceAddresses === undefined && addresses.length > 0 ? "vpc" : vpcCidr && addresses.length > 0 && addresses.every((a) => a === vpcCidr) ? "vpc" : "admin";
+      const addresses =
+        rule.sourceAddresses === undefined ? asStrings(rule.sourceTags) : asStrings(rule.sourceAddresses);
+      const source: SourceClass = addresses.some((a) => ANYWHERE.has(a))
+        ? "internet"
+        : rule.sourceAddresses === undefined && addresses.length > 0
+          ? "vpc"
+          : vpcCidr && addresses.length > 0 && addresses.every((a) => a === vpcCidr)
+            ? "vpc"
+            : "admin";
       const group = grouped.get(source) ?? { ports: [], addresses: new Set<string>() };
       group.ports.push(rule.protocol === "icmp" ? "icmp" : `${rule.portRange}`);
       for (const a of addresses) group.addresses.add(a);
       grouped.set(source, group);
     }
-    for (const host of targets) for (const [source, g] of grouped) exposures.push({ source, target: host.id, firewall: String(f.inputs.name), ports: g.ports, addresses: [...g.addresses] });
+    for (const host of targets)
+      for (const [source, g] of grouped)
+        exposures.push({
+          source,
+          target: host.id,
+          firewall: String(f.inputs.name),
+          ports: g.ports,
+          addresses: [...g.addresses],
+        });
   }
   // No cloud firewall on a laptop: what is published on loopback is what this machine reaches.
   for (const c of containers.filter((x) => x.host === "host_local")) {
@@ -224,7 +282,9 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
 
   const routes = gatewayRoutes(artifacts, containers, (ip) => dropletByPrivateIp.get(ip)?.id);
   const gateway = containers.find((c) => c.image.startsWith("traefik:"));
-  const apiPaths = routes.some((r) => r.kind === "route" && r.labels.some((l) => l.startsWith("/v1/"))) ? ["/v1/*"] : [];
+  const apiPaths = routes.some((r) => r.kind === "route" && r.labels.some((l) => l.startsWith("/v1/")))
+    ? ["/v1/*"]
+    : [];
   const hostOfIp = (ip: string) => dropletByPrivateIp.get(ip)?.id ?? dropletByPublicIp.get(ip)?.id;
   return {
     stack: document.stack,
@@ -244,28 +304,35 @@ export function pictureOf(document: PlanDocument, artifacts: readonly PlanArtifa
 
 /** A container's image name: its RemoteImage's name (the container names the image by id). */
 function imageOf(container: PlanResource, resources: readonly PlanResource[]): unknown {
-  const sibling = resources.find((r) => r.type === "docker:index/remoteImage:RemoteImage" && r.parent === container.parent && r.name.endsWith(`-image-${String(container.inputs.name)}`));
+  const sibling = resources.find(
+    (r) =>
+      r.type === "docker:index/remoteImage:RemoteImage" &&
+      r.parent === container.parent &&
+      r.name.endsWith(`-image-${String(container.inputs.name)}`),
+  );
   return sibling?.inputs.name ?? container.inputs.image;
 }
 
 // ---- Mermaid ----
 
 /** Text inside a quoted Mermaid label: quotes and angle brackets as entities, lines joined by <br/>. */
-const label = (...lines: string[]) => `"${lines.map((l) => l.replace(/&/g, "#amp;").replace(/"/g, "#quot;").replace(/</g, "#lt;").replace(/>/g, "#gt;")).join("<br/>")}"`;
+const label = (...lines: string[]) =>
+  `"${lines.map((l) => l.replace(/&/g, "#amp;").replace(/"/g, "#quot;").replace(/</g, "#lt;").replace(/>/g, "#gt;")).join("<br/>")}"`;
 
-const SOURCE_NODES: Record<SourceClass, { id: string; text: (p: Picture, addresses: readonly string[]) => string[] }> = {
-  internet: { id: "src_internet", text: () => ["internet", "0.0.0.0/0, ::/0"] },
-  vpc: { id: "src_vpc", text: (p) => ["the VPC", p.vpc?.cidr ? `${p.vpc.cidr} (stand-in range)` : "private range"] },
-  admin: {
-    id: "src_admin",
-    text: (p, addresses) =>
-      p.tier === "local"
-        ? ["this machine", "127.0.0.1"]
-        : addresses.includes(UNKNOWN_MARK) || addresses.length === 0
-          ? ["admin SSH", "the deploying machine's address, found at each pulumi up"]
-          : ["admin SSH", addresses.join(", ")],
-  },
-};
+const SOURCE_NODES: Record<SourceClass, { id: string; text: (p: Picture, addresses: readonly string[]) => string[] }> =
+  {
+    internet: { id: "src_internet", text: () => ["internet", "0.0.0.0/0, ::/0"] },
+    vpc: { id: "src_vpc", text: (p) => ["the VPC", p.vpc?.cidr ? `${p.vpc.cidr} (stand-in range)` : "private range"] },
+    admin: {
+      id: "src_admin",
+      text: (p, addresses) =>
+        p.tier === "local"
+          ? ["this machine", "127.0.0.1"]
+          : addresses.includes(UNKNOWN_MARK) || addresses.length === 0
+            ? ["admin SSH", "the deploying machine's address, found at each pulumi up"]
+            : ["admin SSH", addresses.join(", ")],
+    },
+  };
 
 const CLIENT_NODE = "src_client";
 
@@ -274,8 +341,18 @@ const portsText = (ports: readonly string[]) => {
   return [tcp.length ? `tcp ${tcp.join(", ")}` : "", ports.includes("icmp") ? "icmp" : ""].filter(Boolean).join(" + ");
 };
 const publishedText = (c: PictureContainer) => {
-  const on = (kind: PublishedPort["on"]) => c.published.filter((p) => p.on === kind).map((p) => `:${p.port}`).join(" ");
-  return [on("all") && `${on("all")} all interfaces`, on("private") && `${on("private")} VPC address`, on("loopback") && `${on("loopback")} loopback`].filter(Boolean).join(" · ");
+  const on = (kind: PublishedPort["on"]) =>
+    c.published
+      .filter((p) => p.on === kind)
+      .map((p) => `:${p.port}`)
+      .join(" ");
+  return [
+    on("all") && `${on("all")} all interfaces`,
+    on("private") && `${on("private")} VPC address`,
+    on("loopback") && `${on("loopback")} loopback`,
+  ]
+    .filter(Boolean)
+    .join(" · ");
 };
 
 export interface MermaidOptions {
@@ -287,25 +364,39 @@ export interface MermaidOptions {
 export function renderMermaid(p: Picture, options: MermaidOptions = {}): string {
   // Left to right: sources, the gateway, then the containers in a column, narrow enough for a README.
   const out: string[] = ["flowchart LR"];
-  if (p.client) out.push(`  ${CLIENT_NODE}((${label(...(p.tier === "local" ? ["API clients on this machine"] : ["API clients"]), "OpenAI SDKs, curl, Continue, aider")}))`);
+  if (p.client)
+    out.push(
+      `  ${CLIENT_NODE}((${label(...(p.tier === "local" ? ["API clients on this machine"] : ["API clients"]), "OpenAI SDKs, curl, Continue, aider")}))`,
+    );
   const usedSources = new Map<SourceClass, string[]>();
   for (const e of p.exposures) usedSources.set(e.source, [...(usedSources.get(e.source) ?? []), ...e.addresses]);
-  for (const [source, addresses] of usedSources) out.push(`  ${SOURCE_NODES[source].id}((${label(...SOURCE_NODES[source].text(p, addresses))}))`);
+  for (const [source, addresses] of usedSources)
+    out.push(`  ${SOURCE_NODES[source].id}((${label(...SOURCE_NODES[source].text(p, addresses))}))`);
 
   const hostBlock = (h: PictureHost, indent: string) => {
     if (h.kind === "off") {
-      out.push(`${indent}${h.id}[${label(`${h.node} · ${h.size}`, "OFF: no droplet (gpuEnabled false)", `runs ${h.wouldRun.join(", ")} when on`)}]`);
+      out.push(
+        `${indent}${h.id}[${label(`${h.node} · ${h.size}`, "OFF: no droplet (gpuEnabled false)", `runs ${h.wouldRun.join(", ")} when on`)}]`,
+      );
       return;
     }
     const title =
       h.kind === "local"
         ? ["this machine's Docker engine (local tier)"]
-        : [`${h.node} · droplet ${h.cloudName} · ${h.size}${h.reservedIp ? " · reserved IP" : ""}`, ...(options.compact ? [] : [`image ${h.image}`]), `firewall ${h.firewalls.join(", ") || "none"}`];
+        : [
+            `${h.node} · droplet ${h.cloudName} · ${h.size}${h.reservedIp ? " · reserved IP" : ""}`,
+            ...(options.compact ? [] : [`image ${h.image}`]),
+            `firewall ${h.firewalls.join(", ") || "none"}`,
+          ];
     out.push(`${indent}subgraph ${h.id}[${label(...title)}]`);
     for (const c of p.containers.filter((x) => x.host === h.id)) {
-      const details = options.compact ? [c.image.replace(/^.*\//, "").replace(":", " ")] : [c.image, ...(c.memoryMiB ? [`memory ${c.memoryMiB} MiB`] : [])];
+      const details = options.compact
+        ? [c.image.replace(/^.*\//, "").replace(":", " ")]
+        : [c.image, ...(c.memoryMiB ? [`memory ${c.memoryMiB} MiB`] : [])];
       const ports = publishedText(c);
-      out.push(`${indent}  ${c.id}[${label(`${c.name}${c.gpu ? " (GPU)" : ""}`, ...details, ...(ports ? [ports] : []))}]`);
+      out.push(
+        `${indent}  ${c.id}[${label(`${c.name}${c.gpu ? " (GPU)" : ""}`, ...details, ...(ports ? [ports] : []))}]`,
+      );
     }
     out.push(`${indent}end`);
   };
@@ -319,20 +410,32 @@ export function renderMermaid(p: Picture, options: MermaidOptions = {}): string 
   for (const h of p.hosts.filter((x) => x.kind === "local")) hostBlock(h, "  ");
 
   for (const v of p.volumes) {
-    const keep = [v.protect ? "protected" : "NOT protected", v.retainOnDelete ? "kept on destroy" : "deleted on destroy"].join(" · ");
-    out.push(`  ${v.id}[(${label(v.cloudName, `${v.sizeGiB} GiB${v.filesystem ? ` ${v.filesystem}` : ""}`, keep, ...(v.attachedTo ? [] : ["detached"]))})]`);
+    const keep = [
+      v.protect ? "protected" : "NOT protected",
+      v.retainOnDelete ? "kept on destroy" : "deleted on destroy",
+    ].join(" · ");
+    out.push(
+      `  ${v.id}[(${label(v.cloudName, `${v.sizeGiB} GiB${v.filesystem ? ` ${v.filesystem}` : ""}`, keep, ...(v.attachedTo ? [] : ["detached"]))})]`,
+    );
   }
 
   for (const e of p.exposures) out.push(`  ${SOURCE_NODES[e.source].id} -->|${label(portsText(e.ports))}| ${e.target}`);
-  if (p.client) out.push(`  ${CLIENT_NODE} -->|${label(`${p.client.paths.join(" ")} with an API key`)}| ${p.client.to}`);
+  if (p.client)
+    out.push(`  ${CLIENT_NODE} -->|${label(`${p.client.paths.join(" ")} with an API key`)}| ${p.client.to}`);
   // Volume first: the volumes sit in the sources' column rather than widening the picture.
   for (const v of p.volumes) if (v.attachedTo) out.push(`  ${v.id} ---|${label("attached")}| ${v.attachedTo}`);
   for (const v of p.volumes) if (v.waitsFor) out.push(`  ${v.id} -.-|${label("attaches when on")}| ${v.waitsFor}`);
   // The job names only in the full picture: in the compact one a label would widen it past a README column.
-  for (const sc of p.scrapes) out.push(`  ${sc.from} -.->|${label(options.compact ? "scrape" : `scrapes ${sc.jobs.join(", ")}`)}| ${sc.to}`);
+  for (const sc of p.scrapes)
+    out.push(`  ${sc.from} -.->|${label(options.compact ? "scrape" : `scrapes ${sc.jobs.join(", ")}`)}| ${sc.to}`);
   for (const r of p.routes) {
     const arrow = r.kind === "route" ? "-->" : "-.->";
-    const text = r.kind === "auth" ? [`forwardAuth${r.labels.length ? ` (${r.labels.join(", ")})` : ""}`] : r.kind === "fallback" ? [`fallback: ${r.labels.join(" ")}`] : r.labels;
+    const text =
+      r.kind === "auth"
+        ? [`forwardAuth${r.labels.length ? ` (${r.labels.join(", ")})` : ""}`]
+        : r.kind === "fallback"
+          ? [`fallback: ${r.labels.join(" ")}`]
+          : r.labels;
     out.push(`  ${r.from} ${arrow}|${label(...text)}| ${r.to}`);
   }
 
@@ -364,6 +467,7 @@ export function diagramFileProblem(file: string): string | undefined {
 
 /** The file's content for its extension (see diagramFileProblem). */
 export function diagramFileContent(file: string, p: Picture, mermaid: string): string {
-  if (file.toLowerCase().endsWith(".md")) return `# Deployment of stack ${p.stack} (${p.tier} tier, ${p.region})\n\nGenerated by \`npm run plan -- --diagram\` from the offline plan.\n\n\`\`\`mermaid\n${mermaid}\`\`\`\n`;
+  if (file.toLowerCase().endsWith(".md"))
+    return `# Deployment of stack ${p.stack} (${p.tier} tier, ${p.region})\n\nGenerated by \`npm run plan -- --diagram\` from the offline plan.\n\n\`\`\`mermaid\n${mermaid}\`\`\`\n`;
   return mermaid;
 }

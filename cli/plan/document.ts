@@ -63,7 +63,12 @@ export interface PlanDocument {
   readonly nodes: HubConfig["nodes"];
   readonly fit: {
     readonly gpu: readonly GpuFitRow[];
-    readonly cpu: readonly { readonly node: string; readonly size: string; readonly ramNeededGiB: number; readonly ramGiB: number }[];
+    readonly cpu: readonly {
+      readonly node: string;
+      readonly size: string;
+      readonly ramNeededGiB: number;
+      readonly ramGiB: number;
+    }[];
     readonly modelCache: HubConfig["modelCache"];
   };
   readonly cost: CostEstimate;
@@ -104,11 +109,39 @@ export function gpuFitRows(hub: HubConfig): GpuFitRow[] {
   const round = (n: number) => Math.round(n * 100) / 100;
   if (hub.coder.backend === "vllm") {
     const { fit } = hub.coder;
-    rows.push({ service: "coder", node, size: hub.gpu.size.slug, model: hub.coder.weights.modelId, format: hub.coder.weights.format, tensorParallel: hub.coder.tensorParallel, share: hub.coder.share, weightsPerGpuGB: round(fit.weightsPerGpuGB), kvPerGpuGB: round(fit.kvPerGpuGB), overheadGB: fit.overheadGB, neededPerGpuGB: round(fit.neededPerGpuGB), availablePerGpuGB: round(fit.availablePerGpuGB), fullContextSequences: fit.fullContextSequences });
+    rows.push({
+      service: "coder",
+      node,
+      size: hub.gpu.size.slug,
+      model: hub.coder.weights.modelId,
+      format: hub.coder.weights.format,
+      tensorParallel: hub.coder.tensorParallel,
+      share: hub.coder.share,
+      weightsPerGpuGB: round(fit.weightsPerGpuGB),
+      kvPerGpuGB: round(fit.kvPerGpuGB),
+      overheadGB: fit.overheadGB,
+      neededPerGpuGB: round(fit.neededPerGpuGB),
+      availablePerGpuGB: round(fit.availablePerGpuGB),
+      fullContextSequences: fit.fullContextSequences,
+    });
   }
   if (hub.ocr.engine === "deepseek-ocr") {
     const { fit } = hub.ocr;
-    rows.push({ service: "ocr", node, size: hub.gpu.size.slug, model: hub.ocr.weights.modelId, format: hub.ocr.weights.format, tensorParallel: 1, share: hub.ocr.share, weightsPerGpuGB: round(fit.weightsPerGpuGB), kvPerGpuGB: round(fit.kvPerGpuGB), overheadGB: fit.overheadGB, neededPerGpuGB: round(fit.neededPerGpuGB), availablePerGpuGB: round(fit.availablePerGpuGB), fullContextSequences: fit.fullContextSequences });
+    rows.push({
+      service: "ocr",
+      node,
+      size: hub.gpu.size.slug,
+      model: hub.ocr.weights.modelId,
+      format: hub.ocr.weights.format,
+      tensorParallel: 1,
+      share: hub.ocr.share,
+      weightsPerGpuGB: round(fit.weightsPerGpuGB),
+      kvPerGpuGB: round(fit.kvPerGpuGB),
+      overheadGB: fit.overheadGB,
+      neededPerGpuGB: round(fit.neededPerGpuGB),
+      availablePerGpuGB: round(fit.availablePerGpuGB),
+      fullContextSequences: fit.fullContextSequences,
+    });
   }
   return rows;
 }
@@ -116,7 +149,8 @@ export function gpuFitRows(hub: HubConfig): GpuFitRow[] {
 export function vllmArgLists(hub: HubConfig): { node: string; service: string; args: string[] }[] {
   const lists: { node: string; service: string; args: string[] }[] = [];
   for (const node of hub.nodes.filter((n) => n.kind === "gpu")) {
-    if (hub.coder.backend === "vllm") lists.push({ node: node.name, service: "coder", args: coderServeArgs(hub.coder) });
+    if (hub.coder.backend === "vllm")
+      lists.push({ node: node.name, service: "coder", args: coderServeArgs(hub.coder) });
     if (hub.ocr.engine === "deepseek-ocr") lists.push({ node: node.name, service: "ocr", args: ocrServeArgs(hub.ocr) });
   }
   return lists;
@@ -150,7 +184,14 @@ export function buildPlanDocument(input: {
     nodes: hub.nodes,
     fit: {
       gpu: gpuFitRows(hub),
-      cpu: hub.nodes.filter((n) => n.kind === "cpu").map((n) => ({ node: n.name, size: n.size, ramNeededGiB: Math.round((n.ramNeededGiB ?? 0) * 100) / 100, ramGiB: n.ramGiB ?? 0 })),
+      cpu: hub.nodes
+        .filter((n) => n.kind === "cpu")
+        .map((n) => ({
+          node: n.name,
+          size: n.size,
+          ramNeededGiB: Math.round((n.ramNeededGiB ?? 0) * 100) / 100,
+          ramGiB: n.ramGiB ?? 0,
+        })),
       modelCache: hub.modelCache,
     },
     cost: hub.cost,
@@ -161,9 +202,25 @@ export function buildPlanDocument(input: {
       image: imageName(spec.image),
       gpu: spec.gpu ? `${spec.gpu.vendor}, all GPUs` : undefined,
       memoryLimitMiB: spec.memoryLimitMiB,
-      published: hub.tier === "k8s" ? kubernetesPublished(spec.name) : spec.publishOnPrivateIp ? [`private:${spec.port}`] : gatewayPorts(hub.tier === "local" ? "local" : "droplet").filter((p) => p.container === spec.name).map((p) => (hub.tier === "local" ? `127.0.0.1:${p.port}` : p.onAllInterfaces ? String(p.port) : `private:${p.port}`)),
+      published:
+        hub.tier === "k8s"
+          ? kubernetesPublished(spec.name)
+          : spec.publishOnPrivateIp
+            ? [`private:${spec.port}`]
+            : gatewayPorts(hub.tier === "local" ? "local" : "droplet")
+                .filter((p) => p.container === spec.name)
+                .map((p) =>
+                  hub.tier === "local"
+                    ? `127.0.0.1:${p.port}`
+                    : p.onAllInterfaces
+                      ? String(p.port)
+                      : `private:${p.port}`,
+                ),
     })),
-    resources: input.resources.map(({ rawInputs: _raw, ...rest }) => ({ ...rest, inputs: abbreviateLongStrings(rest.inputs) as Record<string, unknown> })),
+    resources: input.resources.map(({ rawInputs: _raw, ...rest }) => ({
+      ...rest,
+      inputs: abbreviateLongStrings(rest.inputs) as Record<string, unknown>,
+    })),
     artifacts: input.artifacts.map(({ content: _content, ...rest }) => rest),
     outputs: input.outputs,
     notes: [STAND_IN_NOTE],
@@ -178,15 +235,23 @@ const kubernetesPublished = (name: string): string[] => (name === "gateway" ? ["
 
 function sshSummary(adminCidrs: readonly string[]): NonNullable<PlanDocument["ssh"]> {
   const exposure = sshExposure(adminCidrs);
-  return { exposure: exposure.kind, sources: exposure.kind === "deployer" ? [] : exposure.cidrs, description: describeSshExposure(exposure) };
+  return {
+    exposure: exposure.kind,
+    sources: exposure.kind === "deployer" ? [] : exposure.cidrs,
+    description: describeSshExposure(exposure),
+  };
 }
 
 /** Above this, a string input (a bundled program, a long script) is shown by size and hash. */
 export const LONG_INPUT_CHARS = 8192;
 
 function abbreviateLongStrings(value: unknown): unknown {
-  if (typeof value === "string") return value.length > LONG_INPUT_CHARS ? `(${value.length} characters, sha256:${createHash("sha256").update(value).digest("hex").slice(0, 16)})` : value;
+  if (typeof value === "string")
+    return value.length > LONG_INPUT_CHARS
+      ? `(${value.length} characters, sha256:${createHash("sha256").update(value).digest("hex").slice(0, 16)})`
+      : value;
   if (Array.isArray(value)) return value.map(abbreviateLongStrings);
-  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, abbreviateLongStrings(v)]));
+  if (value && typeof value === "object")
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, abbreviateLongStrings(v)]));
   return value;
 }

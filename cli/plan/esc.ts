@@ -1,5 +1,12 @@
 import { execFile } from "node:child_process";
-import { mergeEnvironmentConfig, settingsLeftToEnvironments, unseenEnvironmentsWarning, type EscConfigValue, type StackFile, type Warning } from "../../stacks";
+import {
+  mergeEnvironmentConfig,
+  settingsLeftToEnvironments,
+  unseenEnvironmentsWarning,
+  type EscConfigValue,
+  type StackFile,
+  type Warning,
+} from "../../stacks";
 
 /**
  * Opens the ESC environments a stack file imports with the `esc` CLI, so the offline plan sees what
@@ -24,25 +31,39 @@ export function escCli(env: NodeJS.ProcessEnv = process.env): EscOpen {
   const bin = env.HUB_ESC || "esc";
   return (name) =>
     new Promise((resolve) => {
-      execFile(bin, ["env", "open", name, "pulumiConfig", "--format", "detailed"], { env, encoding: "utf8", timeout: ESC_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-        if (error) {
-          const code = (error as NodeJS.ErrnoException).code;
-          if (code === "ENOENT") return resolve({ ok: false, why: "the esc CLI is not installed (see pulumi.com/docs/install/esc)" });
-          const said = firstLine(stderr);
-          if (NOT_LOGGED_IN.test(stderr)) return resolve({ ok: false, why: "esc is not logged in (run esc login)" });
-          return resolve({ ok: false, why: `esc env open ${name} failed${said ? `: ${said}` : ""}` });
-        }
-        try {
-          resolve({ ok: true, values: pulumiConfigValues(JSON.parse(stdout)) });
-        } catch (err) {
-          resolve({ ok: false, why: `esc env open ${name} printed something that is not its detailed JSON (${(err as Error).message.slice(0, 120)})` });
-        }
-      });
+      execFile(
+        bin,
+        ["env", "open", name, "pulumiConfig", "--format", "detailed"],
+        { env, encoding: "utf8", timeout: ESC_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 },
+        (error, stdout, stderr) => {
+          if (error) {
+            const code = (error as NodeJS.ErrnoException).code;
+            if (code === "ENOENT")
+              return resolve({ ok: false, why: "the esc CLI is not installed (see pulumi.com/docs/install/esc)" });
+            const said = firstLine(stderr);
+            if (NOT_LOGGED_IN.test(stderr)) return resolve({ ok: false, why: "esc is not logged in (run esc login)" });
+            return resolve({ ok: false, why: `esc env open ${name} failed${said ? `: ${said}` : ""}` });
+          }
+          try {
+            resolve({ ok: true, values: pulumiConfigValues(JSON.parse(stdout)) });
+          } catch (err) {
+            resolve({
+              ok: false,
+              why: `esc env open ${name} printed something that is not its detailed JSON (${(err as Error).message.slice(0, 120)})`,
+            });
+          }
+        },
+      );
     });
 }
 
 /** The first line of esc's complaint, short: it describes the definition, not values. */
-const firstLine = (text: string) => text.trim().split("\n")[0]?.replace(/^error:\s*/i, "").slice(0, 200) ?? "";
+const firstLine = (text: string) =>
+  text
+    .trim()
+    .split("\n")[0]
+    ?.replace(/^error:\s*/i, "")
+    .slice(0, 200) ?? "";
 
 /** esc's detailed Value: { value, secret?, unknown?, trace }; objects and arrays hold Values. */
 interface DetailedValue {
@@ -61,7 +82,9 @@ function unwrap(v: DetailedValue): { value: unknown; secret: boolean } {
     return { value: items.map((i) => i.value), secret };
   }
   if (isDetailed(inner)) {
-    const entries = Object.entries(inner).map(([k, x]) => [k, isDetailed(x) ? unwrap(x) : { value: x, secret: false }] as const);
+    const entries = Object.entries(inner).map(
+      ([k, x]) => [k, isDetailed(x) ? unwrap(x) : { value: x, secret: false }] as const,
+    );
     secret ||= entries.some(([, e]) => e.secret);
     return { value: Object.fromEntries(entries.map(([k, e]) => [k, e.value])), secret };
   }
@@ -72,18 +95,30 @@ function unwrap(v: DetailedValue): { value: unknown; secret: boolean } {
 export function pulumiConfigValues(detailed: unknown): EscConfigValue[] {
   if (!isDetailed(detailed) || detailed.value === undefined || detailed.value === null) return [];
   if (!isDetailed(detailed.value)) throw new Error("pulumiConfig is not a mapping");
-  return Object.entries(detailed.value).map(([key, v]) => ({ key, ...(isDetailed(v) ? unwrap(v) : { value: v, secret: false }) }));
+  return Object.entries(detailed.value).map(([key, v]) => ({
+    key,
+    ...(isDetailed(v) ? unwrap(v) : { value: v, secret: false }),
+  }));
 }
 
 /**
  * The stack file with its environments' settings under its own, when esc opens every one of them;
  * else the file as it is and a warning naming the environments and the settings the plan could not see.
  */
-export async function withEnvironments(file: StackFile, open: EscOpen = escCli()): Promise<{ file: StackFile; warnings: Warning[] }> {
+export async function withEnvironments(
+  file: StackFile,
+  open: EscOpen = escCli(),
+): Promise<{ file: StackFile; warnings: Warning[] }> {
   const environment = file.environment;
   if (!environment) return { file, warnings: [] };
   const unseen = settingsLeftToEnvironments(file.config);
-  if (environment.inlineValues) return { file, warnings: [unseenEnvironmentsWarning(environment, "environment: has inline values:, which only ESC evaluates", unseen)] };
+  if (environment.inlineValues)
+    return {
+      file,
+      warnings: [
+        unseenEnvironmentsWarning(environment, "environment: has inline values:, which only ESC evaluates", unseen),
+      ],
+    };
   const values: EscConfigValue[] = [];
   for (const name of environment.imports) {
     const opened = await open(name);
@@ -92,7 +127,9 @@ export async function withEnvironments(file: StackFile, open: EscOpen = escCli()
   }
   const merged = mergeEnvironmentConfig(file.config, file.secretKeys, values);
   const secret = new Set(merged.secretKeys);
-  const shown = merged.set.map((k) => `${k.replace(/^inference-hub:/, "")}${secret.has(k) ? " (secret, not read)" : ""}`);
+  const shown = merged.set.map(
+    (k) => `${k.replace(/^inference-hub:/, "")}${secret.has(k) ? " (secret, not read)" : ""}`,
+  );
   const note: Warning = {
     keys: ["environment"],
     message: `planned with ESC environment(s) ${environment.imports.join(", ")}, opened with esc: ${shown.length ? `they set ${shown.join(", ")}` : "they set no setting this file leaves open"}. The stack file's own values win over theirs.`,

@@ -10,7 +10,8 @@ import { PROJECT } from "../../stacks/settings";
  * documentation addresses and `mock-` ids, so nobody mistakes them for real ones.
  */
 
-export const STAND_IN_NOTE = "addresses are RFC 5737 documentation stand-ins (192.0.2.0/24 public, 198.51.100.0/24 private, 203.0.113.0/24 reserved); ids start with mock- (droplet ids, which are numbers, with 999); SSH host keys are throwaway stand-ins; the cloud and the deploy create the real ones";
+export const STAND_IN_NOTE =
+  "addresses are RFC 5737 documentation stand-ins (192.0.2.0/24 public, 198.51.100.0/24 private, 203.0.113.0/24 reserved); ids start with mock- (droplet ids, which are numbers, with 999); SSH host keys are throwaway stand-ins; the cloud and the deploy create the real ones";
 export const SECRET_MARK = SECRET_PLACEHOLDER;
 export const UNKNOWN_MARK = "(known after deploy)";
 
@@ -73,13 +74,25 @@ export function presentValue(value: unknown, keepSecrets: boolean): unknown {
  * name so a plan renders the same files every time. Never deployed; only the offline plan and
  * tests see it (the SSH tests run a real sshd with it).
  */
-export function standInEd25519(seedText: string): { privateKeyOpenssh: string; publicKeyOpenssh: string; privateKeyPem: string; publicKeyPem: string } {
+export function standInEd25519(seedText: string): {
+  privateKeyOpenssh: string;
+  publicKeyOpenssh: string;
+  privateKeyPem: string;
+  publicKeyPem: string;
+} {
   const seed = createHash("sha256").update(`inference-hub mock host key: ${seedText}`).digest();
   // PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410): fixed 16-byte prefix, then the 32 bytes.
   const der = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]);
-  const pem = createPrivateKey({ key: der, format: "der", type: "pkcs8" }).export({ format: "pem", type: "pkcs8" }).toString();
+  const pem = createPrivateKey({ key: der, format: "der", type: "pkcs8" })
+    .export({ format: "pem", type: "pkcs8" })
+    .toString();
   const key = sshpk.parsePrivateKey(pem, "pem");
-  return { privateKeyOpenssh: key.toString("openssh"), publicKeyOpenssh: `${key.toPublic().toString("ssh").split(" ").slice(0, 2).join(" ")}\n`, privateKeyPem: pem, publicKeyPem: key.toPublic().toString("pem") };
+  return {
+    privateKeyOpenssh: key.toString("openssh"),
+    publicKeyOpenssh: `${key.toPublic().toString("ssh").split(" ").slice(0, 2).join(" ")}\n`,
+    privateKeyPem: pem,
+    publicKeyPem: key.toPublic().toString("pem"),
+  };
 }
 
 /**
@@ -88,13 +101,21 @@ export function standInEd25519(seedText: string): { privateKeyOpenssh: string; p
  * every time and the containers started from it (test/helpers/docker-deploy.ts) really speak TLS.
  */
 function standInSelfSignedCert(inputs: Record<string, unknown>): string {
-  const unwrap = (v: unknown): unknown => (v && typeof v === "object" && SIG_KEY in v ? (v as unknown as { value: unknown }).value : v);
+  const unwrap = (v: unknown): unknown =>
+    v && typeof v === "object" && SIG_KEY in v ? (v as unknown as { value: unknown }).value : v;
   const pem = unwrap(inputs.privateKeyPem);
   const names = unwrap(inputs.dnsNames);
   const host = Array.isArray(names) && typeof names[0] === "string" ? names[0] : "localhost";
   if (typeof pem !== "string") return "";
   const key = sshpk.parsePrivateKey(pem, "pem");
-  return sshpk.createSelfSignedCertificate(sshpk.identityForHost(host), key, { validFrom: new Date("2026-01-01T00:00:00Z"), validUntil: new Date("2099-01-01T00:00:00Z"), serial: Buffer.from([1]), purposes: ["serverAuth"] }).toString("pem");
+  return sshpk
+    .createSelfSignedCertificate(sshpk.identityForHost(host), key, {
+      validFrom: new Date("2026-01-01T00:00:00Z"),
+      validUntil: new Date("2099-01-01T00:00:00Z"),
+      serial: Buffer.from([1]),
+      purposes: ["serverAuth"],
+    })
+    .toString("pem");
 }
 
 let addressCounter = 0;
@@ -105,7 +126,12 @@ const standIn = (prefix: string) => `${prefix}.${10 + (addressCounter++ % 240)}`
 export function cloudState(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
   switch (type) {
     case "digitalocean:index/droplet:Droplet":
-      return { ipv4Address: standIn("192.0.2"), ipv4AddressPrivate: standIn("198.51.100"), dropletUrn: `do:droplet:mock-${name}`, status: "active" };
+      return {
+        ipv4Address: standIn("192.0.2"),
+        ipv4AddressPrivate: standIn("198.51.100"),
+        dropletUrn: `do:droplet:mock-${name}`,
+        status: "active",
+      };
     case "digitalocean:index/reservedIp:ReservedIp":
       return { ipAddress: standIn("203.0.113"), reservedIpUrn: `do:reservedip:mock-${name}` };
     case "digitalocean:index/vpc:Vpc":
@@ -115,7 +141,12 @@ export function cloudState(type: string, name: string, inputs: Record<string, un
       return { volumeUrn: `do:volume:mock-${name}` };
     case "digitalocean:index/sshKey:SshKey":
       // DigitalOcean's fingerprint: the key's MD5.
-      return { fingerprint: typeof inputs.publicKey === "string" ? sshpk.parseKey(inputs.publicKey, "ssh").fingerprint("md5").toString("hex") : "mock:fingerprint" };
+      return {
+        fingerprint:
+          typeof inputs.publicKey === "string"
+            ? sshpk.parseKey(inputs.publicKey, "ssh").fingerprint("md5").toString("hex")
+            : "mock:fingerprint",
+      };
     case "tls:index/privateKey:PrivateKey":
       return standInEd25519(`${mockStack}/${name}`);
     case "tls:index/selfSignedCert:SelfSignedCert":
@@ -133,11 +164,25 @@ interface Registration {
 }
 
 /** One program run under mocks. Runs are sequential: the mock engine is process-global. */
-export async function runUnderMocks(program: () => Record<string, unknown> | Promise<Record<string, unknown>>, stack: string, config: Record<string, string>, secretKeys: readonly string[] = []): Promise<MockRun> {
+export async function runUnderMocks(
+  program: () => Record<string, unknown> | Promise<Record<string, unknown>>,
+  stack: string,
+  config: Record<string, string>,
+  secretKeys: readonly string[] = [],
+): Promise<MockRun> {
   let dropletCounter = 0;
   addressCounter = 0;
   mockStack = stack;
-  const inputsByKey = new Map<string, { inputs: Record<string, unknown>; custom: boolean; provider?: string; id: string; cloudOutputs: Record<string, unknown> }>();
+  const inputsByKey = new Map<
+    string,
+    {
+      inputs: Record<string, unknown>;
+      custom: boolean;
+      provider?: string;
+      id: string;
+      cloudOutputs: Record<string, unknown>;
+    }
+  >();
   const registrations = new Map<pulumi.Resource, Registration>();
 
   await pulumi.runtime.setMocks(
@@ -145,9 +190,19 @@ export async function runUnderMocks(program: () => Record<string, unknown> | Pro
       newResource: (args) => {
         // Droplet ids are numbers (VolumeAttachment.dropletId takes one).
         // An imported resource keeps the id it was imported by.
-        const id = args.id ? args.id : args.type === "digitalocean:index/droplet:Droplet" ? `999${String(++dropletCounter).padStart(5, "0")}` : `mock-${args.name}`;
+        const id = args.id
+          ? args.id
+          : args.type === "digitalocean:index/droplet:Droplet"
+            ? `999${String(++dropletCounter).padStart(5, "0")}`
+            : `mock-${args.name}`;
         const cloudOutputs = cloudState(args.type, args.name, args.inputs);
-        inputsByKey.set(`${args.type}::${args.name}`, { inputs: args.inputs, custom: args.custom ?? true, provider: args.provider, id, cloudOutputs });
+        inputsByKey.set(`${args.type}::${args.name}`, {
+          inputs: args.inputs,
+          custom: args.custom ?? true,
+          provider: args.provider,
+          id,
+          cloudOutputs,
+        });
         return { id, state: { ...args.inputs, ...cloudOutputs } };
       },
       call: (args) => args.inputs,
@@ -171,7 +226,12 @@ export async function runUnderMocks(program: () => Record<string, unknown> | Pro
   try {
     await pulumi.runtime.runInPulumiStack(async () => {
       pulumi.runtime.registerStackTransformation((args) => {
-        registrations.set(args.resource, { type: args.type, name: args.name, parent: args.opts.parent, opts: args.opts });
+        registrations.set(args.resource, {
+          type: args.type,
+          name: args.name,
+          parent: args.opts.parent,
+          opts: args.opts,
+        });
         return undefined;
       });
       // A refusal is handed back to the caller, not left to reject the stack resource's promises.
@@ -203,7 +263,11 @@ export async function runUnderMocks(program: () => Record<string, unknown> | Pro
   for (const [res, reg] of registrations) {
     const recorded = inputsByKey.get(`${reg.type}::${reg.name}`);
     const raw = (recorded?.inputs ?? {}) as Record<string, unknown>;
-    const dependsOn = Array.isArray(reg.opts.dependsOn) ? reg.opts.dependsOn : reg.opts.dependsOn ? [reg.opts.dependsOn] : [];
+    const dependsOn = Array.isArray(reg.opts.dependsOn)
+      ? reg.opts.dependsOn
+      : reg.opts.dependsOn
+        ? [reg.opts.dependsOn]
+        : [];
     resources.push({
       type: reg.type,
       name: reg.name,
@@ -214,7 +278,9 @@ export async function runUnderMocks(program: () => Record<string, unknown> | Pro
       provider: recorded?.provider ? recorded.provider.split("::").slice(0, -1).join("::") : undefined,
       ...(recorded ? { id: recorded.id } : {}),
       // Host keys are stand-ins, but still key material: only addresses and ranges are kept.
-      ...(recorded && reg.type !== "tls:index/privateKey:PrivateKey" && Object.keys(recorded.cloudOutputs).length > 0 ? { cloudOutputs: presentValue(recorded.cloudOutputs, false) as Record<string, unknown> } : {}),
+      ...(recorded && reg.type !== "tls:index/privateKey:PrivateKey" && Object.keys(recorded.cloudOutputs).length > 0
+        ? { cloudOutputs: presentValue(recorded.cloudOutputs, false) as Record<string, unknown> }
+        : {}),
       inputs: presentValue(raw, false) as Record<string, unknown>,
       rawInputs: presentValue(raw, true) as Record<string, unknown>,
       options: {

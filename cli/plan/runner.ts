@@ -6,7 +6,18 @@ import { offlineEnvironment } from "../../infra/environment";
 import { withOfflineStandIns } from "../../infra/offline-secrets";
 import { hubProgram } from "../../infra/program";
 import { NO_ALERT_RECEIVER_WARNING } from "../../services/monitoring";
-import { isNonEmpty, isSecretSettingName, loadStackFile, PROJECT, Problem, Problems, presentableProblem, presentableWarning, readStackFile, Warning } from "../../stacks";
+import {
+  isNonEmpty,
+  isSecretSettingName,
+  loadStackFile,
+  PROJECT,
+  Problem,
+  Problems,
+  presentableProblem,
+  presentableWarning,
+  readStackFile,
+  Warning,
+} from "../../stacks";
 import { withEnvironments, type EscOpen } from "./esc";
 import { presentInput, runUnderMocks, RecordedResource } from "./mock-engine";
 import { buildPlanDocument, FailedPlanDocument, PLAN_SCHEMA_VERSION, PlanArtifact, PlanDocument } from "./document";
@@ -27,7 +38,12 @@ export class PlanInternalError extends Error {
 export const PROGRAM_TIMEOUT_MS = 120_000;
 
 /** Every refusal goes out through here: at least one problem, and nothing a refusal must not print. */
-const failed = (stack: string, configFile: string, problems: Problems, warnings: readonly Warning[] = []): PlanResult => ({
+const failed = (
+  stack: string,
+  configFile: string,
+  problems: Problems,
+  warnings: readonly Warning[] = [],
+): PlanResult => ({
   ok: false,
   document: {
     schemaVersion: PLAN_SCHEMA_VERSION,
@@ -57,7 +73,15 @@ async function settled<T>(body: () => Promise<T>, timeoutMs: number): Promise<T>
     stop(reason);
   };
   process.on("unhandledRejection", onRejection);
-  const timer = setTimeout(() => stop(new PlanInternalError(`the program did not finish within ${Math.round(timeoutMs / 1000)} s under Pulumi's mock engine`)), timeoutMs);
+  const timer = setTimeout(
+    () =>
+      stop(
+        new PlanInternalError(
+          `the program did not finish within ${Math.round(timeoutMs / 1000)} s under Pulumi's mock engine`,
+        ),
+      ),
+    timeoutMs,
+  );
   try {
     const value = await Promise.race([body(), broken]);
     for (let i = 0; i < SETTLE_TURNS && !rejection; i++) await nextTurn();
@@ -88,7 +112,12 @@ export interface PlanOptions {
 }
 
 /** Reads a stack file's text, validates it, and runs the program under mocks. Always settles. */
-export async function planFromText(stack: string, configFile: string, text: string, options: PlanOptions = {}): Promise<PlanResult> {
+export async function planFromText(
+  stack: string,
+  configFile: string,
+  text: string,
+  options: PlanOptions = {},
+): Promise<PlanResult> {
   const read = readStackFile(text, configFile);
   if (!read.ok) return failed(stack, configFile, read.problems);
   // ESC environments (`environment:`): opened with esc when it can, else a warning says what the plan could not see.
@@ -97,17 +126,30 @@ export async function planFromText(stack: string, configFile: string, text: stri
   const loaded = loadStackFile(file);
   if (!loaded.ok) return failed(stack, configFile, loaded.problems, loaded.warnings);
   const { config, secretKeys } = file;
-  const standIns = secretKeys.filter((k) => k.startsWith(`${PROJECT}:`)).map((k) => k.slice(PROJECT.length + 1)).filter(isSecretSettingName);
+  const standIns = secretKeys
+    .filter((k) => k.startsWith(`${PROJECT}:`))
+    .map((k) => k.slice(PROJECT.length + 1))
+    .filter(isSecretSettingName);
   takeArtifacts();
   let run: Awaited<ReturnType<typeof runUnderMocks>>;
   const artifacts: PlanArtifact[] = [];
   try {
     run = await withOfflineStandIns(standIns, () =>
       settled(async () => {
-        const result = await runUnderMocks(options.program ?? (() => hubProgram(offlineEnvironment())), stack, { ...config }, secretKeys);
+        const result = await runUnderMocks(
+          options.program ?? (() => hubProgram(offlineEnvironment())),
+          stack,
+          { ...config },
+          secretKeys,
+        );
         for (const a of takeArtifacts()) {
           const content = await presentInput(a.content);
-          artifacts.push({ kind: a.kind, node: a.node, path: a.path, content: typeof content === "string" ? content : JSON.stringify(content, null, 2) });
+          artifacts.push({
+            kind: a.kind,
+            node: a.node,
+            path: a.path,
+            content: typeof content === "string" ? content : JSON.stringify(content, null, 2),
+          });
         }
         return result;
       }, options.timeoutMs ?? PROGRAM_TIMEOUT_MS),
@@ -116,11 +158,26 @@ export async function planFromText(stack: string, configFile: string, text: stri
     return failed(stack, configFile, fromProgramFailure(reason), loaded.config.warnings);
   }
   // Keys are a secret the plan cannot read; it can still see whether any are configured.
-  const noKeys: Warning[] = secretKeys.includes(`${PROJECT}:apiKeys`) ? [] : [{ keys: ["apiKeys"], message: "no API keys declared: nobody can use the hub or create a key. Declare the first admin key: npm run hub -- keys create --bootstrap --name admin --scopes admin --stack <name>; then create client keys at runtime with npm run hub -- keys create" }];
-  const noReceiver: Warning[] = loaded.config.monitoring && !loaded.config.monitoring.email && !secretKeys.includes(`${PROJECT}:alertWebhookUrl`) ? [{ keys: ["alertEmail", "alertWebhookUrl"], message: NO_ALERT_RECEIVER_WARNING }] : [];
+  const noKeys: Warning[] = secretKeys.includes(`${PROJECT}:apiKeys`)
+    ? []
+    : [
+        {
+          keys: ["apiKeys"],
+          message:
+            "no API keys declared: nobody can use the hub or create a key. Declare the first admin key: npm run hub -- keys create --bootstrap --name admin --scopes admin --stack <name>; then create client keys at runtime with npm run hub -- keys create",
+        },
+      ];
+  const noReceiver: Warning[] =
+    loaded.config.monitoring && !loaded.config.monitoring.email && !secretKeys.includes(`${PROJECT}:alertWebhookUrl`)
+      ? [{ keys: ["alertEmail", "alertWebhookUrl"], message: NO_ALERT_RECEIVER_WARNING }]
+      : [];
   const boot = gpuBootImage(loaded.config);
-  const staleImage: Warning[] = boot?.kind === "stale" ? [{ keys: ["gpuSnapshotName", "gpuSnapshotId"], message: boot.why }] : [];
-  const hub = { ...loaded.config, warnings: [...loaded.config.warnings, ...noKeys, ...noReceiver, ...staleImage].map(presentableWarning) };
+  const staleImage: Warning[] =
+    boot?.kind === "stale" ? [{ keys: ["gpuSnapshotName", "gpuSnapshotId"], message: boot.why }] : [];
+  const hub = {
+    ...loaded.config,
+    warnings: [...loaded.config.warnings, ...noKeys, ...noReceiver, ...staleImage].map(presentableWarning),
+  };
   const document = buildPlanDocument({
     stack,
     configFile,
@@ -136,7 +193,14 @@ export async function planFromText(stack: string, configFile: string, text: stri
 export async function planFromFile(stack: string, configFile: string): Promise<PlanResult> {
   if (!existsSync(configFile)) {
     const known = availableStacks();
-    return failed(stack, configFile, [{ keys: ["--stack"], value: stack, message: `has no stack file (${path.relative(process.cwd(), configFile) || configFile} does not exist).`, fix: `Stacks here: ${known.join(", ")}; or pass --config-file PATH.` }]);
+    return failed(stack, configFile, [
+      {
+        keys: ["--stack"],
+        value: stack,
+        message: `has no stack file (${path.relative(process.cwd(), configFile) || configFile} does not exist).`,
+        fix: `Stacks here: ${known.join(", ")}; or pass --config-file PATH.`,
+      },
+    ]);
   }
   return planFromText(stack, configFile, readFileSync(configFile, "utf8"));
 }

@@ -151,7 +151,9 @@ export interface SmokeReport {
 
 export class UsageError extends Error {}
 
-export type SmokeCommand = { readonly help: true } | { readonly help: false; readonly options: SmokeOptions; readonly json: boolean };
+export type SmokeCommand =
+  | { readonly help: true }
+  | { readonly help: false; readonly options: SmokeOptions; readonly json: boolean };
 
 export const USAGE = [
   "Usage: npm run smoke -- --url <hub base URL, e.g. https://hub.example.com/v1> --key <api key>",
@@ -165,7 +167,8 @@ export const USAGE = [
 
 const positiveInteger = (option: string, text: string): number => {
   const value = Number(text);
-  if (!/^\d+$/.test(text) || value <= 0) throw new UsageError(`--${option} ${JSON.stringify(text)} is not a positive whole number`);
+  if (!/^\d+$/.test(text) || value <= 0)
+    throw new UsageError(`--${option} ${JSON.stringify(text)} is not a positive whole number`);
   return value;
 };
 
@@ -204,17 +207,29 @@ export function parseSmokeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   if (!rawUrl) throw new UsageError("missing --url (or HUB_URL): the hub's base URL, e.g. https://hub.example.com/v1");
   const baseUrl = normalizeBaseUrl(rawUrl);
   const apiKey = (values.key ?? env.HUB_API_KEY ?? "").trim();
-  if (!apiKey) throw new UsageError("missing --key (or HUB_API_KEY): a client key with the llm, stt, tts and ocr scopes, from `npm run hub -- keys create`");
+  if (!apiKey)
+    throw new UsageError(
+      "missing --key (or HUB_API_KEY): a client key with the llm, stt, tts and ocr scopes, from `npm run hub -- keys create`",
+    );
   const llmOnlyKey = (values["llm-only-key"] ?? env.HUB_LLM_ONLY_KEY ?? "").trim() || undefined;
-  if (llmOnlyKey === apiKey) throw new UsageError("--llm-only-key is the same key as --key: create one with `npm run hub -- keys create --name smoke-llm --scopes llm`");
+  if (llmOnlyKey === apiKey)
+    throw new UsageError(
+      "--llm-only-key is the same key as --key: create one with `npm run hub -- keys create --name smoke-llm --scopes llm`",
+    );
   const rateLimitKey = (values["rate-limit-key"] ?? env.HUB_RATE_LIMIT_KEY ?? "").trim() || undefined;
-  if (rateLimitKey !== undefined && (rateLimitKey === apiKey || rateLimitKey === llmOnlyKey)) throw new UsageError("--rate-limit-key must be a key of its own (the check empties its budget): create one with `npm run hub -- keys create --name smoke-rate --scopes llm`");
+  if (rateLimitKey !== undefined && (rateLimitKey === apiKey || rateLimitKey === llmOnlyKey))
+    throw new UsageError(
+      "--rate-limit-key must be a key of its own (the check empties its budget): create one with `npm run hub -- keys create --name smoke-rate --scopes llm`",
+    );
   const ocrMode = values.ocr as OcrMode;
-  if (!OCR_MODES.includes(ocrMode)) throw new UsageError(`--ocr ${JSON.stringify(values.ocr)} is not one of ${OCR_MODES.join(", ")}`);
+  if (!OCR_MODES.includes(ocrMode))
+    throw new UsageError(`--ocr ${JSON.stringify(values.ocr)} is not one of ${OCR_MODES.join(", ")}`);
   const timeoutText = values["timeout-ms"];
   const timeoutMs = Number(timeoutText);
-  if (!/^\d+$/.test(timeoutText) || timeoutMs <= 0) throw new UsageError(`--timeout-ms ${JSON.stringify(timeoutText)} is not a positive whole number of milliseconds`);
-  for (const name of ["stt-model", "tts-model", "embedding-model"] as const) if (!values[name].trim()) throw new UsageError(`--${name} is empty`);
+  if (!/^\d+$/.test(timeoutText) || timeoutMs <= 0)
+    throw new UsageError(`--timeout-ms ${JSON.stringify(timeoutText)} is not a positive whole number of milliseconds`);
+  for (const name of ["stt-model", "tts-model", "embedding-model"] as const)
+    if (!values[name].trim()) throw new UsageError(`--${name} is empty`);
 
   return {
     options: {
@@ -243,8 +258,10 @@ function normalizeBaseUrl(raw: string): string {
   } catch {
     throw new UsageError(`--url ${JSON.stringify(raw)} is not a URL (expected e.g. https://hub.example.com/v1)`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`--url ${JSON.stringify(raw)} must be http:// or https://`);
-  if (url.search || url.hash) throw new UsageError(`--url ${JSON.stringify(raw)} must not have a query or fragment: paths are appended to it`);
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new UsageError(`--url ${JSON.stringify(raw)} must be http:// or https://`);
+  if (url.search || url.hash)
+    throw new UsageError(`--url ${JSON.stringify(raw)} must not have a query or fragment: paths are appended to it`);
   if (url.username || url.password) throw new UsageError("--url must not carry credentials: pass the key with --key");
   return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
 }
@@ -328,25 +345,50 @@ export async function runSmoke(options: SmokeOptions, hooks: SmokeHooks = {}): P
   for (const check of CHECKS) {
     // Without the model list nothing else can be told apart from "the hub is not there".
     if (check.id !== "models" && statusOf("models") === "failed") {
-      results.push({ id: check.id, service: check.service, status: "skipped", detail: "not run: the models list failed, so the hub or the key is unusable" });
+      results.push({
+        id: check.id,
+        service: check.service,
+        status: "skipped",
+        detail: "not run: the models list failed, so the hub or the key is unusable",
+      });
       continue;
     }
     const unmet = (check.needs ?? []).filter((id) => statusOf(id) !== "ok");
     if (unmet.length > 0) {
-      results.push({ id: check.id, service: check.service, status: "skipped", detail: `not run: needs ${unmet.join(", ")}` });
+      results.push({
+        id: check.id,
+        service: check.service,
+        status: "skipped",
+        detail: `not run: needs ${unmet.join(", ")}`,
+      });
       continue;
     }
     hooks.onStart?.(check);
     const started = performance.now();
     try {
       const outcome = await runners[check.id]();
-      results.push({ id: check.id, service: outcome.service ?? check.service, status: "ok", latencyMs: elapsedSince(started), detail: outcome.detail });
+      results.push({
+        id: check.id,
+        service: outcome.service ?? check.service,
+        status: "ok",
+        latencyMs: elapsedSince(started),
+        detail: outcome.detail,
+      });
     } catch (error) {
       const latencyMs = elapsedSince(started);
       if (error instanceof NotApplicable) {
         results.push({ id: check.id, service: check.service, status: "skipped", detail: error.message });
       } else if (error instanceof CheckFailure) {
-        results.push({ id: check.id, service: check.service, status: "failed", latencyMs, detail: error.message, method: error.method, url: error.url, httpStatus: error.httpStatus });
+        results.push({
+          id: check.id,
+          service: check.service,
+          status: "failed",
+          latencyMs,
+          detail: error.message,
+          method: error.method,
+          url: error.url,
+          httpStatus: error.httpStatus,
+        });
         failures.push(failureLine(check.service, error));
       } else {
         // A bug or an answer shaped so oddly the check tripped over it: still one line, still this service.
@@ -401,13 +443,22 @@ class HubClient {
     // One deadline for headers and body alike.
     const signal = AbortSignal.timeout(timeoutMs);
     const key = init.key === undefined ? this.options.apiKey : init.key;
-    const headers: Record<string, string> = { ...(key === null ? {} : { Authorization: `Bearer ${key}` }), ...init.headers };
+    const headers: Record<string, string> = {
+      ...(key === null ? {} : { Authorization: `Bearer ${key}` }),
+      ...init.headers,
+    };
     if (typeof init.body === "string") headers["Content-Type"] = "application/json";
 
     let response: Response | undefined;
     const explain = (error: unknown): CheckFailure => {
       if (error instanceof CheckFailure) return error;
-      if (isAbort(error)) return new CheckFailure(`no complete answer within ${timeoutMs} ms (--timeout-ms)`, method, url, response?.status);
+      if (isAbort(error))
+        return new CheckFailure(
+          `no complete answer within ${timeoutMs} ms (--timeout-ms)`,
+          method,
+          url,
+          response?.status,
+        );
       const cause = (error as { cause?: { code?: string; message?: string } }).cause;
       const why = cause?.code ?? cause?.message ?? errorText(error);
       return new CheckFailure(`the connection failed (${why})`, method, url, response?.status);
@@ -495,7 +546,14 @@ function messageOf(value: unknown): string | undefined {
   }
   if (typeof detail === "string") return detail;
   // FastAPI validation errors: [{"loc": ["body", "model"], "msg": "Field required"}, ...]
-  if (Array.isArray(detail)) return detail.map((d) => (isRecord(d) && typeof d.msg === "string" ? `${Array.isArray(d.loc) ? `${d.loc.join(".")}: ` : ""}${d.msg}` : JSON.stringify(d))).join("; ");
+  if (Array.isArray(detail))
+    return detail
+      .map((d) =>
+        isRecord(d) && typeof d.msg === "string"
+          ? `${Array.isArray(d.loc) ? `${d.loc.join(".")}: ` : ""}${d.msg}`
+          : JSON.stringify(d),
+      )
+      .join("; ");
   if (typeof message === "string") return message;
   return undefined;
 }
@@ -536,9 +594,11 @@ const throwawayKey = (): string => `${THROWAWAY_KEY_PREFIX}${randomBytes(16).toS
 async function checkModels(hub: HubClient): Promise<Outcome & { readonly ids: readonly string[] }> {
   const exchange = await hub.send("GET", "/models");
   const body = await exchange.json();
-  if (!isRecord(body) || !Array.isArray(body.data)) return exchange.fail(`expected {"data": [{"id": ...}]}, got ${snippet(JSON.stringify(body))}`);
+  if (!isRecord(body) || !Array.isArray(body.data))
+    return exchange.fail(`expected {"data": [{"id": ...}]}, got ${snippet(JSON.stringify(body))}`);
   const ids = body.data.flatMap((model) => (isRecord(model) && typeof model.id === "string" ? [model.id] : []));
-  if (!ids.includes(CODER_MODEL)) exchange.fail(`model "${CODER_MODEL}" is not listed (listed: ${ids.join(", ") || "none"})`);
+  if (!ids.includes(CODER_MODEL))
+    exchange.fail(`model "${CODER_MODEL}" is not listed (listed: ${ids.join(", ") || "none"})`);
   return { detail: `${ids.length} model${ids.length === 1 ? "" : "s"}: ${ids.join(", ")}`, ids };
 }
 
@@ -549,14 +609,21 @@ async function checkModels(hub: HubClient): Promise<Outcome & { readonly ids: re
  */
 async function checkAdapters(hub: HubClient, ids: readonly string[]): Promise<Outcome> {
   const adapters = ids.filter((id) => id.startsWith(`${CODER_MODEL}-`));
-  if (adapters.length === 0) throw new NotApplicable(`not run: the models list names no LoRA adapter (${CODER_MODEL}-<name>); llmLoraAdapters is empty, or the CPU stand-in answers while the GPU is off`);
+  if (adapters.length === 0)
+    throw new NotApplicable(
+      `not run: the models list names no LoRA adapter (${CODER_MODEL}-<name>); llmLoraAdapters is empty, or the CPU stand-in answers while the GPU is off`,
+    );
   for (const model of adapters) {
     const exchange = await hub.send("POST", "/chat/completions", { body: JSON.stringify({ ...CHAT_REQUEST, model }) });
     const body = await exchange.json();
     const content = messageContent(body);
-    if (content === undefined || !content.trim()) exchange.fail(`${model}: no reply text in ${snippet(JSON.stringify(body))}`);
+    if (content === undefined || !content.trim())
+      exchange.fail(`${model}: no reply text in ${snippet(JSON.stringify(body))}`);
     const answeredBy = isRecord(body) ? body.model : undefined;
-    if (answeredBy !== model) exchange.fail(`${model}: the answer names model ${JSON.stringify(answeredBy)}, so the adapter did not produce it`);
+    if (answeredBy !== model)
+      exchange.fail(
+        `${model}: the answer names model ${JSON.stringify(answeredBy)}, so the adapter did not produce it`,
+      );
   }
   return { detail: `${adapters.length} adapter${adapters.length === 1 ? "" : "s"} answered: ${adapters.join(", ")}` };
 }
@@ -576,7 +643,11 @@ async function checkScopeRefused(hub: HubClient): Promise<Outcome> {
   // The key works where its scope allows...
   await hub.send("GET", "/models", { key });
   // ...and is refused where it does not, before the request reaches the TTS server.
-  const refused = await hub.send("POST", "/audio/speech", { key, body: JSON.stringify({ model: hub.options.ttsModel, input: "scope check", response_format: "wav" }), expectStatus: 403 });
+  const refused = await hub.send("POST", "/audio/speech", {
+    key,
+    body: JSON.stringify({ model: hub.options.ttsModel, input: "scope check", response_format: "wav" }),
+    expectStatus: 403,
+  });
   const message = await expectOpenAiError(refused, key);
   return { detail: `llm-only key: /models 200, /audio/speech 403 (${snippet(message, 60)})` };
 }
@@ -599,13 +670,20 @@ async function checkChat(hub: HubClient): Promise<Outcome> {
 }
 
 async function checkChatStream(hub: HubClient): Promise<Outcome> {
-  const exchange = await hub.send("POST", "/chat/completions", { body: JSON.stringify({ ...CHAT_REQUEST, stream: true }), headers: { Accept: "text/event-stream" } });
+  const exchange = await hub.send("POST", "/chat/completions", {
+    body: JSON.stringify({ ...CHAT_REQUEST, stream: true }),
+    headers: { Accept: "text/event-stream" },
+  });
   const contentType = exchange.response.headers.get("content-type") ?? "";
-  if (contentType.includes("json")) exchange.fail(`the answer is ${contentType}, not an event stream: ${errorMessageFromBody(await exchange.text())}`);
+  if (contentType.includes("json"))
+    exchange.fail(`the answer is ${contentType}, not an event stream: ${errorMessageFromBody(await exchange.text())}`);
   const stream = await readChatStream(exchange);
-  if (!stream.sawDone) exchange.fail(`the stream ended without "data: [DONE]" (after ${stream.contentDeltas} content deltas)`);
+  if (!stream.sawDone)
+    exchange.fail(`the stream ended without "data: [DONE]" (after ${stream.contentDeltas} content deltas)`);
   if (stream.contentDeltas === 0) exchange.fail("the stream finished without any delta carrying content");
-  return { detail: `${stream.contentDeltas} content deltas, then [DONE]: ${JSON.stringify(snippet(stream.text.trim(), 60))}` };
+  return {
+    detail: `${stream.contentDeltas} content deltas, then [DONE]: ${JSON.stringify(snippet(stream.text.trim(), 60))}`,
+  };
 }
 
 async function checkCompletions(hub: HubClient): Promise<Outcome> {
@@ -646,7 +724,8 @@ async function readChatStream(exchange: Exchange): Promise<ChatStream> {
       exchange.fail(`a stream event is not JSON: ${snippet(data)}`);
     }
     // vLLM reports errors after the headers went out as an event in the stream.
-    if (isRecord(event) && event.error !== undefined) exchange.fail(`error in the stream: ${errorMessageFromBody(data)}`);
+    if (isRecord(event) && event.error !== undefined)
+      exchange.fail(`error in the stream: ${errorMessageFromBody(data)}`);
     const delta = deltaContent(event);
     if (delta) {
       contentDeltas += 1;
@@ -690,7 +769,8 @@ function firstChoice(body: unknown): Record<string, unknown> | undefined {
 /** Content is a string, or (some servers) a list of typed parts. */
 function textOf(content: unknown): string | undefined {
   if (typeof content === "string") return content;
-  if (Array.isArray(content)) return content.map((part) => (isRecord(part) && typeof part.text === "string" ? part.text : "")).join("");
+  if (Array.isArray(content))
+    return content.map((part) => (isRecord(part) && typeof part.text === "string" ? part.text : "")).join("");
   return undefined;
 }
 
@@ -707,21 +787,41 @@ interface SynthesizedAudio {
  * reuse it) and mp3 (OpenAI's default, so what most clients get). The answer must be that
  * format by its own bytes, not just by its content type.
  */
-async function checkSpeech(hub: HubClient, format: "wav" | "mp3"): Promise<Outcome & { readonly audio: SynthesizedAudio }> {
+async function checkSpeech(
+  hub: HubClient,
+  format: "wav" | "mp3",
+): Promise<Outcome & { readonly audio: SynthesizedAudio }> {
   const options = hub.options;
-  const request = { model: options.ttsModel, input: SPOKEN_SENTENCE, response_format: format, ...(options.voice ? { voice: options.voice } : {}) };
+  const request = {
+    model: options.ttsModel,
+    input: SPOKEN_SENTENCE,
+    response_format: format,
+    ...(options.voice ? { voice: options.voice } : {}),
+  };
   const exchange = await hub.send("POST", "/audio/speech", { body: JSON.stringify(request) });
   const contentType = exchange.response.headers.get("content-type") ?? "";
   const bytes = await exchange.bytes();
-  if (/json|^text\//.test(contentType)) exchange.fail(`the answer is ${contentType}, not audio: ${errorMessageFromBody(new TextDecoder().decode(bytes))}`);
-  if (bytes.length < MIN_AUDIO_BYTES) exchange.fail(`the audio is only ${bytes.length} bytes (expected at least ${MIN_AUDIO_BYTES} for a spoken sentence)`);
+  if (/json|^text\//.test(contentType))
+    exchange.fail(`the answer is ${contentType}, not audio: ${errorMessageFromBody(new TextDecoder().decode(bytes))}`);
+  if (bytes.length < MIN_AUDIO_BYTES)
+    exchange.fail(
+      `the audio is only ${bytes.length} bytes (expected at least ${MIN_AUDIO_BYTES} for a spoken sentence)`,
+    );
   if (format === "mp3") {
     const mp3 = mp3Problem(bytes);
-    if (mp3) exchange.fail(`asked for mp3, got ${bytes.length} bytes of ${contentType || "no content type"} that are not MP3: ${mp3}`);
+    if (mp3)
+      exchange.fail(
+        `asked for mp3, got ${bytes.length} bytes of ${contentType || "no content type"} that are not MP3: ${mp3}`,
+      );
   } else if (detectAudioFormat(bytes) !== "wav") {
-    exchange.fail(`asked for wav, got ${bytes.length} bytes of ${contentType || "no content type"} that are not WAV (RIFF/WAVE)`);
+    exchange.fail(
+      `asked for wav, got ${bytes.length} bytes of ${contentType || "no content type"} that are not WAV (RIFF/WAVE)`,
+    );
   }
-  return { detail: `${format.toUpperCase()}, ${(bytes.length / 1024).toFixed(1)} KiB for ${JSON.stringify(SPOKEN_SENTENCE)}`, audio: { bytes, format, contentType } };
+  return {
+    detail: `${format.toUpperCase()}, ${(bytes.length / 1024).toFixed(1)} KiB for ${JSON.stringify(SPOKEN_SENTENCE)}`,
+    audio: { bytes, format, contentType },
+  };
 }
 
 /** Recognises the containers a TTS server answers with, by their first bytes. */
@@ -736,8 +836,15 @@ export function detectAudioFormat(bytes: Uint8Array): AudioFormat | undefined {
 
 // MPEG audio Layer III frame header fields (ISO/IEC 11172-3, 13818-3): kbit/s by bitrate index,
 // Hz by sample-rate index, for MPEG-1 and for MPEG-2/2.5.
-const MP3_BITRATES = { mpeg1: [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320], mpeg2: [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160] } as const;
-const MP3_SAMPLE_RATES: Readonly<Record<number, readonly number[]>> = { 3: [44100, 48000, 32000], 2: [22050, 24000, 16000], 0: [11025, 12000, 8000] };
+const MP3_BITRATES = {
+  mpeg1: [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],
+  mpeg2: [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
+} as const;
+const MP3_SAMPLE_RATES: Readonly<Record<number, readonly number[]>> = {
+  3: [44100, 48000, 32000],
+  2: [22050, 24000, 16000],
+  0: [11025, 12000, 8000],
+};
 /** Consecutive well-formed frames that make a stream MP3 rather than bytes that happen to start like one. */
 export const MP3_FRAMES_REQUIRED = 3;
 
@@ -767,7 +874,10 @@ export function mp3Problem(bytes: Uint8Array): string | undefined {
   }
   for (let frame = 0; frame < MP3_FRAMES_REQUIRED; frame++) {
     const length = mp3FrameLength(bytes, at);
-    if (length === undefined) return frame === 0 ? `no MPEG audio Layer III frame header at byte ${at}` : `frame ${frame + 1} at byte ${at} is not an MPEG audio Layer III frame`;
+    if (length === undefined)
+      return frame === 0
+        ? `no MPEG audio Layer III frame header at byte ${at}`
+        : `frame ${frame + 1} at byte ${at} is not an MPEG audio Layer III frame`;
     at += length;
   }
   return undefined;
@@ -778,7 +888,11 @@ const STT_PATHS = { transcriptions: "/audio/transcriptions", translations: "/aud
 function sttForm(audio: SynthesizedAudio, model: string, endpoint: keyof typeof STT_PATHS): FormData {
   const extension = audio.format ?? "wav";
   const form = new FormData();
-  form.append("file", new Blob([audio.bytes], { type: audio.contentType || `audio/${extension}` }), `smoke.${extension}`);
+  form.append(
+    "file",
+    new Blob([audio.bytes], { type: audio.contentType || `audio/${extension}` }),
+    `smoke.${extension}`,
+  );
   form.append("model", model);
   // The sentence is English; saying so spares Whisper a language guess on a short clip.
   if (endpoint === "transcriptions") form.append("language", "en");
@@ -787,19 +901,32 @@ function sttForm(audio: SynthesizedAudio, model: string, endpoint: keyof typeof 
 }
 
 /** Speech to text of the wav from `tts` with --stt-model (whisper-1 by default): the words must come back. */
-async function checkTranscription(hub: HubClient, endpoint: keyof typeof STT_PATHS, audio: SynthesizedAudio): Promise<Outcome> {
+async function checkTranscription(
+  hub: HubClient,
+  endpoint: keyof typeof STT_PATHS,
+  audio: SynthesizedAudio,
+): Promise<Outcome> {
   const model = hub.options.sttModel;
   const exchange = await hub.send("POST", STT_PATHS[endpoint], { body: sttForm(audio, model, endpoint) });
   const body = await exchange.json();
-  if (!isRecord(body) || typeof body.text !== "string") return exchange.fail(`expected {"text": ...}, got ${snippet(JSON.stringify(body))}`);
+  if (!isRecord(body) || typeof body.text !== "string")
+    return exchange.fail(`expected {"text": ...}, got ${snippet(JSON.stringify(body))}`);
   const match = wordMatch(SPOKEN_SENTENCE, body.text);
-  if (match.found < match.needed) exchange.fail(`the transcript ${JSON.stringify(snippet(body.text, 100))} has ${match.found} of the ${match.total} words spoken (need ${match.needed})`);
-  return { detail: `model ${model}: heard ${match.found}/${match.total} words: ${JSON.stringify(snippet(body.text.trim(), 60))}` };
+  if (match.found < match.needed)
+    exchange.fail(
+      `the transcript ${JSON.stringify(snippet(body.text, 100))} has ${match.found} of the ${match.total} words spoken (need ${match.needed})`,
+    );
+  return {
+    detail: `model ${model}: heard ${match.found}/${match.total} words: ${JSON.stringify(snippet(body.text.trim(), 60))}`,
+  };
 }
 
 /** A model the hub does not serve is refused with a 400, on the endpoint that would otherwise download it. */
 async function checkUnservedSttModel(hub: HubClient, audio: SynthesizedAudio): Promise<Outcome> {
-  const exchange = await hub.send("POST", STT_PATHS.translations, { body: sttForm(audio, UNSERVED_STT_MODEL, "translations"), expectStatus: 400 });
+  const exchange = await hub.send("POST", STT_PATHS.translations, {
+    body: sttForm(audio, UNSERVED_STT_MODEL, "translations"),
+    expectStatus: 400,
+  });
   const message = await expectOpenAiError(exchange);
   return { detail: `model ${UNSERVED_STT_MODEL}: 400 (${snippet(message, 80)})` };
 }
@@ -814,7 +941,10 @@ export function normalizeWords(text: string): string[] {
     .filter(Boolean);
 }
 
-export function wordMatch(expected: string, heard: string): { readonly found: number; readonly total: number; readonly needed: number } {
+export function wordMatch(
+  expected: string,
+  heard: string,
+): { readonly found: number; readonly total: number; readonly needed: number } {
   const heardWords = new Set(normalizeWords(heard));
   const expectedWords = normalizeWords(expected);
   const found = expectedWords.filter((word) => heardWords.has(word)).length;
@@ -838,10 +968,19 @@ async function checkOcr(hub: HubClient, mode: OcrMode): Promise<Outcome & { read
     const chatAnswer = `${error.method} ${error.url} answered HTTP ${error.httpStatus}: ${error.message}`;
     try {
       const outcome = await ocrByConvert(hub, png);
-      return { ...outcome, by: "convert", detail: `${outcome.detail} (chat answered HTTP ${error.httpStatus}, so tried convert)` };
+      return {
+        ...outcome,
+        by: "convert",
+        detail: `${outcome.detail} (chat answered HTTP ${error.httpStatus}, so tried convert)`,
+      };
     } catch (fallbackError) {
       if (!(fallbackError instanceof CheckFailure)) throw fallbackError;
-      throw new CheckFailure(`${fallbackError.message} (tried after ${chatAnswer})`, fallbackError.method, fallbackError.url, fallbackError.httpStatus);
+      throw new CheckFailure(
+        `${fallbackError.message} (tried after ${chatAnswer})`,
+        fallbackError.method,
+        fallbackError.url,
+        fallbackError.httpStatus,
+      );
     }
   }
 }
@@ -872,7 +1011,10 @@ async function ocrByChat(hub: HubClient, png: Buffer): Promise<Outcome> {
   if (content === undefined) return exchange.fail(`no choices[0].message.content in ${snippet(JSON.stringify(body))}`);
   const detail = readBack(exchange, content);
   // Two words of text never fill max_tokens unless the model repeats itself, which the n-gram filter stops.
-  if (firstChoice(body)?.finish_reason === "length") exchange.fail(`the answer ran to max_tokens (finish_reason "length"), repeating itself: the n-gram filter did not act on the request's vllm_xargs`);
+  if (firstChoice(body)?.finish_reason === "length")
+    exchange.fail(
+      `the answer ran to max_tokens (finish_reason "length"), repeating itself: the n-gram filter did not act on the request's vllm_xargs`,
+    );
   return { service: "OCR (DeepSeek-OCR chat, n-gram filter on)", detail };
 }
 
@@ -894,13 +1036,19 @@ const doclingHeaders = (hub: HubClient) => ({ "X-Api-Key": hub.options.apiKey })
 
 function doclingText(exchange: Exchange, body: unknown): string {
   const document = isRecord(body) ? body.document : undefined;
-  const texts = isRecord(document) ? [document.md_content, document.text_content].filter((t): t is string => typeof t === "string") : [];
-  if (texts.length === 0) return exchange.fail(`no document.md_content or document.text_content in ${snippet(JSON.stringify(body))}`);
+  const texts = isRecord(document)
+    ? [document.md_content, document.text_content].filter((t): t is string => typeof t === "string")
+    : [];
+  if (texts.length === 0)
+    return exchange.fail(`no document.md_content or document.text_content in ${snippet(JSON.stringify(body))}`);
   return texts.join("\n");
 }
 
 async function ocrByConvert(hub: HubClient, png: Buffer): Promise<Outcome> {
-  const exchange = await hub.send("POST", "/ocr/convert/file", { body: doclingForm(png), headers: doclingHeaders(hub) });
+  const exchange = await hub.send("POST", "/ocr/convert/file", {
+    body: doclingForm(png),
+    headers: doclingHeaders(hub),
+  });
   return { service: "OCR (docling convert)", detail: readBack(exchange, doclingText(exchange, await exchange.json())) };
 }
 
@@ -919,27 +1067,39 @@ export const DOCLING_POLL_WAIT_SECONDS = 5;
 const DOCLING_DONE = new Set(["success", "partial_success"]);
 
 async function checkOcrAsync(hub: HubClient, ocrBy: "chat" | "convert" | undefined): Promise<Outcome> {
-  if (ocrBy !== "convert" && hub.options.ocrMode !== "convert") throw new NotApplicable("not run: DeepSeek-OCR answered OCR; check docling's async API with --ocr convert");
-  const submit = await hub.send("POST", DOCLING_ASYNC_PATHS.submit, { body: doclingForm(renderTextPng(OCR_TEXT)), headers: doclingHeaders(hub) });
+  if (ocrBy !== "convert" && hub.options.ocrMode !== "convert")
+    throw new NotApplicable("not run: DeepSeek-OCR answered OCR; check docling's async API with --ocr convert");
+  const submit = await hub.send("POST", DOCLING_ASYNC_PATHS.submit, {
+    body: doclingForm(renderTextPng(OCR_TEXT)),
+    headers: doclingHeaders(hub),
+  });
   const task = await submit.json();
   const taskId = isRecord(task) && typeof task.task_id === "string" ? task.task_id : undefined;
   if (!taskId) return submit.fail(`no task_id in ${snippet(JSON.stringify(task))}`);
   const deadline = Date.now() + hub.options.timeoutMs;
   for (let polls = 1; ; polls++) {
-    const poll = await hub.send("GET", `${DOCLING_ASYNC_PATHS.poll(taskId)}?wait=${DOCLING_POLL_WAIT_SECONDS}`, { headers: doclingHeaders(hub) });
+    const poll = await hub.send("GET", `${DOCLING_ASYNC_PATHS.poll(taskId)}?wait=${DOCLING_POLL_WAIT_SECONDS}`, {
+      headers: doclingHeaders(hub),
+    });
     const status = await poll.json();
     const state = isRecord(status) ? status.task_status : undefined;
     if (typeof state === "string" && DOCLING_DONE.has(state)) {
       const result = await hub.send("GET", DOCLING_ASYNC_PATHS.result(taskId), { headers: doclingHeaders(hub) });
-      return { detail: `task ${taskId}: ${state} after ${polls} poll${polls === 1 ? "" : "s"}; ${readBack(result, doclingText(result, await result.json()))}` };
+      return {
+        detail: `task ${taskId}: ${state} after ${polls} poll${polls === 1 ? "" : "s"}; ${readBack(result, doclingText(result, await result.json()))}`,
+      };
     }
     if (state === "failure") return poll.fail(`the task failed: ${snippet(JSON.stringify(status))}`);
-    if (Date.now() > deadline) return poll.fail(`task ${taskId} still ${JSON.stringify(state)} after ${hub.options.timeoutMs} ms (--timeout-ms)`);
+    if (Date.now() > deadline)
+      return poll.fail(
+        `task ${taskId} still ${JSON.stringify(state)} after ${hub.options.timeoutMs} ms (--timeout-ms)`,
+      );
   }
 }
 
 function readBack(exchange: Exchange, recognised: string): string {
-  if (!compactText(recognised).includes(compactText(OCR_TEXT))) exchange.fail(`read ${JSON.stringify(snippet(recognised.trim(), 100))}, not ${JSON.stringify(OCR_TEXT)}`);
+  if (!compactText(recognised).includes(compactText(OCR_TEXT)))
+    exchange.fail(`read ${JSON.stringify(snippet(recognised.trim(), 100))}, not ${JSON.stringify(OCR_TEXT)}`);
   return `read ${JSON.stringify(OCR_TEXT)} from a generated PNG`;
 }
 
@@ -951,22 +1111,30 @@ function readBack(exchange: Exchange, recognised: string): string {
  * nearer each other than either is to the third; a broken one (wrong pooling, a missing
  * end-of-text token, the wrong file) loses that ordering first.
  */
-export const EMBEDDING_TEXTS = ["How do I reset a forgotten password?", "Steps to reset your password when you forgot it", "The night train to Vienna leaves from platform four"] as const;
+export const EMBEDDING_TEXTS = [
+  "How do I reset a forgotten password?",
+  "Steps to reset your password when you forgot it",
+  "The night train to Vienna leaves from platform four",
+] as const;
 /** How much nearer the paraphrase must be than the unrelated sentence (cosine). */
 export const MIN_PARAPHRASE_MARGIN = 0.05;
 /** Unit length within this: the hub's models answer L2-normalised vectors. */
 const UNIT_TOLERANCE = 1e-3;
 export const SMOKE_DIMENSIONS = 256;
 
-const cosine = (a: readonly number[], b: readonly number[]): number => a.reduce((sum, x, i) => sum + x * b[i], 0) / (Math.hypot(...a) * Math.hypot(...b));
+const cosine = (a: readonly number[], b: readonly number[]): number =>
+  a.reduce((sum, x, i) => sum + x * b[i], 0) / (Math.hypot(...a) * Math.hypot(...b));
 
 function vectorsOf(exchange: Exchange, body: unknown, count: number): number[][] {
   const data = isRecord(body) && Array.isArray(body.data) ? body.data : undefined;
-  if (!data || data.length !== count) return exchange.fail(`expected ${count} embeddings in "data", got ${snippet(JSON.stringify(body))}`);
+  if (!data || data.length !== count)
+    return exchange.fail(`expected ${count} embeddings in "data", got ${snippet(JSON.stringify(body))}`);
   return data.map((item, i) => {
     const v = isRecord(item) ? item.embedding : undefined;
-    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "number" && Number.isFinite(x))) return exchange.fail(`data[${i}].embedding is not a list of numbers`);
-    if (isRecord(item) && item.index !== i) exchange.fail(`data[${i}] has index ${String(isRecord(item) ? item.index : undefined)}`);
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "number" && Number.isFinite(x)))
+      return exchange.fail(`data[${i}].embedding is not a list of numbers`);
+    if (isRecord(item) && item.index !== i)
+      exchange.fail(`data[${i}] has index ${String(isRecord(item) ? item.index : undefined)}`);
     return v as number[];
   });
 }
@@ -974,38 +1142,59 @@ function vectorsOf(exchange: Exchange, body: unknown, count: number): number[][]
 async function checkEmbeddings(hub: HubClient): Promise<Outcome> {
   const model = hub.options.embeddingModel;
   const request = (extra: Record<string, unknown>) => JSON.stringify({ model, input: EMBEDDING_TEXTS, ...extra });
-  const first = await hub.send("POST", "/embeddings", { body: request({ encoding_format: "float" }), expectStatus: undefined }).catch((error: unknown) => {
-    // The gateway's 404 for a path it does not route: this stack serves no embeddings.
-    if (error instanceof CheckFailure && error.httpStatus === 404 && !error.message.includes("model_not_found")) throw new NotApplicable("not run: this hub serves no /v1/embeddings (embeddingModel none)");
-    if (error instanceof CheckFailure && error.httpStatus === 403) throw new CheckFailure(`${error.message}: give --key the embeddings scope (keys create --scopes llm,stt,tts,ocr,embeddings)`, error.method, error.url, error.httpStatus);
-    throw error;
-  });
+  const first = await hub
+    .send("POST", "/embeddings", { body: request({ encoding_format: "float" }), expectStatus: undefined })
+    .catch((error: unknown) => {
+      // The gateway's 404 for a path it does not route: this stack serves no embeddings.
+      if (error instanceof CheckFailure && error.httpStatus === 404 && !error.message.includes("model_not_found"))
+        throw new NotApplicable("not run: this hub serves no /v1/embeddings (embeddingModel none)");
+      if (error instanceof CheckFailure && error.httpStatus === 403)
+        throw new CheckFailure(
+          `${error.message}: give --key the embeddings scope (keys create --scopes llm,stt,tts,ocr,embeddings)`,
+          error.method,
+          error.url,
+          error.httpStatus,
+        );
+      throw error;
+    });
   const body = await first.json();
   const vectors = vectorsOf(first, body, EMBEDDING_TEXTS.length);
   const length = vectors[0].length;
-  if (vectors.some((v) => v.length !== length)) first.fail(`the vectors differ in length (${vectors.map((v) => v.length).join(", ")})`);
+  if (vectors.some((v) => v.length !== length))
+    first.fail(`the vectors differ in length (${vectors.map((v) => v.length).join(", ")})`);
   const norms = vectors.map((v) => Math.hypot(...v));
-  if (norms.some((n) => Math.abs(n - 1) > UNIT_TOLERANCE)) first.fail(`the vectors are not unit length (norms ${norms.map((n) => n.toFixed(4)).join(", ")})`);
+  if (norms.some((n) => Math.abs(n - 1) > UNIT_TOLERANCE))
+    first.fail(`the vectors are not unit length (norms ${norms.map((n) => n.toFixed(4)).join(", ")})`);
   const tokens = isRecord(body) && isRecord(body.usage) ? body.usage.prompt_tokens : undefined;
-  if (typeof tokens !== "number" || tokens < EMBEDDING_TEXTS.length) first.fail(`usage.prompt_tokens is ${JSON.stringify(tokens)}, not a count of the input's tokens`);
+  if (typeof tokens !== "number" || tokens < EMBEDDING_TEXTS.length)
+    first.fail(`usage.prompt_tokens is ${JSON.stringify(tokens)}, not a count of the input's tokens`);
   const near = cosine(vectors[0], vectors[1]);
   const far = Math.max(cosine(vectors[0], vectors[2]), cosine(vectors[1], vectors[2]));
-  if (near < far + MIN_PARAPHRASE_MARGIN) first.fail(`the paraphrases are not nearer each other (cosine ${near.toFixed(3)}) than the unrelated sentence (${far.toFixed(3)}) by ${MIN_PARAPHRASE_MARGIN}: the model is not embedding meaning`);
+  if (near < far + MIN_PARAPHRASE_MARGIN)
+    first.fail(
+      `the paraphrases are not nearer each other (cosine ${near.toFixed(3)}) than the unrelated sentence (${far.toFixed(3)}) by ${MIN_PARAPHRASE_MARGIN}: the model is not embedding meaning`,
+    );
 
   // One more request checks base64 and Matryoshka together: the leading SMOKE_DIMENSIONS
   // components, back at unit length, as little-endian float32. A model without Matryoshka refuses
   // `dimensions` in OpenAI's shape; base64 is then checked on the whole vector.
   const decode = (exchange: Exchange, answer: unknown, expected: readonly number[]): void => {
-    const text = isRecord(answer) && Array.isArray(answer.data) && isRecord(answer.data[0]) ? answer.data[0].embedding : undefined;
+    const text =
+      isRecord(answer) && Array.isArray(answer.data) && isRecord(answer.data[0]) ? answer.data[0].embedding : undefined;
     if (typeof text !== "string") {
       exchange.fail("encoding_format base64 did not answer a base64 string");
       return;
     }
     const bytes = Buffer.from(text, "base64");
-    if (bytes.length !== expected.length * 4 || expected.some((x, i) => Math.abs(bytes.readFloatLE(i * 4) - x) > 1e-5)) exchange.fail(`the base64 vector is not ${expected.length} little-endian float32 values matching the float answer`);
+    if (bytes.length !== expected.length * 4 || expected.some((x, i) => Math.abs(bytes.readFloatLE(i * 4) - x) > 1e-5))
+      exchange.fail(
+        `the base64 vector is not ${expected.length} little-endian float32 values matching the float answer`,
+      );
   };
   let dims: string;
-  const short = await hub.send("POST", "/embeddings", { body: request({ encoding_format: "base64", dimensions: SMOKE_DIMENSIONS }) }).catch((error: unknown) => error);
+  const short = await hub
+    .send("POST", "/embeddings", { body: request({ encoding_format: "base64", dimensions: SMOKE_DIMENSIONS }) })
+    .catch((error: unknown) => error);
   if (short instanceof CheckFailure && short.httpStatus === 400 && short.message.includes("dimensions_not_supported")) {
     const whole = await hub.send("POST", "/embeddings", { body: request({ encoding_format: "base64" }) });
     decode(whole, await whole.json(), vectors[0]);
@@ -1016,27 +1205,43 @@ async function checkEmbeddings(hub: HubClient): Promise<Outcome> {
     const exchange = short as Exchange;
     const head = vectors[0].slice(0, SMOKE_DIMENSIONS);
     const norm = Math.hypot(...head);
-    decode(exchange, await exchange.json(), head.map((x) => x / norm));
+    decode(
+      exchange,
+      await exchange.json(),
+      head.map((x) => x / norm),
+    );
     dims = `dimensions ${SMOKE_DIMENSIONS} is the leading part at unit length`;
   }
-  return { detail: `${model}: ${length} dimensions, unit length, ${tokens} tokens; paraphrases ${near.toFixed(2)} vs unrelated ${far.toFixed(2)}; base64 matches; ${dims}` };
+  return {
+    detail: `${model}: ${length} dimensions, unit length, ${tokens} tokens; paraphrases ${near.toFixed(2)} vs unrelated ${far.toFixed(2)}; base64 matches; ${dims}`,
+  };
 }
 
 async function checkEmbeddingsRefused(hub: HubClient): Promise<Outcome> {
   const model = hub.options.embeddingModel;
-  const empty = await hub.send("POST", "/embeddings", { body: JSON.stringify({ model, input: "" }), expectStatus: 400 });
+  const empty = await hub.send("POST", "/embeddings", {
+    body: JSON.stringify({ model, input: "" }),
+    expectStatus: 400,
+  });
   const emptyMessage = await expectOpenAiError(empty);
   const unknownModel = "inference-hub-smoke/not-an-embedding-model";
-  const unknown = await hub.send("POST", "/embeddings", { body: JSON.stringify({ model: unknownModel, input: "x" }), expectStatus: 404 });
+  const unknown = await hub.send("POST", "/embeddings", {
+    body: JSON.stringify({ model: unknownModel, input: "x" }),
+    expectStatus: 404,
+  });
   const unknownMessage = await expectOpenAiError(unknown);
   const retrieved = await hub.send("GET", `/models/${encodeURIComponent(model)}`);
   const described = await retrieved.json();
-  if (!isRecord(described) || described.id !== model) retrieved.fail(`GET /models/${model} did not describe ${model}: ${snippet(JSON.stringify(described))}`);
-  return { detail: `empty input 400 (${snippet(emptyMessage, 40)}); unknown model 404 (${snippet(unknownMessage, 40)}); GET /models/${model} 200` };
+  if (!isRecord(described) || described.id !== model)
+    retrieved.fail(`GET /models/${model} did not describe ${model}: ${snippet(JSON.stringify(described))}`);
+  return {
+    detail: `empty input 400 (${snippet(emptyMessage, 40)}); unknown model 404 (${snippet(unknownMessage, 40)}); GET /models/${model} 200`,
+  };
 }
 
 /** Requests the rate-limit check sends: the burst, one more, and the refill while they are in flight. */
-export const rateCheckRequests = (burst: number, perMinute: number): number => burst + 1 + Math.ceil((perMinute / 60) * RATE_CHECK_SPREAD_SECONDS);
+export const rateCheckRequests = (burst: number, perMinute: number): number =>
+  burst + 1 + Math.ceil((perMinute / 60) * RATE_CHECK_SPREAD_SECONDS);
 
 /**
  * The gatekeeper takes a token only from a known key that may use the route (an unknown key
@@ -1055,8 +1260,15 @@ async function checkRateLimit(hub: HubClient): Promise<Outcome> {
   const answers = await Promise.all(
     Array.from({ length: count }, async () => {
       try {
-        const response = await fetch(url, { headers: { Authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(hub.options.timeoutMs) });
-        return { status: response.status, retryAfter: response.headers.get("retry-after"), body: await response.text() };
+        const response = await fetch(url, {
+          headers: { Authorization: `Bearer ${key}` },
+          signal: AbortSignal.timeout(hub.options.timeoutMs),
+        });
+        return {
+          status: response.status,
+          retryAfter: response.headers.get("retry-after"),
+          body: await response.text(),
+        };
       } catch (error) {
         return { status: 0, retryAfter: null, body: errorText(error) };
       }
@@ -1067,23 +1279,44 @@ async function checkRateLimit(hub: HubClient): Promise<Outcome> {
   };
   const tally = new Map<number, number>();
   for (const a of answers) tally.set(a.status, (tally.get(a.status) ?? 0) + 1);
-  const summary = [...tally].sort(([a], [b]) => a - b).map(([status, n]) => `${n}×${status || "no answer"}`).join(", ");
-  for (const answer of answers) if (answer.body.includes(key)) fail("an answer repeats the key that was sent", answer.status);
+  const summary = [...tally]
+    .sort(([a], [b]) => a - b)
+    .map(([status, n]) => `${n}×${status || "no answer"}`)
+    .join(", ");
+  for (const answer of answers)
+    if (answer.body.includes(key)) fail("an answer repeats the key that was sent", answer.status);
   if (!spent) {
     const odd = answers.find((a) => a.status !== 401);
-    if (odd) fail(`${count} requests with one unknown key: ${summary}; expected only 401: an unknown key must be refused and spend no budget (${odd.status ? errorMessageFromBody(odd.body) : odd.body})`, odd.status || undefined);
-    return { detail: `${count} requests with one unknown key: ${summary}, no 429 (unknown keys spend no budget); pass --rate-limit-key to check the per-key limit` };
+    if (odd)
+      fail(
+        `${count} requests with one unknown key: ${summary}; expected only 401: an unknown key must be refused and spend no budget (${odd.status ? errorMessageFromBody(odd.body) : odd.body})`,
+        odd.status || undefined,
+      );
+    return {
+      detail: `${count} requests with one unknown key: ${summary}, no 429 (unknown keys spend no budget); pass --rate-limit-key to check the per-key limit`,
+    };
   }
   const odd = answers.find((a) => a.status !== 200 && a.status !== 429);
-  if (odd) fail(`${count} requests with the rate-limit key: ${summary}; expected only 200 and 429 (${odd.status ? errorMessageFromBody(odd.body) : odd.body})`, odd.status || undefined);
+  if (odd)
+    fail(
+      `${count} requests with the rate-limit key: ${summary}; expected only 200 and 429 (${odd.status ? errorMessageFromBody(odd.body) : odd.body})`,
+      odd.status || undefined,
+    );
   const limited = answers.filter((a) => a.status === 429);
-  if (limited.length === 0) fail(`${count} requests with the rate-limit key at once, none answered 429 (${summary}): is its burst above --rate-burst ${hub.options.rateBurst}?`, 200);
+  if (limited.length === 0)
+    fail(
+      `${count} requests with the rate-limit key at once, none answered 429 (${summary}): is its burst above --rate-burst ${hub.options.rateBurst}?`,
+      200,
+    );
   for (const answer of limited) {
     const problem = openAiErrorProblem(answer.body);
     if (problem) fail(`the 429 is not an OpenAI-format error: ${problem}`, 429);
-    if (!answer.retryAfter || !/^\d+$|^[A-Z][a-z]{2}, /.test(answer.retryAfter.trim())) fail(`the 429 has no usable Retry-After header (${JSON.stringify(answer.retryAfter)})`, 429);
+    if (!answer.retryAfter || !/^\d+$|^[A-Z][a-z]{2}, /.test(answer.retryAfter.trim()))
+      fail(`the 429 has no usable Retry-After header (${JSON.stringify(answer.retryAfter)})`, 429);
   }
-  return { detail: `${count} requests with the rate-limit key: ${summary}; Retry-After ${limited[0].retryAfter} (${snippet(errorMessageFromBody(limited[0].body), 60)})` };
+  return {
+    detail: `${count} requests with the rate-limit key: ${summary}; Retry-After ${limited[0].retryAfter} (${snippet(errorMessageFromBody(limited[0].body), 60)})`,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1165,14 +1398,20 @@ export function renderTextPng(text: string, scale: number = PNG_SCALE): Buffer {
   const scanlines = Buffer.alloc(stride * height, 0xff);
   for (let y = 0; y < height; y++) {
     scanlines[y * stride] = 0;
-    for (let x = 0; x < width; x++) if (isInk(Math.floor(x / scale), Math.floor(y / scale))) scanlines[y * stride + 1 + x] = 0;
+    for (let x = 0; x < width; x++)
+      if (isInk(Math.floor(x / scale), Math.floor(y / scale))) scanlines[y * stride + 1 + x] = 0;
   }
 
   const header = Buffer.alloc(13);
   header.writeUInt32BE(width, 0);
   header.writeUInt32BE(height, 4);
   header.set([8, 0, 0, 0, 0], 8); // bit depth 8, grey, deflate, adaptive filtering, no interlace
-  return Buffer.concat([PNG_SIGNATURE, pngChunk("IHDR", header), pngChunk("IDAT", deflateSync(scanlines)), pngChunk("IEND", Buffer.alloc(0))]);
+  return Buffer.concat([
+    PNG_SIGNATURE,
+    pngChunk("IHDR", header),
+    pngChunk("IDAT", deflateSync(scanlines)),
+    pngChunk("IEND", Buffer.alloc(0)),
+  ]);
 }
 
 export const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -1204,9 +1443,16 @@ export function crc32(bytes: Uint8Array): number {
 
 export function renderTable(report: SmokeReport): string {
   const header = ["check", "service", "result", "latency ms", "detail"] as const;
-  const rows = report.checks.map((c) => [c.id, c.service, c.status, c.latencyMs === undefined ? "" : String(c.latencyMs), c.detail]);
+  const rows = report.checks.map((c) => [
+    c.id,
+    c.service,
+    c.status,
+    c.latencyMs === undefined ? "" : String(c.latencyMs),
+    c.detail,
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: readonly string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]))).join("  ");
+  const line = (cells: readonly string[]) =>
+    cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]))).join("  ");
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 

@@ -37,7 +37,11 @@ export interface WakeReport {
   readonly ok: boolean;
   readonly problem?: string;
   readonly answeredBy?: string;
-  readonly stages: readonly { readonly covers: readonly Stage[]; readonly seconds: number; readonly modelSeconds?: number }[];
+  readonly stages: readonly {
+    readonly covers: readonly Stage[];
+    readonly seconds: number;
+    readonly modelSeconds?: number;
+  }[];
 }
 
 export const WAKE_GROUPS: readonly (readonly Stage[])[] = [
@@ -61,20 +65,38 @@ interface AutoscalerStatus {
 export async function measureWake(options: WakeOptions, deps: WakeDeps): Promise<WakeReport> {
   const origin = new URL(options.baseUrl).origin;
   const status = async (): Promise<AutoscalerStatus | string> => {
-    const res = await deps.fetch(`${origin}/admin/autoscaler`, { headers: { authorization: `Bearer ${options.adminKey}` }, signal: AbortSignal.timeout(15_000) });
-    if (res.status === 401 || res.status === 403) return `GET /admin/autoscaler answered ${res.status}: --admin-key must be a key with the admin scope`;
+    const res = await deps.fetch(`${origin}/admin/autoscaler`, {
+      headers: { authorization: `Bearer ${options.adminKey}` },
+      signal: AbortSignal.timeout(15_000),
+    });
+    if (res.status === 401 || res.status === 403)
+      return `GET /admin/autoscaler answered ${res.status}: --admin-key must be a key with the admin scope`;
     if (res.status !== 200) return `GET /admin/autoscaler answered ${res.status}: is the stack's autoscaler running?`;
     return (await res.json()) as AutoscalerStatus;
   };
   const before = await status();
   if (typeof before === "string") return { ok: false, problem: before, stages: [] };
-  if ((before.deployedNodes ?? 0) > 0 || (before.nodes?.ready ?? 0) > 0) return { ok: false, problem: `the GPU runs already (${before.deployedNodes ?? 0} node(s) deployed): --wake measures a wake from off; run it once the GPU has gone idle (npm run hub -- gpu status)`, stages: [] };
+  if ((before.deployedNodes ?? 0) > 0 || (before.nodes?.ready ?? 0) > 0)
+    return {
+      ok: false,
+      problem: `the GPU runs already (${before.deployedNodes ?? 0} node(s) deployed): --wake measures a wake from off; run it once the GPU has gone idle (npm run hub -- gpu status)`,
+      stages: [],
+    };
 
   const chat = (wait: number) =>
     deps.fetch(`${options.baseUrl}/chat/completions`, {
       method: "POST",
-      headers: { authorization: `Bearer ${options.apiKey}`, "content-type": "application/json", "x-hub-wait": String(wait) },
-      body: JSON.stringify({ model: "coder", messages: [{ role: "user", content: "Say OK." }], max_tokens: 4, temperature: 0 }),
+      headers: {
+        authorization: `Bearer ${options.apiKey}`,
+        "content-type": "application/json",
+        "x-hub-wait": String(wait),
+      },
+      body: JSON.stringify({
+        model: "coder",
+        messages: [{ role: "user", content: "Say OK." }],
+        max_tokens: 4,
+        temperature: 0,
+      }),
       signal: AbortSignal.timeout(wait * 1000 + 300_000),
     });
   const started = deps.now();
@@ -94,7 +116,12 @@ export async function measureWake(options: WakeOptions, deps: WakeDeps): Promise
   let namedMs: number | undefined;
   let readyMs: number | undefined;
   while (readyMs === undefined) {
-    if (deps.now() - started > options.timeoutMs) return { ok: false, problem: `no GPU replica was ready ${Math.round(options.timeoutMs / 60_000)} min after the request (deployed: ${namedMs === undefined ? "not yet" : "yes"})`, stages: [] };
+    if (deps.now() - started > options.timeoutMs)
+      return {
+        ok: false,
+        problem: `no GPU replica was ready ${Math.round(options.timeoutMs / 60_000)} min after the request (deployed: ${namedMs === undefined ? "not yet" : "yes"})`,
+        stages: [],
+      };
     await deps.sleep(options.pollMs);
     const s = await status().catch(() => undefined);
     if (!s || typeof s === "string") continue;
@@ -106,7 +133,8 @@ export async function measureWake(options: WakeOptions, deps: WakeDeps): Promise
   while (answeredMs === undefined) {
     await Promise.race([first, deps.sleep(options.pollMs)]);
     if (answeredMs !== undefined) break;
-    if (deps.now() - started > options.timeoutMs) return { ok: false, problem: "the replica was ready, but no coder request was answered by the GPU", stages: [] };
+    if (deps.now() - started > options.timeoutMs)
+      return { ok: false, problem: "the replica was ready, but no coder request was answered by the GPU", stages: [] };
     const res = await chat(0).catch(() => undefined);
     if (res?.ok && onGpu(res)) {
       answeredMs = deps.now();
@@ -116,7 +144,11 @@ export async function measureWake(options: WakeOptions, deps: WakeDeps): Promise
   const marks = [started, namedMs, readyMs, answeredMs];
   const stages = WAKE_GROUPS.map((covers, i) => {
     const model = options.model ? covers.reduce((sum, name) => sum + (options.model![name] ?? 0), 0) : undefined;
-    return { covers, seconds: Math.max(0, (marks[i + 1] - marks[i]) / 1000), ...(model !== undefined ? { modelSeconds: model } : {}) };
+    return {
+      covers,
+      seconds: Math.max(0, (marks[i + 1] - marks[i]) / 1000),
+      ...(model !== undefined ? { modelSeconds: model } : {}),
+    };
   });
   return { ok: true, answeredBy, stages };
 }
@@ -125,7 +157,9 @@ export function renderWake(report: WakeReport): string {
   const secs = (n: number | undefined) => (n === undefined ? "-" : `${n.toFixed(0)} s`);
   const rows = report.stages.map((s) => [s.covers.join(" + "), secs(s.seconds), secs(s.modelSeconds)]);
   const total = report.stages.reduce((sum, s) => sum + s.seconds, 0);
-  const model = report.stages.every((s) => s.modelSeconds !== undefined) ? report.stages.reduce((sum, s) => sum + (s.modelSeconds ?? 0), 0) : undefined;
+  const model = report.stages.every((s) => s.modelSeconds !== undefined)
+    ? report.stages.reduce((sum, s) => sum + (s.modelSeconds ?? 0), 0)
+    : undefined;
   rows.push(["total", secs(total), secs(model)]);
   return table(["stage", "measured", "model"], rows);
 }
@@ -149,7 +183,16 @@ export function parseWakeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): 
       args: argv.filter((a) => a !== "--wake"),
       strict: true,
       allowPositionals: false,
-      options: { url: { type: "string" }, key: { type: "string" }, "admin-key": { type: "string" }, wait: { type: "string", default: "840" }, stack: { type: "string" }, "stages-out": { type: "string" }, "timeout-min": { type: "string", default: "90" }, json: { type: "boolean", default: false } },
+      options: {
+        url: { type: "string" },
+        key: { type: "string" },
+        "admin-key": { type: "string" },
+        wait: { type: "string", default: "840" },
+        stack: { type: "string" },
+        "stages-out": { type: "string" },
+        "timeout-min": { type: "string", default: "90" },
+        json: { type: "boolean", default: false },
+      },
     }));
   } catch (error) {
     throw new WakeUsageError((error as Error).message.split(". ")[0]);
@@ -159,11 +202,14 @@ export function parseWakeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): 
   const apiKey = (values.key ?? env.HUB_API_KEY ?? "").trim();
   if (!apiKey) problems.push("missing --key (or HUB_API_KEY): a key with the llm scope");
   const adminKey = (values["admin-key"] ?? env.HUB_ADMIN_KEY ?? "").trim();
-  if (!adminKey) problems.push("missing --admin-key (or HUB_ADMIN_KEY): a key with the admin scope, to read /admin/autoscaler");
+  if (!adminKey)
+    problems.push("missing --admin-key (or HUB_ADMIN_KEY): a key with the admin scope, to read /admin/autoscaler");
   const wait = Number(values.wait);
-  if (!/^\d+$/.test(values.wait) || wait > 840) problems.push(`--wait ${JSON.stringify(values.wait)} is not a whole number of seconds from 0 to 840`);
+  if (!/^\d+$/.test(values.wait) || wait > 840)
+    problems.push(`--wait ${JSON.stringify(values.wait)} is not a whole number of seconds from 0 to 840`);
   const timeoutMin = Number(values["timeout-min"]);
-  if (!/^\d+$/.test(values["timeout-min"]) || timeoutMin <= 0) problems.push(`--timeout-min ${JSON.stringify(values["timeout-min"])} is not a positive whole number`);
+  if (!/^\d+$/.test(values["timeout-min"]) || timeoutMin <= 0)
+    problems.push(`--timeout-min ${JSON.stringify(values["timeout-min"])} is not a positive whole number`);
   let baseUrl = "";
   if (values.url) {
     try {
@@ -174,5 +220,17 @@ export function parseWakeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): 
     }
   }
   if (problems.length) throw new WakeUsageError(problems.join("; "));
-  return { options: { baseUrl, apiKey, adminKey, waitSeconds: wait, pollMs: 5000, timeoutMs: timeoutMin * 60_000, stagesOut: values["stages-out"] }, stack: values.stack, json: values.json };
+  return {
+    options: {
+      baseUrl,
+      apiKey,
+      adminKey,
+      waitSeconds: wait,
+      pollMs: 5000,
+      timeoutMs: timeoutMin * 60_000,
+      stagesOut: values["stages-out"],
+    },
+    stack: values.stack,
+    json: values.json,
+  };
 }

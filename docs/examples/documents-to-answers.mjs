@@ -17,7 +17,9 @@ const baseURL = process.env.HUB_URL;
 const apiKey = process.env.HUB_API_KEY;
 const [file, question] = process.argv.slice(2);
 if (!baseURL || !apiKey || !file || !question) {
-  console.error('usage: HUB_URL=https://<hub>/v1 HUB_API_KEY=<key> node documents-to-answers.mjs <document> "<question>"');
+  console.error(
+    'usage: HUB_URL=https://<hub>/v1 HUB_API_KEY=<key> node documents-to-answers.mjs <document> "<question>"',
+  );
   process.exit(1);
 }
 const EMBEDDING_MODEL = process.env.HUB_EMBEDDING_MODEL ?? "qwen3-embedding-0.6b";
@@ -54,10 +56,15 @@ const hits = await store.similaritySearch(question, 4);
 const sources = hits.map((hit, i) => `[${i + 1}] (${hit.metadata.source}) ${hit.pageContent}`).join("\n\n");
 const coder = new ChatOpenAI({ model: "coder", apiKey, temperature: 0, configuration: { baseURL } });
 const answer = await coder.invoke([
-  ["system", "Answer from the numbered sources only, and cite each claim like [1]. Say so if the sources do not answer the question."],
+  [
+    "system",
+    "Answer from the numbered sources only, and cite each claim like [1]. Say so if the sources do not answer the question.",
+  ],
   ["user", `Sources:\n${sources}\n\nQuestion: ${question}`],
 ]);
 
 console.log(answer.content);
 console.log("\nSources:");
-hits.forEach((hit, i) => console.log(`[${i + 1}] ${hit.metadata.source}: ${hit.pageContent.slice(0, 120).replace(/\s+/g, " ")}…`));
+hits.forEach((hit, i) =>
+  console.log(`[${i + 1}] ${hit.metadata.source}: ${hit.pageContent.slice(0, 120).replace(/\s+/g, " ")}…`),
+);

@@ -12,8 +12,9 @@ import { GPU_NODE_UNNEEDED_TIME, POOLS } from "./model";
  * (doks.digitalocean.com/node-pool: <pool name>).
  */
 
-
-export type VersionChoice = { readonly ok: true; readonly version: string; readonly note?: string } | { readonly ok: false; readonly problem: string };
+export type VersionChoice =
+  | { readonly ok: true; readonly version: string; readonly note?: string }
+  | { readonly ok: false; readonly problem: string };
 
 const parse = (slug: string): number[] => (/^(\d+)\.(\d+)\.(\d+)-do\.(\d+)$/.exec(slug) ?? []).slice(1).map(Number);
 const compare = (a: number[], b: number[]) => a.reduce((c, x, i) => c || x - (b[i] ?? 0), 0);
@@ -30,8 +31,16 @@ export function chooseDoksVersion(offered: readonly string[], minor: string = DO
   const newer = valid.filter((v) => compare(parse(v).slice(0, 2), [maj, min]) > 0).reverse();
   const gpuFloor = [...DOKS_GPU_MIN_KUBERNETES.split(".").map(Number), 0];
   const usable = newer.find((v) => compare(parse(v), gpuFloor) >= 0);
-  if (usable) return { ok: true, version: usable, note: `DOKS ${minor} is no longer offered; creating the nearest newer release, ${usable} (the tier was tested against ${DOKS_RELEASE.slug})` };
-  return { ok: false, problem: `DigitalOcean offers ${valid.length ? valid.join(", ") : "no DOKS version"}; the k8s tier needs ${minor} or newer (tested against ${DOKS_RELEASE.slug}).` };
+  if (usable)
+    return {
+      ok: true,
+      version: usable,
+      note: `DOKS ${minor} is no longer offered; creating the nearest newer release, ${usable} (the tier was tested against ${DOKS_RELEASE.slug})`,
+    };
+  return {
+    ok: false,
+    problem: `DigitalOcean offers ${valid.length ? valid.join(", ") : "no DOKS version"}; the k8s tier needs ${minor} or newer (tested against ${DOKS_RELEASE.slug}).`,
+  };
 }
 
 export interface DoksClusterArgs {
@@ -64,8 +73,12 @@ export class DoksCluster extends pulumi.ComponentResource {
         surgeUpgrade: true,
         nodePool: { name: POOLS.cpu, size: plan.cpuPool.size, nodeCount: plan.cpuPool.nodes, tags: [...args.tags] },
         // An empty GPU node goes after GPU_NODE_UNNEEDED_TIME rather than the autoscaler's default 10 minutes.
-        clusterAutoscalerConfigurations: [{ scaleDownUnneededTime: GPU_NODE_UNNEEDED_TIME, scaleDownUtilizationThreshold: 0.5 }],
-        ...(args.gpuVendor === "amd" ? { amdGpuDevicePlugin: { enabled: true } } : { nvidiaGpuDevicePlugin: { enabled: true } }),
+        clusterAutoscalerConfigurations: [
+          { scaleDownUnneededTime: GPU_NODE_UNNEEDED_TIME, scaleDownUtilizationThreshold: 0.5 },
+        ],
+        ...(args.gpuVendor === "amd"
+          ? { amdGpuDevicePlugin: { enabled: true } }
+          : { nvidiaGpuDevicePlugin: { enabled: true } }),
         tags: [...args.tags],
         // Destroying the cluster (hub down, a tier switch) must leave the volumes bound to it: the stack's own.
         destroyAllAssociatedResources: false,

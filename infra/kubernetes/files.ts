@@ -6,7 +6,15 @@ import { GATEKEEPER_FILES } from "../../services/auth";
 import { AUTOSCALER_FILES, autoscalerConfig, autoscalerRuns } from "../../services/autoscaler";
 import { errorsNginxConf, GATEWAY_DIRS, renderYaml } from "../../services/gateway";
 import { grafanaFiles } from "../../services/grafana-provisioning";
-import { alertmanagerConfig, alertRules, CpuContainer, JOBS, MONITORING_DIRS, MONITORING_FILES, prometheusConfig } from "../../services/monitoring";
+import {
+  alertmanagerConfig,
+  alertRules,
+  CpuContainer,
+  JOBS,
+  MONITORING_DIRS,
+  MONITORING_FILES,
+  prometheusConfig,
+} from "../../services/monitoring";
 import type { Route } from "../../services/routes";
 import type { ServiceSpec } from "../../services/spec";
 import { CPU_NODE_NAME, gpuNodeName, type HubConfig } from "../../stacks/hub-config";
@@ -47,8 +55,14 @@ export interface SecretPresence {
  * prometheus.yml for the cluster: the vLLM replicas are found by pod discovery in the hub's
  * namespace (one target per vLLM port of every coder pod), labelled as the file_sd targets are.
  */
-export function kubernetesPrometheusConfig(hub: HubConfig, cpuContainers: readonly CpuContainer[], gpuSpecs: readonly ServiceSpec[]): Record<string, unknown> {
-  const base = prometheusConfig(hub, cpuContainers) as { scrape_configs: { job_name: string; file_sd_configs?: unknown }[] };
+export function kubernetesPrometheusConfig(
+  hub: HubConfig,
+  cpuContainers: readonly CpuContainer[],
+  gpuSpecs: readonly ServiceSpec[],
+): Record<string, unknown> {
+  const base = prometheusConfig(hub, cpuContainers) as {
+    scrape_configs: { job_name: string; file_sd_configs?: unknown }[];
+  };
   const ports = gpuSpecs.filter((s) => s.program === "vllm").map((s) => `p-${s.port}`);
   const scrape = base.scrape_configs.flatMap((job) => {
     if (!job.file_sd_configs) return [job];
@@ -58,12 +72,30 @@ export function kubernetesPrometheusConfig(hub: HubConfig, cpuContainers: readon
         job_name: JOBS.vllm,
         kubernetes_sd_configs: [{ role: "pod", namespaces: { names: [NAMESPACE] } }],
         relabel_configs: [
-          { source_labels: [`__meta_kubernetes_pod_label_${NAME_LABEL.replace(/[./-]/g, "_")}`], regex: GPU_WORKLOAD.statefulSet, action: "keep" },
-          { source_labels: ["__meta_kubernetes_pod_container_port_name"], regex: ports.join("|") || "none", action: "keep" },
+          {
+            source_labels: [`__meta_kubernetes_pod_label_${NAME_LABEL.replace(/[./-]/g, "_")}`],
+            regex: GPU_WORKLOAD.statefulSet,
+            action: "keep",
+          },
+          {
+            source_labels: ["__meta_kubernetes_pod_container_port_name"],
+            regex: ports.join("|") || "none",
+            action: "keep",
+          },
           { source_labels: ["__meta_kubernetes_pod_name"], target_label: "replica" },
           { source_labels: ["__meta_kubernetes_pod_name"], target_label: "node" },
-          { source_labels: ["__meta_kubernetes_pod_container_name"], target_label: "model", regex: "coder", replacement: "coder" },
-          { source_labels: ["__meta_kubernetes_pod_container_name"], target_label: "model", regex: "ocr", replacement: "deepseek-ocr" },
+          {
+            source_labels: ["__meta_kubernetes_pod_container_name"],
+            target_label: "model",
+            regex: "coder",
+            replacement: "coder",
+          },
+          {
+            source_labels: ["__meta_kubernetes_pod_container_name"],
+            target_label: "model",
+            regex: "ocr",
+            replacement: "deepseek-ocr",
+          },
         ],
       },
     ];
@@ -72,7 +104,8 @@ export function kubernetesPrometheusConfig(hub: HubConfig, cpuContainers: readon
 }
 
 /** The headless Service's name for replica `i` of the GPU StatefulSet, as DNS in the namespace has it. */
-export const replicaHost = (i: number): string => `${GPU_WORKLOAD.statefulSet}-${i}.${GPU_WORKLOAD.headless}.${NAMESPACE}.svc.cluster.local`;
+export const replicaHost = (i: number): string =>
+  `${GPU_WORKLOAD.statefulSet}-${i}.${GPU_WORKLOAD.headless}.${NAMESPACE}.svc.cluster.local`;
 
 /**
  * The controller's file on Kubernetes: no dispatch (KEDA and the cluster autoscaler scale), one
@@ -81,9 +114,22 @@ export const replicaHost = (i: number): string => `${GPU_WORKLOAD.statefulSet}-$
  * node lingers GPU_NODE_UNNEEDED_TIME before the cluster autoscaler removes it: billed, so counted.
  */
 export function kubernetesControllerFile(file: ControllerFile, maxNodes: number): ControllerFile {
-  const port = new URL(file.replicas[0]?.healthUrl ?? `http://x:${GPU_SERVICE_PORTS.coder}/health`).port || String(GPU_SERVICE_PORTS.coder);
-  const replicas = Array.from({ length: maxNodes }, (_, i) => ({ node: gpuNodeName(i), metricsUrl: `http://${replicaHost(i)}:${port}/metrics`, healthUrl: `http://${replicaHost(i)}:${port}/health` }));
-  return { ...file, tier: "k8s", dispatch: null, replicas, kubernetes: { replicaSlots: true }, timing: { ...file.timing, destroySeconds: file.timing.destroySeconds + durationSeconds(GPU_NODE_UNNEEDED_TIME) } };
+  const port =
+    new URL(file.replicas[0]?.healthUrl ?? `http://x:${GPU_SERVICE_PORTS.coder}/health`).port ||
+    String(GPU_SERVICE_PORTS.coder);
+  const replicas = Array.from({ length: maxNodes }, (_, i) => ({
+    node: gpuNodeName(i),
+    metricsUrl: `http://${replicaHost(i)}:${port}/metrics`,
+    healthUrl: `http://${replicaHost(i)}:${port}/health`,
+  }));
+  return {
+    ...file,
+    tier: "k8s",
+    dispatch: null,
+    replicas,
+    kubernetes: { replicaSlots: true },
+    timing: { ...file.timing, destroySeconds: file.timing.destroySeconds + durationSeconds(GPU_NODE_UNNEEDED_TIME) },
+  };
 }
 
 const durationSeconds = (text: string): number => {
@@ -93,30 +139,73 @@ const durationSeconds = (text: string): number => {
 };
 
 /** Every file of the CPU services, by the host path the droplet tiers use: infra/kubernetes/workloads.ts mounts each directory. */
-export function kubernetesFiles(hub: HubConfig, specs: readonly ServiceSpec[], routes: readonly Route[], traefik: TraefikKubernetesRendering, secrets: SecretPresence, gpuAddresses: Readonly<Record<string, string>>, stack: StackIdentity): KubeFile[] {
+export function kubernetesFiles(
+  hub: HubConfig,
+  specs: readonly ServiceSpec[],
+  routes: readonly Route[],
+  traefik: TraefikKubernetesRendering,
+  secrets: SecretPresence,
+  gpuAddresses: Readonly<Record<string, string>>,
+  stack: StackIdentity,
+): KubeFile[] {
   const files: KubeFile[] = [
     { path: GATEWAY_STATIC_FILE, content: renderYaml(kubernetesTraefikStatic(hub)) },
     { path: GATEWAY_DYNAMIC_FILE, content: renderYaml(traefik.fileConfig) },
     { path: GATEWAY_ERRORS_FILE, content: errorsNginxConf(hub, routes) },
     { path: GATEKEEPER_FILES.bundle, content: (gatekeeperBundled ??= bundleGatekeeper()) },
     { path: GATEKEEPER_FILES.keys, content: secretRef("apiKeys") },
-    ...(hub.embeddings ? [{ path: EMBEDDINGS_FILES.bundle, content: (embeddingsBundled ??= bundleEmbeddingsFront()) }] : []),
+    ...(hub.embeddings
+      ? [{ path: EMBEDDINGS_FILES.bundle, content: (embeddingsBundled ??= bundleEmbeddingsFront()) }]
+      : []),
   ];
   if (autoscalerRuns(hub)) {
-    const config = kubernetesControllerFile(autoscalerConfig(hub, routes, { stack: stack.name, organization: stack.organization, privateIps: gpuAddresses, billingCrossCheck: false }), hub.settings.gpuMaxNodes);
-    files.push({ path: AUTOSCALER_FILES.bundle, content: (controllerBundled ??= bundleController()) }, { path: AUTOSCALER_FILES.config, content: `${JSON.stringify(config, null, 2)}\n` });
+    const config = kubernetesControllerFile(
+      autoscalerConfig(hub, routes, {
+        stack: stack.name,
+        organization: stack.organization,
+        privateIps: gpuAddresses,
+        billingCrossCheck: false,
+      }),
+      hub.settings.gpuMaxNodes,
+    );
+    files.push(
+      { path: AUTOSCALER_FILES.bundle, content: (controllerBundled ??= bundleController()) },
+      { path: AUTOSCALER_FILES.config, content: `${JSON.stringify(config, null, 2)}\n` },
+    );
   }
   if (hub.monitoring) {
-    const cpuContainers = specs.filter((s) => s.node === CPU_NODE_NAME).map((s) => ({ name: s.name, program: s.program, port: s.port }));
+    const cpuContainers = specs
+      .filter((s) => s.node === CPU_NODE_NAME)
+      .map((s) => ({ name: s.name, program: s.program, port: s.port }));
     const gpuSpecs = specs.filter((s) => s.node !== CPU_NODE_NAME);
     files.push(
-      { path: `${MONITORING_DIRS.prometheusConfig}/${MONITORING_FILES.prometheusConfig}`, content: renderYaml(kubernetesPrometheusConfig(hub, cpuContainers, gpuSpecs)) },
+      {
+        path: `${MONITORING_DIRS.prometheusConfig}/${MONITORING_FILES.prometheusConfig}`,
+        content: renderYaml(kubernetesPrometheusConfig(hub, cpuContainers, gpuSpecs)),
+      },
       { path: `${MONITORING_DIRS.prometheusConfig}/${MONITORING_FILES.rules}`, content: renderYaml(alertRules(hub)) },
-      { path: `${MONITORING_DIRS.alertmanagerConfig}/${MONITORING_FILES.alertmanagerConfig}`, content: renderYaml(alertmanagerConfig(hub, { webhook: secrets.alertWebhookUrl, smtpPassword: secrets.alertSmtpPassword })) },
+      {
+        path: `${MONITORING_DIRS.alertmanagerConfig}/${MONITORING_FILES.alertmanagerConfig}`,
+        content: renderYaml(
+          alertmanagerConfig(hub, { webhook: secrets.alertWebhookUrl, smtpPassword: secrets.alertSmtpPassword }),
+        ),
+      },
     );
-    if (specs.some((s) => s.program === "llama.cpp")) files.push({ path: `${MONITORING_DIRS.prometheusSecrets}/${MONITORING_FILES.llamaCppKey}`, content: secretRef("hubApiKey") });
-    if (secrets.alertSmtpPassword && hub.monitoring.email?.user) files.push({ path: `${MONITORING_DIRS.alertmanagerSecrets}/${MONITORING_FILES.smtpPassword}`, content: secretRef("alertSmtpPassword") });
-    if (secrets.alertWebhookUrl) files.push({ path: `${MONITORING_DIRS.alertmanagerSecrets}/${MONITORING_FILES.webhookUrl}`, content: secretRef("alertWebhookUrl") });
+    if (specs.some((s) => s.program === "llama.cpp"))
+      files.push({
+        path: `${MONITORING_DIRS.prometheusSecrets}/${MONITORING_FILES.llamaCppKey}`,
+        content: secretRef("hubApiKey"),
+      });
+    if (secrets.alertSmtpPassword && hub.monitoring.email?.user)
+      files.push({
+        path: `${MONITORING_DIRS.alertmanagerSecrets}/${MONITORING_FILES.smtpPassword}`,
+        content: secretRef("alertSmtpPassword"),
+      });
+    if (secrets.alertWebhookUrl)
+      files.push({
+        path: `${MONITORING_DIRS.alertmanagerSecrets}/${MONITORING_FILES.webhookUrl}`,
+        content: secretRef("alertWebhookUrl"),
+      });
   }
   if (hub.grafana) for (const f of grafanaFiles(hub)) files.push({ path: f.path, content: f.content });
   return files;

@@ -6,12 +6,29 @@ import { GATEWAY_METRICS_PORT, PUBLIC_PORTS } from "../../services/ports";
 import { routeTable, type Route } from "../../services/routes";
 import type { SecretName, ServiceSpec } from "../../services/spec";
 import type { HubConfig } from "../../stacks/hub-config";
-import { ENV_SECRET, GATEKEEPER_TLS_SECRET, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, PART_OF, secretRef } from "./model";
+import {
+  ENV_SECRET,
+  GATEKEEPER_TLS_SECRET,
+  KubeObject,
+  labelsFor,
+  NAME_LABEL,
+  NAMESPACE,
+  PART_OF,
+  secretRef,
+} from "./model";
 import { kubernetesFiles, type SecretPresence, type StackIdentity } from "./files";
 import { scaledObject, scalingPlan, type ScalingPlan } from "./scaling";
 import { storageObjects, type VolumeIds } from "./storage";
 import { LOAD_BALANCER_ANNOTATIONS, traefikKubernetesRendering, type TraefikKubernetesRendering } from "./traefik";
-import { fileKey, filesObjectName, filesUnder, GPU_WORKLOAD, isFilesMount, type KubeFile, workloadObjects } from "./workloads";
+import {
+  fileKey,
+  filesObjectName,
+  filesUnder,
+  GPU_WORKLOAD,
+  isFilesMount,
+  type KubeFile,
+  workloadObjects,
+} from "./workloads";
 
 /**
  * Everything the k8s tier puts into the cluster, as plain objects: one pure function from
@@ -19,7 +36,12 @@ import { fileKey, filesObjectName, filesUnder, GPU_WORKLOAD, isFilesMount, type 
  * and infra/kubernetes/program.ts creates. Secrets appear only as references (model.ts SecretRef).
  */
 
-const ENV_SECRETS: readonly SecretName[] = ["hubApiKey", "auditDatabaseUrl", "autoscalerDispatchToken", "autoscalerBillingToken"];
+const ENV_SECRETS: readonly SecretName[] = [
+  "hubApiKey",
+  "auditDatabaseUrl",
+  "autoscalerDispatchToken",
+  "autoscalerBillingToken",
+];
 
 /** The droplet route table for the cluster: each GPU route's replicas are one Service (`gpu`), not one address per node. */
 export function kubernetesRoutes(hub: HubConfig): { routes: Route[]; gpuAddresses: Record<string, string> } {
@@ -60,24 +82,57 @@ export function kubernetesManifests<Id>(input: ManifestInputs<Id>): KubernetesMa
   const specs = kubernetesSpecs(hub);
   const { routes, gpuAddresses } = kubernetesRoutes(hub);
   const traefik = traefikKubernetesRendering(hub, routes, gpuAddresses);
-  const files = kubernetesFiles(hub, specs, routes, traefik, input.secrets, gpuAddresses, input.stack ?? { name: "k8s", organization: "organization" });
+  const files = kubernetesFiles(
+    hub,
+    specs,
+    routes,
+    traefik,
+    input.secrets,
+    gpuAddresses,
+    input.stack ?? { name: "k8s", organization: "organization" },
+  );
   const serviceAccounts = new Set([GATEWAY_CONTAINER, ...(hub.monitoring ? [PROMETHEUS_CONTAINER] : [])]);
   const scaling = specs.some((s) => s.node !== "cpu") ? scalingPlan(hub, routes) : undefined;
 
   const objects: KubeObject[] = [
     { apiVersion: "v1", kind: "Namespace", metadata: { name: NAMESPACE, labels: { ...PART_OF } } },
     // The containers' secret environment: filled from Pulumi secrets at deploy time (program.ts).
-    { apiVersion: "v1", kind: "Secret", metadata: { name: ENV_SECRET, namespace: NAMESPACE, labels: labelsFor(ENV_SECRET, "secrets") }, type: "Opaque", stringData: Object.fromEntries(ENV_SECRETS.map((n) => [n, secretRef(n)])) },
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: ENV_SECRET, namespace: NAMESPACE, labels: labelsFor(ENV_SECRET, "secrets") },
+      type: "Opaque",
+      stringData: Object.fromEntries(ENV_SECRETS.map((n) => [n, secretRef(n)])),
+    },
     // The gatekeeper's forwardAuth pair: its container reads both, Traefik pins the certificate (model.ts).
     {
       apiVersion: "v1",
       kind: "Secret",
-      metadata: { name: GATEKEEPER_TLS_SECRET.name, namespace: NAMESPACE, labels: labelsFor(GATEKEEPER_TLS_SECRET.name, "secrets") },
+      metadata: {
+        name: GATEKEEPER_TLS_SECRET.name,
+        namespace: NAMESPACE,
+        labels: labelsFor(GATEKEEPER_TLS_SECRET.name, "secrets"),
+      },
       type: "kubernetes.io/tls",
-      stringData: { [GATEKEEPER_TLS_SECRET.cert]: secretRef("gatekeeperTlsCert"), [GATEKEEPER_TLS_SECRET.key]: secretRef("gatekeeperTlsKey"), [GATEKEEPER_TLS_SECRET.ca]: secretRef("gatekeeperTlsCert") },
+      stringData: {
+        [GATEKEEPER_TLS_SECRET.cert]: secretRef("gatekeeperTlsCert"),
+        [GATEKEEPER_TLS_SECRET.key]: secretRef("gatekeeperTlsKey"),
+        [GATEKEEPER_TLS_SECRET.ca]: secretRef("gatekeeperTlsCert"),
+      },
     },
     ...fileObjects(specs, files),
-    ...workloadObjects({ hub, plan, specs, routes, files, fixedPorts: { [GATEWAY_CONTAINER]: [GATEWAY_METRICS_PORT, PUBLIC_PORTS.https], [GATEKEEPER_CONTAINER]: [GATEKEEPER_TLS_PORT] }, serviceAccounts }),
+    ...workloadObjects({
+      hub,
+      plan,
+      specs,
+      routes,
+      files,
+      fixedPorts: {
+        [GATEWAY_CONTAINER]: [GATEWAY_METRICS_PORT, PUBLIC_PORTS.https],
+        [GATEKEEPER_CONTAINER]: [GATEKEEPER_TLS_PORT],
+      },
+      serviceAccounts,
+    }),
     ...gatewayAccess(),
     ...(hub.monitoring ? prometheusAccess() : []),
     ...storageObjects(hub, plan, input.volumeIds),
@@ -97,8 +152,10 @@ function fileObjects(specs: readonly ServiceSpec[], files: readonly KubeFile[]):
     const name = filesObjectName(dir);
     const metadata = { name, namespace: NAMESPACE, labels: labelsFor(name, "files") };
     const data = (list: readonly KubeFile[]) => Object.fromEntries(list.map((f) => [fileKey(dir, f.path), f.content]));
-    if (plain.length || !secret.length) objects.push({ apiVersion: "v1", kind: "ConfigMap", metadata, data: data(plain) });
-    if (secret.length) objects.push({ apiVersion: "v1", kind: "Secret", metadata, type: "Opaque", stringData: data(secret) });
+    if (plain.length || !secret.length)
+      objects.push({ apiVersion: "v1", kind: "ConfigMap", metadata, data: data(plain) });
+    if (secret.length)
+      objects.push({ apiVersion: "v1", kind: "Secret", metadata, type: "Opaque", stringData: data(secret) });
   }
   return objects;
 }
@@ -121,12 +178,44 @@ function gatewayAccess(): KubeObject[] {
       rules: [
         { apiGroups: [""], resources: ["services", "secrets", "configmaps"], verbs: read },
         { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] },
-        { apiGroups: ["traefik.io"], resources: ["middlewares", "middlewaretcps", "ingressroutes", "traefikservices", "ingressroutetcps", "ingressrouteudps", "tlsoptions", "tlsstores", "serverstransports", "serverstransporttcps"], verbs: read },
+        {
+          apiGroups: ["traefik.io"],
+          resources: [
+            "middlewares",
+            "middlewaretcps",
+            "ingressroutes",
+            "traefikservices",
+            "ingressroutetcps",
+            "ingressrouteudps",
+            "tlsoptions",
+            "tlsstores",
+            "serverstransports",
+            "serverstransporttcps",
+          ],
+          verbs: read,
+        },
       ],
     },
-    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name, namespace: NAMESPACE, labels }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name }, subjects: [{ kind: "ServiceAccount", name, namespace: NAMESPACE }] },
-    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: `${NAMESPACE}-${name}`, labels }, rules: [{ apiGroups: [""], resources: ["nodes"], verbs: read }] },
-    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding", metadata: { name: `${NAMESPACE}-${name}`, labels }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: `${NAMESPACE}-${name}` }, subjects: [{ kind: "ServiceAccount", name, namespace: NAMESPACE }] },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name, namespace: NAMESPACE, labels },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+      subjects: [{ kind: "ServiceAccount", name, namespace: NAMESPACE }],
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: `${NAMESPACE}-${name}`, labels },
+      rules: [{ apiGroups: [""], resources: ["nodes"], verbs: read }],
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRoleBinding",
+      metadata: { name: `${NAMESPACE}-${name}`, labels },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: `${NAMESPACE}-${name}` },
+      subjects: [{ kind: "ServiceAccount", name, namespace: NAMESPACE }],
+    },
     {
       apiVersion: "v1",
       kind: "Service",
@@ -149,8 +238,18 @@ function prometheusAccess(): KubeObject[] {
   const labels = labelsFor(name, "prometheus");
   return [
     { apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace: NAMESPACE, labels } },
-    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name, namespace: NAMESPACE, labels }, rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] }] },
-    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name, namespace: NAMESPACE, labels }, roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name }, subjects: [{ kind: "ServiceAccount", name, namespace: NAMESPACE }] },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "Role",
+      metadata: { name, namespace: NAMESPACE, labels },
+      rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] }],
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name, namespace: NAMESPACE, labels },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+      subjects: [{ kind: "ServiceAccount", name, namespace: NAMESPACE }],
+    },
   ];
 }
-

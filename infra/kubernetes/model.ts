@@ -15,9 +15,16 @@ export const POOLS = { cpu: "hub-cpu", gpu: "hub-gpu" } as const;
 export const GPU_NODE_UNNEEDED_TIME = "5m";
 
 /** Every object carries these; `name` is the spec's name (its Service's DNS name). */
-export const PART_OF = { "app.kubernetes.io/part-of": "inference-hub", "app.kubernetes.io/managed-by": "pulumi" } as const;
+export const PART_OF = {
+  "app.kubernetes.io/part-of": "inference-hub",
+  "app.kubernetes.io/managed-by": "pulumi",
+} as const;
 export const NAME_LABEL = "app.kubernetes.io/name";
-export const labelsFor = (name: string, component: string): Record<string, string> => ({ ...PART_OF, [NAME_LABEL]: name, "app.kubernetes.io/component": component });
+export const labelsFor = (name: string, component: string): Record<string, string> => ({
+  ...PART_OF,
+  [NAME_LABEL]: name,
+  "app.kubernetes.io/component": component,
+});
 
 /** The one Secret holding the containers' secret environment (services/spec.ts SecretName). */
 export const ENV_SECRET = "hub-secrets";
@@ -56,7 +63,8 @@ export interface SecretRef {
   readonly secretRef: KubeSecretName;
 }
 export const secretRef = (name: KubeSecretName): SecretRef => ({ secretRef: name });
-export const isSecretRef = (v: unknown): v is SecretRef => typeof v === "object" && v !== null && typeof (v as SecretRef).secretRef === "string" && Object.keys(v).length === 1;
+export const isSecretRef = (v: unknown): v is SecretRef =>
+  typeof v === "object" && v !== null && typeof (v as SecretRef).secretRef === "string" && Object.keys(v).length === 1;
 
 export interface ObjectMeta {
   readonly name: string;
@@ -74,13 +82,20 @@ export interface KubeObject {
 }
 
 /** Cluster-scoped kinds among those the tier renders (no namespace in their metadata). */
-export const CLUSTER_SCOPED = new Set(["Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"]);
+export const CLUSTER_SCOPED = new Set([
+  "Namespace",
+  "PersistentVolume",
+  "ClusterRole",
+  "ClusterRoleBinding",
+  "CustomResourceDefinition",
+]);
 
 /** Replaces every SecretRef in `value` with what `fill` gives for its name. */
 export function fillSecrets<T>(value: unknown, fill: (name: KubeSecretName) => T): unknown {
   if (isSecretRef(value)) return fill(value.secretRef);
   if (Array.isArray(value)) return value.map((v) => fillSecrets(v, fill));
-  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fillSecrets(v, fill)]));
+  if (value && typeof value === "object")
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fillSecrets(v, fill)]));
   return value;
 }
 

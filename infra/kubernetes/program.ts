@@ -29,7 +29,8 @@ import { GPU_WORKLOAD } from "./workloads";
 
 /** Traefik's CRDs, from the release the gateway image runs (the tests install the same file from the module). */
 export const TRAEFIK_CRDS_FILE = "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml";
-export const traefikCrdsUrl = (version: string): string => `https://raw.githubusercontent.com/traefik/traefik/${version}/${TRAEFIK_CRDS_FILE}`;
+export const traefikCrdsUrl = (version: string): string =>
+  `https://raw.githubusercontent.com/traefik/traefik/${version}/${TRAEFIK_CRDS_FILE}`;
 
 export interface KubernetesSecrets {
   readonly env: Readonly<Record<SecretName, pulumi.Output<string>>>;
@@ -37,7 +38,11 @@ export interface KubernetesSecrets {
   readonly alerts: Omit<MonitoringSecrets, "hubApiKey">;
 }
 
-type Ctor = new (name: string, args: Record<string, unknown>, opts?: pulumi.CustomResourceOptions) => pulumi.CustomResource;
+type Ctor = new (
+  name: string,
+  args: Record<string, unknown>,
+  opts?: pulumi.CustomResourceOptions,
+) => pulumi.CustomResource;
 /** The typed class of each kind the tier renders; custom kinds go through CustomResource. */
 const KINDS: Readonly<Record<string, Ctor>> = {
   "v1/Namespace": k8s.core.v1.Namespace as unknown as Ctor,
@@ -93,9 +98,15 @@ function optionsFor(o: KubeObject): pulumi.CustomResourceOptions {
   return {};
 }
 
-export async function kubernetesProgram(hub: HubConfig, stack: string, env: DeployEnvironment, secrets: KubernetesSecrets): Promise<Record<string, unknown>> {
+export async function kubernetesProgram(
+  hub: HubConfig,
+  stack: string,
+  env: DeployEnvironment,
+  secrets: KubernetesSecrets,
+): Promise<Record<string, unknown>> {
   const plan = hub.kubernetes;
-  if (!plan) throw new pulumi.RunError(`stack ${stack}: the k8s tier has no cluster plan (a bug in stacks/kubernetes.ts)`);
+  if (!plan)
+    throw new pulumi.RunError(`stack ${stack}: the k8s tier has no cluster plan (a bug in stacks/kubernetes.ts)`);
   const cloudName = `ih-${cloudSlug(stack)}`;
   const tags = hubTags(stack, hub.tier);
 
@@ -107,7 +118,9 @@ export async function kubernetesProgram(hub: HubConfig, stack: string, env: Depl
       offered = await env.kubernetesVersions.offered();
     } catch (err) {
       // As for the droplet tiers' SSH key lookup: the provider's cause, one line, no stack trace.
-      throw new pulumi.RunError(`stack ${stack}: could not list the DOKS versions ${hub.region} offers (${providerErrorCause(err)}). Check DIGITALOCEAN_TOKEN and the network. Nothing was created or changed.`);
+      throw new pulumi.RunError(
+        `stack ${stack}: could not list the DOKS versions ${hub.region} offers (${providerErrorCause(err)}). Check DIGITALOCEAN_TOKEN and the network. Nothing was created or changed.`,
+      );
     }
     const choice = chooseDoksVersion(offered);
     if (!choice.ok) throw new pulumi.RunError(`stack ${stack}: ${choice.problem} Nothing was created or changed.`);
@@ -125,24 +138,57 @@ export async function kubernetesProgram(hub: HubConfig, stack: string, env: Depl
     cpuCacheGiB: hub.cpuNode.cacheGiB,
     stateVolumes: plan.statePvcs,
   });
-  const doks = new DoksCluster("cluster", { cloudName, region: hub.region, version, plan, gpuVendor: hub.gpu?.size.vendor ?? "nvidia", tags: [tags.stack, tags.tier] });
-  const provider = new k8s.Provider("cluster", { kubeconfig: doks.kubeconfig, enableServerSideApply: true }, { dependsOn: [doks.gpuPool] });
+  const doks = new DoksCluster("cluster", {
+    cloudName,
+    region: hub.region,
+    version,
+    plan,
+    gpuVendor: hub.gpu?.size.vendor ?? "nvidia",
+    tags: [tags.stack, tags.tier],
+  });
+  const provider = new k8s.Provider(
+    "cluster",
+    { kubeconfig: doks.kubeconfig, enableServerSideApply: true },
+    { dependsOn: [doks.gpuPool] },
+  );
 
   const manifests = kubernetesManifests({
     hub,
-    secrets: { alertSmtpPassword: secrets.alerts.smtpPassword !== undefined, alertWebhookUrl: secrets.alerts.webhookUrl !== undefined },
-    volumeIds: { modelCaches: storage.modelCaches.map((c) => c.volume.id), cpuCache: storage.cpuCache.volume.id, state: Object.fromEntries(Object.entries(storage.stateVolumes).map(([name, c]) => [name, c.volume.id])) },
+    secrets: {
+      alertSmtpPassword: secrets.alerts.smtpPassword !== undefined,
+      alertWebhookUrl: secrets.alerts.webhookUrl !== undefined,
+    },
+    volumeIds: {
+      modelCaches: storage.modelCaches.map((c) => c.volume.id),
+      cpuCache: storage.cpuCache.volume.id,
+      state: Object.fromEntries(Object.entries(storage.stateVolumes).map(([name, c]) => [name, c.volume.id])),
+    },
     stack: { name: stack, organization: pulumi.getOrganization() },
   });
 
   // Third-party parts by name and pinned version, fetched at deploy time, never copied.
-  const keda = new k8s.helm.v3.Release("keda", { chart: KEDA_CHART.chart, version: KEDA_CHART.version, repositoryOpts: { repo: KEDA_CHART.repo }, namespace: "keda", createNamespace: true }, { provider });
-  const traefikCrds = new k8s.yaml.v2.ConfigFile("traefik-crds", { file: traefikCrdsUrl(TRAEFIK_IMAGE.tag) }, { provider });
+  const keda = new k8s.helm.v3.Release(
+    "keda",
+    {
+      chart: KEDA_CHART.chart,
+      version: KEDA_CHART.version,
+      repositoryOpts: { repo: KEDA_CHART.repo },
+      namespace: "keda",
+      createNamespace: true,
+    },
+    { provider },
+  );
+  const traefikCrds = new k8s.yaml.v2.ConfigFile(
+    "traefik-crds",
+    { file: traefikCrdsUrl(TRAEFIK_IMAGE.tag) },
+    { provider },
+  );
 
   const secretValue = (name: KubeSecretName): pulumi.Output<string> => {
     if (name === "apiKeys") return secrets.apiKeys;
     // Public (the certificate's digest): a plain annotation, so a renewed certificate shows in the plan.
-    if (name === "gatekeeperTlsCertSha256") return secrets.env.gatekeeperTlsCert.apply((pem) => createHash("sha256").update(pem).digest("hex"));
+    if (name === "gatekeeperTlsCertSha256")
+      return secrets.env.gatekeeperTlsCert.apply((pem) => createHash("sha256").update(pem).digest("hex"));
     if (name === "alertSmtpPassword" || name === "alertWebhookUrl") {
       const value = name === "alertSmtpPassword" ? secrets.alerts.smtpPassword : secrets.alerts.webhookUrl;
       if (!value) throw new Error(`${name} is referenced but not configured`);
@@ -163,16 +209,24 @@ export async function kubernetesProgram(hub: HubConfig, stack: string, env: Depl
     const key = `${o.apiVersion}/${o.kind}`;
     const args = fillSecrets(o, secretValue) as Record<string, unknown>;
     const dependsOn: pulumi.Resource[] = [];
-    if (!CLUSTER_SCOPED.has(o.kind) && namespace && created.has(objectKey(namespace))) dependsOn.push(created.get(objectKey(namespace))!);
+    if (!CLUSTER_SCOPED.has(o.kind) && namespace && created.has(objectKey(namespace)))
+      dependsOn.push(created.get(objectKey(namespace))!);
     if (o.apiVersion.startsWith("traefik.io/")) dependsOn.push(traefikCrds);
     if (o.apiVersion.startsWith("keda.sh/")) dependsOn.push(keda);
     const opts = { provider, dependsOn, ...optionsFor(o) };
     const Class = KINDS[key];
-    const resource = Class ? new Class(resourceName(o), args, opts) : new k8s.apiextensions.CustomResource(resourceName(o), args as k8s.apiextensions.CustomResourceArgs, opts);
+    const resource = Class
+      ? new Class(resourceName(o), args, opts)
+      : new k8s.apiextensions.CustomResource(resourceName(o), args as k8s.apiextensions.CustomResourceArgs, opts);
     created.set(objectKey(o), resource);
     // The object as the plan shows it (--out DIR writes k8s/<kind>-<name>.yaml), secrets masked.
     const shown = fillSecrets(o, () => SECRET_PLACEHOLDER);
-    recordArtifact({ kind: "k8s-object", node: "cluster", path: `k8s/${o.kind.toLowerCase()}-${o.metadata.name}.yaml`, content: pulumi.output(shown as Record<string, unknown>).apply((v) => stringify(v, { lineWidth: 0 })) });
+    recordArtifact({
+      kind: "k8s-object",
+      node: "cluster",
+      path: `k8s/${o.kind.toLowerCase()}-${o.metadata.name}.yaml`,
+      content: pulumi.output(shown as Record<string, unknown>).apply((v) => stringify(v, { lineWidth: 0 })),
+    });
   }
 
   const lb = created.get("Service/gateway-public") as k8s.core.v1.Service | undefined;
@@ -182,7 +236,12 @@ export async function kubernetesProgram(hub: HubConfig, stack: string, env: Depl
     name: `inference-hub-${cloudSlug(stack)}`,
     description: `Inference hub, stack ${stack} (${hub.tier} tier)`,
     purpose: "Machine learning / AI / Data processing",
-    resources: [doks.cluster.clusterUrn, storage.cpuCache.volume.volumeUrn, ...storage.modelCaches.map((c) => c.volume.volumeUrn), ...Object.values(storage.stateVolumes).map((c) => c.volume.volumeUrn)],
+    resources: [
+      doks.cluster.clusterUrn,
+      storage.cpuCache.volume.volumeUrn,
+      ...storage.modelCaches.map((c) => c.volume.volumeUrn),
+      ...Object.values(storage.stateVolumes).map((c) => c.volume.volumeUrn),
+    ],
   });
 
   const volumeIds: Record<string, pulumi.Output<string>> = { "cpu-cache": storage.cpuCache.volume.id };

@@ -66,7 +66,8 @@ export function demandQuery(windowMinutes: number): string {
 }
 
 /** Running + waiting requests across the coder replicas (vLLM's queue metrics, FACTS.md). */
-export const loadQuery = (): string => `(sum(vllm:num_requests_running{job="vllm",model="coder"}) or vector(0)) + (sum(vllm:num_requests_waiting{job="vllm",model="coder"}) or vector(0))`;
+export const loadQuery = (): string =>
+  `(sum(vllm:num_requests_running{job="vllm",model="coder"}) or vector(0)) + (sum(vllm:num_requests_waiting{job="vllm",model="coder"}) or vector(0))`;
 
 export const budgetQuery = (): string => `max(${BUDGET_CAP_METRIC})`;
 
@@ -84,7 +85,8 @@ export function scalingPlan(hub: HubConfig, routes: readonly Route[]): ScalingPl
   if (!model.ok) throw new Error(`k8s: ${model.reason}`);
   const coder = routes.find((r) => r.name === "coder");
   if (!coder) throw new Error("k8s: the route table has no coder route to scale on");
-  if (coder.scope !== DEMAND_LABELS.scope) throw new Error(`k8s: the coder route's scope ${coder.scope} is not the demand signal's ${DEMAND_LABELS.scope}`);
+  if (coder.scope !== DEMAND_LABELS.scope)
+    throw new Error(`k8s: the coder route's scope ${coder.scope} is not the demand signal's ${DEMAND_LABELS.scope}`);
   const coldStart = kubernetesColdStart(hub);
   const capacity = model.model.replica.concurrentSequences;
   const targetLoad = hub.settings.gpuTargetLoadPercent / 100;
@@ -130,7 +132,11 @@ export function scaledObject(hub: HubConfig, plan: ScalingPlan): KubeObject {
   return {
     apiVersion: "keda.sh/v1alpha1",
     kind: "ScaledObject",
-    metadata: { name: GPU_WORKLOAD.statefulSet, namespace: NAMESPACE, labels: labelsFor(GPU_WORKLOAD.statefulSet, "gpu-scaling") },
+    metadata: {
+      name: GPU_WORKLOAD.statefulSet,
+      namespace: NAMESPACE,
+      labels: labelsFor(GPU_WORKLOAD.statefulSet, "gpu-scaling"),
+    },
     spec: {
       scaleTargetRef: { apiVersion: "apps/v1", kind: "StatefulSet", name: GPU_WORKLOAD.statefulSet },
       pollingInterval: KEDA_POLLING_SECONDS,
@@ -140,13 +146,23 @@ export function scaledObject(hub: HubConfig, plan: ScalingPlan): KubeObject {
       advanced: {
         horizontalPodAutoscalerConfig: {
           behavior: {
-            scaleUp: { stabilizationWindowSeconds: SCALE_UP_WINDOW_SECONDS, policies: [{ type: "Pods", value: 1, periodSeconds: SCALE_UP_WINDOW_SECONDS }] },
-            scaleDown: { stabilizationWindowSeconds: plan.cooldownSeconds, policies: [{ type: "Pods", value: 1, periodSeconds: 60 }] },
+            scaleUp: {
+              stabilizationWindowSeconds: SCALE_UP_WINDOW_SECONDS,
+              policies: [{ type: "Pods", value: 1, periodSeconds: SCALE_UP_WINDOW_SECONDS }],
+            },
+            scaleDown: {
+              stabilizationWindowSeconds: plan.cooldownSeconds,
+              policies: [{ type: "Pods", value: 1, periodSeconds: 60 }],
+            },
           },
         },
         scalingModifiers: { formula: plan.formula, target: "1", activationTarget: "0", metricType: "AverageValue" },
       },
-      triggers: [prometheusTrigger("demand", plan.queries.demand), prometheusTrigger("load", plan.queries.load), prometheusTrigger("budget", plan.queries.budget)],
+      triggers: [
+        prometheusTrigger("demand", plan.queries.demand),
+        prometheusTrigger("load", plan.queries.load),
+        prometheusTrigger("budget", plan.queries.budget),
+      ],
     },
   };
 }

@@ -28,7 +28,13 @@ export interface VolumeIds<Id> {
   readonly state: Readonly<Record<string, Id>>;
 }
 
-function staticPair(pvName: string, claimName: string, sizeGiB: number, volumeId: unknown, component: string): KubeObject[] {
+function staticPair(
+  pvName: string,
+  claimName: string,
+  sizeGiB: number,
+  volumeId: unknown,
+  component: string,
+): KubeObject[] {
   const storage = `${sizeGiB}Gi`;
   return [
     {
@@ -43,23 +49,39 @@ function staticPair(pvName: string, claimName: string, sizeGiB: number, volumeId
         storageClassName: DOKS_STORAGE.retainClass,
         // Reserved for its one claim, so no other claim of the class can take it.
         claimRef: { namespace: NAMESPACE, name: claimName },
-        csi: { driver: DOKS_STORAGE.csiDriver, volumeHandle: volumeId, fsType: "ext4", volumeAttributes: { [DOKS_STORAGE.noFormatAttribute]: "true" } },
+        csi: {
+          driver: DOKS_STORAGE.csiDriver,
+          volumeHandle: volumeId,
+          fsType: "ext4",
+          volumeAttributes: { [DOKS_STORAGE.noFormatAttribute]: "true" },
+        },
       },
     },
     {
       apiVersion: "v1",
       kind: "PersistentVolumeClaim",
       metadata: { name: claimName, namespace: NAMESPACE, labels: labelsFor(claimName, component) },
-      spec: { accessModes: ["ReadWriteOnce"], storageClassName: DOKS_STORAGE.retainClass, volumeName: pvName, resources: { requests: { storage } } },
+      spec: {
+        accessModes: ["ReadWriteOnce"],
+        storageClassName: DOKS_STORAGE.retainClass,
+        volumeName: pvName,
+        resources: { requests: { storage } },
+      },
     },
   ];
 }
 
 export function storageObjects<Id>(hub: HubConfig, plan: KubernetesPlan, ids: VolumeIds<Id>): KubeObject[] {
-  if (ids.modelCaches.length !== hub.modelCache.volumes) throw new Error(`k8s: ${ids.modelCaches.length} model-cache volume ids for ${hub.modelCache.volumes} volumes`);
-  if (hub.modelCache.volumes < plan.gpuPool.maxNodes) throw new Error(`k8s: ${hub.modelCache.volumes} model-cache volumes for up to ${plan.gpuPool.maxNodes} GPU replicas`);
+  if (ids.modelCaches.length !== hub.modelCache.volumes)
+    throw new Error(`k8s: ${ids.modelCaches.length} model-cache volume ids for ${hub.modelCache.volumes} volumes`);
+  if (hub.modelCache.volumes < plan.gpuPool.maxNodes)
+    throw new Error(
+      `k8s: ${hub.modelCache.volumes} model-cache volumes for up to ${plan.gpuPool.maxNodes} GPU replicas`,
+    );
   const objects: KubeObject[] = [];
-  ids.modelCaches.forEach((id, i) => objects.push(...staticPair(modelCacheVolume(i), modelCacheClaim(i), hub.modelCache.sizeGiB, id, "model-cache")));
+  ids.modelCaches.forEach((id, i) =>
+    objects.push(...staticPair(modelCacheVolume(i), modelCacheClaim(i), hub.modelCache.sizeGiB, id, "model-cache")),
+  );
   objects.push(...staticPair(CPU_CACHE_VOLUME, CPU_CACHE_CLAIM, hub.cpuNode.cacheGiB, ids.cpuCache, "cpu-cache"));
   // State the droplet tiers kept on the CPU cache volume, now a volume of the stack each (a
   // ReadWriteOnce volume serves one node at a time), bound the same way: `hub down` keeps and
@@ -67,7 +89,9 @@ export function storageObjects<Id>(hub: HubConfig, plan: KubernetesPlan, ids: Vo
   for (const pvc of plan.statePvcs) {
     const id = ids.state[pvc.name];
     if (id === undefined) throw new Error(`k8s: no volume id for the ${pvc.name} state claim`);
-    objects.push(...staticPair(`${NAMESPACE}-${stateClaimName(pvc.name)}`, stateClaimName(pvc.name), pvc.sizeGiB, id, "state"));
+    objects.push(
+      ...staticPair(`${NAMESPACE}-${stateClaimName(pvc.name)}`, stateClaimName(pvc.name), pvc.sizeGiB, id, "state"),
+    );
   }
   return objects;
 }

@@ -43,7 +43,11 @@ export function kubernetesSummary(hub: HubConfig): KubernetesSummary | undefined
             pollingSeconds: KEDA_POLLING_SECONDS,
             cooldownSeconds: scaling.cooldownSeconds,
             coldStartSeconds: Math.round(scaling.coldStart.totalSeconds),
-            coldStart: scaling.coldStart.stages.map((s) => ({ name: s.name, seconds: Math.round(s.seconds), unverified: s.unverified })),
+            coldStart: scaling.coldStart.stages.map((s) => ({
+              name: s.name,
+              seconds: Math.round(s.seconds),
+              unverified: s.unverified,
+            })),
             emptyNodeGoesAfter: GPU_NODE_UNNEEDED_TIME,
           },
         }

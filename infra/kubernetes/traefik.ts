@@ -23,20 +23,31 @@ export const PROVIDERS = { crd: "kubernetescrd", file: "file", internal: "intern
  * the header only from the cluster's private ranges.
  */
 export const PROXY_PROTOCOL_TRUSTED = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"] as const;
-export const LOAD_BALANCER_ANNOTATIONS = { "service.beta.kubernetes.io/do-loadbalancer-enable-proxy-protocol": "true" } as const;
+export const LOAD_BALANCER_ANNOTATIONS = {
+  "service.beta.kubernetes.io/do-loadbalancer-enable-proxy-protocol": "true",
+} as const;
 
 /** traefik.yml for the cluster: the droplet tiers' static configuration with the CRD provider beside the file provider. */
 export function kubernetesTraefikStatic(hub: HubConfig): Record<string, unknown> {
-  const base = traefikStaticConfig(hub) as { entryPoints: Record<string, Record<string, unknown>>; providers: { file: Record<string, unknown> } };
+  const base = traefikStaticConfig(hub) as {
+    entryPoints: Record<string, Record<string, unknown>>;
+    providers: { file: Record<string, unknown> };
+  };
   const entryPoints = { ...base.entryPoints };
-  for (const name of [ENTRY_POINTS.web, ENTRY_POINTS.websecure]) entryPoints[name] = { ...entryPoints[name], proxyProtocol: { trustedIPs: [...PROXY_PROTOCOL_TRUSTED] } };
+  for (const name of [ENTRY_POINTS.web, ENTRY_POINTS.websecure])
+    entryPoints[name] = { ...entryPoints[name], proxyProtocol: { trustedIPs: [...PROXY_PROTOCOL_TRUSTED] } };
   return {
     ...base,
     entryPoints,
     providers: {
       ...base.providers,
       // Only this namespace, and no reference into another: the hub's objects are all there.
-      kubernetesCRD: { namespaces: [NAMESPACE], allowCrossNamespace: false, allowExternalNameServices: false, allowEmptyServices: true },
+      kubernetesCRD: {
+        namespaces: [NAMESPACE],
+        allowCrossNamespace: false,
+        allowExternalNameServices: false,
+        allowEmptyServices: true,
+      },
     },
   };
 }
@@ -58,7 +69,11 @@ interface FileRouter {
   readonly tls?: { readonly certResolver: string; readonly domains: readonly { readonly main: string }[] };
 }
 interface DynamicConfig {
-  readonly http: { readonly routers: Record<string, FileRouter>; readonly services: Record<string, FileService>; readonly middlewares: Record<string, Record<string, unknown>> };
+  readonly http: {
+    readonly routers: Record<string, FileRouter>;
+    readonly services: Record<string, FileService>;
+    readonly middlewares: Record<string, Record<string, unknown>>;
+  };
 }
 
 /** A Kubernetes Service reference from a file-provider URL (`http://<service>:<port>`), or undefined for anything else. */
@@ -85,7 +100,11 @@ export interface TraefikKubernetesRendering {
  * The route table as Traefik's CRDs. `gpuService` is the Kubernetes Service the GPU replicas sit
  * behind (their "private address" in the droplet rendering).
  */
-export function traefikKubernetesRendering(hub: HubConfig, routes: readonly Route[], gpuAddresses: Readonly<Record<string, string>>): TraefikKubernetesRendering {
+export function traefikKubernetesRendering(
+  hub: HubConfig,
+  routes: readonly Route[],
+  gpuAddresses: Readonly<Record<string, string>>,
+): TraefikKubernetesRendering {
   const dynamic = traefikDynamicConfig(hub, routes, gpuAddresses) as unknown as DynamicConfig;
   const { routers, services, middlewares } = dynamic.http;
 
@@ -107,7 +126,11 @@ export function traefikKubernetesRendering(hub: HubConfig, routes: readonly Rout
     return { name: ref.name, port: ref.port };
   };
 
-  const meta = (name: string, component: string) => ({ name, namespace: NAMESPACE, labels: labelsFor(name, component) });
+  const meta = (name: string, component: string) => ({
+    name,
+    namespace: NAMESPACE,
+    labels: labelsFor(name, component),
+  });
   const middlewareObjects: KubeObject[] = Object.entries(middlewares).map(([name, definition]) => ({
     apiVersion: TRAEFIK_CRD_GROUP,
     kind: "Middleware",
@@ -129,7 +152,9 @@ export function traefikKubernetesRendering(hub: HubConfig, routes: readonly Rout
           services: [serviceFor(router.service)],
         },
       ],
-      ...(router.tls ? { tls: { certResolver: router.tls.certResolver, domains: router.tls.domains.map((d) => ({ main: d.main })) } } : {}),
+      ...(router.tls
+        ? { tls: { certResolver: router.tls.certResolver, domains: router.tls.domains.map((d) => ({ main: d.main })) } }
+        : {}),
     },
   }));
   const fileServices = Object.fromEntries([...kept].sort().map((name) => [name, services[name]]));
@@ -141,14 +166,23 @@ export function traefikKubernetesRendering(hub: HubConfig, routes: readonly Rout
  * Kubernetes Service and forwardAuth's pinned certificate is a Secret (the CRD has no file path:
  * `tls.caSecret`, model.ts GATEKEEPER_TLS_SECRET).
  */
-function crdMiddleware(name: string, definition: Record<string, unknown>, serviceFor: (name: string) => Record<string, unknown>): Record<string, unknown> {
+function crdMiddleware(
+  name: string,
+  definition: Record<string, unknown>,
+  serviceFor: (name: string) => Record<string, unknown>,
+): Record<string, unknown> {
   const [type, ...more] = Object.keys(definition);
-  if (!type || more.length) throw new Error(`middleware ${name} must have exactly one type, has ${Object.keys(definition).join(", ") || "none"}`);
-  if (type === "forwardAuth") return { forwardAuth: crdForwardAuth(name, definition.forwardAuth as Record<string, unknown>) };
+  if (!type || more.length)
+    throw new Error(
+      `middleware ${name} must have exactly one type, has ${Object.keys(definition).join(", ") || "none"}`,
+    );
+  if (type === "forwardAuth")
+    return { forwardAuth: crdForwardAuth(name, definition.forwardAuth as Record<string, unknown>) };
   if (type !== "errors") return definition;
   const errors = definition.errors as { service: string } & Record<string, unknown>;
   const service = serviceFor(errors.service);
-  if (service.kind === "TraefikService") throw new Error(`middleware ${name}: the errors service ${errors.service} must be a plain Kubernetes Service`);
+  if (service.kind === "TraefikService")
+    throw new Error(`middleware ${name}: the errors service ${errors.service} must be a plain Kubernetes Service`);
   return { errors: { ...errors, service } };
 }
 
@@ -157,7 +191,9 @@ function crdForwardAuth(name: string, forwardAuth: Record<string, unknown>): Rec
   if (tls === undefined) return forwardAuth;
   const { ca, ...otherTls } = tls;
   if (ca !== GATEKEEPER_CA_FILE.container || Object.keys(otherTls).length) {
-    throw new Error(`middleware ${name}: forwardAuth tls ${JSON.stringify(tls)} has no Kubernetes form here; only the gatekeeper's pinned certificate (${GATEKEEPER_CA_FILE.container}) does`);
+    throw new Error(
+      `middleware ${name}: forwardAuth tls ${JSON.stringify(tls)} has no Kubernetes form here; only the gatekeeper's pinned certificate (${GATEKEEPER_CA_FILE.container}) does`,
+    );
   }
   return { ...rest, tls: { caSecret: GATEKEEPER_TLS_SECRET.name } };
 }

@@ -9,7 +9,18 @@ import { imageName, type HealthCheck, type Mount, type ServiceSpec } from "../..
 import { DOKS_GPU_NODE, DOKS_POOL_LABEL } from "../../stacks/catalogue/kubernetes";
 import type { HubConfig, KubernetesPlan } from "../../stacks/hub-config";
 import { podMemoryMiB } from "../../stacks/kubernetes";
-import { isSecretRef, KubeObject, labelsFor, NAME_LABEL, NAMESPACE, POOLS, SecretRef, secretKeyOf, secretRef, TLS_CERT_ANNOTATION } from "./model";
+import {
+  isSecretRef,
+  KubeObject,
+  labelsFor,
+  NAME_LABEL,
+  NAMESPACE,
+  POOLS,
+  SecretRef,
+  secretKeyOf,
+  secretRef,
+  TLS_CERT_ANNOTATION,
+} from "./model";
 
 /**
  * ServiceSpec → Kubernetes workloads: the one description of every program (services/), rendered
@@ -27,7 +38,12 @@ export interface KubeFile {
 }
 
 /** The GPU workload: its StatefulSet, the Service in front of its replicas, and the headless one that names them. */
-export const GPU_WORKLOAD = { statefulSet: "coder", service: "gpu", headless: "coder-replicas", claim: "model-cache" } as const;
+export const GPU_WORKLOAD = {
+  statefulSet: "coder",
+  service: "gpu",
+  headless: "coder-replicas",
+  claim: "model-cache",
+} as const;
 /** The static claim on the CPU cache volume (infra/storage.ts): the gatekeeper's audit spool and runtime keys live on it, as on the CPU node. */
 export const CPU_CACHE_CLAIM = "cpu-cache";
 
@@ -43,7 +59,8 @@ const CACHE_ROOTS = [`${CPU_CACHE_MOUNT}/huggingface/`, `${CPU_CACHE_MOUNT}/mode
 
 export const stateClaimName = (name: string): string => `${name}-state`;
 /** A read-only mount that holds files the deploy writes (a ConfigMap or Secret), not a part of the model cache. */
-export const isFilesMount = (mount: Mount): boolean => mount.readOnly === true && !mount.hostPath.startsWith(`${MODEL_CACHE_MOUNT}/`);
+export const isFilesMount = (mount: Mount): boolean =>
+  mount.readOnly === true && !mount.hostPath.startsWith(`${MODEL_CACHE_MOUNT}/`);
 
 /** The files the deploy writes at or below a host directory, plain and secret. */
 export function filesUnder(dir: string, files: readonly KubeFile[]): { plain: KubeFile[]; secret: KubeFile[] } {
@@ -55,7 +72,8 @@ export function filesUnder(dir: string, files: readonly KubeFile[]): { plain: Ku
 export const fileKey = (dir: string, file: string): string => path.posix.relative(dir, file).replace(/\//g, "__");
 
 /** A host directory's ConfigMap or Secret: its path under the CPU cache, dashed (unique, like the directories). */
-export const filesObjectName = (hostDir: string): string => path.posix.relative(CPU_CACHE_MOUNT, hostDir).replace(/[^a-z0-9]+/g, "-");
+export const filesObjectName = (hostDir: string): string =>
+  path.posix.relative(CPU_CACHE_MOUNT, hostDir).replace(/[^a-z0-9]+/g, "-");
 
 type Volume = Record<string, unknown> & { name: string };
 interface ResolvedMount {
@@ -65,29 +83,52 @@ interface ResolvedMount {
 
 /** Where one of a spec's host mounts comes from in the cluster. */
 export function resolveMount(spec: ServiceSpec, mount: Mount, files: readonly KubeFile[]): ResolvedMount {
-  const at = (volume: Volume, extra: Record<string, unknown> = {}): ResolvedMount => ({ volume, volumeMount: { name: volume.name, mountPath: mount.containerPath, ...(mount.readOnly ? { readOnly: true } : {}), ...extra } });
+  const at = (volume: Volume, extra: Record<string, unknown> = {}): ResolvedMount => ({
+    volume,
+    volumeMount: {
+      name: volume.name,
+      mountPath: mount.containerPath,
+      ...(mount.readOnly ? { readOnly: true } : {}),
+      ...extra,
+    },
+  });
   if (mount.hostPath.startsWith(`${MODEL_CACHE_MOUNT}/`)) {
     return at({ name: GPU_WORKLOAD.claim }, { subPath: path.posix.relative(MODEL_CACHE_MOUNT, mount.hostPath) });
   }
   // The audit spool and the runtime keys sit on the CPU cache volume, as on the CPU node: a move
   // from a droplet tier, `hub down` and the next `pulumi up` keep them.
   if (mount.hostPath === GATEKEEPER_DIRS.spool || mount.hostPath === GATEKEEPER_DIRS.state) {
-    return at({ name: CPU_CACHE_CLAIM, persistentVolumeClaim: { claimName: CPU_CACHE_CLAIM } }, { subPath: path.posix.relative(CPU_CACHE_MOUNT, mount.hostPath) });
+    return at(
+      { name: CPU_CACHE_CLAIM, persistentVolumeClaim: { claimName: CPU_CACHE_CLAIM } },
+      { subPath: path.posix.relative(CPU_CACHE_MOUNT, mount.hostPath) },
+    );
   }
   if (isFilesMount(mount)) {
     const { plain, secret } = filesUnder(mount.hostPath, files);
     const name = filesObjectName(mount.hostPath);
-    const items = (list: readonly KubeFile[]) => list.map((f) => ({ key: fileKey(mount.hostPath, f.path), path: path.posix.relative(mount.hostPath, f.path) }));
+    const items = (list: readonly KubeFile[]) =>
+      list.map((f) => ({ key: fileKey(mount.hostPath, f.path), path: path.posix.relative(mount.hostPath, f.path) }));
     if (!secret.length) return at({ name, configMap: { name, ...(plain.length ? { items: items(plain) } : {}) } });
     // Readable by the group the pod's fsGroup gives (the prom/* images run as nobody).
     if (!plain.length) return at({ name, secret: { secretName: name, items: items(secret), defaultMode: 0o440 } });
     // Secret files beside plain ones in one directory (Alertmanager's config/secrets/): one projected volume.
-    return at({ name, projected: { defaultMode: 0o440, sources: [{ configMap: { name, items: items(plain) } }, { secret: { name, items: items(secret) } }] } });
+    return at({
+      name,
+      projected: {
+        defaultMode: 0o440,
+        sources: [{ configMap: { name, items: items(plain) } }, { secret: { name, items: items(secret) } }],
+      },
+    });
   }
-  const state = STATE_MOUNTS[`${spec.name}:${mount.containerPath}`] ?? (mount.hostPath === GATEWAY_DIRS.acme ? "gateway-acme" : undefined);
+  const state =
+    STATE_MOUNTS[`${spec.name}:${mount.containerPath}`] ??
+    (mount.hostPath === GATEWAY_DIRS.acme ? "gateway-acme" : undefined);
   if (state) return at({ name: "state", persistentVolumeClaim: { claimName: stateClaimName(state) } });
-  if (CACHE_ROOTS.some((root) => `${mount.hostPath}/`.startsWith(root))) return at({ name: `cache-${filesObjectName(mount.hostPath)}`, emptyDir: {} });
-  throw new Error(`${spec.name}: no Kubernetes volume for its writable mount ${mount.hostPath} → ${mount.containerPath}; add it to STATE_MOUNTS (kept) or CACHE_ROOTS (downloaded again) in infra/kubernetes/workloads.ts`);
+  if (CACHE_ROOTS.some((root) => `${mount.hostPath}/`.startsWith(root)))
+    return at({ name: `cache-${filesObjectName(mount.hostPath)}`, emptyDir: {} });
+  throw new Error(
+    `${spec.name}: no Kubernetes volume for its writable mount ${mount.hostPath} → ${mount.containerPath}; add it to STATE_MOUNTS (kept) or CACHE_ROOTS (downloaded again) in infra/kubernetes/workloads.ts`,
+  );
 }
 
 /** Docker's health test as an exec probe command; undefined for "NONE". */
@@ -110,7 +151,11 @@ export function probes(health: HealthCheck): Record<string, unknown> {
   const exec = { exec: { command } };
   const every = { periodSeconds: health.intervalSeconds, timeoutSeconds: health.timeoutSeconds };
   return {
-    startupProbe: { ...exec, ...every, failureThreshold: Math.ceil(health.startPeriodSeconds / health.intervalSeconds) + health.retries },
+    startupProbe: {
+      ...exec,
+      ...every,
+      failureThreshold: Math.ceil(health.startPeriodSeconds / health.intervalSeconds) + health.retries,
+    },
     livenessProbe: { ...exec, ...every, failureThreshold: health.retries },
     readinessProbe: { ...exec, ...every, failureThreshold: 1 },
   };
@@ -126,16 +171,23 @@ function localToPod(value: string, siblings: readonly string[]): string {
 function env(spec: ServiceSpec, siblings: readonly string[], nodeName: string | undefined): Record<string, unknown>[] {
   const plain = Object.entries(spec.env).map(([name, value]) =>
     // The droplet's name (X-Hub-Backend: gpu-0) becomes the pod's (coder-0).
-    nodeName !== undefined && value === nodeName ? { name, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } } : { name, value: localToPod(value, siblings) },
+    nodeName !== undefined && value === nodeName
+      ? { name, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }
+      : { name, value: localToPod(value, siblings) },
   );
-  const secret = Object.entries(spec.secretEnv).map(([name, secret]) => ({ name, valueFrom: { secretKeyRef: secretKeyOf(secret) } }));
+  const secret = Object.entries(spec.secretEnv).map(([name, secret]) => ({
+    name,
+    valueFrom: { secretKeyRef: secretKeyOf(secret) },
+  }));
   return [...plain, ...secret];
 }
 
 /** Content hash of the plain files a spec mounts: a change rolls its pods, as a changed file restarts the container on a droplet. */
 function configHash(spec: ServiceSpec, files: readonly KubeFile[]): string | undefined {
   const dirs = new Set(spec.mounts.filter(isFilesMount).map((m) => m.hostPath));
-  const mine = files.filter((f) => [...dirs].some((d) => f.path.startsWith(`${d}/`)) && typeof f.content === "string").sort((a, b) => a.path.localeCompare(b.path));
+  const mine = files
+    .filter((f) => [...dirs].some((d) => f.path.startsWith(`${d}/`)) && typeof f.content === "string")
+    .sort((a, b) => a.path.localeCompare(b.path));
   if (!mine.length) return undefined;
   const h = createHash("sha256");
   for (const f of mine) h.update(`${f.path}\0${f.content as string}\0`);
@@ -146,7 +198,8 @@ function configHash(spec: ServiceSpec, files: readonly KubeFile[]): string | und
 function podAnnotations(spec: ServiceSpec, filesHash: string | undefined): { annotations?: Record<string, unknown> } {
   const annotations: Record<string, unknown> = {};
   if (filesHash) annotations["inference-hub/config-hash"] = filesHash;
-  if (Object.values(spec.secretEnv).includes("gatekeeperTlsCert")) annotations[TLS_CERT_ANNOTATION] = secretRef("gatekeeperTlsCertSha256");
+  if (Object.values(spec.secretEnv).includes("gatekeeperTlsCert"))
+    annotations[TLS_CERT_ANNOTATION] = secretRef("gatekeeperTlsCertSha256");
   return Object.keys(annotations).length ? { annotations } : {};
 }
 
@@ -158,8 +211,15 @@ export interface ContainerOptions {
   readonly extraPorts?: readonly number[];
 }
 
-export function container(spec: ServiceSpec, files: readonly KubeFile[], o: ContainerOptions): { container: Record<string, unknown>; volumes: Volume[] } {
-  if (spec.hostNamespaces) throw new Error(`${spec.name} runs in the host's namespaces; the k8s tier has no such workload (DigitalOcean's node agent covers it)`);
+export function container(
+  spec: ServiceSpec,
+  files: readonly KubeFile[],
+  o: ContainerOptions,
+): { container: Record<string, unknown>; volumes: Volume[] } {
+  if (spec.hostNamespaces)
+    throw new Error(
+      `${spec.name} runs in the host's namespaces; the k8s tier has no such workload (DigitalOcean's node agent covers it)`,
+    );
   const mounts = spec.mounts.map((m) => resolveMount(spec, m, files));
   const volumes = mounts.map((m) => m.volume);
   const volumeMounts = mounts.map((m) => m.volumeMount);
@@ -181,7 +241,8 @@ export function container(spec: ServiceSpec, files: readonly KubeFile[], o: Cont
   const ports = [...new Set([spec.port, ...(o.extraPorts ?? [])])];
   const envList = env(spec, o.siblings, o.nodeName);
   // The second vLLM on the node shares the GPU the first one was given (one pod per GPU node).
-  if (o.gpu && !o.gpu.requests && o.gpu.resource === DOKS_GPU_NODE.nvidiaResource) envList.push({ name: "NVIDIA_VISIBLE_DEVICES", value: "all" });
+  if (o.gpu && !o.gpu.requests && o.gpu.resource === DOKS_GPU_NODE.nvidiaResource)
+    envList.push({ name: "NVIDIA_VISIBLE_DEVICES", value: "all" });
   return {
     volumes,
     container: {
@@ -200,12 +261,30 @@ export function container(spec: ServiceSpec, files: readonly KubeFile[], o: Cont
 }
 
 /** Ports other services reach a spec on beyond its main one: route backends, and the fixed ones (the gateway's metrics, the gatekeeper's forwardAuth port). */
-export function extraPorts(spec: ServiceSpec, routes: readonly Route[], fixed: Readonly<Record<string, readonly number[]>>): number[] {
-  const fromRoutes = routes.flatMap((r) => [...r.primary, ...(typeof r.fallback === "object" ? [r.fallback] : []), ...(r.holder ? [r.holder] : [])]).filter((b) => b.address.kind === "container" && b.address.container === spec.name).map((b) => b.port);
-  return [...new Set([...fromRoutes, ...(fixed[spec.name] ?? [])])].filter((p) => p !== spec.port).sort((a, b) => a - b);
+export function extraPorts(
+  spec: ServiceSpec,
+  routes: readonly Route[],
+  fixed: Readonly<Record<string, readonly number[]>>,
+): number[] {
+  const fromRoutes = routes
+    .flatMap((r) => [
+      ...r.primary,
+      ...(typeof r.fallback === "object" ? [r.fallback] : []),
+      ...(r.holder ? [r.holder] : []),
+    ])
+    .filter((b) => b.address.kind === "container" && b.address.container === spec.name)
+    .map((b) => b.port);
+  return [...new Set([...fromRoutes, ...(fixed[spec.name] ?? [])])]
+    .filter((p) => p !== spec.port)
+    .sort((a, b) => a - b);
 }
 
-const meta = (name: string, component: string, extra: Record<string, unknown> = {}) => ({ name, namespace: NAMESPACE, labels: labelsFor(name, component), ...extra });
+const meta = (name: string, component: string, extra: Record<string, unknown> = {}) => ({
+  name,
+  namespace: NAMESPACE,
+  labels: labelsFor(name, component),
+  ...extra,
+});
 
 function podSecurity(specs: readonly ServiceSpec[]): Record<string, unknown> {
   // Volumes writable by the user the image runs as (speaches 1000, docling 1001, Grafana 472, prom/* 65534).
@@ -231,7 +310,9 @@ export function workloadObjects(w: WorkloadInputs): KubeObject[] {
   const cpuSpecs = w.specs.filter((s) => s.node === "cpu");
   const gpuNode = w.hub.nodes.find((n) => n.kind === "gpu")?.name;
   const gpuSpecs = gpuNode ? w.specs.filter((s) => s.node === gpuNode) : [];
-  const cpuWorkloads = new Map(w.hub.nodes.filter((n) => n.kind === "cpu").flatMap((n) => n.workloads.map((x) => [x.role, x] as const)));
+  const cpuWorkloads = new Map(
+    w.hub.nodes.filter((n) => n.kind === "cpu").flatMap((n) => n.workloads.map((x) => [x.role, x] as const)),
+  );
 
   for (const spec of cpuSpecs) {
     const workload = cpuWorkloads.get(spec.role as never);
@@ -272,12 +353,23 @@ export function workloadObjects(w: WorkloadInputs): KubeObject[] {
   return objects;
 }
 
-function serviceObject(name: string, component: string, selectName: string, ports: readonly number[], extra: Record<string, unknown> = {}): KubeObject {
+function serviceObject(
+  name: string,
+  component: string,
+  selectName: string,
+  ports: readonly number[],
+  extra: Record<string, unknown> = {},
+): KubeObject {
   return {
     apiVersion: "v1",
     kind: "Service",
     metadata: meta(name, component),
-    spec: { type: "ClusterIP", selector: { [NAME_LABEL]: selectName }, ports: [...new Set(ports)].map((p) => ({ name: `p-${p}`, port: p, targetPort: p, protocol: "TCP" })), ...extra },
+    spec: {
+      type: "ClusterIP",
+      selector: { [NAME_LABEL]: selectName },
+      ports: [...new Set(ports)].map((p) => ({ name: `p-${p}`, port: p, targetPort: p, protocol: "TCP" })),
+      ...extra,
+    },
   };
 }
 
@@ -301,9 +393,16 @@ function gpuObjects(w: WorkloadInputs, specs: readonly ServiceSpec[], nodeName: 
   const pool = w.plan.gpuPool;
   const names = specs.map((s) => s.name);
   const built = specs.map((spec, i) => {
-    const { container: c, volumes } = container(spec, w.files, { siblings: names.filter((n) => n !== spec.name), nodeName, gpu: { resource: pool.resource, count: pool.gpusPerNode, requests: i === 0 } });
+    const { container: c, volumes } = container(spec, w.files, {
+      siblings: names.filter((n) => n !== spec.name),
+      nodeName,
+      gpu: { resource: pool.resource, count: pool.gpusPerNode, requests: i === 0 },
+    });
     // On scale-down: out of the Services first, then in-flight requests finish (bounded by the grace period).
-    const preStop = spec.program === "vllm" ? { lifecycle: { preStop: { exec: { command: ["python3", "-c", VLLM_DRAIN_SCRIPT, String(spec.port)] } } } } : {};
+    const preStop =
+      spec.program === "vllm"
+        ? { lifecycle: { preStop: { exec: { command: ["python3", "-c", VLLM_DRAIN_SCRIPT, String(spec.port)] } } } }
+        : {};
     return { container: { ...c, ...preStop }, volumes };
   });
   const volumes = dedupe(built.flatMap((b) => b.volumes)).filter((v) => v.name !== GPU_WORKLOAD.claim);
@@ -338,7 +437,11 @@ function gpuObjects(w: WorkloadInputs, specs: readonly ServiceSpec[], nodeName: 
         volumeClaimTemplates: [
           {
             metadata: { name: GPU_WORKLOAD.claim, labels: labelsFor(GPU_WORKLOAD.claim, "model-cache") },
-            spec: { accessModes: ["ReadWriteOnce"], storageClassName: w.plan.storageClass, resources: { requests: { storage: `${w.hub.modelCache.sizeGiB}Gi` } } },
+            spec: {
+              accessModes: ["ReadWriteOnce"],
+              storageClassName: w.plan.storageClass,
+              resources: { requests: { storage: `${w.hub.modelCache.sizeGiB}Gi` } },
+            },
           },
         ],
       },
@@ -346,7 +449,10 @@ function gpuObjects(w: WorkloadInputs, specs: readonly ServiceSpec[], nodeName: 
     // The gateway's and Prometheus' way in: any ready replica.
     serviceObject(GPU_WORKLOAD.service, component, GPU_WORKLOAD.statefulSet, ports),
     // Stable per-pod names (coder-0.coder-replicas), ready or not: the autoscaler's and the drain's view of each replica.
-    serviceObject(GPU_WORKLOAD.headless, component, GPU_WORKLOAD.statefulSet, ports, { clusterIP: "None", publishNotReadyAddresses: true }),
+    serviceObject(GPU_WORKLOAD.headless, component, GPU_WORKLOAD.statefulSet, ports, {
+      clusterIP: "None",
+      publishNotReadyAddresses: true,
+    }),
   ];
 }
 
@@ -354,9 +460,9 @@ function dedupe(volumes: readonly Volume[]): Volume[] {
   const seen = new Map<string, Volume>();
   for (const v of volumes) {
     const prev = seen.get(v.name);
-    if (prev && JSON.stringify(prev) !== JSON.stringify(v)) throw new Error(`two different volumes named ${v.name} in one pod`);
+    if (prev && JSON.stringify(prev) !== JSON.stringify(v))
+      throw new Error(`two different volumes named ${v.name} in one pod`);
     seen.set(v.name, v);
   }
   return [...seen.values()];
 }
-

@@ -8,10 +8,14 @@ import type { PolicyConfig } from "./types";
  * it (metric BUDGET_CAP_METRIC) so a scaler that decides on its own, KEDA in the k8s tier, is held
  * to the same budget.
  */
-export function budgetReplicaCap(policy: Pick<PolicyConfig, "minNodes" | "maxNodes" | "nodeHourlyUsd" | "gpuBudgetUsd">, monthToDateUsd: number): number {
+export function budgetReplicaCap(
+  policy: Pick<PolicyConfig, "minNodes" | "maxNodes" | "nodeHourlyUsd" | "gpuBudgetUsd">,
+  monthToDateUsd: number,
+): number {
   if (monthToDateUsd >= policy.gpuBudgetUsd) return policy.minNodes;
   const perNodeHour = policy.nodeHourlyUsd * BUDGET_LOOKAHEAD_HOURS;
-  const affordable = perNodeHour > 0 ? Math.floor((policy.gpuBudgetUsd - monthToDateUsd) / perNodeHour + 1e-9) : policy.maxNodes;
+  const affordable =
+    perNodeHour > 0 ? Math.floor((policy.gpuBudgetUsd - monthToDateUsd) / perNodeHour + 1e-9) : policy.maxNodes;
   return Math.max(policy.minNodes, Math.min(policy.maxNodes, affordable));
 }
 

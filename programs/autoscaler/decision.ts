@@ -1,6 +1,16 @@
 import { MAX_PIN_MS } from "../../stacks/hub-config";
 import type { GpuWindow } from "../../stacks/windows";
-import { activeLikelihood, emptyLearned, gapEndsWithin, LEARNING_DEFAULTS, LearningTuning, observe, scorePrediction, slotOf, startLikelihood } from "./learning";
+import {
+  activeLikelihood,
+  emptyLearned,
+  gapEndsWithin,
+  LEARNING_DEFAULTS,
+  LearningTuning,
+  observe,
+  scorePrediction,
+  slotOf,
+  startLikelihood,
+} from "./learning";
 import { SLOT_SECONDS } from "./types";
 import type { AutoscalerState, Decision, DecisionReason, LearnedTraffic, PolicyConfig, TickInput } from "./types";
 
@@ -21,8 +31,12 @@ const SPEND_MEMORY_SECONDS = (3 * 86400) / Math.LN2;
 const MAX_TICK_SECONDS = 300;
 
 /** Whether the predictive rule may spend more GPU time now: what it wasted lately is within its share of the GPU time. */
-export const mayPredict = (config: PolicyConfig, nodeSeconds: number, wastedNodeSeconds: number, tuning: LearningTuning): boolean =>
-  config.predictive && wastedNodeSeconds <= tuning.speculativeShare * nodeSeconds;
+export const mayPredict = (
+  config: PolicyConfig,
+  nodeSeconds: number,
+  wastedNodeSeconds: number,
+  tuning: LearningTuning,
+): boolean => config.predictive && wastedNodeSeconds <= tuning.speculativeShare * nodeSeconds;
 
 export function initialState(wantedNodes = 0): AutoscalerState {
   return {
@@ -55,7 +69,15 @@ function zoneOffsetMs(timeZone: string, nowMs: number): number {
   if (cached && cached.quarter === quarter) return cached.offsetMs;
   let f = formatters.get(timeZone);
   if (!f) {
-    f = new Intl.DateTimeFormat("en-US", { timeZone, year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", hourCycle: "h23" });
+    f = new Intl.DateTimeFormat("en-US", {
+      timeZone,
+      year: "numeric",
+      month: "numeric",
+      day: "numeric",
+      hour: "numeric",
+      minute: "numeric",
+      hourCycle: "h23",
+    });
     formatters.set(timeZone, f);
   }
   const at = quarter * 900_000;
@@ -80,7 +102,8 @@ const pct = (n: number) => `${Math.round(n * 100)}%`;
 const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 /** What catching a burst's start is worth, node-seconds: the requests a wake on demand sends to the fallback, priced. */
-export const burstValueSeconds = (learned: LearnedTraffic, tuning: LearningTuning): number => learned.burstRequests * tuning.requestValueNodeSeconds;
+export const burstValueSeconds = (learned: LearnedTraffic, tuning: LearningTuning): number =>
+  learned.burstRequests * tuning.requestValueNodeSeconds;
 
 /**
  * Whether a quiet spell of `idleSeconds` should keep the last node. Reactive: until
@@ -88,9 +111,16 @@ export const burstValueSeconds = (learned: LearnedTraffic, tuning: LearningTunin
  * within one restart's cost R (from the gaps seen, the time of day, or the slot usually being
  * busy) makes staying on pay: p x (R + burst value) >= R. Never past gpuIdleMinutes x the ceiling.
  */
-export function keepThroughQuiet(config: PolicyConfig, learned: LearnedTraffic, nowMs: number, idleSeconds: number, tuning: LearningTuning): { keep: boolean; chance: number | undefined } {
+export function keepThroughQuiet(
+  config: PolicyConfig,
+  learned: LearnedTraffic,
+  nowMs: number,
+  idleSeconds: number,
+  tuning: LearningTuning,
+): { keep: boolean; chance: number | undefined } {
   if (idleSeconds < config.idleSeconds) return { keep: true, chance: undefined };
-  if (!config.predictive || idleSeconds >= config.idleSeconds * tuning.idleCeilingFactor) return { keep: false, chance: undefined };
+  if (!config.predictive || idleSeconds >= config.idleSeconds * tuning.idleCeilingFactor)
+    return { keep: false, chance: undefined };
   const horizon = config.restartCostSeconds;
   const chance = Math.max(
     gapEndsWithin(learned.gapsSeconds, idleSeconds, horizon, tuning.minGapSamples) ?? 0,
@@ -117,7 +147,15 @@ interface Draft {
   pendingNodeSeconds: number;
 }
 
-function finish(previous: AutoscalerState, draft: Draft, input: TickInput, numbers: Record<string, number>, wantedNodes: number, reason: DecisionReason, message: string): Decision {
+function finish(
+  previous: AutoscalerState,
+  draft: Draft,
+  input: TickInput,
+  numbers: Record<string, number>,
+  wantedNodes: number,
+  reason: DecisionReason,
+  message: string,
+): Decision {
   const current = input.nodes.ready + input.nodes.starting;
   const changed = wantedNodes !== current;
   numbers.wantedNodes = wantedNodes;
@@ -143,28 +181,52 @@ function finish(previous: AutoscalerState, draft: Draft, input: TickInput, numbe
   return { wantedNodes, reason, message, numbers, state };
 }
 
-const budgetAllows = (config: PolicyConfig, input: TickInput, nodesAfter: number): boolean => input.monthToDateUsd + nodesAfter * config.nodeHourlyUsd * BUDGET_LOOKAHEAD_HOURS <= config.gpuBudgetUsd;
+const budgetAllows = (config: PolicyConfig, input: TickInput, nodesAfter: number): boolean =>
+  input.monthToDateUsd + nodesAfter * config.nodeHourlyUsd * BUDGET_LOOKAHEAD_HOURS <= config.gpuBudgetUsd;
 
 /**
  * While off: wake ahead when the chance p that a burst starts within a cold start (time of day, or
  * the gaps seen) pays for a wake that may be wasted: p x burst value >= restart cost + the hold.
  * One such wake per quiet gap and per time-of-day slot.
  */
-function predictWake(config: PolicyConfig, nowMs: number, draft: Draft, idleSeconds: number, tuning: LearningTuning): { wake: boolean; why: string; chance: number } {
+function predictWake(
+  config: PolicyConfig,
+  nowMs: number,
+  draft: Draft,
+  idleSeconds: number,
+  tuning: LearningTuning,
+): { wake: boolean; why: string; chance: number } {
   const value = burstValueSeconds(draft.learned, tuning);
   const price = config.restartCostSeconds + tuning.speculativeHoldSeconds;
   const targetMs = nowMs + config.coldStartSeconds * 1000;
   const slot = slotOf(targetMs);
-  const slotChance = draft.predictedSlot === null || slot > draft.predictedSlot + 1 ? startLikelihood(draft.learned, targetMs) : 0;
-  const gapChance = draft.lastRequestMs !== null && draft.predictedInGapOfMs !== draft.lastRequestMs ? gapEndsWithin(draft.learned.gapsSeconds, idleSeconds, config.coldStartSeconds + tuning.speculativeHoldSeconds, tuning.minGapSamples) ?? 0 : 0;
+  const slotChance =
+    draft.predictedSlot === null || slot > draft.predictedSlot + 1 ? startLikelihood(draft.learned, targetMs) : 0;
+  const gapChance =
+    draft.lastRequestMs !== null && draft.predictedInGapOfMs !== draft.lastRequestMs
+      ? (gapEndsWithin(
+          draft.learned.gapsSeconds,
+          idleSeconds,
+          config.coldStartSeconds + tuning.speculativeHoldSeconds,
+          tuning.minGapSamples,
+        ) ?? 0)
+      : 0;
   const chance = Math.min(Math.max(slotChance, gapChance), draft.learned.wakeHitRate);
   if (chance * value < price || chance === 0) return { wake: false, why: "", chance };
-  const why = slotChance >= gapChance ? `traffic started around this time of day on ${pct(slotChance)} of recent days` : `${pct(gapChance)} of recent quiet spells this long ended within a cold start`;
-  return { wake: true, why: `${why}; a burst's first cold start held ${draft.learned.burstRequests.toFixed(0)} requests lately`, chance };
+  const why =
+    slotChance >= gapChance
+      ? `traffic started around this time of day on ${pct(slotChance)} of recent days`
+      : `${pct(gapChance)} of recent quiet spells this long ended within a cold start`;
+  return {
+    wake: true,
+    why: `${why}; a burst's first cold start held ${draft.learned.burstRequests.toFixed(0)} requests lately`,
+    chance,
+  };
 }
 
 /** A pin the decision honours: not expired, and reaching no further than 31 days ahead (a longer one came from no checked source). */
-const pinInForce = (pin: TickInput["pin"], nowMs: number): pin is NonNullable<TickInput["pin"]> => pin !== undefined && nowMs < pin.untilMs && pin.untilMs - nowMs <= MAX_PIN_MS;
+const pinInForce = (pin: TickInput["pin"], nowMs: number): pin is NonNullable<TickInput["pin"]> =>
+  pin !== undefined && nowMs < pin.untilMs && pin.untilMs - nowMs <= MAX_PIN_MS;
 
 /**
  * The decision for one tick. Order matters: a spent budget beats everything, blind ticks, pins
@@ -172,15 +234,29 @@ const pinInForce = (pin: TickInput["pin"], nowMs: number): pin is NonNullable<Ti
  * then demand, load and quiet decide within the floor (gpuMinNodes, or one node inside
  * gpuWindows) and the ceiling (gpuMaxNodes).
  */
-export function decide(config: PolicyConfig, input: TickInput, previous: AutoscalerState, tuning: LearningTuning = LEARNING_DEFAULTS): Decision {
+export function decide(
+  config: PolicyConfig,
+  input: TickInput,
+  previous: AutoscalerState,
+  tuning: LearningTuning = LEARNING_DEFAULTS,
+): Decision {
   const { nodes, nowMs } = input;
   const current = nodes.ready + nodes.starting;
-  const numbers: Record<string, number> = { readyNodes: nodes.ready, startingNodes: nodes.starting, drainingNodes: nodes.draining, monthToDateUsd: round(input.monthToDateUsd, 2), gpuBudgetUsd: round(config.gpuBudgetUsd, 2) };
+  const numbers: Record<string, number> = {
+    readyNodes: nodes.ready,
+    startingNodes: nodes.starting,
+    drainingNodes: nodes.draining,
+    monthToDateUsd: round(input.monthToDateUsd, 2),
+    gpuBudgetUsd: round(config.gpuBudgetUsd, 2),
+  };
   const spend = `$${input.monthToDateUsd.toFixed(2)} of $${config.gpuBudgetUsd.toFixed(2)}`;
   const budgetSpent = input.monthToDateUsd >= config.gpuBudgetUsd;
   const budgetSpentMessage = `the month's GPU budget is spent (${spend}): down to gpuMinNodes ${config.minNodes}; coder requests go to the fallback until the month ends or budgetUsd is raised`;
   const pin = pinInForce(input.pin, nowMs) ? input.pin : undefined;
-  const pinRefused = input.pin !== undefined && nowMs < input.pin.untilMs && pin === undefined ? `; a pin until ${new Date(input.pin.untilMs).toISOString()} is ignored: pins reach at most 31 days ahead` : "";
+  const pinRefused =
+    input.pin !== undefined && nowMs < input.pin.untilMs && pin === undefined
+      ? `; a pin until ${new Date(input.pin.untilMs).toISOString()} is ignored: pins reach at most 31 days ahead`
+      : "";
 
   // Metrics missing: learn nothing, move no clock, never wake on a blind tick. The budget and a pin still decide.
   if (input.coderRequests === undefined || (nodes.ready > 0 && input.replicas === undefined)) {
@@ -189,21 +265,43 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
     const blind = (wantedNodes: number, reason: DecisionReason, message: string): Decision => {
       numbers.wantedNodes = wantedNodes;
       const changed = wantedNodes !== previous.wantedNodes;
-      return { wantedNodes, reason, message, numbers, state: changed ? { ...previous, wantedNodes, lastChangeMs: nowMs, overloadSinceMs: null, underloadSinceMs: null } : previous };
+      return {
+        wantedNodes,
+        reason,
+        message,
+        numbers,
+        state: changed
+          ? { ...previous, wantedNodes, lastChangeMs: nowMs, overloadSinceMs: null, underloadSinceMs: null }
+          : previous,
+      };
     };
-    if (budgetSpent) return blind(config.minNodes, "budget-spent", `${budgetSpentMessage} (${what} could not be read this tick)`);
-    if (pin) return blind(pin.nodes, "pinned", `pinned at ${pin.nodes} GPU node(s) until ${new Date(pin.untilMs).toISOString()} (${what} could not be read this tick)`);
+    if (budgetSpent)
+      return blind(config.minNodes, "budget-spent", `${budgetSpentMessage} (${what} could not be read this tick)`);
+    if (pin)
+      return blind(
+        pin.nodes,
+        "pinned",
+        `pinned at ${pin.nodes} GPU node(s) until ${new Date(pin.untilMs).toISOString()} (${what} could not be read this tick)`,
+      );
     // The controller asks nothing of the pipeline on a hold, so holding never starts a wake.
-    return blind(previous.wantedNodes, "hold-metrics-missing", `holding ${previous.wantedNodes} GPU node(s): ${what} could not be read this tick${pinRefused}`);
+    return blind(
+      previous.wantedNodes,
+      "hold-metrics-missing",
+      `holding ${previous.wantedNodes} GPU node(s): ${what} could not be read this tick${pinRefused}`,
+    );
   }
 
   const requests = input.coderRequests;
-  let learned = config.predictive ? observe(previous.learned, nowMs, requests, previous.lastRequestMs, config.coldStartSeconds, tuning) : previous.learned;
+  let learned = config.predictive
+    ? observe(previous.learned, nowMs, requests, previous.lastRequestMs, config.coldStartSeconds, tuning)
+    : previous.learned;
   // The GPU time since the last tick; while a prediction is out, its time is pending.
-  const tickSeconds = previous.lastTickMs === null ? 0 : Math.min(MAX_TICK_SECONDS, Math.max(0, (nowMs - previous.lastTickMs) / 1000));
+  const tickSeconds =
+    previous.lastTickMs === null ? 0 : Math.min(MAX_TICK_SECONDS, Math.max(0, (nowMs - previous.lastTickMs) / 1000));
   const decay = Math.exp(-tickSeconds / SPEND_MEMORY_SECONDS);
   const nodeTime = tickSeconds * current;
-  const predicting = previous.extending || (previous.speculativeUntilMs !== null && nowMs <= previous.speculativeUntilMs);
+  const predicting =
+    previous.extending || (previous.speculativeUntilMs !== null && nowMs <= previous.speculativeUntilMs);
   let pending = previous.pendingNodeSeconds + (predicting ? nodeTime : 0);
   let wasted = previous.speculativeNodeSeconds * decay;
   // Score the last prediction once its outcome is known; a miss charges its time as wasted.
@@ -221,7 +319,8 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
   // A keep-on was right if traffic came back before the extension cost more than a restart.
   let extending = previous.extending;
   if (extending && requests > 0) {
-    const extendedSeconds = previous.lastRequestMs === null ? Infinity : (nowMs - previous.lastRequestMs) / 1000 - config.idleSeconds;
+    const extendedSeconds =
+      previous.lastRequestMs === null ? Infinity : (nowMs - previous.lastRequestMs) / 1000 - config.idleSeconds;
     settle("keep", extendedSeconds <= config.restartCostSeconds);
     extending = false;
   }
@@ -239,25 +338,38 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
     predictedSlot: previous.predictedSlot,
     extending,
   };
-  const done = (wanted: number, reason: DecisionReason, message: string) => finish(previous, draft, input, numbers, wanted, reason, `${message}${pinRefused}`);
+  const done = (wanted: number, reason: DecisionReason, message: string) =>
+    finish(previous, draft, input, numbers, wanted, reason, `${message}${pinRefused}`);
   const idleSeconds = draft.lastRequestMs === null ? Infinity : (nowMs - draft.lastRequestMs) / 1000;
   numbers.coderRequests = requests;
   numbers.idleSeconds = Number.isFinite(idleSeconds) ? Math.round(idleSeconds) : -1;
 
   if (budgetSpent) return done(config.minNodes, "budget-spent", budgetSpentMessage);
-  if (pin) return done(pin.nodes, "pinned", `pinned at ${pin.nodes} GPU node(s) until ${new Date(pin.untilMs).toISOString()}; the autoscaler leaves it alone`);
+  if (pin)
+    return done(
+      pin.nodes,
+      "pinned",
+      `pinned at ${pin.nodes} GPU node(s) until ${new Date(pin.untilMs).toISOString()}; the autoscaler leaves it alone`,
+    );
 
   const inWindow = insideWindowsAt(config.windows, nowMs);
   const floor = Math.min(config.maxNodes, Math.max(config.minNodes, inWindow ? 1 : 0));
   numbers.floorNodes = floor;
   const floorReason: DecisionReason = inWindow && floor > config.minNodes ? "window-floor" : "floor";
-  const floorMessage = floorReason === "window-floor" ? "inside gpuWindows: keeping one GPU node" : `keeping gpuMinNodes ${floor}`;
+  const floorMessage =
+    floorReason === "window-floor" ? "inside gpuWindows: keeping one GPU node" : `keeping gpuMinNodes ${floor}`;
 
   if (current === 0) {
     if (requests > 0 || floor > 0) {
       const want = Math.max(1, floor);
-      if (!budgetAllows(config, input, want)) return done(floor, "budget-refuses-wake", `not waking the GPU: another hour at $${(want * config.nodeHourlyUsd).toFixed(2)}/h would pass the month's GPU budget (${spend} spent)`);
-      if (requests > 0) return done(want, "wake-on-demand", `waking ${want} GPU node(s): ${requests} coder request(s) while off`);
+      if (!budgetAllows(config, input, want))
+        return done(
+          floor,
+          "budget-refuses-wake",
+          `not waking the GPU: another hour at $${(want * config.nodeHourlyUsd).toFixed(2)}/h would pass the month's GPU budget (${spend} spent)`,
+        );
+      if (requests > 0)
+        return done(want, "wake-on-demand", `waking ${want} GPU node(s): ${requests} coder request(s) while off`);
       return done(want, floorReason, floorMessage);
     }
     if (mayPredict(config, draft.nodeSeconds, draft.speculativeNodeSeconds, tuning)) {
@@ -282,8 +394,8 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
   const over = nodes.ready > 0 && load > config.targetLoad;
   // One node fewer would still run below the target: the hysteresis band that stops flapping.
   const under = nodes.ready > 1 && load * nodes.ready < config.targetLoad * (nodes.ready - 1);
-  draft.overloadSinceMs = over ? previous.overloadSinceMs ?? nowMs : null;
-  draft.underloadSinceMs = under ? previous.underloadSinceMs ?? nowMs : null;
+  draft.overloadSinceMs = over ? (previous.overloadSinceMs ?? nowMs) : null;
+  draft.underloadSinceMs = under ? (previous.underloadSinceMs ?? nowMs) : null;
   const overFor = draft.overloadSinceMs === null ? 0 : (nowMs - draft.overloadSinceMs) / 1000;
   const underFor = draft.underloadSinceMs === null ? 0 : (nowMs - draft.underloadSinceMs) / 1000;
   numbers.load = round(load);
@@ -292,9 +404,12 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
   numbers.overloadSeconds = overFor;
   numbers.underloadSeconds = underFor;
 
-  if (current > config.maxNodes) return done(config.maxNodes, "above-maximum", `${current} GPU nodes run, above gpuMaxNodes ${config.maxNodes}`);
+  if (current > config.maxNodes)
+    return done(config.maxNodes, "above-maximum", `${current} GPU nodes run, above gpuMaxNodes ${config.maxNodes}`);
 
-  const quiet = mayPredict(config, draft.nodeSeconds, draft.speculativeNodeSeconds, tuning) ? keepThroughQuiet(config, draft.learned, nowMs, idleSeconds, tuning) : keepThroughQuiet({ ...config, predictive: false }, draft.learned, nowMs, idleSeconds, tuning);
+  const quiet = mayPredict(config, draft.nodeSeconds, draft.speculativeNodeSeconds, tuning)
+    ? keepThroughQuiet(config, draft.learned, nowMs, idleSeconds, tuning)
+    : keepThroughQuiet({ ...config, predictive: false }, draft.learned, nowMs, idleSeconds, tuning);
   const speculative = draft.speculativeUntilMs !== null && nowMs < draft.speculativeUntilMs;
   if (quiet.chance !== undefined) numbers.trafficChance = round(quiet.chance);
   if (quiet.keep && idleSeconds >= config.idleSeconds && config.predictive && floor < current) draft.extending = true;
@@ -305,17 +420,36 @@ export function decide(config: PolicyConfig, input: TickInput, previous: Autosca
       draft.pendingNodeSeconds = 0;
       draft.extending = false;
     }
-    const limit = config.predictive ? "the gaps seen lately say this quiet spell will outlast a restart" : `gpuIdleMinutes ${config.idleSeconds / 60}`;
-    return done(floor, "idle", `no coder request for ${Math.round(idleSeconds / 60)} min (${limit}): down to ${floor} GPU node(s)`);
+    const limit = config.predictive
+      ? "the gaps seen lately say this quiet spell will outlast a restart"
+      : `gpuIdleMinutes ${config.idleSeconds / 60}`;
+    return done(
+      floor,
+      "idle",
+      `no coder request for ${Math.round(idleSeconds / 60)} min (${limit}): down to ${floor} GPU node(s)`,
+    );
   }
 
   if (overFor >= SCALE_UP_WINDOW_SECONDS && current < config.maxNodes && nodes.starting === 0) {
-    if (!budgetAllows(config, input, current + 1)) return done(current, "budget-refuses-scale-up", `load ${pct(load)} above ${pct(config.targetLoad)} for ${overFor} s, but another node's hour would pass the month's GPU budget (${spend} spent)`);
-    return done(current + 1, "scale-up", `load ${pct(load)} of ${nodes.ready} replica(s) above ${pct(config.targetLoad)} for ${overFor} s: adding a GPU node`);
+    if (!budgetAllows(config, input, current + 1))
+      return done(
+        current,
+        "budget-refuses-scale-up",
+        `load ${pct(load)} above ${pct(config.targetLoad)} for ${overFor} s, but another node's hour would pass the month's GPU budget (${spend} spent)`,
+      );
+    return done(
+      current + 1,
+      "scale-up",
+      `load ${pct(load)} of ${nodes.ready} replica(s) above ${pct(config.targetLoad)} for ${overFor} s: adding a GPU node`,
+    );
   }
   const settled = previous.lastChangeMs === null || (nowMs - previous.lastChangeMs) / 1000 >= SCALE_DOWN_DELAY_SECONDS;
   if (underFor >= SCALE_DOWN_DELAY_SECONDS && settled && current > Math.max(1, floor)) {
-    return done(current - 1, "scale-down", `load ${pct(load)} of ${nodes.ready} replicas fits ${nodes.ready - 1} below ${pct(config.targetLoad)} for ${underFor} s: removing a GPU node (it drains first)`);
+    return done(
+      current - 1,
+      "scale-down",
+      `load ${pct(load)} of ${nodes.ready} replicas fits ${nodes.ready - 1} below ${pct(config.targetLoad)} for ${underFor} s: removing a GPU node (it drains first)`,
+    );
   }
   if (current < floor) return done(floor, floorReason, floorMessage);
   return done(current, "hold", `${current} GPU node(s), load ${pct(load)}`);

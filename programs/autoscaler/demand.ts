@@ -19,7 +19,8 @@ export const DEMAND_SCOPE: Scope = "llm";
 export const DEMAND_LABELS = { scope: DEMAND_SCOPE, outcome: ALLOWED_OUTCOME } as const;
 
 /** Allowed `llm` requests per second over `window` (a Prometheus duration), summed over keys and gatekeeper restarts. */
-export const demandPromQL = (window = "1m"): string => `sum(rate(${DEMAND_METRIC}{scope="${DEMAND_SCOPE}",outcome="${ALLOWED_OUTCOME}"}[${window}]))`;
+export const demandPromQL = (window = "1m"): string =>
+  `sum(rate(${DEMAND_METRIC}{scope="${DEMAND_SCOPE}",outcome="${ALLOWED_OUTCOME}"}[${window}]))`;
 
 /** A Prometheus sample as signals.ts parses it. */
 export interface Sample {
@@ -43,4 +44,5 @@ export function demandCounters(families: ReadonlyMap<string, readonly Sample[]>)
 }
 
 /** Total allowed `llm` requests in one scrape (for a reader that wants one number). */
-export const allowedLlmRequests = (families: ReadonlyMap<string, readonly Sample[]>): number => [...demandCounters(families).values()].reduce((a, b) => a + b, 0);
+export const allowedLlmRequests = (families: ReadonlyMap<string, readonly Sample[]>): number =>
+  [...demandCounters(families).values()].reduce((a, b) => a + b, 0);

@@ -66,9 +66,16 @@ export function emptyLearned(): LearnedTraffic {
 }
 
 /** Records whether a prediction came true. */
-export function scorePrediction(l: LearnedTraffic, kind: "wake" | "keep", hit: boolean, tuning: LearningTuning = LEARNING_DEFAULTS): LearnedTraffic {
+export function scorePrediction(
+  l: LearnedTraffic,
+  kind: "wake" | "keep",
+  hit: boolean,
+  tuning: LearningTuning = LEARNING_DEFAULTS,
+): LearnedTraffic {
   const w = tuning.dayWeight;
-  return kind === "wake" ? { ...l, wakeHitRate: l.wakeHitRate + w * ((hit ? 1 : 0) - l.wakeHitRate) } : { ...l, keepHitRate: l.keepHitRate + w * ((hit ? 1 : 0) - l.keepHitRate) };
+  return kind === "wake"
+    ? { ...l, wakeHitRate: l.wakeHitRate + w * ((hit ? 1 : 0) - l.wakeHitRate) }
+    : { ...l, keepHitRate: l.keepHitRate + w * ((hit ? 1 : 0) - l.keepHitRate) };
 }
 
 export const slotOf = (ms: number): number => Math.floor(ms / 1000 / SLOT_SECONDS);
@@ -89,7 +96,14 @@ function closeSlot(l: LearnedTraffic, weight: number): LearnedTraffic {
  * A slot the controller did not watch (it was down) is left as it was: absence of data is not
  * absence of traffic.
  */
-export function observe(l: LearnedTraffic, nowMs: number, requests: number, lastRequestMs: number | null, coldStartSeconds: number, tuning: LearningTuning = LEARNING_DEFAULTS): LearnedTraffic {
+export function observe(
+  l: LearnedTraffic,
+  nowMs: number,
+  requests: number,
+  lastRequestMs: number | null,
+  coldStartSeconds: number,
+  tuning: LearningTuning = LEARNING_DEFAULTS,
+): LearnedTraffic {
   const slot = slotOf(nowMs);
   let next = l;
   if (l.slot !== slot) {
@@ -100,7 +114,13 @@ export function observe(l: LearnedTraffic, nowMs: number, requests: number, last
   if (next.countingUntilMs !== null && nowMs > next.countingUntilMs) {
     const burstsSeen = next.burstsSeen + 1;
     const weight = Math.max(tuning.dayWeight, 1 / burstsSeen);
-    next = { ...next, burstRequests: next.burstRequests + weight * (next.countingRequests - next.burstRequests), burstsSeen, countingUntilMs: null, countingRequests: 0 };
+    next = {
+      ...next,
+      burstRequests: next.burstRequests + weight * (next.countingRequests - next.burstRequests),
+      burstsSeen,
+      countingUntilMs: null,
+      countingRequests: 0,
+    };
   }
   if (requests <= 0) return next;
   const gapSeconds = lastRequestMs === null ? Infinity : (nowMs - lastRequestMs) / 1000;
@@ -118,7 +138,12 @@ export function observe(l: LearnedTraffic, nowMs: number, requests: number, last
  * Of the recorded gaps longer than `elapsedSeconds`, the share that ended within a further
  * `horizonSeconds`: the chance that a quiet spell this old ends that soon. Undefined with too few gaps.
  */
-export function gapEndsWithin(gaps: readonly number[], elapsedSeconds: number, horizonSeconds: number, minSamples: number): number | undefined {
+export function gapEndsWithin(
+  gaps: readonly number[],
+  elapsedSeconds: number,
+  horizonSeconds: number,
+  minSamples: number,
+): number | undefined {
   let longer = 0;
   let endedSoon = 0;
   for (const g of gaps) {

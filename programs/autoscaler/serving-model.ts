@@ -1,4 +1,11 @@
-import { ActuatorKind, COLD_START, PIPELINES, REPLICA_THROUGHPUT, TYPICAL_REQUEST, VLLM_MAX_NUM_SEQS } from "../../stacks/catalogue/serving";
+import {
+  ActuatorKind,
+  COLD_START,
+  PIPELINES,
+  REPLICA_THROUGHPUT,
+  TYPICAL_REQUEST,
+  VLLM_MAX_NUM_SEQS,
+} from "../../stacks/catalogue/serving";
 import { GB_PER_GIB } from "../../stacks/catalogue/storage";
 import type { HubConfig, VllmCoder } from "../../stacks/hub-config";
 import { parseWindows } from "../../stacks/windows";
@@ -78,7 +85,15 @@ export interface ServingOverrides {
 }
 
 /** The model's stage names, in the order a wake goes through them. */
-export const STAGE_NAMES = ["pipeline", "droplet create", "cloud-init", "image pull", "weights from volume", "engine start", "first health check"] as const;
+export const STAGE_NAMES = [
+  "pipeline",
+  "droplet create",
+  "cloud-init",
+  "image pull",
+  "weights from volume",
+  "engine start",
+  "first health check",
+] as const;
 
 const mbps = (gb: number, rateMBps: number) => (gb * 1000) / rateMBps;
 
@@ -92,29 +107,77 @@ export function volumeReadSeconds(gb: number, baseMBps: number, burstMBps: numbe
 export const bakedImageConfigured = (hub: HubConfig): boolean => hub.settings.gpuSnapshotId !== undefined;
 
 /** The modelled cold start of one GPU wake, stage by stage (before any measured stage replaces one). */
-export function coldStartStages(hub: HubConfig & { coder: VllmCoder }, image: BootImage, actuator: ActuatorKind | "github-before", bf16OnlineWeights = false): ColdStartStage[] {
+export function coldStartStages(
+  hub: HubConfig & { coder: VllmCoder },
+  image: BootImage,
+  actuator: ActuatorKind | "github-before",
+  bf16OnlineWeights = false,
+): ColdStartStage[] {
   const c = COLD_START;
   const coder: VllmCoder = bf16OnlineWeights
-    ? { ...hub.coder, weights: { ...hub.coder.weights, modelId: hub.coder.model.repo, diskGB: hub.coder.model.weightsGB, flags: ["--quantization", "fp8"], format: "FP8 (quantized online from the BF16 checkpoint)" }, loader: { strategy: "default", flags: [], why: "as before" } }
+    ? {
+        ...hub.coder,
+        weights: {
+          ...hub.coder.weights,
+          modelId: hub.coder.model.repo,
+          diskGB: hub.coder.model.weightsGB,
+          flags: ["--quantization", "fp8"],
+          format: "FP8 (quantized online from the BF16 checkpoint)",
+        },
+        loader: { strategy: "default", flags: [], why: "as before" },
+      }
     : hub.coder;
   const pipeline = PIPELINES[actuator];
   const baked = image === "baked";
-  const pullSeconds = (c.imageCompressedGB.value * 8) / c.networkGbps.value + mbps(c.imageUnpackedGB.value, c.imageExtractMBps.value);
+  const pullSeconds =
+    (c.imageCompressedGB.value * 8) / c.networkGbps.value + mbps(c.imageUnpackedGB.value, c.imageExtractMBps.value);
   const weightsGB = coder.weights.diskGB;
   const prefetch = coder.loader.strategy === "prefetch";
-  const weightsSeconds = prefetch ? volumeReadSeconds(weightsGB, c.volumeReadMBps.value, c.volumeBurstMBps.value, c.volumeBurstSeconds.value) : mbps(weightsGB, c.volumeReadMBps.value);
+  const weightsSeconds = prefetch
+    ? volumeReadSeconds(weightsGB, c.volumeReadMBps.value, c.volumeBurstMBps.value, c.volumeBurstSeconds.value)
+    : mbps(weightsGB, c.volumeReadMBps.value);
   const online = coder.weights.flags.includes("fp8");
   const engine = online || coder.weights.quantization !== "8bit" ? c.engineStart : c.engineStartPrequantized;
   const create = baked ? c.dropletCreateFromSnapshot : c.dropletCreate;
   return [
-    { name: "pipeline", seconds: pipeline.stages.reduce((sum, st) => sum + st.figure.value, 0), how: `${pipeline.label}: ${pipeline.stages.map((st) => `${st.name} ${st.figure.value} s`).join(" + ")}`, unverified: pipeline.stages.some((st) => !st.figure.source.verified) },
-    { name: "droplet create", seconds: create.value, how: `${baked ? "from the baked snapshot; " : ""}${create.source.source}`, unverified: !create.source.verified },
+    {
+      name: "pipeline",
+      seconds: pipeline.stages.reduce((sum, st) => sum + st.figure.value, 0),
+      how: `${pipeline.label}: ${pipeline.stages.map((st) => `${st.name} ${st.figure.value} s`).join(" + ")}`,
+      unverified: pipeline.stages.some((st) => !st.figure.source.verified),
+    },
+    {
+      name: "droplet create",
+      seconds: create.value,
+      how: `${baked ? "from the baked snapshot; " : ""}${create.source.source}`,
+      unverified: !create.source.verified,
+    },
     baked
-      ? { name: "cloud-init", seconds: c.cloudInitBaked.value, how: `per-node part only: ${c.cloudInitBaked.source.source}`, unverified: !c.cloudInitBaked.source.verified }
-      : { name: "cloud-init", seconds: c.cloudInit.value, how: c.cloudInit.source.source, unverified: !c.cloudInit.source.verified },
+      ? {
+          name: "cloud-init",
+          seconds: c.cloudInitBaked.value,
+          how: `per-node part only: ${c.cloudInitBaked.source.source}`,
+          unverified: !c.cloudInitBaked.source.verified,
+        }
+      : {
+          name: "cloud-init",
+          seconds: c.cloudInit.value,
+          how: c.cloudInit.source.source,
+          unverified: !c.cloudInit.source.verified,
+        },
     baked
-      ? { name: "image pull", seconds: 0, how: "the pinned images are in the baked snapshot; the Docker provider finds them locally", unverified: false }
-      : { name: "image pull", seconds: pullSeconds, how: `${c.imageCompressedGB.value} GB at ${c.networkGbps.value} Gbit/s + unpack ${c.imageUnpackedGB.value} GB at ${c.imageExtractMBps.value} MB/s`, unverified: true },
+      ? {
+          name: "image pull",
+          seconds: 0,
+          how: "the pinned images are in the baked snapshot; the Docker provider finds them locally",
+          unverified: false,
+        }
+      : {
+          name: "image pull",
+          seconds: pullSeconds,
+          how: `${c.imageCompressedGB.value} GB at ${c.networkGbps.value} Gbit/s + unpack ${c.imageUnpackedGB.value} GB at ${c.imageExtractMBps.value} MB/s`,
+          unverified: true,
+        },
     {
       name: "weights from volume",
       seconds: weightsSeconds,
@@ -122,12 +185,20 @@ export function coldStartStages(hub: HubConfig & { coder: VllmCoder }, image: Bo
       unverified: !c.volumeReadMBps.source.verified,
     },
     { name: "engine start", seconds: engine.value, how: engine.source.source, unverified: !engine.source.verified },
-    { name: "first health check", seconds: c.routeHealthCheck.value, how: c.routeHealthCheck.source.source, unverified: !c.routeHealthCheck.source.verified },
+    {
+      name: "first health check",
+      seconds: c.routeHealthCheck.value,
+      how: c.routeHealthCheck.source.source,
+      unverified: !c.routeHealthCheck.source.verified,
+    },
   ];
 }
 
 /** Replaces modelled stages by measured ones; a measurement covering several stages becomes one stage. */
-export function applyMeasured(stages: readonly ColdStartStage[], measured: readonly MeasuredStage[]): { stages: ColdStartStage[]; pipelineSeconds: number } {
+export function applyMeasured(
+  stages: readonly ColdStartStage[],
+  measured: readonly MeasuredStage[],
+): { stages: ColdStartStage[]; pipelineSeconds: number } {
   const names = stages.map((s) => s.name);
   let out = [...stages];
   let pipelineSeconds = stages[0].seconds;
@@ -135,19 +206,32 @@ export function applyMeasured(stages: readonly ColdStartStage[], measured: reado
     const at = out.findIndex((s) => s.name === m.covers[0] || s.name.split(" + ")[0] === m.covers[0]);
     const covered = out.slice(at, at + m.covers.length);
     if (at < 0 || covered.map((s) => s.name).join(" + ") !== m.covers.join(" + ")) {
-      throw new Error(`measured stage ${JSON.stringify(m.covers.join(" + "))} does not name consecutive model stages (stages: ${names.join(", ")})`);
+      throw new Error(
+        `measured stage ${JSON.stringify(m.covers.join(" + "))} does not name consecutive model stages (stages: ${names.join(", ")})`,
+      );
     }
     if (m.covers[0] === "pipeline") {
       // The pipeline is unbilled; measured together with the droplet's creation, it keeps its modelled share.
       pipelineSeconds = m.covers.length === 1 ? m.seconds : Math.min(m.seconds, pipelineSeconds);
     }
-    out = [...out.slice(0, at), { name: m.covers.join(" + "), seconds: m.seconds, how: `measured: ${m.how}`, unverified: false }, ...out.slice(at + m.covers.length)];
+    out = [
+      ...out.slice(0, at),
+      { name: m.covers.join(" + "), seconds: m.seconds, how: `measured: ${m.how}`, unverified: false },
+      ...out.slice(at + m.covers.length),
+    ];
   }
   return { stages: out, pipelineSeconds };
 }
 
-export function servingModel(hub: HubConfig, overrides: ServingOverrides = {}): { ok: true; model: ServingModel } | { ok: false; reason: string } {
-  if (!hub.gpu || hub.coder.backend !== "vllm") return { ok: false, reason: `the ${hub.tier} tier runs no GPU coder, so there is nothing to scale (use a gpu, hybrid or multigpu stack)` };
+export function servingModel(
+  hub: HubConfig,
+  overrides: ServingOverrides = {},
+): { ok: true; model: ServingModel } | { ok: false; reason: string } {
+  if (!hub.gpu || hub.coder.backend !== "vllm")
+    return {
+      ok: false,
+      reason: `the ${hub.tier} tier runs no GPU coder, so there is nothing to scale (use a gpu, hybrid or multigpu stack)`,
+    };
   const coder = hub.coder;
   const size = hub.gpu.size;
   const c = COLD_START;
@@ -164,24 +248,34 @@ export function servingModel(hub: HubConfig, overrides: ServingOverrides = {}): 
   }
   if (overrides.pipelineSeconds !== undefined) {
     pipelineSeconds = overrides.pipelineSeconds;
-    stages = stages.map((st) => (st.name === "pipeline" ? { ...st, seconds: pipelineSeconds, how: "--pipeline-s", unverified: false } : st));
+    stages = stages.map((st) =>
+      st.name === "pipeline" ? { ...st, seconds: pipelineSeconds, how: "--pipeline-s", unverified: false } : st,
+    );
   }
   let total = stages.reduce((sum, st) => sum + st.seconds, 0);
   if (overrides.coldStartSeconds !== undefined) total = overrides.coldStartSeconds;
   // The `pulumi up` holds the stack lock until the containers start: the stages before the weights.
   const untilWeights = stages.findIndex((st) => st.name.startsWith("weights") || st.name.includes("weights"));
-  const changeSeconds = Math.min(total, stages.slice(0, untilWeights < 0 ? 4 : untilWeights).reduce((sum, st) => sum + st.seconds, 0));
+  const changeSeconds = Math.min(
+    total,
+    stages.slice(0, untilWeights < 0 ? 4 : untilWeights).reduce((sum, st) => sum + st.seconds, 0),
+  );
 
   const fit = coder.fit;
   const kvRoomGB = fit.availablePerGpuGB - fit.weightsPerGpuGB - fit.overheadGB;
   const kvTokens = Math.floor(kvRoomGB / (fit.kvPerGpuGB / coder.maxContext));
   const gpuGiB = size.gpuMemoryGBPerGpu / GB_PER_GIB;
-  const maxNumSeqs = gpuGiB >= VLLM_MAX_NUM_SEQS.largeGpuMinGiB && size.gpuModel !== "A100" ? VLLM_MAX_NUM_SEQS.large : VLLM_MAX_NUM_SEQS.small;
+  const maxNumSeqs =
+    gpuGiB >= VLLM_MAX_NUM_SEQS.largeGpuMinGiB && size.gpuModel !== "A100"
+      ? VLLM_MAX_NUM_SEQS.large
+      : VLLM_MAX_NUM_SEQS.small;
   const input = overrides.typicalInputTokens ?? TYPICAL_REQUEST.inputTokens;
   const output = overrides.typicalOutputTokens ?? TYPICAL_REQUEST.outputTokens;
   const concurrentSequences = Math.max(1, Math.min(maxNumSeqs, Math.floor(kvTokens / (input + output))));
 
-  const measured = REPLICA_THROUGHPUT.find((t) => t.gpuModel === size.gpuModel && Math.abs(t.paramsB - coder.model.paramsB) / t.paramsB < 0.1);
+  const measured = REPLICA_THROUGHPUT.find(
+    (t) => t.gpuModel === size.gpuModel && Math.abs(t.paramsB - coder.model.paramsB) / t.paramsB < 0.1,
+  );
   const reference = REPLICA_THROUGHPUT[0];
   let tokensPerSecond: number;
   let how: string;
@@ -201,14 +295,33 @@ export function servingModel(hub: HubConfig, overrides: ServingOverrides = {}): 
     model: {
       gpuSize: size.slug,
       nodeHourlyUsd: size.pricePerHour,
-      coldStart: { stages, totalSeconds: total, pipelineSeconds, billedSeconds: Math.max(0, total - pipelineSeconds), changeSeconds, destroySeconds: c.destroy.value, image, actuator },
-      replica: { kvTokens, maxNumSeqs, typicalInputTokens: input, typicalOutputTokens: output, concurrentSequences, tokensPerSecond, tokensPerSecondHow: how, tokensPerSecondUnverified: overrides.replicaTokensPerSecond === undefined },
+      coldStart: {
+        stages,
+        totalSeconds: total,
+        pipelineSeconds,
+        billedSeconds: Math.max(0, total - pipelineSeconds),
+        changeSeconds,
+        destroySeconds: c.destroy.value,
+        image,
+        actuator,
+      },
+      replica: {
+        kvTokens,
+        maxNumSeqs,
+        typicalInputTokens: input,
+        typicalOutputTokens: output,
+        concurrentSequences,
+        tokensPerSecond,
+        tokensPerSecondHow: how,
+        tokensPerSecondUnverified: overrides.replicaTokensPerSecond === undefined,
+      },
     },
   };
 }
 
 /** What is always on (CPU node, volumes) a month: the budget covers the whole month, so this comes off the top. */
-export const fixedMonthlyUsd = (hub: HubConfig): number => hub.cost.lines.filter((l) => l.item !== "GPU nodes").reduce((sum, l) => sum + l.monthlyUsd, 0);
+export const fixedMonthlyUsd = (hub: HubConfig): number =>
+  hub.cost.lines.filter((l) => l.item !== "GPU nodes").reduce((sum, l) => sum + l.monthlyUsd, 0);
 
 /** The stack's autoscaling settings and its serving model, as the decision takes them. */
 export function policyConfig(hub: HubConfig, model: ServingModel): PolicyConfig {

@@ -4,13 +4,16 @@ import { jsonLogger as log, startEmbeddingsFront, type EmbeddingsConfig } from "
 /** Entry point of the bundled front (`node /app/embeddings.js`), configured by environment (contract.ts ENV). */
 
 /** Every problem with the environment at once, or the config. */
-export function readEmbeddingsConfig(env: NodeJS.ProcessEnv = process.env): { ok: true; config: EmbeddingsConfig } | { ok: false; problems: string[] } {
+export function readEmbeddingsConfig(
+  env: NodeJS.ProcessEnv = process.env,
+): { ok: true; config: EmbeddingsConfig } | { ok: false; problems: string[] } {
   const problems: string[] = [];
   const whole = (name: string, fallback?: number): number => {
     const text = env[name];
     if (text === undefined && fallback !== undefined) return fallback;
     const n = Number(text);
-    if (!Number.isInteger(n) || n <= 0) problems.push(`${name} must be a positive whole number (got ${JSON.stringify(text)})`);
+    if (!Number.isInteger(n) || n <= 0)
+      problems.push(`${name} must be a positive whole number (got ${JSON.stringify(text)})`);
     return n;
   };
   const port = whole(ENV.port);
@@ -25,7 +28,16 @@ export function readEmbeddingsConfig(env: NodeJS.ProcessEnv = process.env): { ok
     problems.push(`${ENV.models} must be the JSON model table services/embeddings.ts renders`);
   }
   if (problems.length) return { ok: false, problems };
-  return { ok: true, config: { host: env[ENV.host] ?? "0.0.0.0", port, models, maxBodyBytes, upstreamTimeoutMs: upstreamTimeoutSeconds * 1000 } };
+  return {
+    ok: true,
+    config: {
+      host: env[ENV.host] ?? "0.0.0.0",
+      port,
+      models,
+      maxBodyBytes,
+      upstreamTimeoutMs: upstreamTimeoutSeconds * 1000,
+    },
+  };
 }
 
 async function main(): Promise<void> {

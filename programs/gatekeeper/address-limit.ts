@@ -30,7 +30,9 @@ export interface AddressLimit {
   readonly maxAddresses: number;
 }
 
-export type AddressDecision = { readonly allowed: true } | { readonly allowed: false; readonly retryAfterSeconds: number };
+export type AddressDecision =
+  | { readonly allowed: true }
+  | { readonly allowed: false; readonly retryAfterSeconds: number };
 
 interface Bucket {
   tokens: number;
@@ -68,7 +70,10 @@ export class AddressLimiter {
    * refusal of a spell, `endedLimiting` on the first request after a spell's quiet period (with
    * how many it refused): one log line each.
    */
-  take(key: string, nowMs: number): AddressDecision & { readonly startedLimiting?: boolean; readonly endedLimiting?: { readonly refused: number } } {
+  take(
+    key: string,
+    nowMs: number,
+  ): AddressDecision & { readonly startedLimiting?: boolean; readonly endedLimiting?: { readonly refused: number } } {
     let bucket = this.buckets.get(key);
     if (bucket) {
       // Move to the most recently seen end.
@@ -98,7 +103,11 @@ export class AddressLimiter {
     bucket.limited = true;
     bucket.lastRefusedMs = nowMs;
     bucket.refused += 1;
-    return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000)), startedLimiting };
+    return {
+      allowed: false,
+      retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000)),
+      startedLimiting,
+    };
   }
 
   has(key: string): boolean {
@@ -110,7 +119,10 @@ export class AddressLimiter {
  * The X-Forwarded-For entry Traefik's forwardAuth wrote (see above), else undefined: the rightmost,
  * or, behind `hops` loopback proxies that each appended their peer, that many entries further left.
  */
-export function forwardedClientAddress(forwardedFor: readonly string[] | string | undefined, hops = 0): string | undefined {
+export function forwardedClientAddress(
+  forwardedFor: readonly string[] | string | undefined,
+  hops = 0,
+): string | undefined {
   const values = forwardedFor === undefined ? [] : typeof forwardedFor === "string" ? [forwardedFor] : forwardedFor;
   const entries = values.flatMap((v) => v.split(","));
   const entry = entries.at(-1 - hops)?.trim();
@@ -119,7 +131,11 @@ export function forwardedClientAddress(forwardedFor: readonly string[] | string 
 }
 
 /** The client's address for the audit record and the limit: forwarded by Traefik, else the socket's peer. */
-export function clientAddress(forwardedFor: readonly string[] | string | undefined, socketAddress: string | undefined, hops = 0): string | null {
+export function clientAddress(
+  forwardedFor: readonly string[] | string | undefined,
+  socketAddress: string | undefined,
+  hops = 0,
+): string | null {
   const forwarded = forwardedClientAddress(forwardedFor, hops);
   if (forwarded) return forwarded;
   return socketAddress && ipaddr.isValid(socketAddress) ? normalise(socketAddress) : null;
@@ -138,6 +154,7 @@ export function addressKey(address: string): string {
 function normalise(address: string): string {
   if (isIPv4(address)) return address;
   const parsed = ipaddr.parse(address);
-  if (parsed.kind() === "ipv6" && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) return (parsed as ipaddr.IPv6).toIPv4Address().toString();
+  if (parsed.kind() === "ipv6" && (parsed as ipaddr.IPv6).isIPv4MappedAddress())
+    return (parsed as ipaddr.IPv6).toIPv4Address().toString();
   return parsed.toString();
 }

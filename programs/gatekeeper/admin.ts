@@ -32,10 +32,17 @@ export interface AdminContext {
   readonly status: (publicUrl: string | null) => Promise<unknown>;
 }
 
-export const isAdminPath = (pathname: string): boolean => pathname === ADMIN_STATUS_PATH || pathname === ADMIN_KEYS_PATH || pathname.startsWith(`${ADMIN_KEYS_PATH}/`);
+export const isAdminPath = (pathname: string): boolean =>
+  pathname === ADMIN_STATUS_PATH || pathname === ADMIN_KEYS_PATH || pathname.startsWith(`${ADMIN_KEYS_PATH}/`);
 
 type Send = (status: number, body: unknown) => void;
-const errorBody = (message: string, code: string) => ({ error: { message, type: code === "store_unavailable" || code === "gatekeeper_error" ? "server_error" : "invalid_request_error", code } });
+const errorBody = (message: string, code: string) => ({
+  error: {
+    message,
+    type: code === "store_unavailable" || code === "gatekeeper_error" ? "server_error" : "invalid_request_error",
+    code,
+  },
+});
 
 /** A key as the list shows it: everything but its hash. */
 export function keyView(entry: KeyEntry, context: AdminContext): Record<string, unknown> {
@@ -73,7 +80,13 @@ async function readJson(req: http.IncomingMessage): Promise<unknown> {
 function parsed<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  throw new KeyAdminError(400, `The request is not valid: ${result.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ").slice(0, 600)}`);
+  throw new KeyAdminError(
+    400,
+    `The request is not valid: ${result.error.issues
+      .map((i) => `${i.path.join(".") || "body"}: ${i.message}`)
+      .join("; ")
+      .slice(0, 600)}`,
+  );
 }
 
 /** The public URL the caller used, as Traefik forwarded it. */
@@ -84,7 +97,12 @@ function publicUrlOf(req: http.IncomingMessage): string | null {
   return `${typeof proto === "string" && /^https?$/.test(proto) ? proto : "http"}://${host}/v1`;
 }
 
-export async function handleAdmin(req: http.IncomingMessage, pathname: string, send: Send, context: AdminContext): Promise<void> {
+export async function handleAdmin(
+  req: http.IncomingMessage,
+  pathname: string,
+  send: Send,
+  context: AdminContext,
+): Promise<void> {
   const store = context.registry.current;
   const credential = presentedCredential(req.headersDistinct);
   const caller = credential.kind === "key" ? store?.find(credential.key) : undefined;
@@ -105,11 +123,13 @@ export async function handleAdmin(req: http.IncomingMessage, pathname: string, s
     }
     if (pathname === ADMIN_KEYS_PATH && method === "GET") {
       await context.usage.sync(nowMs);
-      const lastUsed = context.registry.storeKind === "none" ? new Map<string, number>() : await lastUsedOrEmpty(context);
+      const lastUsed =
+        context.registry.storeKind === "none" ? new Map<string, number>() : await lastUsedOrEmpty(context);
       const keys = (context.registry.mergedKeys?.file.keys ?? []).map((k) => {
         const view = keyView(k, context);
         const stored = lastUsed.get(k.id);
-        if (stored !== undefined && (view.lastUsed === null || Date.parse(view.lastUsed as string) < stored)) view.lastUsed = new Date(stored).toISOString();
+        if (stored !== undefined && (view.lastUsed === null || Date.parse(view.lastUsed as string) < stored))
+          view.lastUsed = new Date(stored).toISOString();
         return view;
       });
       send(200, { object: "list", store: context.registry.storeKind, data: keys });
@@ -124,14 +144,23 @@ export async function handleAdmin(req: http.IncomingMessage, pathname: string, s
     }
     const match = /^\/admin\/keys\/([^/]+)(?:\/(revoke|rotate))?$/.exec(pathname);
     if (!match || !KEY_ID.test(match[1])) {
-      send(404, errorBody(`No such admin endpoint: ${method} ${pathname.slice(0, 100)}. Use GET|POST ${ADMIN_KEYS_PATH}, POST ${ADMIN_KEYS_PATH}/<id>/revoke|rotate, PATCH ${ADMIN_KEYS_PATH}/<id>, GET ${ADMIN_STATUS_PATH}.`, "not_found"));
+      send(
+        404,
+        errorBody(
+          `No such admin endpoint: ${method} ${pathname.slice(0, 100)}. Use GET|POST ${ADMIN_KEYS_PATH}, POST ${ADMIN_KEYS_PATH}/<id>/revoke|rotate, PATCH ${ADMIN_KEYS_PATH}/<id>, GET ${ADMIN_STATUS_PATH}.`,
+          "not_found",
+        ),
+      );
       return;
     }
     const [, id, action] = match;
     if (action === "revoke" && method === "POST") {
       const { alreadyRevoked } = await context.registry.revoke(id, caller.id, nowMs);
       if (!alreadyRevoked) context.log.info("key revoked", { key_id: id, by: caller.id });
-      send(200, { ...keyView(context.registry.mergedKeys!.file.keys.find((k) => k.id === id)!, context), alreadyRevoked });
+      send(200, {
+        ...keyView(context.registry.mergedKeys!.file.keys.find((k) => k.id === id)!, context),
+        alreadyRevoked,
+      });
       return;
     }
     if (action === "rotate" && method === "POST") {
@@ -156,7 +185,19 @@ export async function handleAdmin(req: http.IncomingMessage, pathname: string, s
     send(405, errorBody(`${method} is not allowed on ${pathname.slice(0, 100)}.`, "method_not_allowed"));
   } catch (error) {
     if (error instanceof KeyAdminError) {
-      send(error.status, errorBody(error.message, error.status === 503 ? "store_unavailable" : error.status === 404 ? "not_found" : error.status === 409 ? "conflict" : "invalid_request"));
+      send(
+        error.status,
+        errorBody(
+          error.message,
+          error.status === 503
+            ? "store_unavailable"
+            : error.status === 404
+              ? "not_found"
+              : error.status === 409
+                ? "conflict"
+                : "invalid_request",
+        ),
+      );
       return;
     }
     context.log.error("admin request failed", { path: pathname.slice(0, 100), error: errorText(error) });
@@ -165,7 +206,14 @@ export async function handleAdmin(req: http.IncomingMessage, pathname: string, s
 }
 
 /** The admin API's context in a running gatekeeper: the status report reads Traefik, the controller and the backends over HTTP. */
-export function adminContextFor(args: { registry: KeyRegistry; usage: UsageCounter; log: Logger; now: () => number; config: Pick<GatekeeperConfig, "statusContext" | "gatewayMetricsUrl" | "controllerUrl">; audit: () => Promise<{ configured: boolean; connected?: boolean; lastError?: string | null }> }): AdminContext {
+export function adminContextFor(args: {
+  registry: KeyRegistry;
+  usage: UsageCounter;
+  log: Logger;
+  now: () => number;
+  config: Pick<GatekeeperConfig, "statusContext" | "gatewayMetricsUrl" | "controllerUrl">;
+  audit: () => Promise<{ configured: boolean; connected?: boolean; lastError?: string | null }>;
+}): AdminContext {
   const { config } = args;
   const fetchText = async (url: string): Promise<string> => {
     const answer = await fetch(url, { signal: AbortSignal.timeout(3000) });
@@ -181,8 +229,13 @@ export function adminContextFor(args: { registry: KeyRegistry; usage: UsageCount
       statusReport(
         {
           context: config.statusContext,
-          gatewayMetrics: () => (config.gatewayMetricsUrl ? fetchText(config.gatewayMetricsUrl) : Promise.reject(new Error("GATEKEEPER_GATEWAY_METRICS_URL is not set"))),
-          controllerStatus: config.controllerUrl ? async () => JSON.parse(await fetchText(config.controllerUrl!)) as unknown : undefined,
+          gatewayMetrics: () =>
+            config.gatewayMetricsUrl
+              ? fetchText(config.gatewayMetricsUrl)
+              : Promise.reject(new Error("GATEKEEPER_GATEWAY_METRICS_URL is not set")),
+          controllerStatus: config.controllerUrl
+            ? async () => JSON.parse(await fetchText(config.controllerUrl!)) as unknown
+            : undefined,
           keys: () => args.registry.status(),
           probe: async (url) => {
             const answer = await fetch(url, { signal: AbortSignal.timeout(3000) });

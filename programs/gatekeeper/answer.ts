@@ -26,22 +26,43 @@ export interface OpenAiError {
   readonly error: { readonly message: string; readonly type: string; readonly code: string };
 }
 
-export const errorBody = (message: string, type: string, code: string): OpenAiError => ({ error: { message, type, code } });
+export const errorBody = (message: string, type: string, code: string): OpenAiError => ({
+  error: { message, type, code },
+});
 
 /** A JSON answer: OpenAI's error shape, or a health report. */
 export function jsonAnswer(status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): Answer {
   const text = JSON.stringify(body);
-  return { status, headers: { "content-type": "application/json", "cache-control": "no-store", ...headers, "content-length": String(Buffer.byteLength(text)) }, body: text };
+  return {
+    status,
+    headers: {
+      "content-type": "application/json",
+      "cache-control": "no-store",
+      ...headers,
+      "content-length": String(Buffer.byteLength(text)),
+    },
+    body: text,
+  };
 }
 
 export const notFound = (pathname: string): Answer =>
-  jsonAnswer(404, errorBody(`No such gatekeeper endpoint: ${pathname.slice(0, 100)}. Use ${AUTH_PATH}?scope=<scope>, ${HEALTH_PATH} or ${METRICS_PATH}.`, "invalid_request_error", "not_found"));
+  jsonAnswer(
+    404,
+    errorBody(
+      `No such gatekeeper endpoint: ${pathname.slice(0, 100)}. Use ${AUTH_PATH}?scope=<scope>, ${HEALTH_PATH} or ${METRICS_PATH}.`,
+      "invalid_request_error",
+      "not_found",
+    ),
+  );
 
 /** A request target split at its query. */
 export function splitTarget(target: string): { readonly pathname: string; readonly query: string } {
   const queryStart = target.indexOf("?");
-  return queryStart < 0 ? { pathname: target, query: "" } : { pathname: target.slice(0, queryStart), query: target.slice(queryStart + 1) };
+  return queryStart < 0
+    ? { pathname: target, query: "" }
+    : { pathname: target.slice(0, queryStart), query: target.slice(queryStart + 1) };
 }
 
 /** The `scope` query parameter (the first, as URLSearchParams reads it), or null. */
-export const scopeParameter = (query: string): string | null => (query ? new URLSearchParams(query).get("scope") : null);
+export const scopeParameter = (query: string): string | null =>
+  query ? new URLSearchParams(query).get("scope") : null;

@@ -91,25 +91,35 @@ export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
     const raw = text(name);
     if (raw === undefined) return fallback;
     const value = Number(raw);
-    if (!Number.isInteger(value) || value < min || value > max) problems.push(`${name}=${raw} is not valid; use a whole number from ${min} to ${max}`);
+    if (!Number.isInteger(value) || value < min || value > max)
+      problems.push(`${name}=${raw} is not valid; use a whole number from ${min} to ${max}`);
     return value;
   };
   const rate = (name: string, fallback: number, max: number): number => {
     const raw = text(name);
     if (raw === undefined) return fallback;
     const value = Number(raw);
-    if (!Number.isFinite(value) || value <= 0 || value > max) problems.push(`${name}=${raw} is not valid; use a positive number of requests per minute, at most ${max}`);
+    if (!Number.isFinite(value) || value <= 0 || value > max)
+      problems.push(`${name}=${raw} is not valid; use a positive number of requests per minute, at most ${max}`);
     return value;
   };
 
   const databaseUrl = text("DATABASE_URL");
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) problems.push("DATABASE_URL must be a postgres:// or postgresql:// URL (or unset, to keep the audit log in the spool only)");
-  const backendKey = required("GATEKEEPER_BACKEND_KEY", "the internal API key the backends expect (the hub's hubApiKey secret)");
-  if (/[\r\n]/.test(backendKey)) problems.push("GATEKEEPER_BACKEND_KEY contains a line break, which cannot go into a header");
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl))
+    problems.push(
+      "DATABASE_URL must be a postgres:// or postgresql:// URL (or unset, to keep the audit log in the spool only)",
+    );
+  const backendKey = required(
+    "GATEKEEPER_BACKEND_KEY",
+    "the internal API key the backends expect (the hub's hubApiKey secret)",
+  );
+  if (/[\r\n]/.test(backendKey))
+    problems.push("GATEKEEPER_BACKEND_KEY contains a line break, which cannot go into a header");
 
   const url = (name: string): string | undefined => {
     const value = text(name);
-    if (value !== undefined && !/^https?:\/\/[^\s]+$/.test(value)) problems.push(`${name}=${value} is not an http:// or https:// URL`);
+    if (value !== undefined && !/^https?:\/\/[^\s]+$/.test(value))
+      problems.push(`${name}=${value} is not an http:// or https:// URL`);
     return value;
   };
   let statusContext: StatusContext | undefined;
@@ -122,7 +132,10 @@ export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
       problems.push("GATEKEEPER_STATUS_CONTEXT is not JSON");
     }
     if (parsedContext?.success) statusContext = parsedContext.data;
-    else if (parsedContext) problems.push(`GATEKEEPER_STATUS_CONTEXT: ${parsedContext.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+    else if (parsedContext)
+      problems.push(
+        `GATEKEEPER_STATUS_CONTEXT: ${parsedContext.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+      );
   }
 
   const config: GatekeeperConfig = {
@@ -145,11 +158,21 @@ export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
     addressTableSize: integer("GATEKEEPER_ADDRESS_TABLE_SIZE", 65_536, 1, 1_048_576),
     spoolSegmentBytes: integer("GATEKEEPER_SPOOL_SEGMENT_BYTES", 64 * 1024 * 1024, 4096, 2 ** 40),
     spoolKeepSegments: integer("GATEKEEPER_SPOOL_KEEP_SEGMENTS", 16, 1, 1_000_000),
-    spoolCommitsInFlight: integer("GATEKEEPER_SPOOL_COMMITS_IN_FLIGHT", DEFAULT_COMMITS_IN_FLIGHT, 1, MAX_COMMITS_IN_FLIGHT),
+    spoolCommitsInFlight: integer(
+      "GATEKEEPER_SPOOL_COMMITS_IN_FLIGHT",
+      DEFAULT_COMMITS_IN_FLIGHT,
+      1,
+      MAX_COMMITS_IN_FLIGHT,
+    ),
     auditBatchRows: integer("GATEKEEPER_AUDIT_BATCH_ROWS", 500, 1, 5000),
     auditBatchDelayMs: integer("GATEKEEPER_AUDIT_BATCH_DELAY_MS", 200, 0, 60_000),
   };
-  const tls = tlsSettings(text("GATEKEEPER_TLS_CERT"), text("GATEKEEPER_TLS_KEY"), integer("GATEKEEPER_TLS_PORT", DEFAULT_TLS_PORT, 1, 65535), problems);
+  const tls = tlsSettings(
+    text("GATEKEEPER_TLS_CERT"),
+    text("GATEKEEPER_TLS_KEY"),
+    integer("GATEKEEPER_TLS_PORT", DEFAULT_TLS_PORT, 1, 65535),
+    problems,
+  );
   if (problems.length) throw new GatekeeperConfigError(problems);
   return tls ? { ...config, tls } : config;
 }
@@ -157,10 +180,17 @@ export function readGatekeeperConfig(env: Env = process.env): GatekeeperConfig {
 export const DEFAULT_TLS_PORT = 8443;
 
 /** The TLS listener's settings: both PEMs or neither, a key that is the certificate's, a certificate in date. Never quotes the key. */
-function tlsSettings(cert: string | undefined, key: string | undefined, port: number, problems: string[]): TlsSettings | undefined {
+function tlsSettings(
+  cert: string | undefined,
+  key: string | undefined,
+  port: number,
+  problems: string[],
+): TlsSettings | undefined {
   if (cert === undefined && key === undefined) return undefined;
   if (cert === undefined || key === undefined) {
-    problems.push(`${cert === undefined ? "GATEKEEPER_TLS_CERT" : "GATEKEEPER_TLS_KEY"} is not set, but ${cert === undefined ? "GATEKEEPER_TLS_KEY" : "GATEKEEPER_TLS_CERT"} is: set both (PEM) for the forwardAuth port, or neither`);
+    problems.push(
+      `${cert === undefined ? "GATEKEEPER_TLS_CERT" : "GATEKEEPER_TLS_KEY"} is not set, but ${cert === undefined ? "GATEKEEPER_TLS_KEY" : "GATEKEEPER_TLS_CERT"} is: set both (PEM) for the forwardAuth port, or neither`,
+    );
     return undefined;
   }
   let certificate: X509Certificate;
@@ -171,11 +201,15 @@ function tlsSettings(cert: string | undefined, key: string | undefined, port: nu
     return undefined;
   }
   try {
-    if (!certificate.checkPrivateKey(createPrivateKey(key))) problems.push("GATEKEEPER_TLS_KEY is not the private key of GATEKEEPER_TLS_CERT: deploy the pair together");
+    if (!certificate.checkPrivateKey(createPrivateKey(key)))
+      problems.push("GATEKEEPER_TLS_KEY is not the private key of GATEKEEPER_TLS_CERT: deploy the pair together");
   } catch {
     problems.push("GATEKEEPER_TLS_KEY is not a PEM private key");
   }
   const validTo = Date.parse(certificate.validTo);
-  if (validTo < Date.now()) problems.push(`GATEKEEPER_TLS_CERT expired on ${certificate.validTo}: Traefik would refuse it; \`pulumi up\` renews it`);
+  if (validTo < Date.now())
+    problems.push(
+      `GATEKEEPER_TLS_CERT expired on ${certificate.validTo}: Traefik would refuse it; \`pulumi up\` renews it`,
+    );
   return { cert, key, port };
 }

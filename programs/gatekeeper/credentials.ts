@@ -10,12 +10,18 @@ export const MAX_CREDENTIAL_HEADER_CHARS = 512;
 
 export type CredentialProblem = "missing_key" | "malformed_key" | "oversized_credential" | "conflicting_keys";
 
-export type PresentedCredential = { readonly kind: "key"; readonly key: string } | { readonly kind: "problem"; readonly problem: CredentialProblem; readonly detail: string };
+export type PresentedCredential =
+  | { readonly kind: "key"; readonly key: string }
+  | { readonly kind: "problem"; readonly problem: CredentialProblem; readonly detail: string };
 
 /** Header values by lower-case name, every occurrence kept (node's `req.headersDistinct`). */
 export type DistinctHeaders = Readonly<Record<string, readonly string[] | undefined>>;
 
-const problem = (kind: CredentialProblem, detail: string): PresentedCredential => ({ kind: "problem", problem: kind, detail });
+const problem = (kind: CredentialProblem, detail: string): PresentedCredential => ({
+  kind: "problem",
+  problem: kind,
+  detail,
+});
 
 /** The distinct non-empty values of a header; empty values count as absent. */
 function values(headers: DistinctHeaders, name: string): string[] {
@@ -26,9 +32,13 @@ export function presentedCredential(headers: DistinctHeaders): PresentedCredenti
   const authorization = values(headers, "authorization");
   const apiKey = values(headers, "x-api-key");
   if ([...authorization, ...apiKey].some((v) => v.length > MAX_CREDENTIAL_HEADER_CHARS)) {
-    return problem("oversized_credential", `a credential header is longer than ${MAX_CREDENTIAL_HEADER_CHARS} characters`);
+    return problem(
+      "oversized_credential",
+      `a credential header is longer than ${MAX_CREDENTIAL_HEADER_CHARS} characters`,
+    );
   }
-  if (authorization.length > 1 || apiKey.length > 1) return problem("conflicting_keys", "a credential header was sent more than once with different values");
+  if (authorization.length > 1 || apiKey.length > 1)
+    return problem("conflicting_keys", "a credential header was sent more than once with different values");
 
   let fromAuthorization: string | undefined;
   if (authorization.length === 1) {

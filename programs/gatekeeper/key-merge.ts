@@ -38,7 +38,13 @@ const changeSchema = z.strictObject({
 /** A key created at runtime: a keys-file entry (the same schema) and its history. */
 export const runtimeKeySchema = z.strictObject({ kind: z.literal("key"), entry: keyEntrySchema, meta: changeSchema });
 /** A change to a declared key: its revocation and its limits. `null` limit: back to the declared one. */
-export const overrideSchema = z.strictObject({ kind: z.literal("override"), id: z.string().max(40), revoked: z.boolean().optional(), limits: limitsSchema, meta: changeSchema });
+export const overrideSchema = z.strictObject({
+  kind: z.literal("override"),
+  id: z.string().max(40),
+  revoked: z.boolean().optional(),
+  limits: limitsSchema,
+  meta: changeSchema,
+});
 
 export const runtimeRecordSchema = z.discriminatedUnion("kind", [runtimeKeySchema, overrideSchema]);
 export type RuntimeRecord = z.infer<typeof runtimeRecordSchema>;

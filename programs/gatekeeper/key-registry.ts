@@ -22,7 +22,12 @@ export interface KeyRegistryStatus extends KeySourceStatus {
   readonly declared: number;
   /** Keys not revoked. */
   readonly active: number;
-  readonly runtime: { readonly store: "postgresql" | "file" | "none"; readonly loaded: boolean; readonly count: number; readonly error: string | null };
+  readonly runtime: {
+    readonly store: "postgresql" | "file" | "none";
+    readonly loaded: boolean;
+    readonly count: number;
+    readonly error: string | null;
+  };
 }
 
 /** What a caller may set on a new key: a keys-file entry without its identity. */
@@ -102,11 +107,18 @@ export class KeyRegistry {
       this.runtimeLoaded = true;
       if (changed) {
         this.rebuild();
-        if (this.cacheFile) await writeFileDurably(this.cacheFile, `${JSON.stringify({ version: 1, records })}\n`).catch((error: unknown) => this.log.warn("runtime key cache not written", { error: errorText(error) }));
+        if (this.cacheFile)
+          await writeFileDurably(this.cacheFile, `${JSON.stringify({ version: 1, records })}\n`).catch(
+            (error: unknown) => this.log.warn("runtime key cache not written", { error: errorText(error) }),
+          );
       }
     } catch (error) {
       // The keys in force stay as they are: a store that cannot be read never empties them.
-      if (this.runtimeError === null) this.log.error("runtime keys cannot be read; the last set read stays in force", { store: this.runtimeStore.kind, error: errorText(error) });
+      if (this.runtimeError === null)
+        this.log.error("runtime keys cannot be read; the last set read stays in force", {
+          store: this.runtimeStore.kind,
+          error: errorText(error),
+        });
       this.runtimeError = errorText(error);
     }
   }
@@ -117,9 +129,13 @@ export class KeyRegistry {
       const doc = JSON.parse(await fsp.readFile(this.cacheFile, "utf8")) as { records?: unknown[] };
       this.runtime = parseRecords(doc.records ?? [], this.log, this.cacheFile);
       this.rebuild();
-      this.log.warn("runtime keys taken from the cache until the database answers", { file: this.cacheFile, records: this.runtime.length });
+      this.log.warn("runtime keys taken from the cache until the database answers", {
+        file: this.cacheFile,
+        records: this.runtime.length,
+      });
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn("runtime key cache unreadable", { file: this.cacheFile, error: errorText(error) });
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT")
+        this.log.warn("runtime key cache unreadable", { file: this.cacheFile, error: errorText(error) });
     }
   }
 
@@ -146,12 +162,21 @@ export class KeyRegistry {
       count: this.store?.size ?? 0,
       declared: this.declared.parsed?.keys.length ?? 0,
       active: this.merged?.file.keys.filter((k) => !k.revoked).length ?? 0,
-      runtime: { store: this.storeKind, loaded: this.runtimeLoaded, count: this.runtime.length, error: this.runtimeError },
+      runtime: {
+        store: this.storeKind,
+        loaded: this.runtimeLoaded,
+        count: this.runtime.length,
+        error: this.runtimeError,
+      },
     };
   }
 
   private requireStore(): RuntimeKeyStore {
-    if (!this.runtimeStore) throw new KeyAdminError(503, "This gatekeeper has no runtime key store (neither DATABASE_URL nor GATEKEEPER_STATE_DIR is set); keys can only be declared in the stack's apiKeys.");
+    if (!this.runtimeStore)
+      throw new KeyAdminError(
+        503,
+        "This gatekeeper has no runtime key store (neither DATABASE_URL nor GATEKEEPER_STATE_DIR is set); keys can only be declared in the stack's apiKeys.",
+      );
     return this.runtimeStore;
   }
 
@@ -162,22 +187,38 @@ export class KeyRegistry {
   }
 
   /** Writes through the store, then reads it back here at once (other replicas hear it by NOTIFY or the file watch). */
-  private async write(id: string, change: (current: RuntimeRecord | undefined) => RuntimeRecord | undefined): Promise<RuntimeRecord | undefined> {
+  private async write(
+    id: string,
+    change: (current: RuntimeRecord | undefined) => RuntimeRecord | undefined,
+  ): Promise<RuntimeRecord | undefined> {
     const store = this.requireStore();
     let written: RuntimeRecord | undefined;
     try {
       written = await store.modify(id, change);
     } catch (error) {
       if (error instanceof KeyAdminError) throw error;
-      throw new KeyAdminError(503, `The key store (${store.kind}) cannot be written right now: ${errorText(error)}. Nothing was changed; try again shortly.`);
+      throw new KeyAdminError(
+        503,
+        `The key store (${store.kind}) cannot be written right now: ${errorText(error)}. Nothing was changed; try again shortly.`,
+      );
     }
     await this.reloadRuntime();
     return written;
   }
 
-  async create(request: NewKey, by: string | null, nowMs: number, rotatedFrom?: string): Promise<{ key: string; entry: KeyEntry }> {
+  async create(
+    request: NewKey,
+    by: string | null,
+    nowMs: number,
+    rotatedFrom?: string,
+  ): Promise<{ key: string; entry: KeyEntry }> {
     const fresh = newApiKey();
-    const entry = keyEntrySchema.parse({ ...request, id: fresh.id, sha256: fresh.sha256, created: new Date(nowMs).toISOString() });
+    const entry = keyEntrySchema.parse({
+      ...request,
+      id: fresh.id,
+      sha256: fresh.sha256,
+      created: new Date(nowMs).toISOString(),
+    });
     await this.write(entry.id, (current) => {
       if (current) throw new KeyAdminError(409, `Key id ${entry.id} exists already; try again.`);
       return { kind: "key", entry, meta: { createdBy: by, ...(rotatedFrom ? { rotatedFrom } : {}) } };
@@ -191,7 +232,14 @@ export class KeyRegistry {
     const at = new Date(nowMs).toISOString();
     await this.write(id, (current) => {
       const meta = { ...(current?.meta ?? {}), revokedAt: at, revokedBy: by, ...(rotatedTo ? { rotatedTo } : {}) };
-      if (origin === "declared") return { kind: "override", id, revoked: true, limits: current?.kind === "override" ? current.limits : {}, meta };
+      if (origin === "declared")
+        return {
+          kind: "override",
+          id,
+          revoked: true,
+          limits: current?.kind === "override" ? current.limits : {},
+          meta,
+        };
       if (current?.kind !== "key") throw new KeyAdminError(404, `No runtime key with id ${id}.`);
       return { kind: "key", entry: { ...current.entry, revoked: true }, meta };
     });
@@ -213,7 +261,13 @@ export class KeyRegistry {
     await this.write(id, (current) => {
       if (origin === "declared") {
         const previous = current?.kind === "override" ? current : undefined;
-        return { kind: "override", id, ...(previous?.revoked ? { revoked: true } : {}), limits: { ...(previous?.limits ?? {}), ...limits }, meta: { ...(current?.meta ?? {}) } };
+        return {
+          kind: "override",
+          id,
+          ...(previous?.revoked ? { revoked: true } : {}),
+          limits: { ...(previous?.limits ?? {}), ...limits },
+          meta: { ...(current?.meta ?? {}) },
+        };
       }
       if (current?.kind !== "key") throw new KeyAdminError(404, `No runtime key with id ${id}.`);
       const entry: Record<string, unknown> = { ...current.entry };

@@ -50,7 +50,12 @@ export class KeyFileSource {
   }
 
   status(): KeySourceStatus {
-    return { loaded: this.store !== undefined, count: this.store?.size ?? 0, loadedAt: this.loadedAt, error: this.error };
+    return {
+      loaded: this.store !== undefined,
+      count: this.store?.size ?? 0,
+      loadedAt: this.loadedAt,
+      error: this.error,
+    };
   }
 
   /** Reads the file again; reloads run one at a time, in order. */
@@ -99,7 +104,12 @@ export class KeyFileSource {
     // Logged once per bad version of the file, not on every poll.
     if (fingerprint !== this.rejectedText) {
       this.rejectedText = fingerprint;
-      this.log.error(this.store ? "keys file rejected; the previous keys stay in force" : "keys file rejected; no keys are loaded, every request is refused", { file: this.file, error: message });
+      this.log.error(
+        this.store
+          ? "keys file rejected; the previous keys stay in force"
+          : "keys file rejected; no keys are loaded, every request is refused",
+        { file: this.file, error: message },
+      );
     }
     return "invalid";
   }
@@ -119,7 +129,9 @@ export class KeyFileSource {
       this.watcher = watch(path.dirname(this.file), (_event, changed) => {
         if (!changed || changed === name) schedule();
       });
-      this.watcher.on("error", (error) => this.log.warn("keys directory watch failed; polling only", { error: errorText(error) }));
+      this.watcher.on("error", (error) =>
+        this.log.warn("keys directory watch failed; polling only", { error: errorText(error) }),
+      );
     } catch (error) {
       this.log.warn("keys directory cannot be watched; polling only", { error: errorText(error) });
     }

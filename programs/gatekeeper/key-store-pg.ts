@@ -43,16 +43,30 @@ export class PostgresKeyStore implements RuntimeKeyStore {
   async load(): Promise<RuntimeRecord[]> {
     await this.ready();
     const { rows } = await this.pool.query<{ record: unknown }>(`SELECT record FROM ${API_KEYS_TABLE} ORDER BY id`);
-    return parseRecords(rows.map((r) => r.record), this.log, API_KEYS_TABLE);
+    return parseRecords(
+      rows.map((r) => r.record),
+      this.log,
+      API_KEYS_TABLE,
+    );
   }
 
-  async modify(id: string, change: (current: RuntimeRecord | undefined) => RuntimeRecord | undefined): Promise<RuntimeRecord | undefined> {
+  async modify(
+    id: string,
+    change: (current: RuntimeRecord | undefined) => RuntimeRecord | undefined,
+  ): Promise<RuntimeRecord | undefined> {
     await this.ready();
     const client = await this.pool.connect();
     try {
       await client.query("BEGIN");
-      const { rows } = await client.query<{ record: unknown }>(`SELECT record FROM ${API_KEYS_TABLE} WHERE id = $1 FOR UPDATE`, [id]);
-      const current = parseRecords(rows.map((r) => r.record), this.log, API_KEYS_TABLE)[0];
+      const { rows } = await client.query<{ record: unknown }>(
+        `SELECT record FROM ${API_KEYS_TABLE} WHERE id = $1 FOR UPDATE`,
+        [id],
+      );
+      const current = parseRecords(
+        rows.map((r) => r.record),
+        this.log,
+        API_KEYS_TABLE,
+      )[0];
       const next = change(current);
       if (!next) {
         await client.query("ROLLBACK");
@@ -79,7 +93,12 @@ export class PostgresKeyStore implements RuntimeKeyStore {
   async addUsage(day: string, deltas: ReadonlyMap<string, KeyUsage>): Promise<Map<string, KeyUsage>> {
     await this.ready();
     if (deltas.size > 0) {
-      const rows = [...deltas].map(([key_id, d]) => ({ key_id, day, requests: d.requests, last_used_at: new Date(d.lastUsedMs).toISOString() }));
+      const rows = [...deltas].map(([key_id, d]) => ({
+        key_id,
+        day,
+        requests: d.requests,
+        last_used_at: new Date(d.lastUsedMs).toISOString(),
+      }));
       await this.pool.query(
         `INSERT INTO ${KEY_USAGE_TABLE} (key_id, day, requests, last_used_at)
          SELECT key_id, day, requests, last_used_at FROM json_populate_recordset(NULL::${KEY_USAGE_TABLE}, $1::json)
@@ -87,20 +106,30 @@ export class PostgresKeyStore implements RuntimeKeyStore {
         [JSON.stringify(rows)],
       );
     }
-    const { rows } = await this.pool.query<{ key_id: string; requests: string; last_used_at: Date }>(`SELECT key_id, requests, last_used_at FROM ${KEY_USAGE_TABLE} WHERE day = $1`, [day]);
+    const { rows } = await this.pool.query<{ key_id: string; requests: string; last_used_at: Date }>(
+      `SELECT key_id, requests, last_used_at FROM ${KEY_USAGE_TABLE} WHERE day = $1`,
+      [day],
+    );
     return new Map(rows.map((r) => [r.key_id, { requests: Number(r.requests), lastUsedMs: r.last_used_at.getTime() }]));
   }
 
   async lastUsed(): Promise<Map<string, number>> {
     await this.ready();
-    const { rows } = await this.pool.query<{ key_id: string; last: Date }>(`SELECT key_id, max(last_used_at) AS last FROM ${KEY_USAGE_TABLE} GROUP BY key_id`);
+    const { rows } = await this.pool.query<{ key_id: string; last: Date }>(
+      `SELECT key_id, max(last_used_at) AS last FROM ${KEY_USAGE_TABLE} GROUP BY key_id`,
+    );
     return new Map(rows.map((r) => [r.key_id, r.last.getTime()]));
   }
 
   watch(onChange: () => void): void {
     const listen = async () => {
       if (this.closed) return;
-      const client = new Client({ connectionString: this.connectionString, connectionTimeoutMillis: 3000, keepAlive: true, application_name: "inference-hub-gatekeeper-keys" });
+      const client = new Client({
+        connectionString: this.connectionString,
+        connectionTimeoutMillis: 3000,
+        keepAlive: true,
+        application_name: "inference-hub-gatekeeper-keys",
+      });
       const retry = (error: unknown) => {
         if (this.listener !== client || this.closed) return;
         this.listener = undefined;
@@ -125,7 +154,9 @@ export class PostgresKeyStore implements RuntimeKeyStore {
     void listen();
     const check = async () => {
       try {
-        const { rows } = await this.pool.query<{ seq: string | null }>(`SELECT max(change_seq)::text AS seq FROM ${API_KEYS_TABLE}`);
+        const { rows } = await this.pool.query<{ seq: string | null }>(
+          `SELECT max(change_seq)::text AS seq FROM ${API_KEYS_TABLE}`,
+        );
         const seq = rows[0]?.seq ?? "0";
         if (this.lastSeq !== undefined && seq !== this.lastSeq) onChange();
         this.lastSeq = seq;

@@ -27,7 +27,10 @@ export interface RuntimeKeyStore {
    * Reads the record of `id`, lets `change` decide (undefined: no change), and writes the result
    * durably and atomically against other writers; resolves with what was written.
    */
-  modify(id: string, change: (current: RuntimeRecord | undefined) => RuntimeRecord | undefined): Promise<RuntimeRecord | undefined>;
+  modify(
+    id: string,
+    change: (current: RuntimeRecord | undefined) => RuntimeRecord | undefined,
+  ): Promise<RuntimeRecord | undefined>;
   /** Adds this replica's counts for `day` and returns every key's totals for that day. */
   addUsage(day: string, deltas: ReadonlyMap<string, KeyUsage>): Promise<Map<string, KeyUsage>>;
   /** When each key was last used, any day. */
@@ -57,7 +60,11 @@ export async function writeFileDurably(file: string, text: string): Promise<void
 }
 
 /** A lock file created exclusively; a holder that died leaves one older than `staleMs`, which is broken. */
-export async function withLockFile<T>(lockPath: string, run: () => Promise<T>, { timeoutMs = 5000, staleMs = 10_000 } = {}): Promise<T> {
+export async function withLockFile<T>(
+  lockPath: string,
+  run: () => Promise<T>,
+  { timeoutMs = 5000, staleMs = 10_000 } = {},
+): Promise<T> {
   const started = Date.now();
   for (;;) {
     try {
@@ -68,7 +75,8 @@ export async function withLockFile<T>(lockPath: string, run: () => Promise<T>, {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       const stat = await fsp.stat(lockPath).catch(() => undefined);
       if (stat && Date.now() - stat.mtimeMs > staleMs) await fsp.rm(lockPath, { force: true });
-      else if (Date.now() - started > timeoutMs) throw new Error(`the key store is locked by another writer (${lockPath}) for over ${timeoutMs} ms`);
+      else if (Date.now() - started > timeoutMs)
+        throw new Error(`the key store is locked by another writer (${lockPath}) for over ${timeoutMs} ms`);
       else await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -94,7 +102,11 @@ export function parseRecords(values: readonly unknown[], log: Logger, where: str
   for (const value of values) {
     const parsed = runtimeRecordSchema.safeParse(value);
     if (parsed.success) records.push(parsed.data);
-    else log.warn("runtime key record skipped: it does not parse", { where, problems: parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).slice(0, 5) });
+    else
+      log.warn("runtime key record skipped: it does not parse", {
+        where,
+        problems: parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).slice(0, 5),
+      });
   }
   return records;
 }
@@ -141,7 +153,10 @@ export class FileKeyStore implements RuntimeKeyStore {
     return this.readRecords();
   }
 
-  modify(id: string, change: (current: RuntimeRecord | undefined) => RuntimeRecord | undefined): Promise<RuntimeRecord | undefined> {
+  modify(
+    id: string,
+    change: (current: RuntimeRecord | undefined) => RuntimeRecord | undefined,
+  ): Promise<RuntimeRecord | undefined> {
     return withLockFile(this.lockFile, async () => {
       const records = await this.readRecords();
       const index = records.findIndex((r) => (r.kind === "key" ? r.entry.id : r.id) === id);
@@ -160,13 +175,15 @@ export class FileKeyStore implements RuntimeKeyStore {
       // A new day starts its counts at zero; when each key was last used carries over.
       return doc.day === day ? doc : { ...doc, day, requests: {} };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn("usage file unreadable; counting from zero", { file: this.usageFile, error: errorText(error) });
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT")
+        this.log.warn("usage file unreadable; counting from zero", { file: this.usageFile, error: errorText(error) });
       return { version: 1, day, requests: {}, lastUsed: {} };
     }
   }
 
   addUsage(day: string, deltas: ReadonlyMap<string, KeyUsage>): Promise<Map<string, KeyUsage>> {
-    const totals = (doc: UsageDocument) => new Map(Object.entries(doc.requests).map(([id, n]) => [id, { requests: n, lastUsedMs: doc.lastUsed[id] ?? 0 }]));
+    const totals = (doc: UsageDocument) =>
+      new Map(Object.entries(doc.requests).map(([id, n]) => [id, { requests: n, lastUsedMs: doc.lastUsed[id] ?? 0 }]));
     if (deltas.size === 0) return this.readUsage(day).then(totals);
     return withLockFile(this.lockFile, async () => {
       const doc = await this.readUsage(day);

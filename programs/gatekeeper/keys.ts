@@ -51,13 +51,18 @@ export type KeysFile = z.infer<typeof keysFileSchema>;
 /** Every problem in a keys file, so one edit can fix them all. */
 export class KeysFileError extends Error {
   constructor(readonly problems: readonly string[]) {
-    super(`Keys file is invalid (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    super(
+      `Keys file is invalid (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n${problems.map((p) => `  - ${p}`).join("\n")}`,
+    );
     this.name = "KeysFileError";
   }
 }
 
 const pathText = (path: readonly PropertyKey[]): string =>
-  path.reduce<string>((text, part) => (typeof part === "number" ? `${text}[${part}]` : `${text}${text ? "." : ""}${String(part)}`), "") || "(file)";
+  path.reduce<string>(
+    (text, part) => (typeof part === "number" ? `${text}[${part}]` : `${text}${text ? "." : ""}${String(part)}`),
+    "",
+  ) || "(file)";
 
 /** Parses and validates a keys file's text; throws KeysFileError listing every problem at once. */
 export function parseKeysFile(text: string): KeysFile {
@@ -68,7 +73,9 @@ export function parseKeysFile(text: string): KeysFile {
     throw new KeysFileError([`not valid JSON: ${(error as Error).message}`]);
   }
   const result = keysFileSchema.safeParse(json);
-  const problems = result.success ? [] : result.error.issues.map((issue) => `${pathText(issue.path)}: ${issue.message}`);
+  const problems = result.success
+    ? []
+    : result.error.issues.map((issue) => `${pathText(issue.path)}: ${issue.message}`);
   // Checked on the raw input too, so duplicates are reported alongside schema problems.
   problems.push(...duplicateProblems(json));
   if (problems.length > 0 || !result.success) throw new KeysFileError(problems);
@@ -87,7 +94,10 @@ function duplicateProblems(json: unknown): string[] {
       const value = field === "sha256" ? raw.toLowerCase() : raw;
       const first = firstIndex.get(value);
       if (first === undefined) firstIndex.set(value, index);
-      else problems.push(`keys[${index}].${field}: duplicates keys[${first}].${field}; each key needs its own ${field === "id" ? "id" : "key"}`);
+      else
+        problems.push(
+          `keys[${index}].${field}: duplicates keys[${first}].${field}; each key needs its own ${field === "id" ? "id" : "key"}`,
+        );
     });
   }
   return problems;

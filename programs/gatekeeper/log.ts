@@ -20,4 +20,5 @@ export const jsonLogger: Logger = {
 export const silentLogger: Logger = { info: () => {}, warn: () => {}, error: () => {} };
 
 /** An error's message, whatever was thrown. */
-export const errorText = (error: unknown): string => (error instanceof Error ? error.message || error.name : String(error));
+export const errorText = (error: unknown): string =>
+  error instanceof Error ? error.message || error.name : String(error);

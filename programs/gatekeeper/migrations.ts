@@ -169,7 +169,8 @@ export type TransactionClient = Pick<ClientBase, "query">;
 /** Arbitrary but fixed: serialises migrations across gatekeepers sharing a database. */
 const MIGRATION_LOCK_ID = 0x6761_7465; // "gate"
 
-export const migrationChecksum = (migration: Migration): string => createHash("sha256").update(migration.sql).digest("hex");
+export const migrationChecksum = (migration: Migration): string =>
+  createHash("sha256").update(migration.sql).digest("hex");
 
 export interface MigrationResult {
   /** Versions applied by this call ([] when the database was up to date). */
@@ -179,7 +180,10 @@ export interface MigrationResult {
 }
 
 /** Brings the audit schema up to date; safe to call any number of times, from any number of processes. */
-export async function applyMigrations(client: TransactionClient, migrations: readonly Migration[] = MIGRATIONS): Promise<MigrationResult> {
+export async function applyMigrations(
+  client: TransactionClient,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<MigrationResult> {
   await client.query("BEGIN");
   try {
     await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_ID]);
@@ -190,7 +194,9 @@ export async function applyMigrations(client: TransactionClient, migrations: rea
       checksum text NOT NULL,
       applied_at timestamptz NOT NULL DEFAULT now()
     )`);
-    const { rows } = await client.query<{ version: number; checksum: string }>(`SELECT version, checksum FROM ${AUDIT_SCHEMA}.schema_migrations`);
+    const { rows } = await client.query<{ version: number; checksum: string }>(
+      `SELECT version, checksum FROM ${AUDIT_SCHEMA}.schema_migrations`,
+    );
     const appliedChecksums = new Map(rows.map((r) => [r.version, r.checksum]));
     const applied: number[] = [];
     const changedSinceApplied: number[] = [];
@@ -203,7 +209,10 @@ export async function applyMigrations(client: TransactionClient, migrations: rea
       }
       // No parameters: the simple query protocol runs a multi-statement migration as one string.
       await client.query(migration.sql);
-      await client.query(`INSERT INTO ${AUDIT_SCHEMA}.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)`, [migration.version, migration.name, checksum]);
+      await client.query(
+        `INSERT INTO ${AUDIT_SCHEMA}.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)`,
+        [migration.version, migration.name, checksum],
+      );
       applied.push(migration.version);
     }
     await client.query("COMMIT");

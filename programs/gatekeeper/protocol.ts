@@ -17,7 +17,13 @@ export const AUTH_PATH = "/auth";
  * a minute; a client address carries several keys (services/auth.ts renders ten keys' worth), so
  * its limits go to twenty times a key's, with room to spare.
  */
-export const LIMIT_MAXIMUMS = { keyRatePerMinute: 1_000_000, keyBurst: 1_000_000, addressRatePerMinute: 20_000_000, addressBurst: 20_000_000, keyDailyQuota: 1_000_000_000 } as const;
+export const LIMIT_MAXIMUMS = {
+  keyRatePerMinute: 1_000_000,
+  keyBurst: 1_000_000,
+  addressRatePerMinute: 20_000_000,
+  addressBurst: 20_000_000,
+  keyDailyQuota: 1_000_000_000,
+} as const;
 export const HEALTH_PATH = "/healthz";
 /** Prometheus text, to callers inside the VPC or on loopback only (metrics.ts). */
 export const METRICS_PATH = "/metrics";
@@ -30,7 +36,14 @@ export const METRICS_PATH = "/metrics";
 export const KEY_WAIT_HEADER = "X-Hub-Key-Wait";
 
 /** Headers Traefik must copy from an allowed answer into the forwarded request (forwardAuth.authResponseHeaders). */
-export const AUTH_RESPONSE_HEADERS = ["Authorization", "X-Api-Key", "X-Hub-Key-Id", "X-Request-Id", "X-Hub-Sandbox-Limits", KEY_WAIT_HEADER] as const;
+export const AUTH_RESPONSE_HEADERS = [
+  "Authorization",
+  "X-Api-Key",
+  "X-Hub-Key-Id",
+  "X-Request-Id",
+  "X-Hub-Sandbox-Limits",
+  KEY_WAIT_HEADER,
+] as const;
 
 /**
  * The gatekeeper's decisions counter (metrics.ts), labels `scope`, `key_id` and `outcome`. Its

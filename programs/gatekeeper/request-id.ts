@@ -89,9 +89,7 @@ export function mayCarrySecret(text: string, context: SecretContext): boolean {
   const isKeyId = context.isKeyId;
   // A known key id is replaced by a separator, so it neither counts towards a run nor breaks one's rules.
   const withoutKeyIds = isKeyId ? text.replace(KEY_ID_ANYWHERE, (id) => (isKeyId(id) ? "." : id)) : text;
-  return withoutKeyIds
-    .split(/[^A-Za-z0-9_-]+/)
-    .some((run) => run.length >= LONG_RUN_CHARS && !isPlainRun(run));
+  return withoutKeyIds.split(/[^A-Za-z0-9_-]+/).some((run) => run.length >= LONG_RUN_CHARS && !isPlainRun(run));
 }
 
 /**

@@ -50,7 +50,10 @@ const MAX_REPORT_BYTES = 8192;
 
 /** The key's wait policy for a waking GPU, when it has one (programs/holding/core.ts parses it). */
 export function keyWaitHeader(key: ApiKey): Record<string, string> {
-  const parts = [...(key.waitSeconds !== undefined ? [`default=${key.waitSeconds}`] : []), ...(key.maxWaitSeconds !== undefined ? [`max=${key.maxWaitSeconds}`] : [])];
+  const parts = [
+    ...(key.waitSeconds !== undefined ? [`default=${key.waitSeconds}`] : []),
+    ...(key.maxWaitSeconds !== undefined ? [`max=${key.maxWaitSeconds}`] : []),
+  ];
   return parts.length ? { [KEY_WAIT_HEADER]: parts.join(", ") } : {};
 }
 
@@ -70,7 +73,13 @@ export interface DecisionInput {
 }
 
 export type Decision =
-  | { readonly allowed: true; readonly status: 200; readonly reason: "allowed"; readonly key: ApiKey; readonly scope: Scope }
+  | {
+      readonly allowed: true;
+      readonly status: 200;
+      readonly reason: "allowed";
+      readonly key: ApiKey;
+      readonly scope: Scope;
+    }
   | {
       readonly allowed: false;
       readonly status: 401 | 403 | 429 | 503;
@@ -80,43 +89,118 @@ export type Decision =
       readonly retryAfterSeconds?: number;
     };
 
-
 const CREDENTIAL_MESSAGES: Readonly<Record<CredentialProblem, string>> = {
   missing_key: "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `X-Api-Key: <key>`.",
-  malformed_key: "The API key is not in the expected format: send `Authorization: Bearer ihk_...` or `X-Api-Key: ihk_...`.",
+  malformed_key:
+    "The API key is not in the expected format: send `Authorization: Bearer ihk_...` or `X-Api-Key: ihk_...`.",
   oversized_credential: "The credential header is too long to be an API key.",
   conflicting_keys: "The request carries more than one different API key; send exactly one.",
 };
 
 /** The key's own limit where it sets one, else the gatekeeper's default; the same on every service. */
-export const limitFor = (key: ApiKey, defaultLimit: RateLimit): RateLimit => ({ ratePerMinute: key.ratePerMinute ?? defaultLimit.ratePerMinute, burst: key.burst ?? defaultLimit.burst });
+export const limitFor = (key: ApiKey, defaultLimit: RateLimit): RateLimit => ({
+  ratePerMinute: key.ratePerMinute ?? defaultLimit.ratePerMinute,
+  burst: key.burst ?? defaultLimit.burst,
+});
 
 export function decide(input: DecisionInput): Decision {
-  const deny = (status: 401 | 403 | 429 | 503, reason: DenyReason, keyId: string | null, body: OpenAiError, retryAfterSeconds?: number): Decision => ({ allowed: false, status, reason, keyId, body, retryAfterSeconds });
+  const deny = (
+    status: 401 | 403 | 429 | 503,
+    reason: DenyReason,
+    keyId: string | null,
+    body: OpenAiError,
+    retryAfterSeconds?: number,
+  ): Decision => ({ allowed: false, status, reason, keyId, body, retryAfterSeconds });
   const { scope, keys } = input;
   // A route configured with a scope this program does not know is a deployment bug: fail closed.
   // 503, never 500: every 500 a client could get at the door is Traefik's own (GATEKEEPER_FAILURE_STATUS).
   if (scope === null || !isScope(scope)) {
-    return deny(503, "bad_scope", null, errorBody("The gateway's authorisation settings name an unknown service scope, so the request was refused. Please tell the hub's operator.", "server_error", "gatekeeper_misconfigured"));
+    return deny(
+      503,
+      "bad_scope",
+      null,
+      errorBody(
+        "The gateway's authorisation settings name an unknown service scope, so the request was refused. Please tell the hub's operator.",
+        "server_error",
+        "gatekeeper_misconfigured",
+      ),
+    );
   }
-  if (!keys) return deny(503, "keys_unavailable", null, errorBody("The gateway has no API keys loaded, so no request can be authorised. Please tell the hub's operator.", "server_error", "keys_unavailable"));
+  if (!keys)
+    return deny(
+      503,
+      "keys_unavailable",
+      null,
+      errorBody(
+        "The gateway has no API keys loaded, so no request can be authorised. Please tell the hub's operator.",
+        "server_error",
+        "keys_unavailable",
+      ),
+    );
   const credential = presentedCredential(input.headers);
   if (credential.kind === "problem") {
-    return deny(401, credential.problem, null, errorBody(CREDENTIAL_MESSAGES[credential.problem], "invalid_request_error", credential.problem === "missing_key" ? "missing_api_key" : "invalid_api_key"));
+    return deny(
+      401,
+      credential.problem,
+      null,
+      errorBody(
+        CREDENTIAL_MESSAGES[credential.problem],
+        "invalid_request_error",
+        credential.problem === "missing_key" ? "missing_api_key" : "invalid_api_key",
+      ),
+    );
   }
   const key = keys.find(credential.key);
-  if (!key) return deny(401, "unknown_key", null, errorBody("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"));
-  if (key.revoked) return deny(401, "revoked_key", key.id, errorBody("This API key has been revoked.", "invalid_request_error", "invalid_api_key"));
-  if (!key.scopes.has(scope)) return deny(403, "scope_denied", key.id, errorBody(`This API key may not use the ${scope} service.`, "invalid_request_error", "insufficient_scope"));
+  if (!key)
+    return deny(
+      401,
+      "unknown_key",
+      null,
+      errorBody("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+    );
+  if (key.revoked)
+    return deny(
+      401,
+      "revoked_key",
+      key.id,
+      errorBody("This API key has been revoked.", "invalid_request_error", "invalid_api_key"),
+    );
+  if (!key.scopes.has(scope))
+    return deny(
+      403,
+      "scope_denied",
+      key.id,
+      errorBody(`This API key may not use the ${scope} service.`, "invalid_request_error", "insufficient_scope"),
+    );
   if (key.dailyQuota !== undefined && input.usage && input.usage.used(key.id, input.nowMs) >= key.dailyQuota) {
     const retry = secondsToNextUtcDay(input.nowMs);
-    return deny(429, "quota_exceeded", key.id, errorBody(`Daily quota reached for this API key: ${key.dailyQuota} requests per UTC day. It starts again at 00:00 UTC, in ${retry} s.`, "requests", "quota_exceeded"), retry);
+    return deny(
+      429,
+      "quota_exceeded",
+      key.id,
+      errorBody(
+        `Daily quota reached for this API key: ${key.dailyQuota} requests per UTC day. It starts again at 00:00 UTC, in ${retry} s.`,
+        "requests",
+        "quota_exceeded",
+      ),
+      retry,
+    );
   }
   const limit = limitFor(key, input.defaultLimit);
   // Only here, with a known, live key that may use this service, is a token taken.
   const rate = input.limiter.take(key.id, scope, limit, input.nowMs);
   if (!rate.allowed) {
-    return deny(429, "rate_limited", key.id, errorBody(`Rate limit reached for this API key on the ${scope} service: ${limit.ratePerMinute} requests per minute, bursts of ${limit.burst}. Try again in ${rate.retryAfterSeconds} s.`, "requests", "rate_limit_exceeded"), rate.retryAfterSeconds);
+    return deny(
+      429,
+      "rate_limited",
+      key.id,
+      errorBody(
+        `Rate limit reached for this API key on the ${scope} service: ${limit.ratePerMinute} requests per minute, bursts of ${limit.burst}. Try again in ${rate.retryAfterSeconds} s.`,
+        "requests",
+        "rate_limit_exceeded",
+      ),
+      rate.retryAfterSeconds,
+    );
   }
   return { allowed: true, status: 200, reason: "allowed", key, scope };
 }
@@ -148,7 +232,8 @@ export function pathFrom(forwardedUri: string | undefined, context: SecretContex
     .join("/");
 }
 
-const methodFrom = (header: string | undefined): string | null => (header && /^[A-Z]{1,16}$/.test(header) ? header : null);
+const methodFrom = (header: string | undefined): string | null =>
+  header && /^[A-Z]{1,16}$/.test(header) ? header : null;
 const scopeForRecord = (scope: string | null): string => (scope ?? "").replace(CONTROL_CHARACTERS, "").slice(0, 32);
 
 // ---- the server -------------------------------------------------------------------------------
@@ -156,7 +241,14 @@ const scopeForRecord = (scope: string | null): string => (scope ?? "").replace(C
 export interface HealthReport {
   readonly status: "ok" | "unhealthy";
   readonly keys: KeyRegistryStatus;
-  readonly spool: { readonly writable: boolean; readonly dir: string; readonly segment: number; readonly unshippedBytes: number | null; readonly decisions: number; readonly commits: number };
+  readonly spool: {
+    readonly writable: boolean;
+    readonly dir: string;
+    readonly segment: number;
+    readonly unshippedBytes: number | null;
+    readonly decisions: number;
+    readonly commits: number;
+  };
   readonly database: ({ readonly configured: true } & ShipperStatus) | { readonly configured: false };
 }
 
@@ -198,23 +290,57 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
   const defaultLimit: RateLimit = { ratePerMinute: config.defaultRatePerMinute, burst: config.defaultBurst };
   let pool: Pool | undefined;
   if (config.databaseUrl) {
-    pool = new Pool({ connectionString: config.databaseUrl, max: 3, connectionTimeoutMillis: 3000, query_timeout: 15_000, idleTimeoutMillis: 30_000, keepAlive: true, application_name: "inference-hub-gatekeeper" });
+    pool = new Pool({
+      connectionString: config.databaseUrl,
+      max: 3,
+      connectionTimeoutMillis: 3000,
+      query_timeout: 15_000,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: "inference-hub-gatekeeper",
+    });
     // Without a listener an idle connection dropped by the server would crash the process.
     pool.on("error", (error) => log.warn("audit database connection lost", { error: errorText(error) }));
   }
   // Runtime keys: in the audit database when there is one (every replica shares it), else in the state directory.
-  const runtimeStore: RuntimeKeyStore | undefined = pool && config.databaseUrl ? new PostgresKeyStore(pool, config.databaseUrl, log) : config.stateDir ? await FileKeyStore.open(config.stateDir, log) : undefined;
-  const keys = new KeyRegistry(config.keysFile, runtimeStore, log, (store) => limiter.retainOnly(store.ids()), pool && config.stateDir ? cacheFileIn(config.stateDir) : undefined);
-  if (pool && config.stateDir) await import("node:fs/promises").then((fsp) => fsp.mkdir(config.stateDir!, { recursive: true, mode: 0o700 }));
+  const runtimeStore: RuntimeKeyStore | undefined =
+    pool && config.databaseUrl
+      ? new PostgresKeyStore(pool, config.databaseUrl, log)
+      : config.stateDir
+        ? await FileKeyStore.open(config.stateDir, log)
+        : undefined;
+  const keys = new KeyRegistry(
+    config.keysFile,
+    runtimeStore,
+    log,
+    (store) => limiter.retainOnly(store.ids()),
+    pool && config.stateDir ? cacheFileIn(config.stateDir) : undefined,
+  );
+  if (pool && config.stateDir)
+    await import("node:fs/promises").then((fsp) => fsp.mkdir(config.stateDir!, { recursive: true, mode: 0o700 }));
   await keys.start(options.keysPollMs);
   const usage = new UsageCounter(runtimeStore, log, now());
   await usage.sync(now());
   usage.start();
 
-  const spool = await Spool.open({ dir: config.spoolDir, segmentBytes: config.spoolSegmentBytes, keepSegments: config.spoolKeepSegments, retainUnshipped: config.databaseUrl !== undefined, commitsInFlight: config.spoolCommitsInFlight, log });
+  const spool = await Spool.open({
+    dir: config.spoolDir,
+    segmentBytes: config.spoolSegmentBytes,
+    keepSegments: config.spoolKeepSegments,
+    retainUnshipped: config.databaseUrl !== undefined,
+    commitsInFlight: config.spoolCommitsInFlight,
+    log,
+  });
   let shipper: AuditShipper | undefined;
   if (pool) {
-    shipper = new AuditShipper({ spool, pool, log, batchRows: config.auditBatchRows, maxDelayMs: config.auditBatchDelayMs, onFailure: () => metrics.shipFailures.inc() });
+    shipper = new AuditShipper({
+      spool,
+      pool,
+      log,
+      batchRows: config.auditBatchRows,
+      maxDelayMs: config.auditBatchDelayMs,
+      onFailure: () => metrics.shipFailures.inc(),
+    });
   }
   const metrics = new GatekeeperMetrics(
     {
@@ -226,11 +352,24 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     now,
   );
   shipper?.start();
-  const addresses = new AddressLimiter({ ratePerMinute: config.addressRatePerMinute, burst: config.addressBurst, maxAddresses: config.addressTableSize });
-  const addressLimitBody = errorBody(`Too many requests from this client address: the gateway allows ${config.addressRatePerMinute} per minute per address (bursts of ${config.addressBurst}), across all keys. Slow down and retry after the Retry-After interval.`, "requests", "rate_limit_exceeded");
+  const addresses = new AddressLimiter({
+    ratePerMinute: config.addressRatePerMinute,
+    burst: config.addressBurst,
+    maxAddresses: config.addressTableSize,
+  });
+  const addressLimitBody = errorBody(
+    `Too many requests from this client address: the gateway allows ${config.addressRatePerMinute} per minute per address (bursts of ${config.addressBurst}), across all keys. Slow down and retry after the Retry-After interval.`,
+    "requests",
+    "rate_limit_exceeded",
+  );
 
   // Built once: an allowed answer adds only the key id and the request id.
-  const allowedHeaders = { authorization: `Bearer ${config.backendKey}`, "x-api-key": config.backendKey, "cache-control": "no-store", "content-length": "0" } as const;
+  const allowedHeaders = {
+    authorization: `Bearer ${config.backendKey}`,
+    "x-api-key": config.backendKey,
+    "cache-control": "no-store",
+    "content-length": "0",
+  } as const;
   const backendKeySecrets = [config.backendKey];
 
   const outcomeOf = (decision: Decision): Outcome => {
@@ -258,21 +397,33 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     const nowMs = now();
     const { headers, scope } = request;
     const clientAddr = clientAddress(headers["x-forwarded-for"], request.socketAddress, config.forwardedHops);
-    const observe = (keyId: string | null, outcome: Outcome) => metrics.observe(scopeLabel(scope), keyId, outcome, (performance.now() - startedAt) / 1000);
+    const observe = (keyId: string | null, outcome: Outcome) =>
+      metrics.observe(scopeLabel(scope), keyId, outcome, (performance.now() - startedAt) / 1000);
     if (clientAddr !== null) {
       const byAddress = addresses.take(addressKey(clientAddr), nowMs);
       if (!byAddress.allowed) {
-        if (byAddress.startedLimiting) log.warn("client address over its limit; refusing its requests until it slows down (not written to the audit spool one by one)", { client_addr: clientAddr, ratePerMinute: config.addressRatePerMinute, burst: config.addressBurst });
+        if (byAddress.startedLimiting)
+          log.warn(
+            "client address over its limit; refusing its requests until it slows down (not written to the audit spool one by one)",
+            { client_addr: clientAddr, ratePerMinute: config.addressRatePerMinute, burst: config.addressBurst },
+          );
         observe(null, "address_rate_limited");
         return jsonAnswer(429, addressLimitBody, { "retry-after": String(byAddress.retryAfterSeconds) });
       }
-      if (byAddress.endedLimiting) log.info("client address back under its limit", { client_addr: clientAddr, refused: byAddress.endedLimiting.refused });
+      if (byAddress.endedLimiting)
+        log.info("client address back under its limit", {
+          client_addr: clientAddr,
+          refused: byAddress.endedLimiting.refused,
+        });
     }
     const decisionId = randomUUID();
     const store = keys.current;
     const decision = decide({ scope, headers, keys: store, limiter, defaultLimit, nowMs, usage });
     // What a client controls and the gatekeeper echoes or stores must not carry a secret.
-    const secretContext: SecretContext = { secrets: [...presentedTokens(headers), ...backendKeySecrets], isKeyId: store ? (id) => store.hasId(id) : undefined };
+    const secretContext: SecretContext = {
+      secrets: [...presentedTokens(headers), ...backendKeySecrets],
+      isKeyId: store ? (id) => store.hasId(id) : undefined,
+    };
     const requestId = requestIdFrom(joined(headers["x-request-id"]), decisionId, secretContext);
     const record: DecisionRecord = {
       decision_id: decisionId,
@@ -293,7 +444,15 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       // Logged by the spool. Not auditable means not allowed, and a request not let through keeps its token.
       if (decision.allowed) limiter.refund(decision.key.id, decision.scope, limitFor(decision.key, defaultLimit));
       observe(record.key_id, "unavailable");
-      return jsonAnswer(503, errorBody("The gateway cannot record this request in its audit log right now, so it was refused. Please try again shortly.", "server_error", "audit_unavailable"), { "x-request-id": requestId });
+      return jsonAnswer(
+        503,
+        errorBody(
+          "The gateway cannot record this request in its audit log right now, so it was refused. Please try again shortly.",
+          "server_error",
+          "audit_unavailable",
+        ),
+        { "x-request-id": requestId },
+      );
     }
     observe(record.key_id, outcomeOf(decision));
     if (decision.allowed) {
@@ -321,7 +480,14 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
   const answerAuth = (request: AuthRequest): Promise<Answer> =>
     authorise(request).catch((error: unknown) => {
       log.error("auth request failed", { error: errorText(error) });
-      return jsonAnswer(503, errorBody("The gateway failed to authorise this request. Retry shortly; tell the hub's operator if this persists.", "server_error", "gatekeeper_error"));
+      return jsonAnswer(
+        503,
+        errorBody(
+          "The gateway failed to authorise this request. Retry shortly; tell the hub's operator if this persists.",
+          "server_error",
+          "gatekeeper_error",
+        ),
+      );
     });
 
   /**
@@ -331,7 +497,15 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
    */
   async function recordExecution(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     if (req.method !== "POST" || !metricsCallerAllowed(req.socket.remoteAddress, req.headers)) {
-      sendJson(res, 403, errorBody("Execution reports come from the sandbox front on the gateway node's network only.", "invalid_request_error", "forbidden"));
+      sendJson(
+        res,
+        403,
+        errorBody(
+          "Execution reports come from the sandbox front on the gateway node's network only.",
+          "invalid_request_error",
+          "forbidden",
+        ),
+      );
       return;
     }
     const chunks: Buffer[] = [];
@@ -339,7 +513,15 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
       if (size > MAX_REPORT_BYTES) {
-        sendJson(res, 413, errorBody(`An execution report is at most ${MAX_REPORT_BYTES} bytes.`, "invalid_request_error", "report_too_large"));
+        sendJson(
+          res,
+          413,
+          errorBody(
+            `An execution report is at most ${MAX_REPORT_BYTES} bytes.`,
+            "invalid_request_error",
+            "report_too_large",
+          ),
+        );
         return;
       }
       chunks.push(chunk);
@@ -351,7 +533,18 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       parsed = executionReportSchema.safeParse(undefined);
     }
     if (!parsed.success) {
-      sendJson(res, 400, errorBody(`Not an execution report: ${parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ").slice(0, 500)}`, "invalid_request_error", "invalid_report"));
+      sendJson(
+        res,
+        400,
+        errorBody(
+          `Not an execution report: ${parsed.error.issues
+            .map((i) => `${i.path.join(".") || "body"}: ${i.message}`)
+            .join("; ")
+            .slice(0, 500)}`,
+          "invalid_request_error",
+          "invalid_report",
+        ),
+      );
       return;
     }
     const report = parsed.data;
@@ -379,7 +572,11 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
     try {
       await spool.append(record);
     } catch {
-      sendJson(res, 503, errorBody("The audit spool cannot be written right now.", "server_error", "audit_unavailable"));
+      sendJson(
+        res,
+        503,
+        errorBody("The audit spool cannot be written right now.", "server_error", "audit_unavailable"),
+      );
       return;
     }
     sendJson(res, 200, { execution_id: executionId });
@@ -392,47 +589,106 @@ export async function startGatekeeper(options: GatekeeperOptions): Promise<Gatek
       () => false,
     );
     const writable = dirWritable && spool.writable;
-    const unshippedBytes = shipper ? await spool.bytesAfter(shipper.shippedUpTo ?? (await spool.shippingStart())).catch(() => null) : null;
+    const unshippedBytes = shipper
+      ? await spool.bytesAfter(shipper.shippedUpTo ?? (await spool.shippingStart())).catch(() => null)
+      : null;
     return {
       status: keyStatus.loaded && writable ? "ok" : "unhealthy",
       keys: keyStatus,
       // Since the start: decisions ÷ commits is how well group commit batches.
-      spool: { writable, dir: config.spoolDir, segment: spool.currentSegment, unshippedBytes, decisions: spool.committedRecords, commits: spool.commits },
+      spool: {
+        writable,
+        dir: config.spoolDir,
+        segment: spool.currentSegment,
+        unshippedBytes,
+        decisions: spool.committedRecords,
+        commits: spool.commits,
+      },
       // Reported, never a reason to be unhealthy: the spool holds the rows through an outage.
       database: shipper ? { configured: true, ...shipper.status() } : { configured: false },
     };
   }
 
-  const adminContext = adminContextFor({ registry: keys, usage, log, now, config, audit: async () => (shipper ? { configured: true, connected: shipper.status().connected ?? undefined, lastError: shipper.status().lastError } : { configured: false }) });
+  const adminContext = adminContextFor({
+    registry: keys,
+    usage,
+    log,
+    now,
+    config,
+    audit: async () =>
+      shipper
+        ? {
+            configured: true,
+            connected: shipper.status().connected ?? undefined,
+            lastError: shipper.status().lastError,
+          }
+        : { configured: false },
+  });
 
   const server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
     const { pathname, query } = splitTarget(req.url ?? "/");
     if (pathname === AUTH_PATH) {
-      void answerAuth({ scope: scopeParameter(query), headers: req.headersDistinct, socketAddress: req.socket.remoteAddress }).then((answer) => send(res, answer));
+      void answerAuth({
+        scope: scopeParameter(query),
+        headers: req.headersDistinct,
+        socketAddress: req.socket.remoteAddress,
+      }).then((answer) => send(res, answer));
       return;
     }
     if (isAdminPath(pathname)) {
-      handleAdmin(req, pathname, (status, body) => sendJson(res, status, body), adminContext).catch((error: unknown) => {
-        log.error("admin request failed", { error: errorText(error) });
-        if (!res.headersSent) sendJson(res, 500, errorBody("The admin request failed inside the gatekeeper.", "server_error", "gatekeeper_error"));
-      });
+      handleAdmin(req, pathname, (status, body) => sendJson(res, status, body), adminContext).catch(
+        (error: unknown) => {
+          log.error("admin request failed", { error: errorText(error) });
+          if (!res.headersSent)
+            sendJson(
+              res,
+              500,
+              errorBody("The admin request failed inside the gatekeeper.", "server_error", "gatekeeper_error"),
+            );
+        },
+      );
       return;
     }
     if (pathname === METRICS_PATH) {
       if (!metricsCallerAllowed(req.socket.remoteAddress, req.headers)) {
-        send(res, jsonAnswer(403, errorBody("The gatekeeper's metrics are readable only from inside the VPC or the node itself, not through the gateway.", "invalid_request_error", "forbidden")));
+        send(
+          res,
+          jsonAnswer(
+            403,
+            errorBody(
+              "The gatekeeper's metrics are readable only from inside the VPC or the node itself, not through the gateway.",
+              "invalid_request_error",
+              "forbidden",
+            ),
+          ),
+        );
         return;
       }
       metrics.text().then(
-        (text) => send(res, { status: 200, headers: { "content-type": metrics.contentType, "cache-control": "no-store", "content-length": String(Buffer.byteLength(text)) }, body: text }),
-        (error: unknown) => send(res, jsonAnswer(500, errorBody(`metrics failed: ${errorText(error)}`, "server_error", "metrics_error"))),
+        (text) =>
+          send(res, {
+            status: 200,
+            headers: {
+              "content-type": metrics.contentType,
+              "cache-control": "no-store",
+              "content-length": String(Buffer.byteLength(text)),
+            },
+            body: text,
+          }),
+        (error: unknown) =>
+          send(res, jsonAnswer(500, errorBody(`metrics failed: ${errorText(error)}`, "server_error", "metrics_error"))),
       );
       return;
     }
     if (pathname === EXECUTIONS_PATH) {
       recordExecution(req, res).catch((error: unknown) => {
         log.error("execution report failed", { error: errorText(error) });
-        if (!res.headersSent) sendJson(res, 500, errorBody("The gatekeeper failed to record the execution.", "server_error", "gatekeeper_error"));
+        if (!res.headersSent)
+          sendJson(
+            res,
+            500,
+            errorBody("The gatekeeper failed to record the execution.", "server_error", "gatekeeper_error"),
+          );
       });
       return;
     }

@@ -57,8 +57,10 @@ export interface ShipperStatus {
  * gatekeeper's event loop, which answers Traefik, never parses or re-encodes a row. The spool's
  * field names are the column names; PostgreSQL checks every value against the column types.
  */
-const DECISION_COLUMNS = "decision_id, decided_at, request_id, key_id, scope, method, path, client_addr, allowed, reason, status";
-const EXECUTION_COLUMNS = "execution_id, reported_at, request_id, key_id, language, version, session, outcome, status, exit_code, signal, limits_hit, wall_ms, cpu_ms, memory_bytes, output_bytes, duration_ms";
+const DECISION_COLUMNS =
+  "decision_id, decided_at, request_id, key_id, scope, method, path, client_addr, allowed, reason, status";
+const EXECUTION_COLUMNS =
+  "execution_id, reported_at, request_id, key_id, language, version, session, outcome, status, exit_code, signal, limits_hit, wall_ms, cpu_ms, memory_bytes, output_bytes, duration_ms";
 /** One statement for both kinds of line: each table takes the lines that carry its key (the other's fields are ignored). */
 const INSERT_SQL = `WITH decisions AS (
   INSERT INTO ${DECISIONS_TABLE} (${DECISION_COLUMNS})
@@ -77,7 +79,8 @@ const jsonArray = (lines: readonly string[]): string => `[${lines.join(",")}]`;
 const isRowError = (error: unknown): boolean => /^2[23]/.test(String((error as { code?: unknown }).code ?? ""));
 
 /** undefined_table, invalid_schema_name. */
-const isMissingSchema = (error: unknown): boolean => ["42P01", "3F000"].includes(String((error as { code?: unknown }).code ?? ""));
+const isMissingSchema = (error: unknown): boolean =>
+  ["42P01", "3F000"].includes(String((error as { code?: unknown }).code ?? ""));
 
 /** decided_at of a spool line, ms (the line is the spool's own JSON). */
 function decidedAtMs(line: string): number | undefined {
@@ -139,7 +142,9 @@ export class AuditShipper {
   }
 
   start(): void {
-    this.running ??= this.run().catch((error: unknown) => this.options.log.error("audit shipper stopped unexpectedly", { error: errorText(error) }));
+    this.running ??= this.run().catch((error: unknown) =>
+      this.options.log.error("audit shipper stopped unexpectedly", { error: errorText(error) }),
+    );
   }
 
   /** How far the database has the spool (undefined until the shipper has looked). */
@@ -169,7 +174,12 @@ export class AuditShipper {
 
   /** Decisions in the spool not yet in the database (exact, but for a commit racing the count at start). */
   pendingRecords(): number {
-    return Math.max(0, this.backlogAtStart + (this.options.spool.committedRecords - this.committedAtStart) - (this.shippedRows + this.quarantinedRows));
+    return Math.max(
+      0,
+      this.backlogAtStart +
+        (this.options.spool.committedRecords - this.committedAtStart) -
+        (this.shippedRows + this.quarantinedRows),
+    );
   }
 
   /** Seconds since the oldest decision not yet in the database was decided; 0 when there is none. */
@@ -235,7 +245,10 @@ export class AuditShipper {
   private failed(what: string, error: unknown): void {
     const text = errorText(error);
     // One log line per outage, not one per retry.
-    if (this.connected !== false || this.lastError !== text) this.options.log.warn(`audit database: ${what} failed; decisions stay in the spool and are retried`, { error: text });
+    if (this.connected !== false || this.lastError !== text)
+      this.options.log.warn(`audit database: ${what} failed; decisions stay in the spool and are retried`, {
+        error: text,
+      });
     this.connected = false;
     this.lastError = text;
     this.lastErrorAt = new Date().toISOString();
@@ -254,12 +267,17 @@ export class AuditShipper {
       await this.options.spool.saveCheckpoint(position);
       this.saved = position;
       this.savedAtMs = Date.now();
-      if (this.checkpointFailing) this.options.log.info("audit spool checkpoint saved again", { segment: position.segment });
+      if (this.checkpointFailing)
+        this.options.log.info("audit spool checkpoint saved again", { segment: position.segment });
       this.checkpointFailing = false;
     } catch (error) {
       // Tried again no sooner than checkpointEveryMs; logged once per failing spell (a full disk).
       this.savedAtMs = Date.now();
-      if (!this.checkpointFailing) this.options.log.error("audit spool checkpoint could not be saved; the rows since the last one will be re-sent after a restart, which the primary key absorbs", { error: errorText(error) });
+      if (!this.checkpointFailing)
+        this.options.log.error(
+          "audit spool checkpoint could not be saved; the rows since the last one will be re-sent after a restart, which the primary key absorbs",
+          { error: errorText(error) },
+        );
       this.checkpointFailing = true;
     }
   }
@@ -312,7 +330,8 @@ export class AuditShipper {
         }
         retryMs = this.retryMinMs;
         // A full batch leaves older lines unread: the last shipped one bounds their age until the next read.
-        this.oldestPendingMs = batch.lines.length === this.batchRows ? decidedAtMs(batch.lines[batch.lines.length - 1]) : undefined;
+        this.oldestPendingMs =
+          batch.lines.length === this.batchRows ? decidedAtMs(batch.lines[batch.lines.length - 1]) : undefined;
         this.position = batch.next;
         await this.checkpoint(false);
         if (batch.lines.length === this.batchRows) continue;
@@ -343,7 +362,9 @@ export class AuditShipper {
         position = batch.next;
       }
     } catch (error) {
-      this.options.log.warn("audit spool backlog could not be counted; the pending-records metric leaves it out", { error: errorText(error) });
+      this.options.log.warn("audit spool backlog could not be counted; the pending-records metric leaves it out", {
+        error: errorText(error),
+      });
     }
     this.backlogAtStart = count;
     this.committedAtStart = this.options.spool.committedRecords;
@@ -354,7 +375,10 @@ export class AuditShipper {
     try {
       const result = await applyMigrations(client);
       if (result.applied.length) this.options.log.info("audit database migrated", { applied: result.applied });
-      if (result.changedSinceApplied.length) this.options.log.warn("audit migrations changed after they were applied; add a new migration instead", { versions: result.changedSinceApplied });
+      if (result.changedSinceApplied.length)
+        this.options.log.warn("audit migrations changed after they were applied; add a new migration instead", {
+          versions: result.changedSinceApplied,
+        });
     } finally {
       client.release();
     }
@@ -370,7 +394,10 @@ export class AuditShipper {
     } catch (error) {
       if (!isRowError(error)) throw error;
       // One bad line must not hold back every later one: insert one by one, set the bad ones aside.
-      this.options.log.error("audit database refused a batch; inserting row by row", { error: errorText(error), rows: lines.length });
+      this.options.log.error("audit database refused a batch; inserting row by row", {
+        error: errorText(error),
+        rows: lines.length,
+      });
       for (const line of lines) {
         try {
           await this.options.pool.query(INSERT_SQL, [jsonArray([line])]);
@@ -394,6 +421,10 @@ export class AuditShipper {
       await handle.close();
     }
     this.quarantinedRows += 1;
-    this.options.log.error("audit row refused by the database and set aside", { file: QUARANTINE_FILE, line: line.slice(0, 300), error: errorText(error) });
+    this.options.log.error("audit row refused by the database and set aside", {
+      file: QUARANTINE_FILE,
+      line: line.slice(0, 300),
+      error: errorText(error),
+    });
   }
 }

@@ -77,7 +77,13 @@ const LINE_PREFIXES = [Buffer.from('{"decision_id":"'), Buffer.from('{"execution
 
 /** A cheap plausibility check on raw bytes: the full check is the database's JSON parser and types. */
 function looksLikeDecisionLine(buffer: Buffer, start: number, end: number): boolean {
-  return buffer[end - 1] === CLOSING_BRACE && LINE_PREFIXES.some((prefix) => end - start > prefix.length && buffer.compare(prefix, 0, prefix.length, start, start + prefix.length) === 0);
+  return (
+    buffer[end - 1] === CLOSING_BRACE &&
+    LINE_PREFIXES.some(
+      (prefix) =>
+        end - start > prefix.length && buffer.compare(prefix, 0, prefix.length, start, start + prefix.length) === 0,
+    )
+  );
 }
 
 /** A spool line as a record, or undefined when it is not one. */
@@ -138,9 +144,12 @@ export function checkpointProblem(text: string): string | undefined {
     return `it is not JSON (${errorText(error)})`;
   }
   const position = parsed as Partial<Record<keyof SpoolPosition, unknown>> | null;
-  if (typeof position !== "object" || position === null || Array.isArray(position)) return "it is not a {segment, offset} object";
-  if (!Number.isSafeInteger(position.segment) || (position.segment as number) < 1) return `segment ${JSON.stringify(position.segment)} is not a segment number (1 or more)`;
-  if (!Number.isSafeInteger(position.offset) || (position.offset as number) < 0) return `offset ${JSON.stringify(position.offset)} is not a byte offset (0 or more)`;
+  if (typeof position !== "object" || position === null || Array.isArray(position))
+    return "it is not a {segment, offset} object";
+  if (!Number.isSafeInteger(position.segment) || (position.segment as number) < 1)
+    return `segment ${JSON.stringify(position.segment)} is not a segment number (1 or more)`;
+  if (!Number.isSafeInteger(position.offset) || (position.offset as number) < 0)
+    return `offset ${JSON.stringify(position.offset)} is not a byte offset (0 or more)`;
   return undefined;
 }
 
@@ -220,7 +229,11 @@ export class Spool {
     } catch (error) {
       spool.startOutage(error);
     }
-    await spool.applyRetention().catch((error: unknown) => options.log.warn("audit spool retention failed; will retry at the next rotation", { error: errorText(error) }));
+    await spool
+      .applyRetention()
+      .catch((error: unknown) =>
+        options.log.warn("audit spool retention failed; will retry at the next rotation", { error: errorText(error) }),
+      );
     return spool;
   }
 
@@ -307,7 +320,10 @@ export class Spool {
     while (this.pendingLines.length > 0 && this.idleLanes.length > 0) {
       if (this.running > 0) {
         // Beside a running commit only once it looks stalled; until then the decisions gather.
-        const stalledAfterMs = Math.min(STALLED_COMMIT_MAX_MS, Math.max(STALLED_COMMIT_MIN_MS, 2 * this.typicalCommitMs));
+        const stalledAfterMs = Math.min(
+          STALLED_COMMIT_MAX_MS,
+          Math.max(STALLED_COMMIT_MIN_MS, 2 * this.typicalCommitMs),
+        );
         const waitMs = this.lastDispatchMs + stalledAfterMs - performance.now();
         if (waitMs > 0) {
           this.stallTimer ??= setTimeout(() => {
@@ -319,7 +335,13 @@ export class Spool {
       }
       const lane = this.idleLanes.pop() as FileHandle;
       const data = Buffer.from(this.pendingLines.join(""), "utf8");
-      const batch: Batch = { start: this.nextOffset, end: this.nextOffset + data.length, lines: this.pendingLines.length, waiters: this.pendingWaiters, durable: false };
+      const batch: Batch = {
+        start: this.nextOffset,
+        end: this.nextOffset + data.length,
+        lines: this.pendingLines.length,
+        waiters: this.pendingWaiters,
+        durable: false,
+      };
       this.pendingLines = [];
       this.pendingWaiters = [];
       this.nextOffset = batch.end;
@@ -439,14 +461,18 @@ export class Spool {
       await cut.truncate(this.committedOffset);
       await cut.datasync();
       const { size } = await cut.stat();
-      if (size !== this.committedOffset) throw new Error(`the segment is ${size} bytes after truncating to ${this.committedOffset}`);
+      if (size !== this.committedOffset)
+        throw new Error(`the segment is ${size} bytes after truncating to ${this.committedOffset}`);
       const reopened = await this.openLanes(file, LANE_FLAGS);
       this.lanes = reopened;
       this.idleLanes = [...reopened];
     } catch (error) {
       // Without lanes there was no segment of this process's to cut (the start found the disk full).
       if (lanes.length > 0) {
-        this.options.log.error("audit spool: the failed write could not be cut off its segment; that segment ends at its last commit and writing continues in a new one", { segment: this.currentSegmentNumber, committedBytes: this.committedOffset, error: errorText(error) });
+        this.options.log.error(
+          "audit spool: the failed write could not be cut off its segment; that segment ends at its last commit and writing continues in a new one",
+          { segment: this.currentSegmentNumber, committedBytes: this.committedOffset, error: errorText(error) },
+        );
         this.abandonedEnds.set(this.currentSegmentNumber, this.committedOffset);
         // Nothing was committed to it: do not leave an empty file behind.
         if (this.committedOffset === 0) await fsp.rm(file, { force: true }).catch(() => undefined);
@@ -463,9 +489,18 @@ export class Spool {
     const nowMs = Date.now();
     // A disk that fails again soon after recovering keeps the longer delay instead of being hammered.
     const retryMs = nowMs - this.outageEndedAtMs < 5000 ? this.lastRetryMs : OUTAGE_RETRY_MIN_MS;
-    const outage: Outage = { sinceMs: nowMs, error: new SpoolUnavailableError(error), refused: 0, retryMs, reportedAtMs: nowMs };
+    const outage: Outage = {
+      sinceMs: nowMs,
+      error: new SpoolUnavailableError(error),
+      refused: 0,
+      retryMs,
+      reportedAtMs: nowMs,
+    };
     this.outage = outage;
-    this.options.log.error("audit spool cannot write; every decision is refused (503) until it can, retrying in the background", { error: errorText(error), segment: this.currentSegmentNumber, dir: this.options.dir });
+    this.options.log.error(
+      "audit spool cannot write; every decision is refused (503) until it can, retrying in the background",
+      { error: errorText(error), segment: this.currentSegmentNumber, dir: this.options.dir },
+    );
     this.scheduleProbe(outage);
     return outage;
   }
@@ -496,7 +531,11 @@ export class Spool {
       const nowMs = Date.now();
       if (nowMs - outage.reportedAtMs >= OUTAGE_REPORT_EVERY_MS) {
         outage.reportedAtMs = nowMs;
-        this.options.log.warn("audit spool still cannot write; decisions are still refused", { error: errorText(error), sinceMs: nowMs - outage.sinceMs, refused: outage.refused });
+        this.options.log.warn("audit spool still cannot write; decisions are still refused", {
+          error: errorText(error),
+          sinceMs: nowMs - outage.sinceMs,
+          refused: outage.refused,
+        });
       }
       outage.retryMs = Math.min(OUTAGE_RETRY_MAX_MS, outage.retryMs * 2);
       this.scheduleProbe(outage);
@@ -505,7 +544,11 @@ export class Spool {
     this.outage = undefined;
     this.outageEndedAtMs = Date.now();
     this.lastRetryMs = outage.retryMs;
-    this.options.log.info("audit spool writable again; decisions are recorded and answered", { downMs: this.outageEndedAtMs - outage.sinceMs, refused: outage.refused, segment: this.currentSegmentNumber });
+    this.options.log.info("audit spool writable again; decisions are recorded and answered", {
+      downMs: this.outageEndedAtMs - outage.sinceMs,
+      refused: outage.refused,
+      segment: this.currentSegmentNumber,
+    });
   }
 
   private segmentPath(segment: number): string {
@@ -553,13 +596,22 @@ export class Spool {
       await this.openNextSegment();
     } catch (error) {
       this.rotateRetryAtMs = Date.now() + ROTATE_RETRY_MS;
-      if (!this.rotateFailing) this.options.log.error("audit spool rotation failed; writing on in the current segment and retrying every second", { error: errorText(error), segment: this.currentSegmentNumber });
+      if (!this.rotateFailing)
+        this.options.log.error(
+          "audit spool rotation failed; writing on in the current segment and retrying every second",
+          { error: errorText(error), segment: this.currentSegmentNumber },
+        );
       this.rotateFailing = true;
       return;
     }
-    if (this.rotateFailing) this.options.log.info("audit spool rotation works again", { segment: this.currentSegmentNumber });
+    if (this.rotateFailing)
+      this.options.log.info("audit spool rotation works again", { segment: this.currentSegmentNumber });
     this.rotateFailing = false;
-    await this.applyRetention().catch((error: unknown) => this.options.log.warn("audit spool retention failed; will retry at the next rotation", { error: errorText(error) }));
+    await this.applyRetention().catch((error: unknown) =>
+      this.options.log.warn("audit spool retention failed; will retry at the next rotation", {
+        error: errorText(error),
+      }),
+    );
   }
 
   /** Segment numbers on disk, oldest first. */
@@ -613,10 +665,13 @@ export class Spool {
   }
 
   private checkpointUnusable(problem: string, text?: string): void {
-    this.options.log.error(`audit spool checkpoint ${CHECKPOINT_FILE} is unusable: ${problem}; shipping replays from the oldest segment (rows already in the database are skipped by their primary key)`, {
-      file: path.join(this.options.dir, CHECKPOINT_FILE),
-      ...(text === undefined ? {} : { bytes: Buffer.byteLength(text), sample: preview(text) }),
-    });
+    this.options.log.error(
+      `audit spool checkpoint ${CHECKPOINT_FILE} is unusable: ${problem}; shipping replays from the oldest segment (rows already in the database are skipped by their primary key)`,
+      {
+        file: path.join(this.options.dir, CHECKPOINT_FILE),
+        ...(text === undefined ? {} : { bytes: Buffer.byteLength(text), sample: preview(text) }),
+      },
+    );
   }
 
   /** Where shipping resumes: the saved checkpoint, else the start of the oldest segment. */
@@ -627,7 +682,9 @@ export class Spool {
     if (!saved) return oldest;
     // A checkpoint ahead of the spool means the directory was replaced: ship what is there.
     if (saved.segment > this.currentSegmentNumber) {
-      this.checkpointUnusable(`it points at segment ${saved.segment}, after the newest one (${this.currentSegmentNumber})`);
+      this.checkpointUnusable(
+        `it points at segment ${saved.segment}, after the newest one (${this.currentSegmentNumber})`,
+      );
       return oldest;
     }
     if (saved.segment < oldest.segment) return oldest;
@@ -646,7 +703,8 @@ export class Spool {
     const end = await this.readableEnd(position.segment);
     // A deleted segment (retention) is simply behind us: reading moves on to the next one.
     if (end === undefined) return undefined;
-    if (position.offset > end) return `offset ${position.offset} is past the end of segment ${position.segment} (${end} bytes)`;
+    if (position.offset > end)
+      return `offset ${position.offset} is past the end of segment ${position.segment} (${end} bytes)`;
     const byte = Buffer.alloc(1);
     const handle = await fsp.open(this.segmentPath(position.segment), "r");
     try {
@@ -654,7 +712,9 @@ export class Spool {
     } finally {
       await handle.close();
     }
-    return byte[0] === NEWLINE ? undefined : `offset ${position.offset} in segment ${position.segment} is inside a line`;
+    return byte[0] === NEWLINE
+      ? undefined
+      : `offset ${position.offset} in segment ${position.segment} is inside a line`;
   }
 
   /** Records that everything before `position` is in the database (atomic replace, fsync'ed). */
@@ -734,14 +794,19 @@ export class Spool {
         // No complete line in the chunk: a torn tail of a closed segment (crash mid-write), or a
         // line longer than a chunk (corruption). Neither was ever acknowledged; skip past it.
         skippedLines += 1;
-        const skipTo = Math.min(position.offset + bytesRead , end);
-        this.options.log.warn("audit spool: skipped bytes that are not a complete decision line", { segment: position.segment, offset: position.offset, bytes: skipTo - position.offset });
+        const skipTo = Math.min(position.offset + bytesRead, end);
+        this.options.log.warn("audit spool: skipped bytes that are not a complete decision line", {
+          segment: position.segment,
+          offset: position.offset,
+          bytes: skipTo - position.offset,
+        });
         position = { segment: position.segment, offset: skipTo };
         continue;
       }
       position = { segment: position.segment, offset: position.offset + lineStart };
     }
-    if (skippedLines > 0) this.options.log.warn("audit spool: lines skipped while reading", { skippedLines, segment: position.segment });
+    if (skippedLines > 0)
+      this.options.log.warn("audit spool: lines skipped while reading", { skippedLines, segment: position.segment });
     return { lines, next: position, skippedLines };
   }
 
@@ -765,10 +830,22 @@ export class Spool {
     clearTimeout(this.outage?.timer);
     clearTimeout(this.stallTimer);
     this.stallTimer = undefined;
-    while (this.pendingLines.length > 0 || this.inFlight.length > 0 || this.running > 0 || this.recovery || this.rotation) {
+    while (
+      this.pendingLines.length > 0 ||
+      this.inFlight.length > 0 ||
+      this.running > 0 ||
+      this.recovery ||
+      this.rotation
+    ) {
       this.pump();
       await this.whenIdle();
-      if (this.pendingLines.length > 0 && this.idleLanes.length === 0 && this.running === 0 && !this.recovery && !this.rotation) {
+      if (
+        this.pendingLines.length > 0 &&
+        this.idleLanes.length === 0 &&
+        this.running === 0 &&
+        !this.recovery &&
+        !this.rotation
+      ) {
         // Nowhere to write them (the segment could not be reopened): refuse rather than wait forever.
         const refused = this.pendingWaiters;
         this.pendingLines = [];

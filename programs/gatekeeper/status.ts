@@ -49,7 +49,10 @@ export interface ReadProblem {
 }
 
 /** Backends and certificates from Traefik's metrics text. */
-export function readGatewayMetrics(text: string, nowMs: number): { backends: BackendStatus[]; certificates: { cn: string; sans: string; notAfter: string; daysLeft: number }[] } {
+export function readGatewayMetrics(
+  text: string,
+  nowMs: number,
+): { backends: BackendStatus[]; certificates: { cn: string; sans: string; notAfter: string; daysLeft: number }[] } {
   const families = parsePrometheusTextFormat(text);
   const servers = new Map<string, { url: string; up: boolean }[]>();
   const certificates: { cn: string; sans: string; notAfter: string; daysLeft: number }[] = [];
@@ -58,23 +61,34 @@ export function readGatewayMetrics(text: string, nowMs: number): { backends: Bac
       for (const m of family.metrics) {
         const service = (m.labels?.service ?? "").replace(/@.*$/, "");
         if (!service) continue;
-        servers.set(service, [...(servers.get(service) ?? []), { url: m.labels?.url ?? "", up: Number(m.value) === 1 }]);
+        servers.set(service, [
+          ...(servers.get(service) ?? []),
+          { url: m.labels?.url ?? "", up: Number(m.value) === 1 },
+        ]);
       }
     }
     if (family.name === "traefik_tls_certs_not_after") {
       for (const m of family.metrics) {
         const seconds = Number(m.value);
         if (!Number.isFinite(seconds)) continue;
-        certificates.push({ cn: m.labels?.cn ?? "", sans: m.labels?.sans ?? "", notAfter: new Date(seconds * 1000).toISOString(), daysLeft: Math.floor((seconds * 1000 - nowMs) / 86_400_000) });
+        certificates.push({
+          cn: m.labels?.cn ?? "",
+          sans: m.labels?.sans ?? "",
+          notAfter: new Date(seconds * 1000).toISOString(),
+          daysLeft: Math.floor((seconds * 1000 - nowMs) / 86_400_000),
+        });
       }
     }
   }
-  const backends = [...servers].map(([service, list]) => ({ service, up: list.some((s) => s.up), servers: list })).sort((a, b) => a.service.localeCompare(b.service));
+  const backends = [...servers]
+    .map(([service, list]) => ({ service, up: list.some((s) => s.up), servers: list }))
+    .sort((a, b) => a.service.localeCompare(b.service));
   return { backends, certificates };
 }
 
 /** GPU replicas are addressed by a VPC (private) IP; CPU containers by name. */
-const onGpuNode = (url: string): boolean => /^https?:\/\/(10\.\d+|172\.(1[6-9]|2\d|3[01])|192\.168)\.\d+\.\d+:/.test(url);
+const onGpuNode = (url: string): boolean =>
+  /^https?:\/\/(10\.\d+|172\.(1[6-9]|2\d|3[01])|192\.168)\.\d+\.\d+:/.test(url);
 
 interface ControllerView {
   readonly mode?: string;
@@ -112,7 +126,11 @@ export async function statusReport(sources: StatusSources, publicUrl: string | n
     ),
   ]);
   const keys = sources.keys();
-  const gpuServers = metrics.reachable ? metrics.backends.flatMap((b) => b.servers.filter((s) => onGpuNode(s.url)).map((s) => ({ ...s, host: new URL(s.url).hostname }))) : [];
+  const gpuServers = metrics.reachable
+    ? metrics.backends.flatMap((b) =>
+        b.servers.filter((s) => onGpuNode(s.url)).map((s) => ({ ...s, host: new URL(s.url).hostname })),
+      )
+    : [];
   const readyHosts = new Set(gpuServers.filter((s) => s.up).map((s) => s.host));
   const ctl = controller?.reachable ? controller.status : undefined;
   const domain = context?.domain;
@@ -133,7 +151,12 @@ export async function statusReport(sources: StatusSources, publicUrl: string | n
       starting: ctl?.nodes?.starting ?? null,
       pin: ctl?.pin ? { nodes: ctl.pin.nodes, until: new Date(ctl.pin.untilMs).toISOString() } : null,
     },
-    controller: controller === undefined ? { runs: false } : controller.reachable ? { runs: true, reachable: true, mode: ctl?.mode ?? null, decision: ctl?.decision ?? null } : { runs: true, ...controller },
+    controller:
+      controller === undefined
+        ? { runs: false }
+        : controller.reachable
+          ? { runs: true, reachable: true, mode: ctl?.mode ?? null, decision: ctl?.decision ?? null }
+          : { runs: true, ...controller },
     spend: {
       budgetUsd: context?.budgetUsd ?? null,
       projectedMonthUsd: context?.monthlyCostUsd ?? null,
@@ -141,8 +164,18 @@ export async function statusReport(sources: StatusSources, publicUrl: string | n
       gpuBudgetUsd: ctl?.ledger?.gpuBudgetUsd ?? null,
       month: ctl?.ledger?.month ?? null,
     },
-    tls: domain ? { domain, certificates: metrics.reachable ? metrics.certificates : null } : { domain: null, note: "no domain: the gateway serves plain HTTP" },
-    keys: { active: keys.active, total: keys.count, declared: keys.declared, runtime: keys.runtime.count, store: keys.runtime.store, storeError: keys.runtime.error, declaredFileError: keys.error },
+    tls: domain
+      ? { domain, certificates: metrics.reachable ? metrics.certificates : null }
+      : { domain: null, note: "no domain: the gateway serves plain HTTP" },
+    keys: {
+      active: keys.active,
+      total: keys.count,
+      declared: keys.declared,
+      runtime: keys.runtime.count,
+      store: keys.runtime.store,
+      storeError: keys.runtime.error,
+      declaredFileError: keys.error,
+    },
     audit,
   };
 }

@@ -66,9 +66,19 @@ export class TlsListener {
       const nowMs = Date.now();
       if (nowMs - this.lastTlsErrorLogMs < TLS_ERROR_LOG_EVERY_MS) return;
       this.lastTlsErrorLogMs = nowMs;
-      options.log.warn("a TLS handshake on the forwardAuth port failed (does Traefik pin this certificate?)", { error: errorText(error) });
+      options.log.warn("a TLS handshake on the forwardAuth port failed (does Traefik pin this certificate?)", {
+        error: errorText(error),
+      });
     });
-    this.server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: readonly string[]) => this.onStream(stream, headers, rawHeaders));
+    this.server.on(
+      "stream",
+      (
+        stream: http2.ServerHttp2Stream,
+        headers: http2.IncomingHttpHeaders,
+        _flags: number,
+        rawHeaders: readonly string[],
+      ) => this.onStream(stream, headers, rawHeaders),
+    );
   }
 
   get port(): number | undefined {
@@ -95,7 +105,11 @@ export class TlsListener {
     });
   }
 
-  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: readonly string[]): void {
+  private onStream(
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    rawHeaders: readonly string[],
+  ): void {
     stream.on("error", () => undefined);
     // forwardAuth sends GET without a body; anything else is read and dropped.
     stream.resume();
@@ -104,7 +118,13 @@ export class TlsListener {
       respond(stream, notFound(pathname));
       return;
     }
-    void this.options.answerAuth({ scope: scopeParameter(query), headers: distinctHeaders(rawHeaders), socketAddress: stream.session?.socket?.remoteAddress }).then((answer) => respond(stream, answer));
+    void this.options
+      .answerAuth({
+        scope: scopeParameter(query),
+        headers: distinctHeaders(rawHeaders),
+        socketAddress: stream.session?.socket?.remoteAddress,
+      })
+      .then((answer) => respond(stream, answer));
   }
 }
 

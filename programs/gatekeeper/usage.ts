@@ -12,7 +12,13 @@ import { errorText } from "./log";
 export const utcDay = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
 /** Seconds until the next UTC midnight, when every daily quota starts again. */
-export const secondsToNextUtcDay = (ms: number): number => Math.max(1, Math.ceil((Date.UTC(new Date(ms).getUTCFullYear(), new Date(ms).getUTCMonth(), new Date(ms).getUTCDate() + 1) - ms) / 1000));
+export const secondsToNextUtcDay = (ms: number): number =>
+  Math.max(
+    1,
+    Math.ceil(
+      (Date.UTC(new Date(ms).getUTCFullYear(), new Date(ms).getUTCMonth(), new Date(ms).getUTCDate() + 1) - ms) / 1000,
+    ),
+  );
 
 export class UsageCounter {
   private day: string;
@@ -72,11 +78,16 @@ export class UsageCounter {
         this.failing = false;
       } catch (error) {
         // Not lost: added back for the next try (the same day only).
-        if (this.day === day) for (const [id, u] of sending) {
-          const now = this.pending.get(id);
-          this.pending.set(id, { requests: u.requests + (now?.requests ?? 0), lastUsedMs: Math.max(u.lastUsedMs, now?.lastUsedMs ?? 0) });
-        }
-        if (!this.failing) this.log.warn("key usage could not be stored; counting on here and retrying", { error: errorText(error) });
+        if (this.day === day)
+          for (const [id, u] of sending) {
+            const now = this.pending.get(id);
+            this.pending.set(id, {
+              requests: u.requests + (now?.requests ?? 0),
+              lastUsedMs: Math.max(u.lastUsedMs, now?.lastUsedMs ?? 0),
+            });
+          }
+        if (!this.failing)
+          this.log.warn("key usage could not be stored; counting on here and retrying", { error: errorText(error) });
         this.failing = true;
       }
     })().finally(() => (this.syncing = undefined));

@@ -42,7 +42,12 @@ export function parseKeyWait(text: string | undefined): KeyWait {
 }
 
 export type WaitChoice =
-  | { readonly ok: true; readonly seconds: number; readonly source: "header" | "key" | "none"; readonly cappedFrom?: number }
+  | {
+      readonly ok: true;
+      readonly seconds: number;
+      readonly source: "header" | "key" | "none";
+      readonly cappedFrom?: number;
+    }
   | { readonly ok: false; readonly message: string };
 
 /**
@@ -50,13 +55,21 @@ export type WaitChoice =
  * by the key's maximum and the stack's. A header that is not a whole number of seconds is refused
  * (400) rather than guessed at.
  */
-export function chooseWait(header: string | undefined, keyWait: KeyWait, limits: Pick<HoldLimits, "maxSeconds">): WaitChoice {
+export function chooseWait(
+  header: string | undefined,
+  keyWait: KeyWait,
+  limits: Pick<HoldLimits, "maxSeconds">,
+): WaitChoice {
   const cap = Math.min(limits.maxSeconds, keyWait.maxSeconds ?? Infinity);
   let asked: number;
   let source: "header" | "key" | "none";
   if (header !== undefined && header.trim() !== "") {
     const text = header.trim();
-    if (!/^\d{1,6}$/.test(text)) return { ok: false, message: `${WAIT_HEADER} ${JSON.stringify(text.slice(0, 40))} is not a whole number of seconds; send e.g. ${WAIT_HEADER}: 300 to wait up to 5 minutes for the GPU model, or 0 not to wait (this hub holds at most ${limits.maxSeconds} s).` };
+    if (!/^\d{1,6}$/.test(text))
+      return {
+        ok: false,
+        message: `${WAIT_HEADER} ${JSON.stringify(text.slice(0, 40))} is not a whole number of seconds; send e.g. ${WAIT_HEADER}: 300 to wait up to 5 minutes for the GPU model, or 0 not to wait (this hub holds at most ${limits.maxSeconds} s).`,
+      };
     asked = Number(text);
     source = "header";
   } else if (keyWait.defaultSeconds !== undefined) {
@@ -92,11 +105,25 @@ export class HoldQueue {
 
   admit(keyId: string, waitSeconds: number, bodyBytes: number, nowMs: number, readyInSeconds: number): Admission {
     const retryAfterSeconds = Math.max(1, Math.min(3600, Math.ceil(readyInSeconds)));
-    const refuse = (message: string): Admission => ({ kind: "refused", status: 429, retryAfterSeconds, body: { error: { message, type: "requests", code: "rate_limit_exceeded" } } });
+    const refuse = (message: string): Admission => ({
+      kind: "refused",
+      status: 429,
+      retryAfterSeconds,
+      body: { error: { message, type: "requests", code: "rate_limit_exceeded" } },
+    });
     const mine = this.perKey.get(keyId) ?? 0;
-    if (mine >= this.limits.maxPerKey) return refuse(`This API key already has ${mine} requests waiting for the GPU to wake (at most ${this.limits.maxPerKey} per key). Retry after the Retry-After interval, or send ${WAIT_HEADER}: 0 to be answered now.`);
-    if (this.tickets.size >= this.limits.maxRequests) return refuse(`${this.tickets.size} requests are already waiting for the GPU to wake (at most ${this.limits.maxRequests}). Retry after the Retry-After interval, or send ${WAIT_HEADER}: 0 to be answered now.`);
-    if (this.bytes + bodyBytes > this.limits.maxBodyBytes) return refuse(`The requests waiting for the GPU to wake already hold ${Math.round(this.bytes / 1024)} KiB of request bodies (at most ${Math.round(this.limits.maxBodyBytes / 1024)} KiB). Retry after the Retry-After interval, or send ${WAIT_HEADER}: 0 to be answered now.`);
+    if (mine >= this.limits.maxPerKey)
+      return refuse(
+        `This API key already has ${mine} requests waiting for the GPU to wake (at most ${this.limits.maxPerKey} per key). Retry after the Retry-After interval, or send ${WAIT_HEADER}: 0 to be answered now.`,
+      );
+    if (this.tickets.size >= this.limits.maxRequests)
+      return refuse(
+        `${this.tickets.size} requests are already waiting for the GPU to wake (at most ${this.limits.maxRequests}). Retry after the Retry-After interval, or send ${WAIT_HEADER}: 0 to be answered now.`,
+      );
+    if (this.bytes + bodyBytes > this.limits.maxBodyBytes)
+      return refuse(
+        `The requests waiting for the GPU to wake already hold ${Math.round(this.bytes / 1024)} KiB of request bodies (at most ${Math.round(this.limits.maxBodyBytes / 1024)} KiB). Retry after the Retry-After interval, or send ${WAIT_HEADER}: 0 to be answered now.`,
+      );
     const ticket = this.next++;
     this.tickets.set(ticket, { keyId, bytes: bodyBytes });
     this.perKey.set(keyId, mine + 1);

@@ -29,7 +29,13 @@ export const emptyDemandState = (): DemandState => ({ owed: 0 });
  * This tick's demand from the gateway counter's increase and the holder's counts. `baseline`: the
  * counter was read for the first time (its increase is 0 and it already contains what finished).
  */
-export function demandThisTick(source: DemandSource, counterIncrease: number, holder: HolderCounts, state: DemandState, baseline = false): { demand: number; state: DemandState } {
+export function demandThisTick(
+  source: DemandSource,
+  counterIncrease: number,
+  holder: HolderCounts,
+  state: DemandState,
+  baseline = false,
+): { demand: number; state: DemandState } {
   if (source === "arrival") return { demand: Math.max(counterIncrease, holder.arrived), state: { owed: 0 } };
   if (baseline) return { demand: holder.arrived, state: { owed: 0 } };
   const owed = state.owed + holder.finished;

@@ -19,7 +19,16 @@ export interface OffAnswerLike {
   readonly body: unknown;
 }
 
-export type HoldOutcome = "gpu" | "gpu-after-hold" | "fallback" | "fallback-after-hold" | "off" | "off-after-hold" | "refused" | "bad-request" | "client-gone";
+export type HoldOutcome =
+  | "gpu"
+  | "gpu-after-hold"
+  | "fallback"
+  | "fallback-after-hold"
+  | "off"
+  | "off-after-hold"
+  | "refused"
+  | "bad-request"
+  | "client-gone";
 
 /** What the holder needs to know about the GPU; the controller implements it (a Kubernetes holder would too). */
 export interface HolderView {
@@ -52,7 +61,18 @@ export interface HolderOptions {
 export { HOLDER_HEALTH_PATH };
 export const HELD_SECONDS_HEADER = "X-Hub-Held-Seconds";
 
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length"]);
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  "content-length",
+]);
 /** Client-side headers that are the holder's business, not the backend's. */
 const HOLDER_ONLY = new Set([WAIT_HEADER.toLowerCase(), KEY_WAIT_HEADER.toLowerCase()]);
 
@@ -60,7 +80,12 @@ const openAiError = (message: string, type: string, code: string) => ({ error: {
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), "cache-control": "no-store", ...headers });
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": String(Buffer.byteLength(text)),
+    "cache-control": "no-store",
+    ...headers,
+  });
   res.end(text);
 }
 
@@ -102,7 +127,13 @@ function forwardHeaders(req: http.IncomingMessage, bodyBytes: number): http.Outg
 }
 
 /** Sends the request to `base` and resolves with its response (or rejects when it cannot connect). */
-function send(base: string, req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, onResponse: (res: http.IncomingMessage) => void): Promise<void> {
+function send(
+  base: string,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  body: Buffer,
+  onResponse: (res: http.IncomingMessage) => void,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const url = new URL(req.url ?? "/", base);
     const out = http.request(url, { method: req.method, headers: forwardHeaders(req, body.length) }, (upstream) => {
@@ -122,7 +153,8 @@ function send(base: string, req: http.IncomingMessage, res: http.ServerResponse,
 
 function copyResponseHeaders(upstream: http.IncomingMessage, extra: Record<string, string>): http.OutgoingHttpHeaders {
   const headers: http.OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(upstream.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+  for (const [name, value] of Object.entries(upstream.headers))
+    if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
   if (upstream.headers["content-length"] !== undefined) headers["content-length"] = upstream.headers["content-length"];
   return { ...headers, ...extra };
 }
@@ -144,7 +176,14 @@ export function createHoldHandler(view: HolderView, options: HolderOptions): Hol
   const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
   /** A plain proxy of the whole answer; for a stream whose headers were sent already, only its body. */
-  async function relay(base: string, req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, streamStarted: boolean, extra: Record<string, string>): Promise<void> {
+  async function relay(
+    base: string,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    body: Buffer,
+    streamStarted: boolean,
+    extra: Record<string, string>,
+  ): Promise<void> {
     await send(base, req, res, body, (upstream) => {
       if (!streamStarted) {
         res.writeHead(upstream.statusCode ?? 502, copyResponseHeaders(upstream, extra));
@@ -165,7 +204,9 @@ export function createHoldHandler(view: HolderView, options: HolderOptions): Hol
         } catch {
           error = undefined;
         }
-        res.end(`data: ${JSON.stringify({ error: error ?? openAiError(`The coding model answered HTTP ${upstream.statusCode}.`, "server_error", "backend_error").error })}\n\n`);
+        res.end(
+          `data: ${JSON.stringify({ error: error ?? openAiError(`The coding model answered HTTP ${upstream.statusCode}.`, "server_error", "backend_error").error })}\n\n`,
+        );
       });
     });
   }
@@ -180,7 +221,14 @@ export function createHoldHandler(view: HolderView, options: HolderOptions): Hol
     res.end(`data: ${JSON.stringify({ error })}\n\n`);
   }
 
-  async function answerWithout(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, streamStarted: boolean, held: boolean, extra: Record<string, string>): Promise<HoldOutcome> {
+  async function answerWithout(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    body: Buffer,
+    streamStarted: boolean,
+    held: boolean,
+    extra: Record<string, string>,
+  ): Promise<HoldOutcome> {
     if (options.fallbackUrl) {
       try {
         await relay(options.fallbackUrl, req, res, body, streamStarted, extra);
@@ -208,11 +256,23 @@ export function createHoldHandler(view: HolderView, options: HolderOptions): Hol
       const body = await readBody(req, options.maxBodyBytes);
       if (body === "too-large") {
         outcome = "bad-request";
-        sendJson(res, 413, openAiError(`The request body is larger than the ${options.maxBodyBytes} bytes this route accepts.`, "invalid_request_error", "request_too_large"));
+        sendJson(
+          res,
+          413,
+          openAiError(
+            `The request body is larger than the ${options.maxBodyBytes} bytes this route accepts.`,
+            "invalid_request_error",
+            "request_too_large",
+          ),
+        );
         return;
       }
       const header = req.headers[WAIT_HEADER.toLowerCase()];
-      const wait = chooseWait(Array.isArray(header) ? header[0] : header, parseKeyWait(req.headers[KEY_WAIT_HEADER.toLowerCase()] as string | undefined), options.limits);
+      const wait = chooseWait(
+        Array.isArray(header) ? header[0] : header,
+        parseKeyWait(req.headers[KEY_WAIT_HEADER.toLowerCase()] as string | undefined),
+        options.limits,
+      );
       if (!wait.ok) {
         outcome = "bad-request";
         sendJson(res, 400, openAiError(wait.message, "invalid_request_error", "invalid_wait"));
@@ -243,10 +303,16 @@ export function createHoldHandler(view: HolderView, options: HolderOptions): Hol
       let keepAlive: NodeJS.Timeout | undefined;
       try {
         if (stream) {
-          res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" });
+          res.writeHead(200, {
+            "content-type": "text/event-stream",
+            "cache-control": "no-cache",
+            "x-accel-buffering": "no",
+          });
           const comment = () => {
             const left = view.wakeState();
-            res.write(`: waiting for the GPU${left.kind === "waking" ? ` (ready in about ${Math.ceil(left.readyInSeconds)} s)` : ""}; held up to ${wait.seconds} s\n\n`);
+            res.write(
+              `: waiting for the GPU${left.kind === "waking" ? ` (ready in about ${Math.ceil(left.readyInSeconds)} s)` : ""}; held up to ${wait.seconds} s\n\n`,
+            );
           };
           comment();
           keepAlive = setInterval(comment, keepAliveMs);
@@ -279,7 +345,16 @@ export function createHoldHandler(view: HolderView, options: HolderOptions): Hol
         queue.release(admission.ticket);
       }
     } catch {
-      if (!res.headersSent) sendJson(res, 502, openAiError("The coding model's answer was interrupted. Retry the request.", "server_error", "backend_unavailable"));
+      if (!res.headersSent)
+        sendJson(
+          res,
+          502,
+          openAiError(
+            "The coding model's answer was interrupted. Retry the request.",
+            "server_error",
+            "backend_unavailable",
+          ),
+        );
       else res.end();
     } finally {
       if (gone && !res.writableEnded) outcome = "client-gone";

@@ -28,14 +28,19 @@ export function readManifest(rootfsDir: string): RootfsManifest {
   try {
     return JSON.parse(readFileSync(file, "utf8")) as RootfsManifest;
   } catch (error) {
-    throw new Error(`the languages' root file system is not built: ${file} is missing or unreadable (${(error as Error).message}); the node's setup builds it (programs/sandbox/rootfs.ts)`);
+    throw new Error(
+      `the languages' root file system is not built: ${file} is missing or unreadable (${(error as Error).message}); the node's setup builds it (programs/sandbox/rootfs.ts)`,
+    );
   }
 }
 
 export function runscVersion(binary: string): string {
   const out = spawnSync(binary, ["--version"], { encoding: "utf8", timeout: 20_000 });
   const version = /^runsc version (\S+)/m.exec(out.stdout ?? "")?.[1];
-  if (!version) throw new Error(`${binary} --version did not answer with a runsc version (${(out.stderr || out.error?.message || "").trim().slice(0, 200)})`);
+  if (!version)
+    throw new Error(
+      `${binary} --version did not answer with a runsc version (${(out.stderr || out.error?.message || "").trim().slice(0, 200)})`,
+    );
   return version;
 }
 
@@ -43,18 +48,27 @@ export function runscVersion(binary: string): string {
  * Whatever an earlier process left (a crash, a kill -9): its sandboxes, their scratch mounts,
  * their bundles and cgroups. Nothing of a previous execution survives a restart.
  */
-export async function sweepLeftovers(runsc: Runsc, stateDir: string, cgroupParent: string, log: Logger): Promise<number> {
+export async function sweepLeftovers(
+  runsc: Runsc,
+  stateDir: string,
+  cgroupParent: string,
+  log: Logger,
+): Promise<number> {
   let removed = 0;
   for (const id of await runsc.list()) {
     await runsc.destroy(id);
     removed += 1;
   }
   const bundles = path.join(stateDir, "bundles");
-  const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")[1]).filter((m): m is string => m?.startsWith(`${bundles}/`));
+  const mounts = readFileSync("/proc/mounts", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[1])
+    .filter((m): m is string => m?.startsWith(`${bundles}/`));
   for (const mount of mounts.sort((a, b) => b.length - a.length)) await unmount(mount).catch(() => undefined);
   await fsp.rm(bundles, { recursive: true, force: true });
   for (const cgroup of sandboxCgroupsUnder(cgroupParent)) new SandboxCgroup(cgroup).remove();
-  if (removed > 0 || mounts.length > 0) log.warn("removed sandboxes an earlier run left", { sandboxes: removed, mounts: mounts.length });
+  if (removed > 0 || mounts.length > 0)
+    log.warn("removed sandboxes an earlier run left", { sandboxes: removed, mounts: mounts.length });
   return removed;
 }
 
@@ -62,8 +76,15 @@ export async function startSandboxApi(config: SandboxConfig, log: Logger): Promi
   const version = runscVersion(config.runsc);
   const manifest = readManifest(config.rootfsDir);
   const languages = languageTable(manifest.packages);
-  if (languages.list.length === 0) throw new Error(`the root file system at ${config.rootfsDir} holds none of the sandbox's languages (manifest packages: ${Object.keys(manifest.packages).join(", ") || "none"})`);
-  const runsc = new Runsc({ binary: config.runsc, stateDir: path.join(config.stateDir, "runsc"), platform: config.platform });
+  if (languages.list.length === 0)
+    throw new Error(
+      `the root file system at ${config.rootfsDir} holds none of the sandbox's languages (manifest packages: ${Object.keys(manifest.packages).join(", ") || "none"})`,
+    );
+  const runsc = new Runsc({
+    binary: config.runsc,
+    stateDir: path.join(config.stateDir, "runsc"),
+    platform: config.platform,
+  });
   await fsp.mkdir(path.join(config.stateDir, "runsc"), { recursive: true, mode: 0o700 });
   await sweepLeftovers(runsc, config.stateDir, config.cgroupParent, log);
   const bundlesDir = path.join(config.stateDir, "bundles");
@@ -81,7 +102,13 @@ export async function startSandboxApi(config: SandboxConfig, log: Logger): Promi
     log,
   });
   void executor.start();
-  const server = createSandboxServer({ executor, languages, tokenDigest: config.tokenDigest, log, runscVersion: version });
+  const server = createSandboxServer({
+    executor,
+    languages,
+    tokenDigest: config.tokenDigest,
+    log,
+    runscVersion: version,
+  });
   const port = await listen(server, config.port, config.host);
   return {
     executor,

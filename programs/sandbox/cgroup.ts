@@ -34,7 +34,8 @@ const readText = (file: string): string | undefined => {
   }
 };
 const readNumber = (file: string): number => Number(readText(file)?.trim() ?? 0) || 0;
-const field = (text: string | undefined, name: string): number => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text ?? "")?.[1] ?? 0);
+const field = (text: string | undefined, name: string): number =>
+  Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text ?? "")?.[1] ?? 0);
 
 /** One sandbox's cgroup: `relative` is the spec's cgroupsPath, e.g. "/inference-hub-sandbox/s-1". */
 export class SandboxCgroup {
@@ -99,7 +100,8 @@ export function sandboxCgroupsUnder(parent: string, root = ROOT): string[] {
   const found = new Set<string>();
   for (const base of bases) {
     try {
-      for (const entry of readdirSync(base, { withFileTypes: true })) if (entry.isDirectory()) found.add(path.join(parent, entry.name));
+      for (const entry of readdirSync(base, { withFileTypes: true }))
+        if (entry.isDirectory()) found.add(path.join(parent, entry.name));
     } catch {
       // This controller has no such parent.
     }

@@ -49,14 +49,24 @@ export class SandboxConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-export function readSandboxConfig(env: Env = process.env, machine = { cpus: cpus().length, memoryBytes: totalmem() }): SandboxConfig {
+export function readSandboxConfig(
+  env: Env = process.env,
+  machine = { cpus: cpus().length, memoryBytes: totalmem() },
+): SandboxConfig {
   const { problems, text, integer } = envReader(() => env);
   const digest = text("SANDBOX_TOKEN_SHA256") ?? "";
-  if (!/^[0-9a-f]{64}$/.test(digest)) problems.push("SANDBOX_TOKEN_SHA256 must be the 64 lower-case hex digits of the SHA-256 of the gateway's sandbox token");
+  if (!/^[0-9a-f]{64}$/.test(digest))
+    problems.push(
+      "SANDBOX_TOKEN_SHA256 must be the 64 lower-case hex digits of the SHA-256 of the gateway's sandbox token",
+    );
   const platform = text("SANDBOX_PLATFORM") ?? "systrap";
-  if (platform !== "systrap" && platform !== "ptrace") problems.push(`SANDBOX_PLATFORM=${platform} is not valid; use systrap or ptrace (KVM panics in nested VMs)`);
+  if (platform !== "systrap" && platform !== "ptrace")
+    problems.push(`SANDBOX_PLATFORM=${platform} is not valid; use systrap or ptrace (KVM panics in nested VMs)`);
   const cgroupParent = text("SANDBOX_CGROUP_PARENT") ?? "/inference-hub-sandbox";
-  if (!/^(\/[A-Za-z0-9._-]+)+$/.test(cgroupParent)) problems.push(`SANDBOX_CGROUP_PARENT=${cgroupParent} must be an absolute cgroup path such as /inference-hub-sandbox`);
+  if (!/^(\/[A-Za-z0-9._-]+)+$/.test(cgroupParent))
+    problems.push(
+      `SANDBOX_CGROUP_PARENT=${cgroupParent} must be an absolute cgroup path such as /inference-hub-sandbox`,
+    );
   const slots = integer("SANDBOX_SLOTS", Math.max(1, machine.cpus), 1, 256);
   let ceiling = nodeCeiling(machine.memoryBytes, slots);
   const override = text("SANDBOX_CEILING");
@@ -65,12 +75,21 @@ export function readSandboxConfig(env: Env = process.env, machine = { cpus: cpus
       const parsed = JSON.parse(override) as Record<string, unknown>;
       for (const [name, value] of Object.entries(parsed)) {
         const limit = name as (typeof LIMIT_NAMES)[number];
-        if (!LIMIT_NAMES.includes(limit)) problems.push(`SANDBOX_CEILING names ${name}, which is not a limit; use ${LIMIT_NAMES.join(", ")}`);
-        else if (typeof value !== "number" || !Number.isSafeInteger(value) || value < MIN_LIMITS[limit] || value > MAX_LIMITS[limit]) problems.push(`SANDBOX_CEILING.${name} ${String(value)} must be a whole number from ${MIN_LIMITS[limit]} to ${MAX_LIMITS[limit]}`);
+        if (!LIMIT_NAMES.includes(limit))
+          problems.push(`SANDBOX_CEILING names ${name}, which is not a limit; use ${LIMIT_NAMES.join(", ")}`);
+        else if (
+          typeof value !== "number" ||
+          !Number.isSafeInteger(value) ||
+          value < MIN_LIMITS[limit] ||
+          value > MAX_LIMITS[limit]
+        )
+          problems.push(
+            `SANDBOX_CEILING.${name} ${String(value)} must be a whole number from ${MIN_LIMITS[limit]} to ${MAX_LIMITS[limit]}`,
+          );
         else ceiling = { ...ceiling, [limit]: Math.min(ceiling[limit], value) };
       }
     } catch {
-      problems.push("SANDBOX_CEILING is not JSON; give an object of limits, e.g. {\"wall_ms\":30000}");
+      problems.push('SANDBOX_CEILING is not JSON; give an object of limits, e.g. {"wall_ms":30000}');
     }
   }
   const config: SandboxConfig = {

@@ -18,7 +18,8 @@ export function envReader(env: () => Readonly<Record<string, string | undefined>
       const raw = text(name);
       if (raw === undefined) return fallback;
       const value = Number(raw);
-      if (!Number.isInteger(value) || value < min || value > max) problems.push(`${name}=${raw} is not valid; use a whole number from ${min} to ${max}`);
+      if (!Number.isInteger(value) || value < min || value > max)
+        problems.push(`${name}=${raw} is not valid; use a whole number from ${min} to ${max}`);
       return value;
     },
   };

@@ -15,13 +15,35 @@ interface LanguageDefinition {
 }
 
 export const LANGUAGE_DEFINITIONS: readonly LanguageDefinition[] = [
-  { language: "python", aliases: ["python3", "py"], package: "python3", defaultFile: "main.py", command: (entry, args) => ["/usr/bin/python3", entry, ...args] },
-  { language: "javascript", aliases: ["node", "nodejs", "js"], package: "nodejs", defaultFile: "main.js", command: (entry, args) => ["/usr/bin/node", entry, ...args] },
-  { language: "bash", aliases: ["sh", "shell"], package: "bash", defaultFile: "main.sh", command: (entry, args) => ["/bin/bash", entry, ...args] },
+  {
+    language: "python",
+    aliases: ["python3", "py"],
+    package: "python3",
+    defaultFile: "main.py",
+    command: (entry, args) => ["/usr/bin/python3", entry, ...args],
+  },
+  {
+    language: "javascript",
+    aliases: ["node", "nodejs", "js"],
+    package: "nodejs",
+    defaultFile: "main.js",
+    command: (entry, args) => ["/usr/bin/node", entry, ...args],
+  },
+  {
+    language: "bash",
+    aliases: ["sh", "shell"],
+    package: "bash",
+    defaultFile: "main.sh",
+    command: (entry, args) => ["/bin/bash", entry, ...args],
+  },
 ];
 
 /** Debian's version without epoch, Debian revision or repack suffix: "20.19.2+dfsg-1+deb13u3" → "20.19.2". */
-export const upstreamVersion = (debianVersion: string): string => debianVersion.replace(/^\d+:/, "").replace(/-[^-]*$/, "").replace(/[+~](dfsg|ds|repack).*$/, "");
+export const upstreamVersion = (debianVersion: string): string =>
+  debianVersion
+    .replace(/^\d+:/, "")
+    .replace(/-[^-]*$/, "")
+    .replace(/[+~](dfsg|ds|repack).*$/, "");
 
 export interface LanguageTable {
   readonly list: readonly Language[];
@@ -32,7 +54,14 @@ export interface LanguageTable {
 export function languageTable(packages: Readonly<Record<string, string>>): LanguageTable {
   const available = LANGUAGE_DEFINITIONS.filter((d) => packages[d.package] !== undefined);
   const list = available.map(
-    (d): Language => ({ language: d.language, version: upstreamVersion(packages[d.package]), aliases: d.aliases, package: d.package, package_version: packages[d.package], default_file: d.defaultFile }),
+    (d): Language => ({
+      language: d.language,
+      version: upstreamVersion(packages[d.package]),
+      aliases: d.aliases,
+      package: d.package,
+      package_version: packages[d.package],
+      default_file: d.defaultFile,
+    }),
   );
   return {
     list,

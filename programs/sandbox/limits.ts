@@ -54,17 +54,26 @@ const UNITS: Record<LimitName, (n: number) => string> = {
 export function nodeCeiling(ramBytes: number, slots: number, reservedBytes = 768 * MiB): Limits {
   const perSlot = Math.max(MIN_LIMITS.memory_bytes, Math.floor((ramBytes - reservedBytes) / Math.max(1, slots)));
   const memory = Math.min(MAX_LIMITS.memory_bytes, Math.floor((perSlot * 3) / 4 / MiB) * MiB);
-  const scratch = Math.min(MAX_LIMITS.scratch_bytes, Math.max(MIN_LIMITS.scratch_bytes, Math.floor(perSlot / 4 / MiB) * MiB));
+  const scratch = Math.min(
+    MAX_LIMITS.scratch_bytes,
+    Math.max(MIN_LIMITS.scratch_bytes, Math.floor(perSlot / 4 / MiB) * MiB),
+  );
   return { ...MAX_LIMITS, memory_bytes: memory, scratch_bytes: scratch };
 }
 
-export type ResolvedLimits = { readonly ok: true; readonly limits: Limits } | { readonly ok: false; readonly problems: readonly string[] };
+export type ResolvedLimits =
+  | { readonly ok: true; readonly limits: Limits }
+  | { readonly ok: false; readonly problems: readonly string[] };
 
 /**
  * A request's limits: each named one checked against the floor and the ceiling, the rest the
  * defaults (lowered to the ceiling). Every problem at once, each naming the field and what works.
  */
-export function resolveLimits(requested: Partial<Record<LimitName, number>> | undefined, ceiling: Limits, defaults: Limits = DEFAULT_LIMITS): ResolvedLimits {
+export function resolveLimits(
+  requested: Partial<Record<LimitName, number>> | undefined,
+  ceiling: Limits,
+  defaults: Limits = DEFAULT_LIMITS,
+): ResolvedLimits {
   const problems: string[] = [];
   const limits = {} as Record<LimitName, number>;
   for (const name of LIMIT_NAMES) {
@@ -76,7 +85,9 @@ export function resolveLimits(requested: Partial<Record<LimitName, number>> | un
       continue;
     }
     if (!Number.isSafeInteger(asked) || asked < floor || asked > top) {
-      problems.push(`limits.${name} ${asked} is outside what this sandbox allows; use a whole number from ${UNITS[name](floor)} to ${UNITS[name](top)}`);
+      problems.push(
+        `limits.${name} ${asked} is outside what this sandbox allows; use a whole number from ${UNITS[name](floor)} to ${UNITS[name](top)}`,
+      );
       continue;
     }
     limits[name] = asked;

@@ -12,7 +12,13 @@ const SHUTDOWN_DEADLINE_MS = 30_000;
 async function main(): Promise<void> {
   const config = readSandboxConfig();
   const api = await startSandboxApi(config, log);
-  log.info("sandbox API listening", { host: config.host, port: api.port, slots: config.slots, warm: config.warm, ceiling: config.ceiling });
+  log.info("sandbox API listening", {
+    host: config.host,
+    port: api.port,
+    slots: config.slots,
+    warm: config.warm,
+    ceiling: config.ceiling,
+  });
   const shutdown = (signal: string) => {
     log.info("sandbox API stopping", { signal });
     setTimeout(() => process.exit(1), SHUTDOWN_DEADLINE_MS).unref();

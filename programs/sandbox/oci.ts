@@ -50,9 +50,24 @@ export function sandboxSpec(input: SandboxSpecInput): Record<string, unknown> {
     hostname: input.hostname ?? "sandbox",
     mounts: [
       { destination: "/proc", type: "proc", source: "proc" },
-      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
-      { destination: TMP_PATH, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", `size=${TMP_BYTES}`, "mode=1777"] },
-      { destination: SCRATCH_PATH, type: "bind", source: input.scratchDir, options: ["rbind", "rw", "nosuid", "nodev"] },
+      {
+        destination: "/dev",
+        type: "tmpfs",
+        source: "tmpfs",
+        options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
+      },
+      {
+        destination: TMP_PATH,
+        type: "tmpfs",
+        source: "tmpfs",
+        options: ["nosuid", "nodev", `size=${TMP_BYTES}`, "mode=1777"],
+      },
+      {
+        destination: SCRATCH_PATH,
+        type: "bind",
+        source: input.scratchDir,
+        options: ["rbind", "rw", "nosuid", "nodev"],
+      },
     ],
     linux: {
       namespaces: [{ type: "pid" }, { type: "network" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }],
@@ -80,7 +95,14 @@ export function processSpec(input: ProcessSpecInput): Record<string, unknown> {
     terminal: false,
     user: { uid: SANDBOX_UID, gid: SANDBOX_UID },
     args: [...input.args],
-    env: [PATH_ENV, `HOME=${SCRATCH_PATH}`, "LANG=C.UTF-8", "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1", ...(input.env ?? [])],
+    env: [
+      PATH_ENV,
+      `HOME=${SCRATCH_PATH}`,
+      "LANG=C.UTF-8",
+      "PYTHONUNBUFFERED=1",
+      "PYTHONDONTWRITEBYTECODE=1",
+      ...(input.env ?? []),
+    ],
     cwd: SCRATCH_PATH,
     noNewPrivileges: true,
     capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },

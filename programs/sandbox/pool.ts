@@ -46,7 +46,10 @@ export class WarmPool {
         }
       } catch (error) {
         this.failures += 1;
-        this.options.log.error("sandbox pool: starting a sandbox failed", { error: errorText(error), failures: this.failures });
+        this.options.log.error("sandbox pool: starting a sandbox failed", {
+          error: errorText(error),
+          failures: this.failures,
+        });
         // Back off, then try again: a node that cannot start sandboxes answers 503s meanwhile.
         setTimeout(() => void this.fill(), Math.min(30_000, 250 * 2 ** this.failures)).unref();
       } finally {
@@ -65,7 +68,10 @@ export class WarmPool {
   }
 
   private make(): Promise<Sandbox> {
-    return Sandbox.create(this.options.host, { memoryBytes: this.options.memoryBytes, scratchBytes: this.options.scratchBytes });
+    return Sandbox.create(this.options.host, {
+      memoryBytes: this.options.memoryBytes,
+      scratchBytes: this.options.scratchBytes,
+    });
   }
 
   async close(): Promise<void> {

@@ -51,7 +51,11 @@ const FILE_NAME = /^(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/
 
 export const sourceFileSchema = z
   .object({
-    name: z.string().max(128).regex(FILE_NAME, "must be a relative path of letters, digits, '.', '_', '-' and '/' (no '..')").optional(),
+    name: z
+      .string()
+      .max(128)
+      .regex(FILE_NAME, "must be a relative path of letters, digits, '.', '_', '-' and '/' (no '..')")
+      .optional(),
     content: z.string(),
     encoding: z.enum(["utf8", "base64"]).optional(),
   })
@@ -59,7 +63,12 @@ export const sourceFileSchema = z
 
 const limitValue = z.number().int().positive();
 /** Some or all of the limits, each a positive whole number (a request's, or a key's ceiling). */
-export const partialLimitsSchema = z.strictObject(Object.fromEntries(LIMIT_NAMES.map((n) => [n, limitValue.optional()])) as Record<LimitName, z.ZodOptional<typeof limitValue>>);
+export const partialLimitsSchema = z.strictObject(
+  Object.fromEntries(LIMIT_NAMES.map((n) => [n, limitValue.optional()])) as Record<
+    LimitName,
+    z.ZodOptional<typeof limitValue>
+  >,
+);
 export type PartialLimits = z.infer<typeof partialLimitsSchema>;
 
 export const executionRequestSchema = z
@@ -153,4 +162,8 @@ export const executionReportSchema = z
 export type ExecutionReport = z.infer<typeof executionReportSchema>;
 
 /** OpenAI's error shape, as every other hub error. */
-export const apiError = (message: string, type: string, code: string): { error: { message: string; type: string; code: string } } => ({ error: { message, type, code } });
+export const apiError = (
+  message: string,
+  type: string,
+  code: string,
+): { error: { message: string; type: string; code: string } } => ({ error: { message, type, code } });

@@ -33,7 +33,8 @@ export const ROOTFS_RECIPE: RootfsRecipe = {
   },
 };
 
-export const SNAPSHOT_MIRROR = (recipe: RootfsRecipe): string => `http://snapshot.debian.org/archive/debian/${recipe.snapshot}/`;
+export const SNAPSHOT_MIRROR = (recipe: RootfsRecipe): string =>
+  `http://snapshot.debian.org/archive/debian/${recipe.snapshot}/`;
 
 /** The file beside the tree that says what it holds (written last: its presence means "complete"). */
 export const ROOTFS_MANIFEST = "manifest.json";

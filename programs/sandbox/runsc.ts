@@ -33,7 +33,13 @@ export class Runsc {
   constructor(readonly options: RunscOptions) {}
 
   globalFlags(): string[] {
-    return [`--root=${this.options.stateDir}`, `--platform=${this.options.platform ?? "systrap"}`, "--network=none", "--overlay2=none", "--host-settings=ignore"];
+    return [
+      `--root=${this.options.stateDir}`,
+      `--platform=${this.options.platform ?? "systrap"}`,
+      "--network=none",
+      "--overlay2=none",
+      "--host-settings=ignore",
+    ];
   }
 
   /** Runs one runsc command to its end; never rejects (the caller judges the status). */
@@ -64,7 +70,11 @@ export class Runsc {
     const logFile = path.join(bundleDir, "runsc-start.log");
     const log = openSync(logFile, "w", 0o600);
     const code = await new Promise<number | null>((resolve) => {
-      const child = spawn(this.options.binary, [...this.globalFlags(), "run", "--detach", `--bundle=${bundleDir}`, id], { stdio: ["ignore", "ignore", log] });
+      const child = spawn(
+        this.options.binary,
+        [...this.globalFlags(), "run", "--detach", `--bundle=${bundleDir}`, id],
+        { stdio: ["ignore", "ignore", log] },
+      );
       const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
       child.on("error", () => resolve(null));
       child.on("exit", (status) => {
@@ -72,7 +82,8 @@ export class Runsc {
         resolve(status);
       });
     }).finally(() => closeSync(log));
-    if (code !== 0) throw new Error(`runsc run ${id} failed (exit ${code}): ${lastLine(readFileSync(logFile, "utf8"))}`);
+    if (code !== 0)
+      throw new Error(`runsc run ${id} failed (exit ${code}): ${lastLine(readFileSync(logFile, "utf8"))}`);
   }
 
   /**
@@ -80,9 +91,21 @@ export class Runsc {
    * and 2), so runsc's own messages on its stderr never mix with the program's.
    */
   exec(id: string, processFile: string): ChildProcess {
-    return spawn(this.options.binary, [...this.globalFlags(), "exec", `--process=${processFile}`, "--pass-fd=3:0", "--pass-fd=4:1", "--pass-fd=5:2", id], {
-      stdio: ["ignore", "ignore", "pipe", "pipe", "pipe", "pipe"],
-    });
+    return spawn(
+      this.options.binary,
+      [
+        ...this.globalFlags(),
+        "exec",
+        `--process=${processFile}`,
+        "--pass-fd=3:0",
+        "--pass-fd=4:1",
+        "--pass-fd=5:2",
+        id,
+      ],
+      {
+        stdio: ["ignore", "ignore", "pipe", "pipe", "pipe", "pipe"],
+      },
+    );
   }
 
   /** `runsc delete --force`: stops every process of the sandbox and removes its state and cgroup. */
@@ -105,7 +128,12 @@ export class Runsc {
   /** Sandbox ids in the state directory (`runsc list -q`). */
   async list(): Promise<string[]> {
     const result = await this.run(["list", "--quiet"], 10_000);
-    return result.code === 0 ? result.stdout.split("\n").map((l) => l.trim()).filter(Boolean) : [];
+    return result.code === 0
+      ? result.stdout
+          .split("\n")
+          .map((l) => l.trim())
+          .filter(Boolean)
+      : [];
   }
 }
 

@@ -58,7 +58,26 @@ export interface RunOutcome {
 const CPU_POLL_MS = 25;
 /** How long output is still read after the program exited. */
 const OUTPUT_DRAIN_MS = 100;
-const SIGNALS: Readonly<Record<number, string>> = { 1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM", 24: "SIGXCPU", 25: "SIGXFSZ", 31: "SIGSYS" };
+const SIGNALS: Readonly<Record<number, string>> = {
+  1: "SIGHUP",
+  2: "SIGINT",
+  3: "SIGQUIT",
+  4: "SIGILL",
+  5: "SIGTRAP",
+  6: "SIGABRT",
+  7: "SIGBUS",
+  8: "SIGFPE",
+  9: "SIGKILL",
+  10: "SIGUSR1",
+  11: "SIGSEGV",
+  12: "SIGUSR2",
+  13: "SIGPIPE",
+  14: "SIGALRM",
+  15: "SIGTERM",
+  24: "SIGXCPU",
+  25: "SIGXFSZ",
+  31: "SIGSYS",
+};
 
 /** Runs a host command to its end; rejects with its stderr when it fails. */
 function host(command: string, args: readonly string[]): Promise<void> {
@@ -67,16 +86,27 @@ function host(command: string, args: readonly string[]): Promise<void> {
     let stderr = "";
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(" ")}: exit ${code}: ${lastLine(stderr)}`))));
+    child.on("close", (code) =>
+      code === 0 ? resolve() : reject(new Error(`${command} ${args.join(" ")}: exit ${code}: ${lastLine(stderr)}`)),
+    );
   });
 }
 
-export const mountTmpfs = (dir: string, bytes: number): Promise<void> => host("mount", ["-t", "tmpfs", "-o", `size=${bytes},mode=0700,uid=${SANDBOX_UID},gid=${SANDBOX_UID},nosuid,nodev`, "tmpfs", dir]);
+export const mountTmpfs = (dir: string, bytes: number): Promise<void> =>
+  host("mount", [
+    "-t",
+    "tmpfs",
+    "-o",
+    `size=${bytes},mode=0700,uid=${SANDBOX_UID},gid=${SANDBOX_UID},nosuid,nodev`,
+    "tmpfs",
+    dir,
+  ]);
 export const unmount = (dir: string): Promise<void> => host("umount", ["--lazy", dir]);
 
 let sequence = 0;
 /** Unique per process and start: sandbox ids never repeat, even across restarts of the API. */
-export const newSandboxId = (): string => `ih-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}-${(sequence++).toString(36)}`;
+export const newSandboxId = (): string =>
+  `ih-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}-${(sequence++).toString(36)}`;
 
 export class Sandbox {
   private runs = 0;
@@ -96,12 +126,24 @@ export class Sandbox {
   ) {}
 
   /** Creates and starts a sandbox; on any failure nothing of it is left behind. */
-  static async create(sandboxHost: SandboxHost, sizes: { readonly memoryBytes: number; readonly scratchBytes: number }): Promise<Sandbox> {
+  static async create(
+    sandboxHost: SandboxHost,
+    sizes: { readonly memoryBytes: number; readonly scratchBytes: number },
+  ): Promise<Sandbox> {
     const id = newSandboxId();
     const bundleDir = path.join(sandboxHost.bundlesDir, id);
     const scratchDir = path.join(bundleDir, "work");
     const cgroupsPath = `${sandboxHost.cgroupParent}/${id}`;
-    const sandbox = new Sandbox(sandboxHost, id, bundleDir, scratchDir, new SandboxCgroup(cgroupsPath), sizes.memoryBytes, sizes.scratchBytes, Date.now());
+    const sandbox = new Sandbox(
+      sandboxHost,
+      id,
+      bundleDir,
+      scratchDir,
+      new SandboxCgroup(cgroupsPath),
+      sizes.memoryBytes,
+      sizes.scratchBytes,
+      Date.now(),
+    );
     try {
       await fsp.mkdir(scratchDir, { recursive: true, mode: 0o700 });
       await mountTmpfs(scratchDir, sizes.scratchBytes);
@@ -143,7 +185,8 @@ export class Sandbox {
     if (this.used) throw new Error("files go into a used sandbox through the sandbox itself (writeFilesInside)");
     for (const file of files) {
       const target = path.join(this.scratchDir, file.name);
-      if (!target.startsWith(`${this.scratchDir}/`)) throw new Error(`file name ${file.name} leaves the scratch directory`);
+      if (!target.startsWith(`${this.scratchDir}/`))
+        throw new Error(`file name ${file.name} leaves the scratch directory`);
       let dir = path.dirname(target);
       const made: string[] = [];
       while (dir !== this.scratchDir && !(await fsp.stat(dir).catch(() => undefined))) {
@@ -165,11 +208,21 @@ export class Sandbox {
     this.runs += 1;
     const { limits } = input;
     const processFile = path.join(this.bundleDir, `process-${this.runs}.json`);
-    await fsp.writeFile(processFile, JSON.stringify(processSpec({ args: input.args, processes: limits.processes, fileBytes: limits.scratch_bytes })));
+    await fsp.writeFile(
+      processFile,
+      JSON.stringify(processSpec({ args: input.args, processes: limits.processes, fileBytes: limits.scratch_bytes })),
+    );
     const before = this.cgroup.stats();
     const started = process.hrtime.bigint();
     const child = this.host.runsc.exec(this.id, processFile);
-    const [, , runscStderr, stdin, stdout, stderr] = child.stdio as unknown as [null, null, Readable, Writable, Readable, Readable];
+    const [, , runscStderr, stdin, stdout, stderr] = child.stdio as unknown as [
+      null,
+      null,
+      Readable,
+      Writable,
+      Readable,
+      Readable,
+    ];
 
     const limitsHit = new Set<LimitHit>();
     let stopping: Promise<void> | undefined;
@@ -214,7 +267,10 @@ export class Sandbox {
       child.on("exit", (code) => resolve(code));
     });
     // A background process the program left may hold its stdout open: read what is there, briefly.
-    await Promise.race([new Promise((resolve) => child.on("close", resolve)), new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS))]);
+    await Promise.race([
+      new Promise((resolve) => child.on("close", resolve)),
+      new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS)),
+    ]);
     const wallMs = Number((process.hrtime.bigint() - started) / 1_000_000n);
     clearTimeout(wallTimer);
     clearInterval(cpuTimer);

@@ -5,7 +5,18 @@ import type { Logger } from "../gatekeeper/log";
 import { errorText } from "../gatekeeper/log";
 import type { Executor } from "./executor";
 import type { LanguageTable } from "./languages";
-import { apiError, executionRequestSchema, KEY_ID_HEADER, KEY_LIMITS_HEADER, type PartialLimits, partialLimitsSchema, MAX_REQUEST_BYTES, SANDBOX_HEALTH_PATH, SANDBOX_PATHS, sessionRequestSchema } from "./protocol";
+import {
+  apiError,
+  executionRequestSchema,
+  KEY_ID_HEADER,
+  KEY_LIMITS_HEADER,
+  type PartialLimits,
+  partialLimitsSchema,
+  MAX_REQUEST_BYTES,
+  SANDBOX_HEALTH_PATH,
+  SANDBOX_PATHS,
+  sessionRequestSchema,
+} from "./protocol";
 import { ApiRefusal } from "./refusal";
 
 /**
@@ -32,7 +43,12 @@ const json = (res: http.ServerResponse, status: number, body: unknown, headers: 
 };
 
 const refuse = (res: http.ServerResponse, refusal: ApiRefusal): void =>
-  json(res, refusal.status, apiError(refusal.message, refusal.type, refusal.code), refusal.retryAfterSeconds ? { "retry-after": String(refusal.retryAfterSeconds) } : {});
+  json(
+    res,
+    refusal.status,
+    apiError(refusal.message, refusal.type, refusal.code),
+    refusal.retryAfterSeconds ? { "retry-after": String(refusal.retryAfterSeconds) } : {},
+  );
 
 /** Bearer token → whether its digest is the configured one (constant time). */
 export function tokenMatches(header: string | undefined, digest: Buffer): boolean {
@@ -46,7 +62,12 @@ async function readBody(req: http.IncomingMessage): Promise<unknown> {
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_REQUEST_BYTES) throw new ApiRefusal(413, "request_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes; send smaller files (or fewer) per execution`);
+    if (size > MAX_REQUEST_BYTES)
+      throw new ApiRefusal(
+        413,
+        "request_too_large",
+        `the request body is larger than ${MAX_REQUEST_BYTES} bytes; send smaller files (or fewer) per execution`,
+      );
     chunks.push(chunk);
   }
   if (size === 0) return {};
@@ -67,12 +88,18 @@ export function keyLimitsFrom(header: string | string[] | undefined): PartialLim
     parsed = undefined;
   }
   const result = partialLimitsSchema.safeParse(parsed);
-  if (!result.success) throw new ApiRefusal(500, "invalid_key_limits", `the gateway sent ${KEY_LIMITS_HEADER} that is not a set of limits; check the key's sandboxLimits in the keys file`);
+  if (!result.success)
+    throw new ApiRefusal(
+      500,
+      "invalid_key_limits",
+      `the gateway sent ${KEY_LIMITS_HEADER} that is not a set of limits; check the key's sandboxLimits in the keys file`,
+    );
   return result.data;
 }
 
 /** zod's issues as one line per field, e.g. "files.0.name: must be a relative path ...". */
-const issues = (error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): string => error.issues.map((i) => `${i.path.map(String).join(".") || "body"}: ${i.message}`).join("; ");
+const issues = (error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): string =>
+  error.issues.map((i) => `${i.path.map(String).join(".") || "body"}: ${i.message}`).join("; ");
 
 export function createSandboxServer(options: SandboxServerOptions): http.Server {
   const { executor, log } = options;
@@ -80,14 +107,22 @@ export function createSandboxServer(options: SandboxServerOptions): http.Server 
     const url = new URL(req.url ?? "/", "http://sandbox");
     if (url.pathname === SANDBOX_HEALTH_PATH && req.method === "GET") {
       const status = executor.status();
-      return json(res, 200, { ok: true, runsc: options.runscVersion, languages: options.languages.list.map((l) => `${l.language} ${l.version}`), ...status });
+      return json(res, 200, {
+        ok: true,
+        runsc: options.runscVersion,
+        languages: options.languages.list.map((l) => `${l.language} ${l.version}`),
+        ...status,
+      });
     }
-    if (!tokenMatches(req.headers.authorization, options.tokenDigest)) throw new ApiRefusal(401, "invalid_sandbox_token", "this API answers the hub's gateway only");
+    if (!tokenMatches(req.headers.authorization, options.tokenDigest))
+      throw new ApiRefusal(401, "invalid_sandbox_token", "this API answers the hub's gateway only");
     const keyId = String(req.headers[KEY_ID_HEADER] ?? "");
-    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(keyId)) throw new ApiRefusal(400, "missing_key_id", `the gateway sent no usable ${KEY_ID_HEADER}`);
+    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(keyId))
+      throw new ApiRefusal(400, "missing_key_id", `the gateway sent no usable ${KEY_ID_HEADER}`);
     const key = { id: keyId, limits: keyLimitsFrom(req.headers[KEY_LIMITS_HEADER]) };
 
-    if (url.pathname === SANDBOX_PATHS.languages && req.method === "GET") return json(res, 200, { languages: options.languages.list });
+    if (url.pathname === SANDBOX_PATHS.languages && req.method === "GET")
+      return json(res, 200, { languages: options.languages.list });
     if (url.pathname === SANDBOX_PATHS.executions && req.method === "POST") {
       const parsed = executionRequestSchema.safeParse(await readBody(req));
       if (!parsed.success) throw new ApiRefusal(400, "invalid_request", issues(parsed.error));
@@ -104,7 +139,11 @@ export function createSandboxServer(options: SandboxServerOptions): http.Server 
       executor.deleteSession(session[1], keyId);
       return json(res, 200, { id: session[1], deleted: true });
     }
-    throw new ApiRefusal(404, "not_found", `no ${req.method} ${url.pathname} here; see GET ${SANDBOX_PATHS.languages}, POST ${SANDBOX_PATHS.executions}, POST ${SANDBOX_PATHS.sessions}`);
+    throw new ApiRefusal(
+      404,
+      "not_found",
+      `no ${req.method} ${url.pathname} here; see GET ${SANDBOX_PATHS.languages}, POST ${SANDBOX_PATHS.executions}, POST ${SANDBOX_PATHS.sessions}`,
+    );
   };
   return http.createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {

@@ -32,15 +32,33 @@ export class Slots {
 
   /** Resolves with the release function once the key may run; rejects when it may not wait. */
   acquire(keyId: string): Promise<() => void> {
-    if (this.closed) return Promise.reject(new ApiRefusal(503, "sandbox_unavailable", "The sandbox is shutting down.", 5));
+    if (this.closed)
+      return Promise.reject(new ApiRefusal(503, "sandbox_unavailable", "The sandbox is shutting down.", 5));
     const mine = this.perKeyUsed.get(keyId) ?? 0;
     const queuedForKey = this.waiting.filter((w) => w.keyId === keyId).length;
     if (mine + queuedForKey >= this.perKey) {
-      return Promise.reject(new ApiRefusal(429, "too_many_executions", `this key already runs ${mine} execution${mine === 1 ? "" : "s"} at once, the most one key may (${this.perKey}); wait for one to finish`, 1));
+      return Promise.reject(
+        new ApiRefusal(
+          429,
+          "too_many_executions",
+          `this key already runs ${mine} execution${mine === 1 ? "" : "s"} at once, the most one key may (${this.perKey}); wait for one to finish`,
+          1,
+        ),
+      );
     }
     if (this.used < this.total && this.waiting.length === 0) return Promise.resolve(this.take(keyId));
-    if (this.waiting.length >= this.queueLimit) return Promise.reject(new ApiRefusal(503, "sandbox_busy", "Every sandbox is busy and the queue is full; try again in a few seconds.", 2));
-    return new Promise((resolve, reject) => this.waiting.push({ keyId, grant: () => resolve(this.take(keyId)), refuse: reject }));
+    if (this.waiting.length >= this.queueLimit)
+      return Promise.reject(
+        new ApiRefusal(
+          503,
+          "sandbox_busy",
+          "Every sandbox is busy and the queue is full; try again in a few seconds.",
+          2,
+        ),
+      );
+    return new Promise((resolve, reject) =>
+      this.waiting.push({ keyId, grant: () => resolve(this.take(keyId)), refuse: reject }),
+    );
   }
 
   private take(keyId: string): () => void {
@@ -61,6 +79,7 @@ export class Slots {
 
   close(): void {
     this.closed = true;
-    for (const waiter of this.waiting.splice(0)) waiter.refuse(new ApiRefusal(503, "sandbox_unavailable", "The sandbox is shutting down.", 5));
+    for (const waiter of this.waiting.splice(0))
+      waiter.refuse(new ApiRefusal(503, "sandbox_unavailable", "The sandbox is shutting down.", 5));
   }
 }

@@ -28,16 +28,24 @@ export const SANDBOX_TOOL = {
       additionalProperties: false,
       required: ["language", "files"],
       properties: {
-        language: { type: "string", enum: LANGUAGE_DEFINITIONS.map((l) => l.language), description: "The interpreter: python (3), javascript (Node.js) or bash." },
+        language: {
+          type: "string",
+          enum: LANGUAGE_DEFINITIONS.map((l) => l.language),
+          description: "The interpreter: python (3), javascript (Node.js) or bash.",
+        },
         files: {
           type: "array",
           minItems: 1,
-          description: "Source files written to /work before the run; the first one is run. Give each a name (e.g. main.py, tests/test_x.py).",
+          description:
+            "Source files written to /work before the run; the first one is run. Give each a name (e.g. main.py, tests/test_x.py).",
           items: {
             type: "object",
             additionalProperties: false,
             required: ["name", "content"],
-            properties: { name: { type: "string", description: "Path relative to /work." }, content: { type: "string", description: "The file's text." } },
+            properties: {
+              name: { type: "string", description: "Path relative to /work." },
+              content: { type: "string", description: "The file's text." },
+            },
           },
         },
         stdin: { type: "string", description: "Text given to the program on standard input." },
@@ -47,7 +55,15 @@ export const SANDBOX_TOOL = {
           additionalProperties: false,
           description: "Optional limits; each defaults to a conservative value and cannot pass the hub's ceiling.",
           properties: Object.fromEntries(
-            LIMIT_NAMES.filter((n) => n === "wall_ms" || n === "memory_bytes").map((n) => [n, { type: "integer", minimum: MIN_LIMITS[n], maximum: MAX_LIMITS[n], description: `${LIMIT_TEXT[n]} (default ${DEFAULT_LIMITS[n]})` }]),
+            LIMIT_NAMES.filter((n) => n === "wall_ms" || n === "memory_bytes").map((n) => [
+              n,
+              {
+                type: "integer",
+                minimum: MIN_LIMITS[n],
+                maximum: MAX_LIMITS[n],
+                description: `${LIMIT_TEXT[n]} (default ${DEFAULT_LIMITS[n]})`,
+              },
+            ]),
           ),
         },
       },
@@ -57,6 +73,12 @@ export const SANDBOX_TOOL = {
 
 /** The limits as a Markdown table: floor, default and the most any node allows. */
 export function limitsTable(): string {
-  const rows = LIMIT_NAMES.map((n) => `| \`${n}\` | ${LIMIT_TEXT[n]} | ${MIN_LIMITS[n]} | ${DEFAULT_LIMITS[n]} | ${MAX_LIMITS[n]} |`);
-  return ["| limit | what | least | default | most (before the node's size lowers it) |", "| --- | --- | --- | --- | --- |", ...rows].join("\n");
+  const rows = LIMIT_NAMES.map(
+    (n) => `| \`${n}\` | ${LIMIT_TEXT[n]} | ${MIN_LIMITS[n]} | ${DEFAULT_LIMITS[n]} | ${MAX_LIMITS[n]} |`,
+  );
+  return [
+    "| limit | what | least | default | most (before the node's size lowers it) |",
+    "| --- | --- | --- | --- | --- |",
+    ...rows,
+  ].join("\n");
 }

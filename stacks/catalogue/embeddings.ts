@@ -51,11 +51,21 @@ export const EMBEDDING_MODELS: readonly EmbeddingModelEntry[] = [
       quant: "Q8_0",
       // The same file is listed at 639 MB by Ollama's library (qwen3-embedding:0.6b-q8_0); F16 1.2 GB.
       sizeGB: 0.639,
-      source: unverified(`${HF("Qwen/Qwen3-Embedding-0.6B-GGUF", "")}; ollama.com/library/qwen3-embedding:0.6b-q8_0 (639 MB)`, READ, "size read from a listing of the same Q8_0 file, not from Hugging Face itself"),
+      source: unverified(
+        `${HF("Qwen/Qwen3-Embedding-0.6B-GGUF", "")}; ollama.com/library/qwen3-embedding:0.6b-q8_0 (639 MB)`,
+        READ,
+        "size read from a listing of the same Q8_0 file, not from Hugging Face itself",
+      ),
     },
     licence: "Apache 2.0",
     dimensions: 1024,
-    matryoshka: { min: 32, source: src(`${HF("Qwen/Qwen3-Embedding-0.6B", "README.md")} (MRL support: yes; embedding dimension up to 1024, user-defined 32-1024)`, READ) },
+    matryoshka: {
+      min: 32,
+      source: src(
+        `${HF("Qwen/Qwen3-Embedding-0.6B", "README.md")} (MRL support: yes; embedding dimension up to 1024, user-defined 32-1024)`,
+        READ,
+      ),
+    },
     maxContext: 32768,
     pooling: "last",
     endOfText: {
@@ -72,7 +82,10 @@ export const EMBEDDING_MODELS: readonly EmbeddingModelEntry[] = [
     quality:
       "MMTEB (multilingual) mean 64.33, retrieval 64.64; MTEB English v2 mean 70.70, retrieval 61.83; best at or under 1B parameters on both (multilingual-e5-large-instruct 63.22 / 65.53, BGE-M3 59.56, EmbeddingGemma-300M 61.1 / 69.7 with gated Gemma terms and a 2K context); trained on 100+ natural and programming languages for code retrieval",
     sources: {
-      shape: src(`${HF("Qwen/Qwen3-Embedding-0.6B")} (28 layers, hidden 1024, 16 heads, 8 KV heads, vocabulary 151669, last-token pooling, 32K context)`, READ),
+      shape: src(
+        `${HF("Qwen/Qwen3-Embedding-0.6B")} (28 layers, hidden 1024, 16 heads, 8 KV heads, vocabulary 151669, last-token pooling, 32K context)`,
+        READ,
+      ),
       quality: unverified(
         "MTEB leaderboard figures as tabled on the Qwen3-Embedding-0.6B model card (compared models' scores taken from the leaderboard on 2025-05-24) and in the EmbeddingGemma paper (arXiv 2509.20354); the MTEB-Code figure of the 0.6B was not in the copies read",
         READ,
@@ -82,7 +95,8 @@ export const EMBEDDING_MODELS: readonly EmbeddingModelEntry[] = [
   },
 ];
 
-export const findEmbeddingModel = (id: string): EmbeddingModelEntry | undefined => EMBEDDING_MODELS.find((m) => m.id === id);
+export const findEmbeddingModel = (id: string): EmbeddingModelEntry | undefined =>
+  EMBEDDING_MODELS.find((m) => m.id === id);
 
 /**
  * Longest input served, tokens (the appended end-of-text token included): one llama.cpp slot of
@@ -105,4 +119,8 @@ export const EMBEDDER_RUNTIME_GIB = 0.25;
 export const EMBEDDINGS_ROUTER_RAM_GIB = 0.25;
 /** Without a cap V8 collects lazily and the same requests reach 265 MiB of RSS. */
 export const EMBEDDINGS_FRONT_HEAP_MIB = 128;
-export const EMBEDDER_RAM_SOURCE = unverified("our estimate: GGUF file + f16 KV cache for one slot at the served context + compute buffers", READ, "unmeasured: no weights can be fetched here; the first deploy's `docker stats` replaces it");
+export const EMBEDDER_RAM_SOURCE = unverified(
+  "our estimate: GGUF file + f16 KV cache for one slot at the served context + compute buffers",
+  READ,
+  "unmeasured: no weights can be fetched here; the first deploy's `docker stats` replaces it",
+);

@@ -5,7 +5,8 @@ import { Source, src, unverified } from "./sources";
  * ("DigitalOcean Kubernetes (DOKS)") unless a source says otherwise.
  */
 
-export const DOKS_DOCS = "docs.digitalocean.com/products/kubernetes (details/supported-gpus, details/pricing, details/changelog; dated copy 2025-12-05), via shared/FACTS.md";
+export const DOKS_DOCS =
+  "docs.digitalocean.com/products/kubernetes (details/supported-gpus, details/pricing, details/changelog; dated copy 2025-12-05), via shared/FACTS.md";
 
 /**
  * The DOKS release the tier is written and tested against. DOKS slugs pin an exact patch and a
@@ -19,7 +20,7 @@ export const DOKS_RELEASE = {
   kubernetes: "1.36.1",
   minor: "1.36",
   source: unverified(
-    "public Terraform and API fixtures pinning `1.36.1-do.0` with `version_prefix = \"1.36.\"` (found 2026-12-07); DigitalOcean's own version list is `doctl kubernetes options versions` / GET /v2/kubernetes/options",
+    'public Terraform and API fixtures pinning `1.36.1-do.0` with `version_prefix = "1.36."` (found 2026-12-07); DigitalOcean\'s own version list is `doctl kubernetes options versions` / GET /v2/kubernetes/options',
     "2026-12-07",
     "no dated DigitalOcean page lists it; the deploy looks the minor up and refuses if the region offers neither it nor a newer one",
   ),
@@ -29,7 +30,15 @@ export const DOKS_RELEASE = {
 export const DOKS_GPU_MIN_KUBERNETES = "1.30.4";
 
 /** DOKS GPU node-pool sizes, self-serve (H200 and MI325X by contract only). */
-export const DOKS_GPU_SIZES: readonly string[] = ["gpu-h100x1-80gb", "gpu-h100x8-640gb", "gpu-l40sx1-48gb", "gpu-4000adax1-20gb", "gpu-6000adax1-48gb", "gpu-mi300x1-192gb", "gpu-mi300x8-1536gb"];
+export const DOKS_GPU_SIZES: readonly string[] = [
+  "gpu-h100x1-80gb",
+  "gpu-h100x8-640gb",
+  "gpu-l40sx1-48gb",
+  "gpu-4000adax1-20gb",
+  "gpu-6000adax1-48gb",
+  "gpu-mi300x1-192gb",
+  "gpu-mi300x8-1536gb",
+];
 
 /** What DigitalOcean puts on GPU nodes by itself: the taint pods must tolerate, the labels they can select. */
 export const DOKS_GPU_NODE = {
@@ -51,7 +60,13 @@ export const DOKS_POOL_LABEL = "doks.digitalocean.com/node-pool";
  * memory per size; that table was not read, so this is an estimate to check with
  * `kubectl describe node` (Allocatable) on the first deploy.
  */
-export const DOKS_NODE_RESERVE = { ramGiB: 1.5, source: unverified("estimate: kubelet system/kube reservations and the DOKS DaemonSets; DigitalOcean's allocatable-memory table not read", "2026-12-07") } as const;
+export const DOKS_NODE_RESERVE = {
+  ramGiB: 1.5,
+  source: unverified(
+    "estimate: kubelet system/kube reservations and the DOKS DaemonSets; DigitalOcean's allocatable-memory table not read",
+    "2026-12-07",
+  ),
+} as const;
 
 /** DigitalOcean's limits page: the cluster autoscaler scales a pool down to 1 node (a pool at 0 only by hand). */
 export const DOKS_LIMITS = "docs.digitalocean.com/products/kubernetes/details/limits (undated copy read 2026-12-07)";
@@ -78,12 +93,15 @@ export const DOKS_STORAGE = {
  * static PersistentVolume, while DigitalOcean's how-to says such volumes "cannot be used" (⚠).
  */
 export const DOKS_EXISTING_VOLUME = unverified(
-  "github.com/digitalocean/csi-digitalocean examples/kubernetes/pod-single-existing-volume (binds by csi.volumeHandle) vs docs.digitalocean.com/products/kubernetes/how-to/add-volumes/ (\"cannot be used\")",
+  'github.com/digitalocean/csi-digitalocean examples/kubernetes/pod-single-existing-volume (binds by csi.volumeHandle) vs docs.digitalocean.com/products/kubernetes/how-to/add-volumes/ ("cannot be used")',
   "2026-12-07",
 );
 
 /** Scaling a pool from zero nodes: allowed by DigitalOcean's autoscaling page, a preview in the Terraform/Pulumi docs (⚠). */
-export const DOKS_SCALE_FROM_ZERO = unverified("DigitalOcean's autoscaling page (2025-06) allows min_nodes 0; the Terraform/Pulumi node-pool docs call it a private preview; the limits page says the autoscaler scales down to 1", "2026-12-07");
+export const DOKS_SCALE_FROM_ZERO = unverified(
+  "DigitalOcean's autoscaling page (2025-06) allows min_nodes 0; the Terraform/Pulumi node-pool docs call it a private preview; the limits page says the autoscaler scales down to 1",
+  "2026-12-07",
+);
 
 /**
  * Third-party Helm charts the tier installs by name and pinned version at deploy time (never
@@ -97,7 +115,10 @@ export const KEDA_CHART = {
   /** KEDA's Go module at the chart's app version: the CRDs the tests install come from it (config/crd/bases). */
   module: "github.com/kedacore/keda/v2",
   moduleVersion: "v2.21.0",
-  source: unverified("proxy.golang.org github.com/kedacore/keda/v2 v2.21.0 (tagged 2026-09-23); chart version = app version by KEDA's release practice, not read from the chart index", "2026-12-07"),
+  source: unverified(
+    "proxy.golang.org github.com/kedacore/keda/v2 v2.21.0 (tagged 2026-09-23); chart version = app version by KEDA's release practice, not read from the chart index",
+    "2026-12-07",
+  ),
 } as const;
 
 export const KUBERNETES_SOURCES: Readonly<Record<string, Source>> = {

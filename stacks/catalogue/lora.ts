@@ -15,16 +15,43 @@ export const VLLM_LORA_RANKS = [1, 8, 16, 32, 64, 128, 256, 320, 512] as const;
 /** --max-loras: `Field(default=1, ge=1)`; --max-cpu-loras must be >= it (`_validate_lora_config`). */
 export const VLLM_LORA_SOURCES = {
   ranks: at("vllm/config/lora.py", "MaxLoRARanks, max_loras ge=1, max_cpu_loras >= max_loras"),
-  peft: at("vllm/lora/peft_helper.py", "PEFTHelper.from_dict requires r, lora_alpha, target_modules; validate_legal refuses r > max_lora_rank, bias != none, modules_to_save, use_dora"),
-  modules: at("vllm/lora/lora_model.py + vllm/lora/worker_manager.py", "check_unexpected_modules: every tensor's module suffix must be a supported (packed modules expanded) module"),
-  names: at("vllm/lora/utils.py", "parse_fine_tuned_lora_name: <prefix>.<module>.lora_A.weight / lora_B.weight, base_model.model. stripped"),
-  slots: at("vllm/lora/layers/base_linear.py + column_parallel_linear.py + row_parallel_linear.py", "create_lora_weights: per slot and layer, lora_a (max_rank x input) and lora_b (output x max_rank) for every slice, in lora_dtype"),
-  shapes: at("vllm/lora/layers/base_linear.py", "set_lora copies lora_a into [:r, :input] and lora_b into [:output, :r] of the slot: a larger tensor fails there, a smaller one is silently padded"),
-  modulesFlag: at("vllm/entrypoints/openai/cli_args.py", "LoRAParserAction: name=path, or JSON {name, path, base_model_name}; one --lora-modules with every adapter, since the action replaces the list"),
-  models: at("vllm/entrypoints/openai/models/serving.py", "show_available_models lists each adapter as a model card with parent = base_model_name"),
-  quantTested: at("tests/lora/test_quant_model.py", "AWQ and GPTQ with LoRA on CUDA; GPTQ only on ROCm ('AWQ quantization is currently not supported in ROCm')"),
+  peft: at(
+    "vllm/lora/peft_helper.py",
+    "PEFTHelper.from_dict requires r, lora_alpha, target_modules; validate_legal refuses r > max_lora_rank, bias != none, modules_to_save, use_dora",
+  ),
+  modules: at(
+    "vllm/lora/lora_model.py + vllm/lora/worker_manager.py",
+    "check_unexpected_modules: every tensor's module suffix must be a supported (packed modules expanded) module",
+  ),
+  names: at(
+    "vllm/lora/utils.py",
+    "parse_fine_tuned_lora_name: <prefix>.<module>.lora_A.weight / lora_B.weight, base_model.model. stripped",
+  ),
+  slots: at(
+    "vllm/lora/layers/base_linear.py + column_parallel_linear.py + row_parallel_linear.py",
+    "create_lora_weights: per slot and layer, lora_a (max_rank x input) and lora_b (output x max_rank) for every slice, in lora_dtype",
+  ),
+  shapes: at(
+    "vllm/lora/layers/base_linear.py",
+    "set_lora copies lora_a into [:r, :input] and lora_b into [:output, :r] of the slot: a larger tensor fails there, a smaller one is silently padded",
+  ),
+  modulesFlag: at(
+    "vllm/entrypoints/openai/cli_args.py",
+    "LoRAParserAction: name=path, or JSON {name, path, base_model_name}; one --lora-modules with every adapter, since the action replaces the list",
+  ),
+  models: at(
+    "vllm/entrypoints/openai/models/serving.py",
+    "show_available_models lists each adapter as a model card with parent = base_model_name",
+  ),
+  quantTested: at(
+    "tests/lora/test_quant_model.py",
+    "AWQ and GPTQ with LoRA on CUDA; GPTQ only on ROCm ('AWQ quantization is currently not supported in ROCm')",
+  ),
   bnbExample: at("examples/features/lora/lora_with_quantization_offline.py", "bitsandbytes, AWQ and GPTQ with LoRA"),
-  moe: at("vllm/lora/layers/fused_moe.py", "'Monolithic kernels are not supported for Fused MoE LoRA'; fused_moe/experts/flashinfer_cutlass_moe.py raises 'LoRA is not supported'"),
+  moe: at(
+    "vllm/lora/layers/fused_moe.py",
+    "'Monolithic kernels are not supported for Fused MoE LoRA'; fused_moe/experts/flashinfer_cutlass_moe.py raises 'LoRA is not supported'",
+  ),
 };
 
 /** The projections PEFT targets in Qwen2 and Llama decoder layers (vLLM packs q/k/v and gate/up: `packed_modules_mapping`). */
@@ -48,13 +75,55 @@ const CONFIG = (repo: string, note?: string) => (note ? unverified(HF(repo), REA
 const REMEMBERED = "not re-read this session: the figure as commonly published; check config.json";
 
 export const LORA_MODEL_SHAPES: Readonly<Record<string, LoraModelShape>> = {
-  "qwen2.5-coder-32b": { hiddenSize: 5120, intermediateSize: 27648, vocabSize: 152064, lmHeadSlot: false, source: CONFIG("Qwen/Qwen2.5-Coder-32B-Instruct") },
-  "qwen2.5-coder-14b": { hiddenSize: 5120, intermediateSize: 13824, vocabSize: 152064, lmHeadSlot: false, source: CONFIG("Qwen/Qwen2.5-Coder-14B-Instruct", REMEMBERED) },
-  "qwen2.5-coder-7b": { hiddenSize: 3584, intermediateSize: 18944, vocabSize: 152064, lmHeadSlot: false, source: CONFIG("Qwen/Qwen2.5-Coder-7B-Instruct") },
-  "qwen2.5-coder-3b": { hiddenSize: 2048, intermediateSize: 11008, vocabSize: 151936, lmHeadSlot: false, source: CONFIG("Qwen/Qwen2.5-Coder-3B-Instruct") },
-  "qwen2.5-coder-1.5b": { hiddenSize: 1536, intermediateSize: 8960, vocabSize: 151936, lmHeadSlot: false, source: CONFIG("Qwen/Qwen2.5-Coder-1.5B-Instruct", REMEMBERED) },
-  "codellama-34b": { hiddenSize: 8192, intermediateSize: 22016, vocabSize: 32000, lmHeadSlot: true, source: CONFIG("codellama/CodeLlama-34b-Instruct-hf", REMEMBERED) },
-  "codellama-13b": { hiddenSize: 5120, intermediateSize: 13824, vocabSize: 32016, lmHeadSlot: true, source: CONFIG("codellama/CodeLlama-13b-Instruct-hf", REMEMBERED) },
+  "qwen2.5-coder-32b": {
+    hiddenSize: 5120,
+    intermediateSize: 27648,
+    vocabSize: 152064,
+    lmHeadSlot: false,
+    source: CONFIG("Qwen/Qwen2.5-Coder-32B-Instruct"),
+  },
+  "qwen2.5-coder-14b": {
+    hiddenSize: 5120,
+    intermediateSize: 13824,
+    vocabSize: 152064,
+    lmHeadSlot: false,
+    source: CONFIG("Qwen/Qwen2.5-Coder-14B-Instruct", REMEMBERED),
+  },
+  "qwen2.5-coder-7b": {
+    hiddenSize: 3584,
+    intermediateSize: 18944,
+    vocabSize: 152064,
+    lmHeadSlot: false,
+    source: CONFIG("Qwen/Qwen2.5-Coder-7B-Instruct"),
+  },
+  "qwen2.5-coder-3b": {
+    hiddenSize: 2048,
+    intermediateSize: 11008,
+    vocabSize: 151936,
+    lmHeadSlot: false,
+    source: CONFIG("Qwen/Qwen2.5-Coder-3B-Instruct"),
+  },
+  "qwen2.5-coder-1.5b": {
+    hiddenSize: 1536,
+    intermediateSize: 8960,
+    vocabSize: 151936,
+    lmHeadSlot: false,
+    source: CONFIG("Qwen/Qwen2.5-Coder-1.5B-Instruct", REMEMBERED),
+  },
+  "codellama-34b": {
+    hiddenSize: 8192,
+    intermediateSize: 22016,
+    vocabSize: 32000,
+    lmHeadSlot: true,
+    source: CONFIG("codellama/CodeLlama-34b-Instruct-hf", REMEMBERED),
+  },
+  "codellama-13b": {
+    hiddenSize: 5120,
+    intermediateSize: 13824,
+    vocabSize: 32016,
+    lmHeadSlot: true,
+    source: CONFIG("codellama/CodeLlama-13b-Instruct-hf", REMEMBERED),
+  },
 };
 
 /**

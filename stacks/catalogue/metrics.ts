@@ -12,7 +12,17 @@
 export const METRICS_READ = "2026-12-02";
 
 /** The Prometheus job names the monitoring branch scrapes (owners.md "Prometheus job names"). */
-export const SCRAPE_JOBS = ["traefik", "gatekeeper", "autoscaler", "vllm", "llamacpp", "node", "dcgm", "prometheus", "alertmanager"] as const;
+export const SCRAPE_JOBS = [
+  "traefik",
+  "gatekeeper",
+  "autoscaler",
+  "vllm",
+  "llamacpp",
+  "node",
+  "dcgm",
+  "prometheus",
+  "alertmanager",
+] as const;
 export type ScrapeJob = (typeof SCRAPE_JOBS)[number];
 
 export type MetricType = "counter" | "gauge" | "histogram";
@@ -46,7 +56,8 @@ export const TRAEFIK_METRICS: ProgramMetrics = {
   job: "traefik",
   program: "traefik",
   version: "v3.7.13",
-  source: "github.com/traefik/traefik/v3@v3.7.13 pkg/observability/metrics/prometheus.go (initStandardRegistry; Go module proxy copy)",
+  source:
+    "github.com/traefik/traefik/v3@v3.7.13 pkg/observability/metrics/prometheus.go (initStandardRegistry; Go module proxy copy)",
   read: METRICS_READ,
   families: [
     f("traefik_config_reloads_total", "counter"),
@@ -79,7 +90,8 @@ export const VLLM_METRICS: ProgramMetrics = {
   job: "vllm",
   program: "vllm",
   version: "0.24.0",
-  source: "vllm-project/vllm v0.24.0 (commit ee0da84ab9e04ac7610e28580af62c365e898389, read from the neuralmagic/vllm snapshot that holds it) vllm/v1/metrics/loggers.py PrometheusStatLogger; prometheus_client appends _total to counters",
+  source:
+    "vllm-project/vllm v0.24.0 (commit ee0da84ab9e04ac7610e28580af62c365e898389, read from the neuralmagic/vllm snapshot that holds it) vllm/v1/metrics/loggers.py PrometheusStatLogger; prometheus_client appends _total to counters",
   read: METRICS_READ,
   families: [
     f("vllm:num_requests_running", "gauge", VLLM),
@@ -114,9 +126,11 @@ export const LLAMACPP_METRICS: ProgramMetrics = {
   job: "llamacpp",
   program: "llama.cpp",
   version: "b11176",
-  source: "ggml-org/llama.cpp tools/server/server.cpp handle_metrics (all_metrics_def: every name gets the llamacpp: prefix), stored copy in the search corpus",
+  source:
+    "ggml-org/llama.cpp tools/server/server.cpp handle_metrics (all_metrics_def: every name gets the llamacpp: prefix), stored copy in the search corpus",
   read: METRICS_READ,
-  caveat: "⚠ read in a stored server.cpp of late 2025, not at tag b11176 (whose commit could not be resolved here, and the repository is too large to fetch); the 2026 server-context.cpp still answers /metrics only with --metrics. Dashboards do not use these yet.",
+  caveat:
+    "⚠ read in a stored server.cpp of late 2025, not at tag b11176 (whose commit could not be resolved here, and the repository is too large to fetch); the 2026 server-context.cpp still answers /metrics only with --metrics. Dashboards do not use these yet.",
   families: [
     f("llamacpp:prompt_tokens_total", "counter"),
     f("llamacpp:prompt_seconds_total", "counter"),
@@ -140,7 +154,8 @@ export const DCGM_METRICS: ProgramMetrics = {
   job: "dcgm",
   program: "dcgm-exporter",
   version: "4.4.2-4.7.0",
-  source: "NVIDIA/dcgm-exporter tag 4.4.2-4.7.0 (commit 54267f29ee8037d15fdd55e9c0c65f99577d9990) etc/default-counters.csv; labels from internal/pkg/rendermetrics/render_metrics.go (DCGM_FI_DRIVER_VERSION is a `label` row of the CSV). The enabled rows and the label template are the same at 4.5.3-4.8.2.",
+  source:
+    "NVIDIA/dcgm-exporter tag 4.4.2-4.7.0 (commit 54267f29ee8037d15fdd55e9c0c65f99577d9990) etc/default-counters.csv; labels from internal/pkg/rendermetrics/render_metrics.go (DCGM_FI_DRIVER_VERSION is a `label` row of the CSV). The enabled rows and the label template are the same at 4.5.3-4.8.2.",
   read: METRICS_READ,
   families: [
     f("DCGM_FI_DEV_SM_CLOCK", "gauge", DCGM),
@@ -176,7 +191,8 @@ export const NODE_METRICS: ProgramMetrics = {
   job: "node",
   program: "node_exporter",
   version: "v1.12.1",
-  source: "github.com/prometheus/node_exporter@v1.12.1 (Go module proxy) collector/cpu_common.go (nodeCPUSecondsDesc), collector/meminfo.go + meminfo_linux.go (node_memory_<field>), collector/filesystem_common.go (filesystemLabelNames)",
+  source:
+    "github.com/prometheus/node_exporter@v1.12.1 (Go module proxy) collector/cpu_common.go (nodeCPUSecondsDesc), collector/meminfo.go + meminfo_linux.go (node_memory_<field>), collector/filesystem_common.go (filesystemLabelNames)",
   read: METRICS_READ,
   families: [
     f("node_cpu_seconds_total", "counter", ["cpu", "mode"]),
@@ -209,7 +225,8 @@ export const AUTOSCALER_METRICS: ProgramMetrics = {
   job: "autoscaler",
   program: "autoscaler",
   version: "this repository",
-  source: "/work/prompts/owners.md 'Controller metrics' (the contract programs/autoscaler/controller implements with prom-client)",
+  source:
+    "/work/prompts/owners.md 'Controller metrics' (the contract programs/autoscaler/controller implements with prom-client)",
   read: METRICS_READ,
   families: [
     f("hub_autoscaler_wanted_nodes", "gauge"),
@@ -229,25 +246,38 @@ export const PROMETHEUS_METRICS: ProgramMetrics = {
   job: "prometheus",
   program: "prometheus",
   version: "v3.15.0",
-  source: "github.com/prometheus/prometheus@v0.315.0 (Go module proxy) tsdb/head.go (prometheus_tsdb_head_series), cmd/prometheus/main.go (prometheus_config_last_reload_successful)",
+  source:
+    "github.com/prometheus/prometheus@v0.315.0 (Go module proxy) tsdb/head.go (prometheus_tsdb_head_series), cmd/prometheus/main.go (prometheus_config_last_reload_successful)",
   read: METRICS_READ,
-  families: [
-    f("prometheus_tsdb_head_series", "gauge"),
-    f("prometheus_config_last_reload_successful", "gauge"),
-  ],
+  families: [f("prometheus_tsdb_head_series", "gauge"), f("prometheus_config_last_reload_successful", "gauge")],
 };
 
 /**
  * Series Prometheus writes for every target it scrapes, whatever the program
  * (scrape/scrape.go at v0.315.0: up, scrape_duration_seconds, scrape_samples_scraped).
  */
-export const SCRAPE_SERIES: readonly MetricFamily[] = [f("up", "gauge"), f("scrape_duration_seconds", "gauge"), f("scrape_samples_scraped", "gauge")];
+export const SCRAPE_SERIES: readonly MetricFamily[] = [
+  f("up", "gauge"),
+  f("scrape_duration_seconds", "gauge"),
+  f("scrape_samples_scraped", "gauge"),
+];
 
-export const PROGRAM_METRICS: readonly ProgramMetrics[] = [TRAEFIK_METRICS, GATEKEEPER_METRICS, AUTOSCALER_METRICS, VLLM_METRICS, LLAMACPP_METRICS, NODE_METRICS, DCGM_METRICS, PROMETHEUS_METRICS];
+export const PROGRAM_METRICS: readonly ProgramMetrics[] = [
+  TRAEFIK_METRICS,
+  GATEKEEPER_METRICS,
+  AUTOSCALER_METRICS,
+  VLLM_METRICS,
+  LLAMACPP_METRICS,
+  NODE_METRICS,
+  DCGM_METRICS,
+  PROMETHEUS_METRICS,
+];
 
 /** The sample names a family puts on /metrics: a histogram's three series, otherwise its name. */
 export function seriesNames(family: MetricFamily): string[] {
-  return family.type === "histogram" ? [`${family.name}_bucket`, `${family.name}_sum`, `${family.name}_count`] : [family.name];
+  return family.type === "histogram"
+    ? [`${family.name}_bucket`, `${family.name}_sum`, `${family.name}_count`]
+    : [family.name];
 }
 
 /** Which job exports a series name, or "scrape" for the series Prometheus adds to every target; undefined if none does. */

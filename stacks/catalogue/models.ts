@@ -67,8 +67,16 @@ const READ = "2026-11-26";
 const QWEN_BLOG = "qwenlm.github.io/blog/qwen2.5-coder-family (sizes, GQA layout)";
 
 const qwen = (
-  size: string, paramsB: number, weightsGB: number, layers: number, attentionHeads: number, kvHeads: number,
-  awqGB: number | undefined, q4: number, q8: number, fp8?: PrequantizedCheckpoint,
+  size: string,
+  paramsB: number,
+  weightsGB: number,
+  layers: number,
+  attentionHeads: number,
+  kvHeads: number,
+  awqGB: number | undefined,
+  q4: number,
+  q8: number,
+  fp8?: PrequantizedCheckpoint,
 ): ModelEntry => {
   const repo = `Qwen/Qwen2.5-Coder-${size}-Instruct`;
   return {
@@ -81,10 +89,25 @@ const qwen = (
     weightsGB,
     maxContext: 32768,
     attention: { kind: "gqa", layers, attentionHeads, kvHeads, headDim: 128 },
-    awq: awqGB === undefined ? undefined : { repo: `${repo}-AWQ`, weightsGB: awqGB, source: unverified(HF(`${repo}-AWQ`, "model.safetensors.index.json"), READ, "size rounded") },
-    gguf: { repo: `${repo}-GGUF`, q4_k_m: q4, q8_0: q8, source: unverified(HF(`${repo}-GGUF`, ""), READ, "file sizes rounded") },
+    awq:
+      awqGB === undefined
+        ? undefined
+        : {
+            repo: `${repo}-AWQ`,
+            weightsGB: awqGB,
+            source: unverified(HF(`${repo}-AWQ`, "model.safetensors.index.json"), READ, "size rounded"),
+          },
+    gguf: {
+      repo: `${repo}-GGUF`,
+      q4_k_m: q4,
+      q8_0: q8,
+      source: unverified(HF(`${repo}-GGUF`, ""), READ, "file sizes rounded"),
+    },
     ...(fp8 ? { fp8 } : {}),
-    sources: { shape: src(`${HF(repo)}; ${QWEN_BLOG}`, READ), weights: unverified(HF(repo, "model.safetensors.index.json"), READ, "BF16 = 2 bytes x parameters") },
+    sources: {
+      shape: src(`${HF(repo)}; ${QWEN_BLOG}`, READ),
+      weights: unverified(HF(repo, "model.safetensors.index.json"), READ, "BF16 = 2 bytes x parameters"),
+    },
   };
 };
 
@@ -113,9 +136,21 @@ export const MODELS: readonly ModelEntry[] = [
     weightsGB: 67.5,
     maxContext: 16384,
     attention: { kind: "gqa", layers: 48, attentionHeads: 64, kvHeads: 8, headDim: 128 },
-    awq: { repo: "TheBloke/CodeLlama-34B-Instruct-AWQ", weightsGB: 18.3, source: unverified(HF("TheBloke/CodeLlama-34B-Instruct-AWQ", ""), READ, "third-party AWQ build") },
-    gguf: { repo: "TheBloke/CodeLlama-34B-Instruct-GGUF", q4_k_m: 20.2, q8_0: 35.9, source: unverified(HF("TheBloke/CodeLlama-34B-Instruct-GGUF", ""), READ, "third-party GGUF build") },
-    sources: { shape: src(HF("codellama/CodeLlama-34b-Instruct-hf"), READ), weights: src("shared/FACTS.md: CodeLlama-34B ~ 68 GB BF16", READ) },
+    awq: {
+      repo: "TheBloke/CodeLlama-34B-Instruct-AWQ",
+      weightsGB: 18.3,
+      source: unverified(HF("TheBloke/CodeLlama-34B-Instruct-AWQ", ""), READ, "third-party AWQ build"),
+    },
+    gguf: {
+      repo: "TheBloke/CodeLlama-34B-Instruct-GGUF",
+      q4_k_m: 20.2,
+      q8_0: 35.9,
+      source: unverified(HF("TheBloke/CodeLlama-34B-Instruct-GGUF", ""), READ, "third-party GGUF build"),
+    },
+    sources: {
+      shape: src(HF("codellama/CodeLlama-34b-Instruct-hf"), READ),
+      weights: src("shared/FACTS.md: CodeLlama-34B ~ 68 GB BF16", READ),
+    },
   },
   {
     id: "codellama-13b",
@@ -127,9 +162,21 @@ export const MODELS: readonly ModelEntry[] = [
     weightsGB: 26.0,
     maxContext: 16384,
     attention: { kind: "gqa", layers: 40, attentionHeads: 40, kvHeads: 40, headDim: 128 },
-    awq: { repo: "TheBloke/CodeLlama-13B-Instruct-AWQ", weightsGB: 7.3, source: unverified(HF("TheBloke/CodeLlama-13B-Instruct-AWQ", ""), READ, "third-party AWQ build") },
-    gguf: { repo: "TheBloke/CodeLlama-13B-Instruct-GGUF", q4_k_m: 7.9, q8_0: 13.8, source: unverified(HF("TheBloke/CodeLlama-13B-Instruct-GGUF", ""), READ, "third-party GGUF build") },
-    sources: { shape: src(HF("codellama/CodeLlama-13b-Instruct-hf"), READ), weights: unverified(HF("codellama/CodeLlama-13b-Instruct-hf", ""), READ, "BF16 = 2 bytes x parameters") },
+    awq: {
+      repo: "TheBloke/CodeLlama-13B-Instruct-AWQ",
+      weightsGB: 7.3,
+      source: unverified(HF("TheBloke/CodeLlama-13B-Instruct-AWQ", ""), READ, "third-party AWQ build"),
+    },
+    gguf: {
+      repo: "TheBloke/CodeLlama-13B-Instruct-GGUF",
+      q4_k_m: 7.9,
+      q8_0: 13.8,
+      source: unverified(HF("TheBloke/CodeLlama-13B-Instruct-GGUF", ""), READ, "third-party GGUF build"),
+    },
+    sources: {
+      shape: src(HF("codellama/CodeLlama-13b-Instruct-hf"), READ),
+      weights: unverified(HF("codellama/CodeLlama-13b-Instruct-hf", ""), READ, "BF16 = 2 bytes x parameters"),
+    },
   },
   {
     id: "deepseek-v3",
@@ -141,7 +188,10 @@ export const MODELS: readonly ModelEntry[] = [
     weightsGB: 690,
     maxContext: 163840,
     attention: { kind: "mla", layers: 61, attentionHeads: 128, kvLoraRank: 512, qkRopeHeadDim: 64 },
-    sources: { shape: src(HF("deepseek-ai/DeepSeek-V3"), READ), weights: src("shared/FACTS.md: FP8 weights only, ~690 GB", READ) },
+    sources: {
+      shape: src(HF("deepseek-ai/DeepSeek-V3"), READ),
+      weights: src("shared/FACTS.md: FP8 weights only, ~690 GB", READ),
+    },
   },
   {
     id: "deepseek-ocr",
@@ -208,10 +258,19 @@ export interface TtsModelEntry extends CpuServiceRam {
 // support only, PR #525): TTS/.models.json "license" and "tos_required" per model.
 const COQUI_MODELS_JSON = "github.com/idiap/coqui-ai-TTS/blob/v0.27.2/TTS/.models.json";
 const TTS_READ = "2026-12-01";
-const APACHE_2 = { name: "Apache 2.0", url: "https://choosealicense.com/licenses/apache-2.0/", requiresAgreement: false, source: src(COQUI_MODELS_JSON, TTS_READ) } as const;
+const APACHE_2 = {
+  name: "Apache 2.0",
+  url: "https://choosealicense.com/licenses/apache-2.0/",
+  requiresAgreement: false,
+  source: src(COQUI_MODELS_JSON, TTS_READ),
+} as const;
 
 export const TTS_MODELS: Readonly<Record<string, TtsModelEntry>> = {
-  "tts_models/en/ljspeech/tacotron2-DDC": { ramGiB: 2, source: ESTIMATE("Tacotron2 + HiFi-GAN vocoder in PyTorch"), license: APACHE_2 },
+  "tts_models/en/ljspeech/tacotron2-DDC": {
+    ramGiB: 2,
+    source: ESTIMATE("Tacotron2 + HiFi-GAN vocoder in PyTorch"),
+    license: APACHE_2,
+  },
   "tts_models/en/ljspeech/vits": { ramGiB: 1.5, source: ESTIMATE("VITS, single model"), license: APACHE_2 },
   "tts_models/multilingual/multi-dataset/xtts_v2": {
     ramGiB: 6,
@@ -221,7 +280,10 @@ export const TTS_MODELS: Readonly<Record<string, TtsModelEntry>> = {
       // coqui.ai no longer exists; the fork moved its links here (idiap/coqui-ai-TTS PR #548, 2026-01-23).
       url: "https://tts-hub.github.io/cpml/",
       requiresAgreement: true,
-      source: src(`${COQUI_MODELS_JSON} ("license": "CPML", "tos_required": true); TTS/utils/manage.py ask_tos`, TTS_READ),
+      source: src(
+        `${COQUI_MODELS_JSON} ("license": "CPML", "tos_required": true); TTS/utils/manage.py ask_tos`,
+        TTS_READ,
+      ),
     },
   },
 };
@@ -230,15 +292,34 @@ export const CPU_SERVICE_RAM = {
   gateway: { ramGiB: 0.25, source: ESTIMATE("Traefik") },
   gatekeeper: { ramGiB: 0.25, source: ESTIMATE("Node.js API-key gatekeeper with its audit writer") },
   /** The container's memory limit (services/grafana.ts) is the same 512 MiB. */
-  grafana: { ramGiB: 0.5, source: src("grafana.com/docs/grafana/latest/setup-grafana/installation/ (hardware recommendations: minimum 512 MB memory, 1 CPU)", "2026-12-02") },
-  autoscaler: { ramGiB: 0.125, source: ESTIMATE("Node.js autoscaling controller: 65 MiB RSS measured after start and a few ticks (bundle run by Node 20.20 on the dev machine, 2026-12-02); its container limit is 128 MiB") },
+  grafana: {
+    ramGiB: 0.5,
+    source: src(
+      "grafana.com/docs/grafana/latest/setup-grafana/installation/ (hardware recommendations: minimum 512 MB memory, 1 CPU)",
+      "2026-12-02",
+    ),
+  },
+  autoscaler: {
+    ramGiB: 0.125,
+    source: ESTIMATE(
+      "Node.js autoscaling controller: 65 MiB RSS measured after start and a few ticks (bundle run by Node 20.20 on the dev machine, 2026-12-02); its container limit is 128 MiB",
+    ),
+  },
   docling: { ramGiB: 4, source: ESTIMATE("docling-serve CPU: layout, table and OCR models; image ~4.4 GB") },
   /** Kernel, Docker daemon, sshd, journald. */
   system: { ramGiB: 1, source: ESTIMATE("Ubuntu 24.04 + Docker engine") },
   /** llama.cpp compute buffers on top of weights and KV cache. */
   llamaCppRuntime: { ramGiB: 0.5, source: ESTIMATE("llama.cpp compute buffers") },
   /** The hub's few thousand series (Traefik per router, vLLM histograms) in the head block, plus queries. */
-  prometheus: { ramGiB: 0.75, source: ESTIMATE("Prometheus 3.15 with ~10k active series at a 15 s interval; ~100 MiB idle, head block ~3 KiB a series, headroom for dashboard queries") },
+  prometheus: {
+    ramGiB: 0.75,
+    source: ESTIMATE(
+      "Prometheus 3.15 with ~10k active series at a 15 s interval; ~100 MiB idle, head block ~3 KiB a series, headroom for dashboard queries",
+    ),
+  },
   alertmanager: { ramGiB: 0.125, source: ESTIMATE("Alertmanager 0.34, a handful of alerts; ~30 MiB resident") },
-  nodeExporter: { ramGiB: 0.0625, source: ESTIMATE("node_exporter 1.12 with the default collectors; ~20 MiB resident") },
+  nodeExporter: {
+    ramGiB: 0.0625,
+    source: ESTIMATE("node_exporter 1.12 with the default collectors; ~20 MiB resident"),
+  },
 } as const;

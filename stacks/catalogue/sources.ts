@@ -12,11 +12,19 @@ export interface Source {
 }
 
 export const src = (source: string, read: string, note?: string): Source => ({ source, read, verified: true, note });
-export const unverified = (source: string, read: string, note?: string): Source => ({ source, read, verified: false, note });
+export const unverified = (source: string, read: string, note?: string): Source => ({
+  source,
+  read,
+  verified: false,
+  note,
+});
 
-export const DO_GPU_FEATURES = "docs.digitalocean.com/products/droplets/details/features (GPU sizes), via shared/FACTS.md";
-export const DO_PRICING = "docs.digitalocean.com/products/droplets/details/pricing (validated 2026-05-28), via shared/FACTS.md";
-export const DO_REGIONS = "DO release notes + third-party summaries, via shared/FACTS.md; authority: GET /v2/sizes `regions`";
+export const DO_GPU_FEATURES =
+  "docs.digitalocean.com/products/droplets/details/features (GPU sizes), via shared/FACTS.md";
+export const DO_PRICING =
+  "docs.digitalocean.com/products/droplets/details/pricing (validated 2026-05-28), via shared/FACTS.md";
+export const DO_REGIONS =
+  "DO release notes + third-party summaries, via shared/FACTS.md; authority: GET /v2/sizes `regions`";
 export const DO_VOLUMES = "docs.digitalocean.com/products/volumes/details/pricing, via shared/FACTS.md";
 export const DO_GPU_IMAGES = "DO 'Recommended GPU setup' page (2025-08), via shared/FACTS.md";
 export const HF = (repo: string, file = "config.json") => `huggingface.co/${repo}/blob/main/${file}`;

@@ -19,7 +19,10 @@ export interface RecordedCall {
   readonly body: unknown;
 }
 
-const listen = (server: http.Server) => new Promise<number>((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port)));
+const listen = (server: http.Server) =>
+  new Promise<number>((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port)),
+  );
 
 /** A loopback HTTP server: where it listens, and closing it with its open connections. */
 abstract class LoopbackServer {
@@ -64,7 +67,8 @@ export class GitHubStandIn extends LoopbackServer {
         }
         s.calls.push({ atMs: Date.now(), method: req.method ?? "", path: req.url ?? "", headers: req.headers, body });
         const next: GitHubStandIn["script"][number] = s.script.shift() ?? s.accepted();
-        const headers: Record<string, string> = next.retryAfter !== undefined ? { "retry-after": String(next.retryAfter) } : {};
+        const headers: Record<string, string> =
+          next.retryAfter !== undefined ? { "retry-after": String(next.retryAfter) } : {};
         if (next.status === 204) {
           res.writeHead(204, headers);
           res.end();
@@ -77,7 +81,6 @@ export class GitHubStandIn extends LoopbackServer {
     s.port = await listen(s.server);
     return s;
   }
-
 }
 
 /**
@@ -90,7 +93,14 @@ export class PulumiCloudStandIn extends GitHubStandIn {
 
   protected override accepted(): { status: number; body?: unknown } {
     this.version++;
-    return { status: 202, body: { id: `stand-in-${this.version}`, consoleUrl: `https://app.pulumi.com/stand-in/${this.version}`, version: this.version } };
+    return {
+      status: 202,
+      body: {
+        id: `stand-in-${this.version}`,
+        consoleUrl: `https://app.pulumi.com/stand-in/${this.version}`,
+        version: this.version,
+      },
+    };
   }
 
   protected override errorBody(status: number, message?: string): unknown {
@@ -130,28 +140,47 @@ export class MetricsStandIn extends LoopbackServer {
     s.port = await listen(s.server);
     return s;
   }
-
 }
 
 /** vLLM's scheduler gauges, one series per engine (labels model_name, engine: vllm/v1/metrics/loggers.py). */
 export function vllmText(engines: readonly { running: number; waiting: number; kv?: number }[]): string {
   const lines: string[] = [];
-  for (const [name, pick] of [["vllm:num_requests_running", (e: { running: number }) => e.running], ["vllm:num_requests_waiting", (e: { waiting: number }) => e.waiting], ["vllm:kv_cache_usage_perc", (e: { kv?: number }) => e.kv ?? 0]] as const) {
+  for (const [name, pick] of [
+    ["vllm:num_requests_running", (e: { running: number }) => e.running],
+    ["vllm:num_requests_waiting", (e: { waiting: number }) => e.waiting],
+    ["vllm:kv_cache_usage_perc", (e: { kv?: number }) => e.kv ?? 0],
+  ] as const) {
     lines.push(`# TYPE ${name} gauge`);
-    engines.forEach((e, i) => lines.push(`${name}{engine="${i}",model_name="coder"} ${(pick as (x: typeof e) => number)(e)}`));
+    engines.forEach((e, i) =>
+      lines.push(`${name}{engine="${i}",model_name="coder"} ${(pick as (x: typeof e) => number)(e)}`),
+    );
   }
   return `${lines.join("\n")}\n`;
 }
 
 /** A controller file for a hybrid-like stack; tests override what they exercise. */
-export function controllerFile(overrides: Partial<ControllerFile> & { demandUrl: string; replicaUrls?: readonly string[] }): ControllerFile {
+export function controllerFile(
+  overrides: Partial<ControllerFile> & { demandUrl: string; replicaUrls?: readonly string[] },
+): ControllerFile {
   const { demandUrl, replicaUrls = [], ...rest } = overrides;
   return {
     version: 1,
     stack: "hybrid",
     tier: "hybrid",
     tickSeconds: 15,
-    policy: { minNodes: 0, maxNodes: 1, idleSeconds: 600, targetLoad: 0.8, predictive: false, gpuWindows: [], replicaCapacity: 37, coldStartSeconds: 870, restartCostSeconds: 810, nodeHourlyUsd: 3.6, gpuBudgetUsd: 300 },
+    policy: {
+      minNodes: 0,
+      maxNodes: 1,
+      idleSeconds: 600,
+      targetLoad: 0.8,
+      predictive: false,
+      gpuWindows: [],
+      replicaCapacity: 37,
+      coldStartSeconds: 870,
+      restartCostSeconds: 810,
+      nodeHourlyUsd: 3.6,
+      gpuBudgetUsd: 300,
+    },
     timing: { pipelineSeconds: 120, createSeconds: 120, destroySeconds: 60 },
     demand: { metricsUrl: `${demandUrl}/metrics` },
     replicas: replicaUrls.map((u, i) => ({ node: `gpu-${i}`, metricsUrl: `${u}/metrics`, healthUrl: `${u}/health` })),
@@ -170,8 +199,14 @@ export function controllerFile(overrides: Partial<ControllerFile> & { demandUrl:
  * traffic that must not count.
  */
 export function demandText(outcomes: Readonly<Record<string, number>>): string {
-  const lines = ["# HELP hub_gatekeeper_requests_total Authorisation decisions, by route scope, key id and outcome.", "# TYPE hub_gatekeeper_requests_total counter"];
-  for (const [outcome, n] of Object.entries(outcomes)) lines.push(`hub_gatekeeper_requests_total{scope="llm",key_id="${outcome === "allowed" ? "k_dev00001" : "none"}",outcome="${outcome}"} ${n}`);
+  const lines = [
+    "# HELP hub_gatekeeper_requests_total Authorisation decisions, by route scope, key id and outcome.",
+    "# TYPE hub_gatekeeper_requests_total counter",
+  ];
+  for (const [outcome, n] of Object.entries(outcomes))
+    lines.push(
+      `hub_gatekeeper_requests_total{scope="llm",key_id="${outcome === "allowed" ? "k_dev00001" : "none"}",outcome="${outcome}"} ${n}`,
+    );
   lines.push(`hub_gatekeeper_requests_total{scope="stt",key_id="k_stt00001",outcome="allowed"} 999`);
   return `${lines.join("\n")}\n`;
 }

@@ -1,4 +1,9 @@
-import { spawn, spawnSync, type SpawnOptionsWithoutStdio, type SpawnSyncOptionsWithStringEncoding } from "node:child_process";
+import {
+  spawn,
+  spawnSync,
+  type SpawnOptionsWithoutStdio,
+  type SpawnSyncOptionsWithStringEncoding,
+} from "node:child_process";
 import * as path from "node:path";
 
 // Own path constant rather than ./load, which pulls in the whole stacks module.
@@ -8,8 +13,17 @@ const ROOT = path.resolve(__dirname, "../..");
 export const RUNNER = path.join(ROOT, "cli/run.cjs");
 
 /** Runs a package.json script the way users do: compiled, rebuilt first if the sources changed. */
-export function runScript(script: string, args: readonly string[], options: Partial<SpawnSyncOptionsWithStringEncoding> = {}) {
-  return spawnSync(process.execPath, [RUNNER, script, ...args], { cwd: ROOT, encoding: "utf8", timeout: 120_000, ...options });
+export function runScript(
+  script: string,
+  args: readonly string[],
+  options: Partial<SpawnSyncOptionsWithStringEncoding> = {},
+) {
+  return spawnSync(process.execPath, [RUNNER, script, ...args], {
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: 120_000,
+    ...options,
+  });
 }
 
 /** As runScript, without blocking this process (for tests that answer the script's requests themselves). */
@@ -27,7 +41,11 @@ export interface Finished {
  * A child process run to the end without blocking this one. Vitest's worker answers its main
  * process over the event loop; a long spawnSync starves it and fails the run with an RPC timeout.
  */
-export function runToEnd(command: string, args: readonly string[], options: SpawnOptionsWithoutStdio & { readonly input?: string; readonly timeoutMs?: number } = {}): Promise<Finished> {
+export function runToEnd(
+  command: string,
+  args: readonly string[],
+  options: SpawnOptionsWithoutStdio & { readonly input?: string; readonly timeoutMs?: number } = {},
+): Promise<Finished> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, [...args], { cwd: ROOT, ...options });
     let stdout = "";
@@ -48,4 +66,8 @@ export function runToEnd(command: string, args: readonly string[], options: Spaw
 }
 
 /** runScript without blocking: what `npm run <script>` executes. */
-export const runScriptToEnd = (script: string, args: readonly string[], options: SpawnOptionsWithoutStdio = {}): Promise<Finished> => runToEnd(process.execPath, [RUNNER, script, ...args], options);
+export const runScriptToEnd = (
+  script: string,
+  args: readonly string[],
+  options: SpawnOptionsWithoutStdio = {},
+): Promise<Finished> => runToEnd(process.execPath, [RUNNER, script, ...args], options);

@@ -17,7 +17,8 @@ interface CloudConfigSchema {
   readonly $defs: Record<string, { readonly properties?: Record<string, unknown> }>;
 }
 
-export const CLOUD_INIT_CLI_AVAILABLE: boolean = spawnSync("cloud-init", ["--version"], { encoding: "utf8" }).status === 0;
+export const CLOUD_INIT_CLI_AVAILABLE: boolean =
+  spawnSync("cloud-init", ["--version"], { encoding: "utf8" }).status === 0;
 
 let compiled: { validate: ValidateFunction; topLevelKeys: ReadonlySet<string> } | undefined;
 
@@ -64,7 +65,8 @@ export function cloudInitProblems(text: string): string[] {
   else if (process.env.CI) problems.push("cloud-init CLI missing: .ci/run must install it");
 
   const firstLine = text.split("\n", 1)[0];
-  if (firstLine !== HEADER) problems.push(`first line must be exactly ${JSON.stringify(HEADER)}, got ${JSON.stringify(firstLine)}`);
+  if (firstLine !== HEADER)
+    problems.push(`first line must be exactly ${JSON.stringify(HEADER)}, got ${JSON.stringify(firstLine)}`);
 
   let doc: unknown;
   try {
@@ -74,7 +76,9 @@ export function cloudInitProblems(text: string): string[] {
     return problems;
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
-    problems.push(`the document must be a mapping, got ${doc === null ? "nothing" : Array.isArray(doc) ? "a list" : typeof doc}`);
+    problems.push(
+      `the document must be a mapping, got ${doc === null ? "nothing" : Array.isArray(doc) ? "a list" : typeof doc}`,
+    );
     return problems;
   }
 
@@ -83,7 +87,8 @@ export function cloudInitProblems(text: string): string[] {
     for (const e of validate.errors ?? []) problems.push(`schema: ${e.instancePath || "/"} ${e.message ?? e.keyword}`);
   }
   for (const key of Object.keys(doc)) {
-    if (!topLevelKeys.has(key)) problems.push(`unknown top-level key ${JSON.stringify(key)}: no cloud-init 22.4.2 module reads it`);
+    if (!topLevelKeys.has(key))
+      problems.push(`unknown top-level key ${JSON.stringify(key)}: no cloud-init 22.4.2 module reads it`);
   }
   return problems;
 }

@@ -27,7 +27,9 @@ export class RecordingAccountKeys implements AccountSshKeySource {
   }
 }
 
-export function testEnvironment(opts: { sshDir?: string; address?: DeployerAddressSource; accountKeys?: AccountSshKeySource } = {}): DeployEnvironment {
+export function testEnvironment(
+  opts: { sshDir?: string; address?: DeployerAddressSource; accountKeys?: AccountSshKeySource } = {},
+): DeployEnvironment {
   return {
     // Nothing is written unless a test asks for a directory of its own.
     sshFiles: opts.sshDir ? new DirectorySshFileStore(opts.sshDir) : new UnwrittenSshFileStore(),

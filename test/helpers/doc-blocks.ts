@@ -22,7 +22,10 @@ export interface CodeBlock {
 }
 
 export function docFiles(root: string): DocFile[] {
-  const docs = readdirSync(path.join(root, "docs")).filter((f) => f.endsWith(".md")).sort().map((f) => `docs/${f}`);
+  const docs = readdirSync(path.join(root, "docs"))
+    .filter((f) => f.endsWith(".md"))
+    .sort()
+    .map((f) => `docs/${f}`);
   return ["README.md", ...docs].map((file) => ({ file, text: readFileSync(path.join(root, file), "utf8") }));
 }
 
@@ -36,7 +39,8 @@ export function codeBlocks(doc: DocFile): CodeBlock[] {
     const [, indent, fence, lang] = open;
     const body: string[] = [];
     let j = i + 1;
-    while (j < lines.length && !new RegExp(`^ *${fence[0]}{${fence.length},}\\s*$`).test(lines[j])) body.push(lines[j++].slice(indent.length));
+    while (j < lines.length && !new RegExp(`^ *${fence[0]}{${fence.length},}\\s*$`).test(lines[j]))
+      body.push(lines[j++].slice(indent.length));
     blocks.push({ file: doc.file, line: i + 1, lang: lang.toLowerCase(), code: body.join("\n") });
     i = j;
   }
@@ -65,8 +69,14 @@ export function anchors(doc: DocFile): Set<string> {
   const seen = new Map<string, number>();
   const result = new Set<string>();
   for (const match of prose(doc).matchAll(/^#{1,6} +(.+?) *#* *$/gm)) {
-    const text = match[1].replace(/`/g, "").replace(/\[([^\]]*)\]\([^)]*\)/g, "$1").replace(/[*_]{1,2}([^*_]+)[*_]{1,2}/g, "$1");
-    const base = text.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, "").replace(/ /g, "-");
+    const text = match[1]
+      .replace(/`/g, "")
+      .replace(/\[([^\]]*)\]\([^)]*\)/g, "$1")
+      .replace(/[*_]{1,2}([^*_]+)[*_]{1,2}/g, "$1");
+    const base = text
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, "")
+      .replace(/ /g, "-");
     const n = seen.get(base) ?? 0;
     seen.set(base, n + 1);
     result.add(n === 0 ? base : `${base}-${n}`);
@@ -145,11 +155,14 @@ export function shellCommands(script: string): string[][] {
     flush();
   }
   // Leading VAR=value assignments are the command's environment, not the command.
-  return commands.map((words) => words.slice(words.findIndex((w) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(w)))).filter((w) => w.length > 0 && !w.every((x) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(x)));
+  return commands
+    .map((words) => words.slice(words.findIndex((w) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(w))))
+    .filter((w) => w.length > 0 && !w.every((x) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(x)));
 }
 
 /** `<cpu private ip>` as one word bash and the tokenizer read as such (docs write placeholders in angle brackets). */
-export const withoutPlaceholders = (script: string) => script.replace(/<([A-Za-z][^<>\n]*)>/g, (_m, inner: string) => `PLACEHOLDER:${inner.replace(/\W+/g, "_")}`);
+export const withoutPlaceholders = (script: string) =>
+  script.replace(/<([A-Za-z][^<>\n]*)>/g, (_m, inner: string) => `PLACEHOLDER:${inner.replace(/\W+/g, "_")}`);
 
 /** A word or value the docs write as a placeholder (`<stack>`, `ihk_...`, `[--watch]`, `a|b`). */
 export const isPlaceholder = (word: string) => /[<>[\]|]|\.\.\.|SUBSTITUTED|PLACEHOLDER|\$/.test(word);

@@ -7,7 +7,15 @@ import { HUB_CONTAINER_LABEL } from "../../services/node-setup";
 import { CPU_CACHE_MOUNT } from "../../services/node-setup";
 import { PUBLIC_PORTS } from "../../services/ports";
 import { planKeysChange } from "../../cli/hub/keys";
-import { type ContainerInputs, containerLogs, createContainerAsProvider, engine, engineRequest, execIn, inspectContainer } from "./docker-engine";
+import {
+  type ContainerInputs,
+  containerLogs,
+  createContainerAsProvider,
+  engine,
+  engineRequest,
+  execIn,
+  inspectContainer,
+} from "./docker-engine";
 import { freePort } from "./loopback";
 import { runProgram } from "./mock-run";
 import { sleep } from "./processes";
@@ -60,26 +68,63 @@ const COMMANDS = ["command:remote:Command", "command:local:Command"];
 
 /** Runs the plan for `settings` with a user's key and a backends' key, and keeps the CPU node's part. */
 export async function planCpuNode(settings: Record<string, unknown>): Promise<DockerPlan> {
-  const created = planKeysChange({ version: 1, keys: [] }, "create", [], { name: "engine-test", scopes: "llm,ocr,stt,tts,admin" }, new Date());
+  const created = planKeysChange(
+    { version: 1, keys: [] },
+    "create",
+    [],
+    { name: "engine-test", scopes: "llm,ocr,stt,tts,admin" },
+    new Date(),
+  );
   const backendKey = `hub-${randomBytes(18).toString("hex")}`;
   const auditDatabase = { host: "audit-db", user: "hub", password: randomBytes(12).toString("hex") };
-  const run = await runProgram(settings, { secrets: { hubApiKey: backendKey, apiKeys: JSON.stringify(created.file), auditDatabaseUrl: auditDatabaseUrl(auditDatabase) } });
-  const onCpu = (name: string) => name.startsWith("cpu-containers-");
-  const images = new Map(run.byType(IMAGE).filter((r) => onCpu(r.name)).map((r) => [r.name.replace(/^cpu-containers-image-/, ""), String(r.rawInputs.name)]));
-  const containers = run.byType(CONTAINER).filter((r) => onCpu(r.name)).map((r) => {
-    const inputs = r.rawInputs as unknown as ContainerInputs;
-    const image = images.get(inputs.name);
-    if (!image) throw new Error(`no image resource for container ${inputs.name}`);
-    return { ...inputs, image };
+  const run = await runProgram(settings, {
+    secrets: {
+      hubApiKey: backendKey,
+      apiKeys: JSON.stringify(created.file),
+      auditDatabaseUrl: auditDatabaseUrl(auditDatabase),
+    },
   });
+  const onCpu = (name: string) => name.startsWith("cpu-containers-");
+  const images = new Map(
+    run
+      .byType(IMAGE)
+      .filter((r) => onCpu(r.name))
+      .map((r) => [r.name.replace(/^cpu-containers-image-/, ""), String(r.rawInputs.name)]),
+  );
+  const containers = run
+    .byType(CONTAINER)
+    .filter((r) => onCpu(r.name))
+    .map((r) => {
+      const inputs = r.rawInputs as unknown as ContainerInputs;
+      const image = images.get(inputs.name);
+      if (!image) throw new Error(`no image resource for container ${inputs.name}`);
+      return { ...inputs, image };
+    });
   const commands = run.resources
     .filter((r) => COMMANDS.includes(r.type) && onCpu(r.name))
-    .map((r) => ({ name: r.name, script: String(r.rawInputs.create), ...(r.rawInputs.stdin !== undefined ? { stdin: String(r.rawInputs.stdin) } : {}) }));
+    .map((r) => ({
+      name: r.name,
+      script: String(r.rawInputs.create),
+      ...(r.rawInputs.stdin !== undefined ? { stdin: String(r.rawInputs.stdin) } : {}),
+    }));
   const network = run.byType(NETWORK).find((r) => onCpu(r.name));
   if (!network) throw new Error("no Docker network on the CPU node");
   const dataRoot = settings.tier === "local" ? String(run.outputs.dataDir) : CPU_CACHE_MOUNT;
-  const gpuPrivateIps = run.byType("digitalocean:index/droplet:Droplet").filter((d) => !d.name.startsWith("cpu-")).map((d) => String(d.cloudOutputs?.ipv4AddressPrivate));
-  return { tier: String(settings.tier), containers, commands, network: { name: String(network.rawInputs.name), driver: String(network.rawInputs.driver) }, dataRoot, userKey: created.newKey!, backendKey, gpuPrivateIps, auditDatabase };
+  const gpuPrivateIps = run
+    .byType("digitalocean:index/droplet:Droplet")
+    .filter((d) => !d.name.startsWith("cpu-"))
+    .map((d) => String(d.cloudOutputs?.ipv4AddressPrivate));
+  return {
+    tier: String(settings.tier),
+    containers,
+    commands,
+    network: { name: String(network.rawInputs.name), driver: String(network.rawInputs.driver) },
+    dataRoot,
+    userKey: created.newKey!,
+    backendKey,
+    gpuPrivateIps,
+    auditDatabase,
+  };
 }
 
 export interface StartedNode {
@@ -113,14 +158,25 @@ export async function startCpuNode(plan: DockerPlan): Promise<StartedNode> {
   for (const command of plan.commands) {
     const script = rebase(command.script, plan.dataRoot, dataDir);
     const result = spawnSync("sh", ["-c", script], { input: command.stdin ?? "", encoding: "utf8" });
-    if (result.status !== 0) throw new Error(`${command.name} failed (exit ${result.status}): ${result.stderr}\n${script.slice(0, 500)}`);
+    if (result.status !== 0)
+      throw new Error(`${command.name} failed (exit ${result.status}): ${result.stderr}\n${script.slice(0, 500)}`);
   }
-  await engine("POST", "/networks/create", { Name: plan.network.name, Driver: plan.network.driver, CheckDuplicate: true });
+  await engine("POST", "/networks/create", {
+    Name: plan.network.name,
+    Driver: plan.network.driver,
+    CheckDuplicate: true,
+  });
   const ports = new Map<string, number>();
   const ids = new Map<string, string>();
   // The user's audit database first, so the gatekeeper finds it (it would spool and retry otherwise).
   const db = plan.auditDatabase;
-  const auditDb = await createContainerAsProvider({ name: db.host, image: AUDIT_DB_IMAGE, envs: [`POSTGRES_USER=${db.user}`, `POSTGRES_PASSWORD=${db.password}`], labels: [{ label: HUB_CONTAINER_LABEL, value: "audit-database (test)" }], networksAdvanced: [{ name: plan.network.name, aliases: [db.host] }] });
+  const auditDb = await createContainerAsProvider({
+    name: db.host,
+    image: AUDIT_DB_IMAGE,
+    envs: [`POSTGRES_USER=${db.user}`, `POSTGRES_PASSWORD=${db.password}`],
+    labels: [{ label: HUB_CONTAINER_LABEL, value: "audit-database (test)" }],
+    networksAdvanced: [{ name: plan.network.name, aliases: [db.host] }],
+  });
   const deadline = Date.now() + 60_000;
   while ((await execIn(auditDb, ["pg_isready", "-q", "-h", "127.0.0.1"])).exitCode !== 0) {
     if (Date.now() > deadline) throw new Error(`the audit database did not start: ${await containerLogs(auditDb)}`);
@@ -141,7 +197,10 @@ export async function startCpuNode(plan: DockerPlan): Promise<StartedNode> {
         const port = await freePort();
         ports.set(`${c.name}:${listen[1]}`, port);
         command = c.command!.map((a) => (a === listen[0] ? `--web.listen-address=127.0.0.1:${port}` : a));
-        healthcheck = c.healthcheck && { ...c.healthcheck, tests: c.healthcheck.tests.map((t) => t.replace(`127.0.0.1:${listen[1]}/`, `127.0.0.1:${port}/`)) };
+        healthcheck = c.healthcheck && {
+          ...c.healthcheck,
+          tests: c.healthcheck.tests.map((t) => t.replace(`127.0.0.1:${listen[1]}/`, `127.0.0.1:${port}/`)),
+        };
       }
     }
     const inputs: ContainerInputs = {
@@ -149,13 +208,17 @@ export async function startCpuNode(plan: DockerPlan): Promise<StartedNode> {
       command,
       healthcheck,
       ports: published,
-      volumes: c.volumes?.map((v) => ({ ...v, hostPath: v.hostPath ? rebase(v.hostPath, plan.dataRoot, dataDir) : v.hostPath })),
+      volumes: c.volumes?.map((v) => ({
+        ...v,
+        hostPath: v.hostPath ? rebase(v.hostPath, plan.dataRoot, dataDir) : v.hostPath,
+      })),
       mounts: c.mounts?.map((m) => ({ ...m, source: m.source ? rebase(m.source, plan.dataRoot, dataDir) : m.source })),
     };
     ids.set(c.name, await createContainerAsProvider(inputs));
   }
   const gateway = ports.get(`gateway:${PUBLIC_PORTS.legacy}`);
-  if (!gateway) throw new Error(`the gateway publishes no ${PUBLIC_PORTS.legacy}; ports: ${[...ports.keys()].join(", ")}`);
+  if (!gateway)
+    throw new Error(`the gateway publishes no ${PUBLIC_PORTS.legacy}; ports: ${[...ports.keys()].join(", ")}`);
   return {
     plan,
     ids,
@@ -180,14 +243,21 @@ export interface HealthReport {
 export async function waitHealthy(node: StartedNode, timeoutMs: number): Promise<HealthReport> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const states = await Promise.all([...node.ids].map(async ([name, id]) => [name, id, (await inspectContainer(id)).State] as const));
-    const pending = states.filter(([, , s]) => s.Running && s.Health && s.Health.Status !== "healthy" && s.Health.Status !== "unhealthy");
+    const states = await Promise.all(
+      [...node.ids].map(async ([name, id]) => [name, id, (await inspectContainer(id)).State] as const),
+    );
+    const pending = states.filter(
+      ([, , s]) => s.Running && s.Health && s.Health.Status !== "healthy" && s.Health.Status !== "unhealthy",
+    );
     if (pending.length === 0 || Date.now() > deadline) {
       const unhealthy = new Map<string, string>();
       for (const [name, id, s] of states) {
         if (s.Health?.Status === "healthy") continue;
         const last = s.Health?.Log.at(-1);
-        unhealthy.set(name, `status ${s.Status}${s.Health ? `, health ${s.Health.Status}` : ", no health check"} (exit ${s.ExitCode}${s.Error ? `, ${s.Error}` : ""})${last ? `; last check exit ${last.ExitCode}: ${last.Output.trim().slice(-400)}` : ""}\n    log: ${(await containerLogs(id)).trim().slice(-800).replace(/\n/g, "\n    ")}`);
+        unhealthy.set(
+          name,
+          `status ${s.Status}${s.Health ? `, health ${s.Health.Status}` : ", no health check"} (exit ${s.ExitCode}${s.Error ? `, ${s.Error}` : ""})${last ? `; last check exit ${last.ExitCode}: ${last.Output.trim().slice(-400)}` : ""}\n    log: ${(await containerLogs(id)).trim().slice(-800).replace(/\n/g, "\n    ")}`,
+        );
       }
       return { healthy: states.filter(([, , s]) => s.Health?.Status === "healthy").map(([n]) => n), unhealthy };
     }

@@ -26,14 +26,28 @@ export class DockerApiError extends Error {
   }
 }
 
-export function engineRequest(method: string, path: string, body?: unknown, options: { raw?: boolean; timeoutMs?: number } = {}): Promise<{ status: number; body: Buffer }> {
+export function engineRequest(
+  method: string,
+  path: string,
+  body?: unknown,
+  options: { raw?: boolean; timeoutMs?: number } = {},
+): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const req = http.request({ socketPath: DOCKER_SOCKET, method, path: `${API}${path}`, headers: payload ? { "Content-Type": "application/json", "Content-Length": payload.length } : {}, timeout: options.timeoutMs ?? 60_000 }, (res) => {
-      const parts: Buffer[] = [];
-      res.on("data", (c: Buffer) => parts.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
-    });
+    const req = http.request(
+      {
+        socketPath: DOCKER_SOCKET,
+        method,
+        path: `${API}${path}`,
+        headers: payload ? { "Content-Type": "application/json", "Content-Length": payload.length } : {},
+        timeout: options.timeoutMs ?? 60_000,
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on("data", (c: Buffer) => parts.push(c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+      },
+    );
     req.on("timeout", () => req.destroy(new Error(`${method} ${path}: no answer from the Docker engine`)));
     req.on("error", reject);
     req.end(payload);
@@ -43,7 +57,8 @@ export function engineRequest(method: string, path: string, body?: unknown, opti
 /** A call that must succeed; its JSON answer (or undefined for 204). */
 export async function engine<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
   const res = await engineRequest(method, path, body);
-  if (res.status >= 400) throw new DockerApiError(res.status, `${method} ${path}: ${res.status} ${res.body.toString("utf8").trim()}`);
+  if (res.status >= 400)
+    throw new DockerApiError(res.status, `${method} ${path}: ${res.status} ${res.body.toString("utf8").trim()}`);
   return (res.body.length ? JSON.parse(res.body.toString("utf8")) : undefined) as T;
 }
 
@@ -65,7 +80,13 @@ export interface ContainerInputs {
   readonly user?: string;
   readonly ports?: { internal: number; external?: number; ip?: string; protocol?: string }[];
   readonly volumes?: { hostPath?: string; containerPath: string; readOnly?: boolean }[];
-  readonly mounts?: { type: string; source?: string; target: string; readOnly?: boolean; bindOptions?: { propagation?: string } }[];
+  readonly mounts?: {
+    type: string;
+    source?: string;
+    target: string;
+    readOnly?: boolean;
+    bindOptions?: { propagation?: string };
+  }[];
   readonly networksAdvanced?: { name: string; aliases?: string[] }[];
   readonly networkMode?: string;
   readonly pidMode?: string;
@@ -74,7 +95,13 @@ export interface ContainerInputs {
   readonly groupAdds?: string[];
   readonly memory?: number;
   readonly restart?: string;
-  readonly healthcheck?: { tests: string[]; interval?: string; timeout?: string; startPeriod?: string; retries?: number };
+  readonly healthcheck?: {
+    tests: string[];
+    interval?: string;
+    timeout?: string;
+    startPeriod?: string;
+    retries?: number;
+  };
   readonly logDriver?: string;
   readonly logOpts?: Record<string, string>;
   readonly labels?: { label: string; value: string }[];
@@ -97,16 +124,28 @@ export function goDurationNanos(text: string | undefined): number {
 }
 
 /** The body of POST /containers/create and the networks to connect afterwards, as the provider builds them. */
-export function providerCreateCall(inputs: ContainerInputs): { body: Record<string, unknown>; networks: { name: string; aliases: string[] }[] } {
+export function providerCreateCall(inputs: ContainerInputs): {
+  body: Record<string, unknown>;
+  networks: { name: string; aliases: string[] }[];
+} {
   const exposed: Record<string, object> = {};
   const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
   for (const p of inputs.ports ?? []) {
     const key = `${p.internal}/${p.protocol ?? "tcp"}`;
     exposed[key] = {};
-    (bindings[key] ??= []).push({ HostIp: p.ip ?? "0.0.0.0", HostPort: p.external === undefined ? "" : String(p.external) });
+    (bindings[key] ??= []).push({
+      HostIp: p.ip ?? "0.0.0.0",
+      HostPort: p.external === undefined ? "" : String(p.external),
+    });
   }
   const binds = (inputs.volumes ?? []).map((v) => `${v.hostPath}:${v.containerPath}${v.readOnly ? ":ro" : ""}`);
-  const mounts = (inputs.mounts ?? []).map((m) => ({ Type: m.type, Source: m.source, Target: m.target, ReadOnly: m.readOnly ?? false, ...(m.bindOptions ? { BindOptions: { Propagation: m.bindOptions.propagation } } : {}) }));
+  const mounts = (inputs.mounts ?? []).map((m) => ({
+    Type: m.type,
+    Source: m.source,
+    Target: m.target,
+    ReadOnly: m.readOnly ?? false,
+    ...(m.bindOptions ? { BindOptions: { Propagation: m.bindOptions.propagation } } : {}),
+  }));
   const hc = inputs.healthcheck;
   const body: Record<string, unknown> = {
     Image: inputs.image,
@@ -116,14 +155,26 @@ export function providerCreateCall(inputs: ContainerInputs): { body: Record<stri
     ...(inputs.user ? { User: inputs.user } : {}),
     ...(Object.keys(exposed).length ? { ExposedPorts: exposed } : {}),
     Labels: Object.fromEntries((inputs.labels ?? []).map((l) => [l.label, l.value])),
-    ...(hc ? { Healthcheck: { Test: hc.tests, Interval: goDurationNanos(hc.interval), Timeout: goDurationNanos(hc.timeout), StartPeriod: goDurationNanos(hc.startPeriod), Retries: hc.retries ?? 0 } } : {}),
+    ...(hc
+      ? {
+          Healthcheck: {
+            Test: hc.tests,
+            Interval: goDurationNanos(hc.interval),
+            Timeout: goDurationNanos(hc.timeout),
+            StartPeriod: goDurationNanos(hc.startPeriod),
+            Retries: hc.retries ?? 0,
+          },
+        }
+      : {}),
     HostConfig: {
       RestartPolicy: { Name: inputs.restart ?? "no", MaximumRetryCount: 0 },
       Mounts: mounts,
       LogConfig: { Type: inputs.logDriver ?? "json-file", Config: inputs.logOpts ?? {} },
       ...(Object.keys(bindings).length ? { PortBindings: bindings } : {}),
       ...(binds.length ? { Binds: binds } : {}),
-      ...(inputs.capabilities ? { CapAdd: inputs.capabilities.adds ?? [], CapDrop: inputs.capabilities.drops ?? [] } : {}),
+      ...(inputs.capabilities
+        ? { CapAdd: inputs.capabilities.adds ?? [], CapDrop: inputs.capabilities.drops ?? [] }
+        : {}),
       ...(inputs.memory ? { Memory: inputs.memory * 1024 * 1024 } : {}),
       ...(inputs.networkMode ? { NetworkMode: inputs.networkMode } : {}),
       ...(inputs.pidMode ? { PidMode: inputs.pidMode } : {}),
@@ -138,14 +189,22 @@ export function providerCreateCall(inputs: ContainerInputs): { body: Record<stri
 /** Creates, connects and starts a container as the provider does; returns its id. */
 export async function createContainerAsProvider(inputs: ContainerInputs): Promise<string> {
   const { body, networks } = providerCreateCall(inputs);
-  const created = await engine<{ Id: string }>("POST", `/containers/create?name=${encodeURIComponent(inputs.name)}`, body);
+  const created = await engine<{ Id: string }>(
+    "POST",
+    `/containers/create?name=${encodeURIComponent(inputs.name)}`,
+    body,
+  );
   if (networks.length) {
     try {
       await engine("POST", "/networks/bridge/disconnect", { Container: created.Id, Force: false });
     } catch (error) {
       if (!/is not connected to the network bridge/.test((error as Error).message)) throw error;
     }
-    for (const n of networks) await engine("POST", `/networks/${encodeURIComponent(n.name)}/connect`, { Container: created.Id, EndpointConfig: { Aliases: n.aliases, IPAMConfig: {} } });
+    for (const n of networks)
+      await engine("POST", `/networks/${encodeURIComponent(n.name)}/connect`, {
+        Container: created.Id,
+        EndpointConfig: { Aliases: n.aliases, IPAMConfig: {} },
+      });
   }
   await engine("POST", `/containers/${created.Id}/start`);
   return created.Id;
@@ -159,7 +218,15 @@ export interface ContainerState {
   readonly Health?: { Status: string; FailingStreak: number; Log: { ExitCode: number; Output: string }[] };
 }
 
-export async function inspectContainer(id: string): Promise<{ Id: string; Name: string; State: ContainerState; Config: { User: string; Labels: Record<string, string> }; HostConfig: Record<string, unknown>; Mounts: { Source: string; Destination: string; RW: boolean }[]; NetworkSettings: { Networks: Record<string, { Aliases: string[] | null }> } }> {
+export async function inspectContainer(id: string): Promise<{
+  Id: string;
+  Name: string;
+  State: ContainerState;
+  Config: { User: string; Labels: Record<string, string> };
+  HostConfig: Record<string, unknown>;
+  Mounts: { Source: string; Destination: string; RW: boolean }[];
+  NetworkSettings: { Networks: Record<string, { Aliases: string[] | null }> };
+}> {
   return engine("GET", `/containers/${id}/json`);
 }
 
@@ -179,8 +246,17 @@ export async function containerLogs(id: string): Promise<string> {
 }
 
 /** Runs `cmd` in a running container and returns its exit code and output. */
-export async function execIn(id: string, cmd: string[], env: readonly string[] = []): Promise<{ exitCode: number; output: string }> {
-  const exec = await engine<{ Id: string }>("POST", `/containers/${id}/exec`, { Cmd: cmd, AttachStdout: true, AttachStderr: true, Env: env });
+export async function execIn(
+  id: string,
+  cmd: string[],
+  env: readonly string[] = [],
+): Promise<{ exitCode: number; output: string }> {
+  const exec = await engine<{ Id: string }>("POST", `/containers/${id}/exec`, {
+    Cmd: cmd,
+    AttachStdout: true,
+    AttachStderr: true,
+    Env: env,
+  });
   const res = await engineRequest("POST", `/exec/${exec.Id}/start`, { Detach: false, Tty: false });
   const out: string[] = [];
   let at = 0;

@@ -8,7 +8,10 @@ let current = "(between tests)";
 let last = Date.now();
 const timer = setInterval(() => {
   const now = Date.now();
-  if (now - last > STALL_MS) process.stderr.write(`event-loop-watch: the event loop was blocked ${((now - last) / 1000).toFixed(1)} s during ${current}\n`);
+  if (now - last > STALL_MS)
+    process.stderr.write(
+      `event-loop-watch: the event loop was blocked ${((now - last) / 1000).toFixed(1)} s during ${current}\n`,
+    );
   last = now;
 }, 1000);
 timer.unref();

@@ -1,7 +1,14 @@
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import type { CommandResult, JobConnection, JobOps, JobStackOps, JobStackSettings, RemoteShell } from "../../cli/hub/finetune/job-ops";
+import type {
+  CommandResult,
+  JobConnection,
+  JobOps,
+  JobStackOps,
+  JobStackSettings,
+  RemoteShell,
+} from "../../cli/hub/finetune/job-ops";
 import { ALL_PROJECTIONS, loraTensors, peftConfig, safetensors } from "./peft-writer";
 
 // Recording stand-ins for the job's Pulumi stack and for the GPU droplet behind SSH. They run no
@@ -20,7 +27,11 @@ export class RecordingJobStack implements JobStackOps {
     this.calls.push(`up droplet=${settings.droplet}`);
     const failure = settings.droplet ? this.failUp.droplet : this.failUp.noDroplet;
     if (failure) throw failure;
-    onOutput(settings.droplet ? "+ digitalocean:index/droplet:Droplet job-droplet created" : "- digitalocean:index/droplet:Droplet job-droplet deleted");
+    onOutput(
+      settings.droplet
+        ? "+ digitalocean:index/droplet:Droplet job-droplet created"
+        : "- digitalocean:index/droplet:Droplet job-droplet deleted",
+    );
     this.volume = true;
     this.droplet = settings.droplet;
     return settings.droplet ? { host: "192.0.2.10", sshOptions: ["-o", "BatchMode=yes"] } : undefined;
@@ -83,8 +94,15 @@ export class FakeVolume {
           const status = this.files.get("/mnt/job/exit-status")?.toString().trim() ?? "";
           return ok(`exit=${status}\n---\n${log.subarray(offset).toString()}`);
         }
-        if (script.startsWith("ls /mnt/job/out")) return ok([...this.files.keys()].filter((k) => k.startsWith("/mnt/job/out/")).map((k) => path.basename(k)).join("\n"));
-        if (script.startsWith("tail -n 20")) return ok((this.files.get("/mnt/job/train.log") ?? "").toString().split("\n").slice(-20).join("\n"));
+        if (script.startsWith("ls /mnt/job/out"))
+          return ok(
+            [...this.files.keys()]
+              .filter((k) => k.startsWith("/mnt/job/out/"))
+              .map((k) => path.basename(k))
+              .join("\n"),
+          );
+        if (script.startsWith("tail -n 20"))
+          return ok((this.files.get("/mnt/job/train.log") ?? "").toString().split("\n").slice(-20).join("\n"));
         return { code: 127, stdout: "", stderr: `stand-in: no answer scripted for ${script.split("\n")[0]}` };
       },
       upload: async (local, remote) => {
@@ -109,8 +127,12 @@ export class FakeVolume {
     const lines: string[] = [];
     const until = Math.min(this.trainer.steps, this.step + this.trainer.stepsPerLook);
     for (let s = this.step + 1; s <= until; s++) {
-      lines.push(`{'loss': ${(2 / s).toFixed(4)}, 'grad_norm': 0.5, 'learning_rate': 0.0002, 'epoch': ${(s / this.trainer.steps).toFixed(2)}}`);
-      lines.push(` ${Math.round((100 * s) / this.trainer.steps)}%|#| ${s}/${this.trainer.steps} [00:${String(s).padStart(2, "0")}<00:10,  1.00s/it]`);
+      lines.push(
+        `{'loss': ${(2 / s).toFixed(4)}, 'grad_norm': 0.5, 'learning_rate': 0.0002, 'epoch': ${(s / this.trainer.steps).toFixed(2)}}`,
+      );
+      lines.push(
+        ` ${Math.round((100 * s) / this.trainer.steps)}%|#| ${s}/${this.trainer.steps} [00:${String(s).padStart(2, "0")}<00:10,  1.00s/it]`,
+      );
     }
     this.step = until;
     const log = this.files.get("/mnt/job/train.log") ?? Buffer.alloc(0);
@@ -119,10 +141,22 @@ export class FakeVolume {
       const exit = this.trainer.exit ?? 0;
       if (exit === 0) {
         const r = this.trainer.adapterRank ?? 8;
-        this.files.set("/mnt/job/out/adapter_config.json", Buffer.from(JSON.stringify(peftConfig({ r, lora_alpha: 2 * r }))));
-        this.files.set("/mnt/job/out/adapter_model.safetensors", this.trainer.adapterTensors ?? safetensors(loraTensors(r, ALL_PROJECTIONS)));
+        this.files.set(
+          "/mnt/job/out/adapter_config.json",
+          Buffer.from(JSON.stringify(peftConfig({ r, lora_alpha: 2 * r }))),
+        );
+        this.files.set(
+          "/mnt/job/out/adapter_model.safetensors",
+          this.trainer.adapterTensors ?? safetensors(loraTensors(r, ALL_PROJECTIONS)),
+        );
       } else {
-        this.files.set("/mnt/job/train.log", Buffer.concat([this.files.get("/mnt/job/train.log")!, Buffer.from("torch.OutOfMemoryError: CUDA out of memory.\n")]));
+        this.files.set(
+          "/mnt/job/train.log",
+          Buffer.concat([
+            this.files.get("/mnt/job/train.log")!,
+            Buffer.from("torch.OutOfMemoryError: CUDA out of memory.\n"),
+          ]),
+        );
       }
       this.files.set("/mnt/job/exit-status", Buffer.from(`${exit}\n`));
       this.running = false;
@@ -130,7 +164,10 @@ export class FakeVolume {
   }
 }
 
-export function recordingJobOps(stack: RecordingJobStack, volume: FakeVolume): JobOps & { readonly connections: JobConnection[] } {
+export function recordingJobOps(
+  stack: RecordingJobStack,
+  volume: FakeVolume,
+): JobOps & { readonly connections: JobConnection[] } {
   const connections: JobConnection[] = [];
   const original = stack.up.bind(stack);
   stack.up = async (settings, onOutput) => {
@@ -155,7 +192,10 @@ export function recordingJobOps(stack: RecordingJobStack, volume: FakeVolume): J
 }
 
 /** A serving node's shell (finetune add, the spend file): records scripts and uploads, keeps what was uploaded. */
-export function recordingNodeShell(log: string[], files: Map<string, Buffer> = new Map()): (host: string, sshOptions: readonly string[]) => RemoteShell {
+export function recordingNodeShell(
+  log: string[],
+  files: Map<string, Buffer> = new Map(),
+): (host: string, sshOptions: readonly string[]) => RemoteShell {
   return (host) => ({
     run: async (script) => {
       log.push(`${host} run ${script}`);

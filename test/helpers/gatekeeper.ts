@@ -27,17 +27,24 @@ export interface TestKey {
 
 export function makeKey(name: string, scopes: KeyEntry["scopes"], extra: Partial<KeyEntry> = {}): TestKey {
   const fresh = newApiKey();
-  return { key: fresh.key, entry: { id: fresh.id, name, sha256: fresh.sha256, scopes, created: "2026-11-26T12:00:00Z", ...extra } };
+  return {
+    key: fresh.key,
+    entry: { id: fresh.id, name, sha256: fresh.sha256, scopes, created: "2026-11-26T12:00:00Z", ...extra },
+  };
 }
 
-export const keysFileText = (keys: readonly TestKey[]): string => JSON.stringify({ version: 1, keys: keys.map((k) => k.entry) }, null, 2);
+export const keysFileText = (keys: readonly TestKey[]): string =>
+  JSON.stringify({ version: 1, keys: keys.map((k) => k.entry) }, null, 2);
 
 export const alice = makeKey("alice laptop", ["llm", "stt"]);
 export const bob = makeKey("bob (revoked)", ["llm"], { revoked: true });
 export const carol = makeKey("carol, rate limited", ["llm"], { ratePerMinute: 60, burst: 3 });
 export const olga = makeKey("olga ocr only", ["ocr"]);
 export const dora = makeKey("dora, rate limited on two services", ["llm", "stt"], { ratePerMinute: 60, burst: 3 });
-export const erin = makeKey("erin, rate limited, never targeted by others' traffic", ["llm"], { ratePerMinute: 60, burst: 3 });
+export const erin = makeKey("erin, rate limited, never targeted by others' traffic", ["llm"], {
+  ratePerMinute: 60,
+  burst: 3,
+});
 export const ALL_KEYS = [alice, bob, carol, olga, dora, erin];
 
 export const scratch = (label: string): string => mkdtempSync(path.join(tmpdir(), `gk-${label}-`));
@@ -76,7 +83,11 @@ export function writeKeys(config: GatekeeperConfig, keys: readonly TestKey[]): v
 // GK_TEST_LOG=1 shows the in-process gatekeepers' logs.
 export const defaultLog: Logger = process.env.GK_TEST_LOG ? jsonLogger : silentLogger;
 
-export async function startInProcess(label: string, overrides: Partial<GatekeeperConfig> = {}, log: Logger = defaultLog): Promise<{ gatekeeper: Gatekeeper; port: number; config: GatekeeperConfig; dir: string }> {
+export async function startInProcess(
+  label: string,
+  overrides: Partial<GatekeeperConfig> = {},
+  log: Logger = defaultLog,
+): Promise<{ gatekeeper: Gatekeeper; port: number; config: GatekeeperConfig; dir: string }> {
   const dir = scratch(label);
   const config = testConfig(dir, overrides);
   mkdirSync(path.dirname(config.keysFile), { recursive: true });
@@ -86,7 +97,10 @@ export async function startInProcess(label: string, overrides: Partial<Gatekeepe
   return { gatekeeper, port, config, dir };
 }
 
-export function capturingLogger(): { readonly log: Logger; readonly lines: { level: string; message: string; fields?: unknown }[] } {
+export function capturingLogger(): {
+  readonly log: Logger;
+  readonly lines: { level: string; message: string; fields?: unknown }[];
+} {
   const lines: { level: string; message: string; fields?: unknown }[] = [];
   const at = (level: string) => (message: string, fields?: unknown) => void lines.push({ level, message, fields });
   return { log: { info: at("info"), warn: at("warn"), error: at("error") }, lines };
@@ -100,7 +114,12 @@ export interface Reply {
   readonly body: string;
 }
 
-export function get(port: number, target: string, headers: Record<string, string> = {}, agent?: http.Agent): Promise<Reply> {
+export function get(
+  port: number,
+  target: string,
+  headers: Record<string, string> = {},
+  agent?: http.Agent,
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: "127.0.0.1", port, path: target, headers, agent }, (res) => {
       let body = "";
@@ -114,7 +133,8 @@ export function get(port: number, target: string, headers: Record<string, string
   });
 }
 
-export const auth = (port: number, headers: Record<string, string>, scope = "llm", agent?: http.Agent) => get(port, `/auth?scope=${scope}`, headers, agent);
+export const auth = (port: number, headers: Record<string, string>, scope = "llm", agent?: http.Agent) =>
+  get(port, `/auth?scope=${scope}`, headers, agent);
 export const bearer = (key: string) => ({ Authorization: `Bearer ${key}` });
 
 /** Exact bytes on the wire: duplicate headers, latin1 bytes, odd whitespace. */
@@ -135,7 +155,12 @@ export function rawAuth(port: number, headerLines: readonly string[], target = "
       }
       resolve({ status: Number(statusLine.split(" ")[1]), headers, body: rest.join("\r\n\r\n") });
     });
-    socket.write(Buffer.from(`GET ${target} HTTP/1.1\r\nHost: gatekeeper\r\nConnection: close\r\n${headerLines.map((l) => `${l}\r\n`).join("")}\r\n`, "latin1"));
+    socket.write(
+      Buffer.from(
+        `GET ${target} HTTP/1.1\r\nHost: gatekeeper\r\nConnection: close\r\n${headerLines.map((l) => `${l}\r\n`).join("")}\r\n`,
+        "latin1",
+      ),
+    );
   });
 }
 
@@ -150,7 +175,11 @@ export function expectOpenAiError(reply: Reply, status: number, code: string): v
   expect(reply.headers["x-api-key"]).toBeUndefined();
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 15_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -184,7 +213,13 @@ export function spoolText(spoolDir: string): string {
  * Requests with unique X-Request-Ids from `concurrency` workers until `until()`; remembers
  * which were answered (with what) and which failed at the connection level.
  */
-export async function requestStream(options: { readonly port: () => number; readonly key: string; readonly prefix: string; readonly concurrency: number; readonly until: () => boolean }) {
+export async function requestStream(options: {
+  readonly port: () => number;
+  readonly key: string;
+  readonly prefix: string;
+  readonly concurrency: number;
+  readonly until: () => boolean;
+}) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency });
   const answered = new Map<string, number>();
   const connectionFailures: string[] = [];
@@ -195,7 +230,18 @@ export async function requestStream(options: { readonly port: () => number; read
       const id = `${options.prefix}-${next++}`;
       sent.push(id);
       try {
-        const reply = await auth(options.port(), { ...bearer(options.key), "X-Request-Id": id, "X-Forwarded-For": "198.51.100.7", "X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/v1/chat/completions" }, "llm", agent);
+        const reply = await auth(
+          options.port(),
+          {
+            ...bearer(options.key),
+            "X-Request-Id": id,
+            "X-Forwarded-For": "198.51.100.7",
+            "X-Forwarded-Method": "POST",
+            "X-Forwarded-Uri": "/v1/chat/completions",
+          },
+          "llm",
+          agent,
+        );
         answered.set(id, reply.status);
       } catch {
         connectionFailures.push(id);
@@ -231,7 +277,10 @@ export interface ChildGatekeeper {
 }
 
 export function spawnGatekeeper(env: Record<string, string>): ChildGatekeeper {
-  const child = spawn(process.execPath, [bundledGatekeeper()], { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [bundledGatekeeper()], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   child.stdout?.on("data", (c: Buffer) => (output += c.toString()));
   child.stderr?.on("data", (c: Buffer) => (output += c.toString()));
@@ -260,7 +309,8 @@ export async function waitHealthy(port: number, child: ChildGatekeeper): Promise
   await waitFor(
     `the gatekeeper on port ${port} to answer /healthz`,
     async () => {
-      if (child.child.exitCode !== null) throw new Error(`gatekeeper exited with ${child.child.exitCode}: ${child.output()}`);
+      if (child.child.exitCode !== null)
+        throw new Error(`gatekeeper exited with ${child.child.exitCode}: ${child.output()}`);
       return (await get(port, "/healthz").catch(() => undefined))?.status === 200;
     },
     10_000,
@@ -276,8 +326,19 @@ export function childFixture(label: string): { config: GatekeeperConfig; dir: st
 }
 
 /** Every answered request's id is in the table exactly once; nothing else but sent ids is. */
-export async function expectExactlyOnce(client: Client, prefix: string, answered: ReadonlyMap<string, number>, sent: readonly string[]): Promise<void> {
-  const rows = async () => (await client.query<{ request_id: string }>("SELECT request_id FROM gatekeeper.decisions WHERE request_id LIKE $1", [`${prefix}-%`])).rows.map((r) => r.request_id);
+export async function expectExactlyOnce(
+  client: Client,
+  prefix: string,
+  answered: ReadonlyMap<string, number>,
+  sent: readonly string[],
+): Promise<void> {
+  const rows = async () =>
+    (
+      await client.query<{ request_id: string }>(
+        "SELECT request_id FROM gatekeeper.decisions WHERE request_id LIKE $1",
+        [`${prefix}-%`],
+      )
+    ).rows.map((r) => r.request_id);
   await waitFor(`all ${answered.size} answered decisions in the table`, async () => {
     const present = new Set(await rows());
     return [...answered.keys()].every((id) => present.has(id));
@@ -289,4 +350,3 @@ export async function expectExactlyOnce(client: Client, prefix: string, answered
   expect(ids.filter((id) => !sentIds.has(id))).toEqual([]);
   expect(ids.length).toBeGreaterThanOrEqual(answered.size);
 }
-

@@ -44,7 +44,12 @@ import { EMBEDDER_CONTAINER, EMBEDDINGS_CONTAINER } from "../../services/embeddi
  */
 
 /** The stack the rig plans: hybrid with the CPU fallback coder and docling, so every kind of route exists. */
-export const RIG_STACK_SETTINGS: Readonly<Record<string, string | number | boolean>> = { tier: "hybrid", fallbackModel: "qwen2.5-coder-1.5b", ocrCpuFallback: true, cpuSize: "s-8vcpu-16gb" };
+export const RIG_STACK_SETTINGS: Readonly<Record<string, string | number | boolean>> = {
+  tier: "hybrid",
+  fallbackModel: "qwen2.5-coder-1.5b",
+  ocrCpuFallback: true,
+  cpuSize: "s-8vcpu-16gb",
+};
 
 export const NGINX_BINARY = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => existsSync(p));
 
@@ -85,7 +90,9 @@ interface Rendered {
 }
 
 function stackText(settings: Readonly<Record<string, string | number | boolean>>): string {
-  return `config:\n${Object.entries(settings).map(([k, v]) => `  inference-hub:${k}: ${JSON.stringify(v)}`).join("\n")}\n`;
+  return `config:\n${Object.entries(settings)
+    .map(([k, v]) => `  inference-hub:${k}: ${JSON.stringify(v)}`)
+    .join("\n")}\n`;
 }
 
 const artifact = (artifacts: readonly PlanArtifact[], kind: string, p?: string): string => {
@@ -101,7 +108,11 @@ export async function renderPlan(settings: Readonly<Record<string, string | numb
   if (!result.ok) throw new Error(`the rig's stack was refused: ${JSON.stringify(result.document.problems)}`);
   const { artifacts, document } = result;
   const nodeAddresses = (document.outputs.nodeAddresses ?? {}) as Record<string, { private: string }>;
-  const spec = (name: string) => JSON.parse(artifact(artifacts, "container-spec", `cpu/containers/${name}.json`)) as { env: Record<string, string>; command: string[] };
+  const spec = (name: string) =>
+    JSON.parse(artifact(artifacts, "container-spec", `cpu/containers/${name}.json`)) as {
+      env: Record<string, string>;
+      command: string[];
+    };
   return {
     staticDoc: parse(artifact(artifacts, "traefik-static")) as Record<string, unknown>,
     dynamicDoc: parse(artifact(artifacts, "traefik-dynamic")) as Record<string, unknown>,
@@ -110,11 +121,21 @@ export async function renderPlan(settings: Readonly<Record<string, string | numb
     gatewayCommand: spec("gateway").command,
     gatewayEnv: spec("gateway").env,
     gpuPrivateIp: nodeAddresses["gpu-0"]?.private,
-    autoscalerConfig: artifacts.some((a) => a.kind === "autoscaler-config") ? (JSON.parse(artifact(artifacts, "autoscaler-config")) as Record<string, unknown>) : undefined,
-    autoscalerEnv: artifacts.some((a) => a.path === "cpu/containers/autoscaler.json") ? spec("autoscaler").env : undefined,
-    sandboxFrontEnv: artifacts.some((a) => a.path === `cpu/containers/${SANDBOX_FRONT_CONTAINER}.json`) ? spec(SANDBOX_FRONT_CONTAINER).env : undefined,
-    embeddingsEnv: artifacts.some((a) => a.path === `cpu/containers/${EMBEDDINGS_CONTAINER}.json`) ? spec(EMBEDDINGS_CONTAINER).env : undefined,
-    embedderCommand: artifacts.some((a) => a.path === `cpu/containers/${EMBEDDER_CONTAINER}.json`) ? spec(EMBEDDER_CONTAINER).command : undefined,
+    autoscalerConfig: artifacts.some((a) => a.kind === "autoscaler-config")
+      ? (JSON.parse(artifact(artifacts, "autoscaler-config")) as Record<string, unknown>)
+      : undefined,
+    autoscalerEnv: artifacts.some((a) => a.path === "cpu/containers/autoscaler.json")
+      ? spec("autoscaler").env
+      : undefined,
+    sandboxFrontEnv: artifacts.some((a) => a.path === `cpu/containers/${SANDBOX_FRONT_CONTAINER}.json`)
+      ? spec(SANDBOX_FRONT_CONTAINER).env
+      : undefined,
+    embeddingsEnv: artifacts.some((a) => a.path === `cpu/containers/${EMBEDDINGS_CONTAINER}.json`)
+      ? spec(EMBEDDINGS_CONTAINER).env
+      : undefined,
+    embedderCommand: artifacts.some((a) => a.path === `cpu/containers/${EMBEDDER_CONTAINER}.json`)
+      ? spec(EMBEDDER_CONTAINER).command
+      : undefined,
   };
 }
 
@@ -122,7 +143,20 @@ export interface RigOptions {
   /** Extra stack settings (e.g. higher rate limits for the benchmark). */
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
   /** Keys to create: name → scopes (and optional limits). */
-  readonly keys?: Readonly<Record<string, { readonly scopes: readonly Scope[]; readonly revoked?: boolean; readonly ratePerMinute?: number; readonly burst?: number; readonly sandboxLimits?: Readonly<Record<string, number>>; readonly waitSeconds?: number; readonly maxWaitSeconds?: number }>>;
+  readonly keys?: Readonly<
+    Record<
+      string,
+      {
+        readonly scopes: readonly Scope[];
+        readonly revoked?: boolean;
+        readonly ratePerMinute?: number;
+        readonly burst?: number;
+        readonly sandboxLimits?: Readonly<Record<string, number>>;
+        readonly waitSeconds?: number;
+        readonly maxWaitSeconds?: number;
+      }
+    >
+  >;
   /**
    * Traefik's stdout (its log and access log) goes to a file in the rig's directory instead of
    * being parsed here: for benchmarks, whose client shares the CPU. accessLog() is then empty.
@@ -163,7 +197,18 @@ export const RIG_BACKEND_KEY = "rig-internal-backend-key-0123456789abcdef";
 
 export class GatewayRig {
   readonly keys: Record<string, RigKey> = {};
-  readonly standIns: Record<"fallback" | "stt" | "tts" | "docling" | "gpuCoder" | "gpuOcr" | "embedder", StandIn | undefined> = { fallback: undefined, stt: undefined, tts: undefined, docling: undefined, gpuCoder: undefined, gpuOcr: undefined, embedder: undefined };
+  readonly standIns: Record<
+    "fallback" | "stt" | "tts" | "docling" | "gpuCoder" | "gpuOcr" | "embedder",
+    StandIn | undefined
+  > = {
+    fallback: undefined,
+    stt: undefined,
+    tts: undefined,
+    docling: undefined,
+    gpuCoder: undefined,
+    gpuOcr: undefined,
+    embedder: undefined,
+  };
   /** Where the grafana container would be (the stack runs Grafana unless `grafana: false`). */
   grafana?: GrafanaStandIn;
   traefik!: ManagedProcess;
@@ -172,7 +217,12 @@ export class GatewayRig {
   postgres!: PostgresCluster;
   databaseUrl!: string;
   /** Loopback ports of Traefik's entry points. */
-  readonly entry: Record<"web" | "websecure" | "legacy" | "metrics", number> = { web: 0, websecure: 0, legacy: 0, metrics: 0 };
+  readonly entry: Record<"web" | "websecure" | "legacy" | "metrics", number> = {
+    web: 0,
+    websecure: 0,
+    legacy: 0,
+    metrics: 0,
+  };
   gatekeeperPort = 0;
   /** The gatekeeper's forwardAuth port (HTTP/2 over TLS). */
   gatekeeperTlsPort = 0;
@@ -217,11 +267,36 @@ export class GatewayRig {
     if (missing) throw new Error(missing);
     this.settings = { ...RIG_STACK_SETTINGS, ...options.settings };
     // The same stack with the GPU off and on: what `pulumi up` would write before and after `gpu on`.
-    this.variants = { "gpu-off": await renderPlan({ ...this.settings, gpuEnabled: false }), "gpu-on": await renderPlan({ ...this.settings, gpuEnabled: true }) };
-    const dirs = { static: path.join(this.dir, "static"), dynamic: path.join(this.dir, "dynamic"), errors: path.join(this.dir, "nginx"), keys: path.join(this.dir, "keys"), spool: path.join(this.dir, "spool"), app: path.join(this.dir, "app"), state: path.join(this.dir, "gatekeeper-state") };
+    this.variants = {
+      "gpu-off": await renderPlan({ ...this.settings, gpuEnabled: false }),
+      "gpu-on": await renderPlan({ ...this.settings, gpuEnabled: true }),
+    };
+    const dirs = {
+      static: path.join(this.dir, "static"),
+      dynamic: path.join(this.dir, "dynamic"),
+      errors: path.join(this.dir, "nginx"),
+      keys: path.join(this.dir, "keys"),
+      spool: path.join(this.dir, "spool"),
+      app: path.join(this.dir, "app"),
+      state: path.join(this.dir, "gatekeeper-state"),
+    };
     for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
 
-    const [web, websecure, legacy, metrics, nginxPort, gatekeeperPort, gatekeeperTlsPort, gpuCoder, gpuOcr, autoscalerControl, autoscalerOff, sandboxFront, embeddingsPort] = await Promise.all(Array.from({ length: 13 }, () => freeLoopbackPort()));
+    const [
+      web,
+      websecure,
+      legacy,
+      metrics,
+      nginxPort,
+      gatekeeperPort,
+      gatekeeperTlsPort,
+      gpuCoder,
+      gpuOcr,
+      autoscalerControl,
+      autoscalerOff,
+      sandboxFront,
+      embeddingsPort,
+    ] = await Promise.all(Array.from({ length: 13 }, () => freeLoopbackPort()));
     this.sandboxFrontPort = sandboxFront;
     this.embeddingsPort = embeddingsPort;
     Object.assign(this.autoscalerPorts, { control: autoscalerControl, off: autoscalerOff });
@@ -238,7 +313,11 @@ export class GatewayRig {
     const embedderArgs = this.variants["gpu-off"].embedderCommand;
     if (embedderArgs) {
       const ctx = Number(embedderArgs[embedderArgs.indexOf("--ubatch-size") + 1]);
-      this.standIns.embedder = await startStandIn({ program: "llama.cpp", model: embedderArgs[embedderArgs.indexOf("--alias") + 1], embeddings: { dimensions: 1024, ubatch: ctx } });
+      this.standIns.embedder = await startStandIn({
+        program: "llama.cpp",
+        model: embedderArgs[embedderArgs.indexOf("--alias") + 1],
+        embeddings: { dimensions: 1024, ubatch: ctx },
+      });
     }
 
     const gpuIp = this.variants["gpu-on"].gpuPrivateIp;
@@ -259,7 +338,9 @@ export class GatewayRig {
       [`ocr-fallback:${SERVICE_PORTS.docling}`, this.standIns.docling.port],
       [`${GRAFANA_CONTAINER}:${GRAFANA_PORT}`, this.grafana.port],
       [`${EMBEDDINGS_CONTAINER}:${EMBEDDINGS_PORT}`, embeddingsPort],
-      ...(this.standIns.embedder ? [[`${EMBEDDER_CONTAINER}:${SERVICE_PORTS.llamaCpp}`, this.standIns.embedder.port] as [string, number]] : []),
+      ...(this.standIns.embedder
+        ? [[`${EMBEDDER_CONTAINER}:${SERVICE_PORTS.llamaCpp}`, this.standIns.embedder.port] as [string, number]]
+        : []),
       [`${gpuIp}:${GPU_SERVICE_PORTS.coder}`, gpuCoder],
       [`${gpuIp}:${GPU_SERVICE_PORTS.ocr}`, gpuOcr],
       [`autoscaler:${CONTROLLER_PORT}`, autoscalerControl],
@@ -283,7 +364,8 @@ export class GatewayRig {
     const hub = loadText(stackText({ ...this.settings, gpuEnabled: false }));
     if (!hub.ok) throw new Error("rig stack refused");
     const tree = errorsNginx(hub.config, routeTable(hub.config));
-    if (renderNginxConf(tree) !== this.variants["gpu-off"].nginxText) throw new Error("the errors config rendered here differs from the plan's artifact");
+    if (renderNginxConf(tree) !== this.variants["gpu-off"].nginxText)
+      throw new Error("the errors config rendered here differs from the plan's artifact");
     writeFileSync(path.join(dirs.errors, "default.conf"), renderNginxConf(remapForLoopback(tree, this.loopback)));
     const nginxMain = path.join(this.dir, "nginx.conf");
     const temp = (name: string) => `${name} ${path.join(this.dir, `nginx-${name}`)};`;
@@ -296,7 +378,9 @@ export class GatewayRig {
         "error_log stderr warn;",
         "events { worker_connections 1024; }",
         "http {",
-        ...["client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path"].map(temp),
+        ...["client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path"].map(
+          temp,
+        ),
         `  include ${dirs.errors}/*.conf;`,
         "}",
         "",
@@ -311,7 +395,19 @@ export class GatewayRig {
     const entries = Object.entries(options.keys ?? {}).map(([name, k]) => {
       const fresh = newApiKey();
       this.keys[name] = { id: fresh.id, key: fresh.key };
-      return { id: fresh.id, name, sha256: fresh.sha256, scopes: [...k.scopes], created: new Date().toISOString(), ...(k.revoked ? { revoked: true } : {}), ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}), ...(k.burst ? { burst: k.burst } : {}), ...(k.sandboxLimits ? { sandboxLimits: { ...k.sandboxLimits } } : {}), ...(k.waitSeconds !== undefined ? { waitSeconds: k.waitSeconds } : {}), ...(k.maxWaitSeconds !== undefined ? { maxWaitSeconds: k.maxWaitSeconds } : {}) };
+      return {
+        id: fresh.id,
+        name,
+        sha256: fresh.sha256,
+        scopes: [...k.scopes],
+        created: new Date().toISOString(),
+        ...(k.revoked ? { revoked: true } : {}),
+        ...(k.ratePerMinute ? { ratePerMinute: k.ratePerMinute } : {}),
+        ...(k.burst ? { burst: k.burst } : {}),
+        ...(k.sandboxLimits ? { sandboxLimits: { ...k.sandboxLimits } } : {}),
+        ...(k.waitSeconds !== undefined ? { waitSeconds: k.waitSeconds } : {}),
+        ...(k.maxWaitSeconds !== undefined ? { maxWaitSeconds: k.maxWaitSeconds } : {}),
+      };
     });
     const env = remapForLoopback(this.variants["gpu-off"].gatekeeperEnv, this.loopback);
     // What infra/program.ts makes with @pulumi/tls (the offline plan has only a stand-in): a
@@ -319,7 +415,10 @@ export class GatewayRig {
     const tlsPair = selfSignedPair(path.join(this.dir, "tls"), GATEKEEPER_CONTAINER);
     writeFileSync(remapForLoopback(GATEKEEPER_CA_FILE.container, this.loopback), tlsPair.cert);
     // The status context is JSON in one variable: its backends' addresses are remapped inside it.
-    if (env.GATEKEEPER_STATUS_CONTEXT) env.GATEKEEPER_STATUS_CONTEXT = JSON.stringify(remapForLoopback(JSON.parse(env.GATEKEEPER_STATUS_CONTEXT) as unknown, this.loopback));
+    if (env.GATEKEEPER_STATUS_CONTEXT)
+      env.GATEKEEPER_STATUS_CONTEXT = JSON.stringify(
+        remapForLoopback(JSON.parse(env.GATEKEEPER_STATUS_CONTEXT) as unknown, this.loopback),
+      );
     writeFileSync(env.GATEKEEPER_KEYS_FILE, JSON.stringify({ version: 1, keys: entries }, null, 2));
     const bundle = path.join(dirs.app, "gatekeeper.js");
     writeFileSync(bundle, bundleGatekeeper());
@@ -327,47 +426,83 @@ export class GatewayRig {
       PATH: process.env.PATH ?? "",
       ...env,
       // The container's network namespace, on loopback: the port Traefik's service URL names.
-        GATEKEEPER_HOST: "127.0.0.1",
-        GATEKEEPER_PORT: String(gatekeeperPort),
-        GATEKEEPER_TLS_PORT: String(gatekeeperTlsPort),
-        // Secrets, as the container gets them from Pulumi.
-        GATEKEEPER_BACKEND_KEY: RIG_BACKEND_KEY,
-        ...(withDatabase ? { DATABASE_URL: this.databaseUrl } : {}),
-        GATEKEEPER_TLS_CERT: tlsPair.cert,
-        GATEKEEPER_TLS_KEY: tlsPair.key,
+      GATEKEEPER_HOST: "127.0.0.1",
+      GATEKEEPER_PORT: String(gatekeeperPort),
+      GATEKEEPER_TLS_PORT: String(gatekeeperTlsPort),
+      // Secrets, as the container gets them from Pulumi.
+      GATEKEEPER_BACKEND_KEY: RIG_BACKEND_KEY,
+      ...(withDatabase ? { DATABASE_URL: this.databaseUrl } : {}),
+      GATEKEEPER_TLS_CERT: tlsPair.cert,
+      GATEKEEPER_TLS_KEY: tlsPair.key,
     };
     this.gatekeeperEnv = gatekeeperEnv;
     this.gatekeeperBundle = bundle;
-    this.startGatekeeperProcess = () => ManagedProcess.start("gatekeeper", process.execPath, [...(options.gatekeeperNodeArgs ?? []), bundle], { env: gatekeeperEnv });
+    this.startGatekeeperProcess = () =>
+      ManagedProcess.start("gatekeeper", process.execPath, [...(options.gatekeeperNodeArgs ?? []), bundle], {
+        env: gatekeeperEnv,
+      });
     this.gatekeeper = this.startGatekeeperProcess();
 
     // Traefik: the rendered static file and the gateway container's own command.
     const staticOff = this.variants["gpu-off"].staticDoc;
-    if (JSON.stringify(staticOff) !== JSON.stringify(this.variants["gpu-on"].staticDoc)) throw new Error("the static config differs between GPU off and on; a GPU switch would restart Traefik");
-    writeFileSync(path.join(dirs.static, "traefik.yml"), renderYaml((options.traefikStatic ?? ((doc) => doc))(remapForLoopback(staticOff, this.loopback))));
+    if (JSON.stringify(staticOff) !== JSON.stringify(this.variants["gpu-on"].staticDoc))
+      throw new Error("the static config differs between GPU off and on; a GPU switch would restart Traefik");
+    writeFileSync(
+      path.join(dirs.static, "traefik.yml"),
+      renderYaml((options.traefikStatic ?? ((doc) => doc))(remapForLoopback(staticOff, this.loopback))),
+    );
     this.writeRoutes("gpu-off");
     const args = remapForLoopback([...this.variants["gpu-off"].gatewayCommand], this.loopback);
     // The container's environment (Go's collector settings), as Docker would give it.
     const traefikEnv = { PATH: process.env.PATH ?? "", ...this.variants["gpu-off"].gatewayEnv };
-    this.traefik = ManagedProcess.start("traefik", traefikBinaryPath(), args, { env: traefikEnv, ...(options.logToFile ? { stdoutFile: path.join(this.dir, "traefik.log") } : {}) });
+    this.traefik = ManagedProcess.start("traefik", traefikBinaryPath(), args, {
+      env: traefikEnv,
+      ...(options.logToFile ? { stdoutFile: path.join(this.dir, "traefik.log") } : {}),
+    });
     // Parsed as they arrive: re-parsing the whole log on every poll would block the test's event loop.
     this.traefik.onLine((line) => {
-      if (line.startsWith("{") && line.includes('"DownstreamStatus"')) this.accessLines.push(JSON.parse(line) as Record<string, unknown>);
+      if (line.startsWith("{") && line.includes('"DownstreamStatus"'))
+        this.accessLines.push(JSON.parse(line) as Record<string, unknown>);
     });
 
     // Advice mode (no token) dispatches nothing; the address only has to be a URL.
-    if (options.autoscaler !== false && this.variants["gpu-off"].autoscalerConfig) this.startAutoscaler(options.autoscaler ?? { githubApi: "http://127.0.0.1:9" });
+    if (options.autoscaler !== false && this.variants["gpu-off"].autoscalerConfig)
+      this.startAutoscaler(options.autoscaler ?? { githubApi: "http://127.0.0.1:9" });
     if (options.sandbox) this.startSandboxFront(options.sandbox);
     if (this.variants["gpu-off"].embeddingsEnv) this.startEmbeddings(dirs.app);
 
-    const context = () => `--- traefik\n${this.traefik.tail()}\n--- gatekeeper\n${this.gatekeeper.tail()}\n--- nginx\n${this.nginx.tail()}`;
-    await waitFor("nginx, the gatekeeper and Traefik to answer", async () => {
-      for (const p of [this.nginx, this.gatekeeper, this.traefik, ...(this.embeddings ? [this.embeddings] : []), ...(this.autoscaler ? [this.autoscaler] : [])]) if (!p.running) throw new Error(`${p.name} exited`);
-      const [ping, health, gk, embeddings, holder] = await Promise.all([rawGet(metrics, "/ping"), rawGet(nginxPort, "/health"), rawGet(gatekeeperPort, "/healthz"), this.embeddings ? rawGet(embeddingsPort, "/health") : Promise.resolve(200), this.autoscaler ? rawGet(autoscalerOff, HOLDER_HEALTH_PATH).catch(() => 0) : Promise.resolve(200)]);
-      return ping === 200 && health === 200 && gk === 200 && embeddings === 200 && holder === 200;
-    }, 30_000, { context });
+    const context = () =>
+      `--- traefik\n${this.traefik.tail()}\n--- gatekeeper\n${this.gatekeeper.tail()}\n--- nginx\n${this.nginx.tail()}`;
+    await waitFor(
+      "nginx, the gatekeeper and Traefik to answer",
+      async () => {
+        for (const p of [
+          this.nginx,
+          this.gatekeeper,
+          this.traefik,
+          ...(this.embeddings ? [this.embeddings] : []),
+          ...(this.autoscaler ? [this.autoscaler] : []),
+        ])
+          if (!p.running) throw new Error(`${p.name} exited`);
+        const [ping, health, gk, embeddings, holder] = await Promise.all([
+          rawGet(metrics, "/ping"),
+          rawGet(nginxPort, "/health"),
+          rawGet(gatekeeperPort, "/healthz"),
+          this.embeddings ? rawGet(embeddingsPort, "/health") : Promise.resolve(200),
+          this.autoscaler ? rawGet(autoscalerOff, HOLDER_HEALTH_PATH).catch(() => 0) : Promise.resolve(200),
+        ]);
+        return ping === 200 && health === 200 && gk === 200 && embeddings === 200 && holder === 200;
+      },
+      30_000,
+      { context },
+    );
     // The routes file loaded: a keyless request is refused by the gatekeeper through both hops.
-    await waitFor("the routes file to load", async () => (await this.request({ path: "/v1/models" })).status === 401, 15_000, { context });
+    await waitFor(
+      "the routes file to load",
+      async () => (await this.request({ path: "/v1/models" })).status === 401,
+      15_000,
+      { context },
+    );
   }
 
   /** The bundled embeddings front with its container's environment (the model table's upstream remapped to the stand-in). */
@@ -377,15 +512,23 @@ export class GatewayRig {
     const bundle = path.join(appDir, "embeddings.js");
     writeFileSync(bundle, bundleEmbeddingsFront());
     this.embeddings = ManagedProcess.start("embeddings", process.execPath, [bundle], {
-      env: { PATH: process.env.PATH ?? "", ...env, [EMBEDDINGS_ENV.models]: JSON.stringify(models), [EMBEDDINGS_ENV.host]: "127.0.0.1", [EMBEDDINGS_ENV.port]: String(this.embeddingsPort) },
+      env: {
+        PATH: process.env.PATH ?? "",
+        ...env,
+        [EMBEDDINGS_ENV.models]: JSON.stringify(models),
+        [EMBEDDINGS_ENV.host]: "127.0.0.1",
+        [EMBEDDINGS_ENV.port]: String(this.embeddingsPort),
+      },
     });
   }
 
   /** The bundled controller with the gpu-off variant's config and its container's environment, on loopback. */
   private startAutoscaler(options: Exclude<NonNullable<RigOptions["autoscaler"]>, false>): void {
     const rendered = this.variants["gpu-off"];
-    if (!rendered.autoscalerConfig || !rendered.autoscalerEnv) throw new Error("the rig's stack runs no autoscaler (set autoscaler true on a GPU tier)");
-    for (const dir of ["autoscaler-config", "autoscaler-state", "autoscaler-app"]) mkdirSync(path.join(this.dir, dir), { recursive: true });
+    if (!rendered.autoscalerConfig || !rendered.autoscalerEnv)
+      throw new Error("the rig's stack runs no autoscaler (set autoscaler true on a GPU tier)");
+    for (const dir of ["autoscaler-config", "autoscaler-state", "autoscaler-app"])
+      mkdirSync(path.join(this.dir, dir), { recursive: true });
     this.writeAutoscalerConfig("gpu-off");
     const bundle = path.join(this.dir, "autoscaler-app", "autoscaler.js");
     writeFileSync(bundle, bundleController());
@@ -406,10 +549,15 @@ export class GatewayRig {
    * metrics answer (then it holds, as it should): tests start from a controller that sees the gateway.
    */
   async controllerSeesGateway(timeoutMs = 45_000): Promise<void> {
-    await waitFor("the controller's first tick with its signals read", async () => {
-      const status = await rigRequest(this.autoscalerPorts.control, { path: "/status" });
-      return status.status === 200 && (status.json as { signalsUp?: boolean }).signalsUp === true;
-    }, timeoutMs, { context: () => this.autoscaler?.tail() ?? "no controller" });
+    await waitFor(
+      "the controller's first tick with its signals read",
+      async () => {
+        const status = await rigRequest(this.autoscalerPorts.control, { path: "/status" });
+        return status.status === 200 && (status.json as { signalsUp?: boolean }).signalsUp === true;
+      },
+      timeoutMs,
+      { context: () => this.autoscaler?.tail() ?? "no controller" },
+    );
   }
 
   /** The bundled sandbox front with its container's environment, on loopback; the node's address is the test's API. */
@@ -422,7 +570,14 @@ export class GatewayRig {
     // The deploy writes the node's address into a file; here the address is the test's API on loopback.
     const { SANDBOX_NODE_URL_FILE: _file, ...env } = rendered;
     this.sandboxFront = ManagedProcess.start("sandbox-front", process.execPath, [bundle], {
-      env: { PATH: process.env.PATH ?? "", ...remapForLoopback(env, this.loopback), SANDBOX_FRONT_HOST: "127.0.0.1", SANDBOX_FRONT_PORT: String(this.sandboxFrontPort), SANDBOX_NODE_URL: options.nodeUrl, SANDBOX_NODE_TOKEN: options.token },
+      env: {
+        PATH: process.env.PATH ?? "",
+        ...remapForLoopback(env, this.loopback),
+        SANDBOX_FRONT_HOST: "127.0.0.1",
+        SANDBOX_FRONT_PORT: String(this.sandboxFrontPort),
+        SANDBOX_NODE_URL: options.nodeUrl,
+        SANDBOX_NODE_TOKEN: options.token,
+      },
     });
   }
 
@@ -441,26 +596,70 @@ export class GatewayRig {
    * own static file (entry points, JSON access log, Prometheus metrics), "bare" a minimal one (an
    * entry point and the routes file). Its web port, and pprof's when `pprofPort` is given.
    */
-  async startTraefikAlone(kind: "observed" | "bare", pprofPort?: number): Promise<{ readonly process: ManagedProcess; readonly port: number }> {
+  async startTraefikAlone(
+    kind: "observed" | "bare",
+    pprofPort?: number,
+  ): Promise<{ readonly process: ManagedProcess; readonly port: number }> {
     const dir = path.join(this.dir, `traefik-alone-${kind}`);
     const dirs = { static: path.join(dir, "static"), dynamic: path.join(dir, "dynamic") };
     for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
     const [web, websecure, legacy, metrics] = await Promise.all(Array.from({ length: 4 }, () => freeLoopbackPort()));
     const map: LoopbackMap = {
-      ports: new Map([...this.loopback.ports, [":80", web], [":443", websecure], [":8100", legacy], [":8082", metrics]]),
-      paths: new Map([["/etc/traefik", dirs.static], ["/var/lib/traefik/dynamic", dirs.dynamic]]),
+      ports: new Map([
+        ...this.loopback.ports,
+        [":80", web],
+        [":443", websecure],
+        [":8100", legacy],
+        [":8082", metrics],
+      ]),
+      paths: new Map([
+        ["/etc/traefik", dirs.static],
+        ["/var/lib/traefik/dynamic", dirs.dynamic],
+      ]),
     };
     const observed = remapForLoopback(this.variants["gpu-off"].staticDoc, map);
-    const bare = { global: observed.global, log: observed.log, entryPoints: { web: (observed.entryPoints as Record<string, unknown>).web }, providers: observed.providers };
+    const bare = {
+      global: observed.global,
+      log: observed.log,
+      entryPoints: { web: (observed.entryPoints as Record<string, unknown>).web },
+      providers: observed.providers,
+    };
     const doc: Record<string, unknown> = kind === "observed" ? observed : bare;
-    const debug = pprofPort ? { api: { debug: true, insecure: true }, entryPoints: { ...(doc.entryPoints as object), traefik: { address: `127.0.0.1:${pprofPort}` } } } : {};
+    const debug = pprofPort
+      ? {
+          api: { debug: true, insecure: true },
+          entryPoints: { ...(doc.entryPoints as object), traefik: { address: `127.0.0.1:${pprofPort}` } },
+        }
+      : {};
     writeFileSync(path.join(dirs.static, "traefik.yml"), renderYaml({ ...doc, ...debug }));
     const backend = `http://127.0.0.1:${this.standIns.fallback!.port}`;
-    writeFileSync(path.join(dirs.dynamic, "routes.yml"), renderYaml({ http: { routers: { coder: { entryPoints: ["web"], rule: "PathPrefix(`/`)", service: "coder" } }, services: { coder: { loadBalancer: { servers: [{ url: backend }] } } } } }));
+    writeFileSync(
+      path.join(dirs.dynamic, "routes.yml"),
+      renderYaml({
+        http: {
+          routers: { coder: { entryPoints: ["web"], rule: "PathPrefix(`/`)", service: "coder" } },
+          services: { coder: { loadBalancer: { servers: [{ url: backend }] } } },
+        },
+      }),
+    );
     const env = { PATH: process.env.PATH ?? "", ...this.variants["gpu-off"].gatewayEnv };
-    const alone = ManagedProcess.start(`traefik-alone-${kind}`, traefikBinaryPath(), [`--configFile=${path.join(dirs.static, "traefik.yml")}`], { env, stdoutFile: path.join(dir, "traefik.log") });
+    const alone = ManagedProcess.start(
+      `traefik-alone-${kind}`,
+      traefikBinaryPath(),
+      [`--configFile=${path.join(dirs.static, "traefik.yml")}`],
+      { env, stdoutFile: path.join(dir, "traefik.log") },
+    );
     this.extraProcesses.push(alone);
-    await waitFor(`Traefik alone (${kind}) to proxy`, async () => (await rigRequest(web, { path: "/v1/models", headers: { authorization: `Bearer ${RIG_BACKEND_KEY}` } }).then((r) => r.status, () => 0)) === 200, 15_000, { context: () => alone.tail() });
+    await waitFor(
+      `Traefik alone (${kind}) to proxy`,
+      async () =>
+        (await rigRequest(web, { path: "/v1/models", headers: { authorization: `Bearer ${RIG_BACKEND_KEY}` } }).then(
+          (r) => r.status,
+          () => 0,
+        )) === 200,
+      15_000,
+      { context: () => alone.tail() },
+    );
     return { process: alone, port: web };
   }
 
@@ -472,7 +671,12 @@ export class GatewayRig {
   /** Starts the gatekeeper again with the same environment, and waits until it is healthy. */
   async startGatekeeper(): Promise<void> {
     this.gatekeeper = this.startGatekeeperProcess();
-    await waitFor("the gatekeeper to be healthy again", async () => (await rawGet(this.gatekeeperPort, "/healthz")) === 200, 15_000, { context: () => this.gatekeeper.tail() });
+    await waitFor(
+      "the gatekeeper to be healthy again",
+      async () => (await rawGet(this.gatekeeperPort, "/healthz")) === 200,
+      15_000,
+      { context: () => this.gatekeeper.tail() },
+    );
   }
 
   /**
@@ -483,10 +687,21 @@ export class GatewayRig {
     const [port, tlsPort] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);
     const dir = mkdtempSync(path.join(this.dir, "replica-"));
     const process_ = ManagedProcess.start("gatekeeper-2", process.execPath, [this.gatekeeperBundle], {
-      env: { ...this.gatekeeperEnv, GATEKEEPER_PORT: String(port), GATEKEEPER_TLS_PORT: String(tlsPort), GATEKEEPER_SPOOL_DIR: path.join(dir, "spool"), GATEKEEPER_STATE_DIR: path.join(dir, "state") },
+      env: {
+        ...this.gatekeeperEnv,
+        GATEKEEPER_PORT: String(port),
+        GATEKEEPER_TLS_PORT: String(tlsPort),
+        GATEKEEPER_SPOOL_DIR: path.join(dir, "spool"),
+        GATEKEEPER_STATE_DIR: path.join(dir, "state"),
+      },
     });
     this.replicas.push(process_);
-    await waitFor("the second gatekeeper to be healthy", async () => (await rawGet(port, "/healthz").catch(() => 0)) === 200, 15_000, { context: () => process_.tail() });
+    await waitFor(
+      "the second gatekeeper to be healthy",
+      async () => (await rawGet(port, "/healthz").catch(() => 0)) === 200,
+      15_000,
+      { context: () => process_.tail() },
+    );
     return { process: process_, port };
   }
 
@@ -527,10 +742,15 @@ export class GatewayRig {
 
   /** Waits until the gatekeeper's spool is fully shipped to PostgreSQL. */
   async auditShipped(timeoutMs = 20_000): Promise<void> {
-    await waitFor("the audit spool to be shipped", async () => {
-      const health = await rigRequest(this.gatekeeperPort, { path: "/healthz" });
-      return health.json?.spool?.unshippedBytes === 0;
-    }, timeoutMs, { context: () => this.gatekeeper.tail() });
+    await waitFor(
+      "the audit spool to be shipped",
+      async () => {
+        const health = await rigRequest(this.gatekeeperPort, { path: "/healthz" });
+        return health.json?.spool?.unshippedBytes === 0;
+      },
+      timeoutMs,
+      { context: () => this.gatekeeper.tail() },
+    );
   }
 
   /** Writes the routes file of a variant the way infra/containers.ts does: a temp file, then a rename. */
@@ -543,7 +763,10 @@ export class GatewayRig {
 
   /** Where the drain script reads that Traefik applied the routes file, on this machine. */
   get reload(): { routesFile: string; metricsUrl: string } {
-    return { routesFile: path.join(this.loopback.paths!.get("/var/lib/traefik/dynamic")!, "routes.yml"), metricsUrl: `http://127.0.0.1:${this.entry.metrics}/metrics` };
+    return {
+      routesFile: path.join(this.loopback.paths!.get("/var/lib/traefik/dynamic")!, "routes.yml"),
+      metricsUrl: `http://127.0.0.1:${this.entry.metrics}/metrics`,
+    };
   }
 
   /** The parsed routes file a variant renders (before remapping). */
@@ -559,7 +782,12 @@ export class GatewayRig {
   /** Starts (or restarts) the GPU vLLM stand-ins on their fixed ports. */
   async startGpu(options: Partial<StandInOptions> = {}): Promise<void> {
     this.standIns.gpuCoder = await startStandIn({ program: "vllm", ...options, port: this.gpuPorts.coder });
-    this.standIns.gpuOcr = await startStandIn({ program: "vllm", model: "deepseek-ocr", ...options, port: this.gpuPorts.ocr });
+    this.standIns.gpuOcr = await startStandIn({
+      program: "vllm",
+      model: "deepseek-ocr",
+      ...options,
+      port: this.gpuPorts.ocr,
+    });
   }
 
   async stopGpu(): Promise<void> {
@@ -579,12 +807,28 @@ export class GatewayRig {
   }
 
   /** A request through the gateway's public entry point (or `port`). */
-  request(options: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer; localAddress?: string; port?: number }): Promise<RigResponse> {
+  request(options: {
+    method?: string;
+    path: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+    localAddress?: string;
+    port?: number;
+  }): Promise<RigResponse> {
     return rigRequest(options.port ?? this.entry.web, options);
   }
 
   async stop(): Promise<void> {
-    await Promise.all([...this.replicas.map((r) => r.stop()), this.traefik?.stop(), this.gatekeeper?.stop(), this.nginx?.stop(), this.autoscaler?.stop(), this.sandboxFront?.stop(), this.embeddings?.stop(), ...this.extraProcesses.map((p) => p.stop())]);
+    await Promise.all([
+      ...this.replicas.map((r) => r.stop()),
+      this.traefik?.stop(),
+      this.gatekeeper?.stop(),
+      this.nginx?.stop(),
+      this.autoscaler?.stop(),
+      this.sandboxFront?.stop(),
+      this.embeddings?.stop(),
+      ...this.extraProcesses.map((p) => p.stop()),
+    ]);
     await Promise.all([...Object.values(this.standIns), this.grafana].map((s) => s?.close()));
     await this.postgres?.destroy();
     rmSync(this.dir, { recursive: true, force: true });
@@ -601,9 +845,19 @@ export interface RigResponse {
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
-export function rigRequest(port: number, options: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer; localAddress?: string }): Promise<RigResponse> {
+export function rigRequest(
+  port: number,
+  options: {
+    method?: string;
+    path: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+    localAddress?: string;
+  },
+): Promise<RigResponse> {
   return new Promise((resolve, reject) => {
-    const body = options.body === undefined ? undefined : Buffer.isBuffer(options.body) ? options.body : Buffer.from(options.body);
+    const body =
+      options.body === undefined ? undefined : Buffer.isBuffer(options.body) ? options.body : Buffer.from(options.body);
     const req = http.request(
       {
         host: "127.0.0.1",

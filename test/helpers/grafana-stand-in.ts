@@ -24,7 +24,9 @@ export interface GrafanaStandIn {
 }
 
 /** @param options.host, options.port where to listen (a container image: 0.0.0.0 and GF_SERVER_HTTP_PORT); @default loopback, a free port */
-export async function startGrafanaStandIn(options: { host?: string; port?: number; onReceived?: (request: GrafanaReceived) => void } = {}): Promise<GrafanaStandIn> {
+export async function startGrafanaStandIn(
+  options: { host?: string; port?: number; onReceived?: (request: GrafanaReceived) => void } = {},
+): Promise<GrafanaStandIn> {
   const received: GrafanaReceived[] = [];
   const server = http.createServer((req, res) => {
     received.push({ url: req.url ?? "", headers: req.headers });

@@ -76,7 +76,16 @@ export interface FakeHub extends HubDeps {
 }
 
 /** The CLI's dependencies as recording stand-ins: no Pulumi CLI on the PATH, no cloud token, an empty Pulumi home unless the test sets them. */
-export function fakeHub(over: Partial<HubDeps> & { onPathPrograms?: readonly string[]; answers?: string[]; ops?: RecordingOps; teardown?: RecordingTeardown; volumes?: RecordingVolumes; pending?: MemoryPending } = {}): FakeHub {
+export function fakeHub(
+  over: Partial<HubDeps> & {
+    onPathPrograms?: readonly string[];
+    answers?: string[];
+    ops?: RecordingOps;
+    teardown?: RecordingTeardown;
+    volumes?: RecordingVolumes;
+    pending?: MemoryPending;
+  } = {},
+): FakeHub {
   let out = "";
   let err = "";
   const home = mkdtempSync(path.join(tmpdir(), "hub-cli-home-"));

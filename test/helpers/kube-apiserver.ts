@@ -53,7 +53,11 @@ export class TestApiServer {
     if (!bins) throw new Error(KUBE_MISSING_REASON);
     const dir = mkdtempSync(path.join(tmpdir(), "hub-kube-"));
     mkdirSync(path.join(dir, "certs"));
-    const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048, publicKeyEncoding: { type: "spki", format: "pem" }, privateKeyEncoding: { type: "pkcs8", format: "pem" } });
+    const { publicKey, privateKey } = generateKeyPairSync("rsa", {
+      modulusLength: 2048,
+      publicKeyEncoding: { type: "spki", format: "pem" },
+      privateKeyEncoding: { type: "pkcs8", format: "pem" },
+    });
     writeFileSync(path.join(dir, "sa.pub"), publicKey);
     writeFileSync(path.join(dir, "sa.key"), privateKey);
     const token = `hub-test-${Math.random().toString(36).slice(2)}`;
@@ -90,16 +94,26 @@ export class TestApiServer {
     ]);
     const url = `https://127.0.0.1:${secure}`;
     // The certificate appears once the server has generated it.
-    await waitFor("the API server's certificate", () => {
-      try {
-        readFileSync(path.join(dir, "certs", "apiserver.crt"));
-        return true;
-      } catch {
-        return false;
-      }
-    }, 60_000, { context: () => apiServer.tail() });
+    await waitFor(
+      "the API server's certificate",
+      () => {
+        try {
+          readFileSync(path.join(dir, "certs", "apiserver.crt"));
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      60_000,
+      { context: () => apiServer.tail() },
+    );
     const server = new TestApiServer(url, token, dir, etcd, apiServer);
-    await waitFor("the API server to be ready", async () => (await server.request("GET", "/readyz")).status === 200, 120_000, { intervalMs: 250, context: () => `${apiServer.tail()}\n${etcd.tail()}` });
+    await waitFor(
+      "the API server to be ready",
+      async () => (await server.request("GET", "/readyz")).status === 200,
+      120_000,
+      { intervalMs: 250, context: () => `${apiServer.tail()}\n${etcd.tail()}` },
+    );
     return server;
   }
 
@@ -114,20 +128,32 @@ export class TestApiServer {
   request(method: string, pathname: string, body?: unknown): Promise<ApiAnswer> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise((resolve, reject) => {
-      const req = https.request(`${this.url}${pathname}`, { method, agent: this.agent, headers: { Authorization: `Bearer ${this.token}`, Accept: "application/json", ...(payload ? { "Content-Type": "application/json" } : {}) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString();
-          let parsed: Record<string, unknown>;
-          try {
-            parsed = JSON.parse(text) as Record<string, unknown>;
-          } catch {
-            parsed = { text };
-          }
-          resolve({ status: res.statusCode ?? 0, body: parsed });
-        });
-      });
+      const req = https.request(
+        `${this.url}${pathname}`,
+        {
+          method,
+          agent: this.agent,
+          headers: {
+            Authorization: `Bearer ${this.token}`,
+            Accept: "application/json",
+            ...(payload ? { "Content-Type": "application/json" } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            const text = Buffer.concat(chunks).toString();
+            let parsed: Record<string, unknown>;
+            try {
+              parsed = JSON.parse(text) as Record<string, unknown>;
+            } catch {
+              parsed = { text };
+            }
+            resolve({ status: res.statusCode ?? 0, body: parsed });
+          });
+        },
+      );
       req.on("error", reject);
       if (payload) req.write(payload);
       req.end();
@@ -140,7 +166,8 @@ export class TestApiServer {
     let resources = this.discovery.get(base);
     if (!resources) {
       const answer = await this.request("GET", base);
-      if (answer.status !== 200) throw new Error(`discovery of ${base} answered ${answer.status}: ${JSON.stringify(answer.body).slice(0, 300)}`);
+      if (answer.status !== 200)
+        throw new Error(`discovery of ${base} answered ${answer.status}: ${JSON.stringify(answer.body).slice(0, 300)}`);
       resources = (answer.body.resources as ApiResource[]).filter((r) => !r.name.includes("/"));
       this.discovery.set(base, resources);
     }
@@ -153,13 +180,21 @@ export class TestApiServer {
   /** Creates an object for real (namespaces, CRDs: what dry-run needs to exist). */
   async create(object: Record<string, unknown>): Promise<ApiAnswer> {
     const meta = object.metadata as { namespace?: string };
-    return this.request("POST", await this.collectionPath(object.apiVersion as string, object.kind as string, meta.namespace), object);
+    return this.request(
+      "POST",
+      await this.collectionPath(object.apiVersion as string, object.kind as string, meta.namespace),
+      object,
+    );
   }
 
   /** Server-side dry-run with strict field validation: admission, defaulting, validation, CEL; nothing is stored. */
   async dryRun(object: Record<string, unknown>): Promise<ApiAnswer> {
     const meta = object.metadata as { namespace?: string };
-    return this.request("POST", `${await this.collectionPath(object.apiVersion as string, object.kind as string, meta.namespace)}?dryRun=All&fieldValidation=Strict`, object);
+    return this.request(
+      "POST",
+      `${await this.collectionPath(object.apiVersion as string, object.kind as string, meta.namespace)}?dryRun=All&fieldValidation=Strict`,
+      object,
+    );
   }
 
   /** Installs every CustomResourceDefinition in a YAML stream and waits until each is Established. */
@@ -170,15 +205,24 @@ export class TestApiServer {
     const names: string[] = [];
     for (const crd of crds) {
       const answer = await this.create(crd);
-      if (answer.status !== 201 && answer.status !== 409) throw new Error(`installing CRD ${(crd.metadata as { name: string }).name} answered ${answer.status}: ${JSON.stringify(answer.body).slice(0, 500)}`);
+      if (answer.status !== 201 && answer.status !== 409)
+        throw new Error(
+          `installing CRD ${(crd.metadata as { name: string }).name} answered ${answer.status}: ${JSON.stringify(answer.body).slice(0, 500)}`,
+        );
       names.push((crd.metadata as { name: string }).name);
     }
     for (const name of names) {
-      await waitFor(`CRD ${name} to be Established`, async () => {
-        const answer = await this.request("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
-        const conditions = ((answer.body.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? []);
-        return conditions.some((c) => c.type === "Established" && c.status === "True");
-      }, 30_000, { intervalMs: 100 });
+      await waitFor(
+        `CRD ${name} to be Established`,
+        async () => {
+          const answer = await this.request("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
+          const conditions =
+            (answer.body.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? [];
+          return conditions.some((c) => c.type === "Established" && c.status === "True");
+        },
+        30_000,
+        { intervalMs: 100 },
+      );
     }
     this.discovery.clear();
     return names;
@@ -186,4 +230,5 @@ export class TestApiServer {
 }
 
 /** A refusal's message: the API server's Status.message. */
-export const statusMessage = (answer: ApiAnswer): string => String(answer.body.message ?? JSON.stringify(answer.body).slice(0, 500));
+export const statusMessage = (answer: ApiAnswer): string =>
+  String(answer.body.message ?? JSON.stringify(answer.body).slice(0, 500));

@@ -25,12 +25,21 @@ export interface CrdSource {
 
 export const CRD_SOURCES: readonly CrdSource[] = [
   { name: "Traefik", module: TRAEFIK_MODULE, version: TRAEFIK_VERSION, files: [TRAEFIK_CRDS_FILE] },
-  { name: "KEDA", module: KEDA_CHART.module, version: KEDA_CHART.moduleVersion, files: ["config/crd/bases/keda.sh_scaledobjects.yaml", "config/crd/bases/keda.sh_triggerauthentications.yaml"] },
+  {
+    name: "KEDA",
+    module: KEDA_CHART.module,
+    version: KEDA_CHART.moduleVersion,
+    files: ["config/crd/bases/keda.sh_scaledobjects.yaml", "config/crd/bases/keda.sh_triggerauthentications.yaml"],
+  },
 ];
 
 /** Where the proxy's module is on disk, without blocking the test worker (a download can take a while). */
 async function moduleDir(module: string, version: string): Promise<string> {
-  const { stdout } = await run(goBinary(`${module}@${version}`), ["mod", "download", "-json", `${module}@${version}`], { cwd: tmpdir(), env: { ...process.env, GOTOOLCHAIN: "local", GOWORK: "off", GOFLAGS: "-mod=mod" }, maxBuffer: 16 * 1024 * 1024 });
+  const { stdout } = await run(goBinary(`${module}@${version}`), ["mod", "download", "-json", `${module}@${version}`], {
+    cwd: tmpdir(),
+    env: { ...process.env, GOTOOLCHAIN: "local", GOWORK: "off", GOFLAGS: "-mod=mod" },
+    maxBuffer: 16 * 1024 * 1024,
+  });
   const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
   if (!dir || !existsSync(dir)) throw new Error(`go mod download ${module}@${version} gave no directory`);
   return dir;

@@ -34,7 +34,11 @@ export function llamaServerArgProblems(args: readonly string[]): string[] {
     const arg = args[i];
     const known = byName.get(arg);
     if (!known) {
-      problems.push(arg.startsWith("-") ? `${arg} is not an option of llama-server ${LLAMA_REFERENCE.tag}` : `stray value ${JSON.stringify(arg)} at position ${i}`);
+      problems.push(
+        arg.startsWith("-")
+          ? `${arg} is not an option of llama-server ${LLAMA_REFERENCE.tag}`
+          : `stray value ${JSON.stringify(arg)} at position ${i}`,
+      );
       continue;
     }
     if (!known.takesValue) {
@@ -50,7 +54,8 @@ export function llamaServerArgProblems(args: readonly string[]): string[] {
       continue;
     }
     const choiceKey = known.option.names.find((n) => LLAMA_REFERENCE.choices[n]);
-    if (choiceKey && !LLAMA_REFERENCE.choices[choiceKey].includes(value)) problems.push(`${arg} ${value} is not one of ${LLAMA_REFERENCE.choices[choiceKey].join(", ")}`);
+    if (choiceKey && !LLAMA_REFERENCE.choices[choiceKey].includes(value))
+      problems.push(`${arg} ${value} is not one of ${LLAMA_REFERENCE.choices[choiceKey].join(", ")}`);
     i++;
   }
   return problems;

@@ -8,7 +8,9 @@ export const SHARED = path.resolve(ROOT, "../shared");
  * The real programs' schemas and argument lists: ../shared/reference where the workplace lays it
  * out, else the byte-identical copy in test/fixtures/reference (a plain clone, e.g. on GitHub).
  */
-export const REFERENCE = existsSync(path.join(SHARED, "reference")) ? path.join(SHARED, "reference") : path.join(ROOT, "test/fixtures/reference");
+export const REFERENCE = existsSync(path.join(SHARED, "reference"))
+  ? path.join(SHARED, "reference")
+  : path.join(ROOT, "test/fixtures/reference");
 
 /** Loads stack-file text the way the plan and `pulumi up` do. */
 export function loadText(text: string): LoadResult {

@@ -31,7 +31,10 @@ export class UnmappedAddressError extends Error {}
 export function remapForLoopback<T>(doc: T, map: LoopbackMap): T {
   const port = (key: string, where: string): number => {
     const mapped = map.ports.get(key);
-    if (mapped === undefined) throw new UnmappedAddressError(`${where}: ${key} has no loopback port in the rig (known: ${[...map.ports.keys()].join(", ")})`);
+    if (mapped === undefined)
+      throw new UnmappedAddressError(
+        `${where}: ${key} has no loopback port in the rig (known: ${[...map.ports.keys()].join(", ")})`,
+      );
     return mapped;
   };
   const remapString = (text: string, where: string): string => {
@@ -51,11 +54,14 @@ export function remapForLoopback<T>(doc: T, map: LoopbackMap): T {
     if (typeof value === "string") return remapString(value, where);
     if (Array.isArray(value)) {
       // nginx: ["listen", 8080]
-      if (value[0] === "listen" && value.length === 2 && typeof value[1] === "number") return ["listen", `${LOOPBACK}:${port(`:${value[1]}`, where)}`];
+      if (value[0] === "listen" && value.length === 2 && typeof value[1] === "number")
+        return ["listen", `${LOOPBACK}:${port(`:${value[1]}`, where)}`];
       return value.map((v, i) => walk(v, `${where}[${i}]`));
     }
     if (value !== null && typeof value === "object") {
-      return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, walk(v, where ? `${where}.${k}` : k)]));
+      return Object.fromEntries(
+        Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, walk(v, where ? `${where}.${k}` : k)]),
+      );
     }
     return value;
   };

@@ -29,17 +29,31 @@ export const T = {
 } as const;
 
 /** Runs the real program under Pulumi's mocks with plain settings (and secret ones). */
-export async function runProgram(settings: Record<string, unknown>, opts: { stack?: string; secrets?: Record<string, string>; env?: DeployEnvironment } = {}): Promise<ProgramRun> {
+export async function runProgram(
+  settings: Record<string, unknown>,
+  opts: { stack?: string; secrets?: Record<string, string>; env?: DeployEnvironment } = {},
+): Promise<ProgramRun> {
   const config = engineConfig(settings);
   for (const [k, v] of Object.entries(opts.secrets ?? {})) config[`${PROJECT}:${k}`] = v;
   takeArtifacts();
-  const run = await runUnderMocks(() => hubProgram(opts.env ?? testEnvironment()), opts.stack ?? String(settings.tier ?? "test"), config, Object.keys(opts.secrets ?? {}).map((k) => `${PROJECT}:${k}`));
+  const run = await runUnderMocks(
+    () => hubProgram(opts.env ?? testEnvironment()),
+    opts.stack ?? String(settings.tier ?? "test"),
+    config,
+    Object.keys(opts.secrets ?? {}).map((k) => `${PROJECT}:${k}`),
+  );
   const artifacts = [];
-  for (const a of takeArtifacts()) artifacts.push({ kind: a.kind, node: a.node, path: a.path, content: String(await presentInput(a.content)) });
+  for (const a of takeArtifacts())
+    artifacts.push({ kind: a.kind, node: a.node, path: a.path, content: String(await presentInput(a.content)) });
   const byType = (type: string) => run.resources.filter((r) => r.type === type);
   const one = (type: string, name: string) => {
     const found = run.resources.find((r) => r.type === type && r.name === name);
-    if (!found) throw new Error(`no ${type} named ${name}; have ${byType(type).map((r) => r.name).join(", ")}`);
+    if (!found)
+      throw new Error(
+        `no ${type} named ${name}; have ${byType(type)
+          .map((r) => r.name)
+          .join(", ")}`,
+      );
     return found;
   };
   return { resources: run.resources, outputs: run.outputs, artifacts, byType, one, engineLog: run.engineLog };

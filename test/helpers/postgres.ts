@@ -49,8 +49,15 @@ function serverOsUser(): { readonly name: string; readonly uid: number; readonly
   };
   const existing = lookup(SUPERUSER) ?? lookup(FALLBACK_OS_USER);
   if (existing) return existing;
-  const created = spawnSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_OS_USER], { encoding: "utf8" });
-  if (created.status !== 0) throw new Error(`running as root, PostgreSQL needs an unprivileged user; useradd ${FALLBACK_OS_USER} failed: ${created.stderr}`);
+  const created = spawnSync(
+    "useradd",
+    ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_OS_USER],
+    { encoding: "utf8" },
+  );
+  if (created.status !== 0)
+    throw new Error(
+      `running as root, PostgreSQL needs an unprivileged user; useradd ${FALLBACK_OS_USER} failed: ${created.stderr}`,
+    );
   const user = lookup(FALLBACK_OS_USER);
   if (!user) throw new Error(`user ${FALLBACK_OS_USER} was created but cannot be looked up`);
   return user;
@@ -107,7 +114,18 @@ export class PostgresCluster {
     }
     const cluster = new PostgresCluster(binaries, dir, await freeLoopbackPort(), user?.name);
     // --no-sync: a throwaway cluster needs no durable initdb.
-    await cluster.run("initdb", ["-D", cluster.dataDir, "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
+    await cluster.run("initdb", [
+      "-D",
+      cluster.dataDir,
+      "-U",
+      SUPERUSER,
+      "-A",
+      "trust",
+      "-E",
+      "UTF8",
+      "--locale=C",
+      "--no-sync",
+    ]);
     await cluster.start();
     return cluster;
   }
@@ -131,7 +149,14 @@ export class PostgresCluster {
   async start(): Promise<void> {
     // fsync off: the tests stop the server, never the machine, and a commit still write()s its WAL
     // to the OS. synchronous_commit stays on: off, a crash (-m immediate) loses acknowledged commits.
-    const serverOptions = [`-p ${this.port}`, "-c listen_addresses=127.0.0.1", `-c unix_socket_directories=${this.dir}`, "-c fsync=off", "-c full_page_writes=off", "-c max_connections=50"].join(" ");
+    const serverOptions = [
+      `-p ${this.port}`,
+      "-c listen_addresses=127.0.0.1",
+      `-c unix_socket_directories=${this.dir}`,
+      "-c fsync=off",
+      "-c full_page_writes=off",
+      "-c max_connections=50",
+    ].join(" ");
     await this.run("pg_ctl", ["-D", this.dataDir, "-l", this.logFile, "-o", serverOptions, "-w", "-t", "60", "start"]);
     this.running = true;
     liveClusters.add(this);
@@ -158,7 +183,8 @@ export class PostgresCluster {
 
   /** A fresh, empty database; returns its URL. */
   async createDatabase(name: string): Promise<string> {
-    if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`database name ${name} must be a plain lower-case identifier`);
+    if (!/^[a-z_][a-z0-9_]*$/.test(name))
+      throw new Error(`database name ${name} must be a plain lower-case identifier`);
     const client = new Client({ connectionString: this.url() });
     await client.connect();
     try {

@@ -41,9 +41,18 @@ export class ManagedProcess {
    * @param options.stdoutFile write stdout to this file instead of keeping it (a benchmark must not
    *   spend the client's CPU reading an access log); stderr is still kept.
    */
-  static start(name: string, file: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; stdoutFile?: string } = {}): ManagedProcess {
+  static start(
+    name: string,
+    file: string,
+    args: readonly string[],
+    options: { env?: NodeJS.ProcessEnv; cwd?: string; stdoutFile?: string } = {},
+  ): ManagedProcess {
     const stdout = options.stdoutFile ? openSync(options.stdoutFile, "a") : "pipe";
-    const child = spawn(file, [...args], { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", stdout, "pipe"] });
+    const child = spawn(file, [...args], {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: ["ignore", stdout, "pipe"],
+    });
     if (typeof stdout === "number") closeSync(stdout);
     const managed = new ManagedProcess(name, child);
     live.add(managed);
@@ -92,7 +101,12 @@ export class ManagedProcess {
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Polls `probe` until it returns true; a readiness poll instead of a fixed sleep. */
-export async function waitFor(what: string, probe: () => Promise<boolean> | boolean, timeoutMs: number, options: { intervalMs?: number; context?: () => string } = {}): Promise<void> {
+export async function waitFor(
+  what: string,
+  probe: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  options: { intervalMs?: number; context?: () => string } = {},
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError = "";
   for (;;) {
@@ -101,7 +115,10 @@ export async function waitFor(what: string, probe: () => Promise<boolean> | bool
     } catch (error) {
       lastError = (error as Error).message;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ""}${options.context ? `\n${options.context()}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ""}${options.context ? `\n${options.context()}` : ""}`,
+      );
     await sleep(options.intervalMs ?? 50);
   }
 }

@@ -1,5 +1,12 @@
 import { execFile, spawnSync } from "node:child_process";
-import { AMTOOL, builtToolVersion, missingReason, PROMTOOL, toolBinaryPath, type PrometheusTool } from "../../tools/prometheus-tools";
+import {
+  AMTOOL,
+  builtToolVersion,
+  missingReason,
+  PROMTOOL,
+  toolBinaryPath,
+  type PrometheusTool,
+} from "../../tools/prometheus-tools";
 
 /**
  * promtool / amtool for tests: the binary when it is built at the pinned image's version, else
@@ -14,7 +21,10 @@ export const PROMTOOL_BINARY = toolOrUndefined(PROMTOOL);
 export const AMTOOL_BINARY = toolOrUndefined(AMTOOL);
 
 export function toolsMissing(): string | undefined {
-  const missing = [PROMTOOL_BINARY ? undefined : missingReason(PROMTOOL), AMTOOL_BINARY ? undefined : missingReason(AMTOOL)].filter(Boolean);
+  const missing = [
+    PROMTOOL_BINARY ? undefined : missingReason(PROMTOOL),
+    AMTOOL_BINARY ? undefined : missingReason(AMTOOL),
+  ].filter(Boolean);
   return missing.length ? missing.join("; ") : undefined;
 }
 
@@ -29,10 +39,15 @@ export interface ToolRun {
  */
 export function runToolAsync(binary: string, args: readonly string[], cwd?: string): Promise<ToolRun> {
   return new Promise((resolve) => {
-    execFile(binary, [...args], { cwd, encoding: "utf8", timeout: 120_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const status = error ? (typeof error.code === "number" ? error.code : null) : 0;
-      resolve({ status, output: `${stdout ?? ""}${stderr ?? ""}` });
-    });
+    execFile(
+      binary,
+      [...args],
+      { cwd, encoding: "utf8", timeout: 120_000, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const status = error ? (typeof error.code === "number" ? error.code : null) : 0;
+        resolve({ status, output: `${stdout ?? ""}${stderr ?? ""}` });
+      },
+    );
   });
 }
 

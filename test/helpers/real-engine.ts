@@ -1,9 +1,23 @@
 import { execFile } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { build } from "esbuild";
-import type { LocalWorkspace as LocalWorkspaceClass, PulumiCommand as PulumiCommandClass, Stack } from "@pulumi/pulumi/automation";
+import type {
+  LocalWorkspace as LocalWorkspaceClass,
+  PulumiCommand as PulumiCommandClass,
+  Stack,
+} from "@pulumi/pulumi/automation";
 import { type DeployEnvironment, liveEnvironment } from "../../infra/environment";
 import { hubProgram } from "../../infra/program";
 import { UnwrittenSshFileStore } from "../../infra/ssh";
@@ -32,7 +46,8 @@ export const STAND_IN_PLUGINS = ["digitalocean", "random", "tls", "docker", "com
 const PASSPHRASE = "real-engine tests: throwaway passphrase";
 
 /** An OpenSSH public key for stacks that need one to `up` (the program refuses droplets nobody can log in to). */
-export const TEST_SSH_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBC5j5fVDWXmjbWiA7nJOh7gKPDlpK6g04k8grjTy2fE real-engine-test";
+export const TEST_SSH_PUBLIC_KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBC5j5fVDWXmjbWiA7nJOh7gKPDlpK6g04k8grjTy2fE real-engine-test";
 
 /** One call the stand-in providers received (see stand-in-plugins/provider.ts). */
 export interface ProviderCall {
@@ -52,7 +67,10 @@ export interface EngineRig {
   readonly backendDir: string;
   readonly env: Record<string, string>;
   /** A stack of the project, selected or created, running `program` (hubProgram by default) inline. */
-  stack(name: string, opts?: { program?: () => Promise<Record<string, unknown>>; env?: Record<string, string> }): Promise<Stack>;
+  stack(
+    name: string,
+    opts?: { program?: () => Promise<Record<string, unknown>>; env?: Record<string, string> },
+  ): Promise<Stack>;
   /** What the stand-in providers were asked since the last call (and forgets it). */
   takeProviderCalls(): ProviderCall[];
   /** Programs the stand-in language host started (a `pulumi` command run without --client). */
@@ -71,15 +89,32 @@ async function writeStandInPlugins(dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const bundled = async (source: string) => {
     const outfile = path.join(dir, source.replace(/\.ts$/, ".cjs"));
-    await build({ entryPoints: [path.join(__dirname, "stand-in-plugins", source)], bundle: true, platform: "node", format: "cjs", target: "node20", packages: "external", outfile, logLevel: "silent" });
+    await build({
+      entryPoints: [path.join(__dirname, "stand-in-plugins", source)],
+      bundle: true,
+      platform: "node",
+      format: "cjs",
+      target: "node20",
+      packages: "external",
+      outfile,
+      logLevel: "silent",
+    });
     return outfile;
   };
   const provider = await bundled("provider.ts");
   for (const name of STAND_IN_PLUGINS) {
-    writeFileSync(path.join(dir, `pulumi-resource-${name}`), `#!/bin/sh\n# STAND-IN for the ${name} provider plugin (inference-hub tests): echoes inputs, creates nothing.\nexec "${process.execPath}" "${provider}" ${name} "$@"\n`, { mode: 0o755 });
+    writeFileSync(
+      path.join(dir, `pulumi-resource-${name}`),
+      `#!/bin/sh\n# STAND-IN for the ${name} provider plugin (inference-hub tests): echoes inputs, creates nothing.\nexec "${process.execPath}" "${provider}" ${name} "$@"\n`,
+      { mode: 0o755 },
+    );
   }
   const host = await bundled("language-host.ts");
-  writeFileSync(path.join(dir, "pulumi-language-nodejs"), `#!/bin/sh\n# STAND-IN for the nodejs language host (inference-hub tests): starts the SDK's run entry as the real host does.\nexec "${process.execPath}" "${host}" "$@"\n`, { mode: 0o755 });
+  writeFileSync(
+    path.join(dir, "pulumi-language-nodejs"),
+    `#!/bin/sh\n# STAND-IN for the nodejs language host (inference-hub tests): starts the SDK's run entry as the real host does.\nexec "${process.execPath}" "${host}" "$@"\n`,
+    { mode: 0o755 },
+  );
 }
 
 /** The environment an engine test's program runs with: the deploying machine's address is a stand-in, nothing is written to ~/.ssh. */
@@ -90,13 +125,17 @@ export function engineTestEnvironment(): DeployEnvironment {
 export async function startEngineRig(): Promise<EngineRig> {
   if (!PULUMI_CLI) throw new Error(REAL_ENGINE_MISSING);
   // Loaded here: importing the Automation API is not free, and files that skip should not pay it.
-  const { LocalWorkspace, PulumiCommand } = (await import("@pulumi/pulumi/automation")) as { LocalWorkspace: typeof LocalWorkspaceClass; PulumiCommand: typeof PulumiCommandClass };
+  const { LocalWorkspace, PulumiCommand } = (await import("@pulumi/pulumi/automation")) as {
+    LocalWorkspace: typeof LocalWorkspaceClass;
+    PulumiCommand: typeof PulumiCommandClass;
+  };
   const root = mkdtempSync(path.join(tmpdir(), "real-engine-"));
   const projectDir = path.join(root, "project");
   const backendDir = path.join(root, "backend");
   const pluginDir = path.join(root, "plugins");
   const cliRoot = path.join(root, "cli");
-  for (const dir of [projectDir, backendDir, path.join(cliRoot, "bin"), path.join(root, "home")]) mkdirSync(dir, { recursive: true });
+  for (const dir of [projectDir, backendDir, path.join(cliRoot, "bin"), path.join(root, "home")])
+    mkdirSync(dir, { recursive: true });
   // The project as a checkout has it: the Pulumi files copied (the CLI writes to the stack files),
   // everything else (infra/, which the CLI checks `main` against, node_modules, ...) linked.
   for (const entry of readdirSync(ROOT)) {
@@ -131,22 +170,37 @@ export async function startEngineRig(): Promise<EngineRig> {
     async stack(name, opts = {}) {
       const program = opts.program ?? (() => hubProgram(engineTestEnvironment()));
       // workDir holds Pulumi.yaml, so the workspace uses the project file as shipped.
-      return LocalWorkspace.createOrSelectStack({ stackName: name, projectName: PROJECT, program }, { workDir: projectDir, pulumiCommand, envVars: { ...env, ...(opts.env ?? {}) } });
+      return LocalWorkspace.createOrSelectStack(
+        { stackName: name, projectName: PROJECT, program },
+        { workDir: projectDir, pulumiCommand, envVars: { ...env, ...(opts.env ?? {}) } },
+      );
     },
     languageHostStarts() {
       const log = env.STAND_IN_LANGUAGE_HOST_LOG;
-      return existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as ProgramStart) : [];
+      return existsSync(log)
+        ? readFileSync(log, "utf8")
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as ProgramStart)
+        : [];
     },
     takeProviderCalls() {
       if (!existsSync(callLog)) return [];
-      const calls = readFileSync(callLog, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as ProviderCall);
+      const calls = readFileSync(callLog, "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as ProviderCall);
       rmSync(callLog, { force: true });
       return calls;
     },
     async cli(args, stackName) {
       return new Promise((resolve) => {
-        execFile(PULUMI_CLI as string, [...args, "--stack", stackName, "--non-interactive"], { cwd: projectDir, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 32 * 1024 * 1024 }, (error, out, err) =>
-          resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout: out, stderr: err }),
+        execFile(
+          PULUMI_CLI as string,
+          [...args, "--stack", stackName, "--non-interactive"],
+          { cwd: projectDir, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 32 * 1024 * 1024 },
+          (error, out, err) =>
+            resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout: out, stderr: err }),
         );
       });
     },

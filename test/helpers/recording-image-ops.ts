@@ -49,7 +49,8 @@ export class RecordingImageOps implements ImageOps {
   async actionState(actionId: number) {
     const a = this.actionDroplet.get(actionId)!;
     const state = this.actionStates[Math.min(a.polls++, this.actionStates.length - 1)];
-    if (state === "completed" && !this.snapshots.some((s) => s.name === a.name)) this.snapshots.push({ id: String(9000 + actionId), name: a.name, regions: [this.region], sizeGB: this.sizeGB });
+    if (state === "completed" && !this.snapshots.some((s) => s.name === a.name))
+      this.snapshots.push({ id: String(9000 + actionId), name: a.name, regions: [this.region], sizeGB: this.sizeGB });
     return state;
   }
   async destroyDroplet(id: number) {

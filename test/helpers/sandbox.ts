@@ -29,7 +29,13 @@ export interface TestSandbox {
   readonly token: string;
   readonly stateDir: string;
   readonly cgroupParent: string;
-  call(method: string, target: string, body?: unknown, keyId?: string, headers?: Record<string, string>): Promise<{ status: number; json: any; headers: Headers }>;
+  call(
+    method: string,
+    target: string,
+    body?: unknown,
+    keyId?: string,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; json: any; headers: Headers }>;
   close(): Promise<void>;
 }
 
@@ -59,7 +65,16 @@ export async function startTestSandbox(label: string, env: Record<string, string
     stateDir,
     cgroupParent,
     async call(method, target, body, keyId = "k_test", headers = {}) {
-      const answer = await fetch(`${url}${target}`, { method, headers: { authorization: `Bearer ${token}`, "x-hub-key-id": keyId, "content-type": "application/json", ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+      const answer = await fetch(`${url}${target}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          "x-hub-key-id": keyId,
+          "content-type": "application/json",
+          ...headers,
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
       const text = await answer.text();
       return { status: answer.status, json: text ? JSON.parse(text) : undefined, headers: answer.headers };
     },
@@ -85,9 +100,16 @@ export function leftovers(stateDir: string, cgroupParent: string): Leftovers {
       // The process ended while being read.
     }
   }
-  const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")[1] ?? "").filter((m) => m.startsWith(`${stateDir}/`));
+  const mounts = readFileSync("/proc/mounts", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[1] ?? "")
+    .filter((m) => m.startsWith(`${stateDir}/`));
   const cgroups = readdirSync("/sys/fs/cgroup")
-    .map((c) => (existsSync(path.join("/sys/fs/cgroup", "cgroup.controllers")) ? path.join("/sys/fs/cgroup", cgroupParent) : path.join("/sys/fs/cgroup", c, cgroupParent)))
+    .map((c) =>
+      existsSync(path.join("/sys/fs/cgroup", "cgroup.controllers"))
+        ? path.join("/sys/fs/cgroup", cgroupParent)
+        : path.join("/sys/fs/cgroup", c, cgroupParent),
+    )
     .filter((d, i, all) => all.indexOf(d) === i && existsSync(d));
   const bundles = path.join(stateDir, "bundles");
   const files = existsSync(bundles) ? readdirSync(bundles) : [];

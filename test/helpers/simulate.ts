@@ -37,5 +37,8 @@ export const POLICY: PolicyConfig = {
 
 /** Requests as Mooncake JSONL: [seconds, prompt tokens, generated tokens]. */
 export const trace = (requests: readonly [number, number, number][]): Trace =>
-  readMooncake(requests.map(([t, i, o]) => JSON.stringify({ timestamp: t * 1000, input_length: i, output_length: o })).join("\n"), "test.jsonl", { seed: 1, typicalInputTokens: 1, typicalOutputTokens: 1 });
-
+  readMooncake(
+    requests.map(([t, i, o]) => JSON.stringify({ timestamp: t * 1000, input_length: i, output_length: o })).join("\n"),
+    "test.jsonl",
+    { seed: 1, typicalInputTokens: 1, typicalOutputTokens: 1 },
+  );

@@ -35,9 +35,17 @@ async function accepts(port: number): Promise<boolean> {
 export class LoopbackSshd {
   private process?: ChildProcess;
   log = "";
-  private constructor(readonly port: number, private readonly dir: string) {}
+  private constructor(
+    readonly port: number,
+    private readonly dir: string,
+  ) {}
 
-  static async start(dir: string, hostPrivateKey: string, authorizedKeys: readonly string[], port?: number): Promise<LoopbackSshd> {
+  static async start(
+    dir: string,
+    hostPrivateKey: string,
+    authorizedKeys: readonly string[],
+    port?: number,
+  ): Promise<LoopbackSshd> {
     if (!SSHD) throw new Error("sshd is not installed");
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     // sshd refuses to start without its privilege-separation directory (the Debian unit creates it).
@@ -98,6 +106,10 @@ export function systemSsh(options: readonly string[], port: number, env: { agent
   const childEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, LANG: "C" };
   if (env.agentSocket) childEnv.SSH_AUTH_SOCK = env.agentSocket;
   // The droplets take root; a test sshd run by another user can only let that user in.
-  const r = spawnSync("ssh", [...options, "-p", String(port), `${userInfo().username}@127.0.0.1`, "echo", "logged-in"], { encoding: "utf8", env: childEnv, timeout: 30_000 });
+  const r = spawnSync(
+    "ssh",
+    [...options, "-p", String(port), `${userInfo().username}@127.0.0.1`, "echo", "logged-in"],
+    { encoding: "utf8", env: childEnv, timeout: 30_000 },
+  );
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

@@ -57,7 +57,12 @@ export interface StandInOptions {
 }
 
 /** The stand-in's "tokens": words, with the end-of-text marker as one token of its own. */
-export const standInTokens = (text: string): string[] => text.replace(/<\|endoftext\|>/g, " <|endoftext|> ").toLowerCase().split(/[^a-z0-9<|>_]+/).filter(Boolean);
+export const standInTokens = (text: string): string[] =>
+  text
+    .replace(/<\|endoftext\|>/g, " <|endoftext|> ")
+    .toLowerCase()
+    .split(/[^a-z0-9<|>_]+/)
+    .filter(Boolean);
 
 /** Bag-of-words vector of a stand-in input (a text, or token ids), unit length. */
 export function standInVector(input: string | readonly number[], dimensions: number): number[] {
@@ -90,7 +95,11 @@ export interface StandIn {
 const MAX_JSON_BYTES = 1024 * 1024;
 
 /** A minimal MP3 frame header (MPEG-1 Layer III, 128 kbit/s, 44.1 kHz) so clients see audio/mpeg bytes. */
-const MP3_BYTES = Buffer.concat([Buffer.from("ID3\u0004\u0000\u0000\u0000\u0000\u0000\u0000", "latin1"), Buffer.from([0xff, 0xfb, 0x90, 0x64]), Buffer.alloc(413)]);
+const MP3_BYTES = Buffer.concat([
+  Buffer.from("ID3\u0004\u0000\u0000\u0000\u0000\u0000\u0000", "latin1"),
+  Buffer.from([0xff, 0xfb, 0x90, 0x64]),
+  Buffer.alloc(413),
+]);
 const WAV_HEADER = (() => {
   const b = Buffer.alloc(44);
   b.write("RIFF", 0, "latin1");
@@ -122,7 +131,11 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
 
   const json = (res: http.ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
-    res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text), "X-Stand-In": label });
+    res.writeHead(status, {
+      "Content-Type": "application/json",
+      "Content-Length": Buffer.byteLength(text),
+      "X-Stand-In": label,
+    });
     res.end(text);
   };
 
@@ -131,7 +144,11 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     object: chat ? "chat.completion" : "text_completion",
     created: Math.floor(Date.now() / 1000),
     model: typeof body.model === "string" ? body.model : model,
-    choices: [chat ? { index: 0, message: { role: "assistant", content: `answer from ${program}` }, finish_reason: "stop" } : { index: 0, text: `answer from ${program}`, finish_reason: "stop" }],
+    choices: [
+      chat
+        ? { index: 0, message: { role: "assistant", content: `answer from ${program}` }, finish_reason: "stop" }
+        : { index: 0, text: `answer from ${program}`, finish_reason: "stop" },
+    ],
     usage: { prompt_tokens: 5, completion_tokens: 4, total_tokens: 9 },
   });
 
@@ -142,11 +159,21 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     const pause = typeof body.chunk_interval_ms === "number" ? body.chunk_interval_ms : intervalMs;
     for (let i = 0; i < n; i++) {
       if (res.destroyed) return;
-      const delta = chat ? { index: 0, delta: i === 0 ? { role: "assistant", content: `chunk ${i} from ${program}` } : { content: ` chunk ${i}` }, finish_reason: null } : { index: 0, text: ` chunk ${i}`, finish_reason: null };
-      res.write(`data: ${JSON.stringify({ id, object: chat ? "chat.completion.chunk" : "text_completion", created: Math.floor(Date.now() / 1000), model, choices: [delta], sent_at_ms: Date.now() })}\n\n`);
+      const delta = chat
+        ? {
+            index: 0,
+            delta: i === 0 ? { role: "assistant", content: `chunk ${i} from ${program}` } : { content: ` chunk ${i}` },
+            finish_reason: null,
+          }
+        : { index: 0, text: ` chunk ${i}`, finish_reason: null };
+      res.write(
+        `data: ${JSON.stringify({ id, object: chat ? "chat.completion.chunk" : "text_completion", created: Math.floor(Date.now() / 1000), model, choices: [delta], sent_at_ms: Date.now() })}\n\n`,
+      );
       if (i < n - 1) await new Promise((r) => setTimeout(r, pause));
     }
-    res.write(`data: ${JSON.stringify({ id, object: chat ? "chat.completion.chunk" : "text_completion", created: Math.floor(Date.now() / 1000), model, choices: [chat ? { index: 0, delta: {}, finish_reason: "stop" } : { index: 0, text: "", finish_reason: "stop" }], sent_at_ms: Date.now() })}\n\n`);
+    res.write(
+      `data: ${JSON.stringify({ id, object: chat ? "chat.completion.chunk" : "text_completion", created: Math.floor(Date.now() / 1000), model, choices: [chat ? { index: 0, delta: {}, finish_reason: "stop" } : { index: 0, text: "", finish_reason: "stop" }], sent_at_ms: Date.now() })}\n\n`,
+    );
     res.end("data: [DONE]\n\n");
   }
 
@@ -159,35 +186,67 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
       try {
         body = JSON.parse(raw.toString("utf8")) as Record<string, unknown>;
       } catch {
-        return json(res, 400, { error: { message: "invalid JSON", type: "invalid_request_error", code: "invalid_json" } });
+        return json(res, 400, {
+          error: { message: "invalid JSON", type: "invalid_request_error", code: "invalid_json" },
+        });
       }
     }
-    const entry: ReceivedRequest = { at: Date.now(), method: req.method ?? "", url: req.url ?? "", headers: req.headers, bodyBytes: raw.length, json: Object.keys(body).length ? body : undefined };
+    const entry: ReceivedRequest = {
+      at: Date.now(),
+      method: req.method ?? "",
+      url: req.url ?? "",
+      headers: req.headers,
+      bodyBytes: raw.length,
+      json: Object.keys(body).length ? body : undefined,
+    };
     received.push(entry);
     options.onReceived?.(entry);
 
     if (path === "/health" || path === "/") {
       if (program === "coqui-tts" && path === "/") return json(res, 200, { status: "ok" });
-      return healthy ? json(res, 200, { status: "ok" }) : json(res, 503, { error: { message: "Loading model", type: "unavailable_error", code: 503 } });
+      return healthy
+        ? json(res, 200, { status: "ok" })
+        : json(res, 503, { error: { message: "Loading model", type: "unavailable_error", code: 503 } });
     }
     if (path === "/metrics" && program === "vllm") {
       res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4", "X-Stand-In": label });
-      res.end(`# stand-in\nvllm:num_requests_running{model_name="${model}"} ${inFlight - 1}\nvllm:num_requests_waiting{model_name="${model}"} 0\n`);
+      res.end(
+        `# stand-in\nvllm:num_requests_running{model_name="${model}"} ${inFlight - 1}\nvllm:num_requests_waiting{model_name="${model}"} 0\n`,
+      );
       return;
     }
     if (options.apiKey && path !== "/metrics") {
       const given = req.headers[options.apiKey.header];
-      const expected = options.apiKey.header === "authorization" ? `Bearer ${options.apiKey.value}` : options.apiKey.value;
-      if (given !== expected) return json(res, 401, { error: { message: "Invalid API Key", type: "authentication_error", code: 401 } });
+      const expected =
+        options.apiKey.header === "authorization" ? `Bearer ${options.apiKey.value}` : options.apiKey.value;
+      if (given !== expected)
+        return json(res, 401, { error: { message: "Invalid API Key", type: "authentication_error", code: 401 } });
     }
     if (program === "llama.cpp" && options.embeddings && path === "/v1/embeddings") {
       const { dimensions, ubatch } = options.embeddings;
       const input = body.input;
-      const prompts: (string | number[])[] = typeof input === "string" ? [input] : Array.isArray(input) && input.every((t) => typeof t === "number") ? [input as number[]] : Array.isArray(input) ? (input as (string | number[])[]) : [];
+      const prompts: (string | number[])[] =
+        typeof input === "string"
+          ? [input]
+          : Array.isArray(input) && input.every((t) => typeof t === "number")
+            ? [input as number[]]
+            : Array.isArray(input)
+              ? (input as (string | number[])[])
+              : [];
       const tokens = prompts.map((p) => (typeof p === "string" ? standInTokens(p).length : p.length));
-      if (prompts.length === 0 || tokens.some((n) => n === 0)) return json(res, 400, { error: { code: 400, message: "Input content cannot be empty", type: "invalid_request_error" } });
+      if (prompts.length === 0 || tokens.some((n) => n === 0))
+        return json(res, 400, {
+          error: { code: 400, message: "Input content cannot be empty", type: "invalid_request_error" },
+        });
       const tooLarge = tokens.find((n) => n > ubatch);
-      if (tooLarge !== undefined) return json(res, 500, { error: { code: 500, message: `input (${tooLarge} tokens) is too large to process. increase the physical batch size (current batch size: ${ubatch})`, type: "server_error" } });
+      if (tooLarge !== undefined)
+        return json(res, 500, {
+          error: {
+            code: 500,
+            message: `input (${tooLarge} tokens) is too large to process. increase the physical batch size (current batch size: ${ubatch})`,
+            type: "server_error",
+          },
+        });
       const base64 = body.encoding_format === "base64";
       const data = prompts.map((p, index) => {
         const v = standInVector(p, dimensions);
@@ -197,19 +256,38 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
         return { embedding: b.toString("base64"), index, object: "embedding", encoding_format: "base64" };
       });
       const n = tokens.reduce((a, x) => a + x, 0);
-      return json(res, 200, { model: typeof body.model === "string" ? body.model : model, object: "list", usage: { prompt_tokens: n, total_tokens: n }, data });
+      return json(res, 200, {
+        model: typeof body.model === "string" ? body.model : model,
+        object: "list",
+        usage: { prompt_tokens: n, total_tokens: n },
+        data,
+      });
     }
     // Backends of the real programs check the hub's internal key; so do these (the tests give it).
     if (program === "vllm" || program === "llama.cpp") {
-      if (path === "/v1/models") return json(res, 200, { object: "list", data: [{ id: model, object: "model", created: 0, owned_by: program }] });
+      if (path === "/v1/models")
+        return json(res, 200, {
+          object: "list",
+          data: [{ id: model, object: "model", created: 0, owned_by: program }],
+        });
       if (path === "/v1/chat/completions" || path === "/v1/completions") {
         const chat = path === "/v1/chat/completions";
         if (body.model !== undefined && body.model !== model) {
           // vLLM's own 404 for an unknown model, in its own OpenAI-format body: must reach the client intact.
-          return json(res, 404, { error: { message: `The model \`${String(body.model)}\` does not exist.`, type: "NotFoundError", param: "model", code: 404 } });
+          return json(res, 404, {
+            error: {
+              message: `The model \`${String(body.model)}\` does not exist.`,
+              type: "NotFoundError",
+              param: "model",
+              code: 404,
+            },
+          });
         }
         // An engine failure on request (vLLM answers 500 with its own message): what the gateway's door does with it.
-        if (typeof body.fail_status === "number") return json(res, body.fail_status, { error: { message: "stand-in engine failure", type: "InternalServerError", code: body.fail_status } });
+        if (typeof body.fail_status === "number")
+          return json(res, body.fail_status, {
+            error: { message: "stand-in engine failure", type: "InternalServerError", code: body.fail_status },
+          });
         if (body.stream === true) return stream(res, body, chat);
         if (typeof body.delay_ms === "number") await new Promise((r) => setTimeout(r, body.delay_ms as number));
         return json(res, 200, completion(body, chat));
@@ -223,17 +301,28 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     if (program === "coqui-tts" && path === "/v1/audio/speech") {
       const format = typeof body.response_format === "string" ? body.response_format : "mp3";
       const audio = format === "wav" ? WAV_HEADER : MP3_BYTES;
-      res.writeHead(200, { "Content-Type": format === "wav" ? "audio/wav" : "audio/mpeg", "Content-Length": audio.length, "X-Stand-In": label });
+      res.writeHead(200, {
+        "Content-Type": format === "wav" ? "audio/wav" : "audio/mpeg",
+        "Content-Length": audio.length,
+        "X-Stand-In": label,
+      });
       res.end(audio);
       return;
     }
     if (program === "docling-serve") {
-      const document = { document: { md_content: `# converted by ${program}`, filename: "doc.pdf" }, status: "success", stand_in: program };
-      if (path === "/v1/convert/file" || path === "/v1/convert/source") return json(res, 200, { ...document, bytes: raw.length });
+      const document = {
+        document: { md_content: `# converted by ${program}`, filename: "doc.pdf" },
+        status: "success",
+        stand_in: program,
+      };
+      if (path === "/v1/convert/file" || path === "/v1/convert/source")
+        return json(res, 200, { ...document, bytes: raw.length });
       if (path === "/v1/convert/file/async" || path === "/v1/convert/source/async") {
         const taskId = randomUUID();
         tasks.set(taskId, 0);
-        const upload = /filename="[^"]*\.(?:md|txt)"\r\nContent-Type: [^\r]*\r\n\r\n([\s\S]*?)\r\n--/.exec(raw.toString("utf8"));
+        const upload = /filename="[^"]*\.(?:md|txt)"\r\nContent-Type: [^\r]*\r\n\r\n([\s\S]*?)\r\n--/.exec(
+          raw.toString("utf8"),
+        );
         if (upload) taskText.set(taskId, upload[1]);
         return json(res, 200, { task_id: taskId, task_status: "pending", task_position: 1 });
       }
@@ -248,10 +337,25 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
       if (result) {
         if (!tasks.has(result[1])) return json(res, 404, { detail: "Task result not found." });
         const text = taskText.get(result[1]);
-        return json(res, 200, text === undefined ? document : { ...document, document: { ...document.document, md_content: `${document.document.md_content}\n\n${text}` } });
+        return json(
+          res,
+          200,
+          text === undefined
+            ? document
+            : {
+                ...document,
+                document: { ...document.document, md_content: `${document.document.md_content}\n\n${text}` },
+              },
+        );
       }
     }
-    return json(res, 404, { error: { message: `stand-in ${program} has no ${req.method} ${path}`, type: "invalid_request_error", code: "not_found" } });
+    return json(res, 404, {
+      error: {
+        message: `stand-in ${program} has no ${req.method} ${path}`,
+        type: "invalid_request_error",
+        code: "not_found",
+      },
+    });
   }
 
   const server = http.createServer((req, res) => {
@@ -261,7 +365,8 @@ export async function startStandIn(options: StandInOptions): Promise<StandIn> {
     req.on("data", (c: Buffer) => parts.push(c));
     req.on("end", () => {
       handle(req, res, Buffer.concat(parts)).catch((error: unknown) => {
-        if (!res.headersSent) json(res, 500, { error: { message: String(error), type: "server_error", code: "stand_in_error" } });
+        if (!res.headersSent)
+          json(res, 500, { error: { message: String(error), type: "server_error", code: "stand_in_error" } });
         else res.destroy();
       });
     });

@@ -13,6 +13,28 @@ export const OPENSSL_MISSING_REASON = 'no openssl (Debian package "openssl"; .ci
 export function selfSignedPair(dir: string, name: string): { readonly cert: string; readonly key: string } {
   mkdirSync(dir, { recursive: true });
   const [certFile, keyFile] = [path.join(dir, "cert.pem"), path.join(dir, "key.pem")];
-  execFileSync(OPENSSL_BINARY ?? "openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", `/CN=${name}`, "-addext", `subjectAltName=DNS:${name},IP:127.0.0.1`], { stdio: "ignore" });
+  execFileSync(
+    OPENSSL_BINARY ?? "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${name}`,
+      "-addext",
+      `subjectAltName=DNS:${name},IP:127.0.0.1`,
+    ],
+    { stdio: "ignore" },
+  );
   return { cert: readFileSync(certFile, "utf8"), key: readFileSync(keyFile, "utf8") };
 }

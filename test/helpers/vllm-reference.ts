@@ -32,9 +32,15 @@ export function vllmArgProblems(args: readonly string[]): string[] {
   const problems: string[] = [];
   const flags = new Set(ref.flags);
   // boolean_flags lists the --X form; its --no-X twin is a boolean too.
-  const booleans = new Set([...ref.boolean_flags, ...ref.boolean_flags.map((f) => f.replace(/^--/, "--no-")), ...ref.store_true_flags]);
-  if (args.length === 0 || args[0].startsWith("-")) problems.push(`the model must be the first, positional argument (got ${args[0]})`);
-  if (args.includes("--model")) problems.push("--model is deprecated in 0.24.0 and an error in 0.11.0: pass the model positionally");
+  const booleans = new Set([
+    ...ref.boolean_flags,
+    ...ref.boolean_flags.map((f) => f.replace(/^--/, "--no-")),
+    ...ref.store_true_flags,
+  ]);
+  if (args.length === 0 || args[0].startsWith("-"))
+    problems.push(`the model must be the first, positional argument (got ${args[0]})`);
+  if (args.includes("--model"))
+    problems.push("--model is deprecated in 0.24.0 and an error in 0.11.0: pass the model positionally");
   for (let i = 1; i < args.length; i++) {
     const arg = args[i];
     if (!arg.startsWith("-")) {
@@ -48,7 +54,8 @@ export function vllmArgProblems(args: readonly string[]): string[] {
     }
     if (ref.deprecated_flags.includes(name)) problems.push(`${arg} is deprecated`);
     if (booleans.has(name)) {
-      if (i + 1 < args.length && !args[i + 1].startsWith("-")) problems.push(`${arg} is a boolean flag but is followed by ${JSON.stringify(args[i + 1])}`);
+      if (i + 1 < args.length && !args[i + 1].startsWith("-"))
+        problems.push(`${arg} is a boolean flag but is followed by ${JSON.stringify(args[i + 1])}`);
       continue;
     }
     const value = args[i + 1];
@@ -58,7 +65,8 @@ export function vllmArgProblems(args: readonly string[]): string[] {
     }
     const allowed = ref.choices[name] ?? ref.other_choices[name]?.values;
     // Choice lists hold numbers for integer options (--max-lora-rank), strings for the rest.
-    if (allowed && !allowed.map(String).includes(value)) problems.push(`${arg} ${value} is not one of ${allowed.join(", ")}`);
+    if (allowed && !allowed.map(String).includes(value))
+      problems.push(`${arg} ${value} is not one of ${allowed.join(", ")}`);
     i++;
     if (MULTI_VALUE.has(name)) while (i + 1 < args.length && !args[i + 1].startsWith("-")) i++;
   }

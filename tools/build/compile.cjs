@@ -23,7 +23,16 @@
  */
 const fs = require("node:fs");
 const path = require("node:path");
-const { ROOT, MANIFEST_FILE, FORMAT, currentInputs, recordInputs, readManifest, checkFreshness, withBuildLock } = require("./freshness.cjs");
+const {
+  ROOT,
+  MANIFEST_FILE,
+  FORMAT,
+  currentInputs,
+  recordInputs,
+  readManifest,
+  checkFreshness,
+  withBuildLock,
+} = require("./freshness.cjs");
 
 /** The module that bundles the gatekeeper at plan time; compiled scripts get its output prebuilt. */
 const GATEKEEPER_BUNDLER = "programs/gatekeeper/bundle.ts";
@@ -82,7 +91,10 @@ function sourcePathsPlugin(outDir) {
   return {
     name: "source-paths",
     setup(build) {
-      build.onLoad({ filter: /\.[cm]?tsx?$/ }, (args) => ({ contents: withSourcePaths(fs.readFileSync(args.path, "utf8"), args.path, outDir), loader: "ts" }));
+      build.onLoad({ filter: /\.[cm]?tsx?$/ }, (args) => ({
+        contents: withSourcePaths(fs.readFileSync(args.path, "utf8"), args.path, outDir),
+        loader: "ts",
+      }));
     },
   };
 }
@@ -104,7 +116,11 @@ function prebuiltBundlePlugin(root, outDir, bundler, text) {
     name: `prebuilt-${bundler.name}`,
     setup(build) {
       build.onResolve({ filter: new RegExp(`^${original}$`) }, () => ({ path: file, namespace, sideEffects: false }));
-      build.onLoad({ filter: /.*/, namespace }, () => ({ contents: withSourcePaths(fs.readFileSync(file, "utf8"), file, outDir), loader: "ts", resolveDir }));
+      build.onLoad({ filter: /.*/, namespace }, () => ({
+        contents: withSourcePaths(fs.readFileSync(file, "utf8"), file, outDir),
+        loader: "ts",
+        resolveDir,
+      }));
       build.onLoad({ filter: /\.ts$/ }, (args) => {
         if (args.path !== file) return undefined;
         const contents = `// Bundled once by tools/build/compile.cjs with this module's own ${bundler.fn}().\nexport * from "${original}";\nexport function ${bundler.fn}(): string {\n  return ${JSON.stringify(text)};\n}\n`;
@@ -134,7 +150,9 @@ function externalPackagesPlugin() {
 function esbuildMessages(err) {
   const errors = /** @type {{ errors?: import("esbuild").Message[] }} */ (err).errors;
   if (!Array.isArray(errors) || errors.length === 0) return /** @type {Error} */ (err).message;
-  return errors.map((e) => (e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text)).join("\n");
+  return errors
+    .map((e) => (e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text))
+    .join("\n");
 }
 
 /**
@@ -151,11 +169,14 @@ async function compile(options = {}) {
   const walked = currentInputs(root);
   // Files imported from outside the source directories (a test helper in a benchmark) are known
   // from the last build's manifest, recorded before this build reads them, and from this build.
-  const previousExtras = Object.keys(readManifest(outDir)?.inputs ?? {}).filter((rel) => !walked.includes(rel) && fs.existsSync(path.join(root, rel)));
+  const previousExtras = Object.keys(readManifest(outDir)?.inputs ?? {}).filter(
+    (rel) => !walked.includes(rel) && fs.existsSync(path.join(root, rel)),
+  );
   const inputs = recordInputs([...walked, ...previousExtras], root);
   const entries = discoverEntries(root);
   // A sibling of outDir, so every relative path (source maps, __dirname) is the same in both.
-  for (const stale of fs.readdirSync(root).filter((f) => f.startsWith(".build.tmp-"))) fs.rmSync(path.join(root, stale), { recursive: true, force: true });
+  for (const stale of fs.readdirSync(root).filter((f) => f.startsWith(".build.tmp-")))
+    fs.rmSync(path.join(root, stale), { recursive: true, force: true });
   const tmp = fs.mkdtempSync(path.join(root, ".build.tmp-"));
   /** @type {import("esbuild").BuildOptions} */
   const common = {
@@ -181,7 +202,12 @@ async function compile(options = {}) {
       const out = `${bundler.name}-bundler`;
       let text;
       try {
-        await esbuild.build({ ...common, entryPoints: { [out]: path.join(root, bundler.file) }, outdir: tmp, plugins: [sourcePathsPlugin(tmp)] });
+        await esbuild.build({
+          ...common,
+          entryPoints: { [out]: path.join(root, bundler.file) },
+          outdir: tmp,
+          plugins: [sourcePathsPlugin(tmp)],
+        });
         text = require(path.join(tmp, `${out}.js`))[bundler.fn]();
       } catch (err) {
         throw new BuildError(`bundling the ${bundler.name} (${bundler.file}) failed:\n${esbuildMessages(err)}`);
@@ -193,7 +219,9 @@ async function compile(options = {}) {
     try {
       result = await esbuild.build({
         ...common,
-        entryPoints: Object.fromEntries(Object.entries(entryFiles(root)).map(([name, file]) => [name, path.join(root, file)])),
+        entryPoints: Object.fromEntries(
+          Object.entries(entryFiles(root)).map(([name, file]) => [name, path.join(root, file)]),
+        ),
         outdir: tmp,
         sourcemap: "linked",
         plugins: [...prebuilt, externalPackagesPlugin(), sourcePathsPlugin(outDir)],
@@ -203,7 +231,10 @@ async function compile(options = {}) {
     }
     const bundled = Object.keys(result.metafile?.inputs ?? {});
     const bundledPackages = bundled.filter((p) => p.includes("node_modules/"));
-    if (bundledPackages.length > 0) throw new BuildError(`packages must stay external (one copy of @pulumi/pulumi, loaded from node_modules), but these were bundled: ${bundledPackages.slice(0, 5).join(", ")}`);
+    if (bundledPackages.length > 0)
+      throw new BuildError(
+        `packages must stay external (one copy of @pulumi/pulumi, loaded from node_modules), but these were bundled: ${bundledPackages.slice(0, 5).join(", ")}`,
+      );
     // Virtual modules ("namespace:path") are not files.
     const newExtras = bundled.filter((rel) => !/^[\w-]+:/.test(rel) && !(rel in inputs));
     Object.assign(inputs, recordInputs(newExtras, root));
@@ -213,9 +244,17 @@ async function compile(options = {}) {
     fs.rmSync(path.join(outDir, MANIFEST_FILE), { force: true });
     for (const file of outputs) fs.renameSync(path.join(tmp, file), path.join(outDir, file));
     // Outputs of scripts that no longer exist, and a crashed build's unfinished manifest.
-    for (const file of fs.readdirSync(outDir)) if ((/\.js(?:\.map)?$/.test(file) && !outputs.includes(file)) || file.startsWith(`${MANIFEST_FILE}.tmp-`)) fs.rmSync(path.join(outDir, file), { force: true });
+    for (const file of fs.readdirSync(outDir))
+      if ((/\.js(?:\.map)?$/.test(file) && !outputs.includes(file)) || file.startsWith(`${MANIFEST_FILE}.tmp-`))
+        fs.rmSync(path.join(outDir, file), { force: true });
     /** @type {import("./freshness.cjs").Manifest} */
-    const manifest = { format: FORMAT, builtAt: new Date().toISOString(), entries, inputs, outputs: Object.fromEntries(outputs.map((f) => [f, fs.statSync(path.join(outDir, f)).size])) };
+    const manifest = {
+      format: FORMAT,
+      builtAt: new Date().toISOString(),
+      entries,
+      inputs,
+      outputs: Object.fromEntries(outputs.map((f) => [f, fs.statSync(path.join(outDir, f)).size])),
+    };
     const manifestTmp = path.join(outDir, `${MANIFEST_FILE}.tmp-${process.pid}`);
     fs.writeFileSync(manifestTmp, `${JSON.stringify(manifest, null, 1)}\n`);
     fs.renameSync(manifestTmp, path.join(outDir, MANIFEST_FILE));
@@ -248,7 +287,10 @@ async function ensureBuilt(options = {}) {
       options.onBuild?.(after.reason);
       await compile({ root, outDir });
       const last = checkFreshness(root, outDir);
-      if (!last.fresh) throw new BuildError(`the sources keep changing while they compile (${last.reason}); run the command again once they settle`);
+      if (!last.fresh)
+        throw new BuildError(
+          `the sources keep changing while they compile (${last.reason}); run the command again once they settle`,
+        );
       return last.manifest;
     },
     { outDir },
@@ -259,19 +301,30 @@ async function cli() {
   const args = process.argv.slice(2);
   const unknown = args.filter((a) => a !== "--if-stale" && a !== "--prepare");
   if (unknown.length > 0) {
-    process.stderr.write(`build: unknown option ${unknown[0]}\nusage: node tools/build/compile.cjs [--if-stale] [--prepare]\n`);
+    process.stderr.write(
+      `build: unknown option ${unknown[0]}\nusage: node tools/build/compile.cjs [--if-stale] [--prepare]\n`,
+    );
     return 1;
   }
   const prepare = args.includes("--prepare");
   const started = process.hrtime.bigint();
   let built = false;
   try {
-    const manifest = await ensureBuilt({ force: !prepare && !args.includes("--if-stale"), onBuild: () => (built = true) });
+    const manifest = await ensureBuilt({
+      force: !prepare && !args.includes("--if-stale"),
+      onBuild: () => (built = true),
+    });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    process.stderr.write(built ? `build: compiled ${manifest.entries.length} scripts into .build/ in ${ms.toFixed(0)} ms\n` : "build: .build/ is up to date\n");
+    process.stderr.write(
+      built
+        ? `build: compiled ${manifest.entries.length} scripts into .build/ in ${ms.toFixed(0)} ms\n`
+        : "build: .build/ is up to date\n",
+    );
     return 0;
   } catch (err) {
-    process.stderr.write(`build: ${err instanceof BuildError ? err.message : `internal error: ${/** @type {Error} */ (err).message}`}\n`);
+    process.stderr.write(
+      `build: ${err instanceof BuildError ? err.message : `internal error: ${/** @type {Error} */ (err).message}`}\n`,
+    );
     if (prepare) {
       process.stderr.write("build: install continues; the scripts build again (and say why) when they run\n");
       return 0;

@@ -100,7 +100,8 @@ function checkFreshness(root = ROOT, outDir = path.join(root, ".build")) {
   if (manifest.format !== FORMAT) return { fresh: false, reason: "the build layout changed" };
   for (const [output, size] of Object.entries(manifest.outputs)) {
     const stat = fs.statSync(path.join(outDir, output), { throwIfNoEntry: false });
-    if (!stat || stat.size !== size) return { fresh: false, reason: `${path.relative(root, path.join(outDir, output))} is missing or damaged` };
+    if (!stat || stat.size !== size)
+      return { fresh: false, reason: `${path.relative(root, path.join(outDir, output))} is missing or damaged` };
   }
   const recorded = manifest.inputs;
   const now = new Set(currentInputs(root));
@@ -177,11 +178,26 @@ async function withBuildLock(fn, options = {}) {
     await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
   }
   try {
-    fs.writeFileSync(path.join(lock, "owner.json"), JSON.stringify({ pid: process.pid, host: os.hostname(), since: new Date().toISOString() }));
+    fs.writeFileSync(
+      path.join(lock, "owner.json"),
+      JSON.stringify({ pid: process.pid, host: os.hostname(), since: new Date().toISOString() }),
+    );
     return await fn();
   } finally {
     fs.rmSync(lock, { recursive: true, force: true });
   }
 }
 
-module.exports = { ROOT, OUT_DIR, MANIFEST_FILE, FORMAT, SOURCE_DIRS, PROJECT_INPUTS, currentInputs, recordInputs, readManifest, checkFreshness, withBuildLock };
+module.exports = {
+  ROOT,
+  OUT_DIR,
+  MANIFEST_FILE,
+  FORMAT,
+  SOURCE_DIRS,
+  PROJECT_INPUTS,
+  currentInputs,
+  recordInputs,
+  readManifest,
+  checkFreshness,
+  withBuildLock,
+};

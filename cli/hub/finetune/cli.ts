@@ -11,7 +11,15 @@ import { ADAPTER_NAME } from "../../../stacks/lora";
 import { PROJECT } from "../../../stacks/settings";
 import { availableStacks, PROJECT_ROOT } from "../../plan/runner";
 import { automationOps, checkPrerequisites, HubCommandError, StackOps } from "../ops";
-import { finetuneAdd, finetuneClean, FinetuneEnv, finetunePlanOnly, finetuneResume, finetuneStart, finetuneStatus } from "./command";
+import {
+  finetuneAdd,
+  finetuneClean,
+  FinetuneEnv,
+  finetunePlanOnly,
+  finetuneResume,
+  finetuneStart,
+  finetuneStatus,
+} from "./command";
 import { DATASET_FORMATS, DatasetFormat } from "./dataset";
 import { SshShell } from "./job-ops";
 import { automationJobOps, jobCloudName } from "./job-stack";
@@ -33,24 +41,39 @@ See docs/finetune.md.`;
 
 const whole = (flag: string, text: string | undefined, min: number, max: number): number | undefined => {
   if (text === undefined) return undefined;
-  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) throw new HubCommandError(`${flag} ${JSON.stringify(text)} must be a whole number from ${min} to ${max}`);
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max)
+    throw new HubCommandError(`${flag} ${JSON.stringify(text)} must be a whole number from ${min} to ${max}`);
   return Number(text);
 };
 
 /** The serving stack as its stack file says, for --plan: read-only, no Pulumi CLI or backend. */
 function stackFileOps(stack: string): StackOps {
   const file = path.join(PROJECT_ROOT, `Pulumi.${stack}.yaml`);
-  if (!existsSync(file)) throw new HubCommandError(`no Pulumi.${stack}.yaml here (stack files: ${availableStacks().join(", ")})`);
+  if (!existsSync(file))
+    throw new HubCommandError(`no Pulumi.${stack}.yaml here (stack files: ${availableStacks().join(", ")})`);
   const read = readStackFile(readFileSync(file, "utf8"), file);
   if (!read.ok) throw new HubCommandError(read.problems.map(formatProblem).join("\n"));
-  const config = Object.fromEntries(Object.entries(read.file.config).map(([k, v]) => [k, { value: v, secret: read.file.secretKeys.includes(k) }]));
+  const config = Object.fromEntries(
+    Object.entries(read.file.config).map(([k, v]) => [k, { value: v, secret: read.file.secretKeys.includes(k) }]),
+  );
   const refuse = async (): Promise<never> => {
     throw new HubCommandError("--plan changes nothing");
   };
-  return { stackName: stack, getConfig: async () => config, setConfig: refuse, removeConfig: refuse, preview: refuse, up: refuse, outputs: async () => ({}) };
+  return {
+    stackName: stack,
+    getConfig: async () => config,
+    setConfig: refuse,
+    removeConfig: refuse,
+    preview: refuse,
+    up: refuse,
+    outputs: async () => ({}),
+  };
 }
 
-export async function finetuneCli(argv: readonly string[], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
+export async function finetuneCli(
+  argv: readonly string[],
+  out: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+): Promise<void> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -81,21 +104,45 @@ export async function finetuneCli(argv: readonly string[], out: (line: string) =
     return;
   }
   const action = positionals[0] ?? "start";
-  if (!["start", "status", "resume", "clean", "add"].includes(action) || positionals.length > 1) throw new HubCommandError(`finetune takes status, resume, clean or add (or nothing, to start a job), not "${positionals.join(" ")}"\n${FINETUNE_USAGE}`);
+  if (!["start", "status", "resume", "clean", "add"].includes(action) || positionals.length > 1)
+    throw new HubCommandError(
+      `finetune takes status, resume, clean or add (or nothing, to start a job), not "${positionals.join(" ")}"\n${FINETUNE_USAGE}`,
+    );
   // Every problem with the invocation at once.
   const problems: string[] = [];
   if (!values.stack) problems.push(`--stack is required (stacks here: ${availableStacks().join(", ")})`);
   if (!values.name) problems.push("--name is required: the adapter's name (clients call it coder-NAME)");
-  else if (!ADAPTER_NAME.test(values.name)) problems.push(`--name ${JSON.stringify(values.name)}: an adapter name is 1-40 lower-case letters, digits and inner hyphens (clients call it coder-NAME)`);
+  else if (!ADAPTER_NAME.test(values.name))
+    problems.push(
+      `--name ${JSON.stringify(values.name)}: an adapter name is 1-40 lower-case letters, digits and inner hyphens (clients call it coder-NAME)`,
+    );
   if (action === "start" && !values.dataset) problems.push("--dataset FILE is required to start a job");
-  if (action !== "start") for (const flag of ["dataset", "epochs", "rank", "method", "gpu-size", "sequence-len", "learning-rate", "format"] as const) if (values[flag] !== undefined) problems.push(`--${flag} goes with starting a job, not with ${action}`);
-  if (values.method !== undefined && !FINETUNE_METHODS.includes(values.method as FinetuneMethod)) problems.push(`--method ${JSON.stringify(values.method)} must be one of ${FINETUNE_METHODS.join(", ")}`);
-  if (values.format !== undefined && !DATASET_FORMATS.includes(values.format as DatasetFormat)) problems.push(`--format ${JSON.stringify(values.format)} must be one of ${DATASET_FORMATS.join(", ")}`);
+  if (action !== "start")
+    for (const flag of [
+      "dataset",
+      "epochs",
+      "rank",
+      "method",
+      "gpu-size",
+      "sequence-len",
+      "learning-rate",
+      "format",
+    ] as const)
+      if (values[flag] !== undefined) problems.push(`--${flag} goes with starting a job, not with ${action}`);
+  if (values.method !== undefined && !FINETUNE_METHODS.includes(values.method as FinetuneMethod))
+    problems.push(`--method ${JSON.stringify(values.method)} must be one of ${FINETUNE_METHODS.join(", ")}`);
+  if (values.format !== undefined && !DATASET_FORMATS.includes(values.format as DatasetFormat))
+    problems.push(`--format ${JSON.stringify(values.format)} must be one of ${DATASET_FORMATS.join(", ")}`);
   const lr = values["learning-rate"];
-  if (lr !== undefined && !(Number(lr) > 0 && Number(lr) < 1)) problems.push(`--learning-rate ${JSON.stringify(lr)} must be a number between 0 and 1, e.g. 0.0002`);
+  if (lr !== undefined && !(Number(lr) > 0 && Number(lr) < 1))
+    problems.push(`--learning-rate ${JSON.stringify(lr)} must be a number between 0 and 1, e.g. 0.0002`);
   let numbers: { epochs?: number; rank?: number; sequenceLen?: number } = {};
   try {
-    numbers = { epochs: whole("--epochs", values.epochs, 1, 50), rank: whole("--rank", values.rank, 1, 512), sequenceLen: whole("--sequence-len", values["sequence-len"], 128, 1_048_576) };
+    numbers = {
+      epochs: whole("--epochs", values.epochs, 1, 50),
+      rank: whole("--rank", values.rank, 1, 512),
+      sequenceLen: whole("--sequence-len", values["sequence-len"], 128, 1_048_576),
+    };
   } catch (err) {
     problems.push((err as Error).message);
   }
@@ -106,7 +153,22 @@ export async function finetuneCli(argv: readonly string[], out: (line: string) =
   const store = fileJobStore(stack, name);
   if (values.plan) {
     if (action !== "start") throw new HubCommandError("--plan goes with starting a job");
-    await finetunePlanOnly(stackFileOps(stack), { name, dataset: values.dataset, ...numbers, method: values.method as FinetuneMethod | undefined, gpuSize: values["gpu-size"], format: values.format as DatasetFormat | undefined }, { out, now: Date.now }, monthJobSpendUsd(stackJobRecords(stack).filter((r) => r.name !== name), Date.now()));
+    await finetunePlanOnly(
+      stackFileOps(stack),
+      {
+        name,
+        dataset: values.dataset,
+        ...numbers,
+        method: values.method as FinetuneMethod | undefined,
+        gpuSize: values["gpu-size"],
+        format: values.format as DatasetFormat | undefined,
+      },
+      { out, now: Date.now },
+      monthJobSpendUsd(
+        stackJobRecords(stack).filter((r) => r.name !== name),
+        Date.now(),
+      ),
+    );
     return;
   }
   if (action === "status") {
@@ -119,7 +181,10 @@ export async function finetuneCli(argv: readonly string[], out: (line: string) =
   const value = (key: string): string | undefined => servingConfig[`${PROJECT}:${key}`]?.value;
   const adminCidrs = JSON.parse(value("adminCidrs") ?? "[]") as string[];
   // The job's SSH rule: the stack's adminCidrs, else this machine's public address, as the serving deploy does.
-  const sshSources = action === "add" ? [] : sshSourceCidrs(adminCidrs, adminCidrs.length ? [] : await new EchoServiceAddressSource().find());
+  const sshSources =
+    action === "add"
+      ? []
+      : sshSourceCidrs(adminCidrs, adminCidrs.length ? [] : await new EchoServiceAddressSource().find());
   const publicKey = value("sshPublicKey");
   const fingerprints = JSON.parse(value("sshKeyFingerprints") ?? "[]") as string[];
   const privateKey = value("sshPrivateKey");
@@ -150,11 +215,22 @@ export async function finetuneCli(argv: readonly string[], out: (line: string) =
     io: { out, now: Date.now },
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     pollMs: 30_000,
-    otherJobsMonthUsd: monthJobSpendUsd(stackJobRecords(stack).filter((r) => r.name !== name), Date.now()),
+    otherJobsMonthUsd: monthJobSpendUsd(
+      stackJobRecords(stack).filter((r) => r.name !== name),
+      Date.now(),
+    ),
     nodeShell: (host, sshOptions) => new SshShell({ host, sshOptions }),
     interrupted: () => interrupted,
   };
-  const o = { name, dataset: values.dataset, ...numbers, method: values.method as FinetuneMethod | undefined, gpuSize: values["gpu-size"], learningRate: lr === undefined ? undefined : Number(lr), format: values.format as DatasetFormat | undefined };
+  const o = {
+    name,
+    dataset: values.dataset,
+    ...numbers,
+    method: values.method as FinetuneMethod | undefined,
+    gpuSize: values["gpu-size"],
+    learningRate: lr === undefined ? undefined : Number(lr),
+    format: values.format as DatasetFormat | undefined,
+  };
   if (action === "start") await finetuneStart(env, o);
   else if (action === "resume") await finetuneResume(env, name);
   else if (action === "clean") await finetuneClean(env, name);

@@ -58,19 +58,31 @@ const fields = (o: Record<string, unknown>) => Object.keys(o).slice(0, 6).join("
 
 function chatProblem(o: Record<string, unknown>): { messages: ChatMessage[] } | { why: string } {
   const messages = o.messages;
-  if (!Array.isArray(messages)) return { why: `"messages" must be a list of {"role", "content"} objects, not ${messages === null ? "null" : typeof messages}` };
+  if (!Array.isArray(messages))
+    return {
+      why: `"messages" must be a list of {"role", "content"} objects, not ${messages === null ? "null" : typeof messages}`,
+    };
   if (messages.length === 0) return { why: '"messages" is empty' };
   const out: ChatMessage[] = [];
   for (const [i, m] of messages.entries()) {
     const at = `messages[${i}]`;
     if (!isRecord(m)) return { why: `${at} is not an object with "role" and "content"` };
-    if (!CHAT_ROLES.includes(m.role as (typeof CHAT_ROLES)[number])) return { why: `${at}.role is ${JSON.stringify(m.role)}; this check takes ${CHAT_ROLES.join(", ")} (tool calls are not trained here)` };
-    if (typeof m.content !== "string") return { why: `${at}.content must be a string${Array.isArray(m.content) ? " (join the content parts into one string)" : ""}` };
-    if (m.role === "system" && i > 0) return { why: `${at} is a system message after the first turn; the chat template takes one, first` };
-    if (m.role === "assistant" && m.content.trim() === "") return { why: `${at} is an empty assistant turn: nothing to learn from it` };
+    if (!CHAT_ROLES.includes(m.role as (typeof CHAT_ROLES)[number]))
+      return {
+        why: `${at}.role is ${JSON.stringify(m.role)}; this check takes ${CHAT_ROLES.join(", ")} (tool calls are not trained here)`,
+      };
+    if (typeof m.content !== "string")
+      return {
+        why: `${at}.content must be a string${Array.isArray(m.content) ? " (join the content parts into one string)" : ""}`,
+      };
+    if (m.role === "system" && i > 0)
+      return { why: `${at} is a system message after the first turn; the chat template takes one, first` };
+    if (m.role === "assistant" && m.content.trim() === "")
+      return { why: `${at} is an empty assistant turn: nothing to learn from it` };
     out.push({ role: m.role as ChatMessage["role"], content: m.content });
   }
-  if (!out.some((m) => m.role === "assistant")) return { why: "has no assistant turn; training learns the assistant's answers" };
+  if (!out.some((m) => m.role === "assistant"))
+    return { why: "has no assistant turn; training learns the assistant's answers" };
   return { messages: out };
 }
 
@@ -103,7 +115,16 @@ export function checkDataset(bytes: Uint8Array, options: DatasetOptions): Datase
   let blank = 0;
   const seen = new Set<string>();
   let duplicates = 0;
-  const report = (): DatasetReport => ({ format, examples, tokens, longest, problems, warnings, tokenizer: options.counter.name, exactTokens: options.counter.exact });
+  const report = (): DatasetReport => ({
+    format,
+    examples,
+    tokens,
+    longest,
+    problems,
+    warnings,
+    tokenizer: options.counter.name,
+    exactTokens: options.counter.exact,
+  });
 
   if (bytes.length === 0) {
     problems.push({ line: 1, message: "the file is empty: give one JSON object a line" });
@@ -111,7 +132,10 @@ export function checkDataset(bytes: Uint8Array, options: DatasetOptions): Datase
   }
   for (const { number, bytes: raw } of lines(bytes)) {
     if (raw.length > maxLineBytes) {
-      problems.push({ line: number, message: `is ${(raw.length / 1024 / 1024).toFixed(1)} MiB, over the ${(maxLineBytes / 1024 / 1024).toFixed(0)} MiB an example may have (no context holds it); split it or leave it out` });
+      problems.push({
+        line: number,
+        message: `is ${(raw.length / 1024 / 1024).toFixed(1)} MiB, over the ${(maxLineBytes / 1024 / 1024).toFixed(0)} MiB an example may have (no context holds it); split it or leave it out`,
+      });
       continue;
     }
     let text: string;
@@ -119,11 +143,17 @@ export function checkDataset(bytes: Uint8Array, options: DatasetOptions): Datase
       text = decoder.decode(raw);
     } catch {
       const bad = raw.findIndex((b) => b >= 0x80);
-      problems.push({ line: number, message: `is not UTF-8 (first byte above 0x7f at column ${bad + 1}); save the file as UTF-8` });
+      problems.push({
+        line: number,
+        message: `is not UTF-8 (first byte above 0x7f at column ${bad + 1}); save the file as UTF-8`,
+      });
       continue;
     }
     if (number === 1 && text.startsWith("\uFEFF")) {
-      problems.push({ line: number, message: "starts with a byte-order mark, which JSON Lines readers refuse; save the file as UTF-8 without BOM" });
+      problems.push({
+        line: number,
+        message: "starts with a byte-order mark, which JSON Lines readers refuse; save the file as UTF-8 without BOM",
+      });
       continue;
     }
     if (text.trim() === "") {
@@ -134,21 +164,33 @@ export function checkDataset(bytes: Uint8Array, options: DatasetOptions): Datase
     try {
       value = JSON.parse(text);
     } catch (err) {
-      problems.push({ line: number, message: `is not JSON (${(err as Error).message.split("\n")[0]}); each line must be one JSON object` });
+      problems.push({
+        line: number,
+        message: `is not JSON (${(err as Error).message.split("\n")[0]}); each line must be one JSON object`,
+      });
       continue;
     }
     if (!isRecord(value)) {
-      problems.push({ line: number, message: `is ${Array.isArray(value) ? "a list" : typeof value}, not a JSON object` });
+      problems.push({
+        line: number,
+        message: `is ${Array.isArray(value) ? "a list" : typeof value}, not a JSON object`,
+      });
       continue;
     }
     const kind: DatasetFormat | undefined = "messages" in value ? "chat" : "text" in value ? "completion" : undefined;
     if (!kind) {
-      problems.push({ line: number, message: `has neither "messages" (chat) nor "text" (completion); its fields are ${fields(value)}${"prompt" in value || "completion" in value || "instruction" in value ? ' (convert prompt/completion pairs to {"messages": [user, assistant]})' : ""}` });
+      problems.push({
+        line: number,
+        message: `has neither "messages" (chat) nor "text" (completion); its fields are ${fields(value)}${"prompt" in value || "completion" in value || "instruction" in value ? ' (convert prompt/completion pairs to {"messages": [user, assistant]})' : ""}`,
+      });
       continue;
     }
     format ??= kind;
     if (kind !== format) {
-      problems.push({ line: number, message: `is a ${kind} example in a ${format} dataset (decided by ${options.format ? "--format" : "the first example"}); use one format per file` });
+      problems.push({
+        line: number,
+        message: `is a ${kind} example in a ${format} dataset (decided by ${options.format ? "--format" : "the first example"}); use one format per file`,
+      });
       continue;
     }
     let rendered: string;
@@ -168,7 +210,10 @@ export function checkDataset(bytes: Uint8Array, options: DatasetOptions): Datase
     }
     const count = options.counter.count(rendered);
     if (count > options.sequenceLen) {
-      problems.push({ line: number, message: `has ${count} tokens as trained, over the sequence length of ${options.sequenceLen}${options.sequenceLen < options.modelContext ? ` (raise --sequence-len up to the model's ${options.modelContext}, or shorten it)` : " (the model's whole context); shorten or split it"}` });
+      problems.push({
+        line: number,
+        message: `has ${count} tokens as trained, over the sequence length of ${options.sequenceLen}${options.sequenceLen < options.modelContext ? ` (raise --sequence-len up to the model's ${options.modelContext}, or shorten it)` : " (the model's whole context); shorten or split it"}`,
+      });
       continue;
     }
     if (seen.has(text)) duplicates++;
@@ -177,17 +222,21 @@ export function checkDataset(bytes: Uint8Array, options: DatasetOptions): Datase
     tokens += count;
     if (!longest || count > longest.tokens) longest = { line: number, tokens: count };
   }
-  if (examples === 0 && problems.length === 0) problems.push({ line: 1, message: "has no examples (only blank lines)" });
+  if (examples === 0 && problems.length === 0)
+    problems.push({ line: 1, message: "has no examples (only blank lines)" });
   if (blank > 0) warnings.push(`${blank} blank line(s) skipped`);
   if (duplicates > 0) warnings.push(`${duplicates} line(s) repeat an earlier one exactly; they are trained twice`);
-  if (examples > 0 && examples < FEW_EXAMPLES) warnings.push(`only ${examples} example(s): an adapter usually needs hundreds`);
-  if (!options.counter.exact) warnings.push(`token counts are estimates (${options.counter.name}): no tokenizer package for this model`);
+  if (examples > 0 && examples < FEW_EXAMPLES)
+    warnings.push(`only ${examples} example(s): an adapter usually needs hundreds`);
+  if (!options.counter.exact)
+    warnings.push(`token counts are estimates (${options.counter.name}): no tokenizer package for this model`);
   return report();
 }
 
 /** The report's problems as printed: the first MAX_LISTED_PROBLEMS, then how many more. */
 export function formatDatasetProblems(file: string, problems: readonly DatasetProblem[]): string[] {
   const shown = problems.slice(0, MAX_LISTED_PROBLEMS).map((p) => `${file}:${p.line}: ${p.message}`);
-  if (problems.length > MAX_LISTED_PROBLEMS) shown.push(`... and ${problems.length - MAX_LISTED_PROBLEMS} more problem(s)`);
+  if (problems.length > MAX_LISTED_PROBLEMS)
+    shown.push(`... and ${problems.length - MAX_LISTED_PROBLEMS} more problem(s)`);
   return shown;
 }

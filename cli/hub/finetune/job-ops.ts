@@ -51,7 +51,11 @@ export interface JobOps {
 /** Single-quoted for the remote shell: paths here are the job's own, but never trust that. */
 const quote = (text: string): string => `'${text.replace(/'/g, `'\\''`)}'`;
 
-function spawnSsh(args: readonly string[], stdin: { text?: string; file?: string }, stdoutFile?: string): Promise<CommandResult> {
+function spawnSsh(
+  args: readonly string[],
+  stdin: { text?: string; file?: string },
+  stdoutFile?: string,
+): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     const child = spawn("ssh", [...args], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
@@ -83,7 +87,13 @@ export class SshShell implements RemoteShell {
   ) {}
 
   private args(command: string): string[] {
-    return [...this.connection.sshOptions, ...(this.port ? ["-p", String(this.port)] : []), "-T", `${this.user}@${this.connection.host}`, command];
+    return [
+      ...this.connection.sshOptions,
+      ...(this.port ? ["-p", String(this.port)] : []),
+      "-T",
+      `${this.user}@${this.connection.host}`,
+      command,
+    ];
   }
 
   async run(script: string): Promise<CommandResult> {
@@ -93,14 +103,25 @@ export class SshShell implements RemoteShell {
 
   async upload(localPath: string, remotePath: string): Promise<void> {
     const tmp = `${remotePath}.uploading`;
-    const r = await spawnSsh(this.args(`mkdir -p ${quote(path.posix.dirname(remotePath))} && cat > ${quote(tmp)} && mv ${quote(tmp)} ${quote(remotePath)}`), { file: localPath });
-    if (r.code !== 0) throw new HubCommandError(`copying ${localPath} to the droplet failed: ${r.stderr.trim().split("\n").pop() || `ssh exit ${r.code}`}`);
+    const r = await spawnSsh(
+      this.args(
+        `mkdir -p ${quote(path.posix.dirname(remotePath))} && cat > ${quote(tmp)} && mv ${quote(tmp)} ${quote(remotePath)}`,
+      ),
+      { file: localPath },
+    );
+    if (r.code !== 0)
+      throw new HubCommandError(
+        `copying ${localPath} to the droplet failed: ${r.stderr.trim().split("\n").pop() || `ssh exit ${r.code}`}`,
+      );
   }
 
   async download(remotePath: string, localPath: string): Promise<void> {
     const tmp = `${localPath}.downloading`;
     const r = await spawnSsh(this.args(`cat ${quote(remotePath)}`), {}, tmp);
-    if (r.code !== 0) throw new HubCommandError(`copying ${remotePath} from the droplet failed: ${r.stderr.trim().split("\n").pop() || `ssh exit ${r.code}`}`);
+    if (r.code !== 0)
+      throw new HubCommandError(
+        `copying ${remotePath} from the droplet failed: ${r.stderr.trim().split("\n").pop() || `ssh exit ${r.code}`}`,
+      );
     renameSync(tmp, localPath);
   }
 }

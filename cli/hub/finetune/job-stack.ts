@@ -8,7 +8,8 @@ import { JobConnection, JobOps, JobStackOps, JobStackSettings, SshShell } from "
 export const FINETUNE_PROJECT = "inference-hub-finetune";
 
 export const jobStackName = (servingStack: string, adapter: string): string => `${servingStack}-ft-${adapter}`;
-export const jobCloudName = (servingStack: string, adapter: string): string => `ih-ft-${cloudSlug(servingStack)}-${adapter}`.slice(0, 60);
+export const jobCloudName = (servingStack: string, adapter: string): string =>
+  `ih-ft-${cloudSlug(servingStack)}-${adapter}`.slice(0, 60);
 
 /** Everything the job's program needs but the droplet switch. */
 export type JobProgramInput = Omit<FinetuneJobArgs, "droplet" | "sshFiles" | "sshDirectory">;
@@ -35,7 +36,8 @@ export function automationJobOps(stackName: string, input: JobProgramInput): Job
       const host = result.outputs.host?.value;
       const sshOptions = result.outputs.sshOptions?.value;
       if (!settings.droplet) return undefined;
-      if (typeof host !== "string" || !Array.isArray(sshOptions)) throw new HubCommandError("the job's stack gave no droplet address or SSH options");
+      if (typeof host !== "string" || !Array.isArray(sshOptions))
+        throw new HubCommandError("the job's stack gave no droplet address or SSH options");
       return { host, sshOptions: sshOptions.map(String) };
     },
     async destroy(onOutput) {
@@ -50,7 +52,10 @@ export function automationJobOps(stackName: string, input: JobProgramInput): Job
       if (!stacks.some((s) => s.name === stackName)) return { droplet: false, volume: false };
       const state = (await (await select(false)).exportStack()).deployment as { resources?: { type: string }[] };
       const types = (state.resources ?? []).map((r) => r.type);
-      return { droplet: types.includes("digitalocean:index/droplet:Droplet"), volume: types.includes("digitalocean:index/volume:Volume") };
+      return {
+        droplet: types.includes("digitalocean:index/droplet:Droplet"),
+        volume: types.includes("digitalocean:index/volume:Volume"),
+      };
     },
   };
   return { stack, connect: (c: JobConnection) => new SshShell(c) };

@@ -62,7 +62,11 @@ export function startTrainerScript(): string {
 
 /** One look: whether the trainer finished (its exit status) and the log's new bytes since `offset`. */
 export function lookScript(offset: number): string {
-  return [`if [ -f ${REMOTE.exitStatus} ]; then echo "exit=$(cat ${REMOTE.exitStatus})"; else echo "exit="; fi`, "echo ---", `tail -c +${offset + 1} ${REMOTE.log} 2>/dev/null || true`].join("\n");
+  return [
+    `if [ -f ${REMOTE.exitStatus} ]; then echo "exit=$(cat ${REMOTE.exitStatus})"; else echo "exit="; fi`,
+    "echo ---",
+    `tail -c +${offset + 1} ${REMOTE.log} 2>/dev/null || true`,
+  ].join("\n");
 }
 
 /** Training progress from the trainer's log: the Hugging Face Trainer's loss dicts and tqdm's step counter. */
@@ -85,19 +89,28 @@ function phase(deps: JobDeps, record: JobRecord, name: JobPhase, what: string): 
 
 async function must(shell: RemoteShell, script: string, what: string): Promise<string> {
   const r = await shell.run(script);
-  if (r.code !== 0) throw new HubCommandError(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}`);
+  if (r.code !== 0)
+    throw new HubCommandError(
+      `${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}`,
+    );
   return r.stdout;
 }
 
 /** Copies the dataset unless the volume already holds the same bytes (a resumed job); the config always. */
 async function uploadData(deps: JobDeps, shell: RemoteShell, record: JobRecord): Promise<void> {
   const remote = (await shell.run(`sha256sum ${REMOTE.dataset} 2>/dev/null || true`)).stdout.split(" ")[0];
-  if (remote === record.dataset.sha256) deps.io.out(`  the job's volume already holds the dataset (sha256 ${record.dataset.sha256.slice(0, 12)})`);
+  if (remote === record.dataset.sha256)
+    deps.io.out(`  the job's volume already holds the dataset (sha256 ${record.dataset.sha256.slice(0, 12)})`);
   else {
     await shell.upload(deps.datasetFile(), REMOTE.dataset);
     const copied = (await must(shell, `sha256sum ${REMOTE.dataset}`, "checking the uploaded dataset")).split(" ")[0];
-    if (copied !== record.dataset.sha256) throw new HubCommandError(`the dataset arrived with sha256 ${copied}, not ${record.dataset.sha256}: the upload was damaged`);
-    deps.io.out(`  uploaded ${record.dataset.examples} examples, ${record.dataset.tokens.toLocaleString("en-US")} tokens`);
+    if (copied !== record.dataset.sha256)
+      throw new HubCommandError(
+        `the dataset arrived with sha256 ${copied}, not ${record.dataset.sha256}: the upload was damaged`,
+      );
+    deps.io.out(
+      `  uploaded ${record.dataset.examples} examples, ${record.dataset.tokens.toLocaleString("en-US")} tokens`,
+    );
   }
   const local = path.join(os.tmpdir(), `hub-finetune-${process.pid}-config.yml`);
   writeFileSync(local, record.trainerConfig, { mode: 0o600 });
@@ -106,7 +119,9 @@ async function uploadData(deps: JobDeps, shell: RemoteShell, record: JobRecord):
 
 async function train(deps: JobDeps, shell: RemoteShell, record: JobRecord): Promise<number> {
   const started = (await must(shell, startTrainerScript(), "starting the trainer")).trim();
-  deps.io.out(`  trainer ${started.startsWith("exited") ? "had already finished" : started === "running" ? "was running: following it" : "started"} (${axolotlImageName()})`);
+  deps.io.out(
+    `  trainer ${started.startsWith("exited") ? "had already finished" : started === "running" ? "was running: following it" : "started"} (${axolotlImageName()})`,
+  );
   let lastShown = "";
   for (;;) {
     if (deps.interrupted?.()) throw new JobInterrupted("interrupted by the operator");
@@ -122,7 +137,10 @@ async function train(deps: JobDeps, shell: RemoteShell, record: JobRecord): Prom
       if (p.loss !== undefined) record.finalLoss = p.loss;
     }
     const lp = record.lastProgress;
-    const line = lp?.step !== undefined ? `  training: step ${lp.step}/${lp.steps}${lp.loss !== undefined ? `, loss ${lp.loss}` : ""}` : "";
+    const line =
+      lp?.step !== undefined
+        ? `  training: step ${lp.step}/${lp.steps}${lp.loss !== undefined ? `, loss ${lp.loss}` : ""}`
+        : "";
     if (line && line !== lastShown) {
       deps.io.out(line);
       lastShown = line;
@@ -138,14 +156,20 @@ async function train(deps: JobDeps, shell: RemoteShell, record: JobRecord): Prom
 async function collect(deps: JobDeps, shell: RemoteShell, record: JobRecord): Promise<void> {
   const listed = await must(shell, `ls ${REMOTE.output}`, "listing the trainer's output");
   for (const file of ["adapter_config.json", "adapter_model.safetensors"]) {
-    if (!listed.split(/\s+/).includes(file)) throw new HubCommandError(`the trainer finished without ${file} in its output (found: ${listed.trim().split(/\s+/).join(", ") || "nothing"})`);
+    if (!listed.split(/\s+/).includes(file))
+      throw new HubCommandError(
+        `the trainer finished without ${file} in its output (found: ${listed.trim().split(/\s+/).join(", ") || "nothing"})`,
+      );
   }
   mkdirSync(deps.store.adapterDir, { recursive: true, mode: 0o700 });
-  for (const file of ["adapter_config.json", "adapter_model.safetensors"]) await shell.download(`${REMOTE.output}/${file}`, path.join(deps.store.adapterDir, file));
+  for (const file of ["adapter_config.json", "adapter_model.safetensors"])
+    await shell.download(`${REMOTE.output}/${file}`, path.join(deps.store.adapterDir, file));
   const check = deps.checkAdapter(deps.store.adapterDir);
   if (!check.ok) throw new HubCommandError(`the trained adapter would not load in vLLM: ${check.problems.join("; ")}`);
   record.adapter = { dir: deps.store.adapterDir, rank: check.rank!, bytes: check.bytes };
-  deps.io.out(`  adapter: rank ${check.rank}, ${check.modules.join(", ")}, ${(check.bytes / 1e6).toFixed(1)} MB, checked as vLLM 0.24 loads it -> ${deps.store.adapterDir}`);
+  deps.io.out(
+    `  adapter: rank ${check.rank}, ${check.modules.join(", ")}, ${(check.bytes / 1e6).toFixed(1)} MB, checked as vLLM 0.24 loads it -> ${deps.store.adapterDir}`,
+  );
 }
 
 function closeSpan(deps: JobDeps, record: JobRecord): void {
@@ -157,19 +181,34 @@ function closeSpan(deps: JobDeps, record: JobRecord): void {
 async function sayWhatIsLeft(deps: JobDeps, record: JobRecord): Promise<void> {
   const left = await deps.ops.stack.resources();
   const spent = `spent $${spendUsd(record, deps.io.now()).toFixed(2)} on the droplet (estimate was $${record.estimate.totalUsd.toFixed(2)})`;
-  if (left.droplet) deps.io.out(`WARNING: the job's droplet still exists and is billed: run \`npm run hub -- finetune clean --stack ${record.stack} --name ${record.name}\`. ${spent}.`);
-  else if (left.volume) deps.io.out(`Nothing is left running. The job's ${record.volumeGiB} GiB volume is kept for \`finetune resume\` ($${((record.volumeGiB * 0.1) / 30).toFixed(2)}/day); \`finetune clean\` deletes it. ${spent}.`);
+  if (left.droplet)
+    deps.io.out(
+      `WARNING: the job's droplet still exists and is billed: run \`npm run hub -- finetune clean --stack ${record.stack} --name ${record.name}\`. ${spent}.`,
+    );
+  else if (left.volume)
+    deps.io.out(
+      `Nothing is left running. The job's ${record.volumeGiB} GiB volume is kept for \`finetune resume\` ($${((record.volumeGiB * 0.1) / 30).toFixed(2)}/day); \`finetune clean\` deletes it. ${spent}.`,
+    );
   else deps.io.out(`Nothing is left running and nothing is kept in the cloud. ${spent}.`);
 }
 
 /** Runs (or resumes) the job to its end; the droplet never outlives this call unless destroying it fails. */
-export async function runJob(deps: JobDeps, record: JobRecord, beforeLastWord: (record: JobRecord) => Promise<void> = async () => undefined): Promise<JobRecord> {
+export async function runJob(
+  deps: JobDeps,
+  record: JobRecord,
+  beforeLastWord: (record: JobRecord) => Promise<void> = async () => undefined,
+): Promise<JobRecord> {
   record.status = "running";
   record.error = undefined;
   deps.store.save(record);
   let shell: RemoteShell | undefined;
   try {
-    phase(deps, record, "droplet", `creating ${record.gpu.slug} in ${record.gpu.region} (job stack ${deps.ops.stack.stackName}; the serving stack is not touched)`);
+    phase(
+      deps,
+      record,
+      "droplet",
+      `creating ${record.gpu.slug} in ${record.gpu.region} (job stack ${deps.ops.stack.stackName}; the serving stack is not touched)`,
+    );
     // Billing starts when DigitalOcean creates the droplet: count from just before asking.
     if (!record.dropletSpans.some((s) => s.toMs === undefined)) record.dropletSpans.push({ fromMs: deps.io.now() });
     deps.store.save(record);
@@ -178,14 +217,26 @@ export async function runJob(deps: JobDeps, record: JobRecord, beforeLastWord: (
     shell = deps.ops.connect(connection);
 
     phase(deps, record, "image", `pulling ${axolotlImageName()}`);
-    await must(shell, `docker image inspect ${axolotlImageName()} >/dev/null 2>&1 || docker pull -q ${axolotlImageName()}`, "pulling the trainer image");
+    await must(
+      shell,
+      `docker image inspect ${axolotlImageName()} >/dev/null 2>&1 || docker pull -q ${axolotlImageName()}`,
+      "pulling the trainer image",
+    );
 
     phase(deps, record, "data", "dataset and trainer config to the job's volume");
     await uploadData(deps, shell, record);
 
-    phase(deps, record, "training", `${record.method}, rank ${record.rank}, ${record.epochs} epoch(s); the base weights download on first start`);
+    phase(
+      deps,
+      record,
+      "training",
+      `${record.method}, rank ${record.rank}, ${record.epochs} epoch(s); the base weights download on first start`,
+    );
     const exit = await train(deps, shell, record);
-    if (exit !== 0) throw new HubCommandError(`the trainer exited with status ${exit}; the end of its log:\n${(await shell.run(`tail -n 20 ${REMOTE.log}`)).stdout.trimEnd()}`);
+    if (exit !== 0)
+      throw new HubCommandError(
+        `the trainer exited with status ${exit}; the end of its log:\n${(await shell.run(`tail -n 20 ${REMOTE.log}`)).stdout.trimEnd()}`,
+      );
 
     phase(deps, record, "collect", "copying the adapter here and checking it");
     await collect(deps, shell, record);
@@ -195,7 +246,9 @@ export async function runJob(deps: JobDeps, record: JobRecord, beforeLastWord: (
     closeSpan(deps, record);
     record.status = "succeeded";
     deps.store.save(record);
-    deps.io.out(`Done: adapter ${record.name}${record.finalLoss !== undefined ? `, final loss ${record.finalLoss}` : ""}; log ${deps.store.logFile}. Serve it with \`npm run hub -- finetune add --stack ${record.stack} --name ${record.name}\`.`);
+    deps.io.out(
+      `Done: adapter ${record.name}${record.finalLoss !== undefined ? `, final loss ${record.finalLoss}` : ""}; log ${deps.store.logFile}. Serve it with \`npm run hub -- finetune add --stack ${record.stack} --name ${record.name}\`.`,
+    );
   } catch (err) {
     const interrupted = err instanceof JobInterrupted;
     record.status = interrupted ? "interrupted" : "failed";
@@ -222,8 +275,14 @@ async function stopDroplet(deps: JobDeps, record: JobRecord): Promise<void> {
 }
 
 /** `finetune clean`: everything in the job's stack goes, the record says so; local files stay. */
-export async function cleanJob(deps: JobDeps, record: JobRecord, beforeLastWord: (record: JobRecord) => Promise<void> = async () => undefined): Promise<JobRecord> {
-  deps.io.out(`[destroy] destroying job stack ${deps.ops.stack.stackName} (droplet, volume, firewall, VPC); the serving stack is not touched`);
+export async function cleanJob(
+  deps: JobDeps,
+  record: JobRecord,
+  beforeLastWord: (record: JobRecord) => Promise<void> = async () => undefined,
+): Promise<JobRecord> {
+  deps.io.out(
+    `[destroy] destroying job stack ${deps.ops.stack.stackName} (droplet, volume, firewall, VPC); the serving stack is not touched`,
+  );
   await deps.ops.stack.destroy((l) => deps.io.out(`  | ${l.trimEnd()}`));
   closeSpan(deps, record);
   if (record.status !== "succeeded") record.status = "cleaned";

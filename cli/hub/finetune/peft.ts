@@ -39,15 +39,22 @@ interface TensorInfo {
 }
 
 /** Reads only the header: 8 bytes of little-endian length, then that much JSON. */
-export function readSafetensorsHeader(file: string): { ok: true; tensors: Record<string, TensorInfo>; dataBytes: number } | { ok: false; why: string } {
+export function readSafetensorsHeader(
+  file: string,
+): { ok: true; tensors: Record<string, TensorInfo>; dataBytes: number } | { ok: false; why: string } {
   const fd = openSync(file, "r");
   try {
     const size = fstatSync(fd).size;
-    if (size < 8) return { ok: false, why: `${path.basename(file)} has ${size} bytes, less than the 8-byte header length` };
+    if (size < 8)
+      return { ok: false, why: `${path.basename(file)} has ${size} bytes, less than the 8-byte header length` };
     const head = Buffer.alloc(8);
     readSync(fd, head, 0, 8, 0);
     const length = head.readBigUInt64LE(0);
-    if (length > BigInt(Math.min(MAX_HEADER_BYTES, size - 8))) return { ok: false, why: `${path.basename(file)} declares a ${length}-byte header in a ${size}-byte file: not a safetensors file` };
+    if (length > BigInt(Math.min(MAX_HEADER_BYTES, size - 8)))
+      return {
+        ok: false,
+        why: `${path.basename(file)} declares a ${length}-byte header in a ${size}-byte file: not a safetensors file`,
+      };
     const json = Buffer.alloc(Number(length));
     readSync(fd, json, 0, json.length, 8);
     let header: unknown;
@@ -56,8 +63,12 @@ export function readSafetensorsHeader(file: string): { ok: true; tensors: Record
     } catch {
       return { ok: false, why: `${path.basename(file)}'s header is not JSON: not a safetensors file` };
     }
-    if (typeof header !== "object" || header === null || Array.isArray(header)) return { ok: false, why: `${path.basename(file)}'s header is not a JSON object` };
-    const tensors = Object.fromEntries(Object.entries(header).filter(([k]) => k !== "__metadata__")) as Record<string, TensorInfo>;
+    if (typeof header !== "object" || header === null || Array.isArray(header))
+      return { ok: false, why: `${path.basename(file)}'s header is not a JSON object` };
+    const tensors = Object.fromEntries(Object.entries(header).filter(([k]) => k !== "__metadata__")) as Record<
+      string,
+      TensorInfo
+    >;
     return { ok: true, tensors, dataBytes: size - 8 - Number(length) };
   } finally {
     closeSync(fd);
@@ -72,18 +83,36 @@ function projectionShapes(model: ModelEntry): Record<LoraProjection, { in: numbe
   const Q = model.attention.attentionHeads * model.attention.headDim;
   const K = model.attention.kvHeads * model.attention.headDim;
   const I = shape.intermediateSize;
-  return { q_proj: { in: H, out: Q }, k_proj: { in: H, out: K }, v_proj: { in: H, out: K }, o_proj: { in: Q, out: H }, gate_proj: { in: H, out: I }, up_proj: { in: H, out: I }, down_proj: { in: I, out: H } };
+  return {
+    q_proj: { in: H, out: Q },
+    k_proj: { in: H, out: K },
+    v_proj: { in: H, out: K },
+    o_proj: { in: Q, out: H },
+    gate_proj: { in: H, out: I },
+    up_proj: { in: H, out: I },
+    down_proj: { in: I, out: H },
+  };
 }
 
 const LAYER = /(?:^|\.)layers\.(\d+)\./;
 
-export function checkPeftAdapter(dir: string, model: ModelEntry, maxRank: number = VLLM_LORA_RANKS[VLLM_LORA_RANKS.length - 1]): AdapterCheck {
+export function checkPeftAdapter(
+  dir: string,
+  model: ModelEntry,
+  maxRank: number = VLLM_LORA_RANKS[VLLM_LORA_RANKS.length - 1],
+): AdapterCheck {
   const problems: string[] = [];
   const fail = (): AdapterCheck => ({ ok: false, modules: [], tensors: 0, bytes: 0, problems });
   const configFile = path.join(dir, "adapter_config.json");
   const weightsFile = path.join(dir, "adapter_model.safetensors");
-  if (!existsSync(configFile)) problems.push("adapter_config.json is missing (vLLM reads it first: PEFTHelper.from_local_dir)");
-  if (!existsSync(weightsFile)) problems.push(existsSync(path.join(dir, "adapter_model.bin")) ? "the weights are adapter_model.bin (pickle); the hub takes adapter_model.safetensors only, which loads without running code" : "adapter_model.safetensors is missing");
+  if (!existsSync(configFile))
+    problems.push("adapter_config.json is missing (vLLM reads it first: PEFTHelper.from_local_dir)");
+  if (!existsSync(weightsFile))
+    problems.push(
+      existsSync(path.join(dir, "adapter_model.bin"))
+        ? "the weights are adapter_model.bin (pickle); the hub takes adapter_model.safetensors only, which loads without running code"
+        : "adapter_model.safetensors is missing",
+    );
   if (problems.length) return fail();
 
   let config: Record<string, unknown>;
@@ -96,17 +125,30 @@ export function checkPeftAdapter(dir: string, model: ModelEntry, maxRank: number
     return fail();
   }
   const missing = ["r", "lora_alpha", "target_modules"].filter((k) => !(k in config));
-  if (missing.length) problems.push(`adapter_config.json lacks ${missing.join(", ")} (vLLM: "Missing required configuration fields")`);
+  if (missing.length)
+    problems.push(`adapter_config.json lacks ${missing.join(", ")} (vLLM: "Missing required configuration fields")`);
   const rank = config.r;
-  if ("r" in config && (typeof rank !== "number" || !Number.isInteger(rank) || rank < 1)) problems.push(`adapter_config.json r is ${JSON.stringify(rank)}, not a positive whole number`);
-  else if (typeof rank === "number" && rank > maxRank) problems.push(`LoRA rank ${rank} is greater than max_lora_rank ${maxRank} (vLLM refuses it at load)`);
-  if ("peft_type" in config && config.peft_type !== "LORA") problems.push(`adapter_config.json peft_type is ${JSON.stringify(config.peft_type)}; vLLM serves LoRA adapters only`);
-  if ((config.bias ?? "none") !== "none") problems.push(`adapter_config.json bias is ${JSON.stringify(config.bias)}: "Adapter bias is not supported" (vLLM)`);
-  if (Array.isArray(config.modules_to_save) ? config.modules_to_save.length > 0 : config.modules_to_save != null) problems.push(`adapter_config.json modules_to_save is ${JSON.stringify(config.modules_to_save)}: "vLLM only supports modules_to_save being None"`);
+  if ("r" in config && (typeof rank !== "number" || !Number.isInteger(rank) || rank < 1))
+    problems.push(`adapter_config.json r is ${JSON.stringify(rank)}, not a positive whole number`);
+  else if (typeof rank === "number" && rank > maxRank)
+    problems.push(`LoRA rank ${rank} is greater than max_lora_rank ${maxRank} (vLLM refuses it at load)`);
+  if ("peft_type" in config && config.peft_type !== "LORA")
+    problems.push(
+      `adapter_config.json peft_type is ${JSON.stringify(config.peft_type)}; vLLM serves LoRA adapters only`,
+    );
+  if ((config.bias ?? "none") !== "none")
+    problems.push(`adapter_config.json bias is ${JSON.stringify(config.bias)}: "Adapter bias is not supported" (vLLM)`);
+  if (Array.isArray(config.modules_to_save) ? config.modules_to_save.length > 0 : config.modules_to_save != null)
+    problems.push(
+      `adapter_config.json modules_to_save is ${JSON.stringify(config.modules_to_save)}: "vLLM only supports modules_to_save being None"`,
+    );
   if (config.use_dora === true) problems.push('adapter_config.json use_dora is true: "vLLM does not yet support DoRA"');
   for (const key of ["rank_pattern", "alpha_pattern"]) {
     const v = config[key];
-    if (v && typeof v === "object" && Object.keys(v).length > 0) problems.push(`adapter_config.json ${key} sets per-module values, which vLLM ignores (it scales every module by lora_alpha / r): the adapter would be served wrongly`);
+    if (v && typeof v === "object" && Object.keys(v).length > 0)
+      problems.push(
+        `adapter_config.json ${key} sets per-module values, which vLLM ignores (it scales every module by lora_alpha / r): the adapter would be served wrongly`,
+      );
   }
 
   const header = readSafetensorsHeader(weightsFile);
@@ -116,7 +158,9 @@ export function checkPeftAdapter(dir: string, model: ModelEntry, maxRank: number
   }
   const shapes = projectionShapes(model);
   if (!shapes) {
-    problems.push(`${model.id} has no LoRA shape in the catalogue (stacks/catalogue/lora.ts): its tensors cannot be checked`);
+    problems.push(
+      `${model.id} has no LoRA shape in the catalogue (stacks/catalogue/lora.ts): its tensors cannot be checked`,
+    );
     return fail();
   }
   const layers = model.attention.layers;
@@ -124,7 +168,9 @@ export function checkPeftAdapter(dir: string, model: ModelEntry, maxRank: number
   const halves = new Map<string, Set<"A" | "B">>();
   let bytes = 0;
   let end = 0;
-  const entries = Object.entries(header.tensors).sort(([, a], [, b]) => (a.data_offsets?.[0] ?? 0) - (b.data_offsets?.[0] ?? 0));
+  const entries = Object.entries(header.tensors).sort(
+    ([, a], [, b]) => (a.data_offsets?.[0] ?? 0) - (b.data_offsets?.[0] ?? 0),
+  );
   for (const [name, info] of entries) {
     const where = `tensor ${name}`;
     const size = DTYPE_BYTES[info?.dtype];
@@ -138,7 +184,10 @@ export function checkPeftAdapter(dir: string, model: ModelEntry, maxRank: number
     }
     const [from, to] = info.data_offsets;
     const elements = info.shape.reduce((a, b) => a * b, 1);
-    if (from !== end || to - from !== elements * size || to > header.dataBytes) problems.push(`${where} occupies bytes ${from}-${to}, but ${info.shape.join("x")} ${info.dtype} needs ${elements * size} bytes right after the previous tensor (at ${end}) inside the ${header.dataBytes}-byte data: the file is truncated or not safetensors`);
+    if (from !== end || to - from !== elements * size || to > header.dataBytes)
+      problems.push(
+        `${where} occupies bytes ${from}-${to}, but ${info.shape.join("x")} ${info.dtype} needs ${elements * size} bytes right after the previous tensor (at ${end}) inside the ${header.dataBytes}-byte data: the file is truncated or not safetensors`,
+      );
     end = Math.max(end, to);
     bytes += to - from;
     // vLLM skips base-layer copies of the embeddings (is_base_embedding_weights) and MoE base_layer entries.
@@ -146,33 +195,51 @@ export function checkPeftAdapter(dir: string, model: ModelEntry, maxRank: number
     const stripped = name.startsWith("base_model.model.") ? name.slice("base_model.model.".length) : name;
     const parts = stripped.split(".");
     if (parts.length < 3 || parts[parts.length - 1] !== "weight" || !/^lora_[AB]$/.test(parts[parts.length - 2])) {
-      problems.push(`${where} is not a LoRA weight (<module>.lora_A.weight or .lora_B.weight); vLLM: "is unsupported LoRA weight"`);
+      problems.push(
+        `${where} is not a LoRA weight (<module>.lora_A.weight or .lora_B.weight); vLLM: "is unsupported LoRA weight"`,
+      );
       continue;
     }
     const half = parts[parts.length - 2] === "lora_A" ? "A" : "B";
     const module = parts[parts.length - 3];
     const moduleName = parts.slice(0, -2).join(".");
     if (!(LORA_PROJECTIONS as readonly string[]).includes(module)) {
-      problems.push(`${where} targets ${module}; vLLM expects target modules in {${LORA_PROJECTIONS.join(", ")}} for ${model.displayName}`);
+      problems.push(
+        `${where} targets ${module}; vLLM expects target modules in {${LORA_PROJECTIONS.join(", ")}} for ${model.displayName}`,
+      );
       continue;
     }
     const layer = LAYER.exec(stripped);
     if (!layer || Number(layer[1]) >= layers) {
-      problems.push(`${where} is for ${layer ? `layer ${layer[1]}` : "no decoder layer"}; ${model.displayName} has layers 0-${layers - 1}`);
+      problems.push(
+        `${where} is for ${layer ? `layer ${layer[1]}` : "no decoder layer"}; ${model.displayName} has layers 0-${layers - 1}`,
+      );
       continue;
     }
     const projection = module as LoraProjection;
     const { in: inputs, out: outputs } = shapes[projection];
     const want = half === "A" ? [rank, inputs] : [outputs, rank];
     if (info.shape.length !== 2 || info.shape[0] !== want[0] || info.shape[1] !== want[1]) {
-      problems.push(`${where} is [${info.shape.join(", ")}]; for ${model.displayName}'s ${projection} (${inputs} -> ${outputs}) at r=${JSON.stringify(rank)} it must be [${want.join(", ")}]`);
+      problems.push(
+        `${where} is [${info.shape.join(", ")}]; for ${model.displayName}'s ${projection} (${inputs} -> ${outputs}) at r=${JSON.stringify(rank)} it must be [${want.join(", ")}]`,
+      );
       continue;
     }
     modules.add(projection);
     halves.set(moduleName, (halves.get(moduleName) ?? new Set()).add(half));
   }
-  for (const [moduleName, got] of halves) if (got.size < 2) problems.push(`${moduleName} has lora_${got.has("A") ? "A" : "B"} but no lora_${got.has("A") ? "B" : "A"}`);
+  for (const [moduleName, got] of halves)
+    if (got.size < 2)
+      problems.push(`${moduleName} has lora_${got.has("A") ? "A" : "B"} but no lora_${got.has("A") ? "B" : "A"}`);
   if (entries.length === 0) problems.push("adapter_model.safetensors holds no tensors");
   const alpha = typeof config.lora_alpha === "number" ? config.lora_alpha : undefined;
-  return { ok: problems.length === 0, rank: typeof rank === "number" ? rank : undefined, alpha, modules: LORA_PROJECTIONS.filter((m) => modules.has(m)), tensors: entries.length, bytes, problems };
+  return {
+    ok: problems.length === 0,
+    rank: typeof rank === "number" ? rank : undefined,
+    alpha,
+    modules: LORA_PROJECTIONS.filter((m) => modules.has(m)),
+    tensors: entries.length,
+    bytes,
+    problems,
+  };
 }

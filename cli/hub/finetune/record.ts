@@ -27,8 +27,18 @@ export interface JobRecord {
   readonly epochs: number;
   readonly sequenceLen: number;
   readonly format: DatasetFormat;
-  readonly dataset: { readonly file: string; readonly sha256: string; readonly examples: number; readonly tokens: number };
-  readonly gpu: { readonly slug: string; readonly pricePerHour: number; readonly image: string; readonly region: string };
+  readonly dataset: {
+    readonly file: string;
+    readonly sha256: string;
+    readonly examples: number;
+    readonly tokens: number;
+  };
+  readonly gpu: {
+    readonly slug: string;
+    readonly pricePerHour: number;
+    readonly image: string;
+    readonly region: string;
+  };
   readonly volumeGiB: number;
   readonly estimate: { readonly totalUsd: number; readonly totalSeconds: number };
   /** The rendered trainer config (YAML), as uploaded. */
@@ -49,7 +59,10 @@ export interface JobRecord {
 
 /** Billed droplet seconds: each droplet at least DigitalOcean's 60 s minimum; an open span counts to now. */
 export function billedDropletSeconds(record: Pick<JobRecord, "dropletSpans">, nowMs: number): number {
-  return record.dropletSpans.reduce((sum, s) => sum + Math.max(DROPLET_MIN_BILLED_SECONDS, ((s.toMs ?? nowMs) - s.fromMs) / 1000), 0);
+  return record.dropletSpans.reduce(
+    (sum, s) => sum + Math.max(DROPLET_MIN_BILLED_SECONDS, ((s.toMs ?? nowMs) - s.fromMs) / 1000),
+    0,
+  );
 }
 
 export function spendUsd(record: Pick<JobRecord, "dropletSpans" | "gpu">, nowMs: number): number {
@@ -108,5 +121,12 @@ export function stackJobRecords(stack: string, root: string = FINETUNE_HOME()): 
 /** This calendar month's (UTC) droplet spend of the stack's jobs recorded here. */
 export function monthJobSpendUsd(records: readonly JobRecord[], nowMs: number): number {
   const month = new Date(nowMs).toISOString().slice(0, 7);
-  return records.reduce((sum, r) => sum + r.dropletSpans.filter((s) => new Date(s.fromMs).toISOString().slice(0, 7) === month).reduce((a, s) => a + spendUsd({ dropletSpans: [s], gpu: r.gpu }, nowMs), 0), 0);
+  return records.reduce(
+    (sum, r) =>
+      sum +
+      r.dropletSpans
+        .filter((s) => new Date(s.fromMs).toISOString().slice(0, 7) === month)
+        .reduce((a, s) => a + spendUsd({ dropletSpans: [s], gpu: r.gpu }, nowMs), 0),
+    0,
+  );
 }

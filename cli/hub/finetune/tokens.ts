@@ -39,7 +39,10 @@ interface LenmlTokenizer {
 export const QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
 function chatMl(messages: readonly ChatMessage[]): string {
-  const all = messages[0]?.role === "system" ? messages : [{ role: "system" as const, content: QWEN25_DEFAULT_SYSTEM }, ...messages];
+  const all =
+    messages[0]?.role === "system"
+      ? messages
+      : [{ role: "system" as const, content: QWEN25_DEFAULT_SYSTEM }, ...messages];
   return all.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join("");
 }
 

@@ -18,7 +18,9 @@ export interface DispatchRequest {
   readonly decisionId: string;
 }
 
-export type DispatchResult = { readonly ok: true; readonly status: number } | { readonly ok: false; readonly status?: number; readonly retryAfterMs?: number; readonly message: string };
+export type DispatchResult =
+  | { readonly ok: true; readonly status: number }
+  | { readonly ok: false; readonly status?: number; readonly retryAfterMs?: number; readonly message: string };
 
 /** The one call the actuator makes; the GitHub implementation, or a recording one in tests. */
 export interface Pipeline {
@@ -31,20 +33,40 @@ export interface Pipeline {
  */
 export class GitHubPipeline implements Pipeline {
   constructor(
-    private readonly options: { readonly api: string; readonly token: string; readonly repo: string; readonly ref: string; readonly workflow: string },
+    private readonly options: {
+      readonly api: string;
+      readonly token: string;
+      readonly repo: string;
+      readonly ref: string;
+      readonly workflow: string;
+    },
     private readonly fetcher: Fetcher,
   ) {}
 
   async dispatch(request: DispatchRequest): Promise<DispatchResult> {
     const { api, token, repo, ref, workflow } = this.options;
     const url = `${api.replace(/\/$/, "")}/repos/${repo}/actions/workflows/${encodeURIComponent(workflow)}/dispatches`;
-    const body = JSON.stringify({ ref, inputs: { stack: request.stack, nodes: String(request.nodes), reason: request.reason, decision_id: request.decisionId } });
+    const body = JSON.stringify({
+      ref,
+      inputs: {
+        stack: request.stack,
+        nodes: String(request.nodes),
+        reason: request.reason,
+        decision_id: request.decisionId,
+      },
+    });
     try {
       const res = await this.fetcher(url, {
         method: "POST",
         body,
         timeoutMs: 15_000,
-        headers: { accept: "application/vnd.github+json", authorization: `Bearer ${token}`, "content-type": "application/json", "x-github-api-version": "2022-11-28", "user-agent": "inference-hub-autoscaler" },
+        headers: {
+          accept: "application/vnd.github+json",
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          "x-github-api-version": "2022-11-28",
+          "user-agent": "inference-hub-autoscaler",
+        },
       });
       // GitHub's error bodies name the problem ("Bad credentials", "Workflow does not have 'workflow_dispatch' trigger"); never the token.
       return dispatchAnswer(res);
@@ -65,7 +87,12 @@ export function dispatchAnswer(res: Awaited<ReturnType<Fetcher>>): DispatchResul
   } catch {
     /* not JSON: the status says enough */
   }
-  return { ok: false, status: res.status, retryAfterMs: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined, message };
+  return {
+    ok: false,
+    status: res.status,
+    retryAfterMs: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined,
+    message,
+  };
 }
 
 export interface BackoffPolicy {
@@ -83,14 +110,25 @@ export function backoffMs(attempt: number, policy: BackoffPolicy, random: () => 
 /** What the actuator remembers (persisted with the controller's state, so a restart sends no duplicate). */
 export interface ActuatorState {
   /** Asked for and not yet accepted by the pipeline. */
-  readonly pending: { readonly request: DispatchRequest; readonly failures: number; readonly nextAttemptMs: number; readonly lastError?: string } | null;
+  readonly pending: {
+    readonly request: DispatchRequest;
+    readonly failures: number;
+    readonly nextAttemptMs: number;
+    readonly lastError?: string;
+  } | null;
   /** The last request the pipeline accepted, until the stack catches up with it. */
   readonly accepted: { readonly request: DispatchRequest; readonly acceptedMs: number } | null;
 }
 
 export const emptyActuatorState = (): ActuatorState => ({ pending: null, accepted: null });
 
-export type WantOutcome = "caught-up" | "queued" | "replaced" | "duplicate-pending" | "duplicate-awaiting-stack" | "advice";
+export type WantOutcome =
+  | "caught-up"
+  | "queued"
+  | "replaced"
+  | "duplicate-pending"
+  | "duplicate-awaiting-stack"
+  | "advice";
 
 export interface ActuatorEvents {
   onAttempt?(request: DispatchRequest, result: DispatchResult, nextAttemptMs: number | undefined): void;
@@ -103,7 +141,12 @@ export class Actuator {
   constructor(
     /** Undefined: advice mode (decide, log, export; never act). */
     private readonly pipeline: Pipeline | undefined,
-    private readonly options: { readonly catchUpMs: number; readonly backoff?: BackoffPolicy; readonly random?: () => number; readonly events?: ActuatorEvents },
+    private readonly options: {
+      readonly catchUpMs: number;
+      readonly backoff?: BackoffPolicy;
+      readonly random?: () => number;
+      readonly events?: ActuatorEvents;
+    },
     initial: ActuatorState = emptyActuatorState(),
   ) {
     this.state = initial;
@@ -121,7 +164,8 @@ export class Actuator {
   outstanding(nowMs: number, deployedNodes: number): { nodes: number; sinceMs: number; accepted: boolean } | undefined {
     const { pending, accepted } = this.state;
     if (pending) return { nodes: pending.request.nodes, sinceMs: accepted?.acceptedMs ?? nowMs, accepted: false };
-    if (accepted && accepted.request.nodes !== deployedNodes && nowMs - accepted.acceptedMs < this.options.catchUpMs) return { nodes: accepted.request.nodes, sinceMs: accepted.acceptedMs, accepted: true };
+    if (accepted && accepted.request.nodes !== deployedNodes && nowMs - accepted.acceptedMs < this.options.catchUpMs)
+      return { nodes: accepted.request.nodes, sinceMs: accepted.acceptedMs, accepted: true };
     return undefined;
   }
 
@@ -129,7 +173,10 @@ export class Actuator {
   want(request: DispatchRequest, deployedNodes: number, nowMs: number): WantOutcome {
     const { pending, accepted } = this.state;
     // The stack reached what was accepted: that request is history.
-    const awaiting = accepted && accepted.request.nodes !== deployedNodes && nowMs - accepted.acceptedMs < this.options.catchUpMs ? accepted : null;
+    const awaiting =
+      accepted && accepted.request.nodes !== deployedNodes && nowMs - accepted.acceptedMs < this.options.catchUpMs
+        ? accepted
+        : null;
     if (accepted && !awaiting) this.state = { ...this.state, accepted: null };
     if (pending) {
       if (pending.request.nodes === request.nodes) return "duplicate-pending";
@@ -163,7 +210,10 @@ export class Actuator {
     // The request may have been replaced while in flight; what was sent is what counts.
     const current = this.state.pending;
     if (result.ok) {
-      const replaced = current && current.request.decisionId !== pending.request.decisionId ? { ...current, nextAttemptMs: after } : null;
+      const replaced =
+        current && current.request.decisionId !== pending.request.decisionId
+          ? { ...current, nextAttemptMs: after }
+          : null;
       this.state = { pending: replaced, accepted: { request: pending.request, acceptedMs: after } };
       this.options.events?.onAttempt?.(pending.request, result, undefined);
       return result;
@@ -171,23 +221,51 @@ export class Actuator {
     const failures = pending.failures + 1;
     const policy = this.options.backoff ?? DEFAULT_BACKOFF;
     // A refusal that is not rate limiting or a server error (bad token, no such workflow) waits the longest: only the operator can fix it.
-    const refusal = result.status !== undefined && result.status >= 400 && result.status < 500 && result.status !== 429 && !(result.status === 403 && result.retryAfterMs !== undefined);
-    const delay = refusal ? policy.maxMs : Math.max(backoffMs(failures, policy, this.options.random ?? Math.random), result.retryAfterMs ?? 0);
+    const refusal =
+      result.status !== undefined &&
+      result.status >= 400 &&
+      result.status < 500 &&
+      result.status !== 429 &&
+      !(result.status === 403 && result.retryAfterMs !== undefined);
+    const delay = refusal
+      ? policy.maxMs
+      : Math.max(backoffMs(failures, policy, this.options.random ?? Math.random), result.retryAfterMs ?? 0);
     const next = after + delay;
-    this.state = { ...this.state, pending: { ...(current ?? pending), failures, nextAttemptMs: next, lastError: result.message } };
+    this.state = {
+      ...this.state,
+      pending: { ...(current ?? pending), failures, nextAttemptMs: next, lastError: result.message },
+    };
     this.options.events?.onAttempt?.(pending.request, result, next);
     return result;
   }
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-const isRequest = (v: unknown): v is DispatchRequest => isRecord(v) && typeof v.stack === "string" && typeof v.nodes === "number" && typeof v.reason === "string" && typeof v.decisionId === "string";
+const isRequest = (v: unknown): v is DispatchRequest =>
+  isRecord(v) &&
+  typeof v.stack === "string" &&
+  typeof v.nodes === "number" &&
+  typeof v.reason === "string" &&
+  typeof v.decisionId === "string";
 
 /** A persisted actuator state, checked; a malformed one is dropped (at worst one duplicate dispatch, which the workflow absorbs). */
 export function asActuatorState(v: unknown): ActuatorState | undefined {
   if (!isRecord(v)) return undefined;
-  const pending = v.pending === null ? null : isRecord(v.pending) && isRequest(v.pending.request) && typeof v.pending.failures === "number" && typeof v.pending.nextAttemptMs === "number" ? (v.pending as unknown as ActuatorState["pending"]) : undefined;
-  const accepted = v.accepted === null ? null : isRecord(v.accepted) && isRequest(v.accepted.request) && typeof v.accepted.acceptedMs === "number" ? (v.accepted as unknown as ActuatorState["accepted"]) : undefined;
+  const pending =
+    v.pending === null
+      ? null
+      : isRecord(v.pending) &&
+          isRequest(v.pending.request) &&
+          typeof v.pending.failures === "number" &&
+          typeof v.pending.nextAttemptMs === "number"
+        ? (v.pending as unknown as ActuatorState["pending"])
+        : undefined;
+  const accepted =
+    v.accepted === null
+      ? null
+      : isRecord(v.accepted) && isRequest(v.accepted.request) && typeof v.accepted.acceptedMs === "number"
+        ? (v.accepted as unknown as ActuatorState["accepted"])
+        : undefined;
   if (pending === undefined || accepted === undefined) return undefined;
   return { pending, accepted };
 }

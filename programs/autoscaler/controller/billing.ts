@@ -20,7 +20,10 @@ export class DigitalOceanBilling implements BillingReader {
 
   async monthToDateUsd(): Promise<number | undefined> {
     try {
-      const res = await this.fetcher(`${this.api.replace(/\/$/, "")}/v2/customers/my/balance`, { headers: { authorization: `Bearer ${this.token}`, accept: "application/json" }, timeoutMs: 10_000 });
+      const res = await this.fetcher(`${this.api.replace(/\/$/, "")}/v2/customers/my/balance`, {
+        headers: { authorization: `Bearer ${this.token}`, accept: "application/json" },
+        timeoutMs: 10_000,
+      });
       if (res.status !== 200) return undefined;
       const value = Number((JSON.parse(res.text) as { month_to_date_usage?: unknown }).month_to_date_usage);
       return Number.isFinite(value) && value >= 0 ? value : undefined;

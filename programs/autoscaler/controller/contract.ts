@@ -53,7 +53,6 @@ export const DIGITALOCEAN_API = "https://api.digitalocean.com";
 /** The workflow the dispatch names (scaleops owns .github/workflows/autoscale.yml). */
 export const DISPATCH_WORKFLOW = "autoscale.yml";
 
-
 const positive = z.number().finite().nonnegative();
 const PULUMI_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
 
@@ -111,8 +110,17 @@ export const controllerFileSchema = z.object({
   /** Where a wanted count goes: a GitHub workflow_dispatch, or a Pulumi Deployments run of this stack (deployments.ts). */
   dispatch: z
     .union([
-      z.object({ repo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/), ref: z.string().min(1), workflow: z.string().min(1) }),
-      z.object({ kind: z.literal("pulumi-deployments"), organization: z.string().regex(PULUMI_NAME), project: z.string().regex(PULUMI_NAME), stack: z.string().regex(PULUMI_NAME) }),
+      z.object({
+        repo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/),
+        ref: z.string().min(1),
+        workflow: z.string().min(1),
+      }),
+      z.object({
+        kind: z.literal("pulumi-deployments"),
+        organization: z.string().regex(PULUMI_NAME),
+        project: z.string().regex(PULUMI_NAME),
+        stack: z.string().regex(PULUMI_NAME),
+      }),
     ])
     .nullable(),
   /** Whether the deploy gave a billing token (the controller still checks the environment). */
@@ -144,9 +152,13 @@ export function parseControllerFile(text: string): ControllerFile {
     throw new ControllerFileError([`not JSON: ${(err as Error).message}`]);
   }
   const parsed = controllerFileSchema.safeParse(json);
-  if (!parsed.success) throw new ControllerFileError(parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`));
+  if (!parsed.success)
+    throw new ControllerFileError(parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`));
   const file = parsed.data;
-  if (file.policy.minNodes > file.policy.maxNodes) throw new ControllerFileError([`policy: minNodes ${file.policy.minNodes} is above maxNodes ${file.policy.maxNodes}`]);
+  if (file.policy.minNodes > file.policy.maxNodes)
+    throw new ControllerFileError([
+      `policy: minNodes ${file.policy.minNodes} is above maxNodes ${file.policy.maxNodes}`,
+    ]);
   return file;
 }
 
@@ -178,11 +190,20 @@ export interface ExternalSpend {
 export function asExternalSpend(v: unknown): ExternalSpend | undefined {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;
   const o = v as Record<string, unknown>;
-  if (o.version !== 1 || typeof o.entries !== "object" || o.entries === null || Array.isArray(o.entries)) return undefined;
+  if (o.version !== 1 || typeof o.entries !== "object" || o.entries === null || Array.isArray(o.entries))
+    return undefined;
   for (const e of Object.values(o.entries as Record<string, unknown>)) {
     if (typeof e !== "object" || e === null) return undefined;
     const x = e as Record<string, unknown>;
-    if (typeof x.month !== "string" || !/^\d{4}-\d{2}$/.test(x.month) || typeof x.usd !== "number" || !Number.isFinite(x.usd) || x.usd < 0 || typeof x.what !== "string") return undefined;
+    if (
+      typeof x.month !== "string" ||
+      !/^\d{4}-\d{2}$/.test(x.month) ||
+      typeof x.usd !== "number" ||
+      !Number.isFinite(x.usd) ||
+      x.usd < 0 ||
+      typeof x.what !== "string"
+    )
+      return undefined;
   }
   return v as ExternalSpend;
 }

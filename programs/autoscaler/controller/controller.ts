@@ -3,13 +3,39 @@ import { randomBytes } from "node:crypto";
 import { parseWindows } from "../../../stacks/windows";
 import { decide, initialState } from "../decision";
 import type { AutoscalerState, Decision, PolicyConfig } from "../types";
-import { Actuator, ActuatorState, asActuatorState, DispatchRequest, emptyActuatorState, Pipeline, WantOutcome } from "./actuator";
+import {
+  Actuator,
+  ActuatorState,
+  asActuatorState,
+  DispatchRequest,
+  emptyActuatorState,
+  Pipeline,
+  WantOutcome,
+} from "./actuator";
 import type { BillingReader } from "./billing";
-import { asExternalSpend, ControllerFile, EXTERNAL_SPEND_FILE, externalMonthUsd, parseControllerFile } from "./contract";
+import {
+  asExternalSpend,
+  ControllerFile,
+  EXTERNAL_SPEND_FILE,
+  externalMonthUsd,
+  parseControllerFile,
+} from "./contract";
 import { DEMAND_METRIC, demandCounters } from "../demand";
 import { budgetReplicaCap } from "../budget-cap";
 import { type HostResolver, withPresentReplicas } from "./kubernetes";
-import { asLedger, emptyLedger, LedgerState, ledgerTimeAfterRestart, monthNodeSeconds, monthOf, monthStartMs, monthToDateUsd, observeDroplets, raiseFloor, recoveredLedger } from "./ledger";
+import {
+  asLedger,
+  emptyLedger,
+  LedgerState,
+  ledgerTimeAfterRestart,
+  monthNodeSeconds,
+  monthOf,
+  monthStartMs,
+  monthToDateUsd,
+  observeDroplets,
+  raiseFloor,
+  recoveredLedger,
+} from "./ledger";
 import { errorText, Logger } from "./log";
 import { ControllerMetrics } from "./metrics";
 import { offAnswer, OffAnswer } from "./off-answer";
@@ -79,9 +105,22 @@ export interface ControllerStatus {
   /** The demand counters as read this tick (one per key id), for `hub autoscale`'s own deltas. */
   readonly demandCounters?: Readonly<Record<string, number>>;
   readonly signalsUp: boolean;
-  readonly decision?: { readonly wantedNodes: number; readonly reason: string; readonly message: string; readonly numbers: Readonly<Record<string, number>> };
+  readonly decision?: {
+    readonly wantedNodes: number;
+    readonly reason: string;
+    readonly message: string;
+    readonly numbers: Readonly<Record<string, number>>;
+  };
   readonly dispatch: ActuatorState & { readonly lastOutcome?: WantOutcome };
-  readonly ledger: { readonly month: string; readonly monthToDateUsd: number; readonly nodeSeconds: number; readonly gpuBudgetUsd: number; readonly floorReason?: string; readonly accountMonthToDateUsd?: number; readonly externalUsd?: number };
+  readonly ledger: {
+    readonly month: string;
+    readonly monthToDateUsd: number;
+    readonly nodeSeconds: number;
+    readonly gpuBudgetUsd: number;
+    readonly floorReason?: string;
+    readonly accountMonthToDateUsd?: number;
+    readonly externalUsd?: number;
+  };
   readonly pin?: { readonly nodes: number; readonly untilMs: number };
   readonly wakeSinceMs?: number;
 }
@@ -91,7 +130,15 @@ function asPersisted(v: unknown): PersistedState | undefined {
   const s = v as Record<string, unknown>;
   const decision = s.decision as AutoscalerState | undefined;
   const actuator = asActuatorState(s.actuator);
-  if (s.version !== 1 || !decision || decision.version !== 1 || typeof decision.wantedNodes !== "number" || !Array.isArray(decision.learned?.startBySlot) || !actuator) return undefined;
+  if (
+    s.version !== 1 ||
+    !decision ||
+    decision.version !== 1 ||
+    typeof decision.wantedNodes !== "number" ||
+    !Array.isArray(decision.learned?.startBySlot) ||
+    !actuator
+  )
+    return undefined;
   if (s.wakeSinceMs !== null && typeof s.wakeSinceMs !== "number") return undefined;
   return { version: 1, decision, actuator, wakeSinceMs: s.wakeSinceMs as number | null };
 }
@@ -136,21 +183,38 @@ export class Controller {
     this.state = persisted?.decision ?? { ...initialState(file.replicas.length), lastRequestMs: deps.clock() };
     this.wakeSinceMs = persisted?.wakeSinceMs ?? null;
     this.ledger = ledger;
-    this.actuator = new Actuator(deps.pipeline, {
-      // A wake's pipeline run holds until vLLM answers; past twice a cold start (and 10 min) the stack is taken not to be coming, and the count may be asked for again.
-      catchUpMs: (2 * file.policy.coldStartSeconds + 600) * 1000,
-      backoff: deps.backoff,
-      random: deps.random,
-      events: {
-        onAttempt: (request, result, next) => {
-          if (result.ok) deps.log.info("dispatch accepted", { nodes: request.nodes, reason: request.reason, decisionId: request.decisionId, status: result.status });
-          else {
-            this.metrics.dispatchFailures.inc();
-            deps.log.warn("dispatch failed; will retry", { nodes: request.nodes, decisionId: request.decisionId, status: result.status, error: result.message, retryAtMs: next, retryInSeconds: next === undefined ? undefined : Math.round((next - deps.clock()) / 1000) });
-          }
+    this.actuator = new Actuator(
+      deps.pipeline,
+      {
+        // A wake's pipeline run holds until vLLM answers; past twice a cold start (and 10 min) the stack is taken not to be coming, and the count may be asked for again.
+        catchUpMs: (2 * file.policy.coldStartSeconds + 600) * 1000,
+        backoff: deps.backoff,
+        random: deps.random,
+        events: {
+          onAttempt: (request, result, next) => {
+            if (result.ok)
+              deps.log.info("dispatch accepted", {
+                nodes: request.nodes,
+                reason: request.reason,
+                decisionId: request.decisionId,
+                status: result.status,
+              });
+            else {
+              this.metrics.dispatchFailures.inc();
+              deps.log.warn("dispatch failed; will retry", {
+                nodes: request.nodes,
+                decisionId: request.decisionId,
+                status: result.status,
+                error: result.message,
+                retryAtMs: next,
+                retryInSeconds: next === undefined ? undefined : Math.round((next - deps.clock()) / 1000),
+              });
+            }
+          },
         },
       },
-    }, persisted?.actuator ?? emptyActuatorState());
+      persisted?.actuator ?? emptyActuatorState(),
+    );
   }
 
   /** Reads the config file (required) and what was persisted; a corrupt state or ledger is logged and started afresh, the ledger never below what may have been spent. */
@@ -161,9 +225,13 @@ export class Controller {
     let persisted: PersistedState | undefined;
     if (stateRead.kind === "ok") {
       persisted = stateRead.value;
-      if (stateRead.from === "previous") deps.log.warn("state file unreadable; resumed from its previous copy", { problem: stateRead.problem });
+      if (stateRead.from === "previous")
+        deps.log.warn("state file unreadable; resumed from its previous copy", { problem: stateRead.problem });
     } else if (stateRead.kind === "corrupt") {
-      deps.log.error("state file unreadable: learned traffic starts afresh, the view is rebuilt from the config file and live metrics", { problem: stateRead.problem });
+      deps.log.error(
+        "state file unreadable: learned traffic starts afresh, the view is rebuilt from the config file and live metrics",
+        { problem: stateRead.problem },
+      );
       deps.store.quarantine(STATE_FILE, now);
     }
     const ledgerRead = deps.store.read(LEDGER_FILE, asLedger);
@@ -171,16 +239,30 @@ export class Controller {
     if (ledgerRead.kind === "ok") {
       ledger = ledgerRead.value;
       // The copy is one tick older: the droplets open in it stay open, so nothing is lost but a tick, which the next observation counts again.
-      if (ledgerRead.from === "previous") deps.log.warn("ledger unreadable; resumed from its previous copy (one tick older)", { problem: ledgerRead.problem });
+      if (ledgerRead.from === "previous")
+        deps.log.warn("ledger unreadable; resumed from its previous copy (one tick older)", {
+          problem: ledgerRead.problem,
+        });
     } else if (ledgerRead.kind === "missing" && stateRead.kind === "missing" && !deps.store.hasAnyFile()) {
       // A first start: nothing was ever written here. (A billing token's figure still raises it at the first tick.)
       ledger = emptyLedger(now);
     } else {
       // Unreadable, or missing beside a previous run's files: lost either way, and money is never forgotten.
-      const problem = ledgerRead.kind === "missing" ? `${LEDGER_FILE} and its copy are missing, though ${deps.store.dir} holds a previous run's files` : ledgerRead.problem;
+      const problem =
+        ledgerRead.kind === "missing"
+          ? `${LEDGER_FILE} and its copy are missing, though ${deps.store.dir} holds a previous run's files`
+          : ledgerRead.problem;
       const account = deps.billing ? await deps.billing.monthToDateUsd() : undefined;
-      ledger = recoveredLedger(now, problem, { accountMonthToDateUsd: account, maxNodes: file.policy.maxNodes, nodeHourlyUsd: file.policy.nodeHourlyUsd });
-      deps.log.error("ledger lost: started again from a bound, so spend is never under-counted", { problem, floorUsd: ledger.floorUsd, reason: ledger.floorReason });
+      ledger = recoveredLedger(now, problem, {
+        accountMonthToDateUsd: account,
+        maxNodes: file.policy.maxNodes,
+        nodeHourlyUsd: file.policy.nodeHourlyUsd,
+      });
+      deps.log.error("ledger lost: started again from a bound, so spend is never under-counted", {
+        problem,
+        floorUsd: ledger.floorUsd,
+        reason: ledger.floorReason,
+      });
       if (ledgerRead.kind === "corrupt") deps.store.quarantine(LEDGER_FILE, now);
     }
     const controller = new Controller(deps, file, persisted, ledger);
@@ -237,7 +319,12 @@ export class Controller {
       pin: this.file.pin ?? undefined,
       wakeSinceMs: this.wakeSinceMs ?? this.actuator.outstanding(now, this.file.replicas.length)?.sinceMs,
       coldStartSeconds: this.file.policy.coldStartSeconds,
-      monthToDateUsd: monthToDateUsd(this.ledger, this.ledgerTime(now).ledgerMs, this.file.policy.nodeHourlyUsd, this.externalUsd),
+      monthToDateUsd: monthToDateUsd(
+        this.ledger,
+        this.ledgerTime(now).ledgerMs,
+        this.file.policy.nodeHourlyUsd,
+        this.externalUsd,
+      ),
       gpuBudgetUsd: this.file.policy.gpuBudgetUsd,
     });
   }
@@ -273,7 +360,10 @@ export class Controller {
       this.metrics.gpuBudget.set(this.file.policy.gpuBudgetUsd);
     } catch (err) {
       // A half-written or bad file: keep the last good one (the deploy writes it whole, so this is rare).
-      this.deps.log.error("config file unreadable; keeping the last good one", { file: this.deps.configFile, error: errorText(err) });
+      this.deps.log.error("config file unreadable; keeping the last good one", {
+        file: this.deps.configFile,
+        error: errorText(err),
+      });
     }
     return this.file;
   }
@@ -316,7 +406,9 @@ export class Controller {
     const named = new Set(file.replicas.map((r) => r.node));
     const leaving = Object.entries(this.ledger.open).filter(([node]) => !named.has(node));
     const stillAnswering = new Set<string>();
-    await Promise.all(leaving.map(async ([node, d]) => (await healthy(fetcher, d.healthUrl)) && stillAnswering.add(node)));
+    await Promise.all(
+      leaving.map(async ([node, d]) => (await healthy(fetcher, d.healthUrl)) && stillAnswering.add(node)),
+    );
 
     const deployed = file.replicas.length;
     const outstanding = this.actuator.outstanding(now, deployed);
@@ -328,7 +420,8 @@ export class Controller {
       wallMs: now,
       deployed: file.replicas.map((r) => ({ node: r.node, healthUrl: r.healthUrl })),
       stillAnswering,
-      wakeAcceptedMs: accepted && accepted.request.nodes > 0 && accepted.request.nodes >= deployed ? accepted.acceptedMs : undefined,
+      wakeAcceptedMs:
+        accepted && accepted.request.nodes > 0 && accepted.request.nodes >= deployed ? accepted.acceptedMs : undefined,
       createSeconds: file.timing.createSeconds,
       destroySeconds: file.timing.destroySeconds,
     });
@@ -337,10 +430,15 @@ export class Controller {
     await this.checkBilling(ledgerMs, file);
     const spend = monthToDateUsd(this.ledger, ledgerMs, policy.nodeHourlyUsd, this.externalUsd);
 
-    const starting = deployed - ready.length + (outstanding && outstanding.nodes > deployed ? outstanding.nodes - deployed : 0);
+    const starting =
+      deployed - ready.length + (outstanding && outstanding.nodes > deployed ? outstanding.nodes - deployed : 0);
     const nodes = { ready: ready.length, starting, draining: stillAnswering.size };
     const pin = file.pin ?? undefined;
-    const decision = decide(policy, { nowMs: now, nodes, coderRequests, replicas: readings, monthToDateUsd: spend, pin }, this.state);
+    const decision = decide(
+      policy,
+      { nowMs: now, nodes, coderRequests, replicas: readings, monthToDateUsd: spend, pin },
+      this.state,
+    );
     this.state = decision.state;
     this.lastDecision = decision;
 
@@ -354,15 +452,32 @@ export class Controller {
     // A blind tick holds: nothing is asked of the pipeline on metrics that could not be read.
     let outcome: WantOutcome | undefined;
     if (decision.reason !== "hold-metrics-missing") {
-      const request: DispatchRequest = { stack: file.stack, nodes: decision.wantedNodes, reason: decision.reason, decisionId: `${new Date(now).toISOString().replace(/[-:.]/g, "")}-${decision.wantedNodes}-${randomBytes(3).toString("hex")}` };
+      const request: DispatchRequest = {
+        stack: file.stack,
+        nodes: decision.wantedNodes,
+        reason: decision.reason,
+        decisionId: `${new Date(now).toISOString().replace(/[-:.]/g, "")}-${decision.wantedNodes}-${randomBytes(3).toString("hex")}`,
+      };
       outcome = this.actuator.want(request, deployed, now);
-      if ((outcome === "queued" || outcome === "replaced") && deployed === 0 && ready.length === 0 && decision.wantedNodes > 0) this.wakeSinceMs ??= now;
+      if (
+        (outcome === "queued" || outcome === "replaced") &&
+        deployed === 0 &&
+        ready.length === 0 &&
+        decision.wantedNodes > 0
+      )
+        this.wakeSinceMs ??= now;
       if (decision.wantedNodes === 0 && ready.length === 0) this.wakeSinceMs = null;
     }
     await this.actuator.step(clock(), clock);
     // What the status and metrics show: a dispatch this very tick made a node starting.
     const afterStep = this.actuator.outstanding(clock(), deployed);
-    const shown = { ...nodes, starting: Math.max(nodes.starting, deployed - ready.length + (afterStep && afterStep.nodes > deployed ? afterStep.nodes - deployed : 0)) };
+    const shown = {
+      ...nodes,
+      starting: Math.max(
+        nodes.starting,
+        deployed - ready.length + (afterStep && afterStep.nodes > deployed ? afterStep.nodes - deployed : 0),
+      ),
+    };
 
     const signalsUp = coderRequests !== undefined && (ready.length === 0 || readings !== undefined);
     this.persist();
@@ -388,7 +503,9 @@ export class Controller {
       numbers: decision.numbers,
       mode: this.actuator.acting ? "act" : "advice",
       dispatch: outcome ?? "held",
-      ...(outcome === "advice" ? { advice: `would ask the pipeline for ${decision.wantedNodes} GPU node(s); no dispatch token is set` } : {}),
+      ...(outcome === "advice"
+        ? { advice: `would ask the pipeline for ${decision.wantedNodes} GPU node(s); no dispatch token is set` }
+        : {}),
     });
 
     this.last = {
@@ -401,9 +518,22 @@ export class Controller {
       coderRequests,
       demandCounters: counters ? Object.fromEntries(counters) : undefined,
       signalsUp,
-      decision: { wantedNodes: decision.wantedNodes, reason: decision.reason, message: decision.message, numbers: decision.numbers },
+      decision: {
+        wantedNodes: decision.wantedNodes,
+        reason: decision.reason,
+        message: decision.message,
+        numbers: decision.numbers,
+      },
       dispatch: { ...snapshot, lastOutcome: outcome },
-      ledger: { month: this.ledger.month, monthToDateUsd: spend, nodeSeconds: monthNodeSeconds(this.ledger, ledgerMs), gpuBudgetUsd: policy.gpuBudgetUsd, floorReason: this.ledger.floorReason, accountMonthToDateUsd: this.accountMonthToDateUsd, externalUsd: this.externalUsd },
+      ledger: {
+        month: this.ledger.month,
+        monthToDateUsd: spend,
+        nodeSeconds: monthNodeSeconds(this.ledger, ledgerMs),
+        gpuBudgetUsd: policy.gpuBudgetUsd,
+        floorReason: this.ledger.floorReason,
+        accountMonthToDateUsd: this.accountMonthToDateUsd,
+        externalUsd: this.externalUsd,
+      },
       pin,
       wakeSinceMs: this.wakeSinceMs ?? undefined,
     };
@@ -419,8 +549,11 @@ export class Controller {
       const usd = externalMonthUsd(read.value, now);
       this.externalUsd = month === this.externalMonth ? Math.max(this.externalUsd, usd) : usd;
       this.externalMonth = month;
-    }
-    else if (read.kind === "corrupt") this.deps.log.error("external spend file unreadable; keeping the last value read", { problem: read.problem, externalUsd: this.externalUsd });
+    } else if (read.kind === "corrupt")
+      this.deps.log.error("external spend file unreadable; keeping the last value read", {
+        problem: read.problem,
+        externalUsd: this.externalUsd,
+      });
   }
 
   /**
@@ -445,8 +578,19 @@ export class Controller {
     const gpuShare = Math.max(0, account - fixedSoFar);
     const ledgerUsd = monthToDateUsd(this.ledger, at, file.policy.nodeHourlyUsd);
     const raise = gpuShare > ledgerUsd;
-    if (raise) this.ledger = raiseFloor(this.ledger, at, gpuShare, `DigitalOcean's month-to-date usage ($${account.toFixed(2)}, less $${fixedSoFar.toFixed(2)} of always-on costs so far) is above what the ledger counted ($${ledgerUsd.toFixed(2)}); the month's GPU spend is taken as at least $${gpuShare.toFixed(2)}`);
-    this.deps.log[raise ? "warn" : "info"]("billing cross-check", { ledgerGpuUsd: Math.round(ledgerUsd * 100) / 100, accountMonthToDateUsd: account, accountGpuShareUsd: Math.round(gpuShare * 100) / 100, ledgerRaised: raise });
+    if (raise)
+      this.ledger = raiseFloor(
+        this.ledger,
+        at,
+        gpuShare,
+        `DigitalOcean's month-to-date usage ($${account.toFixed(2)}, less $${fixedSoFar.toFixed(2)} of always-on costs so far) is above what the ledger counted ($${ledgerUsd.toFixed(2)}); the month's GPU spend is taken as at least $${gpuShare.toFixed(2)}`,
+      );
+    this.deps.log[raise ? "warn" : "info"]("billing cross-check", {
+      ledgerGpuUsd: Math.round(ledgerUsd * 100) / 100,
+      accountMonthToDateUsd: account,
+      accountGpuShareUsd: Math.round(gpuShare * 100) / 100,
+      ledgerRaised: raise,
+    });
   }
 
   /**
@@ -455,12 +599,20 @@ export class Controller {
    */
   private ledgerTime(wallMs: number): { ledgerMs: number; monotonicMs: number } {
     const monotonicMs = this.deps.monotonic ? this.deps.monotonic() : wallMs;
-    const ledgerMs = this.monotonicAtLedger === undefined ? ledgerTimeAfterRestart(this.ledger, wallMs) : this.ledger.updatedMs + Math.max(0, monotonicMs - this.monotonicAtLedger);
+    const ledgerMs =
+      this.monotonicAtLedger === undefined
+        ? ledgerTimeAfterRestart(this.ledger, wallMs)
+        : this.ledger.updatedMs + Math.max(0, monotonicMs - this.monotonicAtLedger);
     return { ledgerMs, monotonicMs };
   }
 
   private persist(): void {
-    const state: PersistedState = { version: 1, decision: this.state, actuator: this.actuator.snapshot(), wakeSinceMs: this.wakeSinceMs };
+    const state: PersistedState = {
+      version: 1,
+      decision: this.state,
+      actuator: this.actuator.snapshot(),
+      wakeSinceMs: this.wakeSinceMs,
+    };
     try {
       this.deps.store.write(STATE_FILE, state);
       this.deps.store.write(LEDGER_FILE, this.ledger);

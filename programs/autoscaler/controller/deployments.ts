@@ -28,18 +28,30 @@ export interface DeploymentsTarget {
 }
 
 /** The environment variables the run gets: the request reaches the shell only through them, never inside a command. */
-export const SCALE_ENV = { nodes: "HUB_SCALE_NODES", reason: "HUB_SCALE_REASON", decisionId: "HUB_SCALE_DECISION_ID" } as const;
+export const SCALE_ENV = {
+  nodes: "HUB_SCALE_NODES",
+  reason: "HUB_SCALE_REASON",
+  decisionId: "HUB_SCALE_DECISION_ID",
+} as const;
 
 /** Names Pulumi Cloud allows for organizations, projects and stacks; anything else never reaches a URL or a command. */
 const NAME = /^[A-Za-z0-9_.-]{1,100}$/;
 
-export function deploymentRequestBody(target: Pick<DeploymentsTarget, "stack">, request: DispatchRequest): Record<string, unknown> {
-  if (!NAME.test(target.stack)) throw new Error(`stack name ${JSON.stringify(target.stack)} is not a Pulumi stack name`);
+export function deploymentRequestBody(
+  target: Pick<DeploymentsTarget, "stack">,
+  request: DispatchRequest,
+): Record<string, unknown> {
+  if (!NAME.test(target.stack))
+    throw new Error(`stack name ${JSON.stringify(target.stack)} is not a Pulumi stack name`);
   return {
     operation: "preview",
     inheritSettings: true,
     operationContext: {
-      environmentVariables: { [SCALE_ENV.nodes]: String(request.nodes), [SCALE_ENV.reason]: request.reason, [SCALE_ENV.decisionId]: request.decisionId },
+      environmentVariables: {
+        [SCALE_ENV.nodes]: String(request.nodes),
+        [SCALE_ENV.reason]: request.reason,
+        [SCALE_ENV.decisionId]: request.decisionId,
+      },
       preRunCommands: [
         "npm ci --no-audit --no-fund",
         `npm run hub -- gpu scale "$${SCALE_ENV.nodes}" --stack ${target.stack} --reason "$${SCALE_ENV.reason}" --decision-id "$${SCALE_ENV.decisionId}"`,
@@ -53,7 +65,11 @@ export class PulumiDeploymentsPipeline implements Pipeline {
     private readonly target: DeploymentsTarget,
     private readonly fetcher: Fetcher,
   ) {
-    for (const [what, value] of [["organization", target.organization], ["project", target.project], ["stack", target.stack]] as const) {
+    for (const [what, value] of [
+      ["organization", target.organization],
+      ["project", target.project],
+      ["stack", target.stack],
+    ] as const) {
       if (!NAME.test(value)) throw new Error(`Pulumi ${what} ${JSON.stringify(value)} is not a valid name`);
     }
   }
@@ -66,7 +82,12 @@ export class PulumiDeploymentsPipeline implements Pipeline {
         method: "POST",
         body: JSON.stringify(deploymentRequestBody(this.target, request)),
         timeoutMs: 15_000,
-        headers: { accept: "application/vnd.pulumi+8", authorization: `token ${token}`, "content-type": "application/json", "user-agent": "inference-hub-autoscaler" },
+        headers: {
+          accept: "application/vnd.pulumi+8",
+          authorization: `token ${token}`,
+          "content-type": "application/json",
+          "user-agent": "inference-hub-autoscaler",
+        },
       });
       // Pulumi Cloud's error body is {"code", "message"}; the message names the problem, never the token.
       return dispatchAnswer(res);

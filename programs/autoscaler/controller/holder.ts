@@ -21,11 +21,25 @@ export const HELD_BODY_BYTES = 24 * 1024 * 1024;
 /** A replica's health is looked up at most this often while requests are held. */
 const HEALTH_CACHE_MS = 500;
 
-export function holdLimits(holding: { readonly maxSeconds: number; readonly maxRequests: number; readonly maxPerKey: number }): HoldLimits {
-  return { maxSeconds: holding.maxSeconds, maxRequests: holding.maxRequests, maxPerKey: holding.maxPerKey, maxBodyBytes: HELD_BODY_BYTES };
+export function holdLimits(holding: {
+  readonly maxSeconds: number;
+  readonly maxRequests: number;
+  readonly maxPerKey: number;
+}): HoldLimits {
+  return {
+    maxSeconds: holding.maxSeconds,
+    maxRequests: holding.maxRequests,
+    maxPerKey: holding.maxPerKey,
+    maxBodyBytes: HELD_BODY_BYTES,
+  };
 }
 
-export function controllerHolderView(controller: Controller, fetcher: Fetcher, clock: () => number, metrics?: HolderMetrics): HolderView {
+export function controllerHolderView(
+  controller: Controller,
+  fetcher: Fetcher,
+  clock: () => number,
+  metrics?: HolderMetrics,
+): HolderView {
   let cached: { atMs: number; url: string | undefined } | undefined;
   return {
     async readyReplica() {
@@ -43,11 +57,21 @@ export function controllerHolderView(controller: Controller, fetcher: Fetcher, c
     },
     wakeState() {
       const answer = controller.offAnswerNow();
-      return answer.state === "waking" ? { kind: "waking", readyInSeconds: answer.retryAfterSeconds } : { kind: "not-waking" };
+      return answer.state === "waking"
+        ? { kind: "waking", readyInSeconds: answer.retryAfterSeconds }
+        : { kind: "not-waking" };
     },
     offAnswer(): OffAnswerLike {
       const answer = controller.offAnswerNow();
-      return { status: answer.status, headers: { "retry-after": String(answer.retryAfterSeconds), "x-hub-gpu-state": answer.state, "x-hub-backend": OFF_BACKEND_NAME }, body: answer.body };
+      return {
+        status: answer.status,
+        headers: {
+          "retry-after": String(answer.retryAfterSeconds),
+          "x-hub-gpu-state": answer.state,
+          "x-hub-backend": OFF_BACKEND_NAME,
+        },
+        body: answer.body,
+      };
     },
     arrived: (allowed) => controller.holderArrived(allowed),
     finished: (outcome, heldSeconds) => {
@@ -62,7 +86,14 @@ export function controllerHolderView(controller: Controller, fetcher: Fetcher, c
  * the holding settings (requests held under the old ones finish there). Undefined while the file
  * has no holding section: the off port then answers the 503 alone.
  */
-export function holderFollowingFile(controller: Controller, fetcher: Fetcher, clock: () => number): { current: () => ((req: IncomingMessage, res: ServerResponse) => void) | undefined; drain: (timeoutMs: number) => Promise<void> } {
+export function holderFollowingFile(
+  controller: Controller,
+  fetcher: Fetcher,
+  clock: () => number,
+): {
+  current: () => ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  drain: (timeoutMs: number) => Promise<void>;
+} {
   const metrics = new HolderMetrics(controller.metrics.registry, () => current?.queue.size ?? 0);
   const view = controllerHolderView(controller, fetcher, clock, metrics);
   let key = "";
@@ -74,10 +105,18 @@ export function holderFollowingFile(controller: Controller, fetcher: Fetcher, cl
     const next = JSON.stringify(holding);
     if (next !== key || !current) {
       key = next;
-      current = createHoldHandler(view, { limits: holdLimits(holding), fallbackUrl: holding.fallbackUrl ?? undefined, maxBodyBytes: CHAT_BODY_BYTES, clock });
+      current = createHoldHandler(view, {
+        limits: holdLimits(holding),
+        fallbackUrl: holding.fallbackUrl ?? undefined,
+        maxBodyBytes: CHAT_BODY_BYTES,
+        clock,
+      });
       handlers.push(current);
     }
     return current.handle;
   };
-  return { current: pick, drain: async (timeoutMs) => void (await Promise.all(handlers.map((h) => h.drain(timeoutMs)))) };
+  return {
+    current: pick,
+    drain: async (timeoutMs) => void (await Promise.all(handlers.map((h) => h.drain(timeoutMs)))),
+  };
 }

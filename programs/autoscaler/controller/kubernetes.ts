@@ -22,8 +22,13 @@ export const dnsResolver: HostResolver = async (host) => {
 };
 
 /** The file with only the replicas whose pods exist, when the file says replicas are slots; else as it is. */
-export async function withPresentReplicas(file: ControllerFile, resolve: HostResolver = dnsResolver): Promise<ControllerFile> {
+export async function withPresentReplicas(
+  file: ControllerFile,
+  resolve: HostResolver = dnsResolver,
+): Promise<ControllerFile> {
   if (!file.kubernetes?.replicaSlots) return file;
-  const present = await Promise.all(file.replicas.map(async (r) => ((await resolve(new URL(r.healthUrl).hostname)) ? r : undefined)));
+  const present = await Promise.all(
+    file.replicas.map(async (r) => ((await resolve(new URL(r.healthUrl).hostname)) ? r : undefined)),
+  );
   return { ...file, replicas: present.filter((r): r is ControllerFile["replicas"][number] => r !== undefined) };
 }

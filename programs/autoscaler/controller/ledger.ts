@@ -64,11 +64,20 @@ export const monthStartMs = (ms: number): number => {
 };
 
 export function emptyLedger(nowMs: number): LedgerState {
-  return { version: 1, month: monthOf(nowMs), closedNodeSeconds: 0, open: {}, floorUsd: 0, updatedMs: nowMs, wallMs: nowMs };
+  return {
+    version: 1,
+    month: monthOf(nowMs),
+    closedNodeSeconds: 0,
+    open: {},
+    floorUsd: 0,
+    updatedMs: nowMs,
+    wallMs: nowMs,
+  };
 }
 
 /** The ledger's clock after a restart, at a reading of the system clock: its last update plus the downtime, never less. */
-export const ledgerTimeAfterRestart = (ledger: LedgerState, wallMs: number): number => ledger.updatedMs + Math.max(0, wallMs - (ledger.wallMs ?? ledger.updatedMs));
+export const ledgerTimeAfterRestart = (ledger: LedgerState, wallMs: number): number =>
+  ledger.updatedMs + Math.max(0, wallMs - (ledger.wallMs ?? ledger.updatedMs));
 
 /** A time on the ledger's clock, never before its last update. */
 const clamp = (ledger: LedgerState, nowMs: number): number => Math.max(nowMs, ledger.updatedMs);
@@ -86,8 +95,19 @@ export function rollMonth(ledger: LedgerState, nowMs: number): LedgerState {
   if (monthOf(nowMs) <= ledger.month) return ledger;
   const start = monthStartMs(nowMs);
   // A droplet older than the 60 s minimum has paid it; a younger one pays the rest in the new month.
-  const open = Object.fromEntries(Object.entries(ledger.open).map(([node, d]) => [node, { ...d, sinceMs: Math.max(start, d.sinceMs) }]));
-  return { version: 1, month: monthOf(nowMs), closedNodeSeconds: 0, open, floorUsd: 0, updatedMs: nowMs, wallMs: ledger.wallMs, highWaterNodeSeconds: 0 };
+  const open = Object.fromEntries(
+    Object.entries(ledger.open).map(([node, d]) => [node, { ...d, sinceMs: Math.max(start, d.sinceMs) }]),
+  );
+  return {
+    version: 1,
+    month: monthOf(nowMs),
+    closedNodeSeconds: 0,
+    open,
+    floorUsd: 0,
+    updatedMs: nowMs,
+    wallMs: ledger.wallMs,
+    highWaterNodeSeconds: 0,
+  };
 }
 
 export interface LedgerObservation {
@@ -131,7 +151,10 @@ export function observeDroplets(previous: LedgerState, observed: LedgerObservati
   }
   for (const [node, healthUrl] of named) {
     if (open[node]) continue;
-    const born = o.wakeAcceptedMs !== undefined && o.wakeAcceptedMs <= o.nowMs ? o.wakeAcceptedMs : o.nowMs - o.createSeconds * 1000;
+    const born =
+      o.wakeAcceptedMs !== undefined && o.wakeAcceptedMs <= o.nowMs
+        ? o.wakeAcceptedMs
+        : o.nowMs - o.createSeconds * 1000;
     open[node] = { sinceMs: Math.max(start, born), lifeStartMs: born, healthUrl, leaving: false };
   }
   const next: LedgerState = { ...ledger, closedNodeSeconds: closed, open, updatedMs: now, wallMs: wall };
@@ -142,7 +165,8 @@ export function observeDroplets(previous: LedgerState, observed: LedgerObservati
 export function monthNodeSeconds(ledger: LedgerState, nowMs: number): number {
   const now = clamp(ledger, nowMs);
   const current = rollMonth(ledger, now);
-  const counted = current.closedNodeSeconds + Object.values(current.open).reduce((s, d) => s + billedSeconds(d, now), 0);
+  const counted =
+    current.closedNodeSeconds + Object.values(current.open).reduce((s, d) => s + billedSeconds(d, now), 0);
   return Math.max(counted, current.highWaterNodeSeconds ?? 0);
 }
 
@@ -171,13 +195,24 @@ export function raiseFloor(ledger: LedgerState, nowMs: number, usd: number, why:
  * DigitalOcean's month-to-date usage (the whole account: at least the GPU's share), that; without
  * it, the worst case: every node slot the stack may run, since the month began.
  */
-export function recoveredLedger(nowMs: number, why: string, bound: { readonly accountMonthToDateUsd?: number; readonly maxNodes: number; readonly nodeHourlyUsd: number }): LedgerState {
+export function recoveredLedger(
+  nowMs: number,
+  why: string,
+  bound: { readonly accountMonthToDateUsd?: number; readonly maxNodes: number; readonly nodeHourlyUsd: number },
+): LedgerState {
   // The account's figure includes the always-on costs: at least the GPU's share, so it is not reduced here.
   const hours = (nowMs - monthStartMs(nowMs)) / 3_600_000;
   const worst = bound.maxNodes * hours * bound.nodeHourlyUsd;
   const floorUsd = bound.accountMonthToDateUsd !== undefined ? bound.accountMonthToDateUsd : worst;
-  const source = bound.accountMonthToDateUsd !== undefined ? "DigitalOcean's month-to-date usage for the whole account" : `the worst case (${bound.maxNodes} node(s) since the month began)`;
-  return { ...emptyLedger(nowMs), floorUsd, floorReason: `the ledger was lost (${why}); this month's GPU spend is taken as at least $${floorUsd.toFixed(2)}, ${source}` };
+  const source =
+    bound.accountMonthToDateUsd !== undefined
+      ? "DigitalOcean's month-to-date usage for the whole account"
+      : `the worst case (${bound.maxNodes} node(s) since the month began)`;
+  return {
+    ...emptyLedger(nowMs),
+    floorUsd,
+    floorReason: `the ledger was lost (${why}); this month's GPU spend is taken as at least $${floorUsd.toFixed(2)}, ${source}`,
+  };
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -185,13 +220,33 @@ const num = (v: unknown): v is number => typeof v === "number" && Number.isFinit
 
 /** Checks a persisted ledger's shape; undefined when it is not one. */
 export function asLedger(v: unknown): LedgerState | undefined {
-  if (!isRecord(v) || v.version !== 1 || typeof v.month !== "string" || !/^\d{4}-\d{2}$/.test(v.month)) return undefined;
-  if (!num(v.closedNodeSeconds) || v.closedNodeSeconds < 0 || !num(v.floorUsd) || v.floorUsd < 0 || !num(v.updatedMs) || !isRecord(v.open)) return undefined;
-  if ((v.wallMs !== undefined && !num(v.wallMs)) || (v.highWaterNodeSeconds !== undefined && (!num(v.highWaterNodeSeconds) || v.highWaterNodeSeconds < 0))) return undefined;
+  if (!isRecord(v) || v.version !== 1 || typeof v.month !== "string" || !/^\d{4}-\d{2}$/.test(v.month))
+    return undefined;
+  if (
+    !num(v.closedNodeSeconds) ||
+    v.closedNodeSeconds < 0 ||
+    !num(v.floorUsd) ||
+    v.floorUsd < 0 ||
+    !num(v.updatedMs) ||
+    !isRecord(v.open)
+  )
+    return undefined;
+  if (
+    (v.wallMs !== undefined && !num(v.wallMs)) ||
+    (v.highWaterNodeSeconds !== undefined && (!num(v.highWaterNodeSeconds) || v.highWaterNodeSeconds < 0))
+  )
+    return undefined;
   // A month that is not its clock's: written by hand or by another program.
   if (monthOf(v.updatedMs) !== v.month) return undefined;
   for (const d of Object.values(v.open)) {
-    if (!isRecord(d) || !num(d.sinceMs) || !num(d.lifeStartMs) || typeof d.healthUrl !== "string" || typeof d.leaving !== "boolean") return undefined;
+    if (
+      !isRecord(d) ||
+      !num(d.sinceMs) ||
+      !num(d.lifeStartMs) ||
+      typeof d.healthUrl !== "string" ||
+      typeof d.leaving !== "boolean"
+    )
+      return undefined;
   }
   return v as unknown as LedgerState;
 }

@@ -7,7 +7,8 @@ export interface Logger {
   error(message: string, fields?: LogFields): void;
 }
 
-const write = (stream: NodeJS.WriteStream, level: string, message: string, fields?: LogFields) => stream.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...fields })}\n`);
+const write = (stream: NodeJS.WriteStream, level: string, message: string, fields?: LogFields) =>
+  stream.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...fields })}\n`);
 
 export const jsonLogger: Logger = {
   info: (m, f) => write(process.stdout, "info", m, f),
@@ -29,4 +30,5 @@ export class MemoryLogger implements Logger {
   }
 }
 
-export const errorText = (error: unknown): string => (error instanceof Error ? error.message || error.name : String(error));
+export const errorText = (error: unknown): string =>
+  error instanceof Error ? error.message || error.name : String(error);

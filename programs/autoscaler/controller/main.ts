@@ -1,5 +1,15 @@
 import { Controller } from "./controller";
-import { CONTAINER_PATHS, CONTROLLER_PORT, ControllerFile, DIGITALOCEAN_API, DISPATCH_WORKFLOW, ENV, GITHUB_API, OFF_ANSWER_PORT, PULUMI_API } from "./contract";
+import {
+  CONTAINER_PATHS,
+  CONTROLLER_PORT,
+  ControllerFile,
+  DIGITALOCEAN_API,
+  DISPATCH_WORKFLOW,
+  ENV,
+  GITHUB_API,
+  OFF_ANSWER_PORT,
+  PULUMI_API,
+} from "./contract";
 import { GitHubPipeline, type Pipeline } from "./actuator";
 import { PulumiDeploymentsPipeline } from "./deployments";
 import { DigitalOceanBilling } from "./billing";
@@ -20,22 +30,46 @@ const SHUTDOWN_DEADLINE_MS = 10_000;
 /** The actuator the config file names, with its token from the environment; none (advice mode) without one. */
 function pipelineFor(file: ControllerFile, env: NodeJS.ProcessEnv): { pipeline?: Pipeline; why?: string } {
   const dispatch = file.dispatch;
-  if (!dispatch) return { why: "no autoscalerDispatchRepo (GitHub) or autoscalerActuator pulumi-deployments in the config file" };
+  if (!dispatch)
+    return { why: "no autoscalerDispatchRepo (GitHub) or autoscalerActuator pulumi-deployments in the config file" };
   if ("kind" in dispatch) {
     const token = env[ENV.pulumiToken]?.trim();
     if (!token) return { why: `${ENV.pulumiToken} is not set` };
-    return { pipeline: new PulumiDeploymentsPipeline({ api: env[ENV.pulumiApi]?.trim() || PULUMI_API, token, organization: dispatch.organization, project: dispatch.project, stack: dispatch.stack }, httpFetcher) };
+    return {
+      pipeline: new PulumiDeploymentsPipeline(
+        {
+          api: env[ENV.pulumiApi]?.trim() || PULUMI_API,
+          token,
+          organization: dispatch.organization,
+          project: dispatch.project,
+          stack: dispatch.stack,
+        },
+        httpFetcher,
+      ),
+    };
   }
   const token = env[ENV.dispatchToken]?.trim();
   if (!token) return { why: `${ENV.dispatchToken} is not set` };
-  return { pipeline: new GitHubPipeline({ api: env[ENV.githubApi]?.trim() || GITHUB_API, token, repo: dispatch.repo, ref: dispatch.ref, workflow: dispatch.workflow || DISPATCH_WORKFLOW }, httpFetcher) };
+  return {
+    pipeline: new GitHubPipeline(
+      {
+        api: env[ENV.githubApi]?.trim() || GITHUB_API,
+        token,
+        repo: dispatch.repo,
+        ref: dispatch.ref,
+        workflow: dispatch.workflow || DISPATCH_WORKFLOW,
+      },
+      httpFetcher,
+    ),
+  };
 }
 
 function port(name: string, fallback: number): number {
   const raw = process.env[name]?.trim();
   if (!raw) return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0 || value > 65535) throw new Error(`${name}=${raw} is not a port; use a whole number from 0 to 65535`);
+  if (!Number.isInteger(value) || value < 0 || value > 65535)
+    throw new Error(`${name}=${raw} is not a port; use a whole number from 0 to 65535`);
   return value;
 }
 
@@ -46,12 +80,36 @@ async function main(): Promise<void> {
   // Checked before anything starts, so a bad file stops the container with the reason.
   const file = parseControllerFile(fs.readFileSync(configFile, "utf8"));
   const { pipeline, why } = pipelineFor(file, process.env);
-  const billing = billingToken ? new DigitalOceanBilling(process.env[ENV.digitaloceanApi]?.trim() || DIGITALOCEAN_API, billingToken, httpFetcher) : undefined;
+  const billing = billingToken
+    ? new DigitalOceanBilling(process.env[ENV.digitaloceanApi]?.trim() || DIGITALOCEAN_API, billingToken, httpFetcher)
+    : undefined;
   if (!pipeline) log.warn("advice mode: the controller decides, logs and exports, but does not act", { why });
 
-  const controller = await Controller.start({ configFile, store: new JsonStore(stateDir), fetcher: httpFetcher, clock: Date.now, monotonic: () => performance.now(), log, pipeline, billing });
-  const servers = await startServers(controller, { host: process.env.AUTOSCALER_HOST?.trim() || "0.0.0.0", controlPort: port(ENV.port, CONTROLLER_PORT), offPort: port(ENV.offPort, OFF_ANSWER_PORT), log, fetcher: httpFetcher, clock: Date.now });
-  log.info("autoscaler listening", { controlPort: servers.controlPort, offPort: servers.offPort, stack: file.stack, mode: pipeline ? "act" : "advice", billingCrossCheck: billing !== undefined });
+  const controller = await Controller.start({
+    configFile,
+    store: new JsonStore(stateDir),
+    fetcher: httpFetcher,
+    clock: Date.now,
+    monotonic: () => performance.now(),
+    log,
+    pipeline,
+    billing,
+  });
+  const servers = await startServers(controller, {
+    host: process.env.AUTOSCALER_HOST?.trim() || "0.0.0.0",
+    controlPort: port(ENV.port, CONTROLLER_PORT),
+    offPort: port(ENV.offPort, OFF_ANSWER_PORT),
+    log,
+    fetcher: httpFetcher,
+    clock: Date.now,
+  });
+  log.info("autoscaler listening", {
+    controlPort: servers.controlPort,
+    offPort: servers.offPort,
+    stack: file.stack,
+    mode: pipeline ? "act" : "advice",
+    billingCrossCheck: billing !== undefined,
+  });
 
   let timer: NodeJS.Timeout | undefined;
   let stopping = false;
@@ -70,7 +128,10 @@ async function main(): Promise<void> {
     if (timer) clearTimeout(timer);
     log.info("autoscaler stopping", { signal });
     setTimeout(() => process.exit(1), SHUTDOWN_DEADLINE_MS).unref();
-    servers.close().then(() => process.exit(0), () => process.exit(1));
+    servers.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   process.once("SIGTERM", shutdown);
   process.once("SIGINT", shutdown);

@@ -21,35 +21,79 @@ export interface ControllerServers {
 
 const json = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
   const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store", ...headers });
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    "cache-control": "no-store",
+    ...headers,
+  });
   res.end(text);
 };
 
-export async function startServers(controller: Controller, options: { readonly host: string; readonly controlPort: number; readonly offPort: number; readonly log: Logger; readonly fetcher?: Fetcher; readonly clock?: () => number }): Promise<ControllerServers> {
+export async function startServers(
+  controller: Controller,
+  options: {
+    readonly host: string;
+    readonly controlPort: number;
+    readonly offPort: number;
+    readonly log: Logger;
+    readonly fetcher?: Fetcher;
+    readonly clock?: () => number;
+  },
+): Promise<ControllerServers> {
   const control = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
-    if (req.method !== "GET" && req.method !== "HEAD") return json(res, 405, { error: { message: "only GET", type: "invalid_request_error", code: "method_not_allowed" } });
+    if (req.method !== "GET" && req.method !== "HEAD")
+      return json(res, 405, {
+        error: { message: "only GET", type: "invalid_request_error", code: "method_not_allowed" },
+      });
     if (path === METRICS_PATH) {
       controller.metrics.text().then(
         (text) => {
           res.writeHead(200, { "content-type": controller.metrics.registry.contentType });
           res.end(text);
         },
-        (err: unknown) => json(res, 500, { error: { message: errorText(err), type: "server_error", code: "metrics_failed" } }),
+        (err: unknown) =>
+          json(res, 500, { error: { message: errorText(err), type: "server_error", code: "metrics_failed" } }),
       );
       return;
     }
     if (path === HEALTH_PATH) {
       const status = controller.status();
-      return json(res, 200, { status: "ok", lastTickMs: status?.atMs ?? null, mode: controller.acting ? "act" : "advice" });
+      return json(res, 200, {
+        status: "ok",
+        lastTickMs: status?.atMs ?? null,
+        mode: controller.acting ? "act" : "advice",
+      });
     }
     if (path === STATUS_PATH) {
       const status = controller.status();
-      return status ? json(res, 200, status) : json(res, 503, { error: { message: "the controller has not completed its first tick yet", type: "server_error", code: "not_ready" } }, { "retry-after": "15" });
+      return status
+        ? json(res, 200, status)
+        : json(
+            res,
+            503,
+            {
+              error: {
+                message: "the controller has not completed its first tick yet",
+                type: "server_error",
+                code: "not_ready",
+              },
+            },
+            { "retry-after": "15" },
+          );
     }
-    return json(res, 404, { error: { message: `not found; paths: ${METRICS_PATH}, ${HEALTH_PATH}, ${STATUS_PATH}`, type: "invalid_request_error", code: "not_found" } });
+    return json(res, 404, {
+      error: {
+        message: `not found; paths: ${METRICS_PATH}, ${HEALTH_PATH}, ${STATUS_PATH}`,
+        type: "invalid_request_error",
+        code: "not_found",
+      },
+    });
   });
-  const holder = options.fetcher ? holderFollowingFile(controller, options.fetcher, options.clock ?? Date.now) : undefined;
+  const holder = options.fetcher
+    ? holderFollowingFile(controller, options.fetcher, options.clock ?? Date.now)
+    : undefined;
   const off = http.createServer((req, res) => {
     const hold = holder?.current();
     if (hold) return hold(req, res);
@@ -60,8 +104,14 @@ export async function startServers(controller: Controller, options: { readonly h
     // The body (a chat request) is not needed: drain it so the connection can be reused.
     req.resume();
     // Traefik forwards the gatekeeper's key id with every request it let through; nothing else calling this port is demand.
-    const answer = controller.answerOff(typeof req.headers["x-hub-key-id"] === "string" && req.headers["x-hub-key-id"] !== "");
-    json(res, answer.status, answer.body, { "retry-after": String(answer.retryAfterSeconds), "x-hub-gpu-state": answer.state, "x-hub-backend": OFF_BACKEND_NAME });
+    const answer = controller.answerOff(
+      typeof req.headers["x-hub-key-id"] === "string" && req.headers["x-hub-key-id"] !== "",
+    );
+    json(res, answer.status, answer.body, {
+      "retry-after": String(answer.retryAfterSeconds),
+      "x-hub-gpu-state": answer.state,
+      "x-hub-backend": OFF_BACKEND_NAME,
+    });
   });
   const listen = (server: http.Server, port: number) =>
     new Promise<number>((resolve, reject) => {

@@ -83,15 +83,36 @@ export function replicaReading(families: ReadonlyMap<string, readonly Series[]>)
 }
 
 /** An HTTP GET as the controller needs it; injectable so tests can point it anywhere. */
-export type Fetcher = (url: string, init?: { readonly headers?: Record<string, string>; readonly method?: string; readonly body?: string; readonly timeoutMs?: number }) => Promise<{ readonly status: number; readonly text: string; readonly headers: { get(name: string): string | null } }>;
+export type Fetcher = (
+  url: string,
+  init?: {
+    readonly headers?: Record<string, string>;
+    readonly method?: string;
+    readonly body?: string;
+    readonly timeoutMs?: number;
+  },
+) => Promise<{
+  readonly status: number;
+  readonly text: string;
+  readonly headers: { get(name: string): string | null };
+}>;
 
 export const httpFetcher: Fetcher = async (url, init = {}) => {
-  const res = await fetch(url, { method: init.method ?? "GET", headers: init.headers, body: init.body, signal: AbortSignal.timeout(init.timeoutMs ?? 5000) });
+  const res = await fetch(url, {
+    method: init.method ?? "GET",
+    headers: init.headers,
+    body: init.body,
+    signal: AbortSignal.timeout(init.timeoutMs ?? 5000),
+  });
   return { status: res.status, text: await res.text(), headers: res.headers };
 };
 
 /** Reads one Prometheus endpoint; undefined when it cannot be read (down, timeout, not 200, unparsable). */
-export async function scrape(fetcher: Fetcher, url: string, timeoutMs = 5000): Promise<Map<string, Series[]> | undefined> {
+export async function scrape(
+  fetcher: Fetcher,
+  url: string,
+  timeoutMs = 5000,
+): Promise<Map<string, Series[]> | undefined> {
   try {
     const res = await fetcher(url, { timeoutMs });
     if (res.status !== 200) return undefined;

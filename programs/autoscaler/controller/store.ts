@@ -61,7 +61,8 @@ export class JsonStore {
     const current = attempt(this.file(name));
     if (current.value !== undefined) return { kind: "ok", value: current.value, from: "current" };
     const previous = attempt(`${this.file(name)}.prev`);
-    if (previous.value !== undefined) return { kind: "ok", value: previous.value, from: "previous", problem: current.problem ?? `${name} is missing` };
+    if (previous.value !== undefined)
+      return { kind: "ok", value: previous.value, from: "previous", problem: current.problem ?? `${name} is missing` };
     if (current.missing && previous.missing) return { kind: "missing" };
     return { kind: "corrupt", problem: [current.problem, previous.problem].filter(Boolean).join("; ") };
   }

@@ -37,7 +37,8 @@ export function readFrontConfig(environment: Readonly<Record<string, string | un
       if (required) problems.push(`${name} is not set`);
       return undefined;
     }
-    if (!/^http:\/\/[A-Za-z0-9.:[\]_-]+(:\d+)?(\/\S*)?$/.test(value)) problems.push(`${name}=${value} must be an http:// URL (a private address or a container name)`);
+    if (!/^http:\/\/[A-Za-z0-9.:[\]_-]+(:\d+)?(\/\S*)?$/.test(value))
+      problems.push(`${name}=${value} must be an http:// URL (a private address or a container name)`);
     return value.replace(/\/$/, "");
   };
   const urlFile = text("SANDBOX_NODE_URL_FILE");
@@ -49,7 +50,8 @@ export function readFrontConfig(environment: Readonly<Record<string, string | un
     }
   }
   const nodeToken = text("SANDBOX_NODE_TOKEN") ?? "";
-  if (nodeToken.length < 32 || /\s/.test(nodeToken)) problems.push("SANDBOX_NODE_TOKEN must be the sandbox token: at least 32 characters, no spaces");
+  if (nodeToken.length < 32 || /\s/.test(nodeToken))
+    problems.push("SANDBOX_NODE_TOKEN must be the sandbox token: at least 32 characters, no spaces");
   const config: FrontConfig = {
     port: integer("SANDBOX_FRONT_PORT", SANDBOX_FRONT_PORT, 0, 65535),
     host: text("SANDBOX_FRONT_HOST") ?? "0.0.0.0",

@@ -28,8 +28,12 @@ import type * as grpcTypes from "@grpc/grpc-js";
 
 // The SDK's own gRPC library and generated code (CommonJS, untyped): the copy the run entry uses.
 /* eslint-disable @typescript-eslint/no-require-imports */
-const grpc = require(require.resolve("@grpc/grpc-js", { paths: [path.dirname(require.resolve("@pulumi/pulumi"))] })) as typeof grpcTypes;
-const langRpc = require("@pulumi/pulumi/proto/language_grpc_pb") as { LanguageRuntimeService: grpcTypes.ServiceDefinition };
+const grpc = require(
+  require.resolve("@grpc/grpc-js", { paths: [path.dirname(require.resolve("@pulumi/pulumi"))] }),
+) as typeof grpcTypes;
+const langRpc = require("@pulumi/pulumi/proto/language_grpc_pb") as {
+  LanguageRuntimeService: grpcTypes.ServiceDefinition;
+};
 type Message = Record<string, (...args: unknown[]) => unknown>;
 const langProto = require("@pulumi/pulumi/proto/language_pb") as Record<string, new () => Message>;
 const pluginProto = require("@pulumi/pulumi/proto/plugin_pb") as Record<string, new () => Message>;
@@ -39,7 +43,12 @@ const pluginProto = require("@pulumi/pulumi/proto/plugin_pb") as Record<string, 
 const EXITED_AFTER_MESSAGE = 32;
 
 interface RunRequest {
-  getInfo(): { getRootDirectory(): string; getProgramDirectory(): string; getEntryPoint(): string; getOptions(): { toJavaScript(): Record<string, unknown> } | undefined };
+  getInfo(): {
+    getRootDirectory(): string;
+    getProgramDirectory(): string;
+    getEntryPoint(): string;
+    getOptions(): { toJavaScript(): Record<string, unknown> } | undefined;
+  };
   getMonitorAddress(): string;
   getConfigMap(): { entries(): Iterable<[string, string]> } | undefined;
   getConfigsecretkeysList(): string[];
@@ -63,7 +72,8 @@ export interface ProgramStart {
 export function hostEnvironment(options: Record<string, unknown>): Record<string, string> {
   const env: Record<string, string> = {};
   if (options.typescript === undefined || options.typescript === true) env.PULUMI_NODEJS_TYPESCRIPT = "true";
-  if (typeof options.tsconfig === "string" && options.tsconfig !== "") env.PULUMI_NODEJS_TSCONFIG_PATH = options.tsconfig;
+  if (typeof options.tsconfig === "string" && options.tsconfig !== "")
+    env.PULUMI_NODEJS_TSCONFIG_PATH = options.tsconfig;
   return env;
 }
 
@@ -112,13 +122,24 @@ function serve(engineAddress: string): void {
         const i = k.indexOf(":");
         config[`${k.slice(0, i)}:config:${k.slice(i + 1)}`] = v;
       }
-      const env = { PULUMI_CONFIG: JSON.stringify(config), PULUMI_CONFIG_SECRET_KEYS: JSON.stringify(req.getConfigsecretkeysList()), ...hostEnvironment(options) };
+      const env = {
+        PULUMI_CONFIG: JSON.stringify(config),
+        PULUMI_CONFIG_SECRET_KEYS: JSON.stringify(req.getConfigsecretkeysList()),
+        ...hostEnvironment(options),
+      };
       // The program's output goes where the real host sends it: this process's stdout and stderr, which the CLI reads.
-      const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
+      const child = spawn(process.execPath, args, {
+        env: { ...process.env, ...env },
+        stdio: ["ignore", "inherit", "inherit"],
+      });
       child.once("exit", (code) => {
         const log = process.env.STAND_IN_LANGUAGE_HOST_LOG;
         const shown = { ...env, PULUMI_CONFIG: "(not logged)" };
-        if (log) appendFileSync(log, `${JSON.stringify({ args, env: shown, options, exitCode: code } satisfies ProgramStart)}\n`);
+        if (log)
+          appendFileSync(
+            log,
+            `${JSON.stringify({ args, env: shown, options, exitCode: code } satisfies ProgramStart)}\n`,
+          );
         const resp = new langProto.RunResponse();
         if (code === EXITED_AFTER_MESSAGE) resp.setBail(true);
         else if (code !== 0) resp.setError(`Program exited with non-zero exit code: ${code}`);

@@ -32,7 +32,11 @@ const nameOf = (urn: string) => urn.split("::")[3] ?? "";
 
 function record(op: string, urn: string, extra: Record<string, unknown> = {}): void {
   const log = process.env.STAND_IN_PROVIDER_LOG;
-  if (log) appendFileSync(log, `${JSON.stringify({ plugin: pluginName, op, type: typeOf(urn), name: nameOf(urn), ...extra })}\n`);
+  if (log)
+    appendFileSync(
+      log,
+      `${JSON.stringify({ plugin: pluginName, op, type: typeOf(urn), name: nameOf(urn), ...extra })}\n`,
+    );
 }
 
 const hashed = (text: string, length: number) => createHash("sha256").update(text).digest("hex").slice(0, length);
@@ -71,7 +75,16 @@ const standIn: provider.Provider = {
   async check(urn, _olds, news) {
     record("check", urn);
     const type = typeOf(urn);
-    if (!(type in REPLACING_INPUTS)) return { inputs: news, failures: [{ property: "", reason: `stand-in provider: no replacement rules for ${type}; add them to test/helpers/stand-in-plugins/replacements.ts with their source` }] };
+    if (!(type in REPLACING_INPUTS))
+      return {
+        inputs: news,
+        failures: [
+          {
+            property: "",
+            reason: `stand-in provider: no replacement rules for ${type}; add them to test/helpers/stand-in-plugins/replacements.ts with their source`,
+          },
+        ],
+      };
     return { inputs: news };
   },
   async diff(id, urn, olds: Record<string, unknown>, news: Record<string, unknown>) {
@@ -81,10 +94,16 @@ const standIn: provider.Provider = {
     const keys = new Set([...Object.keys(news), ...Object.keys(olds).filter((k) => !madeUp.has(k))]);
     const changed = [...keys].filter((k) => !same(olds[k], news[k]));
     const replaces = changed.filter((k) => REPLACING_INPUTS[type]?.includes(k));
-    if (type === "digitalocean:index/volume:Volume" && typeof olds.size === "number" && typeof news.size === "number" && news.size < olds.size) {
+    if (
+      type === "digitalocean:index/volume:Volume" &&
+      typeof olds.size === "number" &&
+      typeof news.size === "number" &&
+      news.size < olds.size
+    ) {
       throw new Error("volumes `size` can only be expanded and not shrunk");
     }
-    if (type === "digitalocean:index/droplet:Droplet" && olds.ipv6 === true && news.ipv6 === false) replaces.push("ipv6");
+    if (type === "digitalocean:index/droplet:Droplet" && olds.ipv6 === true && news.ipv6 === false)
+      replaces.push("ipv6");
     record("diff", urn, { id, changed, replaces });
     return { changes: changed.length > 0, replaces };
   },
@@ -110,9 +129,12 @@ const standIn: provider.Provider = {
   },
   async invoke(token, inputs: Record<string, unknown>) {
     record("invoke", "", { token });
-    const fail = process.env.STAND_IN_FAIL_INVOKE ? (JSON.parse(process.env.STAND_IN_FAIL_INVOKE) as { token: string; message: string }) : undefined;
+    const fail = process.env.STAND_IN_FAIL_INVOKE
+      ? (JSON.parse(process.env.STAND_IN_FAIL_INVOKE) as { token: string; message: string })
+      : undefined;
     if (fail?.token === token) throw new Error(fail.message);
-    if (token === "digitalocean:index/getSshKeys:getSshKeys") return { outputs: { ...inputs, id: "stand-in", sshKeys: [] } };
+    if (token === "digitalocean:index/getSshKeys:getSshKeys")
+      return { outputs: { ...inputs, id: "stand-in", sshKeys: [] } };
     throw new Error(`stand-in provider ${pluginName}: no answer for ${token}`);
   },
 };
