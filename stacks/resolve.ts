@@ -14,7 +14,7 @@ import { CPU_SERVICE_RAM, findModel, MODELS, ModelEntry, TTS_MODELS, WHISPER_MOD
 import { gbToGiB, GB_PER_GIB, VOLUME_MAX_GIB } from "./catalogue/storage";
 import { resolveSandbox, SANDBOX_FRONT_RAM_GIB, SANDBOX_NODE_NAME } from "./sandbox";
 import { estimateCost } from "./cost";
-import { fitOnGpu, GpuFit, llamaCppRamGiB, MAX_COMBINED_GPU_SHARE, maxContextThatFits } from "./fit";
+import { fitOnGpu, GpuFit, GpuFitInput, llamaCppRamGiB, MAX_COMBINED_GPU_SHARE, maxContextThatFits } from "./fit";
 import {
   CODER_SERVED_NAME,
   COMPILE_CACHE_GIB,
@@ -463,70 +463,25 @@ function fitAdvice(
   loraGB: (tensorParallel: number) => number = () => 0,
 ): string {
   const advice: string[] = [];
-  const weights = mapVllmQuantization(model, quantization, gpu);
-  if (weights.ok) {
-    const longest = maxContextThatFits({
-      weightsGB: weights.value.gpuWeightsGB,
-      attention: model.attention,
-      maxContext: context,
-      tensorParallel: gpu.gpuCount,
-      gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu,
-      share,
-      vision: model.vision,
-      loraGB: loraGB(gpu.gpuCount),
-    });
+  const current = gpuFitInput(model, quantization, gpu, context, share, loraGB);
+  if (current) {
+    const longest = maxContextThatFits(current);
     if (longest >= 2048) advice.push(`set llmMaxContext to ${Math.floor(longest / 1024) * 1024} or less`);
-    const needShare = fitOnGpu({
-      weightsGB: weights.value.gpuWeightsGB,
-      attention: model.attention,
-      maxContext: context,
-      tensorParallel: gpu.gpuCount,
-      gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu,
-      share,
-      vision: model.vision,
-      loraGB: loraGB(gpu.gpuCount),
-    }).minimumShare;
+    const needShare = fitOnGpu(current).minimumShare;
     if (needShare !== undefined && needShare > share && needShare <= maxShare)
       advice.push(`raise llmGpuMemoryPercent to ${Math.ceil(needShare * 100)}`);
   }
   for (const q of ["8bit", "4bit"] as const) {
     if (q === quantization || (quantization === "4bit" && q === "8bit")) continue;
-    const w = mapVllmQuantization(model, q, gpu);
-    if (
-      w.ok &&
-      fitOnGpu({
-        weightsGB: w.value.gpuWeightsGB,
-        attention: model.attention,
-        maxContext: context,
-        tensorParallel: gpu.gpuCount,
-        gpuMemoryGBPerGpu: gpu.gpuMemoryGBPerGpu,
-        share,
-        vision: model.vision,
-        loraGB: loraGB(gpu.gpuCount),
-      }).fits
-    ) {
+    if (fitsWith(gpuFitInput(model, q, gpu, context, share, loraGB))) {
       advice.push(`use llmQuantization ${q}`);
       break;
     }
   }
   // Only sizes this tier accepts: 8-GPU droplets for multigpu, single-GPU ones otherwise.
-  const fitsOn = (s: GpuSize) => {
-    if (tier !== "k8s" && (tier === "multigpu") !== s.gpuCount > 1) return false;
-    const w = mapVllmQuantization(model, quantization, s);
-    return (
-      w.ok &&
-      fitOnGpu({
-        weightsGB: w.value.gpuWeightsGB,
-        attention: model.attention,
-        maxContext: context,
-        tensorParallel: s.gpuCount,
-        gpuMemoryGBPerGpu: s.gpuMemoryGBPerGpu,
-        share,
-        vision: model.vision,
-        loraGB: loraGB(s.gpuCount),
-      }).fits
-    );
-  };
+  const fitsOn = (s: GpuSize) =>
+    (tier === "k8s" || (tier === "multigpu") === s.gpuCount > 1) &&
+    fitsWith(gpuFitInput(model, quantization, s, context, share, loraGB));
   const inRegion = sizesWhere(fitsOn, region).filter((s) => s.slug !== gpu.slug);
   const anywhere = sizesWhere(fitsOn).filter((s) => s.slug !== gpu.slug);
   // Hybrid bills the hours it is on; gpu and multigpu are always on (HOURS_PER_MONTH).
@@ -542,12 +497,37 @@ function fitAdvice(
     );
   else if (tier !== "multigpu" && advice.length === 0) {
     // Nothing makes it fit one GPU: the multigpu tier's 8-GPU droplets might (tensor parallel over all 8).
-    const multi = multiGpuFit(model, quantization, context, region);
+    const multi = multiGpuFit(model, quantization, context, region, loraGB);
     if (multi)
       return `No single-GPU size holds it. Fixes: use tier multigpu with gpuSize ${priced(multi.size, true)}${multi.quantization === quantization ? "" : ` and llmQuantization ${multi.quantization}`} (its preset shards the model over the ${multi.size.gpuCount} GPUs).`;
   }
   return advice.length ? `Fixes: ${advice.join("; or ")}.` : "No catalogue size holds it; choose a smaller model.";
 }
+
+/** What the fit needs to know of the model on a size, or undefined when the quantization cannot run there. */
+function gpuFitInput(
+  model: ModelEntry,
+  quantization: Quantization,
+  size: GpuSize,
+  context: number,
+  share: number,
+  loraGB: (tensorParallel: number) => number,
+): GpuFitInput | undefined {
+  const weights = mapVllmQuantization(model, quantization, size);
+  if (!weights.ok) return undefined;
+  return {
+    weightsGB: weights.value.gpuWeightsGB,
+    attention: model.attention,
+    maxContext: context,
+    tensorParallel: size.gpuCount,
+    gpuMemoryGBPerGpu: size.gpuMemoryGBPerGpu,
+    share,
+    vision: model.vision,
+    loraGB: loraGB(size.gpuCount),
+  };
+}
+
+const fitsWith = (input: GpuFitInput | undefined) => input !== undefined && fitOnGpu(input).fits;
 
 /** The cheapest 8-GPU size (in the region first) that holds the model at the multigpu preset's memory share. */
 function multiGpuFit(
@@ -555,25 +535,14 @@ function multiGpuFit(
   quantization: Quantization,
   context: number,
   region: string,
+  loraGB: (tensorParallel: number) => number,
 ): { size: GpuSize; quantization: Quantization } | undefined {
   const share = PRESETS.multigpu.llmGpuMemoryPercent / 100;
   for (const q of [quantization, ...(["none", "8bit", "4bit"] as const).filter((x) => x !== quantization)]) {
-    const fits = (s: GpuSize) => {
-      if (s.gpuCount < 2 || model.attention.attentionHeads % s.gpuCount !== 0) return false;
-      const w = mapVllmQuantization(model, q, s);
-      return (
-        w.ok &&
-        fitOnGpu({
-          weightsGB: w.value.gpuWeightsGB,
-          attention: model.attention,
-          maxContext: context,
-          tensorParallel: s.gpuCount,
-          gpuMemoryGBPerGpu: s.gpuMemoryGBPerGpu,
-          share,
-          vision: model.vision,
-        }).fits
-      );
-    };
+    const fits = (s: GpuSize) =>
+      s.gpuCount > 1 &&
+      model.attention.attentionHeads % s.gpuCount === 0 &&
+      fitsWith(gpuFitInput(model, q, s, context, share, loraGB));
     const size = sizesWhere(fits, region)[0] ?? sizesWhere(fits)[0];
     if (size) return { size, quantization: q };
   }
