@@ -7,13 +7,11 @@ import { loraGuardSource } from "../services/backend-header";
 import { hubServiceSpecs } from "../services";
 import { routeTable } from "../services/routes";
 import { coderServeArgs } from "../services/vllm";
-import { GPU_SIZES } from "../stacks/catalogue/droplets";
 import { LORA_MODEL_SHAPES } from "../stacks/catalogue/lora";
 import { MODELS } from "../stacks/catalogue/models";
 import { loraSlotBytesPerGpu, parseAdapterEntry, vllmMaxLoraRank } from "../stacks/lora";
-import { QUANTIZATIONS } from "../stacks/settings";
 import { loadSettings, mustLoad } from "./helpers/load";
-import { VLLM_REFERENCE, vllmArgProblems } from "./helpers/vllm-reference";
+import { coderMatrix, VLLM_REFERENCE, vllmArgProblems } from "./helpers/vllm-reference";
 
 const qwen32 = MODELS.find((m) => m.id === "qwen2.5-coder-32b")!;
 const gqa = (id: string) => {
@@ -157,36 +155,16 @@ describe("adapters through the plan: fit, quantization, tier", () => {
 describe("the vLLM command line with adapters", () => {
   it("is accepted by vLLM 0.24.0's argument list for every model x quantization x size that plans", () => {
     let checked = 0;
-    for (const model of MODELS.filter((m) => m.role === "coder")) {
-      for (const quantization of QUANTIZATIONS) {
-        for (const size of GPU_SIZES) {
-          const tier = size.gpuCount > 1 ? "multigpu" : "gpu";
-          const r = loadSettings({
-            tier,
-            region: size.regions[0],
-            gpuSize: size.slug,
-            llmModel: model.id,
-            llmQuantization: quantization,
-            llmTensorParallelSize: size.gpuCount,
-            llmMaxContext: Math.min(8192, model.maxContext),
-            llmGpuMemoryPercent: 90,
-            ocrEngine: "docling",
-            budgetUsd: 100000,
-            modelCacheGiB: 1000,
-            llmLoraAdapters: ADAPTERS,
-            llmMaxLoras: 2,
-          });
-          if (!r.ok) {
-            // Refused only with a reason that names a setting.
-            expect(r.problems.every((p) => p.keys.length > 0 && p.message.length > 0)).toBe(true);
-            continue;
-          }
-          if (r.config.coder.backend !== "vllm") continue;
-          const args = coderServeArgs(r.config.coder);
-          expect(vllmArgProblems(args), `${model.id} ${quantization} ${size.slug}: ${args.join(" ")}`).toEqual([]);
-          checked++;
-        }
+    for (const { label, result: r } of coderMatrix({ llmLoraAdapters: ADAPTERS, llmMaxLoras: 2 })) {
+      if (!r.ok) {
+        // Refused only with a reason that names a setting.
+        expect(r.problems.every((p) => p.keys.length > 0 && p.message.length > 0)).toBe(true);
+        continue;
       }
+      if (r.config.coder.backend !== "vllm") continue;
+      const args = coderServeArgs(r.config.coder);
+      expect(vllmArgProblems(args), `${label}: ${args.join(" ")}`).toEqual([]);
+      checked++;
     }
     expect(checked).toBeGreaterThan(20);
   });

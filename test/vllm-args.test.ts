@@ -1,11 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { vllmArgLists } from "../cli/plan/document";
 import { coderServeArgs } from "../services/vllm";
-import { GPU_SIZES } from "../stacks/catalogue/droplets";
-import { MODELS } from "../stacks/catalogue/models";
-import { QUANTIZATIONS, TIERS } from "../stacks/settings";
-import { loadSettings, mustLoad } from "./helpers/load";
-import { VLLM_REFERENCE, vllmArgProblems } from "./helpers/vllm-reference";
+import { TIERS } from "../stacks/settings";
+import { mustLoad } from "./helpers/load";
+import { coderMatrix, VLLM_REFERENCE, vllmArgProblems } from "./helpers/vllm-reference";
 
 describe("the validator itself", () => {
   it("rejects what vLLM rejects", () => {
@@ -31,30 +29,12 @@ describe("every vLLM command line the stack renders is accepted by vLLM 0.24.0",
   it("for every model x quantization x GPU size that passes the checks", () => {
     let checked = 0;
     const flagsSeen = new Set<string>();
-    for (const model of MODELS.filter((m) => m.role === "coder")) {
-      for (const quantization of QUANTIZATIONS) {
-        for (const size of GPU_SIZES) {
-          const tier = size.gpuCount > 1 ? "multigpu" : "gpu";
-          const r = loadSettings({
-            tier,
-            region: size.regions[0],
-            gpuSize: size.slug,
-            llmModel: model.id,
-            llmQuantization: quantization,
-            llmTensorParallelSize: size.gpuCount,
-            llmMaxContext: Math.min(8192, model.maxContext),
-            llmGpuMemoryPercent: 90,
-            ocrEngine: "docling",
-            budgetUsd: 100000,
-            modelCacheGiB: 1000,
-          });
-          if (!r.ok || r.config.coder.backend !== "vllm") continue;
-          const args = coderServeArgs(r.config.coder);
-          expect(vllmArgProblems(args), `${model.id} ${quantization} ${size.slug}: ${args.join(" ")}`).toEqual([]);
-          args.filter((a) => a.startsWith("--")).forEach((a) => flagsSeen.add(a));
-          checked++;
-        }
-      }
+    for (const { label, result: r } of coderMatrix()) {
+      if (!r.ok || r.config.coder.backend !== "vllm") continue;
+      const args = coderServeArgs(r.config.coder);
+      expect(vllmArgProblems(args), `${label}: ${args.join(" ")}`).toEqual([]);
+      args.filter((a) => a.startsWith("--")).forEach((a) => flagsSeen.add(a));
+      checked++;
     }
     // The matrix exercised the formats (the pre-quantized FP8 checkpoint's compressed-tensors among them), expert parallelism and the loader.
     expect(checked).toBeGreaterThan(30);

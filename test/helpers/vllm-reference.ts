@@ -1,5 +1,8 @@
 import * as path from "node:path";
-import { readJson, REFERENCE } from "./load";
+import { GPU_SIZES } from "../../stacks/catalogue/droplets";
+import { MODELS } from "../../stacks/catalogue/models";
+import { QUANTIZATIONS } from "../../stacks/settings";
+import { loadSettings, readJson, REFERENCE } from "./load";
 
 interface VllmReference {
   version: string;
@@ -71,4 +74,30 @@ export function vllmArgProblems(args: readonly string[]): string[] {
     if (MULTI_VALUE.has(name)) while (i + 1 < args.length && !args[i + 1].startsWith("-")) i++;
   }
   return problems;
+}
+
+/**
+ * Every coder model × quantization × GPU size (gpu tier for one GPU, multigpu for eight), loaded
+ * with the given extra settings: what the vLLM command-line tests sweep.
+ */
+export function* coderMatrix(extra: Record<string, unknown> = {}) {
+  for (const model of MODELS.filter((m) => m.role === "coder"))
+    for (const quantization of QUANTIZATIONS)
+      for (const size of GPU_SIZES) {
+        const result = loadSettings({
+          tier: size.gpuCount > 1 ? "multigpu" : "gpu",
+          region: size.regions[0],
+          gpuSize: size.slug,
+          llmModel: model.id,
+          llmQuantization: quantization,
+          llmTensorParallelSize: size.gpuCount,
+          llmMaxContext: Math.min(8192, model.maxContext),
+          llmGpuMemoryPercent: 90,
+          ocrEngine: "docling",
+          budgetUsd: 100000,
+          modelCacheGiB: 1000,
+          ...extra,
+        });
+        yield { label: `${model.id} ${quantization} ${size.slug}`, result };
+      }
 }
