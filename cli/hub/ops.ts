@@ -1,3 +1,4 @@
+import type { Stack } from "@pulumi/pulumi/automation";
 import { spawnSync } from "node:child_process";
 import type { PreviewStep, StackConfig } from "./decisions";
 
@@ -42,23 +43,32 @@ function onPath(cmd: string): boolean {
   return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 }
 
-/** StackOps over Pulumi's Automation API, for a stack of this project. */
-export async function automationOps(stackName: string, workDir: string): Promise<StackOps> {
+/**
+ * The Automation API's stack, or a HubCommandError that says what to do: `whenMissing` for a stack
+ * the backend does not have, `pulumi login` when there is no backend session.
+ */
+export async function selectStack(stackName: string, workDir: string, whenMissing: string): Promise<Stack> {
   // Loaded lazily: the Automation API looks for the CLI as soon as it is used.
   const { LocalWorkspace } = await import("@pulumi/pulumi/automation");
-  let stack;
   try {
-    stack = await LocalWorkspace.selectStack({ stackName, workDir });
+    return await LocalWorkspace.selectStack({ stackName, workDir });
   } catch (err) {
     const message = (err as Error).message ?? "";
     if (/no stack named|not found/i.test(message))
-      throw new HubCommandError(
-        `no stack named "${stackName}": create it with \`pulumi stack init ${stackName}\` (stack files here: Pulumi.<name>.yaml).`,
-      );
+      throw new HubCommandError(`no stack named "${stackName}": ${whenMissing}`);
     if (/login|credentials|PULUMI_ACCESS_TOKEN/i.test(message))
       throw new HubCommandError("not logged in to a Pulumi backend: run `pulumi login` (or set PULUMI_ACCESS_TOKEN).");
     throw new HubCommandError(message.split("\n")[0]);
   }
+}
+
+/** StackOps over Pulumi's Automation API, for a stack of this project. */
+export async function automationOps(stackName: string, workDir: string): Promise<StackOps> {
+  const stack = await selectStack(
+    stackName,
+    workDir,
+    `create it with \`pulumi stack init ${stackName}\` (stack files here: Pulumi.<name>.yaml).`,
+  );
   const step = (m: { op: string; urn: string; type: string }): PreviewStep => ({ op: m.op, urn: m.urn, type: m.type });
   return {
     stackName,

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { DIGITALOCEAN_API } from "../../programs/autoscaler/controller/contract";
 import type { KeptVolume, PendingVolumes, StateResource, TeardownOps, VolumeDeleter } from "./down";
-import { HubCommandError } from "./ops";
+import { HubCommandError, selectStack } from "./ops";
 
 /**
  * The real operations behind `hub down`: the stack's state through the Automation API
@@ -13,18 +13,11 @@ import { HubCommandError } from "./ops";
  * which the Automation API does not wrap, through the CLI the workspace uses.
  */
 export async function automationTeardownOps(stackName: string, workDir: string): Promise<TeardownOps> {
-  const { LocalWorkspace } = await import("@pulumi/pulumi/automation");
-  let stack: Stack;
-  try {
-    stack = await LocalWorkspace.selectStack({ stackName, workDir });
-  } catch (err) {
-    const message = (err as Error).message ?? "";
-    if (/no stack named|not found/i.test(message))
-      throw new HubCommandError(
-        `no stack named "${stackName}" in this Pulumi backend: nothing was ever deployed from it, so there is nothing to tear down.`,
-      );
-    throw new HubCommandError(message.split("\n")[0]);
-  }
+  const stack = await selectStack(
+    stackName,
+    workDir,
+    "nothing was ever deployed from it in this Pulumi backend, so there is nothing to tear down.",
+  );
   return teardownOpsFor(
     stack,
     (urn) =>
