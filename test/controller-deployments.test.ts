@@ -11,7 +11,7 @@ import { routeTable } from "../services/routes";
 import { controllerFile, MetricsStandIn, PulumiCloudStandIn, demandText } from "./helpers/autoscaler";
 import { rigRequest } from "./helpers/gateway-rig";
 import { mustLoad } from "./helpers/load";
-import { freeLoopbackPort } from "./helpers/postgres";
+import { startControllerProcess } from "./helpers/controller-process";
 import { ManagedProcess, waitFor } from "./helpers/processes";
 
 /**
@@ -152,25 +152,11 @@ describe("the bundled controller with the Pulumi Deployments actuator", () => {
           }),
         ),
       );
-      const [control, off] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);
-      proc = ManagedProcess.start("autoscaler", process.execPath, [path.join(dir, "autoscaler.js")], {
-        env: {
-          PATH: process.env.PATH ?? "",
-          AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"),
-          AUTOSCALER_STATE_DIR: path.join(dir, "state"),
-          AUTOSCALER_HOST: "127.0.0.1",
-          AUTOSCALER_PORT: String(control),
-          AUTOSCALER_OFF_PORT: String(off),
-          AUTOSCALER_PULUMI_TOKEN: TOKEN,
-          AUTOSCALER_PULUMI_API: cloud.url,
-        },
+      const { proc: started, off } = await startControllerProcess(path.join(dir, "autoscaler.js"), dir, {
+        AUTOSCALER_PULUMI_TOKEN: TOKEN,
+        AUTOSCALER_PULUMI_API: cloud.url,
       });
-      await waitFor(
-        "the controller's first tick",
-        async () => (await rigRequest(control, { path: "/status" }).catch(() => ({ status: 0 }))).status === 200,
-        20_000,
-        { context: () => proc!.tail() },
-      );
+      proc = started;
       // As Traefik forwards it: with the gatekeeper's key id, which makes it demand.
       const res = await rigRequest(off, {
         path: "/v1/chat/completions",

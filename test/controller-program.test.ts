@@ -6,7 +6,7 @@ import { bundleController } from "../programs/autoscaler/controller/bundle";
 import { parseSeries } from "../programs/autoscaler/controller/signals";
 import { controllerFile, demandText, MetricsStandIn } from "./helpers/autoscaler";
 import { rigRequest } from "./helpers/gateway-rig";
-import { freeLoopbackPort } from "./helpers/postgres";
+import { startControllerProcess } from "./helpers/controller-process";
 import { ManagedProcess, waitFor } from "./helpers/processes";
 
 /** The controller as shipped: its esbuild bundle run by node, configured as its container is. */
@@ -37,24 +37,9 @@ describe("the bundled controller", () => {
     writeFileSync(bundle, bundleController());
     gatekeeper = await MetricsStandIn.start(demandText({ allowed: 0 }));
     writeFileSync(path.join(dir, "autoscaler.json"), JSON.stringify(controllerFile({ demandUrl: gatekeeper.url })));
-    [control, off] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);
-    proc = ManagedProcess.start("autoscaler", process.execPath, [bundle], {
-      env: {
-        PATH: process.env.PATH ?? "",
-        AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"),
-        AUTOSCALER_STATE_DIR: path.join(dir, "state"),
-        AUTOSCALER_HOST: "127.0.0.1",
-        AUTOSCALER_PORT: String(control),
-        AUTOSCALER_OFF_PORT: String(off),
-        AUTOSCALER_DISPATCH_TOKEN: "",
-      },
-    });
-    await waitFor(
-      "the controller's first tick",
-      async () => (await rigRequest(control, { path: "/status" }).catch(() => ({ status: 0 }))).status === 200,
-      20_000,
-      { context: () => proc.tail() },
-    );
+    ({ proc, control, off } = await startControllerProcess(bundle, dir, {
+      AUTOSCALER_DISPATCH_TOKEN: "",
+    }));
   }, 60_000);
   afterAll(async () => {
     await proc?.stop();

@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bundleController } from "../programs/autoscaler/controller/bundle";
 import { controllerFile, GitHubStandIn, MetricsStandIn, demandText } from "./helpers/autoscaler";
 import { rigRequest } from "./helpers/gateway-rig";
-import { freeLoopbackPort } from "./helpers/postgres";
-import { ManagedProcess, waitFor } from "./helpers/processes";
+import { startControllerProcess } from "./helpers/controller-process";
+import { ManagedProcess } from "./helpers/processes";
 
 /**
  * The budget guard has the last word over holding: the bundled controller, whose GPU budget
@@ -36,25 +36,10 @@ describe("holding under the budget guard (the bundled controller)", () => {
         holding: { maxSeconds: 600, maxRequests: 64, maxPerKey: 8, fallbackUrl: null },
       }),
     );
-    [control, off] = await Promise.all([freeLoopbackPort(), freeLoopbackPort()]);
-    proc = ManagedProcess.start("autoscaler", process.execPath, [path.join(dir, "autoscaler.js")], {
-      env: {
-        PATH: process.env.PATH ?? "",
-        AUTOSCALER_CONFIG_FILE: path.join(dir, "autoscaler.json"),
-        AUTOSCALER_STATE_DIR: path.join(dir, "state"),
-        AUTOSCALER_HOST: "127.0.0.1",
-        AUTOSCALER_PORT: String(control),
-        AUTOSCALER_OFF_PORT: String(off),
-        AUTOSCALER_DISPATCH_TOKEN: "github_pat_hold",
-        AUTOSCALER_GITHUB_API: github.url,
-      },
-    });
-    await waitFor(
-      "the controller's first tick",
-      async () => (await rigRequest(control, { path: "/status" }).catch(() => ({ status: 0 }))).status === 200,
-      20_000,
-      { context: () => proc.tail() },
-    );
+    ({ proc, control, off } = await startControllerProcess(path.join(dir, "autoscaler.js"), dir, {
+      AUTOSCALER_DISPATCH_TOKEN: "github_pat_hold",
+      AUTOSCALER_GITHUB_API: github.url,
+    }));
   }, 60_000);
   afterAll(async () => {
     await proc?.stop();
