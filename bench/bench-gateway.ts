@@ -254,9 +254,12 @@ async function main(): Promise<void> {
   if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
   const pprofPorts = PROFILE_DIR ? { gateway: await freeLoopbackPort(), floor: await freeLoopbackPort() } : undefined;
   // The preset limits would stop a benchmark at once: the highest the settings allow and a key without a practical limit.
+  // No holding: with the GPU off, a preset's coder route asks the holder (a Node proxy in the
+  // controller) before the stand-in, which is the cold start's cost, not the door's; `npm run
+  // bench -- holder` measures it. Here the route goes to the stand-in as it does to a GPU that is up.
   const rig = await GatewayRig.start({
     logToFile: true,
-    settings: { rateLimitPerMinute: 100_000, rateLimitBurst: 100_000 },
+    settings: { rateLimitPerMinute: 100_000, rateLimitBurst: 100_000, gpuHoldMaxSeconds: 0 },
     keys: { bench: { scopes: ["llm"], ratePerMinute: 1_000_000, burst: 1_000_000 } },
     ...(pprofPorts
       ? {
