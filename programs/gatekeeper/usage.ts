@@ -22,6 +22,8 @@ export const secondsToNextUtcDay = (ms: number): number =>
 
 export class UsageCounter {
   private day: string;
+  private dayStartMs = Number.NaN;
+  private dayEndMs = Number.NaN;
   private pending = new Map<string, KeyUsage>();
   private totals = new Map<string, KeyUsage>();
   private timer: NodeJS.Timeout | undefined;
@@ -37,7 +39,11 @@ export class UsageCounter {
   }
 
   private rollOver(nowMs: number): void {
+    // On every request: the day's bounds spare a Date and a string per call.
+    if (nowMs >= this.dayStartMs && nowMs < this.dayEndMs) return;
     const day = utcDay(nowMs);
+    this.dayStartMs = Date.parse(`${day}T00:00:00Z`);
+    this.dayEndMs = this.dayStartMs + 86_400_000;
     if (day === this.day) return;
     this.day = day;
     this.totals = new Map();
