@@ -305,8 +305,13 @@ export function traefikDynamicConfig(
     },
     // A client's own X-Request-Id or X-Hub-Key-Id never reaches a backend, the gatekeeper, the
     // door's page or the access log (it could carry anything, a key included); the gatekeeper sets both.
+    // Expect too: an errors middleware copies it onto its page request, nginx answers it with
+    // "100 Continue" and Traefik relays that, so a refused client uploads into a closing connection
+    // (a reset, not the 413). Go's server has already seen it: reading a body still sends the 100.
     [STRIP_CLIENT_IDS]: {
-      headers: { customRequestHeaders: Object.fromEntries(AUTH_ASSIGNED_HEADERS.map((h) => [h, ""])) },
+      headers: {
+        customRequestHeaders: Object.fromEntries([...AUTH_ASSIGNED_HEADERS, EXPECT_HEADER].map((h) => [h, ""])),
+      },
     },
   };
 
@@ -478,6 +483,8 @@ const backendFailedPagePath = (source: string) => `${ERROR_PAGES}/${source}/back
 const ALLOWED_MARK_HEADER = "X-Hub-Key-Id";
 /** Headers only the gatekeeper may set on a forwarded request. */
 export const AUTH_ASSIGNED_HEADERS = ["X-Request-Id", "X-Hub-Key-Id"] as const;
+/** Removed on entry (strip-client-ids) so no error page answers it with "100 Continue". */
+export const EXPECT_HEADER = "Expect";
 export const GATEKEEPER_HEALTH_ROUTER = "gatekeeper-health";
 export const METRICS_VPC_ROUTER = "metrics-vpc";
 export const ADMIN_API_ROUTER = "admin-api";

@@ -1,5 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import OpenAI, { toFile } from "openai";
@@ -263,12 +264,12 @@ describe.skipIf(Boolean(missing))(
         });
       });
 
-      it("body limits: the largest allowed upload passes, one byte more → 413 JSON (curl, as a user would)", async () => {
+      it("body limits: the largest allowed upload passes, one byte more → 413 JSON before any of it is sent (curl, as a user would)", async () => {
         const file = path.join(rig.dir, "upload.bin");
         const curlUpload = async (urlPath: string, bytes: number) => {
           writeFileSync(file, Buffer.alloc(bytes, 0x61));
-          // Expect: 100-continue, waited for: Traefik refuses an oversized upload from its
-          // Content-Length and closes; a body still being sent then meets a reset instead of the 413.
+          // curl sends Expect: 100-continue for bodies over 1 MiB anyway; said here so the test does not
+          // depend on that default. An oversized body is refused from its Content-Length.
           const { stdout } = await execFileAsync(
             "curl",
             [
@@ -276,7 +277,7 @@ describe.skipIf(Boolean(missing))(
               "-o",
               "-",
               "-w",
-              "\n%{http_code}",
+              "\n%{http_code} %{size_upload}",
               "-H",
               "Expect: 100-continue",
               "--expect100-timeout",
@@ -292,7 +293,11 @@ describe.skipIf(Boolean(missing))(
             { maxBuffer: 16 * 1024 * 1024 },
           );
           const cut = stdout.lastIndexOf("\n");
-          return { status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, cut) };
+          const [status, uploaded] = stdout
+            .slice(cut + 1)
+            .split(" ")
+            .map(Number);
+          return { status, uploaded, body: stdout.slice(0, cut) };
         };
         const stt = rig.standIns.stt!;
         const atLimit = await curlUpload("/v1/audio/transcriptions", AUDIO_BODY_BYTES);
@@ -301,6 +306,8 @@ describe.skipIf(Boolean(missing))(
         const over = await curlUpload("/v1/audio/transcriptions", AUDIO_BODY_BYTES + 1);
         expect(over.status).toBe(413);
         expect(JSON.parse(over.body).error.code).toBe("request_too_large");
+        // Nothing sent into a connection the gateway is closing: that is what would reset it.
+        expect(over.uploaded).toBe(0);
         expect(stt.received.at(-1)!.bodyBytes).toBe(AUDIO_BODY_BYTES);
 
         const docs = rig.standIns.docling!;
@@ -308,7 +315,45 @@ describe.skipIf(Boolean(missing))(
         expect(docs.received.at(-1)!.bodyBytes).toBe(DOCUMENT_BODY_BYTES);
         const docsOver = await curlUpload("/v1/ocr/convert/file", DOCUMENT_BODY_BYTES + 1);
         expect(docsOver.status).toBe(413);
+        expect(docsOver.uploaded).toBe(0);
         expect(JSON.parse(docsOver.body).error.message).toContain(String(DOCUMENT_BODY_BYTES));
+      });
+
+      it("an upload that waits for 100 Continue: over the cap the first answer is the 413, never a 100 (the client would start sending and meet a reset); at the cap, 100", async () => {
+        /** The first response head the gateway sends to the request's headers alone (no body sent). */
+        const firstAnswer = (urlPath: string, bytes: number) =>
+          new Promise<string>((resolve, reject) => {
+            const socket = connect(rig.entry.web, "127.0.0.1");
+            let received = "";
+            socket.on("data", (chunk: Buffer) => {
+              received += chunk.toString("latin1");
+              const end = received.indexOf("\r\n\r\n");
+              if (end < 0) return;
+              socket.destroy();
+              resolve(received.slice(0, end));
+            });
+            socket.on("error", reject);
+            socket.on("close", () => reject(new Error(`closed before a response head: ${JSON.stringify(received)}`)));
+            socket.write(
+              [
+                `POST ${urlPath} HTTP/1.1`,
+                "Host: hub",
+                `Authorization: Bearer ${rig.keys.alice.key}`,
+                "Content-Type: application/octet-stream",
+                `Content-Length: ${bytes}`,
+                "Expect: 100-continue",
+                "",
+                "",
+              ].join("\r\n"),
+            );
+          });
+        for (const [urlPath, cap] of [
+          ["/v1/ocr/convert/file", DOCUMENT_BODY_BYTES],
+          ["/v1/audio/transcriptions", AUDIO_BODY_BYTES],
+        ] as const) {
+          expect(await firstAnswer(urlPath, cap + 1)).toMatch(/^HTTP\/1\.1 413 .*\r\nContent-Type: application\/json/s);
+          expect(await firstAnswer(urlPath, cap)).toMatch(/^HTTP\/1\.1 100 Continue$/);
+        }
       });
 
       it("the per-address limit: over its burst → 429 JSON with Retry-After; another address and a key's own budget are untouched", async () => {

@@ -412,10 +412,11 @@ describe.each(CASES)("Traefik configuration for %o", (settings) => {
     ]);
   });
 
-  it("strips client-sent X-Request-Id and X-Hub-Key-Id before anything reads them", () => {
+  it("strips client-sent X-Request-Id, X-Hub-Key-Id and Expect before anything reads them", () => {
     expect(dynamicDoc.http.middlewares[STRIP_CLIENT_IDS].headers.customRequestHeaders).toEqual({
       "X-Request-Id": "",
       "X-Hub-Key-Id": "",
+      Expect: "",
     });
     for (const route of routes)
       expect(dynamicDoc.http.middlewares[`auth-${route.scope}`].forwardAuth.authRequestHeaders).not.toContain(
