@@ -133,7 +133,9 @@ export class SandboxNodeExporter extends pulumi.ComponentResource {
       `${name}-restart`,
       {
         connection,
-        create: pulumi.output(args.privateIp).apply((ip) => `set -euo pipefail\n${nodeExporterRestartScript(ip, args.port)}`),
+        create: pulumi
+          .output(args.privateIp)
+          .apply((ip) => `set -euo pipefail\n${nodeExporterRestartScript(ip, args.port)}`),
         triggers: [env.apply(hash), args.dropletId],
       },
       { parent: this, dependsOn: [file] },

@@ -355,7 +355,9 @@ export function prometheusConfig(hub: HubConfig, cpuContainers: readonly CpuCont
     job_name: job,
     file_sd_configs: [
       {
-        files: (job === JOBS.node ? nodeTargetFiles(hub) : [targetsFile(job)]).map((f) => `${c.prometheusTargets}/${f}`),
+        files: (job === JOBS.node ? nodeTargetFiles(hub) : [targetsFile(job)]).map(
+          (f) => `${c.prometheusTargets}/${f}`,
+        ),
         refresh_interval: "1m",
       },
     ],
@@ -757,7 +759,7 @@ function nodeResourceRules(): AlertRule[] {
 /**
  * The sandbox (docs/sandbox.md): its API's systemd unit, as node_exporter's systemd collector
  * reports it on the sandbox node, and its route's answers, as Traefik counts them (the front
- * passes the node's 503 `sandbox_busy` on; it answers 502 `sandbox_unreachable` itself).
+ * passes the node's 503 `sandbox_busy` on; it answers 502 itself when the node does not answer).
  */
 function sandboxRules(hub: HubConfig): AlertRule[] {
   const t = ALERT_THRESHOLDS;
@@ -807,7 +809,7 @@ function sandboxRules(hub: HubConfig): AlertRule[] {
     labels: { severity: "warning" },
     annotations: {
       summary: "Sandbox requests are failing",
-      description: `{{ $value | humanizePercentage }} of sandbox requests answered 5xx (503 excluded) in 10 minutes: the front cannot reach the sandbox node (502 sandbox_unreachable) or the API failed. See the sandbox-front container's log and journalctl -u ${SANDBOX_SERVICE} on the node.`,
+      description: `{{ $value | humanizePercentage }} of sandbox requests answered 5xx (503 excluded) in 10 minutes: the front cannot reach the sandbox node (502; its log says "sandbox node did not answer") or the API failed. See the sandbox-front container's log and journalctl -u ${SANDBOX_SERVICE} on the node.`,
     },
   });
   return rules;

@@ -181,8 +181,10 @@ const SCENARIOS: Scenario[] = [
       [series("node_filesystem_size_bytes", disk(CPU_NODE, "/"))]: "100x30",
       [series("node_filesystem_avail_bytes", disk(GPU_NODE, "/mnt/model-cache"))]: "2x30",
       [series("node_filesystem_size_bytes", disk(GPU_NODE, "/mnt/model-cache"))]: "100x30",
-      [series("node_filesystem_avail_bytes", disk(SANDBOX_NODE, "/run/inference-hub-sandbox/s1/work", "tmpfs"))]: "0x30",
-      [series("node_filesystem_size_bytes", disk(SANDBOX_NODE, "/run/inference-hub-sandbox/s1/work", "tmpfs"))]: "100x30",
+      [series("node_filesystem_avail_bytes", disk(SANDBOX_NODE, "/run/inference-hub-sandbox/s1/work", "tmpfs"))]:
+        "0x30",
+      [series("node_filesystem_size_bytes", disk(SANDBOX_NODE, "/run/inference-hub-sandbox/s1/work", "tmpfs"))]:
+        "100x30",
     },
     cases: [
       { at: "8m", alert: "HubNodeDiskAlmostFull", firing: [] },
@@ -231,7 +233,11 @@ const SCENARIOS: Scenario[] = [
     name: "node_exporter cannot read systemd on the sandbox node",
     series: { [series("node_scrape_collector_success", { ...SANDBOX_NODE, collector: "systemd" })]: "0x10" },
     cases: [
-      { at: "8m", alert: "HubSandboxApiDown", firing: [{ severity: "critical", ...SANDBOX_NODE, collector: "systemd" }] },
+      {
+        at: "8m",
+        alert: "HubSandboxApiDown",
+        firing: [{ severity: "critical", ...SANDBOX_NODE, collector: "systemd" }],
+      },
     ],
   },
   {
