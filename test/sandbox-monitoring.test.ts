@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { planFromText } from "../cli/plan/runner";
 import { renderPlan } from "../cli/plan/view";
+import { renderYaml } from "../services/gateway";
 import { metricNamesIn } from "../services/grafana-provisioning";
 import { alertRules } from "../services/monitoring";
 import { SANDBOX_NODE_PATHS, sandboxCloudInitDocument } from "../services/sandbox";
@@ -17,7 +18,7 @@ import {
 } from "../services/sandbox-node-exporter";
 import { jobExporting } from "../stacks/catalogue/metrics";
 import { builtToolVersion, toolBinaryPath } from "../tools/prometheus-tools";
-import { NODE_EXPORTER } from "../tools/prometheus-servers";
+import { NODE_EXPORTER, PROMETHEUS_SERVER } from "../tools/prometheus-servers";
 import { mustLoad } from "./helpers/load";
 import { freePort } from "./helpers/loopback";
 import { runProgram, T, type ProgramRun } from "./helpers/mock-run";
@@ -36,10 +37,12 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 // The node_exporter the local images carry: built at the image's version from the Go module proxy (.ci/run builds it).
 const NODE_EXPORTER_BINARY =
   builtToolVersion(NODE_EXPORTER) === NODE_EXPORTER.version ? toolBinaryPath(NODE_EXPORTER) : undefined;
+const PROMETHEUS_BINARY =
+  builtToolVersion(PROMETHEUS_SERVER) === PROMETHEUS_SERVER.version ? toolBinaryPath(PROMETHEUS_SERVER) : undefined;
 const SYSTEMD_ANALYZE = spawnSync("systemd-analyze", ["--version"]).status === 0 || Boolean(process.env.CI);
-if (!NODE_EXPORTER_BINARY)
+if (!NODE_EXPORTER_BINARY || !PROMETHEUS_BINARY)
   console.warn(
-    `sandbox node_exporter tests skipped: no node_exporter ${NODE_EXPORTER.version} (npx tsx tools/prometheus-servers.ts build)`,
+    `sandbox node_exporter tests skipped: no node_exporter ${NODE_EXPORTER.version} or Prometheus ${PROMETHEUS_SERVER.version} (npx tsx tools/prometheus-servers.ts build)`,
   );
 
 const cloudInitFile = (filePath: string): string => {
@@ -110,47 +113,6 @@ describe("node_exporter on the sandbox node", () => {
   });
 
   it.runIf(Boolean(NODE_EXPORTER_BINARY) || process.env.CI === "true")(
-    "the real node_exporter takes the unit's flags and serves what the alerts read",
-    async () => {
-      const port = await freePort();
-      const args = execStart(unitText(), nodeExporterEnv("127.0.0.1", port));
-      expect(args[0]).toBe(SANDBOX_NODE_EXPORTER_PATHS.binary);
-      const exporter = ManagedProcess.start("node_exporter", NODE_EXPORTER_BINARY!, args.slice(1));
-      try {
-        let text = "";
-        await waitFor(
-          "node_exporter to answer",
-          async () => {
-            const r = await fetch(`http://127.0.0.1:${port}/metrics`);
-            text = await r.text();
-            return r.ok;
-          },
-          30_000,
-          { context: () => exporter.tail() },
-        );
-        expect(exporter.running, exporter.tail()).toBe(true);
-        // The systemd collector runs (it reports 0 where no system bus answers, as here).
-        expect(text).toMatch(/^node_scrape_collector_success\{collector="systemd"\} [01]$/m);
-        // The boot disk and memory series of HubNodeDiskAlmostFull and HubNodeMemoryLow, as this host has them.
-        expect(text).toMatch(/^node_filesystem_avail_bytes\{[^}]*mountpoint="\/"[^}]*\} \d/m);
-        expect(text).toMatch(/^node_filesystem_size_bytes\{[^}]*mountpoint="\/"[^}]*\} \d/m);
-        expect(text).toMatch(/^node_memory_MemAvailable_bytes \d/m);
-        expect(text).toMatch(/^node_memory_MemTotal_bytes \d/m);
-      } finally {
-        await exporter.stop();
-      }
-      // A flag the program does not know stops it: the check above could fail.
-      const wrong = spawnSync(NODE_EXPORTER_BINARY!, [...args.slice(1), "--collector.systemd.unit-includes=x"], {
-        encoding: "utf8",
-        timeout: 20_000,
-      });
-      expect(wrong.status).not.toBe(0);
-      expect(wrong.stderr).toContain("unknown long flag");
-    },
-    60_000,
-  );
-
-  it.runIf(Boolean(NODE_EXPORTER_BINARY) || process.env.CI === "true")(
     "the setup's and the readiness check's version test accepts the real node_exporter at the pin, and refuses another or none",
     () => {
       const check = (binary: string) => spawnSync("bash", ["-c", nodeExporterVersionIs(binary)]).status;
@@ -179,6 +141,115 @@ describe("node_exporter on the sandbox node", () => {
     expect(spawnSync("bash", ["-n"], { input: setup }).status).toBe(0);
   });
 });
+
+describe.runIf(Boolean(NODE_EXPORTER_BINARY && PROMETHEUS_BINARY) || process.env.CI === "true")(
+  "the real node_exporter with the unit's flags, scraped by the real Prometheus with the hub's rules",
+  () => {
+    const hub = mustLoad({ tier: "hybrid", sandbox: "on", gpuWindows: ["mon 09:00-17:00 UTC"] });
+    const rules = alertRules(hub).groups.flatMap((g) => g.rules);
+    let exporter: ManagedProcess;
+    let prometheus: ManagedProcess;
+    let exporterPort = 0;
+    let prometheusPort = 0;
+    const api = async (query: string) =>
+      (await (await fetch(`http://127.0.0.1:${prometheusPort}/api/v1/${query}`)).json()) as {
+        status: string;
+        data: unknown;
+      };
+    const instant = async (expr: string) =>
+      (await api(`query?query=${encodeURIComponent(expr)}`)).data as {
+        result: { metric: Record<string, string>; value: [number, string] }[];
+      };
+
+    beforeAll(async () => {
+      exporterPort = await freePort();
+      const args = execStart(unitText(), nodeExporterEnv("127.0.0.1", exporterPort));
+      expect(args[0]).toBe(SANDBOX_NODE_EXPORTER_PATHS.binary);
+      exporter = ManagedProcess.start("node_exporter", NODE_EXPORTER_BINARY!, args.slice(1));
+      // The sandbox node as Prometheus' node job labels it (services/monitoring.ts scrapeTargets), every second.
+      const dir = mkdtempSync(path.join(work, "prometheus-"));
+      writeFileSync(path.join(dir, "rules.yml"), renderYaml(alertRules(hub)));
+      writeFileSync(
+        path.join(dir, "prometheus.yml"),
+        renderYaml({
+          global: { scrape_interval: "1s", evaluation_interval: "1s" },
+          rule_files: [path.join(dir, "rules.yml")],
+          scrape_configs: [
+            {
+              job_name: "node",
+              static_configs: [{ targets: [`127.0.0.1:${exporterPort}`], labels: { node: "sandbox" } }],
+            },
+          ],
+        }),
+      );
+      prometheusPort = await freePort();
+      prometheus = ManagedProcess.start("prometheus", PROMETHEUS_BINARY!, [
+        `--config.file=${path.join(dir, "prometheus.yml")}`,
+        `--storage.tsdb.path=${path.join(dir, "data")}`,
+        `--web.listen-address=127.0.0.1:${prometheusPort}`,
+      ]);
+      await waitFor(
+        "Prometheus to scrape node_exporter",
+        async () => (await instant('up{job="node"} == 1')).result.length === 1,
+        60_000,
+        { intervalMs: 500, context: () => `${prometheus.tail()}\n${exporter.tail()}` },
+      );
+    }, 90_000);
+
+    afterAll(async () => {
+      await prometheus?.stop();
+      await exporter?.stop();
+    });
+
+    it("node_exporter serves what the alerts read, its systemd collector included", async () => {
+      const text = await (await fetch(`http://127.0.0.1:${exporterPort}/metrics`)).text();
+      expect(exporter.running, exporter.tail()).toBe(true);
+      // It reports 0 where no system bus answers, as here.
+      expect(text).toMatch(/^node_scrape_collector_success\{collector="systemd"\} [01]$/m);
+      expect(text).toMatch(/^node_filesystem_avail_bytes\{[^}]*mountpoint="\/"[^}]*\} \d/m);
+      expect(text).toMatch(/^node_memory_MemAvailable_bytes \d/m);
+      // A flag the program does not know stops it: the flags above were checked by the program itself.
+      const args = execStart(unitText(), nodeExporterEnv("127.0.0.1", exporterPort)).slice(1);
+      const wrong = spawnSync(NODE_EXPORTER_BINARY!, [...args, "--collector.systemd.unit-includes=x"], {
+        encoding: "utf8",
+        timeout: 20_000,
+      });
+      expect(wrong.status).not.toBe(0);
+      expect(wrong.stderr).toContain("unknown long flag");
+    });
+
+    it("every rule evaluates without error over the real series", async () => {
+      type Rule = { name: string; health: string; lastError?: string; lastEvaluation: string };
+      let seen: Rule[] = [];
+      await waitFor(
+        "every rule to be evaluated",
+        async () => {
+          const data = (await api("rules")).data as { groups: { rules: Rule[] }[] };
+          seen = data.groups.flatMap((g) => g.rules);
+          return seen.length === rules.length && seen.every((r) => !r.lastEvaluation.startsWith("0001"));
+        },
+        30_000,
+        { intervalMs: 500, context: () => prometheus.tail() },
+      );
+      expect(seen.map((r) => r.name).sort()).toEqual(rules.map((r) => r.alert).sort());
+      expect(seen.filter((r) => r.health !== "ok").map((r) => `${r.name}: ${r.lastError}`)).toEqual([]);
+    });
+
+    it("the disk and memory alerts' ratios find the node's boot disk and RAM (thresholds left out)", async () => {
+      const ratio = (alert: string) => rules.find((r) => r.alert === alert)!.expr.replace(/ < [\d.]+$/, "");
+      const disks = (await instant(ratio("HubNodeDiskAlmostFull"))).result;
+      const root = disks.find((d) => d.metric.mountpoint === "/");
+      expect(root?.metric).toMatchObject({ node: "sandbox", job: "node" });
+      expect(Number(root!.value[1])).toBeGreaterThan(0);
+      expect(Number(root!.value[1])).toBeLessThan(1);
+      const memory = (await instant(ratio("HubNodeMemoryLow"))).result;
+      expect(memory.map((m) => m.metric.node)).toEqual(["sandbox"]);
+      // HubSandboxApiDown's second arm reads the systemd collector's own success, labelled as the node's.
+      const collector = (await instant('node_scrape_collector_success{node="sandbox",collector="systemd"}')).result;
+      expect(collector).toHaveLength(1);
+    });
+  },
+);
 
 describe("the sandbox node in the hub's monitoring (mock engine)", () => {
   let on: ProgramRun;
