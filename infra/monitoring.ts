@@ -11,6 +11,7 @@ import {
   prometheusConfig,
   PROMETHEUS_CONTAINER,
   ALERTMANAGER_CONTAINER,
+  SANDBOX_NODE_TARGETS_FILE,
   scrapeTargets,
   targetsFile,
   gpuJobs,
@@ -19,6 +20,7 @@ import {
 import type { Route } from "../services/routes";
 import type { ServiceSpec } from "../services/spec";
 import { CPU_NODE_NAME, type HubConfig } from "../stacks/hub-config";
+import { SANDBOX_NODE_NAME } from "../stacks/sandbox";
 import { recordArtifact } from "./artifacts";
 import type { NodeFile } from "./containers";
 
@@ -28,6 +30,13 @@ export interface MonitoringSecrets {
   readonly hubApiKey: pulumi.Output<string>;
   readonly smtpPassword?: pulumi.Output<string>;
   readonly webhookUrl?: pulumi.Output<string>;
+}
+
+/** The sandbox node as its scrape target needs it: its address, and its node_exporter answering there. */
+export interface SandboxScrape {
+  readonly privateIp: pulumi.Input<string>;
+  /** The target is written after this (the exporter answered), so a first boot's ten minutes are never "node down". */
+  readonly exporterReady: pulumi.Resource;
 }
 
 export const alertSecretsOf = (secrets: MonitoringSecrets): AlertSecrets => ({
@@ -50,6 +59,7 @@ export function monitoringFiles(
   cpuPrivateIp: pulumi.Input<string> | undefined,
   secrets: MonitoringSecrets,
   after: readonly pulumi.Resource[],
+  sandbox?: SandboxScrape,
 ): NodeFile[] {
   if (!hub.monitoring) return [];
   const dirs = MONITORING_DIRS;
@@ -79,8 +89,12 @@ export function monitoringFiles(
   });
 
   const addresses = pulumi
-    .all([privateIps, pulumi.output(cpuPrivateIp ?? "")])
-    .apply(([ips, cpu]) => (cpu ? { ...ips, [CPU_NODE_NAME]: cpu } : ips));
+    .all([privateIps, pulumi.output(cpuPrivateIp ?? ""), pulumi.output(sandbox?.privateIp ?? "")])
+    .apply(([ips, cpu, sandboxIp]) => ({
+      ...ips,
+      ...(cpu ? { [CPU_NODE_NAME]: cpu } : {}),
+      ...(sandboxIp ? { [SANDBOX_NODE_NAME]: sandboxIp } : {}),
+    }));
   const targets = addresses.apply((ips) => scrapeTargets(hub, routes, ips));
   const files: NodeFile[] = [
     {
@@ -102,6 +116,13 @@ export function monitoringFiles(
     recordArtifact({ kind: "prometheus-targets", node: "cpu", path: `cpu/prometheus/targets/${name}`, content });
     // GPU targets appear once their replicas answer (the same waits as the routes file), so a booting node is never "down".
     files.push({ path: `${dirs.prometheusTargets}/${name}`, content, after });
+  }
+  if (hub.monitoring.exporters && sandbox) {
+    const name = SANDBOX_NODE_TARGETS_FILE;
+    const content = targets.apply((t) => `${JSON.stringify(t[name] ?? [], null, 2)}\n`);
+    recordArtifact({ kind: "prometheus-targets", node: "cpu", path: `cpu/prometheus/targets/${name}`, content });
+    // Not after the GPU replicas: the sandbox node is watched as soon as its exporter answers.
+    files.push({ path: `${dirs.prometheusTargets}/${name}`, content, after: [sandbox.exporterReady] });
   }
   if (specs.some((s) => s.program === "llama.cpp"))
     files.push({

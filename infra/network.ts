@@ -29,6 +29,11 @@ export interface HubNetworkArgs {
    * @default - no sandbox node
    */
   readonly sandboxTag?: string;
+  /**
+   * The sandbox node runs node_exporter (monitoring on): its port admits the gateway node, where Prometheus runs.
+   * @default false
+   */
+  readonly sandboxNodeExporter?: boolean;
 }
 
 /** The firewall's SSH sources: the configured adminCidrs, else each deployer address as a /32. */
@@ -48,7 +53,10 @@ export interface FirewallRule {
 }
 
 /** Inbound rules by role, as data: tests read them without a cloud. */
-export function inboundRules(role: "gateway" | "gpu" | "sandbox"): FirewallRule[] {
+export function inboundRules(
+  role: "gateway" | "gpu" | "sandbox",
+  options: { readonly sandboxNodeExporter?: boolean } = {},
+): FirewallRule[] {
   const ssh: FirewallRule = {
     protocol: "tcp",
     portRange: String(SSH_PORT),
@@ -56,7 +64,7 @@ export function inboundRules(role: "gateway" | "gpu" | "sandbox"): FirewallRule[
     why: "deployer SSH (readiness, files, Docker): adminCidrs, else only the deploying machine",
   };
   if (role === "sandbox") {
-    // Untrusted code runs here: the gateway's front is its only caller, nothing else in the VPC may reach it.
+    // Untrusted code runs here: the gateway node is its only caller (the front; Prometheus with monitoring on).
     return [
       {
         protocol: "tcp",
@@ -64,6 +72,16 @@ export function inboundRules(role: "gateway" | "gpu" | "sandbox"): FirewallRule[
         sources: "gateway",
         why: "the sandbox API, from the gateway node's front only",
       },
+      ...(options.sandboxNodeExporter
+        ? [
+            {
+              protocol: "tcp",
+              portRange: String(MONITORING_PORTS.nodeExporter),
+              sources: "gateway",
+              why: "node_exporter, for Prometheus on the gateway node (nothing else in the VPC)",
+            } satisfies FirewallRule,
+          ]
+        : []),
       ssh,
       { protocol: "icmp", sources: "gateway", why: "ping from the gateway node" },
     ];
@@ -210,7 +228,7 @@ export class HubNetwork extends pulumi.ComponentResource {
           {
             name: `${args.cloudName}-sandbox`,
             tags: [tagName(args.sandboxTag)],
-            inboundRules: inboundRules("sandbox").map(toRule),
+            inboundRules: inboundRules("sandbox", { sandboxNodeExporter: args.sandboxNodeExporter }).map(toRule),
             outboundRules: SANDBOX_OUTBOUND.map((r) => ({ ...r, destinationAddresses: ANYWHERE })),
           },
           { parent: this },

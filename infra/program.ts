@@ -38,7 +38,7 @@ import { providerErrorCause } from "./provider-errors";
 import type { SecretName } from "../services/spec";
 import type { DropletTarget } from "./containers";
 import { deployServices } from "./services";
-import { NO_ALERT_RECEIVER_WARNING } from "../services/monitoring";
+import { MONITORING_PORTS, NO_ALERT_RECEIVER_WARNING } from "../services/monitoring";
 import { HubStorage } from "./storage";
 import { sandboxNode } from "./sandbox";
 import { SANDBOX_NODE_NAME } from "../stacks/sandbox";
@@ -334,7 +334,7 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
     gatewayTag: tags.gateway,
     gpuTag: tags.gpu,
     sshSources: sources,
-    ...(hub.sandbox ? { sandboxTag: tags.sandbox } : {}),
+    ...(hub.sandbox ? { sandboxTag: tags.sandbox, sandboxNodeExporter: Boolean(hub.monitoring?.exporters) } : {}),
   });
   const tag = (name: string) => network.tags.get(name)!.name;
 
@@ -443,6 +443,7 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
         tags: [tag(tags.stack), tag(tags.tier), tag(tags.sandbox)],
         ssh,
         sshFirewalls: network.firewalls,
+        ...(hub.monitoring?.exporters ? { nodeExporterPort: MONITORING_PORTS.nodeExporter } : {}),
       })
     : undefined;
   const droplet = (n: HubNode): DropletTarget => ({
@@ -459,7 +460,7 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
     secrets,
     apiKeysDocument(),
     alertSecrets(hub),
-    sandbox ? { privateIp: sandbox.node.privateIp } : undefined,
+    sandbox ? { privateIp: sandbox.node.privateIp, exporterReady: sandbox.exporter?.answering } : undefined,
   );
 
   const gateway = new GatewayAddress("gateway-address", { region: hub.region, dropletId: cpu.dropletId });

@@ -11,6 +11,12 @@ import {
   sandboxReadinessScript,
   sandboxRestartScript,
 } from "../services/sandbox";
+import {
+  nodeExporterEnv,
+  nodeExporterRestartScript,
+  nodeExporterStopScript,
+  SANDBOX_NODE_EXPORTER_PATHS,
+} from "../services/sandbox-node-exporter";
 import type { SandboxPlan } from "../stacks/sandbox";
 import { recordArtifact, SECRET_PLACEHOLDER } from "./artifacts";
 import { HubNode, type HubNodeArgs } from "./node";
@@ -88,15 +94,73 @@ export class SandboxApi extends pulumi.ComponentResource {
   }
 }
 
+export interface SandboxNodeExporterArgs {
+  /** The sandbox node's readiness check: node_exporter is built. */
+  readonly ready: pulumi.Resource;
+  readonly ssh: NodeSsh;
+  readonly privateIp: pulumi.Input<string>;
+  readonly port: number;
+  /** A replaced droplet (even one given the same addresses) gets its exporter started again. */
+  readonly dropletId: pulumi.Input<number>;
+}
+
+/**
+ * node_exporter on the sandbox node (services/sandbox-node-exporter.ts): its address written, the
+ * service restarted and awaited on the private address. Deleted (monitoring off), it stops, and
+ * without its address file it stays stopped across reboots.
+ */
+export class SandboxNodeExporter extends pulumi.ComponentResource {
+  /** Done once the exporter answers on the node's private address: Prometheus' target waits for it. */
+  public readonly answering: command.remote.Command;
+
+  constructor(name: string, args: SandboxNodeExporterArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    super("inference-hub:sandbox:SandboxNodeExporter", name, {}, opts);
+    const connection = { ...args.ssh.connection, dialErrorLimit: 10 };
+    const path = SANDBOX_NODE_EXPORTER_PATHS.env;
+    const env = pulumi.output(args.privateIp).apply((ip) => nodeExporterEnv(ip, args.port));
+    const file = new command.remote.Command(
+      `${name}-env`,
+      {
+        connection,
+        create: sandboxInstallFileScript(path, "0644"),
+        update: sandboxInstallFileScript(path, "0644"),
+        stdin: env,
+        delete: nodeExporterStopScript(),
+      },
+      { parent: this, dependsOn: [args.ready] },
+    );
+    this.answering = new command.remote.Command(
+      `${name}-restart`,
+      {
+        connection,
+        create: pulumi
+          .output(args.privateIp)
+          .apply((ip) => `set -euo pipefail\n${nodeExporterRestartScript(ip, args.port)}`),
+        triggers: [env.apply(hash), args.dropletId],
+      },
+      { parent: this, dependsOn: [file] },
+    );
+    this.registerOutputs({});
+  }
+}
+
 export interface SandboxNodeArgs
   extends Omit<HubNodeArgs, "image" | "cloudInit" | "readinessScript" | "volumeId" | "size" | "longLived"> {
   readonly plan: SandboxPlan;
   readonly token: pulumi.Output<string>;
+  /**
+   * node_exporter's port, for the hub's Prometheus.
+   * @default - no exporter runs (monitoring is off); the node still has it built
+   */
+  readonly nodeExporterPort?: number;
 }
 
-/** The sandbox droplet (Debian 13, no volume, no Docker) and its API; its cloud-init is recorded for the plan. */
-export function sandboxNode(name: string, args: SandboxNodeArgs): { readonly node: HubNode; readonly api: SandboxApi } {
-  const { plan, token, ...nodeArgs } = args;
+/** The sandbox droplet (Debian 13, no volume, no Docker), its API and node_exporter; its cloud-init is recorded for the plan. */
+export function sandboxNode(
+  name: string,
+  args: SandboxNodeArgs,
+): { readonly node: HubNode; readonly api: SandboxApi; readonly exporter?: SandboxNodeExporter } {
+  const { plan, token, nodeExporterPort, ...nodeArgs } = args;
   const node = new HubNode(name, {
     ...nodeArgs,
     size: plan.size.slug,
@@ -116,5 +180,15 @@ export function sandboxNode(name: string, args: SandboxNodeArgs): { readonly nod
     slots: plan.slots,
     dropletId: node.dropletId,
   });
-  return { node, api };
+  const exporter =
+    nodeExporterPort === undefined
+      ? undefined
+      : new SandboxNodeExporter(`${name}-node-exporter`, {
+          ready: node.ready,
+          ssh: node.ssh,
+          privateIp: node.privateIp,
+          port: nodeExporterPort,
+          dropletId: node.dropletId,
+        });
+  return { node, api, ...(exporter ? { exporter } : {}) };
 }

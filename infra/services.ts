@@ -46,7 +46,7 @@ export function deployServices(
   secrets: Readonly<Record<SecretName, pulumi.Output<string>>>,
   apiKeys: pulumi.Output<string>,
   alertSecrets: Omit<MonitoringSecrets, "hubApiKey"> = {},
-  sandbox?: { readonly privateIp: pulumi.Input<string> },
+  sandbox?: { readonly privateIp: pulumi.Input<string>; readonly exporterReady?: pulumi.Resource },
 ): Map<string, ContainerHost> {
   const specs = hubServiceSpecs(hub);
   const onNode = (node: string) => specs.filter((s) => s.node === node);
@@ -150,6 +150,7 @@ export function deployServices(
           cpu.kind === "droplet" ? cpu.privateIp : undefined,
           { ...alertSecrets, hubApiKey: secrets.hubApiKey },
           waits,
+          sandbox?.exporterReady ? { privateIp: sandbox.privateIp, exporterReady: sandbox.exporterReady } : undefined,
         ),
         // Provisioning is read at start; dashboards are polled by Grafana, so only those restart it.
         ...grafana.map((f) => ({

@@ -1,5 +1,6 @@
 import type { HubConfig, MonitoringPlan } from "../stacks/hub-config";
 import { CODER_SERVED_NAME, CPU_NODE_NAME, OCR_SERVED_NAME } from "../stacks/hub-config";
+import { SANDBOX_NODE_NAME } from "../stacks/sandbox";
 import type { GpuWindow } from "../stacks/windows";
 import { parseWindows } from "../stacks/windows";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
@@ -13,7 +14,9 @@ import {
 } from "./images";
 import { CPU_CACHE_MOUNT } from "./node-setup";
 import { GATEWAY_METRICS_PORT, GPU_SERVICE_PORTS } from "./ports";
-import { AUTOSCALER_CONTAINER, type Route } from "./routes";
+import { AUTOSCALER_CONTAINER, type Route, routeTable } from "./routes";
+// services/sandbox.ts must not import this file (it would be a cycle).
+import { SANDBOX_SERVICE } from "./sandbox";
 import type { ServiceSpec } from "./spec";
 
 /**
@@ -25,7 +28,9 @@ import type { ServiceSpec } from "./spec";
  * prometheus.yml (a change restarts Prometheus, as a changed Traefik static file does). GPU
  * nodes come and go with `gpu on/off` and the autoscaler, so their targets are file_sd files,
  * rewritten with the routes file and read by Prometheus without a restart: nothing is scraped
- * that the route table does not name.
+ * that the route table does not name. The sandbox node (no Docker) runs node_exporter as a systemd
+ * service (services/sandbox-node-exporter.ts); its target is a file of its own in the `node` job,
+ * written once that exporter answers.
  */
 
 /** Default ports of each program (their docs and flag defaults). */
@@ -106,6 +111,14 @@ export const MONITORING_FILES = {
 
 /** One file_sd file per GPU-node job. */
 export const targetsFile = (job: string): string => `${job}.json`;
+/** The sandbox node's node_exporter: a second file of the `node` job, written after that exporter answers. */
+export const SANDBOX_NODE_TARGETS_FILE = `${JOBS.node}-${SANDBOX_NODE_NAME}.json`;
+
+/** The `node` job's file_sd files. */
+export const nodeTargetFiles = (hub: HubConfig): string[] => [
+  targetsFile(JOBS.node),
+  ...(hub.sandbox ? [SANDBOX_NODE_TARGETS_FILE] : []),
+];
 
 /** The user the prom/* images run as. */
 export const PROM_IMAGE_UID = 65534;
@@ -340,7 +353,14 @@ export function prometheusConfig(hub: HubConfig, cpuContainers: readonly CpuCont
   const c = MONITORING_IN_CONTAINER;
   const fileSd = (job: string): ScrapeConfig => ({
     job_name: job,
-    file_sd_configs: [{ files: [`${c.prometheusTargets}/${targetsFile(job)}`], refresh_interval: "1m" }],
+    file_sd_configs: [
+      {
+        files: (job === JOBS.node ? nodeTargetFiles(hub) : [targetsFile(job)]).map(
+          (f) => `${c.prometheusTargets}/${f}`,
+        ),
+        refresh_interval: "1m",
+      },
+    ],
   });
   const scrape: ScrapeConfig[] = [
     {
@@ -403,9 +423,9 @@ export interface TargetGroup {
 }
 
 /**
- * The file_sd files, from the route table and the GPU nodes' private addresses: vLLM where a
- * route names a replica, the exporters on every GPU node that exists, node_exporter on the CPU
- * node. An empty list is a valid file: the job then has no target.
+ * The file_sd files, from the route table and the nodes' private addresses: vLLM where a route
+ * names a replica, the exporters on every GPU node that exists, node_exporter on the CPU node and
+ * the sandbox node. An empty list is a valid file: the job then has no target.
  */
 export function scrapeTargets(
   hub: HubConfig,
@@ -438,6 +458,11 @@ export function scrapeTargets(
       labels: { node: n.name },
     })),
   ];
+  const sandboxIp = privateIps[SANDBOX_NODE_NAME];
+  if (hub.sandbox)
+    files[SANDBOX_NODE_TARGETS_FILE] = sandboxIp
+      ? [{ targets: [`${sandboxIp}:${MONITORING_PORTS.nodeExporter}`], labels: { node: SANDBOX_NODE_NAME } }]
+      : [];
   if (hub.gpu) {
     const amd = hub.gpu.size.vendor === "amd";
     const port = amd ? MONITORING_PORTS.amdExporter : MONITORING_PORTS.dcgmExporter;
@@ -520,6 +545,20 @@ export const ALERT_THRESHOLDS = {
   /** Days before a certificate expires (Let's Encrypt renews at 30). */
   certificateDays: 14,
   nodeDownMinutes: 5,
+  /** Free share of a boot disk or the CPU cache volume (the model caches are filled by design). */
+  diskFreeFraction: 0.1,
+  /** Share of a node's RAM the kernel could still hand out (MemAvailable). */
+  memoryAvailableFraction: 0.1,
+  /** Minutes a disk or memory condition lasts before it alerts. */
+  nodeResourceMinutes: 10,
+  /** Restarts of the sandbox API within sandboxRestartWindowMinutes: a crash loop that Restart=always hides. */
+  sandboxRestarts: 3,
+  sandboxRestartWindowMinutes: 15,
+  /** Minutes the sandbox keeps turning executions away (503: every slot busy, the queue full). */
+  sandboxBusyMinutes: 10,
+  /** Sandbox requests failing (5xx other than 503) in 10 minutes: at least this many and this share. */
+  sandboxFailures: 3,
+  sandboxFailureRatio: 0.05,
   /** Minutes a GPU may stay up outside its windows (the scheduled pipeline's own tick is a few minutes). */
   outsideWindowMinutes: 30,
 } as const;
@@ -619,6 +658,7 @@ export function alertRules(hub: HubConfig, at: Date = new Date()): { groups: { n
     },
   });
   if (monitoringOf(hub)?.exporters) {
+    rules.push(...nodeResourceRules());
     rules.push({
       alert: "HubNodeDown",
       expr: `up{job="${JOBS.node}"} == 0`,
@@ -680,5 +720,97 @@ export function alertRules(hub: HubConfig, at: Date = new Date()): { groups: { n
       });
     }
   }
+  if (hub.sandbox) rules.push(...sandboxRules(hub));
   return { groups: [{ name: "inference-hub", rules }] };
+}
+
+/** Disks and memory on every droplet (node_exporter's node_filesystem_* and node_memory_*). */
+function nodeResourceRules(): AlertRule[] {
+  const t = ALERT_THRESHOLDS;
+  const node = `job="${JOBS.node}"`;
+  // The boot disk (Docker's images; on the sandbox node runsc and the languages' tree) and the CPU cache volume.
+  const disks = `${node},mountpoint=~"/|${CPU_CACHE_MOUNT}"`;
+  return [
+    {
+      alert: "HubNodeDiskAlmostFull",
+      expr: `node_filesystem_avail_bytes{${disks}} / node_filesystem_size_bytes{${disks}} < ${t.diskFreeFraction}`,
+      for: minutes(t.nodeResourceMinutes),
+      labels: { severity: "warning" },
+      annotations: {
+        summary: `{{ $labels.mountpoint }} on {{ $labels.node }} has less than ${t.diskFreeFraction * 100}% free`,
+        description:
+          "{{ $value | humanizePercentage }} of {{ $labels.mountpoint }} on {{ $labels.node }} is free. A full boot disk stops the node's containers (on the sandbox node, every execution); a full CPU cache volume stops Prometheus and the audit spool. Free space (docker system prune on a Docker node), or grow cpuCacheGiB.",
+      },
+    },
+    {
+      alert: "HubNodeMemoryLow",
+      expr: `node_memory_MemAvailable_bytes{${node}} / node_memory_MemTotal_bytes{${node}} < ${t.memoryAvailableFraction}`,
+      for: minutes(t.nodeResourceMinutes),
+      labels: { severity: "warning" },
+      annotations: {
+        summary: `{{ $labels.node }} has less than ${t.memoryAvailableFraction * 100}% of its memory available`,
+        description:
+          "{{ $value | humanizePercentage }} of {{ $labels.node }}'s RAM is available; the kernel will soon kill the largest process. Check the plan's RAM fit (npm run plan) or choose a larger size.",
+      },
+    },
+  ];
+}
+
+/**
+ * The sandbox (docs/sandbox.md): its API's systemd unit, as node_exporter's systemd collector
+ * reports it on the sandbox node, and its route's answers, as Traefik counts them (the front
+ * passes the node's 503 `sandbox_busy` on; it answers 502 itself when the node does not answer).
+ */
+function sandboxRules(hub: HubConfig): AlertRule[] {
+  const t = ALERT_THRESHOLDS;
+  const rules: AlertRule[] = [];
+  if (monitoringOf(hub)?.exporters) {
+    const onNode = `job="${JOBS.node}",node="${SANDBOX_NODE_NAME}"`;
+    rules.push({
+      alert: "HubSandboxApiDown",
+      expr: `node_systemd_unit_state{${onNode},name="${SANDBOX_SERVICE}",state="active"} == 0 or node_scrape_collector_success{${onNode},collector="systemd"} == 0`,
+      for: minutes(t.nodeDownMinutes),
+      labels: { severity: "critical" },
+      annotations: {
+        summary: "The sandbox API is not running",
+        description: `${SANDBOX_SERVICE} on the sandbox node is not active (or node_exporter cannot read systemd over D-Bus): every execution fails. See journalctl -u ${SANDBOX_SERVICE} on the node.`,
+      },
+    });
+    rules.push({
+      alert: "HubSandboxApiRestarting",
+      expr: `increase(node_systemd_service_restart_total{${onNode},name="${SANDBOX_SERVICE}"}[${t.sandboxRestartWindowMinutes}m]) > ${t.sandboxRestarts}`,
+      labels: { severity: "warning" },
+      annotations: {
+        summary: "The sandbox API keeps restarting",
+        description: `systemd restarted ${SANDBOX_SERVICE} {{ $value | humanize }} times in ${t.sandboxRestartWindowMinutes} minutes; executions in flight fail each time. See journalctl -u ${SANDBOX_SERVICE} on the node.`,
+      },
+    });
+  }
+  const route = routeTable(hub).find((r) => r.scope === "sandbox");
+  if (!route) return rules;
+  // Traefik's file provider names the router <name>@file.
+  const router = `router="${route.name}@file"`;
+  const failed = `traefik_router_requests_total{${router},code=~"5..",code!="503"}`;
+  rules.push({
+    alert: "HubSandboxBusy",
+    expr: `sum(rate(traefik_router_requests_total{${router},code="503"}[5m])) > 0`,
+    for: minutes(t.sandboxBusyMinutes),
+    labels: { severity: "warning" },
+    annotations: {
+      summary: `The sandbox has turned executions away for ${t.sandboxBusyMinutes} minutes`,
+      description:
+        "{{ $value | humanize }} requests/s answered 503 on the sandbox route: every slot busy and the queue full (sandbox_busy). A larger sandboxSize adds a slot per vCPU.",
+    },
+  });
+  rules.push({
+    alert: "HubSandboxFailing",
+    expr: `sum(increase(${failed}[10m])) / sum(increase(traefik_router_requests_total{${router}}[10m])) > ${t.sandboxFailureRatio} and sum(increase(${failed}[10m])) >= ${t.sandboxFailures}`,
+    for: "5m",
+    labels: { severity: "warning" },
+    annotations: {
+      summary: "Sandbox requests are failing",
+      description: `{{ $value | humanizePercentage }} of sandbox requests answered 5xx (503 excluded) in 10 minutes: the front cannot reach the sandbox node (502; its log says "sandbox node did not answer") or the API failed. See the sandbox-front container's log and journalctl -u ${SANDBOX_SERVICE} on the node.`,
+    },
+  });
+  return rules;
 }

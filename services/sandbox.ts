@@ -7,6 +7,14 @@ import { CPU_NODE_NAME, type HubConfig } from "../stacks/hub-config";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
 import { NODE_IMAGE } from "./images";
 import { AUTO_UPGRADES, AUTO_UPGRADES_PATH, CPU_CACHE_MOUNT, SSHD_DROP_IN, SSHD_DROP_IN_PATH } from "./node-setup";
+import {
+  nodeExporterBuildScript,
+  nodeExporterUnit,
+  nodeExporterVersionIs,
+  SANDBOX_NODE_EXPORTER_PATHS,
+  SANDBOX_NODE_EXPORTER_SERVICE,
+  SANDBOX_NODE_EXPORTER_VERSION,
+} from "./sandbox-node-exporter";
 import type { ServiceSpec } from "./spec";
 import { EXECUTIONS_PATH } from "../programs/gatekeeper/protocol";
 
@@ -45,8 +53,10 @@ export const SANDBOX_NODE_PATHS = {
 export const SANDBOX_SERVICE = "inference-hub-sandbox.service";
 /** The first boot builds runsc (about 10 minutes on 2 vCPUs) and the Debian tree from the snapshot archive (slow at times). */
 export const SANDBOX_SETUP_WAIT_SECONDS = 3600;
-const SETUP_UNIT = "inference-hub-sandbox-setup.service";
-const SETUP_UNIT_PATH = `/etc/systemd/system/${SETUP_UNIT}`;
+export const SANDBOX_SETUP_SERVICE = "inference-hub-sandbox-setup.service";
+const SETUP_UNIT_PATH = `/etc/systemd/system/${SANDBOX_SETUP_SERVICE}`;
+/** The units node_exporter reports on (services/monitoring.ts alerts on the API's). */
+export const SANDBOX_WATCHED_UNITS = [SANDBOX_SERVICE, SANDBOX_SETUP_SERVICE] as const;
 
 export function sandboxFrontSpec(hub: HubConfig): ServiceSpec | undefined {
   if (!hub.sandbox) return undefined;
@@ -115,24 +125,26 @@ export function sandboxNodeEnv(input: {
   ].join("\n");
 }
 
-/** runsc from the Go module proxy at the pinned pseudo-version, then the languages' tree from the pinned Debian snapshot. */
+/** runsc and node_exporter from the Go module proxy at their pins, then the languages' tree from the pinned Debian snapshot. */
 export function sandboxSetupScript(): string {
   return [
     "#!/bin/bash",
-    "# Builds gVisor's runsc and the sandbox languages' root file system (services/sandbox.ts). Idempotent.",
+    "# Builds gVisor's runsc, node_exporter and the sandbox languages' root file system (services/sandbox.ts). Idempotent.",
     "set -euo pipefail",
     'export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"',
     `cache=${SANDBOX_NODE_PATHS.buildCache}`,
+    // Debian's go fetches the pinned toolchain (golang.org/toolchain, checked against sum.golang.org), as the tests' build uses.
+    `goenv=(env HOME=/root GOPATH="$cache/go" GOCACHE="$cache/go-build" GOBIN="$cache/bin" GOTOOLCHAIN=${RUNSC_GO_TOOLCHAIN} GOPROXY=https://proxy.golang.org,direct GOSUMDB=sum.golang.org CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false)`,
     `if ! ${SANDBOX_NODE_PATHS.runsc} --version 2>/dev/null | grep -qx 'runsc version ${RUNSC_VERSION}'; then`,
     '  mkdir -p "$cache/bin"',
-    // Debian's go fetches the pinned toolchain (golang.org/toolchain, checked against sum.golang.org), as the tests' build uses.
-    `  HOME=/root GOPATH="$cache/go" GOCACHE="$cache/go-build" GOBIN="$cache/bin" GOTOOLCHAIN=${RUNSC_GO_TOOLCHAIN} GOPROXY=https://proxy.golang.org,direct GOSUMDB=sum.golang.org CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false \\`,
-    `    go install -trimpath -ldflags '${RUNSC_LDFLAGS}' ${RUNSC_PACKAGE}`,
+    `  "\${goenv[@]}" go install -trimpath -ldflags '${RUNSC_LDFLAGS}' ${RUNSC_PACKAGE}`,
     `  "$cache/bin/runsc" --version | grep -qx 'runsc version ${RUNSC_VERSION}' || { echo "inference-hub-sandbox: the built runsc is not ${RUNSC_VERSION}" >&2; exit 1; }`,
     `  install -m 0755 "$cache/bin/runsc" ${SANDBOX_NODE_PATHS.runsc}`,
-    // The build cache is a few GB of the boot disk; the pinned version never needs it again.
-    '  rm -rf "$cache/go" "$cache/go-build" "$cache/bin"',
     "fi",
+    // Built whether or not monitoring is on, so turning it on or off never changes the user data (and replaces no droplet).
+    nodeExporterBuildScript(),
+    // The build cache is a few GB of the boot disk; the pinned versions never need it again.
+    'rm -rf "$cache/go" "$cache/go-build" "$cache/bin"',
     rootfsBuildScript({ dir: SANDBOX_NODE_PATHS.rootfs, versions: "strict" })
       .split("\n")
       .filter((l) => !l.startsWith("#!") && !l.startsWith("set -euo"))
@@ -145,8 +157,8 @@ export function sandboxServiceUnit(): string {
   return [
     "[Unit]",
     "Description=inference-hub code-execution sandbox API (gVisor)",
-    `After=network-online.target ${SETUP_UNIT}`,
-    `Requires=${SETUP_UNIT}`,
+    `After=network-online.target ${SANDBOX_SETUP_SERVICE}`,
+    `Requires=${SANDBOX_SETUP_SERVICE}`,
     "Wants=network-online.target",
     // The deployment uploads both once the node is ready; until then there is nothing to run.
     `ConditionPathExists=${SANDBOX_NODE_PATHS.bundle}`,
@@ -190,7 +202,7 @@ function setupUnit(): string {
 
 const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** The sandbox node's cloud-config: no Docker, no volume, no secret; packages, the setup, the API's unit. */
+/** The sandbox node's cloud-config: no Docker, no volume, no secret; packages, the setup, the API's and node_exporter's units. */
 export function sandboxCloudInitDocument(hostKey?: {
   readonly privateKey: string;
   readonly publicKey: string;
@@ -205,8 +217,9 @@ export function sandboxCloudInitDocument(hostKey?: {
   return {
     package_update: true,
     // nodejs runs the API (the bundle targets Debian 13's Node 20); debootstrap builds the languages'
-    // tree; golang-go fetches the pinned Go toolchain that builds runsc.
-    packages: ["nodejs", "debootstrap", "golang-go", "ca-certificates", "curl", "unattended-upgrades"],
+    // tree; golang-go fetches the pinned Go toolchain that builds runsc and node_exporter; dbus lets
+    // node_exporter read the units' states.
+    packages: ["nodejs", "debootstrap", "golang-go", "ca-certificates", "curl", "dbus", "unattended-upgrades"],
     ssh_pwauth: false,
     ...(hostKey
       ? { ssh_deletekeys: true, ssh_keys: { ed25519_private: hostKey.privateKey, ed25519_public: hostKey.publicKey } }
@@ -217,13 +230,16 @@ export function sandboxCloudInitDocument(hostKey?: {
       file(SANDBOX_NODE_PATHS.setup, sandboxSetupScript(), "0755"),
       file(SETUP_UNIT_PATH, setupUnit()),
       file(SANDBOX_NODE_PATHS.unit, sandboxServiceUnit()),
+      file(SANDBOX_NODE_EXPORTER_PATHS.unit, nodeExporterUnit(SANDBOX_WATCHED_UNITS)),
     ],
     runcmd: [
       ["systemctl", "try-reload-or-restart", "ssh"],
       ["systemctl", "daemon-reload"],
       // In the foreground: cloud-init (and the readiness check behind it) ends when runsc and the tree are built.
-      ["systemctl", "enable", "--now", SETUP_UNIT],
+      ["systemctl", "enable", "--now", SANDBOX_SETUP_SERVICE],
       ["systemctl", "enable", SANDBOX_SERVICE],
+      // Starts only once the deployment writes its address (monitoring on); then at every boot.
+      ["systemctl", "enable", SANDBOX_NODE_EXPORTER_SERVICE],
     ],
   };
 }
@@ -245,12 +261,13 @@ export function sandboxReadinessScript(): string {
     `timeout ${SANDBOX_SETUP_WAIT_SECONDS} cloud-init status --wait >/dev/null 2>&1 || rc=$?`,
     'case "$rc" in 0|2) ;; 124) fail "cloud-init still running (building runsc takes about 10 minutes)" ;; *) timeout 30 cloud-init status --long >&2 || true; tail -n 40 /var/log/cloud-init-output.log >&2 || true; fail "cloud-init reported an error (exit $rc)" ;; esac',
     `version=$(${SANDBOX_NODE_PATHS.runsc} --version 2>&1 | head -n1 || true)`,
-    `[ "$version" = ${sq(`runsc version ${RUNSC_VERSION}`)} ] || fail "runsc is \${version:-missing}, expected ${RUNSC_VERSION} (journalctl -u ${SETUP_UNIT})"`,
-    `[ -f ${SANDBOX_NODE_PATHS.rootfs}/manifest.json ] || fail "the languages' root file system is not built (journalctl -u ${SETUP_UNIT})"`,
+    `[ "$version" = ${sq(`runsc version ${RUNSC_VERSION}`)} ] || fail "runsc is \${version:-missing}, expected ${RUNSC_VERSION} (journalctl -u ${SANDBOX_SETUP_SERVICE})"`,
+    `[ -f ${SANDBOX_NODE_PATHS.rootfs}/manifest.json ] || fail "the languages' root file system is not built (journalctl -u ${SANDBOX_SETUP_SERVICE})"`,
+    `${nodeExporterVersionIs(SANDBOX_NODE_EXPORTER_PATHS.binary)} || fail "node_exporter is not ${SANDBOX_NODE_EXPORTER_VERSION} (journalctl -u ${SANDBOX_SETUP_SERVICE})"`,
     `node_version=$(node --version 2>&1 || true); case "$node_version" in v${nodeMajor}.*) ;; *) fail "node is \${node_version:-missing}, the API bundle targets Node ${nodeMajor}" ;; esac`,
     'sshd_config=$(timeout 10 sshd -T 2>&1) || fail "sshd -T failed"',
     'grep -qx \'passwordauthentication no\' <<<"$sshd_config" || fail "ssh: password login is still enabled"',
-    `echo "ready: sandbox runsc=${RUNSC_VERSION} rootfs=${ROOTFS_RECIPE.suite}@${ROOTFS_RECIPE.snapshot} $node_version"`,
+    `echo "ready: sandbox runsc=${RUNSC_VERSION} node_exporter=${SANDBOX_NODE_EXPORTER_VERSION} rootfs=${ROOTFS_RECIPE.suite}@${ROOTFS_RECIPE.snapshot} $node_version"`,
     "",
   ].join("\n");
 }

@@ -21,7 +21,8 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 // Thursday 1970-01-01 00:00 UTC is promtool's time 0; Berlin is UTC+1 in winter.
 const WINDOWS = ["thu 09:00-17:00 Europe/Berlin"];
 const WINTER = new Date("2026-12-02T12:00:00Z");
-const hub = mustLoad({ tier: "hybrid", gpuWindows: WINDOWS });
+// With the sandbox on, so its rules are tested too.
+const hub = mustLoad({ tier: "hybrid", gpuWindows: WINDOWS, sandbox: "on" });
 
 function rulesWithoutAnnotations(): string {
   const doc = alertRules(hub, WINTER);
@@ -45,6 +46,25 @@ interface Scenario {
 
 const VLLM = 'job="vllm",model="coder",replica="gpu-0",node="gpu-0",instance="10.0.0.2:8000"';
 const GK = 'job="gatekeeper",instance="gatekeeper:8080"';
+const SANDBOX_NODE = { job: "node", node: "sandbox", instance: "10.0.0.9:9100" };
+const CPU_NODE = { job: "node", node: "cpu", instance: "10.0.0.1:9100" };
+const GPU_NODE = { job: "node", node: "gpu-0", instance: "10.0.0.2:9100" };
+const API_UNIT = "inference-hub-sandbox.service";
+/** A series selector from a metric name and labels. */
+const series = (name: string, labels: Record<string, string>): string =>
+  `${name}{${Object.entries(labels)
+    .map(([k, v]) => `${k}="${v}"`)
+    .join(",")}}`;
+const disk = (node: Record<string, string>, mountpoint: string, fstype = "ext4") => ({
+  ...node,
+  device: mountpoint === "/" ? "/dev/vda1" : "/dev/sda",
+  fstype,
+  mountpoint,
+});
+const sandboxRouter = (code: string) =>
+  `traefik_router_requests_total{job="traefik",router="sandbox@file",service="sandbox@file",code="${code}",method="POST",protocol="http"}`;
+const coderRouter = (code: string) =>
+  `traefik_router_requests_total{job="traefik",router="coder@file",service="coder@file",code="${code}",method="POST",protocol="http"}`;
 
 const SCENARIOS: Scenario[] = [
   {
@@ -147,6 +167,142 @@ const SCENARIOS: Scenario[] = [
         alert: "HubNodeDown",
         firing: [{ severity: "critical", job: "node", node: "gpu-0", instance: "10.0.0.2:9100" }],
       },
+    ],
+  },
+  {
+    // The sandbox's boot disk and the CPU cache volume under 10% for 10 minutes; a full model cache (by design) and a tmpfs do not count.
+    name: "a boot disk or the CPU cache volume almost full",
+    series: {
+      [series("node_filesystem_avail_bytes", disk(SANDBOX_NODE, "/"))]: "5x30",
+      [series("node_filesystem_size_bytes", disk(SANDBOX_NODE, "/"))]: "100x30",
+      [series("node_filesystem_avail_bytes", disk(CPU_NODE, "/mnt/cpu-cache"))]: "8x30",
+      [series("node_filesystem_size_bytes", disk(CPU_NODE, "/mnt/cpu-cache"))]: "100x30",
+      [series("node_filesystem_avail_bytes", disk(CPU_NODE, "/"))]: "50x30",
+      [series("node_filesystem_size_bytes", disk(CPU_NODE, "/"))]: "100x30",
+      [series("node_filesystem_avail_bytes", disk(GPU_NODE, "/mnt/model-cache"))]: "2x30",
+      [series("node_filesystem_size_bytes", disk(GPU_NODE, "/mnt/model-cache"))]: "100x30",
+      [series("node_filesystem_avail_bytes", disk(SANDBOX_NODE, "/run/inference-hub-sandbox/s1/work", "tmpfs"))]:
+        "0x30",
+      [series("node_filesystem_size_bytes", disk(SANDBOX_NODE, "/run/inference-hub-sandbox/s1/work", "tmpfs"))]:
+        "100x30",
+    },
+    cases: [
+      { at: "8m", alert: "HubNodeDiskAlmostFull", firing: [] },
+      {
+        at: "15m",
+        alert: "HubNodeDiskAlmostFull",
+        firing: [
+          { severity: "warning", ...disk(SANDBOX_NODE, "/") },
+          { severity: "warning", ...disk(CPU_NODE, "/mnt/cpu-cache") },
+        ],
+      },
+    ],
+  },
+  {
+    name: "memory under 10% for 10 minutes fires; a 5-minute dip does not",
+    series: {
+      [series("node_memory_MemAvailable_bytes", GPU_NODE)]: "5x30",
+      [series("node_memory_MemTotal_bytes", GPU_NODE)]: "100x30",
+      [series("node_memory_MemAvailable_bytes", SANDBOX_NODE)]: "50 50 5 5 5 5 5 50x25",
+      [series("node_memory_MemTotal_bytes", SANDBOX_NODE)]: "100x30",
+    },
+    cases: [
+      { at: "8m", alert: "HubNodeMemoryLow", firing: [] },
+      { at: "15m", alert: "HubNodeMemoryLow", firing: [{ severity: "warning", ...GPU_NODE }] },
+    ],
+  },
+  {
+    name: "the sandbox API stopped for 5 minutes",
+    series: {
+      [series("node_systemd_unit_state", { ...SANDBOX_NODE, name: API_UNIT, state: "active", type: "simple" })]:
+        "1 1 1 0x20",
+      [series("node_systemd_unit_state", { ...SANDBOX_NODE, name: API_UNIT, state: "failed", type: "simple" })]:
+        "0 0 0 1x20",
+      [series("node_scrape_collector_success", { ...SANDBOX_NODE, collector: "systemd" })]: "1x23",
+    },
+    cases: [
+      { at: "6m", alert: "HubSandboxApiDown", firing: [] },
+      {
+        at: "10m",
+        alert: "HubSandboxApiDown",
+        firing: [{ severity: "critical", ...SANDBOX_NODE, name: API_UNIT, state: "active", type: "simple" }],
+      },
+    ],
+  },
+  {
+    name: "node_exporter cannot read systemd on the sandbox node",
+    series: { [series("node_scrape_collector_success", { ...SANDBOX_NODE, collector: "systemd" })]: "0x10" },
+    cases: [
+      {
+        at: "8m",
+        alert: "HubSandboxApiDown",
+        firing: [{ severity: "critical", ...SANDBOX_NODE, collector: "systemd" }],
+      },
+    ],
+  },
+  {
+    name: "the sandbox API active on another node's unit of the same name is not the sandbox's",
+    series: {
+      [series("node_systemd_unit_state", { ...CPU_NODE, name: API_UNIT, state: "active", type: "simple" })]: "0x10",
+    },
+    cases: [{ at: "8m", alert: "HubSandboxApiDown", firing: [] }],
+  },
+  {
+    name: "the sandbox API restarting in a loop",
+    series: {
+      [series("node_systemd_service_restart_total", { ...SANDBOX_NODE, name: API_UNIT })]: "0 0 1 2 3 4 5 5x20",
+      // The setup unit's restarts are not the API's.
+      [series("node_systemd_service_restart_total", {
+        ...SANDBOX_NODE,
+        name: "inference-hub-sandbox-setup.service",
+      })]: "0+1x27",
+    },
+    cases: [
+      { at: "2m", alert: "HubSandboxApiRestarting", firing: [] },
+      {
+        at: "8m",
+        alert: "HubSandboxApiRestarting",
+        firing: [{ severity: "warning", ...SANDBOX_NODE, name: API_UNIT }],
+      },
+    ],
+  },
+  {
+    name: "two restarts in an hour are not a loop",
+    series: { [series("node_systemd_service_restart_total", { ...SANDBOX_NODE, name: API_UNIT })]: "0x10 1x20 2x30" },
+    cases: [{ at: "55m", alert: "HubSandboxApiRestarting", firing: [] }],
+  },
+  {
+    name: "the sandbox turning executions away for 10 minutes",
+    series: { [sandboxRouter("503")]: "0+10x30", [coderRouter("503")]: "0+10x30" },
+    cases: [
+      { at: "8m", alert: "HubSandboxBusy", firing: [] },
+      { at: "15m", alert: "HubSandboxBusy", firing: [{ severity: "warning" }] },
+    ],
+  },
+  {
+    name: "a 5-minute burst of 503 is not busy; 503 elsewhere is not the sandbox's",
+    series: { [sandboxRouter("503")]: "0+10x5 50x25", [coderRouter("503")]: "0+10x30" },
+    cases: [{ at: "20m", alert: "HubSandboxBusy", firing: [] }],
+  },
+  {
+    name: "sandbox requests failing (502 sandbox_unreachable)",
+    series: { [sandboxRouter("200")]: "0+100x30", [sandboxRouter("502")]: "0+10x30" },
+    cases: [
+      { at: "3m", alert: "HubSandboxFailing", firing: [] },
+      { at: "15m", alert: "HubSandboxFailing", firing: [{ severity: "warning" }] },
+    ],
+  },
+  {
+    name: "two failures are not failing; nor 503s, nor another route's 502s",
+    series: {
+      [sandboxRouter("200")]: "0+1x30",
+      [sandboxRouter("502")]: "0 1 2x28",
+      [sandboxRouter("503")]: "0+10x30",
+      [coderRouter("502")]: "0+10x30",
+    },
+    cases: [
+      { at: "9m", alert: "HubSandboxFailing", firing: [] },
+      { at: "25m", alert: "HubSandboxFailing", firing: [] },
     ],
   },
   {
@@ -276,6 +432,12 @@ describe("alert rules", () => {
       "HubAuditSpoolGrowing",
       "HubCertificateExpiresSoon",
       "HubNodeDown",
+      "HubNodeDiskAlmostFull",
+      "HubNodeMemoryLow",
+      "HubSandboxApiDown",
+      "HubSandboxApiRestarting",
+      "HubSandboxBusy",
+      "HubSandboxFailing",
     ])
       expect(names).toContain(name);
     // Every scenario's alert exists, so no case passes by naming an alert that is not there.
@@ -287,8 +449,13 @@ describe("alert rules", () => {
     expect(cpu).not.toContain("HubGpuIdle");
     expect(cpu).not.toContain("HubBudgetNearlySpent");
     expect(cpu).toContain("HubNodeDown");
+    expect(cpu).toContain("HubNodeDiskAlmostFull");
+    // No sandbox, no sandbox alert.
+    expect(cpu.filter((a) => a.startsWith("HubSandbox"))).toEqual([]);
     const local = alertRules(mustLoad({ tier: "local" })).groups.flatMap((g) => g.rules.map((r) => r.alert));
     expect(local).not.toContain("HubNodeDown");
+    expect(local).not.toContain("HubNodeDiskAlmostFull");
+    expect(local).not.toContain("HubNodeMemoryLow");
     // Without windows there is no "outside the windows".
     expect(alertRules(mustLoad({ tier: "hybrid" })).groups.flatMap((g) => g.rules.map((r) => r.alert))).not.toContain(
       "HubGpuOutsideWindows",

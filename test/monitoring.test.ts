@@ -35,6 +35,7 @@ const CASES: Case[] = [
   },
   { label: "multigpu", settings: { tier: "multigpu" } },
   { label: "local", settings: { tier: "local" } },
+  { label: "cpu, sandbox on", settings: { tier: "cpu", sandbox: "on" } },
   { label: "gpu, two replicas", settings: { tier: "gpu", gpuCount: 2, gpuMaxNodes: 2, budgetUsd: 6000 } },
   {
     label: "AMD MI300X",
@@ -170,6 +171,19 @@ describe.each(CASES)("monitoring: $label", ({ label, settings }) => {
         ...Array.from({ length: hub.gpu?.on ? hub.gpu.count : 0 }, (_, i) => `gpu-${i}`),
       ]);
       expect(nodes[0].targets).toEqual([`${privateIp(r, "cpu")}:9100`]);
+      // The sandbox node's exporter: a file of its own in the same job, so the node alerts and dashboard cover it.
+      const nodeJob = (
+        parse(artifact(r, "prometheus-config")) as {
+          scrape_configs: { job_name: string; file_sd_configs?: { files: string[] }[] }[];
+        }
+      ).scrape_configs.find((j) => j.job_name === "node")!;
+      const sandboxFile = "/etc/prometheus/targets/node-sandbox.json";
+      expect(nodeJob.file_sd_configs![0].files.includes(sandboxFile)).toBe(Boolean(hub.sandbox));
+      if (hub.sandbox)
+        expect(targetsOf(r, "node-sandbox")).toEqual([
+          { targets: [`${privateIp(r, "sandbox")}:9100`], labels: { node: "sandbox" } },
+        ]);
+      else expect(r.artifacts.some((a) => a.path.endsWith("targets/node-sandbox.json"))).toBe(false);
     }
     // llama.cpp is scraped where it runs (the cpu tier's coder, hybrid's fallback), with --metrics on.
     const llama = hub.nodes.some((n) => n.workloads.some((w) => w.program === "llama.cpp"));

@@ -5,6 +5,7 @@ import { parse } from "yaml";
 import { SANDBOX_NODE_PORT } from "../programs/sandbox/protocol";
 import { RUNSC_VERSION } from "../programs/sandbox/runsc-version";
 import { EXECUTIONS_PATH } from "../programs/gatekeeper/protocol";
+import { NODE_EXPORTER_IMAGE } from "../services/images";
 import { routeTable } from "../services/routes";
 import {
   SANDBOX_NODE_IMAGE,
@@ -92,14 +93,16 @@ describe("the sandbox node in the program (mock engine)", () => {
       sourceTags?: string[];
       sourceAddresses?: string[];
     }[];
+    // The API, and node_exporter for Prometheus (monitoring is on in every preset): both from the gateway node alone.
     expect(sandboxRules.map((r) => `${r.protocol}/${r.portRange ?? "-"}`).sort()).toEqual(
-      ["icmp/-", "tcp/22", `tcp/${SANDBOX_NODE_PORT}`].sort(),
+      ["icmp/-", "tcp/22", `tcp/${SANDBOX_NODE_PORT}`, "tcp/9100"].sort(),
     );
-    expect(sandboxRules.find((r) => r.portRange === String(SANDBOX_NODE_PORT))).toEqual({
-      protocol: "tcp",
-      portRange: String(SANDBOX_NODE_PORT),
-      sourceTags: ["ih-gpu-gateway"],
-    });
+    for (const port of [String(SANDBOX_NODE_PORT), "9100"])
+      expect(sandboxRules.find((r) => r.portRange === port)).toEqual({
+        protocol: "tcp",
+        portRange: port,
+        sourceTags: ["ih-gpu-gateway"],
+      });
     expect(sandboxRules.find((r) => r.portRange === "22")?.sourceAddresses).toEqual(["203.0.113.7/32"]);
     const outbound = firewall("sandbox").inputs.outboundRules as { protocol: string; portRange?: string }[];
     expect(outbound.map((r) => `${r.protocol}/${r.portRange}`).sort()).toEqual([
@@ -141,6 +144,8 @@ describe("the sandbox node in the program (mock engine)", () => {
       "sandbox-api-bundle",
       "sandbox-api-env",
       "sandbox-api-restart",
+      "sandbox-node-exporter-env",
+      "sandbox-node-exporter-restart",
       "sandbox-ready",
     ]);
     for (const text of [userData, ...onNode.map((c) => JSON.stringify(c.rawInputs))])
@@ -160,11 +165,12 @@ describe("the sandbox node in the program (mock engine)", () => {
       runcmd: string[][];
       mounts?: unknown;
     };
-    expect(doc.packages).toEqual(expect.arrayContaining(["nodejs", "debootstrap", "golang-go"]));
+    expect(doc.packages).toEqual(expect.arrayContaining(["nodejs", "debootstrap", "golang-go", "dbus"]));
     expect(doc.packages).not.toContain("docker.io");
     expect(doc.mounts).toBeUndefined();
     const setup = doc.write_files.find((f) => f.path === SANDBOX_NODE_PATHS.setup)!.content;
     expect(setup).toContain(`gvisor.dev/gvisor/runsc@${RUNSC_VERSION}`);
+    expect(setup).toContain(`github.com/prometheus/node_exporter@${NODE_EXPORTER_IMAGE.tag}`);
     expect(setup).toContain("snapshot.debian.org/archive/debian/");
     expect(bashSyntax(setup).status, bashSyntax(setup).stderr).toBe(0);
     expect(bashSyntax(sandboxReadinessScript()).status).toBe(0);

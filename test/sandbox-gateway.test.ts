@@ -6,10 +6,12 @@ import * as path from "node:path";
 import { Client } from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bundleSandboxApi } from "../programs/sandbox/bundle";
+import { alertRules } from "../services/monitoring";
 import { runscPath } from "../tools/runsc";
 import { sandboxRootfsDir } from "../tools/sandbox-rootfs";
 import { GatewayRig, RIG_BACKEND_KEY, rigMissing, type RigResponse } from "./helpers/gateway-rig";
 import { ManagedProcess, waitFor } from "./helpers/processes";
+import { mustLoad } from "./helpers/load";
 import { leftovers, sandboxMissing } from "./helpers/sandbox";
 
 /**
@@ -287,5 +289,32 @@ describe.skipIf(Boolean(missing))("the sandbox behind the real gateway", () => {
   it("the API leaves no sandbox behind once stopped", async () => {
     await api.stop();
     expect(leftovers(stateDir, cgroupParent)).toEqual({ processes: [], mounts: [], cgroups: [], files: [] });
+  }, 60_000);
+
+  it("with the API stopped the front answers 502, and Traefik counts it on the router the sandbox alerts select", async () => {
+    const failed = await execute("agent", { language: "bash", files: [{ content: "echo hi" }] });
+    // The front's 502 (sandbox_unreachable, in its log), shown to the client as the gateway's own page.
+    expect(failed.status).toBe(502);
+    expect(failed.json?.error?.code).toBe("backend_unavailable");
+    expect(rig.sandboxFront!.tail()).toContain("sandbox node did not answer");
+    // The router matcher of HubSandboxFailing / HubSandboxBusy as rendered for this stack.
+    const rules = alertRules(mustLoad({ tier: "cpu", sandbox: "on" })).groups.flatMap((g) => g.rules);
+    const matcher = /router="([^"]+)"/.exec(rules.find((r) => r.alert === "HubSandboxFailing")!.expr)![1];
+    const counted = (code: string, text: string) =>
+      [...text.matchAll(/^traefik_router_requests_total\{([^}]*)\} (\d+)/gm)]
+        .filter(([, labels]) => labels.includes(`router="${matcher}"`) && labels.includes(`code="${code}"`))
+        .reduce((sum, m) => sum + Number(m[2]), 0);
+    let text = "";
+    await waitFor(
+      "Traefik to count the 502",
+      async () => {
+        text = (await rig.request({ path: "/metrics", port: rig.entry.metrics })).text;
+        return counted("502", text) >= 1;
+      },
+      10_000,
+      { intervalMs: 100 },
+    );
+    // The executions earlier in this file count there too: the matcher is the sandbox's router, not an empty one.
+    expect(counted("200", text)).toBeGreaterThan(0);
   }, 60_000);
 });

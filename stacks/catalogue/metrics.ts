@@ -186,13 +186,13 @@ export const DCGM_METRICS: ProgramMetrics = {
   ],
 };
 
-/** node_exporter: the few collectors the dashboards could use. */
+/** node_exporter: the few collectors the dashboards and alerts use. */
 export const NODE_METRICS: ProgramMetrics = {
   job: "node",
   program: "node_exporter",
   version: "v1.12.1",
   source:
-    "github.com/prometheus/node_exporter@v1.12.1 (Go module proxy) collector/cpu_common.go (nodeCPUSecondsDesc), collector/meminfo.go + meminfo_linux.go (node_memory_<field>), collector/filesystem_common.go (filesystemLabelNames)",
+    "github.com/prometheus/node_exporter@v1.12.1 (Go module proxy) collector/cpu_common.go (nodeCPUSecondsDesc), collector/meminfo.go + meminfo_linux.go (node_memory_<field>), collector/filesystem_common.go (filesystemLabelNames), collector/collector.go (scrapeSuccessDesc), collector/systemd_linux.go (NewSystemdCollector: unit_state for states active|activating|deactivating|inactive|failed; service_restart_total only with --collector.systemd.enable-restarts-metrics; the collector is off by default, on only on the sandbox node)",
   read: METRICS_READ,
   families: [
     f("node_cpu_seconds_total", "counter", ["cpu", "mode"]),
@@ -200,6 +200,9 @@ export const NODE_METRICS: ProgramMetrics = {
     f("node_memory_MemTotal_bytes", "gauge"),
     f("node_filesystem_avail_bytes", "gauge", ["device", "mountpoint", "fstype", "device_error"]),
     f("node_filesystem_size_bytes", "gauge", ["device", "mountpoint", "fstype", "device_error"]),
+    f("node_scrape_collector_success", "gauge", ["collector"]),
+    f("node_systemd_unit_state", "gauge", ["name", "state", "type"]),
+    f("node_systemd_service_restart_total", "counter", ["name"]),
   ],
 };
 
