@@ -9,9 +9,9 @@
  *   A script requires only the packages whose code it uses.
  * - `__dirname`/`__filename` keep meaning the source file's directory and path (the code finds the
  *   project root and the gatekeeper's entry point through them), wherever .build/ sits.
- * - The gatekeeper and the controller are bundled once here, each by its own bundling function
- *   (programs/gatekeeper/bundle.ts bundleGatekeeper(), programs/autoscaler/controller/bundle.ts),
- *   and its text is inlined: the plan no longer starts esbuild on every run.
+ * - Every program the plan ships into a container (the gatekeeper, the controller, the embeddings
+ *   front, the sandbox API and front) is bundled once here, by its own bundling function
+ *   (programs/<name>/bundle.ts), and its text is inlined: the plan never starts esbuild itself.
  * - Outputs are written to a temporary directory and renamed into .build/ after the manifest has
  *   been removed; the manifest is written last. A crash at any point leaves no manifest, so the next
  *   run builds again instead of running a half-written output.
@@ -36,10 +36,15 @@ const {
 
 /** The module that bundles the gatekeeper at plan time; compiled scripts get its output prebuilt. */
 const GATEKEEPER_BUNDLER = "programs/gatekeeper/bundle.ts";
-/** Every program bundled into its container at plan time: the module, and its bundling function. */
+/**
+ * Every program bundled into its container at plan time: the module, and its bundling functions.
+ * A module missing here costs each plan that deploys its program an esbuild run (0.15-0.35 s).
+ */
 const PROGRAM_BUNDLERS = [
-  { name: "gatekeeper", file: GATEKEEPER_BUNDLER, fn: "bundleGatekeeper" },
-  { name: "controller", file: "programs/autoscaler/controller/bundle.ts", fn: "bundleController" },
+  { name: "gatekeeper", file: GATEKEEPER_BUNDLER, fns: ["bundleGatekeeper"] },
+  { name: "controller", file: "programs/autoscaler/controller/bundle.ts", fns: ["bundleController"] },
+  { name: "embeddings", file: "programs/embeddings/bundle.ts", fns: ["bundleEmbeddingsFront"] },
+  { name: "sandbox", file: "programs/sandbox/bundle.ts", fns: ["bundleSandboxApi", "bundleSandboxFront"] },
 ];
 
 class BuildError extends Error {}
@@ -100,14 +105,15 @@ function sourcePathsPlugin(outDir) {
 }
 
 /**
- * Replaces a program's bundling function (bundleGatekeeper(), bundleController()) with one
- * that returns the text bundled at build time; every other
+ * Replaces a module's bundling functions (bundleGatekeeper(), bundleController(), ...) with ones
+ * that return the text bundled at build time; every other
  * export of the module is the real one (and the real module, with its esbuild import, is dropped
  * from a script that uses none of them).
- * @param {string} root @param {string} outDir @param {{ name: string, file: string, fn: string }} bundler @param {string} text
+ * @param {string} root @param {string} outDir @param {{ name: string, file: string, fns: string[] }} bundler
+ * @param {Record<string, string>} texts each bundling function's text
  * @returns {import("esbuild").Plugin}
  */
-function prebuiltBundlePlugin(root, outDir, bundler, text) {
+function prebuiltBundlePlugin(root, outDir, bundler, texts) {
   const file = path.join(root, bundler.file);
   const resolveDir = path.dirname(file);
   const original = `prebuilt-${bundler.name}:original`;
@@ -123,7 +129,10 @@ function prebuiltBundlePlugin(root, outDir, bundler, text) {
       }));
       build.onLoad({ filter: /\.ts$/ }, (args) => {
         if (args.path !== file) return undefined;
-        const contents = `// Bundled once by tools/build/compile.cjs with this module's own ${bundler.fn}().\nexport * from "${original}";\nexport function ${bundler.fn}(): string {\n  return ${JSON.stringify(text)};\n}\n`;
+        const fns = bundler.fns.map(
+          (fn) => `export function ${fn}(): string {\n  return ${JSON.stringify(texts[fn])};\n}\n`,
+        );
+        const contents = `// Bundled once by tools/build/compile.cjs with this module's own ${bundler.fns.join(", ")}.\nexport * from "${original}";\n${fns.join("")}`;
         return { contents, loader: "ts", resolveDir };
       });
     },
@@ -200,7 +209,8 @@ async function compile(options = {}) {
     for (const bundler of PROGRAM_BUNDLERS) {
       if (!fs.existsSync(path.join(root, bundler.file))) continue;
       const out = `${bundler.name}-bundler`;
-      let text;
+      /** @type {Record<string, string>} */
+      const texts = {};
       try {
         await esbuild.build({
           ...common,
@@ -208,12 +218,13 @@ async function compile(options = {}) {
           outdir: tmp,
           plugins: [sourcePathsPlugin(tmp)],
         });
-        text = require(path.join(tmp, `${out}.js`))[bundler.fn]();
+        const module = require(path.join(tmp, `${out}.js`));
+        for (const fn of bundler.fns) texts[fn] = module[fn]();
       } catch (err) {
         throw new BuildError(`bundling the ${bundler.name} (${bundler.file}) failed:\n${esbuildMessages(err)}`);
       }
       fs.rmSync(path.join(tmp, `${out}.js`));
-      prebuilt.push(prebuiltBundlePlugin(root, outDir, bundler, text));
+      prebuilt.push(prebuiltBundlePlugin(root, outDir, bundler, texts));
     }
     let result;
     try {
