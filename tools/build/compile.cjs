@@ -11,7 +11,8 @@
  *   project root and the gatekeeper's entry point through them), wherever .build/ sits.
  * - Every program the plan ships into a container (the gatekeeper, the controller, the embeddings
  *   front, the sandbox API and front) is bundled once here, by its own bundling function
- *   (programs/<name>/bundle.ts), and its text is inlined: the plan never starts esbuild itself.
+ *   (programs/<name>/bundle.ts), into .build/program.<function>.js, which that function then reads:
+ *   the plan never starts esbuild itself, and a script does not parse 3 MB of programs it may not ship.
  * - Outputs are written to a temporary directory and renamed into .build/ after the manifest has
  *   been removed; the manifest is written last. A crash at any point leaves no manifest, so the next
  *   run builds again instead of running a half-written output.
@@ -104,16 +105,18 @@ function sourcePathsPlugin(outDir) {
   };
 }
 
+/** Where the build keeps a bundling function's text, in the output directory. @param {string} fn */
+const programFile = (fn) => `program.${fn}.js`;
+
 /**
  * Replaces a module's bundling functions (bundleGatekeeper(), bundleController(), ...) with ones
- * that return the text bundled at build time; every other
+ * that read the text bundled at build time (programFile, beside the script); every other
  * export of the module is the real one (and the real module, with its esbuild import, is dropped
  * from a script that uses none of them).
  * @param {string} root @param {string} outDir @param {{ name: string, file: string, fns: string[] }} bundler
- * @param {Record<string, string>} texts each bundling function's text
  * @returns {import("esbuild").Plugin}
  */
-function prebuiltBundlePlugin(root, outDir, bundler, texts) {
+function prebuiltBundlePlugin(root, outDir, bundler) {
   const file = path.join(root, bundler.file);
   const resolveDir = path.dirname(file);
   const original = `prebuilt-${bundler.name}:original`;
@@ -129,10 +132,12 @@ function prebuiltBundlePlugin(root, outDir, bundler, texts) {
       }));
       build.onLoad({ filter: /\.ts$/ }, (args) => {
         if (args.path !== file) return undefined;
+        // __hubBundleDir: the script's own directory (BANNER).
         const fns = bundler.fns.map(
-          (fn) => `export function ${fn}(): string {\n  return ${JSON.stringify(texts[fn])};\n}\n`,
+          (fn) =>
+            `export function ${fn}(): string {\n  return readFileSync(join(__hubBundleDir, ${JSON.stringify(programFile(fn))}), "utf8");\n}\n`,
         );
-        const contents = `// Bundled once by tools/build/compile.cjs with this module's own ${bundler.fns.join(", ")}.\nexport * from "${original}";\n${fns.join("")}`;
+        const contents = `// Bundled once by tools/build/compile.cjs with this module's own ${bundler.fns.join(", ")}.\nimport { readFileSync } from "node:fs";\nimport { join } from "node:path";\nexport * from "${original}";\n${fns.join("")}`;
         return { contents, loader: "ts", resolveDir };
       });
     },
@@ -209,8 +214,6 @@ async function compile(options = {}) {
     for (const bundler of PROGRAM_BUNDLERS) {
       if (!fs.existsSync(path.join(root, bundler.file))) continue;
       const out = `${bundler.name}-bundler`;
-      /** @type {Record<string, string>} */
-      const texts = {};
       try {
         await esbuild.build({
           ...common,
@@ -219,12 +222,12 @@ async function compile(options = {}) {
           plugins: [sourcePathsPlugin(tmp)],
         });
         const module = require(path.join(tmp, `${out}.js`));
-        for (const fn of bundler.fns) texts[fn] = module[fn]();
+        for (const fn of bundler.fns) fs.writeFileSync(path.join(tmp, programFile(fn)), module[fn]());
       } catch (err) {
         throw new BuildError(`bundling the ${bundler.name} (${bundler.file}) failed:\n${esbuildMessages(err)}`);
       }
       fs.rmSync(path.join(tmp, `${out}.js`));
-      prebuilt.push(prebuiltBundlePlugin(root, outDir, bundler, texts));
+      prebuilt.push(prebuiltBundlePlugin(root, outDir, bundler));
     }
     let result;
     try {
