@@ -226,8 +226,13 @@ export function buildPlanDocument(input: {
     notes: [STAND_IN_NOTE],
     ...(hub.kubernetes ? { kubernetes: kubernetesSummary(hub) } : {}),
     ...(hub.tier === "local" || hub.tier === "k8s" ? {} : { ssh: sshSummary(hub.gateway.adminCidrs) }),
-    ...(hub.tier !== "k8s" && gpuBootImage(hub) ? { gpuImage: gpuBootImage(hub) } : {}),
+    ...gpuImageOf(hub),
   };
+}
+
+function gpuImageOf(hub: HubConfig): { gpuImage?: GpuBootImage } {
+  const gpuImage = hub.tier === "k8s" ? undefined : gpuBootImage(hub);
+  return gpuImage ? { gpuImage } : {};
 }
 
 /** In the cluster only the gateway is reachable from outside, through the load balancer's 80 and 443. */
