@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import * as sshpk from "sshpk";
-import { SECRET_PLACEHOLDER } from "../../infra/artifacts";
+import { type RenderedArtifact, SECRET_PLACEHOLDER } from "../../infra/artifacts";
 import { PROJECT } from "../../stacks/settings";
 
 /**
@@ -356,6 +356,35 @@ async function unwrap(output: pulumi.Output<unknown>): Promise<unknown> {
   if (!isKnown) return UNKNOWN;
   const value = await (output as unknown as { promise(): Promise<unknown> }).promise();
   return isSecret ? { [SIG_KEY]: SECRET_SIG, value } : value;
+}
+
+/**
+ * A rendered file as the plan shows it (infra/artifacts.ts): its text, secrets masked and unknowns
+ * marked; a file rendered from a value is rendered on first read of `content`, from the value as
+ * an apply would see it.
+ */
+export async function presentArtifact(
+  artifact: RenderedArtifact,
+): Promise<{ readonly kind: string; readonly node: string; readonly path: string; readonly content: string }> {
+  const { kind, node, path } = artifact;
+  const text = (value: unknown) => (typeof value === "string" ? value : JSON.stringify(value, null, 2));
+  if (!artifact.render) return { kind, node, path, content: text(await presentInput(artifact.content)) };
+  const output = pulumi.output(artifact.content);
+  const whole = await unwrap(output);
+  // An apply over an unknown or secret value is unknown or secret as a whole.
+  if (whole === UNKNOWN || (whole as Record<string, unknown>)?.[SIG_KEY] === SECRET_SIG)
+    return { kind, node, path, content: text(presentValue(whole, false)) };
+  const { render } = artifact;
+  let rendered: string | undefined;
+  return {
+    kind,
+    node,
+    path,
+    get content() {
+      rendered ??= render(whole as Record<string, unknown>);
+      return rendered;
+    },
+  };
 }
 
 /** An Input's value as the plan shows it: secrets masked, unknowns marked. */

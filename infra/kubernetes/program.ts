@@ -229,7 +229,8 @@ export async function kubernetesProgram(
       kind: "k8s-object",
       node: "cluster",
       path: `k8s/${o.kind.toLowerCase()}-${o.metadata.name}.yaml`,
-      content: pulumi.output(shown as Record<string, unknown>).apply((v) => stringify(v, { lineWidth: 0 })),
+      content: pulumi.output(shown as Record<string, unknown>),
+      render: (v) => stringify(v, { lineWidth: 0 }),
     });
   }
 
