@@ -1,7 +1,11 @@
+import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { SECRET_PLACEHOLDER } from "../infra/artifacts";
+import { buildPlanDocument, type PlanArtifact } from "../cli/plan/document";
 import { presentArtifact, UNKNOWN_MARK } from "../cli/plan/mock-engine";
+import { stackFilePath } from "../cli/plan/runner";
+import { loadStackFile, readStackFile } from "../stacks";
 
 /**
  * How the plan turns what the program recorded (infra/artifacts.ts) into files: text as it is, and
@@ -54,5 +58,31 @@ describe("a file recorded as text", () => {
     expect((await presentArtifact({ ...place, content: pulumi.secret("key: s3cr3t\n") })).content).toBe(
       SECRET_PLACEHOLDER,
     );
+  });
+});
+
+describe("the plan document", () => {
+  it("lists every file without reading one (a --json plan renders no Kubernetes object)", () => {
+    const file = stackFilePath("local");
+    const read = readStackFile(readFileSync(file, "utf8"), file);
+    if (!read.ok) throw new Error("the local stack file does not read");
+    const loaded = loadStackFile(read.file);
+    if (!loaded.ok) throw new Error("the local stack file does not load");
+    const unread: PlanArtifact = {
+      ...place,
+      get content(): string {
+        throw new Error("the document read a file's content");
+      },
+    };
+    const document = buildPlanDocument({
+      stack: "local",
+      configFile: file,
+      hub: loaded.config,
+      overrides: loaded.overrides,
+      resources: [],
+      artifacts: [unread],
+      outputs: {},
+    });
+    expect(document.artifacts).toEqual([place]);
   });
 });

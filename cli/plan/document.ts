@@ -221,7 +221,8 @@ export function buildPlanDocument(input: {
       ...rest,
       inputs: abbreviateLongStrings(rest.inputs) as Record<string, unknown>,
     })),
-    artifacts: input.artifacts.map(({ content: _content, ...rest }) => rest),
+    // Named, not `...rest`: that would read (and render) every file's content.
+    artifacts: input.artifacts.map(({ kind, node, path }) => ({ kind, node, path })),
     outputs: input.outputs,
     notes: [STAND_IN_NOTE],
     ...(hub.kubernetes ? { kubernetes: kubernetesSummary(hub) } : {}),
