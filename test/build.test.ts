@@ -4,6 +4,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -203,6 +204,20 @@ describe("cli/run.cjs: a stale build never runs", () => {
     const compiled = readFileSync(file(".build/libs.js"), "utf8");
     expect(compiled).not.toMatch(/require\("(zod|yaml|sshpk)"\)/);
     expect(compiled).toContain('require("ipaddr.js")');
+  });
+
+  it("runs a script with a V8 code cache of its own build, never one of other code of the same length", () => {
+    const caches = () => readdirSync(file(".build")).filter((f) => /^probe\.js\..*\.v8cache$/.test(f));
+    write("cli/lib/probe.ts", probeValue("same-1"));
+    expect(run(), "builds and writes the cache at exit").toMatchObject({ status: 0, stdout: "same-1\n", built: true });
+    const first = caches();
+    expect(first).toHaveLength(1);
+    expect(run(), "runs with it").toMatchObject({ status: 0, stdout: "same-1\n", built: false });
+    // V8 checks a cache against the source's length only: same length, other text.
+    write("cli/lib/probe.ts", probeValue("same-2"));
+    expect(run()).toMatchObject({ status: 0, stdout: "same-2\n", built: true });
+    expect(caches()).toHaveLength(1);
+    expect(caches()).not.toEqual(first);
   });
 });
 

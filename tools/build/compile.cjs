@@ -306,9 +306,14 @@ async function compile(options = {}) {
     fs.mkdirSync(outDir, { recursive: true });
     fs.rmSync(path.join(outDir, MANIFEST_FILE), { force: true });
     for (const file of outputs) fs.renameSync(path.join(tmp, file), path.join(outDir, file));
-    // Outputs of scripts that no longer exist, and a crashed build's unfinished manifest.
+    // Outputs of scripts that no longer exist, a crashed build's unfinished manifest, and the V8
+    // code caches of the last build (tools/build/code-cache.cjs: never used again).
     for (const file of fs.readdirSync(outDir))
-      if ((/\.js(?:\.map)?$/.test(file) && !outputs.includes(file)) || file.startsWith(`${MANIFEST_FILE}.tmp-`))
+      if (
+        (/\.js(?:\.map)?$/.test(file) && !outputs.includes(file)) ||
+        file.startsWith(`${MANIFEST_FILE}.tmp-`) ||
+        /\.v8cache(?:\.tmp-\d+)?$/.test(file)
+      )
         fs.rmSync(path.join(outDir, file), { force: true });
     /** @type {import("./freshness.cjs").Manifest} */
     const manifest = {
