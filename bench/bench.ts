@@ -211,7 +211,7 @@ async function main(): Promise<void> {
     `load average (1/5/15 min): ${loadBefore.map((l) => l.toFixed(2)).join(" / ")} before, ${loadAfter.map((l) => l.toFixed(2)).join(" / ")} after\n`,
   );
   out.write(
-    `build (every script, the gatekeeper bundle): ${buildMs.toFixed(0)} ms; freshness check on each run: ${median(checks).toFixed(2)} ms (median of ${checks.length})\n`,
+    `build (every script and every program bundle): ${buildMs.toFixed(0)} ms; freshness check on each run: ${median(checks).toFixed(2)} ms (median of ${checks.length})\n`,
   );
   for (let i = 1; i < perNode.length; i++) {
     const [a, b] = [perNode[i - 1], perNode[i]];

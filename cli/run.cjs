@@ -6,10 +6,12 @@
  * not, builds it (under a lock, so parallel invocations build once) before running anything: a
  * stale build never runs. `npm run plan` and the other package.json scripts go through here.
  *
- * HUB_SOURCE_MAPS=1 (or PLAN_DEBUG=1) maps stack traces back to the TypeScript sources.
+ * HUB_SOURCE_MAPS=1 (or PLAN_DEBUG=1) maps stack traces back to the TypeScript sources. Otherwise the
+ * script runs with a V8 code cache beside it (tools/build/code-cache.cjs).
  */
 const path = require("node:path");
 const { checkFreshness, OUT_DIR, ROOT } = require("../tools/build/freshness.cjs");
+const { runWithCodeCache } = require("../tools/build/code-cache.cjs");
 
 /**
  * Pulumi's SDK captures a stack trace for every promise it creates (runtime/debuggable.js, kept for
@@ -69,7 +71,9 @@ async function main() {
       process.stderr.write(`bench: cpu_ms=${((cpu.user + cpu.system) / 1000).toFixed(1)}\n`);
     });
   }
-  require(compiled);
+  // Source maps are the loader's (require); otherwise with the build's V8 code cache.
+  if (process.env.HUB_SOURCE_MAPS || process.env.PLAN_DEBUG) require(compiled);
+  else runWithCodeCache(compiled, `${manifest.builtAt} ${manifest.outputs[`${script}.js`]}`);
 }
 
 main().catch((err) => fail(`internal error: ${err instanceof Error ? err.message : String(err)}`));

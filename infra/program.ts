@@ -364,15 +364,14 @@ export async function hubProgram(env: DeployEnvironment = liveEnvironment()): Pr
       ssh,
       sshFirewalls: network.firewalls,
     });
-    // The file as the droplet gets it, with its private host key replaced by a marker.
-    const shown = created.hostPublicKey.apply((publicKey) =>
-      renderCloudInit({ ...setup, hostKey: { privateKey: SECRET_PLACEHOLDER, publicKey } }),
-    );
+    // The file as the droplet gets it, with its private host key replaced by a marker (rendered when read).
     recordArtifact({
       kind: "cloud-init",
       node: setup.nodeName,
       path: `${setup.nodeName}/cloud-init.yaml`,
-      content: shown,
+      content: created.hostPublicKey.apply((publicKey) => ({ publicKey })),
+      render: ({ publicKey }) =>
+        renderCloudInit({ ...setup, hostKey: { privateKey: SECRET_PLACEHOLDER, publicKey: String(publicKey) } }),
     });
     return created;
   };

@@ -168,10 +168,13 @@ export function sandboxNode(
     cloudInit: (hostKey) => renderSandboxCloudInit(hostKey),
     readinessScript: sandboxReadinessScript(),
   });
-  const shown = node.hostPublicKey.apply((publicKey) =>
-    renderSandboxCloudInit({ privateKey: SECRET_PLACEHOLDER, publicKey }),
-  );
-  recordArtifact({ kind: "cloud-init", node: name, path: `${name}/cloud-init.yaml`, content: shown });
+  recordArtifact({
+    kind: "cloud-init",
+    node: name,
+    path: `${name}/cloud-init.yaml`,
+    content: node.hostPublicKey.apply((publicKey) => ({ publicKey })),
+    render: ({ publicKey }) => renderSandboxCloudInit({ privateKey: SECRET_PLACEHOLDER, publicKey: String(publicKey) }),
+  });
   const api = new SandboxApi(`${name}-api`, {
     ready: node.ready,
     ssh: node.ssh,

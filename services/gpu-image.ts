@@ -108,8 +108,19 @@ export function bakeCloudConfig(vendor: "nvidia" | "amd", images: readonly strin
   };
 }
 
+/** Rendered set-ups by vendor and images: a plan names the snapshot several times (program, warning, document). */
+const renderedBakeConfigs = new Map<string, string>();
+
 export function renderBakeCloudConfig(vendor: "nvidia" | "amd", images: readonly string[]): string {
-  return `#cloud-config\n${stringify(bakeCloudConfig(vendor, images), { version: "1.1", lineWidth: 0 })}`;
+  const key = JSON.stringify([vendor, images]);
+  let text = renderedBakeConfigs.get(key);
+  if (text === undefined) {
+    text = `#cloud-config\n${stringify(bakeCloudConfig(vendor, images), { version: "1.1", lineWidth: 0 })}`;
+    // A long-lived process (the test suite) plans many stacks: keep the last few only.
+    if (renderedBakeConfigs.size >= 16) renderedBakeConfigs.delete(renderedBakeConfigs.keys().next().value!);
+    renderedBakeConfigs.set(key, text);
+  }
+  return text;
 }
 
 export function gpuImageInputs(hub: HubConfig): GpuImageInputs | undefined {

@@ -4,6 +4,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -166,11 +167,57 @@ describe("cli/run.cjs: a stale build never runs", () => {
   });
 
   it("refuses a build that would bundle a package (a second copy of a module from node_modules)", () => {
-    write("cli/lib/probe.ts", `export { stringify as value } from "../../node_modules/yaml/dist/index.js";\n`);
+    write("cli/lib/probe.ts", `export { parse as value } from "../../node_modules/ipaddr.js/lib/ipaddr.js";\n`);
     const r = run();
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("packages must stay external");
-    expect(r.stderr).toContain("node_modules/yaml/");
+    expect(r.stderr).toContain("node_modules/ipaddr.js/");
+  });
+
+  it("refuses a Pulumi package compiled in, even by a path (the mocks would miss that copy)", () => {
+    write("cli/lib/probe.ts", `export { RandomId as value } from "../../node_modules/@pulumi/random/index.js";\n`);
+    const r = run();
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("node_modules/@pulumi/random/");
+  });
+
+  it("compiles zod, yaml and sshpk in (with what they import) and loads every other package from node_modules", () => {
+    write("cli/lib/probe.ts", probeValue("probe"));
+    write(
+      "cli/libs.ts",
+      [
+        'import * as sshpk from "sshpk";',
+        'import { stringify } from "yaml";',
+        'import { z } from "zod";',
+        'import * as ipaddr from "ipaddr.js";',
+        'const names = ["zod", "yaml", "sshpk", "tweetnacl", "asn1", "ipaddr.js"];',
+        "const loaded = names.filter((n) => Object.keys(require.cache).some((f) => f.includes(`/node_modules/${n}/`)));",
+        'const key = sshpk.parseKey("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbMDv8c0A1WBYbRUvZMtUKGDzzbLWtqeDiBnwq4vyAo", "ssh");',
+        'const works = [z.string().parse(stringify({ a: 1 }).trim()), key.type, ipaddr.parse("10.0.0.1").kind()];',
+        'process.stdout.write(`${loaded.join(",")} ${works.join(" ")}\\n`);',
+      ].join("\n"),
+    );
+    const r = run("libs");
+    expect(r.status, r.stderr).toBe(0);
+    // Only ipaddr.js came from node_modules; the others ran compiled in.
+    expect(r.stdout).toBe("ipaddr.js a: 1 ed25519 ipv4\n");
+    const compiled = readFileSync(file(".build/libs.js"), "utf8");
+    expect(compiled).not.toMatch(/require\("(zod|yaml|sshpk)"\)/);
+    expect(compiled).toContain('require("ipaddr.js")');
+  });
+
+  it("runs a script with a V8 code cache of its own build, never one of other code of the same length", () => {
+    const caches = () => readdirSync(file(".build")).filter((f) => /^probe\.js\..*\.v8cache$/.test(f));
+    write("cli/lib/probe.ts", probeValue("same-1"));
+    expect(run(), "builds and writes the cache at exit").toMatchObject({ status: 0, stdout: "same-1\n", built: true });
+    const first = caches();
+    expect(first).toHaveLength(1);
+    expect(run(), "runs with it").toMatchObject({ status: 0, stdout: "same-1\n", built: false });
+    // V8 checks a cache against the source's length only: same length, other text.
+    write("cli/lib/probe.ts", probeValue("same-2"));
+    expect(run()).toMatchObject({ status: 0, stdout: "same-2\n", built: true });
+    expect(caches()).toHaveLength(1);
+    expect(caches()).not.toEqual(first);
   });
 });
 

@@ -221,13 +221,19 @@ export function buildPlanDocument(input: {
       ...rest,
       inputs: abbreviateLongStrings(rest.inputs) as Record<string, unknown>,
     })),
-    artifacts: input.artifacts.map(({ content: _content, ...rest }) => rest),
+    // Named, not `...rest`: that would read (and render) every file's content.
+    artifacts: input.artifacts.map(({ kind, node, path }) => ({ kind, node, path })),
     outputs: input.outputs,
     notes: [STAND_IN_NOTE],
     ...(hub.kubernetes ? { kubernetes: kubernetesSummary(hub) } : {}),
     ...(hub.tier === "local" || hub.tier === "k8s" ? {} : { ssh: sshSummary(hub.gateway.adminCidrs) }),
-    ...(hub.tier !== "k8s" && gpuBootImage(hub) ? { gpuImage: gpuBootImage(hub) } : {}),
+    ...gpuImageOf(hub),
   };
+}
+
+function gpuImageOf(hub: HubConfig): { gpuImage?: GpuBootImage } {
+  const gpuImage = hub.tier === "k8s" ? undefined : gpuBootImage(hub);
+  return gpuImage ? { gpuImage } : {};
 }
 
 /** In the cluster only the gateway is reachable from outside, through the load balancer's 80 and 443. */

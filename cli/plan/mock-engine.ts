@@ -1,7 +1,7 @@
-import { createHash, createPrivateKey } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import * as sshpk from "sshpk";
-import { SECRET_PLACEHOLDER } from "../../infra/artifacts";
+import { type RenderedArtifact, SECRET_PLACEHOLDER } from "../../infra/artifacts";
 import { PROJECT } from "../../stacks/settings";
 
 /**
@@ -69,6 +69,17 @@ export function presentValue(value: unknown, keepSecrets: boolean): unknown {
   return value;
 }
 
+/** PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410): a fixed 16-byte prefix, then the 32 bytes. */
+const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+
+/**
+ * The stand-in keys of this process by their PEM, as Node's crypto and sshpk hold them: the
+ * certificate stand-in signs with the key it names without parsing it again. sshpk's own Ed25519
+ * (tweetnacl, pure JavaScript) takes about 10 ms to derive a public key and as much to sign; Node's
+ * crypto gives the same bytes (Ed25519 is deterministic) in well under one.
+ */
+const standInKeys = new Map<string, { readonly node: KeyObject; readonly ssh: sshpk.PrivateKey }>();
+
 /**
  * A stand-in for tls.PrivateKey (ED25519): a real key pair, derived from the stack and resource
  * name so a plan renders the same files every time. Never deployed; only the offline plan and
@@ -81,18 +92,58 @@ export function standInEd25519(seedText: string): {
   publicKeyPem: string;
 } {
   const seed = createHash("sha256").update(`inference-hub mock host key: ${seedText}`).digest();
-  // PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410): fixed 16-byte prefix, then the 32 bytes.
-  const der = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]);
-  const pem = createPrivateKey({ key: der, format: "der", type: "pkcs8" })
-    .export({ format: "pem", type: "pkcs8" })
-    .toString();
-  const key = sshpk.parsePrivateKey(pem, "pem");
+  const node = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: "der", type: "pkcs8" });
+  const pem = node.export({ format: "pem", type: "pkcs8" }).toString();
+  // The public point: the last 32 bytes of the SubjectPublicKeyInfo (RFC 8410).
+  const publicPoint = createPublicKey(node).export({ format: "der", type: "spki" }).subarray(-32);
+  const key = new sshpk.PrivateKey({
+    type: "ed25519",
+    parts: [
+      { name: "A", data: publicPoint },
+      { name: "k", data: seed },
+    ],
+  });
+  // The comment sshpk gives a key it parses from PEM: the OpenSSH file stays the one it wrote before.
+  key.comment = "(unnamed)";
+  standInKeys.set(pem, { node, ssh: key });
   return {
     privateKeyOpenssh: key.toString("openssh"),
     publicKeyOpenssh: `${key.toPublic().toString("ssh").split(" ").slice(0, 2).join(" ")}\n`,
     privateKeyPem: pem,
     publicKeyPem: key.toPublic().toString("pem"),
   };
+}
+
+/**
+ * The key sshpk signs a certificate with, signing through Node's crypto (sshpk.Certificate calls
+ * createSign(), write() and sign() on the key it is given; the signature is the same bytes).
+ */
+function signingThroughNode(pem: string): sshpk.PrivateKey {
+  let known = standInKeys.get(pem);
+  if (!known) {
+    // A key the stand-in did not make (a test's own PEM): parsed once, then signed as any other.
+    const node = createPrivateKey(pem);
+    known = { node, ssh: sshpk.parsePrivateKey(pem, "pem") };
+    standInKeys.set(pem, known);
+  }
+  if (known.ssh.type !== "ed25519") return known.ssh;
+  const { node, ssh } = known;
+  return Object.create(ssh, {
+    createSign: {
+      value: () => {
+        const chunks: Buffer[] = [];
+        return {
+          write: (chunk: Buffer) => void chunks.push(chunk),
+          update: (chunk: Buffer) => void chunks.push(chunk),
+          sign: () => {
+            const signature = sshpk.parseSignature(sign(null, Buffer.concat(chunks), node), "ed25519", "raw");
+            signature.hashAlgorithm = "sha512";
+            return signature;
+          },
+        };
+      },
+    },
+  }) as sshpk.PrivateKey;
 }
 
 /**
@@ -107,9 +158,8 @@ function standInSelfSignedCert(inputs: Record<string, unknown>): string {
   const names = unwrap(inputs.dnsNames);
   const host = Array.isArray(names) && typeof names[0] === "string" ? names[0] : "localhost";
   if (typeof pem !== "string") return "";
-  const key = sshpk.parsePrivateKey(pem, "pem");
   return sshpk
-    .createSelfSignedCertificate(sshpk.identityForHost(host), key, {
+    .createSelfSignedCertificate(sshpk.identityForHost(host), signingThroughNode(pem), {
       validFrom: new Date("2026-01-01T00:00:00Z"),
       validUntil: new Date("2099-01-01T00:00:00Z"),
       serial: Buffer.from([1]),
@@ -306,6 +356,35 @@ async function unwrap(output: pulumi.Output<unknown>): Promise<unknown> {
   if (!isKnown) return UNKNOWN;
   const value = await (output as unknown as { promise(): Promise<unknown> }).promise();
   return isSecret ? { [SIG_KEY]: SECRET_SIG, value } : value;
+}
+
+/**
+ * A rendered file as the plan shows it (infra/artifacts.ts): its text, secrets masked and unknowns
+ * marked; a file rendered from a value is rendered on first read of `content`, from the value as
+ * an apply would see it.
+ */
+export async function presentArtifact(
+  artifact: RenderedArtifact,
+): Promise<{ readonly kind: string; readonly node: string; readonly path: string; readonly content: string }> {
+  const { kind, node, path } = artifact;
+  const text = (value: unknown) => (typeof value === "string" ? value : JSON.stringify(value, null, 2));
+  if (!artifact.render) return { kind, node, path, content: text(await presentInput(artifact.content)) };
+  const output = pulumi.output(artifact.content);
+  const whole = await unwrap(output);
+  // An apply over an unknown or secret value is unknown or secret as a whole.
+  if (whole === UNKNOWN || (whole as Record<string, unknown>)?.[SIG_KEY] === SECRET_SIG)
+    return { kind, node, path, content: text(presentValue(whole, false)) };
+  const { render } = artifact;
+  let rendered: string | undefined;
+  return {
+    kind,
+    node,
+    path,
+    get content() {
+      rendered ??= render(whole as Record<string, unknown>);
+      return rendered;
+    },
+  };
 }
 
 /** An Input's value as the plan shows it: secrets masked, unknowns marked. */

@@ -19,7 +19,7 @@ import {
   Warning,
 } from "../../stacks";
 import { withEnvironments, type EscOpen } from "./esc";
-import { presentInput, runUnderMocks, RecordedResource } from "./mock-engine";
+import { presentArtifact, runUnderMocks, RecordedResource } from "./mock-engine";
 import { buildPlanDocument, FailedPlanDocument, PLAN_SCHEMA_VERSION, PlanArtifact, PlanDocument } from "./document";
 
 import { availableStacks } from "./stack-files";
@@ -142,15 +142,7 @@ export async function planFromText(
           { ...config },
           secretKeys,
         );
-        for (const a of takeArtifacts()) {
-          const content = await presentInput(a.content);
-          artifacts.push({
-            kind: a.kind,
-            node: a.node,
-            path: a.path,
-            content: typeof content === "string" ? content : JSON.stringify(content, null, 2),
-          });
-        }
+        for (const a of takeArtifacts()) artifacts.push(await presentArtifact(a));
         return result;
       }, options.timeoutMs ?? PROGRAM_TIMEOUT_MS),
     );

@@ -283,8 +283,17 @@ export function seriesNames(family: MetricFamily): string[] {
     : [family.name];
 }
 
+/** Every series name to the job exporting it, the first program in PROGRAM_METRICS order; built on first use. */
+let exporters: Map<string, ScrapeJob | "scrape"> | undefined;
+
 /** Which job exports a series name, or "scrape" for the series Prometheus adds to every target; undefined if none does. */
 export function jobExporting(series: string): ScrapeJob | "scrape" | undefined {
-  if (SCRAPE_SERIES.some((s) => s.name === series)) return "scrape";
-  return PROGRAM_METRICS.find((p) => p.families.some((fam) => seriesNames(fam).includes(series)))?.job;
+  // Each dashboard query asks for several names: one index instead of a scan of the catalogue per name.
+  if (!exporters) {
+    exporters = new Map(SCRAPE_SERIES.map((s) => [s.name, "scrape" as const]));
+    for (const p of PROGRAM_METRICS)
+      for (const fam of p.families)
+        for (const name of seriesNames(fam)) if (!exporters.has(name)) exporters.set(name, p.job);
+  }
+  return exporters.get(series);
 }

@@ -1,7 +1,7 @@
 import { takeArtifacts } from "../../infra/artifacts";
 import type { DeployEnvironment } from "../../infra/environment";
 import { hubProgram } from "../../infra/program";
-import { presentInput, RecordedResource, runUnderMocks } from "../../cli/plan/mock-engine";
+import { presentArtifact, RecordedResource, runUnderMocks } from "../../cli/plan/mock-engine";
 import { engineConfig } from "../../stacks/load";
 import { PROJECT } from "../../stacks/settings";
 import { testEnvironment } from "./deploy-env";
@@ -43,8 +43,7 @@ export async function runProgram(
     Object.keys(opts.secrets ?? {}).map((k) => `${PROJECT}:${k}`),
   );
   const artifacts = [];
-  for (const a of takeArtifacts())
-    artifacts.push({ kind: a.kind, node: a.node, path: a.path, content: String(await presentInput(a.content)) });
+  for (const a of takeArtifacts()) artifacts.push(await presentArtifact(a));
   const byType = (type: string) => run.resources.filter((r) => r.type === type);
   const one = (type: string, name: string) => {
     const found = run.resources.find((r) => r.type === type && r.name === name);

@@ -6,12 +6,14 @@
  *
  * - Every npm package stays external, loaded from node_modules at run time: Pulumi's mock engine
  *   is process-global, and a second, bundled copy of @pulumi/pulumi would silently miss the mocks.
- *   A script requires only the packages whose code it uses.
+ *   A script requires only the packages whose code it uses. The exceptions are BUNDLED_PACKAGES:
+ *   plain libraries of many small files, compiled in (see there).
  * - `__dirname`/`__filename` keep meaning the source file's directory and path (the code finds the
  *   project root and the gatekeeper's entry point through them), wherever .build/ sits.
- * - The gatekeeper and the controller are bundled once here, each by its own bundling function
- *   (programs/gatekeeper/bundle.ts bundleGatekeeper(), programs/autoscaler/controller/bundle.ts),
- *   and its text is inlined: the plan no longer starts esbuild on every run.
+ * - Every program the plan ships into a container (the gatekeeper, the controller, the embeddings
+ *   front, the sandbox API and front) is bundled once here, by its own bundling function
+ *   (programs/<name>/bundle.ts), into .build/program.<function>.js, which that function then reads:
+ *   the plan never starts esbuild itself, and a script does not parse 3 MB of programs it may not ship.
  * - Outputs are written to a temporary directory and renamed into .build/ after the manifest has
  *   been removed; the manifest is written last. A crash at any point leaves no manifest, so the next
  *   run builds again instead of running a half-written output.
@@ -36,10 +38,15 @@ const {
 
 /** The module that bundles the gatekeeper at plan time; compiled scripts get its output prebuilt. */
 const GATEKEEPER_BUNDLER = "programs/gatekeeper/bundle.ts";
-/** Every program bundled into its container at plan time: the module, and its bundling function. */
+/**
+ * Every program bundled into its container at plan time: the module, and its bundling functions.
+ * A module missing here costs each plan that deploys its program an esbuild run (0.15-0.35 s).
+ */
 const PROGRAM_BUNDLERS = [
-  { name: "gatekeeper", file: GATEKEEPER_BUNDLER, fn: "bundleGatekeeper" },
-  { name: "controller", file: "programs/autoscaler/controller/bundle.ts", fn: "bundleController" },
+  { name: "gatekeeper", file: GATEKEEPER_BUNDLER, fns: ["bundleGatekeeper"] },
+  { name: "controller", file: "programs/autoscaler/controller/bundle.ts", fns: ["bundleController"] },
+  { name: "embeddings", file: "programs/embeddings/bundle.ts", fns: ["bundleEmbeddingsFront"] },
+  { name: "sandbox", file: "programs/sandbox/bundle.ts", fns: ["bundleSandboxApi", "bundleSandboxFront"] },
 ];
 
 class BuildError extends Error {}
@@ -99,15 +106,18 @@ function sourcePathsPlugin(outDir) {
   };
 }
 
+/** Where the build keeps a bundling function's text, in the output directory. @param {string} fn */
+const programFile = (fn) => `program.${fn}.js`;
+
 /**
- * Replaces a program's bundling function (bundleGatekeeper(), bundleController()) with one
- * that returns the text bundled at build time; every other
+ * Replaces a module's bundling functions (bundleGatekeeper(), bundleController(), ...) with ones
+ * that read the text bundled at build time (programFile, beside the script); every other
  * export of the module is the real one (and the real module, with its esbuild import, is dropped
  * from a script that uses none of them).
- * @param {string} root @param {string} outDir @param {{ name: string, file: string, fn: string }} bundler @param {string} text
+ * @param {string} root @param {string} outDir @param {{ name: string, file: string, fns: string[] }} bundler
  * @returns {import("esbuild").Plugin}
  */
-function prebuiltBundlePlugin(root, outDir, bundler, text) {
+function prebuiltBundlePlugin(root, outDir, bundler) {
   const file = path.join(root, bundler.file);
   const resolveDir = path.dirname(file);
   const original = `prebuilt-${bundler.name}:original`;
@@ -123,7 +133,12 @@ function prebuiltBundlePlugin(root, outDir, bundler, text) {
       }));
       build.onLoad({ filter: /\.ts$/ }, (args) => {
         if (args.path !== file) return undefined;
-        const contents = `// Bundled once by tools/build/compile.cjs with this module's own ${bundler.fn}().\nexport * from "${original}";\nexport function ${bundler.fn}(): string {\n  return ${JSON.stringify(text)};\n}\n`;
+        // __hubBundleDir: the script's own directory (BANNER).
+        const fns = bundler.fns.map(
+          (fn) =>
+            `export function ${fn}(): string {\n  return readFileSync(join(__hubBundleDir, ${JSON.stringify(programFile(fn))}), "utf8");\n}\n`,
+        );
+        const contents = `// Bundled once by tools/build/compile.cjs with this module's own ${bundler.fns.join(", ")}.\nimport { readFileSync } from "node:fs";\nimport { join } from "node:path";\nexport * from "${original}";\n${fns.join("")}`;
         return { contents, loader: "ts", resolveDir };
       });
     },
@@ -131,17 +146,53 @@ function prebuiltBundlePlugin(root, outDir, bundler, text) {
 }
 
 /**
- * Every package stays external, and a script loads only the packages it uses: an import whose
+ * Packages compiled into the scripts instead of loaded from node_modules, with what they import.
+ * Node 20 resolves, reads and compiles every file of a package on its own, and these are pure
+ * JavaScript of many small files that share no state with another package: zod (95 files), yaml
+ * (72), sshpk with its dependencies (33). Loading them cost the plan about 70 ms, compiled in about
+ * 30 (`npm run bench`). Never a Pulumi package (one copy of the SDK, see above); the lock files
+ * (PROJECT_INPUTS) pin their versions, so an install that changes them rebuilds.
+ */
+const BUNDLED_PACKAGES = ["zod", "yaml", "sshpk"];
+
+/** The package a node_modules path belongs to ("@scope/name" or "name"). @param {string} file */
+const packageOf = (file) => /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(file.split(path.sep).join("/"))?.[1];
+
+/**
+ * BUNDLED_PACKAGES and every package they depend on, as installed under root.
+ * @param {string} root @returns {Set<string>}
+ */
+function bundledClosure(root) {
+  const found = new Set();
+  const visit = (/** @type {string} */ name) => {
+    if (found.has(name)) return;
+    found.add(name);
+    const manifest = path.join(root, "node_modules", name, "package.json");
+    if (!fs.existsSync(manifest)) return;
+    for (const dep of Object.keys(JSON.parse(fs.readFileSync(manifest, "utf8")).dependencies ?? {})) visit(dep);
+  };
+  for (const name of BUNDLED_PACKAGES) visit(name);
+  return found;
+}
+
+/**
+ * Every package but BUNDLED_PACKAGES stays external, and a script loads only the packages it uses: an import whose
  * bindings are all unused (plan-diff reaches a module that imports @pulumi/pulumi for code it never
  * calls) is dropped instead of costing its require(). No source imports a package for its side
  * effects alone (`import "x"`); such an import would be dropped too.
  * @returns {import("esbuild").Plugin}
  */
-function externalPackagesPlugin() {
+function externalPackagesPlugin(/** @type {Set<string>} */ bundledPackages) {
   return {
     name: "external-packages",
     setup(build) {
-      build.onResolve({ filter: /^[^./]/ }, (args) => ({ path: args.path, external: true, sideEffects: false }));
+      build.onResolve({ filter: /^[^./]/ }, (args) => {
+        // esbuild's own resolution: a bundled package, and what it imports (Node's built-ins stay external).
+        if (BUNDLED_PACKAGES.some((p) => args.path === p || args.path.startsWith(`${p}/`))) return undefined;
+        const importer = packageOf(args.importer);
+        if (importer && bundledPackages.has(importer)) return undefined;
+        return { path: args.path, external: true, sideEffects: false };
+      });
     },
   };
 }
@@ -184,7 +235,6 @@ async function compile(options = {}) {
     platform: "node",
     target: "node20",
     format: "cjs",
-    packages: "external",
     absWorkingDir: root,
     banner: { js: BANNER },
     define: DEFINE,
@@ -200,21 +250,24 @@ async function compile(options = {}) {
     for (const bundler of PROGRAM_BUNDLERS) {
       if (!fs.existsSync(path.join(root, bundler.file))) continue;
       const out = `${bundler.name}-bundler`;
-      let text;
       try {
         await esbuild.build({
           ...common,
           entryPoints: { [out]: path.join(root, bundler.file) },
           outdir: tmp,
+          // Run here once, from this node_modules: nothing compiled in.
+          packages: "external",
           plugins: [sourcePathsPlugin(tmp)],
         });
-        text = require(path.join(tmp, `${out}.js`))[bundler.fn]();
+        const module = require(path.join(tmp, `${out}.js`));
+        for (const fn of bundler.fns) fs.writeFileSync(path.join(tmp, programFile(fn)), module[fn]());
       } catch (err) {
         throw new BuildError(`bundling the ${bundler.name} (${bundler.file}) failed:\n${esbuildMessages(err)}`);
       }
       fs.rmSync(path.join(tmp, `${out}.js`));
-      prebuilt.push(prebuiltBundlePlugin(root, outDir, bundler, text));
+      prebuilt.push(prebuiltBundlePlugin(root, outDir, bundler));
     }
+    const allowed = bundledClosure(root);
     let result;
     try {
       result = await esbuild.build({
@@ -224,28 +277,43 @@ async function compile(options = {}) {
         ),
         outdir: tmp,
         sourcemap: "linked",
-        plugins: [...prebuilt, externalPackagesPlugin(), sourcePathsPlugin(outDir)],
+        plugins: [...prebuilt, externalPackagesPlugin(allowed), sourcePathsPlugin(outDir)],
       });
     } catch (err) {
       throw new BuildError(`compiling the entries (cli/*.ts, bench/*.ts) failed:\n${esbuildMessages(err)}`);
     }
     const bundled = Object.keys(result.metafile?.inputs ?? {});
-    const bundledPackages = bundled.filter((p) => p.includes("node_modules/"));
-    if (bundledPackages.length > 0)
+    /** @type {Map<string, string>} a package compiled in that must not be, and its first file */
+    const refused = new Map();
+    for (const input of bundled) {
+      const name = packageOf(input);
+      if (name !== undefined && !allowed.has(name) && !refused.has(name)) refused.set(name, input);
+    }
+    if (refused.size > 0)
       throw new BuildError(
-        `packages must stay external (one copy of @pulumi/pulumi, loaded from node_modules), but these were bundled: ${bundledPackages.slice(0, 5).join(", ")}`,
+        `packages must stay external (one copy of @pulumi/pulumi, loaded from node_modules; only ${BUNDLED_PACKAGES.join(", ")} are compiled in), but these were bundled: ${[
+          ...refused,
+        ]
+          .slice(0, 5)
+          .map(([name, input]) => `${name} (${input})`)
+          .join(", ")}`,
       );
-    // Virtual modules ("namespace:path") are not files.
-    const newExtras = bundled.filter((rel) => !/^[\w-]+:/.test(rel) && !(rel in inputs));
+    // Virtual modules ("namespace:path") are not files; packages are pinned by the lock files.
+    const newExtras = bundled.filter((rel) => !/^[\w-]+:/.test(rel) && !packageOf(rel) && !(rel in inputs));
     Object.assign(inputs, recordInputs(newExtras, root));
 
     const outputs = fs.readdirSync(tmp).sort();
     fs.mkdirSync(outDir, { recursive: true });
     fs.rmSync(path.join(outDir, MANIFEST_FILE), { force: true });
     for (const file of outputs) fs.renameSync(path.join(tmp, file), path.join(outDir, file));
-    // Outputs of scripts that no longer exist, and a crashed build's unfinished manifest.
+    // Outputs of scripts that no longer exist, a crashed build's unfinished manifest, and the V8
+    // code caches of the last build (tools/build/code-cache.cjs: never used again).
     for (const file of fs.readdirSync(outDir))
-      if ((/\.js(?:\.map)?$/.test(file) && !outputs.includes(file)) || file.startsWith(`${MANIFEST_FILE}.tmp-`))
+      if (
+        (/\.js(?:\.map)?$/.test(file) && !outputs.includes(file)) ||
+        file.startsWith(`${MANIFEST_FILE}.tmp-`) ||
+        /\.v8cache(?:\.tmp-\d+)?$/.test(file)
+      )
         fs.rmSync(path.join(outDir, file), { force: true });
     /** @type {import("./freshness.cjs").Manifest} */
     const manifest = {
@@ -335,4 +403,4 @@ async function cli() {
 
 if (require.main === module) cli().then((code) => (process.exitCode = code));
 
-module.exports = { compile, ensureBuilt, discoverEntries, BuildError, GATEKEEPER_BUNDLER };
+module.exports = { compile, ensureBuilt, discoverEntries, BuildError, GATEKEEPER_BUNDLER, BUNDLED_PACKAGES };
