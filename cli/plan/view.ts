@@ -180,13 +180,17 @@ export function renderPlan(doc: PlanDocument): string {
     out.push(
       section(`Resources (${doc.resources.length}, as a preview would create them)`, resourceTree(doc.resources)),
     );
-  if (doc.artifacts.length)
+  if (doc.artifacts.length) {
+    // As wide as the longest kind and node, so "prometheus-targets" keeps its column.
+    const kindWidth = Math.max(...doc.artifacts.map((a) => a.kind.length));
+    const nodeWidth = Math.max(8, ...doc.artifacts.map((a) => a.node.length));
     out.push(
       section(
         "Rendered artifacts",
-        doc.artifacts.map((a) => `${a.kind.padEnd(16)} ${a.node.padEnd(8)} ${a.path}`).join("\n"),
+        doc.artifacts.map((a) => `${a.kind.padEnd(kindWidth)} ${a.node.padEnd(nodeWidth)} ${a.path}`).join("\n"),
       ),
     );
+  }
   return out.join("\n");
 }
 
