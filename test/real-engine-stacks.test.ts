@@ -87,12 +87,27 @@ describe.skipIf(Boolean(missing))(
 
     const stackFile = (name: string) => path.join(rig.projectDir, `Pulumi.${name}.yaml`);
 
-    const SHIPPED = [
+    const SHIPPED: {
+      label: string;
+      stack: string;
+      from?: string;
+      settings?: Record<string, string>;
+      /** A URN the setting must add. */
+      registers?: RegExp;
+    }[] = [
       { label: "cpu", stack: "cpu" },
       { label: "gpu", stack: "gpu" },
       { label: "hybrid (GPU off)", stack: "hybrid" },
       // The hybrid file as a user turns the GPU on, as its own comment says: pulumi config set gpuEnabled true
-      { label: "hybrid with the GPU on", stack: "hybrid-on", from: "hybrid", gpuOn: true },
+      { label: "hybrid with the GPU on", stack: "hybrid-on", from: "hybrid", settings: { gpuEnabled: "true" } },
+      // No shipped file turns the sandbox on: its node, firewall and exporter, as `pulumi config set sandbox on` would.
+      {
+        label: "cpu with the sandbox on",
+        stack: "cpu-sandbox",
+        from: "cpu",
+        settings: { sandbox: "on" },
+        registers: /::sandbox-node-exporter$/,
+      },
       { label: "multigpu", stack: "multigpu" },
       { label: "local", stack: "local" },
       // Not k8s: the stand-ins cannot serve @pulumi/kubernetes (yaml/v2 ConfigFile is a component the
@@ -106,11 +121,13 @@ describe.skipIf(Boolean(missing))(
         it(`${shipped.label}: the CLI takes the stack file as shipped, and the engine registers exactly what the offline plan shows`, async () => {
           if (shipped.from) copyFileSync(stackFile(shipped.from), stackFile(shipped.stack));
           const stack = await rig.stack(shipped.stack);
-          if (shipped.gpuOn) await stack.setConfig("gpuEnabled", { value: "true" });
+          for (const [key, value] of Object.entries(shipped.settings ?? {})) await stack.setConfig(key, { value });
           const result = await preview(stack);
           expect(result.output).not.toMatch(/missing configuration value/);
           expect(result.ok, result.output).toBe(true);
           expect(result.steps.every((s) => s.op === "create")).toBe(true);
+          if (shipped.registers)
+            expect(programUrns(result.steps).some((urn) => shipped.registers!.test(urn))).toBe(true);
 
           // The offline plan (Pulumi's mock engine) of the same file, as `npm run plan` prints it.
           const planRun = await runToEnd(process.execPath, [
