@@ -5,6 +5,7 @@ import { hubServiceSpecs } from "./index";
 import {
   AUTO_UPGRADES,
   AUTO_UPGRADES_PATH,
+  cloudInitFile,
   DOCKER_DAEMON_CONFIG,
   DOCKER_DAEMON_JSON_PATH,
   NVIDIA_HOLD,
@@ -60,13 +61,7 @@ export function gpuNodeImages(hub: HubConfig): string[] {
 
 /** The cloud-config the build droplet runs: the shared set-up, the pulls, the marker; cloud-init then powers it off. */
 export function bakeCloudConfig(vendor: "nvidia" | "amd", images: readonly string[]): Record<string, unknown> {
-  const file = (path: string, content: string, defer = false) => ({
-    path,
-    content,
-    owner: "root:root",
-    permissions: "0644",
-    ...(defer ? { defer: true } : {}),
-  });
+  const file = (path: string, content: string, defer = false) => cloudInitFile(path, content, "0644", defer);
   return {
     package_update: true,
     packages: ["docker.io", "unattended-upgrades"],

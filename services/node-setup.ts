@@ -217,15 +217,18 @@ export const NVIDIA_HOLD = [
 const AMD_DEVICE_CHECK =
   '[ -c /dev/kfd ] && [ -d /dev/dri ] || echo "inference-hub: ERROR /dev/kfd or /dev/dri missing: the ROCm (amdgpu) kernel driver is not loaded, containers will see no GPU" >&2';
 
+/** One cloud-init write_files entry, root-owned; `defer` writes it after packages are installed. */
+export const cloudInitFile = (path: string, content: string, permissions = "0644", defer = false) => ({
+  path,
+  content,
+  owner: "root:root",
+  permissions,
+  ...(defer ? { defer: true } : {}),
+});
+
 export function cloudInitDocument(input: NodeSetupInput): Record<string, unknown> {
   const gpu = checkInput(input);
-  const file = (path: string, content: string, permissions = "0644", defer = false) => ({
-    path,
-    content,
-    owner: "root:root",
-    permissions,
-    ...(defer ? { defer: true } : {}),
-  });
+  const file = cloudInitFile;
 
   const baked = input.baked === true && gpu !== undefined;
   const writeFiles = [

@@ -6,7 +6,14 @@ import { SANDBOX_NODE_RUNTIME } from "../programs/sandbox/bundle";
 import { CPU_NODE_NAME, type HubConfig } from "../stacks/hub-config";
 import { GATEKEEPER_CONTAINER, GATEKEEPER_PORT } from "./auth";
 import { NODE_IMAGE } from "./images";
-import { AUTO_UPGRADES, AUTO_UPGRADES_PATH, CPU_CACHE_MOUNT, SSHD_DROP_IN, SSHD_DROP_IN_PATH } from "./node-setup";
+import {
+  AUTO_UPGRADES,
+  AUTO_UPGRADES_PATH,
+  CPU_CACHE_MOUNT,
+  cloudInitFile,
+  SSHD_DROP_IN,
+  SSHD_DROP_IN_PATH,
+} from "./node-setup";
 import {
   nodeExporterBuildScript,
   nodeExporterUnit,
@@ -207,13 +214,7 @@ export function sandboxCloudInitDocument(hostKey?: {
   readonly privateKey: string;
   readonly publicKey: string;
 }): Record<string, unknown> {
-  const file = (path: string, content: string, permissions = "0644", defer = false) => ({
-    path,
-    content,
-    owner: "root:root",
-    permissions,
-    ...(defer ? { defer: true } : {}),
-  });
+  const file = cloudInitFile;
   return {
     package_update: true,
     // nodejs runs the API (the bundle targets Debian 13's Node 20); debootstrap builds the languages'
