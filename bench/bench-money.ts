@@ -9,6 +9,7 @@ import type { Fetcher } from "../programs/autoscaler/controller/signals";
 import { JsonStore } from "../programs/autoscaler/controller/store";
 import { DEMAND_METRIC } from "../programs/autoscaler/demand";
 import { table } from "../cli/plan/view";
+import { controllerFile } from "../test/helpers/autoscaler";
 
 /**
  * The spend guard under each fault: the bundled logic of the controller (its real loop, ledger
@@ -101,34 +102,19 @@ interface Outcome {
 async function run(fault: Fault): Promise<Outcome> {
   const dir = mkdtempSync(path.join(tmpdir(), "bench-money-"));
   const configFile = path.join(dir, "autoscaler.json");
-  const base = (extra: Partial<ControllerFile> = {}): ControllerFile => ({
-    version: 1,
-    stack: "bench",
-    tier: "hybrid",
-    tickSeconds: TICK_S,
-    policy: {
-      minNodes: 0,
-      maxNodes: 1,
-      idleSeconds: 600,
-      targetLoad: 0.8,
-      predictive: false,
-      gpuWindows: [],
-      replicaCapacity: 37,
-      coldStartSeconds: 870,
-      restartCostSeconds: 810,
-      nodeHourlyUsd: HOURLY,
-      gpuBudgetUsd: BUDGET,
-    },
-    timing: { pipelineSeconds: 120, createSeconds: 0, destroySeconds: 0 },
-    demand: { metricsUrl: "http://gatekeeper.bench/metrics" },
-    replicas: [{ node: "gpu-0", metricsUrl: "http://gpu-0.bench/metrics", healthUrl: "http://gpu-0.bench/health" }],
-    fallback: false,
-    pin: null,
-    dispatch: null,
-    billingCrossCheck: false,
-    fixedMonthlyUsd: 0,
-    ...extra,
-  });
+  // The tests' hybrid controller file (test/helpers/autoscaler.ts), with the benchmark's prices, tick and no dispatch.
+  const base = (extra: Partial<ControllerFile> = {}): ControllerFile => {
+    const file = controllerFile({ demandUrl: "http://gatekeeper.bench", replicaUrls: ["http://gpu-0.bench"] });
+    return {
+      ...file,
+      stack: "bench",
+      tickSeconds: TICK_S,
+      policy: { ...file.policy, nodeHourlyUsd: HOURLY, gpuBudgetUsd: BUDGET },
+      timing: { pipelineSeconds: 120, createSeconds: 0, destroySeconds: 0 },
+      dispatch: null,
+      ...extra,
+    };
+  };
   const ok = (text: string) => ({ status: 200, text, headers: { get: () => null } });
   const world: World = {
     now: START,
