@@ -225,10 +225,6 @@ export function traefikStaticConfig(hub: HubConfig): Record<string, unknown> {
       },
     },
     serversTransport: { forwardingTimeouts: { ...FORWARDING_TIMEOUTS } },
-    // FastProxy, not Go's httputil.ReverseProxy, for every backend: through the latter about one
-    // streamed completion in a hundred on a kept-alive client connection was cut after its first
-    // chunks (docs/real-engine.md "Streams cut mid-way": 5 of 600 through the gateway, 0 with it).
-    experimental: { fastProxy: {} },
     ...(domain
       ? {
           certificatesResolvers: {
